@@ -1,0 +1,1 @@
+"""The emulated Windows kernel network stack. Knows nothing of the debugger."""

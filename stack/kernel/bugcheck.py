@@ -1,0 +1,152 @@
+"""Bug checks: the emulated machine stops with a real code and four parameters.
+
+`KeBugCheckEx` raises `KernelBugCheck`, a BaseException so that a driver's
+`except Exception` cannot swallow it; the scheduler catches it at the event
+boundary, records a `BugCheckInfo` and halts the world.  Nothing escapes to
+the debugger: it inspects the frozen machine instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IRQL_NOT_GREATER_OR_EQUAL = 0x09
+IRQL_NOT_LESS_OR_EQUAL = 0x0A
+SPIN_LOCK_ALREADY_OWNED = 0x0F
+KMODE_EXCEPTION_NOT_HANDLED = 0x1E
+NO_MORE_IRP_STACK_LOCATIONS = 0x35
+MULTIPLE_IRP_COMPLETE_REQUESTS = 0x44
+PAGE_FAULT_IN_NONPAGED_AREA = 0x50
+PROCESS_HAS_LOCKED_PAGES = 0x76
+BAD_POOL_CALLER = 0xC2
+DRIVER_VERIFIER_DETECTED_VIOLATION = 0xC4
+IRQL_UNEXPECTED_VALUE = 0xC8
+DRIVER_VERIFIER_IOMANAGER_VIOLATION = 0xC9
+DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
+MANUALLY_INITIATED_CRASH = 0xE2
+
+BUGCHECK_NAMES = {
+    IRQL_NOT_GREATER_OR_EQUAL: "IRQL_NOT_GREATER_OR_EQUAL",
+    IRQL_NOT_LESS_OR_EQUAL: "IRQL_NOT_LESS_OR_EQUAL",
+    SPIN_LOCK_ALREADY_OWNED: "SPIN_LOCK_ALREADY_OWNED",
+    KMODE_EXCEPTION_NOT_HANDLED: "KMODE_EXCEPTION_NOT_HANDLED",
+    NO_MORE_IRP_STACK_LOCATIONS: "NO_MORE_IRP_STACK_LOCATIONS",
+    MULTIPLE_IRP_COMPLETE_REQUESTS: "MULTIPLE_IRP_COMPLETE_REQUESTS",
+    PAGE_FAULT_IN_NONPAGED_AREA: "PAGE_FAULT_IN_NONPAGED_AREA",
+    PROCESS_HAS_LOCKED_PAGES: "PROCESS_HAS_LOCKED_PAGES",
+    BAD_POOL_CALLER: "BAD_POOL_CALLER",
+    DRIVER_VERIFIER_DETECTED_VIOLATION: "DRIVER_VERIFIER_DETECTED_VIOLATION",
+    IRQL_UNEXPECTED_VALUE: "IRQL_UNEXPECTED_VALUE",
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
+    DRIVER_IRQL_NOT_LESS_OR_EQUAL: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+    MANUALLY_INITIATED_CRASH: "MANUALLY_INITIATED_CRASH",
+}
+
+# Driver Verifier subcodes (Parameter 1) used by the emulator.
+C4_RAISE_IRQL_INVALID = 0x30
+C4_LOWER_IRQL_INVALID = 0x31
+C4_POOL_LEAK_ON_UNLOAD = 0x62
+C4_MDL_FREED_LOCKED = 0x1040  # emulator-defined: IoFreeMdl with MDL_PAGES_LOCKED still set
+C4_MDL_FREED_MAPPED = 0x1041  # emulator-defined: IoFreeMdl with MDL_MAPPED_TO_SYSTEM_VA still set
+C4_PROBE_NONPAGED_MDL = 0xB0
+C9_COMPLETE_PENDING = 0x06
+C9_CALL_ABOVE_DISPATCH = 0x10
+C9_FREE_IRP_WITH_THREAD = 0x02
+
+# A short explanation of each code and its parameters, in the style `!analyze -v` prints.
+BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
+    IRQL_NOT_LESS_OR_EQUAL: (
+        "An attempt was made to access a pageable (or completely invalid) address at an\n"
+        "interrupt request level (IRQL) that is too high, or to wait at DISPATCH_LEVEL.",
+        ("memory referenced", "IRQL", "bitfield: bit 0 - 0 = read, 1 = write", "address which referenced memory"),
+    ),
+    DRIVER_IRQL_NOT_LESS_OR_EQUAL: (
+        "An attempt was made to access a pageable (or completely invalid) address at an\n"
+        "interrupt request level (IRQL) that is too high.  This is usually\n"
+        "caused by drivers using improper addresses.",
+        ("memory referenced", "IRQL", "value 0 = read operation, 1 = write operation", "address which referenced memory"),
+    ),
+    MULTIPLE_IRP_COMPLETE_REQUESTS: (
+        "A driver has requested that an IRP be completed (IoCompleteRequest()), but\n"
+        "the packet has already been completed.  This is a tough bug to find because\n"
+        "the easiest case, a driver actually attempted to complete its own packet\n"
+        "twice, is generally not what happened.",
+        ("Address of the IRP", "Reserved", "Reserved", "Reserved"),
+    ),
+    NO_MORE_IRP_STACK_LOCATIONS: (
+        "A higher level driver has attempted to call a lower level driver through\n"
+        "the IoCallDriver() interface, but there are no more stack locations in the\n"
+        "packet, hence, the lower level driver would not be able to access its\n"
+        "parameters, as there are no parameters for it.",
+        ("Address of the IRP", "Reserved", "Reserved", "Reserved"),
+    ),
+    BAD_POOL_CALLER: (
+        "The current thread is making a bad pool request.  Typically this is at a bad IRQL level\n"
+        "or double freeing the same allocation, etc.",
+        ("Type of pool violation the caller is guilty of.", "", "", ""),
+    ),
+    DRIVER_VERIFIER_DETECTED_VIOLATION: (
+        "A device driver attempting to corrupt the system has been caught.  This is\n"
+        "because the driver was specified in the registry as being suspect (by the\n"
+        "administrator) and the kernel has enabled substantial checking of this driver.",
+        ("violation type", "", "", ""),
+    ),
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION: (
+        "The IO manager has caught a misbehaving driver.",
+        ("violation type", "", "", ""),
+    ),
+    KMODE_EXCEPTION_NOT_HANDLED: (
+        "This is a very common BugCheck.  Usually the exception address pinpoints\n"
+        "the driver/function that caused the problem.",
+        ("The exception code that was not handled", "The address that the exception occurred at",
+         "Parameter 0 of the exception", "Parameter 1 of the exception"),
+    ),
+    IRQL_NOT_GREATER_OR_EQUAL: (
+        "KeRaiseIrql was asked to raise to an IRQL lower than the current one.",
+        ("current IRQL", "requested IRQL", "", ""),
+    ),
+    SPIN_LOCK_ALREADY_OWNED: (
+        "A request was made to acquire a spin lock the caller already owns.",
+        ("Address of the spin lock", "", "", ""),
+    ),
+    IRQL_UNEXPECTED_VALUE: (
+        "The IRQL on return from a routine is not the IRQL it was entered at.",
+        ("(current IRQL << 16) | expected IRQL", "routine address", "", ""),
+    ),
+    MANUALLY_INITIATED_CRASH: ("The user manually initiated this crash dump.", ("", "", "", "")),
+}
+
+
+def bugcheck_name(code: int) -> str:
+    return BUGCHECK_NAMES.get(code, f"BUGCHECK_{code:X}")
+
+
+@dataclass(slots=True)
+class BugCheckInfo:
+    """Everything `.bugcheck` and `!analyze -v` need, frozen at the moment of the crash."""
+
+    code: int
+    params: tuple[int, int, int, int]
+    host: str
+    time_ns: int
+    irql: int
+    thread: int  # ETHREAD address or 0 in a DPC
+    thread_name: str
+    process: str
+    frames: list[str]  # innermost first, `module!Routine`
+    faulting_symbol: str
+    detail: str = ""  # extra text, e.g. the Python exception inside a driver
+    seq: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return bugcheck_name(self.code)
+
+
+class KernelBugCheck(BaseException):
+    """Unwinds emulated code to the scheduler when the machine bug-checks."""
+
+    def __init__(self, info: BugCheckInfo) -> None:
+        super().__init__(f"bug check {info.code:#x}")
+        self.info = info

@@ -1,0 +1,113 @@
+"""Executive support routines drivers call: pool allocation, memory copies, DbgPrint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import bugcheck as bc
+from .events import PoolAllocated, PoolFreed
+from .irql import APC_LEVEL, DISPATCH_LEVEL
+from .pool import POOL_TYPE_NAMES, is_paged, tag_from_str, tag_to_str
+from .symbols import current_kernel
+
+DPFLTR_IHVDRIVER_ID = 77
+DPFLTR_ERROR_LEVEL = 0
+DPFLTR_WARNING_LEVEL = 1
+DPFLTR_TRACE_LEVEL = 2
+DPFLTR_INFO_LEVEL = 3
+
+
+def ExAllocatePoolWithTag(PoolType: int, NumberOfBytes: int, Tag: str | int) -> int:
+    """Allocate pool; returns the address (0 means failure, as NULL does)."""
+    k = current_kernel()
+    if NumberOfBytes == 0:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x00, k.irql, PoolType, 0)
+    if is_paged(PoolType) and k.irql > APC_LEVEL:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x01, k.irql, PoolType, NumberOfBytes)
+    if k.irql > DISPATCH_LEVEL:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x02, k.irql, PoolType, NumberOfBytes)
+    try:
+        address = k.pool.allocate(PoolType, NumberOfBytes, Tag, owner=k.caller_symbol())
+    except MemoryError:
+        return 0
+    k.publish(PoolAllocated, address=address, size=NumberOfBytes, tag=tag_to_str(tag_from_str(Tag)),
+              pool_type=POOL_TYPE_NAMES.get(PoolType, str(PoolType)))
+    return address
+
+
+def ExAllocatePoolZero(PoolType: int, NumberOfBytes: int, Tag: str | int) -> int:
+    # The pool already hands out zeroed blocks (for deterministic transcripts).
+    return ExAllocatePoolWithTag(PoolType, NumberOfBytes, Tag)
+
+
+def ExAllocatePool2(Flags: int, NumberOfBytes: int, Tag: str | int) -> int:
+    POOL_FLAG_PAGED = 0x100
+    return ExAllocatePoolWithTag(1 if Flags & POOL_FLAG_PAGED else 512, NumberOfBytes, Tag)
+
+
+def ExFreePoolWithTag(P: int | Any, Tag: str | int) -> None:
+    k = current_kernel()
+    address = P if isinstance(P, int) else P.address
+    ptype = k.pool.pool_type_of(address)
+    if ptype is not None and is_paged(ptype) and k.irql > APC_LEVEL:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x11, k.irql, ptype, address)
+    k.pool.free(address, Tag)
+    k.publish(PoolFreed, address=address, tag=tag_to_str(tag_from_str(Tag)))
+
+
+def ExFreePool(P: int | Any) -> None:
+    k = current_kernel()
+    address = P if isinstance(P, int) else P.address
+    k.pool.free(address, None)
+    k.publish(PoolFreed, address=address, tag="")
+
+
+class PoolObject:
+    """Base for driver structures that live in pool: the object *is* at `address`.
+
+    Subclasses set `POOL_SIZE` (sizeof the C struct).  Allocate with
+    `ExAllocatePoolObject(NonPagedPoolNx, Cls, 'Tag', ...)`, free with
+    `ExFreePoolWithTag(obj, 'Tag')`.
+    """
+
+    POOL_SIZE = 0x40
+    address: int = 0
+
+
+def ExAllocatePoolObject(PoolType: int, cls: type, Tag: str | int, *args: Any, **kwargs: Any) -> Any:
+    k = current_kernel()
+    address = ExAllocatePoolWithTag(PoolType, getattr(cls, "POOL_SIZE", 0x40), Tag)
+    if not address:
+        return None
+    obj = cls(*args, **kwargs)
+    obj.address = address
+    k.addr_objects[address] = obj
+    return obj
+
+
+def ExFreePoolObject(obj: Any, Tag: str | int) -> None:
+    k = current_kernel()
+    k.addr_objects.pop(obj.address, None)
+    ExFreePoolWithTag(obj.address, Tag)
+
+
+def RtlCopyMemory(Destination: int, Source: int, Length: int) -> None:
+    """Copy between two kernel addresses: a real copy, checked and counted."""
+    k = current_kernel()
+    data = k.read(Source, Length)
+    k.write(Destination, data)
+    k.copies.count(Length, "RtlCopyMemory")
+
+
+def RtlZeroMemory(Destination: int, Length: int) -> None:
+    current_kernel().write(Destination, bytes(Length))
+
+
+def DbgPrint(fmt: str, *args: Any) -> int:
+    from .wpp import format_message
+    current_kernel().dbg_print(format_message(fmt, args))
+    return 0
+
+
+def DbgPrintEx(ComponentId: int, Level: int, fmt: str, *args: Any) -> int:
+    return DbgPrint(fmt, *args)

@@ -1,0 +1,259 @@
+"""Driver and device objects, the object namespace, and loading drivers.
+
+`IoLoadDriver` maps a module (so `lm` lists it and its routines have
+addresses), builds `\\Driver\\<name>`, and runs DriverEntry on a system thread
+(DriverEntry may wait, as KSOCKET's does).  `IoUnloadDriver` runs
+DriverUnload the same way, then the verifier checks for leaked pool.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import bugcheck as bc
+from .events import DriverLoaded, DriverUnloaded
+from .irp import IRP_MJ_MAXIMUM_FUNCTION
+from .kernel import Kernel
+from .layouts import LAYOUTS
+from .ntstatus import (NT_SUCCESS, STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS,
+                       STATUS_UNSUCCESSFUL)
+from .pool import NonPagedPoolNx, tag_from_str
+from .symbols import current_kernel, kroutine, symbol_of
+
+IO_TYPE_DRIVER = 4
+IO_TYPE_DEVICE = 3
+FILE_DEVICE_NETWORK = 0x12
+FILE_DEVICE_TRANSPORT = 0x21
+FILE_DEVICE_DISK_FILE_SYSTEM = 0x08
+FILE_DEVICE_UNKNOWN = 0x22
+DO_DIRECT_IO = 0x10
+DO_BUFFERED_IO = 0x04
+DO_DEVICE_INITIALIZING = 0x80
+
+
+@kroutine("nt")
+def IopInvalidDeviceRequest(DeviceObject: Any, Irp: Any) -> int:
+    from .irp import IoCompleteRequest
+    Irp.IoStatus.Status = STATUS_INVALID_DEVICE_REQUEST
+    IoCompleteRequest(Irp)
+    return STATUS_INVALID_DEVICE_REQUEST
+
+
+class DriverObject:
+    struct_size = 0x150
+
+    def __init__(self, k: Kernel, name: str, module: str) -> None:
+        self.kernel = k
+        self.name = f"\\Driver\\{name}"
+        self.short_name = name
+        self.module = module
+        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size, "Driv")
+        self.major_function: list[Callable[..., int]] = [IopInvalidDeviceRequest] * (IRP_MJ_MAXIMUM_FUNCTION + 1)
+        self.driver_unload: Callable[..., Any] | None = None
+        self.driver_init: Callable[..., Any] | None = None
+        self.devices: list[DeviceObject] = []
+        self.flags = 0x12  # DRVO_LEGACY_DRIVER | DRVO_INITIALIZED
+        self.extension: dict[str, Any] = {}  # per-driver globals (what C keeps in static variables)
+        self.pool_tags: set[int] = set()
+        self.loaded = False
+        k.register_object(self)
+
+    @property
+    def MajorFunction(self) -> list[Callable[..., int]]:
+        return self.major_function
+
+    def flush(self) -> None:
+        k = self.kernel
+        mod = k.module(self.module)
+        values = {
+            "Type": IO_TYPE_DRIVER, "Size": self.struct_size,
+            "DeviceObject": self.devices[0].address if self.devices else 0, "Flags": self.flags,
+            "DriverStart": mod.base if mod else 0, "DriverSize": mod.size if mod else 0,
+            "DriverInit": k.symbol_address(symbol_of(self.driver_init)) if self.driver_init else 0,
+            "DriverUnload": k.symbol_address(symbol_of(self.driver_unload)) if self.driver_unload else 0,
+            "MajorFunction": [k.symbol_address(symbol_of(fn)) for fn in self.major_function],
+        }
+        k.mem.write(self.address, LAYOUTS["_DRIVER_OBJECT"].pack(values))
+
+
+class DeviceObject:
+    struct_size = 0x150
+
+    def __init__(self, k: Kernel, driver: DriverObject, name: str | None, device_type: int,
+                 extension_size: int, characteristics: int) -> None:
+        self.kernel = k
+        self.driver_object = driver
+        self.name = name
+        self.device_type = device_type
+        self.characteristics = characteristics
+        self.flags = DO_DEVICE_INITIALIZING
+        self.stack_size = 1
+        self.reference_count = 0
+        self.attached_device: DeviceObject | None = None
+        self.lower_device: DeviceObject | None = None
+        self.current_irp = None
+        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size + extension_size, "Devi")
+        self.extension_address = self.address + self.struct_size if extension_size else 0
+        self.extension: Any = None  # the driver's DEVICE_EXTENSION as a Python object
+        k.register_object(self)
+
+    @property
+    def DriverObject(self) -> DriverObject:
+        return self.driver_object
+
+    def flush(self) -> None:
+        drv = self.driver_object
+        nxt = 0
+        if self in drv.devices:
+            i = drv.devices.index(self)
+            nxt = drv.devices[i + 1].address if i + 1 < len(drv.devices) else 0
+        values = {
+            "Type": IO_TYPE_DEVICE, "Size": self.struct_size, "ReferenceCount": self.reference_count,
+            "DriverObject": drv.address, "NextDevice": nxt,
+            "AttachedDevice": self.attached_device.address if self.attached_device else 0,
+            "CurrentIrp": self.current_irp, "Flags": self.flags, "Characteristics": self.characteristics,
+            "DeviceExtension": self.extension_address, "DeviceType": self.device_type, "StackSize": self.stack_size,
+            "DeviceObjectExtension": self.address + 0x140,
+        }
+        self.kernel.mem.write(self.address, LAYOUTS["_DEVICE_OBJECT"].pack(values))
+
+
+def IoCreateDevice(DriverObject: DriverObject, DeviceExtensionSize: int, DeviceName: str | None,
+                   DeviceType: int, DeviceCharacteristics: int = 0,
+                   Exclusive: bool = False) -> tuple[int, DeviceObject | None]:
+    k = current_kernel()
+    if DeviceName:
+        path = DeviceName if DeviceName.startswith("\\") else f"\\Device\\{DeviceName}"
+        if path in k.objects:
+            return STATUS_OBJECT_NAME_COLLISION, None
+    else:
+        path = None
+    dev = DeviceObject(k, DriverObject, path, DeviceType, DeviceExtensionSize, DeviceCharacteristics)
+    DriverObject.devices.append(dev)
+    if path:
+        k.objects[path] = dev
+    return STATUS_SUCCESS, dev
+
+
+def IoDeleteDevice(DeviceObject: DeviceObject) -> None:
+    k = current_kernel()
+    drv = DeviceObject.driver_object
+    if DeviceObject in drv.devices:
+        drv.devices.remove(DeviceObject)
+    if DeviceObject.name and k.objects.get(DeviceObject.name) is DeviceObject:
+        del k.objects[DeviceObject.name]
+    k.unregister_object(DeviceObject)
+    k.pool.free(DeviceObject.address, "Devi")
+
+
+def IoAttachDeviceToDeviceStack(Source: DeviceObject, Target: DeviceObject) -> DeviceObject:
+    top = Target
+    while top.attached_device is not None:
+        top = top.attached_device
+    top.attached_device = Source
+    Source.lower_device = top
+    Source.stack_size = top.stack_size + 1
+    return top
+
+
+def IoGetDeviceObjectPointer(name: str) -> DeviceObject | None:
+    k = current_kernel()
+    obj = k.objects.get(name if name.startswith("\\") else f"\\Device\\{name}")
+    return obj if isinstance(obj, DeviceObject) else None
+
+
+@dataclass(slots=True)
+class DriverImage:
+    """What `sc create` knows about a driver: its name, module, and DriverEntry."""
+
+    name: str
+    module: str
+    driver_entry: Callable[..., Any]
+    image: str = ""
+    size: int = 0x20000
+    pool_tags: tuple[str, ...] = ()
+    description: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def IoLoadDriver(k: Kernel, image: DriverImage, on_done: Callable[[int], None] | None = None) -> DriverObject:
+    """Start loading a driver: map the module, create the object, run DriverEntry on a thread."""
+    from .ke import PsCreateSystemThread
+    k.load_module(image.module, image.image or f"{image.module}.sys", image.size)
+    drv = DriverObject(k, image.name, image.module)
+    drv.driver_init = image.driver_entry
+    drv.pool_tags = {tag_from_str(t) for t in image.pool_tags}
+    k.objects[drv.name] = drv
+    k.drivers[image.name.lower()] = drv
+
+    def loader(_: Any):
+        result = image.driver_entry(drv, f"\\Registry\\Machine\\System\\CurrentControlSet\\Services\\{image.name}")
+        status = (yield from result) if inspect.isgenerator(result) else result
+        status = STATUS_SUCCESS if status is None else status
+        kk = current_kernel()
+        if NT_SUCCESS(status):
+            drv.loaded = True
+        else:
+            _remove_driver(kk, drv)
+        kk.publish(DriverLoaded, driver=drv.name, status=status)
+        if on_done is not None:
+            on_done(status)
+        return status
+
+    loader.symbol = "nt!IopLoadDriver"  # type: ignore[attr-defined]
+    from .symbols import push_kernel, pop_kernel
+    push_kernel(k)
+    try:
+        PsCreateSystemThread(loader, None, name=f"IopLoadDriver {image.name}")
+    finally:
+        pop_kernel()
+    return drv
+
+
+def IoUnloadDriver(k: Kernel, drv: DriverObject, on_done: Callable[[int], None] | None = None) -> None:
+    """`sc stop`: run DriverUnload on a thread (it may wait), then check for leaks."""
+    from .ke import PsCreateSystemThread
+
+    def unloader(_: Any):
+        kk = current_kernel()
+        if drv.driver_unload is not None:
+            result = drv.driver_unload(drv)
+            if inspect.isgenerator(result):
+                yield from result
+        leaks = [b for b in kk.pool.allocated_blocks() if b.tag in drv.pool_tags]
+        _remove_driver(kk, drv)
+        kk.publish(DriverUnloaded, driver=drv.name)
+        if leaks:
+            b = leaks[0]
+            kk.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_POOL_LEAK_ON_UNLOAD, drv.address,
+                        len(leaks), b.address,
+                        detail=f"{len(leaks)} pool allocations with the driver's tags were not freed "
+                               f"(first: {b.tag_str} at {b.address:x}, {b.requested} bytes)")
+        if on_done is not None:
+            on_done(STATUS_SUCCESS)
+        return STATUS_SUCCESS
+
+    unloader.symbol = "nt!IopUnloadDriver"  # type: ignore[attr-defined]
+    from .symbols import push_kernel, pop_kernel
+    push_kernel(k)
+    try:
+        PsCreateSystemThread(unloader, None, name=f"IopUnloadDriver {drv.short_name}")
+    finally:
+        pop_kernel()
+
+
+def _remove_driver(k: Kernel, drv: DriverObject) -> None:
+    for dev in list(drv.devices):
+        IoDeleteDevice(dev)
+    k.objects.pop(drv.name, None)
+    k.drivers.pop(drv.short_name.lower(), None)
+    k.unregister_object(drv)
+    k.pool.free(drv.address, "Driv")
+    drv.loaded = False
+    k.unload_module(drv.module)
+
+
+__all__ = ["DriverObject", "DeviceObject", "DriverImage", "IoCreateDevice", "IoDeleteDevice", "IoLoadDriver",
+           "IoUnloadDriver", "IoAttachDeviceToDeviceStack", "IoGetDeviceObjectPointer", "STATUS_UNSUCCESSFUL"]

@@ -1,0 +1,503 @@
+"""IRPs and the I/O manager's calls on them (IoCallDriver, IoCompleteRequest ...).
+
+Each `Irp` lives at a nonpaged-pool address with its stack locations right
+after it (IRP Size = 0xd0 + StackCount * 0x48), and is written through to
+emulated memory for `dt _IRP`/`db`.  The rules are the real ones: completion
+routines run from the lowest location upward and stop at
+STATUS_MORE_PROCESSING_REQUIRED; PendingReturned propagates; the verifier
+bug-checks double completion, running out of stack locations, completing with
+STATUS_PENDING and calling down above DISPATCH_LEVEL.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from . import bugcheck as bc
+from .events import (IrpAllocated, IrpCancelled, IrpCompleted, IrpCompletionRoutine, IrpDispatched, IrpFreed,
+                     IrpPended)
+from .irql import DISPATCH_LEVEL
+from .kernel import Kernel
+from .layouts import LAYOUTS
+from .ntstatus import NT_SUCCESS, STATUS_CANCELLED, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS
+from .pool import NonPagedPoolNx
+from .symbols import Frame, current_kernel, symbol_of
+
+IO_TYPE_IRP = 6
+IRP_HEADER_SIZE = 0xD0
+IO_STACK_LOCATION_SIZE = 0x48
+IRP_TAG = "Irp "
+
+IRP_MJ_CREATE = 0x00
+IRP_MJ_CREATE_NAMED_PIPE = 0x01
+IRP_MJ_CLOSE = 0x02
+IRP_MJ_READ = 0x03
+IRP_MJ_WRITE = 0x04
+IRP_MJ_QUERY_INFORMATION = 0x05
+IRP_MJ_SET_INFORMATION = 0x06
+IRP_MJ_FLUSH_BUFFERS = 0x09
+IRP_MJ_FILE_SYSTEM_CONTROL = 0x0D
+IRP_MJ_DEVICE_CONTROL = 0x0E
+IRP_MJ_INTERNAL_DEVICE_CONTROL = 0x0F
+IRP_MJ_SHUTDOWN = 0x10
+IRP_MJ_CLEANUP = 0x12
+IRP_MJ_POWER = 0x16
+IRP_MJ_SYSTEM_CONTROL = 0x17
+IRP_MJ_PNP = 0x1B
+IRP_MJ_MAXIMUM_FUNCTION = 0x1B
+
+IRP_MJ_NAMES = {
+    0x00: "IRP_MJ_CREATE", 0x01: "IRP_MJ_CREATE_NAMED_PIPE", 0x02: "IRP_MJ_CLOSE", 0x03: "IRP_MJ_READ",
+    0x04: "IRP_MJ_WRITE", 0x05: "IRP_MJ_QUERY_INFORMATION", 0x06: "IRP_MJ_SET_INFORMATION",
+    0x07: "IRP_MJ_QUERY_EA", 0x08: "IRP_MJ_SET_EA", 0x09: "IRP_MJ_FLUSH_BUFFERS",
+    0x0A: "IRP_MJ_QUERY_VOLUME_INFORMATION", 0x0B: "IRP_MJ_SET_VOLUME_INFORMATION",
+    0x0C: "IRP_MJ_DIRECTORY_CONTROL", 0x0D: "IRP_MJ_FILE_SYSTEM_CONTROL", 0x0E: "IRP_MJ_DEVICE_CONTROL",
+    0x0F: "IRP_MJ_INTERNAL_DEVICE_CONTROL", 0x10: "IRP_MJ_SHUTDOWN", 0x11: "IRP_MJ_LOCK_CONTROL",
+    0x12: "IRP_MJ_CLEANUP", 0x13: "IRP_MJ_CREATE_MAILSLOT", 0x14: "IRP_MJ_QUERY_SECURITY",
+    0x15: "IRP_MJ_SET_SECURITY", 0x16: "IRP_MJ_POWER", 0x17: "IRP_MJ_SYSTEM_CONTROL",
+    0x18: "IRP_MJ_DEVICE_CHANGE", 0x19: "IRP_MJ_QUERY_QUOTA", 0x1A: "IRP_MJ_SET_QUOTA", 0x1B: "IRP_MJ_PNP",
+}
+
+# Minor functions for read/write
+IRP_MN_NORMAL = 0x00
+IRP_MN_DPC = 0x01
+IRP_MN_MDL = 0x02
+IRP_MN_MDL_DPC = 0x03
+IRP_MN_COMPLETE = 0x04
+IRP_MN_COMPLETE_MDL = 0x06
+IRP_MN_COMPLETE_MDL_DPC = 0x07
+IRP_MN_COMPRESSED = 0x08
+IRP_MN_RW_NAMES = {0: "IRP_MN_NORMAL", 1: "IRP_MN_DPC", 2: "IRP_MN_MDL", 3: "IRP_MN_MDL_DPC",
+                   4: "IRP_MN_COMPLETE", 6: "IRP_MN_COMPLETE_MDL", 7: "IRP_MN_COMPLETE_MDL_DPC",
+                   8: "IRP_MN_COMPRESSED"}
+
+# IRP flags
+IRP_NOCACHE = 0x1
+IRP_PAGING_IO = 0x2
+IRP_SYNCHRONOUS_API = 0x4
+IRP_ASSOCIATED_IRP = 0x8
+IRP_BUFFERED_IO = 0x10
+IRP_DEALLOCATE_BUFFER = 0x20
+IRP_INPUT_OPERATION = 0x40
+
+# Stack location Control byte
+SL_PENDING_RETURNED = 0x01
+SL_ERROR_RETURNED = 0x02
+SL_INVOKE_ON_CANCEL = 0x20
+SL_INVOKE_ON_SUCCESS = 0x40
+SL_INVOKE_ON_ERROR = 0x80
+
+
+def major_name(major: int) -> str:
+    return IRP_MJ_NAMES.get(major, f"IRP_MJ_{major:02x}")
+
+
+def minor_name(major: int, minor: int) -> str:
+    if major in (IRP_MJ_READ, IRP_MJ_WRITE):
+        return IRP_MN_RW_NAMES.get(minor, "N/A")
+    return "N/A"
+
+
+class IoStackLocation:
+    __slots__ = ("irp", "index", "major", "minor", "flags", "control", "parameters", "device_object",
+                 "file_object", "completion_routine", "context")
+
+    def __init__(self, irp: "Irp", index: int) -> None:
+        self.irp = irp
+        self.index = index  # 1-based, as CurrentLocation counts
+        self.clear()
+
+    def clear(self) -> None:
+        self.major = 0
+        self.minor = 0
+        self.flags = 0
+        self.control = 0
+        self.parameters: Any = None  # a layer-specific parameter object (or up to 4 ints)
+        self.device_object: Any = None
+        self.file_object: Any = None
+        self.completion_routine: Callable[..., int] | None = None
+        self.context: Any = None
+
+    @property
+    def address(self) -> int:
+        return self.irp.address + IRP_HEADER_SIZE + (self.index - 1) * IO_STACK_LOCATION_SIZE
+
+    def arguments(self) -> tuple[int, int, int, int]:
+        """Parameters.Others.Argument1..4 as `!irp` prints them."""
+        p = self.parameters
+        if p is None:
+            return (0, 0, 0, 0)
+        if hasattr(p, "arguments"):
+            args = tuple(p.arguments())
+        elif isinstance(p, (tuple, list)):
+            args = tuple(p)
+        else:
+            args = ()
+        vals = [_addr(a) for a in args[:4]]
+        return tuple(vals + [0] * (4 - len(vals)))  # type: ignore[return-value]
+
+    def pack(self, k: Kernel) -> bytes:
+        a = self.arguments()
+        params = b"".join(x.to_bytes(8, "little") for x in a)
+        return LAYOUTS["_IO_STACK_LOCATION"].pack({
+            "MajorFunction": self.major, "MinorFunction": self.minor, "Flags": self.flags,
+            "Control": self.control, "Parameters": params, "DeviceObject": _addr(self.device_object),
+            "FileObject": _addr(self.file_object),
+            "CompletionRoutine": k.symbol_address(symbol_of(self.completion_routine)) if self.completion_routine else 0,
+            "Context": _addr(self.context),
+        })
+
+
+def _addr(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value & 0xFFFFFFFFFFFFFFFF
+    return getattr(value, "address", 0) or 0
+
+
+class IoStatusBlock:
+    __slots__ = ("Status", "Information")
+
+    def __init__(self) -> None:
+        self.Status = STATUS_SUCCESS
+        self.Information: Any = 0
+
+
+class Irp:
+    """An I/O request packet at a kernel address."""
+
+    def __init__(self, k: Kernel, address: int, stack_count: int) -> None:
+        self.kernel = k
+        self.address = address
+        self.stack_count = stack_count
+        self.struct_size = IRP_HEADER_SIZE + stack_count * IO_STACK_LOCATION_SIZE
+        self.stack = [IoStackLocation(self, i + 1) for i in range(stack_count)]
+        self.allocation_flags = 0
+        self._reset()
+        self.freed = False
+        self.owner = ""  # routine that allocated it
+        self.history: list[tuple[int, str]] = []  # (event seq, what happened) for the IRP view
+
+    def _reset(self) -> None:
+        self.mdl_address: Any = None
+        self.flags = 0
+        self.system_buffer: Any = None
+        self.IoStatus = IoStatusBlock()
+        self.requestor_mode = 0
+        self.pending_returned = False
+        self.current_location = self.stack_count + 1
+        self.cancel = False
+        self.cancel_irql = 0
+        self.user_iosb: Any = None
+        self.user_event: Any = None
+        self.cancel_routine: Callable[..., Any] | None = None
+        self.user_buffer = 0
+        self.thread: Any = None
+        self.original_file_object: Any = None
+        self.completed = False
+        self.completing = False
+        for loc in self.stack:
+            loc.clear()
+
+    # -- stack locations -------------------------------------------------------
+    @property
+    def current_stack_location(self) -> IoStackLocation | None:
+        i = self.current_location
+        return self.stack[i - 1] if 1 <= i <= self.stack_count else None
+
+    @property
+    def next_stack_location(self) -> IoStackLocation | None:
+        i = self.current_location - 1
+        return self.stack[i - 1] if 1 <= i <= self.stack_count else None
+
+    @property
+    def active(self) -> bool:
+        return not self.freed and not self.completed
+
+    def flush(self) -> None:
+        k = self.kernel
+        cur = self.current_stack_location
+        cur_addr = (self.address + IRP_HEADER_SIZE + (self.current_location - 1) * IO_STACK_LOCATION_SIZE)
+        tail = LAYOUTS["_IRP_TAIL"].pack({
+            "Thread": _addr(self.thread), "CurrentStackLocation": cur_addr if cur or self.current_location else 0,
+            "OriginalFileObject": _addr(self.original_file_object),
+        })
+        status = self.IoStatus.Status & 0xFFFFFFFF
+        iosb = status.to_bytes(8, "little") + (_addr(self.IoStatus.Information)).to_bytes(8, "little")
+        header = LAYOUTS["_IRP"].pack({
+            "Type": IO_TYPE_IRP, "Size": self.struct_size, "MdlAddress": _addr(self.mdl_address),
+            "Flags": self.flags, "AssociatedIrp": _addr(self.system_buffer), "IoStatus": iosb,
+            "RequestorMode": self.requestor_mode, "PendingReturned": int(self.pending_returned),
+            "StackCount": self.stack_count, "CurrentLocation": self.current_location & 0xFF,
+            "Cancel": int(self.cancel), "CancelIrql": self.cancel_irql, "AllocationFlags": self.allocation_flags,
+            "UserIosb": _addr(self.user_iosb), "UserEvent": _addr(self.user_event),
+            "CancelRoutine": k.symbol_address(symbol_of(self.cancel_routine)) if self.cancel_routine else 0,
+            "UserBuffer": self.user_buffer, "Tail": tail,
+        })
+        k.mem.write(self.address, header + b"".join(loc.pack(k) for loc in self.stack))
+
+    def note(self, what: str) -> None:
+        self.history.append((self.kernel.bus.seq, what))
+        if len(self.history) > 64:
+            del self.history[:32]
+
+    def __repr__(self) -> str:
+        return f"<Irp {self.address:x} {self.current_location}/{self.stack_count}>"
+
+
+# --- allocation ---------------------------------------------------------------
+
+def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
+    k = current_kernel()
+    if StackSize < 1 or StackSize > 0x7F:
+        return None
+    size = IRP_HEADER_SIZE + StackSize * IO_STACK_LOCATION_SIZE
+    address = k.pool.allocate(NonPagedPoolNx, size, IRP_TAG, owner=k.caller_symbol())
+    irp = Irp(k, address, StackSize)
+    irp.owner = k.caller_symbol()
+    irp.allocation_flags = 0x1  # IRP_ALLOCATED_FIXED_SIZE-ish: came from IoAllocateIrp
+    k.register_object(irp)
+    k.extensions.setdefault("irps", {})[address] = irp
+    k.publish(IrpAllocated, irp=address, stack_count=StackSize)
+    irp.note("allocated by " + irp.owner)
+    return irp
+
+
+def IoReuseIrp(Irp: Irp, Status: int) -> None:
+    """Reinitialise an IRP for another request, keeping its allocation."""
+    Irp._reset()
+    Irp.IoStatus.Status = Status
+    Irp.note("IoReuseIrp")
+
+
+def IoFreeIrp(Irp: Irp) -> None:
+    k = current_kernel()
+    if Irp.freed:
+        k.bugcheck(bc.BAD_POOL_CALLER, 0x07, 0, 0, Irp.address)
+    if Irp.thread is not None and not Irp.completed:
+        k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, bc.C9_FREE_IRP_WITH_THREAD, Irp.address, 0, 0)
+    Irp.freed = True
+    k.unregister_object(Irp)
+    k.extensions.get("irps", {}).pop(Irp.address, None)
+    k.pool.free(Irp.address, IRP_TAG)
+    k.publish(IrpFreed, irp=Irp.address)
+
+
+def live_irps(k: Kernel) -> list[Irp]:
+    return list(k.extensions.get("irps", {}).values())
+
+
+# --- stack location helpers ------------------------------------------------------
+
+def IoGetCurrentIrpStackLocation(Irp: Irp) -> IoStackLocation:
+    loc = Irp.current_stack_location
+    if loc is None:
+        current_kernel().bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
+    return loc  # type: ignore[return-value]
+
+
+def IoGetNextIrpStackLocation(Irp: Irp) -> IoStackLocation:
+    loc = Irp.next_stack_location
+    if loc is None:
+        current_kernel().bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
+    return loc  # type: ignore[return-value]
+
+
+def IoSetNextIrpStackLocation(Irp: Irp) -> None:
+    Irp.current_location -= 1
+    if Irp.current_location <= 0:
+        current_kernel().bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
+
+
+def IoSkipCurrentIrpStackLocation(Irp: Irp) -> None:
+    Irp.current_location += 1
+
+
+def IoCopyCurrentIrpStackLocationToNext(Irp: Irp) -> None:
+    cur = IoGetCurrentIrpStackLocation(Irp)
+    nxt = IoGetNextIrpStackLocation(Irp)
+    nxt.major, nxt.minor, nxt.flags = cur.major, cur.minor, cur.flags
+    nxt.parameters, nxt.device_object, nxt.file_object = cur.parameters, cur.device_object, cur.file_object
+    nxt.control = 0
+    nxt.completion_routine = None
+    nxt.context = None
+
+
+def IoSetCompletionRoutine(Irp: Irp, CompletionRoutine: Callable[..., int] | None, Context: Any,
+                           InvokeOnSuccess: bool = True, InvokeOnError: bool = True,
+                           InvokeOnCancel: bool = True) -> None:
+    """Put the routine in the *next* stack location: it runs when the lower driver completes."""
+    loc = IoGetNextIrpStackLocation(Irp)
+    loc.completion_routine = CompletionRoutine
+    loc.context = Context
+    loc.control = 0
+    if InvokeOnSuccess:
+        loc.control |= SL_INVOKE_ON_SUCCESS
+    if InvokeOnError:
+        loc.control |= SL_INVOKE_ON_ERROR
+    if InvokeOnCancel:
+        loc.control |= SL_INVOKE_ON_CANCEL
+
+
+def IoMarkIrpPending(Irp: Irp) -> None:
+    IoGetCurrentIrpStackLocation(Irp).control |= SL_PENDING_RETURNED
+
+
+def IoSetCancelRoutine(Irp: Irp, CancelRoutine: Callable[..., Any] | None) -> Callable[..., Any] | None:
+    old = Irp.cancel_routine
+    Irp.cancel_routine = CancelRoutine
+    return old
+
+
+# --- calling down and completing ---------------------------------------------------------
+
+def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
+    """Advance to the next stack location and call the device's driver dispatch routine."""
+    k = current_kernel()
+    k.enter("nt!IofCallDriver", (DeviceObject, Irp))
+    if k.irql > DISPATCH_LEVEL:
+        k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, bc.C9_CALL_ABOVE_DISPATCH, k.irql, 0, 0)
+    Irp.current_location -= 1
+    if Irp.current_location <= 0:
+        k.bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
+    loc = Irp.stack[Irp.current_location - 1]
+    loc.device_object = DeviceObject
+    driver = DeviceObject.driver_object
+    k.publish(IrpDispatched, irp=Irp.address, major=loc.major, minor=loc.minor, device=DeviceObject.address,
+              driver=driver.name)
+    Irp.note(f"dispatched {major_name(loc.major)} to {driver.name}")
+    irql_before = k.irql
+    routine = driver.major_function[loc.major]
+    status = routine(DeviceObject, Irp)
+    if k.irql != irql_before:
+        k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x05, DeviceObject.address, irql_before, k.irql)
+    if status == STATUS_PENDING:
+        k.publish(IrpPended, irp=Irp.address, driver=driver.name)
+        Irp.note(f"pended by {driver.name}")
+    k.leave("nt!IofCallDriver", status)
+    return status
+
+
+def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
+    """Complete the IRP: run completion routines bottom-up, stop at MORE_PROCESSING_REQUIRED."""
+    k = current_kernel()
+    k.enter("nt!IofCompleteRequest", (Irp, PriorityBoost))
+    if Irp.completed or Irp.completing or Irp.freed:
+        k.bugcheck(bc.MULTIPLE_IRP_COMPLETE_REQUESTS, Irp.address, 0, 0, 0)
+    status = Irp.IoStatus.Status
+    if status == STATUS_PENDING or status == 0xFFFFFFFF:
+        k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, bc.C9_COMPLETE_PENDING, status, Irp.address, 0)
+    if Irp.cancel_routine is not None:
+        k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x07, k.symbol_address(symbol_of(Irp.cancel_routine)),
+                   Irp.address, 0)
+    Irp.completing = True
+    k.publish(IrpCompleted, irp=Irp.address, status=status, information=_addr(Irp.IoStatus.Information))
+    Irp.note(f"completed {status:#010x}")
+    while Irp.current_location <= Irp.stack_count:
+        loc = Irp.stack[Irp.current_location - 1]
+        Irp.pending_returned = bool(loc.control & SL_PENDING_RETURNED)
+        routine = loc.completion_routine
+        context = loc.context
+        control = loc.control
+        Irp.current_location += 1
+        upper = Irp.current_stack_location
+        if routine is not None and _should_invoke(control, Irp):
+            device = upper.device_object if upper is not None else None
+            loc.clear()
+            result = routine(device, Irp, context)
+            k.publish(IrpCompletionRoutine, irp=Irp.address, routine=symbol_of(routine), result=result)
+            if result == STATUS_MORE_PROCESSING_REQUIRED:
+                # The routine's owner took the IRP back (to free or reuse it).
+                Irp.completing = False
+                k.leave("nt!IofCompleteRequest", None)
+                return
+        else:
+            loc.clear()
+            if Irp.pending_returned and upper is not None:
+                upper.control |= SL_PENDING_RETURNED
+    Irp.completing = False
+    Irp.completed = True
+    _finish_to_io_manager(k, Irp)
+    k.leave("nt!IofCompleteRequest", None)
+
+
+def _should_invoke(control: int, irp: Irp) -> bool:
+    if irp.cancel and control & SL_INVOKE_ON_CANCEL:
+        return True
+    if NT_SUCCESS(irp.IoStatus.Status):
+        return bool(control & SL_INVOKE_ON_SUCCESS)
+    return bool(control & SL_INVOKE_ON_ERROR)
+
+
+def _finish_to_io_manager(k: Kernel, irp: Irp) -> None:
+    """What the I/O manager does with a fully completed IRP: report status, signal, free."""
+    from .ke import KeSetEvent
+    if irp.user_iosb is not None:
+        irp.user_iosb.Status = irp.IoStatus.Status
+        irp.user_iosb.Information = irp.IoStatus.Information
+    if irp.user_event is not None:
+        KeSetEvent(irp.user_event)
+    if irp.thread is not None and irp in getattr(irp.thread, "irps", []):
+        irp.thread.irps.remove(irp)
+    if irp.allocation_flags & 0x2:  # built by IoBuild*Request: the I/O manager owns it
+        irp.thread = None
+        IoFreeIrp(irp)
+
+
+def IoCancelIrp(Irp: Irp) -> bool:
+    """Set Cancel and call the cancel routine (with the cancel spin lock held, as Windows does)."""
+    k = current_kernel()
+    k.enter("nt!IoCancelIrp", (Irp,))
+    Irp.cancel = True
+    k.publish(IrpCancelled, irp=Irp.address)
+    routine = Irp.cancel_routine
+    if routine is None:
+        k.leave("nt!IoCancelIrp", False)
+        return False
+    Irp.cancel_routine = None
+    Irp.cancel_irql = k.irql
+    old = k.irql
+    if k.irql < DISPATCH_LEVEL:
+        k.irql = DISPATCH_LEVEL
+    loc = Irp.current_stack_location
+    routine(loc.device_object if loc else None, Irp)
+    # The cancel routine releases the cancel spin lock (IoReleaseCancelSpinLock) which restores IRQL.
+    k.irql = old
+    k.leave("nt!IoCancelIrp", True)
+    return True
+
+
+def IoReleaseCancelSpinLock(Irql: int) -> None:
+    """Emulated: the cancel lock is implicit; IoCancelIrp restores IRQL after the routine."""
+
+
+def IoBuildDeviceIoControlRequest(IoControlCode: int, DeviceObject: Any, InputBuffer: Any, InputBufferLength: int,
+                                  OutputBuffer: Any, OutputBufferLength: int, InternalDeviceIoControl: bool,
+                                  Event: Any, IoStatusBlock: Any) -> Irp | None:
+    """A thread-associated IRP the I/O manager frees on completion (signalling Event)."""
+    k = current_kernel()
+    irp = IoAllocateIrp(DeviceObject.stack_size)
+    if irp is None:
+        return None
+    irp.allocation_flags |= 0x2
+    irp.user_event = Event
+    irp.user_iosb = IoStatusBlock
+    irp.thread = k.current_thread
+    if k.current_thread is not None:
+        k.current_thread.irps.append(irp)
+    loc = IoGetNextIrpStackLocation(irp)
+    loc.major = IRP_MJ_INTERNAL_DEVICE_CONTROL if InternalDeviceIoControl else IRP_MJ_DEVICE_CONTROL
+    loc.parameters = (OutputBufferLength, InputBufferLength, IoControlCode, 0)
+    irp.system_buffer = InputBuffer
+    return irp
+
+
+def STATUS_OF(irp: Irp) -> int:
+    return irp.IoStatus.Status
+
+
+__all__ = [name for name in globals() if name.startswith(("Io", "IRP_", "SL_", "Irp"))]
+_ = (STATUS_CANCELLED, Frame)

@@ -1,0 +1,589 @@
+"""Kernel core services: threads as coroutines, dispatcher objects, waits,
+DPCs, timers, spin locks, IRQL and work items.
+
+An emulated system thread is a generator.  Where the C code would block it
+yields the result of a wait call:
+
+    status = yield KeWaitForSingleObject(event, Executive, KernelMode, False, None)
+
+The kernel parks the thread on the object; `KeSetEvent` (or a timeout) puts a
+*resume* event on the scheduler, so switching threads is itself a step the
+debugger can stop at.  Nested routines that wait are called with `yield from`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator, Iterable
+
+from . import bugcheck as bc
+from .events import DpcQueued, DpcRun, ThreadCreated, ThreadExited, ThreadSwitched, TimerFired, WorkItemRun
+from .irql import DISPATCH_LEVEL, HIGH_LEVEL, PASSIVE_LEVEL
+from .kernel import SYSTEM_PID, Kernel
+from .layouts import LAYOUTS
+from .ntstatus import STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_WAIT_0
+from .pool import NonPagedPoolNx
+from .symbols import Frame, current_kernel, symbol_of
+
+# KWAIT_REASON / KPROCESSOR_MODE values the samples pass
+Executive = 0
+UserRequest = 6
+KernelMode = 0
+UserMode = 1
+NotificationEvent = 0
+SynchronizationEvent = 1
+WaitAll = 0
+WaitAny = 1
+
+THREAD_STATES = ("Initialized", "Ready", "Running", "Standby", "Terminated", "Waiting")
+
+
+# --- dispatcher objects -----------------------------------------------------------
+
+class DispatcherObject:
+    """Anything a thread can wait on."""
+
+    def __init__(self) -> None:
+        self.signaled = False
+        self.waiters: deque[WaitBlock] = deque()
+        self.address = 0
+
+    def _satisfy(self) -> None:
+        """Called when a wait on this object is satisfied (auto-reset objects reset)."""
+
+    def _signal(self, k: Kernel) -> None:
+        """Wake waiters according to the object's kind."""
+        while self.waiters and self.signaled:
+            wb = self.waiters.popleft()
+            if wb.done:
+                continue
+            wb.complete(k, STATUS_WAIT_0 + wb.objects.index(self))
+            self._satisfy()
+
+
+class KEVENT(DispatcherObject):
+    def __init__(self, event_type: int = NotificationEvent, state: bool = False) -> None:
+        super().__init__()
+        self.event_type = event_type
+        self.signaled = state
+
+    def _satisfy(self) -> None:
+        if self.event_type == SynchronizationEvent:
+            self.signaled = False
+
+
+class KTIMER(DispatcherObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.due_ns: int | None = None
+        self.period_ns = 0
+        self.dpc: KDPC | None = None
+        self._scheduled = None
+        self.timer_type = NotificationEvent
+
+
+class KSEMAPHORE(DispatcherObject):
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__()
+        self.count = count
+        self.limit = limit
+        self.signaled = count > 0
+
+    def _satisfy(self) -> None:
+        self.count -= 1
+        self.signaled = self.count > 0
+
+
+@dataclass(slots=True)
+class WaitBlock:
+    thread: "KThread"
+    objects: list[DispatcherObject]
+    timeout_event: Any = None
+    done: bool = False
+
+    def complete(self, k: Kernel, status: int) -> None:
+        self.done = True
+        if self.timeout_event is not None:
+            self.timeout_event.cancel()
+        for obj in self.objects:
+            try:
+                obj.waiters.remove(self)
+            except ValueError:
+                pass
+        t = self.thread
+        t.wait = None
+        t.state = "Ready"
+        k.scheduler.call_soon(k, _resume_thread, k, t, status, label=f"resume {t.name}")
+
+
+@dataclass(slots=True)
+class WaitRequest:
+    """What a thread yields to block: the objects, and a timeout in ns (None = forever)."""
+
+    objects: list[DispatcherObject]
+    timeout_ns: int | None
+    reason: int = Executive
+
+
+# --- threads ------------------------------------------------------------------------
+
+class KThread(DispatcherObject):
+    """An ETHREAD at a kernel address whose body is a generator."""
+
+    struct_size = 0x500
+
+    def __init__(self, k: Kernel, name: str, start_symbol: str, body: Generator | None) -> None:
+        super().__init__()
+        self.kernel = k
+        self.name = name
+        self.start_symbol = start_symbol
+        self.body = body
+        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size - 0x10, "Thre")
+        k._next_tid += 4
+        self.tid = k._next_tid
+        self.pid = SYSTEM_PID
+        self.state = "Initialized"
+        self.wait: WaitBlock | None = None
+        self.wait_reason = Executive
+        self.frames: list[Frame] = []
+        self.irql = PASSIVE_LEVEL
+        self.exit_status: int | None = None
+        self.priority = 8
+        self.irps: list[Any] = []  # IRPs queued to this thread (for !thread)
+        self.context_switches = 0
+        self.stack_base = k.stack_region.reserve(6) + 6 * 0x1000
+        self.stack_limit = self.stack_base - 6 * 0x1000
+        self.created_ns = k.now_ns
+        self.wait_started_ns = 0
+        k.threads.append(self)
+        k.register_object(self)
+
+    def flush(self) -> None:
+        k = self.kernel
+        values = {
+            "InitialStack": self.stack_base, "StackLimit": self.stack_limit, "StackBase": self.stack_base,
+            "State": THREAD_STATES.index(self.state) if self.state in THREAD_STATES else 0,
+            "WaitReason": self.wait_reason, "Priority": self.priority,
+            "StartAddress": k.symbol_address(self.start_symbol),
+            "Cid": SYSTEM_PID.to_bytes(8, "little") + self.tid.to_bytes(8, "little"),
+            "Header": bytes((6, 0, 0x1A, 0)) + (1 if self.state == "Terminated" else 0).to_bytes(4, "little"),
+        }
+        k.mem.write(self.address, LAYOUTS["_ETHREAD"].pack(values))
+
+    @property
+    def terminated(self) -> bool:
+        return self.state == "Terminated"
+
+
+def create_idle_thread(k: Kernel) -> KThread:
+    t = KThread(k, "Idle", "nt!KiIdleLoop", None)
+    t.state = "Running"
+    t.tid = 0
+    t.pid = 0
+    return t
+
+
+def PsCreateSystemThread(start_routine: Callable[..., Any], context: Any = None, name: str | None = None) -> KThread:
+    """Create a system thread whose body is `start_routine(context)` (a generator function, usually)."""
+    k = current_kernel()
+    symbol = symbol_of(start_routine)
+    result = start_routine(context)
+    body = result if inspect.isgenerator(result) else _finished_body(result)
+    t = KThread(k, name or symbol, symbol, body)
+    t.state = "Ready"
+    k.publish(ThreadCreated, thread=t.address, name=t.name)
+    k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")
+    return t
+
+
+def _finished_body(result: Any) -> Generator:
+    return result
+    yield  # pragma: no cover - makes this a generator
+
+
+def _resume_thread(k: Kernel, t: KThread, status: int) -> None:
+    """Run thread `t` until it blocks or exits (one scheduler event)."""
+    if t.terminated or t.body is None:
+        return
+    k.current_thread = t
+    k.frames = t.frames
+    k.irql = t.irql
+    t.state = "Running"
+    t.context_switches += 1
+    k.publish(ThreadSwitched, thread=t.address, name=t.name, wait_status=status)
+    value: Any = status
+    first = not t.frames and t.context_switches == 1
+    if first:
+        t.frames.append(Frame(t.start_symbol))
+    while True:
+        try:
+            request = t.body.send(value)
+        except StopIteration as stop:
+            _thread_exit(k, t, stop.value if isinstance(stop.value, int) else STATUS_SUCCESS)
+            return
+        if not isinstance(request, WaitRequest):
+            raise TypeError(f"thread {t.name} yielded {request!r}; yield a KeWaitFor... call")
+        t.irql = k.irql
+        immediate = _try_satisfy(request)
+        if immediate is not None:
+            value = immediate
+            continue
+        if request.timeout_ns == 0:
+            value = STATUS_TIMEOUT
+            continue
+        _park(k, t, request)
+        return
+
+
+def _thread_exit(k: Kernel, t: KThread, status: int) -> None:
+    t.state = "Terminated"
+    t.exit_status = status
+    t.frames.clear()
+    t.signaled = True
+    k.publish(ThreadExited, thread=t.address, name=t.name, status=status)
+    t._signal(k)
+
+
+def _try_satisfy(request: WaitRequest) -> int | None:
+    for i, obj in enumerate(request.objects):
+        if obj.signaled:
+            obj._satisfy()
+            return STATUS_WAIT_0 + i
+    return None
+
+
+def _park(k: Kernel, t: KThread, request: WaitRequest) -> None:
+    wb = WaitBlock(t, list(request.objects))
+    t.wait = wb
+    t.state = "Waiting"
+    t.wait_reason = request.reason
+    t.wait_started_ns = k.now_ns
+    for obj in request.objects:
+        obj.waiters.append(wb)
+    if request.timeout_ns is not None:
+        wb.timeout_event = k.scheduler.call_later(request.timeout_ns, k, _wait_timeout, k, wb,
+                                                  label=f"timeout {t.name}")
+
+
+def _wait_timeout(k: Kernel, wb: WaitBlock) -> None:
+    if not wb.done:
+        wb.timeout_event = None
+        wb.complete(k, STATUS_TIMEOUT)
+        # complete() queued the resume; run it now as part of this event
+        # would merge two steps, so leave it queued.
+
+
+def _timeout_ns(timeout: int | None) -> int | None:
+    """Windows timeouts are 100-ns units, negative = relative.  Absolute ones are relative to boot here."""
+    if timeout is None:
+        return None
+    if timeout <= 0:
+        return -timeout * 100
+    k = current_kernel()
+    return max(0, timeout * 100 - k.now_ns)
+
+
+def _check_wait_allowed(obj: Any, timeout: int | None) -> None:
+    k = current_kernel()
+    if timeout == 0:
+        if k.irql > DISPATCH_LEVEL:
+            k.bugcheck(bc.IRQL_NOT_LESS_OR_EQUAL, getattr(obj, "address", 0), k.irql, 0,
+                       k.symbol_address(k.caller_symbol()))
+        return
+    if k.irql >= DISPATCH_LEVEL or k.current_thread is None:
+        k.bugcheck(bc.IRQL_NOT_LESS_OR_EQUAL, getattr(obj, "address", 0), k.irql, 0,
+                   k.symbol_address(k.caller_symbol()))
+
+
+def KeWaitForSingleObject(obj: DispatcherObject, WaitReason: int = Executive, WaitMode: int = KernelMode,
+                          Alertable: bool = False, Timeout: int | None = None) -> WaitRequest:
+    """Build the wait a thread yields; bug-checks at once if waiting is not allowed here."""
+    _check_wait_allowed(obj, Timeout)
+    return WaitRequest([obj], _timeout_ns(Timeout), WaitReason)
+
+
+def KeWaitForMultipleObjects(objects: Iterable[DispatcherObject], WaitType: int = WaitAny,
+                             WaitReason: int = Executive, WaitMode: int = KernelMode,
+                             Alertable: bool = False, Timeout: int | None = None) -> WaitRequest:
+    objs = list(objects)
+    if WaitType != WaitAny:
+        raise NotImplementedError("only WaitAny is emulated")
+    _check_wait_allowed(objs[0] if objs else None, Timeout)
+    return WaitRequest(objs, _timeout_ns(Timeout), WaitReason)
+
+
+def KeDelayExecutionThread(WaitMode: int = KernelMode, Alertable: bool = False, Interval: int = 0) -> WaitRequest:
+    _check_wait_allowed(None, Interval if Interval else None)
+    return WaitRequest([], _timeout_ns(Interval))
+
+
+def relative_ms(ms: float) -> int:
+    """A relative Windows timeout (negative 100-ns units) of `ms` milliseconds."""
+    return -int(ms * 10_000)
+
+
+def KeInitializeEvent(event: KEVENT, event_type: int, state: bool) -> None:
+    event.event_type = event_type
+    event.signaled = bool(state)
+    event.waiters.clear()
+
+
+def KeSetEvent(event: KEVENT, increment: int = 0, wait: bool = False) -> int:
+    """Signal the event; returns the previous state (as Windows does)."""
+    k = current_kernel()
+    previous = int(event.signaled)
+    event.signaled = True
+    event._signal(k)
+    return previous
+
+
+def KeResetEvent(event: KEVENT) -> int:
+    previous = int(event.signaled)
+    event.signaled = False
+    return previous
+
+
+def KeClearEvent(event: KEVENT) -> None:
+    event.signaled = False
+
+
+def KeReadStateEvent(event: KEVENT) -> int:
+    return int(event.signaled)
+
+
+def KeInitializeSemaphore(sem: KSEMAPHORE, count: int, limit: int) -> None:
+    sem.count, sem.limit, sem.signaled = count, limit, count > 0
+
+
+def KeReleaseSemaphore(sem: KSEMAPHORE, increment: int = 0, adjustment: int = 1, wait: bool = False) -> int:
+    k = current_kernel()
+    previous = sem.count
+    sem.count = min(sem.limit, sem.count + adjustment)
+    sem.signaled = sem.count > 0
+    sem._signal(k)
+    return previous
+
+
+# --- IRQL and spin locks ---------------------------------------------------------------
+
+def KeGetCurrentIrql() -> int:
+    return current_kernel().irql
+
+
+def KeRaiseIrql(new_irql: int) -> int:
+    k = current_kernel()
+    old = k.irql
+    if new_irql < old or new_irql > HIGH_LEVEL:
+        k.bugcheck(bc.IRQL_NOT_GREATER_OR_EQUAL, old, new_irql, 0, 0)
+    k.irql = new_irql
+    return old
+
+
+def KeRaiseIrqlToDpcLevel() -> int:
+    return KeRaiseIrql(DISPATCH_LEVEL)
+
+
+def KeLowerIrql(new_irql: int) -> None:
+    k = current_kernel()
+    if new_irql > k.irql:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_LOWER_IRQL_INVALID, k.irql, new_irql, 0)
+    k.irql = new_irql
+
+
+class KSPIN_LOCK:
+    def __init__(self) -> None:
+        self.owned = False
+        self.address = 0
+
+
+def KeInitializeSpinLock(lock: KSPIN_LOCK) -> None:
+    lock.owned = False
+
+
+def KeAcquireSpinLock(lock: KSPIN_LOCK) -> int:
+    """Raise to DISPATCH_LEVEL and take the lock; returns the old IRQL."""
+    k = current_kernel()
+    old = k.irql
+    if old > DISPATCH_LEVEL:
+        k.bugcheck(bc.IRQL_NOT_LESS_OR_EQUAL, lock.address, old, 0, k.symbol_address(k.caller_symbol()))
+    k.irql = DISPATCH_LEVEL
+    _take(k, lock)
+    return old
+
+
+def KeAcquireSpinLockAtDpcLevel(lock: KSPIN_LOCK) -> None:
+    k = current_kernel()
+    if k.irql < DISPATCH_LEVEL:
+        k.bugcheck(bc.IRQL_NOT_GREATER_OR_EQUAL, k.irql, DISPATCH_LEVEL, 0, 0)
+    _take(k, lock)
+
+
+def _take(k: Kernel, lock: KSPIN_LOCK) -> None:
+    if lock.owned:  # one processor: spinning on our own lock would hang forever
+        k.bugcheck(bc.SPIN_LOCK_ALREADY_OWNED, lock.address, 0, 0, 0)
+    lock.owned = True
+    k.held_locks.append(lock)
+
+
+def KeReleaseSpinLock(lock: KSPIN_LOCK, old_irql: int) -> None:
+    k = current_kernel()
+    _drop(k, lock)
+    KeLowerIrql(old_irql)
+
+
+def KeReleaseSpinLockFromDpcLevel(lock: KSPIN_LOCK) -> None:
+    _drop(current_kernel(), lock)
+
+
+def _drop(k: Kernel, lock: KSPIN_LOCK) -> None:
+    lock.owned = False
+    if lock in k.held_locks:
+        k.held_locks.remove(lock)
+
+
+# --- DPCs -----------------------------------------------------------------------------
+
+class KDPC:
+    def __init__(self, routine: Callable[..., Any] | None = None, context: Any = None) -> None:
+        self.routine = routine
+        self.context = context
+        self.queued = False
+        self.address = 0
+        self.args: tuple[Any, Any] = (None, None)
+
+
+def KeInitializeDpc(dpc: KDPC, routine: Callable[..., Any], context: Any) -> None:
+    dpc.routine = routine
+    dpc.context = context
+    dpc.queued = False
+
+
+def KeInsertQueueDpc(dpc: KDPC, arg1: Any = None, arg2: Any = None) -> bool:
+    """Queue the DPC to run at DISPATCH_LEVEL as its own scheduler event."""
+    k = current_kernel()
+    if dpc.queued:
+        return False
+    dpc.queued = True
+    dpc.args = (arg1, arg2)
+    symbol = symbol_of(dpc.routine)
+    k.publish(DpcQueued, dpc=dpc.address, routine=symbol)
+    k.scheduler.call_soon(k, _run_dpc, k, dpc, label=f"DPC {symbol}")
+    return True
+
+
+def KeRemoveQueueDpc(dpc: KDPC) -> bool:
+    was = dpc.queued
+    dpc.queued = False
+    return was
+
+
+def _run_dpc(k: Kernel, dpc: KDPC) -> None:
+    if not dpc.queued:
+        return  # removed from the queue before it ran
+    dpc.queued = False
+    k.irql = DISPATCH_LEVEL
+    k.frames.append(Frame("nt!KiIdleLoop"))
+    k.frames.append(Frame("nt!KiRetireDpcList"))
+    symbol = symbol_of(dpc.routine)
+    k.publish(DpcRun, dpc=dpc.address, routine=symbol)
+    dpc.routine(dpc, dpc.context, *dpc.args)
+    if k.irql != DISPATCH_LEVEL:
+        k.bugcheck(bc.IRQL_UNEXPECTED_VALUE, (k.irql << 16) | DISPATCH_LEVEL, k.symbol_address(symbol), 0, 0)
+    if k.held_locks:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x32, k.irql, k.held_locks[0].address, 0)
+
+
+# --- timers ---------------------------------------------------------------------------
+
+def KeInitializeTimer(timer: KTIMER) -> None:
+    KeCancelTimer(timer)
+    timer.signaled = False
+
+
+def KeSetTimer(timer: KTIMER, due_time: int, dpc: KDPC | None = None) -> bool:
+    return KeSetTimerEx(timer, due_time, 0, dpc)
+
+
+def KeSetTimerEx(timer: KTIMER, due_time: int, period_ms: int = 0, dpc: KDPC | None = None) -> bool:
+    """Arm the timer (`due_time` in Windows 100-ns units, negative = relative)."""
+    k = current_kernel()
+    was_set = KeCancelTimer(timer)
+    delay = _timeout_ns(due_time) or 0
+    timer.signaled = False
+    timer.dpc = dpc
+    timer.period_ns = period_ms * 1_000_000
+    timer.due_ns = k.now_ns + delay
+    timer._scheduled = k.scheduler.call_at(timer.due_ns, k, _timer_expired, k, timer, label="timer")
+    return was_set
+
+
+def KeCancelTimer(timer: KTIMER) -> bool:
+    ev = timer._scheduled
+    timer._scheduled = None
+    if ev is not None and not ev.cancelled:
+        ev.cancel()
+        return True
+    return False
+
+
+def _timer_expired(k: Kernel, timer: KTIMER) -> None:
+    timer._scheduled = None
+    k.irql = DISPATCH_LEVEL
+    k.publish(TimerFired, timer=timer.address)
+    timer.signaled = True
+    timer._signal(k)
+    if timer.period_ns:
+        timer.due_ns = k.now_ns + timer.period_ns
+        timer._scheduled = k.scheduler.call_at(timer.due_ns, k, _timer_expired, k, timer, label="timer")
+    if timer.dpc is not None:
+        KeInsertQueueDpc(timer.dpc)
+
+
+# --- work items -----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class IO_WORKITEM:
+    device: Any
+    address: int = 0
+    queued: bool = False
+    routine: Any = None
+    context: Any = None
+
+
+DelayedWorkQueue = 1
+CriticalWorkQueue = 0
+
+
+def IoAllocateWorkItem(device: Any) -> IO_WORKITEM:
+    k = current_kernel()
+    item = IO_WORKITEM(device)
+    item.address = k.pool.allocate(NonPagedPoolNx, 0x58, "IoWk")
+    return item
+
+
+def IoFreeWorkItem(item: IO_WORKITEM) -> None:
+    k = current_kernel()
+    k.pool.free(item.address, "IoWk")
+
+
+def IoQueueWorkItem(item: IO_WORKITEM, routine: Callable[..., Any], queue_type: int, context: Any) -> None:
+    """Run `routine(DeviceObject, Context)` at PASSIVE_LEVEL on a system worker thread."""
+    k = current_kernel()
+    item.queued = True
+    item.routine = routine
+    item.context = context
+    k.scheduler.call_soon(k, _run_work_item, k, item, label=f"work {symbol_of(routine)}")
+
+
+def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
+    item.queued = False
+    symbol = symbol_of(item.routine)
+    k.frames.append(Frame("nt!ExpWorkerThread"))
+    k.publish(WorkItemRun, routine=symbol)
+    result = item.routine(item.device, item.context)
+    if inspect.isgenerator(result):  # a work routine that waits gets a thread of its own
+        t = KThread(k, f"worker {symbol}", symbol, result)
+        t.state = "Ready"
+        k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")

@@ -1,0 +1,307 @@
+"""One host's kernel executive: memory, pools, modules, objects, threads, IRQL.
+
+The scheduler is shared by the whole world; a `Kernel` runs the events that
+belong to its host.  While an event runs, `current_kernel()` is this kernel
+and `self.frames` is the logical call stack of whatever is executing (the
+running thread's own list, or the processor's list for a DPC or interrupt).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from . import bugcheck as bc
+from .bugcheck import BugCheckInfo, KernelBugCheck
+from .events import BugChecked, DebugPrint, EventBus, RoutineEntered, RoutineReturned
+from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL
+from .memory import PAGE_SIZE, AddressSpace, MemoryAccessError, PhysicalMemory, VaRegion
+from .pool import PoolManager, is_paged
+from .scheduler import ScheduledEvent, Scheduler
+from .symbols import CATALOG, Frame
+
+if TYPE_CHECKING:
+    from .ke import KThread
+    from .wpp import WppRegistry
+
+SYSTEM_PID = 4
+BOOT_EPOCH_S = 1_767_225_600  # 2026-01-01T00:00:00Z: the emulated machines' boot time
+
+
+@dataclass(slots=True)
+class Module:
+    """A loaded image, as `lm` lists it."""
+
+    name: str
+    image: str
+    base: int
+    size: int
+    timestamp: int
+    symbols: dict[str, int] = field(default_factory=dict)  # routine name -> address
+
+    def contains(self, address: int) -> bool:
+        return self.base <= address < self.base + self.size
+
+
+class CopyCounter:
+    """Every payload copy in the machine is counted here: reason -> (copies, bytes)."""
+
+    __slots__ = ("copies", "bytes")
+
+    def __init__(self) -> None:
+        self.copies: Counter[str] = Counter()
+        self.bytes: Counter[str] = Counter()
+
+    def count(self, nbytes: int, reason: str) -> None:
+        self.copies[reason] += 1
+        self.bytes[reason] += nbytes
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.bytes.values())
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        return {k: (self.copies[k], self.bytes[k]) for k in sorted(self.bytes)}
+
+
+class Kernel:
+    """The executive of one emulated host."""
+
+    def __init__(self, name: str, scheduler: Scheduler, bus: EventBus, seed: int,
+                 memory_mb: int = 96, cpu: int = 0) -> None:
+        self.name = name
+        self.scheduler = scheduler
+        self.bus = bus
+        self.cpu = cpu
+        self.rng = random.Random(f"{seed}:{name}")
+        self.irql = PASSIVE_LEVEL
+        self.frames: list[Frame] = []
+        self.current_thread: "KThread | None" = None
+        self.held_locks: list[Any] = []
+        self.copies = CopyCounter()
+        self.debug_output: list[str] = []
+        self.extensions: dict[str, Any] = {}  # per-layer state (ndis, tcpip, wsk...) by name
+        self.objects: dict[str, Any] = {}  # the object namespace: \Driver\x, \Device\y
+        self.addr_objects: dict[int, Any] = {}  # address -> live emulated object (for the debugger)
+        self.modules: list[Module] = []
+        self.threads: list["KThread"] = []
+        self.drivers: dict[str, Any] = {}
+        self._next_tid = 0x78
+
+        # Address space: randomised (from the seed) region bases, like KASLR.
+        r = self.rng
+        pages = memory_mb * 256
+        self.phys = PhysicalMemory(pages, base_pfn=0x1000 + r.randrange(0x100) * 0x100)
+        self.mem = AddressSpace(self.phys)
+        self.nonpaged_region = VaRegion("NonPagedPool", 0xFFFFC1_0000000000 | (r.randrange(0x10, 0xF0) << 32), 1 << 36)
+        self.paged_region = VaRegion("PagedPool", 0xFFFFA3_0000000000 | (r.randrange(0x10, 0xF0) << 32), 1 << 36)
+        self.system_ptes = VaRegion("SystemPtes", 0xFFFFD0_0000000000 | (r.randrange(0x10, 0xF0) << 32), 1 << 36)
+        self.stack_region = VaRegion("KernelStacks", 0xFFFFD5_0000000000 | (r.randrange(0x10, 0xF0) << 32), 1 << 32)
+        self.image_base = 0xFFFFF801_00000000 | (r.randrange(0x10, 0x7F) << 24)
+        self._next_image = self.image_base
+        self.pool = PoolManager(self.mem, self.phys, self.nonpaged_region, self.paged_region, self.bugcheck)
+
+        from .ke import create_idle_thread
+        self.load_module("nt", "ntoskrnl.exe", size=0x1046000)
+        self.load_module("hal", "hal.dll", size=0x70000)
+        self.idle_thread = create_idle_thread(self)
+        from .wpp import WppRegistry
+        self.wpp: "WppRegistry" = WppRegistry(self)
+
+    # -- time -------------------------------------------------------------------
+    @property
+    def now_ns(self) -> int:
+        return self.scheduler.now_ns
+
+    def system_time_s(self) -> float:
+        return BOOT_EPOCH_S + self.scheduler.now_ns / 1e9
+
+    # -- modules and symbols -------------------------------------------------
+    def load_module(self, name: str, image: str, size: int = 0x40000) -> Module:
+        existing = self.module(name)
+        if existing is not None:
+            return existing
+        size = (size + 0xFFFF) & ~0xFFFF
+        mod = Module(name, image, self._next_image, size, 0x5F000000 + self.rng.randrange(1 << 24))
+        self._next_image += size + 0x10000
+        self.modules.append(mod)
+        for routine in CATALOG.get(name, ()):
+            self._assign_symbol(mod, routine)
+        return mod
+
+    def unload_module(self, name: str) -> None:
+        self.modules = [m for m in self.modules if m.name != name]
+
+    def module(self, name: str) -> Module | None:
+        lname = name.lower()
+        for m in self.modules:
+            if m.name.lower() == lname:
+                return m
+        return None
+
+    def _assign_symbol(self, mod: Module, routine: str) -> int:
+        addr = mod.symbols.get(routine)
+        if addr is None:
+            addr = mod.base + 0x1000 + len(mod.symbols) * 0xA0
+            mod.symbols[routine] = addr
+        return addr
+
+    def symbol_address(self, symbol: str) -> int:
+        """Address of `module!Routine` (0 when the module is not loaded)."""
+        module, _, routine = symbol.partition("!")
+        mod = self.module(module)
+        if mod is None or not routine:
+            return 0
+        return self._assign_symbol(mod, routine)
+
+    def symbol_for_address(self, address: int) -> str | None:
+        """`module!Routine+0xNN` for an address inside a loaded image."""
+        best: tuple[int, str] | None = None
+        for mod in self.modules:
+            if not mod.contains(address):
+                continue
+            for routine, a in mod.symbols.items():
+                if a <= address and (best is None or a > best[0]):
+                    best = (a, f"{mod.name}!{routine}")
+            if best is None:
+                return f"{mod.name}+{address - mod.base:#x}"
+        if best is None:
+            return None
+        delta = address - best[0]
+        return best[1] if delta == 0 else f"{best[1]}+{delta:#x}"
+
+    # -- object registry ---------------------------------------------------------
+    def register_object(self, obj: Any) -> None:
+        self.addr_objects[obj.address] = obj
+        if hasattr(obj, "struct_size"):
+            self.mem.register_struct(obj)
+
+    def unregister_object(self, obj: Any) -> None:
+        self.addr_objects.pop(obj.address, None)
+        if hasattr(obj, "struct_size"):
+            self.mem.unregister_struct(obj)
+
+    def object_at(self, address: int) -> Any:
+        return self.addr_objects.get(address)
+
+    # -- frames (the logical call stack) --------------------------------------
+    def enter(self, symbol: str, args: tuple = ()) -> None:
+        self.frames.append(Frame(symbol, args))
+        bus = self.bus
+        if bus.subscribers:
+            bus.publish(RoutineEntered(host=self.name, depth=len(self.frames), symbol=symbol,
+                                       address=self.symbol_address(symbol)))
+
+    def leave(self, symbol: str, result: Any = None) -> None:
+        bus = self.bus
+        if bus.subscribers:
+            bus.publish(RoutineReturned(host=self.name, depth=len(self.frames), symbol=symbol, result=result))
+        frames = self.frames
+        if frames and frames[-1].symbol == symbol:
+            frames.pop()
+
+    def leave_silently(self, symbol: str) -> None:
+        frames = self.frames
+        if frames and frames[-1].symbol == symbol:
+            frames.pop()
+
+    def publish(self, event_type: type, **fields: Any) -> None:
+        """Publish a kernel event if anybody listens (cheap when nobody does)."""
+        if self.bus.subscribers:
+            self.bus.publish(event_type(host=self.name, depth=len(self.frames), **fields))
+
+    def caller_symbol(self) -> str:
+        return self.frames[-1].symbol if self.frames else "nt!KiIdleLoop"
+
+    # -- running events ------------------------------------------------------------
+    def run_event(self, ev: ScheduledEvent) -> None:
+        """Run one scheduler event in a fresh processor context (threads swap in their own)."""
+        saved = (self.irql, self.frames, self.current_thread, self.held_locks)
+        self.irql = PASSIVE_LEVEL
+        self.frames = []
+        self.current_thread = None
+        self.held_locks = []
+        try:
+            ev.fn(*ev.args)
+        finally:
+            self.irql, self.frames, self.current_thread, self.held_locks = saved
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any, label: str = "") -> ScheduledEvent:
+        return self.scheduler.call_soon(self, fn, *args, label=label)
+
+    def call_later(self, delay_ns: int, fn: Callable[..., Any], *args: Any, label: str = "") -> ScheduledEvent:
+        return self.scheduler.call_later(delay_ns, self, fn, *args, label=label)
+
+    # -- checked memory access (what driver code uses) ---------------------------
+    def check_access(self, va: int, length: int, write: bool) -> None:
+        """Enforce the IRQL rule for pageable memory, then require a mapping."""
+        ptype = self.pool.pool_type_of(va)
+        if ptype is not None and is_paged(ptype) and self.irql >= DISPATCH_LEVEL:
+            self.bugcheck(bc.DRIVER_IRQL_NOT_LESS_OR_EQUAL, va, self.irql, int(write),
+                          self.symbol_address(self.caller_symbol()))
+        if not self.mem.is_mapped(va) or (length > 1 and not self.mem.is_mapped(va + length - 1)):
+            bad = va if not self.mem.is_mapped(va) else va + length - 1
+            self.bugcheck(bc.PAGE_FAULT_IN_NONPAGED_AREA, bad, int(write),
+                          self.symbol_address(self.caller_symbol()), 0)
+
+    def read(self, va: int, length: int) -> bytes:
+        self.check_access(va, length, False)
+        return self.mem.read(va, length)
+
+    def write(self, va: int, data: bytes | bytearray | memoryview) -> None:
+        self.check_access(va, len(data), True)
+        self.mem.write(va, data)
+
+    # -- bug checks ------------------------------------------------------------------
+    def bugcheck(self, code: int, p1: int = 0, p2: int = 0, p3: int = 0, p4: int = 0, detail: str = "") -> None:
+        """KeBugCheckEx: record the crash and unwind to the scheduler."""
+        frames = [f.symbol for f in reversed(self.frames)]
+        faulting = frames[0] if frames else "nt!KiIdleLoop"
+        thread = self.current_thread
+        info = BugCheckInfo(
+            code=code, params=(p1 & (2**64 - 1), p2 & (2**64 - 1), p3 & (2**64 - 1), p4 & (2**64 - 1)),
+            host=self.name, time_ns=self.now_ns, irql=self.irql,
+            thread=thread.address if thread else self.idle_thread.address,
+            thread_name=thread.name if thread else "Idle",
+            process="System", frames=frames or ["nt!KiIdleLoop"], faulting_symbol=self._blame(frames),
+            detail=detail, seq=self.bus.seq,
+        )
+        info.extra["current_frames"] = list(self.frames)
+        self.publish(BugChecked, code=code, params=info.params)
+        raise KernelBugCheck(info)
+
+    @staticmethod
+    def _blame(frames: list[str]) -> str:
+        """The first non-kernel routine on the stack is the likely culprit (as !analyze says)."""
+        for sym in frames:
+            if not sym.startswith(("nt!", "hal!")):
+                return sym
+        return frames[0] if frames else "nt!KiIdleLoop"
+
+    def bugcheck_from_exception(self, exc: BaseException, tb: str) -> BugCheckInfo:
+        """A Python exception inside emulated code is an unhandled kernel-mode exception."""
+        frames = [f.symbol for f in reversed(self.frames)]
+        try:
+            self.bugcheck(bc.KMODE_EXCEPTION_NOT_HANDLED, 0xC0000005,
+                          self.symbol_address(frames[0]) if frames else 0, 0, 0,
+                          detail=f"{type(exc).__name__}: {exc}\n{tb}")
+        except KernelBugCheck as crash:
+            return crash.info
+        raise AssertionError("unreachable")
+
+    # -- DbgPrint ----------------------------------------------------------------------
+    def dbg_print(self, text: str) -> None:
+        self.debug_output.append(text)
+        self.publish(DebugPrint, text=text)
+
+    def __repr__(self) -> str:
+        return f"<Kernel {self.name}>"
+
+
+def page_count(nbytes: int) -> int:
+    return (nbytes + PAGE_SIZE - 1) // PAGE_SIZE
+
+
+__all__ = ["Kernel", "Module", "CopyCounter", "MemoryAccessError", "SYSTEM_PID"]

@@ -1,0 +1,301 @@
+"""Emulated physical memory, the PFN database and the kernel virtual address space.
+
+Physical memory is one bytearray; page frame N is the slice [N*4096, N*4096+4096).
+Physically contiguous frames are therefore contiguous in Python memory too, so a
+buffer over consecutive PFNs can be viewed as one memoryview without copying.
+
+Virtual memory is a dict from virtual page number to a 64-bit x64-style PTE value
+(PFN in bits 12..51, flag bits below).  Translating an address is one dict lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PAGE_SIZE = 0x1000
+PAGE_SHIFT = 12
+PAGE_MASK = PAGE_SIZE - 1
+
+# x64 PTE bits (the letters `!pte` prints)
+PTE_VALID = 0x1
+PTE_WRITE = 0x2
+PTE_OWNER = 0x4  # U when set, K when clear
+PTE_WRITE_THROUGH = 0x8
+PTE_NO_CACHE = 0x10
+PTE_ACCESSED = 0x20
+PTE_DIRTY = 0x40
+PTE_LARGE = 0x80
+PTE_GLOBAL = 0x100
+PTE_COPY_ON_WRITE = 0x200
+PTE_NX = 1 << 63
+PFN_MASK = 0x000FFFFFFFFFF000
+
+KERNEL_PTE_FLAGS = PTE_VALID | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY | PTE_GLOBAL | PTE_NX
+
+
+class MemoryAccessError(Exception):
+    """Raised when an address is not mapped; carries the faulting address."""
+
+    def __init__(self, address: int, message: str | None = None) -> None:
+        self.address = address
+        super().__init__(message or f"Memory access error at {address:#018x}")
+
+
+def PAGE_ALIGN(va: int) -> int:
+    return va & ~PAGE_MASK
+
+
+def BYTE_OFFSET(va: int) -> int:
+    return va & PAGE_MASK
+
+
+def ADDRESS_AND_SIZE_TO_SPAN_PAGES(va: int, size: int) -> int:
+    if size == 0:
+        return 0
+    return ((va & PAGE_MASK) + size + PAGE_MASK) >> PAGE_SHIFT
+
+
+@dataclass(slots=True)
+class PfnEntry:
+    """One row of the PFN database (what `!pfn` shows)."""
+
+    pfn: int
+    state: str = "Free"  # Free, Active, Modified
+    share_count: int = 0
+    reference_count: int = 0
+    lock_count: int = 0  # MmProbeAndLockPages references
+    pte_address: int = 0
+    owner: str = ""  # pool, cache, nic ...
+    color: int = 0
+
+
+class PhysicalMemory:
+    """Page frames over one bytearray, handed out deterministically (lowest free first in runs)."""
+
+    def __init__(self, page_count: int, base_pfn: int) -> None:
+        self.page_count = page_count
+        self.base_pfn = base_pfn
+        self.data = bytearray(page_count * PAGE_SIZE)
+        self.view = memoryview(self.data)
+        self.pfns = [PfnEntry(base_pfn + i, color=i & 0x3F) for i in range(page_count)]
+        self._bump = 0  # frames below this index have been handed out at least once
+        self._free: list[int] = []  # recycled frame indexes, reused LIFO
+
+    def allocate(self, count: int, owner: str) -> list[int]:
+        """Allocate `count` frames; contiguous from the bump region when possible."""
+        if count <= 0:
+            return []
+        if count == 1 and self._free:
+            indexes = [self._free.pop()]
+        elif self._bump + count <= self.page_count:
+            indexes = list(range(self._bump, self._bump + count))
+            self._bump += count
+        elif len(self._free) >= count:
+            indexes = [self._free.pop() for _ in range(count)]
+        else:
+            raise MemoryError("emulated physical memory exhausted")
+        out = []
+        for i in indexes:
+            entry = self.pfns[i]
+            entry.state = "Active"
+            entry.share_count = 1
+            entry.reference_count = 1
+            entry.owner = owner
+            out.append(self.base_pfn + i)
+        return out
+
+    def free(self, pfn: int) -> None:
+        i = pfn - self.base_pfn
+        entry = self.pfns[i]
+        entry.state = "Free"
+        entry.share_count = entry.reference_count = 0
+        entry.owner = ""
+        entry.pte_address = 0
+        self._free.append(i)
+
+    def entry(self, pfn: int) -> PfnEntry:
+        i = pfn - self.base_pfn
+        if not 0 <= i < self.page_count:
+            raise MemoryAccessError(pfn << PAGE_SHIFT, f"PFN {pfn:x} is not in physical memory")
+        return self.pfns[i]
+
+    def frame(self, pfn: int) -> memoryview:
+        start = (pfn - self.base_pfn) << PAGE_SHIFT
+        return self.view[start:start + PAGE_SIZE]
+
+    def frames_view(self, pfns: list[int], offset: int, length: int) -> list[memoryview]:
+        """Views over `length` bytes starting `offset` into the concatenation of `pfns`.
+
+        Runs of consecutive frames collapse into one memoryview: no byte is copied.
+        """
+        out: list[memoryview] = []
+        if length <= 0:
+            return out
+        page = offset >> PAGE_SHIFT
+        within = offset & PAGE_MASK
+        base = self.base_pfn
+        view = self.view
+        n = len(pfns)
+        while length > 0:
+            if page >= n:
+                raise MemoryAccessError(0, "view runs past the end of the page list")
+            run_start = pfns[page]
+            run_pages = 1
+            while page + run_pages < n and pfns[page + run_pages] == run_start + run_pages:
+                run_pages += 1
+            avail = run_pages * PAGE_SIZE - within
+            take = avail if avail < length else length
+            start = ((run_start - base) << PAGE_SHIFT) + within
+            out.append(view[start:start + take])
+            length -= take
+            page += run_pages
+            within = 0
+        return out
+
+
+class AddressSpace:
+    """The kernel's virtual address space: page tables plus the regions carved from it."""
+
+    # Where the page tables themselves appear (the x64 self-map), for `!pte`.
+    PTE_BASE = 0xFFFFF68000000000
+    PDE_BASE = 0xFFFFF6FB40000000
+
+    def __init__(self, phys: PhysicalMemory) -> None:
+        self.phys = phys
+        self.ptes: dict[int, int] = {}  # virtual page number -> PTE value
+        self._struct_pages: dict[int, list] = {}  # vpn -> structures to flush before a raw read
+
+    # -- mapping ----------------------------------------------------------
+    def map_page(self, va: int, pfn: int, flags: int = KERNEL_PTE_FLAGS) -> None:
+        vpn = va >> PAGE_SHIFT
+        self.ptes[vpn] = (pfn << PAGE_SHIFT) | flags
+        self.phys.entry(pfn).pte_address = self.pte_address(va)
+
+    def unmap_page(self, va: int) -> int:
+        return self.ptes.pop(va >> PAGE_SHIFT) if (va >> PAGE_SHIFT) in self.ptes else 0
+
+    def is_mapped(self, va: int) -> bool:
+        return (va >> PAGE_SHIFT) in self.ptes
+
+    def pte(self, va: int) -> int:
+        return self.ptes.get(va >> PAGE_SHIFT, 0)
+
+    def pte_address(self, va: int) -> int:
+        return self.PTE_BASE + (((va & 0xFFFFFFFFFFFF) >> PAGE_SHIFT) << 3)
+
+    def pde_address(self, va: int) -> int:
+        return self.PDE_BASE + (((va & 0xFFFFFFFFFFFF) >> 21) << 3)
+
+    def translate(self, va: int) -> int:
+        """Virtual to physical page frame number; MemoryAccessError when not mapped."""
+        pte = self.ptes.get(va >> PAGE_SHIFT)
+        if pte is None:
+            raise MemoryAccessError(va)
+        return (pte & PFN_MASK) >> PAGE_SHIFT
+
+    def pfns_for(self, va: int, length: int) -> list[int]:
+        first = va >> PAGE_SHIFT
+        pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(va, length)
+        out = []
+        for vpn in range(first, first + pages):
+            pte = self.ptes.get(vpn)
+            if pte is None:
+                raise MemoryAccessError(vpn << PAGE_SHIFT)
+            out.append((pte & PFN_MASK) >> PAGE_SHIFT)
+        return out
+
+    # -- structures that live in memory ------------------------------------
+    def register_struct(self, obj) -> None:
+        """Remember an object whose fields must be written out before `db` reads its bytes."""
+        for vpn in range(obj.address >> PAGE_SHIFT, (obj.address + obj.struct_size - 1 >> PAGE_SHIFT) + 1):
+            self._struct_pages.setdefault(vpn, []).append(obj)
+
+    def unregister_struct(self, obj) -> None:
+        for vpn in range(obj.address >> PAGE_SHIFT, (obj.address + obj.struct_size - 1 >> PAGE_SHIFT) + 1):
+            lst = self._struct_pages.get(vpn)
+            if lst is not None:
+                try:
+                    lst.remove(obj)
+                except ValueError:
+                    pass
+                if not lst:
+                    del self._struct_pages[vpn]
+
+    def _flush_structs(self, va: int, length: int) -> None:
+        if not self._struct_pages:
+            return
+        for vpn in range(va >> PAGE_SHIFT, ((va + max(length, 1) - 1) >> PAGE_SHIFT) + 1):
+            for obj in self._struct_pages.get(vpn, ()):
+                obj.flush()
+
+    # -- access -------------------------------------------------------------
+    def views(self, va: int, length: int) -> list[memoryview]:
+        """Zero-copy views of [va, va+length), one per physically contiguous run."""
+        if length <= 0:
+            return []
+        pfns = self.pfns_for(va, length)
+        return self.phys.frames_view(pfns, va & PAGE_MASK, length)
+
+    def read(self, va: int, length: int) -> bytes:
+        """A copy of the bytes (for the debugger and for tests); flushes live structures first."""
+        self._flush_structs(va, length)
+        parts = self.views(va, length)
+        return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
+
+    def read_partial(self, va: int, length: int) -> list[int | None]:
+        """Byte values with None where a page is not mapped (WinDbg prints `??`)."""
+        out: list[int | None] = []
+        pos = va
+        end = va + length
+        while pos < end:
+            page_end = min(end, PAGE_ALIGN(pos) + PAGE_SIZE)
+            n = page_end - pos
+            if self.is_mapped(pos):
+                out.extend(self.read(pos, n))
+            else:
+                out.extend([None] * n)
+            pos = page_end
+        return out
+
+    def write(self, va: int, data: bytes | bytearray | memoryview) -> None:
+        pos = 0
+        for view in self.views(va, len(data)):
+            n = len(view)
+            view[:] = data[pos:pos + n]
+            pos += n
+
+    def read_u64(self, va: int) -> int:
+        return int.from_bytes(self.read(va, 8), "little")
+
+    def read_u32(self, va: int) -> int:
+        return int.from_bytes(self.read(va, 4), "little")
+
+    def write_u64(self, va: int, value: int) -> None:
+        self.write(va, (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
+
+
+class VaRegion:
+    """A bump allocator of virtual pages inside one region of the address space."""
+
+    def __init__(self, name: str, base: int, size: int) -> None:
+        self.name = name
+        self.base = base
+        self.size = size
+        self._next = base
+        self._free_runs: dict[int, list[int]] = {}  # page count -> free bases
+
+    def reserve(self, pages: int) -> int:
+        runs = self._free_runs.get(pages)
+        if runs:
+            return runs.pop()
+        va = self._next
+        if va + pages * PAGE_SIZE > self.base + self.size:
+            raise MemoryError(f"{self.name} virtual region exhausted")
+        self._next += pages * PAGE_SIZE
+        return va
+
+    def release(self, va: int, pages: int) -> None:
+        self._free_runs.setdefault(pages, []).append(va)
+
+    def contains(self, va: int) -> bool:
+        return self.base <= va < self.base + self.size

@@ -1,0 +1,224 @@
+"""Executive pools with four-character tags (ExAllocatePoolWithTag and friends).
+
+Small blocks carry a real 16-byte x64 POOL_HEADER in front of them (PreviousSize,
+PoolIndex, BlockSize, PoolType, PoolTag), so `db` on `address-0x10` shows what
+`!pool` decodes.  Blocks over 4064 bytes come from the big-pool table: whole
+pages, page aligned, no header — as in Windows.  Freed small blocks go on a
+per-size free list (reused LIFO), which keeps allocation O(1) and deterministic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .memory import PAGE_SIZE, AddressSpace, PhysicalMemory, VaRegion
+
+NonPagedPool = 0
+PagedPool = 1
+NonPagedPoolMustSucceed = 2
+NonPagedPoolNx = 512
+
+POOL_TYPE_NAMES = {NonPagedPool: "NonPagedPool", PagedPool: "PagedPool", NonPagedPoolNx: "NonPagedPoolNx"}
+
+POOL_HEADER_SIZE = 0x10
+POOL_GRANULARITY = 0x10
+MAX_SMALL_BLOCK = 0xFF0  # BlockSize is one byte of 16-byte units
+
+# BAD_POOL_CALLER (0xC2) Parameter 1 values used here
+BAD_POOL_CALLER = 0xC2
+BPC_ALREADY_FREED = 0x07
+BPC_WRONG_TAG = 0x0A  # emulator's choice for a tag mismatch at ExFreePoolWithTag
+BPC_INVALID_ADDRESS = 0x46
+
+
+def tag_from_str(tag: str | bytes | int) -> int:
+    """'Echo' -> the ULONG as stored in the header (little-endian characters)."""
+    if isinstance(tag, int):
+        return tag & 0xFFFFFFFF
+    raw = tag.encode("latin-1") if isinstance(tag, str) else bytes(tag)
+    return int.from_bytes(raw[:4].ljust(4, b" "), "little")
+
+
+def tag_to_str(tag: int) -> str:
+    return (tag & 0xFFFFFFFF).to_bytes(4, "little").decode("latin-1")
+
+
+def is_paged(pool_type: int) -> bool:
+    return pool_type & 1 == 1
+
+
+@dataclass(slots=True)
+class PoolBlock:
+    address: int  # what the caller got
+    header: int  # POOL_HEADER address (== address for big blocks, which have none)
+    block_size: int  # bytes including the header
+    requested: int
+    tag: int
+    pool_type: int
+    allocated: bool
+    big: bool = False
+    owner: str = ""  # routine that allocated it (for leak reports)
+
+    @property
+    def tag_str(self) -> str:
+        return tag_to_str(self.tag)
+
+    @property
+    def type_name(self) -> str:
+        return POOL_TYPE_NAMES.get(self.pool_type, f"Pool{self.pool_type}")
+
+
+@dataclass(slots=True)
+class TagUsage:
+    allocs: int = 0
+    frees: int = 0
+    bytes_in_use: int = 0
+
+
+BugcheckFn = Callable[[int, int, int, int, int], None]
+
+
+class PoolManager:
+    def __init__(
+        self,
+        space: AddressSpace,
+        phys: PhysicalMemory,
+        nonpaged: VaRegion,
+        paged: VaRegion,
+        bugcheck: BugcheckFn,
+    ) -> None:
+        self.space = space
+        self.phys = phys
+        self.regions = {False: nonpaged, True: paged}
+        self._bugcheck = bugcheck
+        self.blocks: dict[int, PoolBlock] = {}  # caller address -> block (allocated or freed)
+        self._page_blocks: dict[int, list[PoolBlock]] = {}  # page va -> small blocks carved from it
+        self._free: dict[tuple[bool, int], list[PoolBlock]] = {}
+        self._carve: dict[bool, tuple[int, int]] = {}  # paged? -> (page va, next offset)
+        self.usage: dict[tuple[int, bool], TagUsage] = {}
+        self.pages_in_use = 0
+
+    # -- allocation ----------------------------------------------------------
+    def allocate(self, pool_type: int, size: int, tag: str | int, owner: str = "") -> int:
+        tag_val = tag_from_str(tag)
+        paged = is_paged(pool_type)
+        need = (size + POOL_HEADER_SIZE + POOL_GRANULARITY - 1) & ~(POOL_GRANULARITY - 1)
+        if need <= MAX_SMALL_BLOCK:
+            block = self._allocate_small(paged, need)
+            block.requested = size
+            block.tag = tag_val
+            block.pool_type = pool_type
+            block.allocated = True
+            block.owner = owner
+            self._write_header(block)
+            # Fresh pool memory is not zeroed in Windows, but stale bytes from a
+            # previous owner make transcripts depend on history; zero it.
+            self.space.write(block.address, bytes(need - POOL_HEADER_SIZE))
+        else:
+            block = self._allocate_big(paged, size, tag_val, pool_type, owner)
+        usage = self.usage.setdefault((tag_val, paged), TagUsage())
+        usage.allocs += 1
+        usage.bytes_in_use += block.block_size
+        return block.address
+
+    def _allocate_small(self, paged: bool, need: int) -> PoolBlock:
+        free = self._free.get((paged, need))
+        if free:
+            return free.pop()
+        page, offset = self._carve.get(paged, (0, PAGE_SIZE))
+        if offset + need > PAGE_SIZE:
+            page = self._new_pages(paged, 1, "pool")
+            offset = 0
+        header = page + offset
+        self._carve[paged] = (page, offset + need)
+        block = PoolBlock(header + POOL_HEADER_SIZE, header, need, 0, 0, 0, False)
+        self._page_blocks.setdefault(page, []).append(block)
+        return block
+
+    def _allocate_big(self, paged: bool, size: int, tag: int, pool_type: int, owner: str) -> PoolBlock:
+        pages = (size + PAGE_SIZE - 1) // PAGE_SIZE
+        va = self._new_pages(paged, pages, "bigpool")
+        block = PoolBlock(va, va, pages * PAGE_SIZE, size, tag, pool_type, True, big=True, owner=owner)
+        self.blocks[va] = block
+        self.space.write(va, bytes(pages * PAGE_SIZE))
+        return block
+
+    def _new_pages(self, paged: bool, pages: int, owner: str) -> int:
+        region = self.regions[paged]
+        va = region.reserve(pages)
+        for i, pfn in enumerate(self.phys.allocate(pages, owner)):
+            self.space.map_page(va + i * PAGE_SIZE, pfn)
+        self.pages_in_use += pages
+        return va
+
+    def _write_header(self, block: PoolBlock) -> None:
+        prev = 0
+        units = block.block_size // POOL_GRANULARITY
+        ptype = (block.pool_type & 0xFF) + 1 if block.allocated else 0
+        header = bytes((prev, 0, units, ptype)) + block.tag.to_bytes(4, "little") + bytes(8)
+        self.space.write(block.header, header)
+
+    # -- free ------------------------------------------------------------------
+    def free(self, address: int, tag: str | int | None = None) -> PoolBlock:
+        block = self.blocks.get(address)
+        if block is None:
+            block = self._find_small(address)
+        if block is None or block.address != address:
+            self._bugcheck(BAD_POOL_CALLER, BPC_INVALID_ADDRESS, address, 0, 0)
+            raise AssertionError("unreachable")
+        if not block.allocated:
+            header = int.from_bytes(self.space.read(block.header, 8), "little") if not block.big else 0
+            self._bugcheck(BAD_POOL_CALLER, BPC_ALREADY_FREED, 0, header, address)
+        if tag is not None and tag_from_str(tag) != block.tag:
+            self._bugcheck(BAD_POOL_CALLER, BPC_WRONG_TAG, address, block.tag, tag_from_str(tag))
+        paged = is_paged(block.pool_type)
+        usage = self.usage[(block.tag, paged)]
+        usage.frees += 1
+        usage.bytes_in_use -= block.block_size
+        block.allocated = False
+        if block.big:
+            pages = block.block_size // PAGE_SIZE
+            for i in range(pages):
+                va = block.address + i * PAGE_SIZE
+                pfn = self.space.translate(va)
+                self.space.unmap_page(va)
+                self.phys.free(pfn)
+            self.regions[paged].release(block.address, pages)
+            self.pages_in_use -= pages
+            # keep the record so a second free is recognised as a double free
+        else:
+            self._write_header(block)
+            self._free.setdefault((paged, block.block_size), []).append(block)
+        return block
+
+    def _find_small(self, address: int) -> PoolBlock | None:
+        for block in self._page_blocks.get(address & ~(PAGE_SIZE - 1), ()):
+            if block.header <= address < block.header + block.block_size:
+                return block
+        return None
+
+    # -- inspection ------------------------------------------------------------
+    def block_containing(self, address: int) -> PoolBlock | None:
+        block = self._find_small(address)
+        if block is not None:
+            return block
+        for b in self.blocks.values():
+            if b.big and b.address <= address < b.address + b.block_size:
+                return b
+        return None
+
+    def blocks_in_page(self, address: int) -> list[PoolBlock]:
+        return list(self._page_blocks.get(address & ~(PAGE_SIZE - 1), ()))
+
+    def allocated_blocks(self) -> list[PoolBlock]:
+        small = [b for blocks in self._page_blocks.values() for b in blocks if b.allocated]
+        big = [b for b in self.blocks.values() if b.allocated]
+        return sorted(small + big, key=lambda b: b.address)
+
+    def pool_type_of(self, address: int) -> int | None:
+        if self.regions[True].contains(address):
+            return PagedPool
+        if self.regions[False].contains(address):
+            return NonPagedPoolNx
+        return None

@@ -1,0 +1,170 @@
+"""The world's one deterministic event loop on a virtual clock (nanoseconds).
+
+Every unit of work — a DPC, a thread resuming from a wait, a timer expiring, a
+frame reaching a NIC, a work item — is one *event*: an entry in a heap ordered
+by (time, insertion sequence), so ties break by insertion order.  Running one
+event is the basis of stepping; running to idle or to a virtual time is the
+basis of `g`.  No real threads, no wall clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from .bugcheck import KMODE_EXCEPTION_NOT_HANDLED, BugCheckInfo, KernelBugCheck
+from .symbols import pop_kernel, push_kernel
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+NS_PER_US = 1_000
+NS_PER_MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(order=True, slots=True)
+class ScheduledEvent:
+    time_ns: int
+    seq: int
+    kernel: "Kernel | None" = field(compare=False)
+    fn: Callable[..., Any] = field(compare=False)
+    args: tuple = field(compare=False, default=())
+    label: str = field(compare=False, default="")
+    cancelled: bool = field(compare=False, default=False)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Scheduler:
+    def __init__(self) -> None:
+        self.now_ns = 0
+        self.events_run = 0
+        self._heap: list[ScheduledEvent] = []
+        self._seq = 0
+        self.halted: BugCheckInfo | None = None
+        self.current: ScheduledEvent | None = None
+        self.on_bugcheck: list[Callable[[BugCheckInfo], None]] = []
+        # Hook for a real-time bridge: called before the loop sleeps past `now`.
+        self.before_advance: Callable[[int], None] | None = None
+
+    # -- queueing ---------------------------------------------------------------
+    def call_at(self, time_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
+                label: str = "") -> ScheduledEvent:
+        if time_ns < self.now_ns:
+            time_ns = self.now_ns
+        self._seq += 1
+        ev = ScheduledEvent(time_ns, self._seq, kernel, fn, args, label)
+        heapq.heappush(self._heap, ev)
+        return ev
+
+    def call_later(self, delay_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
+                   label: str = "") -> ScheduledEvent:
+        return self.call_at(self.now_ns + max(0, delay_ns), kernel, fn, *args, label=label)
+
+    def call_soon(self, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any, label: str = "") -> ScheduledEvent:
+        return self.call_at(self.now_ns, kernel, fn, *args, label=label)
+
+    # -- inspection -------------------------------------------------------------
+    def peek_time(self) -> int | None:
+        heap = self._heap
+        while heap and heap[0].cancelled:
+            heapq.heappop(heap)
+        return heap[0].time_ns if heap else None
+
+    def pending(self) -> list[ScheduledEvent]:
+        return sorted(e for e in self._heap if not e.cancelled)
+
+    @property
+    def idle(self) -> bool:
+        return self.peek_time() is None
+
+    # -- running ----------------------------------------------------------------
+    def run_one(self) -> bool:
+        """Run exactly one event.  False when halted or there is nothing to run."""
+        if self.halted is not None:
+            return False
+        heap = self._heap
+        while heap:
+            ev = heapq.heappop(heap)
+            if not ev.cancelled:
+                break
+        else:
+            return False
+        if ev.time_ns > self.now_ns:
+            if self.before_advance is not None:
+                self.before_advance(ev.time_ns)
+            self.now_ns = ev.time_ns
+        self.events_run += 1
+        self.current = ev
+        k = ev.kernel
+        try:
+            if k is None:
+                ev.fn(*ev.args)
+            else:
+                push_kernel(k)
+                try:
+                    k.run_event(ev)
+                finally:
+                    pop_kernel()
+        except KernelBugCheck as crash:
+            self._halt(crash.info)
+        except Exception as exc:  # a driver bug must never escape into the debugger
+            if k is None:
+                raise
+            self._halt(k.bugcheck_from_exception(exc, traceback.format_exc()))
+        finally:
+            self.current = None
+        return True
+
+    def _halt(self, info: BugCheckInfo) -> None:
+        self.halted = info
+        for fn in list(self.on_bugcheck):
+            fn(info)
+
+    def run_until(self, time_ns: int, max_events: int | None = None) -> int:
+        """Run every event due at or before `time_ns`, then set the clock to it."""
+        ran = 0
+        while self.halted is None:
+            t = self.peek_time()
+            if t is None or t > time_ns:
+                break
+            if max_events is not None and ran >= max_events:
+                return ran
+            self.run_one()
+            ran += 1
+        if self.halted is None and time_ns > self.now_ns:
+            self.now_ns = time_ns
+        return ran
+
+    def run_for(self, delay_ns: int, max_events: int | None = None) -> int:
+        return self.run_until(self.now_ns + delay_ns, max_events)
+
+    def run_until_idle(self, max_events: int | None = None, max_time_ns: int | None = None) -> int:
+        ran = 0
+        while self.halted is None:
+            if max_events is not None and ran >= max_events:
+                break
+            t = self.peek_time()
+            if t is None or (max_time_ns is not None and t > max_time_ns):
+                break
+            self.run_one()
+            ran += 1
+        return ran
+
+    def run_while(self, condition: Callable[[], bool], max_events: int = 10_000_000,
+                  max_time_ns: int | None = None) -> bool:
+        """Run while `condition()` holds; True when it stopped holding."""
+        ran = 0
+        while condition():
+            if self.halted is not None or ran >= max_events:
+                return False
+            t = self.peek_time()
+            if t is None or (max_time_ns is not None and t > max_time_ns):
+                return False
+            self.run_one()
+            ran += 1
+        return True

@@ -1,0 +1,103 @@
+"""Routine names (`module!Name`), the current kernel, and the logical call stack.
+
+Driver routines are ordinary Python functions decorated with `@kroutine("echosrv")`.
+The decorator records the routine in a catalog (in source order, so addresses are
+deterministic), and on each call pushes a frame on the current execution context's
+stack and publishes `RoutineEntered`/`RoutineReturned` — the hand-offs that `bp`,
+`t`, `p`, `gu` and `k` are built on.  Generator routines (code that waits) keep
+their frame across yields because each emulated thread owns its own frame list.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+if TYPE_CHECKING:
+    from .kernel import Kernel
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# module name -> routine names in definition order
+CATALOG: dict[str, list[str]] = {}
+
+_current: list["Kernel"] = []
+
+
+def current_kernel() -> "Kernel":
+    """The kernel whose code is running now (set by the scheduler for each event)."""
+    if not _current:
+        raise RuntimeError("no emulated kernel is running on this thread")
+    return _current[-1]
+
+
+def push_kernel(k: "Kernel") -> None:
+    _current.append(k)
+
+
+def pop_kernel() -> None:
+    _current.pop()
+
+
+def has_current_kernel() -> bool:
+    return bool(_current)
+
+
+@dataclass(slots=True)
+class Frame:
+    symbol: str
+    args: tuple = ()
+
+
+def catalog_add(module: str, name: str) -> str:
+    names = CATALOG.setdefault(module, [])
+    if name not in names:
+        names.append(name)
+    return f"{module}!{name}"
+
+
+def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
+    """Make a function a named kernel routine of `module` (see module docstring)."""
+
+    def decorate(fn: F) -> F:
+        symbol = catalog_add(module, name or fn.__name__)
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen_wrapper(*args: Any, **kwargs: Any):
+                k = _current[-1]
+                k.enter(symbol, args)
+                try:
+                    result = yield from fn(*args, **kwargs)
+                except GeneratorExit:
+                    k.leave_silently(symbol)
+                    raise
+                k.leave(symbol, result)
+                return result
+
+            gen_wrapper.symbol = symbol  # type: ignore[attr-defined]
+            return gen_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any):
+            k = _current[-1]
+            k.enter(symbol, args)
+            result = fn(*args, **kwargs)
+            k.leave(symbol, result)
+            return result
+
+        wrapper.symbol = symbol  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def symbol_of(fn: object) -> str:
+    """The `module!Name` of a routine, or a readable fallback for undecorated callables."""
+    sym = getattr(fn, "symbol", None)
+    if sym:
+        return sym
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    module = (getattr(fn, "__module__", "") or "").rsplit(".", 1)[-1]
+    return f"{module}!{name}"

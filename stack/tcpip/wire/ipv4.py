@@ -1,0 +1,170 @@
+"""IPv4 header (RFC 791): options allowed, fragments recognised but not reassembled."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
+from .checksum import AddressLike, BytesLike, internet_checksum, ones_sum
+from .errors import BAD_CHECKSUM, BAD_HEADER_LENGTH, BAD_LENGTH, BAD_VERSION, TRUNCATED, WireError
+
+IPV4_HEADER_LEN = 20
+IPV4_MAX_HEADER_LEN = 60
+
+IPPROTO_ICMP = 1
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_ICMPV6 = 58
+
+FLAG_DF = 0x2  # in the 3-bit flags field
+FLAG_MF = 0x1
+
+DEFAULT_TTL = 128  # Windows' default
+
+_FIXED = struct.Struct("!BBHHHBBH4s4s")
+_LAYER = "ipv4"
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4Header:
+    header_length: int  # bytes (IHL * 4)
+    tos: int  # DSCP << 2 | ECN
+    total_length: int
+    identification: int
+    flags: int  # 3 bits: reserved, DF, MF
+    fragment_offset: int  # in bytes (wire field * 8)
+    ttl: int
+    protocol: int
+    checksum: int
+    src: bytes
+    dst: bytes
+    options: bytes = b""
+
+    @property
+    def src_address(self) -> IPv4Address:
+        return IPv4Address(self.src)
+
+    @property
+    def dst_address(self) -> IPv4Address:
+        return IPv4Address(self.dst)
+
+    @property
+    def dont_fragment(self) -> bool:
+        return bool(self.flags & FLAG_DF)
+
+    @property
+    def more_fragments(self) -> bool:
+        return bool(self.flags & FLAG_MF)
+
+    @property
+    def is_fragment(self) -> bool:
+        """Part of a fragmented datagram (first, middle or last piece)."""
+        return bool(self.flags & FLAG_MF) or self.fragment_offset != 0
+
+    @property
+    def payload_length(self) -> int:
+        return self.total_length - self.header_length
+
+
+def parse_ipv4(
+    buf: BytesLike, *, verify_checksum: bool = True, allow_truncated: bool = False
+) -> tuple[Ipv4Header, memoryview]:
+    """Parse an IPv4 header; the payload is cut to the total length (dropping Ethernet padding).
+
+    ``allow_truncated`` accepts a datagram shorter than its total length and
+    returns what is there: for the copy quoted inside an ICMP error.
+    """
+    view = memoryview(buf)
+    size = len(view)
+    if size < IPV4_HEADER_LEN:
+        raise WireError(_LAYER, TRUNCATED, f"{size} bytes")
+    ver_ihl, tos, total_length, ident, flags_frag, ttl, proto, checksum, src, dst = _FIXED.unpack_from(view, 0)
+    if ver_ihl >> 4 != 4:
+        raise WireError(_LAYER, BAD_VERSION, f"version {ver_ihl >> 4}")
+    header_length = (ver_ihl & 0x0F) * 4
+    if header_length < IPV4_HEADER_LEN:
+        raise WireError(_LAYER, BAD_HEADER_LENGTH, f"ihl {header_length // 4}")
+    if size < header_length:
+        raise WireError(_LAYER, TRUNCATED, f"header {header_length} > {size} bytes")
+    if total_length < header_length:
+        raise WireError(_LAYER, BAD_LENGTH, f"total length {total_length} < header {header_length}")
+    if total_length > size:
+        if not allow_truncated:
+            raise WireError(_LAYER, TRUNCATED, f"total length {total_length} > {size} bytes")
+        end = size
+    else:
+        end = total_length
+    if verify_checksum and ones_sum(view[:header_length]) != 0xFFFF:
+        raise WireError(_LAYER, BAD_CHECKSUM, f"checksum {checksum:#06x}")
+    options = bytes(view[IPV4_HEADER_LEN:header_length]) if header_length > IPV4_HEADER_LEN else b""
+    header = Ipv4Header(
+        header_length, tos, total_length, ident, flags_frag >> 13, (flags_frag & 0x1FFF) * 8,
+        ttl, proto, checksum, src, dst, options,
+    )
+    return header, view[header_length:end]
+
+
+def ipv4_header_checksum_ok(buf: BytesLike) -> bool:
+    """Check the header checksum of a datagram known to have a sane header length."""
+    if len(buf) < IPV4_HEADER_LEN:
+        return False
+    header_length = (buf[0] & 0x0F) * 4
+    return IPV4_HEADER_LEN <= header_length <= len(buf) and ones_sum(memoryview(buf)[:header_length]) == 0xFFFF
+
+
+def _ip4(address: AddressLike) -> bytes:
+    raw = address.packed if isinstance(address, IPv4Address) else bytes(address)
+    if len(raw) != 4:
+        raise ValueError("IPv4 addresses are 4 bytes")
+    return raw
+
+
+def emit_ipv4(
+    buf: bytearray | memoryview,
+    offset: int,
+    *,
+    src: AddressLike,
+    dst: AddressLike,
+    protocol: int,
+    payload_length: int,
+    ttl: int = DEFAULT_TTL,
+    identification: int = 0,
+    dont_fragment: bool = False,
+    more_fragments: bool = False,
+    fragment_offset: int = 0,
+    tos: int = 0,
+    options: BytesLike = b"",
+) -> int:
+    """Write an IPv4 header with its checksum at ``offset``; returns the offset past it.
+
+    ``options`` must already be padded to a multiple of 4 bytes;
+    ``fragment_offset`` is in bytes and must be a multiple of 8.
+    """
+    if len(options) % 4 or len(options) > IPV4_MAX_HEADER_LEN - IPV4_HEADER_LEN:
+        raise ValueError("IPv4 options must be padded to 4 bytes and at most 40 bytes")
+    if fragment_offset % 8 or not 0 <= fragment_offset <= 0x1FFF * 8:
+        raise ValueError("fragment offset must be a multiple of 8 below 65536")
+    header_length = IPV4_HEADER_LEN + len(options)
+    total_length = header_length + payload_length
+    if total_length > 0xFFFF:
+        raise ValueError(f"IPv4 datagram too long: {total_length}")
+    flags = (FLAG_DF if dont_fragment else 0) | (FLAG_MF if more_fragments else 0)
+    _FIXED.pack_into(
+        buf, offset, 0x40 | (header_length // 4), tos, total_length, identification & 0xFFFF,
+        (flags << 13) | (fragment_offset // 8), ttl, protocol, 0, _ip4(src), _ip4(dst),
+    )
+    if options:
+        buf[offset + IPV4_HEADER_LEN : offset + header_length] = options
+    checksum = internet_checksum(memoryview(buf)[offset : offset + header_length])
+    struct.pack_into("!H", buf, offset + 10, checksum)
+    return offset + header_length
+
+
+def build_ipv4(src: AddressLike, dst: AddressLike, protocol: int, payload: BytesLike = b"", **fields) -> bytes:
+    """A whole datagram as bytes; ``fields`` are emit_ipv4's keyword options."""
+    header_length = IPV4_HEADER_LEN + len(fields.get("options", b""))
+    out = bytearray(header_length + len(payload))
+    emit_ipv4(out, 0, src=src, dst=dst, protocol=protocol, payload_length=len(payload), **fields)
+    out[header_length:] = payload
+    return bytes(out)
