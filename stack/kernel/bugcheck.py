@@ -49,6 +49,7 @@ C4_POOL_LEAK_ON_UNLOAD = 0x62
 C4_MDL_FREED_LOCKED = 0x1040  # emulator-defined: IoFreeMdl with MDL_PAGES_LOCKED still set
 C4_MDL_FREED_MAPPED = 0x1041  # emulator-defined: IoFreeMdl with MDL_MAPPED_TO_SYSTEM_VA still set
 C4_PROBE_NONPAGED_MDL = 0xB0
+C4_UNLOCK_NOT_LOCKED = 0x7C  # MmUnlockPages on an MDL that was never locked
 C9_COMPLETE_PENDING = 0x06
 C9_CALL_ABOVE_DISPATCH = 0x10
 C9_FREE_IRP_WITH_THREAD = 0x02

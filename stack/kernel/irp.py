@@ -470,8 +470,20 @@ def IoCancelIrp(Irp: Irp) -> bool:
     return True
 
 
+def IoAcquireCancelSpinLock() -> int:
+    """Raise to DISPATCH_LEVEL; the lock itself is implicit on one emulated processor.  Returns the old IRQL."""
+    k = current_kernel()
+    old = k.irql
+    if old < DISPATCH_LEVEL:
+        k.irql = DISPATCH_LEVEL
+    return old
+
+
 def IoReleaseCancelSpinLock(Irql: int) -> None:
-    """Emulated: the cancel lock is implicit; IoCancelIrp restores IRQL after the routine."""
+    """Drop back to `Irql` (a cancel routine passes Irp.cancel_irql), so it completes at the caller's IRQL."""
+    k = current_kernel()
+    if Irql < k.irql:
+        k.irql = Irql
 
 
 def IoBuildDeviceIoControlRequest(IoControlCode: int, DeviceObject: Any, InputBuffer: Any, InputBufferLength: int,

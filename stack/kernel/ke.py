@@ -140,7 +140,7 @@ class KThread(DispatcherObject):
         self.name = name
         self.start_symbol = start_symbol
         self.body = body
-        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size - 0x10, "Thre")
+        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size, "Thre")  # flush() writes all of it
         k._next_tid += 4
         self.tid = k._next_tid
         self.pid = SYSTEM_PID
@@ -157,6 +157,7 @@ class KThread(DispatcherObject):
         self.stack_limit = self.stack_base - 6 * 0x1000
         self.created_ns = k.now_ns
         self.wait_started_ns = 0
+        self.start_is_kroutine = False
         k.threads.append(self)
         k.register_object(self)
 
@@ -189,18 +190,28 @@ def PsCreateSystemThread(start_routine: Callable[..., Any], context: Any = None,
     """Create a system thread whose body is `start_routine(context)` (a generator function, usually)."""
     k = current_kernel()
     symbol = symbol_of(start_routine)
-    result = start_routine(context)
-    body = result if inspect.isgenerator(result) else _finished_body(result)
+    if inspect.isgeneratorfunction(start_routine):
+        body = start_routine(context)
+    else:  # a plain routine still runs on the new thread, not in its creator
+        body = _call_on_thread(start_routine, context)
     t = KThread(k, name or symbol, symbol, body)
+    t.start_is_kroutine = _is_kroutine(start_routine)
     t.state = "Ready"
     k.publish(ThreadCreated, thread=t.address, name=t.name)
     k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")
     return t
 
 
-def _finished_body(result: Any) -> Generator:
+def _is_kroutine(fn: Any) -> bool:
+    """A @kroutine wrapper pushes its own frame when it runs."""
+    return hasattr(fn, "__wrapped__") and hasattr(fn, "symbol")
+
+
+def _call_on_thread(start_routine: Callable[..., Any], context: Any) -> Generator:
+    result = start_routine(context)
+    if inspect.isgenerator(result):
+        result = yield from result
     return result
-    yield  # pragma: no cover - makes this a generator
 
 
 def _resume_thread(k: Kernel, t: KThread, status: int) -> None:
@@ -213,10 +224,14 @@ def _resume_thread(k: Kernel, t: KThread, status: int) -> None:
     t.state = "Running"
     t.context_switches += 1
     k.publish(ThreadSwitched, thread=t.address, name=t.name, wait_status=status)
-    value: Any = status
-    first = not t.frames and t.context_switches == 1
-    if first:
-        t.frames.append(Frame(t.start_symbol))
+    # A generator that has not started yet only accepts None.
+    first = inspect.getgeneratorstate(t.body) == inspect.GEN_CREATED
+    value: Any = None if first else status
+    if first and not t.frames:
+        t.frames.append(Frame("nt!KiStartSystemThread"))
+        t.frames.append(Frame("nt!PspSystemThreadStartup"))
+        if not t.start_is_kroutine:  # a @kroutine start routine pushes its own frame
+            t.frames.append(Frame(t.start_symbol))
     while True:
         try:
             request = t.body.send(value)
@@ -364,6 +379,11 @@ def KeReleaseSemaphore(sem: KSEMAPHORE, increment: int = 0, adjustment: int = 1,
     sem.signaled = sem.count > 0
     sem._signal(k)
     return previous
+
+
+def KeBugCheckEx(BugCheckCode: int, P1: int = 0, P2: int = 0, P3: int = 0, P4: int = 0) -> None:
+    """Stop the machine with this code and parameters (the scheduler halts; nothing returns)."""
+    current_kernel().bugcheck(BugCheckCode, P1, P2, P3, P4)
 
 
 # --- IRQL and spin locks ---------------------------------------------------------------
@@ -585,5 +605,6 @@ def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
     result = item.routine(item.device, item.context)
     if inspect.isgenerator(result):  # a work routine that waits gets a thread of its own
         t = KThread(k, f"worker {symbol}", symbol, result)
+        t.start_is_kroutine = _is_kroutine(item.routine)
         t.state = "Ready"
         k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")

@@ -9,6 +9,8 @@ running thread's own list, or the processor's list for a DPC or interrupt).
 from __future__ import annotations
 
 import random
+import traceback
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -142,10 +144,27 @@ class Kernel:
         return None
 
     def _assign_symbol(self, mod: Module, routine: str) -> int:
+        """A routine's address depends only on its name, never on which was asked for first.
+
+        Cataloged routines sit in definition order from +0x1000; other names (frames
+        pushed by hand, such as nt!IofCallDriver) sit in the upper half of the image
+        at a slot chosen by a hash of the name.
+        """
         addr = mod.symbols.get(routine)
-        if addr is None:
-            addr = mod.base + 0x1000 + len(mod.symbols) * 0xA0
-            mod.symbols[routine] = addr
+        if addr is not None:
+            return addr
+        catalog = CATALOG.get(mod.name, [])
+        half = mod.size // 2
+        if routine in catalog and 0x1000 + catalog.index(routine) * 0xA0 < half:
+            addr = mod.base + 0x1000 + catalog.index(routine) * 0xA0
+        else:
+            slots = half // 0x10 - 1
+            slot = zlib.crc32(routine.encode()) % slots
+            used = set(mod.symbols.values())
+            while mod.base + half + slot * 0x10 in used:  # a collision: probe deterministically
+                slot = (slot + 1) % slots
+            addr = mod.base + half + slot * 0x10
+        mod.symbols[routine] = addr
         return addr
 
     def symbol_address(self, symbol: str) -> int:
@@ -198,14 +217,18 @@ class Kernel:
         bus = self.bus
         if bus.subscribers:
             bus.publish(RoutineReturned(host=self.name, depth=len(self.frames), symbol=symbol, result=result))
-        frames = self.frames
-        if frames and frames[-1].symbol == symbol:
-            frames.pop()
+        self.leave_silently(symbol)
 
     def leave_silently(self, symbol: str) -> None:
         frames = self.frames
         if frames and frames[-1].symbol == symbol:
             frames.pop()
+            return
+        # Frames left above ours by an exception a caller caught: drop them with ours.
+        for i in range(len(frames) - 1, -1, -1):
+            if frames[i].symbol == symbol:
+                del frames[i:]
+                return
 
     def publish(self, event_type: type, **fields: Any) -> None:
         """Publish a kernel event if anybody listens (cheap when nobody does)."""
@@ -225,6 +248,8 @@ class Kernel:
         self.held_locks = []
         try:
             ev.fn(*ev.args)
+        except Exception as exc:  # becomes 0x1E while the crashing context is still current
+            raise KernelBugCheck(self.bugcheck_from_exception(exc, traceback.format_exc())) from None
         finally:
             self.irql, self.frames, self.current_thread, self.held_locks = saved
 
@@ -241,10 +266,15 @@ class Kernel:
         if ptype is not None and is_paged(ptype) and self.irql >= DISPATCH_LEVEL:
             self.bugcheck(bc.DRIVER_IRQL_NOT_LESS_OR_EQUAL, va, self.irql, int(write),
                           self.symbol_address(self.caller_symbol()))
-        if not self.mem.is_mapped(va) or (length > 1 and not self.mem.is_mapped(va + length - 1)):
-            bad = va if not self.mem.is_mapped(va) else va + length - 1
-            self.bugcheck(bc.PAGE_FAULT_IN_NONPAGED_AREA, bad, int(write),
-                          self.symbol_address(self.caller_symbol()), 0)
+        is_mapped = self.mem.is_mapped
+        page = va & ~(PAGE_SIZE - 1)
+        last = va + max(length, 1) - 1
+        while page <= last:  # usually one or two pages
+            if not is_mapped(page):
+                # P2 is 0 for a read, 2 for a write (Windows 10 and later)
+                self.bugcheck(bc.PAGE_FAULT_IN_NONPAGED_AREA, max(page, va), 2 if write else 0,
+                              self.symbol_address(self.caller_symbol()), 0)
+            page += PAGE_SIZE
 
     def read(self, va: int, length: int) -> bytes:
         self.check_access(va, length, False)
@@ -255,9 +285,15 @@ class Kernel:
         self.mem.write(va, data)
 
     # -- bug checks ------------------------------------------------------------------
-    def bugcheck(self, code: int, p1: int = 0, p2: int = 0, p3: int = 0, p4: int = 0, detail: str = "") -> None:
-        """KeBugCheckEx: record the crash and unwind to the scheduler."""
-        frames = [f.symbol for f in reversed(self.frames)]
+    def bugcheck(self, code: int, p1: int = 0, p2: int = 0, p3: int = 0, p4: int = 0, detail: str = "",
+                 frames: list[str] | None = None) -> None:
+        """KeBugCheckEx: record the crash and unwind to the scheduler.
+
+        `frames` (innermost first) overrides the current stack, for a crash
+        whose stack was already unwound (an exception inside a driver).
+        """
+        if frames is None:
+            frames = [f.symbol for f in reversed(self.frames)]
         faulting = frames[0] if frames else "nt!KiIdleLoop"
         thread = self.current_thread
         info = BugCheckInfo(
@@ -269,7 +305,10 @@ class Kernel:
             detail=detail, seq=self.bus.seq,
         )
         info.extra["current_frames"] = list(self.frames)
-        self.publish(BugChecked, code=code, params=info.params)
+        try:
+            self.publish(BugChecked, code=code, params=info.params)
+        except Exception as exc:  # a failing observer must not replace the crash being reported
+            info.extra["publish_error"] = f"{type(exc).__name__}: {exc}"
         raise KernelBugCheck(info)
 
     @staticmethod
@@ -282,11 +321,13 @@ class Kernel:
 
     def bugcheck_from_exception(self, exc: BaseException, tb: str) -> BugCheckInfo:
         """A Python exception inside emulated code is an unhandled kernel-mode exception."""
-        frames = [f.symbol for f in reversed(self.frames)]
+        frames = getattr(exc, "kernel_frames", None)
+        if frames is None:
+            frames = [f.symbol for f in reversed(self.frames)]
         try:
             self.bugcheck(bc.KMODE_EXCEPTION_NOT_HANDLED, 0xC0000005,
                           self.symbol_address(frames[0]) if frames else 0, 0, 0,
-                          detail=f"{type(exc).__name__}: {exc}\n{tb}")
+                          detail=f"{type(exc).__name__}: {exc}\n{tb}", frames=list(frames))
         except KernelBugCheck as crash:
             return crash.info
         raise AssertionError("unreachable")

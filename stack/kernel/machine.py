@@ -22,8 +22,20 @@ class Machine:
         return next(iter(self.kernels.values()))
 
     def run_in(self, kernel: Kernel, fn, *args):
-        """Run `fn(*args)` now as one event of `kernel` (at PASSIVE_LEVEL, no thread)."""
+        """Run `fn(*args)` now as one event of `kernel` (at PASSIVE_LEVEL, no thread).
+
+        Events already due at this time were queued first, so they run first
+        (ties break by insertion order).  Returns fn's result, or None when the
+        machine bug-checked.
+        """
         box: list = []
-        self.scheduler.call_soon(kernel, lambda: box.append(fn(*args)), label="run_in")
-        self.scheduler.run_one()
+        ran: list[bool] = []
+
+        def event() -> None:
+            ran.append(True)
+            box.append(fn(*args))
+
+        self.scheduler.call_soon(kernel, event, label="run_in")
+        while not ran and self.scheduler.run_one():
+            pass
         return box[0] if box else None

@@ -233,6 +233,10 @@ def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteA
 
 def MmUnlockPages(mdl: Mdl) -> None:
     k = current_kernel()
+    if not mdl.flags & MDL_PAGES_LOCKED or mdl.flags & MDL_PARTIAL:
+        # Unlocking would drop lock references somebody else holds (a partial MDL's parent).
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_UNLOCK_NOT_LOCKED, k.irql, mdl.address, mdl.flags,
+                   detail="MmUnlockPages on an MDL whose pages were not locked through it")
     if mdl.flags & MDL_MAPPED_TO_SYSTEM_VA and mdl.map_va:
         MmUnmapLockedPages(mdl.mapped_system_va, mdl)
     for pfn in mdl.pfns:
@@ -258,6 +262,8 @@ def MmMapLockedPagesSpecifyCache(mdl: Mdl, AccessMode: int = 0, CacheType: int =
     mdl.map_va = base
     mdl.mapped_system_va = base + mdl.byte_offset
     mdl.flags |= MDL_MAPPED_TO_SYSTEM_VA
+    if mdl.flags & MDL_PARTIAL:
+        mdl.flags |= MDL_PARTIAL_HAS_BEEN_MAPPED
     return mdl.mapped_system_va
 
 
@@ -271,7 +277,7 @@ def MmUnmapLockedPages(BaseAddress: int, mdl: Mdl) -> None:
     k.system_ptes.release(mdl.map_va, pages)
     mdl.map_va = 0
     mdl.mapped_system_va = 0
-    mdl.flags &= ~MDL_MAPPED_TO_SYSTEM_VA
+    mdl.flags &= ~(MDL_MAPPED_TO_SYSTEM_VA | MDL_PARTIAL_HAS_BEEN_MAPPED)
 
 
 def IoBuildPartialMdl(SourceMdl: Mdl, TargetMdl: Mdl, VirtualAddress: int, Length: int) -> None:
@@ -292,9 +298,16 @@ def IoBuildPartialMdl(SourceMdl: Mdl, TargetMdl: Mdl, VirtualAddress: int, Lengt
     TargetMdl.byte_offset = VirtualAddress & PAGE_MASK
     TargetMdl.byte_count = Length
     TargetMdl.pfns = SourceMdl.pfns[first_page:first_page + pages]
-    TargetMdl.flags = (TargetMdl.flags & MDL_ALLOCATED_FIXED_SIZE) | MDL_PARTIAL
+    # The partial inherits how the source is addressable, so MmGetSystemAddressForMdlSafe
+    # reuses the parent's system address instead of mapping the pages a second time.
+    inherited = SourceMdl.flags & (MDL_IO_PAGE_READ | MDL_SOURCE_IS_NONPAGED_POOL | MDL_MAPPED_TO_SYSTEM_VA
+                                   | MDL_IO_SPACE)
+    TargetMdl.flags = (TargetMdl.flags & MDL_ALLOCATED_FIXED_SIZE) | MDL_PARTIAL | inherited
+    TargetMdl.map_va = 0
+    TargetMdl.mapped_system_va = 0
     if SourceMdl.flags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL):
-        TargetMdl.flags |= MDL_PARTIAL_HAS_BEEN_MAPPED
+        if SourceMdl.flags & MDL_MAPPED_TO_SYSTEM_VA:
+            TargetMdl.flags |= MDL_PARENT_MAPPED_SYSTEM_VA
         TargetMdl.mapped_system_va = SourceMdl.mapped_system_va + offset
     k.publish(MdlBuilt, mdl=TargetMdl.address, va=VirtualAddress, length=Length, how="IoBuildPartialMdl")
 

@@ -200,7 +200,7 @@ class AddressSpace:
         for vpn in range(first, first + pages):
             pte = self.ptes.get(vpn)
             if pte is None:
-                raise MemoryAccessError(vpn << PAGE_SHIFT)
+                raise MemoryAccessError(max(va, vpn << PAGE_SHIFT))  # the first byte that faults
             out.append((pte & PFN_MASK) >> PAGE_SHIFT)
         return out
 

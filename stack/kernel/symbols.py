@@ -58,6 +58,20 @@ def catalog_add(module: str, name: str) -> str:
     return f"{module}!{name}"
 
 
+def note_exception_frames(exc: BaseException, k: "Kernel") -> None:
+    """Remember the logical stack (innermost first) where a Python exception started.
+
+    The frames are popped while the exception unwinds, so the 0x1E bug check
+    reads them from here.  A bug check itself (a BaseException) is not caught
+    and leaves the frames in place for the debugger.
+    """
+    if getattr(exc, "kernel_frames", None) is None:
+        try:
+            exc.kernel_frames = [f.symbol for f in reversed(k.frames)]  # type: ignore[attr-defined]
+        except AttributeError:  # an exception type with __slots__ cannot carry them
+            pass
+
+
 def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
     """Make a function a named kernel routine of `module` (see module docstring)."""
 
@@ -73,6 +87,10 @@ def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
                 except GeneratorExit:
                     k.leave_silently(symbol)
                     raise
+                except Exception as exc:
+                    note_exception_frames(exc, k)
+                    k.leave_silently(symbol)
+                    raise
                 k.leave(symbol, result)
                 return result
 
@@ -83,7 +101,12 @@ def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any):
             k = _current[-1]
             k.enter(symbol, args)
-            result = fn(*args, **kwargs)
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:
+                note_exception_frames(exc, k)
+                k.leave_silently(symbol)
+                raise
             k.leave(symbol, result)
             return result
 

@@ -357,6 +357,8 @@ def DoTraceMessage(provider: WppProvider, flag: str, fmt: str, *args: Any) -> No
         raise WppError(f"provider {provider.name} has no flag {flag}") from None
     if not provider.enabled_flags & bit:
         return
+    if not has_current_kernel():
+        return
     k = current_kernel()
     function = k.frames[-1].symbol.split("!", 1)[-1] if k.frames else "?"
     k.wpp.log(provider, flag, TRACE_LEVEL_NONE, function, fmt, args)
