@@ -1,0 +1,100 @@
+"""Tunables of one TCP connection.
+
+Defaults follow Windows' tcpip.sys where the RFCs leave a choice, because the
+emulated machine is a Windows kernel:
+  * minimum RTO 300 ms (Windows "MinRto"; RFC 6298 says 1 s, Linux uses 200 ms),
+  * initial RTO 1 s (RFC 6298, Windows "InitialRto"),
+  * 5 data retransmissions, then the connection is reset (TcpMaxDataRetransmissions),
+  * 2 SYN retransmissions (TcpMaxConnectRetransmissions / "Max SYN Retransmissions"),
+  * delayed ACK 200 ms or every 2nd segment (TcpAckFrequency = 2),
+  * initial congestion window 10 segments (RFC 6928, Windows' default template).
+TIME_WAIT lasts 2*MSL with MSL = 120 s as RFC 9293 says; tests shorten it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import TcpConfigError
+
+MS = 1_000_000  # nanoseconds
+SECOND = 1_000_000_000
+MSL_NS = 120 * SECOND
+MAX_WSCALE = 14  # RFC 7323 section 2.3
+MAX_WINDOW = 0xFFFF << MAX_WSCALE
+
+
+def wscale_for_buffer(recv_buffer: int) -> int:
+    """Smallest shift whose scaled 16-bit window covers the whole buffer."""
+    shift = 0
+    while (recv_buffer >> shift) > 0xFFFF and shift < MAX_WSCALE:
+        shift += 1
+    return shift
+
+
+@dataclass(slots=True)
+class TcpConfig:
+    mss: int = 1460  # our MSS option (what we can receive); also caps the send MSS
+    recv_buffer: int = 65535 * 4  # receive buffer in bytes = largest window we offer
+    window_scaling: bool = True  # offer RFC 7323 window scaling on SYN
+    wscale: int | None = None  # shift we offer; None = smallest that covers recv_buffer
+    nagle: bool = True  # RFC 896; the connection's `nodelay` property overrides
+    delayed_ack_ns: int = 200 * MS  # 0 = acknowledge every segment at once
+    delayed_ack_every_segments: int = 2  # ACK at least every Nth in-order data segment
+    rto_initial_ns: int = 1 * SECOND
+    rto_min_ns: int = 300 * MS
+    rto_max_ns: int = 60 * SECOND
+    clock_granularity_ns: int = 1 * MS  # G in RFC 6298
+    max_retransmits: int = 5  # data retransmissions by timeout before Reset("timeout")
+    syn_retries: int = 2  # SYN / SYN-ACK retransmissions before giving up
+    time_wait_ns: int = 2 * MSL_NS
+    sack: bool = True  # offer SACK-permitted; SACK blocks are generated for out-of-order data
+    timestamps: bool = True  # offer RFC 7323 timestamps (RTTM and PAWS)
+    fin_wait_2_timeout_ns: int | None = None  # None = wait for the peer's FIN forever (RFC)
+    keepalive_idle_ns: int | None = None  # None = keep-alive off
+    keepalive_interval_ns: int = 1 * SECOND
+    keepalive_probes: int = 10
+    initial_cwnd_segments: int = 10  # RFC 6928 IW10 (RFC 5681 allows 2-4)
+    max_ooo_segments: int = 64  # bound on stored out-of-order pieces
+    challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
+    # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are
+    # rate-limited, as Linux's tcp_invalid_ratelimit does: two ends answering each
+    # other's stale duplicates (PAWS, TIME_WAIT) would otherwise feed an ACK storm.
+    invalid_ack_interval_ns: int = 500 * MS
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.mss <= 65495:
+            raise TcpConfigError(f"mss={self.mss} outside 64..65495")
+        if not 1 <= self.recv_buffer <= MAX_WINDOW:
+            raise TcpConfigError(f"recv_buffer={self.recv_buffer} outside 1..{MAX_WINDOW}")
+        if self.wscale is None:
+            self.wscale = wscale_for_buffer(self.recv_buffer)
+        if not 0 <= self.wscale <= MAX_WSCALE:
+            raise TcpConfigError(f"wscale={self.wscale} outside 0..{MAX_WSCALE}")
+        if self.delayed_ack_ns < 0 or self.delayed_ack_every_segments < 1:
+            raise TcpConfigError("delayed_ack_ns must be >= 0 and delayed_ack_every_segments >= 1")
+        if not 0 < self.rto_min_ns <= self.rto_initial_ns <= self.rto_max_ns:
+            raise TcpConfigError("need 0 < rto_min_ns <= rto_initial_ns <= rto_max_ns")
+        if self.clock_granularity_ns < 0:
+            raise TcpConfigError("clock_granularity_ns must be >= 0")
+        if self.max_retransmits < 0 or self.syn_retries < 0:
+            raise TcpConfigError("max_retransmits and syn_retries must be >= 0")
+        if self.time_wait_ns < 0:
+            raise TcpConfigError("time_wait_ns must be >= 0")
+        if self.keepalive_idle_ns is not None and (
+            self.keepalive_idle_ns <= 0 or self.keepalive_interval_ns <= 0 or self.keepalive_probes < 1
+        ):
+            raise TcpConfigError("keep-alive times must be > 0 and keepalive_probes >= 1")
+        if self.initial_cwnd_segments < 1:
+            raise TcpConfigError("initial_cwnd_segments must be >= 1")
+        if self.fin_wait_2_timeout_ns is not None and self.fin_wait_2_timeout_ns <= 0:
+            raise TcpConfigError("fin_wait_2_timeout_ns must be > 0 or None")
+        if self.invalid_ack_interval_ns < 0:
+            raise TcpConfigError("invalid_ack_interval_ns must be >= 0")
+        if self.max_ooo_segments < 0:
+            raise TcpConfigError("max_ooo_segments must be >= 0")
+
+    @property
+    def offered_wscale(self) -> int | None:
+        """The window-scale option we put on our SYN, or None."""
+        return self.wscale if self.window_scaling else None

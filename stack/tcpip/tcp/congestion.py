@@ -1,0 +1,85 @@
+"""Congestion control: slow start and congestion avoidance (RFC 5681) with
+NewReno fast retransmit / fast recovery (RFC 6582).
+
+Sequence numbers handed in are the connection's unwrapped ints, so plain
+comparisons are correct.  `smss` is the sender's maximum payload per segment."""
+
+from __future__ import annotations
+
+DUP_ACK_THRESHOLD = 3
+_INFINITE_SSTHRESH = 0x7FFFFFFF
+
+
+class NewReno:
+    __slots__ = ("smss", "cwnd", "ssthresh", "in_recovery", "recover", "dup_acks", "_ca_bytes")
+
+    def __init__(self, smss: int, initial_cwnd_segments: int, recover: int) -> None:
+        self.smss = smss
+        self.cwnd = initial_cwnd_segments * smss
+        self.ssthresh = _INFINITE_SSTHRESH  # "arbitrarily high" (RFC 5681 3.1)
+        self.in_recovery = False
+        self.recover = recover  # RFC 6582: initialised to the ISS
+        self.dup_acks = 0  # consecutive duplicate ACKs
+        self._ca_bytes = 0  # bytes acked toward the next congestion-avoidance increment
+
+    def reset_window(self, smss: int, initial_cwnd_segments: int) -> None:
+        """Set the initial window once the MSS is negotiated."""
+        self.smss = smss
+        self.cwnd = initial_cwnd_segments * smss
+
+    def on_new_ack(self, acked: int, ack: int, flight_after: int) -> bool:
+        """SND.UNA advanced by `acked` bytes to `ack`.  Returns True when the
+        ACK is a NewReno partial ACK and the first unacknowledged segment must
+        be retransmitted at once."""
+        self.dup_acks = 0
+        if self.in_recovery:
+            if ack > self.recover:
+                # Full acknowledgment of everything up to and including
+                # `recover` (RFC 6582 3.2 step 3, first option).
+                self.in_recovery = False
+                self.cwnd = min(self.ssthresh, max(flight_after, self.smss) + self.smss)
+                self._ca_bytes = 0
+                return False
+            # Partial acknowledgment: deflate by the newly acked amount, add
+            # back one SMSS if at least that much was acked (step 3).
+            self.cwnd = max(self.cwnd - acked, self.smss)
+            if acked >= self.smss:
+                self.cwnd += self.smss
+            return True
+        if self.cwnd < self.ssthresh:
+            self.cwnd += min(acked, self.smss)  # slow start, RFC 3465 L = 1 SMSS
+        else:
+            self._ca_bytes += acked
+            if self._ca_bytes >= self.cwnd:
+                self._ca_bytes -= self.cwnd
+                self.cwnd += self.smss
+        return False
+
+    def on_dup_ack(self, ack: int, flight: int, snd_max: int) -> bool:
+        """A duplicate ACK (RFC 5681 definition).  Returns True when the first
+        unacknowledged segment must be fast-retransmitted."""
+        self.dup_acks += 1
+        if self.in_recovery:
+            self.cwnd += self.smss  # inflate for the segment that left the network
+            return False
+        if self.dup_acks != DUP_ACK_THRESHOLD:
+            return False
+        if ack <= self.recover:
+            # The ACK does not cover more than `recover`: these duplicates may
+            # stem from a retransmission already made (RFC 6582 3.2 step 2).
+            return False
+        self.ssthresh = max(flight // 2, 2 * self.smss)
+        self.cwnd = self.ssthresh + DUP_ACK_THRESHOLD * self.smss
+        self.recover = snd_max - 1  # highest sequence number transmitted
+        self.in_recovery = True
+        return True
+
+    def on_rto(self, flight: int, snd_max: int) -> None:
+        """The retransmission timer expired (RFC 5681 eq. 4, loss window 1 SMSS;
+        RFC 6582 section 4: recover = highest sequence sent)."""
+        self.ssthresh = max(flight // 2, 2 * self.smss)
+        self.cwnd = self.smss
+        self.in_recovery = False
+        self.dup_acks = 0
+        self._ca_bytes = 0
+        self.recover = snd_max - 1

@@ -1,0 +1,1117 @@
+"""One TCP connection as a sans-IO state machine (RFC 9293 with RFC 6298,
+5681, 6582, 7323, 1122, 5961).
+
+Inputs: application calls, segments (on_segment) and time (on_timer).
+Outputs: segments (poll_output), the next deadline (poll_at) and events
+(drain_events).  Call poll_output after every input, including application
+calls (send, close, read, abort); poll_at covers timers only, not output
+that is ready now.  Call on_timer once the clock reaches poll_at().
+
+Windows: TcpSegment.window is the raw 16-bit field both ways.  The core
+scales what it receives by snd_wscale and chooses the field it sends itself;
+the SYN's window is never scaled.  snd_wnd / rcv_wnd are in bytes.
+
+Internally every sequence number is unwrapped (see seq.py): the send side
+counts up from the ISS, the receive side from the IRS.  Only segments and
+the introspection properties use 32-bit values.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .buffers import ReceiveBuffer, SendBuffer, slice_views
+from .config import TcpConfig
+from .congestion import NewReno
+from .errors import TcpConfigError, TcpStateError
+from .events import (
+    Closed,
+    DataAcked,
+    DataReceived,
+    Established,
+    PeerClosed,
+    Reset,
+    ResetReason,
+    Retransmitted,
+    StateChanged,
+    TcpEvent,
+)
+from .rtt import RttEstimator
+from .segment import ACK, FIN, PSH, RST, SYN, TcpSegment, rst_for_unexpected
+from .seq import SEQ_MASK, seq_diff, unwrap
+from .states import (
+    ABORT_SENDS_RST,
+    CAN_RECEIVE,
+    CAN_SEND,
+    ON_CLOSE,
+    ON_FIN_ACKED,
+    ON_FIN_RECEIVED,
+    TcpState,
+)
+
+S = TcpState
+DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
+TIMESTAMP_OPTION_BYTES = 12  # NOP NOP kind len TSval TSecr, taken from each segment's payload
+_TS_UNIT_NS = 1_000_000  # the TSval clock ticks once per millisecond
+_HALF = 1 << 31
+
+
+class TcpConnection:
+    __slots__ = (
+        "config", "local_port", "remote_port", "iss", "_state", "_events", "_out", "_passive",
+        # send side
+        "_snd_una", "_snd_nxt", "_snd_max", "_snd_wnd", "_snd_wl1", "_snd_wl2", "_max_snd_wnd",
+        "_sndbuf", "_fin_queued", "_close_requested", "_nodelay",
+        # receive side
+        "_irs", "_rcv_nxt", "_rcv_adv", "_rcvbuf", "_ooo_fin", "_peer_fin",
+        # negotiated options
+        "_snd_mss", "_max_payload", "_wscale_on", "_snd_wscale", "_rcv_wscale", "_ts_on", "_ts_recent", "_last_ack_sent",
+        "_sack_on",
+        # timers and their bookkeeping
+        "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
+        "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
+        "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_syn_retransmitted",
+        "_rtt", "_cc",
+        # counters
+        "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "timeouts", "dup_acks",
+        "bytes_acked", "bytes_received", "window_probes", "challenge_acks", "ooo_dropped",
+    )
+
+    def __init__(self, config: TcpConfig, local_port: int, remote_port: int, iss: int) -> None:
+        for name, port in (("local_port", local_port), ("remote_port", remote_port)):
+            if not 0 <= port <= 0xFFFF:
+                raise TcpConfigError(f"{name}={port} is not a 16-bit port")
+        if not 0 <= iss <= SEQ_MASK:
+            raise TcpConfigError(f"iss={iss} is not a 32-bit sequence number")
+        self.config = config
+        self.local_port = local_port
+        self.remote_port = remote_port
+        self.iss = iss
+        self._state = S.CLOSED
+        self._events: list[TcpEvent] = []
+        self._out: list[TcpSegment] = []  # resets and other replies computed during input
+        self._passive = False
+
+        self._snd_una = iss
+        self._snd_nxt = iss
+        self._snd_max = iss  # one past the highest sequence number ever sent
+        self._snd_wnd = 0
+        self._snd_wl1 = 0
+        self._snd_wl2 = iss
+        self._max_snd_wnd = 0
+        self._sndbuf = SendBuffer(iss + 1)
+        self._fin_queued = False  # our FIN sits at _sndbuf.end
+        self._close_requested = False  # close() in SYN_RECEIVED: FIN once established
+        self._nodelay = not config.nagle
+
+        self._irs = 0
+        self._rcv_nxt = 0
+        self._rcv_adv = 0  # right edge of the window we advertised; never moves left
+        self._rcvbuf = ReceiveBuffer(config.max_ooo_segments)
+        self._ooo_fin: int | None = None  # FIN seen beyond a gap
+        self._peer_fin = False
+
+        self._snd_mss = DEFAULT_MSS
+        self._max_payload = DEFAULT_MSS
+        self._wscale_on = False
+        self._snd_wscale = 0
+        self._rcv_wscale = 0
+        self._ts_on = False
+        self._ts_recent = 0
+        self._last_ack_sent = 0
+        self._sack_on = False
+
+        self._rexmit_at: int | None = None
+        self._delack_at: int | None = None
+        self._persist_at: int | None = None
+        self._tw_at: int | None = None
+        self._ka_at: int | None = None
+        self._rexmit_count = 0  # consecutive timeouts for the current SND.UNA
+        self._persist_backoff = 0
+        self._persist_unanswered = 0
+        self._probe_pending = False
+        self._probe_outstanding = False
+        self._ka_pending = False
+        self._ka_probes = 0
+        self._ack_now = False
+        self._invalid_ack_at: int | None = None  # last reply to an unacceptable dataless segment
+        self._unacked_segs = 0  # in-order data segments received since our last ACK
+        self._fast_rexmit = False
+        self._rtt_seq: int | None = None  # Karn: the timed segment ends here (no timestamps)
+        self._rtt_start = 0
+        self._syn_retransmitted = False
+        self._rtt = RttEstimator(config.rto_initial_ns, config.rto_min_ns, config.rto_max_ns,
+                                 config.clock_granularity_ns)
+        self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss)
+
+        self.segments_sent = 0
+        self.segments_received = 0
+        self.retransmissions = 0
+        self.fast_retransmits = 0
+        self.timeouts = 0
+        self.dup_acks = 0
+        self.bytes_acked = 0
+        self.bytes_received = 0
+        self.window_probes = 0
+        self.challenge_acks = 0
+        self.ooo_dropped = 0
+
+    # ------------------------------------------------------------------
+    # application side
+    # ------------------------------------------------------------------
+    def connect(self, now_ns: int) -> None:
+        """Active open: CLOSED -> SYN_SENT.  The SYN leaves with the next poll_output."""
+        if self._state is not S.CLOSED or self._snd_max != self.iss:
+            raise TcpStateError("connect", self._state, "a connection object opens once")
+        self._set_state(S.SYN_SENT)
+
+    def open_passive(self, syn: TcpSegment, now_ns: int) -> None:
+        """LISTEN -> SYN_RECEIVED for a SYN that a listener accepted; the SYN-ACK
+        leaves with the next poll_output.  TcpListener calls this."""
+        if self._state is not S.CLOSED or self._snd_max != self.iss or not syn.flags & SYN:
+            raise TcpStateError("open_passive", self._state, "needs a fresh connection and a SYN")
+        self._passive = True
+        self._state = S.LISTEN
+        self._take_peer_syn(syn)
+        self._snd_wnd = syn.window  # windows in SYN segments are never scaled
+        self._snd_wl1 = self._irs
+        self._max_snd_wnd = syn.window
+        self._set_state(S.SYN_RECEIVED)
+        self._arm_keepalive(now_ns)
+
+    def send(self, data: memoryview | bytes | bytearray, token: object = None) -> None:
+        """Queue `data` by reference.  DataAcked(token) follows once all of it is acknowledged."""
+        if self._state not in CAN_SEND or self._close_requested:
+            raise TcpStateError("send", self._state)
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if view.ndim != 1 or view.format != "B":
+            view = view.cast("B")
+        if not len(view) and not len(self._sndbuf):
+            if token is not None:
+                self._events.append(DataAcked(token))
+            return
+        self._sndbuf.append(view, token)
+
+    def read(self, max_bytes: int) -> list[memoryview]:
+        """Take up to `max_bytes` in-order bytes (zero copy); may queue a window update."""
+        views = self._rcvbuf.read(max_bytes)
+        if views and self._state in CAN_RECEIVE:
+            self._maybe_window_update()
+        return views
+
+    def recv_into(self, buffer: memoryview | bytearray) -> int:
+        """Copy in-order bytes into `buffer`; returns how many were copied."""
+        target = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
+        n = self._rcvbuf.read_into(target)
+        if n and self._state in CAN_RECEIVE:
+            self._maybe_window_update()
+        return n
+
+    def recv_available(self) -> int:
+        return self._rcvbuf.ready_bytes
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer's FIN arrived and every byte before it has been read."""
+        return self._peer_fin and not self._rcvbuf.ready_bytes
+
+    def close(self, now_ns: int) -> None:
+        """Graceful close: FIN after the queued data.  Calling it again is harmless."""
+        state = self._state
+        if state is S.SYN_SENT or state is S.LISTEN:
+            self._set_state(S.CLOSED)  # RFC 9293 3.10.4: delete the TCB
+            return
+        if state is S.SYN_RECEIVED:
+            self._close_requested = True
+            return
+        nxt = ON_CLOSE.get(state)
+        if nxt is not None:
+            self._fin_queued = True
+            self._set_state(nxt)
+
+    def abort(self, now_ns: int) -> None:
+        """Send a RST (when synchronized) and go to CLOSED at once."""
+        state = self._state
+        if state is S.CLOSED:
+            return
+        if state in ABORT_SENDS_RST:
+            self._out.append(self._rst(self._snd_max))
+        self._reset("aborted")
+
+    @property
+    def nodelay(self) -> bool:
+        return self._nodelay
+
+    @nodelay.setter
+    def nodelay(self, value: bool) -> None:
+        self._nodelay = bool(value)
+
+    # ------------------------------------------------------------------
+    # network side
+    # ------------------------------------------------------------------
+    def on_segment(self, seg: TcpSegment, now_ns: int) -> None:
+        self.segments_received += 1
+        _SEGMENT_HANDLERS[self._state](self, seg, now_ns)
+        if self._ka_at is not None:
+            self._arm_keepalive(now_ns)
+
+    def poll_at(self) -> int | None:
+        """Earliest timer deadline in ns, or None when no timer runs."""
+        best: int | None = None
+        for deadline in (self._rexmit_at, self._delack_at, self._persist_at, self._tw_at, self._ka_at):
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        return best
+
+    def on_timer(self, now_ns: int) -> None:
+        if self._tw_at is not None and now_ns >= self._tw_at:
+            self._tw_at = None
+            if self._state is S.FIN_WAIT_2:
+                self._reset("timeout")
+            else:
+                self._set_state(S.CLOSED)
+            return
+        if self._rexmit_at is not None and now_ns >= self._rexmit_at:
+            self._on_retransmit_timeout(now_ns)
+            if self._state is S.CLOSED:
+                return
+        if self._persist_at is not None and now_ns >= self._persist_at:
+            self._on_persist_timeout(now_ns)
+            if self._state is S.CLOSED:
+                return
+        if self._delack_at is not None and now_ns >= self._delack_at:
+            self._delack_at = None
+            self._ack_now = True
+        if self._ka_at is not None and now_ns >= self._ka_at:
+            self._on_keepalive_timeout(now_ns)
+
+    def poll_output(self, now_ns: int) -> list[TcpSegment]:
+        out = self._out
+        if out:
+            self._out = []
+        else:
+            out = []
+        state = self._state
+        if state is S.CLOSED or state is S.LISTEN:
+            return out
+        if state is S.SYN_SENT or state is S.SYN_RECEIVED:
+            if self._snd_nxt == self.iss:
+                self._emit_syn(now_ns, out)
+            elif self._ack_now and state is S.SYN_RECEIVED:
+                out.append(self._make(now_ns, ACK, self._snd_max))
+            self._ack_now = False
+            return out
+        if state is not S.TIME_WAIT:
+            if self._probe_pending:
+                self._send_window_probe(now_ns, out)
+            if self._fast_rexmit:
+                self._fast_rexmit = False
+                self._retransmit_head(now_ns, out)
+            self._send_data(now_ns, out)
+            if self._ka_pending:
+                self._ka_pending = False
+                out.append(self._make(now_ns, ACK, self._snd_una - 1))  # RFC 1122 4.2.3.6 garbage-less probe
+        if self._ack_now:
+            # SEQ is the highest sequence sent, not the rewound retransmission point:
+            # the peer may already hold everything up to it, and would find an older
+            # SEQ unacceptable and drop the ACK (two rewound ends would ACK each
+            # other forever without learning anything).
+            out.append(self._make(now_ns, ACK, self._snd_max))
+        return out
+
+    def drain_events(self) -> list[TcpEvent]:
+        events = self._events
+        self._events = []
+        return events
+
+    # ------------------------------------------------------------------
+    # introspection (32-bit wire values where the field is a sequence number)
+    # ------------------------------------------------------------------
+    @property
+    def state(self) -> TcpState:
+        return self._state
+
+    @property
+    def snd_una(self) -> int:
+        return self._snd_una & SEQ_MASK
+
+    @property
+    def snd_nxt(self) -> int:
+        return self._snd_nxt & SEQ_MASK
+
+    @property
+    def snd_max(self) -> int:
+        return self._snd_max & SEQ_MASK
+
+    @property
+    def snd_wnd(self) -> int:
+        return self._snd_wnd
+
+    @property
+    def irs(self) -> int:
+        return self._irs & SEQ_MASK
+
+    @property
+    def rcv_nxt(self) -> int:
+        return self._rcv_nxt & SEQ_MASK
+
+    @property
+    def rcv_wnd(self) -> int:
+        """Bytes the peer may still send inside the window we advertised."""
+        return max(self._rcv_adv - self._rcv_nxt, 0)
+
+    @property
+    def cwnd(self) -> int:
+        return self._cc.cwnd
+
+    @property
+    def ssthresh(self) -> int:
+        return self._cc.ssthresh
+
+    @property
+    def in_recovery(self) -> bool:
+        return self._cc.in_recovery
+
+    @property
+    def srtt_ns(self) -> int | None:
+        return self._rtt.srtt_ns
+
+    @property
+    def rttvar_ns(self) -> int | None:
+        return self._rtt.rttvar_ns
+
+    @property
+    def rto_ns(self) -> int:
+        return self._rtt.rto_ns
+
+    @property
+    def mss(self) -> int:
+        """Effective send MSS: min(peer's MSS option or 536, ours)."""
+        return self._snd_mss
+
+    @property
+    def max_payload(self) -> int:
+        """Payload bytes per full segment (MSS less the timestamp option)."""
+        return self._max_payload
+
+    @property
+    def snd_wscale(self) -> int:
+        """Shift applied to windows the peer sends (its option); 0 when scaling is off."""
+        return self._snd_wscale
+
+    @property
+    def rcv_wscale(self) -> int:
+        """Shift applied to windows we send (our option); 0 when scaling is off."""
+        return self._rcv_wscale
+
+    @property
+    def timestamps_enabled(self) -> bool:
+        return self._ts_on
+
+    @property
+    def sack_enabled(self) -> bool:
+        return self._sack_on
+
+    @property
+    def send_queued(self) -> int:
+        """Bytes queued by send() and not yet acknowledged."""
+        return len(self._sndbuf)
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything a `!tcb` command shows, as plain values."""
+        return {
+            "state": self._state.value,
+            "local_port": self.local_port,
+            "remote_port": self.remote_port,
+            "iss": self.iss,
+            "irs": self.irs,
+            "snd_una": self.snd_una,
+            "snd_nxt": self.snd_nxt,
+            "snd_max": self.snd_max,
+            "snd_wnd": self._snd_wnd,
+            "rcv_nxt": self.rcv_nxt,
+            "rcv_wnd": self.rcv_wnd,
+            "cwnd": self._cc.cwnd,
+            "ssthresh": self._cc.ssthresh,
+            "in_recovery": self._cc.in_recovery,
+            "srtt_ns": self._rtt.srtt_ns,
+            "rttvar_ns": self._rtt.rttvar_ns,
+            "rto_ns": self._rtt.rto_ns,
+            "mss": self._snd_mss,
+            "snd_wscale": self._snd_wscale,
+            "rcv_wscale": self._rcv_wscale,
+            "timestamps": self._ts_on,
+            "sack": self._sack_on,
+            "nodelay": self._nodelay,
+            "send_queued": len(self._sndbuf),
+            "recv_available": self._rcvbuf.ready_bytes,
+            "ooo_bytes": self._rcvbuf.ooo_bytes,
+            "segments_sent": self.segments_sent,
+            "segments_received": self.segments_received,
+            "retransmissions": self.retransmissions,
+            "fast_retransmits": self.fast_retransmits,
+            "timeouts": self.timeouts,
+            "dup_acks": self.dup_acks,
+            "bytes_acked": self.bytes_acked,
+            "bytes_received": self.bytes_received,
+            "window_probes": self.window_probes,
+            "challenge_acks": self.challenge_acks,
+            "ooo_dropped": self.ooo_dropped,
+            "timers": {
+                "retransmit": self._rexmit_at,
+                "delayed_ack": self._delack_at,
+                "persist": self._persist_at,
+                "time_wait": self._tw_at,  # also the FIN_WAIT_2 timeout, when configured
+                "keepalive": self._ka_at,
+            },
+        }
+
+    def __repr__(self) -> str:
+        return (f"<TcpConnection {self.local_port}->{self.remote_port} {self._state.value} "
+                f"una={self.snd_una} nxt={self.snd_nxt} rcv_nxt={self.rcv_nxt}>")
+
+    # ------------------------------------------------------------------
+    # segment arrival, one handler per group of states
+    # ------------------------------------------------------------------
+    def _seg_closed(self, seg: TcpSegment, now: int) -> None:
+        rst = rst_for_unexpected(seg)
+        if rst is not None:
+            self._out.append(rst)
+
+    def _seg_syn_sent(self, seg: TcpSegment, now: int) -> None:
+        flags = seg.flags
+        ack = 0
+        if flags & ACK:
+            ack = unwrap(seg.ack, self._snd_una)
+            if ack <= self.iss or ack > self._snd_max:
+                if not flags & RST:
+                    self._out.append(TcpSegment(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
+                return
+        if flags & RST:
+            if flags & ACK:  # acceptable ACK checked above
+                self._reset("refused")
+            return
+        if not flags & SYN:
+            return
+        self._take_peer_syn(seg)
+        if flags & ACK:
+            self._snd_wnd = seg.window
+            self._max_snd_wnd = seg.window
+            self._snd_wl1 = self._irs
+            self._snd_wl2 = ack
+            self._ack_new_data(seg, ack, now)
+            self._set_state(S.ESTABLISHED)
+            self._ack_now = True
+            self._arm_keepalive(now)
+            if seg.payload or flags & FIN:
+                self._seg_text_and_fin(seg, self._irs, now)
+        else:
+            # Simultaneous open (RFC 9293 figure 7): answer with SYN-ACK.
+            self._snd_wnd = seg.window
+            self._max_snd_wnd = seg.window
+            self._snd_wl1 = self._irs
+            self._snd_nxt = self.iss
+            self._snd_max = self.iss
+            self._set_state(S.SYN_RECEIVED)
+
+    def _seg_synchronized(self, seg: TcpSegment, now: int) -> None:
+        flags = seg.flags
+        state = self._state
+        rcv_nxt = self._rcv_nxt
+        seq = unwrap(seg.seq, rcv_nxt)
+
+        if state is S.SYN_RECEIVED and flags & SYN and seq == self._irs and not flags & RST:
+            self._seg_syn_in_syn_received(seg, now)
+            return
+
+        # 1. Sequence number acceptability (RFC 9293 3.10.7.4 table).
+        plen = seg.payload_len
+        seg_len = plen + (flags & SYN) // SYN + (flags & FIN)
+        rcv_wnd = self._rcv_adv - rcv_nxt
+        if seg_len == 0:
+            ok = seq == rcv_nxt if rcv_wnd <= 0 else rcv_nxt <= seq < rcv_nxt + rcv_wnd
+        elif rcv_wnd <= 0:
+            # A lone FIN at RCV.NXT is taken even into a zero window, as Linux does.
+            ok = seq == rcv_nxt and plen == 0 and flags & (FIN | SYN) == FIN
+        else:
+            last = seq + seg_len - 1
+            ok = rcv_nxt <= seq < rcv_nxt + rcv_wnd or rcv_nxt <= last < rcv_nxt + rcv_wnd
+        timestamps = seg.timestamps
+        if ok and timestamps is not None and self._ts_on and not flags & RST \
+                and seq_diff(timestamps[0], self._ts_recent) < 0:
+            ok = False  # PAWS (RFC 7323 5.3)
+        if not ok:
+            if not flags & RST:
+                self._ack_invalid(seg_len, now)
+                if state is S.TIME_WAIT and flags & FIN:
+                    self._tw_at = now + self.config.time_wait_ns  # retransmitted FIN
+            return
+
+        # 2. RST.  RFC 5961 3.2: only an exact match resets; in-window gets a challenge ACK.
+        # In TIME_WAIT a RST is ignored (RFC 1337: no TIME-WAIT assassination), so
+        # the connection keeps absorbing old duplicates for the full 2*MSL.
+        if flags & RST:
+            if state is S.TIME_WAIT:
+                return
+            if seq == rcv_nxt or not self.config.challenge_ack:
+                self._reset("refused" if state is S.SYN_RECEIVED and not self._passive else "peer_reset")
+            else:
+                self._challenge_ack(0, now)
+            return
+
+        if timestamps is not None and self._ts_on and seq <= self._last_ack_sent:
+            self._ts_recent = timestamps[0]  # RFC 7323 4.3
+
+        # 4. SYN in a synchronized state: challenge ACK (RFC 5961 4.2).
+        if flags & SYN:
+            self._challenge_ack(seg_len, now)
+            return
+
+        # 5. ACK.
+        if not flags & ACK:
+            return
+        ack = unwrap(seg.ack, self._snd_una)
+        if state is S.SYN_RECEIVED:
+            if not self._snd_una < ack <= self._snd_max:
+                self._out.append(TcpSegment(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
+                return
+            self._complete_passive_handshake(seg, seq, ack, now)
+        if not self._seg_ack(seg, seq, ack, plen, now):
+            return
+        state = self._state
+        if state is S.TIME_WAIT:
+            if flags & FIN:
+                self._ack_now = True
+                self._tw_at = now + self.config.time_wait_ns
+            return
+        # 7 and 8. Text and FIN.
+        if plen or flags & FIN or self._ooo_fin is not None:
+            self._seg_text_and_fin(seg, seq, now)
+
+    def _seg_syn_in_syn_received(self, seg: TcpSegment, now: int) -> None:
+        """A SYN with SEQ = IRS while we wait for our SYN's ACK: the peer's
+        retransmitted SYN (resend our SYN-ACK), or in a simultaneous open
+        the peer's SYN-ACK (figure 7 line 6), which completes the handshake."""
+        if not seg.flags & ACK:
+            self._snd_nxt = self.iss
+            return
+        ack = unwrap(seg.ack, self._snd_una)
+        if not self._snd_una < ack <= self._snd_max:
+            self._out.append(TcpSegment(self.local_port, self.remote_port, seg.ack, 0, RST, 0))
+            return
+        self._snd_wnd = seg.window  # a SYN's window is never scaled
+        self._snd_wl1 = self._irs
+        self._snd_wl2 = ack
+        self._max_snd_wnd = max(self._max_snd_wnd, seg.window)
+        self._ack_new_data(seg, ack, now)
+        self._become_established(now)
+
+    def _complete_passive_handshake(self, seg: TcpSegment, seq: int, ack: int, now: int) -> None:
+        wnd = seg.window << self._snd_wscale
+        self._snd_wnd = wnd
+        self._snd_wl1 = seq
+        self._snd_wl2 = ack
+        self._max_snd_wnd = max(self._max_snd_wnd, wnd)
+        self._become_established(now)
+
+    def _become_established(self, now: int) -> None:
+        self._set_state(S.ESTABLISHED)
+        if self._close_requested:
+            self._close_requested = False
+            self._fin_queued = True
+            self._set_state(S.FIN_WAIT_1)
+        self._arm_keepalive(now)
+
+    def _seg_ack(self, seg: TcpSegment, seq: int, ack: int, plen: int, now: int) -> bool:
+        """Step 5 of segment arrival in synchronized states.  False = drop the segment."""
+        snd_una = self._snd_una
+        if ack > self._snd_max:
+            self._ack_invalid(plen, now)  # acknowledges something not yet sent
+            return False
+        if ack < snd_una - self._max_snd_wnd and self.config.challenge_ack:
+            self._challenge_ack(plen, now)  # RFC 5961 5.2: too old to be plausible
+            return False
+        self._persist_unanswered = 0
+        wnd = seg.window << self._snd_wscale
+        if ack > snd_una:
+            self._ack_new_data(seg, ack, now)
+        elif (ack == snd_una and plen == 0 and not seg.flags & (SYN | FIN) and wnd == self._snd_wnd
+              and self._snd_max > snd_una):
+            self.dup_acks += 1  # RFC 5681 section 2 definition of a duplicate ACK
+            if self._cc.on_dup_ack(ack, self._snd_max - snd_una, self._snd_max):
+                self._fast_rexmit = True
+        # Window update, guarded against old segments (RFC 9293 3.10.7.4).
+        if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+            old = self._snd_wnd
+            self._snd_wnd = wnd
+            self._snd_wl1 = seq
+            self._snd_wl2 = ack
+            if wnd > self._max_snd_wnd:
+                self._max_snd_wnd = wnd
+            if wnd and not old:
+                self._persist_at = None
+                self._persist_backoff = 0
+        if self._probe_outstanding:
+            self._probe_outstanding = False
+            if self._snd_una < self._snd_nxt:
+                # The probe byte was not taken: forget it, it leaves again as new data.
+                self._snd_nxt = self._snd_max = self._snd_una
+                self._rtt_seq = None
+        if self._fin_queued and self._snd_una > self._sndbuf.end:
+            nxt = ON_FIN_ACKED.get(self._state)
+            if nxt is S.TIME_WAIT:
+                self._enter_time_wait(now)
+            elif nxt is S.CLOSED:
+                self._set_state(S.CLOSED)
+                return False
+            elif nxt is not None:
+                self._set_state(nxt)
+                if nxt is S.FIN_WAIT_2 and self.config.fin_wait_2_timeout_ns is not None:
+                    # Like Linux's tcp_fin_timeout: do not wait forever for a vanished peer.
+                    self._tw_at = now + self.config.fin_wait_2_timeout_ns
+        return True
+
+    def _ack_new_data(self, seg: TcpSegment, ack: int, now: int) -> None:
+        """SND.UNA < ack <= SND.MAX: advance, complete tokens, sample RTT, grow cwnd."""
+        snd_una = self._snd_una
+        acked = ack - snd_una
+        sndbuf = self._sndbuf
+        data_lo = snd_una if snd_una > self.iss else self.iss + 1
+        data_hi = ack if ack < sndbuf.end else sndbuf.end
+        if data_hi > data_lo:
+            self.bytes_acked += data_hi - data_lo
+            for token in sndbuf.ack_to(data_hi):
+                self._events.append(DataAcked(token))
+        self._snd_una = ack
+        if self._snd_nxt < ack:
+            self._snd_nxt = ack
+        # RTT measurement: echoed timestamp, else the one timed segment (Karn).
+        timestamps = seg.timestamps
+        if self._ts_on and timestamps is not None:
+            ticks = (self._ts_clock(now) - timestamps[1]) & SEQ_MASK
+            if ticks < _HALF:
+                self._rtt.sample(ticks * _TS_UNIT_NS)
+        elif self._rtt_seq is not None and ack >= self._rtt_seq:
+            self._rtt.sample(now - self._rtt_start)
+            self._rtt_seq = None
+        self._rexmit_count = 0
+        self._rexmit_at = None if ack >= self._snd_max else now + self._rtt.rto_ns  # RFC 6298 5.2 / 5.3
+        if self._state is S.SYN_SENT or self._state is S.SYN_RECEIVED:
+            return  # the SYN's ACK does not grow the initial window
+        if snd_una == self.iss:
+            acked -= 1  # the SYN is not data
+        if self._cc.on_new_ack(acked, ack, self._snd_max - ack):
+            self._fast_rexmit = True  # NewReno partial ACK
+
+    def _seg_text_and_fin(self, seg: TcpSegment, seq: int, now: int) -> None:
+        """Steps 7 and 8: queue payload (in order or held), then the FIN."""
+        flags = seg.flags
+        if flags & SYN:
+            seq += 1
+        plen = seg.payload_len
+        state = self._state
+        if plen and state in CAN_RECEIVE:
+            self._receive_payload(seg, seq, plen, now)
+        if state not in ON_FIN_RECEIVED:
+            return  # the peer's FIN was already processed
+        if flags & FIN:
+            fin_seq = seq + plen
+            if fin_seq == self._rcv_nxt:
+                self._receive_fin(now)
+                return
+            if self._rcv_nxt < fin_seq <= self._rcv_adv:
+                self._ooo_fin = fin_seq  # wait for the gap before it
+            self._ack_now = True
+        if self._ooo_fin is not None and self._ooo_fin == self._rcv_nxt:
+            self._receive_fin(now)
+
+    def _receive_payload(self, seg: TcpSegment, seq: int, plen: int, now: int) -> None:
+        rcv_nxt = self._rcv_nxt
+        end = seq + plen
+        lo = seq if seq > rcv_nxt else rcv_nxt
+        right = self._rcv_adv
+        hi = end if end < right else right
+        if hi <= lo:
+            self._ack_now = True  # nothing new inside the window
+            return
+        views = seg.payload
+        if lo != seq or hi != end:
+            views = tuple(slice_views(views, lo - seq, hi - seq))
+            self._ack_now = True
+        rcvbuf = self._rcvbuf
+        if lo != rcv_nxt:
+            if not rcvbuf.insert(lo, views):
+                self.ooo_dropped += 1
+            self._ack_now = True  # duplicate ACK tells the sender about the gap
+            return
+        rcvbuf.push(views)
+        new_nxt = hi
+        if rcvbuf.has_ooo:
+            new_nxt = rcvbuf.take_contiguous(hi)
+            self._ack_now = True  # a hole was filled (RFC 5681 4.2)
+        nbytes = new_nxt - rcv_nxt
+        self._rcv_nxt = new_nxt
+        self.bytes_received += nbytes
+        self._events.append(DataReceived(nbytes, bool(seg.flags & PSH)))
+        # Delayed ACK (RFC 1122 4.2.3.2): every Nth segment, else after the timer.
+        self._unacked_segs += 1
+        config = self.config
+        if self._unacked_segs >= config.delayed_ack_every_segments or not config.delayed_ack_ns:
+            self._ack_now = True
+        elif self._delack_at is None:
+            self._delack_at = now + config.delayed_ack_ns
+
+    def _receive_fin(self, now: int) -> None:
+        self._rcv_nxt += 1
+        self._ooo_fin = None
+        self._peer_fin = True
+        self._ack_now = True
+        self._events.append(PeerClosed())
+        nxt = ON_FIN_RECEIVED[self._state]
+        if nxt is S.TIME_WAIT:
+            self._enter_time_wait(now)
+        else:
+            self._set_state(nxt)
+
+    # ------------------------------------------------------------------
+    # output
+    # ------------------------------------------------------------------
+    def _emit_syn(self, now: int, out: list[TcpSegment]) -> None:
+        config = self.config
+        passive = self._state is S.SYN_RECEIVED
+        flags = SYN | ACK if passive else SYN
+        window = min(config.recv_buffer, 0xFFFF)  # never scaled on a SYN
+        if passive:
+            # Options in a SYN-ACK only answer options the peer offered (RFC 7323 1.3, RFC 2018).
+            wscale = config.wscale if self._wscale_on else None
+            timestamps = (self._ts_clock(now), self._ts_recent) if self._ts_on else None
+            sack_permitted = self._sack_on
+        else:
+            wscale = config.offered_wscale
+            timestamps = (self._ts_clock(now), 0) if config.timestamps else None
+            sack_permitted = config.sack
+        seg = TcpSegment(self.local_port, self.remote_port, self.iss, self._rcv_nxt & SEQ_MASK if passive else 0,
+                         flags, window, mss=config.mss, wscale=wscale, sack_permitted=sack_permitted,
+                         timestamps=timestamps)
+        out.append(seg)
+        self.segments_sent += 1
+        self._last_ack_sent = self._rcv_nxt
+        if self._snd_max > self.iss:
+            self.retransmissions += 1
+            self._rtt_seq = None
+            self._events.append(Retransmitted(self.iss, 1, "rto"))
+        else:
+            self._rtt_seq = self.iss + 1
+            self._rtt_start = now
+        self._snd_nxt = self._snd_max = self.iss + 1
+        if self._rexmit_at is None:
+            self._rexmit_at = now + self._rtt.rto_ns
+
+    def _send_data(self, now: int, out: list[TcpSegment]) -> None:
+        """Send what the windows, Nagle and sender-side SWS avoidance allow."""
+        sndbuf = self._sndbuf
+        data_end = sndbuf.end
+        fin = self._fin_queued
+        max_payload = self._max_payload
+        cwnd = self._cc.cwnd
+        while True:
+            seq = self._snd_nxt
+            una = self._snd_una
+            wnd = self._snd_wnd
+            if cwnd < wnd:
+                wnd = cwnd
+            if wnd < 1 and seq == una and seq < self._snd_max:
+                wnd = 1  # a timeout retransmission goes out even into a zero window
+            remaining = data_end - seq
+            if remaining > 0:
+                usable = una + wnd - seq
+                n = remaining if remaining < max_payload else max_payload
+                if usable < n:
+                    n = usable
+                if n <= 0:
+                    break
+                if n < max_payload and seq >= self._snd_max and seq > una:
+                    # New sub-MSS data while data is in flight: wait for an ACK.
+                    # Window-limited: sender SWS avoidance (RFC 1122 4.2.3.4) unless
+                    # it is at least half the largest window seen; otherwise Nagle
+                    # (RFC 896) unless nodelay or this is the last data before FIN.
+                    if n < remaining:
+                        if n < self._max_snd_wnd // 2:
+                            break
+                    elif not (self._nodelay or fin):
+                        break
+                flags = ACK
+                if n == remaining:
+                    flags = ACK | PSH | FIN if fin else ACK | PSH
+                self._emit(now, out, seq, n, flags)
+            elif fin and seq == data_end:
+                self._emit(now, out, seq, 0, ACK | FIN)
+                break
+            else:
+                break
+        if (self._snd_wnd == 0 and self._persist_at is None and self._rexmit_at is None
+                and self._snd_nxt == self._snd_una and data_end > self._snd_nxt):
+            self._persist_at = now + self._persist_interval()
+
+    def _emit(self, now: int, out: list[TcpSegment], seq: int, n: int, flags: int) -> None:
+        payload = self._sndbuf.slice(seq, n) if n else ()
+        out.append(self._make(now, flags, seq, payload))
+        end = seq + n + (flags & FIN)
+        if seq < self._snd_max:
+            self.retransmissions += 1
+            self._rtt_seq = None  # Karn: never time a retransmitted segment
+            self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, "rto"))
+        elif self._rtt_seq is None and not self._ts_on:
+            self._rtt_seq = end
+            self._rtt_start = now
+        self._snd_nxt = end
+        if end > self._snd_max:
+            self._snd_max = end
+        if self._rexmit_at is None:
+            self._rexmit_at = now + self._rtt.rto_ns
+
+    def _retransmit_head(self, now: int, out: list[TcpSegment]) -> None:
+        """Fast retransmit / NewReno partial ACK: resend the first unacknowledged
+        segment regardless of cwnd (RFC 5681 3.2 step 3, RFC 6582 3.2 step 3)."""
+        seq = self._snd_una
+        if seq >= self._snd_max:
+            return
+        data_end = self._sndbuf.end
+        n = min(data_end - seq, self._max_payload, self._snd_max - seq)
+        if n < 0:
+            n = 0
+        flags = ACK
+        if self._fin_queued and seq + n == data_end and self._snd_max > data_end:
+            flags |= FIN
+        if n == 0 and not flags & FIN:
+            return
+        payload = self._sndbuf.slice(seq, n) if n else ()
+        out.append(self._make(now, flags, seq, payload))
+        end = seq + n + (flags & FIN)
+        self.retransmissions += 1
+        self.fast_retransmits += 1
+        self._rtt_seq = None
+        self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, "fast"))
+        if self._snd_nxt < end:
+            self._snd_nxt = end
+
+    def _send_window_probe(self, now: int, out: list[TcpSegment]) -> None:
+        """Persist timer fired: one byte beyond the closed window (RFC 9293 3.8.6.1)."""
+        self._probe_pending = False
+        seq = self._snd_nxt
+        if seq != self._snd_una or self._sndbuf.end <= seq:
+            return
+        out.append(self._make(now, ACK, seq, self._sndbuf.slice(seq, 1)))
+        self.window_probes += 1
+        self._probe_outstanding = True
+        self._snd_nxt = seq + 1
+        if seq + 1 > self._snd_max:
+            self._snd_max = seq + 1
+
+    def _make(self, now: int, flags: int, seq: int, payload: tuple[memoryview, ...] = ()) -> TcpSegment:
+        rcv_nxt = self._rcv_nxt
+        seg = TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, rcv_nxt & SEQ_MASK, flags,
+                         self._window_field(), payload=payload)
+        if self._ts_on:
+            seg.timestamps = (self._ts_clock(now), self._ts_recent)
+        if self._sack_on and self._rcvbuf.has_ooo:
+            limit = 3 if self._ts_on else 4
+            seg.sack_blocks = tuple((s & SEQ_MASK, e & SEQ_MASK) for s, e in self._rcvbuf.sack_ranges(limit))
+        self._last_ack_sent = rcv_nxt
+        self._ack_now = False
+        self._delack_at = None
+        self._unacked_segs = 0
+        self.segments_sent += 1
+        return seg
+
+    def _rst(self, seq: int) -> TcpSegment:
+        self.segments_sent += 1
+        return TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, 0, RST, 0)
+
+    def _window_field(self) -> int:
+        """The 16-bit window to send.  Receiver SWS avoidance (RFC 1122 4.2.3.3):
+        the right edge moves only by min(buffer/2, MSS) or more, and never left."""
+        config = self.config
+        shift = self._rcv_wscale
+        rcv_nxt = self._rcv_nxt
+        adv = self._rcv_adv
+        edge = rcv_nxt + config.recv_buffer - self._rcvbuf.ready_bytes
+        if edge - adv < min(config.recv_buffer // 2, config.mss):
+            edge = adv
+        wnd = edge - rcv_nxt
+        if wnd <= 0:
+            return 0
+        cap = 0xFFFF << shift
+        if wnd > cap:
+            wnd = cap
+        field = (wnd + (1 << shift) - 1) >> shift  # round up so the edge never retreats
+        if field > 0xFFFF:
+            field = 0xFFFF
+        new_edge = rcv_nxt + (field << shift)
+        if new_edge > adv:
+            self._rcv_adv = new_edge
+        return field
+
+    def _maybe_window_update(self) -> None:
+        """After a read: announce the reopened window when it at least doubles
+        and passes the SWS threshold."""
+        config = self.config
+        advertised = self._rcv_adv - self._rcv_nxt
+        gain = self._rcv_nxt + config.recv_buffer - self._rcvbuf.ready_bytes - self._rcv_adv
+        if gain >= min(config.recv_buffer // 2, config.mss) and gain >= advertised:
+            self._ack_now = True
+
+    def _challenge_ack(self, seg_len: int, now: int) -> None:
+        self.challenge_acks += 1
+        self._ack_invalid(seg_len, now)
+
+    def _ack_invalid(self, seg_len: int, now: int) -> None:
+        """Answer an unacceptable segment with an ACK; at most one per
+        invalid_ack_interval_ns when the segment held no data, SYN or FIN."""
+        if seg_len == 0:
+            last = self._invalid_ack_at
+            if last is not None and now - last < self.config.invalid_ack_interval_ns:
+                return
+            self._invalid_ack_at = now
+        self._ack_now = True
+
+    # ------------------------------------------------------------------
+    # timers
+    # ------------------------------------------------------------------
+    def _on_retransmit_timeout(self, now: int) -> None:
+        state = self._state
+        if self._snd_una >= self._snd_max:
+            self._rexmit_at = None
+            return
+        synchronizing = state is S.SYN_SENT or state is S.SYN_RECEIVED
+        limit = self.config.syn_retries if synchronizing else self.config.max_retransmits
+        if self._rexmit_count >= limit:
+            if state in ABORT_SENDS_RST:
+                self._out.append(self._rst(self._snd_max))
+            self._reset("timeout")
+            return
+        self._rexmit_count += 1
+        self.timeouts += 1
+        self._rtt.back_off()
+        if synchronizing:
+            self._syn_retransmitted = True
+            self._snd_nxt = self.iss
+        else:
+            self._cc.on_rto(self._snd_max - self._snd_una, self._snd_max)
+            self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
+            self._fast_rexmit = False
+        self._rtt_seq = None
+        self._rexmit_at = now + self._rtt.rto_ns
+
+    def _persist_interval(self) -> int:
+        return min(self._rtt.base_rto_ns << self._persist_backoff, self.config.rto_max_ns)
+
+    def _on_persist_timeout(self, now: int) -> None:
+        self._persist_at = None
+        if self._snd_wnd or self._sndbuf.end <= self._snd_una:
+            return
+        if self._persist_unanswered > self.config.max_retransmits:
+            self._out.append(self._rst(self._snd_max))
+            self._reset("timeout")
+            return
+        if self._probe_outstanding:  # the previous probe got no answer: send it again
+            self._probe_outstanding = False
+            self._snd_nxt = self._snd_max = self._snd_una
+        self._persist_unanswered += 1
+        self._probe_pending = True
+        if self._persist_backoff < 30:
+            self._persist_backoff += 1
+        self._persist_at = now + self._persist_interval()
+
+    def _arm_keepalive(self, now: int) -> None:
+        idle = self.config.keepalive_idle_ns
+        if idle is not None and self._state in (S.ESTABLISHED, S.CLOSE_WAIT, S.SYN_RECEIVED):
+            self._ka_at = now + idle
+            self._ka_probes = 0
+        else:
+            self._ka_at = None
+
+    def _on_keepalive_timeout(self, now: int) -> None:
+        config = self.config
+        if self._state not in (S.ESTABLISHED, S.CLOSE_WAIT) or config.keepalive_idle_ns is None:
+            self._ka_at = None
+            return
+        if self._snd_una < self._snd_max:  # data in flight: the retransmission timer watches
+            self._ka_at = now + config.keepalive_idle_ns
+            return
+        if self._ka_probes >= config.keepalive_probes:
+            self._out.append(self._rst(self._snd_max))
+            self._reset("keepalive_timeout")
+            return
+        self._ka_probes += 1
+        self._ka_pending = True
+        self._ka_at = now + config.keepalive_interval_ns
+
+    # ------------------------------------------------------------------
+    # state bookkeeping
+    # ------------------------------------------------------------------
+    def _take_peer_syn(self, syn: TcpSegment) -> None:
+        """Record the peer's ISN and negotiate options from its SYN."""
+        config = self.config
+        self._irs = syn.seq
+        self._rcv_nxt = syn.seq + 1
+        self._rcv_adv = self._rcv_nxt + min(config.recv_buffer, 0xFFFF)
+        self._last_ack_sent = self._rcv_nxt
+        peer_mss = syn.mss if syn.mss else DEFAULT_MSS
+        self._snd_mss = max(min(peer_mss, config.mss), 1)
+        self._wscale_on = config.window_scaling and syn.wscale is not None
+        if self._wscale_on:
+            self._snd_wscale = min(syn.wscale, 14)  # RFC 7323 2.3: larger values mean 14
+            self._rcv_wscale = config.wscale or 0
+        else:
+            self._snd_wscale = self._rcv_wscale = 0
+        self._sack_on = config.sack and syn.sack_permitted
+        self._ts_on = config.timestamps and syn.timestamps is not None
+        if syn.timestamps is not None and self._ts_on:
+            self._ts_recent = syn.timestamps[0]
+        overhead = TIMESTAMP_OPTION_BYTES if self._ts_on else 0
+        self._max_payload = max(self._snd_mss - overhead, 1)
+        initial = 1 if self._syn_retransmitted else config.initial_cwnd_segments  # RFC 6928 / 5681 3.1
+        self._cc.reset_window(self._max_payload, initial)
+
+    def _ts_clock(self, now: int) -> int:
+        # Offset by the ISS so that TSvals do not reveal the clock (RFC 7323 7.1).
+        return (self.iss + now // _TS_UNIT_NS) & SEQ_MASK
+
+    def _enter_time_wait(self, now: int) -> None:
+        self._set_state(S.TIME_WAIT)
+        self._rexmit_at = self._persist_at = self._delack_at = self._ka_at = None
+        self._tw_at = now + self.config.time_wait_ns
+
+    def _reset(self, reason: ResetReason) -> None:
+        self._events.append(Reset(reason))
+        self._set_state(S.CLOSED)
+
+    def _set_state(self, new: TcpState) -> None:
+        old = self._state
+        if old is new:
+            return
+        self._state = new
+        self._events.append(StateChanged(old, new))
+        if new is S.ESTABLISHED and (old is S.SYN_SENT or old is S.SYN_RECEIVED):
+            self._events.append(Established())
+        elif new is S.CLOSED:
+            self._rexmit_at = self._delack_at = self._persist_at = self._tw_at = self._ka_at = None
+            self._ack_now = self._fast_rexmit = self._probe_pending = self._ka_pending = False
+            self._rcvbuf.drop_ooo()
+            self._events.append(Closed())
+
+
+_SEGMENT_HANDLERS: dict[TcpState, Callable[[TcpConnection, TcpSegment, int], None]] = {
+    S.CLOSED: TcpConnection._seg_closed,
+    S.LISTEN: TcpConnection._seg_closed,  # a listening endpoint is a TcpListener, not a connection
+    S.SYN_SENT: TcpConnection._seg_syn_sent,
+    S.SYN_RECEIVED: TcpConnection._seg_synchronized,
+    S.ESTABLISHED: TcpConnection._seg_synchronized,
+    S.FIN_WAIT_1: TcpConnection._seg_synchronized,
+    S.FIN_WAIT_2: TcpConnection._seg_synchronized,
+    S.CLOSE_WAIT: TcpConnection._seg_synchronized,
+    S.CLOSING: TcpConnection._seg_synchronized,
+    S.LAST_ACK: TcpConnection._seg_synchronized,
+    S.TIME_WAIT: TcpConnection._seg_synchronized,
+}

@@ -1,0 +1,60 @@
+"""What a connection tells its owner, drained with TcpConnection.drain_events()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+from .states import TcpState
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged:
+    old: TcpState
+    new: TcpState
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """The three-way handshake completed (either side)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataAcked:
+    """Every byte of the send() buffer that carried `token` is acknowledged."""
+    token: object
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """`nbytes` more in-order bytes are ready for read(); push = PSH was seen."""
+    nbytes: int
+    push: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PeerClosed:
+    """The peer's FIN arrived in order: no more data will come."""
+
+
+ResetReason = Literal["peer_reset", "refused", "timeout", "keepalive_timeout", "aborted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    reason: ResetReason
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The connection reached CLOSED; its TCB may be deleted."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retransmitted:
+    seq: int  # 32-bit wire sequence number of the retransmitted segment
+    length: int  # sequence space it covers (payload + SYN + FIN)
+    reason: Literal["rto", "fast"]
+
+
+TcpEvent = Union[StateChanged, Established, DataAcked, DataReceived, PeerClosed, Reset, Closed, Retransmitted]
