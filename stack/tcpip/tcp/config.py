@@ -39,6 +39,10 @@ class TcpConfig:
     window_scaling: bool = True  # offer RFC 7323 window scaling on SYN
     wscale: int | None = None  # shift we offer; None = smallest that covers recv_buffer
     nagle: bool = True  # RFC 896; the connection's `nodelay` property overrides
+    # Hold a small segment only while a previous *small* segment is unacknowledged
+    # (Minshall, as Linux does).  False gives classic RFC 896 behaviour, whose stall
+    # behind a delayed ACK at the tail of every large send is the textbook lesson.
+    nagle_minshall: bool = True
     delayed_ack_ns: int = 200 * MS  # 0 = acknowledge every segment at once
     delayed_ack_every_segments: int = 2  # ACK at least every Nth in-order data segment
     rto_initial_ns: int = 1 * SECOND

@@ -61,7 +61,7 @@ class TcpConnection:
         "config", "local_port", "remote_port", "iss", "_state", "_events", "_out", "_passive",
         # send side
         "_snd_una", "_snd_nxt", "_snd_max", "_snd_wnd", "_snd_wl1", "_snd_wl2", "_max_snd_wnd",
-        "_sndbuf", "_fin_queued", "_close_requested", "_nodelay",
+        "_sndbuf", "_fin_queued", "_close_requested", "_nodelay", "_small_end", "_minshall",
         # receive side
         "_irs", "_rcv_nxt", "_rcv_adv", "_rcvbuf", "_ooo_fin", "_peer_fin",
         # negotiated options
@@ -103,6 +103,8 @@ class TcpConnection:
         self._fin_queued = False  # our FIN sits at _sndbuf.end
         self._close_requested = False  # close() in SYN_RECEIVED: FIN once established
         self._nodelay = not config.nagle
+        self._minshall = config.nagle_minshall
+        self._small_end = 0  # end of the last sub-MSS segment sent (Minshall's Nagle)
 
         self._irs = 0
         self._rcv_nxt = 0
@@ -838,7 +840,10 @@ class TcpConnection:
                     if n < remaining:
                         if n < self._max_snd_wnd // 2:
                             break
-                    elif not (self._nodelay or fin):
+                    elif not (self._nodelay or fin) and (not self._minshall or self._small_end > una):
+                        # Minshall's refinement: hold only while a *small* segment is
+                        # unacknowledged, so the tail of one large send is not stalled
+                        # behind the peer's delayed ACK.
                         break
                 flags = ACK
                 if n == remaining:
@@ -867,6 +872,8 @@ class TcpConnection:
         self._snd_nxt = end
         if end > self._snd_max:
             self._snd_max = end
+        if 0 < n < self._max_payload and end > self._small_end:
+            self._small_end = end
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
 

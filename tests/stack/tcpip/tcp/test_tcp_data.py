@@ -28,9 +28,10 @@ def test_send_is_zero_copy_and_token_completes_when_all_acked() -> None:
     buffer = bytearray(b"0123456789" * 150)
     h.conn.send(memoryview(buffer), token="irp-1")
     out = h.recv()
+    assert [s.payload_len for s in out] == [1000, 500]
     assert out[0].payload[0].obj is buffer  # a view of the caller's buffer, not a copy
+    assert b"".join(bytes(v) for s in out for v in s.payload) == bytes(buffer)
     h.send(seg(R1, L1 + 1000))
-    h.recv_one(seq=L1 + 1000, payload=bytes(buffer[1000:]))  # the Nagle-held tail
     assert DataAcked("irp-1") not in h.take_events()
     h.send(seg(R1, L1 + 1500))
     assert h.take_events() == [DataAcked("irp-1")]
@@ -160,6 +161,20 @@ def test_nagle_sends_full_segments_while_data_is_unacked() -> None:
     h.recv()
     h.conn.send(b"y" * 1500)
     assert [s.payload_len for s in h.recv()] == [1000]  # the 500-byte tail waits
+
+
+def test_nagle_minshall_sends_the_tail_of_a_large_send_at_once() -> None:
+    h = active_open()
+    h.conn.send(b"y" * 1500)
+    assert [s.payload_len for s in h.recv()] == [1000, 500]
+
+
+def test_classic_nagle_holds_the_tail_of_a_large_send_until_acked() -> None:
+    h = active_open(config(nagle_minshall=False))
+    h.conn.send(b"y" * 1500)
+    assert [s.payload_len for s in h.recv()] == [1000]
+    h.send(seg(R1, L1 + 1000))
+    assert [s.payload_len for s in h.recv()] == [500]
 
 
 def test_nodelay_sends_small_segments_at_once() -> None:
