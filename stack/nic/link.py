@@ -1,0 +1,213 @@
+"""A full-duplex cable with bandwidth, latency, a bounded queue and fault injection.
+
+Each direction (`LinkEnd`) serializes frames one after another: a frame
+starts when the previous one has finished, takes ``len * 8 / bandwidth``
+seconds to serialize, then arrives ``latency`` later.  Frames waiting to
+start beyond the queue bound are dropped (drop-tail).  Faults are drawn
+from the seeded `random.Random` the world passes in, in a fixed order per
+frame (loss, duplication, reordering, corruption; only kinds with a
+non-zero probability draw), so a run replays exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from stack.kernel.scheduler import NS_PER_S, Scheduler
+
+from .events import FrameDropped
+
+
+class FrameSink(Protocol):
+    """Where frames go: ``deliver`` is told a frame reaches it at ``time_ns`` (>= now)."""
+
+    def deliver(self, frame: bytes, time_ns: int) -> None: ...
+
+
+class FramePort(FrameSink, Protocol):
+    """A device that both receives frames (deliver) and transmits into a sink (attach)."""
+
+    def attach(self, sink: FrameSink | None) -> None: ...
+
+
+Tap = Callable[[bytes, int], None]
+
+
+@dataclass(slots=True)
+class FaultConfig:
+    """Per-direction fault probabilities (0..1)."""
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    corrupt: float = 0.0
+    reorder_delay_ns: int = 1_000_000  # extra delay of a reordered frame
+    corrupt_bytes: int = 1  # bytes flipped in a corrupted frame
+
+    def validate(self) -> None:
+        for name in ("loss", "duplicate", "reorder", "corrupt"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"fault probability {name}={p} outside 0..1")
+        if self.reorder_delay_ns < 0 or self.corrupt_bytes < 1:
+            raise ValueError("reorder_delay_ns must be >= 0 and corrupt_bytes >= 1")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.loss or self.duplicate or self.reorder or self.corrupt)
+
+
+@dataclass(slots=True)
+class LinkCounters:
+    frames_in: int = 0  # handed to this end by the transmitter
+    bytes_in: int = 0
+    delivered: int = 0  # frames handed to the far sink (duplicates included)
+    bytes_delivered: int = 0
+    queue_drops: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    reordered: int = 0
+    corrupted: int = 0
+    no_sink: int = 0
+
+
+class LinkEnd:
+    """One direction of a link: frames given to ``deliver`` come out at ``sink``."""
+
+    def __init__(self, link: "Link", index: int) -> None:
+        self.link = link
+        self.index = index
+        self.sink: FrameSink | None = None
+        self.faults = FaultConfig()
+        self.counters = LinkCounters()
+        self.taps: list[Tap] = []
+        self._busy_until = 0
+        self._finish_times: deque[int] = deque()  # serialization end of frames not yet finished
+
+    @property
+    def name(self) -> str:
+        return f"{self.link.name}[{self.index}]"
+
+    def queue_depth(self, now_ns: int) -> int:
+        q = self._finish_times
+        while q and q[0] <= now_ns:
+            q.popleft()
+        return len(q)
+
+    def deliver(self, frame: bytes, time_ns: int) -> None:
+        """The transmitter puts `frame` on this end at `time_ns` (normally now)."""
+        link = self.link
+        c = self.counters
+        c.frames_in += 1
+        n = len(frame)
+        c.bytes_in += n
+        for tap in self.taps:
+            tap(frame, time_ns)
+        if self.queue_depth(time_ns) >= link.queue_frames:
+            c.queue_drops += 1
+            link.dropped(self, "queue_full", n)
+            return
+        start = self._busy_until if self._busy_until > time_ns else time_ns
+        finish = start + (n * 8 * NS_PER_S) // link.bandwidth_bps
+        self._busy_until = finish
+        self._finish_times.append(finish)
+        arrival = finish + link.latency_ns
+        faults = self.faults
+        if faults.loss or faults.duplicate or faults.reorder or faults.corrupt:
+            rng = link.rng
+            if faults.loss and rng.random() < faults.loss:
+                c.lost += 1
+                link.dropped(self, "loss", n)
+                return
+            copies = 1
+            if faults.duplicate and rng.random() < faults.duplicate:
+                c.duplicated += 1
+                copies = 2
+            if faults.reorder and rng.random() < faults.reorder:
+                c.reordered += 1
+                arrival += faults.reorder_delay_ns
+            if faults.corrupt and rng.random() < faults.corrupt and n:
+                c.corrupted += 1
+                frame = _corrupt(frame, faults.corrupt_bytes, rng)
+            for _ in range(copies):
+                self._hand_over(frame, arrival)
+            return
+        self._hand_over(frame, arrival)
+
+    def _hand_over(self, frame: bytes, arrival: int) -> None:
+        sink = self.sink
+        if sink is None:
+            self.counters.no_sink += 1
+            return
+        self.counters.delivered += 1
+        self.counters.bytes_delivered += len(frame)
+        sink.deliver(frame, arrival)
+
+
+def _corrupt(frame: bytes, count: int, rng: random.Random) -> bytes:
+    """Flip random bits in `count` random bytes (a byte may be hit twice)."""
+    data = bytearray(frame)
+    for _ in range(count):
+        pos = rng.randrange(len(data))
+        data[pos] ^= rng.randrange(1, 256)
+    return bytes(data)
+
+
+class Link:
+    """A cable between two ports.  ``ends[0]`` carries a->b, ``ends[1]`` b->a."""
+
+    def __init__(self, scheduler: Scheduler, *, name: str = "link0", bandwidth_bps: int = 1_000_000_000,
+                 latency_ns: int = 50_000, queue_frames: int = 256, rng: random.Random | None = None,
+                 faults: FaultConfig | None = None, bus=None) -> None:
+        if bandwidth_bps <= 0:
+            raise ValueError("bandwidth_bps must be positive")
+        if latency_ns < 0 or queue_frames < 1:
+            raise ValueError("latency_ns must be >= 0 and queue_frames >= 1")
+        self.scheduler = scheduler
+        self.name = name
+        self.bandwidth_bps = bandwidth_bps
+        self.latency_ns = latency_ns
+        self.queue_frames = queue_frames
+        self.rng = rng if rng is not None else random.Random(0)
+        self.bus = bus
+        self.ends = (LinkEnd(self, 0), LinkEnd(self, 1))
+        if faults is not None:
+            self.set_faults(faults)
+
+    def set_faults(self, faults: FaultConfig, direction: int | None = None) -> None:
+        """Set faults on one direction (0: a->b, 1: b->a) or, with None, on both (copied)."""
+        faults.validate()
+        if direction is None:
+            for end in self.ends:
+                end.faults = FaultConfig(faults.loss, faults.duplicate, faults.reorder, faults.corrupt,
+                                         faults.reorder_delay_ns, faults.corrupt_bytes)
+        else:
+            self.ends[direction].faults = faults
+
+    def connect(self, a: FramePort, b: FramePort) -> None:
+        """Plug `a` into side 0 and `b` into side 1."""
+        a.attach(self.ends[0])
+        self.ends[0].sink = b
+        b.attach(self.ends[1])
+        self.ends[1].sink = a
+
+    def dropped(self, end: LinkEnd, reason: str, length: int) -> None:
+        bus = self.bus
+        if bus is not None and bus.subscribers:
+            bus.publish(FrameDropped(host=self.name, layer="link", reason=reason, where=end.name, length=length))
+
+    def add_tap(self, tap: Tap) -> None:
+        for end in self.ends:
+            end.taps.append(tap)
+
+    def remove_tap(self, tap: Tap) -> None:
+        for end in self.ends:
+            if tap in end.taps:
+                end.taps.remove(tap)
+
+    def __repr__(self) -> str:
+        return f"<Link {self.name} {self.bandwidth_bps}bps {self.latency_ns}ns>"
+

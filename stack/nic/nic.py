@@ -1,0 +1,426 @@
+"""The emulated network card: descriptor rings, DMA through page frames, interrupts.
+
+The miniport posts receive buffers and transmit descriptors as
+scatter-gather lists of ``(pfn, offset, length)`` elements, each physically
+contiguous (the page list of an MDL).  At transmit time the NIC's DMA
+engine gathers the bytes straight from those page frames - a hardware read,
+counted in ``dma_tx_bytes`` and never in ``kernel.copies`` - applies the
+offloads (checksums, large send) and puts the frames on its link.  A frame
+arriving from the link is scattered into the next posted receive buffer
+(``dma_rx_bytes``).  Each completion sets an interrupt cause; while
+interrupts are enabled the line fires the connected ISR at NIC_DIRQL.  The
+miniport's ISR masks interrupts and queues its DPC, and the DPC drains every
+completion before unmasking (interrupt moderation).
+
+Bad frames never raise: runts, oversize frames, frames with no posted
+buffer and frames the receive filter rejects are dropped and counted by
+reason in ``counters.drops``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from stack.kernel.irql import NIC_DIRQL
+from stack.kernel.kernel import Kernel
+from stack.kernel.memory import PAGE_SHIFT
+
+from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
+from .link import FrameSink
+from .offload import (TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP, OffloadError, fill_checksums, segment_lso,
+                      validate_rx_checksums)
+
+SgElement = tuple[int, int, int]  # (pfn, byte offset into that page, length): physically contiguous
+
+ETH_HEADER_LEN = 14
+LSO_MAX_SIZE = 65536 + 256  # one large TCP segment plus its headers
+
+DROP_RUNT = "runt"
+DROP_OVERSIZE = "oversize"
+DROP_NO_RX_BUFFER = "no_rx_buffer"
+DROP_RX_BUFFER_TOO_SMALL = "rx_buffer_too_small"
+DROP_FILTERED = "filtered"
+DROP_TX_MALFORMED = "tx_malformed"
+DROP_TX_OVERSIZE = "tx_oversize"
+DROP_LINK_DOWN = "link_down"
+
+INT_RX = 0x1
+INT_TX = 0x2
+_CAUSE_NAMES = {INT_RX: "rx", INT_TX: "tx", INT_RX | INT_TX: "rx,tx"}
+
+# Receive filter bits (the same values as NDIS_PACKET_TYPE_*)
+FILTER_DIRECTED = 0x01
+FILTER_MULTICAST = 0x02
+FILTER_ALL_MULTICAST = 0x04
+FILTER_BROADCAST = 0x08
+FILTER_PROMISCUOUS = 0x20
+DEFAULT_FILTER = FILTER_DIRECTED | FILTER_ALL_MULTICAST | FILTER_BROADCAST
+
+_BROADCAST = b"\xff\xff\xff\xff\xff\xff"
+
+
+@dataclass(slots=True)
+class NicOffloads:
+    """Which offload engines are switched on."""
+
+    tx_checksum: bool = True
+    rx_checksum: bool = True
+    lso: bool = True
+    lso_max_size: int = 65536
+    lso_min_segments: int = 2
+
+
+@dataclass(slots=True)
+class NicCounters:
+    frames_out: int = 0
+    bytes_out: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    tx_descriptors: int = 0
+    rx_descriptors: int = 0
+    lso_segments: int = 0
+    interrupts: int = 0
+    drops: Counter = field(default_factory=Counter)  # reason -> frames
+
+
+@dataclass(slots=True)
+class TxCompletion:
+    cookie: Any
+    status: str  # "ok" or a DROP_* reason
+    frames: int  # frames put on the wire for this descriptor
+    length: int  # bytes gathered
+
+
+@dataclass(slots=True)
+class RxCompletion:
+    cookie: Any
+    length: int
+    checksum: int  # offload.RX_* bits (0 when validation is off)
+
+
+class EmulatedNic:
+    """One host's network card (see the module docstring)."""
+
+    def __init__(self, kernel: Kernel, mac: bytes, *, name: str = "nic0", mtu: int = 1500,
+                 link_speed_bps: int = 1_000_000_000, tx_ring_size: int = 256, rx_ring_size: int = 256,
+                 offloads: NicOffloads | None = None, interrupt_moderation_ns: int = 0) -> None:
+        if len(mac) != 6:
+            raise ValueError(f"a MAC address is 6 bytes, got {len(mac)}")
+        if not 68 <= mtu <= 65535:
+            raise ValueError(f"MTU {mtu} outside 68..65535")
+        if tx_ring_size < 1 or rx_ring_size < 1:
+            raise ValueError("ring sizes must be positive")
+        self.kernel = kernel
+        self.mac = bytes(mac)
+        self.permanent_mac = bytes(mac)
+        self.name = name
+        self.mtu = mtu
+        self.link_speed_bps = link_speed_bps
+        self.tx_ring_size = tx_ring_size
+        self.rx_ring_size = rx_ring_size
+        self.offloads = offloads if offloads is not None else NicOffloads()
+        self.counters = NicCounters()
+        self.dma_tx_bytes = 0
+        self.dma_rx_bytes = 0
+        self.receive_filter = DEFAULT_FILTER
+        self.sink: FrameSink | None = None
+        self.interrupts_enabled = True
+        # Interrupt throttling: with a delay, the line fires that long after the first
+        # completion, so everything arriving meanwhile is drained by one DPC.
+        self.interrupt_moderation_ns = interrupt_moderation_ns
+        self._fire_scheduled = False
+        self._isr: Callable[[], None] | None = None
+        self._cause = 0
+        self._tx_pending: deque[tuple[list[SgElement], Any, int, int, int]] = deque()
+        self._tx_done: deque[TxCompletion] = deque()
+        self._tx_scheduled = False
+        self._rx_posted: deque[tuple[list[SgElement], int, Any]] = deque()
+        self._rx_done: deque[RxCompletion] = deque()
+        phys = kernel.phys
+        self._phys_view = phys.view
+        self._phys_base = phys.base_pfn
+
+    # -- configuration -------------------------------------------------------------
+    @property
+    def max_frame_size(self) -> int:
+        """Largest frame on the wire (no FCS): MTU plus the Ethernet header."""
+        return self.mtu + ETH_HEADER_LEN
+
+    @property
+    def media_connected(self) -> bool:
+        return self.sink is not None
+
+    def attach(self, sink: FrameSink | None) -> None:
+        """Plug the NIC's transmit side into a link end (None unplugs it)."""
+        self.sink = sink
+
+    def connect_interrupt(self, isr: Callable[[], None] | None) -> None:
+        """Connect the interrupt line; `isr()` runs at NIC_DIRQL inside the event that raised it."""
+        self._isr = isr
+
+    def enable_interrupts(self) -> None:
+        self.interrupts_enabled = True
+        if self._cause:
+            self._raise(0)
+
+    def disable_interrupts(self) -> None:
+        self.interrupts_enabled = False
+
+    def read_interrupt_cause(self) -> int:
+        """What the ISR reads: the pending INT_* causes, acknowledged (cleared) by the read."""
+        cause = self._cause
+        self._cause = 0
+        return cause
+
+    # -- rings (the miniport's side) ----------------------------------------------------
+    @property
+    def tx_free(self) -> int:
+        return self.tx_ring_size - len(self._tx_pending) - len(self._tx_done)
+
+    @property
+    def rx_posted(self) -> int:
+        return len(self._rx_posted)
+
+    @property
+    def rx_free(self) -> int:
+        return self.rx_ring_size - len(self._rx_posted) - len(self._rx_done)
+
+    def post_rx_buffer(self, sg: list[SgElement], cookie: Any) -> bool:
+        """Give the NIC a receive buffer; False when the ring is full."""
+        if len(self._rx_posted) + len(self._rx_done) >= self.rx_ring_size:
+            return False
+        self._rx_posted.append((sg, sum(e[2] for e in sg), cookie))
+        return True
+
+    def post_tx(self, sg: list[SgElement], cookie: Any, *, csum: int = 0, lso_mss: int = 0,
+                lso_tcp_header_offset: int = 0) -> bool:
+        """Queue one frame (or one large TCP segment with `lso_mss`); False when the ring is full."""
+        if len(self._tx_pending) + len(self._tx_done) >= self.tx_ring_size:
+            return False
+        self._tx_pending.append((sg, cookie, csum, lso_mss, lso_tcp_header_offset))
+        return True
+
+    def ring_doorbell(self) -> None:
+        """Tell the NIC there are descriptors to send; it processes them as its own event."""
+        if self._tx_pending and not self._tx_scheduled:
+            self._tx_scheduled = True
+            k = self.kernel
+            k.scheduler.call_soon(k, self._process_tx, label="nic tx")
+
+    def take_tx_completions(self) -> list[TxCompletion]:
+        done = list(self._tx_done)
+        self._tx_done.clear()
+        return done
+
+    def take_rx_completions(self, limit: int | None = None) -> list[RxCompletion]:
+        q = self._rx_done
+        if limit is None or limit >= len(q):
+            done = list(q)
+            q.clear()
+            return done
+        return [q.popleft() for _ in range(limit)]
+
+    @property
+    def rx_pending_completions(self) -> int:
+        return len(self._rx_done)
+
+    def reclaim_rx_buffers(self) -> list[Any]:
+        """Take back every posted (unused) receive buffer's cookie - for a halt."""
+        cookies = [cookie for _, _, cookie in self._rx_posted]
+        self._rx_posted.clear()
+        return cookies
+
+    # -- transmit -------------------------------------------------------------------
+    def gather(self, sg: list[SgElement]) -> bytes:
+        """DMA read of a scatter-gather list: one snapshot of the bytes it describes."""
+        view = self._phys_view
+        base = self._phys_base
+        if len(sg) == 1:
+            pfn, offset, length = sg[0]
+            start = ((pfn - base) << PAGE_SHIFT) + offset
+            data = bytes(view[start:start + length])
+        else:
+            parts = []
+            for pfn, offset, length in sg:
+                start = ((pfn - base) << PAGE_SHIFT) + offset
+                parts.append(view[start:start + length])
+            data = b"".join(parts)
+        self.dma_tx_bytes += len(data)
+        return data
+
+    def _process_tx(self) -> None:
+        self._tx_scheduled = False
+        pending = self._tx_pending
+        if not pending:
+            return
+        k = self.kernel
+        c = self.counters
+        offloads = self.offloads
+        max_frame = self.max_frame_size
+        while pending:
+            sg, cookie, csum, lso_mss, lso_offset = pending.popleft()
+            c.tx_descriptors += 1
+            data = self.gather(sg)
+            n = len(data)
+            status = "ok"
+            frames: list[bytes] = []
+            if n < ETH_HEADER_LEN:
+                status = DROP_TX_MALFORMED
+            elif lso_mss:
+                if not offloads.lso or n > LSO_MAX_SIZE:
+                    status = DROP_TX_OVERSIZE if n > max_frame else DROP_TX_MALFORMED
+                else:
+                    try:
+                        frames = segment_lso(data, lso_mss, lso_offset)
+                    except OffloadError:
+                        status = DROP_TX_MALFORMED
+                    else:
+                        c.lso_segments += len(frames)
+                        if any(len(f) > max_frame for f in frames):
+                            frames = []
+                            status = DROP_TX_OVERSIZE
+            elif n > max_frame:
+                status = DROP_TX_OVERSIZE
+            elif csum and offloads.tx_checksum:
+                buf = bytearray(data)
+                try:
+                    fill_checksums(buf, csum)
+                except OffloadError:
+                    status = DROP_TX_MALFORMED
+                else:
+                    frames = [bytes(buf)]
+            else:
+                frames = [data]
+            if status != "ok":
+                self._drop(status, n)
+            sent = 0
+            sink = self.sink
+            for frame in frames:
+                if sink is None:
+                    self._drop(DROP_LINK_DOWN, len(frame))
+                    status = DROP_LINK_DOWN
+                    continue
+                sent += 1
+                c.frames_out += 1
+                c.bytes_out += len(frame)
+                if k.bus.subscribers:
+                    k.publish(FrameTransmitted, nic=self.name, length=len(frame), frame=frame)
+                sink.deliver(frame, k.scheduler.now_ns)
+            self._tx_done.append(TxCompletion(cookie, status, sent, n))
+        self._raise(INT_TX)
+
+    # -- receive ---------------------------------------------------------------------
+    def deliver(self, frame: bytes, time_ns: int) -> None:
+        """FrameSink: the frame reaches this NIC at `time_ns` - one scheduler event on its kernel."""
+        k = self.kernel
+        k.scheduler.call_at(time_ns, k, self.frame_arrived, frame, label="nic rx")
+
+    def frame_arrived(self, frame: bytes) -> None:
+        """A frame came off the wire: filter it, DMA it into a posted buffer, interrupt."""
+        n = len(frame)
+        if n < ETH_HEADER_LEN:
+            self._drop(DROP_RUNT, n)
+            return
+        if n > self.max_frame_size:
+            self._drop(DROP_OVERSIZE, n)
+            return
+        if not self._accepts(frame):
+            self._drop(DROP_FILTERED, n)
+            return
+        posted = self._rx_posted
+        if not posted:
+            self._drop(DROP_NO_RX_BUFFER, n)
+            return
+        sg, capacity, cookie = posted[0]
+        if n > capacity:
+            self._drop(DROP_RX_BUFFER_TOO_SMALL, n)
+            return
+        posted.popleft()
+        self._scatter(sg, frame)
+        checksum = validate_rx_checksums(frame) if self.offloads.rx_checksum else 0
+        self._rx_done.append(RxCompletion(cookie, n, checksum))
+        c = self.counters
+        c.frames_in += 1
+        c.bytes_in += n
+        c.rx_descriptors += 1
+        k = self.kernel
+        if k.bus.subscribers:
+            k.publish(FrameReceived, nic=self.name, length=n, frame=frame)
+        self._raise(INT_RX)
+
+    def _accepts(self, frame: bytes) -> bool:
+        filt = self.receive_filter
+        if filt & FILTER_PROMISCUOUS:
+            return True
+        dst = frame[:6]
+        if dst == self.mac:
+            return bool(filt & FILTER_DIRECTED)
+        if dst == _BROADCAST:
+            return bool(filt & FILTER_BROADCAST)
+        if frame[0] & 1:
+            return bool(filt & (FILTER_ALL_MULTICAST | FILTER_MULTICAST))
+        return False
+
+    def _scatter(self, sg: list[SgElement], frame: bytes) -> None:
+        view = self._phys_view
+        base = self._phys_base
+        src = memoryview(frame)
+        pos = 0
+        remaining = len(frame)
+        for pfn, offset, length in sg:
+            if remaining <= 0:
+                break
+            take = length if length < remaining else remaining
+            start = ((pfn - base) << PAGE_SHIFT) + offset
+            view[start:start + take] = src[pos:pos + take]
+            pos += take
+            remaining -= take
+        self.dma_rx_bytes += pos
+
+    # -- interrupts and drops -----------------------------------------------------------
+    def _raise(self, cause: int) -> None:
+        self._cause |= cause
+        if not self.interrupts_enabled:
+            return
+        if self.interrupt_moderation_ns:
+            if not self._fire_scheduled:
+                self._fire_scheduled = True
+                k = self.kernel
+                k.scheduler.call_later(self.interrupt_moderation_ns, k, self._moderated_fire, label="nic interrupt")
+            return
+        self._fire()
+
+    def _moderated_fire(self) -> None:
+        self._fire_scheduled = False
+        if self.interrupts_enabled and self._cause:
+            self._fire()
+
+    def _fire(self) -> None:
+        isr = self._isr
+        if isr is None:
+            return
+        k = self.kernel
+        self.counters.interrupts += 1
+        if k.bus.subscribers:
+            k.publish(Interrupt, nic=self.name, cause=_CAUSE_NAMES.get(self._cause, str(self._cause)))
+        old = k.irql
+        k.irql = NIC_DIRQL
+        try:
+            isr()
+        finally:
+            k.irql = old
+
+    def _drop(self, reason: str, length: int) -> None:
+        self.counters.drops[reason] += 1
+        k = self.kernel
+        if k.bus.subscribers:
+            k.publish(FrameDropped, layer="nic", reason=reason, where=self.name, length=length)
+
+    def __repr__(self) -> str:
+        return f"<EmulatedNic {self.name} {self.mac.hex('-')} mtu={self.mtu}>"
+
+
+__all__ = ["EmulatedNic", "NicOffloads", "NicCounters", "TxCompletion", "RxCompletion", "SgElement",
+           "TX_CSUM_IP", "TX_CSUM_TCP", "TX_CSUM_UDP"]

@@ -1,0 +1,145 @@
+"""A learning Ethernet switch joining NICs through links.
+
+Frames reach a port at their arrival time (a hostless scheduler event), the
+switch learns the source MAC on that port, then forwards to the port that
+learned the destination, or floods every other port for broadcast,
+multicast and unknown destinations.  Table entries age out.  The switch is
+not a host: its drops are published on the bus directly with its name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from stack.kernel.events import EventBus
+from stack.kernel.scheduler import NS_PER_S, Scheduler
+
+from .events import FrameDropped
+from .link import FrameSink
+
+Tap = Callable[[bytes, int], None]
+
+
+@dataclass(slots=True)
+class SwitchPortCounters:
+    rx_frames: int = 0
+    rx_bytes: int = 0
+    tx_frames: int = 0
+    tx_bytes: int = 0
+    flooded: int = 0  # frames this port sent because the switch flooded them
+    filtered: int = 0  # frames received whose destination sits on this same port
+    runts: int = 0
+    unplugged: int = 0  # frames to send while nothing is attached
+
+
+@dataclass(slots=True)
+class MacEntry:
+    port: "SwitchPort"
+    last_seen_ns: int
+
+
+class SwitchPort:
+    """One switch port: a FrameSink for frames coming in, and a transmitter into `sink`."""
+
+    def __init__(self, switch: "Switch", name: str, index: int) -> None:
+        self.switch = switch
+        self.name = name
+        self.index = index
+        self.sink: FrameSink | None = None
+        self.counters = SwitchPortCounters()
+        self.taps: list[Tap] = []
+
+    def attach(self, sink: FrameSink | None) -> None:
+        self.sink = sink
+
+    def deliver(self, frame: bytes, time_ns: int) -> None:
+        self.switch.scheduler.call_at(time_ns, None, self.switch.receive, self, frame, label="switch")
+
+    def send(self, frame: bytes, now_ns: int, flooded: bool) -> None:
+        c = self.counters
+        if self.sink is None:
+            c.unplugged += 1
+            return
+        c.tx_frames += 1
+        c.tx_bytes += len(frame)
+        if flooded:
+            c.flooded += 1
+        for tap in self.taps:
+            tap(frame, now_ns)
+        self.sink.deliver(frame, now_ns)
+
+    def __repr__(self) -> str:
+        return f"<SwitchPort {self.switch.name}/{self.name}>"
+
+
+class Switch:
+    def __init__(self, scheduler: Scheduler, bus: EventBus | None = None, *, name: str = "sw0",
+                 aging_ns: int = 300 * NS_PER_S, forwarding_delay_ns: int = 0) -> None:
+        self.scheduler = scheduler
+        self.bus = bus
+        self.name = name
+        self.aging_ns = aging_ns
+        self.forwarding_delay_ns = forwarding_delay_ns
+        self.ports: list[SwitchPort] = []
+        self.mac_table: dict[bytes, MacEntry] = {}
+        self.flooded_frames = 0
+        self.forwarded_frames = 0
+
+    def add_port(self, name: str | None = None) -> SwitchPort:
+        port = SwitchPort(self, name or f"port{len(self.ports)}", len(self.ports))
+        self.ports.append(port)
+        return port
+
+    def lookup(self, mac: bytes) -> SwitchPort | None:
+        """The port a MAC was learned on, if the entry has not aged out."""
+        entry = self.mac_table.get(mac)
+        if entry is None:
+            return None
+        if self.scheduler.now_ns - entry.last_seen_ns > self.aging_ns:
+            del self.mac_table[mac]
+            return None
+        return entry.port
+
+    def receive(self, port: SwitchPort, frame: bytes) -> None:
+        """A frame fully arrived on `port` (runs as its own event, at arrival time)."""
+        now = self.scheduler.now_ns
+        c = port.counters
+        c.rx_frames += 1
+        c.rx_bytes += len(frame)
+        for tap in port.taps:
+            tap(frame, now)
+        if len(frame) < 14:
+            c.runts += 1
+            self._dropped(port, "runt", len(frame))
+            return
+        src = frame[6:12]
+        if not src[0] & 1:  # never learn a group address
+            entry = self.mac_table.get(src)
+            if entry is None:
+                self.mac_table[src] = MacEntry(port, now)
+            else:
+                entry.port = port
+                entry.last_seen_ns = now
+        dst = frame[:6]
+        out = None if dst[0] & 1 else self.lookup(dst)
+        when = now + self.forwarding_delay_ns
+        if out is None:
+            self.flooded_frames += 1
+            for p in self.ports:
+                if p is not port:
+                    p.send(frame, when, True)
+            return
+        if out is port:
+            c.filtered += 1
+            return
+        self.forwarded_frames += 1
+        out.send(frame, when, False)
+
+    def _dropped(self, port: SwitchPort, reason: str, length: int) -> None:
+        bus = self.bus
+        if bus is not None and bus.subscribers:
+            bus.publish(FrameDropped(host=self.name, layer="switch", reason=reason, where=port.name, length=length))
+
+    def __repr__(self) -> str:
+        return f"<Switch {self.name} {len(self.ports)} ports>"
