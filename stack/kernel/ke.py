@@ -472,6 +472,18 @@ class KDPC:
         self.queued = False
         self.address = 0
         self.args: tuple[Any, Any] = (None, None)
+        self._named: Any = None  # the routine `_symbol` and `_label` were worked out for
+        self._symbol = ""
+        self._label = ""
+
+    def routine_symbol(self) -> str:
+        """`module!Routine` of the DPC routine (remembered: a DPC is queued once per interrupt)."""
+        routine = self.routine
+        if routine is not self._named:
+            self._symbol = symbol_of(routine)
+            self._label = f"DPC {self._symbol}"
+            self._named = routine
+        return self._symbol
 
 
 def KeInitializeDpc(dpc: KDPC, routine: Callable[..., Any], context: Any) -> None:
@@ -487,9 +499,10 @@ def KeInsertQueueDpc(dpc: KDPC, arg1: Any = None, arg2: Any = None) -> bool:
         return False
     dpc.queued = True
     dpc.args = (arg1, arg2)
-    symbol = symbol_of(dpc.routine)
-    k.publish(DpcQueued, dpc=dpc.address, routine=symbol)
-    k.scheduler.call_soon(k, _run_dpc, k, dpc, label=f"DPC {symbol}")
+    symbol = dpc.routine_symbol()
+    if k.bus.subscribers:
+        k.publish(DpcQueued, dpc=dpc.address, routine=symbol)
+    k.scheduler.call_soon(k, _run_dpc, k, dpc, label=dpc._label)
     return True
 
 
@@ -499,18 +512,20 @@ def KeRemoveQueueDpc(dpc: KDPC) -> bool:
     return was
 
 
+_DPC_BASE_FRAMES = (Frame("nt!KiIdleLoop"), Frame("nt!KiRetireDpcList"))
+
+
 def _run_dpc(k: Kernel, dpc: KDPC) -> None:
     if not dpc.queued:
         return  # removed from the queue before it ran
     dpc.queued = False
     k.irql = DISPATCH_LEVEL
-    k.frames.append(Frame("nt!KiIdleLoop"))
-    k.frames.append(Frame("nt!KiRetireDpcList"))
-    symbol = symbol_of(dpc.routine)
-    k.publish(DpcRun, dpc=dpc.address, routine=symbol)
+    k.frames.extend(_DPC_BASE_FRAMES)
+    if k.bus.subscribers:
+        k.publish(DpcRun, dpc=dpc.address, routine=dpc.routine_symbol())
     dpc.routine(dpc, dpc.context, *dpc.args)
     if k.irql != DISPATCH_LEVEL:
-        k.bugcheck(bc.IRQL_UNEXPECTED_VALUE, (k.irql << 16) | DISPATCH_LEVEL, k.symbol_address(symbol), 0, 0)
+        k.bugcheck(bc.IRQL_UNEXPECTED_VALUE, (k.irql << 16) | DISPATCH_LEVEL, k.symbol_address(dpc.routine_symbol()), 0, 0)
     if k.held_locks:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x32, k.irql, k.held_locks[0].address, 0)
 

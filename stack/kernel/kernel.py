@@ -88,6 +88,7 @@ class Kernel:
         self.objects: dict[str, Any] = {}  # the object namespace: \Driver\x, \Device\y
         self.addr_objects: dict[int, Any] = {}  # address -> live emulated object (for the debugger)
         self.modules: list[Module] = []
+        self._symbol_cache: dict[str, int] = {}  # `module!Routine` -> address, reset when modules change
         self.threads: list["KThread"] = []
         self.drivers: dict[str, Any] = {}
         self._next_tid = 0x78
@@ -129,12 +130,14 @@ class Kernel:
         mod = Module(name, image, self._next_image, size, 0x5F000000 + self.rng.randrange(1 << 24))
         self._next_image += size + 0x10000
         self.modules.append(mod)
+        self._symbol_cache.clear()
         for routine in CATALOG.get(name, ()):
             self._assign_symbol(mod, routine)
         return mod
 
     def unload_module(self, name: str) -> None:
         self.modules = [m for m in self.modules if m.name != name]
+        self._symbol_cache.clear()
 
     def module(self, name: str) -> Module | None:
         lname = name.lower()
@@ -169,11 +172,15 @@ class Kernel:
 
     def symbol_address(self, symbol: str) -> int:
         """Address of `module!Routine` (0 when the module is not loaded)."""
+        addr = self._symbol_cache.get(symbol)
+        if addr is not None:
+            return addr
         module, _, routine = symbol.partition("!")
         mod = self.module(module)
         if mod is None or not routine:
             return 0
-        return self._assign_symbol(mod, routine)
+        addr = self._symbol_cache[symbol] = self._assign_symbol(mod, routine)
+        return addr
 
     def symbol_for_address(self, address: int) -> str | None:
         """`module!Routine+0xNN` for an address inside a loaded image."""

@@ -110,13 +110,17 @@ class Mdl:
 
     def views(self, offset: int = 0, length: int | None = None) -> list[memoryview]:
         """Zero-copy views of this one MDL's bytes."""
+        count = self.byte_count
         if length is None:
-            length = self.byte_count - offset
-        if offset < 0 or length < 0 or offset + length > self.byte_count:
-            raise ValueError(f"range {offset:#x}+{length:#x} outside MDL of {self.byte_count:#x} bytes")
-        if len(self.pfns) < ADDRESS_AND_SIZE_TO_SPAN_PAGES(self.virtual_address, self.byte_count):
+            length = count - offset
+        if offset < 0 or length < 0 or offset + length > count:
+            raise ValueError(f"range {offset:#x}+{length:#x} outside MDL of {count:#x} bytes")
+        pfns = self.pfns
+        byte_offset = self.byte_offset
+        # ADDRESS_AND_SIZE_TO_SPAN_PAGES(virtual_address, byte_count), inlined (start_va is page aligned)
+        if count and len(pfns) < (byte_offset + count + PAGE_MASK) >> PAGE_SHIFT:
             raise MemoryAccessError(self.virtual_address, f"MDL {self.address:x} has no PFN array (not built or locked)")
-        return self.kernel.phys.frames_view(self.pfns, self.byte_offset + offset, length)
+        return self.kernel.phys.frames_view(pfns, byte_offset + offset, length)
 
     def __repr__(self) -> str:
         return f"<Mdl {self.address:x} va={self.virtual_address:x} len={self.byte_count:#x} flags={self.flags:#x}>"
@@ -137,6 +141,12 @@ def mdl_chain_views(mdl: Mdl | None, offset: int = 0, length: int | None = None)
     """
     if offset < 0:
         raise ValueError("negative offset")
+    if mdl is not None and mdl.next is None:  # one MDL: its own range check applies
+        if length is None:
+            length = mdl.byte_count - offset
+        if length < 0 or offset + length > mdl.byte_count:
+            raise ValueError(f"range {offset:#x}+{length:#x} outside MDL chain of {mdl.byte_count:#x} bytes")
+        return mdl.views(offset, length) if length else []
     total = mdl_chain_length(mdl)
     if length is None:
         length = total - offset
@@ -349,8 +359,12 @@ def copy_to_mdl(dest: Mdl, dest_offset: int, src: list[memoryview] | memoryview 
     """Copy bytes into an MDL chain (a real copy, so it is counted)."""
     k = current_kernel()
     chunks = [src] if not isinstance(src, list) else src
-    total = sum(len(c) for c in chunks)
+    total = sum([len(c) for c in chunks])
     views = mdl_chain_views(dest, dest_offset, total)
+    if len(views) == 1 and len(chunks) == 1:  # one run of pages, one source: a single slice copy
+        views[0][:] = chunks[0]
+        k.copies.count(total, reason)
+        return total
     vi = 0
     vpos = 0
     for chunk in chunks:

@@ -128,14 +128,17 @@ class PhysicalMemory:
 
         Runs of consecutive frames collapse into one memoryview: no byte is copied.
         """
-        out: list[memoryview] = []
         if length <= 0:
-            return out
+            return []
         page = offset >> PAGE_SHIFT
         within = offset & PAGE_MASK
         base = self.base_pfn
         view = self.view
         n = len(pfns)
+        if within + length <= PAGE_SIZE and page < n:  # inside one page: the usual case for a frame
+            start = ((pfns[page] - base) << PAGE_SHIFT) + within
+            return [view[start:start + length]]
+        out: list[memoryview] = []
         while length > 0:
             if page >= n:
                 raise MemoryAccessError(0, "view runs past the end of the page list")

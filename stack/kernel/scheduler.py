@@ -5,17 +5,21 @@ frame reaching a NIC, a work item — is one *event*: an entry in a heap ordered
 by (time, insertion sequence), so ties break by insertion order.  Running one
 event is the basis of stepping; running to idle or to a virtual time is the
 basis of `g`.  No real threads, no wall clock.
+
+The heap holds plain ``(time_ns, seq, event)`` tuples: `seq` is unique, so the
+comparison never reaches the event and stays in C (this loop runs a few
+times per packet).
 """
 
 from __future__ import annotations
 
-import heapq
+from heapq import heappop, heappush
 import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from .bugcheck import KMODE_EXCEPTION_NOT_HANDLED, BugCheckInfo, KernelBugCheck
-from .symbols import pop_kernel, push_kernel
+from .symbols import _current as _current_kernels
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -43,7 +47,7 @@ class Scheduler:
     def __init__(self) -> None:
         self.now_ns = 0
         self.events_run = 0
-        self._heap: list[ScheduledEvent] = []
+        self._heap: list[tuple[int, int, ScheduledEvent]] = []
         self._seq = 0
         self.halted: BugCheckInfo | None = None
         self.current: ScheduledEvent | None = None
@@ -56,27 +60,35 @@ class Scheduler:
                 label: str = "") -> ScheduledEvent:
         if time_ns < self.now_ns:
             time_ns = self.now_ns
-        self._seq += 1
-        ev = ScheduledEvent(time_ns, self._seq, kernel, fn, args, label)
-        heapq.heappush(self._heap, ev)
+        self._seq = seq = self._seq + 1
+        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
+        heappush(self._heap, (time_ns, seq, ev))
         return ev
 
     def call_later(self, delay_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
                    label: str = "") -> ScheduledEvent:
-        return self.call_at(self.now_ns + max(0, delay_ns), kernel, fn, *args, label=label)
+        time_ns = self.now_ns + delay_ns if delay_ns > 0 else self.now_ns
+        self._seq = seq = self._seq + 1
+        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
+        heappush(self._heap, (time_ns, seq, ev))
+        return ev
 
     def call_soon(self, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any, label: str = "") -> ScheduledEvent:
-        return self.call_at(self.now_ns, kernel, fn, *args, label=label)
+        time_ns = self.now_ns
+        self._seq = seq = self._seq + 1
+        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
+        heappush(self._heap, (time_ns, seq, ev))
+        return ev
 
     # -- inspection -------------------------------------------------------------
     def peek_time(self) -> int | None:
         heap = self._heap
-        while heap and heap[0].cancelled:
-            heapq.heappop(heap)
-        return heap[0].time_ns if heap else None
+        while heap and heap[0][2].cancelled:
+            heappop(heap)
+        return heap[0][0] if heap else None
 
     def pending(self) -> list[ScheduledEvent]:
-        return sorted(e for e in self._heap if not e.cancelled)
+        return [e for _, _, e in sorted(self._heap) if not e.cancelled]
 
     @property
     def idle(self) -> bool:
@@ -89,7 +101,7 @@ class Scheduler:
             return False
         heap = self._heap
         while heap:
-            ev = heapq.heappop(heap)
+            ev = heappop(heap)[2]
             if not ev.cancelled:
                 break
         else:
@@ -105,11 +117,12 @@ class Scheduler:
             if k is None:
                 ev.fn(*ev.args)
             else:
-                push_kernel(k)
+                kernels = _current_kernels
+                kernels.append(k)
                 try:
                     k.run_event(ev)
                 finally:
-                    pop_kernel()
+                    kernels.pop()
         except KernelBugCheck as crash:
             self._halt(crash.info)
         except Exception as exc:  # a driver bug must never escape into the debugger
@@ -128,9 +141,11 @@ class Scheduler:
     def run_until(self, time_ns: int, max_events: int | None = None) -> int:
         """Run every event due at or before `time_ns`, then set the clock to it."""
         ran = 0
+        heap = self._heap
         while self.halted is None:
-            t = self.peek_time()
-            if t is None or t > time_ns:
+            while heap and heap[0][2].cancelled:  # peek_time(), inlined
+                heappop(heap)
+            if not heap or heap[0][0] > time_ns:
                 break
             if max_events is not None and ran >= max_events:
                 return ran
@@ -145,11 +160,13 @@ class Scheduler:
 
     def run_until_idle(self, max_events: int | None = None, max_time_ns: int | None = None) -> int:
         ran = 0
+        heap = self._heap
         while self.halted is None:
             if max_events is not None and ran >= max_events:
                 break
-            t = self.peek_time()
-            if t is None or (max_time_ns is not None and t > max_time_ns):
+            while heap and heap[0][2].cancelled:  # peek_time(), inlined
+                heappop(heap)
+            if not heap or (max_time_ns is not None and heap[0][0] > max_time_ns):
                 break
             self.run_one()
             ran += 1
@@ -159,11 +176,13 @@ class Scheduler:
                   max_time_ns: int | None = None) -> bool:
         """Run while `condition()` holds; True when it stopped holding."""
         ran = 0
+        heap = self._heap
         while condition():
             if self.halted is not None or ran >= max_events:
                 return False
-            t = self.peek_time()
-            if t is None or (max_time_ns is not None and t > max_time_ns):
+            while heap and heap[0][2].cancelled:  # peek_time(), inlined
+                heappop(heap)
+            if not heap or (max_time_ns is not None and heap[0][0] > max_time_ns):
                 return False
             self.run_one()
             ran += 1

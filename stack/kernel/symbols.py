@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from .kernel import Kernel
@@ -45,10 +44,14 @@ def has_current_kernel() -> bool:
     return bool(_current)
 
 
-@dataclass(slots=True)
-class Frame:
+class Frame(NamedTuple):
+    """One entry of a logical call stack.  A tuple, so the push on every routine call stays cheap."""
+
     symbol: str
     args: tuple = ()
+
+
+_new_frame = tuple.__new__  # Frame(symbol, args) without the Python-level __new__
 
 
 def catalog_add(module: str, name: str) -> str:
@@ -75,12 +78,15 @@ def note_exception_frames(exc: BaseException, k: "Kernel") -> None:
 def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
     """Make a function a named kernel routine of `module` (see module docstring)."""
 
+    current = _current
+    new_frame = _new_frame
+
     def decorate(fn: F) -> F:
         symbol = catalog_add(module, name or fn.__name__)
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any):
-                k = _current[-1]
+                k = current[-1]
                 k.enter(symbol, args)
                 try:
                     result = yield from fn(*args, **kwargs)
@@ -99,15 +105,28 @@ def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any):
-            k = _current[-1]
-            k.enter(symbol, args)
+            # The per-packet path: with nobody on the bus the frame push and pop are
+            # inlined (Kernel.enter / Kernel.leave are the observed path).
+            k = current[-1]
+            subscribers = k.bus.subscribers
+            if subscribers:
+                k.enter(symbol, args)
+            else:
+                k.frames.append(new_frame(Frame, (symbol, args)))
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:
                 note_exception_frames(exc, k)
                 k.leave_silently(symbol)
                 raise
-            k.leave(symbol, result)
+            if subscribers:
+                k.leave(symbol, result)
+            else:
+                frames = k.frames
+                if frames and frames[-1][0] == symbol:
+                    frames.pop()
+                else:
+                    k.leave_silently(symbol)
             return result
 
         wrapper.symbol = symbol  # type: ignore[attr-defined]

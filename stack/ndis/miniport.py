@@ -477,6 +477,14 @@ def ndisMiniportDpc(Dpc: KDPC, DeferredContext: NdisInterrupt, SystemArgument1: 
 
 # --- completions and indications ----------------------------------------------------------------
 
+def _relink(nbls: list[Any]) -> None:
+    """Chain a list of NBLs through Next, in order."""
+    last = len(nbls) - 1
+    for j in range(last):
+        nbls[j].Next = nbls[j + 1]
+    nbls[last].Next = None
+
+
 @kroutine("ndis")
 def NdisMSendNetBufferListsComplete(MiniportAdapterHandle: Adapter, NetBufferLists: "NetBufferList",
                                     SendCompleteFlags: int) -> None:
@@ -484,13 +492,13 @@ def NdisMSendNetBufferListsComplete(MiniportAdapterHandle: Adapter, NetBufferLis
     adapter = MiniportAdapterHandle
     if NetBufferLists is None:
         return
-    log = adapter.ndis_state.ownership
+    nbls = []
     nbl = NetBufferLists
-    count = 0
     while nbl is not None:
-        count += 1
-        log.record(nbl, NBL_MINIPORT_SEND_COMPLETED, "ndis")
+        nbls.append(nbl)
         nbl = nbl.Next
+    adapter.ndis_state.ownership.record_all(nbls, NBL_MINIPORT_SEND_COMPLETED, "ndis")
+    count = len(nbls)
     adapter.counters.nbls_send_completed += count
     adapter.outstanding_sends -= count
     complete_sends_to_protocols(adapter, NetBufferLists, SendCompleteFlags)
@@ -519,41 +527,43 @@ def NdisMIndicateReceiveNetBufferLists(MiniportAdapterHandle: Adapter, NetBuffer
     if len(nbls) != NumberOfNetBufferLists:
         k.bugcheck(BUGCODE_NDIS_DRIVER, 0x25, adapter.address, NumberOfNetBufferLists, len(nbls),
                    detail="NumberOfNetBufferLists does not match the chain")
+    count = len(nbls)
     resources = bool(ReceiveFlags & NDIS_RECEIVE_FLAGS_RESOURCES)
     opens = [o for o in adapter.opens if o.open]
-    adapter.counters.nbls_indicated += len(nbls)
+    counters = adapter.counters
+    counters.nbls_indicated += count
     if resources:
-        adapter.counters.low_resource_indications += 1
+        counters.low_resource_indications += 1
     if k.bus.subscribers:
-        k.publish(NblIndicated, nbl=NetBufferLists.address, count=len(nbls), adapter=adapter.name,
+        k.publish(NblIndicated, nbl=NetBufferLists.address, count=count, adapter=adapter.name,
                   flags=ReceiveFlags)
     if not opens or adapter.state_name != MINIPORT_STATE_RUNNING:
-        adapter.counters.drops["no_binding" if not opens else "not_running"] += len(nbls)
+        counters.drops["no_binding" if not opens else "not_running"] += count
         if not resources:
-            adapter.outstanding_indications += len(nbls)
+            adapter.outstanding_indications += count
             return_to_miniport(adapter, nbls, ReceiveFlags & 1)
         return
-    for n in nbls:
-        n.SourceHandle = adapter
-        if not resources:
-            n.indicate_refs = len(opens)
-            log.hold(n)
-    if not resources:
-        adapter.outstanding_indications += len(nbls)
-    for i, open_ in enumerate(opens):
-        for n in nbls:
-            log.record(n, NBL_INDICATED, open_.owner_name)
-        if i:  # an earlier protocol may have broken the chain up; hand the next one the whole chain again
-            for j, n in enumerate(nbls):
-                n.Next = nbls[j + 1] if j + 1 < len(nbls) else None
-        open_.nbls_received += len(nbls)
-        open_.protocol.characteristics.ReceiveNetBufferListsHandler(
-            open_.ProtocolBindingContext, nbls[0], PortNumber, len(nbls), ReceiveFlags)
     if resources:
-        owner = adapter.owner_name
-        for j, n in enumerate(nbls):
-            n.Next = nbls[j + 1] if j + 1 < len(nbls) else None
-            log.record(n, NBL_RETURNED_TO_MINIPORT, owner, "resources")
+        for n in nbls:
+            n.SourceHandle = adapter
+    else:
+        held = log.held
+        refs = len(opens)
+        for n in nbls:
+            n.SourceHandle = adapter
+            n.indicate_refs = refs
+            held[n.address] = n  # log.hold(n)
+        adapter.outstanding_indications += count
+    for i, open_ in enumerate(opens):
+        log.record_all(nbls, NBL_INDICATED, open_.owner_name)
+        if i:  # an earlier protocol may have broken the chain up; hand the next one the whole chain again
+            _relink(nbls)
+        open_.nbls_received += count
+        open_.protocol.characteristics.ReceiveNetBufferListsHandler(
+            open_.ProtocolBindingContext, nbls[0], PortNumber, count, ReceiveFlags)
+    if resources:
+        _relink(nbls)
+        log.record_all(nbls, NBL_RETURNED_TO_MINIPORT, adapter.owner_name, "resources")
 
 
 @kroutine("ndis")

@@ -556,6 +556,12 @@ def NdisFreeNetBufferPool(PoolHandle: NbPool) -> None:
         PoolHandle.state.nb_pools.remove(PoolHandle)
 
 
+_NO_INFO = (0,) * MaxNetBufferListInfo
+_TWO_NONES = (None,) * 2
+_FOUR_NONES = (None,) * 4
+_SIX_NONES = (None,) * 6
+
+
 def _reset_nbl(nbl: NetBufferList) -> None:
     nbl.Next = None
     nbl.FirstNetBuffer = None
@@ -566,13 +572,9 @@ def _reset_nbl(nbl: NetBufferList) -> None:
     nbl.Flags = 0
     nbl.NblFlags = 0
     nbl.ChildRefCount = 0
-    info = nbl.NetBufferListInfo
-    for i in range(len(info)):
-        info[i] = 0
-    pr = nbl.ProtocolReserved
-    pr[0] = pr[1] = pr[2] = pr[3] = None
-    mr = nbl.MiniportReserved
-    mr[0] = mr[1] = None
+    nbl.NetBufferListInfo[:] = _NO_INFO  # in place: callers may hold the list
+    nbl.ProtocolReserved[:] = _FOUR_NONES
+    nbl.MiniportReserved[:] = _TWO_NONES
     nbl.Scratch = None
     nbl.indicate_refs = 0
 
@@ -615,11 +617,8 @@ def _reset_nb(nb: NetBuffer) -> None:
         _undo_retreats(nb)
     nb.Next = None
     nb.ChecksumBias = 0
-    pr = nb.ProtocolReserved
-    for i in range(6):
-        pr[i] = None
-    mr = nb.MiniportReserved
-    mr[0] = mr[1] = mr[2] = mr[3] = None
+    nb.ProtocolReserved[:] = _SIX_NONES
+    nb.MiniportReserved[:] = _FOUR_NONES
 
 
 def NdisFreeNetBufferList(NetBufferList: NetBufferList) -> None:

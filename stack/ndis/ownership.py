@@ -48,20 +48,52 @@ class NblLogEntry:
 
 
 class NblOwnershipLog:
-    """Per-kernel ownership tracking: a bounded log plus the set of held NBLs."""
+    """Per-kernel ownership tracking: a bounded log plus the set of held NBLs.
+
+    `record` runs several times per packet, so a row is stored as a plain
+    tuple in a ring (a bounded deque); `entries` turns the rows into
+    `NblLogEntry` records when somebody reads them.
+    """
 
     def __init__(self, kernel: "Kernel", size: int = DEFAULT_LOG_SIZE) -> None:
         self.kernel = kernel
         self.level = TRACK_LOG
-        self.entries: deque[NblLogEntry] = deque(maxlen=size)
+        self._rows: deque[tuple] = deque(maxlen=size)
+        self._append = self._rows.append
+        self._bus = kernel.bus
+        self._scheduler = kernel.scheduler
         self.held: dict[int, Any] = {}  # NBL address -> NBL held by a miniport or protocol
+
+    @property
+    def entries(self) -> list[NblLogEntry]:
+        """The log, oldest first."""
+        return [NblLogEntry(*row) for row in self._rows]
+
+    @property
+    def size(self) -> int:
+        return self._rows.maxlen or 0
 
     def record(self, nbl: Any, event: str, owner: str, detail: str = "") -> None:
         nbl.owner = owner
         if self.level >= TRACK_LOG:
             k = self.kernel
-            self.entries.append(NblLogEntry(k.bus.seq, k.scheduler.events_run, k.scheduler.now_ns, nbl.address,
-                                            event, owner, detail, k.irql, k.cpu))
+            sched = self._scheduler
+            self._append((self._bus.seq, sched.events_run, sched.now_ns, nbl.address, event, owner, detail,
+                          k.irql, k.cpu))
+
+    def record_all(self, nbls: Any, event: str, owner: str, detail: str = "") -> None:
+        """`record` for each NBL of a list (one row each, the same moment)."""
+        if self.level >= TRACK_LOG:
+            k = self.kernel
+            sched = self._scheduler
+            seq, index, now, irql, cpu = self._bus.seq, sched.events_run, sched.now_ns, k.irql, k.cpu
+            append = self._append
+            for nbl in nbls:
+                nbl.owner = owner
+                append((seq, index, now, nbl.address, event, owner, detail, irql, cpu))
+        else:
+            for nbl in nbls:
+                nbl.owner = owner
 
     def hold(self, nbl: Any) -> None:
         self.held[nbl.address] = nbl
@@ -70,7 +102,7 @@ class NblOwnershipLog:
         self.held.pop(nbl.address, None)
 
     def history(self, nbl_address: int) -> list[NblLogEntry]:
-        return [e for e in self.entries if e.nbl == nbl_address]
+        return [NblLogEntry(*row) for row in self._rows if row[3] == nbl_address]
 
     def pending(self) -> list[tuple[Any, str]]:
         """(NBL, current holder) for every NBL a miniport or protocol holds."""

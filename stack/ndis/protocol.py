@@ -260,15 +260,17 @@ def NdisSendNetBufferLists(NdisBindingHandle: NdisOpen, NetBufferLists: "NetBuff
     log = adapter.ndis_state.ownership
     running = adapter.state_name == MINIPORT_STATE_RUNNING and open_.open
     miniport = adapter.owner_name
+    record = log.record
+    held = log.held
     count = 0
     nbl = NetBufferLists
     while nbl is not None:
         count += 1
         nbl.SourceHandle = open_
-        log.record(nbl, NBL_PROTOCOL_SENT, "ndis")
+        record(nbl, NBL_PROTOCOL_SENT, "ndis")
         if running:
-            log.record(nbl, NBL_SENT_TO_MINIPORT, miniport)
-            log.hold(nbl)
+            record(nbl, NBL_SENT_TO_MINIPORT, miniport)
+            held[nbl.address] = nbl  # log.hold(nbl)
         nbl = nbl.Next
     open_.nbls_sent += count
     k = adapter.kernel
@@ -293,27 +295,31 @@ def NdisSendNetBufferLists(NdisBindingHandle: NdisOpen, NetBufferLists: "NetBuff
 def complete_sends_to_protocols(adapter: "Adapter", NetBufferLists: "NetBufferList", flags: int) -> int:
     """Route completed NBLs back to the opens that sent them; returns how many."""
     log = adapter.ndis_state.ownership
+    held = log.held
     groups: dict[int, list[Any]] = {}
     opens: dict[int, NdisOpen] = {}
+    first_open = NetBufferLists.SourceHandle
+    first: list[Any] = []  # the usual case: every NBL came from one open
     nbl = NetBufferLists
     count = 0
     while nbl is not None:
         nxt = nbl.Next
         count += 1
-        log.release(nbl)
+        held.pop(nbl.address, None)  # log.release(nbl)
         open_ = nbl.SourceHandle
-        key = id(open_)
-        lst = groups.get(key)
-        if lst is None:
-            groups[key] = lst = []
-            opens[key] = open_
-        lst.append(nbl)
+        if open_ is first_open:
+            first.append(nbl)
+        else:
+            key = id(open_)
+            lst = groups.get(key)
+            if lst is None:
+                groups[key] = lst = []
+                opens[key] = open_
+            lst.append(nbl)
         nbl = nxt
-    for key, nbls in groups.items():
-        open_ = opens[key]
-        for i, n in enumerate(nbls):
-            n.Next = nbls[i + 1] if i + 1 < len(nbls) else None
-            log.record(n, NBL_SEND_COMPLETED, getattr(open_, "owner_name", "?"))
+    for open_, nbls in ((first_open, first), *((opens[key], nbls) for key, nbls in groups.items())):
+        _relink(nbls)
+        log.record_all(nbls, NBL_SEND_COMPLETED, getattr(open_, "owner_name", "?"))
         handler = open_.protocol.characteristics.SendNetBufferListsCompleteHandler if open_ is not None else None
         if handler is not None:
             handler(open_.ProtocolBindingContext, nbls[0], flags)
@@ -323,6 +329,17 @@ def complete_sends_to_protocols(adapter: "Adapter", NetBufferLists: "NetBufferLi
     return count
 
 
+_NONE = object()
+
+
+def _relink(nbls: list[Any]) -> None:
+    """Chain a list of NBLs through Next, in order."""
+    last = len(nbls) - 1
+    for j in range(last):
+        nbls[j].Next = nbls[j + 1]
+    nbls[last].Next = None
+
+
 @kroutine("ndis")
 def NdisReturnNetBufferLists(NdisBindingHandle: NdisOpen, NetBufferLists: "NetBufferList", ReturnFlags: int) -> None:
     """The protocol is done with indicated NBLs: give each back to its miniport once every open returned it."""
@@ -330,6 +347,9 @@ def NdisReturnNetBufferLists(NdisBindingHandle: NdisOpen, NetBufferLists: "NetBu
     state = open_.ndis_state
     log = state.ownership
     held = log.held
+    record = log.record
+    first_adapter: Any = _NONE  # the adapter of the first NBL given back: the usual case has only that one
+    first: list[Any] = []
     by_adapter: dict[int, list[Any]] = {}
     adapters: dict[int, Any] = {}
     nbl = NetBufferLists
@@ -340,32 +360,37 @@ def NdisReturnNetBufferLists(NdisBindingHandle: NdisOpen, NetBufferLists: "NetBu
                                   detail="NdisReturnNetBufferLists on an NBL the protocol does not hold")
         nbl.indicate_refs -= 1
         if nbl.indicate_refs <= 0:
-            log.release(nbl)
-            log.record(nbl, NBL_PROTOCOL_RETURNED, "ndis")
+            del held[nbl.address]  # log.release(nbl)
+            record(nbl, NBL_PROTOCOL_RETURNED, "ndis")
             adapter = nbl.SourceHandle
-            key = id(adapter)
-            lst = by_adapter.get(key)
-            if lst is None:
-                by_adapter[key] = lst = []
-                adapters[key] = adapter
-            lst.append(nbl)
+            if first_adapter is _NONE:
+                first_adapter = adapter
+            if adapter is first_adapter:
+                first.append(nbl)
+            else:
+                key = id(adapter)
+                lst = by_adapter.get(key)
+                if lst is None:
+                    by_adapter[key] = lst = []
+                    adapters[key] = adapter
+                lst.append(nbl)
         nbl = nxt
+    flags = ReturnFlags & NDIS_RETURN_FLAGS_DISPATCH_LEVEL
+    if first:
+        return_to_miniport(first_adapter, first, flags)
     for key, nbls in by_adapter.items():
-        adapter = adapters[key]
-        return_to_miniport(adapter, nbls, ReturnFlags & NDIS_RETURN_FLAGS_DISPATCH_LEVEL)
+        return_to_miniport(adapters[key], nbls, flags)
 
 
 def return_to_miniport(adapter: "Adapter", nbls: list[Any], flags: int) -> None:
-    log = adapter.ndis_state.ownership
-    miniport = adapter.owner_name
-    for i, n in enumerate(nbls):
-        n.Next = nbls[i + 1] if i + 1 < len(nbls) else None
-        log.record(n, NBL_RETURNED_TO_MINIPORT, miniport)
-    adapter.counters.nbls_returned += len(nbls)
-    adapter.outstanding_indications -= len(nbls)
+    _relink(nbls)
+    adapter.ndis_state.ownership.record_all(nbls, NBL_RETURNED_TO_MINIPORT, adapter.owner_name)
+    count = len(nbls)
+    adapter.counters.nbls_returned += count
+    adapter.outstanding_indications -= count
     k = adapter.kernel
     if k.bus.subscribers:
-        k.publish(NblReturned, nbl=nbls[0].address, count=len(nbls), adapter=adapter.name)
+        k.publish(NblReturned, nbl=nbls[0].address, count=count, adapter=adapter.name)
     adapter.driver.characteristics.ReturnNetBufferListsHandler(adapter.MiniportAdapterContext, nbls[0], flags)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from stack.kernel.irql import NIC_DIRQL
 from stack.kernel.kernel import Kernel
@@ -85,19 +85,24 @@ class NicCounters:
     drops: Counter = field(default_factory=Counter)  # reason -> frames
 
 
-@dataclass(slots=True)
-class TxCompletion:
+class TxCompletion(NamedTuple):
+    """One finished transmit descriptor (a tuple: one is made per packet)."""
+
     cookie: Any
     status: str  # "ok" or a DROP_* reason
     frames: int  # frames put on the wire for this descriptor
     length: int  # bytes gathered
 
 
-@dataclass(slots=True)
-class RxCompletion:
+class RxCompletion(NamedTuple):
+    """One filled receive buffer (a tuple: one is made per packet)."""
+
     cookie: Any
     length: int
     checksum: int  # offload.RX_* bits (0 when validation is off)
+
+
+_new_tuple = tuple.__new__  # TxCompletion(...) / RxCompletion(...) without the Python-level __new__
 
 
 class EmulatedNic:
@@ -189,9 +194,10 @@ class EmulatedNic:
 
     def post_rx_buffer(self, sg: list[SgElement], cookie: Any) -> bool:
         """Give the NIC a receive buffer; False when the ring is full."""
-        if len(self._rx_posted) + len(self._rx_done) >= self.rx_ring_size:
+        posted = self._rx_posted
+        if len(posted) + len(self._rx_done) >= self.rx_ring_size:
             return False
-        self._rx_posted.append((sg, sum(e[2] for e in sg), cookie))
+        posted.append((sg, sg[0][2] if len(sg) == 1 else sum([e[2] for e in sg]), cookie))
         return True
 
     def post_tx(self, sg: list[SgElement], cookie: Any, *, csum: int = 0, lso_mss: int = 0,
@@ -210,8 +216,11 @@ class EmulatedNic:
             k.scheduler.call_soon(k, self._process_tx, label="nic tx")
 
     def take_tx_completions(self) -> list[TxCompletion]:
-        done = list(self._tx_done)
-        self._tx_done.clear()
+        q = self._tx_done
+        if not q:
+            return []
+        done = list(q)
+        q.clear()
         return done
 
     def take_rx_completions(self, limit: int | None = None) -> list[RxCompletion]:
@@ -259,6 +268,8 @@ class EmulatedNic:
         c = self.counters
         offloads = self.offloads
         max_frame = self.max_frame_size
+        subscribers = k.bus.subscribers
+        now = k.scheduler.now_ns
         while pending:
             sg, cookie, csum, lso_mss, lso_offset = pending.popleft()
             c.tx_descriptors += 1
@@ -284,7 +295,7 @@ class EmulatedNic:
             elif n > max_frame:
                 status = DROP_TX_OVERSIZE
             elif csum and offloads.tx_checksum:
-                buf = bytearray(data)
+                buf = bytearray(data)  # the checksum engine writes into its own copy of the snapshot
                 try:
                     fill_checksums(buf, csum)
                 except OffloadError:
@@ -305,10 +316,10 @@ class EmulatedNic:
                 sent += 1
                 c.frames_out += 1
                 c.bytes_out += len(frame)
-                if k.bus.subscribers:
+                if subscribers:
                     k.publish(FrameTransmitted, nic=self.name, length=len(frame), frame=frame)
-                sink.deliver(frame, k.scheduler.now_ns)
-            self._tx_done.append(TxCompletion(cookie, status, sent, n))
+                sink.deliver(frame, now)
+            self._tx_done.append(_new_tuple(TxCompletion, (cookie, status, sent, n)))
         self._raise(INT_TX)
 
     # -- receive ---------------------------------------------------------------------
@@ -323,10 +334,12 @@ class EmulatedNic:
         if n < ETH_HEADER_LEN:
             self._drop(DROP_RUNT, n)
             return
-        if n > self.max_frame_size:
+        if n > self.mtu + ETH_HEADER_LEN:
             self._drop(DROP_OVERSIZE, n)
             return
-        if not self._accepts(frame):
+        filt = self.receive_filter
+        # the usual case first: a frame addressed to us with directed frames accepted
+        if not (filt & FILTER_DIRECTED and frame[:6] == self.mac) and not self._accepts(frame):
             self._drop(DROP_FILTERED, n)
             return
         posted = self._rx_posted
@@ -340,7 +353,7 @@ class EmulatedNic:
         posted.popleft()
         self._scatter(sg, frame)
         checksum = validate_rx_checksums(frame) if self.offloads.rx_checksum else 0
-        self._rx_done.append(RxCompletion(cookie, n, checksum))
+        self._rx_done.append(_new_tuple(RxCompletion, (cookie, n, checksum)))
         c = self.counters
         c.frames_in += 1
         c.bytes_in += n
@@ -366,9 +379,17 @@ class EmulatedNic:
     def _scatter(self, sg: list[SgElement], frame: bytes) -> None:
         view = self._phys_view
         base = self._phys_base
+        n = len(frame)
+        if len(sg) == 1 or sg[0][2] >= n:  # the frame fits the first element (a posted frame buffer)
+            pfn, offset, length = sg[0]
+            take = length if length < n else n
+            start = ((pfn - base) << PAGE_SHIFT) + offset
+            view[start:start + take] = frame if take == n else memoryview(frame)[:take]
+            self.dma_rx_bytes += take
+            return
         src = memoryview(frame)
         pos = 0
-        remaining = len(frame)
+        remaining = n
         for pfn, offset, length in sg:
             if remaining <= 0:
                 break

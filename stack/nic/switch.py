@@ -54,7 +54,8 @@ class SwitchPort:
         self.sink = sink
 
     def deliver(self, frame: bytes, time_ns: int) -> None:
-        self.switch.scheduler.call_at(time_ns, None, self.switch.receive, self, frame, label="switch")
+        switch = self.switch
+        switch.scheduler.call_at(time_ns, None, switch.receive, self, frame, label="switch")
 
     def send(self, frame: bytes, now_ns: int, flooded: bool) -> None:
         c = self.counters
@@ -65,8 +66,9 @@ class SwitchPort:
         c.tx_bytes += len(frame)
         if flooded:
             c.flooded += 1
-        for tap in self.taps:
-            tap(frame, now_ns)
+        if self.taps:
+            for tap in self.taps:
+                tap(frame, now_ns)
         self.sink.deliver(frame, now_ns)
 
     def __repr__(self) -> str:
@@ -105,24 +107,35 @@ class Switch:
         """A frame fully arrived on `port` (runs as its own event, at arrival time)."""
         now = self.scheduler.now_ns
         c = port.counters
+        n = len(frame)
         c.rx_frames += 1
-        c.rx_bytes += len(frame)
-        for tap in port.taps:
-            tap(frame, now)
-        if len(frame) < 14:
+        c.rx_bytes += n
+        if port.taps:
+            for tap in port.taps:
+                tap(frame, now)
+        if n < 14:
             c.runts += 1
-            self._dropped(port, "runt", len(frame))
+            self._dropped(port, "runt", n)
             return
+        table = self.mac_table
         src = frame[6:12]
         if not src[0] & 1:  # never learn a group address
-            entry = self.mac_table.get(src)
+            entry = table.get(src)
             if entry is None:
-                self.mac_table[src] = MacEntry(port, now)
+                table[src] = MacEntry(port, now)
             else:
                 entry.port = port
                 entry.last_seen_ns = now
-        dst = frame[:6]
-        out = None if dst[0] & 1 else self.lookup(dst)
+        out = None
+        if not frame[0] & 1:
+            # lookup(), inlined: this runs for every frame
+            dst = frame[:6]
+            entry = table.get(dst)
+            if entry is not None:
+                if now - entry.last_seen_ns > self.aging_ns:
+                    del table[dst]
+                else:
+                    out = entry.port
         when = now + self.forwarding_delay_ns
         if out is None:
             self.flooded_frames += 1

@@ -1,0 +1,51 @@
+"""Protocol counters of one host's transport (what `netstat -s` would print)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(slots=True)
+class ProtocolCounters:
+    frames_received: int = 0
+    frames_sent: int = 0
+    ipv4_received: int = 0
+    ipv4_sent: int = 0
+    ipv6_received: int = 0
+    ipv6_sent: int = 0
+    arp_requests_sent: int = 0
+    arp_replies_sent: int = 0
+    arp_received: int = 0
+    nd_solicitations_sent: int = 0
+    nd_advertisements_sent: int = 0
+    nd_received: int = 0
+    icmp_received: int = 0
+    icmp_sent: int = 0
+    echo_replies_sent: int = 0
+    unreachables_sent: int = 0
+    udp_received: int = 0
+    udp_sent: int = 0
+    tcp_segments_received: int = 0
+    tcp_segments_sent: int = 0
+    tcp_resets_sent: int = 0
+    tcp_active_opens: int = 0
+    tcp_passive_opens: int = 0
+    lso_sends: int = 0
+    checksum_offload_sends: int = 0
+    nbls_held: int = 0  # receive NBLs kept past the indication (zero-copy data not yet taken)
+    nbl_copies: int = 0  # receive payloads copied so an NBL could go back to the miniport
+    # (layer, reason) -> frames dropped there
+    drops: Counter = field(default_factory=Counter)
+
+    def drop(self, layer: str, reason: str) -> None:
+        self.drops[(layer, reason)] += 1
+
+    @property
+    def total_drops(self) -> int:
+        return sum(self.drops.values())
+
+    def snapshot(self) -> dict[str, object]:
+        out: dict[str, object] = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "drops"}
+        out["drops"] = {f"{layer}/{reason}": n for (layer, reason), n in sorted(self.drops.items())}
+        return out

@@ -1,0 +1,232 @@
+"""One host's TCP/IP stack: the layers, their pools and counters, and the NDIS edge.
+
+`TcpipStack` is created by the tcpip driver's DriverEntry and lives in
+`kernel.extensions["tcpip"]`.  Everything that touches NDIS is in this module
+(send NBLs, send completion, receive indication, returning NBLs), so the
+layers above speak only in `TxPacket`/`RxFrame`.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TYPE_CHECKING, Any
+
+from stack.kernel import STATUS_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS, kroutine
+from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_RETURN_FLAGS_DISPATCH_LEVEL,
+                        NDIS_SEND_FLAGS_DISPATCH_LEVEL, TcpIpChecksumNetBufferListInfo,
+                        TcpLargeSendNetBufferListInfo, NdisAllocateNetBufferAndNetBufferList, NdisFreeNetBufferList,
+                        NdisReturnNetBufferLists, NdisSendNetBufferLists, csum_tx_info, lso_v2_info)
+from stack.ndis.constants import (NDIS_CSUM_RX_IP_FAILED, NDIS_CSUM_RX_TCP_SUCCEEDED, NDIS_CSUM_RX_UDP_SUCCEEDED)
+
+from .addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress
+from .counters import ProtocolCounters
+from .events import PacketDropped
+from .icmp import IcmpLayer
+from .ip import ETH_HEADER, Interface, IpLayer, MdlPool, RxFrame, SlotPool, TxPacket
+from .route import RouteTable
+from .tcp import TcpConfig
+from .tcp_glue import TcpLayer
+from .transport import ResolveComplete, Transport
+from .udp import UdpLayer
+from .wire.ipv4 import IPPROTO_TCP, IPPROTO_UDP
+
+if TYPE_CHECKING:
+    from stack.kernel.kernel import Kernel
+
+
+class TcpipStack:
+    def __init__(self, kernel: "Kernel", tcp_config: TcpConfig | None = None) -> None:
+        self.kernel = kernel
+        self.counters = ProtocolCounters()
+        self.routes = RouteTable()
+        self.interfaces: list[Interface] = []
+        self.slot_pool = SlotPool()
+        self.mdl_pool = MdlPool()
+        self.ip = IpLayer(self)
+        self.icmp = IcmpLayer(self)
+        self.udp = UdpLayer(self)
+        self.tcp = TcpLayer(self, tcp_config)
+        self.transport = Transport(self)
+        self.protocol_handle: Any = None
+        self.nbl_pool: Any = None
+        # address configuration waiting for its adapter to bind: MAC -> (ipv4, ipv6, gateway4, gateway6)
+        self.pending_config: dict[bytes, dict[str, str | None]] = {}
+
+    # -- addresses ---------------------------------------------------------------------------
+    def is_local_address(self, address: IpAddress) -> bool:
+        packed = address.packed
+        for iface in self.interfaces:
+            if packed == iface.v4 or packed == iface.v6:
+                return True
+        return False
+
+    def local_addresses(self) -> list[IpAddress]:
+        out: list[IpAddress] = []
+        for iface in self.interfaces:
+            if iface.ipv4 is not None:
+                out.append(iface.ipv4.ip)
+            if iface.ipv6 is not None:
+                out.append(iface.ipv6.ip)
+        return out
+
+    def configure(self, iface: Interface, ipv4: str | None, ipv6: str | None,
+                  gateway4: str | None = None, gateway6: str | None = None) -> None:
+        """Give an interface its addresses; on-link prefixes (and default routes) follow."""
+        if ipv4:
+            iface.set_ipv4(ipv4)
+            self.routes.add(iface.ipv4.network, iface)  # type: ignore[union-attr]
+            if gateway4:
+                self.routes.add("0.0.0.0/0", iface, IPv4Address(gateway4))
+        if ipv6:
+            iface.set_ipv6(ipv6)
+            self.routes.add(iface.ipv6.network, iface)  # type: ignore[union-attr]
+            if gateway6:
+                self.routes.add("::/0", iface, IPv6Address(gateway6))
+        self.ip.invalidate_paths()
+
+    # -- drops -------------------------------------------------------------------------------
+    def drop(self, layer: str, reason: str, detail: str = "") -> None:
+        """Count a frame dropped at `layer` for `reason` (and tell the bus)."""
+        self.counters.drops[(layer, reason)] += 1
+        k = self.kernel
+        if k.bus.subscribers:
+            k.bus.publish(PacketDropped(host=k.name, depth=len(k.frames), layer=layer, reason=reason, detail=detail))
+
+    # -- names -------------------------------------------------------------------------------
+    def resolve(self, name: str, completion: ResolveComplete, family: int) -> int:
+        def wanted(addresses: list[IpAddress]) -> list[IpAddress]:
+            if family == AF_INET:
+                return [a for a in addresses if a.version == 4]
+            if family == AF_INET6:
+                return [a for a in addresses if a.version == 6]
+            return addresses
+
+        try:
+            literal = ip_address(name.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None:
+            found = wanted([literal])
+        else:
+            found = wanted(self.transport.hosts.get(name.lower().rstrip("."), []))
+        if found:
+            completion(STATUS_SUCCESS, found)
+            return STATUS_SUCCESS
+        resolver = self.transport.resolver
+        if literal is None and resolver is not None:
+            return resolver(name, family, completion)
+        completion(STATUS_NOT_FOUND, [])
+        return STATUS_NOT_FOUND
+
+    # ==================================================================================
+    # the NDIS edge
+    # ==================================================================================
+    def ndis_send(self, iface: Interface, packet: TxPacket, raw: bool = False) -> None:
+        FlSendPackets(self, iface, packet, raw)
+
+    def _build_and_send_nbl(self, iface: Interface, packet: TxPacket, raw: bool) -> None:
+        header = packet.slot.mdl
+        header_length = packet.l4_offset + packet.l4_length
+        header.byte_count = header_length
+        previous = header
+        for mdl in packet.payload_mdls:
+            previous.next = mdl
+            previous = mdl
+        previous.next = None
+        total = header_length + packet.payload_length
+        nbl = NdisAllocateNetBufferAndNetBufferList(iface.nbl_pool, 0, 0, header, 0, total)
+        if nbl is None:
+            self.drop("ndis", "no_nbl")
+            self.release_packet(packet)
+            return
+        nbl.ProtocolReserved[0] = packet
+        if not raw and packet.checksum_offload:
+            path = packet.path
+            if packet.lso_mss:
+                nbl.NetBufferListInfo[TcpLargeSendNetBufferListInfo] = lso_v2_info(
+                    packet.lso_mss, packet.l4_offset, ipv6=path.version == 6)
+                self.counters.lso_sends += 1
+            else:
+                nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] = csum_tx_info(
+                    ipv4=path.version == 4, ipv6=path.version == 6, tcp=packet.protocol == IPPROTO_TCP,
+                    udp=packet.protocol == IPPROTO_UDP, tcp_header_offset=packet.l4_offset)
+                self.counters.checksum_offload_sends += 1
+        NdisSendNetBufferLists(iface.binding, nbl, 0, NDIS_SEND_FLAGS_DISPATCH_LEVEL
+                               if self.kernel.irql >= 2 else 0)
+
+    def send_complete(self, nbls: Any) -> None:
+        """ProtocolSendNetBufferListsComplete: the NBLs (and the pages they describe) are ours again."""
+        nbl = nbls
+        while nbl is not None:
+            following = nbl.Next
+            nbl.Next = None
+            packet: TxPacket | None = nbl.ProtocolReserved[0]
+            nbl.ProtocolReserved[0] = None
+            NdisFreeNetBufferList(nbl)
+            if packet is not None:
+                self.release_packet(packet)
+                if packet.on_complete is not None:
+                    packet.on_complete(packet)
+            nbl = following
+
+    def release_packet(self, packet: TxPacket) -> None:
+        slot = packet.slot
+        if slot is None:
+            return
+        packet.slot = None  # type: ignore[assignment]
+        self.slot_pool.put(slot)
+        pool = self.mdl_pool
+        for mdl in packet.payload_mdls:
+            pool.put(mdl)
+        packet.payload_mdls = []
+
+    def receive_indication(self, iface: Interface, nbls: Any, flags: int) -> None:
+        FlReceiveNetBufferListChain(self, iface, nbls, flags)
+
+    def _receive_chain(self, iface: Interface, nbls: Any, flags: int) -> None:
+        resources = bool(flags & NDIS_RECEIVE_FLAGS_RESOURCES)
+        ip = self.ip
+        to_return: list[Any] = []
+        nbl = nbls
+        while nbl is not None:
+            following = nbl.Next
+            info = nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] or 0
+            ok = bool(info & (NDIS_CSUM_RX_TCP_SUCCEEDED | NDIS_CSUM_RX_UDP_SUCCEEDED)) \
+                and not info & NDIS_CSUM_RX_IP_FAILED
+            rx = RxFrame(iface, nbl, resources, ok)
+            nb = nbl.FirstNetBuffer
+            while nb is not None:
+                views = nb.views()
+                if len(views) == 1:
+                    frame = views[0]
+                else:  # a frame split over buffers: linearize it (a counted copy)
+                    joined = b"".join(views)
+                    self.kernel.copies.count(len(joined), "rx frame linearize")
+                    frame = memoryview(joined)
+                ip.receive_frame(rx, frame)
+                nb = nb.Next
+            rx.indicating = False
+            if rx.refs == 0:
+                to_return.append(nbl)
+            nbl = following
+        if not resources:
+            for nbl in to_return:
+                nbl.Next = None
+                self.ndis_return(iface, nbl)
+
+    def ndis_return(self, iface: Interface, nbl: Any) -> None:
+        nbl.Next = None
+        NdisReturnNetBufferLists(iface.binding, nbl, NDIS_RETURN_FLAGS_DISPATCH_LEVEL if self.kernel.irql >= 2 else 0)
+
+
+@kroutine("tcpip")
+def FlSendPackets(stack: TcpipStack, iface: Interface, packet: TxPacket, raw: bool) -> None:
+    stack._build_and_send_nbl(iface, packet, raw)
+
+
+@kroutine("tcpip")
+def FlReceiveNetBufferListChain(stack: TcpipStack, iface: Interface, nbls: Any, flags: int) -> None:
+    stack._receive_chain(iface, nbls, flags)
+
+
+_ = (ETH_HEADER, STATUS_PENDING, AF_UNSPEC)

@@ -1,0 +1,433 @@
+"""afd.sys: the ancillary function driver that turns socket calls into transport calls.
+
+User-mode socket calls (stack.usermode.socket) reach this driver as IRPs on
+\\Device\\Afd: IRP_MJ_CREATE makes an endpoint (its FileObject), IRP_MJ_DEVICE_CONTROL
+carries one IOCTL_AFD_* per call with an `AfdRequest` as its input buffer, and
+IRP_MJ_CLEANUP closes the endpoint.  Buffers are described by MDLs built over the
+caller's pages (IoAllocateMdl + MmProbeAndLockPages), so a send goes from the
+user's pages to the wire without a copy and a receive is the transport's one copy.
+Requests that wait (connect, accept, send until acknowledged, receive) are pended
+and completed from the transport's callbacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, STATUS_CANCELLED,
+                          STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+                          STATUS_PENDING, STATUS_SUCCESS, IoAllocateMdl, IoCompleteRequest, IoCreateDevice,
+                          IoFreeMdl, IoGetCurrentIrpStackLocation, IoLoadDriver, IoMarkIrpPending, MmProbeAndLockPages,
+                          MmUnlockPages, current_kernel, kroutine)
+from stack.kernel.io import FILE_DEVICE_NETWORK, DriverImage, DriverObject
+from stack.kernel.kernel import Kernel
+from stack.kernel.mdl import IoReadAccess, IoWriteAccess, Mdl
+from stack.tcpip.addr import AF_INET, SockAddr
+from stack.tcpip.transport import (RECEIVE_WAITALL, ConnectionEndpoint, DatagramEndpoint, ListenEndpoint,
+                                   get_transport)
+
+SOCK_STREAM = 1
+SOCK_DGRAM = 2
+
+FILE_DEVICE_AFD = 0x12
+
+
+def _afd_ioctl(function: int, method: int = 3) -> int:
+    """CTL_CODE(FILE_DEVICE_NETWORK, function, METHOD_NEITHER, FILE_ANY_ACCESS), the _AFD_CONTROL_CODE shape."""
+    return (FILE_DEVICE_AFD << 12) | (function << 2) | method
+
+
+IOCTL_AFD_BIND = _afd_ioctl(0)
+IOCTL_AFD_CONNECT = _afd_ioctl(1)
+IOCTL_AFD_START_LISTEN = _afd_ioctl(2)
+IOCTL_AFD_ACCEPT = _afd_ioctl(4)
+IOCTL_AFD_SEND = _afd_ioctl(7)
+IOCTL_AFD_SEND_DATAGRAM = _afd_ioctl(8)
+IOCTL_AFD_RECV = _afd_ioctl(5)
+IOCTL_AFD_RECV_DATAGRAM = _afd_ioctl(6)
+IOCTL_AFD_DISCONNECT = _afd_ioctl(10)
+IOCTL_AFD_SET_OPTION = _afd_ioctl(14)
+IOCTL_AFD_GET_INFO = _afd_ioctl(30)
+
+IOCTL_NAMES = {v: k for k, v in globals().items() if k.startswith("IOCTL_AFD_")}
+
+AFD_TAG = "AfdE"
+
+
+@dataclass(slots=True)
+class AfdEndpoint:
+    """What a socket handle's FileObject points at."""
+
+    family: int
+    type: int
+    address: int = 0
+    local: SockAddr | None = None
+    v6only: bool = False
+    connection: ConnectionEndpoint | None = None
+    listener: ListenEndpoint | None = None
+    datagram: DatagramEndpoint | None = None
+    nodelay: bool = False
+    closed: bool = False
+
+
+@dataclass(slots=True)
+class AfdRequest:
+    """The input buffer of every IOCTL_AFD_*: arguments in, results out."""
+
+    address: SockAddr | None = None  # bind/connect/send-to address; receive-from fills it
+    buffer_va: int = 0
+    length: int = 0
+    flags: int = 0
+    backlog: int = 16
+    abortive: bool = False
+    option: str = ""
+    value: Any = None
+    result: Any = None  # accept: the new FileObject; get-info: a dict
+
+
+class FileObject:
+    """A FILE_OBJECT for a socket: FsContext is the AFD endpoint."""
+
+    def __init__(self, endpoint: AfdEndpoint | None = None) -> None:
+        self.FsContext = endpoint
+        self.address = 0
+
+    def __repr__(self) -> str:
+        return f"<FileObject {self.address:x} {self.FsContext}>"
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+@kroutine("afd")
+def AfdDispatchCreate(DeviceObject: Any, Irp: Any) -> int:
+    loc = IoGetCurrentIrpStackLocation(Irp)
+    request: AfdRequest = Irp.system_buffer
+    family, sock_type = request.value if request is not None and request.value else (AF_INET, SOCK_STREAM)
+    k = current_kernel()
+    from stack.kernel.ex import ExAllocatePoolWithTag
+    from stack.kernel.pool import NonPagedPoolNx
+    endpoint = AfdEndpoint(family, sock_type)
+    endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+    k.addr_objects[endpoint.address] = endpoint
+    file_object = loc.file_object
+    file_object.FsContext = endpoint
+    return _complete(Irp, STATUS_SUCCESS)
+
+
+@kroutine("afd")
+def AfdDispatchCleanup(DeviceObject: Any, Irp: Any) -> int:
+    loc = IoGetCurrentIrpStackLocation(Irp)
+    endpoint: AfdEndpoint | None = loc.file_object.FsContext if loc.file_object is not None else None
+    if endpoint is not None and not endpoint.closed:
+        AfdCloseEndpoint(endpoint)
+    return _complete(Irp, STATUS_SUCCESS)
+
+
+@kroutine("afd")
+def AfdCloseEndpoint(endpoint: AfdEndpoint) -> None:
+    """closesocket: graceful unless data was left unread (then a RST, as Windows does)."""
+    endpoint.closed = True
+    conn = endpoint.connection
+    if conn is not None and not conn.closed:
+        if conn.recv_available:
+            conn.disconnect(abortive=True)
+        elif conn.state in ("ESTABLISHED", "CLOSE_WAIT"):
+            conn.disconnect()
+        conn.close()
+    if endpoint.listener is not None:
+        endpoint.listener.close()
+    if endpoint.datagram is not None:
+        endpoint.datagram.close()
+    from stack.kernel.ex import ExFreePoolWithTag
+    current_kernel().addr_objects.pop(endpoint.address, None)
+    ExFreePoolWithTag(endpoint.address, AFD_TAG)
+
+
+@kroutine("afd")
+def AfdDispatchDeviceControl(DeviceObject: Any, Irp: Any) -> int:
+    loc = IoGetCurrentIrpStackLocation(Irp)
+    code = loc.parameters[2] if isinstance(loc.parameters, tuple) else 0
+    endpoint: AfdEndpoint | None = loc.file_object.FsContext if loc.file_object is not None else None
+    request: AfdRequest | None = Irp.system_buffer
+    if endpoint is None or request is None or endpoint.closed:
+        return _complete(Irp, STATUS_INVALID_DEVICE_STATE)
+    handler = _HANDLERS.get(code)
+    if handler is None:
+        return _complete(Irp, STATUS_INVALID_DEVICE_REQUEST)
+    return handler(endpoint, request, Irp)
+
+
+def _complete(irp: Any, status: int, information: int = 0) -> int:
+    irp.IoStatus.Status = status
+    irp.IoStatus.Information = information
+    IoCompleteRequest(irp)
+    return status
+
+
+def _pend(irp: Any) -> int:
+    IoMarkIrpPending(irp)
+    return STATUS_PENDING
+
+
+# --- IOCTL handlers ------------------------------------------------------------------------------
+
+@kroutine("afd")
+def AfdBind(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    if endpoint.local is not None or request.address is None:
+        return _complete(irp, STATUS_INVALID_PARAMETER)
+    transport = get_transport(current_kernel())
+    endpoint.local = request.address
+    if endpoint.type == SOCK_DGRAM:
+        status, ep = transport.udp_open(request.address, v6only=endpoint.v6only)
+        if ep is None:
+            endpoint.local = None
+            return _complete(irp, status)
+        endpoint.datagram = ep
+        endpoint.local = ep.local
+    return _complete(irp, STATUS_SUCCESS)
+
+
+@kroutine("afd")
+def AfdConnect(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    if endpoint.type != SOCK_STREAM or endpoint.connection is not None or request.address is None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    transport = get_transport(current_kernel())
+    status, conn = transport.tcp_socket(endpoint.local, endpoint.family)
+    if conn is None:
+        return _complete(irp, status)
+    conn.nodelay = endpoint.nodelay
+    endpoint.connection = conn
+
+    def connected(c: ConnectionEndpoint, result: int) -> None:
+        if result == STATUS_SUCCESS:
+            endpoint.local = c.local
+        _complete(irp, result)
+
+    _pend(irp)  # the completion may run before connect() returns
+    status = conn.connect(request.address, connected)
+    if status != STATUS_PENDING:
+        endpoint.connection = None
+        conn.close()
+        _complete(irp, status)
+    return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdStartListen(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    if endpoint.type != SOCK_STREAM or endpoint.local is None or endpoint.listener is not None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    transport = get_transport(current_kernel())
+    status, listener = transport.tcp_listen(endpoint.local, None, max(1, request.backlog), endpoint.v6only)
+    if listener is None:
+        return _complete(irp, status)
+    endpoint.listener = listener
+    endpoint.local = listener.local
+    return _complete(irp, STATUS_SUCCESS)
+
+
+@kroutine("afd")
+def AfdAccept(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    listener = endpoint.listener
+    if listener is None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+
+    def accepted(conn: ConnectionEndpoint | None, status: int) -> None:
+        if conn is None:
+            _complete(irp, status)
+            return
+        from stack.kernel.ex import ExAllocatePoolWithTag
+        from stack.kernel.pool import NonPagedPoolNx
+        child = AfdEndpoint(endpoint.family, SOCK_STREAM, local=conn.local, connection=conn)
+        child.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+        current_kernel().addr_objects[child.address] = child
+        request.result = FileObject(child)
+        request.address = conn.remote
+        _complete(irp, STATUS_SUCCESS)
+
+    _pend(irp)
+    status = listener.accept(accepted)
+    if status != STATUS_PENDING:
+        _complete(irp, status)
+    return STATUS_PENDING
+
+
+def _lock_user_buffer(request: AfdRequest, irp: Any, operation: int) -> Mdl | None:
+    mdl = IoAllocateMdl(request.buffer_va, request.length, False, False, None)
+    if mdl is None:
+        return None
+    MmProbeAndLockPages(mdl, 1, operation)
+    return mdl
+
+
+def _unlock(mdl: Mdl) -> None:
+    MmUnlockPages(mdl)
+    IoFreeMdl(mdl)
+
+
+@kroutine("afd")
+def AfdSend(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    conn = endpoint.connection
+    if conn is None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    if request.length == 0:
+        return _complete(irp, STATUS_SUCCESS, 0)
+    mdl = _lock_user_buffer(request, irp, IoReadAccess)
+    if mdl is None:
+        return _complete(irp, STATUS_INVALID_PARAMETER)
+
+    def sent(status: int, nbytes: int) -> None:
+        _unlock(mdl)
+        _complete(irp, status, nbytes)
+
+    _pend(irp)
+    status = conn.send(mdl, 0, request.length, sent)
+    if status != STATUS_PENDING:
+        _unlock(mdl)
+        _complete(irp, status, request.length if status == STATUS_SUCCESS else 0)
+    return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdReceive(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    conn = endpoint.connection
+    if conn is None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    mdl = _lock_user_buffer(request, irp, IoWriteAccess)
+    if mdl is None:
+        return _complete(irp, STATUS_INVALID_PARAMETER)
+
+    def received(status: int, nbytes: int) -> None:
+        _unlock(mdl)
+        _complete(irp, status, nbytes)
+
+    _pend(irp)
+    status = conn.receive(mdl, 0, request.length, received, RECEIVE_WAITALL if request.flags & 0x8 else 0)
+    if status != STATUS_PENDING:
+        _unlock(mdl)
+        _complete(irp, status, 0)
+    return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdDisconnect(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    conn = endpoint.connection
+    if conn is None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    _pend(irp)
+    status = conn.disconnect(request.abortive, lambda result: _complete(irp, result))
+    if status != STATUS_PENDING:
+        _complete(irp, status)
+    return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdSendDatagram(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    if endpoint.type != SOCK_DGRAM or request.address is None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    if endpoint.datagram is None:  # sendto on an unbound socket binds it to an ephemeral port
+        status, ep = get_transport(current_kernel()).udp_open(
+            SockAddr("0.0.0.0" if endpoint.family == AF_INET else "::", 0), v6only=endpoint.v6only)
+        if ep is None:
+            return _complete(irp, status)
+        endpoint.datagram = ep
+        endpoint.local = ep.local
+    mdl = _lock_user_buffer(request, irp, IoReadAccess)
+    if mdl is None:
+        return _complete(irp, STATUS_INVALID_PARAMETER)
+
+    def sent(status: int, nbytes: int) -> None:
+        _unlock(mdl)
+        _complete(irp, status, nbytes)
+
+    _pend(irp)
+    status = endpoint.datagram.send_to(request.address, mdl, 0, request.length, sent)
+    if status != STATUS_PENDING:
+        _unlock(mdl)
+        _complete(irp, status)
+    return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdReceiveDatagram(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    ep = endpoint.datagram
+    if ep is None:
+        return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    mdl = _lock_user_buffer(request, irp, IoWriteAccess)
+    if mdl is None:
+        return _complete(irp, STATUS_INVALID_PARAMETER)
+
+    def received(status: int, nbytes: int, remote: SockAddr | None) -> None:
+        _unlock(mdl)
+        request.address = remote
+        _complete(irp, status, nbytes)
+
+    _pend(irp)
+    status = ep.receive_from(mdl, 0, request.length, received)
+    if status != STATUS_PENDING:
+        _unlock(mdl)
+        _complete(irp, status)
+    return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdSetOption(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    if request.option == "TCP_NODELAY":
+        endpoint.nodelay = bool(request.value)
+        if endpoint.connection is not None:
+            endpoint.connection.nodelay = endpoint.nodelay
+    elif request.option == "IPV6_V6ONLY":
+        endpoint.v6only = bool(request.value)
+    else:
+        return _complete(irp, STATUS_INVALID_PARAMETER)
+    return _complete(irp, STATUS_SUCCESS)
+
+
+@kroutine("afd")
+def AfdGetInfo(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
+    conn = endpoint.connection
+    request.result = {
+        "local": endpoint.local, "remote": conn.remote if conn is not None else None,
+        "state": conn.state if conn is not None else ("LISTEN" if endpoint.listener else "UNCONNECTED"),
+        "tcb": conn.snapshot() if conn is not None else None,
+    }
+    return _complete(irp, STATUS_SUCCESS)
+
+
+_HANDLERS = {
+    IOCTL_AFD_BIND: AfdBind, IOCTL_AFD_CONNECT: AfdConnect, IOCTL_AFD_START_LISTEN: AfdStartListen,
+    IOCTL_AFD_ACCEPT: AfdAccept, IOCTL_AFD_SEND: AfdSend, IOCTL_AFD_RECV: AfdReceive,
+    IOCTL_AFD_DISCONNECT: AfdDisconnect, IOCTL_AFD_SEND_DATAGRAM: AfdSendDatagram,
+    IOCTL_AFD_RECV_DATAGRAM: AfdReceiveDatagram, IOCTL_AFD_SET_OPTION: AfdSetOption,
+    IOCTL_AFD_GET_INFO: AfdGetInfo,
+}
+
+
+@kroutine("afd")
+def AfdDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
+    DriverObject.MajorFunction[IRP_MJ_CREATE] = AfdDispatchCreate
+    DriverObject.MajorFunction[IRP_MJ_CLEANUP] = AfdDispatchCleanup
+    DriverObject.MajorFunction[IRP_MJ_CLOSE] = AfdDispatchClose
+    DriverObject.MajorFunction[IRP_MJ_DEVICE_CONTROL] = AfdDispatchDeviceControl
+    status, device = IoCreateDevice(DriverObject, 0, "\\Device\\Afd", FILE_DEVICE_NETWORK)
+    if device is None:
+        return status
+    device.flags &= ~0x80
+    return STATUS_SUCCESS
+
+
+@kroutine("afd")
+def AfdDispatchClose(DeviceObject: Any, Irp: Any) -> int:
+    return _complete(Irp, STATUS_SUCCESS)
+
+
+AFD_IMAGE = DriverImage("afd", "afd", AfdDriverEntry, image="afd.sys", size=0x90000, pool_tags=(AFD_TAG,),
+                        description="Ancillary Function Driver for Winsock")
+
+
+def load_afd(kernel: Kernel) -> DriverObject:
+    """Start loading afd.sys (runs on the scheduler)."""
+    return IoLoadDriver(kernel, AFD_IMAGE)
+
+
+_ = (STATUS_CANCELLED, FILE_DEVICE_NETWORK)

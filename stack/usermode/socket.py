@@ -1,0 +1,292 @@
+"""A small Berkeley-style socket API for user-mode programs on an emulated host.
+
+A program is a generator function run as a thread of the host (`run_program`);
+each socket call is a generator that builds an IRP for \\Device\\Afd, calls the
+driver and waits on the IRP's event when it pends:
+
+    def client(ctx):
+        sock = yield from Socket.create(AF_INET, SOCK_STREAM)
+        yield from sock.connect(SockAddr.parse("10.0.0.1:7"))
+        yield from sock.send(b"hello")
+        data = yield from sock.recv(100)
+        yield from sock.close()
+
+Data lives in `UserBuffer`s (emulated pages the program owns); `send(bytes)`
+writes the bytes into a scratch buffer first (the program preparing its data,
+not a stack copy), `send(UserBuffer)` sends the buffer's pages as they are.
+Errors raise `SocketError(status)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generator
+
+from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, KEVENT, STATUS_PENDING,
+                          STATUS_SUCCESS, IoBuildDeviceIoControlRequest, IoCallDriver, IoGetDeviceObjectPointer,
+                          IoGetNextIrpStackLocation, KeWaitForSingleObject, NotificationEvent, PsCreateSystemThread,
+                          current_kernel)
+from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
+from stack.kernel.irp import IoStatusBlock
+from stack.kernel.ke import KThread
+from stack.kernel.kernel import Kernel
+from stack.kernel.ntstatus import NT_SUCCESS, STATUS_BUFFER_OVERFLOW, status_name
+from stack.kernel.pool import PagedPool
+from stack.kernel.symbols import pop_kernel, push_kernel
+from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
+
+from .afd import (IOCTL_AFD_ACCEPT, IOCTL_AFD_BIND, IOCTL_AFD_CONNECT, IOCTL_AFD_DISCONNECT, IOCTL_AFD_GET_INFO,
+                  IOCTL_AFD_RECV, IOCTL_AFD_RECV_DATAGRAM, IOCTL_AFD_SEND, IOCTL_AFD_SEND_DATAGRAM,
+                  IOCTL_AFD_SET_OPTION, IOCTL_AFD_START_LISTEN, SOCK_DGRAM, SOCK_STREAM, AfdRequest, FileObject)
+
+USER_TAG = "UsrB"
+MSG_WAITALL = 0x8
+
+__all__ = ["AF_INET", "AF_INET6", "SOCK_STREAM", "SOCK_DGRAM", "MSG_WAITALL", "SockAddr", "Socket", "SocketError",
+           "UserBuffer", "Program", "run_program", "spawn", "join"]
+
+
+class SocketError(OSError):
+    """A socket call failed with an NTSTATUS."""
+
+    def __init__(self, status: int, call: str) -> None:
+        self.status = status
+        self.call = call
+        super().__init__(f"{call} failed: {status_name(status)}")
+
+
+class UserBuffer:
+    """Memory a program owns: `size` bytes of pageable pool (locked by AFD when used)."""
+
+    def __init__(self, size: int, kernel: Kernel | None = None) -> None:
+        if size <= 0:
+            raise ValueError("buffer size must be positive")
+        self.kernel = kernel or current_kernel()
+        self.size = size
+        self.va = ExAllocatePoolWithTag(PagedPool, size, USER_TAG)
+        if not self.va:
+            raise MemoryError("no pool for a user buffer")
+
+    def views(self, offset: int = 0, length: int | None = None) -> list[memoryview]:
+        """Zero-copy views of the buffer's bytes."""
+        if length is None:
+            length = self.size - offset
+        return self.kernel.mem.views(self.va + offset, length)
+
+    def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
+        self.kernel.mem.write(self.va + offset, data)
+
+    def read(self, length: int | None = None, offset: int = 0) -> bytes:
+        if length is None:
+            length = self.size - offset
+        return b"".join(self.views(offset, length))
+
+    def free(self) -> None:
+        if self.va:
+            ExFreePoolWithTag(self.va, USER_TAG)
+            self.va = 0
+
+
+def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdRequest) -> Generator[Any, Any, tuple[int, int]]:
+    """Build the IRP, IoCallDriver it to \\Device\\Afd, wait if it pends.  Returns (status, information)."""
+    device = IoGetDeviceObjectPointer("\\Device\\Afd")
+    if device is None:
+        raise SocketError(0xC0000034, "open \\Device\\Afd")  # STATUS_OBJECT_NAME_NOT_FOUND
+    event = KEVENT(NotificationEvent, False)
+    iosb = IoStatusBlock()
+    irp = IoBuildDeviceIoControlRequest(ioctl, device, request, 0, None, 0, False, event, iosb)
+    loc = IoGetNextIrpStackLocation(irp)
+    loc.major = major
+    loc.file_object = file_object
+    irp.original_file_object = file_object
+    status = IoCallDriver(device, irp)
+    if status == STATUS_PENDING:
+        yield KeWaitForSingleObject(event)
+        status = iosb.Status
+    else:
+        status = iosb.Status
+    return status, iosb.Information
+
+
+class Socket:
+    """A socket handle: a FileObject on \\Device\\Afd."""
+
+    def __init__(self, file_object: FileObject, family: int, sock_type: int) -> None:
+        self.file_object = file_object
+        self.family = family
+        self.type = sock_type
+        self.closed = False
+        self._scratch: UserBuffer | None = None
+        self.remote: SockAddr | None = None
+
+    @staticmethod
+    def create(family: int = AF_INET, sock_type: int = SOCK_STREAM) -> Generator[Any, Any, "Socket"]:
+        file_object = FileObject()
+        status, _ = yield from _afd_call(IRP_MJ_CREATE, 0, file_object, AfdRequest(value=(family, sock_type)))
+        if not NT_SUCCESS(status):
+            raise SocketError(status, "socket")
+        return Socket(file_object, family, sock_type)
+
+    def _ioctl(self, code: int, request: AfdRequest, call: str) -> Generator[Any, Any, int]:
+        if self.closed:
+            raise SocketError(0xC0000008, call)  # STATUS_INVALID_HANDLE
+        status, information = yield from _afd_call(IRP_MJ_DEVICE_CONTROL, code, self.file_object, request)
+        if not NT_SUCCESS(status):
+            raise SocketError(status, call)
+        return information
+
+    # -- setup ---------------------------------------------------------------------------------
+    def bind(self, address: SockAddr) -> Generator[Any, Any, None]:
+        yield from self._ioctl(IOCTL_AFD_BIND, AfdRequest(address=address), "bind")
+
+    def listen(self, backlog: int = 16) -> Generator[Any, Any, None]:
+        yield from self._ioctl(IOCTL_AFD_START_LISTEN, AfdRequest(backlog=backlog), "listen")
+
+    def accept(self) -> Generator[Any, Any, "Socket"]:
+        request = AfdRequest()
+        yield from self._ioctl(IOCTL_AFD_ACCEPT, request, "accept")
+        child = Socket(request.result, self.family, SOCK_STREAM)
+        child.remote = request.address
+        return child
+
+    def connect(self, address: SockAddr) -> Generator[Any, Any, None]:
+        yield from self._ioctl(IOCTL_AFD_CONNECT, AfdRequest(address=address), "connect")
+        self.remote = address
+
+    def setsockopt(self, option: str, value: Any) -> Generator[Any, Any, None]:
+        """"TCP_NODELAY" or "IPV6_V6ONLY"."""
+        yield from self._ioctl(IOCTL_AFD_SET_OPTION, AfdRequest(option=option, value=value), "setsockopt")
+
+    def info(self) -> Generator[Any, Any, dict]:
+        request = AfdRequest()
+        yield from self._ioctl(IOCTL_AFD_GET_INFO, request, "getsockname")
+        return request.result
+
+    # -- data ------------------------------------------------------------------------------------
+    def _buffer_for(self, data: bytes | bytearray | memoryview) -> UserBuffer:
+        if self._scratch is None or self._scratch.size < len(data):
+            if self._scratch is not None:
+                self._scratch.free()
+            self._scratch = UserBuffer(max(len(data), 4096))
+        self._scratch.write(data)
+        return self._scratch
+
+    def send(self, data: "bytes | bytearray | memoryview | UserBuffer", length: int | None = None,
+             offset: int = 0) -> Generator[Any, Any, int]:
+        """Send everything; returns when the peer has acknowledged it (no socket send buffer)."""
+        if isinstance(data, UserBuffer):
+            buf = data
+            n = data.size - offset if length is None else length
+        else:
+            n = len(data)
+            if n == 0:
+                return 0
+            buf = self._buffer_for(data)
+            offset = 0
+        return (yield from self._ioctl(IOCTL_AFD_SEND, AfdRequest(buffer_va=buf.va + offset, length=n), "send"))
+
+    def recv_into(self, buffer: UserBuffer, length: int | None = None, offset: int = 0,
+                  flags: int = 0) -> Generator[Any, Any, int]:
+        """Receive up to `length` bytes into the buffer; 0 means the peer closed."""
+        n = buffer.size - offset if length is None else length
+        return (yield from self._ioctl(IOCTL_AFD_RECV, AfdRequest(buffer_va=buffer.va + offset, length=n,
+                                                                  flags=flags), "recv"))
+
+    def recv(self, max_bytes: int, flags: int = 0) -> Generator[Any, Any, bytes]:
+        if self._scratch is None or self._scratch.size < max_bytes:
+            if self._scratch is not None:
+                self._scratch.free()
+            self._scratch = UserBuffer(max(max_bytes, 4096))
+        n = yield from self.recv_into(self._scratch, max_bytes, 0, flags)
+        return self._scratch.read(n) if n else b""
+
+    def sendto(self, data: bytes | bytearray | memoryview, address: SockAddr) -> Generator[Any, Any, int]:
+        buf = self._buffer_for(data)
+        return (yield from self._ioctl(IOCTL_AFD_SEND_DATAGRAM, AfdRequest(address=address, buffer_va=buf.va,
+                                                                           length=len(data)), "sendto"))
+
+    def recvfrom(self, max_bytes: int) -> Generator[Any, Any, tuple[bytes, SockAddr]]:
+        if self._scratch is None or self._scratch.size < max_bytes:
+            if self._scratch is not None:
+                self._scratch.free()
+            self._scratch = UserBuffer(max(max_bytes, 4096))
+        request = AfdRequest(buffer_va=self._scratch.va, length=max_bytes)
+        status, n = yield from _afd_call(IRP_MJ_DEVICE_CONTROL, IOCTL_AFD_RECV_DATAGRAM, self.file_object, request)
+        if not NT_SUCCESS(status) and status != STATUS_BUFFER_OVERFLOW:
+            raise SocketError(status, "recvfrom")
+        return self._scratch.read(n) if n else b"", request.address  # type: ignore[return-value]
+
+    # -- teardown ----------------------------------------------------------------------------------
+    def shutdown(self, abortive: bool = False) -> Generator[Any, Any, None]:
+        """Send FIN (waits until it is acknowledged) or, abortive, a RST."""
+        yield from self._ioctl(IOCTL_AFD_DISCONNECT, AfdRequest(abortive=abortive), "shutdown")
+
+    def close(self) -> Generator[Any, Any, None]:
+        if self.closed:
+            return
+        self.closed = True
+        yield from _afd_call(IRP_MJ_CLEANUP, 0, self.file_object, AfdRequest())
+        if self._scratch is not None:
+            self._scratch.free()
+            self._scratch = None
+
+
+# --- programs ---------------------------------------------------------------------------------
+
+@dataclass
+class Program:
+    """A running user program: its thread, and its result or error once it exits."""
+
+    name: str
+    kernel: Kernel
+    thread: KThread | None = None
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+    children: list["Program"] = field(default_factory=list)
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def _body(program: Program, fn: Callable[..., Generator], args: tuple) -> Generator:
+    try:
+        program.result = yield from fn(*args)
+    except Exception as err:  # a user program's failure is its own, never the kernel's
+        program.error = err
+    finally:
+        program.done = True
+    return STATUS_SUCCESS
+
+
+def spawn(fn: Callable[..., Generator], *args: Any, name: str | None = None) -> Program:
+    """Start `fn(*args)` as a new thread of the current host (from inside a program)."""
+    k = current_kernel()
+    program = Program(name or getattr(fn, "__name__", "program"), k)
+
+    def start(_: Any) -> Generator:
+        return (yield from _body(program, fn, args))
+
+    start.symbol = f"user!{program.name}"  # type: ignore[attr-defined]
+    program.thread = PsCreateSystemThread(start, None, name=program.name)
+    return program
+
+
+def join(program: Program) -> Generator[Any, Any, Any]:
+    """Wait for a program (thread) started with `spawn` to exit; returns its result."""
+    if not program.done and program.thread is not None:
+        yield KeWaitForSingleObject(program.thread)
+    return program.result
+
+
+def run_program(kernel: Kernel, fn: Callable[..., Generator], *args: Any, name: str | None = None) -> Program:
+    """Start a program on `kernel` from outside the machine (tests, the debugger)."""
+    push_kernel(kernel)
+    try:
+        return spawn(fn, *args, name=name)
+    finally:
+        pop_kernel()
+
+
+_ = (AF_INET6, STATUS_SUCCESS)

@@ -1,0 +1,230 @@
+"""The lab: hosts (a kernel each, with its NIC, NDIS and tcpip), links and a learning switch.
+
+    world = default_world(seed=1)       # winsrv 10.0.0.1/fd00::1, client 10.0.0.2/fd00::2
+    world.host("client").transport      # the host's stack.tcpip.transport.Transport
+    world.set_faults("client", FaultConfig(loss=0.02))
+    world.run_until_idle()
+
+One scheduler and one event bus for the whole world; every host's randomness
+(MACs, ISNs, address-space layout, link faults) derives from the world's seed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface, IPv6Interface, ip_address
+from typing import Any, Callable
+
+from stack.kernel.events import EventBus
+from stack.kernel.kernel import Kernel
+from stack.kernel.scheduler import Scheduler
+from stack.ndis import install_nic
+from stack.nic import Capture, EmulatedNic, FaultConfig, Link, NicOffloads, Switch
+from stack.tcpip.driver import load_tcpip
+from stack.tcpip.stack import TcpipStack
+from stack.tcpip.tcp import TcpConfig
+from stack.tcpip.transport import Transport
+from stack.usermode.afd import load_afd
+
+DEFAULT_PREFIX4 = 24
+DEFAULT_PREFIX6 = 64
+
+
+class WorldError(RuntimeError):
+    """A world operation that cannot be done (unknown host, duplicate name, boot failure)."""
+
+
+@dataclass
+class Host:
+    name: str
+    kernel: Kernel
+    mac: bytes
+    ipv4: IPv4Interface | None
+    ipv6: IPv6Interface | None
+    nic: EmulatedNic
+    adapter: Any
+    link: Link
+    switch_port: Any
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stack(self) -> TcpipStack:
+        stack = self.kernel.extensions.get("tcpip")
+        if stack is None:
+            raise WorldError(f"tcpip is not loaded on {self.name}")
+        return stack
+
+    @property
+    def transport(self) -> Transport:
+        return self.stack.transport
+
+    @property
+    def address4(self):
+        return self.ipv4.ip if self.ipv4 is not None else None
+
+    @property
+    def address6(self):
+        return self.ipv6.ip if self.ipv6 is not None else None
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {self.ipv4} {self.ipv6}>"
+
+
+class World:
+    def __init__(self, seed: int = 1, *, memory_mb: int = 64) -> None:
+        self.seed = seed
+        self.memory_mb = memory_mb
+        self.scheduler = Scheduler()
+        self.bus = EventBus(clock=lambda: self.scheduler.now_ns)
+        self.switch = Switch(self.scheduler, self.bus, name="sw0")
+        self.hosts: dict[str, Host] = {}
+        self.captures: list[Capture] = []
+
+    # -- building ----------------------------------------------------------------------------
+    def mac_for(self, name: str) -> bytes:
+        """A deterministic MAC for host `name` (Hyper-V's 00-15-5D prefix)."""
+        rng = random.Random(f"{self.seed}:mac:{name}")
+        return bytes((0x00, 0x15, 0x5D, rng.randrange(256), rng.randrange(256), rng.randrange(256)))
+
+    def add_host(self, name: str, ipv4: str | None = None, ipv6: str | None = None, *,
+                 offloads: NicOffloads | None = None, mtu: int = 1500, tcp_config: TcpConfig | None = None,
+                 bandwidth_bps: int = 10_000_000_000, latency_ns: int = 20_000, queue_frames: int = 1024,
+                 gateway4: str | None = None, gateway6: str | None = None, boot: bool = True,
+                 rx_ring_size: int = 512, tx_ring_size: int = 512, interrupt_moderation_ns: int = 10_000) -> Host:
+        """Add a host on the switch: its kernel, NIC (via NDIS), and tcpip bound with these addresses.
+
+        Addresses without a prefix length get /24 and /64."""
+        if name in self.hosts:
+            raise WorldError(f"host {name!r} already exists")
+        if ipv4 is not None and "/" not in ipv4:
+            ipv4 = f"{ipv4}/{DEFAULT_PREFIX4}"
+        if ipv6 is not None and "/" not in ipv6:
+            ipv6 = f"{ipv6}/{DEFAULT_PREFIX6}"
+        kernel = Kernel(name, self.scheduler, self.bus, self.seed, memory_mb=self.memory_mb)
+        mac = self.mac_for(name)
+        nic, adapter = install_nic(kernel, mac, name=f"{name}-nic", mtu=mtu, offloads=offloads,
+                                   rx_ring_size=rx_ring_size, tx_ring_size=tx_ring_size,
+                                   interrupt_moderation_ns=interrupt_moderation_ns, run=False)
+        port = self.switch.add_port(name)
+        link = Link(self.scheduler, name=f"{name}-link", bandwidth_bps=bandwidth_bps, latency_ns=latency_ns,
+                    queue_frames=queue_frames, rng=random.Random(f"{self.seed}:link:{name}"), bus=self.bus)
+        link.connect(nic, port)
+        for capture in self.captures:
+            capture.attach_link(link)
+        load_tcpip(kernel, tcp_config, interfaces={mac: {"ipv4": ipv4, "ipv6": ipv6, "gateway4": gateway4,
+                                                        "gateway6": gateway6}})
+        load_afd(kernel)
+        host = Host(name, kernel, mac, IPv4Interface(ipv4) if ipv4 else None, IPv6Interface(ipv6) if ipv6 else None,
+                    nic, adapter, link, port)
+        self.hosts[name] = host
+        if boot:
+            self.boot()
+        self._update_host_tables()
+        return host
+
+    def boot(self, max_events: int = 1_000_000) -> None:
+        """Run the scheduler until every host's tcpip is loaded and bound to its adapter."""
+        def pending() -> bool:
+            for host in self.hosts.values():
+                stack = host.kernel.extensions.get("tcpip")
+                if stack is None or not stack.interfaces:
+                    return True
+            return False
+
+        self.scheduler.run_while(pending, max_events=max_events)
+        if self.scheduler.halted is not None:
+            info = self.scheduler.halted
+            raise WorldError(f"bug check {info.code:#x} on {info.host} while booting: {info.detail[:400]}")
+        if pending():
+            raise WorldError("hosts did not finish booting (tcpip not bound)")
+
+    def _update_host_tables(self) -> None:
+        names: dict[str, list] = {}
+        for host in self.hosts.values():
+            names[host.name.lower()] = [a for a in (host.address4, host.address6) if a is not None]
+        for host in self.hosts.values():
+            stack = host.kernel.extensions.get("tcpip")
+            if stack is not None:
+                stack.transport.hosts.update(names)
+
+    # -- access -------------------------------------------------------------------------------
+    def host(self, name: str) -> Host:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise WorldError(f"no host named {name!r} (hosts: {', '.join(self.hosts)})") from None
+
+    def host_by_address(self, address: str) -> Host:
+        wanted = ip_address(address)
+        for host in self.hosts.values():
+            if wanted in (host.address4, host.address6):
+                return host
+        raise WorldError(f"no host has address {address}")
+
+    @property
+    def now_ns(self) -> int:
+        return self.scheduler.now_ns
+
+    # -- faults and captures ---------------------------------------------------------------------
+    def set_faults(self, host: str, faults: FaultConfig, direction: int | None = None) -> None:
+        """Faults on a host's link: direction 0 = host -> switch, 1 = switch -> host, None = both."""
+        self.host(host).link.set_faults(faults, direction)
+
+    def clear_faults(self) -> None:
+        for host in self.hosts.values():
+            host.link.set_faults(FaultConfig())
+
+    def capture(self) -> Capture:
+        """Start capturing every host link (frames as they enter each link)."""
+        capture = Capture()
+        for host in self.hosts.values():
+            capture.attach_link(host.link)
+        capture.start()
+        self.captures.append(capture)
+        return capture
+
+    # -- running ----------------------------------------------------------------------------------
+    def run_until_idle(self, max_events: int | None = None, max_time_ns: int | None = None) -> int:
+        return self.scheduler.run_until_idle(max_events=max_events, max_time_ns=max_time_ns)
+
+    def run_for(self, ns: int, max_events: int | None = None) -> int:
+        return self.scheduler.run_for(ns, max_events=max_events)
+
+    def run_while(self, condition: Callable[[], bool], max_events: int = 10_000_000,
+                  max_time_ns: int | None = None) -> bool:
+        """Run while `condition()` holds; True once it stops holding (False on idle/limits/crash)."""
+        return self.scheduler.run_while(condition, max_events=max_events, max_time_ns=max_time_ns)
+
+    def run_in(self, host: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` now as one event on `host`'s kernel (PASSIVE_LEVEL) and return its result."""
+        kernel = self.host(host).kernel
+        box: list[Any] = []
+        ran: list[bool] = []
+
+        def event() -> None:
+            ran.append(True)
+            box.append(fn(*args))
+
+        self.scheduler.call_soon(kernel, event, label=f"run_in {host}")
+        while not ran and self.scheduler.run_one():
+            pass
+        self.check()
+        return box[0] if box else None
+
+    def check(self) -> None:
+        """Raise WorldError if a host bug-checked."""
+        info = self.scheduler.halted
+        if info is not None:
+            raise WorldError(f"bug check {info.code:#x} on {info.host}: {info.detail[:2000]}")
+
+
+def default_world(seed: int = 1, *, offloads: NicOffloads | None = None,
+                  tcp_config: TcpConfig | None = None) -> World:
+    """The standard lab: `winsrv` (10.0.0.1, fd00::1) and `client` (10.0.0.2, fd00::2) on one switch."""
+    world = World(seed)
+    world.add_host("winsrv", "10.0.0.1/24", "fd00::1/64", offloads=offloads, tcp_config=tcp_config, boot=False)
+    world.add_host("client", "10.0.0.2/24", "fd00::2/64", offloads=offloads, tcp_config=tcp_config, boot=False)
+    world.boot()
+    world._update_host_tables()
+    return world

@@ -1,0 +1,160 @@
+"""Bridge benchmark (a script, not a test): the emulated stack against real clients.
+
+    python tests/bench/bench_bridge.py [--seconds S] [--bulk-mib N]
+
+1. Requests per second through the port forward (127.0.0.1 -> gateway -> khttpd on
+   winsrv) with a real client (http.client): keep-alive requests on one connection,
+   then one new connection per request.
+2. Bulk throughput over the TAP bridge (root only): the host kernel's TCP inside the
+   namespace downloads /files/1MB.bin from khttpd N times with curl, and a Python
+   client echoes N MiB with echosrv.
+3. For scale, the host's own loopback TCP (127.0.0.1, two Python threads) in the same run.
+
+Every loop is bounded in count and wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from stack.bridge.lab import bridge_lab  # noqa: E402
+from stack.bridge.session import BridgeSession, TapOptions  # noqa: E402
+from stack.bridge.tap import tap_unavailable_reason  # noqa: E402
+
+ECHO_CLIENT = str(Path(__file__).resolve().parents[1] / "bridge" / "echo_client.py")
+
+
+def _while_lab_runs(session: BridgeSession, fn: Callable[[], Any], max_wall_s: float) -> Any:
+    box: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: box.setdefault("r", fn()), daemon=True)
+    thread.start()
+    session.run(max_wall_s=max_wall_s, until=lambda: not thread.is_alive())
+    thread.join(5)
+    return box.get("r")
+
+
+def bench_forward(seconds: float) -> None:
+    session = BridgeSession.live_session(bridge_lab(1), forwards=["127.0.0.1:0=winsrv:80"])
+    session.start()
+    (_, port), = session.forward_host.bound_addresses()
+    try:
+        def keep_alive() -> tuple[int, float]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            n, start = 0, time.monotonic()
+            while time.monotonic() - start < seconds and n < 5000:
+                conn.request("GET", "/index.html")
+                resp = conn.getresponse()
+                resp.read()
+                assert resp.status == 200
+                n += 1
+            conn.close()
+            return n, time.monotonic() - start
+
+        def new_connections() -> tuple[int, float]:
+            n, start = 0, time.monotonic()
+            while time.monotonic() - start < seconds and n < 5000:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("GET", "/index.html", headers={"Connection": "close"})
+                resp = conn.getresponse()
+                resp.read()
+                conn.close()
+                assert resp.status == 200
+                n += 1
+            return n, time.monotonic() - start
+
+        for name, fn in (("keep-alive, one connection", keep_alive), ("new connection per request", new_connections)):
+            v0 = session.world.now_ns
+            n, wall = _while_lab_runs(session, fn, seconds + 30)
+            virtual = (session.world.now_ns - v0) / 1e9
+            print(f"forward  GET /index.html {name:28s} {n:5d} requests in {wall:6.2f} s wall "
+                  f"= {n / wall:8.1f} req/s  ({virtual:.2f} s virtual)")
+    finally:
+        session.close()
+
+
+def bench_tap(mib: int) -> None:
+    reason = tap_unavailable_reason()
+    if reason is not None:
+        print(f"tap      skipped: {reason}")
+        return
+    session = BridgeSession.live_session(bridge_lab(1), tap=TapOptions())
+    session.start()
+    ns = session.tap.namespace
+    try:
+        if shutil.which("curl"):
+            urls = []
+            for _ in range(mib):
+                urls += ["-o", os.devnull, "http://10.0.0.1/files/1MB.bin"]
+            proc = subprocess.Popen(ns.exec_argv(["curl", "-sS", "--fail", *urls]))
+            start = time.monotonic()
+            session.run(max_wall_s=300, until=lambda: proc.poll() is not None)
+            wall = time.monotonic() - start
+            print(f"tap      curl GET 1 MiB x {mib:<3d} (host TCP -> emulated khttpd)   "
+                  f"{mib / wall:8.2f} MiB/s wall (exit {proc.poll()})")
+        for server in ("10.0.0.1", "fd00::1"):
+            proc = subprocess.Popen(ns.exec_argv([sys.executable, ECHO_CLIENT, server, "40007", str(mib << 20)]),
+                                    stdout=subprocess.PIPE, text=True)
+            start = time.monotonic()
+            session.run(max_wall_s=300, until=lambda: proc.poll() is not None)
+            wall = time.monotonic() - start
+            out = proc.stdout.read().strip() if proc.stdout else ""
+            print(f"tap      echo {mib} MiB with echosrv at {server:9s} (both ways)     "
+                  f"{mib / wall:8.2f} MiB/s wall ({out})")
+    finally:
+        session.close()
+
+
+def bench_loopback(mib: int) -> None:
+    """The host's own TCP over 127.0.0.1, for scale."""
+    size = mib << 20
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    received = [0]
+
+    def server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            while True:
+                chunk = conn.recv(1 << 20)
+                if not chunk:
+                    break
+                received[0] += len(chunk)
+
+    thread = threading.Thread(target=server, daemon=True)
+    thread.start()
+    block = b"\x5a" * (1 << 20)
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        for _ in range(mib):
+            client.sendall(block)
+    thread.join(60)
+    wall = time.monotonic() - start
+    listener.close()
+    print(f"loopback host TCP 127.0.0.1, {mib} MiB one way                       "
+          f"{mib / wall:8.2f} MiB/s wall ({received[0] == size and 'all received'})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="wall seconds per request benchmark")
+    parser.add_argument("--bulk-mib", type=int, default=4, help="MiB per bulk transfer")
+    args = parser.parse_args(argv)
+    bench_forward(args.seconds)
+    bench_tap(args.bulk_mib)
+    bench_loopback(max(args.bulk_mib, 64))
+
+
+if __name__ == "__main__":
+    main()

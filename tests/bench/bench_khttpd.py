@@ -1,0 +1,154 @@
+"""khttpd benchmark, in the spirit of the thesis's measurements (a script, not a test).
+
+    python tests/bench/bench_khttpd.py [--count N] [--host-count N]
+
+For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy,
+khttpd copying (CopyMode), and the hand-over to the user-mode web server
+(/app/bytes?n=<size>, a reply of the same size) — `client` fetches the file N
+times, one new connection per request, through the whole emulated stack.
+Reported: requests per second and throughput in *virtual* time (what the
+emulated machines experienced) and in *wall* time (what it cost this Python
+process), plus the payload bytes copied on winsrv per request.
+
+For comparison, the same requests go to a plain Python HTTP server
+(http.server.ThreadingHTTPServer) on this host's real loopback 127.0.0.1,
+bounded to a small count; only wall time exists there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import http.server
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from stack.fs.docroot_manifest import DOCROOT_SIZES, docroot_files, file_bytes
+
+SIZES = ["files/64B.bin", "files/1KB.bin", "files/4KB.bin", "files/16KB.bin", "files/64KB.bin",
+         "files/256KB.bin", "files/1MB.bin"]
+
+
+@dataclass
+class Row:
+    server: str
+    path: str
+    size: int
+    count: int
+    virtual_s: float | None
+    wall_s: float
+    copied_per_request: float | None = None
+
+    def rps(self, seconds: float | None) -> str:
+        return f"{self.count / seconds:10.0f}" if seconds else "         -"
+
+    def mbps(self, seconds: float | None) -> str:
+        return f"{self.count * self.size * 8 / seconds / 1e6:10.1f}" if seconds else "         -"
+
+
+def _emulated_rows(count: int, seed: int) -> list[Row]:
+    from stack.usermode.socket import SockAddr, run_program
+    from stack.usermode.webserver import http_fetch
+    from tests.stack.drivers.khttpd_lab import boot_lab
+
+    rows: list[Row] = []
+    for mode, image_params in (("khttpd zero-copy", {}), ("khttpd copy", {"CopyMode": True}),
+                               ("hand-over", {})):
+        world = boot_lab(seed=seed, parameters=image_params)  # also starts the user-mode server
+        winsrv = world.host("winsrv").kernel
+        client = world.host("client").kernel
+        server = SockAddr.parse("10.0.0.1:80")
+        for path in SIZES:
+            size = DOCROOT_SIZES[path]
+            target = f"/{path}" if mode != "hand-over" else f"/app/bytes?n={size}"
+            body_size = size
+
+            def fetch_all() -> Any:
+                for _ in range(count):
+                    response = yield from http_fetch(server, "GET", target)
+                    if response.status != 200 or len(response.body) < body_size:
+                        raise RuntimeError(f"{target}: {response.status}")
+                return count
+
+            copies_before = winsrv.copies.total_bytes
+            start_ns = world.now_ns
+            wall = time.perf_counter()
+            program = run_program(client, fetch_all, name="bench")
+            world.run_while(lambda: not program.done)
+            wall = time.perf_counter() - wall
+            world.check()
+            program.raise_error()
+            rows.append(Row(mode, target[:24], body_size, count, (world.now_ns - start_ns) / 1e9, wall,
+                            (winsrv.copies.total_bytes - copies_before) / count))
+    return rows
+
+
+class _MemoryHandler(http.server.BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.files.get(self.path.lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+
+def _host_rows(count: int) -> list[Row]:
+    files = {path: file_bytes(content) for path, content in docroot_files().items()}
+    _MemoryHandler.files = files
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MemoryHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    rows = []
+    try:
+        for path in SIZES:
+            wall = time.perf_counter()
+            for _ in range(count):
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/" + path)
+                body = conn.getresponse().read()
+                conn.close()
+                if len(body) != DOCROOT_SIZES[path]:
+                    raise RuntimeError(f"loopback {path}: {len(body)} bytes")
+            rows.append(Row("python http.server (real loopback)", "/" + path, DOCROOT_SIZES[path], count, None,
+                            time.perf_counter() - wall))
+    finally:
+        server.shutdown()
+        server.server_close()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10, help="requests per size in the emulated lab")
+    parser.add_argument("--host-count", type=int, default=50, help="requests per size on the real loopback")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+    runners: list[tuple[str, Callable[[], list[Row]]]] = [
+        ("emulated", lambda: _emulated_rows(args.count, args.seed)), ("loopback", lambda: _host_rows(args.host_count))]
+    for _, run in runners:
+        rows += run()
+    print(f"{'server':36} {'size':>8} {'n':>4} | {'virt req/s':>10} {'virt Mbit/s':>11} | "
+          f"{'wall req/s':>10} {'wall Mbit/s':>11} | {'copied B/req':>12}")
+    print("-" * 118)
+    for row in rows:
+        copied = f"{row.copied_per_request:12.0f}" if row.copied_per_request is not None else "           -"
+        print(f"{row.server:36} {row.size:8d} {row.count:4d} | {row.rps(row.virtual_s)} {row.mbps(row.virtual_s)} "
+              f"| {row.rps(row.wall_s)} {row.mbps(row.wall_s)} | {copied}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""!lab, !fault and !capture on the default lab."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.wskdbg.net_lab import lab_engine, run
+
+
+@pytest.fixture
+def dbg():
+    engine = lab_engine()
+    yield engine
+    engine.close()
+
+
+def test_lab_shows_hosts_addresses_macs_links_and_switch(dbg):
+    text = run(dbg, "!lab")
+    rows = [line.split() for line in text.splitlines()]
+    winsrv_mac = "-".join(f"{b:02x}" for b in dbg.world.hosts["winsrv"].mac)
+    assert ["winsrv", "10.0.0.1/24", "fd00::1/64", winsrv_mac, "winsrv-link", "sw0/winsrv"] in rows
+    assert ["client", "10.0.0.2/24", "fd00::2/64"] in [r[:3] for r in rows]
+    assert [r[:3] for r in rows if r and r[0] == "client-link"] == [["client-link", "0", "10"],
+                                                                    ["client-link", "1", "10"]]
+    assert "Switch sw0: forwarded 0, flooded 0" in text and "Capture: off" in text
+
+
+def test_lab_counts_frames_and_learns_macs_after_traffic(dbg):
+    run(dbg, "!ping -n 1 /w winsrv")
+    data = dbg.execute("!lab").data
+    client_link = next(link for link in data["links"] if link["name"] == "client-link")
+    assert client_link["ends"][0]["frames_in"] == 2  # ARP request, echo request
+    assert {port for _, port, _ in data["switch"]["macs"]} == {"winsrv", "client"}
+
+
+def test_fault_sets_percentages_on_one_direction_and_lab_shows_them(dbg):
+    result = dbg.execute("!fault client loss=2% dup=1% reorder=1% corrupt=1% dir=out")
+    assert not result.error
+    ends = dbg.world.hosts["client"].link.ends
+    assert (ends[0].faults.loss, ends[0].faults.duplicate, ends[0].faults.reorder, ends[0].faults.corrupt) == \
+        (0.02, 0.01, 0.01, 0.01)
+    assert not ends[1].faults.any
+    line = next(line for line in run(dbg, "!lab").splitlines() if line.split()[:2] == ["client-link", "0"])
+    assert line.endswith("loss=2% dup=1% reorder=1% corrupt=1%")
+    run(dbg, "!fault clear")
+    assert not ends[0].faults.any
+
+
+def test_fault_accepts_fractions_and_both_directions(dbg):
+    run(dbg, "!fault winsrv loss=0.5")
+    assert [e.faults.loss for e in dbg.world.hosts["winsrv"].link.ends] == [0.5, 0.5]
+
+
+def test_lost_frames_are_retransmitted_and_counted_on_the_link(dbg):
+    run(dbg, "sc start wskprov")
+    run(dbg, "sc start echosrv")
+    run(dbg, "g")
+    run(dbg, "!ping -n 1 /w winsrv")
+    run(dbg, "!fault client loss=20% dir=out")
+    out = run(dbg, "!echo /w -n 3 -s 3000 x")
+    assert "all echoed intact" in out
+    assert dbg.world.hosts["client"].link.ends[0].counters.lost > 0
+    tcb = dbg.world.hosts["client"].transport.connections()[0].snapshot()
+    assert tcb["retransmissions"] > 0
+
+
+@pytest.mark.parametrize("line, message, column", [
+    ("!fault", "say which host", 6),
+    ("!fault nosuch loss=1%", "no host named 'nosuch'", 7),
+    ("!fault client loss=150%", "outside 0..100%", 19),
+    ("!fault client loss=abc", "is not a probability", 19),
+    ("!fault client jitter=1%", "unknown fault 'jitter'", 14),
+    ("!fault client dir=up", "dir is in, out or both", 18),
+    ("!fault client loss", "expected key=value", 14),
+])
+def test_fault_errors_say_what_and_where(dbg, line, message, column):
+    result = dbg.execute(line)
+    assert result.error and message in result.text
+    assert result.data["position"] == column  # the caret sits under the offending text
+
+
+def test_capture_writes_a_pcap_of_the_frames_on_the_links(dbg, tmp_path):
+    target = tmp_path / "lab.pcap"
+    assert "No capture is running." == run(dbg, "!capture")
+    run(dbg, f"!capture start {target}")
+    assert dbg.execute(f"!capture start {target}").error  # only one at a time
+    run(dbg, "!ping -n 1 /w winsrv")
+    assert "frames so far" in run(dbg, "!capture")
+    out = run(dbg, "!capture stop")
+    frames = int(out.split()[1])
+    assert frames == 8  # ARP request/reply + echo request/reply, each seen entering two links
+    raw = target.read_bytes()
+    assert raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")  # pcap magic (us or ns)
+    assert dbg.execute("!capture stop").error

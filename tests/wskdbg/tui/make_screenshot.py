@@ -1,0 +1,46 @@
+"""Write wskdbg/tui/screenshot.svg (the README's picture): `python tests/wskdbg/tui/make_screenshot.py [--lab]`.
+
+By default it drives the test stand-in (an echo IRP in flight, its `!irp` shown);
+with --lab it uses the real engine on the default lab and runs the tour's first commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+HERE = os.path.dirname(__file__)
+sys.path[:0] = [os.path.abspath(os.path.join(HERE, "..", "..", "..")), HERE]
+
+from standin import StandinEngine  # noqa: E402
+
+from wskdbg.tui.app import WskdbgApp  # noqa: E402
+from wskdbg.tui.tour import TOUR_STEPS  # noqa: E402
+
+OUT = os.path.abspath(os.path.join(HERE, "..", "..", "..", "wskdbg", "tui", "screenshot.svg"))
+
+
+async def main(lab: bool) -> None:
+    app = WskdbgApp(None if lab else StandinEngine(), poll_hz=0, cursor_blink=False)
+    async with app.run_test(size=(140, 42)) as pilot:
+        await app.settle()
+        commands = [s.command for s in TOUR_STEPS if s.command] if lab else ["t", "t", "t"]
+        for command in commands:
+            app.run_command(command)
+            await app.settle()
+        irps = app.link.live_irps()
+        if irps:
+            host, irp = irps[0]
+            app.irp_view.select(host, irp.address)
+            app.run_command(f"!irp {irp.address:x}")
+            await app.settle()
+        for _ in range(3):
+            await pilot.pause()
+        with open(OUT, "w", encoding="utf-8") as f:
+            f.write(app.export_screenshot(title="wskdbg"))
+    print("wrote", OUT)
+
+
+if __name__ == "__main__":
+    asyncio.run(main("--lab" in sys.argv))

@@ -1,0 +1,190 @@
+"""The `wskdbg` command.
+
+    wskdbg                      the TUI (falls back to the REPL until the TUI exists)
+    wskdbg repl                 the `0: kd> ` prompt
+    wskdbg run FILE.wds         run a session script (--check, --update, --json)
+    wskdbg -c "cmd; cmd"        run commands in batch and print the transcript
+    --seed N, --world lab|kernel, --version
+
+Other parts add subcommands with `add_subcommand` from a module listed in
+`EXTENSIONS` (imported when the parser is built; a missing module is skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from wskdbg import __version__
+
+# Modules that may register more subcommands (tour, bench, --forward ...) when imported.
+EXTENSIONS: list[str] = ["wskdbg.tour_cli", "wskdbg.bench_cli", "wskdbg.forward_cli"]
+
+
+@dataclass(slots=True)
+class Subcommand:
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+GLOBAL_OPTIONS: list[Callable[[argparse.ArgumentParser], None]] = []
+# Extension hooks (wskdbg.forward_cli uses them): wrap the engine's world factory (bridges, replays),
+# handle a run before any front end starts (--headless; None = not mine), run FILE kinds other than .wds.
+WORLD_WRAPPERS: list[Callable[[argparse.Namespace, Callable[[int], Any]], Callable[[int], Any]]] = []
+EARLY_HANDLERS: list[Callable[[argparse.Namespace], "int | None"]] = []
+FILE_RUNNERS: list[Callable[[argparse.Namespace], "int | None"]] = []
+
+
+def add_subcommand(name: str, help: str, configure: Callable[[argparse.ArgumentParser], None],
+                   handler: Callable[[argparse.Namespace], int]) -> None:
+    SUBCOMMANDS[name] = Subcommand(name, help, configure, handler)
+
+
+def add_global_option(configure: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add options to the top-level parser (e.g. --forward)."""
+    GLOBAL_OPTIONS.append(configure)
+
+
+def world_factory(kind: str) -> Callable[[int], Any]:
+    if kind == "kernel":
+        from stack.kernel.machine import Machine
+        return lambda seed: Machine(seed=seed)
+    from wskdbg.engine import default_world_factory
+    return default_world_factory
+
+
+def make_engine(args: argparse.Namespace, **kwargs: Any) -> Any:
+    from wskdbg.engine import Engine
+    factory = world_factory(getattr(args, "world", "lab"))
+    for wrap in WORLD_WRAPPERS:
+        factory = wrap(args, factory)
+    return Engine(factory=factory, seed=args.seed, **kwargs)
+
+
+# --- built-in subcommands -------------------------------------------------------------------------
+
+def _configure_repl(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--history", help="history file (default: $WSKDBG_HISTORY or ~/.local/share/wskdbg/history)")
+
+
+def _run_repl(args: argparse.Namespace) -> int:
+    from wskdbg.repl import Repl
+    engine = make_engine(args)
+    try:
+        return Repl(engine, history_path=getattr(args, "history", None)).run()
+    finally:
+        engine.close()
+
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .wds session script")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="compare with FILE.out; show a diff, exit 1 on mismatch")
+    mode.add_argument("--update", action="store_true", help="rewrite FILE.out with this run's transcript")
+    p.add_argument("--json", action="store_true", help="emit each command's text and data as JSON")
+
+
+def _run_script(args: argparse.Namespace) -> int:
+    for runner in FILE_RUNNERS:
+        status = runner(args)
+        if status is not None:
+            return status
+    from wskdbg.script import main_run
+    return main_run(args.file, make_engine=lambda: make_engine(args), check=args.check, update=args.update,
+                    as_json=args.json or getattr(args, "top_json", False))
+
+
+add_subcommand("repl", "the 0: kd> prompt", _configure_repl, _run_repl)
+add_subcommand("run", "run a .wds session script", _configure_run, _run_script)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    for module in EXTENSIONS:
+        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None:
+            continue
+        try:
+            if importlib.util.find_spec(module) is not None:
+                importlib.import_module(module)
+        except ImportError:
+            continue
+    parser = argparse.ArgumentParser(prog="wskdbg", description="A WinDbg-style kernel debugger over an emulated "
+                                                                 "Windows kernel network stack.")
+    parser.add_argument("--version", action="version", version=f"wskdbg {__version__}")
+    parser.add_argument("--seed", type=int, default=1, help="the world's seed (default 1)")
+    parser.add_argument("--world", choices=("lab", "kernel"), default="lab",
+                        help="lab: the networked lab (default); kernel: one host, kernel only")
+    parser.add_argument("-c", dest="commands", metavar="COMMANDS", help='run commands in batch, e.g. -c "lm; k"')
+    parser.add_argument("--json", dest="top_json", action="store_true", help="with -c: emit JSON")
+    for configure in GLOBAL_OPTIONS:
+        configure(parser)
+    sub = parser.add_subparsers(dest="subcommand", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for spec in SUBCOMMANDS.values():
+        p = sub.add_parser(spec.name, help=spec.help)
+        spec.configure(p)
+        p.set_defaults(handler=spec.handler)
+    return parser
+
+
+def run_batch(args: argparse.Namespace, out: Any = None) -> int:
+    from wskdbg.commands.registry import PROMPT
+    from wskdbg.script import jsonable
+    out = out or sys.stdout
+    engine = make_engine(args)
+    try:
+        result = engine.execute(args.commands)
+    finally:
+        engine.close()
+    if args.top_json:
+        json.dump({"command": args.commands, "text": result.text, "data": jsonable(result.data),
+                   "error": result.error}, out, indent=1)
+        out.write("\n")
+    else:
+        out.write(f"{PROMPT}{args.commands}\n")
+        if result.text:
+            out.write(result.text + "\n")
+    return 1 if result.error else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for early in EARLY_HANDLERS:
+        status = early(args)
+        if status is not None:
+            return status
+    if args.commands is not None:
+        if args.subcommand is not None:
+            parser.error("-c runs commands in batch; it does not combine with a subcommand")
+        return run_batch(args)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return handler(args)
+    return _open_tui(args)
+
+
+def _open_tui(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("wskdbg.tui.app") is not None:
+        app = importlib.import_module("wskdbg.tui.app")
+        for name in ("run_app", "run_tui"):
+            fn = getattr(app, name, None)
+            if callable(fn):
+                engine = make_engine(args)
+                try:
+                    result = fn(engine)
+                finally:
+                    engine.close()
+                return result if isinstance(result, int) else 0
+    print("wskdbg: the TUI is not available yet; starting the REPL (wskdbg repl).", file=sys.stderr)
+    return _run_repl(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

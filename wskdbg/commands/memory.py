@@ -1,0 +1,264 @@
+"""Memory and types: d*, dt, !pool, !poolused, !pte, !pfn."""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import re
+from typing import TYPE_CHECKING
+
+from stack.kernel.layouts import find_layout
+from stack.kernel.memory import PFN_MASK
+from stack.kernel.pool import is_paged, tag_to_str
+
+from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
+from wskdbg.expr import ExprError, parse_address_range
+from wskdbg.render.dt import DtOptions, layout_lines, value_lines
+from wskdbg.render.dump import DumpError, default_length, unit_size
+from wskdbg.render.fmt import addr64, addr64_nobt
+from wskdbg.render.memory import big_pool_lines, pfn_lines, pool_lines, poolused_lines, pte_lines
+
+if TYPE_CHECKING:
+    from wskdbg.engine import Engine
+
+# Modules whose import registers more structure layouts (NDIS, WSK, the file system).
+LAYOUT_MODULES = ("stack.ndis.nbl", "stack.wsk.socket", "stack.fs.kfs")
+
+
+def ensure_layouts() -> None:
+    for name in LAYOUT_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a layer still being written must not break dt for the others
+            continue
+
+
+def read_cells(dbg: "Engine", address: int, length: int) -> list[int | None]:
+    if length <= 0:
+        return []
+    if address + length > 1 << 64:
+        length = (1 << 64) - address
+    return dbg.kernel.mem.read_partial(address, length)
+
+
+DISPLAY_HELP = """
+db bytes+ASCII, dw words, dW words+ASCII, dd dwords, dc dwords+ASCII, dq qwords, dp pointers,
+da ASCII string, du Unicode string.  Range: `addr` (128 bytes; da/du up to NUL), `addr L count`
+(count in units), `addr L?count`, `addr end`.  /c N sets the columns.  With no range a display
+continues where the last one ended; a bare `d` repeats the last kind.  Unmapped memory shows ??."""
+
+
+@command("db", "dw", "dW", "dd", "dc", "dq", "dp", "da", "du", "d", area="memory",
+         syntax="d{b|w|W|d|c|q|p|a|u} [/c Columns] [Range]", summary="Display memory",
+         help=DISPLAY_HELP, case_sensitive=True)
+def cmd_display(dbg: "Engine", inv: Invocation) -> CommandResult:
+    name = inv.name if inv.name in ("dW",) else inv.name.lower()
+    if name not in ("db", "dw", "dW", "dd", "dc", "dq", "dp", "da", "du", "d"):
+        raise CommandError(f"Syntax error at '{inv.line}': unknown command '{inv.name}' (try 'help')", 0)
+    args = inv.args
+    columns = None
+    offset = 0
+    m = re.match(r"/c\s*(\S+)\s*", args)
+    if m:
+        columns = dbg.evaluate(m.group(1), inv.args_offset + m.start(1))
+        if not 1 <= columns <= 256:
+            raise inv.error("columns must be 1..0x100", m.start(1))
+        offset = m.end()
+        args = args[offset:]
+    cursor = dbg.dump_cursor
+    try:
+        kind = cursor.resolve_kind(name)
+        if args:
+            unit = unit_size(kind)
+            start, count = parse_address_range(args, dbg.expr_context(), default_length(kind), unit)
+            req = cursor.request(kind, start, count)
+        else:
+            req = cursor.request(kind)
+    except ExprError as exc:
+        raise CommandError(exc.message, inv.args_offset + offset + exc.position) from None
+    except DumpError as exc:
+        raise inv.error(str(exc)) from None
+    cells = read_cells(dbg, req.address, req.length)
+    lines = cursor.display(req, cells, columns)
+    dbg.note_address(addr64(req.address))
+    return CommandResult("\n".join(lines), {"kind": req.kind, "address": req.address, "length": req.length,
+                                             "bytes": [c if c is not None else -1 for c in cells]})
+
+
+# --- dt ------------------------------------------------------------------------------------------
+
+@command("dt", area="memory", syntax="dt [-r[N]] [-b] [mod!]Type [Field] [Address]",
+         summary="Display a type, or a structure at an address",
+         help="""
+Types: _IRP, _IO_STACK_LOCATION, _MDL, _NET_BUFFER_LIST, _NET_BUFFER, _DEVICE_OBJECT,
+_DRIVER_OBJECT, _IO_STATUS_BLOCK, _KEVENT, _KDPC, _ETHREAD and those the layers register.
+Values come from emulated memory: signed fields as 0n<decimal>, unsigned in hex, pointers with
+a backtick (NULL as (null)).  -r[N] expands embedded structures N levels; -b lists array
+elements.  Field filters accept wildcards (Mdl*) and dotted paths (IoStatus.Status).""")
+def cmd_dt(dbg: "Engine", inv: Invocation) -> CommandResult:
+    ensure_layouts()
+    options = DtOptions()
+    type_name = None
+    type_at = 0
+    address = None
+    fields: list[str] = []
+    for word, at in tokenize(inv.args):
+        if re.fullmatch(r"-(r\d{0,2}|b|v|a|c|o|y)", word):
+            if word.startswith("-r"):
+                options.recurse = int(word[2:]) if len(word) > 2 else 8
+            elif word == "-b":
+                options.blocks = True
+            continue
+        if word.startswith("-") and type_name is None:
+            raise inv.error(f"unknown option '{word}'", at)
+        if type_name is None:
+            type_name, type_at = word, at
+            continue
+        layout = find_layout(type_name)
+        if layout is not None and (re.fullmatch(r"[A-Za-z_*][A-Za-z0-9_.*]*", word) and
+                                   (_field_exists(layout, word) or "*" in word)):
+            fields.append(word)
+            continue
+        if address is not None:
+            raise inv.syntax_error(at)
+        address = dbg.evaluate(word, inv.args_offset + at)
+    if type_name is None:
+        raise inv.error("a type name is required, e.g. dt nt!_MDL", 0)
+    layout = find_layout(type_name)
+    if layout is None:
+        raise inv.error(f"Symbol {type_name} not found.", type_at)
+    options.fields = tuple(fields)
+    if address is None:
+        lines = layout_lines(layout, options)
+        return CommandResult("\n".join(lines), {"type": layout.name, "size": layout.size,
+                                                 "fields": [f.name for f in layout.fields]})
+    cells = read_cells(dbg, address, layout.size)
+    if any(c is None for c in cells):
+        raise inv.error(f"Memory read error {addr64_nobt(address)}")
+    data = bytes(cells)  # type: ignore[arg-type]
+    k = dbg.kernel
+
+    def symbolize(value: int) -> str | None:
+        name = k.symbol_for_address(value) if value else None
+        return name if name and "!" in name else None
+
+    lines = value_lines(layout, data, options, symbolize=symbolize)
+    if not lines:
+        raise inv.error("Cannot find specified field members.")
+    values = {}
+    for f in layout.fields:
+        v = layout.unpack_field(f, data)
+        values[f.name] = v.hex() if isinstance(v, (bytes, bytearray)) else v
+    dbg.note_address(addr64(address))
+    return CommandResult("\n".join(lines), {"type": layout.name, "address": address, "values": values})
+
+
+def _field_exists(layout, word: str) -> bool:
+    head = word.split(".", 1)[0]
+    return any(f.name.lower() == head.lower() or fnmatch.fnmatchcase(f.name.lower(), head.lower())
+               for f in layout.fields)
+
+
+# --- pools ---------------------------------------------------------------------------------------
+
+@command("!pool", area="memory", syntax="!pool Address", summary="Show the pool block holding an address",
+         help="Lists the blocks of the small-pool page around Address (the one holding it marked *) with sizes "
+              "and\ntags, or the big-pool allocation it is in.  Tags come from the POOL_HEADER in memory.")
+def cmd_pool(dbg: "Engine", inv: Invocation) -> CommandResult:
+    if not inv.args:
+        raise inv.error("an address is required", 0)
+    words = tokenize(inv.args)
+    address = dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    k = dbg.kernel
+    pool = k.pool
+    ptype = pool.pool_type_of(address)
+    if ptype is None:
+        raise inv.error(f"{addr64_nobt(address)} is not a valid pool address (not in paged or nonpaged pool)")
+    region = "Paged pool" if is_paged(ptype) else "Nonpaged pool"
+    block = pool.block_containing(address)
+    if block is not None and block.big:
+        return CommandResult("\n".join(big_pool_lines(address, block)),
+                             {"block": block.address, "tag": block.tag_str, "big": True, "size": block.requested})
+    blocks = pool.blocks_in_page(address)
+    if not blocks:
+        raise inv.error(f"{addr64_nobt(address)}: no pool blocks in this page")
+    lines = pool_lines(address, region, blocks, block)
+    return CommandResult("\n".join(lines), {
+        "block": block.address if block else None, "tag": block.tag_str if block else None,
+        "allocated": block.allocated if block else None,
+        "page": [{"header": b.header, "size": b.block_size, "tag": b.tag_str, "allocated": b.allocated}
+                 for b in blocks]})
+
+
+@command("!poolused", area="memory", syntax="!poolused [Flags [TagPattern]]",
+         summary="Pool usage by tag", help="Outstanding allocations and bytes per tag, nonpaged and paged; "
+                                           "TagPattern filters (wildcards, e.g. Ir*).")
+def cmd_poolused(dbg: "Engine", inv: Invocation) -> CommandResult:
+    words = tokenize(inv.args)
+    if len(words) > 2:
+        raise inv.syntax_error(words[2][1])
+    if words:
+        dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    pattern = words[1][0] if len(words) == 2 else None
+    per_tag: dict[str, list[int]] = {}
+    for (tag, paged), usage in dbg.kernel.pool.usage.items():
+        name = tag_to_str(tag)
+        row = per_tag.setdefault(name, [0, 0, 0, 0])
+        outstanding = usage.allocs - usage.frees
+        if paged:
+            row[2] += outstanding
+            row[3] += usage.bytes_in_use
+        else:
+            row[0] += outstanding
+            row[1] += usage.bytes_in_use
+    rows = [(tag, *vals) for tag, vals in sorted(per_tag.items())
+            if any(vals) and (pattern is None or fnmatch.fnmatchcase(tag.lower(), pattern.lower().ljust(4)[:4])
+                              or fnmatch.fnmatchcase(tag.strip().lower(), pattern.lower()))]
+    return CommandResult("\n".join(poolused_lines(rows)), {"tags": [
+        {"tag": t, "nonpaged_allocs": a, "nonpaged_bytes": b, "paged_allocs": c, "paged_bytes": d}
+        for t, a, b, c, d in rows]})
+
+
+# --- page tables ---------------------------------------------------------------------------------
+
+def _synthetic_pde(k, va: int) -> int:
+    """The emulator keeps flat page tables; a PDE is shown with a stable page-table PFN."""
+    pfn = k.phys.base_pfn - 0x200 + ((va >> 21) & 0x1FF)
+    return (pfn << 12) | 0x63
+
+
+@command("!pte", area="memory", syntax="!pte VirtualAddress", summary="Show the page-table entries of an address",
+         help="PDE and PTE addresses (x64 self-map), their contents and the flag letters "
+              "(C G L D A N T U/K W/R E V; - when clear).")
+def cmd_pte(dbg: "Engine", inv: Invocation) -> CommandResult:
+    if not inv.args:
+        raise inv.error("an address is required", 0)
+    va = dbg.evaluate(inv.args, inv.args_offset)
+    k = dbg.kernel
+    mem = k.mem
+    pte = mem.pte(va)
+    pde = _synthetic_pde(k, va)
+    lines = pte_lines(va, mem.pde_address(va), mem.pte_address(va), pde, pte)
+    pfn = (pte & PFN_MASK) >> 12
+    return CommandResult("\n".join(lines), {"va": va, "pte": pte, "pte_address": mem.pte_address(va),
+                                             "pfn": pfn if pte & 1 else None, "valid": bool(pte & 1)})
+
+
+@command("!pfn", area="memory", syntax="!pfn PageFrameNumber", summary="Show a PFN database entry",
+         help="State, share and reference counts, the PTE that maps the page, and (emulator) the MDL lock "
+              "count and owner.")
+def cmd_pfn(dbg: "Engine", inv: Invocation) -> CommandResult:
+    if not inv.args:
+        raise inv.error("a page frame number is required", 0)
+    pfn = dbg.evaluate(inv.args, inv.args_offset)
+    k = dbg.kernel
+    if not 0 <= pfn - k.phys.base_pfn < k.phys.page_count:
+        raise inv.error(f"PFN {pfn:x} is not in physical memory ({k.phys.base_pfn:x} - "
+                        f"{k.phys.base_pfn + k.phys.page_count - 1:x})", 0)
+    entry = k.phys.entry(pfn)
+    database_va = 0xFFFFFA8000000000 + pfn * 0x30
+    lines = pfn_lines(pfn, entry, database_va, k.phys.base_pfn - 0x200 + (pfn & 0x1FF))
+    return CommandResult("\n".join(lines), {"pfn": pfn, "state": entry.state, "share_count": entry.share_count,
+                                             "reference_count": entry.reference_count,
+                                             "lock_count": entry.lock_count, "pte_address": entry.pte_address})
+

@@ -1,0 +1,808 @@
+"""The debugger engine: attaches to a world, owns its execution, runs commands.
+
+Threads.  The emulated machine runs on one host thread of its own (the
+*machine thread*); the debugger's caller (REPL, script, TUI worker) is the
+*debugger thread*.  Exactly one of the two runs at any time: the debugger
+hands the machine a run request and waits on a condition; the machine runs
+scheduler events, and at a hand-off where it must stop (a breakpoint, a
+step's target, a break-in) its bus subscriber blocks on the same condition.
+Stopping inside an event therefore keeps the whole logical call stack of
+the emulated code intact, and determinism holds because nothing runs
+concurrently.  Nothing here sleeps on wall time.
+
+Position.  "event N, hand-off M" is (scheduler.events_run, bus.seq).
+
+World adapter.  Anything with `.scheduler`, `.bus` and either `.hosts`
+(name -> host with `.kernel`) or `.kernels` (name -> Kernel) can be debugged:
+`stack.world.World` and `stack.kernel.machine.Machine` both fit.
+"""
+
+from __future__ import annotations
+
+import threading
+import zlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from stack.kernel.events import DebugPrint, DriverUnloaded, Event, RoutineEntered, RoutineReturned
+from stack.kernel.kernel import Kernel
+from stack.kernel.scheduler import NS_PER_S
+
+from wskdbg.breakpoints import Breakpoint, BreakpointTable
+from wskdbg.commands.registry import (PROMPT, REGISTRY, CommandError, CommandResult, Registry, caret_line,
+                                      split_commands)
+from wskdbg.expr import ExprError, MemoryAccessError, UserRegisters, evaluate
+from wskdbg.render.dump import DumpCursor
+
+DEFAULT_RUN_CAP_NS = 60 * NS_PER_S  # `g` stops after this much virtual time
+DEFAULT_EVENT_CAP = 2_000_000  # and after this many scheduler events (a zero-time loop)
+MAX_NESTING = 16  # scripts, .foreach and breakpoint commands inside each other
+
+# Kernel routines that are frames without being cataloged @kroutines (the kernel pushes them by hand).
+KERNEL_FRAMES = ("ExpWorkerThread", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopLoadDriver",
+                 "IopUnloadDriver", "KiIdleLoop", "KiRetireDpcList", "KiStartSystemThread",
+                 "PspSystemThreadStartup", "KeBugCheckEx", "DbgBreakPointWithStatus")
+
+
+# --- the world adapter -------------------------------------------------------------------
+
+def kernels_of(world: Any) -> dict[str, Kernel]:
+    """Host name -> Kernel for a World (`.hosts[n].kernel`) or a Machine (`.kernels`)."""
+    hosts = getattr(world, "hosts", None)
+    if isinstance(hosts, dict) and hosts:
+        out = {name: h.kernel for name, h in hosts.items() if getattr(h, "kernel", None) is not None}
+        if out:
+            return out
+    kernels = getattr(world, "kernels", None)
+    if isinstance(kernels, dict):
+        return dict(kernels)
+    raise TypeError(f"{type(world).__name__} has neither .hosts nor .kernels")
+
+
+def default_world_factory(seed: int) -> Any:
+    """The standard lab (stack.world.default_world)."""
+    from stack.world import default_world
+    return default_world(seed)
+
+
+# --- records ----------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class StopInfo:
+    """Why and where the machine stopped."""
+
+    reason: str  # breakpoint, step, break, idle, bugcheck, halted, timecap, eventcap, context, target, start
+    events_run: int
+    seq: int
+    time_ns: int
+    event: Event | None = None  # the hand-off it stopped at (mid-event stops)
+    breakpoint: Breakpoint | None = None
+    mid_event: bool = False
+    host: str | None = None
+    note: str = ""
+    condition_error: str = ""
+
+
+@dataclass(slots=True)
+class RunRequest:
+    mode: str  # g, t, p, gu
+    host: str | None = None  # the stepping context
+    thread: Any = None
+    event_no: int | None = None
+    level: int = 0  # p: stop at a hand-off at this level or shallower
+    depth: int = 0  # gu: the returning routine's depth
+    time_limit_ns: int | None = None
+    event_limit: int | None = None
+    target: str | None = None  # g BreakAddress: a one-time stop at this routine (lower case)
+    target_host: str | None = None
+
+
+@dataclass(slots=True)
+class Position:
+    events_run: int
+    seq: int
+    time_ns: int
+
+    def __str__(self) -> str:
+        return f"event {self.events_run}, hand-off {self.seq}"
+
+
+@dataclass(slots=True)
+class StackFrame:
+    """One row of `k`: frame `symbol` executing at `address + offset`."""
+
+    symbol: str
+    address: int  # routine address (0 when its module is not loaded)
+    offset: int  # where in the routine (the return site for outer frames)
+    args: tuple = ()
+    child_sp: int = 0
+    ret_addr: int = 0
+
+    @property
+    def location(self) -> int:
+        return self.address + self.offset if self.address else 0
+
+    @property
+    def call_site(self) -> str:
+        return self.symbol if self.offset == 0 else f"{self.symbol}+{self.offset:#x}"
+
+
+class _Abandon(BaseException):
+    """Unwinds a machine thread whose world is being replaced (reboot, close)."""
+
+
+def level_of(ev: Event) -> int:
+    """The call level a hand-off happens at: a call or return is an instruction of the caller."""
+    if isinstance(ev, (RoutineEntered, RoutineReturned)):
+        return ev.depth - 1
+    return ev.depth
+
+
+def handoff_offset(ev: Event | None) -> int:
+    """A stable "instruction offset" for a hand-off inside a routine (rip = routine + this)."""
+    if ev is None or isinstance(ev, RoutineEntered):
+        return 0
+    if isinstance(ev, RoutineReturned):
+        return 0x40 + (zlib.crc32(ev.symbol.encode()) % 0x180) & ~0x3
+    return 0x10 + (zlib.crc32(ev.kind.encode()) % 0x1f0) & ~0x3
+
+
+def return_offset(callee: str) -> int:
+    """Where a caller resumes after calling `callee` (RetAddr = caller + this)."""
+    return 0x20 + (zlib.crc32(callee.encode()) % 0x3c0) & ~0x1
+
+
+class Engine:
+    """The debugger.  See the module docstring for the threading model."""
+
+    prompt_text = PROMPT
+
+    def __init__(self, world: Any = None, *, factory: Callable[[int], Any] | None = None, seed: int = 1,
+                 run_cap_ns: int = DEFAULT_RUN_CAP_NS, event_cap: int = DEFAULT_EVENT_CAP,
+                 live_output: Callable[[str], None] | None = None, registry: Registry | None = None) -> None:
+        from wskdbg.commands import load_all
+        load_all()  # registers the command modules
+        self.seed = seed
+        self.factory = factory if factory is not None else (None if world is not None else default_world_factory)
+        self.registry = registry if registry is not None else REGISTRY
+        self.run_cap_ns = run_cap_ns
+        self.event_cap = event_cap
+        self.live_output = live_output
+        self.breakpoints = BreakpointTable()
+        self.user_registers = UserRegisters()
+        self.dump_cursor = DumpCursor()
+        self.printed_addresses: list[str] = []  # for REPL completion
+        self.log_file: Any = None  # an open .logopen file
+        self.log_name = ""
+        self.script_dirs: list[str] = []  # directories of the scripts being run ($$< nesting)
+        self.nesting = 0
+        self.in_bp_command = False
+        self.pending_resume: str | None = None
+        self.state: dict[str, Any] = {}  # per-command-module state (e.g. the WPP prefix)
+        self._cond = threading.Condition()
+        self._exec_lock = threading.RLock()
+        self._machine_turn = False
+        self._paused = False
+        self._abandon = False
+        self._break_requested = False
+        self._thread: threading.Thread | None = None
+        self._machine_ident: int | None = None
+        self._request = RunRequest("g")
+        self._stop: StopInfo | None = None
+        self._run_output: list[str] = []
+        self._condition_event: Event | None = None  # the hand-off a breakpoint condition is evaluated at
+        self._unsubscribe: Callable[[], None] | None = None
+        self.world: Any = None
+        self.current_host = ""
+        self.last_stop: StopInfo | None = None
+        self._attach(world if world is not None else self.factory(seed))  # type: ignore[misc]
+
+    # -- the world --------------------------------------------------------------------------
+    def _attach(self, world: Any) -> None:
+        self.world = world
+        self._unsubscribe = world.bus.subscribe(self._on_event)
+        kernels = kernels_of(world)
+        if self.current_host not in kernels:
+            self.current_host = "winsrv" if "winsrv" in kernels else next(iter(kernels))
+        self._abandon = False
+        self._paused = False
+        self._machine_turn = False
+        self.last_stop = StopInfo("start", world.scheduler.events_run, world.bus.seq, world.scheduler.now_ns)
+        self._resolve_breakpoints()
+
+    @property
+    def machine(self) -> Any:
+        return self.world
+
+    @property
+    def scheduler(self) -> Any:
+        return self.world.scheduler
+
+    @property
+    def bus(self) -> Any:
+        return self.world.bus
+
+    @property
+    def kernels(self) -> dict[str, Kernel]:
+        return kernels_of(self.world)
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.kernels[self.current_host]
+
+    def kernel_of(self, host: str) -> Kernel:
+        try:
+            return self.kernels[host]
+        except KeyError:
+            raise CommandError(f"no host named '{host}' (hosts: {', '.join(self.kernels)})") from None
+
+    def set_host(self, name: str) -> None:
+        for host in self.kernels:
+            if host.lower() == name.lower():
+                self.current_host = host
+                return
+        raise CommandError(f"no host named '{name}' (hosts: {', '.join(self.kernels)})")
+
+    def prompt(self) -> str:
+        return self.prompt_text
+
+    def command_names(self) -> list[str]:
+        return self.registry.names()
+
+    def position(self) -> Position:
+        return Position(self.scheduler.events_run, self.bus.seq, self.scheduler.now_ns)
+
+    @property
+    def halted(self) -> Any:
+        return self.scheduler.halted
+
+    @property
+    def running(self) -> bool:
+        return self._machine_turn
+
+    @property
+    def paused_mid_event(self) -> bool:
+        return self._paused
+
+    def reboot(self) -> None:
+        """Replace the world with a fresh one from the same factory and seed; keep breakpoints."""
+        if self.factory is None:
+            raise CommandError(".reboot needs a world factory (this engine was given a world instance only)")
+        self._detach()
+        self._attach(self.factory(self.seed))
+        self.dump_cursor = DumpCursor()
+
+    def close(self) -> None:
+        self._detach()
+
+    def _detach(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            with self._cond:
+                self._abandon = True
+                self._machine_turn = True
+                self._cond.notify_all()
+            thread.join()
+        self._thread = None
+        self._machine_ident = None
+
+    # -- executing commands -----------------------------------------------------------------
+    def execute(self, line: str) -> CommandResult:
+        """Run a command line (commands separated by `;`); returns when the machine has stopped."""
+        with self._exec_lock:
+            result = self._execute_line(line)
+            if self.log_file is not None and self.nesting == 0:
+                self._log(line, result.text)
+            return result
+
+    def _execute_line(self, line: str) -> CommandResult:
+        pieces = split_commands(line)
+        if not pieces:
+            return CommandResult("", None)
+        texts: list[str] = []
+        datas: list[Any] = []
+        error = False
+        for text, offset in pieces:
+            r = self.execute_one(text, offset)
+            if r.text:
+                texts.append(r.text)
+            datas.append(r.data)
+            error = error or r.error
+            if r.error:
+                break
+            if self.in_bp_command and self.pending_resume is not None:
+                break  # the rest runs after the machine stops again (as WinDbg does)
+        data = datas[0] if len(datas) == 1 else datas
+        return CommandResult("\n".join(texts), data, error)
+
+    def execute_one(self, text: str, offset: int = 0) -> CommandResult:
+        """Run one command (no `;` splitting).  Never raises for bad input."""
+        try:
+            inv = self.registry.parse(text)
+        except CommandError as exc:
+            return self._error_result(exc, offset)
+        if inv is None:
+            return CommandResult("", None)
+        try:
+            out = inv.spec.handler(self, inv)
+        except CommandError as exc:
+            return self._error_result(exc, offset)
+        except ExprError as exc:
+            return self._error_result(CommandError(exc.message, inv.args_offset + exc.position), offset)
+        except _Abandon:
+            raise
+        except Exception as exc:  # a debugger bug must not take the session down
+            return CommandResult(f"Internal debugger error in '{inv.name}': {type(exc).__name__}: {exc}",
+                                 {"error": str(exc)}, True)
+        if out is None:
+            return CommandResult("", None)
+        if isinstance(out, str):
+            return CommandResult(out, None)
+        return out
+
+    @staticmethod
+    def _error_result(exc: CommandError, offset: int) -> CommandResult:
+        if exc.position is None:
+            text = exc.message
+        else:
+            text = caret_line(offset + exc.position, exc.message)
+        return CommandResult(text, {"error": exc.message, "position": exc.position}, True)
+
+    def _log(self, line: str, text: str) -> None:
+        try:
+            self.log_file.write(f"{PROMPT}{line}\n")
+            if text:
+                self.log_file.write(text + "\n")
+            self.log_file.flush()
+        except OSError:
+            self.log_file = None
+
+    def note_address(self, text: str) -> None:
+        """Remember an address the session printed (for completion)."""
+        if text not in self.printed_addresses:
+            self.printed_addresses.append(text)
+            if len(self.printed_addresses) > 2000:
+                del self.printed_addresses[:1000]
+
+    # -- expressions ------------------------------------------------------------------------
+    def expr_context(self, host: str | None = None) -> "DebuggerExprContext":
+        return DebuggerExprContext(self, host or self.current_host)
+
+    def evaluate(self, text: str, base: int = 0, host: str | None = None) -> int:
+        """Evaluate a MASM expression; errors point `base` characters into the command."""
+        try:
+            return evaluate(text, self.expr_context(host))
+        except ExprError as exc:
+            raise CommandError(exc.message, base + exc.position) from None
+
+    def resolve_routine(self, name: str, host: str | None = None) -> tuple[str, int] | None:
+        """`module!Routine` (any case) -> (canonical name, address); None when unknown.
+
+        Looks at the host's loaded modules, then at the routine catalog (for
+        modules not loaded yet: address 0).
+        """
+        from stack.kernel.symbols import CATALOG
+        module, bang, routine = name.partition("!")
+        if not bang or not module or not routine:
+            return None
+        k = self.kernels.get(host or self.current_host)
+        mod = k.module(module) if k is not None else None
+        candidates: list[str] = []
+        mod_name = module
+        if mod is not None:
+            mod_name = mod.name
+            candidates = list(mod.symbols) + list(CATALOG.get(mod.name, ()))
+            if mod.name == "nt":
+                candidates += KERNEL_FRAMES
+        else:
+            for cat_module, names in CATALOG.items():
+                if cat_module.lower() == module.lower():
+                    mod_name = cat_module
+                    candidates = list(names)
+                    break
+        for cand in candidates:
+            if cand.lower() == routine.lower():
+                symbol = f"{mod_name}!{cand}"
+                return symbol, (k.symbol_address(symbol) if mod is not None and k is not None else 0)
+        return None
+
+    # -- the stack of the current context ----------------------------------------------------
+    def stack(self, host: str | None = None) -> list[StackFrame]:
+        """The logical call stack of `host` as `k` shows it, innermost first."""
+        host = host or self.current_host
+        k = self.kernel_of(host)
+        crash = self.scheduler.halted
+        live = self.live_event()
+        if crash is not None and crash.host == host:
+            raw = [("nt!KeBugCheckEx", (crash.code,) + tuple(crash.params[:3]))]
+            args_by_symbol = {f.symbol: f.args for f in crash.extra.get("current_frames", [])}
+            raw += [(sym, args_by_symbol.get(sym, ())) for sym in crash.frames]
+            top_offset = 0
+        elif live is not None and live.host == host and k.frames:
+            raw = [(f.symbol, f.args) for f in reversed(k.frames)]
+            top_offset = handoff_offset(live)
+        else:
+            raw = [("nt!KiIdleLoop", ())]
+            top_offset = 0
+        thread = k.current_thread if (live is not None and live.host == host) else None
+        if crash is not None and crash.host == host:
+            thread = next((t for t in k.threads if t.address == crash.thread), None)
+        base = (thread or k.idle_thread).stack_base
+        frames: list[StackFrame] = []
+        n = len(raw)
+        for i, (symbol, args) in enumerate(raw):
+            address = k.symbol_address(symbol) if k.module(symbol.partition("!")[0]) else 0
+            offset = top_offset if i == 0 else return_offset(raw[i - 1][0])
+            depth = n - i  # outermost frame is depth 1
+            frames.append(StackFrame(symbol, address, offset, tuple(args), child_sp=base - 0x28 - 0x80 * depth))
+        for i in range(n - 1):
+            frames[i].ret_addr = frames[i + 1].address + return_offset(frames[i].symbol) if frames[i + 1].address else 0
+        return frames
+
+    def thread_stack(self, thread: Any) -> list[StackFrame]:
+        """The stack of a thread that is not running (waiting threads show the wait path)."""
+        k = thread.kernel
+        raw = [(f.symbol, f.args) for f in reversed(thread.frames)]
+        if thread.state == "Waiting":
+            raw = [("nt!KiSwapContext", ()), ("nt!KiSwapThread", ()), ("nt!KeWaitForSingleObject", ())] + raw
+        if not raw:
+            raw = [(thread.start_symbol, ())]
+        frames = []
+        n = len(raw)
+        for i, (symbol, args) in enumerate(raw):
+            address = k.symbol_address(symbol) if k.module(symbol.partition("!")[0]) else 0
+            offset = 0 if i == 0 and thread.state != "Waiting" else (
+                0x1f0 if i == 0 else return_offset(raw[i - 1][0]))
+            frames.append(StackFrame(symbol, address, offset, tuple(args),
+                                     child_sp=thread.stack_base - 0x28 - 0x80 * (n - i)))
+        for i in range(n - 1):
+            frames[i].ret_addr = frames[i + 1].address + return_offset(frames[i].symbol) if frames[i + 1].address else 0
+        return frames
+
+    def current_thread(self, host: str | None = None) -> Any:
+        host = host or self.current_host
+        k = self.kernel_of(host)
+        crash = self.scheduler.halted
+        if crash is not None and crash.host == host:
+            return next((t for t in k.threads if t.address == crash.thread), k.idle_thread)
+        live = self.live_event()
+        if live is not None and live.host == host and k.current_thread:
+            return k.current_thread
+        return k.idle_thread
+
+    def current_irql(self, host: str | None = None) -> int:
+        host = host or self.current_host
+        crash = self.scheduler.halted
+        if crash is not None and crash.host == host:
+            return crash.irql
+        live = self.live_event()
+        if live is not None and live.host == host:
+            return self.kernel_of(host).irql
+        return 0
+
+    def live_event(self) -> Event | None:
+        """The hand-off the machine is frozen at (or evaluating a breakpoint condition at)."""
+        if self._condition_event is not None:
+            return self._condition_event
+        stop = self.last_stop
+        if self._paused and stop is not None:
+            return stop.event
+        return None
+
+    # -- running ----------------------------------------------------------------------------
+    def break_in(self) -> None:
+        """Ask a running machine to stop at its next hand-off (safe from any thread)."""
+        if self._machine_turn:
+            self._break_requested = True
+
+    def make_request(self, mode: str, *, target: str | None = None, target_host: str | None = None,
+                     deadline_ns: int | None = None) -> RunRequest:
+        sched = self.scheduler
+        req = RunRequest(mode, target=target, target_host=target_host)
+        req.time_limit_ns = deadline_ns if deadline_ns is not None else sched.now_ns + self.run_cap_ns
+        req.event_limit = sched.events_run + self.event_cap
+        stop = self.last_stop
+        if self._paused and stop is not None and stop.event is not None:
+            ev = stop.event
+            k = self.kernel_of(ev.host)
+            req.host = ev.host
+            req.thread = k.current_thread
+            req.event_no = sched.events_run if k.current_thread is None else None
+            req.level = level_of(ev)
+            depth = len(k.frames)
+            if isinstance(ev, RoutineReturned):
+                depth -= 1  # the routine is already returning: gu finishes its caller
+            req.depth = depth
+        return req
+
+    def resume(self, req: RunRequest) -> StopInfo:
+        """Hand the machine a run request; returns when it has stopped again."""
+        if self.scheduler.halted is not None:
+            info = self.scheduler.halted
+            return StopInfo("halted", self.scheduler.events_run, self.bus.seq, self.scheduler.now_ns,
+                            host=info.host)
+        self._break_requested = False
+        with self._cond:
+            self._request = req
+            self._stop = None
+            self._machine_turn = True
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._machine_main, name="wskdbg-machine", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+            while self._machine_turn:
+                self._cond.wait()
+            stop = self._stop
+        assert stop is not None
+        self._break_requested = False
+        self.last_stop = stop
+        if stop.host and stop.host in self.kernels:
+            self.current_host = stop.host
+        return stop
+
+    def take_run_output(self) -> list[str]:
+        out, self._run_output = self._run_output, []
+        return out
+
+    def emit(self, text: str) -> None:
+        """Output produced while the machine runs (DbgPrint): live, or kept for the result."""
+        if self.live_output is not None:
+            self.live_output(text)
+        else:
+            self._run_output.append(text)
+
+    # machine thread --------------------------------------------------------------------------
+    def _machine_main(self) -> None:
+        self._machine_ident = threading.get_ident()
+        while True:
+            with self._cond:
+                while not self._machine_turn:
+                    self._cond.wait()
+                if self._abandon:
+                    self._machine_turn = False
+                    self._cond.notify_all()
+                    return
+            try:
+                stop = self._run_loop()
+            except _Abandon:
+                with self._cond:
+                    self._machine_turn = False
+                    self._paused = False
+                    self._cond.notify_all()
+                return
+            except BaseException as exc:  # never leave the debugger thread waiting forever
+                stop = self._stop_here("break", note=f"the machine thread failed: {type(exc).__name__}: {exc}")
+            with self._cond:
+                self._stop = stop
+                self._machine_turn = False
+                self._cond.notify_all()
+
+    def _stop_here(self, reason: str, **kw: Any) -> StopInfo:
+        s = self.scheduler
+        return StopInfo(reason, s.events_run, self.bus.seq, s.now_ns, **kw)
+
+    def _run_loop(self) -> StopInfo:
+        sched = self.scheduler
+        while True:
+            req = self._request
+            if sched.halted is not None:
+                return self._stop_here("bugcheck", host=sched.halted.host)
+            if self._break_requested:
+                self._break_requested = False
+                return self._stop_here("break", host=self.current_host)
+            t = sched.peek_time()
+            if t is None:
+                return self._stop_here("idle")
+            if req.time_limit_ns is not None and t > req.time_limit_ns:
+                return self._stop_here("timecap", note=str(t))
+            if req.event_limit is not None and sched.events_run >= req.event_limit:
+                return self._stop_here("eventcap")
+            sched.run_one()
+            req = self._request  # a stop inside the event may have installed a new request
+            if sched.halted is not None:
+                return self._stop_here("bugcheck", host=sched.halted.host)
+            if req.mode in ("p", "gu") and req.event_no is not None and req.event_no == sched.events_run:
+                return self._stop_here("context", host=req.host, note=f"event {sched.events_run} finished")
+
+    def _on_event(self, ev: Event) -> None:
+        if threading.get_ident() != self._machine_ident or not self._machine_turn:
+            return  # published by the debugger itself (sc start ...), not by the running machine
+        if isinstance(ev, DebugPrint):
+            self.emit(ev.text.rstrip("\n"))
+        elif isinstance(ev, DriverUnloaded):
+            self._forget_unloaded(ev.host)
+        stop = self._decide(ev)
+        if stop is not None:
+            self._pause(stop)
+
+    def _decide(self, ev: Event) -> StopInfo | None:
+        req = self._request
+        if self._break_requested:
+            self._break_requested = False
+            return self._stop_here("break", event=ev, mid_event=True, host=ev.host)
+        hit = self._breakpoint_hit(ev, req)
+        if hit is not None:
+            return hit
+        mode = req.mode
+        if req.target is not None and isinstance(ev, RoutineEntered) and ev.symbol.lower() == req.target \
+                and (req.target_host is None or req.target_host == ev.host):
+            return self._stop_here("target", event=ev, mid_event=True, host=ev.host)
+        if mode == "t":
+            return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+        if mode == "p":
+            if req.host is None or (self._same_context(ev, req) and level_of(ev) <= req.level):
+                return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+            if req.thread is not None and self._context_thread_gone(req):
+                return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+        elif mode == "gu" and self._same_context(ev, req):
+            if (isinstance(ev, RoutineReturned) and ev.depth == req.depth) or ev.depth < req.depth:
+                return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+        return None  # a BugChecked event halts the scheduler right after; the run loop reports it
+
+    def _same_context(self, ev: Event, req: RunRequest) -> bool:
+        if ev.host != req.host:
+            return False
+        k = self.kernels.get(ev.host)
+        if k is None:
+            return False
+        if req.thread is not None:
+            return k.current_thread is req.thread
+        return k.current_thread is None and self.scheduler.events_run == req.event_no
+
+    @staticmethod
+    def _context_thread_gone(req: RunRequest) -> bool:
+        return getattr(req.thread, "state", "") == "Terminated"
+
+    def _breakpoint_hit(self, ev: Event, req: RunRequest) -> StopInfo | None:
+        cands = self.breakpoints.candidates(ev)
+        if not cands:
+            return None
+        counting = req.mode == "g"
+        for bp in cands:
+            if bp.host is not None and bp.host != ev.host:
+                continue
+            if bp.max_depth is not None and not ev.depth < bp.max_depth:
+                continue
+            if bp.min_depth is not None and not ev.depth > bp.min_depth:
+                continue
+            cond_error = ""
+            if bp.condition:
+                try:
+                    self._condition_event = ev
+                    if evaluate(bp.condition, self.expr_context(ev.host)) == 0:
+                        continue
+                except ExprError as exc:
+                    cond_error = exc.caret(bp.condition)
+                finally:
+                    self._condition_event = None
+            if bp.passes_left > 1:
+                if counting:
+                    bp.passes_left -= 1
+                continue
+            bp.hits += 1
+            return self._stop_here("breakpoint", event=ev, breakpoint=bp, mid_event=True, host=ev.host,
+                                   condition_error=cond_error)
+        return None
+
+    def _pause(self, stop: StopInfo) -> None:
+        """Block the machine thread mid-event until the debugger resumes it."""
+        with self._cond:
+            self._stop = stop
+            self._paused = True
+            self._machine_turn = False
+            self._cond.notify_all()
+            while not self._machine_turn:
+                self._cond.wait()
+            self._paused = False
+            if self._abandon:
+                raise _Abandon()
+
+    # -- breakpoint bookkeeping ---------------------------------------------------------------
+    def _resolve_breakpoints(self) -> None:
+        for bp in self.breakpoints:
+            if bp.kind != "code":
+                continue
+            found = self.resolve_routine(bp.symbol, bp.host)
+            bp.address = found[1] if found else 0
+
+    def _forget_unloaded(self, host: str) -> None:
+        """`bp` breakpoints go away with their module; `bu`/`bm` ones become deferred."""
+        k = self.kernels.get(host)
+        if k is None:
+            return
+        gone = []
+        for bp in self.breakpoints:
+            if bp.kind != "code" or (bp.host not in (None, host)) or k.module(bp.module) is not None:
+                continue
+            if bp.symbolic or bp.address == 0:
+                bp.address = 0
+            else:
+                gone.append(bp.id)
+        if gone:
+            self.breakpoints.remove(gone)
+
+
+class DebuggerExprContext:
+    """The ExprContext of MASM expressions: symbols, registers and memory of one host."""
+
+    def __init__(self, engine: Engine, host: str) -> None:
+        self.engine = engine
+        self.host = host
+
+    @property
+    def kernel(self) -> Kernel:
+        return self.engine.kernel_of(self.host)
+
+    def symbol(self, name: str) -> int | None:
+        k = self.kernel
+        if "!" in name and not name.startswith("!"):
+            found = self.engine.resolve_routine(name, self.host)
+            if found is not None and found[1]:
+                return found[1]
+            return None
+        bare = name.lstrip("!")
+        mod = k.module(bare)
+        if mod is not None:
+            return mod.base
+        for m in k.modules:
+            for routine, address in m.symbols.items():
+                if routine.lower() == bare.lower():
+                    return address
+        return None
+
+    def register(self, name: str) -> int | None:
+        value = self.engine.user_registers.get(name)
+        if value is not None:
+            return value
+        regs = register_values(self.engine, self.host)
+        return regs.get(name.lower())
+
+    def read_memory(self, address: int, size: int) -> bytes:
+        cells = self.kernel.mem.read_partial(address, size)
+        if any(c is None for c in cells):
+            raise MemoryAccessError(address, size)
+        return bytes(cells)  # type: ignore[arg-type]
+
+
+GP_REGISTERS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rip", "rsp", "rbp",
+                "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15")
+
+
+def _arg_value(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value & 0xFFFFFFFFFFFFFFFF
+    return (getattr(value, "address", 0) or 0) & 0xFFFFFFFFFFFFFFFF
+
+
+def register_values(engine: Engine, host: str | None = None) -> dict[str, int]:
+    """The emulated CPU's registers: rip is the current routine (+ hand-off offset), rsp the
+    thread's stack pointer from the call depth, rcx/rdx/r8/r9 the routine's first four arguments
+    (the x64 calling convention); the rest read zero.  Plus $ip, $irql, $thread, $proc."""
+    host = host or engine.current_host
+    frames = engine.stack(host)
+    top = frames[0]
+    args = [_arg_value(a) for a in top.args[:4]] + [0] * 4
+    k = engine.kernel_of(host)
+    thread = engine.current_thread(host)
+    regs = {name: 0 for name in GP_REGISTERS}
+    regs.update(rip=top.location, rsp=top.child_sp, rbp=0, rcx=args[0], rdx=args[1], r8=args[2], r9=args[3])
+    regs["$ip"] = regs["rip"]
+    regs["$irql"] = engine.current_irql(host)
+    regs["$thread"] = thread.address
+    regs["$proc"] = system_process_address(k)
+    regs["$csp"] = regs["rsp"]
+    regs["$ra"] = frames[0].ret_addr
+    regs["efl"] = 0x202
+    return regs
+
+
+def system_process_address(k: Kernel) -> int:
+    """A stable (synthetic) EPROCESS address for the System process of a host."""
+    return k.system_ptes.base - 0x10000 + 0x40

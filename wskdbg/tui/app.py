@@ -1,0 +1,409 @@
+"""The wskdbg Textual app: every view is a live picture of the engine's one machine.
+
+Threading: every command runs on a worker thread (`engine.execute` blocks
+while the machine runs), so the interface never waits for the machine.  A
+timer (10 Hz by default) takes a `Position` from the link and repaints the
+views only when it changed; while the machine runs, the expensive views
+(IRPs, connections) refresh at a lower rate.  Break-in (Ctrl+Break, Ctrl+C)
+calls `engine.break_in()` straight from the UI thread, so it answers at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from functools import partial
+from typing import Any, Callable, Iterable
+
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.css.query import NoMatches
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Input, TabbedContent, TabPane
+
+from stack.kernel.events import Event
+from stack.kernel.irp import Irp
+from stack.kernel.mdl import Mdl
+
+from .command_pane import CommandPane
+from .crash_screen import CrashScreen, local_analysis
+from .irp_view import IrpView
+from .link import BUGCHECKED, RUNNING, EngineLink, Position
+from .mdl_view import MdlView
+from .network_view import NetworkView
+from .stack_view import StackView, build_picture
+from .status_bar import StatusBar
+from .tour import TourScreen
+from .trace_store import TraceRecord
+from .trace_view import TracePane
+
+TAB_IDS = {"irps": "tab-irps", "mdl": "tab-mdl", "trace": "tab-trace", "network": "tab-network"}
+SLOW_REFRESH_S = 0.5  # heavy views while the machine runs
+DRAIN_PER_TICK = 20_000  # trace records converted per tick (the rest waits for the next)
+SWITCH_INTERVAL_S = 0.001  # GIL hand-over while the machine thread runs: keeps keys snappy
+WELCOME = ("wskdbg - a kernel debugger for an emulated Windows network stack.  "
+           "F1 tour · F5 go · F10 step over · F11 step into · Ctrl+Break break in · .help")
+
+
+def event_record(event: Event) -> TraceRecord:
+    """A bus event as a trace line: WPP messages keep their provider, flag and level."""
+    if event.kind == "wpp":
+        return TraceRecord(event.seq, event.time_ns, event.host, getattr(event, "provider", "wpp"),
+                           getattr(event, "flag", None), int(getattr(event, "level", 4) or 4),
+                           f"{getattr(event, 'function', '')}: {getattr(event, 'text', '')}")
+    kind = event.kind
+    if kind == "bugcheck":
+        level = 1
+    elif kind in ("irp.cancel",) or kind.endswith(".drop"):
+        level = 3
+    elif kind in ("call", "ret"):
+        level = 5
+    else:
+        level = 4
+    try:
+        text = event.describe()
+    except Exception as exc:  # a broken describe() must not kill the trace
+        text = f"{kind} (describe failed: {type(exc).__name__})"
+    return TraceRecord(event.seq, event.time_ns, event.host, "event:" + kind.partition(".")[0], None, level, text)
+
+
+def default_engine(seed: int = 1) -> Any:
+    """The engine over the default lab (winsrv and client)."""
+    from wskdbg.engine import Engine  # imported late: the TUI module must import without it
+
+    return Engine(seed=seed)
+
+
+class MainScreen(Screen):
+    """Stack view | tabbed views, over the command pane, status bar and footer."""
+
+    DEFAULT_CSS = """
+    MainScreen #top { height: 3fr; }
+    MainScreen #stack-pane { width: 1fr; min-width: 40; border: round $primary 60%; border-title-color: $secondary; }
+    MainScreen #views { width: 1fr; }
+    MainScreen #command-pane { height: 2fr; border: round $primary 60%; border-title-color: $secondary; }
+    MainScreen TabbedContent ContentSwitcher { height: 1fr; }
+    MainScreen TabPane { padding: 0; }
+    """
+
+    def __init__(self, link: EngineLink) -> None:
+        super().__init__()
+        self.link = link
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="top"):
+            with Vertical(id="stack-pane") as pane:
+                pane.border_title = "Stack"
+                yield StackView(id="stack-view")
+            with TabbedContent(id="views", initial=TAB_IDS["irps"]):
+                with TabPane("IRPs [F2]", id=TAB_IDS["irps"]):
+                    yield IrpView(self.link, id="irp-view")
+                with TabPane("MDL [F3]", id=TAB_IDS["mdl"]):
+                    yield MdlView(id="mdl-view")
+                with TabPane("Trace [F4]", id=TAB_IDS["trace"]):
+                    yield TracePane(id="trace-pane")
+                with TabPane("Network [F6]", id=TAB_IDS["network"]):
+                    yield NetworkView(self.link, id="network-view")
+        pane = CommandPane(self.link.command_names(), self.link.prompt(), id="command-pane")
+        pane.border_title = "Command"
+        yield pane
+        yield StatusBar(id="status-bar")
+        yield Footer()
+
+
+class WskdbgApp(App[None]):
+    """`WskdbgApp(engine)`, or `WskdbgApp(engine_factory=...)`; with neither, the default lab."""
+
+    TITLE = "wskdbg"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("f5", "go", "Go"),
+        Binding("f10", "step_over", "Step over"),
+        Binding("f11", "step_into", "Step into"),
+        Binding("shift+f11", "step_out", "Step out"),
+        Binding("ctrl+break,ctrl+c", "break_in", "Break", priority=True, key_display="^Break"),
+        Binding("f1", "tour", "Tour"),
+        Binding("f2", "show_tab('irps')", "IRPs", show=False),
+        Binding("f3", "show_tab('mdl')", "MDL", show=False),
+        Binding("f4", "show_tab('trace')", "Trace", show=False),
+        Binding("f6", "show_tab('network')", "Net", show=False),
+        Binding("f9", "show_crash", "Crash screen", show=False),
+        Binding("ctrl+t", "toggle_theme", "Theme"),
+        Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
+    ]
+
+    def __init__(self, engine: Any = None, *, engine_factory: Callable[[], Any] | None = None, seed: int = 1,
+                 poll_hz: float = 10.0, tour_on_start: bool = False, cursor_blink: bool = True,
+                 theme: str | None = None) -> None:
+        super().__init__()
+        if engine is None:
+            engine = engine_factory() if engine_factory is not None else default_engine(seed)
+        self.engine = engine
+        self.link = EngineLink(engine)
+        self.poll_interval = 1.0 / poll_hz if poll_hz > 0 else 0.0
+        self.tour_on_start = tour_on_start
+        self.cursor_blink = cursor_blink
+        if theme:
+            self.theme = theme
+        self._last_key: tuple | None = None
+        self._last_slow = 0.0
+        self._crash_shown: tuple | None = None  # (generation, seq) of the bug check we showed
+        self._last_command = ""
+        self.main: MainScreen | None = None
+        self.commands_run = 0
+        self._saved_switch_interval = sys.getswitchinterval()
+        self.ready = asyncio.Event()  # set once the first paint has wired everything up
+
+    # -- startup -----------------------------------------------------------------------
+    def on_mount(self) -> None:
+        # The machine thread is CPU-bound; a shorter GIL switch interval lets the
+        # UI thread answer keys (break-in) within a millisecond or so.
+        self._saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._saved_switch_interval, SWITCH_INTERVAL_S))
+        self.main = MainScreen(self.link)
+        self.push_screen(self.main)
+        self.call_after_refresh(self._after_first_paint)
+
+    def on_unmount(self) -> None:
+        sys.setswitchinterval(self._saved_switch_interval)
+
+    def _after_first_paint(self) -> None:
+        if not self.cursor_blink:
+            for widget in self.main.query(Input):  # type: ignore[union-attr]
+                widget.cursor_blink = False
+        self.command_pane.write_note(WELCOME)
+        self.command_pane.input.focus()
+        self.refresh_views(force=True)
+        if self.poll_interval:
+            self.set_interval(self.poll_interval, self._tick)
+        if self.tour_on_start:
+            self.action_tour()
+        self.ready.set()
+
+    # -- widgets -------------------------------------------------------------------------
+    @property
+    def command_pane(self) -> CommandPane:
+        return self.main.query_one(CommandPane)  # type: ignore[union-attr]
+
+    @property
+    def stack_view(self) -> StackView:
+        return self.main.query_one(StackView)  # type: ignore[union-attr]
+
+    @property
+    def irp_view(self) -> IrpView:
+        return self.main.query_one(IrpView)  # type: ignore[union-attr]
+
+    @property
+    def mdl_view(self) -> MdlView:
+        return self.main.query_one(MdlView)  # type: ignore[union-attr]
+
+    @property
+    def trace_pane(self) -> TracePane:
+        return self.main.query_one(TracePane)  # type: ignore[union-attr]
+
+    @property
+    def network_view(self) -> NetworkView:
+        return self.main.query_one(NetworkView)  # type: ignore[union-attr]
+
+    @property
+    def status_bar(self) -> StatusBar:
+        return self.main.query_one(StatusBar)  # type: ignore[union-attr]
+
+    # -- commands --------------------------------------------------------------------------
+    def run_command(self, command: str) -> bool:
+        """Echo and run `command` on a worker thread; False when the machine is busy."""
+        command = command.strip()
+        if not command:
+            command = self._last_command  # Enter on an empty line repeats, as in WinDbg
+            if not command:
+                return False
+        pane = self.command_pane
+        if self.link.running:
+            pane.write_note("*BUSY* the machine is running: Ctrl+Break (or Ctrl+C) breaks in.")
+            return False
+        self._last_command = command
+        pane.write_command(self.link.prompt(), command)
+        self.link.set_running(True)
+        pane.set_prompt(self.link.prompt(), busy=True)
+        self.refresh_views()
+        self.run_worker(partial(self._execute_on_worker, command), thread=True, group="engine",
+                        exit_on_error=False, name=f"execute {command}")
+        return True
+
+    def _execute_on_worker(self, command: str) -> None:
+        output = self.link.execute(command)
+        self.call_from_thread(self._command_done, output)
+
+    def _command_done(self, output: Any) -> None:
+        self.link.set_running(False)
+        self.commands_run += 1
+        pane = self.command_pane
+        pane.write_output(output.text, error=output.error)
+        pane.set_prompt(self.link.prompt(), busy=False)
+        self.refresh_views(force=True)
+
+    @on(CommandPane.Submitted)
+    def _on_command_submitted(self, event: CommandPane.Submitted) -> None:
+        self.run_command(event.command)
+
+    # -- the steady refresh --------------------------------------------------------------------
+    def _tick(self) -> None:
+        try:
+            self.refresh_views()
+        except NoMatches:  # the screen is being torn down (exit) or not composed yet
+            pass
+
+    def refresh_views(self, force: bool = False) -> Position | None:
+        """Take the machine's position and repaint what changed (UI thread only)."""
+        if self.main is None or not self.main.is_attached:
+            return None
+        link = self.link
+        if link.sync_world():
+            self._on_new_world()
+            force = True
+        position = link.position()
+        self.status_bar.show(position)
+        self._feed_trace()
+        key = position.key()
+        if force or key != self._last_key:
+            self._last_key = key
+            running = position.state == RUNNING
+            try:
+                self.stack_view.show(build_picture(link))
+                now = time.monotonic()
+                if not running or force or now - self._last_slow >= SLOW_REFRESH_S:
+                    self._last_slow = now
+                    self.irp_view.refresh_from_link()
+                    self.network_view.refresh_from_link()
+                    self.mdl_view.refresh_contents(force=not running)
+            except RuntimeError:
+                # The machine thread changed a list while we read it: next tick.
+                self._last_key = None
+        self._check_crash(position)
+        return position
+
+    def _feed_trace(self, limit: int | None = DRAIN_PER_TICK) -> None:
+        tap = self.link.tap
+        while True:
+            events = tap.drain(limit or 100_000)
+            if events:
+                self.trace_pane.append(event_record(e) for e in events)
+            if limit is not None or not events:
+                return
+
+    def _on_new_world(self) -> None:
+        if self.link.generation > 1:
+            self.command_pane.write_note("--- a new machine (reboot): views reset ---")
+        self.mdl_view.show_mdl(None)
+        self.irp_view.selected = None
+        self.network_view.selected = None
+
+    def _check_crash(self, position: Position) -> None:
+        info = self.link.bugcheck()
+        if position.state == BUGCHECKED and info is not None:
+            mark = (position.generation, info.seq, info.code)
+            if mark != self._crash_shown and not self.link.running:
+                self._crash_shown = mark
+                self.show_crash(info)
+        elif isinstance(self.screen, CrashScreen):
+            self.pop_screen()
+
+    def show_crash(self, info: Any) -> None:
+        analysis = ""
+        output = self.link.execute("!analyze -v")  # the machine is stopped: safe on this thread
+        if not output.error and "bugcheck" in output.text.lower():
+            analysis = output.text
+        self.push_screen(CrashScreen(info, analysis or local_analysis(info)))
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_go(self) -> None:
+        self.run_command("g")
+
+    def action_step_over(self) -> None:
+        self.run_command("p")
+
+    def action_step_into(self) -> None:
+        self.run_command("t")
+
+    def action_step_out(self) -> None:
+        self.run_command("gu")
+
+    def action_break_in(self) -> None:
+        if self.link.running:
+            self.link.break_in()
+            self.command_pane.write_note("Break-in sent.")
+        elif isinstance(self.focused, Input) and self.focused.selected_text:
+            self.copy_to_clipboard(self.focused.selected_text)
+
+    def action_tour(self) -> None:
+        if not isinstance(self.screen, TourScreen):
+            self.push_screen(TourScreen())
+
+    def action_show_tab(self, name: str) -> None:
+        if self.main is None:
+            return
+        self.main.query_one(TabbedContent).active = TAB_IDS[name]
+
+    def action_show_crash(self) -> None:
+        info = self.link.bugcheck()
+        if info is not None and not isinstance(self.screen, CrashScreen):
+            self.show_crash(info)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def action_inspect_address(self, address: int) -> None:
+        """Clicking an address anywhere: IRPs and MDLs open in their views, others are dumped."""
+        found = self.link.object_at(address)
+        obj = found[1] if found else None
+        if isinstance(obj, Irp):
+            self.irp_view.select(found[0], address)  # type: ignore[index]
+            self.action_show_tab("irps")
+            self.run_command(f"!irp {address:x}")
+        elif isinstance(obj, Mdl):
+            self.mdl_view.show_mdl(obj, f"MDL {address:x}")
+            self.action_show_tab("mdl")
+            self.run_command(f"dt _MDL {address:x}")
+        else:
+            self.run_command(f"db {address:x}")
+
+    @on(IrpView.Selected)
+    def _on_irp_selected(self, event: IrpView.Selected) -> None:
+        found = self.link.object_at(event.address)
+        irp = found[1] if found else None
+        mdl = getattr(irp, "mdl_address", None) if isinstance(irp, Irp) else None
+        self.mdl_view.show_mdl(mdl if isinstance(mdl, Mdl) else None,
+                               f"IRP {event.address:x}" if mdl is not None else "")
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Go (F5)", "Run until a breakpoint or break-in", self.action_go)
+        yield SystemCommand("Step into (F11)", "Stop at the next hand-off", self.action_step_into)
+        yield SystemCommand("Step over (F10)", "Step over the current call", self.action_step_over)
+        yield SystemCommand("Step out (Shift+F11)", "Run to the caller", self.action_step_out)
+        yield SystemCommand("Break in (Ctrl+Break)", "Stop the running machine", self.action_break_in)
+        yield SystemCommand("Guided tour (F1)", "See an echo packet travel through the stack", self.action_tour)
+        yield SystemCommand("Reboot (.reboot)", "Restart the machine from its seed",
+                            partial(self.run_command, ".reboot"))
+        yield SystemCommand("Analyze (!analyze -v)", "Explain the last bug check",
+                            partial(self.run_command, "!analyze -v"))
+        for name in ("irps", "mdl", "trace", "network"):
+            yield SystemCommand(f"Show {name} view", f"Switch the right-hand pane to {name}",
+                                partial(self.action_show_tab, name))
+
+    # -- test and tool helpers ------------------------------------------------------------------
+    async def settle(self) -> None:
+        """Wait for startup and running commands, then refresh every view and the trace now."""
+        await self.ready.wait()
+        await self.workers.wait_for_complete()
+        self.refresh_views(force=True)
+        self._feed_trace(limit=None)
+        self.trace_pane.flush(complete=True)
+
+
+def run_app(engine: Any = None, **options: Any) -> None:
+    """What `wskdbg` with no arguments calls."""
+    WskdbgApp(engine, **options).run()

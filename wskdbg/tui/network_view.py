@@ -1,0 +1,188 @@
+"""The network view: TCP connections, and a ladder of the selected one's segments.
+
+The ladder is drawn the way Wireshark's flow graph draws a conversation: one
+vertical line per endpoint, one arrow per segment in virtual-time order, the
+segment's flags/seq/ack/len written on the arrow.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import ScrollableContainer, Vertical
+from textual.widgets import DataTable, Static
+
+from .link import EngineLink, SegmentNote
+
+# "10.0.0.2.49152 > 10.0.0.1.7: Flags [P.], seq 1:101, ack 1, win 512, length 100"
+SUMMARY_RE = re.compile(r"^(?P<src>\S+)\.(?P<sport>\d+) > (?P<dst>\S+)\.(?P<dport>\d+): (?P<rest>.*)$")
+LADDER_ROWS = 200  # the newest segments of the conversation
+
+
+@dataclass(frozen=True, slots=True)
+class ConnRow:
+    host: str
+    address: int
+    local: str
+    remote: str
+    state: str
+    snd_una: int
+    snd_nxt: int
+    rcv_nxt: int
+    snd_wnd: int
+    rcv_wnd: int
+    cwnd: int
+    srtt_ms: float
+    retrans: int
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        return (_port(self.local), _port(self.remote))
+
+
+def _port(endpoint: str) -> int:
+    tail = endpoint.rpartition(":")[2] or endpoint.rpartition(".")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
+def conn_rows(link: EngineLink) -> list[ConnRow]:
+    rows: list[ConnRow] = []
+    for host, conn in link.connections():
+        try:
+            snap: dict[str, Any] = conn.snapshot()
+        except Exception:  # a connection being torn down while we look
+            continue
+        srtt = snap.get("srtt_ns") or 0
+        rows.append(ConnRow(
+            host=host, address=int(snap.get("address", getattr(conn, "address", 0)) or 0),
+            local=str(snap.get("local", getattr(conn, "local", "?"))),
+            remote=str(snap.get("remote", getattr(conn, "remote", "?"))),
+            state=str(snap.get("state", "?")),
+            snd_una=int(snap.get("snd_una", 0) or 0), snd_nxt=int(snap.get("snd_nxt", 0) or 0),
+            rcv_nxt=int(snap.get("rcv_nxt", 0) or 0), snd_wnd=int(snap.get("snd_wnd", 0) or 0),
+            rcv_wnd=int(snap.get("rcv_wnd", 0) or 0), cwnd=int(snap.get("cwnd", 0) or 0),
+            srtt_ms=srtt / 1e6, retrans=int(snap.get("retransmissions", 0) or 0)))
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class LadderStep:
+    time_ns: int
+    left_to_right: bool
+    label: str
+
+
+def ladder_steps(segments: list[SegmentNote], host: str, ports: tuple[int, int]) -> list[LadderStep]:
+    """The segments of the conversation on `ports` (local, remote as seen from `host`)."""
+    wanted = {ports[0], ports[1]}
+    steps: list[LadderStep] = []
+    for seg in segments:
+        m = SUMMARY_RE.match(seg.summary)
+        if m is None:
+            continue
+        sport, dport = int(m["sport"]), int(m["dport"])
+        if {sport, dport} != wanted:
+            continue
+        left_to_right = seg.host == host and sport == ports[0]
+        if seg.host != host:
+            left_to_right = sport == ports[0]
+        steps.append(LadderStep(seg.time_ns, left_to_right, m["rest"]))
+    return steps[-LADDER_ROWS:]
+
+
+def render_ladder(steps: list[LadderStep], left: str, right: str, width: int) -> Text:
+    time_w = 12
+    lane = max(20, width - time_w - 4)
+    out = Text(no_wrap=True, overflow="crop")
+    out.append(" " * time_w + " " + left[: lane // 2].ljust(lane // 2) + right[: lane - lane // 2].rjust(lane - lane // 2),
+               style="bold")
+    out.append("\n")
+    if not steps:
+        out.append(" " * time_w + " │" + " " * (lane - 2) + "│\n")
+        out.append("(no segments yet for this connection)", style="dim")
+        return out
+    inner = lane - 2
+    for step in steps:
+        ms = f"{step.time_ns / 1e6:10.3f}ms"
+        label = f" {step.label} "[: inner - 4]
+        fill = inner - len(label) - 1
+        left_fill = fill // 2
+        right_fill = fill - left_fill
+        if step.left_to_right:
+            arrow = "─" * left_fill + label + "─" * right_fill + "▶"
+        else:
+            arrow = "◀" + "─" * left_fill + label + "─" * right_fill
+        out.append(ms.rjust(time_w) + " │", style="dim")
+        out.append(arrow, style="cyan" if step.left_to_right else "magenta")
+        out.append("│\n", style="dim")
+    return out
+
+
+class NetworkView(Vertical):
+    """Connections table + the selected connection's ladder."""
+
+    DEFAULT_CSS = """
+    NetworkView { height: 1fr; }
+    NetworkView > DataTable { height: 7; }
+    NetworkView > #ladder-scroll { height: 1fr; border-top: solid $primary 50%; }
+    """
+
+    def __init__(self, link: EngineLink, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.link = link
+        self.rows: list[ConnRow] = []
+        self.selected: ConnRow | None = None
+        self._ladder_key: tuple = ()
+
+    def compose(self) -> ComposeResult:
+        table: DataTable = DataTable(id="conn-table", cursor_type="row", zebra_stripes=True)
+        table.add_columns("host", "local", "remote", "state", "snd_una", "snd_nxt", "rcv_nxt", "snd_wnd",
+                          "rcv_wnd", "cwnd", "srtt", "rexmit")
+        yield table
+        with ScrollableContainer(id="ladder-scroll"):
+            yield Static("Select a connection to draw its segments.", id="ladder")
+
+    def refresh_from_link(self) -> None:
+        rows = conn_rows(self.link)
+        if rows != self.rows:
+            self.rows = rows
+            table = self.query_one(DataTable)
+            cursor = table.cursor_row
+            table.clear()
+            for i, r in enumerate(rows):
+                table.add_row(r.host, r.local, r.remote, r.state, str(r.snd_una), str(r.snd_nxt), str(r.rcv_nxt),
+                              str(r.snd_wnd), str(r.rcv_wnd), str(r.cwnd), f"{r.srtt_ms:.3f}ms", str(r.retrans),
+                              key=str(i))
+            if rows:
+                table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
+            if self.selected is not None:  # keep following the same connection by its ports
+                match = [r for r in rows if r.host == self.selected.host and r.ports == self.selected.ports]
+                self.selected = match[0] if match else self.selected
+        if self.selected is None and self.rows:
+            self.selected = self.rows[0]
+        self._draw_ladder()
+
+    def _draw_ladder(self) -> None:
+        sel = self.selected
+        if sel is None:
+            return
+        segments = list(self.link.tap.segments)
+        key = (sel, len(segments), segments[-1].seq if segments else 0, self.size.width)
+        if key == self._ladder_key:
+            return
+        self._ladder_key = key
+        steps = ladder_steps(segments, sel.host, sel.ports)
+        width = max(40, (self.size.width or 80) - 2)
+        self.query_one("#ladder", Static).update(
+            render_ladder(steps, f"{sel.host} {sel.local}", f"{sel.remote}", width))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        index = int(event.row_key.value or 0)
+        if 0 <= index < len(self.rows):
+            self.selected = self.rows[index]
+            self._draw_ladder()

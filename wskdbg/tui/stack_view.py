@@ -1,0 +1,187 @@
+"""The stack view: each host's layers as a diagram, with live counters and the
+current hand-off highlighted, so a person sees an IRP or a frame move between
+layers as the machine steps.
+
+The picture is a pure value (`StackPicture`, built by `build_picture`) and the
+widget repaints only when it changes.  The widget's height depends only on
+the number of layers, never on the contents, so stepping never shakes the
+panes around it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.console import RenderableType
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+
+from .link import LAYER_ORDER, LAYER_TITLES, EngineLink, layer_of_module
+
+ROWS_PER_LAYER = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LayerRow:
+    layer: str
+    modules: str  # the drivers loaded in this layer ("echosrv khttpd")
+    count: int  # hand-offs seen in this layer
+    last: str  # the last thing that happened here
+
+
+@dataclass(frozen=True, slots=True)
+class StackPicture:
+    hosts: tuple[tuple[str, tuple[LayerRow, ...]], ...]
+    current: tuple[str, str] | None  # (host, layer) of the current event
+    previous: tuple[str, str] | None  # where it came from
+    caption: str  # the current event, described
+
+    @property
+    def height(self) -> int:
+        layers = max((len(rows) for _, rows in self.hosts), default=0)
+        return 2 + layers * ROWS_PER_LAYER
+
+
+def _layers_for(host: str, modules: list[str], counts: dict[tuple[str, str], int]) -> list[str]:
+    """Every host shows the kernel stack; user mode only where it exists (the client)."""
+    present = {layer_of_module(m) for m in modules}
+    layers = []
+    for layer in LAYER_ORDER:
+        if layer == "user" and not (host == "client" or "user" in present or counts.get((host, "user"))):
+            continue
+        layers.append(layer)
+    return layers
+
+
+def build_picture(link: EngineLink) -> StackPicture:
+    tap = link.tap
+    hosts = []
+    kernels = link.kernels()
+    counts = dict(tap.counts)
+    last_by_layer = dict(tap.last_by_layer)
+    for host, kernel in kernels.items():
+        modules = [m.name for m in list(kernel.modules)]
+        by_layer: dict[str, list[str]] = {}
+        for name in modules:
+            layer = layer_of_module(name)
+            if layer is not None:
+                by_layer.setdefault(layer, []).append(name)
+        rows = tuple(
+            LayerRow(layer, " ".join(by_layer.get(layer, ())), counts.get((host, layer), 0),
+                     last_by_layer.get((host, layer), ""))
+            for layer in _layers_for(host, modules, counts)
+        )
+        hosts.append((host, rows))
+    # Users of every host see the same user-mode row count: pad hosts without it.
+    event = tap.last_event
+    caption = f"#{event.seq} {event.host}: {event.describe()}" if event is not None else "no events yet"
+    return StackPicture(tuple(hosts), tap.last_layer, tap.previous_layer, caption)
+
+
+class StackView(Widget):
+    """Renders a `StackPicture`; call `show(picture)` from the app's timer."""
+
+    COMPONENT_CLASSES = {"stack-view--current", "stack-view--trail", "stack-view--title", "stack-view--idle",
+                         "stack-view--caption"}
+    DEFAULT_CSS = """
+    StackView { height: 1fr; width: 1fr; padding: 0 1; }
+    StackView > .stack-view--current { background: $accent; color: $text; text-style: bold; }
+    StackView > .stack-view--trail { background: $accent 25%; }
+    StackView > .stack-view--title { color: $secondary; text-style: bold; }
+    StackView > .stack-view--idle { color: $text-muted; }
+    StackView > .stack-view--caption { color: $warning; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.picture: StackPicture | None = None
+
+    def show(self, picture: StackPicture) -> bool:
+        """Repaint only when the picture changed; True when it did."""
+        if picture == self.picture:
+            return False
+        self.picture = picture
+        self.refresh()
+        return True
+
+    def render(self) -> RenderableType:
+        picture = self.picture
+        width = max(20, self.content_region.width or self.size.width)
+        if picture is None or not picture.hosts:
+            return Text("(no machine)", style=self.get_component_rich_style("stack-view--idle"))
+        return render_picture(picture, width, self._styles())
+
+    def _styles(self) -> dict[str, Style]:
+        return {name: self.get_component_rich_style(f"stack-view--{name}", partial=True)
+                for name in ("current", "trail", "title", "idle", "caption")}
+
+
+def render_picture(picture: StackPicture, width: int, styles: dict[str, Style] | None = None) -> Text:
+    """The diagram as text: one column per host, two lines per layer."""
+    styles = styles or {}
+    current_style = styles.get("current", Style(reverse=True, bold=True))
+    trail_style = styles.get("trail", Style(underline=True))
+    title_style = styles.get("title", Style(bold=True))
+    idle_style = styles.get("idle", Style(dim=True))
+    caption_style = styles.get("caption", Style(italic=True))
+
+    gap = 2
+    n = len(picture.hosts)
+    col = max(16, (width - gap * (n - 1)) // n)
+    depth = max(len(rows) for _, rows in picture.hosts)
+    columns: list[list[Text]] = []
+    for host, rows in picture.hosts:
+        lines: list[Text] = [Text(f" {host} ".center(col, "─"), style=title_style)]
+        pad = depth - len(rows)  # hosts without user mode start one layer lower
+        for _ in range(pad * ROWS_PER_LAYER):
+            lines.append(Text(" " * col))
+        for row in rows:
+            key = (host, row.layer)
+            marker = "  "
+            style = Style()
+            if key == picture.current:
+                style = current_style
+                marker = _arrow(picture, host, rows, row.layer)
+            elif key == picture.previous:
+                style = trail_style
+                marker = "· "
+            title = LAYER_TITLES.get(row.layer, row.layer)
+            count = f"{row.count:,}"
+            head_room = col - len(marker) - len(count) - 1
+            head = f"{title:<9} {row.modules}"[:head_room].ljust(head_room)
+            line1 = Text(marker + head + " " + count, style=style)
+            detail = row.last or ("" if row.count else "·")
+            line2 = Text(("  │ " + detail)[:col].ljust(col), style=style if style else idle_style)
+            lines.extend((line1, line2))
+        columns.append(lines)
+    out = Text(no_wrap=True, overflow="crop")
+    height = max(len(c) for c in columns)
+    for i in range(height):
+        for j, lines in enumerate(columns):
+            cell = lines[i] if i < len(lines) else Text(" " * col)
+            if j:
+                out.append(" " * gap)
+            out.append_text(_fit(cell, col))
+        out.append("\n")
+    out.append(Text(picture.caption[:width], style=caption_style))
+    return out
+
+
+def _fit(text: Text, width: int) -> Text:
+    text = text.copy()
+    text.truncate(width, pad=True)
+    return text
+
+
+def _arrow(picture: StackPicture, host: str, rows: tuple[LayerRow, ...], layer: str) -> str:
+    """▼ when the event moved down the stack, ▲ up, ⇄ across the wire from another host."""
+    previous = picture.previous
+    if previous is None:
+        return "▶ "
+    if previous[0] != host:
+        return "⇄ "
+    order = [r.layer for r in rows]
+    if previous[1] in order and layer in order:
+        return "▼ " if order.index(layer) > order.index(previous[1]) else "▲ "
+    return "▶ "
