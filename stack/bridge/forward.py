@@ -604,11 +604,19 @@ class ForwardHost:
             self.forwarder.output = None
 
 
+HOST_SOCKET_BUFFER = 128 * 1024
+
+
 def _listen(spec: ForwardSpec) -> socket.socket:
     family = socket.AF_INET6 if spec.listen_family_v6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Bound what the host kernel may buffer for a connection (accepted sockets
+        # inherit these), so backpressure reaches the real client instead of the
+        # host's autotuned buffers absorbing megabytes.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, HOST_SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, HOST_SOCKET_BUFFER)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((spec.listen_host, spec.listen_port))
