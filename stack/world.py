@@ -1,9 +1,15 @@
 """The lab: hosts (a kernel each, with its NIC, NDIS and tcpip), links and a learning switch.
 
-    world = default_world(seed=1)       # winsrv 10.0.0.1/fd00::1, client 10.0.0.2/fd00::2
+    world = default_world(seed=1)       # winsrv 10.0.0.1/fd00::1, client 10.0.0.2/fd00::2, dns, httpbin
     world.host("client").transport      # the host's stack.tcpip.transport.Transport
     world.set_faults("client", FaultConfig(loss=0.02))
     world.run_until_idle()
+
+`default_world()` is the standard lab with its services running: the WSK provider on
+every host; kfs, echosrv (port 40007) and khttpd (port 80) on winsrv, with the user-mode
+web server khttpd hands dynamic requests to on winsrv:8080; and the `dns` (10.0.0.53) and
+`httpbin` (10.0.0.80, httpbin.org) hosts.  `default_world(services=False)` is the bare lab:
+winsrv and client with tcpip and AFD only.
 
 One scheduler and one event bus for the whole world; every host's randomness
 (MACs, ISNs, address-space layout, link faults) derives from the world's seed.
@@ -18,6 +24,7 @@ from typing import Any, Callable
 
 from stack.kernel.events import EventBus
 from stack.kernel.kernel import Kernel
+from stack.kernel.ntstatus import NT_SUCCESS, status_name
 from stack.kernel.scheduler import Scheduler
 from stack.ndis import install_nic
 from stack.nic import Capture, EmulatedNic, FaultConfig, Link, NicOffloads, Switch
@@ -29,6 +36,7 @@ from stack.usermode.afd import load_afd
 
 DEFAULT_PREFIX4 = 24
 DEFAULT_PREFIX6 = 64
+SERVICE_HOST_RING = 64  # NIC ring sizes of the lab's dns and httpbin hosts
 
 
 class WorldError(RuntimeError):
@@ -80,6 +88,9 @@ class World:
         self.switch = Switch(self.scheduler, self.bus, name="sw0")
         self.hosts: dict[str, Host] = {}
         self.captures: list[Capture] = []
+        self.dns: Any = None  # the lab DNS server (stack.usermode.dns.install), once there is one
+        # host -> driver names loaded as auto-start services (start type SERVICE_AUTO_START)
+        self.auto_start: dict[str, list[str]] = {}
 
     # -- building ----------------------------------------------------------------------------
     def mac_for(self, name: str) -> bytes:
@@ -121,7 +132,15 @@ class World:
         if boot:
             self.boot()
         self._update_host_tables()
+        if self.dns is not None and boot:
+            self._join_dns(host)
         return host
+
+    def _join_dns(self, host: Host) -> None:
+        """A host added after the DNS server: in the zone, and resolving through it."""
+        from stack.wsk.dns_client import configure_dns
+        self.dns.zone.add(host.name, *[a for a in (host.address4, host.address6) if a is not None])
+        configure_dns(host.kernel, [self.dns.host.address4])
 
     def boot(self, max_events: int = 1_000_000) -> None:
         """Run the scheduler until every host's tcpip is loaded and bound to its adapter."""
@@ -147,6 +166,57 @@ class World:
             stack = host.kernel.extensions.get("tcpip")
             if stack is not None:
                 stack.transport.hosts.update(names)
+
+    # -- services ------------------------------------------------------------------------------
+    def load_driver(self, host: str, image: Any, *, auto_start: bool = False, max_events: int = 2_000_000) -> int:
+        """Load a driver on `host` the way the service control manager does (IoLoadDriver:
+        DriverEntry on a system thread) and run the lab until DriverEntry returned its status."""
+        from stack.kernel.io import IoLoadDriver
+        kernel = self.host(host).kernel
+        statuses: list[int] = []
+        IoLoadDriver(kernel, image, on_done=statuses.append)
+        self.run_while(lambda: not statuses, max_events=max_events)
+        self.check()
+        if not statuses:
+            raise WorldError(f"{image.name} did not finish loading on {host}")
+        if not NT_SUCCESS(statuses[0]):
+            raise WorldError(f"{image.name} failed to load on {host}: {status_name(statuses[0])}")
+        if auto_start:
+            self.auto_start.setdefault(host, []).append(image.name.lower())
+        return statuses[0]
+
+    def start_services(self, server: str = "winsrv") -> None:
+        """The standard lab's services (see the module docstring), loaded in dependency order."""
+        from stack.drivers.echosrv import DRIVER_IMAGE as ECHOSRV_IMAGE
+        from stack.drivers.khttpd.driver import DRIVER_IMAGE as KHTTPD_IMAGE
+        from stack.fs.kfs import DRIVER_IMAGE as KFS_IMAGE
+        from stack.usermode import dns, httpbin
+        from stack.usermode.socket import run_program
+        from stack.usermode.webserver import WebServerStats, webserver
+        from stack.wsk.provider import DRIVER_IMAGE as WSK_IMAGE
+
+        # The two service hosts are small machines: short NIC rings make them quicker to boot.
+        small = {"rx_ring_size": SERVICE_HOST_RING, "tx_ring_size": SERVICE_HOST_RING}
+        if self.dns is None:
+            if dns.DNS_HOST not in self.hosts:
+                self.add_host(dns.DNS_HOST, dns.DNS_IPV4, dns.DNS_IPV6, **small)
+            dns.install(self)
+        if httpbin.HTTPBIN_HOST not in self.hosts:
+            self.add_host(httpbin.HTTPBIN_HOST, httpbin.HTTPBIN_IPV4, httpbin.HTTPBIN_IPV6, **small)
+            httpbin.install(self)
+        for name in self.hosts:
+            if "wsk" not in self.host(name).kernel.extensions:
+                self.load_driver(name, WSK_IMAGE, auto_start=True)
+        for image in (KFS_IMAGE, ECHOSRV_IMAGE, KHTTPD_IMAGE):
+            if image.name.lower() not in self.host(server).kernel.drivers:
+                self.load_driver(server, image, auto_start=True)
+        host = self.host(server)
+        if "webserver" not in host.extras:
+            stats = WebServerStats()
+            host.extras["webserver_stats"] = stats
+            host.extras["webserver"] = run_program(host.kernel, webserver, None, stats, None, name="webserver")
+        self.run_until_idle(max_events=1_000_000)
+        self.check()
 
     # -- access -------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
@@ -219,12 +289,15 @@ class World:
             raise WorldError(f"bug check {info.code:#x} on {info.host}: {info.detail[:2000]}")
 
 
-def default_world(seed: int = 1, *, offloads: NicOffloads | None = None,
+def default_world(seed: int = 1, *, services: bool = True, offloads: NicOffloads | None = None,
                   tcp_config: TcpConfig | None = None) -> World:
-    """The standard lab: `winsrv` (10.0.0.1, fd00::1) and `client` (10.0.0.2, fd00::2) on one switch."""
+    """The standard lab: `winsrv` (10.0.0.1, fd00::1) and `client` (10.0.0.2, fd00::2) on one switch,
+    with the lab's services running (services=False: those two hosts with tcpip and AFD only)."""
     world = World(seed)
     world.add_host("winsrv", "10.0.0.1/24", "fd00::1/64", offloads=offloads, tcp_config=tcp_config, boot=False)
     world.add_host("client", "10.0.0.2/24", "fd00::2/64", offloads=offloads, tcp_config=tcp_config, boot=False)
     world.boot()
     world._update_host_tables()
+    if services:
+        world.start_services()
     return world

@@ -1,20 +1,21 @@
 """The `wskdbg` command.
 
-    wskdbg                      the TUI (falls back to the REPL until the TUI exists)
+    wskdbg                      the TUI (the first start opens the tour)
     wskdbg repl                 the `0: kd> ` prompt
     wskdbg run FILE.wds         run a session script (--check, --update, --json)
+    wskdbg tour FILE.wds        present a session script step by step (classroom mode)
     wskdbg -c "cmd; cmd"        run commands in batch and print the transcript
-    --seed N, --world lab|kernel, --version
+    --seed N, --world lab|bare|kernel, --version
 
 Other parts add subcommands with `add_subcommand` from a module listed in
-`EXTENSIONS` (imported when the parser is built; a missing module is skipped).
+`EXTENSIONS`, imported when the parser is built (an import error is a real bug
+and surfaces).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import sys
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from typing import Any, Callable, Sequence
 
 from wskdbg import __version__
 
-# Modules that may register more subcommands (tour, bench, --forward ...) when imported.
-EXTENSIONS: list[str] = ["wskdbg.tour_cli", "wskdbg.bench_cli", "wskdbg.forward_cli"]
+# Modules that register more options and subcommands (--forward, tap-exec, replay ...) when imported.
+# They import this module, so they are imported when the parser is built, not at the top.
+EXTENSIONS: list[str] = ["wskdbg.forward_cli"]
 
 
 @dataclass(slots=True)
@@ -57,8 +59,8 @@ def world_factory(kind: str) -> Callable[[int], Any]:
     if kind == "kernel":
         from stack.kernel.machine import Machine
         return lambda seed: Machine(seed=seed)
-    from wskdbg.engine import default_world_factory
-    return default_world_factory
+    from wskdbg.engine import bare_world_factory, default_world_factory
+    return bare_world_factory if kind == "bare" else default_world_factory
 
 
 def make_engine(args: argparse.Namespace, **kwargs: Any) -> Any:
@@ -102,25 +104,43 @@ def _run_script(args: argparse.Namespace) -> int:
                     as_json=args.json or getattr(args, "top_json", False))
 
 
+def _configure_tour(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a .wds session script to present step by step")
+    # Also accepted after the file (`wskdbg tour x.wds --seed 3`); SUPPRESS keeps the global value otherwise.
+    p.add_argument("--seed", type=int, default=argparse.SUPPRESS, help="the world's seed (default 1)")
+
+
+def _run_tour(args: argparse.Namespace) -> int:
+    from wskdbg.tui.presentation import run_tour
+    made: list[Any] = []
+
+    def engine_factory() -> Any:  # only called once the script has been read
+        made.append(make_engine(args))
+        return made[-1]
+
+    try:
+        return run_tour(args.file, engine_factory=engine_factory, seed=args.seed)
+    finally:
+        for engine in made:
+            engine.close()
+
+
 add_subcommand("repl", "the 0: kd> prompt", _configure_repl, _run_repl)
 add_subcommand("run", "run a .wds session script", _configure_run, _run_script)
+add_subcommand("tour", "present a .wds session script step by step", _configure_tour, _run_tour)
 
 
 def build_parser() -> argparse.ArgumentParser:
     for module in EXTENSIONS:
-        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None:
-            continue
-        try:
-            if importlib.util.find_spec(module) is not None:
-                importlib.import_module(module)
-        except ImportError:
-            continue
+        importlib.import_module(module)  # registers itself through add_subcommand and the hooks
     parser = argparse.ArgumentParser(prog="wskdbg", description="A WinDbg-style kernel debugger over an emulated "
                                                                  "Windows kernel network stack.")
     parser.add_argument("--version", action="version", version=f"wskdbg {__version__}")
     parser.add_argument("--seed", type=int, default=1, help="the world's seed (default 1)")
-    parser.add_argument("--world", choices=("lab", "kernel"), default="lab",
-                        help="lab: the networked lab (default); kernel: one host, kernel only")
+    parser.add_argument("--world", choices=("lab", "bare", "kernel"), default="lab",
+                        help="lab: the standard lab with its servers running (default); bare: winsrv and "
+                             "client with tcpip and AFD only (start drivers with sc start); kernel: one host, "
+                             "kernel only")
     parser.add_argument("-c", dest="commands", metavar="COMMANDS", help='run commands in batch, e.g. -c "lm; k"')
     parser.add_argument("--json", dest="top_json", action="store_true", help="with -c: emit JSON")
     for configure in GLOBAL_OPTIONS:
@@ -171,19 +191,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _open_tui(args: argparse.Namespace) -> int:
-    if importlib.util.find_spec("wskdbg.tui.app") is not None:
-        app = importlib.import_module("wskdbg.tui.app")
-        for name in ("run_app", "run_tui"):
-            fn = getattr(app, name, None)
-            if callable(fn):
-                engine = make_engine(args)
-                try:
-                    result = fn(engine)
-                finally:
-                    engine.close()
-                return result if isinstance(result, int) else 0
-    print("wskdbg: the TUI is not available yet; starting the REPL (wskdbg repl).", file=sys.stderr)
-    return _run_repl(args)
+    """`wskdbg` alone: the TUI over the engine the options describe; the tour on the first start."""
+    from wskdbg.tui.app import run_app
+    from wskdbg.tui.tour import mark_tour_seen, should_show_tour_on_start
+    engine = make_engine(args)
+    try:
+        run_app(engine, seed=args.seed, tour_on_start=should_show_tour_on_start())
+    finally:
+        engine.close()
+    mark_tour_seen()
+    return 0
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from wskdbg.commands.registry import (PROMPT, REGISTRY, CommandError, CommandRes
                                       split_commands)
 from wskdbg.expr import ExprError, MemoryAccessError, UserRegisters, evaluate
 from wskdbg.render.dump import DumpCursor
+from wskdbg.timetravel import TimeTravel, reverse_step_invocation, seek_decide
 
 DEFAULT_RUN_CAP_NS = 60 * NS_PER_S  # `g` stops after this much virtual time
 DEFAULT_EVENT_CAP = 2_000_000  # and after this many scheduler events (a zero-time loop)
@@ -60,9 +61,16 @@ def kernels_of(world: Any) -> dict[str, Kernel]:
 
 
 def default_world_factory(seed: int) -> Any:
-    """The standard lab (stack.world.default_world)."""
+    """The standard lab (stack.world.default_world): WSK on every host, kfs, echosrv and khttpd
+    running on winsrv with the user-mode web server, and the dns and httpbin hosts."""
     from stack.world import default_world
     return default_world(seed)
+
+
+def bare_world_factory(seed: int) -> Any:
+    """winsrv and client with tcpip and AFD only: drivers are started by hand with `sc start`."""
+    from stack.world import default_world
+    return default_world(seed, services=False)
 
 
 # --- records ----------------------------------------------------------------------------
@@ -95,6 +103,12 @@ class RunRequest:
     event_limit: int | None = None
     target: str | None = None  # g BreakAddress: a one-time stop at this routine (lower case)
     target_host: str | None = None
+    # time travel (wskdbg.timetravel): a seek's target, and where the next recorded input applies
+    seek_seq: int | None = None  # mode "seek": stop at this hand-off ...
+    seek_events: int | None = None  # ... or between events after this many events
+    anchor_seq: int | None = None  # pause ("input") at this hand-off ...
+    anchor_events: int | None = None  # ... or between events after this many events
+    observer: Callable[[Event], None] | None = None  # a seek shows it every hand-off
 
 
 @dataclass(slots=True)
@@ -195,7 +209,9 @@ class Engine:
         self.world: Any = None
         self.current_host = ""
         self.last_stop: StopInfo | None = None
+        self.time_travel = TimeTravel(self)
         self._attach(world if world is not None else self.factory(seed))  # type: ignore[misc]
+        self.time_travel.reset()
 
     # -- the world --------------------------------------------------------------------------
     def _attach(self, world: Any) -> None:
@@ -268,8 +284,13 @@ class Engine:
         """Replace the world with a fresh one from the same factory and seed; keep breakpoints."""
         if self.factory is None:
             raise CommandError(".reboot needs a world factory (this engine was given a world instance only)")
+        self.replace_world()
+        self.time_travel.reset()  # a new trace starts here
+
+    def replace_world(self) -> None:
+        """A fresh world from the factory and seed (the trace is kept: time travel rebuilds this way)."""
         self._detach()
-        self._attach(self.factory(self.seed))
+        self._attach(self.factory(self.seed))  # type: ignore[misc]
         self.dump_cursor = DumpCursor()
 
     def close(self) -> None:
@@ -321,11 +342,14 @@ class Engine:
     def execute_one(self, text: str, offset: int = 0) -> CommandResult:
         """Run one command (no `;` splitting).  Never raises for bad input."""
         try:
-            inv = self.registry.parse(text)
+            inv = reverse_step_invocation(self.registry, text) or self.registry.parse(text)
         except CommandError as exc:
             return self._error_result(exc, offset)
         if inv is None:
             return CommandResult("", None)
+        return self.time_travel.run_command(inv, lambda: self._invoke(inv, offset))  # records world inputs
+
+    def _invoke(self, inv: Any, offset: int) -> CommandResult:
         try:
             out = inv.spec.handler(self, inv)
         except CommandError as exc:
@@ -519,7 +543,11 @@ class Engine:
         return req
 
     def resume(self, req: RunRequest) -> StopInfo:
-        """Hand the machine a run request; returns when it has stopped again."""
+        """Hand the machine a run request; returns when it has stopped again.  Recorded inputs
+        met on the way (after going back in time) are re-applied where they took effect."""
+        return self.time_travel.run(req, self._resume_once)
+
+    def _resume_once(self, req: RunRequest) -> StopInfo:
         if self.scheduler.halted is not None:
             info = self.scheduler.halted
             return StopInfo("halted", self.scheduler.events_run, self.bus.seq, self.scheduler.now_ns,
@@ -588,6 +616,10 @@ class Engine:
         sched = self.scheduler
         while True:
             req = self._request
+            if req.seek_events == sched.events_run and req.mode == "seek":
+                return self._stop_here("seek")
+            if req.anchor_events == sched.events_run:
+                return self._stop_here("input")
             if sched.halted is not None:
                 return self._stop_here("bugcheck", host=sched.halted.host)
             if self._break_requested:
@@ -609,12 +641,20 @@ class Engine:
 
     def _on_event(self, ev: Event) -> None:
         if threading.get_ident() != self._machine_ident or not self._machine_turn:
-            return  # published by the debugger itself (sc start ...), not by the running machine
+            self.time_travel.note_foreign(ev)  # published by the debugger itself (sc start ...): not a hand-off
+            return
+        if self._request.mode == "seek":  # time travel: breakpoints and output are suppressed
+            stop = seek_decide(self, ev, self._request)
+            if stop is not None:
+                self._pause(stop)
+            return
         if isinstance(ev, DebugPrint):
             self.emit(ev.text.rstrip("\n"))
         elif isinstance(ev, DriverUnloaded):
             self._forget_unloaded(ev.host)
         stop = self._decide(ev)
+        if stop is None and ev.seq == self._request.anchor_seq:
+            stop = self._stop_here("input", event=ev, mid_event=True, host=ev.host)
         if stop is not None:
             self._pause(stop)
 

@@ -25,10 +25,17 @@ MASK64 = (1 << 64) - 1
 _SIGN_BIT = 1 << 63
 # A range longer than this needs `L?`; longer ranges are usually typos.
 RANGE_LIMIT_BYTES = 0x10000000
+# Nesting of parentheses, unary operators and right operands of binary operators
+# of rising precedence; each level costs a few Python frames in parser and evaluator.
 _MAX_DEPTH = 200
+# Longer input is refused before tokenizing (WinDbg's own command line is shorter).
+MAX_EXPRESSION_LENGTH = 4096
+# Error messages quote at most this much of the text after the failing spot.
+_QUOTE_LIMIT = 40
 
 __all__ = [
     "MASK64",
+    "MAX_EXPRESSION_LENGTH",
     "RANGE_LIMIT_BYTES",
     "ExprError",
     "MemoryAccessError",
@@ -82,8 +89,11 @@ class MemoryAccessError(Exception):
 
 
 def _error(kind: str, text: str, position: int) -> ExprError:
-    # WinDbg quotes the rest of the command from the failing spot.
-    return ExprError(f"{kind} error at '{text[position:]}'", position)
+    # WinDbg quotes the rest of the command from the failing spot; a long rest is cut.
+    rest = text[position:]
+    if len(rest) > _QUOTE_LIMIT:
+        rest = rest[:_QUOTE_LIMIT] + "..."
+    return ExprError(f"{kind} error at '{rest}'", position)
 
 
 # --------------------------------------------------------------------------- context
@@ -394,6 +404,10 @@ class _Parser:
     def __init__(self, text: str, radix: int, pos: int) -> None:
         if radix not in (2, 8, 10, 16):
             raise ExprError(f"Bad radix {radix}", 0)
+        if len(text) > MAX_EXPRESSION_LENGTH:
+            raise ExprError(
+                f"Expression too long: {len(text)} characters (the limit is {MAX_EXPRESSION_LENGTH})", 0
+            )
         self.text = text
         self.lexer = _Lexer(text, radix)
         self._depth = 0
@@ -436,7 +450,10 @@ class _Parser:
             if precedence is None or precedence < min_precedence:
                 return left
             self._advance()
+            # Only the right operand recurses; a left-deep chain loops here.
+            self._enter()
             right = self.expression(precedence + 1)
+            self._depth -= 1
             left = Binary(token.text, left, right, left.start, right.end)
 
     def _unary(self) -> Expr:
@@ -576,8 +593,19 @@ class _Evaluator:
         return int.from_bytes(data, "little")
 
     def _binary(self, node: Binary) -> int:
-        left = self.value(node.left)
-        right = self.value(node.right)
+        # "1+1+...+1" parses into a left-deep tree as tall as the chain is long, so
+        # walk the left spine with a loop instead of recursing down it.
+        spine: list[Binary] = []
+        current: Expr = node
+        while isinstance(current, Binary):
+            spine.append(current)
+            current = current.left
+        accumulated = self.value(current)
+        for binary in reversed(spine):
+            accumulated = self._apply(binary, accumulated, self.value(binary.right))
+        return accumulated
+
+    def _apply(self, node: Binary, left: int, right: int) -> int:
         op = node.op
         if op == "+":
             return (left + right) & MASK64

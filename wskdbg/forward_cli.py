@@ -8,7 +8,7 @@
     wskdbg run run.wbr                                      replay a recording (no bridge)
     wskdbg --replay run.wbr                                 the TUI/REPL on the replayed lab
 
-The bridged lab is `stack.bridge.lab.bridge_lab` (default_world with echosrv and khttpd on
+The bridged lab is `stack.bridge.lab.bridge_lab` (the standard lab: echosrv and khttpd run on
 winsrv), so the servers are there to be reached.
 """
 

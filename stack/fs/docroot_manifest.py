@@ -71,10 +71,18 @@ def _shipped_files(root: Path) -> dict[str, bytes]:
     if not root.is_dir():
         raise DocrootError(f"document root folder missing: {root}")
     files: dict[str, bytes] = {}
+    real_root = root.resolve()
     for file in sorted(root.rglob("*")):
         relative = file.relative_to(root)
-        if not file.is_file() or any(part.startswith((".", "__")) for part in relative.parts):
+        if any(part.startswith((".", "__")) for part in relative.parts):
             continue  # hidden files and __pycache__ are not content
+        # Only regular files reached without a link: a symlink (to a file, or a folder on
+        # the way) could serve anything on the host, so it is never content.
+        if file.is_symlink() or not file.is_file():
+            continue
+        resolved = file.resolve()
+        if not resolved.is_relative_to(real_root) or resolved != real_root / relative:
+            continue
         data = file.read_bytes()
         if len(data) > MAX_SHIPPED_FILE_SIZE:
             raise DocrootError(f"{relative.as_posix()} is {len(data)} bytes; synthesize it")

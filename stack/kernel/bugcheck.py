@@ -42,17 +42,96 @@ BUGCHECK_NAMES = {
     MANUALLY_INITIATED_CRASH: "MANUALLY_INITIATED_CRASH",
 }
 
-# Driver Verifier subcodes (Parameter 1) used by the emulator.
-C4_RAISE_IRQL_INVALID = 0x30
-C4_LOWER_IRQL_INVALID = 0x31
-C4_POOL_LEAK_ON_UNLOAD = 0x62
-C4_MDL_FREED_LOCKED = 0x1040  # emulator-defined: IoFreeMdl with MDL_PAGES_LOCKED still set
-C4_MDL_FREED_MAPPED = 0x1041  # emulator-defined: IoFreeMdl with MDL_MAPPED_TO_SYSTEM_VA still set
-C4_PROBE_NONPAGED_MDL = 0xB0
-C4_UNLOCK_NOT_LOCKED = 0x7C  # MmUnlockPages on an MDL that was never locked
+# Driver Verifier subcodes (Parameter 1 of 0xC4) with the values Windows documents for
+# Bug Check 0xC4; the comment gives Parameters 2..4.
+C4_RAISE_IRQL_INVALID = 0x30  # current IRQL, requested IRQL, 0
+C4_LOWER_IRQL_INVALID = 0x31  # current IRQL, requested IRQL, 0
+C4_POOL_LEAK_ON_UNLOAD = 0x62  # driver, reserved, allocations not freed
+C4_UNLOCK_NOT_LOCKED = 0x7C  # MDL, MDL flags, 0: MmUnlockPages on pages never locked
+C4_UNLOCK_NONPAGED_POOL_MDL = 0x7D  # MDL, MDL flags, 0: MmUnlockPages on nonpaged-pool pages
+C4_BUILD_MDL_FOR_PAGED_POOL = 0x7F  # IRQL, MDL, MDL flags: MmBuildMdlForNonPagedPool on paged pool
+C4_PROBE_NONPAGED_MDL = 0xB0  # MDL, MDL flags, incorrect flags: MmProbeAndLockPages
+C4_UNLOCK_PARTIAL_MDL = 0xB4  # MDL, MDL flags, MDL_PARTIAL: MmUnlockPages on a partial MDL
+C4_MDL_FREED_MAPPED = 0xB8  # MDL, MDL flags, reserved: IoFreeMdl while still mapped
+
+# Emulator-defined 0xC4 subcodes: rules the emulator enforces for which Windows documents
+# no Driver Verifier subcode.  `!analyze -v` labels them "emulator-defined subcode".
+EMU_C4_MDL_FREED_LOCKED = 0x1040  # MDL, pages still locked, 0: IoFreeMdl with MDL_PAGES_LOCKED set
+EMU_C4_PARTIAL_MDL_OUT_OF_RANGE = 0x1043  # source MDL, VirtualAddress, Length: IoBuildPartialMdl
+EMU_C4_PARTIAL_MDL_TOO_SMALL = 0x1044  # target MDL, pages needed, pages available: IoBuildPartialMdl
+
+C9_FREE_IRP_WITH_THREAD = 0x02
 C9_COMPLETE_PENDING = 0x06
 C9_CALL_ABOVE_DISPATCH = 0x10
-C9_FREE_IRP_WITH_THREAD = 0x02
+
+
+@dataclass(frozen=True, slots=True)
+class SubcodeHelp:
+    """What Parameter 1 of a verifier bug check means, and Parameters 2..4 with it."""
+
+    summary: str
+    args: tuple[str, str, str]
+    emulator_defined: bool = False
+
+    @property
+    def arg1(self) -> str:
+        return f"emulator-defined subcode: {self.summary}" if self.emulator_defined else self.summary
+
+
+SUBCODE_HELP: dict[int, dict[int, SubcodeHelp]] = {
+    DRIVER_VERIFIER_DETECTED_VIOLATION: {
+        C4_RAISE_IRQL_INVALID: SubcodeHelp(
+            "KeRaiseIrql was passed an IRQL lower than the current one.", ("Current IRQL", "Requested IRQL", "")),
+        C4_LOWER_IRQL_INVALID: SubcodeHelp(
+            "KeLowerIrql was passed an IRQL higher than the current one.", ("Current IRQL", "Requested IRQL", "")),
+        C4_POOL_LEAK_ON_UNLOAD: SubcodeHelp(
+            "The driver is unloading without first freeing its pool allocations.",
+            ("Driver object", "Reserved", "Allocations that were not freed")),
+        C4_UNLOCK_NOT_LOCKED: SubcodeHelp(
+            "MmUnlockPages was passed an MDL whose pages were never successfully locked.",
+            ("MDL address", "MDL flags", "")),
+        C4_UNLOCK_NONPAGED_POOL_MDL: SubcodeHelp(
+            "MmUnlockPages was passed an MDL whose pages are from nonpaged pool.",
+            ("MDL address", "MDL flags", "")),
+        C4_BUILD_MDL_FOR_PAGED_POOL: SubcodeHelp(
+            "MmBuildMdlForNonPagedPool was passed an MDL whose pages are from paged pool.",
+            ("Current IRQL", "MDL address", "MDL flags")),
+        C4_PROBE_NONPAGED_MDL: SubcodeHelp(
+            "MmProbeAndLockPages was called for an MDL with incorrect flags.",
+            ("MDL address", "MDL flags", "Incorrect MDL flags")),
+        C4_UNLOCK_PARTIAL_MDL: SubcodeHelp(
+            "MmUnlockPages was called for a partial MDL.",
+            ("MDL address", "MDL flags", "Unexpected partial MDL flag")),
+        C4_MDL_FREED_MAPPED: SubcodeHelp(
+            "The pages described by the MDL are still mapped; unmap them before IoFreeMdl.",
+            ("MDL address", "MDL flags", "Reserved")),
+        EMU_C4_MDL_FREED_LOCKED: SubcodeHelp(
+            "IoFreeMdl was called on an MDL whose pages are still locked (call MmUnlockPages first).",
+            ("MDL address", "Number of locked pages", ""), emulator_defined=True),
+        EMU_C4_PARTIAL_MDL_OUT_OF_RANGE: SubcodeHelp(
+            "IoBuildPartialMdl was asked for a range outside the source MDL.",
+            ("Source MDL address", "VirtualAddress", "Length"), emulator_defined=True),
+        EMU_C4_PARTIAL_MDL_TOO_SMALL: SubcodeHelp(
+            "IoBuildPartialMdl was given a target MDL too small for the range.",
+            ("Target MDL address", "Pages needed", "Pages the target can describe"), emulator_defined=True),
+    },
+    DRIVER_VERIFIER_IOMANAGER_VIOLATION: {
+        C9_FREE_IRP_WITH_THREAD: SubcodeHelp(
+            "The driver attempted to free an IRP that is still associated with a thread.",
+            ("Address of IRP being freed", "", "")),
+        C9_COMPLETE_PENDING: SubcodeHelp(
+            "IoCompleteRequest was called with a status marked as pending.",
+            ("IRP status", "Address of IRP being completed", "")),
+        C9_CALL_ABOVE_DISPATCH: SubcodeHelp(
+            "IoCallDriver was called above DISPATCH_LEVEL.", ("Current IRQL", "Reserved", "Reserved")),
+    },
+}
+
+
+def subcode_help(code: int, subcode: int) -> SubcodeHelp | None:
+    """The documented (or emulator-defined) meaning of Parameter 1, if the code has subcodes."""
+    return SUBCODE_HELP.get(code, {}).get(subcode)
+
 
 # A short explanation of each code and its parameters, in the style `!analyze -v` prints.
 BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
@@ -120,6 +199,15 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
 
 def bugcheck_name(code: int) -> str:
     return BUGCHECK_NAMES.get(code, f"BUGCHECK_{code:X}")
+
+
+def argument_meanings(code: int, params: tuple[int, ...] | list[int]) -> tuple[str, str, str, str]:
+    """What each of the four parameters means; a known subcode refines the generic text."""
+    generic = BUGCHECK_HELP.get(code, ("", ("", "", "", "")))[1]
+    found = subcode_help(code, params[0]) if params else None
+    if found is None:
+        return generic
+    return (found.arg1, *found.args)
 
 
 @dataclass(slots=True)

@@ -507,9 +507,5 @@ def IoBuildDeviceIoControlRequest(IoControlCode: int, DeviceObject: Any, InputBu
     return irp
 
 
-def STATUS_OF(irp: Irp) -> int:
-    return irp.IoStatus.Status
-
-
 __all__ = [name for name in globals() if name.startswith(("Io", "IRP_", "SL_", "Irp"))]
 _ = (STATUS_CANCELLED, Frame)

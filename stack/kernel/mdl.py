@@ -181,7 +181,10 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     if Length <= 0 or Length > 0xFFFFFFFF:
         return None
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
-    address = k.pool.allocate(NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
+    try:
+        address = k.pool.allocate(NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
+    except MemoryError:
+        return None  # out of nonpaged pool: NULL, as in Windows
     mdl = Mdl(k, address, VirtualAddress, Length, pages)
     mdl.owner = k.caller_symbol()
     k.register_object(mdl)
@@ -217,8 +220,8 @@ def MmBuildMdlForNonPagedPool(mdl: Mdl) -> None:
     va = mdl.virtual_address
     ptype = k.pool.pool_type_of(va)
     if ptype is not None and is_paged(ptype):
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1042, mdl.address, va, 0,
-                   detail="MmBuildMdlForNonPagedPool on a paged pool buffer")
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_BUILD_MDL_FOR_PAGED_POOL, k.irql, mdl.address,
+                   mdl.flags, detail=f"MmBuildMdlForNonPagedPool on a paged pool buffer at {va:x}")
     mdl.pfns = k.mem.pfns_for(va, mdl.byte_count)
     mdl.flags |= MDL_SOURCE_IS_NONPAGED_POOL
     mdl.mapped_system_va = va
@@ -228,7 +231,8 @@ def MmBuildMdlForNonPagedPool(mdl: Mdl) -> None:
 def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteAccess) -> None:
     k = current_kernel()
     if mdl.flags & MDL_SOURCE_IS_NONPAGED_POOL:
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_PROBE_NONPAGED_MDL, mdl.address, 0, 0)
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_PROBE_NONPAGED_MDL, mdl.address, mdl.flags,
+                   MDL_SOURCE_IS_NONPAGED_POOL, detail="MmProbeAndLockPages on an MDL built for nonpaged pool")
     va = mdl.virtual_address
     try:
         mdl.pfns = k.mem.pfns_for(va, mdl.byte_count)
@@ -243,10 +247,16 @@ def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteA
 
 def MmUnlockPages(mdl: Mdl) -> None:
     k = current_kernel()
-    if not mdl.flags & MDL_PAGES_LOCKED or mdl.flags & MDL_PARTIAL:
-        # Unlocking would drop lock references somebody else holds (a partial MDL's parent).
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_UNLOCK_NOT_LOCKED, k.irql, mdl.address, mdl.flags,
-                   detail="MmUnlockPages on an MDL whose pages were not locked through it")
+    if mdl.flags & MDL_PARTIAL:
+        # Unlocking would drop lock references the partial MDL's parent holds.
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_UNLOCK_PARTIAL_MDL, mdl.address, mdl.flags,
+                   MDL_PARTIAL, detail="MmUnlockPages on a partial MDL")
+    if mdl.flags & MDL_SOURCE_IS_NONPAGED_POOL:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_UNLOCK_NONPAGED_POOL_MDL, mdl.address, mdl.flags,
+                   0, detail="MmUnlockPages on an MDL built by MmBuildMdlForNonPagedPool")
+    if not mdl.flags & MDL_PAGES_LOCKED:
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_UNLOCK_NOT_LOCKED, mdl.address, mdl.flags, 0,
+                   detail="MmUnlockPages on an MDL whose pages were never locked")
     if mdl.flags & MDL_MAPPED_TO_SYSTEM_VA and mdl.map_va:
         MmUnmapLockedPages(mdl.mapped_system_va, mdl)
     for pfn in mdl.pfns:
@@ -297,12 +307,14 @@ def IoBuildPartialMdl(SourceMdl: Mdl, TargetMdl: Mdl, VirtualAddress: int, Lengt
         Length = SourceMdl.virtual_address + SourceMdl.byte_count - VirtualAddress
     offset = VirtualAddress - SourceMdl.virtual_address
     if offset < 0 or offset + Length > SourceMdl.byte_count:
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1043, SourceMdl.address, VirtualAddress, Length,
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.EMU_C4_PARTIAL_MDL_OUT_OF_RANGE, SourceMdl.address,
+                   VirtualAddress, Length,
                    detail="IoBuildPartialMdl range outside the source MDL")
     first_page = (SourceMdl.byte_offset + offset) >> PAGE_SHIFT
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
     if pages > TargetMdl.capacity:
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x1044, TargetMdl.address, pages, TargetMdl.capacity,
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.EMU_C4_PARTIAL_MDL_TOO_SMALL, TargetMdl.address,
+                   pages, TargetMdl.capacity,
                    detail="IoBuildPartialMdl target MDL too small")
     TargetMdl.start_va = VirtualAddress & ~PAGE_MASK
     TargetMdl.byte_offset = VirtualAddress & PAGE_MASK
@@ -328,11 +340,11 @@ def IoFreeMdl(mdl: Mdl) -> None:
     if mdl.freed:
         k.bugcheck(bc.BAD_POOL_CALLER, 0x07, 0, 0, mdl.address)
     if mdl.flags & MDL_PAGES_LOCKED and not mdl.flags & (MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL):
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_MDL_FREED_LOCKED, mdl.address,
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.EMU_C4_MDL_FREED_LOCKED, mdl.address,
                    len(mdl.pfns), 0, detail="IoFreeMdl on an MDL whose pages are still locked")
     if mdl.map_va:
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_MDL_FREED_MAPPED, mdl.address,
-                   mdl.mapped_system_va, 0, detail="IoFreeMdl on an MDL that is still mapped")
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_MDL_FREED_MAPPED, mdl.address, mdl.flags, 0,
+                   detail=f"IoFreeMdl on an MDL that is still mapped at {mdl.mapped_system_va:x}")
     mdl.freed = True
     k.unregister_object(mdl)
     k.pool.free(mdl.address, MDL_TAG)

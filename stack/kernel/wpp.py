@@ -234,6 +234,57 @@ def format_systime(time_ns: int) -> str:
 
 
 _PREFIX_RE = re.compile(r"%(\d)!([^!]*)!")
+# %N!fmt! fields (1 provider, 2 function, 3 thread, 4 time, 5-6 zero, 7 sequence, 8 process, 9 CPU)
+# and the %!NAME! names format_prefix fills in.
+PREFIX_FIELDS = range(1, 10)
+PREFIX_NAMES = ("FUNC", "LEVEL", "FLAGS")
+_PREFIX_SPEC_RE = re.compile(r"[-+ #0]*\d*(?:\.\d+)?[diuxXocsS]")
+
+
+class WppPrefixError(WppError):
+    """A bad `!wmitrace.setprefix` prefix; ``position`` indexes the prefix text."""
+
+    def __init__(self, message: str, position: int) -> None:
+        super().__init__(message)
+        self.position = position
+
+
+def check_prefix(prefix: str) -> None:
+    """Raise WppPrefixError unless every %N!fmt! and %!NAME! in `prefix` is one format_prefix knows.
+
+    A '%' that starts neither (e.g. "50% ") is kept as text.
+    """
+    pos = prefix.find("%")
+    while pos >= 0:
+        start = pos + 1
+        if prefix.startswith("!", start):
+            end = prefix.find("!", start + 1)
+            if end < 0:
+                raise WppPrefixError("unterminated %!NAME! (the closing '!' is missing)", pos)
+            name = prefix[start + 1:end]
+            if name not in PREFIX_NAMES:
+                known = ", ".join(f"%!{n}!" for n in PREFIX_NAMES)
+                raise WppPrefixError(f"unknown prefix name %!{name}! (known: {known})", pos)
+            pos = prefix.find("%", end + 1)
+            continue
+        digits_end = start
+        while digits_end < len(prefix) and prefix[digits_end].isdigit():
+            digits_end += 1
+        if digits_end == start:
+            pos = prefix.find("%", start)
+            continue
+        number = prefix[start:digits_end]
+        if int(number) not in PREFIX_FIELDS:
+            raise WppPrefixError(f"%{number} is not a prefix field: use %1 .. %9", pos)
+        if not prefix.startswith("!", digits_end):
+            raise WppPrefixError(f"%{number} needs a format between '!' marks, e.g. %{number}!s!", pos)
+        end = prefix.find("!", digits_end + 1)
+        if end < 0:
+            raise WppPrefixError(f"unterminated %{number}!...! (the closing '!' is missing)", pos)
+        spec = prefix[digits_end + 1:end]
+        if spec and not _PREFIX_SPEC_RE.fullmatch(spec):
+            raise WppPrefixError(f"bad format '{spec}' in %{number}!{spec}! (printf style, e.g. s, d, 04x)", pos)
+        pos = prefix.find("%", end + 1)
 
 
 def format_prefix(prefix: str, rec: WppRecord) -> str:

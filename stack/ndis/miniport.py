@@ -29,6 +29,11 @@ from .protocol import (BUGCODE_NDIS_DRIVER, NDIS_BIND_PARAMETERS, NDIS_STATUS_IN
                        complete_sends_to_protocols, return_to_miniport, schedule_binds)
 from .state import NdisState, ndis_state
 
+# BUGCODE_NDIS_DRIVER Parameter 1 for a received NBL whose SourceHandle is not the
+# indicating adapter.  Emulator-defined: Windows documents no subcode for this rule,
+# so the value sits well outside the documented 0x01..0x27 range.
+EMU_NDIS_BUGCHECK_BAD_RECEIVE_SOURCE_HANDLE = 0xE001
+
 if TYPE_CHECKING:
     from stack.nic.nic import EmulatedNic
 
@@ -522,6 +527,13 @@ def NdisMIndicateReceiveNetBufferLists(MiniportAdapterHandle: Adapter, NetBuffer
     nbls: list[Any] = []
     nbl = NetBufferLists
     while nbl is not None:
+        # The miniport must set SourceHandle = MiniportAdapterHandle; NDIS routes the
+        # protocols' NdisReturnNetBufferLists back by it, so it is checked, not patched.
+        if nbl.SourceHandle is not adapter:
+            k.bugcheck(BUGCODE_NDIS_DRIVER, EMU_NDIS_BUGCHECK_BAD_RECEIVE_SOURCE_HANDLE, adapter.address,
+                       nbl.address, _handle_address(nbl.SourceHandle),
+                       detail="emulator-defined check: a received NET_BUFFER_LIST's SourceHandle is not the "
+                              "MiniportAdapterHandle that indicated it")
         nbls.append(nbl)
         nbl = nbl.Next
     if len(nbls) != NumberOfNetBufferLists:
@@ -543,14 +555,10 @@ def NdisMIndicateReceiveNetBufferLists(MiniportAdapterHandle: Adapter, NetBuffer
             adapter.outstanding_indications += count
             return_to_miniport(adapter, nbls, ReceiveFlags & 1)
         return
-    if resources:
-        for n in nbls:
-            n.SourceHandle = adapter
-    else:
+    if not resources:
         held = log.held
         refs = len(opens)
         for n in nbls:
-            n.SourceHandle = adapter
             n.indicate_refs = refs
             held[n.address] = n  # log.hold(n)
         adapter.outstanding_indications += count
@@ -564,6 +572,11 @@ def NdisMIndicateReceiveNetBufferLists(MiniportAdapterHandle: Adapter, NetBuffer
     if resources:
         _relink(nbls)
         log.record_all(nbls, NBL_RETURNED_TO_MINIPORT, adapter.owner_name, "resources")
+
+
+def _handle_address(handle: Any) -> int:
+    """The address a handle object lives at (0 for None or a handle without one)."""
+    return getattr(handle, "address", 0) or 0
 
 
 @kroutine("ndis")

@@ -443,9 +443,12 @@ def _drain_rx(ctx: MpAdapter) -> None:
             nic.post_rx_buffer(comp.cookie.sg, comp.cookie)
         return
     low = nic.rx_posted < max(1, nic.rx_ring_size // LOW_RX_FRACTION)
+    adapter_handle = ctx.adapter_handle
     head = prev = None
     for comp in completions:
         nbl = comp.cookie.nbl
+        # NDIS requires SourceHandle = MiniportAdapterHandle on every indicated NBL.
+        nbl.SourceHandle = adapter_handle
         nb = nbl.FirstNetBuffer
         nb.DataLength = comp.length
         nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] = comp.checksum

@@ -35,6 +35,9 @@ class ProtocolCounters:
     checksum_offload_sends: int = 0
     nbls_held: int = 0  # receive NBLs kept past the indication (zero-copy data not yet taken)
     nbl_copies: int = 0  # receive payloads copied so an NBL could go back to the miniport
+    loopback_sent: int = 0  # datagrams to our own addresses, turned around without NDIS
+    loopback_bytes: int = 0  # ... and their bytes (each copied once into a loopback buffer)
+    loopback_received: int = 0
     # (layer, reason) -> frames dropped there
     drops: Counter = field(default_factory=Counter)
 

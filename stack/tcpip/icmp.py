@@ -51,7 +51,7 @@ class IcmpLayer:
         self.counters.icmp_received += 1
         kind = icmp.icmp_type
         if kind == ICMP_ECHO_REQUEST:
-            if header.dst != iface.v4:
+            if header.dst != iface.v4 and not iface.is_loopback:
                 return  # no replies to broadcast pings
             self._echo_reply(iface, IPv4Address(header.src), icmp.rest_of_header, body)
         elif kind == ICMP_ECHO_REPLY:
@@ -93,7 +93,7 @@ class IcmpLayer:
             self.counters.nd_received += 1
             stack.ip.neighbor_message(iface, kind, header.src, message)
         elif kind == ICMPV6_ECHO_REQUEST:
-            if header.dst != iface.v6:
+            if header.dst != iface.v6 and not iface.is_loopback:
                 return
             self._echo_reply(iface, IPv6Address(header.src), icmp.rest_of_header, body)
         elif kind == ICMPV6_ECHO_REPLY:

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address
 from typing import TYPE_CHECKING, Any, Callable
 
-from stack.kernel import STATUS_HOST_UNREACHABLE, STATUS_SUCCESS, kroutine
+from stack.kernel import DISPATCH_LEVEL, STATUS_HOST_UNREACHABLE, STATUS_SUCCESS, kroutine
 from stack.kernel.ex import ExAllocatePoolWithTag
 from stack.kernel.mdl import IoAllocateMdl, Mdl, MmBuildMdlForNonPagedPool
 from stack.kernel.pool import NonPagedPoolNx
+from stack.kernel.symbols import Frame
 
 from .addr import AF_INET, AF_INET6, IpAddress
 from .events import DatagramReceived, DatagramSent
@@ -43,6 +44,8 @@ SLOT_TAG = "IpHd"
 MDL_POOL_PAGES = 17  # a partial MDL for up to 64 KiB at any page offset
 ALL_NODES_V6 = bytes.fromhex("ff020000000000000000000000000001")
 IPV4_BROADCAST = b"\xff\xff\xff\xff"
+LOOPBACK_MTU = 65535
+LOOPBACK_COPY_REASON = "loopback buffer"
 
 
 # --- pools --------------------------------------------------------------------------------
@@ -144,7 +147,10 @@ class TxPacket:
 
 
 class RxFrame:
-    """One received NBL while the transport looks at it; `hold()` keeps it past the indication."""
+    """One received NBL while the transport looks at it; `hold()` keeps it past the indication.
+
+    A looped-back datagram arrives as an RxFrame with no NBL: its bytes are the loopback
+    buffer (a `bytes` copy), which `is_copy` recognizes, so nothing is ever held or returned."""
 
     __slots__ = ("interface", "nbl", "refs", "indicating", "resources", "l4_checksum_ok", "copied_from")
 
@@ -205,6 +211,7 @@ class Interface:
         self.use_lso = True
         self.hold_limit = 4096  # NBLs held for untaken data; the miniport's RESOURCES flag is the real limit
         self.nbls_held = 0
+        self.is_loopback = False
         k = stack.kernel
         self.arp = NeighborCache(k, AF_INET, self._arp_solicit)
         self.nd = NeighborCache(k, AF_INET6, self._nd_solicit)
@@ -246,6 +253,23 @@ class Interface:
         return f"<Interface {self.name} {self.ipv4} {self.ipv6}>"
 
 
+class LoopbackInterface(Interface):
+    """Windows' "Loopback Pseudo-Interface 1": datagrams to the host's own addresses (and to
+    127.0.0.0/8 and ::1) turn around inside tcpip and never reach NDIS.
+
+    Checksums are "offloaded" (nothing checks them on the way back) and there is no LSO."""
+
+    def __init__(self, stack: "TcpipStack") -> None:
+        super().__init__(stack, "Loopback Pseudo-Interface 1", bytes(6), LOOPBACK_MTU)
+        self.is_loopback = True
+        self.tx_csum_v4 = self.tx_csum_v6 = self.rx_csum = True
+        self.set_ipv4("127.0.0.1/8")
+        self.set_ipv6("::1/128")
+
+    def return_nbl(self, nbl: Any) -> None:
+        """Looped-back frames have no NBL to give back."""
+
+
 # --- the IP layer --------------------------------------------------------------------------------
 
 class IpLayer:
@@ -263,6 +287,11 @@ class IpLayer:
         key = (destination.packed, source.packed if source is not None else None)
         path = self._paths.get(key)
         if path is not None:
+            return path
+        if self.stack.is_local_address(destination):  # ours, or 127.0.0.0/8 and ::1
+            path = self._local_path(destination, source)
+            if path is not None:
+                self._paths[key] = path
             return path
         route = self.stack.routes.lookup(destination)
         if route is None:
@@ -285,6 +314,16 @@ class IpLayer:
                     src_address, destination)
         self._paths[key] = path
         return path
+
+    def _local_path(self, destination: IpAddress, source: IpAddress | None) -> Path | None:
+        """A path to one of our own addresses: through the loopback interface, from that address."""
+        src_address = destination
+        if source is not None and not source.is_unspecified:
+            if source.version != destination.version or not self.stack.is_local_address(source):
+                return None
+            src_address = source
+        return Path(self.stack.loopback, destination.version, src_address.packed, destination.packed,
+                    destination.packed, src_address, destination)
 
     def invalidate_paths(self) -> None:
         self._paths.clear()
@@ -316,6 +355,9 @@ class IpLayer:
     def resolve_and_send(self, packet: TxPacket) -> None:
         path = packet.path
         iface = path.interface
+        if iface.is_loopback:
+            self.loop_back(packet)
+            return
         dst = path.dst
         if path.version == 6 and dst[0] == 0xFF:
             self.frame_out(packet, multicast_mac_v6(dst), ETHERTYPE_IPV6)
@@ -343,6 +385,47 @@ class IpLayer:
                                        summary=_describe(packet.path, packet.protocol),
                                        length=packet.l4_length + packet.payload_length))
         self.stack.ndis_send(iface, packet)
+
+    def loop_back(self, packet: TxPacket) -> None:
+        """Local delivery: copy the datagram once into a loopback buffer (counted), then deliver
+        it to our own receive path as a scheduler event of its own, as if it had arrived.
+
+        The send completes in that event, before the receive, the way an NBL would come back."""
+        end = packet.l4_offset + packet.l4_length
+        parts: list[Any] = [packet.buf[ETH_HEADER:end]]
+        for mdl in packet.payload_mdls:
+            parts.extend(mdl.views())
+        datagram = b"".join(parts)
+        k = self.kernel
+        k.copies.count(len(datagram), LOOPBACK_COPY_REASON)
+        counters = self.counters
+        counters.loopback_sent += 1
+        counters.loopback_bytes += len(datagram)
+        if k.bus.subscribers:
+            k.bus.publish(DatagramSent(host=k.name, depth=len(k.frames),
+                                       summary=_describe(packet.path, packet.protocol) + " (loopback)",
+                                       length=packet.l4_length + packet.payload_length))
+        k.scheduler.call_soon(k, self._loopback_event, packet, datagram, label="tcpip loopback")
+
+    def _loopback_event(self, packet: TxPacket, datagram: bytes) -> None:
+        k = self.kernel
+        k.irql = DISPATCH_LEVEL
+        k.frames.append(Frame("nt!KiIdleLoop"))
+        k.frames.append(Frame("nt!KiRetireDpcList"))
+        stack = self.stack
+        stack.release_packet(packet)
+        if packet.on_complete is not None:
+            packet.on_complete(packet)
+        iface = stack.loopback
+        rx = RxFrame(iface, None, False, True)
+        IppLoopbackReceive(self, rx, memoryview(datagram))
+
+    def _receive_loopback(self, rx: RxFrame, datagram: memoryview) -> None:
+        self.counters.loopback_received += 1
+        if datagram[0] >> 4 == 4:
+            self._receive_v4(rx, rx.interface, datagram)
+        else:
+            self._receive_v6(rx, rx.interface, datagram, rx.interface.mac)
 
     def packet_failed(self, packet: TxPacket, status: int) -> None:
         """Neighbour resolution failed (or the queue overflowed): the packet never left."""
@@ -407,7 +490,8 @@ class IpLayer:
             return
         self.counters.ipv4_received += 1
         dst = header.dst
-        if dst != iface.v4 and dst != IPV4_BROADCAST:
+        for_us = dst == iface.v4 or iface.is_loopback
+        if not for_us and dst != IPV4_BROADCAST:
             if iface.ipv4 is None or dst != iface.ipv4.network.broadcast_address.packed:
                 stack.drop("ipv4", "not_for_us")
                 return
@@ -421,7 +505,7 @@ class IpLayer:
                                                    f"proto {header.protocol}", length=len(payload)))
         protocol = header.protocol
         if protocol == IPPROTO_TCP:
-            if dst != iface.v4:
+            if not for_us:
                 stack.drop("tcp", "broadcast")
                 return
             stack.tcp.receive_segment(rx, header.src, dst, payload)
@@ -431,7 +515,7 @@ class IpLayer:
             stack.icmp.receive_v4(rx, iface, header, payload, data)
         else:
             stack.drop("ipv4", "unknown_protocol")
-            if dst == iface.v4:
+            if for_us:
                 stack.icmp.send_protocol_unreachable(iface, header, data)
 
     def _receive_v6(self, rx: RxFrame, iface: Interface, data: memoryview, dst_mac: bytes) -> None:
@@ -444,7 +528,8 @@ class IpLayer:
         self.counters.ipv6_received += 1
         dst = header.dst
         multicast = dst[0] == 0xFF
-        if dst != iface.v6 and not (multicast and (dst == iface.v6_solicited or dst == ALL_NODES_V6)):
+        if dst != iface.v6 and not (multicast and (dst == iface.v6_solicited or dst == ALL_NODES_V6)) \
+                and not iface.is_loopback:
             stack.drop("ipv6", "not_for_us")
             return
         if header.is_fragment:
@@ -517,6 +602,12 @@ def IppSendDatagramsCommon(ip: IpLayer, packet: TxPacket) -> None:
 @kroutine("tcpip")
 def IppReceiveHeaderBatch(ip: IpLayer, rx: RxFrame, frame: memoryview) -> None:
     ip._receive(rx, frame)
+
+
+@kroutine("tcpip")
+def IppLoopbackReceive(ip: IpLayer, rx: RxFrame, datagram: memoryview) -> None:
+    """A datagram this host sent to itself, arriving without NDIS (the loopback DPC)."""
+    ip._receive_loopback(rx, datagram)
 
 
 def _describe(path: Path, protocol: int) -> str:

@@ -22,7 +22,7 @@ from .addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress
 from .counters import ProtocolCounters
 from .events import PacketDropped
 from .icmp import IcmpLayer
-from .ip import ETH_HEADER, Interface, IpLayer, MdlPool, RxFrame, SlotPool, TxPacket
+from .ip import ETH_HEADER, Interface, IpLayer, LoopbackInterface, MdlPool, RxFrame, SlotPool, TxPacket
 from .route import RouteTable
 from .tcp import TcpConfig
 from .tcp_glue import TcpLayer
@@ -40,6 +40,7 @@ class TcpipStack:
         self.counters = ProtocolCounters()
         self.routes = RouteTable()
         self.interfaces: list[Interface] = []
+        self.loopback = LoopbackInterface(self)  # local delivery, never bound to NDIS
         self.slot_pool = SlotPool()
         self.mdl_pool = MdlPool()
         self.ip = IpLayer(self)
@@ -54,11 +55,12 @@ class TcpipStack:
 
     # -- addresses ---------------------------------------------------------------------------
     def is_local_address(self, address: IpAddress) -> bool:
+        """One of our interfaces' addresses, or a loopback address (127.0.0.0/8, ::1)."""
         packed = address.packed
         for iface in self.interfaces:
             if packed == iface.v4 or packed == iface.v6:
                 return True
-        return False
+        return address.is_loopback
 
     def local_addresses(self) -> list[IpAddress]:
         out: list[IpAddress] = []

@@ -892,14 +892,7 @@ class TcpLayer:
         first = segs[0]
         last = segs[-1]
         payload_len = sum(s.payload_len for s in segs) if len(segs) > 1 else first.payload_len
-        options = _options_of(first)
-        if options.sack_blocks and payload_len:
-            # The core sizes payloads for the timestamp option only; SACK blocks on a full
-            # data segment would push it past the MTU, so such a segment goes without them
-            # (the pure ACKs still carry them).
-            per_segment = lso_mss or payload_len
-            if (20 if path.version == 4 else 40) + tcp_header_length(options) + per_segment > path.interface.mtu:
-                options = TcpOptions(options.mss, options.wscale, options.sack_permitted, (), options.timestamps)
+        options = _options_of(first)  # the core sized the payload for these options (SACK included)
         packet = ip.new_packet(path, IPPROTO_TCP)
         buf = packet.buf
         offset = packet.l4_offset

@@ -270,8 +270,10 @@ class DatagramEndpoint:
 
     def send_bytes_to(self, remote: SockAddr, data: bytes | bytearray | memoryview,
                       completion: RequestComplete | None = None) -> int:
-        """Like send_to for a Python buffer (copied once into pool, counted)."""
-        return self._stack.udp.send_to(self, remote, bytes(data), completion)
+        """Like send_to for a Python buffer (copied once into the packet, counted there)."""
+        # Hand the caller's buffer through: the UDP layer's copy into the packet is the one copy.
+        payload = data if isinstance(data, bytes) else memoryview(data).cast("B")
+        return self._stack.udp.send_to(self, remote, payload, completion)
 
     def receive_from(self, mdl: Mdl, offset: int, length: int,
                      completion: Callable[[int, int, SockAddr | None], None]) -> int:

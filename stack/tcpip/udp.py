@@ -91,8 +91,8 @@ class UdpLayer:
     def endpoint_list(self) -> list[DatagramEndpoint]:
         return [ep for group in self.endpoints.values() for ep in group]
 
-    def send_to(self, endpoint: DatagramEndpoint, remote: SockAddr, data: tuple[Mdl, int, int] | bytes,
-                completion: RequestComplete | None) -> int:
+    def send_to(self, endpoint: DatagramEndpoint, remote: SockAddr,
+                data: tuple[Mdl, int, int] | bytes | memoryview, completion: RequestComplete | None) -> int:
         if endpoint.closed:
             return STATUS_INVALID_DEVICE_STATE
         remote_ip = unmap(remote.ip)
@@ -105,14 +105,14 @@ class UdpLayer:
         path = self.stack.ip.route(remote_ip, source)
         if path is None:
             return STATUS_NETWORK_UNREACHABLE
-        length = len(data) if isinstance(data, bytes) else data[2]
+        length = data[2] if isinstance(data, tuple) else len(data)
         limit = path.interface.mtu - (20 if path.version == 4 else 40) - UDP_HEADER_LEN
         if length > limit or length < 0:
             return STATUS_INVALID_PARAMETER  # no fragmentation in this stack
         packet = self.stack.ip.new_packet(path, IPPROTO_UDP)
         start = packet.l4_offset
         payload_start = start + UDP_HEADER_LEN
-        if isinstance(data, bytes):
+        if not isinstance(data, tuple):  # a Python buffer: the one counted copy into the packet
             packet.buf[payload_start:payload_start + length] = data
             self.kernel.copies.count(length, "udp send from buffer")
             views = [packet.buf[payload_start:payload_start + length]]

@@ -23,7 +23,7 @@ from stack.kernel.ke import KeDelayExecutionThread
 from stack.kernel.ntstatus import (STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET, STATUS_IO_TIMEOUT)
 from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
 
-from .socket import SOCK_STREAM, Socket, SocketError, UserBuffer, join, spawn
+from .socket import SOCK_STREAM, Socket, SocketError, UserBuffer, join, program_closing, spawn
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -205,10 +205,11 @@ def one_connection(config: HttperfConfig, result: HttperfResult) -> Generator[An
         result.errors[_classify(exc)] += 1
     finally:
         if sock is not None:
-            yield from sock.close()
+            yield from sock.close()  # while the program is being torn down, this ends the cleanup
         if reader is not None:
             reader.free()
-        record.end_ns = _now()
+        if not program_closing():
+            record.end_ns = _now()
         result._open -= 1
 
 

@@ -19,6 +19,7 @@ Errors raise `SocketError(status)`.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
@@ -55,6 +56,17 @@ class SocketError(OSError):
         super().__init__(f"{call} failed: {status_name(status)}")
 
 
+def program_closing() -> bool:
+    """True while a program's generator is being closed rather than run: Python threw
+    GeneratorExit into it (it was garbage-collected, or closed, while blocked in a call).
+
+    Its `finally:` clauses then run outside any machine - with no kernel current, or some
+    other world's - and could not wait for an IRP anyway.  So then a socket call (close
+    included) raises GeneratorExit again at once, which ends the rest of that cleanup, and
+    UserBuffer.free forgets its pages: the handles and buffers go with the discarded machine."""
+    return sys.exc_info()[0] is GeneratorExit
+
+
 class UserBuffer:
     """Memory a program owns: `size` bytes of pageable pool (locked by AFD when used)."""
 
@@ -82,13 +94,15 @@ class UserBuffer:
         return b"".join(self.views(offset, length))
 
     def free(self) -> None:
-        if self.va:
+        if self.va and not program_closing():
             ExFreePoolWithTag(self.va, USER_TAG)
-            self.va = 0
+        self.va = 0
 
 
 def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdRequest) -> Generator[Any, Any, tuple[int, int]]:
     """Build the IRP, IoCallDriver it to \\Device\\Afd, wait if it pends.  Returns (status, information)."""
+    if program_closing():
+        raise GeneratorExit  # keep closing: skip the rest of the cleanup, touch no kernel
     device = IoGetDeviceObjectPointer("\\Device\\Afd")
     if device is None:
         raise SocketError(0xC0000034, "open \\Device\\Afd")  # STATUS_OBJECT_NAME_NOT_FOUND

@@ -20,6 +20,7 @@ from stack.kernel.kernel import Kernel
 from stack.kernel.mdl import (MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages, MmUnmapLockedPages, copy_to_mdl,
                               mdl_chain_views)
 from stack.kernel.memory import PAGE_SHIFT, PAGE_SIZE, ADDRESS_AND_SIZE_TO_SPAN_PAGES
+from stack.kernel.ntstatus import STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS
 from stack.kernel.pool import NonPagedPoolNx
 
 from .structs import WSK_BUF, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION
@@ -55,18 +56,30 @@ def _zero_copy_mdl(k: Kernel, view: memoryview) -> Mdl | None:
     return MmInitializeMdlForPages(k, pfns, within, len(view))
 
 
-def _pool_copy_mdl(k: Kernel, data: memoryview | bytes, reason: str) -> tuple[Mdl, int]:
-    length = len(data)
+def _pool_copy_mdl(k: Kernel, data: list[memoryview], reason: str) -> tuple[int, Mdl | None, int]:
+    """Copy `data` (one or more runs) into fresh nonpaged pool: (status, MDL, pool buffer).
+
+    Pool or MDL exhaustion gives STATUS_INSUFFICIENT_RESOURCES with nothing left allocated.
+    """
+    length = sum([len(chunk) for chunk in data])
     buffer = ExAllocatePoolWithTag(NonPagedPoolNx, length, INDICATION_TAG)
+    if not buffer:
+        return STATUS_INSUFFICIENT_RESOURCES, None, 0
     mdl = IoAllocateMdl(buffer, length, False, False, None)
-    assert mdl is not None
+    if mdl is None:
+        ExFreePoolWithTag(buffer, INDICATION_TAG)
+        return STATUS_INSUFFICIENT_RESOURCES, None, 0
     MmBuildMdlForNonPagedPool(mdl)
-    copy_to_mdl(mdl, 0, [memoryview(data)], reason)
-    return mdl, buffer
+    copy_to_mdl(mdl, 0, data, reason)  # one counted copy, however many runs
+    return STATUS_SUCCESS, mdl, buffer
 
 
-def build_pieces(k: Kernel, views: list[memoryview], datagram: bool = False) -> list[IndicationPiece]:
-    """Indication nodes over `views`, linked through Next (the first piece's node heads the chain)."""
+def build_pieces(k: Kernel, views: list[memoryview],
+                 datagram: bool = False) -> tuple[int, list[IndicationPiece]]:
+    """Indication nodes over `views`, linked through Next (the first piece's node heads the chain).
+
+    Returns STATUS_INSUFFICIENT_RESOURCES and no pieces when a copy cannot be allocated.
+    """
     pieces: list[IndicationPiece] = []
     for view in views:
         if not len(view):
@@ -74,14 +87,17 @@ def build_pieces(k: Kernel, views: list[memoryview], datagram: bool = False) -> 
         mdl = _zero_copy_mdl(k, view)
         buffer = 0
         if mdl is None:
-            mdl, buffer = _pool_copy_mdl(k, view, "wsk indication (transport copy)")
+            status, mdl, buffer = _pool_copy_mdl(k, [view], "wsk indication (transport copy)")
+            if mdl is None:
+                free_pieces(pieces)
+                return status, []
         buf = WSK_BUF(mdl, 0, len(view))
         node: WSK_DATA_INDICATION | WSK_DATAGRAM_INDICATION = (
             WSK_DATAGRAM_INDICATION(None, buf) if datagram else WSK_DATA_INDICATION(None, buf))
         if pieces:
             pieces[-1].node.Next = node  # type: ignore[assignment]
         pieces.append(IndicationPiece(node, mdl, buffer))
-    return pieces
+    return STATUS_SUCCESS, pieces
 
 
 def _free_mdl(mdl: Mdl, zero_copy: bool) -> None:
@@ -102,14 +118,21 @@ def free_pieces(pieces: list[IndicationPiece]) -> None:
             piece.pool_buffer = 0
 
 
-def retain_pieces(k: Kernel, pieces: list[IndicationPiece]) -> None:
-    """The client returned STATUS_PENDING: move zero-copy nodes onto provider pool."""
+def retain_pieces(k: Kernel, pieces: list[IndicationPiece]) -> int:
+    """The client returned STATUS_PENDING: move zero-copy nodes onto provider pool.
+
+    On STATUS_INSUFFICIENT_RESOURCES the pieces moved so far stay moved and the rest
+    still describe the NIC's pages; every piece can still be freed with free_pieces.
+    """
     for piece in pieces:
         if piece.pool_buffer:
             continue  # already provider memory
+        # The MDL may span several runs of pages: hand all the views to one counted copy.
         data = mdl_chain_views(piece.mdl, 0, piece.mdl.byte_count)
-        joined = data[0] if len(data) == 1 else memoryview(b"".join(data))
-        mdl, buffer = _pool_copy_mdl(k, joined, "wsk retained indication")
+        status, mdl, buffer = _pool_copy_mdl(k, data, "wsk retained indication")
+        if mdl is None:
+            return status
         _free_mdl(piece.mdl, True)
         piece.mdl, piece.pool_buffer = mdl, buffer
         piece.node.Buffer.Mdl = mdl
+    return STATUS_SUCCESS

@@ -12,7 +12,8 @@ import struct
 from collections import deque
 from typing import Any, Callable
 
-from stack.kernel import (DISPATCH_LEVEL, KDPC, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED,
+from stack.kernel import (DISPATCH_LEVEL, KDPC, NT_SUCCESS, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
+                          STATUS_CANCELLED,
                           STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE,
                           STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS,
                           ExAllocatePoolWithTag, ExFreePoolWithTag, KeInitializeDpc, KeInsertQueueDpc, kroutine,
@@ -836,7 +837,11 @@ def WskpReceiveIndication(conn: Any, views: list[memoryview], nbytes: int, flags
     if callback is None:
         return 0
     k = sock.kernel
-    pieces = build_pieces(k, views)
+    built, pieces = build_pieces(k, views)
+    if not NT_SUCCESS(built):
+        # No pool for a copy: leave the bytes with the transport until a WskReceive asks.
+        _pause(sock)
+        return 0
     provider = sock.provider
     provider.indications += 1
     provider.indication_bytes += nbytes
@@ -847,10 +852,15 @@ def WskpReceiveIndication(conn: Any, views: list[memoryview], nbytes: int, flags
     status = callback(sock.ClientContext, event_flags, head, nbytes, accepted)
     _publish_event(sock, "WskReceiveEvent", callback, status, nbytes)
     if status == STATUS_PENDING:
-        retain_pieces(k, pieces)
-        sock.held[id(head)] = pieces
-        sock.bytes_received += nbytes
-        return nbytes
+        if NT_SUCCESS(retain_pieces(k, pieces)):
+            sock.held[id(head)] = pieces
+            sock.bytes_received += nbytes
+            return nbytes
+        # The bytes could not be kept past the upcall: the transport keeps them instead
+        # (WskRelease of this chain then fails with STATUS_INVALID_PARAMETER).
+        free_pieces(pieces)
+        _pause(sock)
+        return 0
     free_pieces(pieces)
     if status == STATUS_SUCCESS:
         taken = accepted.value if isinstance(accepted.value, int) else nbytes
@@ -982,7 +992,10 @@ def WskpReceiveFromIndication(endpoint: Any, remote: SockAddr, views: list[memor
         _queue_datagram(sock, remote, views, nbytes)
         return
     k = sock.kernel
-    pieces = build_pieces(k, views, datagram=True)
+    built, pieces = build_pieces(k, views, datagram=True)
+    if not NT_SUCCESS(built):
+        _queue_datagram(sock, remote, views, nbytes)  # no pool for an indication: keep it for WskReceiveFrom
+        return
     if not pieces:
         return
     for piece in pieces:
@@ -991,9 +1004,11 @@ def WskpReceiveFromIndication(endpoint: Any, remote: SockAddr, views: list[memor
     status = callback(sock.ClientContext, _event_flags(), head)
     _publish_event(sock, "WskReceiveFromEvent", callback, status, nbytes)
     if status == STATUS_PENDING:
-        retain_pieces(k, pieces)
-        sock.held[id(head)] = pieces
-        sock.bytes_received += nbytes
+        if NT_SUCCESS(retain_pieces(k, pieces)):
+            sock.held[id(head)] = pieces
+            sock.bytes_received += nbytes
+            return
+        free_pieces(pieces)  # the datagram cannot outlive the upcall: dropped, as a full buffer would
         return
     free_pieces(pieces)
     if status == STATUS_SUCCESS:

@@ -103,7 +103,7 @@ def bench_tcp(mib: float, lso: bool, profile: bool, top: int) -> str:
     from stack.world import default_world
 
     total = int(mib * 1024 * 1024)
-    world = default_world(1, offloads=NicOffloads(lso=lso), tcp_config=TcpConfig(time_wait_ns=1000 * MS))
+    world = default_world(1, services=False, offloads=NicOffloads(lso=lso), tcp_config=TcpConfig(time_wait_ns=1000 * MS))
     server = run_program(world.host("winsrv").kernel, bulk_receiver, SockAddr.parse("0.0.0.0:9"))
     world.run_for(1_000_000)
     nics = [world.host(h).nic for h in ("client", "winsrv")]

@@ -34,7 +34,7 @@ from stack.world import default_world  # noqa: E402
 
 
 def emulated_echo(data: bytes, lso: bool, profile: bool) -> dict[str, float]:
-    world = default_world(1, offloads=NicOffloads(lso=lso), tcp_config=TcpConfig(time_wait_ns=1000 * MS))
+    world = default_world(1, services=False, offloads=NicOffloads(lso=lso), tcp_config=TcpConfig(time_wait_ns=1000 * MS))
     server = run_program(world.host("winsrv").kernel, echo_server, SockAddr.parse("0.0.0.0:7"))
     world.run_for(1_000_000)
     events0 = world.scheduler.events_run

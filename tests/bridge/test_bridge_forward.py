@@ -260,6 +260,6 @@ def test_slow_reader_stalls_the_sender_instead_of_growing_buffers(forwarded) -> 
 
 def test_unknown_target_host_is_a_clear_error() -> None:
     from stack.world import default_world
-    world = default_world(1)
+    world = default_world(1, services=False)
     with pytest.raises(ForwardSpecError, match="no lab host named 'nosuch'"):
         BridgeSession.live_session(world, forwards=["127.0.0.1:0=nosuch:80"])

@@ -11,7 +11,7 @@ SECOND = 1_000_000_000
 
 
 def test_default_world_has_winsrv_and_client_with_their_addresses():
-    world = default_world(1)
+    world = default_world(1, services=False)
     assert sorted(world.hosts) == ["client", "winsrv"]
     assert str(world.host("winsrv").address4) == "10.0.0.1" and str(world.host("winsrv").address6) == "fd00::1"
     assert str(world.host("client").address4) == "10.0.0.2" and str(world.host("client").address6) == "fd00::2"
@@ -29,7 +29,7 @@ def test_macs_follow_the_seed():
 
 
 def test_a_host_added_later_is_reachable_by_name():
-    world = default_world(2)
+    world = default_world(2, services=False)
     world.add_host("httpbin.org", "10.0.0.80", "fd00::80")
     transport = world.host("client").transport
     found = []
@@ -41,7 +41,7 @@ def test_a_host_added_later_is_reachable_by_name():
 
 
 def test_unknown_hosts_and_duplicate_names_are_clear_errors():
-    world = default_world(1)
+    world = default_world(1, services=False)
     with pytest.raises(WorldError, match="no host named 'nope'"):
         world.host("nope")
     with pytest.raises(WorldError, match="already exists"):
@@ -49,7 +49,7 @@ def test_unknown_hosts_and_duplicate_names_are_clear_errors():
 
 
 def test_faults_are_set_per_link_direction_and_captures_see_frames():
-    world = default_world(1)
+    world = default_world(1, services=False)
     world.set_faults("client", FaultConfig(loss=1.0), direction=0)
     capture = world.capture()
     transport = world.host("client").transport

@@ -92,3 +92,27 @@ def test_payload_leaves_through_partial_mdls_over_the_senders_own_pages():
     assert sum(e.length for e in inside) >= 300_000  # every payload byte was described in place
     assert max(e.length for e in inside) > 1500  # LSO: sends larger than one frame
     assert world.host("client").kernel.copies.total_bytes == 0
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_data_segments_with_sack_blocks_never_outgrow_the_mtu(version):
+    # Both directions carry data (an echo) while frames are lost and reordered, so data
+    # segments carry SACK blocks; the core sizes them so every frame still fits the MTU.
+    from stack.tcpip.wire.frame import parse_frame
+    from stack.tcpip.wire.tcp import TcpHeader
+
+    world = lab(seed=3, lso=False, max_retransmits=12)
+    world.set_faults("client", FaultConfig(loss=0.03, reorder=0.05, reorder_delay_ns=300_000))
+    capture = world.capture()
+    data = pattern(version, 256 * 1024)
+    client, _ = _echo(world, version, data, max_events=3_000_000)
+    capture.stop()
+    assert client.received_sha256 == client.sent_sha256
+    sacked_data = 0
+    for record in capture.records:
+        assert len(record.frame) <= 1514
+        decoded = parse_frame(record.frame, verify_checksum=False)
+        if isinstance(decoded.transport, TcpHeader) and decoded.transport.options.sack_blocks \
+                and len(decoded.payload):
+            sacked_data += 1
+    assert sacked_data > 0

@@ -18,7 +18,7 @@ def lab(seed: int = 1, *, lso: bool = True, checksum: bool = True, time_wait_ms:
         max_retransmits: int = 5) -> World:
     offloads = NicOffloads(tx_checksum=checksum, rx_checksum=checksum, lso=lso)
     config = TcpConfig(time_wait_ns=time_wait_ms * MS, max_retransmits=max_retransmits)
-    return default_world(seed, offloads=offloads, tcp_config=config)
+    return default_world(seed, services=False, offloads=offloads, tcp_config=config)
 
 
 def any_address(version: int, port: int) -> SockAddr:

@@ -1,19 +1,26 @@
-"""Engines on the default lab for the network command tests (echosrv and khttpd started with sc)."""
+"""Engines for the network command tests: the standard lab (WSK, kfs, echosrv and khttpd already
+running on winsrv, the dns and httpbin hosts) and the bare lab (tcpip and AFD only)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from stack.world import default_world
 from wskdbg.engine import Engine
 
 
-def lab_engine(*drivers: str) -> Engine:
-    """The default lab with `drivers` started on winsrv (sc start ... then g until idle)."""
-    engine = Engine(seed=1)
-    for name in drivers:
-        result = engine.execute(f"sc start {name}")
-        assert not result.error, result.text
-    if drivers:
-        engine.execute("g")
-    return engine
+def bare_world(seed: int) -> Any:
+    return default_world(seed, services=False)
+
+
+def lab_engine() -> Engine:
+    """The standard lab, as `wskdbg` starts it."""
+    return Engine(seed=1)
+
+
+def bare_engine() -> Engine:
+    """winsrv and client with nothing listening (drivers are started with `sc start`)."""
+    return Engine(factory=bare_world, seed=1)
 
 
 def run(engine: Engine, line: str) -> str:

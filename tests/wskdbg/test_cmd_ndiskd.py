@@ -9,7 +9,7 @@ from tests.wskdbg.net_lab import lab_engine, run
 
 @pytest.fixture(scope="module")
 def dbg():
-    engine = lab_engine("wskprov", "echosrv")
+    engine = lab_engine()
     run(engine, '!echo /w "ndis test"')
     yield engine
     engine.close()

@@ -10,7 +10,7 @@ from tests.wskdbg.net_lab import lab_engine, run
 @pytest.fixture(scope="module")
 def dbg():
     """echosrv on winsrv, one finished echo connection, and a client connection stopped mid-exchange."""
-    engine = lab_engine("wskprov", "echosrv")
+    engine = lab_engine()
     run(engine, '!echo /w "first"')
     run(engine, "bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine")
     run(engine, '!echo "second"')
@@ -40,6 +40,16 @@ def test_tcb_by_address_shows_tuple_sequence_space_windows_and_timers(dbg):
         assert label in text
     snap = dbg.execute(f"!tcb {live['address']:x}").data
     assert snap["state"] == "ESTABLISHED" and snap["address"] == live["address"]
+
+
+def test_tcb_shows_the_measured_rtt_of_a_lab_connection_with_timestamps_on(dbg):
+    rows = dbg.execute("!tcpconn").data["endpoints"]
+    live = next(r for r in rows if r["state"] == "ESTABLISHED")
+    snap = dbg.execute(f"!tcb {live['address']:x}").data
+    assert snap["timestamps"] is True
+    assert 0 < snap["srtt_ns"] < 1_000_000  # a LAN round trip, below one timestamp tick
+    rtt_line = next(line for line in run(dbg, f"!tcb {live['address']:x}").splitlines() if "srtt" in line)
+    assert "srtt -" not in rtt_line and "rttvar -" not in rtt_line
 
 
 def test_tcb_takes_a_wsk_connection_socket_too(dbg):

@@ -6,12 +6,12 @@ import pytest
 
 from stack.tcpip.addr import SockAddr
 from stack.usermode.httperf import HttperfConfig, HttperfError, HttperfResult, Reply, report_lines
-from tests.wskdbg.net_lab import lab_engine, run
+from tests.wskdbg.net_lab import bare_engine, lab_engine, run
 
 
 @pytest.fixture(scope="module")
 def dbg():
-    engine = lab_engine("wskprov", "kfs", "khttpd", "echosrv")
+    engine = lab_engine()
     yield engine
     engine.close()
 
@@ -43,7 +43,7 @@ def test_echo_without_w_returns_at_once_and_prints_when_g_runs_it(dbg):
 
 
 def test_echo_is_refused_with_a_hint_when_nothing_listens():
-    engine = lab_engine()
+    engine = bare_engine()
     try:
         out = run(engine, "!echo /w hi")
         assert "connect failed: STATUS_CONNECTION_REFUSED (0xc0000236)" in out and "sc start echosrv" in out
@@ -108,7 +108,7 @@ def test_httperf_reports_httperfs_sections_from_virtual_time(dbg):
 def test_httperf_is_deterministic_across_runs():
     outputs = []
     for _ in range(2):
-        engine = lab_engine("wskprov", "kfs", "khttpd")
+        engine = lab_engine()
         try:
             outputs.append(run(engine, "!httperf /w --server winsrv --uri /about.txt --num-conns 3 --rate 50"))
         finally:
@@ -117,7 +117,7 @@ def test_httperf_is_deterministic_across_runs():
 
 
 def test_httperf_counts_refused_connections_as_errors():
-    engine = lab_engine()
+    engine = bare_engine()
     try:
         out = run(engine, "!httperf /w --server winsrv --uri / --num-conns 2")
         assert "Total: connections 2 requests 0 replies 0" in out

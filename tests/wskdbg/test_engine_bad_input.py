@@ -6,7 +6,7 @@ import os
 import tempfile
 
 from dbg_harness import factory
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from wskdbg.commands import REGISTRY, load_all
@@ -46,6 +46,9 @@ junk = st.one_of(
 @settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 @given(name=st.sampled_from(NAMES), args=junk)
 def test_malformed_arguments_get_a_clear_error_and_change_nothing(name: str, args: str) -> None:
+    # `t ;0` is two commands: t steps (as it should), then 0 fails - a line of several commands
+    # is not one malformed command (the next test feeds whole lines).
+    assume(";" not in args)
     dbg = engine()
     spec = REGISTRY.find(name)
     before = snapshot(dbg)
@@ -94,3 +97,25 @@ def test_expression_errors_point_at_the_bad_token():
     r = engine().execute("? 1; ? (2")
     assert r.text.splitlines() == ["Evaluate expression: 1 = 00000000`00000001",
                                    " " * len("0: kd> ? 1; ? (2") + "^ Syntax error at ''"]
+
+
+def test_twenty_thousand_term_sum_is_a_clear_error_not_an_internal_one():
+    r = engine().execute("? " + "+".join(["1"] * 20000))
+    assert r.error
+    assert "Internal debugger error" not in r.text
+    assert r.text.endswith("^ Expression too long: 39999 characters (the limit is 4096)")
+
+
+def test_k_rejects_negative_zero_and_oversized_frame_counts():
+    # A fresh engine: the property tests above may have moved the shared one on.
+    dbg = Engine(factory=factory("client"), seed=1)
+    dbg.execute("bp testbus!TestBusCompleteDpc")
+    dbg.execute("g")
+    r = dbg.execute("kn -5")
+    assert r.error and r.text == " " * len("0: kd> kn ") + "^ the frame count cannot be negative (-5)"
+    for count in ("10000", "0", "L0n65536"):
+        r = dbg.execute(f"k {count}")
+        assert r.error and r.text.endswith("^ the frame count must be 1..0xffff"), count
+    r = dbg.execute("kn 2")
+    assert not r.error and len(r.text.splitlines()) == 3  # the header and two frames
+    assert not dbg.execute("k ffff").error

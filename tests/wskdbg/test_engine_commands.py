@@ -243,7 +243,8 @@ def test_tracing_commands_show_the_wpp_message_after_the_run():
     engine = Engine(factory=factory("client"), seed=1)
     try:
         lines = engine.execute("tracelog -start TestTrace -guid TestDrvTrace -flag 0x2 -level 4").text.splitlines()
-        assert lines[:2] == ["Logger Started...", "Enabling trace to logger 20"]
+        assert lines[:2] == ["Logger Started...", "Enabling trace to logger 0x20"]
+        assert "Logger Id:              0x20" in lines  # the same spelling as !wmitrace prints
         engine.execute("g")
         irp = engine.bus.seq  # noqa: F841 (position only)
         lines = engine.execute("!wmitrace.logdump TestTrace").text.splitlines()
@@ -252,6 +253,15 @@ def test_tracing_commands_show_the_wpp_message_after_the_run():
         assert lines[2].endswith(" completed by the bus, STATUS_SUCCESS")
         assert engine.execute("tracefmt -rt TestTrace -noprefix -nosummary").text.splitlines()[2].startswith("request ")
         assert engine.execute("!wmitrace.strdump").text.splitlines()[2].endswith("Named 'TestTrace'")
+        assert not engine.execute("!wmitrace.setprefix %!FUNC!: %4!s!:").error
+        bad = engine.execute("!wmitrace.setprefix [%10!d!]")
+        assert bad.error and bad.text.endswith("^ %10 is not a prefix field: use %1 .. %9")
+        assert bad.text.index("^") == len("0: kd> !wmitrace.setprefix [")
+        bad = engine.execute("!wmitrace.setprefix %!NOPE!")
+        assert bad.error and "unknown prefix name %!NOPE!" in bad.text
+        # The rejected prefixes left the accepted one in place.
+        dumped = engine.execute("!wmitrace.logdump TestTrace").text.splitlines()[2]
+        assert dumped.startswith("TestDrvCompletion: 01/01/2026-00:00:00.001:request ")
         assert engine.execute("tracelog -stop TestTrace").text.splitlines()[0] == "Logger Stopped..."
         assert engine.execute("!dbgprint").text == "testdrv: request done, status 00000000, 40 bytes"
         assert engine.execute("tracelog -stop TestTrace").error
@@ -357,10 +367,28 @@ def test_sc_start_loads_a_registered_driver_when_the_machine_runs():
                          "        STATE              : 2  START_PENDING", "        WIN32_EXIT_CODE    : 0  (0x0)",
                          "        SERVICE_EXIT_CODE  : 0  (0x0)", "        CHECKPOINT         : 0x0",
                          "        WAIT_HINT          : 0x0"]
-        assert engine.execute("sc start testbus3").error
+        again = engine.execute("sc start testbus3")  # START_PENDING counts as running, as in Windows
+        assert not again.error and again.data["win32_error"] == 1056
         assert engine.execute("g").text.startswith("The machine is idle")
         assert engine.execute("sc query testbus3").text.splitlines()[2] == "        STATE              : 4  RUNNING"
         assert engine.execute("sc start nosuch").error
     finally:
         unregister_driver("testbus3")
+        engine.close()
+
+
+def test_sc_on_the_standard_lab_shows_the_auto_started_services_running_and_refuses_a_second_start():
+    engine = Engine(seed=1)
+    try:
+        for name in ("wskprov", "kfs", "echosrv", "khttpd"):
+            assert engine.execute(f"sc query {name}").text.splitlines()[2] == "        STATE              : 4  RUNNING"
+        assert engine.execute("sc query buggy").text.splitlines()[2] == "        STATE              : 1  STOPPED"
+        before = (engine.scheduler.events_run, engine.bus.seq)
+        result = engine.execute("sc start echosrv")
+        assert not result.error
+        assert result.text == ("[SC] StartService FAILED 1056:\n\n"
+                               "An instance of the service is already running.")
+        assert (engine.scheduler.events_run, engine.bus.seq) == before
+        assert engine.execute("sc start wskprov").data["win32_error"] == 1056
+    finally:
         engine.close()

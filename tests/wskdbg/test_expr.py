@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from wskdbg.expr import (
     MASK64,
+    MAX_EXPRESSION_LENGTH,
     Binary,
     ExprError,
     Group,
@@ -346,6 +347,43 @@ def test_deep_nesting_is_a_typed_error_not_a_crash() -> None:
         ev("(" * 5000 + "1" + ")" * 5000)
     with pytest.raises(ExprError):
         ev("-" * 5000 + "1")
+
+
+def test_long_left_deep_chain_evaluates_without_recursion() -> None:
+    text = "+".join(["1"] * 2000)  # 2000 Binary nodes deep on the left spine
+    assert len(text) <= MAX_EXPRESSION_LENGTH
+    assert ev(text) == 2000
+    assert ev("-".join(["1"] * 2000)) == (1 - 1999) & MASK64
+
+
+def test_twenty_thousand_terms_is_an_expression_too_long_error() -> None:
+    text = "+".join(["1"] * 20000)
+    with pytest.raises(ExprError) as caught:
+        ev(text)
+    assert caught.value.message == f"Expression too long: {len(text)} characters (the limit is 4096)"
+    assert caught.value.position == 0
+
+
+def test_rising_precedence_nesting_counts_toward_the_depth_limit() -> None:
+    # Each level recurses through every precedence level once: without counting
+    # binary right operands this overflowed Python's stack within the length cap.
+    text = "(1|1^1&1==1<<1+1*-" * 150 + "1" + ")" * 150
+    assert len(text) <= MAX_EXPRESSION_LENGTH
+    with pytest.raises(ExprError) as caught:
+        ev(text)
+    assert caught.value.message.startswith("Expression too deeply nested error at ")
+    shallow = "(1|1^1&1==1<<1+1*-" * 20 + "1" + ")" * 20
+    assert ev(shallow) == 1
+
+
+def test_error_message_quotes_at_most_forty_characters_of_the_rest() -> None:
+    with pytest.raises(ExprError) as caught:
+        ev("1 + " + "x" * 100)
+    assert caught.value.message == "Couldn't resolve error at '" + "x" * 40 + "...'"
+    assert caught.value.position == 4
+    with pytest.raises(ExprError) as caught:
+        ev("1 + " + "y" * 40)
+    assert caught.value.message == "Couldn't resolve error at '" + "y" * 40 + "'"
 
 
 def test_bad_radix_is_rejected() -> None:

@@ -100,6 +100,9 @@ def cmd_r(dbg: "Engine", inv: Invocation) -> CommandResult:
 _K_PATTERN = r"k[bcnpvfL]*"
 
 
+MAX_FRAME_COUNT = 0xFFFF  # WinDbg's limit for k's FrameCount
+
+
 @command("k", area="inspection", syntax="k[b|c|n|p|v|L] [FrameCount]", pattern=_K_PATTERN,
          summary="Display the call stack (kn numbers frames, kb shows args, kc symbols only, kp params)",
          help="""
@@ -119,8 +122,11 @@ def cmd_k(dbg: "Engine", inv: Invocation) -> CommandResult:
         if word.lower().startswith("l"):
             word = word[1:]
         count = dbg.evaluate(word, inv.args_offset + words[0][1] + (len(words[0][0]) - len(word)))
-        if count == 0:
-            raise inv.error("the frame count must be at least 1", 0)
+        # `-5` evaluates to 0xffff...fffb: say so instead of printing "all" of a huge count.
+        if to_signed64(count) < 0:
+            raise inv.error(f"the frame count cannot be negative ({to_signed64(count)})", words[0][1])
+        if not 1 <= count <= MAX_FRAME_COUNT:
+            raise inv.error(f"the frame count must be 1..{MAX_FRAME_COUNT:#x}", words[0][1])
     frames = dbg.stack()
     for f in frames:
         dbg.note_address(addr64(f.child_sp))

@@ -197,26 +197,3 @@ def cmd_capture(dbg: "Engine", inv: Invocation) -> CommandResult:
             raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
         return CommandResult(f"Wrote {written} frames to {path}.", {"file": path, "frames": written})
     raise inv.error(f"unknown capture action '{words[0][0]}' (start, stop)", at)
-
-
-# --- drivers the lab's sessions start with `sc start` ---------------------------------------------------
-
-def _register_lab_drivers() -> None:
-    """wskprov (the WSK provider echosrv and khttpd need) and the buggy sample, for `sc start`."""
-    from wskdbg.commands.services import KNOWN_DRIVER_MODULES, register_driver
-
-    def wskprov() -> Any:
-        from stack.wsk.provider import DRIVER_IMAGE
-        return DRIVER_IMAGE
-
-    def buggy() -> Any:
-        from stack.drivers.buggy import DRIVER_IMAGE
-        return DRIVER_IMAGE
-
-    if "wskprov" not in KNOWN_DRIVER_MODULES:
-        register_driver("wskprov", wskprov)
-    if "buggy" not in KNOWN_DRIVER_MODULES:
-        register_driver("buggy", buggy)
-
-
-_register_lab_drivers()

@@ -26,11 +26,12 @@ LAYOUT_MODULES = ("stack.ndis.nbl", "stack.wsk.socket", "stack.fs.kfs")
 
 
 def ensure_layouts() -> None:
+    """Import the layers that register their structure layouts (NBL, WSK socket, file objects).
+
+    Every one of them exists; an import error is a real bug and surfaces.
+    """
     for name in LAYOUT_MODULES:
-        try:
-            importlib.import_module(name)
-        except Exception:  # a layer still being written must not break dt for the others
-            continue
+        importlib.import_module(name)
 
 
 def read_cells(dbg: "Engine", address: int, length: int) -> list[int | None]:

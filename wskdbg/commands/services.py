@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # name -> module exporting DRIVER_IMAGE
 KNOWN_DRIVER_MODULES: dict[str, str] = {
+    "wskprov": "stack.wsk.provider",
+    "buggy": "stack.drivers.buggy",
     "echosrv": "stack.drivers.echosrv",
     "ksocket": "stack.drivers.ksocket",
     "khttpd": "stack.drivers.khttpd.driver",
@@ -98,11 +100,16 @@ def _query_lines(name: str, state: int, exit_code: int = 0) -> list[str]:
     return lines
 
 
+ALREADY_RUNNING = ("[SC] StartService FAILED 1056:", "", "An instance of the service is already running.")
+ERROR_SERVICE_ALREADY_RUNNING = 1056
+
 SC_HELP = """
   sc query [Name]   the state of a driver (or of every driver sc knows and every loaded one)
   sc start Name     load it: map the module, create \\Driver\\Name, queue DriverEntry on a system
                     thread (START_PENDING: it runs when the machine runs, so `bu name!DriverEntry`
-                    then `g` stops inside DriverEntry)
+                    then `g` stops inside DriverEntry).  A service that is already running
+                    answers as on Windows: [SC] StartService FAILED 1056 (the standard lab
+                    starts wskprov on every host, and kfs, echosrv and khttpd on winsrv, at boot)
   sc stop Name      unload it: DriverUnload on a system thread, then the pool-leak check
 Startable drivers come from the world (available_drivers()), from
 wskdbg.commands.services.register_driver(), or from modules exporting DRIVER_IMAGE."""
@@ -143,8 +150,11 @@ def cmd_sc(dbg: "Engine", inv: Invocation) -> CommandResult:
     state, drv = _state(dbg, name)
     if verb == "start":
         if state != 1:
-            raise inv.error(f"[SC] StartService FAILED 1056: An instance of the service is already running ({name}).",
-                            words[1][1])
+            # What sc.exe prints (and its exit code); the machine is untouched, so a script that
+            # starts a service the lab already runs just says so and goes on.
+            return CommandResult("\n".join(ALREADY_RUNNING),
+                                 {"name": drv.short_name, "state": STATE_NAMES[state],
+                                  "win32_error": ERROR_SERVICE_ALREADY_RUNNING})
         image = available_drivers(dbg.world).get(name.lower())
         if image is None:
             known = ", ".join(sorted(available_drivers(dbg.world))) or "none"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stack.kernel.wpp import LEVEL_NAMES, TRACE_LEVEL_VERBOSE, WppError
+from stack.kernel.wpp import LEVEL_NAMES, TRACE_LEVEL_VERBOSE, WppError, WppPrefixError, check_prefix
 
 from wskdbg.commands.registry import CommandResult, Invocation, command, tokenize
 from wskdbg.render.fmt import addr64_nobt
@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from wskdbg.engine import Engine
 
 LOGGER_ID_BASE = 0x20  # logger ids below are taken by the system loggers
+
+
+def logger_id(lid: int) -> str:
+    """A logger id as every tracing command prints it (tracelog and !wmitrace alike): 0x20."""
+    return f"0x{lid:02x}"
 BUFFER_RECORDS = 4096
 
 
@@ -68,7 +73,7 @@ def _provider_line(dbg: "Engine", guid: str) -> str:
 
 
 def _session_lines(dbg: "Engine", lid: int, s: Any) -> list[str]:
-    lines = [f"Logger Name:            {s.name}", f"Logger Id:              {lid:x}",
+    lines = [f"Logger Name:            {s.name}", f"Logger Id:              {logger_id(lid)}",
              f"Buffer Size:            {BUFFER_RECORDS} records",
              f"Events Logged:          {s.total}", f"Events Lost:            {s.events_lost}",
              f"Buffered:               {len(s.buffer)}",
@@ -125,13 +130,14 @@ def cmd_tracelog(dbg: "Engine", inv: Invocation) -> CommandResult:
             session = wpp.start(name, guid, flags, level, buffer_records=BUFFER_RECORDS,
                                 realtime="-rt" in opts)
             lid = next(lid for lid, s in _sessions(dbg) if s is session)
-            lines = ["Logger Started...", f"Enabling trace to logger {lid:x}"] + _session_lines(dbg, lid, session)
+            lines = ["Logger Started...", f"Enabling trace to logger {logger_id(lid)}"]
+            lines += _session_lines(dbg, lid, session)
         elif verb == "-enable":
             if guid is None:
                 raise WppError("-enable needs -guid")
             session = wpp.enable(name, guid, flags, level)
             lid = next(lid for lid, s in _sessions(dbg) if s is session)
-            lines = [f"Updating trace to logger {lid:x}"] + _session_lines(dbg, lid, session)
+            lines = [f"Updating trace to logger {logger_id(lid)}"] + _session_lines(dbg, lid, session)
         elif verb == "-disable":
             if guid is None:
                 raise WppError("-disable needs -guid")
@@ -190,7 +196,7 @@ def cmd_strdump(dbg: "Engine", inv: Invocation) -> CommandResult:
     base = dbg.kernel.nonpaged_region.base - 0x4000
     lines = ["(WmiTrace)StrDump Generic", f"  LoggerContext Array @ 0x{addr64_nobt(base)} [64 Elements]"]
     for lid, s in sessions:
-        lines.append(f"    Logger Id 0x{lid:02x} @ 0x{addr64_nobt(base + 0x100 + lid * 0x40)} Named '{s.name}'")
+        lines.append(f"    Logger Id {logger_id(lid)} @ 0x{addr64_nobt(base + 0x100 + lid * 0x40)} Named '{s.name}'")
     return CommandResult("\n".join(lines), {"sessions": [{"id": lid, "name": s.name} for lid, s in sessions]})
 
 
@@ -207,7 +213,7 @@ def cmd_logdump(dbg: "Engine", inv: Invocation) -> CommandResult:
     else:
         raise inv.error("no trace sessions are running (start one with tracelog -start or !wmitrace.start)")
     records = formatted_records(dbg, session, dbg.state.get("wpp_prefix"))
-    lines = [f"(WmiTrace)LogDump for Logger Id 0x{lid:02x}",
+    lines = [f"(WmiTrace)LogDump for Logger Id {logger_id(lid)}",
              f"Found Buffers: {1 if records else 0} Messages: {len(records)}, sorting entries"]
     lines += records
     lines.append(f"Total of {len(records)} Messages from {1 if records else 0} Buffers")
@@ -234,7 +240,7 @@ def cmd_wmistart(dbg: "Engine", inv: Invocation) -> CommandResult:
         from stack.kernel.wpp import WppSession
         wpp.sessions[name] = WppSession(name, {}, deque(maxlen=BUFFER_RECORDS), started_ns=dbg.scheduler.now_ns)
         lid = next(lid for lid, s in _sessions(dbg) if s.name == name)
-        return CommandResult(f"Logger Started... Logger Id 0x{lid:02x} '{name}'", {"session": name})
+        return CommandResult(f"Logger Started... Logger Id {logger_id(lid)} '{name}'", {"session": name})
     flags = _int(dbg, inv, *opts["-flag"]) if "-flag" in opts else 0xFFFFFFFF
     level = _int(dbg, inv, *opts["-level"]) if "-level" in opts else TRACE_LEVEL_VERBOSE
     try:
@@ -242,7 +248,7 @@ def cmd_wmistart(dbg: "Engine", inv: Invocation) -> CommandResult:
     except WppError as exc:
         raise inv.error(str(exc), opts["-guid"][1]) from None
     lid = next(lid for lid, s in _sessions(dbg) if s is session)
-    return CommandResult(f"Logger Started... Logger Id 0x{lid:02x} '{name}'", {"session": name})
+    return CommandResult(f"Logger Started... Logger Id {logger_id(lid)} '{name}'", {"session": name})
 
 
 @command("!wmitrace.enable", area="tracing", syntax="!wmitrace.enable LoggerName GUID [-level L] [-flag F]",
@@ -271,7 +277,7 @@ def cmd_wmistop(dbg: "Engine", inv: Invocation) -> CommandResult:
         raise inv.error("one logger name is required", 0)
     lid, session = _find_session(dbg, inv, *words[0])
     dbg.kernel.wpp.stop(session.name)
-    return CommandResult(f"Logger Stopped... Logger Id 0x{lid:02x} '{session.name}'", {"session": session.name})
+    return CommandResult(f"Logger Stopped... Logger Id {logger_id(lid)} '{session.name}'", {"session": session.name})
 
 
 @command("!wmitrace.setprefix", area="tracing", syntax="!wmitrace.setprefix [Prefix]",
@@ -279,6 +285,10 @@ def cmd_wmistop(dbg: "Engine", inv: Invocation) -> CommandResult:
          help="For example `%2!s!: %!FUNC!: %8!04x!.%3!04x!: %4!s!:`; without an argument, the default "
               "`[%9!d!]%8!04X!.%3!04X!::%4!s! [%1!s!]`.")
 def cmd_setprefix(dbg: "Engine", inv: Invocation) -> CommandResult:
+    try:
+        check_prefix(inv.args)
+    except WppPrefixError as exc:
+        raise inv.error(str(exc), exc.position) from None
     dbg.state["wpp_prefix"] = inv.args or None
     return CommandResult(f"Prefix is now: {inv.args or '(default)'}", {"prefix": inv.args or None})
 

@@ -277,7 +277,7 @@ reads the echo back, -n times (default 1), then closes.  The program runs when t
 set breakpoints first (e.g. `bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine`) and `g`.
 With /w the command runs the machine until the program is done and prints the result: each
 exchange's size and round-trip time in virtual time, and whether the echo was intact.
-echosrv must be running on winsrv (sc start echosrv).""")
+echosrv must be running on winsrv (it is in the standard lab).""")
 def cmd_echo(dbg: "Engine", inv: Invocation) -> CommandResult:
     args = parse_args(inv, ("n", "s"), 1)
     count = int_option(dbg, inv, args, "n", 1, 1, 1000)
@@ -287,7 +287,8 @@ def cmd_echo(dbg: "Engine", inv: Invocation) -> CommandResult:
     message = (base * (size // len(base) + 1))[:size]
     server = server_address(dbg, SERVER_HOST, ECHO_PORT, args.ipv6)
     job = start_job(dbg, "echo", lambda: echo_program(server, message, count), echo_report,
-                    socket_failure("echo", " - is echosrv running on winsrv? (sc start echosrv)"))
+                    socket_failure("echo", " - is echosrv running on winsrv? (sc query echosrv; to start it: "
+                                           "sc start wskprov; sc start echosrv; g)"))
     started = f"echo: {count} x {len(message)} bytes to {server} from {CLIENT_HOST}"
     return finish(dbg, inv, job, args, started)
 
@@ -316,7 +317,7 @@ def http_report(method: str, target: str, server: SockAddr, elapsed: list[int]) 
 Starts a user-mode HTTP client on `client` that sends `GET /Path` (or HEAD) to khttpd on winsrv
 port 80 (-6: fd00::1) with Connection: close, and prints the status line, the headers and the
 first 256 bytes of the body, with the time the exchange took in virtual time.  Runs when the
-machine runs (g); /w runs it to completion now.  khttpd must be running (sc start khttpd).""")
+machine runs (g); /w runs it to completion now.  khttpd must be running (it is in the standard lab).""")
 def cmd_http(dbg: "Engine", inv: Invocation) -> CommandResult:
     args = parse_args(inv, (), 2)
     words = [w for w, _ in args.words]
@@ -338,7 +339,8 @@ def cmd_http(dbg: "Engine", inv: Invocation) -> CommandResult:
         return resp
 
     job = start_job(dbg, "http", body, http_report(method, target, server, elapsed),
-                    socket_failure("http", " - is khttpd running on winsrv? (sc start khttpd)"))
+                    socket_failure("http", " - is khttpd running on winsrv? (sc query khttpd; to start it: "
+                                           "sc start wskprov; sc start kfs; sc start khttpd; g)"))
     return finish(dbg, inv, job, args, f"http: {method} {target} to {server} from {CLIENT_HOST}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from stack.kernel.bugcheck import BUGCHECK_HELP
+from stack.kernel.bugcheck import BUGCHECK_HELP, argument_meanings
 from stack.kernel.irql import irql_name
 
 from wskdbg.render.fmt import addr64, addr64_nobt
@@ -45,7 +45,9 @@ def python_exception_note(detail: str) -> list[str]:
 
 def analyze_lines(info: Any, frames: Sequence[Any], image_of: dict[str, str], verbose: bool) -> list[str]:
     """The `!analyze` report.  `frames` are the crash stack rows (nt!KeBugCheckEx first)."""
-    description, arg_meanings = BUGCHECK_HELP.get(info.code, ("", ("", "", "", "")))
+    description = BUGCHECK_HELP.get(info.code, ("", ()))[0]
+    # Verifier codes: Arg1 is a subcode that decides what Arg2..Arg4 mean.
+    arg_meanings = argument_meanings(info.code, info.params)
     culprit = info.faulting_symbol
     module = _module_of(culprit)
     image = image_of.get(module, f"{module}.sys")

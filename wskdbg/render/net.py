@@ -306,7 +306,8 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
         f"  nodelay {_onoff(s.get('nodelay'))}",
         f"{INDENT}Congestion     cwnd {s['cwnd']}  ssthresh {_big(s['ssthresh'])}"
         f"  {'in recovery' if s.get('in_recovery') else 'not in recovery'}",
-        f"{INDENT}RTT            srtt {ms(srtt) if srtt else '-'}  rttvar {ms(s.get('rttvar_ns')) if srtt else '-'}"
+        f"{INDENT}RTT            srtt {ms(srtt) if srtt is not None else '-'}"
+        f"  rttvar {ms(s.get('rttvar_ns')) if srtt is not None else '-'}"
         f"  rto {ms(s.get('rto_ns'))}",
         f"{INDENT}Segments       sent {s.get('segments_sent', 0)}  received {s.get('segments_received', 0)}"
         f"  bytes acked {s.get('bytes_acked', 0)}  bytes received {s.get('bytes_received', 0)}",
@@ -428,6 +429,7 @@ def ipstats_lines(c: Mapping[str, Any]) -> list[str]:
         ("TCP", ("tcp_segments_received", "tcp_segments_sent", "tcp_resets_sent", "tcp_active_opens",
                  "tcp_passive_opens")),
         ("Offload and buffers", ("lso_sends", "checksum_offload_sends", "nbls_held", "nbl_copies")),
+        ("Loopback", ("loopback_sent", "loopback_received", "loopback_bytes")),
     )
     out: list[str] = []
     for title, names in groups:

@@ -71,7 +71,7 @@ def event_record(event: Event) -> TraceRecord:
 
 
 def default_engine(seed: int = 1) -> Any:
-    """The engine over the default lab (winsrv and client)."""
+    """The engine over the standard lab (winsrv running echosrv and khttpd, client, dns, httpbin)."""
     from wskdbg.engine import Engine  # imported late: the TUI module must import without it
 
     return Engine(seed=seed)

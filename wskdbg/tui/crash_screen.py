@@ -13,7 +13,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from stack.kernel.bugcheck import BUGCHECK_HELP, BugCheckInfo
+from stack.kernel.bugcheck import BUGCHECK_HELP, BugCheckInfo, argument_meanings
 from stack.kernel.irql import irql_name
 
 from .textlinks import linkify
@@ -27,7 +27,8 @@ def crash_headline(info: BugCheckInfo) -> str:
 def local_analysis(info: BugCheckInfo) -> str:
     """What `!analyze -v` says, built from the BugCheckInfo alone (used when the
     engine cannot run the command)."""
-    help_text, param_help = BUGCHECK_HELP.get(info.code, ("", ("", "", "", "")))
+    help_text = BUGCHECK_HELP.get(info.code, ("", ()))[0]
+    param_help = argument_meanings(info.code, info.params)
     lines = ["*" * 79, "*" + "Bugcheck Analysis".center(77) + "*", "*" * 79, "",
              f"{info.name} ({info.code:x})"]
     if help_text:

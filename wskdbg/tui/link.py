@@ -74,14 +74,6 @@ def layer_of_event(event: Event) -> str | None:
     return LAYER_OF_KIND.get(event.kind.partition(".")[0])
 
 
-def module_of_event(event: Event) -> str:
-    for attr in ("symbol", "routine", "driver", "provider"):
-        name = getattr(event, attr, None)
-        if isinstance(name, str) and name:
-            return name.partition("!")[0]
-    return ""
-
-
 def short_describe(event: Event) -> str:
     """What the stack view writes in a layer: the routine without its module for calls."""
     kind = event.kind

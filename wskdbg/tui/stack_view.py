@@ -20,6 +20,8 @@ from textual.widget import Widget
 from .link import LAYER_ORDER, LAYER_TITLES, EngineLink, layer_of_module
 
 ROWS_PER_LAYER = 2
+MIN_COLUMN = 16  # the narrowest host column that still reads
+PREFERRED_COLUMN = 26  # wide enough for a layer's driver names ("drivers echosrv khttpd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +129,12 @@ def render_picture(picture: StackPicture, width: int, styles: dict[str, Style] |
     caption_style = styles.get("caption", Style(italic=True))
 
     gap = 2
-    n = len(picture.hosts)
-    col = max(16, (width - gap * (n - 1)) // n)
-    depth = max(len(rows) for _, rows in picture.hosts)
+    shown, hidden = _hosts_that_fit(picture, width, gap)
+    n = len(shown)
+    col = max(MIN_COLUMN, (width - gap * (n - 1)) // n)
+    depth = max(len(rows) for _, rows in shown)
     columns: list[list[Text]] = []
-    for host, rows in picture.hosts:
+    for host, rows in shown:
         lines: list[Text] = [Text(f" {host} ".center(col, "─"), style=title_style)]
         pad = depth - len(rows)  # hosts without user mode start one layer lower
         for _ in range(pad * ROWS_PER_LAYER):
@@ -164,8 +167,25 @@ def render_picture(picture: StackPicture, width: int, styles: dict[str, Style] |
                 out.append(" " * gap)
             out.append_text(_fit(cell, col))
         out.append("\n")
-    out.append(Text(picture.caption[:width], style=caption_style))
+    caption = picture.caption
+    if hidden:
+        caption = f"{caption}  (not shown: {' '.join(hidden)})"
+    out.append(Text(caption[:width], style=caption_style))
     return out
+
+
+def _hosts_that_fit(picture: StackPicture, width: int,
+                    gap: int) -> tuple[list[tuple[str, tuple[LayerRow, ...]]], list[str]]:
+    """As many host columns as the width holds at a readable size: the hosts of the current
+    and the previous hand-off first, then the lab's order (winsrv, client, the service hosts)."""
+    hosts = list(picture.hosts)
+    room = max(1, (width + gap) // (PREFERRED_COLUMN + gap))
+    if len(hosts) <= room:
+        return hosts, []
+    names = [host for host, _ in hosts]
+    wanted = [key[0] for key in (picture.current, picture.previous) if key is not None and key[0] in names]
+    chosen = set(list(dict.fromkeys(wanted + names))[:room])
+    return [h for h in hosts if h[0] in chosen], [name for name in names if name not in chosen]
 
 
 def _fit(text: Text, width: int) -> Text:

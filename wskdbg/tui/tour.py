@@ -27,37 +27,44 @@ class TourStep:
 
 TOUR_STEPS: tuple[TourStep, ...] = (
     TourStep("Welcome to wskdbg",
-             "Two emulated Windows machines, winsrv and client, share a virtual wire.\n"
+             "The standard lab: winsrv runs echosrv (the WDK WSK echo sample, port 40007) and\n"
+             "khttpd (port 80); client runs your test programs; dns and httpbin help out.\n"
              "Left: the stack view - each host's layers, from drivers down to the NIC.\n"
              "Right: IRPs, MDLs, the trace and the network, one tab each (F2 F3 F4 F6).\n"
-             "Bottom: the kd> command line; every REPL command works here.\n"
-             "The machine is stopped now: the status bar says BROKEN IN."),
-    TourStep("Stop where the echo server receives",
-             "Set a breakpoint on the echo server's receive callback.\n"
-             "Press d to type it for you, or write it in the command line.",
-             "bp echosrv!WskSampleReceiveEvent"),
-    TourStep("Send an echo packet",
-             "Ask the client to send a line to the echo server (port 7).\n"
-             "Press d, then F5 (go): the machine runs until the breakpoint.",
-             "!echo hello"),
+             "Bottom: the kd> command line.  The status bar says BROKEN IN: nothing runs yet."),
+    TourStep("Stop where echosrv receives",
+             "Break in echosrv's receive completion routine on winsrv: tcpip completes the\n"
+             "receive IRP, and the I/O manager calls the routine echosrv set on it.\n"
+             "Press d to run the command, or type it in the command line.",
+             "bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine"),
+    TourStep("Send a line to the echo server",
+             "The client connects to winsrv:40007 and sends one line.  The program runs on\n"
+             "client when the machine runs; press d to start it.",
+             '!echo "hello"'),
     TourStep("Go",
-             "F5 runs the machine.  Watch the status bar turn RUNNING and the stack\n"
-             "view light up as frames cross NIC, NDIS, tcpip and WSK on winsrv.",
+             "F5 (g) runs the machine: the handshake, the line crossing NIC, NDIS and tcpip on\n"
+             "winsrv, and echosrv's receive.  It stops at the breakpoint, BROKEN IN again.",
              "g"),
+    TourStep("The call stack",
+             "k shows the whole logical call stack: echosrv's worker thread called WskReceive,\n"
+             "the line was already waiting in the TCB, so the IRP completed at once and\n"
+             "IofCompleteRequest called the completion routine - all on that one thread.",
+             "k"),
+    TourStep("The IRP",
+             "rdx is the routine's second argument, the IRP.  Inside its completion routine its\n"
+             "stack location is already unwound, as in Windows.  F2 lists the live IRPs (Enter\n"
+             "shows one); F3 draws an IRP's MDL chain and dumps the bytes.  Click any address.",
+             "!irp @rdx"),
     TourStep("Step through the hand-offs",
-             "F11 steps into the next hand-off, F10 steps over a call, Shift+F11 steps out.\n"
-             "The highlighted layer moves; the arrow says down (▼), up (▲) or across the wire (⇄).\n"
-             "`k` shows the whole logical call stack at this moment."),
-    TourStep("Look at the IRP and its data",
-             "F2 opens the IRP list: select the receive IRP with Enter to see its stack\n"
-             "locations and completion routines, as !irp shows them.  F3 then draws its\n"
-             "MDL chain and dumps the bytes: your 'hello' is there.  Click any address\n"
-             "to inspect it."),
+             "F10 (p) steps over to the routine's return, F11 (t) into the next hand-off,\n"
+             "Shift+F11 (gu) out of the routine.  The highlighted layer moves; the arrow says\n"
+             "down (▼), up (▲) or across the wire (⇄).  bc * and F5 let the echo finish.",
+             "p"),
     TourStep("Read the trace, break in, crash",
              "F4 is the trace: type provider:echosrv in the filter, / to search, f to follow.\n"
              "While the machine runs, Ctrl+Break (or Ctrl+C) breaks in at once.\n"
-             "A driver bug shows the crash screen with !analyze -v; R reboots.\n"
-             "Ctrl+P opens the command palette; Ctrl+T switches light/dark."),
+             "sc start buggy loads a driver that completes an IRP twice: the crash screen\n"
+             "shows !analyze -v, and R reboots the lab.  Ctrl+P opens the command palette."),
 )
 
 

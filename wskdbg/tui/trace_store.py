@@ -116,13 +116,6 @@ def _clock(seconds: int) -> str:
     return "%10s" % ("%02d:%02d:%02d" % (hours, mins, secs))
 
 
-def format_time_ns(time_ns: int) -> str:
-    """Virtual time since boot as ``hh:mm:ss.nnnnnnnnn``, right-aligned in 20
-    columns so lines stay aligned until hour 9999."""
-    seconds, nanos = divmod(time_ns, 1_000_000_000)
-    return "%s.%09d" % (_clock(seconds), nanos)
-
-
 _PREFIX_FORMAT = "[%d]%04X.%04X::%s.%09d [%s]"  # WPP default: [CPU]PID.TID::time [provider]
 
 

@@ -52,6 +52,8 @@ from .states import (
 S = TcpState
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 TIMESTAMP_OPTION_BYTES = 12  # NOP NOP kind len TSval TSecr, taken from each segment's payload
+SACK_OPTION_BYTES = 4  # NOP NOP kind len, then 8 bytes per block (RFC 2018), also taken from the payload
+SACK_BLOCK_BYTES = 8
 _TS_UNIT_NS = 1_000_000  # the TSval clock ticks once per millisecond
 _HALF = 1 << 31
 
@@ -70,7 +72,7 @@ class TcpConnection:
         # timers and their bookkeeping
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
-        "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_syn_retransmitted",
+        "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_syn_retransmitted",
         "_rtt", "_cc",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "timeouts", "dup_acks",
@@ -139,8 +141,11 @@ class TcpConnection:
         self._invalid_ack_at: int | None = None  # last reply to an unacceptable dataless segment
         self._unacked_segs = 0  # in-order data segments received since our last ACK
         self._fast_rexmit = False
-        self._rtt_seq: int | None = None  # Karn: the timed segment ends here (no timestamps)
+        self._rtt_seq: int | None = None  # the timed segment ends here (one per RTT, to the nanosecond)
         self._rtt_start = 0
+        # Karn: a retransmission cancelled the timing and no valid sample came since; with
+        # timestamps the echoed TSval still times the segment that was acknowledged (RFC 7323 4.1).
+        self._rtt_karn = False
         self._syn_retransmitted = False
         self._rtt = RttEstimator(config.rto_initial_ns, config.rto_min_ns, config.rto_max_ns,
                                  config.clock_granularity_ns)
@@ -687,15 +692,20 @@ class TcpConnection:
         self._snd_una = ack
         if self._snd_nxt < ack:
             self._snd_nxt = ack
-        # RTT measurement: echoed timestamp, else the one timed segment (Karn).
+        # RTT measurement: the one timed segment, to the nanosecond (RFC 6298, Karn).  The
+        # timestamp clock ticks in milliseconds - coarser than a LAN's RTT, where every echo
+        # would read 0 - so an echoed TSval is used only where Karn leaves no timed segment:
+        # after a retransmission, at least one tick (as Linux does).
         timestamps = seg.timestamps
-        if self._ts_on and timestamps is not None:
-            ticks = (self._ts_clock(now) - timestamps[1]) & SEQ_MASK
-            if ticks < _HALF:
-                self._rtt.sample(ticks * _TS_UNIT_NS)
-        elif self._rtt_seq is not None and ack >= self._rtt_seq:
+        if self._rtt_seq is not None and ack >= self._rtt_seq:
             self._rtt.sample(now - self._rtt_start)
             self._rtt_seq = None
+            self._rtt_karn = False
+        elif self._rtt_karn and self._ts_on and timestamps is not None:
+            ticks = (self._ts_clock(now) - timestamps[1]) & SEQ_MASK
+            if ticks < _HALF:
+                self._rtt.sample(max(ticks, 1) * _TS_UNIT_NS)
+                self._rtt_karn = False
         self._rexmit_count = 0
         self._rexmit_at = None if ack >= self._snd_max else now + self._rtt.rto_ns  # RFC 6298 5.2 / 5.3
         if self._state is S.SYN_SENT or self._state is S.SYN_RECEIVED:
@@ -801,6 +811,7 @@ class TcpConnection:
         if self._snd_max > self.iss:
             self.retransmissions += 1
             self._rtt_seq = None
+            self._rtt_karn = True
             self._events.append(Retransmitted(self.iss, 1, "rto"))
         else:
             self._rtt_seq = self.iss + 1
@@ -814,7 +825,7 @@ class TcpConnection:
         sndbuf = self._sndbuf
         data_end = sndbuf.end
         fin = self._fin_queued
-        max_payload = self._max_payload
+        max_payload = self._payload_limit()
         cwnd = self._cc.cwnd
         while True:
             seq = self._snd_nxt
@@ -865,14 +876,15 @@ class TcpConnection:
         if seq < self._snd_max:
             self.retransmissions += 1
             self._rtt_seq = None  # Karn: never time a retransmitted segment
+            self._rtt_karn = True
             self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, "rto"))
-        elif self._rtt_seq is None and not self._ts_on:
+        elif self._rtt_seq is None:
             self._rtt_seq = end
             self._rtt_start = now
         self._snd_nxt = end
         if end > self._snd_max:
             self._snd_max = end
-        if 0 < n < self._max_payload and end > self._small_end:
+        if 0 < n < self._payload_limit() and end > self._small_end:
             self._small_end = end
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
@@ -884,7 +896,7 @@ class TcpConnection:
         if seq >= self._snd_max:
             return
         data_end = self._sndbuf.end
-        n = min(data_end - seq, self._max_payload, self._snd_max - seq)
+        n = min(data_end - seq, self._payload_limit(), self._snd_max - seq)
         if n < 0:
             n = 0
         flags = ACK
@@ -898,6 +910,7 @@ class TcpConnection:
         self.retransmissions += 1
         self.fast_retransmits += 1
         self._rtt_seq = None
+        self._rtt_karn = True
         self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, "fast"))
         if self._snd_nxt < end:
             self._snd_nxt = end
@@ -915,6 +928,18 @@ class TcpConnection:
         if seq + 1 > self._snd_max:
             self._snd_max = seq + 1
 
+    def _sack_limit(self) -> int:
+        return 3 if self._ts_on else 4  # what fits in 40 option bytes next to the timestamps
+
+    def _payload_limit(self) -> int:
+        """Payload bytes a data segment may carry now: the MSS less the timestamp option (fixed
+        per connection) and the SACK blocks the next segment will carry (while data is out of
+        order), so that no segment outgrows the MTU (RFC 2018, RFC 6691)."""
+        if not (self._sack_on and self._rcvbuf.has_ooo):
+            return self._max_payload
+        blocks = min(len(self._rcvbuf.ooo_ranges()), self._sack_limit())
+        return max(self._max_payload - SACK_OPTION_BYTES - SACK_BLOCK_BYTES * blocks, 1)
+
     def _make(self, now: int, flags: int, seq: int, payload: tuple[memoryview, ...] = ()) -> TcpSegment:
         rcv_nxt = self._rcv_nxt
         seg = TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, rcv_nxt & SEQ_MASK, flags,
@@ -922,8 +947,8 @@ class TcpConnection:
         if self._ts_on:
             seg.timestamps = (self._ts_clock(now), self._ts_recent)
         if self._sack_on and self._rcvbuf.has_ooo:
-            limit = 3 if self._ts_on else 4
-            seg.sack_blocks = tuple((s & SEQ_MASK, e & SEQ_MASK) for s, e in self._rcvbuf.sack_ranges(limit))
+            seg.sack_blocks = tuple((s & SEQ_MASK, e & SEQ_MASK)
+                                    for s, e in self._rcvbuf.sack_ranges(self._sack_limit()))
         self._last_ack_sent = rcv_nxt
         self._ack_now = False
         self._delack_at = None

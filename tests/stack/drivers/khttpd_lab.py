@@ -1,4 +1,5 @@
-"""The khttpd lab for tests and the benchmark: default_world + WSK + kfs + khttpd (+ the user-mode server)."""
+"""The khttpd lab for tests and the benchmark: the bare lab + WSK + kfs + khttpd with chosen parameters
+(+ the user-mode server)."""
 
 from __future__ import annotations
 
@@ -31,17 +32,16 @@ def ensure_wsk(world: World, host: str = "winsrv") -> None:
         _load(world, kernel, WSK_IMAGE)
 
 
-# The user-mode server belongs on winsrv itself, but the transport has no local delivery yet
-# (a connection from winsrv to its own address is STATUS_HOST_UNREACHABLE), so the lab runs it
-# on a third host until it does; set BACKEND_HOST = "winsrv" then.
-BACKEND_HOST = "appsrv"
+# The user-mode server runs on winsrv itself (khttpd's hand-over is delivered locally by
+# tcpip's loopback); boot_lab(backend_host="appsrv") puts it on a third host instead.
+BACKEND_HOST = "winsrv"
 BACKEND_ADDRESSES = ("10.0.0.3", "fd00::3")
 
 
 def boot_lab(seed: int = 1, parameters: dict[str, Any] | None = None, webserver_stats: WebServerStats | None = None,
              world: World | None = None, backend_host: str = BACKEND_HOST) -> World:
     """winsrv runs khttpd (with `parameters`); `backend_host` runs the user-mode web server on 8080."""
-    world = world or default_world(seed=seed)
+    world = world or default_world(seed=seed, services=False)
     ensure_wsk(world)
     parameters = dict(parameters or {})
     if backend_host != "winsrv":

@@ -30,7 +30,7 @@ def load(world: World, image: Any) -> Any:
 
 
 def echo_lab(seed: int = 1, trace: bool = False) -> tuple[World, Any, Any]:
-    world = default_world(seed)
+    world = default_world(seed, services=False)
     load(world, wsk.DRIVER_IMAGE)
     k = world.host("winsrv").kernel
     session = k.wpp.start("echosrvtrace", echosrv.ECHOSRV_CONTROL_GUID, flags=0x3) if trace else None
@@ -177,7 +177,7 @@ def test_trace_starts_with_loaded_because_earlier_traces_precede_wpp_init_tracin
 
 
 def test_load_and_unload_repeatedly_leaves_no_pool_and_no_sockets():
-    world = default_world(2)
+    world = default_world(2, services=False)
     load(world, wsk.DRIVER_IMAGE)
     k = world.host("winsrv").kernel
     for round_ in range(3):

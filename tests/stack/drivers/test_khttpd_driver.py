@@ -93,7 +93,7 @@ def test_copy_mode_copies_every_body_byte_once_more():
 
 
 def test_copy_mode_can_come_from_the_registry_parameters_key():
-    world = default_world(seed=12)
+    world = default_world(seed=12, services=False)
     winsrv = world.host("winsrv").kernel
     key = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\khttpd\\Parameters"
     winsrv.extensions.setdefault("registry", {})[key] = {"CopyMode": 1, "MaxConnections": 4}
@@ -151,12 +151,17 @@ def test_a_user_mode_server_that_is_not_listening_gives_502():
     assert khttpd_globals(_winsrv(world)).stats.errors == 1
 
 
-@pytest.mark.xfail(reason="transport: no local delivery yet (winsrv -> its own address is HOST_UNREACHABLE)",
-                   strict=False)
 def test_hand_over_to_the_user_mode_server_on_winsrv_itself():
     world = boot_lab(seed=11, backend_host="winsrv")
     response = run_client(world, http_fetch, SERVER4, "GET", "/app/hello")
     assert response.status == 200 and b"on winsrv" in response.body
+    assert world.host("winsrv").stack.counters.loopback_sent > 0
+
+
+def test_hand_over_to_a_user_mode_server_on_another_host():
+    world = boot_lab(seed=11, backend_host="appsrv")
+    response = run_client(world, http_fetch, SERVER4, "GET", "/app/hello")
+    assert response.status == 200 and b"on appsrv" in response.body
 
 
 @pytest.mark.parametrize("raw, status", [

@@ -24,7 +24,7 @@ def _usermode_client(server: SockAddr, message: bytes) -> Generator[Any, Any, by
 
 
 def _lab(seed: int = 1):
-    world = default_world(seed)
+    world = default_world(seed, services=False)
     bin_ = httpbin.install(world)
     world.run_until_idle()
     k = world.host("winsrv").kernel

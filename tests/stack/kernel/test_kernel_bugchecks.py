@@ -15,7 +15,8 @@ from stack.kernel import (DISPATCH_LEVEL, HIGH_LEVEL, IRP_MJ_DEVICE_CONTROL, PAG
 from stack.kernel import bugcheck as bc
 from stack.kernel.events import BugChecked
 from stack.kernel.ke import KDPC, KEVENT
-from stack.kernel.mdl import MmMapLockedPagesSpecifyCache
+from stack.kernel.mdl import (MDL_MAPPED_TO_SYSTEM_VA, MDL_PARTIAL, MDL_SOURCE_IS_NONPAGED_POOL,
+                              MmMapLockedPagesSpecifyCache)
 from stack.kernel.pool import tag_from_str
 
 
@@ -237,16 +238,17 @@ def _locked_mdl():
     return mdl
 
 
-def test_freeing_an_mdl_whose_pages_are_still_locked_bugchecks_0xc4():
+def test_freeing_an_mdl_whose_pages_are_still_locked_bugchecks_0xc4_with_the_emulator_subcode():
     m = new_machine()
     box: list = []
     run(m, lambda: (box.append(_locked_mdl()), IoFreeMdl(box[0])))
     info = crash(m)
     assert info.code == 0xC4
-    assert info.params[:3] == (bc.C4_MDL_FREED_LOCKED, box[0].address, 2)
+    assert info.params[:3] == (bc.EMU_C4_MDL_FREED_LOCKED, box[0].address, 2)
+    assert bc.subcode_help(0xC4, info.params[0]).emulator_defined
 
 
-def test_freeing_an_mdl_that_is_still_mapped_bugchecks_0xc4():
+def test_freeing_an_mdl_that_is_still_mapped_bugchecks_0xc4_0xb8_with_mdl_and_flags():
     m = new_machine()
     box: list = []
 
@@ -262,10 +264,13 @@ def test_freeing_an_mdl_that_is_still_mapped_bugchecks_0xc4():
     info = crash(m)
     part, sysva = box
     assert info.code == 0xC4
-    assert info.params[:3] == (bc.C4_MDL_FREED_MAPPED, part.address, sysva)
+    assert info.params[0] == bc.C4_MDL_FREED_MAPPED == 0xB8
+    assert info.params[1:3] == (part.address, part.flags)
+    assert part.flags & MDL_MAPPED_TO_SYSTEM_VA
+    assert f"{sysva:x}" in info.detail
 
 
-def test_freeing_a_mapped_nonpaged_pool_mdl_bugchecks_0xc4():
+def test_freeing_a_mapped_nonpaged_pool_mdl_bugchecks_0xc4_0xb8():
     m = new_machine()
     box: list = []
 
@@ -277,7 +282,8 @@ def test_freeing_a_mapped_nonpaged_pool_mdl_bugchecks_0xc4():
 
     run(m, body)
     info = crash(m)
-    assert info.code == 0xC4 and info.params[0] == bc.C4_MDL_FREED_MAPPED and info.params[2] == box[0]
+    assert info.code == 0xC4 and info.params[0] == 0xB8
+    assert f"{box[0]:x}" in info.detail
 
 
 def test_probing_a_nonpaged_pool_mdl_bugchecks_0xc4_0xb0():
@@ -291,6 +297,8 @@ def test_probing_a_nonpaged_pool_mdl_bugchecks_0xc4_0xb0():
     run(m, body)
     info = crash(m)
     assert info.code == 0xC4 and info.params[0] == 0xB0
+    assert info.params[2] & MDL_SOURCE_IS_NONPAGED_POOL
+    assert info.params[3] == MDL_SOURCE_IS_NONPAGED_POOL
 
 
 def test_unlocking_an_mdl_that_was_never_locked_bugchecks_0xc4_0x7c():
@@ -304,7 +312,77 @@ def test_unlocking_an_mdl_that_was_never_locked_bugchecks_0xc4_0x7c():
 
     run(m, body)
     info = crash(m)
-    assert info.code == 0xC4 and info.params[0] == 0x7C and info.params[2] == box[0].address
+    # Documented layout: P2 = MDL address, P3 = MDL flags, P4 = 0.
+    assert info.code == 0xC4 and info.params == (0x7C, box[0].address, box[0].flags, 0)
+
+
+def test_building_a_nonpaged_pool_mdl_over_paged_pool_bugchecks_0xc4_0x7f():
+    m = new_machine()
+    box: list = []
+
+    def body():
+        mdl = IoAllocateMdl(ExAllocatePoolWithTag(PagedPool, 64, "Buf "), 64)
+        box.append(mdl)
+        MmBuildMdlForNonPagedPool(mdl)
+
+    run(m, body)
+    info = crash(m)
+    # Documented layout: P2 = current IRQL, P3 = MDL address, P4 = MDL flags.
+    assert info.code == 0xC4 and info.params == (0x7F, 0, box[0].address, box[0].flags)
+
+
+def test_unlocking_a_nonpaged_pool_mdl_bugchecks_0xc4_0x7d():
+    m = new_machine()
+    box: list = []
+
+    def body():
+        mdl = IoAllocateMdl(ExAllocatePoolWithTag(NonPagedPoolNx, 64, "Buf "), 64)
+        MmBuildMdlForNonPagedPool(mdl)
+        box.append(mdl)
+        MmUnlockPages(mdl)
+
+    run(m, body)
+    info = crash(m)
+    assert info.code == 0xC4 and info.params == (0x7D, box[0].address, box[0].flags, 0)
+
+
+def test_unlocking_a_partial_mdl_bugchecks_0xc4_0xb4():
+    m = new_machine()
+    box: list = []
+
+    def body():
+        src = _locked_mdl()
+        part = IoAllocateMdl(src.virtual_address, PAGE_SIZE)
+        IoBuildPartialMdl(src, part, src.virtual_address, 0x20)
+        box.append(part)
+        MmUnlockPages(part)
+
+    run(m, body)
+    info = crash(m)
+    assert info.code == 0xC4 and info.params == (0xB4, box[0].address, box[0].flags, MDL_PARTIAL)
+
+
+def test_partial_mdl_outside_its_source_bugchecks_with_an_emulator_defined_subcode():
+    m = new_machine()
+
+    def body():
+        src = _locked_mdl()
+        part = IoAllocateMdl(src.virtual_address, PAGE_SIZE)
+        IoBuildPartialMdl(src, part, src.virtual_address + 2 * PAGE_SIZE, 0x20)
+
+    run(m, body)
+    info = crash(m)
+    assert info.code == 0xC4 and info.params[0] == bc.EMU_C4_PARTIAL_MDL_OUT_OF_RANGE
+    assert bc.argument_meanings(info.code, info.params)[0].startswith("emulator-defined subcode: ")
+
+
+def test_documented_subcodes_are_not_marked_emulator_defined():
+    for subcode in (0x30, 0x31, 0x62, 0x7C, 0x7D, 0x7F, 0xB0, 0xB4, 0xB8):
+        found = bc.subcode_help(0xC4, subcode)
+        assert found is not None and not found.emulator_defined
+        assert not found.arg1.startswith("emulator-defined")
+    emulated = [n for n in dir(bc) if n.startswith("EMU_C4_")]
+    assert emulated and all(bc.subcode_help(0xC4, getattr(bc, n)).emulator_defined for n in emulated)
 
 
 # --- Python exceptions in driver code, and what a crash leaves behind ---------------------------

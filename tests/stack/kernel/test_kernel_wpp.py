@@ -214,3 +214,30 @@ def test_trace_outside_any_kernel_event_is_ignored():
     TraceEvents(p, TRACE_LEVEL_ERROR, "TRACE_IO", "outside")
     DoTraceMessage(p, "TRACE_IO", "outside")
     assert len(s.buffer) == 0
+
+
+@pytest.mark.parametrize("prefix", [
+    "[%9!d!]%8!04X!.%3!04X!::%4!s! [%1!s!]",  # the default
+    "%2!s!: %!FUNC!: %8!04x!.%3!04x!: %4!s!:",
+    "%!LEVEL! %!FLAGS! %7!d!",
+    "50% done ",  # a '%' that starts no field is text
+    "",
+])
+def test_prefix_check_accepts_the_fields_and_names_format_prefix_knows(prefix):
+    from stack.kernel.wpp import check_prefix
+    check_prefix(prefix)
+
+
+@pytest.mark.parametrize("prefix, position, message", [
+    ("%0!s!", 0, "%0 is not a prefix field: use %1 .. %9"),
+    ("ab %10!d!", 3, "%10 is not a prefix field: use %1 .. %9"),
+    ("%!FUNC! %!BOGUS!", 8, "unknown prefix name %!BOGUS! (known: %!FUNC!, %!LEVEL!, %!FLAGS!)"),
+    ("%2", 0, "%2 needs a format between '!' marks, e.g. %2!s!"),
+    ("%3!s", 0, "unterminated %3!...! (the closing '!' is missing)"),
+    ("%4!I64x!", 0, "bad format 'I64x' in %4!I64x! (printf style, e.g. s, d, 04x)"),
+])
+def test_prefix_check_rejects_unknown_fields_and_names_with_where(prefix, position, message):
+    from stack.kernel.wpp import WppPrefixError, check_prefix
+    with pytest.raises(WppPrefixError) as caught:
+        check_prefix(prefix)
+    assert str(caught.value) == message and caught.value.position == position

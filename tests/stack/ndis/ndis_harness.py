@@ -33,6 +33,7 @@ class TestProtocol:
     receive_flags: list[int] = field(default_factory=list)
     checksum_info: list[int] = field(default_factory=list)
     held: list[Any] = field(default_factory=list)
+    source_handles: list[Any] = field(default_factory=list)  # SourceHandle of each NBL as indicated
     completed: list[int] = field(default_factory=list)
     pnp_events: list[int] = field(default_factory=list)
     status_indications: list[int] = field(default_factory=list)
@@ -45,6 +46,7 @@ class TestProtocol:
         self.receive_flags.append(flags)
         for nbl in nbls.chain():
             self.received.append(nbl.FirstNetBuffer.data())
+            self.source_handles.append(nbl.SourceHandle)
             self.checksum_info.append(nbl.NetBufferListInfo[0])
         if self.hold and not flags & 0x2:
             self.held.append(nbls)

@@ -7,7 +7,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 
 from stack.kernel.irql import DISPATCH_LEVEL
-from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_STATUS_INVALID_LENGTH, NDIS_STATUS_PAUSED,
+from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NdisAllocateNetBufferList, NdisMIndicateReceiveNetBufferLists, NDIS_STATUS_INVALID_LENGTH, NDIS_STATUS_PAUSED,
                         NDIS_STATUS_SUCCESS, NDIS_CSUM_RX_IP_SUCCEEDED, NDIS_CSUM_RX_TCP_FAILED,
                         NDIS_CSUM_RX_TCP_SUCCEEDED, TcpIpChecksumNetBufferListInfo, TcpLargeSendNetBufferListInfo,
                         csum_tx_info, lso_v2_info, ndis_pause_adapter, ndis_restart_adapter, ndis_state)
@@ -247,3 +247,32 @@ def test_hand_offs_publish_frame_and_nbl_events():
         assert wanted in kinds
     assert kinds.index(NblSent) < kinds.index(FrameTransmitted) < kinds.index(FrameReceived) < \
         kinds.index(NblIndicated)
+
+
+def test_netvmini_sets_source_handle_to_its_adapter_handle_on_every_received_nbl():
+    h = two_hosts()
+    for i in range(3):
+        h.send_a(ethernet(MAC_B, MAC_A, bytes([i]) * 60))
+    h.run()
+    assert len(h.proto_b.source_handles) == 3
+    assert all(handle is h.adapter_b for handle in h.proto_b.source_handles)
+
+
+def test_ndis_bugchecks_a_receive_indication_whose_source_handle_is_not_the_adapter():
+    from stack.ndis.miniport import EMU_NDIS_BUGCHECK_BAD_RECEIVE_SOURCE_HANDLE
+    h = two_hosts()
+    kb = h.proto_b.kernel
+
+    def indicate_without_source_handle():
+        nbl = NdisAllocateNetBufferList(h.proto_b.pool)
+        nbl.SourceHandle = None  # a miniport that forgot to set it; NDIS must not patch it up
+        NdisMIndicateReceiveNetBufferLists(h.adapter_b, nbl, 0, 1, NDIS_RECEIVE_FLAGS_RESOURCES)
+        return nbl
+
+    h.machine.run_in(kb, indicate_without_source_handle)
+    info = h.scheduler.halted
+    assert info is not None and info.code == 0x7C
+    assert info.params[0] == EMU_NDIS_BUGCHECK_BAD_RECEIVE_SOURCE_HANDLE
+    assert info.params[1] == h.adapter_b.address and info.params[3] == 0
+    assert "emulator-defined" in info.detail
+    assert h.proto_b.received == []

@@ -215,3 +215,36 @@ def test_name_resolution_uses_literals_hosts_table_and_the_resolver_hook():
     transport.resolve("example.com", lambda st, addrs: got.append((st, [str(a) for a in addrs])))
     assert got == [(STATUS_SUCCESS, ["10.0.0.1", "fd00::1"]), (STATUS_SUCCESS, ["fd00::9"]),
                    (STATUS_SUCCESS, ["93.184.216.34"])]
+
+
+def test_udp_send_bytes_to_passes_the_callers_buffer_through_to_one_counted_copy():
+    world = lab()
+    got: list[bytes] = []
+    server_t = world.host("winsrv").transport
+    status, _ = world.run_in("winsrv", lambda: server_t.udp_open(
+        SockAddr(IPv4Address(0), 9100), receive=lambda ep, remote, views, n: got.append(b"".join(views))))
+    assert status == STATUS_SUCCESS
+    client = world.host("client")
+    udp = client.stack.udp
+    handed: list[object] = []
+    real_send_to = udp.send_to
+
+    def spy(endpoint, remote, data, completion):
+        handed.append(data)
+        return real_send_to(endpoint, remote, data, completion)
+
+    udp.send_to = spy  # instance attribute: only this host's UDP layer
+    before = client.kernel.copies.snapshot().get("udp send from buffer", (0, 0))
+    payload = bytearray(b"a datagram from a bytearray")
+
+    def send():
+        _, ep = client.transport.udp_open(SockAddr(IPv4Address(0), 0))
+        return ep.send_bytes_to(SockAddr.parse("10.0.0.1:9100"), payload)
+
+    assert world.run_in("client", send) == STATUS_SUCCESS
+    world.run_for(SECOND)
+    assert got == [bytes(payload)]
+    # No private bytes() copy on the way: UDP sees a view of the caller's own buffer.
+    assert isinstance(handed[0], memoryview) and handed[0].obj is payload
+    after = client.kernel.copies.snapshot()["udp send from buffer"]
+    assert (after[0] - before[0], after[1] - before[1]) == (1, len(payload))

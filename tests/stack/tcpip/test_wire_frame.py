@@ -197,7 +197,7 @@ def test_every_truncation_of_a_valid_frame_raises_wire_error(frame: bytes) -> No
     for cut in range(len(frame)):
         with pytest.raises(WireError):
             parse_frame(frame[:cut])
-        assert isinstance(summarize_frame(frame[:cut]), str)
+        assert summarize_frame(frame[:cut]).startswith("malformed ("), cut
 
 
 def check_never_crashes(frame: bytes) -> None:

@@ -10,7 +10,7 @@ from stack.kernel.events import IrpDispatched
 from stack.tcpip.addr import AF_INET6, SockAddr
 from stack.usermode.afd import IOCTL_AFD_CONNECT, IOCTL_AFD_SEND
 from stack.usermode.programs import bulk_receiver, bulk_sender
-from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, spawn, join
+from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, UserBuffer, spawn, join
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from world_harness import any_address, lab, run_programs, server_address, start  # noqa: E402
@@ -104,3 +104,45 @@ def test_programs_can_spawn_and_join_threads():
 
 
 _ = (IOCTL_AFD_CONNECT, IOCTL_AFD_SEND)
+
+
+def test_programs_collected_while_blocked_run_no_kernel_code_and_raise_nothing():
+    """The garbage collector closes a discarded lab's blocked programs whenever it runs - here in
+    the middle of another lab's event, with that lab's kernel current.  Their `finally:` cleanup
+    must not run kernel code (it would free the old lab's pool on the new lab's kernel)."""
+    import gc
+
+    from stack.usermode.programs import echo_server
+
+    def idle_client(server):
+        sock = yield from Socket.create(AF_INET6, SOCK_STREAM)
+        buf = UserBuffer(64)
+        try:
+            yield from sock.connect(server)
+            yield from sock.recv_into(buf)  # blocks forever: the server never speaks first
+        finally:
+            yield from sock.close()
+            buf.free()
+
+    unraisable = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    gc.disable()
+    try:
+        old = lab(seed=3)
+        start(old, "winsrv", echo_server, any_address(6, 7))  # its connection blocks in recv (try/finally)
+        old.run_for(1_000_000)
+        client = start(old, "client", idle_client, server_address(old, 6, 7))
+        old.run_for(50_000_000)
+        assert not client.done and old.scheduler.halted is None
+        del old, client
+        new = lab(seed=4)
+        pool_before = {key: (u.allocs, u.frees) for key, u in new.host("winsrv").kernel.pool.usage.items()}
+        collected = new.run_in("winsrv", gc.collect)  # the old lab's generators are closed in here
+        assert collected > 0
+        assert new.scheduler.halted is None
+        assert {key: (u.allocs, u.frees) for key, u in new.host("winsrv").kernel.pool.usage.items()} == pool_before
+    finally:
+        gc.enable()
+        sys.unraisablehook = previous
+    assert [repr(u.exc_value) for u in unraisable] == []

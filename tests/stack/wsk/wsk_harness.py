@@ -144,7 +144,7 @@ class WskLab:
     """The default world with wskprov on winsrv and a registered test client."""
 
     def __init__(self, world: World | None = None, load_provider: bool = True, seed: int = 1) -> None:
-        self.world = world or default_world(seed)
+        self.world = world or default_world(seed, services=False)
         self.k = self.world.host("winsrv").kernel
         if load_provider:
             self.load(wsk.DRIVER_IMAGE)

@@ -1,7 +1,8 @@
 """Write wskdbg/tui/screenshot.svg (the README's picture): `python tests/wskdbg/tui/make_screenshot.py [--lab]`.
 
 By default it drives the test stand-in (an echo IRP in flight, its `!irp` shown);
-with --lab it uses the real engine on the default lab and runs the tour's first commands.
+with --lab it uses the real engine on the standard lab and runs the tour's commands (a
+breakpoint in echosrv, `!echo "hello"`, g, k, !irp, p), then shows the echo client's pending receive IRP.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ sys.path[:0] = [os.path.abspath(os.path.join(HERE, "..", "..", "..")), HERE]
 from standin import StandinEngine  # noqa: E402
 
 from wskdbg.tui.app import WskdbgApp  # noqa: E402
+from wskdbg.tui.irp_view import irp_state  # noqa: E402
 from wskdbg.tui.tour import TOUR_STEPS  # noqa: E402
 
 OUT = os.path.abspath(os.path.join(HERE, "..", "..", "..", "wskdbg", "tui", "screenshot.svg"))
@@ -30,6 +32,8 @@ async def main(lab: bool) -> None:
             app.run_command(command)
             await app.settle()
         irps = app.link.live_irps()
+        if lab:  # the echo client's receive, pending in AFD until its line comes back
+            irps.sort(key=lambda item: (irp_state(item[1]) != "pending", item[0] != "client"))
         if irps:
             host, irp = irps[0]
             app.irp_view.select(host, irp.address)

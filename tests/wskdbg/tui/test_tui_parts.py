@@ -163,4 +163,27 @@ def test_presentation_mode_waits_for_a_key_then_runs_the_step_and_narrates_the_n
 def test_tour_markdown_lists_every_step_with_its_command() -> None:
     text = tour_markdown()
     assert text.startswith("1. **Welcome to wskdbg.**")
-    assert "`bp echosrv!WskSampleReceiveEvent`" in text
+    assert "`bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine`" in text
+    assert '`!echo "hello"`' in text and "`!irp @rdx`" in text
+
+
+def test_the_tours_commands_work_on_the_standard_lab_and_stop_in_echosrv() -> None:
+    from wskdbg.engine import Engine
+    from wskdbg.tui.tour import TOUR_STEPS
+
+    engine = Engine(seed=1)
+    try:
+        out = {}
+        for step in TOUR_STEPS:
+            if step.command:
+                result = engine.execute(step.command)
+                assert not result.error, (step.command, result.text)
+                out[step.command] = result.text
+        assert out["g"].startswith("Breakpoint 0 hit") and "echosrv!WskSampleReceiveIrpCompletionRoutine" in out["g"]
+        assert "nt!IofCompleteRequest" in out["k"] and "wskprov!WskReceive" in out["k"]
+        assert out["!irp @rdx"].startswith("Irp is active")
+        assert "ret: echosrv!WskSampleReceiveIrpCompletionRoutine" in out["p"]
+        engine.execute("bc *")
+        assert "1 exchange, all echoed intact" in engine.execute("g").text
+    finally:
+        engine.close()

@@ -1,23 +1,23 @@
-"""Snapshot tests (pytest-textual-snapshot): the main screen, the MDL view, the crash screen.
+"""Snapshot tests (pytest-textual-snapshot) on the real engine and the standard lab: the main
+screen stopped in echosrv, the MDL view of an echo on its way out, the crash screen.
 
-Stable from run to run: the stand-in engine is seeded, the app has no timers
-(poll_hz=0) and no blinking cursor, and the terminal size is fixed.
+Stable from run to run: the lab is seeded (same addresses, same virtual times), the app has
+no timers (poll_hz=0) and no blinking cursor, and the terminal size is fixed.
 Update with `pytest tests/wskdbg/tui/test_tui_snapshots.py --snapshot-update`.
 """
 
 from __future__ import annotations
 
-from conftest import SIZE, make_app
+from conftest import SIZE, make_lab_app
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from wskdbg.tui.app import WskdbgApp
 
 
-async def _steps(app: WskdbgApp, pilot: Pilot, count: int) -> None:
+async def _run(app: WskdbgApp, pilot: Pilot, *commands: str) -> None:
     await app.settle()  # startup (the welcome line) first
-    for _ in range(count):
-        app.run_command("t")
+    for command in commands:
+        app.run_command(command)
         await app.settle()
     await _quiet(pilot)
 
@@ -29,33 +29,31 @@ async def _quiet(pilot: Pilot) -> None:
     await pilot.wait_for_scheduled_animations()
 
 
-def test_main_screen_after_two_steps(snap_compare) -> None:
+def test_main_screen_stopped_in_echosrv_after_two_steps(snap_compare) -> None:
     async def run_before(pilot: Pilot) -> None:
-        await _steps(pilot.app, pilot, 2)
+        await _run(pilot.app, pilot, "bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine",  # type: ignore[arg-type]
+                   '!echo "hello"', "g", "t", "t")
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
-
-
-def test_mdl_view_of_an_outstanding_irp(snap_compare) -> None:
-    async def run_before(pilot: Pilot) -> None:
-        app: WskdbgApp = pilot.app  # type: ignore[assignment]
-        await _steps(app, pilot, 1)  # EchoSend: the IRP is pended by the miniport
-        (host, irp), = app.link.live_irps()
-        app.irp_view.select(host, irp.address)
-        app.action_show_tab("mdl")
-        await _quiet(pilot)
-
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_lab_app(), terminal_size=SIZE, run_before=run_before)
 
 
-def test_crash_screen_after_a_double_completion(snap_compare) -> None:
+def test_mdl_view_of_the_echo_leaving_winsrv(snap_compare) -> None:
     async def run_before(pilot: Pilot) -> None:
         app: WskdbgApp = pilot.app  # type: ignore[assignment]
-        await app.settle()
-        app.run_command(".crash")
-        await app.settle()
-        app.run_command("g")
+        # Stopped where the echo reaches the miniport: the NB's MDL chain is tcpip's header,
+        # then echosrv's own buffer (zero copy).
+        await _run(app, pilot, "bp /h winsrv wskprov!WskSend", '!echo "hello"', "g",
+                   "bp /h winsrv netvmini!MPSendNetBufferLists", "g")
+        first_mdl = app.engine.execute("? poi(poi(@rdx+8)+20)").data["value"]
+        app.action_inspect_address(first_mdl)
         await app.settle()
         await _quiet(pilot)
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_lab_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_crash_screen_after_buggy_completes_an_irp_twice(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        await _run(pilot.app, pilot, "sc start buggy", "g")  # type: ignore[arg-type]
+
+    assert snap_compare(make_lab_app(), terminal_size=SIZE, run_before=run_before)

@@ -114,3 +114,72 @@ def test_no_sack_blocks_unless_negotiated() -> None:
     h = active_open(config(sack=True))
     h.send(seg(REMOTE_ISS + 101, LOCAL_ISS + 1, payload=b"b" * 100))
     h.recv_one(flags=ACK, sack_blocks=())
+
+
+def test_rtt_below_one_timestamp_tick_is_still_measured_to_the_nanosecond() -> None:
+    # A LAN round trip (100 us) is far below the 1 ms TSval tick: every echo reads 0 ticks,
+    # so the timed segment, not the echo, must give the sample.
+    h = Harness(TcpConnection(config(timestamps=True), LOCAL_PORT, REMOTE_PORT, LOCAL_ISS))
+    h.conn.connect(0)
+    h.recv_one(flags=SYN)
+    h.now = 100_000
+    h.send(seg(REMOTE_ISS, LOCAL_ISS + 1, SYN | ACK, mss=1000, timestamps=(5000, LOCAL_ISS)))
+    h.recv()
+    assert h.conn.timestamps_enabled and h.conn.srtt_ns == 100_000
+    h.conn.send(b"q" * 10)
+    h.recv()
+    h.now = 180_000
+    h.send(seg(REMOTE_ISS + 1, LOCAL_ISS + 11, timestamps=(5000, LOCAL_ISS)))
+    assert h.conn.srtt_ns == (7 * 100_000 + 80_000) // 8  # the data segment was timed too
+    assert h.conn.snapshot()["srtt_ns"] == h.conn.srtt_ns and h.conn.snapshot()["rttvar_ns"] > 0
+
+
+def test_after_a_retransmission_the_echoed_timestamp_gives_the_sample_karn_cannot() -> None:
+    h = active_open(config(timestamps=True), timestamps=(5000, LOCAL_ISS))
+    srtt = h.conn.srtt_ns
+    h.conn.send(b"r" * 10)
+    h.recv()
+    h.now = 1000 * MS  # the RTO fires: the segment goes out again (untimed, Karn)
+    h.conn.on_timer(h.now)
+    again = h.recv_one(payload=b"r" * 10)
+    assert h.conn.retransmissions == 1 and h.conn.rto_ns > 300 * MS  # backed off
+    h.now += 40 * MS
+    h.send(seg(REMOTE_ISS + 1, LOCAL_ISS + 11, timestamps=(5001, again.timestamps[0])))
+    assert h.conn.srtt_ns != srtt  # the echo of the retransmission's TSval timed it: 40 ms
+    assert h.conn.rto_ns == max(300 * MS, h.conn.srtt_ns + 4 * h.conn.rttvar_ns)  # backoff cleared
+
+
+def _option_bytes(s) -> int:
+    return (12 if s.timestamps else 0) + (4 + 8 * len(s.sack_blocks) if s.sack_blocks else 0)
+
+
+def test_data_segments_carrying_sack_blocks_shrink_their_payload_to_stay_within_the_mss() -> None:
+    h = active_open(config(sack=True, timestamps=True), sack_permitted=True, timestamps=(5000, LOCAL_ISS),
+                    window=60000)
+    h.conn.nodelay = True
+    base = REMOTE_ISS + 1
+    for hole in range(3):  # three out-of-order islands: three SACK blocks (the most next to timestamps)
+        h.send(seg(base + 100 + 200 * hole, LOCAL_ISS + 1, payload=b"x" * 100, timestamps=(5000, LOCAL_ISS)))
+    h.recv()
+    h.conn.send(b"d" * 5000)
+    data = [s for s in h.recv() if s.payload_len]
+    assert data and all(len(s.sack_blocks) == 3 for s in data)
+    for s in data[:-1]:
+        assert s.payload_len + _option_bytes(s) == 1000  # full: the MSS less timestamps and 3 blocks
+    assert h.conn.max_payload == 1000 - 12  # the per-connection figure is unchanged
+
+
+def test_once_the_holes_fill_data_segments_grow_back_to_the_full_payload() -> None:
+    h = active_open(config(sack=True), sack_permitted=True, window=60000)
+    h.conn.nodelay = True
+    base = REMOTE_ISS + 1
+    h.send(seg(base + 100, LOCAL_ISS + 1, payload=b"y" * 100))
+    h.recv()
+    h.conn.send(b"e" * 1500)
+    first = [s for s in h.recv() if s.payload_len]
+    assert first[0].sack_blocks and first[0].payload_len == 1000 - 12  # one block: 4 + 8 bytes
+    h.send(seg(base, LOCAL_ISS + 1, payload=b"y" * 100))  # the hole is filled
+    h.recv()
+    h.conn.send(b"f" * 2000)
+    later = [s for s in h.recv() if s.payload_len]
+    assert not later[0].sack_blocks and later[0].payload_len == 1000

@@ -1,0 +1,83 @@
+"""The `wskdbg` command: the TUI with the tour on first start, `tour FILE`, and extensions that import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wskdbg import cli
+
+
+@pytest.fixture
+def fake_tui(monkeypatch, tmp_path):
+    """Record run_app's arguments instead of starting Textual; the tour marker lives in tmp_path."""
+    import wskdbg.tui.app as app
+
+    calls: list[dict[str, Any]] = []
+
+    def run_app(engine: Any = None, **options: Any) -> None:
+        calls.append({"engine": engine, **options})
+
+    monkeypatch.setattr(app, "run_app", run_app)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    return calls
+
+
+def test_first_start_opens_the_tui_with_the_tour_and_later_starts_do_not(fake_tui, tmp_path):
+    assert cli.main(["--world", "kernel", "--seed", "4"]) == 0
+    assert (tmp_path / "wskdbg" / "tour-seen").exists()
+    assert cli.main(["--world", "kernel"]) == 0
+    assert [call["tour_on_start"] for call in fake_tui] == [True, False]
+    assert fake_tui[0]["seed"] == 4 and fake_tui[0]["engine"] is not None
+    assert fake_tui[0]["engine"].kernel.name  # the engine the options describe, not a default one
+
+
+def test_tour_subcommand_is_registered_and_takes_the_seed_after_the_file():
+    parser = cli.build_parser()
+    assert "tour" in cli.SUBCOMMANDS
+    args = parser.parse_args(["tour", "sessions/echo-ipv4.wds", "--seed", "5"])
+    assert args.file == "sessions/echo-ipv4.wds" and args.seed == 5
+    assert parser.parse_args(["--seed", "6", "tour", "x.wds"]).seed == 6  # the global --seed still counts
+
+
+def test_tour_of_a_missing_script_is_exit_status_2_without_building_an_engine(monkeypatch, capsys):
+    built: list[int] = []
+    monkeypatch.setattr(cli, "make_engine", lambda args, **kw: built.append(1))
+    assert cli.main(["tour", "/nonexistent/x.wds"]) == 2
+    assert capsys.readouterr().err.startswith("wskdbg tour: ")
+    assert built == []
+
+
+def test_tour_runs_the_presentation_with_the_cli_engine_and_closes_it(monkeypatch, tmp_path):
+    import wskdbg.tui.presentation as presentation
+
+    script = tmp_path / "t.wds"
+    script.write_text("? 1\n")
+    seen: dict[str, Any] = {}
+
+    class FakeEngine:
+        closed = False
+
+        def close(self) -> None:
+            self.closed = True
+
+    engine = FakeEngine()
+    monkeypatch.setattr(cli, "make_engine", lambda args, **kw: engine)
+
+    def run_tour(path, engine=None, *, engine_factory=None, seed=1, poll_hz=10.0):
+        seen.update(path=path, engine=engine_factory(), seed=seed)
+        return 0
+
+    monkeypatch.setattr(presentation, "run_tour", run_tour)
+    assert cli.main(["tour", str(script), "--seed", "9"]) == 0
+    assert seen == {"path": str(script), "engine": engine, "seed": 9}
+    assert engine.closed
+
+
+def test_every_extension_module_exists_and_imports():
+    import importlib
+
+    for name in cli.EXTENSIONS:
+        importlib.import_module(name)  # no silent skipping: a broken extension fails here
+    assert {"tap-exec", "replay"} <= set(cli.SUBCOMMANDS)

@@ -1,0 +1,223 @@
+"""Time travel: t-, p-, g- and !tt (the position, a position E:S, or a percentage of the trace).
+
+The work is done by wskdbg.timetravel (re-execution from the seed and the recorded
+inputs); this module parses, travels, and prints the stop as a forward step would,
+with the WinDbg TTD line `Time Travel Position: E:S` in front.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wskdbg.commands.execution import render_stop, stop_data
+from wskdbg.commands.registry import CommandResult, Invocation, command, tokenize
+from wskdbg.render.stop import seconds
+from wskdbg.timetravel import TimeTravelError, format_position, parse_position
+
+if TYPE_CHECKING:
+    from wskdbg.breakpoints import Breakpoint
+    from wskdbg.engine import Engine
+
+TT_LIMITS = """
+Going back re-executes the world from its seed: the engine rebuilds it with the factory, runs it
+with breakpoints suppressed, re-applies each recorded input (sc start/stop, !echo, !http, !ping,
+!httperf, !fault, !capture start/stop, tracelog, !wmitrace.*) at the moment it took effect, and
+stops at the target.  Addresses, IRPs and call stacks (k) are the same as the first time.
+Landing where an input was issued lands just before it; the next t, p or g applies it and runs on,
+so going forward replays the recorded future.  A new input issued in the past discards the inputs
+recorded after it (a note says so); issuing exactly the next recorded input just follows history.
+Limits: each trip back re-executes from the start of the trace (the last .reboot), so it costs
+about as much as the run did; breakpoint hit and pass counts do not go back; output printed during
+the replay (DbgPrint, traffic reports) is not printed again; not available with a bridge attached."""
+
+
+def _count(dbg: "Engine", inv: Invocation) -> int:
+    if not inv.args:
+        return 1
+    value = dbg.evaluate(inv.args, inv.args_offset)
+    if value == 0 or value > 100_000:
+        raise inv.error(f"step count must be 1..0n100000, not {value:#x}", 0)
+    return value
+
+
+def _position_line(dbg: "Engine") -> str:
+    return f"Time Travel Position: {dbg.time_travel.position()}"
+
+
+def report(dbg: "Engine", breakpoint: "Breakpoint | None" = None, notes: tuple[str, ...] = ()) -> CommandResult:
+    """What a trip in time prints: notes, the position, then the stop as a forward step shows it."""
+    tt = dbg.time_travel
+    pos = tt.position()
+    stop = dbg.last_stop
+    assert stop is not None
+    lines = list(notes)
+    if pos.handoff is not None:
+        stop.reason = "breakpoint" if breakpoint is not None else "step"
+        stop.breakpoint = breakpoint
+        body = render_stop(dbg, stop)
+        split = 1 if breakpoint is not None else 0  # `Breakpoint N hit` comes first, as in WinDbg
+        lines += body[:split] + [_position_line(dbg)] + body[split:]
+    else:
+        stop.reason = "timetravel"
+        lines.append(_position_line(dbg))
+        if dbg.scheduler.halted is not None:
+            stop.reason = "halted"
+            lines += render_stop(dbg, stop)
+        elif (pos.events_run, pos.seq) == (tt.origin.events_run, tt.origin.seq):
+            lines.append(f"At the start of the trace (event {pos.events_run}, hand-off {pos.seq}, virtual time "
+                         f"{seconds(dbg.scheduler.now_ns)}).")
+        else:
+            lines.append(f"Between events: event {pos.events_run} has finished (hand-off {pos.seq}, virtual time "
+                         f"{seconds(dbg.scheduler.now_ns)}).")
+    lines += [f"Warning: the replay diverged: {d}" for d in tt.divergence]
+    tt.divergence.clear()
+    data: dict[str, Any] = {"position": str(pos), "events_run": pos.events_run, "hand_off": pos.seq,
+                            "stops": [stop_data(dbg, stop)]}
+    return CommandResult("\n".join(lines), data)
+
+
+def _at_start(dbg: "Engine") -> CommandResult:
+    return CommandResult(f"{_position_line(dbg)}\nAlready at the start of the trace.",
+                         {"position": str(dbg.time_travel.position()), "moved": False})
+
+
+def _guard(dbg: "Engine", inv: Invocation) -> None:
+    if dbg.in_bp_command:
+        raise inv.error(f"{inv.spec.name} cannot run from a breakpoint command", 0)
+    reason = dbg.time_travel.available()
+    if reason is not None:
+        raise TimeTravelError(reason)
+
+
+@command("t-", area="execution", syntax="t- [Count]", mutates=True,
+         summary="Trace back: go to the previous hand-off (time travel)",
+         help="""
+Goes back to the previous hand-off of any kind on any host — the stop a `t` from there would
+make — and prints it as `t` printed it, after `Time Travel Position: E:S`.  Count (hex) goes back
+that many hand-offs (to the start of the trace if there are fewer).""" + TT_LIMITS)
+def cmd_t_back(dbg: "Engine", inv: Invocation) -> CommandResult:
+    count = _count(dbg, inv)
+    _guard(dbg, inv)
+    tt = dbg.time_travel
+    here = tt.position()
+    seq = tt.previous_handoff(count)
+    if seq is None:
+        if (here.events_run, here.seq, here.handoff) == (tt.origin.events_run, tt.origin.seq, None):
+            return _at_start(dbg)
+        tt.travel(tt.origin_target())
+    else:
+        tt.travel(tt.handoff_target(seq, here.events_run))
+    return report(dbg)
+
+
+@command("p-", area="execution", syntax="p- [Count]", mutates=True,
+         summary="Step back over: the previous hand-off at this call level or above, in this context",
+         help="""
+Goes back to the previous hand-off in the same execution context (the same thread, or the same
+DPC/timer event) at the current call level or shallower, skipping the calls made from this
+routine: at a `ret X` stop, p- goes back to `call X`.  When the context has no earlier hand-off,
+p- goes back to just before its event began.  Between events p- acts like t-.  Count (hex)
+repeats.  p- replays the trace twice (once to find the stop, once to go there).""" + TT_LIMITS)
+def cmd_p_back(dbg: "Engine", inv: Invocation) -> CommandResult:
+    count = _count(dbg, inv)
+    _guard(dbg, inv)
+    tt = dbg.time_travel
+    if tt.position().handoff is None:
+        return cmd_t_back(dbg, inv)
+    seq = tt.scan_context(count)
+    here = tt.position()
+    if seq is not None:
+        tt.travel(tt.handoff_target(seq, here.events_run))
+    else:  # the context began in this event: go to just before the event
+        before = here.events_run - 1
+        tt.travel(tt.origin_target() if before <= tt.origin.events_run else tt.between_target(before))
+    return report(dbg)
+
+
+@command("g-", area="execution", syntax="g-", mutates=True,
+         summary="Go back: run backwards to the previous breakpoint hit",
+         help="""
+Goes back to the last hand-off before this moment at which an enabled breakpoint would have hit
+(its host, depth and /w condition are checked; pass counts are not), and prints `Breakpoint N hit`
+as g does.  With no earlier hit, g- goes to the start of the trace.  g- replays the trace twice
+(once to find the hits, once to go there); breakpoint commands do not run.""" + TT_LIMITS)
+def cmd_g_back(dbg: "Engine", inv: Invocation) -> CommandResult:
+    if inv.args:
+        raise inv.syntax_error(0)
+    _guard(dbg, inv)
+    tt = dbg.time_travel
+    here = tt.position()
+    hit = tt.scan_breakpoints()
+    if hit is None:
+        tt.travel(tt.origin_target())
+        return report(dbg, notes=("No breakpoint hit before this position; going to the start of the trace.",))
+    seq, bp_id = hit
+    tt.travel(tt.handoff_target(seq, here.events_run))
+    return report(dbg, breakpoint=dbg.breakpoints.get(bp_id))
+
+
+@command("!tt", area="execution", syntax="!tt [Position | Percent]", mutates=True,
+         summary="Time travel to a position (E:S) or a percentage of the trace; alone, show the trace",
+         help="""
+  !tt            the current position, where the trace starts and ends, and the recorded inputs
+  !tt 2C:1A3     go to position 2C:1A3 (hex: events run : hand-off number, as .position and every
+                 time-travel stop print it); a hand-off position stops at that hand-off
+  !tt 0          go to the start of the trace;  !tt 100  go to its end;  !tt 50  halfway
+                 (Percent is decimal and goes to the first hand-off at or after that point)
+The end of the trace is the furthest moment reached since the trace started.""" + TT_LIMITS)
+def cmd_tt(dbg: "Engine", inv: Invocation) -> CommandResult:
+    words = tokenize(inv.args)
+    if not words:
+        return _status(dbg)
+    if len(words) > 1:
+        raise inv.syntax_error(words[1][1])
+    text, at = words[0]
+    _guard(dbg, inv)
+    tt = dbg.time_travel
+    position = parse_position(text)
+    if position is not None:
+        events_run, seq = position
+        try:
+            targets = tt.position_target(events_run, seq)
+        except TimeTravelError as exc:
+            raise inv.error(exc.message, at) from None
+        tt.travel(targets[0])
+        notes: tuple[str, ...] = ()
+        if tt.position().events_run < events_run and len(targets) > 1:
+            tt.travel(targets[1], rebuild=False)
+        pos = tt.position()
+        if (pos.events_run, pos.seq) != (events_run, seq):
+            notes = (f"Position {format_position(events_run, seq)} is not a moment of this trace "
+                     f"(hand-off {seq:#x} happens in event {pos.events_run:#x}); stopped at {pos}.",)
+        return report(dbg, notes=notes)
+    try:
+        percent = float(text[:-1] if text.endswith("%") else text)
+    except ValueError:
+        raise inv.error(f"'{text}' is neither a position (E:S, hex) nor a percentage (0-100)", at) from None
+    if not 0 <= percent <= 100:
+        raise inv.error(f"a percentage goes from 0 to 100, not {text}", at)
+    tt.travel(tt.percent_target(percent))
+    return report(dbg)
+
+
+def _status(dbg: "Engine") -> CommandResult:
+    tt = dbg.time_travel
+    pos = tt.position()
+    lines = [f"{_position_line(dbg)} (event {pos.events_run}, hand-off {pos.seq})",
+             f"Trace: start {tt.origin} .. end {tt.end} (event {tt.end.events_run}, hand-off {tt.end.seq})"]
+    reason = tt.available()
+    if reason is not None:
+        lines.append(f"Time travel is unavailable: {reason}.")
+    if tt.inputs:
+        lines.append(f"Recorded inputs: {len(tt.inputs)} ({tt.applied} applied in this world; the others are "
+                     "replayed when the machine runs past them)")
+        for i, rec in enumerate(tt.inputs):
+            mark = " " if i < tt.applied else ">"
+            where = "between events" if rec.anchor.handoff is None else f"at hand-off {rec.anchor.handoff:#x}"
+            lines.append(f" {mark}{i:>3}  {rec.position:<12} [{rec.host}] {rec.text}   ({where})")
+    else:
+        lines.append("Recorded inputs: none")
+    data = {"position": str(pos), "start": str(tt.origin), "end": str(tt.end), "applied": tt.applied,
+            "inputs": [{"position": rec.position, "host": rec.host, "command": rec.text,
+                        "handoff": rec.anchor.handoff, "events_run": rec.anchor.events_run} for rec in tt.inputs]}
+    return CommandResult("\n".join(lines), data)
