@@ -27,6 +27,12 @@ from stack.kernel.kernel import Kernel
 from stack.kernel.ntstatus import NT_SUCCESS, status_name
 from stack.kernel.scheduler import Scheduler
 from stack.ndis import install_nic
+from stack.ndis.constants import OID_TCP_OFFLOAD_PARAMETERS, NdisRequestSetInformation
+from stack.ndis.oid import (NDIS_OFFLOAD_PARAMETERS, NDIS_OFFLOAD_PARAMETERS_LSOV2_DISABLED,
+                            NDIS_OFFLOAD_PARAMETERS_LSOV2_ENABLED, NDIS_OFFLOAD_PARAMETERS_RSC_DISABLED,
+                            NDIS_OFFLOAD_PARAMETERS_RSC_ENABLED, NDIS_OFFLOAD_PARAMETERS_TX_RX_DISABLED,
+                            NDIS_OFFLOAD_PARAMETERS_TX_RX_ENABLED, NDIS_OID_REQUEST)
+from stack.ndis.protocol import NdisOidRequest
 from stack.nic import Capture, EmulatedNic, FaultConfig, Link, NicOffloads, Switch
 from stack.tcpip.driver import load_tcpip
 from stack.tcpip.stack import TcpipStack
@@ -66,6 +72,27 @@ class Host:
     @property
     def transport(self) -> Transport:
         return self.stack.transport
+
+    def set_offloads(self, *, lso: bool | None = None, rsc: bool | None = None,
+                     checksum: bool | None = None) -> None:
+        """Switch the adapter's offloads the way Windows does (Set-NetAdapterLso/-Rsc/-Checksum...):
+        OID_TCP_OFFLOAD_PARAMETERS down tcpip's binding, then the miniport's offload status
+        indication tells tcpip.  Queued as a kernel event: it happens when the machine next runs."""
+        params = NDIS_OFFLOAD_PARAMETERS()
+        if checksum is not None:
+            value = NDIS_OFFLOAD_PARAMETERS_TX_RX_ENABLED if checksum else NDIS_OFFLOAD_PARAMETERS_TX_RX_DISABLED
+            params.IPv4Checksum = params.TCPIPv4Checksum = params.UDPIPv4Checksum = value
+            params.TCPIPv6Checksum = params.UDPIPv6Checksum = value
+        if lso is not None:
+            params.LsoV2IPv4 = params.LsoV2IPv6 = (NDIS_OFFLOAD_PARAMETERS_LSOV2_ENABLED if lso
+                                                   else NDIS_OFFLOAD_PARAMETERS_LSOV2_DISABLED)
+        if rsc is not None:
+            params.RscIPv4 = params.RscIPv6 = (NDIS_OFFLOAD_PARAMETERS_RSC_ENABLED if rsc
+                                               else NDIS_OFFLOAD_PARAMETERS_RSC_DISABLED)
+        binding = next(i.binding for i in self.stack.interfaces if i.binding is not None)
+        request = NDIS_OID_REQUEST(OID_TCP_OFFLOAD_PARAMETERS, NdisRequestSetInformation, params)
+        k = self.kernel
+        k.scheduler.call_soon(k, NdisOidRequest, binding, request, label="OID_TCP_OFFLOAD_PARAMETERS")
 
     @property
     def address4(self):
@@ -290,12 +317,15 @@ class World:
 
 
 def default_world(seed: int = 1, *, services: bool = True, offloads: NicOffloads | None = None,
-                  tcp_config: TcpConfig | None = None) -> World:
+                  tcp_config: TcpConfig | None = None, mtu: int = 1500) -> World:
     """The standard lab: `winsrv` (10.0.0.1, fd00::1) and `client` (10.0.0.2, fd00::2) on one switch,
-    with the lab's services running (services=False: those two hosts with tcpip and AFD only)."""
+    with the lab's services running (services=False: those two hosts with tcpip and AFD only).
+    `mtu` sets both NICs (9000 for jumbo frames)."""
     world = World(seed)
-    world.add_host("winsrv", "10.0.0.1/24", "fd00::1/64", offloads=offloads, tcp_config=tcp_config, boot=False)
-    world.add_host("client", "10.0.0.2/24", "fd00::2/64", offloads=offloads, tcp_config=tcp_config, boot=False)
+    world.add_host("winsrv", "10.0.0.1/24", "fd00::1/64", offloads=offloads, tcp_config=tcp_config, mtu=mtu,
+                   boot=False)
+    world.add_host("client", "10.0.0.2/24", "fd00::2/64", offloads=offloads, tcp_config=tcp_config, mtu=mtu,
+                   boot=False)
     world.boot()
     world._update_host_tables()
     if services:

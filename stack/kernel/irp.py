@@ -17,6 +17,7 @@ from . import bugcheck as bc
 from .events import (IrpAllocated, IrpCancelled, IrpCompleted, IrpCompletionRoutine, IrpDispatched, IrpFreed,
                      IrpPended)
 from .irql import DISPATCH_LEVEL
+from .ke import KeSetEvent
 from .kernel import Kernel
 from .layouts import LAYOUTS
 from .ntstatus import NT_SUCCESS, STATUS_CANCELLED, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS
@@ -176,12 +177,12 @@ class Irp:
         self.struct_size = IRP_HEADER_SIZE + stack_count * IO_STACK_LOCATION_SIZE
         self.stack = [IoStackLocation(self, i + 1) for i in range(stack_count)]
         self.allocation_flags = 0
-        self._reset()
+        self._reset(clear_stack=False)  # the new stack locations start clear
         self.freed = False
         self.owner = ""  # routine that allocated it
         self.history: list[tuple[int, str]] = []  # (event seq, what happened) for the IRP view
 
-    def _reset(self) -> None:
+    def _reset(self, clear_stack: bool = True) -> None:
         self.mdl_address: Any = None
         self.flags = 0
         self.system_buffer: Any = None
@@ -199,8 +200,9 @@ class Irp:
         self.original_file_object: Any = None
         self.completed = False
         self.completing = False
-        for loc in self.stack:
-            loc.clear()
+        if clear_stack:
+            for loc in self.stack:
+                loc.clear()
 
     # -- stack locations -------------------------------------------------------
     @property
@@ -255,14 +257,19 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
     if StackSize < 1 or StackSize > 0x7F:
         return None
     size = IRP_HEADER_SIZE + StackSize * IO_STACK_LOCATION_SIZE
-    address = k.pool.allocate(NonPagedPoolNx, size, IRP_TAG, owner=k.caller_symbol())
+    owner = k.caller_symbol()
+    address = k.pool.allocate(NonPagedPoolNx, size, IRP_TAG, owner=owner)
     irp = Irp(k, address, StackSize)
-    irp.owner = k.caller_symbol()
+    irp.owner = owner
     irp.allocation_flags = 0x1  # IRP_ALLOCATED_FIXED_SIZE-ish: came from IoAllocateIrp
     k.register_object(irp)
-    k.extensions.setdefault("irps", {})[address] = irp
-    k.publish(IrpAllocated, irp=address, stack_count=StackSize)
-    irp.note("allocated by " + irp.owner)
+    irps = k.extensions.get("irps")
+    if irps is None:
+        irps = k.extensions["irps"] = {}
+    irps[address] = irp
+    if k.bus.subscribers:  # tested here too, so nobody listening costs no keyword arguments
+        k.publish(IrpAllocated, irp=address, stack_count=StackSize)
+    irp.note("allocated by " + owner)
     return irp
 
 
@@ -281,9 +288,12 @@ def IoFreeIrp(Irp: Irp) -> None:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, bc.C9_FREE_IRP_WITH_THREAD, Irp.address, 0, 0)
     Irp.freed = True
     k.unregister_object(Irp)
-    k.extensions.get("irps", {}).pop(Irp.address, None)
+    irps = k.extensions.get("irps")
+    if irps is not None:
+        irps.pop(Irp.address, None)
     k.pool.free(Irp.address, IRP_TAG)
-    k.publish(IrpFreed, irp=Irp.address)
+    if k.bus.subscribers:
+        k.publish(IrpFreed, irp=Irp.address)
 
 
 def live_irps(k: Kernel) -> list[Irp]:
@@ -366,8 +376,9 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
     loc = Irp.stack[Irp.current_location - 1]
     loc.device_object = DeviceObject
     driver = DeviceObject.driver_object
-    k.publish(IrpDispatched, irp=Irp.address, major=loc.major, minor=loc.minor, device=DeviceObject.address,
-              driver=driver.name)
+    if k.bus.subscribers:
+        k.publish(IrpDispatched, irp=Irp.address, major=loc.major, minor=loc.minor, device=DeviceObject.address,
+                  driver=driver.name)
     Irp.note(f"dispatched {major_name(loc.major)} to {driver.name}")
     irql_before = k.irql
     routine = driver.major_function[loc.major]
@@ -375,7 +386,8 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
     if k.irql != irql_before:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x05, DeviceObject.address, irql_before, k.irql)
     if status == STATUS_PENDING:
-        k.publish(IrpPended, irp=Irp.address, driver=driver.name)
+        if k.bus.subscribers:
+            k.publish(IrpPended, irp=Irp.address, driver=driver.name)
         Irp.note(f"pended by {driver.name}")
     k.leave("nt!IofCallDriver", status)
     return status
@@ -394,7 +406,8 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x07, k.symbol_address(symbol_of(Irp.cancel_routine)),
                    Irp.address, 0)
     Irp.completing = True
-    k.publish(IrpCompleted, irp=Irp.address, status=status, information=_addr(Irp.IoStatus.Information))
+    if k.bus.subscribers:
+        k.publish(IrpCompleted, irp=Irp.address, status=status, information=_addr(Irp.IoStatus.Information))
     Irp.note(f"completed {status:#010x}")
     while Irp.current_location <= Irp.stack_count:
         loc = Irp.stack[Irp.current_location - 1]
@@ -408,7 +421,8 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
             device = upper.device_object if upper is not None else None
             loc.clear()
             result = routine(device, Irp, context)
-            k.publish(IrpCompletionRoutine, irp=Irp.address, routine=symbol_of(routine), result=result)
+            if k.bus.subscribers:
+                k.publish(IrpCompletionRoutine, irp=Irp.address, routine=symbol_of(routine), result=result)
             if result == STATUS_MORE_PROCESSING_REQUIRED:
                 # The routine's owner took the IRP back (to free or reuse it).
                 Irp.completing = False
@@ -434,14 +448,16 @@ def _should_invoke(control: int, irp: Irp) -> bool:
 
 def _finish_to_io_manager(k: Kernel, irp: Irp) -> None:
     """What the I/O manager does with a fully completed IRP: report status, signal, free."""
-    from .ke import KeSetEvent
     if irp.user_iosb is not None:
         irp.user_iosb.Status = irp.IoStatus.Status
         irp.user_iosb.Information = irp.IoStatus.Information
     if irp.user_event is not None:
         KeSetEvent(irp.user_event)
-    if irp.thread is not None and irp in getattr(irp.thread, "irps", []):
-        irp.thread.irps.remove(irp)
+    thread = irp.thread
+    if thread is not None:
+        irps = getattr(thread, "irps", None)
+        if irps and irp in irps:
+            irps.remove(irp)
     if irp.allocation_flags & 0x2:  # built by IoBuild*Request: the I/O manager owns it
         irp.thread = None
         IoFreeIrp(irp)

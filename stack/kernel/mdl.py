@@ -238,8 +238,10 @@ def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteA
         mdl.pfns = k.mem.pfns_for(va, mdl.byte_count)
     except MemoryAccessError as exc:
         k.bugcheck(bc.PAGE_FAULT_IN_NONPAGED_AREA, exc.address, 0, k.symbol_address(k.caller_symbol()), 0)
+    phys = k.phys
+    entries, base = phys.pfns, phys.base_pfn  # pfns_for proved every frame is in physical memory
     for pfn in mdl.pfns:
-        k.phys.entry(pfn).lock_count += 1
+        entries[pfn - base].lock_count += 1
     mdl.flags |= MDL_PAGES_LOCKED
     if Operation != IoReadAccess:
         mdl.flags |= MDL_WRITE_OPERATION
@@ -259,9 +261,12 @@ def MmUnlockPages(mdl: Mdl) -> None:
                    detail="MmUnlockPages on an MDL whose pages were never locked")
     if mdl.flags & MDL_MAPPED_TO_SYSTEM_VA and mdl.map_va:
         MmUnmapLockedPages(mdl.mapped_system_va, mdl)
+    phys = k.phys
+    entries, base = phys.pfns, phys.base_pfn
     for pfn in mdl.pfns:
-        entry = k.phys.entry(pfn)
-        entry.lock_count = max(0, entry.lock_count - 1)
+        entry = entries[pfn - base] if 0 <= pfn - base < phys.page_count else phys.entry(pfn)
+        if entry.lock_count:
+            entry.lock_count -= 1
     mdl.flags &= ~(MDL_PAGES_LOCKED | MDL_WRITE_OPERATION)
 
 

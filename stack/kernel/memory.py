@@ -32,6 +32,10 @@ PFN_MASK = 0x000FFFFFFFFFF000
 
 KERNEL_PTE_FLAGS = PTE_VALID | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY | PTE_GLOBAL | PTE_NX
 
+# One page of zeros to slice from: zero-filling a pool block or a recycled frame copies
+# from here instead of building a fresh bytes object each time.
+ZERO_PAGE = memoryview(bytes(PAGE_SIZE))
+
 
 class MemoryAccessError(Exception):
     """Raised when an address is not mapped; carries the faulting address."""
@@ -83,13 +87,34 @@ class PhysicalMemory:
 
     def allocate(self, count: int, owner: str) -> list[int]:
         """Allocate `count` frames; contiguous from the bump region when possible."""
+        return self._allocate(count, owner)[0]
+
+    def allocate_zeroed(self, count: int, owner: str) -> list[int]:
+        """Allocate `count` frames whose bytes are all zero (what a fresh big-pool page must be).
+
+        A frame never handed out before is still zero (the bytearray starts zeroed and
+        nothing writes a frame nobody owns), so only recycled frames are cleared, as
+        Windows takes already-zeroed pages from its zeroed page list."""
+        pfns, recycled = self._allocate(count, owner)
+        if recycled:
+            view = self.view
+            base = self.base_pfn
+            for pfn in pfns:
+                start = (pfn - base) << PAGE_SHIFT
+                view[start:start + PAGE_SIZE] = ZERO_PAGE
+        return pfns
+
+    def _allocate(self, count: int, owner: str) -> tuple[list[int], bool]:
+        """The frames, and whether they were recycled (possibly dirty) rather than fresh."""
         if count <= 0:
-            return []
+            return [], False
+        recycled = True
         if count == 1 and self._free:
             indexes = [self._free.pop()]
         elif self._bump + count <= self.page_count:
             indexes = list(range(self._bump, self._bump + count))
             self._bump += count
+            recycled = False
         elif len(self._free) >= count:
             indexes = [self._free.pop() for _ in range(count)]
         else:
@@ -102,7 +127,7 @@ class PhysicalMemory:
             entry.reference_count = 1
             entry.owner = owner
             out.append(self.base_pfn + i)
-        return out
+        return out, recycled
 
     def free(self, pfn: int) -> None:
         i = pfn - self.base_pfn
@@ -197,15 +222,27 @@ class AddressSpace:
         return (pte & PFN_MASK) >> PAGE_SHIFT
 
     def pfns_for(self, va: int, length: int) -> list[int]:
+        if length == 0:
+            return []
         first = va >> PAGE_SHIFT
-        pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(va, length)
-        out = []
-        for vpn in range(first, first + pages):
-            pte = self.ptes.get(vpn)
-            if pte is None:
-                raise MemoryAccessError(max(va, vpn << PAGE_SHIFT))  # the first byte that faults
-            out.append((pte & PFN_MASK) >> PAGE_SHIFT)
-        return out
+        # Look every page up at C speed, then check for a hole once (buffers are tens of pages).
+        entries = list(map(self.ptes.get, range(first, (va + length + PAGE_MASK) >> PAGE_SHIFT)))
+        if None in entries:
+            vpn = first + entries.index(None)
+            raise MemoryAccessError(max(va, vpn << PAGE_SHIFT))  # the first byte that faults
+        return [(pte & PFN_MASK) >> PAGE_SHIFT for pte in entries]
+
+    def span(self, va: int, length: int) -> memoryview:
+        """One writable view of [va, va+length) when it lies inside one page (a pool block,
+        a pool header): a single PTE lookup instead of the general `views` walk."""
+        within = va & PAGE_MASK
+        if length <= 0 or within + length > PAGE_SIZE:
+            raise ValueError(f"span {va:#x}+{length:#x} is not inside one page")
+        pte = self.ptes.get(va >> PAGE_SHIFT)
+        if pte is None:
+            raise MemoryAccessError(va)
+        start = ((((pte & PFN_MASK) >> PAGE_SHIFT) - self.phys.base_pfn) << PAGE_SHIFT) + within
+        return self.phys.view[start:start + length]
 
     # -- structures that live in memory ------------------------------------
     def register_struct(self, obj) -> None:
@@ -236,8 +273,15 @@ class AddressSpace:
         """Zero-copy views of [va, va+length), one per physically contiguous run."""
         if length <= 0:
             return []
+        within = va & PAGE_MASK
+        if within + length <= PAGE_SIZE:  # inside one page, the common case: one PTE lookup
+            pte = self.ptes.get(va >> PAGE_SHIFT)
+            if pte is None:
+                raise MemoryAccessError(va)
+            start = ((((pte & PFN_MASK) >> PAGE_SHIFT) - self.phys.base_pfn) << PAGE_SHIFT) + within
+            return [self.phys.view[start:start + length]]
         pfns = self.pfns_for(va, length)
-        return self.phys.frames_view(pfns, va & PAGE_MASK, length)
+        return self.phys.frames_view(pfns, within, length)
 
     def read(self, va: int, length: int) -> bytes:
         """A copy of the bytes (for the debugger and for tests); flushes live structures first."""
@@ -261,8 +305,17 @@ class AddressSpace:
         return out
 
     def write(self, va: int, data: bytes | bytearray | memoryview) -> None:
+        n = len(data)
+        within = va & PAGE_MASK
+        if 0 < n and within + n <= PAGE_SIZE:  # inside one page: one PTE lookup, one slice copy
+            pte = self.ptes.get(va >> PAGE_SHIFT)
+            if pte is None:
+                raise MemoryAccessError(va)
+            start = ((((pte & PFN_MASK) >> PAGE_SHIFT) - self.phys.base_pfn) << PAGE_SHIFT) + within
+            self.phys.view[start:start + n] = data
+            return
         pos = 0
-        for view in self.views(va, len(data)):
+        for view in self.views(va, n):
             n = len(view)
             view[:] = data[pos:pos + n]
             pos += n

@@ -9,10 +9,11 @@ per-size free list (reused LIFO), which keeps allocation O(1) and deterministic.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from .memory import PAGE_SIZE, AddressSpace, PhysicalMemory, VaRegion
+from .memory import PAGE_SIZE, ZERO_PAGE, AddressSpace, PhysicalMemory, VaRegion
 
 NonPagedPool = 0
 PagedPool = 1
@@ -31,13 +32,26 @@ BPC_ALREADY_FREED = 0x07
 BPC_WRONG_TAG = 0x0A  # emulator's choice for a tag mismatch at ExFreePoolWithTag
 BPC_INVALID_ADDRESS = 0x46
 
+# POOL_HEADER: PreviousSize, PoolIndex, BlockSize, PoolType (bytes), PoolTag (ULONG), ProcessBilled (8 bytes)
+_POOL_HEADER = struct.Struct("<BBBBI8x")
+
+# Tag strings seen so far -> their ULONG: drivers pass the same few literals on every call.
+_TAG_VALUES: dict[str, int] = {}
+_TAG_CACHE_LIMIT = 4096
+
 
 def tag_from_str(tag: str | bytes | int) -> int:
     """'Echo' -> the ULONG as stored in the header (little-endian characters)."""
+    if isinstance(tag, str):
+        value = _TAG_VALUES.get(tag)
+        if value is None:
+            value = int.from_bytes(tag.encode("latin-1")[:4].ljust(4, b" "), "little")
+            if len(_TAG_VALUES) < _TAG_CACHE_LIMIT:
+                _TAG_VALUES[tag] = value
+        return value
     if isinstance(tag, int):
         return tag & 0xFFFFFFFF
-    raw = tag.encode("latin-1") if isinstance(tag, str) else bytes(tag)
-    return int.from_bytes(raw[:4].ljust(4, b" "), "little")
+    return int.from_bytes(bytes(tag)[:4].ljust(4, b" "), "little")
 
 
 def tag_to_str(tag: int) -> str:
@@ -92,7 +106,8 @@ class PoolManager:
         self.phys = phys
         self.regions = {False: nonpaged, True: paged}
         self._bugcheck = bugcheck
-        self.blocks: dict[int, PoolBlock] = {}  # caller address -> block (allocated or freed)
+        self.blocks: dict[int, PoolBlock] = {}  # caller address -> big block (allocated or freed)
+        self._small: dict[int, PoolBlock] = {}  # caller address -> small block (allocated or freed)
         self._page_blocks: dict[int, list[PoolBlock]] = {}  # page va -> small blocks carved from it
         self._free: dict[tuple[bool, int], list[PoolBlock]] = {}
         self._carve: dict[bool, tuple[int, int]] = {}  # paged? -> (page va, next offset)
@@ -111,13 +126,19 @@ class PoolManager:
             block.pool_type = pool_type
             block.allocated = True
             block.owner = owner
-            self._write_header(block)
+            # Header and body in one view: a small block never crosses its page.
             # Fresh pool memory is not zeroed in Windows, but stale bytes from a
             # previous owner make transcripts depend on history; zero it.
-            self.space.write(block.address, bytes(need - POOL_HEADER_SIZE))
+            view = self.space.span(block.header, need)
+            view[:POOL_HEADER_SIZE] = _POOL_HEADER.pack(0, 0, need // POOL_GRANULARITY, (pool_type & 0xFF) + 1,
+                                                        tag_val)
+            view[POOL_HEADER_SIZE:] = ZERO_PAGE[:need - POOL_HEADER_SIZE]
         else:
             block = self._allocate_big(paged, size, tag_val, pool_type, owner)
-        usage = self.usage.setdefault((tag_val, paged), TagUsage())
+        key = (tag_val, paged)
+        usage = self.usage.get(key)
+        if usage is None:
+            usage = self.usage[key] = TagUsage()
         usage.allocs += 1
         usage.bytes_in_use += block.block_size
         return block.address
@@ -134,34 +155,35 @@ class PoolManager:
         self._carve[paged] = (page, offset + need)
         block = PoolBlock(header + POOL_HEADER_SIZE, header, need, 0, 0, 0, False)
         self._page_blocks.setdefault(page, []).append(block)
+        self._small[block.address] = block
         return block
 
     def _allocate_big(self, paged: bool, size: int, tag: int, pool_type: int, owner: str) -> PoolBlock:
         pages = (size + PAGE_SIZE - 1) // PAGE_SIZE
-        va = self._new_pages(paged, pages, "bigpool")
+        # Zeroed pages, as the small blocks are zeroed; fresh frames already are.
+        va = self._new_pages(paged, pages, "bigpool", zeroed=True)
         block = PoolBlock(va, va, pages * PAGE_SIZE, size, tag, pool_type, True, big=True, owner=owner)
         self.blocks[va] = block
-        self.space.write(va, bytes(pages * PAGE_SIZE))
         return block
 
-    def _new_pages(self, paged: bool, pages: int, owner: str) -> int:
+    def _new_pages(self, paged: bool, pages: int, owner: str, zeroed: bool = False) -> int:
         region = self.regions[paged]
         va = region.reserve(pages)
-        for i, pfn in enumerate(self.phys.allocate(pages, owner)):
+        phys = self.phys
+        pfns = phys.allocate_zeroed(pages, owner) if zeroed else phys.allocate(pages, owner)
+        for i, pfn in enumerate(pfns):
             self.space.map_page(va + i * PAGE_SIZE, pfn)
         self.pages_in_use += pages
         return va
 
     def _write_header(self, block: PoolBlock) -> None:
-        prev = 0
         units = block.block_size // POOL_GRANULARITY
         ptype = (block.pool_type & 0xFF) + 1 if block.allocated else 0
-        header = bytes((prev, 0, units, ptype)) + block.tag.to_bytes(4, "little") + bytes(8)
-        self.space.write(block.header, header)
+        self.space.span(block.header, POOL_HEADER_SIZE)[:] = _POOL_HEADER.pack(0, 0, units, ptype, block.tag)
 
     # -- free ------------------------------------------------------------------
     def free(self, address: int, tag: str | int | None = None) -> PoolBlock:
-        block = self.blocks.get(address)
+        block = self._small.get(address) or self.blocks.get(address)
         if block is None:
             block = self._find_small(address)
         if block is None or block.address != address:

@@ -120,7 +120,23 @@ NetBufferListFrameType = 7
 NetBufferListHashValue = 8
 NetBufferListHashInfo = 9
 WfpNetBufferListInfo = 10
-MaxNetBufferListInfo = 20
+IPsecOffloadV2TunnelNetBufferListInfo = 11
+IPsecOffloadV2HeaderNetBufferListInfo = 12
+NetBufferListCorrelationId = 13
+NetBufferListFilteringInfo = 14
+MediaSpecificInformationEx = 15
+NblOriginalInterfaceIfIndex = 16
+TcpReceiveBytesTransferred = 17
+SwitchForwardingReserved = 18
+SwitchForwardingDetail = 19
+VirtualSubnetInfo = 20
+IMReserved = 21
+TcpRecvSegCoalesceInfo = 22  # NDIS_RSC_NBL_INFO: CoalescedSegCount | DupAckCount << 16
+RscTcpTimestampDelta = 23
+GftOffloadInformation = 24
+GftFlowEntryId = 25
+NetBufferListInfoReserved3 = 26
+MaxNetBufferListInfo = 27  # x64, NDIS 6.80: NetBufferListInfo[] runs 0x90..0x168 in NET_BUFFER_LIST
 
 # --- NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO (one ULONG; Transmit and Receive views) -----
 # Transmit: what the transport asks the NIC to compute.
@@ -138,6 +154,18 @@ NDIS_CSUM_RX_TCP_SUCCEEDED = 1 << 3
 NDIS_CSUM_RX_UDP_SUCCEEDED = 1 << 4
 NDIS_CSUM_RX_IP_SUCCEEDED = 1 << 5
 NDIS_CSUM_RX_LOOPBACK = 1 << 6
+NDIS_CSUM_RX_TCP_VALUE_INVALID = 1 << 7  # an RSC unit's rewritten TCP header keeps a stale checksum
+NDIS_CSUM_RX_IP_VALUE_INVALID = 1 << 8
+
+
+def rsc_info(coalesced_segments: int, dup_acks: int = 0) -> int:
+    """NDIS_RSC_NBL_INFO as the pointer-sized value NetBufferListInfo[TcpRecvSegCoalesceInfo] holds."""
+    return (coalesced_segments & 0xFFFF) | (dup_acks & 0xFFFF) << 16
+
+
+def rsc_coalesced_segments(value: int) -> int:
+    """NET_BUFFER_LIST_COALESCED_SEG_COUNT."""
+    return (value or 0) & 0xFFFF
 
 
 def csum_tx_info(*, ipv4: bool = False, ipv6: bool = False, tcp: bool = False, udp: bool = False,

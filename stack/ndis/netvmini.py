@@ -38,7 +38,8 @@ from .constants import (NDIS_CSUM_TX_IP_HEADER, NDIS_CSUM_TX_IS_IPV4, NDIS_CSUM_
                         OID_GEN_VENDOR_ID, OID_GEN_XMIT_ERROR, OID_GEN_XMIT_OK, OID_TCP_OFFLOAD_CURRENT_CONFIG,
                         OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES, OID_TCP_OFFLOAD_PARAMETERS, NdisMedium802_3,
                         NdisRequestMethod, NdisRequestSetInformation, NetBufferListCancelId,
-                        TcpIpChecksumNetBufferListInfo, TcpLargeSendNetBufferListInfo, lso_mss,
+                        TcpIpChecksumNetBufferListInfo, TcpLargeSendNetBufferListInfo, TcpRecvSegCoalesceInfo,
+                        RscTcpTimestampDelta, NDIS_CSUM_RX_TCP_VALUE_INVALID, rsc_info, lso_mss,
                         lso_tcp_header_offset, lso_type, lso_v2_complete_info, NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE)
 from .miniport import (NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES, NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES,
                        NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES, NDIS_MINIPORT_DRIVER_CHARACTERISTICS,
@@ -52,6 +53,8 @@ from .nbl import (NET_BUFFER_LIST_POOL_PARAMETERS, NdisAllocateMdl, NdisAllocate
 from .oid import (NDIS_CHECKSUM_V4, NDIS_CHECKSUM_V6, NDIS_LSOV2_IPV4, NDIS_LSOV2_IPV6, NDIS_OFFLOAD,
                   NDIS_OFFLOAD_PARAMETERS, NDIS_OFFLOAD_PARAMETERS_LSOV2_DISABLED,
                   NDIS_OFFLOAD_PARAMETERS_LSOV2_ENABLED, NDIS_OFFLOAD_PARAMETERS_NO_CHANGE,
+                  NDIS_OFFLOAD_PARAMETERS_RSC_DISABLED, NDIS_OFFLOAD_PARAMETERS_RSC_ENABLED, NDIS_RSC_ENABLED,
+                  NDIS_TCP_RECV_SEG_COALESCE_OFFLOAD,
                   NDIS_OFFLOAD_PARAMETERS_RX_ENABLED_TX_DISABLED, NDIS_OFFLOAD_PARAMETERS_TX_ENABLED_RX_DISABLED,
                   NDIS_OFFLOAD_PARAMETERS_TX_RX_ENABLED, NDIS_OFFLOAD_SUPPORTED,
                   NDIS_OID_REQUEST, NDIS_STATISTICS_INFO, NDIS_TCP_IP_CHECKSUM_OFFLOAD,
@@ -86,7 +89,7 @@ MP_PAUSED = "Paused"
 class MpRcb:
     """Receive control block: one posted buffer with the NBL that describes it."""
 
-    __slots__ = ("nbl", "mdl", "va", "size", "sg")
+    __slots__ = ("nbl", "mdl", "va", "size", "sg", "chained")
 
     def __init__(self, nbl: Any, mdl: Any, va: int, size: int, sg: list[tuple[int, int, int]]) -> None:
         self.nbl = nbl
@@ -94,6 +97,8 @@ class MpRcb:
         self.va = va
         self.size = size
         self.sg = sg
+        # RSC: the other receive buffers whose MDLs this NBL's chain runs through (payload of joined segments)
+        self.chained: list[MpRcb] = []
 
 
 class MpAdapter:
@@ -441,17 +446,32 @@ def _drain_rx(ctx: MpAdapter) -> None:
         c.drops["paused"] += len(completions)
         for comp in completions:
             nic.post_rx_buffer(comp.cookie.sg, comp.cookie)
+            if comp.rsc is not None:
+                for rcb, _length in comp.rsc.extra:
+                    nic.post_rx_buffer(rcb.sg, rcb)
         return
     low = nic.rx_posted < max(1, nic.rx_ring_size // LOW_RX_FRACTION)
     adapter_handle = ctx.adapter_handle
     head = prev = None
     for comp in completions:
-        nbl = comp.cookie.nbl
+        rcb = comp.cookie
+        nbl = rcb.nbl
         # NDIS requires SourceHandle = MiniportAdapterHandle on every indicated NBL.
         nbl.SourceHandle = adapter_handle
         nb = nbl.FirstNetBuffer
-        nb.DataLength = comp.length
-        nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] = comp.checksum
+        unit = comp.rsc
+        if unit is not None and unit.segments > 1:
+            _chain_coalesced(rcb, comp.length, unit)
+            nb.DataLength = comp.length + unit.extra_bytes
+            nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] = comp.checksum | NDIS_CSUM_RX_TCP_VALUE_INVALID
+            c.frames_in += unit.segments - 1
+            c.bytes_in += unit.extra_bytes
+        else:
+            nb.DataLength = comp.length
+            info = nbl.NetBufferListInfo
+            info[TcpIpChecksumNetBufferListInfo] = comp.checksum
+            if info[TcpRecvSegCoalesceInfo]:  # this NBL carried a coalesced unit last time
+                info[TcpRecvSegCoalesceInfo] = info[RscTcpTimestampDelta] = 0
         nbl.Status = NDIS_STATUS_SUCCESS
         nbl.Next = None
         if prev is None:
@@ -470,10 +490,36 @@ def _drain_rx(ctx: MpAdapter) -> None:
             _repost(ctx, comp.cookie)
 
 
+def _chain_coalesced(rcb: MpRcb, first_length: int, unit: Any) -> None:
+    """Describe an RSC unit as one NET_BUFFER: the first buffer's MDL, then each joined buffer's."""
+    nbl = rcb.nbl
+    mdl = rcb.mdl
+    mdl.byte_count = first_length  # the chain continues right after the first segment
+    chained = rcb.chained
+    for other, length in unit.extra:
+        nxt = other.mdl
+        nxt.byte_count = length
+        mdl.next = nxt
+        mdl = nxt
+        chained.append(other)
+    info = nbl.NetBufferListInfo
+    info[TcpRecvSegCoalesceInfo] = rsc_info(unit.segments, unit.dup_acks)
+    info[RscTcpTimestampDelta] = unit.timestamp_delta
+
+
 def _repost(ctx: MpAdapter, rcb: MpRcb) -> None:
     nb = rcb.nbl.FirstNetBuffer
     if nb._retreats:
         _undo_retreats(nb)
+    if rcb.chained:  # an RSC unit comes back: give every buffer of its chain back to the ring
+        rcb.mdl.byte_count = rcb.size
+        rcb.mdl.next = None
+        chained, rcb.chained = rcb.chained, []
+        nic = ctx.nic
+        for other in chained:
+            other.mdl.byte_count = other.size
+            other.mdl.next = None
+            nic.post_rx_buffer(other.sg, other)
     nb.set_data(rcb.mdl, 0, rcb.size)
     rcb.nbl.Next = None
     ctx.nic.post_rx_buffer(rcb.sg, rcb)
@@ -516,7 +562,8 @@ def _current_offload(nic: EmulatedNic) -> NDIS_OFFLOAD:
             IPv6Receive=NDIS_CHECKSUM_V6(TcpChecksum=rx, UdpChecksum=rx)),
         LsoV2=NDIS_TCP_LARGE_SEND_OFFLOAD_V2(
             IPv4=NDIS_LSOV2_IPV4(MaxOffLoadSize=lso_size, MinSegmentCount=lso_min),
-            IPv6=NDIS_LSOV2_IPV6(MaxOffLoadSize=lso_size, MinSegmentCount=lso_min)))
+            IPv6=NDIS_LSOV2_IPV6(MaxOffLoadSize=lso_size, MinSegmentCount=lso_min)),
+        Rsc=NDIS_TCP_RECV_SEG_COALESCE_OFFLOAD(IPv4=NDIS_RSC_ENABLED(o.rsc), IPv6=NDIS_RSC_ENABLED(o.rsc)))
 
 
 def _hardware_offload(nic: EmulatedNic) -> NDIS_OFFLOAD:
@@ -529,7 +576,8 @@ def _hardware_offload(nic: EmulatedNic) -> NDIS_OFFLOAD:
             IPv6Transmit=NDIS_CHECKSUM_V6(TcpChecksum=s, UdpChecksum=s),
             IPv6Receive=NDIS_CHECKSUM_V6(TcpChecksum=s, UdpChecksum=s)),
         LsoV2=NDIS_TCP_LARGE_SEND_OFFLOAD_V2(IPv4=NDIS_LSOV2_IPV4(MaxOffLoadSize=size, MinSegmentCount=2),
-                                             IPv6=NDIS_LSOV2_IPV6(MaxOffLoadSize=size, MinSegmentCount=2)))
+                                             IPv6=NDIS_LSOV2_IPV6(MaxOffLoadSize=size, MinSegmentCount=2)),
+        Rsc=NDIS_TCP_RECV_SEG_COALESCE_OFFLOAD(IPv4=NDIS_RSC_ENABLED(True), IPv6=NDIS_RSC_ENABLED(True)))
 
 
 def _statistics(ctx: MpAdapter) -> NDIS_STATISTICS_INFO:
@@ -654,6 +702,11 @@ def _apply_offload_parameters(nic: EmulatedNic, p: NDIS_OFFLOAD_PARAMETERS) -> N
             o.lso = True
         elif value == NDIS_OFFLOAD_PARAMETERS_LSOV2_DISABLED:
             o.lso = False
+    for value in (p.RscIPv4, p.RscIPv6):  # one engine serves both versions here
+        if value == NDIS_OFFLOAD_PARAMETERS_RSC_ENABLED:
+            o.rsc = True
+        elif value == NDIS_OFFLOAD_PARAMETERS_RSC_DISABLED:
+            o.rsc = False
 
 
 @kroutine("netvmini")

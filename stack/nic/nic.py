@@ -29,7 +29,8 @@ from stack.kernel.memory import PAGE_SHIFT
 
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
 from .link import FrameSink
-from .offload import (TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP, OffloadError, fill_checksums, segment_lso,
+from .rsc import RscUnit, add, classify, finalize_header, joins, start_unit
+from .offload import (RX_IP_FAILED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP, OffloadError, fill_checksums, segment_lso,
                       validate_rx_checksums)
 
 SgElement = tuple[int, int, int]  # (pfn, byte offset into that page, length): physically contiguous
@@ -70,6 +71,7 @@ class NicOffloads:
     lso: bool = True
     lso_max_size: int = 65536
     lso_min_segments: int = 2
+    rsc: bool = False  # receive segment coalescing (see rsc.py); off as on most client NICs
 
 
 @dataclass(slots=True)
@@ -82,6 +84,9 @@ class NicCounters:
     rx_descriptors: int = 0
     lso_segments: int = 0
     interrupts: int = 0
+    rsc_coalesced_segments: int = 0  # segments that joined an earlier one's unit (payload-only DMA)
+    rsc_units: int = 0  # single coalesced units of two or more segments handed to the driver
+    rsc_aborts: Counter = field(default_factory=Counter)  # why an open unit ended early
     drops: Counter = field(default_factory=Counter)  # reason -> frames
 
 
@@ -100,6 +105,7 @@ class RxCompletion(NamedTuple):
     cookie: Any
     length: int
     checksum: int  # offload.RX_* bits (0 when validation is off)
+    rsc: RscUnit | None = None  # the coalesced unit this segment heads (RSC on, TCP data)
 
 
 _new_tuple = tuple.__new__  # TxCompletion(...) / RxCompletion(...) without the Python-level __new__
@@ -143,6 +149,8 @@ class EmulatedNic:
         self._tx_scheduled = False
         self._rx_posted: deque[tuple[list[SgElement], int, Any]] = deque()
         self._rx_done: deque[RxCompletion] = deque()
+        self._rsc_open: dict[bytes, RscUnit] = {}  # flow -> the unit still taking segments
+        self._rsc_held = 0  # buffers filled by joined segments, not yet handed to the driver
         phys = kernel.phys
         self._phys_view = phys.view
         self._phys_base = phys.base_pfn
@@ -190,12 +198,12 @@ class EmulatedNic:
 
     @property
     def rx_free(self) -> int:
-        return self.rx_ring_size - len(self._rx_posted) - len(self._rx_done)
+        return self.rx_ring_size - len(self._rx_posted) - len(self._rx_done) - self._rsc_held
 
     def post_rx_buffer(self, sg: list[SgElement], cookie: Any) -> bool:
         """Give the NIC a receive buffer; False when the ring is full."""
         posted = self._rx_posted
-        if len(posted) + len(self._rx_done) >= self.rx_ring_size:
+        if len(posted) + len(self._rx_done) + self._rsc_held >= self.rx_ring_size:
             return False
         posted.append((sg, sg[0][2] if len(sg) == 1 else sum([e[2] for e in sg]), cookie))
         return True
@@ -224,6 +232,8 @@ class EmulatedNic:
         return done
 
     def take_rx_completions(self, limit: int | None = None) -> list[RxCompletion]:
+        if self._rsc_held or self._rsc_open:
+            self._finish_units()
         q = self._rx_done
         if limit is None or limit >= len(q):
             done = list(q)
@@ -351,9 +361,16 @@ class EmulatedNic:
             self._drop(DROP_RX_BUFFER_TOO_SMALL, n)
             return
         posted.popleft()
+        offloads = self.offloads
+        checksum = validate_rx_checksums(frame) if offloads.rx_checksum else 0
+        unit = None
+        if offloads.rsc and checksum & RX_TCP_SUCCEEDED and not checksum & RX_IP_FAILED:
+            unit = self._coalesce(frame, sg, cookie)
+            if unit is True:  # joined an open unit: only its payload went to memory
+                self._raise(INT_RX)
+                return
         self._scatter(sg, frame)
-        checksum = validate_rx_checksums(frame) if self.offloads.rx_checksum else 0
-        self._rx_done.append(_new_tuple(RxCompletion, (cookie, n, checksum)))
+        self._rx_done.append(_new_tuple(RxCompletion, (cookie, n, checksum, unit)))
         c = self.counters
         c.frames_in += 1
         c.bytes_in += n
@@ -362,6 +379,75 @@ class EmulatedNic:
         if k.bus.subscribers:
             k.publish(FrameReceived, nic=self.name, length=n, frame=frame)
         self._raise(INT_RX)
+
+    # -- receive segment coalescing ----------------------------------------------------
+    def _coalesce(self, frame: bytes, sg: list[SgElement], cookie: Any) -> RscUnit | bool | None:
+        """Offer a checksum-verified frame to the RSC engine.
+
+        True: it joined its connection's open unit (payload DMA'd, counted).
+        A unit: it starts a new one (the caller DMAs it whole).  None: not
+        coalescable; any unit open for its connection is closed first."""
+        seg, flow = classify(frame)
+        if flow is None:
+            return None
+        units = self._rsc_open
+        unit = units.get(flow)
+        c = self.counters
+        if unit is not None:
+            if seg is not None:
+                why = joins(unit, seg)
+                if why is None:
+                    start = seg.header_length
+                    self._scatter(sg, memoryview(frame)[start:start + seg.payload_length])
+                    add(unit, seg, cookie)
+                    self._rsc_held += 1
+                    n = len(frame)
+                    c.frames_in += 1
+                    c.bytes_in += n
+                    c.rx_descriptors += 1
+                    c.rsc_coalesced_segments += 1
+                    k = self.kernel
+                    if k.bus.subscribers:
+                        k.publish(FrameReceived, nic=self.name, length=n, frame=frame)
+                    return True
+                c.rsc_aborts[why] += 1
+            else:
+                c.rsc_aborts["exception"] += 1
+            del units[flow]
+            if unit.segments > 1:
+                self._close_unit(unit)
+        if seg is None:
+            return None
+        unit = units[flow] = start_unit(seg, sg)
+        return unit
+
+    def _finish_units(self) -> None:
+        """The driver is taking the completions: close every open unit."""
+        for unit in self._rsc_open.values():
+            if unit.segments > 1:
+                self._close_unit(unit)
+        self._rsc_open.clear()
+        self._rsc_held = 0
+
+    def _close_unit(self, unit: RscUnit) -> None:
+        """A unit takes no more segments: rewrite its first buffer's headers to describe all of it."""
+        view = self._phys_view
+        base = self._phys_base
+        self.counters.rsc_units += 1
+        pfn, offset, length = unit.first_sg[0]
+        start = ((pfn - base) << PAGE_SHIFT) + offset
+        if length >= unit.header_length:
+            finalize_header(unit, view[start:start + unit.header_length])
+        else:  # headers straddle two physical runs: edit a copy and put it back
+            header = bytearray()
+            for pfn, offset, length in unit.first_sg:
+                start = ((pfn - base) << PAGE_SHIFT) + offset
+                header += view[start:start + length]
+            del header[unit.header_length:]
+            finalize_header(unit, memoryview(header))
+            dma_before = self.dma_rx_bytes
+            self._scatter(unit.first_sg, bytes(header))
+            self.dma_rx_bytes = dma_before  # a header rewrite, not received bytes
 
     def _accepts(self, frame: bytes) -> bool:
         filt = self.receive_filter

@@ -15,6 +15,7 @@ from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, STATUS_SU
                           IoCreateDevice, IoLoadDriver, current_kernel, kroutine)
 from stack.kernel.io import FILE_DEVICE_NETWORK, DriverImage, DriverObject
 from stack.kernel.kernel import Kernel
+from stack.ndis.constants import NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG
 from stack.ndis import (NDIS_OPEN_PARAMETERS, NDIS_PROTOCOL_DRIVER_CHARACTERISTICS, NDIS_STATUS_SUCCESS,
                         NET_BUFFER_LIST_POOL_PARAMETERS, NdisAllocateNetBufferListPool, NdisOpenAdapterEx,
                         NdisRegisterProtocolDriver)
@@ -87,7 +88,9 @@ def TcpipSendNetBufferListsComplete(ProtocolBindingContext: Interface, NetBuffer
 
 @kroutine("tcpip")
 def TcpipStatus(ProtocolBindingContext: Interface, StatusIndication: Any) -> None:
-    pass
+    """The adapter's offloads changed (OID_TCP_OFFLOAD_PARAMETERS): use only what it now does."""
+    if getattr(StatusIndication, "StatusCode", None) == NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG:
+        _take_offloads(ProtocolBindingContext, StatusIndication.StatusBuffer)
 
 
 @kroutine("tcpip")

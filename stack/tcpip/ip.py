@@ -553,6 +553,47 @@ class IpLayer:
         else:
             stack.drop("ipv6", "unknown_protocol")
 
+    def receive_coalesced(self, rx: RxFrame, views: list[memoryview], segments: int) -> None:
+        """An RSC unit: one TCP segment whose payload runs on past ``views[0]`` into the other views."""
+        IppReceiveHeaderBatch(self, rx, views[0], tuple(views[1:]), segments)
+
+    def _receive_unit(self, rx: RxFrame, frame: memoryview, tail: tuple[memoryview, ...], segments: int) -> None:
+        stack = self.stack
+        iface = rx.interface
+        self.counters.frames_received += 1
+        tail_length = sum(map(len, tail))
+        try:
+            eth, data = parse_ethernet(frame)
+            if eth.dst != iface.mac:
+                stack.drop("ethernet", "not_our_mac")
+                return
+            if eth.ethertype == ETHERTYPE_IPV4:
+                header, payload = parse_ipv4(data, allow_truncated=True)
+                self.counters.ipv4_received += 1
+                src, dst, protocol = header.src, header.dst, header.protocol
+                whole = header.total_length - header.header_length == len(payload) + tail_length
+                for_us = dst == iface.v4 or iface.is_loopback
+            elif eth.ethertype == ETHERTYPE_IPV6 and len(data) >= 40 and data[0] >> 4 == 6:
+                self.counters.ipv6_received += 1
+                payload_length = (data[4] << 8) | data[5]
+                protocol, src, dst, payload = data[6], bytes(data[8:24]), bytes(data[24:40]), data[40:]
+                whole = payload_length == len(payload) + tail_length
+                for_us = dst == iface.v6 or iface.is_loopback
+            else:
+                stack.drop("ethernet", "rsc_not_ip")
+                return
+        except WireError as err:
+            stack.drop(err.layer, err.reason, err.detail)
+            return
+        # A unit the NIC built wrongly is the NIC's bug, but it must not reach TCP.
+        if not whole or protocol != IPPROTO_TCP:
+            stack.drop("ip", "rsc_malformed_unit")
+            return
+        if not for_us:
+            stack.drop("ip", "not_for_us")
+            return
+        stack.tcp.receive_segment(rx, src, dst, payload, tail, segments)
+
     def _receive_arp(self, iface: Interface, data: memoryview) -> None:
         stack = self.stack
         try:
@@ -600,8 +641,12 @@ def IppSendDatagramsCommon(ip: IpLayer, packet: TxPacket) -> None:
 
 
 @kroutine("tcpip")
-def IppReceiveHeaderBatch(ip: IpLayer, rx: RxFrame, frame: memoryview) -> None:
-    ip._receive(rx, frame)
+def IppReceiveHeaderBatch(ip: IpLayer, rx: RxFrame, frame: memoryview, tail: tuple[memoryview, ...] = (),
+                          segments: int = 1) -> None:
+    if tail:
+        ip._receive_unit(rx, frame, tail, segments)
+    else:
+        ip._receive(rx, frame)
 
 
 @kroutine("tcpip")

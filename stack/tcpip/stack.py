@@ -16,7 +16,8 @@ from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_RETURN_FLAGS_DISPATCH
                         NDIS_SEND_FLAGS_DISPATCH_LEVEL, TcpIpChecksumNetBufferListInfo,
                         TcpLargeSendNetBufferListInfo, NdisAllocateNetBufferAndNetBufferList, NdisFreeNetBufferList,
                         NdisReturnNetBufferLists, NdisSendNetBufferLists, csum_tx_info, lso_v2_info)
-from stack.ndis.constants import (NDIS_CSUM_RX_IP_FAILED, NDIS_CSUM_RX_TCP_SUCCEEDED, NDIS_CSUM_RX_UDP_SUCCEEDED)
+from stack.ndis.constants import (NDIS_CSUM_RX_IP_FAILED, NDIS_CSUM_RX_TCP_SUCCEEDED, NDIS_CSUM_RX_UDP_SUCCEEDED,
+                                  TcpRecvSegCoalesceInfo, rsc_coalesced_segments)
 
 from .addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress
 from .counters import ProtocolCounters
@@ -201,6 +202,13 @@ class TcpipStack:
                 views = nb.views()
                 if len(views) == 1:
                     frame = views[0]
+                elif nbl.NetBufferListInfo[TcpRecvSegCoalesceInfo]:
+                    # An RSC unit: headers in the first buffer, the other segments' payload in the
+                    # rest - handed up as scatter-gather, never joined.
+                    ip.receive_coalesced(rx, views, rsc_coalesced_segments(
+                        nbl.NetBufferListInfo[TcpRecvSegCoalesceInfo]))
+                    nb = nb.Next
+                    continue
                 else:  # a frame split over buffers: linearize it (a counted copy)
                     joined = b"".join(views)
                     self.kernel.copies.count(len(joined), "rx frame linearize")
@@ -211,10 +219,13 @@ class TcpipStack:
             if rx.refs == 0:
                 to_return.append(nbl)
             nbl = following
-        if not resources:
-            for nbl in to_return:
-                nbl.Next = None
-                self.ndis_return(iface, nbl)
+        if not resources and to_return:
+            # one NdisReturnNetBufferLists for everything of this indication nobody kept
+            for before, after in zip(to_return, to_return[1:]):
+                before.Next = after
+            to_return[-1].Next = None
+            NdisReturnNetBufferLists(iface.binding, to_return[0], NDIS_RETURN_FLAGS_DISPATCH_LEVEL
+                                     if self.kernel.irql >= 2 else 0)
 
     def ndis_return(self, iface: Interface, nbl: Any) -> None:
         nbl.Next = None

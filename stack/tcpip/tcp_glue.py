@@ -35,7 +35,8 @@ from .tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Rese
 from .tcp.seq import SEQ_MASK
 from .transport import (ACCEPT, RECEIVE_PUSH, RECEIVE_WAITALL, AcceptHandler, ConnectComplete,
                         ConnectionEndpoint, ListenEndpoint, RequestComplete)
-from .wire import NO_OPTIONS, TcpOptions, WireError, emit_tcp, parse_tcp, tcp_header_length
+from .wire import WireError, tcp_header_length
+from .wire.tcp import emit_tcp_header, fill_tcp_checksum, parse_tcp_segment
 from .wire.ipv4 import IPPROTO_TCP
 
 if TYPE_CHECKING:
@@ -486,9 +487,9 @@ class TcpLayer:
         try:
             while True:
                 tcb.dirty = False
-                events = core.drain_events()
-                for event in events:
-                    self._on_event(tcb, event)
+                if core._events:  # noqa: SLF001 - peeked (as below) to skip an empty drain
+                    for event in core.drain_events():
+                        self._on_event(tcb, event)
                 self._deliver(tcb)
                 segments = core.poll_output(k.now_ns)
                 if segments:
@@ -660,34 +661,38 @@ class TcpLayer:
         if core is None:
             return
         took = False
+        available = core.recv_available()
         if endpoint.closed:
-            if core.recv_available():
-                core.read(core.recv_available())  # nobody will read it: keep the window open
+            if available:
+                core.read(available)  # nobody will read it: keep the window open
                 took = True
         else:
             if tcb.push_end is not None and _seq_le(tcb.push_end, core.rcv_nxt):
                 tcb.push_end = None
                 tcb.push_pending = True
-            while core.recv_available() and tcb.receives:
-                took = True
-                req = tcb.receives[0]
-                want = req.length - req.filled
-                views = core.read(want)
-                n = TcpDeliverDataToClient(self, tcb, req, views)
-                req.filled += n
-                # Windows completes a receive when it is full, or - unless the client asked
-                # for MSG_WAITALL - once the data up to a PSH is in, or after the push timer.
-                full = req.filled >= req.length
-                pushed = tcb.push_pending and not core.recv_available()
-                if full or (pushed and not req.flags & RECEIVE_WAITALL):
-                    if pushed:
-                        tcb.push_pending = False
-                    self._complete_receive(tcb, req)
-            if tcb.receives and tcb.receives[0].filled and tcb.push_timer is None:
-                tcb.push_timer = self.kernel.call_later(PUSH_TIMER_NS, self._push_timer_event, tcb,
-                                                        label="TCP receive push timer")
+            if tcb.receives:
+                # tcb.receives is read afresh each time: a completion may close (and swap it).
+                while available and tcb.receives:
+                    took = True
+                    req = tcb.receives[0]
+                    want = req.length - req.filled
+                    views = core.read(want)
+                    n = TcpDeliverDataToClient(self, tcb, req, views)
+                    req.filled += n
+                    available = core.recv_available()
+                    # Windows completes a receive when it is full, or - unless the client asked
+                    # for MSG_WAITALL - once the data up to a PSH is in, or after the push timer.
+                    full = req.filled >= req.length
+                    pushed = tcb.push_pending and not available
+                    if full or (pushed and not req.flags & RECEIVE_WAITALL):
+                        if pushed:
+                            tcb.push_pending = False
+                        self._complete_receive(tcb, req)
+                        available = core.recv_available()  # the completion may have read (a new receive)
+                if tcb.receives and tcb.receives[0].filled and tcb.push_timer is None:
+                    tcb.push_timer = self.kernel.call_later(PUSH_TIMER_NS, self._push_timer_event, tcb,
+                                                            label="TCP receive push timer")
             handler = endpoint.receive_handler
-            available = core.recv_available()
             if available and handler is not None and not tcb.receives and (tcb.listener is None or tcb.accepted):
                 views = _peek(core, available)
                 flags = RECEIVE_PUSH if tcb.last_push else 0
@@ -753,28 +758,35 @@ class TcpLayer:
     # ==================================================================================
     # receive: segments from IP
     # ==================================================================================
-    def receive_segment(self, rx: "RxFrame", src: bytes, dst: bytes, data: memoryview) -> None:
-        """A TCP segment for one of our addresses (data = the IP payload)."""
-        counters = self.counters
-        counters.tcp_segments_received += 1
+    def receive_segment(self, rx: "RxFrame", src: bytes, dst: bytes, data: memoryview,
+                        tail: tuple[memoryview, ...] = (), segments: int = 1) -> None:
+        """A TCP segment for one of our addresses (data = the IP payload).
+
+        A segment the NIC coalesced (RSC) has more payload in ``tail`` - the
+        other receive buffers of its NET_BUFFER - and stands for ``segments``
+        wire segments; its checksum was verified per segment by the NIC."""
+        self.counters.tcp_segments_received += 1
         try:
-            header, payload = parse_tcp(data, src, dst, verify_checksum=not rx.l4_checksum_ok)
+            (src_port, dst_port, seq, ack, flags, window, mss, wscale, sack_permitted, timestamps, sack_blocks,
+             payload) = parse_tcp_segment(data, src, dst, verify_checksum=not rx.l4_checksum_ok)
         except WireError as err:
             self.stack.drop(err.layer, err.reason, err.detail)
             return
-        options = header.options
-        seg = TcpSegment(header.src_port, header.dst_port, header.seq, header.ack, header.flags, header.window,
-                         options.mss, options.wscale, options.sack_permitted, options.timestamps,
-                         options.sack_blocks, (payload,) if len(payload) else ())
-        tcb = self.connections.get((dst, header.dst_port, src, header.src_port))
+        if len(payload):
+            chunks = (payload, *tail) if tail else (payload,)
+        else:
+            chunks = tail
+        seg = TcpSegment(src_port, dst_port, seq, ack, flags, window, mss, wscale, sack_permitted, timestamps,
+                         sack_blocks, chunks, segments)
+        tcb = self.connections.get((dst, dst_port, src, src_port))
         k = self.kernel
         if k.bus.subscribers:
             k.bus.publish(SegmentReceived(host=k.name, depth=len(k.frames), conn=tcb.endpoint.address if tcb else 0,
-                                          summary=_summary(src, dst, seg), length=len(payload)))
+                                          summary=_summary(src, dst, seg), length=seg.payload_len))
         if tcb is not None:
             TcpTcbReceive(self, tcb, seg, rx)
             return
-        listener = self._find_listener(src, dst, header.dst_port)
+        listener = self._find_listener(src, dst, dst_port)
         if listener is not None:
             self._listener_segment(listener, seg, rx, src, dst)
             return
@@ -828,8 +840,10 @@ class TcpLayer:
 
     def hold_or_copy(self, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> None:
         """Before the core sees a payload: copy it out when the NBL cannot be kept."""
-        if seg.payload and not rx.can_hold(self):
-            data = bytes(seg.payload[0])  # the one copy of this payload (NBL must go back now)
+        payload = seg.payload
+        if payload and not rx.can_hold(self):
+            # the one copy of this payload (NBL must go back now); a coalesced one is joined
+            data = bytes(payload[0]) if len(payload) == 1 else b"".join(payload)
             self.kernel.copies.count(len(data), "tcp receive buffer (NBL returned)")
             self.counters.nbl_copies += 1
             seg.payload = (memoryview(data),)
@@ -842,8 +856,8 @@ class TcpLayer:
         core = tcb.core
         if core is None or core.state is TcpState.CLOSED:
             return
-        end = (seg.seq + len(payload[0])) & SEQ_MASK
-        if _seq_le(end, self._read_pointer(core)):
+        end = (seg.seq + seg.payload_len) & SEQ_MASK
+        if ((core.rcv_nxt - core.recv_available() - end) & SEQ_MASK) < _HALF:  # end <= the read pointer
             return  # taken by the client already, or a duplicate the core ignored
         rx.hold()
         tcb.held.append((end, rx))
@@ -853,10 +867,13 @@ class TcpLayer:
     # send: segments to IP
     # ==================================================================================
     def _transmit(self, tcb: Tcb, segments: list[TcpSegment]) -> None:
+        count = len(segments)
+        if count == 1:  # a lone segment: nothing to batch into one LSO send
+            TcpTcbSend(self, tcb, segments, 0)
+            return
         path = tcb.path
         iface = path.interface
         lso_max = iface.lso_max_payload(path) if iface.lso_enabled(path.version) else 0
-        count = len(segments)
         i = 0
         while i < count:
             seg = segments[i]
@@ -866,16 +883,17 @@ class TcpLayer:
                 mss = core.max_payload if core is not None else 0
                 total = seg.payload_len
                 if total == mss:
+                    next_seq = (seg.seq + total) & SEQ_MASK  # where the previous segment of the batch ends
                     while j < count and total + mss <= lso_max:
                         nxt = segments[j]
-                        prev = segments[j - 1]
                         plen = nxt.payload_len
-                        if (not plen or plen > mss or nxt.seq != (prev.seq + prev.payload_len) & SEQ_MASK
+                        if (not plen or plen > mss or nxt.seq != next_seq
                                 or nxt.ack != seg.ack or nxt.window != seg.window
                                 or nxt.timestamps != seg.timestamps or nxt.sack_blocks != seg.sack_blocks
                                 or nxt.flags & ~(_ACK | 0x08 | 0x01) or not nxt.flags & _ACK):
                             break
                         total += plen
+                        next_seq = (nxt.seq + plen) & SEQ_MASK
                         j += 1
                         if plen < mss or nxt.flags != _ACK:
                             break
@@ -890,21 +908,24 @@ class TcpLayer:
         path = tcb.path
         ip = self.stack.ip
         first = segs[0]
-        last = segs[-1]
-        payload_len = sum(s.payload_len for s in segs) if len(segs) > 1 else first.payload_len
-        options = _options_of(first)  # the core sized the payload for these options (SACK included)
+        if len(segs) > 1:
+            payload_len = sum(s.payload_len for s in segs)
+            flags = segs[-1].flags
+        else:
+            payload_len = first.payload_len
+            flags = first.flags
         packet = ip.new_packet(path, IPPROTO_TCP)
         buf = packet.buf
         offset = packet.l4_offset
-        offload = path.interface.tcp_checksum_offload(path.version)
-        payload_views: list[memoryview] = []
-        if payload_len:
-            for s in segs:
-                payload_views.extend(s.payload)
-        end = emit_tcp(buf, offset, src_port=first.src_port, dst_port=first.dst_port, seq=first.seq,
-                       ack=first.ack, flags=last.flags if len(segs) > 1 else first.flags, window=first.window,
-                       options=options, payload=payload_views,
-                       src=None if offload else path.src, dst=None if offload else path.dst)
+        # The first segment's options: the core sized the payload for them (SACK included).
+        end = emit_tcp_header(buf, offset, first.src_port, first.dst_port, first.seq, first.ack, flags,
+                              first.window, first.mss, first.wscale, first.sack_permitted, first.sack_blocks,
+                              first.timestamps)
+        if not path.interface.tcp_checksum_offload(path.version):
+            offload = False
+            fill_tcp_checksum(buf, offset, end, [view for s in segs for view in s.payload], path.src, path.dst)
+        else:
+            offload = True
         packet.l4_length = end - offset
         if payload_len:
             self._attach_payload(tcb, packet, first.seq, payload_len)
@@ -985,9 +1006,11 @@ class TcpLayer:
         if seg.flags & 0x04:
             self.counters.tcp_resets_sent += 1
         packet = ip.new_packet(path, IPPROTO_TCP)
+        buf = packet.buf
         offset = packet.l4_offset
-        end = emit_tcp(packet.buf, offset, src_port=seg.src_port, dst_port=seg.dst_port, seq=seg.seq, ack=seg.ack,
-                       flags=seg.flags, window=seg.window, options=_options_of(seg), src=path.src, dst=path.dst)
+        end = emit_tcp_header(buf, offset, seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window,
+                              seg.mss, seg.wscale, seg.sack_permitted, seg.sack_blocks, seg.timestamps)
+        fill_tcp_checksum(buf, offset, end, (), path.src, path.dst)
         packet.l4_length = end - offset
         self.counters.tcp_segments_sent += 1
         k = self.kernel
@@ -1006,7 +1029,7 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
         return
     layer.hold_or_copy(tcb, seg, rx)
     if seg.flags & 0x08 and seg.payload:  # PSH: remember where the pushed data ends
-        tcb.push_end = (seg.seq + len(seg.payload[0])) & SEQ_MASK
+        tcb.push_end = (seg.seq + seg.payload_len) & SEQ_MASK
     core.on_segment(seg, layer.kernel.now_ns)
     layer._kick(tcb)
     layer.after_segment(tcb, seg, rx)
@@ -1043,13 +1066,6 @@ _CAN_SEND = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECEIVED, TcpState.ESTABL
 
 def _ignore_status(status: int) -> None:
     pass
-
-
-def _options_of(seg: TcpSegment) -> TcpOptions:
-    if seg.mss is None and seg.wscale is None and not seg.sack_permitted and seg.timestamps is None \
-            and not seg.sack_blocks:
-        return NO_OPTIONS
-    return TcpOptions(seg.mss, seg.wscale, seg.sack_permitted, seg.sack_blocks, seg.timestamps)
 
 
 def _mdl_pieces(mdl: Mdl, offset: int, length: int) -> list[tuple[Mdl, int, int]]:

@@ -15,8 +15,8 @@ SECOND = 1_000_000_000
 
 
 def lab(seed: int = 1, *, lso: bool = True, checksum: bool = True, time_wait_ms: int = 2000,
-        max_retransmits: int = 5) -> World:
-    offloads = NicOffloads(tx_checksum=checksum, rx_checksum=checksum, lso=lso)
+        max_retransmits: int = 5, rsc: bool = False) -> World:
+    offloads = NicOffloads(tx_checksum=checksum, rx_checksum=checksum, lso=lso, rsc=rsc)
     config = TcpConfig(time_wait_ns=time_wait_ms * MS, max_retransmits=max_retransmits)
     return default_world(seed, services=False, offloads=offloads, tcp_config=config)
 

@@ -91,3 +91,41 @@ def test_capture_writes_a_pcap_of_the_frames_on_the_links(dbg, tmp_path):
     raw = target.read_bytes()
     assert raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1")  # pcap magic (us or ns)
     assert dbg.execute("!capture stop").error
+
+
+def test_offload_lists_every_hosts_adapter_offloads():
+    engine = lab_engine()
+    try:
+        lines = run(engine, "!offload").splitlines()
+        assert lines[0].split()[:4] == ["Host", "Checksum", "LSO", "RSC"]
+        assert lines[1].split()[:5] == ["winsrv", "on", "on", "(65536)", "off"]
+    finally:
+        engine.close()
+
+
+def test_offload_switches_rsc_and_lso_through_the_oid_path_when_the_machine_runs():
+    engine = lab_engine()
+    try:
+        winsrv = engine.world.hosts["winsrv"]
+        run(engine, "!offload winsrv rsc=on lso=off")
+        assert not winsrv.nic.offloads.rsc  # queued, not yet run
+        oids = winsrv.adapter.counters.oids
+        run(engine, '!echo /w -s 30000 "x"')
+        assert winsrv.nic.offloads.rsc and not winsrv.nic.offloads.lso
+        assert winsrv.adapter.counters.oids == oids + 1
+        assert all(i.lso_v4_max == 0 for i in winsrv.stack.interfaces)  # tcpip took the status indication
+        row = next(r for r in engine.execute("!offload").data["hosts"] if r["host"] == "winsrv")
+        assert row["rsc"] and row["rsc_units"] > 0 and row["rsc_coalesced"] > 0
+    finally:
+        engine.close()
+
+
+def test_offload_rejects_unknown_hosts_keys_and_values_with_a_caret():
+    engine = lab_engine()
+    try:
+        for line, message in (("!offload nohost rsc=on", "no host named"), ("!offload winsrv tso=on", "unknown offload"),
+                              ("!offload winsrv rsc=maybe", "rsc=on or rsc=off"), ("!offload winsrv", "say what")):
+            result = engine.execute(line)
+            assert result.error and message in result.text and "^" in result.text, line
+    finally:
+        engine.close()

@@ -107,3 +107,30 @@ def test_oid_and_help(dbg):
 def test_unknown_option_points_at_it(dbg):
     result = dbg.execute("!ndiskd.nbllog -bogus")
     assert result.error and result.data["position"] == len("!ndiskd.nbllog ")
+
+
+def test_nbl_info_decodes_the_receive_checksum_result(dbg):
+    received = [e for e in dbg.execute("!ndiskd.nbllog -force").data["events"] if e["event"] == "Indicated"]
+    nbl = received[-1]["nbl"]
+    text = run(dbg, f"!ndiskd.nbl {nbl:x} -info")
+    assert "Out-of-band information:" in text
+    assert "TcpIpChecksumNetBufferListInfo" in text and "Succeeded" in text
+
+
+def test_nbl_info_shows_the_coalesced_segment_count_of_an_rsc_receive():
+    from stack.nic import NicOffloads
+    from stack.world import default_world
+    from wskdbg.engine import Engine
+
+    engine = Engine(factory=lambda seed: default_world(seed, offloads=NicOffloads(rsc=True)), seed=1)
+    try:
+        run(engine, '!echo /w -s 60000 "rsc"')
+        events = engine.execute("!ndiskd.nbllog -force").data["events"]
+        shown = [engine.execute(f"!ndiskd.nbl {e['nbl']:x} -info") for e in events if e["event"] == "Indicated"]
+        coalesced = [r for r in shown if "CoalescedSegCount" in r.text]
+        assert coalesced, "a 60000-byte echo over RSC NICs coalesces at least once"
+        row = next(i for i in coalesced[0].data["info"] if i["name"] == "TcpRecvSegCoalesceInfo")
+        assert row["value"] & 0xFFFF >= 2
+        assert "TcpChecksumValueInvalid" in coalesced[0].text
+    finally:
+        engine.close()

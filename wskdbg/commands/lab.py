@@ -1,4 +1,5 @@
-"""The lab around the hosts: `!lab` (topology and counters), `!fault` (link faults), `!capture` (pcap).
+"""The lab around the hosts: `!lab` (topology and counters), `!fault` (link faults), `!offload`
+(NIC offloads), `!capture` (pcap).
 
 These act on the world, not on one kernel: hosts, their links to the switch,
 the switch's MAC table.  Fault probabilities draw from each link's seeded
@@ -148,6 +149,60 @@ def cmd_fault(dbg: "Engine", inv: Invocation) -> CommandResult:
     return CommandResult(f"{host}: faults {R.fault_text(config)} on {where} of {world.host(host).link.name}",
                          {"host": host, "direction": direction, "loss": config.loss, "duplicate": config.duplicate,
                           "reorder": config.reorder, "corrupt": config.corrupt})
+
+
+# --- !offload -----------------------------------------------------------------------------------------
+
+OFFLOAD_KEYS = ("lso", "rsc", "checksum")
+_ON_OFF = {"on": True, "off": False, "1": True, "0": False, "enable": True, "disable": False}
+
+
+def offload_rows(dbg: "Engine") -> list[dict[str, Any]]:
+    rows = []
+    for name, host in world_of(dbg).hosts.items():
+        o = host.nic.offloads
+        c = host.nic.counters
+        rows.append({"host": name, "checksum": o.tx_checksum and o.rx_checksum, "lso": o.lso,
+                     "lso_max": o.lso_max_size if o.lso else 0, "rsc": o.rsc, "lso_segments": c.lso_segments,
+                     "rsc_units": c.rsc_units, "rsc_coalesced": c.rsc_coalesced_segments,
+                     "rsc_aborts": dict(c.rsc_aborts)})
+    return rows
+
+
+@command("!offload", area="network", syntax="!offload [Host [lso=on|off] [rsc=on|off] [checksum=on|off]]",
+         mutates=True, summary="Show or switch each host's NIC offloads: checksum, LSO, RSC",
+         help="""
+`!offload` lists every host's adapter offloads - checksum (transmit fill and receive
+validation), large send (LSO v2, with its largest offload) and receive segment coalescing (RSC) -
+with what they did so far: frames LSO cut, RSC units indicated, segments coalesced into them, and
+why units ended early.  `!offload winsrv rsc=on lso=off` switches them the way Windows does
+(Set-NetAdapterRsc, Set-NetAdapterLso): OID_TCP_OFFLOAD_PARAMETERS goes down tcpip's binding to
+the miniport, which answers with an offload status indication that tcpip takes.  It is queued on
+the host's kernel and happens when the machine next runs (g, or a command with /w).""")
+def cmd_offload(dbg: "Engine", inv: Invocation) -> CommandResult:
+    words = tokenize(inv.args)
+    if not words:
+        rows = offload_rows(dbg)
+        return CommandResult("\n".join(R.offload_lines(rows)), {"hosts": rows})
+    host = host_name(dbg, inv, *words[0])
+    if dbg.scheduler.halted is not None:
+        raise inv.error("the machine has bug-checked; .reboot first")
+    changes: dict[str, bool] = {}
+    for word, at in words[1:]:
+        key, eq, value = word.partition("=")
+        key = key.lower()
+        if key not in OFFLOAD_KEYS:
+            raise inv.error(f"unknown offload '{key}' (lso, rsc, checksum)", at)
+        state = _ON_OFF.get(value.lower()) if eq else None
+        if state is None:
+            raise inv.error(f"say {key}=on or {key}=off, not '{word}'", at)
+        changes[key] = state
+    if not changes:
+        raise inv.error("say what to switch: lso=on|off, rsc=on|off, checksum=on|off", len(inv.args))
+    world_of(dbg).host(host).set_offloads(**changes)
+    text = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in changes.items())
+    return CommandResult(f"{host}: OID_TCP_OFFLOAD_PARAMETERS ({text}) queued on tcpip's binding; it takes effect "
+                         "when the machine runs (g).", {"host": host, **changes})
 
 
 # --- !capture -----------------------------------------------------------------------------------------

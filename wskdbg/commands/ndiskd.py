@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from stack.kernel.symbols import symbol_of
 from stack.ndis import ndis_state
+from stack.ndis import constants as C
 from stack.ndis.constants import NDIS_STATUS_NAMES, OID_NAMES
 from stack.ndis.miniport import Adapter
 from stack.ndis.nbl import NetBuffer, NetBufferList
@@ -207,6 +208,40 @@ def nbl_info(dbg: "Engine", nbl: NetBufferList) -> dict[str, Any]:
             "nbs": [nb_info(nb) for nb in nbl.nbs()], "freed": nbl.freed}
 
 
+_INFO_NAMES = {value: name for name, value in vars(C).items()
+               if isinstance(value, int) and (name.endswith("NetBufferListInfo") or name in (
+                   "NetBufferListCancelId", "MediaSpecificInformation", "NetBufferListFrameType",
+                   "NetBufferListHashValue", "TcpRecvSegCoalesceInfo", "RscTcpTimestampDelta"))}
+_CSUM_RX_BITS = [(C.NDIS_CSUM_RX_TCP_FAILED, "TcpChecksumFailed"), (C.NDIS_CSUM_RX_UDP_FAILED, "UdpChecksumFailed"),
+                 (C.NDIS_CSUM_RX_IP_FAILED, "IpChecksumFailed"), (C.NDIS_CSUM_RX_TCP_SUCCEEDED, "TcpChecksumSucceeded"),
+                 (C.NDIS_CSUM_RX_UDP_SUCCEEDED, "UdpChecksumSucceeded"),
+                 (C.NDIS_CSUM_RX_IP_SUCCEEDED, "IpChecksumSucceeded"), (C.NDIS_CSUM_RX_LOOPBACK, "Loopback"),
+                 (C.NDIS_CSUM_RX_TCP_VALUE_INVALID, "TcpChecksumValueInvalid"),
+                 (C.NDIS_CSUM_RX_IP_VALUE_INVALID, "IpChecksumValueInvalid")]
+
+
+def nbl_oob_info(nbl: NetBufferList) -> list[dict[str, Any]]:
+    """The NBL's non-zero out-of-band entries (NetBufferListInfo[]), each decoded where we know its layout."""
+    out = []
+    received = isinstance(nbl.SourceHandle, Adapter)  # indicated by a miniport: the Receive view
+    for index, value in enumerate(nbl.NetBufferListInfo):
+        if not value:
+            continue
+        name = _INFO_NAMES.get(index, f"NetBufferListInfo[{index}]")
+        meaning = ""
+        if index == C.TcpIpChecksumNetBufferListInfo and isinstance(value, int) and received:
+            meaning = " ".join(label for bit, label in _CSUM_RX_BITS if value & bit)
+        elif index == C.TcpRecvSegCoalesceInfo and isinstance(value, int):
+            meaning = f"CoalescedSegCount {value & 0xFFFF}, DupAckCount {value >> 16 & 0xFFFF}"
+        elif index == C.RscTcpTimestampDelta and isinstance(value, int):
+            meaning = f"{value} TCP timestamp ticks between the first and last coalesced segment"
+        elif index == C.TcpLargeSendNetBufferListInfo and isinstance(value, int):
+            meaning = f"LSOv{C.lso_type(value) + 1} MSS {C.lso_mss(value)}, TCP header at {C.lso_tcp_header_offset(value)}"
+        out.append({"index": index, "name": name, "value": value if isinstance(value, int) else 0,
+                    "meaning": meaning})
+    return out
+
+
 def nb_data_lines(nb: NetBuffer, limit: int = DATA_DUMP_LIMIT) -> list[str]:
     """`db`-style lines of the NB's data, one block per MDL piece (each at its own virtual address)."""
     out: list[str] = []
@@ -233,16 +268,18 @@ def lookup(dbg: "Engine", inv: Invocation, address: int, at: int, kind: type, wh
     return obj
 
 
-@command("!ndiskd.nbl", area="network", syntax="!ndiskd.nbl Address [-data] [-chain] [-log]",
+@command("!ndiskd.nbl", area="network", syntax="!ndiskd.nbl Address [-data] [-chain] [-info] [-log]",
          summary="Display a NET_BUFFER_LIST: its fields, NET_BUFFERs and MDLs",
          help="""
 Shows the NBL (Next, First NB, Source adapter, Pool, Status, Flags, current owner, data length),
 each NET_BUFFER (length, DataOffset, current MDL) and the MDL chain under it.
   -data   dump the payload bytes (db format) of every NB
   -chain  also show the following NBLs of the chain (Next)
+  -info   the out-of-band information (NetBufferListInfo[]): checksum results, LSO, RSC
+          (CoalescedSegCount of a coalesced receive), ...
   -log    the NBL's history from the ownership log (like !ndiskd.nbllog -nbl Address)""")
 def cmd_nbl(dbg: "Engine", inv: Invocation) -> CommandResult:
-    parsed = parse_options(inv, flags=("data", "chain", "log", "basic"), valued=("handle",))
+    parsed = parse_options(inv, flags=("data", "chain", "log", "basic", "info"), valued=("handle",))
     found = address_arg(dbg, inv, parsed)
     if found is None:
         raise inv.error("an NBL address is required: !ndiskd.nbl Address", 0)
@@ -265,6 +302,10 @@ def cmd_nbl(dbg: "Engine", inv: Invocation) -> CommandResult:
             for nb in nbl.nbs():
                 lines += ["", f"{R.INDENT}Data of NB {R.ptr(nb.address)} ({nb.DataLength} bytes):"]
                 lines += nb_data_lines(nb)
+        if "info" in parsed.flags:
+            oob = nbl_oob_info(nbl)
+            info["info"] = oob
+            lines += ["", f"{R.INDENT}Out-of-band information:"] + R.nbl_oob_lines(oob)
         if "log" in parsed.flags:
             rows = [log_row(e) for e in ndis_state(dbg.kernel).nbl_history(nbl.address)]
             lines += ["", f"{R.INDENT}History:"] + R.nbl_history_lines(rows)

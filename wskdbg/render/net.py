@@ -197,6 +197,12 @@ def nbl_lines(n: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def nbl_oob_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    if not rows:
+        return [f"{INDENT}(every NetBufferListInfo entry is zero)"]
+    return [f"{INDENT}{r['name']:<34}{r['value']:#018x}  {r['meaning']}".rstrip() for r in rows]
+
+
 def nbl_history_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     if not rows:
         return [f"{INDENT}No history for this NBL (the ownership log has no entries for it)."]
@@ -495,3 +501,18 @@ def fault_text(f: Any) -> str:
              (("loss", "loss"), ("dup", "duplicate"), ("reorder", "reorder"), ("corrupt", "corrupt"))
              if getattr(f, attr)]
     return " ".join(parts) if parts else "none"
+
+
+def offload_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """!offload: one line per host's adapter, then what each engine did."""
+    def on(flag: bool) -> str:
+        return "on" if flag else "off"
+
+    out = [f"{'Host':<10}{'Checksum':<10}{'LSO':<14}{'RSC':<5}{'LSO frames':>12}{'RSC units':>11}"
+           f"{'coalesced':>11}  ended early"]
+    for r in rows:
+        lso = f"on ({r['lso_max']})" if r["lso"] else "off"
+        aborts = ", ".join(f"{why} {n}" for why, n in sorted(r["rsc_aborts"].items())) or "-"
+        out.append(f"{r['host']:<10}{on(r['checksum']):<10}{lso:<14}{on(r['rsc']):<5}{r['lso_segments']:>12}"
+                   f"{r['rsc_units']:>11}{r['rsc_coalesced']:>11}  {aborts}")
+    return out

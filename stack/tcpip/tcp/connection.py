@@ -38,7 +38,7 @@ from .events import (
 )
 from .rtt import RttEstimator
 from .segment import ACK, FIN, PSH, RST, SYN, TcpSegment, rst_for_unexpected
-from .seq import SEQ_MASK, seq_diff, unwrap
+from .seq import SEQ_MASK, unwrap
 from .states import (
     ABORT_SENDS_RST,
     CAN_RECEIVE,
@@ -264,10 +264,19 @@ class TcpConnection:
 
     def poll_at(self) -> int | None:
         """Earliest timer deadline in ns, or None when no timer runs."""
-        best: int | None = None
-        for deadline in (self._rexmit_at, self._delack_at, self._persist_at, self._tw_at, self._ka_at):
-            if deadline is not None and (best is None or deadline < best):
-                best = deadline
+        best = self._rexmit_at
+        deadline = self._delack_at
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self._persist_at
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self._tw_at
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self._ka_at
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
         return best
 
     def on_timer(self, now_ns: int) -> None:
@@ -511,7 +520,7 @@ class TcpConnection:
             self._ack_now = True
             self._arm_keepalive(now)
             if seg.payload or flags & FIN:
-                self._seg_text_and_fin(seg, self._irs, now)
+                self._seg_text_and_fin(seg, self._irs, seg.payload_len, now)
         else:
             # Simultaneous open (RFC 9293 figure 7): answer with SYN-ACK.
             self._snd_wnd = seg.window
@@ -545,7 +554,7 @@ class TcpConnection:
             ok = rcv_nxt <= seq < rcv_nxt + rcv_wnd or rcv_nxt <= last < rcv_nxt + rcv_wnd
         timestamps = seg.timestamps
         if ok and timestamps is not None and self._ts_on and not flags & RST \
-                and seq_diff(timestamps[0], self._ts_recent) < 0:
+                and (timestamps[0] - self._ts_recent) & SEQ_MASK >= _HALF:  # seq_diff(TSval, TS.Recent) < 0
             ok = False  # PAWS (RFC 7323 5.3)
         if not ok:
             if not flags & RST:
@@ -593,7 +602,7 @@ class TcpConnection:
             return
         # 7 and 8. Text and FIN.
         if plen or flags & FIN or self._ooo_fin is not None:
-            self._seg_text_and_fin(seg, seq, now)
+            self._seg_text_and_fin(seg, seq, plen, now)
 
     def _seg_syn_in_syn_received(self, seg: TcpSegment, now: int) -> None:
         """A SYN with SEQ = IRS while we wait for our SYN's ACK: the peer's
@@ -715,12 +724,11 @@ class TcpConnection:
         if self._cc.on_new_ack(acked, ack, self._snd_max - ack):
             self._fast_rexmit = True  # NewReno partial ACK
 
-    def _seg_text_and_fin(self, seg: TcpSegment, seq: int, now: int) -> None:
-        """Steps 7 and 8: queue payload (in order or held), then the FIN."""
+    def _seg_text_and_fin(self, seg: TcpSegment, seq: int, plen: int, now: int) -> None:
+        """Steps 7 and 8: queue payload (`plen` bytes, in order or held), then the FIN."""
         flags = seg.flags
         if flags & SYN:
             seq += 1
-        plen = seg.payload_len
         state = self._state
         if plen and state in CAN_RECEIVE:
             self._receive_payload(seg, seq, plen, now)
@@ -766,7 +774,7 @@ class TcpConnection:
         self.bytes_received += nbytes
         self._events.append(DataReceived(nbytes, bool(seg.flags & PSH)))
         # Delayed ACK (RFC 1122 4.2.3.2): every Nth segment, else after the timer.
-        self._unacked_segs += 1
+        self._unacked_segs += seg.segments
         config = self.config
         if self._unacked_segs >= config.delayed_ack_every_segments or not config.delayed_ack_ns:
             self._ack_now = True
@@ -859,9 +867,9 @@ class TcpConnection:
                 flags = ACK
                 if n == remaining:
                     flags = ACK | PSH | FIN if fin else ACK | PSH
-                self._emit(now, out, seq, n, flags)
+                self._emit(now, out, seq, n, flags, max_payload)
             elif fin and seq == data_end:
-                self._emit(now, out, seq, 0, ACK | FIN)
+                self._emit(now, out, seq, 0, ACK | FIN, max_payload)
                 break
             else:
                 break
@@ -869,7 +877,8 @@ class TcpConnection:
                 and self._snd_nxt == self._snd_una and data_end > self._snd_nxt):
             self._persist_at = now + self._persist_interval()
 
-    def _emit(self, now: int, out: list[TcpSegment], seq: int, n: int, flags: int) -> None:
+    def _emit(self, now: int, out: list[TcpSegment], seq: int, n: int, flags: int, max_payload: int) -> None:
+        """One segment of new or rewound data; `max_payload` is _payload_limit() (the caller's)."""
         payload = self._sndbuf.slice(seq, n) if n else ()
         out.append(self._make(now, flags, seq, payload))
         end = seq + n + (flags & FIN)
@@ -884,7 +893,7 @@ class TcpConnection:
         self._snd_nxt = end
         if end > self._snd_max:
             self._snd_max = end
-        if 0 < n < self._payload_limit() and end > self._small_end:
+        if 0 < n < max_payload and end > self._small_end:
             self._small_end = end
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
@@ -942,13 +951,12 @@ class TcpConnection:
 
     def _make(self, now: int, flags: int, seq: int, payload: tuple[memoryview, ...] = ()) -> TcpSegment:
         rcv_nxt = self._rcv_nxt
-        seg = TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, rcv_nxt & SEQ_MASK, flags,
-                         self._window_field(), payload=payload)
-        if self._ts_on:
-            seg.timestamps = (self._ts_clock(now), self._ts_recent)
+        timestamps = (self._ts_clock(now), self._ts_recent) if self._ts_on else None
+        sack_blocks: tuple[tuple[int, int], ...] = ()
         if self._sack_on and self._rcvbuf.has_ooo:
-            seg.sack_blocks = tuple((s & SEQ_MASK, e & SEQ_MASK)
-                                    for s, e in self._rcvbuf.sack_ranges(self._sack_limit()))
+            sack_blocks = tuple((s & SEQ_MASK, e & SEQ_MASK) for s, e in self._rcvbuf.sack_ranges(self._sack_limit()))
+        seg = TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, rcv_nxt & SEQ_MASK, flags,
+                         self._window_field(), None, None, False, timestamps, sack_blocks, payload)
         self._last_ack_sent = rcv_nxt
         self._ack_now = False
         self._delack_at = None

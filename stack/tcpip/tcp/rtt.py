@@ -10,7 +10,7 @@ _MAX_BACKOFF = 30
 
 
 class RttEstimator:
-    __slots__ = ("srtt_ns", "rttvar_ns", "backoff", "samples", "_base_ns", "_min_ns", "_max_ns", "_g_ns")
+    __slots__ = ("srtt_ns", "rttvar_ns", "backoff", "samples", "_base_ns", "_min_ns", "_max_ns", "_g_ns", "_rto_ns")
 
     def __init__(self, initial_ns: int, min_ns: int, max_ns: int, granularity_ns: int) -> None:
         self.srtt_ns: int | None = None
@@ -21,6 +21,7 @@ class RttEstimator:
         self._min_ns = min_ns
         self._max_ns = max_ns
         self._g_ns = granularity_ns
+        self._rto_ns = self._compute_rto()
 
     def sample(self, rtt_ns: int) -> None:
         """Feed one valid measurement R (RFC 6298 2.2 / 2.3) and forget the backoff."""
@@ -35,11 +36,13 @@ class RttEstimator:
         self._base_ns = self.srtt_ns + max(self._g_ns, 4 * self.rttvar_ns)
         self.backoff = 0
         self.samples += 1
+        self._rto_ns = self._compute_rto()
 
     def back_off(self) -> None:
         """The retransmission timer expired: RTO = RTO * 2 (5.5)."""
         if self.backoff < _MAX_BACKOFF:
             self.backoff += 1
+        self._rto_ns = self._compute_rto()
 
     @property
     def base_rto_ns(self) -> int:
@@ -49,4 +52,7 @@ class RttEstimator:
     @property
     def rto_ns(self) -> int:
         """The current RTO including exponential backoff, at most the maximum (2.4, 2.5)."""
+        return self._rto_ns  # read on every ACK and send: kept up to date by sample() and back_off()
+
+    def _compute_rto(self) -> int:
         return min(self.base_rto_ns << self.backoff, self._max_ns)

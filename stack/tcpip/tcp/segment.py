@@ -32,6 +32,9 @@ class TcpSegment:
     timestamps: tuple[int, int] | None = None  # (TSval, TSecr)
     sack_blocks: tuple[tuple[int, int], ...] = ()
     payload: tuple[memoryview, ...] = ()  # scatter-gather chunks, never joined by the core
+    # Wire segments this one stands for: >1 when the NIC coalesced them (RSC, an
+    # NDIS_RSC_NBL_INFO CoalescedSegCount); delayed ACK counts each of them.
+    segments: int = 1
 
     @property
     def payload_len(self) -> int:

@@ -22,6 +22,11 @@ class TcpState(enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Members compare by identity, so the identity hash agrees with ==; it is computed in C,
+    # where Enum's own __hash__ (hash of the name) is Python code run on every set and dict
+    # lookup of a state - several per segment.
+    __hash__ = object.__hash__
+
 
 S = TcpState
 

@@ -39,7 +39,8 @@ def ones_sum(data: BytesLike) -> int:
     value = int.from_bytes(data, "big")
     if len(data) & 1:
         value <<= 8
-    return _fold(value)
+    residue = value % _MOD  # _fold, inlined: every received IPv4 header is summed here
+    return 0xFFFF if residue == 0 and value else residue
 
 
 def ones_sum_chunks(chunks: Iterable[BytesLike], initial: int = 0) -> int:
@@ -48,6 +49,14 @@ def ones_sum_chunks(chunks: Iterable[BytesLike], initial: int = 0) -> int:
     Byte order carries across chunk borders: a chunk that starts at an odd
     offset contributes its first byte as the low half of a word.
     """
+    if type(chunks) is tuple and len(chunks) == 1:  # one whole segment: what the NIC offloads sum
+        value = int.from_bytes(chunks[0], "big")
+        if len(chunks[0]) & 1:
+            value <<= 8
+        residue = value % _MOD
+        total = 0xFFFF if (residue == 0 and value) else residue
+        total += initial
+        return (total & 0xFFFF) + (total >> 16)  # ones_add
     acc = 0
     odd = False
     nonzero = False
@@ -98,7 +107,10 @@ def _raw(address: AddressLike) -> BytesLike:
 
 def pseudo_header_sum_v4(src: AddressLike, dst: AddressLike, proto: int, length: int) -> int:
     """Folded sum of the IPv4 pseudo-header (RFC 793 / 768)."""
-    value = int.from_bytes(_raw(src), "big") + int.from_bytes(_raw(dst), "big") + proto + length
+    try:
+        value = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length  # type: ignore[arg-type]
+    except TypeError:  # IPv4Address objects (bytes-like ones, the usual case, need no conversion)
+        value = int.from_bytes(_raw(src), "big") + int.from_bytes(_raw(dst), "big") + proto + length
     return _fold(value)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .checksum import BytesLike
 from .errors import TRUNCATED, WireError
@@ -22,8 +22,9 @@ ZERO_MAC = bytes(6)
 _HEADER = struct.Struct("!6s6sH")
 
 
-@dataclass(frozen=True, slots=True)
-class EthernetHeader:
+class EthernetHeader(NamedTuple):
+    """A frozen record (a NamedTuple: one is built per packet, and a tuple is cheaper to make)."""
+
     dst: bytes
     src: bytes
     ethertype: int

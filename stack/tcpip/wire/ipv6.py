@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 from ipaddress import IPv6Address
 
 from .checksum import AddressLike, BytesLike
@@ -25,8 +25,9 @@ _LAYER = "ipv6"
 _GENERIC_EXTENSIONS = frozenset((IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS))
 
 
-@dataclass(frozen=True, slots=True)
-class Ipv6Header:
+class Ipv6Header(NamedTuple):
+    """A frozen record (a NamedTuple: one is built per packet, and a tuple is cheaper to make)."""
+
     traffic_class: int
     flow_label: int
     payload_length: int

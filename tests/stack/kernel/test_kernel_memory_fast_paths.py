@@ -1,0 +1,122 @@
+"""The cheap paths of memory and pool (one-page writes, spans, known-zero frames, O(1) free)
+must give exactly what the general paths give."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kernel_harness import crash, new_machine, run
+
+from stack.kernel import PAGE_SIZE, ExAllocatePoolWithTag, ExFreePoolWithTag, MemoryAccessError, NonPagedPoolNx
+from stack.kernel.memory import AddressSpace, PhysicalMemory
+from stack.kernel.pool import BAD_POOL_CALLER, BPC_INVALID_ADDRESS, POOL_HEADER_SIZE, tag_from_str
+
+BASE_VA = 0xFFFF_A000_0000_0000
+
+
+def _space(pages: int = 8, pfns: list[int] | None = None) -> AddressSpace:
+    """An address space with `pages` virtual pages over the given (possibly scattered) frames."""
+    phys = PhysicalMemory(32, base_pfn=0x100)
+    space = AddressSpace(phys)
+    frames = pfns if pfns is not None else phys.allocate(pages, "test")
+    for i, pfn in enumerate(frames):
+        space.map_page(BASE_VA + i * PAGE_SIZE, pfn)
+    return space
+
+
+@settings(max_examples=60, deadline=None)
+@given(offset=st.integers(0, 3 * PAGE_SIZE), length=st.integers(1, 2 * PAGE_SIZE))
+def test_write_then_read_round_trips_at_any_offset_over_scattered_frames(offset: int, length: int) -> None:
+    space = _space(pfns=[0x105, 0x101, 0x102, 0x110, 0x103, 0x104])  # runs and gaps in PFN order
+    data = bytes((offset + i) & 0xFF for i in range(length))
+    space.write(BASE_VA + offset, data)
+    assert space.read(BASE_VA + offset, length) == data
+    assert b"".join(space.views(BASE_VA + offset, length)) == data
+    # Nothing outside the range was touched.
+    assert space.read(BASE_VA, offset) == bytes(offset)
+
+
+def test_one_page_write_to_an_unmapped_page_raises_memory_access_error_with_the_address() -> None:
+    space = _space(pages=1)
+    with pytest.raises(MemoryAccessError) as err:
+        space.write(BASE_VA + PAGE_SIZE + 0x10, b"abc")
+    assert err.value.address == BASE_VA + PAGE_SIZE + 0x10
+
+
+def test_empty_write_and_view_touch_nothing_even_when_unmapped() -> None:
+    space = _space(pages=1)
+    space.write(BASE_VA + 5 * PAGE_SIZE, b"")
+    assert space.views(BASE_VA + 5 * PAGE_SIZE, 0) == []
+
+
+def test_pfns_for_names_the_first_faulting_byte_of_a_hole_in_the_middle() -> None:
+    space = _space(pages=4)
+    space.unmap_page(BASE_VA + 2 * PAGE_SIZE)
+    assert space.pfns_for(BASE_VA + 0x800, PAGE_SIZE) == [space.translate(BASE_VA), space.translate(BASE_VA + PAGE_SIZE)]
+    with pytest.raises(MemoryAccessError) as err:
+        space.pfns_for(BASE_VA + 0x800, 3 * PAGE_SIZE)
+    assert err.value.address == BASE_VA + 2 * PAGE_SIZE
+    assert space.pfns_for(BASE_VA, 0) == []
+
+
+def test_span_is_one_writable_view_inside_a_page_and_refuses_a_page_crossing() -> None:
+    space = _space(pages=2)
+    view = space.span(BASE_VA + 0xFF0, 0x10)
+    view[:] = b"x" * 0x10
+    assert space.read(BASE_VA + 0xFF0, 0x10) == b"x" * 0x10
+    with pytest.raises(ValueError):
+        space.span(BASE_VA + 0xFF8, 0x10)
+    with pytest.raises(MemoryAccessError):
+        space.span(BASE_VA + 4 * PAGE_SIZE, 8)
+
+
+def test_allocate_zeroed_clears_a_recycled_frame_but_hands_fresh_ones_out_untouched() -> None:
+    phys = PhysicalMemory(8, base_pfn=0x200)
+    [dirty] = phys.allocate(1, "test")
+    phys.frame(dirty)[:] = b"\xAA" * PAGE_SIZE
+    phys.free(dirty)
+    [again] = phys.allocate_zeroed(1, "bigpool")
+    assert again == dirty and bytes(phys.frame(again)) == bytes(PAGE_SIZE)
+    assert phys.entry(again).owner == "bigpool" and phys.entry(again).state == "Active"
+    fresh = phys.allocate_zeroed(3, "bigpool")
+    assert all(bytes(phys.frame(pfn)) == bytes(PAGE_SIZE) for pfn in fresh)
+
+
+def test_big_pool_block_is_zero_even_over_frames_a_freed_block_dirtied() -> None:
+    m = new_machine()
+    k = m.kernel
+    a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 2 * PAGE_SIZE, "Big ")
+    k.mem.write(a, b"\x5A" * (2 * PAGE_SIZE))
+    run(m, ExFreePoolWithTag, a, "Big ")
+    b = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 2 * PAGE_SIZE, "Big ")
+    assert k.mem.read(b, 2 * PAGE_SIZE) == bytes(2 * PAGE_SIZE)
+
+
+def test_reused_small_block_gets_a_fresh_header_and_a_zeroed_body() -> None:
+    m = new_machine()
+    k = m.kernel
+    a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 0x40, "Aaaa")
+    k.mem.write(a, b"\xEE" * 0x40)
+    run(m, ExFreePoolWithTag, a, "Aaaa")
+    b = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 0x40, "Bbbb")
+    assert b == a  # LIFO reuse of the same block
+    header = k.mem.read(b - POOL_HEADER_SIZE, POOL_HEADER_SIZE)
+    assert header[2] == (0x40 + POOL_HEADER_SIZE) // 16 and header[3] == NonPagedPoolNx % 256 + 1
+    assert header[4:8] == b"Bbbb" and header[8:] == bytes(8)
+    assert k.mem.read(b, 0x40) == bytes(0x40)
+
+
+def test_freeing_an_address_inside_a_small_block_bugchecks_invalid_address() -> None:
+    m = new_machine()
+    a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 0x40, "Test")
+    run(m, ExFreePoolWithTag, a + 8, "Test")
+    info = crash(m)
+    assert (info.code, info.params[0], info.params[1]) == (BAD_POOL_CALLER, BPC_INVALID_ADDRESS, a + 8)
+
+
+def test_tag_values_are_the_same_from_str_bytes_and_int_and_repeat_from_the_cache() -> None:
+    assert tag_from_str("Irp ") == tag_from_str(b"Irp ") == tag_from_str(int.from_bytes(b"Irp ", "little"))
+    assert tag_from_str("Irp ") == tag_from_str("Irp ")  # second lookup comes from the cache
+    assert tag_from_str("TooLong") == int.from_bytes(b"TooL", "little")
+    assert tag_from_str(-1) == 0xFFFFFFFF
