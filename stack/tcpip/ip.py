@@ -152,15 +152,18 @@ class RxFrame:
     A looped-back datagram arrives as an RxFrame with no NBL: its bytes are the loopback
     buffer (a `bytes` copy), which `is_copy` recognizes, so nothing is ever held or returned."""
 
-    __slots__ = ("interface", "nbl", "refs", "indicating", "resources", "l4_checksum_ok", "copied_from")
+    __slots__ = ("interface", "nbl", "refs", "indicating", "resources", "l4_checksum_ok", "ip_checksum_ok",
+                 "copied_from")
 
-    def __init__(self, interface: "Interface", nbl: Any, resources: bool, l4_checksum_ok: bool) -> None:
+    def __init__(self, interface: "Interface", nbl: Any, resources: bool, l4_checksum_ok: bool,
+                 ip_checksum_ok: bool = False) -> None:
         self.interface = interface
         self.nbl = nbl
         self.refs = 0
         self.indicating = True
         self.resources = resources
         self.l4_checksum_ok = l4_checksum_ok
+        self.ip_checksum_ok = ip_checksum_ok  # the NIC verified the IPv4 header checksum
         self.copied_from: Any = None
 
     def can_hold(self, layer: Any) -> bool:
@@ -484,7 +487,7 @@ class IpLayer:
     def _receive_v4(self, rx: RxFrame, iface: Interface, data: memoryview) -> None:
         stack = self.stack
         try:
-            header, payload = parse_ipv4(data)
+            header, payload = parse_ipv4(data, verify_checksum=not rx.ip_checksum_ok)
         except WireError as err:
             stack.drop(err.layer, err.reason, err.detail)
             return
@@ -568,7 +571,7 @@ class IpLayer:
                 stack.drop("ethernet", "not_our_mac")
                 return
             if eth.ethertype == ETHERTYPE_IPV4:
-                header, payload = parse_ipv4(data, allow_truncated=True)
+                header, payload = parse_ipv4(data, verify_checksum=not rx.ip_checksum_ok, allow_truncated=True)
                 self.counters.ipv4_received += 1
                 src, dst, protocol = header.src, header.dst, header.protocol
                 whole = header.total_length - header.header_length == len(payload) + tail_length

@@ -16,7 +16,7 @@ from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_RETURN_FLAGS_DISPATCH
                         NDIS_SEND_FLAGS_DISPATCH_LEVEL, TcpIpChecksumNetBufferListInfo,
                         TcpLargeSendNetBufferListInfo, NdisAllocateNetBufferAndNetBufferList, NdisFreeNetBufferList,
                         NdisReturnNetBufferLists, NdisSendNetBufferLists, csum_tx_info, lso_v2_info)
-from stack.ndis.constants import (NDIS_CSUM_RX_IP_FAILED, NDIS_CSUM_RX_TCP_SUCCEEDED, NDIS_CSUM_RX_UDP_SUCCEEDED,
+from stack.ndis.constants import (NDIS_CSUM_RX_IP_FAILED, NDIS_CSUM_RX_IP_SUCCEEDED, NDIS_CSUM_RX_TCP_SUCCEEDED, NDIS_CSUM_RX_UDP_SUCCEEDED,
                                   TcpRecvSegCoalesceInfo, rsc_coalesced_segments)
 
 from .addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress
@@ -196,7 +196,7 @@ class TcpipStack:
             info = nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] or 0
             ok = bool(info & (NDIS_CSUM_RX_TCP_SUCCEEDED | NDIS_CSUM_RX_UDP_SUCCEEDED)) \
                 and not info & NDIS_CSUM_RX_IP_FAILED
-            rx = RxFrame(iface, nbl, resources, ok)
+            rx = RxFrame(iface, nbl, resources, ok, bool(info & NDIS_CSUM_RX_IP_SUCCEEDED))
             nb = nbl.FirstNetBuffer
             while nb is not None:
                 views = nb.views()

@@ -418,7 +418,8 @@ class TcpLayer:
     # ==================================================================================
     def _config_for(self, version: int, mtu: int) -> TcpConfig:
         """The TCP configuration with the MSS this family can carry on this MTU (cached)."""
-        mss = min(self.config.mss, mtu - (40 if version == 6 else 20) - 20)
+        carried = mtu - (40 if version == 6 else 20) - 20
+        mss = carried if self.config.mss is None else min(self.config.mss, carried)
         if mss == self.config.mss:
             return self.config
         cached = self._configs.get(mss)

@@ -43,7 +43,7 @@ from stack.world import default_world  # noqa: E402
 
 
 def emulated_echo(data: bytes, lso: bool, rsc: bool, mtu: int, profile: bool) -> dict[str, float]:
-    config = TcpConfig(time_wait_ns=1000 * MS, mss=mtu - 40)
+    config = TcpConfig(time_wait_ns=1000 * MS)
     world = default_world(1, services=False, offloads=NicOffloads(lso=lso, rsc=rsc), tcp_config=config, mtu=mtu)
     server = run_program(world.host("winsrv").kernel, echo_server, SockAddr.parse("0.0.0.0:7"))
     world.run_for(1_000_000)

@@ -86,3 +86,16 @@ def test_rsc_echo_survives_loss_duplication_reordering_and_corruption(seed):
     data = pattern(seed, 192 * 1024 + seed * 1231)
     result = _echo(world, 4 if seed % 2 else 6, data)
     assert result.received == len(data) and result.received_sha256 == result.sent_sha256
+
+
+def test_jumbo_frames_carry_nine_kilobyte_segments_and_mss_follows_the_mtu():
+    from stack.tcpip.tcp import MS, TcpConfig
+    from stack.world import default_world
+
+    world = default_world(2, services=False, mtu=9000, tcp_config=TcpConfig(time_wait_ns=1000 * MS))
+    data = pattern(9, 300_000)
+    result = _echo(world, 6, data)
+    assert result.received_sha256 == result.sent_sha256
+    nic = world.host("client").nic.counters
+    assert nic.frames_out < len(data) // 8000 + 20  # ~9 KB frames, not 1.5 KB ones
+    assert nic.bytes_out / nic.frames_out > 4000

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .errors import TcpConfigError
 
 MS = 1_000_000  # nanoseconds
+ETHERNET_MSS = 1460  # 1500-byte MTU less the IPv4 and TCP headers
 SECOND = 1_000_000_000
 MSL_NS = 120 * SECOND
 MAX_WSCALE = 14  # RFC 7323 section 2.3
@@ -34,7 +35,9 @@ def wscale_for_buffer(recv_buffer: int) -> int:
 
 @dataclass(slots=True)
 class TcpConfig:
-    mss: int = 1460  # our MSS option (what we can receive); also caps the send MSS
+    # Our MSS option (what we can receive); also caps the send MSS.  None: what the interface's
+    # MTU carries (1460 over Ethernet IPv4) - the stack fills it in per connection.
+    mss: int | None = None
     recv_buffer: int = 65535 * 4  # receive buffer in bytes = largest window we offer
     window_scaling: bool = True  # offer RFC 7323 window scaling on SYN
     wscale: int | None = None  # shift we offer; None = smallest that covers recv_buffer
@@ -66,8 +69,13 @@ class TcpConfig:
     # other's stale duplicates (PAWS, TIME_WAIT) would otherwise feed an ACK storm.
     invalid_ack_interval_ns: int = 500 * MS
 
+    @property
+    def option_mss(self) -> int:
+        """The MSS this configuration advertises (Ethernet's 1460 when left to the MTU)."""
+        return self.mss if self.mss is not None else ETHERNET_MSS
+
     def __post_init__(self) -> None:
-        if not 64 <= self.mss <= 65495:
+        if self.mss is not None and not 64 <= self.mss <= 65495:
             raise TcpConfigError(f"mss={self.mss} outside 64..65495")
         if not 1 <= self.recv_buffer <= MAX_WINDOW:
             raise TcpConfigError(f"recv_buffer={self.recv_buffer} outside 1..{MAX_WINDOW}")

@@ -811,7 +811,7 @@ class TcpConnection:
             timestamps = (self._ts_clock(now), 0) if config.timestamps else None
             sack_permitted = config.sack
         seg = TcpSegment(self.local_port, self.remote_port, self.iss, self._rcv_nxt & SEQ_MASK if passive else 0,
-                         flags, window, mss=config.mss, wscale=wscale, sack_permitted=sack_permitted,
+                         flags, window, mss=config.option_mss, wscale=wscale, sack_permitted=sack_permitted,
                          timestamps=timestamps)
         out.append(seg)
         self.segments_sent += 1
@@ -976,7 +976,7 @@ class TcpConnection:
         rcv_nxt = self._rcv_nxt
         adv = self._rcv_adv
         edge = rcv_nxt + config.recv_buffer - self._rcvbuf.ready_bytes
-        if edge - adv < min(config.recv_buffer // 2, config.mss):
+        if edge - adv < min(config.recv_buffer // 2, config.option_mss):
             edge = adv
         wnd = edge - rcv_nxt
         if wnd <= 0:
@@ -998,7 +998,7 @@ class TcpConnection:
         config = self.config
         advertised = self._rcv_adv - self._rcv_nxt
         gain = self._rcv_nxt + config.recv_buffer - self._rcvbuf.ready_bytes - self._rcv_adv
-        if gain >= min(config.recv_buffer // 2, config.mss) and gain >= advertised:
+        if gain >= min(config.recv_buffer // 2, config.option_mss) and gain >= advertised:
             self._ack_now = True
 
     def _challenge_ack(self, seg_len: int, now: int) -> None:
@@ -1098,7 +1098,7 @@ class TcpConnection:
         self._rcv_adv = self._rcv_nxt + min(config.recv_buffer, 0xFFFF)
         self._last_ack_sent = self._rcv_nxt
         peer_mss = syn.mss if syn.mss else DEFAULT_MSS
-        self._snd_mss = max(min(peer_mss, config.mss), 1)
+        self._snd_mss = max(min(peer_mss, config.option_mss), 1)
         self._wscale_on = config.window_scaling and syn.wscale is not None
         if self._wscale_on:
             self._snd_wscale = min(syn.wscale, 14)  # RFC 7323 2.3: larger values mean 14
