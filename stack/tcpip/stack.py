@@ -16,7 +16,7 @@ from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_RETURN_FLAGS_DISPATCH
                         NDIS_SEND_FLAGS_DISPATCH_LEVEL, TcpIpChecksumNetBufferListInfo,
                         TcpLargeSendNetBufferListInfo, NdisAllocateNetBufferAndNetBufferList, NdisFreeNetBufferList,
                         NdisReturnNetBufferLists, NdisSendNetBufferLists, csum_tx_info, lso_v2_info)
-from stack.ndis.constants import (NDIS_CSUM_RX_IP_FAILED, NDIS_CSUM_RX_IP_SUCCEEDED, NDIS_CSUM_RX_TCP_SUCCEEDED, NDIS_CSUM_RX_UDP_SUCCEEDED,
+from stack.ndis.constants import (NDIS_STATUS_NAMES, NDIS_STATUS_SUCCESS, NDIS_CSUM_RX_IP_FAILED, NDIS_CSUM_RX_IP_SUCCEEDED, NDIS_CSUM_RX_TCP_SUCCEEDED, NDIS_CSUM_RX_UDP_SUCCEEDED,
                                   TcpRecvSegCoalesceInfo, rsc_coalesced_segments)
 
 from .addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress
@@ -143,17 +143,17 @@ class TcpipStack:
             self.release_packet(packet)
             return
         nbl.ProtocolReserved[0] = packet
-        if not raw and packet.checksum_offload:
+        if packet.lso_mss and not raw:
+            # LSO whether or not checksum offload is on: the NIC computes each segment's checksums.
+            nbl.NetBufferListInfo[TcpLargeSendNetBufferListInfo] = lso_v2_info(
+                packet.lso_mss, packet.l4_offset, ipv6=packet.path.version == 6)
+            self.counters.lso_sends += 1
+        elif not raw and packet.checksum_offload:
             path = packet.path
-            if packet.lso_mss:
-                nbl.NetBufferListInfo[TcpLargeSendNetBufferListInfo] = lso_v2_info(
-                    packet.lso_mss, packet.l4_offset, ipv6=path.version == 6)
-                self.counters.lso_sends += 1
-            else:
-                nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] = csum_tx_info(
-                    ipv4=path.version == 4, ipv6=path.version == 6, tcp=packet.protocol == IPPROTO_TCP,
-                    udp=packet.protocol == IPPROTO_UDP, tcp_header_offset=packet.l4_offset)
-                self.counters.checksum_offload_sends += 1
+            nbl.NetBufferListInfo[TcpIpChecksumNetBufferListInfo] = csum_tx_info(
+                ipv4=path.version == 4, ipv6=path.version == 6, tcp=packet.protocol == IPPROTO_TCP,
+                udp=packet.protocol == IPPROTO_UDP, tcp_header_offset=packet.l4_offset)
+            self.counters.checksum_offload_sends += 1
         NdisSendNetBufferLists(iface.binding, nbl, 0, NDIS_SEND_FLAGS_DISPATCH_LEVEL
                                if self.kernel.irql >= 2 else 0)
 
@@ -165,6 +165,8 @@ class TcpipStack:
             nbl.Next = None
             packet: TxPacket | None = nbl.ProtocolReserved[0]
             nbl.ProtocolReserved[0] = None
+            if nbl.Status != NDIS_STATUS_SUCCESS:  # the miniport refused it: never silently lost
+                self.drop("ndis", "send_failed", NDIS_STATUS_NAMES.get(nbl.Status & 0xFFFFFFFF, hex(nbl.Status)))
             NdisFreeNetBufferList(nbl)
             if packet is not None:
                 self.release_packet(packet)

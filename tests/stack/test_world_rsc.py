@@ -99,3 +99,29 @@ def test_jumbo_frames_carry_nine_kilobyte_segments_and_mss_follows_the_mtu():
     nic = world.host("client").nic.counters
     assert nic.frames_out < len(data) // 1460 // 2  # far fewer than 1.5 KB frames would need
     assert nic.bytes_out / nic.frames_out > 4000
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_lso_without_checksum_offload_still_sends_large_segments_through_the_nic(version):
+    # LSO makes the NIC compute every segment's checksums, so tcpip must mark the NBL for LSO
+    # even when it computes checksums itself for everything else.
+    world = lab(seed=6, lso=True, checksum=False)
+    data = pattern(version, 192 * 1024)
+    result = _echo(world, version, data)
+    assert result.received_sha256 == result.sent_sha256
+    assert world.now_ns < 2_000_000_000  # no retransmission timeouts
+    for name in ("client", "winsrv"):
+        assert world.host(name).stack.counters.lso_sends > 0
+        assert world.host(name).nic.counters.lso_segments > 0
+        assert not world.host(name).stack.counters.drops
+
+
+def test_a_send_the_miniport_refuses_is_counted_as_a_drop():
+    world = lab(seed=8, lso=True)
+    world.host("client").nic.offloads.lso = False  # behind tcpip's back: LSO NBLs now fail
+    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    world.run_for(1_000_000)
+    client = start(world, "client", echo_client, server_address(world, 4, 7), pattern(3, 64 * 1024))
+    world.run_while(lambda: not client.done, max_events=200_000, max_time_ns=world.now_ns + 5_000_000_000)
+    drops = world.host("client").stack.counters.drops
+    assert drops[("ndis", "send_failed")] > 0
