@@ -125,3 +125,14 @@ def test_a_send_the_miniport_refuses_is_counted_as_a_drop():
     world.run_while(lambda: not client.done, max_events=200_000, max_time_ns=world.now_ns + 5_000_000_000)
     drops = world.host("client").stack.counters.drops
     assert drops[("ndis", "send_failed")] > 0
+
+
+def test_same_seed_same_coalescing_and_same_end_time():
+    def once():
+        world = lab(seed=9, rsc=True)
+        world.set_faults("client", FaultConfig(loss=0.02, reorder=0.02, reorder_delay_ns=200_000))
+        result = _echo(world, 4, pattern(5, 256 * 1024))
+        nic = world.host("winsrv").nic.counters
+        return (result.received_sha256, world.now_ns, world.scheduler.events_run, nic.rsc_units,
+                nic.rsc_coalesced_segments, dict(nic.rsc_aborts))
+    assert once() == once()
