@@ -304,6 +304,7 @@ class Engine:
         if thread is not None and thread.is_alive():
             with self._cond:
                 self._abandon = True
+                self._break_requested = True  # a machine that is running stops at its next event
                 self._machine_turn = True
                 self._cond.notify_all()
             thread.join()
@@ -597,6 +598,7 @@ class Engine:
                 stop = self._run_loop()
             except _Abandon:
                 with self._cond:
+                    self._stop = self._stop_here("break", note="the debugger detached")
                     self._machine_turn = False
                     self._paused = False
                     self._cond.notify_all()
@@ -623,6 +625,8 @@ class Engine:
             if sched.halted is not None:
                 return self._stop_here("bugcheck", host=sched.halted.host)
             if self._break_requested:
+                if self._abandon:  # the debugger is detaching from a running machine
+                    raise _Abandon()
                 self._break_requested = False
                 return self._stop_here("break", host=self.current_host)
             t = sched.peek_time()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import threading
 from pathlib import Path
 from typing import Any, Iterable, TextIO
@@ -23,6 +24,7 @@ from prompt_toolkit.styles import Style
 from wskdbg.commands.registry import PROMPT, CommandResult
 
 QUIT_WORDS = ("q", "qq", "quit", "exit")
+_SIGNAL_POLL_S = 0.05  # how long the main thread sleeps between checks while a command runs
 
 STYLE = Style.from_dict({
     "command": "bold ansicyan",
@@ -169,7 +171,12 @@ class Repl:
 
     # -- running --------------------------------------------------------------------------------
     def execute(self, line: str) -> CommandResult:
-        """Run a command on a worker thread; Ctrl+C while it runs breaks in."""
+        """Run a command on a worker thread; Ctrl+C while it runs breaks in.
+
+        While the command runs, SIGINT is turned into a break-in by a handler of our own, so a
+        Ctrl+C can never escape as KeyboardInterrupt between starting the worker and waiting for
+        it.  The wait is sliced: the OS may hand the signal to another thread, and Python runs
+        handlers only on the main thread when it next executes, so the main thread must wake."""
         box: dict[str, CommandResult] = {}
         done = threading.Event()
 
@@ -179,13 +186,23 @@ class Repl:
             finally:
                 done.set()
 
-        worker = threading.Thread(target=work, name="wskdbg-command", daemon=True)
-        worker.start()
-        while not done.is_set():
-            try:
-                done.wait()
-            except KeyboardInterrupt:
-                self.engine.break_in()
+        def on_sigint(signum: int, frame: Any) -> None:
+            self.engine.break_in()
+
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            worker = threading.Thread(target=work, name="wskdbg-command", daemon=True)
+            worker.start()
+            while not done.is_set():
+                try:
+                    done.wait(_SIGNAL_POLL_S)
+                except KeyboardInterrupt:  # not on the main thread: no handler of ours
+                    self.engine.break_in()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         return box.get("result", CommandResult("", None, True))
 
     def run(self) -> int:

@@ -78,7 +78,8 @@ def test_the_lexer_marks_commands_symbols_addresses_and_comments():
 
 
 def test_ctrl_c_while_the_machine_runs_breaks_in(tmp_path):
-    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=1 << 40)
+    # The event cap bounds the run: a lost break-in ends at the cap and fails, never hangs.
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=200_000)
     sent = threading.Event()
     count = [0]
 
@@ -93,8 +94,40 @@ def test_ctrl_c_while_the_machine_runs_breaks_in(tmp_path):
         out = run_repl(engine, "g\r\x04", tmp_path / "h")
         assert out.splitlines()[0] == "Break instruction exception - code 80000003 (first chance)"
         assert sent.is_set() and not engine.running
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the REPL put it back
     finally:
         engine.close()
+
+
+def test_ctrl_c_as_the_command_starts_never_escapes_the_repl(tmp_path):
+    # SIGINT raised before the worker thread is even waited on: the REPL's own handler takes it.
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=200_000)
+    sent = threading.Event()
+
+    def interrupt(ev) -> None:
+        if not sent.is_set():
+            sent.set()
+            os.kill(os.getpid(), signal.SIGINT)
+
+    engine.bus.subscribe(interrupt)
+    try:
+        out = run_repl(engine, "g\r\x04", tmp_path / "h")
+        assert sent.is_set()
+        assert out.splitlines()[0] == "Break instruction exception - code 80000003 (first chance)"
+    finally:
+        engine.close()
+
+
+def test_closing_the_engine_stops_a_machine_that_is_still_running():
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=1 << 40)
+    running = threading.Event()
+    engine.bus.subscribe(lambda ev: running.set())
+    runner = threading.Thread(target=engine.execute, args=("g",), daemon=True)
+    runner.start()
+    assert running.wait(30)
+    engine.close()  # must not wait for a run that would never end
+    runner.join(30)
+    assert not runner.is_alive()
 
 
 # --- scripts ---------------------------------------------------------------------------------------
