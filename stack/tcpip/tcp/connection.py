@@ -76,7 +76,7 @@ class TcpConnection:
         "_rtt", "_cc",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "timeouts", "dup_acks",
-        "bytes_acked", "bytes_received", "window_probes", "challenge_acks", "ooo_dropped",
+        "bytes_acked", "bytes_received", "window_probes", "window_probes_received", "challenge_acks", "ooo_dropped",
     )
 
     def __init__(self, config: TcpConfig, local_port: int, remote_port: int, iss: int) -> None:
@@ -160,6 +160,7 @@ class TcpConnection:
         self.bytes_acked = 0
         self.bytes_received = 0
         self.window_probes = 0
+        self.window_probes_received = 0  # segments at RCV.NXT into our closed window (ACK taken, data not)
         self.challenge_acks = 0
         self.ooo_dropped = 0
 
@@ -471,6 +472,7 @@ class TcpConnection:
             "bytes_acked": self.bytes_acked,
             "bytes_received": self.bytes_received,
             "window_probes": self.window_probes,
+            "window_probes_received": self.window_probes_received,
             "challenge_acks": self.challenge_acks,
             "ooo_dropped": self.ooo_dropped,
             "timers": {
@@ -544,11 +546,18 @@ class TcpConnection:
         plen = seg.payload_len
         seg_len = plen + (flags & SYN) // SYN + (flags & FIN)
         rcv_wnd = self._rcv_adv - rcv_nxt
+        probe = False
         if seg_len == 0:
             ok = seq == rcv_nxt if rcv_wnd <= 0 else rcv_nxt <= seq < rcv_nxt + rcv_wnd
         elif rcv_wnd <= 0:
             # A lone FIN at RCV.NXT is taken even into a zero window, as Linux does.
             ok = seq == rcv_nxt and plen == 0 and flags & (FIN | SYN) == FIN
+            # A window probe: its data cannot be taken, but its ACK must be ("special
+            # allowance should be made to accept valid ACKs, URGs, and RSTs", RFC 9293
+            # 3.10.7.4).  Dropping the whole segment deadlocks two ends whose windows
+            # are both closed while each waits for the other's acknowledgment.
+            if not ok and seq == rcv_nxt and not flags & SYN:
+                ok = probe = True
         else:
             last = seq + seg_len - 1
             ok = rcv_nxt <= seq < rcv_nxt + rcv_wnd or rcv_nxt <= last < rcv_nxt + rcv_wnd
@@ -599,6 +608,10 @@ class TcpConnection:
             if flags & FIN:
                 self._ack_now = True
                 self._tw_at = now + self.config.time_wait_ns
+            return
+        if probe:  # the data (and a FIN behind it) stays out; the ACK tells the window
+            self.window_probes_received += 1
+            self._ack_now = True
             return
         # 7 and 8. Text and FIN.
         if plen or flags & FIN or self._ooo_fin is not None:
@@ -656,8 +669,12 @@ class TcpConnection:
             self.dup_acks += 1  # RFC 5681 section 2 definition of a duplicate ACK
             if self._cc.on_dup_ack(ack, self._snd_max - snd_una, self._snd_max):
                 self._fast_rexmit = True
-        # Window update, guarded against old segments (RFC 9293 3.10.7.4).
-        if self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+        # Window update, guarded against old segments (RFC 9293 3.10.7.4).  An ACK that
+        # advances SND.UNA is newer than any that came before, whatever its SEQ (a peer
+        # that went back to retransmit sends old SEQs): as Linux's tcp_may_update_window.
+        # Otherwise the window stays relative to the old ACK and slides past the edge the
+        # peer offered.
+        if ack > snd_una or self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
             old = self._snd_wnd
             self._snd_wnd = wnd
             self._snd_wl1 = seq

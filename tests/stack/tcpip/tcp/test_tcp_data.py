@@ -291,6 +291,40 @@ def test_zero_window_probe_accepted_by_peer_moves_on() -> None:
     h.recv_one(seq=L1 + 1, payload=b"q" * 9)
 
 
+def test_window_probe_into_our_closed_window_still_acknowledges_our_data() -> None:
+    # Both windows closed: we may not take the peer's probe byte, but its ACK must be taken
+    # (RFC 9293 3.10.7.4), or neither end ever learns its data arrived.
+    h = active_open(config(recv_buffer=2000))
+    h.conn.nodelay = True
+    h.conn.send(b"s" * 500, token="ours")
+    h.recv_one(seq=L1, payload=b"s" * 500)
+    h.send(seg(R1, L1, payload=b"d" * 1000))
+    h.send(seg(R1 + 1000, L1, payload=b"d" * 1000))  # our receive buffer is now full
+    h.recv_one(ack=R1 + 2000, window=0)
+    h.send(seg(R1 + 2000, L1 + 500, payload=b"p"))  # the peer's probe, acking our 500 bytes
+    assert DataAcked("ours") in h.take_events()
+    assert h.conn.snd_una == L1 + 500
+    assert h.conn.rcv_nxt == R1 + 2000 and h.conn.window_probes_received == 1  # the byte stayed out
+    h.recv_one(seq=L1 + 500, ack=R1 + 2000, window=0, payload=b"")
+
+
+def test_an_ack_of_new_data_updates_the_window_even_on_an_old_seq() -> None:
+    # The peer's pure ACKs carry its SND.MAX while it retransmits from below it (SEQ under
+    # SND.WL1); the retransmission's ACK takes our data and closes the peer's window.
+    # Keeping the old window would slide it past the edge the peer offered.
+    h = active_open(window=8000)
+    h.conn.nodelay = True
+    h.conn.send(b"a" * 1000)
+    h.recv_one(seq=L1, payload=b"a" * 1000)
+    h.send(seg(R1 + 1000, L1))  # a pure ACK at the peer's SND.MAX: SND.WL1 = R1 + 1000
+    h.send(seg(R1, L1 + 1000, window=0, payload=b"d" * 1000))  # the retransmission, older SEQ
+    assert h.conn.snd_una == L1 + 1000 and h.conn.snd_wnd == 0
+    h.recv()  # the duplicate is acknowledged
+    h.conn.send(b"b" * 500)
+    h.recv_nothing()  # nothing beyond the closed window; the persist timer runs instead
+    assert h.conn.snapshot()["timers"]["persist"] is not None
+
+
 def test_window_update_from_zero_resumes_sending() -> None:
     h = active_open(window=1000)
     h.conn.send(b"r" * 2000)
