@@ -82,6 +82,21 @@ def test_echo_survives_loss_duplication_reordering_and_corruption(seed):
     assert sum(drops.values()) > 0  # corruption was caught somewhere and counted
 
 
+@pytest.mark.parametrize("seed", [4, 9, 13, 23])
+def test_echo_under_heavy_faults_finishes_in_bounded_virtual_time(seed):
+    # About one frame in five lost or corrupted per direction.  These seeds once crawled past
+    # 600 s of virtual time: echoes of timestamps older than a retransmission were taken as
+    # RTT samples, pinning the RTO at its 60 s maximum (run_programs fails past 600 s).
+    world = lab(seed=seed, lso=seed % 2 == 0, max_retransmits=15, rsc=seed % 4 == 1)
+    world.set_faults("client", FaultConfig(loss=0.08, duplicate=0.05, reorder=0.10, corrupt=0.05,
+                                           reorder_delay_ns=200_000 + 100_000 * (seed % 5)))
+    world.set_faults("winsrv", FaultConfig(loss=0.03, duplicate=0.03, reorder=0.05, corrupt=0.03,
+                                           reorder_delay_ns=500_000))
+    data = pattern(seed, 1024 * 1024 + seed * 4099)
+    client, _ = _echo(world, 4 if seed % 3 else 6, data, max_events=2_000_000)
+    assert client.received == len(data) and client.received_sha256 == client.sent_sha256
+
+
 def test_copies_are_counted_and_sends_are_zero_copy():
     world = lab(seed=3)
     data = pattern(3, 512 * 1024)

@@ -72,7 +72,7 @@ class TcpConnection:
         # timers and their bookkeeping
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
-        "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_syn_retransmitted",
+        "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
         "_rtt", "_cc",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "timeouts", "dup_acks",
@@ -146,6 +146,7 @@ class TcpConnection:
         # Karn: a retransmission cancelled the timing and no valid sample came since; with
         # timestamps the echoed TSval still times the segment that was acknowledged (RFC 7323 4.1).
         self._rtt_karn = False
+        self._karn_tsval = 0  # our TSval at the latest retransmission
         self._syn_retransmitted = False
         self._rtt = RttEstimator(config.rto_initial_ns, config.rto_min_ns, config.rto_max_ns,
                                  config.clock_granularity_ns)
@@ -728,8 +729,12 @@ class TcpConnection:
             self._rtt_seq = None
             self._rtt_karn = False
         elif self._rtt_karn and self._ts_on and timestamps is not None:
+            # Only an echo of a segment sent since the retransmission measures the path: an
+            # older TSecr (a receiver that found our resent segment old and re-ACKed with its
+            # TS.Recent) would count the whole recovery as one round trip and pin the RTO at
+            # its maximum.
             ticks = (self._ts_clock(now) - timestamps[1]) & SEQ_MASK
-            if ticks < _HALF:
+            if ticks < _HALF and (timestamps[1] - self._karn_tsval) & SEQ_MASK < _HALF:
                 self._rtt.sample(max(ticks, 1) * _TS_UNIT_NS)
                 self._rtt_karn = False
         self._rexmit_count = 0
@@ -835,8 +840,7 @@ class TcpConnection:
         self._last_ack_sent = self._rcv_nxt
         if self._snd_max > self.iss:
             self.retransmissions += 1
-            self._rtt_seq = None
-            self._rtt_karn = True
+            self._start_karn(now)
             self._events.append(Retransmitted(self.iss, 1, "rto"))
         else:
             self._rtt_seq = self.iss + 1
@@ -901,8 +905,7 @@ class TcpConnection:
         end = seq + n + (flags & FIN)
         if seq < self._snd_max:
             self.retransmissions += 1
-            self._rtt_seq = None  # Karn: never time a retransmitted segment
-            self._rtt_karn = True
+            self._start_karn(now)
             self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, "rto"))
         elif self._rtt_seq is None:
             self._rtt_seq = end
@@ -935,8 +938,7 @@ class TcpConnection:
         end = seq + n + (flags & FIN)
         self.retransmissions += 1
         self.fast_retransmits += 1
-        self._rtt_seq = None
-        self._rtt_karn = True
+        self._start_karn(now)
         self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, "fast"))
         if self._snd_nxt < end:
             self._snd_nxt = end
@@ -1130,6 +1132,14 @@ class TcpConnection:
         self._max_payload = max(self._snd_mss - overhead, 1)
         initial = 1 if self._syn_retransmitted else config.initial_cwnd_segments  # RFC 6928 / 5681 3.1
         self._cc.reset_window(self._max_payload, initial)
+
+    def _start_karn(self, now: int) -> None:
+        """A retransmission: never time a retransmitted segment (Karn), and remember when
+        it left so that only echoes of segments sent since then give samples (an echo of an
+        earlier copy whose ACK was lost would count the lost time as round-trip time)."""
+        self._rtt_seq = None
+        self._rtt_karn = True
+        self._karn_tsval = self._ts_clock(now)
 
     def _ts_clock(self, now: int) -> int:
         # Offset by the ISS so that TSvals do not reveal the clock (RFC 7323 7.1).

@@ -145,6 +145,24 @@ def test_timestamps_give_valid_samples_for_retransmitted_segments() -> None:
     assert h.conn.rto_ns == 300 * MS  # valid sample: the backoff is gone
 
 
+def test_an_echo_older_than_the_retransmission_gives_no_rtt_sample() -> None:
+    # The peer had the original all along (our view was stale): it found the resent segment
+    # old and re-ACKed, echoing the original's TSval.  That "round trip" spans the whole
+    # recovery and must not be fed to the estimator.
+    h = active_open(config(timestamps=True), timestamps=(1, LOCAL_ISS))
+    h.conn.send(b"t")
+    first = h.recv_one(payload=b"t")
+    h.fire_next_timer()
+    again = h.recv_one(payload=b"t")
+    assert first.timestamps is not None and again.timestamps is not None
+    assert first.timestamps[0] != again.timestamps[0]
+    srtt, backed_off = h.conn.srtt_ns, h.conn.rto_ns
+    h.now += 10_000 * MS
+    h.send(seg(R1, L1 + 1, timestamps=(2, first.timestamps[0])))
+    assert h.conn.snd_una == L1 + 1
+    assert h.conn.srtt_ns == srtt and h.conn.rto_ns == backed_off == 600 * MS
+
+
 def test_slow_start_grows_cwnd_by_one_smss_per_ack() -> None:
     h = active_open()
     h.conn.nodelay = True
