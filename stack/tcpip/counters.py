@@ -14,6 +14,19 @@ class ProtocolCounters:
     ipv4_sent: int = 0
     ipv6_received: int = 0
     ipv6_sent: int = 0
+    # fragmentation, as `netstat -s` words it (RFC 4293 ipSystemStatsReasm*/OutFrag*)
+    ipv4_reassembly_required: int = 0  # fragments received
+    ipv4_reassembly_successful: int = 0  # datagrams put back together
+    ipv4_reassembly_failures: int = 0  # datagrams given up (timeout, overlap, too long)
+    ipv4_datagrams_fragmented: int = 0
+    ipv4_fragmentation_failures: int = 0
+    ipv4_fragments_created: int = 0
+    ipv6_reassembly_required: int = 0
+    ipv6_reassembly_successful: int = 0
+    ipv6_reassembly_failures: int = 0
+    ipv6_datagrams_fragmented: int = 0
+    ipv6_fragmentation_failures: int = 0
+    ipv6_fragments_created: int = 0
     arp_requests_sent: int = 0
     arp_replies_sent: int = 0
     arp_received: int = 0
@@ -24,6 +37,7 @@ class ProtocolCounters:
     icmp_sent: int = 0
     echo_replies_sent: int = 0
     unreachables_sent: int = 0
+    time_exceeded_sent: int = 0  # fragment reassembly time exceeded (ICMP 11/1, ICMPv6 3/1)
     udp_received: int = 0
     udp_sent: int = 0
     tcp_segments_received: int = 0

@@ -92,6 +92,18 @@ class DatagramReceived(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FragmentReassembled(Event):
+    kind: ClassVar[str] = "ip.reassembled"
+    version: int
+    identification: int
+    fragments: int
+    length: int  # of the whole datagram, header included
+
+    def describe(self) -> str:
+        return f"IPv{self.version} reassembled id {self.identification:#x}: {self.fragments} fragments, {self.length} bytes"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ClientUpcall(Event):
     kind: ClassVar[str] = "tcpip.upcall"
     endpoint: int

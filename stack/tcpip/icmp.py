@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from stack.kernel import STATUS_PORT_UNREACHABLE, kroutine
 
@@ -16,16 +16,24 @@ from .wire import (ICMP_DEST_UNREACHABLE, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, IC
                    ICMPV6_NEIGHBOR_SOLICITATION, ICMPV6_PORT_UNREACHABLE, WireError, emit_icmp, emit_icmpv6,
                    multicast_mac_v6, parse_icmp, parse_icmp_quote, parse_icmpv6, parse_neighbor_message,
                    solicited_node_multicast)
-from .wire.icmp import ICMP_PROTOCOL_UNREACHABLE, icmp_quote_length
-from .wire.icmpv6 import NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED, ND_HOP_LIMIT
+from .wire.icmp import ICMP_PROTOCOL_UNREACHABLE, ICMP_TIME_EXCEEDED, icmp_quote_length
+from .wire.icmpv6 import ICMPV6_TIME_EXCEEDED, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED, ND_HOP_LIMIT
 from .wire.ipv4 import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP, Ipv4Header
 from .wire.ipv6 import Ipv6Header
 
 if TYPE_CHECKING:
     from .stack import TcpipStack
 
-MAX_ICMP_BODY = SLOT_SIZE - ETH_HEADER - 40 - 8
+MAX_ICMP_BODY = SLOT_SIZE - ETH_HEADER - 40 - 8  # echo data up to this fits in the header slot
+MAX_ECHO_DATA = 65500  # ping.exe's limit; bigger echo data goes in a pool buffer and is fragmented
 IPV6_MIN_MTU = 1280
+ICMP_FRAGMENT_REASSEMBLY_TIME_EXCEEDED = 1  # code of Time Exceeded (ICMP type 11, ICMPv6 type 3)
+_PING_ALPHABET = bytes(range(0x61, 0x61 + 23))  # "abcdefghijklmnopqrstuvw", ping.exe's data
+
+
+def ping_data(size: int) -> bytes:
+    """ping.exe's echo data: the alphabet a..w over and over."""
+    return (_PING_ALPHABET * (size // 23 + 1))[:size]
 
 
 class IcmpLayer:
@@ -55,7 +63,9 @@ class IcmpLayer:
                 return  # no replies to broadcast pings
             self._echo_reply(iface, IPv4Address(header.src), icmp.rest_of_header, body)
         elif kind == ICMP_ECHO_REPLY:
-            self._echo_answered(icmp.identifier, icmp.sequence)
+            self._echo_answered(icmp.identifier, icmp.sequence, body)
+        elif kind == ICMP_TIME_EXCEEDED:
+            pass  # counted above; a reassembly (or TTL) timeout of something we sent
         elif kind == ICMP_DEST_UNREACHABLE:
             try:
                 quote = parse_icmp_quote(body)
@@ -97,7 +107,9 @@ class IcmpLayer:
                 return
             self._echo_reply(iface, IPv6Address(header.src), icmp.rest_of_header, body)
         elif kind == ICMPV6_ECHO_REPLY:
-            self._echo_answered(icmp.identifier, icmp.sequence)
+            self._echo_answered(icmp.identifier, icmp.sequence, body)
+        elif kind == ICMPV6_TIME_EXCEEDED:
+            pass  # counted above
         elif kind == ICMPV6_DEST_UNREACHABLE:
             if len(body) < 48:
                 stack.drop("icmpv6", "truncated", "quoted packet")
@@ -120,30 +132,75 @@ class IcmpLayer:
     def _packet(self, path: Path) -> TxPacket:
         return self.stack.ip.new_packet(path, IPPROTO_ICMP if path.version == 4 else IPPROTO_ICMPV6)
 
-    def _finish(self, packet: TxPacket, icmp_type: int, code: int, rest: int, body_len: int) -> None:
+    def _finish(self, packet: TxPacket, icmp_type: int, code: int, rest: int, body_len: int,
+                pooled: list[memoryview] | None = None) -> None:
+        """Write the ICMP header over a body in the slot (or, `pooled`, in a pool buffer)."""
         path = packet.path
         start = packet.l4_offset
-        body = packet.buf[start + 8:start + 8 + body_len]
+        body: Any = pooled if pooled is not None else packet.buf[start + 8:start + 8 + body_len]
         if path.version == 4:
             emit_icmp(packet.buf, start, icmp_type=icmp_type, code=code, rest_of_header=rest, payload=body)
         else:
             emit_icmpv6(packet.buf, start, src=path.src, dst=path.dst, icmp_type=icmp_type, code=code,
                         rest_of_header=rest, payload=body)
-        packet.l4_length = 8 + body_len
+        packet.l4_length = 8 if pooled is not None else 8 + body_len
         self.counters.icmp_sent += 1
+
+    def _body(self, packet: TxPacket, data: bytes | memoryview) -> list[memoryview] | None:
+        """Echo data into the packet: in the slot when it fits (returns None), else in a pool
+        buffer (returns its views); the caller counts a copy.  Raises MemoryError without pool."""
+        size = len(data)
+        if size <= MAX_ICMP_BODY:
+            start = packet.l4_offset + 8
+            packet.buf[start:start + size] = data
+            return None
+        views = self.stack.ip.allocate_payload(packet, size)
+        if views is None:
+            raise MemoryError
+        at = 0
+        for view in views:
+            view[:] = data[at:at + len(view)]
+            at += len(view)
+        return views
 
     def _echo_reply(self, iface: Interface, src: IpAddress, rest: int, body: memoryview) -> None:
         path = self.stack.ip.route(src, None)
-        if path is None or len(body) > MAX_ICMP_BODY:
-            self.stack.drop("icmp" if src.version == 4 else "icmpv6", "no_route" if path is None else "too_long")
+        if path is None:  # (any size that arrived fits going back: the reply is as long as the request)
+            self.stack.drop("icmp" if src.version == 4 else "icmpv6", "no_route")
+            return
+        packet = self._packet(path)
+        try:
+            pooled = self._body(packet, body)  # the echo data comes back: one counted copy
+        except MemoryError:
+            self.stack.release_packet(packet)
+            self.stack.drop("icmp" if src.version == 4 else "icmpv6", "no_memory")
+            return
+        self.kernel.copies.count(len(body), "icmp echo reply")
+        self._finish(packet, ICMP_ECHO_REPLY if src.version == 4 else ICMPV6_ECHO_REPLY, 0, rest, len(body), pooled)
+        self.counters.echo_replies_sent += 1
+        IcmpSendEcho(self.stack, packet)
+
+    def send_reassembly_time_exceeded(self, version: int, first_fragment: memoryview) -> None:
+        """A datagram whose first fragment arrived was not complete in time: tell its source,
+        quoting that fragment (RFC 792: IP header + 8 bytes; RFC 8200: as much as fits 1280)."""
+        if version == 4:
+            src = bytes(first_fragment[12:16])
+            path = self.stack.ip.route(IPv4Address(src), None)
+            n = icmp_quote_length(first_fragment)
+            kind = ICMP_TIME_EXCEEDED
+        else:
+            src = bytes(first_fragment[8:24])
+            path = self.stack.ip.route(IPv6Address(src), None)
+            n = min(len(first_fragment), IPV6_MIN_MTU - 40 - 8, MAX_ICMP_BODY)
+            kind = ICMPV6_TIME_EXCEEDED
+        if path is None:
             return
         packet = self._packet(path)
         start = packet.l4_offset + 8
-        packet.buf[start:start + len(body)] = body  # the echo data comes back: one counted copy
-        self.kernel.copies.count(len(body), "icmp echo reply")
-        self._finish(packet, ICMP_ECHO_REPLY if src.version == 4 else ICMPV6_ECHO_REPLY, 0, rest, len(body))
-        self.counters.echo_replies_sent += 1
-        IcmpSendEcho(self.stack, packet)
+        packet.buf[start:start + n] = first_fragment[:n]
+        self._finish(packet, kind, ICMP_FRAGMENT_REASSEMBLY_TIME_EXCEEDED, 0, n)
+        self.counters.time_exceeded_sent += 1
+        self.stack.ip.send_packet(packet)
 
     def send_port_unreachable(self, iface: Interface, src: bytes, datagram: memoryview) -> None:
         """The datagram (whole IP packet, header first) went to a port nobody listens on."""
@@ -230,7 +287,8 @@ class IcmpLayer:
         dest = ip_address(destination) if isinstance(destination, str) else destination
         identifier = self._next_identifier & 0xFFFF
         self._next_identifier += 1
-        session = PingSession(dest, count, max(0, min(payload_size, 1400)), identifier, completion=completion)
+        session = PingSession(dest, count, max(0, min(payload_size, MAX_ECHO_DATA)), identifier,
+                              completion=completion)
         self.sessions[identifier] = session
         for seq in range(count):
             self.kernel.call_later(seq * interval_ns, self._ping_send, session, seq, timeout_ns, label="ping")
@@ -247,19 +305,27 @@ class IcmpLayer:
             self._ping_settle(session)
             return
         packet = self._packet(path)
-        start = packet.l4_offset + 8
         size = session.payload_size
-        packet.buf[start:start + size] = bytes((0x61 + i % 23) for i in range(size))  # "abcdefg..." like ping.exe
+        try:
+            pooled = self._body(packet, ping_data(size))  # written in place, not a copy of anything
+        except MemoryError:
+            self.stack.release_packet(packet)
+            session.unreachable += 1
+            self._ping_settle(session)
+            return
         self._finish(packet, ICMP_ECHO_REQUEST if path.version == 4 else ICMPV6_ECHO_REQUEST, 0,
-                     (session.identifier << 16) | seq, size)
+                     (session.identifier << 16) | seq, size, pooled)
         self._sent_at[(session.identifier, seq)] = self.kernel.now_ns
         packet.on_failed = lambda status, s=session, q=seq: self._echo_unreachable(s.identifier, q)
         self.kernel.call_later(timeout_ns, self._ping_timeout, session, seq, label="ping timeout")
         IcmpSendEcho(self.stack, packet)
 
-    def _echo_answered(self, identifier: int, seq: int) -> None:
-        sent = self._sent_at.pop((identifier, seq), None)
+    def _echo_answered(self, identifier: int, seq: int, data: memoryview) -> None:
         session = self.sessions.get(identifier)
+        if session is not None and (identifier, seq) in self._sent_at and data != ping_data(session.payload_size):
+            self.stack.drop("icmp", "echo_data_mismatch")  # not our data back: not a reply (ping.exe agrees)
+            return
+        sent = self._sent_at.pop((identifier, seq), None)
         if sent is None or session is None or seq >= len(session.rtts_ns):
             return
         session.rtts_ns[seq] = self.kernel.now_ns - sent

@@ -12,6 +12,10 @@ over the NIC's receive pages) and dispatched to ARP, ICMP, UDP or TCP.  Frames
 that do not parse are dropped and counted under (layer, reason).  An NBL goes
 back to the miniport when the indication is over, unless a transport holds it
 (zero-copy data not yet taken by its client).
+
+Fragments (either way) are fragment.py's: a UDP or ICMP datagram bigger than the
+interface MTU leaves as fragments, and incoming fragments are reassembled and come
+back through `_receive_v4`/`_receive_v6` as one datagram.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip
 from typing import TYPE_CHECKING, Any, Callable
 
 from stack.kernel import DISPATCH_LEVEL, STATUS_HOST_UNREACHABLE, STATUS_SUCCESS, kroutine
-from stack.kernel.ex import ExAllocatePoolWithTag
-from stack.kernel.mdl import IoAllocateMdl, Mdl, MmBuildMdlForNonPagedPool
+from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
+from stack.kernel.mdl import IoAllocateMdl, IoBuildPartialMdl, IoFreeMdl, Mdl, MmBuildMdlForNonPagedPool
 from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import Frame
 
@@ -46,6 +50,7 @@ ALL_NODES_V6 = bytes.fromhex("ff020000000000000000000000000001")
 IPV4_BROADCAST = b"\xff\xff\xff\xff"
 LOOPBACK_MTU = 65535
 LOOPBACK_COPY_REASON = "loopback buffer"
+PAYLOAD_TAG = "IpDg"  # pool buffers for UDP/ICMP data too big for a header slot
 
 
 # --- pools --------------------------------------------------------------------------------
@@ -144,6 +149,8 @@ class TxPacket:
     on_complete: Callable[["TxPacket"], None] | None = None
     on_failed: Callable[[int], None] | None = None
     status: int = STATUS_SUCCESS
+    fragments_left: int = 0  # sent as fragments: those not yet completed
+    buffer: tuple[int, Mdl] | None = None  # a pool buffer holding L4 data too big for the slot (va, MDL)
 
 
 class RxFrame:
@@ -283,6 +290,10 @@ class IpLayer:
         self._paths: dict[tuple[bytes, bytes | None], Path | None] = {}
         self._ident = 0
         self.default_ttl = 128
+        # Imported here, not at the top: its routines must be cataloged after every other
+        # tcpip routine (see fragment.py), and by now the tcpip driver module is loaded.
+        from .fragment import IpFragmentation
+        self.fragmentation = IpFragmentation(self)
 
     # -- routing -----------------------------------------------------------------------
     def route(self, destination: IpAddress, source: IpAddress | None = None) -> Path | None:
@@ -338,7 +349,28 @@ class IpLayer:
         return TxPacket(path, protocol, slot, slot.view, l4_offset)
 
     def send_packet(self, packet: TxPacket) -> None:
+        if packet.buffer is not None:
+            _free_buffer_when_done(packet)
         IppSendDatagramsCommon(self, packet)
+
+    def allocate_payload(self, packet: TxPacket, length: int) -> list[memoryview] | None:
+        """L4 data too big for the header slot: a nonpaged-pool buffer of `length` bytes chained
+        behind the slot (by a partial MDL, like any payload).  Returns zero-copy views for the
+        caller to fill (None when pool is exhausted); the buffer is freed when the send completes."""
+        va = ExAllocatePoolWithTag(NonPagedPoolNx, length, PAYLOAD_TAG)
+        if not va:
+            return None
+        mdl = IoAllocateMdl(va, length)
+        if mdl is None:
+            ExFreePoolWithTag(va, PAYLOAD_TAG)
+            return None
+        MmBuildMdlForNonPagedPool(mdl)
+        packet.buffer = (va, mdl)
+        partial = self.stack.mdl_pool.get()
+        IoBuildPartialMdl(mdl, partial, va, length)
+        packet.payload_mdls.append(partial)
+        packet.payload_length += length
+        return mdl.views()
 
     def _write_ip_header(self, packet: TxPacket) -> None:
         path = packet.path
@@ -499,7 +531,7 @@ class IpLayer:
                 stack.drop("ipv4", "not_for_us")
                 return
         if header.is_fragment:
-            stack.drop("ipv4", "fragment")  # reassembly is not emulated; DF is always set here
+            self.fragmentation.receive_v4(rx, iface, header, payload, data, for_us)
             return
         k = self.kernel
         if k.bus.subscribers:
@@ -535,8 +567,8 @@ class IpLayer:
                 and not iface.is_loopback:
             stack.drop("ipv6", "not_for_us")
             return
-        if header.is_fragment:
-            stack.drop("ipv6", "fragment")
+        if header.is_fragment:  # an atomic fragment (offset 0, M clear) is not one: it goes on below
+            self.fragmentation.receive_v6(rx, iface, data, not multicast or iface.is_loopback)
             return
         k = self.kernel
         if k.bus.subscribers:
@@ -639,8 +671,40 @@ class IpLayer:
 
 @kroutine("tcpip")
 def IppSendDatagramsCommon(ip: IpLayer, packet: TxPacket) -> None:
+    # UDP and ICMP datagrams bigger than the link are fragmented; TCP sizes its segments by
+    # the MSS (an LSO send is cut by the NIC) and keeps DF.
+    if packet.protocol != IPPROTO_TCP:
+        path = packet.path
+        if packet.l4_length + packet.payload_length > path.interface.mtu - (20 if path.version == 4 else 40):
+            ip.fragmentation.send(packet)
+            return
     ip._write_ip_header(packet)
     ip.resolve_and_send(packet)
+
+
+def _free_buffer_when_done(packet: TxPacket) -> None:
+    """Free the packet's pool buffer once its send is over, whichever way it ends."""
+    complete, failed = packet.on_complete, packet.on_failed
+
+    def free() -> None:
+        buffer, packet.buffer = packet.buffer, None
+        if buffer is not None:
+            va, mdl = buffer
+            IoFreeMdl(mdl)
+            ExFreePoolWithTag(va, PAYLOAD_TAG)
+
+    def on_complete(p: TxPacket) -> None:
+        free()
+        if complete is not None:
+            complete(p)
+
+    def on_failed(status: int) -> None:
+        free()
+        if failed is not None:
+            failed(status)
+
+    packet.on_complete = on_complete
+    packet.on_failed = on_failed
 
 
 @kroutine("tcpip")

@@ -8,14 +8,15 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Callable
 
 from stack.kernel import (STATUS_ADDRESS_ALREADY_EXISTS, STATUS_BUFFER_OVERFLOW, STATUS_CANCELLED,
-                          STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+                          STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE,
+                          STATUS_INVALID_PARAMETER,
                           STATUS_NETWORK_UNREACHABLE, STATUS_PENDING, STATUS_SUCCESS, kroutine)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.mdl import IoBuildPartialMdl, Mdl, copy_to_mdl
 from stack.kernel.pool import NonPagedPoolNx
 
 from .addr import SockAddr, unmap, v4_mapped
-from .ip import Interface, RxFrame, TxPacket
+from .ip import SLOT_SIZE, Interface, RxFrame, TxPacket
 from .transport import DatagramEndpoint, DatagramErrorHandler, DatagramHandler, RequestComplete
 from .wire import UDP_HEADER_LEN, WireError, emit_udp, parse_udp
 from .wire.ipv4 import IPPROTO_UDP
@@ -27,6 +28,8 @@ UDP_TAG = "UdpA"
 EPHEMERAL_FIRST = 49152
 EPHEMERAL_LAST = 65535
 QUEUE_LIMIT = 64  # datagrams kept for an endpoint that has neither a handler nor a posted receive
+MAX_UDP_PAYLOAD_V4 = 65535 - 20 - UDP_HEADER_LEN  # 65507
+MAX_UDP_PAYLOAD_V6 = 65535 - UDP_HEADER_LEN  # 65527 (the payload length field counts no fixed header)
 
 
 @dataclass(slots=True)
@@ -106,19 +109,32 @@ class UdpLayer:
         if path is None:
             return STATUS_NETWORK_UNREACHABLE
         length = data[2] if isinstance(data, tuple) else len(data)
-        limit = path.interface.mtu - (20 if path.version == 4 else 40) - UDP_HEADER_LEN
-        if length > limit or length < 0:
-            return STATUS_INVALID_PARAMETER  # no fragmentation in this stack
+        # What one IP datagram can carry (IP fragments anything bigger than the link's MTU).
+        if length > (MAX_UDP_PAYLOAD_V4 if path.version == 4 else MAX_UDP_PAYLOAD_V6) or length < 0:
+            return STATUS_INVALID_PARAMETER  # WSAEMSGSIZE
         packet = self.stack.ip.new_packet(path, IPPROTO_UDP)
         start = packet.l4_offset
         payload_start = start + UDP_HEADER_LEN
         if not isinstance(data, tuple):  # a Python buffer: the one counted copy into the packet
-            packet.buf[payload_start:payload_start + length] = data
+            if payload_start + length <= SLOT_SIZE:
+                packet.buf[payload_start:payload_start + length] = data
+                views = [packet.buf[payload_start:payload_start + length]]
+                packet.l4_length = UDP_HEADER_LEN + length
+            else:  # too big for the header slot: into a pool buffer chained behind it
+                pooled = self.stack.ip.allocate_payload(packet, length)
+                if pooled is None:
+                    self.stack.release_packet(packet)
+                    return STATUS_INSUFFICIENT_RESOURCES
+                source = memoryview(data).cast("B")
+                at = 0
+                for view in pooled:
+                    view[:] = source[at:at + len(view)]
+                    at += len(view)
+                views = pooled
+                packet.l4_length = UDP_HEADER_LEN
             self.kernel.copies.count(length, "udp send from buffer")
-            views = [packet.buf[payload_start:payload_start + length]]
             emit_udp(packet.buf, start, src_port=local.port, dst_port=remote.port, payload=views,
                      src=path.src, dst=path.dst)
-            packet.l4_length = UDP_HEADER_LEN + length
         else:
             mdl, offset, _ = data
             views = _chain_views(mdl, offset, length)

@@ -377,14 +377,15 @@ def ping_report(session: Any) -> list[str]:
          help="""
 `!ping winsrv` sends 4 echo requests (one per virtual second) from `client` over ICMP (-6: ICMPv6
 to the host's IPv6 address; a literal address works too) and prints ping.exe's report with
-round-trip times in virtual milliseconds.  -n sets the count, -l the payload size.  Runs when the
-machine runs (g); /w runs it to completion now.""")
+round-trip times in virtual milliseconds.  -n sets the count, -l the payload size (0 to 65500, as
+ping.exe; data bigger than the link's MTU goes as IP fragments).  Runs when the machine runs (g); /w
+runs it to completion now.""")
 def cmd_ping(dbg: "Engine", inv: Invocation) -> CommandResult:
     args = parse_args(inv, ("n", "l"), 1)
     if not args.words:
         raise inv.error("say which host to ping, e.g. !ping winsrv", 0)
     count = int_option(dbg, inv, args, "n", 4, 1, 1000)
-    size = int_option(dbg, inv, args, "l", 32, 0, 1400)
+    size = int_option(dbg, inv, args, "l", 32, 0, 65500)  # ping.exe's range; IP fragments what the link cannot carry
     destination = server_address(dbg, args.words[0][0], 0, args.ipv6, inv, args.words[0][1]).ip
     job = start_job(dbg, "ping", lambda: ping_program(destination, count, size), ping_report,
                     socket_failure("ping", ""))

@@ -416,21 +416,37 @@ _ACRONYMS = {"ipv4": "IPv4", "ipv6": "IPv6", "arp": "ARP", "nd": "ND", "icmp": "
              "lso": "LSO", "nbls": "NBLs", "nbl": "NBL"}
 
 
+# Counters that `netstat -s` names in words of its own (the fragmentation lines of IPv4/IPv6 Statistics).
+_LABELS = {f"ipv{v}_{name}": label for v in (4, 6) for name, label in (
+    ("reassembly_required", "Reassembly Required"), ("reassembly_successful", "Reassembly Successful"),
+    ("reassembly_failures", "Reassembly Failures"), ("datagrams_fragmented", "Datagrams Successfully Fragmented"),
+    ("fragmentation_failures", "Datagrams Failing Fragmentation"), ("fragments_created", "Fragments Created"))}
+
+
 def stat_label(name: str) -> str:
+    label = _LABELS.get(name)
+    if label is not None:
+        return label
     words = [_ACRONYMS.get(w, w) for w in name.split("_")]
     first = words[0]
     return " ".join([first[:1].upper() + first[1:]] + words[1:])
+
+
+def _fragment_counters(version: int) -> tuple[str, ...]:
+    return tuple(f"ipv{version}_{name}" for name in ("reassembly_required", "reassembly_successful",
+                                                     "reassembly_failures", "datagrams_fragmented",
+                                                     "fragmentation_failures", "fragments_created"))
 
 
 def ipstats_lines(c: Mapping[str, Any]) -> list[str]:
     """`netstat -s`-like counters plus drops by (layer, reason)."""
     groups = (
         ("Frames", ("frames_received", "frames_sent")),
-        ("IPv4", ("ipv4_received", "ipv4_sent")),
-        ("IPv6", ("ipv6_received", "ipv6_sent")),
+        ("IPv4", ("ipv4_received", "ipv4_sent") + _fragment_counters(4)),
+        ("IPv6", ("ipv6_received", "ipv6_sent") + _fragment_counters(6)),
         ("ARP / ND", ("arp_requests_sent", "arp_replies_sent", "arp_received", "nd_solicitations_sent",
                       "nd_advertisements_sent", "nd_received")),
-        ("ICMP", ("icmp_received", "icmp_sent", "echo_replies_sent", "unreachables_sent")),
+        ("ICMP", ("icmp_received", "icmp_sent", "echo_replies_sent", "unreachables_sent", "time_exceeded_sent")),
         ("UDP", ("udp_received", "udp_sent")),
         ("TCP", ("tcp_segments_received", "tcp_segments_sent", "tcp_resets_sent", "tcp_active_opens",
                  "tcp_passive_opens")),

@@ -97,6 +97,8 @@ def parse_ipv6(buf: BytesLike, *, skip_extension_headers: bool = True) -> tuple[
             extensions.append(protocol)
             offset += length
             protocol = following
+            if fragment_offset:
+                break  # a later fragment: what follows is data, not another header
     header = Ipv6Header(
         (first >> 20) & 0xFF, first & 0xFFFFF, payload_length, next_header, hop_limit, src, dst,
         protocol, tuple(extensions), fragment_offset, more_fragments, fragment_id,

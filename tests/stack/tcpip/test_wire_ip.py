@@ -156,6 +156,16 @@ def test_ipv6_fragment_header_sets_is_fragment() -> None:
     assert not parse_ipv6(atomic)[0].is_fragment
 
 
+def test_ipv6_later_fragment_data_is_never_read_as_an_extension_header() -> None:
+    # The first fragment's next header is a Destination Options header; a later fragment's
+    # data starts wherever the cut fell, so its bytes must not be walked as headers.
+    data = bytes([60, 200]) + b"\xff" * 14  # looks like an overlong Destination Options header
+    raw = bytes(IPv6(src="fe80::2", dst="fe80::1") / IPv6ExtHdrFragment(offset=2, m=0, id=7, nh=60) / data)
+    header, payload = parse_ipv6(raw)
+    assert header.is_fragment and header.fragment_offset == 16 and header.protocol == 60
+    assert bytes(payload) == data
+
+
 @pytest.mark.parametrize("cut", range(45))
 def test_ipv6_truncated_at_every_length_is_reported_as_truncated(cut: int) -> None:
     raw = build_ipv6(SRC6, DST6, IPPROTO_UDP, b"hello")
