@@ -139,8 +139,13 @@ class TcpipStack:
         total = header_length + packet.payload_length
         nbl = NdisAllocateNetBufferAndNetBufferList(iface.nbl_pool, 0, 0, header, 0, total)
         if nbl is None:
+            # As a send the miniport refused: the pages are free again and the sender hears
+            # so (TCP completes the client's send once its data is acknowledged after a
+            # retransmission; a lost datagram is just lost).
             self.drop("ndis", "no_nbl")
             self.release_packet(packet)
+            if packet.on_complete is not None:
+                packet.on_complete(packet)
             return
         nbl.ProtocolReserved[0] = packet
         if packet.lso_mss and not raw:

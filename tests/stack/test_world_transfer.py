@@ -97,6 +97,27 @@ def test_echo_under_heavy_faults_finishes_in_bounded_virtual_time(seed):
     assert client.received == len(data) and client.received_sha256 == client.sent_sha256
 
 
+def test_echo_survives_running_out_of_net_buffer_lists(monkeypatch):
+    # Every 40th NBL allocation fails: the segment is dropped and counted, the client's send
+    # still completes (its pages are released), and TCP retransmits what never left.
+    import stack.tcpip.stack as tcpip_stack
+
+    real = tcpip_stack.NdisAllocateNetBufferAndNetBufferList
+    calls = [0]
+
+    def sometimes_none(*args, **kwargs):
+        calls[0] += 1
+        return None if calls[0] % 40 == 0 else real(*args, **kwargs)
+
+    monkeypatch.setattr(tcpip_stack, "NdisAllocateNetBufferAndNetBufferList", sometimes_none)
+    world = lab(seed=5)
+    data = pattern(5, 256 * 1024)
+    client, server = _echo(world, 4, data)
+    assert client.received == len(data) and client.received_sha256 == client.sent_sha256
+    refused = sum(world.host(h).stack.counters.drops.get(("ndis", "no_nbl"), 0) for h in ("client", "winsrv"))
+    assert refused > 0
+
+
 def test_copies_are_counted_and_sends_are_zero_copy():
     world = lab(seed=3)
     data = pattern(3, 512 * 1024)
