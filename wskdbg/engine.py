@@ -145,6 +145,9 @@ class _Abandon(BaseException):
     """Unwinds a machine thread whose world is being replaced (reboot, close)."""
 
 
+_DETACH_POLL_S = 0.05  # how often a detaching debugger re-signals a machine thread that is still alive
+
+
 def level_of(ev: Event) -> int:
     """The call level a hand-off happens at: a call or return is an instruction of the caller."""
     if isinstance(ev, (RoutineEntered, RoutineReturned)):
@@ -301,13 +304,15 @@ class Engine:
             self._unsubscribe()
             self._unsubscribe = None
         thread = self._thread
-        if thread is not None and thread.is_alive():
+        # Repeated until the thread is gone: a machine thread in the middle of an event can
+        # still pause itself (taking the turn back) after our first notice.
+        while thread is not None and thread.is_alive():
             with self._cond:
                 self._abandon = True
                 self._break_requested = True  # a machine that is running stops at its next event
                 self._machine_turn = True
                 self._cond.notify_all()
-            thread.join()
+            thread.join(_DETACH_POLL_S)
         self._thread = None
         self._machine_ident = None
 
@@ -734,6 +739,8 @@ class Engine:
     def _pause(self, stop: StopInfo) -> None:
         """Block the machine thread mid-event until the debugger resumes it."""
         with self._cond:
+            if self._abandon:  # the debugger is detaching: never wait for a turn that will not come
+                raise _Abandon()
             self._stop = stop
             self._paused = True
             self._machine_turn = False
