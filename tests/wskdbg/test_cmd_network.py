@@ -130,3 +130,20 @@ def test_copies_lists_each_reason_with_totals(dbg):
 def test_network_commands_reject_stray_arguments(dbg):
     for line in ("!route x", "!neighbors x", "!copies 1", "!ipstats -q"):
         assert dbg.execute(line).error, line
+
+
+def test_tcb_shows_the_sack_scoreboard_line_only_when_sack_is_on(dbg):
+    rows = dbg.execute("!tcpconn").data["endpoints"]
+    live = next(r for r in rows if r["state"] == "ESTABLISHED")
+    snap = dbg.execute(f"!tcb {live['address']:x}").data
+    assert snap["sack"] is True
+    assert snap["sack_scoreboard"] == {"blocks": 0, "sacked_bytes": 0, "pipe": 0, "in_sack_recovery": False}
+    text = run(dbg, f"!tcb {live['address']:x}")
+    assert "SACK           scoreboard 0 blocks, 0 bytes;  pipe 0  sack retransmits 0" in text
+    from wskdbg.render.net import tcb_lines
+    busy = dict(snap, sack_scoreboard={"blocks": 3, "sacked_bytes": 8568, "pipe": 4284, "in_sack_recovery": True},
+                sack_retransmissions=2)
+    assert any(line.strip() == "SACK           scoreboard 3 blocks, 8568 bytes;  pipe 4284  sack retransmits 2"
+                                "  in SACK recovery" for line in tcb_lines(busy, 0))
+    off = dict(snap, sack=False, sack_scoreboard=None)
+    assert not any("scoreboard" in line for line in tcb_lines(off, 0))

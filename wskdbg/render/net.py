@@ -320,6 +320,11 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
         f"{INDENT}Retransmit     retransmissions {s.get('retransmissions', 0)}  timeouts {s.get('timeouts', 0)}"
         f"  fast retransmits {s.get('fast_retransmits', 0)}  dup acks {s.get('dup_acks', 0)}",
     ]
+    board = s.get("sack_scoreboard")
+    if board is not None:  # only when SACK was negotiated
+        out.append(f"{INDENT}SACK           scoreboard {board['blocks']} blocks, {board['sacked_bytes']} bytes;"
+                   f"  pipe {board['pipe']}  sack retransmits {s.get('sack_retransmissions', 0)}"
+                   + ("  in SACK recovery" if board.get("in_sack_recovery") else ""))
     timers = s.get("timers") or {}
     armed = [f"{name} in {ms(at - now_ns)}" for name, at in timers.items() if at]
     out.append(f"{INDENT}Timers         {', '.join(armed) if armed else 'none armed'}")

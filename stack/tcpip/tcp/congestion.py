@@ -1,12 +1,15 @@
 """Congestion control: slow start and congestion avoidance (RFC 5681) with
-NewReno fast retransmit / fast recovery (RFC 6582).
+NewReno fast retransmit / fast recovery (RFC 6582), or, when SACK was
+negotiated, SACK-based loss recovery (RFC 6675) driven by a scoreboard.
 
 Sequence numbers handed in are the connection's unwrapped ints, so plain
 comparisons are correct.  `smss` is the sender's maximum payload per segment."""
 
 from __future__ import annotations
 
-DUP_ACK_THRESHOLD = 3
+from .scoreboard import DUP_THRESH, Scoreboard
+
+DUP_ACK_THRESHOLD = DUP_THRESH
 _INFINITE_SSTHRESH = 0x7FFFFFFF
 
 
@@ -83,3 +86,53 @@ class NewReno:
         self.dup_acks = 0
         self._ca_bytes = 0
         self.recover = snd_max - 1
+
+
+class SackRecovery(NewReno):
+    """RFC 6675 loss recovery: cwnd = ssthresh for the whole episode, no inflation;
+    the connection sends while cwnd - pipe >= 1 SMSS, choosing what with the
+    scoreboard's next_seg().  Outside recovery it grows cwnd exactly as NewReno."""
+
+    __slots__ = ("scoreboard",)
+
+    def __init__(self, smss: int, initial_cwnd_segments: int, recover: int) -> None:
+        super().__init__(smss, initial_cwnd_segments, recover)
+        self.scoreboard = Scoreboard(smss)
+
+    def reset_window(self, smss: int, initial_cwnd_segments: int) -> None:
+        super().reset_window(smss, initial_cwnd_segments)
+        self.scoreboard.smss = smss
+
+    def on_new_ack(self, acked: int, ack: int, flight_after: int) -> bool:
+        if not self.in_recovery:
+            return super().on_new_ack(acked, ack, flight_after)
+        self.dup_acks = 0
+        if ack > self.recover:  # RFC 6675 5 (A): RecoveryPoint is covered
+            self.in_recovery = False
+            self.cwnd = self.ssthresh  # RFC 5681 3.2 step 6
+            self._ca_bytes = 0
+        return False  # no partial-ACK rule: pipe and the scoreboard decide what is resent
+
+    def on_dup_ack(self, ack: int, flight: int, snd_max: int) -> bool:
+        self.dup_acks += 1
+        if self.in_recovery or self.dup_acks < DUP_ACK_THRESHOLD:
+            return False
+        return self.enter_recovery(ack, flight, snd_max)
+
+    def enter_recovery(self, ack: int, flight: int, snd_max: int) -> bool:
+        """RFC 6675 5 step 4, on DupThresh duplicate ACKs or IsLost(SND.UNA).  Returns
+        True when recovery starts and the first hole must be retransmitted at once."""
+        if self.in_recovery or ack <= self.recover:
+            # Not before everything outstanding at the previous episode (or RTO) is
+            # acknowledged (RFC 6675 5.1, as RFC 6582 3.2 step 2).
+            return False
+        self.ssthresh = self.cwnd = max(flight // 2, 2 * self.smss)  # RFC 5681 eq. 4
+        self.recover = snd_max - 1  # RecoveryPoint = HighData
+        self.in_recovery = True
+        self._ca_bytes = 0
+        self.scoreboard.high_rxt = ack
+        return True
+
+    def on_rto(self, flight: int, snd_max: int) -> None:
+        super().on_rto(flight, snd_max)
+        self.scoreboard.high_rxt = 0

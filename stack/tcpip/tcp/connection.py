@@ -1,5 +1,5 @@
 """One TCP connection as a sans-IO state machine (RFC 9293 with RFC 6298,
-5681, 6582, 7323, 1122, 5961).
+5681, 6582, 7323, 1122, 5961, and RFC 2018 / 6675 SACK loss recovery).
 
 Inputs: application calls, segments (on_segment) and time (on_timer).
 Outputs: segments (poll_output), the next deadline (poll_at) and events
@@ -18,11 +18,11 @@ the introspection properties use 32-bit values.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 from .buffers import ReceiveBuffer, SendBuffer, slice_views
 from .config import TcpConfig
-from .congestion import NewReno
+from .congestion import NewReno, SackRecovery
 from .errors import TcpConfigError, TcpStateError
 from .events import (
     Closed,
@@ -73,9 +73,10 @@ class TcpConnection:
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
-        "_rtt", "_cc",
+        "_rtt", "_cc", "_sack", "_sack_busy",
         # counters
-        "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "timeouts", "dup_acks",
+        "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
+        "timeouts", "dup_acks",
         "bytes_acked", "bytes_received", "window_probes", "window_probes_received", "challenge_acks", "ooo_dropped",
     )
 
@@ -151,11 +152,16 @@ class TcpConnection:
         self._rtt = RttEstimator(config.rto_initial_ns, config.rto_min_ns, config.rto_max_ns,
                                  config.clock_granularity_ns)
         self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss)
+        self._sack: SackRecovery | None = None  # the same object as _cc once SACK is negotiated
+        # SACK is on and the scoreboard holds ranges or a SACK recovery runs: the one test
+        # that keeps the SACK work off the path of ordinary ACKs.
+        self._sack_busy = False
 
         self.segments_sent = 0
         self.segments_received = 0
         self.retransmissions = 0
         self.fast_retransmits = 0
+        self.sack_retransmissions = 0  # holes resent because the scoreboard said so (RFC 6675 NextSeg)
         self.timeouts = 0
         self.dup_acks = 0
         self.bytes_acked = 0
@@ -325,7 +331,10 @@ class TcpConnection:
             if self._fast_rexmit:
                 self._fast_rexmit = False
                 self._retransmit_head(now_ns, out)
-            self._send_data(now_ns, out)
+            if self._sack_busy and self._cc.in_recovery:
+                self._send_sack_recovery(now_ns, out)
+            else:
+                self._send_data(now_ns, out)
             if self._ka_pending:
                 self._ka_pending = False
                 out.append(self._make(now_ns, ACK, self._snd_una - 1))  # RFC 1122 4.2.3.6 garbage-less probe
@@ -468,6 +477,8 @@ class TcpConnection:
             "segments_received": self.segments_received,
             "retransmissions": self.retransmissions,
             "fast_retransmits": self.fast_retransmits,
+            "sack_retransmissions": self.sack_retransmissions,
+            "sack_scoreboard": self._scoreboard_summary(),
             "timeouts": self.timeouts,
             "dup_acks": self.dup_acks,
             "bytes_acked": self.bytes_acked,
@@ -484,6 +495,14 @@ class TcpConnection:
                 "keepalive": self._ka_at,
             },
         }
+
+    def _scoreboard_summary(self) -> dict[str, object] | None:
+        sack = self._sack
+        if sack is None:
+            return None
+        board = sack.scoreboard
+        return {"blocks": len(board.ranges), "sacked_bytes": board.sacked_bytes,
+                "pipe": board.pipe(self._snd_una, self._snd_max), "in_sack_recovery": sack.in_recovery}
 
     def __repr__(self) -> str:
         return (f"<TcpConnection {self.local_port}->{self.remote_port} {self._state.value} "
@@ -670,12 +689,18 @@ class TcpConnection:
             self.dup_acks += 1  # RFC 5681 section 2 definition of a duplicate ACK
             if self._cc.on_dup_ack(ack, self._snd_max - snd_una, self._snd_max):
                 self._fast_rexmit = True
+                self._sack_busy = self._sack_on
+        if seg.sack_blocks or self._sack_busy:
+            self._take_sack(seg.sack_blocks)
         # Window update, guarded against old segments (RFC 9293 3.10.7.4).  An ACK that
         # advances SND.UNA is newer than any that came before, whatever its SEQ (a peer
         # that went back to retransmit sends old SEQs): as Linux's tcp_may_update_window.
         # Otherwise the window stays relative to the old ACK and slides past the edge the
-        # peer offered.
-        if ack > snd_una or self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack):
+        # peer offered.  An ACK below SND.UNA never updates it (RFC 9293: SND.UNA =< SEG.ACK):
+        # its window is relative to that older ACK, and a reordered pure ACK (whose SEQ can
+        # exceed that of later retransmissions) would otherwise move the edge past the offer.
+        if ack > snd_una or ack == snd_una and (
+                self._snd_wl1 < seq or (self._snd_wl1 == seq and self._snd_wl2 <= ack)):
             old = self._snd_wnd
             self._snd_wnd = wnd
             self._snd_wl1 = seq
@@ -704,6 +729,21 @@ class TcpConnection:
                     # Like Linux's tcp_fin_timeout: do not wait forever for a vanished peer.
                     self._tw_at = now + self.config.fin_wait_2_timeout_ns
         return True
+
+    def _take_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """Update the scoreboard from an ACK (after SND.UNA moved) and enter SACK
+        recovery when IsLost(SND.UNA) says so before DupThresh duplicates came
+        (RFC 6675 5 step 3b)."""
+        sack = self._sack
+        if sack is None:
+            return  # SACK was not negotiated: blocks are ignored
+        board = sack.scoreboard
+        una = self._snd_una
+        board.take(blocks, una, self._snd_max)
+        if not sack.in_recovery and board.is_lost(una) \
+                and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
+            self._fast_rexmit = True
+        self._sack_busy = bool(board.ranges) or sack.in_recovery
 
     def _ack_new_data(self, seg: TcpSegment, ack: int, now: int) -> None:
         """SND.UNA < ack <= SND.MAX: advance, complete tokens, sample RTT, grow cwnd."""
@@ -849,25 +889,32 @@ class TcpConnection:
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
 
-    def _send_data(self, now: int, out: list[TcpSegment]) -> None:
-        """Send what the windows, Nagle and sender-side SWS avoidance allow."""
+    def _send_data(self, now: int, out: list[TcpSegment], cwnd: int | None = None) -> None:
+        """Send what the windows, Nagle and sender-side SWS avoidance allow.  `cwnd`
+        overrides the congestion window (SACK recovery passes what pipe leaves)."""
         sndbuf = self._sndbuf
         data_end = sndbuf.end
         fin = self._fin_queued
         max_payload = self._payload_limit()
-        cwnd = self._cc.cwnd
+        if cwnd is None:
+            cwnd = self._cc.cwnd
         while True:
             seq = self._snd_nxt
             una = self._snd_una
+            gap = credit = 0
+            if seq < self._snd_max and self._sack_busy:
+                seq, gap, credit = self._skip_sacked(seq, una)
             wnd = self._snd_wnd
-            if cwnd < wnd:
-                wnd = cwnd
+            if cwnd + credit < wnd:  # SACKed bytes are out of the network, not out of the peer's window
+                wnd = cwnd + credit
             if wnd < 1 and seq == una and seq < self._snd_max:
                 wnd = 1  # a timeout retransmission goes out even into a zero window
             remaining = data_end - seq
             if remaining > 0:
                 usable = una + wnd - seq
                 n = remaining if remaining < max_payload else max_payload
+                if 0 < gap < n:
+                    n = gap
                 if usable < n:
                     n = usable
                 if n <= 0:
@@ -918,30 +965,89 @@ class TcpConnection:
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
 
+    def _skip_sacked(self, seq: int, una: int) -> tuple[int, int, int]:
+        """Going back after a timeout with a scoreboard: the first unSACKed byte at or
+        after `seq` (SND.NXT moves there), the bytes before the next SACKed range (0 when
+        none follows), and the SACKed bytes between SND.UNA and it, which are not in
+        flight and so do not count against the window."""
+        assert self._sack is not None
+        board = self._sack.scoreboard
+        seq, next_sacked = board.first_unsacked(seq)
+        self._snd_nxt = seq
+        gap = next_sacked - seq if next_sacked is not None else 0
+        return seq, gap, board.sacked_between(una, seq)
+
     def _retransmit_head(self, now: int, out: list[TcpSegment]) -> None:
         """Fast retransmit / NewReno partial ACK: resend the first unacknowledged
-        segment regardless of cwnd (RFC 5681 3.2 step 3, RFC 6582 3.2 step 3)."""
+        segment regardless of cwnd (RFC 5681 3.2 step 3, RFC 6582 3.2 step 3),
+        stopping short of data the peer SACKed."""
         seq = self._snd_una
-        if seq >= self._snd_max:
+        n = self._snd_max - seq
+        if n <= 0:
             return
+        if self._sack_busy:
+            assert self._sack is not None
+            next_sacked = self._sack.scoreboard.first_unsacked(seq)[1]
+            if next_sacked is not None:
+                n = next_sacked - seq
+        self._resend(now, out, seq, n, "fast")
+
+    def _send_sack_recovery(self, now: int, out: list[TcpSegment]) -> None:
+        """RFC 6675 5 (C): while cwnd - pipe >= 1 SMSS, send what NextSeg() picks:
+        lost holes first (rule 1), then new data (rule 2), then, only when no new data
+        can go, holes not yet deemed lost (rule 3)."""
+        sack = self._sack
+        assert sack is not None
+        board = sack.scoreboard
+        smss = self._max_payload
+        una = self._snd_una
+        room = sack.cwnd - board.pipe(una, self._snd_max)
+        new_data_tried = False
+        while room >= smss:
+            hole = board.next_seg(una, not new_data_tried)
+            if hole is None:
+                if new_data_tried:
+                    break
+                before = self._snd_max
+                self._send_data(now, out, self._snd_nxt - una + room)
+                room -= self._snd_max - before
+                new_data_tried = True  # rule 3 applies only when rule 2 sent nothing
+                if self._snd_max > before:
+                    break
+                continue
+            sent = self._resend(now, out, hole[0], hole[1], "sack")
+            if not sent:
+                break
+            room -= sent  # RFC 6675 (C.4)
+
+    def _resend(self, now: int, out: list[TcpSegment], seq: int, n: int, reason: Literal["fast", "sack"]) -> int:
+        """Retransmit up to `n` bytes (one segment) at `seq` < SND.MAX regardless of
+        cwnd; returns the sequence space it covered."""
         data_end = self._sndbuf.end
-        n = min(data_end - seq, self._payload_limit(), self._snd_max - seq)
+        n = min(n, data_end - seq, self._payload_limit())
         if n < 0:
             n = 0
         flags = ACK
         if self._fin_queued and seq + n == data_end and self._snd_max > data_end:
             flags |= FIN
         if n == 0 and not flags & FIN:
-            return
+            return 0
         payload = self._sndbuf.slice(seq, n) if n else ()
         out.append(self._make(now, flags, seq, payload))
         end = seq + n + (flags & FIN)
         self.retransmissions += 1
-        self.fast_retransmits += 1
+        if reason == "fast":
+            self.fast_retransmits += 1
+        else:
+            self.sack_retransmissions += 1
         self._start_karn(now)
-        self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, "fast"))
+        self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, reason))
         if self._snd_nxt < end:
             self._snd_nxt = end
+        sack = self._sack
+        if sack is not None and end > sack.scoreboard.high_rxt:
+            sack.scoreboard.high_rxt = end  # RFC 6675 (C.2)
+        return end - seq
 
     def _send_window_probe(self, now: int, out: list[TcpSegment]) -> None:
         """Persist timer fired: one byte beyond the closed window (RFC 9293 3.8.6.1)."""
@@ -1057,6 +1163,15 @@ class TcpConnection:
             self._snd_nxt = self.iss
         else:
             self._cc.on_rto(self._snd_max - self._snd_una, self._snd_max)
+            sack = self._sack
+            if sack is not None:
+                # The first timeout keeps the scoreboard, so going back skips SACKed data
+                # (RFC 6675 5.1).  A second one for the same SND.UNA drops it: SACKs are
+                # advisory and the receiver may have reneged (RFC 2018 section 8), so
+                # everything unacknowledged goes out again.
+                if self._rexmit_count > 1:
+                    sack.scoreboard.clear()
+                self._sack_busy = bool(sack.scoreboard.ranges)
             self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
             self._fast_rexmit = False
         self._rtt_seq = None
@@ -1125,6 +1240,9 @@ class TcpConnection:
         else:
             self._snd_wscale = self._rcv_wscale = 0
         self._sack_on = config.sack and syn.sack_permitted
+        if self._sack_on and self._sack is None:
+            self._sack = SackRecovery(DEFAULT_MSS, config.initial_cwnd_segments, self._cc.recover)
+            self._cc = self._sack
         self._ts_on = config.timestamps and syn.timestamps is not None
         if syn.timestamps is not None and self._ts_on:
             self._ts_recent = syn.timestamps[0]

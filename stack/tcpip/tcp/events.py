@@ -54,7 +54,7 @@ class Closed:
 class Retransmitted:
     seq: int  # 32-bit wire sequence number of the retransmitted segment
     length: int  # sequence space it covers (payload + SYN + FIN)
-    reason: Literal["rto", "fast"]
+    reason: Literal["rto", "fast", "sack"]
 
 
 TcpEvent = Union[StateChanged, Established, DataAcked, DataReceived, PeerClosed, Reset, Closed, Retransmitted]
