@@ -560,6 +560,8 @@ class Engine:
                             host=info.host)
         self._break_requested = False
         with self._cond:
+            if self._abandon:  # closed under a command that runs the machine again: it runs no more
+                return self._stop_here("break", note="the debugger detached")
             self._request = req
             self._stop = None
             self._machine_turn = True
@@ -567,8 +569,10 @@ class Engine:
                 self._thread = threading.Thread(target=self._machine_main, name="wskdbg-machine", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
-            while self._machine_turn:
+            while self._machine_turn and not self._abandon:
                 self._cond.wait()
+            if self._abandon:  # closed while it ran: the machine thread unwinds on its own
+                return self._stop_here("break", note="the debugger detached")
             stop = self._stop
         assert stop is not None
         self._break_requested = False

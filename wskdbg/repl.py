@@ -186,12 +186,15 @@ class Repl:
             finally:
                 done.set()
 
+        interrupted = False
+
         def on_sigint(signum: int, frame: Any) -> None:
+            nonlocal interrupted
+            interrupted = True
             self.engine.break_in()
 
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, on_sigint)
+        installed = threading.current_thread() is threading.main_thread()
+        previous: Any = signal.signal(signal.SIGINT, on_sigint) if installed else None
         try:
             worker = threading.Thread(target=work, name="wskdbg-command", daemon=True)
             worker.start()
@@ -199,10 +202,14 @@ class Repl:
                 try:
                     done.wait(_SIGNAL_POLL_S)
                 except KeyboardInterrupt:  # not on the main thread: no handler of ours
+                    interrupted = True
+                if interrupted:
+                    # Asked again each slice: a Ctrl+C that came before the machine took its
+                    # turn (or between two runs of one command line) must not be lost.
                     self.engine.break_in()
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            if installed:  # a handler set outside Python reads as None: put Python's default back
+                signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
         return box.get("result", CommandResult("", None, True))
 
     def run(self) -> int:

@@ -118,16 +118,45 @@ def test_ctrl_c_as_the_command_starts_never_escapes_the_repl(tmp_path):
         engine.close()
 
 
-def test_closing_the_engine_stops_a_machine_that_is_still_running():
-    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=1 << 40)
-    running = threading.Event()
-    engine.bus.subscribe(lambda ev: running.set())
-    runner = threading.Thread(target=engine.execute, args=("g",), daemon=True)
-    runner.start()
-    assert running.wait(30)
-    engine.close()  # must not wait for a run that would never end
-    runner.join(30)
-    assert not runner.is_alive()
+def test_ctrl_c_before_the_machine_takes_its_turn_is_not_lost(tmp_path):
+    # SIGINT raised on the command thread before `g` starts the machine: the REPL keeps asking
+    # for the break until the machine runs, instead of letting the run go on to its cap.
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=200_000)
+    real_execute, real_break_in = engine.execute, engine.break_in
+    asked = threading.Event()
+
+    def break_in() -> None:
+        asked.set()
+        real_break_in()
+
+    def execute_after_ctrl_c(line: str):
+        os.kill(os.getpid(), signal.SIGINT)
+        assert asked.wait(30)  # the REPL asked for the break while the machine was not running yet
+        return real_execute(line)
+
+    engine.break_in = break_in  # type: ignore[method-assign]
+    engine.execute = execute_after_ctrl_c  # type: ignore[method-assign]
+    try:
+        out = run_repl(engine, "g\r\x04", tmp_path / "h")
+        assert out.splitlines()[0] == "Break instruction exception - code 80000003 (first chance)"
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("line", ["g", "g; g"])
+def test_closing_the_engine_stops_a_machine_that_is_still_running(line):
+    # Repeated: closing races with the machine thread publishing an event, and with a command
+    # line that resumes the machine again after the first run was stopped.
+    for _ in range(20):
+        engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=1 << 40)
+        running = threading.Event()
+        engine.bus.subscribe(lambda ev: running.set())
+        runner = threading.Thread(target=engine.execute, args=(line,), daemon=True)
+        runner.start()
+        assert running.wait(30)
+        engine.close()  # must not wait for a run that would never end
+        runner.join(30)
+        assert not runner.is_alive()
 
 
 # --- scripts ---------------------------------------------------------------------------------------
