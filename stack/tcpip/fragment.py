@@ -50,11 +50,12 @@ from .events import FragmentReassembled
 from .ip import ETH_HEADER, Interface, IpLayer, RxFrame, TxPacket
 from .wire import emit_ipv4, emit_ipv6, parse_ipv4, pseudo_header_sum, transport_checksum
 from .wire.ipv4 import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_UDP
-from .wire.ipv6 import IPPROTO_AH, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ROUTING
+from .wire.ipv6 import IPPROTO_FRAGMENT
 
 if TYPE_CHECKING:
     from stack.kernel.scheduler import ScheduledEvent
     from .wire.ipv4 import Ipv4Header
+    from .wire.ipv6 import Ipv6Header
 
 SECOND = 1_000_000_000
 REASSEMBLY_TIMEOUT_NS = 60 * SECOND  # RFC 8200's 60 s; Windows uses 60 s for both families
@@ -248,25 +249,6 @@ class ReassemblyTable:
 
 # --- wire helpers (sans-IO) ------------------------------------------------------------------
 
-_EXTENSIONS = frozenset((IPPROTO_HOPOPTS, IPPROTO_ROUTING, IPPROTO_DSTOPTS, IPPROTO_AH))
-
-
-def locate_fragment_header(packet: memoryview | bytes) -> int | None:
-    """Offset of the Fragment header in an IPv6 packet (after the fixed header and any
-    unfragmentable extension headers), or None when there is none or the chain is malformed."""
-    size = len(packet)
-    if size < 40:
-        return None
-    end = min(size, 40 + ((packet[4] << 8) | packet[5]))
-    protocol = packet[6]
-    offset = 40
-    while protocol != IPPROTO_FRAGMENT:
-        if protocol not in _EXTENSIONS or offset + 8 > end:
-            return None
-        following = packet[offset]
-        offset += (packet[offset + 1] + 2) * 4 if protocol == IPPROTO_AH else (packet[offset + 1] + 1) * 8
-        protocol = following
-    return offset if offset + FRAGMENT_HEADER_LEN <= end else None
 
 
 def assemble_v4(entry: Reassembly) -> memoryview | None:
@@ -362,19 +344,17 @@ class IpFragmentation:
         outcome = self.v4.add(key, offset, header.more_fragments, payload, self.kernel.now_ns, first)
         self._settle(self.v4, outcome, rx, iface, for_us)
 
-    def receive_v6(self, rx: RxFrame, iface: Interface, data: memoryview, for_us: bool) -> None:
+    def receive_v6(self, rx: RxFrame, iface: Interface, header: "Ipv6Header", data: memoryview,
+                   for_us: bool) -> None:
         self.counters.ipv6_reassembly_required += 1
-        at = locate_fragment_header(data)
-        if at is None:
-            self.stack.drop("ipv6", "fragment_header")
-            return
-        next_header, _, field, ident = _FRAGMENT_HEADER.unpack_from(data, at)
-        offset = field & 0xFFF8
+        at = header.fragment_header_at  # parse_ipv6 found it: this is a fragment
+        assert at is not None
         start = at + FRAGMENT_HEADER_LEN
-        end = 40 + ((data[4] << 8) | data[5])
-        key = (bytes(data[8:24]), bytes(data[24:40]), ident)
+        offset = header.fragment_offset
+        key = (header.src, header.dst, header.fragment_id)
         first = data[:start] if offset == 0 else None
-        outcome = self.v6.add(key, offset, bool(field & 1), data[start:end], self.kernel.now_ns, first, next_header)
+        outcome = self.v6.add(key, offset, header.more_fragments, data[start:40 + header.payload_length],
+                              self.kernel.now_ns, first, data[at])  # the Fragment header's Next Header
         self._settle(self.v6, outcome, rx, iface, for_us)
 
     def _settle(self, table: ReassemblyTable, outcome: Outcome, rx: RxFrame, iface: Interface,

@@ -568,7 +568,7 @@ class IpLayer:
             stack.drop("ipv6", "not_for_us")
             return
         if header.is_fragment:  # an atomic fragment (offset 0, M clear) is not one: it goes on below
-            self.fragmentation.receive_v6(rx, iface, data, not multicast or iface.is_loopback)
+            self.fragmentation.receive_v6(rx, iface, header, data, not multicast or iface.is_loopback)
             return
         k = self.kernel
         if k.bus.subscribers:

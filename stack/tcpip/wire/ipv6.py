@@ -40,6 +40,7 @@ class Ipv6Header(NamedTuple):
     fragment_offset: int = 0  # bytes, from a Fragment header
     more_fragments: bool = False
     fragment_id: int | None = None
+    fragment_header_at: int | None = None  # offset of the Fragment header in the packet
 
     @property
     def src_address(self) -> IPv6Address:
@@ -78,6 +79,7 @@ def parse_ipv6(buf: BytesLike, *, skip_extension_headers: bool = True) -> tuple[
     fragment_offset = 0
     more_fragments = False
     fragment_id: int | None = None
+    fragment_header_at: int | None = None
     if skip_extension_headers:
         while protocol in _GENERIC_EXTENSIONS or protocol == IPPROTO_FRAGMENT or protocol == IPPROTO_AH:
             if end - offset < 8:
@@ -85,6 +87,7 @@ def parse_ipv6(buf: BytesLike, *, skip_extension_headers: bool = True) -> tuple[
             following = view[offset]
             if protocol == IPPROTO_FRAGMENT:
                 length = 8
+                fragment_header_at = offset
                 frag_field, fragment_id = struct.unpack_from("!HI", view, offset + 2)
                 fragment_offset = frag_field & 0xFFF8
                 more_fragments = bool(frag_field & 1)
@@ -101,7 +104,7 @@ def parse_ipv6(buf: BytesLike, *, skip_extension_headers: bool = True) -> tuple[
                 break  # a later fragment: what follows is data, not another header
     header = Ipv6Header(
         (first >> 20) & 0xFF, first & 0xFFFFF, payload_length, next_header, hop_limit, src, dst,
-        protocol, tuple(extensions), fragment_offset, more_fragments, fragment_id,
+        protocol, tuple(extensions), fragment_offset, more_fragments, fragment_id, fragment_header_at,
     )
     return header, view[offset:end]
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from stack.tcpip.fragment import (COMPLETE, DISCARDED, DROPPED, HEADROOM, HELD, ReassemblyTable, assemble_v4,
-                                  assemble_v6, emit_fragment_header, locate_fragment_header)
-from stack.tcpip.wire import build_ipv4, build_ipv6, parse_ipv4, parse_ipv6
+                                  assemble_v6, emit_fragment_header)
+from stack.tcpip.wire import WireError, build_ipv4, build_ipv6, parse_ipv4, parse_ipv6
 
 SRC4, DST4 = bytes([10, 0, 0, 2]), bytes([10, 0, 0, 1])
 SRC6 = bytes.fromhex("fd00" + "00" * 13 + "02")
@@ -263,14 +264,15 @@ def test_assemble_v6_names_the_fragmented_protocol():
     assert bytes(data) == b"u" * 8 + b"v"
 
 
-def test_locate_fragment_header_steps_over_unfragmentable_headers():
+def test_the_fragment_header_is_found_past_unfragmentable_headers():
     frag = bytearray(8)
     emit_fragment_header(frag, 0, next_header=17, fragment_offset=1448, more=True, identification=5)
     hop_by_hop = bytes([44, 0]) + bytes(6)
     packet = build_ipv6(SRC6, DST6, 0, hop_by_hop + bytes(frag) + b"data")
-    assert locate_fragment_header(packet) == 48
-    assert locate_fragment_header(build_ipv6(SRC6, DST6, 17, b"x" * 8)) is None
-    assert locate_fragment_header(build_ipv6(SRC6, DST6, 0, hop_by_hop)) is None  # chain runs off the end
+    assert parse_ipv6(packet)[0].fragment_header_at == 48
+    assert parse_ipv6(build_ipv6(SRC6, DST6, 17, b"x" * 8))[0].fragment_header_at is None
+    with pytest.raises(WireError):  # the chain runs off the end
+        parse_ipv6(build_ipv6(SRC6, DST6, 0, hop_by_hop))
     header, _ = parse_ipv6(packet)
     assert header.fragment_offset == 1448 and header.more_fragments and header.fragment_id == 5
 
