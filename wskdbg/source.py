@@ -203,3 +203,52 @@ def line_key(dbg: "Engine", host: str | None = None) -> tuple:
 
 def options(dbg: "Engine") -> dict[str, bool]:
     return dbg.state.setdefault("source", {"lines": False, "t": False, "s": False})
+
+
+LINE_STEP_LIMIT = 10_000  # hand-offs one source-line step may pass before it stops anyway
+
+
+def line_stepping(dbg: "Engine") -> bool:
+    return options(dbg)["t"]
+
+
+def step_start(dbg: "Engine", mode: str) -> tuple[str, int, tuple] | None:
+    """Where a source-line step begins: (mode, the stepped routine's level, the line key); None when
+    the machine is between events (a step there is a hand-off step)."""
+    if mode not in ("t", "p") or not line_stepping(dbg):
+        return None
+    ev = dbg.live_event()
+    if ev is None:
+        return None
+    from wskdbg.engine import level_of
+    return mode, level_of(ev), line_key(dbg, ev.host)
+
+
+def same_line(start: tuple[str, int, tuple], dbg: "Engine") -> bool:
+    """Whether a source-line step must go on: nothing it watches has left its line.
+
+    `t` watches every routine, so any change (a call entered, a return, a new line) ends it;
+    `p` watches the routine it began in (the hand-off's level) and its callers, so the calls that
+    routine makes on the same line, and everything they do, are stepped over."""
+    mode, level, key = start
+    ev = dbg.live_event()
+    if ev is None:
+        return False
+    now = line_key(dbg, ev.host)
+    if mode == "t":
+        return now == key
+    return len(now) >= level and now[:level] == key[:level]
+
+
+def prompt_source(dbg: "Engine") -> list[str]:
+    """`l+s`: the current source line under a stop."""
+    if not options(dbg)["s"]:
+        return []
+    ev = dbg.live_event()
+    if ev is None:
+        return []
+    for src in frame_sources(dbg, ev.host):
+        if src is not None:
+            return listing(src.routine.path, src.line, src.line, src.line)
+        break
+    return []
