@@ -459,15 +459,18 @@ def _pointer_text(v: DxValue, env: Env) -> str:
     return text
 
 
-def _row(name: str, v: DxValue, env: Env) -> str:
+def _row(name: str, v: DxValue, env: Env, top: bool = False) -> str:
+    """A member row pads its name to 16 columns; the expression's own row is followed by 16
+    spaces (`(*((nt!_EPROCESS *)0xffffb607560b56c0))                 [Type: _EPROCESS]`)."""
+    name = name + " " * NAME_WIDTH if top else f"{name:<{NAME_WIDTH}}"
     if v.items is not None:
-        return f"{name:<{NAME_WIDTH}}"
+        return f"{name} [Type: {v.label} [{len(v.items)}]]"
     tname = v.type.text()
     if v.type.kind == "scalar":
-        return f"{name:<{NAME_WIDTH}} : {_scalar_text(v)} [Type: {tname}]"
+        return f"{name} : {_scalar_text(v)} [Type: {tname}]"
     if v.type.kind == "ptr":
-        return f"{name:<{NAME_WIDTH}} : {_pointer_text(v, env)} [Type: {tname}]"
-    return f"{name:<{NAME_WIDTH}} [Type: {tname}]"
+        return f"{name} : {_pointer_text(v, env)} [Type: {tname}]"
+    return f"{name} [Type: {tname}]"
 
 
 def children(v: DxValue, env: Env) -> list[tuple[str, DxValue]]:
@@ -490,7 +493,7 @@ def children(v: DxValue, env: Env) -> list[tuple[str, DxValue]]:
 
 def render(name: str, v: DxValue, env: Env, recurse: int = 1) -> list[str]:
     """`dx` text: the value's row, then `recurse` levels of children (4 spaces per level)."""
-    lines = [_row(name, v, env)]
+    lines = [_row(name, v, env, top=True)]
     _expand(v, env, recurse, 1, lines)
     return lines
 
