@@ -133,7 +133,20 @@ def _python_stack(dbg: "Engine", host: str) -> list[FrameType]:
     while frame is not None:
         out.append(frame)
         frame = frame.f_back
+    # A thread stopped as it is switched in (or out) has its routines in suspended generators.
+    seen = {id(f) for f in out}
+    out += [f for f in _generator_frames(dbg.current_thread(host)) if id(f) not in seen]
     return out
+
+
+def _generator_frames(thread: Any) -> list[FrameType]:
+    """A thread's generator frames down the `yield from` chain, innermost first."""
+    gen = getattr(thread, "body", None)
+    chain = []
+    while gen is not None and getattr(gen, "gi_frame", None) is not None:
+        chain.append(gen.gi_frame)
+        gen = getattr(gen, "gi_yieldfrom", None)
+    return chain[::-1]
 
 
 def frame_sources(dbg: "Engine", host: str | None = None,
@@ -174,14 +187,9 @@ def frame_sources(dbg: "Engine", host: str | None = None,
 
 def thread_frame_sources(thread: Any) -> list[FrameSource]:
     """A waiting thread's routines from its suspended generators, innermost first."""
-    gen = getattr(thread, "body", None)
-    chain = []
-    while gen is not None and getattr(gen, "gi_frame", None) is not None:
-        chain.append(gen.gi_frame)
-        gen = getattr(gen, "gi_yieldfrom", None)
     by_code = {getattr(fn, "__code__", None): sym for sym, fn in FUNCTIONS.items()}
     out = []
-    for fr in reversed(chain):
+    for fr in _generator_frames(thread):
         sym = by_code.get(fr.f_code)
         routine = routine_source(sym) if sym else None
         if routine is not None:
@@ -241,14 +249,13 @@ def same_line(start: tuple[str, int, tuple], dbg: "Engine") -> bool:
 
 
 def prompt_source(dbg: "Engine") -> list[str]:
-    """`l+s`: the current source line under a stop."""
+    """`l+s`: the current source line under a stop (of the innermost routine that has source)."""
     if not options(dbg)["s"]:
         return []
     ev = dbg.live_event()
     if ev is None:
         return []
-    for src in frame_sources(dbg, ev.host):
+    for src in frame_sources(dbg, ev.host):  # the innermost frame with source (a call's caller)
         if src is not None:
             return listing(src.routine.path, src.line, src.line, src.line)
-        break
     return []
