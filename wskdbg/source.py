@@ -201,10 +201,13 @@ def thread_frame_sources(thread: Any) -> list[FrameSource]:
 
 
 def line_key(dbg: "Engine", host: str | None = None) -> tuple:
-    """(symbol, line) of every frame, outermost first: a source-line step ends when its prefix changes."""
+    """(symbol, line, returning) of every frame, outermost first: a source-line step ends when the
+    part it watches changes.  A routine's `ret` hand-off counts as a line of its own (the closing
+    brace), so stepping over the last line stops as the routine returns, as in WinDbg."""
     frames = dbg.stack(host)
     sources = frame_sources(dbg, host, frames)
-    return tuple((f.symbol, s.line if s is not None else None) for f, s in zip(reversed(frames), reversed(sources)))
+    return tuple((f.symbol, s.line if s is not None else None, s is not None and s.where == "returned")
+                 for f, s in zip(reversed(frames), reversed(sources)))
 
 
 # --- the debugger's source options (.lines, l+t, l+s), kept in engine.state -------------------
