@@ -205,7 +205,7 @@ def cmd_stacks(dbg: "Engine", inv: Invocation) -> CommandResult:
             if pattern is not None and not any(fnmatch.fnmatchcase(s.lower(), pattern.lower()) for s in symbols):
                 continue
             processed += 1
-            state = "RUNNING" if running else {"Waiting": "Blocked"}.get(t.state, t.state)
+            state = "RUNNING" if running else {"Waiting": "Blocked", "Running": "Ready"}.get(t.state, t.state)
             blocker = next((f.call_site for f in frames if f.symbol not in _WAIT_FRAMES), frames[0].call_site)
             ticks = 0 if running else max(0, ticks_now - t.wait_started_ns // 15_625_000)
             rows.append(f"{t.pid:4x}.{t.tid:06x}  {addr64_nobt(t.address)} {ticks:07x} {state:<10} {blocker}")
