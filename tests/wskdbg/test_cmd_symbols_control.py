@@ -222,3 +222,15 @@ def test_help_lists_every_new_command(lab):
     for name in ("x", "ln", "dps", "dx", ".frame", "dv", "!devstack", "!object", "!stacks", ".lastevent", ".cls",
                  ".for", ".while", ".if", ".block", ".break", ".continue", "lsa", "ls", ".lines", "l", "u"):
         assert re.search(rf"^  {re.escape(name)}[ ,]", text, re.M), name
+
+
+def test_the_wsk_client_list_recipe_runs_verbatim_when_afd_publishes_its_list_head(lab):
+    # The published recipe, unchanged.  afd!AfdWskClientListHead is afd's (the afd engineer adds it);
+    # until the lab's afd publishes it there is nothing to walk, and this says so instead of passing.
+    if lab.expr_context().symbol("afd!AfdWskClientListHead") is None:
+        pytest.skip("afd!AfdWskClientListHead is not published by this lab's afd yet")
+    r = lab.execute(".for (r $t0 = poi(afd!AfdWskClientListHead); @$t0 != afd!AfdWskClientListHead; "
+                    "r $t0 = poi(@$t0)) { dps poi(@$t0+4*@$ptrsize) L1 }")
+    assert not r.error, r.text
+    assert all(re.fullmatch(r"[0-9a-f]{8}`[0-9a-f]{8}  [0-9a-f]{8}`[0-9a-f]{8}( \S+)?", row)
+               for row in r.text.splitlines())
