@@ -142,3 +142,12 @@ def test_l_plus_t_makes_p_step_a_whole_source_line_and_l_plus_s_shows_it():
         assert engine.execute("l-*").text == "Source options are 0:"
     finally:
         engine.close()
+
+
+def test_frame_r_adds_the_frames_registers(dispatched):
+    frames = dispatched.stack()
+    lines = dispatched.execute(".frame /r 2").text.splitlines()
+    assert lines[0] == dispatched.execute("kn").text.splitlines()[3]
+    assert lines[1] == (f"rip={frames[2].location:016x} rsp={frames[2].child_sp:016x} "
+                        f"rcx={frames[2].args[0].address:016x}")
+    assert lines[2].startswith(f"rdx={frames[2].args[1].address:016x}  r8=")

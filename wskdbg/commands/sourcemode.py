@@ -42,26 +42,38 @@ def frame_row(index: int, frame: "StackFrame", src: FrameSource | None, with_lin
     return row
 
 
-@command(".frame", area="inspection", syntax=".frame [FrameNumber]",
+@command(".frame", area="inspection", syntax=".frame [/r] [FrameNumber]",
          summary="Show or select the local context (stack frame) that dv, lsa and u use",
          help="""
 `.frame 2` selects frame 2 of `k` (hex, as kn numbers them) and prints its row; `.frame` prints
 the selected one.  dv then lists that routine's parameters and locals, lsa . and u show its
-source.  Every stop selects frame 0 again.""")
+source.  /r adds the frame's rip, rsp and first four arguments (rcx rdx r8 r9).  Every stop
+selects frame 0 again.""")
 def cmd_frame(dbg: "Engine", inv: Invocation) -> CommandResult:
     frames = dbg.stack()
     words = tokenize(inv.args)
+    show_regs = False
+    if words and words[0][0].lower() == "/r":
+        show_regs = True
+        words = words[1:]
     if len(words) > 1:
         raise inv.syntax_error(words[1][1])
     if words:
         if words[0][0].startswith("/"):
-            raise inv.error(f"option {words[0][0]} is not supported (.frame takes a frame number)", 0)
+            raise inv.error(f"option {words[0][0]} is not supported (.frame takes /r and a frame number)",
+                            words[0][1])
         n = dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
         if n >= len(frames):
             raise inv.error(f"Frame {n:x} not found (the stack has {len(frames)} frames, 0..{len(frames) - 1:x})", 0)
         dbg.select_frame(n)
     index, frame, src = selected(dbg)
-    return CommandResult(frame_row(index, frame, src, options(dbg)["lines"]),
+    text = frame_row(index, frame, src, options(dbg)["lines"])
+    if show_regs:  # the frame's own rip and rsp, and its first four arguments (x64: rcx rdx r8 r9)
+        from wskdbg.render.stack import four_args
+        a = four_args(frame.args)
+        text += (f"\nrip={frame.location:016x} rsp={frame.child_sp:016x} rcx={a[0]:016x}"
+                 f"\nrdx={a[1]:016x}  r8={a[2]:016x}  r9={a[3]:016x}")
+    return CommandResult(text,
                          {"frame": index, "symbol": frame.symbol,
                           "file": src.routine.file if src else None, "line": src.line if src else None})
 
