@@ -18,8 +18,8 @@ without a backtick; `-r N` expands N levels (default 1).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Callable
 
 from stack.kernel.layouts import LAYOUTS, Field, StructLayout, find_layout
 
@@ -519,11 +519,10 @@ class DxOptions:
     recurse: int = 1
     expression: str = ""
     offset: int = 0  # where the expression starts in the arguments
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_options(args: str) -> DxOptions:
-    """`-r[N]` (levels; -r alone is -r1... as in WinDbg -rN), then the expression."""
+    """`-rN` (expand N levels, default 1, at most MAX_RECURSION), then the expression."""
     opts = DxOptions()
     pos = 0
     while True:
