@@ -234,3 +234,22 @@ def test_the_wsk_client_list_recipe_runs_verbatim_when_afd_publishes_its_list_he
     assert not r.error, r.text
     assert all(re.fullmatch(r"[0-9a-f]{8}`[0-9a-f]{8}  [0-9a-f]{8}`[0-9a-f]{8}( \S+)?", row)
                for row in r.text.splitlines())
+
+
+def test_printf_formats_pointers_symbols_numbers_and_strings(lab):
+    # MS Learn ".printf": %p pointer, %y symbol, %d %x %u with I64, %ma an ASCII string in memory.
+    k = lab.kernel
+    entry = k.symbol_address("echosrv!DriverEntry")
+    r = lab.execute('.printf "at %p: %y\\n", echosrv!DriverEntry, echosrv!DriverEntry+4')
+    assert r.text == f"at {entry:016x}: echosrv!DriverEntry+0x4"
+    assert lab.execute('.printf "%d %x %u %I64x %%", -1, 0n255, 7, 123456789abc').text == "-1 ff 7 123456789abc %"
+    from stack.kernel.pool import NonPagedPoolNx
+    text = k.pool.allocate(NonPagedPoolNx, 0x20, "Test")
+    k.mem.write(text, b"hello\x00")
+    assert lab.execute(f'.printf "[%ma]", {text:x}').text == "[hello]"
+    drv = k.objects["\\Driver\\tcpip"]
+    r = lab.execute(f'.for (r $t0 = poi({drv.address:x}+8); @$t0; r $t0 = poi(@$t0+10)) '
+                    '{ .printf "%p -> %p\\n", @$t0, poi(@$t0+8) }')
+    assert r.text.splitlines() == [f"{d.address:016x} -> {drv.address:016x}" for d in drv.devices]
+    assert "more specifiers than arguments" in lab.execute('.printf "%p"').text
+    assert "left over" in lab.execute('.printf "x", 1').text

@@ -14,6 +14,7 @@ with `$$><` puts a `;` between them).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -335,3 +336,115 @@ def cmd_cls(dbg: "Engine", inv: Invocation) -> CommandResult:
     if inv.args:
         raise inv.syntax_error(0)
     return CommandResult("", {"cls": True})
+
+
+# --- .printf ------------------------------------------------------------------------------------
+
+_PRINTF_SPEC = re.compile(r"%(%|[-+ #0]*\d*(?:I64|I32|l|ll|h)?[pxXduicsyN]|m[au]|ma|mu)")
+
+
+def _split_args(text: str) -> list[tuple[str, int]]:
+    """Comma-separated expressions (commas inside parentheses stay), with their offsets."""
+    out, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append((text[start:i], start))
+            start = i + 1
+    if text[start:].strip():
+        out.append((text[start:], start))
+    return out
+
+
+def _unescape(text: str) -> str:
+    return (text.replace("\\\\", "\x00").replace("\\n", "\n").replace("\\t", "\t").replace('\\"', '"')
+            .replace("\x00", "\\"))
+
+
+def _read_string(dbg: "Engine", address: int, wide: bool) -> str:
+    unit = 2 if wide else 1
+    cells = dbg.kernel.mem.read_partial(address, 256 * unit)
+    chars = []
+    for i in range(0, len(cells) - unit + 1, unit):
+        chunk = cells[i:i + unit]
+        if any(c is None for c in chunk):
+            break
+        code = int.from_bytes(bytes(chunk), "little")  # type: ignore[arg-type]
+        if code == 0:
+            break
+        chars.append(chr(code))
+    return "".join(chars)
+
+
+@command(".printf", area="session", syntax='.printf "Format" [, Argument ...]',
+         summary="Print formatted text (the scripting companion of .for and .foreach)",
+         help="""
+Format specifiers as in WinDbg: %p (pointer), %x %X %d %u %i %c, with I64 / l / h sizes,
+%y (the symbol at an address, e.g. echosrv!WskSampleAcceptEvent+0x10), %ma / %mu (an ASCII /
+Unicode string read from emulated memory), %N (a pointer as 16 digits), %% for %.  \\n, \\t, \\"
+and \\\\ are escapes.  Arguments are MASM expressions:  .printf "%p -> %y\\n", @$t0, poi(@$t0)""")
+def cmd_printf(dbg: "Engine", inv: Invocation) -> CommandResult:
+    args = inv.args
+    if not args.startswith('"'):
+        raise inv.error('.printf needs a quoted format string', 0)
+    end = 1
+    while end < len(args) and not (args[end] == '"' and args[end - 1] != "\\"):
+        end += 1
+    if end >= len(args):
+        raise inv.error("Missing closing quote", 0)
+    fmt = _unescape(args[1:end])
+    rest = args[end + 1:]
+    lead = len(rest) - len(rest.lstrip())
+    rest = rest.lstrip()
+    if rest and not rest.startswith(","):
+        raise inv.syntax_error(end + 1 + lead)
+    exprs = _split_args(rest[1:]) if rest else []
+    base = end + 1 + lead + 1
+    values = [(dbg.evaluate(text.strip(), inv.args_offset + base + at + len(text) - len(text.lstrip())), at)
+              for text, at in exprs]
+    out = []
+    pos = 0
+    index = 0
+    for m in _PRINTF_SPEC.finditer(fmt):
+        out.append(fmt[pos:m.start()])
+        pos = m.end()
+        spec = m.group(1)
+        if spec == "%":
+            out.append("%")
+            continue
+        if index >= len(values):
+            raise inv.error(f".printf: the format has more specifiers than arguments ({len(values)})", 0)
+        value = values[index][0]
+        index += 1
+        conv = spec[-1] if spec not in ("ma", "mu") else spec
+        flags = re.sub(r"(I64|I32|ll|l|h)?[pxXduicsyN]$", "", spec)
+        size64 = "I64" in spec or "ll" in spec
+        if conv == "p":
+            out.append(f"{value:016x}")
+        elif conv == "N":
+            out.append(f"{value:016X}")
+        elif conv in ("x", "X"):
+            v = value if size64 else value & 0xFFFFFFFF
+            out.append(format(v, f"{flags}{conv}"))
+        elif conv in ("d", "i"):
+            v = value if size64 else value & 0xFFFFFFFF
+            bits = 64 if size64 else 32
+            if v >> (bits - 1):
+                v -= 1 << bits
+            out.append(format(v, f"{flags}d"))
+        elif conv == "u":
+            out.append(format(value if size64 else value & 0xFFFFFFFF, f"{flags}d"))
+        elif conv == "c":
+            out.append(chr(value & 0xFF))
+        elif conv == "y":
+            out.append(dbg.kernel.symbol_for_address(value) or f"{value:016x}")
+        elif conv in ("ma", "mu", "s"):
+            out.append(_read_string(dbg, value, conv == "mu"))
+    out.append(fmt[pos:])
+    if index < len(values):
+        raise inv.error(f".printf: {len(values) - index} argument(s) left over", base + values[index][1])
+    text = "".join(out)
+    return CommandResult(text[:-1] if text.endswith("\n") else text, {"text": text})
