@@ -385,7 +385,8 @@ def _read_string(dbg: "Engine", address: int, wide: bool) -> str:
 Format specifiers as in WinDbg: %p (pointer), %x %X %d %u %i %c, with I64 / l / h sizes,
 %y (the symbol at an address, e.g. echosrv!WskSampleAcceptEvent+0x10), %ma / %mu (an ASCII /
 Unicode string read from emulated memory), %N (a pointer as 16 digits), %% for %.  \\n, \\t, \\"
-and \\\\ are escapes.  Arguments are MASM expressions:  .printf "%p -> %y\\n", @$t0, poi(@$t0)""")
+and \\\\ are escapes.  Arguments are MASM expressions:  .printf "%p -> %y\\n", @$t0, poi(@$t0)
+Each .printf ends its own line of output (a session records command results line by line).""")
 def cmd_printf(dbg: "Engine", inv: Invocation) -> CommandResult:
     args = inv.args
     if not args.startswith('"'):

@@ -225,7 +225,9 @@ l+t: t and p step by source line instead of by hand-off.  A source line of an em
 is a line of its Python text, and the machine can only stop at hand-offs, so a line step keeps
 stepping while the routine stays on its line: p steps over every call the routine makes on that
 line (and everything they do); t stops as soon as any routine is on a new line (a call entered
-is one).  Between events a step is a hand-off step.  l+s prints the current source line under
+is one).  A routine's return (its ret hand-off) is a line of its own, its closing brace, so
+stepping over the last line stops as the routine returns.  Between events, and going back in
+time (t-, p-), a step is a hand-off step.  l+s prints the current source line under
 each stop.  l-t / l-s turn them off; l+* / l-* all.  l+l and l+o are accepted and stored.""")
 def cmd_l(dbg: "Engine", inv: Invocation) -> CommandResult:
     text = (inv.name[1:] + inv.args).replace(" ", "")
