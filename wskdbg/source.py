@@ -123,7 +123,11 @@ def _bind(routine: RoutineSource, args: tuple) -> dict[str, Any]:
 
 
 def _python_stack(dbg: "Engine", host: str) -> list[FrameType]:
-    """The machine thread's Python frames, innermost first, when it is frozen at a hand-off of `host`."""
+    """The machine thread's Python frames, innermost first, when it is frozen at a hand-off of `host`
+    (or, after a bug check on `host`, the frames of the code that crashed, kept with the crash)."""
+    crash = dbg.scheduler.halted
+    if crash is not None and crash.host == host:
+        return list(crash.extra.get("python_frames", []))
     live = dbg.live_event()
     ident = dbg.machine_thread_ident()
     if live is None or live.host != host or ident is None or dbg.running:

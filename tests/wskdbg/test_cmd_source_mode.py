@@ -151,3 +151,20 @@ def test_frame_r_adds_the_frames_registers(dispatched):
     assert lines[1] == (f"rip={frames[2].location:016x} rsp={frames[2].child_sp:016x} "
                         f"rcx={frames[2].args[0].address:016x}")
     assert lines[2].startswith(f"rdx={frames[2].args[1].address:016x}  r8=")
+
+
+def test_after_a_bug_check_k_shows_the_line_that_crashed_and_dv_its_locals():
+    engine = Engine(factory=factory("double"), seed=1)
+    try:
+        engine.execute("g")
+        engine.execute(".lines")
+        second = line_of(dbg_harness.TestCompleteTwice, "IoCompleteRequest(irp)") + 1  # the second call
+        rows = engine.execute("kn").text.splitlines()
+        row = next(r for r in rows if "testdrv!TestCompleteTwice" in r)
+        assert row.endswith(f" [{HARNESS} @ {second}]")
+        n = int(row[:2], 16)
+        engine.execute(f".frame {n:x}")
+        names = [line.split(" = ")[0].strip() for line in engine.execute("dv").text.splitlines()]
+        assert names == ["Context", "irp", "loc"]
+    finally:
+        engine.close()
