@@ -513,6 +513,18 @@ class Engine:
             return self.kernel_of(host).irql
         return 0
 
+    def machine_thread_ident(self) -> int | None:
+        """The host thread the machine runs on (its Python stack is frozen while it is paused)."""
+        return self._machine_ident
+
+    def selected_frame(self) -> int:
+        """The frame `.frame N` selected (0 after every stop: a new stop resets it)."""
+        chosen = self.state.get("frame")
+        return chosen[1] if chosen is not None and chosen[0] is self.last_stop else 0
+
+    def select_frame(self, index: int) -> None:
+        self.state["frame"] = (self.last_stop, index)
+
     def live_event(self) -> Event | None:
         """The hand-off the machine is frozen at (or evaluating a breakpoint condition at)."""
         if self._condition_event is not None:
@@ -854,6 +866,11 @@ def register_values(engine: Engine, host: str | None = None) -> dict[str, int]:
     regs["$proc"] = system_process_address(k)
     regs["$csp"] = regs["rsp"]
     regs["$ra"] = frames[0].ret_addr
+    regs["$curthread"] = thread.address
+    regs["$curprocess"] = regs["$proc"]
+    regs["$ptrsize"] = 8
+    regs["$pagesize"] = 0x1000
+    regs["$retreg"] = regs["rax"]
     regs["efl"] = 0x202
     return regs
 

@@ -166,6 +166,11 @@ class Repl:
         self._write(text)
 
     def show(self, result: CommandResult) -> None:
+        if isinstance(result.data, dict) and result.data.get("cls"):  # .cls: clear a terminal
+            if self._console is not None:
+                self._console.clear()
+            elif getattr(self.stdout, "isatty", lambda: False)():
+                self.stdout.write("\x1b[2J\x1b[H")
         if result.text:
             self._write(result.text, result.error)
 

@@ -9,6 +9,7 @@ running thread's own list, or the processor's list for a DPC or interrupt).
 from __future__ import annotations
 
 import random
+import sys
 import traceback
 import zlib
 from collections import Counter
@@ -293,7 +294,7 @@ class Kernel:
 
     # -- bug checks ------------------------------------------------------------------
     def bugcheck(self, code: int, p1: int = 0, p2: int = 0, p3: int = 0, p4: int = 0, detail: str = "",
-                 frames: list[str] | None = None) -> None:
+                 frames: list[str] | None = None, python_frames: list | None = None) -> None:
         """KeBugCheckEx: record the crash and unwind to the scheduler.
 
         `frames` (innermost first) overrides the current stack, for a crash
@@ -312,6 +313,8 @@ class Kernel:
             detail=detail, seq=self.bus.seq,
         )
         info.extra["current_frames"] = list(self.frames)
+        # The crashing Python frames, innermost first (the debugger's source mode reads their lines).
+        info.extra["python_frames"] = python_frames if python_frames is not None else _python_frames()
         try:
             self.publish(BugChecked, code=code, params=info.params)
         except Exception as exc:  # a failing observer must not replace the crash being reported
@@ -331,10 +334,16 @@ class Kernel:
         frames = getattr(exc, "kernel_frames", None)
         if frames is None:
             frames = [f.symbol for f in reversed(self.frames)]
+        raised = []
+        trace = exc.__traceback__
+        while trace is not None:
+            raised.append(trace.tb_frame)
+            trace = trace.tb_next
         try:
             self.bugcheck(bc.KMODE_EXCEPTION_NOT_HANDLED, 0xC0000005,
                           self.symbol_address(frames[0]) if frames else 0, 0, 0,
-                          detail=f"{type(exc).__name__}: {exc}\n{tb}", frames=list(frames))
+                          detail=f"{type(exc).__name__}: {exc}\n{tb}", frames=list(frames),
+                          python_frames=raised[::-1])
         except KernelBugCheck as crash:
             return crash.info
         raise AssertionError("unreachable")
@@ -346,6 +355,16 @@ class Kernel:
 
     def __repr__(self) -> str:
         return f"<Kernel {self.name}>"
+
+
+def _python_frames(limit: int = 200) -> list:
+    """The Python frames of the code that called KeBugCheckEx, innermost first."""
+    frame = sys._getframe(2)
+    out = []
+    while frame is not None and len(out) < limit:
+        out.append(frame)
+        frame = frame.f_back
+    return out
 
 
 def page_count(nbytes: int) -> int:

@@ -21,6 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # module name -> routine names in definition order
 CATALOG: dict[str, list[str]] = {}
+# `module!Name` -> the undecorated Python function (the debugger's source mode reads it)
+FUNCTIONS: dict[str, Callable[..., Any]] = {}
 
 _current: list["Kernel"] = []
 
@@ -83,6 +85,7 @@ def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
 
     def decorate(fn: F) -> F:
         symbol = catalog_add(module, name or fn.__name__)
+        FUNCTIONS.setdefault(symbol, fn)
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any):

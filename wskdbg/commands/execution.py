@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from stack.kernel.kernel import BOOT_EPOCH_S
 
+from wskdbg import source
 from wskdbg.breakpoints import Breakpoint, BreakpointError
 from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
 from wskdbg.render.fmt import addr64
@@ -98,9 +99,15 @@ def run(dbg: "Engine", mode: str, count: int = 1, target: str | None = None,
         req = dbg.make_request(mode, target=target, target_host=target_host, deadline_ns=deadline)
         if mode == "g" and deadline is None:
             deadline = req.time_limit_ns
+        line_step = source.step_start(dbg, mode)
         stop = dbg.resume(req)
+        for _ in range(source.LINE_STEP_LIMIT if line_step else 0):  # l+t: a step is a source line
+            if stop.reason != "step" or not source.same_line(line_step, dbg):
+                break
+            stop = dbg.resume(dbg.make_request(mode))
         lines.extend(dbg.take_run_output())
         lines.extend(render_stop(dbg, stop))
+        lines.extend(source.prompt_source(dbg))
         stops.append(stop_data(dbg, stop))
         remaining -= 1
         if stop.reason == "breakpoint" and stop.breakpoint is not None:

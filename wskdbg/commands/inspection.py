@@ -131,6 +131,9 @@ def cmd_k(dbg: "Engine", inv: Invocation) -> CommandResult:
     for f in frames:
         dbg.note_address(addr64(f.child_sp))
     lines = format_k(frames, options, count)
+    if "L" not in options:  # .lines on: [file @ line] after each frame with source (kL hides them)
+        from wskdbg.commands.sourcemode import k_source_suffixes
+        lines[1:] = [row + sfx for row, sfx in zip(lines[1:], k_source_suffixes(dbg, frames))]
     return CommandResult("\n".join(lines), {"frames": [
         {"symbol": f.symbol, "call_site": f.call_site, "child_sp": f.child_sp, "ret_addr": f.ret_addr,
          "address": f.location} for f in frames[:count]]})
