@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from dbg_harness import PAYLOAD, TEST_IOCTL, factory
 
@@ -126,24 +128,62 @@ def test_dt_device_and_driver_objects(pended):
     assert lines[0] == "   +0x000 Type             : 0n4"
 
 
+# Current WinDbg numbers frames by default (a kernel `k` from a published capture):
+#  # Child-SP          RetAddr               Call Site
+# 00 fffff508`1b4a6dc0 fffff805`72502487     CI!CiValidateImagePages+0x360
+# 01 fffff508`1b4a6f90 fffff805`6f2f1bbd     CI!CiValidateImageData+0x27
 def test_k_shows_the_dpc_context(pended):
-    lines = pended.execute("kn").text.splitlines()
-    assert lines[0] == " # Child-SP          RetAddr           Call Site"
-    assert lines[1].startswith("00 ") and lines[1].endswith(" testbus!TestBusCompleteDpc")
+    lines = pended.execute("k").text.splitlines()
+    assert lines[0] == " # Child-SP          RetAddr               Call Site"
+    assert re.fullmatch(r"00 [0-9a-f]{8}`[0-9a-f]{8} [0-9a-f]{8}`[0-9a-f]{8}     testbus!TestBusCompleteDpc", lines[1])
     assert lines[2].split()[-1].startswith("nt!KiRetireDpcList+")
+    assert pended.execute("kn").text == pended.execute("k").text
 
 
+# `kv` from a published capture:
+#  # Child-SP          RetAddr               : Args to Child                                                           : Call Site
+# 00 00000020`ddefd050 00007ff9`def4388a     : 00000000`00000010 0000021a`00d1f820 0000021a`00cf6070 0000021a`00cf6070 : EXR!ReadEXR+0x40ef1
+def test_kb_and_kc_keep_the_frame_number_column(pended):
+    lines = pended.execute("kb").text.splitlines()
+    assert lines[0] == (" # Child-SP          RetAddr               : Args to Child"
+                        "                                                           : Call Site")
+    assert re.fullmatch(r"00 [0-9a-f`]{17} [0-9a-f`]{17}     : ([0-9a-f`]{17} ){4}: testbus!TestBusCompleteDpc",
+                        lines[1])
+    lines = pended.execute("kc").text.splitlines()
+    assert lines[:2] == [" # Call Site", "00 testbus!TestBusCompleteDpc"]
+
+
+# The x64 kernel `r` block (a published capture, stopped at nt!KdpTimeSlipDpcRoutine):
+# rax=fffff800411cbf70 rbx=fffff8003f637240 rcx=fffff8004150b2e0
+# rdx=0000000000000000 rsi=fffff800436a8e80 rdi=fffff8003f634180
+# rip=fffff800411cbf70 rsp=fffff800436a8ba8 rbp=fffff800436a8cb0
+#  r8=0000000000000000  r9=0000000000000000 r10=fffff800411cbf70
+# r11=0000000000000000 r12=00000de72daeb7b4 r13=0000000000000000
+# r14=fffff8004150b2e0 r15=fffff80041509b50
+# iopl=0         nv up ei pl zr na po nc
+# cs=0010  ss=0018  ds=002b  es=002b  fs=0053  gs=002b             efl=00000246
+# nt!KdpTimeSlipDpcRoutine:
+# fffff800`411cbf70 4883ec28        sub     rsp,28h
 def test_r_has_the_x64_layout_with_rip_at_the_routine(pended):
     lines = pended.execute("r").text.splitlines()
     rip = pended.kernel.symbol_address("testbus!TestBusCompleteDpc")
-    assert lines[0].startswith("rax=0000000000000000 rbx=0000000000000000 rcx=")
+    assert len(lines) == 10
+    assert re.fullmatch(r"rax=[0-9a-f]{16} rbx=[0-9a-f]{16} rcx=[0-9a-f]{16}", lines[0])
     assert lines[2].startswith(f"rip={rip:016x} rsp=")
+    assert re.fullmatch(r" r8=[0-9a-f]{16}  r9=[0-9a-f]{16} r10=[0-9a-f]{16}", lines[3])
+    assert re.fullmatch(r"r14=[0-9a-f]{16} r15=[0-9a-f]{16}", lines[5])
     assert lines[6] == "iopl=0         nv up ei pl nz na pe nc"
     assert lines[7] == "cs=0010  ss=0018  ds=002b  es=002b  fs=0053  gs=002b             efl=00000202"
-    assert lines[8].startswith("irql=2 (DISPATCH_LEVEL)  thread=")
-    assert lines[9] == "testbus!TestBusCompleteDpc:"
+    assert lines[8] == "testbus!TestBusCompleteDpc:"
+    assert not any("irql=" in line or "host=" in line for line in lines)
     assert pended.execute("r @$irql").text == "$irql=2"
     assert pended.execute("? @$ip == testbus!TestBusCompleteDpc").text == "Evaluate expression: 1 = 00000000`00000001"
+
+
+def test_repl_status_line_carries_host_irql_and_thread(pended):
+    from wskdbg.repl import status_text
+    text = status_text(pended)
+    assert "irql=2 (DISPATCH_LEVEL)" in text and pended.current_host in text and "hand-off" in text
 
 
 def test_user_pseudo_registers_are_set_and_used_in_expressions(pended):
@@ -275,21 +315,54 @@ def test_bugcheck_0x44_shows_in_bugcheck_and_analyze_and_reboot_brings_the_machi
         r = engine.execute("g")
         info = engine.scheduler.halted
         assert info is not None and info.code == 0x44
-        assert r.text.splitlines()[0] == "*** Fatal System Error: 0x00000044"
+        # A live KD stop on a bug check (published capture, Bug Check 0x18):
+        # *** Fatal System Error: 0x00000018
+        #                        (0x0000000000000000,0xFFFFC48CF6E80090,0x0000000000000021,0xFFFFFFFFFFFFFFFF)
+        #
+        # Break instruction exception - code 80000003 (first chance)
+        #
+        # A fatal system error has occurred.
+        # Debugger entered on first try; Bugcheck callbacks have not been invoked.
+        #
+        # A fatal system error has occurred.
+        #
+        # For analysis of this file, run !analyze -v
+        # nt!DbgBreakPointWithStatus:
+        # fffff806`d2efa090 cc              int     3
+        # 1: kd> k
+        #  # Child-SP          RetAddr               Call Site
+        # 00 ffffa482`358df1e8 fffff806`d2faf3f2     nt!DbgBreakPointWithStatus
+        # 01 ffffa482`358df1f0 fffff806`d2fae91c     nt!KiBugCheckDebugBreak+0x12
+        # 02 ffffa482`358df250 fffff806`d2ef9387     nt!KeBugCheck2+0xb2c
+        # 03 ffffa482`358df9e0 fffff806`d32b2937     nt!KeBugCheckEx+0x107
+        stop = r.text.splitlines()
+        assert stop[0] == "*** Fatal System Error: 0x00000044"
+        assert stop[1] == "                       (0x%016X,0x0000000000000000,0x0000000000000000,0x0000000000000000)" % (
+            info.params[0])
+        assert stop[2:12] == ["", "Break instruction exception - code 80000003 (first chance)", "",
+                              "A fatal system error has occurred.",
+                              "Debugger entered on first try; Bugcheck callbacks have not been invoked.", "",
+                              "A fatal system error has occurred.", "", "For analysis of this file, run !analyze -v",
+                              "nt!DbgBreakPointWithStatus:"]
+        assert re.fullmatch(r"[0-9a-f]{8}`[0-9a-f]{8} cc              int     3", stop[12])
+        sites = [line.split()[-1] for line in engine.execute("k").text.splitlines()[1:6]]
+        assert sites[0] == "nt!DbgBreakPointWithStatus"
+        assert [s.split("+")[0] for s in sites[1:4]] == ["nt!KiBugCheckDebugBreak", "nt!KeBugCheck2", "nt!KeBugCheckEx"]
+        assert sites[4].startswith("nt!IofCompleteRequest+")
         assert engine.execute(".bugcheck").text.splitlines() == [
             "Bugcheck code 00000044",
             f"Arguments {addr64(info.params[0])} 00000000`00000000 00000000`00000000 00000000`00000000"]
         lines = engine.execute("!analyze -v").text.splitlines()
-        assert lines[2] == "*" + "Bugcheck Analysis".center(77) + "*"
+        assert lines[2] == "*                        Bugcheck Analysis                                    *"
         assert lines[6] == "MULTIPLE_IRP_COMPLETE_REQUESTS (44)"
         assert f"Arg1: {info.params[0]:016x}, Address of the IRP" in lines
-        for key in ("FAULTING_IP: ", "DEFAULT_BUCKET_ID:  DRIVER_FAULT", "BUGCHECK_STR:  0x44", "PROCESS_NAME:  System",
-                    "STACK_TEXT:  ", "MODULE_NAME: testdrv", "IMAGE_NAME:  testdrv.sys",
-                    "STACK_COMMAND:  .thread ; .cxr ; kb", "BUCKET_ID:  0x44_testdrv!TestCompleteTwice",
+        for key in ("BUGCHECK_CODE:  44", f"BUGCHECK_P1: {info.params[0]:x}", "BUGCHECK_P2: 0",
+                    "PROCESS_NAME:  System", "STACK_TEXT:  ", "MODULE_NAME: testdrv", "IMAGE_NAME:  testdrv.sys",
+                    "STACK_COMMAND:  .cxr; .ecxr ; kb", "FAILURE_BUCKET_ID:  0x44_testdrv!TestCompleteTwice",
                     "Followup:     MachineOwner"):
             assert key in lines, key
         stack = lines[lines.index("STACK_TEXT:  ") + 1:lines.index("STACK_TEXT:  ") + 3]
-        assert stack[0].endswith(": nt!KeBugCheckEx") and " : 00000000`00000044 " in stack[0]
+        assert stack[0].split(" : ")[-1].startswith("nt!KeBugCheckEx") and " : 00000000`00000044 " in stack[0]
         assert stack[1].split()[-1].startswith("nt!IofCompleteRequest+")
         assert engine.execute(f"!irp {info.params[0]:x}").text.startswith("Irp is active with 1 stacks")
         assert engine.execute("g").text.startswith("The machine bug-checked (MULTIPLE_IRP_COMPLETE_REQUESTS (44)")
