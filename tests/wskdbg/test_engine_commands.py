@@ -252,9 +252,27 @@ def test_irql_and_dpcs(pended):
 
 def test_evaluate_and_error(pended):
     assert pended.execute("? 10 + 0n10").text == "Evaluate expression: 26 = 00000000`0000001a"
+    # MS Learn (Bug Check 0x1E): `2: kd> !error 00000000c0000005` prints
+    # `Error code: (NTSTATUS) 0xc0000005 (3221225477) - The instruction at 0x%p referenced memory at 0x%p.
+    # The memory could not be %s.`  A {Caption} stays in front of the text, one space after it:
+    # `Error code: (NTSTATUS) 0xc0000142 (3221225794) - {DLL Initialization Failed} Initialization of ...`
     assert pended.execute("!error c0000120").text == (
-        "Error code: (NTSTATUS) 0xc0000120 (3221225760) - The I/O request was canceled.  [STATUS_CANCELLED]")
+        "Error code: (NTSTATUS) 0xc0000120 (3221225760) - The I/O request was canceled.")
+    assert pended.execute("!error c000021b").text == (
+        "Error code: (NTSTATUS) 0xc000021b (3221226011) - {Data Not Accepted} The TDI client could not handle "
+        "the data received during an indication.")
+    assert pended.execute("!error 00000000c0000005").text == (
+        "Error code: (NTSTATUS) 0xc0000005 (3221225477) - The instruction at 0x%p referenced memory at 0x%p. "
+        "The memory could not be %s.")
     assert pended.execute("!error 5").text == "Error code: (Win32) 0x5 (5) - Access is denied."
+
+
+def test_error_knows_the_text_of_every_status_the_lab_returns():
+    import stack.kernel.ntstatus as nts
+    from wskdbg.render.ntstatus_text import STATUS_MESSAGES
+    missing = [name for name, value in vars(nts).items()
+               if name.startswith("STATUS_") and isinstance(value, int) and value not in STATUS_MESSAGES]
+    assert missing == []
 
 
 def test_help_lists_by_area_and_dot_help_explains(pended):
