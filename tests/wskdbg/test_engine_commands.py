@@ -28,14 +28,23 @@ def the_irp(dbg):
     return irp
 
 
+# `!irpfind` on x64 (a published capture, Windows 7 x64):
+#   Searching NonPaged pool (fffffa8018c04000 : fffffa8075c00000) for Tag 'Irp?'
+#
+#     Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process
+#   fffffa8019c22950 [fffffa801b27bb50] irpStack: ( e,20)  fffffa80198ae9a0 [ \Driver\AFD] 0xfffffa801aa034a0
+#   fffffa8018df9ee0 [0000000000000000] Irp is complete (CurrentLocation 2 > StackCount 1)
 def test_irpfind_names_the_pended_irp_and_the_driver_holding_it(pended):
     irp = the_irp(pended)
     r = pended.execute("!irpfind")
     region = pended.kernel.nonpaged_region
+    device = irp.stack[0].device_object.address
     assert r.text.splitlines() == [
-        f"Searching NonPaged pool ({region.base:016x} : {region.base + region.size:016x}) for Tag: Irp",
+        f"Searching NonPaged pool ({region.base:016x} : {region.base + region.size:016x}) for Tag 'Irp?'",
         "",
-        f"{irp.address:016x} [Thread] 00000000 current stack belongs to  \\Driver\\testbus",
+        "  Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process",
+        f"{irp.address:016x} [0000000000000000] irpStack: ( f, 0)  {device:016x} [ \\Driver\\testbus] "
+        "0x0000000000000000",
     ]
 
 

@@ -92,7 +92,10 @@ def cmd_irp(dbg: "Engine", inv: Invocation) -> CommandResult:
 @command("!irpfind", area="io", syntax="!irpfind [-v] [PoolType [Restart [Criteria Data]]]",
          summary="Find the IRPs in pool",
          help="""
-Lists the live IRPs of the current host: `<irp> [Thread] <thread> current stack belongs to  \\Driver\\X`.
+Lists the live IRPs of the current host in the x64 table
+`  Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process`:
+the current stack location's major/minor codes, device and driver, and MdlAddress->Process when
+the IRP has an MDL; `Irp is complete (CurrentLocation N > StackCount M)` when no location is current.
 PoolType 0 = nonpaged (default; IRPs live there), 1 = paged.  Criteria: arg, device,
 fileobject, mdlprocess, thread, userevent, each followed by the value to match.""")
 def cmd_irpfind(dbg: "Engine", inv: Invocation) -> CommandResult:
@@ -129,13 +132,15 @@ def cmd_irpfind(dbg: "Engine", inv: Invocation) -> CommandResult:
         view = decode_irp(read, irp.address, driver_of, symbolize)
         if view is None or not _irp_matches(view, criteria, value):
             continue
+        mdl_process = None
+        if view.mdl:
+            raw = read(view.mdl + 0x10, 8)  # _MDL.Process
+            mdl_process = int.from_bytes(raw, "little") if raw is not None else 0
+        lines.append(irpfind_row(view, mdl_process))
         current = next((loc for loc in view.locations if loc.current), None)
-        if current is not None and current.driver:
-            owner = current.driver
-        else:
-            owner = f"(none: {'completed' if irp.completed else 'not dispatched'}, owned by {irp.owner or '?'})"
-        lines.append(irpfind_row(irp.address, view.thread, owner))
-        rows.append({"irp": irp.address, "thread": view.thread, "owner": owner})
+        rows.append({"irp": irp.address, "thread": view.thread, "owner": current.driver if current else None,
+                     "major": current.major if current else None, "minor": current.minor if current else None,
+                     "device": current.device if current else None, "complete": current is None})
         dbg.note_address(addr64_nobt(irp.address))
         if verbose:
             lines.extend("    " + line for line in irp_lines(view))

@@ -182,9 +182,32 @@ def irp_lines(view: IrpView, detail: bool = False) -> list[str]:
     return lines
 
 
+# `!irpfind` on x64, as a published capture prints it (Windows 7 x64)::
+#
+#   Searching NonPaged pool (fffffa8018c04000 : fffffa8075c00000) for Tag 'Irp?'
+#
+#     Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process
+#   fffffa8018d46d00 [fffffa801a9fa060] irpStack: ( 3, 0)  fffffa8019c02960 [ \Driver\kbdclass]
+#   fffffa8019c22950 [fffffa801b27bb50] irpStack: ( e,20)  fffffa80198ae9a0 [ \Driver\AFD] 0xfffffa801aa034a0
+#   fffffa8018df9ee0 [0000000000000000] Irp is complete (CurrentLocation 2 > StackCount 1)
+#
+# The trailing value is MdlAddress->Process, printed when the IRP has an MDL.
+IRPFIND_COLUMNS = "  Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process"
+
+
 def irpfind_header(pool: str, start: int, end: int) -> list[str]:
-    return [f"Searching {pool} pool ({addr64_nobt(start)} : {addr64_nobt(end)}) for Tag: Irp", ""]
+    return [f"Searching {pool} pool ({addr64_nobt(start)} : {addr64_nobt(end)}) for Tag 'Irp?'", "",
+            IRPFIND_COLUMNS]
 
 
-def irpfind_row(irp: int, thread: int, owner: str) -> str:
-    return f"{addr64_nobt(irp)} [Thread] {_ptr(thread)} current stack belongs to  {owner}"
+def irpfind_row(view: IrpView, mdl_process: int | None) -> str:
+    """One IRP: its current stack location's (Mj,Mn), device and driver, or `Irp is complete`
+    when CurrentLocation is past the last location (completed, or never sent)."""
+    head = f"{view.address:016x} [{view.thread:016x}]"
+    tail = f" 0x{mdl_process:016x}" if mdl_process is not None else ""
+    current = next((loc for loc in view.locations if loc.current), None)
+    if current is None:
+        return (f"{head} Irp is complete (CurrentLocation {view.current_location} > StackCount "
+                f"{view.stack_count}){tail}")
+    return (f"{head} irpStack: ({current.major:2x},{current.minor:2x})  {current.device:016x} "
+            f"[ {current.driver}]{tail}")
