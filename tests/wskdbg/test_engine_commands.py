@@ -230,8 +230,44 @@ def test_pool_marks_the_block_and_poolused_counts_by_tag(pended):
     assert lines[0] == f"Pool page {irp.address:016x} region is Nonpaged pool"
     assert any(line.startswith(f"*{irp.address - 0x10:016x} size:  170") and line.endswith("*Irp ") for line in lines)
     assert lines[-1] == "\t\tPooltag Irp  : Io, IRP packets"
-    rows = {line.split()[0]: line.split() for line in pended.execute("!poolused").text.splitlines()[5:]}
-    assert rows["Irp"][1:3] == ["1", "368"]
+
+# MS Learn, "!poolused" (Remarks):
+#   0: kd> !poolused
+#      Sorting by  Tag
+#
+#     Pool Used:
+#               NonPaged            Paged
+#    Tag    Allocs     Used    Allocs     Used
+#    1394        1      520         0        0UNKNOWN pooltag '1394', please update pooltag.txt
+#    AGP         1      344         2      384UNKNOWN pooltag 'AGP ', please update pooltag.txt
+def test_poolused_prints_the_documented_table(pended):
+    lines = pended.execute("!poolused").text.splitlines()
+    assert lines[:5] == ["   Sorting by  Tag", "", "  Pool Used:", "            NonPaged            Paged",
+                         " Tag    Allocs     Used    Allocs     Used"]
+    rows = {line[1:5]: line for line in lines[5:]}
+    assert rows["Irp "] == " Irp         1      368         0        0Io, IRP packets"
+    assert all(line[:5] < nxt[:5] for line, nxt in zip(lines[5:], lines[6:]))  # sorted by tag
+    unknown = [line for line in lines[5:] if "UNKNOWN" in line]
+    assert unknown and all(line.endswith(f"UNKNOWN pooltag '{line[1:5]}', please update pooltag.txt")
+                           for line in unknown)
+
+
+def test_poolused_flags_sort_verbose_and_case_sensitive_tags(pended):
+    lines = pended.execute("!poolused 2").text.splitlines()
+    assert lines[0] == "   Sorting by  NonPaged Pool Consumed"
+    used = [int(line[15:23]) for line in lines[5:]]
+    assert used == sorted(used, reverse=True)
+    assert pended.execute("!poolused 4").text.splitlines()[0] == "   Sorting by  Paged Pool Consumed"
+    verbose = pended.execute("!poolused 1 Irp?").text.splitlines()
+    assert verbose[3:5] == ["            NonPaged                    Paged",
+                            " Tag    Allocs    Frees     Diff     Used   Allocs    Frees     Diff     Used"]
+    (row,) = verbose[5:]
+    allocs, frees, diff, used = (int(x) for x in row[5:41].split())
+    assert row.startswith(" Irp ") and allocs - frees == diff == 1 and used == 368
+    assert pended.execute("!poolused 0 irp?").text.splitlines()[5:] == []  # tags are case-sensitive
+    assert "cannot be used together" in pended.execute("!poolused 6").text
+    assert "session pool" in pended.execute("!poolused 8").text
+    assert "four characters" in pended.execute("!poolused 0 Ir").text
 
 
 def test_pte_and_pfn_describe_the_page(pended):

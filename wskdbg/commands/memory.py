@@ -16,7 +16,7 @@ from wskdbg.expr import ExprError, parse_address_range
 from wskdbg.render.dt import DtOptions, layout_lines, value_lines
 from wskdbg.render.dump import DumpError, default_length, unit_size
 from wskdbg.render.fmt import addr64, addr64_nobt
-from wskdbg.render.memory import big_pool_lines, pfn_lines, pool_lines, poolused_lines, pte_lines
+from wskdbg.render.memory import PoolUsedRow, big_pool_lines, pfn_lines, pool_lines, poolused_lines, pte_lines
 
 if TYPE_CHECKING:
     from wskdbg.engine import Engine
@@ -191,33 +191,48 @@ def cmd_pool(dbg: "Engine", inv: Invocation) -> CommandResult:
                  for b in blocks]})
 
 
-@command("!poolused", area="memory", syntax="!poolused [Flags [TagPattern]]",
-         summary="Pool usage by tag", help="Outstanding allocations and bytes per tag, nonpaged and paged; "
-                                           "TagPattern filters (wildcards, e.g. Ir*).")
+@command("!poolused", area="memory", syntax="!poolused [Flags [TagString]]",
+         summary="Pool usage by tag",
+         help="""
+Outstanding allocations and bytes per tag, nonpaged and paged, under the `Pool Used:` header.
+Flags (hex, combinable): 1 verbose (Allocs, Frees, Diff and Used per pool), 2 sort by nonpaged
+bytes, 4 sort by paged bytes (2 and 4 cannot be used together); 8 (session pool) is not
+supported: the lab has no sessions.  TagString is case-sensitive, four characters unless it has
+a `*`; `?` matches one character (`!poolused 2 Irp?`, `!poolused 0 wsk*`).""")
 def cmd_poolused(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     if len(words) > 2:
         raise inv.syntax_error(words[2][1])
-    if words:
-        dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    flags = dbg.evaluate(words[0][0], inv.args_offset + words[0][1]) if words else 0
+    if flags & 6 == 6:
+        raise inv.error("flags 2 (sort by nonpaged) and 4 (sort by paged) cannot be used together", words[0][1])
+    if flags & 8:
+        raise inv.error("flag 8 (session pool) is not supported: the lab has no session pool", words[0][1])
+    if flags & ~0xF:
+        raise inv.error(f"unknown flags {flags & ~0xF:#x} (1 verbose, 2 nonpaged sort, 4 paged sort)", words[0][1])
     pattern = words[1][0] if len(words) == 2 else None
+    if pattern is not None and "*" not in pattern and len(pattern) != 4:
+        raise inv.error("TagString must be exactly four characters unless it uses *", words[1][1])
     per_tag: dict[str, list[int]] = {}
     for (tag, paged), usage in dbg.kernel.pool.usage.items():
-        name = tag_to_str(tag)
-        row = per_tag.setdefault(name, [0, 0, 0, 0])
-        outstanding = usage.allocs - usage.frees
-        if paged:
-            row[2] += outstanding
-            row[3] += usage.bytes_in_use
-        else:
-            row[0] += outstanding
-            row[1] += usage.bytes_in_use
-    rows = [(tag, *vals) for tag, vals in sorted(per_tag.items())
-            if any(vals) and (pattern is None or fnmatch.fnmatchcase(tag.lower(), pattern.lower().ljust(4)[:4])
-                              or fnmatch.fnmatchcase(tag.strip().lower(), pattern.lower()))]
-    return CommandResult("\n".join(poolused_lines(rows)), {"tags": [
-        {"tag": t, "nonpaged_allocs": a, "nonpaged_bytes": b, "paged_allocs": c, "paged_bytes": d}
-        for t, a, b, c, d in rows]})
+        row = per_tag.setdefault(tag_to_str(tag), [0, 0, 0, 0, 0, 0])
+        base = 3 if paged else 0
+        row[base] += usage.allocs
+        row[base + 1] += usage.frees
+        row[base + 2] += usage.bytes_in_use
+    rows = [PoolUsedRow(tag, *vals) for tag, vals in per_tag.items()
+            if vals[0] != vals[1] or vals[3] != vals[4] or (flags & 1 and any(vals))]
+    if pattern is not None:
+        rows = [r for r in rows if fnmatch.fnmatchcase(r.tag, pattern)]
+    if flags & 2:
+        rows.sort(key=lambda r: (-r.nonpaged_used, r.tag))
+    elif flags & 4:
+        rows.sort(key=lambda r: (-r.paged_used, r.tag))
+    else:
+        rows.sort(key=lambda r: r.tag)
+    return CommandResult("\n".join(poolused_lines(rows, flags)), {"tags": [
+        {"tag": r.tag, "nonpaged_allocs": r.nonpaged_allocs - r.nonpaged_frees, "nonpaged_bytes": r.nonpaged_used,
+         "paged_allocs": r.paged_allocs - r.paged_frees, "paged_bytes": r.paged_used} for r in rows]})
 
 
 # --- page tables ---------------------------------------------------------------------------------

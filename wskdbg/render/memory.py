@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from wskdbg.render.fmt import addr64_nobt
@@ -17,8 +18,6 @@ POOL_TAG_DESCRIPTIONS = {
     "File": "Io, file objects",
     "NBL ": "ndis, NET_BUFFER_LIST pool",
     "NB  ": "ndis, NET_BUFFER pool",
-    "WskS": "wskprov, WSK socket contexts",
-    "Echo": "echosrv, WSK echo sample",
 }
 
 PTE_LETTERS = (  # bit, set, clear — in the order `!pte` prints them
@@ -28,7 +27,7 @@ PTE_LETTERS = (  # bit, set, clear — in the order `!pte` prints them
 
 
 def tag_description(tag: str) -> str:
-    return POOL_TAG_DESCRIPTIONS.get(tag, "unknown pool tag")
+    return pool_tag_text(tag)
 
 
 def pool_lines(address: int, region: str, blocks: list[Any], target: Any) -> list[str]:
@@ -55,15 +54,56 @@ def big_pool_lines(address: int, block: Any) -> list[str]:
             f"\t\tPooltag {block.tag_str} : {tag_description(block.tag_str)}"]
 
 
-def poolused_lines(rows: list[tuple[str, int, int, int, int]]) -> list[str]:
-    """`!poolused`: (tag, nonpaged allocs, nonpaged bytes, paged allocs, paged bytes) per tag."""
-    lines = ["   Sorting by Tag", "",
-             "               NonPaged                  Paged",
-             " Tag     Allocs         Used     Allocs         Used", ""]
-    for tag, na, nu, pa, pu in rows:
-        lines.append(f" {tag:<4} {na:>10} {nu:>12} {pa:>10} {pu:>12}\t{tag_description(tag)}")
-    if not rows:
-        lines.append(" (no tags match)")
+# `!poolused` as MS Learn documents it ("!poolused", Remarks)::
+#
+#   0: kd> !poolused
+#      Sorting by  Tag
+#
+#     Pool Used:
+#               NonPaged            Paged
+#    Tag    Allocs     Used    Allocs     Used
+#    1394        1      520         0        0UNKNOWN pooltag '1394', please update pooltag.txt
+#    8042        4     3944         0        0PS/2 kb and mouse , Binary: i8042prt.sys
+#
+# (the `%s` for a session pool leaves two spaces in "Sorting by  Tag").  Flag 1 adds Frees and
+# Diff per pool; flag 2 / 4 sort by nonpaged / paged bytes, largest first.
+POOLUSED_SORT_TITLES = {0: "   Sorting by  Tag", 2: "   Sorting by  NonPaged Pool Consumed",
+                        4: "   Sorting by  Paged Pool Consumed"}
+
+
+@dataclass(frozen=True, slots=True)
+class PoolUsedRow:
+    tag: str  # four characters, as in the POOL_HEADER (padded with spaces)
+    nonpaged_allocs: int
+    nonpaged_frees: int
+    nonpaged_used: int
+    paged_allocs: int
+    paged_frees: int
+    paged_used: int
+
+
+def pool_tag_text(tag: str) -> str:
+    """What pooltag.txt says about a tag, or the debugger's UNKNOWN wording."""
+    known = POOL_TAG_DESCRIPTIONS.get(tag)
+    return known if known else f"UNKNOWN pooltag '{tag}', please update pooltag.txt"
+
+
+def poolused_lines(rows: list[PoolUsedRow], flags: int) -> list[str]:
+    """`!poolused [Flags]`; rows are already filtered and sorted."""
+    lines = [POOLUSED_SORT_TITLES[flags & 6], "", "  Pool Used:"]
+    if flags & 1:
+        lines += ["            NonPaged                    Paged",
+                  " Tag    Allocs    Frees     Diff     Used   Allocs    Frees     Diff     Used"]
+        for r in rows:
+            lines.append(f" {r.tag:<4} {r.nonpaged_allocs:>8} {r.nonpaged_frees:>8} "
+                         f"{r.nonpaged_allocs - r.nonpaged_frees:>8} {r.nonpaged_used:>8} {r.paged_allocs:>8} "
+                         f"{r.paged_frees:>8} {r.paged_allocs - r.paged_frees:>8} {r.paged_used:>8}"
+                         f"{pool_tag_text(r.tag)}")
+    else:
+        lines += ["            NonPaged            Paged", " Tag    Allocs     Used    Allocs     Used"]
+        for r in rows:
+            lines.append(f" {r.tag:<4} {r.nonpaged_allocs - r.nonpaged_frees:>8} {r.nonpaged_used:>8} "
+                         f"{r.paged_allocs - r.paged_frees:>9} {r.paged_used:>8}{pool_tag_text(r.tag)}")
     return lines
 
 
