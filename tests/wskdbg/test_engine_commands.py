@@ -270,6 +270,38 @@ def test_poolused_flags_sort_verbose_and_case_sensitive_tags(pended):
     assert "four characters" in pended.execute("!poolused 0 Ir").text
 
 
+# `!pte` on Windows 10 x64 with a randomised self-map (a published capture):
+#                                            VA fffff78000000000
+# PXE at FFFFA8D46A351F78    PPE at FFFFA8D46A3EF000    PDE at FFFFA8D47DE00000    PTE at FFFFA8FBC0000000
+# contains 000000000F202063  contains 000000000F203063  contains 000000000F204063  contains 800000000F22C963
+# pfn f202      ---DA--KWEV  pfn f203      ---DA--KWEV  pfn f204      ---DA--KWEV  pfn f22c      -G-DA--KW-V
+def test_pte_prints_the_four_level_walk_and_dq_reads_the_same_entries(pended):
+    irp = the_irp(pended)
+    mem = pended.kernel.mem
+    r = pended.execute(f"!pte {irp.address:x}")
+    lines = r.text.splitlines()
+    assert lines[0] == " " * 43 + f"VA {irp.address:016x}"
+    assert re.fullmatch(r"PXE at ([0-9A-F]{16})    PPE at ([0-9A-F]{16})    PDE at ([0-9A-F]{16})    "
+                        r"PTE at ([0-9A-F]{16})", lines[1])
+    assert re.fullmatch(r"(contains [0-9A-F]{16}  ){3}contains [0-9A-F]{16}", lines[2])
+    assert re.fullmatch(r"(pfn [0-9a-f ]{10}---DA--KWEV  ){3}pfn [0-9a-f ]{10}-G-DA--KW-V", lines[3])
+    # the self-map base comes from the PML4 index chosen at boot, not the pre-1607 FFFFF680`00000000
+    assert r.data["addresses"][3] == mem.pte_base + ((irp.address & 0xFFFFFFFFFFFF) >> 12) * 8
+    assert mem.pte_base >> 39 & 0x1FF == mem.self_map_index and mem.pte_base != 0xFFFFF68000000000
+    for address, entry in zip(r.data["addresses"], r.data["entries"]):
+        assert pended.execute(f"dq {address:x} L1").text == f"{addr64(address)}  {addr64(entry)}"
+    # a PTE address is taken as a PTE: the walk of the page it maps
+    by_pte = pended.execute(f"!pte {r.data['addresses'][3]:x}").text.splitlines()
+    assert by_pte[0] == " " * 43 + f"VA {irp.address & ~0xFFF:016x}" and by_pte[1:] == lines[1:]
+
+
+def test_self_map_index_is_randomised_per_boot_from_the_seed():
+    from stack.kernel.kernel import _self_map_index
+    indexes = {_self_map_index(seed, "winsrv") for seed in range(1, 40)}
+    assert len(indexes) > 10 and all(0x100 <= i < 0x1F0 for i in indexes)
+    assert _self_map_index(7, "winsrv") == _self_map_index(7, "winsrv")
+
+
 def test_pte_and_pfn_describe_the_page(pended):
     irp = the_irp(pended)
     r = pended.execute(f"!pte {irp.address:x}")

@@ -237,27 +237,41 @@ def cmd_poolused(dbg: "Engine", inv: Invocation) -> CommandResult:
 
 # --- page tables ---------------------------------------------------------------------------------
 
-def _synthetic_pde(k, va: int) -> int:
-    """The emulator keeps flat page tables; a PDE is shown with a stable page-table PFN."""
-    pfn = k.phys.base_pfn - 0x200 + ((va >> 21) & 0x1FF)
-    return (pfn << 12) | 0x63
-
-
-@command("!pte", area="memory", syntax="!pte VirtualAddress", summary="Show the page-table entries of an address",
-         help="PDE and PTE addresses (x64 self-map), their contents and the flag letters "
-              "(C G L D A N T U/K W/R E V; - when clear).")
+@command("!pte", area="memory", syntax="!pte VirtualAddress | !pte PTE",
+         summary="Show the four-level page-table walk of an address",
+         help="""
+The x64 walk: `VA ...`, then PXE, PPE, PDE and PTE columns with the address of each entry (in
+the self-map, whose PML4 index is randomised per boot as on Windows 10 1607+), its contents and
+its PFN and flag letters (C G L D A N T U/K W/R E V; - when clear).  An address inside the
+self-map is taken as the address of a PTE, and the walk of the address it maps is shown.
+`dq` of any of the entry addresses reads the same values.  (The paging-structure pages are
+numbered above the lab's RAM: the emulator derives them from its page table.)""")
 def cmd_pte(dbg: "Engine", inv: Invocation) -> CommandResult:
-    if not inv.args:
+    words = tokenize(inv.args)
+    if not words:
         raise inv.error("an address is required", 0)
-    va = dbg.evaluate(inv.args, inv.args_offset)
-    k = dbg.kernel
-    mem = k.mem
-    pte = mem.pte(va)
-    pde = _synthetic_pde(k, va)
-    lines = pte_lines(va, mem.pde_address(va), mem.pte_address(va), pde, pte)
+    if len(words) > 1:
+        raise inv.error("only the one-argument forms are supported (!pte VirtualAddress, !pte PTE)", words[1][1])
+    va = dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    mem = dbg.kernel.mem
+    if mem.in_self_map(va) and not mem.in_self_map(va_of_pte(mem, va)):
+        va = va_of_pte(mem, va)
+    addresses = [mem.pxe_address(va), mem.ppe_address(va), mem.pde_address(va), mem.pte_address(va)]
+    entries = [mem.table_entry(level, va) for level in (3, 2, 1, 0)]
+    lines = pte_lines(va, addresses, entries)
+    pte = entries[3]
+    valid = all(e & 1 for e in entries)
     pfn = (pte & PFN_MASK) >> 12
-    return CommandResult("\n".join(lines), {"va": va, "pte": pte, "pte_address": mem.pte_address(va),
-                                             "pfn": pfn if pte & 1 else None, "valid": bool(pte & 1)})
+    return CommandResult("\n".join(lines), {"va": va, "pte": pte, "pte_address": addresses[3],
+                                             "entries": entries, "addresses": addresses,
+                                             "pfn": pfn if valid else None, "valid": valid})
+
+
+def va_of_pte(mem, pte_address: int) -> int:
+    """The virtual address a PTE (given by its self-map address) maps."""
+    n = ((pte_address & ((1 << 48) - 1)) - (mem.pte_base & ((1 << 48) - 1))) >> 3
+    va = n << 12
+    return va | 0xFFFF000000000000 if va >> 47 else va
 
 
 @command("!pfn", area="memory", syntax="!pfn PageFrameNumber", summary="Show a PFN database entry",
@@ -273,7 +287,8 @@ def cmd_pfn(dbg: "Engine", inv: Invocation) -> CommandResult:
                         f"{k.phys.base_pfn + k.phys.page_count - 1:x})", 0)
     entry = k.phys.entry(pfn)
     database_va = 0xFFFFFA8000000000 + pfn * 0x30
-    lines = pfn_lines(pfn, entry, database_va, k.phys.base_pfn - 0x200 + (pfn & 0x1FF))
+    containing = (k.mem.table_entry(1, va_of_pte(k.mem, entry.pte_address)) & PFN_MASK) >> 12 if entry.pte_address else 0
+    lines = pfn_lines(pfn, entry, database_va, containing)
     return CommandResult("\n".join(lines), {"pfn": pfn, "state": entry.state, "share_count": entry.share_count,
                                              "reference_count": entry.reference_count,
                                              "lock_count": entry.lock_count, "pte_address": entry.pte_address})

@@ -115,16 +115,32 @@ def pte_flags(pte: int) -> str:
     return letters + executable + "V"
 
 
-def pte_lines(va: int, pde_addr: int, pte_addr: int, pde: int, pte: int) -> list[str]:
-    pde_pfn = (pde >> 12) & 0xFFFFFFFFFF
-    pte_pfn = (pte >> 12) & 0xFFFFFFFFFF
-    return [
-        f"{'':36}VA {addr64_nobt(va)}",
-        f"PDE at {pde_addr:016X}            PTE at {pte_addr:016X}",
-        f"contains {pde:016X}  contains {pte:016X}",
-        f"pfn {pde_pfn:<10x}{pte_flags(pde):<13} pfn {pte_pfn:<10x}{pte_flags(pte)}"
-        if pte & 1 else f"pfn {pde_pfn:<10x}{pte_flags(pde):<13} not valid",
-    ]
+# The x64 `!pte` walk, from a published capture (Windows 10, randomised self-map)::
+#
+#                                              VA fffff78000000000
+#   PXE at FFFFA8D46A351F78    PPE at FFFFA8D46A3EF000    PDE at FFFFA8D47DE00000    PTE at FFFFA8FBC0000000
+#   contains 000000000F202063  contains 000000000F203063  contains 000000000F204063  contains 800000000F22C963
+#   pfn f202      ---DA--KWEV  pfn f203      ---DA--KWEV  pfn f204      ---DA--KWEV  pfn f22c      -G-DA--KW-V
+#
+# Each level is a 27-character column; the walk stops at the first entry that is not valid.
+PTE_LEVEL_NAMES = ("PXE", "PPE", "PDE", "PTE")
+
+
+def pte_lines(va: int, addresses: list[int], entries: list[int]) -> list[str]:
+    """`addresses` and `entries` run PXE, PPE, PDE, PTE."""
+    at = [f"{name} at {a:016X}" for name, a in zip(PTE_LEVEL_NAMES, addresses)]
+    contains: list[str] = []
+    pfns: list[str] = []
+    for e in entries:
+        contains.append(f"contains {e:016X}")
+        if not e & 1:
+            pfns.append("not valid")
+            break
+        pfns.append(f"pfn {(e & 0xFFFFFFFFFF000) >> 12:<10x}{pte_flags(e)}")
+    return [f"{'':43}VA {va & 0xFFFFFFFFFFFFFFFF:016x}",
+            "".join(f"{c:<27}" for c in at).rstrip(),
+            "".join(f"{c:<27}" for c in contains).rstrip(),
+            "".join(f"{c:<27}" for c in pfns).rstrip()]
 
 
 def pfn_lines(pfn: int, entry: Any, database_va: int, containing: int) -> list[str]:
