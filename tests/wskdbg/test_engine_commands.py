@@ -211,6 +211,20 @@ def test_lm_lists_modules_and_lm_m_filters(pended):
     assert pended.execute("lm 1m").text.splitlines() == ["nt", "hal", "testbus", "testdrv"]
 
 
+# `lm` on a Windows 10 target (a published capture):
+# start             end                 module name
+# fffff801`0da00000 fffff801`0ea46000   nt         (pdb symbols)          C:\ProgramData\Dbg\sym\ntkrnlmp.pdb\992A...\ntkrnlmp.pdb
+# fffff801`0d390000 fffff801`0d3a1000   WppRecorder   (deferred)
+def test_lm_shows_the_kernel_as_nt_with_ntkrnlmp_public_symbols(pended):
+    nt = pended.kernel.module("nt")
+    assert pended.execute("lm m nt").text.splitlines()[1] == (
+        f"{addr64(nt.base)} {addr64(nt.base + nt.size)}   nt         (pdb symbols)          ntkrnlmp.pdb")
+    lines = pended.execute("lmv m nt").text.splitlines()
+    assert "    Loaded symbol image file: ntkrnlmp.exe" in lines and "    Image name: ntkrnlmp.exe" in lines
+    from wskdbg.commands.inspection import lm_row
+    assert lm_row("WppRecorder", 0x10, 0x20, "WppRecorder.sys").split("   ")[1] == "WppRecorder"
+
+
 def test_drvobj_and_devobj(pended):
     irp = the_irp(pended)
     lower = irp.stack[0].device_object

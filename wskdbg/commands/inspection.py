@@ -142,6 +142,31 @@ def _timestamp_text(ts: int) -> str:
     return f"{time.strftime('%a %b', t)} {t.tm_mday:>2} {time.strftime('%H:%M:%S %Y', t)} ({ts:08X})"
 
 
+# Modules Microsoft ships: their symbols are public ("pdb symbols"); the lab's own drivers are
+# built with their private PDBs.  The kernel's PDB (and loaded symbol image) is the
+# multiprocessor kernel's, ntkrnlmp, whatever file name the loader gave it.
+PUBLIC_SYMBOL_MODULES = frozenset({"nt", "hal", "ndis", "tcpip", "afd", "netio", "tdx", "tdi", "http", "kdcom"})
+SYMBOL_IMAGES = {"nt": "ntkrnlmp.exe"}
+
+
+def symbol_image_of(name: str, image: str) -> str:
+    return SYMBOL_IMAGES.get(name, image)
+
+
+def lm_row(name: str, start: int, end: int, image: str) -> str:
+    """One `lm` row, as the debugger aligns it (a published capture)::
+
+        fffff801`0da00000 fffff801`0ea46000   nt         (pdb symbols)          C:\\ProgramData\\Dbg\\sym\\ntkrnlmp.pdb\\...
+        fffff801`0d390000 fffff801`0d3a1000   WppRecorder   (deferred)
+
+    The lab has no symbol store, so the PDB is named without a cache path.
+    """
+    kind = "(pdb symbols)" if name in PUBLIC_SYMBOL_MODULES else "(private pdb symbols)"
+    pdb = symbol_image_of(name, image).rsplit(".", 1)[0] + ".pdb"
+    column = f"{name:<10} " if len(name) <= 10 else f"{name}   "
+    return f"{addr64(start)} {addr64(end)}   {column}{kind:<23}{pdb}"
+
+
 @command("lm", area="inspection", syntax="lm [v] [1m] [m Pattern]", pattern=r"lm[a-zA-Z0-9]*",
          summary="List loaded modules",
          help="""
@@ -177,12 +202,13 @@ def cmd_lm(dbg: "Engine", inv: Invocation) -> CommandResult:
         return CommandResult("\n".join(m.name for m in mods), data)
     lines = ["start             end                 module name"]
     for m in mods:
-        pdb = m.image.rsplit(".", 1)[0] + ".pdb"
-        lines.append(f"{addr64(m.base)} {addr64(m.base + m.size)}   {m.name:<10} (private pdb symbols)  {pdb}")
+        lines.append(lm_row(m.name, m.base, m.base + m.size, m.image))
         if "v" in flags:
-            lines += [f"    Loaded symbol image file: {m.image}",
-                      f"    Image path: \\SystemRoot\\system32\\drivers\\{m.image}",
-                      f"    Image name: {m.image}",
+            symbol_image = symbol_image_of(m.name, m.image)
+            path = m.image if m.name == "nt" else f"\\SystemRoot\\system32\\drivers\\{m.image}"
+            lines += [f"    Loaded symbol image file: {symbol_image}",
+                      f"    Image path: {path}",
+                      f"    Image name: {symbol_image}",
                       f"    Timestamp:        {_timestamp_text(m.timestamp)}",
                       f"    CheckSum:         {(m.timestamp ^ m.size) & 0xFFFFFFFF:08X}",
                       f"    ImageSize:        {m.size:08X}",
