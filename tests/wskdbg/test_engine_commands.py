@@ -229,13 +229,44 @@ def test_drvobj_and_devobj(pended):
     irp = the_irp(pended)
     lower = irp.stack[0].device_object
     drv = lower.driver_object
+    # `!drvobj \Driver\Nidhogg` (a published capture): the list of device objects, each followed by
+    # two spaces.
     assert pended.execute("!drvobj testbus").text.splitlines() == [
         f"Driver object ({drv.address:016x}) is for:", " \\Driver\\testbus", "", "Driver Extension List: (id , addr)",
-        "", "Device Object list:", f"{lower.address:016x}"]
+        "", "Device Object list:", f"{lower.address:016x}  "]
     lines = pended.execute("!devobj TestBus0").text.splitlines()
     assert lines[0] == f"Device object ({lower.address:016x}) is for:"
     assert lines[1] == f" TestBus0 \\Driver\\testbus DriverObject {drv.address:016x}"
     assert f"AttachedDevice (Upper) {irp.stack[1].device_object.address:016x} \\Driver\\testdrv" in lines
+
+
+# `!drvobj \Driver\Nidhogg 2` (a published capture, Windows 10 x64):
+# Driver object (ffffe089821e4b90) is for:
+#  \Driver\Nidhogg
+#
+# DriverEntry:   fffff8012fac5000	Nidhogg!GsDriverEntry
+# DriverStartIo: 00000000	
+# DriverUnload:  fffff8012fac1590	Nidhogg!NidhoggUnload
+# AddDevice:     00000000	
+#
+# Dispatch routines:
+# [00] IRP_MJ_CREATE                      fffff8012fac1300	Nidhogg!NidhoggCreateClose
+# [01] IRP_MJ_CREATE_NAMED_PIPE           fffff8012ab0be00	nt!IopInvalidDeviceRequest
+def test_drvobj_2_shows_gsdriverentry_and_the_dispatch_table(pended):
+    k = pended.kernel
+    drv = the_irp(pended).stack[0].device_object.driver_object
+    lines = pended.execute("!drvobj testbus 2").text.splitlines()
+    assert lines[:3] == [f"Driver object ({drv.address:016x}) is for:", " \\Driver\\testbus", ""]
+    assert lines[3] == f"DriverEntry:   {k.symbol_address('testbus!GsDriverEntry'):016x}\ttestbus!GsDriverEntry"
+    assert lines[4] == "DriverStartIo: 00000000\t" and lines[6] == "AddDevice:     00000000\t"
+    assert lines[7:9] == ["", "Dispatch routines:"]
+    invalid = k.symbol_address("nt!IopInvalidDeviceRequest")
+    assert lines[10] == f"[01] IRP_MJ_CREATE_NAMED_PIPE           {invalid:016x}\tnt!IopInvalidDeviceRequest"
+    assert "Device Object list:" not in lines
+    both = pended.execute("!drvobj testbus 7").text.splitlines()
+    assert "Device Object list:" in both and "Dispatch routines:" in both and any(
+        line.startswith("Device object (") for line in both)
+    assert "unsupported flag bits 0x98" in pended.execute("!drvobj testbus 99").text
 
 
 def test_pool_marks_the_block_and_poolused_counts_by_tag(pended):
@@ -244,6 +275,20 @@ def test_pool_marks_the_block_and_poolused_counts_by_tag(pended):
     assert lines[0] == f"Pool page {irp.address:016x} region is Nonpaged pool"
     assert any(line.startswith(f"*{irp.address - 0x10:016x} size:  170") and line.endswith("*Irp ") for line in lines)
     assert lines[-1] == "\t\tPooltag Irp  : Io, IRP packets"
+
+
+# MS Learn, "!pool": `kd> !pool e1001050` lists the page's blocks with the one holding the address
+# starred (`*e1001050 size:   10 previous size:   10  (Allocated) *ObDi`); flag 1 adds each block's
+# contents, flag 2 keeps only the starred block, 0x80000000 drops the tag description.
+def test_pool_honours_its_flags(pended):
+    irp = the_irp(pended)
+    only = pended.execute(f"!pool {irp.address:x} 2").text.splitlines()
+    assert len(only) == 3 and only[1].startswith(f"*{irp.address - 0x10:016x} size:  170")
+    assert pended.execute(f"!pool {irp.address:x} 80000002").text.splitlines() == only[:2]
+    dumped = pended.execute(f"!pool {irp.address:x} 3").text.splitlines()
+    first = dumped[2]
+    assert first.startswith(f"    {irp.address:016x}  ") and first.split()[1] == f"{0x01700006:08x}"  # Type, Size
+    assert "unsupported flag bits 0x4" in pended.execute(f"!pool {irp.address:x} 4").text
 
 # MS Learn, "!poolused" (Remarks):
 #   0: kd> !poolused

@@ -162,14 +162,27 @@ def _field_exists(layout, word: str) -> bool:
 
 # --- pools ---------------------------------------------------------------------------------------
 
-@command("!pool", area="memory", syntax="!pool Address", summary="Show the pool block holding an address",
-         help="Lists the blocks of the small-pool page around Address (the one holding it marked *) with sizes "
-              "and\ntags, or the big-pool allocation it is in.  Tags come from the POOL_HEADER in memory.")
+POOL_FLAGS = 0x80000003
+
+
+@command("!pool", area="memory", syntax="!pool Address [Flags]", summary="Show the pool block holding an address",
+         help="""
+Lists the blocks of the small-pool page around Address (the one holding it marked *) with sizes
+and tags, or the big-pool allocation it is in.  Tags come from the POOL_HEADER in memory.
+Flags (MS Learn): 1 also dumps each block's contents, 2 shows only the block holding Address,
+80000000 leaves out the tag description; other bits are refused.""")
 def cmd_pool(dbg: "Engine", inv: Invocation) -> CommandResult:
     if not inv.args:
         raise inv.error("an address is required", 0)
     words = tokenize(inv.args)
+    if len(words) > 2:
+        raise inv.syntax_error(words[2][1])
     address = dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    # Flags is a ULONG (the expression evaluator sign-extends 80000000).
+    flags = dbg.evaluate(words[1][0], inv.args_offset + words[1][1]) & 0xFFFFFFFF if len(words) == 2 else 0
+    if flags & ~POOL_FLAGS:
+        raise inv.error(f"unsupported flag bits {flags & ~POOL_FLAGS:#x} (1 contents, 2 only the block, "
+                        "80000000 no tag description)", words[1][1])
     k = dbg.kernel
     pool = k.pool
     ptype = pool.pool_type_of(address)
@@ -178,12 +191,20 @@ def cmd_pool(dbg: "Engine", inv: Invocation) -> CommandResult:
     region = "Paged pool" if is_paged(ptype) else "Nonpaged pool"
     block = pool.block_containing(address)
     if block is not None and block.big:
-        return CommandResult("\n".join(big_pool_lines(address, block)),
+        lines = big_pool_lines(address, block)
+        if flags & 0x80000000:
+            lines = lines[:-1]
+        return CommandResult("\n".join(lines),
                              {"block": block.address, "tag": block.tag_str, "big": True, "size": block.requested})
     blocks = pool.blocks_in_page(address)
     if not blocks:
         raise inv.error(f"{addr64_nobt(address)}: no pool blocks in this page")
-    lines = pool_lines(address, region, blocks, block)
+
+    def contents(b) -> bytes:
+        cells = k.mem.read_partial(b.header + 0x10, max(b.block_size - 0x10, 0))
+        return bytes(c or 0 for c in cells)
+
+    lines = pool_lines(address, region, blocks, block, flags, contents)
     return CommandResult("\n".join(lines), {
         "block": block.address if block else None, "tag": block.tag_str if block else None,
         "allocated": block.allocated if block else None,

@@ -30,18 +30,30 @@ def tag_description(tag: str) -> str:
     return pool_tag_text(tag)
 
 
-def pool_lines(address: int, region: str, blocks: list[Any], target: Any) -> list[str]:
-    """`!pool`: the small-pool page holding `address`, the block containing it marked with *."""
+def pool_lines(address: int, region: str, blocks: list[Any], target: Any, flags: int = 0,
+               contents: Any = None) -> list[str]:
+    """`!pool`: the small-pool page holding `address`, the block containing it marked with *.
+
+    Flags as MS Learn documents them: 1 adds each block's contents (dwords), 2 shows only the
+    block holding the address, 0x80000000 leaves out the tag description.  `contents(block)`
+    returns the block's body bytes (for flag 1)."""
     lines = [f"Pool page {addr64_nobt(address)} region is {region}"]
     previous = 0
     for b in blocks:
+        size, prev = b.block_size, previous
+        previous = b.block_size
+        if flags & 2 and b is not target:
+            continue
         mark = "*" if b is target else " "
         state = "Allocated" if b.allocated else "Free     "
-        tag = b.tag_str
-        lines.append(f"{mark}{addr64_nobt(b.header)} size: {b.block_size:4x} previous size: {previous:4x}  "
-                     f"({state}) {'*' if b is target else ' '}{tag}")
-        previous = b.block_size
-    if target is not None:
+        lines.append(f"{mark}{addr64_nobt(b.header)} size: {size:4x} previous size: {prev:4x}  "
+                     f"({state}) {'*' if b is target else ' '}{b.tag_str}")
+        if flags & 1 and contents is not None:
+            body = contents(b) or b""
+            for at in range(0, len(body) - len(body) % 16, 16):
+                words = " ".join(f"{int.from_bytes(body[at + i:at + i + 4], 'little'):08x}" for i in range(0, 16, 4))
+                lines.append(f"    {addr64_nobt(b.header + 0x10 + at)}  {words}")
+    if target is not None and not flags & 0x80000000:
         lines.append(f"\t\tPooltag {target.tag_str} : {tag_description(target.tag_str)}")
     return lines
 
