@@ -287,7 +287,7 @@ def test_pool_honours_its_flags(pended):
     assert pended.execute(f"!pool {irp.address:x} 80000002").text.splitlines() == only[:2]
     dumped = pended.execute(f"!pool {irp.address:x} 3").text.splitlines()
     first = dumped[2]
-    assert first.startswith(f"    {irp.address:016x}  ") and first.split()[1] == f"{0x01700006:08x}"  # Type, Size
+    assert first.startswith(f"    {irp.address:016x}  ") and first.split()[1] == f"{0x01600006:08x}"  # Type 6, Size 0x160
     assert "unsupported flag bits 0x4" in pended.execute(f"!pool {irp.address:x} 4").text
 
 # MS Learn, "!poolused" (Remarks):
