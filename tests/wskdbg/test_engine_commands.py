@@ -443,7 +443,10 @@ def test_tracing_commands_show_the_wpp_message_after_the_run():
         irp = engine.bus.seq  # noqa: F841 (position only)
         lines = engine.execute("!wmitrace.logdump TestTrace").text.splitlines()
         assert lines[0] == "(WmiTrace)LogDump for Logger Id 0x20"
-        assert lines[2].startswith("[0]0000.0000::01/01/2026-00:00:00.001 [TestDrvTrace]request ")
+        # The default prefix [%9!d!]%8!04X!.%3!04X!::%4!s! [%1!s!], where %1 is the message GUID's
+        # friendly name (the component's build directory), as in the WPP docs' example
+        # `[0]0C40.0C3C::09/20/2004-14:41:31.625 [tracedrv]Hello, 1 Hi` - not the control GUID's name.
+        assert lines[2].startswith("[0]0000.0000::01/01/2026-00:00:00.001 [testdrv]request ")
         assert lines[2].endswith(" completed by the bus, STATUS_SUCCESS")
         assert engine.execute("tracefmt -rt TestTrace -noprefix -nosummary").text.splitlines()[2].startswith("request ")
         assert engine.execute("!wmitrace.strdump").text.splitlines()[2].endswith("Named 'TestTrace'")
