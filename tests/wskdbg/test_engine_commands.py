@@ -622,3 +622,28 @@ def test_sc_on_the_standard_lab_shows_the_auto_started_services_running_and_refu
         assert engine.execute("sc start wskprov").data["win32_error"] == 1056
     finally:
         engine.close()
+
+
+# An unused stack location as !irp prints it on Windows (MS Learn, Bug Check 0x9F example):
+#  [N/A(0), N/A(0)]
+#             0  0 00000000 00000000 00000000-00000000
+#
+#             Args: 00000000 00000000 00000000 00000000
+def test_unused_stack_locations_print_one_way_in_irp_and_the_tui(pended):
+    from wskdbg.render.irp import IrpLocation, IrpView, irp_lines
+    from wskdbg.tui.irp_view import render_irp
+    view = IrpView(address=0xFFFFC10A00001000, type=6, size=0x160, stack_count=2, current_location=2, mdl=0,
+                   flags=0, system_buffer=0, status=0, information=0, requestor_mode=0, pending_returned=0,
+                   cancel=0, cancel_irql=0, user_iosb=0, user_event=0, cancel_routine=0, user_buffer=0, thread=0,
+                   current_stack_location=0, original_file_object=0)
+    view.locations = [IrpLocation(1, 0xFFFFC10A000010D0, 0, 0, 0, 0, (0, 0, 0, 0), 0, 0, 0, 0),
+                      IrpLocation(2, 0xFFFFC10A00001118, 0xF, 0, 0, 0xE0, (0, 0, 0, 0), 0xFFFFC10A00002000, 0,
+                                  0, 0, driver="\\Driver\\AFD", current=True)]
+    lines = irp_lines(view)
+    assert lines[3:7] == [" [N/A(0), N/A(0)]", "            0  0 00000000 00000000 00000000-00000000", "",
+                          "            Args: 00000000 00000000 00000000 00000000"]
+    # the TUI's IRP view prints the stack locations with the same renderer as !irp
+    irp = the_irp(pended)
+    tui = render_irp(irp).splitlines()
+    shown = pended.execute(f"!irp {irp.address:x}").text.splitlines()
+    assert tui[:len(shown)] == shown

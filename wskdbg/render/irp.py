@@ -137,6 +137,25 @@ def decode_irp(read: Callable[[int, int], bytes | None], address: int, driver_of
     return view
 
 
+def kernel_irp_view(k, address: int) -> IrpView | None:
+    """Decode the IRP at `address` from kernel `k`'s memory (the callbacks `decode_irp` needs)."""
+    def read(at: int, length: int) -> bytes | None:
+        cells = k.mem.read_partial(at, length)
+        return None if any(c is None for c in cells) else bytes(cells)  # type: ignore[arg-type]
+
+    def driver_of(device: int) -> str:
+        drv = getattr(k.object_at(device), "driver_object", None)
+        return drv.name if drv is not None else ""
+
+    return decode_irp(read, address, driver_of, lambda a: k.symbol_for_address(a) or f"{a:x}")
+
+
+# Every stack location prints the same way, used or not; an unused one is all zeros, as on
+# Windows (MS Learn, Bug Check 0x9F example):
+#    [N/A(0), N/A(0)]
+#               0  0 00000000 00000000 00000000-00000000
+#
+#               Args: 00000000 00000000 00000000 00000000
 def irp_lines(view: IrpView, detail: bool = False) -> list[str]:
     """The `!irp` display."""
     if view.type != IO_TYPE_IRP:
