@@ -80,9 +80,9 @@ def render_irp(irp: Irp) -> str:
     thread_text = f"Thread {addr64_nobt(getattr(thread, 'address', 0))}" if thread else "Thread 00000000"
     # The header and stack locations come from the one !irp renderer (read from memory).
     view = kernel_irp_view(k, irp.address)
-    lines = irp_lines(view)[1:] if view is not None else [f" {mdl_text}: {buffer_text}: {thread_text}"]
-    lines.insert(0, f"Irp {state} with {irp.stack_count} stacks {irp.current_location} is current "
-                    f"(= {addr64_nobt(_location_address(irp))})")
+    lines = irp_lines(view) if view is not None else [
+        f"Irp {state} with {irp.stack_count} stacks {irp.current_location} is current "
+        f"(= {addr64_nobt(_location_address(irp))})", f" {mdl_text}: {buffer_text}: {thread_text}"]
     status = irp.IoStatus.Status
     lines.append(f" IoStatus.Status = {status_name(status)} ({status & 0xFFFFFFFF:08x})  "
                  f"Information = {_addr(irp.IoStatus.Information):#x}  PendingReturned = {int(irp.pending_returned)}")
