@@ -72,7 +72,8 @@ def format_k(frames: Iterable[Any], options: str = "", count: int | None = None,
     prefix = (lambda i: f"{i:02x} ") if numbered else (lambda i: "")
     head = NUMBER_COLUMN if numbered else ""
     if "c" in options:
-        return [head + "Call Site"] + [prefix(i) + f.call_site for i, f in enumerate(rows)]
+        # `kc` is module!function only, without offsets (" # Call Site" / "00 ntdll!NtWaitForSingleObject").
+        return [head + "Call Site"] + [prefix(i) + f.symbol for i, f in enumerate(rows)]
     if "b" in options or "v" in options:
         return [head + KB_HEADER] + [prefix(i) + stack_text_row(f) for i, f in enumerate(rows)]
     lines = [head + K_HEADER]
