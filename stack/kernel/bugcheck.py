@@ -135,8 +135,8 @@ def subcode_help(code: int, subcode: int) -> SubcodeHelp | None:
 
 # A short explanation of each code and its parameters, in the style `!analyze -v` prints.
 BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
-    # The texts of 0xA, 0xD1 and 0x44 are the debugger's own, word for word, as published
-    # `!analyze -v` captures print them.
+    # The texts of 0xA, 0xD1, 0x44, 0x1E, 0xC2, 0xC4 and 0xC9 are the debugger's own, word for
+    # word, as published `!analyze -v` captures print them.
     IRQL_NOT_LESS_OR_EQUAL: (
         "An attempt was made to access a pageable (or completely invalid) address at an\n"
         "interrupt request level (IRQL) that is too high.  This is usually\n"
@@ -177,14 +177,16 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
         ("Address of the IRP", "Reserved", "Reserved", "Reserved"),
     ),
     BAD_POOL_CALLER: (
-        "The current thread is making a bad pool request.  Typically this is at a bad IRQL level\n"
-        "or double freeing the same allocation, etc.",
-        ("Type of pool violation the caller is guilty of.", "", "", ""),
+        "The current thread is making a bad pool request.  Typically this is at a bad IRQL level or double "
+        "freeing the same allocation, etc.",
+        ("type of pool violation the caller is guilty of.", "", "", ""),
     ),
     DRIVER_VERIFIER_DETECTED_VIOLATION: (
         "A device driver attempting to corrupt the system has been caught.  This is\n"
         "because the driver was specified in the registry as being suspect (by the\n"
-        "administrator) and the kernel has enabled substantial checking of this driver.",
+        "administrator) and the kernel has enabled substantial checking of this driver.\n"
+        "If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will\n"
+        "be among the most commonly seen crashes.",
         ("violation type", "", "", ""),
     ),
     DRIVER_VERIFIER_IOMANAGER_VIOLATION: (
@@ -192,8 +194,9 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
         ("violation type", "", "", ""),
     ),
     KMODE_EXCEPTION_NOT_HANDLED: (
-        "This is a very common BugCheck.  Usually the exception address pinpoints\n"
-        "the driver/function that caused the problem.",
+        "This is a very common bugcheck.  Usually the exception address pinpoints\n"
+        "the driver/function that caused the problem.  Always note this address\n"
+        "as well as the link date of the driver/image that contains this address.",
         ("The exception code that was not handled", "The address that the exception occurred at",
          "Parameter 0 of the exception", "Parameter 1 of the exception"),
     ),
