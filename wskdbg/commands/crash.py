@@ -28,10 +28,13 @@ def cmd_bugcheck(dbg: "Engine", inv: Invocation) -> CommandResult:
 
 @command("!analyze", area="crash", syntax="!analyze [-v]", summary="Analyze the bug check",
          help="""
-The banner, NAME (code) and description, the Arguments with their meanings, then Debugging
-Details: FAULTING_IP, DEFAULT_BUCKET_ID, BUGCHECK_STR, PROCESS_NAME, CURRENT_IRQL, STACK_TEXT,
-SYMBOL_NAME, MODULE_NAME, IMAGE_NAME, STACK_COMMAND, BUCKET_ID and Followup.  For 0x1E
-(a Python exception inside emulated code) the exception is added as PYTHON_EXCEPTION.""")
+The Bugcheck Analysis banner, NAME (code) with the debugger's whole description, the Arguments
+(a reserved one prints bare), then Debugging Details in the current debugger's order:
+BUGCHECK_CODE, BUGCHECK_P1..P4, PROCESS_NAME, STACK_TEXT (from nt!KeBugCheckEx), SYMBOL_NAME,
+MODULE_NAME, IMAGE_NAME, STACK_COMMAND, BUCKET_ID_FUNC_OFFSET, FAILURE_BUCKET_ID, OSPLATFORM_TYPE
+and Followup.  Keys the debugger reads from a dump or the OS (OS_VERSION, FAILURE_ID_HASH ...) are
+left out rather than invented.  What only the emulator knows is labelled as its own: for 0x1E (a
+Python exception inside emulated code) PYTHON_EXCEPTION and PYTHON_STACK, else EMULATOR_NOTE.""")
 def cmd_analyze(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     verbose = False
