@@ -647,3 +647,16 @@ def test_unused_stack_locations_print_one_way_in_irp_and_the_tui(pended):
     tui = render_irp(irp).splitlines()
     shown = pended.execute(f"!irp {irp.address:x}").text.splitlines()
     assert tui[:len(shown)] == shown
+
+
+# `!irpfind` (a published x64 capture) for an IRP whose CurrentLocation is past its last location:
+# fffffa8018df9ee0 [0000000000000000] Irp is complete (CurrentLocation 2 > StackCount 1)
+def test_irpfind_row_of_a_completed_irp():
+    from wskdbg.render.irp import IrpView, irpfind_row
+    view = IrpView(address=0xFFFFFA8018DF9EE0, type=6, size=0x118, stack_count=1, current_location=2, mdl=0,
+                   flags=0, system_buffer=0, status=0, information=0, requestor_mode=0, pending_returned=0,
+                   cancel=0, cancel_irql=0, user_iosb=0, user_event=0, cancel_routine=0, user_buffer=0, thread=0,
+                   current_stack_location=0, original_file_object=0)
+    assert irpfind_row(view, None) == ("fffffa8018df9ee0 [0000000000000000] Irp is complete "
+                                       "(CurrentLocation 2 > StackCount 1)")
+    assert irpfind_row(view, 0).endswith("StackCount 1) 0x0000000000000000")
