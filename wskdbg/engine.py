@@ -42,7 +42,12 @@ MAX_NESTING = 16  # scripts, .foreach and breakpoint commands inside each other
 # Kernel routines that are frames without being cataloged @kroutines (the kernel pushes them by hand).
 KERNEL_FRAMES = ("ExpWorkerThread", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopLoadDriver",
                  "IopUnloadDriver", "KiIdleLoop", "KiRetireDpcList", "KiStartSystemThread",
-                 "PspSystemThreadStartup", "KeBugCheckEx", "DbgBreakPointWithStatus")
+                 "PspSystemThreadStartup", "KeBugCheckEx", "DbgBreakPointWithStatus", "KiBugCheckDebugBreak",
+                 "KeBugCheck2")
+
+# A live kernel debugger stops a bug check in the break KeBugCheck2 raises for it, so `k` shows
+# these three frames above nt!KeBugCheckEx (as every published live-KD bug check stack does).
+BUGCHECK_BREAK_FRAMES = (("nt!DbgBreakPointWithStatus", ()), ("nt!KiBugCheckDebugBreak", ()), ("nt!KeBugCheck2", ()))
 
 
 # --- the world adapter -------------------------------------------------------------------
@@ -447,7 +452,7 @@ class Engine:
         crash = self.scheduler.halted
         live = self.live_event()
         if crash is not None and crash.host == host:
-            raw = [("nt!KeBugCheckEx", (crash.code,) + tuple(crash.params[:3]))]
+            raw = list(BUGCHECK_BREAK_FRAMES) + [("nt!KeBugCheckEx", (crash.code,) + tuple(crash.params[:3]))]
             args_by_symbol = {f.symbol: f.args for f in crash.extra.get("current_frames", [])}
             raw += [(sym, args_by_symbol.get(sym, ())) for sym in crash.frames]
             top_offset = 0

@@ -126,6 +126,19 @@ class CommandCompleter(Completer):
                 yield Completion(address, start_position=-len(word))
 
 
+def status_text(engine: Any) -> str:
+    """`winsrv  irql=2 (DISPATCH_LEVEL)  thread=ffffc10a00000010 (Idle)  event 5, hand-off 9`."""
+    from stack.kernel.irql import irql_name
+    try:
+        irql = engine.current_irql()
+        thread = engine.current_thread()
+        pos = engine.position()
+    except Exception:  # the status line must never break the prompt
+        return ""
+    return (f" {engine.current_host}  irql={irql:x} ({irql_name(irql)})  thread={thread.address:016x} "
+            f"({thread.name})  event {pos.events_run}, hand-off {pos.seq}")
+
+
 class Repl:
     def __init__(self, engine: Any, *, history: History | None = None, history_path: str | Path | None = None,
                  input: Any = None, output: Any = None, stdout: TextIO | None = None,
@@ -145,13 +158,18 @@ class Repl:
                 history = InMemoryHistory()
         self.session: PromptSession = PromptSession(
             message=PROMPT, history=history, completer=CommandCompleter(engine), lexer=CommandLexer(),
-            style=STYLE, input=input, output=output, complete_while_typing=False, include_default_pygments_style=False)
+            style=STYLE, input=input, output=output, complete_while_typing=False, include_default_pygments_style=False,
+            bottom_toolbar=self.status_line)
         self._console = None
         if color:
             from rich.console import Console
             self._console = Console(file=self.stdout, highlight=False, markup=False, soft_wrap=True)
         self._print_lock = threading.Lock()
         engine.live_output = self._live
+
+    def status_line(self) -> str:
+        """Host, IRQL, thread and position under the prompt (what `r` does not print, as in KD)."""
+        return status_text(self.engine)
 
     # -- output -------------------------------------------------------------------------------
     def _write(self, text: str, error: bool = False) -> None:

@@ -135,23 +135,39 @@ def subcode_help(code: int, subcode: int) -> SubcodeHelp | None:
 
 # A short explanation of each code and its parameters, in the style `!analyze -v` prints.
 BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
+    # The texts of 0xA, 0xD1, 0x44, 0x1E, 0xC2, 0xC4 and 0xC9 are the debugger's own, word for
+    # word, as published `!analyze -v` captures print them.
     IRQL_NOT_LESS_OR_EQUAL: (
         "An attempt was made to access a pageable (or completely invalid) address at an\n"
-        "interrupt request level (IRQL) that is too high, or to wait at DISPATCH_LEVEL.",
-        ("memory referenced", "IRQL", "bitfield: bit 0 - 0 = read, 1 = write", "address which referenced memory"),
+        "interrupt request level (IRQL) that is too high.  This is usually\n"
+        "caused by drivers using improper addresses.\n"
+        "If a kernel debugger is available get the stack backtrace.",
+        ("memory referenced", "IRQL",
+         "bitfield :\n\tbit 0 : value 0 = read operation, 1 = write operation\n"
+         "\tbit 3 : value 0 = not an execute operation, 1 = execute operation "
+         "(only on chips which support this level of status)",
+         "address which referenced memory"),
     ),
     DRIVER_IRQL_NOT_LESS_OR_EQUAL: (
         "An attempt was made to access a pageable (or completely invalid) address at an\n"
         "interrupt request level (IRQL) that is too high.  This is usually\n"
-        "caused by drivers using improper addresses.",
+        "caused by drivers using improper addresses.\n"
+        "If kernel debugger is available get stack backtrace.",
         ("memory referenced", "IRQL", "value 0 = read operation, 1 = write operation", "address which referenced memory"),
     ),
     MULTIPLE_IRP_COMPLETE_REQUESTS: (
         "A driver has requested that an IRP be completed (IoCompleteRequest()), but\n"
         "the packet has already been completed.  This is a tough bug to find because\n"
         "the easiest case, a driver actually attempted to complete its own packet\n"
-        "twice, is generally not what happened.",
-        ("Address of the IRP", "Reserved", "Reserved", "Reserved"),
+        "twice, is generally not what happened.  Rather, two separate drivers each\n"
+        "believe that they own the packet, and each attempts to complete it.  The\n"
+        "first actually works, and the second fails.  Tracking down which drivers\n"
+        "in the system actually did this is difficult, generally because the trails\n"
+        "of the first driver have been covered by the second.  However, the driver\n"
+        "stack for the current request can be found by examining the DeviceObject\n"
+        "fields in each of the stack locations.",
+        # Parameters 2..4 are reserved (MS Learn); the debugger prints them bare.
+        ("Address of the IRP", "", "", ""),
     ),
     NO_MORE_IRP_STACK_LOCATIONS: (
         "A higher level driver has attempted to call a lower level driver through\n"
@@ -161,14 +177,16 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
         ("Address of the IRP", "Reserved", "Reserved", "Reserved"),
     ),
     BAD_POOL_CALLER: (
-        "The current thread is making a bad pool request.  Typically this is at a bad IRQL level\n"
-        "or double freeing the same allocation, etc.",
-        ("Type of pool violation the caller is guilty of.", "", "", ""),
+        "The current thread is making a bad pool request.  Typically this is at a bad IRQL level or double "
+        "freeing the same allocation, etc.",
+        ("type of pool violation the caller is guilty of.", "", "", ""),
     ),
     DRIVER_VERIFIER_DETECTED_VIOLATION: (
         "A device driver attempting to corrupt the system has been caught.  This is\n"
         "because the driver was specified in the registry as being suspect (by the\n"
-        "administrator) and the kernel has enabled substantial checking of this driver.",
+        "administrator) and the kernel has enabled substantial checking of this driver.\n"
+        "If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will\n"
+        "be among the most commonly seen crashes.",
         ("violation type", "", "", ""),
     ),
     DRIVER_VERIFIER_IOMANAGER_VIOLATION: (
@@ -176,8 +194,9 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
         ("violation type", "", "", ""),
     ),
     KMODE_EXCEPTION_NOT_HANDLED: (
-        "This is a very common BugCheck.  Usually the exception address pinpoints\n"
-        "the driver/function that caused the problem.",
+        "This is a very common bugcheck.  Usually the exception address pinpoints\n"
+        "the driver/function that caused the problem.  Always note this address\n"
+        "as well as the link date of the driver/image that contains this address.",
         ("The exception code that was not handled", "The address that the exception occurred at",
          "Parameter 0 of the exception", "Parameter 1 of the exception"),
     ),

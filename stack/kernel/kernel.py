@@ -69,6 +69,18 @@ class CopyCounter:
         return {k: (self.copies[k], self.bytes[k]) for k in sorted(self.bytes)}
 
 
+# PML4 slots the kernel's fixed regions use (pools, system PTEs, stacks, images, user space).
+_RESERVED_PML4 = {0xFFFFC1 >> 7 & 0x1FF, 0xFFFFA3 >> 7 & 0x1FF, 0xFFFFD0 >> 7 & 0x1FF, 0xFFFFD5 >> 7 & 0x1FF,
+                  0x1F0}
+
+
+def _self_map_index(seed: int, name: str) -> int:
+    """The page-table self-map's PML4 index, randomised per boot as on Windows 10 1607+ (its own
+    random stream, so the other boot-time choices stay as they were)."""
+    rng = random.Random(f"{seed}:{name}:selfmap")
+    return rng.choice([i for i in range(0x100, 0x1F0) if i not in _RESERVED_PML4])
+
+
 class Kernel:
     """The executive of one emulated host."""
 
@@ -98,7 +110,7 @@ class Kernel:
         r = self.rng
         pages = memory_mb * 256
         self.phys = PhysicalMemory(pages, base_pfn=0x1000 + r.randrange(0x100) * 0x100)
-        self.mem = AddressSpace(self.phys)
+        self.mem = AddressSpace(self.phys, self_map_index=_self_map_index(seed, name))
         self.nonpaged_region = VaRegion("NonPagedPool", 0xFFFFC1_0000000000 | (r.randrange(0x10, 0xF0) << 32), 1 << 36)
         self.paged_region = VaRegion("PagedPool", 0xFFFFA3_0000000000 | (r.randrange(0x10, 0xF0) << 32), 1 << 36)
         self.system_ptes = VaRegion("SystemPtes", 0xFFFFD0_0000000000 | (r.randrange(0x10, 0xF0) << 32), 1 << 36)

@@ -10,6 +10,7 @@ Virtual memory is a dict from virtual page number to a 64-bit x64-style PTE valu
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 PAGE_SIZE = 0x1000
@@ -181,17 +182,39 @@ class PhysicalMemory:
         return out
 
 
+# The x64 page-table self-map: one PML4 entry (the "self-map index") points back at the PML4,
+# so the four levels of paging structures appear in virtual memory at fixed offsets from
+# PTE_BASE = 0xFFFF000000000000 | index << 39.  Windows 10 1607 and later randomise the index
+# at boot (before: 0x1ED, PTE_BASE 0xFFFFF68000000000).
+CLASSIC_SELF_MAP_INDEX = 0x1ED
+TABLE_ENTRY_FLAGS = PTE_VALID | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY  # a paging-structure entry: ---DA--KWEV
+_VA48 = (1 << 48) - 1
+
+
+def _canonical(va48: int) -> int:
+    return va48 | 0xFFFF000000000000 if va48 >> 47 else va48
+
+
 class AddressSpace:
-    """The kernel's virtual address space: page tables plus the regions carved from it."""
+    """The kernel's virtual address space: page tables plus the regions carved from it.
 
-    # Where the page tables themselves appear (the x64 self-map), for `!pte`.
-    PTE_BASE = 0xFFFFF68000000000
-    PDE_BASE = 0xFFFFF6FB40000000
+    The PTEs live in a dict (one lookup per translation).  The paging structures above them
+    (PML4, PDPT, PD and PT pages) are derived from that dict when something looks at them
+    through the self-map (`!pte`, `dq` of a PTE address), so they cost nothing on the data
+    path; their page frames are numbered from `TABLE_PFN_BASE`, above emulated RAM.
+    """
 
-    def __init__(self, phys: PhysicalMemory) -> None:
+    TABLE_PFN_BASE = 0x7F00000  # paging-structure pages are not carved from emulated RAM
+
+    def __init__(self, phys: PhysicalMemory, self_map_index: int = CLASSIC_SELF_MAP_INDEX) -> None:
         self.phys = phys
         self.ptes: dict[int, int] = {}  # virtual page number -> PTE value
         self._struct_pages: dict[int, list] = {}  # vpn -> structures to flush before a raw read
+        self.self_map_index = self_map_index
+        self.pte_base = 0xFFFF000000000000 | (self_map_index << 39)
+        self.pde_base = self.pte_base | (self_map_index << 30)
+        self.ppe_base = self.pde_base | (self_map_index << 21)
+        self.pxe_base = self.ppe_base | (self_map_index << 12)
 
     # -- mapping ----------------------------------------------------------
     def map_page(self, va: int, pfn: int, flags: int = KERNEL_PTE_FLAGS) -> None:
@@ -203,16 +226,65 @@ class AddressSpace:
         return self.ptes.pop(va >> PAGE_SHIFT) if (va >> PAGE_SHIFT) in self.ptes else 0
 
     def is_mapped(self, va: int) -> bool:
-        return (va >> PAGE_SHIFT) in self.ptes
+        return (va >> PAGE_SHIFT) in self.ptes or (self.in_self_map(va) and self.pte(va) & PTE_VALID != 0)
 
     def pte(self, va: int) -> int:
-        return self.ptes.get(va >> PAGE_SHIFT, 0)
+        """The PTE mapping `va`; for a page of the self-map, the entry that maps that paging
+        structure (which is how the recursive PML4 entry makes them appear)."""
+        return self.table_entry(0, va)
 
+    # -- the self-map: MiGetPteAddress and friends ----------------------------
     def pte_address(self, va: int) -> int:
-        return self.PTE_BASE + (((va & 0xFFFFFFFFFFFF) >> PAGE_SHIFT) << 3)
+        return self.pte_base + (((va & _VA48) >> 12) << 3)
 
     def pde_address(self, va: int) -> int:
-        return self.PDE_BASE + (((va & 0xFFFFFFFFFFFF) >> 21) << 3)
+        return self.pde_base + (((va & _VA48) >> 21) << 3)
+
+    def ppe_address(self, va: int) -> int:
+        return self.ppe_base + (((va & _VA48) >> 30) << 3)
+
+    def pxe_address(self, va: int) -> int:
+        return self.pxe_base + (((va & _VA48) >> 39) << 3)
+
+    def in_self_map(self, va: int) -> bool:
+        return (va & _VA48) >> 39 == self.self_map_index and va >> 48 == 0xFFFF
+
+    def table_entry(self, level: int, va: int) -> int:
+        """The entry at `level` (0 PTE, 1 PDE, 2 PPE, 3 PXE) on the walk for `va`.
+
+        An entry above the PTEs is present when anything below it is mapped; the self-map
+        index's entries lead back into the paging structures themselves (the PML4 maps itself).
+        """
+        v = va & _VA48
+        if v >> 39 == self.self_map_index and va >> 48 == 0xFFFF:
+            if level == 3:  # the self-map PML4 entry: the PML4 page itself
+                return (self._table_pfn(4, 0) << PAGE_SHIFT) | TABLE_ENTRY_FLAGS | PTE_NX
+            # Through the recursive entry, level L of a self-map address is level L+1 of the VA it maps.
+            return self.table_entry(level + 1, _canonical((v << 9) & _VA48))
+        if level == 0:
+            return self.ptes.get(_canonical(v) >> PAGE_SHIFT, 0)
+        shift = 9 * level  # region of virtual pages one table at this level maps
+        region = v >> (PAGE_SHIFT + shift)
+        if region not in self._mapped_regions(level):
+            return 0
+        return (self._table_pfn(level, region) << PAGE_SHIFT) | TABLE_ENTRY_FLAGS
+
+    def _mapped_regions(self, level: int) -> set[int]:
+        shift = 9 * level
+        return {(vpn & 0xFFFFFFFFF) >> shift for vpn in self.ptes}
+
+    def _table_pfn(self, level: int, region: int) -> int:
+        """A stable frame number for the page table at `level` that maps `region`."""
+        return self.TABLE_PFN_BASE + (zlib.crc32(f"{level}:{region:x}".encode()) & 0xFFFFF) * 4 + level % 4
+
+    def read_self_map(self, va: int, length: int) -> bytes:
+        """Bytes of the paging structures as the self-map shows them (debugger reads)."""
+        first = va & ~7
+        out = bytearray()
+        for a in range(first, va + length, 8):
+            n = ((a & _VA48) - (self.pte_base & _VA48)) >> 3  # index of the PTE at `a`
+            out += self.pte(_canonical(n << PAGE_SHIFT)).to_bytes(8, "little")
+        return bytes(out[va - first:va - first + length])
 
     def translate(self, va: int) -> int:
         """Virtual to physical page frame number; MemoryAccessError when not mapped."""
@@ -285,6 +357,8 @@ class AddressSpace:
 
     def read(self, va: int, length: int) -> bytes:
         """A copy of the bytes (for the debugger and for tests); flushes live structures first."""
+        if self.in_self_map(va) and self.in_self_map(va + length - 1):
+            return self.read_self_map(va, length)
         self._flush_structs(va, length)
         parts = self.views(va, length)
         return parts[0].tobytes() if len(parts) == 1 else b"".join(parts)
@@ -297,7 +371,7 @@ class AddressSpace:
         while pos < end:
             page_end = min(end, PAGE_ALIGN(pos) + PAGE_SIZE)
             n = page_end - pos
-            if self.is_mapped(pos):
+            if (pos >> PAGE_SHIFT) in self.ptes or (self.in_self_map(pos) and self.pte(pos) & PTE_VALID):
                 out.extend(self.read(pos, n))
             else:
                 out.extend([None] * n)

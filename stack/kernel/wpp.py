@@ -49,6 +49,10 @@ class WppProvider:
     level: int = 0  # max over those sessions
     messages: int = 0
     suppressed: int = 0
+    # The message GUIDs' friendly name, which the default prefix's %1!s! prints: the name
+    # tracewpp gives a component's TMF files, by default the directory it was built in
+    # (`[echosrv]`), set from the driver object by WPP_INIT_TRACING.
+    friendly_name: str = ""
 
     def bit(self, flag: str) -> int:
         try:
@@ -74,6 +78,7 @@ class WppRecord:
     fmt: str
     args: tuple
     text: str = ""
+    friendly: str = ""  # %1!s!: the message GUID's friendly name
 
 
 @dataclass(slots=True)
@@ -197,7 +202,8 @@ class WppRegistry:
         self._seq += 1
         thread = k.current_thread
         rec = WppRecord(self._seq, k.now_ns, k.cpu, thread.pid if thread else 0, thread.tid if thread else 0,
-                        provider.name, flag, level, function, fmt, args)
+                        provider.name, flag, level, function, fmt, args,
+                        friendly=provider.friendly_name or provider.name)
         bit = provider.bit(flag)
         delivered = False
         for s in self.sessions.values():
@@ -288,7 +294,7 @@ def check_prefix(prefix: str) -> None:
 
 
 def format_prefix(prefix: str, rec: WppRecord) -> str:
-    values = {1: rec.provider, 2: f"{rec.function}", 3: rec.tid, 4: format_systime(rec.time_ns), 5: 0, 6: 0,
+    values = {1: rec.friendly or rec.provider, 2: f"{rec.function}", 3: rec.tid, 4: format_systime(rec.time_ns), 5: 0, 6: 0,
               7: rec.seq, 8: rec.pid, 9: rec.cpu}
 
     def sub(m: re.Match) -> str:
@@ -378,6 +384,9 @@ def WPP_DEFINE_CONTROL_GUID(name: str, guid: str, flags: list[str] | tuple[str, 
 
 
 def WPP_INIT_TRACING(provider: WppProvider, DriverObject: Any = None, RegistryPath: str = "") -> WppProvider:
+    module = getattr(DriverObject, "module", "")
+    if module and not provider.friendly_name:
+        provider.friendly_name = module  # the component's TMF friendly name: its build directory
     return current_kernel().wpp.register(provider)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.wskdbg.net_lab import lab_engine, run
@@ -47,17 +49,48 @@ def test_netadapter_rejects_an_address_that_is_not_an_adapter_with_a_caret(dbg):
     assert "is not a NetAdapter" in result.text and "^" in result.text
 
 
-def test_nbl_shows_fields_nb_and_mdl_chain_and_dumps_data(dbg):
+# MS Learn, "!ndiskd.nbl" (Examples):
+# 2: kd> !ndiskd.nbl ffffdf80149524a0
+#     NBL                ffffdf80149524a0    Next NBL           NULL
+#     First NB           ffffdf8014952610    Source             ffffdf80140c71a0 - Microsoft Kernel Debug Network Adapter
+#     Flags              INDICATED, RETURNED, NBL_ALLOCATED, PROTOCOL_020_0,
+#                        PROTOCOL_200_0
+#
+#     Walk the NBL chain                     Dump data payload
+#     Show out-of-band information
+#     Review NBL history
+def test_nbl_default_view_is_the_documented_one(dbg):
     received = [e for e in dbg.execute("!ndiskd.nbllog -force").data["events"] if e["event"] == "Indicated"]
     nbl = received[-1]["nbl"]  # a receive NBL of netvmini's pool: indicated, then returned
-    text = run(dbg, f"!ndiskd.nbl {nbl:x}")
-    assert text.splitlines()[0].startswith(f"    NBL                {nbl:016x}")
-    assert "First NB" in text and "Source pool" in text and "MDL [current]" in text
-    assert "INDICATED" in text and "Current owner      netvmini" in text
+    lines = run(dbg, f"!ndiskd.nbl {nbl:x}").splitlines()
+    assert lines[0] == f"    NBL                {nbl:016x}    Next NBL           NULL"
+    assert re.fullmatch(r"    First NB           [0-9a-f]{16}    Source             [0-9a-f]{16} - .+", lines[1])
+    assert lines[2].startswith("    Flags              ") and "INDICATED" in lines[2]
+    flags_end = lines.index("")
+    assert all(line.startswith(" " * 23) and line[23] != " " for line in lines[3:flags_end])
+    assert lines[flags_end:] == ["", "    Walk the NBL chain                     Dump data payload",
+                                 "    Show out-of-band information", "    Review NBL history"]
+    assert "MDL" not in "\n".join(lines) and "Current owner" not in "\n".join(lines)
+
+
+def test_nbl_options_show_nbs_mdls_owner_and_data(dbg):
+    received = [e for e in dbg.execute("!ndiskd.nbllog -force").data["events"] if e["event"] == "Indicated"]
+    nbl = received[-1]["nbl"]
+    chain = run(dbg, f"!ndiskd.nbl {nbl:x} -chain")
+    assert "Source pool" in chain and "MDL [current]" in chain and "Walk the NBL chain" not in chain
+    assert "Current owner      netvmini" in run(dbg, f"!ndiskd.nbl {nbl:x} -NblCurrentOwner")
+    assert "Current owner      netvmini" in run(dbg, f"!ndiskd.nbl {nbl:x} -basic")
     data = run(dbg, f"!ndiskd.nbl {nbl:x} -data")
     length = dbg.execute(f"!ndiskd.nbl {nbl:x}").data["data_length"]
     dump = [line for line in data.splitlines() if line.startswith("ffff") and "`" in line[:9]]
-    assert "Data of NB" in data and len(dump) == (length + 15) // 16
+    assert "NET_BUFFER " in data and len(dump) == (length + 15) // 16
+
+
+def test_flags_wrap_under_their_column():
+    from wskdbg.render.net import wrapped_pair
+    lines = wrapped_pair("Flags", ["INDICATED", "RETURNED", "NBL_ALLOCATED", "PROTOCOL_020_0", "PROTOCOL_200_0"])
+    assert lines == ["    Flags              INDICATED, RETURNED, NBL_ALLOCATED, PROTOCOL_020_0,",
+                     "                       PROTOCOL_200_0"]
 
 
 def test_nb_and_nbl_reject_wrong_objects(dbg):

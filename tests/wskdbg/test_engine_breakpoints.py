@@ -52,7 +52,7 @@ def test_pass_count_skips_the_first_hits_then_breaks_every_time(dbg):
     r = dbg.execute("g")
     assert hits(r) == ["nt!IofCallDriver"]
     # the first IofCallDriver (client -> testdrv) was passed; this is the second (testdrv -> testbus)
-    assert dbg.execute("kc").text.splitlines()[2] == "testdrv!TestDrvDispatchInternal"
+    assert dbg.execute("kc").text.splitlines()[2] == "01 testdrv!TestDrvDispatchInternal"
     assert dbg.execute("bl").text.split()[3:5] == ["0001", "(0002)"]
 
 
@@ -168,7 +168,7 @@ def test_event_breakpoint_on_bugcheck_stops_before_the_machine_halts():
         r = engine.execute("g")
         assert r.data["stops"][0]["reason"] == "breakpoint"
         assert engine.scheduler.halted is None
-        assert engine.execute("kc").text.splitlines()[1:3] == ["nt!IofCompleteRequest", "testdrv!TestCompleteTwice"]
+        assert engine.execute("kc").text.splitlines()[1:3] == ["00 nt!IofCompleteRequest", "01 testdrv!TestCompleteTwice"]
         r = engine.execute("g")
         assert r.text.startswith("*** Fatal System Error: 0x00000044")
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from dbg_harness import PAYLOAD, TEST_IOCTL, factory
 
@@ -26,14 +28,23 @@ def the_irp(dbg):
     return irp
 
 
+# `!irpfind` on x64 (a published capture, Windows 7 x64):
+#   Searching NonPaged pool (fffffa8018c04000 : fffffa8075c00000) for Tag 'Irp?'
+#
+#     Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process
+#   fffffa8019c22950 [fffffa801b27bb50] irpStack: ( e,20)  fffffa80198ae9a0 [ \Driver\AFD] 0xfffffa801aa034a0
+#   fffffa8018df9ee0 [0000000000000000] Irp is complete (CurrentLocation 2 > StackCount 1)
 def test_irpfind_names_the_pended_irp_and_the_driver_holding_it(pended):
     irp = the_irp(pended)
     r = pended.execute("!irpfind")
     region = pended.kernel.nonpaged_region
+    device = irp.stack[0].device_object.address
     assert r.text.splitlines() == [
-        f"Searching NonPaged pool ({region.base:016x} : {region.base + region.size:016x}) for Tag: Irp",
+        f"Searching NonPaged pool ({region.base:016x} : {region.base + region.size:016x}) for Tag 'Irp?'",
         "",
-        f"{irp.address:016x} [Thread] 00000000 current stack belongs to  \\Driver\\testbus",
+        "  Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process",
+        f"{irp.address:016x} [0000000000000000] irpStack: ( f, 0)  {device:016x} [ \\Driver\\testbus] "
+        "0x0000000000000000",
     ]
 
 
@@ -126,24 +137,62 @@ def test_dt_device_and_driver_objects(pended):
     assert lines[0] == "   +0x000 Type             : 0n4"
 
 
+# Current WinDbg numbers frames by default (a kernel `k` from a published capture):
+#  # Child-SP          RetAddr               Call Site
+# 00 fffff508`1b4a6dc0 fffff805`72502487     CI!CiValidateImagePages+0x360
+# 01 fffff508`1b4a6f90 fffff805`6f2f1bbd     CI!CiValidateImageData+0x27
 def test_k_shows_the_dpc_context(pended):
-    lines = pended.execute("kn").text.splitlines()
-    assert lines[0] == " # Child-SP          RetAddr           Call Site"
-    assert lines[1].startswith("00 ") and lines[1].endswith(" testbus!TestBusCompleteDpc")
+    lines = pended.execute("k").text.splitlines()
+    assert lines[0] == " # Child-SP          RetAddr               Call Site"
+    assert re.fullmatch(r"00 [0-9a-f]{8}`[0-9a-f]{8} [0-9a-f]{8}`[0-9a-f]{8}     testbus!TestBusCompleteDpc", lines[1])
     assert lines[2].split()[-1].startswith("nt!KiRetireDpcList+")
+    assert pended.execute("kn").text == pended.execute("k").text
 
 
+# `kv` from a published capture:
+#  # Child-SP          RetAddr               : Args to Child                                                           : Call Site
+# 00 00000020`ddefd050 00007ff9`def4388a     : 00000000`00000010 0000021a`00d1f820 0000021a`00cf6070 0000021a`00cf6070 : EXR!ReadEXR+0x40ef1
+def test_kb_and_kc_keep_the_frame_number_column(pended):
+    lines = pended.execute("kb").text.splitlines()
+    assert lines[0] == (" # Child-SP          RetAddr               : Args to Child"
+                        "                                                           : Call Site")
+    assert re.fullmatch(r"00 [0-9a-f`]{17} [0-9a-f`]{17}     : ([0-9a-f`]{17} ){4}: testbus!TestBusCompleteDpc",
+                        lines[1])
+    lines = pended.execute("kc").text.splitlines()
+    assert lines[:2] == [" # Call Site", "00 testbus!TestBusCompleteDpc"]
+
+
+# The x64 kernel `r` block (a published capture, stopped at nt!KdpTimeSlipDpcRoutine):
+# rax=fffff800411cbf70 rbx=fffff8003f637240 rcx=fffff8004150b2e0
+# rdx=0000000000000000 rsi=fffff800436a8e80 rdi=fffff8003f634180
+# rip=fffff800411cbf70 rsp=fffff800436a8ba8 rbp=fffff800436a8cb0
+#  r8=0000000000000000  r9=0000000000000000 r10=fffff800411cbf70
+# r11=0000000000000000 r12=00000de72daeb7b4 r13=0000000000000000
+# r14=fffff8004150b2e0 r15=fffff80041509b50
+# iopl=0         nv up ei pl zr na po nc
+# cs=0010  ss=0018  ds=002b  es=002b  fs=0053  gs=002b             efl=00000246
+# nt!KdpTimeSlipDpcRoutine:
+# fffff800`411cbf70 4883ec28        sub     rsp,28h
 def test_r_has_the_x64_layout_with_rip_at_the_routine(pended):
     lines = pended.execute("r").text.splitlines()
     rip = pended.kernel.symbol_address("testbus!TestBusCompleteDpc")
-    assert lines[0].startswith("rax=0000000000000000 rbx=0000000000000000 rcx=")
+    assert len(lines) == 10
+    assert re.fullmatch(r"rax=[0-9a-f]{16} rbx=[0-9a-f]{16} rcx=[0-9a-f]{16}", lines[0])
     assert lines[2].startswith(f"rip={rip:016x} rsp=")
+    assert re.fullmatch(r" r8=[0-9a-f]{16}  r9=[0-9a-f]{16} r10=[0-9a-f]{16}", lines[3])
+    assert re.fullmatch(r"r14=[0-9a-f]{16} r15=[0-9a-f]{16}", lines[5])
     assert lines[6] == "iopl=0         nv up ei pl nz na pe nc"
     assert lines[7] == "cs=0010  ss=0018  ds=002b  es=002b  fs=0053  gs=002b             efl=00000202"
-    assert lines[8].startswith("irql=2 (DISPATCH_LEVEL)  thread=")
-    assert lines[9] == "testbus!TestBusCompleteDpc:"
+    assert lines[8] == "testbus!TestBusCompleteDpc:"
+    assert not any("irql=" in line or "host=" in line for line in lines)
     assert pended.execute("r @$irql").text == "$irql=2"
     assert pended.execute("? @$ip == testbus!TestBusCompleteDpc").text == "Evaluate expression: 1 = 00000000`00000001"
+
+
+def test_repl_status_line_carries_host_irql_and_thread(pended):
+    from wskdbg.repl import status_text
+    text = status_text(pended)
+    assert "irql=2 (DISPATCH_LEVEL)" in text and pended.current_host in text and "hand-off" in text
 
 
 def test_user_pseudo_registers_are_set_and_used_in_expressions(pended):
@@ -162,17 +211,62 @@ def test_lm_lists_modules_and_lm_m_filters(pended):
     assert pended.execute("lm 1m").text.splitlines() == ["nt", "hal", "testbus", "testdrv"]
 
 
+# `lm` on a Windows 10 target (a published capture):
+# start             end                 module name
+# fffff801`0da00000 fffff801`0ea46000   nt         (pdb symbols)          C:\ProgramData\Dbg\sym\ntkrnlmp.pdb\992A...\ntkrnlmp.pdb
+# fffff801`0d390000 fffff801`0d3a1000   WppRecorder   (deferred)
+def test_lm_shows_the_kernel_as_nt_with_ntkrnlmp_public_symbols(pended):
+    nt = pended.kernel.module("nt")
+    assert pended.execute("lm m nt").text.splitlines()[1] == (
+        f"{addr64(nt.base)} {addr64(nt.base + nt.size)}   nt         (pdb symbols)          ntkrnlmp.pdb")
+    lines = pended.execute("lmv m nt").text.splitlines()
+    assert "    Loaded symbol image file: ntkrnlmp.exe" in lines and "    Image name: ntkrnlmp.exe" in lines
+    from wskdbg.commands.inspection import lm_row
+    assert lm_row("WppRecorder", 0x10, 0x20, "WppRecorder.sys").split("   ")[1] == "WppRecorder"
+
+
 def test_drvobj_and_devobj(pended):
     irp = the_irp(pended)
     lower = irp.stack[0].device_object
     drv = lower.driver_object
+    # `!drvobj \Driver\Nidhogg` (a published capture): the list of device objects, each followed by
+    # two spaces.
     assert pended.execute("!drvobj testbus").text.splitlines() == [
         f"Driver object ({drv.address:016x}) is for:", " \\Driver\\testbus", "", "Driver Extension List: (id , addr)",
-        "", "Device Object list:", f"{lower.address:016x}"]
+        "", "Device Object list:", f"{lower.address:016x}  "]
     lines = pended.execute("!devobj TestBus0").text.splitlines()
     assert lines[0] == f"Device object ({lower.address:016x}) is for:"
     assert lines[1] == f" TestBus0 \\Driver\\testbus DriverObject {drv.address:016x}"
     assert f"AttachedDevice (Upper) {irp.stack[1].device_object.address:016x} \\Driver\\testdrv" in lines
+
+
+# `!drvobj \Driver\Nidhogg 2` (a published capture, Windows 10 x64):
+# Driver object (ffffe089821e4b90) is for:
+#  \Driver\Nidhogg
+#
+# DriverEntry:   fffff8012fac5000	Nidhogg!GsDriverEntry
+# DriverStartIo: 00000000	
+# DriverUnload:  fffff8012fac1590	Nidhogg!NidhoggUnload
+# AddDevice:     00000000	
+#
+# Dispatch routines:
+# [00] IRP_MJ_CREATE                      fffff8012fac1300	Nidhogg!NidhoggCreateClose
+# [01] IRP_MJ_CREATE_NAMED_PIPE           fffff8012ab0be00	nt!IopInvalidDeviceRequest
+def test_drvobj_2_shows_gsdriverentry_and_the_dispatch_table(pended):
+    k = pended.kernel
+    drv = the_irp(pended).stack[0].device_object.driver_object
+    lines = pended.execute("!drvobj testbus 2").text.splitlines()
+    assert lines[:3] == [f"Driver object ({drv.address:016x}) is for:", " \\Driver\\testbus", ""]
+    assert lines[3] == f"DriverEntry:   {k.symbol_address('testbus!GsDriverEntry'):016x}\ttestbus!GsDriverEntry"
+    assert lines[4] == "DriverStartIo: 00000000\t" and lines[6] == "AddDevice:     00000000\t"
+    assert lines[7:9] == ["", "Dispatch routines:"]
+    invalid = k.symbol_address("nt!IopInvalidDeviceRequest")
+    assert lines[10] == f"[01] IRP_MJ_CREATE_NAMED_PIPE           {invalid:016x}\tnt!IopInvalidDeviceRequest"
+    assert "Device Object list:" not in lines
+    both = pended.execute("!drvobj testbus 7").text.splitlines()
+    assert "Device Object list:" in both and "Dispatch routines:" in both and any(
+        line.startswith("Device object (") for line in both)
+    assert "unsupported flag bits 0x98" in pended.execute("!drvobj testbus 99").text
 
 
 def test_pool_marks_the_block_and_poolused_counts_by_tag(pended):
@@ -181,8 +275,90 @@ def test_pool_marks_the_block_and_poolused_counts_by_tag(pended):
     assert lines[0] == f"Pool page {irp.address:016x} region is Nonpaged pool"
     assert any(line.startswith(f"*{irp.address - 0x10:016x} size:  170") and line.endswith("*Irp ") for line in lines)
     assert lines[-1] == "\t\tPooltag Irp  : Io, IRP packets"
-    rows = {line.split()[0]: line.split() for line in pended.execute("!poolused").text.splitlines()[5:]}
-    assert rows["Irp"][1:3] == ["1", "368"]
+
+
+# MS Learn, "!pool": `kd> !pool e1001050` lists the page's blocks with the one holding the address
+# starred (`*e1001050 size:   10 previous size:   10  (Allocated) *ObDi`); flag 1 adds each block's
+# contents, flag 2 keeps only the starred block, 0x80000000 drops the tag description.
+def test_pool_honours_its_flags(pended):
+    irp = the_irp(pended)
+    only = pended.execute(f"!pool {irp.address:x} 2").text.splitlines()
+    assert len(only) == 3 and only[1].startswith(f"*{irp.address - 0x10:016x} size:  170")
+    assert pended.execute(f"!pool {irp.address:x} 80000002").text.splitlines() == only[:2]
+    dumped = pended.execute(f"!pool {irp.address:x} 3").text.splitlines()
+    first = dumped[2]
+    assert first.startswith(f"    {irp.address:016x}  ") and first.split()[1] == f"{0x01600006:08x}"  # Type 6, Size 0x160
+    assert "unsupported flag bits 0x4" in pended.execute(f"!pool {irp.address:x} 4").text
+
+# MS Learn, "!poolused" (Remarks):
+#   0: kd> !poolused
+#      Sorting by  Tag
+#
+#     Pool Used:
+#               NonPaged            Paged
+#    Tag    Allocs     Used    Allocs     Used
+#    1394        1      520         0        0UNKNOWN pooltag '1394', please update pooltag.txt
+#    AGP         1      344         2      384UNKNOWN pooltag 'AGP ', please update pooltag.txt
+def test_poolused_prints_the_documented_table(pended):
+    lines = pended.execute("!poolused").text.splitlines()
+    assert lines[:5] == ["   Sorting by  Tag", "", "  Pool Used:", "            NonPaged            Paged",
+                         " Tag    Allocs     Used    Allocs     Used"]
+    rows = {line[1:5]: line for line in lines[5:]}
+    assert rows["Irp "] == " Irp         1      368         0        0Io, IRP packets"
+    assert all(line[:5] < nxt[:5] for line, nxt in zip(lines[5:], lines[6:]))  # sorted by tag
+    unknown = [line for line in lines[5:] if "UNKNOWN" in line]
+    assert unknown and all(line.endswith(f"UNKNOWN pooltag '{line[1:5]}', please update pooltag.txt")
+                           for line in unknown)
+
+
+def test_poolused_flags_sort_verbose_and_case_sensitive_tags(pended):
+    lines = pended.execute("!poolused 2").text.splitlines()
+    assert lines[0] == "   Sorting by  NonPaged Pool Consumed"
+    used = [int(line[15:23]) for line in lines[5:]]
+    assert used == sorted(used, reverse=True)
+    assert pended.execute("!poolused 4").text.splitlines()[0] == "   Sorting by  Paged Pool Consumed"
+    verbose = pended.execute("!poolused 1 Irp?").text.splitlines()
+    assert verbose[3:5] == ["            NonPaged                    Paged",
+                            " Tag    Allocs    Frees     Diff     Used   Allocs    Frees     Diff     Used"]
+    (row,) = verbose[5:]
+    allocs, frees, diff, used = (int(x) for x in row[5:41].split())
+    assert row.startswith(" Irp ") and allocs - frees == diff == 1 and used == 368
+    assert pended.execute("!poolused 0 irp?").text.splitlines()[5:] == []  # tags are case-sensitive
+    assert "cannot be used together" in pended.execute("!poolused 6").text
+    assert "session pool" in pended.execute("!poolused 8").text
+    assert "four characters" in pended.execute("!poolused 0 Ir").text
+
+
+# `!pte` on Windows 10 x64 with a randomised self-map (a published capture):
+#                                            VA fffff78000000000
+# PXE at FFFFA8D46A351F78    PPE at FFFFA8D46A3EF000    PDE at FFFFA8D47DE00000    PTE at FFFFA8FBC0000000
+# contains 000000000F202063  contains 000000000F203063  contains 000000000F204063  contains 800000000F22C963
+# pfn f202      ---DA--KWEV  pfn f203      ---DA--KWEV  pfn f204      ---DA--KWEV  pfn f22c      -G-DA--KW-V
+def test_pte_prints_the_four_level_walk_and_dq_reads_the_same_entries(pended):
+    irp = the_irp(pended)
+    mem = pended.kernel.mem
+    r = pended.execute(f"!pte {irp.address:x}")
+    lines = r.text.splitlines()
+    assert lines[0] == " " * 43 + f"VA {irp.address:016x}"
+    assert re.fullmatch(r"PXE at ([0-9A-F]{16})    PPE at ([0-9A-F]{16})    PDE at ([0-9A-F]{16})    "
+                        r"PTE at ([0-9A-F]{16})", lines[1])
+    assert re.fullmatch(r"(contains [0-9A-F]{16}  ){3}contains [0-9A-F]{16}", lines[2])
+    assert re.fullmatch(r"(pfn [0-9a-f ]{10}---DA--KWEV  ){3}pfn [0-9a-f ]{10}-G-DA--KW-V", lines[3])
+    # the self-map base comes from the PML4 index chosen at boot, not the pre-1607 FFFFF680`00000000
+    assert r.data["addresses"][3] == mem.pte_base + ((irp.address & 0xFFFFFFFFFFFF) >> 12) * 8
+    assert mem.pte_base >> 39 & 0x1FF == mem.self_map_index and mem.pte_base != 0xFFFFF68000000000
+    for address, entry in zip(r.data["addresses"], r.data["entries"]):
+        assert pended.execute(f"dq {address:x} L1").text == f"{addr64(address)}  {addr64(entry)}"
+    # a PTE address is taken as a PTE: the walk of the page it maps
+    by_pte = pended.execute(f"!pte {r.data['addresses'][3]:x}").text.splitlines()
+    assert by_pte[0] == " " * 43 + f"VA {irp.address & ~0xFFF:016x}" and by_pte[1:] == lines[1:]
+
+
+def test_self_map_index_is_randomised_per_boot_from_the_seed():
+    from stack.kernel.kernel import _self_map_index
+    indexes = {_self_map_index(seed, "winsrv") for seed in range(1, 40)}
+    assert len(indexes) > 10 and all(0x100 <= i < 0x1F0 for i in indexes)
+    assert _self_map_index(7, "winsrv") == _self_map_index(7, "winsrv")
 
 
 def test_pte_and_pfn_describe_the_page(pended):
@@ -212,9 +388,27 @@ def test_irql_and_dpcs(pended):
 
 def test_evaluate_and_error(pended):
     assert pended.execute("? 10 + 0n10").text == "Evaluate expression: 26 = 00000000`0000001a"
+    # MS Learn (Bug Check 0x1E): `2: kd> !error 00000000c0000005` prints
+    # `Error code: (NTSTATUS) 0xc0000005 (3221225477) - The instruction at 0x%p referenced memory at 0x%p.
+    # The memory could not be %s.`  A {Caption} stays in front of the text, one space after it:
+    # `Error code: (NTSTATUS) 0xc0000142 (3221225794) - {DLL Initialization Failed} Initialization of ...`
     assert pended.execute("!error c0000120").text == (
-        "Error code: (NTSTATUS) 0xc0000120 (3221225760) - The I/O request was canceled.  [STATUS_CANCELLED]")
+        "Error code: (NTSTATUS) 0xc0000120 (3221225760) - The I/O request was canceled.")
+    assert pended.execute("!error c000021b").text == (
+        "Error code: (NTSTATUS) 0xc000021b (3221226011) - {Data Not Accepted} The TDI client could not handle "
+        "the data received during an indication.")
+    assert pended.execute("!error 00000000c0000005").text == (
+        "Error code: (NTSTATUS) 0xc0000005 (3221225477) - The instruction at 0x%p referenced memory at 0x%p. "
+        "The memory could not be %s.")
     assert pended.execute("!error 5").text == "Error code: (Win32) 0x5 (5) - Access is denied."
+
+
+def test_error_knows_the_text_of_every_status_the_lab_returns():
+    import stack.kernel.ntstatus as nts
+    from wskdbg.render.ntstatus_text import STATUS_MESSAGES
+    missing = [name for name, value in vars(nts).items()
+               if name.startswith("STATUS_") and isinstance(value, int) and value not in STATUS_MESSAGES]
+    assert missing == []
 
 
 def test_help_lists_by_area_and_dot_help_explains(pended):
@@ -249,7 +443,10 @@ def test_tracing_commands_show_the_wpp_message_after_the_run():
         irp = engine.bus.seq  # noqa: F841 (position only)
         lines = engine.execute("!wmitrace.logdump TestTrace").text.splitlines()
         assert lines[0] == "(WmiTrace)LogDump for Logger Id 0x20"
-        assert lines[2].startswith("[0]0000.0000::01/01/2026-00:00:00.001 [TestDrvTrace]request ")
+        # The default prefix [%9!d!]%8!04X!.%3!04X!::%4!s! [%1!s!], where %1 is the message GUID's
+        # friendly name (the component's build directory), as in the WPP docs' example
+        # `[0]0C40.0C3C::09/20/2004-14:41:31.625 [tracedrv]Hello, 1 Hi` - not the control GUID's name.
+        assert lines[2].startswith("[0]0000.0000::01/01/2026-00:00:00.001 [testdrv]request ")
         assert lines[2].endswith(" completed by the bus, STATUS_SUCCESS")
         assert engine.execute("tracefmt -rt TestTrace -noprefix -nosummary").text.splitlines()[2].startswith("request ")
         assert engine.execute("!wmitrace.strdump").text.splitlines()[2].endswith("Named 'TestTrace'")
@@ -275,21 +472,54 @@ def test_bugcheck_0x44_shows_in_bugcheck_and_analyze_and_reboot_brings_the_machi
         r = engine.execute("g")
         info = engine.scheduler.halted
         assert info is not None and info.code == 0x44
-        assert r.text.splitlines()[0] == "*** Fatal System Error: 0x00000044"
+        # A live KD stop on a bug check (published capture, Bug Check 0x18):
+        # *** Fatal System Error: 0x00000018
+        #                        (0x0000000000000000,0xFFFFC48CF6E80090,0x0000000000000021,0xFFFFFFFFFFFFFFFF)
+        #
+        # Break instruction exception - code 80000003 (first chance)
+        #
+        # A fatal system error has occurred.
+        # Debugger entered on first try; Bugcheck callbacks have not been invoked.
+        #
+        # A fatal system error has occurred.
+        #
+        # For analysis of this file, run !analyze -v
+        # nt!DbgBreakPointWithStatus:
+        # fffff806`d2efa090 cc              int     3
+        # 1: kd> k
+        #  # Child-SP          RetAddr               Call Site
+        # 00 ffffa482`358df1e8 fffff806`d2faf3f2     nt!DbgBreakPointWithStatus
+        # 01 ffffa482`358df1f0 fffff806`d2fae91c     nt!KiBugCheckDebugBreak+0x12
+        # 02 ffffa482`358df250 fffff806`d2ef9387     nt!KeBugCheck2+0xb2c
+        # 03 ffffa482`358df9e0 fffff806`d32b2937     nt!KeBugCheckEx+0x107
+        stop = r.text.splitlines()
+        assert stop[0] == "*** Fatal System Error: 0x00000044"
+        assert stop[1] == "                       (0x%016X,0x0000000000000000,0x0000000000000000,0x0000000000000000)" % (
+            info.params[0])
+        assert stop[2:12] == ["", "Break instruction exception - code 80000003 (first chance)", "",
+                              "A fatal system error has occurred.",
+                              "Debugger entered on first try; Bugcheck callbacks have not been invoked.", "",
+                              "A fatal system error has occurred.", "", "For analysis of this file, run !analyze -v",
+                              "nt!DbgBreakPointWithStatus:"]
+        assert re.fullmatch(r"[0-9a-f]{8}`[0-9a-f]{8} cc              int     3", stop[12])
+        sites = [line.split()[-1] for line in engine.execute("k").text.splitlines()[1:6]]
+        assert sites[0] == "nt!DbgBreakPointWithStatus"
+        assert [s.split("+")[0] for s in sites[1:4]] == ["nt!KiBugCheckDebugBreak", "nt!KeBugCheck2", "nt!KeBugCheckEx"]
+        assert sites[4].startswith("nt!IofCompleteRequest+")
         assert engine.execute(".bugcheck").text.splitlines() == [
             "Bugcheck code 00000044",
             f"Arguments {addr64(info.params[0])} 00000000`00000000 00000000`00000000 00000000`00000000"]
         lines = engine.execute("!analyze -v").text.splitlines()
-        assert lines[2] == "*" + "Bugcheck Analysis".center(77) + "*"
+        assert lines[2] == "*                        Bugcheck Analysis                                    *"
         assert lines[6] == "MULTIPLE_IRP_COMPLETE_REQUESTS (44)"
         assert f"Arg1: {info.params[0]:016x}, Address of the IRP" in lines
-        for key in ("FAULTING_IP: ", "DEFAULT_BUCKET_ID:  DRIVER_FAULT", "BUGCHECK_STR:  0x44", "PROCESS_NAME:  System",
-                    "STACK_TEXT:  ", "MODULE_NAME: testdrv", "IMAGE_NAME:  testdrv.sys",
-                    "STACK_COMMAND:  .thread ; .cxr ; kb", "BUCKET_ID:  0x44_testdrv!TestCompleteTwice",
+        for key in ("BUGCHECK_CODE:  44", f"BUGCHECK_P1: {info.params[0]:x}", "BUGCHECK_P2: 0",
+                    "PROCESS_NAME:  System", "STACK_TEXT:  ", "MODULE_NAME: testdrv", "IMAGE_NAME:  testdrv.sys",
+                    "STACK_COMMAND:  .cxr; .ecxr ; kb", "FAILURE_BUCKET_ID:  0x44_testdrv!TestCompleteTwice",
                     "Followup:     MachineOwner"):
             assert key in lines, key
         stack = lines[lines.index("STACK_TEXT:  ") + 1:lines.index("STACK_TEXT:  ") + 3]
-        assert stack[0].endswith(": nt!KeBugCheckEx") and " : 00000000`00000044 " in stack[0]
+        assert stack[0].split(" : ")[-1].startswith("nt!KeBugCheckEx") and " : 00000000`00000044 " in stack[0]
         assert stack[1].split()[-1].startswith("nt!IofCompleteRequest+")
         assert engine.execute(f"!irp {info.params[0]:x}").text.startswith("Irp is active with 1 stacks")
         assert engine.execute("g").text.startswith("The machine bug-checked (MULTIPLE_IRP_COMPLETE_REQUESTS (44)")
@@ -392,3 +622,41 @@ def test_sc_on_the_standard_lab_shows_the_auto_started_services_running_and_refu
         assert engine.execute("sc start wskprov").data["win32_error"] == 1056
     finally:
         engine.close()
+
+
+# An unused stack location as !irp prints it on Windows (MS Learn, Bug Check 0x9F example):
+#  [N/A(0), N/A(0)]
+#             0  0 00000000 00000000 00000000-00000000
+#
+#             Args: 00000000 00000000 00000000 00000000
+def test_unused_stack_locations_print_one_way_in_irp_and_the_tui(pended):
+    from wskdbg.render.irp import IrpLocation, IrpView, irp_lines
+    from wskdbg.tui.irp_view import render_irp
+    view = IrpView(address=0xFFFFC10A00001000, type=6, size=0x160, stack_count=2, current_location=2, mdl=0,
+                   flags=0, system_buffer=0, status=0, information=0, requestor_mode=0, pending_returned=0,
+                   cancel=0, cancel_irql=0, user_iosb=0, user_event=0, cancel_routine=0, user_buffer=0, thread=0,
+                   current_stack_location=0, original_file_object=0)
+    view.locations = [IrpLocation(1, 0xFFFFC10A000010D0, 0, 0, 0, 0, (0, 0, 0, 0), 0, 0, 0, 0),
+                      IrpLocation(2, 0xFFFFC10A00001118, 0xF, 0, 0, 0xE0, (0, 0, 0, 0), 0xFFFFC10A00002000, 0,
+                                  0, 0, driver="\\Driver\\AFD", current=True)]
+    lines = irp_lines(view)
+    assert lines[3:7] == [" [N/A(0), N/A(0)]", "            0  0 00000000 00000000 00000000-00000000", "",
+                          "            Args: 00000000 00000000 00000000 00000000"]
+    # the TUI's IRP view prints the stack locations with the same renderer as !irp
+    irp = the_irp(pended)
+    tui = render_irp(irp).splitlines()
+    shown = pended.execute(f"!irp {irp.address:x}").text.splitlines()
+    assert tui[:len(shown)] == shown
+
+
+# `!irpfind` (a published x64 capture) for an IRP whose CurrentLocation is past its last location:
+# fffffa8018df9ee0 [0000000000000000] Irp is complete (CurrentLocation 2 > StackCount 1)
+def test_irpfind_row_of_a_completed_irp():
+    from wskdbg.render.irp import IrpView, irpfind_row
+    view = IrpView(address=0xFFFFFA8018DF9EE0, type=6, size=0x118, stack_count=1, current_location=2, mdl=0,
+                   flags=0, system_buffer=0, status=0, information=0, requestor_mode=0, pending_returned=0,
+                   cancel=0, cancel_irql=0, user_iosb=0, user_event=0, cancel_routine=0, user_buffer=0, thread=0,
+                   current_stack_location=0, original_file_object=0)
+    assert irpfind_row(view, None) == ("fffffa8018df9ee0 [0000000000000000] Irp is complete "
+                                       "(CurrentLocation 2 > StackCount 1)")
+    assert irpfind_row(view, 0).endswith("StackCount 1) 0x0000000000000000")

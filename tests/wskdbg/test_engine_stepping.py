@@ -157,7 +157,7 @@ def test_break_in_from_another_thread_stops_an_endless_g():
         assert stop_of(r)["reason"] == "break"
         assert seen[0] >= 500
         # the machine is stopped and inspectable, and runs again on request
-        assert engine.execute("k").text.startswith("Child-SP")
+        assert engine.execute("k").text.startswith(" # Child-SP")
         assert not engine.running
     finally:
         engine.close()

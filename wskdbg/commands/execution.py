@@ -27,11 +27,9 @@ def render_stop(dbg: "Engine", stop: "StopInfo") -> list[str]:
     position = f"event {stop.events_run}, hand-off {stop.seq}"
     if reason == "bugcheck":
         info = dbg.scheduler.halted
-        lines = fatal_error_lines(info.code, info.params)
         top = dbg.stack(info.host)[0]
         dbg.note_address(addr64(top.location))
-        return lines + [f"{top.call_site}:",
-                        f"{addr64(top.location)} [{info.host}] bugcheck: {info.name} ({info.code:x})"]
+        return fatal_error_lines(info.code, info.params, top.location)
     if reason == "halted":
         info = dbg.scheduler.halted
         return [f"The machine bug-checked ({info.name} ({info.code:x}) on {info.host}) and is halted.",

@@ -45,7 +45,7 @@ def location_lines(dbg: "Engine") -> tuple[str, str]:
         return top.call_site, f"{addr64(top.location)} [{ev.host}] {event_text(ev)}"
     crash = dbg.scheduler.halted
     if crash is not None and crash.host == dbg.current_host:
-        return top.call_site, f"{addr64(top.location)} [{crash.host}] bugcheck: {crash.name} ({crash.code:x})"
+        return top.call_site, f"{addr64(top.location)} cc              int     3"
     return top.call_site, f"{addr64(top.location)} [{dbg.current_host}] idle: between events"
 
 
@@ -55,7 +55,8 @@ def location_lines(dbg: "Engine") -> tuple[str, str]:
 The emulated CPU has no instruction-level registers; `r` shows a faithful x64 layout in which
 rip is the current routine (plus the hand-off's offset), rsp the thread's stack pointer derived
 from the call depth, and rcx, rdx, r8, r9 the routine's first four arguments (the x64 calling
-convention); the others read zero.  A last line adds the IRQL, thread, host and position.
+convention); the others read zero.  The block is KD's, line for line; the IRQL, thread,
+host and position are on the status line (`!irql`, `!thread` and `.position` show them too).
 `r rip`, `r @$irql`, `r $thread` show one register; `r $t0 = 5` sets a user pseudo-register
 ($t0..$t19), usable in expressions as @$t0.""")
 def cmd_r(dbg: "Engine", inv: Invocation) -> CommandResult:
@@ -88,10 +89,7 @@ def cmd_r(dbg: "Engine", inv: Invocation) -> CommandResult:
     symbol_line, location_line = location_lines(dbg)
     thread = dbg.current_thread()
     irql = dbg.current_irql()
-    pos = dbg.position()
-    extra = (f"irql={irql:x} ({irql_name(irql)})  thread={addr64_nobt(thread.address)} ({thread.name})  "
-             f"host={dbg.current_host}  event {pos.events_run}, hand-off {pos.seq}")
-    lines = format_registers(regs, symbol_line, location_line, extra)
+    lines = format_registers(regs, symbol_line, location_line)
     dbg.note_address(addr64(regs["rip"]))
     return CommandResult("\n".join(lines), {"registers": regs, "irql": irql, "thread": thread.address,
                                              "host": dbg.current_host})
@@ -106,7 +104,8 @@ MAX_FRAME_COUNT = 0xFFFF  # WinDbg's limit for k's FrameCount
 @command("k", area="inspection", syntax="k[b|c|n|p|v|L] [FrameCount]", pattern=_K_PATTERN,
          summary="Display the call stack (kn numbers frames, kb shows args, kc symbols only, kp params)",
          help="""
-x64 shape: `Child-SP          RetAddr           Call Site`.  The stack is the emulated code's
+x64 shape: ` # Child-SP          RetAddr               Call Site`, frames numbered as current
+WinDbg numbers them by default (`kn` is the same as `k`).  The stack is the emulated code's
 logical call stack at the stop: e.g. tcpip routine <- ndis indicate <- miniport DPC <-
 nt!KiRetireDpcList.  Child-SP comes from the thread's stack base and the depth; RetAddr is the
 caller's routine address plus a stable offset.  After a bug check `k` shows the crash stack
@@ -146,6 +145,31 @@ def _timestamp_text(ts: int) -> str:
     return f"{time.strftime('%a %b', t)} {t.tm_mday:>2} {time.strftime('%H:%M:%S %Y', t)} ({ts:08X})"
 
 
+# Modules Microsoft ships: their symbols are public ("pdb symbols"); the lab's own drivers are
+# built with their private PDBs.  The kernel's PDB (and loaded symbol image) is the
+# multiprocessor kernel's, ntkrnlmp, whatever file name the loader gave it.
+PUBLIC_SYMBOL_MODULES = frozenset({"nt", "hal", "ndis", "tcpip", "afd", "netio", "tdx", "tdi", "http", "kdcom"})
+SYMBOL_IMAGES = {"nt": "ntkrnlmp.exe"}
+
+
+def symbol_image_of(name: str, image: str) -> str:
+    return SYMBOL_IMAGES.get(name, image)
+
+
+def lm_row(name: str, start: int, end: int, image: str) -> str:
+    """One `lm` row, as the debugger aligns it (a published capture)::
+
+        fffff801`0da00000 fffff801`0ea46000   nt         (pdb symbols)          C:\\ProgramData\\Dbg\\sym\\ntkrnlmp.pdb\\...
+        fffff801`0d390000 fffff801`0d3a1000   WppRecorder   (deferred)
+
+    The lab has no symbol store, so the PDB is named without a cache path.
+    """
+    kind = "(pdb symbols)" if name in PUBLIC_SYMBOL_MODULES else "(private pdb symbols)"
+    pdb = symbol_image_of(name, image).rsplit(".", 1)[0] + ".pdb"
+    column = f"{name:<10} " if len(name) <= 10 else f"{name}   "
+    return f"{addr64(start)} {addr64(end)}   {column}{kind:<23}{pdb}"
+
+
 @command("lm", area="inspection", syntax="lm [v] [1m] [m Pattern]", pattern=r"lm[a-zA-Z0-9]*",
          summary="List loaded modules",
          help="""
@@ -181,12 +205,13 @@ def cmd_lm(dbg: "Engine", inv: Invocation) -> CommandResult:
         return CommandResult("\n".join(m.name for m in mods), data)
     lines = ["start             end                 module name"]
     for m in mods:
-        pdb = m.image.rsplit(".", 1)[0] + ".pdb"
-        lines.append(f"{addr64(m.base)} {addr64(m.base + m.size)}   {m.name:<10} (private pdb symbols)  {pdb}")
+        lines.append(lm_row(m.name, m.base, m.base + m.size, m.image))
         if "v" in flags:
-            lines += [f"    Loaded symbol image file: {m.image}",
-                      f"    Image path: \\SystemRoot\\system32\\drivers\\{m.image}",
-                      f"    Image name: {m.image}",
+            symbol_image = symbol_image_of(m.name, m.image)
+            path = m.image if m.name == "nt" else f"\\SystemRoot\\system32\\drivers\\{m.image}"
+            lines += [f"    Loaded symbol image file: {symbol_image}",
+                      f"    Image path: {path}",
+                      f"    Image name: {symbol_image}",
                       f"    Timestamp:        {_timestamp_text(m.timestamp)}",
                       f"    CheckSum:         {(m.timestamp ^ m.size) & 0xFFFFFFFF:08X}",
                       f"    ImageSize:        {m.size:08X}",
@@ -287,7 +312,7 @@ def thread_lines(dbg: "Engine", t: Any, running: bool) -> list[str]:
         "",
     ]
     frames = dbg.stack() if running else dbg.thread_stack(t)
-    lines += format_k(frames, "b")
+    lines += format_k(frames, "b", numbered=False)
     return lines
 
 

@@ -92,7 +92,10 @@ def cmd_irp(dbg: "Engine", inv: Invocation) -> CommandResult:
 @command("!irpfind", area="io", syntax="!irpfind [-v] [PoolType [Restart [Criteria Data]]]",
          summary="Find the IRPs in pool",
          help="""
-Lists the live IRPs of the current host: `<irp> [Thread] <thread> current stack belongs to  \\Driver\\X`.
+Lists the live IRPs of the current host in the x64 table
+`  Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process`:
+the current stack location's major/minor codes, device and driver, and MdlAddress->Process when
+the IRP has an MDL; `Irp is complete (CurrentLocation N > StackCount M)` when no location is current.
 PoolType 0 = nonpaged (default; IRPs live there), 1 = paged.  Criteria: arg, device,
 fileobject, mdlprocess, thread, userevent, each followed by the value to match.""")
 def cmd_irpfind(dbg: "Engine", inv: Invocation) -> CommandResult:
@@ -129,13 +132,15 @@ def cmd_irpfind(dbg: "Engine", inv: Invocation) -> CommandResult:
         view = decode_irp(read, irp.address, driver_of, symbolize)
         if view is None or not _irp_matches(view, criteria, value):
             continue
+        mdl_process = None
+        if view.mdl:
+            raw = read(view.mdl + 0x10, 8)  # _MDL.Process
+            mdl_process = int.from_bytes(raw, "little") if raw is not None else 0
+        lines.append(irpfind_row(view, mdl_process))
         current = next((loc for loc in view.locations if loc.current), None)
-        if current is not None and current.driver:
-            owner = current.driver
-        else:
-            owner = f"(none: {'completed' if irp.completed else 'not dispatched'}, owned by {irp.owner or '?'})"
-        lines.append(irpfind_row(irp.address, view.thread, owner))
-        rows.append({"irp": irp.address, "thread": view.thread, "owner": owner})
+        rows.append({"irp": irp.address, "thread": view.thread, "owner": current.driver if current else None,
+                     "major": current.major if current else None, "minor": current.minor if current else None,
+                     "device": current.device if current else None, "complete": current is None})
         dbg.note_address(addr64_nobt(irp.address))
         if verbose:
             lines.extend("    " + line for line in irp_lines(view))
@@ -276,37 +281,72 @@ def _find_object(dbg: "Engine", inv: Invocation, prefix: str, cls_name: str) -> 
     return obj
 
 
+# `!drvobj` as a published capture prints it (Windows 10 x64, a WDK-built driver)::
+#
+#   0: kd> !drvobj \Driver\Nidhogg 2
+#   Driver object (ffffe089821e4b90) is for:
+#    \Driver\Nidhogg
+#
+#   DriverEntry:   fffff8012fac5000	Nidhogg!GsDriverEntry
+#   DriverStartIo: 00000000	
+#   DriverUnload:  fffff8012fac1590	Nidhogg!NidhoggUnload
+#   AddDevice:     00000000	
+#
+#   Dispatch routines:
+#   [00] IRP_MJ_CREATE                      fffff8012fac1300	Nidhogg!NidhoggCreateClose
+#   [01] IRP_MJ_CREATE_NAMED_PIPE           fffff8012ab0be00	nt!IopInvalidDeviceRequest
+#
+# Flag 1 (the default) lists the device objects, 2 the entry points and dispatch routines,
+# 4 (with 1) each device in detail.  A WDK-built driver's DriverInit is the /GS stub
+# GsDriverEntry, which initialises the security cookie and calls the driver's DriverEntry.
+DRVOBJ_FLAGS = 0x7
+
+
 @command("!drvobj", area="io", syntax="!drvobj DriverObject|Name [Flags]", summary="Display a driver object",
-         help="Name may omit \\Driver\\.  Flags: 1 device objects (default), 2 dispatch routines, 4 details.")
+         help="""
+Name may omit \\Driver\\.  Flags (hex, combinable): 1 device objects (the default), 2 entry points
+(DriverEntry is the image's GsDriverEntry, as for any WDK-built driver) and dispatch routines
+(unset ones are nt!IopInvalidDeviceRequest), 4 with 1: each device object in detail (!devobj).
+Other bits are refused.""")
 def cmd_drvobj(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     drv = _find_object(dbg, inv, "\\Driver\\", "DriverObject")
     flags = 1
     if len(words) >= 2:
         flags = dbg.evaluate(words[1][0], inv.args_offset + words[1][1])
+        if flags & ~DRVOBJ_FLAGS:
+            raise inv.error(f"unsupported flag bits {flags & ~DRVOBJ_FLAGS:#x} (1 devices, 2 dispatch routines, "
+                            "4 device details)", words[1][1])
     if len(words) > 2:
         raise inv.syntax_error(words[2][1])
     k = dbg.kernel
     from stack.kernel.symbols import symbol_of
-    lines = [f"Driver object ({addr64_nobt(drv.address)}) is for:", f" {drv.name}", "",
-             "Driver Extension List: (id , addr)", "", "Device Object list:",
-             "  ".join(addr64_nobt(d.address) for d in drv.devices)]
+    lines = [f"Driver object ({addr64_nobt(drv.address)}) is for:", f" {drv.name}", ""]
+    if flags & 1:
+        lines += ["Driver Extension List: (id , addr)", "", "Device Object list:",
+                  "".join(f"{addr64_nobt(d.address)}  " for d in drv.devices), ""]
+        if flags & 4:
+            for d in drv.devices:
+                lines += _devobj_lines(d) + [""]
     if flags & 2:
-        def routine(fn: Any) -> str:
-            if fn is None:
-                return "00000000"
-            sym = symbol_of(fn)
-            return f"{addr64_nobt(k.symbol_address(sym))}\t{sym}"
+        def entry(symbol: str | None) -> str:
+            return f"{addr64_nobt(k.symbol_address(symbol))}\t{symbol}" if symbol else "00000000\t"
 
-        lines += ["", f"DriverEntry:   {routine(drv.driver_init)}", "DriverStartIo: 00000000",
-                  f"DriverUnload:  {routine(drv.driver_unload)}", "AddDevice:     00000000", "",
-                  "Dispatch routines:"]
+        def routine(fn: Any) -> str:
+            return entry(symbol_of(fn) if fn is not None else "nt!IopInvalidDeviceRequest")
+
+        module = getattr(drv, "module", None) or ""
+        init = f"{module}!GsDriverEntry" if module and k.module(module) else (
+            symbol_of(drv.driver_init) if drv.driver_init is not None else None)
+        lines += [f"DriverEntry:   {entry(init)}", "DriverStartIo: 00000000\t",
+                  f"DriverUnload:  {entry(symbol_of(drv.driver_unload)) if drv.driver_unload else '00000000' + chr(9)}",
+                  "AddDevice:     00000000\t", "", "Dispatch routines:"]
         for mj, fn in enumerate(drv.major_function):
             lines.append(f"[{mj:02x}] {IRP_MJ_NAMES.get(mj, f'IRP_MJ_{mj:02x}'):<35}{routine(fn)}")
     for d in drv.devices:
         dbg.note_address(addr64_nobt(d.address))
-    return CommandResult("\n".join(lines).rstrip(), {"address": drv.address, "name": drv.name,
-                                                      "devices": [d.address for d in drv.devices]})
+    return CommandResult("\n".join(lines).rstrip("\n"), {"address": drv.address, "name": drv.name,
+                                                        "devices": [d.address for d in drv.devices]})
 
 
 @command("!devobj", area="io", syntax="!devobj DeviceObject|Name", summary="Display a device object",
@@ -316,6 +356,15 @@ def cmd_devobj(dbg: "Engine", inv: Invocation) -> CommandResult:
     if len(words) > 1:
         raise inv.syntax_error(words[1][1])
     dev = _find_object(dbg, inv, "\\Device\\", "DeviceObject")
+    drv = dev.driver_object
+    lines = _devobj_lines(dev)
+    return CommandResult("\n".join(lines), {
+        "address": dev.address, "name": dev.name, "driver": drv.name, "stack_size": dev.stack_size,
+        "upper": dev.attached_device.address if dev.attached_device else None,
+        "lower": dev.lower_device.address if dev.lower_device else None})
+
+
+def _devobj_lines(dev: Any) -> list[str]:
     drv = dev.driver_object
     name = dev.name.rsplit("\\", 1)[-1] if dev.name else ""
     current_irp = getattr(dev.current_irp, "address", dev.current_irp) or 0
@@ -334,7 +383,4 @@ def cmd_devobj(dbg: "Engine", inv: Invocation) -> CommandResult:
         low = dev.lower_device
         lines.append(f"AttachedTo (Lower) {addr64_nobt(low.address)} {low.driver_object.name}")
     lines.append("Device queue is not busy.")
-    return CommandResult("\n".join(lines), {
-        "address": dev.address, "name": dev.name, "driver": drv.name, "stack_size": dev.stack_size,
-        "upper": dev.attached_device.address if dev.attached_device else None,
-        "lower": dev.lower_device.address if dev.lower_device else None})
+    return lines

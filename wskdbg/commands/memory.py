@@ -16,7 +16,7 @@ from wskdbg.expr import ExprError, parse_address_range
 from wskdbg.render.dt import DtOptions, layout_lines, value_lines
 from wskdbg.render.dump import DumpError, default_length, unit_size
 from wskdbg.render.fmt import addr64, addr64_nobt
-from wskdbg.render.memory import big_pool_lines, pfn_lines, pool_lines, poolused_lines, pte_lines
+from wskdbg.render.memory import PoolUsedRow, big_pool_lines, pfn_lines, pool_lines, poolused_lines, pte_lines
 
 if TYPE_CHECKING:
     from wskdbg.engine import Engine
@@ -162,14 +162,27 @@ def _field_exists(layout, word: str) -> bool:
 
 # --- pools ---------------------------------------------------------------------------------------
 
-@command("!pool", area="memory", syntax="!pool Address", summary="Show the pool block holding an address",
-         help="Lists the blocks of the small-pool page around Address (the one holding it marked *) with sizes "
-              "and\ntags, or the big-pool allocation it is in.  Tags come from the POOL_HEADER in memory.")
+POOL_FLAGS = 0x80000003
+
+
+@command("!pool", area="memory", syntax="!pool Address [Flags]", summary="Show the pool block holding an address",
+         help="""
+Lists the blocks of the small-pool page around Address (the one holding it marked *) with sizes
+and tags, or the big-pool allocation it is in.  Tags come from the POOL_HEADER in memory.
+Flags (MS Learn): 1 also dumps each block's contents, 2 shows only the block holding Address,
+80000000 leaves out the tag description; other bits are refused.""")
 def cmd_pool(dbg: "Engine", inv: Invocation) -> CommandResult:
     if not inv.args:
         raise inv.error("an address is required", 0)
     words = tokenize(inv.args)
+    if len(words) > 2:
+        raise inv.syntax_error(words[2][1])
     address = dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    # Flags is a ULONG (the expression evaluator sign-extends 80000000).
+    flags = dbg.evaluate(words[1][0], inv.args_offset + words[1][1]) & 0xFFFFFFFF if len(words) == 2 else 0
+    if flags & ~POOL_FLAGS:
+        raise inv.error(f"unsupported flag bits {flags & ~POOL_FLAGS:#x} (1 contents, 2 only the block, "
+                        "80000000 no tag description)", words[1][1])
     k = dbg.kernel
     pool = k.pool
     ptype = pool.pool_type_of(address)
@@ -178,12 +191,20 @@ def cmd_pool(dbg: "Engine", inv: Invocation) -> CommandResult:
     region = "Paged pool" if is_paged(ptype) else "Nonpaged pool"
     block = pool.block_containing(address)
     if block is not None and block.big:
-        return CommandResult("\n".join(big_pool_lines(address, block)),
+        lines = big_pool_lines(address, block)
+        if flags & 0x80000000:
+            lines = lines[:-1]
+        return CommandResult("\n".join(lines),
                              {"block": block.address, "tag": block.tag_str, "big": True, "size": block.requested})
     blocks = pool.blocks_in_page(address)
     if not blocks:
         raise inv.error(f"{addr64_nobt(address)}: no pool blocks in this page")
-    lines = pool_lines(address, region, blocks, block)
+
+    def contents(b) -> bytes:
+        cells = k.mem.read_partial(b.header + 0x10, max(b.block_size - 0x10, 0))
+        return bytes(c or 0 for c in cells)
+
+    lines = pool_lines(address, region, blocks, block, flags, contents)
     return CommandResult("\n".join(lines), {
         "block": block.address if block else None, "tag": block.tag_str if block else None,
         "allocated": block.allocated if block else None,
@@ -191,58 +212,87 @@ def cmd_pool(dbg: "Engine", inv: Invocation) -> CommandResult:
                  for b in blocks]})
 
 
-@command("!poolused", area="memory", syntax="!poolused [Flags [TagPattern]]",
-         summary="Pool usage by tag", help="Outstanding allocations and bytes per tag, nonpaged and paged; "
-                                           "TagPattern filters (wildcards, e.g. Ir*).")
+@command("!poolused", area="memory", syntax="!poolused [Flags [TagString]]",
+         summary="Pool usage by tag",
+         help="""
+Outstanding allocations and bytes per tag, nonpaged and paged, under the `Pool Used:` header.
+Flags (hex, combinable): 1 verbose (Allocs, Frees, Diff and Used per pool), 2 sort by nonpaged
+bytes, 4 sort by paged bytes (2 and 4 cannot be used together); 8 (session pool) is not
+supported: the lab has no sessions.  TagString is case-sensitive, four characters unless it has
+a `*`; `?` matches one character (`!poolused 2 Irp?`, `!poolused 0 wsk*`).""")
 def cmd_poolused(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     if len(words) > 2:
         raise inv.syntax_error(words[2][1])
-    if words:
-        dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    flags = dbg.evaluate(words[0][0], inv.args_offset + words[0][1]) if words else 0
+    if flags & 6 == 6:
+        raise inv.error("flags 2 (sort by nonpaged) and 4 (sort by paged) cannot be used together", words[0][1])
+    if flags & 8:
+        raise inv.error("flag 8 (session pool) is not supported: the lab has no session pool", words[0][1])
+    if flags & ~0xF:
+        raise inv.error(f"unknown flags {flags & ~0xF:#x} (1 verbose, 2 nonpaged sort, 4 paged sort)", words[0][1])
     pattern = words[1][0] if len(words) == 2 else None
+    if pattern is not None and "*" not in pattern and len(pattern) != 4:
+        raise inv.error("TagString must be exactly four characters unless it uses *", words[1][1])
     per_tag: dict[str, list[int]] = {}
     for (tag, paged), usage in dbg.kernel.pool.usage.items():
-        name = tag_to_str(tag)
-        row = per_tag.setdefault(name, [0, 0, 0, 0])
-        outstanding = usage.allocs - usage.frees
-        if paged:
-            row[2] += outstanding
-            row[3] += usage.bytes_in_use
-        else:
-            row[0] += outstanding
-            row[1] += usage.bytes_in_use
-    rows = [(tag, *vals) for tag, vals in sorted(per_tag.items())
-            if any(vals) and (pattern is None or fnmatch.fnmatchcase(tag.lower(), pattern.lower().ljust(4)[:4])
-                              or fnmatch.fnmatchcase(tag.strip().lower(), pattern.lower()))]
-    return CommandResult("\n".join(poolused_lines(rows)), {"tags": [
-        {"tag": t, "nonpaged_allocs": a, "nonpaged_bytes": b, "paged_allocs": c, "paged_bytes": d}
-        for t, a, b, c, d in rows]})
+        row = per_tag.setdefault(tag_to_str(tag), [0, 0, 0, 0, 0, 0])
+        base = 3 if paged else 0
+        row[base] += usage.allocs
+        row[base + 1] += usage.frees
+        row[base + 2] += usage.bytes_in_use
+    rows = [PoolUsedRow(tag, *vals) for tag, vals in per_tag.items()
+            if vals[0] != vals[1] or vals[3] != vals[4] or (flags & 1 and any(vals))]
+    if pattern is not None:
+        rows = [r for r in rows if fnmatch.fnmatchcase(r.tag, pattern)]
+    if flags & 2:
+        rows.sort(key=lambda r: (-r.nonpaged_used, r.tag))
+    elif flags & 4:
+        rows.sort(key=lambda r: (-r.paged_used, r.tag))
+    else:
+        rows.sort(key=lambda r: r.tag)
+    return CommandResult("\n".join(poolused_lines(rows, flags)), {"tags": [
+        {"tag": r.tag, "nonpaged_allocs": r.nonpaged_allocs - r.nonpaged_frees, "nonpaged_bytes": r.nonpaged_used,
+         "paged_allocs": r.paged_allocs - r.paged_frees, "paged_bytes": r.paged_used} for r in rows]})
 
 
 # --- page tables ---------------------------------------------------------------------------------
 
-def _synthetic_pde(k, va: int) -> int:
-    """The emulator keeps flat page tables; a PDE is shown with a stable page-table PFN."""
-    pfn = k.phys.base_pfn - 0x200 + ((va >> 21) & 0x1FF)
-    return (pfn << 12) | 0x63
-
-
-@command("!pte", area="memory", syntax="!pte VirtualAddress", summary="Show the page-table entries of an address",
-         help="PDE and PTE addresses (x64 self-map), their contents and the flag letters "
-              "(C G L D A N T U/K W/R E V; - when clear).")
+@command("!pte", area="memory", syntax="!pte VirtualAddress | !pte PTE",
+         summary="Show the four-level page-table walk of an address",
+         help="""
+The x64 walk: `VA ...`, then PXE, PPE, PDE and PTE columns with the address of each entry (in
+the self-map, whose PML4 index is randomised per boot as on Windows 10 1607+), its contents and
+its PFN and flag letters (C G L D A N T U/K W/R E V; - when clear).  An address inside the
+self-map is taken as the address of a PTE, and the walk of the address it maps is shown.
+`dq` of any of the entry addresses reads the same values.  (The paging-structure pages are
+numbered above the lab's RAM: the emulator derives them from its page table.)""")
 def cmd_pte(dbg: "Engine", inv: Invocation) -> CommandResult:
-    if not inv.args:
+    words = tokenize(inv.args)
+    if not words:
         raise inv.error("an address is required", 0)
-    va = dbg.evaluate(inv.args, inv.args_offset)
-    k = dbg.kernel
-    mem = k.mem
-    pte = mem.pte(va)
-    pde = _synthetic_pde(k, va)
-    lines = pte_lines(va, mem.pde_address(va), mem.pte_address(va), pde, pte)
+    if len(words) > 1:
+        raise inv.error("only the one-argument forms are supported (!pte VirtualAddress, !pte PTE)", words[1][1])
+    va = dbg.evaluate(words[0][0], inv.args_offset + words[0][1])
+    mem = dbg.kernel.mem
+    if mem.in_self_map(va) and not mem.in_self_map(va_of_pte(mem, va)):
+        va = va_of_pte(mem, va)
+    addresses = [mem.pxe_address(va), mem.ppe_address(va), mem.pde_address(va), mem.pte_address(va)]
+    entries = [mem.table_entry(level, va) for level in (3, 2, 1, 0)]
+    lines = pte_lines(va, addresses, entries)
+    pte = entries[3]
+    valid = all(e & 1 for e in entries)
     pfn = (pte & PFN_MASK) >> 12
-    return CommandResult("\n".join(lines), {"va": va, "pte": pte, "pte_address": mem.pte_address(va),
-                                             "pfn": pfn if pte & 1 else None, "valid": bool(pte & 1)})
+    return CommandResult("\n".join(lines), {"va": va, "pte": pte, "pte_address": addresses[3],
+                                             "entries": entries, "addresses": addresses,
+                                             "pfn": pfn if valid else None, "valid": valid})
+
+
+def va_of_pte(mem, pte_address: int) -> int:
+    """The virtual address a PTE (given by its self-map address) maps."""
+    n = ((pte_address & ((1 << 48) - 1)) - (mem.pte_base & ((1 << 48) - 1))) >> 3
+    va = n << 12
+    return va | 0xFFFF000000000000 if va >> 47 else va
 
 
 @command("!pfn", area="memory", syntax="!pfn PageFrameNumber", summary="Show a PFN database entry",
@@ -258,7 +308,8 @@ def cmd_pfn(dbg: "Engine", inv: Invocation) -> CommandResult:
                         f"{k.phys.base_pfn + k.phys.page_count - 1:x})", 0)
     entry = k.phys.entry(pfn)
     database_va = 0xFFFFFA8000000000 + pfn * 0x30
-    lines = pfn_lines(pfn, entry, database_va, k.phys.base_pfn - 0x200 + (pfn & 0x1FF))
+    containing = (k.mem.table_entry(1, va_of_pte(k.mem, entry.pte_address)) & PFN_MASK) >> 12 if entry.pte_address else 0
+    lines = pfn_lines(pfn, entry, database_va, containing)
     return CommandResult("\n".join(lines), {"pfn": pfn, "state": entry.state, "share_count": entry.share_count,
                                              "reference_count": entry.reference_count,
                                              "lock_count": entry.lock_count, "pte_address": entry.pte_address})

@@ -268,24 +268,29 @@ def lookup(dbg: "Engine", inv: Invocation, address: int, at: int, kind: type, wh
     return obj
 
 
-@command("!ndiskd.nbl", area="network", syntax="!ndiskd.nbl Address [-data] [-chain] [-info] [-log]",
-         summary="Display a NET_BUFFER_LIST: its fields, NET_BUFFERs and MDLs",
+@command("!ndiskd.nbl", area="network",
+         syntax="!ndiskd.nbl [-handle] Address [-basic] [-chain] [-info] [-data] [-log] [-NblCurrentOwner]",
+         summary="Display a NET_BUFFER_LIST",
          help="""
-Shows the NBL (Next, First NB, Source adapter, Pool, Status, Flags, current owner, data length),
-each NET_BUFFER (length, DataOffset, current MDL) and the MDL chain under it.
-  -data   dump the payload bytes (db format) of every NB
-  -chain  also show the following NBLs of the chain (Next)
-  -info   the out-of-band information (NetBufferListInfo[]): checksum results, LSO, RSC
-          (CoalescedSegCount of a coalesced receive), ...
-  -log    the NBL's history from the ownership log (like !ndiskd.nbllog -nbl Address)""")
+By default the documented view: NBL and Next NBL, First NB and Source (the adapter), Flags.
+  -basic            also the pool, Status, current owner and data length
+  -chain            every NBL of the chain (Next), each with its NET_BUFFERs and their MDLs
+  -info             the Status and the out-of-band information (NetBufferListInfo[]): checksum
+                    results, LSO, RSC (CoalescedSegCount of a coalesced receive), ...
+  -data             the payload of every NET_BUFFER (db format)
+  -log              the NBL's history from the ownership log (like !ndiskd.nbllog -nbl Address)
+  -NblCurrentOwner  the component that holds the NBL now""")
 def cmd_nbl(dbg: "Engine", inv: Invocation) -> CommandResult:
-    parsed = parse_options(inv, flags=("data", "chain", "log", "basic", "info"), valued=("handle",))
+    parsed = parse_options(inv, flags=("data", "chain", "log", "basic", "info", "nblcurrentowner"),
+                           valued=("handle",))
     found = address_arg(dbg, inv, parsed)
     if found is None:
         raise inv.error("an NBL address is required: !ndiskd.nbl Address", 0)
     address, at = found
     first = lookup(dbg, inv, address, at, NetBufferList, "NET_BUFFER_LIST")
-    nbls = list(first.chain()) if "chain" in parsed.flags else [first]
+    chain = "chain" in parsed.flags
+    nbls = list(first.chain()) if chain else [first]
+    options = parsed.flags - {"chain"}
     lines: list[str] = []
     infos = []
     for nbl in nbls:
@@ -295,17 +300,24 @@ def cmd_nbl(dbg: "Engine", inv: Invocation) -> CommandResult:
             lines.append("")
         if nbl.freed:
             lines.append(f"{R.INDENT}(this NBL is free: back in its pool)")
-        lines += R.nbl_lines(info)
+        lines += R.nbl_lines(info, links=not options and not chain)
+        if "basic" in parsed.flags:
+            lines += R.nbl_detail_lines(info)
+        if "nblcurrentowner" in parsed.flags:
+            lines.append(R.pair("Current owner", info["owner"] or "(none)"))
+        if chain:
+            lines += R.nbl_nb_lines(info)
         for nb in info["nbs"]:
             dbg.note_address(addr64(nb["address"]))
         if "data" in parsed.flags:
             for nb in nbl.nbs():
-                lines += ["", f"{R.INDENT}Data of NB {R.ptr(nb.address)} ({nb.DataLength} bytes):"]
+                lines += ["", f"NET_BUFFER {R.ptr(nb.address)} ({nb.DataLength} bytes)"]
                 lines += nb_data_lines(nb)
         if "info" in parsed.flags:
             oob = nbl_oob_info(nbl)
             info["info"] = oob
-            lines += ["", f"{R.INDENT}Out-of-band information:"] + R.nbl_oob_lines(oob)
+            lines += ["", R.pair("Status", info["status"]), "", f"{R.INDENT}Out-of-band information:"]
+            lines += R.nbl_oob_lines(oob)
         if "log" in parsed.flags:
             rows = [log_row(e) for e in ndis_state(dbg.kernel).nbl_history(nbl.address)]
             lines += ["", f"{R.INDENT}History:"] + R.nbl_history_lines(rows)

@@ -137,6 +137,25 @@ def decode_irp(read: Callable[[int, int], bytes | None], address: int, driver_of
     return view
 
 
+def kernel_irp_view(k, address: int) -> IrpView | None:
+    """Decode the IRP at `address` from kernel `k`'s memory (the callbacks `decode_irp` needs)."""
+    def read(at: int, length: int) -> bytes | None:
+        cells = k.mem.read_partial(at, length)
+        return None if any(c is None for c in cells) else bytes(cells)  # type: ignore[arg-type]
+
+    def driver_of(device: int) -> str:
+        drv = getattr(k.object_at(device), "driver_object", None)
+        return drv.name if drv is not None else ""
+
+    return decode_irp(read, address, driver_of, lambda a: k.symbol_for_address(a) or f"{a:x}")
+
+
+# Every stack location prints the same way, used or not; an unused one is all zeros, as on
+# Windows (MS Learn, Bug Check 0x9F example):
+#    [N/A(0), N/A(0)]
+#               0  0 00000000 00000000 00000000-00000000
+#
+#               Args: 00000000 00000000 00000000 00000000
 def irp_lines(view: IrpView, detail: bool = False) -> list[str]:
     """The `!irp` display."""
     if view.type != IO_TYPE_IRP:
@@ -182,9 +201,32 @@ def irp_lines(view: IrpView, detail: bool = False) -> list[str]:
     return lines
 
 
+# `!irpfind` on x64, as a published capture prints it (Windows 7 x64)::
+#
+#   Searching NonPaged pool (fffffa8018c04000 : fffffa8075c00000) for Tag 'Irp?'
+#
+#     Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process
+#   fffffa8018d46d00 [fffffa801a9fa060] irpStack: ( 3, 0)  fffffa8019c02960 [ \Driver\kbdclass]
+#   fffffa8019c22950 [fffffa801b27bb50] irpStack: ( e,20)  fffffa80198ae9a0 [ \Driver\AFD] 0xfffffa801aa034a0
+#   fffffa8018df9ee0 [0000000000000000] Irp is complete (CurrentLocation 2 > StackCount 1)
+#
+# The trailing value is MdlAddress->Process, printed when the IRP has an MDL.
+IRPFIND_COLUMNS = "  Irp            [ Thread ]         irpStack: (Mj,Mn)   DevObj          [Driver]         MDL Process"
+
+
 def irpfind_header(pool: str, start: int, end: int) -> list[str]:
-    return [f"Searching {pool} pool ({addr64_nobt(start)} : {addr64_nobt(end)}) for Tag: Irp", ""]
+    return [f"Searching {pool} pool ({addr64_nobt(start)} : {addr64_nobt(end)}) for Tag 'Irp?'", "",
+            IRPFIND_COLUMNS]
 
 
-def irpfind_row(irp: int, thread: int, owner: str) -> str:
-    return f"{addr64_nobt(irp)} [Thread] {_ptr(thread)} current stack belongs to  {owner}"
+def irpfind_row(view: IrpView, mdl_process: int | None) -> str:
+    """One IRP: its current stack location's (Mj,Mn), device and driver, or `Irp is complete`
+    when CurrentLocation is past the last location (completed, or never sent)."""
+    head = f"{view.address:016x} [{view.thread:016x}]"
+    tail = f" 0x{mdl_process:016x}" if mdl_process is not None else ""
+    current = next((loc for loc in view.locations if loc.current), None)
+    if current is None:
+        return (f"{head} Irp is complete (CurrentLocation {view.current_location} > StackCount "
+                f"{view.stack_count}){tail}")
+    return (f"{head} irpStack: ({current.major:2x},{current.minor:2x})  {current.device:016x} "
+            f"[ {current.driver}]{tail}")

@@ -182,18 +182,61 @@ def nb_lines(nb: Mapping[str, Any], chain: bool = True) -> list[str]:
     return out
 
 
-def nbl_lines(n: Mapping[str, Any]) -> list[str]:
+# `!ndiskd.nbl` by default, as MS Learn documents it ("!ndiskd.nbl", Examples)::
+#
+#   2: kd> !ndiskd.nbl ffffdf80149524a0
+#       NBL                ffffdf80149524a0    Next NBL           NULL
+#       First NB           ffffdf8014952610    Source             ffffdf80140c71a0 - Microsoft Kernel Debug Network Adapter
+#       Flags              INDICATED, RETURNED, NBL_ALLOCATED, PROTOCOL_020_0,
+#                          PROTOCOL_200_0
+#
+#       Walk the NBL chain                     Dump data payload
+#       Show out-of-band information
+#       Review NBL history
+#
+# Everything else (the NET_BUFFERs and MDLs, pool, status, owner) is behind an option.
+FLAGS_WRAP = 80
+
+
+def wrapped_pair(label: str, words: Sequence[str]) -> list[str]:
+    """A one-column row whose comma-separated value wraps under itself, as ndiskd wraps Flags."""
+    lead = f"{INDENT}{label:<19}"
+    lines: list[str] = []
+    line = lead
+    for i, word in enumerate(words):
+        piece = word + ("," if i < len(words) - 1 else "")
+        if line.strip() != label and len(line) + 1 + len(piece) > FLAGS_WRAP:
+            lines.append(line.rstrip())
+            line = " " * len(lead)
+        line += piece if line.endswith(" ") else " " + piece
+    lines.append(line.rstrip())
+    return lines
+
+
+def nbl_lines(n: Mapping[str, Any], links: bool = True) -> list[str]:
+    """The documented default view of one NBL."""
     out = [pair("NBL", ptr(n["address"]), "Next NBL", ptr(n["next"])),
            pair("First NB", ptr(n["first_nb"]), "Source", f"{ptr(n['source'])} - {n['source_name']}"
-                if n["source"] else "NULL"),
-           pair("Pool", f"{ptr(n['pool'])} - {n['pool_tag']}", "Status", n["status"]),
-           pair("Flags", n["flags"]),
-           pair("Current owner", n["owner"] or "(none)", "Data length", dec(n["data_length"]))]
+                if n["source"] else "NULL")]
+    out += wrapped_pair("Flags", [f.strip() for f in n["flags"].split(",") if f.strip()] or ["[No flags set]"])
+    if links:
+        out += ["", f"{INDENT}{'Walk the NBL chain':<39}Dump data payload",
+                f"{INDENT}Show out-of-band information", f"{INDENT}Review NBL history"]
+    return out
+
+
+def nbl_detail_lines(n: Mapping[str, Any]) -> list[str]:
+    """Pool, status, current owner and data length (the emulator's extra fields, -basic)."""
+    return [pair("Pool", f"{ptr(n['pool'])} - {n['pool_tag']}", "Status", n["status"]),
+            pair("Current owner", n["owner"] or "(none)", "Data length", dec(n["data_length"]))]
+
+
+def nbl_nb_lines(n: Mapping[str, Any]) -> list[str]:
+    """Each NET_BUFFER of the NBL with its MDL chain (-chain)."""
+    out: list[str] = []
     for nb in n["nbs"]:
         out.append("")
         out += nb_lines(nb)
-    out += ["", f"{INDENT}{'Walk the NBL chain':<38}Dump data payload (-data)",
-            f"{INDENT}{'Show out-of-band information':<38}Review NBL history (-log)"]
     return out
 
 

@@ -13,8 +13,8 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from stack.kernel.bugcheck import BUGCHECK_HELP, BugCheckInfo, argument_meanings
-from stack.kernel.irql import irql_name
+from stack.kernel.bugcheck import BugCheckInfo
+from wskdbg.render.analyze import analyze_lines
 
 from .textlinks import linkify
 
@@ -25,26 +25,9 @@ def crash_headline(info: BugCheckInfo) -> str:
 
 
 def local_analysis(info: BugCheckInfo) -> str:
-    """What `!analyze -v` says, built from the BugCheckInfo alone (used when the
-    engine cannot run the command)."""
-    help_text = BUGCHECK_HELP.get(info.code, ("", ()))[0]
-    param_help = argument_meanings(info.code, info.params)
-    lines = ["*" * 79, "*" + "Bugcheck Analysis".center(77) + "*", "*" * 79, "",
-             f"{info.name} ({info.code:x})"]
-    if help_text:
-        lines.append(help_text)
-    lines.append("Arguments:")
-    for i, (value, meaning) in enumerate(zip(info.params, param_help), start=1):
-        lines.append(f"Arg{i}: {value:016x}" + (f", {meaning}" if meaning else ""))
-    lines += ["", f"PROCESS_NAME:  {info.process}", f"CURRENT_IRQL:  {info.irql:x} ({irql_name(info.irql)})",
-              f"THREAD:  {info.thread:x} ({info.thread_name})", "", "STACK_TEXT:"]
-    lines += [f"  {i:02x} {frame}" for i, frame in enumerate(info.frames)]
-    lines += ["", f"FAULTING_SYMBOL:  {info.faulting_symbol}",
-              f"MODULE_NAME: {info.faulting_symbol.partition('!')[0]}",
-              f"FAILURE_BUCKET_ID:  {info.code:#x}_{info.faulting_symbol.replace('!', '_')}"]
-    if info.detail:
-        lines += ["", "DETAIL:", info.detail.rstrip()]
-    return "\n".join(lines)
+    """What `!analyze -v` says, from the BugCheckInfo alone (when the engine cannot run the
+    command): the same renderer, without the stack rows only the engine can build."""
+    return "\n".join(analyze_lines(info, [], {}, verbose=True))
 
 
 class CrashScreen(Screen):

@@ -18,10 +18,10 @@ from textual.containers import ScrollableContainer, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from stack.kernel.irp import Irp, major_name, minor_name
+from stack.kernel.irp import Irp, major_name
 from stack.kernel.ntstatus import status_name
-from stack.kernel.symbols import symbol_of
 from wskdbg.render.fmt import addr64_nobt
+from wskdbg.render.irp import irp_lines, kernel_irp_view
 
 from .link import EngineLink, IrpNote
 from .textlinks import linkify
@@ -72,36 +72,17 @@ def render_irp(irp: Irp) -> str:
         lines.append(f"Irp {addr64_nobt(irp.address)} has been freed")
         return "\n".join(lines)
     state = "is active" if irp.active else "has been completed"
-    lines.append(f"Irp {state} with {irp.stack_count} stacks {irp.current_location} is current "
-                 f"(= {addr64_nobt(_location_address(irp))})")
     mdl = irp.mdl_address
     mdl_text = f"Mdl={addr64_nobt(getattr(mdl, 'address', 0))}" if mdl is not None else "No Mdl"
     buffer = irp.system_buffer
     buffer_text = f"System buffer={addr64_nobt(getattr(buffer, 'address', buffer) or 0)}" if buffer else "No System Buffer"
     thread = irp.thread
     thread_text = f"Thread {addr64_nobt(getattr(thread, 'address', 0))}" if thread else "Thread 00000000"
-    lines.append(f" {mdl_text}: {buffer_text}: {thread_text}:  Irp stack trace.")
-    lines.append("     cmd  flg cl Device   File     Completion-Context")
-    for loc in irp.stack:
-        current = ">" if loc.index == irp.current_location else " "
-        if loc.major == 0 and loc.device_object is None and loc.completion_routine is None:
-            lines.append(f"{current}[N/A(0), N/A(0)]")
-            lines.append("            0  0 00000000 00000000 00000000-00000000")
-            continue
-        lines.append(f"{current}[{major_name(loc.major)}({loc.major:x}), "
-                     f"{minor_name(loc.major, loc.minor)}({loc.minor:x})]")
-        device = loc.device_object
-        file_obj = loc.file_object
-        routine = symbol_of(loc.completion_routine) if loc.completion_routine else "00000000"
-        context = addr64_nobt(_addr(loc.context)) if loc.context is not None else "00000000"
-        lines.append(f"           {loc.flags:2x} {loc.control:2x} {addr64_nobt(_addr(device))} "
-                     f"{addr64_nobt(_addr(file_obj)) if file_obj else '00000000'} {routine}-{context}")
-        if device is not None:
-            driver = getattr(getattr(device, "driver_object", None), "name", "")
-            if driver:
-                lines.append(f"\t       {driver}")
-        a = loc.arguments()
-        lines.append("\t\t\tArgs: " + " ".join(f"{x:016x}" for x in a))
+    # The header and stack locations come from the one !irp renderer (read from memory).
+    view = kernel_irp_view(k, irp.address)
+    lines = irp_lines(view) if view is not None else [
+        f"Irp {state} with {irp.stack_count} stacks {irp.current_location} is current "
+        f"(= {addr64_nobt(_location_address(irp))})", f" {mdl_text}: {buffer_text}: {thread_text}"]
     status = irp.IoStatus.Status
     lines.append(f" IoStatus.Status = {status_name(status)} ({status & 0xFFFFFFFF:08x})  "
                  f"Information = {_addr(irp.IoStatus.Information):#x}  PendingReturned = {int(irp.pending_returned)}")
