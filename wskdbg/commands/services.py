@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # name -> module exporting DRIVER_IMAGE
 KNOWN_DRIVER_MODULES: dict[str, str] = {
-    "wskprov": "stack.wsk.provider",
+    "afd": "stack.afd",
     "buggy": "stack.drivers.buggy",
     "echosrv": "stack.drivers.echosrv",
     "ksocket": "stack.drivers.ksocket",

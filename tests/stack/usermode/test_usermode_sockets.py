@@ -8,7 +8,7 @@ from pathlib import Path
 from stack.kernel import STATUS_ADDRESS_ALREADY_EXISTS
 from stack.kernel.events import IrpDispatched
 from stack.tcpip.addr import AF_INET6, SockAddr
-from stack.usermode.afd import IOCTL_AFD_CONNECT, IOCTL_AFD_SEND
+from stack.afd.device import IOCTL_AFD_CONNECT, IOCTL_AFD_SEND
 from stack.usermode.programs import bulk_receiver, bulk_sender
 from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, UserBuffer, spawn, join
 

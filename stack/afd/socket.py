@@ -1,9 +1,14 @@
-"""WSK socket objects and the socket dispatch routines (listen, connection, stream, datagram).
+"""afd's WSK sockets and the socket dispatch routines (basic, listen, connection, stream, datagram).
 
 Each socket is a `WskSocketObject` (a WSK_SOCKET: `Dispatch` first) in nonpaged pool with
 tag 'WskS' and the `_WSK_SOCKET_CONTEXT` layout, so `dt` and `db` work on its address.
-Routines are `wskprov!WskSend`, `wskprov!WskReceive` ...; transport upcalls land in
-`wskprov!Wskp...` routines that call the client's event callbacks.
+A client calls the routines of its socket's dispatch table directly (`afd!WskProAPISend`,
+`afd!WskProAPIReceive` ...: afd's own names, as published stacks show them) and afd takes one
+stack location of the client's IRP (see irp.py).  Transport completions come back through
+`afd!WskProTL...Complete` routines (WskProTLReceiveComplete and WskProTLCloseEndpointComplete
+are afd's real names; the other WskProTL* routines are named in the same style by the
+emulator), and transport events through `afd!WskProTLEvent...` routines, which call the
+client's event callbacks.
 """
 
 from __future__ import annotations
@@ -24,21 +29,23 @@ from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import symbol_of
 from stack.tcpip.addr import SockAddr, any_address
 
-from .constants import (AF_INET, AF_INET6, CATEGORY_NAMES, CONNECTION_EVENTS, DATAGRAM_EVENTS, IPPROTO_IPV6,
-                        IPPROTO_TCP, IPV6_V6ONLY, LISTEN_EVENTS, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF,
-                        SO_EXCLUSIVEADDRUSE, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, TCP_NODELAY, WSK_EVENT_ACCEPT,
-                        WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM,
-                        WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_FLAG_AT_DISPATCH_LEVEL,
-                        WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_ENTIRE_MESSAGE,
-                        WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_NODELAY, WSK_FLAG_STREAM_SOCKET, WSK_FLAG_WAITALL,
-                        WskGetOption, WskIoctl, WskSetOption)
-from .events import WskCall, WskEvent, WskSocketState
+from stack.wsk.constants import (AF_INET, AF_INET6, CATEGORY_NAMES, CONNECTION_EVENTS, DATAGRAM_EVENTS,
+                                 IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY, LISTEN_EVENTS, SO_KEEPALIVE, SO_RCVBUF,
+                                 SO_REUSEADDR, SO_SNDBUF, SO_EXCLUSIVEADDRUSE, SO_WSK_EVENT_CALLBACK, SOL_SOCKET,
+                                 TCP_NODELAY, WSK_EVENT_ACCEPT, WSK_EVENT_DISABLE, WSK_EVENT_DISCONNECT,
+                                 WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM, WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE,
+                                 WSK_FLAG_AT_DISPATCH_LEVEL, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
+                                 WSK_FLAG_ENTIRE_MESSAGE, WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_NODELAY,
+                                 WSK_FLAG_STREAM_SOCKET, WSK_FLAG_WAITALL, WskGetOption, WskIoctl, WskSetOption)
+from stack.wsk.events import WskCall, WskEvent, WskSocketState
+from stack.wsk.netio import WskClient
+from stack.wsk.structs import (WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
+                               WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET, NPI_WSK_INTERFACE_ID, Ref, WskAddressError,
+                               fill_sockaddr, from_sockaddr, to_sockaddr)
+
 from .indication import IndicationPiece, build_pieces, free_pieces, retain_pieces
-from .irpops import IrpCompletion, call_wskprov, complete_irp
-from .state import WskClient, WskProvider, WskSocketInfo, get_provider
-from .structs import (WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
-                      WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET, NPI_WSK_INTERFACE_ID, Ref, WskAddressError,
-                      fill_sockaddr, from_sockaddr, to_sockaddr)
+from .irp import IrpCompletion, afd_take_irp, complete_irp
+from .state import WskProvider, WskSocketInfo, get_provider
 
 SOCKET_TAG = "WskS"
 SOCKET_STATES = ("Open", "Bound", "Listening", "Connecting", "Connected", "Disconnecting", "PeerDisconnected",
@@ -125,7 +132,7 @@ class WskSocketObject(WSK_SOCKET):
         self.datagram_queue: deque[tuple[SockAddr, bytes]] = deque()  # datagrams nobody took yet (copies)
         self.receive_from_irps: deque[tuple[Any, Any, IrpCompletion]] = deque()
         self.resume_dpc = KDPC()
-        KeInitializeDpc(self.resume_dpc, WskpResumeIndications, self)
+        KeInitializeDpc(self.resume_dpc, WskProResumeIndicationsDpc, self)
         provider.sockets_created += 1
         self.sequence = provider.sockets_created
         self.Dispatch = provider.socket_dispatch[category]
@@ -264,7 +271,7 @@ def _store_output(out: Any, value: Any) -> None:
 
 def _complete_now(sock: WskSocketObject, irp: Any, call: str, status: int, information: Any = 0,
                   length: int = 0, flags: int = 0) -> int:
-    """An operation that finishes inside the call: complete the IRP (if any) through wskprov."""
+    """An operation that finishes inside the call: complete the IRP (if any) through afd."""
     if irp is None:
         return status
 
@@ -272,7 +279,7 @@ def _complete_now(sock: WskSocketObject, irp: Any, call: str, status: int, infor
         complete_irp(Irp, status, information)
         return status
 
-    return call_wskprov(sock.provider.device, irp, call, sock.address, length, flags, start)
+    return afd_take_irp(sock.provider.device, irp, call, sock.address, length, flags, start)
 
 
 # --- destruction -----------------------------------------------------------------------------
@@ -316,8 +323,8 @@ def _close_endpoint(sock: WskSocketObject) -> None:
 # basic dispatch
 # ==================================================================================================
 
-@kroutine("wskprov")
-def WskCloseSocket(Socket: WskSocketObject, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPICloseSocket(Socket: WskSocketObject, Irp: Any) -> int:
     _publish_call(Socket, "WskCloseSocket", Irp)
     if Socket.closing:
         return _complete_now(Socket, Irp, "WskCloseSocket", STATUS_INVALID_DEVICE_STATE)
@@ -326,17 +333,23 @@ def WskCloseSocket(Socket: WskSocketObject, Irp: Any) -> int:
 
     def start(irp: Any) -> int:
         _close_endpoint(Socket)  # outstanding requests complete with STATUS_CANCELLED first
-        destroy_socket(Socket)
-        complete_irp(irp, STATUS_SUCCESS, 0)
+        WskProTLCloseEndpointComplete(Socket, irp)
         return STATUS_SUCCESS
 
     if Irp is None:
         return STATUS_INVALID_PARAMETER
-    return call_wskprov(Socket.provider.device, Irp, "WskCloseSocket", Socket.address, 0, 0, start)
+    return afd_take_irp(Socket.provider.device, Irp, "WskCloseSocket", Socket.address, 0, 0, start)
 
 
-@kroutine("wskprov")
-def WskControlSocket(Socket: WskSocketObject, RequestType: int, ControlCode: int, Level: int, InputSize: int,
+@kroutine("afd")
+def WskProTLCloseEndpointComplete(sock: WskSocketObject, Irp: Any) -> None:
+    """The transport endpoint is closed: free the socket and complete the WskCloseSocket IRP."""
+    destroy_socket(sock)
+    complete_irp(Irp, STATUS_SUCCESS, 0)
+
+
+@kroutine("afd")
+def WskProAPIControlSocket(Socket: WskSocketObject, RequestType: int, ControlCode: int, Level: int, InputSize: int,
                      InputBuffer: Any, OutputSize: int, OutputBuffer: Any, OutputSizeReturned: Any,
                      Irp: Any) -> int:
     _publish_call(Socket, "WskControlSocket", Irp)
@@ -446,16 +459,16 @@ def _update_handlers(sock: WskSocketObject) -> None:
     if conn is None or sock.closing:
         return
     wants_receive = _callback(sock, WSK_EVENT_RECEIVE) is not None and not sock.receive_paused
-    conn.set_handlers(receive=WskpReceiveIndication if wants_receive else None,
-                      disconnect=WskpDisconnectIndication)
+    conn.set_handlers(receive=WskProTLEventReceive if wants_receive else None,
+                      disconnect=WskProTLEventDisconnect)
 
 
 # ==================================================================================================
 # bind / listen / accept
 # ==================================================================================================
 
-@kroutine("wskprov")
-def WskBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPIBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) -> int:
     _publish_call(Socket, "WskBind", Irp)
     try:
         local = to_sockaddr(LocalAddress)
@@ -467,7 +480,7 @@ def WskBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) ->
         return _complete_now(Socket, Irp, "WskBind", STATUS_INVALID_PARAMETER)
     transport = Socket.provider.transport
     if Socket.category == WSK_FLAG_LISTEN_SOCKET:
-        status, ep = transport.tcp_listen(local, accept=WskpAcceptIndication, backlog=LISTEN_BACKLOG,
+        status, ep = transport.tcp_listen(local, accept=WskProTLEventAccept, backlog=LISTEN_BACKLOG,
                                           v6only=Socket.v6only)
         if ep is not None:
             ep.context = Socket
@@ -483,7 +496,7 @@ def WskBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) ->
             Socket.local = ep.local
             Socket.set_state("Bound")
     elif Socket.category == WSK_FLAG_DATAGRAM_SOCKET:
-        status, ep = transport.udp_open(local, receive=WskpReceiveFromIndication, v6only=Socket.v6only)
+        status, ep = transport.udp_open(local, receive=WskProTLEventReceiveMessages, v6only=Socket.v6only)
         if ep is not None:
             ep.context = Socket
             Socket.endpoint = ep
@@ -498,13 +511,13 @@ def WskBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) ->
     return _complete_now(Socket, Irp, "WskBind", status)
 
 
-@kroutine("wskprov")
-def WskListen(Socket: WskSocketObject, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPIListen(Socket: WskSocketObject, Irp: Any) -> int:
     """Stream sockets only: become a listening socket on the bound address."""
     _publish_call(Socket, "WskListen", Irp)
     if Socket.category != WSK_FLAG_STREAM_SOCKET or Socket.local is None or Socket.endpoint is not None:
         return _complete_now(Socket, Irp, "WskListen", STATUS_INVALID_DEVICE_STATE)
-    status, ep = Socket.provider.transport.tcp_listen(Socket.local, accept=WskpAcceptIndication,
+    status, ep = Socket.provider.transport.tcp_listen(Socket.local, accept=WskProTLEventAccept,
                                                       backlog=LISTEN_BACKLOG, v6only=Socket.v6only)
     if ep is not None:
         ep.context = Socket
@@ -542,8 +555,8 @@ def _adopt(child: WskSocketObject, context: Any, dispatch: Any) -> None:
         _indicate_send_backlog(child)
 
 
-@kroutine("wskprov")
-def WskpAcceptIndication(listener_endpoint: Any, conn: Any) -> int:
+@kroutine("afd")
+def WskProTLEventAccept(listener_endpoint: Any, conn: Any) -> int:
     """Transport upcall: a handshake completed on a listening socket's port."""
     from stack.tcpip.transport import ACCEPT, REFUSE
     listener: WskSocketObject | None = listener_endpoint.context
@@ -580,8 +593,8 @@ def _complete_accept(listener: WskSocketObject, child: WskSocketObject, context:
     completion.done(STATUS_SUCCESS, child)
 
 
-@kroutine("wskprov")
-def WskAccept(ListenSocket: WskSocketObject, Flags: int, AcceptSocketContext: Any, AcceptSocketDispatch: Any,
+@kroutine("afd")
+def WskProAPIAccept(ListenSocket: WskSocketObject, Flags: int, AcceptSocketContext: Any, AcceptSocketDispatch: Any,
               LocalAddress: Any, RemoteAddress: Any, Irp: Any) -> int:
     _publish_call(ListenSocket, "WskAccept", Irp)
     if ListenSocket.state != "Listening" or ListenSocket.closing:
@@ -598,11 +611,11 @@ def WskAccept(ListenSocket: WskSocketObject, Flags: int, AcceptSocketContext: An
                                              RemoteAddress, completion))
         return completion.started(STATUS_PENDING)
 
-    return call_wskprov(ListenSocket.provider.device, Irp, "WskAccept", ListenSocket.address, 0, Flags, start)
+    return afd_take_irp(ListenSocket.provider.device, Irp, "WskAccept", ListenSocket.address, 0, Flags, start)
 
 
-@kroutine("wskprov")
-def WskInspectComplete(ListenSocket: WskSocketObject, InspectId: Any, Action: int, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPIInspectComplete(ListenSocket: WskSocketObject, InspectId: Any, Action: int, Irp: Any) -> int:
     _publish_call(ListenSocket, "WskInspectComplete", Irp)
     return _complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_NOT_SUPPORTED)  # no conditional accept
 
@@ -611,8 +624,8 @@ def WskInspectComplete(ListenSocket: WskSocketObject, InspectId: Any, Action: in
 # connect / addresses
 # ==================================================================================================
 
-@kroutine("wskprov")
-def WskConnect(Socket: WskSocketObject, RemoteAddress: Any, Flags: int, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPIConnect(Socket: WskSocketObject, RemoteAddress: Any, Flags: int, Irp: Any) -> int:
     _publish_call(Socket, "WskConnect", Irp)
     try:
         remote = to_sockaddr(RemoteAddress)
@@ -627,7 +640,7 @@ def WskConnect(Socket: WskSocketObject, RemoteAddress: Any, Flags: int, Irp: Any
     conn = Socket.endpoint
     if conn is None or Socket.remote is not None or Socket.state != "Bound":
         return _complete_now(Socket, Irp, "WskConnect", STATUS_INVALID_DEVICE_STATE)  # bind first
-    return call_wskprov(Socket.provider.device, Irp, "WskConnect", Socket.address, 0, Flags,
+    return afd_take_irp(Socket.provider.device, Irp, "WskConnect", Socket.address, 0, Flags,
                         lambda irp: _start_connect(Socket, conn, remote, irp))
 
 
@@ -651,8 +664,8 @@ def _start_connect(sock: WskSocketObject, conn: Any, remote: SockAddr, irp: Any)
     return completion.started(result)
 
 
-@kroutine("wskprov")
-def WskGetLocalAddress(Socket: WskSocketObject, LocalAddress: Any, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPIGetLocalAddress(Socket: WskSocketObject, LocalAddress: Any, Irp: Any) -> int:
     _publish_call(Socket, "WskGetLocalAddress", Irp)
     if Socket.local is None:
         return _complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_INVALID_DEVICE_STATE)
@@ -663,8 +676,8 @@ def WskGetLocalAddress(Socket: WskSocketObject, LocalAddress: Any, Irp: Any) -> 
     return _complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_SUCCESS)
 
 
-@kroutine("wskprov")
-def WskGetRemoteAddress(Socket: WskSocketObject, RemoteAddress: Any, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPIGetRemoteAddress(Socket: WskSocketObject, RemoteAddress: Any, Irp: Any) -> int:
     _publish_call(Socket, "WskGetRemoteAddress", Irp)
     if Socket.remote is None:
         return _complete_now(Socket, Irp, "WskGetRemoteAddress", STATUS_INVALID_DEVICE_STATE)
@@ -683,8 +696,8 @@ def _connected(sock: WskSocketObject) -> bool:
     return sock.remote is not None and sock.endpoint is not None and not sock.closing
 
 
-@kroutine("wskprov")
-def WskSend(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPISend(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
     _publish_call(Socket, "WskSend", Irp, length)
     bad = _validate_buf(Buffer, allow_empty=True)
@@ -692,7 +705,7 @@ def WskSend(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -> i
         return _complete_now(Socket, Irp, "WskSend", bad)
     if not _connected(Socket):
         return _complete_now(Socket, Irp, "WskSend", STATUS_INVALID_DEVICE_STATE)
-    return call_wskprov(Socket.provider.device, Irp, "WskSend", Socket.address, length, Flags,
+    return afd_take_irp(Socket.provider.device, Irp, "WskSend", Socket.address, length, Flags,
                         lambda irp: _start_send(Socket, Buffer, Flags, irp))
 
 
@@ -704,9 +717,7 @@ def _start_send(sock: WskSocketObject, buf: WSK_BUF, flags: int, irp: Any) -> in
     sock.sends_pending += 1
 
     def sent(status: int, nbytes: int) -> None:
-        sock.sends_pending -= 1
-        sock.bytes_sent += nbytes
-        completion.done(status, nbytes)
+        WskProTLSendComplete(sock, completion, status, nbytes)
 
     completion = IrpCompletion(irp)
     push_now = bool(flags & WSK_FLAG_NODELAY) and not sock.nodelay
@@ -720,8 +731,17 @@ def _start_send(sock: WskSocketObject, buf: WSK_BUF, flags: int, irp: Any) -> in
     return completion.started(result)
 
 
-@kroutine("wskprov")
-def WskReceive(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -> int:
+@kroutine("afd")
+def WskProTLSendComplete(sock: WskSocketObject, completion: IrpCompletion, status: int, nbytes: int) -> None:
+    """tcpip is done with the send (acknowledged, or failed): complete the client's IRP.
+    (The emulator's name, in the style of afd's WskProTLReceiveComplete.)"""
+    sock.sends_pending -= 1
+    sock.bytes_sent += nbytes
+    completion.done(status, nbytes)
+
+
+@kroutine("afd")
+def WskProAPIReceive(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
     _publish_call(Socket, "WskReceive", Irp, length)
     bad = _validate_buf(Buffer, allow_empty=True)
@@ -729,7 +749,7 @@ def WskReceive(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -
         return _complete_now(Socket, Irp, "WskReceive", bad)
     if not _connected(Socket):
         return _complete_now(Socket, Irp, "WskReceive", STATUS_INVALID_DEVICE_STATE)
-    return call_wskprov(Socket.provider.device, Irp, "WskReceive", Socket.address, length, Flags,
+    return afd_take_irp(Socket.provider.device, Irp, "WskReceive", Socket.address, length, Flags,
                         lambda irp: _start_receive(Socket, Buffer, Flags, irp))
 
 
@@ -743,10 +763,7 @@ def _start_receive(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, irp: 
     sock.receives_pending += 1
 
     def received(status: int, nbytes: int) -> None:
-        sock.receives_pending -= 1
-        sock.bytes_received += nbytes
-        completion.done(status, nbytes)
-        _schedule_resume(sock)
+        WskProTLReceiveComplete(sock, completion, status, nbytes)
 
     completion = IrpCompletion(irp)
     result = sock.endpoint.receive(buf.Mdl, buf.Offset, buf.Length, received,
@@ -754,6 +771,16 @@ def _start_receive(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, irp: 
     if result != STATUS_PENDING and completion.early is None:
         sock.receives_pending -= 1
     return completion.started(result)
+
+
+@kroutine("afd")
+def WskProTLReceiveComplete(sock: WskSocketObject, completion: IrpCompletion, status: int, nbytes: int) -> None:
+    """tcpip completed the receive request (tcpip!TcpCompleteClientReceiveRequest): complete the
+    client's IRP with IoCompleteRequest, so its completion routine runs right above this frame."""
+    sock.receives_pending -= 1
+    sock.bytes_received += nbytes
+    completion.done(status, nbytes)
+    _schedule_resume(sock)
 
 
 def _schedule_resume(sock: WskSocketObject) -> None:
@@ -764,8 +791,8 @@ def _schedule_resume(sock: WskSocketObject) -> None:
         KeInsertQueueDpc(sock.resume_dpc, None, None)
 
 
-@kroutine("wskprov")
-def WskpResumeIndications(Dpc: Any, DeferredContext: WskSocketObject, Arg1: Any, Arg2: Any) -> None:
+@kroutine("afd")
+def WskProResumeIndicationsDpc(Dpc: Any, DeferredContext: WskSocketObject, Arg1: Any, Arg2: Any) -> None:
     sock = DeferredContext
     if sock.closing or not sock.receive_paused:
         return
@@ -773,15 +800,15 @@ def WskpResumeIndications(Dpc: Any, DeferredContext: WskSocketObject, Arg1: Any,
     _update_handlers(sock)  # re-enabling the upcall offers what the transport kept
 
 
-@kroutine("wskprov")
-def WskDisconnect(Socket: WskSocketObject, Buffer: WSK_BUF | None, Flags: int, Irp: Any) -> int:
+@kroutine("afd")
+def WskProAPIDisconnect(Socket: WskSocketObject, Buffer: WSK_BUF | None, Flags: int, Irp: Any) -> int:
     _publish_call(Socket, "WskDisconnect", Irp, Buffer.Length if Buffer is not None else 0)
     bad = _validate_buf(Buffer, allow_empty=True)
     if bad is not None:
         return _complete_now(Socket, Irp, "WskDisconnect", bad)
     if not _connected(Socket):
         return _complete_now(Socket, Irp, "WskDisconnect", STATUS_INVALID_DEVICE_STATE)
-    return call_wskprov(Socket.provider.device, Irp, "WskDisconnect", Socket.address,
+    return afd_take_irp(Socket.provider.device, Irp, "WskDisconnect", Socket.address,
                         Buffer.Length if Buffer is not None else 0, Flags,
                         lambda irp: _start_disconnect(Socket, Buffer, Flags, irp))
 
@@ -811,8 +838,8 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
     return completion.started(conn.disconnect(False, finished))
 
 
-@kroutine("wskprov")
-def WskRelease(Socket: WskSocketObject, DataIndication: Any) -> int:
+@kroutine("afd")
+def WskProAPIRelease(Socket: WskSocketObject, DataIndication: Any) -> int:
     """Give back an indication chain the client kept by returning STATUS_PENDING."""
     _publish_call(Socket, "WskRelease", None)
     pieces = Socket.held.pop(id(DataIndication), None)
@@ -826,8 +853,8 @@ def WskRelease(Socket: WskSocketObject, DataIndication: Any) -> int:
 # connection upcalls from the transport
 # ==================================================================================================
 
-@kroutine("wskprov")
-def WskpReceiveIndication(conn: Any, views: list[memoryview], nbytes: int, flags: int) -> int:
+@kroutine("afd")
+def WskProTLEventReceive(conn: Any, views: list[memoryview], nbytes: int, flags: int) -> int:
     """Transport upcall with received data: indicate it to the client's WskReceiveEvent."""
     from stack.tcpip.transport import RECEIVE_PUSH
     sock: WskSocketObject | None = conn.context
@@ -881,13 +908,20 @@ def _pause(sock: WskSocketObject) -> None:
     _update_handlers(sock)
 
 
-@kroutine("wskprov")
-def WskpDisconnectIndication(conn: Any, abortive: bool, status: int) -> None:
+@kroutine("afd")
+def WskProTLEventDisconnect(conn: Any, abortive: bool, status: int) -> None:
     """Transport upcall: the peer closed (FIN) or the connection was reset/aborted."""
     sock: WskSocketObject | None = conn.context
     if sock is None or sock.closing:
         return
     sock.set_state("Aborted" if abortive else "PeerDisconnected")
+    if abortive:
+        # The socket can no longer receive: WskReceiveEvent with DataIndication == NULL tells the
+        # client it is no longer functional and must be closed (wsk.h, PFN_WSK_RECEIVE_EVENT).
+        receive = _callback(sock, WSK_EVENT_RECEIVE)
+        if receive is not None:
+            result = receive(sock.ClientContext, _event_flags(), None, 0, Ref(0))
+            _publish_event(sock, "WskReceiveEvent", receive, result, 0)
     callback = _callback(sock, WSK_EVENT_DISCONNECT)
     if callback is not None:
         result = callback(sock.ClientContext, WSK_FLAG_ABORTIVE if abortive else 0)
@@ -905,8 +939,8 @@ def _indicate_send_backlog(sock: WskSocketObject) -> None:
 # datagram sockets
 # ==================================================================================================
 
-@kroutine("wskprov")
-def WskSendTo(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteAddress: Any, ControlInfoLength: int,
+@kroutine("afd")
+def WskProAPISendTo(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteAddress: Any, ControlInfoLength: int,
               ControlInfo: Any, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
     _publish_call(Socket, "WskSendTo", Irp, length)
@@ -929,11 +963,11 @@ def WskSendTo(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteAddres
 
         return completion.started(Socket.endpoint.send_to(remote, Buffer.Mdl, Buffer.Offset, Buffer.Length, sent))
 
-    return call_wskprov(Socket.provider.device, Irp, "WskSendTo", Socket.address, length, Flags, start)
+    return afd_take_irp(Socket.provider.device, Irp, "WskSendTo", Socket.address, length, Flags, start)
 
 
-@kroutine("wskprov")
-def WskReceiveFrom(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteAddress: Any, ControlLength: Any,
+@kroutine("afd")
+def WskProAPIReceiveFrom(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteAddress: Any, ControlLength: Any,
                    ControlInfo: Any, ControlFlags: Any, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
     _publish_call(Socket, "WskReceiveFrom", Irp, length)
@@ -956,7 +990,7 @@ def WskReceiveFrom(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteA
             Socket.receive_from_irps.append((Buffer, RemoteAddress, completion))
         return completion.started(STATUS_PENDING)
 
-    return call_wskprov(Socket.provider.device, Irp, "WskReceiveFrom", Socket.address, length, Flags, start)
+    return afd_take_irp(Socket.provider.device, Irp, "WskReceiveFrom", Socket.address, length, Flags, start)
 
 
 def _fill_receive_from(sock: WskSocketObject, buf: WSK_BUF, remote_out: Any, completion: IrpCompletion,
@@ -977,8 +1011,8 @@ def _fill_receive_from(sock: WskSocketObject, buf: WSK_BUF, remote_out: Any, com
     completion.done(STATUS_SUCCESS if take == nbytes else STATUS_BUFFER_OVERFLOW, take)
 
 
-@kroutine("wskprov")
-def WskpReceiveFromIndication(endpoint: Any, remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
+@kroutine("afd")
+def WskProTLEventReceiveMessages(endpoint: Any, remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
     """Transport upcall with one datagram: a posted WskReceiveFrom first, then the event."""
     sock: WskSocketObject | None = endpoint.context
     if sock is None or sock.closing:
