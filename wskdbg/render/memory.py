@@ -17,7 +17,7 @@ POOL_TAG_DESCRIPTIONS = {
     "File": "Io, file objects",
     "NBL ": "ndis, NET_BUFFER_LIST pool",
     "NB  ": "ndis, NET_BUFFER pool",
-    "WskS": "wskprov, WSK socket contexts",
+    "WskS": "afd, WSK socket contexts",
     "Echo": "echosrv, WSK echo sample",
 }
 

@@ -25,7 +25,7 @@ def test_socket_calls_reach_afd_as_device_control_irps():
     client = start(world, "client", bulk_sender, server_address(world, 4, 7), 100_000)
     run_programs(world, server, client)
     assert server.result.received == 100_000 and server.result.received_sha256 == client.result.sent_sha256
-    afd = [e for e in dispatched if e.driver == "\\Driver\\afd"]
+    afd = [e for e in dispatched if e.driver == "\\Driver\\AFD"]
     assert {e.major for e in afd} >= {0x00, 0x0E, 0x12}  # CREATE, DEVICE_CONTROL, CLEANUP
     assert any(e.host == "client" for e in afd)
 
