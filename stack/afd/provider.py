@@ -23,13 +23,15 @@ from stack.wsk.structs import (WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DI
                                WSK_PROVIDER_LISTEN_DISPATCH, WSK_PROVIDER_STREAM_DISPATCH, NPI_WSK_INTERFACE_ID,
                                WskAddressError, to_sockaddr)
 
+from .basic import WskProAPICloseSocket, WskProAPIControlSocket
+from .connection import (WskProAPIConnect, WskProAPIDisconnect, WskProAPIGetRemoteAddress, WskProAPIReceive,
+                         WskProAPIRelease, WskProAPISend, _update_handlers)
+from .datagram import WskProAPIReceiveFrom, WskProAPISendTo
 from .irp import IrpCompletion, afd_take_irp, complete_irp
+from .listen import (WskProAPIAccept, WskProAPIBind, WskProAPIGetLocalAddress, WskProAPIInspectComplete,
+                     WskProAPIListen)
 from .names import WskProAPIFreeAddressInfo, WskProAPIGetAddressInfo, WskProAPIGetNameInfo
-from .socket import (WskProAPIAccept, WskProAPIBind, WskProAPICloseSocket, WskProAPIConnect, WskProAPIControlSocket,
-                     WskProAPIDisconnect, WskProAPIGetLocalAddress, WskProAPIGetRemoteAddress,
-                     WskProAPIInspectComplete, WskProAPIListen, WskProAPIReceive, WskProAPIReceiveFrom,
-                     WskProAPIRelease, WskProAPISend, WskProAPISendTo, WskSocketObject, _update_handlers,
-                     destroy_socket)
+from .socket import WskSocketObject, destroy_socket
 from .state import get_provider
 
 
