@@ -66,3 +66,16 @@ def test_bp_on_afd_routine_names_and_k_at_the_receive_completion_from_the_wire()
         assert "tcpip!IpFlcReceivePreValidatedPackets" in frames and "nt!IofCallDriver" not in frames
     finally:
         engine.close()
+
+
+def test_bp_on_afd_wsk_pro_tl_receive_complete_stops_under_tcpip_from_the_wire():
+    engine = Engine(seed=1)
+    try:
+        run(engine, "bp /h winsrv afd!WskProTLReceiveComplete")
+        run(engine, '!echo -n 2 "hello"')
+        stop = run(engine, "g")
+        assert stop.startswith("Breakpoint 0 hit") and "afd!WskProTLReceiveComplete" in stop
+        frames = [line.split()[-1].split("+")[0] for line in run(engine, "k").splitlines()[1:]]
+        assert frames[:2] == ["afd!WskProTLReceiveComplete", "tcpip!TcpCompleteClientReceiveRequest"]
+    finally:
+        engine.close()

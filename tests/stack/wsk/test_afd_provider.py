@@ -110,7 +110,8 @@ def test_wsk_calls_during_an_echo_are_direct_calls_with_no_iocalldriver_on_their
     assert program.done
     assert stacks_with_iocalldriver == []
     for routine in ("afd!WskProAPIReceive", "afd!WskProAPISend", "afd!WskProTLReceiveComplete",
-                    "afd!WskProTLSendComplete", "afd!WskProTLEventAccept"):
+                    "afd!WskProTLSendComplete", "afd!WskProTLEventAccept", "afd!WskProAPICloseSocket",
+                    "afd!WskProTLCloseEndpointComplete"):
         assert seen.get(routine, 0) >= 1, (routine, seen)
 
 
