@@ -17,10 +17,9 @@ from stack.wsk.constants import (AF_INET6, CONNECTION_EVENTS, DATAGRAM_EVENTS, I
                                  WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WskGetOption, WskIoctl, WskSetOption)
 from stack.wsk.structs import NPI_WSK_INTERFACE_ID, WSK_EVENT_CALLBACK_CONTROL
 
-from .connection import _indicate_send_backlog, _update_handlers
+from .connection import indicate_send_backlog, update_handlers
 from .irp import afd_take_irp, complete_irp
-from .socket import (WskSocketObject, _complete_now, _dispatch_has, _int_option, _publish_call, _store_output,
-                     destroy_socket)
+from .socket import WskSocketObject, complete_now, destroy_socket, dispatch_has, int_option, publish_call, store_output
 
 
 def _close_endpoint(sock: WskSocketObject) -> None:
@@ -46,9 +45,9 @@ def _close_endpoint(sock: WskSocketObject) -> None:
 
 @kroutine("afd")
 def WskProAPICloseSocket(Socket: WskSocketObject, Irp: Any) -> int:
-    _publish_call(Socket, "WskCloseSocket", Irp)
+    publish_call(Socket, "WskCloseSocket", Irp)
     if Socket.closing:
-        return _complete_now(Socket, Irp, "WskCloseSocket", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskCloseSocket", STATUS_INVALID_DEVICE_STATE)
     Socket.closing = True
     Socket.set_state("Closing")
 
@@ -73,14 +72,14 @@ def WskProTLCloseEndpointComplete(sock: WskSocketObject, Irp: Any) -> None:
 def WskProAPIControlSocket(Socket: WskSocketObject, RequestType: int, ControlCode: int, Level: int, InputSize: int,
                      InputBuffer: Any, OutputSize: int, OutputBuffer: Any, OutputSizeReturned: Any,
                      Irp: Any) -> int:
-    _publish_call(Socket, "WskControlSocket", Irp)
+    publish_call(Socket, "WskControlSocket", Irp)
     if RequestType == WskSetOption and Level == SOL_SOCKET and ControlCode == SO_WSK_EVENT_CALLBACK:
         return _event_callback_option(Socket, InputBuffer, Irp)
     status, value = _socket_option(Socket, RequestType, ControlCode, Level, InputBuffer)
     if RequestType == WskGetOption and status == STATUS_SUCCESS:
-        _store_output(OutputBuffer, value)
-        _store_output(OutputSizeReturned, 4)
-    return _complete_now(Socket, Irp, "WskControlSocket", status, 4 if RequestType == WskGetOption else 0,
+        store_output(OutputBuffer, value)
+        store_output(OutputSizeReturned, 4)
+    return complete_now(Socket, Irp, "WskControlSocket", status, 4 if RequestType == WskGetOption else 0,
                          InputSize, ControlCode)
 
 
@@ -90,7 +89,7 @@ def _socket_option(sock: WskSocketObject, request: int, code: int, level: int, i
     if request not in (WskSetOption, WskGetOption):
         return STATUS_INVALID_PARAMETER, None
     setting = request == WskSetOption
-    value = _int_option(input_buffer) if setting else None
+    value = int_option(input_buffer) if setting else None
     if setting and value is None:
         return STATUS_INVALID_PARAMETER, None
     if level == IPPROTO_IPV6 and code == IPV6_V6ONLY:
@@ -116,17 +115,17 @@ def _socket_option(sock: WskSocketObject, request: int, code: int, level: int, i
 
 def _event_callback_option(sock: WskSocketObject, control: Any, irp: Any) -> int:
     if not isinstance(control, WSK_EVENT_CALLBACK_CONTROL) or control.NpiId != NPI_WSK_INTERFACE_ID:
-        return _complete_now(sock, irp, "WskControlSocket", STATUS_INVALID_PARAMETER)
+        return complete_now(sock, irp, "WskControlSocket", STATUS_INVALID_PARAMETER)
     mask = control.EventMask
     if mask & WSK_EVENT_DISABLE:
         bits = mask & ~WSK_EVENT_DISABLE
         if bits & sock._static_mask():
-            return _complete_now(sock, irp, "WskControlSocket", STATUS_INVALID_DEVICE_REQUEST)
+            return complete_now(sock, irp, "WskControlSocket", STATUS_INVALID_DEVICE_REQUEST)
         sock.event_mask &= ~bits
-        _update_handlers(sock)
-        return _complete_now(sock, irp, "WskControlSocket", STATUS_SUCCESS)
+        update_handlers(sock)
+        return complete_now(sock, irp, "WskControlSocket", STATUS_SUCCESS)
     if irp is not None:
-        return _complete_now(sock, irp, "WskControlSocket", STATUS_INVALID_PARAMETER)  # enabling takes no IRP
+        return complete_now(sock, irp, "WskControlSocket", STATUS_INVALID_PARAMETER)  # enabling takes no IRP
     if sock.category == WSK_FLAG_LISTEN_SOCKET:
         allowed = LISTEN_EVENTS | CONNECTION_EVENTS  # connection events are inherited by accepted sockets
         ready = sock.endpoint is not None
@@ -142,12 +141,12 @@ def _event_callback_option(sock: WskSocketObject, control: Any, irp: Any) -> int
         return STATUS_INVALID_PARAMETER
     if not ready:
         return STATUS_INVALID_DEVICE_STATE
-    if not _dispatch_has(sock.ClientDispatch, mask & (LISTEN_EVENTS if sock.category == WSK_FLAG_LISTEN_SOCKET
+    if not dispatch_has(sock.ClientDispatch, mask & (LISTEN_EVENTS if sock.category == WSK_FLAG_LISTEN_SOCKET
                                                      else allowed)):
         return STATUS_INVALID_PARAMETER
     newly = mask & ~sock.event_mask
     sock.event_mask |= mask
-    _update_handlers(sock)
+    update_handlers(sock)
     if newly & WSK_EVENT_SEND_BACKLOG and sock.category == WSK_FLAG_CONNECTION_SOCKET:
-        _indicate_send_backlog(sock)
+        indicate_send_backlog(sock)
     return STATUS_SUCCESS

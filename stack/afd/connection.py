@@ -22,38 +22,38 @@ from stack.wsk.structs import WSK_BUF, Ref, WskAddressError, fill_sockaddr, to_s
 
 from .indication import build_pieces, free_pieces, retain_pieces
 from .irp import IrpCompletion, afd_take_irp, complete_irp
-from .socket import (IDEAL_SEND_BACKLOG, WskSocketObject, _callback, _complete_now, _connected, _event_flags,
-                     _publish_call, _publish_event, _validate_buf)
+from .socket import (IDEAL_SEND_BACKLOG, WskSocketObject, complete_now, event_callback, event_flags, is_connected,
+                     publish_call, publish_event, validate_buf)
 
 
-def _update_handlers(sock: WskSocketObject) -> None:
+def update_handlers(sock: WskSocketObject) -> None:
     """Install the transport upcalls a connection socket needs right now."""
     if sock.category not in (WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_STREAM_SOCKET) or sock.remote is None:
         return
     conn = sock.endpoint
     if conn is None or sock.closing:
         return
-    wants_receive = _callback(sock, WSK_EVENT_RECEIVE) is not None and not sock.receive_paused
+    wants_receive = event_callback(sock, WSK_EVENT_RECEIVE) is not None and not sock.receive_paused
     conn.set_handlers(receive=WskProTLEventReceive if wants_receive else None,
                       disconnect=WskProTLEventDisconnect)
 
 
 @kroutine("afd")
 def WskProAPIConnect(Socket: WskSocketObject, RemoteAddress: Any, Flags: int, Irp: Any) -> int:
-    _publish_call(Socket, "WskConnect", Irp)
+    publish_call(Socket, "WskConnect", Irp)
     try:
         remote = to_sockaddr(RemoteAddress)
     except WskAddressError:
-        return _complete_now(Socket, Irp, "WskConnect", STATUS_INVALID_PARAMETER)
+        return complete_now(Socket, Irp, "WskConnect", STATUS_INVALID_PARAMETER)
     if Socket.category == WSK_FLAG_STREAM_SOCKET and Socket.endpoint is None and Socket.local is not None:
         status, ep = Socket.provider.transport.tcp_socket(Socket.local, Socket.family)
         if ep is None:
-            return _complete_now(Socket, Irp, "WskConnect", status)
+            return complete_now(Socket, Irp, "WskConnect", status)
         ep.context = Socket
         Socket.endpoint = ep
     conn = Socket.endpoint
     if conn is None or Socket.remote is not None or Socket.state != "Bound":
-        return _complete_now(Socket, Irp, "WskConnect", STATUS_INVALID_DEVICE_STATE)  # bind first
+        return complete_now(Socket, Irp, "WskConnect", STATUS_INVALID_DEVICE_STATE)  # bind first
     return afd_take_irp(Socket.provider.device, Irp, "WskConnect", Socket.address, 0, Flags,
                         lambda irp: _start_connect(Socket, conn, remote, irp))
 
@@ -67,7 +67,7 @@ def _start_connect(sock: WskSocketObject, conn: Any, remote: SockAddr, irp: Any)
             sock.remote = endpoint.remote
             sock.local = endpoint.local
             sock.set_state("Connected")
-            _update_handlers(sock)
+            update_handlers(sock)
         else:
             sock.set_state("Bound" if not sock.closing else sock.state)
         completion.done(status, 0)
@@ -80,25 +80,25 @@ def _start_connect(sock: WskSocketObject, conn: Any, remote: SockAddr, irp: Any)
 
 @kroutine("afd")
 def WskProAPIGetRemoteAddress(Socket: WskSocketObject, RemoteAddress: Any, Irp: Any) -> int:
-    _publish_call(Socket, "WskGetRemoteAddress", Irp)
+    publish_call(Socket, "WskGetRemoteAddress", Irp)
     if Socket.remote is None:
-        return _complete_now(Socket, Irp, "WskGetRemoteAddress", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskGetRemoteAddress", STATUS_INVALID_DEVICE_STATE)
     try:
         fill_sockaddr(RemoteAddress, Socket.remote, Socket.family)
     except WskAddressError:
-        return _complete_now(Socket, Irp, "WskGetRemoteAddress", STATUS_BUFFER_TOO_SMALL)
-    return _complete_now(Socket, Irp, "WskGetRemoteAddress", STATUS_SUCCESS)
+        return complete_now(Socket, Irp, "WskGetRemoteAddress", STATUS_BUFFER_TOO_SMALL)
+    return complete_now(Socket, Irp, "WskGetRemoteAddress", STATUS_SUCCESS)
 
 
 @kroutine("afd")
 def WskProAPISend(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
-    _publish_call(Socket, "WskSend", Irp, length)
-    bad = _validate_buf(Buffer, allow_empty=True)
+    publish_call(Socket, "WskSend", Irp, length)
+    bad = validate_buf(Buffer, allow_empty=True)
     if bad is not None:
-        return _complete_now(Socket, Irp, "WskSend", bad)
-    if not _connected(Socket):
-        return _complete_now(Socket, Irp, "WskSend", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskSend", bad)
+    if not is_connected(Socket):
+        return complete_now(Socket, Irp, "WskSend", STATUS_INVALID_DEVICE_STATE)
     return afd_take_irp(Socket.provider.device, Irp, "WskSend", Socket.address, length, Flags,
                         lambda irp: _start_send(Socket, Buffer, Flags, irp))
 
@@ -137,12 +137,12 @@ def WskProTLSendComplete(sock: WskSocketObject, completion: IrpCompletion, statu
 @kroutine("afd")
 def WskProAPIReceive(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
-    _publish_call(Socket, "WskReceive", Irp, length)
-    bad = _validate_buf(Buffer, allow_empty=True)
+    publish_call(Socket, "WskReceive", Irp, length)
+    bad = validate_buf(Buffer, allow_empty=True)
     if bad is not None:
-        return _complete_now(Socket, Irp, "WskReceive", bad)
-    if not _connected(Socket):
-        return _complete_now(Socket, Irp, "WskReceive", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskReceive", bad)
+    if not is_connected(Socket):
+        return complete_now(Socket, Irp, "WskReceive", STATUS_INVALID_DEVICE_STATE)
     return afd_take_irp(Socket.provider.device, Irp, "WskReceive", Socket.address, length, Flags,
                         lambda irp: _start_receive(Socket, Buffer, Flags, irp))
 
@@ -191,17 +191,17 @@ def WskProResumeIndicationsDpc(Dpc: Any, DeferredContext: WskSocketObject, Arg1:
     if sock.closing or not sock.receive_paused:
         return
     sock.receive_paused = False
-    _update_handlers(sock)  # re-enabling the upcall offers what the transport kept
+    update_handlers(sock)  # re-enabling the upcall offers what the transport kept
 
 
 @kroutine("afd")
 def WskProAPIDisconnect(Socket: WskSocketObject, Buffer: WSK_BUF | None, Flags: int, Irp: Any) -> int:
-    _publish_call(Socket, "WskDisconnect", Irp, Buffer.Length if Buffer is not None else 0)
-    bad = _validate_buf(Buffer, allow_empty=True)
+    publish_call(Socket, "WskDisconnect", Irp, Buffer.Length if Buffer is not None else 0)
+    bad = validate_buf(Buffer, allow_empty=True)
     if bad is not None:
-        return _complete_now(Socket, Irp, "WskDisconnect", bad)
-    if not _connected(Socket):
-        return _complete_now(Socket, Irp, "WskDisconnect", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskDisconnect", bad)
+    if not is_connected(Socket):
+        return complete_now(Socket, Irp, "WskDisconnect", STATUS_INVALID_DEVICE_STATE)
     return afd_take_irp(Socket.provider.device, Irp, "WskDisconnect", Socket.address,
                         Buffer.Length if Buffer is not None else 0, Flags,
                         lambda irp: _start_disconnect(Socket, Buffer, Flags, irp))
@@ -235,7 +235,7 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
 @kroutine("afd")
 def WskProAPIRelease(Socket: WskSocketObject, DataIndication: Any) -> int:
     """Give back an indication chain the client kept by returning STATUS_PENDING."""
-    _publish_call(Socket, "WskRelease", None)
+    publish_call(Socket, "WskRelease", None)
     pieces = Socket.held.pop(id(DataIndication), None)
     if pieces is None:
         return STATUS_INVALID_PARAMETER
@@ -250,7 +250,7 @@ def WskProTLEventReceive(conn: Any, views: list[memoryview], nbytes: int, flags:
     sock: WskSocketObject | None = conn.context
     if sock is None or sock.closing or sock.receive_paused:
         return 0
-    callback = _callback(sock, WSK_EVENT_RECEIVE)
+    callback = event_callback(sock, WSK_EVENT_RECEIVE)
     if callback is None:
         return 0
     k = sock.kernel
@@ -265,9 +265,9 @@ def WskProTLEventReceive(conn: Any, views: list[memoryview], nbytes: int, flags:
     provider.zero_copy_indications += all(p.pool_buffer == 0 for p in pieces)
     head = pieces[0].node if pieces else None
     accepted = Ref(nbytes)
-    event_flags = _event_flags() | (WSK_FLAG_ENTIRE_MESSAGE if flags & RECEIVE_PUSH else 0)
-    status = callback(sock.ClientContext, event_flags, head, nbytes, accepted)
-    _publish_event(sock, "WskReceiveEvent", callback, status, nbytes)
+    indication_flags = event_flags() | (WSK_FLAG_ENTIRE_MESSAGE if flags & RECEIVE_PUSH else 0)
+    status = callback(sock.ClientContext, indication_flags, head, nbytes, accepted)
+    publish_event(sock, "WskReceiveEvent", callback, status, nbytes)
     if status == STATUS_PENDING:
         if NT_SUCCESS(retain_pieces(k, pieces)):
             sock.held[id(head)] = pieces
@@ -295,7 +295,7 @@ def WskProTLEventReceive(conn: Any, views: list[memoryview], nbytes: int, flags:
 
 def _pause(sock: WskSocketObject) -> None:
     sock.receive_paused = True
-    _update_handlers(sock)
+    update_handlers(sock)
 
 
 @kroutine("afd")
@@ -308,18 +308,18 @@ def WskProTLEventDisconnect(conn: Any, abortive: bool, status: int) -> None:
     if abortive:
         # The socket can no longer receive: WskReceiveEvent with DataIndication == NULL tells the
         # client it is no longer functional and must be closed (wsk.h, PFN_WSK_RECEIVE_EVENT).
-        receive = _callback(sock, WSK_EVENT_RECEIVE)
+        receive = event_callback(sock, WSK_EVENT_RECEIVE)
         if receive is not None:
-            result = receive(sock.ClientContext, _event_flags(), None, 0, Ref(0))
-            _publish_event(sock, "WskReceiveEvent", receive, result, 0)
-    callback = _callback(sock, WSK_EVENT_DISCONNECT)
+            result = receive(sock.ClientContext, event_flags(), None, 0, Ref(0))
+            publish_event(sock, "WskReceiveEvent", receive, result, 0)
+    callback = event_callback(sock, WSK_EVENT_DISCONNECT)
     if callback is not None:
         result = callback(sock.ClientContext, WSK_FLAG_ABORTIVE if abortive else 0)
-        _publish_event(sock, "WskDisconnectEvent", callback, result)
+        publish_event(sock, "WskDisconnectEvent", callback, result)
 
 
-def _indicate_send_backlog(sock: WskSocketObject) -> None:
-    callback = _callback(sock, WSK_EVENT_SEND_BACKLOG)
+def indicate_send_backlog(sock: WskSocketObject) -> None:
+    callback = event_callback(sock, WSK_EVENT_SEND_BACKLOG)
     if callback is not None:
         result = callback(sock.ClientContext, IDEAL_SEND_BACKLOG)
-        _publish_event(sock, "WskSendBacklogEvent", callback, result, IDEAL_SEND_BACKLOG)
+        publish_event(sock, "WskSendBacklogEvent", callback, result, IDEAL_SEND_BACKLOG)

@@ -17,24 +17,24 @@ from stack.wsk.structs import WSK_BUF, WskAddressError, fill_sockaddr, from_sock
 
 from .indication import build_pieces, free_pieces, retain_pieces
 from .irp import IrpCompletion, afd_take_irp
-from .socket import (WskSocketObject, _callback, _complete_now, _event_flags, _publish_call, _publish_event,
-                     _store_output, _validate_buf)
+from .socket import (WskSocketObject, complete_now, event_callback, event_flags, publish_call, publish_event,
+                     store_output, validate_buf)
 
 
 @kroutine("afd")
 def WskProAPISendTo(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteAddress: Any, ControlInfoLength: int,
               ControlInfo: Any, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
-    _publish_call(Socket, "WskSendTo", Irp, length)
-    bad = _validate_buf(Buffer, allow_empty=False)
+    publish_call(Socket, "WskSendTo", Irp, length)
+    bad = validate_buf(Buffer, allow_empty=False)
     try:
         remote = to_sockaddr(RemoteAddress)
     except WskAddressError:
         bad = STATUS_INVALID_PARAMETER
     if bad is not None:
-        return _complete_now(Socket, Irp, "WskSendTo", bad)
+        return complete_now(Socket, Irp, "WskSendTo", bad)
     if Socket.endpoint is None or Socket.closing:
-        return _complete_now(Socket, Irp, "WskSendTo", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskSendTo", STATUS_INVALID_DEVICE_STATE)
 
     def start(irp: Any) -> int:
         completion = IrpCompletion(irp)
@@ -52,14 +52,14 @@ def WskProAPISendTo(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, Remote
 def WskProAPIReceiveFrom(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, RemoteAddress: Any, ControlLength: Any,
                    ControlInfo: Any, ControlFlags: Any, Irp: Any) -> int:
     length = Buffer.Length if Buffer is not None else 0
-    _publish_call(Socket, "WskReceiveFrom", Irp, length)
-    bad = _validate_buf(Buffer, allow_empty=False)
+    publish_call(Socket, "WskReceiveFrom", Irp, length)
+    bad = validate_buf(Buffer, allow_empty=False)
     if bad is not None:
-        return _complete_now(Socket, Irp, "WskReceiveFrom", bad)
+        return complete_now(Socket, Irp, "WskReceiveFrom", bad)
     if Socket.endpoint is None or Socket.closing:
-        return _complete_now(Socket, Irp, "WskReceiveFrom", STATUS_INVALID_DEVICE_STATE)
-    _store_output(ControlLength, 0)
-    _store_output(ControlFlags, 0)
+        return complete_now(Socket, Irp, "WskReceiveFrom", STATUS_INVALID_DEVICE_STATE)
+    store_output(ControlLength, 0)
+    store_output(ControlFlags, 0)
 
     def start(irp: Any) -> int:
         completion = IrpCompletion(irp)
@@ -103,7 +103,7 @@ def WskProTLEventReceiveMessages(endpoint: Any, remote: SockAddr, views: list[me
         buf, remote_out, completion = sock.receive_from_irps.popleft()
         _fill_receive_from(sock, buf, remote_out, completion, remote, views, nbytes)
         return
-    callback = _callback(sock, WSK_EVENT_RECEIVE_FROM)
+    callback = event_callback(sock, WSK_EVENT_RECEIVE_FROM)
     if callback is None or sock.receive_paused:
         _queue_datagram(sock, remote, views, nbytes)
         return
@@ -117,8 +117,8 @@ def WskProTLEventReceiveMessages(endpoint: Any, remote: SockAddr, views: list[me
     for piece in pieces:
         piece.node.RemoteAddress = from_sockaddr(remote, sock.family)  # type: ignore[union-attr]
     head = pieces[0].node
-    status = callback(sock.ClientContext, _event_flags(), head)
-    _publish_event(sock, "WskReceiveFromEvent", callback, status, nbytes)
+    status = callback(sock.ClientContext, event_flags(), head)
+    publish_event(sock, "WskReceiveFromEvent", callback, status, nbytes)
     if status == STATUS_PENDING:
         if NT_SUCCESS(retain_pieces(k, pieces)):
             sock.held[id(head)] = pieces

@@ -1,14 +1,14 @@
 """afd.sys as the kernel half of user-mode Winsock: IRPs on \\Device\\Afd.
 
-(The same driver is the WSK provider - provider.py, socket.py; its DriverEntry is in driver.py.)
-User-mode socket calls (stack.usermode.socket) reach afd as on Windows, through
-NtCreateFile / NtDeviceIoControlFile / NtClose, as IRPs on \\Device\\Afd: IRP_MJ_CREATE makes an
-endpoint (its FileObject), IRP_MJ_DEVICE_CONTROL carries one IOCTL_AFD_* per call with an `AfdRequest` as its input buffer, and
-IRP_MJ_CLEANUP closes the endpoint.  Buffers are described by MDLs built over the
-caller's pages (IoAllocateMdl + MmProbeAndLockPages), so a send goes from the
-user's pages to the wire without a copy and a receive is the transport's one copy.
-Requests that wait (connect, accept, send until acknowledged, receive) are pended
-and completed from the transport's callbacks.
+(The same driver is the WSK provider - provider.py and the dispatch-table files; its
+DriverEntry is in driver.py.)  User-mode socket calls (stack.usermode.socket) reach afd as on
+Windows, through NtCreateFile / NtDeviceIoControlFile / NtClose, as IRPs on \\Device\\Afd:
+IRP_MJ_CREATE makes an endpoint (its FileObject), IRP_MJ_DEVICE_CONTROL carries one
+IOCTL_AFD_* per call with an `AfdRequest` as its input buffer, and IRP_MJ_CLEANUP closes the
+endpoint.  Buffers are described by MDLs built over the caller's pages (IoAllocateMdl +
+MmProbeAndLockPages), so a send goes from the user's pages to the wire without a copy and a
+receive is the transport's one copy.  Requests that wait (connect, accept, send until
+acknowledged, receive) are pended and completed from the transport's callbacks.
 """
 
 from __future__ import annotations

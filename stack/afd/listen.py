@@ -16,24 +16,24 @@ from stack.wsk.constants import (CONNECTION_EVENTS, WSK_EVENT_ACCEPT, WSK_EVENT_
                                  WSK_FLAG_STREAM_SOCKET)
 from stack.wsk.structs import Ref, WskAddressError, fill_sockaddr, from_sockaddr, to_sockaddr
 
-from .connection import _indicate_send_backlog, _update_handlers
+from .connection import indicate_send_backlog, update_handlers
 from .datagram import WskProTLEventReceiveMessages
 from .irp import IrpCompletion, afd_take_irp
-from .socket import (LISTEN_BACKLOG, WskSocketObject, _callback, _complete_now, _dispatch_has, _event_flags,
-                     _publish_call, _publish_event, destroy_socket)
+from .socket import (LISTEN_BACKLOG, WskSocketObject, complete_now, destroy_socket, dispatch_has, event_callback,
+                     event_flags, publish_call, publish_event)
 
 
 @kroutine("afd")
 def WskProAPIBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) -> int:
-    _publish_call(Socket, "WskBind", Irp)
+    publish_call(Socket, "WskBind", Irp)
     try:
         local = to_sockaddr(LocalAddress)
     except WskAddressError:
-        return _complete_now(Socket, Irp, "WskBind", STATUS_INVALID_PARAMETER)
+        return complete_now(Socket, Irp, "WskBind", STATUS_INVALID_PARAMETER)
     if Socket.endpoint is not None or Socket.local is not None or Socket.closing:
-        return _complete_now(Socket, Irp, "WskBind", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskBind", STATUS_INVALID_DEVICE_STATE)
     if local.family != Socket.family:
-        return _complete_now(Socket, Irp, "WskBind", STATUS_INVALID_PARAMETER)
+        return complete_now(Socket, Irp, "WskBind", STATUS_INVALID_PARAMETER)
     transport = Socket.provider.transport
     if Socket.category == WSK_FLAG_LISTEN_SOCKET:
         status, ep = transport.tcp_listen(local, accept=WskProTLEventAccept, backlog=LISTEN_BACKLOG,
@@ -64,15 +64,15 @@ def WskProAPIBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: A
         Socket.set_state("Bound")
     else:
         status = STATUS_INVALID_DEVICE_REQUEST
-    return _complete_now(Socket, Irp, "WskBind", status)
+    return complete_now(Socket, Irp, "WskBind", status)
 
 
 @kroutine("afd")
 def WskProAPIListen(Socket: WskSocketObject, Irp: Any) -> int:
     """Stream sockets only: become a listening socket on the bound address."""
-    _publish_call(Socket, "WskListen", Irp)
+    publish_call(Socket, "WskListen", Irp)
     if Socket.category != WSK_FLAG_STREAM_SOCKET or Socket.local is None or Socket.endpoint is not None:
-        return _complete_now(Socket, Irp, "WskListen", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskListen", STATUS_INVALID_DEVICE_STATE)
     status, ep = Socket.provider.transport.tcp_listen(Socket.local, accept=WskProTLEventAccept,
                                                       backlog=LISTEN_BACKLOG, v6only=Socket.v6only)
     if ep is not None:
@@ -80,7 +80,7 @@ def WskProAPIListen(Socket: WskSocketObject, Irp: Any) -> int:
         Socket.endpoint = ep
         Socket.local = ep.local
         Socket.set_state("Listening")
-    return _complete_now(Socket, Irp, "WskListen", status)
+    return complete_now(Socket, Irp, "WskListen", status)
 
 
 def _new_accepted_socket(listener: WskSocketObject, conn: Any) -> WskSocketObject:
@@ -105,10 +105,10 @@ def _adopt(child: WskSocketObject, context: Any, dispatch: Any) -> None:
     listener = child.listen_socket
     if listener is not None and dispatch is not None:
         inherited = listener.event_mask & CONNECTION_EVENTS
-        child.event_mask = inherited if _dispatch_has(dispatch, inherited) else 0
-    _update_handlers(child)
-    if _callback(child, WSK_EVENT_SEND_BACKLOG) is not None:
-        _indicate_send_backlog(child)
+        child.event_mask = inherited if dispatch_has(dispatch, inherited) else 0
+    update_handlers(child)
+    if event_callback(child, WSK_EVENT_SEND_BACKLOG) is not None:
+        indicate_send_backlog(child)
 
 
 @kroutine("afd")
@@ -119,13 +119,13 @@ def WskProTLEventAccept(listener_endpoint: Any, conn: Any) -> int:
     if listener is None or listener.closing:
         return REFUSE
     child = _new_accepted_socket(listener, conn)
-    accept_event = _callback(listener, WSK_EVENT_ACCEPT)
+    accept_event = event_callback(listener, WSK_EVENT_ACCEPT)
     if accept_event is not None:
         context, dispatch = Ref(), Ref()
         local = from_sockaddr(conn.local, listener.family)
         remote = from_sockaddr(conn.remote, listener.family)
-        status = accept_event(listener.ClientContext, _event_flags(), local, remote, child, context, dispatch)
-        _publish_event(listener, "WskAcceptEvent", accept_event, status)
+        status = accept_event(listener.ClientContext, event_flags(), local, remote, child, context, dispatch)
+        publish_event(listener, "WskAcceptEvent", accept_event, status)
         if status != STATUS_SUCCESS:  # STATUS_REQUEST_NOT_ACCEPTED: the provider closes the socket
             conn.context = None
             destroy_socket(child)
@@ -152,9 +152,9 @@ def _complete_accept(listener: WskSocketObject, child: WskSocketObject, context:
 @kroutine("afd")
 def WskProAPIAccept(ListenSocket: WskSocketObject, Flags: int, AcceptSocketContext: Any, AcceptSocketDispatch: Any,
               LocalAddress: Any, RemoteAddress: Any, Irp: Any) -> int:
-    _publish_call(ListenSocket, "WskAccept", Irp)
+    publish_call(ListenSocket, "WskAccept", Irp)
     if ListenSocket.state != "Listening" or ListenSocket.closing:
-        return _complete_now(ListenSocket, Irp, "WskAccept", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(ListenSocket, Irp, "WskAccept", STATUS_INVALID_DEVICE_STATE)
 
     def start(irp: Any) -> int:
         completion = IrpCompletion(irp)
@@ -172,17 +172,17 @@ def WskProAPIAccept(ListenSocket: WskSocketObject, Flags: int, AcceptSocketConte
 
 @kroutine("afd")
 def WskProAPIInspectComplete(ListenSocket: WskSocketObject, InspectId: Any, Action: int, Irp: Any) -> int:
-    _publish_call(ListenSocket, "WskInspectComplete", Irp)
-    return _complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_NOT_SUPPORTED)  # no conditional accept
+    publish_call(ListenSocket, "WskInspectComplete", Irp)
+    return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_NOT_SUPPORTED)  # no conditional accept
 
 
 @kroutine("afd")
 def WskProAPIGetLocalAddress(Socket: WskSocketObject, LocalAddress: Any, Irp: Any) -> int:
-    _publish_call(Socket, "WskGetLocalAddress", Irp)
+    publish_call(Socket, "WskGetLocalAddress", Irp)
     if Socket.local is None:
-        return _complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_INVALID_DEVICE_STATE)
+        return complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_INVALID_DEVICE_STATE)
     try:
         fill_sockaddr(LocalAddress, Socket.local, Socket.family)
     except WskAddressError:
-        return _complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_BUFFER_TOO_SMALL)
-    return _complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_SUCCESS)
+        return complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_BUFFER_TOO_SMALL)
+    return complete_now(Socket, Irp, "WskGetLocalAddress", STATUS_SUCCESS)

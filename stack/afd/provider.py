@@ -25,7 +25,7 @@ from stack.wsk.structs import (WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DI
 
 from .basic import WskProAPICloseSocket, WskProAPIControlSocket
 from .connection import (WskProAPIConnect, WskProAPIDisconnect, WskProAPIGetRemoteAddress, WskProAPIReceive,
-                         WskProAPIRelease, WskProAPISend, _update_handlers)
+                         WskProAPIRelease, WskProAPISend, update_handlers)
 from .datagram import WskProAPIReceiveFrom, WskProAPISendTo
 from .irp import IrpCompletion, afd_take_irp, complete_irp
 from .listen import (WskProAPIAccept, WskProAPIBind, WskProAPIGetLocalAddress, WskProAPIInspectComplete,
@@ -134,7 +134,7 @@ def WskProAPISocketConnect(Client: Any, SocketType: int, Protocol: int, LocalAdd
                 sock.local, sock.remote = endpoint.local, endpoint.remote
                 sock.set_state("Connected")
                 sock.event_mask = 0
-                _update_handlers(sock)
+                update_handlers(sock)
                 completion.done(STATUS_SUCCESS, sock)
             else:
                 conn.context = None

@@ -212,24 +212,24 @@ def _address_of(value: Any) -> int:
 
 # --- helpers ---------------------------------------------------------------------------------
 
-def _publish_call(sock: WskSocketObject, call: str, irp: Any, length: int = 0) -> None:
+def publish_call(sock: WskSocketObject, call: str, irp: Any, length: int = 0) -> None:
     k = sock.kernel
     if k.bus.subscribers:
         k.publish(WskCall, call=call, socket=sock.address, irp=_address_of(irp), length=length)
 
 
-def _publish_event(sock: WskSocketObject, event: str, callback: Any, status: int, nbytes: int = 0) -> None:
+def publish_event(sock: WskSocketObject, event: str, callback: Any, status: int, nbytes: int = 0) -> None:
     k = sock.kernel
     if k.bus.subscribers:
         k.publish(WskEvent, callback=symbol_of(callback), event=event, socket=sock.address, status=status,
                   nbytes=nbytes)
 
 
-def _event_flags() -> int:
+def event_flags() -> int:
     return WSK_FLAG_AT_DISPATCH_LEVEL if current_kernel().irql == DISPATCH_LEVEL else 0
 
 
-def _validate_buf(buf: WSK_BUF | None, allow_empty: bool) -> int | None:
+def validate_buf(buf: WSK_BUF | None, allow_empty: bool) -> int | None:
     """STATUS_INVALID_PARAMETER for a WSK_BUF outside its MDL chain; None when fine."""
     if buf is None:
         return None if allow_empty else STATUS_INVALID_PARAMETER
@@ -244,7 +244,7 @@ def _validate_buf(buf: WSK_BUF | None, allow_empty: bool) -> int | None:
     return None
 
 
-def _int_option(value: Any) -> int | None:
+def int_option(value: Any) -> int | None:
     if isinstance(value, Ref):
         value = value.value
     if isinstance(value, bool):
@@ -256,12 +256,12 @@ def _int_option(value: Any) -> int | None:
     return None
 
 
-def _store_output(out: Any, value: Any) -> None:
+def store_output(out: Any, value: Any) -> None:
     if isinstance(out, Ref):
         out.value = value
 
 
-def _complete_now(sock: WskSocketObject, irp: Any, call: str, status: int, information: Any = 0,
+def complete_now(sock: WskSocketObject, irp: Any, call: str, status: int, information: Any = 0,
                   length: int = 0, flags: int = 0) -> int:
     """An operation that finishes inside the call: complete the IRP (if any) through afd."""
     if irp is None:
@@ -295,7 +295,7 @@ _EVENT_FIELDS = {WSK_EVENT_ACCEPT: "WskAcceptEvent", WSK_EVENT_RECEIVE: "WskRece
                  WSK_EVENT_RECEIVE_FROM: "WskReceiveFromEvent"}
 
 
-def _dispatch_has(dispatch: Any, mask: int) -> bool:
+def dispatch_has(dispatch: Any, mask: int) -> bool:
     """Every event being enabled must have a callback in the client's dispatch table."""
     for bit, name in _EVENT_FIELDS.items():
         if mask & bit and getattr(dispatch, name, None) is None:
@@ -303,7 +303,7 @@ def _dispatch_has(dispatch: Any, mask: int) -> bool:
     return True
 
 
-def _callback(sock: WskSocketObject, bit: int) -> Callable[..., int] | None:
+def event_callback(sock: WskSocketObject, bit: int) -> Callable[..., int] | None:
     if not sock.effective_event_mask & bit:
         return None
     return getattr(sock.ClientDispatch, _EVENT_FIELDS[bit], None)
@@ -323,7 +323,7 @@ def _callback(sock: WskSocketObject, bit: int) -> Callable[..., int] | None:
 # send / receive / disconnect / release
 # ==================================================================================================
 
-def _connected(sock: WskSocketObject) -> bool:
+def is_connected(sock: WskSocketObject) -> bool:
     return sock.remote is not None and sock.endpoint is not None and not sock.closing
 
 

@@ -120,7 +120,8 @@ def test_an_abort_indicates_receive_event_with_a_null_data_indication_before_the
     log = EventLog()
     _event_connection(lab, log, 5030, [("send", b"x"), ("shutdown", True)])
     lab.run()
-    assert log.calls[-2:] == [("receive-null", wsk.WSK_FLAG_AT_DISPATCH_LEVEL, 0), ("disconnect", wsk.WSK_FLAG_ABORTIVE)]
+    assert log.calls[-2:] == [("receive-null", wsk.WSK_FLAG_AT_DISPATCH_LEVEL, 0),
+                              ("disconnect", wsk.WSK_FLAG_ABORTIVE)]
 
 
 def test_a_graceful_close_indicates_no_null_receive():
