@@ -63,19 +63,26 @@ def _start_connect(sock: WskSocketObject, conn: Any, remote: SockAddr, irp: Any)
     sock.set_state("Connecting")
 
     def connected(endpoint: Any, status: int) -> None:
-        if status == STATUS_SUCCESS:
-            sock.remote = endpoint.remote
-            sock.local = endpoint.local
-            sock.set_state("Connected")
-            update_handlers(sock)
-        else:
-            sock.set_state("Bound" if not sock.closing else sock.state)
-        completion.done(status, 0)
+        WskProTLConnectComplete(sock, completion, endpoint, status)
 
     result = conn.connect(remote, connected)
     if result != STATUS_PENDING and completion.early is None:
         sock.set_state("Bound")
     return completion.started(result)
+
+
+@kroutine("afd")
+def WskProTLConnectComplete(sock: WskSocketObject, completion: IrpCompletion, endpoint: Any, status: int) -> None:
+    """tcpip finished the handshake (or gave up): complete the WskConnect IRP.
+    (The emulator's name, in the style of afd's WskProTLReceiveComplete.)"""
+    if status == STATUS_SUCCESS:
+        sock.remote = endpoint.remote
+        sock.local = endpoint.local
+        sock.set_state("Connected")
+        update_handlers(sock)
+    else:
+        sock.set_state("Bound" if not sock.closing else sock.state)
+    completion.done(status, 0)
 
 
 @kroutine("afd")
@@ -225,11 +232,17 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
         conn.send(buf.Mdl, buf.Offset, buf.Length, final_sent)
 
     def finished(status: int) -> None:
-        if not sock.closing:
-            sock.set_state("Disconnected")
-        completion.done(status, 0)
+        WskProTLDisconnectComplete(sock, completion, status)
 
     return completion.started(conn.disconnect(False, finished))
+
+
+@kroutine("afd")
+def WskProTLDisconnectComplete(sock: WskSocketObject, completion: IrpCompletion, status: int) -> None:
+    """Our FIN is acknowledged: complete the WskDisconnect IRP.  (The emulator's name, as above.)"""
+    if not sock.closing:
+        sock.set_state("Disconnected")
+    completion.done(status, 0)
 
 
 @kroutine("afd")
