@@ -1,8 +1,9 @@
 """afd.sys: the Ancillary Function Driver for Winsock - one driver, \\Driver\\AFD on \\Device\\Afd.
 
 It is the kernel half of user-mode Winsock (device.py: IRPs from NtDeviceIoControlFile) and
-the Winsock Kernel provider (provider.py, socket.py: dispatch tables a WSK client calls
-directly, taking one stack location of the client's IRP - irp.py).  netio.sys's NMR
+the Winsock Kernel provider: dispatch tables a WSK client calls directly (provider.py, and one
+file per socket table: basic.py, listen.py, connection.py, datagram.py; socket.py holds the
+socket object), each taking one stack location of the client's IRP (irp.py).  netio.sys's NMR
 (stack.wsk.netio) attaches registered WSK clients to it.  Load it with
 `IoLoadDriver(kernel, stack.afd.DRIVER_IMAGE)`; the world does that on every host.
 """
