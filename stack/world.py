@@ -5,11 +5,11 @@
     world.set_faults("client", FaultConfig(loss=0.02))
     world.run_until_idle()
 
-`default_world()` is the standard lab with its services running: the WSK provider on
-every host; kfs, echosrv (port 40007) and khttpd (port 80) on winsrv, with the user-mode
+Every host runs netio and afd.sys (the kernel half of Winsock and the WSK provider) from boot.
+`default_world()` is the standard lab with its services running: kfs, echosrv (port 40007) and khttpd (port 80) on winsrv, with the user-mode
 web server khttpd hands dynamic requests to on winsrv:8080; and the `dns` (10.0.0.53) and
 `httpbin` (10.0.0.80, httpbin.org) hosts.  `default_world(services=False)` is the bare lab:
-winsrv and client with tcpip and AFD only.
+winsrv and client with tcpip, netio and afd only.
 
 One scheduler and one event bus for the whole world; every host's randomness
 (MACs, ISNs, address-space layout, link faults) derives from the world's seed.
@@ -38,7 +38,7 @@ from stack.tcpip.driver import load_tcpip
 from stack.tcpip.stack import TcpipStack
 from stack.tcpip.tcp import TcpConfig
 from stack.tcpip.transport import Transport
-from stack.usermode.afd import load_afd
+from stack.afd import load_afd
 
 DEFAULT_PREFIX4 = 24
 DEFAULT_PREFIX6 = 64
@@ -150,9 +150,10 @@ class World:
         link.connect(nic, port)
         for capture in self.captures:
             capture.attach_link(link)
+        kernel.load_module("netio", "netio.sys", size=0x90000)  # the NMR: WskRegister & co.
         load_tcpip(kernel, tcp_config, interfaces={mac: {"ipv4": ipv4, "ipv6": ipv6, "gateway4": gateway4,
                                                         "gateway6": gateway6}})
-        load_afd(kernel)
+        load_afd(kernel)  # the kernel half of Winsock and the WSK provider
         host = Host(name, kernel, mac, IPv4Interface(ipv4) if ipv4 else None, IPv6Interface(ipv6) if ipv6 else None,
                     nic, adapter, link, port)
         self.hosts[name] = host
@@ -220,7 +221,6 @@ class World:
         from stack.usermode import dns, httpbin
         from stack.usermode.socket import run_program
         from stack.usermode.webserver import WebServerStats, webserver
-        from stack.wsk.provider import DRIVER_IMAGE as WSK_IMAGE
 
         # The two service hosts are small machines: short NIC rings make them quicker to boot.
         small = {"rx_ring_size": SERVICE_HOST_RING, "tx_ring_size": SERVICE_HOST_RING}
@@ -231,9 +231,6 @@ class World:
         if httpbin.HTTPBIN_HOST not in self.hosts:
             self.add_host(httpbin.HTTPBIN_HOST, httpbin.HTTPBIN_IPV4, httpbin.HTTPBIN_IPV6, **small)
             httpbin.install(self)
-        for name in self.hosts:
-            if "wsk" not in self.host(name).kernel.extensions:
-                self.load_driver(name, WSK_IMAGE, auto_start=True)
         for image in (KFS_IMAGE, ECHOSRV_IMAGE, KHTTPD_IMAGE):
             if image.name.lower() not in self.host(server).kernel.drivers:
                 self.load_driver(server, image, auto_start=True)

@@ -38,7 +38,7 @@ from stack.kernel.ke import NotificationEvent, SynchronizationEvent
 from stack.kernel.ntstatus import status_name
 from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
 from stack.tcpip.tcp import TcpConfig
-from stack.usermode.afd import SOCK_STREAM
+from stack.afd.device import SOCK_STREAM
 from stack.usermode.socket import Socket, SocketError, UserBuffer, spawn
 
 from .events import ForwardConnectionState

@@ -74,8 +74,9 @@ def TcpipUnbindAdapter(UnbindContext: Any, ProtocolBindingContext: Interface) ->
 
 
 @kroutine("tcpip")
-def TcpipReceiveNetBufferLists(ProtocolBindingContext: Interface, NetBufferLists: Any, PortNumber: int,
-                               NumberOfNetBufferLists: int, ReceiveFlags: int) -> None:
+def FlReceiveNetBufferListChain(ProtocolBindingContext: Interface, NetBufferLists: Any, PortNumber: int,
+                                NumberOfNetBufferLists: int, ReceiveFlags: int) -> None:
+    """tcpip's ProtocolReceiveNetBufferLists (the framing layer's name, as Windows stacks show it)."""
     iface = ProtocolBindingContext
     iface.stack.receive_indication(iface, NetBufferLists, ReceiveFlags)
 
@@ -115,7 +116,7 @@ def TcpipDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
     chars = NDIS_PROTOCOL_DRIVER_CHARACTERISTICS(
         Name="TCPIP", MajorNdisVersion=6, MinorNdisVersion=30,
         BindAdapterHandlerEx=TcpipBindAdapter, UnbindAdapterHandlerEx=TcpipUnbindAdapter,
-        ReceiveNetBufferListsHandler=TcpipReceiveNetBufferLists,
+        ReceiveNetBufferListsHandler=FlReceiveNetBufferListChain,
         SendNetBufferListsCompleteHandler=TcpipSendNetBufferListsComplete,
         StatusHandlerEx=TcpipStatus, NetPnPEventHandler=TcpipPnPEvent)
     status, handle = NdisRegisterProtocolDriver(stack, chars)

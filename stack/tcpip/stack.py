@@ -191,7 +191,7 @@ class TcpipStack:
         packet.payload_mdls = []
 
     def receive_indication(self, iface: Interface, nbls: Any, flags: int) -> None:
-        FlReceiveNetBufferListChain(self, iface, nbls, flags)
+        IpFlcReceivePreValidatedPackets(self, iface, nbls, flags)
 
     def _receive_chain(self, iface: Interface, nbls: Any, flags: int) -> None:
         resources = bool(flags & NDIS_RECEIVE_FLAGS_RESOURCES)
@@ -245,7 +245,7 @@ def FlSendPackets(stack: TcpipStack, iface: Interface, packet: TxPacket, raw: bo
 
 
 @kroutine("tcpip")
-def FlReceiveNetBufferListChain(stack: TcpipStack, iface: Interface, nbls: Any, flags: int) -> None:
+def IpFlcReceivePreValidatedPackets(stack: TcpipStack, iface: Interface, nbls: Any, flags: int) -> None:
     stack._receive_chain(iface, nbls, flags)
 
 

@@ -719,6 +719,7 @@ class TcpLayer:
                 self._upcall(endpoint, "disconnect", STATUS_SUCCESS)
                 handler(endpoint, False, STATUS_SUCCESS)
 
+    @kroutine("tcpip", "TcpCompleteClientReceiveRequest")
     def _complete_receive(self, tcb: Tcb, req: ReceiveRequest) -> None:
         tcb.receives.popleft()
         if tcb.push_timer is not None:
@@ -759,6 +760,7 @@ class TcpLayer:
     # ==================================================================================
     # receive: segments from IP
     # ==================================================================================
+    @kroutine("tcpip", "TcpMatchReceive")
     def receive_segment(self, rx: "RxFrame", src: bytes, dst: bytes, data: memoryview,
                         tail: tuple[memoryview, ...] = (), segments: int = 1) -> None:
         """A TCP segment for one of our addresses (data = the IP payload).

@@ -1,8 +1,9 @@
 """A small Berkeley-style socket API for user-mode programs on an emulated host.
 
 A program is a generator function run as a thread of the host (`run_program`);
-each socket call is a generator that builds an IRP for \\Device\\Afd, calls the
-driver and waits on the IRP's event when it pends:
+each socket call is a generator that enters the kernel as Winsock does on Windows
+(NtCreateFile, NtDeviceIoControlFile with an IOCTL_AFD_* code, NtClose): an IRP for
+\\Device\\Afd (afd.sys, stack.afd), waiting on the IRP's event when it pends:
 
     def client(ctx):
         sock = yield from Socket.create(AF_INET, SOCK_STREAM)
@@ -26,7 +27,7 @@ from typing import Any, Callable, Generator
 from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, KEVENT, STATUS_PENDING,
                           STATUS_SUCCESS, IoBuildDeviceIoControlRequest, IoCallDriver, IoGetDeviceObjectPointer,
                           IoGetNextIrpStackLocation, KeWaitForSingleObject, NotificationEvent, PsCreateSystemThread,
-                          current_kernel)
+                          current_kernel, kroutine)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.irp import IoStatusBlock
 from stack.kernel.ke import KThread
@@ -34,11 +35,11 @@ from stack.kernel.kernel import Kernel
 from stack.kernel.ntstatus import NT_SUCCESS, STATUS_BUFFER_OVERFLOW, status_name
 from stack.kernel.pool import PagedPool
 from stack.kernel.symbols import pop_kernel, push_kernel
+from stack.afd.device import (IOCTL_AFD_ACCEPT, IOCTL_AFD_BIND, IOCTL_AFD_CONNECT, IOCTL_AFD_DISCONNECT,
+                              IOCTL_AFD_GET_INFO, IOCTL_AFD_RECV, IOCTL_AFD_RECV_DATAGRAM, IOCTL_AFD_SEND,
+                              IOCTL_AFD_SEND_DATAGRAM, IOCTL_AFD_SET_OPTION, IOCTL_AFD_START_LISTEN, SOCK_DGRAM,
+                              SOCK_STREAM, AfdRequest, FileObject)
 from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
-
-from .afd import (IOCTL_AFD_ACCEPT, IOCTL_AFD_BIND, IOCTL_AFD_CONNECT, IOCTL_AFD_DISCONNECT, IOCTL_AFD_GET_INFO,
-                  IOCTL_AFD_RECV, IOCTL_AFD_RECV_DATAGRAM, IOCTL_AFD_SEND, IOCTL_AFD_SEND_DATAGRAM,
-                  IOCTL_AFD_SET_OPTION, IOCTL_AFD_START_LISTEN, SOCK_DGRAM, SOCK_STREAM, AfdRequest, FileObject)
 
 USER_TAG = "UsrB"
 MSG_WAITALL = 0x8
@@ -99,8 +100,28 @@ class UserBuffer:
         self.va = 0
 
 
+@kroutine("nt")
+def NtCreateFile(DeviceObject: Any, Irp: Any) -> int:
+    return IoCallDriver(DeviceObject, Irp)
+
+
+@kroutine("nt")
+def NtDeviceIoControlFile(DeviceObject: Any, Irp: Any) -> int:
+    return IoCallDriver(DeviceObject, Irp)
+
+
+@kroutine("nt")
+def NtClose(DeviceObject: Any, Irp: Any) -> int:
+    return IoCallDriver(DeviceObject, Irp)
+
+
+# The system service each kind of socket call enters the kernel through (the arguments are
+# the emulator's: the device and the IRP the I/O manager builds from the handle and buffers).
+_SYSTEM_SERVICE = {IRP_MJ_CREATE: NtCreateFile, IRP_MJ_DEVICE_CONTROL: NtDeviceIoControlFile, IRP_MJ_CLEANUP: NtClose}
+
+
 def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdRequest) -> Generator[Any, Any, tuple[int, int]]:
-    """Build the IRP, IoCallDriver it to \\Device\\Afd, wait if it pends.  Returns (status, information)."""
+    """Enter the kernel with an IRP for \\Device\\Afd, wait if it pends.  Returns (status, information)."""
     if program_closing():
         raise GeneratorExit  # keep closing: skip the rest of the cleanup, touch no kernel
     device = IoGetDeviceObjectPointer("\\Device\\Afd")
@@ -113,7 +134,7 @@ def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdReque
     loc.major = major
     loc.file_object = file_object
     irp.original_file_object = file_object
-    status = IoCallDriver(device, irp)
+    status = _SYSTEM_SERVICE[major](device, irp)
     if status == STATUS_PENDING:
         yield KeWaitForSingleObject(event)
         status = iosb.Status

@@ -70,7 +70,7 @@ class DnsResolver:
         lookup.server = SockAddr(server_ip, DNS_PORT)
         transport = get_transport(self.kernel)
         status, ep = transport.udp_open(any_address(AF_INET if server_ip.version == 4 else AF_INET6),
-                                        receive=WskpDnsResponse)
+                                        receive=WskProDnsResponse)
         if ep is None:
             completion(status, [])
             return status
@@ -83,7 +83,7 @@ class DnsResolver:
             lookup.queries[ident] = build_query(ident, name, qtype)
         self.lookups += 1
         KeInitializeTimer(lookup.timer)
-        KeInitializeDpc(lookup.dpc, WskpDnsTimeout, lookup)
+        KeInitializeDpc(lookup.dpc, WskProDnsTimeout, lookup)
         _transmit(lookup)
         return STATUS_PENDING
 
@@ -109,8 +109,8 @@ def _finish(lookup: DnsLookup, status: int) -> None:
     lookup.completion(status, ordered if status == STATUS_SUCCESS else [])
 
 
-@kroutine("wskprov")
-def WskpDnsResponse(endpoint: Any, remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
+@kroutine("afd")  # the resolver behind afd!WskProAPIGetAddressInfo
+def WskProDnsResponse(endpoint: Any, remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
     lookup: DnsLookup | None = endpoint.context
     if lookup is None or lookup.done or remote != lookup.server:
         return
@@ -138,8 +138,8 @@ def WskpDnsResponse(endpoint: Any, remote: SockAddr, views: list[memoryview], nb
         _finish(lookup, STATUS_SUCCESS)
 
 
-@kroutine("wskprov")
-def WskpDnsTimeout(Dpc: Any, DeferredContext: DnsLookup, Arg1: Any, Arg2: Any) -> None:
+@kroutine("afd")  # the resolver behind afd!WskProAPIGetAddressInfo
+def WskProDnsTimeout(Dpc: Any, DeferredContext: DnsLookup, Arg1: Any, Arg2: Any) -> None:
     lookup = DeferredContext
     if lookup.done:
         return

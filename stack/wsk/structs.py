@@ -36,6 +36,9 @@ class WSK_CLIENT_DISPATCH:
     Version: int
     Reserved: int = 0
     WskClientEvent: Callable[..., int] | None = None
+    # Not in wsk.h: the `module!Name` of the C global holding this table, so afd's client list
+    # (afd!AfdWskClientListHead) points into the client's image as on Windows.
+    symbol: str = ""
 
 
 @dataclass(slots=True)

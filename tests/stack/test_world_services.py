@@ -28,24 +28,26 @@ def _run_client(world, fn, *args):
     return program.result
 
 
-def test_the_standard_lab_has_four_hosts_with_wsk_and_the_servers_loaded_as_auto_start_services(lab):
+def test_the_standard_lab_has_four_hosts_with_afd_and_the_servers_loaded_as_auto_start_services(lab):
     assert list(lab.hosts) == ["winsrv", "client", "dns", "httpbin"]
     assert [str(lab.host(n).address4) for n in ("dns", "httpbin")] == ["10.0.0.53", "10.0.0.80"]
     for name, host in lab.hosts.items():
-        assert host.kernel.drivers["wskprov"].loaded, name
+        assert host.kernel.drivers["afd"].loaded, name  # afd.sys, the WSK provider, starts with the system
         assert "wsk" in host.kernel.extensions
     winsrv = lab.host("winsrv").kernel
     for driver in ("kfs", "echosrv", "khttpd"):
         assert winsrv.drivers[driver].loaded
-    assert lab.auto_start["winsrv"] == ["wskprov", "kfs", "echosrv", "khttpd"]
-    assert lab.auto_start["client"] == ["wskprov"]
+    assert lab.auto_start["winsrv"] == ["kfs", "echosrv", "khttpd"]
+    assert "client" not in lab.auto_start
     assert lab.scheduler.idle  # booted and settled: nothing pending
 
 
-def test_the_bare_lab_keeps_only_tcpip_and_afd():
+def test_the_bare_lab_keeps_only_tcpip_netio_and_afd():
     world = default_world(1, services=False)
     assert list(world.hosts) == ["winsrv", "client"] and world.auto_start == {} and world.dns is None
-    assert "wskprov" not in world.host("winsrv").kernel.drivers
+    k = world.host("winsrv").kernel
+    assert "wskprov" not in k.drivers and k.module("wskprov") is None
+    assert k.drivers["afd"].name == "\\Driver\\AFD" and k.module("netio") is not None
 
 
 def test_echosrv_answers_a_client_right_away(lab):

@@ -129,7 +129,7 @@ def test_protocol_lists_tcpip_and_its_handlers(dbg):
     assert listing.splitlines()[0].endswith(" - TCPIP")
     handle = dbg.execute("!ndiskd.protocol").data["protocols"][0]["address"]
     detail = run(dbg, f"!ndiskd.protocol {handle:x}")
-    assert "ReceiveNetBufferListsHandler" in detail and "tcpip!TcpipReceiveNetBufferLists" in detail
+    assert "ReceiveNetBufferListsHandler" in detail and "tcpip!FlReceiveNetBufferListChain" in detail
 
 
 def test_oid_and_help(dbg):

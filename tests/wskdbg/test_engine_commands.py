@@ -610,7 +610,7 @@ def test_sc_start_loads_a_registered_driver_when_the_machine_runs():
 def test_sc_on_the_standard_lab_shows_the_auto_started_services_running_and_refuses_a_second_start():
     engine = Engine(seed=1)
     try:
-        for name in ("wskprov", "kfs", "echosrv", "khttpd"):
+        for name in ("afd", "kfs", "echosrv", "khttpd"):
             assert engine.execute(f"sc query {name}").text.splitlines()[2] == "        STATE              : 4  RUNNING"
         assert engine.execute("sc query buggy").text.splitlines()[2] == "        STATE              : 1  STOPPED"
         before = (engine.scheduler.events_run, engine.bus.seq)
@@ -619,7 +619,7 @@ def test_sc_on_the_standard_lab_shows_the_auto_started_services_running_and_refu
         assert result.text == ("[SC] StartService FAILED 1056:\n\n"
                                "An instance of the service is already running.")
         assert (engine.scheduler.events_run, engine.bus.seq) == before
-        assert engine.execute("sc start wskprov").data["win32_error"] == 1056
+        assert engine.execute("sc start afd").data["win32_error"] == 1056
     finally:
         engine.close()
 

@@ -405,7 +405,7 @@ def test_queries_and_breakpoints_are_not_recorded_as_inputs(idle_dbg):
 def test_echo_traffic_g_back_returns_to_the_first_receive_completion_with_its_stack_and_irp():
     engine = Engine(factory=lambda seed: default_world(seed, services=False), seed=1)
     try:
-        for line in ("sc start wskprov", "g", "sc start echosrv", "g",
+        for line in ("sc start echosrv", "g",
                      "bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine", "!echo -n 2"):
             ok(engine, line)
         first_text = ok(engine, "g")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from wskdbg.engine import Engine
 
 # Modules whose import registers more structure layouts (NDIS, WSK, the file system).
-LAYOUT_MODULES = ("stack.ndis.nbl", "stack.wsk.socket", "stack.fs.kfs")
+LAYOUT_MODULES = ("stack.ndis.nbl", "stack.afd.socket", "stack.fs.kfs")
 
 
 def ensure_layouts() -> None:

@@ -163,7 +163,7 @@ def cmd_wsk(dbg: "Engine", inv: Invocation) -> CommandResult:
     parsed = parse_options(inv)
     sockets = wsk_socket_objects(dbg)
     if dbg.kernel.extensions.get("wsk") is None:
-        return CommandResult(f"The WSK provider (wskprov) is not loaded on {dbg.current_host}.", {"sockets": []})
+        return CommandResult(f"The WSK provider (afd) is not loaded on {dbg.current_host}.", {"sockets": []})
     if parsed.positional:
         text, at = parsed.positional[0]
         address = dbg.evaluate(text, inv.args_offset + at)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # name -> module exporting DRIVER_IMAGE
 KNOWN_DRIVER_MODULES: dict[str, str] = {
-    "wskprov": "stack.wsk.provider",
+    "afd": "stack.afd",
     "buggy": "stack.drivers.buggy",
     "echosrv": "stack.drivers.echosrv",
     "ksocket": "stack.drivers.ksocket",
@@ -108,8 +108,8 @@ SC_HELP = """
   sc start Name     load it: map the module, create \\Driver\\Name, queue DriverEntry on a system
                     thread (START_PENDING: it runs when the machine runs, so `bu name!DriverEntry`
                     then `g` stops inside DriverEntry).  A service that is already running
-                    answers as on Windows: [SC] StartService FAILED 1056 (the standard lab
-                    starts wskprov on every host, and kfs, echosrv and khttpd on winsrv, at boot)
+                    answers as on Windows: [SC] StartService FAILED 1056 (every host starts
+                    afd at boot; the standard lab starts kfs, echosrv and khttpd on winsrv)
   sc stop Name      unload it: DriverUnload on a system thread, then the pool-leak check
 Startable drivers come from the world (available_drivers()), from
 wskdbg.commands.services.register_driver(), or from modules exporting DRIVER_IMAGE."""

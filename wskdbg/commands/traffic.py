@@ -288,7 +288,7 @@ def cmd_echo(dbg: "Engine", inv: Invocation) -> CommandResult:
     server = server_address(dbg, SERVER_HOST, ECHO_PORT, args.ipv6)
     job = start_job(dbg, "echo", lambda: echo_program(server, message, count), echo_report,
                     socket_failure("echo", " - is echosrv running on winsrv? (sc query echosrv; to start it: "
-                                           "sc start wskprov; sc start echosrv; g)"))
+                                           "sc start echosrv; g)"))
     started = f"echo: {count} x {len(message)} bytes to {server} from {CLIENT_HOST}"
     return finish(dbg, inv, job, args, started)
 
@@ -340,7 +340,7 @@ def cmd_http(dbg: "Engine", inv: Invocation) -> CommandResult:
 
     job = start_job(dbg, "http", body, http_report(method, target, server, elapsed),
                     socket_failure("http", " - is khttpd running on winsrv? (sc query khttpd; to start it: "
-                                           "sc start wskprov; sc start kfs; sc start khttpd; g)"))
+                                           "sc start kfs; sc start khttpd; g)"))
     return finish(dbg, inv, job, args, f"http: {method} {target} to {server} from {CLIENT_HOST}")
 
 

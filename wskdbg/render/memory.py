@@ -18,6 +18,8 @@ POOL_TAG_DESCRIPTIONS = {
     "File": "Io, file objects",
     "NBL ": "ndis, NET_BUFFER_LIST pool",
     "NB  ": "ndis, NET_BUFFER pool",
+    "WskS": "afd, WSK socket contexts",
+    "Echo": "echosrv, WSK echo sample",
 }
 
 PTE_LETTERS = (  # bit, set, clear — in the order `!pte` prints them

@@ -3,7 +3,7 @@
 Every stop at a hand-off ends with the same two lines::
 
     nt!IofCallDriver+0x2c:
-    fffff801`0a1b2c5c [winsrv] irp.dispatch: IoCallDriver ffffc10a3b2e1a30 IRP_MJ_INTERNAL_DEVICE_CONTROL -> \\Driver\\wskprov
+    fffff801`0a1b2c5c [winsrv] irp.dispatch: IoCallDriver ffffc10a3b2e1a30 IRP_MJ_DEVICE_CONTROL -> \\Driver\\AFD
 
 (the symbol line as WinDbg prints it, then the address with the hand-off in
 place of the disassembly: host, event kind, description).  A breakpoint adds

@@ -36,7 +36,7 @@ LAYER_OF_MODULE: dict[str, str] = {
     "netvmini": "miniport", "e1000": "miniport", "miniport": "miniport", "nicminiport": "miniport",
     "ndis": "ndis",
     "tcpip": "tcpip", "netio": "tcpip", "tcp": "tcpip", "ip": "tcpip",
-    "wskprov": "wsk", "wsk": "wsk", "afd": "wsk", "netiowsk": "wsk",
+    "wsk": "wsk", "afd": "wsk", "netiowsk": "wsk",
     "echosrv": "drivers", "khttpd": "drivers", "ksocket": "drivers", "testdrv": "drivers", "cache": "drivers",
     "fs": "drivers", "cachemgr": "drivers",
     "user": "user", "usermode": "user", "ws2_32": "user", "echocli": "user", "httpcli": "user",

@@ -33,8 +33,8 @@ TOUR_STEPS: tuple[TourStep, ...] = (
              "Right: IRPs, MDLs, the trace and the network, one tab each (F2 F3 F4 F6).\n"
              "Bottom: the kd> command line.  The status bar says BROKEN IN: nothing runs yet."),
     TourStep("Stop where echosrv receives",
-             "Break in echosrv's receive completion routine on winsrv: tcpip completes the\n"
-             "receive IRP, and the I/O manager calls the routine echosrv set on it.\n"
+             "Break in echosrv's receive completion routine on winsrv: afd.sys (the WSK\n"
+             "provider) completes the receive IRP, and the I/O manager calls echosrv's routine.\n"
              "Press d to run the command, or type it in the command line.",
              "bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine"),
     TourStep("Send a line to the echo server",
@@ -46,9 +46,9 @@ TOUR_STEPS: tuple[TourStep, ...] = (
              "winsrv, and echosrv's receive.  It stops at the breakpoint, BROKEN IN again.",
              "g"),
     TourStep("The call stack",
-             "k shows the whole logical call stack: echosrv's worker thread called WskReceive,\n"
-             "the line was already waiting in the TCB, so the IRP completed at once and\n"
-             "IofCompleteRequest called the completion routine - all on that one thread.",
+             "k shows the whole logical call stack: echosrv's worker thread called WskReceive\n"
+             "(afd!WskProAPIReceive, a direct call), the line was already waiting in the TCB, so\n"
+             "afd completed the IRP at once and IofCompleteRequest called the completion routine.",
              "k"),
     TourStep("The IRP",
              "rdx is the routine's second argument, the IRP.  Inside its completion routine its\n"

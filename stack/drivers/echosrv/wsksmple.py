@@ -117,7 +117,8 @@ def Trace(flag: str, fmt: str, *args: Any) -> None:
 
 
 # Client-level callback table
-WskSampleClientDispatch = WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None)
+WskSampleClientDispatch = WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None,
+                                              symbol="echosrv!WskSampleClientDispatch")
 
 # IPv6 wildcard address and port number 40007 to listen on (C: 0x479c, network order)
 IPv6ListeningAddress = SOCKADDR_IN6(AF_INET6, 40007, 0, IN6ADDR_ANY, 0)

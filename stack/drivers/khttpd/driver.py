@@ -326,7 +326,7 @@ def KhttpdEnsureVolume() -> Generator[Any, Any, int]:
 @kroutine("khttpd")
 def KhttpdStartListening(g: KhttpdGlobals) -> Generator[Any, Any, int]:
     """WskRegister, capture the provider, static accept callbacks, a dual-stack listener on Port."""
-    client_dispatch = WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None)
+    client_dispatch = WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None, symbol="khttpd!KhttpdWskClientDispatch")
     g.registration = WSK_REGISTRATION()
     status = WskRegister(WSK_CLIENT_NPI(g, client_dispatch), g.registration)
     if not NT_SUCCESS(status):

@@ -55,7 +55,7 @@ class KsocketGlobals:
     KsIndex: int = 0
 
 
-WskDispatch = WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None)
+WskDispatch = WSK_CLIENT_DISPATCH(MAKE_WSK_VERSION(1, 0), 0, None, symbol=f"{MODULE}!WskDispatch")
 
 
 def ks_globals() -> KsocketGlobals:

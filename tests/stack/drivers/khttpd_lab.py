@@ -26,10 +26,11 @@ def _load(world: World, kernel: Kernel, image: Any) -> None:
 
 
 def ensure_wsk(world: World, host: str = "winsrv") -> None:
+    """afd.sys, the WSK provider, starts with every host; load it again only if a test stopped it."""
     kernel = world.host(host).kernel
     if "wsk" not in kernel.extensions:
-        from stack.wsk.provider import DRIVER_IMAGE as WSK_IMAGE
-        _load(world, kernel, WSK_IMAGE)
+        from stack.afd import DRIVER_IMAGE as AFD_IMAGE
+        _load(world, kernel, AFD_IMAGE)
 
 
 # The user-mode server runs on winsrv itself (khttpd's hand-over is delivered locally by

@@ -30,8 +30,7 @@ def load(world: World, image: Any) -> Any:
 
 
 def echo_lab(seed: int = 1, trace: bool = False) -> tuple[World, Any, Any]:
-    world = default_world(seed, services=False)
-    load(world, wsk.DRIVER_IMAGE)
+    world = default_world(seed, services=False)  # afd.sys, the WSK provider, is loaded at boot
     k = world.host("winsrv").kernel
     session = k.wpp.start("echosrvtrace", echosrv.ECHOSRV_CONTROL_GUID, flags=0x3) if trace else None
     drv = load(world, echosrv.DRIVER_IMAGE)
@@ -178,7 +177,6 @@ def test_trace_starts_with_loaded_because_earlier_traces_precede_wpp_init_tracin
 
 def test_load_and_unload_repeatedly_leaves_no_pool_and_no_sockets():
     world = default_world(2, services=False)
-    load(world, wsk.DRIVER_IMAGE)
     k = world.host("winsrv").kernel
     for round_ in range(3):
         drv = load(world, echosrv.DRIVER_IMAGE)

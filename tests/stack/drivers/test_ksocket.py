@@ -27,10 +27,7 @@ def _lab(seed: int = 1):
     world = default_world(seed, services=False)
     bin_ = httpbin.install(world)
     world.run_until_idle()
-    k = world.host("winsrv").kernel
-    IoLoadDriver(k, wsk.DRIVER_IMAGE)
-    world.run_until_idle()
-    world.check()
+    k = world.host("winsrv").kernel  # afd.sys, the WSK provider, is loaded at boot
     return world, bin_, k
 
 

@@ -6,9 +6,9 @@ import sys
 from pathlib import Path
 
 from stack.kernel import STATUS_ADDRESS_ALREADY_EXISTS
-from stack.kernel.events import IrpDispatched
+from stack.afd.device import IOCTL_AFD_CONNECT, IOCTL_AFD_SEND
+from stack.kernel.events import IrpDispatched, RoutineEntered
 from stack.tcpip.addr import AF_INET6, SockAddr
-from stack.usermode.afd import IOCTL_AFD_CONNECT, IOCTL_AFD_SEND
 from stack.usermode.programs import bulk_receiver, bulk_sender
 from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, UserBuffer, spawn, join
 
@@ -19,15 +19,25 @@ from world_harness import any_address, lab, run_programs, server_address, start 
 def test_socket_calls_reach_afd_as_device_control_irps():
     world = lab()
     dispatched = []
-    world.bus.subscribe(lambda e: dispatched.append(e) if isinstance(e, IrpDispatched) else None)
+    services: set[str] = set()
+
+    def on_event(e) -> None:
+        if isinstance(e, IrpDispatched):
+            dispatched.append(e)
+        elif isinstance(e, RoutineEntered) and e.symbol == "afd!AfdDispatchDeviceControl":
+            # entered from the system service, as Winsock enters the kernel on Windows
+            services.update(f.symbol for f in world.host(e.host).kernel.frames if f.symbol.startswith("nt!Nt"))
+
+    world.bus.subscribe(on_event)
     server = start(world, "winsrv", bulk_receiver, any_address(4, 7))
     world.run_for(1_000_000)
     client = start(world, "client", bulk_sender, server_address(world, 4, 7), 100_000)
     run_programs(world, server, client)
     assert server.result.received == 100_000 and server.result.received_sha256 == client.result.sent_sha256
-    afd = [e for e in dispatched if e.driver == "\\Driver\\afd"]
+    afd = [e for e in dispatched if e.driver == "\\Driver\\AFD"]
     assert {e.major for e in afd} >= {0x00, 0x0E, 0x12}  # CREATE, DEVICE_CONTROL, CLEANUP
     assert any(e.host == "client" for e in afd)
+    assert services == {"nt!NtDeviceIoControlFile"}
 
 
 def test_recv_returns_zero_after_the_peer_shuts_down_and_accept_reports_the_peer():

@@ -6,7 +6,7 @@ from stack.kernel import PAGE_SIZE, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCES
 from stack.kernel.machine import Machine
 from stack.kernel.mdl import MmInitializeMdlForPages, mdl_chain_bytes, mdl_chain_views
 from stack.kernel.pool import NonPagedPoolNx, tag_from_str
-from stack.wsk.indication import INDICATION_TAG, IndicationPiece, build_pieces, free_pieces, retain_pieces
+from stack.afd.indication import INDICATION_TAG, IndicationPiece, build_pieces, free_pieces, retain_pieces
 from stack.wsk.structs import WSK_BUF, WSK_DATA_INDICATION
 
 

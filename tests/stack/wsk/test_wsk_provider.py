@@ -80,7 +80,7 @@ def listen(lab: WskLab, port: int, log: EventLog | None = None, events: int = 0,
 
 # --- sockets and IRPs -------------------------------------------------------------------------------------
 
-def test_wsk_socket_completes_the_irp_with_the_socket_in_information_through_the_wskprov_device():
+def test_wsk_socket_is_a_direct_call_that_completes_the_irp_with_the_socket_in_information():
     lab = WskLab()
     dispatched: list[IrpDispatched] = []
     lab.world.bus.subscribe(lambda e: dispatched.append(e) if isinstance(e, IrpDispatched) else None)
@@ -94,7 +94,7 @@ def test_wsk_socket_completes_the_irp_with_the_socket_in_information_through_the
     sock = call.information
     assert status == STATUS_SUCCESS and call.status == STATUS_SUCCESS
     assert isinstance(sock, wsk.WskSocketObject) and isinstance(sock.Dispatch, wsk.WSK_PROVIDER_LISTEN_DISPATCH)
-    assert [(e.major, e.driver) for e in dispatched] == [(IRP_MJ_INTERNAL_DEVICE_CONTROL, "\\Driver\\wskprov")]
+    assert dispatched == []  # afd took the IRP's stack location itself: nothing called IoCallDriver
     # the socket lives at a kernel address with the _WSK_SOCKET_CONTEXT layout
     raw = lab.k.mem.read(sock.address, LAYOUTS["_WSK_SOCKET_CONTEXT"].size)
     layout = LAYOUTS["_WSK_SOCKET_CONTEXT"]
@@ -124,8 +124,8 @@ def test_connect_pends_then_completes_and_reports_local_and_remote_addresses():
     call = lab.call(Call)
     assert lab.call(sock.Dispatch.WskConnect, sock, sockaddr("10.0.0.2:7"), 0, call.irp) == STATUS_PENDING
     assert call.done == []
-    loc = call.irp.current_stack_location  # what !irp shows while it is pending in wskprov
-    assert loc.major == IRP_MJ_INTERNAL_DEVICE_CONTROL and loc.device_object.driver_object.name == "\\Driver\\wskprov"
+    loc = call.irp.current_stack_location  # what !irp shows while it is pending in afd
+    assert loc.major == IRP_MJ_INTERNAL_DEVICE_CONTROL and loc.device_object.driver_object.name == "\\Driver\\AFD"
     assert loc.arguments() == (0, 0, 0x15, sock.address)  # length, flags, WskConnect, socket
     lab.run()
     assert call.done == [(STATUS_SUCCESS, 0)] and call.pending_returned

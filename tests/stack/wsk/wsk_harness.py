@@ -7,7 +7,7 @@ from typing import Any, Callable, Generator
 
 from stack import wsk
 from stack.kernel import (KEVENT, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, DriverImage, IoAllocateIrp,
-                          IoFreeIrp, IoLoadDriver, IoReuseIrp, IoSetCompletionRoutine, KeResetEvent, KeSetEvent,
+                          IoFreeIrp, IoLoadDriver, IoReuseIrp, IoUnloadDriver, IoSetCompletionRoutine, KeResetEvent, KeSetEvent,
                           MmBuildMdlForNonPagedPool, IoAllocateMdl, PsCreateSystemThread, SynchronizationEvent,
                           STATUS_UNSUCCESSFUL, ExAllocatePoolWithTag, current_kernel, kroutine)
 from stack.kernel.mdl import mdl_chain_bytes
@@ -102,6 +102,9 @@ def TestReceiveEvent(SocketContext: EventLog, Flags: int, DataIndication: Any, B
     while node is not None:
         chunks.append(mdl_chain_bytes(node.Buffer.Mdl, node.Buffer.Offset, node.Buffer.Length))
         node = node.Next
+    if DataIndication is None:  # the socket can no longer receive: close it (wsk.h)
+        log.calls.append(("receive-null", Flags, BytesIndicated))
+        return STATUS_SUCCESS
     log.calls.append(("receive", Flags, BytesIndicated, b"".join(chunks)))
     status = log.receive_status
     if status == STATUS_SUCCESS:
@@ -141,13 +144,16 @@ CLIENT_DISPATCH = wsk.WSK_CLIENT_DISPATCH(wsk.MAKE_WSK_VERSION(1, 0), 0, None)
 
 
 class WskLab:
-    """The default world with wskprov on winsrv and a registered test client."""
+    """The default world (afd.sys, the WSK provider, loaded at boot) and a registered test client on winsrv.
+
+    `load_provider=False` stops afd first, so a test can register before the provider comes."""
 
     def __init__(self, world: World | None = None, load_provider: bool = True, seed: int = 1) -> None:
         self.world = world or default_world(seed, services=False)
         self.k = self.world.host("winsrv").kernel
-        if load_provider:
-            self.load(wsk.DRIVER_IMAGE)
+        if not load_provider:
+            IoUnloadDriver(self.k, self.k.drivers["afd"])
+            self.run()
         self.load(TEST_IMAGE)
         self.registration = wsk.WSK_REGISTRATION()
         self.npi = wsk.WSK_PROVIDER_NPI()

@@ -19,7 +19,7 @@ import stack.drivers.khttpd.driver  # noqa: E402,F401
 import stack.drivers.ksocket  # noqa: E402,F401
 import stack.fs.kfs  # noqa: E402,F401
 import stack.world  # noqa: E402,F401
-import stack.wsk.provider  # noqa: E402,F401
+import stack.afd  # noqa: E402,F401
 
 from standin import StandinEngine  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 It drives a kernel-only `Machine` with two hosts and a layered test driver:
 every 100 µs of virtual time echosrv on winsrv sends an IRP with an MDL over
-"hello N" down wskprov -> tcpip -> ndis -> netvmini, which pends it and
+"hello N" down afd -> tcpip -> ndis -> netvmini, which pends it and
 completes it 50 µs later; completion routines run back up.  The machine
 always has work, so `g` runs until `break_in()`.  Steps are whole scheduler
 events (the real engine stops at each hand-off; the views do not care).
@@ -32,7 +32,7 @@ from wskdbg.tui.irp_view import render_irp
 
 SEND_PERIOD_NS = 100_000
 COMPLETE_DELAY_NS = 50_000
-LAYERS = ("wskprov", "tcpip", "ndis", "netvmini")
+LAYERS = ("afd", "tcpip", "ndis", "netvmini")
 
 ECHO_TRACE = WPP_DEFINE_CONTROL_GUID("echosrv", "1b5b2a61-8a3e-4c57-9e9d-0f3d5a2c7e01", ["TRCINFO", "TRCERROR"])
 
@@ -49,8 +49,8 @@ def _lower(device: Any) -> Any:
     return device.extension["lower"]
 
 
-@kroutine("wskprov")
-def WskProvDispatch(DeviceObject: Any, Irp: Irp) -> int:
+@kroutine("afd")
+def AfdDispatchInternalDeviceControl(DeviceObject: Any, Irp: Irp) -> int:
     IoCopyCurrentIrpStackLocationToNext(Irp)
     return IoCallDriver(_lower(DeviceObject), Irp)
 
@@ -125,7 +125,7 @@ def build_machine(seed: int) -> Machine:
     m = Machine(seed=seed, hosts=("winsrv", "client"), memory_mb=4)
     k = m.kernels["winsrv"]
     drivers = {}
-    for module, dispatch in zip(LAYERS, (WskProvDispatch, TcpDispatch, NdisDispatch, MiniportDispatch)):
+    for module, dispatch in zip(LAYERS, (AfdDispatchInternalDeviceControl, TcpDispatch, NdisDispatch, MiniportDispatch)):
         drivers[module] = (IoLoadDriver(k, DriverImage(module, module, _plain_entry)), dispatch)
     IoLoadDriver(k, DriverImage("echosrv", "echosrv", EchoDriverEntry))
     m.scheduler.run_until_idle()

@@ -24,18 +24,18 @@ from wskdbg.tui.tour import tour_markdown
 def test_events_map_to_their_stack_layer_by_module_then_by_kind() -> None:
     assert layer_of_event(RoutineEntered(host="winsrv", symbol="tcpip!TcpReceive")) == "tcpip"
     assert layer_of_event(RoutineEntered(host="winsrv", symbol="netvmini!MPSendNetBufferLists")) == "miniport"
-    assert layer_of_event(IrpDispatched(host="winsrv", irp=1, major=0xF, minor=0, device=2, driver="wskprov")) == "wsk"
+    assert layer_of_event(IrpDispatched(host="winsrv", irp=1, major=0xF, minor=0, device=2, driver="afd")) == "wsk"
     assert layer_of_event(RoutineEntered(host="winsrv", symbol="nt!KiIdleLoop")) is None
 
 
 def test_tap_counts_hand_offs_per_host_layer_and_remembers_where_it_came_from() -> None:
     tap = EventTap()
-    for seq, symbol in enumerate(("echosrv!Send", "wskprov!WskSend", "tcpip!TcpSend"), start=1):
+    for seq, symbol in enumerate(("echosrv!Send", "afd!WskProAPISend", "tcpip!TcpSend"), start=1):
         tap.on_event(RoutineEntered(host="winsrv", seq=seq, symbol=symbol))
     assert tap.counts[("winsrv", "tcpip")] == 1
     assert tap.last_layer == ("winsrv", "tcpip")
     assert tap.previous_layer == ("winsrv", "wsk")
-    assert tap.last_by_layer[("winsrv", "wsk")] == "→ WskSend"
+    assert tap.last_by_layer[("winsrv", "wsk")] == "→ WskProAPISend"
     assert len(tap.drain()) == 3 and not tap.queue
 
 
@@ -180,7 +180,7 @@ def test_the_tours_commands_work_on_the_standard_lab_and_stop_in_echosrv() -> No
                 assert not result.error, (step.command, result.text)
                 out[step.command] = result.text
         assert out["g"].startswith("Breakpoint 0 hit") and "echosrv!WskSampleReceiveIrpCompletionRoutine" in out["g"]
-        assert "nt!IofCompleteRequest" in out["k"] and "wskprov!WskReceive" in out["k"]
+        assert "nt!IofCompleteRequest" in out["k"] and "afd!WskProAPIReceive" in out["k"]
         assert out["!irp @rdx"].startswith("Irp is active")
         assert "ret: echosrv!WskSampleReceiveIrpCompletionRoutine" in out["p"]
         engine.execute("bc *")

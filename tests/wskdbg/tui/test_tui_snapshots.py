@@ -42,7 +42,7 @@ def test_mdl_view_of_the_echo_leaving_winsrv(snap_compare) -> None:
         app: WskdbgApp = pilot.app  # type: ignore[assignment]
         # Stopped where the echo reaches the miniport: the NB's MDL chain is tcpip's header,
         # then echosrv's own buffer (zero copy).
-        await _run(app, pilot, "bp /h winsrv wskprov!WskSend", '!echo "hello"', "g",
+        await _run(app, pilot, "bp /h winsrv afd!WskProAPISend", '!echo "hello"', "g",
                    "bp /h winsrv netvmini!MPSendNetBufferLists", "g")
         first_mdl = app.engine.execute("? poi(poi(@rdx+8)+20)").data["value"]
         app.action_inspect_address(first_mdl)

@@ -1,19 +1,22 @@
-"""How the provider carries a client's IRP: set up the next stack location, call the
-wskprov device, complete exactly once whether the transport finishes during the call or later.
+"""How afd carries a WSK client's IRP: take one stack location, complete exactly once.
 
-A client-allocated IRP (IoAllocateIrp(1)) has its completion routine in location 1.  The
-provider fills that location with IRP_MJ_INTERNAL_DEVICE_CONTROL and a `WskIrpParameters`
-naming the operation (so `!irp` shows `\\Driver\\wskprov` and the length/flags/op/socket as
-Args), then IoCallDriver()s its own device, whose dispatch routine starts the operation.
+A WSK call is a direct call into afd's dispatch table with the client's IRP as a parameter;
+nothing calls IoCallDriver.  As "Using IRPs with Winsock Kernel Functions" requires, the IRP
+has a stack location left for the WSK subsystem: afd takes it (IoSetNextIrpStackLocation),
+so the location the client put its completion routine on becomes the current one, owned by
+\\Device\\Afd (`!irp` shows `\\Driver\\AFD` next to the client's routine, with the
+length/flags/operation/socket as Args).  An IRP with no location left bug-checks 0x35
+NO_MORE_IRP_STACK_LOCATIONS, as running off the bottom of an IRP does.  afd completes the IRP
+with IoCompleteRequest when the transport is done, whether during the call or later.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Generator
+from typing import Any, Callable
 
 from stack.kernel import (IRP_MJ_INTERNAL_DEVICE_CONTROL, STATUS_INVALID_PARAMETER, STATUS_PENDING,
-                          IoCallDriver, IoCompleteRequest, IoGetNextIrpStackLocation, IoMarkIrpPending)
+                          IoCompleteRequest, IoMarkIrpPending, IoSetNextIrpStackLocation)
 from stack.kernel.irp import Irp
 
 # Operation codes shown as the third !irp argument (where an IOCTL code would be).
@@ -28,7 +31,7 @@ WSK_OPERATION_CODES = {
 
 @dataclass(slots=True)
 class WskIrpParameters:
-    """Parameters of the wskprov stack location (Args: length, flags, operation, socket)."""
+    """Parameters of afd's stack location (Args: length, flags, operation, socket)."""
 
     operation: str
     socket: int
@@ -38,29 +41,6 @@ class WskIrpParameters:
 
     def arguments(self) -> tuple[int, int, int, int]:
         return (self.length, self.flags, WSK_OPERATION_CODES.get(self.operation, 0), self.socket)
-
-
-class WskStatus(int):
-    """An NTSTATUS that a system thread may also `yield from` to wait for the final one.
-
-    `WskCaptureProviderNPI` and `WskDeregister` block in C.  Called plainly they return
-    at once (the int is the no-wait answer); `status = yield from WskCaptureProviderNPI(...)`
-    waits as the C call would, on the calling thread."""
-
-    _waiter: Callable[[], Generator[Any, Any, int]] | None
-
-    def __new__(cls, value: int, waiter: Callable[[], Generator[Any, Any, int]] | None = None) -> "WskStatus":
-        obj = int.__new__(cls, value)
-        obj._waiter = waiter
-        return obj
-
-    def __iter__(self) -> Generator[Any, Any, int]:
-        return self._wait()
-
-    def _wait(self) -> Generator[Any, Any, int]:
-        if self._waiter is not None:
-            return (yield from self._waiter())
-        return int(self)
 
 
 def complete_irp(irp: Irp, status: int, information: Any = 0) -> None:
@@ -108,14 +88,16 @@ class IrpCompletion:
             self.on_complete(status, information)
 
 
-def call_wskprov(device: Any, irp: Irp | None, operation: str, socket: int, length: int, flags: int,
+def afd_take_irp(device: Any, irp: Irp | None, operation: str, socket: int, length: int, flags: int,
                  start: Callable[[Irp], int]) -> int:
-    """Hand the client's IRP to the wskprov device with the operation in its stack location."""
+    """Take the client's IRP's next stack location for \\Device\\Afd and start the operation."""
     if irp is None:
         return STATUS_INVALID_PARAMETER
-    loc = IoGetNextIrpStackLocation(irp)  # bug-checks 0x35 when the client left no location
+    IoSetNextIrpStackLocation(irp)  # bug-checks 0x35 when the client left no location
+    loc = irp.stack[irp.current_location - 1]
     loc.major = IRP_MJ_INTERNAL_DEVICE_CONTROL
     loc.minor = 0
+    loc.device_object = device
     loc.parameters = WskIrpParameters(operation, socket, length, flags, start)
-    irp.note(f"{operation} via wskprov")
-    return IoCallDriver(device, irp)
+    irp.note(f"{operation} taken by afd")
+    return start(irp)

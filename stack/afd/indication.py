@@ -23,7 +23,7 @@ from stack.kernel.memory import PAGE_SHIFT, PAGE_SIZE, ADDRESS_AND_SIZE_TO_SPAN_
 from stack.kernel.ntstatus import STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS
 from stack.kernel.pool import NonPagedPoolNx
 
-from .structs import WSK_BUF, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION
+from stack.wsk.structs import WSK_BUF, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION
 
 INDICATION_TAG = "WskI"
 

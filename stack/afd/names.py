@@ -1,4 +1,4 @@
-"""WskGetAddressInfo / WskFreeAddressInfo / WskGetNameInfo.
+"""afd's WskGetAddressInfo / WskFreeAddressInfo / WskGetNameInfo (afd!WskProAPIGetAddressInfo ...).
 
 Names resolve through the host's transport: a literal address, then the hosts table
 (lab names), then the plugged-in DNS client (UDP to the lab's DNS server).  Results are
@@ -14,13 +14,13 @@ from stack.kernel import (STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_PEN
                           ExAllocatePoolWithTag, ExFreePoolWithTag, current_kernel, kroutine)
 from stack.kernel.pool import NonPagedPoolNx
 from stack.tcpip.addr import SockAddr, any_address
+from stack.wsk.constants import (AF_INET, AF_INET6, AF_UNSPEC, AI_CANONNAME, AI_PASSIVE, IPPROTO_TCP, IPPROTO_UDP,
+                                 SOCK_DGRAM, SOCK_STREAM)
+from stack.wsk.structs import (ADDRINFOEXW, SOCKADDR_IN_SIZE, SOCKADDR_IN6_SIZE, Ref, WskAddressError, from_sockaddr,
+                               to_sockaddr)
 
-from .constants import (AF_INET, AF_INET6, AF_UNSPEC, AI_CANONNAME, AI_PASSIVE, IPPROTO_TCP, IPPROTO_UDP,
-                        SOCK_DGRAM, SOCK_STREAM)
-from .irpops import IrpCompletion, call_wskprov
+from .irp import IrpCompletion, afd_take_irp
 from .state import get_provider
-from .structs import (ADDRINFOEXW, SOCKADDR_IN_SIZE, SOCKADDR_IN6_SIZE, Ref, WskAddressError, from_sockaddr,
-                      to_sockaddr)
 
 ADDRINFO_TAG = "WskA"
 ADDRINFOEXW_SIZE = 0x48
@@ -70,8 +70,8 @@ def _allocate_chain(addresses: list[Any], port: int, hints: ADDRINFOEXW | None, 
     return head
 
 
-@kroutine("wskprov")
-def WskGetAddressInfo(Client: Any, NodeName: Any, ServiceName: Any, NameSpace: int, Provider: Any,
+@kroutine("afd")
+def WskProAPIGetAddressInfo(Client: Any, NodeName: Any, ServiceName: Any, NameSpace: int, Provider: Any,
                       Hints: ADDRINFOEXW | None, Result: Ref, OwningProcess: Any, OwningThread: Any,
                       Irp: Any) -> int:
     k = current_kernel()
@@ -111,11 +111,11 @@ def WskGetAddressInfo(Client: Any, NodeName: Any, ServiceName: Any, NameSpace: i
 
         return completion.started(provider.transport.resolve(node, resolved, family))
 
-    return call_wskprov(provider.device, Irp, "WskGetAddressInfo", 0, 0, flags, start)
+    return afd_take_irp(provider.device, Irp, "WskGetAddressInfo", 0, 0, flags, start)
 
 
-@kroutine("wskprov")
-def WskFreeAddressInfo(Client: Any, AddrInfo: ADDRINFOEXW | None) -> None:
+@kroutine("afd")
+def WskProAPIFreeAddressInfo(Client: Any, AddrInfo: ADDRINFOEXW | None) -> None:
     node = AddrInfo
     while node is not None:
         nxt = node.ai_next
@@ -125,8 +125,8 @@ def WskFreeAddressInfo(Client: Any, AddrInfo: ADDRINFOEXW | None) -> None:
         node = nxt
 
 
-@kroutine("wskprov")
-def WskGetNameInfo(Client: Any, SockAddr_: Any, SockAddrLength: int, NodeName: Any, ServiceName: Any, Flags: int,
+@kroutine("afd")
+def WskProAPIGetNameInfo(Client: Any, SockAddr_: Any, SockAddrLength: int, NodeName: Any, ServiceName: Any, Flags: int,
                    OwningProcess: Any, OwningThread: Any, Irp: Any) -> int:
     """Address to name: the hosts table, else the numeric form.  Names go into Ref outputs."""
     k = current_kernel()
@@ -151,7 +151,7 @@ def WskGetNameInfo(Client: Any, SockAddr_: Any, SockAddrLength: int, NodeName: A
             ServiceName.value = str(sa.port)
         return completion.started(STATUS_SUCCESS)
 
-    return call_wskprov(provider.device, Irp, "WskGetNameInfo", 0, SockAddrLength, Flags, start)
+    return afd_take_irp(provider.device, Irp, "WskGetNameInfo", 0, SockAddrLength, Flags, start)
 
 
 _ = STATUS_PENDING

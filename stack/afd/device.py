@@ -1,13 +1,14 @@
-"""afd.sys: the ancillary function driver that turns socket calls into transport calls.
+"""afd.sys as the kernel half of user-mode Winsock: IRPs on \\Device\\Afd.
 
-User-mode socket calls (stack.usermode.socket) reach this driver as IRPs on
-\\Device\\Afd: IRP_MJ_CREATE makes an endpoint (its FileObject), IRP_MJ_DEVICE_CONTROL
-carries one IOCTL_AFD_* per call with an `AfdRequest` as its input buffer, and
-IRP_MJ_CLEANUP closes the endpoint.  Buffers are described by MDLs built over the
-caller's pages (IoAllocateMdl + MmProbeAndLockPages), so a send goes from the
-user's pages to the wire without a copy and a receive is the transport's one copy.
-Requests that wait (connect, accept, send until acknowledged, receive) are pended
-and completed from the transport's callbacks.
+(The same driver is the WSK provider - provider.py and the dispatch-table files; its
+DriverEntry is in driver.py.)  User-mode socket calls (stack.usermode.socket) reach afd as on
+Windows, through NtCreateFile / NtDeviceIoControlFile / NtClose, as IRPs on \\Device\\Afd:
+IRP_MJ_CREATE makes an endpoint (its FileObject), IRP_MJ_DEVICE_CONTROL carries one
+IOCTL_AFD_* per call with an `AfdRequest` as its input buffer, and IRP_MJ_CLEANUP closes the
+endpoint.  Buffers are described by MDLs built over the caller's pages (IoAllocateMdl +
+MmProbeAndLockPages), so a send goes from the user's pages to the wire without a copy and a
+receive is the transport's one copy.  Requests that wait (connect, accept, send until
+acknowledged, receive) are pended and completed from the transport's callbacks.
 """
 
 from __future__ import annotations
@@ -15,13 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, STATUS_CANCELLED,
+from stack.kernel import (STATUS_CANCELLED,
                           STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
-                          STATUS_PENDING, STATUS_SUCCESS, IoAllocateMdl, IoCompleteRequest, IoCreateDevice,
-                          IoFreeMdl, IoGetCurrentIrpStackLocation, IoLoadDriver, IoMarkIrpPending, MmProbeAndLockPages,
+                          STATUS_PENDING, STATUS_SUCCESS, IoAllocateMdl, IoCompleteRequest,
+                          IoFreeMdl, IoGetCurrentIrpStackLocation, IoMarkIrpPending, MmProbeAndLockPages,
                           MmUnlockPages, current_kernel, kroutine)
-from stack.kernel.io import FILE_DEVICE_NETWORK, DriverImage, DriverObject
-from stack.kernel.kernel import Kernel
+from stack.kernel.io import FILE_DEVICE_NETWORK
 from stack.kernel.mdl import IoReadAccess, IoWriteAccess, Mdl
 from stack.tcpip.addr import AF_INET, SockAddr
 from stack.tcpip.transport import (RECEIVE_WAITALL, ConnectionEndpoint, DatagramEndpoint, ListenEndpoint,
@@ -404,30 +404,8 @@ _HANDLERS = {
 
 
 @kroutine("afd")
-def AfdDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
-    DriverObject.MajorFunction[IRP_MJ_CREATE] = AfdDispatchCreate
-    DriverObject.MajorFunction[IRP_MJ_CLEANUP] = AfdDispatchCleanup
-    DriverObject.MajorFunction[IRP_MJ_CLOSE] = AfdDispatchClose
-    DriverObject.MajorFunction[IRP_MJ_DEVICE_CONTROL] = AfdDispatchDeviceControl
-    status, device = IoCreateDevice(DriverObject, 0, "\\Device\\Afd", FILE_DEVICE_NETWORK)
-    if device is None:
-        return status
-    device.flags &= ~0x80
-    return STATUS_SUCCESS
-
-
-@kroutine("afd")
 def AfdDispatchClose(DeviceObject: Any, Irp: Any) -> int:
     return _complete(Irp, STATUS_SUCCESS)
-
-
-AFD_IMAGE = DriverImage("afd", "afd", AfdDriverEntry, image="afd.sys", size=0x90000, pool_tags=(AFD_TAG,),
-                        description="Ancillary Function Driver for Winsock")
-
-
-def load_afd(kernel: Kernel) -> DriverObject:
-    """Start loading afd.sys (runs on the scheduler)."""
-    return IoLoadDriver(kernel, AFD_IMAGE)
 
 
 _ = (STATUS_CANCELLED, FILE_DEVICE_NETWORK)
