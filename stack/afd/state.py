@@ -5,12 +5,14 @@ attaches (stack.wsk.netio) gets an entry in nonpaged pool, linked on the list wh
 the global `afd!AfdWskClientListHead` in afd's data section, so the debugger walks it as on
 Windows:
 
-    .for (r $t0 = poi(afd!AfdWskClientListHead); @$t0 != afd!AfdWskClientListHead;
-          r $t0 = poi(@$t0)) { dps @$t0+4*@$ptrsize L1 }
+    r $t0 = afd!AfdWskClientListHead ; .for( r $t1 = poi(@$t0) ; (@$t1 != @$t0) ;
+          r $t1 = poi(@$t1) ) { dps @$t1+5*@$ptrsize L1}
+
+(CodeMachine, "Finding Windows Socket Kernel (WSK) Clients", verbatim.)
 
 Entry layout (afd's own structure is private; the emulator keeps what the published recipes
 read): +0x00 Flink, +0x08 Blink, +0x10 the client's WSK_REGISTRATION, +0x18 its
-ClientContext, +0x20 its WSK_CLIENT_DISPATCH pointer (the 5th pointer-sized slot).
+ClientContext, +0x20 reserved (zero), +0x28 its WSK_CLIENT_DISPATCH pointer (`@$t1+5*@$ptrsize`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
 
 AFD_WSK_CLIENT_TAG = "AfdW"
 AFD_WSK_CLIENT_SIZE = 0x40
-CLIENT_DISPATCH_SLOT = 4  # pointer-sized slot of the entry holding the client's dispatch pointer
+CLIENT_DISPATCH_SLOT = 5  # pointer-sized slot of the entry holding the client's dispatch pointer
 
 
 def client_dispatch_address(k: Kernel, client: WskClient) -> int:

@@ -33,7 +33,7 @@ def test_dq_afd_wsk_client_list_head_and_its_first_entry_read_real_memory(lab):
     row = run(lab, "dq afd!AfdWskClientListHead L2").splitlines()[0]
     assert "?" not in row and f"{first:016x}" in row.replace("`", "")
     assert lab.evaluate("poi(poi(afd!AfdWskClientListHead)+8)") == head  # the first entry's Blink
-    dispatch = lab.evaluate("poi(poi(afd!AfdWskClientListHead)+4*8)")
+    dispatch = lab.evaluate("poi(poi(afd!AfdWskClientListHead)+5*8)")
     assert dispatch == lab.evaluate("echosrv!WskSampleClientDispatch") != 0
 
 

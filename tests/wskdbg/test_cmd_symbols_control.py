@@ -225,15 +225,15 @@ def test_help_lists_every_new_command(lab):
 
 
 def test_the_wsk_client_list_recipe_runs_verbatim_when_afd_publishes_its_list_head(lab):
-    # The published recipe, unchanged.  afd!AfdWskClientListHead is afd's (the afd engineer adds it);
-    # until the lab's afd publishes it there is nothing to walk, and this says so instead of passing.
-    if lab.expr_context().symbol("afd!AfdWskClientListHead") is None:
-        pytest.skip("afd!AfdWskClientListHead is not published by this lab's afd yet")
-    r = lab.execute(".for (r $t0 = poi(afd!AfdWskClientListHead); @$t0 != afd!AfdWskClientListHead; "
-                    "r $t0 = poi(@$t0)) { dps poi(@$t0+4*@$ptrsize) L1 }")
+    # The published recipe, verbatim (CodeMachine, "Finding Windows Socket Kernel (WSK) Clients"):
+    #   0: kd> r $t0 = afd!AfdWskClientListHead ; .for( r $t1 = poi(@$t0) ;  (@$t1 != @$t0) ; r $t1 = poi(@$t1) ) { dps @$t1+5*@$ptrsize L1}
+    #   fffffa80`048e1188  fffff880`06cfd300 HTTP!UxWskClientDispatch
+    r = lab.execute("r $t0 = afd!AfdWskClientListHead ; .for( r $t1 = poi(@$t0) ;  (@$t1 != @$t0) ; "
+                    "r $t1 = poi(@$t1) ) { dps @$t1+5*@$ptrsize L1}")
     assert not r.error, r.text
-    assert all(re.fullmatch(r"[0-9a-f]{8}`[0-9a-f]{8}  [0-9a-f]{8}`[0-9a-f]{8}( \S+)?", row)
-               for row in r.text.splitlines())
+    rows = r.text.splitlines()
+    assert all(re.fullmatch(r"[0-9a-f]{8}`[0-9a-f]{8}  [0-9a-f]{8}`[0-9a-f]{8} \S+!\S+", row) for row in rows), rows
+    assert any(row.endswith("echosrv!WskSampleClientDispatch") for row in rows), rows
 
 
 def test_printf_formats_pointers_symbols_numbers_and_strings(lab):

@@ -155,7 +155,8 @@ class Registry:
                 return self._inv(line, "?", text, 1, lead, spec)
         if text[0] in "!.":
             end = 1
-            while end < len(text) and not text[end].isspace() and text[end] not in ";\"":
+            stops = ";\"({" if text[0] == "." else ";\""  # `.for(`, `.if(`, `.block{` as WinDbg takes them
+            while end < len(text) and not text[end].isspace() and text[end] not in stops:
                 end += 1
             word = text[:end]
             spec = self.find(word)

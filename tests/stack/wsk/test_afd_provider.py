@@ -19,11 +19,11 @@ from stack.world import WorldError, default_world
 
 from test_wsk_provider import _event_connection
 
-CLIENT_DISPATCH_OFFSET = 4 * 8  # the 5th pointer-sized slot of each afd WSK client entry
+CLIENT_DISPATCH_OFFSET = 5 * 8  # `dps @$t1+5*@$ptrsize L1` in CodeMachine's recipe
 
 
 def walk_afd_wsk_clients(k: Kernel) -> list[str]:
-    """What `.for (r $t0 = poi(afd!AfdWskClientListHead); ...) { dps @$t0+4*@$ptrsize L1 }` prints:
+    """What `.for (r $t0 = poi(afd!AfdWskClientListHead); ...) { dps @$t1+5*@$ptrsize L1 }` prints:
     the symbol of each entry's dispatch pointer, read from kernel memory only."""
     head = k.symbol_address("afd!AfdWskClientListHead")
     assert head != 0 and k.mem.is_mapped(head)
