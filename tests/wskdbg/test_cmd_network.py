@@ -100,7 +100,7 @@ def test_route_shows_on_link_prefixes_of_both_families(dbg):
 def test_ipstats_counts_tcp_and_arp_and_netstat_s_is_the_same(dbg):
     text = run(dbg, "!ipstats")
     counters = dbg.world.hosts["winsrv"].transport.counters()
-    assert f"  TCP passive opens                 = {counters['tcp_passive_opens']}" in text
+    assert f"  Passive Opens                       = {counters['tcp_passive_opens']}" in text
     assert counters["tcp_passive_opens"] == 2
     assert "Drops (layer/reason)" in text
     assert run(dbg, "!netstat -s") == text

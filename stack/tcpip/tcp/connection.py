@@ -73,14 +73,15 @@ class TcpConnection:
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
-        "_rtt", "_cc", "_sack", "_sack_busy",
+        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
         "timeouts", "dup_acks",
         "bytes_acked", "bytes_received", "window_probes", "window_probes_received", "challenge_acks", "ooo_dropped",
     )
 
-    def __init__(self, config: TcpConfig, local_port: int, remote_port: int, iss: int) -> None:
+    def __init__(self, config: TcpConfig, local_port: int, remote_port: int, iss: int,
+                 syn_jitter: Callable[[int], int] | None = None) -> None:
         for name, port in (("local_port", local_port), ("remote_port", remote_port)):
             if not 0 <= port <= 0xFFFF:
                 raise TcpConfigError(f"{name}={port} is not a 16-bit port")
@@ -156,6 +157,10 @@ class TcpConnection:
         # SACK is on and the scoreboard holds ranges or a SACK recovery runs: the one test
         # that keeps the SACK work off the path of ordinary ACKs.
         self._sack_busy = False
+        # Extra ns added to each SYN / SYN-ACK retransmission timeout (given the RTO): the glue
+        # draws it from the world's seed so that a burst of handshakes does not retry in
+        # lock-step waves.  None: the plain RFC 6298 timer.
+        self._syn_jitter = syn_jitter
 
         self.segments_sent = 0
         self.segments_received = 0
@@ -193,6 +198,18 @@ class TcpConnection:
         self._max_snd_wnd = syn.window
         self._set_state(S.SYN_RECEIVED)
         self._arm_keepalive(now_ns)
+
+    def open_from_cookie(self, ack: TcpSegment, peer_mss: int, now_ns: int) -> None:
+        """The peer's ACK of a SYN-ACK the listener sent without state (a SYN cookie, see
+        syncookie.py): rebuild SYN_RECEIVED from the ACK (its SEQ - 1 is the peer's ISN, the
+        cookie - our ISS - gave `peer_mss`) and take the ACK, which establishes the
+        connection.  The cookie SYN-ACK offered no window scaling, SACK or timestamps."""
+        syn = TcpSegment(self.remote_port, self.local_port, (ack.seq - 1) & SEQ_MASK, 0, SYN, ack.window,
+                         mss=peer_mss)
+        self.open_passive(syn, now_ns)
+        self._snd_nxt = self._snd_max = self.iss + 1  # the SYN-ACK is out already
+        self.segments_sent += 1
+        self.on_segment(ack, now_ns)
 
     def send(self, data: memoryview | bytes | bytearray, token: object = None) -> None:
         """Queue `data` by reference.  DataAcked(token) follows once all of it is acknowledged."""
@@ -887,7 +904,8 @@ class TcpConnection:
             self._rtt_start = now
         self._snd_nxt = self._snd_max = self.iss + 1
         if self._rexmit_at is None:
-            self._rexmit_at = now + self._rtt.rto_ns
+            rto = self._rtt.rto_ns
+            self._rexmit_at = now + rto + (self._syn_jitter(rto) if self._syn_jitter is not None else 0)
 
     def _send_data(self, now: int, out: list[TcpSegment], cwnd: int | None = None) -> None:
         """Send what the windows, Nagle and sender-side SWS avoidance allow.  `cwnd`
@@ -1175,7 +1193,10 @@ class TcpConnection:
             self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
             self._fast_rexmit = False
         self._rtt_seq = None
-        self._rexmit_at = now + self._rtt.rto_ns
+        rto = self._rtt.rto_ns
+        if synchronizing and self._syn_jitter is not None:
+            rto += self._syn_jitter(rto)
+        self._rexmit_at = now + rto
 
     def _persist_interval(self) -> int:
         return min(self._rtt.base_rto_ns << self._persist_backoff, self.config.rto_max_ns)
