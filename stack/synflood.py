@@ -51,7 +51,7 @@ def start_syn_flood(world: "World", target: str, port: int, count: int, rate: in
         raise ValueError(f"{target} has no IPv4 address")
     dst = host.ipv4.ip.packed
     net = int(host.ipv4.network.network_address)
-    rng = random.Random(f"{world.seed}:synflood:{target}:{port}")
+    rng = random.Random(f"{world.seed}:synflood:{target}:{port}:{world.now_ns}")  # each flood its own SYNs
     flood = SynFlood(target, port, count, rate, started_ns=world.now_ns)
     end = host.link.ends[1]  # switch -> host
     gap_ns = max(1, 1_000_000_000 * BATCH // rate)

@@ -846,7 +846,9 @@ class TcpLayer:
             seg.payload = (memoryview(data),)
         activations = core_listener.protection_activations
         drops = core_listener.syns_dropped_syn_queue_full + core_listener.syns_dropped_backlog_full
-        core_conn = core_listener.on_segment(seg, k.now_ns, src + dst)
+        # The peer's family decides the MSS: an IPv4 peer of a dual-stack listener gets 1460, not 1440.
+        config = self._config_for(4 if len(src) == 4 else 6, self._smallest_mtu())
+        core_conn = core_listener.on_segment(seg, k.now_ns, src + dst, config)
         counters = self.counters
         counters.tcp_syn_protection_activations += core_listener.protection_activations - activations
         counters.tcp_syn_queue_drops += (core_listener.syns_dropped_syn_queue_full

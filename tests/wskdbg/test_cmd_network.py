@@ -35,7 +35,7 @@ def test_tcb_by_address_shows_tuple_sequence_space_windows_and_timers(dbg):
     text = run(dbg, f"!tcb {live['address']:x}")
     first = text.splitlines()[0]
     assert first.startswith("TCB ") and first.endswith("ESTABLISHED") and "-> [::ffff:a00:2]" in first
-    for label in ("Send           iss ", "snd_una ", "snd_wnd ", "Receive        irs ", "rcv_wnd ", "mss 1440",
+    for label in ("Send           iss ", "snd_una ", "snd_wnd ", "Receive        irs ", "rcv_wnd ", "mss 1460",  # an IPv4 peer on a dual-stack socket
                   "cwnd ", "ssthresh ", "rto ", "retransmissions 0", "Timers         "):
         assert label in text
     snap = dbg.execute(f"!tcb {live['address']:x}").data

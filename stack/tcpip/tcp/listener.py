@@ -58,18 +58,21 @@ class TcpListener:
     def protection_active(self, now_ns: int) -> bool:
         return self._protect_until is not None and now_ns < self._protect_until
 
-    def on_segment(self, seg: TcpSegment, now_ns: int, addresses: bytes = b"") -> TcpConnection | None:
+    def on_segment(self, seg: TcpSegment, now_ns: int, addresses: bytes = b"",
+                   config: TcpConfig | None = None) -> TcpConnection | None:
         """A segment for the listening port that matches no connection.  A SYN
         with room in both queues yields a new connection in SYN_RECEIVED,
         which the glue must add to its demux table and drive from then on; an
         ACK of a valid SYN cookie yields an ESTABLISHED one.  `addresses` (the
-        peer's and our IP address bytes) key the cookie."""
+        peer's and our IP address bytes) key the cookie; `config` (default: the
+        listener's) is the one for the peer's address family, whose MSS differs."""
+        config = config or self.config
         flags = seg.flags
         if flags & RST:
             return None  # RFC 9293 3.10.7.2: ignore
         if flags & ACK:
             if not flags & SYN and self._secret is not None and self._protect_until is not None:
-                return self._cookie_ack(seg, now_ns, addresses)
+                return self._cookie_ack(seg, now_ns, addresses, config)
             self._send_rst(seg)  # no connection can be waiting for this ACK
             return None
         if not flags & SYN:
@@ -87,24 +90,25 @@ class TcpListener:
                 if not self.protection_active(now_ns):
                     self.protection_activations += 1
                 self._protect_until = now_ns + PROTECTION_HOLD_NS
-            self._send_cookie(seg, now_ns, addresses)
+            self._send_cookie(seg, now_ns, addresses, config)
             return None
-        conn = TcpConnection(self.config, self.local_port, seg.src_port, self._iss_source() & SEQ_MASK,
+        conn = TcpConnection(config, self.local_port, seg.src_port, self._iss_source() & SEQ_MASK,
                              self._syn_jitter)
         conn.open_passive(seg, now_ns)
         self._syn_queue.append(conn)
         return conn
 
-    def _send_cookie(self, syn: TcpSegment, now_ns: int, addresses: bytes) -> None:
+    def _send_cookie(self, syn: TcpSegment, now_ns: int, addresses: bytes, config: TcpConfig) -> None:
         """A SYN-ACK with a cookie for an ISN and no options a cookie cannot carry."""
         assert self._secret is not None
         mss = syn.mss if syn.mss else 536
         cookie = make_cookie(self._secret, addresses, syn.src_port, self.local_port, syn.seq, mss, now_ns)
         self._out.append(TcpSegment(self.local_port, syn.src_port, cookie, (syn.seq + 1) & SEQ_MASK, SYN | ACK,
-                                    min(self.config.recv_buffer, 0xFFFF), mss=self.config.option_mss))
+                                    min(config.recv_buffer, 0xFFFF), mss=config.option_mss))
         self.syn_cookies_sent += 1
 
-    def _cookie_ack(self, seg: TcpSegment, now_ns: int, addresses: bytes) -> TcpConnection | None:
+    def _cookie_ack(self, seg: TcpSegment, now_ns: int, addresses: bytes,
+                    config: TcpConfig) -> TcpConnection | None:
         assert self._secret is not None
         iss = (seg.ack - 1) & SEQ_MASK
         mss = check_cookie(self._secret, addresses, seg.src_port, self.local_port, (seg.seq - 1) & SEQ_MASK, iss,
@@ -116,7 +120,7 @@ class TcpListener:
         if len(self._accept_queue) >= self.backlog:
             self.syns_dropped_backlog_full += 1
             return None  # the peer's data or retransmission finds room later, or it gives up
-        conn = TcpConnection(self.config, self.local_port, seg.src_port, iss, self._syn_jitter)
+        conn = TcpConnection(config, self.local_port, seg.src_port, iss, self._syn_jitter)
         conn.open_from_cookie(seg, mss, now_ns)
         if conn.state is TcpState.CLOSED:
             return None
