@@ -30,6 +30,7 @@ from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import Frame
 
 from .addr import AF_INET, AF_INET6, SockAddr, any_address, v4_mapped
+from .sharing import Binding, BindTable, Share
 from .events import ClientUpcall, PacketDropped, SegmentReceived, SegmentSent, TcpStateChanged
 from .tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Reset, Retransmitted, StateChanged,
                   TcpConfig,
@@ -123,6 +124,7 @@ class Tcb:
     push_timer: Any = None
     nodelay: bool = False
     freed: bool = False
+    binding: Binding | None = None  # the local address the client bound explicitly
 
 
 class TcpLayer:
@@ -134,6 +136,7 @@ class TcpLayer:
         self.tcbs: dict[int, Tcb] = {}  # id(tcb) -> every TCB with a live endpoint or connection (O(1) removal)
         self.listeners: dict[tuple[int, int], list[ListenEndpoint]] = {}  # (ip version, port) -> listeners
         self.bound_ports: dict[tuple[int, int], int] = {}  # (ip version, port) -> unconnected binds
+        self.binds = BindTable()  # every explicitly bound TCP address (sharing.py decides conflicts)
         self._next_ephemeral = EPHEMERAL_FIRST
         self.counters = stack.counters
         self._configs: dict[int, TcpConfig] = {}
@@ -147,7 +150,8 @@ class TcpLayer:
     # client calls (through transport.py)
     # ==================================================================================
     def listen(self, local: SockAddr, accept: AcceptHandler | None, backlog: int,
-               v6only: bool) -> tuple[int, ListenEndpoint | None]:
+               v6only: bool, share: Share = Share.DEFAULT,
+               owner: object = "System") -> tuple[int, ListenEndpoint | None]:
         if backlog < 1:
             return STATUS_INVALID_PARAMETER, None
         if not local.is_unspecified and not self.stack.is_local_address(local.ip):
@@ -157,14 +161,12 @@ class TcpLayer:
         if port is None:
             return STATUS_ADDRESS_ALREADY_EXISTS, None
         local = local.with_port(port)
-        for existing in self._listeners_on(version, port, include_dual=True):
-            if existing.local.is_unspecified or local.is_unspecified or existing.local.ip == local.ip:
-                return STATUS_ADDRESS_ALREADY_EXISTS, None
-        if version == 4:
-            for dual in self.listeners.get((6, port), ()):
-                if dual.local.is_unspecified and not dual.v6only:
-                    return STATUS_ADDRESS_ALREADY_EXISTS, None
+        binding = _binding(local, share, owner, v6only)
+        status = self.binds.bind(binding)
+        if status != STATUS_SUCCESS:
+            return status, None
         listener = ListenEndpoint(self.stack, local, backlog, v6only, accept)
+        listener.binding = binding
         listener.address = ExAllocatePoolWithTag(NonPagedPoolNx, LISTENER_SIZE, LISTENER_TAG)
         listener._core = TcpListener(self._config_for(version, self._smallest_mtu()), port, backlog,
                                      max(backlog, 16), self._iss, syn_cookie_secret=self._cookie_secret,
@@ -220,6 +222,7 @@ class TcpLayer:
                 tcb.endpoint.closed = True
                 tcb.core.abort(self.kernel.now_ns)
                 self._kick(tcb)
+        self.binds.release(getattr(listener, "binding", None))
         self.kernel.addr_objects.pop(listener.address, None)
         ExFreePoolWithTag(listener.address, LISTENER_TAG)
 
@@ -234,22 +237,27 @@ class TcpLayer:
                 "syn_protection_activations": core.protection_activations,
                 "syn_cookies_sent": core.syn_cookies_sent, "syn_cookies_accepted": core.syn_cookies_accepted}
 
-    def socket(self, local: SockAddr | None, family: int) -> tuple[int, ConnectionEndpoint | None]:
+    def socket(self, local: SockAddr | None, family: int, share: Share = Share.DEFAULT,
+               owner: object = "System", v6only: bool = True) -> tuple[int, ConnectionEndpoint | None]:
         if local is None:
             local = any_address(family)
         if not local.is_unspecified and not self.stack.is_local_address(local.ip):
             return STATUS_INVALID_ADDRESS, None
+        binding = None
         if local.port:
             key = (local.ip.version, local.port)
-            if self.listeners.get(key) or self.bound_ports.get(key):
-                return STATUS_ADDRESS_ALREADY_EXISTS, None
+            binding = _binding(local, share, owner, v6only)
+            status = self.binds.bind(binding)
+            if status != STATUS_SUCCESS:
+                return status, None
         address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
         if not address:
+            self.binds.release(binding)
             return STATUS_INSUFFICIENT_RESOURCES, None
         if local.port:
             self.bound_ports[key] = self.bound_ports.get(key, 0) + 1
         endpoint = ConnectionEndpoint(self.stack, local)
-        tcb = Tcb(endpoint)
+        tcb = Tcb(endpoint, binding=binding)
         endpoint._tcb = tcb
         endpoint.address = address
         self.kernel.addr_objects[endpoint.address] = endpoint
@@ -458,7 +466,7 @@ class TcpLayer:
         for _ in range(span):
             port = self._next_ephemeral
             self._next_ephemeral = port + 1 if port < EPHEMERAL_LAST else EPHEMERAL_FIRST
-            if (version, port) in self.listeners or self.bound_ports.get((version, port)):
+            if (version, port) in self.listeners or self.bound_ports.get((version, port)) or self.binds.in_use(port):
                 continue
             if src is not None and (src, port, dst, dport) in self.connections:
                 continue
@@ -481,6 +489,8 @@ class TcpLayer:
         if tcb.freed:
             return
         tcb.freed = True
+        self.binds.release(tcb.binding)
+        tcb.binding = None
         self._release_all_held(tcb)
         self.tcbs.pop(id(tcb), None)
         endpoint = tcb.endpoint
@@ -1131,6 +1141,12 @@ _CAN_SEND = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECEIVED, TcpState.ESTABL
 
 def _ignore_status(status: int) -> None:
     pass
+
+
+def _binding(local: SockAddr, share: Share, owner: object, v6only: bool) -> Binding:
+    wildcard = local.is_unspecified
+    return Binding(local.ip.version, None if wildcard else local.ip.packed, local.port, share, owner,
+                   dual_stack=wildcard and local.ip.version == 6 and not v6only)
 
 
 def _mdl_pieces(mdl: Mdl, offset: int, length: int) -> list[tuple[Mdl, int, int]]:

@@ -23,6 +23,7 @@ from stack.kernel.mdl import copy_to_mdl, mdl_chain_length
 from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import symbol_of
 from stack.tcpip.addr import SockAddr, any_address
+from stack.tcpip.sharing import Share
 
 from .constants import (AF_INET, AF_INET6, CATEGORY_NAMES, CONNECTION_EVENTS, DATAGRAM_EVENTS, IPPROTO_IPV6,
                         IPPROTO_TCP, IPV6_V6ONLY, LISTEN_EVENTS, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR, SO_SNDBUF,
@@ -109,6 +110,8 @@ class WskSocketObject(WSK_SOCKET):
         self.state = "Open"
         self.v6only = family == AF_INET6  # the Windows default for AF_INET6 sockets
         self.nodelay = False
+        self.share = Share.DEFAULT  # SO_REUSEADDR / SO_EXCLUSIVEADDRUSE, set before the bind
+        self.owner: Any = "System"  # security context: WskSocket's OwningProcess, else the creator's
         self.receive_paused = False
         self.closing = False
         self.endpoint: Any = None
@@ -375,9 +378,30 @@ def _socket_option(sock: WskSocketObject, request: int, code: int, level: int, i
         if sock.endpoint is not None and hasattr(sock.endpoint, "nodelay"):
             sock.endpoint.nodelay = sock.nodelay
         return STATUS_SUCCESS, None
-    if level == SOL_SOCKET and code in (SO_REUSEADDR, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF):
+    if level == SOL_SOCKET and code in _SHARE_OPTIONS:
+        return _share_option(sock, _SHARE_OPTIONS[code], setting, value)
+    if level == SOL_SOCKET and code in (SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF):
         return STATUS_SUCCESS, 0  # accepted; the emulated transport has no such knobs yet
     return STATUS_NOT_SUPPORTED, None
+
+
+_SHARE_OPTIONS = {SO_REUSEADDR: Share.REUSEADDR, SO_EXCLUSIVEADDRUSE: Share.EXCLUSIVE}
+
+
+def _share_option(sock: WskSocketObject, option: Share, setting: bool, value: Any) -> tuple[int, Any]:
+    """SO_REUSEADDR / SO_EXCLUSIVEADDRUSE (MS Learn "Sharing Transport Addresses"): a ULONG 0 or 1,
+    set before the bind; the two exclude each other, as in Winsock."""
+    if not setting:
+        return STATUS_SUCCESS, int(sock.share is option)
+    if sock.endpoint is not None or sock.local is not None:
+        return STATUS_INVALID_DEVICE_STATE, None
+    if value:
+        if sock.share not in (Share.DEFAULT, option):
+            return STATUS_INVALID_PARAMETER, None
+        sock.share = option
+    elif sock.share is option:
+        sock.share = Share.DEFAULT
+    return STATUS_SUCCESS, None
 
 
 def _event_callback_option(sock: WskSocketObject, control: Any, irp: Any) -> int:
@@ -468,14 +492,14 @@ def WskBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) ->
     transport = Socket.provider.transport
     if Socket.category == WSK_FLAG_LISTEN_SOCKET:
         status, ep = transport.tcp_listen(local, accept=WskpAcceptIndication, backlog=LISTEN_BACKLOG,
-                                          v6only=Socket.v6only)
+                                          v6only=Socket.v6only, share=Socket.share, owner=Socket.owner)
         if ep is not None:
             ep.context = Socket
             Socket.endpoint = ep
             Socket.local = ep.local
             Socket.set_state("Listening")  # a WSK listening socket listens once bound
     elif Socket.category == WSK_FLAG_CONNECTION_SOCKET:
-        status, ep = transport.tcp_socket(local, Socket.family)
+        status, ep = transport.tcp_socket(local, Socket.family, Socket.share, Socket.owner, Socket.v6only)
         if ep is not None:
             ep.context = Socket
             ep.nodelay = Socket.nodelay
@@ -483,7 +507,8 @@ def WskBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: Any) ->
             Socket.local = ep.local
             Socket.set_state("Bound")
     elif Socket.category == WSK_FLAG_DATAGRAM_SOCKET:
-        status, ep = transport.udp_open(local, receive=WskpReceiveFromIndication, v6only=Socket.v6only)
+        status, ep = transport.udp_open(local, receive=WskpReceiveFromIndication, v6only=Socket.v6only,
+                                        share=Socket.share, owner=Socket.owner)
         if ep is not None:
             ep.context = Socket
             Socket.endpoint = ep
@@ -505,7 +530,8 @@ def WskListen(Socket: WskSocketObject, Irp: Any) -> int:
     if Socket.category != WSK_FLAG_STREAM_SOCKET or Socket.local is None or Socket.endpoint is not None:
         return _complete_now(Socket, Irp, "WskListen", STATUS_INVALID_DEVICE_STATE)
     status, ep = Socket.provider.transport.tcp_listen(Socket.local, accept=WskpAcceptIndication,
-                                                      backlog=LISTEN_BACKLOG, v6only=Socket.v6only)
+                                                      backlog=LISTEN_BACKLOG, v6only=Socket.v6only,
+                                                      share=Socket.share, owner=Socket.owner)
     if ep is not None:
         ep.context = Socket
         Socket.endpoint = ep
