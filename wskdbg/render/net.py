@@ -307,7 +307,8 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
         f"{INDENT}Receive        irs {irs}  rcv_nxt {_rel(s['rcv_nxt'], irs)}  rcv_wnd {s['rcv_wnd']}"
         f"  wscale {rcv_wscale if rcv_wscale is not None else '-'}",
         f"{INDENT}               ready {s.get('recv_available', 0)}  out-of-order {s.get('ooo_bytes', 0)}"
-        f"  receives posted {s.get('receives_posted', 0)}  NBLs held {s.get('nbls_held', 0)}",
+        f"  receives posted {s.get('receives_posted', 0)}  NBLs held {s.get('nbls_held', 0)}"
+        f"  buffer {s.get('recv_buffer', 0)} (auto-tuned)",
         f"{INDENT}Options        mss {s['mss']}  timestamps {_onoff(s.get('timestamps'))}  sack {_onoff(s.get('sack'))}"
         f"  nodelay {_onoff(s.get('nodelay'))}",
         f"{INDENT}Congestion     cwnd {s['cwnd']}  ssthresh {_big(s['ssthresh'])}"
