@@ -159,27 +159,25 @@ class TcpLayer:
         version = local.ip.version
         port = local.port or self._ephemeral_port(version)
         if port is None:
-            return STATUS_ADDRESS_ALREADY_EXISTS, None
+            return STATUS_INSUFFICIENT_RESOURCES, None  # ephemeral ports exhausted (WSAENOBUFS on Windows)
         local = local.with_port(port)
         binding = _binding(local, share, owner, v6only)
         status = self.binds.bind(binding)
         if status != STATUS_SUCCESS:
             return status, None
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, LISTENER_SIZE, LISTENER_TAG)
+        if not address:
+            self.binds.release(binding)
+            return STATUS_INSUFFICIENT_RESOURCES, None
         listener = ListenEndpoint(self.stack, local, backlog, v6only, accept)
         listener.binding = binding
-        listener.address = ExAllocatePoolWithTag(NonPagedPoolNx, LISTENER_SIZE, LISTENER_TAG)
+        listener.address = address
         listener._core = TcpListener(self._config_for(version, self._smallest_mtu()), port, backlog,
                                      max(backlog, 16), self._iss, syn_cookie_secret=self._cookie_secret,
                                      syn_jitter=self._syn_jitter)
         self.listeners.setdefault((version, port), []).append(listener)
         self.kernel.addr_objects[listener.address] = listener
         return STATUS_SUCCESS, listener
-
-    def _listeners_on(self, version: int, port: int, include_dual: bool) -> list[ListenEndpoint]:
-        found = list(self.listeners.get((version, port), ()))
-        if include_dual and version == 4:
-            found += [lst for lst in self.listeners.get((6, port), ()) if lst.local.is_unspecified and not lst.v6only]
-        return found
 
     def listener_accept(self, listener: ListenEndpoint,
                         completion: Callable[[ConnectionEndpoint | None, int], None]) -> int:
@@ -285,7 +283,7 @@ class TcpLayer:
         else:
             port = self._ephemeral_port(remote_ip.version, path.src, remote_ip.packed, remote.port)
             if port is None:
-                return STATUS_ADDRESS_ALREADY_EXISTS
+                return STATUS_INSUFFICIENT_RESOURCES  # ephemeral ports exhausted (WSAENOBUFS on Windows)
         key = (path.src, port, remote_ip.packed, remote.port)
         if key in self.connections:
             return STATUS_ADDRESS_ALREADY_EXISTS

@@ -59,7 +59,7 @@ class UdpLayer:
         version = local.ip.version
         port = local.port or self._ephemeral(version)
         if port is None:
-            return STATUS_ADDRESS_ALREADY_EXISTS, None
+            return STATUS_INSUFFICIENT_RESOURCES, None  # ephemeral ports exhausted (WSAENOBUFS on Windows)
         wildcard = local.is_unspecified
         binding = Binding(version, None if wildcard else local.ip.packed, port, share, owner,
                           dual_stack=wildcard and version == 6 and not v6only)

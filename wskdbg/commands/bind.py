@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 BINDS_STATE = "bind.sockets"  # dbg.state key: host -> [(number, protocol, endpoint, share, owner)]
 _SHARE_FLAGS = {"-r": Share.REUSEADDR, "-x": Share.EXCLUSIVE}
-_CELL_WORDS = {"SUCCESS": "SUCCESS", "INUSE": "INUSE", "DENIED": "DENIED", "CHECK": "CHECK"}
 
 
 @command("!bind", area="network", mutates=True,
