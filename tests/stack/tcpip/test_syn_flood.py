@@ -97,3 +97,30 @@ def test_connections_reset_before_accept_free_their_tcbs() -> None:
     assert (_tcp_objects(world, "winsrv"), _pool_tags(world, "winsrv")["TcpE"]) == baseline
     counters = server.counters()
     assert counters["tcp_reset_connections"] == 5 and counters["tcp_current_connections"] == 0
+
+
+def test_a_half_open_connection_reset_by_its_peer_frees_its_tcb() -> None:
+    from stack.tcpip.wire import ETHERTYPE_IPV4, RST, SYN, TcpOptions, build_ethernet, build_ipv4, build_tcp
+
+    world = default_world(3, services=False)
+    server = world.host("winsrv").transport
+    _, listener = world.run_in("winsrv", lambda: server.tcp_listen(SockAddr(IPv4Address(0), 9001), None, 8))
+    baseline = _tcp_objects(world, "winsrv"), _pool_tags(world, "winsrv")["TcpE"]
+    # a peer with no stack of its own (nothing answers the SYN-ACK), so only its RST ends the handshake
+    client_ip, server_ip = IPv4Address("10.0.0.77").packed, IPv4Address("10.0.0.1").packed
+    host, peer_mac = world.host("winsrv"), bytes.fromhex("025f00000077")
+
+    def inject(flags: int, seq: int) -> None:
+        segment = build_tcp(client_ip, server_ip, 41000, 9001, seq, 0, flags, 64240,
+                            options=TcpOptions(mss=1460) if flags & SYN else None)
+        frame = build_ethernet(host.mac, peer_mac, ETHERTYPE_IPV4, build_ipv4(client_ip, server_ip, 6, segment))
+        host.link.ends[1].deliver(frame, world.now_ns)
+        world.run_for(SECOND // 100)
+
+    inject(SYN, 1000)
+    assert world.host("winsrv").stack.tcp.listener_snapshot(listener)["pending_handshakes"] == 1
+    assert _tcp_objects(world, "winsrv")[0] == baseline[0][0] + 1
+    inject(RST, 1001)  # the peer gives up before the handshake completes
+    world.check()
+    assert (_tcp_objects(world, "winsrv"), _pool_tags(world, "winsrv")["TcpE"]) == baseline
+    assert server.counters()["tcp_failed_connection_attempts"] == 1
