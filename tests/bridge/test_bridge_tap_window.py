@@ -1,5 +1,5 @@
 """Receive window and MSS against a real Linux TCP (the TAP bridge): a 4 MiB echo through echosrv
-never meets a zero window from winsrv, and winsrv's SYN-ACK carries MSS 1460 (IPv4).
+never meets a zero window from winsrv, and winsrv's SYN-ACK carries MSS 1460 (IPv4) / 1440 (IPv6).
 
 Needs Linux, root, /dev/net/tun and iproute2; skips with the reason otherwise."""
 
@@ -19,11 +19,11 @@ pytestmark = pytest.mark.root
 
 REASON = tap_unavailable_reason()
 ECHO_MIB = 4 * 1024 * 1024
-WINSRV_V4 = bytes([10, 0, 0, 1])
 
 
-@pytest.fixture(scope="module")
-def echoed():
+@pytest.fixture(scope="module", params=[("10.0.0.1", 1460), ("fd00::1", 1440)], ids=["v4", "v6"])
+def echoed(request):
+    server, mss = request.param
     if REASON is not None:
         pytest.skip(REASON)
     world = bridge_lab(1)
@@ -33,7 +33,7 @@ def echoed():
     capture.start()
     session.start()
     try:
-        argv = session.tap.namespace.exec_argv(echo_client_argv("10.0.0.1", 40007, ECHO_MIB))
+        argv = session.tap.namespace.exec_argv(echo_client_argv(server, 40007, ECHO_MIB))
         done = run_process(session, argv)
     finally:
         session.close()
@@ -44,13 +44,13 @@ def echoed():
         decoded = parse_frame(record.frame, verify_checksum=False)
         tcp = decoded.transport
         if isinstance(tcp, TcpHeader) and 40007 in (tcp.src_port, tcp.dst_port):
-            segments.append((bytes(decoded.network.src.packed) if hasattr(decoded.network.src, "packed")
-                             else bytes(decoded.network.src), tcp))
-    return segments
+            segments.append(tcp)
+    return segments, mss
 
 
-def _from_winsrv(segments):
-    return [tcp for src, tcp in segments if tcp.src_port == 40007]
+def _from_winsrv(echoed):
+    segments, _ = echoed
+    return [tcp for tcp in segments if tcp.src_port == 40007]
 
 
 def test_4mib_echo_through_echosrv_gets_no_zero_window_from_winsrv(echoed) -> None:
@@ -60,7 +60,7 @@ def test_4mib_echo_through_echosrv_gets_no_zero_window_from_winsrv(echoed) -> No
     assert zero == [], f"{len(zero)} zero-window segments from winsrv"
 
 
-def test_syn_ack_from_winsrv_carries_mss_1460_and_window_scaling(echoed) -> None:
+def test_syn_ack_from_winsrv_carries_the_family_mss_and_window_scale_8(echoed) -> None:
     (syn_ack,) = [tcp for tcp in _from_winsrv(echoed) if tcp.flags & SYN]
-    assert syn_ack.options.mss == 1460
-    assert syn_ack.options.wscale is not None
+    assert syn_ack.options.mss == echoed[1]
+    assert syn_ack.options.wscale == 8
