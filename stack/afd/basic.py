@@ -15,6 +15,7 @@ from stack.wsk.constants import (AF_INET6, CONNECTION_EVENTS, DATAGRAM_EVENTS, I
                                  SO_SNDBUF, SO_WSK_EVENT_CALLBACK, TCP_NODELAY, WSK_EVENT_DISABLE,
                                  WSK_EVENT_SEND_BACKLOG, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
                                  WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WskGetOption, WskIoctl, WskSetOption)
+from stack.tcpip.sharing import Share
 from stack.wsk.structs import NPI_WSK_INTERFACE_ID, WSK_EVENT_CALLBACK_CONTROL
 
 from .connection import indicate_send_backlog, update_handlers
@@ -108,9 +109,30 @@ def _socket_option(sock: WskSocketObject, request: int, code: int, level: int, i
         if sock.endpoint is not None and hasattr(sock.endpoint, "nodelay"):
             sock.endpoint.nodelay = sock.nodelay
         return STATUS_SUCCESS, None
-    if level == SOL_SOCKET and code in (SO_REUSEADDR, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF):
+    if level == SOL_SOCKET and code in _SHARE_OPTIONS:
+        return _share_option(sock, _SHARE_OPTIONS[code], setting, value)
+    if level == SOL_SOCKET and code in (SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF):
         return STATUS_SUCCESS, 0  # accepted; the emulated transport has no such knobs yet
     return STATUS_NOT_SUPPORTED, None
+
+
+_SHARE_OPTIONS = {SO_REUSEADDR: Share.REUSEADDR, SO_EXCLUSIVEADDRUSE: Share.EXCLUSIVE}
+
+
+def _share_option(sock: WskSocketObject, option: Share, setting: bool, value: Any) -> tuple[int, Any]:
+    """SO_REUSEADDR / SO_EXCLUSIVEADDRUSE (MS Learn "Sharing Transport Addresses"): a ULONG 0 or 1,
+    set before the bind; the two exclude each other, as in Winsock."""
+    if not setting:
+        return STATUS_SUCCESS, int(sock.share is option)
+    if sock.endpoint is not None or sock.local is not None:
+        return STATUS_INVALID_DEVICE_STATE, None
+    if value:
+        if sock.share not in (Share.DEFAULT, option):
+            return STATUS_INVALID_PARAMETER, None
+        sock.share = option
+    elif sock.share is option:
+        sock.share = Share.DEFAULT
+    return STATUS_SUCCESS, None
 
 
 def _event_callback_option(sock: WskSocketObject, control: Any, irp: Any) -> int:

@@ -24,6 +24,7 @@ from stack.kernel import (STATUS_CANCELLED,
 from stack.kernel.io import FILE_DEVICE_NETWORK
 from stack.kernel.mdl import IoReadAccess, IoWriteAccess, Mdl
 from stack.tcpip.addr import AF_INET, SockAddr
+from stack.tcpip.sharing import Share
 from stack.tcpip.transport import (RECEIVE_WAITALL, ConnectionEndpoint, DatagramEndpoint, ListenEndpoint,
                                    get_transport)
 
@@ -69,6 +70,8 @@ class AfdEndpoint:
     datagram: DatagramEndpoint | None = None
     nodelay: bool = False
     closed: bool = False
+    share: Share = Share.DEFAULT  # SO_REUSEADDR / SO_EXCLUSIVEADDRUSE (sharing.py)
+    owner: Any = "System"  # the security context: the program that opened the socket
 
 
 @dataclass(slots=True)
@@ -108,6 +111,9 @@ def AfdDispatchCreate(DeviceObject: Any, Irp: Any) -> int:
     from stack.kernel.ex import ExAllocatePoolWithTag
     from stack.kernel.pool import NonPagedPoolNx
     endpoint = AfdEndpoint(family, sock_type)
+    thread = current_kernel().current_thread
+    if thread is not None:
+        endpoint.owner = thread.name  # each lab program is its own security context
     endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
     k.addr_objects[endpoint.address] = endpoint
     file_object = loc.file_object
@@ -179,7 +185,8 @@ def AfdBind(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     transport = get_transport(current_kernel())
     endpoint.local = request.address
     if endpoint.type == SOCK_DGRAM:
-        status, ep = transport.udp_open(request.address, v6only=endpoint.v6only)
+        status, ep = transport.udp_open(request.address, v6only=endpoint.v6only, share=endpoint.share,
+                                        owner=endpoint.owner)
         if ep is None:
             endpoint.local = None
             return _complete(irp, status)
@@ -193,7 +200,8 @@ def AfdConnect(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     if endpoint.type != SOCK_STREAM or endpoint.connection is not None or request.address is None:
         return _complete(irp, STATUS_INVALID_DEVICE_STATE)
     transport = get_transport(current_kernel())
-    status, conn = transport.tcp_socket(endpoint.local, endpoint.family)
+    status, conn = transport.tcp_socket(endpoint.local, endpoint.family, endpoint.share, endpoint.owner,
+                                        endpoint.v6only)
     if conn is None:
         return _complete(irp, status)
     conn.nodelay = endpoint.nodelay
@@ -218,7 +226,8 @@ def AfdStartListen(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     if endpoint.type != SOCK_STREAM or endpoint.local is None or endpoint.listener is not None:
         return _complete(irp, STATUS_INVALID_DEVICE_STATE)
     transport = get_transport(current_kernel())
-    status, listener = transport.tcp_listen(endpoint.local, None, max(1, request.backlog), endpoint.v6only)
+    status, listener = transport.tcp_listen(endpoint.local, None, max(1, request.backlog), endpoint.v6only,
+                                            endpoint.share, endpoint.owner)
     if listener is None:
         return _complete(irp, status)
     endpoint.listener = listener
@@ -378,9 +387,22 @@ def AfdSetOption(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
             endpoint.connection.nodelay = endpoint.nodelay
     elif request.option == "IPV6_V6ONLY":
         endpoint.v6only = bool(request.value)
+    elif request.option in _SHARE_OPTIONS:
+        option = _SHARE_OPTIONS[request.option]
+        if endpoint.local is not None:
+            return _complete(irp, STATUS_INVALID_PARAMETER)  # WSAEINVAL: only before bind
+        if request.value:
+            if endpoint.share not in (Share.DEFAULT, option):
+                return _complete(irp, STATUS_INVALID_PARAMETER)  # the two exclude each other
+            endpoint.share = option
+        elif endpoint.share is option:
+            endpoint.share = Share.DEFAULT
     else:
         return _complete(irp, STATUS_INVALID_PARAMETER)
     return _complete(irp, STATUS_SUCCESS)
+
+
+_SHARE_OPTIONS = {"SO_REUSEADDR": Share.REUSEADDR, "SO_EXCLUSIVEADDRUSE": Share.EXCLUSIVE}
 
 
 @kroutine("afd")
@@ -390,6 +412,8 @@ def AfdGetInfo(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         "local": endpoint.local, "remote": conn.remote if conn is not None else None,
         "state": conn.state if conn is not None else ("LISTEN" if endpoint.listener else "UNCONNECTED"),
         "tcb": conn.snapshot() if conn is not None else None,
+        "SO_REUSEADDR": int(endpoint.share is Share.REUSEADDR),
+        "SO_EXCLUSIVEADDRUSE": int(endpoint.share is Share.EXCLUSIVE),
     }
     return _complete(irp, STATUS_SUCCESS)
 

@@ -37,14 +37,14 @@ def WskProAPIBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: A
     transport = Socket.provider.transport
     if Socket.category == WSK_FLAG_LISTEN_SOCKET:
         status, ep = transport.tcp_listen(local, accept=WskProTLEventAccept, backlog=LISTEN_BACKLOG,
-                                          v6only=Socket.v6only)
+                                          v6only=Socket.v6only, share=Socket.share, owner=Socket.owner)
         if ep is not None:
             ep.context = Socket
             Socket.endpoint = ep
             Socket.local = ep.local
             Socket.set_state("Listening")  # a WSK listening socket listens once bound
     elif Socket.category == WSK_FLAG_CONNECTION_SOCKET:
-        status, ep = transport.tcp_socket(local, Socket.family)
+        status, ep = transport.tcp_socket(local, Socket.family, Socket.share, Socket.owner, Socket.v6only)
         if ep is not None:
             ep.context = Socket
             ep.nodelay = Socket.nodelay
@@ -52,7 +52,8 @@ def WskProAPIBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: A
             Socket.local = ep.local
             Socket.set_state("Bound")
     elif Socket.category == WSK_FLAG_DATAGRAM_SOCKET:
-        status, ep = transport.udp_open(local, receive=WskProTLEventReceiveMessages, v6only=Socket.v6only)
+        status, ep = transport.udp_open(local, receive=WskProTLEventReceiveMessages, v6only=Socket.v6only,
+                                        share=Socket.share, owner=Socket.owner)
         if ep is not None:
             ep.context = Socket
             Socket.endpoint = ep
@@ -74,7 +75,8 @@ def WskProAPIListen(Socket: WskSocketObject, Irp: Any) -> int:
     if Socket.category != WSK_FLAG_STREAM_SOCKET or Socket.local is None or Socket.endpoint is not None:
         return complete_now(Socket, Irp, "WskListen", STATUS_INVALID_DEVICE_STATE)
     status, ep = Socket.provider.transport.tcp_listen(Socket.local, accept=WskProTLEventAccept,
-                                                      backlog=LISTEN_BACKLOG, v6only=Socket.v6only)
+                                                      backlog=LISTEN_BACKLOG, v6only=Socket.v6only,
+                                                      share=Socket.share, owner=Socket.owner)
     if ep is not None:
         ep.context = Socket
         Socket.endpoint = ep

@@ -85,6 +85,8 @@ def WskProAPISocket(Client: Any, AddressFamily: int, SocketType: int, Protocol: 
             complete_irp(irp, status, None)
             return status
         sock = WskSocketObject(provider, client, Flags, AddressFamily, SocketType, Protocol, SocketContext, Dispatch)
+        if OwningProcess is not None:
+            sock.owner = OwningProcess  # the security context the sharing access check uses
         complete_irp(irp, STATUS_SUCCESS, sock)
         return STATUS_SUCCESS
 

@@ -25,6 +25,7 @@ from stack.kernel.layouts import Field as F, StructLayout, register_layout, LAYO
 from stack.kernel.mdl import mdl_chain_length
 from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import symbol_of
+from stack.tcpip.sharing import Share
 from stack.tcpip.addr import SockAddr
 from stack.wsk.constants import (AF_INET, AF_INET6, CATEGORY_NAMES, CONNECTION_EVENTS, DATAGRAM_EVENTS, LISTEN_EVENTS,
                                  WSK_EVENT_ACCEPT, WSK_EVENT_DISCONNECT, WSK_EVENT_RECEIVE, WSK_EVENT_RECEIVE_FROM,
@@ -107,6 +108,8 @@ class WskSocketObject(WSK_SOCKET):
         self.state = "Open"
         self.v6only = family == AF_INET6  # the Windows default for AF_INET6 sockets
         self.nodelay = False
+        self.share = Share.DEFAULT  # SO_REUSEADDR / SO_EXCLUSIVEADDRUSE, set before the bind
+        self.owner: Any = "System"  # security context: WskSocket's OwningProcess, else the creator's
         self.receive_paused = False
         self.closing = False
         self.endpoint: Any = None

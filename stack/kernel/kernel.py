@@ -90,6 +90,7 @@ class Kernel:
         self.scheduler = scheduler
         self.bus = bus
         self.cpu = cpu
+        self.seed = seed
         self.rng = random.Random(f"{seed}:{name}")
         self.irql = PASSIVE_LEVEL
         self.frames: list[Frame] = []

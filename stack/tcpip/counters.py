@@ -45,6 +45,14 @@ class ProtocolCounters:
     tcp_resets_sent: int = 0
     tcp_active_opens: int = 0
     tcp_passive_opens: int = 0
+    # the rest of the RFC 1213 TCP MIB as `netstat -s` prints it, and SYN attack protection
+    tcp_failed_connection_attempts: int = 0
+    tcp_reset_connections: int = 0
+    tcp_current_connections: int = 0
+    tcp_segments_retransmitted: int = 0
+    tcp_syn_queue_drops: int = 0  # SYNs dropped because a listener's SYN or accept queue was full
+    tcp_syn_protection_activations: int = 0  # times a listener switched SYN attack protection on
+    tcp_syn_cookie_connections: int = 0  # connections opened from a validated SYN cookie
     lso_sends: int = 0
     checksum_offload_sends: int = 0
     nbls_held: int = 0  # receive NBLs kept past the indication (zero-copy data not yet taken)

@@ -12,6 +12,7 @@ still references it, and copied out only when the adapter is short of buffers.
 
 from __future__ import annotations
 
+import random
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from stack.kernel import (DISPATCH_LEVEL, STATUS_ADDRESS_ALREADY_EXISTS, STATUS_CANCELLED,
                           STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET,
-                          STATUS_HOST_UNREACHABLE, STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE,
+                          STATUS_HOST_UNREACHABLE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE,
                           STATUS_INVALID_PARAMETER, STATUS_IO_TIMEOUT, STATUS_NETWORK_UNREACHABLE, STATUS_PENDING,
                           STATUS_SUCCESS, kroutine)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
@@ -29,8 +30,10 @@ from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import Frame
 
 from .addr import AF_INET, AF_INET6, SockAddr, any_address, v4_mapped
+from .sharing import Binding, BindTable, Share
 from .events import ClientUpcall, PacketDropped, SegmentReceived, SegmentSent, TcpStateChanged
-from .tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Reset, StateChanged, TcpConfig,
+from .tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Reset, Retransmitted, StateChanged,
+                  TcpConfig,
                   TcpConnection, TcpListener, TcpSegment, TcpState, rst_for_unexpected)
 from .tcp.seq import SEQ_MASK
 from .transport import (ACCEPT, RECEIVE_PUSH, RECEIVE_WAITALL, AcceptHandler, ConnectComplete,
@@ -121,6 +124,7 @@ class Tcb:
     push_timer: Any = None
     nodelay: bool = False
     freed: bool = False
+    binding: Binding | None = None  # the local address the client bound explicitly
 
 
 class TcpLayer:
@@ -129,19 +133,25 @@ class TcpLayer:
         self.kernel = stack.kernel
         self.config = config or TcpConfig()
         self.connections: dict[tuple, Tcb] = {}
-        self.tcbs: list[Tcb] = []  # every TCB with a live endpoint or connection
+        self.tcbs: dict[int, Tcb] = {}  # id(tcb) -> every TCB with a live endpoint or connection (O(1) removal)
         self.listeners: dict[tuple[int, int], list[ListenEndpoint]] = {}  # (ip version, port) -> listeners
         self.bound_ports: dict[tuple[int, int], int] = {}  # (ip version, port) -> unconnected binds
+        self.binds = BindTable()  # every explicitly bound TCP address (sharing.py decides conflicts)
         self._next_ephemeral = EPHEMERAL_FIRST
         self.counters = stack.counters
         self._configs: dict[int, TcpConfig] = {}
         self._tcb_of_core: dict[int, Tcb] = {}  # id(core connection) -> TCB (listener hand-offs)
+        # The transport's own random stream (from the world's seed, apart from kernel.rng so that
+        # drawing from it moves no ISN): SYN cookie secret and SYN retransmission jitter.
+        self._rng = random.Random(f"{getattr(self.kernel, 'seed', 0)}:{self.kernel.name}:tcp")
+        self._cookie_secret = self._rng.getrandbits(128).to_bytes(16, "big")
 
     # ==================================================================================
     # client calls (through transport.py)
     # ==================================================================================
     def listen(self, local: SockAddr, accept: AcceptHandler | None, backlog: int,
-               v6only: bool) -> tuple[int, ListenEndpoint | None]:
+               v6only: bool, share: Share = Share.DEFAULT,
+               owner: object = "System") -> tuple[int, ListenEndpoint | None]:
         if backlog < 1:
             return STATUS_INVALID_PARAMETER, None
         if not local.is_unspecified and not self.stack.is_local_address(local.ip):
@@ -149,28 +159,25 @@ class TcpLayer:
         version = local.ip.version
         port = local.port or self._ephemeral_port(version)
         if port is None:
-            return STATUS_ADDRESS_ALREADY_EXISTS, None
+            return STATUS_INSUFFICIENT_RESOURCES, None  # ephemeral ports exhausted (WSAENOBUFS on Windows)
         local = local.with_port(port)
-        for existing in self._listeners_on(version, port, include_dual=True):
-            if existing.local.is_unspecified or local.is_unspecified or existing.local.ip == local.ip:
-                return STATUS_ADDRESS_ALREADY_EXISTS, None
-        if version == 4:
-            for dual in self.listeners.get((6, port), ()):
-                if dual.local.is_unspecified and not dual.v6only:
-                    return STATUS_ADDRESS_ALREADY_EXISTS, None
+        binding = _binding(local, share, owner, v6only)
+        status = self.binds.bind(binding)
+        if status != STATUS_SUCCESS:
+            return status, None
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, LISTENER_SIZE, LISTENER_TAG)
+        if not address:
+            self.binds.release(binding)
+            return STATUS_INSUFFICIENT_RESOURCES, None
         listener = ListenEndpoint(self.stack, local, backlog, v6only, accept)
-        listener.address = ExAllocatePoolWithTag(NonPagedPoolNx, LISTENER_SIZE, LISTENER_TAG)
+        listener.binding = binding
+        listener.address = address
         listener._core = TcpListener(self._config_for(version, self._smallest_mtu()), port, backlog,
-                                     max(backlog, 16), self._iss)
+                                     max(backlog, 16), self._iss, syn_cookie_secret=self._cookie_secret,
+                                     syn_jitter=self._syn_jitter)
         self.listeners.setdefault((version, port), []).append(listener)
         self.kernel.addr_objects[listener.address] = listener
         return STATUS_SUCCESS, listener
-
-    def _listeners_on(self, version: int, port: int, include_dual: bool) -> list[ListenEndpoint]:
-        found = list(self.listeners.get((version, port), ()))
-        if include_dual and version == 4:
-            found += [lst for lst in self.listeners.get((6, port), ()) if lst.local.is_unspecified and not lst.v6only]
-        return found
 
     def listener_accept(self, listener: ListenEndpoint,
                         completion: Callable[[ConnectionEndpoint | None, int], None]) -> int:
@@ -207,12 +214,13 @@ class TcpLayer:
         pending, listener._pending_accepts = listener._pending_accepts, []
         for completion in pending:
             completion(None, STATUS_CANCELLED)
-        for tcb in list(self.tcbs):  # embryonic and never-accepted connections die with it
+        for tcb in list(self.tcbs.values()):  # embryonic and never-accepted connections die with it
             if tcb.listener is listener and not tcb.accepted and tcb.core is not None:
                 tcb.fail_status = STATUS_CANCELLED
                 tcb.endpoint.closed = True
                 tcb.core.abort(self.kernel.now_ns)
                 self._kick(tcb)
+        self.binds.release(getattr(listener, "binding", None))
         self.kernel.addr_objects.pop(listener.address, None)
         ExFreePoolWithTag(listener.address, LISTENER_TAG)
 
@@ -222,24 +230,36 @@ class TcpLayer:
                 "address": listener.address, "pending_handshakes": core.pending_handshakes,
                 "ready_to_accept": core.ready_to_accept, "syns_received": core.syns_received,
                 "syns_dropped_syn_queue_full": core.syns_dropped_syn_queue_full,
-                "syns_dropped_backlog_full": core.syns_dropped_backlog_full, "resets_sent": core.resets_sent}
+                "syns_dropped_backlog_full": core.syns_dropped_backlog_full, "resets_sent": core.resets_sent,
+                "syn_protection": core.protection_active(self.kernel.now_ns),
+                "syn_protection_activations": core.protection_activations,
+                "syn_cookies_sent": core.syn_cookies_sent, "syn_cookies_accepted": core.syn_cookies_accepted}
 
-    def socket(self, local: SockAddr | None, family: int) -> tuple[int, ConnectionEndpoint | None]:
+    def socket(self, local: SockAddr | None, family: int, share: Share = Share.DEFAULT,
+               owner: object = "System", v6only: bool = True) -> tuple[int, ConnectionEndpoint | None]:
         if local is None:
             local = any_address(family)
         if not local.is_unspecified and not self.stack.is_local_address(local.ip):
             return STATUS_INVALID_ADDRESS, None
+        binding = None
         if local.port:
             key = (local.ip.version, local.port)
-            if self.listeners.get(key) or self.bound_ports.get(key):
-                return STATUS_ADDRESS_ALREADY_EXISTS, None
+            binding = _binding(local, share, owner, v6only)
+            status = self.binds.bind(binding)
+            if status != STATUS_SUCCESS:
+                return status, None
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
+        if not address:
+            self.binds.release(binding)
+            return STATUS_INSUFFICIENT_RESOURCES, None
+        if local.port:
             self.bound_ports[key] = self.bound_ports.get(key, 0) + 1
         endpoint = ConnectionEndpoint(self.stack, local)
-        tcb = Tcb(endpoint)
+        tcb = Tcb(endpoint, binding=binding)
         endpoint._tcb = tcb
-        endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
+        endpoint.address = address
         self.kernel.addr_objects[endpoint.address] = endpoint
-        self.tcbs.append(tcb)
+        self.tcbs[id(tcb)] = tcb
         return STATUS_SUCCESS, endpoint
 
     def connect(self, endpoint: ConnectionEndpoint, remote: SockAddr, completion: ConnectComplete) -> int:
@@ -263,7 +283,7 @@ class TcpLayer:
         else:
             port = self._ephemeral_port(remote_ip.version, path.src, remote_ip.packed, remote.port)
             if port is None:
-                return STATUS_ADDRESS_ALREADY_EXISTS
+                return STATUS_INSUFFICIENT_RESOURCES  # ephemeral ports exhausted (WSAENOBUFS on Windows)
         key = (path.src, port, remote_ip.packed, remote.port)
         if key in self.connections:
             return STATUS_ADDRESS_ALREADY_EXISTS
@@ -275,7 +295,7 @@ class TcpLayer:
             endpoint.local = SockAddr(local_ip, port)
             endpoint.remote = SockAddr(remote_ip, remote.port)
         core = TcpConnection(self._config_for(remote_ip.version, path.interface.mtu), port, remote.port,
-                             self._iss())
+                             self._iss(), self._syn_jitter)
         self._attach(tcb, core, key, path)
         tcb.connect_completion = completion
         self.counters.tcp_active_opens += 1
@@ -408,7 +428,7 @@ class TcpLayer:
         return snap
 
     def connection_list(self) -> list[ConnectionEndpoint]:
-        return [tcb.endpoint for tcb in self.tcbs]
+        return [tcb.endpoint for tcb in self.tcbs.values()]
 
     def listener_list(self) -> list[ListenEndpoint]:
         return [lst for group in self.listeners.values() for lst in group]
@@ -433,13 +453,18 @@ class TcpLayer:
     def _iss(self) -> int:
         return self.kernel.rng.getrandbits(32)
 
+    def _syn_jitter(self, rto_ns: int) -> int:
+        """Up to a quarter of the RTO on top of each SYN / SYN-ACK retransmission timer, so that
+        handshakes lost together (a connect burst, a flood) do not come back in lock-step waves."""
+        return int(self._rng.random() * (rto_ns >> 2))
+
     def _ephemeral_port(self, version: int, src: bytes | None = None, dst: bytes | None = None,
                         dport: int = 0) -> int | None:
         span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
         for _ in range(span):
             port = self._next_ephemeral
             self._next_ephemeral = port + 1 if port < EPHEMERAL_LAST else EPHEMERAL_FIRST
-            if (version, port) in self.listeners or self.bound_ports.get((version, port)):
+            if (version, port) in self.listeners or self.bound_ports.get((version, port)) or self.binds.in_use(port):
                 continue
             if src is not None and (src, port, dst, dport) in self.connections:
                 continue
@@ -462,9 +487,10 @@ class TcpLayer:
         if tcb.freed:
             return
         tcb.freed = True
+        self.binds.release(tcb.binding)
+        tcb.binding = None
         self._release_all_held(tcb)
-        if tcb in self.tcbs:
-            self.tcbs.remove(tcb)
+        self.tcbs.pop(id(tcb), None)
         endpoint = tcb.endpoint
         self.kernel.addr_objects.pop(endpoint.address, None)
         ExFreePoolWithTag(endpoint.address, TCB_TAG)
@@ -533,7 +559,10 @@ class TcpLayer:
         elif isinstance(event, (DataReceived, PeerClosed)):
             if isinstance(event, DataReceived) and event.push:
                 tcb.last_push = True
+        elif isinstance(event, Retransmitted):
+            self.counters.tcp_segments_retransmitted += 1
         elif isinstance(event, StateChanged):
+            _count_transition(self.counters, event.old, event.new)
             if k.bus.subscribers:
                 k.bus.publish(TcpStateChanged(host=k.name, depth=len(k.frames), conn=endpoint.address,
                                               local=str(endpoint.local), remote=str(endpoint.remote),
@@ -572,7 +601,6 @@ class TcpLayer:
     def _established_passive(self, tcb: Tcb) -> None:
         listener = tcb.listener
         assert listener is not None
-        self.counters.tcp_passive_opens += 1
         if listener.closed:
             return
         handler = listener.accept_handler
@@ -602,6 +630,8 @@ class TcpLayer:
             done, tcb.disconnect_completion = tcb.disconnect_completion, None
             done(STATUS_SUCCESS if tcb.fail_status is None else tcb.fail_status)
         self._release_all_held(tcb)
+        if tcb.listener is not None and not tcb.accepted:
+            tcb.endpoint.closed = True  # died before anyone accepted it: nobody else will close it
         if tcb.endpoint.closed:
             self._free(tcb)
 
@@ -817,16 +847,38 @@ class TcpLayer:
     def _listener_segment(self, listener: ListenEndpoint, seg: TcpSegment, rx: "RxFrame",
                           src: bytes, dst: bytes) -> None:
         k = self.kernel
-        core_conn = listener._core.on_segment(seg, k.now_ns)
-        for reply in listener._core.poll_output(k.now_ns):
+        core_listener = listener._core
+        if seg.payload and seg.flags & 0x10:
+            # An ACK with data may complete a SYN-cookie handshake; the new TCB cannot hold
+            # this NBL, so its payload is copied (rare: clients send the ACK alone first).
+            data = b"".join(seg.payload)
+            k.copies.count(len(data), "tcp receive buffer (SYN cookie ACK)")
+            seg.payload = (memoryview(data),)
+        activations = core_listener.protection_activations
+        drops = core_listener.syns_dropped_syn_queue_full + core_listener.syns_dropped_backlog_full
+        # The peer's family decides the MSS: an IPv4 peer of a dual-stack listener gets 1460, not 1440.
+        config = self._config_for(4 if len(src) == 4 else 6, self._smallest_mtu())
+        core_conn = core_listener.on_segment(seg, k.now_ns, src + dst, config)
+        counters = self.counters
+        counters.tcp_syn_protection_activations += core_listener.protection_activations - activations
+        counters.tcp_syn_queue_drops += (core_listener.syns_dropped_syn_queue_full
+                                         + core_listener.syns_dropped_backlog_full - drops)
+        for reply in core_listener.poll_output(k.now_ns):
             self._send_bare(src, dst, reply)
         if core_conn is None:
             return
         remote_ip = IPv4Address(src) if len(src) == 4 else IPv6Address(src)
         path = self.stack.ip.route(remote_ip, IPv4Address(dst) if len(dst) == 4 else IPv6Address(dst))
-        if path is None:
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG) if path is not None else 0
+        if not address:
+            # No route back, or no pool for the TCB: refuse the connection (RST) and keep nothing.
             core_conn.abort(k.now_ns)
+            for reply in core_conn.poll_output(k.now_ns):
+                self._send_bare(src, dst, reply)
+            counters.tcp_failed_connection_attempts += 1
+            self.stack.drop("tcp", "no_route" if path is None else "no_tcb_memory")
             return
+        counters.tcp_passive_opens += 1
         endpoint = ConnectionEndpoint(self.stack, SockAddr(path.src_address, seg.dst_port))
         if listener.local.ip.version == 6 and len(src) == 4:
             endpoint.local = SockAddr(v4_mapped(path.src_address), seg.dst_port)  # type: ignore[arg-type]
@@ -835,10 +887,12 @@ class TcpLayer:
             endpoint.remote = SockAddr(remote_ip, seg.src_port)
         tcb = Tcb(endpoint, listener=listener)
         endpoint._tcb = tcb
-        endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
+        endpoint.address = address
         k.addr_objects[endpoint.address] = endpoint
-        self.tcbs.append(tcb)
+        self.tcbs[id(tcb)] = tcb
         self._attach(tcb, core_conn, (dst, seg.dst_port, src, seg.src_port), path)
+        if core_conn.state is not TcpState.SYN_RECEIVED:  # opened from a SYN cookie: already established
+            counters.tcp_syn_cookie_connections += 1
         self._kick(tcb)
 
     def hold_or_copy(self, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> None:
@@ -1063,12 +1117,36 @@ def TcpTcbTimerFire(layer: TcpLayer, tcb: Tcb) -> None:
 
 # --- helpers ----------------------------------------------------------------------------
 
+_OPEN = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})  # what tcpCurrEstab counts
+_OPENING = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECEIVED})
+
+
+def _count_transition(counters: Any, old: TcpState, new: TcpState) -> None:
+    """The RFC 1213 TCP MIB counters that `netstat -s` prints, from one state change:
+    tcpAttemptFails (SYN-SENT/SYN-RCVD -> CLOSED), tcpEstabResets (ESTABLISHED/CLOSE-WAIT ->
+    CLOSED) and tcpCurrEstab (connections now in ESTABLISHED or CLOSE-WAIT)."""
+    if new is TcpState.CLOSED:
+        if old in _OPENING:
+            counters.tcp_failed_connection_attempts += 1
+        elif old in _OPEN:
+            counters.tcp_reset_connections += 1
+    was, now = old in _OPEN, new in _OPEN
+    if was != now:
+        counters.tcp_current_connections += 1 if now else -1
+
+
 _ACK = 0x10
 _CAN_SEND = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECEIVED, TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 
 
 def _ignore_status(status: int) -> None:
     pass
+
+
+def _binding(local: SockAddr, share: Share, owner: object, v6only: bool) -> Binding:
+    wildcard = local.is_unspecified
+    return Binding(local.ip.version, None if wildcard else local.ip.packed, local.port, share, owner,
+                   dual_stack=wildcard and local.ip.version == 6 and not v6only)
 
 
 def _mdl_pieces(mdl: Mdl, offset: int, length: int) -> list[tuple[Mdl, int, int]]:

@@ -52,6 +52,7 @@ from stack.kernel.ntstatus import (STATUS_INVALID_PARAMETER, STATUS_PENDING, STA
                                    STATUS_SUCCESS)
 
 from .addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress, SockAddr
+from .sharing import Share
 
 if TYPE_CHECKING:
     from stack.kernel.kernel import Kernel
@@ -330,16 +331,21 @@ class Transport:
 
     # -- TCP -------------------------------------------------------------------------
     def tcp_listen(self, local: SockAddr, accept: AcceptHandler | None = None, backlog: int = 16,
-                   v6only: bool = False) -> tuple[int, ListenEndpoint | None]:
+                   v6only: bool = False, share: Share = Share.DEFAULT,
+                   owner: object = "System") -> tuple[int, ListenEndpoint | None]:
         """Bind and listen.  An IPv6 unspecified address with v6only=False is dual-stack
-        (IPv4 peers appear as ::ffff:a.b.c.d).  Returns (STATUS_SUCCESS, listener) or
-        (STATUS_ADDRESS_ALREADY_EXISTS / STATUS_INVALID_ADDRESS / STATUS_INVALID_PARAMETER, None)."""
-        return self._stack.tcp.listen(local, accept, backlog, v6only)
+        (IPv4 peers appear as ::ffff:a.b.c.d).  `share` (SO_REUSEADDR / SO_EXCLUSIVEADDRUSE) and
+        `owner` (the security context) decide a bind to an address in use (sharing.py).
+        Returns (STATUS_SUCCESS, listener) or (STATUS_ADDRESS_ALREADY_EXISTS / STATUS_ACCESS_DENIED /
+        STATUS_INVALID_ADDRESS / STATUS_INVALID_PARAMETER, None)."""
+        return self._stack.tcp.listen(local, accept, backlog, v6only, share, owner)
 
-    def tcp_socket(self, local: SockAddr | None = None, family: int = AF_INET) -> tuple[int, ConnectionEndpoint | None]:
+    def tcp_socket(self, local: SockAddr | None = None, family: int = AF_INET, share: Share = Share.DEFAULT,
+                   owner: object = "System", v6only: bool = True) -> tuple[int, ConnectionEndpoint | None]:
         """A connection endpoint bound to `local` (port 0 = ephemeral, chosen at connect).
-        Returns (STATUS_SUCCESS, conn) or (STATUS_ADDRESS_ALREADY_EXISTS / STATUS_INVALID_ADDRESS, None)."""
-        return self._stack.tcp.socket(local, family)
+        Returns (STATUS_SUCCESS, conn) or (STATUS_ADDRESS_ALREADY_EXISTS / STATUS_ACCESS_DENIED /
+        STATUS_INVALID_ADDRESS, None)."""
+        return self._stack.tcp.socket(local, family, share, owner, v6only)
 
     def tcp_connect(self, remote: SockAddr, completion: ConnectComplete,
                     local: SockAddr | None = None) -> tuple[int, ConnectionEndpoint | None]:
@@ -356,9 +362,10 @@ class Transport:
     # -- UDP -------------------------------------------------------------------------
     def udp_open(self, local: SockAddr, receive: DatagramHandler | None = None,
                  error: DatagramErrorHandler | None = None,
-                 v6only: bool = False) -> tuple[int, DatagramEndpoint | None]:
-        """Bind a datagram endpoint (port 0 = ephemeral)."""
-        return self._stack.udp.open(local, receive, error, v6only)
+                 v6only: bool = False, share: Share = Share.DEFAULT,
+                 owner: object = "System") -> tuple[int, DatagramEndpoint | None]:
+        """Bind a datagram endpoint (port 0 = ephemeral); `share` and `owner` as for tcp_listen."""
+        return self._stack.udp.open(local, receive, error, v6only, share, owner)
 
     # -- ICMP ------------------------------------------------------------------------
     def ping(self, destination: IpAddress | str, count: int = 4, payload_size: int = 32,

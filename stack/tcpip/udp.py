@@ -17,6 +17,7 @@ from stack.kernel.pool import NonPagedPoolNx
 
 from .addr import SockAddr, unmap, v4_mapped
 from .ip import SLOT_SIZE, Interface, RxFrame, TxPacket
+from .sharing import Binding, BindTable, Share
 from .transport import DatagramEndpoint, DatagramErrorHandler, DatagramHandler, RequestComplete
 from .wire import UDP_HEADER_LEN, WireError, emit_udp, parse_udp
 from .wire.ipv4 import IPPROTO_UDP
@@ -46,21 +47,27 @@ class UdpLayer:
         self.kernel = stack.kernel
         self.counters = stack.counters
         self.endpoints: dict[tuple[int, int], list[DatagramEndpoint]] = {}
+        self.binds = BindTable()  # sharing.py decides what a second bind to a port gets
         self._next_port = EPHEMERAL_FIRST
 
     # -- client calls ------------------------------------------------------------------------
     def open(self, local: SockAddr, receive: DatagramHandler | None, error: DatagramErrorHandler | None,
-             v6only: bool) -> tuple[int, DatagramEndpoint | None]:
+             v6only: bool, share: Share = Share.DEFAULT,
+             owner: object = "System") -> tuple[int, DatagramEndpoint | None]:
         if not local.is_unspecified and not self.stack.is_local_address(local.ip):
             return STATUS_INVALID_ADDRESS, None
         version = local.ip.version
         port = local.port or self._ephemeral(version)
         if port is None:
-            return STATUS_ADDRESS_ALREADY_EXISTS, None
-        for other in self.endpoints.get((version, port), ()):
-            if other.local.is_unspecified or local.is_unspecified or other.local.ip == local.ip:
-                return STATUS_ADDRESS_ALREADY_EXISTS, None
+            return STATUS_INSUFFICIENT_RESOURCES, None  # ephemeral ports exhausted (WSAENOBUFS on Windows)
+        wildcard = local.is_unspecified
+        binding = Binding(version, None if wildcard else local.ip.packed, port, share, owner,
+                          dual_stack=wildcard and version == 6 and not v6only)
+        status = self.binds.bind(binding)
+        if status != STATUS_SUCCESS:
+            return status, None
         endpoint = DatagramEndpoint(self.stack, local.with_port(port), receive, error, v6only)
+        endpoint.binding = binding
         endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x100, UDP_TAG)
         self.kernel.addr_objects[endpoint.address] = endpoint
         self.endpoints.setdefault((version, port), []).append(endpoint)
@@ -70,7 +77,7 @@ class UdpLayer:
         for _ in range(EPHEMERAL_LAST - EPHEMERAL_FIRST + 1):
             port = self._next_port
             self._next_port = port + 1 if port < EPHEMERAL_LAST else EPHEMERAL_FIRST
-            if (version, port) not in self.endpoints:
+            if (version, port) not in self.endpoints and not self.binds.in_use(port):
                 return port
         return None
 
@@ -78,6 +85,7 @@ class UdpLayer:
         if endpoint.closed:
             return
         endpoint.closed = True
+        self.binds.release(getattr(endpoint, "binding", None))
         key = (endpoint.local.ip.version, endpoint.local.port)
         group = self.endpoints.get(key, [])
         if endpoint in group:

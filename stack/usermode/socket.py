@@ -189,7 +189,7 @@ class Socket:
         self.remote = address
 
     def setsockopt(self, option: str, value: Any) -> Generator[Any, Any, None]:
-        """"TCP_NODELAY" or "IPV6_V6ONLY"."""
+        """"TCP_NODELAY", "IPV6_V6ONLY", "SO_REUSEADDR" or "SO_EXCLUSIVEADDRUSE" (before bind)."""
         yield from self._ioctl(IOCTL_AFD_SET_OPTION, AfdRequest(option=option, value=value), "setsockopt")
 
     def info(self) -> Generator[Any, Any, dict]:

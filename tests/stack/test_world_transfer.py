@@ -35,10 +35,15 @@ def test_sixteen_mebibytes_echo_byte_exact(version, lso):
         assert stack.counters.lso_sends > 0
     else:
         assert stack.counters.lso_sends == 0
-    # zero copy on send, at most one counted copy per received byte
+    # Zero copy on send; at most one counted copy per received byte into the program's buffers.
+    # The echo server reads more slowly than the link delivers, so receive window auto-tuning lets
+    # tcpip buffer more than the adapter's 256 receive buffers can lend as held NBLs: those bytes
+    # are copied out once when the NBL goes back (NDIS_RECEIVE_FLAGS_RESOURCES), as on Windows.
     for name in ("client", "winsrv"):
-        copies = world.host(name).kernel.copies
-        assert copies.total_bytes <= len(data) * 1.05, copies.snapshot()
+        copies = world.host(name).kernel.copies.snapshot()
+        assert set(copies) <= {"tcp receive into client MDL", "tcp receive buffer (NBL returned)"}, copies
+        for _reason, (_count, nbytes) in copies.items():
+            assert nbytes <= len(data) * 1.05, copies
 
 
 def _faulty_lab(seed: int, *, rsc: bool = False):

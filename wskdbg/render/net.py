@@ -350,7 +350,8 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
         f"{INDENT}Receive        irs {irs}  rcv_nxt {_rel(s['rcv_nxt'], irs)}  rcv_wnd {s['rcv_wnd']}"
         f"  wscale {rcv_wscale if rcv_wscale is not None else '-'}",
         f"{INDENT}               ready {s.get('recv_available', 0)}  out-of-order {s.get('ooo_bytes', 0)}"
-        f"  receives posted {s.get('receives_posted', 0)}  NBLs held {s.get('nbls_held', 0)}",
+        f"  receives posted {s.get('receives_posted', 0)}  NBLs held {s.get('nbls_held', 0)}"
+        f"  buffer {s.get('recv_buffer', 0)} (auto-tuned)",
         f"{INDENT}Options        mss {s['mss']}  timestamps {_onoff(s.get('timestamps'))}  sack {_onoff(s.get('sack'))}"
         f"  nodelay {_onoff(s.get('nodelay'))}",
         f"{INDENT}Congestion     cwnd {s['cwnd']}  ssthresh {_big(s['ssthresh'])}"
@@ -486,6 +487,45 @@ def _fragment_counters(version: int) -> tuple[str, ...]:
                                                      "fragmentation_failures", "fragments_created"))
 
 
+# `netstat -s` on Windows prints the RFC 1213 TCP MIB in these words, label padded to 36:
+#   TCP Statistics for IPv4
+#
+#     Active Opens                        = 7616
+#     Passive Opens                       = 96
+#     Failed Connection Attempts          = 271
+#     Reset Connections                   = 2204
+#     Current Connections                 = 14
+#     Segments Received                   = 1207542
+#     Segments Sent                       = 865406
+#     Segments Retransmitted              = 1915
+# (both families are counted together here); the lab's own lines follow, marked as such.
+TCP_STATISTICS = (
+    ("Active Opens", "tcp_active_opens"),
+    ("Passive Opens", "tcp_passive_opens"),
+    ("Failed Connection Attempts", "tcp_failed_connection_attempts"),
+    ("Reset Connections", "tcp_reset_connections"),
+    ("Current Connections", "tcp_current_connections"),
+    ("Segments Received", "tcp_segments_received"),
+    ("Segments Sent", "tcp_segments_sent"),
+    ("Segments Retransmitted", "tcp_segments_retransmitted"),
+)
+TCP_LAB_STATISTICS = (
+    ("Resets Sent", "tcp_resets_sent"),
+    ("SYN Queue Drops", "tcp_syn_queue_drops"),
+    ("SYN Attack Protection Activations", "tcp_syn_protection_activations"),
+    ("SYN Cookie Connections", "tcp_syn_cookie_connections"),
+)
+
+
+def tcp_statistics_lines(c: Mapping[str, Any]) -> list[str]:
+    out = ["TCP Statistics for IPv4 and IPv6", ""]
+    out += [f"  {label:<36}= {c[name]}" for label, name in TCP_STATISTICS if name in c]
+    out += ["", "TCP Statistics (lab: resets and SYN attack protection)", ""]
+    out += [f"  {label:<36}= {c[name]}" for label, name in TCP_LAB_STATISTICS if name in c]
+    out.append("")
+    return out
+
+
 def ipstats_lines(c: Mapping[str, Any]) -> list[str]:
     """`netstat -s`-like counters plus drops by (layer, reason)."""
     groups = (
@@ -496,8 +536,6 @@ def ipstats_lines(c: Mapping[str, Any]) -> list[str]:
                       "nd_advertisements_sent", "nd_received")),
         ("ICMP", ("icmp_received", "icmp_sent", "echo_replies_sent", "unreachables_sent", "time_exceeded_sent")),
         ("UDP", ("udp_received", "udp_sent")),
-        ("TCP", ("tcp_segments_received", "tcp_segments_sent", "tcp_resets_sent", "tcp_active_opens",
-                 "tcp_passive_opens")),
         ("Offload and buffers", ("lso_sends", "checksum_offload_sends", "nbls_held", "nbl_copies")),
         ("Loopback", ("loopback_sent", "loopback_received", "loopback_bytes")),
     )
@@ -509,6 +547,8 @@ def ipstats_lines(c: Mapping[str, Any]) -> list[str]:
                 label = stat_label(name)
                 out.append(f"  {label:<34}= {c[name]}")
         out.append("")
+        if title == "UDP":
+            out += tcp_statistics_lines(c)
     drops: Mapping[str, int] = c.get("drops", {})  # type: ignore[assignment]
     out.append("Drops (layer/reason)")
     if drops:

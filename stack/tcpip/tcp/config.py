@@ -9,6 +9,12 @@ emulated machine is a Windows kernel:
   * delayed ACK 200 ms or every 2nd segment (TcpAckFrequency = 2),
   * initial congestion window 10 segments (RFC 6928, Windows' default template).
 TIME_WAIT lasts 2*MSL with MSL = 120 s as RFC 9293 says; tests shorten it.
+
+Receive window auto-tuning, as Windows' "normal" level (MS Learn, "Description of
+Windows TCP features" / `netsh int tcp set global autotuninglevel=normal`): the
+receive buffer starts at 64 KiB and grows with the measured bandwidth-delay
+product up to 16 MiB, which window scaling (RFC 7323, shift 8) lets us offer.
+recv_buffer_max=None turns auto-tuning off (a fixed recv_buffer).
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ class TcpConfig:
     # Our MSS option (what we can receive); also caps the send MSS.  None: what the interface's
     # MTU carries (1460 over Ethernet IPv4) - the stack fills it in per connection.
     mss: int | None = None
-    recv_buffer: int = 65535 * 4  # receive buffer in bytes = largest window we offer
+    recv_buffer: int = 64 * 1024  # initial receive buffer in bytes = the window we offer at first
+    recv_buffer_max: int | None = 0xFFFF << 8  # auto-tuning's ceiling (~16 MiB, shift 8); None = fixed
     window_scaling: bool = True  # offer RFC 7323 window scaling on SYN
-    wscale: int | None = None  # shift we offer; None = smallest that covers recv_buffer
+    wscale: int | None = None  # shift we offer; None = smallest that covers the largest buffer
     nagle: bool = True  # RFC 896; the connection's `nodelay` property overrides
     # Hold a small segment only while a previous *small* segment is unacknowledged
     # (Minshall, as Linux does).  False gives classic RFC 896 behaviour, whose stall
@@ -79,8 +86,10 @@ class TcpConfig:
             raise TcpConfigError(f"mss={self.mss} outside 64..65495")
         if not 1 <= self.recv_buffer <= MAX_WINDOW:
             raise TcpConfigError(f"recv_buffer={self.recv_buffer} outside 1..{MAX_WINDOW}")
+        if self.recv_buffer_max is not None and not self.recv_buffer <= self.recv_buffer_max <= MAX_WINDOW:
+            raise TcpConfigError(f"recv_buffer_max={self.recv_buffer_max} outside {self.recv_buffer}..{MAX_WINDOW}")
         if self.wscale is None:
-            self.wscale = wscale_for_buffer(self.recv_buffer)
+            self.wscale = wscale_for_buffer(self.recv_buffer_max or self.recv_buffer)
         if not 0 <= self.wscale <= MAX_WSCALE:
             raise TcpConfigError(f"wscale={self.wscale} outside 0..{MAX_WSCALE}")
         if self.delayed_ack_ns < 0 or self.delayed_ack_every_segments < 1:

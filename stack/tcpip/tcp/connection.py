@@ -66,6 +66,7 @@ class TcpConnection:
         "_sndbuf", "_fin_queued", "_close_requested", "_nodelay", "_small_end", "_minshall",
         # receive side
         "_irs", "_rcv_nxt", "_rcv_adv", "_rcvbuf", "_ooo_fin", "_peer_fin",
+        "_rcv_space", "_rcv_space_max", "_tune_at", "_tune_seq", "_tune_read", "_bytes_read",
         # negotiated options
         "_snd_mss", "_max_payload", "_wscale_on", "_snd_wscale", "_rcv_wscale", "_ts_on", "_ts_recent", "_last_ack_sent",
         "_sack_on",
@@ -73,14 +74,15 @@ class TcpConnection:
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
-        "_rtt", "_cc", "_sack", "_sack_busy",
+        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
         "timeouts", "dup_acks",
         "bytes_acked", "bytes_received", "window_probes", "window_probes_received", "challenge_acks", "ooo_dropped",
     )
 
-    def __init__(self, config: TcpConfig, local_port: int, remote_port: int, iss: int) -> None:
+    def __init__(self, config: TcpConfig, local_port: int, remote_port: int, iss: int,
+                 syn_jitter: Callable[[int], int] | None = None) -> None:
         for name, port in (("local_port", local_port), ("remote_port", remote_port)):
             if not 0 <= port <= 0xFFFF:
                 raise TcpConfigError(f"{name}={port} is not a 16-bit port")
@@ -115,6 +117,14 @@ class TcpConnection:
         self._rcvbuf = ReceiveBuffer(config.max_ooo_segments)
         self._ooo_fin: int | None = None  # FIN seen beyond a gap
         self._peer_fin = False
+        # Receive window auto-tuning (see _autotune): the buffer's current size, its ceiling, and
+        # the measurement epoch (start time, RCV.NXT and bytes read by the client at its start).
+        self._rcv_space = config.recv_buffer
+        self._rcv_space_max = config.recv_buffer_max or config.recv_buffer
+        self._tune_at: int | None = None
+        self._tune_seq = 0
+        self._tune_read = 0
+        self._bytes_read = 0
 
         self._snd_mss = DEFAULT_MSS
         self._max_payload = DEFAULT_MSS
@@ -156,6 +166,10 @@ class TcpConnection:
         # SACK is on and the scoreboard holds ranges or a SACK recovery runs: the one test
         # that keeps the SACK work off the path of ordinary ACKs.
         self._sack_busy = False
+        # Extra ns added to each SYN / SYN-ACK retransmission timeout (given the RTO): the glue
+        # draws it from the world's seed so that a burst of handshakes does not retry in
+        # lock-step waves.  None: the plain RFC 6298 timer.
+        self._syn_jitter = syn_jitter
 
         self.segments_sent = 0
         self.segments_received = 0
@@ -194,6 +208,18 @@ class TcpConnection:
         self._set_state(S.SYN_RECEIVED)
         self._arm_keepalive(now_ns)
 
+    def open_from_cookie(self, ack: TcpSegment, peer_mss: int, now_ns: int) -> None:
+        """The peer's ACK of a SYN-ACK the listener sent without state (a SYN cookie, see
+        syncookie.py): rebuild SYN_RECEIVED from the ACK (its SEQ - 1 is the peer's ISN, the
+        cookie - our ISS - gave `peer_mss`) and take the ACK, which establishes the
+        connection.  The cookie SYN-ACK offered no window scaling, SACK or timestamps."""
+        syn = TcpSegment(self.remote_port, self.local_port, (ack.seq - 1) & SEQ_MASK, 0, SYN, ack.window,
+                         mss=peer_mss)
+        self.open_passive(syn, now_ns)
+        self._snd_nxt = self._snd_max = self.iss + 1  # the SYN-ACK is out already
+        self.segments_sent += 1
+        self.on_segment(ack, now_ns)
+
     def send(self, data: memoryview | bytes | bytearray, token: object = None) -> None:
         """Queue `data` by reference.  DataAcked(token) follows once all of it is acknowledged."""
         if self._state not in CAN_SEND or self._close_requested:
@@ -210,16 +236,20 @@ class TcpConnection:
     def read(self, max_bytes: int) -> list[memoryview]:
         """Take up to `max_bytes` in-order bytes (zero copy); may queue a window update."""
         views = self._rcvbuf.read(max_bytes)
-        if views and self._state in CAN_RECEIVE:
-            self._maybe_window_update()
+        if views:
+            self._bytes_read += sum(map(len, views))
+            if self._state in CAN_RECEIVE:
+                self._maybe_window_update()
         return views
 
     def recv_into(self, buffer: memoryview | bytearray) -> int:
         """Copy in-order bytes into `buffer`; returns how many were copied."""
         target = buffer if isinstance(buffer, memoryview) else memoryview(buffer)
         n = self._rcvbuf.read_into(target)
-        if n and self._state in CAN_RECEIVE:
-            self._maybe_window_update()
+        if n:
+            self._bytes_read += n
+            if self._state in CAN_RECEIVE:
+                self._maybe_window_update()
         return n
 
     def recv_available(self) -> int:
@@ -388,6 +418,11 @@ class TcpConnection:
         return max(self._rcv_adv - self._rcv_nxt, 0)
 
     @property
+    def recv_buffer(self) -> int:
+        """The receive buffer now (auto-tuning grows it from config.recv_buffer)."""
+        return self._rcv_space
+
+    @property
     def cwnd(self) -> int:
         return self._cc.cwnd
 
@@ -458,6 +493,7 @@ class TcpConnection:
             "snd_wnd": self._snd_wnd,
             "rcv_nxt": self.rcv_nxt,
             "rcv_wnd": self.rcv_wnd,
+            "recv_buffer": self._rcv_space,
             "cwnd": self._cc.cwnd,
             "ssthresh": self._cc.ssthresh,
             "in_recovery": self._cc.in_recovery,
@@ -835,6 +871,8 @@ class TcpConnection:
         self._rcv_nxt = new_nxt
         self.bytes_received += nbytes
         self._events.append(DataReceived(nbytes, bool(seg.flags & PSH)))
+        if self._rcv_space < self._rcv_space_max:
+            self._autotune(now)
         # Delayed ACK (RFC 1122 4.2.3.2): every Nth segment, else after the timer.
         self._unacked_segs += seg.segments
         config = self.config
@@ -842,6 +880,36 @@ class TcpConnection:
             self._ack_now = True
         elif self._delack_at is None:
             self._delack_at = now + config.delayed_ack_ns
+
+    def _autotune(self, now: int) -> None:
+        """Receive window auto-tuning, at most once per round trip (srtt).  Two signals grow the
+        buffer, never past recv_buffer_max (the most our window scale can express):
+          * the measured bandwidth-delay product: more than half the buffer arrived within one
+            RTT, so the window limits the sender - the buffer grows to twice what arrived
+            (Dynamic Right-Sizing);
+          * a client slower than the path but still reading: unread data passed half the
+            buffer and the client took data during the RTT - the buffer doubles, so the
+            window stays open instead of swinging between a few KiB and zero.  (What the
+            adapter cannot lend as held NBLs, the glue copies out: NDIS_RECEIVE_FLAGS_RESOURCES.)
+        A client that reads nothing never grows it: its data fills the window, then the window
+        is zero.  Windows' "normal" auto-tuning level starts at 64 KiB and grows to 16 MiB
+        (MS Learn, "Description of Windows TCP features"); the scaled window is RFC 7323's."""
+        start = self._tune_at
+        if start is None:
+            self._tune_at, self._tune_seq, self._tune_read = now, self._rcv_nxt, self._bytes_read
+            return
+        rtt = self._rtt.srtt_ns or self.config.rto_initial_ns
+        if now - start < rtt:
+            return
+        arrived = self._rcv_nxt - self._tune_seq
+        space = self._rcv_space
+        if self._bytes_read > self._tune_read:
+            if 2 * arrived > space:
+                space = 2 * arrived
+            if 2 * self._rcvbuf.ready_bytes > self._rcv_space:
+                space = max(space, 2 * self._rcv_space)
+            self._rcv_space = min(max(space, self._rcv_space), self._rcv_space_max)
+        self._tune_at, self._tune_seq, self._tune_read = now, self._rcv_nxt, self._bytes_read
 
     def _receive_fin(self, now: int) -> None:
         self._rcv_nxt += 1
@@ -862,7 +930,7 @@ class TcpConnection:
         config = self.config
         passive = self._state is S.SYN_RECEIVED
         flags = SYN | ACK if passive else SYN
-        window = min(config.recv_buffer, 0xFFFF)  # never scaled on a SYN
+        window = min(self._rcv_space, 0xFFFF)  # never scaled on a SYN
         if passive:
             # Options in a SYN-ACK only answer options the peer offered (RFC 7323 1.3, RFC 2018).
             wscale = config.wscale if self._wscale_on else None
@@ -887,7 +955,8 @@ class TcpConnection:
             self._rtt_start = now
         self._snd_nxt = self._snd_max = self.iss + 1
         if self._rexmit_at is None:
-            self._rexmit_at = now + self._rtt.rto_ns
+            rto = self._rtt.rto_ns
+            self._rexmit_at = now + rto + (self._syn_jitter(rto) if self._syn_jitter is not None else 0)
 
     def _send_data(self, now: int, out: list[TcpSegment], cwnd: int | None = None) -> None:
         """Send what the windows, Nagle and sender-side SWS avoidance allow.  `cwnd`
@@ -1100,8 +1169,9 @@ class TcpConnection:
         shift = self._rcv_wscale
         rcv_nxt = self._rcv_nxt
         adv = self._rcv_adv
-        edge = rcv_nxt + config.recv_buffer - self._rcvbuf.ready_bytes
-        if edge - adv < min(config.recv_buffer // 2, config.option_mss):
+        space = self._rcv_space
+        edge = rcv_nxt + space - self._rcvbuf.ready_bytes
+        if edge - adv < min(space // 2, config.option_mss):
             edge = adv
         wnd = edge - rcv_nxt
         if wnd <= 0:
@@ -1122,8 +1192,9 @@ class TcpConnection:
         and passes the SWS threshold."""
         config = self.config
         advertised = self._rcv_adv - self._rcv_nxt
-        gain = self._rcv_nxt + config.recv_buffer - self._rcvbuf.ready_bytes - self._rcv_adv
-        if gain >= min(config.recv_buffer // 2, config.option_mss) and gain >= advertised:
+        space = self._rcv_space
+        gain = self._rcv_nxt + space - self._rcvbuf.ready_bytes - self._rcv_adv
+        if gain >= min(space // 2, config.option_mss) and gain >= advertised:
             self._ack_now = True
 
     def _challenge_ack(self, seg_len: int, now: int) -> None:
@@ -1175,7 +1246,10 @@ class TcpConnection:
             self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
             self._fast_rexmit = False
         self._rtt_seq = None
-        self._rexmit_at = now + self._rtt.rto_ns
+        rto = self._rtt.rto_ns
+        if synchronizing and self._syn_jitter is not None:
+            rto += self._syn_jitter(rto)
+        self._rexmit_at = now + rto
 
     def _persist_interval(self) -> int:
         return min(self._rtt.base_rto_ns << self._persist_backoff, self.config.rto_max_ns)
@@ -1229,7 +1303,7 @@ class TcpConnection:
         config = self.config
         self._irs = syn.seq
         self._rcv_nxt = syn.seq + 1
-        self._rcv_adv = self._rcv_nxt + min(config.recv_buffer, 0xFFFF)
+        self._rcv_adv = self._rcv_nxt + min(self._rcv_space, 0xFFFF)
         self._last_ack_sent = self._rcv_nxt
         peer_mss = syn.mss if syn.mss else DEFAULT_MSS
         self._snd_mss = max(min(peer_mss, config.option_mss), 1)
@@ -1239,6 +1313,7 @@ class TcpConnection:
             self._rcv_wscale = config.wscale or 0
         else:
             self._snd_wscale = self._rcv_wscale = 0
+            self._rcv_space_max = min(self._rcv_space_max, max(self._rcv_space, 0xFFFF))  # unscaled: 64 KiB
         self._sack_on = config.sack and syn.sack_permitted
         if self._sack_on and self._sack is None:
             self._sack = SackRecovery(DEFAULT_MSS, config.initial_cwnd_segments, self._cc.recover)

@@ -1,6 +1,15 @@
 """The passive side: a listening endpoint with a bounded SYN queue and a
 bounded accept backlog.  Sans-IO like the connection; the glue owns the
-4-tuple demux and routes every segment of an existing connection to it."""
+4-tuple demux and routes every segment of an existing connection to it.
+
+SYN attack protection (given a cookie secret): once the SYN queue - the
+half-open connections - is full, the listener stops keeping state for new
+SYNs.  It answers each with a SYN-ACK whose ISN is a SYN cookie
+(syncookie.py) and creates the connection only when an ACK returns that
+cookie, so legitimate clients still connect during a flood while the
+listener's memory stays bounded by the SYN queue.  Protection stays on for
+PROTECTION_HOLD_NS after the queue was last found full.  Without a secret a
+full SYN queue drops new SYNs (the peer retransmits)."""
 
 from __future__ import annotations
 
@@ -13,11 +22,15 @@ from .errors import TcpConfigError
 from .segment import ACK, RST, SYN, TcpSegment, rst_for_unexpected
 from .seq import SEQ_MASK
 from .states import TcpState
+from .syncookie import check_cookie, make_cookie
+
+PROTECTION_HOLD_NS = 10 * 1_000_000_000
 
 
 class TcpListener:
     def __init__(self, config: TcpConfig, local_port: int, backlog: int, syn_queue: int,
-                 iss_source: Callable[[], int]) -> None:
+                 iss_source: Callable[[], int], syn_cookie_secret: bytes | None = None,
+                 syn_jitter: Callable[[int], int] | None = None) -> None:
         if not 0 <= local_port <= 0xFFFF:
             raise TcpConfigError(f"local_port={local_port} is not a 16-bit port")
         if backlog < 1 or syn_queue < 1:
@@ -27,6 +40,9 @@ class TcpListener:
         self.backlog = backlog
         self.syn_queue_limit = syn_queue
         self._iss_source = iss_source
+        self._secret = syn_cookie_secret
+        self._syn_jitter = syn_jitter
+        self._protect_until: int | None = None  # SYN attack protection is on until then
         self._syn_queue: list[TcpConnection] = []  # handshakes in progress (SYN_RECEIVED)
         self._accept_queue: deque[TcpConnection] = deque()  # established, waiting for accept()
         self._out: list[TcpSegment] = []
@@ -34,30 +50,82 @@ class TcpListener:
         self.syns_dropped_syn_queue_full = 0
         self.syns_dropped_backlog_full = 0
         self.resets_sent = 0
+        self.protection_activations = 0  # times SYN attack protection switched on
+        self.syn_cookies_sent = 0
+        self.syn_cookies_accepted = 0
+        self.syn_cookies_rejected = 0  # ACKs whose cookie did not check out (answered with RST)
 
-    def on_segment(self, seg: TcpSegment, now_ns: int) -> TcpConnection | None:
+    def protection_active(self, now_ns: int) -> bool:
+        return self._protect_until is not None and now_ns < self._protect_until
+
+    def on_segment(self, seg: TcpSegment, now_ns: int, addresses: bytes = b"",
+                   config: TcpConfig | None = None) -> TcpConnection | None:
         """A segment for the listening port that matches no connection.  A SYN
         with room in both queues yields a new connection in SYN_RECEIVED,
-        which the glue must add to its demux table and drive from then on."""
+        which the glue must add to its demux table and drive from then on; an
+        ACK of a valid SYN cookie yields an ESTABLISHED one.  `addresses` (the
+        peer's and our IP address bytes) key the cookie; `config` (default: the
+        listener's) is the one for the peer's address family, whose MSS differs."""
+        config = config or self.config
         flags = seg.flags
         if flags & RST:
             return None  # RFC 9293 3.10.7.2: ignore
         if flags & ACK:
+            if not flags & SYN and self._secret is not None and self._protect_until is not None:
+                return self._cookie_ack(seg, now_ns, addresses, config)
             self._send_rst(seg)  # no connection can be waiting for this ACK
             return None
         if not flags & SYN:
             return None
         self.syns_received += 1
         self._refresh()
-        if len(self._syn_queue) >= self.syn_queue_limit:
-            self.syns_dropped_syn_queue_full += 1
-            return None  # dropped silently: the peer retransmits its SYN
         if len(self._accept_queue) >= self.backlog:
             self.syns_dropped_backlog_full += 1
             return None
-        conn = TcpConnection(self.config, self.local_port, seg.src_port, self._iss_source() & SEQ_MASK)
+        if len(self._syn_queue) >= self.syn_queue_limit or self.protection_active(now_ns):
+            if self._secret is None:
+                self.syns_dropped_syn_queue_full += 1
+                return None  # dropped silently: the peer retransmits its SYN
+            if len(self._syn_queue) >= self.syn_queue_limit:
+                if not self.protection_active(now_ns):
+                    self.protection_activations += 1
+                self._protect_until = now_ns + PROTECTION_HOLD_NS
+            self._send_cookie(seg, now_ns, addresses, config)
+            return None
+        conn = TcpConnection(config, self.local_port, seg.src_port, self._iss_source() & SEQ_MASK,
+                             self._syn_jitter)
         conn.open_passive(seg, now_ns)
         self._syn_queue.append(conn)
+        return conn
+
+    def _send_cookie(self, syn: TcpSegment, now_ns: int, addresses: bytes, config: TcpConfig) -> None:
+        """A SYN-ACK with a cookie for an ISN and no options a cookie cannot carry."""
+        assert self._secret is not None
+        mss = syn.mss if syn.mss else 536
+        cookie = make_cookie(self._secret, addresses, syn.src_port, self.local_port, syn.seq, mss, now_ns)
+        self._out.append(TcpSegment(self.local_port, syn.src_port, cookie, (syn.seq + 1) & SEQ_MASK, SYN | ACK,
+                                    min(config.recv_buffer, 0xFFFF), mss=config.option_mss))
+        self.syn_cookies_sent += 1
+
+    def _cookie_ack(self, seg: TcpSegment, now_ns: int, addresses: bytes,
+                    config: TcpConfig) -> TcpConnection | None:
+        assert self._secret is not None
+        iss = (seg.ack - 1) & SEQ_MASK
+        mss = check_cookie(self._secret, addresses, seg.src_port, self.local_port, (seg.seq - 1) & SEQ_MASK, iss,
+                           now_ns)
+        if mss is None:
+            self.syn_cookies_rejected += 1
+            self._send_rst(seg)
+            return None
+        if len(self._accept_queue) >= self.backlog:
+            self.syns_dropped_backlog_full += 1
+            return None  # the peer's data or retransmission finds room later, or it gives up
+        conn = TcpConnection(config, self.local_port, seg.src_port, iss, self._syn_jitter)
+        conn.open_from_cookie(seg, mss, now_ns)
+        if conn.state is TcpState.CLOSED:
+            return None
+        self.syn_cookies_accepted += 1
+        self._accept_queue.append(conn)
         return conn
 
     def accept(self) -> TcpConnection | None:

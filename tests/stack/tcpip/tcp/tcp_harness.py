@@ -32,7 +32,7 @@ _UNSET: Any = object()
 def config(**overrides: Any) -> TcpConfig:
     """A plain configuration: no options beyond MSS unless a test asks for them."""
     base: dict[str, Any] = dict(
-        mss=1000, recv_buffer=8000, window_scaling=False, timestamps=False, sack=False,
+        mss=1000, recv_buffer=8000, recv_buffer_max=None, window_scaling=False, timestamps=False, sack=False,
         time_wait_ns=10_000 * MS,
     )
     base.update(overrides)

@@ -20,7 +20,7 @@ def new(cfg: TcpConfig | None = None, iss: int = LOCAL_ISS) -> Harness:
 
 
 def test_active_open_sends_syn_with_every_configured_option() -> None:
-    h = new(TcpConfig(mss=1460, recv_buffer=65535 * 4, time_wait_ns=1))
+    h = new(TcpConfig(mss=1460, recv_buffer=65535 * 4, recv_buffer_max=None, time_wait_ns=1))
     h.conn.connect(0)
     assert h.state is S.SYN_SENT
     syn = h.recv_one(flags=SYN, seq=LOCAL_ISS, ack=0, window=65535, mss=1460, wscale=2, sack_permitted=True)

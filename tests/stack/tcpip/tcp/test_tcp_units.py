@@ -129,13 +129,14 @@ def test_receive_buffer_reassembles_any_arrival_order(pieces: list[tuple[int, in
 
 
 def test_config_picks_wscale_from_buffer_and_validates() -> None:
-    assert TcpConfig(recv_buffer=65535).wscale == 0
-    assert TcpConfig(recv_buffer=65536).wscale == 1
-    assert TcpConfig().wscale == 2
+    assert TcpConfig(recv_buffer=65535, recv_buffer_max=None).wscale == 0
+    assert TcpConfig(recv_buffer=65536, recv_buffer_max=None).wscale == 1
+    # auto-tuning (the default) offers the shift its ~16 MiB ceiling needs: 8, as Windows' "normal" level
+    assert TcpConfig().wscale == 8 and TcpConfig().recv_buffer == 64 * 1024
     assert TcpConfig(window_scaling=False).offered_wscale is None
     for bad in (dict(mss=10), dict(recv_buffer=0), dict(wscale=15), dict(rto_min_ns=0),
                 dict(rto_initial_ns=10, rto_min_ns=20), dict(delayed_ack_every_segments=0),
-                dict(keepalive_idle_ns=-1), dict(initial_cwnd_segments=0)):
+                dict(keepalive_idle_ns=-1), dict(initial_cwnd_segments=0), dict(recv_buffer_max=1000)):
         with pytest.raises(TcpConfigError):
             TcpConfig(**bad)  # type: ignore[arg-type]
 
