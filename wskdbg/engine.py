@@ -201,7 +201,9 @@ class Engine:
         self._machine_turn = False
         self._paused = False
         self._abandon = False
-        self._break_requested = False
+        self._break_requested = False  # a break-in waiting for a run to consume it
+        self._interrupted = False  # a break-in stopped a run: the rest of the command line is dropped
+        self._exec_depth = 0
         self._thread: threading.Thread | None = None
         self._machine_ident: int | None = None
         self._request = RunRequest("g")
@@ -320,7 +322,14 @@ class Engine:
     def execute(self, line: str) -> CommandResult:
         """Run a command line (commands separated by `;`); returns when the machine has stopped."""
         with self._exec_lock:
-            result = self._execute_line(line)
+            self._exec_depth += 1
+            try:
+                result = self._execute_line(line)
+            finally:
+                self._exec_depth -= 1
+                if self._exec_depth == 0:  # a break-in no run of this command line consumed ends here
+                    self._break_requested = False
+                    self._interrupted = False
             if self.log_file is not None and self.nesting == 0:
                 self._log(line, result.text)
             return result
@@ -333,6 +342,8 @@ class Engine:
         datas: list[Any] = []
         error = False
         for text, offset in pieces:
+            if self._interrupted:
+                break  # Ctrl+C stopped a run: the commands after it do not run (a script stops too)
             r = self.execute_one(text, offset)
             if r.text:
                 texts.append(r.text)
@@ -524,9 +535,13 @@ class Engine:
 
     # -- running ----------------------------------------------------------------------------
     def break_in(self) -> None:
-        """Ask a running machine to stop at its next hand-off (safe from any thread)."""
-        if self._machine_turn:
-            self._break_requested = True
+        """Ask the machine to stop at its next hand-off (safe from any thread, any time).
+
+        The request is kept until a run consumes it, so a Ctrl+C that comes before the machine
+        takes its turn, or between two runs of one command line (`g; g`), still stops it; the
+        rest of that command line is then dropped.  A request that no run of the current
+        command line consumed ends with it (a Ctrl+C at an idle prompt does not stop a later `g`)."""
+        self._break_requested = True
 
     def make_request(self, mode: str, *, target: str | None = None, target_host: str | None = None,
                      deadline_ns: int | None = None) -> RunRequest:
@@ -558,7 +573,6 @@ class Engine:
             info = self.scheduler.halted
             return StopInfo("halted", self.scheduler.events_run, self.bus.seq, self.scheduler.now_ns,
                             host=info.host)
-        self._break_requested = False
         with self._cond:
             if self._abandon:  # closed under a command that runs the machine again: it runs no more
                 return self._stop_here("break", note="the debugger detached")
@@ -575,7 +589,6 @@ class Engine:
                 return self._stop_here("break", note="the debugger detached")
             stop = self._stop
         assert stop is not None
-        self._break_requested = False
         self.last_stop = stop
         if stop.host and stop.host in self.kernels:
             self.current_host = stop.host
@@ -637,6 +650,7 @@ class Engine:
                 if self._abandon:  # the debugger is detaching from a running machine
                     raise _Abandon()
                 self._break_requested = False
+                self._interrupted = True
                 return self._stop_here("break", host=self.current_host)
             t = sched.peek_time()
             if t is None:
@@ -675,6 +689,7 @@ class Engine:
         req = self._request
         if self._break_requested:
             self._break_requested = False
+            self._interrupted = True
             return self._stop_here("break", event=ev, mid_event=True, host=ev.host)
         hit = self._breakpoint_hit(ev, req)
         if hit is not None:
