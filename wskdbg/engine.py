@@ -101,6 +101,10 @@ class RunRequest:
     depth: int = 0  # gu: the returning routine's depth
     time_limit_ns: int | None = None
     event_limit: int | None = None
+    # The run cap: when nothing is due before time_limit_ns and nothing has run yet under this
+    # request, the limit slides to (next event + cap), so `g`/`t`/`p` still move (TIME_WAIT's 240 s).
+    cap_ns: int | None = None
+    start: tuple[int, int] = (-1, -1)  # (events_run, hand-off) when the request was made
     target: str | None = None  # g BreakAddress: a one-time stop at this routine (lower case)
     target_host: str | None = None
     # time travel (wskdbg.timetravel): a seek's target, and where the next recorded input applies
@@ -548,6 +552,9 @@ class Engine:
         sched = self.scheduler
         req = RunRequest(mode, target=target, target_host=target_host)
         req.time_limit_ns = deadline_ns if deadline_ns is not None else sched.now_ns + self.run_cap_ns
+        if deadline_ns is None:
+            req.cap_ns = self.run_cap_ns
+        req.start = (sched.events_run, self.bus.seq)
         req.event_limit = sched.events_run + self.event_cap
         stop = self.last_stop
         if self._paused and stop is not None and stop.event is not None:
@@ -656,7 +663,9 @@ class Engine:
             if t is None:
                 return self._stop_here("idle")
             if req.time_limit_ns is not None and t > req.time_limit_ns:
-                return self._stop_here("timecap", note=str(t))
+                if req.cap_ns is None or req.start != (sched.events_run, self.bus.seq):
+                    return self._stop_here("timecap", note=str(t))
+                req.time_limit_ns = t + req.cap_ns  # idle until t: the cap counts from there
             if req.event_limit is not None and sched.events_run >= req.event_limit:
                 return self._stop_here("eventcap")
             sched.run_one()

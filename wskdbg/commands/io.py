@@ -202,6 +202,8 @@ def cmd_mdl(dbg: "Engine", inv: Invocation) -> CommandResult:
         limit = dbg.evaluate(text, inv.args_offset + words[1][1] + 1)
         if not 0 < limit <= 0x100000:
             raise inv.error("length must be 1..0x100000", words[1][1])
+    if address == 0:  # an IRP's MdlAddress is NULL when it describes no buffer
+        return CommandResult("MDL address 0 is NULL: there is no MDL to display", {"chain": []})
     k = dbg.kernel
     read = _reader(dbg)
     layout = LAYOUTS["_MDL"]
