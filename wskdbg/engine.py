@@ -310,6 +310,7 @@ class Engine:
             self._unsubscribe()
             self._unsubscribe = None
         thread = self._thread
+        pending = (self._break_requested, self._interrupted)  # the user's, not the detach's own
         # Repeated until the thread is gone: a machine thread in the middle of an event can
         # still pause itself (taking the turn back) after our first notice.
         while thread is not None and thread.is_alive():
@@ -319,6 +320,7 @@ class Engine:
                 self._machine_turn = True
                 self._cond.notify_all()
             thread.join(_DETACH_POLL_S)
+        self._break_requested, self._interrupted = pending
         self._thread = None
         self._machine_ident = None
 
