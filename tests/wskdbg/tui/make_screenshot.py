@@ -1,8 +1,7 @@
-"""Write wskdbg/tui/screenshot.svg (the README's picture): `python tests/wskdbg/tui/make_screenshot.py [--lab]`.
+"""Write wskdbg/tui/screenshot.svg (the README's picture): `python tests/wskdbg/tui/make_screenshot.py`.
 
-By default it drives the test stand-in (an echo IRP in flight, its `!irp` shown);
-with --lab it uses the real engine on the standard lab and runs the tour's commands (a
-breakpoint in echosrv, `!echo "hello"`, g, k, !irp, p), then shows the echo client's pending receive IRP.
+The real engine on the standard lab runs the tour's commands (a breakpoint in echosrv,
+`!echo "hello"`, g, k, !irp, p, the WPP session), then shows the echo client's pending receive IRP.
 """
 
 from __future__ import annotations
