@@ -4,8 +4,11 @@ Threading: every command runs on a worker thread (`engine.execute` blocks
 while the machine runs), so the interface never waits for the machine.  A
 timer (10 Hz by default) takes a `Position` from the link and repaints the
 views only when it changed; while the machine runs, the expensive views
-(IRPs, connections) refresh at a lower rate.  Break-in (Ctrl+Break, Ctrl+C)
-calls `engine.break_in()` straight from the UI thread, so it answers at once.
+(IRPs, connections) repaint at a lower rate.  Break-in (Ctrl+Break, Ctrl+C)
+calls `engine.break_in()` straight from the UI thread, so it answers at once;
+the engine keeps the request until a run consumes it.  While a command runs the
+views show `MachineView`s the machine's thread built at a hand-off (link.py);
+the machine's objects are read here only while it is stopped.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ SLOW_REFRESH_S = 0.5  # heavy views while the machine runs
 DRAIN_PER_TICK = 20_000  # trace records converted per tick (the rest waits for the next)
 SWITCH_INTERVAL_S = 0.001  # GIL hand-over while the machine thread runs: keeps keys snappy
 WELCOME = ("wskdbg - a kernel debugger for an emulated Windows network stack.  "
-           "F1 tour · F5 go · F10 step over · F11 step into · Ctrl+Break break in · .help")
+           "F1 tour · F5 go · F10 step over · F11 step into · Ctrl+Break break in · "
+           "F2 F3 F4 F6 views · F7 stack · F8 command line · .help")
 
 
 def event_record(event: Event) -> TraceRecord:
