@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -87,7 +88,7 @@ def _run_repl(args: argparse.Namespace) -> int:
 
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="a .wds session script")
+    p.add_argument("files", nargs="+", metavar="file", help="one or more .wds session scripts")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="compare with FILE.out; show a diff, exit 1 on mismatch")
     mode.add_argument("--update", action="store_true", help="rewrite FILE.out with this run's transcript")
@@ -95,6 +96,14 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
 
 
 def _run_script(args: argparse.Namespace) -> int:
+    """Each file in turn (`wskdbg run --check sessions/*.wds`); the worst exit status wins."""
+    worst = 0
+    for path in args.files:
+        worst = max(worst, _run_one_script(argparse.Namespace(**{**vars(args), "file": path})))
+    return worst
+
+
+def _run_one_script(args: argparse.Namespace) -> int:
     for runner in FILE_RUNNERS:
         status = runner(args)
         if status is not None:
@@ -174,12 +183,25 @@ def run_batch(args: argparse.Namespace, out: Any = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # `wskdbg -c lm | head -1`: the reader went away.  Quietly, as a Unix filter does;
+        # stdout is pointed at /dev/null so the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a filter killed by the pipe
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     for early in EARLY_HANDLERS:
         status = early(args)
         if status is not None:
             return status
+    if args.top_json and args.commands is None and args.subcommand != "run":
+        parser.error("--json emits the results of -c COMMANDS (or of run FILE); give -c")
     if args.commands is not None:
         if args.subcommand is not None:
             parser.error("-c runs commands in batch; it does not combine with a subcommand")

@@ -106,6 +106,10 @@ class RunRequest:
     depth: int = 0  # gu: the returning routine's depth
     time_limit_ns: int | None = None
     event_limit: int | None = None
+    # The run cap: when nothing is due before time_limit_ns and nothing has run yet under this
+    # request, the limit slides to (next event + cap), so `g`/`t`/`p` still move (TIME_WAIT's 240 s).
+    cap_ns: int | None = None
+    start: tuple[int, int] = (-1, -1)  # (events_run, hand-off) when the request was made
     target: str | None = None  # g BreakAddress: a one-time stop at this routine (lower case)
     target_host: str | None = None
     # time travel (wskdbg.timetravel): a seek's target, and where the next recorded input applies
@@ -206,7 +210,9 @@ class Engine:
         self._machine_turn = False
         self._paused = False
         self._abandon = False
-        self._break_requested = False
+        self._break_requested = False  # a break-in waiting for a run to consume it
+        self._interrupted = False  # a break-in stopped a run: the rest of the command line is dropped
+        self._exec_depth = 0
         self._thread: threading.Thread | None = None
         self._machine_ident: int | None = None
         self._request = RunRequest("g")
@@ -309,6 +315,7 @@ class Engine:
             self._unsubscribe()
             self._unsubscribe = None
         thread = self._thread
+        pending = (self._break_requested, self._interrupted)  # the user's, not the detach's own
         # Repeated until the thread is gone: a machine thread in the middle of an event can
         # still pause itself (taking the turn back) after our first notice.
         while thread is not None and thread.is_alive():
@@ -318,6 +325,7 @@ class Engine:
                 self._machine_turn = True
                 self._cond.notify_all()
             thread.join(_DETACH_POLL_S)
+        self._break_requested, self._interrupted = pending
         self._thread = None
         self._machine_ident = None
 
@@ -325,7 +333,14 @@ class Engine:
     def execute(self, line: str) -> CommandResult:
         """Run a command line (commands separated by `;`); returns when the machine has stopped."""
         with self._exec_lock:
-            result = self._execute_line(line)
+            self._exec_depth += 1
+            try:
+                result = self._execute_line(line)
+            finally:
+                self._exec_depth -= 1
+                if self._exec_depth == 0:  # a break-in no run of this command line consumed ends here
+                    self._break_requested = False
+                    self._interrupted = False
             if self.log_file is not None and self.nesting == 0:
                 self._log(line, result.text)
             return result
@@ -338,6 +353,8 @@ class Engine:
         datas: list[Any] = []
         error = False
         for text, offset in pieces:
+            if self._interrupted:
+                break  # Ctrl+C stopped a run: the commands after it do not run (a script stops too)
             r = self.execute_one(text, offset)
             if r.text:
                 texts.append(r.text)
@@ -541,15 +558,22 @@ class Engine:
 
     # -- running ----------------------------------------------------------------------------
     def break_in(self) -> None:
-        """Ask a running machine to stop at its next hand-off (safe from any thread)."""
-        if self._machine_turn:
-            self._break_requested = True
+        """Ask the machine to stop at its next hand-off (safe from any thread, any time).
+
+        The request is kept until a run consumes it, so a Ctrl+C that comes before the machine
+        takes its turn, or between two runs of one command line (`g; g`), still stops it; the
+        rest of that command line is then dropped.  A request that no run of the current
+        command line consumed ends with it (a Ctrl+C at an idle prompt does not stop a later `g`)."""
+        self._break_requested = True
 
     def make_request(self, mode: str, *, target: str | None = None, target_host: str | None = None,
                      deadline_ns: int | None = None) -> RunRequest:
         sched = self.scheduler
         req = RunRequest(mode, target=target, target_host=target_host)
         req.time_limit_ns = deadline_ns if deadline_ns is not None else sched.now_ns + self.run_cap_ns
+        if deadline_ns is None:
+            req.cap_ns = self.run_cap_ns
+        req.start = (sched.events_run, self.bus.seq)
         req.event_limit = sched.events_run + self.event_cap
         stop = self.last_stop
         if self._paused and stop is not None and stop.event is not None:
@@ -575,7 +599,6 @@ class Engine:
             info = self.scheduler.halted
             return StopInfo("halted", self.scheduler.events_run, self.bus.seq, self.scheduler.now_ns,
                             host=info.host)
-        self._break_requested = False
         with self._cond:
             if self._abandon:  # closed under a command that runs the machine again: it runs no more
                 return self._stop_here("break", note="the debugger detached")
@@ -592,7 +615,6 @@ class Engine:
                 return self._stop_here("break", note="the debugger detached")
             stop = self._stop
         assert stop is not None
-        self._break_requested = False
         self.last_stop = stop
         if stop.host and stop.host in self.kernels:
             self.current_host = stop.host
@@ -654,12 +676,15 @@ class Engine:
                 if self._abandon:  # the debugger is detaching from a running machine
                     raise _Abandon()
                 self._break_requested = False
+                self._interrupted = True
                 return self._stop_here("break", host=self.current_host)
             t = sched.peek_time()
             if t is None:
                 return self._stop_here("idle")
             if req.time_limit_ns is not None and t > req.time_limit_ns:
-                return self._stop_here("timecap", note=str(t))
+                if req.cap_ns is None or req.start != (sched.events_run, self.bus.seq):
+                    return self._stop_here("timecap", note=str(t))
+                req.time_limit_ns = t + req.cap_ns  # idle until t: the cap counts from there
             if req.event_limit is not None and sched.events_run >= req.event_limit:
                 return self._stop_here("eventcap")
             sched.run_one()
@@ -692,6 +717,7 @@ class Engine:
         req = self._request
         if self._break_requested:
             self._break_requested = False
+            self._interrupted = True
             return self._stop_here("break", event=ev, mid_event=True, host=ev.host)
         hit = self._breakpoint_hit(ev, req)
         if hit is not None:

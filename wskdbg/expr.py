@@ -279,7 +279,7 @@ def parse_number(word: str, radix: int = 16) -> tuple[int, bool] | None:
     if prefix in _PREFIX_BASES:
         base, digits = _PREFIX_BASES[prefix], digits[2:]
         if not digits:
-            return 0, grave  # "0x" alone means zero
+            return None  # "0x" alone is not a number (WinDbg: a syntax error)
     elif len(digits) > 1 and digits.endswith("h") and all(c in _DIGITS for c in digits[:-1]):
         base, digits = 16, digits[:-1]
     allowed = _DIGITS[:base]

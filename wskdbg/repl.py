@@ -209,12 +209,8 @@ class Repl:
             finally:
                 done.set()
 
-        interrupted = False
-
         def on_sigint(signum: int, frame: Any) -> None:
-            nonlocal interrupted
-            interrupted = True
-            self.engine.break_in()
+            self.engine.break_in()  # kept by the engine until a run consumes it
 
         installed = threading.current_thread() is threading.main_thread()
         previous: Any = signal.signal(signal.SIGINT, on_sigint) if installed else None
@@ -225,10 +221,6 @@ class Repl:
                 try:
                     done.wait(_SIGNAL_POLL_S)
                 except KeyboardInterrupt:  # not on the main thread: no handler of ours
-                    interrupted = True
-                if interrupted:
-                    # Asked again each slice: a Ctrl+C that came before the machine took its
-                    # turn (or between two runs of one command line) must not be lost.
                     self.engine.break_in()
         finally:
             if installed:  # a handler set outside Python reads as None: put Python's default back

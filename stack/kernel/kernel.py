@@ -145,7 +145,7 @@ class Kernel:
         self._next_image += size + 0x10000
         self.modules.append(mod)
         self._symbol_cache.clear()
-        for routine in CATALOG.get(name, ()):
+        for routine in sorted(CATALOG.get(name, ())):  # name order: the same whatever was imported first
             self._assign_symbol(mod, routine)
         return mod
 
@@ -161,26 +161,22 @@ class Kernel:
         return None
 
     def _assign_symbol(self, mod: Module, routine: str) -> int:
-        """A routine's address depends only on its name, never on which was asked for first.
+        """A routine's address depends only on its image and its name: never on the order
+        Python imported the routines in (a process-global fact), nor on which was asked for first.
 
-        Cataloged routines sit in definition order from +0x1000; other names (frames
-        pushed by hand, such as nt!IofCallDriver) sit in the upper half of the image
-        at a slot chosen by a hash of the name.
+        The image's layout is computed from its own routine names: each sits at a 16-byte slot
+        chosen by a hash of its name.  Two names on one slot (none in the lab) probe on in name
+        order, the order `load_module` lays them out in.
         """
         addr = mod.symbols.get(routine)
         if addr is not None:
             return addr
-        catalog = CATALOG.get(mod.name, [])
-        half = mod.size // 2
-        if routine in catalog and 0x1000 + catalog.index(routine) * 0xA0 < half:
-            addr = mod.base + 0x1000 + catalog.index(routine) * 0xA0
-        else:
-            slots = half // 0x10 - 1
-            slot = zlib.crc32(routine.encode()) % slots
-            used = set(mod.symbols.values())
-            while mod.base + half + slot * 0x10 in used:  # a collision: probe deterministically
-                slot = (slot + 1) % slots
-            addr = mod.base + half + slot * 0x10
+        slots = (mod.size - 0x1000) // 0x10
+        slot = zlib.crc32(routine.encode()) % slots
+        used = set(mod.symbols.values())
+        while mod.base + 0x1000 + slot * 0x10 in used:  # a collision: probe deterministically
+            slot = (slot + 1) % slots
+        addr = mod.base + 0x1000 + slot * 0x10
         mod.symbols[routine] = addr
         return addr
 

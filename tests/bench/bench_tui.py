@@ -5,9 +5,11 @@
    the figure is the time from the filter's last keypress to the first
    repainted frame that shows the new filter (composited and rendered to
    terminal segments), measured the same way as bench_trace_view.py.
-2. Break-in: while `g` runs the stand-in machine on its worker thread, the
-   time from the Ctrl+C key reaching the app to the machine being stopped
-   and the views repainted.
+2. Break-in: while `g` runs the real engine on a machine that never idles
+   (the debugger tests' ticker lab) on its worker thread, the time from the
+   Ctrl+C key reaching the app to the machine being stopped and the views
+   repainted.  (It used to hang: the stand-in engine dropped a break-in that
+   came before its run started, so `g` ran on forever.)
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import sys
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "bench"), os.path.join(ROOT, "tests", "wskdbg", "tui")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "bench"), os.path.join(ROOT, "tests", "wskdbg")]
 
 from bench_trace_view import build_store  # noqa: E402
-from standin import StandinEngine  # noqa: E402
+import threading  # noqa: E402
+
+from dbg_harness import factory  # noqa: E402
 from textual._compositor import CompositorUpdate  # noqa: E402
 
+from wskdbg.engine import Engine  # noqa: E402
 from wskdbg.tui.app import WskdbgApp  # noqa: E402
 from wskdbg.tui.link import BROKEN  # noqa: E402
 from wskdbg.tui.trace_view import TraceFilterBar, TracePane  # noqa: E402
@@ -35,7 +40,7 @@ ROUNDS = 3
 
 
 async def measure_filter(count: int) -> list[float]:
-    app = WskdbgApp(StandinEngine(), poll_hz=10, cursor_blink=False)
+    app = WskdbgApp(Engine(seed=1), poll_hz=10, cursor_blink=False)
     frames_ms: list[float] = []
     async with app.run_test(size=SIZE) as pilot:
         await app.settle()
@@ -83,15 +88,27 @@ async def measure_filter(count: int) -> list[float]:
 async def measure_break_in() -> tuple[list[float], list[float]]:
     latencies: list[float] = []
     stopped: list[float] = []
-    app = WskdbgApp(StandinEngine(), poll_hz=10, cursor_blink=False)
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=1 << 40)
+    app = WskdbgApp(engine, poll_hz=10, cursor_blink=False)
+    seen = [0]
+    running = threading.Event()
+
+    def count(ev) -> None:  # type: ignore[no-untyped-def]
+        seen[0] += 1
+        if seen[0] >= 200:
+            running.set()
+
+    engine.bus.subscribe(count)
     async with app.run_test(size=SIZE) as pilot:
         await app.settle()
         for _ in range(ROUNDS):
+            seen[0] = 0
+            running.clear()
             app.run_command("g")
-            await asyncio.to_thread(app.engine.running_for_a_while.wait)
+            await asyncio.to_thread(running.wait)  # it has run 200 hand-offs
             start = time.perf_counter()
             app.action_break_in()  # what Ctrl+C / Ctrl+Break call
-            while app.engine.state == "running":  # the machine thread has not stopped yet
+            while engine.running:  # the machine thread has not stopped yet
                 await asyncio.sleep(0)
             stopped.append((time.perf_counter() - start) * 1e3)
             while app.link.running:  # the worker hands the result back to the UI thread
@@ -101,6 +118,7 @@ async def measure_break_in() -> tuple[list[float], list[float]]:
             assert app.link.position().state == BROKEN
             await app.settle()
             await pilot.pause()
+    engine.close()
     return stopped, latencies
 
 

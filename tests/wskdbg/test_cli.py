@@ -81,3 +81,40 @@ def test_every_extension_module_exists_and_imports():
     for name in cli.EXTENSIONS:
         importlib.import_module(name)  # no silent skipping: a broken extension fails here
     assert {"tap-exec", "replay"} <= set(cli.SUBCOMMANDS)
+
+
+def test_run_check_takes_many_session_files(tmp_path, capsys):
+    for name, text in (("a", ".echo one"), ("b", ".echo two")):
+        (tmp_path / f"{name}.wds").write_text(text + "\n")
+    files = [str(tmp_path / "a.wds"), str(tmp_path / "b.wds")]
+    assert cli.main(["--world", "kernel", "run", "--update", *files]) == 0
+    assert cli.main(["--world", "kernel", "run", "--check", *files]) == 0
+    err = capsys.readouterr().err
+    assert "a.wds: transcript matches" in err and "b.wds: transcript matches" in err
+    (tmp_path / "b.wds").write_text(".echo changed\n")
+    assert cli.main(["--world", "kernel", "run", "--check", *files]) == 1  # the worst status wins
+
+
+def test_json_without_commands_is_an_error_not_the_tui(fake_tui, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--world", "kernel", "--json"])
+    assert exc.value.code == 2
+    assert "--json" in capsys.readouterr().err
+    assert fake_tui == []
+
+
+def test_batch_output_into_a_closed_pipe_exits_quietly():
+    # `wskdbg -c lm | head -1`: the reader goes away after one line; no BrokenPipeError traceback.
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+    commands = "; ".join(["lm"] * 300)  # more than a pipe buffer holds
+    proc = subprocess.Popen([sys.executable, "-m", "wskdbg", "--world", "kernel", "-c", commands],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=root,
+                            env={**os.environ, "PYTHONPATH": root})
+    assert proc.stdout.readline().startswith(b"0: kd> lm")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -115,6 +115,11 @@ def test_mdl_shows_the_chain_its_flags_pfns_and_data(pended):
     assert lines[4].endswith("wskdbg test payl")
 
 
+def test_mdl_of_a_null_address_says_why_it_shows_nothing(pended):
+    r = pended.execute("!mdl 0")
+    assert r.text == "MDL address 0 is NULL: there is no MDL to display" and not r.error
+
+
 def test_dt_without_an_address_lists_types_and_dt_r_expands_embedded_structures(pended):
     lines = pended.execute("dt _IO_STACK_LOCATION").text.splitlines()
     assert lines[0] == "   +0x000 MajorFunction    : UChar"
@@ -578,6 +583,11 @@ def test_scripts_echo_comments_foreach_and_logs(tmp_path, monkeypatch):
         assert engine.execute(".logopen /t stamped.log").text == \
             "Opened log file 'stamped_0004_2026-01-01_00-00-00-000.log'"
         engine.execute(".logclose")
+        absolute = tmp_path / "abs.log"  # an absolute path is a file name, not an unknown option
+        assert engine.execute(f".logopen {absolute}").text == f"Opened log file '{absolute}'"
+        engine.execute(".logclose")
+        assert absolute.exists()
+        assert engine.execute(".logopen /x").error  # one letter after a slash is an option
         assert engine.execute("$$ just a comment").text == ""
         assert engine.execute(".echo a; $$ comment ; .echo b").text == "a\nb"
     finally:

@@ -134,6 +134,27 @@ def test_the_run_cap_stops_an_endless_timer_with_a_clear_message():
         engine.close()
 
 
+@pytest.mark.parametrize("command", ["g", "t", "p"])
+def test_a_run_moves_when_the_next_event_is_past_the_run_cap(command):
+    # The ticker's timer fires every 1 ms; a 0.1 ms run cap used to leave g/t/p stuck in
+    # place ("Stopped by the run cap ... (g continues)" forever), as TIME_WAIT's 240 s did
+    # with the default 60 s cap.  The cap now counts from the first event the run meets.
+    engine = Engine(factory=factory("ticker"), seed=1)
+    try:
+        engine.execute(".runcap 0.0001")
+        engine.execute("g")  # boot: the ticker's thread arms the timer
+        start = engine.scheduler.now_ns
+        for _ in range(3):
+            stop = engine.last_stop
+            before = (stop.events_run, stop.seq, stop.reason)
+            engine.execute(command)
+            stop = engine.last_stop
+            assert (stop.events_run, stop.seq, stop.reason) != before
+        assert engine.scheduler.now_ns >= start + 1_000_000  # it reached the timer 1 ms away
+    finally:
+        engine.close()
+
+
 def test_break_in_from_another_thread_stops_an_endless_g():
     engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=1 << 40)
     running = threading.Event()

@@ -68,8 +68,6 @@ def ev(text: str, **kwargs) -> int:
         ("0y101", 16, 5),
         ("4ab3h", 16, 0x4AB3),
         ("4aB3H", 16, 0x4AB3),
-        ("0x", 16, 0),
-        ("0n", 16, 0),
         ("0", 16, 0),
         ("fffff801`4ae80000", 16, 0xFFFFF8014AE80000),
         ("FFFFF8014AE80000", 16, 0xFFFFF8014AE80000),
@@ -120,6 +118,8 @@ def test_parse_number_rejects_non_numbers() -> None:
     assert parse_number("DriverEntry") is None
     assert parse_number("`10") is None
     assert parse_number("1__0") is None  # Python's int() would accept underscores
+    assert parse_number("0x") is None  # a prefix without digits: `? 0x` is a syntax error, not 0
+    assert parse_number("0n") is None
     assert parse_number("19", 8) is None
 
 

@@ -90,11 +90,12 @@ def test_ctrl_c_while_the_machine_runs_breaks_in(tmp_path):
             os.kill(os.getpid(), signal.SIGINT)
 
     engine.bus.subscribe(interrupt)
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when started from a shell that ignores SIGINT
     try:
         out = run_repl(engine, "g\r\x04", tmp_path / "h")
         assert out.splitlines()[0] == "Break instruction exception - code 80000003 (first chance)"
         assert sent.is_set() and not engine.running
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the REPL put it back
+        assert signal.getsignal(signal.SIGINT) == (before if before is not None else signal.default_int_handler)
     finally:
         engine.close()
 
@@ -261,3 +262,16 @@ def test_api_debugger_executes_and_exposes_world_and_kernel():
         irps = dbg.execute("!irpfind").data["irps"]
         assert len(irps) == 1
         assert dbg.evaluate("testbus") == dbg.kernel.module("testbus").base
+
+
+def test_ctrl_c_breaks_in_when_started_from_a_shell_that_ignores_sigint():
+    # `cmd &` in a non-interactive shell starts Python with SIGINT ignored (SIG_IGN, no
+    # KeyboardInterrupt handler): the REPL's own handler still turns Ctrl+C into a break-in.
+    import subprocess
+    import sys
+    here = os.path.dirname(__file__)
+    test = f"{os.path.join(here, 'test_repl_and_scripts.py')}::test_ctrl_c_while_the_machine_runs_breaks_in"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                          capture_output=True, text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(here)))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

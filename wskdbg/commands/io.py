@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 MDL_DUMP_LIMIT = 0x200  # bytes of each MDL's data shown by !mdl (use db for more)
 
 
-def _reader(dbg: "Engine"):
-    mem = dbg.kernel.mem
+def _reader(dbg: "Engine", k: Any = None):
+    mem = (k or dbg.kernel).mem
 
     def read(address: int, length: int) -> bytes | None:
         cells = mem.read_partial(address, length)
@@ -32,8 +32,8 @@ def _reader(dbg: "Engine"):
     return read
 
 
-def _driver_of(dbg: "Engine"):
-    k = dbg.kernel
+def _driver_of(dbg: "Engine", k: Any = None):
+    k = k or dbg.kernel
 
     def driver_of(device: int) -> str:
         obj = k.object_at(device)
@@ -43,8 +43,8 @@ def _driver_of(dbg: "Engine"):
     return driver_of
 
 
-def _symbolize(dbg: "Engine"):
-    k = dbg.kernel
+def _symbolize(dbg: "Engine", k: Any = None):
+    k = k or dbg.kernel
 
     def symbolize(address: int) -> str:
         return k.symbol_for_address(address) or f"{address:x}"
@@ -74,18 +74,30 @@ def cmd_irp(dbg: "Engine", inv: Invocation) -> CommandResult:
     detail = len(words) == 2
     if detail:
         dbg.evaluate(words[1][0], inv.args_offset + words[1][1])
-    view = decode_irp(_reader(dbg), address, _driver_of(dbg), _symbolize(dbg))
-    if view is None:
+    result = irp_result(dbg, address, detail)
+    if result is None:
         raise inv.error(f"Unable to read IRP at {addr64_nobt(address)} (memory not mapped)")
+    return result
+
+
+def irp_result(dbg: "Engine", address: int, detail: bool = False, host: str | None = None,
+               note: bool = True) -> CommandResult | None:
+    """What `!irp Address [Detail]` prints for the IRP at `address` on `host` (the current host
+    by default); None when its memory is not mapped.  The TUI's IRP view shows this too."""
+    k = dbg.kernel_of(host) if host else dbg.kernel
+    view = decode_irp(_reader(dbg, k), address, _driver_of(dbg, k), _symbolize(dbg, k))
+    if view is None:
+        return None
     lines = irp_lines(view, detail)
-    block = dbg.kernel.pool.block_containing(address)
+    block = k.pool.block_containing(address)
     if block is not None and not block.allocated:
         lines.insert(0, f"Note: the pool block at {addr64_nobt(block.address)} is free: this IRP was freed.")
-    for loc in view.locations:
-        if loc.device:
-            dbg.note_address(addr64_nobt(loc.device))
-    if view.mdl:
-        dbg.note_address(addr64_nobt(view.mdl))
+    if note:  # addresses for completion (the command's own output only)
+        for loc in view.locations:
+            if loc.device:
+                dbg.note_address(addr64_nobt(loc.device))
+        if view.mdl:
+            dbg.note_address(addr64_nobt(view.mdl))
     return CommandResult("\n".join(lines), view.as_dict())
 
 
@@ -207,6 +219,8 @@ def cmd_mdl(dbg: "Engine", inv: Invocation) -> CommandResult:
         limit = dbg.evaluate(text, inv.args_offset + words[1][1] + 1)
         if not 0 < limit <= 0x100000:
             raise inv.error("length must be 1..0x100000", words[1][1])
+    if address == 0:  # an IRP's MdlAddress is NULL when it describes no buffer
+        return CommandResult("MDL address 0 is NULL: there is no MDL to display", {"chain": []})
     k = dbg.kernel
     read = _reader(dbg)
     layout = LAYOUTS["_MDL"]

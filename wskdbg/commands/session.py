@@ -90,10 +90,10 @@ def _open_log(dbg: "Engine", inv: Invocation, mode: str) -> CommandResult:
             stamp = True
         elif word.lower() in ("/u", "/d"):
             raise inv.error(f"{word} is not supported here", at)
-        elif word.startswith("/"):
+        elif word.startswith("/") and len(word) == 2 and name is None:  # options are one letter
             raise inv.error(f"unknown option '{word}'", at)
         elif name is None:
-            name = word
+            name = word  # an absolute path (/tmp/x.log) is a file name, not an option
         else:
             raise inv.syntax_error(at)
     if name is None:

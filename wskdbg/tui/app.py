@@ -4,8 +4,11 @@ Threading: every command runs on a worker thread (`engine.execute` blocks
 while the machine runs), so the interface never waits for the machine.  A
 timer (10 Hz by default) takes a `Position` from the link and repaints the
 views only when it changed; while the machine runs, the expensive views
-(IRPs, connections) refresh at a lower rate.  Break-in (Ctrl+Break, Ctrl+C)
-calls `engine.break_in()` straight from the UI thread, so it answers at once.
+(IRPs, connections) repaint at a lower rate.  Break-in (Ctrl+Break, Ctrl+C)
+calls `engine.break_in()` straight from the UI thread, so it answers at once;
+the engine keeps the request until a run consumes it.  While a command runs the
+views show `MachineView`s the machine's thread built at a hand-off (link.py);
+the machine's objects are read here only while it is stopped.
 """
 
 from __future__ import annotations
@@ -29,23 +32,25 @@ from stack.kernel.irp import Irp
 from stack.kernel.mdl import Mdl
 
 from .command_pane import CommandPane
-from .crash_screen import CrashScreen, local_analysis
+from .crash_screen import CrashScreen
 from .irp_view import IrpView
 from .link import BUGCHECKED, RUNNING, EngineLink, Position
 from .mdl_view import MdlView
 from .network_view import NetworkView
-from .stack_view import StackView, build_picture
+from .stack_view import StackView
 from .status_bar import StatusBar
 from .tour import TourScreen
 from .trace_store import TraceRecord
 from .trace_view import TracePane
 
 TAB_IDS = {"irps": "tab-irps", "mdl": "tab-mdl", "trace": "tab-trace", "network": "tab-network"}
+VIEW_FOCUS = {"irps": "#irp-table", "mdl": "#mdl-view", "trace": "#trace-view", "network": "#conn-table"}
 SLOW_REFRESH_S = 0.5  # heavy views while the machine runs
 DRAIN_PER_TICK = 20_000  # trace records converted per tick (the rest waits for the next)
 SWITCH_INTERVAL_S = 0.001  # GIL hand-over while the machine thread runs: keeps keys snappy
 WELCOME = ("wskdbg - a kernel debugger for an emulated Windows network stack.  "
-           "F1 tour · F5 go · F10 step over · F11 step into · Ctrl+Break break in · .help")
+           "F1 tour · F5 go · F10 step over · F11 step into · Ctrl+Break break in · "
+           "F2 F3 F4 F6 views · F7 stack · F8 command line · .help")
 
 
 def event_record(event: Event) -> TraceRecord:
@@ -119,21 +124,27 @@ class WskdbgApp(App[None]):
 
     TITLE = "wskdbg"
     CSS_PATH = "app.tcss"
+    # Priority: the keys work whichever pane has focus (a table, the trace filter, the command
+    # line); `check_action` keeps the main screen's keys to the main screen.
     BINDINGS = [
-        Binding("f5", "go", "Go"),
-        Binding("f10", "step_over", "Step over"),
-        Binding("f11", "step_into", "Step into"),
-        Binding("shift+f11", "step_out", "Step out"),
+        Binding("f5", "go", "Go", priority=True),
+        Binding("f10", "step_over", "Step over", priority=True),
+        Binding("f11", "step_into", "Step into", priority=True),
+        Binding("shift+f11", "step_out", "Step out", priority=True),
         Binding("ctrl+break,ctrl+c", "break_in", "Break", priority=True, key_display="^Break"),
-        Binding("f1", "tour", "Tour"),
-        Binding("f2", "show_tab('irps')", "IRPs", show=False),
-        Binding("f3", "show_tab('mdl')", "MDL", show=False),
-        Binding("f4", "show_tab('trace')", "Trace", show=False),
-        Binding("f6", "show_tab('network')", "Net", show=False),
-        Binding("f9", "show_crash", "Crash screen", show=False),
+        Binding("f1", "tour", "Tour", priority=True),
+        Binding("f2", "show_tab('irps')", "IRPs", show=False, priority=True),
+        Binding("f3", "show_tab('mdl')", "MDL", show=False, priority=True),
+        Binding("f4", "show_tab('trace')", "Trace", show=False, priority=True),
+        Binding("f6", "show_tab('network')", "Net", show=False, priority=True),
+        Binding("f7", "focus_stack", "Stack", show=False, priority=True),
+        Binding("f8", "focus_command", "Command", show=False, priority=True),
+        Binding("f9", "show_crash", "Crash screen", show=False, priority=True),
         Binding("ctrl+t", "toggle_theme", "Theme"),
         Binding("ctrl+q", "quit", "Quit", priority=True, show=False),
     ]
+    MAIN_SCREEN_ACTIONS = frozenset({"go", "step_over", "step_into", "step_out", "tour", "show_tab", "focus_stack",
+                                     "focus_command", "show_crash"})
 
     def __init__(self, engine: Any = None, *, engine_factory: Callable[[], Any] | None = None, seed: int = 1,
                  poll_hz: float = 10.0, tour_on_start: bool = False, cursor_blink: bool = True,
@@ -217,9 +228,7 @@ class WskdbgApp(App[None]):
         """Echo and run `command` on a worker thread; False when the machine is busy."""
         command = command.strip()
         if not command:
-            command = self._last_command  # Enter on an empty line repeats, as in WinDbg
-            if not command:
-                return False
+            return False
         pane = self.command_pane
         if self.link.running:
             pane.write_note("*BUSY* the machine is running: Ctrl+Break (or Ctrl+C) breaks in.")
@@ -247,7 +256,9 @@ class WskdbgApp(App[None]):
 
     @on(CommandPane.Submitted)
     def _on_command_submitted(self, event: CommandPane.Submitted) -> None:
-        self.run_command(event.command)
+        # Enter on an empty command line repeats the last command, as in WinDbg (only there:
+        # the other panes' Enter selects a row).
+        self.run_command(event.command or self._last_command)
 
     # -- the steady refresh --------------------------------------------------------------------
     def _tick(self) -> None:
@@ -257,31 +268,31 @@ class WskdbgApp(App[None]):
             pass
 
     def refresh_views(self, force: bool = False) -> Position | None:
-        """Take the machine's position and repaint what changed (UI thread only)."""
+        """Take a MachineView and repaint what changed (UI thread only).  While a command runs the
+        view was built on the machine's thread at a hand-off; the machine's objects are read here
+        only while it is stopped (the MDL view)."""
         if self.main is None or not self.main.is_attached:
             return None
         link = self.link
         if link.sync_world():
             self._on_new_world()
             force = True
-        position = link.position()
+        view = link.view()
+        position = view.position
         self.status_bar.show(position)
         self._feed_trace()
         key = position.key()
         if force or key != self._last_key:
             self._last_key = key
-            running = position.state == RUNNING
-            try:
-                self.stack_view.show(build_picture(link))
-                now = time.monotonic()
-                if not running or force or now - self._last_slow >= SLOW_REFRESH_S:
-                    self._last_slow = now
-                    self.irp_view.refresh_from_link()
-                    self.network_view.refresh_from_link()
-                    self.mdl_view.refresh_contents(force=not running)
-            except RuntimeError:
-                # The machine thread changed a list while we read it: next tick.
-                self._last_key = None
+            running = link.running
+            self.stack_view.show(view.picture)
+            now = time.monotonic()
+            if not running or force or now - self._last_slow >= SLOW_REFRESH_S:
+                self._last_slow = now
+                self.irp_view.show(view.irps, view.irp_detail)
+                self.network_view.show(view.connections)
+                if not running:
+                    self.mdl_view.refresh_contents(force=True)
         self._check_crash(position)
         return position
 
@@ -299,6 +310,7 @@ class WskdbgApp(App[None]):
             self.command_pane.write_note("--- a new machine (reboot): views reset ---")
         self.mdl_view.show_mdl(None)
         self.irp_view.selected = None
+        self.link.selected_irp = None
         self.network_view.selected = None
 
     def _check_crash(self, position: Position) -> None:
@@ -312,11 +324,10 @@ class WskdbgApp(App[None]):
             self.pop_screen()
 
     def show_crash(self, info: Any) -> None:
-        analysis = ""
-        output = self.link.execute("!analyze -v")  # the machine is stopped: safe on this thread
-        if not output.error and "bugcheck" in output.text.lower():
-            analysis = output.text
-        self.push_screen(CrashScreen(info, analysis or local_analysis(info)))
+        """The crash screen shows exactly what `!analyze -v` prints (the machine is stopped: the
+        command runs on this thread)."""
+        output = self.link.execute("!analyze -v")
+        self.push_screen(CrashScreen(info, output.text))
 
     # -- actions ------------------------------------------------------------------------------
     def action_go(self) -> None:
@@ -342,10 +353,35 @@ class WskdbgApp(App[None]):
         if not isinstance(self.screen, TourScreen):
             self.push_screen(TourScreen())
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in self.MAIN_SCREEN_ACTIONS and self.main is not None and self.screen is not self.main:
+            return False  # the tour and the crash screen have keys of their own
+        return True
+
     def action_show_tab(self, name: str) -> None:
+        """Show a view and give it the keys (F2 IRPs, F3 MDL, F4 trace, F6 network)."""
         if self.main is None:
             return
         self.main.query_one(TabbedContent).active = TAB_IDS[name]
+        self._focus_view(name)
+        self.call_after_refresh(self._focus_view, name)  # once the pane is laid out, if it could not yet
+
+    def _focus_view(self, name: str) -> None:
+        if self.main is None or self.main.query_one(TabbedContent).active != TAB_IDS[name]:
+            return  # another view was asked for since
+        widget = self.main.query_one(VIEW_FOCUS[name])
+        if self.focused is not widget and not (self.focused is not None and widget in self.focused.ancestors):
+            widget.focus()
+
+    def _focus(self, selector: str) -> None:
+        if self.main is not None:
+            self.main.query_one(selector).focus()
+
+    def action_focus_stack(self) -> None:
+        self._focus("#stack-view")
+
+    def action_focus_command(self) -> None:
+        self.command_pane.input.focus()
 
     def action_show_crash(self) -> None:
         info = self.link.bugcheck()

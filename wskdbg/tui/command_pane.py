@@ -102,12 +102,16 @@ class CommandInput(Input):
             self.cursor_position = len(value)
 
     def action_complete(self) -> None:
-        completed, matches = complete(self.value, self.names)
+        """Tab completes the command name being typed; with nothing to complete (an empty line,
+        a finished word, arguments) it moves the focus on, as Tab does everywhere else."""
+        completed, matches = complete(self.value, self.names) if self.value.strip() else (self.value, [])
         if completed != self.value:
             self.value = completed
             self.cursor_position = len(completed)
         elif len(matches) > 1:
             self.post_message(CommandPane.Candidates(matches))
+        else:
+            self.screen.focus_next()
 
 
 class CommandPane(Vertical):

@@ -1,8 +1,10 @@
 """The crash screen: a bug check stops the machine and shows `!analyze -v`.
 
-`R` runs `.reboot` (the machine comes back from its seed); Escape returns to
-the main screen to inspect the frozen machine (`k`, `!irp`, `db` ...), and F9
-brings this screen back from there.
+The body is exactly what `!analyze -v` prints and the headline the first lines
+of the stop banner the debugger prints (`wskdbg.render.stop`): one renderer for
+both.  `R` runs `.reboot` (the machine comes back from its seed); Escape
+returns to the main screen to inspect the frozen machine (`k`, `!irp`, `db`
+...), and F9 brings this screen back from there.
 """
 
 from __future__ import annotations
@@ -14,20 +16,15 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from stack.kernel.bugcheck import BugCheckInfo
-from wskdbg.render.analyze import analyze_lines
+from wskdbg.render.stop import fatal_error_lines
 
 from .textlinks import linkify
 
 
 def crash_headline(info: BugCheckInfo) -> str:
-    params = ", ".join(f"{p:#018x}" for p in info.params)
-    return f"*** STOP: {info.code:#010x} ({params})\n{info.name} on {info.host}"
-
-
-def local_analysis(info: BugCheckInfo) -> str:
-    """What `!analyze -v` says, from the BugCheckInfo alone (when the engine cannot run the
-    command): the same renderer, without the stack rows only the engine can build."""
-    return "\n".join(analyze_lines(info, [], {}, verbose=True))
+    """The stop banner's first two lines (as `g` printed them), then the name and host."""
+    banner = fatal_error_lines(info.code, tuple(info.params), 0)  # type: ignore[arg-type]  # lines 1-2 only
+    return "\n".join(banner[:2] + [f"{info.name} on {info.host}"])
 
 
 class CrashScreen(Screen):

@@ -1,8 +1,10 @@
-"""The IRP view: outstanding and recent IRPs, and the selected IRP as `!irp` shows it.
+"""The IRP view: outstanding and recent IRPs, and the selected IRP exactly as `!irp` prints it.
 
 Top: a fixed-height table (outstanding IRPs from every host's I/O manager,
 then recently freed ones the event tap remembers).  Bottom: the selected IRP's
-stack locations, completion routines and status, plus its recent history.
+`!irp` text, from the command's own renderer (`wskdbg.commands.io.irp_result`).
+The rows and the text come in a `MachineView` (see `link.py`): built on the
+machine's thread at a hand-off while it runs, directly while it is stopped.
 Selecting a row posts `IrpView.Selected`; the app then points the MDL view at
 the IRP's MdlAddress chain.
 """
@@ -18,13 +20,13 @@ from textual.containers import ScrollableContainer, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from stack.kernel.irp import Irp, major_name
-from stack.kernel.ntstatus import status_name
+from stack.kernel.irp import Irp, live_irps, major_name
 from wskdbg.render.fmt import addr64_nobt
-from wskdbg.render.irp import irp_lines, kernel_irp_view
 
 from .link import EngineLink, IrpNote
 from .textlinks import linkify
+
+NO_SELECTION = "Select an IRP (Enter) to see it as !irp shows it."
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +35,7 @@ class IrpRow:
     address: int
     state: str  # "active", "pending", "completed", "freed"
     major: str
-    location: str  # "2/3" current/count
+    location: str  # "2 of 3": the current stack location of how many
     last: str
 
 
@@ -47,79 +49,42 @@ def irp_state(irp: Irp) -> str:
     return "active"
 
 
-def irp_rows(link: EngineLink) -> list[IrpRow]:
+def location_text(current: int, count: int) -> str:
+    """CurrentLocation of StackCount, read plainly: an IRP not yet sent down (or completed back
+    up past its first location) has CurrentLocation = StackCount + 1, which is no location."""
+    if 1 <= current <= count:
+        return f"{current} of {count}"
+    return f"none of {count}"
+
+
+def irp_rows(kernels: dict[str, Any], notes: list[IrpNote]) -> list[IrpRow]:
+    """Rows for every live IRP of every host, then the freed ones the tap remembers.
+    Reads the machine: call it while it is stopped or on its thread."""
     rows: list[IrpRow] = []
-    notes = {n.address: n for n in link.tap.irp_notes()}
+    by_address = {n.address: n for n in notes}
     seen: set[int] = set()
-    for host, irp in link.live_irps():
-        loc = irp.current_stack_location
-        major = major_name(loc.major) if loc is not None else "-"
-        note = notes.get(irp.address)
-        rows.append(IrpRow(host, irp.address, irp_state(irp), major.removeprefix("IRP_MJ_"),
-                           f"{irp.current_location}/{irp.stack_count}", note.last if note else ""))
-        seen.add(irp.address)
-    for note in reversed(list(notes.values())):
+    for host, kernel in kernels.items():
+        for irp in live_irps(kernel):
+            loc = irp.current_stack_location
+            major = major_name(loc.major) if loc is not None else "-"
+            note = by_address.get(irp.address)
+            rows.append(IrpRow(host, irp.address, irp_state(irp), major.removeprefix("IRP_MJ_"),
+                               location_text(irp.current_location, irp.stack_count), note.last if note else ""))
+            seen.add(irp.address)
+    for note in reversed(notes):
         if note.address not in seen and note.freed:
             rows.append(IrpRow(note.host, note.address, "freed", "-", "-", note.last))
     return rows
 
 
-def render_irp(irp: Irp) -> str:
-    """`!irp`'s shape: header, then one block per stack location, '>' at the current one."""
-    k = irp.kernel
-    lines = []
-    if irp.freed:
-        lines.append(f"Irp {addr64_nobt(irp.address)} has been freed")
-        return "\n".join(lines)
-    state = "is active" if irp.active else "has been completed"
-    mdl = irp.mdl_address
-    mdl_text = f"Mdl={addr64_nobt(getattr(mdl, 'address', 0))}" if mdl is not None else "No Mdl"
-    buffer = irp.system_buffer
-    buffer_text = f"System buffer={addr64_nobt(getattr(buffer, 'address', buffer) or 0)}" if buffer else "No System Buffer"
-    thread = irp.thread
-    thread_text = f"Thread {addr64_nobt(getattr(thread, 'address', 0))}" if thread else "Thread 00000000"
-    # The header and stack locations come from the one !irp renderer (read from memory).
-    view = kernel_irp_view(k, irp.address)
-    lines = irp_lines(view) if view is not None else [
-        f"Irp {state} with {irp.stack_count} stacks {irp.current_location} is current "
-        f"(= {addr64_nobt(_location_address(irp))})", f" {mdl_text}: {buffer_text}: {thread_text}"]
-    status = irp.IoStatus.Status
-    lines.append(f" IoStatus.Status = {status_name(status)} ({status & 0xFFFFFFFF:08x})  "
-                 f"Information = {_addr(irp.IoStatus.Information):#x}  PendingReturned = {int(irp.pending_returned)}")
-    if irp.owner:
-        lines.append(f" Allocated by {irp.owner}")
-    del k
-    return "\n".join(lines)
-
-
-def _location_address(irp: Irp) -> int:
-    loc = irp.current_stack_location
-    if loc is not None:
-        return loc.address
-    return irp.address + 0xD0 + (irp.current_location - 1) * 0x48
-
-
-def _addr(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value & 0xFFFFFFFFFFFFFFFF
-    return getattr(value, "address", 0) or 0
-
-
-def render_irp_detail(link: EngineLink, host: str, address: int) -> str:
-    found = link.object_at(address)
-    note: IrpNote | None = next((n for n in link.tap.irp_notes() if n.address == address), None)
-    parts: list[str] = []
-    if found is not None and isinstance(found[1], Irp):
-        parts.append(render_irp(found[1]))
-    else:
-        parts.append(f"Irp {addr64_nobt(address)} on {host} has been freed")
-    if note is not None and note.history:
-        parts.append("")
-        parts.append("History (event seq, what happened):")
-        parts.extend("  " + line for line in note.history)
-    return "\n".join(parts)
+def irp_text(engine: Any, host: str, address: int) -> str:
+    """The selected IRP as `!irp` prints it (the same renderer).  Reads the machine."""
+    from wskdbg.commands.io import irp_result
+    kernel = engine.kernels.get(host)
+    if kernel is None or not isinstance(kernel.addr_objects.get(address), Irp):
+        return f"Irp {addr64_nobt(address)} on {host} has been freed"
+    result = irp_result(engine, address, host=host, note=False)
+    return result.text if result is not None else f"Unable to read IRP at {addr64_nobt(address)}"
 
 
 class IrpView(Vertical):
@@ -147,13 +112,14 @@ class IrpView(Vertical):
 
     def compose(self) -> ComposeResult:
         table: DataTable = DataTable(id="irp-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("host", "IRP", "state", "major", "loc", "last hand-off")
+        table.add_columns("host", "IRP", "state", "major", "stack loc", "last hand-off")
         yield table
         with ScrollableContainer(id="irp-detail-scroll"):
-            yield Static("Select an IRP (Enter) to see its stack locations.", id="irp-detail")
+            yield Static(NO_SELECTION, id="irp-detail")
 
-    def refresh_from_link(self) -> None:
-        rows = irp_rows(self.link)
+    def show(self, rows: tuple[IrpRow, ...] | list[IrpRow], detail: str) -> None:
+        """Repaint from a MachineView's rows and the selected IRP's `!irp` text."""
+        rows = list(rows)
         if rows != self.rows:
             self.rows = rows
             table = self.query_one(DataTable)
@@ -165,17 +131,22 @@ class IrpView(Vertical):
                               row.location, row.last[:60], key=f"{row.host}:{row.address:x}")
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
-        self._show_detail()
+        self._show_detail(detail)
 
     def select(self, host: str, address: int) -> None:
         self.selected = (host, address)
-        self._show_detail()
+        self.link.selected_irp = self.selected  # the machine-side view renders this one's !irp
+        if not self.link.running:
+            self._show_detail(irp_text(self.link.engine, host, address))
         self.post_message(self.Selected(host, address))
 
-    def _show_detail(self) -> None:
-        if self.selected is None:
+    @property
+    def detail_text(self) -> str:
+        return self._detail_text
+
+    def _show_detail(self, text: str) -> None:
+        if self.selected is None or not text:
             return
-        text = render_irp_detail(self.link, *self.selected)
         if text != self._detail_text:
             self._detail_text = text
             detail = linkify(text)

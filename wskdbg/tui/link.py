@@ -1,19 +1,20 @@
 """The TUI's one window onto the debugger engine and the machine it drives.
 
-The views never talk to the engine directly: they read a `Position` (cheap,
-taken on every UI tick) and the objects the `EngineLink` hands out (kernels,
-IRPs, connections), and they send commands through `execute`.  The link is
-duck-typed over the engine so that the TUI works with `wskdbg.engine.Engine`
-and with a small stand-in built on `stack.kernel.machine.Machine`:
+The views never talk to the engine directly: they ask the `EngineLink` for a
+`MachineView` (position, IRPs, connections, the stack picture) and send
+commands through `execute`.  The engine is reached through its typed interface
+(`wskdbg.engine_api.DebuggerEngine`).
 
-* ``engine.execute(cmd)`` returns an object with ``.text`` (and ``.data``) or a str;
-* ``engine.break_in()`` asks a running machine to stop;
-* ``engine.world`` (``.hosts[name].kernel``, ``.scheduler``, ``.bus``) or
-  ``engine.machine`` (``.kernels``, ``.scheduler``, ``.bus``) is the machine.
+Threads meet at hand-offs.  The machine's objects belong to the machine's
+thread.  While a command is in flight the UI thread never reads them: it asks
+for a view (`EventTap.want_view`), and the tap — a bus subscriber, so it runs
+on the machine's thread at the next hand-off — builds an immutable
+`MachineView` there and hands it over.  While no command is in flight the
+machine is stopped and the view is built directly.
 
-`EventTap` subscribes to the machine's event bus.  It runs on the machine's
-thread, so it only appends the (immutable) event to a bounded deque and bumps
-a few counters; the UI thread drains the deque on its timer.
+`EventTap` also keeps a bounded queue of the (immutable) events for the trace
+view and counters by (host, layer); both are guarded by one lock, the one
+`reset()` takes.
 """
 
 from __future__ import annotations
@@ -21,34 +22,30 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from stack.kernel.events import Event
-from stack.kernel.irql import PASSIVE_LEVEL
+
+from wskdbg.engine_api import DebuggerEngine
 
 RUNNING = "running"
 BROKEN = "broken in"
 BUGCHECKED = "bug-checked"
 
-# Module name (the part before "!") -> the stack layer it belongs to.
+# Module name (the part before "!") -> the stack layer it belongs to.  Any other loaded module
+# except the executive (nt, hal) is a driver.
 LAYER_OF_MODULE: dict[str, str] = {
-    "nic": "nic", "wire": "nic", "hw": "nic",
-    "netvmini": "miniport", "e1000": "miniport", "miniport": "miniport", "nicminiport": "miniport",
-    "ndis": "ndis",
-    "tcpip": "tcpip", "netio": "tcpip", "tcp": "tcpip", "ip": "tcpip",
-    "wsk": "wsk", "afd": "wsk", "netiowsk": "wsk",
-    "echosrv": "drivers", "khttpd": "drivers", "ksocket": "drivers", "testdrv": "drivers", "cache": "drivers",
-    "fs": "drivers", "cachemgr": "drivers",
-    "user": "user", "usermode": "user", "ws2_32": "user", "echocli": "user", "httpcli": "user",
-    "loadgen": "user", "umhttpd": "user",
+    "netvmini": "miniport", "ndis": "ndis", "tcpip": "tcpip", "tdx": "tcpip",
+    "afd": "wsk", "netio": "wsk",
 }
+EXECUTIVE_MODULES = frozenset({"nt", "hal"})
 
 # Event kinds (the part before ".") that belong to a layer whatever their symbol.
 LAYER_OF_KIND: dict[str, str] = {
-    "tcp": "tcpip", "ip": "tcpip", "tcpip": "tcpip", "udp": "tcpip", "icmp": "tcpip", "arp": "tcpip",
-    "nbl": "ndis", "ndis": "ndis", "oid": "ndis",
-    "nic": "nic", "frame": "nic", "wire": "nic", "dma": "nic", "interrupt": "nic",
-    "wsk": "wsk", "user": "user", "socket": "user",
+    "tcp": "tcpip", "ip": "tcpip", "tcpip": "tcpip",
+    "nbl": "ndis", "oid": "ndis",
+    "frame": "nic", "interrupt": "nic",
+    "wsk": "wsk",
 }
 
 # Top to bottom, as the stack view draws a host.
@@ -60,7 +57,10 @@ LAYER_TITLES: dict[str, str] = {
 
 
 def layer_of_module(module: str) -> str | None:
-    return LAYER_OF_MODULE.get(module.lower())
+    name = module.lower()
+    if name in EXECUTIVE_MODULES or not name:
+        return None
+    return LAYER_OF_MODULE.get(name, "drivers")
 
 
 def layer_of_event(event: Event) -> str | None:
@@ -109,7 +109,8 @@ class IrpNote:
 
 
 class EventTap:
-    """Bus subscriber: a bounded queue of events plus live counters by (host, layer)."""
+    """Bus subscriber: a bounded queue of events, counters by (host, layer), and the
+    `MachineView` the UI asked for, built at a hand-off on the machine's thread."""
 
     MAX_QUEUED = 250_000
     MAX_SEGMENTS = 4_000
@@ -128,6 +129,12 @@ class EventTap:
         self._lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
         self.bus: Any = None
+        # The hand-over of views: the UI sets `want_view`; the machine's thread builds one with
+        # `view_builder` at its next hand-off and leaves it in `view` (a reference swap).
+        self.want_view = False
+        self.view_builder: Callable[[], Any] | None = None
+        self.view: Any = None
+        self.view_error = ""
 
     def attach(self, bus: Any) -> None:
         """Subscribe first in line: the engine's own subscriber may block the machine
@@ -149,6 +156,7 @@ class EventTap:
 
     def reset(self) -> None:
         with self._lock:
+            self.queue.clear()
             self.counts.clear()
             self.last_by_layer.clear()
             self.last_event = None
@@ -156,54 +164,77 @@ class EventTap:
             self.previous_layer = None
             self.segments.clear()
             self.irps.clear()
+            self.view = None
+            self.want_view = False
 
     # Runs on the machine's thread for every event: keep it short.
     def on_event(self, event: Event) -> None:
-        if len(self.queue) == self.MAX_QUEUED:
-            self.dropped += 1
-        self.queue.append(event)
-        layer = layer_of_event(event)
-        if layer is not None:
-            key = (event.host, layer)
-            self.counts[key] = self.counts.get(key, 0) + 1
-            if key != self.last_layer:
-                self.previous_layer = self.last_layer
-            self.last_layer = key
-            self.last_by_layer[key] = short_describe(event)
-        self.last_event = event
-        kind = event.kind
-        if kind.startswith("irp."):
-            self._note_irp(event)
-        elif kind == "tcp.send":
-            self.segments.append(SegmentNote(event.seq, event.time_ns, event.host, getattr(event, "conn", 0),
-                                             getattr(event, "summary", ""), getattr(event, "length", 0)))
-
-    def _note_irp(self, event: Event) -> None:
-        address = getattr(event, "irp", 0)
         with self._lock:
-            note = self.irps.get(address)
-            if note is None or (event.kind == "irp.alloc" and note.freed):
-                note = IrpNote(event.host, address, event.seq)
-                self.irps[address] = note
-                if len(self.irps) > self.MAX_IRPS:  # forget the oldest freed ones first
-                    for old in [a for a, n in self.irps.items() if n.freed][: len(self.irps) - self.MAX_IRPS]:
-                        del self.irps[old]
-            note.last_seq = event.seq
-            note.last = event.describe()
-            note.history.append(f"{event.seq:>7} {note.last}")
-            del note.history[:-12]
-            if event.kind == "irp.free":
-                note.freed = True
+            if len(self.queue) == self.MAX_QUEUED:
+                self.dropped += 1
+            self.queue.append(event)
+            layer = layer_of_event(event)
+            if layer is not None:
+                key = (event.host, layer)
+                self.counts[key] = self.counts.get(key, 0) + 1
+                if key != self.last_layer:
+                    self.previous_layer = self.last_layer
+                self.last_layer = key
+                self.last_by_layer[key] = short_describe(event)
+            self.last_event = event
+            kind = event.kind
+            if kind.startswith("irp."):
+                self._note_irp(event)
+            elif kind == "tcp.send":
+                self.segments.append(SegmentNote(event.seq, event.time_ns, event.host, getattr(event, "conn", 0),
+                                                 getattr(event, "summary", ""), getattr(event, "length", 0)))
+        if self.want_view and self.view_builder is not None:
+            self.want_view = False
+            try:
+                self.view = self.view_builder()
+                self.view_error = ""
+            except Exception as exc:  # a view must never take the machine down
+                self.view_error = f"{type(exc).__name__}: {exc}"
+
+    def _note_irp(self, event: Event) -> None:  # called with the lock held
+        address = getattr(event, "irp", 0)
+        note = self.irps.get(address)
+        if note is None or (event.kind == "irp.alloc" and note.freed):
+            note = IrpNote(event.host, address, event.seq)
+            self.irps[address] = note
+            if len(self.irps) > self.MAX_IRPS:  # forget the oldest freed ones first
+                for old in [a for a, n in self.irps.items() if n.freed][: len(self.irps) - self.MAX_IRPS]:
+                    del self.irps[old]
+        note.last_seq = event.seq
+        note.last = event.describe()
+        note.history.append(f"{event.seq:>7} {note.last}")
+        del note.history[:-12]
+        if event.kind == "irp.free":
+            note.freed = True
 
     def drain(self, limit: int = 100_000) -> list[Event]:
         """Take up to `limit` queued events (UI thread)."""
-        queue = self.queue
-        n = min(limit, len(queue))
-        return [queue.popleft() for _ in range(n)]
+        with self._lock:
+            queue = self.queue
+            n = min(limit, len(queue))
+            return [queue.popleft() for _ in range(n)]
 
     def irp_notes(self) -> list[IrpNote]:
+        """Copies, in the order the IRPs were first seen."""
         with self._lock:
-            return sorted(self.irps.values(), key=lambda n: n.first_seq)
+            return [IrpNote(n.host, n.address, n.first_seq, n.last_seq, n.last, n.freed, list(n.history))
+                    for n in sorted(self.irps.values(), key=lambda n: n.first_seq)]
+
+    def layer_state(self) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], str], Event | None,
+                                   tuple[str, str] | None, tuple[str, str] | None]:
+        """Counters, last hand-off per layer, the last event and where it came from: one moment."""
+        with self._lock:
+            return (dict(self.counts), dict(self.last_by_layer), self.last_event, self.last_layer,
+                    self.previous_layer)
+
+    def segment_notes(self) -> list[SegmentNote]:
+        with self._lock:
+            return list(self.segments)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,66 +263,33 @@ class CommandOutput:
 
 
 class EngineLink:
-    """Reads machine state for the views and runs commands through the engine."""
+    """Hands the views `MachineView`s and runs commands through the engine."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: DebuggerEngine) -> None:
         self.engine = engine
         self.tap = EventTap()
+        self.tap.view_builder = self._build_running_view
         self.generation = 0
         self._world: Any = None
-        self._running = threading.Event()  # a run command is executing on a worker thread
+        self._running = threading.Event()  # a command is executing on a worker thread
+        self._view: Any = None  # the last MachineView handed out
+        self.selected_irp: tuple[str, int] | None = None  # (host, address) whose !irp the view carries
         self.sync_world()
 
     # -- the machine ------------------------------------------------------------------
-    def world(self) -> Any:
-        engine = self.engine
-        for name in ("world", "machine"):
-            value = getattr(engine, name, None)
-            if value is not None and not callable(value):
-                return value
-        return None
-
     def sync_world(self) -> bool:
-        """Re-attach after `.reboot` replaced the world; True when it changed."""
-        world = self.world()
+        """Re-attach after `.reboot` replaced the world; True when it changed.  (Reads only the
+        engine's reference to its world, which changes only between commands.)"""
+        world = self.engine.world
         if world is self._world:
             return False
         self._world = world
         self.tap.reset()
-        bus = getattr(world, "bus", None)
-        if bus is not None:
-            self.tap.attach(bus)
-        else:
-            self.tap.detach()
+        self.tap.attach(world.bus)
         self.generation += 1
+        self._view = None
+        self.selected_irp = None
         return True
-
-    @property
-    def scheduler(self) -> Any:
-        return getattr(self._world, "scheduler", None)
-
-    def kernels(self) -> dict[str, Any]:
-        world = self._world
-        if world is None:
-            return {}
-        hosts = getattr(world, "hosts", None)
-        if isinstance(hosts, dict):
-            out = {}
-            for name, host in hosts.items():
-                kernel = getattr(host, "kernel", None)
-                if kernel is not None:
-                    out[name] = kernel
-            if out:
-                return out
-        kernels = getattr(world, "kernels", None)
-        return dict(kernels) if isinstance(kernels, dict) else {}
-
-    def host_names(self) -> list[str]:
-        return list(self.kernels())
-
-    def bugcheck(self) -> Any:
-        scheduler = self.scheduler
-        return getattr(scheduler, "halted", None) if scheduler is not None else None
 
     @property
     def running(self) -> bool:
@@ -303,147 +301,68 @@ class EngineLink:
         else:
             self._running.clear()
 
-    def current_host(self) -> str:
-        """The host the debugger is looking at: the engine's choice, else the last event's."""
-        for name in ("current_host", "host"):
-            value = getattr(self.engine, name, None)
-            if isinstance(value, str) and value:
-                return value
-            name_attr = getattr(value, "name", None)
-            if isinstance(name_attr, str) and name_attr:
-                return name_attr
-        crash = self.bugcheck()
-        if crash is not None:
-            return crash.host
-        last = self.tap.last_event
-        if last is not None:
-            return last.host
-        names = self.host_names()
-        return names[0] if names else "-"
+    def view(self) -> Any:
+        """The machine as the views show it now (UI thread).
+
+        Stopped: built here and now.  A command in flight: the view the machine's thread built
+        at its latest hand-off (and a new one is asked for); the previous one until it comes.
+        """
+        if not self.running:
+            self._view = self._build_view(BROKEN)
+            return self._view
+        self.tap.want_view = True
+        fresh = self.tap.view
+        if fresh is not None:
+            self.tap.view = None
+            self._view = fresh
+        if self._view is None:  # nothing built yet for this world: what the stopped machine was
+            self._view = self._build_view(RUNNING)
+        return self._view
+
+    def _build_running_view(self) -> Any:
+        return self._build_view(RUNNING)
+
+    def _build_view(self, state: str) -> Any:
+        from .snapshot import build_view  # the views' row builders import this module
+        return build_view(self, state)
 
     def position(self) -> Position:
-        scheduler = self.scheduler
-        now = getattr(scheduler, "now_ns", 0) if scheduler is not None else 0
-        events_run = getattr(scheduler, "events_run", 0) if scheduler is not None else 0
-        bus = getattr(self._world, "bus", None)
-        seq = getattr(bus, "seq", 0) if bus is not None else 0
-        crash = self.bugcheck()
-        if crash is not None:
-            state = BUGCHECKED
-        elif self.running:
-            state = RUNNING
-        else:
-            state = BROKEN
-        host = self.current_host()
-        kernel = self.kernels().get(host)
-        irql, thread = PASSIVE_LEVEL, "-"
-        if crash is not None:
-            irql, thread = crash.irql, f"{crash.thread:x} ({crash.thread_name})"
-        elif kernel is not None:
-            irql = kernel.irql
-            current = kernel.current_thread
-            if current is None:
-                idle = getattr(kernel, "idle_thread", None)
-                thread = f"{idle.address:x} (Idle)" if idle is not None else "Idle"
-            else:
-                thread = f"{current.address:x} ({current.name})"
-        return Position(now, events_run, seq, state, host, irql, thread, self.generation)
+        return self.view().position
+
+    def bugcheck(self) -> Any:
+        """The bug check that halted the machine (a reference read; acted on only when stopped)."""
+        return self._world.scheduler.halted if self._world is not None else None
+
+    def kernels(self) -> dict[str, Any]:
+        """Host -> kernel.  Read the objects only while the machine is stopped (or on its thread)."""
+        return self.engine.kernels
 
     # -- commands --------------------------------------------------------------------------
     def prompt(self) -> str:
-        value = getattr(self.engine, "prompt", None)
-        if callable(value):
-            try:
-                value = value()
-            except Exception:  # a prompt must never take the UI down
-                value = None
-        if isinstance(value, str) and value:
-            return value if value.endswith(" ") else value + " "
-        return "0: kd> "
+        value = self.engine.prompt()
+        return value if value.endswith(" ") else value + " "
 
     def execute(self, command: str) -> CommandOutput:
         """Run one command (blocking: call it from a worker thread for run commands)."""
         try:
             result = self.engine.execute(command)
-        except Exception as exc:  # the engine should not raise, but the UI must survive it
+        except Exception as exc:  # the engine does not raise for bad input; the UI must survive a bug
             return CommandOutput(command, f"{type(exc).__name__}: {exc}", error=True)
-        if isinstance(result, str):
-            return CommandOutput(command, result)
-        text = getattr(result, "text", "")
-        return CommandOutput(command, text if isinstance(text, str) else str(text), getattr(result, "data", None),
-                             bool(getattr(result, "error", False)))
+        return CommandOutput(command, result.text, result.data, result.error)
 
     def break_in(self) -> None:
-        fn = getattr(self.engine, "break_in", None)
-        if fn is not None:
-            fn()
+        self.engine.break_in()
 
     def command_names(self) -> list[str]:
-        """Names for completion: the engine's registry when it has one."""
-        names: set[str] = set()
-        for attr in ("command_names", "commands", "registry"):
-            value = getattr(self.engine, attr, None)
-            try:
-                if callable(value) and attr == "command_names":
-                    value = value()
-                names.update(_names_of(value))
-            except Exception:  # registries differ; completion is a convenience
-                continue
-        if not names:
-            names.update(DEFAULT_COMMANDS)
-        return sorted(names)
+        return sorted(self.engine.command_names())
 
-    # -- objects ---------------------------------------------------------------------------
+    # -- objects (the machine is stopped) -----------------------------------------------------
     def object_at(self, address: int) -> tuple[str, Any] | None:
-        """(host, object) for a live emulated object at `address`."""
+        """(host, object) for a live emulated object at `address`; None while a command runs."""
+        if self.running:
+            return None
         for host, kernel in self.kernels().items():
             obj = kernel.addr_objects.get(address)
             if obj is not None:
                 return host, obj
         return None
-
-    def live_irps(self) -> list[tuple[str, Any]]:
-        from stack.kernel.irp import live_irps
-        out: list[tuple[str, Any]] = []
-        for host, kernel in self.kernels().items():
-            out.extend((host, irp) for irp in live_irps(kernel))
-        return out
-
-    def connections(self) -> list[tuple[str, Any]]:
-        """(host, ConnectionEndpoint) for every TCP connection of every host."""
-        out: list[tuple[str, Any]] = []
-        for host, kernel in self.kernels().items():
-            stack = kernel.extensions.get("tcpip")
-            transport = getattr(stack, "transport", None)
-            if transport is None:
-                continue
-            try:
-                out.extend((host, conn) for conn in transport.connections())
-            except Exception:  # a half-built stack: show what there is
-                continue
-        return out
-
-
-def _names_of(value: Any) -> Iterable[str]:
-    if value is None:
-        return ()
-    if isinstance(value, dict):
-        return [str(k) for k in value]
-    for attr in ("names", "all_names"):
-        fn = getattr(value, attr, None)
-        if callable(fn):
-            return [str(n) for n in fn()]
-    for attr in ("commands", "by_name", "_commands"):
-        inner = getattr(value, attr, None)
-        if isinstance(inner, dict):
-            return [str(k) for k in inner]
-    if isinstance(value, (list, tuple, set)):
-        return [str(getattr(v, "name", v)) for v in value]
-    return ()
-
-
-DEFAULT_COMMANDS: tuple[str, ...] = (
-    "g", "t", "p", "gu", "bp", "bl", "bc", "bd", "be", "k", "kb", "r", "lm", "db", "dd", "dq", "dt", "da",
-    "du", "?", "!irp", "!analyze", "!thread", "!pool", "!ndiskd.netadapter", "!ndiskd.nbl", "!tcb",
-    ".reboot", ".echo", ".help", ".cls", "!wpp", "!wmitrace.logdump", "~",
-)

@@ -49,13 +49,21 @@ def _port(endpoint: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def conn_rows(link: EngineLink) -> list[ConnRow]:
+def connections_of(kernels: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(host, ConnectionEndpoint) for every TCP connection of every host."""
+    out: list[tuple[str, Any]] = []
+    for host, kernel in kernels.items():
+        transport = getattr(kernel.extensions.get("tcpip"), "transport", None)
+        if transport is not None:
+            out.extend((host, conn) for conn in transport.connections())
+    return out
+
+
+def conn_rows(kernels: dict[str, Any]) -> list[ConnRow]:
+    """Reads the machine: call it while it is stopped or on its thread."""
     rows: list[ConnRow] = []
-    for host, conn in link.connections():
-        try:
-            snap: dict[str, Any] = conn.snapshot()
-        except Exception:  # a connection being torn down while we look
-            continue
+    for host, conn in connections_of(kernels):
+        snap: dict[str, Any] = conn.snapshot()
         srtt = snap.get("srtt_ns") or 0
         rows.append(ConnRow(
             host=host, address=int(snap.get("address", getattr(conn, "address", 0)) or 0),
@@ -146,8 +154,9 @@ class NetworkView(Vertical):
         with ScrollableContainer(id="ladder-scroll"):
             yield Static("Select a connection to draw its segments.", id="ladder")
 
-    def refresh_from_link(self) -> None:
-        rows = conn_rows(self.link)
+    def show(self, rows: tuple[ConnRow, ...] | list[ConnRow]) -> None:
+        """Repaint from a MachineView's rows."""
+        rows = list(rows)
         if rows != self.rows:
             self.rows = rows
             table = self.query_one(DataTable)
@@ -170,7 +179,7 @@ class NetworkView(Vertical):
         sel = self.selected
         if sel is None:
             return
-        segments = list(self.link.tap.segments)
+        segments = self.link.tap.segment_notes()
         key = (sel, len(segments), segments[-1].seq if segments else 0, self.size.width)
         if key == self._ladder_key:
             return

@@ -4,8 +4,10 @@ A session script is cut into steps at its `.echo` lines: a step is a run of
 `.echo` lines (the narration, shown large) followed by the commands up to the
 next `.echo`.  The screen shows the narration, then waits; Space (or Enter,
 or →) runs the step's commands - the stack view moves, the output appears -
-and shows the next narration.  Fewer panes than the main app: the stack view,
-the narration and the command output, so the type stays large on a projector.
+and shows the next narration.  Laid out for a projector: the narration on top,
+then the command output across the whole width (`sc query`, `!tcpconn` and `db`
+lines do not wrap), then the stack view, also full width, so host and driver
+names are not cut.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from typing import Any, Callable
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.widgets import Footer, RichLog, Static
 
 from .crash_screen import crash_headline
 from .link import BUGCHECKED, EngineLink
-from .stack_view import StackView, build_picture
+from .stack_view import StackView
 from .status_bar import StatusBar
 from .textlinks import linkify
 
@@ -88,9 +90,8 @@ class PresentationApp(App[None]):
     DEFAULT_CSS = """
     PresentationApp #narration { height: 7; padding: 1 4; background: $panel; color: $text;
                                  text-style: bold; border: tall $accent; }
-    PresentationApp #body { height: 1fr; }
-    PresentationApp #stack-view { width: 3fr; border: round $primary 60%; }
-    PresentationApp #tour-output { width: 2fr; border: round $primary 60%; }
+    PresentationApp #tour-output { height: 1fr; width: 1fr; border: round $primary 60%; }
+    PresentationApp #stack-view { height: 18; width: 1fr; border: round $primary 60%; }
     PresentationApp #progress { height: 1; padding: 0 2; color: $text-muted; }
     """
 
@@ -106,10 +107,9 @@ class PresentationApp(App[None]):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="narration")
-        with Horizontal(id="body"):
-            yield StackView(id="stack-view")
-            with Vertical(id="tour-output"):
-                yield RichLog(id="output", wrap=True, markup=False, max_lines=2_000)
+        with Vertical(id="tour-output"):
+            yield RichLog(id="output", wrap=True, markup=False, max_lines=2_000)
+        yield StackView(id="stack-view")
         yield Static("", id="progress")
         yield StatusBar(id="status-bar")
         yield Footer()
@@ -121,13 +121,12 @@ class PresentationApp(App[None]):
             self.set_interval(self.poll_interval, self.refresh_views)
 
     def refresh_views(self) -> None:
+        """The same MachineView as the main app (built on the machine's thread while it runs)."""
         self.link.sync_world()
-        self.query_one(StatusBar).show(self.link.position())
+        view = self.link.view()
+        self.query_one(StatusBar).show(view.position)
         self.link.tap.drain()  # the tour has no trace pane: keep the queue short
-        try:
-            self.query_one(StackView).show(build_picture(self.link))
-        except RuntimeError:  # read while the machine thread changed a list: next tick
-            pass
+        self.query_one(StackView).show(view.picture)
 
     def _show_step(self) -> None:
         narration = self.query_one("#narration", Static)

@@ -11,13 +11,14 @@ panes around it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import RenderableType
 from rich.style import Style
 from rich.text import Text
 from textual.widget import Widget
 
-from .link import LAYER_ORDER, LAYER_TITLES, EngineLink, layer_of_module
+from .link import LAYER_ORDER, LAYER_TITLES, EventTap, layer_of_module
 
 ROWS_PER_LAYER = 2
 MIN_COLUMN = 16  # the narrowest host column that still reads
@@ -56,14 +57,13 @@ def _layers_for(host: str, modules: list[str], counts: dict[tuple[str, str], int
     return layers
 
 
-def build_picture(link: EngineLink) -> StackPicture:
-    tap = link.tap
+def build_picture(tap: EventTap, kernels: dict[str, Any], events_run: int) -> StackPicture:
+    """The diagram's data at one moment.  Reads the machine's module lists: call it while the
+    machine is stopped or on its thread."""
+    counts, last_by_layer, event, current, previous = tap.layer_state()
     hosts = []
-    kernels = link.kernels()
-    counts = dict(tap.counts)
-    last_by_layer = dict(tap.last_by_layer)
     for host, kernel in kernels.items():
-        modules = [m.name for m in list(kernel.modules)]
+        modules = [m.name for m in kernel.modules]
         by_layer: dict[str, list[str]] = {}
         for name in modules:
             layer = layer_of_module(name)
@@ -75,13 +75,14 @@ def build_picture(link: EngineLink) -> StackPicture:
             for layer in _layers_for(host, modules, counts)
         )
         hosts.append((host, rows))
-    # Users of every host see the same user-mode row count: pad hosts without it.
-    event = tap.last_event
-    caption = f"#{event.seq} {event.host}: {event.describe()}" if event is not None else "no events yet"
-    return StackPicture(tuple(hosts), tap.last_layer, tap.previous_layer, caption)
+    if event is not None:
+        caption = f"#{event.seq} {event.host}: {event.describe()}"
+    else:  # the status bar counts the events the machine ran before the views attached, too
+        caption = f"event {events_run:,}: no hand-off seen since the views attached"
+    return StackPicture(tuple(hosts), current, previous, caption)
 
 
-class StackView(Widget):
+class StackView(Widget, can_focus=True):
     """Renders a `StackPicture`; call `show(picture)` from the app's timer."""
 
     COMPONENT_CLASSES = {"stack-view--current", "stack-view--trail", "stack-view--title", "stack-view--idle",

@@ -60,11 +60,17 @@ TOUR_STEPS: tuple[TourStep, ...] = (
              "Shift+F11 (gu) out of the routine.  The highlighted layer moves; the arrow says\n"
              "down (▼), up (▲) or across the wire (⇄).  bc * and F5 let the echo finish.",
              "p"),
-    TourStep("Read the trace, break in, crash",
-             "F4 is the trace: type provider:echosrv in the filter, / to search, f to follow.\n"
+    TourStep("Trace echosrv with WPP",
+             "echosrv logs through WPP (its provider is WskSampleCtlGuid), but the lab starts no\n"
+             "session for it: d starts one with both flags, TRCERROR and TRCINFO.  Then bc * and\n"
+             "F5 let the echo finish, and F4 shows the trace: type provider:WskSampleCtlGuid in\n"
+             "the filter, / to search, f to follow.",
+             "tracelog -start echosrvtrace -guid #998bdf51-0349-4fbc-870c-d6130a955a5f -flag 0x3 -level 5"),
+    TourStep("Break in, crash",
              "While the machine runs, Ctrl+Break (or Ctrl+C) breaks in at once.\n"
              "sc start buggy loads a driver that completes an IRP twice: the crash screen\n"
-             "shows !analyze -v, and R reboots the lab.  Ctrl+P opens the command palette."),
+             "shows !analyze -v, and R reboots the lab.  Ctrl+P opens the command palette.\n"
+             "Keys: F2 F3 F4 F6 the views, F7 the stack, F8 the command line, Tab moves on."),
 )
 
 

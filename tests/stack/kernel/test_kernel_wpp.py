@@ -26,7 +26,7 @@ def _setup(**session):
     return m, p, s
 
 
-@kroutine("echosrv")
+@kroutine("wpptest")
 def EchoRoutine(p, level, flag, fmt, *args):
     TraceEvents(p, level, flag, fmt, *args)
 
@@ -123,7 +123,7 @@ def test_default_prefix_is_cpu_pid_tid_time_and_provider():
     m, p, s = _setup(flags=0x2, level=TRACE_LEVEL_VERBOSE)
     m.scheduler.run_until(1_500 * NS_PER_MS + 250 * NS_PER_MS)
 
-    @kroutine("echosrv")
+    @kroutine("wpptest")
     def TracingThread(_):
         TraceEvents(p, TRACE_LEVEL_ERROR, "TRACE_IO", "Hello, %d %s", 1, "Hi")
         return

@@ -1,4 +1,9 @@
-"""Fixtures for the TUI tests: a deterministic engine and an app with no timers or blinking."""
+"""Fixtures for the TUI tests: the real engine, an app with no timers or blinking.
+
+Every app here drives `wskdbg.engine.Engine`: on the standard lab (echosrv and khttpd on
+winsrv), or on the debugger tests' small kernel lab (`dbg_harness`) where a machine that
+never goes idle is needed (the ticker: break-in tests).
+"""
 
 from __future__ import annotations
 
@@ -8,41 +13,34 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # dbg_harness
 
-# Routine addresses follow the order routines were defined in per module name; the stand-in
-# defines a few under real module names (tcpip, netvmini, echosrv ...).  Import the real stack
-# first, so the lab's addresses (and the snapshots that show them) are the ones `wskdbg` shows,
-# whichever tests this process happens to collect.
-import stack.drivers.buggy  # noqa: E402,F401
-import stack.drivers.echosrv  # noqa: E402,F401
-import stack.drivers.khttpd.driver  # noqa: E402,F401
-import stack.drivers.ksocket  # noqa: E402,F401
-import stack.fs.kfs  # noqa: E402,F401
-import stack.world  # noqa: E402,F401
-import stack.afd  # noqa: E402,F401
+from dbg_harness import factory  # noqa: E402
 
-from standin import StandinEngine  # noqa: E402
-
+from wskdbg.engine import Engine  # noqa: E402
 from wskdbg.tui.app import WskdbgApp  # noqa: E402
 
 SIZE = (120, 40)
 
 
 def make_app(seed: int = 1, **options) -> WskdbgApp:
-    """poll_hz=0: the tests call refresh_views()/settle() themselves, so nothing
-    depends on when a timer happens to fire."""
-    options.setdefault("poll_hz", 0)
-    options.setdefault("cursor_blink", False)
-    return WskdbgApp(StandinEngine(seed), **options)
-
-
-def make_lab_app(seed: int = 1, **options) -> WskdbgApp:
-    """The real engine on the standard lab (echosrv and khttpd running), seeded, no timers."""
-    from wskdbg.engine import Engine
-
+    """The real engine on the standard lab, seeded.  poll_hz=0: the tests call
+    refresh_views()/settle() themselves, so nothing depends on when a timer fires."""
     options.setdefault("poll_hz", 0)
     options.setdefault("cursor_blink", False)
     return WskdbgApp(Engine(seed=seed), **options)
+
+
+make_lab_app = make_app
+
+
+def make_ticker_app(**options) -> WskdbgApp:
+    """The real engine on a kernel lab whose timer re-arms forever: `g` runs until a break-in
+    (the event cap, far away, ends a lost one instead of hanging the test)."""
+    options.setdefault("poll_hz", 0)
+    options.setdefault("cursor_blink", False)
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=3_000_000)
+    return WskdbgApp(engine, **options)
 
 
 @pytest.fixture

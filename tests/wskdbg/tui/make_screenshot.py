@@ -1,8 +1,7 @@
-"""Write wskdbg/tui/screenshot.svg (the README's picture): `python tests/wskdbg/tui/make_screenshot.py [--lab]`.
+"""Write wskdbg/tui/screenshot.svg (the README's picture): `python tests/wskdbg/tui/make_screenshot.py`.
 
-By default it drives the test stand-in (an echo IRP in flight, its `!irp` shown);
-with --lab it uses the real engine on the standard lab and runs the tour's commands (a
-breakpoint in echosrv, `!echo "hello"`, g, k, !irp, p), then shows the echo client's pending receive IRP.
+The real engine on the standard lab runs the tour's commands (a breakpoint in echosrv,
+`!echo "hello"`, g, k, !irp, p, the WPP session), then shows the echo client's pending receive IRP.
 """
 
 from __future__ import annotations
@@ -14,30 +13,24 @@ import sys
 HERE = os.path.dirname(__file__)
 sys.path[:0] = [os.path.abspath(os.path.join(HERE, "..", "..", "..")), HERE]
 
-from standin import StandinEngine  # noqa: E402
-
 from wskdbg.tui.app import WskdbgApp  # noqa: E402
-from wskdbg.tui.irp_view import irp_state  # noqa: E402
 from wskdbg.tui.tour import TOUR_STEPS  # noqa: E402
 
 OUT = os.path.abspath(os.path.join(HERE, "..", "..", "..", "wskdbg", "tui", "screenshot.svg"))
 
 
-async def main(lab: bool) -> None:
-    app = WskdbgApp(None if lab else StandinEngine(), poll_hz=0, cursor_blink=False)
+async def main() -> None:
+    app = WskdbgApp(None, poll_hz=0, cursor_blink=False)  # the real engine on the standard lab
     async with app.run_test(size=(140, 42)) as pilot:
         await app.settle()
-        commands = [s.command for s in TOUR_STEPS if s.command] if lab else ["t", "t", "t"]
-        for command in commands:
+        for command in [s.command for s in TOUR_STEPS if s.command]:
             app.run_command(command)
             await app.settle()
-        irps = app.link.live_irps()
-        if lab:  # the echo client's receive, pending in AFD until its line comes back
-            irps.sort(key=lambda item: (irp_state(item[1]) != "pending", item[0] != "client"))
+        # the echo client's receive, pending in AFD until its line comes back
+        irps = sorted(app.irp_view.rows, key=lambda row: (row.state != "pending", row.host != "client"))
         if irps:
-            host, irp = irps[0]
-            app.irp_view.select(host, irp.address)
-            app.run_command(f"!irp {irp.address:x}")
+            app.irp_view.select(irps[0].host, irps[0].address)
+            app.run_command(f"!irp {irps[0].address:x}")
             await app.settle()
         for _ in range(3):
             await pilot.pause()
@@ -47,4 +40,4 @@ async def main(lab: bool) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main("--lab" in sys.argv))
+    asyncio.run(main())

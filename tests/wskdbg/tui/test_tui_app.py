@@ -1,27 +1,35 @@
-"""Pilot tests of the wskdbg TUI over a deterministic engine stand-in.
+"""Pilot tests of the wskdbg TUI over the real engine.
 
 Each test drives the app the way a person would (keys, Enter, the filter bar)
-and checks what the views then show.  No wall-clock waits: `app.settle()`
-waits for the command worker, then refreshes every view.
+and checks what the views then show against what the engine's commands print.
+No wall-clock waits: `app.settle()` waits for the command worker, then
+refreshes every view; runs that must be interrupted are bounded by the
+engine's run and event caps, so a lost break-in fails instead of hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Awaitable, Callable
 
-from conftest import SIZE, make_app
+import pytest
+from conftest import SIZE, make_app, make_ticker_app
 from screen_text import screen_text
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, TabbedContent
 
-from wskdbg.tui.app import WskdbgApp
+from wskdbg.engine import Engine
+from wskdbg.engine_api import DebuggerEngine
+from wskdbg.tui import snapshot
+from wskdbg.tui.app import TAB_IDS, WskdbgApp
 from wskdbg.tui.crash_screen import CrashScreen
 from wskdbg.tui.link import BROKEN, BUGCHECKED, RUNNING
 from wskdbg.tui.tour import TOUR_STEPS, TourScreen
 from wskdbg.tui.trace_view import TraceFilterBar
 
 Scenario = Callable[[WskdbgApp, Pilot], Awaitable[None]]
+BREAK_LINE = "Break instruction exception - code 80000003 (first chance)"
 
 
 def drive(app: WskdbgApp, scenario: Scenario) -> None:
@@ -31,7 +39,10 @@ def drive(app: WskdbgApp, scenario: Scenario) -> None:
             await pilot.pause()
             await scenario(app, pilot)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        app.engine.close()
 
 
 async def type_command(app: WskdbgApp, pilot: Pilot, command: str) -> None:
@@ -41,14 +52,16 @@ async def type_command(app: WskdbgApp, pilot: Pilot, command: str) -> None:
     await pilot.pause()
 
 
-async def step_until_irp_outstanding(app: WskdbgApp, pilot: Pilot) -> int:
-    """F11 until the I/O manager has an IRP in flight (pended by the miniport)."""
-    for _ in range(20):
-        if app.link.live_irps():
-            return app.link.live_irps()[0][1].address
-        await pilot.press("f11")
-        await app.settle()
-    raise AssertionError("no IRP became outstanding")
+def commands_run(app: WskdbgApp) -> list[str]:
+    return [line.removeprefix("0: kd> ") for line in app.command_pane.transcript if line.startswith("0: kd> ")]
+
+
+def test_the_real_engine_satisfies_the_interface_the_tui_uses() -> None:
+    engine = Engine(seed=1)
+    try:
+        assert isinstance(engine, DebuggerEngine)
+    finally:
+        engine.close()
 
 
 def test_start_shows_welcome_prompt_stack_and_broken_in_status(app: WskdbgApp) -> None:
@@ -64,135 +77,224 @@ def test_start_shows_welcome_prompt_stack_and_broken_in_status(app: WskdbgApp) -
     drive(app, scenario)
 
 
-def test_typed_command_runs_on_the_engine_and_prints_like_the_repl(app: WskdbgApp) -> None:
+def test_status_bar_and_stack_view_agree_on_the_events_run_before_the_views_attached(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        await type_command(app, pilot, "!irp zz")
-        assert app.engine.executed == ["!irp zz"]
-        assert "0: kd> !irp zz" in app.command_pane.transcript
-        assert "Invalid IRP address 'zz'" in app.command_pane.transcript
+        position = app.status_bar.position
+        assert position.events_run > 0  # the lab booted before the TUI attached
+        caption = app.stack_view.picture.caption
+        assert f"event {position.events_run:,}" in caption and "no events yet" not in caption
 
     drive(app, scenario)
 
 
-def test_enter_on_an_empty_line_repeats_the_last_command(app: WskdbgApp) -> None:
+def test_typed_command_prints_exactly_what_the_engine_prints(app: WskdbgApp) -> None:
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        expected = Engine(seed=1)
+        try:
+            await type_command(app, pilot, "!irp zz")
+            assert commands_run(app) == ["!irp zz"]
+            assert app.command_pane.transcript[-1] == expected.execute("!irp zz").text
+        finally:
+            expected.close()
+
+    drive(app, scenario)
+
+
+def test_enter_on_an_empty_command_line_repeats_the_last_command_but_not_elsewhere(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
         await type_command(app, pilot, "t")
         await pilot.press("enter")
         await app.settle()
-        assert app.engine.executed == ["t", "t"]
+        assert commands_run(app) == ["t", "t"]
+        await pilot.press("f2")  # the IRP table has the keys now: Enter selects a row
+        await pilot.pause()
+        assert app.focused is app.irp_view.query_one(DataTable)
+        await pilot.press("enter")
+        await app.settle()
+        assert commands_run(app) == ["t", "t"]
 
     drive(app, scenario)
 
 
-def test_up_arrow_recalls_history_and_tab_completes_command_names(app: WskdbgApp) -> None:
+def test_tab_completes_a_command_name_and_otherwise_moves_the_focus_on(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
         await type_command(app, pilot, "k")
         line = app.command_pane.input
         await pilot.press("up")
         assert line.value == "k"
         line.value = ""
-        await pilot.press(".", "r", "e", "tab")
+        await pilot.press(".", "r", "e", "b", "tab")
         assert line.value == ".reboot "
+        line.value = ""
+        await pilot.press("tab")  # nothing to complete: Tab leaves the command line
+        assert app.focused is not line
+        await pilot.press("f8")
+        assert app.focused is line
 
     drive(app, scenario)
 
 
 def test_f11_and_f10_step_and_the_stack_view_highlight_moves(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        await type_command(app, pilot, "bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine")
+        await type_command(app, pilot, '!echo "hello"')
+        await pilot.press("f5")
+        await app.settle()
         seen = []
-        for key in ("f11", "f11", "f10", "f10"):
-            before = app.link.position().events_run
+        for key in ("f11", "f11", "f10"):
+            before = app.link.position().event_seq
             await pilot.press(key)
             await app.settle()
-            assert app.link.position().events_run == before + 1
+            assert app.link.position().event_seq > before
             seen.append(app.stack_view.picture.current)
-        assert app.engine.executed == ["t", "t", "p", "p"]
-        assert {layer for _, layer in seen} == {"drivers", "miniport"}
-        assert seen[0] != seen[1]  # the highlight moved between layers
-        assert app.stack_view.picture.previous == seen[-2]
+        assert commands_run(app)[-3:] == ["t", "t", "p"]
+        assert all(host == "winsrv" for host, _ in seen)
+        assert app.stack_view.picture.previous is not None
 
     drive(app, scenario)
 
 
-def test_selecting_an_irp_shows_its_stack_locations_and_its_mdl_chain_with_bytes(app: WskdbgApp) -> None:
+def test_irp_detail_is_exactly_what_irp_prints(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        address = await step_until_irp_outstanding(app, pilot)
         await pilot.press("f2")
+        await pilot.pause()
         table = app.irp_view.query_one(DataTable)
-        table.focus()
+        assert app.focused is table
         keys = [str(k.value) for k in table.rows]
-        table.move_cursor(row=keys.index(f"winsrv:{address:x}"))
+        key = next(k for k in keys if k.startswith("winsrv:"))
+        address = int(key.partition(":")[2], 16)
+        table.move_cursor(row=keys.index(key))
         await pilot.press("enter")
         await pilot.pause()
-        detail = str(app.irp_view.query_one("#irp-detail").render())
-        assert f"{address:016x}" in detail
-        assert "netvmini" not in detail or "IRP_MJ_INTERNAL_DEVICE_CONTROL" in detail
-        assert "echosrv!EchoSendComplete" in detail  # the completion routine of the top location
-        await pilot.press("f3")
-        await pilot.pause()
-        mdl_view = app.mdl_view
-        assert mdl_view.mdl is not None and mdl_view.mdl.address == app.link.object_at(address)[1].mdl_address.address
-        boxes = str(mdl_view.query_one("#mdl-boxes").render())
-        assert "StartVa" in boxes and "ByteCount" in boxes and "0x20 (32)" in boxes
-        dump = str(mdl_view.query_one("#mdl-dump").render())
-        assert "hello" in dump
+        expected = app.engine.execute(f"!irp {address:x}").text  # the machine is stopped
+        assert app.irp_view.detail_text == expected
+        assert str(app.irp_view.query_one("#irp-detail").render()) == expected
 
     drive(app, scenario)
 
 
-def test_trace_filter_keeps_only_the_chosen_provider(app: WskdbgApp) -> None:
+def test_clicking_an_mdl_address_shows_its_chain_with_bytes(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        for _ in range(6):
-            await pilot.press("f11")
+        # Stopped where the echo reaches the miniport: the NB's MDL chain is tcpip's header,
+        # then echosrv's own buffer (zero copy).
+        for command in ("bp /h winsrv wskprov!WskSend", '!echo "hello"', "g",
+                        "bp /h winsrv netvmini!MPSendNetBufferLists", "g"):
+            app.run_command(command)
             await app.settle()
+        first_mdl = app.engine.execute("? poi(poi(@rdx+8)+20)").data["value"]
+        app.action_inspect_address(first_mdl)
+        await app.settle()
+        mdl_view = app.mdl_view
+        assert mdl_view.mdl is app.engine.kernels["winsrv"].addr_objects[first_mdl]
+        assert app.main.query_one(TabbedContent).active == TAB_IDS["mdl"]
+        boxes = str(mdl_view.query_one("#mdl-boxes").render())
+        assert "StartVa" in boxes and "ByteCount" in boxes
+        assert "hello" in str(mdl_view.query_one("#mdl-dump").render())
+
+    drive(app, scenario)
+
+
+def test_clicking_an_irp_address_selects_it_and_runs_irp(app: WskdbgApp) -> None:
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        irp = next(iter(app.engine.kernels["winsrv"].extensions["irps"].values()))
+        app.action_inspect_address(irp.address)
+        await app.settle()
+        assert commands_run(app)[-1] == f"!irp {irp.address:x}"
+        assert app.irp_view.selected == ("winsrv", irp.address)
+        assert app.command_pane.transcript[-1] == app.irp_view.detail_text
+
+    drive(app, scenario)
+
+
+FOCUS_TARGETS = ("#command-input", "#irp-table", "#irp-detail-scroll", "#mdl-view", "#trace-view",
+                 "#trace-filter", "#conn-table", "#stack-view")
+
+
+def test_every_view_key_works_from_every_focus(app: WskdbgApp) -> None:
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        tabs = app.main.query_one(TabbedContent)
+        steps = 0
+        for target in FOCUS_TARGETS:
+            for key, tab in (("f2", "irps"), ("f3", "mdl"), ("f4", "trace"), ("f6", "network")):
+                app.action_show_tab({"#irp-table": "irps", "#irp-detail-scroll": "irps", "#mdl-view": "mdl",
+                                     "#trace-view": "trace", "#trace-filter": "trace",
+                                     "#conn-table": "network"}.get(target, "irps"))
+                for _ in range(3):  # the tab switch settles (a hidden pane gives its focus up)
+                    await pilot.pause()
+                    app.main.query_one(target).focus()
+                await pilot.pause()
+                assert app.focused is app.main.query_one(target)
+                await pilot.press(key)
+                await pilot.pause()
+                assert tabs.active == TAB_IDS[tab], (target, key)
+            for _ in range(3):
+                await pilot.pause()
+                app.main.query_one(target).focus()
+            await pilot.press("f11")  # the run keys too
+            await app.settle()
+            steps += 1
+            assert commands_run(app).count("t") == steps, target
+            app.main.query_one(target).focus()
+            await pilot.press("f7")
+            await pilot.pause()
+            assert app.focused is app.stack_view
+            await pilot.press("f8")
+            assert app.focused is app.command_pane.input
+
+    drive(app, scenario)
+
+
+def test_the_pane_with_the_keys_is_marked() -> None:
+    app = make_app()
+
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        command_pane = app.main.query_one("#command-pane")
+        stack_pane = app.main.query_one("#stack-pane")
+        assert command_pane.has_pseudo_class("focus-within") and not stack_pane.has_pseudo_class("focus-within")
+        await pilot.press("f7")
+        await pilot.pause()
+        assert stack_pane.has_pseudo_class("focus-within") and not command_pane.has_pseudo_class("focus-within")
+        assert stack_pane.styles.border_top != command_pane.styles.border_top  # drawn differently
+
+    drive(app, scenario)
+
+
+def test_trace_filter_of_tour_step_8_shows_echosrvs_wpp_messages(app: WskdbgApp) -> None:
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        for step in TOUR_STEPS:
+            if step.command:
+                app.run_command(step.command)
+                await app.settle()
+        app.run_command("bc *")
+        await app.settle()
+        await pilot.press("f5")  # the echo finishes, echosrv logs
+        await app.settle()
         await pilot.press("f4")
         pane = app.trace_pane
-        assert len(pane.store) > 20
         bar = pane.query_one(TraceFilterBar)
         bar.focus()
         await pilot.pause()
-        bar.value = "provider:echosr"  # typed; the last key is pressed for real
+        bar.value = "provider:WskSampleCtlGui"  # typed; the last key is pressed for real
         bar.cursor_position = len(bar.value)
-        await pilot.press("v")
+        await pilot.press("d")
         await app.settle()
-        selection = pane.view.selection
-        lines = [pane.store.line(p) for p in selection]
-        assert pane.trace_filter.providers == {"echosrv"}, (pane.trace_filter, bar.value, app.focused)
-        assert lines and all("[echosrv]" in line for line in lines)
-        assert any("sending 32 bytes" in line for line in lines)
+        lines = [pane.store.line(p) for p in pane.view.selection]
+        assert lines and all("[WskSampleCtlGuid]" in line for line in lines)
 
     drive(app, scenario)
 
 
-def test_break_in_while_running_stops_the_machine_at_once(app: WskdbgApp) -> None:
+def test_bug_check_shows_exactly_analyze_v_and_reboot_brings_the_machine_back(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        start = app.link.position().events_run
-        await pilot.press("f5")
-        await asyncio.to_thread(app.engine.running_for_a_while.wait)  # it has run 200 events
-        assert app.refresh_views().state == RUNNING
-        assert app.run_command("k") is False  # commands wait while it runs; break-in does not
-        assert "*BUSY*" in app.command_pane.transcript[-1]  # commands wait; break-in does not
-        await pilot.press("ctrl+c")
-        await app.settle()
-        position = app.link.position()
-        assert position.state == BROKEN
-        assert position.events_run > start + 200
-        assert any("Break instruction exception" in line for line in app.command_pane.transcript)
-        assert "BROKEN IN" in screen_text(app)
-
-    drive(app, scenario)
-
-
-def test_bug_check_shows_the_crash_screen_and_reboot_brings_the_machine_back(app: WskdbgApp) -> None:
-    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        await type_command(app, pilot, ".crash")
+        await type_command(app, pilot, "sc start buggy")
         await pilot.press("f5")
         await app.settle()
         await pilot.pause()
         assert app.link.position().state == BUGCHECKED
         assert isinstance(app.screen, CrashScreen)
-        text = screen_text(app)
-        assert "MULTIPLE_IRP_COMPLETE_REQUESTS" in text and "Bugcheck Analysis" in text
+        assert app.screen.analysis == app.engine.execute("!analyze -v").text
+        assert "MULTIPLE_IRP_COMPLETE_REQUESTS" in screen_text(app)
+        await pilot.press("f5")  # the main screen's keys do nothing here
         await pilot.press("escape")  # inspect the frozen machine
         assert not isinstance(app.screen, CrashScreen)
         assert "BUG-CHECKED" in screen_text(app)
@@ -205,23 +307,12 @@ def test_bug_check_shows_the_crash_screen_and_reboot_brings_the_machine_back(app
         assert not isinstance(app.screen, CrashScreen)
         position = app.link.position()
         assert position.state == BROKEN and position.generation == 2
-        assert app.engine.executed[-1] == ".reboot"
-        booted = position.events_run
+        assert commands_run(app) == ["sc start buggy", "g", ".reboot"]  # F5 on the crash screen ran nothing
+        booted = position.event_seq
+        await type_command(app, pilot, '!echo "hello"')  # the rebooted lab idles until given work
         await pilot.press("f11")  # the new machine steps
         await app.settle()
-        assert app.link.position().events_run == booted + 1
-
-    drive(app, scenario)
-
-
-def test_clicking_an_irp_address_selects_it_and_runs_irp(app: WskdbgApp) -> None:
-    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        address = await step_until_irp_outstanding(app, pilot)
-        app.action_inspect_address(address)
-        await app.settle()
-        assert app.engine.executed[-1] == f"!irp {address:x}"
-        assert app.irp_view.selected == ("winsrv", address)
-        assert app.mdl_view.mdl is not None
+        assert app.link.position().event_seq > booted, (commands_run(app), app.command_pane.transcript[-2:], app.screen)
 
     drive(app, scenario)
 
@@ -262,19 +353,86 @@ def test_resizing_keeps_every_pane_and_the_status_bar_visible() -> None:
     drive(app, scenario)
 
 
-def test_timer_refresh_shows_new_events_while_running() -> None:
-    app = make_app(poll_hz=50)
+# --- the machine running: views from snapshots, break-in never lost ------------------------------
+
+def test_while_the_machine_runs_views_are_built_on_its_thread_only() -> None:
+    app = make_ticker_app(poll_hz=50)
+    builds: list[tuple[bool, str]] = []
+    real_build = snapshot.build_view
+
+    def recording_build(link, state):  # type: ignore[no-untyped-def]
+        builds.append((link.running, threading.current_thread().name))
+        return real_build(link, state)
 
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        running = threading.Event()
+        app.engine.bus.subscribe(lambda ev: running.set())
         await pilot.press("f5")
-        for _ in range(200):
-            await pilot.pause(0.02)  # lets the app's own timer fire (no assertion on time)
+        await asyncio.to_thread(running.wait, 60)
+        for _ in range(500):
+            await pilot.pause(0.01)  # lets the app's own timer fire (no assertion on time)
             status = app.status_bar.position
-            if status is not None and status.state == RUNNING and status.events_run > 0:
+            if status is not None and status.state == RUNNING and status.events_run > 50:
                 break
-        assert app.status_bar.position.state == RUNNING
+        assert app.status_bar.position.state == RUNNING  # a view came from the running machine
         await pilot.press("ctrl+c")
         await app.settle()
         assert app.status_bar.position.state == BROKEN
+        while_running = [name for was_running, name in builds if was_running]
+        assert while_running and set(while_running) == {"wskdbg-machine"}
+
+    snapshot.build_view = recording_build  # type: ignore[assignment]
+    try:
+        drive(app, scenario)
+    finally:
+        snapshot.build_view = real_build  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("phase", ["before the machine runs", "during the first g", "between the two g",
+                                   "during the second g"])
+def test_ctrl_c_at_every_phase_of_g_g_breaks_in(phase: str) -> None:
+    app = make_ticker_app()
+    engine = app.engine
+    engine.run_cap_ns = 5_000_000  # each g ends at 5 ms of virtual time: a lost break-in shows as a cap stop
+    gate = threading.Event()  # the machine side waits here for the test's Ctrl+C
+    pressed = threading.Event()
+    real_execute, real_execute_one = engine.execute, engine.execute_one
+    events = [0]
+    runs = [0]
+
+    def execute(line: str):  # type: ignore[no-untyped-def]
+        if phase == "before the machine runs":
+            gate.set()
+            pressed.wait(60)
+        return real_execute(line)
+
+    def execute_one(text: str, offset: int = 0):  # type: ignore[no-untyped-def]
+        result = real_execute_one(text, offset)
+        runs[0] += 1
+        if phase == "between the two g" and runs[0] == 1:
+            gate.set()
+            pressed.wait(60)
+        return result
+
+    def on_event(ev) -> None:  # type: ignore[no-untyped-def]
+        events[0] += 1
+        if (phase == "during the first g" and runs[0] == 0 and events[0] == 5) or \
+                (phase == "during the second g" and runs[0] == 1 and not gate.is_set()):
+            gate.set()
+            pressed.wait(60)
+
+    engine.execute = execute  # type: ignore[method-assign]
+    engine.execute_one = execute_one  # type: ignore[method-assign]
+    engine.bus.subscribe(on_event)
+
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        app.run_command("g; g")
+        await asyncio.to_thread(gate.wait, 60)
+        await pilot.press("ctrl+c")
+        pressed.set()
+        await app.settle()
+        assert engine.last_stop.reason == "break", (phase, engine.last_stop)
+        assert app.command_pane.transcript[-1].count(BREAK_LINE) == 1
+        assert app.link.position().state == BROKEN
 
     drive(app, scenario)

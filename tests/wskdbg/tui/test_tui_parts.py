@@ -7,10 +7,11 @@ import asyncio
 import pytest
 from conftest import SIZE
 from screen_text import screen_text
-from standin import StandinEngine
 
 from stack.kernel.events import IrpDispatched, RoutineEntered, WppMessage
+from wskdbg.engine import Engine
 from wskdbg.tui.app import event_record
+from wskdbg.tui.irp_view import location_text
 from wskdbg.tui.command_pane import CommandHistory, complete
 from wskdbg.tui.link import EventTap, SegmentNote, layer_of_event
 from wskdbg.tui.mdl_view import chain_of, render_chain
@@ -23,6 +24,7 @@ from wskdbg.tui.tour import tour_markdown
 
 def test_events_map_to_their_stack_layer_by_module_then_by_kind() -> None:
     assert layer_of_event(RoutineEntered(host="winsrv", symbol="tcpip!TcpReceive")) == "tcpip"
+    assert layer_of_event(RoutineEntered(host="winsrv", symbol="buggy!BuggyTimerDpc")) == "drivers"  # any driver
     assert layer_of_event(RoutineEntered(host="winsrv", symbol="netvmini!MPSendNetBufferLists")) == "miniport"
     assert layer_of_event(IrpDispatched(host="winsrv", irp=1, major=0xF, minor=0, device=2, driver="afd")) == "wsk"
     assert layer_of_event(RoutineEntered(host="winsrv", symbol="nt!KiIdleLoop")) is None
@@ -91,16 +93,27 @@ def test_ladder_draws_each_direction_of_the_selected_conversation_only() -> None
 
 
 def test_mdl_chain_boxes_follow_next_and_stop_on_a_cycle() -> None:
-    engine = StandinEngine()
-    engine.execute("t")  # EchoSend: one IRP with one MDL is in flight
-    irp = next(iter(engine.machine.kernels["winsrv"].extensions["irps"].values()))
-    mdl = irp.mdl_address
-    assert chain_of(mdl) == [mdl]
-    mdl.next = mdl  # a corrupt chain must not hang the view
-    assert len(chain_of(mdl)) == 1
-    mdl.next = None
-    text = render_chain([mdl], 100).plain
-    assert "StartVa" in text and f"{mdl.start_va:016x}" in text and "Next = NULL" in text
+    engine = Engine(seed=1)
+    try:
+        for command in ("bp /h winsrv wskprov!WskSend", '!echo "hello"', "g",
+                        "bp /h winsrv netvmini!MPSendNetBufferLists", "g"):
+            engine.execute(command)  # the echo at the miniport: tcpip's header MDL, then echosrv's buffer
+        mdl = engine.kernels["winsrv"].addr_objects[engine.execute("? poi(poi(@rdx+8)+20)").data["value"]]
+        chain = chain_of(mdl)
+        assert len(chain) == 2 and chain[1] is mdl.next and mdl.next.next is None
+        tail = mdl.next
+        tail.next = mdl  # a corrupt (cyclic) chain must not hang the view
+        assert len(chain_of(mdl)) == 2
+        tail.next = None
+        text = render_chain(chain, 100).plain
+        assert "StartVa" in text and f"{mdl.start_va:016x}" in text and "Next = NULL" in text
+    finally:
+        engine.close()
+
+
+def test_the_irp_tables_stack_location_reads_plainly() -> None:
+    assert location_text(2, 3) == "2 of 3"
+    assert location_text(2, 1) == "none of 1"  # CurrentLocation = StackCount + 1: not sent down yet
 
 
 def test_kernel_addresses_are_clickable_and_small_numbers_are_not() -> None:
@@ -113,6 +126,16 @@ SCRIPT = """\
 $$ a comment
 .echo Step one: look at the stack.
 .echo It has layers.
+t
+t
+.echo Step two: one more.
+t
+"""
+
+
+LAB_SCRIPT = """\
+.echo Step one: look at the stack.
+!echo "hello"
 t
 t
 .echo Step two: one more.
@@ -134,30 +157,33 @@ def test_tour_reports_a_missing_or_empty_script_clearly(tmp_path, capsys) -> Non
     empty.write_text("$$ nothing\n")
     with pytest.raises(TourScriptError, match="no commands"):
         load_tour(empty)
-    assert run_tour(tmp_path / "nope.wds", engine=StandinEngine()) == 2
+    assert run_tour(tmp_path / "nope.wds", engine_factory=lambda: pytest.fail("no engine for a missing script")) == 2
     assert "wskdbg tour: cannot read" in capsys.readouterr().err
 
 
 def test_presentation_mode_waits_for_a_key_then_runs_the_step_and_narrates_the_next() -> None:
-    engine = StandinEngine()
-    app = PresentationApp(parse_tour(SCRIPT), engine, poll_hz=0)
+    engine = Engine(seed=1)
+    app = PresentationApp(parse_tour(LAB_SCRIPT), engine, poll_hz=0)
 
     async def main() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
-            assert "Step one" in screen_text(app) and engine.executed == []
+            assert "Step one" in screen_text(app) and "0: kd> t" not in screen_text(app)
             await pilot.press("space")
             await app.workers.wait_for_complete()
             await pilot.pause()
-            assert engine.executed == ["t", "t"]
+            assert screen_text(app).count("0: kd> t") == 2
             assert "Step two" in screen_text(app)
-            assert app.query_one("StackView").picture.current is not None
+            assert app.query_one("StackView").picture.caption.startswith("#")  # the hand-off it stopped at
             await pilot.press("space")
             await app.workers.wait_for_complete()
             await pilot.pause()
             assert "The end" in screen_text(app)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        engine.close()
 
 
 def test_tour_markdown_lists_every_step_with_its_command() -> None:
@@ -183,7 +209,31 @@ def test_the_tours_commands_work_on_the_standard_lab_and_stop_in_echosrv() -> No
         assert "nt!IofCompleteRequest" in out["k"] and "afd!WskProAPIReceive" in out["k"]
         assert out["!irp @rdx"].startswith("Irp is active")
         assert "ret: echosrv!WskSampleReceiveIrpCompletionRoutine" in out["p"]
+        assert "WskSampleCtlGuid" in out[TOUR_STEPS[7].command]  # step 8 starts echosrv's WPP session
         engine.execute("bc *")
         assert "1 exchange, all echoed intact" in engine.execute("g").text
+    finally:
+        engine.close()
+
+
+def test_presentation_mode_lays_out_for_a_projector() -> None:
+    # 160x50: the output runs the whole width under the narration; the stack view's host and
+    # driver names are not cut.
+    engine = Engine(seed=1)
+    app = PresentationApp(parse_tour(SCRIPT), engine, poll_hz=0)
+
+    async def main() -> None:
+        async with app.run_test(size=(160, 50)) as pilot:
+            await pilot.pause()
+            narration = app.query_one("#narration").region
+            output = app.query_one("#tour-output").region
+            assert output.width == 160 and output.y > narration.y
+            assert app.query_one("#output").region.width >= 156  # inside its border
+            text = screen_text(app)
+            for name in ("winsrv", "client", "dns", "httpbin", "kfs echosrv khttpd", "netvmini", "wskprov"):
+                assert name in text, name
+
+    try:
+        asyncio.run(main())
     finally:
         engine.close()

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from conftest import SIZE
 from screen_text import screen_text
 
-engine_module = pytest.importorskip("wskdbg.engine")
-pytest.importorskip("stack.world")
-
-from wskdbg.tui.app import WskdbgApp  # noqa: E402
-from wskdbg.tui.link import BROKEN  # noqa: E402
+from wskdbg.tui.app import WskdbgApp
+from wskdbg.tui.link import BROKEN
 
 
 def test_default_lab_opens_with_both_hosts_and_runs_registry_commands() -> None:
@@ -36,4 +32,7 @@ def test_default_lab_opens_with_both_hosts_and_runs_registry_commands() -> None:
             assert after.events_run >= before.events_run
             await pilot.pause()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        app.engine.close()

@@ -1,0 +1,132 @@
+"""Break-in is never lost: a request is kept until a run consumes it.
+
+The lab's ticker re-arms a timer forever, so `g` with no run cap would run to the event cap;
+a lost break-in therefore shows as a stop at the event cap (the tests never hang).  Every
+phase of `g; g` is covered: before the machine takes its turn, during the first run,
+between the two runs, during the second run.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from dbg_harness import factory
+
+from wskdbg.engine import Engine
+
+BREAK_LINE = "Break instruction exception - code 80000003 (first chance)"
+
+
+def ticker_engine() -> Engine:
+    return Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=50_000)
+
+
+def break_lines(text: str) -> int:
+    return text.count(BREAK_LINE)
+
+
+def test_break_in_before_the_machine_takes_its_turn_stops_the_first_run():
+    engine = ticker_engine()
+    try:
+        engine.break_in()  # Ctrl+C as the command is submitted, before `g` starts the machine
+        result = engine.execute("g; g")
+        assert break_lines(result.text) == 1
+        assert engine.last_stop.reason == "break"
+        assert engine.scheduler.events_run < 10  # stopped at once, not at the event cap
+    finally:
+        engine.close()
+
+
+def test_break_in_during_the_first_run_stops_it_and_drops_the_second_g():
+    engine = ticker_engine()
+    seen = [0]
+
+    def on_event(ev) -> None:
+        seen[0] += 1
+        if seen[0] == 300:
+            engine.break_in()
+
+    engine.bus.subscribe(on_event)
+    try:
+        result = engine.execute("g; g")
+        assert break_lines(result.text) == 1
+        assert engine.last_stop.reason == "break"
+        assert seen[0] < 400  # the second `g` did not run on
+    finally:
+        engine.close()
+
+
+def test_break_in_between_the_two_runs_stops_the_second_one_at_once():
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=5_000_000, event_cap=50_000)
+    real_execute_one = engine.execute_one
+    calls = [0]
+
+    def execute_one(text: str, offset: int = 0):
+        result = real_execute_one(text, offset)
+        calls[0] += 1
+        if calls[0] == 1:  # the first `g` stopped at its run cap: Ctrl+C now
+            assert engine.last_stop.reason == "timecap"
+            engine.break_in()
+        return result
+
+    engine.execute_one = execute_one  # type: ignore[method-assign]
+    try:
+        engine.execute("g; g")
+        assert calls[0] == 2
+        assert engine.last_stop.reason == "break"
+        stopped_at = engine.scheduler.now_ns
+        assert stopped_at <= 5_000_000 + 2_000_000  # the second run stopped at its first hand-off
+    finally:
+        engine.close()
+
+
+def test_break_in_during_the_second_run_stops_it():
+    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=5_000_000, event_cap=50_000)
+    seen = [0]
+    first_run_events = [0]
+
+    def on_event(ev) -> None:
+        seen[0] += 1
+        if engine.last_stop.reason == "timecap" and not first_run_events[0]:
+            first_run_events[0] = seen[0]
+        if first_run_events[0] and seen[0] == first_run_events[0] + 20:
+            engine.break_in()
+
+    engine.bus.subscribe(on_event)
+    try:
+        result = engine.execute("g; g")
+        assert first_run_events[0]  # the first run ended at its cap, the second one ran
+        assert break_lines(result.text) == 1
+        assert engine.last_stop.reason == "break"
+    finally:
+        engine.close()
+
+
+def test_break_in_from_another_thread_while_g_runs():
+    engine = ticker_engine()
+    running = threading.Event()
+    engine.bus.subscribe(lambda ev: running.set())
+    box = {}
+    runner = threading.Thread(target=lambda: box.setdefault("r", engine.execute("g; g")), daemon=True)
+    try:
+        runner.start()
+        assert running.wait(30)
+        engine.break_in()
+        runner.join(60)
+        assert not runner.is_alive()
+        assert break_lines(box["r"].text) == 1
+        assert engine.last_stop.reason == "break"
+    finally:
+        engine.close()
+
+
+def test_a_break_in_no_run_consumed_ends_with_its_command_line():
+    engine = ticker_engine()
+    try:
+        engine.break_in()
+        engine.execute("? 1")  # nothing ran: the request ends with this command line
+        engine.execute("bp testdrv!TestTickDpc")
+        engine.execute("g")
+        assert engine.last_stop.reason == "breakpoint"
+    finally:
+        engine.close()

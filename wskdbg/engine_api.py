@@ -1,0 +1,50 @@
+"""What a front end (the TUI) may ask of the debugger engine: a typed interface.
+
+`wskdbg.engine.Engine` satisfies it; a front end depends on this Protocol rather than
+probing attributes.  Threads: `execute` blocks while the machine runs (call it from a
+worker thread); `break_in` is safe from any thread at any time (the engine keeps the
+request until a run consumes it).  Everything else reads the machine and may be called
+only while the machine is stopped (no command in flight), or on the machine's own thread
+at a hand-off (a bus subscriber) — never from another thread while it runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from stack.kernel.kernel import Kernel
+    from wskdbg.commands.registry import CommandResult
+
+
+@runtime_checkable
+class DebuggerEngine(Protocol):
+    @property
+    def world(self) -> Any:
+        """The machine: `.scheduler`, `.bus` and hosts (see `kernels`)."""
+
+    @property
+    def kernels(self) -> "dict[str, Kernel]":
+        """Host name -> its kernel, in the lab's order."""
+
+    @property
+    def current_host(self) -> str:
+        """The host the debugger is looking at (where commands apply)."""
+
+    def execute(self, line: str) -> "CommandResult":
+        """Run a command line; returns when the machine has stopped again."""
+
+    def break_in(self) -> None:
+        """Stop the machine at its next hand-off (kept until a run consumes it)."""
+
+    def prompt(self) -> str:
+        """The prompt text (`0: kd> `)."""
+
+    def command_names(self) -> list[str]:
+        """Every command's name, for completion."""
+
+    def current_thread(self, host: str | None = None) -> Any:
+        """The thread the debugger shows as current on `host` (the idle thread when none runs)."""
+
+    def current_irql(self, host: str | None = None) -> int:
+        """The IRQL the debugger shows for `host`."""
