@@ -49,7 +49,10 @@ class DriverObject:
         self.name = f"\\Driver\\{name}"
         self.short_name = name
         self.module = module
-        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size, "Driv")
+        # DriverName.Buffer: the UTF-16 name right after the object, in the same block
+        self._name_bytes = self.name.encode("utf-16-le")
+        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size + len(self._name_bytes), "Driv")
+        k.mem.write(self.address + self.struct_size, self._name_bytes)
         self.major_function: list[Callable[..., int]] = [IopInvalidDeviceRequest] * (IRP_MJ_MAXIMUM_FUNCTION + 1)
         self.driver_unload: Callable[..., Any] | None = None
         self.driver_init: Callable[..., Any] | None = None
@@ -74,6 +77,9 @@ class DriverObject:
             "DriverInit": k.symbol_address(symbol_of(self.driver_init)) if self.driver_init else 0,
             "DriverUnload": k.symbol_address(symbol_of(self.driver_unload)) if self.driver_unload else 0,
             "MajorFunction": [k.symbol_address(symbol_of(fn)) for fn in self.major_function],
+            "DriverName": LAYOUTS["_UNICODE_STRING"].pack({
+                "Length": len(self._name_bytes), "MaximumLength": len(self._name_bytes),
+                "Buffer": self.address + self.struct_size}),
         }
         k.mem.write(self.address, LAYOUTS["_DRIVER_OBJECT"].pack(values))
 

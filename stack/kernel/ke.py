@@ -25,6 +25,7 @@ from .kernel import SYSTEM_PID, Kernel
 from .layouts import LAYOUTS
 from .ntstatus import STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_WAIT_0
 from .pool import NonPagedPoolNx
+from .kstack import FRAME_SIZE, INITIAL_FRAME, allocate_stack, free_stack
 from .symbols import Frame, current_kernel, symbol_of
 
 # KWAIT_REASON / KPROCESSOR_MODE values the samples pass
@@ -153,8 +154,7 @@ class KThread(DispatcherObject):
         self.priority = 8
         self.irps: list[Any] = []  # IRPs queued to this thread (for !thread)
         self.context_switches = 0
-        self.stack_base = k.stack_region.reserve(6) + 6 * 0x1000
-        self.stack_limit = self.stack_base - 6 * 0x1000
+        self.stack_base, self.stack_limit, self.stack_pfns = allocate_stack(k, "KernelStack")
         self.created_ns = k.now_ns
         self.wait_started_ns = 0
         self.start_is_kroutine = False
@@ -165,6 +165,7 @@ class KThread(DispatcherObject):
         k = self.kernel
         values = {
             "InitialStack": self.stack_base, "StackLimit": self.stack_limit, "StackBase": self.stack_base,
+            "KernelStack": self.kernel_stack,
             "State": THREAD_STATES.index(self.state) if self.state in THREAD_STATES else 0,
             "WaitReason": self.wait_reason, "Priority": self.priority,
             "StartAddress": k.symbol_address(self.start_symbol),
@@ -172,6 +173,15 @@ class KThread(DispatcherObject):
             "Header": bytes((6, 0, 0x1A, 0)) + (1 if self.state == "Terminated" else 0).to_bytes(4, "little"),
         }
         k.mem.write(self.address, LAYOUTS["_ETHREAD"].pack(values))
+
+    @property
+    def kernel_stack(self) -> int:
+        """KTHREAD.KernelStack: the rsp saved when the thread last switched out (its innermost
+        Child-SP; a waiting thread's is under nt!KiSwapContext, as `!thread` shows)."""
+        if self.state == "Terminated":
+            return 0
+        depth = len(self.frames) + (3 if self.state == "Waiting" else 0)
+        return self.stack_base - INITIAL_FRAME - FRAME_SIZE * depth
 
     @property
     def terminated(self) -> bool:
@@ -256,6 +266,9 @@ def _thread_exit(k: Kernel, t: KThread, status: int) -> None:
     t.state = "Terminated"
     t.exit_status = status
     t.frames.clear()
+    if t.stack_pfns:  # the stack goes back when the thread is gone (the ETHREAD stays for !thread)
+        free_stack(k, t.stack_limit, t.stack_pfns)
+        t.stack_pfns = []
     t.signaled = True
     k.publish(ThreadExited, thread=t.address, name=t.name, status=status)
     t._signal(k)

@@ -1,0 +1,85 @@
+"""Kernel stacks in emulated memory: what `k`, `kb`, `r` and `dq @rsp` show agree with each other.
+
+Real x64 shape (WinDbg `kb` on Windows 10, from a public crash capture):
+
+    Child-SP          RetAddr           : Args to Child                                                           : Call Site
+    fffff803`2a6a4b88 fffff803`28a13229 : 00000000`0000000a ffffd50e`4b1f5010 00000000`00000002 00000000`00000001 : nt!KeBugCheckEx
+
+At a routine's first instruction rsp points at its return address; the caller's home space
+(where "Args to Child" are read) follows it; rcx, rdx, r8, r9 hold the first four arguments.
+"""
+
+from __future__ import annotations
+
+import pytest
+from net_lab import lab_engine, run
+
+from stack.kernel.layouts import LAYOUTS
+
+
+@pytest.fixture(scope="module")
+def at_wsk_receive():
+    engine = lab_engine()
+    run(engine, "bp /h winsrv wskprov!WskReceive")
+    run(engine, '!echo -n 1 "hello from client"')
+    run(engine, "g")
+    yield engine
+    engine.close()
+
+
+def qwords(engine, address: int, count: int) -> list[int]:
+    data = engine.kernel_of("winsrv").mem.read(address, 8 * count)
+    return [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data), 8)]
+
+
+def test_rsp_at_routine_entry_points_at_the_return_address_k_prints(at_wsk_receive):
+    engine = at_wsk_receive
+    frames = engine.stack("winsrv")
+    assert frames[0].symbol.endswith("!WskReceive") and frames[1].symbol == "echosrv!WskSampleOpReceive"
+    rsp = engine.evaluate("@rsp", host="winsrv")
+    assert rsp == frames[0].child_sp == frames[1].child_sp - 8
+    assert qwords(engine, rsp, 1) == [frames[0].ret_addr]
+    assert frames[0].ret_addr == frames[1].location != 0
+
+
+def test_every_return_address_sits_just_below_the_callers_child_sp(at_wsk_receive):
+    frames = at_wsk_receive.stack("winsrv")
+    for callee, caller in zip(frames, frames[1:]):
+        assert qwords(at_wsk_receive, caller.child_sp - 8, 1) == [callee.ret_addr]
+        assert callee.ret_addr == caller.address + caller.offset
+
+
+def test_kb_args_to_child_are_the_home_space_after_the_return_address(at_wsk_receive):
+    engine = at_wsk_receive
+    text = run(engine, "kb")
+    top = text.splitlines()[1]
+    rsp = engine.evaluate("@rsp", host="winsrv")
+    home = qwords(engine, rsp + 8, 4)
+    assert top.split(" : ")[1].split() == [f"{v >> 32:08x}`{v & 0xFFFFFFFF:08x}" for v in home]
+
+
+def test_rcx_rdx_r8_r9_are_wsk_receives_arguments_and_rdx_points_at_the_wsk_buf(at_wsk_receive):
+    engine = at_wsk_receive
+    socket, buf, flags, irp = engine.stack("winsrv")[0].args[:4]
+    ev = lambda reg: engine.evaluate(reg, host="winsrv")  # noqa: E731
+    assert ev("@rcx") == socket.address and ev("@r8") == flags and ev("@r9") == irp.address
+    assert ev("@rdx") == buf.address != 0
+    # the WSK_BUF is a local in echosrv's frame, as in wsksmple.c
+    frames = engine.stack("winsrv")
+    assert frames[1].child_sp < buf.address < frames[2].child_sp
+    text = run(engine, "dt _WSK_BUF @rdx")
+    assert f"Mdl              : 0x{buf.Mdl.address >> 32:08x}`{buf.Mdl.address & 0xFFFFFFFF:08x} _MDL" in text
+    mdl = run(engine, "dt nt!_MDL poi(@rdx)")
+    assert "ByteCount        : 0x800" in mdl
+
+
+def test_kthread_records_its_stack_bounds_in_memory(at_wsk_receive):
+    engine = at_wsk_receive
+    thread = engine.current_thread("winsrv")
+    k = engine.kernel_of("winsrv")
+    raw = k.mem.read(thread.address, 0x100)
+    kt = LAYOUTS["_KTHREAD"]
+    values = {f.name: kt.unpack_field(f, raw) for f in kt.fields if f.offset + f.byte_size <= 0x100}
+    assert values["StackBase"] == values["InitialStack"] == thread.stack_base
+    assert values["StackLimit"] == thread.stack_base - 0x6000
+    assert thread.stack_limit <= engine.evaluate("@rsp", host="winsrv") < thread.stack_base
