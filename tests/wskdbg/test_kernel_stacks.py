@@ -78,8 +78,57 @@ def test_kthread_records_its_stack_bounds_in_memory(at_wsk_receive):
     thread = engine.current_thread("winsrv")
     k = engine.kernel_of("winsrv")
     raw = k.mem.read(thread.address, 0x100)
-    kt = LAYOUTS["_KTHREAD"]
+    kt = LAYOUTS["_KTHREAD"]  # Windows 10 x64 offsets: InitialStack 0x28, StackLimit 0x30, StackBase 0x38
     values = {f.name: kt.unpack_field(f, raw) for f in kt.fields if f.offset + f.byte_size <= 0x100}
     assert values["StackBase"] == values["InitialStack"] == thread.stack_base
     assert values["StackLimit"] == thread.stack_base - 0x6000
     assert thread.stack_limit <= engine.evaluate("@rsp", host="winsrv") < thread.stack_base
+
+
+def test_echosrv_work_queue_event_is_a_kevent_in_memory_whose_wait_list_names_the_waiting_worker():
+    """`dt nt!_KEVENT addr -r` (Windows 10 x64):
+       +0x000 Header           : _DISPATCHER_HEADER
+          ...
+          +0x004 SignalState      : 0n0
+          +0x008 WaitListHead     : _LIST_ENTRY [ 0xffffe001`11c2b140 - 0xffffe001`11c2b140 ]"""
+    engine = lab_engine()
+    try:
+        k = engine.kernel_of("winsrv")
+        event_at = engine.evaluate("echosrv!WskSampleWorkQueue+0x10", host="winsrv")
+        layout = LAYOUTS["_DISPATCHER_HEADER"]
+        raw = k.mem.read(event_at, 0x18)
+        head = {f.name: layout.unpack_field(f, raw) for f in layout.fields if f.kind != "struct"}
+        assert (head["Type"], head["Size"], head["SignalState"]) == (1, 6, 0)  # EventSynchronizationObject
+        worker = next(t for t in k.threads if t.name == "echosrv worker")
+        assert worker.state == "Waiting"
+        flink, blink = int.from_bytes(raw[8:16], "little"), int.from_bytes(raw[16:24], "little")
+        assert flink == blink and worker.address + 0x140 <= flink < worker.address + 0x140 + 4 * 0x30
+        text = run(engine, "dt nt!_KEVENT echosrv!WskSampleWorkQueue+0x10 -r")
+        assert "+0x004 SignalState      : 0n0" in text and "WaitListHead" in text
+    finally:
+        engine.close()
+
+
+
+def test_dt_irp_dotted_path_walks_the_tail_unions(at_wsk_receive):
+    """Real WinDbg (public capture, `dt nt!_IRP addr -b`):
+       +0x078 Tail             : <unnamed-tag>
+          +0x000 Overlay          : <unnamed-tag>
+             ...
+             +0x040 CurrentStackLocation : 0xfffffa80`31e11e20"""
+    engine = at_wsk_receive
+    irp = engine.stack("winsrv")[0].args[3]
+    cur = irp.address + 0xD0 + (irp.current_location - 1) * 0x48
+    text = run(engine, "dt nt!_IRP @r9 Tail.Overlay.CurrentStackLocation")
+    assert text.splitlines() == [
+        "   +0x078 Tail             : <unnamed-tag>",
+        "      +0x000 Overlay          : <unnamed-tag>",
+        f"         +0x040 CurrentStackLocation : 0x{cur >> 32:08x}`{cur & 0xFFFFFFFF:08x} _IO_STACK_LOCATION",
+    ]
+    layout = run(engine, "dt nt!_IRP -r1 AssociatedIrp")
+    assert layout.splitlines() == [
+        "   +0x018 AssociatedIrp    : <unnamed-tag>",
+        "      +0x000 MasterIrp        : Ptr64 _IRP",
+        "      +0x000 IrpCount         : Int4B",
+        "      +0x000 SystemBuffer     : Ptr64 Void",
+    ]
