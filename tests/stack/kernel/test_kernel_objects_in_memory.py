@@ -154,3 +154,20 @@ def test_driver_object_name_is_a_unicode_string_in_memory():
     length, maximum, buffer = struct.unpack_from("<HH4xQ", raw)
     assert k.mem.read(buffer, length).decode("utf-16-le") == drv.name == "\\Driver\\testdrv"
     assert maximum == length
+
+
+def test_net_buffer_list_info_has_the_element_count_of_windows_symbols():
+    """`dt ndis!_NET_BUFFER_LIST` on Windows 10 x64 (public capture):
+       +0x090 NetBufferListInfo : [29] Ptr64 Void"""
+    import stack.ndis.nbl  # noqa: F401,PLC0415  (registers the NDIS layouts)
+    field = LAYOUTS["_NET_BUFFER_LIST"].by_name["NetBufferListInfo"]
+    assert (field.offset, field.count) == (0x90, 29)
+    assert LAYOUTS["_NET_BUFFER_LIST"].size == 0x90 + 29 * 8
+
+
+def test_sample_driver_contexts_have_their_c_sizes():
+    from stack.drivers.echosrv.wsksmple import WSKSAMPLE_SOCKET_CONTEXT, WSKSAMPLE_SOCKET_OP_CONTEXT  # noqa: PLC0415
+    from stack.drivers.ksocket.ksocket import KSOCKET  # noqa: PLC0415
+    assert WSKSAMPLE_SOCKET_OP_CONTEXT.SIZE == 0x50  # SLIST_ENTRY first: 16 bytes, 16-aligned
+    assert WSKSAMPLE_SOCKET_CONTEXT.POOL_SIZE == 0xC0
+    assert KSOCKET.POOL_SIZE == 0x30 and KSOCKET.EMBEDDED == {"AsyncContext.CompletionEvent": 0x10}
