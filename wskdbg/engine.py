@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from stack.kernel.events import DebugPrint, DriverUnloaded, Event, RoutineEntered, RoutineReturned
 from stack.kernel.kernel import Kernel
-from stack.kernel.kstack import child_sps, return_offset, write_frames
+from stack.kernel.kstack import child_sps, outside_address, return_offset, write_frames
 from stack.kernel.scheduler import NS_PER_S
 
 from wskdbg.breakpoints import Breakpoint, BreakpointTable
@@ -471,7 +471,7 @@ class Engine:
         sps = child_sps(owner.stack_base, len(raw), at_entry)
         frames: list[StackFrame] = []
         for i, (symbol, args) in enumerate(raw):
-            address = k.symbol_address(symbol) if k.module(symbol.partition("!")[0]) else 0
+            address = k.symbol_address(symbol) if k.module(symbol.partition("!")[0]) else outside_address(symbol)
             offset = top_offset if i == 0 else return_offset(raw[i - 1][0])
             frames.append(StackFrame(symbol, address, offset, tuple(args), child_sp=sps[i]))
         for i in range(len(raw) - 1):

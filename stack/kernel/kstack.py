@@ -42,6 +42,17 @@ def return_offset(callee: str) -> int:
     return 0x20 + (zlib.crc32(callee.encode()) % 0x3c0) & ~0x1
 
 
+USER_IMAGE_BASE = 0x00007FF6_00000000  # where x64 user-mode images load
+
+
+def outside_address(symbol: str) -> int:
+    """A stable address for a frame of code the kernel has no image for (a lab user-mode
+    program's `user!echo`): in the user half, so no frame's RetAddr is ever 0 mid-stack."""
+    module, _, routine = symbol.partition("!")
+    return (USER_IMAGE_BASE | (zlib.crc32(module.encode()) & 0xFFF) << 20
+            | (zlib.crc32(routine.encode()) & 0xFFFF) << 4)
+
+
 def child_sps(base: int, count: int, at_entry: bool) -> list[int]:
     """Child-SP of `count` frames, innermost first, on the stack whose StackBase is `base`."""
     sps = [base - INITIAL_FRAME - FRAME_SIZE * depth for depth in range(count, 0, -1)]

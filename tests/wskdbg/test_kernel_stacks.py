@@ -132,3 +132,23 @@ def test_dt_irp_dotted_path_walks_the_tail_unions(at_wsk_receive):
         "      +0x000 IrpCount         : Int4B",
         "      +0x000 SystemBuffer     : Ptr64 Void",
     ]
+
+
+def test_k_after_time_travel_has_no_zero_return_address_mid_stack():
+    engine = lab_engine()
+    try:
+        run(engine, "bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine")
+        run(engine, '!echo -n 2 "hello from client"')
+        run(engine, "g")
+        run(engine, "g")
+        stacks = []
+        for percent in (52, 88):
+            run(engine, f"!tt {percent}")
+            stacks.append(run(engine, "k").splitlines()[1:])
+        # the client's user-mode program calls down through IofCallDriver: its frame has an address too
+        assert any("user!echo" in row for rows in stacks for row in rows)
+        for rows in stacks:
+            ret_addrs = [row.split()[1] for row in rows]
+            assert "00000000`00000000" not in ret_addrs[:-1], rows
+    finally:
+        engine.close()
