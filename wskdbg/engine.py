@@ -484,7 +484,9 @@ class Engine:
         k = thread.kernel
         raw = [(f.symbol, f.args) for f in reversed(thread.frames)]
         if thread.state == "Waiting":
-            raw = [("nt!KiSwapContext", ()), ("nt!KiSwapThread", ()), ("nt!KeWaitForSingleObject", ())] + raw
+            wait = thread.wait  # KeWaitForSingleObject(Object, ...): its object in rcx's home slot
+            args = (wait.objects[0],) if wait is not None and wait.objects else ()
+            raw = [("nt!KiSwapContext", ()), ("nt!KiSwapThread", ()), ("nt!KeWaitForSingleObject", args)] + raw
         if not raw:
             raw = [(thread.start_symbol, ())]
         return self._on_stack(k, thread, raw, 0x1f0 if thread.state == "Waiting" else 0, False)
