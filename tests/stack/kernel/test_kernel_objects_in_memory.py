@@ -171,3 +171,36 @@ def test_sample_driver_contexts_have_their_c_sizes():
     assert WSKSAMPLE_SOCKET_OP_CONTEXT.SIZE == 0x50  # SLIST_ENTRY first: 16 bytes, 16-aligned
     assert WSKSAMPLE_SOCKET_CONTEXT.POOL_SIZE == 0xC0
     assert KSOCKET.POOL_SIZE == 0x30 and KSOCKET.EMBEDDED == {"AsyncContext.CompletionEvent": 0x10}
+
+
+def test_kdpc_ktimer_and_spin_lock_are_written_where_they_live():
+    """`dt nt!_KDPC` (Windows 10 x64): Type 0x13 (DpcObject), DeferredRoutine 0x18, DeferredContext 0x20;
+    `dt nt!_KTIMER`: DueTime 0x18, Dpc 0x30, Period 0x3c; a KSPIN_LOCK is one ULONG_PTR, 1 while held."""
+    from stack.kernel import KeAcquireSpinLock, KeInitializeDpc, KeReleaseSpinLock, KeSetTimerEx  # noqa: PLC0415
+    from stack.kernel.ke import KDPC, KSPIN_LOCK, KTIMER  # noqa: PLC0415
+    m = new_machine()
+    k = m.kernel
+    load_test_driver(m)
+    block = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 0x100, "Objs")
+    dpc, timer, lock = KDPC(), KTIMER(), KSPIN_LOCK()
+    dpc.place(k, block)
+    timer.place(k, block + 0x40)
+    lock.place(k, block + 0x80)
+
+    def arm():
+        KeInitializeDpc(dpc, CompletionThatReadsItsLocation, 0x5678)
+        KeSetTimerEx(timer, -10_000 * 5, 20, dpc)  # 5 ms, then every 20 ms
+        old = KeAcquireSpinLock(lock)
+        held = k.mem.read(lock.address, 8)
+        KeReleaseSpinLock(lock, old)
+        return held
+
+    held = run(m, arm)
+    assert held == (1).to_bytes(8, "little") and k.mem.read(lock.address, 8) == bytes(8)
+    raw = k.mem.read(dpc.address, 0x40)
+    routine = k.symbol_address("testdrv!CompletionThatReadsItsLocation")
+    assert routine != 0 and raw[0] == 0x13 and struct.unpack_from("<2Q", raw, 0x18) == (routine, 0x5678)
+    raw = k.mem.read(timer.address, 0x40)
+    assert raw[0] == 8  # TimerNotificationObject
+    assert struct.unpack_from("<Q", raw, 0x18)[0] == timer.due_ns // 100
+    assert struct.unpack_from("<Q", raw, 0x30)[0] == dpc.address and struct.unpack_from("<I", raw, 0x3C)[0] == 20
