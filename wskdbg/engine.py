@@ -165,8 +165,6 @@ def handoff_offset(ev: Event | None) -> int:
     return 0x10 + (zlib.crc32(ev.kind.encode()) % 0x1f0) & ~0x3
 
 
-
-
 class Engine:
     """The debugger.  See the module docstring for the threading model."""
 

@@ -278,6 +278,12 @@ register_layout(StructLayout("_DEVICE_OBJECT", 0x150, [
     F("Reserved", 0x140, "ptr", "Void"),
 ]))
 
+register_layout(StructLayout("_DEVOBJ_EXTENSION", 0x70, [
+    F("Type", 0x00, "i16"),
+    F("Size", 0x02, "u16"),
+    F("DeviceObject", 0x08, "ptr", "_DEVICE_OBJECT"),
+]))
+
 register_layout(StructLayout("_DEVICE_OBJECT::Queue", 0x48, [
     F("ListEntry", 0x00, "struct", "_LIST_ENTRY", size=0x10),
     F("Wcb", 0x00, "bytes", size=0x48),

@@ -204,3 +204,29 @@ def test_kdpc_ktimer_and_spin_lock_are_written_where_they_live():
     assert raw[0] == 8  # TimerNotificationObject
     assert struct.unpack_from("<Q", raw, 0x18)[0] == timer.due_ns // 100
     assert struct.unpack_from("<Q", raw, 0x30)[0] == dpc.address and struct.unpack_from("<I", raw, 0x3C)[0] == 20
+
+
+def test_device_object_block_holds_its_extension_devobj_extension_and_initialised_lock():
+    m = new_machine()
+    k = m.kernel
+    drv = load_test_driver(m)
+    device = create_device(m, drv, "Objs", complete_at_once)
+    raw = k.mem.read(device.address, 0x150)
+    values = {f.name: LAYOUTS["_DEVICE_OBJECT"].unpack_field(f, raw) for f in LAYOUTS["_DEVICE_OBJECT"].fields}
+    devobj_ext = values["DeviceObjectExtension"]
+    assert devobj_ext >= device.address + 0x150
+    assert struct.unpack_from("<hH4xQ", k.mem.read(devobj_ext, 0x10)) == (13, 0x70, device.address)
+    lock = bytes(values["DeviceLock"])  # a SynchronizationEvent, signalled, nobody waiting
+    assert (lock[0], lock[2], struct.unpack_from("<i", lock, 4)[0]) == (1, 6, 1)
+    assert struct.unpack_from("<2Q", lock, 8) == (device.address + 0x120,) * 2
+
+
+def test_pool_header_in_front_of_a_small_block_reads_as_dt_pool_header_shows_it():
+    m = new_machine()
+    k = m.kernel
+    block = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 0x18, "Evnt")
+    layout = LAYOUTS["_POOL_HEADER"]
+    raw = k.mem.read(block - 0x10, 0x10)
+    values = {f.name: layout.unpack_field(f, raw) for f in layout.fields}
+    assert values["PoolTag"].to_bytes(4, "little") == b"Evnt"
+    assert values["BlockSize"] == 0x30 // 0x10  # 0x18 bytes + the header, in 16-byte units
