@@ -230,3 +230,19 @@ def test_pool_header_in_front_of_a_small_block_reads_as_dt_pool_header_shows_it(
     values = {f.name: layout.unpack_field(f, raw) for f in layout.fields}
     assert values["PoolTag"].to_bytes(4, "little") == b"Evnt"
     assert values["BlockSize"] == 0x30 // 0x10  # 0x18 bytes + the header, in 16-byte units
+
+
+def test_ksocket_completion_event_lives_at_its_c_offset_in_the_ksocket_block():
+    from stack.drivers.ksocket.ksocket import KSOCKET, MEMORY_TAG  # noqa: PLC0415
+    from stack.kernel.ex import ExAllocatePoolObject, ExFreePoolObject  # noqa: PLC0415
+    from stack.kernel.pool import PagedPool  # noqa: PLC0415
+    m = new_machine()
+    k = m.kernel
+    ks = run(m, ExAllocatePoolObject, PagedPool, KSOCKET, MEMORY_TAG)
+    event = ks.AsyncContext.CompletionEvent
+    assert event.address == ks.address + 0x10
+    run(m, KeSetEvent, event, 0, False)
+    raw = k.mem.read(ks.address + 0x10, 0x18)
+    assert raw[0] == 0 and struct.unpack_from("<i", raw, 4)[0] == 1  # a signalled NotificationEvent
+    run(m, ExFreePoolObject, ks, MEMORY_TAG)
+    assert event.placed_in is None  # freed with its block: nothing writes there any more
