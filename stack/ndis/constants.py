@@ -137,7 +137,7 @@ GftOffloadInformation = 24
 GftFlowEntryId = 25
 NetBufferListInfoReserved3 = 26
 # The element count Windows' own symbols give on x64 Windows 10 (`dt ndis!_NET_BUFFER_LIST`:
-# `+0x090 NetBufferListInfo : [29] Ptr64 Void`, public capture of 20H2): the two slots past
+# `+0x090 NetBufferListInfo : [29] Ptr64 Void`, a public capture from early 2021): the two slots past
 # NetBufferListInfoReserved3 belong to later NDIS revisions; NetBufferListInfo[] runs 0x90..0x178.
 MaxNetBufferListInfo = 29
 
