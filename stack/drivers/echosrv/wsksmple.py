@@ -55,7 +55,8 @@ OpHandler = Callable[["WSKSAMPLE_SOCKET_OP_CONTEXT"], Any]
 class WSKSAMPLE_WORK_QUEUE:
     """A work queue processed by a dedicated worker thread: in C the global
     `WskSampleWorkQueue` {SLIST_HEADER Head 0x0; KEVENT Event 0x10; BOOLEAN Stop 0x28;
-    PETHREAD Thread 0x30}, so its Event is at echosrv!WskSampleWorkQueue+0x10."""
+    PETHREAD Thread 0x30} (sizeof 0x40: SLIST_HEADER is 16-aligned), so its Event is at
+    echosrv!WskSampleWorkQueue+0x10."""
 
     EVENT_OFFSET = 0x10
 
@@ -198,7 +199,7 @@ def WskSampleStartWorkQueue(WorkQueue: WSKSAMPLE_WORK_QUEUE) -> int:
     WorkQueue.Head = []  # InitializeSListHead
     KeInitializeEvent(WorkQueue.Event, SynchronizationEvent, False)
     k = current_kernel()
-    WorkQueue.Event.place(k, k.image_global(MODULE, "WskSampleWorkQueue", 0x38) + WorkQueue.EVENT_OFFSET)
+    WorkQueue.Event.place(k, k.image_global(MODULE, "WskSampleWorkQueue", 0x40) + WorkQueue.EVENT_OFFSET)
     WorkQueue.Stop = False
     # PsCreateSystemThread + ObReferenceObjectByHandle + ZwClose: the thread object itself.
     WorkQueue.Thread = PsCreateSystemThread(WskSampleWorkerThread, WorkQueue, name="echosrv worker")
