@@ -249,7 +249,7 @@ class KThread(DispatcherObject):
         k = self.kernel
         values = {
             "InitialStack": self.stack_base, "StackLimit": self.stack_limit, "StackBase": self.stack_base,
-            "KernelStack": self.kernel_stack,
+            "KernelStack": self.kernel_stack, "Running": int(self.state == "Running"),
             "State": THREAD_STATES.index(self.state) if self.state in THREAD_STATES else 0,
             "WaitReason": self.wait_reason, "Priority": self.priority,
             "StartAddress": k.symbol_address(self.start_symbol),
