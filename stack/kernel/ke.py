@@ -25,8 +25,8 @@ from .kernel import SYSTEM_PID, Kernel
 from .layouts import LAYOUTS
 from .ntstatus import STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_WAIT_0
 from .pool import NonPagedPoolNx
-from .kstack import FRAME_SIZE, INITIAL_FRAME, allocate_stack, free_stack
-from .symbols import Frame, current_kernel, symbol_of
+from .kstack import FRAME_SIZE, INITIAL_FRAME, allocate_stack, free_stack, stack_local
+from .symbols import Frame, current_kernel, has_current_kernel, symbol_of
 
 # KWAIT_REASON / KPROCESSOR_MODE values the samples pass
 Executive = 0
@@ -72,10 +72,12 @@ class DispatcherObject:
         self.waiters: deque[WaitBlock] = deque()
         self.address = 0
         self.placed_in: Kernel | None = None
+        self.stack_frame: tuple[list, int, Any] | None = None  # (frames, index, frame) of a stack local
 
     def place(self, k: Kernel, address: int) -> None:
         """The object now lives at `address` (what KeInitialize* does to a C structure)."""
         self.unplace()
+        self.stack_frame = None
         self.address = address
         self.placed_in = k
         k.mem.register_struct(self)
@@ -100,6 +102,29 @@ class DispatcherObject:
         k = self.placed_in
         if k is None:
             return
+        frame = self.stack_frame
+        if frame is not None:  # a local: only while the routine that declared it is still on the stack
+            frames, index, entry = frame
+            if len(frames) <= index or frames[index] is not entry:
+                return
+        k.mem.write(self.address, self._image())
+
+    def place_on_stack(self, k: Kernel) -> None:
+        """`KEVENT event;` in a routine: the object is a local in the running routine's frame.
+
+        Written when its stack page is read, while that frame is live; one registration per
+        stack slot, so a routine that initialises a local event on every call costs nothing more."""
+        self.address = stack_local()
+        self.placed_in = k
+        self.stack_frame = (k.frames, len(k.frames) - 1, k.frames[-1]) if k.frames else None
+        slots = k.extensions.setdefault("stack_objects", {})
+        old = slots.get(self.address)
+        if old is not None and old is not self:
+            k.mem.unregister_struct(old)
+        slots[self.address] = self
+        k.mem.register_struct(self)
+
+    def _image(self) -> bytes:
         head = self.address + 8
         links = [wb.thread.address + KWAIT_BLOCK_OFFSET + KWAIT_BLOCK_SIZE * wb.objects.index(self)
                  for wb in self.waiters if not wb.done and self in wb.objects]
@@ -107,7 +132,7 @@ class DispatcherObject:
         header = (bytes((self.header_type(), 0, self.struct_size // 4, 0))
                   + (self.signal_state() & 0xFFFFFFFF).to_bytes(4, "little")
                   + flink.to_bytes(8, "little") + blink.to_bytes(8, "little"))
-        k.mem.write(self.address, header + self.body())
+        return header + self.body()
 
     def _satisfy(self) -> None:
         """Called when a wait on this object is satisfied (auto-reset objects reset)."""
@@ -437,6 +462,11 @@ def relative_ms(ms: float) -> int:
 
 
 def KeInitializeEvent(event: KEVENT, event_type: int, state: bool) -> None:
+    """Initialise an event; one that is not placed in a structure is the caller's local, on its stack."""
+    if event.placed_in is None and not event.address and has_current_kernel():
+        k = current_kernel()
+        if k.frames and k.current_thread is not None:
+            event.place_on_stack(k)
     event.event_type = event_type
     event.signaled = bool(state)
     event.waiters.clear()

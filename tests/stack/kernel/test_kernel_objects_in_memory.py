@@ -246,3 +246,29 @@ def test_ksocket_completion_event_lives_at_its_c_offset_in_the_ksocket_block():
     assert raw[0] == 0 and struct.unpack_from("<i", raw, 4)[0] == 1  # a signalled NotificationEvent
     run(m, ExFreePoolObject, ks, MEMORY_TAG)
     assert event.placed_in is None  # freed with its block: nothing writes there any more
+
+
+def test_a_local_kevent_lives_in_its_routines_frame_while_the_routine_runs():
+    """`KEVENT done; KeInitializeEvent(&done, ...)` in a thread routine: the event's address is in
+    that routine's frame on the thread's kernel stack, and reads show its header while it waits."""
+    m = new_machine()
+    k = m.kernel
+    events: list = []
+
+    @kroutine("testdrv")
+    def WaitsOnALocalEvent(_ctx):
+        done = KEVENT()
+        KeInitializeEvent(done, SynchronizationEvent, False)
+        events.append(done)
+        yield KeWaitForSingleObject(done)
+
+    thread = run(m, PsCreateSystemThread, WaitsOnALocalEvent, None, "local waiter")
+    m.scheduler.run_until_idle()
+    (done,) = events
+    assert thread.stack_limit <= done.address < thread.stack_base
+    raw = k.mem.read(done.address, 0x18)
+    assert (raw[0], raw[2], struct.unpack_from("<i", raw, 4)[0]) == (1, 6, 0)
+    assert struct.unpack_from("<2Q", raw, 8) == (thread.address + 0x140,) * 2  # the waiting thread
+    run(m, KeSetEvent, done, 0, False)
+    m.scheduler.run_until_idle()
+    assert thread.state == "Terminated"
