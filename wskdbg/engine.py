@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 from stack.kernel.events import DebugPrint, DriverUnloaded, Event, RoutineEntered, RoutineReturned
 from stack.kernel.kernel import Kernel
+from stack.kernel.kstack import child_sps, outside_address, return_offset, write_frames
 from stack.kernel.scheduler import NS_PER_S
 
 from wskdbg.breakpoints import Breakpoint, BreakpointTable
@@ -171,11 +172,6 @@ def handoff_offset(ev: Event | None) -> int:
     if isinstance(ev, RoutineReturned):
         return 0x40 + (zlib.crc32(ev.symbol.encode()) % 0x180) & ~0x3
     return 0x10 + (zlib.crc32(ev.kind.encode()) % 0x1f0) & ~0x3
-
-
-def return_offset(callee: str) -> int:
-    """Where a caller resumes after calling `callee` (RetAddr = caller + this)."""
-    return 0x20 + (zlib.crc32(callee.encode()) % 0x3c0) & ~0x1
 
 
 class Engine:
@@ -473,25 +469,34 @@ class Engine:
             args_by_symbol = {f.symbol: f.args for f in crash.extra.get("current_frames", [])}
             raw += [(sym, args_by_symbol.get(sym, ())) for sym in crash.frames]
             top_offset = 0
+            at_entry = False
         elif live is not None and live.host == host and k.frames:
             raw = [(f.symbol, f.args) for f in reversed(k.frames)]
             top_offset = handoff_offset(live)
+            at_entry = isinstance(live, RoutineEntered)
         else:
             raw = [("nt!KiIdleLoop", ())]
             top_offset = 0
+            at_entry = False
         thread = k.current_thread if (live is not None and live.host == host) else None
         if crash is not None and crash.host == host:
             thread = next((t for t in k.threads if t.address == crash.thread), None)
-        base = (thread or k.idle_thread).stack_base
+        owner = thread or k.idle_thread
+        return self._on_stack(k, owner, raw, top_offset, at_entry)
+
+    @staticmethod
+    def _on_stack(k: Kernel, owner: Any, raw: list, top_offset: int, at_entry: bool) -> list[StackFrame]:
+        """Rows of `k` for `raw` (symbol, args) frames on `owner`'s kernel stack, written into
+        that stack's memory (stack.kernel.kstack) so `dps @rsp` and `kb` read what `k` prints."""
+        sps = child_sps(owner.stack_base, len(raw), at_entry)
         frames: list[StackFrame] = []
-        n = len(raw)
         for i, (symbol, args) in enumerate(raw):
-            address = k.symbol_address(symbol) if k.module(symbol.partition("!")[0]) else 0
+            address = k.symbol_address(symbol) if k.module(symbol.partition("!")[0]) else outside_address(symbol)
             offset = top_offset if i == 0 else return_offset(raw[i - 1][0])
-            depth = n - i  # outermost frame is depth 1
-            frames.append(StackFrame(symbol, address, offset, tuple(args), child_sp=base - 0x28 - 0x80 * depth))
-        for i in range(n - 1):
+            frames.append(StackFrame(symbol, address, offset, tuple(args), child_sp=sps[i]))
+        for i in range(len(raw) - 1):
             frames[i].ret_addr = frames[i + 1].address + return_offset(frames[i].symbol) if frames[i + 1].address else 0
+        write_frames(k, owner.stack_base, owner.stack_limit, ((f.child_sp, f.ret_addr, f.args) for f in frames))
         return frames
 
     def thread_stack(self, thread: Any) -> list[StackFrame]:
@@ -499,20 +504,12 @@ class Engine:
         k = thread.kernel
         raw = [(f.symbol, f.args) for f in reversed(thread.frames)]
         if thread.state == "Waiting":
-            raw = [("nt!KiSwapContext", ()), ("nt!KiSwapThread", ()), ("nt!KeWaitForSingleObject", ())] + raw
+            wait = thread.wait  # KeWaitForSingleObject(Object, ...): its object in rcx's home slot
+            args = (wait.objects[0],) if wait is not None and wait.objects else ()
+            raw = [("nt!KiSwapContext", ()), ("nt!KiSwapThread", ()), ("nt!KeWaitForSingleObject", args)] + raw
         if not raw:
             raw = [(thread.start_symbol, ())]
-        frames = []
-        n = len(raw)
-        for i, (symbol, args) in enumerate(raw):
-            address = k.symbol_address(symbol) if k.module(symbol.partition("!")[0]) else 0
-            offset = 0 if i == 0 and thread.state != "Waiting" else (
-                0x1f0 if i == 0 else return_offset(raw[i - 1][0]))
-            frames.append(StackFrame(symbol, address, offset, tuple(args),
-                                     child_sp=thread.stack_base - 0x28 - 0x80 * (n - i)))
-        for i in range(n - 1):
-            frames[i].ret_addr = frames[i + 1].address + return_offset(frames[i].symbol) if frames[i + 1].address else 0
-        return frames
+        return self._on_stack(k, thread, raw, 0x1f0 if thread.state == "Waiting" else 0, False)
 
     def current_thread(self, host: str | None = None) -> Any:
         host = host or self.current_host

@@ -72,6 +72,18 @@ class PoolObject:
 
     POOL_SIZE = 0x40
     address: int = 0
+    # Kernel objects embedded in the C struct, by attribute path and C offset
+    # ({"AsyncContext.CompletionEvent": 0x10}): placed in this block when it is allocated.
+    EMBEDDED: dict[str, int] = {}
+
+    def embedded_objects(self) -> list[tuple[Any, int]]:
+        out = []
+        for path, offset in self.EMBEDDED.items():
+            obj: Any = self
+            for part in path.split("."):
+                obj = getattr(obj, part)
+            out.append((obj, offset))
+        return out
 
 
 def ExAllocatePoolObject(PoolType: int, cls: type, Tag: str | int, *args: Any, **kwargs: Any) -> Any:
@@ -82,12 +94,16 @@ def ExAllocatePoolObject(PoolType: int, cls: type, Tag: str | int, *args: Any, *
     obj = cls(*args, **kwargs)
     obj.address = address
     k.addr_objects[address] = obj
+    for embedded, offset in obj.embedded_objects() if isinstance(obj, PoolObject) else ():
+        embedded.place(k, address + offset)
     return obj
 
 
 def ExFreePoolObject(obj: Any, Tag: str | int) -> None:
     k = current_kernel()
     k.addr_objects.pop(obj.address, None)
+    for embedded, _ in obj.embedded_objects() if isinstance(obj, PoolObject) else ():
+        embedded.unplace()
     ExFreePoolWithTag(obj.address, Tag)
 
 

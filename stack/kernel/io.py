@@ -49,7 +49,10 @@ class DriverObject:
         self.name = f"\\Driver\\{name}"
         self.short_name = name
         self.module = module
-        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size, "Driv")
+        # DriverName.Buffer: the UTF-16 name right after the object, in the same block
+        self._name_bytes = self.name.encode("utf-16-le")
+        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size + len(self._name_bytes), "Driv")
+        k.mem.write(self.address + self.struct_size, self._name_bytes)
         self.major_function: list[Callable[..., int]] = [IopInvalidDeviceRequest] * (IRP_MJ_MAXIMUM_FUNCTION + 1)
         self.driver_unload: Callable[..., Any] | None = None
         self.driver_init: Callable[..., Any] | None = None
@@ -74,8 +77,26 @@ class DriverObject:
             "DriverInit": k.symbol_address(symbol_of(self.driver_init)) if self.driver_init else 0,
             "DriverUnload": k.symbol_address(symbol_of(self.driver_unload)) if self.driver_unload else 0,
             "MajorFunction": [k.symbol_address(symbol_of(fn)) for fn in self.major_function],
+            "DriverName": LAYOUTS["_UNICODE_STRING"].pack({
+                "Length": len(self._name_bytes), "MaximumLength": len(self._name_bytes),
+                "Buffer": self.address + self.struct_size}),
         }
         k.mem.write(self.address, LAYOUTS["_DRIVER_OBJECT"].pack(values))
+
+
+IO_TYPE_DEVICE_OBJECT_EXTENSION = 13
+DEVOBJ_EXTENSION_SIZE = 0x70
+DeviceQueueObject = 0x14
+
+
+def _dispatcher_bytes(address: int, kind: int, size: int, signal_state: int | None) -> bytes:
+    """A DISPATCHER_HEADER-shaped head with an empty list at +8 (a KEVENT, or a KDEVICE_QUEUE's
+    Type/Size with its DeviceListHead)."""
+    if signal_state is None:  # KDEVICE_QUEUE: Type and Size are CSHORTs
+        head = kind.to_bytes(2, "little") + size.to_bytes(2, "little") + bytes(4)
+    else:
+        head = bytes((kind, 0, size // 4, 0)) + signal_state.to_bytes(4, "little")
+    return head + (address + 8).to_bytes(8, "little") * 2
 
 
 class DeviceObject:
@@ -94,8 +115,13 @@ class DeviceObject:
         self.attached_device: DeviceObject | None = None
         self.lower_device: DeviceObject | None = None
         self.current_irp = None
-        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size + extension_size, "Devi")
+        # One block, as IoCreateDevice lays it out: DEVICE_OBJECT, the driver's extension, DEVOBJ_EXTENSION
+        ext_span = (extension_size + 0xF) & ~0xF
+        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size + ext_span + DEVOBJ_EXTENSION_SIZE, "Devi")
         self.extension_address = self.address + self.struct_size if extension_size else 0
+        self.devobj_extension = self.address + self.struct_size + ext_span
+        k.mem.write(self.devobj_extension, LAYOUTS["_DEVOBJ_EXTENSION"].pack({
+            "Type": IO_TYPE_DEVICE_OBJECT_EXTENSION, "Size": DEVOBJ_EXTENSION_SIZE, "DeviceObject": self.address}))
         self.extension: Any = None  # the driver's DEVICE_EXTENSION as a Python object
         k.register_object(self)
 
@@ -115,7 +141,10 @@ class DeviceObject:
             "AttachedDevice": self.attached_device.address if self.attached_device else 0,
             "CurrentIrp": self.current_irp, "Flags": self.flags, "Characteristics": self.characteristics,
             "DeviceExtension": self.extension_address, "DeviceType": self.device_type, "StackSize": self.stack_size,
-            "DeviceObjectExtension": self.address + 0x140,
+            "DeviceObjectExtension": self.devobj_extension,
+            # KeInitializeDeviceQueue(&DeviceQueue) and KeInitializeEvent(&DeviceLock, SynchronizationEvent, TRUE)
+            "DeviceQueue": _dispatcher_bytes(self.address + 0xA0, DeviceQueueObject, 0x28, None),
+            "DeviceLock": _dispatcher_bytes(self.address + 0x118, 1, 0x18, 1),
         }
         self.kernel.mem.write(self.address, LAYOUTS["_DEVICE_OBJECT"].pack(values))
 

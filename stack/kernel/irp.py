@@ -119,6 +119,17 @@ class IoStackLocation:
         self.completion_routine: Callable[..., int] | None = None
         self.context: Any = None
 
+    def zero(self) -> None:
+        """ZeroIrpStackLocation (WRK io.h), what IoCompleteRequest does to each location it unwinds:
+        MinorFunction, Flags, Control, Parameters.Others.Argument1..4 and FileObject are cleared;
+        MajorFunction, DeviceObject, CompletionRoutine and Context stay, so `!irp` inside a
+        completion routine still shows who ran the request and what was called."""
+        self.minor = 0
+        self.flags = 0
+        self.control = 0
+        self.parameters = None
+        self.file_object = None
+
     @property
     def address(self) -> int:
         return self.irp.address + IRP_HEADER_SIZE + (self.index - 1) * IO_STACK_LOCATION_SIZE
@@ -419,7 +430,7 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
         upper = Irp.current_stack_location
         if routine is not None and _should_invoke(control, Irp):
             device = upper.device_object if upper is not None else None
-            loc.clear()
+            loc.zero()
             result = routine(device, Irp, context)
             if k.bus.subscribers:
                 k.publish(IrpCompletionRoutine, irp=Irp.address, routine=symbol_of(routine), result=result)
@@ -429,7 +440,7 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
                 k.leave("nt!IofCompleteRequest", None)
                 return
         else:
-            loc.clear()
+            loc.zero()
             if Irp.pending_returned and upper is not None:
                 upper.control |= SL_PENDING_RETURNED
     Irp.completing = False

@@ -25,7 +25,8 @@ from .kernel import SYSTEM_PID, Kernel
 from .layouts import LAYOUTS
 from .ntstatus import STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_WAIT_0
 from .pool import NonPagedPoolNx
-from .symbols import Frame, current_kernel, symbol_of
+from .kstack import FRAME_SIZE, INITIAL_FRAME, allocate_stack, free_stack, stack_local
+from .symbols import Frame, current_kernel, has_current_kernel, symbol_of
 
 # KWAIT_REASON / KPROCESSOR_MODE values the samples pass
 Executive = 0
@@ -42,13 +43,96 @@ THREAD_STATES = ("Initialized", "Ready", "Running", "Standby", "Terminated", "Wa
 
 # --- dispatcher objects -----------------------------------------------------------
 
+# DISPATCHER_HEADER.Type (KOBJECTS) and Size (in 4-byte units) of what a thread can wait on
+EventNotificationObject = 0
+EventSynchronizationObject = 1
+SemaphoreObject = 5
+ThreadObject = 6
+TimerNotificationObject = 8
+TimerSynchronizationObject = 9
+DpcObject = 0x13
+KWAIT_BLOCK_OFFSET = 0x140  # KTHREAD.WaitBlock[4] (each 0x30, WaitListEntry first) on Windows 10 x64
+KWAIT_BLOCK_SIZE = 0x30
+
+
 class DispatcherObject:
-    """Anything a thread can wait on."""
+    """Anything a thread can wait on.
+
+    Placed at an address (`place`: in its owner's pool block, an image's globals or a
+    stack), its DISPATCHER_HEADER is in emulated memory: written when somebody reads the
+    page (AddressSpace.register_struct), so signalling and waiting stay list operations
+    and `dt nt!_KEVENT addr` still reads Type, SignalState and the WaitListHead links
+    (empty: both point at the head; else the waiting threads' KWAIT_BLOCKs)."""
+
+    struct_size = 0x18
+    layout = "_KEVENT"
 
     def __init__(self) -> None:
         self.signaled = False
         self.waiters: deque[WaitBlock] = deque()
         self.address = 0
+        self.placed_in: Kernel | None = None
+        self.stack_frame: tuple[list, int, Any] | None = None  # (frames, index, frame) of a stack local
+
+    def place(self, k: Kernel, address: int) -> None:
+        """The object now lives at `address` (what KeInitialize* does to a C structure)."""
+        self.unplace()
+        self.stack_frame = None
+        self.address = address
+        self.placed_in = k
+        k.mem.register_struct(self)
+
+    def unplace(self) -> None:
+        """Its memory is going away (ExFreePool of the block that holds it)."""
+        if self.placed_in is not None:
+            self.placed_in.mem.unregister_struct(self)
+            self.placed_in = None
+
+    def header_type(self) -> int:
+        return EventNotificationObject
+
+    def signal_state(self) -> int:
+        return int(self.signaled)
+
+    def body(self) -> bytes:
+        """The bytes after the header (KSEMAPHORE.Limit, KTIMER's due time ...)."""
+        return b""
+
+    def flush(self) -> None:
+        k = self.placed_in
+        if k is None:
+            return
+        frame = self.stack_frame
+        if frame is not None:  # a local: only while the routine that declared it is still on the stack
+            frames, index, entry = frame
+            if len(frames) <= index or frames[index] is not entry:
+                return
+        k.mem.write(self.address, self._image())
+
+    def place_on_stack(self, k: Kernel) -> None:
+        """`KEVENT event;` in a routine: the object is a local in the running routine's frame.
+
+        Written when its stack page is read, while that frame is live; one registration per
+        stack slot, so a routine that initialises a local event on every call costs nothing more."""
+        self.address = stack_local()
+        self.placed_in = k
+        self.stack_frame = (k.frames, len(k.frames) - 1, k.frames[-1]) if k.frames else None
+        slots = k.extensions.setdefault("stack_objects", {})
+        old = slots.get(self.address)
+        if old is not None and old is not self:
+            k.mem.unregister_struct(old)
+        slots[self.address] = self
+        k.mem.register_struct(self)
+
+    def _image(self) -> bytes:
+        head = self.address + 8
+        links = [wb.thread.address + KWAIT_BLOCK_OFFSET + KWAIT_BLOCK_SIZE * wb.objects.index(self)
+                 for wb in self.waiters if not wb.done and self in wb.objects]
+        flink, blink = (links[0], links[-1]) if links else (head, head)
+        header = (bytes((self.header_type(), 0, self.struct_size // 4, 0))
+                  + (self.signal_state() & 0xFFFFFFFF).to_bytes(4, "little")
+                  + flink.to_bytes(8, "little") + blink.to_bytes(8, "little"))
+        return header + self.body()
 
     def _satisfy(self) -> None:
         """Called when a wait on this object is satisfied (auto-reset objects reset)."""
@@ -73,8 +157,22 @@ class KEVENT(DispatcherObject):
         if self.event_type == SynchronizationEvent:
             self.signaled = False
 
+    def header_type(self) -> int:
+        return EventSynchronizationObject if self.event_type == SynchronizationEvent else EventNotificationObject
+
 
 class KTIMER(DispatcherObject):
+    struct_size = 0x40
+    layout = "_KTIMER"
+
+    def header_type(self) -> int:
+        return TimerSynchronizationObject if self.timer_type == SynchronizationEvent else TimerNotificationObject
+
+    def body(self) -> bytes:
+        due = self.due_ns // 100 if self.due_ns is not None and self._scheduled is not None else 0
+        return (due.to_bytes(8, "little") + bytes(0x10) + (self.dpc.address if self.dpc else 0).to_bytes(8, "little")
+                + bytes(4) + (self.period_ns // 1_000_000).to_bytes(4, "little"))
+
     def __init__(self) -> None:
         super().__init__()
         self.due_ns: int | None = None
@@ -85,6 +183,18 @@ class KTIMER(DispatcherObject):
 
 
 class KSEMAPHORE(DispatcherObject):
+    struct_size = 0x20
+    layout = "_KSEMAPHORE"
+
+    def header_type(self) -> int:
+        return SemaphoreObject
+
+    def signal_state(self) -> int:
+        return self.count
+
+    def body(self) -> bytes:
+        return (self.limit & 0xFFFFFFFF).to_bytes(4, "little") + bytes(4)
+
     def __init__(self, count: int, limit: int) -> None:
         super().__init__()
         self.count = count
@@ -153,8 +263,7 @@ class KThread(DispatcherObject):
         self.priority = 8
         self.irps: list[Any] = []  # IRPs queued to this thread (for !thread)
         self.context_switches = 0
-        self.stack_base = k.stack_region.reserve(6) + 6 * 0x1000
-        self.stack_limit = self.stack_base - 6 * 0x1000
+        self.stack_base, self.stack_limit, self.stack_pfns = allocate_stack(k, "KernelStack")
         self.created_ns = k.now_ns
         self.wait_started_ns = 0
         self.start_is_kroutine = False
@@ -165,6 +274,7 @@ class KThread(DispatcherObject):
         k = self.kernel
         values = {
             "InitialStack": self.stack_base, "StackLimit": self.stack_limit, "StackBase": self.stack_base,
+            "KernelStack": self.kernel_stack, "Running": int(self.state == "Running"),
             "State": THREAD_STATES.index(self.state) if self.state in THREAD_STATES else 0,
             "WaitReason": self.wait_reason, "Priority": self.priority,
             "StartAddress": k.symbol_address(self.start_symbol),
@@ -172,6 +282,15 @@ class KThread(DispatcherObject):
             "Header": bytes((6, 0, 0x1A, 0)) + (1 if self.state == "Terminated" else 0).to_bytes(4, "little"),
         }
         k.mem.write(self.address, LAYOUTS["_ETHREAD"].pack(values))
+
+    @property
+    def kernel_stack(self) -> int:
+        """KTHREAD.KernelStack: the rsp saved when the thread last switched out (its innermost
+        Child-SP; a waiting thread's is under nt!KiSwapContext, as `!thread` shows)."""
+        if self.state == "Terminated":
+            return 0
+        depth = len(self.frames) + (3 if self.state == "Waiting" else 0)
+        return self.stack_base - INITIAL_FRAME - FRAME_SIZE * depth
 
     @property
     def terminated(self) -> bool:
@@ -256,6 +375,9 @@ def _thread_exit(k: Kernel, t: KThread, status: int) -> None:
     t.state = "Terminated"
     t.exit_status = status
     t.frames.clear()
+    if t.stack_pfns:  # the stack goes back when the thread is gone (the ETHREAD stays for !thread)
+        free_stack(k, t.stack_limit, t.stack_pfns)
+        t.stack_pfns = []
     t.signaled = True
     k.publish(ThreadExited, thread=t.address, name=t.name, status=status)
     t._signal(k)
@@ -340,6 +462,11 @@ def relative_ms(ms: float) -> int:
 
 
 def KeInitializeEvent(event: KEVENT, event_type: int, state: bool) -> None:
+    """Initialise an event; one that is not placed in a structure is the caller's local, on its stack."""
+    if event.placed_in is None and not event.address and has_current_kernel():
+        k = current_kernel()
+        if k.frames and k.current_thread is not None:
+            event.place_on_stack(k)
     event.event_type = event_type
     event.signaled = bool(state)
     event.waiters.clear()
@@ -413,9 +540,21 @@ def KeLowerIrql(new_irql: int) -> None:
 
 
 class KSPIN_LOCK:
+    """A ULONG_PTR: 1 while held (x64 keeps the owner bit in bit 0), written when read."""
+
+    struct_size = 8
+
     def __init__(self) -> None:
         self.owned = False
         self.address = 0
+        self.placed_in: Kernel | None = None
+
+    place = DispatcherObject.place
+    unplace = DispatcherObject.unplace
+
+    def flush(self) -> None:
+        if self.placed_in is not None:
+            self.placed_in.mem.write(self.address, int(self.owned).to_bytes(8, "little"))
 
 
 def KeInitializeSpinLock(lock: KSPIN_LOCK) -> None:
@@ -466,15 +605,31 @@ def _drop(k: Kernel, lock: KSPIN_LOCK) -> None:
 # --- DPCs -----------------------------------------------------------------------------
 
 class KDPC:
+    struct_size = 0x40
+
     def __init__(self, routine: Callable[..., Any] | None = None, context: Any = None) -> None:
         self.routine = routine
         self.context = context
         self.queued = False
         self.address = 0
+        self.placed_in: Kernel | None = None
         self.args: tuple[Any, Any] = (None, None)
         self._named: Any = None  # the routine `_symbol` and `_label` were worked out for
         self._symbol = ""
         self._label = ""
+
+    place = DispatcherObject.place
+    unplace = DispatcherObject.unplace
+
+    def flush(self) -> None:
+        """_KDPC: Type DpcObject, Importance Medium, the routine and its context and arguments."""
+        k = self.placed_in
+        if k is None:
+            return
+        routine = k.symbol_address(self.routine_symbol()) if self.routine is not None else 0
+        words = [routine, _qword(self.context), _qword(self.args[0]), _qword(self.args[1]), 0]
+        k.mem.write(self.address, bytes((DpcObject, 1, 0, 0)) + bytes(0x14)
+                    + b"".join(w.to_bytes(8, "little") for w in words))
 
     def routine_symbol(self) -> str:
         """`module!Routine` of the DPC routine (remembered: a DPC is queued once per interrupt)."""
@@ -484,6 +639,14 @@ class KDPC:
             self._label = f"DPC {self._symbol}"
             self._named = routine
         return self._symbol
+
+
+def _qword(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, int):
+        return value & 0xFFFFFFFFFFFFFFFF
+    return (getattr(value, "address", 0) or 0) & 0xFFFFFFFFFFFFFFFF
 
 
 def KeInitializeDpc(dpc: KDPC, routine: Callable[..., Any], context: Any) -> None:

@@ -149,6 +149,20 @@ class Kernel:
             self._assign_symbol(mod, routine)
         return mod
 
+    def image_global(self, module: str, name: str, size: int) -> int:
+        """The address of a driver's global variable `module!name` (its image's data), with the
+        page(s) under it mapped, so kernel objects a C driver declares as globals (echosrv's
+        WskSampleWorkQueue) live in memory.  0 when the module is not loaded."""
+        mod = self.module(module)
+        if mod is None:
+            return 0
+        address = self._assign_symbol(mod, name)
+        self._symbol_cache.pop(f"{module}!{name}", None)
+        for va in range(address & ~0xFFF, address + size, 0x1000):
+            if not self.mem.is_mapped(va):
+                self.mem.map_page(va, self.phys.allocate_top(1, f"Image {module}")[0])
+        return address
+
     def unload_module(self, name: str) -> None:
         self.modules = [m for m in self.modules if m.name != name]
         self._symbol_cache.clear()

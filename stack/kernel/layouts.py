@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 #   "ptr"                   pointer (target type in `target`), printed 0xffff....`....
 #   "bytes"                 opaque run of `size` bytes (unions/arrays shown as [n])
 #   "struct"                embedded structure (`target`), expanded by dt -r
+#   "union"                 embedded unnamed union or struct (`target` names its layout here);
+#                           dt prints `<unnamed-tag>` and expands it like a structure
 _FORMATS = {"i8": "<b", "u8": "<B", "char": "<B", "i16": "<h", "u16": "<H", "i32": "<i", "u32": "<I",
             "i64": "<q", "u64": "<Q", "ptr": "<Q"}
 _SIZES = {"i8": 1, "u8": 1, "char": 1, "i16": 2, "u16": 2, "i32": 4, "u32": 4, "i64": 8, "u64": 8, "ptr": 8}
@@ -64,6 +66,9 @@ class StructLayout:
                     struct.pack_into(fmt, buf, f.offset, _as_int(v, f.kind))
             elif isinstance(v, (bytes, bytearray)):
                 buf[f.offset:f.offset + min(len(v), f.byte_size)] = v[:f.byte_size]
+            elif f.kind == "union":  # a union given its pointer-sized member (AssociatedIrp.SystemBuffer)
+                n = min(8, f.byte_size)
+                buf[f.offset:f.offset + n] = (_as_int(v, "u64")).to_bytes(8, "little")[:n]
         return bytes(buf)
 
     def unpack_field(self, f: Field, data: bytes) -> int | bytes | list[int]:
@@ -133,6 +138,19 @@ register_layout(StructLayout("_IO_STATUS_BLOCK", 0x10, [
     F("Information", 0x08, "u64"),
 ]))
 
+# `dt nt!_IRP -r2` on Windows 10 x64 (public capture):
+#    +0x078 Tail             : <unnamed-tag>
+#       +0x000 Overlay          : <unnamed-tag>
+#          +0x000 DeviceQueueEntry : _KDEVICE_QUEUE_ENTRY
+#          +0x000 DriverContext    : [4] Ptr64 Void
+#          +0x020 Thread           : Ptr64 _ETHREAD
+#          ...
+#          +0x040 CurrentStackLocation : Ptr64 _IO_STACK_LOCATION
+#          +0x040 PacketType       : Uint4B
+#          +0x048 OriginalFileObject : Ptr64 _FILE_OBJECT
+#          +0x050 IrpExtension     : Ptr64 Void
+#       +0x000 Apc              : _KAPC
+#       +0x000 CompletionKey    : Ptr64 Void
 register_layout(StructLayout("_IRP", 0xD0, [
     F("Type", 0x00, "i16"),
     F("Size", 0x02, "u16"),
@@ -140,8 +158,8 @@ register_layout(StructLayout("_IRP", 0xD0, [
     F("Reserved", 0x06, "u16"),
     F("MdlAddress", 0x08, "ptr", "_MDL"),
     F("Flags", 0x10, "u32"),
-    F("AssociatedIrp", 0x18, "ptr", "Void"),
-    F("ThreadListEntry", 0x20, "bytes", size=0x10),
+    F("AssociatedIrp", 0x18, "union", "_IRP::AssociatedIrp", size=0x8),
+    F("ThreadListEntry", 0x20, "struct", "_LIST_ENTRY", size=0x10),
     F("IoStatus", 0x30, "struct", "_IO_STATUS_BLOCK", size=0x10),
     F("RequestorMode", 0x40, "char"),
     F("PendingReturned", 0x41, "u8"),
@@ -153,21 +171,46 @@ register_layout(StructLayout("_IRP", 0xD0, [
     F("AllocationFlags", 0x47, "u8"),
     F("UserIosb", 0x48, "ptr", "_IO_STATUS_BLOCK"),
     F("UserEvent", 0x50, "ptr", "_KEVENT"),
-    F("Overlay", 0x58, "bytes", size=0x10),
+    F("Overlay", 0x58, "union", "_IRP::Overlay", size=0x10),
     F("CancelRoutine", 0x68, "ptr", "Void"),
     F("UserBuffer", 0x70, "ptr", "Void"),
-    F("Tail", 0x78, "struct", "_IRP_TAIL", size=0x58),
+    F("Tail", 0x78, "union", "_IRP::Tail", size=0x58),
 ]))
 
-# The Tail.Overlay view of the IRP tail (the union member the I/O manager uses).
+register_layout(StructLayout("_IRP::AssociatedIrp", 0x8, [
+    F("MasterIrp", 0x00, "ptr", "_IRP"),
+    F("IrpCount", 0x00, "i32"),
+    F("SystemBuffer", 0x00, "ptr", "Void"),
+]))
+
+register_layout(StructLayout("_IRP::Overlay", 0x10, [
+    F("AsynchronousParameters", 0x00, "union", "_IRP::Overlay::AsynchronousParameters", size=0x10),
+    F("AllocationSize", 0x00, "struct", "_LARGE_INTEGER", size=0x8),
+]))
+
+register_layout(StructLayout("_IRP::Overlay::AsynchronousParameters", 0x10, [
+    F("UserApcRoutine", 0x00, "ptr", "Void"),
+    F("IssuingProcess", 0x00, "ptr", "Void"),
+    F("UserApcContext", 0x08, "ptr", "Void"),
+]))
+
+register_layout(StructLayout("_IRP::Tail", 0x58, [
+    F("Overlay", 0x00, "union", "_IRP_TAIL", size=0x58),
+    F("Apc", 0x00, "bytes", size=0x58),
+    F("CompletionKey", 0x00, "ptr", "Void"),
+]))
+
+# Tail.Overlay: the member of the IRP tail the I/O manager uses while the IRP is in flight.
 register_layout(StructLayout("_IRP_TAIL", 0x58, [
+    F("DeviceQueueEntry", 0x00, "bytes", size=0x18),
     F("DriverContext", 0x00, "ptr", "Void", count=4),
     F("Thread", 0x20, "ptr", "_ETHREAD"),
     F("AuxiliaryBuffer", 0x28, "ptr", "Char"),
-    F("ListEntry", 0x30, "bytes", size=0x10),
+    F("ListEntry", 0x30, "struct", "_LIST_ENTRY", size=0x10),
     F("CurrentStackLocation", 0x40, "ptr", "_IO_STACK_LOCATION"),
+    F("PacketType", 0x40, "u32"),
     F("OriginalFileObject", 0x48, "ptr", "_FILE_OBJECT"),
-    F("CompletionKey", 0x50, "ptr", "Void"),
+    F("IrpExtension", 0x50, "ptr", "Void"),
 ]))
 
 register_layout(StructLayout("_IO_STACK_LOCATION", 0x48, [
@@ -198,7 +241,7 @@ register_layout(StructLayout("_DRIVER_OBJECT", 0x150, [
     F("DriverSize", 0x20, "u32"),
     F("DriverSection", 0x28, "ptr", "Void"),
     F("DriverExtension", 0x30, "ptr", "_DRIVER_EXTENSION"),
-    F("DriverName", 0x38, "bytes", size=0x10),
+    F("DriverName", 0x38, "struct", "_UNICODE_STRING", size=0x10),
     F("HardwareDatabase", 0x48, "ptr", "_UNICODE_STRING"),
     F("FastIoDispatch", 0x50, "ptr", "_FAST_IO_DISPATCH"),
     F("DriverInit", 0x58, "ptr", "Void"),
@@ -222,28 +265,99 @@ register_layout(StructLayout("_DEVICE_OBJECT", 0x150, [
     F("DeviceExtension", 0x40, "ptr", "Void"),
     F("DeviceType", 0x48, "u32"),
     F("StackSize", 0x4C, "char"),
+    F("Queue", 0x50, "union", "_DEVICE_OBJECT::Queue", size=0x48),
     F("AlignmentRequirement", 0x98, "u32"),
-    F("ActiveThreadCount", 0xC0, "u32"),
-    F("SecurityDescriptor", 0xC8, "ptr", "Void"),
-    F("SectorSize", 0xF0, "u16"),
-    F("Spare1", 0xF2, "u16"),
-    F("DeviceObjectExtension", 0xF8, "ptr", "_DEVOBJ_EXTENSION"),
-    F("Reserved", 0x100, "ptr", "Void"),
+    F("DeviceQueue", 0xA0, "struct", "_KDEVICE_QUEUE", size=0x28),
+    F("Dpc", 0xC8, "struct", "_KDPC", size=0x40),
+    F("ActiveThreadCount", 0x108, "u32"),
+    F("SecurityDescriptor", 0x110, "ptr", "Void"),
+    F("DeviceLock", 0x118, "struct", "_KEVENT", size=0x18),
+    F("SectorSize", 0x130, "u16"),
+    F("Spare1", 0x132, "u16"),
+    F("DeviceObjectExtension", 0x138, "ptr", "_DEVOBJ_EXTENSION"),
+    F("Reserved", 0x140, "ptr", "Void"),
 ]))
 
-register_layout(StructLayout("_KEVENT", 0x18, [
+register_layout(StructLayout("_DEVOBJ_EXTENSION", 0x70, [
+    F("Type", 0x00, "i16"),
+    F("Size", 0x02, "u16"),
+    F("DeviceObject", 0x08, "ptr", "_DEVICE_OBJECT"),
+]))
+
+register_layout(StructLayout("_DEVICE_OBJECT::Queue", 0x48, [
+    F("ListEntry", 0x00, "struct", "_LIST_ENTRY", size=0x10),
+    F("Wcb", 0x00, "bytes", size=0x48),
+]))
+
+register_layout(StructLayout("_KDEVICE_QUEUE", 0x28, [
+    F("Type", 0x00, "i16"),
+    F("Size", 0x02, "i16"),
+    F("DeviceListHead", 0x08, "struct", "_LIST_ENTRY", size=0x10),
+    F("Lock", 0x18, "u64"),
+    F("Busy", 0x20, "u8"),
+]))
+
+register_layout(StructLayout("_LIST_ENTRY", 0x10, [
+    F("Flink", 0x00, "ptr", "_LIST_ENTRY"),
+    F("Blink", 0x08, "ptr", "_LIST_ENTRY"),
+]))
+
+register_layout(StructLayout("_SINGLE_LIST_ENTRY", 0x8, [
+    F("Next", 0x00, "ptr", "_SINGLE_LIST_ENTRY"),
+]))
+
+# SLIST_ENTRY is 16 bytes and 16-byte aligned on x64 (DECLSPEC_ALIGN(16)), padding what embeds it.
+register_layout(StructLayout("_SLIST_ENTRY", 0x10, [
+    F("Next", 0x00, "ptr", "_SLIST_ENTRY"),
+]))
+
+register_layout(StructLayout("_UNICODE_STRING", 0x10, [
+    F("Length", 0x00, "u16"),
+    F("MaximumLength", 0x02, "u16"),
+    F("Buffer", 0x08, "ptr", "Wchar"),
+]))
+
+register_layout(StructLayout("_LARGE_INTEGER", 0x8, [
+    F("LowPart", 0x00, "u32"),
+    F("HighPart", 0x04, "i32"),
+    F("QuadPart", 0x00, "i64"),
+]))
+
+# Windows 10 x64 (the fields the lab uses; Lock/Type/Signalling/Size overlay one another).
+register_layout(StructLayout("_DISPATCHER_HEADER", 0x18, [
+    F("Lock", 0x00, "i32"),
     F("Type", 0x00, "u8"),
     F("Signalling", 0x01, "u8"),
     F("Size", 0x02, "u8"),
+    F("Reserved1", 0x03, "u8"),
     F("SignalState", 0x04, "i32"),
-    F("WaitListHead", 0x08, "bytes", size=0x10),
+    F("WaitListHead", 0x08, "struct", "_LIST_ENTRY", size=0x10),
+]))
+
+register_layout(StructLayout("_KEVENT", 0x18, [
+    F("Header", 0x00, "struct", "_DISPATCHER_HEADER", size=0x18),
+]))
+
+register_layout(StructLayout("_KSEMAPHORE", 0x20, [
+    F("Header", 0x00, "struct", "_DISPATCHER_HEADER", size=0x18),
+    F("Limit", 0x18, "i32"),
+]))
+
+register_layout(StructLayout("_KTIMER", 0x40, [
+    F("Header", 0x00, "struct", "_DISPATCHER_HEADER", size=0x18),
+    F("DueTime", 0x18, "u64"),
+    F("TimerListEntry", 0x20, "struct", "_LIST_ENTRY", size=0x10),
+    F("Dpc", 0x30, "ptr", "_KDPC"),
+    F("Processor", 0x38, "u32"),
+    F("Period", 0x3C, "u32"),
 ]))
 
 register_layout(StructLayout("_KDPC", 0x40, [
+    F("TargetInfoAsUlong", 0x00, "u32"),
     F("Type", 0x00, "u8"),
     F("Importance", 0x01, "u8"),
     F("Number", 0x02, "u16"),
-    F("DpcListEntry", 0x08, "bytes", size=0x8),
+    F("DpcListEntry", 0x08, "struct", "_SINGLE_LIST_ENTRY", size=0x8),
     F("ProcessorHistory", 0x10, "u64"),
     F("DeferredRoutine", 0x18, "ptr", "Void"),
     F("DeferredContext", 0x20, "ptr", "Void"),
@@ -252,11 +366,47 @@ register_layout(StructLayout("_KDPC", 0x40, [
     F("DpcData", 0x38, "ptr", "Void"),
 ]))
 
+# The head of every pool block (x64): sizes in 16-byte units, the tag as four characters.
+register_layout(StructLayout("_POOL_HEADER", 0x10, [
+    F("PreviousSize", 0x00, "u8"),
+    F("PoolIndex", 0x01, "u8"),
+    F("BlockSize", 0x02, "u8"),
+    F("PoolType", 0x03, "u8"),
+    F("Ulong1", 0x00, "u32"),
+    F("PoolTag", 0x04, "u32"),
+    F("ProcessBilled", 0x08, "ptr", "_EPROCESS"),
+    F("AllocatorBackTraceIndex", 0x08, "u16"),
+    F("PoolTagHash", 0x0A, "u16"),
+]))
+
+# `dt nt!_KTHREAD` on Windows 10 x64: the fields the lab keeps (the rest of the 0x5f0 bytes read 0).
+register_layout(StructLayout("_KTHREAD", 0x5F0, [
+    F("Header", 0x00, "struct", "_DISPATCHER_HEADER", size=0x18),
+    F("SListFaultAddress", 0x18, "ptr", "Void"),
+    F("QuantumTarget", 0x20, "u64"),
+    F("InitialStack", 0x28, "ptr", "Void"),
+    F("StackLimit", 0x30, "ptr", "Void"),
+    F("StackBase", 0x38, "ptr", "Void"),
+    F("ThreadLock", 0x40, "u64"),
+    F("CycleTime", 0x48, "u64"),
+    F("CurrentRunTime", 0x50, "u32"),
+    F("ExpectedRunTime", 0x54, "u32"),
+    F("KernelStack", 0x58, "ptr", "Void"),
+    F("Running", 0x71, "u8"),
+    F("Priority", 0xC3, "char"),
+    F("State", 0x184, "u8"),
+    F("WaitIrql", 0x186, "u8"),
+    F("WaitMode", 0x187, "char"),
+    F("WaitReason", 0x283, "u8"),
+]))
+
 register_layout(StructLayout("_ETHREAD", 0x500, [
     F("Header", 0x00, "bytes", size=0x18),
     F("InitialStack", 0x28, "ptr", "Void"),
     F("StackLimit", 0x30, "ptr", "Void"),
     F("StackBase", 0x38, "ptr", "Void"),
+    F("KernelStack", 0x58, "ptr", "Void"),
+    F("Running", 0x71, "u8"),
     F("State", 0x184, "u8"),
     F("WaitIrql", 0x186, "u8"),
     F("WaitReason", 0x283, "u8"),
@@ -264,4 +414,10 @@ register_layout(StructLayout("_ETHREAD", 0x500, [
     F("StartAddress", 0x450, "ptr", "Void"),
     F("Cid", 0x478, "bytes", size=0x10),
     F("IrpList", 0x4A0, "bytes", size=0x10),
+]))
+
+register_layout(StructLayout("_WSK_BUF", 0x18, [
+    F("Mdl", 0x00, "ptr", "_MDL"),
+    F("Offset", 0x08, "u32"),
+    F("Length", 0x10, "u64"),
 ]))

@@ -85,6 +85,8 @@ class PhysicalMemory:
         self.pfns = [PfnEntry(base_pfn + i, color=i & 0x3F) for i in range(page_count)]
         self._bump = 0  # frames below this index have been handed out at least once
         self._free: list[int] = []  # recycled frame indexes, reused LIFO
+        self._top = page_count  # frames at and above this index belong to kernel stacks (see allocate_top)
+        self._top_free: list[int] = []  # kernel-stack frames given back, reused by the next stack
 
     def allocate(self, count: int, owner: str) -> list[int]:
         """Allocate `count` frames; contiguous from the bump region when possible."""
@@ -112,7 +114,7 @@ class PhysicalMemory:
         recycled = True
         if count == 1 and self._free:
             indexes = [self._free.pop()]
-        elif self._bump + count <= self.page_count:
+        elif self._bump + count <= self._top:
             indexes = list(range(self._bump, self._bump + count))
             self._bump += count
             recycled = False
@@ -129,6 +131,38 @@ class PhysicalMemory:
             entry.owner = owner
             out.append(self.base_pfn + i)
         return out, recycled
+
+    def allocate_top(self, count: int, owner: str) -> list[int]:
+        """Frames from the top of memory down, kept apart from the bump region: kernel stacks.
+
+        Threads come and go with connections; taking their stacks from their own end of
+        memory (and reusing only each other's frames) leaves every other allocation's PFN
+        exactly where it would be without them."""
+        out = []
+        for _ in range(count):
+            if self._top_free:
+                i = self._top_free.pop()
+            elif self._top - 1 >= self._bump:
+                self._top -= 1
+                i = self._top
+            else:
+                raise MemoryError("emulated physical memory exhausted")
+            entry = self.pfns[i]
+            entry.state = "Active"
+            entry.share_count = entry.reference_count = 1
+            entry.owner = owner
+            out.append(self.base_pfn + i)
+        return out
+
+    def free_top(self, pfn: int) -> None:
+        """Give back a kernel-stack frame (zeroed, for the next stack)."""
+        i = pfn - self.base_pfn
+        entry = self.pfns[i]
+        entry.state = "Free"
+        entry.share_count = entry.reference_count = 0
+        entry.owner = ""
+        self.view[i << PAGE_SHIFT:(i + 1) << PAGE_SHIFT] = ZERO_PAGE
+        self._top_free.append(i)
 
     def free(self, pfn: int) -> None:
         i = pfn - self.base_pfn

@@ -136,7 +136,10 @@ RscTcpTimestampDelta = 23
 GftOffloadInformation = 24
 GftFlowEntryId = 25
 NetBufferListInfoReserved3 = 26
-MaxNetBufferListInfo = 27  # x64, NDIS 6.80: NetBufferListInfo[] runs 0x90..0x168 in NET_BUFFER_LIST
+# The element count Windows' own symbols give on x64 Windows 10 (`dt ndis!_NET_BUFFER_LIST`:
+# `+0x090 NetBufferListInfo : [29] Ptr64 Void`, a public capture from early 2021): the two slots past
+# NetBufferListInfoReserved3 belong to later NDIS revisions; NetBufferListInfo[] runs 0x90..0x178.
+MaxNetBufferListInfo = 29
 
 # --- NDIS_TCP_IP_CHECKSUM_NET_BUFFER_LIST_INFO (one ULONG; Transmit and Receive views) -----
 # Transmit: what the transport asks the NIC to compute.

@@ -186,7 +186,7 @@ class NdisInterrupt:
         self.characteristics = chars
         self.address = k.pool.allocate(NonPagedPoolNx, 0x100, "NDin", owner="ndis")
         self.dpc = KDPC(ndisMiniportDpc, self)
-        self.dpc.address = self.address + 0x40
+        self.dpc.place(k, self.address + 0x40)  # the interrupt block's KDPC, written when read
         self.isr_count = 0
         self.dpc_count = 0
 
@@ -456,6 +456,7 @@ def NdisMDeregisterInterruptEx(NdisInterruptHandle: NdisInterrupt) -> None:
     adapter = interrupt.adapter
     adapter.nic.connect_interrupt(None)
     KeRemoveQueueDpc(interrupt.dpc)
+    interrupt.dpc.unplace()
     adapter.interrupt = None
     adapter.kernel.pool.free(interrupt.address, "NDin")
 

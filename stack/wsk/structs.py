@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Callable, Generic, TypeVar
 
+from stack.kernel.kstack import stack_local
 from stack.tcpip.addr import SockAddr, unmap, v4_mapped
 
 from .constants import AF_INET, AF_INET6, AF_UNSPEC
@@ -217,9 +218,19 @@ class WSK_SOCKET:
 
 @dataclass(slots=True)
 class WSK_BUF:
+    """A local of the caller's frame, as in C (`WSK_BUF wskbuf;` in WskSampleOpReceive): its
+    address is on the kernel stack, where `dt _WSK_BUF @rdx` reads it (stack.kernel.kstack)."""
+
     Mdl: Any = None  # PMDL (a chain; locked or nonpaged)
     Offset: int = 0  # into the first MDL
     Length: int = 0  # from Offset, across the chain
+    address: int = field(default_factory=stack_local, compare=False, repr=False)
+
+    def local_bytes(self) -> bytes:
+        """The C structure's 0x18 bytes: Mdl, Offset (ULONG, padded), Length (SIZE_T)."""
+        mdl = getattr(self.Mdl, "address", 0) or 0
+        return (mdl.to_bytes(8, "little") + (self.Offset & 0xFFFFFFFF).to_bytes(8, "little")
+                + (self.Length & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little"))
 
 
 @dataclass(slots=True)

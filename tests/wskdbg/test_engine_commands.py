@@ -54,6 +54,8 @@ def test_irp_shows_the_exact_layout_with_the_current_location_marked(pended):
     lower, upper = irp.stack[0].device_object, irp.stack[1].device_object
     drv_done = k.symbol_address("testdrv!TestDrvCompletion")
     client_done = k.symbol_address("testdrv!TestClientCompletion")
+    client_event = irp.stack[1].context.address  # the client's local KEVENT, on its thread's stack
+    assert irp.stack[1].context.placed_in is k and client_event != 0
     r = pended.execute(f"!irp {irp.address:x}")
     assert r.text.splitlines() == [
         f"Irp is active with 2 stacks 1 is current (= 0x{irp.address + 0xd0:016x})",
@@ -65,7 +67,7 @@ def test_irp_shows_the_exact_layout_with_the_current_location_marked(pended):
         "           \\Driver\\testbus  testdrv!TestDrvCompletion",
         f"            Args: {len(PAYLOAD):08x} 00000000 {TEST_IOCTL:08x} 00000000",
         " [IRP_MJ_INTERNAL_DEVICE_CONTROL(f), N/A(0)]",
-        f"            0 e0 {upper.address:016x} 00000000 {client_done:016x}-00000000 Success Error Cancel",
+        f"            0 e0 {upper.address:016x} 00000000 {client_done:016x}-{client_event:016x} Success Error Cancel",
         "           \\Driver\\testdrv  testdrv!TestClientCompletion",
         f"            Args: {len(PAYLOAD):08x} 00000000 {TEST_IOCTL:08x} 00000000",
     ]

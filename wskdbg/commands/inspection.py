@@ -298,6 +298,8 @@ def thread_lines(dbg: "Engine", t: Any, running: bool) -> list[str]:
     ticks = k.now_ns // 15_625_000
     wait_start = t.wait_started_ns // 15_625_000
     start_addr = k.symbol_address(t.start_symbol) if k.module(t.start_symbol.partition("!")[0]) else 0
+    frames = dbg.stack() if running else dbg.thread_stack(t)
+    current_sp = frames[0].child_sp if frames else t.kernel_stack  # rsp, or the KernelStack saved at the switch
     lines += [
         f"Owning Process            {addr64_nobt(proc)}       Image:         System",
         "Attached Process          N/A            Image:         N/A",
@@ -306,12 +308,11 @@ def thread_lines(dbg: "Engine", t: Any, running: bool) -> list[str]:
         "UserTime                  00:00:00.000",
         "KernelTime                00:00:00.000",
         f"Win32 Start Address {t.start_symbol} (0x{addr64_nobt(start_addr)})",
-        f"Stack Init {addr64_nobt(t.stack_base)} Current {addr64_nobt(t.stack_base - 0x400)}",
+        f"Stack Init {addr64_nobt(t.stack_base)} Current {addr64_nobt(current_sp)}",
         f"Base {addr64_nobt(t.stack_base)} Limit {addr64_nobt(t.stack_limit)} Call 0000000000000000",
         f"Priority {t.priority}  BasePriority {t.priority}  IoPriority 2  PagePriority 5",
         "",
     ]
-    frames = dbg.stack() if running else dbg.thread_stack(t)
     lines += format_k(frames, "b", numbered=False)
     return lines
 

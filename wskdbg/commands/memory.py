@@ -143,7 +143,13 @@ def cmd_dt(dbg: "Engine", inv: Invocation) -> CommandResult:
         name = k.symbol_for_address(value) if value else None
         return name if name and "!" in name else None
 
-    lines = value_lines(layout, data, options, symbolize=symbolize)
+    def read_unicode(buffer: int, length: int) -> str | None:
+        cells = read_cells(dbg, buffer, length)
+        if any(c is None for c in cells):
+            return None
+        return bytes(cells).decode("utf-16-le", "replace")  # type: ignore[arg-type]
+
+    lines = value_lines(layout, data, options, symbolize=symbolize, read_unicode=read_unicode)
     if not lines:
         raise inv.error("Cannot find specified field members.")
     values = {}

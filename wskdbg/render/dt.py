@@ -29,7 +29,12 @@ class DtOptions:
     fields: tuple[str, ...] = ()  # field filters (wildcards, dotted paths)
 
 
+UNNAMED = "<unnamed-tag>"
+
+
 def type_text(f: Field) -> str:
+    if f.kind == "union":
+        return UNNAMED
     if f.kind == "ptr":
         base = f"Ptr64 {f.target or 'Void'}"
     elif f.kind == "struct":
@@ -89,19 +94,28 @@ def layout_lines(layout: StructLayout, options: DtOptions, level: int = 0) -> li
     """`dt Type` without an address: offsets, names and types."""
     lines = []
     for f in layout.fields:
-        ok, inner = _wanted(f.name, options.fields if level == 0 else ())
+        ok, inner = _wanted(f.name, options.fields)
         if not ok:
             continue
         lines.append(dt_row(f.offset, f.name, type_text(f), level))
-        if f.kind == "struct" and level < options.recurse and f.target in LAYOUTS:
+        if f.kind in ("struct", "union") and (level < options.recurse or inner) and f.target in LAYOUTS:
             lines += layout_lines(LAYOUTS[f.target], DtOptions(options.recurse, options.blocks, inner), level + 1)
     return lines
 
 
 def value_lines(layout: StructLayout, data: bytes, options: DtOptions, level: int = 0,
                 symbolize: Callable[[int], str | None] | None = None,
-                filters: tuple[str, ...] | None = None) -> list[str]:
-    """`dt Type Address`: each field's value from `data` (the structure's bytes)."""
+                filters: tuple[str, ...] | None = None,
+                read_unicode: Callable[[int, int], str | None] | None = None) -> list[str]:
+    """`dt Type Address`: each field's value from `data` (the structure's bytes).
+
+    Unions print `<unnamed-tag>` and expand with -r or a dotted path, as WinDbg's
+    `dt nt!_IRP addr Tail.Overlay.CurrentStackLocation`:
+       +0x078 Tail             : <unnamed-tag>
+          +0x000 Overlay          : <unnamed-tag>
+             +0x040 CurrentStackLocation : 0xfffffa80`31e11e20 _IO_STACK_LOCATION
+    A `_UNICODE_STRING` shows its text (`read_unicode(Buffer, Length)`), a `_LIST_ENTRY`
+    its two links."""
     lines = []
     flt = options.fields if filters is None else filters
     for f in layout.fields:
@@ -109,11 +123,11 @@ def value_lines(layout: StructLayout, data: bytes, options: DtOptions, level: in
         if not ok:
             continue
         raw = layout.unpack_field(f, data)
-        if f.kind == "struct":
-            lines.append(dt_row(f.offset, f.name, f.target, level))
+        if f.kind in ("struct", "union"):
+            lines.append(dt_row(f.offset, f.name, _embedded_text(f, bytes(raw), read_unicode), level))
             sub = LAYOUTS.get(f.target)
             if sub is not None and (level < options.recurse or inner):
-                lines += value_lines(sub, bytes(raw), options, level + 1, symbolize, inner)
+                lines += value_lines(sub, bytes(raw), options, level + 1, symbolize, inner, read_unicode)
             continue
         text = value_text(f, raw)
         if symbolize is not None and f.kind == "ptr" and f.count == 1 and raw and (f.target or "Void") == "Void":
@@ -126,3 +140,19 @@ def value_lines(layout: StructLayout, data: bytes, options: DtOptions, level: in
                 kind = "pointer" if f.kind == "ptr" else "unsigned"
                 lines.append(" " * (3 * (level + 2)) + f"[{i:02}] " + dt_value(item, kind, size=_SIZES.get(f.kind, 8)))
     return lines
+
+
+def _embedded_text(f: Field, raw: bytes, read_unicode: Callable[[int, int], str | None] | None) -> str:
+    """The value column of an embedded structure or union."""
+    if f.kind == "union":
+        return UNNAMED
+    if f.target == "_LIST_ENTRY" and len(raw) >= 0x10:
+        flink = int.from_bytes(raw[:8], "little")
+        blink = int.from_bytes(raw[8:16], "little")
+        return f"_LIST_ENTRY [ 0x{addr64(flink)} - 0x{addr64(blink)} ]"
+    if f.target == "_UNICODE_STRING" and len(raw) >= 0x10:
+        length = int.from_bytes(raw[:2], "little")
+        buffer = int.from_bytes(raw[8:16], "little")
+        text = read_unicode(buffer, length) if read_unicode is not None and buffer else None
+        return f'_UNICODE_STRING "{text}"' if text is not None else "_UNICODE_STRING"
+    return f.target

@@ -17,7 +17,7 @@ from typing import Any
 from stack.kernel import (IRP_MJ_DEVICE_CONTROL, STATUS_PENDING, STATUS_SUCCESS, DbgPrint, IoCallDriver,
                           IoCompleteRequest, IoCreateDevice, IoGetCurrentIrpStackLocation, IoMarkIrpPending,
                           KeInitializeDpc, KeInitializeEvent, KeSetTimer, KeWaitForSingleObject, PsCreateSystemThread,
-                          kroutine)
+                          current_kernel, kroutine)
 from stack.kernel.io import FILE_DEVICE_UNKNOWN, DriverImage
 from stack.kernel.irp import IoBuildDeviceIoControlRequest, IoStatusBlock
 from stack.kernel.ke import KDPC, KEVENT, KTIMER, NotificationEvent, relative_ms
@@ -29,9 +29,15 @@ DELAY_MS = 1
 
 
 class BuggyExtension:
-    """The device extension: one request waiting for the timer."""
+    """The device extension: one request waiting for the timer.  As C lays it out:
+    PIRP PendingIrp 0x0, KTIMER Timer 0x8, KDPC Dpc 0x48 (sizeof 0x88)."""
+
+    SIZE = 0x88
+    TIMER_OFFSET = 0x8
+    DPC_OFFSET = 0x48
 
     def __init__(self) -> None:
+        self.address = 0  # DeviceObject->DeviceExtension
         self.pending_irp: Any = None
         self.timer = KTIMER()
         self.dpc = KDPC()
@@ -82,10 +88,14 @@ def BuggyRequestThread(Context: Any):
 
 @kroutine(MODULE)
 def DriverEntry(DriverObject: Any, RegistryPath: str) -> int:
-    status, device = IoCreateDevice(DriverObject, 0x40, DEVICE_NAME, FILE_DEVICE_UNKNOWN)
+    status, device = IoCreateDevice(DriverObject, BuggyExtension.SIZE, DEVICE_NAME, FILE_DEVICE_UNKNOWN)
     if device is None:
         return status
     ext = BuggyExtension()
+    ext.address = device.extension_address
+    k = current_kernel()
+    ext.timer.place(k, ext.address + BuggyExtension.TIMER_OFFSET)  # KeInitializeTimer(&ext->Timer)
+    ext.dpc.place(k, ext.address + BuggyExtension.DPC_OFFSET)
     KeInitializeDpc(ext.dpc, BuggyTimerDpc, ext)
     device.extension = ext
     device.flags = 0

@@ -53,7 +53,12 @@ OpHandler = Callable[["WSKSAMPLE_SOCKET_OP_CONTEXT"], Any]
 
 
 class WSKSAMPLE_WORK_QUEUE:
-    """A work queue processed by a dedicated worker thread."""
+    """A work queue processed by a dedicated worker thread: in C the global
+    `WskSampleWorkQueue` {SLIST_HEADER Head 0x0; KEVENT Event 0x10; BOOLEAN Stop 0x28;
+    PETHREAD Thread 0x30} (sizeof 0x40: SLIST_HEADER is 16-aligned), so its Event is at
+    echosrv!WskSampleWorkQueue+0x10."""
+
+    EVENT_OFFSET = 0x10
 
     def __init__(self) -> None:
         self.Head: list[WSKSAMPLE_SOCKET_OP_CONTEXT] = []  # SLIST: pushed at the end, flushed whole
@@ -63,9 +68,13 @@ class WSKSAMPLE_WORK_QUEUE:
 
 
 class WSKSAMPLE_SOCKET_OP_CONTEXT:
-    """The context for one WSK socket operation (embedded in the socket context)."""
+    """The context for one WSK socket operation (embedded in the socket context).
 
-    SIZE = 0x40
+    sizeof on x64: SLIST_ENTRY QueueEntry 0x0 (16 bytes, 16-aligned), OpHandler 0x10,
+    SocketContext 0x18, Irp 0x20, DataBuffer 0x28, DataMdl 0x30, BufferLength 0x38,
+    DataLength 0x40; padded to the SLIST_ENTRY's alignment: 0x50."""
+
+    SIZE = 0x50
 
     def __init__(self, socket_context: "WSKSAMPLE_SOCKET_CONTEXT", index: int) -> None:
         self.address = 0  # set once the socket context has its pool address
@@ -80,7 +89,9 @@ class WSKSAMPLE_SOCKET_OP_CONTEXT:
 
 
 class WSKSAMPLE_SOCKET_CONTEXT(PoolObject):
-    """The context for one WSK socket, with its operation contexts embedded."""
+    """The context for one WSK socket, with its operation contexts embedded: Socket 0x0,
+    WorkQueue 0x8, Closing/Disconnecting/StopListening 0x10, OpContext[2] 0x20 (aligned
+    for their SLIST_ENTRY): 0xC0."""
 
     POOL_SIZE = 0x20 + WSKSAMPLE_OP_COUNT * WSKSAMPLE_SOCKET_OP_CONTEXT.SIZE
 
@@ -188,6 +199,8 @@ def WskSampleUnload(DriverObject: Any) -> Generator[Any, Any, None]:
 def WskSampleStartWorkQueue(WorkQueue: WSKSAMPLE_WORK_QUEUE) -> int:
     WorkQueue.Head = []  # InitializeSListHead
     KeInitializeEvent(WorkQueue.Event, SynchronizationEvent, False)
+    k = current_kernel()
+    WorkQueue.Event.place(k, k.image_global(MODULE, "WskSampleWorkQueue", 0x40) + WorkQueue.EVENT_OFFSET)
     WorkQueue.Stop = False
     # PsCreateSystemThread + ObReferenceObjectByHandle + ZwClose: the thread object itself.
     WorkQueue.Thread = PsCreateSystemThread(WskSampleWorkerThread, WorkQueue, name="echosrv worker")
@@ -200,6 +213,7 @@ def WskSampleStopWorkQueue(WorkQueue: WSKSAMPLE_WORK_QUEUE) -> Generator[Any, An
     KeSetEvent(WorkQueue.Event, 0, False)
     yield KeWaitForSingleObject(WorkQueue.Thread, Executive, KernelMode, False, None)
     WorkQueue.Thread = None  # ObDereferenceObject
+    WorkQueue.Event.unplace()  # the image (and its globals) goes away with the driver
 
 
 @kroutine(MODULE)

@@ -38,7 +38,11 @@ class KSOCKET_ASYNC_CONTEXT:
 
 
 class KSOCKET(PoolObject):
-    POOL_SIZE = 0x40
+    """sizeof(KSOCKET) on x64: WskSocket 0x0, the WskDispatch union 0x8, then
+    AsyncContext {KEVENT CompletionEvent 0x10; PIRP Irp 0x28} (0x20): 0x30 in all."""
+
+    POOL_SIZE = 0x30
+    EMBEDDED = {"AsyncContext.CompletionEvent": 0x10}
 
     def __init__(self) -> None:
         self.WskSocket: Any = None

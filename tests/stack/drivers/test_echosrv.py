@@ -129,7 +129,7 @@ def test_wpp_trace_with_flags_0x3_follows_the_sample_for_one_connection():
     run_client(world, ECHO4, b"hello, echo")
     records = list(session.buffer)[start:]
     ctx = next(r.args[0].address for r in records if r.fmt == "AcceptEvent: %p")
-    names = {ctx: "CTX", ctx + 0x20: "OP0", ctx + 0x60: "OP1"}
+    names = {ctx: "CTX", ctx + 0x20: "OP0", ctx + 0x70: "OP1"}  # OpContext[i] at 0x20 + i * 0x50
     lines = [_normalize(k, k.wpp.format_record(r, prefix=""), names) for r in records
              if not r.fmt.startswith("WorkerThread")]
     # Where the client's data and FIN meet the two outstanding receives depends on timing;
