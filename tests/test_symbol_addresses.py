@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUTINES = ("nt!IofCallDriver", "nt!KiIdleLoop", "tcpip!TcpTcbReceive", "ndis!NdisMIndicateReceiveNetBufferLists",
-            "netvmini!MPSendNetBufferLists", "wskprov!WskSend", "wskprov!WskReceive",
+            "netvmini!MPSendNetBufferLists", "afd!WskProAPISend", "afd!WskProAPIReceive",
             "echosrv!WskSampleReceiveIrpCompletionRoutine", "echosrv!WskSampleAcceptEvent", "khttpd!DriverEntry",
             "afd!AfdDispatchDeviceControl", "kfs!KfsCommonRead")
 

@@ -118,7 +118,7 @@ def field_type(f: Field) -> DxType:
         t = DxType("ptr", target=target)
     elif f.kind in _SCALARS:
         t = DxType("scalar", f.kind)
-    elif f.kind == "struct":
+    elif f.kind in ("struct", "union"):  # an embedded union expands like a structure (<unnamed-tag>)
         t = DxType("struct", f.target)
     elif f.size == 0x10 and ("ListEntry" in f.name or "ListHead" in f.name):
         return DxType("struct", "_LIST_ENTRY")

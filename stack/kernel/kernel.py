@@ -33,6 +33,9 @@ SYSTEM_PID = 4
 BOOT_EPOCH_S = 1_767_225_600  # 2026-01-01T00:00:00Z: the emulated machines' boot time
 
 
+ROUTINE_SLOT = 0x400  # bytes of image per routine: see Kernel._assign_symbol
+
+
 @dataclass(slots=True)
 class Module:
     """A loaded image, as `lm` lists it."""
@@ -178,19 +181,23 @@ class Kernel:
         """A routine's address depends only on its image and its name: never on the order
         Python imported the routines in (a process-global fact), nor on which was asked for first.
 
-        The image's layout is computed from its own routine names: each sits at a 16-byte slot
-        chosen by a hash of its name.  Two names on one slot (none in the lab) probe on in name
-        order, the order `load_module` lays them out in.
+        The image's layout is computed from its own routine names: each sits at a slot chosen
+        by a hash of its name.  Two names on one slot probe on in name order, the order
+        `load_module` lays them out in.  A slot is ROUTINE_SLOT bytes, more than any return
+        address or hand-off offset inside a routine reaches (kstack.return_offset, the engine's
+        handoff_offset), so `ln` of any rip or RetAddr names the routine it belongs to.
         """
         addr = mod.symbols.get(routine)
         if addr is not None:
             return addr
-        slots = (mod.size - 0x1000) // 0x10
-        slot = zlib.crc32(routine.encode()) % slots
+        slots = (mod.size - 0x1000) // ROUTINE_SLOT
         used = set(mod.symbols.values())
-        while mod.base + 0x1000 + slot * 0x10 in used:  # a collision: probe deterministically
+        if len(used) >= slots:
+            raise ValueError(f"image {mod.name} has no room for {routine}: raise its size")
+        slot = zlib.crc32(routine.encode()) % slots
+        while mod.base + 0x1000 + slot * ROUTINE_SLOT in used:  # a collision: probe deterministically
             slot = (slot + 1) % slots
-        addr = mod.base + 0x1000 + slot * 0x10
+        addr = mod.base + 0x1000 + slot * ROUTINE_SLOT
         mod.symbols[routine] = addr
         return addr
 

@@ -70,17 +70,18 @@ def test_ln_shows_the_symbol_below_and_the_next_one_and_exact_matches(lab):
     #       kernel32!GetModuleHandleA (<no parameter info>)
     k = lab.kernel
     accept = k.symbol_address("echosrv!WskSampleAcceptEvent")
-    nxt = k.symbol_address("echosrv!WskSampleOpReceive")
+    # The routine laid out right after it in echosrv's image (the layout hashes names).
+    nxt, nxt_name = min((a, n) for n, a in k.module("echosrv").symbols.items() if a > accept)
     r = lab.execute("ln echosrv!WskSampleAcceptEvent")
     assert r.text.splitlines() == [
-        f"({addr64(accept)})   echosrv!WskSampleAcceptEvent   |  ({addr64(nxt)})   echosrv!WskSampleOpReceive",
+        f"({addr64(accept)})   echosrv!WskSampleAcceptEvent   |  ({addr64(nxt)})   echosrv!{nxt_name}",
         "Exact matches:",
         "    echosrv!WskSampleAcceptEvent (SocketContext, Flags, LocalAddress, RemoteAddress, AcceptSocket, "
         "AcceptSocketContext, AcceptSocketDispatch)",
     ]
     r = lab.execute("ln echosrv!WskSampleAcceptEvent+0x10")
     assert r.text == (f"({addr64(accept)})   echosrv!WskSampleAcceptEvent+0x10   |  ({addr64(nxt)})   "
-                      "echosrv!WskSampleOpReceive")
+                      f"echosrv!{nxt_name}")
 
 
 def test_ln_outside_every_image_says_so(lab):
@@ -253,3 +254,18 @@ def test_printf_formats_pointers_symbols_numbers_and_strings(lab):
     assert r.text.splitlines() == [f"{d.address:016x} -> {drv.address:016x}" for d in drv.devices]
     assert "more specifiers than arguments" in lab.execute('.printf "%p"').text
     assert "left over" in lab.execute('.printf "x", 1').text
+
+
+def test_ln_of_every_frame_location_in_k_names_that_frame(lab):
+    # An outer frame's location is its return site (the caller + its call-site offset): `ln` must
+    # name that routine, never a neighbour the image layout happens to put close behind it.
+    lab.execute("bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine")
+    lab.execute('!echo -n 1 "ln"')
+    assert not lab.execute("g").error
+    frames = lab.stack()
+    assert len(frames) > 5
+    for frame in frames:
+        if not frame.address:  # a frame with no kernel image (a user-mode program)
+            continue
+        text = lab.execute(f"ln {frame.location:x}").text
+        assert text.split("   ")[1].split("+")[0] == frame.symbol, (frame.call_site, text)

@@ -643,7 +643,7 @@ def test_sc_on_the_standard_lab_shows_the_auto_started_services_running_and_refu
 #             Args: 00000000 00000000 00000000 00000000
 def test_unused_stack_locations_print_one_way_in_irp_and_the_tui(pended):
     from wskdbg.render.irp import IrpLocation, IrpView, irp_lines
-    from wskdbg.tui.irp_view import render_irp
+    from wskdbg.tui.irp_view import irp_text
     view = IrpView(address=0xFFFFC10A00001000, type=6, size=0x160, stack_count=2, current_location=2, mdl=0,
                    flags=0, system_buffer=0, status=0, information=0, requestor_mode=0, pending_returned=0,
                    cancel=0, cancel_irql=0, user_iosb=0, user_event=0, cancel_routine=0, user_buffer=0, thread=0,
@@ -656,7 +656,7 @@ def test_unused_stack_locations_print_one_way_in_irp_and_the_tui(pended):
                           "            Args: 00000000 00000000 00000000 00000000"]
     # the TUI's IRP view prints the stack locations with the same renderer as !irp
     irp = the_irp(pended)
-    tui = render_irp(irp).splitlines()
+    tui = irp_text(pended, pended.current_host, irp.address).splitlines()
     shown = pended.execute(f"!irp {irp.address:x}").text.splitlines()
     assert tui[:len(shown)] == shown
 

@@ -18,7 +18,7 @@ from stack.kernel.layouts import LAYOUTS
 @pytest.fixture(scope="module")
 def at_wsk_receive():
     engine = lab_engine()
-    run(engine, "bp /h winsrv wskprov!WskReceive")
+    run(engine, "bp /h winsrv afd!WskProAPIReceive")
     run(engine, '!echo -n 1 "hello from client"')
     run(engine, "g")
     yield engine
@@ -33,7 +33,7 @@ def qwords(engine, address: int, count: int) -> list[int]:
 def test_rsp_at_routine_entry_points_at_the_return_address_k_prints(at_wsk_receive):
     engine = at_wsk_receive
     frames = engine.stack("winsrv")
-    assert frames[0].symbol.endswith("!WskReceive") and frames[1].symbol == "echosrv!WskSampleOpReceive"
+    assert frames[0].symbol == "afd!WskProAPIReceive" and frames[1].symbol == "echosrv!WskSampleOpReceive"
     rsp = engine.evaluate("@rsp", host="winsrv")
     assert rsp == frames[0].child_sp == frames[1].child_sp - 8
     assert qwords(engine, rsp, 1) == [frames[0].ret_addr]

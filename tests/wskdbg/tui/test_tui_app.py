@@ -177,7 +177,7 @@ def test_clicking_an_mdl_address_shows_its_chain_with_bytes(app: WskdbgApp) -> N
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
         # Stopped where the echo reaches the miniport: the NB's MDL chain is tcpip's header,
         # then echosrv's own buffer (zero copy).
-        for command in ("bp /h winsrv wskprov!WskSend", '!echo "hello"', "g",
+        for command in ("bp /h winsrv afd!WskProAPISend", '!echo "hello"', "g",
                         "bp /h winsrv netvmini!MPSendNetBufferLists", "g"):
             app.run_command(command)
             await app.settle()

@@ -95,7 +95,7 @@ def test_ladder_draws_each_direction_of_the_selected_conversation_only() -> None
 def test_mdl_chain_boxes_follow_next_and_stop_on_a_cycle() -> None:
     engine = Engine(seed=1)
     try:
-        for command in ("bp /h winsrv wskprov!WskSend", '!echo "hello"', "g",
+        for command in ("bp /h winsrv afd!WskProAPISend", '!echo "hello"', "g",
                         "bp /h winsrv netvmini!MPSendNetBufferLists", "g"):
             engine.execute(command)  # the echo at the miniport: tcpip's header MDL, then echosrv's buffer
         mdl = engine.kernels["winsrv"].addr_objects[engine.execute("? poi(poi(@rdx+8)+20)").data["value"]]
@@ -230,7 +230,7 @@ def test_presentation_mode_lays_out_for_a_projector() -> None:
             assert output.width == 160 and output.y > narration.y
             assert app.query_one("#output").region.width >= 156  # inside its border
             text = screen_text(app)
-            for name in ("winsrv", "client", "dns", "httpbin", "kfs echosrv khttpd", "netvmini", "wskprov"):
+            for name in ("winsrv", "client", "dns", "httpbin", "kfs echosrv khttpd", "netvmini", "afd"):
                 assert name in text, name
 
     try:
