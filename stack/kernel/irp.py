@@ -258,7 +258,9 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
         return None
     size = IRP_HEADER_SIZE + StackSize * IO_STACK_LOCATION_SIZE
     owner = k.caller_symbol()
-    address = k.pool.allocate(NonPagedPoolNx, size, IRP_TAG, owner=owner)
+    address = k.allocate_pool("irp", NonPagedPoolNx, size, IRP_TAG, owner=owner)
+    if not address:
+        return None  # NULL, as IoAllocateIrp returns when nonpaged pool is short
     irp = Irp(k, address, StackSize)
     irp.owner = owner
     irp.allocation_flags = 0x1  # IRP_ALLOCATED_FIXED_SIZE-ish: came from IoAllocateIrp

@@ -181,9 +181,8 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     if Length <= 0 or Length > 0xFFFFFFFF:
         return None
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
-    try:
-        address = k.pool.allocate(NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
-    except MemoryError:
+    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
+    if not address:
         return None  # out of nonpaged pool: NULL, as in Windows
     mdl = Mdl(k, address, VirtualAddress, Length, pages)
     mdl.owner = k.caller_symbol()

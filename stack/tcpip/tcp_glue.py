@@ -22,7 +22,7 @@ from stack.kernel import (DISPATCH_LEVEL, STATUS_ADDRESS_ALREADY_EXISTS, STATUS_
                           STATUS_CONNECTION_ABORTED, STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET,
                           STATUS_HOST_UNREACHABLE, STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE,
                           STATUS_INVALID_PARAMETER, STATUS_IO_TIMEOUT, STATUS_NETWORK_UNREACHABLE, STATUS_PENDING,
-                          STATUS_SUCCESS, kroutine)
+                          STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, kroutine)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.mdl import IoBuildPartialMdl, Mdl, copy_to_mdl, mdl_chain_length
 from stack.kernel.pool import NonPagedPoolNx
@@ -51,6 +51,7 @@ EPHEMERAL_FIRST = 49152
 EPHEMERAL_LAST = 65535
 PUSH_TIMER_NS = 500_000_000  # a receive without PSH completes after this long (Windows' push timer)
 _HALF = 1 << 31
+MAX_PAYLOAD_MDLS = 64  # partial MDLs one segment (up to 64 KiB of LSO) may take from the MDL pool
 
 RESET_STATUS = {
     "peer_reset": STATUS_CONNECTION_RESET,
@@ -158,8 +159,11 @@ class TcpLayer:
             for dual in self.listeners.get((6, port), ()):
                 if dual.local.is_unspecified and not dual.v6only:
                     return STATUS_ADDRESS_ALREADY_EXISTS, None
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, LISTENER_SIZE, LISTENER_TAG)
+        if not address:
+            return STATUS_INSUFFICIENT_RESOURCES, None
         listener = ListenEndpoint(self.stack, local, backlog, v6only, accept)
-        listener.address = ExAllocatePoolWithTag(NonPagedPoolNx, LISTENER_SIZE, LISTENER_TAG)
+        listener.address = address
         listener._core = TcpListener(self._config_for(version, self._smallest_mtu()), port, backlog,
                                      max(backlog, 16), self._iss)
         self.listeners.setdefault((version, port), []).append(listener)
@@ -233,11 +237,15 @@ class TcpLayer:
             key = (local.ip.version, local.port)
             if self.listeners.get(key) or self.bound_ports.get(key):
                 return STATUS_ADDRESS_ALREADY_EXISTS, None
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
+        if not address:
+            return STATUS_INSUFFICIENT_RESOURCES, None
+        if local.port:
             self.bound_ports[key] = self.bound_ports.get(key, 0) + 1
         endpoint = ConnectionEndpoint(self.stack, local)
         tcb = Tcb(endpoint)
         endpoint._tcb = tcb
-        endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
+        endpoint.address = address
         self.kernel.addr_objects[endpoint.address] = endpoint
         self.tcbs.append(tcb)
         return STATUS_SUCCESS, endpoint
@@ -825,6 +833,11 @@ class TcpLayer:
         if path is None:
             core_conn.abort(k.now_ns)
             return
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
+        if not address:  # no pool for the TCB: the connection is refused, dropped and counted
+            self.stack.drop("tcp", "no_memory")
+            core_conn.abort(k.now_ns)
+            return
         endpoint = ConnectionEndpoint(self.stack, SockAddr(path.src_address, seg.dst_port))
         if listener.local.ip.version == 6 and len(src) == 4:
             endpoint.local = SockAddr(v4_mapped(path.src_address), seg.dst_port)  # type: ignore[arg-type]
@@ -833,7 +846,7 @@ class TcpLayer:
             endpoint.remote = SockAddr(remote_ip, seg.src_port)
         tcb = Tcb(endpoint, listener=listener)
         endpoint._tcb = tcb
-        endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, TCB_SIZE, TCB_TAG)
+        endpoint.address = address
         k.addr_objects[endpoint.address] = endpoint
         self.tcbs.append(tcb)
         self._attach(tcb, core_conn, (dst, seg.dst_port, src, seg.src_port), path)
@@ -915,7 +928,11 @@ class TcpLayer:
         else:
             payload_len = first.payload_len
             flags = first.flags
-        packet = ip.new_packet(path, IPPROTO_TCP)
+        # No header slot or MDLs: the segment is lost here and counted; the core retransmits it.
+        packet = ip.new_packet(path, IPPROTO_TCP) if self.stack.mdl_pool.reserve(MAX_PAYLOAD_MDLS) else None
+        if packet is None:
+            self.stack.drop("tcp", "no_memory")
+            return
         buf = packet.buf
         offset = packet.l4_offset
         # The first segment's options: the core sized the payload for them (SACK included).
@@ -1007,6 +1024,8 @@ class TcpLayer:
         if seg.flags & 0x04:
             self.counters.tcp_resets_sent += 1
         packet = ip.new_packet(path, IPPROTO_TCP)
+        if packet is None:  # dropped and counted by ip
+            return
         buf = packet.buf
         offset = packet.l4_offset
         end = emit_tcp_header(buf, offset, seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window,
