@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, STATUS_CANCELLED,
+                          STATUS_INSUFFICIENT_RESOURCES,
                           STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
                           STATUS_PENDING, STATUS_SUCCESS, IoAllocateMdl, IoCompleteRequest, IoCreateDevice,
                           IoFreeMdl, IoGetCurrentIrpStackLocation, IoLoadDriver, IoMarkIrpPending, MmProbeAndLockPages,
@@ -107,8 +108,11 @@ def AfdDispatchCreate(DeviceObject: Any, Irp: Any) -> int:
     k = current_kernel()
     from stack.kernel.ex import ExAllocatePoolWithTag
     from stack.kernel.pool import NonPagedPoolNx
+    address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+    if not address:
+        return _complete(Irp, STATUS_INSUFFICIENT_RESOURCES)
     endpoint = AfdEndpoint(family, sock_type)
-    endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+    endpoint.address = address
     k.addr_objects[endpoint.address] = endpoint
     file_object = loc.file_object
     file_object.FsContext = endpoint
@@ -238,8 +242,14 @@ def AfdAccept(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
             return
         from stack.kernel.ex import ExAllocatePoolWithTag
         from stack.kernel.pool import NonPagedPoolNx
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+        if not address:  # no endpoint for it: reset the connection, fail the accept
+            conn.disconnect(abortive=True)
+            conn.close()
+            _complete(irp, STATUS_INSUFFICIENT_RESOURCES)
+            return
         child = AfdEndpoint(endpoint.family, SOCK_STREAM, local=conn.local, connection=conn)
-        child.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+        child.address = address
         current_kernel().addr_objects[child.address] = child
         request.result = FileObject(child)
         request.address = conn.remote
@@ -260,6 +270,11 @@ def _lock_user_buffer(request: AfdRequest, irp: Any, operation: int) -> Mdl | No
     return mdl
 
 
+def _lock_failure(request: AfdRequest) -> int:
+    """Why IoAllocateMdl gave no MDL: a bad length, or no pool for it."""
+    return STATUS_INSUFFICIENT_RESOURCES if 0 < request.length <= 0xFFFFFFFF else STATUS_INVALID_PARAMETER
+
+
 def _unlock(mdl: Mdl) -> None:
     MmUnlockPages(mdl)
     IoFreeMdl(mdl)
@@ -274,7 +289,7 @@ def AfdSend(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         return _complete(irp, STATUS_SUCCESS, 0)
     mdl = _lock_user_buffer(request, irp, IoReadAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def sent(status: int, nbytes: int) -> None:
         _unlock(mdl)
@@ -295,7 +310,7 @@ def AfdReceive(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         return _complete(irp, STATUS_INVALID_DEVICE_STATE)
     mdl = _lock_user_buffer(request, irp, IoWriteAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def received(status: int, nbytes: int) -> None:
         _unlock(mdl)
@@ -334,7 +349,7 @@ def AfdSendDatagram(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int
         endpoint.local = ep.local
     mdl = _lock_user_buffer(request, irp, IoReadAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def sent(status: int, nbytes: int) -> None:
         _unlock(mdl)
@@ -355,7 +370,7 @@ def AfdReceiveDatagram(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> 
         return _complete(irp, STATUS_INVALID_DEVICE_STATE)
     mdl = _lock_user_buffer(request, irp, IoWriteAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def received(status: int, nbytes: int, remote: SockAddr | None) -> None:
         _unlock(mdl)

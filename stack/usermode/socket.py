@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
-from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, KEVENT, STATUS_PENDING,
+from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, KEVENT, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING,
                           STATUS_SUCCESS, IoBuildDeviceIoControlRequest, IoCallDriver, IoGetDeviceObjectPointer,
                           IoGetNextIrpStackLocation, KeWaitForSingleObject, NotificationEvent, PsCreateSystemThread,
                           current_kernel)
@@ -76,8 +76,8 @@ class UserBuffer:
         self.kernel = kernel or current_kernel()
         self.size = size
         self.va = ExAllocatePoolWithTag(PagedPool, size, USER_TAG)
-        if not self.va:
-            raise MemoryError("no pool for a user buffer")
+        if not self.va:  # malloc's NULL, as the program sees it: an error it can catch
+            raise SocketError(STATUS_INSUFFICIENT_RESOURCES, "allocate buffer")
 
     def views(self, offset: int = 0, length: int | None = None) -> list[memoryview]:
         """Zero-copy views of the buffer's bytes."""
@@ -284,6 +284,9 @@ def spawn(fn: Callable[..., Generator], *args: Any, name: str | None = None) -> 
 
     start.symbol = f"user!{program.name}"  # type: ignore[attr-defined]
     program.thread = PsCreateSystemThread(start, None, name=program.name)
+    if program.thread is None:  # CreateThread failed: the program never runs, and says why
+        program.error = SocketError(STATUS_INSUFFICIENT_RESOURCES, "CreateThread")
+        program.done = True
     return program
 
 

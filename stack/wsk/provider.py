@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Generator
 
-from stack.kernel import (IRP_MJ_INTERNAL_DEVICE_CONTROL, STATUS_DEVICE_NOT_READY,
+from stack.kernel import (IRP_MJ_INTERNAL_DEVICE_CONTROL, STATUS_DEVICE_NOT_READY, STATUS_INSUFFICIENT_RESOURCES,
                           STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOINTERFACE,
                           STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_PROTOCOL_UNREACHABLE, STATUS_SUCCESS,
                           STATUS_TIMEOUT, DriverImage, IoCreateDevice, IoGetCurrentIrpStackLocation,
@@ -28,7 +28,8 @@ from .irpops import IrpCompletion, WskStatus, call_wskprov, complete_irp
 from .names import WskFreeAddressInfo, WskGetAddressInfo, WskGetNameInfo
 from .socket import (WskAccept, WskBind, WskCloseSocket, WskConnect, WskControlSocket, WskDisconnect,
                      WskGetLocalAddress, WskGetRemoteAddress, WskInspectComplete, WskListen, WskReceive,
-                     WskReceiveFrom, WskRelease, WskSend, WskSendTo, WskSocketObject, _update_handlers)
+                     WskReceiveFrom, WskRelease, WskSend, WskSendTo, WskSocketObject, WskpAllocateSocket,
+                     _update_handlers)
 from .state import WskClient, WskProvider, get_provider, nmr
 from .structs import (WSK_CLIENT_NPI, WSK_EVENT_CALLBACK_CONTROL, WSK_PROVIDER_BASIC_DISPATCH,
                       WSK_PROVIDER_CONNECTION_DISPATCH, WSK_PROVIDER_DATAGRAM_DISPATCH, WSK_PROVIDER_DISPATCH,
@@ -185,7 +186,11 @@ def WskSocket(Client: Any, AddressFamily: int, SocketType: int, Protocol: int, F
         if status != STATUS_SUCCESS:
             complete_irp(irp, status, None)
             return status
-        sock = WskSocketObject(provider, client, Flags, AddressFamily, SocketType, Protocol, SocketContext, Dispatch)
+        sock = WskpAllocateSocket(provider, client, Flags, AddressFamily, SocketType, Protocol, SocketContext,
+                                  Dispatch)
+        if sock is None:
+            complete_irp(irp, STATUS_INSUFFICIENT_RESOURCES, None)
+            return STATUS_INSUFFICIENT_RESOURCES
         complete_irp(irp, STATUS_SUCCESS, sock)
         return STATUS_SUCCESS
 
@@ -223,8 +228,11 @@ def WskSocketConnect(Client: Any, SocketType: int, Protocol: int, LocalAddress: 
         status, conn = provider.transport.tcp_socket(local, local.family)
         if conn is None:
             return completion.started(status)
-        sock = WskSocketObject(provider, client, WSK_FLAG_CONNECTION_SOCKET, local.family, SocketType, Protocol,
-                               SocketContext, Dispatch)
+        sock = WskpAllocateSocket(provider, client, WSK_FLAG_CONNECTION_SOCKET, local.family, SocketType, Protocol,
+                                  SocketContext, Dispatch)
+        if sock is None:
+            conn.close()
+            return completion.started(STATUS_INSUFFICIENT_RESOURCES)
         conn.context = sock
         sock.endpoint = conn
         sock.local = conn.local

@@ -94,7 +94,7 @@ class WskSocketObject(WSK_SOCKET):
     struct_size = 0xB0
 
     def __init__(self, provider: WskProvider, client: WskClient, category: int, family: int, socket_type: int,
-                 protocol: int, context: Any, client_dispatch: Any) -> None:
+                 protocol: int, context: Any, client_dispatch: Any, address: int = 0) -> None:
         k = provider.kernel
         self.kernel = k
         self.provider = provider
@@ -129,7 +129,7 @@ class WskSocketObject(WSK_SOCKET):
         provider.sockets_created += 1
         self.sequence = provider.sockets_created
         self.Dispatch = provider.socket_dispatch[category]
-        self.address = ExAllocatePoolWithTag(NonPagedPoolNx, self.struct_size, SOCKET_TAG)
+        self.address = address or ExAllocatePoolWithTag(NonPagedPoolNx, self.struct_size, SOCKET_TAG)
         self.resume_dpc.address = 0
         k.register_object(self)
         provider.sockets[self.address] = self
@@ -514,9 +514,22 @@ def WskListen(Socket: WskSocketObject, Irp: Any) -> int:
     return _complete_now(Socket, Irp, "WskListen", status)
 
 
-def _new_accepted_socket(listener: WskSocketObject, conn: Any) -> WskSocketObject:
-    child = WskSocketObject(listener.provider, listener.client, WSK_FLAG_CONNECTION_SOCKET, listener.family,
-                            listener.socket_type, listener.protocol, None, None)
+def WskpAllocateSocket(provider: WskProvider, client: WskClient, category: int, family: int, socket_type: int,
+                       protocol: int, context: Any, client_dispatch: Any) -> WskSocketObject | None:
+    """A socket object, its pool block first: without one there is no socket and the caller
+    fails the request with STATUS_INSUFFICIENT_RESOURCES (or refuses the connection)."""
+    address = ExAllocatePoolWithTag(NonPagedPoolNx, WskSocketObject.struct_size, SOCKET_TAG)
+    if not address:
+        return None
+    return WskSocketObject(provider, client, category, family, socket_type, protocol, context, client_dispatch,
+                           address)
+
+
+def _new_accepted_socket(listener: WskSocketObject, conn: Any) -> WskSocketObject | None:
+    child = WskpAllocateSocket(listener.provider, listener.client, WSK_FLAG_CONNECTION_SOCKET, listener.family,
+                               listener.socket_type, listener.protocol, None, None)
+    if child is None:
+        return None
     child.endpoint = conn
     child.local = conn.local
     child.remote = conn.remote
@@ -550,6 +563,8 @@ def WskpAcceptIndication(listener_endpoint: Any, conn: Any) -> int:
     if listener is None or listener.closing:
         return REFUSE
     child = _new_accepted_socket(listener, conn)
+    if child is None:  # no pool for the socket: the connection is refused (reset)
+        return REFUSE
     accept_event = _callback(listener, WSK_EVENT_ACCEPT)
     if accept_event is not None:
         context, dispatch = Ref(), Ref()

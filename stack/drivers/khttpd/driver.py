@@ -430,7 +430,13 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     if g.stopping or g.device is None:
         return STATUS_REQUEST_NOT_ACCEPTED
     address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x100, CONNECTION_TAG)
-    if not address:
+    work_item = IoAllocateWorkItem(g.device) if address else None
+    if work_item is None:  # no pool for the connection: refuse it (WSK resets it)
+        if address:
+            ExFreePoolWithTag(address, CONNECTION_TAG)
+        g.stats.connections_refused += 1
+        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCCONN", "refused %s: %!STATUS!",
+                    _sockaddr_text(RemoteAddress), STATUS_INSUFFICIENT_RESOURCES)
         return STATUS_REQUEST_NOT_ACCEPTED
     over_limit = g.stats.connections_active >= g.config.MaxConnections
     # The addresses are valid only during the callback (as in C): keep their text.
@@ -446,7 +452,7 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     KeClearEvent(g.drained)
     AcceptSocketContext.value = connection
     AcceptSocketDispatch.value = None  # no connection callbacks: receives are IRP-based
-    connection.work_item = IoAllocateWorkItem(g.device)
+    connection.work_item = work_item
     IoQueueWorkItem(connection.work_item, KhttpdConnectionWorker, DelayedWorkQueue, connection)
     TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "accepted %s (socket %p)%s",
                 connection.remote, AcceptSocket, " over the connection limit" if over_limit else "")
@@ -599,6 +605,10 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         return False
     send.file_object = file_object
     send.header_mdl = _header_mdl(connection, header)
+    if send.header_mdl is None:  # no MDL for the header: the response cannot start, close
+        fsio.fs_close(file_object)
+        ExFreePoolWithTag(send.address, SEND_TAG)
+        return False
     body_length = 0 if request.head_only else size
     if body_length:
         if g.config.CopyMode:
@@ -634,12 +644,17 @@ def _new_send_context(connection: KhttpdConnection) -> KhttpdSendContext | None:
     return KhttpdSendContext(address, connection, KEVENT(SynchronizationEvent, False))
 
 
-def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl:
-    """The response header in the connection's nonpaged header buffer, described by a fresh MDL."""
+def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl | None:
+    """The response header in the connection's nonpaged header buffer, described by a fresh MDL
+    (None when IoAllocateMdl fails)."""
     if len(header) > HEADER_BUFFER_SIZE:
         raise HttpStateError(f"response header of {len(header)} bytes does not fit the header buffer")
     current_kernel().write(connection.header_buffer, header)
     mdl = IoAllocateMdl(connection.header_buffer, len(header))
+    if mdl is None:
+        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "no MDL for the response to %s: %!STATUS!",
+                    connection.remote, STATUS_INSUFFICIENT_RESOURCES)
+        return None
     MmBuildMdlForNonPagedPool(mdl)
     return mdl
 
@@ -704,6 +719,9 @@ def KhttpdSendBytes(connection: KhttpdConnection, data: bytes) -> Generator[Any,
         return False
     if len(data) <= HEADER_BUFFER_SIZE:
         send.header_mdl = _header_mdl(connection, data)
+        if send.header_mdl is None:
+            ExFreePoolWithTag(send.address, SEND_TAG)
+            return False
     else:
         send.body_buffer, send.body_mdl = _nonpaged_mdl(len(data), BODY_TAG)
         if send.body_mdl is None:
