@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
+from contextlib import contextmanager
+from typing import Iterator
 from dataclasses import dataclass
 
 from .pool import tag_from_str, tag_to_str
@@ -75,6 +77,16 @@ class LowResourcesSimulation:
     def disable(self) -> None:
         self.active = False
         self.probability = 0
+
+    @contextmanager
+    def suspended(self) -> Iterator[None]:
+        """No injection inside: the I/O manager's must-succeed allocations (the IRP that closes
+        a handle comes from a reserve, IopAllocateIrpMustSucceed) are never failed on purpose."""
+        active, self.active = self.active, False
+        try:
+            yield
+        finally:
+            self.active = active
 
     def fail(self, k, cls: str, tag: str | int | None = None) -> bool:
         """Whether this allocation is to fail (and, if so, it is counted and logged)."""

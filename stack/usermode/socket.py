@@ -25,7 +25,8 @@ from typing import Any, Callable, Generator
 
 from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, KEVENT, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING,
                           STATUS_SUCCESS, IoBuildDeviceIoControlRequest, IoCallDriver, IoGetDeviceObjectPointer,
-                          IoGetNextIrpStackLocation, KeWaitForSingleObject, NotificationEvent, PsCreateSystemThread,
+                          IoGetNextIrpStackLocation, KeDelayExecutionThread, KeWaitForSingleObject,
+                          NotificationEvent, PsCreateSystemThread,
                           current_kernel)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.irp import IoStatusBlock
@@ -44,7 +45,7 @@ USER_TAG = "UsrB"
 MSG_WAITALL = 0x8
 
 __all__ = ["AF_INET", "AF_INET6", "SOCK_STREAM", "SOCK_DGRAM", "MSG_WAITALL", "SockAddr", "Socket", "SocketError",
-           "UserBuffer", "Program", "run_program", "spawn", "join"]
+           "UserBuffer", "Program", "run_program", "spawn", "join", "accept_retrying"]
 
 
 class SocketError(OSError):
@@ -99,6 +100,9 @@ class UserBuffer:
         self.va = 0
 
 
+_CALL_NAMES = {IRP_MJ_CREATE: "socket", IRP_MJ_CLEANUP: "closesocket"}
+
+
 def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdRequest) -> Generator[Any, Any, tuple[int, int]]:
     """Build the IRP, IoCallDriver it to \\Device\\Afd, wait if it pends.  Returns (status, information)."""
     if program_closing():
@@ -109,6 +113,12 @@ def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdReque
     event = KEVENT(NotificationEvent, False)
     iosb = IoStatusBlock()
     irp = IoBuildDeviceIoControlRequest(ioctl, device, request, 0, None, 0, False, event, iosb)
+    if irp is None and major == IRP_MJ_CLEANUP:  # closing a handle must succeed: the reserve IRP
+        k = current_kernel()
+        with k.verifier.suspended():
+            irp = IoBuildDeviceIoControlRequest(ioctl, device, request, 0, None, 0, False, event, iosb)
+    if irp is None:
+        raise SocketError(STATUS_INSUFFICIENT_RESOURCES, _CALL_NAMES.get(major, "DeviceIoControl"))
     loc = IoGetNextIrpStackLocation(irp)
     loc.major = major
     loc.file_object = file_object
@@ -243,6 +253,18 @@ class Socket:
         if self._scratch is not None:
             self._scratch.free()
             self._scratch = None
+
+
+def accept_retrying(listener: Socket) -> Generator[Any, Any, Socket]:
+    """A server's accept loop: an accept that failed for lack of memory (WSAENOBUFS) is tried
+    again a millisecond later, as servers do; the connection waits in the backlog meanwhile."""
+    while True:
+        try:
+            return (yield from listener.accept())
+        except SocketError as err:
+            if err.status != STATUS_INSUFFICIENT_RESOURCES:
+                raise
+            yield KeDelayExecutionThread(Interval=-10_000)
 
 
 # --- programs ---------------------------------------------------------------------------------

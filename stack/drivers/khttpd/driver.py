@@ -56,7 +56,8 @@ from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE
                           IoLoadDriver, IoReuseIrp, IoSetCompletionRoutine, KeSetEvent, KeWaitForSingleObject,
                           Mdl, MmBuildMdlForNonPagedPool, NonPagedPoolNx, TraceEvents, current_kernel, kroutine)
 from stack.kernel.io import FILE_DEVICE_NETWORK, DeviceObject, DriverImage, DriverObject
-from stack.kernel.ke import (KEVENT, DelayedWorkQueue, Executive, KernelMode, NotificationEvent,
+from stack.kernel.ke import (KEVENT, DelayedWorkQueue, Executive, KeDelayExecutionThread, KernelMode,
+                             NotificationEvent,
                              SynchronizationEvent, IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem,
                              KeClearEvent)
 from stack.kernel.mdl import mdl_chain_views
@@ -811,6 +812,8 @@ def KhttpdCallBackend(connection: KhttpdConnection, request: Request) -> Generat
 
 # --- closing ----------------------------------------------------------------------------------------
 
+CLOSE_RETRY_INTERVAL = -10 * 10_000  # 10 ms (relative, 100-ns units) between tries for a closing IRP
+
 @kroutine("khttpd")
 def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, None]:
     """Graceful disconnect, close the socket, free the connection's buffers, IRPs and MDLs."""
@@ -818,9 +821,12 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     g = connection.globals
     socket = connection.Socket
     ctx = connection.send or connection.recv
-    if ctx is not None:
-        yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
-        yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
+    while ctx is None:  # set-up failed for lack of IRPs: the socket must still be closed, so wait for one
+        connection.send = ctx = _new_async_context()
+        if ctx is None:
+            yield KeDelayExecutionThread(KernelMode, False, CLOSE_RETRY_INTERVAL)
+    yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
+    yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
     if connection.recv_mdl is not None:
         IoFreeMdl(connection.recv_mdl)
         ExFreePoolWithTag(connection.recv_buffer, BUFFER_TAG)
