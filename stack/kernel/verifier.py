@@ -31,15 +31,24 @@ DEFAULT_PROBABILITY = 600  # 6 %, the documented default of `verifier /faults`
 FAULT_LOG_SIZE = 64  # the records `!verifier 4` can show
 
 
+# The routine that returned NULL for each class (what `!verifier 4` shows at the top of a record).
+CLASS_ROUTINES = {"pool": "nt!ExAllocatePoolWithTag", "nbl": "ndis!NdisAllocateNetBufferList",
+                  "irp": "nt!IoAllocateIrp", "mdl": "nt!IoAllocateMdl", "thread": "nt!PsCreateSystemThread",
+                  "workitem": "nt!IoAllocateWorkItem", "page": "nt!MmAllocatePagesForMdl"}
+
+
 @dataclass(slots=True, frozen=True)
 class FaultRecord:
-    """One failed allocation: when, which kind, who asked, and whether it was injected."""
+    """One failed allocation: when, which kind, who asked (and on which thread), and whether the
+    verifier failed it on purpose or memory had really run out."""
 
     time_ns: int
     cls: str
     caller: str
     tag: str
     injected: bool
+    thread: int = 0
+    index: int = 0  # position in the whole history (the log keeps the newest FAULT_LOG_SIZE)
 
 
 class LowResourcesSimulation:
@@ -58,6 +67,7 @@ class LowResourcesSimulation:
         self.exhausted: Counter[str] = Counter()  # real failures: the emulated memory ran out
         self.injected_by_tag: Counter[str] = Counter()
         self.log: deque[FaultRecord] = deque(maxlen=FAULT_LOG_SIZE)
+        self.records = 0
 
     def configure(self, probability: int, tags: list[str] | None = None, images: list[str] | None = None,
                   classes: list[str] | None = None, start_ns: int = 0) -> None:
@@ -107,14 +117,20 @@ class LowResourcesSimulation:
         tag_name = tag_to_str(tag_val) if tag_val is not None else ""
         if tag_name:
             self.injected_by_tag[tag_name] += 1
-        self.log.append(FaultRecord(k.now_ns, cls, caller, tag_name, True))
+        self._record(k, cls, caller, tag_name, True)
         return True
+
+    def _record(self, k, cls: str, caller: str, tag: str, injected: bool) -> None:
+        thread = k.current_thread
+        self.log.append(FaultRecord(k.now_ns, cls, caller, tag, injected, thread.address if thread else 0,
+                                    self.records))
+        self.records += 1
 
     def failed(self, k, cls: str, tag: str | int | None = None) -> None:
         """Record a real failure (memory exhausted) of an allocation of class `cls`."""
         self.exhausted[cls] += 1
         tag_name = tag_to_str(tag_from_str(tag)) if tag is not None else ""
-        self.log.append(FaultRecord(k.now_ns, cls, k.caller_symbol(), tag_name, False))
+        self._record(k, cls, k.caller_symbol(), tag_name, False)
 
     @property
     def total_failures(self) -> int:

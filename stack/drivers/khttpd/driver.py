@@ -594,8 +594,10 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "open %s failed: %!STATUS!", path.fs_path, status)
         if file_object is not None:
             fsio.fs_close(file_object)
-        sent = yield from KhttpdSendBytes(connection, http.build_error_response(404, now_s=_now_s()))
-        _log(connection, request.method, request.target, request.http_version, 404, 0)
+        # Out of memory is the server's trouble, not a missing file: 503, as HTTP.sys answers then.
+        code = 503 if status == STATUS_INSUFFICIENT_RESOURCES else 404
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(code, now_s=_now_s()))
+        _log(connection, request.method, request.target, request.http_version, code, 0)
         return sent
     header = http.build_response_header(200, now_s=_now_s(), content_length=size,
                                         content_type=content_type_for(path.fs_path),
