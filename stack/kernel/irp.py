@@ -275,6 +275,18 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
     return irp
 
 
+def IopAllocateIrpMustSucceed(StackSize: int) -> Irp | None:
+    """The I/O manager's IRP for requests that cannot be allowed to fail (closing a handle,
+    giving back an MDL read): when IoAllocateIrp fails it falls back to its reserve, which the
+    verifier's low resources simulation never touches.  None only when memory is truly gone."""
+    irp = IoAllocateIrp(StackSize)
+    if irp is None:
+        k = current_kernel()
+        with k.verifier.suspended():
+            irp = IoAllocateIrp(StackSize)
+    return irp
+
+
 def IoReuseIrp(Irp: Irp, Status: int) -> None:
     """Reinitialise an IRP for another request, keeping its allocation."""
     Irp._reset()

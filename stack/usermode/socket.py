@@ -20,6 +20,7 @@ Errors raise `SocketError(status)`.
 from __future__ import annotations
 
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
@@ -79,6 +80,8 @@ class UserBuffer:
         self.va = ExAllocatePoolWithTag(PagedPool, size, USER_TAG)
         if not self.va:  # malloc's NULL, as the program sees it: an error it can catch
             raise SocketError(STATUS_INSUFFICIENT_RESOURCES, "allocate buffer")
+        self.owner: Program | None = None
+        _opened(self)
 
     def views(self, offset: int = 0, length: int | None = None) -> list[memoryview]:
         """Zero-copy views of the buffer's bytes."""
@@ -97,6 +100,7 @@ class UserBuffer:
     def free(self) -> None:
         if self.va and not program_closing():
             ExFreePoolWithTag(self.va, USER_TAG)
+            _released(self)
         self.va = 0
 
 
@@ -142,6 +146,8 @@ class Socket:
         self.closed = False
         self._scratch: UserBuffer | None = None
         self.remote: SockAddr | None = None
+        self.owner: Program | None = None
+        _opened(self)
 
     @staticmethod
     def create(family: int = AF_INET, sock_type: int = SOCK_STREAM) -> Generator[Any, Any, "Socket"]:
@@ -249,6 +255,7 @@ class Socket:
         if self.closed:
             return
         self.closed = True
+        _released(self)
         yield from _afd_call(IRP_MJ_CLEANUP, 0, self.file_object, AfdRequest())
         if self._scratch is not None:
             self._scratch.free()
@@ -280,20 +287,63 @@ class Program:
     result: Any = None
     error: BaseException | None = None
     children: list["Program"] = field(default_factory=list)
+    opened: dict[int, "Socket | UserBuffer"] = field(default_factory=dict)  # handles and buffers it holds
 
     def raise_error(self) -> None:
         if self.error is not None:
             raise self.error
 
 
+_RUNNING: "weakref.WeakKeyDictionary[KThread, Program]" = weakref.WeakKeyDictionary()  # thread -> its program
+
+
+def _owner() -> Program | None:
+    thread = current_kernel().current_thread
+    return _RUNNING.get(thread) if thread is not None else None
+
+
+def _opened(item: "Socket | UserBuffer") -> None:
+    owner = _owner()
+    if owner is not None:
+        owner.opened[id(item)] = item
+        item.owner = owner
+
+
+def _released(item: "Socket | UserBuffer") -> None:
+    owner = item.owner
+    if owner is not None:
+        owner.opened.pop(id(item), None)
+        item.owner = None
+
+
 def _body(program: Program, fn: Callable[..., Generator], args: tuple) -> Generator:
+    thread = current_kernel().current_thread
+    if thread is not None:
+        _RUNNING[thread] = program
     try:
         program.result = yield from fn(*args)
     except Exception as err:  # a user program's failure is its own, never the kernel's
         program.error = err
+        if not program_closing():
+            yield from _rundown(program)
     finally:
         program.done = True
+        if thread is not None:
+            _RUNNING.pop(thread, None)
     return STATUS_SUCCESS
+
+
+def _rundown(program: Program) -> Generator[Any, Any, None]:
+    """A program that failed closes the sockets and frees the buffers its thread still held
+    (what process exit does with handles and memory), so the peer hears and nothing leaks."""
+    for item in list(program.opened.values()):
+        try:
+            if isinstance(item, Socket):
+                yield from item.close()
+            else:
+                item.free()
+        except SocketError:
+            pass
 
 
 def spawn(fn: Callable[..., Generator], *args: Any, name: str | None = None) -> Program:

@@ -119,6 +119,7 @@ class WskSocketObject(WSK_SOCKET):
         self.bytes_received = 0
         self.sends_pending = 0
         self.receives_pending = 0
+        self.close_completion: IrpCompletion | None = None  # a WskCloseSocket waiting for pending sends
         self.held: dict[int, list[IndicationPiece]] = {}  # id(first node) -> pieces kept by the client
         self.accept_backlog: deque[WskSocketObject] = deque()  # accepted, not yet claimed by WskAccept
         self.accept_irps: deque[tuple[Any, Any, Any, Any, Any, IrpCompletion]] = deque()
@@ -291,6 +292,15 @@ def destroy_socket(sock: WskSocketObject) -> None:
     sock.client.maybe_finish_deregistration()
 
 
+def _finish_pending_close(sock: WskSocketObject) -> None:
+    """WskCloseSocket completes only when every request pending on the socket has completed."""
+    completion = sock.close_completion
+    if completion is not None and not sock.sends_pending:
+        sock.close_completion = None
+        destroy_socket(sock)
+        completion.done(STATUS_SUCCESS, 0)
+
+
 def _close_endpoint(sock: WskSocketObject) -> None:
     ep = sock.endpoint
     if sock.category in (WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET):
@@ -326,6 +336,9 @@ def WskCloseSocket(Socket: WskSocketObject, Irp: Any) -> int:
 
     def start(irp: Any) -> int:
         _close_endpoint(Socket)  # outstanding requests complete with STATUS_CANCELLED first
+        if Socket.sends_pending:  # sends the transport still holds: the close completes after them
+            Socket.close_completion = completion = IrpCompletion(irp)
+            return completion.started(STATUS_PENDING)
         destroy_socket(Socket)
         complete_irp(irp, STATUS_SUCCESS, 0)
         return STATUS_SUCCESS
@@ -722,6 +735,7 @@ def _start_send(sock: WskSocketObject, buf: WSK_BUF, flags: int, irp: Any) -> in
         sock.sends_pending -= 1
         sock.bytes_sent += nbytes
         completion.done(status, nbytes)
+        _finish_pending_close(sock)
 
     completion = IrpCompletion(irp)
     push_now = bool(flags & WSK_FLAG_NODELAY) and not sock.nodelay
@@ -815,6 +829,7 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
         def final_sent(status: int, nbytes: int) -> None:
             sock.sends_pending -= 1
             sock.bytes_sent += nbytes
+            _finish_pending_close(sock)
 
         conn.send(buf.Mdl, buf.Offset, buf.Length, final_sent)
 
