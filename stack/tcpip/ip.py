@@ -440,7 +440,8 @@ class IpLayer:
             self.frame_out(packet, entry.mac, ethertype)
             return
         cache.resolve(path.next_hop, PendingPacket(lambda mac: self.frame_out(packet, mac, ethertype),
-                                                   lambda status: self.packet_failed(packet, status)))
+                                                   lambda status: self.packet_failed(packet, status),
+                                                   packet.l4_offset + packet.l4_length + packet.payload_length))
 
     def frame_out(self, packet: TxPacket, dst_mac: bytes, ethertype: int) -> None:
         iface = packet.path.interface
