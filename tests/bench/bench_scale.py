@@ -10,7 +10,8 @@ connection and reads the echo back, connection after connection.  Reported per c
   round     wall and CPU time per connection for one round: a warm-up round, then the median
             of --rounds rounds
   rss       the process's resident memory with the N connections open
-  ratio     the round's wall cost per connection at this N divided by the cost at the smallest N,
+  ratio     the round's wall cost per connection at this N divided by the cost at the smallest N
+            (the last line gives the CPU ratio too),
             measured in the same run (1.0 = linear: holding more connections costs nothing extra
             per connection)
 
@@ -126,8 +127,10 @@ def main() -> None:
         print(f"{r['count']:>7} {r['open']:>7} {r['refused']:>7} {r['connect_wall_us']:>10.0f} us "
               f"{r['connect_cpu_us']:>9.0f} us {r['round_wall_us']:>8.0f} us {r['round_cpu_us']:>7.0f} us "
               f"{r['rss_mb']:>8.1f} {r['round_wall_us'] / base:>6.2f}")
+    cpu_base = rows[0]["round_cpu_us"]
     print(f"per-connection round cost, {rows[-1]['count']} / {rows[0]['count']}: "
-          f"{rows[-1]['round_wall_us'] / base:.2f}x (wall)")
+          f"{rows[-1]['round_wall_us'] / base:.2f}x wall, {rows[-1]['round_cpu_us'] / cpu_base:.2f}x CPU "
+          f"(CPU is the steadier figure on a shared machine)")
 
 
 if __name__ == "__main__":
