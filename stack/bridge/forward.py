@@ -314,13 +314,13 @@ def _relay_host_to_lab(relay: LabRelay, index: int) -> Generator[Any, Any, None]
             else:
                 yield KeWaitForMultipleObjects([relay.wake_tx, relay.closing])
     except SocketError as err:
+        # The host's bytes cannot all reach the lab (no buffer, no IRP, or the lab connection
+        # broke): the stream is cut, so both sides are reset rather than left waiting.
+        if not relay.lab_done:
+            _give_up(relay, "lab-error", status_name(err.status))
         relay.lab_done_sending = True
         KeSetEvent(relay.closing)
-        if err.call == "allocate buffer":  # no memory to carry it: the host hears a reset
-            _give_up(relay, "lab-error", status_name(err.status))
-            yield from _abort_lab_socket(relay)
-        elif not relay.lab_done:
-            relay.set_state("lab-error", status_name(err.status))
+        yield from _abort_lab_socket(relay)
 
 
 def _relay_lab_to_host(relay: LabRelay) -> Generator[Any, Any, None]:
