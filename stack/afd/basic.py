@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from stack.kernel import (STATUS_CANCELLED, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE,
-                          STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_SUCCESS, kroutine)
+                          STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS,
+                          kroutine)
 from stack.wsk.constants import (AF_INET6, CONNECTION_EVENTS, DATAGRAM_EVENTS, IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY,
                                  LISTEN_EVENTS, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR,
                                  SO_SNDBUF, SO_WSK_EVENT_CALLBACK, TCP_NODELAY, WSK_EVENT_DISABLE,
@@ -19,7 +20,7 @@ from stack.tcpip.sharing import Share
 from stack.wsk.structs import NPI_WSK_INTERFACE_ID, WSK_EVENT_CALLBACK_CONTROL
 
 from .connection import indicate_send_backlog, update_handlers
-from .irp import afd_take_irp, complete_irp
+from .irp import IrpCompletion, afd_take_irp, complete_irp
 from .socket import WskSocketObject, complete_now, destroy_socket, dispatch_has, int_option, publish_call, store_output
 
 
@@ -54,6 +55,9 @@ def WskProAPICloseSocket(Socket: WskSocketObject, Irp: Any) -> int:
 
     def start(irp: Any) -> int:
         _close_endpoint(Socket)  # outstanding requests complete with STATUS_CANCELLED first
+        if Socket.sends_pending:  # sends the transport still holds: the close completes after them
+            Socket.close_completion = completion = IrpCompletion(irp)
+            return completion.started(STATUS_PENDING)
         WskProTLCloseEndpointComplete(Socket, irp)
         return STATUS_SUCCESS
 

@@ -23,7 +23,7 @@ from stack.wsk.structs import WSK_BUF, Ref, WskAddressError, fill_sockaddr, to_s
 from .indication import build_pieces, free_pieces, retain_pieces
 from .irp import IrpCompletion, afd_take_irp, complete_irp
 from .socket import (IDEAL_SEND_BACKLOG, WskSocketObject, complete_now, event_callback, event_flags, is_connected,
-                     publish_call, publish_event, validate_buf)
+                     finish_pending_close, publish_call, publish_event, validate_buf)
 
 
 def update_handlers(sock: WskSocketObject) -> None:
@@ -139,6 +139,7 @@ def WskProTLSendComplete(sock: WskSocketObject, completion: IrpCompletion, statu
     sock.sends_pending -= 1
     sock.bytes_sent += nbytes
     completion.done(status, nbytes)
+    finish_pending_close(sock)
 
 
 @kroutine("afd")
@@ -228,6 +229,7 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
         def final_sent(status: int, nbytes: int) -> None:
             sock.sends_pending -= 1
             sock.bytes_sent += nbytes
+            finish_pending_close(sock)
 
         conn.send(buf.Mdl, buf.Offset, buf.Length, final_sent)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stack.kernel import (STATUS_CANCELLED,
+from stack.kernel import (STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES,
                           STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
                           STATUS_PENDING, STATUS_SUCCESS, IoAllocateMdl, IoCompleteRequest,
                           IoFreeMdl, IoGetCurrentIrpStackLocation, IoMarkIrpPending, MmProbeAndLockPages,
@@ -110,11 +110,14 @@ def AfdDispatchCreate(DeviceObject: Any, Irp: Any) -> int:
     k = current_kernel()
     from stack.kernel.ex import ExAllocatePoolWithTag
     from stack.kernel.pool import NonPagedPoolNx
+    address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+    if not address:
+        return _complete(Irp, STATUS_INSUFFICIENT_RESOURCES)
     endpoint = AfdEndpoint(family, sock_type)
     thread = current_kernel().current_thread
     if thread is not None:
         endpoint.owner = thread.name  # each lab program is its own security context
-    endpoint.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+    endpoint.address = address
     k.addr_objects[endpoint.address] = endpoint
     file_object = loc.file_object
     file_object.FsContext = endpoint
@@ -247,8 +250,14 @@ def AfdAccept(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
             return
         from stack.kernel.ex import ExAllocatePoolWithTag
         from stack.kernel.pool import NonPagedPoolNx
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+        if not address:  # no endpoint for it: reset the connection, fail the accept
+            conn.disconnect(abortive=True)
+            conn.close()
+            _complete(irp, STATUS_INSUFFICIENT_RESOURCES)
+            return
         child = AfdEndpoint(endpoint.family, SOCK_STREAM, local=conn.local, connection=conn)
-        child.address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, AFD_TAG)
+        child.address = address
         current_kernel().addr_objects[child.address] = child
         request.result = FileObject(child)
         request.address = conn.remote
@@ -269,6 +278,11 @@ def _lock_user_buffer(request: AfdRequest, irp: Any, operation: int) -> Mdl | No
     return mdl
 
 
+def _lock_failure(request: AfdRequest) -> int:
+    """Why IoAllocateMdl gave no MDL: a bad length, or no pool for it."""
+    return STATUS_INSUFFICIENT_RESOURCES if 0 < request.length <= 0xFFFFFFFF else STATUS_INVALID_PARAMETER
+
+
 def _unlock(mdl: Mdl) -> None:
     MmUnlockPages(mdl)
     IoFreeMdl(mdl)
@@ -283,7 +297,7 @@ def AfdSend(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         return _complete(irp, STATUS_SUCCESS, 0)
     mdl = _lock_user_buffer(request, irp, IoReadAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def sent(status: int, nbytes: int) -> None:
         _unlock(mdl)
@@ -304,7 +318,7 @@ def AfdReceive(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         return _complete(irp, STATUS_INVALID_DEVICE_STATE)
     mdl = _lock_user_buffer(request, irp, IoWriteAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def received(status: int, nbytes: int) -> None:
         _unlock(mdl)
@@ -343,7 +357,7 @@ def AfdSendDatagram(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int
         endpoint.local = ep.local
     mdl = _lock_user_buffer(request, irp, IoReadAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def sent(status: int, nbytes: int) -> None:
         _unlock(mdl)
@@ -364,7 +378,7 @@ def AfdReceiveDatagram(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> 
         return _complete(irp, STATUS_INVALID_DEVICE_STATE)
     mdl = _lock_user_buffer(request, irp, IoWriteAccess)
     if mdl is None:
-        return _complete(irp, STATUS_INVALID_PARAMETER)
+        return _complete(irp, _lock_failure(request))
 
     def received(status: int, nbytes: int, remote: SockAddr | None) -> None:
         _unlock(mdl)

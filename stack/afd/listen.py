@@ -20,7 +20,7 @@ from .connection import indicate_send_backlog, update_handlers
 from .datagram import WskProTLEventReceiveMessages
 from .irp import IrpCompletion, afd_take_irp
 from .socket import (LISTEN_BACKLOG, WskSocketObject, complete_now, destroy_socket, dispatch_has, event_callback,
-                     event_flags, publish_call, publish_event)
+                     event_flags, publish_call, publish_event, WskpAllocateSocket)
 
 
 @kroutine("afd")
@@ -85,9 +85,11 @@ def WskProAPIListen(Socket: WskSocketObject, Irp: Any) -> int:
     return complete_now(Socket, Irp, "WskListen", status)
 
 
-def _new_accepted_socket(listener: WskSocketObject, conn: Any) -> WskSocketObject:
-    child = WskSocketObject(listener.provider, listener.client, WSK_FLAG_CONNECTION_SOCKET, listener.family,
-                            listener.socket_type, listener.protocol, None, None)
+def _new_accepted_socket(listener: WskSocketObject, conn: Any) -> WskSocketObject | None:
+    child = WskpAllocateSocket(listener.provider, listener.client, WSK_FLAG_CONNECTION_SOCKET, listener.family,
+                               listener.socket_type, listener.protocol, None, None)
+    if child is None:
+        return None
     child.endpoint = conn
     child.local = conn.local
     child.remote = conn.remote
@@ -121,6 +123,8 @@ def WskProTLEventAccept(listener_endpoint: Any, conn: Any) -> int:
     if listener is None or listener.closing:
         return REFUSE
     child = _new_accepted_socket(listener, conn)
+    if child is None:  # no pool for the socket: the connection is refused (reset)
+        return REFUSE
     accept_event = event_callback(listener, WSK_EVENT_ACCEPT)
     if accept_event is not None:
         context, dispatch = Ref(), Ref()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ipaddress import ip_address
 from typing import Any
 
-from stack.kernel import (STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS,
+from stack.kernel import (STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS,
                           ExAllocatePoolWithTag, ExFreePoolWithTag, current_kernel, kroutine)
 from stack.kernel.pool import NonPagedPoolNx
 from stack.tcpip.addr import SockAddr, any_address
@@ -46,7 +46,9 @@ def _service_port(service: str | None) -> int | None:
     return SERVICES.get(service.lower())
 
 
-def _allocate_chain(addresses: list[Any], port: int, hints: ADDRINFOEXW | None, canonical: str | None) -> ADDRINFOEXW:
+def _allocate_chain(addresses: list[Any], port: int, hints: ADDRINFOEXW | None,
+                    canonical: str | None) -> ADDRINFOEXW | None:
+    """The result list in pool; None (nothing left allocated) when pool is short."""
     head: ADDRINFOEXW | None = None
     tail: ADDRINFOEXW | None = None
     socktype = hints.ai_socktype if hints is not None else 0
@@ -60,6 +62,9 @@ def _allocate_chain(addresses: list[Any], port: int, hints: ADDRINFOEXW | None, 
                            ai_protocol=protocol, ai_addrlen=SOCKADDR_IN_SIZE if ip.version == 4 else SOCKADDR_IN6_SIZE,
                            ai_addr=sa)
         node.address = ExAllocatePoolWithTag(NonPagedPoolNx, ADDRINFOEXW_SIZE + node.ai_addrlen, ADDRINFO_TAG)
+        if not node.address:
+            WskFreeAddressInfo(None, head)
+            return None
         if head is None:
             head = node
             node.ai_canonname = canonical
@@ -106,7 +111,11 @@ def WskProAPIGetAddressInfo(Client: Any, NodeName: Any, ServiceName: Any, NameSp
             if not wanted:
                 completion.done(STATUS_NOT_FOUND, 0)
                 return
-            Result.value = _allocate_chain(wanted, port, Hints, node if flags & AI_CANONNAME else None)
+            chain = _allocate_chain(wanted, port, Hints, node if flags & AI_CANONNAME else None)
+            if chain is None:
+                completion.done(STATUS_INSUFFICIENT_RESOURCES, 0)
+                return
+            Result.value = chain
             completion.done(STATUS_SUCCESS, 0)
 
         return completion.started(provider.transport.resolve(node, resolved, family))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stack.kernel import (STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING,
+from stack.kernel import (STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING,
                           STATUS_PROTOCOL_UNREACHABLE, STATUS_SUCCESS, current_kernel, kroutine)
 from stack.wsk.constants import (AF_INET, AF_INET6, CONNECTION_EVENTS, DATAGRAM_EVENTS, IPPROTO_TCP, IPPROTO_UDP,
                                  LISTEN_EVENTS, MAKE_WSK_VERSION, SOCK_DGRAM, SOCK_STREAM, WSK_FLAG_BASIC_SOCKET,
@@ -31,7 +31,7 @@ from .irp import IrpCompletion, afd_take_irp, complete_irp
 from .listen import (WskProAPIAccept, WskProAPIBind, WskProAPIGetLocalAddress, WskProAPIInspectComplete,
                      WskProAPIListen)
 from .names import WskProAPIFreeAddressInfo, WskProAPIGetAddressInfo, WskProAPIGetNameInfo
-from .socket import WskSocketObject, destroy_socket
+from .socket import WskSocketObject, WskpAllocateSocket, destroy_socket
 from .state import get_provider
 
 
@@ -84,7 +84,11 @@ def WskProAPISocket(Client: Any, AddressFamily: int, SocketType: int, Protocol: 
         if status != STATUS_SUCCESS:
             complete_irp(irp, status, None)
             return status
-        sock = WskSocketObject(provider, client, Flags, AddressFamily, SocketType, Protocol, SocketContext, Dispatch)
+        sock = WskpAllocateSocket(provider, client, Flags, AddressFamily, SocketType, Protocol, SocketContext,
+                                  Dispatch)
+        if sock is None:
+            complete_irp(irp, STATUS_INSUFFICIENT_RESOURCES, None)
+            return STATUS_INSUFFICIENT_RESOURCES
         if OwningProcess is not None:
             sock.owner = OwningProcess  # the security context the sharing access check uses
         complete_irp(irp, STATUS_SUCCESS, sock)
@@ -124,8 +128,11 @@ def WskProAPISocketConnect(Client: Any, SocketType: int, Protocol: int, LocalAdd
         status, conn = provider.transport.tcp_socket(local, local.family)
         if conn is None:
             return completion.started(status)
-        sock = WskSocketObject(provider, client, WSK_FLAG_CONNECTION_SOCKET, local.family, SocketType, Protocol,
-                               SocketContext, Dispatch)
+        sock = WskpAllocateSocket(provider, client, WSK_FLAG_CONNECTION_SOCKET, local.family, SocketType, Protocol,
+                                  SocketContext, Dispatch)
+        if sock is None:
+            conn.close()
+            return completion.started(STATUS_INSUFFICIENT_RESOURCES)
         conn.context = sock
         sock.endpoint = conn
         sock.local = conn.local

@@ -19,7 +19,7 @@ import struct
 from collections import deque
 from typing import Any, Callable
 
-from stack.kernel import (DISPATCH_LEVEL, KDPC, STATUS_INVALID_PARAMETER, ExAllocatePoolWithTag, ExFreePoolWithTag,
+from stack.kernel import (DISPATCH_LEVEL, KDPC, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, ExAllocatePoolWithTag, ExFreePoolWithTag,
                           KeInitializeDpc, current_kernel)
 from stack.kernel.layouts import Field as F, StructLayout, register_layout, LAYOUTS
 from stack.kernel.mdl import mdl_chain_length
@@ -93,7 +93,7 @@ class WskSocketObject(WSK_SOCKET):
     struct_size = 0xB0
 
     def __init__(self, provider: WskProvider, client: WskClient, category: int, family: int, socket_type: int,
-                 protocol: int, context: Any, client_dispatch: Any) -> None:
+                 protocol: int, context: Any, client_dispatch: Any, address: int = 0) -> None:
         k = provider.kernel
         self.kernel = k
         self.provider = provider
@@ -120,6 +120,7 @@ class WskSocketObject(WSK_SOCKET):
         self.bytes_received = 0
         self.sends_pending = 0
         self.receives_pending = 0
+        self.close_completion: IrpCompletion | None = None  # a WskCloseSocket waiting for pending sends
         self.held: dict[int, list[IndicationPiece]] = {}  # id(first node) -> pieces kept by the client
         self.accept_backlog: deque[WskSocketObject] = deque()  # accepted, not yet claimed by WskAccept
         self.accept_irps: deque[tuple[Any, Any, Any, Any, Any, IrpCompletion]] = deque()
@@ -131,7 +132,7 @@ class WskSocketObject(WSK_SOCKET):
         provider.sockets_created += 1
         self.sequence = provider.sockets_created
         self.Dispatch = provider.socket_dispatch[category]
-        self.address = ExAllocatePoolWithTag(NonPagedPoolNx, self.struct_size, SOCKET_TAG)
+        self.address = address or ExAllocatePoolWithTag(NonPagedPoolNx, self.struct_size, SOCKET_TAG)
         self.resume_dpc.address = 0
         k.register_object(self)
         provider.sockets[self.address] = self
@@ -277,7 +278,27 @@ def complete_now(sock: WskSocketObject, irp: Any, call: str, status: int, inform
     return afd_take_irp(sock.provider.device, irp, call, sock.address, length, flags, start)
 
 
+def WskpAllocateSocket(provider: WskProvider, client: WskClient, category: int, family: int, socket_type: int,
+                       protocol: int, context: Any, client_dispatch: Any) -> WskSocketObject | None:
+    """A socket object, its pool block first: without one there is no socket and the caller
+    fails the request with STATUS_INSUFFICIENT_RESOURCES (or refuses the connection)."""
+    address = ExAllocatePoolWithTag(NonPagedPoolNx, WskSocketObject.struct_size, SOCKET_TAG)
+    if not address:
+        return None
+    return WskSocketObject(provider, client, category, family, socket_type, protocol, context, client_dispatch,
+                           address)
+
+
 # --- destruction -----------------------------------------------------------------------------
+
+def finish_pending_close(sock: WskSocketObject) -> None:
+    """WskCloseSocket completes only when every request pending on the socket has completed."""
+    completion = sock.close_completion
+    if completion is not None and not sock.sends_pending:
+        sock.close_completion = None
+        destroy_socket(sock)
+        completion.done(STATUS_SUCCESS, 0)
+
 
 def destroy_socket(sock: WskSocketObject) -> None:
     """Free the socket object (after its endpoint is closed) and tell a deregistering client."""

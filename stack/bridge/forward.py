@@ -197,7 +197,11 @@ class Forwarder:
         relay = LabRelay(self, inp.conn, inp.arg, target, peer)
         self.relays[inp.conn] = relay
         self.stats.accepted += 1
-        spawn(_relay_main, relay, name=f"fwd{inp.conn}")
+        if spawn(_relay_main, relay, name=f"fwd{inp.conn}").thread is None:  # no thread: refuse it
+            self.stats.failed += 1
+            _give_up(relay, "failed", "STATUS_INSUFFICIENT_RESOURCES")
+            self._finished(relay)
+            return f"{peer} -> {target}: refused, no thread"
         return f"{peer} -> {target}"
 
     def _finished(self, relay: LabRelay) -> None:
@@ -225,18 +229,21 @@ def resolve_target(world: "World", spec: ForwardSpec) -> SockAddr:
 # -- the relay program (runs as threads of the gateway host) -------------------------------------
 
 def _relay_main(relay: LabRelay) -> Generator[Any, Any, None]:
-    family = AF_INET6 if relay.target.family == AF_INET6 else AF_INET
+    """Connect, run the pumps, close.  Whatever fails on the lab side - a refused connect, no
+    memory for a socket, a buffer or a thread - ends in a reset of the host connection, so no
+    host client is left waiting (and no host socket in CLOSE-WAIT)."""
     fwd = relay.forwarder
-    sock = yield from Socket.create(family, SOCK_STREAM)
+    sock: Socket | None = None
     try:
+        family = AF_INET6 if relay.target.family == AF_INET6 else AF_INET
+        sock = yield from Socket.create(family, SOCK_STREAM)
         yield from sock.setsockopt("TCP_NODELAY", True)  # a relay must not add Nagle's delay
         yield from sock.connect(relay.target)
     except SocketError as err:
         fwd.stats.failed += 1
-        relay.set_state("failed", status_name(err.status))
-        relay.lab_done = True
-        fwd._emit(relay, OUT_RESET)
-        yield from sock.close()
+        _give_up(relay, "failed", status_name(err.status))
+        if sock is not None:
+            yield from sock.close()
         fwd._finished(relay)
         return
     relay.sock = sock
@@ -248,6 +255,9 @@ def _relay_main(relay: LabRelay) -> Generator[Any, Any, None]:
     # A send completes only once the peer acknowledged all of it, so two senders keep
     # data flowing while one waits for its last (perhaps delayed) ACK.
     senders = [spawn(_relay_host_to_lab, relay, i, name=f"fwd{relay.conn}-tx{i}") for i in range(SENDERS)]
+    if reader.thread is None or all(p.thread is None for p in senders):  # no threads to relay with
+        _give_up(relay, "failed", "STATUS_INSUFFICIENT_RESOURCES")
+        yield from _abort_lab_socket(relay)
     for program in senders:
         while not program.done:
             yield KeWaitForSingleObject(program.thread)
@@ -263,53 +273,84 @@ def _relay_main(relay: LabRelay) -> Generator[Any, Any, None]:
     fwd._finished(relay)
 
 
+def _give_up(relay: LabRelay, state: str, detail: str) -> None:
+    """The lab side cannot carry this connection any further: reset the host side, stop the pumps."""
+    if relay.lab_done and relay.host_reset:
+        return
+    relay.set_state(state, detail)
+    if not relay.lab_done:
+        relay.lab_done = True
+        relay.forwarder._emit(relay, OUT_RESET)
+    relay.host_reset = True
+    relay.lab_done_sending = True
+    KeSetEvent(relay.closing)
+    KeSetEvent(relay.wake_rx)
+    KeSetEvent(relay.wake_tx)
+
+
 def _relay_host_to_lab(relay: LabRelay, index: int) -> Generator[Any, Any, None]:
+    """Send what the host sent, through a buffer sized by the bytes waiting (at most the window),
+    allocated for each send: an idle connection holds no buffer."""
     sock = relay.sock
     assert sock is not None
-    tx_buf = UserBuffer(relay.forwarder.window)
     try:
         while not relay.host_reset and not relay.lab_done_sending:
             if relay.inbound:
-                n = 0
-                while relay.inbound and n + len(relay.inbound[0]) <= tx_buf.size:
-                    chunk = relay.inbound.popleft()
-                    tx_buf.write(chunk, n)
-                    n += len(chunk)
-                relay.inbound_bytes -= n
-                yield from sock.send(tx_buf, n, 0)
+                size = min(relay.forwarder.window, max(relay.inbound_bytes, len(relay.inbound[0])))
+                tx_buf = UserBuffer(size)
+                try:
+                    n = 0
+                    while relay.inbound and n + len(relay.inbound[0]) <= tx_buf.size:
+                        chunk = relay.inbound.popleft()
+                        tx_buf.write(chunk, n)
+                        n += len(chunk)
+                    relay.inbound_bytes -= n
+                    yield from sock.send(tx_buf, n, 0)
+                finally:
+                    tx_buf.free()
                 relay.consumed += n
             elif relay.host_eof:
                 return
             else:
                 yield KeWaitForMultipleObjects([relay.wake_tx, relay.closing])
     except SocketError as err:
+        # The host's bytes cannot all reach the lab (no buffer, no IRP, or the lab connection
+        # broke): the stream is cut, so both sides are reset rather than left waiting.
+        if not relay.lab_done:
+            _give_up(relay, "lab-error", status_name(err.status))
         relay.lab_done_sending = True
         KeSetEvent(relay.closing)
-        if not relay.lab_done:
-            relay.set_state("lab-error", status_name(err.status))
-    finally:
-        tx_buf.free()
+        yield from _abort_lab_socket(relay)
 
 
 def _relay_lab_to_host(relay: LabRelay) -> Generator[Any, Any, None]:
+    """Read from the lab while the host has credit left, into a buffer no bigger than that credit."""
     fwd = relay.forwarder
     sock = relay.sock
     assert sock is not None
-    rx_buf = UserBuffer(RECV_CHUNK)
+    rx_buf: UserBuffer | None = None
     try:
         while not relay.host_reset:
             if relay.credit <= 0:
+                if rx_buf is not None:  # the host is slow: hold no buffer while waiting for it
+                    rx_buf.free()
+                    rx_buf = None
                 yield KeWaitForSingleObject(relay.wake_rx)
                 continue
+            want = min(relay.credit, RECV_CHUNK)
             try:
-                n = yield from sock.recv_into(rx_buf, min(relay.credit, RECV_CHUNK))
+                if rx_buf is None or rx_buf.size < want:
+                    if rx_buf is not None:
+                        rx_buf.free()
+                        rx_buf = None
+                    rx_buf = UserBuffer(want)
+                n = yield from sock.recv_into(rx_buf, want)
             except SocketError as err:
-                relay.lab_done = True
                 if not relay.host_reset:
-                    relay.set_state("lab-reset", status_name(err.status))
-                    fwd._emit(relay, OUT_RESET)
-                    relay.host_reset = True  # nothing more to carry either way
-                    KeSetEvent(relay.closing)
+                    _give_up(relay, "lab-reset", status_name(err.status))
+                    if err.call == "allocate buffer":
+                        yield from _abort_lab_socket(relay)
+                relay.lab_done = True
                 return
             if n == 0:
                 relay.lab_done = True
@@ -319,7 +360,8 @@ def _relay_lab_to_host(relay: LabRelay) -> Generator[Any, Any, None]:
             relay.credit -= n
             fwd._emit(relay, OUT_DATA, rx_buf.read(n))
     finally:
-        rx_buf.free()
+        if rx_buf is not None:
+            rx_buf.free()
 
 
 def _abort_lab_socket(relay: LabRelay) -> Generator[Any, Any, None]:

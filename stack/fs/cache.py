@@ -21,7 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from stack.kernel import (PAGE_SIZE, IoFreeMdl, Kernel, Mdl, MmUnlockPages, current_kernel, kroutine)
+from stack.kernel import (PAGE_SIZE, STATUS_INSUFFICIENT_RESOURCES, IoFreeMdl, Kernel, Mdl, MmUnlockPages, current_kernel,
+                          kroutine)
 from stack.kernel.mdl import MDL_PAGE_CONTENTS_INVARIANT, MmInitializeMdlForPages, copy_to_mdl
 from stack.kernel.memory import PTE_ACCESSED, PTE_GLOBAL, PTE_NX, PTE_VALID, VaRegion
 
@@ -79,16 +80,24 @@ class CacheManager:
             scm = self.maps[name] = SharedCacheMap(name, file_size)
         return scm
 
-    def fill(self, scm: SharedCacheMap, content: bytes) -> None:
-        """Read the file "from disk" into freshly allocated, mapped cache pages."""
+    def fill(self, scm: SharedCacheMap, content: bytes) -> bool:
+        """Read the file "from disk" into freshly allocated, mapped cache pages; False when
+        there are no free pages (the read fails with STATUS_INSUFFICIENT_RESOURCES)."""
         if scm.loaded:
-            return
+            return True
         if len(content) != scm.file_size:
             raise CacheError(f"{scm.name}: disk returned {len(content)} bytes, expected {scm.file_size}")
         k = self.kernel
         pages = max(1, scm.pages)
+        if k.verifier.active and k.verifier.fail(k, "page"):
+            return False
+        try:
+            pfns = k.phys.allocate(pages, PFN_OWNER)
+        except MemoryError:
+            k.verifier.failed(k, "page")
+            return False
         scm.base_va = self.region.reserve(pages)
-        scm.pfns = k.phys.allocate(pages, PFN_OWNER)
+        scm.pfns = pfns
         phys = k.phys
         for i, pfn in enumerate(scm.pfns):
             k.mem.map_page(scm.base_va + i * PAGE_SIZE, pfn, CACHE_PTE_FLAGS)
@@ -100,6 +109,7 @@ class CacheManager:
         scm.loaded = True
         self.disk_reads += 1
         self.disk_bytes += scm.file_size
+        return True
 
     def purge(self, scm: SharedCacheMap) -> None:
         """Drop a file's pages (volume dismount).  Refused while MDLs still describe them."""
@@ -152,7 +162,7 @@ def CcCopyRead(FileObject: Any, FileOffset: int, Length: int, Wait: bool, Buffer
 
 
 @kroutine("nt")
-def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> Mdl:
+def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> Mdl | None:
     """An MDL chain over the cached pages of [FileOffset, +Length): no byte is copied.
 
     One MDL per 256 KiB view; each is PAGES_LOCKED, mapped at its cache
@@ -173,6 +183,12 @@ def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> M
         pfns = scm.pfns[first_page:last_page + 1]
         mdl = MmInitializeMdlForPages(k, pfns, position % PAGE_SIZE, view_end - position,
                                       system_va=scm.base_va + position)
+        if mdl is None:  # no pool for the next MDL: give back what was built, fail the read
+            if head is not None:
+                CcMdlReadComplete(FileObject, head)
+            IoStatus.Status = STATUS_INSUFFICIENT_RESOURCES
+            IoStatus.Information = 0
+            return None
         mdl.flags |= MDL_PAGE_CONTENTS_INVARIANT  # read-only cache pages
         for pfn in pfns:
             entry = k.phys.entry(pfn)

@@ -23,6 +23,7 @@ from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_QU
                           IoAllocateIrp, IoCallDriver, IoFreeIrp, IoGetNextIrpStackLocation, IoSetCompletionRoutine,
                           Mdl, NonPagedPoolNx, current_kernel, kroutine)
 from stack.kernel.io import DeviceObject
+from stack.kernel.irp import IopAllocateIrpMustSucceed
 
 FILE_INFO_TAG = "FsIn"
 
@@ -56,8 +57,11 @@ def IoDeleteFileObject(FileObject: FileObject) -> None:
 def fs_call(device: DeviceObject, file_object: FileObject | None, major: int, minor: int = 0,
             parameters: Any = None, mdl: Mdl | None = None, system_buffer: int = 0,
             user_buffer: int = 0) -> tuple[int, Any, Mdl | None]:
-    """One synchronous IRP to the file system: (status, Information, Irp.MdlAddress after completion)."""
-    irp = IoAllocateIrp(device.stack_size)
+    """One synchronous IRP to the file system: (status, Information, Irp.MdlAddress after completion).
+
+    Cleanup, close and the return of an MDL read must not fail: their IRP comes from the reserve."""
+    must_succeed = major in (IRP_MJ_CLEANUP, IRP_MJ_CLOSE) or (major, minor) == (IRP_MJ_READ, IRP_MN_COMPLETE_MDL)
+    irp = IopAllocateIrpMustSucceed(device.stack_size) if must_succeed else IoAllocateIrp(device.stack_size)
     if irp is None:
         return STATUS_INSUFFICIENT_RESOURCES, 0, None
     irp.mdl_address = mdl

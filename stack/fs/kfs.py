@@ -285,11 +285,14 @@ def KfsCommonRead(DeviceObject: DeviceObject, Irp: Any) -> int:
     if length == 0:
         return _complete(Irp, STATUS_SUCCESS, 0)
     if not fcb.cache.loaded:  # first touch: read the file from "disk" into the cache
-        CacheManager.of(k).fill(fcb.cache, file_bytes(volume.files[fcb.name]))
+        if not CacheManager.of(k).fill(fcb.cache, file_bytes(volume.files[fcb.name])):
+            return _complete(Irp, STATUS_INSUFFICIENT_RESOURCES)
     if stack.minor == IRP_MN_MDL:
         if Irp.mdl_address is not None:
             return _complete(Irp, STATUS_INVALID_PARAMETER)
         Irp.mdl_address = CcMdlRead(file_object, params.ByteOffset, length, Irp.IoStatus)
+        if Irp.mdl_address is None:
+            return _complete(Irp, STATUS_INSUFFICIENT_RESOURCES)
     elif stack.minor == IRP_MN_NORMAL:
         buffer = Irp.mdl_address if Irp.mdl_address is not None else Irp.user_buffer
         if not buffer:

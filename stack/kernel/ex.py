@@ -26,10 +26,9 @@ def ExAllocatePoolWithTag(PoolType: int, NumberOfBytes: int, Tag: str | int) -> 
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x01, k.irql, PoolType, NumberOfBytes)
     if k.irql > DISPATCH_LEVEL:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x02, k.irql, PoolType, NumberOfBytes)
-    try:
-        address = k.pool.allocate(PoolType, NumberOfBytes, Tag, owner=k.caller_symbol())
-    except MemoryError:
-        return 0
+    address = k.allocate_pool("pool", PoolType, NumberOfBytes, Tag, owner=k.caller_symbol())
+    if not address:
+        return 0  # NULL: out of pool, or the verifier's low resources simulation said so
     k.publish(PoolAllocated, address=address, size=NumberOfBytes, tag=tag_to_str(tag_from_str(Tag)),
               pool_type=POOL_TYPE_NAMES.get(PoolType, str(PoolType)))
     return address

@@ -18,7 +18,7 @@ from .irp import IRP_MJ_MAXIMUM_FUNCTION
 from .kernel import Kernel
 from .layouts import LAYOUTS
 from .ntstatus import (NT_SUCCESS, STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS,
-                       STATUS_UNSUCCESSFUL)
+                       STATUS_INSUFFICIENT_RESOURCES, STATUS_UNSUCCESSFUL)
 from .pool import NonPagedPoolNx, tag_from_str
 from .symbols import current_kernel, kroutine, symbol_of
 
@@ -235,7 +235,12 @@ def IoLoadDriver(k: Kernel, image: DriverImage, on_done: Callable[[int], None] |
     from .symbols import push_kernel, pop_kernel
     push_kernel(k)
     try:
-        PsCreateSystemThread(loader, None, name=f"IopLoadDriver {image.name}")
+        thread = PsCreateSystemThread(loader, None, name=f"IopLoadDriver {image.name}")
+        if thread is None:  # no thread to run DriverEntry on: the load fails at once
+            _remove_driver(k, drv)
+            k.publish(DriverLoaded, driver=drv.name, status=STATUS_INSUFFICIENT_RESOURCES)
+            if on_done is not None:
+                on_done(STATUS_INSUFFICIENT_RESOURCES)
     finally:
         pop_kernel()
     return drv
@@ -268,7 +273,9 @@ def IoUnloadDriver(k: Kernel, drv: DriverObject, on_done: Callable[[int], None] 
     from .symbols import push_kernel, pop_kernel
     push_kernel(k)
     try:
-        PsCreateSystemThread(unloader, None, name=f"IopUnloadDriver {drv.short_name}")
+        if PsCreateSystemThread(unloader, None, name=f"IopUnloadDriver {drv.short_name}") is None:
+            if on_done is not None:  # the driver stays loaded; `sc stop` can be tried again
+                on_done(STATUS_INSUFFICIENT_RESOURCES)
     finally:
         pop_kernel()
 

@@ -269,7 +269,9 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
         return None
     size = IRP_HEADER_SIZE + StackSize * IO_STACK_LOCATION_SIZE
     owner = k.caller_symbol()
-    address = k.pool.allocate(NonPagedPoolNx, size, IRP_TAG, owner=owner)
+    address = k.allocate_pool("irp", NonPagedPoolNx, size, IRP_TAG, owner=owner)
+    if not address:
+        return None  # NULL, as IoAllocateIrp returns when nonpaged pool is short
     irp = Irp(k, address, StackSize)
     irp.owner = owner
     irp.allocation_flags = 0x1  # IRP_ALLOCATED_FIXED_SIZE-ish: came from IoAllocateIrp
@@ -281,6 +283,18 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
     if k.bus.subscribers:  # tested here too, so nobody listening costs no keyword arguments
         k.publish(IrpAllocated, irp=address, stack_count=StackSize)
     irp.note("allocated by " + owner)
+    return irp
+
+
+def IopAllocateIrpMustSucceed(StackSize: int) -> Irp | None:
+    """The I/O manager's IRP for requests that cannot be allowed to fail (closing a handle,
+    giving back an MDL read): when IoAllocateIrp fails it falls back to its reserve, which the
+    verifier's low resources simulation never touches.  None only when memory is truly gone."""
+    irp = IoAllocateIrp(StackSize)
+    if irp is None:
+        k = current_kernel()
+        with k.verifier.suspended():
+            irp = IoAllocateIrp(StackSize)
     return irp
 
 

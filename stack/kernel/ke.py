@@ -38,6 +38,9 @@ SynchronizationEvent = 1
 WaitAll = 0
 WaitAny = 1
 
+THREAD_TAG = "Thre"
+KERNEL_STACK_PAGES = 6
+
 THREAD_STATES = ("Initialized", "Ready", "Running", "Standby", "Terminated", "Waiting")
 
 
@@ -70,6 +73,7 @@ class DispatcherObject:
     def __init__(self) -> None:
         self.signaled = False
         self.waiters: deque[WaitBlock] = deque()
+        self.stale_waiters = 0  # wait blocks in `waiters` already satisfied elsewhere (timeout, other object)
         self.address = 0
         self.placed_in: Kernel | None = None
         self.stack_frame: tuple[list, int, Any] | None = None  # (frames, index, frame) of a stack local
@@ -142,8 +146,10 @@ class DispatcherObject:
         while self.waiters and self.signaled:
             wb = self.waiters.popleft()
             if wb.done:
+                if self.stale_waiters:
+                    self.stale_waiters -= 1
                 continue
-            wb.complete(k, STATUS_WAIT_0 + wb.objects.index(self))
+            wb.complete(k, STATUS_WAIT_0 + wb.objects.index(self), self)
             self._satisfy()
 
 
@@ -213,15 +219,23 @@ class WaitBlock:
     timeout_event: Any = None
     done: bool = False
 
-    def complete(self, k: Kernel, status: int) -> None:
+    def complete(self, k: Kernel, status: int, satisfied_by: "DispatcherObject | None" = None) -> None:
         self.done = True
         if self.timeout_event is not None:
             self.timeout_event.cancel()
+        # O(1): a satisfied block stays in its other objects' queues, marked done, and is
+        # skipped when reached; a queue is compacted once most of it is such blocks.
         for obj in self.objects:
-            try:
-                obj.waiters.remove(self)
-            except ValueError:
-                pass
+            if obj is satisfied_by:  # it already took this block off its queue
+                continue
+            waiters = obj.waiters
+            if waiters and waiters[0] is self:
+                waiters.popleft()
+                continue
+            obj.stale_waiters += 1
+            if obj.stale_waiters > 32 and obj.stale_waiters * 2 > len(waiters):
+                obj.waiters = deque(wb for wb in waiters if not wb.done)
+                obj.stale_waiters = 0
         t = self.thread
         t.wait = None
         t.state = "Ready"
@@ -244,13 +258,15 @@ class KThread(DispatcherObject):
 
     struct_size = 0x500
 
-    def __init__(self, k: Kernel, name: str, start_symbol: str, body: Generator | None) -> None:
+    def __init__(self, k: Kernel, name: str, start_symbol: str, body: Generator | None, address: int = 0,
+                 stack: tuple[int, int, list[int]] | None = None) -> None:
         super().__init__()
         self.kernel = k
         self.name = name
         self.start_symbol = start_symbol
         self.body = body
-        self.address = k.pool.allocate(NonPagedPoolNx, self.struct_size, "Thre")  # flush() writes all of it
+        # flush() writes all of it; PsCreateSystemThread passes a block it has already checked
+        self.address = address or k.pool.allocate(NonPagedPoolNx, self.struct_size, THREAD_TAG)
         k._next_tid += 4
         self.tid = k._next_tid
         self.pid = SYSTEM_PID
@@ -263,12 +279,16 @@ class KThread(DispatcherObject):
         self.priority = 8
         self.irps: list[Any] = []  # IRPs queued to this thread (for !thread)
         self.context_switches = 0
-        self.stack_base, self.stack_limit, self.stack_pfns = allocate_stack(k, "KernelStack")
+        stack = stack if stack is not None else allocate_stack(k, "KernelStack")
+        if stack is None:
+            raise MemoryError("no physical memory for a kernel stack")  # boot-time threads only
+        self.stack_base, self.stack_limit, self.stack_pfns = stack
         self.created_ns = k.now_ns
         self.wait_started_ns = 0
         self.start_is_kroutine = False
         k.threads.append(self)
         k.register_object(self)
+        self.deleted = False
 
     def flush(self) -> None:
         k = self.kernel
@@ -305,15 +325,25 @@ def create_idle_thread(k: Kernel) -> KThread:
     return t
 
 
-def PsCreateSystemThread(start_routine: Callable[..., Any], context: Any = None, name: str | None = None) -> KThread:
+def PsCreateSystemThread(start_routine: Callable[..., Any], context: Any = None,
+                         name: str | None = None) -> KThread | None:
     """Create a system thread whose body is `start_routine(context)` (a generator function, usually)."""
     k = current_kernel()
     symbol = symbol_of(start_routine)
+    # The ETHREAD comes from nonpaged pool: without it the call fails with
+    # STATUS_INSUFFICIENT_RESOURCES and no thread (None here), and the start routine never runs.
+    address = k.allocate_pool("thread", NonPagedPoolNx, KThread.struct_size, THREAD_TAG, owner=k.caller_symbol())
+    if not address:
+        return None
+    stack = allocate_stack(k, "KernelStack")  # and a kernel stack: no memory for it fails the same way
+    if stack is None:
+        k.pool.free(address, THREAD_TAG)
+        return None
     if inspect.isgeneratorfunction(start_routine):
         body = start_routine(context)
     else:  # a plain routine still runs on the new thread, not in its creator
         body = _call_on_thread(start_routine, context)
-    t = KThread(k, name or symbol, symbol, body)
+    t = KThread(k, name or symbol, symbol, body, address, stack)
     t.start_is_kroutine = _is_kroutine(start_routine)
     t.state = "Ready"
     k.publish(ThreadCreated, thread=t.address, name=t.name)
@@ -381,6 +411,25 @@ def _thread_exit(k: Kernel, t: KThread, status: int) -> None:
     t.signaled = True
     k.publish(ThreadExited, thread=t.address, name=t.name, status=status)
     t._signal(k)
+    PspThreadDelete(k, t)
+
+
+def PspThreadDelete(k: Kernel, t: KThread) -> None:
+    """Free everything a thread owns once it has exited: its ETHREAD pool block, its kernel
+    stack and its place in the thread list.  The one place thread teardown happens, so
+    whatever a thread grows (a real stack, a TEB) is freed here too.
+
+    The Python object stays signalled for anyone still waiting on it (Windows keeps the
+    ETHREAD while references remain; nothing here reads its memory after exit)."""
+    if t.deleted:
+        return
+    t.deleted = True
+    t.body = None
+    t.irps.clear()
+    k.threads.remove(t)
+    k.unregister_object(t)
+    k.stack_region.release(t.stack_limit, KERNEL_STACK_PAGES)
+    k.pool.free(t.address, THREAD_TAG)
 
 
 def _try_satisfy(request: WaitRequest) -> int | None:
@@ -470,6 +519,7 @@ def KeInitializeEvent(event: KEVENT, event_type: int, state: bool) -> None:
     event.event_type = event_type
     event.signaled = bool(state)
     event.waiters.clear()
+    event.stale_waiters = 0
 
 
 def KeSetEvent(event: KEVENT, increment: int = 0, wait: bool = False) -> int:
@@ -754,10 +804,14 @@ DelayedWorkQueue = 1
 CriticalWorkQueue = 0
 
 
-def IoAllocateWorkItem(device: Any) -> IO_WORKITEM:
+def IoAllocateWorkItem(device: Any) -> IO_WORKITEM | None:
+    """An IO_WORKITEM from nonpaged pool; None (NULL) when there is none to be had."""
     k = current_kernel()
+    address = k.allocate_pool("workitem", NonPagedPoolNx, 0x58, "IoWk", owner=k.caller_symbol())
+    if not address:
+        return None
     item = IO_WORKITEM(device)
-    item.address = k.pool.allocate(NonPagedPoolNx, 0x58, "IoWk")
+    item.address = address
     return item
 
 
@@ -782,7 +836,24 @@ def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
     k.publish(WorkItemRun, routine=symbol)
     result = item.routine(item.device, item.context)
     if inspect.isgenerator(result):  # a work routine that waits gets a thread of its own
-        t = KThread(k, f"worker {symbol}", symbol, result)
-        t.start_is_kroutine = _is_kroutine(item.routine)
-        t.state = "Ready"
-        k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")
+        _start_worker(k, symbol, _is_kroutine(item.routine), result)
+
+
+WORKER_RETRY_NS = 1_000_000
+
+
+def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator) -> None:
+    """The emulator's stand-in for a free system worker thread.  Windows never fails to run a
+    queued work item: it waits for a worker.  So when there is no pool for the thread block,
+    the work item waits (retried a millisecond later) instead of failing."""
+    try:
+        address = k.pool.allocate(NonPagedPoolNx, KThread.struct_size, THREAD_TAG, owner="nt!ExpWorkerThread")
+    except MemoryError:
+        k.verifier.failed(k, "thread", THREAD_TAG)
+        k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body,
+                               label=f"work {symbol} waits for a worker")
+        return
+    t = KThread(k, f"worker {symbol}", symbol, body, address)
+    t.start_is_kroutine = kroutine_start
+    t.state = "Ready"
+    k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")

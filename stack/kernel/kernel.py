@@ -24,6 +24,7 @@ from .memory import PAGE_SIZE, AddressSpace, MemoryAccessError, PhysicalMemory, 
 from .pool import PoolManager, is_paged
 from .scheduler import ScheduledEvent, Scheduler
 from .symbols import CATALOG, Frame
+from .verifier import LowResourcesSimulation
 
 if TYPE_CHECKING:
     from .ke import KThread
@@ -84,6 +85,35 @@ def _self_map_index(seed: int, name: str) -> int:
     return rng.choice([i for i in range(0x100, 0x1F0) if i not in _RESERVED_PML4])
 
 
+class ThreadList:
+    """The kernel's threads in creation order, with O(1) removal when one exits."""
+
+    __slots__ = ("_threads",)
+
+    def __init__(self) -> None:
+        self._threads: dict[int, "KThread"] = {}  # id(thread) -> thread: insertion ordered
+
+    def append(self, t: "KThread") -> None:
+        self._threads[id(t)] = t
+
+    def remove(self, t: "KThread") -> None:
+        del self._threads[id(t)]
+
+    def __iter__(self):
+        return iter(list(self._threads.values()))
+
+    def __len__(self) -> int:
+        return len(self._threads)
+
+    def __contains__(self, t: object) -> bool:
+        return id(t) in self._threads
+
+    def __getitem__(self, index: int) -> "KThread":
+        if index == -1 and self._threads:
+            return next(reversed(self._threads.values()))
+        return list(self._threads.values())[index]
+
+
 class Kernel:
     """The executive of one emulated host."""
 
@@ -95,6 +125,7 @@ class Kernel:
         self.cpu = cpu
         self.seed = seed
         self.rng = random.Random(f"{seed}:{name}")
+        self.verifier = LowResourcesSimulation(seed, name)  # `!verifier`: fault injection and failure counts
         self.irql = PASSIVE_LEVEL
         self.frames: list[Frame] = []
         self.current_thread: "KThread | None" = None
@@ -106,7 +137,7 @@ class Kernel:
         self.addr_objects: dict[int, Any] = {}  # address -> live emulated object (for the debugger)
         self.modules: list[Module] = []
         self._symbol_cache: dict[str, int] = {}  # `module!Routine` -> address, reset when modules change
-        self.threads: list["KThread"] = []
+        self.threads = ThreadList()
         self.drivers: dict[str, Any] = {}
         self._next_tid = 0x78
 
@@ -275,6 +306,19 @@ class Kernel:
 
     def caller_symbol(self) -> str:
         return self.frames[-1].symbol if self.frames else "nt!KiIdleLoop"
+
+    # -- allocations that may fail ---------------------------------------------------
+    def allocate_pool(self, cls: str, pool_type: int, size: int, tag: str | int, owner: str = "") -> int:
+        """Pool for an allocation of class `cls` (pool, irp, mdl, nbl, thread...); 0 when the
+        verifier's low resources simulation fails it or the emulated memory is used up."""
+        verifier = self.verifier
+        if verifier.active and verifier.fail(self, cls, tag):
+            return 0
+        try:
+            return self.pool.allocate(pool_type, size, tag, owner=owner)
+        except MemoryError:
+            verifier.failed(self, cls, tag)
+            return 0
 
     # -- running events ------------------------------------------------------------
     def run_event(self, ev: ScheduledEvent) -> None:

@@ -76,10 +76,19 @@ def stack_local() -> int:
     return owner.stack_base - INITIAL_FRAME - FRAME_SIZE * len(k.frames) + LOCAL_OFFSET
 
 
-def allocate_stack(k: "Kernel", owner: str) -> tuple[int, int, list[int]]:
-    """Reserve and map a kernel stack: (StackBase, StackLimit, its PFNs)."""
+def allocate_stack(k: "Kernel", owner: str) -> tuple[int, int, list[int]] | None:
+    """Reserve and map a kernel stack: (StackBase, StackLimit, its PFNs); None when physical
+    memory is exhausted (thread creation then fails with STATUS_INSUFFICIENT_RESOURCES)."""
     limit = k.stack_region.reserve(KERNEL_STACK_PAGES)
-    pfns = k.phys.allocate_top(KERNEL_STACK_PAGES, owner)
+    pfns: list[int] = []
+    try:
+        for _ in range(KERNEL_STACK_PAGES):
+            pfns += k.phys.allocate_top(1, owner)
+    except MemoryError:
+        for pfn in pfns:
+            k.phys.free_top(pfn)
+        k.stack_region.release(limit, KERNEL_STACK_PAGES)
+        return None
     for i, pfn in enumerate(pfns):
         k.mem.map_page(limit + i * PAGE_SIZE, pfn)
     return limit + KERNEL_STACK_PAGES * PAGE_SIZE, limit, pfns

@@ -181,9 +181,8 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     if Length <= 0 or Length > 0xFFFFFFFF:
         return None
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
-    try:
-        address = k.pool.allocate(NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
-    except MemoryError:
+    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
+    if not address:
         return None  # out of nonpaged pool: NULL, as in Windows
     mdl = Mdl(k, address, VirtualAddress, Length, pages)
     mdl.owner = k.caller_symbol()
@@ -200,10 +199,15 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     return mdl
 
 
-def MmInitializeMdlForPages(k: Kernel, pfns: list[int], byte_offset: int, length: int, system_va: int = 0) -> Mdl:
-    """Kernel-internal: an MDL over known page frames (the cache manager and NIC use this)."""
+def MmInitializeMdlForPages(k: Kernel, pfns: list[int], byte_offset: int, length: int,
+                            system_va: int = 0) -> Mdl | None:
+    """Kernel-internal: an MDL over known page frames (the cache manager and NIC use this);
+    None when there is no nonpaged pool for it."""
     pages = len(pfns)
-    address = k.pool.allocate(NonPagedPoolNx, MDL_HEADER_SIZE + 8 * max(1, pages), MDL_TAG, owner=k.caller_symbol())
+    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * max(1, pages), MDL_TAG,
+                              owner=k.caller_symbol())
+    if not address:
+        return None
     mdl = Mdl(k, address, system_va if system_va else byte_offset, length, max(1, pages))
     mdl.pfns = list(pfns)
     mdl.flags = MDL_PAGES_LOCKED | MDL_ALLOCATED_FIXED_SIZE

@@ -291,6 +291,15 @@ def build_nonpaged_mdl(k: Kernel, va: int, length: int, owner: str = "ndis") -> 
     return mdl
 
 
+def _try_nonpaged_mdl(k: Kernel, va: int, length: int, owner: str) -> Mdl | None:
+    """build_nonpaged_mdl, or None when there is no pool for the MDL itself."""
+    try:
+        return build_nonpaged_mdl(k, va, length, owner=owner)
+    except MemoryError:
+        k.verifier.failed(k, "mdl", MDL_TAG)
+        return None
+
+
 def free_mdl(k: Kernel, mdl: Mdl) -> None:
     if mdl.freed:
         return
@@ -414,32 +423,52 @@ class NblPool:
         self.in_use = 0
         self.allocations = 0
         self.pool_allocations = 0  # times the pool allocator was reached (a new NBL was built)
+        self.failures = 0  # allocations that returned NULL (pool short, or the verifier)
         self.destroyed = False
         k.register_object(self)
 
-    def _new(self) -> NetBufferList:
+    def _new(self) -> NetBufferList | None:
+        """A new NBL from nonpaged pool (None when the pool is short: the caller gets NULL)."""
         k = self.kernel
         p = self.params
         with_nb = p.fAllocateNetBuffer
         size = NBL_STRUCT_SIZE + (NB_STRUCT_SIZE if with_nb else 0)
-        address = k.pool.allocate(NonPagedPoolNx, size, self.tag, owner=self.owner_name)
+        address = k.allocate_pool("nbl", NonPagedPoolNx, size, self.tag, owner=self.owner_name)
+        if not address:
+            return None
+        own_mdl = None
+        if with_nb and p.DataSize:
+            va = k.allocate_pool("nbl", NonPagedPoolNx, p.DataSize, self.tag, owner=self.owner_name)
+            own_mdl = _try_nonpaged_mdl(k, va, p.DataSize, self.owner_name) if va else None
+            if own_mdl is None:
+                if va:
+                    k.pool.free(va, self.tag)
+                k.pool.free(address, self.tag)
+                return None
         nbl = NetBufferList(k, address, self)
         self.pool_allocations += 1
         if with_nb:
             nb = NetBuffer(k, address + NBL_STRUCT_SIZE, self)
-            if p.DataSize:
-                va = k.pool.allocate(NonPagedPoolNx, p.DataSize, self.tag, owner=self.owner_name)
-                nb.own_mdl = build_nonpaged_mdl(k, va, p.DataSize, owner=self.owner_name)
+            nb.own_mdl = own_mdl
             nbl.own_nb = nb
             k.register_object(nb)
         k.register_object(nbl)
         self.all.append(nbl)
         return nbl
 
-    def take(self) -> NetBufferList:
+    def take(self) -> NetBufferList | None:
         if self.destroyed:
             raise ValueError(f"NBL pool {self.address:x} was freed")
-        nbl = self.free.pop() if self.free else self._new()
+        if self.free:
+            verifier = self.kernel.verifier  # a recycled NBL can be failed too, as NDIS's lookaside can
+            if verifier.active and verifier.fail(self.kernel, "nbl", self.tag):
+                return None
+            nbl = self.free.pop()
+        else:
+            nbl = self._new()
+            if nbl is None:
+                self.failures += 1
+                return None
         nbl.freed = False
         self.in_use += 1
         self.allocations += 1
@@ -491,14 +520,19 @@ class NbPool:
         self.destroyed = False
         k.register_object(self)
 
-    def take(self) -> NetBuffer:
+    def take(self) -> NetBuffer | None:
         if self.destroyed:
             raise ValueError(f"NB pool {self.address:x} was freed")
+        k = self.kernel
         if self.free:
+            if k.verifier.active and k.verifier.fail(k, "nbl", self.tag):
+                return None
             nb = self.free.pop()
         else:
-            k = self.kernel
-            nb = NetBuffer(k, k.pool.allocate(NonPagedPoolNx, NB_STRUCT_SIZE, self.tag, owner=self.owner_name), self)
+            address = k.allocate_pool("nbl", NonPagedPoolNx, NB_STRUCT_SIZE, self.tag, owner=self.owner_name)
+            if not address:
+                return None
+            nb = NetBuffer(k, address, self)
             k.register_object(nb)
             self.all.append(nb)
         nb.freed = False
@@ -579,11 +613,15 @@ def _reset_nbl(nbl: NetBufferList) -> None:
     nbl.indicate_refs = 0
 
 
-def NdisAllocateNetBufferList(PoolHandle: NblPool, ContextSize: int = 0, ContextBackFill: int = 0) -> NetBufferList:
-    """An NBL from the pool.  On a pool with fAllocateNetBuffer and a DataSize it has one NB
-    over the pool's data buffer with all of it unused in front (DataOffset = DataSize)."""
+def NdisAllocateNetBufferList(PoolHandle: NblPool, ContextSize: int = 0,
+                              ContextBackFill: int = 0) -> NetBufferList | None:
+    """An NBL from the pool (None, NULL, when nonpaged pool is short).  On a pool with
+    fAllocateNetBuffer and a DataSize it has one NB over the pool's data buffer with all of
+    it unused in front (DataOffset = DataSize)."""
     pool = PoolHandle
     nbl = pool.take()
+    if nbl is None:
+        return None
     _reset_nbl(nbl)
     nb = nbl.own_nb
     if nb is not None and nb.own_mdl is not None:
@@ -595,12 +633,16 @@ def NdisAllocateNetBufferList(PoolHandle: NblPool, ContextSize: int = 0, Context
 
 
 def NdisAllocateNetBufferAndNetBufferList(PoolHandle: NblPool, ContextSize: int, ContextBackFill: int,
-                                          MdlChain: Mdl | None, DataOffset: int, DataLength: int) -> NetBufferList:
-    """An NBL with one NB over `MdlChain` (or over the pool's own data buffer when MdlChain is None)."""
+                                          MdlChain: Mdl | None, DataOffset: int,
+                                          DataLength: int) -> NetBufferList | None:
+    """An NBL with one NB over `MdlChain` (or over the pool's own data buffer when MdlChain is None);
+    None (NULL) when nonpaged pool is short."""
     pool = PoolHandle
     if not pool.params.fAllocateNetBuffer:
         raise ValueError("NdisAllocateNetBufferAndNetBufferList needs a pool created with fAllocateNetBuffer")
     nbl = pool.take()
+    if nbl is None:
+        return None
     _reset_nbl(nbl)
     nb = nbl.own_nb
     assert nb is not None
@@ -640,8 +682,11 @@ def NdisFreeNetBufferList(NetBufferList: NetBufferList) -> None:
     pool.give_back(nbl)
 
 
-def NdisAllocateNetBuffer(PoolHandle: NbPool, MdlChain: Mdl | None, DataOffset: int, DataLength: int) -> NetBuffer:
+def NdisAllocateNetBuffer(PoolHandle: NbPool, MdlChain: Mdl | None, DataOffset: int,
+                          DataLength: int) -> NetBuffer | None:
     nb = PoolHandle.take()
+    if nb is None:
+        return None
     _reset_nb(nb)
     nb.set_data(MdlChain, DataOffset, DataLength)
     return nb
@@ -690,16 +735,24 @@ def NdisRetreatNetBufferDataStart(NetBuffer: NetBuffer, DataOffsetDelta: int, Da
         if header is None:
             return NDIS_STATUS_RESOURCES
     else:
-        try:
-            va = k.pool.allocate(NonPagedPoolNx, size, NDIS_MDL_TAG, owner="ndis")
-        except MemoryError:
+        va = k.allocate_pool("mdl", NonPagedPoolNx, size, NDIS_MDL_TAG, owner="ndis")
+        header = _try_nonpaged_mdl(k, va, size, "ndis") if va else None
+        if header is None:
+            if va:
+                k.pool.free(va, NDIS_MDL_TAG)
             return NDIS_STATUS_RESOURCES
-        header = build_nonpaged_mdl(k, va, size)
     header.flags |= MDL_NETWORK_HEADER
     current = nb.CurrentMdl
     partial = None
     if current is not None and nb.CurrentMdlOffset:
-        partial = _partial_mdl(k, current, nb.CurrentMdlOffset)
+        try:
+            partial = _partial_mdl(k, current, nb.CurrentMdlOffset)
+        except MemoryError:
+            k.verifier.failed(k, "mdl", MDL_TAG)
+            if AllocateMdlHandler is None:  # ours to give back; a handler's MDL is the caller's
+                free_mdl(k, header)
+                k.pool.free(header.mapped_system_va, NDIS_MDL_TAG)
+            return NDIS_STATUS_RESOURCES
         partial.next = current.next
         header.next = partial
     else:
@@ -792,10 +845,7 @@ def NdisGetDataBuffer(NetBuffer: NetBuffer, BytesNeeded: int, Storage: bytearray
 def NdisAllocateMemoryWithTagPriority(NdisHandle: Any, Length: int, Tag: str | int, Priority: int = 0) -> int:
     """Nonpaged memory for a driver (0 on failure)."""
     state = _state_of(NdisHandle)
-    try:
-        return state.kernel.pool.allocate(NonPagedPoolNx, Length, Tag, owner=_owner_name(NdisHandle))
-    except MemoryError:
-        return 0
+    return state.kernel.allocate_pool("pool", NonPagedPoolNx, Length, Tag, owner=_owner_name(NdisHandle))
 
 
 def NdisFreeMemory(VirtualAddress: int, Length: int = 0, MemoryFlags: int = 0, *, kernel: Kernel | None = None) -> None:
@@ -804,10 +854,13 @@ def NdisFreeMemory(VirtualAddress: int, Length: int = 0, MemoryFlags: int = 0, *
     k.pool.free(VirtualAddress, None)
 
 
-def NdisAllocateMdl(NdisHandle: Any, VirtualAddress: int, Length: int) -> Mdl:
-    """An MDL over a nonpaged buffer."""
+def NdisAllocateMdl(NdisHandle: Any, VirtualAddress: int, Length: int) -> Mdl | None:
+    """An MDL over a nonpaged buffer (None, NULL, when nonpaged pool is short)."""
     state = _state_of(NdisHandle)
-    return build_nonpaged_mdl(state.kernel, VirtualAddress, Length, owner=_owner_name(NdisHandle))
+    k = state.kernel
+    if k.verifier.active and k.verifier.fail(k, "mdl", MDL_TAG):
+        return None
+    return _try_nonpaged_mdl(k, VirtualAddress, Length, _owner_name(NdisHandle))
 
 
 def NdisFreeMdl(Mdl: Mdl) -> None:

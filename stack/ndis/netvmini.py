@@ -180,7 +180,12 @@ def MPInitializeEx(MiniportAdapterHandle: Adapter, MiniportDriverContext: Any, M
         if not buf:
             return NDIS_STATUS_RESOURCES
         mdl = NdisAllocateMdl(handle, buf, size)
-        nbl = NdisAllocateNetBufferAndNetBufferList(ctx.rx_pool, 0, 0, mdl, 0, size)
+        nbl = NdisAllocateNetBufferAndNetBufferList(ctx.rx_pool, 0, 0, mdl, 0, size) if mdl is not None else None
+        if nbl is None:  # MPHaltEx is not called after a failed initialize: give this one back here
+            if mdl is not None:
+                NdisFreeMdl(mdl)
+            NdisFreeMemory(buf, size, 0, kernel=handle.kernel)
+            return NDIS_STATUS_RESOURCES
         rcb = MpRcb(nbl, mdl, buf, size, build_sg_list(nbl.FirstNetBuffer))
         nbl.MiniportReserved[0] = rcb
         ctx.rcbs.append(rcb)

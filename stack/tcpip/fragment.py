@@ -42,7 +42,8 @@ from bisect import bisect_right
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from . import driver as _catalog_order  # noqa: F401  (see the module docstring)
-from stack.kernel import DISPATCH_LEVEL, STATUS_INVALID_PARAMETER, STATUS_SUCCESS, kroutine
+from stack.kernel import (DISPATCH_LEVEL, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_SUCCESS,
+                          kroutine)
 from stack.kernel.mdl import IoBuildPartialMdl, Mdl
 from stack.kernel.symbols import Frame
 
@@ -479,7 +480,10 @@ class IpFragmentation:
         for start in offsets:
             end = min(start + step, length)
             more = end < length
-            fragment = ip.new_packet(path, packet.protocol)
+            fragment = ip.new_packet(path, packet.protocol) if stack.mdl_pool.reserve(8) else None
+            if fragment is None:  # no pool for this fragment: the datagram fails with its status
+                self._fragment_failed(packet, STATUS_INSUFFICIENT_RESOURCES)
+                continue
             if not v4:
                 fragment.l4_offset += FRAGMENT_HEADER_LEN
             at = fragment.l4_offset

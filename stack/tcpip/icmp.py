@@ -129,7 +129,7 @@ class IcmpLayer:
     # ==================================================================================
     # send
     # ==================================================================================
-    def _packet(self, path: Path) -> TxPacket:
+    def _packet(self, path: Path) -> TxPacket | None:
         return self.stack.ip.new_packet(path, IPPROTO_ICMP if path.version == 4 else IPPROTO_ICMPV6)
 
     def _finish(self, packet: TxPacket, icmp_type: int, code: int, rest: int, body_len: int,
@@ -169,6 +169,8 @@ class IcmpLayer:
             self.stack.drop("icmp" if src.version == 4 else "icmpv6", "no_route")
             return
         packet = self._packet(path)
+        if packet is None:  # no header slot: dropped and counted
+            return
         try:
             pooled = self._body(packet, body)  # the echo data comes back: one counted copy
         except MemoryError:
@@ -196,6 +198,8 @@ class IcmpLayer:
         if path is None:
             return
         packet = self._packet(path)
+        if packet is None:  # no header slot: dropped and counted
+            return
         start = packet.l4_offset + 8
         packet.buf[start:start + n] = first_fragment[:n]
         self._finish(packet, kind, ICMP_FRAGMENT_REASSEMBLY_TIME_EXCEEDED, 0, n)
@@ -217,6 +221,8 @@ class IcmpLayer:
         if path is None:
             return
         packet = self._packet(path)
+        if packet is None:  # no header slot: dropped and counted
+            return
         n = icmp_quote_length(datagram)
         start = packet.l4_offset + 8
         packet.buf[start:start + n] = datagram[:n]
@@ -229,6 +235,8 @@ class IcmpLayer:
         if path is None:
             return
         packet = self._packet(path)
+        if packet is None:  # no header slot: dropped and counted
+            return
         n = min(len(packet_bytes), IPV6_MIN_MTU - 40 - 8, MAX_ICMP_BODY)
         start = packet.l4_offset + 8
         packet.buf[start:start + n] = packet_bytes[:n]
@@ -243,6 +251,8 @@ class IcmpLayer:
         dst = target if unicast_mac is not None else solicited_node_multicast(target)
         path = Path(iface, 6, iface.v6, dst, dst, iface.ipv6.ip, IPv6Address(dst))
         packet = self._packet(path)
+        if packet is None:  # no header slot: dropped and counted
+            return
         start = packet.l4_offset + 8
         packet.buf[start:start + 16] = target
         packet.buf[start + 16:start + 24] = b"\x01\x01" + iface.mac  # source link-layer address option
@@ -256,6 +266,8 @@ class IcmpLayer:
         dst = to if to != bytes(16) else bytes.fromhex("ff020000000000000000000000000001")
         path = Path(iface, 6, iface.v6, dst, dst, iface.ipv6.ip, IPv6Address(dst))
         packet = self._packet(path)
+        if packet is None:  # no header slot: dropped and counted
+            return
         start = packet.l4_offset + 8
         packet.buf[start:start + 16] = iface.v6
         packet.buf[start + 16:start + 24] = b"\x02\x01" + iface.mac  # target link-layer address option
@@ -305,6 +317,8 @@ class IcmpLayer:
             self._ping_settle(session)
             return
         packet = self._packet(path)
+        if packet is None:  # no header slot: dropped and counted
+            return
         size = session.payload_size
         try:
             pooled = self._body(packet, ping_data(size))  # written in place, not a copy of anything

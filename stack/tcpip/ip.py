@@ -70,21 +70,35 @@ class SlotPool:
         self.total = 0
         self.grow(initial_pages)
 
-    def grow(self, pages: int) -> None:
+    def grow(self, pages: int) -> bool:
+        """Add up to `pages` pages of slots; False when nonpaged pool gave out first."""
         from stack.kernel import current_kernel
         k = current_kernel()
         for _ in range(pages):
             va = ExAllocatePoolWithTag(NonPagedPoolNx, 4096, SLOT_TAG)
-            for half in range(2):
+            if not va:
+                return False
+            mdls = [IoAllocateMdl(va + half * SLOT_SIZE, SLOT_SIZE) for half in range(2)]
+            if None in mdls:
+                for mdl in mdls:
+                    if mdl is not None:
+                        IoFreeMdl(mdl)
+                ExFreePoolWithTag(va, SLOT_TAG)
+                return False
+            for half, mdl in enumerate(mdls):
                 slot_va = va + half * SLOT_SIZE
-                mdl = IoAllocateMdl(slot_va, SLOT_SIZE)
                 MmBuildMdlForNonPagedPool(mdl)
                 self.free.append(HeaderSlot(slot_va, mdl, k.mem.views(slot_va, SLOT_SIZE)[0]))
                 self.total += 1
+        return True
 
-    def get(self) -> HeaderSlot:
+    def get(self) -> HeaderSlot | None:
+        """A free slot, growing the pool when it is empty; None when pool is short (the caller
+        drops the packet and counts it, as tcpip does when it cannot get a header buffer)."""
         if not self.free:
             self.grow(16)
+            if not self.free:
+                return None
         return self.free.pop()
 
     def put(self, slot: HeaderSlot) -> None:
@@ -101,13 +115,23 @@ class MdlPool:
         self.total = 0
         self.grow(initial)
 
-    def grow(self, count: int) -> None:
+    def grow(self, count: int) -> bool:
         for _ in range(count):
             mdl = IoAllocateMdl(0, MDL_POOL_PAGES * 4096 - 4095)
+            if mdl is None:
+                return False
             self.free.append(mdl)
             self.total += 1
+        return True
+
+    def reserve(self, count: int) -> bool:
+        """At least `count` MDLs free, so a send that then takes them cannot fail half way."""
+        if len(self.free) < count:
+            self.grow(max(128, count - len(self.free)))
+        return len(self.free) >= count
 
     def get(self) -> Mdl:
+        """A free MDL.  Callers that cannot stop half way `reserve` first."""
         if not self.free:
             self.grow(128)
         return self.free.pop()
@@ -343,8 +367,12 @@ class IpLayer:
         self._paths.clear()
 
     # -- send ------------------------------------------------------------------------------
-    def new_packet(self, path: Path, protocol: int) -> TxPacket:
+    def new_packet(self, path: Path, protocol: int) -> TxPacket | None:
+        """A packet with a header slot; None (dropped and counted) when there is no pool for one."""
         slot = self.stack.slot_pool.get()
+        if slot is None:
+            self.stack.drop("ip", "no_memory")
+            return None
         l4_offset = ETH_HEADER + (20 if path.version == 4 else 40)
         return TxPacket(path, protocol, slot, slot.view, l4_offset)
 
@@ -362,6 +390,10 @@ class IpLayer:
             return None
         mdl = IoAllocateMdl(va, length)
         if mdl is None:
+            ExFreePoolWithTag(va, PAYLOAD_TAG)
+            return None
+        if not self.stack.mdl_pool.reserve(1):
+            IoFreeMdl(mdl)
             ExFreePoolWithTag(va, PAYLOAD_TAG)
             return None
         MmBuildMdlForNonPagedPool(mdl)
@@ -408,7 +440,8 @@ class IpLayer:
             self.frame_out(packet, entry.mac, ethertype)
             return
         cache.resolve(path.next_hop, PendingPacket(lambda mac: self.frame_out(packet, mac, ethertype),
-                                                   lambda status: self.packet_failed(packet, status)))
+                                                   lambda status: self.packet_failed(packet, status),
+                                                   packet.l4_offset + packet.l4_length + packet.payload_length))
 
     def frame_out(self, packet: TxPacket, dst_mac: bytes, ethertype: int) -> None:
         iface = packet.path.interface
@@ -475,6 +508,9 @@ class IpLayer:
         if iface.ipv4 is None:
             return
         slot = self.stack.slot_pool.get()
+        if slot is None:
+            self.stack.drop("arp", "no_memory")
+            return
         path = Path(iface, 4, iface.v4, target_ip, target_ip, iface.ipv4.ip, IPv4Address(target_ip))
         packet = TxPacket(path, 0, slot, slot.view, ETH_HEADER)
         emit_arp(packet.buf, ETH_HEADER, operation=operation, sender_mac=iface.mac, sender_ip=iface.v4,

@@ -1,7 +1,7 @@
 """Neighbour caches: ARP for IPv4 and Neighbor Discovery for IPv6, one shared state machine.
 
 States follow RFC 4861 (which Windows also uses for ARP): INCOMPLETE while a
-solicitation is outstanding (packets wait in a bounded queue), REACHABLE for
+solicitation is outstanding (packets wait in a queue bounded in bytes), REACHABLE for
 `reachable_ns` after a confirmation, STALE after that (still used, but the next
 use starts DELAY), then PROBE with unicast solicitations, and the entry is
 deleted when probes go unanswered.  All timers are scheduler events of the
@@ -10,6 +10,7 @@ host's kernel, one per entry.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -27,6 +28,11 @@ PROBE = "PROBE"
 
 MS = 1_000_000
 SECOND = 1_000_000_000
+# Packets held per INCOMPLETE entry, in bytes.  Windows does not document its bound; Linux holds
+# unres_qlen_bytes (212,992 bytes by default since 2011, when 3 packets proved too few for
+# connection bursts), and FreeBSD raised its count for the same reason (D28068).  Bytes, not
+# packets, so a burst of small SYNs fits (a thousand of them) while big frames still hit the bound.
+QUEUE_LIMIT_BYTES = 212_992
 
 
 @dataclass(slots=True)
@@ -35,6 +41,7 @@ class PendingPacket:
 
     send: Callable[[bytes], None]
     fail: Callable[[int], None]
+    size: int = 0  # frame bytes, what the queue limit counts
 
 
 @dataclass(slots=True)
@@ -42,7 +49,8 @@ class NeighborEntry:
     ip: bytes
     mac: bytes | None = None
     state: str = INCOMPLETE
-    queue: list[PendingPacket] = field(default_factory=list)
+    queue: deque[PendingPacket] = field(default_factory=deque)
+    queued_bytes: int = 0
     probes_sent: int = 0
     confirmed_ns: int = 0
     timer: "ScheduledEvent | None" = None
@@ -56,7 +64,8 @@ class NeighborCache:
     def __init__(self, kernel: "Kernel", family: int, solicit: Callable[[bytes, bytes | None], None],
                  on_unreachable: Callable[[int], None] | None = None, *,
                  reachable_ns: int = 30 * SECOND, retrans_ns: int = 1 * SECOND, max_multicast: int = 3,
-                 max_unicast: int = 3, delay_ns: int = 5 * SECOND, queue_limit: int = 64) -> None:
+                 max_unicast: int = 3, delay_ns: int = 5 * SECOND,
+                 queue_limit_bytes: int = QUEUE_LIMIT_BYTES) -> None:
         self.kernel = kernel
         self.family = family
         self.solicit = solicit
@@ -66,7 +75,7 @@ class NeighborCache:
         self.max_multicast = max_multicast
         self.max_unicast = max_unicast
         self.delay_ns = delay_ns
-        self.queue_limit = queue_limit
+        self.queue_limit_bytes = queue_limit_bytes
         self.on_unreachable = on_unreachable
         self.resolutions = 0
         self.failures = 0
@@ -90,15 +99,18 @@ class NeighborCache:
             self.resolutions += 1
             self._publish(entry, "NONE", INCOMPLETE)
             entry.queue.append(packet)
+            entry.queued_bytes = packet.size
             entry.probes_sent = 1
             self._arm(entry, self.retrans_ns)
             self.solicit(ip, None)
             return
-        if len(entry.queue) >= self.queue_limit:
-            self.queue_drops += 1
-            old = entry.queue.pop(0)  # RFC 4861 7.2.2: the oldest packet goes
-            old.fail(_STATUS_INSUFFICIENT_RESOURCES)
         entry.queue.append(packet)
+        entry.queued_bytes += packet.size
+        while entry.queued_bytes > self.queue_limit_bytes and len(entry.queue) > 1:
+            self.queue_drops += 1
+            old = entry.queue.popleft()  # RFC 4861 7.2.2: the oldest packet goes
+            entry.queued_bytes -= old.size
+            old.fail(_STATUS_INSUFFICIENT_RESOURCES)
 
     def lookup(self, ip: bytes) -> bytes | None:
         entry = self.entries.get(ip)
@@ -132,7 +144,8 @@ class NeighborCache:
             self._set(entry, STALE)
             self._cancel(entry)
         if entry.queue:
-            queue, entry.queue = entry.queue, []
+            queue, entry.queue = entry.queue, deque()
+            entry.queued_bytes = 0
             for packet in queue:
                 packet.send(mac)
 
@@ -180,7 +193,8 @@ class NeighborCache:
         self._cancel(entry)
         self.entries.pop(entry.ip, None)
         self._publish(entry, entry.state, "DELETED")
-        queue, entry.queue = entry.queue, []
+        queue, entry.queue = entry.queue, deque()
+        entry.queued_bytes = 0
         for packet in queue:
             packet.fail(status)
 

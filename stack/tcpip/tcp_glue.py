@@ -54,6 +54,7 @@ EPHEMERAL_FIRST = 49152
 EPHEMERAL_LAST = 65535
 PUSH_TIMER_NS = 500_000_000  # a receive without PSH completes after this long (Windows' push timer)
 _HALF = 1 << 31
+MAX_PAYLOAD_MDLS = 64  # partial MDLs one segment (up to 64 KiB of LSO) may take from the MDL pool
 
 RESET_STATUS = {
     "peer_reset": STATUS_CONNECTION_RESET,
@@ -971,7 +972,11 @@ class TcpLayer:
         else:
             payload_len = first.payload_len
             flags = first.flags
-        packet = ip.new_packet(path, IPPROTO_TCP)
+        # No header slot or MDLs: the segment is lost here and counted; the core retransmits it.
+        packet = ip.new_packet(path, IPPROTO_TCP) if self.stack.mdl_pool.reserve(MAX_PAYLOAD_MDLS) else None
+        if packet is None:
+            self.stack.drop("tcp", "no_memory")
+            return
         buf = packet.buf
         offset = packet.l4_offset
         # The first segment's options: the core sized the payload for them (SACK included).
@@ -1063,6 +1068,8 @@ class TcpLayer:
         if seg.flags & 0x04:
             self.counters.tcp_resets_sent += 1
         packet = ip.new_packet(path, IPPROTO_TCP)
+        if packet is None:  # dropped and counted by ip
+            return
         buf = packet.buf
         offset = packet.l4_offset
         end = emit_tcp_header(buf, offset, seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, seg.window,

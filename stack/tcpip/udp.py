@@ -121,6 +121,8 @@ class UdpLayer:
         if length > (MAX_UDP_PAYLOAD_V4 if path.version == 4 else MAX_UDP_PAYLOAD_V6) or length < 0:
             return STATUS_INVALID_PARAMETER  # WSAEMSGSIZE
         packet = self.stack.ip.new_packet(path, IPPROTO_UDP)
+        if packet is None:
+            return STATUS_INSUFFICIENT_RESOURCES
         start = packet.l4_offset
         payload_start = start + UDP_HEADER_LEN
         if not isinstance(data, tuple):  # a Python buffer: the one counted copy into the packet

@@ -15,7 +15,7 @@ from typing import Any, Generator
 
 from stack.tcpip.addr import AF_INET6, SockAddr
 
-from .socket import SOCK_STREAM, Program, Socket, SocketError, run_program, spawn
+from .socket import SOCK_STREAM, Program, Socket, SocketError, accept_retrying, run_program, spawn
 
 HTTPBIN_HOST = "httpbin"
 HTTPBIN_NAME = "httpbin.org"
@@ -84,8 +84,9 @@ def httpbin_server(uuid_text: str, stats: HttpbinStats, port: int = 80) -> Gener
     yield from listener.bind(SockAddr(IPv6Address(0), port))
     yield from listener.listen(16)
     while True:
-        conn = yield from listener.accept()
-        spawn(_serve_connection, conn, uuid_text, stats, name="httpbin-conn")
+        conn = yield from accept_retrying(listener)
+        if spawn(_serve_connection, conn, uuid_text, stats, name="httpbin-conn").thread is None:
+            yield from conn.close()  # no thread to serve it: the client sees the connection end
 
 
 @dataclass(slots=True)

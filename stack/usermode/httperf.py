@@ -15,12 +15,14 @@ emulated machine's, and a run replays exactly.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Generator
 
 from stack.kernel import current_kernel
 from stack.kernel.ke import KeDelayExecutionThread
-from stack.kernel.ntstatus import (STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET, STATUS_IO_TIMEOUT)
+from stack.kernel.ntstatus import (STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET, STATUS_INSUFFICIENT_RESOURCES,
+                                   STATUS_IO_TIMEOUT)
 from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
 
 from .socket import SOCK_STREAM, Socket, SocketError, UserBuffer, join, program_closing, spawn
@@ -90,6 +92,7 @@ class HttperfResult:
     errors: dict[str, int] = field(default_factory=lambda: {
         "client-timo": 0, "socket-timo": 0, "connrefused": 0, "connreset": 0, "fd-unavail": 0, "addrunavail": 0,
         "ftab-full": 0, "other": 0})
+    failures: Counter = field(default_factory=Counter)  # why each failed connection failed (NTSTATUS or kind)
     _open: int = 0
 
     @property
@@ -203,6 +206,7 @@ def one_connection(config: HttperfConfig, result: HttperfResult) -> Generator[An
         record.ok = True
     except (SocketError, ConnectionError, ValueError) as exc:
         result.errors[_classify(exc)] += 1
+        result.failures[exc.status if isinstance(exc, SocketError) else type(exc).__name__] += 1
     finally:
         if sock is not None:
             yield from sock.close()  # while the program is being torn down, this ends the cleanup
@@ -228,7 +232,11 @@ def httperf(config: HttperfConfig) -> Generator[Any, Any, HttperfResult]:
             wait = due - _now()
             if wait > 0:
                 yield KeDelayExecutionThread(Interval=-((wait + 99) // 100))
-            workers.append(spawn(one_connection, config, result, name=f"httperf-conn{i}"))
+            worker = spawn(one_connection, config, result, name=f"httperf-conn{i}")
+            if worker.thread is None:  # no thread for it: httperf's "out of descriptors" kind of failure
+                result.errors["fd-unavail"] += 1
+                result.failures[STATUS_INSUFFICIENT_RESOURCES] += 1
+            workers.append(worker)
         for worker in workers:
             yield from join(worker)
     result.end_ns = max([result.start_ns] + [c.end_ns for c in result.connections])

@@ -13,7 +13,7 @@ from typing import Any, Generator
 
 from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
 
-from .socket import SOCK_DGRAM, SOCK_STREAM, Socket, UserBuffer, join, spawn
+from .socket import SOCK_DGRAM, SOCK_STREAM, Socket, SocketError, UserBuffer, accept_retrying, join, spawn
 
 CHUNK = 256 * 1024
 
@@ -45,9 +45,12 @@ def echo_server(address: SockAddr, max_connections: int = 1, buffer_size: int = 
     yield from listener.listen(16)
     workers = []
     for _ in range(max_connections):
-        conn = yield from listener.accept()
+        conn = yield from accept_retrying(listener)
         result.connections += 1
-        workers.append(spawn(_echo_connection, conn, buffer_size, nodelay, result, name="echo-conn"))
+        worker = spawn(_echo_connection, conn, buffer_size, nodelay, result, name="echo-conn")
+        if worker.thread is None:  # no thread to serve it: close it, and report why below
+            yield from conn.close()
+        workers.append(worker)
     yield from listener.close()
     for worker in workers:
         yield from join(worker)
@@ -59,7 +62,11 @@ def _echo_connection(conn: Socket, buffer_size: int, nodelay: bool,
                      result: TransferResult) -> Generator[Any, Any, None]:
     if nodelay:
         yield from conn.setsockopt("TCP_NODELAY", True)
-    buf = UserBuffer(buffer_size)
+    try:
+        buf = UserBuffer(buffer_size)
+    except SocketError:  # no memory to serve it: close it, so the client hears
+        yield from conn.close()
+        raise
     try:
         while True:
             n = yield from conn.recv_into(buf)
@@ -83,7 +90,15 @@ def echo_client(server: SockAddr, data: bytes, chunk: int = CHUNK,
         yield from sock.setsockopt("TCP_NODELAY", True)
     yield from sock.connect(server)
     reader = spawn(_read_all, sock, len(data), result, name="echo-reader")
-    buf = UserBuffer(min(chunk, max(len(data), 1)))
+    if reader.thread is None:  # CreateThread failed: give the socket back, report the status
+        yield from sock.close()
+        reader.raise_error()
+    try:
+        buf = UserBuffer(min(chunk, max(len(data), 1)))
+    except SocketError:
+        yield from sock.close()  # the reader's receive ends with it
+        yield from join(reader)
+        raise
     for pos in range(0, len(data), chunk):
         piece = data[pos:pos + chunk]
         buf.write(piece)

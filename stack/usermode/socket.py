@@ -21,13 +21,14 @@ Errors raise `SocketError(status)`.
 from __future__ import annotations
 
 import sys
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
-from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, KEVENT, STATUS_PENDING,
+from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CREATE, IRP_MJ_DEVICE_CONTROL, KEVENT, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING,
                           STATUS_SUCCESS, IoBuildDeviceIoControlRequest, IoCallDriver, IoGetDeviceObjectPointer,
-                          IoGetNextIrpStackLocation, KeWaitForSingleObject, NotificationEvent, PsCreateSystemThread,
-                          current_kernel, kroutine)
+                          IoGetNextIrpStackLocation, KeDelayExecutionThread, KeWaitForSingleObject,
+                          NotificationEvent, PsCreateSystemThread, current_kernel, kroutine)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.irp import IoStatusBlock
 from stack.kernel.ke import KThread
@@ -45,7 +46,7 @@ USER_TAG = "UsrB"
 MSG_WAITALL = 0x8
 
 __all__ = ["AF_INET", "AF_INET6", "SOCK_STREAM", "SOCK_DGRAM", "MSG_WAITALL", "SockAddr", "Socket", "SocketError",
-           "UserBuffer", "Program", "run_program", "spawn", "join"]
+           "UserBuffer", "Program", "run_program", "spawn", "join", "accept_retrying"]
 
 
 class SocketError(OSError):
@@ -77,8 +78,10 @@ class UserBuffer:
         self.kernel = kernel or current_kernel()
         self.size = size
         self.va = ExAllocatePoolWithTag(PagedPool, size, USER_TAG)
-        if not self.va:
-            raise MemoryError("no pool for a user buffer")
+        if not self.va:  # malloc's NULL, as the program sees it: an error it can catch
+            raise SocketError(STATUS_INSUFFICIENT_RESOURCES, "allocate buffer")
+        self.owner: Program | None = None
+        _opened(self)
 
     def views(self, offset: int = 0, length: int | None = None) -> list[memoryview]:
         """Zero-copy views of the buffer's bytes."""
@@ -97,6 +100,7 @@ class UserBuffer:
     def free(self) -> None:
         if self.va and not program_closing():
             ExFreePoolWithTag(self.va, USER_TAG)
+            _released(self)
         self.va = 0
 
 
@@ -119,6 +123,8 @@ def NtClose(DeviceObject: Any, Irp: Any) -> int:
 # the emulator's: the device and the IRP the I/O manager builds from the handle and buffers).
 _SYSTEM_SERVICE = {IRP_MJ_CREATE: NtCreateFile, IRP_MJ_DEVICE_CONTROL: NtDeviceIoControlFile, IRP_MJ_CLEANUP: NtClose}
 
+_CALL_NAMES = {IRP_MJ_CREATE: "socket", IRP_MJ_CLEANUP: "closesocket"}
+
 
 def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdRequest) -> Generator[Any, Any, tuple[int, int]]:
     """Enter the kernel with an IRP for \\Device\\Afd, wait if it pends.  Returns (status, information)."""
@@ -130,6 +136,12 @@ def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdReque
     event = KEVENT(NotificationEvent, False)
     iosb = IoStatusBlock()
     irp = IoBuildDeviceIoControlRequest(ioctl, device, request, 0, None, 0, False, event, iosb)
+    if irp is None and major == IRP_MJ_CLEANUP:  # closing a handle must succeed: the reserve IRP
+        k = current_kernel()
+        with k.verifier.suspended():
+            irp = IoBuildDeviceIoControlRequest(ioctl, device, request, 0, None, 0, False, event, iosb)
+    if irp is None:
+        raise SocketError(STATUS_INSUFFICIENT_RESOURCES, _CALL_NAMES.get(major, "DeviceIoControl"))
     loc = IoGetNextIrpStackLocation(irp)
     loc.major = major
     loc.file_object = file_object
@@ -153,6 +165,8 @@ class Socket:
         self.closed = False
         self._scratch: UserBuffer | None = None
         self.remote: SockAddr | None = None
+        self.owner: Program | None = None
+        _opened(self)
 
     @staticmethod
     def create(family: int = AF_INET, sock_type: int = SOCK_STREAM) -> Generator[Any, Any, "Socket"]:
@@ -260,10 +274,23 @@ class Socket:
         if self.closed:
             return
         self.closed = True
+        _released(self)
         yield from _afd_call(IRP_MJ_CLEANUP, 0, self.file_object, AfdRequest())
         if self._scratch is not None:
             self._scratch.free()
             self._scratch = None
+
+
+def accept_retrying(listener: Socket) -> Generator[Any, Any, Socket]:
+    """A server's accept loop: an accept that failed for lack of memory (WSAENOBUFS) is tried
+    again a millisecond later, as servers do; the connection waits in the backlog meanwhile."""
+    while True:
+        try:
+            return (yield from listener.accept())
+        except SocketError as err:
+            if err.status != STATUS_INSUFFICIENT_RESOURCES:
+                raise
+            yield KeDelayExecutionThread(Interval=-10_000)
 
 
 # --- programs ---------------------------------------------------------------------------------
@@ -279,20 +306,63 @@ class Program:
     result: Any = None
     error: BaseException | None = None
     children: list["Program"] = field(default_factory=list)
+    opened: dict[int, "Socket | UserBuffer"] = field(default_factory=dict)  # handles and buffers it holds
 
     def raise_error(self) -> None:
         if self.error is not None:
             raise self.error
 
 
+_RUNNING: "weakref.WeakKeyDictionary[KThread, Program]" = weakref.WeakKeyDictionary()  # thread -> its program
+
+
+def _owner() -> Program | None:
+    thread = current_kernel().current_thread
+    return _RUNNING.get(thread) if thread is not None else None
+
+
+def _opened(item: "Socket | UserBuffer") -> None:
+    owner = _owner()
+    if owner is not None:
+        owner.opened[id(item)] = item
+        item.owner = owner
+
+
+def _released(item: "Socket | UserBuffer") -> None:
+    owner = item.owner
+    if owner is not None:
+        owner.opened.pop(id(item), None)
+        item.owner = None
+
+
 def _body(program: Program, fn: Callable[..., Generator], args: tuple) -> Generator:
+    thread = current_kernel().current_thread
+    if thread is not None:
+        _RUNNING[thread] = program
     try:
         program.result = yield from fn(*args)
     except Exception as err:  # a user program's failure is its own, never the kernel's
         program.error = err
+        if not program_closing():
+            yield from _rundown(program)
     finally:
         program.done = True
+        if thread is not None:
+            _RUNNING.pop(thread, None)
     return STATUS_SUCCESS
+
+
+def _rundown(program: Program) -> Generator[Any, Any, None]:
+    """A program that failed closes the sockets and frees the buffers its thread still held
+    (what process exit does with handles and memory), so the peer hears and nothing leaks."""
+    for item in list(program.opened.values()):
+        try:
+            if isinstance(item, Socket):
+                yield from item.close()
+            else:
+                item.free()
+        except SocketError:
+            pass
 
 
 def spawn(fn: Callable[..., Generator], *args: Any, name: str | None = None) -> Program:
@@ -305,6 +375,9 @@ def spawn(fn: Callable[..., Generator], *args: Any, name: str | None = None) -> 
 
     start.symbol = f"user!{program.name}"  # type: ignore[attr-defined]
     program.thread = PsCreateSystemThread(start, None, name=program.name)
+    if program.thread is None:  # CreateThread failed: the program never runs, and says why
+        program.error = SocketError(STATUS_INSUFFICIENT_RESOURCES, "CreateThread")
+        program.done = True
     return program
 
 

@@ -28,7 +28,7 @@ import h11
 
 from stack.kernel import current_kernel
 
-from .socket import AF_INET, AF_INET6, SOCK_STREAM, SockAddr, Socket, SocketError, UserBuffer, spawn
+from .socket import AF_INET, AF_INET6, SOCK_STREAM, SockAddr, Socket, SocketError, UserBuffer, accept_retrying, spawn
 
 WEBSERVER_PORT = 8080
 SERVER_NAME = "usermode-webserver/1.0"
@@ -74,17 +74,22 @@ def webserver(address: SockAddr | None = None, stats: WebServerStats | None = No
     # No try/finally around the loop: a program still waiting in accept when the lab is
     # thrown away must not run socket calls while Python collects its generator.
     while max_connections is None or accepted < max_connections:
-        conn = yield from listener.accept()
+        conn = yield from accept_retrying(listener)
         accepted += 1
         stats.connections += 1
-        spawn(_serve_connection, conn, stats, name="webserver-conn")
+        if spawn(_serve_connection, conn, stats, name="webserver-conn").thread is None:
+            yield from conn.close()  # no thread to serve it: the client sees the connection end
     yield from listener.close()
     return stats
 
 
 def _serve_connection(conn: Socket, stats: WebServerStats) -> Generator[Any, Any, None]:
     parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD)
-    buffer = UserBuffer(RECV_SIZE)
+    try:
+        buffer = UserBuffer(RECV_SIZE)
+    except SocketError:  # no memory to serve it: the client sees the connection end
+        yield from conn.close()
+        raise
     try:
         while True:
             event = parser.next_event()

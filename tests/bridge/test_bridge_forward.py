@@ -198,9 +198,24 @@ def test_host_reset_aborts_the_lab_connection(forwarded) -> None:
     assert session.forward_host.stats.resets >= 1
 
 
-def test_slow_reader_stalls_the_sender_instead_of_growing_buffers(forwarded) -> None:
-    """A client that writes 4 MiB to echosrv and reads nothing: the bridge holds at most a window each way."""
-    session, ports = forwarded
+@pytest.fixture()
+def forwarded_without_autotuning():
+    """echosrv forwarded from loopback on a lab whose tcpip does not auto-tune its receive window
+    (`netsh int tcp set global autotuninglevel=disabled`): 64 KiB, so a stall reaches the bridge
+    within what a test can push (with auto-tuning winsrv would buffer up to ~16 MiB first)."""
+    from stack.tcpip.tcp import TcpConfig
+    from stack.world import default_world
+    world = default_world(1, tcp_config=TcpConfig(recv_buffer_max=None))
+    session = BridgeSession.live_session(world, forwards=["127.0.0.1:0=winsrv:40007"])
+    session.start()
+    ports = [port for _, port in session.forward_host.bound_addresses()]
+    yield session, [None] + ports
+    session.close()
+
+
+def test_slow_reader_stalls_the_sender_instead_of_growing_buffers(forwarded_without_autotuning) -> None:
+    """A client that writes 3 MiB to echosrv and reads nothing: the bridge holds at most a window each way."""
+    session, ports = forwarded_without_autotuning
     window = session.forwarder.window
     payload = pattern(3 * 1024 * 1024)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -51,9 +51,10 @@ TOUR_STEPS: tuple[TourStep, ...] = (
              "afd completed the IRP at once and IofCompleteRequest called the completion routine.",
              "k"),
     TourStep("The IRP",
-             "rdx is the routine's second argument, the IRP.  Inside its completion routine its\n"
-             "stack location is already unwound, as in Windows.  F2 lists the live IRPs (Enter\n"
-             "shows one); F3 draws an IRP's MDL chain and dumps the bytes.  Click any address.",
+             "rdx is the routine's second argument, the IRP.  IoCompleteRequest cleared the\n"
+             "location afd took as Windows does: MajorFunction, DeviceObject (\\Device\\Afd) and\n"
+             "the completion routine remain, so !irp still shows who ran it.  F2 lists the live\n"
+             "IRPs (Enter shows one); F3 draws an IRP's MDL chain and dumps the bytes.  Click any address.",
              "!irp @rdx"),
     TourStep("Step through the hand-offs",
              "F10 (p) steps over to the routine's return, F11 (t) into the next hand-off,\n"

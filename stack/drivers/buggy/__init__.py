@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from stack.kernel import (IRP_MJ_DEVICE_CONTROL, STATUS_PENDING, STATUS_SUCCESS, DbgPrint, IoCallDriver,
-                          IoCompleteRequest, IoCreateDevice, IoGetCurrentIrpStackLocation, IoMarkIrpPending,
+from stack.kernel import (IRP_MJ_DEVICE_CONTROL, STATUS_INSUFFICIENT_RESOURCES, STATUS_PENDING, STATUS_SUCCESS, DbgPrint, IoCallDriver,
+                          IoCompleteRequest, IoCreateDevice, IoDeleteDevice, IoGetCurrentIrpStackLocation, IoMarkIrpPending,
                           KeInitializeDpc, KeInitializeEvent, KeSetTimer, KeWaitForSingleObject, PsCreateSystemThread,
                           current_kernel, kroutine)
 from stack.kernel.io import FILE_DEVICE_UNKNOWN, DriverImage
@@ -100,7 +100,9 @@ def DriverEntry(DriverObject: Any, RegistryPath: str) -> int:
     device.extension = ext
     device.flags = 0
     DriverObject.MajorFunction[IRP_MJ_DEVICE_CONTROL] = BuggyDispatchDeviceControl
-    PsCreateSystemThread(BuggyRequestThread, device, name="buggy request")
+    if PsCreateSystemThread(BuggyRequestThread, device, name="buggy request") is None:
+        IoDeleteDevice(device)
+        return STATUS_INSUFFICIENT_RESOURCES
     DbgPrint("buggy: DriverEntry done, device %p\n", device)
     return STATUS_SUCCESS
 

@@ -204,6 +204,8 @@ def WskSampleStartWorkQueue(WorkQueue: WSKSAMPLE_WORK_QUEUE) -> int:
     WorkQueue.Stop = False
     # PsCreateSystemThread + ObReferenceObjectByHandle + ZwClose: the thread object itself.
     WorkQueue.Thread = PsCreateSystemThread(WskSampleWorkerThread, WorkQueue, name="echosrv worker")
+    if WorkQueue.Thread is None:  # PsCreateSystemThread's status
+        return STATUS_INSUFFICIENT_RESOURCES
     return STATUS_SUCCESS
 
 

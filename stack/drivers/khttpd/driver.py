@@ -56,7 +56,8 @@ from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE
                           IoLoadDriver, IoReuseIrp, IoSetCompletionRoutine, KeSetEvent, KeWaitForSingleObject,
                           Mdl, MmBuildMdlForNonPagedPool, NonPagedPoolNx, TraceEvents, current_kernel, kroutine)
 from stack.kernel.io import FILE_DEVICE_NETWORK, DeviceObject, DriverImage, DriverObject
-from stack.kernel.ke import (KEVENT, DelayedWorkQueue, Executive, KernelMode, NotificationEvent,
+from stack.kernel.ke import (KEVENT, DelayedWorkQueue, Executive, KeDelayExecutionThread, KernelMode,
+                             NotificationEvent,
                              SynchronizationEvent, IoAllocateWorkItem, IoFreeWorkItem, IoQueueWorkItem,
                              KeClearEvent)
 from stack.kernel.mdl import mdl_chain_views
@@ -430,7 +431,13 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     if g.stopping or g.device is None:
         return STATUS_REQUEST_NOT_ACCEPTED
     address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x100, CONNECTION_TAG)
-    if not address:
+    work_item = IoAllocateWorkItem(g.device) if address else None
+    if work_item is None:  # no pool for the connection: refuse it (WSK resets it)
+        if address:
+            ExFreePoolWithTag(address, CONNECTION_TAG)
+        g.stats.connections_refused += 1
+        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCCONN", "refused %s: %!STATUS!",
+                    _sockaddr_text(RemoteAddress), STATUS_INSUFFICIENT_RESOURCES)
         return STATUS_REQUEST_NOT_ACCEPTED
     over_limit = g.stats.connections_active >= g.config.MaxConnections
     # The addresses are valid only during the callback (as in C): keep their text.
@@ -446,7 +453,7 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     KeClearEvent(g.drained)
     AcceptSocketContext.value = connection
     AcceptSocketDispatch.value = None  # no connection callbacks: receives are IRP-based
-    connection.work_item = IoAllocateWorkItem(g.device)
+    connection.work_item = work_item
     IoQueueWorkItem(connection.work_item, KhttpdConnectionWorker, DelayedWorkQueue, connection)
     TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "accepted %s (socket %p)%s",
                 connection.remote, AcceptSocket, " over the connection limit" if over_limit else "")
@@ -587,8 +594,10 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "open %s failed: %!STATUS!", path.fs_path, status)
         if file_object is not None:
             fsio.fs_close(file_object)
-        sent = yield from KhttpdSendBytes(connection, http.build_error_response(404, now_s=_now_s()))
-        _log(connection, request.method, request.target, request.http_version, 404, 0)
+        # Out of memory is the server's trouble, not a missing file: 503, as HTTP.sys answers then.
+        code = 503 if status == STATUS_INSUFFICIENT_RESOURCES else 404
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(code, now_s=_now_s()))
+        _log(connection, request.method, request.target, request.http_version, code, 0)
         return sent
     header = http.build_response_header(200, now_s=_now_s(), content_length=size,
                                         content_type=content_type_for(path.fs_path),
@@ -599,6 +608,10 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         return False
     send.file_object = file_object
     send.header_mdl = _header_mdl(connection, header)
+    if send.header_mdl is None:  # no MDL for the header: the response cannot start, close
+        fsio.fs_close(file_object)
+        ExFreePoolWithTag(send.address, SEND_TAG)
+        return False
     body_length = 0 if request.head_only else size
     if body_length:
         if g.config.CopyMode:
@@ -634,12 +647,17 @@ def _new_send_context(connection: KhttpdConnection) -> KhttpdSendContext | None:
     return KhttpdSendContext(address, connection, KEVENT(SynchronizationEvent, False))
 
 
-def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl:
-    """The response header in the connection's nonpaged header buffer, described by a fresh MDL."""
+def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl | None:
+    """The response header in the connection's nonpaged header buffer, described by a fresh MDL
+    (None when IoAllocateMdl fails)."""
     if len(header) > HEADER_BUFFER_SIZE:
         raise HttpStateError(f"response header of {len(header)} bytes does not fit the header buffer")
     current_kernel().write(connection.header_buffer, header)
     mdl = IoAllocateMdl(connection.header_buffer, len(header))
+    if mdl is None:
+        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "no MDL for the response to %s: %!STATUS!",
+                    connection.remote, STATUS_INSUFFICIENT_RESOURCES)
+        return None
     MmBuildMdlForNonPagedPool(mdl)
     return mdl
 
@@ -704,6 +722,9 @@ def KhttpdSendBytes(connection: KhttpdConnection, data: bytes) -> Generator[Any,
         return False
     if len(data) <= HEADER_BUFFER_SIZE:
         send.header_mdl = _header_mdl(connection, data)
+        if send.header_mdl is None:
+            ExFreePoolWithTag(send.address, SEND_TAG)
+            return False
     else:
         send.body_buffer, send.body_mdl = _nonpaged_mdl(len(data), BODY_TAG)
         if send.body_mdl is None:
@@ -793,6 +814,8 @@ def KhttpdCallBackend(connection: KhttpdConnection, request: Request) -> Generat
 
 # --- closing ----------------------------------------------------------------------------------------
 
+CLOSE_RETRY_INTERVAL = -10 * 10_000  # 10 ms (relative, 100-ns units) between tries for a closing IRP
+
 @kroutine("khttpd")
 def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, None]:
     """Graceful disconnect, close the socket, free the connection's buffers, IRPs and MDLs."""
@@ -800,9 +823,12 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     g = connection.globals
     socket = connection.Socket
     ctx = connection.send or connection.recv
-    if ctx is not None:
-        yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
-        yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
+    while ctx is None:  # set-up failed for lack of IRPs: the socket must still be closed, so wait for one
+        connection.send = ctx = _new_async_context()
+        if ctx is None:
+            yield KeDelayExecutionThread(KernelMode, False, CLOSE_RETRY_INTERVAL)
+    yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
+    yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
     if connection.recv_mdl is not None:
         IoFreeMdl(connection.recv_mdl)
         ExFreePoolWithTag(connection.recv_buffer, BUFFER_TAG)

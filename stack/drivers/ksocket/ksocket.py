@@ -220,7 +220,10 @@ def KsAccept(Socket: KSOCKET, NewSocket: Ref, LocalAddress: Any, RemoteAddress: 
             return STATUS_INSUFFICIENT_RESOURCES
         KNewSocket.WskSocket = Socket.AsyncContext.Irp.IoStatus.Information
         KNewSocket.WskDispatch = KNewSocket.WskSocket.Dispatch
-        KspAsyncContextAllocate(KNewSocket.AsyncContext)
+        Status = KspAsyncContextAllocate(KNewSocket.AsyncContext)  # (unchecked in the original)
+        if not NT_SUCCESS(Status):
+            ExFreePoolObject(KNewSocket, MEMORY_TAG)
+            return Status
         NewSocket.value = KNewSocket
     return Status
 

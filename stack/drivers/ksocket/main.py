@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Generator
 
-from stack.kernel import (DPFLTR_ERROR_LEVEL, DPFLTR_IHVDRIVER_ID, NT_SUCCESS, STATUS_UNSUCCESSFUL, DbgPrintEx,
+from stack.kernel import (DPFLTR_ERROR_LEVEL, DPFLTR_IHVDRIVER_ID, NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_UNSUCCESSFUL, DbgPrintEx,
                           DriverImage, ExAllocatePoolWithTag, ExFreePoolWithTag, current_kernel, kroutine)
 from stack.kernel.pool import NonPagedPoolNx
 from stack.wsk import AF_INET, AF_UNSPEC, AI_CANONNAME, INADDR_ANY, IPPROTO_TCP, SOCK_STREAM, SOCKADDR_IN, Ref
@@ -30,9 +30,15 @@ SERVER_PORT = 9095  # C: htons(9095); SOCKADDR ports are host order in this emul
 def _char_array(size: int, init: bytes = b"") -> int:
     """`char name[size] = init;` as a pool buffer (zero filled)."""
     va = ExAllocatePoolWithTag(NonPagedPoolNx, size, MEMORY_TAG)
-    if init:
+    if init and va:
         current_kernel().write(va, init)
     return va
+
+
+def _free_arrays(*vas: int) -> None:
+    for va in vas:
+        if va:
+            ExFreePoolWithTag(va, MEMORY_TAG)
 
 
 def _c_string(va: int, size: int) -> str:
@@ -49,6 +55,10 @@ def DriverEntry(DriverObject: Any, RegistryPath: str) -> Generator[Any, Any, int
     # Client: an HTTP request to http://httpbin.org/uuid
     send_buffer = _char_array(len(HTTP_REQUEST), HTTP_REQUEST)
     recv_buffer = _char_array(1024)
+    if not send_buffer or not recv_buffer:  # (the original does not check; a NULL would fault)
+        _free_arrays(send_buffer, recv_buffer)
+        yield from KsDestroy()
+        return STATUS_INSUFFICIENT_RESOURCES
     hints = addrinfo(ai_flags=AI_CANONNAME, ai_family=AF_UNSPEC, ai_socktype=SOCK_STREAM)
     res = Ref()
     result = yield from getaddrinfo("httpbin.org", "80", hints, res)
@@ -70,6 +80,10 @@ def DriverEntry(DriverObject: Any, RegistryPath: str) -> Generator[Any, Any, int
     # Server: listen on port 9095, print one message, answer, close.
     send_buffer = _char_array(len(SERVER_REPLY), SERVER_REPLY)
     recv_buffer = _char_array(1024)
+    if not send_buffer or not recv_buffer:
+        _free_arrays(send_buffer, recv_buffer)
+        yield from KsDestroy()
+        return STATUS_INSUFFICIENT_RESOURCES
     server_sockfd = yield from socket_listen(AF_INET, SOCK_STREAM, 0)
     addr = SOCKADDR_IN(AF_INET, SERVER_PORT, INADDR_ANY)
     result = yield from bind(server_sockfd, addr, 16)

@@ -6,7 +6,8 @@ from ipaddress import IPv4Address, IPv6Address
 
 from stack.kernel.machine import Machine
 from stack.tcpip.addr import AddressError, SockAddr
-from stack.tcpip.neighbor import (DELAY, INCOMPLETE, PROBE, REACHABLE, STALE, NeighborCache, PendingPacket, SECOND)
+from stack.tcpip.neighbor import (DELAY, INCOMPLETE, PROBE, QUEUE_LIMIT_BYTES, REACHABLE, STALE, NeighborCache,
+                                   PendingPacket, SECOND)
 from stack.tcpip.route import RouteTable
 
 import pytest
@@ -57,8 +58,9 @@ class _Harness:
         self.failed: list[tuple[str, int]] = []
         self.cache = NeighborCache(self.kernel, 2, lambda ip, mac: self.solicits.append((ip, mac)))
 
-    def packet(self, name: str) -> PendingPacket:
-        return PendingPacket(lambda mac: self.sent.append((name, mac)), lambda st: self.failed.append((name, st)))
+    def packet(self, name: str, size: int = 60) -> PendingPacket:
+        return PendingPacket(lambda mac: self.sent.append((name, mac)), lambda st: self.failed.append((name, st)),
+                             size)
 
     def run(self, fn, *args):
         return self.machine.run_in(self.kernel, fn, *args)
@@ -113,9 +115,28 @@ def test_unsolicited_update_marks_entry_stale():
 
 def test_queue_limit_drops_the_oldest_packet():
     h = _Harness()
-    h.cache.queue_limit = 2
+    h.cache.queue_limit_bytes = 120  # two 60-byte frames
     for name in "abc":
         h.run(h.cache.resolve, IP, h.packet(name))
     assert h.failed == [("a", 0xC000009A)]
     h.run(h.cache.confirm, IP, MAC)
     assert [name for name, _ in h.sent] == ["b", "c"]
+
+
+def test_a_burst_of_a_thousand_syns_waits_whole_for_one_arp_reply():
+    """1,000 SYN-sized frames fit the byte bound; all go out when the reply comes."""
+    h = _Harness()
+    for i in range(1000):
+        h.run(h.cache.resolve, IP, h.packet(str(i), 74))
+    assert h.failed == [] and h.cache.queue_drops == 0
+    h.run(h.cache.confirm, IP, MAC)
+    assert [name for name, _ in h.sent] == [str(i) for i in range(1000)]
+
+
+def test_big_frames_still_hit_the_byte_bound():
+    h = _Harness()
+    for i in range(200):
+        h.run(h.cache.resolve, IP, h.packet(str(i), 1514))
+    kept = QUEUE_LIMIT_BYTES // 1514
+    assert h.cache.queue_drops == 200 - kept
+    assert h.failed[0] == ("0", 0xC000009A)

@@ -1,0 +1,65 @@
+"""A burst of simultaneous connects from a host that has not resolved its peer yet.
+
+All the SYNs wait in the client's ARP entry while the request is out, and leave together when
+the reply comes: the neighbour queue holds a burst (bounded in bytes, see
+stack/tcpip/neighbor.py).  What the listener then does with a thousand SYNs (its SYN queue,
+SYN attack protection, retransmission timing) is tcpip's own business and counted there.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any, Generator
+
+from world_harness import SECOND, lab, run_programs, server_address, start
+
+from stack.tcpip.addr import AF_INET, SockAddr
+from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, join, spawn
+
+BURST = 1000
+
+
+def _server(address: SockAddr, count: int, held: list) -> Generator[Any, Any, int]:
+    listener = yield from Socket.create(AF_INET, SOCK_STREAM)
+    yield from listener.bind(address)
+    yield from listener.listen(200)
+    for _ in range(count):
+        held.append((yield from listener.accept()))
+    return len(held)
+
+
+def _connect(address: SockAddr, outcomes: list) -> Generator[Any, Any, None]:
+    sock = yield from Socket.create(AF_INET, SOCK_STREAM)
+    try:
+        yield from sock.connect(address)
+        outcomes.append("ok")
+    except SocketError as err:
+        outcomes.append(err.status)
+
+
+def _burst(address: SockAddr, count: int) -> Generator[Any, Any, list]:
+    outcomes: list = []
+    workers = [spawn(_connect, address, outcomes, name=f"connect{i}") for i in range(count)]
+    for worker in workers:
+        yield from join(worker)
+    return outcomes
+
+
+def test_a_thousand_simultaneous_syns_all_leave_after_one_arp_reply() -> None:
+    world = lab(1)
+    held: list = []
+    start(world, "winsrv", _server, SockAddr(IPv4Address(0), 7000), BURST, held)
+    world.run_for(1_000_000)
+    client = world.host("client")
+    arp = client.stack.interfaces[0].arp
+    assert arp.lookup(world.host("winsrv").address4.packed) is None  # nothing resolved yet
+    program = start(world, "client", _burst, server_address(world, 4, 7000), BURST)
+    run_programs(world, program, max_time_ns=300 * SECOND)
+    assert arp.queue_drops == 0 and arp.resolutions == 1
+    outcomes = program.result
+    assert len(outcomes) == BURST
+    listener = world.host("winsrv").stack.tcp.listeners[(4, 7000)][0]._core
+    failed = BURST - outcomes.count("ok")
+    # Whatever did not connect was turned away by the listener's SYN queue, not lost on the way.
+    assert outcomes.count("ok") >= listener.syn_queue_limit
+    assert failed == 0 or listener.syns_dropped_syn_queue_full > 0
