@@ -38,6 +38,7 @@ from stack.tcpip.driver import load_tcpip
 from stack.tcpip.stack import TcpipStack
 from stack.tcpip.tcp import TcpConfig
 from stack.tcpip.transport import Transport
+from stack.tdi.tdx import load_tdx
 from stack.usermode.afd import load_afd
 
 DEFAULT_PREFIX4 = 24
@@ -153,6 +154,7 @@ class World:
         load_tcpip(kernel, tcp_config, interfaces={mac: {"ipv4": ipv4, "ipv6": ipv6, "gateway4": gateway4,
                                                         "gateway6": gateway6}})
         load_afd(kernel)
+        load_tdx(kernel)
         host = Host(name, kernel, mac, IPv4Interface(ipv4) if ipv4 else None, IPv6Interface(ipv6) if ipv6 else None,
                     nic, adapter, link, port)
         self.hosts[name] = host
