@@ -35,8 +35,9 @@ from stack.kernel.mdl import Mdl, mdl_chain_bytes
 from stack.tcpip.addr import SockAddr
 
 from .build import (TdiBuildAccept, TdiBuildAssociateAddress, TdiBuildConnect, TdiBuildDisconnect, TdiBuildListen,
-                    TdiBuildReceive, TdiBuildSend, TdiBuildSetEventHandler)
-from .constants import (TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE, TDI_EVENT_CONNECT, TdiConnectionContext,
+                    TdiBuildQueryInformation, TdiBuildReceive, TdiBuildSend, TdiBuildSetEventHandler)
+from .constants import (TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE, TDI_EVENT_CONNECT, TDI_QUERY_ADDRESS_INFO,
+                        TdiConnectionContext,
                         TdiTransportAddress)
 from .structs import FILE_FULL_EA_INFORMATION, TDI_CONNECTION_INFORMATION, TRANSPORT_ADDRESS, parse_transport_address
 from .zw import (IO_STATUS_BLOCK, FILE_OBJECT, GENERIC_READ, GENERIC_WRITE, ObDereferenceObject,
@@ -134,9 +135,9 @@ def _call(build: Any, endpoint: TdiEndpoint, *args: Any) -> Generator[Any, Any, 
     return status, information
 
 
-def _open(family: int, ea: FILE_FULL_EA_INFORMATION) -> tuple[int, TdiEndpoint | None]:
+def _open(family: int, ea: FILE_FULL_EA_INFORMATION, device: str | None = None) -> tuple[int, TdiEndpoint | None]:
     handle, iosb = Ref(), IO_STATUS_BLOCK()
-    status = ZwCreateFile(handle, GENERIC_READ | GENERIC_WRITE, _device_name(family), iosb, EaBuffer=ea,
+    status = ZwCreateFile(handle, GENERIC_READ | GENERIC_WRITE, device or _device_name(family), iosb, EaBuffer=ea,
                           EaLength=len(ea.EaName) + 9)
     if not NT_SUCCESS(status):
         return status, None
@@ -384,6 +385,56 @@ def recv(fd: int, length: int) -> Generator[Any, Any, bytes | None]:
 
 
 @kroutine(MODULE)
+def recv_mdl(fd: int, mdl: Mdl, length: int) -> Generator[Any, Any, int]:
+    """TDI_RECEIVE into the caller's MDL: bytes received (0 at the peer's FIN) or -1."""
+    sock = KsGetSocket(fd)
+    if sock is None or sock.connection is None or length <= 0:
+        return -1
+    status, information = yield from _call(TdiBuildReceive, sock.connection, mdl, 0, length)
+    return int(information or 0) if NT_SUCCESS(status) else -1
+
+
+@kroutine(MODULE)
+def getsockname(fd: int) -> Generator[Any, Any, SockAddr | None]:
+    """TDI_QUERY_INFORMATION(TDI_QUERY_ADDRESS_INFO) on the connection (or the address object)."""
+    sock = KsGetSocket(fd)
+    endpoint = sock.connection or sock.address if sock is not None else None
+    if endpoint is None:
+        return None
+    buffer, mdl = _buffer(64)
+    if mdl is None:
+        return None
+    try:
+        status, information = yield from _call(TdiBuildQueryInformation, endpoint, TDI_QUERY_ADDRESS_INFO, mdl)
+        if not NT_SUCCESS(status):
+            return None
+        return parse_transport_address(mdl_chain_bytes(mdl, 4, int(information) - 4))  # after ActivityCount
+    finally:
+        _free_buffer(buffer, mdl)
+
+
+@kroutine(MODULE)
+def KsFreeIrpComplete(DeviceObject: Any, Irp: Any, Context: Any) -> int:
+    IoFreeIrp(Irp)
+    return STATUS_MORE_PROCESSING_REQUIRED
+
+
+def abort_nowait(fd: int) -> None:
+    """TDI_DISCONNECT(TDI_DISCONNECT_ABORT) without waiting (any IRQL <= DISPATCH_LEVEL): a RST now."""
+    from stack.kernel import IoCallDriver
+    sock = KsGetSocket(fd)
+    if sock is None or sock.connection is None:
+        return
+    file_object = sock.connection.file_object
+    irp = IoAllocateIrp(file_object.DeviceObject.stack_size + 1)
+    if irp is None:
+        return
+    TdiBuildDisconnect(irp, file_object.DeviceObject, file_object, KsFreeIrpComplete, None, None,
+                       TDI_DISCONNECT_ABORT, None, None)
+    IoCallDriver(file_object.DeviceObject, irp)
+
+
+@kroutine(MODULE)
 def shutdown(fd: int, how: int = SD_SEND) -> Generator[Any, Any, int]:
     """SD_SEND / SD_BOTH: TDI_DISCONNECT with TDI_DISCONNECT_RELEASE (our FIN)."""
     sock = KsGetSocket(fd)
@@ -431,3 +482,9 @@ def closesocket(fd: int) -> Generator[Any, Any, int]:
     sock.accepted.clear()
     _close(sock.address)
     return STATUS_SUCCESS
+
+
+# For drivers and tests that build their own requests: one TDI IRP, sent and waited for.
+tdi_request = _call
+open_tdi = _open
+close_tdi = _close

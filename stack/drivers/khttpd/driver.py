@@ -31,7 +31,10 @@ KhttpdConnectionWorker
 Configuration: registry-style values under
 ``\\Registry\\Machine\\System\\CurrentControlSet\\Services\\khttpd\\Parameters``
 (``kernel.extensions["registry"][path]``, a dict) or ``khttpd_image(**values)``:
-Port, CopyMode, MaxConnections, BackendPort, BackendAddress, ReceiveBufferSize.
+Port, CopyMode, MaxConnections, BackendPort, BackendAddress, ReceiveBufferSize,
+Transport (``WSK``, the default, or ``TDI``: the same driver over tdx through the TDI
+sockets library, stack.tdi.sockets - listening with the connect-event design, receiving
+and sending with TDI_RECEIVE / TDI_SEND IRPs; see tdi_transport.py).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from stack.drivers.khttpd.accesslog import AccessLog, AccessLogEntry
 from stack.drivers.khttpd.http import (NEED_DATA, PAUSED, PEER_CLOSED, HttpServerConnection, HttpStateError,
                                        ProtocolFailure, Request)
 from stack.drivers.khttpd.mime import content_type_for
+from stack.drivers.khttpd import tdi_transport
 from stack.drivers.khttpd.relay import BackendError, BackendResponseReader
 from stack.fs import fsio
 from stack.fs.kfs import DRIVER_IMAGE as KFS_IMAGE
@@ -93,19 +97,23 @@ class KhttpdConfig:
     BackendPort: int = 8080
     BackendAddress: str | None = None  # None: the address the client connected to (winsrv itself)
     ReceiveBufferSize: int = 4096
+    Transport: str = "WSK"  # or "TDI"
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
         config = cls()
         aliases = {"copy_mode": "CopyMode", "port": "Port", "max_connections": "MaxConnections",
                    "backend_port": "BackendPort", "backend_address": "BackendAddress",
-                   "receive_buffer_size": "ReceiveBufferSize"}
+                   "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
                 raise ValueError(f"khttpd has no parameter {name!r}")
             setattr(config, attr, value)
         config.CopyMode = bool(config.CopyMode)
+        config.Transport = str(config.Transport).upper()
+        if config.Transport not in ("WSK", "TDI"):
+            raise ValueError(f"Transport must be WSK or TDI, not {config.Transport!r}")
         return config
 
 
@@ -137,6 +145,7 @@ class KhttpdGlobals:
     access_log: AccessLog = field(default_factory=AccessLog)
     stats: KhttpdStats = field(default_factory=KhttpdStats)
     connections: list["KhttpdConnection"] = field(default_factory=list)
+    tdi_listen: list[int] = field(default_factory=list)  # Transport=TDI: the listening socket handles
     stopping: bool = False
     drained: KEVENT = field(default_factory=lambda: KEVENT(NotificationEvent, True))
 
@@ -165,6 +174,7 @@ class KhttpdConnection:
     header_buffer: int = 0
     work_item: Any = None
     requests: int = 0
+    tdi_fd: int = 0  # Transport=TDI: the connection's socket handle in the TDI sockets library
 
 
 @dataclass(slots=True, eq=False)
@@ -295,13 +305,16 @@ def DriverEntry(DriverObject: DriverObject, RegistryPath: str) -> Generator[Any,
     if NT_SUCCESS(status):
         status, g.device = IoCreateDevice(DriverObject, 0, "\\Device\\khttpd", FILE_DEVICE_NETWORK)
     if NT_SUCCESS(status):
-        status = yield from KhttpdStartListening(g)
+        if config.Transport == "TDI":
+            status = yield from tdi_transport.KhttpdStartListeningTdi(g)
+        else:
+            status = yield from KhttpdStartListening(g)
     if not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "DriverEntry failed: %!STATUS!", status)
         yield from KhttpdCleanup(g)
         return status
-    TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCINFO", "khttpd listening on port %d (copy mode %d)",
-                config.Port, int(config.CopyMode))
+    TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCINFO", "khttpd listening on port %d (copy mode %d, %s)",
+                config.Port, int(config.CopyMode), config.Transport)
     return STATUS_SUCCESS
 
 
@@ -385,6 +398,7 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
             yield from _call_and_wait(ctx, _basic_dispatch(g.listen_socket).WskCloseSocket, g.listen_socket)
             _free_async_context(ctx)
         g.listen_socket = None
+    yield from tdi_transport.KhttpdStopListeningTdi(g)
     for connection in list(g.connections):
         _abort_connection(connection)
     yield KeWaitForSingleObject(g.drained, Executive, KernelMode, False, None)
@@ -405,6 +419,9 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
 
 def _abort_connection(connection: KhttpdConnection) -> None:
     """Unload while a client is connected: an abortive disconnect ends its pending receive."""
+    if connection.tdi_fd:
+        tdi_transport.abort_nowait(connection.tdi_fd)
+        return
     irp = IoAllocateIrp(1)
     if irp is None:
         return
@@ -429,13 +446,24 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
         return STATUS_SUCCESS
     if g.stopping or g.device is None:
         return STATUS_REQUEST_NOT_ACCEPTED
+    # The addresses are valid only during the callback (as in C): keep their text.
+    connection = KhttpdNewConnection(g, AcceptSocket, _sockaddr_text(RemoteAddress), _sockaddr_text(LocalAddress))
+    if connection is None:
+        return STATUS_REQUEST_NOT_ACCEPTED
+    AcceptSocketContext.value = connection
+    AcceptSocketDispatch.value = None  # no connection callbacks: receives are IRP-based
+    KhttpdQueueConnection(connection)
+    return STATUS_SUCCESS
+
+
+def KhttpdNewConnection(g: KhttpdGlobals, Socket: Any, remote: str, local: str) -> KhttpdConnection | None:
+    """The connection's block (counted against MaxConnections); None without pool."""
     address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x100, CONNECTION_TAG)
     if not address:
-        return STATUS_REQUEST_NOT_ACCEPTED
+        return None
     over_limit = g.stats.connections_active >= g.config.MaxConnections
-    # The addresses are valid only during the callback (as in C): keep their text.
-    connection = KhttpdConnection(address, g, AcceptSocket, _sockaddr_text(RemoteAddress),
-                                  _sockaddr_text(LocalAddress), HttpServerConnection(_docroot_lookup), over_limit)
+    connection = KhttpdConnection(address, g, Socket, remote, local, HttpServerConnection(_docroot_lookup),
+                                  over_limit)
     current_kernel().addr_objects[address] = connection
     g.connections.append(connection)
     g.stats.connections_accepted += 1
@@ -444,13 +472,16 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     else:
         g.stats.connections_active += 1
     KeClearEvent(g.drained)
-    AcceptSocketContext.value = connection
-    AcceptSocketDispatch.value = None  # no connection callbacks: receives are IRP-based
-    connection.work_item = IoAllocateWorkItem(g.device)
+    return connection
+
+
+def KhttpdQueueConnection(connection: KhttpdConnection) -> None:
+    """Hand the connection to a worker (no waiting in the accept path)."""
+    connection.work_item = IoAllocateWorkItem(connection.globals.device)
     IoQueueWorkItem(connection.work_item, KhttpdConnectionWorker, DelayedWorkQueue, connection)
     TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "accepted %s (socket %p)%s",
-                connection.remote, AcceptSocket, " over the connection limit" if over_limit else "")
-    return STATUS_SUCCESS
+                connection.remote, connection.Socket or connection.tdi_fd,
+                " over the connection limit" if connection.over_limit else "")
 
 
 KHTTPD_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH(KhttpdAcceptEvent, None, None)
@@ -529,6 +560,12 @@ def KhttpdReceive(connection: KhttpdConnection) -> Generator[Any, Any, bytes | N
     """WskReceive into the reused buffer (reused IRP + MDL); b"" at the peer's FIN, None on error."""
     socket = connection.Socket
     size = connection.globals.config.ReceiveBufferSize
+    if connection.tdi_fd:
+        count = yield from tdi_transport.recv_mdl(connection.tdi_fd, connection.recv_mdl, size)
+        if count < 0:
+            return None
+        KhttpdReceiveComplete(connection, count)
+        return b"".join(mdl_chain_views(connection.recv_mdl, 0, count)) if count else b""
     status = yield from _call_and_wait(connection.recv, socket.Dispatch.WskReceive, socket,
                                        WSK_BUF(connection.recv_mdl, 0, size), 0)
     if not NT_SUCCESS(status):
@@ -648,6 +685,8 @@ def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl:
 def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
                     length: int) -> Generator[Any, Any, bool]:
     """WskSend(WSK_BUF over header MDL -> body chain); KhttpdSendComplete releases everything."""
+    if connection.tdi_fd:
+        return (yield from tdi_transport.KhttpdSendChainTdi(connection, send, length))
     socket = connection.Socket
     irp = connection.send.Irp
     IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
@@ -747,6 +786,8 @@ def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Genera
 def KhttpdCallBackend(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, Any]:
     """WskSocketConnect to the user-mode server, send the raw request, read one response, close."""
     g = connection.globals
+    if connection.tdi_fd:
+        return (yield from tdi_transport.KhttpdCallBackendTdi(connection, request))
     npi = g.provider_npi
     ctx = connection.send
     remote = _backend_sockaddr(g.config, connection.local)
@@ -800,6 +841,9 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     g = connection.globals
     socket = connection.Socket
     ctx = connection.send or connection.recv
+    if connection.tdi_fd:
+        yield from tdi_transport.close_connection(connection.tdi_fd)
+        ctx = None
     if ctx is not None:
         yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
         yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)

@@ -35,3 +35,66 @@ def test_echo_over_tdi_is_byte_exact(design, server):
     assert result.received_sha256 == result.sent_sha256
     state = world.host("winsrv").kernel.drivers["tdiecho"].extension["tdiecho"]
     assert (state["connections"], state["echoed"]) == (1, len(data))
+
+
+def _late_acceptor(design: str, backlog: int, accepted: list):
+    """Listen now, accept only after 200 ms: who got in while nobody was in accept()?"""
+    from stack.kernel import KeDelayExecutionThread, KernelMode
+
+    def server():
+        from stack.kernel import current_kernel
+        ks.ks_startup(current_kernel().objects["\\Device\\Tcp"])  # any device will do for work items
+        fd = ks.socket(2)
+        yield from ks.bind(fd, SockAddr.parse("0.0.0.0:9000"))
+        yield from ks.listen(fd, backlog, design)
+        yield KeDelayExecutionThread(KernelMode, False, -200 * 10_000)
+        for _ in range(3):
+            if design == ks.KS_LISTEN_IRP:
+                break
+            child = yield from ks.accept(fd)
+            accepted.append(ks.getpeername(child))
+            yield from ks.closesocket(child)
+        yield from ks.closesocket(fd)
+    return server
+
+
+def _connector(results: list):
+    from stack.usermode.socket import Socket, SocketError
+
+    def client():
+        for _ in range(3):
+            sock = yield from Socket.create(2)
+            try:
+                yield from sock.connect(SockAddr.parse("10.0.0.1:9000"))
+                results.append("connected")
+            except SocketError as exc:
+                results.append(f"{exc.status:#x}")
+            yield from sock.close()
+    return client
+
+
+def test_listen_irp_design_refuses_peers_while_no_accept_is_posted():
+    world = lab(seed=11)
+    accepted: list = []
+    results: list = []
+    server = start(world, "winsrv", _late_acceptor(ks.KS_LISTEN_IRP, 1, accepted))
+    world.run_for(10_000_000)
+    run_programs(world, start(world, "client", _connector(results)), server)
+    assert results == ["0xc0000236"] * 3  # STATUS_CONNECTION_REFUSED: backlog of one, and no TDI_LISTEN posted
+
+
+def test_connect_event_design_queues_peers_and_a_work_item_opens_new_endpoints_at_passive_level():
+    from stack.kernel.events import WorkItemRun
+    world = lab(seed=11)
+    accepted: list = []
+    results: list = []
+    work_items: list = []
+    unsubscribe = world.bus.subscribe(
+        lambda e: work_items.append(e.routine) if isinstance(e, WorkItemRun) else None)
+    server = start(world, "winsrv", _late_acceptor(ks.KS_LISTEN_EVENT, 2, accepted))
+    world.run_for(10_000_000)
+    run_programs(world, start(world, "client", _connector(results)), server)
+    unsubscribe()
+    assert results == ["connected"] * 3
+    assert [str(a.ip) for a in accepted] == ["10.0.0.2"] * 3
+    assert work_items.count("ksock!KsReplenishWorkItem") == 3
