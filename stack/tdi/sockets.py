@@ -92,6 +92,8 @@ def ks_startup(DeviceObject: Any) -> KsGlobals:
     g = k.extensions.get(KEY)
     if g is None:
         g = k.extensions[KEY] = KsGlobals(DeviceObject)
+    if k.module(MODULE) is None:
+        k.load_module(MODULE, "ksock.sys", 0x10000)  # an export driver (kernel-mode DLL) its clients link to
     return g
 
 
