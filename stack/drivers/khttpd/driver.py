@@ -46,6 +46,10 @@ from typing import Any, Generator
 from stack.drivers.khttpd.accesslog import AccessLog, AccessLogEntry
 from stack.drivers.khttpd.http import (NEED_DATA, PAUSED, PEER_CLOSED, HttpServerConnection, HttpStateError,
                                        ProtocolFailure, Request)
+from stack.drivers.khttpd.accesslog import LAB_EPOCH_UNIX
+from stack.drivers.khttpd.conditional import (MULTIPART_BOUNDARY, RANGE_UNSATISFIABLE, Validators, content_range,
+                                              multipart_pieces, not_modified, parse_range)
+from stack.drivers.khttpd.http import http_date
 from stack.drivers.khttpd.mime import content_type_for
 from stack.drivers.khttpd import tdi_transport
 from stack.drivers.khttpd.relay import BackendError, BackendResponseReader
@@ -201,6 +205,20 @@ def khttpd_globals(kernel: Any) -> KhttpdGlobals | None:
 
 def _now_s() -> float:
     return current_kernel().now_ns / 1e9
+
+
+REALTIME_EPOCH_KEY = "realtime.epoch_unix"  # set by the bridge when the lab runs in real time
+
+
+def _date_epoch() -> int:
+    """Date: the real date when the lab is bridged to real time (the bridge records the epoch, so a
+    replay prints the same), virtual time from the lab's fixed epoch otherwise."""
+    return int(current_kernel().extensions.get(REALTIME_EPOCH_KEY, LAB_EPOCH_UNIX))
+
+
+def _http_now() -> str:
+    """The Date header's value now."""
+    return http_date(_now_s(), _date_epoch())
 
 
 def _sockaddr_text(sockaddr: Any) -> str:
@@ -504,7 +522,7 @@ def KhttpdConnectionWorker(DeviceObject: DeviceObject, Context: KhttpdConnection
     if (yield from KhttpdSetUpConnection(connection)):
         if connection.over_limit:
             yield from KhttpdSendBytes(connection, connection.http.build_error_response(
-                503, now_s=_now_s(), headers=[("Retry-After", "1")]))
+                503, now_s=_http_now(), headers=[("Retry-After", "1")]))
             _log(connection, "-", b"-", "1.1", 503, 0)
         else:
             yield from KhttpdServeConnection(connection)
@@ -544,7 +562,7 @@ def KhttpdServeConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
             connection.globals.stats.errors += 1
             TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "%s: %d %s", connection.remote,
                         item.status, item.reason)
-            yield from KhttpdSendBytes(connection, http.build_error_response(item, now_s=_now_s()))
+            yield from KhttpdSendBytes(connection, http.build_error_response(item, now_s=_http_now()))
             _log(connection, "-", b"-", "1.1", item.status, 0)
             return
         assert isinstance(item, Request)
@@ -597,7 +615,7 @@ def KhttpdServeRequest(connection: KhttpdConnection, request: Request) -> Genera
                 request.method, request.target.decode("latin-1"))
     if request.error is not None:
         g.stats.errors += 1
-        wire = connection.http.build_error_response(request.error, now_s=_now_s())
+        wire = connection.http.build_error_response(request.error, now_s=_http_now())
         sent = yield from KhttpdSendBytes(connection, wire)
         _log(connection, request.method, request.target, request.http_version, request.error.status, 0)
         return sent
@@ -624,12 +642,36 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "open %s failed: %!STATUS!", path.fs_path, status)
         if file_object is not None:
             fsio.fs_close(file_object)
-        sent = yield from KhttpdSendBytes(connection, http.build_error_response(404, now_s=_now_s()))
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(404, now_s=_http_now()))
         _log(connection, request.method, request.target, request.http_version, 404, 0)
         return sent
-    header = http.build_response_header(200, now_s=_now_s(), content_length=size,
-                                        content_type=content_type_for(path.fs_path),
-                                        keep_alive=request.keep_alive)
+    content_type = content_type_for(path.fs_path)
+    validators = Validators.for_file(path.fs_path, size, LAB_EPOCH_UNIX, http_date(0))
+    if not_modified(request.header(b"if-none-match"), request.header(b"if-modified-since"), validators):
+        fsio.fs_close(file_object)
+        header = http.build_response_header(304, now_s=_http_now(), content_length=size,
+                                            headers=validators.headers(), keep_alive=request.keep_alive)
+        sent = yield from KhttpdSendBytes(connection, header + http.end_response())
+        _log(connection, request.method, request.target, request.http_version, 304, 0)
+        return sent
+    ranges = parse_range(request.header(b"range"), size, request.header(b"if-range"), validators)
+    if ranges == RANGE_UNSATISFIABLE:
+        fsio.fs_close(file_object)
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(
+            416, now_s=_http_now(), keep_alive=request.keep_alive, headers=[("Content-Range", f"bytes */{size}")]))
+        _log(connection, request.method, request.target, request.http_version, 416, 0)
+        return sent
+    if isinstance(ranges, list) and len(ranges) > 1:
+        return (yield from KhttpdServeMultipleRanges(connection, request, file_object, size, content_type,
+                                                     validators, ranges))
+    status_code, offset, extra = 200, 0, [("Accept-Ranges", "bytes")] + validators.headers()
+    if isinstance(ranges, list):
+        first, last = ranges[0]
+        whole = size
+        status_code, offset, size = 206, first, last - first + 1
+        extra.append(("Content-Range", content_range(first, last, whole)))
+    header = http.build_response_header(status_code, now_s=_http_now(), content_length=size,
+                                        content_type=content_type, headers=extra, keep_alive=request.keep_alive)
     send = _new_send_context(connection)
     if send is None:
         fsio.fs_close(file_object)
@@ -640,12 +682,12 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     if body_length:
         if g.config.CopyMode:
             send.body_buffer, send.body_mdl = _nonpaged_mdl(body_length, BODY_TAG)
-            status, _ = fsio.fs_read(file_object, 0, body_length, send.body_mdl) if send.body_mdl else (
+            status, _ = fsio.fs_read(file_object, offset, body_length, send.body_mdl) if send.body_mdl else (
                 STATUS_INSUFFICIENT_RESOURCES, 0)
             send.header_mdl.next = send.body_mdl
             g.stats.static_copied += 1
         else:
-            status, send.cache_mdl = fsio.fs_mdl_read(file_object, 0, body_length)
+            status, send.cache_mdl = fsio.fs_mdl_read(file_object, offset, body_length)
             send.header_mdl.next = send.cache_mdl
             g.stats.static_zero_copy += 1
         if not NT_SUCCESS(status):
@@ -660,7 +702,38 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         g.stats.head_requests += int(request.head_only)
     http.end_response()
     sent = yield from KhttpdSendChain(connection, send, len(header) + body_length)
-    _log(connection, request.method, request.target, request.http_version, 200, body_length if sent else 0)
+    _log(connection, request.method, request.target, request.http_version, status_code, body_length if sent else 0)
+    return sent
+
+
+@kroutine("khttpd")
+def KhttpdServeMultipleRanges(connection: KhttpdConnection, request: Request, file_object: Any, size: int,
+                              content_type: str, validators: Validators,
+                              ranges: list[tuple[int, int]]) -> Generator[Any, Any, bool]:
+    """206 multipart/byteranges, assembled in one nonpaged buffer (each range read from the cache once)."""
+    http = connection.http
+    body = bytearray()
+    k = current_kernel()
+    for piece in multipart_pieces(ranges, size, content_type):
+        if isinstance(piece, bytes):
+            body += piece
+            continue
+        first, last = piece
+        status, mdl = fsio.fs_mdl_read(file_object, first, last - first + 1)
+        if not NT_SUCCESS(status) or mdl is None:
+            fsio.fs_close(file_object)
+            return False
+        body += b"".join(mdl_chain_views(mdl, 0, last - first + 1))
+        k.copies.count(last - first + 1, "KhttpdServeMultipleRanges")
+        fsio.fs_mdl_read_complete(file_object, mdl)
+    fsio.fs_close(file_object)
+    header = http.build_response_header(
+        206, now_s=_http_now(), content_length=len(body),
+        content_type=f"multipart/byteranges; boundary={MULTIPART_BOUNDARY}",
+        headers=[("Accept-Ranges", "bytes")] + validators.headers(), keep_alive=request.keep_alive)
+    wire = header + (b"" if request.head_only else http.body_bytes(bytes(body))) + http.end_response()
+    sent = yield from KhttpdSendBytes(connection, wire)
+    _log(connection, request.method, request.target, request.http_version, 206, len(body) if sent else 0)
     return sent
 
 
@@ -768,11 +841,11 @@ def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Genera
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "backend: %s", str(exc))
     if response is None:
         g.stats.errors += 1
-        sent = yield from KhttpdSendBytes(connection, http.build_error_response(502, now_s=_now_s()))
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(502, now_s=_http_now()))
         _log(connection, request.method, request.target, request.http_version, 502, 0)
         return sent
     g.stats.dynamic_relayed += 1
-    header = http.build_response_header(response.status, now_s=_now_s(), content_length=len(response.body),
+    header = http.build_response_header(response.status, now_s=_http_now(), content_length=len(response.body),
                                         content_type=response.content_type, headers=response.headers,
                                         keep_alive=request.keep_alive)
     body = b"" if request.head_only else http.body_bytes(response.body)
