@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generator
 
 from stack.kernel import (KEVENT, NT_SUCCESS, STATUS_CONNECTION_REFUSED, STATUS_INSUFFICIENT_RESOURCES,
-                          STATUS_INVALID_PARAMETER, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS,
+                          STATUS_INVALID_PARAMETER, STATUS_IO_TIMEOUT, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS,
+                          STATUS_TIMEOUT,
                           DelayedWorkQueue, ExAllocatePoolWithTag, ExFreePoolWithTag, Executive, IoAllocateIrp,
                           IoAllocateMdl, IoAllocateWorkItem, IoFreeIrp, IoFreeMdl, IoQueueWorkItem, KernelMode,
                           KeSetEvent, KeWaitForSingleObject, MmBuildMdlForNonPagedPool, NonPagedPoolNx,
@@ -120,8 +121,12 @@ def KsSyncCompletion(DeviceObject: Any, Irp: Any, Context: KEVENT) -> int:
     return STATUS_MORE_PROCESSING_REQUIRED
 
 
-def _call(build: Any, endpoint: TdiEndpoint, *args: Any) -> Generator[Any, Any, tuple[int, int]]:
-    """Build one TDI request on a fresh IRP, IoCallDriver it, wait: (status, Information)."""
+def _call(build: Any, endpoint: TdiEndpoint, *args: Any,
+          timeout_ns: int | None = None) -> Generator[Any, Any, tuple[int, int]]:
+    """Build one TDI request on a fresh IRP, IoCallDriver it, wait: (status, Information).
+
+    With `timeout_ns`, a request still pending then is ended by aborting the connection
+    (TDI_DISCONNECT_ABORT fails it back) and (STATUS_IO_TIMEOUT, 0) is returned."""
     from stack.kernel import IoCallDriver
     device = endpoint.file_object.DeviceObject
     irp = IoAllocateIrp(device.stack_size + 1)
@@ -130,11 +135,17 @@ def _call(build: Any, endpoint: TdiEndpoint, *args: Any) -> Generator[Any, Any, 
     done = KEVENT(NotificationEvent, False)
     build(irp, device, endpoint.file_object, KsSyncCompletion, done, *args)
     IoCallDriver(device, irp)
+    timed_out = False
+    if not done.signaled and timeout_ns is not None:
+        waited = yield KeWaitForSingleObject(done, Executive, KernelMode, False, -max(1, timeout_ns // 100))
+        if waited == STATUS_TIMEOUT and not done.signaled:
+            timed_out = True
+            _abort_endpoint(endpoint)
     if not done.signaled:
         yield KeWaitForSingleObject(done, Executive, KernelMode, False, None)
     status, information = irp.IoStatus.Status, irp.IoStatus.Information
     IoFreeIrp(irp)
-    return status, information
+    return (STATUS_IO_TIMEOUT, 0) if timed_out else (status, information)
 
 
 def _open(family: int, ea: FILE_FULL_EA_INFORMATION, device: str | None = None) -> tuple[int, TdiEndpoint | None]:
@@ -387,12 +398,15 @@ def recv(fd: int, length: int) -> Generator[Any, Any, bytes | None]:
 
 
 @kroutine(MODULE)
-def recv_mdl(fd: int, mdl: Mdl, length: int) -> Generator[Any, Any, int]:
-    """TDI_RECEIVE into the caller's MDL: bytes received (0 at the peer's FIN) or -1."""
+def recv_mdl(fd: int, mdl: Mdl, length: int, timeout_ns: int | None = None) -> Generator[Any, Any, int]:
+    """TDI_RECEIVE into the caller's MDL: bytes received (0 at the peer's FIN), -1 on error, -2 when
+    `timeout_ns` passed first (the connection was then aborted)."""
     sock = KsGetSocket(fd)
     if sock is None or sock.connection is None or length <= 0:
         return -1
-    status, information = yield from _call(TdiBuildReceive, sock.connection, mdl, 0, length)
+    status, information = yield from _call(TdiBuildReceive, sock.connection, mdl, 0, length, timeout_ns=timeout_ns)
+    if status == STATUS_IO_TIMEOUT:
+        return -2
     return int(information or 0) if NT_SUCCESS(status) else -1
 
 
@@ -423,11 +437,15 @@ def KsFreeIrpComplete(DeviceObject: Any, Irp: Any, Context: Any) -> int:
 
 def abort_nowait(fd: int) -> None:
     """TDI_DISCONNECT(TDI_DISCONNECT_ABORT) without waiting (any IRQL <= DISPATCH_LEVEL): a RST now."""
-    from stack.kernel import IoCallDriver
     sock = KsGetSocket(fd)
     if sock is None or sock.connection is None:
         return
-    file_object = sock.connection.file_object
+    _abort_endpoint(sock.connection)
+
+
+def _abort_endpoint(endpoint: TdiEndpoint) -> None:
+    from stack.kernel import IoCallDriver
+    file_object = endpoint.file_object
     irp = IoAllocateIrp(file_object.DeviceObject.stack_size + 1)
     if irp is None:
         return

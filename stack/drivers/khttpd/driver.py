@@ -56,7 +56,7 @@ from stack.drivers.khttpd.relay import BackendError, BackendResponseReader
 from stack.fs import fsio
 from stack.fs.kfs import DRIVER_IMAGE as KFS_IMAGE
 from stack.fs.kfs import VOLUME_DEVICE_NAME
-from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
+from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_TIMEOUT, STATUS_MORE_PROCESSING_REQUIRED,
                           STATUS_PENDING, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, TRACE_LEVEL_ERROR,
                           TRACE_LEVEL_INFORMATION, TRACE_LEVEL_VERBOSE, WPP_CLEANUP, WPP_DEFINE_CONTROL_GUID,
                           WPP_INIT_TRACING, ExAllocatePoolWithTag, ExFreePoolWithTag, IoAllocateIrp, IoAllocateMdl,
@@ -102,13 +102,16 @@ class KhttpdConfig:
     BackendAddress: str | None = None  # None: the address the client connected to (winsrv itself)
     ReceiveBufferSize: int = 4096
     Transport: str = "WSK"  # or "TDI"
+    HeaderTimeoutMs: int = 10_000  # a request head must be complete this long after we start waiting (0: none)
+    MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
         config = cls()
         aliases = {"copy_mode": "CopyMode", "port": "Port", "max_connections": "MaxConnections",
                    "backend_port": "BackendPort", "backend_address": "BackendAddress",
-                   "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport"}
+                   "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport",
+                   "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
@@ -133,6 +136,8 @@ class KhttpdStats:
     dynamic_relayed: int = 0
     errors: int = 0
     bytes_sent: int = 0
+    header_timeouts: int = 0  # connections reset because a request head did not arrive in time
+    refused_per_client: int = 0  # of connections_refused: over MaxConnectionsPerClient
 
 
 @dataclass(slots=True, eq=False)
@@ -179,6 +184,7 @@ class KhttpdConnection:
     work_item: Any = None
     requests: int = 0
     tdi_fd: int = 0  # Transport=TDI: the connection's socket handle in the TDI sockets library
+    header_deadline_ns: int = 0  # when the request head being read must be complete (0: not waiting)
 
 
 @dataclass(slots=True, eq=False)
@@ -267,13 +273,24 @@ def KhttpdSyncIrpComplete(DeviceObject: Any, Irp: Any, Context: KEVENT) -> int:
     return STATUS_MORE_PROCESSING_REQUIRED
 
 
-def _call_and_wait(ctx: KhttpdAsyncContext, call: Any, *args: Any) -> Generator[Any, Any, int]:
-    """Issue one WSK call on the context's reused IRP and wait for it (KsSend-style)."""
+def _call_and_wait(ctx: KhttpdAsyncContext, call: Any, *args: Any, timeout_ns: int | None = None,
+                   on_timeout: Any = None) -> Generator[Any, Any, int]:
+    """Issue one WSK call on the context's reused IRP and wait for it (KsSend-style).
+
+    With `timeout_ns`: when it passes first, `on_timeout()` must make the call fail back
+    (an abortive disconnect does), and the wait goes on for that completion."""
     IoReuseIrp(ctx.Irp, STATUS_UNSUCCESSFUL)
     KeClearEvent(ctx.CompletionEvent)
     IoSetCompletionRoutine(ctx.Irp, KhttpdSyncIrpComplete, ctx.CompletionEvent, True, True, True)
     status = call(*args, ctx.Irp)
-    if status == STATUS_PENDING or not ctx.CompletionEvent.signaled:
+    if (status == STATUS_PENDING or not ctx.CompletionEvent.signaled) and timeout_ns is not None:
+        # A synchronization event: a satisfied wait resets it, so only a timed-out wait waits again.
+        waited = yield KeWaitForSingleObject(ctx.CompletionEvent, Executive, KernelMode, False,
+                                             -max(1, timeout_ns // 100))
+        if waited == STATUS_TIMEOUT:
+            on_timeout()
+            yield KeWaitForSingleObject(ctx.CompletionEvent, Executive, KernelMode, False, None)
+    elif status == STATUS_PENDING or not ctx.CompletionEvent.signaled:
         yield KeWaitForSingleObject(ctx.CompletionEvent, Executive, KernelMode, False, None)
     else:
         KeClearEvent(ctx.CompletionEvent)
@@ -479,7 +496,10 @@ def KhttpdNewConnection(g: KhttpdGlobals, Socket: Any, remote: str, local: str) 
     address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x100, CONNECTION_TAG)
     if not address:
         return None
-    over_limit = g.stats.connections_active >= g.config.MaxConnections
+    same_client = sum(1 for c in g.connections if c.remote == remote and not c.over_limit)
+    per_client = same_client >= g.config.MaxConnectionsPerClient
+    over_limit = per_client or g.stats.connections_active >= g.config.MaxConnections
+    g.stats.refused_per_client += int(per_client)
     connection = KhttpdConnection(address, g, Socket, remote, local, HttpServerConnection(_docroot_lookup),
                                   over_limit)
     current_kernel().addr_objects[address] = connection
@@ -551,11 +571,17 @@ def KhttpdServeConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     while True:
         item = http.next_request()
         if item is NEED_DATA:
+            timeout_ms = connection.globals.config.HeaderTimeoutMs
+            if timeout_ms and not connection.header_deadline_ns:
+                # One deadline per request head, not per receive: a client dribbling a byte a
+                # second cannot hold the connection (slowloris).
+                connection.header_deadline_ns = current_kernel().now_ns + timeout_ms * 1_000_000
             received = yield from KhttpdReceive(connection)
             if received is None:
-                return  # reset or error: nothing more to say
+                return  # reset, error or header timeout: nothing more to say
             http.receive(received)
             continue
+        connection.header_deadline_ns = 0
         if item is PEER_CLOSED or item is PAUSED:
             return
         if isinstance(item, ProtocolFailure):
@@ -578,14 +604,21 @@ def KhttpdReceive(connection: KhttpdConnection) -> Generator[Any, Any, bytes | N
     """WskReceive into the reused buffer (reused IRP + MDL); b"" at the peer's FIN, None on error."""
     socket = connection.Socket
     size = connection.globals.config.ReceiveBufferSize
+    timeout_ns = None
+    if connection.header_deadline_ns:
+        timeout_ns = max(1, connection.header_deadline_ns - current_kernel().now_ns)
     if connection.tdi_fd:
-        count = yield from tdi_transport.recv_mdl(connection.tdi_fd, connection.recv_mdl, size)
+        count = yield from tdi_transport.recv_mdl(connection.tdi_fd, connection.recv_mdl, size, timeout_ns)
+        if count == -2:
+            KhttpdHeaderTimeout(connection)
         if count < 0:
             return None
         KhttpdReceiveComplete(connection, count)
         return b"".join(mdl_chain_views(connection.recv_mdl, 0, count)) if count else b""
     status = yield from _call_and_wait(connection.recv, socket.Dispatch.WskReceive, socket,
-                                       WSK_BUF(connection.recv_mdl, 0, size), 0)
+                                       WSK_BUF(connection.recv_mdl, 0, size), 0, timeout_ns=timeout_ns,
+                                       on_timeout=lambda: (KhttpdHeaderTimeout(connection),
+                                                           _abort_connection(connection)))
     if not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_VERBOSE, "TRCCONN", "receive from %s ended: %!STATUS!",
                     connection.remote, status)
@@ -595,6 +628,14 @@ def KhttpdReceive(connection: KhttpdConnection) -> Generator[Any, Any, bytes | N
     if count == 0:
         return b""
     return b"".join(mdl_chain_views(connection.recv_mdl, 0, count))
+
+
+@kroutine("khttpd")
+def KhttpdHeaderTimeout(connection: KhttpdConnection) -> None:
+    """The request head did not arrive in time: the connection is reset (logged as 408)."""
+    connection.globals.stats.header_timeouts += 1
+    TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "%s: request head timed out", connection.remote)
+    _log(connection, "-", b"-", "1.1", 408, 0)
 
 
 @kroutine("khttpd")

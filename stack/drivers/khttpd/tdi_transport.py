@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .driver import KhttpdConnection, KhttpdGlobals, KhttpdSendContext
 
 LISTEN_BACKLOG = 8
-recv_mdl = ks.recv_mdl
+recv_mdl = ks.recv_mdl  # (fd, mdl, length, timeout_ns): -2 on a timeout (then aborted)
 abort_nowait = ks.abort_nowait
 
 
