@@ -156,3 +156,16 @@ def test_http10_with_connection_keep_alive_is_kept_alive(lab):
     first, second = run_client(lab, two_requests)
     assert (first.status, first.body, first.header("connection")) == (200, INDEX, "keep-alive")
     assert (second.status, second.body) == (200, CONTENT["style.css"])
+
+
+def test_date_is_virtual_from_the_lab_epoch_unless_bridged_to_real_time(lab):
+    from stack.bridge.session import WALL_EPOCH_KEY
+    virtual, _ = _get(lab, "/style.css")
+    assert "01 Jan 2026 00:00" in virtual.header("date")  # virtual seconds after the lab's fixed epoch
+    kernel = lab.host("winsrv").kernel
+    kernel.extensions[WALL_EPOCH_KEY] = 1_900_000_000  # what a live bridge session sets (and records)
+    try:
+        bridged, _ = _get(lab, "/style.css")
+    finally:
+        del kernel.extensions[WALL_EPOCH_KEY]
+    assert "Mar 2030" in bridged.header("date")
