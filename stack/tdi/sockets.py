@@ -52,12 +52,21 @@ SD_RECEIVE, SD_SEND, SD_BOTH = 0, 1, 2
 KEY = "tdi.ksock"
 
 
+@dataclass(slots=True, eq=False)
+class KsConnectionContext:
+    """The CONNECTION_CONTEXT the library gives tdx for each endpoint: event handlers get it back,
+    and `owner` is free for the library's client (khttpd keeps its connection there)."""
+
+    owner: Any = None
+
+
 @dataclass(slots=True)
 class TdiEndpoint:
     """One opened TDI file (handle + referenced FILE_OBJECT) and what the library keeps with it."""
 
     handle: int
     file_object: FILE_OBJECT
+    context: KsConnectionContext | None = None
     accept_irp: Any = None  # KS_LISTEN_EVENT: the preallocated TDI_ACCEPT IRP
     return_info: TDI_CONNECTION_INFORMATION = field(default_factory=TDI_CONNECTION_INFORMATION)
     remote: SockAddr | None = None
@@ -75,6 +84,7 @@ class KSOCKET:
     free: deque = field(default_factory=deque)  # KS_LISTEN_EVENT: endpoints ready for the handler
     accepted: deque = field(default_factory=deque)  # KS_LISTEN_EVENT: connected, waiting for accept()
     accept_ready: KEVENT = field(default_factory=lambda: KEVENT(SynchronizationEvent, False))
+    accept_callback: Any = None  # KS_LISTEN_EVENT: called at DISPATCH_LEVEL with each new socket's fd
     refused: int = 0  # KS_LISTEN_EVENT: peers refused for want of a free endpoint
     replenishing: int = 0
     closed: bool = False
@@ -172,9 +182,11 @@ def _close(endpoint: TdiEndpoint | None) -> None:
 @kroutine(MODULE)
 def KsOpenConnection(sock: KSOCKET, context: Any) -> Generator[Any, Any, tuple[int, TdiEndpoint | None]]:
     """A connection endpoint associated with the socket's address object."""
+    context = context if context is not None else KsConnectionContext()
     status, endpoint = _open(sock.family, FILE_FULL_EA_INFORMATION(TdiConnectionContext, context))
     if endpoint is None:
         return status, None
+    endpoint.context = context
     status, _ = yield from _call(TdiBuildAssociateAddress, endpoint, sock.address.handle)
     if not NT_SUCCESS(status):
         _close(endpoint)
@@ -208,11 +220,16 @@ def bind(fd: int, local: SockAddr) -> Generator[Any, Any, int]:
 
 
 @kroutine(MODULE)
-def listen(fd: int, backlog: int, design: str = KS_LISTEN_EVENT) -> Generator[Any, Any, int]:
+def listen(fd: int, backlog: int, design: str = KS_LISTEN_EVENT,
+           accept_callback: Any = None) -> Generator[Any, Any, int]:
+    """With KS_LISTEN_EVENT and an `accept_callback(listen_fd, new_fd)`, each connection is handed
+    over at DISPATCH_LEVEL as its TDI_ACCEPT completes (before any data is indicated) instead of
+    waiting for accept()."""
     sock = KsGetSocket(fd)
     if sock is None or sock.address is None or sock.design is not None:
         return STATUS_INVALID_PARAMETER
     sock.design = design
+    sock.accept_callback = accept_callback
     sock.backlog = 1 if design == KS_LISTEN_IRP else max(1, backlog)
     if design == KS_LISTEN_IRP:
         return STATUS_SUCCESS
@@ -268,6 +285,9 @@ def KsConnectEventHandler(TdiEventContext: KSOCKET, RemoteAddressLength: int, Re
 def KsAcceptComplete(DeviceObject: Any, Irp: Any, Context: tuple[KSOCKET, TdiEndpoint]) -> int:
     sock, endpoint = Context
     if NT_SUCCESS(Irp.IoStatus.Status):
+        if sock.accept_callback is not None:
+            sock.accept_callback(sock.fd, _adopt(sock, endpoint))
+            return STATUS_MORE_PROCESSING_REQUIRED
         sock.accepted.append(endpoint)
         KeSetEvent(sock.accept_ready)
     return STATUS_MORE_PROCESSING_REQUIRED  # the IRP stays with the endpoint (freed at close)
@@ -304,10 +324,36 @@ def accept(fd: int) -> Generator[Any, Any, int]:
             _close(endpoint)
             return -1
         endpoint.remote = parse_transport_address(endpoint.return_info.RemoteAddress)
-    child = KsGetSocket(socket(23 if sock.family == 6 else 2))
+    return _adopt(sock, endpoint)
+
+
+def _adopt(listener: KSOCKET, endpoint: TdiEndpoint) -> int:
+    """A socket handle for an accepted endpoint (any IRQL: only the library's table changes)."""
+    child = KsGetSocket(socket(23 if listener.family == 6 else 2))
     child.connection = endpoint
-    child.local = sock.local
+    child.local = listener.local
     return child.fd
+
+
+def connection_context(fd: int) -> KsConnectionContext | None:
+    sock = KsGetSocket(fd)
+    return sock.connection.context if sock is not None and sock.connection is not None else None
+
+
+def connection_file(fd: int) -> FILE_OBJECT | None:
+    """The connection endpoint's file object, for a client that builds its own TDI requests."""
+    sock = KsGetSocket(fd)
+    return sock.connection.file_object if sock is not None and sock.connection is not None else None
+
+
+@kroutine(MODULE)
+def set_event_handler(fd: int, event: int, handler: Any, context: Any) -> Generator[Any, Any, int]:
+    """TDI_SET_EVENT_HANDLER on the socket's transport address object."""
+    sock = KsGetSocket(fd)
+    if sock is None or sock.address is None:
+        return STATUS_INVALID_PARAMETER
+    status, _ = yield from _call(TdiBuildSetEventHandler, sock.address, event, handler, context)
+    return status
 
 
 @kroutine(MODULE)

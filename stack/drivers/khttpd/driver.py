@@ -104,6 +104,7 @@ class KhttpdConfig:
     Transport: str = "WSK"  # or "TDI"
     HeaderTimeoutMs: int = 10_000  # a request head must be complete this long after we start waiting (0: none)
     MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
+    ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (TDI only)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
@@ -111,7 +112,8 @@ class KhttpdConfig:
         aliases = {"copy_mode": "CopyMode", "port": "Port", "max_connections": "MaxConnections",
                    "backend_port": "BackendPort", "backend_address": "BackendAddress",
                    "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport",
-                   "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient"}
+                   "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient",
+                   "response_cache": "ResponseCache"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
@@ -121,6 +123,8 @@ class KhttpdConfig:
         config.Transport = str(config.Transport).upper()
         if config.Transport not in ("WSK", "TDI"):
             raise ValueError(f"Transport must be WSK or TDI, not {config.Transport!r}")
+        if int(config.ResponseCache) and config.Transport != "TDI":
+            raise ValueError("ResponseCache needs Transport=TDI (the cached path answers from TDI's receive event)")
         return config
 
 
@@ -155,6 +159,7 @@ class KhttpdGlobals:
     stats: KhttpdStats = field(default_factory=KhttpdStats)
     connections: list["KhttpdConnection"] = field(default_factory=list)
     tdi_listen: list[int] = field(default_factory=list)  # Transport=TDI: the listening socket handles
+    cache: Any = None  # KhttpdResponseCache when ResponseCache > 0
     stopping: bool = False
     drained: KEVENT = field(default_factory=lambda: KEVENT(NotificationEvent, True))
 
@@ -185,6 +190,13 @@ class KhttpdConnection:
     requests: int = 0
     tdi_fd: int = 0  # Transport=TDI: the connection's socket handle in the TDI sockets library
     header_deadline_ns: int = 0  # when the request head being read must be complete (0: not waiting)
+    # ResponseCache (cached.py): an event-driven connection, no worker thread
+    event_driven: bool = False
+    busy: bool = False  # a response is being produced
+    closing: bool = False
+    peer_closed: bool = False
+    send_irp: Any = None
+    cached_send: Any = None  # (header MDL, cache entry) of the TDI_SEND in flight
 
 
 @dataclass(slots=True, eq=False)
@@ -437,6 +449,8 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
     for connection in list(g.connections):
         _abort_connection(connection)
     yield KeWaitForSingleObject(g.drained, Executive, KernelMode, False, None)
+    if g.cache is not None:
+        g.cache.flush()  # unlock every cached page before the driver goes
     if g.provider_npi is not None:
         WskReleaseProviderNPI(g.registration)
         g.provider_npi = None

@@ -38,17 +38,26 @@ def _text(address: SockAddr | None) -> str:
 @kroutine("khttpd")
 def KhttpdStartListeningTdi(g: "KhttpdGlobals") -> Generator[Any, Any, int]:
     """Bind port `Port` on \\Device\\Tcp and \\Device\\Tcp6, listen with a connect event handler."""
+    from .cache import KhttpdResponseCache
+    from .cached import KhttpdStartCachedListening, KhttpdTdiAcceptCallback
     ks.ks_startup(g.device)
+    cached = int(g.config.ResponseCache) > 0
+    if cached:
+        g.cache = KhttpdResponseCache(int(g.config.ResponseCache))
     for any_ip, af in (("0.0.0.0", 2), ("::", 23)):
         fd = ks.socket(af)
         status = yield from ks.bind(fd, SockAddr(any_ip, g.config.Port))
+        if NT_SUCCESS(status) and cached:
+            status = yield from KhttpdStartCachedListening(g, fd)
         if NT_SUCCESS(status):
-            status = yield from ks.listen(fd, LISTEN_BACKLOG, ks.KS_LISTEN_EVENT)
+            status = yield from ks.listen(fd, LISTEN_BACKLOG, ks.KS_LISTEN_EVENT,
+                                          KhttpdTdiAcceptCallback if cached else None)
         if not NT_SUCCESS(status):
             yield from ks.closesocket(fd)
             return status
         g.tdi_listen.append(fd)
-        PsCreateSystemThread(KhttpdTdiAcceptThread, (g, fd), name=f"khttpd TDI accept {af}")
+        if not cached:
+            PsCreateSystemThread(KhttpdTdiAcceptThread, (g, fd), name=f"khttpd TDI accept {af}")
     return STATUS_SUCCESS
 
 
@@ -78,6 +87,11 @@ def KhttpdTdiAcceptThread(Context: tuple["KhttpdGlobals", int]) -> Generator[Any
 def KhttpdStopListeningTdi(g: "KhttpdGlobals") -> Generator[Any, Any, None]:
     while g.tdi_listen:
         yield from ks.closesocket(g.tdi_listen.pop())
+    if g.cache is not None:
+        for connection in list(g.connections):
+            if connection.event_driven and not connection.busy and not connection.closing:
+                from .cached import _queue_close
+                _queue_close(connection)
 
 
 @kroutine("khttpd")
