@@ -480,9 +480,11 @@ def TdxSend(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
         co.bytes_sent += nbytes
         pending.done(status, nbytes)
 
-    result = endpoint.send(Irp.mdl_address, 0, length, sent) if length else STATUS_SUCCESS
-    if params.SendFlags & TDI_SEND_AND_DISCONNECT and NT_SUCCESS(result):
-        endpoint.disconnect(False, None)  # the FIN follows this send (on its last segment)
+    if params.SendFlags & TDI_SEND_AND_DISCONNECT and length:
+        # One request for the last data and the FIN: the FIN rides on the last data segment.
+        result = endpoint.send(Irp.mdl_address, 0, length, sent, disconnect=lambda status: None)
+    else:
+        result = endpoint.send(Irp.mdl_address, 0, length, sent) if length else STATUS_SUCCESS
     return pending.started(result)
 
 

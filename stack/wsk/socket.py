@@ -793,21 +793,26 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
         sock.set_state("Aborted")
         return completion.started(conn.disconnect(True, None))
     sock.set_state("Disconnecting")
-    if buf is not None and buf.Length:
-        # The final data goes out first; the FIN follows the queued sends.
-        sock.sends_pending += 1
-
-        def final_sent(status: int, nbytes: int) -> None:
-            sock.sends_pending -= 1
-            sock.bytes_sent += nbytes
-
-        conn.send(buf.Mdl, buf.Offset, buf.Length, final_sent)
 
     def finished(status: int) -> None:
         if not sock.closing:
             sock.set_state("Disconnected")
         completion.done(status, 0)
 
+    if buf is not None and buf.Length:
+        # Send and disconnect: the final data and the FIN in one transport request, so the
+        # FIN rides on the last data segment.
+        sock.sends_pending += 1
+
+        def final_sent(status: int, nbytes: int) -> None:
+            sock.sends_pending -= 1
+            sock.bytes_sent += nbytes
+
+        result = conn.send(buf.Mdl, buf.Offset, buf.Length, final_sent, disconnect=finished)
+        if result != STATUS_PENDING:
+            sock.sends_pending -= 1
+            return completion.started(result)
+        return completion.started(STATUS_PENDING)
     return completion.started(conn.disconnect(False, finished))
 
 

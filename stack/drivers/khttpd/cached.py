@@ -31,7 +31,7 @@ from stack.kernel import (NT_SUCCESS, STATUS_DATA_NOT_ACCEPTED, STATUS_MORE_PROC
                           IoReuseIrp, current_kernel, kroutine)
 from stack.tdi import sockets as ks
 from stack.tdi.build import TdiBuildSend
-from stack.tdi.constants import TDI_EVENT_DISCONNECT, TDI_EVENT_RECEIVE
+from stack.tdi.constants import TDI_EVENT_DISCONNECT, TDI_EVENT_RECEIVE, TDI_SEND_AND_DISCONNECT
 
 from .cache import KhttpdCacheEntry, KhttpdCacheFill, KhttpdResponseCache
 from .conditional import Validators
@@ -149,7 +149,7 @@ def KhttpdProcessRequests(connection: "KhttpdConnection") -> None:
 @kroutine("khttpd")
 def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: KhttpdCacheEntry) -> None:
     """Any IRQL <= DISPATCH_LEVEL: header MDL -> entry MDL, one TDI_SEND sent with IoCallDriver."""
-    from .driver import _header_mdl, _log, _now_s, _date_epoch
+    from .driver import KhttpdLastResponse, _date_epoch, _header_mdl, _log, _now_s
     g = connection.globals
     http = connection.http
     g.stats.requests += 1
@@ -173,8 +173,12 @@ def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: Kh
     file_object = ks.connection_file(connection.tdi_fd)
     irp = connection.send_irp
     IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
-    TdiBuildSend(irp, file_object.DeviceObject, file_object, KhttpdCachedSendComplete, connection, header_mdl, 0,
-                 len(header) + body)
+    flags = 0
+    if KhttpdLastResponse(connection):
+        connection.disconnected = True
+        flags = TDI_SEND_AND_DISCONNECT  # the response and our FIN in one TDI_SEND
+    TdiBuildSend(irp, file_object.DeviceObject, file_object, KhttpdCachedSendComplete, connection, header_mdl,
+                 flags, len(header) + body)
     IoCallDriver(file_object.DeviceObject, irp)
 
 

@@ -105,6 +105,7 @@ class KhttpdConfig:
     HeaderTimeoutMs: int = 10_000  # a request head must be complete this long after we start waiting (0: none)
     MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
     ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (TDI only)
+    SendAndDisconnect: bool = True  # the last response: WskDisconnect with data / TDI_SEND_AND_DISCONNECT
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
@@ -113,7 +114,7 @@ class KhttpdConfig:
                    "backend_port": "BackendPort", "backend_address": "BackendAddress",
                    "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport",
                    "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient",
-                   "response_cache": "ResponseCache"}
+                   "response_cache": "ResponseCache", "send_and_disconnect": "SendAndDisconnect"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
@@ -197,6 +198,7 @@ class KhttpdConnection:
     peer_closed: bool = False
     send_irp: Any = None
     cached_send: Any = None  # (header MDL, cache entry) of the TDI_SEND in flight
+    disconnected: bool = False  # the last response went out with send-and-disconnect (FIN already queued)
 
 
 @dataclass(slots=True, eq=False)
@@ -820,13 +822,19 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
     IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
     KeClearEvent(send.event)
     IoSetCompletionRoutine(irp, KhttpdSendComplete, send, True, True, True)
-    socket.Dispatch.WskSend(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
+    if KhttpdLastResponse(connection):
+        # Send and disconnect: the response and our FIN in one request (the FIN rides the last segment).
+        connection.disconnected = True
+        socket.Dispatch.WskDisconnect(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
+    else:
+        socket.Dispatch.WskSend(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
     if not send.event.signaled:
         yield KeWaitForSingleObject(send.event, Executive, KernelMode, False, None)
     status = irp.IoStatus.Status
     ok = NT_SUCCESS(status)
     if ok:
-        connection.globals.stats.bytes_sent += int(irp.IoStatus.Information or 0)
+        connection.globals.stats.bytes_sent += length if connection.disconnected else int(
+            irp.IoStatus.Information or 0)
     else:
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "send to %s failed: %!STATUS!",
                     connection.remote, status)
@@ -835,6 +843,12 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
         send.file_object = None
     ExFreePoolWithTag(send.address, SEND_TAG)
     return ok
+
+
+def KhttpdLastResponse(connection: KhttpdConnection) -> bool:
+    """Is this response the connection's last (the HTTP core says close), to be sent with the FIN?"""
+    return bool(connection.globals.config.SendAndDisconnect) and connection.http.should_close \
+        and not connection.disconnected
 
 
 @kroutine("khttpd")
@@ -970,10 +984,11 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     socket = connection.Socket
     ctx = connection.send or connection.recv
     if connection.tdi_fd:
-        yield from tdi_transport.close_connection(connection.tdi_fd)
+        yield from tdi_transport.close_connection(connection.tdi_fd, connection.disconnected)
         ctx = None
     if ctx is not None:
-        yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
+        if not connection.disconnected:
+            yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
         yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
     if connection.recv_mdl is not None:
         IoFreeMdl(connection.recv_mdl)

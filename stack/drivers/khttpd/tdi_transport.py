@@ -18,6 +18,7 @@ from stack.kernel import (NT_SUCCESS, STATUS_SUCCESS, TRACE_LEVEL_ERROR, ExAlloc
 from stack.kernel.mdl import mdl_chain_views
 from stack.tcpip.addr import SockAddr
 from stack.tdi import sockets as ks
+from stack.tdi.constants import TDI_SEND_AND_DISCONNECT
 
 if TYPE_CHECKING:
     from .driver import KhttpdConnection, KhttpdGlobals, KhttpdSendContext
@@ -98,9 +99,13 @@ def KhttpdStopListeningTdi(g: "KhttpdGlobals") -> Generator[Any, Any, None]:
 def KhttpdSendChainTdi(connection: "KhttpdConnection", send: "KhttpdSendContext",
                        length: int) -> Generator[Any, Any, bool]:
     """TDI_SEND of header MDL -> body chain; the IRP is the library's, so the release is ours."""
-    from .driver import SEND_TAG, WPP_PROVIDER, KhttpdReleaseSend
+    from .driver import SEND_TAG, WPP_PROVIDER, KhttpdLastResponse, KhttpdReleaseSend
     from stack.fs import fsio
-    sent = yield from ks.send_mdl(connection.tdi_fd, send.header_mdl, length)
+    flags = 0
+    if KhttpdLastResponse(connection):
+        connection.disconnected = True
+        flags = TDI_SEND_AND_DISCONNECT  # the response and our FIN in one TDI_SEND
+    sent = yield from ks.send_mdl(connection.tdi_fd, send.header_mdl, length, flags)
     KhttpdReleaseSend(send)
     ok = sent >= 0
     if ok:
@@ -161,7 +166,8 @@ def KhttpdCallBackendTdi(connection: "KhttpdConnection", request: Any) -> Genera
 
 
 @kroutine("khttpd")
-def close_connection(fd: int) -> Generator[Any, Any, None]:
-    """TDI_DISCONNECT (release), then close the handles."""
-    yield from ks.shutdown(fd, ks.SD_SEND)
+def close_connection(fd: int, disconnected: bool = False) -> Generator[Any, Any, None]:
+    """TDI_DISCONNECT (release) unless the last TDI_SEND carried it, then close the handles."""
+    if not disconnected:
+        yield from ks.shutdown(fd, ks.SD_SEND)
     yield from ks.closesocket(fd)
