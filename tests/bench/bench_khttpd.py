@@ -5,8 +5,8 @@
 For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
 WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
 from the response cache in TDI's receive event (ResponseCache), and the relay
-hand-over to the user-mode web server (/app/bytes?n=<size>, a reply of the same
-size) — `client` fetches the file N
+and redirect hand-overs to the user-mode web server (/app/bytes?n=<size>, a
+reply of the same size) — `client` fetches the file N
 times, one new connection per request, through the whole emulated stack.
 Reported: requests per second and throughput in *virtual* time (what the
 emulated machines experienced) and in *wall* time (what it cost this Python
@@ -65,7 +65,7 @@ def _emulated_rows(count: int, seed: int) -> list[Row]:
     for mode, image_params in (("khttpd WSK zero-copy", {}), ("khttpd WSK copy", {"CopyMode": True}),
                                ("khttpd TDI zero-copy", {"Transport": "TDI"}),
                                ("khttpd TDI cached", {"Transport": "TDI", "ResponseCache": 4 << 20}),
-                               ("hand-over relay", {})):
+                               ("hand-over relay", {}), ("hand-over redirect", {"HandOver": "Redirect"})):
         world = boot_lab(seed=seed, parameters=image_params)  # also starts the user-mode server
         winsrv = world.host("winsrv").kernel
         client = world.host("client").kernel
@@ -78,6 +78,9 @@ def _emulated_rows(count: int, seed: int) -> list[Row]:
             def fetch_all() -> Any:
                 for _ in range(count):
                     response = yield from http_fetch(server, "GET", target)
+                    if response.status == 307:  # the redirect hand-over: ask the user-mode server itself
+                        location = SockAddr.parse(response.header("location").split("/")[2])
+                        response = yield from http_fetch(location, "GET", target)
                     if response.status != 200 or len(response.body) < body_size:
                         raise RuntimeError(f"{target}: {response.status}")
                 return count

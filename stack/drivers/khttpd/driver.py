@@ -106,6 +106,7 @@ class KhttpdConfig:
     MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
     ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (TDI only)
     SendAndDisconnect: bool = True  # the last response: WskDisconnect with data / TDI_SEND_AND_DISCONNECT
+    HandOver: str = "Relay"  # dynamic requests: Relay (socket to socket) or Redirect (307 to the user-mode server)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
@@ -114,7 +115,8 @@ class KhttpdConfig:
                    "backend_port": "BackendPort", "backend_address": "BackendAddress",
                    "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport",
                    "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient",
-                   "response_cache": "ResponseCache", "send_and_disconnect": "SendAndDisconnect"}
+                   "response_cache": "ResponseCache", "send_and_disconnect": "SendAndDisconnect",
+                   "hand_over": "HandOver"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
@@ -124,6 +126,9 @@ class KhttpdConfig:
         config.Transport = str(config.Transport).upper()
         if config.Transport not in ("WSK", "TDI"):
             raise ValueError(f"Transport must be WSK or TDI, not {config.Transport!r}")
+        config.HandOver = str(config.HandOver).capitalize()
+        if config.HandOver not in ("Relay", "Redirect"):
+            raise ValueError(f"HandOver must be Relay or Redirect, not {config.HandOver!r}")
         if int(config.ResponseCache) and config.Transport != "TDI":
             raise ValueError("ResponseCache needs Transport=TDI (the cached path answers from TDI's receive event)")
         return config
@@ -139,6 +144,7 @@ class KhttpdStats:
     static_copied: int = 0
     head_requests: int = 0
     dynamic_relayed: int = 0
+    dynamic_redirected: int = 0
     errors: int = 0
     bytes_sent: int = 0
     header_timeouts: int = 0  # connections reset because a request head did not arrive in time
@@ -677,6 +683,8 @@ def KhttpdServeRequest(connection: KhttpdConnection, request: Request) -> Genera
         _log(connection, request.method, request.target, request.http_version, request.error.status, 0)
         return sent
     if request.dynamic:
+        if g.config.HandOver == "Redirect":
+            return (yield from KhttpdRedirectDynamic(connection, request))
         return (yield from KhttpdRelayDynamic(connection, request))
     return (yield from KhttpdServeStatic(connection, request))
 
@@ -921,6 +929,23 @@ def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Genera
     wire = header + body + http.end_response()
     sent = yield from KhttpdSendBytes(connection, wire)
     _log(connection, request.method, request.target, request.http_version, response.status, len(body))
+    return sent
+
+
+@kroutine("khttpd")
+def KhttpdRedirectDynamic(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, bool]:
+    """The simplest hand-over: 307 to the user-mode server's port; the client asks it directly."""
+    g = connection.globals
+    host = g.config.BackendAddress or connection.local
+    if ":" in host:
+        host = f"[{host}]"
+    location = f"http://{host}:{g.config.BackendPort}{request.target.decode('latin-1')}"
+    http = connection.http
+    header = http.build_response_header(307, now_s=_http_now(), content_length=0, headers=[("Location", location)],
+                                        keep_alive=request.keep_alive)
+    g.stats.dynamic_redirected += 1
+    sent = yield from KhttpdSendBytes(connection, header + http.end_response())
+    _log(connection, request.method, request.target, request.http_version, 307, 0)
     return sent
 
 

@@ -75,6 +75,7 @@ REASON_PHRASES: Final[dict[int, str]] = {
     206: "Partial Content",
     301: "Moved Permanently",
     304: "Not Modified",
+    307: "Temporary Redirect",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
