@@ -5,8 +5,8 @@
 For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
 WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
 from the response cache in TDI's receive event (ResponseCache), and the relay
-and redirect hand-overs to the user-mode web server (/app/bytes?n=<size>, a
-reply of the same size) — `client` fetches the file N
+redirect and kernel-request-queue hand-overs to the user-mode web server
+(/app/bytes?n=<size>, a reply of the same size) — `client` fetches the file N
 times, one new connection per request, through the whole emulated stack.
 Reported: requests per second and throughput in *virtual* time (what the
 emulated machines experienced) and in *wall* time (what it cost this Python
@@ -65,10 +65,14 @@ def _emulated_rows(count: int, seed: int) -> list[Row]:
     for mode, image_params in (("khttpd WSK zero-copy", {}), ("khttpd WSK copy", {"CopyMode": True}),
                                ("khttpd TDI zero-copy", {"Transport": "TDI"}),
                                ("khttpd TDI cached", {"Transport": "TDI", "ResponseCache": 4 << 20}),
-                               ("hand-over relay", {}), ("hand-over redirect", {"HandOver": "Redirect"})):
+                               ("hand-over relay", {}), ("hand-over redirect", {"HandOver": "Redirect"}),
+                               ("hand-over queue", {"HandOver": "Queue"})):
         world = boot_lab(seed=seed, parameters=image_params)  # also starts the user-mode server
         winsrv = world.host("winsrv").kernel
         client = world.host("client").kernel
+        if image_params.get("HandOver") == "Queue":  # the user-mode server reads khttpd's request queue
+            from stack.usermode.khttpq import request_queue_server
+            run_program(winsrv, request_queue_server, None, None, name="queue-server")
         server = SockAddr.parse("10.0.0.1:80")
         for path in SIZES:
             size = DOCROOT_SIZES[path]

@@ -51,6 +51,7 @@ from stack.drivers.khttpd.conditional import (MULTIPART_BOUNDARY, RANGE_UNSATISF
                                               multipart_pieces, not_modified, parse_range)
 from stack.drivers.khttpd.http import http_date
 from stack.drivers.khttpd.mime import content_type_for
+from stack.drivers.khttpd import queue as request_queue
 from stack.drivers.khttpd import tdi_transport
 from stack.drivers.khttpd.relay import BackendError, BackendResponseReader
 from stack.fs import fsio
@@ -106,7 +107,7 @@ class KhttpdConfig:
     MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
     ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (TDI only)
     SendAndDisconnect: bool = True  # the last response: WskDisconnect with data / TDI_SEND_AND_DISCONNECT
-    HandOver: str = "Relay"  # dynamic requests: Relay (socket to socket) or Redirect (307 to the user-mode server)
+    HandOver: str = "Relay"  # dynamic requests: Relay (socket to socket), Redirect (307) or Queue (kernel request queue)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
@@ -127,8 +128,8 @@ class KhttpdConfig:
         if config.Transport not in ("WSK", "TDI"):
             raise ValueError(f"Transport must be WSK or TDI, not {config.Transport!r}")
         config.HandOver = str(config.HandOver).capitalize()
-        if config.HandOver not in ("Relay", "Redirect"):
-            raise ValueError(f"HandOver must be Relay or Redirect, not {config.HandOver!r}")
+        if config.HandOver not in ("Relay", "Redirect", "Queue"):
+            raise ValueError(f"HandOver must be Relay, Redirect or Queue, not {config.HandOver!r}")
         if int(config.ResponseCache) and config.Transport != "TDI":
             raise ValueError("ResponseCache needs Transport=TDI (the cached path answers from TDI's receive event)")
         return config
@@ -167,6 +168,7 @@ class KhttpdGlobals:
     connections: list["KhttpdConnection"] = field(default_factory=list)
     tdi_listen: list[int] = field(default_factory=list)  # Transport=TDI: the listening socket handles
     cache: Any = None  # KhttpdResponseCache when ResponseCache > 0
+    request_queue: Any = None  # HandOver=Queue: the kernel request queue (queue.py)
     stopping: bool = False
     drained: KEVENT = field(default_factory=lambda: KEVENT(NotificationEvent, True))
 
@@ -359,6 +361,8 @@ def DriverEntry(DriverObject: DriverObject, RegistryPath: str) -> Generator[Any,
     status = yield from KhttpdEnsureVolume()
     if NT_SUCCESS(status):
         status, g.device = IoCreateDevice(DriverObject, 0, "\\Device\\khttpd", FILE_DEVICE_NETWORK)
+    if NT_SUCCESS(status) and config.HandOver == "Queue":
+        g.request_queue = request_queue.install(DriverObject)
     if NT_SUCCESS(status):
         if config.Transport == "TDI":
             status = yield from tdi_transport.KhttpdStartListeningTdi(g)
@@ -456,6 +460,8 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
     yield from tdi_transport.KhttpdStopListeningTdi(g)
     for connection in list(g.connections):
         _abort_connection(connection)
+    if g.request_queue is not None:
+        request_queue.cancel_all(g.request_queue)
     yield KeWaitForSingleObject(g.drained, Executive, KernelMode, False, None)
     if g.cache is not None:
         g.cache.flush()  # unlock every cached page before the driver goes
@@ -913,7 +919,10 @@ def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Genera
     http = connection.http
     response = None
     try:
-        response = yield from KhttpdCallBackend(connection, request)
+        if g.request_queue is not None:
+            response = yield from KhttpdQueueHandOver(connection, request)
+        else:
+            response = yield from KhttpdCallBackend(connection, request)
     except BackendError as exc:
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "backend: %s", str(exc))
     if response is None:
@@ -930,6 +939,17 @@ def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Genera
     sent = yield from KhttpdSendBytes(connection, wire)
     _log(connection, request.method, request.target, request.http_version, response.status, len(body))
     return sent
+
+
+@kroutine("khttpd")
+def KhttpdQueueHandOver(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, Any]:
+    """HTTP.sys's model: queue the request for the user-mode server, frame its structured reply."""
+    from stack.drivers.khttpd.relay import BackendResponse
+    reply = yield from request_queue.KhttpdQueueRequest(connection.globals.request_queue, request)
+    if reply is None:
+        return None
+    return BackendResponse(reply.StatusCode, reply.ContentType, (("X-Served-By", "usermode-webserver (queue)"),),
+                           reply.Body)
 
 
 @kroutine("khttpd")
