@@ -513,6 +513,43 @@ def shutdown(fd: int, how: int = SD_SEND) -> Generator[Any, Any, int]:
 
 
 @kroutine(MODULE)
+def send_and_disconnect(fd: int, data: bytes) -> Generator[Any, Any, int]:
+    """The thesis's send-and-disconnect: TDI_SEND, then TDI_DISCONNECT (release) at once, without
+    waiting for the send's acknowledgement; then wait for both.  Bytes sent, or -1."""
+    from stack.kernel import IoCallDriver
+    sock = KsGetSocket(fd)
+    if sock is None or sock.connection is None or not data:
+        return -1
+    buffer, mdl = _buffer(len(data))
+    if mdl is None:
+        return -1
+    k = current_kernel()
+    k.write(buffer, data)
+    k.copies.count(len(data), "ksock send")
+    file_object = sock.connection.file_object
+    device = file_object.DeviceObject
+    irps, events = [], []
+    for build, args in ((TdiBuildSend, (mdl, 0, len(data))),
+                        (TdiBuildDisconnect, (None, TDI_DISCONNECT_RELEASE, None, None))):
+        irp = IoAllocateIrp(device.stack_size + 1)
+        if irp is None:
+            break
+        done = KEVENT(NotificationEvent, False)
+        build(irp, device, file_object, KsSyncCompletion, done, *args)
+        IoCallDriver(device, irp)  # the disconnect goes down while the send is still pending
+        irps.append(irp)
+        events.append(done)
+    for done in events:
+        if not done.signaled:
+            yield KeWaitForSingleObject(done, Executive, KernelMode, False, None)
+    sent = int(irps[0].IoStatus.Information or 0) if irps and NT_SUCCESS(irps[0].IoStatus.Status) else -1
+    for irp in irps:
+        IoFreeIrp(irp)
+    _free_buffer(buffer, mdl)
+    return sent
+
+
+@kroutine(MODULE)
 def abort(fd: int) -> Generator[Any, Any, int]:
     sock = KsGetSocket(fd)
     if sock is None or sock.connection is None:

@@ -98,3 +98,52 @@ def test_connect_event_design_queues_peers_and_a_work_item_opens_new_endpoints_a
     assert results == ["connected"] * 3
     assert [str(a.ip) for a in accepted] == ["10.0.0.2"] * 3
     assert work_items.count("ksock!KsReplenishWorkItem") == 3
+
+
+def test_send_and_disconnect_issues_tdi_disconnect_before_the_send_is_acknowledged():
+    """The thesis's advice: TDI_DISCONNECT right behind the last TDI_SEND, not after its ACK."""
+    from stack.kernel import current_kernel
+    from stack.kernel.events import IrpCompleted, IrpDispatched
+    from stack.usermode.socket import Socket
+    world = lab(seed=13)
+    payload = pattern(3, 40_000)
+    order: list[str] = []
+
+    def watch(event):
+        if isinstance(event, IrpDispatched) and event.driver == "\\Driver\\tdx" and event.minor in (6, 7):
+            order.append({7: "TDI_SEND", 6: "TDI_DISCONNECT"}[event.minor])
+        elif isinstance(event, IrpCompleted) and order and order[-1] == "TDI_DISCONNECT":
+            order.append("completed")
+
+    def server():
+        ks.ks_startup(current_kernel().objects["\\Device\\Tcp"])
+        fd = ks.socket(2)
+        yield from ks.bind(fd, SockAddr.parse("0.0.0.0:9100"))
+        yield from ks.listen(fd, 1, ks.KS_LISTEN_IRP)
+        child = yield from ks.accept(fd)
+        sent = yield from ks.send_and_disconnect(child, payload)
+        yield from ks.closesocket(child)
+        yield from ks.closesocket(fd)
+        return sent
+
+    def client():
+        sock = yield from Socket.create(2)
+        yield from sock.connect(SockAddr.parse("10.0.0.1:9100"))
+        got = b""
+        while True:
+            chunk = yield from sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        yield from sock.close()
+        return got
+
+    unsubscribe = world.bus.subscribe(watch)
+    srv = start(world, "winsrv", server)
+    world.run_for(10_000_000)
+    cli = start(world, "client", client)
+    run_programs(world, cli, srv)
+    unsubscribe()
+    assert cli.result == payload and srv.result == len(payload)
+    # TDI_DISCONNECT was dispatched right behind TDI_SEND, before any IRP completed (40 KB needs many ACKs)
+    assert order[:3] == ["TDI_SEND", "TDI_DISCONNECT", "completed"]
