@@ -243,6 +243,9 @@ def AfdAccept(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         current_kernel().addr_objects[child.address] = child
         request.result = FileObject(child)
         request.address = conn.remote
+        if request.length:
+            AfdAcceptExReceive(conn, request, irp)  # AcceptEx: complete with the first data
+            return
         _complete(irp, STATUS_SUCCESS)
 
     _pend(irp)
@@ -250,6 +253,25 @@ def AfdAccept(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     if status != STATUS_PENDING:
         _complete(irp, status)
     return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdAcceptExReceive(conn: ConnectionEndpoint, request: AfdRequest, irp: Any) -> None:
+    """AcceptEx with a receive buffer (delayed accept): the accept completes together with the
+    connection's first data, so the server's thread wakes once, for a request it can serve."""
+    mdl = _lock_user_buffer(request, irp, IoWriteAccess)
+    if mdl is None:
+        _complete(irp, STATUS_INVALID_PARAMETER)
+        return
+
+    def received(status: int, nbytes: int) -> None:
+        _unlock(mdl)
+        _complete(irp, status, nbytes)
+
+    status = conn.receive(mdl, 0, request.length, received, 0)
+    if status != STATUS_PENDING:
+        _unlock(mdl)
+        _complete(irp, status, 0)
 
 
 def _lock_user_buffer(request: AfdRequest, irp: Any, operation: int) -> Mdl | None:

@@ -163,6 +163,14 @@ class Socket:
         child.remote = request.address
         return child
 
+    def accept_ex(self, buffer: UserBuffer, length: int | None = None) -> Generator[Any, Any, tuple["Socket", int]]:
+        """AcceptEx with a receive buffer: (new socket, bytes of its first data already in `buffer`)."""
+        request = AfdRequest(buffer_va=buffer.va, length=length or buffer.size)
+        received = yield from self._ioctl(IOCTL_AFD_ACCEPT, request, "AcceptEx")
+        child = Socket(request.result, self.family, SOCK_STREAM)
+        child.remote = request.address
+        return child, received
+
     def connect(self, address: SockAddr) -> Generator[Any, Any, None]:
         yield from self._ioctl(IOCTL_AFD_CONNECT, AfdRequest(address=address), "connect")
         self.remote = address
