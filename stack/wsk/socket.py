@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from stack.kernel import (DISPATCH_LEVEL, KDPC, NT_SUCCESS, STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL,
@@ -31,7 +32,8 @@ from .constants import (AF_INET, AF_INET6, CATEGORY_NAMES, CONNECTION_EVENTS, DA
                         WSK_EVENT_SEND_BACKLOG, WSK_FLAG_ABORTIVE, WSK_FLAG_AT_DISPATCH_LEVEL,
                         WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_ENTIRE_MESSAGE,
                         WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_NODELAY, WSK_FLAG_STREAM_SOCKET, WSK_FLAG_WAITALL,
-                        WskGetOption, WskIoctl, WskSetOption)
+                        WskGetOption, WskInspectAccept, WskInspectPend, WskInspectReject, WskIoctl, WskSetOption,
+                        SO_CONDITIONAL_ACCEPT)
 from .events import WskCall, WskEvent, WskSocketState
 from .indication import IndicationPiece, build_pieces, free_pieces, retain_pieces
 from .irpops import IrpCompletion, call_wskprov, complete_irp
@@ -39,6 +41,14 @@ from .state import WskClient, WskProvider, WskSocketInfo, get_provider
 from .structs import (WSK_BUF, WSK_CLIENT_CONNECTION_DISPATCH, WSK_DATA_INDICATION, WSK_DATAGRAM_INDICATION,
                       WSK_EVENT_CALLBACK_CONTROL, WSK_SOCKET, NPI_WSK_INTERFACE_ID, Ref, WskAddressError,
                       fill_sockaddr, from_sockaddr, to_sockaddr)
+
+
+@dataclass(slots=True, frozen=True)
+class WSK_INSPECT_ID:
+    """Names one connection a WskInspectEvent was asked about."""
+
+    Key: int
+    SerialNumber: int
 
 SOCKET_TAG = "WskS"
 SOCKET_STATES = ("Open", "Bound", "Listening", "Connecting", "Connected", "Disconnecting", "PeerDisconnected",
@@ -124,6 +134,8 @@ class WskSocketObject(WSK_SOCKET):
         self.accept_irps: deque[tuple[Any, Any, Any, Any, Any, IrpCompletion]] = deque()
         self.datagram_queue: deque[tuple[SockAddr, bytes]] = deque()  # datagrams nobody took yet (copies)
         self.receive_from_irps: deque[tuple[Any, Any, IrpCompletion]] = deque()
+        self.conditional_accept = False  # SO_CONDITIONAL_ACCEPT: WskInspectEvent decides each connection
+        self.inspect_pending: dict[tuple[int, int], WskSocketObject] = {}  # pended by WskInspectPend
         self.resume_dpc = KDPC()
         KeInitializeDpc(self.resume_dpc, WskpResumeIndications, self)
         provider.sockets_created += 1
@@ -375,6 +387,13 @@ def _socket_option(sock: WskSocketObject, request: int, code: int, level: int, i
         if sock.endpoint is not None and hasattr(sock.endpoint, "nodelay"):
             sock.endpoint.nodelay = sock.nodelay
         return STATUS_SUCCESS, None
+    if level == SOL_SOCKET and code == SO_CONDITIONAL_ACCEPT:
+        if not setting:
+            return STATUS_SUCCESS, int(sock.conditional_accept)
+        if sock.category != WSK_FLAG_LISTEN_SOCKET or sock.endpoint is not None:
+            return STATUS_INVALID_DEVICE_STATE, None  # listening sockets, before the bind
+        sock.conditional_accept = bool(value)
+        return STATUS_SUCCESS, None
     if level == SOL_SOCKET and code in (SO_REUSEADDR, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_SNDBUF):
         return STATUS_SUCCESS, 0  # accepted; the emulated transport has no such knobs yet
     return STATUS_NOT_SUPPORTED, None
@@ -550,6 +569,29 @@ def WskpAcceptIndication(listener_endpoint: Any, conn: Any) -> int:
     if listener is None or listener.closing:
         return REFUSE
     child = _new_accepted_socket(listener, conn)
+    inspect = getattr(listener.ClientDispatch, "WskInspectEvent", None) if listener.conditional_accept else None
+    if inspect is not None:
+        # Conditional accept.  (This transport reports a connection once its handshake is done,
+        # so the SYN-ACK has gone out; a rejected or aborted connection is then reset.)
+        inspect_id = WSK_INSPECT_ID(child.address, child.sequence)
+        local = from_sockaddr(conn.local, listener.family)
+        remote = from_sockaddr(conn.remote, listener.family)
+        action = inspect(listener.ClientContext, local, remote, inspect_id)
+        _publish_event(listener, "WskInspectEvent", inspect, action)
+        if action == WskInspectPend:
+            listener.inspect_pending[(inspect_id.Key, inspect_id.SerialNumber)] = child
+            conn.set_handlers(disconnect=WskpInspectAbortIndication)  # no data until decided
+            return ACCEPT
+        if action != WskInspectAccept:
+            conn.context = None
+            destroy_socket(child)
+            return REFUSE
+    return _offer_accepted(listener, child, conn)
+
+
+def _offer_accepted(listener: WskSocketObject, child: WskSocketObject, conn: Any) -> int:
+    """An established (and, under conditional accept, accepted) connection: accept event or WskAccept."""
+    from stack.tcpip.transport import ACCEPT, REFUSE
     accept_event = _callback(listener, WSK_EVENT_ACCEPT)
     if accept_event is not None:
         context, dispatch = Ref(), Ref()
@@ -603,8 +645,40 @@ def WskAccept(ListenSocket: WskSocketObject, Flags: int, AcceptSocketContext: An
 
 @kroutine("wskprov")
 def WskInspectComplete(ListenSocket: WskSocketObject, InspectId: Any, Action: int, Irp: Any) -> int:
+    """The client's decision on a connection its WskInspectEvent pended (WskInspectAccept / Reject)."""
     _publish_call(ListenSocket, "WskInspectComplete", Irp)
-    return _complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_NOT_SUPPORTED)  # no conditional accept
+    key = (getattr(InspectId, "Key", None), getattr(InspectId, "SerialNumber", None))
+    child = ListenSocket.inspect_pending.pop(key, None)
+    if child is None or Action not in (WskInspectAccept, WskInspectReject):
+        return _complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_INVALID_PARAMETER)
+    conn = child.endpoint
+    conn.set_handlers()
+    if Action == WskInspectAccept and not ListenSocket.closing:
+        from stack.tcpip.transport import ACCEPT
+        if _offer_accepted(ListenSocket, child, conn) == ACCEPT:
+            return _complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_SUCCESS)
+    conn.context = None
+    conn.disconnect(True, None)  # rejected: reset
+    destroy_socket(child)
+    return _complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_SUCCESS)
+
+
+@kroutine("wskprov")
+def WskpInspectAbortIndication(conn: Any, abortive: bool, status: int) -> None:
+    """The peer went away while its connection waited for WskInspectComplete: WskAbortEvent."""
+    child: WskSocketObject | None = conn.context
+    listener = child.listen_socket if child is not None else None
+    if listener is None:
+        return
+    key = (child.address, child.sequence)
+    if listener.inspect_pending.pop(key, None) is None:
+        return
+    abort_event = getattr(listener.ClientDispatch, "WskAbortEvent", None)
+    if abort_event is not None:
+        result = abort_event(listener.ClientContext, WSK_INSPECT_ID(*key))
+        _publish_event(listener, "WskAbortEvent", abort_event, result)
+    conn.context = None
+    destroy_socket(child)
 
 
 # ==================================================================================================
