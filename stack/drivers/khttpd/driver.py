@@ -34,7 +34,14 @@ Configuration: registry-style values under
 Port, CopyMode, MaxConnections, BackendPort, BackendAddress, ReceiveBufferSize,
 Transport (``WSK``, the default, or ``TDI``: the same driver over tdx through the TDI
 sockets library, stack.tdi.sockets - listening with the connect-event design, receiving
-and sending with TDI_RECEIVE / TDI_SEND IRPs; see tdi_transport.py).
+and sending with TDI_RECEIVE / TDI_SEND IRPs; see tdi_transport.py),
+ResponseCache (bytes; over TDI: hits answered in the receive event at DISPATCH_LEVEL, see
+cached.py and cache.py), HeaderTimeoutMs and MaxConnectionsPerClient (slow clients),
+SendAndDisconnect (the last response carries the FIN: WskDisconnect with data /
+TDI_SEND_AND_DISCONNECT), HandOver (``Relay``, ``Redirect`` - 307 to the user-mode
+server - or ``Queue``, the kernel request queue of queue.py that the user-mode server
+reads with IOCTLs).  Static files also answer Range (206/416) and conditional GETs (304):
+conditional.py.
 """
 
 from __future__ import annotations
