@@ -43,6 +43,7 @@ IOCTL_AFD_CONNECT = _afd_ioctl(1)
 IOCTL_AFD_START_LISTEN = _afd_ioctl(2)
 IOCTL_AFD_ACCEPT = _afd_ioctl(4)
 IOCTL_AFD_SEND = _afd_ioctl(7)
+TF_DISCONNECT = 0x01  # TransmitFile / TransmitPackets: disconnect once the data is sent
 IOCTL_AFD_SEND_DATAGRAM = _afd_ioctl(8)
 IOCTL_AFD_RECV = _afd_ioctl(5)
 IOCTL_AFD_RECV_DATAGRAM = _afd_ioctl(6)
@@ -303,7 +304,10 @@ def AfdSend(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         _complete(irp, status, nbytes)
 
     _pend(irp)
-    status = conn.send(mdl, 0, request.length, sent)
+    if request.flags & TF_DISCONNECT:  # TransmitPackets(TF_DISCONNECT): the FIN rides the last data segment
+        status = conn.send(mdl, 0, request.length, sent, disconnect=lambda status: None)
+    else:
+        status = conn.send(mdl, 0, request.length, sent)
     if status != STATUS_PENDING:
         _unlock(mdl)
         _complete(irp, status, request.length if status == STATUS_SUCCESS else 0)

@@ -207,6 +207,14 @@ class Socket:
             offset = 0
         return (yield from self._ioctl(IOCTL_AFD_SEND, AfdRequest(buffer_va=buf.va + offset, length=n), "send"))
 
+    def transmit_packets(self, data: bytes | bytearray | memoryview, flags: int = 0) -> Generator[Any, Any, int]:
+        """TransmitPackets: send `data`; with TF_DISCONNECT (afd.TF_DISCONNECT) the FIN goes with it."""
+        if not data:
+            return 0
+        buf = self._buffer_for(data)
+        return (yield from self._ioctl(IOCTL_AFD_SEND, AfdRequest(buffer_va=buf.va, length=len(data), flags=flags),
+                                       "TransmitPackets"))
+
     def recv_into(self, buffer: UserBuffer, length: int | None = None, offset: int = 0,
                   flags: int = 0) -> Generator[Any, Any, int]:
         """Receive up to `length` bytes into the buffer; 0 means the peer closed."""

@@ -51,3 +51,44 @@ def test_acceptex_reports_the_connection_together_with_its_first_data():
     assert srv.result == b"GET / HTTP/1.1\r\n\r\n"
     assert cli.result == b"got GET / HTTP/1.1\r\n\r\n"
     assert times["accepted"] > times["sent"] >= times["connected"] + 500_000_000
+
+
+def test_transmit_packets_with_tf_disconnect_puts_the_fin_on_the_last_data_segment():
+    from stack.tcpip.wire.frame import parse_frame
+    from stack.tcpip.wire.tcp import FIN, TcpHeader
+    from stack.usermode.afd import TF_DISCONNECT
+    world = lab(seed=19)
+    payload = b"x" * 3000
+
+    def server():
+        sock = yield from Socket.create(2)
+        yield from sock.bind(SockAddr.parse("0.0.0.0:9300"))
+        yield from sock.listen()
+        child = yield from sock.accept()
+        yield from child.transmit_packets(payload, TF_DISCONNECT)
+        yield from child.close()
+        yield from sock.close()
+
+    def client():
+        sock = yield from Socket.create(2)
+        yield from sock.connect(SockAddr.parse("10.0.0.1:9300"))
+        got = b""
+        while chunk := (yield from sock.recv(65536)):
+            got += chunk
+        yield from sock.close()
+        return got
+
+    capture = world.capture()
+    srv = start(world, "winsrv", server)
+    world.run_for(10_000_000)
+    cli = start(world, "client", client)
+    run_programs(world, cli, srv)
+    capture.stop()
+    assert cli.result == payload
+    segments = {}
+    for record in capture.records:
+        decoded = parse_frame(record.frame, verify_checksum=False)
+        if isinstance(decoded.transport, TcpHeader) and decoded.transport.src_port == 9300:
+            segments[decoded.transport.seq] = (decoded.transport.flags, len(decoded.payload))
+    fins = [v for v in segments.values() if v[0] & FIN]
+    assert len(fins) == 1 and fins[0][1] > 0
