@@ -39,6 +39,7 @@ from stack.tcpip.stack import TcpipStack
 from stack.tcpip.tcp import TcpConfig
 from stack.tcpip.transport import Transport
 from stack.afd import load_afd
+from stack.tdi.tdx import load_tdx
 
 DEFAULT_PREFIX4 = 24
 DEFAULT_PREFIX6 = 64
@@ -154,6 +155,7 @@ class World:
         load_tcpip(kernel, tcp_config, interfaces={mac: {"ipv4": ipv4, "ipv6": ipv6, "gateway4": gateway4,
                                                         "gateway6": gateway6}})
         load_afd(kernel)  # the kernel half of Winsock and the WSK provider
+        load_tdx(kernel)  # TDI beside WSK: \\Device\\Tcp, \\Device\\Udp ...
         host = Host(name, kernel, mac, IPv4Interface(ipv4) if ipv4 else None, IPv6Interface(ipv6) if ipv6 else None,
                     nic, adapter, link, port)
         self.hosts[name] = host

@@ -12,7 +12,7 @@ from stack.kernel import (STATUS_CANCELLED, STATUS_INVALID_DEVICE_REQUEST, STATU
                           STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS,
                           kroutine)
 from stack.wsk.constants import (AF_INET6, CONNECTION_EVENTS, DATAGRAM_EVENTS, IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY,
-                                 LISTEN_EVENTS, SOL_SOCKET, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR,
+                                 LISTEN_EVENTS, SOL_SOCKET, SO_CONDITIONAL_ACCEPT, SO_EXCLUSIVEADDRUSE, SO_KEEPALIVE, SO_RCVBUF, SO_REUSEADDR,
                                  SO_SNDBUF, SO_WSK_EVENT_CALLBACK, TCP_NODELAY, WSK_EVENT_DISABLE,
                                  WSK_EVENT_SEND_BACKLOG, WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET,
                                  WSK_FLAG_LISTEN_SOCKET, WSK_FLAG_STREAM_SOCKET, WskGetOption, WskIoctl, WskSetOption)
@@ -112,6 +112,13 @@ def _socket_option(sock: WskSocketObject, request: int, code: int, level: int, i
         sock.nodelay = bool(value)
         if sock.endpoint is not None and hasattr(sock.endpoint, "nodelay"):
             sock.endpoint.nodelay = sock.nodelay
+        return STATUS_SUCCESS, None
+    if level == SOL_SOCKET and code == SO_CONDITIONAL_ACCEPT:
+        if not setting:
+            return STATUS_SUCCESS, int(sock.conditional_accept)
+        if sock.category != WSK_FLAG_LISTEN_SOCKET or sock.endpoint is not None:
+            return STATUS_INVALID_DEVICE_STATE, None  # listening sockets, before the bind
+        sock.conditional_accept = bool(value)
         return STATUS_SUCCESS, None
     if level == SOL_SOCKET and code in _SHARE_OPTIONS:
         return _share_option(sock, _SHARE_OPTIONS[code], setting, value)

@@ -222,8 +222,13 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
         sock.set_state("Aborted")
         return completion.started(conn.disconnect(True, None))
     sock.set_state("Disconnecting")
+
+    def finished(status: int) -> None:
+        WskProTLDisconnectComplete(sock, completion, status)
+
     if buf is not None and buf.Length:
-        # The final data goes out first; the FIN follows the queued sends.
+        # Send and disconnect: the final data and the FIN in one transport request, so the
+        # FIN rides on the last data segment.
         sock.sends_pending += 1
 
         def final_sent(status: int, nbytes: int) -> None:
@@ -231,11 +236,11 @@ def _start_disconnect(sock: WskSocketObject, buf: WSK_BUF | None, flags: int, ir
             sock.bytes_sent += nbytes
             finish_pending_close(sock)
 
-        conn.send(buf.Mdl, buf.Offset, buf.Length, final_sent)
-
-    def finished(status: int) -> None:
-        WskProTLDisconnectComplete(sock, completion, status)
-
+        result = conn.send(buf.Mdl, buf.Offset, buf.Length, final_sent, disconnect=finished)
+        if result != STATUS_PENDING:
+            sock.sends_pending -= 1
+            return completion.started(result)
+        return completion.started(STATUS_PENDING)
     return completion.started(conn.disconnect(False, finished))
 
 

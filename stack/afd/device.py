@@ -44,6 +44,7 @@ IOCTL_AFD_CONNECT = _afd_ioctl(1)
 IOCTL_AFD_START_LISTEN = _afd_ioctl(2)
 IOCTL_AFD_ACCEPT = _afd_ioctl(4)
 IOCTL_AFD_SEND = _afd_ioctl(7)
+TF_DISCONNECT = 0x01  # TransmitFile / TransmitPackets: disconnect once the data is sent
 IOCTL_AFD_SEND_DATAGRAM = _afd_ioctl(8)
 IOCTL_AFD_RECV = _afd_ioctl(5)
 IOCTL_AFD_RECV_DATAGRAM = _afd_ioctl(6)
@@ -261,6 +262,9 @@ def AfdAccept(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         current_kernel().addr_objects[child.address] = child
         request.result = FileObject(child)
         request.address = conn.remote
+        if request.length:
+            AfdAcceptExReceive(conn, request, irp)  # AcceptEx: complete with the first data
+            return
         _complete(irp, STATUS_SUCCESS)
 
     _pend(irp)
@@ -268,6 +272,25 @@ def AfdAccept(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     if status != STATUS_PENDING:
         _complete(irp, status)
     return STATUS_PENDING
+
+
+@kroutine("afd")
+def AfdAcceptExReceive(conn: ConnectionEndpoint, request: AfdRequest, irp: Any) -> None:
+    """AcceptEx with a receive buffer (delayed accept): the accept completes together with the
+    connection's first data, so the server's thread wakes once, for a request it can serve."""
+    mdl = _lock_user_buffer(request, irp, IoWriteAccess)
+    if mdl is None:
+        _complete(irp, STATUS_INVALID_PARAMETER)
+        return
+
+    def received(status: int, nbytes: int) -> None:
+        _unlock(mdl)
+        _complete(irp, status, nbytes)
+
+    status = conn.receive(mdl, 0, request.length, received, 0)
+    if status != STATUS_PENDING:
+        _unlock(mdl)
+        _complete(irp, status, 0)
 
 
 def _lock_user_buffer(request: AfdRequest, irp: Any, operation: int) -> Mdl | None:
@@ -304,7 +327,10 @@ def AfdSend(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         _complete(irp, status, nbytes)
 
     _pend(irp)
-    status = conn.send(mdl, 0, request.length, sent)
+    if request.flags & TF_DISCONNECT:  # TransmitPackets(TF_DISCONNECT): the FIN rides the last data segment
+        status = conn.send(mdl, 0, request.length, sent, disconnect=lambda status: None)
+    else:
+        status = conn.send(mdl, 0, request.length, sent)
     if status != STATUS_PENDING:
         _unlock(mdl)
         _complete(irp, status, request.length if status == STATUS_SUCCESS else 0)

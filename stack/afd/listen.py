@@ -13,8 +13,8 @@ from stack.kernel import (STATUS_BUFFER_TOO_SMALL, STATUS_INVALID_DEVICE_REQUEST
                           STATUS_INVALID_PARAMETER, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_SUCCESS, kroutine)
 from stack.wsk.constants import (CONNECTION_EVENTS, WSK_EVENT_ACCEPT, WSK_EVENT_SEND_BACKLOG,
                                  WSK_FLAG_CONNECTION_SOCKET, WSK_FLAG_DATAGRAM_SOCKET, WSK_FLAG_LISTEN_SOCKET,
-                                 WSK_FLAG_STREAM_SOCKET)
-from stack.wsk.structs import Ref, WskAddressError, fill_sockaddr, from_sockaddr, to_sockaddr
+                                 WSK_FLAG_STREAM_SOCKET, WskInspectAccept, WskInspectPend, WskInspectReject)
+from stack.wsk.structs import WSK_INSPECT_ID, Ref, WskAddressError, fill_sockaddr, from_sockaddr, to_sockaddr
 
 from .connection import indicate_send_backlog, update_handlers
 from .datagram import WskProTLEventReceiveMessages
@@ -125,6 +125,29 @@ def WskProTLEventAccept(listener_endpoint: Any, conn: Any) -> int:
     child = _new_accepted_socket(listener, conn)
     if child is None:  # no pool for the socket: the connection is refused (reset)
         return REFUSE
+    inspect = getattr(listener.ClientDispatch, "WskInspectEvent", None) if listener.conditional_accept else None
+    if inspect is not None:
+        # Conditional accept.  (This transport reports a connection once its handshake is done,
+        # so the SYN-ACK has gone out; a rejected or aborted connection is then reset.)
+        inspect_id = WSK_INSPECT_ID(child.address, child.sequence)
+        local = from_sockaddr(conn.local, listener.family)
+        remote = from_sockaddr(conn.remote, listener.family)
+        action = inspect(listener.ClientContext, local, remote, inspect_id)
+        publish_event(listener, "WskInspectEvent", inspect, action)
+        if action == WskInspectPend:
+            listener.inspect_pending[(inspect_id.Key, inspect_id.SerialNumber)] = child
+            conn.set_handlers(disconnect=WskProTLEventInspectAbort)  # no data until decided
+            return ACCEPT
+        if action != WskInspectAccept:
+            conn.context = None
+            destroy_socket(child)
+            return REFUSE
+    return _offer_accepted(listener, child, conn)
+
+
+def _offer_accepted(listener: WskSocketObject, child: WskSocketObject, conn: Any) -> int:
+    """An established (and, under conditional accept, accepted) connection: accept event or WskAccept."""
+    from stack.tcpip.transport import ACCEPT, REFUSE
     accept_event = event_callback(listener, WSK_EVENT_ACCEPT)
     if accept_event is not None:
         context, dispatch = Ref(), Ref()
@@ -178,8 +201,41 @@ def WskProAPIAccept(ListenSocket: WskSocketObject, Flags: int, AcceptSocketConte
 
 @kroutine("afd")
 def WskProAPIInspectComplete(ListenSocket: WskSocketObject, InspectId: Any, Action: int, Irp: Any) -> int:
+    """The client's decision on a connection its WskInspectEvent pended (WskInspectAccept / Reject)."""
     publish_call(ListenSocket, "WskInspectComplete", Irp)
-    return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_NOT_SUPPORTED)  # no conditional accept
+    key = (getattr(InspectId, "Key", None), getattr(InspectId, "SerialNumber", None))
+    child = ListenSocket.inspect_pending.pop(key, None)
+    if child is None or Action not in (WskInspectAccept, WskInspectReject):
+        return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_INVALID_PARAMETER)
+    conn = child.endpoint
+    conn.set_handlers()
+    if Action == WskInspectAccept and not ListenSocket.closing:
+        from stack.tcpip.transport import ACCEPT
+        if _offer_accepted(ListenSocket, child, conn) == ACCEPT:
+            return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_SUCCESS)
+    conn.context = None
+    conn.disconnect(True, None)  # rejected: reset
+    destroy_socket(child)
+    return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_SUCCESS)
+
+
+@kroutine("afd")
+def WskProTLEventInspectAbort(conn: Any, abortive: bool, status: int) -> None:
+    """The peer went away while its connection waited for WskInspectComplete: WskAbortEvent.
+    (The emulator's name, in the style of afd's WskProTLEvent routines.)"""
+    child: WskSocketObject | None = conn.context
+    listener = child.listen_socket if child is not None else None
+    if listener is None:
+        return
+    key = (child.address, child.sequence)
+    if listener.inspect_pending.pop(key, None) is None:
+        return
+    abort_event = getattr(listener.ClientDispatch, "WskAbortEvent", None)
+    if abort_event is not None:
+        result = abort_event(listener.ClientContext, WSK_INSPECT_ID(*key))
+        publish_event(listener, "WskAbortEvent", abort_event, result)
+    conn.context = None
+    destroy_socket(child)
 
 
 @kroutine("afd")

@@ -121,6 +121,8 @@ class WskSocketObject(WSK_SOCKET):
         self.sends_pending = 0
         self.receives_pending = 0
         self.close_completion: IrpCompletion | None = None  # a WskCloseSocket waiting for pending sends
+        self.conditional_accept = False  # SO_CONDITIONAL_ACCEPT: WskInspectEvent decides each connection
+        self.inspect_pending: dict[tuple[int, int], WskSocketObject] = {}  # pended by WskInspectPend
         self.held: dict[int, list[IndicationPiece]] = {}  # id(first node) -> pieces kept by the client
         self.accept_backlog: deque[WskSocketObject] = deque()  # accepted, not yet claimed by WskAccept
         self.accept_irps: deque[tuple[Any, Any, Any, Any, Any, IrpCompletion]] = deque()

@@ -67,6 +67,7 @@ class RecordingHeader:
     start_event: int = 0
     start_ns: int = 0
     note: str = ""
+    wall_epoch_unix: int = 0  # Unix time of virtual 0 in the live run (khttpd's Date:), replayed as is
 
     def to_line(self) -> str:
         return json.dumps({"format": FORMAT, "version": VERSION, **asdict(self)}, separators=(",", ":"))
@@ -146,7 +147,8 @@ def _parse_header(obj: Any) -> RecordingHeader:
             forwards=[str(f) for f in obj.get("forwards", [])],
             tap=dict(obj["tap"]) if obj.get("tap") else None,
             tick_ns=int(obj.get("tick_ns", 1_000_000)), start_event=int(obj.get("start_event", 0)),
-            start_ns=int(obj.get("start_ns", 0)), note=str(obj.get("note", "")))
+            start_ns=int(obj.get("start_ns", 0)), note=str(obj.get("note", "")),
+            wall_epoch_unix=int(obj.get("wall_epoch_unix", 0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordingError(f"line 1: bad header ({exc})") from None
     if header.tick_ns <= 0:

@@ -16,6 +16,7 @@ port) is fixed, because it is part of the world's history that a replay repeats.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -68,6 +69,15 @@ class TapOptions:
         return cls(loss=float(data.get("loss", 0.0)), latency_ns=int(data.get("latency_ns", 20_000)))
 
 
+WALL_EPOCH_KEY = "realtime.epoch_unix"
+
+
+def set_wall_epoch(world: "World", epoch_unix: int) -> None:
+    """Bridged to real time: servers that print dates (khttpd's Date:) use the real date."""
+    for host in world.hosts.values():
+        host.kernel.extensions[WALL_EPOCH_KEY] = epoch_unix
+
+
 class BridgeSession:
     def __init__(self, world: "World", hub: BridgeHub, *, specs: list[ForwardSpec], tap: TapOptions | None,
                  live: bool, window: int = DEFAULT_WINDOW) -> None:
@@ -106,11 +116,13 @@ class BridgeSession:
             raise BridgeError("a bridge needs at least one --forward or --tap")
         hub = BridgeHub(world.scheduler, world.bus, tick_ns=tick_ns)
         session = cls(world, hub, specs=specs, tap=tap_opts, live=True, window=window)
+        epoch = int(time.time() - world.scheduler.now_ns / 1e9)
+        set_wall_epoch(world, epoch)
         if record is not None:
             header = RecordingHeader(seed=world.seed, topology=topology, forwards=[str(s) for s in specs],
                                      tap=tap_opts.to_header() if tap_opts else None, tick_ns=tick_ns,
                                      start_event=world.scheduler.events_run, start_ns=world.scheduler.now_ns,
-                                     note=f"window={window}")
+                                     note=f"window={window}", wall_epoch_unix=epoch)
             session.record_path = os.fspath(record)
             try:
                 hub.recorder = RecordingWriter(record, header)
@@ -129,6 +141,8 @@ class BridgeSession:
         if header.note.startswith("window="):
             window = int(header.note.split("=", 1)[1])
         hub = BridgeHub(world.scheduler, world.bus, tick_ns=header.tick_ns, replay=recording)
+        if header.wall_epoch_unix:
+            set_wall_epoch(world, header.wall_epoch_unix)
         specs = [ForwardSpec.parse(s) for s in header.forwards]
         tap = TapOptions.from_header(header.tap) if header.tap else None
         session = cls(world, hub, specs=specs, tap=tap, live=False, window=window)

@@ -24,7 +24,8 @@ from .ip import Interface
 from .stack import TcpipStack
 from .tcp import TcpConfig
 
-TCPIP_DEVICES = ("\\Device\\Tcp", "\\Device\\Udp", "\\Device\\Ip", "\\Device\\Tcp6", "\\Device\\Udp6")
+# \Device\Tcp, \Device\Tcp6, \Device\Udp, \Device\Udp6 belong to tdx.sys (stack.tdi), as on Vista and later.
+TCPIP_DEVICES = ("\\Device\\Ip",)
 CONFIG_KEY = "tcpip.config"
 
 

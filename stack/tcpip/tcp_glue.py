@@ -310,7 +310,7 @@ class TcpLayer:
             self._kick(tcb)
 
     def send(self, endpoint: ConnectionEndpoint, mdl: Mdl, offset: int, length: int,
-             completion: RequestComplete | None) -> int:
+             completion: RequestComplete | None, disconnect: Callable[[int], None] | None = None) -> int:
         tcb: Tcb = endpoint._tcb
         core = tcb.core
         if endpoint.closed or core is None or tcb.reset_delivered or core.state not in _CAN_SEND \
@@ -333,6 +333,9 @@ class TcpLayer:
             views = src.views(off, n)
             for j, view in enumerate(views):
                 core.send(view, request if (i == last and j == len(views) - 1) else None)
+        if disconnect is not None:  # send and disconnect: the FIN is queued before anything leaves
+            tcb.disconnect_completion = disconnect
+            core.close(self.kernel.now_ns)
         self._kick(tcb)
         return STATUS_PENDING
 

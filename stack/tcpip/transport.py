@@ -182,14 +182,19 @@ class ConnectionEndpoint:
         return self._stack.tcp.connect(self, remote, completion)
 
     # -- data ---------------------------------------------------------------------------
-    def send(self, mdl: Mdl, offset: int, length: int, completion: RequestComplete | None = None) -> int:
+    def send(self, mdl: Mdl, offset: int, length: int, completion: RequestComplete | None = None,
+             disconnect: Callable[[int], None] | None = None) -> int:
         """Send `length` bytes of the MDL chain from `offset` (WskSend).
 
         Zero copy: the segments' payloads are partial MDLs over these pages.  Returns
         STATUS_PENDING and calls completion(STATUS_SUCCESS, length) when the peer has
         acknowledged all of it; on reset/abort completion(status, 0).  A zero-length
-        send returns STATUS_SUCCESS at once."""
-        return self._stack.tcp.send(self, mdl, offset, length, completion)
+        send returns STATUS_SUCCESS at once.
+
+        With `disconnect` (send and disconnect: WskDisconnect with data, TDI_SEND_AND_DISCONNECT)
+        the graceful close is queued with the data before anything is transmitted, so the
+        FIN rides on the last data segment; disconnect(status) is called as by disconnect()."""
+        return self._stack.tcp.send(self, mdl, offset, length, completion, disconnect)
 
     def receive(self, mdl: Mdl, offset: int, length: int, completion: RequestComplete,
                 flags: int = 0) -> int:

@@ -198,6 +198,14 @@ class Socket:
         child.remote = request.address
         return child
 
+    def accept_ex(self, buffer: UserBuffer, length: int | None = None) -> Generator[Any, Any, tuple["Socket", int]]:
+        """AcceptEx with a receive buffer: (new socket, bytes of its first data already in `buffer`)."""
+        request = AfdRequest(buffer_va=buffer.va, length=length or buffer.size)
+        received = yield from self._ioctl(IOCTL_AFD_ACCEPT, request, "AcceptEx")
+        child = Socket(request.result, self.family, SOCK_STREAM)
+        child.remote = request.address
+        return child, received
+
     def connect(self, address: SockAddr) -> Generator[Any, Any, None]:
         yield from self._ioctl(IOCTL_AFD_CONNECT, AfdRequest(address=address), "connect")
         self.remote = address
@@ -233,6 +241,14 @@ class Socket:
             buf = self._buffer_for(data)
             offset = 0
         return (yield from self._ioctl(IOCTL_AFD_SEND, AfdRequest(buffer_va=buf.va + offset, length=n), "send"))
+
+    def transmit_packets(self, data: bytes | bytearray | memoryview, flags: int = 0) -> Generator[Any, Any, int]:
+        """TransmitPackets: send `data`; with TF_DISCONNECT (afd.TF_DISCONNECT) the FIN goes with it."""
+        if not data:
+            return 0
+        buf = self._buffer_for(data)
+        return (yield from self._ioctl(IOCTL_AFD_SEND, AfdRequest(buffer_va=buf.va, length=len(data), flags=flags),
+                                       "TransmitPackets"))
 
     def recv_into(self, buffer: UserBuffer, length: int | None = None, offset: int = 0,
                   flags: int = 0) -> Generator[Any, Any, int]:

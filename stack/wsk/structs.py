@@ -379,3 +379,11 @@ class ADDRINFOEXW:
 
 SOCKADDR_IN_SIZE = 16
 SOCKADDR_IN6_SIZE = 28
+
+
+@dataclass(slots=True, frozen=True)
+class WSK_INSPECT_ID:
+    """wsk.h: names one connection a WskInspectEvent was asked about (conditional accept)."""
+
+    Key: int
+    SerialNumber: int

@@ -2,8 +2,10 @@
 
     python tests/bench/bench_khttpd.py [--count N] [--host-count N]
 
-For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy,
-khttpd copying (CopyMode), and the hand-over to the user-mode web server
+For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
+WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
+from the response cache in TDI's receive event (ResponseCache), and the relay
+redirect and kernel-request-queue hand-overs to the user-mode web server
 (/app/bytes?n=<size>, a reply of the same size) — `client` fetches the file N
 times, one new connection per request, through the whole emulated stack.
 Reported: requests per second and throughput in *virtual* time (what the
@@ -20,12 +22,18 @@ from __future__ import annotations
 import argparse
 import http.client
 import http.server
+import sys
 import threading
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from stack.fs.docroot_manifest import DOCROOT_SIZES, docroot_files, file_bytes
+# Run as `python tests/bench/bench_khttpd.py` from the repository root: put the root on the path
+# (the script's own directory is what Python puts there) so `stack` and `tests` import.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from stack.fs.docroot_manifest import DOCROOT_SIZES, docroot_files, file_bytes  # noqa: E402
 
 SIZES = ["files/64B.bin", "files/1KB.bin", "files/4KB.bin", "files/16KB.bin", "files/64KB.bin",
          "files/256KB.bin", "files/1MB.bin"]
@@ -54,20 +62,29 @@ def _emulated_rows(count: int, seed: int) -> list[Row]:
     from tests.stack.drivers.khttpd_lab import boot_lab
 
     rows: list[Row] = []
-    for mode, image_params in (("khttpd zero-copy", {}), ("khttpd copy", {"CopyMode": True}),
-                               ("hand-over", {})):
+    for mode, image_params in (("khttpd WSK zero-copy", {}), ("khttpd WSK copy", {"CopyMode": True}),
+                               ("khttpd TDI zero-copy", {"Transport": "TDI"}),
+                               ("khttpd TDI cached", {"Transport": "TDI", "ResponseCache": 4 << 20}),
+                               ("hand-over relay", {}), ("hand-over redirect", {"HandOver": "Redirect"}),
+                               ("hand-over queue", {"HandOver": "Queue"})):
         world = boot_lab(seed=seed, parameters=image_params)  # also starts the user-mode server
         winsrv = world.host("winsrv").kernel
         client = world.host("client").kernel
+        if image_params.get("HandOver") == "Queue":  # the user-mode server reads khttpd's request queue
+            from stack.usermode.khttpq import request_queue_server
+            run_program(winsrv, request_queue_server, None, None, name="queue-server")
         server = SockAddr.parse("10.0.0.1:80")
         for path in SIZES:
             size = DOCROOT_SIZES[path]
-            target = f"/{path}" if mode != "hand-over" else f"/app/bytes?n={size}"
+            target = f"/{path}" if not mode.startswith("hand-over") else f"/app/bytes?n={size}"
             body_size = size
 
             def fetch_all() -> Any:
                 for _ in range(count):
                     response = yield from http_fetch(server, "GET", target)
+                    if response.status == 307:  # the redirect hand-over: ask the user-mode server itself
+                        location = SockAddr.parse(response.header("location").split("/")[2])
+                        response = yield from http_fetch(location, "GET", target)
                     if response.status != 200 or len(response.body) < body_size:
                         raise RuntimeError(f"{target}: {response.status}")
                 return count

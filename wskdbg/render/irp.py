@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from stack.kernel.irp import IO_STACK_LOCATION_SIZE, IO_TYPE_IRP, IRP_HEADER_SIZE, major_name, minor_name
+from stack.kernel.irp import (IO_STACK_LOCATION_SIZE, IO_TYPE_IRP, IRP_HEADER_SIZE, IRP_MJ_INTERNAL_DEVICE_CONTROL,
+                              major_name, minor_name)
+from stack.tdi.constants import tdi_minor_name
 from stack.kernel.layouts import LAYOUTS
 
 from wskdbg.render.fmt import addr64_nobt
@@ -190,7 +192,7 @@ def irp_lines(view: IrpView, detail: bool = False) -> list[str]:
             lines.append(f"{mark}[N/A(0), N/A(0)]")
         else:
             mj = f"{major_name(loc.major)}({loc.major:x})"
-            mn = f"{minor_name(loc.major, loc.minor)}({loc.minor:x})"
+            mn = f"{_minor_name(loc)}({loc.minor:x})"
             lines.append(f"{mark}[{mj}, {mn}]")
         words = " ".join(w for bit, w in CONTROL_WORDS if loc.control & bit)
         lines.append(f"            {loc.flags:x} {loc.control:2x} {_ptr(loc.device)} {_ptr(loc.file)} "
@@ -199,6 +201,13 @@ def irp_lines(view: IrpView, detail: bool = False) -> list[str]:
         lines.append(owner if loc.driver or loc.routine_name else "")
         lines.append("            Args: " + " ".join(_arg(a) for a in loc.args))
     return lines
+
+
+def _minor_name(loc: IrpLocation) -> str:
+    """TDI requests (IRP_MJ_INTERNAL_DEVICE_CONTROL to \\Driver\\tdx) are named by their TDI minor."""
+    if loc.major == IRP_MJ_INTERNAL_DEVICE_CONTROL and loc.driver.lower() == "\\driver\\tdx":
+        return tdi_minor_name(loc.minor)
+    return minor_name(loc.major, loc.minor)
 
 
 # `!irpfind` on x64, as a published capture prints it (Windows 7 x64)::

@@ -31,7 +31,17 @@ KhttpdConnectionWorker
 Configuration: registry-style values under
 ``\\Registry\\Machine\\System\\CurrentControlSet\\Services\\khttpd\\Parameters``
 (``kernel.extensions["registry"][path]``, a dict) or ``khttpd_image(**values)``:
-Port, CopyMode, MaxConnections, BackendPort, BackendAddress, ReceiveBufferSize.
+Port, CopyMode, MaxConnections, BackendPort, BackendAddress, ReceiveBufferSize,
+Transport (``WSK``, the default, or ``TDI``: the same driver over tdx through the TDI
+sockets library, stack.tdi.sockets - listening with the connect-event design, receiving
+and sending with TDI_RECEIVE / TDI_SEND IRPs; see tdi_transport.py),
+ResponseCache (bytes; over TDI: hits answered in the receive event at DISPATCH_LEVEL, see
+cached.py and cache.py), HeaderTimeoutMs and MaxConnectionsPerClient (slow clients),
+SendAndDisconnect (the last response carries the FIN: WskDisconnect with data /
+TDI_SEND_AND_DISCONNECT), HandOver (``Relay``, ``Redirect`` - 307 to the user-mode
+server - or ``Queue``, the kernel request queue of queue.py that the user-mode server
+reads with IOCTLs).  Static files also answer Range (206/416) and conditional GETs (304):
+conditional.py.
 """
 
 from __future__ import annotations
@@ -43,12 +53,18 @@ from typing import Any, Generator
 from stack.drivers.khttpd.accesslog import AccessLog, AccessLogEntry
 from stack.drivers.khttpd.http import (NEED_DATA, PAUSED, PEER_CLOSED, HttpServerConnection, HttpStateError,
                                        ProtocolFailure, Request)
+from stack.drivers.khttpd.accesslog import LAB_EPOCH_UNIX
+from stack.drivers.khttpd.conditional import (MULTIPART_BOUNDARY, RANGE_UNSATISFIABLE, Validators, content_range,
+                                              multipart_pieces, not_modified, parse_range)
+from stack.drivers.khttpd.http import http_date
 from stack.drivers.khttpd.mime import content_type_for
+from stack.drivers.khttpd import queue as request_queue
+from stack.drivers.khttpd import tdi_transport
 from stack.drivers.khttpd.relay import BackendError, BackendResponseReader
 from stack.fs import fsio
 from stack.fs.kfs import DRIVER_IMAGE as KFS_IMAGE
 from stack.fs.kfs import VOLUME_DEVICE_NAME
-from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
+from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_TIMEOUT, STATUS_MORE_PROCESSING_REQUIRED,
                           STATUS_PENDING, STATUS_REQUEST_NOT_ACCEPTED, STATUS_SUCCESS, STATUS_UNSUCCESSFUL, TRACE_LEVEL_ERROR,
                           TRACE_LEVEL_INFORMATION, TRACE_LEVEL_VERBOSE, WPP_CLEANUP, WPP_DEFINE_CONTROL_GUID,
                           WPP_INIT_TRACING, ExAllocatePoolWithTag, ExFreePoolWithTag, IoAllocateIrp, IoAllocateMdl,
@@ -94,19 +110,36 @@ class KhttpdConfig:
     BackendPort: int = 8080
     BackendAddress: str | None = None  # None: the address the client connected to (winsrv itself)
     ReceiveBufferSize: int = 4096
+    Transport: str = "WSK"  # or "TDI"
+    HeaderTimeoutMs: int = 10_000  # a request head must be complete this long after we start waiting (0: none)
+    MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
+    ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (TDI only)
+    SendAndDisconnect: bool = True  # the last response: WskDisconnect with data / TDI_SEND_AND_DISCONNECT
+    HandOver: str = "Relay"  # dynamic requests: Relay (socket to socket), Redirect (307) or Queue (kernel request queue)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
         config = cls()
         aliases = {"copy_mode": "CopyMode", "port": "Port", "max_connections": "MaxConnections",
                    "backend_port": "BackendPort", "backend_address": "BackendAddress",
-                   "receive_buffer_size": "ReceiveBufferSize"}
+                   "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport",
+                   "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient",
+                   "response_cache": "ResponseCache", "send_and_disconnect": "SendAndDisconnect",
+                   "hand_over": "HandOver"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
                 raise ValueError(f"khttpd has no parameter {name!r}")
             setattr(config, attr, value)
         config.CopyMode = bool(config.CopyMode)
+        config.Transport = str(config.Transport).upper()
+        if config.Transport not in ("WSK", "TDI"):
+            raise ValueError(f"Transport must be WSK or TDI, not {config.Transport!r}")
+        config.HandOver = str(config.HandOver).capitalize()
+        if config.HandOver not in ("Relay", "Redirect", "Queue"):
+            raise ValueError(f"HandOver must be Relay, Redirect or Queue, not {config.HandOver!r}")
+        if int(config.ResponseCache) and config.Transport != "TDI":
+            raise ValueError("ResponseCache needs Transport=TDI (the cached path answers from TDI's receive event)")
         return config
 
 
@@ -120,8 +153,11 @@ class KhttpdStats:
     static_copied: int = 0
     head_requests: int = 0
     dynamic_relayed: int = 0
+    dynamic_redirected: int = 0
     errors: int = 0
     bytes_sent: int = 0
+    header_timeouts: int = 0  # connections reset because a request head did not arrive in time
+    refused_per_client: int = 0  # of connections_refused: over MaxConnectionsPerClient
 
 
 @dataclass(slots=True, eq=False)
@@ -138,6 +174,9 @@ class KhttpdGlobals:
     access_log: AccessLog = field(default_factory=AccessLog)
     stats: KhttpdStats = field(default_factory=KhttpdStats)
     connections: list["KhttpdConnection"] = field(default_factory=list)
+    tdi_listen: list[int] = field(default_factory=list)  # Transport=TDI: the listening socket handles
+    cache: Any = None  # KhttpdResponseCache when ResponseCache > 0
+    request_queue: Any = None  # HandOver=Queue: the kernel request queue (queue.py)
     stopping: bool = False
     drained: KEVENT = field(default_factory=lambda: KEVENT(NotificationEvent, True))
 
@@ -166,6 +205,16 @@ class KhttpdConnection:
     header_buffer: int = 0
     work_item: Any = None
     requests: int = 0
+    tdi_fd: int = 0  # Transport=TDI: the connection's socket handle in the TDI sockets library
+    header_deadline_ns: int = 0  # when the request head being read must be complete (0: not waiting)
+    # ResponseCache (cached.py): an event-driven connection, no worker thread
+    event_driven: bool = False
+    busy: bool = False  # a response is being produced
+    closing: bool = False
+    peer_closed: bool = False
+    send_irp: Any = None
+    cached_send: Any = None  # (header MDL, cache entry) of the TDI_SEND in flight
+    disconnected: bool = False  # the last response went out with send-and-disconnect (FIN already queued)
 
 
 @dataclass(slots=True, eq=False)
@@ -192,6 +241,20 @@ def khttpd_globals(kernel: Any) -> KhttpdGlobals | None:
 
 def _now_s() -> float:
     return current_kernel().now_ns / 1e9
+
+
+REALTIME_EPOCH_KEY = "realtime.epoch_unix"  # set by the bridge when the lab runs in real time
+
+
+def _date_epoch() -> int:
+    """Date: the real date when the lab is bridged to real time (the bridge records the epoch, so a
+    replay prints the same), virtual time from the lab's fixed epoch otherwise."""
+    return int(current_kernel().extensions.get(REALTIME_EPOCH_KEY, LAB_EPOCH_UNIX))
+
+
+def _http_now() -> str:
+    """The Date header's value now."""
+    return http_date(_now_s(), _date_epoch())
 
 
 def _sockaddr_text(sockaddr: Any) -> str:
@@ -240,13 +303,24 @@ def KhttpdSyncIrpComplete(DeviceObject: Any, Irp: Any, Context: KEVENT) -> int:
     return STATUS_MORE_PROCESSING_REQUIRED
 
 
-def _call_and_wait(ctx: KhttpdAsyncContext, call: Any, *args: Any) -> Generator[Any, Any, int]:
-    """Issue one WSK call on the context's reused IRP and wait for it (KsSend-style)."""
+def _call_and_wait(ctx: KhttpdAsyncContext, call: Any, *args: Any, timeout_ns: int | None = None,
+                   on_timeout: Any = None) -> Generator[Any, Any, int]:
+    """Issue one WSK call on the context's reused IRP and wait for it (KsSend-style).
+
+    With `timeout_ns`: when it passes first, `on_timeout()` must make the call fail back
+    (an abortive disconnect does), and the wait goes on for that completion."""
     IoReuseIrp(ctx.Irp, STATUS_UNSUCCESSFUL)
     KeClearEvent(ctx.CompletionEvent)
     IoSetCompletionRoutine(ctx.Irp, KhttpdSyncIrpComplete, ctx.CompletionEvent, True, True, True)
     status = call(*args, ctx.Irp)
-    if status == STATUS_PENDING or not ctx.CompletionEvent.signaled:
+    if (status == STATUS_PENDING or not ctx.CompletionEvent.signaled) and timeout_ns is not None:
+        # A synchronization event: a satisfied wait resets it, so only a timed-out wait waits again.
+        waited = yield KeWaitForSingleObject(ctx.CompletionEvent, Executive, KernelMode, False,
+                                             -max(1, timeout_ns // 100))
+        if waited == STATUS_TIMEOUT:
+            on_timeout()
+            yield KeWaitForSingleObject(ctx.CompletionEvent, Executive, KernelMode, False, None)
+    elif status == STATUS_PENDING or not ctx.CompletionEvent.signaled:
         yield KeWaitForSingleObject(ctx.CompletionEvent, Executive, KernelMode, False, None)
     else:
         KeClearEvent(ctx.CompletionEvent)
@@ -295,14 +369,19 @@ def DriverEntry(DriverObject: DriverObject, RegistryPath: str) -> Generator[Any,
     status = yield from KhttpdEnsureVolume()
     if NT_SUCCESS(status):
         status, g.device = IoCreateDevice(DriverObject, 0, "\\Device\\khttpd", FILE_DEVICE_NETWORK)
+    if NT_SUCCESS(status) and config.HandOver == "Queue":
+        g.request_queue = request_queue.install(DriverObject)
     if NT_SUCCESS(status):
-        status = yield from KhttpdStartListening(g)
+        if config.Transport == "TDI":
+            status = yield from tdi_transport.KhttpdStartListeningTdi(g)
+        else:
+            status = yield from KhttpdStartListening(g)
     if not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "DriverEntry failed: %!STATUS!", status)
         yield from KhttpdCleanup(g)
         return status
-    TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCINFO", "khttpd listening on port %d (copy mode %d)",
-                config.Port, int(config.CopyMode))
+    TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCINFO", "khttpd listening on port %d (copy mode %d, %s)",
+                config.Port, int(config.CopyMode), config.Transport)
     return STATUS_SUCCESS
 
 
@@ -386,9 +465,14 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
             yield from _call_and_wait(ctx, _basic_dispatch(g.listen_socket).WskCloseSocket, g.listen_socket)
             _free_async_context(ctx)
         g.listen_socket = None
+    yield from tdi_transport.KhttpdStopListeningTdi(g)
     for connection in list(g.connections):
         _abort_connection(connection)
+    if g.request_queue is not None:
+        request_queue.cancel_all(g.request_queue)
     yield KeWaitForSingleObject(g.drained, Executive, KernelMode, False, None)
+    if g.cache is not None:
+        g.cache.flush()  # unlock every cached page before the driver goes
     if g.provider_npi is not None:
         WskReleaseProviderNPI(g.registration)
         g.provider_npi = None
@@ -406,6 +490,9 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
 
 def _abort_connection(connection: KhttpdConnection) -> None:
     """Unload while a client is connected: an abortive disconnect ends its pending receive."""
+    if connection.tdi_fd:
+        tdi_transport.abort_nowait(connection.tdi_fd)
+        return
     irp = IoAllocateIrp(1)
     if irp is None:
         return
@@ -430,19 +517,34 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
         return STATUS_SUCCESS
     if g.stopping or g.device is None:
         return STATUS_REQUEST_NOT_ACCEPTED
+    # The addresses are valid only during the callback (as in C): keep their text.
+    connection = KhttpdNewConnection(g, AcceptSocket, _sockaddr_text(RemoteAddress), _sockaddr_text(LocalAddress))
+    if connection is None:
+        return STATUS_REQUEST_NOT_ACCEPTED
+    AcceptSocketContext.value = connection
+    AcceptSocketDispatch.value = None  # no connection callbacks: receives are IRP-based
+    KhttpdQueueConnection(connection)
+    return STATUS_SUCCESS
+
+
+def KhttpdNewConnection(g: KhttpdGlobals, Socket: Any, remote: str, local: str) -> KhttpdConnection | None:
+    """The connection's block (counted against MaxConnections); None without pool."""
     address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x100, CONNECTION_TAG)
     work_item = IoAllocateWorkItem(g.device) if address else None
-    if work_item is None:  # no pool for the connection: refuse it (WSK resets it)
+    if work_item is None:  # no pool for the connection or its work item: refuse it (the transport resets it)
         if address:
             ExFreePoolWithTag(address, CONNECTION_TAG)
         g.stats.connections_refused += 1
-        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCCONN", "refused %s: %!STATUS!",
-                    _sockaddr_text(RemoteAddress), STATUS_INSUFFICIENT_RESOURCES)
-        return STATUS_REQUEST_NOT_ACCEPTED
-    over_limit = g.stats.connections_active >= g.config.MaxConnections
-    # The addresses are valid only during the callback (as in C): keep their text.
-    connection = KhttpdConnection(address, g, AcceptSocket, _sockaddr_text(RemoteAddress),
-                                  _sockaddr_text(LocalAddress), HttpServerConnection(_docroot_lookup), over_limit)
+        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCCONN", "refused %s: %!STATUS!", remote,
+                    STATUS_INSUFFICIENT_RESOURCES)
+        return None
+    same_client = sum(1 for c in g.connections if c.remote == remote and not c.over_limit)
+    per_client = same_client >= g.config.MaxConnectionsPerClient
+    over_limit = per_client or g.stats.connections_active >= g.config.MaxConnections
+    g.stats.refused_per_client += int(per_client)
+    connection = KhttpdConnection(address, g, Socket, remote, local, HttpServerConnection(_docroot_lookup),
+                                  over_limit)
+    connection.work_item = work_item
     current_kernel().addr_objects[address] = connection
     g.connections.append(connection)
     g.stats.connections_accepted += 1
@@ -451,13 +553,15 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     else:
         g.stats.connections_active += 1
     KeClearEvent(g.drained)
-    AcceptSocketContext.value = connection
-    AcceptSocketDispatch.value = None  # no connection callbacks: receives are IRP-based
-    connection.work_item = work_item
+    return connection
+
+
+def KhttpdQueueConnection(connection: KhttpdConnection) -> None:
+    """Hand the connection to a worker (no waiting in the accept path); its work item came with it."""
     IoQueueWorkItem(connection.work_item, KhttpdConnectionWorker, DelayedWorkQueue, connection)
     TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "accepted %s (socket %p)%s",
-                connection.remote, AcceptSocket, " over the connection limit" if over_limit else "")
-    return STATUS_SUCCESS
+                connection.remote, connection.Socket or connection.tdi_fd,
+                " over the connection limit" if connection.over_limit else "")
 
 
 KHTTPD_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH(KhttpdAcceptEvent, None, None)
@@ -480,7 +584,7 @@ def KhttpdConnectionWorker(DeviceObject: DeviceObject, Context: KhttpdConnection
     if (yield from KhttpdSetUpConnection(connection)):
         if connection.over_limit:
             yield from KhttpdSendBytes(connection, connection.http.build_error_response(
-                503, now_s=_now_s(), headers=[("Retry-After", "1")]))
+                503, now_s=_http_now(), headers=[("Retry-After", "1")]))
             _log(connection, "-", b"-", "1.1", 503, 0)
         else:
             yield from KhttpdServeConnection(connection)
@@ -509,18 +613,24 @@ def KhttpdServeConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     while True:
         item = http.next_request()
         if item is NEED_DATA:
+            timeout_ms = connection.globals.config.HeaderTimeoutMs
+            if timeout_ms and not connection.header_deadline_ns:
+                # One deadline per request head, not per receive: a client dribbling a byte a
+                # second cannot hold the connection (slowloris).
+                connection.header_deadline_ns = current_kernel().now_ns + timeout_ms * 1_000_000
             received = yield from KhttpdReceive(connection)
             if received is None:
-                return  # reset or error: nothing more to say
+                return  # reset, error or header timeout: nothing more to say
             http.receive(received)
             continue
+        connection.header_deadline_ns = 0
         if item is PEER_CLOSED or item is PAUSED:
             return
         if isinstance(item, ProtocolFailure):
             connection.globals.stats.errors += 1
             TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "%s: %d %s", connection.remote,
                         item.status, item.reason)
-            yield from KhttpdSendBytes(connection, http.build_error_response(item, now_s=_now_s()))
+            yield from KhttpdSendBytes(connection, http.build_error_response(item, now_s=_http_now()))
             _log(connection, "-", b"-", "1.1", item.status, 0)
             return
         assert isinstance(item, Request)
@@ -536,8 +646,21 @@ def KhttpdReceive(connection: KhttpdConnection) -> Generator[Any, Any, bytes | N
     """WskReceive into the reused buffer (reused IRP + MDL); b"" at the peer's FIN, None on error."""
     socket = connection.Socket
     size = connection.globals.config.ReceiveBufferSize
+    timeout_ns = None
+    if connection.header_deadline_ns:
+        timeout_ns = max(1, connection.header_deadline_ns - current_kernel().now_ns)
+    if connection.tdi_fd:
+        count = yield from tdi_transport.recv_mdl(connection.tdi_fd, connection.recv_mdl, size, timeout_ns)
+        if count == -2:
+            KhttpdHeaderTimeout(connection)
+        if count < 0:
+            return None
+        KhttpdReceiveComplete(connection, count)
+        return b"".join(mdl_chain_views(connection.recv_mdl, 0, count)) if count else b""
     status = yield from _call_and_wait(connection.recv, socket.Dispatch.WskReceive, socket,
-                                       WSK_BUF(connection.recv_mdl, 0, size), 0)
+                                       WSK_BUF(connection.recv_mdl, 0, size), 0, timeout_ns=timeout_ns,
+                                       on_timeout=lambda: (KhttpdHeaderTimeout(connection),
+                                                           _abort_connection(connection)))
     if not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_VERBOSE, "TRCCONN", "receive from %s ended: %!STATUS!",
                     connection.remote, status)
@@ -547,6 +670,14 @@ def KhttpdReceive(connection: KhttpdConnection) -> Generator[Any, Any, bytes | N
     if count == 0:
         return b""
     return b"".join(mdl_chain_views(connection.recv_mdl, 0, count))
+
+
+@kroutine("khttpd")
+def KhttpdHeaderTimeout(connection: KhttpdConnection) -> None:
+    """The request head did not arrive in time: the connection is reset (logged as 408)."""
+    connection.globals.stats.header_timeouts += 1
+    TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "%s: request head timed out", connection.remote)
+    _log(connection, "-", b"-", "1.1", 408, 0)
 
 
 @kroutine("khttpd")
@@ -567,11 +698,13 @@ def KhttpdServeRequest(connection: KhttpdConnection, request: Request) -> Genera
                 request.method, request.target.decode("latin-1"))
     if request.error is not None:
         g.stats.errors += 1
-        wire = connection.http.build_error_response(request.error, now_s=_now_s())
+        wire = connection.http.build_error_response(request.error, now_s=_http_now())
         sent = yield from KhttpdSendBytes(connection, wire)
         _log(connection, request.method, request.target, request.http_version, request.error.status, 0)
         return sent
     if request.dynamic:
+        if g.config.HandOver == "Redirect":
+            return (yield from KhttpdRedirectDynamic(connection, request))
         return (yield from KhttpdRelayDynamic(connection, request))
     return (yield from KhttpdServeStatic(connection, request))
 
@@ -596,12 +729,36 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
             fsio.fs_close(file_object)
         # Out of memory is the server's trouble, not a missing file: 503, as HTTP.sys answers then.
         code = 503 if status == STATUS_INSUFFICIENT_RESOURCES else 404
-        sent = yield from KhttpdSendBytes(connection, http.build_error_response(code, now_s=_now_s()))
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(code, now_s=_http_now()))
         _log(connection, request.method, request.target, request.http_version, code, 0)
         return sent
-    header = http.build_response_header(200, now_s=_now_s(), content_length=size,
-                                        content_type=content_type_for(path.fs_path),
-                                        keep_alive=request.keep_alive)
+    content_type = content_type_for(path.fs_path)
+    validators = Validators.for_file(path.fs_path, size, LAB_EPOCH_UNIX, http_date(0))
+    if not_modified(request.header(b"if-none-match"), request.header(b"if-modified-since"), validators):
+        fsio.fs_close(file_object)
+        header = http.build_response_header(304, now_s=_http_now(), content_length=size,
+                                            headers=validators.headers(), keep_alive=request.keep_alive)
+        sent = yield from KhttpdSendBytes(connection, header + http.end_response())
+        _log(connection, request.method, request.target, request.http_version, 304, 0)
+        return sent
+    ranges = parse_range(request.header(b"range"), size, request.header(b"if-range"), validators)
+    if ranges == RANGE_UNSATISFIABLE:
+        fsio.fs_close(file_object)
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(
+            416, now_s=_http_now(), keep_alive=request.keep_alive, headers=[("Content-Range", f"bytes */{size}")]))
+        _log(connection, request.method, request.target, request.http_version, 416, 0)
+        return sent
+    if isinstance(ranges, list) and len(ranges) > 1:
+        return (yield from KhttpdServeMultipleRanges(connection, request, file_object, size, content_type,
+                                                     validators, ranges))
+    status_code, offset, extra = 200, 0, [("Accept-Ranges", "bytes")] + validators.headers()
+    if isinstance(ranges, list):
+        first, last = ranges[0]
+        whole = size
+        status_code, offset, size = 206, first, last - first + 1
+        extra.append(("Content-Range", content_range(first, last, whole)))
+    header = http.build_response_header(status_code, now_s=_http_now(), content_length=size,
+                                        content_type=content_type, headers=extra, keep_alive=request.keep_alive)
     send = _new_send_context(connection)
     if send is None:
         fsio.fs_close(file_object)
@@ -616,12 +773,12 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     if body_length:
         if g.config.CopyMode:
             send.body_buffer, send.body_mdl = _nonpaged_mdl(body_length, BODY_TAG)
-            status, _ = fsio.fs_read(file_object, 0, body_length, send.body_mdl) if send.body_mdl else (
+            status, _ = fsio.fs_read(file_object, offset, body_length, send.body_mdl) if send.body_mdl else (
                 STATUS_INSUFFICIENT_RESOURCES, 0)
             send.header_mdl.next = send.body_mdl
             g.stats.static_copied += 1
         else:
-            status, send.cache_mdl = fsio.fs_mdl_read(file_object, 0, body_length)
+            status, send.cache_mdl = fsio.fs_mdl_read(file_object, offset, body_length)
             send.header_mdl.next = send.cache_mdl
             g.stats.static_zero_copy += 1
         if not NT_SUCCESS(status):
@@ -636,7 +793,38 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         g.stats.head_requests += int(request.head_only)
     http.end_response()
     sent = yield from KhttpdSendChain(connection, send, len(header) + body_length)
-    _log(connection, request.method, request.target, request.http_version, 200, body_length if sent else 0)
+    _log(connection, request.method, request.target, request.http_version, status_code, body_length if sent else 0)
+    return sent
+
+
+@kroutine("khttpd")
+def KhttpdServeMultipleRanges(connection: KhttpdConnection, request: Request, file_object: Any, size: int,
+                              content_type: str, validators: Validators,
+                              ranges: list[tuple[int, int]]) -> Generator[Any, Any, bool]:
+    """206 multipart/byteranges, assembled in one nonpaged buffer (each range read from the cache once)."""
+    http = connection.http
+    body = bytearray()
+    k = current_kernel()
+    for piece in multipart_pieces(ranges, size, content_type):
+        if isinstance(piece, bytes):
+            body += piece
+            continue
+        first, last = piece
+        status, mdl = fsio.fs_mdl_read(file_object, first, last - first + 1)
+        if not NT_SUCCESS(status) or mdl is None:
+            fsio.fs_close(file_object)
+            return False
+        body += b"".join(mdl_chain_views(mdl, 0, last - first + 1))
+        k.copies.count(last - first + 1, "KhttpdServeMultipleRanges")
+        fsio.fs_mdl_read_complete(file_object, mdl)
+    fsio.fs_close(file_object)
+    header = http.build_response_header(
+        206, now_s=_http_now(), content_length=len(body),
+        content_type=f"multipart/byteranges; boundary={MULTIPART_BOUNDARY}",
+        headers=[("Accept-Ranges", "bytes")] + validators.headers(), keep_alive=request.keep_alive)
+    wire = header + (b"" if request.head_only else http.body_bytes(bytes(body))) + http.end_response()
+    sent = yield from KhttpdSendBytes(connection, wire)
+    _log(connection, request.method, request.target, request.http_version, 206, len(body) if sent else 0)
     return sent
 
 
@@ -666,18 +854,26 @@ def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl | None:
 def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
                     length: int) -> Generator[Any, Any, bool]:
     """WskSend(WSK_BUF over header MDL -> body chain); KhttpdSendComplete releases everything."""
+    if connection.tdi_fd:
+        return (yield from tdi_transport.KhttpdSendChainTdi(connection, send, length))
     socket = connection.Socket
     irp = connection.send.Irp
     IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
     KeClearEvent(send.event)
     IoSetCompletionRoutine(irp, KhttpdSendComplete, send, True, True, True)
-    socket.Dispatch.WskSend(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
+    if KhttpdLastResponse(connection):
+        # Send and disconnect: the response and our FIN in one request (the FIN rides the last segment).
+        connection.disconnected = True
+        socket.Dispatch.WskDisconnect(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
+    else:
+        socket.Dispatch.WskSend(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
     if not send.event.signaled:
         yield KeWaitForSingleObject(send.event, Executive, KernelMode, False, None)
     status = irp.IoStatus.Status
     ok = NT_SUCCESS(status)
     if ok:
-        connection.globals.stats.bytes_sent += int(irp.IoStatus.Information or 0)
+        connection.globals.stats.bytes_sent += length if connection.disconnected else int(
+            irp.IoStatus.Information or 0)
     else:
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "send to %s failed: %!STATUS!",
                     connection.remote, status)
@@ -686,6 +882,12 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
         send.file_object = None
     ExFreePoolWithTag(send.address, SEND_TAG)
     return ok
+
+
+def KhttpdLastResponse(connection: KhttpdConnection) -> bool:
+    """Is this response the connection's last (the HTTP core says close), to be sent with the FIN?"""
+    return bool(connection.globals.config.SendAndDisconnect) and connection.http.should_close \
+        and not connection.disconnected
 
 
 @kroutine("khttpd")
@@ -745,16 +947,19 @@ def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Genera
     http = connection.http
     response = None
     try:
-        response = yield from KhttpdCallBackend(connection, request)
+        if g.request_queue is not None:
+            response = yield from KhttpdQueueHandOver(connection, request)
+        else:
+            response = yield from KhttpdCallBackend(connection, request)
     except BackendError as exc:
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "backend: %s", str(exc))
     if response is None:
         g.stats.errors += 1
-        sent = yield from KhttpdSendBytes(connection, http.build_error_response(502, now_s=_now_s()))
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(502, now_s=_http_now()))
         _log(connection, request.method, request.target, request.http_version, 502, 0)
         return sent
     g.stats.dynamic_relayed += 1
-    header = http.build_response_header(response.status, now_s=_now_s(), content_length=len(response.body),
+    header = http.build_response_header(response.status, now_s=_http_now(), content_length=len(response.body),
                                         content_type=response.content_type, headers=response.headers,
                                         keep_alive=request.keep_alive)
     body = b"" if request.head_only else http.body_bytes(response.body)
@@ -765,9 +970,39 @@ def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Genera
 
 
 @kroutine("khttpd")
+def KhttpdQueueHandOver(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, Any]:
+    """HTTP.sys's model: queue the request for the user-mode server, frame its structured reply."""
+    from stack.drivers.khttpd.relay import BackendResponse
+    reply = yield from request_queue.KhttpdQueueRequest(connection.globals.request_queue, request)
+    if reply is None:
+        return None
+    return BackendResponse(reply.StatusCode, reply.ContentType, (("X-Served-By", "usermode-webserver (queue)"),),
+                           reply.Body)
+
+
+@kroutine("khttpd")
+def KhttpdRedirectDynamic(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, bool]:
+    """The simplest hand-over: 307 to the user-mode server's port; the client asks it directly."""
+    g = connection.globals
+    host = g.config.BackendAddress or connection.local
+    if ":" in host:
+        host = f"[{host}]"
+    location = f"http://{host}:{g.config.BackendPort}{request.target.decode('latin-1')}"
+    http = connection.http
+    header = http.build_response_header(307, now_s=_http_now(), content_length=0, headers=[("Location", location)],
+                                        keep_alive=request.keep_alive)
+    g.stats.dynamic_redirected += 1
+    sent = yield from KhttpdSendBytes(connection, header + http.end_response())
+    _log(connection, request.method, request.target, request.http_version, 307, 0)
+    return sent
+
+
+@kroutine("khttpd")
 def KhttpdCallBackend(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, Any]:
     """WskSocketConnect to the user-mode server, send the raw request, read one response, close."""
     g = connection.globals
+    if connection.tdi_fd:
+        return (yield from tdi_transport.KhttpdCallBackendTdi(connection, request))
     npi = g.provider_npi
     ctx = connection.send
     remote = _backend_sockaddr(g.config, connection.local)
@@ -823,12 +1058,16 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     g = connection.globals
     socket = connection.Socket
     ctx = connection.send or connection.recv
-    while ctx is None:  # set-up failed for lack of IRPs: the socket must still be closed, so wait for one
-        connection.send = ctx = _new_async_context()
-        if ctx is None:
-            yield KeDelayExecutionThread(KernelMode, False, CLOSE_RETRY_INTERVAL)
-    yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
-    yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
+    if connection.tdi_fd:
+        yield from tdi_transport.close_connection(connection.tdi_fd, connection.disconnected)
+    else:
+        while ctx is None:  # set-up failed for lack of IRPs: the socket must still be closed, so wait for one
+            connection.send = ctx = _new_async_context()
+            if ctx is None:
+                yield KeDelayExecutionThread(KernelMode, False, CLOSE_RETRY_INTERVAL)
+        if not connection.disconnected:
+            yield from _call_and_wait(ctx, socket.Dispatch.WskDisconnect, socket, None, 0)
+        yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
     if connection.recv_mdl is not None:
         IoFreeMdl(connection.recv_mdl)
         ExFreePoolWithTag(connection.recv_buffer, BUFFER_TAG)

@@ -30,6 +30,12 @@ A request/response cycle, as the driver runs it::
 
 Pipelined requests wait in the receive buffer (``next_request`` answers
 PAUSED) until the current response is ended and the next cycle started.
+
+Two things h11 does not do, done here: an HTTP/1.0 request with ``Connection:
+keep-alive`` is kept alive (h11 closes every 1.0 connection; here the response
+says keep-alive and a fresh h11 parser takes over the bytes that follow), and a
+request carrying both Content-Length and Transfer-Encoding is answered and then
+the connection is closed (RFC 9112 §6.1: such a message may be a smuggling attempt).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ REASON_PHRASES: Final[dict[int, str]] = {
     206: "Partial Content",
     301: "Moved Permanently",
     304: "Not Modified",
+    307: "Temporary Redirect",
     400: "Bad Request",
     403: "Forbidden",
     404: "Not Found",
@@ -278,6 +285,8 @@ class HttpServerConnection:
         # Method of the head parsed in this cycle, known even when the request
         # failed before becoming a Request (h11 frames HEAD replies bodiless).
         self._cycle_method: bytes | None = None
+        self._http10_keep_alive = False  # this cycle: an HTTP/1.0 client asked to keep the connection
+        self._close_after_response = False  # this cycle: Content-Length with Transfer-Encoding (RFC 9112 §6.1)
         self.requests_parsed = 0
         self.responses_completed = 0
 
@@ -353,6 +362,8 @@ class HttpServerConnection:
             return self._fail(431, f"request head over {self._max_head_size} bytes")
         if not head.http_version.startswith(b"1."):
             return self._fail(505, f"HTTP/{head.http_version.decode('ascii')} not supported")
+        names = {name for name, _ in head.headers}
+        self._close_after_response = b"content-length" in names and b"transfer-encoding" in names
         return None
 
     def _finish_request(self) -> Request:
@@ -384,12 +395,17 @@ class HttpServerConnection:
             if field == b"connection"
             for token in value.split(b",")
         }
+        keep_alive = b"close" not in connection_tokens and (
+            head.http_version >= b"1.1" or b"keep-alive" in connection_tokens)
+        self._http10_keep_alive = keep_alive and head.http_version < b"1.1"
+        if self._close_after_response:
+            keep_alive = False
         request = Request(
             method=method,
             target=bytes(head.target),
             path_result=path_result,
             headers=tuple((bytes(k), bytes(v)) for k, v in head.headers),
-            keep_alive=b"close" not in connection_tokens and head.http_version >= b"1.1",
+            keep_alive=keep_alive,
             http_version=head.http_version.decode("ascii"),
             raw_head=self._raw_head,
             raw_body=raw_body,
@@ -415,11 +431,12 @@ class HttpServerConnection:
         status: int,
         *,
         now_s: float | str,
-        content_length: int,
+        content_length: int | None,
         content_type: str | None = None,
         headers: Iterable[tuple[str | bytes, str | bytes]] = (),
         keep_alive: bool = True,
         head_only: bool | None = None,
+        epoch_unix: int = LAB_EPOCH_UNIX,
     ) -> bytes:
         """Status line and headers, as bytes to send before the body.
 
@@ -428,28 +445,29 @@ class HttpServerConnection:
         agree, because h11 frames a HEAD response as having no body. For HEAD,
         Content-Length still says what a GET would send.
         """
-        if not isinstance(content_length, int) or content_length < 0:
-            raise ValueError(f"content_length must be an int >= 0, got {content_length!r}")
+        if content_length is not None and (not isinstance(content_length, int) or content_length < 0):
+            raise ValueError(f"content_length must be an int >= 0 (or None for a 304), got {content_length!r}")
         if not 200 <= status <= 599:
             raise ValueError(f"final response status must be 200..599, got {status}")
         is_head = self._cycle_method == b"HEAD"
         if head_only is not None and head_only != is_head:
             method = self._cycle_method.decode("ascii") if self._cycle_method else "none"
             raise HttpStateError(f"head_only={head_only} but the request method was {method}")
-        date = now_s if isinstance(now_s, str) else http_date(now_s)
+        date = now_s if isinstance(now_s, str) else http_date(now_s, epoch_unix)
         fields: list[tuple[str | bytes, str | bytes]] = [
             ("Server", SERVER_SOFTWARE),
             ("Date", date),
         ]
         if content_type is not None:
             fields.append(("Content-Type", content_type))
-        fields.append(("Content-Length", str(content_length)))
+        if content_length is not None:
+            fields.append(("Content-Length", str(content_length)))
         for name, value in headers:
             lowered = (name.encode("ascii") if isinstance(name, str) else name).lower()
             if lowered in _MANAGED_HEADERS:
                 raise ValueError(f"header {name!r} is set by the connection itself")
             fields.append((name, value))
-        if self._failure is not None:
+        if self._failure is not None or self._close_after_response:
             keep_alive = False
         # h11 swaps keep-alive for close when the client cannot keep alive.
         fields.append(("Connection", "keep-alive" if keep_alive else "close"))
@@ -459,7 +477,13 @@ class HttpServerConnection:
             )
         except h11.LocalProtocolError as exc:
             raise ValueError(f"invalid response header: {exc}") from exc
-        return b"".join(self._send(response))
+        wire = b"".join(self._send(response))
+        if self._http10_keep_alive and keep_alive:
+            # h11 closes every HTTP/1.0 connection; this one the client asked to keep.
+            wire = wire.replace(b"\r\nConnection: close\r\n", b"\r\nConnection: keep-alive\r\n", 1)
+        else:
+            self._http10_keep_alive = False
+        return wire
 
     def body_passthrough(self, length: int) -> ZeroCopyBody:
         """Account for ``length`` body bytes that the driver sends from MDLs.
@@ -539,18 +563,33 @@ class HttpServerConnection:
         """After a keep-alive response: get ready to parse the next request."""
         if self.should_close:
             raise HttpStateError("connection must close; no next cycle")
-        try:
-            self._h11.start_next_cycle()
-        except h11.LocalProtocolError as exc:
-            raise HttpStateError(f"response cycle not finished: {exc}") from exc
+        if self._http10_keep_alive:
+            # h11 ended in MUST_CLOSE: a fresh parser takes the bytes it had not used yet.
+            if self._h11.our_state is not h11.MUST_CLOSE:
+                raise HttpStateError("response cycle not finished")
+            self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
+            if self._unparsed:
+                self._h11.receive_data(bytes(self._unparsed))
+            if self._peer_eof:
+                self._h11.receive_data(b"")
+        else:
+            try:
+                self._h11.start_next_cycle()
+            except h11.LocalProtocolError as exc:
+                raise HttpStateError(f"response cycle not finished: {exc}") from exc
         self._current = None
         self._cycle_method = None
+        self._http10_keep_alive = False
+        self._close_after_response = False
 
     @property
     def should_close(self) -> bool:
         """True when the connection must be closed once the current response is sent."""
-        if self._failure is not None:
+        if self._failure is not None or self._close_after_response:
             return True
+        if self._http10_keep_alive and self._h11.our_state is h11.MUST_CLOSE \
+                and self._h11.their_state is h11.MUST_CLOSE:
+            return False  # a finished HTTP/1.0 keep-alive exchange: start_next_cycle goes on
         closing = (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
         return self._h11.our_state in closing or self._h11.their_state in closing
 

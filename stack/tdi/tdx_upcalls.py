@@ -1,0 +1,211 @@
+"""tdx's upcalls from the transport: accept, receive, disconnect (DISPATCH_LEVEL, from the NIC's DPC).
+
+A handshake completes: a posted TDI_LISTEN takes the connection, else the address
+object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives:
+ClientEventChainedReceive (an MDL over the NIC's pages) or ClientEventReceive (a
+lookahead; it may return a TDI_RECEIVE IRP, posted by TdxPostReceiveDpc).  The peer
+closes or resets: ClientEventDisconnect (and ClientEventError on a reset).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from stack.kernel import (DISPATCH_LEVEL, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION,
+                          STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, IoFreeMdl, IoGetCurrentIrpStackLocation,
+                          IoSetNextIrpStackLocation, KeInsertQueueDpc, current_kernel, kroutine)
+from stack.kernel.kernel import Kernel
+from stack.kernel.mdl import MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages
+from stack.kernel.memory import ADDRESS_AND_SIZE_TO_SPAN_PAGES, PAGE_SHIFT, PAGE_SIZE
+from stack.tcpip.transport import ACCEPT, RECEIVE_PUSH, REFUSE, ConnectionEndpoint, ListenEndpoint
+
+from .constants import (TDI_ACCEPT, TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE, TDI_EVENT_CHAINED_RECEIVE,
+                        TDI_EVENT_CONNECT, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR, TDI_EVENT_RECEIVE, TDI_QUERY_ACCEPT,
+                        TDI_RECEIVE, TDI_RECEIVE_AT_DISPATCH_LEVEL, TDI_RECEIVE_ENTIRE_MESSAGE, TDI_RECEIVE_NORMAL)
+from .structs import TRANSPORT_ADDRESS
+from .tdx import (MODULE, TdxAddressObject, TdxConnection, _complete, _connected, _fill_return_info, _globals,
+                  _post_receive, _update_handlers)
+from .zw import Ref
+
+
+@kroutine(MODULE)
+def TdxTcpAcceptIndication(listener: ListenEndpoint, conn: ConnectionEndpoint) -> int:
+    """A handshake completed: a posted TDI_LISTEN takes it, else the client's connect handler."""
+    ao: TdxAddressObject | None = listener.context
+    if ao is None or ao.closed:
+        return REFUSE
+    while ao.listen_irps:
+        irp = ao.listen_irps.popleft()
+        irpsp = IoGetCurrentIrpStackLocation(irp)
+        co: TdxConnection = irpsp.file_object.FsContext
+        _bind(co, conn)
+        _fill_return_info(irpsp.parameters, conn.remote)
+        if irpsp.parameters.RequestFlags & TDI_QUERY_ACCEPT:
+            co.state = "AcceptPending"  # no data indicated until TDI_ACCEPT
+        else:
+            _connected(co)
+        _complete(irp, STATUS_SUCCESS)
+        return ACCEPT
+    entry = ao.handler(TDI_EVENT_CONNECT)
+    if entry is None:
+        return REFUSE
+    handler, context = entry
+    remote = TRANSPORT_ADDRESS(conn.remote)
+    connection_context, accept_irp = Ref(), Ref()
+    _globals().indications += 1
+    status = handler(context, len(remote), remote, 0, None, 0, None, connection_context, accept_irp)
+    if status != STATUS_MORE_PROCESSING_REQUIRED or accept_irp.value is None:
+        return REFUSE  # STATUS_CONNECTION_REFUSED (or anything else): the peer gets a RST
+    irp = accept_irp.value
+    IoSetNextIrpStackLocation(irp)  # the IRP was built, never sent: tdx takes its own location
+    irpsp = IoGetCurrentIrpStackLocation(irp)
+    co = getattr(irpsp.file_object, "FsContext", None)
+    if irpsp.minor != TDI_ACCEPT or not isinstance(co, TdxConnection) or co.ao is not ao \
+            or co.state != "Associated":
+        _complete(irp, STATUS_INVALID_CONNECTION)
+        return REFUSE
+    _bind(co, conn)
+    _fill_return_info(irpsp.parameters, conn.remote)
+    _connected(co)
+    _complete(irp, STATUS_SUCCESS)
+    return ACCEPT
+
+
+def _bind(co: TdxConnection, conn: ConnectionEndpoint) -> None:
+    conn.context = co
+    co.endpoint = conn
+    co.remote = conn.remote
+
+
+def _receive_flags(flags: int) -> int:
+    tdi = TDI_RECEIVE_NORMAL
+    if current_kernel().irql == DISPATCH_LEVEL:
+        tdi |= TDI_RECEIVE_AT_DISPATCH_LEVEL
+    if flags & RECEIVE_PUSH:
+        tdi |= TDI_RECEIVE_ENTIRE_MESSAGE
+    return tdi
+
+
+@kroutine(MODULE)
+def TdxReceiveIndication(conn: ConnectionEndpoint, views: list[memoryview], nbytes: int, flags: int) -> int:
+    """Received data: ClientEventChainedReceive (an MDL over the NIC's pages) or ClientEventReceive."""
+    co: TdxConnection | None = conn.context
+    if co is None or co.closed or co.ao is None or co.post_irp is not None or co.receive_held:
+        return 0
+    ao = co.ao
+    g = _globals()
+    chained = ao.handler(TDI_EVENT_CHAINED_RECEIVE)
+    if chained is not None:
+        mdl = _indication_mdl(views)
+        if mdl is not None:
+            handler, context = chained
+            g.indications += 1
+            status = handler(context, co.context, _receive_flags(flags) | TDI_RECEIVE_ENTIRE_MESSAGE, nbytes, 0,
+                             mdl, mdl)
+            _free_indication_mdl(mdl)
+            if status == STATUS_SUCCESS:
+                co.bytes_received += nbytes
+                return nbytes
+            # STATUS_DATA_NOT_ACCEPTED (and STATUS_PENDING, not kept by this tdx): wait for a TDI_RECEIVE
+            co.receive_held = True
+            _update_handlers(co)
+            return 0
+    entry = ao.handler(TDI_EVENT_RECEIVE)
+    if entry is None:
+        return 0
+    handler, context = entry
+    tsdu: Any = views[0] if len(views) == 1 else b"".join(views)
+    if len(views) > 1:
+        current_kernel().copies.count(nbytes, "tdx lookahead")
+    bytes_taken, irp_out = Ref(0), Ref(None)
+    g.indications += 1
+    status = handler(context, co.context, _receive_flags(flags), nbytes, nbytes, bytes_taken, tsdu, irp_out)
+    taken = max(0, min(int(bytes_taken.value or 0), nbytes))
+    if status == STATUS_MORE_PROCESSING_REQUIRED and irp_out.value is not None:
+        co.bytes_received += taken
+        co.post_irp = irp_out.value
+        _update_handlers(co)
+        KeInsertQueueDpc(co.post_dpc, None, None)
+        return taken
+    if status == STATUS_SUCCESS:
+        co.bytes_received += taken
+        return taken
+    if status == STATUS_DATA_NOT_ACCEPTED:
+        co.receive_held = True
+        _update_handlers(co)
+    return 0
+
+
+@kroutine(MODULE)
+def TdxPostReceiveDpc(Dpc: Any, DeferredContext: TdxConnection, Arg1: Any, Arg2: Any) -> None:
+    """Post the TDI_RECEIVE IRP a receive handler returned: it takes the bytes after those it took."""
+    co = DeferredContext
+    irp, co.post_irp = co.post_irp, None
+    if irp is None:
+        return
+    IoSetNextIrpStackLocation(irp)
+    irpsp = IoGetCurrentIrpStackLocation(irp)
+    if co.closed or co.endpoint is None or irpsp.minor != TDI_RECEIVE:
+        _complete(irp, STATUS_INVALID_CONNECTION)
+        return
+    _post_receive(co, irp, irpsp.parameters.ReceiveLength)
+
+
+@kroutine(MODULE)
+def TdxDisconnectIndication(conn: ConnectionEndpoint, abortive: bool, status: int) -> None:
+    co: TdxConnection | None = conn.context
+    if co is None or co.closed or co.ao is None:
+        return
+    co.state = "Disconnected"
+    entry = co.ao.handler(TDI_EVENT_DISCONNECT)
+    if entry is not None:
+        handler, context = entry
+        _globals().indications += 1
+        handler(context, co.context, 0, None, 0, None, TDI_DISCONNECT_ABORT if abortive else TDI_DISCONNECT_RELEASE)
+    if abortive:
+        error = co.ao.handler(TDI_EVENT_ERROR)
+        if error is not None:
+            handler, context = error
+            handler(context, status)
+
+
+# --- zero-copy MDLs over the NIC's receive pages (chained receive) ----------------------------------
+
+def _physical_offset(k: Kernel, view: memoryview) -> int | None:
+    if view.obj is not k.phys.data or view.readonly or not len(view):
+        return None
+    base = ctypes.addressof(ctypes.c_char.from_buffer(k.phys.data))
+    return ctypes.addressof(ctypes.c_char.from_buffer(view)) - base
+
+
+def _indication_mdl(views: list[memoryview]) -> Mdl | None:
+    """An MDL chain over the received bytes' page frames; None when one lies outside physical memory."""
+    k = current_kernel()
+    head: Mdl | None = None
+    tail: Mdl | None = None
+    for view in views:
+        offset = _physical_offset(k, view)
+        if offset is None:
+            if head is not None:
+                _free_indication_mdl(head)
+            return None
+        within = offset & (PAGE_SIZE - 1)
+        first = offset >> PAGE_SHIFT
+        pfns = [k.phys.base_pfn + first + i for i in range(ADDRESS_AND_SIZE_TO_SPAN_PAGES(within, len(view)))]
+        mdl = MmInitializeMdlForPages(k, pfns, within, len(view))
+        if tail is None:
+            head = mdl
+        else:
+            tail.next = mdl
+        tail = mdl
+    return head
+
+
+def _free_indication_mdl(mdl: Mdl | None) -> None:
+    while mdl is not None:
+        nxt = mdl.next
+        mdl.next = None
+        mdl.flags &= ~MDL_PAGES_LOCKED  # NDIS owns the pages' lock, not this MDL
+        IoFreeMdl(mdl)
+        mdl = nxt
