@@ -873,7 +873,8 @@ def _arg_value(value: Any) -> int:
         return int(value)
     if isinstance(value, int):
         return value & 0xFFFFFFFFFFFFFFFF
-    return (getattr(value, "address", 0) or 0) & 0xFFFFFFFFFFFFFFFF
+    address = getattr(value, "address", 0)  # an object stands for its address in memory
+    return address & 0xFFFFFFFFFFFFFFFF if isinstance(address, int) else 0
 
 
 def register_values(engine: Engine, host: str | None = None) -> dict[str, int]:

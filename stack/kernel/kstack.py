@@ -105,7 +105,8 @@ def _qword(value: Any) -> int:
         return 0
     if isinstance(value, int):
         return value & 0xFFFFFFFFFFFFFFFF
-    return (getattr(value, "address", 0) or 0) & 0xFFFFFFFFFFFFFFFF
+    address = getattr(value, "address", 0)  # an object stands for its address in memory
+    return address & 0xFFFFFFFFFFFFFFFF if isinstance(address, int) else 0
 
 
 def write_frames(k: "Kernel", base: int, limit: int, rows: Iterable[tuple[int, int, tuple]]) -> None:

@@ -76,7 +76,7 @@ class TdiEndpoint:
 class KSOCKET:
     fd: int
     family: int  # 4 or 6
-    address: TdiEndpoint | None = None  # the transport address object
+    address_object: TdiEndpoint | None = None  # the transport address object
     connection: TdiEndpoint | None = None  # the connection endpoint
     local: SockAddr | None = None
     design: str | None = None  # listening: KS_LISTEN_IRP or KS_LISTEN_EVENT
@@ -187,7 +187,7 @@ def KsOpenConnection(sock: KSOCKET, context: Any) -> Generator[Any, Any, tuple[i
     if endpoint is None:
         return status, None
     endpoint.context = context
-    status, _ = yield from _call(TdiBuildAssociateAddress, endpoint, sock.address.handle)
+    status, _ = yield from _call(TdiBuildAssociateAddress, endpoint, sock.address_object.handle)
     if not NT_SUCCESS(status):
         _close(endpoint)
         return status, None
@@ -209,9 +209,9 @@ def socket(af: int, type_: int = 1, protocol: int = 6) -> int:
 def bind(fd: int, local: SockAddr) -> Generator[Any, Any, int]:
     """Open the transport address object (ZwCreateFile, EA TdiTransportAddress)."""
     sock = KsGetSocket(fd)
-    if sock is None or sock.address is not None or local.ip.version != sock.family:
+    if sock is None or sock.address_object is not None or local.ip.version != sock.family:
         return STATUS_INVALID_PARAMETER
-    status, sock.address = _open(sock.family, FILE_FULL_EA_INFORMATION(TdiTransportAddress,
+    status, sock.address_object = _open(sock.family, FILE_FULL_EA_INFORMATION(TdiTransportAddress,
                                                                         TRANSPORT_ADDRESS(local)))
     if NT_SUCCESS(status):
         sock.local = local
@@ -226,7 +226,7 @@ def listen(fd: int, backlog: int, design: str = KS_LISTEN_EVENT,
     over at DISPATCH_LEVEL as its TDI_ACCEPT completes (before any data is indicated) instead of
     waiting for accept()."""
     sock = KsGetSocket(fd)
-    if sock is None or sock.address is None or sock.design is not None:
+    if sock is None or sock.address_object is None or sock.design is not None:
         return STATUS_INVALID_PARAMETER
     sock.design = design
     sock.accept_callback = accept_callback
@@ -237,7 +237,7 @@ def listen(fd: int, backlog: int, design: str = KS_LISTEN_EVENT,
         status = yield from KsAddFreeEndpoint(sock)
         if not NT_SUCCESS(status):
             return status
-    status, _ = yield from _call(TdiBuildSetEventHandler, sock.address, TDI_EVENT_CONNECT, KsConnectEventHandler,
+    status, _ = yield from _call(TdiBuildSetEventHandler, sock.address_object, TDI_EVENT_CONNECT, KsConnectEventHandler,
                                  sock)
     return status
 
@@ -350,9 +350,9 @@ def connection_file(fd: int) -> FILE_OBJECT | None:
 def set_event_handler(fd: int, event: int, handler: Any, context: Any) -> Generator[Any, Any, int]:
     """TDI_SET_EVENT_HANDLER on the socket's transport address object."""
     sock = KsGetSocket(fd)
-    if sock is None or sock.address is None:
+    if sock is None or sock.address_object is None:
         return STATUS_INVALID_PARAMETER
-    status, _ = yield from _call(TdiBuildSetEventHandler, sock.address, event, handler, context)
+    status, _ = yield from _call(TdiBuildSetEventHandler, sock.address_object, event, handler, context)
     return status
 
 
@@ -361,7 +361,7 @@ def connect(fd: int, remote: SockAddr) -> Generator[Any, Any, int]:
     sock = KsGetSocket(fd)
     if sock is None or sock.connection is not None or remote.ip.version != sock.family:
         return STATUS_INVALID_PARAMETER
-    if sock.address is None:
+    if sock.address_object is None:
         any_ip = "0.0.0.0" if sock.family == 4 else "::"
         status = yield from bind(fd, SockAddr(any_ip, 0))
         if not NT_SUCCESS(status):
@@ -460,7 +460,7 @@ def recv_mdl(fd: int, mdl: Mdl, length: int, timeout_ns: int | None = None) -> G
 def getsockname(fd: int) -> Generator[Any, Any, SockAddr | None]:
     """TDI_QUERY_INFORMATION(TDI_QUERY_ADDRESS_INFO) on the connection (or the address object)."""
     sock = KsGetSocket(fd)
-    endpoint = sock.connection or sock.address if sock is not None else None
+    endpoint = sock.connection or sock.address_object if sock is not None else None
     if endpoint is None:
         return None
     buffer, mdl = _buffer(64)
@@ -583,7 +583,7 @@ def closesocket(fd: int) -> Generator[Any, Any, int]:
         _close(endpoint)
     sock.free.clear()
     sock.accepted.clear()
-    _close(sock.address)
+    _close(sock.address_object)
     return STATUS_SUCCESS
 
 
