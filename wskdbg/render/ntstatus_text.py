@@ -145,4 +145,16 @@ STATUS_MESSAGES: dict[int, str] = {
     0xc0000240: "The request was aborted.",  # STATUS_REQUEST_ABORTED
     0xc0000241: "The transport connection was aborted by the local system.",  # STATUS_CONNECTION_ABORTED
     0xc00002b9: "The requested interface is not supported.",  # STATUS_NOINTERFACE
+    0x80000013: (  # STATUS_INVALID_EA_NAME
+        "{Illegal EA} The specified extended attribute (EA) name contains at least one illegal character."
+    ),
+    0xc000013b: (  # STATUS_LOCAL_DISCONNECT
+        "{Virtual Circuit Closed} The network transport on your computer has closed a network connection. "
+        "There may or may not be I/O requests outstanding."
+    ),
+    0xc000013c: (  # STATUS_REMOTE_DISCONNECT
+        "{Virtual Circuit Closed} The network transport on a remote computer has closed a network connection. "
+        "There may or may not be I/O requests outstanding."
+    ),
+    0xc0000238: "The transport endpoint already has an address associated with it.",  # STATUS_ADDRESS_ALREADY_ASSOCIATED
 }
