@@ -51,15 +51,18 @@ class Module:
 class CopyCounter:
     """Every payload copy in the machine is counted here: reason -> (copies, bytes)."""
 
-    __slots__ = ("copies", "bytes")
+    __slots__ = ("copies", "bytes", "on_copy")
 
     def __init__(self) -> None:
         self.copies: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
+        self.on_copy: Callable[[int], None] | None = None  # the CPU model charges the copy's time
 
     def count(self, nbytes: int, reason: str) -> None:
         self.copies[reason] += 1
         self.bytes[reason] += nbytes
+        if self.on_copy is not None:
+            self.on_copy(nbytes)
 
     @property
     def total_bytes(self) -> int:
@@ -77,7 +80,8 @@ class Kernel:
         self.name = name
         self.scheduler = scheduler
         self.bus = bus
-        self.cpu = cpu
+        self.cpu = cpu  # the processor running the current event (stack.kernel.cpu sets it)
+        self.cpu_model: Any = None  # stack.kernel.cpu.CpuModel when the host's processors spend time
         self.rng = random.Random(f"{seed}:{name}")
         self.irql = PASSIVE_LEVEL
         self.frames: list[Frame] = []
@@ -247,7 +251,20 @@ class Kernel:
         return self.frames[-1].symbol if self.frames else "nt!KiIdleLoop"
 
     # -- running events ------------------------------------------------------------
+    def charge(self, op: str, n: int = 1) -> None:
+        """Spend `n` x the cost of `op` on the processor running this code (stack.kernel.costs)."""
+        model = self.cpu_model
+        if model is not None:
+            model.charge(op, n)
+
     def run_event(self, ev: ScheduledEvent) -> None:
+        """Run one scheduler event; with a CPU model, on a processor when one is free."""
+        if self.cpu_model is not None:
+            self.cpu_model.run(ev)
+        else:
+            self.run_event_now(ev)
+
+    def run_event_now(self, ev: ScheduledEvent) -> None:
         """Run one scheduler event in a fresh processor context (threads swap in their own)."""
         saved = (self.irql, self.frames, self.current_thread, self.held_locks)
         self.irql = PASSIVE_LEVEL
