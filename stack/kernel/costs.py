@@ -80,7 +80,6 @@ COST_TABLE: dict[str, tuple[float, float, str]] = {
     "ndis_indicate": (500, 150,
                       "NDIS receive indication per NET_BUFFER_LIST (filter/protocol dispatch): derived, "
                       "~500 cycles"),
-    "wsk_dispatch": (300, 80, "WSK provider call dispatch (an IRP-based call into afd/netio): derived, ~300 cycles"),
     "http_parse": (10000, 1000,
                    "HTTP request parse per request (request line, headers, path mapping): picohttpparser "
                    "benchmarks (~0.3-1 us per request on current cores; older parsers several times slower); "
