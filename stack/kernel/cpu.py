@@ -168,6 +168,8 @@ class CpuModel:
         if level >= DPC_LEVEL:
             if level == ISR_LEVEL:
                 p.isr_ns += cost
+                if op == "interrupt":
+                    p.interrupts += 1
             else:
                 p.dpc_ns += cost
             self._watchdog(p, k.scheduler.now_ns)
@@ -259,9 +261,7 @@ class CpuModel:
         if level >= DPC_LEVEL:
             if p.high_since is None or now > p.high_until:
                 p.high_since = now  # the processor was below DISPATCH_LEVEL in between
-            if level == ISR_LEVEL:
-                p.interrupts += 1
-            else:
+            if level == DPC_LEVEL:
                 p.dpcs += 1
             return
         # a thread level: a context switch when another thread ran last
