@@ -2,40 +2,41 @@
 
 Theory of operation.  The world runs one event at a time from one heap of
 ``(time, seq, event)`` (stack.kernel.scheduler); an event's Python runs to the
-end without interruption.  A host with a `CpuModel` gives each of its events a
-*level* and a *processor* before it runs:
+end without interruption - a *burst* of work.  A host with a `CpuModel` gives
+each of its events a *level* and a *processor* before it runs:
 
     ISR_LEVEL (interrupt service, the NIC's line)  >  DPC_LEVEL (DPCs, timer
     expiry at DISPATCH_LEVEL)  >  thread levels 0..31 (the thread's priority)
 
-and each processor keeps, per level, the virtual time it is busy until.  An
-event that finds its processor busy at its own level or above (or finds more
-urgent work already waiting in the processor's ready queue) does not run: it
-joins the processor's ready queue, ordered by level then arrival, and the
-processor's dispatcher takes it out when the processor frees.  An event that
-runs spends time: every ``k.charge(op, n)`` (costs from stack.kernel.costs)
-advances the clock *during the event*, so whatever the event schedules (a
-frame on the wire, a DPC, a thread's wake-up) happens at start + cost so far.
-When the event ends the clock returns to the event's start (other hosts'
-events between start and end still run at their own times) and the processor
-is busy at that level until start + cost.  Work arriving at a higher level
-while lower-level work is in progress runs at once (it preempts) and pushes the
-lower level's busy time later by its own cost: preemption steals time.  A
-thread of the same priority gets the processor at the running thread's
-quantum end the same way (round robin).  A thread's wait ends its burst, so a
-wait frees the processor.
+A burst that runs spends time: every ``k.charge(op, n)`` (costs from
+stack.kernel.costs) advances the clock *during the event*, so whatever the
+event schedules (a frame on the wire, a DPC, a thread's wake-up) happens at
+start + cost so far.  When the event ends the clock returns to the event's
+start (other hosts' events in between still run at their own times) and the
+processor is busy until start + cost.  An event that finds its processor busy,
+or finds more urgent work already waiting, does not run: it joins the
+processor's ready queue, ordered by level then arrival, and the processor's
+dispatcher releases the most urgent entry each time the processor frees.  So
+ISRs go before DPCs, DPCs before threads, threads by priority and, within a
+priority, first come first served (round robin); a thread's wait ends its
+burst, so a wait frees the processor.  Everything one processor does is
+serialized in virtual time: no burst runs "in the past" of another burst's
+effects, which keeps cause before effect in every layer.
 
-What this simplifies compared to Windows: a burst of work is atomic in
-Python, so preemption and quantum end delay only the *next* work of the
-preempted level, never the effects the preempted burst already scheduled;
-ISRs are not nested by DIRQL (one interrupt level); DPCs run on the processor
-that queued them (no DPC importance or targeting, no threaded DPCs); threads
-have no affinity, priority boosts or decay — a ready thread takes the first
-processor free at its priority; the idle loop, clock interrupt and the cost of
-the dispatcher itself are not modelled.  The DPC watchdog measures virtual
-time, per processor, as KeQueryDpcWatchdogInformation describes: one DPC (or
-ISR) past the single-DPC limit, or DISPATCH_LEVEL-and-above work back to back
-past the cumulative limit, bug-checks with 0x133 DPC_WATCHDOG_VIOLATION.
+What this simplifies compared to Windows: a burst is never cut in the middle.
+Windows would preempt a running thread the moment an interrupt arrives; here
+the interrupt waits for the burst in progress to end (for at most one burst,
+typically microseconds) and then goes first.  Quantum end is likewise taken at
+the end of the burst that used the quantum up (counted on the thread; the
+waiting equal-priority thread goes next).  ISRs are not nested by DIRQL (one
+interrupt level); DPCs run on the processor that queued them (no importance,
+targeting or threaded DPCs); threads have no affinity, priority boosts or
+decay - a ready thread takes the first free processor; the idle loop, the clock
+interrupt and the dispatcher's own cost are not modelled.  The DPC watchdog
+measures virtual time per processor as KeQueryDpcWatchdogInformation
+describes: one DPC (or ISR) past the single-DPC limit, or work at
+DISPATCH_LEVEL and above back to back past the cumulative limit, bug-checks
+with 0x133 DPC_WATCHDOG_VIOLATION.
 
 Turning the model off (`kernel.cpu_model = None`, the default) or the zero
 profile gives exactly the timing of a machine without processors.
@@ -60,7 +61,7 @@ ISR_LEVEL = 33
 DPC_LEVEL = 32
 HARDWARE = -1  # device work (DMA, the wire): no processor
 DEFAULT_THREAD_LEVEL = 8  # an event with no thread (a test's run_in): a normal-priority system thread
-QUANTUM_NS = 30_000_000  # a server's quantum: 2 clock intervals x 15.625 ms x 6 / 6 ~ 30 ms (Windows Internals, 7th ed., ch. 4)
+QUANTUM_NS = 187_500_000  # a server's quantum: 12 clock intervals of 15.625 ms (Windows Internals, 7th ed., ch. 4)
 
 # Windows' DPC watchdog limits, in 15.625 ms clock ticks (published 0x133 dumps: Arg3 0x500, Arg2 0x1e00)
 CLOCK_TICK_NS = 15_625_000
@@ -90,17 +91,17 @@ class Processor:
     """One logical processor (a KPRCB's worth of state)."""
 
     number: int
-    busy: dict[int, int] = field(default_factory=dict)  # level -> busy until (only levels still busy)
-    quantum_end: dict[int, int] = field(default_factory=dict)  # thread level -> the running thread's quantum end
+    busy_until: int = 0  # the end of the last burst
     ready: list = field(default_factory=list)  # heap of (-level, seq, event)
     wake: Any = None  # the dispatcher's pending ScheduledEvent
     dispatching: Any = None  # the event the dispatcher just released (skips the ready-queue check)
+    dispatch_level: int = -1
     current: Any = None  # the event running now (inside a run)
     current_level: int = -1
     current_thread: "KThread | None" = None
     last_thread: "KThread | None" = None
+    last_thread_burst_ns: int = 0
     last_label: str = ""
-    last_end_ns: int = 0
     # accounting
     isr_ns: float = 0.0
     dpc_ns: float = 0.0
@@ -111,23 +112,7 @@ class Processor:
     high_since: int | None = None  # start of back-to-back work at DISPATCH_LEVEL or above
     high_until: int = 0
     event_start: int = 0
-
-    def busy_until(self, level: int, now: int) -> int:
-        """When work at `level` could start (now when nothing at or above it is busy).
-
-        DPCs and ISRs wait for their own level to finish; a thread waits for an
-        equal-priority thread only until that thread's quantum ends."""
-        until = now
-        for lvl, t in self.busy.items():
-            if t <= now or lvl < level:
-                continue
-            if lvl == level and level < DPC_LEVEL:
-                t = min(t, self.quantum_end.get(lvl, t))
-                if t <= now:
-                    continue
-            if t > until:
-                until = t
-        return until
+    quantum_ends: int = 0
 
     def load(self, now: int) -> float:
         """Fraction of time since boot spent running code (for the stack view)."""
@@ -216,13 +201,11 @@ class CpuModel:
             return how, procs[number if number < len(procs) else 0], thread
         now = self.kernel.scheduler.now_ns
         best = procs[0]
-        best_until = None
-        for p in procs:  # a ready thread takes the first processor free at its priority
-            until = p.busy_until(how, now)
-            if until <= now and not (p.ready and -p.ready[0][0] >= how):
+        for p in procs:  # a ready thread takes the first free processor, else the one free first
+            if p.busy_until <= now and not p.ready:
                 return how, p, thread
-            if best_until is None or until < best_until:
-                best, best_until = p, until
+            if p.busy_until < best.busy_until:
+                best = p
         return how, best, thread
 
     def run(self, ev: "ScheduledEvent") -> None:
@@ -233,19 +216,21 @@ class CpuModel:
             return
         sched = k.scheduler
         now = sched.now_ns
-        if p.dispatching is ev:
+        released = p.dispatching is ev
+        if released:
             p.dispatching = None
-        elif p.ready and -p.ready[0][0] >= level:
-            self._defer(p, ev, level, now)
-            return
-        if p.busy_until(level, now) > now:
+            if p.busy_until > now:  # something took the processor since the dispatcher released it
+                self._defer(p, ev, level, now)
+                return
+        elif (p.busy_until > now or (p.ready and -p.ready[0][0] >= level)
+              or (p.dispatching is not None and p.dispatch_level >= level)):
             self._defer(p, ev, level, now)
             return
         previous = self.current
         self.current = p
         k.cpu = p.number
         try:
-            self._start(p, ev, level, thread, now)
+            self._start(p, ev, level, thread, now, released)
             k.run_event_now(ev)
         finally:
             cost = sched.now_ns - now
@@ -253,7 +238,8 @@ class CpuModel:
             self.current = previous
             self._finish(p, level, now, cost, ev)
 
-    def _start(self, p: Processor, ev: "ScheduledEvent", level: int, thread: "KThread | None", now: int) -> None:
+    def _start(self, p: Processor, ev: "ScheduledEvent", level: int, thread: "KThread | None", now: int,
+               released: bool) -> None:
         p.current = ev
         p.current_level = level
         p.current_thread = thread
@@ -264,42 +250,35 @@ class CpuModel:
             if level == DPC_LEVEL:
                 p.dpcs += 1
             return
-        # a thread level: a context switch when another thread ran last
-        if thread is not None and thread is not p.last_thread:
-            old = p.last_thread
-            preempted = p.busy.get(level, 0) > now  # an equal-priority thread past its quantum
-            if preempted and old is not None:
-                times = self.thread_times.setdefault(old.address, ThreadTimes())
-                times.quantum_ends += 1
-            p.context_switches += 1
-            p.last_thread = thread
-            self.charge("context_switch")
-            k = self.kernel
-            if k.bus.subscribers:
-                k.publish(ContextSwitch, processor=p.number, old_thread=old.address if old else 0,
-                          old_name=old.name if old else "Idle", new_thread=thread.address, new_name=thread.name,
-                          reason="QuantumEnd" if preempted else "Wait")
-        if thread is not None:
-            p.quantum_end[level] = now + self.quantum_ns  # a fresh quantum for the thread now running
+        p.high_since = None  # a thread runs: the processor is below DISPATCH_LEVEL
+        if thread is None or thread is p.last_thread:
+            return
+        old = p.last_thread
+        # the previous thread used its quantum up and this one was waiting for the processor: it
+        # leaves at quantum end (taken at the end of its burst, see the module docstring)
+        quantum_end = old is not None and p.last_thread_burst_ns >= self.quantum_ns and now <= p.busy_until
+        if quantum_end:
+            self.thread_times.setdefault(old.address, ThreadTimes()).quantum_ends += 1
+            p.quantum_ends += 1
+        p.context_switches += 1
+        p.last_thread = thread
+        self.charge("context_switch")
+        k = self.kernel
+        if k.bus.subscribers:
+            k.publish(ContextSwitch, processor=p.number, old_thread=old.address if old else 0,
+                      old_name=old.name if old else "Idle", new_thread=thread.address, new_name=thread.name,
+                      reason="QuantumEnd" if quantum_end else "Wait")
 
     def _finish(self, p: Processor, level: int, now: int, cost: int, ev: "ScheduledEvent") -> None:
-        busy = p.busy
         end = now + cost
-        for lvl in list(busy):
-            until = busy[lvl]
-            if until <= now:
-                del busy[lvl]
-                p.quantum_end.pop(lvl, None)
-            elif lvl < level or (lvl == level and level < DPC_LEVEL):
-                busy[lvl] = until + cost  # preempted (or past its quantum): it finishes that much later
-        if cost:
-            if level not in busy or busy[level] < end:
-                busy[level] = end
+        if end > p.busy_until:
+            p.busy_until = end
+        if level < DPC_LEVEL and p.current_thread is not None:
+            p.last_thread_burst_ns = cost
         p.current = None
         p.current_level = -1
         p.current_thread = None
         p.last_label = ev.label
-        p.last_end_ns = end
         if level >= DPC_LEVEL:
             p.high_until = max(p.high_until, end)
             k = self.kernel
@@ -309,7 +288,7 @@ class CpuModel:
 
     def _defer(self, p: Processor, ev: "ScheduledEvent", level: int, now: int) -> None:
         heappush(p.ready, (-level, ev.seq, ev))
-        self._arm(p, p.busy_until(level, now), now)
+        self._arm(p, p.busy_until, now)
 
     def _arm(self, p: Processor, when: int, now: int) -> None:
         wake = p.wake
@@ -325,19 +304,24 @@ class CpuModel:
         p.wake = None
         sched = self.kernel.scheduler
         now = sched.now_ns
+        heap = sched._heap
+        top = heap[0][2] if heap and heap[0][0] <= now else None
+        if top is not None and not top.cancelled and getattr(top.fn, "__func__", None) is not CpuModel._dispatch:
+            # other work due now may still ready something more urgent: decide after it
+            self._arm(p, now, now)
+            return
         ready = p.ready
         while ready and ready[0][2].cancelled:
             heappop(ready)
         if not ready:
             return
-        level = -ready[0][0]
-        until = p.busy_until(level, now)
-        if until > now:
-            self._arm(p, until, now)
+        if p.busy_until > now:
+            self._arm(p, p.busy_until, now)
             return
-        ev = heappop(ready)[2]
+        neg_level, _, ev = heappop(ready)
         p.dispatching = ev
-        sched.requeue(ev, now)
+        p.dispatch_level = -neg_level
+        self.kernel.scheduler.requeue(ev, now)
         if ready:
             self._arm(p, now, now)  # after the released event ran (it is queued first)
 

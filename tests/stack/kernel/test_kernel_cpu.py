@@ -104,46 +104,55 @@ def test_effects_scheduled_by_an_event_happen_at_start_plus_cost_so_far():
     assert fired == [7 * US]
 
 
-def test_isr_preempts_dpc_and_dpc_preempts_a_thread():
+def test_when_the_processor_frees_isrs_go_before_dpcs_and_dpcs_before_threads():
     m, _ = _machine()
     log: list = []
     dpc = KDPC(lambda d, c, a, b: (log.append(("dpc", current_kernel().now_ns)),
                                     current_kernel().charge("spin_ns", 20 * US)), None)
-    run(m, _spinner("A", 100 * US, log))           # thread A: 100 us of work from t=0
-    m.scheduler.call_at(10 * US, m.kernel, _fake_isr, 5 * US, log, dpc)   # interrupt at 10 us queues the DPC
-    m.scheduler.call_at(12 * US, m.kernel, _fake_isr, 1 * US, log)        # a second interrupt during the first
-    run_b = _spinner("B", 1 * US, log)
-    m.scheduler.call_at(11 * US, m.kernel, run_b)   # thread B (same priority) ready at 11 us
+    gate = KEVENT()
+    run(m, _spinner("B", 1 * US, log, gate=gate))      # thread B waits for its event
+    m.scheduler.run_until_idle()
+    run(m, _spinner("A", 100 * US, log))                # thread A: a 100 us burst
+    m.scheduler.run_while(lambda: "A" not in dict(log))
+    a_start = dict(log)["A"]
+    a_end = a_start + 100 * US
+    m.scheduler.call_at(a_start + 10 * US, m.kernel, _signal, gate)                  # B ready at +10 us
+    m.scheduler.call_at(a_start + 20 * US, m.kernel, _fake_isr, 5 * US, log, dpc)    # an interrupt at +20 us
+    m.scheduler.call_at(a_start + 30 * US, m.kernel, _fake_isr, 1 * US, log)         # another at +30 us
     m.scheduler.run_until_idle()
     assert_running(m)
-    starts = {name: t for name, t in log}
-    order = [name for name, _ in sorted(log, key=lambda e: e[1]) if not name.endswith("end")]
-    assert order.index("A") < order.index("isr") < order.index("dpc") < order.index("B")
-    isr_times = [t for name, t in log if name == "isr"]
-    assert isr_times[0] == 10 * US                      # the ISR ran at once, inside A's burst
-    assert isr_times[1] == 15 * US                      # the second waited for the first ISR only
-    dpc_time = starts["dpc"]
-    assert dpc_time == 16 * US + COST_TABLE["dpc"][0]  # after both ISRs, plus its own dispatch cost
-    # B waits for A's burst, lengthened by the ISRs' and the DPC's time
-    a_start = starts["A"]
-    assert starts["B"] >= a_start + 100 * US + 5 * US + 1 * US + 20 * US
+    events = sorted(((name, t) for name, t in log if not name.endswith("end") and name != "A"), key=lambda e: e[1])
+    # nothing runs inside A's burst; when it ends: the ISRs (the signalling one, then these two in
+    # arrival order), then the DPC the first one queued, then thread B
+    assert [name for name, _ in events] == ["isr", "isr", "dpc", "B"]
+    isr_times = [t for name, t in events if name == "isr"]
+    assert isr_times == [a_end, a_end + 5 * US]
+    dpc_time = dict(events)["dpc"]
+    assert dpc_time == a_end + 6 * US + COST_TABLE["dpc"][0]   # after both ISRs, plus its own dispatch
+    assert dict(events)["B"] >= dpc_time + 20 * US              # the thread waits for the DPC
 
 
-def test_an_equal_priority_thread_runs_at_the_quantum_end_and_the_first_counts_a_quantum_end():
+def test_an_equal_priority_thread_goes_next_and_a_burst_past_its_quantum_counts_a_quantum_end():
     m, model = _machine()
     log: list = []
-    run(m, _spinner("A", 100 * MS, log))
-    m.scheduler.call_at(1 * MS, m.kernel, _spinner("B", 1 * MS, log))
+    gate_b, gate_c = KEVENT(), KEVENT()
+    run(m, _spinner("B", 1 * MS, log, gate=gate_b))
+    run(m, _spinner("C", 1 * MS, log, gate=gate_c))
+    m.scheduler.run_until_idle()
+    run(m, _spinner("A", model.quantum_ns + 10 * MS, log))   # A runs past its quantum
+    m.scheduler.run_while(lambda: "A" not in dict(log))
+    a_start = dict(log)["A"]
+    m.scheduler.call_at(a_start + 1 * MS, m.kernel, _signal, gate_b)
+    m.scheduler.call_at(a_start + 2 * MS, m.kernel, _signal, gate_c)
     m.scheduler.run_until_idle()
     assert_running(m)
     starts = dict(log)
-    a_start = starts["A"]
-    assert a_start + model.quantum_ns <= starts["B"] < a_start + model.quantum_ns + 1 * MS
+    assert a_start + model.quantum_ns + 10 * MS <= starts["B"] < starts["C"]   # first come, first served
     a = next(t for t in m.kernel.threads if t.name == "A")
     assert model.times(a).quantum_ends == 1
 
 
-def test_a_higher_priority_thread_preempts_and_a_lower_one_waits_for_everything():
+def test_a_higher_priority_thread_goes_before_lower_ones_that_were_ready_earlier():
     m, _ = _machine()
     log: list = []
     low_gate, high_gate = KEVENT(), KEVENT()
@@ -151,13 +160,15 @@ def test_a_higher_priority_thread_preempts_and_a_lower_one_waits_for_everything(
     run(m, _spinner("high", 1 * MS, log, priority=12, gate=high_gate))
     m.scheduler.run_until_idle()
     run(m, _spinner("A", 10 * MS, log))
-    m.scheduler.call_at(2 * MS, m.kernel, _signal, low_gate)
-    m.scheduler.call_at(2 * MS, m.kernel, _signal, high_gate)
+    m.scheduler.run_while(lambda: "A" not in dict(log))
+    a_start = dict(log)["A"]
+    m.scheduler.call_at(a_start + 1 * MS, m.kernel, _signal, low_gate)
+    m.scheduler.call_at(a_start + 2 * MS, m.kernel, _signal, high_gate)
     m.scheduler.run_until_idle()
     assert_running(m)
     starts = dict(log)
-    assert 2 * MS <= starts["high"] < 2 * MS + 100 * US   # at once (after the context switch)
-    assert starts["low"] >= starts["A"] + 10 * MS + 1 * MS  # after A's burst, which the high thread lengthened
+    assert a_start + 10 * MS <= starts["high"] < starts["low"]
+    assert starts["low"] >= starts["high"] + 1 * MS
 
 
 def test_a_wait_frees_the_processor():
