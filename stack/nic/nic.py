@@ -179,6 +179,10 @@ class EmulatedNic:
         if self._cause:
             self._raise(0)
 
+    def request_interrupt(self, cause: int) -> None:
+        """Set an interrupt cause again (work left on the ring): fires after the moderation delay."""
+        self._raise(cause)
+
     def disable_interrupts(self) -> None:
         self.interrupts_enabled = False
 
