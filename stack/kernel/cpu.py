@@ -102,6 +102,7 @@ class Processor:
     last_thread: "KThread | None" = None
     last_thread_burst_ns: int = 0
     last_label: str = ""
+    last_level: int = -1
     # accounting
     isr_ns: float = 0.0
     dpc_ns: float = 0.0
@@ -279,6 +280,7 @@ class CpuModel:
         p.current_level = -1
         p.current_thread = None
         p.last_label = ev.label
+        p.last_level = level
         if level >= DPC_LEVEL:
             p.high_until = max(p.high_until, end)
             k = self.kernel

@@ -23,55 +23,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from stack.kernel import current_kernel  # noqa: E402
-from stack.kernel.ke import KeDelayExecutionThread  # noqa: E402
-from stack.usermode.socket import AF_INET, SOCK_DGRAM, SockAddr, Socket, run_program  # noqa: E402
+from stack.usermode.socket import run_program  # noqa: E402
+from stack.usermode.udpload import APP_WORK_NS, PAYLOAD, SinkStats, udp_blaster, udp_sink  # noqa: E402
 from stack.world import World, default_world  # noqa: E402
 
-PORT = 9000
-PAYLOAD = bytes(64)
-APP_WORK_NS = 10_000  # the receiving program's own work per datagram
 MODERATION_NS = 125_000  # Intel AP-450: InterruptThrottleRate 8000 interrupts/s
 BLASTERS = 8
 RATES = [10_000, 20_000, 40_000, 60_000, 80_000, 120_000, 160_000, 240_000, 320_000, 480_000]
-
-
-@dataclass
-class SinkStats:
-    delivered: int = 0
-    until_ns: int = 0
-
-
-def sink(stats: SinkStats) -> Any:
-    sock = yield from Socket.create(AF_INET, SOCK_DGRAM)
-    yield from sock.bind(SockAddr.parse(f"0.0.0.0:{PORT}"))
-    while True:
-        yield from sock.recvfrom(2048)
-        k = current_kernel()
-        k.charge("user_work", APP_WORK_NS)
-        if k.now_ns <= stats.until_ns:
-            stats.delivered += 1
-
-
-def blaster(rate: int, count: int) -> Any:
-    sock = yield from Socket.create(AF_INET, SOCK_DGRAM)
-    target = SockAddr.parse(f"10.0.0.1:{PORT}")
-    k = current_kernel()
-    start = k.now_ns
-    for i in range(count):
-        yield from sock.sendto(PAYLOAD, target)
-        due = start + (i + 1) * 1_000_000_000 // rate
-        wait = due - k.now_ns
-        if wait > 0:
-            yield KeDelayExecutionThread(Interval=-(wait // 100) or -1)
-    return count
 
 
 def quota_for_half_the_processor(world: World) -> int:
@@ -93,7 +57,7 @@ def lab(mode: str, profile: str) -> tuple[World, SinkStats, int]:
         quota = quota_for_half_the_processor(world)
         host.adapter.interrupt.throttle.MaxNblsToIndicate = quota
     stats = SinkStats(until_ns=1 << 62)
-    run_program(host.kernel, sink, stats, name="udp-sink")
+    run_program(host.kernel, udp_sink, stats, name="udp-sink")
     world.run_until_idle(max_events=100_000)
     return world, stats, quota
 
@@ -108,7 +72,8 @@ def point(mode: str, rate: int, window_ms: float, profile: str) -> tuple[float, 
     nic = world.host("winsrv").nic
     arrived0 = nic.counters.frames_in + sum(nic.counters.drops.values())
     for i in range(BLASTERS):  # several senders: one client thread cannot send this fast by itself
-        run_program(world.host("client").kernel, blaster, rate // BLASTERS, count // BLASTERS, name=f"blaster{i}")
+        run_program(world.host("client").kernel, udp_blaster, "10.0.0.1", rate // BLASTERS, count // BLASTERS,
+                    name=f"blaster{i}")
     world.scheduler.run_until(start + window_ns, max_events=20_000_000)
     world.check()
     arrived = nic.counters.frames_in + sum(nic.counters.drops.values()) - arrived0  # what reached winsrv's NIC

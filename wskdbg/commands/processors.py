@@ -121,7 +121,7 @@ def cmd_cpu(dbg: "Engine", inv: Invocation) -> CommandResult:
         isr = sum(p.isr_ns for p in procs)
         dpc = sum(p.dpc_ns for p in procs)
         thr = sum(p.thread_ns for p in procs)
-        load = (isr + dpc + thr) / (now * len(procs)) if now else 0.0
+        load = min(1.0, (isr + dpc + thr) / (now * len(procs))) if now else 0.0  # work runs ahead of the clock
         lines.append(f"{name:<10} {model.profile.name:<8} {len(procs):<5} {load * 100:5.1f}%  "
                      f"{isr / 1000:10.1f}us  {dpc / 1000:10.1f}us  {thr / 1000:10.1f}us  "
                      f"{sum(p.interrupts for p in procs):<11} {sum(p.dpcs for p in procs):<7} "
@@ -169,14 +169,24 @@ def cmd_running(dbg: "Engine", inv: Invocation) -> CommandResult:
         lines.append(f" {p.number:2d}  {addr64_nobt(prcb_address(k, p.number))}  {addr64_nobt(current.address)}  "
                      f"{nxt}  ................")
         level = p.current_level
-        doing = ("ISR " if level == ISR_LEVEL else "DPC " if level == DPC_LEVEL else
-                 f"thread {current.name} (priority {level})" if level >= 0 else "idle")
-        if level >= DPC_LEVEL and p.current is not None:
-            doing += p.current.label
+        now = dbg.scheduler.now_ns
+        if level < 0 and p.busy_until > now:  # between events, still inside the last burst's time
+            level = p.last_level
+            doing = (f"{_level_name(level)} ({p.last_label}) for another "
+                     f"{(p.busy_until - now) / 1000:.1f} us")
+        else:
+            doing = ("ISR " if level == ISR_LEVEL else "DPC " if level == DPC_LEVEL else
+                     f"thread {current.name} (priority {level})" if level >= 0 else "idle")
+            if level >= DPC_LEVEL and p.current is not None:
+                doing += p.current.label
         lines.append(f"      running: {doing}; waiting: {_waiting_text(waiting)}")
         rows.append({"processor": p.number, "current": current.address, "level": level,
                      "waiting": [(lvl, ev.label) for lvl, ev in waiting]})
     return CommandResult("\n".join(lines), {"processors": rows, "idle_mask": idle})
+
+
+def _level_name(level: int) -> str:
+    return "ISR" if level == ISR_LEVEL else "DPC" if level == DPC_LEVEL else f"a thread (priority {level})"
 
 
 def _waiting_text(waiting: list) -> str:
@@ -230,14 +240,17 @@ def cmd_prcb(dbg: "Engine", inv: Invocation) -> CommandResult:
          summary="Time each thread of the current host spent: user (1), kernel (2), since created (4)",
          help="""
 Flags as in WinDbg: 0x1 user time (the default), 0x2 kernel time, 0x4 elapsed time; threads are
-listed by most time first as `index:tid`.""")
+listed by most time first as `index:tid`, then the thread's name.  Exited threads that used no
+processor time are left out.""")
 def cmd_runaway(dbg: "Engine", inv: Invocation) -> CommandResult:
     k = dbg.kernel
     model = model_of(dbg)
     flags = dbg.evaluate(inv.args, inv.args_offset) if inv.args else 1
     if not flags & 7:
         raise inv.error("flags must include 1 (user), 2 (kernel) or 4 (elapsed)", 0)
-    threads = [t for t in k.threads if t is not k.idle_thread]
+    # an exited thread's object is gone in Windows: list it only while it still has time to show
+    threads = [t for t in k.threads if t is not k.idle_thread
+               and (not t.terminated or model.times(t).kernel_ns + model.times(t).user_ns > 0)]
     index = {t.address: i for i, t in enumerate(threads)}
     now = dbg.scheduler.now_ns
     sections: list[tuple[int, str, Any]] = [(1, "User Mode Time", lambda t: model.times(t).user_ns),
@@ -258,3 +271,54 @@ def cmd_runaway(dbg: "Engine", inv: Invocation) -> CommandResult:
             lines.append(f" {ident:<12} {duration_text(value(t))}    {t.name}")
             data[title].append({"thread": t.address, "name": t.name, "ns": value(t)})
     return CommandResult("\n".join(lines), data)
+
+
+# --- !udpload ---------------------------------------------------------------------------------------
+
+@command("!udpload", area="services", syntax="!udpload [/nomod] [/quota N] Rate Milliseconds", mutates=True,
+         summary="Flood winsrv with UDP datagrams from client (a receive-livelock experiment)",
+         help="""
+Emulator command.  Starts a sink program on winsrv (UDP port 9000: recvfrom, then 10 us of its own
+work per datagram) and 8 blasters on client that together send Rate 64-byte datagrams per second
+for Milliseconds.  /nomod turns winsrv's interrupt moderation off (an interrupt per packet, all
+protocol work at DPC level); /quota N lets each receive DPC indicate at most N NBLs (NDIS's
+MaxNblsToIndicate).  `!udpload` alone prints what the sink has delivered.  Runs when the machine
+runs (g).""")
+def cmd_udpload(dbg: "Engine", inv: Invocation) -> CommandResult:
+    from stack.usermode.socket import run_program
+    from stack.usermode.udpload import SinkStats, udp_blaster, udp_sink
+    world = world_of(dbg)
+    server, client = world.host("winsrv"), world.host("client")
+    stats = server.extras.get("udpload_stats")
+    words = tokenize(inv.args)
+    if not words:
+        if stats is None:
+            raise CommandError("no UDP load has run (start one with !udpload Rate Milliseconds)")
+        return CommandResult(f"udpload: the sink on winsrv has delivered {stats.delivered} datagrams",
+                             {"delivered": stats.delivered})
+    values: list[int] = []
+    i = 0
+    while i < len(words):
+        word, at = words[i]
+        if word.lower() == "/nomod":
+            server.nic.interrupt_moderation_ns = 0
+        elif word.lower() == "/quota" and i + 1 < len(words):
+            i += 1
+            server.adapter.interrupt.throttle.MaxNblsToIndicate = int(words[i][0], 0)
+        elif word.isdigit():
+            values.append(int(word))
+        else:
+            raise inv.error(f"unexpected '{word}'", inv.args_offset + at)
+        i += 1
+    if len(values) != 2 or values[0] < 8:
+        raise inv.error("give the rate (datagrams per second, at least 8) and the duration in milliseconds", 0)
+    rate, ms = values
+    if stats is None:
+        stats = server.extras["udpload_stats"] = SinkStats()
+        run_program(server.kernel, udp_sink, stats, name="udp-sink")
+    count = rate * ms // 1000
+    for n in range(8):
+        run_program(client.kernel, udp_blaster, str(server.address4), rate // 8, count // 8, name=f"blaster{n}")
+    return CommandResult(f"udpload: {rate} datagrams/s for {ms} ms from client to winsrv:9000 "
+                         f"(moderation {server.nic.interrupt_moderation_ns // 1000} us); runs when the machine runs (g).",
+                         {"rate": rate, "ms": ms})
