@@ -38,6 +38,7 @@ class StackPicture:
     current: tuple[str, str] | None  # (host, layer) of the current event
     previous: tuple[str, str] | None  # where it came from
     caption: str  # the current event, described
+    loads: tuple[tuple[str, str], ...] = ()  # host -> " cpu 42%" for hosts whose processors spend time
 
     @property
     def height(self) -> int:
@@ -78,7 +79,17 @@ def build_picture(link: EngineLink) -> StackPicture:
     # Users of every host see the same user-mode row count: pad hosts without it.
     event = tap.last_event
     caption = f"#{event.seq} {event.host}: {event.describe()}" if event is not None else "no events yet"
-    return StackPicture(tuple(hosts), tap.last_layer, tap.previous_layer, caption)
+    loads = tuple((host, f" cpu {cpu_load(kernel):.0%}") for host, kernel in kernels.items()
+                  if getattr(kernel, "cpu_model", None) is not None)
+    return StackPicture(tuple(hosts), tap.last_layer, tap.previous_layer, caption, loads)
+
+
+def cpu_load(kernel: object) -> float:
+    """The host's processor load since boot (stack.kernel.cpu), 0..1."""
+    model = kernel.cpu_model  # type: ignore[attr-defined]
+    now = kernel.now_ns  # type: ignore[attr-defined]
+    busy = sum(p.isr_ns + p.dpc_ns + p.thread_ns for p in model.processors)
+    return min(1.0, busy / (now * len(model.processors))) if now else 0.0
 
 
 class StackView(Widget):
@@ -135,7 +146,7 @@ def render_picture(picture: StackPicture, width: int, styles: dict[str, Style] |
     depth = max(len(rows) for _, rows in shown)
     columns: list[list[Text]] = []
     for host, rows in shown:
-        lines: list[Text] = [Text(f" {host} ".center(col, "─"), style=title_style)]
+        lines: list[Text] = [Text(f" {host}{dict(picture.loads).get(host, '')} ".center(col, "─"), style=title_style)]
         pad = depth - len(rows)  # hosts without user mode start one layer lower
         for _ in range(pad * ROWS_PER_LAYER):
             lines.append(Text(" " * col))
