@@ -193,6 +193,7 @@ def test_stack_view_titles_a_host_with_processors_with_its_load():
     from stack.world import default_world
     from wskdbg.tui.stack_view import cpu_load
     world = default_world(1, services=False, cpu_profile="2003")
+    world.scheduler.run_for(1_000_000)
     winsrv = world.host("winsrv").kernel
     winsrv.cpu_model.processors[0].dpc_ns = winsrv.now_ns * 0.42  # 42 % of the time since boot in DPCs
     assert round(cpu_load(winsrv), 2) == 0.42
