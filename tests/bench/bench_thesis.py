@@ -9,12 +9,12 @@ user-mode web server, and the user-mode static server (ReadFile + send through A
 system calls per request, as IIS/Apache of that era) - an httperf-style load runs in virtual time:
 
     serialized   one client, one connection per request, one request at a time
-    concurrent   several closed-loop clients at once (8, or 6 and 4 in quick mode): the server's
+    concurrent   several closed-loop clients at once (8, or 6 and 3 in quick mode): the server's
                  processor becomes the bottleneck
 
 Printed: req/s and Mbit/s per server, the kernel / user ratios (khttpd zero-copy over the user-mode
 static server) next to the thesis's published ranges, and a terminal plot of req/s against file
-size (concurrent load, 100 Mb/s), one line per server.
+size (concurrent load, 1000 Mb/s), one line per server.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def counts(size: int, full: bool) -> tuple[int, int, int]:
     """(serialized requests, concurrent clients, requests per concurrent client)."""
     if full:
         return (20, 8, 10) if size < 262144 else (6, 8, 3)
-    return (3, 6, 2) if size < 262144 else (1, 4, 1)
+    return (3, 6, 2) if size < 262144 else (1, 3, 1)
 
 
 def run(profile: str, full: bool) -> dict:
@@ -83,7 +83,7 @@ def print_tables(results: dict) -> None:
               " ".join(f"{r['copied_per_request']:8.0f}" for r in row))
 
 
-def plot(results: dict, link: int = 100_000_000, load: str = "concurrent", width: int = 60, height: int = 16) -> None:
+def plot(results: dict, link: int = 1_000_000_000, load: str = "concurrent", width: int = 60, height: int = 16) -> None:
     """req/s (log) against file size (log), one mark per server, as the thesis drew it."""
     points = {s: [(size, results[(link, s, size, load)]["rps"]) for size in SIZES] for s in SERVERS}
     ys = [math.log10(max(r, 1e-9)) for pts in points.values() for _, r in pts]
@@ -105,7 +105,8 @@ def plot(results: dict, link: int = 100_000_000, load: str = "concurrent", width
     axis = [" "] * width
     for size in SIZES:
         x = round((math.log2(size) - xs[0]) / (xs[-1] - xs[0]) * (width - 1))
-        text = f"{size // 1024}K"
+        text = f"{size // 1024}K" if size < 1048576 else f"{size // 1048576}M"
+        x = min(x, width - len(text))
         for j, ch in enumerate(text):
             if x + j < width:
                 axis[x + j] = ch
