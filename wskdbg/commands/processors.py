@@ -87,17 +87,33 @@ def dpcs_waiting_for_a_processor(k: Any) -> list:
 
 # --- !cpu -------------------------------------------------------------------------------------------
 
-@command("!cpu", area="network", syntax="!cpu [Host [Profile [Processors]]]", mutates=True,
+@command("!cpu", area="network", syntax="!cpu [Host [Profile [Processors]]] | !cpu /watchdog Host SingleMs CumulativeMs",
+         mutates=True,
          summary="Show each host's processors and load, or give a host processors that spend time",
          help="""
 Emulator command.  `!cpu` lists each host's cost profile, processors, and the time its processors
 spent in ISRs, DPCs and threads (the load is that time over the time since boot).
 `!cpu winsrv 2003 1` gives winsrv one processor of the 2003-era profile (1.1 GHz); profiles:
 zero (off: code takes no time), x64, 2003 - each operation's cost and its source are in
-stack/kernel/costs.py.""")
+stack/kernel/costs.py.  `!cpu /watchdog winsrv 20 100` sets the host's DPC watchdog limits in
+milliseconds (one DPC or ISR, and back-to-back work at DISPATCH_LEVEL and above), as the registry
+values DpcTimeout and DpcWatchdogPeriod do; Windows' defaults are 20 s and 120 s.""")
 def cmd_cpu(dbg: "Engine", inv: Invocation) -> CommandResult:
     world = world_of(dbg)
     words = tokenize(inv.args)
+    if words and words[0][0].lower() == "/watchdog":
+        if len(words) != 4:
+            raise inv.syntax_error(inv.args_offset + words[-1][1])
+        host = host_name(dbg, inv, words[1][0], inv.args_offset + words[1][1])
+        model = model_of(dbg, host)
+        single = dbg.evaluate("0n" + words[2][0], inv.args_offset + words[2][1])
+        cumulative = dbg.evaluate("0n" + words[3][0], inv.args_offset + words[3][1])
+        if single <= 0 or cumulative <= 0:
+            raise inv.error("the limits must be positive milliseconds", inv.args_offset + words[2][1])
+        model.single_limit_ns = single * 1_000_000
+        model.cumulative_limit_ns = cumulative * 1_000_000
+        return CommandResult(f"{host}: DPC watchdog at {single} ms for one DPC or ISR, {cumulative} ms at "
+                             f"DISPATCH_LEVEL and above", {"single_ms": single, "cumulative_ms": cumulative})
     if words:
         host = host_name(dbg, inv, words[0][0], inv.args_offset + words[0][1])
         profile = words[1][0] if len(words) > 1 else "2003"
