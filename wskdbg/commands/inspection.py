@@ -216,11 +216,13 @@ def cmd_irql(dbg: "Engine", inv: Invocation) -> CommandResult:
          help="Rows `CPU Type      KDPC       Function` for each DPC queued on the host's processor, in the "
               "order they will run.")
 def cmd_dpcs(dbg: "Engine", inv: Invocation) -> CommandResult:
-    if inv.args:
-        p = dbg.evaluate(inv.args, inv.args_offset)
-        if p != 0:
-            raise inv.error(f"processor {p:#x} does not exist (each host has one processor, 0)", 0)
     k = dbg.kernel
+    count = len(k.cpu_model.processors) if k.cpu_model is not None else 1
+    only = None
+    if inv.args:
+        only = dbg.evaluate(inv.args, inv.args_offset)
+        if not 0 <= only < count:
+            raise inv.error(f"processor {only:#x} does not exist ({k.name} has {count})", 0)
     rows = []
     waiting = dpcs_waiting_for_a_processor(k)
     for ev in waiting + dbg.scheduler.pending():
@@ -231,6 +233,7 @@ def cmd_dpcs(dbg: "Engine", inv: Invocation) -> CommandResult:
         sym = symbol_of(dpc.routine)
         rows.append({"kdpc": dpc.address, "routine": sym, "address": k.symbol_address(sym),
                      "due_ns": ev.time_ns, "cpu": dpc.target})
+    rows = [r for r in rows if only is None or r["cpu"] == only]
     lines = ["CPU Type      KDPC       Function"]
     for r in rows:
         lines.append(f"{r['cpu']:2d}: Normal  : 0x{addr64_nobt(r['kdpc'])} 0x{addr64_nobt(r['address'])} {r['routine']}")
