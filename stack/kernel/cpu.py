@@ -347,10 +347,12 @@ def install(kernel: "Kernel", profile: str | CostProfile = "x64", processors: in
     if profile.zero:
         kernel.cpu_model = None
         kernel.copies.on_copy = None
+        kernel.__dict__.pop("run_event", None)  # back to Kernel.run_event: no per-event cost at all
         return None
     model = CpuModel(kernel, profile, processors)
     kernel.cpu_model = model
     kernel.copies.on_copy = model.charge_copy
+    kernel.run_event = model.run  # type: ignore[method-assign]  # the scheduler calls k.run_event(ev)
     return model
 
 

@@ -258,14 +258,10 @@ class Kernel:
             model.charge(op, n)
 
     def run_event(self, ev: ScheduledEvent) -> None:
-        """Run one scheduler event; with a CPU model, on a processor when one is free."""
-        if self.cpu_model is not None:
-            self.cpu_model.run(ev)
-        else:
-            self.run_event_now(ev)
+        """Run one scheduler event in a fresh processor context (threads swap in their own).
 
-    def run_event_now(self, ev: ScheduledEvent) -> None:
-        """Run one scheduler event in a fresh processor context (threads swap in their own)."""
+        A CPU model (stack.kernel.cpu.install) shadows this method on the instance with its
+        own `run`, which places the event on a processor and then calls `run_event_now`."""
         saved = (self.irql, self.frames, self.current_thread, self.held_locks)
         self.irql = PASSIVE_LEVEL
         self.frames = []
@@ -277,6 +273,8 @@ class Kernel:
             raise KernelBugCheck(self.bugcheck_from_exception(exc, traceback.format_exc())) from None
         finally:
             self.irql, self.frames, self.current_thread, self.held_locks = saved
+
+    run_event_now = run_event
 
     def call_soon(self, fn: Callable[..., Any], *args: Any, label: str = "") -> ScheduledEvent:
         return self.scheduler.call_soon(self, fn, *args, label=label)
