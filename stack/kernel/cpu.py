@@ -72,7 +72,7 @@ DPC_WATCHDOG_PERIOD_TICKS = 0x1E00  # cumulative at DISPATCH_LEVEL and above: 12
 _LEVELS: dict[Any, Any] = {}
 
 
-def set_level(fn: Callable[..., Any], level: int | Callable[[tuple], tuple[int, int]]) -> None:
+def set_level(fn: Callable[..., Any], level: int | Callable[[tuple], tuple[int, int, Any]]) -> None:
     """Declare the level a scheduler event running `fn` runs at (a one-line hook for each layer)."""
     _LEVELS[getattr(fn, "__func__", fn)] = level
 
@@ -114,10 +114,6 @@ class Processor:
     high_until: int = 0
     event_start: int = 0
     quantum_ends: int = 0
-
-    def load(self, now: int) -> float:
-        """Fraction of time since boot spent running code (for the stack view)."""
-        return (self.isr_ns + self.dpc_ns + self.thread_ns) / now if now else 0.0
 
 
 class CpuModel:
