@@ -244,6 +244,11 @@ class World:
         self.run_until_idle(max_events=1_000_000)
         self.check()
 
+    def set_processors(self, host: str, profile: str = "2003", processors: int = 1) -> Any:
+        """Give `host` processors that spend time by `profile` ("zero" turns the model off)."""
+        from stack.kernel.cpu import install
+        return install(self.host(host).kernel, profile, processors)
+
     # -- access -------------------------------------------------------------------------------
     def host(self, name: str) -> Host:
         try:
@@ -316,10 +321,13 @@ class World:
 
 
 def default_world(seed: int = 1, *, services: bool = True, offloads: NicOffloads | None = None,
-                  tcp_config: TcpConfig | None = None, mtu: int = 1500) -> World:
+                  tcp_config: TcpConfig | None = None, mtu: int = 1500, cpu_profile: str | None = None,
+                  processors: int = 1) -> World:
     """The standard lab: `winsrv` (10.0.0.1, fd00::1) and `client` (10.0.0.2, fd00::2) on one switch,
     with the lab's services running (services=False: those two hosts with tcpip and AFD only).
-    `mtu` sets both NICs (9000 for jumbo frames)."""
+    `mtu` sets both NICs (9000 for jumbo frames).  `cpu_profile` ("x64", "2003") gives winsrv
+    `processors` processors that spend time once the lab has booted (stack.kernel.cpu); by
+    default no host's code takes time."""
     world = World(seed)
     world.add_host("winsrv", "10.0.0.1/24", "fd00::1/64", offloads=offloads, tcp_config=tcp_config, mtu=mtu,
                    boot=False)
@@ -329,4 +337,6 @@ def default_world(seed: int = 1, *, services: bool = True, offloads: NicOffloads
     world._update_host_tables()
     if services:
         world.start_services()
+    if cpu_profile is not None:
+        world.set_processors("winsrv", cpu_profile, processors)
     return world

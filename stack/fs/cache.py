@@ -146,6 +146,7 @@ def CcCopyRead(FileObject: Any, FileOffset: int, Length: int, Wait: bool, Buffer
     k = current_kernel()
     scm: SharedCacheMap = FileObject.SectionObjectPointer
     _check_range(scm, FileOffset, Length)
+    k.charge("cache_lookup")
     source = k.phys.frames_view(scm.pfns, FileOffset, Length)
     if isinstance(Buffer, Mdl):
         copy_to_mdl(Buffer, 0, source, "CcCopyRead")
@@ -172,6 +173,7 @@ def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> M
     k = current_kernel()
     scm: SharedCacheMap = FileObject.SectionObjectPointer
     _check_range(scm, FileOffset, Length)
+    current_kernel().charge("cache_lookup")
     head: Mdl | None = None
     tail: Mdl | None = None
     position = FileOffset

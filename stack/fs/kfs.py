@@ -287,6 +287,7 @@ def KfsCommonRead(DeviceObject: DeviceObject, Irp: Any) -> int:
     if not fcb.cache.loaded:  # first touch: read the file from "disk" into the cache
         if not CacheManager.of(k).fill(fcb.cache, file_bytes(volume.files[fcb.name])):
             return _complete(Irp, STATUS_INSUFFICIENT_RESOURCES)
+    k.charge("fs_read_page", (length + 4095) // 4096)
     if stack.minor == IRP_MN_MDL:
         if Irp.mdl_address is not None:
             return _complete(Irp, STATUS_INVALID_PARAMETER)

@@ -24,6 +24,7 @@ IRQL_UNEXPECTED_VALUE = 0xC8
 DRIVER_VERIFIER_IOMANAGER_VIOLATION = 0xC9
 DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
 MANUALLY_INITIATED_CRASH = 0xE2
+DPC_WATCHDOG_VIOLATION = 0x133
 
 BUGCHECK_NAMES = {
     IRQL_NOT_GREATER_OR_EQUAL: "IRQL_NOT_GREATER_OR_EQUAL",
@@ -40,6 +41,7 @@ BUGCHECK_NAMES = {
     DRIVER_VERIFIER_IOMANAGER_VIOLATION: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
     DRIVER_IRQL_NOT_LESS_OR_EQUAL: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
     MANUALLY_INITIATED_CRASH: "MANUALLY_INITIATED_CRASH",
+    DPC_WATCHDOG_VIOLATION: "DPC_WATCHDOG_VIOLATION",
 }
 
 # Driver Verifier subcodes (Parameter 1 of 0xC4) with the values Windows documents for
@@ -124,6 +126,18 @@ SUBCODE_HELP: dict[int, dict[int, SubcodeHelp]] = {
             ("IRP status", "Address of IRP being completed", "")),
         C9_CALL_ABOVE_DISPATCH: SubcodeHelp(
             "IoCallDriver was called above DISPATCH_LEVEL.", ("Current IRQL", "Reserved", "Reserved")),
+    },
+    # Bug Check 0x133 (MS Learn): Parameter 1 says which watchdog fired
+    DPC_WATCHDOG_VIOLATION: {
+        0: SubcodeHelp(
+            "A single DPC or ISR exceeded its time allotment. The offending\n"
+            "component can usually be identified with a stack trace.",
+            ("The DPC time count (in ticks).", "The DPC time allotment (in ticks).", "Reserved")),
+        1: SubcodeHelp(
+            "The system cumulatively spent an extended period of time at\n"
+            "DISPATCH_LEVEL or above.",
+            ("The watchdog period (in ticks).", "cast to nt!DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK, which contains\n"
+             "additional information regarding the cumulative timeout", "Reserved")),
     },
 }
 
@@ -213,6 +227,11 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
         ("(current IRQL << 16) | expected IRQL", "routine address", "", ""),
     ),
     MANUALLY_INITIATED_CRASH: ("The user manually initiated this crash dump.", ("", "", "", "")),
+    DPC_WATCHDOG_VIOLATION: (
+        "The DPC watchdog detected a prolonged run time at an IRQL of DISPATCH_LEVEL\n"
+        "or above.",
+        ("", "", "", ""),
+    ),
 }
 
 

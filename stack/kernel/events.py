@@ -188,6 +188,50 @@ class DpcRun(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ContextSwitch(Event):
+    """A processor switched threads (ETW's CSwitch): only with a CPU model (stack.kernel.cpu)."""
+
+    kind: ClassVar[str] = "cpu.cswitch"
+    processor: int
+    old_thread: int
+    old_name: str
+    new_thread: int
+    new_name: str
+    reason: str  # why the old thread left: Wait or QuantumEnd
+
+    def describe(self) -> str:
+        return f"CSwitch cpu {self.processor}: {self.old_name} -> {self.new_name} ({self.reason})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DpcTime(Event):
+    """A DPC (or timer expiry) ran for duration_ns on a processor (ETW's DPC event)."""
+
+    kind: ClassVar[str] = "cpu.dpc"
+    processor: int
+    routine: str
+    start_ns: int
+    duration_ns: int
+
+    def describe(self) -> str:
+        return f"DPC time cpu {self.processor}: {self.routine} {self.duration_ns / 1000:.3f} us"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IsrTime(Event):
+    """An interrupt service routine ran for duration_ns (ETW's ISR event)."""
+
+    kind: ClassVar[str] = "cpu.isr"
+    processor: int
+    routine: str
+    start_ns: int
+    duration_ns: int
+
+    def describe(self) -> str:
+        return f"ISR time cpu {self.processor}: {self.routine} {self.duration_ns / 1000:.3f} us"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ThreadSwitched(Event):
     kind: ClassVar[str] = "thread.switch"
     thread: int

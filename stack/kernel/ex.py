@@ -26,6 +26,7 @@ def ExAllocatePoolWithTag(PoolType: int, NumberOfBytes: int, Tag: str | int) -> 
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x01, k.irql, PoolType, NumberOfBytes)
     if k.irql > DISPATCH_LEVEL:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x02, k.irql, PoolType, NumberOfBytes)
+    k.charge("pool_alloc")
     address = k.allocate_pool("pool", PoolType, NumberOfBytes, Tag, owner=k.caller_symbol())
     if not address:
         return 0  # NULL: out of pool, or the verifier's low resources simulation said so
@@ -50,6 +51,7 @@ def ExFreePoolWithTag(P: int | Any, Tag: str | int) -> None:
     ptype = k.pool.pool_type_of(address)
     if ptype is not None and is_paged(ptype) and k.irql > APC_LEVEL:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x11, k.irql, ptype, address)
+    k.charge("pool_free")
     k.pool.free(address, Tag)
     k.publish(PoolFreed, address=address, tag=tag_to_str(tag_from_str(Tag)))
 

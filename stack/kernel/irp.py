@@ -268,6 +268,7 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
     if StackSize < 1 or StackSize > 0x7F:
         return None
     size = IRP_HEADER_SIZE + StackSize * IO_STACK_LOCATION_SIZE
+    k.charge("irp_alloc")
     owner = k.caller_symbol()
     address = k.allocate_pool("irp", NonPagedPoolNx, size, IRP_TAG, owner=owner)
     if not address:
@@ -393,6 +394,7 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
     """Advance to the next stack location and call the device's driver dispatch routine."""
     k = current_kernel()
     k.enter("nt!IofCallDriver", (DeviceObject, Irp))
+    k.charge("irp_dispatch")
     if k.irql > DISPATCH_LEVEL:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, bc.C9_CALL_ABOVE_DISPATCH, k.irql, 0, 0)
     Irp.current_location -= 1
@@ -422,6 +424,7 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
     """Complete the IRP: run completion routines bottom-up, stop at MORE_PROCESSING_REQUIRED."""
     k = current_kernel()
     k.enter("nt!IofCompleteRequest", (Irp, PriorityBoost))
+    k.charge("irp_complete")
     if Irp.completed or Irp.completing or Irp.freed:
         k.bugcheck(bc.MULTIPLE_IRP_COMPLETE_REQUESTS, Irp.address, 0, 0, 0)
     status = Irp.IoStatus.Status

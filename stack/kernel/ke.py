@@ -21,6 +21,7 @@ from typing import Any, Callable, Generator, Iterable
 from . import bugcheck as bc
 from .events import DpcQueued, DpcRun, ThreadCreated, ThreadExited, ThreadSwitched, TimerFired, WorkItemRun
 from .irql import DISPATCH_LEVEL, HIGH_LEVEL, PASSIVE_LEVEL
+from .cpu import DPC_LEVEL as DPC_LEVEL_EVENT, set_level
 from .kernel import SYSTEM_PID, Kernel
 from .layouts import LAYOUTS
 from .ntstatus import STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_WAIT_0
@@ -658,6 +659,7 @@ class KDPC:
     struct_size = 0x40
 
     def __init__(self, routine: Callable[..., Any] | None = None, context: Any = None) -> None:
+        self.target = 0  # the processor it is queued on
         self.routine = routine
         self.context = context
         self.queued = False
@@ -712,6 +714,7 @@ def KeInsertQueueDpc(dpc: KDPC, arg1: Any = None, arg2: Any = None) -> bool:
         return False
     dpc.queued = True
     dpc.args = (arg1, arg2)
+    dpc.target = k.cpu  # a DPC runs on the processor that queued it
     symbol = dpc.routine_symbol()
     if k.bus.subscribers:
         k.publish(DpcQueued, dpc=dpc.address, routine=symbol)
@@ -734,6 +737,7 @@ def _run_dpc(k: Kernel, dpc: KDPC) -> None:
     dpc.queued = False
     k.irql = DISPATCH_LEVEL
     k.frames.extend(_DPC_BASE_FRAMES)
+    k.charge("dpc")
     if k.bus.subscribers:
         k.publish(DpcRun, dpc=dpc.address, routine=dpc.routine_symbol())
     dpc.routine(dpc, dpc.context, *dpc.args)
@@ -853,7 +857,23 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
         k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body,
                                label=f"work {symbol} waits for a worker")
         return
-    t = KThread(k, f"worker {symbol}", symbol, body, address)
+    stack = allocate_stack(k, "KernelStack")
+    if stack is None:  # no memory for its kernel stack either: wait the same way
+        k.pool.free(address, THREAD_TAG)
+        k.verifier.failed(k, "thread", THREAD_TAG)
+        k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body,
+                               label=f"work {symbol} waits for a worker")
+        return
+    t = KThread(k, f"worker {symbol}", symbol, body, address, stack)
     t.start_is_kroutine = kroutine_start
     t.state = "Ready"
     k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")
+
+
+# --- processor levels of the events above (stack.kernel.cpu) ------------------------------
+
+set_level(_resume_thread, lambda args: (args[1].priority, 0, args[1]))
+set_level(_run_dpc, lambda args: (DPC_LEVEL_EVENT, args[1].target, None))
+set_level(_timer_expired, DPC_LEVEL_EVENT)
+set_level(_wait_timeout, DPC_LEVEL_EVENT)
+set_level(_run_work_item, 12)  # a system worker thread (DelayedWorkQueue priority 12)

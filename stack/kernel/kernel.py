@@ -55,15 +55,18 @@ class Module:
 class CopyCounter:
     """Every payload copy in the machine is counted here: reason -> (copies, bytes)."""
 
-    __slots__ = ("copies", "bytes")
+    __slots__ = ("copies", "bytes", "on_copy")
 
     def __init__(self) -> None:
         self.copies: Counter[str] = Counter()
         self.bytes: Counter[str] = Counter()
+        self.on_copy: Callable[[int], None] | None = None  # the CPU model charges the copy's time
 
     def count(self, nbytes: int, reason: str) -> None:
         self.copies[reason] += 1
         self.bytes[reason] += nbytes
+        if self.on_copy is not None:
+            self.on_copy(nbytes)
 
     @property
     def total_bytes(self) -> int:
@@ -122,7 +125,8 @@ class Kernel:
         self.name = name
         self.scheduler = scheduler
         self.bus = bus
-        self.cpu = cpu
+        self.cpu = cpu  # the processor running the current event (stack.kernel.cpu sets it)
+        self.cpu_model: Any = None  # stack.kernel.cpu.CpuModel when the host's processors spend time
         self.seed = seed
         self.rng = random.Random(f"{seed}:{name}")
         self.verifier = LowResourcesSimulation(seed, name)  # `!verifier`: fault injection and failure counts
@@ -321,8 +325,17 @@ class Kernel:
             return 0
 
     # -- running events ------------------------------------------------------------
+    def charge(self, op: str, n: int = 1) -> None:
+        """Spend `n` x the cost of `op` on the processor running this code (stack.kernel.costs)."""
+        model = self.cpu_model
+        if model is not None:
+            model.charge(op, n)
+
     def run_event(self, ev: ScheduledEvent) -> None:
-        """Run one scheduler event in a fresh processor context (threads swap in their own)."""
+        """Run one scheduler event in a fresh processor context (threads swap in their own).
+
+        A CPU model (stack.kernel.cpu.install) shadows this method on the instance with its
+        own `run`, which places the event on a processor and then calls `run_event_now`."""
         saved = (self.irql, self.frames, self.current_thread, self.held_locks)
         self.irql = PASSIVE_LEVEL
         self.frames = []
@@ -334,6 +347,8 @@ class Kernel:
             raise KernelBugCheck(self.bugcheck_from_exception(exc, traceback.format_exc())) from None
         finally:
             self.irql, self.frames, self.current_thread, self.held_locks = saved
+
+    run_event_now = run_event
 
     def call_soon(self, fn: Callable[..., Any], *args: Any, label: str = "") -> ScheduledEvent:
         return self.scheduler.call_soon(self, fn, *args, label=label)

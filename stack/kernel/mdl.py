@@ -181,6 +181,7 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     if Length <= 0 or Length > 0xFFFFFFFF:
         return None
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
+    k.charge("mdl_build")
     address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
     if not address:
         return None  # out of nonpaged pool: NULL, as in Windows
@@ -246,6 +247,7 @@ def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteA
     entries, base = phys.pfns, phys.base_pfn  # pfns_for proved every frame is in physical memory
     for pfn in mdl.pfns:
         entries[pfn - base].lock_count += 1
+    k.charge("probe_lock_page", len(mdl.pfns))
     mdl.flags |= MDL_PAGES_LOCKED
     if Operation != IoReadAccess:
         mdl.flags |= MDL_WRITE_OPERATION

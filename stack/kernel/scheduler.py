@@ -80,6 +80,13 @@ class Scheduler:
         heappush(self._heap, (time_ns, seq, ev))
         return ev
 
+    def requeue(self, ev: ScheduledEvent, time_ns: int) -> None:
+        """Put an event that could not run yet (its processor was busy) back, due at `time_ns`."""
+        ev.time_ns = time_ns = max(time_ns, self.now_ns)
+        self._seq = seq = self._seq + 1
+        ev.seq = seq
+        heappush(self._heap, (time_ns, seq, ev))
+
     # -- inspection -------------------------------------------------------------
     def peek_time(self) -> int | None:
         heap = self._heap

@@ -189,6 +189,17 @@ class NdisInterrupt:
         self.dpc.place(k, self.address + 0x40)  # the interrupt block's KDPC, written when read
         self.isr_count = 0
         self.dpc_count = 0
+        self.throttle = NDIS_RECEIVE_THROTTLE_PARAMETERS()  # the per-DPC receive quota NDIS hands the miniport
+
+
+class NDIS_RECEIVE_THROTTLE_PARAMETERS:
+    """MaxNblsToIndicate: how many NBLs one MiniportInterruptDPC call may indicate (NDIS 6.20)."""
+
+    NDIS_INDICATE_ALL_NBLS = 0xFFFFFFFF
+
+    def __init__(self, MaxNblsToIndicate: int = NDIS_INDICATE_ALL_NBLS) -> None:
+        self.MaxNblsToIndicate = MaxNblsToIndicate
+        self.MoreNblsPending = False
 
 
 class Adapter:
@@ -478,7 +489,8 @@ def ndisMiniportDpc(Dpc: KDPC, DeferredContext: NdisInterrupt, SystemArgument1: 
     interrupt = DeferredContext
     interrupt.dpc_count += 1
     interrupt.adapter.counters.dpcs += 1
-    interrupt.characteristics.InterruptDpcHandler(interrupt.context, None, None, None)
+    interrupt.throttle.MoreNblsPending = False
+    interrupt.characteristics.InterruptDpcHandler(interrupt.context, None, interrupt.throttle, None)
 
 
 # --- completions and indications ----------------------------------------------------------------
@@ -541,6 +553,7 @@ def NdisMIndicateReceiveNetBufferLists(MiniportAdapterHandle: Adapter, NetBuffer
         k.bugcheck(BUGCODE_NDIS_DRIVER, 0x25, adapter.address, NumberOfNetBufferLists, len(nbls),
                    detail="NumberOfNetBufferLists does not match the chain")
     count = len(nbls)
+    k.charge("ndis_indicate", count)
     resources = bool(ReceiveFlags & NDIS_RECEIVE_FLAGS_RESOURCES)
     opens = [o for o in adapter.opens if o.open]
     counters = adapter.counters

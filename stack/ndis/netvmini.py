@@ -403,12 +403,16 @@ def MPInterrupt(MiniportInterruptContext: MpAdapter) -> tuple[bool, bool]:
 @kroutine("netvmini")
 def MPInterruptDPC(MiniportInterruptContext: MpAdapter, MiniportDpcContext: Any, ReceiveThrottleParameters: Any,
                    NdisReserved2: Any) -> None:
-    """Drain every completion: finish sends, refill the ring, indicate receives, unmask."""
+    """Drain the completions (receives up to NDIS's quota), refill the ring, unmask."""
     ctx = MiniportInterruptContext
     nic = ctx.nic
+    quota = getattr(ReceiveThrottleParameters, "MaxNblsToIndicate", None)
     _drain_tx(ctx)
-    _drain_rx(ctx)
+    _drain_rx(ctx, None if quota is None or quota >= 0xFFFFFFFF else quota)
     nic.enable_interrupts()
+    if nic.rx_pending_completions:  # over the quota: the rest waits on the ring for the next interrupt
+        ReceiveThrottleParameters.MoreNblsPending = True
+        nic.request_interrupt(INT_RX)
 
 
 def _drain_tx(ctx: MpAdapter) -> None:
@@ -441,9 +445,9 @@ def _drain_tx(ctx: MpAdapter) -> None:
     _complete_list(ctx, done)
 
 
-def _drain_rx(ctx: MpAdapter) -> None:
+def _drain_rx(ctx: MpAdapter, limit: int | None = None) -> None:
     nic = ctx.nic
-    completions = nic.take_rx_completions()
+    completions = nic.take_rx_completions(limit)
     if not completions:
         return
     c = ctx.counters

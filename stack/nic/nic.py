@@ -23,6 +23,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
+from stack.kernel.cpu import HARDWARE, ISR_LEVEL, set_level
 from stack.kernel.irql import NIC_DIRQL
 from stack.kernel.kernel import Kernel
 from stack.kernel.memory import PAGE_SHIFT
@@ -177,6 +178,10 @@ class EmulatedNic:
         self.interrupts_enabled = True
         if self._cause:
             self._raise(0)
+
+    def request_interrupt(self, cause: int) -> None:
+        """Set an interrupt cause again (work left on the ring): fires after the moderation delay."""
+        self._raise(cause)
 
     def disable_interrupts(self) -> None:
         self.interrupts_enabled = False
@@ -509,6 +514,7 @@ class EmulatedNic:
         if isr is None:
             return
         k = self.kernel
+        k.charge("interrupt")
         self.counters.interrupts += 1
         if k.bus.subscribers:
             k.publish(Interrupt, nic=self.name, cause=_CAUSE_NAMES.get(self._cause, str(self._cause)))
@@ -528,6 +534,10 @@ class EmulatedNic:
     def __repr__(self) -> str:
         return f"<EmulatedNic {self.name} {self.mac.hex('-')} mtu={self.mtu}>"
 
+
+set_level(EmulatedNic.frame_arrived, ISR_LEVEL)  # the line fires inside the DMA's event
+set_level(EmulatedNic._moderated_fire, ISR_LEVEL)
+set_level(EmulatedNic._process_tx, HARDWARE)
 
 __all__ = ["EmulatedNic", "NicOffloads", "NicCounters", "TxCompletion", "RxCompletion", "SgElement",
            "TX_CSUM_IP", "TX_CSUM_TCP", "TX_CSUM_UDP"]

@@ -803,6 +803,9 @@ class TcpLayer:
         other receive buffers of its NET_BUFFER - and stands for ``segments``
         wire segments; its checksum was verified per segment by the NIC."""
         self.counters.tcp_segments_received += 1
+        self.kernel.charge("tcp_rx_segment")
+        if not rx.l4_checksum_ok:
+            self.kernel.charge("checksum_byte", len(data))
         try:
             (src_port, dst_port, seq, ack, flags, window, mss, wscale, sack_permitted, timestamps, sack_blocks,
              payload) = parse_tcp_segment(data, src, dst, verify_checksum=not rx.l4_checksum_ok)
@@ -986,8 +989,10 @@ class TcpLayer:
         end = emit_tcp_header(buf, offset, first.src_port, first.dst_port, first.seq, first.ack, flags,
                               first.window, first.mss, first.wscale, first.sack_permitted, first.sack_blocks,
                               first.timestamps)
+        self.kernel.charge("tcp_tx_segment")  # one packet to IP (an LSO packet is one, however many segments)
         if not path.interface.tcp_checksum_offload(path.version):
             offload = False
+            self.kernel.charge("checksum_byte", end - offset + payload_len)
             fill_tcp_checksum(buf, offset, end, [view for s in segs for view in s.payload], path.src, path.dst)
         else:
             offload = True

@@ -120,6 +120,7 @@ class UdpLayer:
         # What one IP datagram can carry (IP fragments anything bigger than the link's MTU).
         if length > (MAX_UDP_PAYLOAD_V4 if path.version == 4 else MAX_UDP_PAYLOAD_V6) or length < 0:
             return STATUS_INVALID_PARAMETER  # WSAEMSGSIZE
+        self.kernel.charge("tcp_tx_segment")
         packet = self.stack.ip.new_packet(path, IPPROTO_UDP)
         if packet is None:
             return STATUS_INSUFFICIENT_RESOURCES
@@ -180,6 +181,7 @@ class UdpLayer:
     def receive(self, rx: RxFrame, iface: Interface, src: bytes, dst: bytes, data: memoryview,
                 datagram: memoryview) -> None:
         stack = self.stack
+        self.kernel.charge("tcp_rx_segment")  # IP + transport receive work, as for a TCP segment
         try:
             header, payload = parse_udp(data, src, dst, verify_checksum=not rx.l4_checksum_ok)
         except WireError as err:

@@ -130,6 +130,7 @@ def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdReque
     """Enter the kernel with an IRP for \\Device\\Afd, wait if it pends.  Returns (status, information)."""
     if program_closing():
         raise GeneratorExit  # keep closing: skip the rest of the cleanup, touch no kernel
+    current_kernel().charge("syscall")  # NtDeviceIoControlFile: user -> kernel and back
     device = IoGetDeviceObjectPointer("\\Device\\Afd")
     if device is None:
         raise SocketError(0xC0000034, "open \\Device\\Afd")  # STATUS_OBJECT_NAME_NOT_FOUND

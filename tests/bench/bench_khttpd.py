@@ -147,6 +147,21 @@ def _host_rows(count: int) -> list[Row]:
     return rows
 
 
+def cpu_model_rows(count: int, seed: int) -> None:
+    """With processors that spend time (the 2003 profile, 1 Gb/s): virtual time per request and
+    winsrv CPU per request for each server (tests/bench/thesis_lab.py)."""
+    from tests.bench.thesis_lab import SERVERS, measure, server_world
+
+    print("\nwinsrv with one 2003-era processor (stack/kernel/costs.py), 1 Gb/s, one request at a time:")
+    print(f"{'server':20} {'size':>8} | {'virt us/req':>11} {'cpu us/req':>10} {'copied B/req':>12}")
+    for server in SERVERS:
+        world = server_world(server, "2003", 1_000_000_000, seed)
+        for size in (1024, 65536, 262144, 1048576):
+            r = measure(world, server, size, count if size < 262144 else max(1, count // 4))
+            print(f"{server:20} {size:8d} | {r['ns_per_request'] / 1000:11.1f} {r['cpu_ns_per_request'] / 1000:10.1f} "
+                  f"{r['copied_per_request']:12.0f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10, help="requests per size in the emulated lab")
@@ -165,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         copied = f"{row.copied_per_request:12.0f}" if row.copied_per_request is not None else "           -"
         print(f"{row.server:36} {row.size:8d} {row.count:4d} | {row.rps(row.virtual_s)} {row.mbps(row.virtual_s)} "
               f"| {row.rps(row.wall_s)} {row.mbps(row.wall_s)} | {copied}")
+    cpu_model_rows(args.count, args.seed)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,12 @@ from stack.usermode.socket import run_program  # noqa: E402
 from stack.world import default_world  # noqa: E402
 
 
-def emulated_echo(data: bytes, lso: bool, rsc: bool, mtu: int, profile: bool) -> dict[str, float]:
+def emulated_echo(data: bytes, lso: bool, rsc: bool, mtu: int, profile: bool, cpu: str | None = None) -> dict[str, float]:
     config = TcpConfig(time_wait_ns=1000 * MS)
     world = default_world(1, services=False, offloads=NicOffloads(lso=lso, rsc=rsc), tcp_config=config, mtu=mtu)
+    if cpu is not None:  # both hosts' processors spend time (stack.kernel.cpu)
+        for name in ("winsrv", "client"):
+            world.set_processors(name, cpu)
     server = run_program(world.host("winsrv").kernel, echo_server, SockAddr.parse("0.0.0.0:7"))
     world.run_for(1_000_000)
     events0 = world.scheduler.events_run
@@ -130,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=float, default=16.0, help="payload size in MiB (default 16)")
     parser.add_argument("--profile", action="store_true", help="cProfile the first emulated run's hot path")
+    parser.add_argument("--cpu", default="x64", help="cost profile for the 'cpu model on' rows (none: skip them)")
     args = parser.parse_args()
     data = pattern(42, int(args.mib * 1024 * 1024))
     loop_wall, loop_cpu = asyncio.run(_loopback_echo(data))
@@ -140,6 +144,11 @@ def main() -> None:
         r = emulated_echo(data, lso, rsc, mtu, args.profile and i == 0)
         print(f"{name:<26}{r['wall_mbps']:>11.2f}{r['cpu_mbps']:>10.2f}{r['cpu_mbps'] / loop_cpu:>13.4f}"
               f"{r['events']:>10}{r['copies_per_byte']:>10.3f}")
+        if args.cpu != "none":  # the same run with the processor model on: its wall-clock overhead
+            c = emulated_echo(data, lso, rsc, mtu, False, args.cpu)
+            print(f"{'  + cpu ' + args.cpu:<26}{c['wall_mbps']:>11.2f}{c['cpu_mbps']:>10.2f}"
+                  f"{c['cpu_mbps'] / loop_cpu:>13.4f}{c['events']:>10}{c['copies_per_byte']:>10.3f}"
+                  f"   cpu time x{r['cpu_mbps'] / c['cpu_mbps']:.3f}")
     floor = checksum_floor(data, 1500)
     print(f"{'floor: checksums alone':<26}{'-':>11}{floor:>10.2f}{floor / loop_cpu:>13.4f}{'-':>10}{'-':>10}")
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from stack.kernel.irql import irql_name
 
+from wskdbg.commands.processors import dpcs_waiting_for_a_processor, thread_times_text
 from wskdbg.commands.registry import CommandResult, Invocation, command, tokenize
 from wskdbg.engine import GP_REGISTERS, register_values, system_process_address
 from wskdbg.expr import UserRegisters, format_evaluate, to_signed64
@@ -240,23 +241,27 @@ def cmd_irql(dbg: "Engine", inv: Invocation) -> CommandResult:
          help="Rows `CPU Type      KDPC       Function` for each DPC queued on the host's processor, in the "
               "order they will run.")
 def cmd_dpcs(dbg: "Engine", inv: Invocation) -> CommandResult:
-    if inv.args:
-        p = dbg.evaluate(inv.args, inv.args_offset)
-        if p != 0:
-            raise inv.error(f"processor {p:#x} does not exist (each host has one processor, 0)", 0)
     k = dbg.kernel
+    count = len(k.cpu_model.processors) if k.cpu_model is not None else 1
+    only = None
+    if inv.args:
+        only = dbg.evaluate(inv.args, inv.args_offset)
+        if not 0 <= only < count:
+            raise inv.error(f"processor {only:#x} does not exist ({k.name} has {count})", 0)
     rows = []
-    for ev in dbg.scheduler.pending():
+    waiting = dpcs_waiting_for_a_processor(k)
+    for ev in waiting + dbg.scheduler.pending():
         if ev.kernel is not k or getattr(ev.fn, "__name__", "") != "_run_dpc" or len(ev.args) < 2:
             continue
         dpc = ev.args[1]
         from stack.kernel.symbols import symbol_of
         sym = symbol_of(dpc.routine)
         rows.append({"kdpc": dpc.address, "routine": sym, "address": k.symbol_address(sym),
-                     "due_ns": ev.time_ns})
+                     "due_ns": ev.time_ns, "cpu": dpc.target})
+    rows = [r for r in rows if only is None or r["cpu"] == only]
     lines = ["CPU Type      KDPC       Function"]
     for r in rows:
-        lines.append(f" 0: Normal  : 0x{addr64_nobt(r['kdpc'])} 0x{addr64_nobt(r['address'])} {r['routine']}")
+        lines.append(f"{r['cpu']:2d}: Normal  : 0x{addr64_nobt(r['kdpc'])} 0x{addr64_nobt(r['address'])} {r['routine']}")
     if not rows:
         lines.append(" 0: (the DPC queue is empty)")
     return CommandResult("\n".join(lines), {"dpcs": rows})
@@ -305,8 +310,8 @@ def thread_lines(dbg: "Engine", t: Any, running: bool) -> list[str]:
         "Attached Process          N/A            Image:         N/A",
         f"Wait Start TickCount      {wait_start}              Ticks: {ticks - wait_start}",
         f"Context Switch Count      {t.context_switches}              IdealProcessor: 0",
-        "UserTime                  00:00:00.000",
-        "KernelTime                00:00:00.000",
+        "UserTime                  %s" % thread_times_text(k, t)[0],
+        "KernelTime                %s" % thread_times_text(k, t)[1],
         f"Win32 Start Address {t.start_symbol} (0x{addr64_nobt(start_addr)})",
         f"Stack Init {addr64_nobt(t.stack_base)} Current {addr64_nobt(current_sp)}",
         f"Base {addr64_nobt(t.stack_base)} Limit {addr64_nobt(t.stack_limit)} Call 0000000000000000",

@@ -39,6 +39,7 @@ class StackPicture:
     current: tuple[str, str] | None  # (host, layer) of the current event
     previous: tuple[str, str] | None  # where it came from
     caption: str  # the current event, described
+    loads: tuple[tuple[str, str], ...] = ()  # host -> " cpu 42%" for hosts whose processors spend time
 
     @property
     def height(self) -> int:
@@ -79,7 +80,17 @@ def build_picture(tap: EventTap, kernels: dict[str, Any], events_run: int) -> St
         caption = f"#{event.seq} {event.host}: {event.describe()}"
     else:  # the status bar counts the events the machine ran before the views attached, too
         caption = f"event {events_run:,}: no hand-off seen since the views attached"
-    return StackPicture(tuple(hosts), current, previous, caption)
+    loads = tuple((host, f" cpu {cpu_load(kernel):.0%}") for host, kernel in kernels.items()
+                  if getattr(kernel, "cpu_model", None) is not None)
+    return StackPicture(tuple(hosts), current, previous, caption, loads)
+
+
+def cpu_load(kernel: object) -> float:
+    """The host's processor load since boot (stack.kernel.cpu), 0..1."""
+    model = kernel.cpu_model  # type: ignore[attr-defined]
+    now = kernel.now_ns  # type: ignore[attr-defined]
+    busy = sum(p.isr_ns + p.dpc_ns + p.thread_ns for p in model.processors)
+    return min(1.0, busy / (now * len(model.processors))) if now else 0.0
 
 
 class StackView(Widget, can_focus=True):
@@ -136,7 +147,7 @@ def render_picture(picture: StackPicture, width: int, styles: dict[str, Style] |
     depth = max(len(rows) for _, rows in shown)
     columns: list[list[Text]] = []
     for host, rows in shown:
-        lines: list[Text] = [Text(f" {host} ".center(col, "─"), style=title_style)]
+        lines: list[Text] = [Text(f" {host}{dict(picture.loads).get(host, '')} ".center(col, "─"), style=title_style)]
         pad = depth - len(rows)  # hosts without user mode start one layer lower
         for _ in range(pad * ROWS_PER_LAYER):
             lines.append(Text(" " * col))

@@ -237,3 +237,17 @@ def test_presentation_mode_lays_out_for_a_projector() -> None:
         asyncio.run(main())
     finally:
         engine.close()
+
+
+def test_stack_view_titles_a_host_with_processors_with_its_load():
+    from stack.world import default_world
+    from wskdbg.tui.stack_view import cpu_load
+    world = default_world(1, services=False, cpu_profile="2003")
+    world.scheduler.run_for(1_000_000)
+    winsrv = world.host("winsrv").kernel
+    winsrv.cpu_model.processors[0].dpc_ns = winsrv.now_ns * 0.42  # 42 % of the time since boot in DPCs
+    assert round(cpu_load(winsrv), 2) == 0.42
+    rows = tuple(LayerRow(layer, "", 1, "") for layer in ("drivers", "wsk", "tcpip"))
+    picture = StackPicture((("winsrv", rows), ("client", rows)), None, None, "x", (("winsrv", " cpu 42%"),))
+    text = render_picture(picture, 80).plain
+    assert "winsrv cpu 42%" in text and "client cpu" not in text
