@@ -41,7 +41,7 @@ DEFAULT_EVENT_CAP = 2_000_000  # and after this many scheduler events (a zero-ti
 MAX_NESTING = 16  # scripts, .foreach and breakpoint commands inside each other
 
 # Kernel routines that are frames without being cataloged @kroutines (the kernel pushes them by hand).
-KERNEL_FRAMES = ("ExpWorkerThread", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopLoadDriver",
+KERNEL_FRAMES = ("ExpWorkerThread", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopfCompleteRequest", "IopLoadDriver",
                  "IopUnloadDriver", "KiIdleLoop", "KiRetireDpcList", "KiStartSystemThread",
                  "PspSystemThreadStartup", "KeBugCheckEx", "DbgBreakPointWithStatus", "KiBugCheckDebugBreak",
                  "KeBugCheck2")

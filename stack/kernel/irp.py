@@ -423,7 +423,10 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
 def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
     """Complete the IRP: run completion routines bottom-up, stop at MORE_PROCESSING_REQUIRED."""
     k = current_kernel()
+    # The export (IofCompleteRequest) hands the work to IopfCompleteRequest, as on Windows 10:
+    # published 0x44 stacks show KeBugCheckEx <- IopfCompleteRequest <- IofCompleteRequest.
     k.enter("nt!IofCompleteRequest", (Irp, PriorityBoost))
+    k.enter("nt!IopfCompleteRequest", (Irp, PriorityBoost))
     k.charge("irp_complete")
     if Irp.completed or Irp.completing or Irp.freed:
         k.bugcheck(bc.MULTIPLE_IRP_COMPLETE_REQUESTS, Irp.address, 0, 0, 0)
@@ -454,6 +457,7 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
             if result == STATUS_MORE_PROCESSING_REQUIRED:
                 # The routine's owner took the IRP back (to free or reuse it).
                 Irp.completing = False
+                k.leave("nt!IopfCompleteRequest", None)
                 k.leave("nt!IofCompleteRequest", None)
                 return
         else:
@@ -463,6 +467,7 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
     Irp.completing = False
     Irp.completed = True
     _finish_to_io_manager(k, Irp)
+    k.leave("nt!IopfCompleteRequest", None)
     k.leave("nt!IofCompleteRequest", None)
 
 

@@ -57,7 +57,7 @@ def test_bp_on_afd_routine_names_and_k_at_the_receive_completion_from_the_wire()
         run(engine, "bc 0")
         assert "echosrv!WskSampleReceiveIrpCompletionRoutine" in run(engine, "g")
         frames = [line.split()[-1].split("+")[0] for line in run(engine, "k").splitlines()[1:]]
-        chain = ["echosrv!WskSampleReceiveIrpCompletionRoutine", "nt!IofCompleteRequest",
+        chain = ["echosrv!WskSampleReceiveIrpCompletionRoutine", "nt!IopfCompleteRequest", "nt!IofCompleteRequest",
                  "afd!WskProTLReceiveComplete", "tcpip!TcpCompleteClientReceiveRequest", "tcpip!TcpTcbReceive",
                  "tcpip!TcpMatchReceive"]
         assert frames[:len(chain)] == chain

@@ -168,7 +168,8 @@ def test_event_breakpoint_on_bugcheck_stops_before_the_machine_halts():
         r = engine.execute("g")
         assert r.data["stops"][0]["reason"] == "breakpoint"
         assert engine.scheduler.halted is None
-        assert engine.execute("kc").text.splitlines()[1:3] == ["00 nt!IofCompleteRequest", "01 testdrv!TestCompleteTwice"]
+        assert engine.execute("kc").text.splitlines()[1:4] == ["00 nt!IopfCompleteRequest", "01 nt!IofCompleteRequest",
+                                                               "02 testdrv!TestCompleteTwice"]
         r = engine.execute("g")
         assert r.text.startswith("*** Fatal System Error: 0x00000044")
     finally:

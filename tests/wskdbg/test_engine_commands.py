@@ -512,7 +512,7 @@ def test_bugcheck_0x44_shows_in_bugcheck_and_analyze_and_reboot_brings_the_machi
         sites = [line.split()[-1] for line in engine.execute("k").text.splitlines()[1:6]]
         assert sites[0] == "nt!DbgBreakPointWithStatus"
         assert [s.split("+")[0] for s in sites[1:4]] == ["nt!KiBugCheckDebugBreak", "nt!KeBugCheck2", "nt!KeBugCheckEx"]
-        assert sites[4].startswith("nt!IofCompleteRequest+")
+        assert sites[4].startswith("nt!IopfCompleteRequest+")  # under the export IofCompleteRequest, as in 0x44 dumps
         assert engine.execute(".bugcheck").text.splitlines() == [
             "Bugcheck code 00000044",
             f"Arguments {addr64(info.params[0])} 00000000`00000000 00000000`00000000 00000000`00000000"]
@@ -527,7 +527,7 @@ def test_bugcheck_0x44_shows_in_bugcheck_and_analyze_and_reboot_brings_the_machi
             assert key in lines, key
         stack = lines[lines.index("STACK_TEXT:  ") + 1:lines.index("STACK_TEXT:  ") + 3]
         assert stack[0].split(" : ")[-1].startswith("nt!KeBugCheckEx") and " : 00000000`00000044 " in stack[0]
-        assert stack[1].split()[-1].startswith("nt!IofCompleteRequest+")
+        assert stack[1].split()[-1].startswith("nt!IopfCompleteRequest+")
         assert engine.execute(f"!irp {info.params[0]:x}").text.startswith("Irp is active with 1 stacks")
         assert engine.execute("g").text.startswith("The machine bug-checked (MULTIPLE_IRP_COMPLETE_REQUESTS (44)")
         engine.execute(".reboot")

@@ -49,7 +49,7 @@ def test_completing_an_irp_twice_bugchecks_multiple_irp_complete_requests_with_t
     info = crash(m)
     assert info.code == 0x44 and info.params == (irp.address, 0, 0, 0)
     assert info.name == "MULTIPLE_IRP_COMPLETE_REQUESTS"
-    assert info.frames[0] == "nt!IofCompleteRequest"
+    assert info.frames[:2] == ["nt!IopfCompleteRequest", "nt!IofCompleteRequest"]
 
 
 def test_calling_a_driver_with_no_stack_location_left_bugchecks_0x35():
