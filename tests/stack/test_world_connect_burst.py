@@ -14,6 +14,7 @@ from typing import Any, Generator
 from world_harness import SECOND, lab, run_programs, server_address, start
 
 from stack.tcpip.addr import AF_INET, SockAddr
+from stack.world import default_world
 from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, accept_retrying, join, spawn
 
 BURST = 1000
@@ -126,3 +127,18 @@ def test_a_thousand_simultaneous_connects_all_connect_and_exchange_data() -> Non
     assert counters.tcp_syn_protection_activations >= 1 and counters.tcp_syn_cookie_connections > 0
     assert world.host("client").stack.counters.tcp_failed_connection_attempts == 0
     assert world.now_ns - began < 10 * SECOND  # nobody waited for a SYN retransmission round
+
+
+def test_a_thousand_simultaneous_connects_to_echosrv_all_get_their_echo() -> None:
+    """The same burst against the kernel's echosrv (WSK accept path, port 40007) on the standard lab."""
+    world = default_world(1)
+    world.run_for(50_000_000)  # the drivers start and listen
+    began = world.now_ns
+    program = start(world, "client", _echo_burst, server_address(world, 4, 40007), BURST)
+    run_programs(world, program, max_time_ns=60 * SECOND)
+    outcomes = program.result
+    assert outcomes.count("ok") == BURST, sorted(set(outcomes), key=str)
+    counters = world.host("winsrv").stack.counters
+    assert counters.tcp_passive_opens == BURST and counters.tcp_syn_queue_drops == 0
+    assert counters.tcp_syn_cookie_connections > 0
+    assert world.now_ns - began < 10 * SECOND
