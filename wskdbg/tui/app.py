@@ -290,7 +290,7 @@ class WskdbgApp(App[None]):
             if not running or force or now - self._last_slow >= SLOW_REFRESH_S:
                 self._last_slow = now
                 self.irp_view.show(view.irps, view.irp_detail)
-                self.network_view.show(view.connections)
+                self.network_view.show(view.connections, view.tcp_stats)
                 if not running:
                     self.mdl_view.refresh_contents(force=True)
         self._check_crash(position)

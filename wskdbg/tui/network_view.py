@@ -77,6 +77,42 @@ def conn_rows(kernels: dict[str, Any]) -> list[ConnRow]:
     return rows
 
 
+# The TCP statistics `!netstat -s` prints (wskdbg/render/net.py), as the view's columns, headed
+# short so a host's row fits beside the stack view: Active Opens, Passive Opens, Failed Connection
+# Attempts, Reset Connections, Current Connections, Segments Retransmitted, SYN queue drops and
+# SYN attack protection activations.  heading -> counter in the transport's snapshot.
+TCP_STAT_COLUMNS = (
+    ("actv", "tcp_active_opens"), ("pasv", "tcp_passive_opens"),
+    ("fail", "tcp_failed_connection_attempts"), ("rst", "tcp_reset_connections"),
+    ("cur", "tcp_current_connections"), ("rexmt", "tcp_segments_retransmitted"),
+    ("qdrop", "tcp_syn_queue_drops"), ("synprot", "tcp_syn_protection_activations"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpStatsRow:
+    """One host's TCP statistics: Active Opens, Passive Opens, Failed Connection Attempts, Reset
+    Connections, Current Connections, Segments Retransmitted, SYN queue drops, SYN-protection
+    activations, in TCP_STAT_COLUMNS order."""
+
+    host: str
+    values: tuple[int, ...]
+
+    def value(self, counter: str) -> int:
+        return self.values[[name for _, name in TCP_STAT_COLUMNS].index(counter)]
+
+
+def tcp_stats_rows(kernels: dict[str, Any]) -> list[TcpStatsRow]:
+    """Reads the machine (like conn_rows): the counters `!netstat -s` prints, per host."""
+    rows: list[TcpStatsRow] = []
+    for host, kernel in kernels.items():
+        transport = getattr(kernel.extensions.get("tcpip"), "transport", None)
+        if transport is not None:
+            counters = transport.counters()
+            rows.append(TcpStatsRow(host, tuple(int(counters.get(name, 0) or 0) for _, name in TCP_STAT_COLUMNS)))
+    return rows
+
+
 @dataclass(frozen=True, slots=True)
 class LadderStep:
     time_ns: int
@@ -135,7 +171,8 @@ class NetworkView(Vertical):
 
     DEFAULT_CSS = """
     NetworkView { height: 1fr; }
-    NetworkView > DataTable { height: 7; }
+    NetworkView > #conn-table { height: 7; }
+    NetworkView > #tcp-stats { height: auto; max-height: 7; }
     NetworkView > #ladder-scroll { height: 1fr; border-top: solid $primary 50%; }
     """
 
@@ -143,6 +180,7 @@ class NetworkView(Vertical):
         super().__init__(id=id)
         self.link = link
         self.rows: list[ConnRow] = []
+        self.stats: list[TcpStatsRow] = []
         self.selected: ConnRow | None = None
         self._ladder_key: tuple = ()
 
@@ -151,15 +189,25 @@ class NetworkView(Vertical):
         table.add_columns("host", "local", "remote", "state", "snd_una", "snd_nxt", "rcv_nxt", "snd_wnd",
                           "rcv_wnd", "cwnd", "srtt", "rexmit")
         yield table
+        stats: DataTable = DataTable(id="tcp-stats", cursor_type="none", show_cursor=False)
+        stats.add_columns("host", *(heading for heading, _ in TCP_STAT_COLUMNS))
+        yield stats
         with ScrollableContainer(id="ladder-scroll"):
             yield Static("Select a connection to draw its segments.", id="ladder")
 
-    def show(self, rows: tuple[ConnRow, ...] | list[ConnRow]) -> None:
+    def show(self, rows: tuple[ConnRow, ...] | list[ConnRow],
+             stats: tuple[TcpStatsRow, ...] | list[TcpStatsRow] = ()) -> None:
         """Repaint from a MachineView's rows."""
+        if list(stats) != self.stats:
+            self.stats = list(stats)
+            table = self.query_one("#tcp-stats", DataTable)
+            table.clear()
+            for s in self.stats:
+                table.add_row(s.host, *(str(v) for v in s.values))
         rows = list(rows)
         if rows != self.rows:
             self.rows = rows
-            table = self.query_one(DataTable)
+            table = self.query_one("#conn-table", DataTable)
             cursor = table.cursor_row
             table.clear()
             for i, r in enumerate(rows):

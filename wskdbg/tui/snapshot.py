@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from .irp_view import IrpRow, irp_rows, irp_text
 from .link import BUGCHECKED, Position
-from .network_view import ConnRow, conn_rows
+from .network_view import ConnRow, TcpStatsRow, conn_rows, tcp_stats_rows
 from .stack_view import StackPicture, build_picture
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ class MachineView:
     picture: StackPicture
     irps: tuple[IrpRow, ...]
     connections: tuple[ConnRow, ...]
+    tcp_stats: tuple[TcpStatsRow, ...]  # per host, the TCP statistics `!netstat -s` prints
     irp_detail: str  # `!irp` of the selected IRP ("" when none is selected)
 
 
@@ -51,5 +52,6 @@ def build_view(link: "EngineLink", state: str) -> MachineView:
         picture=build_picture(link.tap, kernels, scheduler.events_run),
         irps=tuple(irp_rows(kernels, link.tap.irp_notes())),
         connections=tuple(conn_rows(kernels)),
+        tcp_stats=tuple(tcp_stats_rows(kernels)),
         irp_detail=irp_text(engine, *selected) if selected is not None else "",
     )
