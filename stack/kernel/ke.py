@@ -280,6 +280,7 @@ class KThread(DispatcherObject):
         self.priority = 8
         self.irps: list[Any] = []  # IRPs queued to this thread (for !thread)
         self.context_switches = 0
+        self.program: Any = None  # the lab user-mode program this thread runs (stack.usermode.socket)
         stack = stack if stack is not None else allocate_stack(k, "KernelStack")
         if stack is None:
             raise MemoryError("no physical memory for a kernel stack")  # boot-time threads only

@@ -21,7 +21,6 @@ Errors raise `SocketError(status)`.
 from __future__ import annotations
 
 import sys
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
@@ -330,12 +329,11 @@ class Program:
             raise self.error
 
 
-_RUNNING: "weakref.WeakKeyDictionary[KThread, Program]" = weakref.WeakKeyDictionary()  # thread -> its program
-
-
 def _owner() -> Program | None:
+    """The program the running thread belongs to.  Kept on the thread itself: a module-level
+    map from threads to programs would keep every world whose servers never exit alive."""
     thread = current_kernel().current_thread
-    return _RUNNING.get(thread) if thread is not None else None
+    return getattr(thread, "program", None) if thread is not None else None
 
 
 def _opened(item: "Socket | UserBuffer") -> None:
@@ -355,7 +353,7 @@ def _released(item: "Socket | UserBuffer") -> None:
 def _body(program: Program, fn: Callable[..., Generator], args: tuple) -> Generator:
     thread = current_kernel().current_thread
     if thread is not None:
-        _RUNNING[thread] = program
+        thread.program = program
     try:
         program.result = yield from fn(*args)
     except Exception as err:  # a user program's failure is its own, never the kernel's
@@ -365,7 +363,7 @@ def _body(program: Program, fn: Callable[..., Generator], args: tuple) -> Genera
     finally:
         program.done = True
         if thread is not None:
-            _RUNNING.pop(thread, None)
+            thread.program = None
     return STATUS_SUCCESS
 
 
