@@ -73,13 +73,17 @@ def test_runaway_lists_kernel_time_most_first_in_the_debugging_tools_shape(dbg):
     # MS Learn, "!runaway 7":   Kernel Mode Time
     #                           Thread       Time
     #                           0:55c        0:00:00.0140
-    _load(dbg)
+    # Stop while khttpd's connection worker still exists (an exited thread leaves the list, as on Windows).
+    run(dbg, "!cpu winsrv 2003 1")
+    run(dbg, "bp /h winsrv khttpd!KhttpdSendChain 0n60")
+    run(dbg, "!httperf --server winsrv --uri /index.html --num-conns 1 --num-calls 100")
+    run(dbg, "g")
     text = run(dbg, "!runaway 2")
     lines = text.splitlines()
     assert lines[:2] == [" Kernel Mode Time", " Thread       Time"]
     first = re.match(r" (\d+):([0-9a-f]+) +(\d):(\d\d):(\d\d)\.(\d{4})    (.*)", lines[2])
     assert first and first.group(7).startswith("worker khttpd")
-    assert int(first.group(6)) > 0  # 100 requests of khttpd's work: a few milliseconds
+    assert int(first.group(6)) > 0  # 60 requests of khttpd's work: a few milliseconds
 
 
 def test_thread_shows_the_kernel_time_its_code_spent(dbg):

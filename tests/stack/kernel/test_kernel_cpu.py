@@ -54,9 +54,10 @@ def _spinner(name: str, work_ns: int, log: list, priority: int = 8, gate: KEVENT
         return 0
         yield  # a generator: runs as a thread
 
-    def start() -> None:
+    def start() -> Any:
         t = PsCreateSystemThread(body, None, name=name)
         t.priority = priority
+        return t  # kept: an exited thread leaves the kernel's thread list
     return start
 
 
@@ -80,12 +81,11 @@ def test_a_copy_of_n_bytes_costs_n_times_the_per_byte_cost_on_the_processor_that
         return 0
         yield
 
-    run(m, lambda: PsCreateSystemThread(body, None, name="copier"))
+    thread = run(m, lambda: PsCreateSystemThread(body, None, name="copier"))
     m.scheduler.run_until_idle()
     assert_running(m)
     per_byte = COST_TABLE["copy_byte"][0]
     assert seen["spent"] == 10_000 * per_byte
-    thread = next(t for t in m.kernel.threads if t.name == "copier")
     assert model.times(thread).kernel_ns >= 10_000 * per_byte
     assert model.processors[seen["cpu"]].thread_ns >= 10_000 * per_byte
 
@@ -139,7 +139,7 @@ def test_an_equal_priority_thread_goes_next_and_a_burst_past_its_quantum_counts_
     run(m, _spinner("B", 1 * MS, log, gate=gate_b))
     run(m, _spinner("C", 1 * MS, log, gate=gate_c))
     m.scheduler.run_until_idle()
-    run(m, _spinner("A", model.quantum_ns + 10 * MS, log))   # A runs past its quantum
+    a = run(m, _spinner("A", model.quantum_ns + 10 * MS, log))   # A runs past its quantum
     m.scheduler.run_while(lambda: "A" not in dict(log))
     a_start = dict(log)["A"]
     m.scheduler.call_at(a_start + 1 * MS, m.kernel, _signal, gate_b)
@@ -148,7 +148,6 @@ def test_an_equal_priority_thread_goes_next_and_a_burst_past_its_quantum_counts_
     assert_running(m)
     starts = dict(log)
     assert a_start + model.quantum_ns + 10 * MS <= starts["B"] < starts["C"]   # first come, first served
-    a = next(t for t in m.kernel.threads if t.name == "A")
     assert model.times(a).quantum_ends == 1
 
 
