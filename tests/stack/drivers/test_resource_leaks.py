@@ -1,9 +1,7 @@
 """Nothing a connection or a request creates outlives it: pool by tag (what `!poolused` shows),
 threads, IRPs, NBLs, TCBs and WSK sockets are back to the baseline after a workload.
 
-The HTTP test runs 1,000 requests (the issue asked for 5,000; at about 10 ms of wall time per
-request that is 50 s, too long for the shared test machine - set WSKDBG_LEAK_REQUESTS=5000 to
-run the full count)."""
+The HTTP test runs 5,000 requests (about 30 s of wall time; WSKDBG_LEAK_REQUESTS sets another count)."""
 
 from __future__ import annotations
 
@@ -16,7 +14,7 @@ from stack.usermode.httperf import HttperfConfig, httperf
 from khttpd_lab import SERVER4
 from stack.usermode.socket import run_program
 
-REQUESTS = int(os.environ.get("WSKDBG_LEAK_REQUESTS", "1000"))
+REQUESTS = int(os.environ.get("WSKDBG_LEAK_REQUESTS", "5000"))
 
 
 def _httperf(world, uri: str, conns: int, calls: int):
