@@ -889,7 +889,9 @@ class TcpConnection:
             (Dynamic Right-Sizing);
           * a client slower than the path but still reading: unread data passed half the
             buffer and the client took data during the RTT - the buffer doubles, so the
-            window stays open instead of swinging between a few KiB and zero.  (What the
+            window stays open instead of swinging between a few KiB and zero;
+          * pressure within a round trip: a reading client's unread data passed 3/4 of the
+            buffer (a burst indicated in one DPC) - the buffer doubles at once.  (What the
             adapter cannot lend as held NBLs, the glue copies out: NDIS_RECEIVE_FLAGS_RESOURCES.)
         A client that reads nothing never grows it: its data fills the window, then the window
         is zero.  Windows' "normal" auto-tuning level starts at 64 KiB and grows to 16 MiB
@@ -900,6 +902,11 @@ class TcpConnection:
             return
         rtt = self._rtt.srtt_ns or self.config.rto_initial_ns
         if now - start < rtt:
+            # Within the round trip, only pressure grows it: a reading client's unread data past
+            # 3/4 of the buffer (a whole window can arrive in one receive DPC, before the reader
+            # runs) doubles it at once, so the window does not close under a client that reads.
+            if self._bytes_read > self._tune_read and 4 * self._rcvbuf.ready_bytes > 3 * self._rcv_space:
+                self._rcv_space = min(2 * self._rcv_space, self._rcv_space_max)
             return
         arrived = self._rcv_nxt - self._tune_seq
         space = self._rcv_space

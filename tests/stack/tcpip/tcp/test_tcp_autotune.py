@@ -74,3 +74,36 @@ def test_without_window_scaling_the_buffer_stays_within_64k() -> None:
     h.conn._rtt.sample(RTT)  # noqa: SLF001
     _pump(h, 8, read=True)
     assert 16 * KIB < h.conn.recv_buffer <= 0xFFFF
+
+
+def test_a_burst_into_a_reading_client_grows_the_buffer_before_the_window_closes() -> None:
+    # A whole window can arrive in one receive DPC before the reader runs: within one round
+    # trip, unread data past 3/4 of the buffer doubles it at once (the client has been reading).
+    h = tuned()
+    h.conn._rtt.sample(RTT)  # noqa: SLF001
+    _pump(h, 1, read=True)  # the tuning window starts; the client reads what came
+    seq = REMOTE_ISS + 1 + 64 * KIB - 1
+    h.now += RTT // 10  # well inside the next round trip
+    h.send(seg(seq, h.conn.snd_nxt, payload=b"r" * CHUNK))
+    h.conn.read(CHUNK)  # the reader ran once in this round trip
+    before = h.conn.recv_buffer
+    for _ in range(60):  # then a burst: 60 KB unread, past 3/4 of the buffer
+        seq += CHUNK
+        h.send(seg(seq, h.conn.snd_nxt, payload=b"b" * CHUNK))
+    assert h.conn.recv_buffer == 2 * before
+    h.recv()
+    assert h.conn.rcv_wnd > 0
+
+
+def test_a_burst_into_a_client_that_stopped_reading_does_not_grow_the_buffer() -> None:
+    h = tuned()
+    h.conn._rtt.sample(RTT)  # noqa: SLF001
+    _pump(h, 1, read=True)
+    seq = REMOTE_ISS + 1 + 64 * KIB - 1
+    h.now += 2 * RTT  # a new tuning round trip starts with this segment; nothing is read in it
+    h.send(seg(seq, h.conn.snd_nxt, payload=b"r" * CHUNK))
+    before = h.conn.recv_buffer
+    for _ in range(60):
+        seq += CHUNK
+        h.send(seg(seq, h.conn.snd_nxt, payload=b"b" * CHUNK))
+    assert h.conn.recv_buffer == before
