@@ -850,17 +850,16 @@ WORKER_RETRY_NS = 1_000_000
 def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator) -> None:
     """The emulator's stand-in for a free system worker thread.  Windows never fails to run a
     queued work item: it waits for a worker.  So when there is no pool for the thread block,
-    the work item waits (retried a millisecond later) instead of failing."""
+    the work item waits (retried a millisecond later) instead of failing.  The same goes for
+    the memory of its kernel stack."""
     try:
         address = k.pool.allocate(NonPagedPoolNx, KThread.struct_size, THREAD_TAG, owner="nt!ExpWorkerThread")
     except MemoryError:
-        k.verifier.failed(k, "thread", THREAD_TAG)
-        k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body,
-                               label=f"work {symbol} waits for a worker")
-        return
-    stack = allocate_stack(k, "KernelStack")
-    if stack is None:  # no memory for its kernel stack either: wait the same way
-        k.pool.free(address, THREAD_TAG)
+        address = 0
+    stack = allocate_stack(k, "KernelStack") if address else None
+    if stack is None:
+        if address:
+            k.pool.free(address, THREAD_TAG)
         k.verifier.failed(k, "thread", THREAD_TAG)
         k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body,
                                label=f"work {symbol} waits for a worker")
