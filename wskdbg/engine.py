@@ -20,8 +20,9 @@ World adapter.  Anything with `.scheduler`, `.bus` and either `.hosts`
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any, Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 from stack.kernel.events import DebugPrint, DriverUnloaded, Event, RoutineEntered, RoutineReturned
 from stack.kernel.kernel import Kernel
@@ -34,7 +35,7 @@ from wskdbg.expr import ExprError, UserRegisters, evaluate
 from wskdbg.frames import (BUGCHECK_BREAK_FRAMES, GP_REGISTERS, KERNEL_FRAMES, DebuggerExprContext,  # noqa: F401
                             FrameContext, StackFrame, handoff_offset, register_values, system_process_address)
 from wskdbg.render.dump import DumpCursor
-from wskdbg.timetravel import TimeTravel, reverse_step_invocation, seek_decide
+from wskdbg.timetravel import HandOver, TimeTravel, reverse_step_invocation, seek_decide
 
 DEFAULT_RUN_CAP_NS = 60 * NS_PER_S  # `g` stops after this much virtual time
 DEFAULT_EVENT_CAP = 2_000_000  # and after this many scheduler events (a zero-time loop)
@@ -124,6 +125,19 @@ class Position:
 
 
 
+@dataclass(slots=True)
+class LineState:
+    """How far a command line has run: a trip back in time may hand the rest of it to a checkpoint
+    process (wskdbg.checkpoints), which runs the remaining commands and answers for the whole line."""
+
+    line: str
+    pieces: list[tuple[str, int]]
+    index: int = 0  # the command running now
+    texts: list[str] = field(default_factory=list)
+    datas: list[Any] = field(default_factory=list)
+    error: bool = False
+
+
 class _Abandon(BaseException):
     """Unwinds a machine thread whose world is being replaced (reboot, close)."""
 
@@ -185,6 +199,12 @@ class Engine(FrameContext):
         self.world: Any = None
         self.current_host = ""
         self.last_stop: StopInfo | None = None
+        # Checkpoints (wskdbg.checkpoints): set by a machine server; None keeps time travel re-executing.
+        self.checkpoints: Any = None
+        self.checkpoint_due: Callable[[], bool] | None = None  # asked between events while the machine runs
+        self.progress_output: Callable[[str], None] | None = None  # "Replaying 37% ..." (never in a transcript)
+        self.progress: Any = None  # the trip in time under way (wskdbg.timetravel.ReplayProgress)
+        self.replayed_handoffs = 0  # hand-offs run by time-travel seeks since the engine started
         self.time_travel = TimeTravel(self)
         self._attach(world if world is not None else self.factory(seed))  # type: ignore[misc]
         self.time_travel.reset()
@@ -200,7 +220,7 @@ class Engine(FrameContext):
         self._paused = False
         self._machine_turn = False
         self.last_stop = StopInfo("start", world.scheduler.events_run, world.bus.seq, world.scheduler.now_ns)
-        self._resolve_breakpoints()
+        self.resolve_breakpoints()
 
     @property
     def machine(self) -> Any:
@@ -294,40 +314,58 @@ class Engine(FrameContext):
     # -- executing commands -----------------------------------------------------------------
     def execute(self, line: str) -> CommandResult:
         """Run a command line (commands separated by `;`); returns when the machine has stopped."""
+        return self.continue_line(LineState(line, split_commands(line)))
+
+    def continue_line(self, state: LineState, first: Callable[[], CommandResult] | None = None) -> CommandResult:
+        """Run the rest of a command line from `state.index`; `first`, when given, stands in for the
+        command at that index (a checkpoint process finishing a trip in time the line began)."""
         with self._exec_lock:
             self._exec_depth += 1
             try:
-                result = self._execute_line(line)
+                result = self._execute_line(state, first)
             finally:
                 self._exec_depth -= 1
                 if self._exec_depth == 0:  # a break-in no run of this command line consumed ends here
                     self._break_requested = False
                     self._interrupted = False
             if self.log_file is not None and self.nesting == 0:
-                self._log(line, result.text)
+                self._log(state.line, result.text)
             return result
 
-    def _execute_line(self, line: str) -> CommandResult:
-        pieces = split_commands(line)
-        if not pieces:
+    def at_top_level(self) -> bool:
+        """Is the command running now a command line of its own (not in a script, .foreach, a
+        breakpoint command)?  Only such a command may hand the session over to a checkpoint."""
+        return self._exec_depth == 1 and self.nesting == 0 and not self.in_bp_command
+
+    def _execute_line(self, state: "LineState | str", first: Callable[[], CommandResult] | None = None) -> CommandResult:
+        if isinstance(state, str):  # a nested line (script, .foreach, breakpoint command)
+            state = LineState(state, split_commands(state))
+        if not state.pieces:
             return CommandResult("", None)
-        texts: list[str] = []
-        datas: list[Any] = []
-        error = False
-        for text, offset in pieces:
+        for index in range(state.index, len(state.pieces)):
+            text, offset = state.pieces[index]
             if self._interrupted:
                 break  # Ctrl+C stopped a run: the commands after it do not run (a script stops too)
-            r = self.execute_one(text, offset)
+            state.index = index
+            if first is not None:
+                r, first = first(), None
+            else:
+                try:
+                    r = self.execute_one(text, offset)
+                except HandOver as handover:
+                    handover.line = state  # the checkpoint process runs the rest of the line
+                    raise
             if r.text:
-                texts.append(r.text)
-            datas.append(r.data)
-            error = error or r.error
+                state.texts.append(r.text)
+            state.datas.append(r.data)
+            state.error = state.error or r.error
             if r.error:
                 break
             if self.in_bp_command and self.pending_resume is not None:
                 break  # the rest runs after the machine stops again (as WinDbg does)
+        datas = state.datas
         data = datas[0] if len(datas) == 1 else datas
-        return CommandResult("\n".join(texts), data, error)
+        return CommandResult("\n".join(state.texts), data, state.error)
 
     def execute_one(self, text: str, offset: int = 0) -> CommandResult:
         """Run one command (no `;` splitting).  Never raises for bad input."""
@@ -346,7 +384,7 @@ class Engine(FrameContext):
             return self._error_result(exc, offset)
         except ExprError as exc:
             return self._error_result(CommandError(exc.message, inv.args_offset + exc.position), offset)
-        except _Abandon:
+        except (_Abandon, HandOver):
             raise
         except Exception as exc:  # a debugger bug must not take the session down
             return CommandResult(f"Internal debugger error in '{inv.name}': {type(exc).__name__}: {exc}",
@@ -437,26 +475,43 @@ class Engine(FrameContext):
             info = self.scheduler.halted
             return StopInfo("halted", self.scheduler.events_run, self.bus.seq, self.scheduler.now_ns,
                             host=info.host)
-        with self._cond:
-            if self._abandon:  # closed under a command that runs the machine again: it runs no more
-                return self._stop_here("break", note="the debugger detached")
-            self._request = req
-            self._stop = None
-            self._machine_turn = True
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._machine_main, name="wskdbg-machine", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-            while self._machine_turn and not self._abandon:
-                self._cond.wait()
-            if self._abandon:  # closed while it ran: the machine thread unwinds on its own
-                return self._stop_here("break", note="the debugger detached")
-            stop = self._stop
-        assert stop is not None
+        while True:
+            with self._cond:
+                if self._abandon:  # closed under a command that runs the machine again: it runs no more
+                    return self._stop_here("break", note="the debugger detached")
+                self._request = req
+                self._stop = None
+                self._machine_turn = True
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._machine_main, name="wskdbg-machine", daemon=True)
+                    self._thread.start()
+                self._cond.notify_all()
+                while self._machine_turn and not self._abandon:
+                    self._cond.wait()
+                if self._abandon:  # closed while it ran: the machine thread unwinds on its own
+                    return self._stop_here("break", note="the debugger detached")
+                stop = self._stop
+            assert stop is not None
+            if stop.reason != "checkpoint":
+                break
+            # Between events, the machine thread parked: the whole world is heap objects, so a
+            # fork is a perfect copy of it (wskdbg.checkpoints).  Then the same request runs on.
+            self.checkpoints.take(self)
         self.last_stop = stop
         if stop.host and stop.host in self.kernels:
             self.current_host = stop.host
         return stop
+
+    def after_fork_in_child(self) -> None:
+        """This process is a fork taken between events: the machine thread did not come along
+        (a run starts a new one) and its lock may have been held at the fork."""
+        self._cond = threading.Condition()
+        self._thread = None
+        self._machine_ident = None
+        self._machine_turn = False
+        self._paused = False
+        self._break_requested = False
+        self._interrupted = False
 
     def take_run_output(self) -> list[str]:
         out, self._run_output = self._run_output, []
@@ -500,6 +555,32 @@ class Engine(FrameContext):
         s = self.scheduler
         return StopInfo(reason, s.events_run, self.bus.seq, s.now_ns, **kw)
 
+    stop_here = _stop_here  # public: time travel builds its stops the same way
+
+    @contextmanager
+    def evaluating_at(self, ev: Event) -> Iterator[None]:
+        """Registers and `k` read hand-off `ev` while a breakpoint condition is evaluated there."""
+        self._condition_event = ev
+        try:
+            yield
+        finally:
+            self._condition_event = None
+
+    @contextmanager
+    def replaying_input(self, host: str, script_dirs: tuple[str, ...], in_bp_command: bool) -> Iterator[None]:
+        """Run a recorded input again as it first ran (its host, script directories, whether a
+        breakpoint command issued it); its output and any resume it asks for are dropped."""
+        saved = (self.current_host, self.script_dirs, self.in_bp_command, self.pending_resume, self._run_output)
+        if host in self.kernels:
+            self.current_host = host
+        self.script_dirs = list(script_dirs)
+        self.in_bp_command = in_bp_command
+        self._run_output = []
+        try:
+            yield
+        finally:
+            self.current_host, self.script_dirs, self.in_bp_command, self.pending_resume, self._run_output = saved
+
     def _run_loop(self) -> StopInfo:
         sched = self.scheduler
         while True:
@@ -525,6 +606,8 @@ class Engine(FrameContext):
                 req.time_limit_ns = t + req.cap_ns  # idle until t: the cap counts from there
             if req.event_limit is not None and sched.events_run >= req.event_limit:
                 return self._stop_here("eventcap")
+            if self.checkpoint_due is not None and self.checkpoint_due():
+                return self._stop_here("checkpoint")
             sched.run_one()
             req = self._request  # a stop inside the event may have installed a new request
             if sched.halted is not None:
@@ -537,6 +620,9 @@ class Engine(FrameContext):
             self.time_travel.note_foreign(ev)  # published by the debugger itself (sc start ...): not a hand-off
             return
         if self._request.mode == "seek":  # time travel: breakpoints and output are suppressed
+            self.replayed_handoffs += 1
+            if self.progress is not None and not self.replayed_handoffs & 0x3FF:
+                self.progress.tick(ev.seq, self.scheduler.events_run)
             stop = seek_decide(self, ev, self._request)
             if stop is not None:
                 self._pause(stop)
@@ -637,7 +723,8 @@ class Engine(FrameContext):
                 raise _Abandon()
 
     # -- breakpoint bookkeeping ---------------------------------------------------------------
-    def _resolve_breakpoints(self) -> None:
+    def resolve_breakpoints(self) -> None:
+        """Give code breakpoints the addresses of the modules loaded now (after a load, an unload, a trip in time)."""
         for bp in self.breakpoints:
             if bp.kind != "code":
                 continue

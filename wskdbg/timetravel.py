@@ -59,6 +59,62 @@ DEBUGGER_STATE_KEYS = frozenset({"wpp_prefix"})
 _REVERSE_STEP = re.compile(r"(\s*)([tpgTPG])-(?=\s|$)")
 
 
+class HandOver(BaseException):
+    """A trip back that a checkpoint process finishes (wskdbg.checkpoints): raised by the command,
+    it unwinds the live process's command line (the engine notes how far the line ran in `line`)
+    up to the machine server, which sends both to the checkpoint and leaves."""
+
+    def __init__(self, plan: "Plan", checkpoint: Any) -> None:
+        super().__init__("hand-over to a checkpoint")
+        self.plan = plan
+        self.checkpoint = checkpoint
+        self.line: Any = None  # wskdbg.engine.LineState
+
+
+@dataclass(slots=True)
+class Plan:
+    """Where a trip in time goes and what it prints when it lands (wskdbg.commands.timetravel.land)."""
+
+    targets: list["Target"]
+    want: tuple[int, int] | None = None  # !tt E:S: the position asked for (for the note if it is not a moment)
+    breakpoint_id: int | None = None  # g-: the breakpoint that would have hit there
+    notes: tuple[str, ...] = ()
+
+
+class ReplayProgress:
+    """`Replaying 37% (E:S of E:S)` for a trip that takes more than half a second (wall time: it goes
+    to engine.progress_output, never into a command's result, so transcripts stay deterministic)."""
+
+    FIRST_S = 0.5
+    EVERY_S = 0.25
+
+    def __init__(self, output: Callable[[str], None], start: tuple[int, int], target: "Target") -> None:
+        import time
+        self._clock = time.monotonic
+        self.output = output
+        self.start = start
+        self.target = target
+        self.began = self._clock()
+        self.last = self.began
+        self.shown = False
+
+    def tick(self, seq: int, events_run: int) -> None:
+        now = self._clock()
+        if now - self.began < self.FIRST_S or now - self.last < self.EVERY_S:
+            return
+        self.last = now
+        t = self.target
+        if t.handoff is not None:
+            done, span = seq - self.start[1], t.handoff - self.start[1]
+            goal = f"hand-off {t.handoff:X}"
+        else:
+            done, span = events_run - self.start[0], (t.events_run or 0) - self.start[0]
+            goal = f"event {t.events_run or 0:X}"
+        percent = min(99, max(0, 100 * done // span)) if span > 0 else 99
+        self.output(f"Replaying {percent}% ({format_position(events_run, seq)}, going to {goal})")
+        self.shown = True
+
+
 class TimeTravelError(CommandError):
     """Time travel cannot do what was asked (no factory, a bridge, a position that does not exist)."""
 
@@ -179,13 +235,11 @@ def breakpoint_matches(engine: "Engine", bp: "Breakpoint", ev: "Event") -> bool:
         return False
     if not bp.condition:
         return True
-    engine._condition_event = ev
-    try:
-        return evaluate(bp.condition, engine.expr_context(ev.host)) != 0
-    except ExprError:
-        return True  # the engine breaks when a condition fails to evaluate
-    finally:
-        engine._condition_event = None
+    with engine.evaluating_at(ev):
+        try:
+            return evaluate(bp.condition, engine.expr_context(ev.host)) != 0
+        except ExprError:
+            return True  # the engine breaks when a condition fails to evaluate
 
 
 def seek_decide(engine: "Engine", ev: "Event", req: "RunRequest") -> "StopInfo | None":
@@ -193,9 +247,9 @@ def seek_decide(engine: "Engine", ev: "Event", req: "RunRequest") -> "StopInfo |
     if req.observer is not None:
         req.observer(ev)
     if ev.seq == req.seek_seq:
-        return engine._stop_here("seek", event=ev, mid_event=True, host=ev.host)
+        return engine.stop_here("seek", event=ev, mid_event=True, host=ev.host)
     if ev.seq == req.anchor_seq:
-        return engine._stop_here("input", event=ev, mid_event=True, host=ev.host)
+        return engine.stop_here("input", event=ev, mid_event=True, host=ev.host)
     return None
 
 
@@ -224,6 +278,8 @@ class TimeTravel:
         self._input_depth = 0
         self._fresh: set[int] | None = None  # foreign events of a new input that may rewrite history
         self._foreign_noted = 0  # counts note_foreign calls (what a command published)
+        # A process forked from a checkpoint starts at it: its first rebuild is "go to the checkpoint".
+        self.start_here_once = False
 
     # -- the trace's life ----------------------------------------------------------------
     def reset(self) -> None:
@@ -234,6 +290,8 @@ class TimeTravel:
         self.origin = self.end = self.position()
         self.divergence = []
         self._origin_state = {k: _copy_state_value(v) for k, v in self.engine.state.items()}
+        if self.engine.checkpoints is not None:
+            self.engine.checkpoints.restart(self.engine)  # the old trace's checkpoints go; one at the start
 
     def position(self) -> TTPosition:
         eng = self.engine
@@ -318,6 +376,7 @@ class TimeTravel:
                 del self.inputs[self.applied:]
                 self.foreign = {s for s in self.foreign if s <= seq_before}
                 self.end = self.position()
+                self._forget_checkpoints_after(anchor.events_run, seq_before)
                 note = (f"Time travel: a new input at {format_position(anchor.events_run, seq_before)} rewrites "
                         f"history; the trace now ends here ({dropped} later recorded input"
                         f"{'s' if dropped != 1 else ''} discarded).")
@@ -341,7 +400,7 @@ class TimeTravel:
         """Run the machine for `req`, pausing at each recorded input's anchor to re-apply it."""
         eng = self.engine
         if self._applying:  # a recorded command that ran the machine: the seek replays that running
-            return eng._stop_here("break", note="(replaying a recorded input: the machine does not run here)")
+            return eng.stop_here("break", note="(replaying a recorded input: the machine does not run here)")
         self.apply_due_inputs()
         while True:
             nxt = None if self._suspended or self.applied >= len(self.inputs) else self.inputs[self.applied]
@@ -375,26 +434,20 @@ class TimeTravel:
         if eng.bus.seq != rec.seq_before:
             self._diverge(f"input {index} ({rec.text}) found the machine at hand-off {eng.bus.seq:#x}, "
                           f"not {rec.seq_before:#x}")
-        saved = (eng.current_host, eng.script_dirs, eng.in_bp_command, eng.pending_resume, eng._run_output)
-        if rec.host in eng.kernels:
-            eng.current_host = rec.host
-        eng.script_dirs = list(rec.script_dirs)
-        eng.in_bp_command = rec.in_bp_command
-        eng._run_output = []
         noted = self._foreign_noted
         self._applying = True
         self.applied += 1
         try:
-            inv = eng.registry.parse(rec.text)
-            if inv is not None:
-                inv.spec.handler(eng, inv)
+            with eng.replaying_input(rec.host, rec.script_dirs, rec.in_bp_command):
+                inv = eng.registry.parse(rec.text)
+                if inv is not None:
+                    inv.spec.handler(eng, inv)
         except (CommandError, ExprError):
             pass  # it failed the first time too (recorded because it changed the world before failing)
         except Exception as exc:  # a command must not break the replay
             self._diverge(f"input {index} ({rec.text}) raised {type(exc).__name__}: {exc}")
         finally:
             self._applying = False
-            eng.current_host, eng.script_dirs, eng.in_bp_command, eng.pending_resume, eng._run_output = saved
         if self._foreign_noted - noted != rec.published:
             self._diverge(f"input {index} ({rec.text}) published different events when replayed")
 
@@ -420,11 +473,24 @@ class TimeTravel:
         del self.inputs[self.applied:]
         seq = self.engine.bus.seq
         self.foreign = {s for s in self.foreign if s <= seq}
+        self._forget_checkpoints_after(self.engine.scheduler.events_run, seq)
+
+    def _forget_checkpoints_after(self, events_run: int, seq: int) -> None:
+        """History changed here: checkpoints of the old future are not moments of the trace any more."""
+        if self.engine.checkpoints is not None:
+            self.engine.checkpoints.discard_after(events_run, seq)
+
+    def recording_quiet(self) -> bool:
+        """No input is being recorded or re-applied (a checkpoint taken now has a clear place in the trace)."""
+        return not (self._applying or self._input_depth or self._suspended)
 
     # -- travelling -------------------------------------------------------------------------
     def rebuild(self) -> None:
         """A fresh world from the factory and seed, at the start of the trace."""
         eng = self.engine
+        if self.start_here_once:  # forked from a checkpoint at or before the target: start from it
+            self.start_here_once = False
+            return
         eng.replace_world()
         state = {k: _copy_state_value(v) for k, v in self._origin_state.items()}
         for key in DEBUGGER_STATE_KEYS:
@@ -450,12 +516,19 @@ class TimeTravel:
         try:
             if rebuild:
                 self.rebuild()
+            if eng.progress_output is not None:
+                eng.progress = ReplayProgress(eng.progress_output, (eng.scheduler.events_run, eng.bus.seq), target)
             self._seek(target, observer)
         finally:
+            eng.progress = None
             eng.take_run_output()
             eng.live_output = saved_live
-            eng._resolve_breakpoints()  # unloads during the seek did not touch the breakpoints
+            eng.resolve_breakpoints()  # unloads during the seek did not touch the breakpoints
         self.note_end()
+
+    def is_ahead(self, target: Target) -> bool:
+        """Does `target` lie ahead of the current moment (reached by running forward, no rebuild)?"""
+        return self._ahead(target)
 
     def _ahead(self, target: Target) -> bool:
         pos = self.position()
@@ -522,11 +595,22 @@ class TimeTravel:
             s -= 1
         return None
 
-    def scan_to_here(self, observer: Callable[["Event"], None]) -> TTPosition:
-        """Replay the trace up to the current moment, showing `observer` every machine hand-off
-        before it.  Leaves the machine where it was."""
-        here = self.position()
-        target = Target(here.handoff, here.events_run if here.handoff is None else None, here.seq, here.events_run)
+    @staticmethod
+    def target_at(here: TTPosition) -> Target:
+        """The seek that comes back to moment `here`."""
+        return Target(here.handoff, here.events_run if here.handoff is None else None, here.seq, here.events_run)
+
+    def local_scan(self, kind: str, args: tuple, here: TTPosition | None = None) -> Any:
+        """A p- ("context") or g- ("breakpoints") scan in this process, up to `here` (default: now)."""
+        if kind == "context":
+            return self.scan_context_from_here(*args, here=here)
+        return self.scan_breakpoints_from_here(here=here)
+
+    def scan_to_here(self, observer: Callable[["Event"], None], here: TTPosition | None = None) -> TTPosition:
+        """Replay the trace up to the current moment (or `here`), showing `observer` every machine
+        hand-off before it.  Leaves the machine where it was."""
+        here = here or self.position()
+        target = self.target_at(here)
         limit = here.handoff if here.handoff is not None else here.seq + 1
 
         def before_here(ev: "Event") -> None:
@@ -539,10 +623,19 @@ class TimeTravel:
     def scan_context(self, count: int) -> int | None:
         """For `p-`: the `count`-th previous hand-off (or the earliest, when there are fewer) in the
         current context at the current level or shallower; None when there is none."""
-        eng = self.engine
-        stop = eng.last_stop
+        stop = self.engine.last_stop
         assert stop is not None and stop.event is not None
         host, level = stop.event.host, _level_of(stop.event)
+        cps = self.engine.checkpoints
+        if cps is not None and cps.can_scan(self.engine):
+            return cps.scan(self.engine, "context", (count, host, level), enough=count)
+        return self.scan_context_from_here(count, host, level)[0]
+
+    def scan_context_from_here(self, count: int, host: str, level: int,
+                               here: TTPosition | None = None) -> tuple[int | None, int]:
+        """scan_context's replay (from the start of the trace, or from the checkpoint this process was
+        forked from): (the hand-off, how many of `count` were found)."""
+        eng = self.engine
         seen: dict[Any, deque[int]] = {}
         dpc_event = [-1]
         kernel_of_world: dict[int, Any] = {}  # the scan's world -> its kernel of `host`
@@ -564,13 +657,21 @@ class TimeTravel:
                 key = thread
             seen.setdefault(key, deque(maxlen=count)).append(ev.seq)
 
-        self.scan_to_here(observe)
+        self.scan_to_here(observe, here)
         thread = eng.kernels[host].current_thread
         found = seen.get(("dpc", eng.scheduler.events_run) if thread is None else thread)
-        return found[0] if found else None
+        if thread is None:  # a DPC's context is this event: a scan from a checkpoint before it sees all of it
+            return (found[0] if found else None), count
+        return (found[0], len(found)) if found else (None, 0)
 
     def scan_breakpoints(self) -> tuple[int, int] | None:
         """For `g-`: (hand-off, breakpoint id) of the last breakpoint hit before the current moment."""
+        cps = self.engine.checkpoints
+        if cps is not None and cps.can_scan(self.engine):
+            return cps.scan(self.engine, "breakpoints", (), enough=1)
+        return self.scan_breakpoints_from_here()
+
+    def scan_breakpoints_from_here(self, here: TTPosition | None = None) -> tuple[int, int] | None:
         eng = self.engine
         last: list[tuple[int, int]] = []
 
@@ -580,7 +681,7 @@ class TimeTravel:
                     last[:] = [(ev.seq, bp.id)]
                     return
 
-        self.scan_to_here(observe)
+        self.scan_to_here(observe, here)
         return last[0] if last else None
 
     def percent_target(self, percent: float) -> Target:

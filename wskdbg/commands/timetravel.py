@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from wskdbg.commands.execution import render_stop, stop_data
 from wskdbg.commands.registry import CommandResult, Invocation, command, tokenize
 from wskdbg.render.stop import seconds
-from wskdbg.timetravel import TimeTravelError, format_position, parse_position
+from wskdbg.timetravel import HandOver, Plan, TimeTravelError, format_position, parse_position
 
 if TYPE_CHECKING:
     from wskdbg.breakpoints import Breakpoint
@@ -76,6 +76,36 @@ def report(dbg: "Engine", breakpoint: "Breakpoint | None" = None, notes: tuple[s
     return CommandResult("\n".join(lines), data)
 
 
+def land(dbg: "Engine", plan: Plan) -> CommandResult:
+    """Go where `plan` says and report.  With checkpoints (a machine server), a trip back is
+    finished by a process forked from the nearest checkpoint before the target: HandOver unwinds
+    this process's command line and the checkpoint's runner calls `perform` (wskdbg.checkpoints)."""
+    cps = dbg.checkpoints
+    if cps is not None:
+        checkpoint = cps.for_trip(dbg, plan.targets[0])
+        if checkpoint is not None:
+            raise HandOver(plan, checkpoint)
+    return perform(dbg, plan)
+
+
+def perform(dbg: "Engine", plan: Plan) -> CommandResult:
+    """The trip itself, in this process: travel (re-executing from the start of the trace, or from
+    the checkpoint this process was forked from), then print the stop."""
+    tt = dbg.time_travel
+    tt.travel(plan.targets[0])
+    notes = plan.notes
+    if plan.want is not None:
+        events_run, seq = plan.want
+        if tt.position().events_run < events_run and len(plan.targets) > 1:
+            tt.travel(plan.targets[1], rebuild=False)
+        pos = tt.position()
+        if (pos.events_run, pos.seq) != (events_run, seq):
+            notes = (f"Position {format_position(events_run, seq)} is not a moment of this trace "
+                     f"(hand-off {seq:#x} happens in event {pos.events_run:#x}); stopped at {pos}.",)
+    bp = dbg.breakpoints.get(plan.breakpoint_id) if plan.breakpoint_id is not None else None
+    return report(dbg, breakpoint=bp, notes=notes)
+
+
 def _at_start(dbg: "Engine") -> CommandResult:
     return CommandResult(f"{_position_line(dbg)}\nAlready at the start of the trace.",
                          {"position": str(dbg.time_travel.position()), "moved": False})
@@ -104,10 +134,8 @@ def cmd_t_back(dbg: "Engine", inv: Invocation) -> CommandResult:
     if seq is None:
         if (here.events_run, here.seq, here.handoff) == (tt.origin.events_run, tt.origin.seq, None):
             return _at_start(dbg)
-        tt.travel(tt.origin_target())
-    else:
-        tt.travel(tt.handoff_target(seq, here.events_run))
-    return report(dbg)
+        return land(dbg, Plan([tt.origin_target()]))
+    return land(dbg, Plan([tt.handoff_target(seq, here.events_run)]))
 
 
 @command("p-", area="execution", syntax="p- [Count]", mutates=True,
@@ -127,11 +155,9 @@ def cmd_p_back(dbg: "Engine", inv: Invocation) -> CommandResult:
     seq = tt.scan_context(count)
     here = tt.position()
     if seq is not None:
-        tt.travel(tt.handoff_target(seq, here.events_run))
-    else:  # the context began in this event: go to just before the event
-        before = here.events_run - 1
-        tt.travel(tt.origin_target() if before <= tt.origin.events_run else tt.between_target(before))
-    return report(dbg)
+        return land(dbg, Plan([tt.handoff_target(seq, here.events_run)]))
+    before = here.events_run - 1  # the context began in this event: go to just before the event
+    return land(dbg, Plan([tt.origin_target() if before <= tt.origin.events_run else tt.between_target(before)]))
 
 
 @command("g-", area="execution", syntax="g-", mutates=True,
@@ -149,11 +175,10 @@ def cmd_g_back(dbg: "Engine", inv: Invocation) -> CommandResult:
     here = tt.position()
     hit = tt.scan_breakpoints()
     if hit is None:
-        tt.travel(tt.origin_target())
-        return report(dbg, notes=("No breakpoint hit before this position; going to the start of the trace.",))
+        return land(dbg, Plan([tt.origin_target()],
+                              notes=("No breakpoint hit before this position; going to the start of the trace.",)))
     seq, bp_id = hit
-    tt.travel(tt.handoff_target(seq, here.events_run))
-    return report(dbg, breakpoint=dbg.breakpoints.get(bp_id))
+    return land(dbg, Plan([tt.handoff_target(seq, here.events_run)], breakpoint_id=bp_id))
 
 
 @command("!tt", area="execution", syntax="!tt [Position | Percent]", mutates=True,
@@ -181,23 +206,14 @@ def cmd_tt(dbg: "Engine", inv: Invocation) -> CommandResult:
             targets = tt.position_target(events_run, seq)
         except TimeTravelError as exc:
             raise inv.error(exc.message, at) from None
-        tt.travel(targets[0])
-        notes: tuple[str, ...] = ()
-        if tt.position().events_run < events_run and len(targets) > 1:
-            tt.travel(targets[1], rebuild=False)
-        pos = tt.position()
-        if (pos.events_run, pos.seq) != (events_run, seq):
-            notes = (f"Position {format_position(events_run, seq)} is not a moment of this trace "
-                     f"(hand-off {seq:#x} happens in event {pos.events_run:#x}); stopped at {pos}.",)
-        return report(dbg, notes=notes)
+        return land(dbg, Plan(targets, want=(events_run, seq)))
     try:
         percent = float(text[:-1] if text.endswith("%") else text)
     except ValueError:
         raise inv.error(f"'{text}' is neither a position (E:S, hex) nor a percentage (0-100)", at) from None
     if not 0 <= percent <= 100:
         raise inv.error(f"a percentage goes from 0 to 100, not {text}", at)
-    tt.travel(tt.percent_target(percent))
-    return report(dbg)
+    return land(dbg, Plan([tt.percent_target(percent)]))
 
 
 def _status(dbg: "Engine") -> CommandResult:

@@ -1,0 +1,413 @@
+"""The machine server: the engine in a process of its own, so time travel can use checkpoints.
+
+A checkpoint (wskdbg.checkpoints) is a fork of the process that runs the world; when a trip back
+lands, the process that took over from the checkpoint becomes the machine.  So the front end —
+the REPL, `wskdbg run`, `wskdbg -c`, a bench — cannot live in that process: it talks to it
+through `MachineProxy`, which sends command lines down a pipe and reads back results (text plus
+JSON-shaped data), DbgPrint output as it happens, progress lines and the pid of the process that
+serves it now (break-ins are SIGUSR1 to that pid).
+
+    front end (MachineProxy)      live machine server            checkpoints (dormant forks)
+    ───────────────────────       ───────────────────            ───────────────────────────
+    execute("t-") ── request ──►  Engine.execute: t- plans the
+                                  trip, raises HandOver ──────►  the nearest one forks a runner:
+                                  and exits                      it replays to the target, runs
+    ◄──────────── result ─────────────────────────────────────── the rest of the line, answers,
+                                                                 and serves from now on
+
+Every process holds the read end of the front end's *lifeline* pipe: when the front end closes
+or dies, they all read EOF and exit.  `MachineProxy.close()` also kills them and waits until
+none is left.  The TUI keeps the in-process Engine (it reads world objects directly), so its
+time travel re-executes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from wskdbg.checkpoints import (DEFAULT_CAP, DEFAULT_EVERY, SUPPORTED, BecomeLive, Checkpointer,
+                                adopt_debugger_state, export_debugger_state, process_alive, read_message,
+                                send_message)
+from wskdbg.commands.registry import PROMPT, CommandResult
+from wskdbg.timetravel import HandOver
+
+_WAIT_SLICE_S = 1.0  # how often a front end waiting for a result checks that its server still lives
+
+
+def _jsonable_line(line: Any) -> Any:
+    from wskdbg.script import jsonable
+    line.datas = [jsonable(d) for d in line.datas]
+    return line
+
+
+class MachineServer:
+    """The server's side: one Engine, serving requests from the front end's pipe."""
+
+    def __init__(self, make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
+                 every: int, cap: int) -> None:
+        self.requests = requests
+        self.replies = replies
+        self.engine = make_engine()
+        self.checkpoints = Checkpointer(directory, lifeline, self.send, every=every, cap=cap)
+        self.checkpoints.install(self.engine)
+        self._wire(self.engine)
+
+    def send(self, message: Any) -> None:
+        send_message(self.replies, message)
+
+    def _wire(self, engine: Any, live: bool = False) -> None:
+        """Output while the machine runs goes to the front end as it happens when the front end has a
+        live output (the REPL); otherwise it is part of the command's result, as in-process."""
+        engine.live_output = (lambda text: self.send(("emit", text))) if live else None
+        engine.progress_output = lambda text: self.send(("progress", text))
+
+    def status(self) -> dict[str, Any]:
+        eng = self.engine
+        pos = eng.position()
+        status: dict[str, Any] = {"pid": os.getpid(), "host": eng.current_host, "position": (pos.events_run, pos.seq, pos.time_ns),
+                                  "printed_addresses": list(eng.printed_addresses[-200:]),
+                                  "checkpoints": [(r.number, r.pid, r.events_run, r.seq, r.time_ns) for r in self.checkpoints.records],
+                                  "replayed_handoffs": eng.replayed_handoffs, "prompt": eng.prompt()}
+        try:
+            thread = eng.current_thread()
+            status.update(irql=eng.current_irql(), thread=(thread.address, getattr(thread, "name", "")))
+        except Exception:  # the status must never break an answer
+            status.update(irql=0, thread=(0, ""))
+        return status
+
+    def answer(self, result: CommandResult) -> None:
+        from wskdbg.script import jsonable
+        self.send(("result", (result.text, jsonable(result.data), result.error), self.status()))
+
+    def serve(self) -> None:
+        """Serve until the front end closes.  A trip back hands the session to a checkpoint's runner;
+        this loop is also where a runner arrives (BecomeLive unwinds to it)."""
+        trip: dict[str, Any] | None = None
+        handover: HandOver | None = None
+        first = True
+        while True:
+            try:
+                if first:
+                    first = False
+                    self.checkpoints.restart(self.engine)  # the checkpoint at the start of the trace
+                if trip is not None:
+                    payload, trip = trip, None
+                    self._finish_trip(payload)
+                if handover is not None:
+                    leaving, handover = handover, None
+                    self._hand_over(leaving)
+                self._serve_requests()
+                return
+            except BecomeLive as become:
+                trip = become.payload
+            except HandOver as raised:
+                handover = raised
+
+    def _serve_requests(self) -> None:
+        while True:
+            message = read_message(self.requests)
+            if message is None or message[0] == "close":
+                self.checkpoints.kill_all()
+                return
+            kind = message[0]
+            if kind == "execute":
+                _, line, script_dirs, live = message
+                self._wire(self.engine, live)
+                self.engine.script_dirs = list(script_dirs)
+                self.answer(self.engine.execute(line))
+            elif kind == "symbols":
+                self.send(("symbols", self._symbols()))
+            elif kind == "status":
+                self.send(("status", self.status()))
+            elif kind == "names":
+                self.send(("names", self.engine.command_names()))
+
+    def _symbols(self) -> list[tuple[str, list[str]]]:
+        try:
+            return [(m.name, list(m.symbols)) for m in self.engine.kernel.modules]
+        except Exception:
+            return []
+
+    def _hand_over(self, handover: HandOver) -> None:
+        """Send the trip and the rest of the command line to the checkpoint, then leave; if the
+        checkpoint is gone, finish the trip here by re-execution."""
+        from wskdbg.commands.timetravel import perform
+        eng = self.engine
+        payload = {"state": export_debugger_state(eng), "plan": handover.plan, "line": _jsonable_line(handover.line),
+                   "checkpoints": list(self.checkpoints.records), "next_number": self.checkpoints.next_number,
+                   "live": eng.live_output is not None}
+        if eng.log_file is not None:
+            eng.log_file.flush()
+        self.send(("handover", handover.checkpoint.pid))
+        if self.checkpoints.hand_over(handover.checkpoint, payload):
+            os._exit(0)
+        self.send(("live", os.getpid()))
+        self.answer(eng.continue_line(handover.line, first=lambda: perform(eng, handover.plan)))
+
+    def _finish_trip(self, payload: dict[str, Any]) -> None:
+        """In a runner: take over, replay to the target, run the rest of the line, answer."""
+        from wskdbg.commands.timetravel import perform
+        eng = self.engine
+        self._wire(eng, payload["live"])
+        self.checkpoints.adopt(payload["checkpoints"], payload["next_number"])
+        adopt_debugger_state(eng, payload["state"])
+        signal.signal(signal.SIGUSR1, lambda signum, frame: eng.break_in())
+        line = payload["line"]
+        self.answer(eng.continue_line(line, first=lambda: perform(eng, payload["plan"])))
+
+
+def _server_main(make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
+                 every: int, cap: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl+C is the front end's to turn into a break-in
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkpoints and runners are reaped by the kernel
+    server = MachineServer(make_engine, requests, replies, lifeline, directory, every, cap)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: server.engine.break_in())
+    server.serve()
+
+
+# --- the front end's side ---------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class ThreadView:
+    """What the REPL's status line needs of the current thread."""
+
+    address: int
+    name: str
+
+
+@dataclass(slots=True)
+class PositionView:
+    events_run: int
+    seq: int
+    time_ns: int
+
+    def __str__(self) -> str:
+        return f"event {self.events_run}, hand-off {self.seq}"
+
+
+@dataclass(slots=True)
+class _ModuleView:
+    name: str
+    symbols: list[str]
+
+
+@dataclass(slots=True)
+class _KernelView:
+    modules: list[_ModuleView] = field(default_factory=list)
+
+
+class MachineServerError(RuntimeError):
+    """The machine server could not be started or went away."""
+
+
+class MachineProxy:
+    """An engine in another process (see the module docstring).  `execute`, `break_in`, `close`,
+    `prompt`, `command_names`, `script_dirs`, `live_output`, `progress_output` and the status the
+    REPL shows (`current_host`, `position()`, `current_thread()`, `current_irql()`) work as on
+    `wskdbg.engine.Engine`; world objects stay in the server."""
+
+    def __init__(self, make_engine: Callable[[], Any], *, every: int = DEFAULT_EVERY, cap: int = DEFAULT_CAP,
+                 live_output: Callable[[str], None] | None = None,
+                 progress_output: Callable[[str], None] | None = None) -> None:
+        if not SUPPORTED:
+            raise MachineServerError("checkpoints need fork() (POSIX)")
+        self.live_output = live_output
+        self.progress_output = progress_output
+        self.script_dirs: list[str] = []
+        self.directory = tempfile.mkdtemp(prefix="wskdbg-cp-")
+        req_r, self._requests = os.pipe()
+        self._replies, rep_w = os.pipe()
+        life_r, self._lifeline = os.pipe()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        pid = os.fork()
+        if pid == 0:
+            status = 0
+            try:
+                os.close(self._requests)
+                os.close(self._replies)
+                os.close(self._lifeline)
+                _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap)
+            except BaseException:  # noqa: BLE001 - a server must never run the front end's code
+                import traceback
+                traceback.print_exc()
+                status = 1
+            os._exit(status)
+        os.close(req_r)
+        os.close(rep_w)
+        os.close(life_r)
+        self.server_pid = pid
+        self.live_pid = pid
+        self._waiting_on: int | None = None  # during a hand-over: the checkpoint forking the runner
+        self.known_pids: set[int] = {pid}
+        self._status: dict[str, Any] = {}
+        self._names: list[str] | None = None
+        self._kernel: _KernelView | None = None
+        self.closed = False
+        self._status = self._ask("status")  # waits until the server is up
+
+    # -- talking to the server ------------------------------------------------------------------
+    def _read(self) -> Any:
+        import select
+        while True:
+            ready, _, _ = select.select([self._replies], [], [], _WAIT_SLICE_S)
+            if ready:
+                message = read_message(self._replies)
+                if message is None:
+                    raise MachineServerError("the machine server closed its pipe")
+            else:
+                watched = self._waiting_on if self._waiting_on is not None else self.live_pid
+                if not process_alive(watched):
+                    raise MachineServerError(f"the machine server (pid {watched}) is gone")
+                continue
+            kind = message[0]
+            if kind == "emit":
+                if self.live_output is not None:
+                    self.live_output(message[1])
+            elif kind == "progress":
+                if self.progress_output is not None:
+                    self.progress_output(message[1])
+            elif kind == "handover":
+                self._waiting_on = message[1]
+                self.known_pids.add(message[1])
+            elif kind == "live":
+                self.live_pid = message[1]
+                self._waiting_on = None
+                self.known_pids.add(message[1])
+            else:
+                return message
+
+    def execute(self, line: str) -> CommandResult:
+        if self.closed:
+            return CommandResult("the debugger is closed", {"error": "closed"}, True)
+        try:
+            send_message(self._requests, ("execute", line, list(self.script_dirs), self.live_output is not None))
+            message = self._read()
+        except (OSError, MachineServerError) as exc:
+            return CommandResult(f"The machine server failed: {exc}", {"error": str(exc)}, True)
+        _, (text, data, error), status = message
+        self._status = status
+        self.live_pid = status["pid"]
+        self.known_pids.add(status["pid"])
+        self.known_pids.update(pid for _, pid, *_ in status["checkpoints"])
+        self._kernel = None
+        return CommandResult(text, data, error)
+
+    def _ask(self, kind: str) -> Any:
+        send_message(self._requests, (kind,))
+        return self._read()[1]
+
+    def break_in(self) -> None:
+        try:
+            os.kill(self.live_pid, signal.SIGUSR1)
+        except OSError:
+            pass
+
+    # -- what front ends read -------------------------------------------------------------------
+    def prompt(self) -> str:
+        return self._status.get("prompt", PROMPT)
+
+    def command_names(self) -> list[str]:
+        if self._names is None:
+            self._names = self._ask("names")
+        return self._names
+
+    @property
+    def kernel(self) -> _KernelView:
+        """The current host's modules and their routine names (for completion)."""
+        if self._kernel is None:
+            self._kernel = _KernelView([_ModuleView(n, s) for n, s in self._ask("symbols")])
+        return self._kernel
+
+    @property
+    def current_host(self) -> str:
+        return self._status.get("host", "")
+
+    @property
+    def printed_addresses(self) -> list[str]:
+        return self._status.get("printed_addresses", [])
+
+    @property
+    def replayed_handoffs(self) -> int:
+        """Hand-offs the machine replayed for trips in time so far (a test's measure of the work)."""
+        return self._status.get("replayed_handoffs", 0)
+
+    @property
+    def checkpoint_pids(self) -> list[int]:
+        return [pid for _, pid, *_ in self._status.get("checkpoints", [])]
+
+    @property
+    def checkpoint_positions(self) -> list[tuple[int, int]]:
+        return [(events_run, seq) for _, _, events_run, seq, _ in self._status.get("checkpoints", [])]
+
+    def position(self) -> PositionView:
+        return PositionView(*self._status.get("position", (0, 0, 0)))
+
+    def current_thread(self, host: str | None = None) -> ThreadView:
+        return ThreadView(*self._status.get("thread", (0, "")))
+
+    def current_irql(self, host: str | None = None) -> int:
+        return self._status.get("irql", 0)
+
+    # -- the end ----------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the server and every checkpoint; returns when none of them is left."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            send_message(self._requests, ("close",))
+        except OSError:
+            pass
+        for fd in (self._requests, self._lifeline):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._reap(self.server_pid)
+        import time
+        deadline = time.monotonic() + 10.0
+        survivors = [pid for pid in self.known_pids if process_alive(pid)]
+        while survivors and time.monotonic() < deadline:
+            time.sleep(0.01)  # they exit on the lifeline's EOF; give them the moment that takes
+            survivors = [pid for pid in survivors if process_alive(pid)]
+        for pid in survivors:  # a process that did not hear the lifeline
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            os.close(self._replies)
+        except OSError:
+            pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _reap(self, pid: int) -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    def __enter__(self) -> "MachineProxy":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open_engine(make_engine: Callable[[], Any], *, checkpoints: bool | None = None, **kwargs: Any) -> Any:
+    """A MachineProxy (checkpoints) where fork() exists and WSKDBG_CHECKPOINTS is not 0; the
+    in-process engine otherwise (time travel then re-executes from the start of the trace)."""
+    if checkpoints is None:
+        checkpoints = os.environ.get("WSKDBG_CHECKPOINTS", "1") != "0"
+    if checkpoints and SUPPORTED:
+        every = int(os.environ.get("WSKDBG_CHECKPOINT_EVERY", DEFAULT_EVERY))
+        cap = int(os.environ.get("WSKDBG_CHECKPOINT_CAP", DEFAULT_CAP))
+        return MachineProxy(make_engine, every=kwargs.pop("every", every), cap=kwargs.pop("cap", cap), **kwargs)
+    return make_engine()
