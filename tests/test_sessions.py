@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from wskdbg.engine import Engine
+from wskdbg.machine_server import open_engine
 from wskdbg.script import expected_path, run_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +18,8 @@ REQUIRED = {"echo-ipv4", "echo-ipv6", "khttpd-zero-copy", "wpp-echosrv", "tcp-lo
 
 
 def run_session(path: Path):
-    engine = Engine(seed=1)
+    # As `wskdbg run` runs it: in a machine server with checkpoints where fork() exists.
+    engine = open_engine(lambda: Engine(seed=1))
     try:
         return run_file(engine, str(path))
     finally:

@@ -201,6 +201,7 @@ class Checkpointer:
         self.next_number = 0
         self.live = True  # False in a scanner: it takes none and hands nothing over
         self.taken = 0  # checkpoints taken by this process (for tests)
+        self.evicted: list[int] = []  # pids killed since the front end last heard (it checks they are gone)
         self._next_due = 0
         self._engine: "Engine | None" = None
 
@@ -284,6 +285,7 @@ class Checkpointer:
             self._kill(self.records.pop(best))
 
     def _kill(self, rec: CheckpointRecord) -> None:
+        self.evicted.append(rec.pid)
         try:
             os.kill(rec.pid, signal.SIGKILL)
         except OSError:

@@ -72,6 +72,28 @@ def make_engine(args: argparse.Namespace, **kwargs: Any) -> Any:
     return Engine(factory=factory, seed=args.seed, **kwargs)
 
 
+def make_session_engine(args: argparse.Namespace) -> Any:
+    """The engine of the REPL, `run` and `-c`: in a machine server with checkpoints, so going back
+    in time replays from the nearest checkpoint (wskdbg.machine_server), unless a bridge or another
+    wrapped world is attached or WSKDBG_CHECKPOINTS=0.  The TUI keeps the in-process engine."""
+    from wskdbg.machine_server import open_engine
+    plain = world_factory(getattr(args, "world", "lab"))
+    factory = plain
+    for wrap in WORLD_WRAPPERS:
+        factory = wrap(args, factory)
+    if factory is not plain:  # a bridge or a replay: its inputs are not replayable, keep it in-process
+        return make_engine(args)
+    progress = _progress_printer() if sys.stderr.isatty() else None
+    return open_engine(lambda: make_engine(args), progress_output=progress)
+
+
+def _progress_printer() -> Callable[[str], None]:
+    def show(text: str) -> None:
+        sys.stderr.write(f"\r{text}\x1b[K")
+        sys.stderr.flush()
+    return show
+
+
 # --- built-in subcommands -------------------------------------------------------------------------
 
 def _configure_repl(p: argparse.ArgumentParser) -> None:
@@ -80,7 +102,7 @@ def _configure_repl(p: argparse.ArgumentParser) -> None:
 
 def _run_repl(args: argparse.Namespace) -> int:
     from wskdbg.repl import Repl
-    engine = make_engine(args)
+    engine = make_session_engine(args)
     try:
         return Repl(engine, history_path=getattr(args, "history", None)).run()
     finally:
@@ -109,7 +131,7 @@ def _run_one_script(args: argparse.Namespace) -> int:
         if status is not None:
             return status
     from wskdbg.script import main_run
-    return main_run(args.file, make_engine=lambda: make_engine(args), check=args.check, update=args.update,
+    return main_run(args.file, make_engine=lambda: make_session_engine(args), check=args.check, update=args.update,
                     as_json=args.json or getattr(args, "top_json", False))
 
 
@@ -166,7 +188,7 @@ def run_batch(args: argparse.Namespace, out: Any = None) -> int:
     from wskdbg.commands.registry import PROMPT
     from wskdbg.script import jsonable
     out = out or sys.stdout
-    engine = make_engine(args)
+    engine = make_session_engine(args)
     try:
         result = engine.execute(args.commands)
     finally:

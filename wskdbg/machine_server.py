@@ -73,7 +73,9 @@ class MachineServer:
         status: dict[str, Any] = {"pid": os.getpid(), "host": eng.current_host, "position": (pos.events_run, pos.seq, pos.time_ns),
                                   "printed_addresses": list(eng.printed_addresses[-200:]),
                                   "checkpoints": [(r.number, r.pid, r.events_run, r.seq, r.time_ns) for r in self.checkpoints.records],
-                                  "replayed_handoffs": eng.replayed_handoffs, "prompt": eng.prompt()}
+                                  "replayed_handoffs": eng.replayed_handoffs, "prompt": eng.prompt(),
+                                  "evicted": self.checkpoints.evicted}
+        self.checkpoints.evicted = []
         try:
             thread = eng.current_thread()
             status.update(irql=eng.current_irql(), thread=(thread.address, getattr(thread, "name", "")))
@@ -246,6 +248,7 @@ class MachineProxy:
         self.live_pid = pid
         self._waiting_on: int | None = None  # during a hand-over: the checkpoint forking the runner
         self.known_pids: set[int] = {pid}
+        self.evicted_pids: set[int] = set()
         self._status: dict[str, Any] = {}
         self._names: list[str] | None = None
         self._kernel: _KernelView | None = None
@@ -296,6 +299,8 @@ class MachineProxy:
         self.live_pid = status["pid"]
         self.known_pids.add(status["pid"])
         self.known_pids.update(pid for _, pid, *_ in status["checkpoints"])
+        self.known_pids.update(status["evicted"])
+        self.evicted_pids.update(status["evicted"])
         self._kernel = None
         return CommandResult(text, data, error)
 

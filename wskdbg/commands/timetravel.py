@@ -237,3 +237,40 @@ def _status(dbg: "Engine") -> CommandResult:
             "inputs": [{"position": rec.position, "host": rec.host, "command": rec.text,
                         "handoff": rec.anchor.handoff, "events_run": rec.anchor.events_run} for rec in tt.inputs]}
     return CommandResult("\n".join(lines), data)
+
+
+@command(".checkpoints", area="execution", syntax=".checkpoints",
+         summary="List the time-travel checkpoints (forked copies of the machine a trip back starts from)",
+         help="""
+Lists the checkpoints of this trace: copies of the whole machine taken between events (fork(),
+sharing memory copy-on-write), one at the start of the trace and one every N hand-offs of running,
+thinned out as they age so that at most a fixed number live.  A trip back (t-, p-, g-, !tt) starts
+from the latest checkpoint before its target and replays only from there, so its cost depends on
+how far back it goes, not on how long the session has run.  `>` marks the one a t- from here uses.
+The REPL, `wskdbg run` and `wskdbg -c` have checkpoints (POSIX; WSKDBG_CHECKPOINTS=0 turns them
+off); the TUI and a bridged session re-execute from the start of the trace instead.""")
+def cmd_checkpoints(dbg: "Engine", inv: Invocation) -> CommandResult:
+    if inv.args:
+        raise inv.syntax_error(0)
+    cps = dbg.checkpoints
+    if cps is None:
+        return CommandResult("No checkpoints: this debugger runs the machine in its own process, so a trip back "
+                             "re-executes from the start of the trace.", {"checkpoints": []})
+    tt = dbg.time_travel
+    here = tt.position()
+    nearest = cps.usable_for(tt.handoff_target(here.handoff, here.events_run) if here.handoff is not None
+                             else tt.between_target(here.events_run))
+    lines = [f"Checkpoints: {len(cps.records)} (at most {cps.cap}; one every {cps.every:,} hand-offs of running, "
+             "thinned out as they age)",
+             "    #  Position        Event   Hand-off  Virtual time    Hand-offs before now"]
+    for r in cps.records:
+        mark = ">" if r is nearest else " "
+        what = "  (start of the trace)" if r.start else ""
+        lines.append(f" {mark}{r.number:>3}  {r.position:<14}{r.events_run:>7} {r.seq:>10}  {seconds(r.time_ns):<15} "
+                     f"{here.seq - r.seq:>10,}{what}")
+    if nearest is not None:
+        lines.append(f"A t- from here ({here}) replays {here.seq - nearest.seq:,} hand-offs from checkpoint {nearest.number}.")
+    data = {"checkpoints": [{"number": r.number, "position": r.position, "events_run": r.events_run, "hand_off": r.seq,
+                             "start": r.start} for r in cps.records],
+            "every": cps.every, "cap": cps.cap}
+    return CommandResult("\n".join(lines), data)
