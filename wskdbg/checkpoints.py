@@ -334,11 +334,16 @@ class Checkpointer:
         return best
 
     def for_trip(self, engine: "Engine", target: "Target") -> CheckpointRecord | None:
-        """The checkpoint to finish this trip in, or None to travel in this process (the target lies
-        ahead, or the command is nested in a script or .foreach)."""
-        if not self.live or not engine.at_top_level() or engine.time_travel.is_ahead(target):
+        """The checkpoint to finish this trip in, or None to travel in this process (the command is
+        nested in a script or .foreach, or the target lies ahead with no checkpoint much closer)."""
+        if not self.live or not engine.at_top_level():
             return None
-        return self.usable_for(target)
+        best = self.usable_for(target)
+        if best is not None and engine.time_travel.is_ahead(target):
+            # Ahead (back to the future after going back): a checkpoint of the recorded future
+            # saves running there, if it is well past the current moment.
+            return best if best.seq >= engine.bus.seq + self.every else None
+        return best
 
     def can_scan(self, engine: "Engine") -> bool:
         return self.live and bool(self.records)

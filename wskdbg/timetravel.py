@@ -24,10 +24,20 @@ are not, so their numbers are kept in `foreign` and `t-` counts back over the
 others without a scan.  `p-` and `g-` scan: one replay to the current moment
 that notes candidate hand-offs, then a second replay to the chosen one.
 
-Limits: no checkpoints (every trip back re-executes from the start of the
-trace, which is the last .reboot); breakpoint pass counts and hit counts are
-debugger state and do not go back; a bridge to the real world makes time
-travel unavailable (its inputs are not replayable here).
+Checkpoints.  Re-executing from the start of the trace (the last .reboot) costs
+as much as the run did.  In a machine server (wskdbg.machine_server: the REPL,
+`wskdbg run`, `wskdbg -c`) the engine also keeps checkpoints, fork()ed copies of
+the machine between events (wskdbg.checkpoints); a trip back is then planned
+here (`Plan`), raised as `HandOver`, and finished by a process forked from the
+latest checkpoint before the target, which replays from there with this very
+seek: `rebuild()` in such a process is "start from the checkpoint"
+(`start_here_once`).  p- and g- scan in a fork of the nearest checkpoint, and
+of earlier ones only when they find too little.  In-process engines (the TUI,
+a bridged session, a trip from inside a script) re-execute as before.
+
+Limits: breakpoint pass counts and hit counts are debugger state and do not go
+back; a bridge to the real world makes time travel unavailable (its inputs are
+not replayable here).
 """
 
 from __future__ import annotations
@@ -516,6 +526,7 @@ class TimeTravel:
         try:
             if rebuild:
                 self.rebuild()
+            self.start_here_once = False  # only the first trip of a process forked from a checkpoint starts there
             if eng.progress_output is not None:
                 eng.progress = ReplayProgress(eng.progress_output, (eng.scheduler.events_run, eng.bus.seq), target)
             self._seek(target, observer)

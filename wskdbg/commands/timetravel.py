@@ -1,8 +1,10 @@
 """Time travel: t-, p-, g- and !tt (the position, a position E:S, or a percentage of the trace).
 
-The work is done by wskdbg.timetravel (re-execution from the seed and the recorded
-inputs); this module parses, travels, and prints the stop as a forward step would,
-with the WinDbg TTD line `Time Travel Position: E:S` in front.
+The work is done by wskdbg.timetravel (replay of the recorded inputs from the start of
+the trace or, in a machine server, from the nearest checkpoint: wskdbg.checkpoints); this
+module plans each trip, lands it (`land`/`perform`), and prints the stop as a forward step
+would, with the WinDbg TTD line `Time Travel Position: E:S` in front.  `.checkpoints` lists
+the checkpoints.
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ stops at the target.  Addresses, IRPs and call stacks (k) are the same as the fi
 Landing where an input was issued lands just before it; the next t, p or g applies it and runs on,
 so going forward replays the recorded future.  A new input issued in the past discards the inputs
 recorded after it (a note says so); issuing exactly the next recorded input just follows history.
-Limits: each trip back re-executes from the start of the trace (the last .reboot), so it costs
-about as much as the run did; breakpoint hit and pass counts do not go back; output printed during
-the replay (DbgPrint, traffic reports) is not printed again; not available with a bridge attached."""
+Cost: the REPL, `wskdbg run` and `wskdbg -c` keep checkpoints (.checkpoints lists them), so a trip
+back replays only from the latest checkpoint before its target: a few thousand hand-offs for t-, p-
+and g- however long the session has run.  Without them (the TUI, WSKDBG_CHECKPOINTS=0, not POSIX)
+each trip re-executes from the start of the trace (the last .reboot).  A trip that takes more than
+half a second shows `Replaying N% ...` on stderr (never in the transcript).
+Limits: breakpoint hit and pass counts do not go back; output printed during the replay (DbgPrint,
+traffic reports) is not printed again; not available with a bridge attached."""
 
 
 def _count(dbg: "Engine", inv: Invocation) -> int:
@@ -266,8 +272,9 @@ def cmd_checkpoints(dbg: "Engine", inv: Invocation) -> CommandResult:
     for r in cps.records:
         mark = ">" if r is nearest else " "
         what = "  (start of the trace)" if r.start else ""
+        behind = f"{here.seq - r.seq:>10,}" if r.seq <= here.seq else f"{'ahead':>10}"
         lines.append(f" {mark}{r.number:>3}  {r.position:<14}{r.events_run:>7} {r.seq:>10}  {seconds(r.time_ns):<15} "
-                     f"{here.seq - r.seq:>10,}{what}")
+                     f"{behind}{what}")
     if nearest is not None:
         lines.append(f"A t- from here ({here}) replays {here.seq - nearest.seq:,} hand-offs from checkpoint {nearest.number}.")
     data = {"checkpoints": [{"number": r.number, "position": r.position, "events_run": r.events_run, "hand_off": r.seq,
