@@ -44,6 +44,7 @@ import select
 import signal
 import struct
 import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -285,11 +286,16 @@ class Checkpointer:
             self._kill(self.records.pop(best))
 
     def _kill(self, rec: CheckpointRecord) -> None:
+        """Kill a checkpoint and wait (briefly) until it is gone, so the count of live ones stays bounded."""
         self.evicted.append(rec.pid)
         try:
             os.kill(rec.pid, signal.SIGKILL)
         except OSError:
             pass
+        for _ in range(2000):  # SIGKILL takes effect within a few milliseconds
+            if not process_alive(rec.pid):
+                break
+            time.sleep(0.0005)
         try:
             os.unlink(rec.fifo)
         except OSError:

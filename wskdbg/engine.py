@@ -32,8 +32,11 @@ from wskdbg.breakpoints import Breakpoint, BreakpointTable
 from wskdbg.commands.registry import (PROMPT, REGISTRY, CommandError, CommandResult, Registry, caret_line,
                                       split_commands)
 from wskdbg.expr import ExprError, UserRegisters, evaluate
-from wskdbg.frames import (BUGCHECK_BREAK_FRAMES, GP_REGISTERS, KERNEL_FRAMES, DebuggerExprContext,  # noqa: F401
-                            FrameContext, StackFrame, handoff_offset, register_values, system_process_address)
+from wskdbg.frames import FrameContext
+# Frames, registers and the expression context live in wskdbg.frames; these names still import from here.
+from wskdbg.frames import (BUGCHECK_BREAK_FRAMES, GP_REGISTERS, KERNEL_FRAMES,  # noqa: F401
+                           DebuggerExprContext, StackFrame, handoff_offset,  # noqa: F401
+                           register_values, system_process_address)  # noqa: F401
 from wskdbg.render.dump import DumpCursor
 from wskdbg.timetravel import HandOver, TimeTravel, reverse_step_invocation, seek_decide
 

@@ -156,3 +156,41 @@ def test_replay_progress_shows_after_half_a_second_then_at_most_four_times_a_sec
     now[0] += 0.1
     progress.tick(700, 31)
     assert shown == ["Replaying 50% (1E:258, going to hand-off 44C)"]
+
+
+def test_t_back_inside_a_script_travels_in_process_and_lands_where_re_execution_does(proxies, tmp_path):
+    script = tmp_path / "back.wds"
+    script.write_text("t- 3\nk\n!irpfind\n", encoding="utf-8")
+    lines = [ECHO, "g", f"$$<{script}", ".position", "t-", "r"]
+    plain = lab()
+    try:
+        expected = transcript(plain, lines)
+    finally:
+        plain.close()
+    assert transcript(proxies(every=1500, cap=4), lines) == expected
+
+
+def test_going_forward_after_a_trip_back_starts_from_a_checkpoint_of_the_recorded_future(proxies):
+    proxy = proxies(every=1000, cap=12)
+    proxy.execute(ECHO)
+    proxy.execute("g")
+    end = proxy.position()
+    proxy.execute("!tt 0")
+    before = proxy.replayed_handoffs
+    text = proxy.execute("!tt 100").text
+    assert "Time Travel Position" in text and proxy.position() == end
+    assert proxy.replayed_handoffs - before <= 1000 + 200  # from the newest checkpoint, not from the start
+
+
+def test_a_break_in_stops_a_run_in_the_machine_server(proxies):
+    import threading
+    proxy = proxies(every=5000, cap=4)
+    proxy.execute("!httperf --server winsrv --uri /index.html --num-conns 0n2000")
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("r", proxy.execute("g")))
+    worker.start()
+    while worker.is_alive():  # Ctrl+C until the run has stopped (the signal may come before the run starts)
+        proxy.break_in()
+        worker.join(0.05)
+    assert "Break instruction exception" in box["r"].text
+    assert proxy.position().seq < 1_000_000  # it stopped long before 2,000 connections were done
