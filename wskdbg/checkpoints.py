@@ -246,12 +246,7 @@ class Checkpointer:
         fifo = os.path.join(self.directory, f"cp{os.getpid()}-{number}")
         os.mkfifo(fifo, 0o600)
         fd = os.open(fifo, os.O_RDWR)  # opened before the fork: the child is its reader from the start
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        pid = os.fork()
+        pid = os.fork()  # (a server writes nothing to stdout: no buffer to flush or to take a lock of)
         if pid == 0:  # the checkpoint
             try:
                 engine.after_fork_in_child()

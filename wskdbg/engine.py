@@ -12,6 +12,16 @@ concurrently.  Nothing here sleeps on wall time.
 
 Position.  "event N, hand-off M" is (scheduler.events_run, bus.seq).
 
+Checkpoints.  A machine server (wskdbg.machine_server) gives the engine a
+`checkpoints` object: between events, while the machine thread is parked, the
+run loop returns a "checkpoint" stop and the debugger thread forks a copy of
+the process (wskdbg.checkpoints); `after_fork_in_child` makes the copy's
+threading state whole.  A command line cut by a trip back to a checkpoint
+goes on in that copy (`LineState`, `continue_line`).
+
+Frames, registers and the expression context (what commands read once the
+machine has stopped) are in wskdbg.frames, a mixin of Engine.
+
 World adapter.  Anything with `.scheduler`, `.bus` and either `.hosts`
 (name -> host with `.kernel`) or `.kernels` (name -> Kernel) can be debugged:
 `stack.world.World` and `stack.kernel.machine.Machine` both fit.
@@ -43,7 +53,6 @@ from wskdbg.timetravel import HandOver, TimeTravel, reverse_step_invocation, see
 DEFAULT_RUN_CAP_NS = 60 * NS_PER_S  # `g` stops after this much virtual time
 DEFAULT_EVENT_CAP = 2_000_000  # and after this many scheduler events (a zero-time loop)
 MAX_NESTING = 16  # scripts, .foreach and breakpoint commands inside each other
-
 
 
 # --- the world adapter -------------------------------------------------------------------
@@ -126,8 +135,6 @@ class Position:
         return f"event {self.events_run}, hand-off {self.seq}"
 
 
-
-
 @dataclass(slots=True)
 class LineState:
     """How far a command line has run: a trip back in time may hand the rest of it to a checkpoint
@@ -153,8 +160,6 @@ def level_of(ev: Event) -> int:
     if isinstance(ev, (RoutineEntered, RoutineReturned)):
         return ev.depth - 1
     return ev.depth
-
-
 
 
 class Engine(FrameContext):

@@ -15,7 +15,8 @@ winsrv, K chosen for about H hand-offs) with `g`, then times, wall clock, one co
 "with" is the machine server with checkpoints (what the REPL, `wskdbg run` and `-c` use); "without"
 is the in-process engine, which re-executes from the start of the trace.  The last lines print
 the ratios (largest size ÷ smallest).  Quick mode (the default) runs "without" only up to 100,000
-hand-offs (about 3 minutes in all); --full runs it at every size.  Nothing is asserted.
+hand-offs (about 3 minutes in all); --full runs it at every size.  The notes give the memory of
+the machine server and its checkpoints (Linux /proc).  Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -76,6 +77,23 @@ def measure(engine: Any, size: int) -> tuple[int, dict[str, float]]:
     return seq, took
 
 
+def pss_mib(pid: int) -> int:
+    """Proportional set size: pages shared copy-on-write by n processes count 1/n in each."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("Pss:")) // 1024
+    except (OSError, StopIteration):
+        return 0
+
+
+def rss_mib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) // 1024
+    except (OSError, StopIteration):
+        return 0
+
+
 def run(kind: str, size: int, every: int, cap: int) -> tuple[int, dict[str, float], str]:
     if kind == "with":
         engine: Any = MachineProxy(lambda: Engine(seed=1), every=every, cap=cap)
@@ -85,7 +103,9 @@ def run(kind: str, size: int, every: int, cap: int) -> tuple[int, dict[str, floa
         handoffs, took = measure(engine, size)
         extra = ""
         if kind == "with":
-            extra = f"{len(engine.checkpoint_pids)} checkpoints"
+            pids = [engine.live_pid] + engine.checkpoint_pids
+            extra = (f"{len(engine.checkpoint_pids)} checkpoints; memory (PSS) of the server and all "
+                     f"checkpoints {sum(map(pss_mib, pids))} MiB, the server's RSS {rss_mib(engine.live_pid)} MiB")
         return handoffs, took, extra
     finally:
         engine.close()
