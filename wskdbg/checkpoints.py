@@ -366,7 +366,8 @@ class Checkpointer:
             found = self._scan_in(rec, {"state": state, "kind": kind, "args": args, "here": here})
             if found is _GONE:
                 continue
-            value, count = found
+            value, count, replayed = found
+            engine.replayed_handoffs += replayed  # the scanner's replay is this trip's work too
             result = value
             if count >= enough or rec.start:
                 return value
@@ -453,6 +454,7 @@ class Checkpointer:
         adopt_debugger_state(engine, request["state"])
         engine.progress_output = lambda text: self.link(("progress", text))
         tt = engine.time_travel
+        start = engine.replayed_handoffs
         try:
             result = tt.local_scan(request["kind"], request["args"], request["here"])
         except BaseException as exc:  # noqa: BLE001 - reported as "found nothing" to the live process
@@ -460,6 +462,7 @@ class Checkpointer:
             del exc
         if request["kind"] == "breakpoints":
             result = (result, 1 if result is not None else 0)
+        result = (*result, engine.replayed_handoffs - start)
         try:
             fd = os.open(reply, os.O_WRONLY | os.O_NONBLOCK)
         except OSError:

@@ -194,3 +194,20 @@ def test_a_break_in_stops_a_run_in_the_machine_server(proxies):
         worker.join(0.05)
     assert "Break instruction exception" in box["r"].text
     assert proxy.position().seq < 1_000_000  # it stopped long before 2,000 connections were done
+
+
+def test_p_back_and_g_back_scan_and_replay_only_after_the_nearest_checkpoint(proxies):
+    proxy = proxies(every=2000, cap=6)
+    proxy.execute("!httperf --server winsrv --uri /index.html --num-conns 0n30")
+    proxy.execute("g")
+    proxy.execute("t-")  # stopped inside an event, so p- has a context
+    here = proxy.position().seq
+    nearest = max(seq for _, seq in proxy.checkpoint_positions if seq < here)
+    before = proxy.replayed_handoffs
+    assert "Time Travel Position" in proxy.execute("p-").text
+    assert proxy.replayed_handoffs - before <= 2 * (here - nearest)  # one scan, one trip, both from there
+    proxy.execute("bp khttpd!KhttpdSendComplete")
+    before = proxy.replayed_handoffs
+    assert "Breakpoint 0 hit" in proxy.execute("g-").text
+    assert proxy.replayed_handoffs - before <= 2 * (here - nearest)
+    assert here > 10 * (here - nearest)  # re-execution would have replayed ten times as much, twice
