@@ -41,7 +41,7 @@ DEFAULT_EVENT_CAP = 2_000_000  # and after this many scheduler events (a zero-ti
 MAX_NESTING = 16  # scripts, .foreach and breakpoint commands inside each other
 
 # Kernel routines that are frames without being cataloged @kroutines (the kernel pushes them by hand).
-KERNEL_FRAMES = ("ExpWorkerThread", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopfCompleteRequest", "IopLoadDriver",
+KERNEL_FRAMES = ("ExpWorkerThread", "IopProcessWorkItem", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopfCompleteRequest", "IopLoadDriver",
                  "IopUnloadDriver", "KiIdleLoop", "KiRetireDpcList", "KiStartSystemThread",
                  "PspSystemThreadStartup", "KeBugCheckEx", "DbgBreakPointWithStatus", "KiBugCheckDebugBreak",
                  "KeBugCheck2")
@@ -95,6 +95,9 @@ class StopInfo:
     host: str | None = None
     note: str = ""
     condition_error: str = ""
+    # p or gu stopped as a routine returned: shown, as WinDbg does, in the caller at the return
+    # address (frame 0's RetAddr before the step), the callee's frame gone.
+    returned: bool = False
 
 
 @dataclass(slots=True)
@@ -474,6 +477,10 @@ class Engine:
             raw = [(f.symbol, f.args) for f in reversed(k.frames)]
             top_offset = handoff_offset(live)
             at_entry = isinstance(live, RoutineEntered)
+            stop = self.last_stop
+            if stop is not None and stop.returned and stop.event is live and len(raw) > 1:
+                top_offset = return_offset(raw[0][0])  # in the caller, after the call
+                raw = raw[1:]
         else:
             raw = [("nt!KiIdleLoop", ())]
             top_offset = 0
@@ -726,13 +733,17 @@ class Engine:
         if mode == "t":
             return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
         if mode == "p":
-            if req.host is None or (self._same_context(ev, req) and level_of(ev) <= req.level):
+            if req.host is None:
                 return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+            if self._same_context(ev, req) and level_of(ev) <= req.level:
+                return self._stop_here("step", event=ev, mid_event=True, host=ev.host,
+                                       returned=isinstance(ev, RoutineReturned))
             if req.thread is not None and self._context_thread_gone(req):
                 return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
         elif mode == "gu" and self._same_context(ev, req):
             if (isinstance(ev, RoutineReturned) and ev.depth == req.depth) or ev.depth < req.depth:
-                return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+                return self._stop_here("step", event=ev, mid_event=True, host=ev.host,
+                                       returned=isinstance(ev, RoutineReturned))
         return None  # a BugChecked event halts the scheduler right after; the run loop reports it
 
     def _same_context(self, ev: Event, req: RunRequest) -> bool:
