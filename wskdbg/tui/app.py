@@ -40,7 +40,7 @@ from .network_view import NetworkView
 from .stack_view import StackView
 from .status_bar import StatusBar
 from .tour import TourScreen
-from .trace_store import TraceRecord
+from wskdbg.trace.record import TraceRecord
 from .trace_view import TracePane
 
 TAB_IDS = {"irps": "tab-irps", "mdl": "tab-mdl", "trace": "tab-trace", "network": "tab-network"}
