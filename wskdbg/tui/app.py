@@ -78,6 +78,12 @@ def event_record(event: Event) -> TraceRecord:
     return TraceRecord(event.seq, event.time_ns, event.host, "event:" + kind.partition(".")[0], None, level, text)
 
 
+def _clears(data: Any) -> bool:
+    """Whether a command line ran `.cls` (alone: its data; in `a; .cls; b`: one of the list's)."""
+    parts = data if isinstance(data, list) else [data]
+    return any(isinstance(part, dict) and part.get("cls") for part in parts)
+
+
 def default_engine(seed: int = 1) -> Any:
     """The engine over the standard lab (winsrv running echosrv and khttpd, client, dns, httpbin)."""
     from wskdbg.engine import Engine  # imported late: the TUI module must import without it
@@ -260,7 +266,7 @@ class WskdbgApp(App[None]):
         self.link.set_running(False)
         self.commands_run += 1
         pane = self.command_pane
-        if isinstance(output.data, dict) and output.data.get("cls"):  # .cls clears the output, as in WinDbg
+        if _clears(output.data):  # .cls clears the output, as in WinDbg
             pane.clear()
         pane.write_output(output.text, error=output.error)
         pane.set_prompt(self.link.prompt(), busy=False)

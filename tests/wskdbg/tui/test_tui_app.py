@@ -209,6 +209,8 @@ def test_cls_clears_the_command_output_in_the_tui(app: WskdbgApp) -> None:
         assert app.command_pane.log_widget.lines == []
         await type_command(app, pilot, "? 1")
         assert app.command_pane.transcript[0].endswith("? 1")
+        await type_command(app, pilot, ".cls; ? 2")  # in a command line of several
+        assert app.command_pane.transcript == ["Evaluate expression: 2 = 00000000`00000002"]
 
     drive(app, scenario)
 
