@@ -25,6 +25,7 @@ from wskdbg.tui import snapshot
 from wskdbg.tui.app import TAB_IDS, WskdbgApp
 from wskdbg.tui.crash_screen import CrashScreen
 from wskdbg.tui.link import BROKEN, BUGCHECKED, RUNNING
+from wskdbg.tui.source_view import stopped_picture
 from wskdbg.tui.tour import TOUR_STEPS, TourScreen
 from wskdbg.tui.trace_view import TraceFilterBar
 
@@ -439,6 +440,7 @@ def test_while_the_machine_runs_views_are_built_on_its_thread_only() -> None:
         await pilot.press("ctrl+c")
         await app.settle()
         assert app.status_bar.position.state == BROKEN
+        assert app.source_view.picture == stopped_picture(app.engine)  # the source pane follows the break-in
         while_running = [name for was_running, name in builds if was_running]
         assert while_running and set(while_running) == {"wskdbg-machine"}
 
