@@ -99,6 +99,9 @@ class StopInfo:
     host: str | None = None
     note: str = ""
     condition_error: str = ""
+    # p or gu stopped as a routine returned: shown, as WinDbg does, in the caller at the return
+    # address (frame 0's RetAddr before the step), the callee's frame gone.
+    returned: bool = False
 
 
 @dataclass(slots=True)
@@ -661,13 +664,17 @@ class Engine(FrameContext):
         if mode == "t":
             return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
         if mode == "p":
-            if req.host is None or (self._same_context(ev, req) and level_of(ev) <= req.level):
+            if req.host is None:
                 return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+            if self._same_context(ev, req) and level_of(ev) <= req.level:
+                return self._stop_here("step", event=ev, mid_event=True, host=ev.host,
+                                       returned=isinstance(ev, RoutineReturned))
             if req.thread is not None and self._context_thread_gone(req):
                 return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
         elif mode == "gu" and self._same_context(ev, req):
             if (isinstance(ev, RoutineReturned) and ev.depth == req.depth) or ev.depth < req.depth:
-                return self._stop_here("step", event=ev, mid_event=True, host=ev.host)
+                return self._stop_here("step", event=ev, mid_event=True, host=ev.host,
+                                       returned=isinstance(ev, RoutineReturned))
         return None  # a BugChecked event halts the scheduler right after; the run loop reports it
 
     def _same_context(self, ev: Event, req: RunRequest) -> bool:

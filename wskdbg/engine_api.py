@@ -48,3 +48,9 @@ class DebuggerEngine(Protocol):
 
     def current_irql(self, host: str | None = None) -> int:
         """The IRQL the debugger shows for `host`."""
+
+    def stack(self, host: str | None = None) -> list[Any]:
+        """The rows of `k` on `host` (StackFrame), innermost first."""
+
+    def selected_frame(self) -> int:
+        """The frame `.frame N` selected (0 after every stop)."""

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from wskdbg.engine import Engine
 
 # Kernel routines that are frames without being cataloged @kroutines (the kernel pushes them by hand).
-KERNEL_FRAMES = ("ExpWorkerThread", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopfCompleteRequest", "IopLoadDriver",
+KERNEL_FRAMES = ("ExpWorkerThread", "IopProcessWorkItem", "IoCancelIrp", "IofCallDriver", "IofCompleteRequest", "IopfCompleteRequest", "IopLoadDriver",
                  "IopUnloadDriver", "KiIdleLoop", "KiRetireDpcList", "KiStartSystemThread",
                  "PspSystemThreadStartup", "KeBugCheckEx", "DbgBreakPointWithStatus", "KiBugCheckDebugBreak",
                  "KeBugCheck2")
@@ -126,6 +126,10 @@ class FrameContext:
             raw = [(f.symbol, f.args) for f in reversed(k.frames)]
             top_offset = handoff_offset(live)
             at_entry = isinstance(live, RoutineEntered)
+            stop = self.last_stop
+            if stop is not None and stop.returned and stop.event is live and len(raw) > 1:
+                top_offset = return_offset(raw[0][0])  # in the caller, after the call
+                raw = raw[1:]
         else:
             raw = [("nt!KiIdleLoop", ())]
             top_offset = 0

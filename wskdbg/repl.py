@@ -184,7 +184,8 @@ class Repl:
         self._write(text)
 
     def show(self, result: CommandResult) -> None:
-        if isinstance(result.data, dict) and result.data.get("cls"):  # .cls: clear a terminal
+        parts = result.data if isinstance(result.data, list) else [result.data]  # `a; .cls; b` too
+        if any(isinstance(part, dict) and part.get("cls") for part in parts):  # .cls: clear a terminal
             if self._console is not None:
                 self._console.clear()
             elif getattr(self.stdout, "isatty", lambda: False)():

@@ -344,8 +344,15 @@ class EventBus:
     subscribers: list[Subscriber] = field(default_factory=list)
     seq: int = 0
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        self.subscribers.append(fn)
+    def subscribe(self, fn: Subscriber, *, first: bool = False) -> Callable[[], None]:
+        """Call `fn` with every event published from now on; returns the unsubscribe function.
+
+        `first=True` puts `fn` ahead of the subscribers already there: a view that must show an
+        event before another subscriber (the debugger's) blocks the machine at that very event."""
+        if first:
+            self.subscribers.insert(0, fn)
+        else:
+            self.subscribers.append(fn)
 
         def unsubscribe() -> None:
             if fn in self.subscribers:

@@ -254,6 +254,14 @@ class WaitRequest:
 
 # --- threads ------------------------------------------------------------------------
 
+# A system thread's first frames, outermost first; a system worker thread running an
+# IoQueueWorkItem routine adds the executive worker loop and the I/O manager's call into the driver
+# (published worker-thread stacks read ... driver!Routine <- nt!IopProcessWorkItem <-
+# nt!ExpWorkerThread <- nt!PspSystemThreadStartup <- nt!KiStartSystemThread).
+SYSTEM_THREAD_FRAMES = ("nt!KiStartSystemThread", "nt!PspSystemThreadStartup")
+WORK_ITEM_FRAMES = SYSTEM_THREAD_FRAMES + ("nt!ExpWorkerThread", "nt!IopProcessWorkItem")
+
+
 class KThread(DispatcherObject):
     """An ETHREAD at a kernel address whose body is a generator."""
 
@@ -288,6 +296,7 @@ class KThread(DispatcherObject):
         self.created_ns = k.now_ns
         self.wait_started_ns = 0
         self.start_is_kroutine = False
+        self.start_frames = SYSTEM_THREAD_FRAMES  # what the thread's first frames are, outermost first
         k.threads.append(self)
         k.register_object(self)
         self.deleted = False
@@ -379,8 +388,7 @@ def _resume_thread(k: Kernel, t: KThread, status: int) -> None:
     first = inspect.getgeneratorstate(t.body) == inspect.GEN_CREATED
     value: Any = None if first else status
     if first and not t.frames:
-        t.frames.append(Frame("nt!KiStartSystemThread"))
-        t.frames.append(Frame("nt!PspSystemThreadStartup"))
+        t.frames.extend(Frame(symbol) for symbol in t.start_frames)
         if not t.start_is_kroutine:  # a @kroutine start routine pushes its own frame
             t.frames.append(Frame(t.start_symbol))
     while True:
@@ -835,9 +843,12 @@ def IoQueueWorkItem(item: IO_WORKITEM, routine: Callable[..., Any], queue_type: 
 
 
 def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
+    """A system worker thread takes the item off its queue: ExpWorkerThread hands it to
+    IopProcessWorkItem, which calls the driver's routine, so `k` there reads as on Windows."""
     item.queued = False
     symbol = symbol_of(item.routine)
-    k.frames.append(Frame("nt!ExpWorkerThread"))
+    k.frames.extend(Frame(s) for s in WORK_ITEM_FRAMES[:-1])
+    k.frames.append(Frame("nt!IopProcessWorkItem", (item.address,)))  # IopProcessWorkItem(IoWorkItem)
     k.publish(WorkItemRun, routine=symbol)
     result = item.routine(item.device, item.context)
     if inspect.isgenerator(result):  # a work routine that waits gets a thread of its own
@@ -865,6 +876,7 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
                                label=f"work {symbol} waits for a worker")
         return
     t = KThread(k, f"worker {symbol}", symbol, body, address, stack)
+    t.start_frames = WORK_ITEM_FRAMES
     t.start_is_kroutine = kroutine_start
     t.state = "Ready"
     k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")

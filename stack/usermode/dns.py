@@ -16,7 +16,7 @@ from typing import Any, Generator
 
 from stack.tcpip.addr import AF_INET, SockAddr
 from stack.wsk.dns_client import configure_dns
-from stack.wsk.dns_wire import (CLASS_IN, RCODE_FORMERR, RCODE_NOERROR, RCODE_NOTIMP, RCODE_NXDOMAIN, TYPE_A,
+from stack.wire.dns import (CLASS_IN, RCODE_FORMERR, RCODE_NOERROR, RCODE_NOTIMP, RCODE_NXDOMAIN, TYPE_A,
                                 TYPE_AAAA, TYPE_ANY, DnsError, DnsMessage, DnsRecord, build_response, normalize_name,
                                 parse_message, HEADER, FLAG_QR)
 

@@ -18,7 +18,7 @@ from stack.kernel import (KDPC, KTIMER, STATUS_IO_TIMEOUT, STATUS_NOT_FOUND, STA
 from stack.kernel.kernel import Kernel
 from stack.tcpip.addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress, SockAddr, any_address
 
-from .dns_wire import (RCODE_NOERROR, TYPE_A, TYPE_AAAA, DnsError, build_query, normalize_name, parse_message)
+from stack.wire.dns import (RCODE_NOERROR, TYPE_A, TYPE_AAAA, DnsError, build_query, normalize_name, parse_message)
 
 DNS_PORT = 53
 QUERY_TIMEOUT_MS = 1000

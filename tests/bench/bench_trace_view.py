@@ -46,7 +46,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 from textual._compositor import CompositorUpdate  # noqa: E402
 from textual.app import App, ComposeResult  # noqa: E402
 
-from wskdbg.tui.trace_store import TraceRecord, TraceStore  # noqa: E402
+from wskdbg.trace.store import TraceRecord, TraceStore  # noqa: E402
 from wskdbg.tui.trace_view import TraceFilterBar, TracePane  # noqa: E402
 
 SIZE = (160, 50)

@@ -67,7 +67,7 @@ def test_p_stays_in_the_thread_context_and_skips_the_nested_calls(dbg):
     dbg.execute("g")  # at `call testdrv!TestDrvDispatchInternal`
     r = dbg.execute("p")  # over the whole dispatch, including the lower driver
     assert stop_of(r)["event"]["description"].endswith("testdrv!TestDrvDispatchInternal")
-    assert stop_of(r)["frames"][1] == "nt!IofCallDriver+0x1e4"
+    assert stop_of(r)["frames"][0] == "nt!IofCallDriver+0x1e4"  # back in the caller, after the call
 
 
 def test_gu_runs_until_the_current_routine_returns(dbg):
@@ -84,7 +84,42 @@ def test_gu_at_a_return_finishes_the_caller(dbg):
     assert stop_of(dbg.execute("t"))["event"]["kind"] == "ret"  # nothing else is published in between
     r = dbg.execute("gu")
     assert stop_of(r)["event"]["description"].endswith("nt!IofCallDriver")
-    assert stop_of(r)["frames"][0].startswith("nt!IofCallDriver+")
+    assert stop_of(r)["frames"][0] == "testdrv!TestDrvDispatchInternal+0x1d4"  # IofCallDriver's caller
+
+
+def _returned_to(dbg, command):
+    """Run `command` at the `call testbus!TestBusDispatchInternal` stop; (k before, k after, text)."""
+    dbg.execute("bp testbus!TestBusDispatchInternal")
+    dbg.execute("g")
+    before = dbg.stack()
+    r = dbg.execute(command)
+    return before, dbg.stack(), r.text.splitlines()
+
+
+# WinDbg's gu stops in the caller at the instruction after the call, the address `k` showed as
+# frame 0's RetAddr; the callee's frame is gone:
+#   0: kd> k
+#    # Child-SP          RetAddr               Call Site
+#   00 fffff805`5a86f4c8 fffff805`57e6fd3d     nt!IopfCompleteRequest
+#   01 fffff805`5a86f4d0 fffff805`5a4d2b1b     nt!IofCompleteRequest+0x1d
+#   0: kd> gu
+#   nt!IofCompleteRequest+0x1d:
+#   fffff805`57e6fd3d 4883c428        add     rsp,28h
+@pytest.mark.parametrize("command", ["gu", "p"])
+def test_gu_and_p_over_a_call_land_at_the_ret_addr_k_showed(dbg, command):
+    before, after, lines = _returned_to(dbg, command)
+    assert before[0].symbol == "testbus!TestBusDispatchInternal"
+    assert lines[0] == f"{before[1].call_site}:" == "nt!IofCallDriver+0x4a:"
+    assert lines[1].startswith(f"{before[0].ret_addr >> 32:08x}`{before[0].ret_addr & 0xffffffff:08x} [")
+    assert after[0].location == before[0].ret_addr
+    assert [f.call_site for f in after] == [f.call_site for f in before[1:]]
+    assert int(dbg.execute("? @rip").text.split()[-1].replace("`", ""), 16) == before[0].ret_addr
+
+
+def test_p_after_gu_steps_on_in_the_caller(dbg):
+    before, after, _ = _returned_to(dbg, "gu")
+    r = dbg.execute("p")
+    assert stop_of(r)["frames"][1:] == [f.call_site for f in before[2:]]  # still in IofCallDriver's frame
 
 
 def test_gu_between_events_is_refused_without_running(dbg):

@@ -150,3 +150,24 @@ def test_k_after_time_travel_has_no_zero_return_address_mid_stack():
             assert "00000000`00000000" not in ret_addrs[:-1], rows
     finally:
         engine.close()
+
+
+def test_k_in_a_work_item_routine_shows_exp_worker_thread_and_iop_process_work_item():
+    # A system worker thread's stack for an IoQueueWorkItem routine, as WinDbg shows one:
+    #   00 ... khttpd!KhttpdConnectionWorker
+    #   01 ... nt!IopProcessWorkItem+0x..
+    #   02 ... nt!ExpWorkerThread+0x..
+    #   03 ... nt!PspSystemThreadStartup+0x..
+    #   04 ... nt!KiStartSystemThread+0x..
+    engine = lab_engine()
+    try:
+        run(engine, "bp /h winsrv khttpd!KhttpdConnectionWorker")
+        run(engine, "!http /index.html")
+        assert "khttpd!KhttpdConnectionWorker" in run(engine, "g")
+        rows = run(engine, "k").splitlines()[1:]
+        assert [row.split()[-1].split("+")[0] for row in rows] == [
+            "khttpd!KhttpdConnectionWorker", "nt!IopProcessWorkItem", "nt!ExpWorkerThread",
+            "nt!PspSystemThreadStartup", "nt!KiStartSystemThread"]
+        assert run(engine, "ln nt!IopProcessWorkItem").strip()  # a routine of nt like the others
+    finally:
+        engine.close()

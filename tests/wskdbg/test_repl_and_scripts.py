@@ -275,3 +275,20 @@ def test_ctrl_c_breaks_in_when_started_from_a_shell_that_ignores_sigint():
                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
                           capture_output=True, text=True, timeout=300, cwd=os.path.dirname(os.path.dirname(here)))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_cls_clears_a_terminal_also_in_a_command_line_of_several(tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    engine = Engine(seed=1)
+    try:
+        out = Terminal()
+        with create_pipe_input() as pipe:
+            repl = Repl(engine, history_path=tmp_path / "h", input=pipe, output=DummyOutput(), stdout=out,
+                        color=False)
+            repl.show(engine.execute("? 1; .cls"))
+        assert "\x1b[2J\x1b[H" in out.getvalue()
+    finally:
+        engine.close()

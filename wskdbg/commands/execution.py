@@ -186,7 +186,8 @@ def cmd_t(dbg: "Engine", inv: Invocation) -> CommandResult:
          help="""
 Stops at the next hand-off in the same execution context (the same thread, or the same DPC/timer
 event) at the current call level or shallower: a call is a hand-off of its caller, so `p` at a
-`call X` stop runs all of X and stops at `ret X`.  When the context ends (its event returns to the
+`call X` stop runs all of X and stops as X returns, shown as WinDbg shows it: in the caller at the
+return address (the RetAddr `k` showed for X).  When the context ends (its event returns to the
 scheduler) p stops there.  Between events p acts like t.  Count (hex) repeats.""")
 def cmd_p(dbg: "Engine", inv: Invocation) -> CommandResult:
     return run(dbg, "p", _count(dbg, inv))
@@ -196,7 +197,8 @@ def cmd_p(dbg: "Engine", inv: Invocation) -> CommandResult:
          summary="Go up: run until the current routine returns",
          help="""
 Runs until the routine the machine is stopped in returns (its `ret` hand-off), judged by call
-depth in the same execution context, as WinDbg judges it by stack depth.""")
+depth in the same execution context, as WinDbg judges it by stack depth, and stops where WinDbg
+does: in the caller, at the return address (frame 0's RetAddr in `k` before gu).""")
 def cmd_gu(dbg: "Engine", inv: Invocation) -> CommandResult:
     if inv.args:
         raise inv.syntax_error(0)

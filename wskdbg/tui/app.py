@@ -37,20 +37,23 @@ from .irp_view import IrpView
 from .link import BUGCHECKED, RUNNING, EngineLink, Position
 from .mdl_view import MdlView
 from .network_view import NetworkView
+from .source_view import SourceView
 from .stack_view import StackView
 from .status_bar import StatusBar
 from .tour import TourScreen
-from .trace_store import TraceRecord
+from wskdbg.trace.record import TraceRecord
 from .trace_view import TracePane
 
-TAB_IDS = {"irps": "tab-irps", "mdl": "tab-mdl", "trace": "tab-trace", "network": "tab-network"}
-VIEW_FOCUS = {"irps": "#irp-table", "mdl": "#mdl-view", "trace": "#trace-view", "network": "#conn-table"}
+TAB_IDS = {"irps": "tab-irps", "mdl": "tab-mdl", "trace": "tab-trace", "network": "tab-network",
+           "source": "tab-source"}
+VIEW_FOCUS = {"irps": "#irp-table", "mdl": "#mdl-view", "trace": "#trace-view", "network": "#conn-table",
+              "source": "#source-view"}
 SLOW_REFRESH_S = 0.5  # heavy views while the machine runs
 DRAIN_PER_TICK = 20_000  # trace records converted per tick (the rest waits for the next)
 SWITCH_INTERVAL_S = 0.001  # GIL hand-over while the machine thread runs: keeps keys snappy
 WELCOME = ("wskdbg - a kernel debugger for an emulated Windows network stack.  "
            "F1 tour · F5 go · F10 step over · F11 step into · Ctrl+Break break in · "
-           "F2 F3 F4 F6 views · F7 stack · F8 command line · .help")
+           "F2 F3 F4 F6 F12 views · F7 stack · F8 command line · .help")
 
 
 def event_record(event: Event) -> TraceRecord:
@@ -73,6 +76,12 @@ def event_record(event: Event) -> TraceRecord:
     except Exception as exc:  # a broken describe() must not kill the trace
         text = f"{kind} (describe failed: {type(exc).__name__})"
     return TraceRecord(event.seq, event.time_ns, event.host, "event:" + kind.partition(".")[0], None, level, text)
+
+
+def _clears(data: Any) -> bool:
+    """Whether a command line ran `.cls` (alone: its data; in `a; .cls; b`: one of the list's)."""
+    parts = data if isinstance(data, list) else [data]
+    return any(isinstance(part, dict) and part.get("cls") for part in parts)
 
 
 def default_engine(seed: int = 1) -> Any:
@@ -104,14 +113,16 @@ class MainScreen(Screen):
                 pane.border_title = "Stack"
                 yield StackView(id="stack-view")
             with TabbedContent(id="views", initial=TAB_IDS["irps"]):
-                with TabPane("IRPs [F2]", id=TAB_IDS["irps"]):
+                with TabPane(r"IRPs \[F2]", id=TAB_IDS["irps"]):
                     yield IrpView(self.link, id="irp-view")
-                with TabPane("MDL [F3]", id=TAB_IDS["mdl"]):
+                with TabPane(r"MDL \[F3]", id=TAB_IDS["mdl"]):
                     yield MdlView(id="mdl-view")
-                with TabPane("Trace [F4]", id=TAB_IDS["trace"]):
+                with TabPane(r"Trace \[F4]", id=TAB_IDS["trace"]):
                     yield TracePane(id="trace-pane")
-                with TabPane("Network [F6]", id=TAB_IDS["network"]):
+                with TabPane(r"Network \[F6]", id=TAB_IDS["network"]):
                     yield NetworkView(self.link, id="network-view")
+                with TabPane(r"Source \[F12]", id=TAB_IDS["source"]):
+                    yield SourceView(id="source-view")
         pane = CommandPane(self.link.command_names(), self.link.prompt(), id="command-pane")
         pane.border_title = "Command"
         yield pane
@@ -137,6 +148,7 @@ class WskdbgApp(App[None]):
         Binding("f3", "show_tab('mdl')", "MDL", show=False, priority=True),
         Binding("f4", "show_tab('trace')", "Trace", show=False, priority=True),
         Binding("f6", "show_tab('network')", "Net", show=False, priority=True),
+        Binding("f12", "show_tab('source')", "Source", show=False, priority=True),
         Binding("f7", "focus_stack", "Stack", show=False, priority=True),
         Binding("f8", "focus_command", "Command", show=False, priority=True),
         Binding("f9", "show_crash", "Crash screen", show=False, priority=True),
@@ -220,6 +232,10 @@ class WskdbgApp(App[None]):
         return self.main.query_one(NetworkView)  # type: ignore[union-attr]
 
     @property
+    def source_view(self) -> SourceView:
+        return self.main.query_one(SourceView)  # type: ignore[union-attr]
+
+    @property
     def status_bar(self) -> StatusBar:
         return self.main.query_one(StatusBar)  # type: ignore[union-attr]
 
@@ -250,6 +266,8 @@ class WskdbgApp(App[None]):
         self.link.set_running(False)
         self.commands_run += 1
         pane = self.command_pane
+        if _clears(output.data):  # .cls clears the output, as in WinDbg
+            pane.clear()
         pane.write_output(output.text, error=output.error)
         pane.set_prompt(self.link.prompt(), busy=False)
         self.refresh_views(force=True)
@@ -286,6 +304,7 @@ class WskdbgApp(App[None]):
             self._last_key = key
             running = link.running
             self.stack_view.show(view.picture)
+            self.source_view.show(view.source)
             now = time.monotonic()
             if not running or force or now - self._last_slow >= SLOW_REFRESH_S:
                 self._last_slow = now
@@ -359,7 +378,7 @@ class WskdbgApp(App[None]):
         return True
 
     def action_show_tab(self, name: str) -> None:
-        """Show a view and give it the keys (F2 IRPs, F3 MDL, F4 trace, F6 network)."""
+        """Show a view and give it the keys (F2 IRPs, F3 MDL, F4 trace, F6 network, F12 source)."""
         if self.main is None:
             return
         self.main.query_one(TabbedContent).active = TAB_IDS[name]
@@ -426,7 +445,7 @@ class WskdbgApp(App[None]):
                             partial(self.run_command, ".reboot"))
         yield SystemCommand("Analyze (!analyze -v)", "Explain the last bug check",
                             partial(self.run_command, "!analyze -v"))
-        for name in ("irps", "mdl", "trace", "network"):
+        for name in ("irps", "mdl", "trace", "network", "source"):
             yield SystemCommand(f"Show {name} view", f"Switch the right-hand pane to {name}",
                                 partial(self.action_show_tab, name))
 

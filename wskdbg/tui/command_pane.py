@@ -177,6 +177,11 @@ class CommandPane(Vertical):
         self.transcript.append(text)
         self.log_widget.write(linkify(text, style="red" if error else ""))
 
+    def clear(self) -> None:
+        """`.cls`: forget everything written so far."""
+        self.transcript.clear()
+        self.log_widget.clear()
+
     def write_note(self, text: str) -> None:
         self.transcript.append(text)
         self.log_widget.write(Text(text, style="italic dim"))

@@ -141,12 +141,7 @@ class EventTap:
         at this very event, and the views must already show it."""
         self.detach()
         self.bus = bus
-        subscribers = getattr(bus, "subscribers", None)
-        if isinstance(subscribers, list):
-            subscribers.insert(0, self.on_event)
-            self._unsubscribe = lambda: subscribers.remove(self.on_event) if self.on_event in subscribers else None
-        else:
-            self._unsubscribe = bus.subscribe(self.on_event)
+        self._unsubscribe = bus.subscribe(self.on_event, first=True)
 
     def detach(self) -> None:
         if self._unsubscribe is not None:

@@ -9,11 +9,12 @@ without a lock while the machine runs on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .irp_view import IrpRow, irp_rows, irp_text
-from .link import BUGCHECKED, Position
+from .link import BUGCHECKED, RUNNING, Position
 from .network_view import ConnRow, TcpStatsRow, conn_rows, tcp_stats_rows
+from .source_view import SourcePicture, running_picture, stopped_picture
 from .stack_view import StackPicture, build_picture
 
 if TYPE_CHECKING:
@@ -28,10 +29,12 @@ class MachineView:
     connections: tuple[ConnRow, ...]
     tcp_stats: tuple[TcpStatsRow, ...]  # per host, the TCP statistics `!netstat -s` prints
     irp_detail: str  # `!irp` of the selected IRP ("" when none is selected)
+    source: SourcePicture  # the current frame's routine, its line marked
 
 
 def build_view(link: "EngineLink", state: str) -> MachineView:
     engine = link.engine
+    running = state == RUNNING
     world = engine.world
     scheduler = world.scheduler
     kernels = engine.kernels
@@ -54,4 +57,12 @@ def build_view(link: "EngineLink", state: str) -> MachineView:
         connections=tuple(conn_rows(kernels)),
         tcp_stats=tuple(tcp_stats_rows(kernels)),
         irp_detail=irp_text(engine, *selected) if selected is not None else "",
+        source=running_picture(kernels, link.tap.last_event) if running else _stopped_source(engine),
     )
+
+
+def _stopped_source(engine: Any) -> SourcePicture:
+    try:
+        return stopped_picture(engine)
+    except Exception as exc:  # a view must never take the debugger down
+        return SourcePicture("", (), None, f"No source: {type(exc).__name__}: {exc}")

@@ -71,7 +71,7 @@ TOUR_STEPS: tuple[TourStep, ...] = (
              "While the machine runs, Ctrl+Break (or Ctrl+C) breaks in at once.\n"
              "sc start buggy loads a driver that completes an IRP twice: the crash screen\n"
              "shows !analyze -v, and R reboots the lab.  Ctrl+P opens the command palette.\n"
-             "Keys: F2 F3 F4 F6 the views, F7 the stack, F8 the command line, Tab moves on."),
+             "Keys: F2 F3 F4 F6 the views, F12 the source, F7 the stack, F8 the command line, Tab moves on."),
 )
 
 

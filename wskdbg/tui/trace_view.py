@@ -31,7 +31,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Input, Static
 
-from wskdbg.tui.trace_store import (
+from wskdbg.trace.store import (
     TraceFilter,
     TraceFilterError,
     TraceRecord,

@@ -57,6 +57,18 @@ def test_a_subscriber_may_unsubscribe_while_an_event_is_delivered():
     assert got == ["a", "b", "b"]
 
 
+def test_a_subscriber_asking_to_be_first_sees_each_event_before_the_others():
+    bus = EventBus(clock=lambda: 0)
+    got: list[str] = []
+    bus.subscribe(lambda e: got.append("debugger"))
+    unsub_view = bus.subscribe(lambda e: got.append("view"), first=True)
+    bus.publish(IrpAllocated(host="h", irp=1, stack_count=1))
+    unsub_view()
+    bus.publish(IrpAllocated(host="h", irp=2, stack_count=1))
+    assert got == ["view", "debugger", "debugger"]
+    assert len(bus.subscribers) == 1
+
+
 # --- a small scenario touching every kind of hand-off ------------------------------------------
 
 

@@ -403,6 +403,26 @@ def test_work_item_runs_at_passive_level_with_its_device_and_context():
     assert_running(m)
 
 
+# A system worker thread running an IoQueueWorkItem routine, outermost first, as published `k`
+# output of a worker thread reads it bottom up (... driver!Routine, nt!IopProcessWorkItem+0x..,
+# nt!ExpWorkerThread+0x.., nt!PspSystemThreadStartup+0x.., nt!KiStartSystemThread+0x..).
+WORKER_FRAMES = ["nt!KiStartSystemThread", "nt!PspSystemThreadStartup", "nt!ExpWorkerThread",
+                 "nt!IopProcessWorkItem"]
+
+
+def test_work_item_routine_runs_under_exp_worker_thread_and_iop_process_work_item():
+    m = new_machine()
+    stacks: list = []
+
+    @kroutine("testdrv")
+    def PeekWork(DeviceObject, Context):
+        stacks.append([f.symbol for f in m.kernel.frames])
+
+    run(m, lambda: IoQueueWorkItem(IoAllocateWorkItem(None), PeekWork, DelayedWorkQueue, None))
+    m.scheduler.run_until_idle()
+    assert stacks == [WORKER_FRAMES + ["testdrv!PeekWork"]]
+
+
 def test_work_item_routine_that_waits_gets_a_thread_of_its_own():
     m = new_machine()
     ev = KEVENT()
@@ -417,8 +437,7 @@ def test_work_item_routine_that_waits_gets_a_thread_of_its_own():
     m.scheduler.run_until_idle()
     assert done == []
     worker = m.kernel.threads[-1]
-    assert [f.symbol for f in worker.frames] == ["nt!KiStartSystemThread", "nt!PspSystemThreadStartup",
-                                                 "testdrv!WaitingWork"]
+    assert [f.symbol for f in worker.frames] == WORKER_FRAMES + ["testdrv!WaitingWork"]
     run(m, KeSetEvent, ev)
     m.scheduler.run_until_idle()
     assert done == [STATUS_WAIT_0]

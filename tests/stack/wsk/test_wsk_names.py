@@ -11,7 +11,7 @@ from wsk_harness import Call, WskLab
 from stack import wsk
 from stack.kernel import STATUS_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS
 from stack.usermode import dns, httpbin
-from stack.wsk.dns_wire import (FLAG_QR, RCODE_FORMERR, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA, DnsError, build_query,
+from stack.wire.dns import (FLAG_QR, RCODE_FORMERR, RCODE_NXDOMAIN, TYPE_A, TYPE_AAAA, DnsError, build_query,
                                 parse_message)
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from wskdbg.tui.trace_store import (
+from wskdbg.trace.store import (
     TraceFilter,
     TraceFilterError,
     TraceRecord,

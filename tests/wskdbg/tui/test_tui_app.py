@@ -25,6 +25,7 @@ from wskdbg.tui import snapshot
 from wskdbg.tui.app import TAB_IDS, WskdbgApp
 from wskdbg.tui.crash_screen import CrashScreen
 from wskdbg.tui.link import BROKEN, BUGCHECKED, RUNNING
+from wskdbg.tui.source_view import stopped_picture
 from wskdbg.tui.tour import TOUR_STEPS, TourScreen
 from wskdbg.tui.trace_view import TraceFilterBar
 
@@ -154,6 +155,67 @@ def test_f11_and_f10_step_and_the_stack_view_highlight_moves(app: WskdbgApp) -> 
     drive(app, scenario)
 
 
+def _lsa_current(app: WskdbgApp) -> tuple[str, int]:
+    """(routine, line) that `.frame` (with .lines) and `lsa .` report for the selected frame."""
+    frame = app.engine.execute(".frame").data
+    marked = [row for row in app.engine.execute("lsa .").text.splitlines() if row.startswith(">")]
+    assert len(marked) == 1 and int(marked[0][1:].split(":")[0]) == frame["line"]
+    return frame["symbol"], frame["line"]
+
+
+def _source_shown(app: WskdbgApp) -> tuple[str, int]:
+    picture = app.source_view.picture
+    marked = [row for row in picture.text().splitlines() if row.startswith(">")]
+    assert len(marked) == 1 and int(marked[0][1:].split(":")[0]) == picture.current
+    return picture.title.split()[1].split("+")[0], picture.current
+
+
+def test_source_pane_shows_the_routine_and_line_lsa_reports_and_follows_steps_and_frame(app: WskdbgApp) -> None:
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        await pilot.press("f12")
+        await pilot.pause()
+        assert app.main.query_one(TabbedContent).active == TAB_IDS["source"]
+        assert app.focused is app.source_view
+        await type_command(app, pilot, "bp /h winsrv echosrv!WskSampleOpReceive")
+        await type_command(app, pilot, '!echo -n 1 "hello, source pane"')
+        await pilot.press("f5")  # the bp hit: the routine is called, the pane is on its def line
+        await app.settle()
+        assert _source_shown(app) == _lsa_current(app) == (
+            "echosrv!WskSampleOpReceive", app.engine.execute(".frame").data["line"])
+        await pilot.press("f11")  # t: into the first line the routine runs
+        await app.settle()
+        shown = _source_shown(app)
+        assert shown == _lsa_current(app) and shown[0] == app.engine.stack()[0].symbol
+        frames = app.engine.stack()
+        await type_command(app, pilot, ".frame 1")  # the caller, running at its call
+        assert _source_shown(app) == _lsa_current(app)
+        assert _source_shown(app)[0] == frames[1].symbol and app.source_view.picture.title.startswith("01 ")
+        await pilot.press("f10")  # p: a stop selects frame 0 again
+        await app.settle()
+        assert _source_shown(app) == _lsa_current(app)
+        assert app.source_view.picture.title.startswith("00 ")
+        text = screen_text(app)
+        assert f"{app.source_view.picture.current:5}:" in text  # the marked line is on the screen
+        assert "Source [F12]" in text  # the tab names its key
+
+    drive(app, scenario)
+
+
+def test_cls_clears_the_command_output_in_the_tui(app: WskdbgApp) -> None:
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        await type_command(app, pilot, "lm")
+        assert any("echosrv" in chunk for chunk in app.command_pane.transcript)
+        await type_command(app, pilot, ".cls")
+        assert app.command_pane.transcript == []
+        assert app.command_pane.log_widget.lines == []
+        await type_command(app, pilot, "? 1")
+        assert app.command_pane.transcript[0].endswith("? 1")
+        await type_command(app, pilot, ".cls; ? 2")  # in a command line of several
+        assert app.command_pane.transcript == ["Evaluate expression: 2 = 00000000`00000002"]
+
+    drive(app, scenario)
+
+
 def test_irp_detail_is_exactly_what_irp_prints(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
         await pilot.press("f2")
@@ -207,7 +269,7 @@ def test_clicking_an_irp_address_selects_it_and_runs_irp(app: WskdbgApp) -> None
 
 
 FOCUS_TARGETS = ("#command-input", "#irp-table", "#irp-detail-scroll", "#mdl-view", "#trace-view",
-                 "#trace-filter", "#conn-table", "#stack-view")
+                 "#trace-filter", "#conn-table", "#source-view", "#stack-view")
 
 
 def test_every_view_key_works_from_every_focus(app: WskdbgApp) -> None:
@@ -215,10 +277,10 @@ def test_every_view_key_works_from_every_focus(app: WskdbgApp) -> None:
         tabs = app.main.query_one(TabbedContent)
         steps = 0
         for target in FOCUS_TARGETS:
-            for key, tab in (("f2", "irps"), ("f3", "mdl"), ("f4", "trace"), ("f6", "network")):
+            for key, tab in (("f2", "irps"), ("f3", "mdl"), ("f4", "trace"), ("f6", "network"), ("f12", "source")):
                 app.action_show_tab({"#irp-table": "irps", "#irp-detail-scroll": "irps", "#mdl-view": "mdl",
                                      "#trace-view": "trace", "#trace-filter": "trace",
-                                     "#conn-table": "network"}.get(target, "irps"))
+                                     "#conn-table": "network", "#source-view": "source"}.get(target, "irps"))
                 for _ in range(3):  # the tab switch settles (a hidden pane gives its focus up)
                     await pilot.pause()
                     app.main.query_one(target).focus()
@@ -378,6 +440,7 @@ def test_while_the_machine_runs_views_are_built_on_its_thread_only() -> None:
         await pilot.press("ctrl+c")
         await app.settle()
         assert app.status_bar.position.state == BROKEN
+        assert app.source_view.picture == stopped_picture(app.engine)  # the source pane follows the break-in
         while_running = [name for was_running, name in builds if was_running]
         assert while_running and set(while_running) == {"wskdbg-machine"}
 

@@ -251,3 +251,32 @@ def test_stack_view_titles_a_host_with_processors_with_its_load():
     picture = StackPicture((("winsrv", rows), ("client", rows)), None, None, "x", (("winsrv", " cpu 42%"),))
     text = render_picture(picture, 80).plain
     assert "winsrv cpu 42%" in text and "client cpu" not in text
+
+
+def test_source_picture_built_on_the_machine_thread_marks_the_line_lsa_reports_at_that_stop() -> None:
+    """While the machine runs, the source pane's picture is built at a hand-off on the machine's
+    thread from that thread's own Python frames: it marks the line `lsa .` reports when the
+    debugger stops at the same hand-off."""
+    from wskdbg.tui.source_view import running_picture
+
+    engine = Engine(seed=1)
+    seen: dict[str, object] = {}
+
+    def at_hand_off(ev) -> None:  # type: ignore[no-untyped-def]
+        if ev.kind == "wsk.call" and "picture" not in seen:
+            seen["picture"] = running_picture(engine.kernels, ev)
+
+    try:
+        engine.execute('!echo -n 1 "hi"')
+        engine.world.bus.subscribe(at_hand_off, first=True)  # as the TUI: before the debugger stops there
+        engine.execute("bp /h winsrv afd!WskProAPIReceive")
+        engine.execute("g")
+        engine.execute("bc *")
+        engine.execute("t")  # afd's WskReceive publishes its wsk.call hand-off
+        picture = seen["picture"]
+        marked = [row for row in engine.execute("lsa .").text.splitlines() if row.startswith(">")]
+        assert picture.title.startswith("00 afd!WskProAPIReceive [stack/afd/connection.py @ ")
+        assert picture.current == int(marked[0][1:].split(":")[0])
+        assert [row for row in picture.text().splitlines() if row.startswith(">")] == marked
+    finally:
+        engine.close()

@@ -57,3 +57,13 @@ def test_crash_screen_after_buggy_completes_an_irp_twice(snap_compare) -> None:
         await _run(pilot.app, pilot, "sc start buggy", "g")  # type: ignore[arg-type]
 
     assert snap_compare(make_lab_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_source_pane_follows_the_step_into_echosrvs_receive(snap_compare) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        app: WskdbgApp = pilot.app  # type: ignore[assignment]
+        await _run(app, pilot, "bp /h winsrv echosrv!WskSampleOpReceive", '!echo -n 1 "hello"', "g", "t")
+        app.action_show_tab("source")
+        await _quiet(pilot)
+
+    assert snap_compare(make_lab_app(), terminal_size=SIZE, run_before=run_before)

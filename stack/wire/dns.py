@@ -1,4 +1,5 @@
-"""DNS messages (RFC 1035): a sans-IO parser and builder for queries and answers.
+"""DNS messages (RFC 1035), shared by kernel-mode WSK name resolution and user-mode DNS (stack.wire):
+a sans-IO parser and builder for queries and answers.
 
 Only what the lab needs — A, AAAA and CNAME records, name compression when reading
 (and for answer names pointing at the question when writing) — but every malformed
