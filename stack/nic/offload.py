@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from stack.tcpip.wire.checksum import (internet_checksum, ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6,
+from stack.wire.checksum import (internet_checksum, ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6,
                                        transport_checksum)
 
 ETH_HEADER_LEN = 14

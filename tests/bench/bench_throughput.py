@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from stack.nic import NicOffloads  # noqa: E402
-from stack.tcpip.wire.checksum import ones_sum  # noqa: E402
+from stack.wire.checksum import ones_sum  # noqa: E402
 from stack.tcpip.addr import SockAddr  # noqa: E402
 from stack.tcpip.tcp import MS, TcpConfig  # noqa: E402
 from stack.usermode.programs import echo_client, echo_server, pattern  # noqa: E402
