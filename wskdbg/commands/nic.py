@@ -32,13 +32,13 @@ def nic_rows(dbg: "Engine") -> list[dict[str, Any]]:
 
 def nic_lines(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["Paravirtual offload pass-through (large sends that crossed the switch uncut)", "",
-             f"{'Host':<10} {'NIC':<6} {'State':<5} {'Units':>7} {'Segments':>9}  Real frames because"]
+             f"{'Host':<10} {'NIC':<12} {'State':<5} {'Units':>7} {'Segments':>9}  Real frames because"]
     for r in rows:
         why = ", ".join(f"{k} {v}" for k, v in r["fallbacks"].items()) or "-"
         state = "on" if r["passthrough"] else "off"
         if r["holds"]:
             state += "*"
-        lines.append(f"{r['host']:<10} {r['nic']:<6} {state:<5} {r['units']:>7} {r['segments']:>9}  {why}")
+        lines.append(f"{r['host']:<10} {r['nic']:<12} {state:<5} {r['units']:>7} {r['segments']:>9}  {why}")
     return lines
 
 
@@ -72,4 +72,4 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     for name in hosts:
         world.host(name).nic.passthrough = state
     text = "on" if state else "off"
-    return CommandResult(f"Pass-through {text} on {', '.join(hosts)}.", {"hosts": hosts, "passthrough": state})
+    return CommandResult(f"Pass-through is now {text} for {', '.join(hosts)}.", {"hosts": hosts, "passthrough": state})
