@@ -518,14 +518,14 @@ class TcpLayer:
         try:
             while True:
                 tcb.dirty = False
-                if core._events:  # noqa: SLF001 - peeked (as below) to skip an empty drain
+                if core.has_events:
                     for event in core.drain_events():
                         self._on_event(tcb, event)
                 self._deliver(tcb)
                 segments = core.poll_output(k.now_ns)
                 if segments:
                     self._transmit(tcb, segments)
-                if not tcb.dirty and not core._events:
+                if not tcb.dirty and not core.has_events:
                     break
         finally:
             tcb.busy = False
@@ -729,7 +729,7 @@ class TcpLayer:
                                                             label="TCP receive push timer")
             handler = endpoint.receive_handler
             if available and handler is not None and not tcb.receives and (tcb.listener is None or tcb.accepted):
-                views = _peek(core, available)
+                views = core.peek(available)
                 flags = RECEIVE_PUSH if tcb.last_push else 0
                 tcb.last_push = False
                 self._upcall(endpoint, "receive", STATUS_SUCCESS, available)
@@ -1181,25 +1181,6 @@ def _mdl_pieces(mdl: Mdl, offset: int, length: int) -> list[tuple[Mdl, int, int]
     if length > 0:
         raise ValueError("range runs past the end of the MDL chain")
     return pieces
-
-
-def _peek(core: TcpConnection, nbytes: int) -> list[memoryview]:
-    """The first `nbytes` in-order bytes without consuming them.
-
-    The core has no peek() yet (requested); its receive buffer's ready queue is
-    read here, in this one place, without modifying it."""
-    out: list[memoryview] = []
-    left = nbytes
-    for view in core._rcvbuf._ready:  # noqa: SLF001 - see docstring
-        if left <= 0:
-            break
-        if len(view) <= left:
-            out.append(view)
-            left -= len(view)
-        else:
-            out.append(view[:left])
-            left = 0
-    return out
 
 
 def _summary(src: bytes, dst: bytes, seg: TcpSegment) -> str:
