@@ -31,7 +31,7 @@ real frames with real checksums: `passthrough_blocker` walks the path a
 frame would take and names the first thing that needs real frames (a
 capture tap, fault injection, a bridge or other plain frame sink, flooding,
 a hold placed by the debugger, the switch turned off, a receiver without
-RSC or receive checksum offload).  It is evaluated for every large send, so
+receive checksum offload).  It is evaluated for every large send, so
 starting a capture takes effect with the next one.
 """
 
@@ -58,7 +58,7 @@ BLOCK_FAULT = "fault"  # fault injection on a link end
 BLOCK_SINK = "frame_sink"  # a sink that only takes frames (the TAP bridge, --forward, a test sink)
 BLOCK_FLOOD = "flood"  # the switch does not know the destination yet
 BLOCK_QUEUE = "queue"  # the unit does not fit the link queue (a frame would be dropped)
-BLOCK_RECEIVER = "receiver_offloads"  # the receiving NIC has no RSC or no receive checksum offload
+BLOCK_RECEIVER = "receiver_offloads"  # the receiving NIC has no receive checksum offload to say "data valid" to
 BLOCK_HOLD = "hold"  # the debugger watches frames (a breakpoint on a frame event, db on a frame buffer)
 
 _U16 = struct.Struct("!H")

@@ -65,12 +65,12 @@ def _above_ndis(events) -> list[tuple]:
     return out
 
 
-@pytest.mark.parametrize("version", [4, 6])
-def test_event_sequence_above_ndis_is_identical_with_and_without_passthrough(version):
+@pytest.mark.parametrize("version,rsc", [(4, True), (6, True), (4, False)])
+def test_event_sequence_above_ndis_is_identical_with_and_without_passthrough(version, rsc):
     data = pattern(version, 384 * KiB)
     runs = {}
     for on in (False, True):
-        world = lab(seed=7, rsc=True)
+        world = lab(seed=7, rsc=rsc)
         _set_passthrough(world, on)
         events = _record(world)
         result = _echo(world, version, data)
@@ -90,6 +90,7 @@ def test_event_sequence_above_ndis_is_identical_with_and_without_passthrough(ver
         a, b = off_world.host(name).nic.counters, on_world.host(name).nic.counters
         assert (a.frames_out, a.bytes_out, a.frames_in, a.rsc_units) == (b.frames_out, b.bytes_out, b.frames_in,
                                                                         b.rsc_units)
+        assert off_world.host(name).nic.dma_rx_bytes == on_world.host(name).nic.dma_rx_bytes
     # the switch crossed each unit in one event instead of one per frame
     assert on_world.scheduler.events_run < off_world.scheduler.events_run
 
@@ -142,36 +143,48 @@ def test_fault_injection_turns_passthrough_off():
     assert _fallbacks(world).get(BLOCK_FAULT, 0) > 0
 
 
-def test_a_frame_only_sink_such_as_the_bridge_gets_real_frames():
+def test_a_frame_only_sink_such_as_the_tap_bridge_gets_real_frames():
     world = lab(seed=6, rsc=True)
-    port = world.switch.ports[0]
-    nic = world.host("client").nic
-    # a plain FrameSink (what the TAP bridge is): it has deliver() and nothing else
-    assert not hasattr(object(), "passthrough_blocker")
 
-    class Plain:
+    class PlainSink:  # what the TAP bridge's port is: deliver() and nothing else
         def __init__(self):
             self.frames = []
+
+        def attach(self, sink):
+            pass
 
         def deliver(self, frame, time_ns):
             self.frames.append(frame)
 
-    plain = Plain()
-    saved = nic.sink
-    nic.attach(plain)
-    try:
-        unit = LargeSend(segment_lso.__globals__["LargeSend"] and _lso_frame(), 1448)
-        assert nic.passthrough_blocker_tx(unit) == BLOCK_SINK
-    finally:
-        nic.attach(saved)
-    del port
+    from stack.nic.switch import MacEntry
+    port = world.switch.add_port("tap")
+    plain = PlainSink()
+    port.attach(plain)
+    mac = b"\x02\x00\x00\x00\x00\x99"
+    world.switch.mac_table[mac] = MacEntry(port, world.now_ns)
+    unit = LargeSend(mac + _lso_frame()[6:], 1448)
+    assert world.host("client").nic.passthrough_blocker_tx(unit) == BLOCK_SINK
+    # had a unit been under way already, the egress port cuts it into real frames for the sink
+    port.send_large(unit, unit.frame_lengths(), [world.now_ns] * unit.count)
+    assert plain.frames == segment_lso(mac + _lso_frame()[6:], 1448)
 
 
-def test_a_receiver_without_rsc_gets_real_frames():
+def test_a_receiver_without_rsc_still_takes_segments_each_indicated_alone():
     world = lab(seed=8, rsc=False)
     result = _echo(world, 4, pattern(4, 128 * KiB))
     assert result.received_sha256 == result.sent_sha256
-    assert _units(world) == 0 and _fallbacks(world).get(BLOCK_RECEIVER, 0) > 0
+    assert _units(world) > 0
+    assert all(h.nic.counters.rsc_units == 0 for h in world.hosts.values())
+
+
+def test_a_receiver_without_receive_checksum_offload_gets_real_frames():
+    world = lab(seed=8, rsc=True)
+    nic = world.host("client").nic
+    unit = LargeSend(_lso_frame(), 1448)
+    assert world.host("winsrv").nic.passthrough_blocker(unit) is None
+    world.host("winsrv").nic.offloads.rx_checksum = False
+    assert world.host("winsrv").nic.passthrough_blocker(unit) == BLOCK_RECEIVER
+    del nic
 
 
 def test_a_debugger_hold_and_the_off_switch_give_real_frames():
