@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 from stack.kernel.scheduler import NS_PER_S, Scheduler
 
 from .events import FrameDropped
-from .passthrough import BLOCK_CAPTURE, BLOCK_FAULT, BLOCK_SINK
+from .passthrough import BLOCK_CAPTURE, BLOCK_FAULT, BLOCK_QUEUE, BLOCK_SINK
 
 
 class FrameSink(Protocol):
@@ -158,7 +158,30 @@ class LinkEnd:
         check = getattr(self.sink, "passthrough_blocker", None)
         if check is None:
             return BLOCK_SINK
+        now = self.link.scheduler.now_ns
+        if not self.fits(unit.frame_lengths(), [now] * unit.count):
+            return BLOCK_QUEUE
         return check(unit)
+
+    def fits(self, lengths: list[int], times: list[int]) -> bool:
+        """Would frames of `lengths` put on this end at `times` all find room in the queue?"""
+        bound = self.link.queue_frames
+        q = self._finish_times
+        if len(q) + len(lengths) <= bound:
+            return True  # even if nothing finishes meanwhile
+        bw = self.link.bandwidth_bps
+        pending = list(q)
+        busy = self._busy_until
+        head = 0
+        for n, t in zip(lengths, times):
+            while head < len(pending) and pending[head] <= t:
+                head += 1
+            if len(pending) - head >= bound:
+                return False
+            start = busy if busy > t else t
+            busy = start + (n * 8 * NS_PER_S) // bw
+            pending.append(busy)
+        return True
 
     def deliver_large(self, unit, lengths: list[int], times: list[int]) -> None:
         """The segments of a large send, put on this end at `times`: serialized exactly as their frames

@@ -32,7 +32,10 @@ frame would take and names the first thing that needs real frames (a
 capture tap, fault injection, a bridge or other plain frame sink, flooding,
 a hold placed by the debugger, the switch turned off, a receiver without
 receive checksum offload).  It is evaluated for every large send, so
-starting a capture takes effect with the next one.
+starting a capture takes effect with the next one.  A unit that meets
+something on the way the sender could not see (a link queue that would drop
+one of its frames, a tap added while it travels) is cut into real frames at
+that hop, each at its own time, and goes on as frames.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ BLOCK_CAPTURE = "capture"  # a tap on a link end or a switch port
 BLOCK_FAULT = "fault"  # fault injection on a link end
 BLOCK_SINK = "frame_sink"  # a sink that only takes frames (the TAP bridge, --forward, a test sink)
 BLOCK_FLOOD = "flood"  # the switch does not know the destination yet
-BLOCK_QUEUE = "queue"  # the unit does not fit the link queue (a frame would be dropped)
+BLOCK_QUEUE = "queue"  # a link queue would drop one of the unit's frames (drops are per frame)
 BLOCK_RECEIVER = "receiver_offloads"  # the receiving NIC has no receive checksum offload to say "data valid" to
 BLOCK_HOLD = "hold"  # the debugger watches frames (a breakpoint on a frame event, db on a frame buffer)
 

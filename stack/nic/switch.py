@@ -152,7 +152,10 @@ class Switch:
         path changed since the sender looked (a tap, an unknown destination),
         the segments become real frames, each received at its own time."""
         out = self.lookup(unit.dst)
-        if port.taps or out is None or out is port:
+        delay = self.forwarding_delay_ns
+        fits = getattr(out.sink, "fits", None) if out is not None else None
+        if (port.taps or out is None or out is port or out.taps
+                or (fits is not None and not fits(lengths, [t + delay for t in times]))):
             for i, t in enumerate(times):
                 frame = unit.frame(i, True)
                 if i == 0:
@@ -173,7 +176,6 @@ class Switch:
                 entry.port = port
                 entry.last_seen_ns = times[-1]  # where the last segment's frame leaves it
         self.forwarded_frames += count
-        delay = self.forwarding_delay_ns
         out.send_large(unit, lengths, [t + delay for t in times] if delay else times)
 
     def receive(self, port: SwitchPort, frame: bytes) -> None:

@@ -217,3 +217,20 @@ def test_large_send_frames_are_exactly_what_lso_cuts_and_partial_ones_differ_onl
         assert len(partial) == len(f)
         assert partial[:50] == f[:50] and partial[52:] == f[52:]  # TCP checksum at 14 + 20 + 16
         assert validate_rx_checksums(f) & RX_TCP_SUCCEEDED
+
+
+@pytest.mark.parametrize("host", ["client", "winsrv"])  # the sender's own link, the receiver's (second hop)
+def test_a_link_queue_that_drops_frames_drops_the_same_frames_with_passthrough(host):
+    data = pattern(6, 256 * KiB)
+    seen = {}
+    for on in (False, True):
+        world = lab(seed=11, rsc=True)
+        _set_passthrough(world, on)
+        world.host(host).link.queue_frames = 12  # an LSO unit of 45 frames overflows it
+        events = _record(world)
+        result = _echo(world, 4, data)
+        assert result.received_sha256 == result.sent_sha256
+        seen[on] = ([(e.kind, e.host, e.time_ns, e.describe()) for e in events],
+                    sum(end.counters.queue_drops for end in world.host(host).link.ends))
+    assert seen[False][1] > 0  # frames were dropped
+    assert seen[True] == seen[False]

@@ -48,8 +48,8 @@ def nic_lines(rows: list[dict[str, Any]]) -> list[str]:
 `!nic` lists, per host, whether pass-through is on, how many large sends crossed the virtual switch
 as one unit (and how many segments they stood for), and why others went out as real frames:
 capture (a tap on a link or switch port), fault (fault injection), frame_sink (the TAP bridge or
-another frame-only port), flood (unknown destination), queue (a frame would have been dropped),
-receiver_offloads (the receiver has no receive checksum offload), off.
+another frame-only port), flood (unknown destination), queue (a link queue would drop one of its
+frames), receiver_offloads (the receiver has no receive checksum offload), off.
 Above NDIS nothing differs: the same NBLs with the same RSC info at the same virtual times; below
 it the unit's frames are built only when someone reads them and their TCP checksums are never
 computed ("checksum partial" / "data valid").  `!nic passthrough off` (all hosts, or one host) makes
