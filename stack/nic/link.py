@@ -19,6 +19,7 @@ from typing import Callable, Protocol
 from stack.kernel.scheduler import NS_PER_S, Scheduler
 
 from .events import FrameDropped
+from .passthrough import BLOCK_CAPTURE, BLOCK_FAULT, BLOCK_QUEUE, BLOCK_SINK
 
 
 class FrameSink(Protocol):
@@ -146,6 +147,81 @@ class LinkEnd:
         c.delivered += 1
         c.bytes_delivered += n
         sink.deliver(frame, arrival)
+
+    # -- paravirtual pass-through (passthrough.py) ------------------------------------
+    def passthrough_blocker(self, unit) -> str | None:
+        """None when a large send may cross this end uncut; else why its frames must be real."""
+        if self.taps:
+            return BLOCK_CAPTURE
+        if self.faults.any:
+            return BLOCK_FAULT
+        check = getattr(self.sink, "passthrough_blocker", None)
+        if check is None:
+            return BLOCK_SINK
+        now = self.link.scheduler.now_ns
+        if not self.fits(unit.frame_lengths(), [now] * unit.count):
+            return BLOCK_QUEUE
+        return check(unit)
+
+    def fits(self, lengths: list[int], times: list[int]) -> bool:
+        """Would frames of `lengths` put on this end at `times` all find room in the queue?"""
+        bound = self.link.queue_frames
+        q = self._finish_times
+        if len(q) + len(lengths) <= bound:
+            return True  # even if nothing finishes meanwhile
+        bw = self.link.bandwidth_bps
+        pending = list(q)
+        busy = self._busy_until
+        head = 0
+        for n, t in zip(lengths, times):
+            while head < len(pending) and pending[head] <= t:
+                head += 1
+            if len(pending) - head >= bound:
+                return False
+            start = busy if busy > t else t
+            busy = start + (n * 8 * NS_PER_S) // bw
+            pending.append(busy)
+        return True
+
+    def deliver_large(self, unit, lengths: list[int], times: list[int]) -> None:
+        """The segments of a large send, put on this end at `times`: serialized exactly as their frames
+        would be (same finish times, same queue bound); handed on as one unit."""
+        if self.taps or self.faults.any or not hasattr(self.sink, "deliver_large"):
+            self._deliver_frames(unit, times)  # something appeared on the path since the sender looked
+            return
+        link = self.link
+        bound = link.queue_frames
+        bw = link.bandwidth_bps
+        latency = link.latency_ns
+        q = self._finish_times
+        busy = busy0 = self._busy_until
+        arrivals = []
+        for n, t in zip(lengths, times):
+            while q and q[0] <= t:  # queue_depth(), as deliver() does for each frame
+                q.popleft()
+            if len(q) >= bound:  # a frame would be dropped here: undo, and let real frames meet the queue
+                for _ in arrivals:
+                    q.pop()
+                self._busy_until = busy0
+                self._deliver_frames(unit, times)
+                return
+            start = busy if busy > t else t
+            busy = start + (n * 8 * NS_PER_S) // bw
+            q.append(busy)
+            arrivals.append(busy + latency)
+        self._busy_until = busy
+        c = self.counters
+        total = sum(lengths)
+        c.frames_in += len(lengths)
+        c.bytes_in += total
+        c.delivered += len(lengths)
+        c.bytes_delivered += total
+        self.sink.deliver_large(unit, lengths, arrivals)
+
+    def _deliver_frames(self, unit, times: list[int]) -> None:
+        """Fallback: cut the unit into real frames (real checksums) and send each as usual."""
+        for i, t in enumerate(times):
+            self.deliver(unit.frame(i, True), t)
 
     def _hand_over(self, frame: bytes, arrival: int) -> None:
         sink = self.sink

@@ -31,8 +31,9 @@ from stack.kernel.memory import PAGE_SHIFT
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
 from .link import FrameSink
 from .rsc import RscUnit, add, classify, finalize_header, joins, start_unit
-from .offload import (RX_IP_FAILED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP, OffloadError, fill_checksums, segment_lso,
-                      validate_rx_checksums)
+from .offload import (RX_IP_FAILED, RX_IP_SUCCEEDED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP,
+                      OffloadError, fill_checksums, validate_rx_checksums)
+from .passthrough import BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, LargeSend, PassThroughCounters
 
 SgElement = tuple[int, int, int]  # (pfn, byte offset into that page, length): physically contiguous
 
@@ -152,6 +153,11 @@ class EmulatedNic:
         self._rx_done: deque[RxCompletion] = deque()
         self._rsc_open: dict[bytes, RscUnit] = {}  # flow -> the unit still taking segments
         self._rsc_held = 0  # buffers filled by joined segments, not yet handed to the driver
+        # Paravirtual pass-through (passthrough.py): large sends cross the switch uncut while
+        # nothing observes the wire; `wire_holds` are the debugger's reasons to want real frames.
+        self.passthrough = True
+        self.passthrough_counters = PassThroughCounters()
+        self.wire_holds: Counter = Counter()
         phys = kernel.phys
         self._phys_view = phys.view
         self._phys_base = phys.base_pfn
@@ -299,14 +305,21 @@ class EmulatedNic:
                     status = DROP_TX_OVERSIZE if n > max_frame else DROP_TX_MALFORMED
                 else:
                     try:
-                        frames = segment_lso(data, lso_mss, lso_offset)
+                        unit = LargeSend(data, lso_mss, lso_offset)
                     except OffloadError:
                         status = DROP_TX_MALFORMED
                     else:
-                        c.lso_segments += len(frames)
-                        if any(len(f) > max_frame for f in frames):
-                            frames = []
+                        c.lso_segments += unit.count
+                        if unit.frame_length(0) > max_frame:  # the first segment is the largest
                             status = DROP_TX_OVERSIZE
+                        else:
+                            why = self.passthrough_blocker_tx(unit)
+                            if why is None:
+                                self._send_large(unit, now)
+                                self._tx_done.append(_new_tuple(TxCompletion, (cookie, status, unit.count, n)))
+                                continue
+                            self.passthrough_counters.fallbacks[why] += 1
+                            frames = unit.frames()
             elif n > max_frame:
                 status = DROP_TX_OVERSIZE
             elif csum and offloads.tx_checksum:
@@ -337,13 +350,104 @@ class EmulatedNic:
             self._tx_done.append(_new_tuple(TxCompletion, (cookie, status, sent, n)))
         self._raise(INT_TX)
 
+    # -- paravirtual pass-through (passthrough.py) ------------------------------------
+    def passthrough_blocker_tx(self, unit: LargeSend) -> str | None:
+        """None when `unit` may cross uncut to its receiver, else the first reason it may not."""
+        if not self.passthrough:
+            return BLOCK_OFF
+        if self.wire_holds:
+            return BLOCK_HOLD
+        sink = self.sink
+        check = getattr(sink, "passthrough_blocker", None)
+        if check is None:
+            return BLOCK_SINK
+        return check(unit)
+
+    def passthrough_blocker(self, unit: LargeSend) -> str | None:
+        """As a receiver: may `unit` arrive here as segments that skip the wire's frames?"""
+        if not self.passthrough:
+            return BLOCK_OFF
+        if self.wire_holds:
+            return BLOCK_HOLD
+        # Receive checksum offload is what "data valid" is told to.  Without RSC every segment is
+        # indicated alone, its frame built for real (netvsc: the host segments for such a guest).
+        if not self.offloads.rx_checksum:
+            return BLOCK_RECEIVER
+        return None
+
+    def _send_large(self, unit: LargeSend, now: int) -> None:
+        """Hand a large send to the link as one unit: every segment counted as the frame it stands for."""
+        c = self.counters
+        count = unit.count
+        lengths = unit.frame_lengths()
+        c.frames_out += count
+        c.bytes_out += sum(lengths)
+        pt = self.passthrough_counters
+        pt.units += 1
+        pt.segments += count
+        k = self.kernel
+        if k.bus.subscribers:  # each segment is still a frame event, built now that someone listens
+            for i in range(count):
+                k.publish(FrameTransmitted, nic=self.name, length=lengths[i], frame=unit.frame(i))
+        self.sink.deliver_large(unit, lengths, [now] * count)
+
+    def deliver_large(self, unit: LargeSend, lengths: list[int], times: list[int]) -> None:
+        """Segments of a large send reach this NIC, each at the time its frame would have: one event each."""
+        k = self.kernel
+        call_at = k.scheduler.call_at
+        arrived = self.segment_arrived
+        for i, t in enumerate(times):
+            call_at(t, k, arrived, unit, i, label="nic rx")
+
+    def segment_arrived(self, unit: LargeSend, i: int) -> None:
+        """One segment of a passed-through large send: the receive path of its frame, checksums trusted
+        ("data valid": nothing validates them).
+
+        The usual case - the segment joins its connection's open RSC unit - is
+        handled here without building the frame: only its payload is DMA'd,
+        straight from the sender's snapshot (what `_coalesce` does with a frame),
+        so that frame and its checksum never exist.  Everything else (a unit's
+        first segment, whose frame lands in a receive buffer whole) takes
+        `frame_arrived` with the real frame, so receive memory is byte for
+        byte what real frames leave there."""
+        offloads = self.offloads
+        if not offloads.rx_checksum:  # turned off since the sender looked: tcpip validates a real frame
+            self.frame_arrived(unit.frame(i))
+            return
+        valid = RX_IP_SUCCEEDED | RX_TCP_SUCCEEDED if unit.ipv4 else RX_TCP_SUCCEEDED
+        units = self._rsc_open
+        n = unit.frame_length(i)
+        posted = self._rx_posted
+        if (i and units and offloads.rsc and n <= self.mtu + ETH_HEADER_LEN and posted and n <= posted[0][1]
+                and self.receive_filter & FILTER_DIRECTED and unit.dst == self.mac):
+            seg = unit.rsc_segment(i)
+            if seg is not None:
+                open_unit = units.get(seg.flow)
+                if open_unit is not None and joins(open_unit, seg) is None:
+                    sg, _capacity, cookie = posted.popleft()
+                    start = unit.headers_end + i * unit.mss
+                    self._scatter(sg, memoryview(unit.data)[start:start + seg.payload_length])
+                    add(open_unit, seg, cookie)
+                    self._rsc_held += 1
+                    c = self.counters
+                    c.frames_in += 1
+                    c.bytes_in += n
+                    c.rx_descriptors += 1
+                    c.rsc_coalesced_segments += 1
+                    k = self.kernel
+                    if k.bus.subscribers:
+                        k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
+                    self._raise(INT_RX)
+                    return
+        self.frame_arrived(unit.frame(i), valid)  # this frame lands in memory whole: a real one
+
     # -- receive ---------------------------------------------------------------------
     def deliver(self, frame: bytes, time_ns: int) -> None:
         """FrameSink: the frame reaches this NIC at `time_ns` - one scheduler event on its kernel."""
         k = self.kernel
         k.scheduler.call_at(time_ns, k, self.frame_arrived, frame, label="nic rx")
 
-    def frame_arrived(self, frame: bytes) -> None:
+    def frame_arrived(self, frame: bytes, data_valid: int = -1) -> None:
         """A frame came off the wire: filter it, DMA it into a posted buffer, interrupt."""
         n = len(frame)
         if n < ETH_HEADER_LEN:
@@ -367,7 +471,10 @@ class EmulatedNic:
             return
         posted.popleft()
         offloads = self.offloads
-        checksum = validate_rx_checksums(frame) if offloads.rx_checksum else 0
+        if data_valid >= 0:  # a pass-through segment: the sender's "checksum partial" means valid
+            checksum = data_valid
+        else:
+            checksum = validate_rx_checksums(frame) if offloads.rx_checksum else 0
         unit = None
         if offloads.rsc and checksum & RX_TCP_SUCCEEDED and not checksum & RX_IP_FAILED:
             unit = self._coalesce(frame, sg, cookie)
@@ -536,6 +643,7 @@ class EmulatedNic:
 
 
 set_level(EmulatedNic.frame_arrived, ISR_LEVEL)  # the line fires inside the DMA's event
+set_level(EmulatedNic.segment_arrived, ISR_LEVEL)
 set_level(EmulatedNic._moderated_fire, ISR_LEVEL)
 set_level(EmulatedNic._process_tx, HARDWARE)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import struct
 
-from stack.tcpip.wire.checksum import (internet_checksum, ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6,
+from .passthrough import LargeSend, OffloadError
+from stack.wire.checksum import (internet_checksum, ones_sum, pseudo_header_sum_v4, pseudo_header_sum_v6,
                                        transport_checksum)
 
 ETH_HEADER_LEN = 14
@@ -40,10 +41,6 @@ RX_IP_SUCCEEDED = 1 << 5
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
-
-
-class OffloadError(ValueError):
-    """A frame the offload engine cannot work on (not IPv4/IPv6 TCP, headers truncated)."""
 
 
 def _l3(frame: bytes | bytearray | memoryview) -> tuple[int, int]:
@@ -115,74 +112,10 @@ def segment_lso(frame: bytes | bytearray | memoryview, mss: int, tcp_header_offs
     checksum (or the IPv6 payload length), TCP sequence number, flags (FIN
     and PSH on the last frame only, CWR on the first only) and checksum are
     fixed per frame.  `tcp_header_offset` (from the frame start) is found
-    from the IP header when 0.
+    from the IP header when 0.  (The rules live in passthrough.LargeSend,
+    which can also build one segment at a time.)
     """
-    if mss <= 0:
-        raise OffloadError(f"bad MSS {mss}")
-    ethertype, ip = _l3(frame)
-    src = memoryview(frame)
-    n = len(src)
-    if ethertype == ETHERTYPE_IPV4:
-        if n < ip + 20:
-            raise OffloadError("truncated IPv4 header")
-        ihl = (src[ip] & 0x0F) * 4
-        if src[ip + 9] != PROTO_TCP:
-            raise OffloadError("LSO needs TCP")
-        tcp = tcp_header_offset or ip + ihl
-        ipv4 = True
-    elif ethertype == ETHERTYPE_IPV6:
-        tcp = tcp_header_offset or ip + 40
-        if n < ip + 40:
-            raise OffloadError("truncated IPv6 header")
-        ipv4 = False
-    else:
-        raise OffloadError(f"LSO of ethertype {ethertype:#06x}")
-    if n < tcp + 20:
-        raise OffloadError("truncated TCP header")
-    thl = (src[tcp + 12] >> 4) * 4
-    if thl < 20 or n < tcp + thl:
-        raise OffloadError("bad TCP header length")
-    headers_end = tcp + thl
-    payload = src[headers_end:]
-    total_payload = len(payload)
-    seq = _U32.unpack_from(src, tcp + 4)[0]
-    flags = src[tcp + 13]
-    template = bytearray(src[:headers_end])
-    if ipv4:
-        ident = _U16.unpack_from(src, ip + 4)[0]
-        src_addr, dst_addr = bytes(src[ip + 12:ip + 16]), bytes(src[ip + 16:ip + 20])
-    else:
-        src_addr, dst_addr = bytes(src[ip + 8:ip + 24]), bytes(src[ip + 24:ip + 40])
-    out: list[bytes] = []
-    count = max(1, -(-total_payload // mss))
-    # The pseudo-header sum without its length word (pseudo_header_sum_v4/v6 are the same sum).
-    pseudo_base = int.from_bytes(src_addr, "big") + int.from_bytes(dst_addr, "big") + PROTO_TCP
-    ip_len_fixed = tcp - ip - (ihl if ipv4 else 40)  # bytes between the IP header and the TCP header
-    tcp_hdr_len = headers_end - tcp
-    for i in range(count):
-        chunk = payload[i * mss:(i + 1) * mss]
-        hdr = bytearray(template)
-        seg_len = thl + len(chunk) + ip_len_fixed  # bytes after the IP header
-        if ipv4:
-            _U16.pack_into(hdr, ip + 2, ihl + seg_len)
-            _U16.pack_into(hdr, ip + 4, (ident + i) & 0xFFFF)
-            hdr[ip + 10:ip + 12] = b"\0\0"
-            _U16.pack_into(hdr, ip + 10, internet_checksum(memoryview(hdr)[ip:ip + ihl]))
-        else:
-            _U16.pack_into(hdr, ip + 4, seg_len)
-        value = pseudo_base + tcp_hdr_len + len(chunk)
-        pseudo = value % 0xFFFF or (0xFFFF if value else 0)  # folded, as pseudo_header_sum_v4/v6
-        _U32.pack_into(hdr, tcp + 4, (seq + i * mss) & 0xFFFFFFFF)
-        f = flags
-        if i != count - 1:
-            f &= ~(TCP_FIN | TCP_PSH)
-        if i != 0:
-            f &= ~TCP_CWR
-        hdr[tcp + 13] = f
-        hdr[tcp + 16:tcp + 18] = b"\0\0"
-        _U16.pack_into(hdr, tcp + 16, transport_checksum(pseudo, (memoryview(hdr)[tcp:], chunk)))
-        out.append(bytes(hdr) + chunk)  # the payload is copied once, straight into the frame
-    return out
+    return LargeSend(bytes(frame), mss, tcp_header_offset).frames()
 
 
 def validate_rx_checksums(frame: bytes | bytearray | memoryview) -> int:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import struct
 
-from stack.tcpip.wire.checksum import internet_checksum
+from stack.wire.checksum import internet_checksum
 
 TCP_ACK = 0x10
 TCP_PSH = 0x08

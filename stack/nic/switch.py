@@ -17,6 +17,7 @@ from stack.kernel.scheduler import NS_PER_S, Scheduler
 
 from .events import FrameDropped
 from .link import FrameSink
+from .passthrough import BLOCK_CAPTURE, BLOCK_FLOOD, BLOCK_SINK
 
 Tap = Callable[[bytes, int], None]
 
@@ -71,6 +72,40 @@ class SwitchPort:
                 tap(frame, now_ns)
         self.sink.deliver(frame, now_ns)
 
+    # -- paravirtual pass-through (passthrough.py) ------------------------------------
+    def passthrough_blocker(self, unit) -> str | None:
+        """Ingress side: may a large send arriving on this port cross the switch uncut?"""
+        if self.taps:
+            return BLOCK_CAPTURE
+        out = self.switch.peek(unit.dst)
+        if out is None or out is self:
+            return BLOCK_FLOOD
+        if out.taps:
+            return BLOCK_CAPTURE
+        check = getattr(out.sink, "passthrough_blocker", None)
+        if check is None:
+            return BLOCK_SINK
+        return check(unit)
+
+    def deliver_large(self, unit, lengths: list[int], times: list[int]) -> None:
+        """The unit's first segment reaches the port at times[0]: the switch takes the unit in one event."""
+        switch = self.switch
+        switch.scheduler.call_at(times[0], None, switch.receive_large, self, unit, lengths, times, label="switch")
+
+    def send_large(self, unit, lengths: list[int], times: list[int]) -> None:
+        c = self.counters
+        sink = self.sink
+        if sink is None:
+            c.unplugged += len(lengths)
+            return
+        if self.taps or not hasattr(sink, "deliver_large"):  # someone looks here now: real frames
+            for i, t in enumerate(times):
+                self.send(unit.frame(i, True), t, False)
+            return
+        c.tx_frames += len(lengths)
+        c.tx_bytes += sum(lengths)
+        sink.deliver_large(unit, lengths, times)
+
     def __repr__(self) -> str:
         return f"<SwitchPort {self.switch.name}/{self.name}>"
 
@@ -102,6 +137,46 @@ class Switch:
             del self.mac_table[mac]
             return None
         return entry.port
+
+    def peek(self, mac: bytes) -> SwitchPort | None:
+        """lookup() without ageing the entry out (the sender asks ahead of the frame's arrival)."""
+        entry = self.mac_table.get(mac)
+        if entry is None or self.scheduler.now_ns - entry.last_seen_ns > self.aging_ns:
+            return None
+        return entry.port
+
+    def receive_large(self, port: SwitchPort, unit, lengths: list[int], times: list[int]) -> None:
+        """A passed-through large send enters on `port` (one event for all its segments).
+
+        Learning and forwarding are what its frames would have done; if the
+        path changed since the sender looked (a tap, an unknown destination),
+        the segments become real frames, each received at its own time."""
+        out = self.lookup(unit.dst)
+        delay = self.forwarding_delay_ns
+        fits = getattr(out.sink, "fits", None) if out is not None else None
+        if (port.taps or out is None or out is port or out.taps
+                or (fits is not None and not fits(lengths, [t + delay for t in times]))):
+            for i, t in enumerate(times):
+                frame = unit.frame(i, True)
+                if i == 0:
+                    self.receive(port, frame)
+                else:
+                    port.deliver(frame, t)
+            return
+        c = port.counters
+        count = len(lengths)
+        c.rx_frames += count
+        c.rx_bytes += sum(lengths)
+        src = unit.data[6:12]
+        if not src[0] & 1:
+            entry = self.mac_table.get(src)
+            if entry is None:
+                self.mac_table[src] = MacEntry(port, times[-1])
+            else:
+                entry.port = port
+                entry.last_seen_ns = times[-1]  # where the last segment's frame leaves it
+        self.forwarded_frames += count
+        out.send_large(unit, lengths, [t + delay for t in times] if delay else times)
 
     def receive(self, port: SwitchPort, frame: bytes) -> None:
         """A frame fully arrived on `port` (runs as its own event, at arrival time)."""

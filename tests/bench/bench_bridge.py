@@ -8,7 +8,10 @@
 2. Bulk throughput over the TAP bridge (root only): the host kernel's TCP inside the
    namespace downloads /files/1MB.bin from khttpd N times with curl, and a Python
    client echoes N MiB with echosrv.
-3. For scale, the host's own loopback TCP (127.0.0.1, two Python threads) in the same run.
+3. Echo through the port forward: a real Python client (127.0.0.1 -> forward -> echosrv on
+   winsrv) echoes N MiB, next to the same echo made inside the lab (client host -> winsrv,
+   the lab running flat out); printed as the ratio forward ÷ lab (the aim is >= 0.5).
+4. For scale, the host's own loopback TCP (127.0.0.1, two Python threads) in the same run.
 
 Every loop is bounded in count and wall time.
 """
@@ -34,6 +37,8 @@ from stack.bridge.session import BridgeSession, TapOptions  # noqa: E402
 from stack.bridge.tap import tap_unavailable_reason  # noqa: E402
 
 ECHO_CLIENT = str(Path(__file__).resolve().parents[1] / "bridge" / "echo_client.py")
+sys.path.insert(0, str(Path(ECHO_CLIENT).parent))
+from echo_client import echo as real_echo, pattern as real_pattern  # noqa: E402
 
 
 def _while_lab_runs(session: BridgeSession, fn: Callable[[], Any], max_wall_s: float) -> Any:
@@ -116,6 +121,38 @@ def bench_tap(mib: int) -> None:
         session.close()
 
 
+def bench_forward_echo(mib: float) -> None:
+    """Echo N MiB through --forward from a real client, and the same echo inside the lab."""
+    from stack.tcpip.addr import SockAddr
+    from stack.usermode.programs import echo_client
+    from stack.usermode.socket import run_program
+    size = int(mib * (1 << 20))
+    payload = real_pattern(size)
+    world = bridge_lab(1)
+    server = world.host("winsrv")
+    client = run_program(world.host("client").kernel, echo_client, SockAddr(server.address4, 40007), payload)
+    start = time.perf_counter()
+    world.run_while(lambda: not client.done, max_events=50_000_000)
+    lab_wall = time.perf_counter() - start
+    client.raise_error()
+    assert client.result.received == size and client.result.received_sha256 == client.result.sent_sha256
+    session = BridgeSession.live_session(bridge_lab(1), forwards=["127.0.0.1:0=winsrv:40007"])
+    session.start()
+    (_, port), = session.forward_host.bound_addresses()
+    try:
+        start = time.perf_counter()
+        got = _while_lab_runs(session, lambda: real_echo("127.0.0.1", port, size, timeout=300), 300)
+        fwd_wall = time.perf_counter() - start
+    finally:
+        session.close()
+    ok = got == payload
+    lab_rate, fwd_rate = size / lab_wall / 1e6, size / fwd_wall / 1e6
+    print(f"echo     {mib:g} MiB inside the lab (client -> winsrv:40007)          {lab_rate:8.2f} MB/s wall")
+    print(f"echo     {mib:g} MiB through --forward from a real client           {fwd_rate:8.2f} MB/s wall "
+          f"({'byte-exact' if ok else 'MISMATCH'})")
+    print(f"echo     forward / lab                                          {fwd_rate / lab_rate:8.3f}   (aim >= 0.5)")
+
+
 def bench_loopback(mib: int) -> None:
     """The host's own TCP over 127.0.0.1, for scale."""
     size = mib << 20
@@ -152,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bulk-mib", type=int, default=4, help="MiB per bulk transfer")
     args = parser.parse_args(argv)
     bench_forward(args.seconds)
+    bench_forward_echo(args.bulk_mib)
     bench_tap(args.bulk_mib)
     bench_loopback(max(args.bulk_mib, 64))
 

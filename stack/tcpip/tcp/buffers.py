@@ -139,6 +139,21 @@ class ReceiveBuffer:
         self.ready_bytes -= max_bytes - left
         return out
 
+    def peek(self, max_bytes: int) -> list[memoryview]:
+        """The first `max_bytes` in-order bytes as views, left in the buffer."""
+        out: list[memoryview] = []
+        left = max_bytes
+        for view in self._ready:
+            if left <= 0:
+                break
+            if len(view) <= left:
+                out.append(view)
+                left -= len(view)
+            else:
+                out.append(view[:left])
+                left = 0
+        return out
+
     def read_into(self, target: memoryview) -> int:
         """Copy in-order bytes into `target`; returns how many."""
         pos = 0

@@ -381,6 +381,15 @@ class TcpConnection:
         self._events = []
         return events
 
+    @property
+    def has_events(self) -> bool:
+        """Events are waiting for drain_events() (a cheap test before an empty drain)."""
+        return bool(self._events)
+
+    def peek(self, max_bytes: int) -> list[memoryview]:
+        """Up to `max_bytes` in-order bytes without consuming them (a receive indication's offer)."""
+        return self._rcvbuf.peek(max_bytes)
+
     # ------------------------------------------------------------------
     # introspection (32-bit wire values where the field is a sequence number)
     # ------------------------------------------------------------------

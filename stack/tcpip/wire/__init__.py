@@ -19,7 +19,7 @@ from .arp import (
     emit_arp,
     parse_arp,
 )
-from .checksum import (
+from stack.wire.checksum import (
     as_chunks,
     chunks_length,
     internet_checksum,

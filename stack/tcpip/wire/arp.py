@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from .checksum import AddressLike, BytesLike
+from stack.wire.checksum import AddressLike, BytesLike
 from .errors import TRUNCATED, UNSUPPORTED, WireError
 
 ARP_LEN = 28

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from .checksum import BytesLike
+from stack.wire.checksum import BytesLike
 from .errors import TRUNCATED, WireError
 
 ETHERNET_HEADER_LEN = 14

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 
 from .arp import ARP_REPLY, ARP_REQUEST, ArpPacket, parse_arp
-from .checksum import BytesLike, pseudo_header_sum, transport_checksum_ok
+from stack.wire.checksum import BytesLike, pseudo_header_sum, transport_checksum_ok
 from .errors import WireError
 from .ethernet import ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, EthernetHeader, format_mac, parse_ethernet
 from .icmp import (

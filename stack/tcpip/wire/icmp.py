@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .checksum import BytesLike, Payload, as_chunks, ones_sum, transport_checksum
+from stack.wire.checksum import BytesLike, Payload, as_chunks, ones_sum, transport_checksum
 from .errors import BAD_CHECKSUM, TRUNCATED, WireError
 from .ipv4 import IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, parse_ipv4
 

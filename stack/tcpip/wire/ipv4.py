@@ -6,7 +6,7 @@ import struct
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
-from .checksum import AddressLike, BytesLike, ones_sum
+from stack.wire.checksum import AddressLike, BytesLike, ones_sum
 from .errors import BAD_CHECKSUM, BAD_HEADER_LENGTH, BAD_LENGTH, BAD_VERSION, TRUNCATED, WireError
 
 IPV4_HEADER_LEN = 20

@@ -6,7 +6,7 @@ import struct
 from typing import NamedTuple
 from ipaddress import IPv6Address
 
-from .checksum import AddressLike, BytesLike
+from stack.wire.checksum import AddressLike, BytesLike
 from .errors import BAD_VERSION, TRUNCATED, WireError
 
 IPV6_HEADER_LEN = 40

@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from .checksum import (
+from stack.wire.checksum import (
     AddressLike,
     BytesLike,
     Payload,

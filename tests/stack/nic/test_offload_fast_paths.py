@@ -54,10 +54,10 @@ def test_lso_frames_carry_valid_checksums_and_the_whole_payload(size, mss, odd_h
 @given(pseudo=st.integers(0, 0xFFFF), segment=st.binary(max_size=64))
 def test_one_chunk_checksum_check_matches_transport_checksum_ok(pseudo, segment):
     from stack.nic.offload import _sum_ok
-    from stack.tcpip.wire.checksum import transport_checksum_ok
+    from stack.wire.checksum import transport_checksum_ok
     assert _sum_ok(pseudo, memoryview(segment)) == transport_checksum_ok(pseudo, (segment,))
     # and on segments whose checksum field is right (the usual case)
-    from stack.tcpip.wire.checksum import transport_checksum
+    from stack.wire.checksum import transport_checksum
     fixed = bytearray(segment.ljust(2, b"\0"))
     fixed[0:2] = b"\0\0"
     fixed[0:2] = transport_checksum(pseudo, (bytes(fixed),)).to_bytes(2, "big")

@@ -11,7 +11,7 @@ from stack.kernel.pool import NonPagedPoolNx
 from stack.ndis.nbl import build_nonpaged_mdl
 from stack.nic import EmulatedNic, NicOffloads
 from stack.nic.rsc import MAX_IP_DATAGRAM, classify
-from stack.tcpip.wire.checksum import ones_sum
+from stack.wire.checksum import ones_sum
 
 MAC = bytes.fromhex("020000000001")
 PEER = bytes.fromhex("020000000002")

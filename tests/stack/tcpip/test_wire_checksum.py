@@ -7,7 +7,7 @@ from ipaddress import IPv4Address, IPv6Address
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stack.tcpip.wire.checksum import (
+from stack.wire.checksum import (
     as_chunks,
     internet_checksum,
     ones_add,
