@@ -514,6 +514,7 @@ TCP_LAB_STATISTICS = (
     ("SYN Queue Drops", "tcp_syn_queue_drops"),
     ("SYN Attack Protection Activations", "tcp_syn_protection_activations"),
     ("SYN Cookie Connections", "tcp_syn_cookie_connections"),
+    ("Connections Refused (backlog full)", "tcp_backlog_refusals"),
 )
 
 
