@@ -31,7 +31,7 @@ from typing import Callable
 from .config import TcpConfig
 from .connection import TcpConnection
 from .errors import TcpConfigError
-from .segment import ACK, RST, SYN, TcpSegment, rst_for_unexpected
+from .segment import ACK, FIN, RST, SYN, TcpSegment, rst_for_unexpected
 from .seq import SEQ_MASK
 from .states import TcpState
 from .syncookie import check_cookie, make_cookie
@@ -132,7 +132,8 @@ class TcpListener:
             self._send_rst(seg)
             return None
         if self.backlog_full():
-            self.resets_backlog_full += 1
+            if not seg.payload and not seg.flags & FIN:
+                self.resets_backlog_full += 1  # counted at the handshake's ACK, not again at its data
             self._send_rst(seg)  # the handshake completed at the client: its connection is reset
             return None
         conn = TcpConnection(config, self.local_port, seg.src_port, iss, self._syn_jitter)
