@@ -21,3 +21,28 @@ def test_concurrent_1mib_fetches_lose_no_frame_on_the_servers_own_link() -> None
     assert [end.counters.queue_drops for end in link.ends] == [0, 0]
     assert winsrv["tcp_segments_retransmitted"] == 0
     assert result["mbps"] > 900  # the wire, not retransmission timeouts, is the limit at 1 Gb/s
+
+
+def test_room_at_says_when_the_link_queue_has_space_for_n_more_frames() -> None:
+    from stack.kernel.scheduler import Scheduler
+    from stack.nic import Link
+
+    class Sink:
+        def deliver(self, frame: bytes, time_ns: int) -> None:
+            pass
+
+        def attach(self, sink) -> None:  # type: ignore[no-untyped-def]
+            self.sink = sink
+
+    link = Link(Scheduler(), bandwidth_bps=8_000_000, latency_ns=0, queue_frames=4)  # 1000 B = 1 ms
+    a, b = Sink(), Sink()
+    link.connect(a, b)
+    end = a.sink
+    assert end.room_at(4, 0) == 0  # empty: four fit now
+    for _ in range(4):
+        end.deliver(b"x" * 1000, 0)  # serialization ends at 1, 2, 3, 4 ms
+    assert end.room_at(1, 0) == 1_000_000  # the first frame leaves the queue at 1 ms
+    assert end.room_at(3, 0) == 3_000_000
+    assert end.room_at(2, 2_500_000) == 2_500_000  # at 2.5 ms two are queued: two more fit now
+    assert end.room_at(3, 2_500_000) == 3_000_000  # and a third once the 3 ms frame is out
+    assert end.counters.queue_drops == 0
