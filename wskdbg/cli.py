@@ -5,7 +5,7 @@
     wskdbg run FILE.wds         run a session script (--check, --update, --json)
     wskdbg tour FILE.wds        present a session script step by step (classroom mode)
     wskdbg -c "cmd; cmd"        run commands in batch and print the transcript
-    --seed N, --world lab|bare|kernel, --version
+    --seed N, --world lab|bare|kernel, --cpu x64|2003|zero [--cpu-hosts winsrv,client], --version
 
 Other parts add subcommands with `add_subcommand` from a module listed in
 `EXTENSIONS`, imported when the parser is built (an import error is a real bug
@@ -69,6 +69,8 @@ def make_engine(args: argparse.Namespace, **kwargs: Any) -> Any:
     factory = world_factory(getattr(args, "world", "lab"))
     for wrap in WORLD_WRAPPERS:
         factory = wrap(args, factory)
+    if getattr(args, "cpu", None):
+        factory = _with_processors(factory, args.cpu, args.cpu_hosts.split(","))
     return Engine(factory=factory, seed=args.seed, **kwargs)
 
 
@@ -92,6 +94,26 @@ def _progress_printer() -> Callable[[str], None]:
         sys.stderr.write(f"\r{text}\x1b[K")
         sys.stderr.flush()
     return show
+
+
+def _with_processors(factory: Callable[[int], Any], profile: str, hosts: list[str]) -> Callable[[int], Any]:
+    """--cpu PROFILE: the world starts with one processor of PROFILE on each of `hosts` (as `!cpu
+    HOST PROFILE 1` would do at the first prompt; time travel rebuilds the world the same way)."""
+    def make(seed: int) -> Any:
+        world = factory(seed)
+        set_processors = getattr(world, "set_processors", None)
+        if set_processors is None:
+            from stack.kernel.cpu import install
+            install(world.kernel, profile, 1)  # --world kernel: its one host
+        else:
+            from stack.world import WorldError
+            for host in hosts:
+                try:
+                    set_processors(host, profile, 1)
+                except WorldError as err:
+                    raise SystemExit(f"wskdbg: --cpu-hosts: {err}") from None
+        return world
+    return make
 
 
 # --- built-in subcommands -------------------------------------------------------------------------
@@ -172,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lab: the standard lab with its servers running (default); bare: winsrv and "
                              "client with tcpip and AFD only (start drivers with sc start); kernel: one host, "
                              "kernel only")
+    parser.add_argument("--cpu", choices=("x64", "2003", "zero"), metavar="PROFILE",
+                        help="start with processors that spend time (stack/kernel/costs.py): x64, 2003 (the "
+                             "thesis's 1.1 GHz machine) or zero (off, the default); see also !cpu")
+    parser.add_argument("--cpu-hosts", default="winsrv", metavar="HOST[,HOST...]",
+                        help="the hosts --cpu gives one processor each (default winsrv)")
     parser.add_argument("-c", dest="commands", metavar="COMMANDS", help='run commands in batch, e.g. -c "lm; k"')
     parser.add_argument("--json", dest="top_json", action="store_true", help="with -c: emit JSON")
     for configure in GLOBAL_OPTIONS:

@@ -80,6 +80,7 @@ def WskProAPIGetAddressInfo(Client: Any, NodeName: Any, ServiceName: Any, NameSp
                       Hints: ADDRINFOEXW | None, Result: Ref, OwningProcess: Any, OwningThread: Any,
                       Irp: Any) -> int:
     k = current_kernel()
+    k.charge("wsk_dispatch")
     provider = get_provider(k)
     if provider is None:
         return STATUS_INVALID_PARAMETER
@@ -125,6 +126,7 @@ def WskProAPIGetAddressInfo(Client: Any, NodeName: Any, ServiceName: Any, NameSp
 
 @kroutine("afd")
 def WskProAPIFreeAddressInfo(Client: Any, AddrInfo: ADDRINFOEXW | None) -> None:
+    current_kernel().charge("wsk_dispatch")
     node = AddrInfo
     while node is not None:
         nxt = node.ai_next
@@ -139,6 +141,7 @@ def WskProAPIGetNameInfo(Client: Any, SockAddr_: Any, SockAddrLength: int, NodeN
                    OwningProcess: Any, OwningThread: Any, Irp: Any) -> int:
     """Address to name: the hosts table, else the numeric form.  Names go into Ref outputs."""
     k = current_kernel()
+    k.charge("wsk_dispatch")
     provider = get_provider(k)
     if provider is None:
         return STATUS_INVALID_PARAMETER

@@ -63,7 +63,9 @@ def _live_client(Client: Any) -> WskClient | None:
 
 
 def _publish(call: str, irp: Any) -> None:
+    """The client-level WskProAPI* routines start here: charged and announced like publish_call."""
     k = current_kernel()
+    k.charge("wsk_dispatch")
     if k.bus.subscribers:
         k.publish(WskCall, call=call, socket=0, irp=getattr(irp, "address", 0) if irp is not None else 0)
 

@@ -11,7 +11,8 @@ it; none is fitted to a benchmark's result (DESIGN.md rule 8).  Two machines:
 and "zero", which turns the model off.  Per-byte costs are per byte; the rest
 are per call (per page, per segment, per request where the name says so).
 Where a source gives a range we take its middle; where a figure is derived
-(an operation nobody measured alone) the comment says from what.  The figures
+(an operation nobody measured alone) its source text says "derived" and from
+what - `DERIVED` lists them.  The figures
 are quoted from the cited publications as remembered when this table was
 written — check a figure at its source before leaning on it.
 """
@@ -49,9 +50,10 @@ COST_TABLE: dict[str, tuple[float, float, str]] = {
                      "IoCompleteRequest: completion routines up the stack, then the I/O-completion APC to the "
                      "requester (Windows Internals ch. 8): derived, about one interrupt's direct cost"),
     "pool_alloc": (250, 50,
-                   "ExAllocatePoolWithTag served from a lookaside list (~100-300 cycles; Windows Internals "
-                   "6th ed., ch. 10 'Look-Aside Lists')"),
-    "pool_free": (250, 50, "ExFreePoolWithTag to a lookaside list (same source as pool_alloc)"),
+                   "ExAllocatePoolWithTag served from a lookaside list: derived, ~150-300 cycles (an interlocked "
+                   "SList pop plus the pool header and tag); Windows Internals 6th ed., ch. 10 'Look-Aside Lists' "
+                   "describes the path, not its cost"),
+    "pool_free": (250, 50, "ExFreePoolWithTag to a lookaside list: derived, as pool_alloc (an SList push)"),
     "mdl_build": (200, 50,
                   "IoAllocateMdl + MmBuildMdlForNonPagedPool (a lookaside MDL and a PFN fill): derived from "
                   "pool_alloc"),
@@ -68,25 +70,36 @@ COST_TABLE: dict[str, tuple[float, float, str]] = {
                   "memcpy per byte: STREAM 'Copy' (McCalpin, cs.virginia.edu/stream): ~400 MB/s for a "
                   "PC133 Pentium III system; ~10 GB/s single-core on a current desktop"),
     "checksum_byte": (1.0, 0.05,
-                      "Internet checksum per byte when not offloaded: reads each byte once (RFC 1071); "
-                      "Kay & Pasquale, SIGCOMM 1993: checksum and copy are the data-touching costs, of the "
-                      "same order; taken as ~40 % of a copy"),
+                      "Internet checksum per byte when not offloaded: derived from copy_byte - it reads "
+                      "each byte once and writes nothing (RFC 1071); Kay & Pasquale, SIGCOMM 1993: checksum "
+                      "and copy are the data-touching costs, of the same order; taken as ~40 % of a copy"),
     "tcp_rx_segment": (3000, 800,
-                       "TCP/IP receive per segment excluding copy and checksum: Clark, Jacobson, Romkey & "
-                       "Salwen, IEEE Comm. 1989 (~200 instructions for TCP's common path) and Kay & "
-                       "Pasquale 1993 (non-data-touching overheads of the whole stack many times that); "
-                       "~3300 cycles"),
-    "tcp_tx_segment": (2500, 700, "TCP/IP send per segment excluding copy and checksum (same sources)"),
+                       "TCP/IP receive per segment excluding copy and checksum: derived, ~3300 cycles.  Clark, "
+                       "Jacobson, Romkey & Salwen, IEEE Comm. 1989, count ~200 instructions for TCP's common "
+                       "path alone; Kay & Pasquale 1993 find the non-data-touching overheads of the whole "
+                       "stack (buffers, IP, demultiplexing, timers) many times that - the figure is a judgment "
+                       "between the two, not a measurement"),
+    "tcp_tx_segment": (2500, 700, "TCP/IP send per segment excluding copy and checksum: derived as "
+                                  "tcp_rx_segment (same sources), a little less (no demultiplexing)"),
+    "wsk_dispatch": (300, 80,
+                     "a WSK call into afd (WskSend, WskReceive, WskAccept ... through the provider's "
+                     "WSK_PROVIDER_*_DISPATCH table: an indirect call, socket-state checks, the transport "
+                     "request set up; no system call and no IRP of its own - the client's IRP goes down): "
+                     "derived, two irp_dispatch-sized calls.  MS Learn 'Winsock Kernel Architecture' "
+                     "describes the path; nobody published a per-call figure"),
     "ndis_indicate": (500, 150,
                       "NDIS receive indication per NET_BUFFER_LIST (filter/protocol dispatch): derived, "
                       "~500 cycles"),
     "http_parse": (10000, 1000,
                    "HTTP request parse per request (request line, headers, path mapping): picohttpparser "
-                   "benchmarks (~0.3-1 us per request on current cores; older parsers several times slower); "
-                   "~11000 cycles on the 1.1 GHz machine"),
+                   "benchmarks (~0.3-1 us per request on current cores); the 2003 figure is derived "
+                   "(~11000 cycles: a parser of that era several times slower, on a slower core)"),
     "user_work": (1, 1, "a user program's own work, in nanoseconds (n = ns)"),
     "spin_ns": (1, 1, "a busy loop, in nanoseconds (n = ns): for tests and the watchdog"),
 }
+
+# Rows whose figure nobody measured alone (their source says from what it was derived).
+DERIVED = frozenset(op for op, (_, _, source) in COST_TABLE.items() if "derived" in source)
 
 # Operations a user-mode program performs itself (UserTime); everything else is KernelTime.
 USER_OPS = frozenset({"http_parse", "user_work"})
@@ -117,4 +130,4 @@ PROFILES: dict[str, CostProfile] = {
     "2003": CostProfile("2003", "the thesis's machine: 1.1 GHz single-core, PC133 SDRAM", 0),
 }
 
-__all__ = ["COST_TABLE", "USER_OPS", "CostProfile", "PROFILES"]
+__all__ = ["COST_TABLE", "DERIVED", "USER_OPS", "CostProfile", "PROFILES"]

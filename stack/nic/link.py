@@ -98,6 +98,15 @@ class LinkEnd:
             q.popleft()
         return len(q)
 
+    def room_at(self, frames: int, now_ns: int) -> int:
+        """When `frames` more frames fit in this end's queue (now_ns if they fit now).  A NIC
+        waits for it: its MAC sends at line rate and never overruns its own wire (issue 12)."""
+        over = self.queue_depth(now_ns) + frames - self.link.queue_frames
+        if over <= 0:
+            return now_ns
+        q = self._finish_times
+        return q[min(over, len(q)) - 1]
+
     def deliver(self, frame: bytes, time_ns: int) -> None:
         """The transmitter puts `frame` on this end at `time_ns` (normally now)."""
         link = self.link

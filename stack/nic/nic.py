@@ -291,7 +291,22 @@ class EmulatedNic:
         max_frame = self.max_frame_size
         subscribers = k.bus.subscribers
         now = k.scheduler.now_ns
+        # The MAC sends at line rate: a descriptor whose frames do not fit in the wire's queue
+        # waits in the ring (its send completes later, so NDIS queues what follows) instead of
+        # being pushed onto the wire and tail-dropped there.
+        room_at = getattr(self.sink, "room_at", None)
+        sent_any = False
         while pending:
+            if room_at is not None:
+                head = pending[0]
+                lso = head[3]
+                frames_max = -(-sum([e[2] for e in head[0]]) // lso) if lso else 1
+                when = room_at(frames_max, now)
+                if when > now:
+                    self._tx_scheduled = True
+                    k.scheduler.call_at(when, k, self._process_tx, label="nic tx")
+                    break
+            sent_any = True
             sg, cookie, csum, lso_mss, lso_offset = pending.popleft()
             c.tx_descriptors += 1
             data = self.gather(sg)
@@ -348,7 +363,8 @@ class EmulatedNic:
                     k.publish(FrameTransmitted, nic=self.name, length=len(frame), frame=frame)
                 sink.deliver(frame, now)
             self._tx_done.append(_new_tuple(TxCompletion, (cookie, status, sent, n)))
-        self._raise(INT_TX)
+        if sent_any:
+            self._raise(INT_TX)
 
     # -- paravirtual pass-through (passthrough.py) ------------------------------------
     def passthrough_blocker_tx(self, unit: LargeSend) -> str | None:

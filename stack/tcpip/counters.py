@@ -50,7 +50,14 @@ class ProtocolCounters:
     tcp_reset_connections: int = 0
     tcp_current_connections: int = 0
     tcp_segments_retransmitted: int = 0
-    tcp_syn_queue_drops: int = 0  # SYNs dropped because a listener's SYN or accept queue was full
+    tcp_syn_queue_drops: int = 0  # SYNs dropped because a listener's SYN queue was full (no SYN cookies)
+    # Connection requests refused because the listener's accept backlog was full: a SYN answered
+    # with RST, or a completed handshake reset.  Windows keeps no counter of its own for this (the
+    # RSTs add to tcpOutRsts; the client counts a Failed Connection Attempt, tcpAttemptFails).
+    tcp_backlog_refusals: int = 0
+    # connect() failures for want of a free dynamic (ephemeral) port: STATUS_INSUFFICIENT_RESOURCES,
+    # WSAENOBUFS at a Winsock client (Windows counts none; it logs Tcpip event 4231, "all such ports being in use")
+    tcp_port_exhaustion_failures: int = 0
     tcp_syn_protection_activations: int = 0  # times a listener switched SYN attack protection on
     tcp_syn_cookie_connections: int = 0  # connections opened from a validated SYN cookie
     lso_sends: int = 0

@@ -405,8 +405,11 @@ class Transport:
         return self._stack.udp.endpoint_list()
 
     def counters(self) -> dict[str, object]:
-        """IP/ICMP/UDP/TCP counters plus drops keyed by (layer, reason)."""
-        return self._stack.counters.snapshot()
+        """IP/ICMP/UDP/TCP counters plus drops keyed by (layer, reason), and the TCP port gauges
+        (connections in TIME_WAIT, dynamic ports in use and free)."""
+        snap = self._stack.counters.snapshot()
+        snap.update(self._stack.tcp.port_usage())
+        return snap
 
 
 def get_transport(kernel: "Kernel") -> Transport:

@@ -118,7 +118,9 @@ def _tcpconn(dbg: "Engine") -> CommandResult:
 @command("!netstat", area="network", syntax="!netstat [-s]",
          summary="netstat: the endpoint table (as !tcpconn), or with -s the protocol counters (as !ipstats)",
          help="`!netstat` lists endpoints like `netstat -ano`; `!netstat -s` prints the IP/ICMP/UDP/TCP counters\n"
-              "and the drops by (layer, reason), like `netstat -s`.")
+              "and the drops by (layer, reason), like `netstat -s`.  The lab's TCP lines add resets sent, SYN\n"
+              "attack protection, connections refused because a listen backlog was full, connections in\n"
+              "TIME_WAIT, dynamic ports in use and free, and connects that found no free port (see !netsh).")
 def cmd_netstat(dbg: "Engine", inv: Invocation) -> CommandResult:
     parsed = parse_options(inv, flags=("s", "a", "n", "o", "ano"), max_positional=0)
     if "s" in parsed.flags:

@@ -113,5 +113,6 @@ def _show(dbg: "Engine", inv: Invocation, host: str, port: int, at: int) -> Comm
                   f" (switched on {row['syn_protection_activations']} times)",
                   f"  SYN cookies sent           {row['syn_cookies_sent']}",
                   f"  Connections from cookies   {row['syn_cookies_accepted']}",
-                  f"  SYNs dropped (queue full)  {row['syns_dropped_syn_queue_full'] + row['syns_dropped_backlog_full']}"]
+                  f"  SYNs dropped (queue full)  {row['syns_dropped_syn_queue_full']}",
+                  f"  Refused (backlog full)     {row['syns_refused_backlog_full'] + row['resets_backlog_full']}"]
     return CommandResult("\n".join(lines), {"listeners": rows})

@@ -514,13 +514,18 @@ TCP_LAB_STATISTICS = (
     ("SYN Queue Drops", "tcp_syn_queue_drops"),
     ("SYN Attack Protection Activations", "tcp_syn_protection_activations"),
     ("SYN Cookie Connections", "tcp_syn_cookie_connections"),
+    ("Connections Refused (backlog full)", "tcp_backlog_refusals"),
+    ("Connections in TIME_WAIT", "tcp_time_wait_connections"),
+    ("Dynamic Ports in Use", "tcp_dynamic_ports_in_use"),
+    ("Dynamic Ports Free", "tcp_dynamic_ports_free"),
+    ("Connect Failures (no dynamic port)", "tcp_port_exhaustion_failures"),
 )
 
 
 def tcp_statistics_lines(c: Mapping[str, Any]) -> list[str]:
     out = ["TCP Statistics for IPv4 and IPv6", ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_STATISTICS if name in c]
-    out += ["", "TCP Statistics (lab: resets and SYN attack protection)", ""]
+    out += ["", "TCP Statistics (lab: resets, SYN attack protection, backlog, dynamic ports)", ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_LAB_STATISTICS if name in c]
     out.append("")
     return out

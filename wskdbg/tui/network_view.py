@@ -87,6 +87,13 @@ TCP_STAT_COLUMNS = (
     ("cur", "tcp_current_connections"), ("rexmt", "tcp_segments_retransmitted"),
     ("qdrop", "tcp_syn_queue_drops"), ("synprot", "tcp_syn_protection_activations"),
 )
+# Issue 12's overload lines of `!netstat -s`, in a second table under the first (no room beside it):
+# connections refused because the listen backlog was full, connections in TIME_WAIT, free dynamic
+# ports and connects that found none.
+OVERLOAD_COLUMNS = (
+    ("refused(backlog)", "tcp_backlog_refusals"), ("TIME_WAIT", "tcp_time_wait_connections"),
+    ("ports free", "tcp_dynamic_ports_free"), ("no port", "tcp_port_exhaustion_failures"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +104,13 @@ class TcpStatsRow:
 
     host: str
     values: tuple[int, ...]
+    overload: tuple[int, ...] = ()  # in OVERLOAD_COLUMNS order
 
     def value(self, counter: str) -> int:
-        return self.values[[name for _, name in TCP_STAT_COLUMNS].index(counter)]
+        names = [name for _, name in TCP_STAT_COLUMNS]
+        if counter in names:
+            return self.values[names.index(counter)]
+        return self.overload[[name for _, name in OVERLOAD_COLUMNS].index(counter)]
 
 
 def tcp_stats_rows(kernels: dict[str, Any]) -> list[TcpStatsRow]:
@@ -109,7 +120,8 @@ def tcp_stats_rows(kernels: dict[str, Any]) -> list[TcpStatsRow]:
         transport = getattr(kernel.extensions.get("tcpip"), "transport", None)
         if transport is not None:
             counters = transport.counters()
-            rows.append(TcpStatsRow(host, tuple(int(counters.get(name, 0) or 0) for _, name in TCP_STAT_COLUMNS)))
+            rows.append(TcpStatsRow(host, tuple(int(counters.get(name, 0) or 0) for _, name in TCP_STAT_COLUMNS),
+                                    tuple(int(counters.get(name, 0) or 0) for _, name in OVERLOAD_COLUMNS)))
     return rows
 
 
@@ -173,6 +185,7 @@ class NetworkView(Vertical):
     NetworkView { height: 1fr; }
     NetworkView > #conn-table { height: 7; }
     NetworkView > #tcp-stats { height: auto; max-height: 7; }
+    NetworkView > #tcp-overload { height: auto; max-height: 7; }
     NetworkView > #ladder-scroll { height: 1fr; border-top: solid $primary 50%; }
     """
 
@@ -192,6 +205,9 @@ class NetworkView(Vertical):
         stats: DataTable = DataTable(id="tcp-stats", cursor_type="none", show_cursor=False)
         stats.add_columns("host", *(heading for heading, _ in TCP_STAT_COLUMNS))
         yield stats
+        overload: DataTable = DataTable(id="tcp-overload", cursor_type="none", show_cursor=False)
+        overload.add_columns("host", *(heading for heading, _ in OVERLOAD_COLUMNS))
+        yield overload
         with ScrollableContainer(id="ladder-scroll"):
             yield Static("Select a connection to draw its segments.", id="ladder")
 
@@ -204,6 +220,10 @@ class NetworkView(Vertical):
             table.clear()
             for s in self.stats:
                 table.add_row(s.host, *(str(v) for v in s.values))
+            overload = self.query_one("#tcp-overload", DataTable)
+            overload.clear()
+            for s in self.stats:
+                overload.add_row(s.host, *(str(v) for v in s.overload))
         rows = list(rows)
         if rows != self.rows:
             self.rows = rows

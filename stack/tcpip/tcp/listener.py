@@ -9,7 +9,19 @@ SYNs.  It answers each with a SYN-ACK whose ISN is a SYN cookie
 cookie, so legitimate clients still connect during a flood while the
 listener's memory stays bounded by the SYN queue.  Protection stays on for
 PROTECTION_HOLD_NS after the queue was last found full.  Without a secret a
-full SYN queue drops new SYNs (the peer retransmits)."""
+full SYN queue drops new SYNs (the peer retransmits).
+
+A full accept backlog (connections established but not yet accepted) is
+refused the Windows way: a SYN that finds it full is answered with a RST
+(the client's connect fails with WSAECONNREFUSED), where Linux drops the SYN
+and lets the client retry.  While SYN attack protection is on the handshake
+completes first (a cookie), so a connection that then finds the backlog full
+is reset instead (the client's next call fails with WSAECONNRESET).  Sources:
+Microsoft KB 113576 "Winsock App's Reject Connection Requests with Reset
+Frames"; the Windows Networking blog "SYN attack protection on Windows Server
+2003 SP1" (2005: reset after the handshake when protection is on); the
+Winsock `listen` reference ("the client will receive an error with an
+indication of WSAECONNREFUSED")."""
 
 from __future__ import annotations
 
@@ -19,7 +31,7 @@ from typing import Callable
 from .config import TcpConfig
 from .connection import TcpConnection
 from .errors import TcpConfigError
-from .segment import ACK, RST, SYN, TcpSegment, rst_for_unexpected
+from .segment import ACK, FIN, RST, SYN, TcpSegment, rst_for_unexpected
 from .seq import SEQ_MASK
 from .states import TcpState
 from .syncookie import check_cookie, make_cookie
@@ -48,7 +60,8 @@ class TcpListener:
         self._out: list[TcpSegment] = []
         self.syns_received = 0
         self.syns_dropped_syn_queue_full = 0
-        self.syns_dropped_backlog_full = 0
+        self.syns_refused_backlog_full = 0  # SYNs answered with RST: the accept backlog was full
+        self.resets_backlog_full = 0  # handshakes completed into a full backlog, then reset
         self.resets_sent = 0
         self.protection_activations = 0  # times SYN attack protection switched on
         self.syn_cookies_sent = 0
@@ -79,8 +92,9 @@ class TcpListener:
             return None
         self.syns_received += 1
         self._refresh()
-        if len(self._accept_queue) >= self.backlog:
-            self.syns_dropped_backlog_full += 1
+        if self.backlog_full() and not self.protection_active(now_ns):
+            self.syns_refused_backlog_full += 1
+            self._send_rst(seg)  # RST|ACK acknowledging the SYN: WSAECONNREFUSED at the client
             return None
         if len(self._syn_queue) >= self.syn_queue_limit or self.protection_active(now_ns):
             if self._secret is None:
@@ -117,9 +131,11 @@ class TcpListener:
             self.syn_cookies_rejected += 1
             self._send_rst(seg)
             return None
-        if len(self._accept_queue) >= self.backlog:
-            self.syns_dropped_backlog_full += 1
-            return None  # the peer's data or retransmission finds room later, or it gives up
+        if self.backlog_full():
+            if not seg.payload and not seg.flags & FIN:
+                self.resets_backlog_full += 1  # counted at the handshake's ACK, not again at its data
+            self._send_rst(seg)  # the handshake completed at the client: its connection is reset
+            return None
         conn = TcpConnection(config, self.local_port, seg.src_port, iss, self._syn_jitter)
         conn.open_from_cookie(seg, mss, now_ns)
         if conn.state is TcpState.CLOSED:
@@ -127,6 +143,23 @@ class TcpListener:
         self.syn_cookies_accepted += 1
         self._accept_queue.append(conn)
         return conn
+
+    def backlog_full(self) -> bool:
+        """Are `backlog` connections established and waiting for accept()?  (Connections that
+        died while waiting no longer count: they are purged only when the queue looks full.)"""
+        queue = self._accept_queue
+        if len(queue) < self.backlog:
+            return False
+        live = [conn for conn in queue if conn.state is not TcpState.CLOSED]
+        if len(live) != len(queue):
+            self._accept_queue = queue = deque(live)
+        return len(queue) >= self.backlog
+
+    def backlog_full_without(self, conn: TcpConnection) -> bool:
+        """Would the backlog be full without `conn` (a connection that just completed its handshake)?"""
+        self._refresh()
+        live = sum(1 for c in self._accept_queue if c is not conn and c.state is not TcpState.CLOSED)
+        return live >= self.backlog
 
     def accept(self) -> TcpConnection | None:
         """The oldest connection whose handshake completed, or None."""

@@ -23,8 +23,8 @@ from ..tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Res
                    TcpConfig, TcpConnection, TcpState)
 from ..tcp.seq import SEQ_MASK
 from ..transport import ConnectComplete, ConnectionEndpoint, ListenEndpoint
-from .common import (EPHEMERAL_FIRST, EPHEMERAL_LAST, RESET_STATUS, SendRequest, TCB_SIZE, TCB_TAG, Tcb, _binding,
-                     _count_transition, _ignore_status)
+from .common import (DYNAMIC_PORT_MIN_COUNT, DYNAMIC_PORT_MIN_START, EPHEMERAL_FIRST, EPHEMERAL_LAST, RESET_STATUS,
+                     SendRequest, TCB_SIZE, TCB_TAG, Tcb, _binding, _count_transition, _ignore_status)
 
 if TYPE_CHECKING:
     from ..tcp_glue import TcpLayer
@@ -44,6 +44,8 @@ class TcbLayer:
         self.listeners: dict[tuple[int, int], list[ListenEndpoint]] = {}  # (ip version, port) -> listeners
         self.bound_ports: dict[tuple[int, int], int] = {}  # (ip version, port) -> unconnected binds
         self.binds = BindTable()  # every explicitly bound TCP address (sharing.py decides conflicts)
+        self.dynamic_start = EPHEMERAL_FIRST
+        self.dynamic_count = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
         self._next_ephemeral = EPHEMERAL_FIRST
         self.counters = stack.counters
         self._configs: dict[int, TcpConfig] = {}
@@ -101,6 +103,7 @@ class TcbLayer:
         else:
             port = self._ephemeral_port(remote_ip.version, path.src, remote_ip.packed, remote.port)
             if port is None:
+                self.counters.tcp_port_exhaustion_failures += 1
                 return STATUS_INSUFFICIENT_RESOURCES  # ephemeral ports exhausted (WSAENOBUFS on Windows)
         key = (path.src, port, remote_ip.packed, remote.port)
         if key in self.connections:
@@ -228,12 +231,37 @@ class TcbLayer:
         handshakes lost together (a connect burst, a flood) do not come back in lock-step waves."""
         return int(self._rng.random() * (rto_ns >> 2))
 
+    def set_dynamic_ports(self, start: int, count: int) -> int:
+        """`netsh int ipv4 set dynamicport tcp start=<start> num=<count>`: the range connect() and
+        a bind to port 0 take their ports from.  Ports already in use keep their connections."""
+        if start < DYNAMIC_PORT_MIN_START or count < DYNAMIC_PORT_MIN_COUNT or start + count - 1 > 0xFFFF:
+            return STATUS_INVALID_PARAMETER
+        self.dynamic_start = start
+        self.dynamic_count = count
+        self._next_ephemeral = start
+        return STATUS_SUCCESS
+
+    def port_usage(self) -> dict[str, int]:
+        """Gauges for `!netstat -s` and the TUI: connections in TIME_WAIT, and the dynamic ports
+        taken (by a connection, a listener or a bind) and free.  Walks the tables: not per packet."""
+        first, last = self.dynamic_start, self.dynamic_start + self.dynamic_count - 1
+        used = {key[1] for key in self.connections if first <= key[1] <= last}
+        used.update(port for (_, port) in self.listeners if first <= port <= last)
+        used.update(port for (_, port), n in self.bound_ports.items() if n and first <= port <= last)
+        time_wait = sum(1 for tcb in self.connections.values()
+                        if tcb.core is not None and tcb.core.state is TcpState.TIME_WAIT)
+        return {"tcp_time_wait_connections": time_wait, "tcp_dynamic_ports_in_use": len(used),
+                "tcp_dynamic_ports_free": self.dynamic_count - len(used)}
+
     def _ephemeral_port(self, version: int, src: bytes | None = None, dst: bytes | None = None,
                         dport: int = 0) -> int | None:
-        span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
-        for _ in range(span):
+        first = self.dynamic_start
+        last = first + self.dynamic_count - 1
+        for _ in range(self.dynamic_count):
             port = self._next_ephemeral
-            self._next_ephemeral = port + 1 if port < EPHEMERAL_LAST else EPHEMERAL_FIRST
+            if not first <= port <= last:
+                port = first
+            self._next_ephemeral = port + 1 if port < last else first
             if (version, port) in self.listeners or self.bound_ports.get((version, port)) or self.binds.in_use(port):
                 continue
             if src is not None and (src, port, dst, dport) in self.connections:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Callable
-from stack.kernel import (STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_ADDRESS,
-                          STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER, STATUS_PENDING, STATUS_SUCCESS)
+from stack.kernel import (STATUS_CANCELLED, STATUS_CONNECTION_RESET, STATUS_INSUFFICIENT_RESOURCES,
+                          STATUS_INVALID_ADDRESS, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
+                          STATUS_PENDING, STATUS_SUCCESS)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.pool import NonPagedPoolNx
 from ..addr import SockAddr, v4_mapped
@@ -104,7 +105,8 @@ class ListenLayer:
                 "address": listener.address, "pending_handshakes": core.pending_handshakes,
                 "ready_to_accept": core.ready_to_accept, "syns_received": core.syns_received,
                 "syns_dropped_syn_queue_full": core.syns_dropped_syn_queue_full,
-                "syns_dropped_backlog_full": core.syns_dropped_backlog_full, "resets_sent": core.resets_sent,
+                "syns_refused_backlog_full": core.syns_refused_backlog_full,
+                "resets_backlog_full": core.resets_backlog_full, "resets_sent": core.resets_sent,
                 "syn_protection": core.protection_active(self.kernel.now_ns),
                 "syn_protection_activations": core.protection_activations,
                 "syn_cookies_sent": core.syn_cookies_sent, "syn_cookies_accepted": core.syn_cookies_accepted}
@@ -119,6 +121,15 @@ class ListenLayer:
             return
         handler = listener.accept_handler
         if handler is None:
+            if not listener._pending_accepts and listener._core.backlog_full_without(tcb.core):
+                # The handshake completed into a full accept backlog (its SYN found room, the
+                # backlog filled meanwhile): afd finds the backlog exceeded and Windows resets it.
+                listener._core.resets_backlog_full += 1
+                self.counters.tcp_backlog_refusals += 1
+                tcb.fail_status = STATUS_CONNECTION_RESET
+                tcb.endpoint.closed = True
+                tcb.core.abort(self.kernel.now_ns)  # type: ignore[union-attr]
+                return
             self._serve_accepts(listener)
             return
         listener._core.accept()  # keep the core's accept queue in step: this one is taken now
@@ -157,14 +168,16 @@ class ListenLayer:
             k.copies.count(len(data), "tcp receive buffer (SYN cookie ACK)")
             seg.payload = (memoryview(data),)
         activations = core_listener.protection_activations
-        drops = core_listener.syns_dropped_syn_queue_full + core_listener.syns_dropped_backlog_full
+        drops = core_listener.syns_dropped_syn_queue_full
+        refusals = core_listener.syns_refused_backlog_full + core_listener.resets_backlog_full
         # The peer's family decides the MSS: an IPv4 peer of a dual-stack listener gets 1460, not 1440.
         config = self._config_for(4 if len(src) == 4 else 6, self._smallest_mtu())
         core_conn = core_listener.on_segment(seg, k.now_ns, src + dst, config)
         counters = self.counters
         counters.tcp_syn_protection_activations += core_listener.protection_activations - activations
-        counters.tcp_syn_queue_drops += (core_listener.syns_dropped_syn_queue_full
-                                         + core_listener.syns_dropped_backlog_full - drops)
+        counters.tcp_syn_queue_drops += core_listener.syns_dropped_syn_queue_full - drops
+        counters.tcp_backlog_refusals += (core_listener.syns_refused_backlog_full
+                                          + core_listener.resets_backlog_full - refusals)
         for reply in core_listener.poll_output(k.now_ns):
             self._send_bare(src, dst, reply)
         if core_conn is None:

@@ -50,15 +50,29 @@ def test_syn_queue_full_drops_new_syns() -> None:
     assert lst.poll_output(0) == []  # dropped silently: the client retries
 
 
-def test_backlog_full_drops_new_syns_until_accept() -> None:
+def test_backlog_full_refuses_new_syns_with_rst_until_accept() -> None:
+    # Windows answers a SYN that finds the accept backlog full with RST|ACK (SEQ=0, ACK=SYN+1): the
+    # client's connect fails with WSAECONNREFUSED (KB 113576; Linux would drop the SYN instead).
     lst = listener(backlog=1, syn_queue=4)
     conn = lst.on_segment(syn_from(1), 0)
     assert conn is not None
     complete(1, conn)
     assert lst.on_segment(syn_from(2), 0) is None
-    assert lst.syns_dropped_backlog_full == 1
+    assert lst.syns_refused_backlog_full == 1
+    [rst] = lst.poll_output(0)
+    assert rst.flags == RST | ACK and rst.seq == 0 and rst.ack == REMOTE_ISS + 1 and rst.dst_port == 2
     assert lst.accept() is conn
     assert lst.on_segment(syn_from(2), 0) is not None
+
+
+def test_connection_dead_in_the_backlog_frees_its_place() -> None:
+    lst = listener(backlog=1, syn_queue=4)
+    conn = lst.on_segment(syn_from(1), 0)
+    assert conn is not None
+    complete(1, conn)
+    conn.abort(0)  # the peer reset it before anyone accepted it
+    assert lst.on_segment(syn_from(2), 0) is not None
+    assert lst.syns_refused_backlog_full == 0
 
 
 def test_failed_handshake_leaves_the_syn_queue() -> None:

@@ -132,3 +132,19 @@ def test_syn_ack_retransmission_timer_adds_the_jitter_it_is_given() -> None:
         conn.on_timer(conn.poll_at())
         conn.poll_output(conn.poll_at())
     assert jittered.poll_at() > plain.poll_at()
+
+
+def test_cookie_ack_finding_the_backlog_full_is_reset_not_dropped() -> None:
+    # With SYN attack protection on, the handshake completes first; Windows then finds the backlog
+    # exceeded and resets the connection (the client's next call fails with WSAECONNRESET).
+    lst = listener(backlog=1)
+    fill_syn_queue(lst)
+    lst.on_segment(syn_from(99, isn=4242), 0, ADDRS)
+    (first,) = lst.poll_output(0)
+    lst.on_segment(syn_from(98, isn=5000), 0, ADDRS)
+    (second,) = lst.poll_output(0)
+    assert lst.on_segment(ack_from(99, 4242, first.seq), 5, ADDRS) is not None  # the backlog's one place
+    assert lst.on_segment(ack_from(98, 5000, second.seq), 5, ADDRS) is None
+    (rst,) = lst.poll_output(5)
+    assert rst.flags == RST and rst.seq == second.seq + 1 and rst.dst_port == 98
+    assert lst.resets_backlog_full == 1 and lst.syns_refused_backlog_full == 0

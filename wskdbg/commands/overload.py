@@ -1,0 +1,148 @@
+"""Overload: `!netsh int ipv4 show|set dynamicport tcp` (the dynamic port range and its use) and
+`!connload` (a slow-accepting server on winsrv and connection loads from client), for issue 12's
+listen-backlog overflow and ephemeral-port exhaustion.
+
+`netsh int ipv4 show dynamicport tcp` prints (Windows Server 2008 and later):
+
+    Protocol tcp Dynamic Port Range
+    ---------------------------------
+    Start Port      : 49152
+    Number of Ports : 16384
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from stack.kernel import STATUS_SUCCESS
+
+from wskdbg.commands.lab import world_of
+from wskdbg.commands.network import tcpip_of
+from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
+from wskdbg.commands.synflood import _number
+
+if TYPE_CHECKING:
+    from wskdbg.engine import Engine
+
+_NETSH_SYNTAX = "!netsh int ipv4 show dynamicport tcp | !netsh int ipv4 set dynamicport tcp start=N num=N"
+
+
+@command("!netsh", area="network", mutates=True, syntax=_NETSH_SYNTAX,
+         summary="netsh's dynamic port range of the current host: show it (and its use), or set it",
+         help="""
+`!netsh int ipv4 show dynamicport tcp` prints the host's TCP dynamic (ephemeral) port range as
+netsh does, then - the lab's addition - how many of those ports are taken (by connections,
+TIME_WAIT ones included, listeners and binds), how many connections wait in TIME_WAIT, and how
+many connects failed for want of a port.  `!netsh int ipv4 set dynamicport tcp start=50000 num=255`
+changes the range as netsh does (start at least 1025, at least 255 ports, ending at or below
+65535), so a class can shrink it and watch a client run out: connect then fails with
+STATUS_INSUFFICIENT_RESOURCES (WSAENOBUFS).  Only `int ipv4` and `tcp` are modelled (IPv6 shares
+the range here); the host is the one `.host` selected.""")
+def cmd_netsh(dbg: "Engine", inv: Invocation) -> CommandResult:
+    words = tokenize(inv.args)
+    lowered = [w.lower() for w, _ in words]
+    if len(words) < 5 or lowered[0] not in ("int", "interface") or lowered[1] != "ipv4" \
+            or lowered[2] not in ("show", "set") or lowered[3] not in ("dynamicport", "dynamicportrange") \
+            or lowered[4] != "tcp":
+        raise inv.error(f"usage: {_NETSH_SYNTAX}", words[0][1] if words else 0)
+    tcp = tcpip_of(dbg).tcp
+    if lowered[2] == "set":
+        values: dict[str, int] = {}
+        for word, at in words[5:]:
+            key, _, value = word.partition("=")
+            if key.lower() not in ("start", "num") or not value:
+                raise inv.error(f"expected start=N or num=N, not '{word}'", inv.args_offset + at)
+            values[key.lower()] = _number(inv, value, inv.args_offset + at, 0, 0xFFFF)
+        if set(values) != {"start", "num"}:
+            raise inv.error("give both start=N and num=N", len(inv.args))
+        if tcp.set_dynamic_ports(values["start"], values["num"]) != STATUS_SUCCESS:
+            raise CommandError("The parameter is incorrect.  (start >= 1025, num >= 255, start + num - 1 <= 65535)")
+        return CommandResult("Ok.", {"start": tcp.dynamic_start, "num": tcp.dynamic_count})
+    if len(words) > 5:
+        raise inv.error(f"unexpected '{words[5][0]}'", inv.args_offset + words[5][1])
+    usage = tcp.port_usage()
+    failures = tcp.counters.tcp_port_exhaustion_failures
+    lines = ["", "Protocol tcp Dynamic Port Range", "-" * 33,
+             f"Start Port      : {tcp.dynamic_start}", f"Number of Ports : {tcp.dynamic_count}", "",
+             f"(lab) {dbg.current_host}: ports in use {usage['tcp_dynamic_ports_in_use']}, "
+             f"free {usage['tcp_dynamic_ports_free']}; connections in TIME_WAIT {usage['tcp_time_wait_connections']}; "
+             f"connects failed for want of a port {failures}"]
+    data: dict[str, Any] = {"start": tcp.dynamic_start, "num": tcp.dynamic_count, **usage,
+                            "tcp_port_exhaustion_failures": failures}
+    return CommandResult("\n".join(lines), data)
+
+
+_CONNLOAD_SYNTAX = "!connload [/backlog N] [/work Microseconds] [/rate PerSecond | /serial] Connections"
+
+
+@command("!connload", area="services", mutates=True, syntax=_CONNLOAD_SYNTAX,
+         summary="A slow-accepting server on winsrv and a connection load from client (backlog, ports)",
+         help="""
+Emulator command.  Starts (once) a user-mode server on winsrv port 9100 with one thread and a small
+listen backlog (/backlog, default 5): it accepts, reads the request, does /work microseconds of
+its own work (default 2000; UserTime, so it takes time only with the processor model on: `!cpu
+winsrv 2003 1`), answers, and waits for the client to close first.  Then client opens Connections
+connections: /rate N starts N a second, each in its own thread, whether or not the earlier ones
+were served (httperf --rate; default all at once); /serial opens them one after another.  Past the
+backlog tcpip refuses connections the Windows way (a RST: WSAECONNREFUSED); every connection
+client closed waits in TIME_WAIT holding its port.  `!connload` alone prints what happened to the
+connections so far.  Runs when the machine runs (g).""")
+def cmd_connload(dbg: "Engine", inv: Invocation) -> CommandResult:
+    from stack.usermode.connload import CONNLOAD_PORT, ConnLoadStats, connect_burst, connect_serial, slow_server
+    from stack.usermode.socket import run_program
+    world = world_of(dbg)
+    server, client = world.host("winsrv"), world.host("client")
+    stats: ConnLoadStats | None = server.extras.get("connload_stats")
+    words = tokenize(inv.args)
+    if not words:
+        if stats is None:
+            raise CommandError(f"no connection load has run (start one with {_CONNLOAD_SYNTAX})")
+        return _report(stats)
+    options = {"/backlog": 5, "/work": 2000, "/rate": 0}
+    serial = False
+    count = None
+    i = 0
+    while i < len(words):
+        word, at = words[i]
+        key = word.lower()
+        if key in options and i + 1 < len(words):
+            i += 1
+            options[key] = _number(inv, words[i][0], inv.args_offset + words[i][1], 0 if key != "/backlog" else 1,
+                                   10_000_000)
+        elif key == "/serial":
+            serial = True
+        elif count is None and word.isdigit():
+            count = _number(inv, word, inv.args_offset + at, 1, 100_000)
+        else:
+            raise inv.error(f"unexpected '{word}'", inv.args_offset + at)
+        i += 1
+    if count is None:
+        raise inv.error(f"give the number of connections: {_CONNLOAD_SYNTAX}", len(inv.args))
+    text = []
+    if stats is None:
+        stats = server.extras["connload_stats"] = ConnLoadStats()
+        run_program(server.kernel, slow_server, stats, options["/backlog"], options["/work"] * 1000, name="slow-server")
+        text.append(f"connload: slow-server on winsrv:{CONNLOAD_PORT}, backlog {options['/backlog']}, "
+                    f"{options['/work']} us of work per request")
+    target = str(server.address4)
+    if serial:
+        run_program(client.kernel, connect_serial, stats, target, count, name="connload")
+        how = "one after another"
+    else:
+        run_program(client.kernel, connect_burst, stats, target, count, options["/rate"], name="connload")
+        how = f"{options['/rate']} a second" if options["/rate"] else "all at once"
+    text.append(f"connload: {count} connections from client to winsrv:{CONNLOAD_PORT}, {how}; "
+                "runs when the machine runs (g).")
+    return CommandResult("\n".join(text), {"count": count, "serial": serial, **options})
+
+
+def _report(stats: Any) -> CommandResult:
+    lines = ["connload: what happened to client's connections"]
+    data: dict[str, Any] = {"served_by_server": stats.served, "running": stats.running}
+    for label, n in stats.summary():
+        lines.append(f"  {label:<32}{n}")
+        data[label] = n
+    lines.append(f"  {'answered by the server':<32}{stats.served}")
+    if stats.running:
+        lines.append("  (the load is still running)")
+    return CommandResult("\n".join(lines), data)
