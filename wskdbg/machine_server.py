@@ -236,6 +236,9 @@ class MachineProxy:
                 os.close(self._replies)
                 os.close(self._lifeline)
                 _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap)
+            except SystemExit as exc:  # the lab refused to start (e.g. --cpu-hosts names no host)
+                send_message(rep_w, ("fatal", str(exc.code)))
+                status = 2
             except BaseException:  # noqa: BLE001 - a server must never run the front end's code
                 import traceback
                 traceback.print_exc()
@@ -279,6 +282,9 @@ class MachineProxy:
             elif kind == "handover":
                 self._waiting_on = message[1]
                 self.known_pids.add(message[1])
+            elif kind == "fatal":  # the server could not start: the front end exits with its reason
+                self.close()
+                raise SystemExit(message[1])
             elif kind == "live":
                 self.live_pid = message[1]
                 self._waiting_on = None
