@@ -188,7 +188,23 @@ class TcpLayer:
         self._serve_accepts(listener)
         return STATUS_PENDING
 
+    def listener_offer(self, listener: ListenEndpoint, endpoint: ConnectionEndpoint) -> int:
+        tcb: Tcb = endpoint._tcb
+        if listener.closed or listener.accept_handler is not None or endpoint.closed or tcb.core is None \
+                or tcb.reset_delivered:
+            return STATUS_INVALID_DEVICE_STATE
+        listener._offered.append(endpoint)
+        self._serve_accepts(listener)
+        return STATUS_SUCCESS
+
     def _serve_accepts(self, listener: ListenEndpoint) -> None:
+        while listener._pending_accepts and listener._offered:  # hand-overs first (ListenEndpoint.offer)
+            endpoint = listener._offered.pop(0)
+            completion = listener._pending_accepts.pop(0)
+            self._upcall(endpoint, "accept", STATUS_SUCCESS)
+            completion(endpoint, STATUS_SUCCESS)
+            if endpoint._tcb.core is not None:
+                self._kick(endpoint._tcb)
         while listener._pending_accepts:
             core_conn = listener._core.accept()
             if core_conn is None:
@@ -215,6 +231,9 @@ class TcpLayer:
         pending, listener._pending_accepts = listener._pending_accepts, []
         for completion in pending:
             completion(None, STATUS_CANCELLED)
+        offered, listener._offered = listener._offered, []
+        for endpoint in offered:  # handed over, never accepted: reset like the rest
+            endpoint.close()
         for tcb in list(self.tcbs.values()):  # embryonic and never-accepted connections die with it
             if tcb.listener is listener and not tcb.accepted and tcb.core is not None:
                 tcb.fail_status = STATUS_CANCELLED

@@ -130,6 +130,7 @@ class ListenEndpoint:
         self.context: Any = None  # free for the client (WSK keeps its socket object here)
         self._core: Any = None  # stack.tcpip.tcp.TcpListener
         self._pending_accepts: list[Callable[["ConnectionEndpoint | None", int], None]] = []
+        self._offered: list["ConnectionEndpoint"] = []  # handed over by offer(), served before the core's queue
 
     def accept(self, completion: Callable[["ConnectionEndpoint | None", int], None]) -> int:
         """Take the oldest established connection (WskAccept / AFD accept).
@@ -138,6 +139,14 @@ class ListenEndpoint:
         ready (at once if one is queued), or `completion(None, STATUS_CANCELLED)` if the
         listener closes first.  Only meaningful without an accept handler."""
         return self._stack.tcp.listener_accept(self, completion)
+
+    def offer(self, conn: "ConnectionEndpoint") -> int:
+        """Lab-only (afd's accept hand-over, stack/afd/handover.py): an established connection
+        another client owned joins this listener's accept queue with the bytes nobody read, and
+        the next accept() takes it.  The caller must have cleared its handlers and context.
+        STATUS_SUCCESS, or STATUS_INVALID_DEVICE_STATE (either side closed, or an accept handler
+        listener, which has no queue)."""
+        return self._stack.tcp.listener_offer(self, conn)
 
     def close(self) -> None:
         """Stop listening; queued, never-accepted connections are reset."""

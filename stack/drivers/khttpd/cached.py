@@ -1,7 +1,9 @@
-"""khttpd's cached path (ResponseCache > 0, over TDI): requests answered from the receive event.
+"""khttpd's event-driven connections: requests answered from the receive event (ResponseCache > 0).
 
 HTTP.sys's design, which the thesis names as future work.  Connections are event
-driven: no thread waits on them.
+driven: no thread waits on them.  Over TDI the events are tdx's (below); over WSK they are
+WskReceiveEvent / WskDisconnectEvent (wsk_events.py), and the hit's send is a WskSend with
+the same header MDL -> entry MDL chain.  KhttpdProcessRequests and the work items serve both.
 
 KhttpdTdiAcceptCallback (DISPATCH_LEVEL, as the TDI_ACCEPT completes)
     the connection's block, buffers and send IRP (all nonpaged); no worker thread.
@@ -28,10 +30,11 @@ from stack.fs.kfs import VOLUME_DEVICE_NAME
 from stack.kernel import (NT_SUCCESS, STATUS_DATA_NOT_ACCEPTED, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS,
                           STATUS_UNSUCCESSFUL, DelayedWorkQueue, IoAllocateIrp, IoAllocateWorkItem, IoCallDriver,
                           IoFreeIrp, IoFreeMdl, IoFreeWorkItem, IoGetDeviceObjectPointer, IoQueueWorkItem,
-                          IoReuseIrp, current_kernel, kroutine)
+                          IoReuseIrp, IoSetCompletionRoutine, current_kernel, kroutine)
 from stack.tdi import sockets as ks
 from stack.tdi.build import TdiBuildSend
 from stack.tdi.constants import TDI_EVENT_DISCONNECT, TDI_EVENT_RECEIVE, TDI_SEND_AND_DISCONNECT
+from stack.wsk import WSK_BUF
 
 from .cache import KhttpdCacheEntry, KhttpdCacheFill, KhttpdResponseCache
 from .conditional import Validators
@@ -132,7 +135,7 @@ def KhttpdProcessRequests(connection: "KhttpdConnection") -> None:
         return
     g = connection.globals
     connection.busy = True
-    if isinstance(item, Request) and _cacheable(item):
+    if isinstance(item, Request) and g.cache is not None and _cacheable(item):
         cache: KhttpdResponseCache = g.cache
         entry = cache.lookup(item.path.fs_path)
         if entry is not None:
@@ -148,7 +151,8 @@ def KhttpdProcessRequests(connection: "KhttpdConnection") -> None:
 
 @kroutine("khttpd")
 def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: KhttpdCacheEntry) -> None:
-    """Any IRQL <= DISPATCH_LEVEL: header MDL -> entry MDL, one TDI_SEND sent with IoCallDriver."""
+    """Any IRQL <= DISPATCH_LEVEL: header MDL -> entry MDL, one TDI_SEND sent with IoCallDriver (over WSK:
+    one WskSend, or WskDisconnect with the data when it is the connection's last response)."""
     from .driver import KhttpdLastResponse, _date_epoch, _header_mdl, _log, _now_s
     g = connection.globals
     http = connection.http
@@ -170,13 +174,18 @@ def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: Kh
     g.stats.static_zero_copy += int(bool(body))
     g.stats.head_requests += int(request.head_only)
     _log(connection, request.method, request.target, request.http_version, 200, body)
-    file_object = ks.connection_file(connection.tdi_fd)
     irp = connection.send_irp
     IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
-    flags = 0
-    if KhttpdLastResponse(connection):
-        connection.disconnected = True
-        flags = TDI_SEND_AND_DISCONNECT  # the response and our FIN in one TDI_SEND
+    last = KhttpdLastResponse(connection)
+    connection.disconnected = connection.disconnected or last
+    if not connection.tdi_fd:  # WSK: WskSend (or WskDisconnect with the data: send and disconnect)
+        socket = connection.Socket
+        IoSetCompletionRoutine(irp, KhttpdCachedSendComplete, connection, True, True, True)
+        call = socket.Dispatch.WskDisconnect if last else socket.Dispatch.WskSend
+        call(socket, WSK_BUF(header_mdl, 0, len(header) + body), 0, irp)
+        return
+    file_object = ks.connection_file(connection.tdi_fd)
+    flags = TDI_SEND_AND_DISCONNECT if last else 0  # the response and our FIN in one TDI_SEND
     TdiBuildSend(irp, file_object.DeviceObject, file_object, KhttpdCachedSendComplete, connection, header_mdl,
                  flags, len(header) + body)
     IoCallDriver(file_object.DeviceObject, irp)
@@ -206,6 +215,10 @@ def KhttpdRequestDone(connection: "KhttpdConnection", ok: bool) -> None:
         _queue_close(connection)
         return
     http.start_next_cycle()
+    if connection.hand_over_deferred:  # HandOver=Accept left a request unread meanwhile
+        from .handover import KhttpdResumeDeferred
+        KhttpdResumeDeferred(connection)
+        return
     KhttpdProcessRequests(connection)
 
 
@@ -262,7 +275,7 @@ def KhttpdServeQueuedWorkItem(DeviceObject: Any, Context: tuple) -> Generator[An
     from .driver import KhttpdSendBytes, KhttpdServeRequest, _http_now, _log
     connection, item, (request,) = Context
     IoFreeWorkItem(item)
-    if not connection.local:
+    if not connection.local and connection.tdi_fd:
         local = yield from ks.getsockname(connection.tdi_fd)
         connection.local = str(getattr(local.ip, "ipv4_mapped", None) or local.ip) if local else ""
     if isinstance(request, ProtocolFailure):
@@ -292,8 +305,14 @@ def KhttpdCloseWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any
     from .driver import KhttpdCloseConnection
     connection, item, _ = Context
     IoFreeWorkItem(item)
-    ks.connection_context(connection.tdi_fd).owner = None
+    _release_event_connection(connection)
+    yield from KhttpdCloseConnection(connection)
+
+
+def _release_event_connection(connection: "KhttpdConnection") -> None:
+    """No more events for this connection: forget it in tdx's context, free its send IRP."""
+    if connection.tdi_fd:
+        ks.connection_context(connection.tdi_fd).owner = None
     if connection.send_irp is not None:
         IoFreeIrp(connection.send_irp)
         connection.send_irp = None
-    yield from KhttpdCloseConnection(connection)

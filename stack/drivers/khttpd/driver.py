@@ -102,6 +102,11 @@ WPP_PROVIDER = WPP_DEFINE_CONTROL_GUID("khttpd", "(6a4e38d4,5b0d,4a6e,9c83,4b2f3
                                        ("TRCERROR", "TRCINFO", "TRCREQUEST", "TRCCONN", "TRCFS"))
 
 
+# Relay (socket to socket), Redirect (307), Queue (kernel request queue), Accept (afd moves the
+# connection, its request unread, into the user-mode server's accept queue: handover.py)
+HAND_OVER_METHODS = ("Relay", "Redirect", "Queue", "Accept")
+
+
 @dataclass(slots=True)
 class KhttpdConfig:
     Port: int = 80
@@ -113,9 +118,9 @@ class KhttpdConfig:
     Transport: str = "WSK"  # or "TDI"
     HeaderTimeoutMs: int = 10_000  # a request head must be complete this long after we start waiting (0: none)
     MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
-    ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (TDI only)
+    ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (receive events)
     SendAndDisconnect: bool = True  # the last response: WskDisconnect with data / TDI_SEND_AND_DISCONNECT
-    HandOver: str = "Relay"  # dynamic requests: Relay (socket to socket), Redirect (307) or Queue (kernel request queue)
+    HandOver: str = "Relay"  # dynamic requests: one of HAND_OVER_METHODS
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
@@ -136,11 +141,18 @@ class KhttpdConfig:
         if config.Transport not in ("WSK", "TDI"):
             raise ValueError(f"Transport must be WSK or TDI, not {config.Transport!r}")
         config.HandOver = str(config.HandOver).capitalize()
-        if config.HandOver not in ("Relay", "Redirect", "Queue"):
-            raise ValueError(f"HandOver must be Relay, Redirect or Queue, not {config.HandOver!r}")
-        if int(config.ResponseCache) and config.Transport != "TDI":
-            raise ValueError("ResponseCache needs Transport=TDI (the cached path answers from TDI's receive event)")
+        if config.HandOver not in HAND_OVER_METHODS:
+            raise ValueError(f"HandOver must be one of {', '.join(HAND_OVER_METHODS)}, not {config.HandOver!r}")
+        if config.HandOver == "Accept" and config.Transport != "WSK":
+            raise ValueError("HandOver=Accept needs Transport=WSK (afd moves a WSK connection; tdx cannot give "
+                             "its connection endpoints away)")
         return config
+
+    @property
+    def event_driven(self) -> bool:
+        """Connections live on receive events, with no worker thread: the response cache answers hits
+        inside them, and the accept hand-over reads requests there without taking them."""
+        return int(self.ResponseCache) > 0 or self.HandOver == "Accept"
 
 
 @dataclass(slots=True)
@@ -154,6 +166,8 @@ class KhttpdStats:
     head_requests: int = 0
     dynamic_relayed: int = 0
     dynamic_redirected: int = 0
+    dynamic_handed_over: int = 0  # HandOver=Accept: connections given to the user-mode server's accept queue
+    hand_over_fallbacks: int = 0  # HandOver=Accept: dynamic requests relayed instead (see handover.py)
     errors: int = 0
     bytes_sent: int = 0
     header_timeouts: int = 0  # connections reset because a request head did not arrive in time
@@ -215,6 +229,9 @@ class KhttpdConnection:
     send_irp: Any = None
     cached_send: Any = None  # (header MDL, cache entry) of the TDI_SEND in flight
     disconnected: bool = False  # the last response went out with send-and-disconnect (FIN already queued)
+    handing_over: bool = False  # HandOver=Accept: a request was left unread for the user-mode server
+    hand_over_failed: bool = False  # ... and afd could not move it: relay from now on
+    hand_over_deferred: bool = False  # a dynamic request left unread until the response in flight is done
 
 
 @dataclass(slots=True, eq=False)
@@ -441,6 +458,12 @@ def KhttpdStartListening(g: KhttpdGlobals) -> Generator[Any, Any, int]:
             return status
         any6 = SOCKADDR_IN6(sin6_family=AF_INET6, sin6_port=g.config.Port, sin6_addr=bytes(16))
         status = yield from _call_and_wait(ctx, listen.WskBind, g.listen_socket, any6, 0)
+        if NT_SUCCESS(status) and g.config.event_driven:
+            from .wsk_events import KhttpdEnableConnectionEvents
+            status = KhttpdEnableConnectionEvents(g)  # accepted sockets inherit receive/disconnect events
+        if NT_SUCCESS(status) and int(g.config.ResponseCache):
+            from .cache import KhttpdResponseCache
+            g.cache = KhttpdResponseCache(int(g.config.ResponseCache))
         return status
     finally:
         _free_async_context(ctx)
@@ -522,6 +545,11 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     if connection is None:
         return STATUS_REQUEST_NOT_ACCEPTED
     AcceptSocketContext.value = connection
+    if g.config.event_driven:  # receive/disconnect events (wsk_events.py): no worker thread
+        from .wsk_events import KHTTPD_CONNECTION_DISPATCH, KhttpdWskAcceptEventDriven
+        AcceptSocketDispatch.value = KHTTPD_CONNECTION_DISPATCH
+        KhttpdWskAcceptEventDriven(connection)
+        return STATUS_SUCCESS
     AcceptSocketDispatch.value = None  # no connection callbacks: receives are IRP-based
     KhttpdQueueConnection(connection)
     return STATUS_SUCCESS
