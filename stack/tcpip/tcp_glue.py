@@ -31,6 +31,7 @@ from stack.kernel.symbols import Frame
 
 from .addr import AF_INET, AF_INET6, SockAddr, any_address, v4_mapped
 from .sharing import Binding, BindTable, Share
+from .syn_hold import drop_all, inspect_segment
 from .events import ClientUpcall, PacketDropped, SegmentReceived, SegmentSent, TcpStateChanged
 from .tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Reset, Retransmitted, StateChanged,
                   TcpConfig,
@@ -231,6 +232,7 @@ class TcpLayer:
         pending, listener._pending_accepts = listener._pending_accepts, []
         for completion in pending:
             completion(None, STATUS_CANCELLED)
+        drop_all(listener)
         offered, listener._offered = listener._offered, []
         for endpoint in offered:  # handed over, never accepted: reset like the rest
             endpoint.close()
@@ -872,6 +874,8 @@ class TcpLayer:
 
     def _listener_segment(self, listener: ListenEndpoint, seg: TcpSegment, rx: "RxFrame",
                           src: bytes, dst: bytes) -> None:
+        if listener.syn_hold is not None and inspect_segment(self, listener, seg, src, dst):
+            return  # held for the client's decision, refused, or a held SYN's retransmission (syn_hold.py)
         k = self.kernel
         core_listener = listener._core
         if seg.payload and seg.flags & 0x10:

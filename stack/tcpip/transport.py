@@ -131,6 +131,7 @@ class ListenEndpoint:
         self._core: Any = None  # stack.tcpip.tcp.TcpListener
         self._pending_accepts: list[Callable[["ConnectionEndpoint | None", int], None]] = []
         self._offered: list["ConnectionEndpoint"] = []  # handed over by offer(), served before the core's queue
+        self.syn_hold: Any = None  # syn_hold.SynHold once set_inspect() was called
 
     def accept(self, completion: Callable[["ConnectionEndpoint | None", int], None]) -> int:
         """Take the oldest established connection (WskAccept / AFD accept).
@@ -139,6 +140,19 @@ class ListenEndpoint:
         ready (at once if one is queued), or `completion(None, STATUS_CANCELLED)` if the
         listener closes first.  Only meaningful without an accept handler."""
         return self._stack.tcp.listener_accept(self, completion)
+
+    def set_inspect(self, inspect: Callable[["ListenEndpoint", SockAddr, SockAddr, int], int],
+                    abort: Callable[["ListenEndpoint", int], None] | None = None) -> None:
+        """Ask `inspect(listener, local, remote, token)` about each new SYN before any SYN-ACK is sent
+        (SO_CONDITIONAL_ACCEPT / TDI_QUERY_ACCEPT): ACCEPT, REFUSE (RST) or STATUS_PENDING (the SYN is
+        held until inspect_complete).  `abort(listener, token)`: a held SYN's peer gave up.  See syn_hold.py."""
+        from .syn_hold import SynHold
+        self.syn_hold = SynHold(inspect, abort)
+
+    def inspect_complete(self, token: int, accept: bool) -> int:
+        """The decision on a held SYN: SYN-ACK now, or RST.  STATUS_INVALID_PARAMETER for an unknown token."""
+        from .syn_hold import complete
+        return complete(self._stack.tcp, self, token, accept)
 
     def offer(self, conn: "ConnectionEndpoint") -> int:
         """Lab-only (afd's accept hand-over, stack/afd/handover.py): an established connection
