@@ -13,10 +13,10 @@ transport interface WSK uses (stack.tcpip.transport): an address object with a c
 handler or a posted TDI_LISTEN becomes a transport listener; a connection endpoint
 becomes a transport connection at connect or accept time.
 
-Two quirks a reader must know.  The transport only reports a connection once the
-handshake is done, so TDI_LISTEN with TDI_QUERY_ACCEPT completes then and holds the
-connection (no data indicated) until the client's TDI_ACCEPT or TDI_DISCONNECT.  And a
-receive handler that hands back a TDI_RECEIVE IRP (STATUS_MORE_PROCESSING_REQUIRED) has
+Two things a reader must know.  TDI_LISTEN with TDI_QUERY_ACCEPT completes when the SYN
+arrives, before anything answers it: tcpip holds the SYN (stack/tcpip/syn_hold.py) until the
+client's TDI_ACCEPT (the SYN-ACK goes out; the TDI_ACCEPT completes once the handshake is done)
+or TDI_DISCONNECT (a RST answers the SYN).  And a receive handler that hands back a TDI_RECEIVE IRP (STATUS_MORE_PROCESSING_REQUIRED) has
 that IRP posted by a DPC right after the upcall, with indications held until it completes,
 so the bytes keep their order.
 """
@@ -79,6 +79,7 @@ class TdxAddressObject:
     handlers: dict[int, tuple[Callable[..., int], Any]] = field(default_factory=dict)
     connections: list["TdxConnection"] = field(default_factory=list)
     listen_irps: deque = field(default_factory=deque)  # TDI_LISTEN IRPs waiting for a peer
+    query_accepts: dict = field(default_factory=dict)  # str(remote) -> connection whose TDI_ACCEPT waits for the handshake
     listener: ListenEndpoint | None = None
     datagram: Any = None  # the transport DatagramEndpoint (UDP)
     closed: bool = False
@@ -100,6 +101,8 @@ class TdxConnection:
     state: str = "Idle"  # Associated, Listening, AcceptPending, Connecting, Connected, Disconnected
     remote: SockAddr | None = None
     receive_held: bool = False  # a client refused or asked for an IRP: wait for a TDI_RECEIVE
+    held_syn: int = 0  # TDI_QUERY_ACCEPT: the token of the SYN tcpip holds for our TDI_ACCEPT / TDI_DISCONNECT
+    accept_irp: Any = None  # ... and the TDI_ACCEPT waiting for the handshake it started
     post_irp: Any = None  # a TDI_RECEIVE IRP a receive handler returned, posted by post_dpc
     post_dpc: KDPC = field(default_factory=KDPC)
     bytes_sent: int = 0
@@ -267,6 +270,8 @@ def _cleanup_address(ao: TdxAddressObject) -> None:
         _disassociate(co)
     while ao.listen_irps:
         _complete(ao.listen_irps.popleft(), STATUS_CANCELLED)
+    for co in list(ao.query_accepts.values()):
+        _finish_query_accept(co, STATUS_CANCELLED)
     if ao.listener is not None:
         ao.listener.context = None
         ao.listener.close()
@@ -278,6 +283,7 @@ def _cleanup_address(ao: TdxAddressObject) -> None:
 
 def _cleanup_connection(co: TdxConnection) -> None:
     co.closed = True
+    _refuse_held_syn(co)
     if co.endpoint is not None:
         endpoint, co.endpoint = co.endpoint, None
         endpoint.context = None
@@ -381,6 +387,7 @@ def _ensure_listening(ao: TdxAddressObject) -> int:
                                             v6only=True)
     if listener is None:
         return status
+    listener.set_inspect(TdxTcpInspectIndication, TdxTcpInspectAbort)  # TDI_QUERY_ACCEPT answers before the SYN-ACK
     listener.context = ao
     ao.listener = listener
     return STATUS_SUCCESS
@@ -404,7 +411,17 @@ def TdxListen(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
 
 @kroutine(MODULE)
 def TdxAccept(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
-    """After TDI_LISTEN with TDI_QUERY_ACCEPT: the client takes the offered connection."""
+    """After TDI_LISTEN with TDI_QUERY_ACCEPT: the client takes the offered connection.  tcpip sends
+    the SYN-ACK now; the IRP completes once the handshake is done (TdxTcpAcceptIndication)."""
+    if co.state == "AcceptPending" and co.held_syn and co.ao is not None and co.ao.listener is not None \
+            and co.accept_irp is None:
+        token, co.held_syn = co.held_syn, 0
+        co.accept_irp = Irp
+        co.ao.query_accepts[str(co.remote)] = co
+        IoMarkIrpPending(Irp)
+        if co.ao.listener.inspect_complete(token, True) != STATUS_SUCCESS:
+            _finish_query_accept(co, STATUS_INVALID_CONNECTION)
+        return STATUS_PENDING
     if co.state != "AcceptPending" or co.endpoint is None:
         return _complete(Irp, STATUS_INVALID_CONNECTION)
     _fill_return_info(irpsp.parameters, co.remote)
@@ -452,6 +469,10 @@ def TdxConnect(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
 def TdxDisconnect(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
     """Release (FIN after the queued sends; completes once the FIN is acknowledged) or abort (RST now)."""
     endpoint = co.endpoint
+    if co.held_syn:  # TDI_QUERY_ACCEPT declined: a RST answers the held SYN
+        _refuse_held_syn(co)
+        co.state = "Associated"
+        return _complete(Irp, STATUS_SUCCESS)
     if endpoint is None or co.state not in ("Connected", "AcceptPending", "Disconnected"):
         return _complete(Irp, STATUS_INVALID_CONNECTION)
     flags = irpsp.parameters.RequestFlags
@@ -626,6 +647,21 @@ def _fill_return_info(params: Any, remote: SockAddr | None, name: str = "ReturnC
         info.RemoteAddressLength = len(info.RemoteAddress)
 
 
+def _refuse_held_syn(co: TdxConnection) -> None:
+    token, co.held_syn = co.held_syn, 0
+    if token and co.ao is not None and co.ao.listener is not None:
+        co.ao.listener.inspect_complete(token, False)
+
+
+def _finish_query_accept(co: TdxConnection, status: int) -> None:
+    """The TDI_ACCEPT of a TDI_QUERY_ACCEPT listen completes (handshake done, or it never will)."""
+    irp, co.accept_irp = co.accept_irp, None
+    if co.ao is not None:
+        co.ao.query_accepts.pop(str(co.remote), None)
+    if irp is not None:
+        _complete(irp, status)
+
+
 def _connected(co: TdxConnection) -> None:
     co.state = "Connected"
     _update_handlers(co)
@@ -645,7 +681,7 @@ def _update_handlers(co: TdxConnection) -> None:
 
 # The transport's upcalls live in tdx_upcalls.py (imported last: they use the helpers above).
 from .tdx_upcalls import (TdxDisconnectIndication, TdxPostReceiveDpc, TdxReceiveIndication,  # noqa: E402
-                          TdxTcpAcceptIndication)
+                          TdxTcpAcceptIndication, TdxTcpInspectAbort, TdxTcpInspectIndication)
 
 # --- loading --------------------------------------------------------------------------------------
 

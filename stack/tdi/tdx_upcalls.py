@@ -1,7 +1,8 @@
 """tdx's upcalls from the transport: accept, receive, disconnect (DISPATCH_LEVEL, from the NIC's DPC).
 
-A handshake completes: a posted TDI_LISTEN takes the connection, else the address
-object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives:
+A SYN arrives: a posted TDI_LISTEN with TDI_QUERY_ACCEPT completes before it is answered
+(TdxTcpInspectIndication).  A handshake completes: a posted TDI_LISTEN takes the connection, else
+the address object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives:
 ClientEventChainedReceive (an MDL over the NIC's pages) or ClientEventReceive (a
 lookahead; it may return a TDI_RECEIVE IRP, posted by TdxPostReceiveDpc).  The peer
 closes or resets: ClientEventDisconnect (and ClientEventError on a reset).
@@ -24,8 +25,8 @@ from .constants import (TDI_ACCEPT, TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE
                         TDI_EVENT_CONNECT, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR, TDI_EVENT_RECEIVE, TDI_QUERY_ACCEPT,
                         TDI_RECEIVE, TDI_RECEIVE_AT_DISPATCH_LEVEL, TDI_RECEIVE_ENTIRE_MESSAGE, TDI_RECEIVE_NORMAL)
 from .structs import TRANSPORT_ADDRESS
-from .tdx import (MODULE, TdxAddressObject, TdxConnection, _complete, _connected, _fill_return_info, _globals,
-                  _post_receive, _update_handlers)
+from .tdx import (MODULE, TdxAddressObject, TdxConnection, _complete, _connected, _fill_return_info,
+                  _finish_query_accept, _globals, _post_receive, _update_handlers)
 from .zw import Ref
 
 
@@ -35,6 +36,12 @@ def TdxTcpAcceptIndication(listener: ListenEndpoint, conn: ConnectionEndpoint) -
     ao: TdxAddressObject | None = listener.context
     if ao is None or ao.closed:
         return REFUSE
+    co_waiting = ao.query_accepts.get(str(conn.remote))
+    if co_waiting is not None:  # the handshake a TDI_ACCEPT started (TDI_QUERY_ACCEPT): it completes now
+        _bind(co_waiting, conn)
+        _connected(co_waiting)
+        _finish_query_accept(co_waiting, STATUS_SUCCESS)
+        return ACCEPT
     while ao.listen_irps:
         irp = ao.listen_irps.popleft()
         irpsp = IoGetCurrentIrpStackLocation(irp)
@@ -70,6 +77,46 @@ def TdxTcpAcceptIndication(listener: ListenEndpoint, conn: ConnectionEndpoint) -
     _connected(co)
     _complete(irp, STATUS_SUCCESS)
     return ACCEPT
+
+
+@kroutine(MODULE)
+def TdxTcpInspectIndication(listener: ListenEndpoint, local: Any, remote: Any, token: int) -> int:
+    """A SYN arrived, unanswered.  A posted TDI_LISTEN with TDI_QUERY_ACCEPT completes now and tcpip
+    holds the SYN for the client's TDI_ACCEPT / TDI_DISCONNECT; anything else is decided once the
+    handshake is done (TdxTcpAcceptIndication), so the SYN is answered at once."""
+    from stack.tcpip.syn_hold import PEND
+    ao: TdxAddressObject | None = listener.context
+    if ao is None or ao.closed:
+        return REFUSE
+    if not ao.listen_irps:
+        return ACCEPT
+    irp = ao.listen_irps[0]
+    irpsp = IoGetCurrentIrpStackLocation(irp)
+    if not irpsp.parameters.RequestFlags & TDI_QUERY_ACCEPT:
+        return ACCEPT
+    ao.listen_irps.popleft()
+    co: TdxConnection = irpsp.file_object.FsContext
+    co.state = "AcceptPending"
+    co.held_syn = token
+    co.remote = remote
+    _fill_return_info(irpsp.parameters, remote)
+    _complete(irp, STATUS_SUCCESS)
+    return PEND
+
+
+@kroutine(MODULE)
+def TdxTcpInspectAbort(listener: ListenEndpoint, token: int) -> None:
+    """The peer gave up on a SYN the client was asked about: the offered connection is gone."""
+    ao: TdxAddressObject | None = listener.context
+    for co in list(ao.connections) if ao is not None else []:
+        if co.held_syn == token:
+            co.held_syn = 0
+            co.state = "Associated"
+            entry = ao.handler(TDI_EVENT_DISCONNECT)
+            if entry is not None:
+                handler, context = entry
+                _globals().indications += 1
+                handler(context, co.context, 0, None, 0, None, TDI_DISCONNECT_ABORT)
 
 
 def _bind(co: TdxConnection, conn: ConnectionEndpoint) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+
+import pytest
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,7 @@ from stack.kernel import (DISPATCH_LEVEL, STATUS_ADDRESS_ALREADY_ASSOCIATED, STA
                           STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_CONNECTION,
                           STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_EA_NAME, STATUS_INVALID_PARAMETER,
                           STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, IoAllocateIrp, current_kernel, kroutine)
+from stack.kernel.ke import KeDelayExecutionThread
 from stack.kernel.mdl import mdl_chain_bytes
 from stack.tcpip.addr import SockAddr
 from stack.tdi import (TDI_EVENT_CHAINED_RECEIVE, TDI_EVENT_CONNECT, TDI_EVENT_DISCONNECT, TDI_EVENT_RECEIVE,
@@ -300,3 +303,58 @@ def test_irp_names_tdi_minor_functions_for_tdx_devices():
     assert _minor_name(loc) == "TDI_SEND"
     loc.driver = "\\Driver\\AFD"
     assert _minor_name(loc) == "N/A"
+
+
+def _segments_from(capture, port: int) -> list[int]:
+    """Flags of every distinct segment the server's port sent (the capture sees each on two links)."""
+    from stack.tcpip.wire.frame import parse_frame
+    from stack.tcpip.wire.tcp import TcpHeader
+    seen: dict[tuple[int, int, int], None] = {}
+    for record in capture.records:
+        tcp = parse_frame(record.frame, verify_checksum=False).transport
+        if isinstance(tcp, TcpHeader) and tcp.src_port == port:
+            seen[(tcp.seq, tcp.ack, tcp.flags)] = None
+    return [flags for _, _, flags in seen]
+
+
+@pytest.mark.parametrize("accept", [True, False], ids=["TDI_ACCEPT", "TDI_DISCONNECT"])
+def test_query_accept_holds_the_syn_unanswered_until_tdi_accept_or_tdi_disconnect(accept):
+    """TDI_LISTEN with TDI_QUERY_ACCEPT completes when the SYN arrives; nothing answers the SYN until
+    the client decides: TDI_ACCEPT sends the SYN-ACK, TDI_DISCONNECT a RST."""
+    from stack.tcpip.wire.tcp import ACK, RST, SYN
+    world = lab(seed=12)
+    capture = world.capture()
+    marks: dict[str, int] = {}
+
+    def server():
+        _, ao = ks.open_tdi(4, _address(4))
+        _, co = ks.open_tdi(4, FILE_FULL_EA_INFORMATION(TdiConnectionContext, None))
+        yield from ks.tdi_request(TdiBuildAssociateAddress, co, ao.handle)
+        info = TDI_CONNECTION_INFORMATION()
+        yield from ks.tdi_request(TdiBuildListen, co, TDI_QUERY_ACCEPT, None, info)
+        yield KeDelayExecutionThread(0, False, -2_000 * 10_000)  # decide 2 s later
+        marks["before"] = len(_segments_from(capture, PORT))
+        if accept:
+            status, _ = yield from ks.tdi_request(TdiBuildAccept, co, None, None)
+            marks["accept"] = status
+            buffer, mdl = ks._buffer(16)
+            yield from ks.tdi_request(TdiBuildReceive, co, mdl, 0x4, 5)
+            ks._free_buffer(buffer, mdl)
+            yield from ks.tdi_request(TdiBuildDisconnect, co, None, TDI_DISCONNECT_RELEASE, None, None)
+        else:
+            status, _ = yield from ks.tdi_request(TdiBuildDisconnect, co, None, TDI_DISCONNECT_RELEASE, None, None)
+            marks["disconnect"] = status
+        ks.close_tdi(co)
+        ks.close_tdi(ao)
+
+    server_program = start(world, "winsrv", server)
+    world.run_for(10_000_000)
+    client = start(world, "client", _client("10.0.0.1:5000", b"hello"))
+    world.run_while(lambda: not (client.done and server_program.done), max_events=2_000_000)
+    capture.stop()
+    flags = _segments_from(capture, PORT)
+    assert marks["before"] == 0  # the SYN (and its retransmission) had no answer for 2 s
+    if accept:
+        assert marks["accept"] == 0 and flags[0] == SYN | ACK and client.error is None
+    else:
+        assert marks["disconnect"] == 0 and flags == [RST | ACK] and client.error is not None
