@@ -42,7 +42,7 @@ from .http import NEED_DATA, PAUSED, PEER_CLOSED, ProtocolFailure, Request, http
 from .mime import content_type_for
 
 if TYPE_CHECKING:
-    from .driver import KhttpdConnection, KhttpdGlobals
+    from .state import KhttpdConnection, KhttpdGlobals
 
 
 def _cacheable(request: Request) -> bool:
@@ -153,7 +153,8 @@ def KhttpdProcessRequests(connection: "KhttpdConnection") -> None:
 def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: KhttpdCacheEntry) -> None:
     """Any IRQL <= DISPATCH_LEVEL: header MDL -> entry MDL, one TDI_SEND sent with IoCallDriver (over WSK:
     one WskSend, or WskDisconnect with the data when it is the connection's last response)."""
-    from .driver import KhttpdLastResponse, _date_epoch, _header_mdl, _log, _now_s
+    from .response import KhttpdLastResponse, _header_mdl
+    from .state import _date_epoch, _log, _now_s
     g = connection.globals
     http = connection.http
     g.stats.requests += 1
@@ -239,7 +240,8 @@ def _queue_close(connection: "KhttpdConnection") -> None:
 @kroutine("khttpd")
 def KhttpdCacheMissWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any, None]:
     """Open the file, fill the cache, answer from it."""
-    from .driver import KhttpdServeRequest, _fs_name
+    from .driver import KhttpdServeRequest
+    from .state import _fs_name
     connection, item, (request,) = Context
     IoFreeWorkItem(item)
     g = connection.globals
@@ -272,7 +274,9 @@ def _lab_epoch() -> int:
 @kroutine("khttpd")
 def KhttpdServeQueuedWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any, None]:
     """A request the cache cannot answer: the ordinary path, on a worker thread."""
-    from .driver import KhttpdSendBytes, KhttpdServeRequest, _http_now, _log
+    from .driver import KhttpdServeRequest
+    from .response import KhttpdSendBytes
+    from .state import _http_now, _log
     connection, item, (request,) = Context
     IoFreeWorkItem(item)
     if not connection.local and connection.tdi_fd:
@@ -290,7 +294,8 @@ def KhttpdServeQueuedWorkItem(DeviceObject: Any, Context: tuple) -> Generator[An
 
 @kroutine("khttpd")
 def KhttpdOverLimitWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any, None]:
-    from .driver import KhttpdSendBytes, _http_now, _log
+    from .response import KhttpdSendBytes
+    from .state import _http_now, _log
     connection, item, _ = Context
     IoFreeWorkItem(item)
     yield from KhttpdSendBytes(connection, connection.http.build_error_response(

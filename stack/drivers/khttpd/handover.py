@@ -1,7 +1,13 @@
-"""khttpd's accept hand-over (HandOver=Accept, over WSK): the thesis's hand-over through the accept queue.
+"""khttpd's hand-over of dynamic requests to the user-mode server: every method the thesis weighs.
 
-khttpd reads a request without consuming it, and afd moves the connection - with that request
-still unread in tcpip - into the accept queue of the user-mode server's listening socket
+HandOver=Relay     KhttpdCallBackend: connect to the user-mode server (WskSocketConnect or TDI),
+                   forward the raw request, read its response, re-frame it for the client.
+HandOver=Redirect  KhttpdRedirectDynamic: 307 to the user-mode server's port.
+HandOver=Queue     KhttpdQueueHandOver: HTTP.sys's model, the kernel request queue of queue.py.
+HandOver=Accept    the accept-queue hand-over, below (WSK only).
+
+The accept-queue hand-over: khttpd reads a request without consuming it, and afd moves the
+connection - with that request still unread in tcpip - into the accept queue of the user-mode server's listening socket
 (stack/afd/handover.py, a lab-only afd interface: the thesis says a replaced Winsock would allow
 it, and the lab owns afd).  The user-mode server accepts it with its ordinary accept/AcceptEx
 and reads the request from the first byte; its reply goes straight to the client on the same
@@ -24,28 +30,33 @@ rest), a request pipelined behind bytes already taken, or no user-mode listener 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generator
+from typing import Any, Generator
 
-from stack.kernel import (NT_SUCCESS, TRACE_LEVEL_ERROR, TRACE_LEVEL_INFORMATION, IoFreeWorkItem, TraceEvents,
-                          kroutine)
+from stack.drivers.khttpd.http import NEED_DATA, HttpServerConnection, Request
+from stack.drivers.khttpd import queue as request_queue
+from stack.drivers.khttpd import tdi_transport
+from stack.drivers.khttpd.relay import BackendError, BackendResponseReader
+from stack.kernel import (NT_SUCCESS, TRACE_LEVEL_ERROR, TRACE_LEVEL_INFORMATION, ExFreePoolWithTag, IoAllocateIrp,
+                          IoFreeMdl, IoSetCompletionRoutine, TraceEvents, current_kernel, kroutine)
+from stack.kernel.ke import IoFreeWorkItem
+from stack.kernel.mdl import mdl_chain_views
+from stack.wsk import AF_INET, AF_INET6, IPPROTO_TCP, SOCK_STREAM, WSK_BUF, SOCKADDR_IN, SOCKADDR_IN6
 
-from .http import NEED_DATA, HttpServerConnection, Request
+from .state import BODY_TAG, WPP_PROVIDER, KhttpdConnection, _http_now, _nonpaged_mdl, _docroot_lookup, _log
+from .wsk_transport import _backend_sockaddr, _basic_dispatch, _call_and_wait, KhttpdFreeIrpComplete
+from .response import KhttpdSendBytes
 
-if TYPE_CHECKING:
-    from .driver import KhttpdConnection
 
-
-def _at_request_boundary(connection: "KhttpdConnection") -> bool:
+def _at_request_boundary(connection: KhttpdConnection) -> bool:
     http = connection.http
     return not connection.busy and http.buffered_bytes == 0 and http.current_request is None \
         and http.states["client"] == "IDLE"
 
 
 @kroutine("khttpd")
-def KhttpdConsiderAcceptHandOver(connection: "KhttpdConnection", data: bytes) -> bool:
+def KhttpdConsiderAcceptHandOver(connection: KhttpdConnection, data: bytes) -> bool:
     """Look at the indicated bytes without taking them: True when they are left for the user-mode server."""
     from .cached import _queue
-    from .driver import _docroot_lookup
     if connection.http.buffered_bytes:
         return False  # bytes of this request were taken already: it can only be relayed
     scratch = HttpServerConnection(_docroot_lookup)  # parses a copy: the connection's parser sees nothing
@@ -76,7 +87,7 @@ def KhttpdAcceptHandOverWorkItem(DeviceObject: Any, Context: tuple) -> Generator
     """PASSIVE_LEVEL: afd moves the connection; khttpd closes its now empty socket."""
     from stack.afd.handover import WskProLabHandOverConnection
     from .cached import KhttpdProcessRequests, _queue_close
-    from .driver import WPP_PROVIDER, KhttpdCloseConnection
+    from .driver import KhttpdCloseConnection
     connection, item, (request,) = Context
     IoFreeWorkItem(item)
     g = connection.globals
@@ -106,21 +117,16 @@ def KhttpdAcceptHandOverWorkItem(DeviceObject: Any, Context: tuple) -> Generator
 
 
 @kroutine("khttpd")
-def KhttpdResumeReceives(connection: "KhttpdConnection") -> Generator[Any, Any, None]:
+def KhttpdResumeReceives(connection: KhttpdConnection) -> Generator[Any, Any, None]:
     """A zero-length WskReceive: afd offers the bytes the receive event left again."""
-    from stack.wsk import WSK_BUF
-    from .driver import _call_and_wait
     socket = connection.Socket
     yield from _call_and_wait(connection.send, socket.Dispatch.WskReceive, socket, WSK_BUF(None, 0, 0), 0)
 
 
 @kroutine("khttpd")
-def KhttpdResumeDeferred(connection: "KhttpdConnection") -> None:
+def KhttpdResumeDeferred(connection: KhttpdConnection) -> None:
     """Any IRQL <= DISPATCH_LEVEL: a zero-length WskReceive on a fresh IRP re-arms the receive event,
     which offers the request it left again (now at a request boundary)."""
-    from stack.kernel import IoAllocateIrp, IoSetCompletionRoutine
-    from stack.wsk import WSK_BUF
-    from .driver import KhttpdFreeIrpComplete
     connection.hand_over_deferred = False
     irp = IoAllocateIrp(1)
     if irp is None:
@@ -129,3 +135,109 @@ def KhttpdResumeDeferred(connection: "KhttpdConnection") -> None:
     IoSetCompletionRoutine(irp, KhttpdFreeIrpComplete, None, True, True, True)
     socket = connection.Socket
     socket.Dispatch.WskReceive(socket, WSK_BUF(None, 0, 0), 0, irp)
+
+
+@kroutine("khttpd")
+def KhttpdRelayDynamic(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, bool]:
+    g = connection.globals
+    http = connection.http
+    response = None
+    try:
+        if g.request_queue is not None:
+            response = yield from KhttpdQueueHandOver(connection, request)
+        else:
+            response = yield from KhttpdCallBackend(connection, request)
+    except BackendError as exc:
+        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "backend: %s", str(exc))
+    if response is None:
+        g.stats.errors += 1
+        sent = yield from KhttpdSendBytes(connection, http.build_error_response(502, now_s=_http_now()))
+        _log(connection, request.method, request.target, request.http_version, 502, 0)
+        return sent
+    g.stats.dynamic_relayed += 1
+    header = http.build_response_header(response.status, now_s=_http_now(), content_length=len(response.body),
+                                        content_type=response.content_type, headers=response.headers,
+                                        keep_alive=request.keep_alive)
+    body = b"" if request.head_only else http.body_bytes(response.body)
+    wire = header + body + http.end_response()
+    sent = yield from KhttpdSendBytes(connection, wire)
+    _log(connection, request.method, request.target, request.http_version, response.status, len(body))
+    return sent
+
+
+@kroutine("khttpd")
+def KhttpdQueueHandOver(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, Any]:
+    """HTTP.sys's model: queue the request for the user-mode server, frame its structured reply."""
+    from stack.drivers.khttpd.relay import BackendResponse
+    reply = yield from request_queue.KhttpdQueueRequest(connection.globals.request_queue, request)
+    if reply is None:
+        return None
+    return BackendResponse(reply.StatusCode, reply.ContentType, (("X-Served-By", "usermode-webserver (queue)"),),
+                           reply.Body)
+
+
+@kroutine("khttpd")
+def KhttpdRedirectDynamic(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, bool]:
+    """The simplest hand-over: 307 to the user-mode server's port; the client asks it directly."""
+    g = connection.globals
+    host = g.config.BackendAddress or connection.local
+    if ":" in host:
+        host = f"[{host}]"
+    location = f"http://{host}:{g.config.BackendPort}{request.target.decode('latin-1')}"
+    http = connection.http
+    header = http.build_response_header(307, now_s=_http_now(), content_length=0, headers=[("Location", location)],
+                                        keep_alive=request.keep_alive)
+    g.stats.dynamic_redirected += 1
+    sent = yield from KhttpdSendBytes(connection, header + http.end_response())
+    _log(connection, request.method, request.target, request.http_version, 307, 0)
+    return sent
+
+
+@kroutine("khttpd")
+def KhttpdCallBackend(connection: KhttpdConnection, request: Request) -> Generator[Any, Any, Any]:
+    """WskSocketConnect to the user-mode server, send the raw request, read one response, close."""
+    g = connection.globals
+    if connection.tdi_fd:
+        return (yield from tdi_transport.KhttpdCallBackendTdi(connection, request))
+    npi = g.provider_npi
+    ctx = connection.send
+    remote = _backend_sockaddr(g.config, connection.local)
+    family = AF_INET6 if isinstance(remote, SOCKADDR_IN6) else AF_INET
+    local = (SOCKADDR_IN6(sin6_family=AF_INET6, sin6_port=0, sin6_addr=bytes(16)) if family == AF_INET6
+             else SOCKADDR_IN(sin_family=AF_INET, sin_port=0, sin_addr=bytes(4)))
+    status = yield from _call_and_wait(ctx, npi.Dispatch.WskSocketConnect, npi.Client, SOCK_STREAM, IPPROTO_TCP,
+                                       local, remote, 0, None, None, None, None, None)
+    if not NT_SUCCESS(status):
+        TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "connect to the user-mode server: %!STATUS!",
+                    status)
+        return None
+    backend = ctx.Irp.IoStatus.Information
+    buffer, mdl = _nonpaged_mdl(max(len(request.raw), 1), BODY_TAG)
+    try:
+        if mdl is None:
+            return None
+        k = current_kernel()
+        k.write(buffer, request.raw)
+        k.copies.count(len(request.raw), "KhttpdRelayRequest")
+        status = yield from _call_and_wait(ctx, backend.Dispatch.WskSend, backend,
+                                           WSK_BUF(mdl, 0, len(request.raw)), 0)
+        if not NT_SUCCESS(status):
+            return None
+        reader = BackendResponseReader(request.method)
+        size = g.config.ReceiveBufferSize
+        while True:
+            status = yield from _call_and_wait(ctx, backend.Dispatch.WskReceive, backend,
+                                               WSK_BUF(connection.recv_mdl, 0, size), 0)
+            if not NT_SUCCESS(status):
+                return None
+            count = int(ctx.Irp.IoStatus.Information or 0)
+            data = b"".join(mdl_chain_views(connection.recv_mdl, 0, count)) if count else b""
+            result = reader.feed(data)
+            if result is not None:
+                return result
+    finally:
+        if mdl is not None:
+            IoFreeMdl(mdl)
+            ExFreePoolWithTag(buffer, BODY_TAG)
+        yield from _call_and_wait(ctx, backend.Dispatch.WskDisconnect, backend, None, 0)
+        yield from _call_and_wait(ctx, _basic_dispatch(backend).WskCloseSocket, backend)

@@ -30,7 +30,7 @@ from stack.wsk.structs import WSK_CLIENT_CONNECTION_DISPATCH
 from . import cached
 
 if TYPE_CHECKING:
-    from .driver import KhttpdConnection, KhttpdGlobals
+    from .state import KhttpdConnection, KhttpdGlobals
 
 
 def KhttpdEnableConnectionEvents(g: "KhttpdGlobals") -> int:

@@ -125,19 +125,20 @@ def test_a_keep_alive_client_gets_pipelined_hits_in_order():
 def test_the_irql_rule_is_enforced_a_paged_header_buffer_on_the_hit_path_bug_checks_d1(monkeypatch):
     """The hit path passes the tests above only because it touches nonpaged memory alone: give it a
     paged header buffer and the machine bug-checks DRIVER_IRQL_NOT_LESS_OR_EQUAL in the receive event."""
-    import stack.drivers.khttpd.driver as driver
+    import stack.drivers.khttpd.response as response
+    from stack.drivers.khttpd.state import HEADER_BUFFER_SIZE
     from stack.kernel import PagedPool
     from stack.usermode.socket import run_program
     lab = _lab(seed=49)
     run_client(lab, http_fetch, SERVER4, "GET", "/style.css")
     from stack.kernel import ExAllocatePoolWithTag, IoAllocateMdl, current_kernel
-    paged = lab.run_in("winsrv", ExAllocatePoolWithTag, PagedPool, driver.HEADER_BUFFER_SIZE, "Test")
+    paged = lab.run_in("winsrv", ExAllocatePoolWithTag, PagedPool, HEADER_BUFFER_SIZE, "Test")
 
     def paged_header_mdl(connection, header):
         current_kernel().write(paged, header)  # the header buffer is now pageable
         return IoAllocateMdl(paged, len(header))
 
-    monkeypatch.setattr(driver, "_header_mdl", paged_header_mdl)
+    monkeypatch.setattr(response, "_header_mdl", paged_header_mdl)
     program = run_program(lab.host("client").kernel, http_fetch, SERVER4, "GET", "/style.css")
     lab.run_while(lambda: not program.done and lab.scheduler.halted is None, max_events=2_000_000)
     info = lab.scheduler.halted
@@ -198,19 +199,20 @@ def test_over_wsk_a_hit_is_answered_inside_wsk_receive_event_from_the_nics_dpc_w
 
 
 def test_over_wsk_a_paged_header_buffer_on_the_hit_path_bug_checks_d1_in_wsk_receive_event(monkeypatch):
-    import stack.drivers.khttpd.driver as driver
+    import stack.drivers.khttpd.response as response
+    from stack.drivers.khttpd.state import HEADER_BUFFER_SIZE
     from stack.kernel import PagedPool
     from stack.usermode.socket import run_program
     lab = _wsk_lab(seed=55)
     run_client(lab, http_fetch, SERVER4, "GET", "/style.css")
     from stack.kernel import ExAllocatePoolWithTag, IoAllocateMdl, current_kernel
-    paged = lab.run_in("winsrv", ExAllocatePoolWithTag, PagedPool, driver.HEADER_BUFFER_SIZE, "Test")
+    paged = lab.run_in("winsrv", ExAllocatePoolWithTag, PagedPool, HEADER_BUFFER_SIZE, "Test")
 
     def paged_header_mdl(connection, header):
         current_kernel().write(paged, header)
         return IoAllocateMdl(paged, len(header))
 
-    monkeypatch.setattr(driver, "_header_mdl", paged_header_mdl)
+    monkeypatch.setattr(response, "_header_mdl", paged_header_mdl)
     program = run_program(lab.host("client").kernel, http_fetch, SERVER4, "GET", "/style.css")
     lab.run_while(lambda: not program.done and lab.scheduler.halted is None, max_events=2_000_000)
     info = lab.scheduler.halted
