@@ -127,6 +127,7 @@ class Tcb:
     nodelay: bool = False
     freed: bool = False
     binding: Binding | None = None  # the local address the client bound explicitly
+    rx_indicating: Any = None  # the RxFrame being processed (retain_indication can keep it)
 
 
 class TcpLayer:
@@ -324,6 +325,26 @@ class TcpLayer:
         core.connect(self.kernel.now_ns)
         self._kick(tcb)
         return STATUS_PENDING
+
+    def retain_indication(self, endpoint: ConnectionEndpoint) -> list[Any] | None:
+        """Inside a receive upcall: hold the NBLs behind the indicated bytes (TDI's chained receive
+        returning STATUS_PENDING); None when one of them cannot be held (a copy, low resources)."""
+        tcb: Tcb = endpoint._tcb
+        core = tcb.core
+        if core is None:
+            return None
+        read_ptr = self._read_pointer(core)
+        frames = [rx for end, rx in tcb.held if not _seq_le(end, read_ptr)]
+        rx = tcb.rx_indicating
+        if rx is not None and rx.nbl is not None and rx not in frames:
+            if not rx.can_hold(self):
+                return None
+            frames.append(rx)
+        if not frames:
+            return None
+        for frame in frames:
+            frame.hold()
+        return frames
 
     def handlers_changed(self, endpoint: ConnectionEndpoint) -> None:
         tcb: Tcb = endpoint._tcb
@@ -1126,7 +1147,9 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
     if seg.flags & 0x08 and seg.payload:  # PSH: remember where the pushed data ends
         tcb.push_end = (seg.seq + seg.payload_len) & SEQ_MASK
     core.on_segment(seg, layer.kernel.now_ns)
+    tcb.rx_indicating = rx
     layer._kick(tcb)
+    tcb.rx_indicating = None
     layer.after_segment(tcb, seg, rx)
 
 

@@ -230,6 +230,13 @@ class ConnectionEndpoint:
         counted copy) before the receive handler is offered anything."""
         return self._stack.tcp.receive(self, mdl, offset, length, completion, flags)
 
+    def retain_indication(self) -> Any:
+        """Only inside the receive handler: keep the NBLs that carry the bytes being indicated past the
+        upcall (the handler then takes the bytes, reading them later from the NIC's pages).  Returns a
+        handle for Transport.release_indication, or None when they cannot be kept (copied, low
+        resources): the caller must then not take the bytes.  Each held NBL counts in nbls_held."""
+        return self._stack.tcp.retain_indication(self)
+
     # -- teardown -----------------------------------------------------------------------
     def disconnect(self, abortive: bool = False, completion: Callable[[int], None] | None = None) -> int:
         """Graceful (FIN after all queued sends; STATUS_PENDING, completion(STATUS_SUCCESS)
@@ -367,6 +374,13 @@ class Transport:
         Returns (STATUS_SUCCESS, listener) or (STATUS_ADDRESS_ALREADY_EXISTS / STATUS_ACCESS_DENIED /
         STATUS_INVALID_ADDRESS / STATUS_INVALID_PARAMETER, None)."""
         return self._stack.tcp.listen(local, accept, backlog, v6only, share, owner)
+
+    @staticmethod
+    def release_indication(handle: Any) -> None:
+        """Give back NBLs kept with ConnectionEndpoint.retain_indication (the miniport gets them once
+        nobody else holds them)."""
+        for frame in handle or ():
+            frame.release()
 
     def tcp_socket(self, local: SockAddr | None = None, family: int = AF_INET, share: Share = Share.DEFAULT,
                    owner: object = "System", v6only: bool = True) -> tuple[int, ConnectionEndpoint | None]:

@@ -117,6 +117,8 @@ class TdxGlobals:
     address_objects: list[TdxAddressObject] = field(default_factory=list)
     connections: list[TdxConnection] = field(default_factory=list)
     indications: int = 0  # event handler calls, for the debugger
+    tsdus: dict = field(default_factory=dict)  # chained receives clients kept (STATUS_PENDING), by descriptor
+    bad_tsdu_returns: int = 0  # TdiReturnChainedReceives of something that was not a kept TSDU
 
 
 def tdx_globals(kernel: Kernel) -> TdxGlobals | None:

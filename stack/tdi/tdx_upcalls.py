@@ -4,7 +4,9 @@ A SYN arrives: a posted TDI_LISTEN with TDI_QUERY_ACCEPT completes before it is 
 (TdxTcpInspectIndication).  A handshake completes: a posted TDI_LISTEN takes the connection, else
 the address object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives:
 ClientEventChainedReceive (an MDL over the NIC's pages) or ClientEventReceive (a
-lookahead; it may return a TDI_RECEIVE IRP, posted by TdxPostReceiveDpc).  The peer
+lookahead; it may return a TDI_RECEIVE IRP, posted by TdxPostReceiveDpc).  A chained receive
+handler that returns STATUS_PENDING keeps the TSDU - and the NIC's NBLs under it - until it calls
+TdiReturnChainedReceives.  The peer
 closes or resets: ClientEventDisconnect (and ClientEventError on a reset).
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from stack.kernel import (DISPATCH_LEVEL, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION,
+from stack.kernel import (DISPATCH_LEVEL, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION, STATUS_PENDING,
                           STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, IoFreeMdl, IoGetCurrentIrpStackLocation,
                           IoSetNextIrpStackLocation, KeInsertQueueDpc, current_kernel, kroutine)
 from stack.kernel.kernel import Kernel
@@ -148,13 +150,22 @@ def TdxReceiveIndication(conn: ConnectionEndpoint, views: list[memoryview], nbyt
         if mdl is not None:
             handler, context = chained
             g.indications += 1
+            descriptor = TdxTsdu(mdl, co, nbytes)
             status = handler(context, co.context, _receive_flags(flags) | TDI_RECEIVE_ENTIRE_MESSAGE, nbytes, 0,
-                             mdl, mdl)
+                             mdl, descriptor)
+            if status == STATUS_PENDING:
+                # The client keeps the TSDU: the NBLs under it stay with it until TdiReturnChainedReceives.
+                descriptor.handle = conn.retain_indication()
+                if descriptor.handle is not None:
+                    g.tsdus[id(descriptor)] = descriptor
+                    co.bytes_received += nbytes
+                    return nbytes
+                # (cannot be kept: the bytes stay with the transport, as for STATUS_DATA_NOT_ACCEPTED)
             _free_indication_mdl(mdl)
             if status == STATUS_SUCCESS:
                 co.bytes_received += nbytes
                 return nbytes
-            # STATUS_DATA_NOT_ACCEPTED (and STATUS_PENDING, not kept by this tdx): wait for a TDI_RECEIVE
+            # STATUS_DATA_NOT_ACCEPTED: wait for a TDI_RECEIVE
             co.receive_held = True
             _update_handlers(co)
             return 0
@@ -215,6 +226,39 @@ def TdxDisconnectIndication(conn: ConnectionEndpoint, abortive: bool, status: in
         if error is not None:
             handler, context = error
             handler(context, status)
+
+
+# --- chained receives a client kept (STATUS_PENDING) ------------------------------------------------
+
+class TdxTsdu:
+    """The TsduDescriptor of a chained receive: what TdiReturnChainedReceives gives back."""
+
+    __slots__ = ("mdl", "connection", "length", "handle")
+
+    def __init__(self, mdl: Mdl, connection: TdxConnection, length: int) -> None:
+        self.mdl = mdl
+        self.connection = connection
+        self.length = length
+        self.handle: Any = None  # the transport's hold on the NBLs (ConnectionEndpoint.retain_indication)
+
+    def __repr__(self) -> str:
+        return f"<TSDU {self.length} bytes, mdl {self.mdl.address:x}>"
+
+
+@kroutine(MODULE)
+def TdiReturnChainedReceives(TsduDescriptors: list[Any], NumberOfTsdus: int) -> None:
+    """tdi.sys's export (served by the lab's tdx): give back TSDUs a ClientEventChainedReceive kept by
+    returning STATUS_PENDING.  The NBLs under them go back to the miniport once nothing else holds
+    them.  Any IRQL <= DISPATCH_LEVEL.  A descriptor that is not a kept TSDU is counted and ignored."""
+    from stack.tcpip.transport import Transport
+    g = _globals()
+    for descriptor in list(TsduDescriptors)[:NumberOfTsdus]:
+        if g.tsdus.pop(id(descriptor), None) is None:
+            g.bad_tsdu_returns += 1
+            continue
+        _free_indication_mdl(descriptor.mdl)
+        Transport.release_indication(descriptor.handle)
+        descriptor.handle = None
 
 
 # --- zero-copy MDLs over the NIC's receive pages (chained receive) ----------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 from stack.kernel import (DISPATCH_LEVEL, STATUS_ADDRESS_ALREADY_ASSOCIATED, STATUS_ADDRESS_NOT_ASSOCIATED,
                           STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_CONNECTION,
                           STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_EA_NAME, STATUS_INVALID_PARAMETER,
-                          STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, IoAllocateIrp, current_kernel, kroutine)
+                          STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS, IoAllocateIrp, current_kernel, kroutine)
 from stack.kernel.ke import KeDelayExecutionThread
 from stack.kernel.mdl import mdl_chain_bytes
 from stack.tcpip.addr import SockAddr
@@ -358,3 +358,49 @@ def test_query_accept_holds_the_syn_unanswered_until_tdi_accept_or_tdi_disconnec
         assert marks["accept"] == 0 and flags[0] == SYN | ACK and client.error is None
     else:
         assert marks["disconnect"] == 0 and flags == [RST | ACK] and client.error is not None
+
+
+KEPT: list[Any] = []
+
+
+@kroutine("tdxtest")
+def TestKeepingChainedReceiveHandler(TdiEventContext, ConnectionContext, ReceiveFlags, ReceiveLength, StartingOffset,
+                                     Tsdu, TsduDescriptor):
+    """Keeps every TSDU (STATUS_PENDING): reads it later, then gives it back with TdiReturnChainedReceives."""
+    rec: Recorder = TdiEventContext
+    rec.calls.append(("chained", current_kernel().irql, ReceiveLength))
+    KEPT.append((Tsdu, StartingOffset, ReceiveLength, TsduDescriptor))
+    return STATUS_PENDING
+
+
+def test_a_chained_receive_kept_with_status_pending_holds_the_nics_nbls_until_tdi_return_chained_receives():
+    from stack.ndis.state import ndis_state
+    from stack.tdi import TdiReturnChainedReceives, tdx_globals
+    world = lab(seed=14)
+    rec = Recorder()
+    KEPT.clear()
+    payload = b"kept by the client " * 20
+
+    def server():
+        _, ao = ks.open_tdi(4, _address(4))
+        _, co = ks.open_tdi(4, FILE_FULL_EA_INFORMATION(TdiConnectionContext, rec))
+        yield from ks.tdi_request(TdiBuildAssociateAddress, co, ao.handle)
+        rec.endpoint = co
+        yield from ks.tdi_request(TdiBuildSetEventHandler, ao, TDI_EVENT_CHAINED_RECEIVE,
+                                  TestKeepingChainedReceiveHandler, rec)
+        yield from ks.tdi_request(TdiBuildSetEventHandler, ao, TDI_EVENT_CONNECT, TestConnectHandler, rec)
+
+    run_programs(world, start(world, "winsrv", server))
+    winsrv = world.host("winsrv").kernel
+    adapter = ndis_state(winsrv).adapters[0]
+    idle = adapter.outstanding_indications
+    run_programs(world, start(world, "client", _client("10.0.0.1:5000", payload)))
+    world.run_for(1_000_000_000)
+    assert KEPT and all(irql == DISPATCH_LEVEL for name, irql, _ in rec.calls if name == "chained")
+    # The client owns the TSDUs: the miniport's receive NBLs under them are not back yet.
+    assert adapter.outstanding_indications > idle
+    assert len(tdx_globals(winsrv).tsdus) == len(KEPT)
+    assert b"".join(mdl_chain_bytes(m, o, n) for m, o, n, _ in KEPT) == payload  # still readable, no copy
+    world.run_in("winsrv", TdiReturnChainedReceives, [d for *_, d in KEPT], len(KEPT))
+    world.run_for(1_000_000)
+    assert adapter.outstanding_indications == idle and not tdx_globals(winsrv).tsdus
