@@ -7,8 +7,9 @@ transport address object, TdiConnectionContext a connection endpoint, none a con
 channel), IRP_MJ_INTERNAL_DEVICE_CONTROL IRPs built with TdiBuild* (the minor function
 says which request), IRP_MJ_CLEANUP / IRP_MJ_CLOSE.  What comes out: each IRP completed
 with TDI's status, and calls into the client's event handlers (TDI_EVENT_CONNECT,
-TDI_EVENT_RECEIVE, TDI_EVENT_CHAINED_RECEIVE, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR) from
-the transport's receive path at DISPATCH_LEVEL.  Underneath, tdx is a client of the same
+TDI_EVENT_RECEIVE, TDI_EVENT_CHAINED_RECEIVE, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR, and on UDP
+address objects TDI_EVENT_RECEIVE_DATAGRAM and TDI_EVENT_CHAINED_RECEIVE_DATAGRAM) from the
+transport's receive path at DISPATCH_LEVEL.  Underneath, tdx is a client of the same
 transport interface WSK uses (stack.tcpip.transport): an address object with a connect
 handler or a posted TDI_LISTEN becomes a transport listener; a connection endpoint
 becomes a transport connection at connect or accept time.
@@ -53,7 +54,8 @@ from .constants import (TDI_ACCEPT, TDI_ASSOCIATE_ADDRESS, TDI_CONNECT, TDI_CONN
                         TDI_SEND, TDI_SEND_AND_DISCONNECT, TDI_SEND_DATAGRAM,
                         TDI_SERVICE_CONNECTION_MODE, TDI_SERVICE_CONNECTIONLESS_MODE, TDI_SERVICE_DELAYED_ACCEPTANCE,
                         TDI_SERVICE_ERROR_FREE_DELIVERY, TDI_SERVICE_ORDERLY_RELEASE, TDI_SET_EVENT_HANDLER,
-                        TDI_TRANSPORT_ADDRESS_FILE, TDX_SUPPORTED_EVENTS, TdiConnectionContext, TdiTransportAddress)
+                        TDI_EVENT_CHAINED_RECEIVE_DATAGRAM, TDI_EVENT_RECEIVE_DATAGRAM, TDI_TRANSPORT_ADDRESS_FILE,
+                        TDX_DATAGRAM_EVENTS, TDX_SUPPORTED_EVENTS, TdiConnectionContext, TdiTransportAddress)
 from .structs import TRANSPORT_ADDRESS, TdiAddressError, parse_transport_address
 from .zw import lookup_handle
 
@@ -119,6 +121,7 @@ class TdxGlobals:
     indications: int = 0  # event handler calls, for the debugger
     tsdus: dict = field(default_factory=dict)  # chained receives clients kept (STATUS_PENDING), by descriptor
     bad_tsdu_returns: int = 0  # TdiReturnChainedReceives of something that was not a kept TSDU
+    datagrams_refused: int = 0  # datagrams a receive-datagram handler did not take (dropped, as UDP does)
 
 
 def tdx_globals(kernel: Kernel) -> TdxGlobals | None:
@@ -572,12 +575,15 @@ def TdxSetEventHandler(ao: TdxAddressObject, Irp: Any, irpsp: Any) -> int:
     event = params.EventType
     if event not in TDX_SUPPORTED_EVENTS:
         return _complete(Irp, STATUS_INVALID_PARAMETER)
-    if ao.protocol != "TCP":
-        return _complete(Irp, STATUS_INVALID_PARAMETER)
+    if (ao.protocol == "UDP") != (event in TDX_DATAGRAM_EVENTS) and event != TDI_EVENT_ERROR:
+        return _complete(Irp, STATUS_INVALID_PARAMETER)  # datagram events on \Device\Udp(6), the rest on Tcp
     if params.EventHandler is None:
         ao.handlers.pop(event, None)
     else:
         ao.handlers[event] = (params.EventHandler, params.EventContext)
+    if ao.datagram is not None:  # indicate datagrams while a datagram handler is set (posted receives first)
+        wants = TDI_EVENT_RECEIVE_DATAGRAM in ao.handlers or TDI_EVENT_CHAINED_RECEIVE_DATAGRAM in ao.handlers
+        ao.datagram.receive_handler = TdxReceiveDatagramIndication if wants else None
     if event == TDI_EVENT_CONNECT and params.EventHandler is not None:
         status = _ensure_listening(ao)
         if not NT_SUCCESS(status):
@@ -682,8 +688,8 @@ def _update_handlers(co: TdxConnection) -> None:
 
 
 # The transport's upcalls live in tdx_upcalls.py (imported last: they use the helpers above).
-from .tdx_upcalls import (TdxDisconnectIndication, TdxPostReceiveDpc, TdxReceiveIndication,  # noqa: E402
-                          TdxTcpAcceptIndication, TdxTcpInspectAbort, TdxTcpInspectIndication)
+from .tdx_upcalls import (TdxDisconnectIndication, TdxPostReceiveDpc, TdxReceiveDatagramIndication,  # noqa: E402
+                          TdxReceiveIndication, TdxTcpAcceptIndication, TdxTcpInspectAbort, TdxTcpInspectIndication)
 
 # --- loading --------------------------------------------------------------------------------------
 

@@ -15,17 +15,20 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from stack.kernel import (DISPATCH_LEVEL, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION, STATUS_PENDING,
+from stack.kernel import (DISPATCH_LEVEL, STATUS_BUFFER_OVERFLOW, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION,
+                          STATUS_INVALID_PARAMETER, STATUS_PENDING,
                           STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, IoFreeMdl, IoGetCurrentIrpStackLocation,
                           IoSetNextIrpStackLocation, KeInsertQueueDpc, current_kernel, kroutine)
 from stack.kernel.kernel import Kernel
-from stack.kernel.mdl import MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages
+from stack.kernel.mdl import MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages, copy_to_mdl, mdl_chain_length
 from stack.kernel.memory import ADDRESS_AND_SIZE_TO_SPAN_PAGES, PAGE_SHIFT, PAGE_SIZE
 from stack.tcpip.transport import ACCEPT, RECEIVE_PUSH, REFUSE, ConnectionEndpoint, ListenEndpoint
 
 from .constants import (TDI_ACCEPT, TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE, TDI_EVENT_CHAINED_RECEIVE,
                         TDI_EVENT_CONNECT, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR, TDI_EVENT_RECEIVE, TDI_QUERY_ACCEPT,
-                        TDI_RECEIVE, TDI_RECEIVE_AT_DISPATCH_LEVEL, TDI_RECEIVE_ENTIRE_MESSAGE, TDI_RECEIVE_NORMAL)
+                        TDI_EVENT_CHAINED_RECEIVE_DATAGRAM, TDI_EVENT_RECEIVE_DATAGRAM, TDI_RECEIVE,
+                        TDI_RECEIVE_AT_DISPATCH_LEVEL, TDI_RECEIVE_DATAGRAM, TDI_RECEIVE_ENTIRE_MESSAGE,
+                        TDI_RECEIVE_NORMAL)
 from .structs import TRANSPORT_ADDRESS
 from .tdx import (MODULE, TdxAddressObject, TdxConnection, _complete, _connected, _fill_return_info,
                   _finish_query_accept, _globals, _post_receive, _update_handlers)
@@ -226,6 +229,61 @@ def TdxDisconnectIndication(conn: ConnectionEndpoint, abortive: bool, status: in
         if error is not None:
             handler, context = error
             handler(context, status)
+
+
+# --- datagrams (\\Device\\Udp, \\Device\\Udp6) ---------------------------------------------------------
+
+@kroutine(MODULE)
+def TdxReceiveDatagramIndication(endpoint: Any, remote: Any, views: list[memoryview], nbytes: int) -> None:
+    """A datagram for a UDP address object with a datagram handler (no TDI_RECEIVE_DATAGRAM was posted):
+    ClientEventChainedReceiveDatagram (an MDL over the NIC's pages) or ClientEventReceiveDatagram (the
+    whole datagram as lookahead; it may return a TDI_RECEIVE_DATAGRAM IRP for the bytes it did not
+    take).  Not taken: dropped, as UDP drops what nobody reads."""
+    ao: TdxAddressObject | None = endpoint.context
+    if ao is None or ao.closed:
+        return
+    g = _globals()
+    source = TRANSPORT_ADDRESS(remote)
+    flags = _receive_flags(0) | TDI_RECEIVE_ENTIRE_MESSAGE
+    chained = ao.handler(TDI_EVENT_CHAINED_RECEIVE_DATAGRAM)
+    if chained is not None:
+        mdl = _indication_mdl(views)
+        if mdl is not None:
+            handler, context = chained
+            g.indications += 1
+            # (TsduDescriptor: a datagram's NBL cannot be kept here, so STATUS_PENDING counts as refused)
+            status = handler(context, len(source), source, 0, None, flags, nbytes, 0, mdl, mdl)
+            _free_indication_mdl(mdl)
+            g.datagrams_refused += int(status != STATUS_SUCCESS)
+            return
+    entry = ao.handler(TDI_EVENT_RECEIVE_DATAGRAM)
+    if entry is None:
+        g.datagrams_refused += 1
+        return
+    handler, context = entry
+    tsdu: Any = views[0] if len(views) == 1 else b"".join(views)
+    bytes_taken, irp_out = Ref(0), Ref(None)
+    g.indications += 1
+    status = handler(context, len(source), source, 0, None, flags, nbytes, nbytes, bytes_taken, tsdu, irp_out)
+    if status == STATUS_MORE_PROCESSING_REQUIRED and irp_out.value is not None:
+        _fill_datagram_irp(irp_out.value, remote, tsdu, max(0, min(int(bytes_taken.value or 0), nbytes)), nbytes)
+    elif status != STATUS_SUCCESS:
+        g.datagrams_refused += 1
+
+
+def _fill_datagram_irp(irp: Any, remote: Any, tsdu: Any, taken: int, nbytes: int) -> None:
+    """The TDI_RECEIVE_DATAGRAM a datagram handler returned: the rest of the datagram, copied in now."""
+    IoSetNextIrpStackLocation(irp)  # built, never sent: tdx takes its own location
+    irpsp = IoGetCurrentIrpStackLocation(irp)
+    if irpsp.minor != TDI_RECEIVE_DATAGRAM or irp.mdl_address is None:
+        _complete(irp, STATUS_INVALID_PARAMETER)
+        return
+    rest = nbytes - taken
+    room = min(irpsp.parameters.ReceiveLength, mdl_chain_length(irp.mdl_address))
+    length = min(rest, room)
+    copy_to_mdl(irp.mdl_address, 0, tsdu[taken:taken + length], "TDI_RECEIVE_DATAGRAM from the datagram event")
+    _fill_return_info(irpsp.parameters, remote, "ReturnDatagramInformation")
+    _complete(irp, STATUS_SUCCESS if length == rest else STATUS_BUFFER_OVERFLOW, length)
 
 
 # --- chained receives a client kept (STATUS_PENDING) ------------------------------------------------

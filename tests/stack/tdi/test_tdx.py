@@ -404,3 +404,117 @@ def test_a_chained_receive_kept_with_status_pending_holds_the_nics_nbls_until_td
     world.run_in("winsrv", TdiReturnChainedReceives, [d for *_, d in KEPT], len(KEPT))
     world.run_for(1_000_000)
     assert adapter.outstanding_indications == idle and not tdx_globals(winsrv).tsdus
+
+
+@kroutine("tdxtest")
+def TestReceiveDatagramHandler(TdiEventContext, SourceAddressLength, SourceAddress, OptionsLength, Options,
+                               ReceiveDatagramFlags, BytesIndicated, BytesAvailable, BytesTaken, Tsdu, IoRequestPacket):
+    rec: Recorder = TdiEventContext
+    from stack.tdi.structs import parse_transport_address
+    rec.calls.append(("datagram", current_kernel().irql, ReceiveDatagramFlags,
+                      parse_transport_address(SourceAddress[:SourceAddressLength])))
+    if rec.endpoint is None:  # take it all from the lookahead
+        rec.data += bytes(Tsdu[:BytesIndicated])
+        BytesTaken.value = BytesIndicated
+        return STATUS_SUCCESS
+    # take the first 4 bytes, hand back a TDI_RECEIVE_DATAGRAM IRP for the rest
+    rec.data += bytes(Tsdu[:4])
+    BytesTaken.value = 4
+    irp, mdl, info, ao = rec.endpoint
+    TdiBuildReceiveDatagram(irp, ao.file_object.DeviceObject, ao.file_object, None, None, mdl, 64, None, info, 0)
+    IoRequestPacket.value = irp
+    return STATUS_MORE_PROCESSING_REQUIRED
+
+
+@kroutine("tdxtest")
+def TestChainedReceiveDatagramHandler(TdiEventContext, SourceAddressLength, SourceAddress, OptionsLength, Options,
+                                      ReceiveDatagramFlags, ReceiveDatagramLength, StartingOffset, Tsdu,
+                                      TsduDescriptor):
+    rec: Recorder = TdiEventContext
+    from stack.tdi.structs import parse_transport_address
+    rec.calls.append(("chained datagram", current_kernel().irql, ReceiveDatagramFlags,
+                      parse_transport_address(SourceAddress[:SourceAddressLength])))
+    rec.data += mdl_chain_bytes(Tsdu, StartingOffset, ReceiveDatagramLength)
+    return STATUS_SUCCESS
+
+
+@pytest.mark.parametrize("family,server,client_ip", [(4, "10.0.0.1:5353", "10.0.0.2"),
+                                                     (6, "[fd00::1]:5353", "fd00::2")], ids=["udp", "udp6"])
+@pytest.mark.parametrize("event", ["TDI_EVENT_RECEIVE_DATAGRAM", "TDI_EVENT_CHAINED_RECEIVE_DATAGRAM"])
+def test_a_datagram_is_indicated_to_the_receive_datagram_handler_at_dispatch_level_with_its_source(
+        family, server, client_ip, event):
+    from stack.tdi import TDI_EVENT_CHAINED_RECEIVE_DATAGRAM, TDI_EVENT_RECEIVE_DATAGRAM
+    world = lab(seed=16)
+    rec = Recorder()
+    payload = b"datagram to a kernel TDI client"
+    handler = TestReceiveDatagramHandler if event == "TDI_EVENT_RECEIVE_DATAGRAM" else TestChainedReceiveDatagramHandler
+    kind = TDI_EVENT_RECEIVE_DATAGRAM if event == "TDI_EVENT_RECEIVE_DATAGRAM" else TDI_EVENT_CHAINED_RECEIVE_DATAGRAM
+
+    def server_body():
+        _, ao = ks.open_tdi(family, _address(family, 5353), device="\\Device\\Udp" if family == 4 else "\\Device\\Udp6")
+        status, _ = yield from ks.tdi_request(TdiBuildSetEventHandler, ao, kind, handler, rec)
+        rec.calls.append(("set", status))
+
+    def client():
+        sock = yield from Socket.create(2 if family == 4 else 23, SOCK_DGRAM)
+        yield from sock.sendto(payload, SockAddr.parse(server))
+        yield from sock.close()
+
+    run_programs(world, start(world, "winsrv", server_body))
+    run_programs(world, start(world, "client", client))
+    world.run_for(100_000_000)
+    assert rec.calls[0] == ("set", STATUS_SUCCESS)
+    (_, irql, flags, source), = rec.calls[1:]
+    assert irql == DISPATCH_LEVEL and flags & TDI_RECEIVE_AT_DISPATCH_LEVEL
+    assert str(source.ip) == client_ip
+    assert bytes(rec.data) == payload
+
+
+def test_a_receive_datagram_handler_can_take_part_and_return_an_irp_for_the_rest():
+    from stack.tdi import TDI_EVENT_RECEIVE_DATAGRAM
+    world = lab(seed=18)
+    rec = Recorder()
+    payload = b"head" + b"and the rest of the datagram"
+    done: dict[str, Any] = {}
+
+    def server_body():
+        _, ao = ks.open_tdi(4, _address(4, 5353), device="\\Device\\Udp")
+        buffer, mdl = ks._buffer(64)
+        info = TDI_CONNECTION_INFORMATION()
+        irp = IoAllocateIrp(2)
+        rec.endpoint = (irp, mdl, info, ao)
+        done["mdl"], done["info"], done["irp"] = mdl, info, irp
+        yield from ks.tdi_request(TdiBuildSetEventHandler, ao, TDI_EVENT_RECEIVE_DATAGRAM, TestReceiveDatagramHandler,
+                                  rec)
+
+    def client():
+        sock = yield from Socket.create(2, SOCK_DGRAM)
+        yield from sock.sendto(payload, SockAddr.parse("10.0.0.1:5353"))
+        yield from sock.close()
+
+    run_programs(world, start(world, "winsrv", server_body))
+    run_programs(world, start(world, "client", client))
+    world.run_for(100_000_000)
+    irp = done["irp"]
+    assert irp.IoStatus.Status == STATUS_SUCCESS and irp.IoStatus.Information == len(payload) - 4
+    assert bytes(rec.data) + mdl_chain_bytes(done["mdl"], 0, len(payload) - 4) == payload
+    assert str(done["info"].remote().ip) == "10.0.0.2"
+
+
+def test_datagram_events_are_refused_on_tcp_and_connection_events_on_udp():
+    from stack.tdi import TDI_EVENT_RECEIVE_DATAGRAM
+    world = lab(seed=20)
+    statuses: list[int] = []
+
+    def server_body():
+        _, tcp = ks.open_tdi(4, _address(4, 5400))
+        _, udp = ks.open_tdi(4, _address(4, 5401), device="\\Device\\Udp")
+        status, _ = yield from ks.tdi_request(TdiBuildSetEventHandler, tcp, TDI_EVENT_RECEIVE_DATAGRAM,
+                                              TestReceiveDatagramHandler, None)
+        statuses.append(status)
+        status, _ = yield from ks.tdi_request(TdiBuildSetEventHandler, udp, TDI_EVENT_RECEIVE, TestReceiveDatagramHandler,
+                                              None)
+        statuses.append(status)
+
+    run_programs(world, start(world, "winsrv", server_body))
+    assert statuses == [STATUS_INVALID_PARAMETER, STATUS_INVALID_PARAMETER]
