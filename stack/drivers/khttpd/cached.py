@@ -171,7 +171,7 @@ def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: Kh
     if body:
         header_mdl.next = entry.mdl
         entry.refs += 1
-    connection.cached_send = (header_mdl, entry if body else None)
+    connection.cached_send = (header_mdl, entry if body else None, len(header) + body)
     g.stats.static_zero_copy += int(bool(body))
     g.stats.head_requests += int(request.head_only)
     _log(connection, request.method, request.target, request.http_version, 200, body)
@@ -196,15 +196,15 @@ def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: Kh
 def KhttpdCachedSendComplete(DeviceObject: Any, Irp: Any, Context: "KhttpdConnection") -> int:
     """DISPATCH_LEVEL: the peer acknowledged the response: release, then the next request or close."""
     connection = Context
-    header_mdl, entry = connection.cached_send
+    header_mdl, entry, length = connection.cached_send
     connection.cached_send = None
     header_mdl.next = None
     IoFreeMdl(header_mdl)
     if entry is not None:
         entry.refs -= 1
     ok = NT_SUCCESS(Irp.IoStatus.Status)
-    if ok:
-        connection.globals.stats.bytes_sent += int(Irp.IoStatus.Information or 0)
+    if ok:  # (a WskDisconnect with the data completes with Information 0: count what it carried)
+        connection.globals.stats.bytes_sent += int(Irp.IoStatus.Information or 0) or length
     KhttpdRequestDone(connection, ok)
     return STATUS_MORE_PROCESSING_REQUIRED
 

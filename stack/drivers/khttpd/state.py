@@ -175,7 +175,7 @@ class KhttpdConnection:
     closing: bool = False
     peer_closed: bool = False
     send_irp: Any = None
-    cached_send: Any = None  # (header MDL, cache entry) of the TDI_SEND in flight
+    cached_send: Any = None  # (header MDL, cache entry, length) of the cached send in flight
     disconnected: bool = False  # the last response went out with send-and-disconnect (FIN already queued)
     handing_over: bool = False  # HandOver=Accept: a request was left unread for the user-mode server
     hand_over_failed: bool = False  # ... and afd could not move it: relay from now on

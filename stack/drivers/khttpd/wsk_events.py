@@ -89,11 +89,11 @@ def KhttpdWskReceiveEvent(SocketContext: Any, Flags: int, DataIndication: Any, B
     if connection.handing_over:
         return STATUS_DATA_NOT_ACCEPTED
     data = _indicated_bytes(DataIndication)
+    current_kernel().copies.count(BytesIndicated, "KhttpdWskReceiveEvent")  # for the HTTP parser (or a look)
     if connection.globals.config.HandOver == "Accept" and not connection.hand_over_failed:
         from .handover import KhttpdConsiderAcceptHandOver
         if KhttpdConsiderAcceptHandOver(connection, data):
             return STATUS_DATA_NOT_ACCEPTED  # tcpip keeps the request for the user-mode server
-    current_kernel().copies.count(BytesIndicated, "KhttpdWskReceiveEvent")  # into the HTTP parser's buffer
     connection.http.receive(data)
     cached.KhttpdProcessRequests(connection)
     return STATUS_SUCCESS  # *BytesAccepted is ignored with STATUS_SUCCESS: all of it
