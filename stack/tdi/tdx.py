@@ -392,7 +392,6 @@ def _ensure_listening(ao: TdxAddressObject) -> int:
                                             v6only=True)
     if listener is None:
         return status
-    listener.set_inspect(TdxTcpInspectIndication, TdxTcpInspectAbort)  # TDI_QUERY_ACCEPT answers before the SYN-ACK
     listener.context = ao
     ao.listener = listener
     return STATUS_SUCCESS
@@ -408,6 +407,9 @@ def TdxListen(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
     status = _ensure_listening(co.ao)
     if not NT_SUCCESS(status):
         return _complete(Irp, status)
+    if irpsp.parameters.RequestFlags & TDI_QUERY_ACCEPT and co.ao.listener.syn_hold is None:
+        # From now on tcpip asks tdx about each SYN before answering it (TdxTcpInspectIndication).
+        co.ao.listener.set_inspect(TdxTcpInspectIndication, TdxTcpInspectAbort)
     co.state = "Listening"
     co.ao.listen_irps.append(Irp)
     IoMarkIrpPending(Irp)
