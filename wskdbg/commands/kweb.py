@@ -125,6 +125,11 @@ def cmd_khttpd(dbg: "Engine", inv: Invocation) -> CommandResult:
     if g.config.event_driven:  # connections live on receive events, no worker thread
         events = "TDI ClientEventReceive" if g.config.Transport == "TDI" else "WskReceiveEvent"
         lines.append(f"  connections  event driven: requests parsed in {events} at DISPATCH_LEVEL")
+    if g.config.ConditionalAccept:  # SO_CONDITIONAL_ACCEPT: WskInspectEvent decides before the SYN-ACK
+        lines.append(f"  conditional accept  rejected {s.inspect_rejected} (RST at the SYN), pended {s.inspect_pended}, "
+                     f"waiting now {len(g.inspect_waiting)}")
+        data["conditional_accept"] = {"rejected": s.inspect_rejected, "pended": s.inspect_pended,
+                                      "waiting": len(g.inspect_waiting)}
     if g.config.HandOver != "Relay":
         lines.append(f"  hand-over    {g.config.HandOver} to port {g.config.BackendPort}: "
                      f"redirected {s.dynamic_redirected}, handed over {s.dynamic_handed_over}, "

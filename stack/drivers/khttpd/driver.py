@@ -28,7 +28,8 @@ Port, CopyMode, MaxConnections, BackendPort, BackendAddress, ReceiveBufferSize,
 Transport (``WSK``, the default, or ``TDI``), ResponseCache (bytes of locked pages; hits answered
 in WskReceiveEvent or TDI's ClientEventReceive), HeaderTimeoutMs and MaxConnectionsPerClient (slow
 clients), SendAndDisconnect (the last response carries the FIN: WskDisconnect with data /
-TDI_SEND_AND_DISCONNECT), HandOver (``Relay``, ``Redirect``, ``Queue`` or ``Accept``).
+TDI_SEND_AND_DISCONNECT), HandOver (``Relay``, ``Redirect``, ``Queue`` or ``Accept``),
+ConditionalAccept (WSK: decide at the SYN, before it is answered - inspect.py).
 Errors: 400/404/405/414/431/505 from the HTTP core; 503 over the connection limit; 502 when the
 user-mode server fails.
 """
@@ -370,6 +371,9 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
         g.connections.remove(connection)
     if not connection.over_limit:
         g.stats.connections_active -= 1
+        if g.inspect_waiting:  # ConditionalAccept: a slot is free for a SYN that waits unanswered
+            from .inspect import KhttpdInspectNext
+            KhttpdInspectNext(g)
     k.addr_objects.pop(connection.address, None)
     ExFreePoolWithTag(connection.address, CONNECTION_TAG)
     TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "closed %s after %d requests",

@@ -4,6 +4,7 @@ and the small helpers every part uses (the Date header's clock, the access log, 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,7 @@ class KhttpdConfig:
     BackendAddress: str | None = None  # None: the address the client connected to (winsrv itself)
     ReceiveBufferSize: int = 4096
     Transport: str = "WSK"  # or "TDI"
+    ConditionalAccept: bool = False  # WSK: decide at the SYN (inspect.py): reject per-client excess, pend when full
     HeaderTimeoutMs: int = 10_000  # a request head must be complete this long after we start waiting (0: none)
     MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
     ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (receive events)
@@ -78,7 +80,7 @@ class KhttpdConfig:
                    "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport",
                    "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient",
                    "response_cache": "ResponseCache", "send_and_disconnect": "SendAndDisconnect",
-                   "hand_over": "HandOver"}
+                   "hand_over": "HandOver", "conditional_accept": "ConditionalAccept"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
@@ -91,6 +93,9 @@ class KhttpdConfig:
         config.HandOver = str(config.HandOver).capitalize()
         if config.HandOver not in HAND_OVER_METHODS:
             raise ValueError(f"HandOver must be one of {', '.join(HAND_OVER_METHODS)}, not {config.HandOver!r}")
+        config.ConditionalAccept = bool(int(config.ConditionalAccept))
+        if config.ConditionalAccept and config.Transport != "WSK":
+            raise ValueError("ConditionalAccept needs Transport=WSK (SO_CONDITIONAL_ACCEPT, WskInspectEvent)")
         if config.HandOver == "Accept" and config.Transport != "WSK":
             raise ValueError("HandOver=Accept needs Transport=WSK (afd moves a WSK connection; tdx cannot give "
                              "its connection endpoints away)")
@@ -120,6 +125,8 @@ class KhttpdStats:
     bytes_sent: int = 0
     header_timeouts: int = 0  # connections reset because a request head did not arrive in time
     refused_per_client: int = 0  # of connections_refused: over MaxConnectionsPerClient
+    inspect_rejected: int = 0  # ConditionalAccept: SYNs answered with a RST (client over its limit)
+    inspect_pended: int = 0  # ConditionalAccept: SYNs held unanswered until a slot freed
 
 
 @dataclass(slots=True, eq=False)
@@ -139,6 +146,8 @@ class KhttpdGlobals:
     tdi_listen: list[int] = field(default_factory=list)  # Transport=TDI: the listening socket handles
     cache: Any = None  # KhttpdResponseCache when ResponseCache > 0
     request_queue: Any = None  # HandOver=Queue: the kernel request queue (queue.py)
+    inspect_waiting: deque = field(default_factory=deque)  # ConditionalAccept: pended SYNs' WSK_INSPECT_ID keys
+    inspect_admitting: int = 0  # ConditionalAccept: accepted at the SYN, not yet at KhttpdAcceptEvent
     stopping: bool = False
     drained: KEVENT = field(default_factory=lambda: KEVENT(NotificationEvent, True))
 

@@ -26,6 +26,7 @@ from stack.wsk import (AF_INET, AF_INET6, IPPROTO_IPV6, IPPROTO_TCP, IPV6_V6ONLY
                        WSK_SET_STATIC_EVENT_CALLBACKS, SOCKADDR_IN, SOCKADDR_IN6, MAKE_WSK_VERSION, Ref,
                        NPI_WSK_INTERFACE_ID, WSK_EVENT_CALLBACK_CONTROL_SIZE, WSK_FLAG_ABORTIVE, WskCaptureProviderNPI,
                        WskRegister, WskSetOption)
+from stack.wsk.constants import SO_CONDITIONAL_ACCEPT, SOL_SOCKET
 
 from .state import KhttpdConfig, KhttpdGlobals, KhttpdAsyncContext, KhttpdConnection
 
@@ -134,6 +135,10 @@ def KhttpdStartListening(g: KhttpdGlobals) -> Generator[Any, Any, int]:
         status = yield from _call_and_wait(ctx, _basic_dispatch(g.listen_socket).WskControlSocket,
                                            g.listen_socket, WskSetOption, IPV6_V6ONLY, IPPROTO_IPV6, 4,
                                            (0).to_bytes(4, "little"), 0, None, None)
+        if NT_SUCCESS(status) and g.config.ConditionalAccept:  # before the bind: WskInspectEvent at each SYN
+            status = yield from _call_and_wait(ctx, _basic_dispatch(g.listen_socket).WskControlSocket,
+                                               g.listen_socket, WskSetOption, SO_CONDITIONAL_ACCEPT, SOL_SOCKET, 4,
+                                               (1).to_bytes(4, "little"), 0, None, None)
         if not NT_SUCCESS(status):
             return status
         any6 = SOCKADDR_IN6(sin6_family=AF_INET6, sin6_port=g.config.Port, sin6_addr=bytes(16))
@@ -177,6 +182,9 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
         return STATUS_SUCCESS
     if g.stopping or g.device is None:
         return STATUS_REQUEST_NOT_ACCEPTED
+    if g.config.ConditionalAccept:
+        from .inspect import KhttpdAdmitted
+        KhttpdAdmitted(g)
     # The addresses are valid only during the callback (as in C): keep their text.
     connection = KhttpdNewConnection(g, AcceptSocket, _sockaddr_text(RemoteAddress), _sockaddr_text(LocalAddress))
     if connection is None:
@@ -192,4 +200,7 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     return STATUS_SUCCESS
 
 
-KHTTPD_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH(KhttpdAcceptEvent, None, None)
+from .inspect import KhttpdAbortEvent, KhttpdInspectEvent  # noqa: E402
+
+# WskInspectEvent / WskAbortEvent are called only when SO_CONDITIONAL_ACCEPT is on (ConditionalAccept=1).
+KHTTPD_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH(KhttpdAcceptEvent, KhttpdInspectEvent, KhttpdAbortEvent)
