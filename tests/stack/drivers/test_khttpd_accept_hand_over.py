@@ -120,3 +120,22 @@ def test_without_a_user_mode_listener_the_request_is_relayed_and_counted_as_a_fa
 def test_hand_over_accept_is_refused_over_tdi():
     with pytest.raises(ValueError, match="Transport=WSK"):
         KhttpdConfig.from_values({"Transport": "TDI", "HandOver": "Accept"})
+
+
+def test_unload_after_hand_overs_leaks_no_pool_and_leaves_no_wsk_socket():
+    from stack.drivers.khttpd.driver import POOL_TAGS
+    from stack.kernel import IoUnloadDriver
+    from stack.kernel.pool import tag_from_str
+    from stack.wsk import wsk_sockets
+    lab = _lab(83)
+    k = lab.host("winsrv").kernel
+    run_client(lab, http_session, SERVER4, [("GET", "/index.html"), ("GET", "/app/hello")])
+    run_client(lab, http_fetch, SERVER6, "GET", "/app/bytes?n=10")
+    assert khttpd_globals(k).stats.dynamic_handed_over == 2
+    done: list[int] = []
+    IoUnloadDriver(k, k.drivers["khttpd"], on_done=done.append)
+    lab.run_while(lambda: not done, max_events=1_000_000)
+    lab.check()
+    tags = {tag_from_str(t) for t in POOL_TAGS}
+    assert not [b for b in k.pool.allocated_blocks() if b.tag in tags]
+    assert not [s for s in wsk_sockets(k) if "khttpd" in str(s.owner)]
