@@ -151,11 +151,11 @@ def _host_rows(count: int) -> list[Row]:
 def cpu_model_rows(count: int, seed: int) -> None:
     """With processors that spend time (the 2003 profile, 1 Gb/s): virtual time per request and
     winsrv CPU per request for each server (tests/bench/thesis_lab.py)."""
-    from tests.bench.thesis_lab import SERVERS, measure, server_world
+    from tests.bench.thesis_lab import MORE_SERVERS, SERVERS, measure, server_world
 
     print("\nwinsrv with one 2003-era processor (stack/kernel/costs.py), 1 Gb/s, one request at a time:")
     print(f"{'server':20} {'size':>8} | {'virt us/req':>11} {'cpu us/req':>10} {'copied B/req':>12}")
-    for server in SERVERS:
+    for server in SERVERS + MORE_SERVERS:
         world = server_world(server, "2003", 1_000_000_000, seed)
         for size in (1024, 65536, 262144, 1048576):
             r = measure(world, server, size, count if size < 262144 else max(1, count // 4))
