@@ -7,6 +7,8 @@ lab owns afd, so it is built here.  The name follows afd's style (WskPro* for wh
 nothing in wsk.h declares it.
 
     status = WskProLabHandOverConnection(Socket, Port)      (IRQL <= DISPATCH_LEVEL)
+    status = AfdLabOfferConnection(Kernel, Connection, Port)  (the same for a bare transport connection,
+                                                               e.g. one tdx gave up: TdxLabReleaseConnection)
 
 Socket is an accepted WSK connection socket the client has stopped reading: its receive event
 returned STATUS_DATA_NOT_ACCEPTED for the request it looked at (so tcpip still holds those bytes,
@@ -33,16 +35,36 @@ from .device import AfdEndpoint
 from .socket import WskSocketObject, publish_call
 
 
-def _user_mode_listener(provider: Any, conn: Any, port: int) -> Any:
+def _user_mode_listener(transport: Any, conn: Any, port: int) -> Any:
     """The \\Device\\Afd listening endpoint on `port` that can take `conn` (same family, or a
     dual-stack IPv6 listener for a v4-mapped connection)."""
     version = conn.local.ip.version
-    for listener in provider.transport.listeners():
+    dual_stack = None
+    for listener in transport.listeners():
         if listener.closed or listener.local.port != port or not isinstance(listener.context, AfdEndpoint):
             continue
         if listener.local.ip.version == version:
             return listener
-    return None
+        if version == 4 and listener.local.is_unspecified and not listener.v6only:
+            dual_stack = listener  # an IPv4 connection (a TDI one) for a dual-stack [::] listener
+    return dual_stack
+
+
+def AfdLabCanOffer(Kernel: Any, Connection: Any, Port: int) -> bool:
+    """Is there a user-mode listener on Port that AfdLabOfferConnection would give Connection to?"""
+    from stack.tcpip.transport import get_transport
+    return _user_mode_listener(get_transport(Kernel), Connection, Port) is not None
+
+
+@kroutine("afd")
+def AfdLabOfferConnection(Kernel: Any, Connection: Any, Port: int) -> int:
+    """Offer an established transport connection nobody owns any more (handlers and context cleared)
+    to the user-mode listener on Port, unread bytes and all.  Invented for the lab, as above."""
+    from stack.tcpip.transport import get_transport
+    listener = _user_mode_listener(get_transport(Kernel), Connection, Port)
+    if listener is None:
+        return STATUS_CONNECTION_REFUSED
+    return listener.offer(Connection)
 
 
 @kroutine("afd")
@@ -54,7 +76,7 @@ def WskProLabHandOverConnection(Socket: WskSocketObject, Port: int) -> int:
             or Socket.remote is None or Socket.sends_pending or Socket.receives_pending or Socket.held:
         return STATUS_INVALID_DEVICE_STATE
     provider = Socket.provider
-    listener = _user_mode_listener(provider, conn, Port)
+    listener = _user_mode_listener(provider.transport, conn, Port)
     if listener is None:
         return STATUS_CONNECTION_REFUSED
     conn.set_handlers()  # no more WskReceiveEvent: the user-mode endpoint reads with posted receives

@@ -657,6 +657,25 @@ def _fill_return_info(params: Any, remote: SockAddr | None, name: str = "ReturnC
         info.RemoteAddressLength = len(info.RemoteAddress)
 
 
+@kroutine(MODULE)
+def TdxLabReleaseConnection(FileObject: Any) -> Any:
+    """INVENTED FOR THE LAB (khttpd's accept hand-over over TDI; no such request in TDI): give up a
+    connected endpoint's transport connection, with the bytes the client left unread, to a caller
+    that hands it to someone else (afd's AfdLabOfferConnection).  The endpoint keeps no connection
+    (state Disconnected): closing it sends nothing.  None when it is not a connected endpoint with
+    nothing outstanding."""
+    co = getattr(FileObject, "FsContext", None)
+    if not isinstance(co, TdxConnection) or co.closed or co.state != "Connected" or co.endpoint is None \
+            or co.post_irp is not None:
+        return None
+    conn, co.endpoint = co.endpoint, None
+    conn.set_handlers()
+    conn.context = None
+    co.state = "Disconnected"
+    co.receive_held = False
+    return conn
+
+
 def _refuse_held_syn(co: TdxConnection) -> None:
     token, co.held_syn = co.held_syn, 0
     if token and co.ao is not None and co.ao.listener is not None:

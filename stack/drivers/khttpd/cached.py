@@ -99,9 +99,18 @@ def KhttpdTdiReceiveEvent(TdiEventContext: Any, ConnectionContext: Any, ReceiveF
     if connection is None or connection.closing:
         BytesTaken.value = 0
         return STATUS_DATA_NOT_ACCEPTED
+    if connection.handing_over:
+        BytesTaken.value = 0
+        return STATUS_DATA_NOT_ACCEPTED
     k = current_kernel()
-    k.copies.count(BytesIndicated, "KhttpdTdiReceiveEvent")  # into the HTTP parser's buffer
-    connection.http.receive(bytes(Tsdu[:BytesIndicated]))
+    k.copies.count(BytesIndicated, "KhttpdTdiReceiveEvent")  # into the HTTP parser's buffer (or a look)
+    data = bytes(Tsdu[:BytesIndicated])
+    if connection.globals.config.HandOver == "Accept" and not connection.hand_over_failed:
+        from .handover import KhttpdConsiderAcceptHandOver
+        if KhttpdConsiderAcceptHandOver(connection, data):
+            BytesTaken.value = 0
+            return STATUS_DATA_NOT_ACCEPTED  # tdx holds the bytes (and stops indicating) for the user-mode server
+    connection.http.receive(data)
     BytesTaken.value = BytesIndicated
     KhttpdProcessRequests(connection)
     return STATUS_SUCCESS
@@ -216,9 +225,9 @@ def KhttpdRequestDone(connection: "KhttpdConnection", ok: bool) -> None:
         _queue_close(connection)
         return
     http.start_next_cycle()
-    if connection.hand_over_deferred:  # HandOver=Accept left a request unread meanwhile
-        from .handover import KhttpdResumeDeferred
-        KhttpdResumeDeferred(connection)
+    if connection.hand_over_deferred is not None:  # HandOver=Accept left a request unread meanwhile
+        from .handover import KhttpdHandOverDeferred
+        KhttpdHandOverDeferred(connection)
         return
     KhttpdProcessRequests(connection)
 

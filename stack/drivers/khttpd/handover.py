@@ -4,7 +4,8 @@ HandOver=Relay     KhttpdCallBackend: connect to the user-mode server (WskSocket
                    forward the raw request, read its response, re-frame it for the client.
 HandOver=Redirect  KhttpdRedirectDynamic: 307 to the user-mode server's port.
 HandOver=Queue     KhttpdQueueHandOver: HTTP.sys's model, the kernel request queue of queue.py.
-HandOver=Accept    the accept-queue hand-over, below (WSK only).
+HandOver=Accept    the accept-queue hand-over, below (over WSK, and over TDI through tdx's lab-only
+                   TdxLabReleaseConnection: KhttpdTdiHandOver).
 
 The accept-queue hand-over: khttpd reads a request without consuming it, and afd moves the
 connection - with that request still unread in tcpip - into the accept queue of the user-mode server's listening socket
@@ -22,7 +23,7 @@ KhttpdAcceptHandOverWorkItem (PASSIVE_LEVEL)
     socket (no disconnect: the connection is the user-mode server's).
 
 A dynamic request that arrives while the previous response is still going out is left unread
-too, and looked at again once that response is done (KhttpdResumeDeferred).  Requests it cannot
+too, and handed over once that response is done (KhttpdHandOverDeferred).  Requests it cannot
 hand over are relayed as with HandOver=Relay and counted in hand_over_fallbacks: a head that
 does not arrive within one indication (khttpd would have to take the first part to see the
 rest), a request pipelined behind bytes already taken, or no user-mode listener on BackendPort.
@@ -36,14 +37,14 @@ from stack.drivers.khttpd.http import NEED_DATA, HttpServerConnection, Request
 from stack.drivers.khttpd import queue as request_queue
 from stack.drivers.khttpd import tdi_transport
 from stack.drivers.khttpd.relay import BackendError, BackendResponseReader
-from stack.kernel import (NT_SUCCESS, TRACE_LEVEL_ERROR, TRACE_LEVEL_INFORMATION, ExFreePoolWithTag, IoAllocateIrp,
-                          IoFreeMdl, IoSetCompletionRoutine, TraceEvents, current_kernel, kroutine)
+from stack.kernel import (NT_SUCCESS, TRACE_LEVEL_ERROR, TRACE_LEVEL_INFORMATION, ExFreePoolWithTag, IoFreeMdl,
+                          TraceEvents, current_kernel, kroutine)
 from stack.kernel.ke import IoFreeWorkItem
 from stack.kernel.mdl import mdl_chain_views
 from stack.wsk import AF_INET, AF_INET6, IPPROTO_TCP, SOCK_STREAM, WSK_BUF, SOCKADDR_IN, SOCKADDR_IN6
 
 from .state import BODY_TAG, WPP_PROVIDER, KhttpdConnection, _http_now, _nonpaged_mdl, _docroot_lookup, _log
-from .wsk_transport import _backend_sockaddr, _basic_dispatch, _call_and_wait, KhttpdFreeIrpComplete
+from .wsk_transport import _backend_sockaddr, _basic_dispatch, _call_and_wait
 from .response import KhttpdSendBytes
 
 
@@ -64,9 +65,9 @@ def KhttpdConsiderAcceptHandOver(connection: KhttpdConnection, data: bytes) -> b
     item = scratch.next_request()
     if isinstance(item, Request) and item.error is None and item.dynamic:
         if not _at_request_boundary(connection):
-            # The previous response is still going out: leave the request where it is; KhttpdRequestDone
-            # re-arms the receive event (KhttpdResumeDeferred) and it is looked at again.
-            connection.hand_over_deferred = True
+            # The previous response is still going out: leave the request where it is (the transport
+            # indicates nothing more meanwhile); KhttpdRequestDone hands it over once that response is done.
+            connection.hand_over_deferred = item
             return True
         connection.handing_over = True
         _queue(connection, KhttpdAcceptHandOverWorkItem, item)
@@ -91,7 +92,10 @@ def KhttpdAcceptHandOverWorkItem(DeviceObject: Any, Context: tuple) -> Generator
     connection, item, (request,) = Context
     IoFreeWorkItem(item)
     g = connection.globals
-    status = WskProLabHandOverConnection(connection.Socket, g.config.BackendPort)
+    if connection.tdi_fd:
+        status = KhttpdTdiHandOver(connection)
+    else:
+        status = WskProLabHandOverConnection(connection.Socket, g.config.BackendPort)
     if NT_SUCCESS(status):
         g.stats.requests += 1
         g.stats.dynamic_handed_over += 1
@@ -109,11 +113,45 @@ def KhttpdAcceptHandOverWorkItem(DeviceObject: Any, Context: tuple) -> Generator
     g.stats.hand_over_fallbacks += 1
     connection.hand_over_failed = True
     connection.handing_over = False
-    yield from KhttpdResumeReceives(connection)
+    if connection.tdi_fd:  # tdx indicates again once a TDI_RECEIVE took the bytes it holds
+        count = yield from tdi_transport.recv_mdl(connection.tdi_fd, connection.recv_mdl,
+                                                  g.config.ReceiveBufferSize)
+        if count < 0:
+            _queue_close(connection)
+            return
+        connection.http.receive(b"".join(mdl_chain_views(connection.recv_mdl, 0, count)) if count else b"")
+    else:
+        yield from KhttpdResumeReceives(connection)
     if connection.peer_closed:
         _queue_close(connection)
     else:
         KhttpdProcessRequests(connection)
+
+
+@kroutine("khttpd")
+def KhttpdTdiHandOver(connection: KhttpdConnection) -> int:
+    """Over TDI: tdx gives up the connection (TdxLabReleaseConnection, lab-only), afd offers it to the
+    user-mode listener (AfdLabOfferConnection, lab-only).  Checked first, so a failure leaves it with tdx."""
+    from stack.afd.handover import AfdLabCanOffer, AfdLabOfferConnection
+    from stack.kernel import STATUS_CONNECTION_REFUSED, STATUS_INVALID_DEVICE_STATE
+    from stack.tdi import sockets as ks
+    from stack.tdi.tdx import TdxLabReleaseConnection
+    k = current_kernel()
+    port = connection.globals.config.BackendPort
+    file_object = ks.connection_file(connection.tdi_fd)
+    endpoint = getattr(getattr(file_object, "FsContext", None), "endpoint", None)
+    if endpoint is None:
+        return STATUS_INVALID_DEVICE_STATE
+    if not AfdLabCanOffer(k, endpoint, port):
+        return STATUS_CONNECTION_REFUSED
+    conn = TdxLabReleaseConnection(file_object)
+    if conn is None:
+        return STATUS_INVALID_DEVICE_STATE
+    status = AfdLabOfferConnection(k, conn, port)
+    if not NT_SUCCESS(status):  # (cannot happen after the check above) nobody will own it: reset it
+        conn.disconnect(True)
+        conn.close()
+    return status
 
 
 @kroutine("khttpd")
@@ -124,17 +162,13 @@ def KhttpdResumeReceives(connection: KhttpdConnection) -> Generator[Any, Any, No
 
 
 @kroutine("khttpd")
-def KhttpdResumeDeferred(connection: KhttpdConnection) -> None:
-    """Any IRQL <= DISPATCH_LEVEL: a zero-length WskReceive on a fresh IRP re-arms the receive event,
-    which offers the request it left again (now at a request boundary)."""
-    connection.hand_over_deferred = False
-    irp = IoAllocateIrp(1)
-    if irp is None:
-        connection.hand_over_failed = True  # no IRP to re-arm with: the request stays unread until close
-        return
-    IoSetCompletionRoutine(irp, KhttpdFreeIrpComplete, None, True, True, True)
-    socket = connection.Socket
-    socket.Dispatch.WskReceive(socket, WSK_BUF(None, 0, 0), 0, irp)
+def KhttpdHandOverDeferred(connection: KhttpdConnection) -> None:
+    """The response in flight is done: hand over the request the receive event left unread meanwhile
+    (its bytes are still the first unread ones: nothing was taken since)."""
+    from .cached import _queue
+    request, connection.hand_over_deferred = connection.hand_over_deferred, None
+    connection.handing_over = True
+    _queue(connection, KhttpdAcceptHandOverWorkItem, request)
 
 
 @kroutine("khttpd")

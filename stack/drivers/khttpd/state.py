@@ -96,9 +96,6 @@ class KhttpdConfig:
         config.ConditionalAccept = bool(int(config.ConditionalAccept))
         if config.ConditionalAccept and config.Transport != "WSK":
             raise ValueError("ConditionalAccept needs Transport=WSK (SO_CONDITIONAL_ACCEPT, WskInspectEvent)")
-        if config.HandOver == "Accept" and config.Transport != "WSK":
-            raise ValueError("HandOver=Accept needs Transport=WSK (afd moves a WSK connection; tdx cannot give "
-                             "its connection endpoints away)")
         return config
 
     @property
@@ -188,7 +185,7 @@ class KhttpdConnection:
     disconnected: bool = False  # the last response went out with send-and-disconnect (FIN already queued)
     handing_over: bool = False  # HandOver=Accept: a request was left unread for the user-mode server
     hand_over_failed: bool = False  # ... and afd could not move it: relay from now on
-    hand_over_deferred: bool = False  # a dynamic request left unread until the response in flight is done
+    hand_over_deferred: Any = None  # the dynamic Request left unread until the response in flight is done
 
 
 @dataclass(slots=True, eq=False)

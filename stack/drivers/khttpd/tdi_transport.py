@@ -42,8 +42,8 @@ def KhttpdStartListeningTdi(g: "KhttpdGlobals") -> Generator[Any, Any, int]:
     from .cache import KhttpdResponseCache
     from .cached import KhttpdStartCachedListening, KhttpdTdiAcceptCallback
     ks.ks_startup(g.device)
-    cached = int(g.config.ResponseCache) > 0
-    if cached:
+    cached = g.config.event_driven  # (the cached path's event-driven connections, with or without a cache)
+    if int(g.config.ResponseCache):
         g.cache = KhttpdResponseCache(int(g.config.ResponseCache))
     for any_ip, af in (("0.0.0.0", 2), ("::", 23)):
         fd = ks.socket(af)
