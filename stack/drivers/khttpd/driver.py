@@ -62,6 +62,10 @@ from .wsk_transport import (_basic_dispatch, _new_async_context, _free_async_con
 from .response import KhttpdServeStatic, KhttpdSendBytes
 from .handover import KhttpdRelayDynamic, KhttpdRedirectDynamic
 
+# Every part loads with the driver, so its routines' symbols get their addresses in one fixed order
+# (a transcript must not depend on which configuration ran first in a process).
+from . import cache, cached, inspect, wsk_events  # noqa: F401,E402
+
 # What tests, the debugger and the other parts import from "the driver" (defined in state.py).
 from .state import BODY_TAG, SEND_TAG, KhttpdStats, khttpd_globals  # noqa: F401,E402
 
