@@ -17,7 +17,8 @@ becomes a transport connection at connect or accept time.
 Two things a reader must know.  TDI_LISTEN with TDI_QUERY_ACCEPT completes when the SYN
 arrives, before anything answers it: tcpip holds the SYN (stack/tcpip/syn_hold.py) until the
 client's TDI_ACCEPT (the SYN-ACK goes out; the TDI_ACCEPT completes once the handshake is done)
-or TDI_DISCONNECT (a RST answers the SYN).  And a receive handler that hands back a TDI_RECEIVE IRP (STATUS_MORE_PROCESSING_REQUIRED) has
+or TDI_DISCONNECT (a RST answers the SYN).  And a receive handler that hands back a TDI_RECEIVE IRP
+(STATUS_MORE_PROCESSING_REQUIRED) has
 that IRP posted by a DPC right after the upcall, with indications held until it completes,
 so the bytes keep their order.
 """
@@ -81,7 +82,7 @@ class TdxAddressObject:
     handlers: dict[int, tuple[Callable[..., int], Any]] = field(default_factory=dict)
     connections: list["TdxConnection"] = field(default_factory=list)
     listen_irps: deque = field(default_factory=deque)  # TDI_LISTEN IRPs waiting for a peer
-    query_accepts: dict = field(default_factory=dict)  # str(remote) -> connection whose TDI_ACCEPT waits for the handshake
+    query_accepts: dict = field(default_factory=dict)  # str(remote) -> endpoint whose TDI_ACCEPT awaits the handshake
     listener: ListenEndpoint | None = None
     datagram: Any = None  # the transport DatagramEndpoint (UDP)
     closed: bool = False

@@ -29,7 +29,7 @@ Transport (``WSK``, the default, or ``TDI``), ResponseCache (bytes of locked pag
 in WskReceiveEvent or TDI's ClientEventReceive), HeaderTimeoutMs and MaxConnectionsPerClient (slow
 clients), SendAndDisconnect (the last response carries the FIN: WskDisconnect with data /
 TDI_SEND_AND_DISCONNECT), HandOver (``Relay``, ``Redirect``, ``Queue`` or ``Accept``),
-ConditionalAccept (WSK: decide at the SYN, before it is answered - inspect.py).
+ConditionalAccept (WSK: decide at the SYN, before it is answered - syn_inspect.py).
 Errors: 400/404/405/414/431/505 from the HTTP core; 503 over the connection limit; 502 when the
 user-mode server fails.
 """
@@ -64,7 +64,7 @@ from .handover import KhttpdRelayDynamic, KhttpdRedirectDynamic
 
 # Every part loads with the driver, so its routines' symbols get their addresses in one fixed order
 # (a transcript must not depend on which configuration ran first in a process).
-from . import cache, cached, inspect, wsk_events  # noqa: F401,E402
+from . import cache, cached, syn_inspect, wsk_events  # noqa: F401,E402
 
 # What tests, the debugger and the other parts import from "the driver" (defined in state.py).
 from .state import BODY_TAG, SEND_TAG, KhttpdStats, khttpd_globals  # noqa: F401,E402
@@ -376,7 +376,7 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
     if not connection.over_limit:
         g.stats.connections_active -= 1
         if g.inspect_waiting:  # ConditionalAccept: a slot is free for a SYN that waits unanswered
-            from .inspect import KhttpdInspectNext
+            from .syn_inspect import KhttpdInspectNext
             KhttpdInspectNext(g)
     k.addr_objects.pop(connection.address, None)
     ExFreePoolWithTag(connection.address, CONNECTION_TAG)

@@ -65,7 +65,7 @@ class KhttpdConfig:
     BackendAddress: str | None = None  # None: the address the client connected to (winsrv itself)
     ReceiveBufferSize: int = 4096
     Transport: str = "WSK"  # or "TDI"
-    ConditionalAccept: bool = False  # WSK: decide at the SYN (inspect.py): reject per-client excess, pend when full
+    ConditionalAccept: bool = False  # WSK: decide at the SYN (syn_inspect.py): reject per-client excess, pend when full
     HeaderTimeoutMs: int = 10_000  # a request head must be complete this long after we start waiting (0: none)
     MaxConnectionsPerClient: int = 16  # per remote address; more are answered 503
     ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (receive events)

@@ -183,7 +183,7 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     if g.stopping or g.device is None:
         return STATUS_REQUEST_NOT_ACCEPTED
     if g.config.ConditionalAccept:
-        from .inspect import KhttpdAdmitted
+        from .syn_inspect import KhttpdAdmitted
         KhttpdAdmitted(g)
     # The addresses are valid only during the callback (as in C): keep their text.
     connection = KhttpdNewConnection(g, AcceptSocket, _sockaddr_text(RemoteAddress), _sockaddr_text(LocalAddress))
@@ -200,7 +200,7 @@ def KhttpdAcceptEvent(SocketContext: KhttpdGlobals, Flags: int, LocalAddress: An
     return STATUS_SUCCESS
 
 
-from .inspect import KhttpdAbortEvent, KhttpdInspectEvent  # noqa: E402
+from .syn_inspect import KhttpdAbortEvent, KhttpdInspectEvent  # noqa: E402
 
 # WskInspectEvent / WskAbortEvent are called only when SO_CONDITIONAL_ACCEPT is on (ConditionalAccept=1).
 KHTTPD_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH(KhttpdAcceptEvent, KhttpdInspectEvent, KhttpdAbortEvent)

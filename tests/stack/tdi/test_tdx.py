@@ -11,7 +11,8 @@ from typing import Any
 from stack.kernel import (DISPATCH_LEVEL, STATUS_ADDRESS_ALREADY_ASSOCIATED, STATUS_ADDRESS_NOT_ASSOCIATED,
                           STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_CONNECTION,
                           STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_EA_NAME, STATUS_INVALID_PARAMETER,
-                          STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS, IoAllocateIrp, current_kernel, kroutine)
+                          STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS, IoAllocateIrp, current_kernel,
+                          kroutine)
 from stack.kernel.ke import KeDelayExecutionThread
 from stack.kernel.mdl import mdl_chain_bytes
 from stack.tcpip.addr import SockAddr
@@ -512,8 +513,8 @@ def test_datagram_events_are_refused_on_tcp_and_connection_events_on_udp():
         status, _ = yield from ks.tdi_request(TdiBuildSetEventHandler, tcp, TDI_EVENT_RECEIVE_DATAGRAM,
                                               TestReceiveDatagramHandler, None)
         statuses.append(status)
-        status, _ = yield from ks.tdi_request(TdiBuildSetEventHandler, udp, TDI_EVENT_RECEIVE, TestReceiveDatagramHandler,
-                                              None)
+        status, _ = yield from ks.tdi_request(TdiBuildSetEventHandler, udp, TDI_EVENT_RECEIVE,
+                                              TestReceiveDatagramHandler, None)
         statuses.append(status)
 
     run_programs(world, start(world, "winsrv", server_body))
