@@ -18,9 +18,8 @@ Two things a reader must know.  TDI_LISTEN with TDI_QUERY_ACCEPT completes when 
 arrives, before anything answers it: tcpip holds the SYN (stack/tcpip/syn_hold.py) until the
 client's TDI_ACCEPT (the SYN-ACK goes out; the TDI_ACCEPT completes once the handshake is done)
 or TDI_DISCONNECT (a RST answers the SYN).  And a receive handler that hands back a TDI_RECEIVE IRP
-(STATUS_MORE_PROCESSING_REQUIRED) has
-that IRP posted by a DPC right after the upcall, with indications held until it completes,
-so the bytes keep their order.
+(STATUS_MORE_PROCESSING_REQUIRED) has that IRP posted by a DPC right after the upcall, with
+indications held until it completes, so the bytes keep their order.
 """
 
 from __future__ import annotations
