@@ -234,6 +234,7 @@ def AfdStartListen(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
                                             endpoint.share, endpoint.owner)
     if listener is None:
         return _complete(irp, status)
+    listener.context = endpoint  # how afd's accept hand-over (handover.py) finds a user-mode listener
     endpoint.listener = listener
     endpoint.local = listener.local
     return _complete(irp, STATUS_SUCCESS)

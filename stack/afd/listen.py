@@ -2,7 +2,8 @@
 WskInspectComplete, WskGetLocalAddress - and WskListen of stream sockets.
 
 tcpip offers each completed handshake to afd!WskProTLEventAccept, which calls the client's
-WskAcceptEvent or completes a pended WskAccept IRP.
+WskAcceptEvent or completes a pended WskAccept IRP.  On a conditional-accept socket tcpip first
+offers each SYN to afd!WskProTLEventInspect, before it answers (stack/tcpip/syn_hold.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def WskProAPIBind(Socket: WskSocketObject, LocalAddress: Any, Flags: int, Irp: A
             Socket.endpoint = ep
             Socket.local = ep.local
             Socket.set_state("Listening")  # a WSK listening socket listens once bound
+            if Socket.conditional_accept and getattr(Socket.ClientDispatch, "WskInspectEvent", None) is not None:
+                # Conditional accept: tcpip asks before it answers a SYN (no SYN-ACK until the decision).
+                ep.set_inspect(WskProTLEventInspect, WskProTLEventInspectAbort)
     elif Socket.category == WSK_FLAG_CONNECTION_SOCKET:
         status, ep = transport.tcp_socket(local, Socket.family, Socket.share, Socket.owner, Socket.v6only)
         if ep is not None:
@@ -125,24 +129,29 @@ def WskProTLEventAccept(listener_endpoint: Any, conn: Any) -> int:
     child = _new_accepted_socket(listener, conn)
     if child is None:  # no pool for the socket: the connection is refused (reset)
         return REFUSE
-    inspect = getattr(listener.ClientDispatch, "WskInspectEvent", None) if listener.conditional_accept else None
-    if inspect is not None:
-        # Conditional accept.  (This transport reports a connection once its handshake is done,
-        # so the SYN-ACK has gone out; a rejected or aborted connection is then reset.)
-        inspect_id = WSK_INSPECT_ID(child.address, child.sequence)
-        local = from_sockaddr(conn.local, listener.family)
-        remote = from_sockaddr(conn.remote, listener.family)
-        action = inspect(listener.ClientContext, local, remote, inspect_id)
-        publish_event(listener, "WskInspectEvent", inspect, action)
-        if action == WskInspectPend:
-            listener.inspect_pending[(inspect_id.Key, inspect_id.SerialNumber)] = child
-            conn.set_handlers(disconnect=WskProTLEventInspectAbort)  # no data until decided
-            return ACCEPT
-        if action != WskInspectAccept:
-            conn.context = None
-            destroy_socket(child)
-            return REFUSE
+    # Under conditional accept the decision was taken before the SYN-ACK (WskProTLEventInspect).
     return _offer_accepted(listener, child, conn)
+
+
+@kroutine("afd")
+def WskProTLEventInspect(listener_endpoint: Any, local: Any, remote: Any, token: int) -> int:
+    """Transport upcall: a SYN arrived on a conditional-accept socket's port and nothing has answered
+    it yet.  WskInspectEvent decides: accept (tcpip sends the SYN-ACK), reject (RST) or pend (the
+    SYN stays unanswered until WskInspectComplete).  (The emulator's name, in afd's WskProTLEvent style.)"""
+    from stack.tcpip.syn_hold import PEND
+    from stack.tcpip.transport import ACCEPT, REFUSE
+    listener: WskSocketObject | None = listener_endpoint.context
+    inspect = getattr(listener.ClientDispatch, "WskInspectEvent", None) if listener is not None else None
+    if listener is None or listener.closing or inspect is None:
+        return REFUSE
+    inspect_id = WSK_INSPECT_ID(listener.address, token)
+    action = inspect(listener.ClientContext, from_sockaddr(local, listener.family),
+                     from_sockaddr(remote, listener.family), inspect_id)
+    publish_event(listener, "WskInspectEvent", inspect, action)
+    if action == WskInspectPend:
+        listener.inspect_pending[(inspect_id.Key, inspect_id.SerialNumber)] = token
+        return PEND
+    return ACCEPT if action == WskInspectAccept else REFUSE
 
 
 def _offer_accepted(listener: WskSocketObject, child: WskSocketObject, conn: Any) -> int:
@@ -204,38 +213,31 @@ def WskProAPIInspectComplete(ListenSocket: WskSocketObject, InspectId: Any, Acti
     """The client's decision on a connection its WskInspectEvent pended (WskInspectAccept / Reject)."""
     publish_call(ListenSocket, "WskInspectComplete", Irp)
     key = (getattr(InspectId, "Key", None), getattr(InspectId, "SerialNumber", None))
-    child = ListenSocket.inspect_pending.pop(key, None)
-    if child is None or Action not in (WskInspectAccept, WskInspectReject):
+    token = ListenSocket.inspect_pending.get(key)
+    if token is None or Action not in (WskInspectAccept, WskInspectReject) or ListenSocket.endpoint is None:
         return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_INVALID_PARAMETER)
-    conn = child.endpoint
-    conn.set_handlers()
-    if Action == WskInspectAccept and not ListenSocket.closing:
-        from stack.tcpip.transport import ACCEPT
-        if _offer_accepted(ListenSocket, child, conn) == ACCEPT:
-            return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_SUCCESS)
-    conn.context = None
-    conn.disconnect(True, None)  # rejected: reset
-    destroy_socket(child)
-    return complete_now(ListenSocket, Irp, "WskInspectComplete", STATUS_SUCCESS)
+    del ListenSocket.inspect_pending[key]
+    # Accept: tcpip answers the held SYN with its SYN-ACK now (the accept event follows the handshake);
+    # reject: a RST answers it.
+    accept = Action == WskInspectAccept and not ListenSocket.closing
+    status = ListenSocket.endpoint.inspect_complete(token, accept)
+    return complete_now(ListenSocket, Irp, "WskInspectComplete", status)
 
 
 @kroutine("afd")
-def WskProTLEventInspectAbort(conn: Any, abortive: bool, status: int) -> None:
-    """The peer went away while its connection waited for WskInspectComplete: WskAbortEvent.
+def WskProTLEventInspectAbort(listener_endpoint: Any, token: int) -> None:
+    """The peer gave up on a SYN still waiting for WskInspectComplete: WskAbortEvent.
     (The emulator's name, in the style of afd's WskProTLEvent routines.)"""
-    child: WskSocketObject | None = conn.context
-    listener = child.listen_socket if child is not None else None
+    listener: WskSocketObject | None = listener_endpoint.context
     if listener is None:
         return
-    key = (child.address, child.sequence)
+    key = (listener.address, token)
     if listener.inspect_pending.pop(key, None) is None:
         return
     abort_event = getattr(listener.ClientDispatch, "WskAbortEvent", None)
     if abort_event is not None:
         result = abort_event(listener.ClientContext, WSK_INSPECT_ID(*key))
         publish_event(listener, "WskAbortEvent", abort_event, result)
-    conn.context = None
-    destroy_socket(child)
 
 
 @kroutine("afd")

@@ -92,6 +92,8 @@ class WskProvider:
         self.indications = 0
         self.indication_bytes = 0
         self.zero_copy_indications = 0
+        self.handovers = 0  # connections given to a user-mode listener (handover.py, lab-only)
+        self.handover_bytes = 0  # unread bytes that went with them
 
     # -- the NMR attaches and detaches clients (stack.wsk.netio) -----------------------------
     def attach_client(self, client: WskClient) -> None:

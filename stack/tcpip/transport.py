@@ -130,6 +130,8 @@ class ListenEndpoint:
         self.context: Any = None  # free for the client (WSK keeps its socket object here)
         self._core: Any = None  # stack.tcpip.tcp.TcpListener
         self._pending_accepts: list[Callable[["ConnectionEndpoint | None", int], None]] = []
+        self._offered: list["ConnectionEndpoint"] = []  # handed over by offer(), served before the core's queue
+        self.syn_hold: Any = None  # syn_hold.SynHold once set_inspect() was called
 
     def accept(self, completion: Callable[["ConnectionEndpoint | None", int], None]) -> int:
         """Take the oldest established connection (WskAccept / AFD accept).
@@ -138,6 +140,27 @@ class ListenEndpoint:
         ready (at once if one is queued), or `completion(None, STATUS_CANCELLED)` if the
         listener closes first.  Only meaningful without an accept handler."""
         return self._stack.tcp.listener_accept(self, completion)
+
+    def set_inspect(self, inspect: Callable[["ListenEndpoint", SockAddr, SockAddr, int], int],
+                    abort: Callable[["ListenEndpoint", int], None] | None = None) -> None:
+        """Ask `inspect(listener, local, remote, token)` about each new SYN before any SYN-ACK is sent
+        (SO_CONDITIONAL_ACCEPT / TDI_QUERY_ACCEPT): ACCEPT, REFUSE (RST) or STATUS_PENDING (the SYN is
+        held until inspect_complete).  `abort(listener, token)`: a held SYN's peer gave up.  See syn_hold.py."""
+        from .syn_hold import SynHold
+        self.syn_hold = SynHold(inspect, abort)
+
+    def inspect_complete(self, token: int, accept: bool) -> int:
+        """The decision on a held SYN: SYN-ACK now, or RST.  STATUS_INVALID_PARAMETER for an unknown token."""
+        from .syn_hold import complete
+        return complete(self._stack.tcp, self, token, accept)
+
+    def offer(self, conn: "ConnectionEndpoint") -> int:
+        """Lab-only (afd's accept hand-over, stack/afd/handover.py): an established connection
+        another client owned joins this listener's accept queue with the bytes nobody read, and
+        the next accept() takes it.  The caller must have cleared its handlers and context.
+        STATUS_SUCCESS, or STATUS_INVALID_DEVICE_STATE (either side closed, or an accept handler
+        listener, which has no queue)."""
+        return self._stack.tcp.listener_offer(self, conn)
 
     def close(self) -> None:
         """Stop listening; queued, never-accepted connections are reset."""
@@ -206,6 +229,13 @@ class ConnectionEndpoint:
         FIN; an error status after a reset.  Posted receives are filled in order (one
         counted copy) before the receive handler is offered anything."""
         return self._stack.tcp.receive(self, mdl, offset, length, completion, flags)
+
+    def retain_indication(self) -> Any:
+        """Only inside the receive handler: keep the NBLs that carry the bytes being indicated past the
+        upcall (the handler then takes the bytes, reading them later from the NIC's pages).  Returns a
+        handle for Transport.release_indication, or None when they cannot be kept (copied, low
+        resources): the caller must then not take the bytes.  Each held NBL counts in nbls_held."""
+        return self._stack.tcp.retain_indication(self)
 
     # -- teardown -----------------------------------------------------------------------
     def disconnect(self, abortive: bool = False, completion: Callable[[int], None] | None = None) -> int:
@@ -344,6 +374,13 @@ class Transport:
         Returns (STATUS_SUCCESS, listener) or (STATUS_ADDRESS_ALREADY_EXISTS / STATUS_ACCESS_DENIED /
         STATUS_INVALID_ADDRESS / STATUS_INVALID_PARAMETER, None)."""
         return self._stack.tcp.listen(local, accept, backlog, v6only, share, owner)
+
+    @staticmethod
+    def release_indication(handle: Any) -> None:
+        """Give back NBLs kept with ConnectionEndpoint.retain_indication (the miniport gets them once
+        nobody else holds them)."""
+        for frame in handle or ():
+            frame.release()
 
     def tcp_socket(self, local: SockAddr | None = None, family: int = AF_INET, share: Share = Share.DEFAULT,
                    owner: object = "System", v6only: bool = True) -> tuple[int, ConnectionEndpoint | None]:

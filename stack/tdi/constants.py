@@ -55,7 +55,10 @@ TDI_EVENT_NAMES: Final[dict[int, str]] = {
 }
 # The events this tdx implements; others are refused with STATUS_INVALID_PARAMETER.
 TDX_SUPPORTED_EVENTS: Final = frozenset({TDI_EVENT_CONNECT, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR,
-                                         TDI_EVENT_RECEIVE, TDI_EVENT_CHAINED_RECEIVE})
+                                         TDI_EVENT_RECEIVE, TDI_EVENT_CHAINED_RECEIVE, TDI_EVENT_RECEIVE_DATAGRAM,
+                                         TDI_EVENT_CHAINED_RECEIVE_DATAGRAM})
+# ... and which of them an address object of each protocol takes
+TDX_DATAGRAM_EVENTS: Final = frozenset({TDI_EVENT_RECEIVE_DATAGRAM, TDI_EVENT_CHAINED_RECEIVE_DATAGRAM, TDI_EVENT_ERROR})
 
 # --- listen / disconnect / send / receive flags ---------------------------------------------
 TDI_QUERY_ACCEPT: Final = 0x00000001  # TDI_LISTEN: complete the listen, the client decides with TDI_ACCEPT

@@ -7,18 +7,19 @@ transport address object, TdiConnectionContext a connection endpoint, none a con
 channel), IRP_MJ_INTERNAL_DEVICE_CONTROL IRPs built with TdiBuild* (the minor function
 says which request), IRP_MJ_CLEANUP / IRP_MJ_CLOSE.  What comes out: each IRP completed
 with TDI's status, and calls into the client's event handlers (TDI_EVENT_CONNECT,
-TDI_EVENT_RECEIVE, TDI_EVENT_CHAINED_RECEIVE, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR) from
-the transport's receive path at DISPATCH_LEVEL.  Underneath, tdx is a client of the same
+TDI_EVENT_RECEIVE, TDI_EVENT_CHAINED_RECEIVE, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR, and on UDP
+address objects TDI_EVENT_RECEIVE_DATAGRAM and TDI_EVENT_CHAINED_RECEIVE_DATAGRAM) from the
+transport's receive path at DISPATCH_LEVEL.  Underneath, tdx is a client of the same
 transport interface WSK uses (stack.tcpip.transport): an address object with a connect
 handler or a posted TDI_LISTEN becomes a transport listener; a connection endpoint
 becomes a transport connection at connect or accept time.
 
-Two quirks a reader must know.  The transport only reports a connection once the
-handshake is done, so TDI_LISTEN with TDI_QUERY_ACCEPT completes then and holds the
-connection (no data indicated) until the client's TDI_ACCEPT or TDI_DISCONNECT.  And a
-receive handler that hands back a TDI_RECEIVE IRP (STATUS_MORE_PROCESSING_REQUIRED) has
-that IRP posted by a DPC right after the upcall, with indications held until it completes,
-so the bytes keep their order.
+Two things a reader must know.  TDI_LISTEN with TDI_QUERY_ACCEPT completes when the SYN
+arrives, before anything answers it: tcpip holds the SYN (stack/tcpip/syn_hold.py) until the
+client's TDI_ACCEPT (the SYN-ACK goes out; the TDI_ACCEPT completes once the handshake is done)
+or TDI_DISCONNECT (a RST answers the SYN).  And a receive handler that hands back a TDI_RECEIVE IRP
+(STATUS_MORE_PROCESSING_REQUIRED) has that IRP posted by a DPC right after the upcall, with
+indications held until it completes, so the bytes keep their order.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ from .constants import (TDI_ACCEPT, TDI_ASSOCIATE_ADDRESS, TDI_CONNECT, TDI_CONN
                         TDI_SEND, TDI_SEND_AND_DISCONNECT, TDI_SEND_DATAGRAM,
                         TDI_SERVICE_CONNECTION_MODE, TDI_SERVICE_CONNECTIONLESS_MODE, TDI_SERVICE_DELAYED_ACCEPTANCE,
                         TDI_SERVICE_ERROR_FREE_DELIVERY, TDI_SERVICE_ORDERLY_RELEASE, TDI_SET_EVENT_HANDLER,
-                        TDI_TRANSPORT_ADDRESS_FILE, TDX_SUPPORTED_EVENTS, TdiConnectionContext, TdiTransportAddress)
+                        TDI_EVENT_CHAINED_RECEIVE_DATAGRAM, TDI_EVENT_RECEIVE_DATAGRAM, TDI_TRANSPORT_ADDRESS_FILE,
+                        TDX_DATAGRAM_EVENTS, TDX_SUPPORTED_EVENTS, TdiConnectionContext, TdiTransportAddress)
 from .structs import TRANSPORT_ADDRESS, TdiAddressError, parse_transport_address
 from .zw import lookup_handle
 
@@ -79,6 +81,7 @@ class TdxAddressObject:
     handlers: dict[int, tuple[Callable[..., int], Any]] = field(default_factory=dict)
     connections: list["TdxConnection"] = field(default_factory=list)
     listen_irps: deque = field(default_factory=deque)  # TDI_LISTEN IRPs waiting for a peer
+    query_accepts: dict = field(default_factory=dict)  # str(remote) -> endpoint whose TDI_ACCEPT awaits the handshake
     listener: ListenEndpoint | None = None
     datagram: Any = None  # the transport DatagramEndpoint (UDP)
     closed: bool = False
@@ -100,6 +103,8 @@ class TdxConnection:
     state: str = "Idle"  # Associated, Listening, AcceptPending, Connecting, Connected, Disconnected
     remote: SockAddr | None = None
     receive_held: bool = False  # a client refused or asked for an IRP: wait for a TDI_RECEIVE
+    held_syn: int = 0  # TDI_QUERY_ACCEPT: the token of the SYN tcpip holds for our TDI_ACCEPT / TDI_DISCONNECT
+    accept_irp: Any = None  # ... and the TDI_ACCEPT waiting for the handshake it started
     post_irp: Any = None  # a TDI_RECEIVE IRP a receive handler returned, posted by post_dpc
     post_dpc: KDPC = field(default_factory=KDPC)
     bytes_sent: int = 0
@@ -114,6 +119,9 @@ class TdxGlobals:
     address_objects: list[TdxAddressObject] = field(default_factory=list)
     connections: list[TdxConnection] = field(default_factory=list)
     indications: int = 0  # event handler calls, for the debugger
+    tsdus: dict = field(default_factory=dict)  # chained receives clients kept (STATUS_PENDING), by descriptor
+    bad_tsdu_returns: int = 0  # TdiReturnChainedReceives of something that was not a kept TSDU
+    datagrams_refused: int = 0  # datagrams a receive-datagram handler did not take (dropped, as UDP does)
 
 
 def tdx_globals(kernel: Kernel) -> TdxGlobals | None:
@@ -267,6 +275,8 @@ def _cleanup_address(ao: TdxAddressObject) -> None:
         _disassociate(co)
     while ao.listen_irps:
         _complete(ao.listen_irps.popleft(), STATUS_CANCELLED)
+    for co in list(ao.query_accepts.values()):
+        _finish_query_accept(co, STATUS_CANCELLED)
     if ao.listener is not None:
         ao.listener.context = None
         ao.listener.close()
@@ -278,6 +288,7 @@ def _cleanup_address(ao: TdxAddressObject) -> None:
 
 def _cleanup_connection(co: TdxConnection) -> None:
     co.closed = True
+    _refuse_held_syn(co)
     if co.endpoint is not None:
         endpoint, co.endpoint = co.endpoint, None
         endpoint.context = None
@@ -396,6 +407,9 @@ def TdxListen(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
     status = _ensure_listening(co.ao)
     if not NT_SUCCESS(status):
         return _complete(Irp, status)
+    if irpsp.parameters.RequestFlags & TDI_QUERY_ACCEPT and co.ao.listener.syn_hold is None:
+        # From now on tcpip asks tdx about each SYN before answering it (TdxTcpInspectIndication).
+        co.ao.listener.set_inspect(TdxTcpInspectIndication, TdxTcpInspectAbort)
     co.state = "Listening"
     co.ao.listen_irps.append(Irp)
     IoMarkIrpPending(Irp)
@@ -404,7 +418,17 @@ def TdxListen(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
 
 @kroutine(MODULE)
 def TdxAccept(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
-    """After TDI_LISTEN with TDI_QUERY_ACCEPT: the client takes the offered connection."""
+    """After TDI_LISTEN with TDI_QUERY_ACCEPT: the client takes the offered connection.  tcpip sends
+    the SYN-ACK now; the IRP completes once the handshake is done (TdxTcpAcceptIndication)."""
+    if co.state == "AcceptPending" and co.held_syn and co.ao is not None and co.ao.listener is not None \
+            and co.accept_irp is None:
+        token, co.held_syn = co.held_syn, 0
+        co.accept_irp = Irp
+        co.ao.query_accepts[str(co.remote)] = co
+        IoMarkIrpPending(Irp)
+        if co.ao.listener.inspect_complete(token, True) != STATUS_SUCCESS:
+            _finish_query_accept(co, STATUS_INVALID_CONNECTION)
+        return STATUS_PENDING
     if co.state != "AcceptPending" or co.endpoint is None:
         return _complete(Irp, STATUS_INVALID_CONNECTION)
     _fill_return_info(irpsp.parameters, co.remote)
@@ -452,6 +476,10 @@ def TdxConnect(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
 def TdxDisconnect(co: TdxConnection, Irp: Any, irpsp: Any) -> int:
     """Release (FIN after the queued sends; completes once the FIN is acknowledged) or abort (RST now)."""
     endpoint = co.endpoint
+    if co.held_syn:  # TDI_QUERY_ACCEPT declined: a RST answers the held SYN
+        _refuse_held_syn(co)
+        co.state = "Associated"
+        return _complete(Irp, STATUS_SUCCESS)
     if endpoint is None or co.state not in ("Connected", "AcceptPending", "Disconnected"):
         return _complete(Irp, STATUS_INVALID_CONNECTION)
     flags = irpsp.parameters.RequestFlags
@@ -549,12 +577,15 @@ def TdxSetEventHandler(ao: TdxAddressObject, Irp: Any, irpsp: Any) -> int:
     event = params.EventType
     if event not in TDX_SUPPORTED_EVENTS:
         return _complete(Irp, STATUS_INVALID_PARAMETER)
-    if ao.protocol != "TCP":
-        return _complete(Irp, STATUS_INVALID_PARAMETER)
+    if (ao.protocol == "UDP") != (event in TDX_DATAGRAM_EVENTS) and event != TDI_EVENT_ERROR:
+        return _complete(Irp, STATUS_INVALID_PARAMETER)  # datagram events on \Device\Udp(6), the rest on Tcp
     if params.EventHandler is None:
         ao.handlers.pop(event, None)
     else:
         ao.handlers[event] = (params.EventHandler, params.EventContext)
+    if ao.datagram is not None:  # indicate datagrams while a datagram handler is set (posted receives first)
+        wants = TDI_EVENT_RECEIVE_DATAGRAM in ao.handlers or TDI_EVENT_CHAINED_RECEIVE_DATAGRAM in ao.handlers
+        ao.datagram.receive_handler = TdxReceiveDatagramIndication if wants else None
     if event == TDI_EVENT_CONNECT and params.EventHandler is not None:
         status = _ensure_listening(ao)
         if not NT_SUCCESS(status):
@@ -626,6 +657,40 @@ def _fill_return_info(params: Any, remote: SockAddr | None, name: str = "ReturnC
         info.RemoteAddressLength = len(info.RemoteAddress)
 
 
+@kroutine(MODULE)
+def TdxLabReleaseConnection(FileObject: Any) -> Any:
+    """INVENTED FOR THE LAB (khttpd's accept hand-over over TDI; no such request in TDI): give up a
+    connected endpoint's transport connection, with the bytes the client left unread, to a caller
+    that hands it to someone else (afd's AfdLabOfferConnection).  The endpoint keeps no connection
+    (state Disconnected): closing it sends nothing.  None when it is not a connected endpoint with
+    nothing outstanding."""
+    co = getattr(FileObject, "FsContext", None)
+    if not isinstance(co, TdxConnection) or co.closed or co.state != "Connected" or co.endpoint is None \
+            or co.post_irp is not None:
+        return None
+    conn, co.endpoint = co.endpoint, None
+    conn.set_handlers()
+    conn.context = None
+    co.state = "Disconnected"
+    co.receive_held = False
+    return conn
+
+
+def _refuse_held_syn(co: TdxConnection) -> None:
+    token, co.held_syn = co.held_syn, 0
+    if token and co.ao is not None and co.ao.listener is not None:
+        co.ao.listener.inspect_complete(token, False)
+
+
+def _finish_query_accept(co: TdxConnection, status: int) -> None:
+    """The TDI_ACCEPT of a TDI_QUERY_ACCEPT listen completes (handshake done, or it never will)."""
+    irp, co.accept_irp = co.accept_irp, None
+    if co.ao is not None:
+        co.ao.query_accepts.pop(str(co.remote), None)
+    if irp is not None:
+        _complete(irp, status)
+
+
 def _connected(co: TdxConnection) -> None:
     co.state = "Connected"
     _update_handlers(co)
@@ -644,8 +709,8 @@ def _update_handlers(co: TdxConnection) -> None:
 
 
 # The transport's upcalls live in tdx_upcalls.py (imported last: they use the helpers above).
-from .tdx_upcalls import (TdxDisconnectIndication, TdxPostReceiveDpc, TdxReceiveIndication,  # noqa: E402
-                          TdxTcpAcceptIndication)
+from .tdx_upcalls import (TdxDisconnectIndication, TdxPostReceiveDpc, TdxReceiveDatagramIndication,  # noqa: E402
+                          TdxReceiveIndication, TdxTcpAcceptIndication, TdxTcpInspectAbort, TdxTcpInspectIndication)
 
 # --- loading --------------------------------------------------------------------------------------
 

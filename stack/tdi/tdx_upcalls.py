@@ -1,9 +1,12 @@
 """tdx's upcalls from the transport: accept, receive, disconnect (DISPATCH_LEVEL, from the NIC's DPC).
 
-A handshake completes: a posted TDI_LISTEN takes the connection, else the address
-object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives:
+A SYN arrives: a posted TDI_LISTEN with TDI_QUERY_ACCEPT completes before it is answered
+(TdxTcpInspectIndication).  A handshake completes: a posted TDI_LISTEN takes the connection, else
+the address object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives:
 ClientEventChainedReceive (an MDL over the NIC's pages) or ClientEventReceive (a
-lookahead; it may return a TDI_RECEIVE IRP, posted by TdxPostReceiveDpc).  The peer
+lookahead; it may return a TDI_RECEIVE IRP, posted by TdxPostReceiveDpc).  A chained receive
+handler that returns STATUS_PENDING keeps the TSDU - and the NIC's NBLs under it - until it calls
+TdiReturnChainedReceives.  The peer
 closes or resets: ClientEventDisconnect (and ClientEventError on a reset).
 """
 
@@ -12,20 +15,23 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
-from stack.kernel import (DISPATCH_LEVEL, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION,
+from stack.kernel import (DISPATCH_LEVEL, STATUS_BUFFER_OVERFLOW, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION,
+                          STATUS_INVALID_PARAMETER, STATUS_PENDING,
                           STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, IoFreeMdl, IoGetCurrentIrpStackLocation,
                           IoSetNextIrpStackLocation, KeInsertQueueDpc, current_kernel, kroutine)
 from stack.kernel.kernel import Kernel
-from stack.kernel.mdl import MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages
+from stack.kernel.mdl import MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages, copy_to_mdl, mdl_chain_length
 from stack.kernel.memory import ADDRESS_AND_SIZE_TO_SPAN_PAGES, PAGE_SHIFT, PAGE_SIZE
 from stack.tcpip.transport import ACCEPT, RECEIVE_PUSH, REFUSE, ConnectionEndpoint, ListenEndpoint
 
 from .constants import (TDI_ACCEPT, TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE, TDI_EVENT_CHAINED_RECEIVE,
                         TDI_EVENT_CONNECT, TDI_EVENT_DISCONNECT, TDI_EVENT_ERROR, TDI_EVENT_RECEIVE, TDI_QUERY_ACCEPT,
-                        TDI_RECEIVE, TDI_RECEIVE_AT_DISPATCH_LEVEL, TDI_RECEIVE_ENTIRE_MESSAGE, TDI_RECEIVE_NORMAL)
+                        TDI_EVENT_CHAINED_RECEIVE_DATAGRAM, TDI_EVENT_RECEIVE_DATAGRAM, TDI_RECEIVE,
+                        TDI_RECEIVE_AT_DISPATCH_LEVEL, TDI_RECEIVE_DATAGRAM, TDI_RECEIVE_ENTIRE_MESSAGE,
+                        TDI_RECEIVE_NORMAL)
 from .structs import TRANSPORT_ADDRESS
-from .tdx import (MODULE, TdxAddressObject, TdxConnection, _complete, _connected, _fill_return_info, _globals,
-                  _post_receive, _update_handlers)
+from .tdx import (MODULE, TdxAddressObject, TdxConnection, _complete, _connected, _fill_return_info,
+                  _finish_query_accept, _globals, _post_receive, _update_handlers)
 from .zw import Ref
 
 
@@ -35,6 +41,12 @@ def TdxTcpAcceptIndication(listener: ListenEndpoint, conn: ConnectionEndpoint) -
     ao: TdxAddressObject | None = listener.context
     if ao is None or ao.closed:
         return REFUSE
+    co_waiting = ao.query_accepts.get(str(conn.remote))
+    if co_waiting is not None:  # the handshake a TDI_ACCEPT started (TDI_QUERY_ACCEPT): it completes now
+        _bind(co_waiting, conn)
+        _connected(co_waiting)
+        _finish_query_accept(co_waiting, STATUS_SUCCESS)
+        return ACCEPT
     while ao.listen_irps:
         irp = ao.listen_irps.popleft()
         irpsp = IoGetCurrentIrpStackLocation(irp)
@@ -72,6 +84,46 @@ def TdxTcpAcceptIndication(listener: ListenEndpoint, conn: ConnectionEndpoint) -
     return ACCEPT
 
 
+@kroutine(MODULE)
+def TdxTcpInspectIndication(listener: ListenEndpoint, local: Any, remote: Any, token: int) -> int:
+    """A SYN arrived, unanswered.  A posted TDI_LISTEN with TDI_QUERY_ACCEPT completes now and tcpip
+    holds the SYN for the client's TDI_ACCEPT / TDI_DISCONNECT; anything else is decided once the
+    handshake is done (TdxTcpAcceptIndication), so the SYN is answered at once."""
+    from stack.tcpip.syn_hold import PEND
+    ao: TdxAddressObject | None = listener.context
+    if ao is None or ao.closed:
+        return REFUSE
+    if not ao.listen_irps:
+        return ACCEPT
+    irp = ao.listen_irps[0]
+    irpsp = IoGetCurrentIrpStackLocation(irp)
+    if not irpsp.parameters.RequestFlags & TDI_QUERY_ACCEPT:
+        return ACCEPT
+    ao.listen_irps.popleft()
+    co: TdxConnection = irpsp.file_object.FsContext
+    co.state = "AcceptPending"
+    co.held_syn = token
+    co.remote = remote
+    _fill_return_info(irpsp.parameters, remote)
+    _complete(irp, STATUS_SUCCESS)
+    return PEND
+
+
+@kroutine(MODULE)
+def TdxTcpInspectAbort(listener: ListenEndpoint, token: int) -> None:
+    """The peer gave up on a SYN the client was asked about: the offered connection is gone."""
+    ao: TdxAddressObject | None = listener.context
+    for co in list(ao.connections) if ao is not None else []:
+        if co.held_syn == token:
+            co.held_syn = 0
+            co.state = "Associated"
+            entry = ao.handler(TDI_EVENT_DISCONNECT)
+            if entry is not None:
+                handler, context = entry
+                _globals().indications += 1
+                handler(context, co.context, 0, None, 0, None, TDI_DISCONNECT_ABORT)
+
+
 def _bind(co: TdxConnection, conn: ConnectionEndpoint) -> None:
     conn.context = co
     co.endpoint = conn
@@ -101,13 +153,22 @@ def TdxReceiveIndication(conn: ConnectionEndpoint, views: list[memoryview], nbyt
         if mdl is not None:
             handler, context = chained
             g.indications += 1
+            descriptor = TdxTsdu(mdl, co, nbytes)
             status = handler(context, co.context, _receive_flags(flags) | TDI_RECEIVE_ENTIRE_MESSAGE, nbytes, 0,
-                             mdl, mdl)
+                             mdl, descriptor)
+            if status == STATUS_PENDING:
+                # The client keeps the TSDU: the NBLs under it stay with it until TdiReturnChainedReceives.
+                descriptor.handle = conn.retain_indication()
+                if descriptor.handle is not None:
+                    g.tsdus[id(descriptor)] = descriptor
+                    co.bytes_received += nbytes
+                    return nbytes
+                # (cannot be kept: the bytes stay with the transport, as for STATUS_DATA_NOT_ACCEPTED)
             _free_indication_mdl(mdl)
             if status == STATUS_SUCCESS:
                 co.bytes_received += nbytes
                 return nbytes
-            # STATUS_DATA_NOT_ACCEPTED (and STATUS_PENDING, not kept by this tdx): wait for a TDI_RECEIVE
+            # STATUS_DATA_NOT_ACCEPTED: wait for a TDI_RECEIVE
             co.receive_held = True
             _update_handlers(co)
             return 0
@@ -168,6 +229,94 @@ def TdxDisconnectIndication(conn: ConnectionEndpoint, abortive: bool, status: in
         if error is not None:
             handler, context = error
             handler(context, status)
+
+
+# --- datagrams (\\Device\\Udp, \\Device\\Udp6) ---------------------------------------------------------
+
+@kroutine(MODULE)
+def TdxReceiveDatagramIndication(endpoint: Any, remote: Any, views: list[memoryview], nbytes: int) -> None:
+    """A datagram for a UDP address object with a datagram handler (no TDI_RECEIVE_DATAGRAM was posted):
+    ClientEventChainedReceiveDatagram (an MDL over the NIC's pages) or ClientEventReceiveDatagram (the
+    whole datagram as lookahead; it may return a TDI_RECEIVE_DATAGRAM IRP for the bytes it did not
+    take).  Not taken: dropped, as UDP drops what nobody reads."""
+    ao: TdxAddressObject | None = endpoint.context
+    if ao is None or ao.closed:
+        return
+    g = _globals()
+    source = TRANSPORT_ADDRESS(remote)
+    flags = _receive_flags(0) | TDI_RECEIVE_ENTIRE_MESSAGE
+    chained = ao.handler(TDI_EVENT_CHAINED_RECEIVE_DATAGRAM)
+    if chained is not None:
+        mdl = _indication_mdl(views)
+        if mdl is not None:
+            handler, context = chained
+            g.indications += 1
+            # (TsduDescriptor: a datagram's NBL cannot be kept here, so STATUS_PENDING counts as refused)
+            status = handler(context, len(source), source, 0, None, flags, nbytes, 0, mdl, mdl)
+            _free_indication_mdl(mdl)
+            g.datagrams_refused += int(status != STATUS_SUCCESS)
+            return
+    entry = ao.handler(TDI_EVENT_RECEIVE_DATAGRAM)
+    if entry is None:
+        g.datagrams_refused += 1
+        return
+    handler, context = entry
+    tsdu: Any = views[0] if len(views) == 1 else b"".join(views)
+    bytes_taken, irp_out = Ref(0), Ref(None)
+    g.indications += 1
+    status = handler(context, len(source), source, 0, None, flags, nbytes, nbytes, bytes_taken, tsdu, irp_out)
+    if status == STATUS_MORE_PROCESSING_REQUIRED and irp_out.value is not None:
+        _fill_datagram_irp(irp_out.value, remote, tsdu, max(0, min(int(bytes_taken.value or 0), nbytes)), nbytes)
+    elif status != STATUS_SUCCESS:
+        g.datagrams_refused += 1
+
+
+def _fill_datagram_irp(irp: Any, remote: Any, tsdu: Any, taken: int, nbytes: int) -> None:
+    """The TDI_RECEIVE_DATAGRAM a datagram handler returned: the rest of the datagram, copied in now."""
+    IoSetNextIrpStackLocation(irp)  # built, never sent: tdx takes its own location
+    irpsp = IoGetCurrentIrpStackLocation(irp)
+    if irpsp.minor != TDI_RECEIVE_DATAGRAM or irp.mdl_address is None:
+        _complete(irp, STATUS_INVALID_PARAMETER)
+        return
+    rest = nbytes - taken
+    room = min(irpsp.parameters.ReceiveLength, mdl_chain_length(irp.mdl_address))
+    length = min(rest, room)
+    copy_to_mdl(irp.mdl_address, 0, tsdu[taken:taken + length], "TDI_RECEIVE_DATAGRAM from the datagram event")
+    _fill_return_info(irpsp.parameters, remote, "ReturnDatagramInformation")
+    _complete(irp, STATUS_SUCCESS if length == rest else STATUS_BUFFER_OVERFLOW, length)
+
+
+# --- chained receives a client kept (STATUS_PENDING) ------------------------------------------------
+
+class TdxTsdu:
+    """The TsduDescriptor of a chained receive: what TdiReturnChainedReceives gives back."""
+
+    __slots__ = ("mdl", "connection", "length", "handle")
+
+    def __init__(self, mdl: Mdl, connection: TdxConnection, length: int) -> None:
+        self.mdl = mdl
+        self.connection = connection
+        self.length = length
+        self.handle: Any = None  # the transport's hold on the NBLs (ConnectionEndpoint.retain_indication)
+
+    def __repr__(self) -> str:
+        return f"<TSDU {self.length} bytes, mdl {self.mdl.address:x}>"
+
+
+@kroutine(MODULE)
+def TdiReturnChainedReceives(TsduDescriptors: list[Any], NumberOfTsdus: int) -> None:
+    """tdi.sys's export (served by the lab's tdx): give back TSDUs a ClientEventChainedReceive kept by
+    returning STATUS_PENDING.  The NBLs under them go back to the miniport once nothing else holds
+    them.  Any IRQL <= DISPATCH_LEVEL.  A descriptor that is not a kept TSDU is counted and ignored."""
+    from stack.tcpip.transport import Transport
+    g = _globals()
+    for descriptor in list(TsduDescriptors)[:NumberOfTsdus]:
+        if g.tsdus.pop(id(descriptor), None) is None:
+            g.bad_tsdu_returns += 1
+            continue
+        _free_indication_mdl(descriptor.mdl)
+        Transport.release_indication(descriptor.handle)
+        descriptor.handle = None
 
 
 # --- zero-copy MDLs over the NIC's receive pages (chained receive) ----------------------------------

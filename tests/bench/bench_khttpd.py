@@ -4,8 +4,8 @@
 
 For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
 WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
-from the response cache in TDI's receive event (ResponseCache), and the relay
-redirect and kernel-request-queue hand-overs to the user-mode web server
+from the response cache in TDI's receive event and in WskReceiveEvent (ResponseCache), and the
+relay, redirect, kernel-request-queue and accept-queue hand-overs to the user-mode web server
 (/app/bytes?n=<size>, a reply of the same size) — `client` fetches the file N
 times, one new connection per request, through the whole emulated stack.
 Reported: requests per second and throughput in *virtual* time (what the
@@ -65,8 +65,9 @@ def _emulated_rows(count: int, seed: int) -> list[Row]:
     for mode, image_params in (("khttpd WSK zero-copy", {}), ("khttpd WSK copy", {"CopyMode": True}),
                                ("khttpd TDI zero-copy", {"Transport": "TDI"}),
                                ("khttpd TDI cached", {"Transport": "TDI", "ResponseCache": 4 << 20}),
+                               ("khttpd WSK cached", {"ResponseCache": 4 << 20}),
                                ("hand-over relay", {}), ("hand-over redirect", {"HandOver": "Redirect"}),
-                               ("hand-over queue", {"HandOver": "Queue"})):
+                               ("hand-over queue", {"HandOver": "Queue"}), ("hand-over accept", {"HandOver": "Accept"})):
         world = boot_lab(seed=seed, parameters=image_params)  # also starts the user-mode server
         winsrv = world.host("winsrv").kernel
         client = world.host("client").kernel
@@ -150,11 +151,11 @@ def _host_rows(count: int) -> list[Row]:
 def cpu_model_rows(count: int, seed: int) -> None:
     """With processors that spend time (the 2003 profile, 1 Gb/s): virtual time per request and
     winsrv CPU per request for each server (tests/bench/thesis_lab.py)."""
-    from tests.bench.thesis_lab import SERVERS, measure, server_world
+    from tests.bench.thesis_lab import MORE_SERVERS, SERVERS, measure, server_world
 
     print("\nwinsrv with one 2003-era processor (stack/kernel/costs.py), 1 Gb/s, one request at a time:")
     print(f"{'server':20} {'size':>8} | {'virt us/req':>11} {'cpu us/req':>10} {'copied B/req':>12}")
-    for server in SERVERS:
+    for server in SERVERS + MORE_SERVERS:
         world = server_world(server, "2003", 1_000_000_000, seed)
         for size in (1024, 65536, 262144, 1048576):
             r = measure(world, server, size, count if size < 262144 else max(1, count // 4))

@@ -107,7 +107,7 @@ def cmd_tdi(dbg: "Engine", inv: Invocation) -> CommandResult:
 khttpd's debugger extension: the transport it runs over (WSK or TDI), its connection and request
 counters, and the response cache when it has one (entries, hits, misses, locked pages, memory used).""")
 def cmd_khttpd(dbg: "Engine", inv: Invocation) -> CommandResult:
-    from stack.drivers.khttpd.driver import khttpd_globals
+    from stack.drivers.khttpd.state import khttpd_globals
     g = khttpd_globals(dbg.kernel)
     if g is None:
         return CommandResult(f"khttpd is not loaded on {dbg.current_host}.", {})
@@ -122,6 +122,20 @@ def cmd_khttpd(dbg: "Engine", inv: Invocation) -> CommandResult:
              f"  requests     {s.requests}  (zero copy {s.static_zero_copy}, copied {s.static_copied}, "
              f"HEAD {s.head_requests}, relayed {s.dynamic_relayed}, errors {s.errors})",
              f"  bytes sent   {s.bytes_sent}"]
+    if g.config.event_driven:  # connections live on receive events, no worker thread
+        events = "TDI ClientEventReceive" if g.config.Transport == "TDI" else "WskReceiveEvent"
+        lines.append(f"  connections  event driven: requests parsed in {events} at DISPATCH_LEVEL")
+    if g.config.ConditionalAccept:  # SO_CONDITIONAL_ACCEPT: WskInspectEvent decides before the SYN-ACK
+        lines.append(f"  conditional accept  rejected {s.inspect_rejected} (RST at the SYN), pended {s.inspect_pended}, "
+                     f"waiting now {len(g.inspect_waiting)}")
+        data["conditional_accept"] = {"rejected": s.inspect_rejected, "pended": s.inspect_pended,
+                                      "waiting": len(g.inspect_waiting)}
+    if g.config.HandOver != "Relay":
+        lines.append(f"  hand-over    {g.config.HandOver} to port {g.config.BackendPort}: "
+                     f"redirected {s.dynamic_redirected}, handed over {s.dynamic_handed_over}, "
+                     f"fallbacks {s.hand_over_fallbacks}")
+        data["hand_over"] = {"method": g.config.HandOver, "handed_over": s.dynamic_handed_over,
+                             "redirected": s.dynamic_redirected, "fallbacks": s.hand_over_fallbacks}
     cache = getattr(g, "cache", None)
     if cache is not None:
         lines += cache.describe()

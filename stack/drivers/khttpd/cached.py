@@ -1,7 +1,9 @@
-"""khttpd's cached path (ResponseCache > 0, over TDI): requests answered from the receive event.
+"""khttpd's event-driven connections: requests answered from the receive event (ResponseCache > 0).
 
 HTTP.sys's design, which the thesis names as future work.  Connections are event
-driven: no thread waits on them.
+driven: no thread waits on them.  Over TDI the events are tdx's (below); over WSK they are
+WskReceiveEvent / WskDisconnectEvent (wsk_events.py), and the hit's send is a WskSend with
+the same header MDL -> entry MDL chain.  KhttpdProcessRequests and the work items serve both.
 
 KhttpdTdiAcceptCallback (DISPATCH_LEVEL, as the TDI_ACCEPT completes)
     the connection's block, buffers and send IRP (all nonpaged); no worker thread.
@@ -28,10 +30,11 @@ from stack.fs.kfs import VOLUME_DEVICE_NAME
 from stack.kernel import (NT_SUCCESS, STATUS_DATA_NOT_ACCEPTED, STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS,
                           STATUS_UNSUCCESSFUL, DelayedWorkQueue, IoAllocateIrp, IoAllocateWorkItem, IoCallDriver,
                           IoFreeIrp, IoFreeMdl, IoFreeWorkItem, IoGetDeviceObjectPointer, IoQueueWorkItem,
-                          IoReuseIrp, current_kernel, kroutine)
+                          IoReuseIrp, IoSetCompletionRoutine, current_kernel, kroutine)
 from stack.tdi import sockets as ks
 from stack.tdi.build import TdiBuildSend
 from stack.tdi.constants import TDI_EVENT_DISCONNECT, TDI_EVENT_RECEIVE, TDI_SEND_AND_DISCONNECT
+from stack.wsk import WSK_BUF
 
 from .cache import KhttpdCacheEntry, KhttpdCacheFill, KhttpdResponseCache
 from .conditional import Validators
@@ -39,7 +42,7 @@ from .http import NEED_DATA, PAUSED, PEER_CLOSED, ProtocolFailure, Request, http
 from .mime import content_type_for
 
 if TYPE_CHECKING:
-    from .driver import KhttpdConnection, KhttpdGlobals
+    from .state import KhttpdConnection, KhttpdGlobals
 
 
 def _cacheable(request: Request) -> bool:
@@ -96,9 +99,18 @@ def KhttpdTdiReceiveEvent(TdiEventContext: Any, ConnectionContext: Any, ReceiveF
     if connection is None or connection.closing:
         BytesTaken.value = 0
         return STATUS_DATA_NOT_ACCEPTED
+    if connection.handing_over:
+        BytesTaken.value = 0
+        return STATUS_DATA_NOT_ACCEPTED
     k = current_kernel()
-    k.copies.count(BytesIndicated, "KhttpdTdiReceiveEvent")  # into the HTTP parser's buffer
-    connection.http.receive(bytes(Tsdu[:BytesIndicated]))
+    k.copies.count(BytesIndicated, "KhttpdTdiReceiveEvent")  # into the HTTP parser's buffer (or a look)
+    data = bytes(Tsdu[:BytesIndicated])
+    if connection.globals.config.HandOver == "Accept" and not connection.hand_over_failed:
+        from .handover import KhttpdConsiderAcceptHandOver
+        if KhttpdConsiderAcceptHandOver(connection, data):
+            BytesTaken.value = 0
+            return STATUS_DATA_NOT_ACCEPTED  # tdx holds the bytes (and stops indicating) for the user-mode server
+    connection.http.receive(data)
     BytesTaken.value = BytesIndicated
     KhttpdProcessRequests(connection)
     return STATUS_SUCCESS
@@ -132,7 +144,7 @@ def KhttpdProcessRequests(connection: "KhttpdConnection") -> None:
         return
     g = connection.globals
     connection.busy = True
-    if isinstance(item, Request) and _cacheable(item):
+    if isinstance(item, Request) and g.cache is not None and _cacheable(item):
         cache: KhttpdResponseCache = g.cache
         entry = cache.lookup(item.path.fs_path)
         if entry is not None:
@@ -148,8 +160,10 @@ def KhttpdProcessRequests(connection: "KhttpdConnection") -> None:
 
 @kroutine("khttpd")
 def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: KhttpdCacheEntry) -> None:
-    """Any IRQL <= DISPATCH_LEVEL: header MDL -> entry MDL, one TDI_SEND sent with IoCallDriver."""
-    from .driver import KhttpdLastResponse, _date_epoch, _header_mdl, _log, _now_s
+    """Any IRQL <= DISPATCH_LEVEL: header MDL -> entry MDL, one TDI_SEND sent with IoCallDriver (over WSK:
+    one WskSend, or WskDisconnect with the data when it is the connection's last response)."""
+    from .response import KhttpdLastResponse, _header_mdl
+    from .state import _date_epoch, _log, _now_s
     g = connection.globals
     http = connection.http
     g.stats.requests += 1
@@ -166,17 +180,22 @@ def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: Kh
     if body:
         header_mdl.next = entry.mdl
         entry.refs += 1
-    connection.cached_send = (header_mdl, entry if body else None)
+    connection.cached_send = (header_mdl, entry if body else None, len(header) + body)
     g.stats.static_zero_copy += int(bool(body))
     g.stats.head_requests += int(request.head_only)
     _log(connection, request.method, request.target, request.http_version, 200, body)
-    file_object = ks.connection_file(connection.tdi_fd)
     irp = connection.send_irp
     IoReuseIrp(irp, STATUS_UNSUCCESSFUL)
-    flags = 0
-    if KhttpdLastResponse(connection):
-        connection.disconnected = True
-        flags = TDI_SEND_AND_DISCONNECT  # the response and our FIN in one TDI_SEND
+    last = KhttpdLastResponse(connection)
+    connection.disconnected = connection.disconnected or last
+    if not connection.tdi_fd:  # WSK: WskSend (or WskDisconnect with the data: send and disconnect)
+        socket = connection.Socket
+        IoSetCompletionRoutine(irp, KhttpdCachedSendComplete, connection, True, True, True)
+        call = socket.Dispatch.WskDisconnect if last else socket.Dispatch.WskSend
+        call(socket, WSK_BUF(header_mdl, 0, len(header) + body), 0, irp)
+        return
+    file_object = ks.connection_file(connection.tdi_fd)
+    flags = TDI_SEND_AND_DISCONNECT if last else 0  # the response and our FIN in one TDI_SEND
     TdiBuildSend(irp, file_object.DeviceObject, file_object, KhttpdCachedSendComplete, connection, header_mdl,
                  flags, len(header) + body)
     IoCallDriver(file_object.DeviceObject, irp)
@@ -186,15 +205,15 @@ def KhttpdSendCached(connection: "KhttpdConnection", request: Request, entry: Kh
 def KhttpdCachedSendComplete(DeviceObject: Any, Irp: Any, Context: "KhttpdConnection") -> int:
     """DISPATCH_LEVEL: the peer acknowledged the response: release, then the next request or close."""
     connection = Context
-    header_mdl, entry = connection.cached_send
+    header_mdl, entry, length = connection.cached_send
     connection.cached_send = None
     header_mdl.next = None
     IoFreeMdl(header_mdl)
     if entry is not None:
         entry.refs -= 1
     ok = NT_SUCCESS(Irp.IoStatus.Status)
-    if ok:
-        connection.globals.stats.bytes_sent += int(Irp.IoStatus.Information or 0)
+    if ok:  # (a WskDisconnect with the data completes with Information 0: count what it carried)
+        connection.globals.stats.bytes_sent += int(Irp.IoStatus.Information or 0) or length
     KhttpdRequestDone(connection, ok)
     return STATUS_MORE_PROCESSING_REQUIRED
 
@@ -206,6 +225,10 @@ def KhttpdRequestDone(connection: "KhttpdConnection", ok: bool) -> None:
         _queue_close(connection)
         return
     http.start_next_cycle()
+    if connection.hand_over_deferred is not None:  # HandOver=Accept left a request unread meanwhile
+        from .handover import KhttpdHandOverDeferred
+        KhttpdHandOverDeferred(connection)
+        return
     KhttpdProcessRequests(connection)
 
 
@@ -226,7 +249,8 @@ def _queue_close(connection: "KhttpdConnection") -> None:
 @kroutine("khttpd")
 def KhttpdCacheMissWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any, None]:
     """Open the file, fill the cache, answer from it."""
-    from .driver import KhttpdServeRequest, _fs_name
+    from .driver import KhttpdServeRequest
+    from .state import _fs_name
     connection, item, (request,) = Context
     IoFreeWorkItem(item)
     g = connection.globals
@@ -259,10 +283,12 @@ def _lab_epoch() -> int:
 @kroutine("khttpd")
 def KhttpdServeQueuedWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any, None]:
     """A request the cache cannot answer: the ordinary path, on a worker thread."""
-    from .driver import KhttpdSendBytes, KhttpdServeRequest, _http_now, _log
+    from .driver import KhttpdServeRequest
+    from .response import KhttpdSendBytes
+    from .state import _http_now, _log
     connection, item, (request,) = Context
     IoFreeWorkItem(item)
-    if not connection.local:
+    if not connection.local and connection.tdi_fd:
         local = yield from ks.getsockname(connection.tdi_fd)
         connection.local = str(getattr(local.ip, "ipv4_mapped", None) or local.ip) if local else ""
     if isinstance(request, ProtocolFailure):
@@ -277,7 +303,8 @@ def KhttpdServeQueuedWorkItem(DeviceObject: Any, Context: tuple) -> Generator[An
 
 @kroutine("khttpd")
 def KhttpdOverLimitWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any, None]:
-    from .driver import KhttpdSendBytes, _http_now, _log
+    from .response import KhttpdSendBytes
+    from .state import _http_now, _log
     connection, item, _ = Context
     IoFreeWorkItem(item)
     yield from KhttpdSendBytes(connection, connection.http.build_error_response(
@@ -292,8 +319,14 @@ def KhttpdCloseWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any, Any
     from .driver import KhttpdCloseConnection
     connection, item, _ = Context
     IoFreeWorkItem(item)
-    ks.connection_context(connection.tdi_fd).owner = None
+    _release_event_connection(connection)
+    yield from KhttpdCloseConnection(connection)
+
+
+def _release_event_connection(connection: "KhttpdConnection") -> None:
+    """No more events for this connection: forget it in tdx's context, free its send IRP."""
+    if connection.tdi_fd:
+        ks.connection_context(connection.tdi_fd).owner = None
     if connection.send_irp is not None:
         IoFreeIrp(connection.send_irp)
         connection.send_irp = None
-    yield from KhttpdCloseConnection(connection)

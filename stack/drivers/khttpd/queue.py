@@ -91,7 +91,7 @@ def KhttpdDispatchCreateClose(DeviceObject: Any, Irp: Any) -> int:
 
 @kroutine("khttpd")
 def KhttpdDispatchDeviceControl(DeviceObject: Any, Irp: Any) -> int:
-    from .driver import khttpd_globals
+    from .state import khttpd_globals
     g = khttpd_globals(current_kernel())
     q: KhttpdRequestQueue | None = getattr(g, "request_queue", None) if g is not None else None
     code = IoGetCurrentIrpStackLocation(Irp).parameters[2]

@@ -21,7 +21,7 @@ from stack.tdi import sockets as ks
 from stack.tdi.constants import TDI_SEND_AND_DISCONNECT
 
 if TYPE_CHECKING:
-    from .driver import KhttpdConnection, KhttpdGlobals, KhttpdSendContext
+    from .state import KhttpdConnection, KhttpdGlobals, KhttpdSendContext
 
 LISTEN_BACKLOG = 8
 recv_mdl = ks.recv_mdl  # (fd, mdl, length, timeout_ns): -2 on a timeout (then aborted)
@@ -42,8 +42,8 @@ def KhttpdStartListeningTdi(g: "KhttpdGlobals") -> Generator[Any, Any, int]:
     from .cache import KhttpdResponseCache
     from .cached import KhttpdStartCachedListening, KhttpdTdiAcceptCallback
     ks.ks_startup(g.device)
-    cached = int(g.config.ResponseCache) > 0
-    if cached:
+    cached = g.config.event_driven  # (the cached path's event-driven connections, with or without a cache)
+    if int(g.config.ResponseCache):
         g.cache = KhttpdResponseCache(int(g.config.ResponseCache))
     for any_ip, af in (("0.0.0.0", 2), ("::", 23)):
         fd = ks.socket(af)
@@ -99,7 +99,8 @@ def KhttpdStopListeningTdi(g: "KhttpdGlobals") -> Generator[Any, Any, None]:
 def KhttpdSendChainTdi(connection: "KhttpdConnection", send: "KhttpdSendContext",
                        length: int) -> Generator[Any, Any, bool]:
     """TDI_SEND of header MDL -> body chain; the IRP is the library's, so the release is ours."""
-    from .driver import SEND_TAG, WPP_PROVIDER, KhttpdLastResponse, KhttpdReleaseSend
+    from .response import KhttpdLastResponse, KhttpdReleaseSend
+    from .state import SEND_TAG, WPP_PROVIDER
     from stack.fs import fsio
     flags = 0
     if KhttpdLastResponse(connection):
@@ -122,7 +123,7 @@ def KhttpdSendChainTdi(connection: "KhttpdConnection", send: "KhttpdSendContext"
 @kroutine("khttpd")
 def KhttpdCallBackendTdi(connection: "KhttpdConnection", request: Any) -> Generator[Any, Any, Any]:
     """connect to the user-mode server over TDI, send the raw request, read one response, close."""
-    from .driver import BODY_TAG, WPP_PROVIDER
+    from .state import BODY_TAG, WPP_PROVIDER
     from .relay import BackendResponseReader
     g = connection.globals
     import ipaddress

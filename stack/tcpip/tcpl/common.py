@@ -93,6 +93,7 @@ class Tcb:
     nodelay: bool = False
     freed: bool = False
     binding: Binding | None = None  # the local address the client bound explicitly
+    rx_indicating: Any = None  # the RxFrame being processed (retain_indication can keep it)
 _OPEN = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})  # what tcpCurrEstab counts
 _OPENING = frozenset({TcpState.SYN_SENT, TcpState.SYN_RECEIVED})
 def _count_transition(counters: Any, old: TcpState, new: TcpState) -> None:

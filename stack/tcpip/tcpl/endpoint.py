@@ -24,7 +24,7 @@ from ..tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Res
 from ..tcp.seq import SEQ_MASK
 from ..transport import ConnectComplete, ConnectionEndpoint, ListenEndpoint
 from .common import (DYNAMIC_PORT_MIN_COUNT, DYNAMIC_PORT_MIN_START, EPHEMERAL_FIRST, EPHEMERAL_LAST, RESET_STATUS,
-                     SendRequest, TCB_SIZE, TCB_TAG, Tcb, _binding, _count_transition, _ignore_status)
+                     SendRequest, TCB_SIZE, TCB_TAG, Tcb, _binding, _count_transition, _ignore_status, _seq_le)
 
 if TYPE_CHECKING:
     from ..tcp_glue import TcpLayer
@@ -54,6 +54,15 @@ class TcbLayer:
         # drawing from it moves no ISN): SYN cookie secret and SYN retransmission jitter.
         self._rng = random.Random(f"{getattr(self.kernel, 'seed', 0)}:{self.kernel.name}:tcp")
         self._cookie_secret = self._rng.getrandbits(128).to_bytes(16, "big")
+
+    def listener_offer(self, listener: ListenEndpoint, endpoint: ConnectionEndpoint) -> int:
+        tcb: Tcb = endpoint._tcb
+        if listener.closed or listener.accept_handler is not None or endpoint.closed or tcb.core is None \
+                or tcb.reset_delivered:
+            return STATUS_INVALID_DEVICE_STATE
+        listener._offered.append(endpoint)
+        self._serve_accepts(listener)
+        return STATUS_SUCCESS
 
     def socket(self, local: SockAddr | None, family: int, share: Share = Share.DEFAULT,
                owner: object = "System", v6only: bool = True) -> tuple[int, ConnectionEndpoint | None]:
@@ -123,6 +132,26 @@ class TcbLayer:
         core.connect(self.kernel.now_ns)
         self._kick(tcb)
         return STATUS_PENDING
+
+    def retain_indication(self, endpoint: ConnectionEndpoint) -> list[Any] | None:
+        """Inside a receive upcall: hold the NBLs behind the indicated bytes (TDI's chained receive
+        returning STATUS_PENDING); None when one of them cannot be held (a copy, low resources)."""
+        tcb: Tcb = endpoint._tcb
+        core = tcb.core
+        if core is None:
+            return None
+        read_ptr = self._read_pointer(core)
+        frames = [rx for end, rx in tcb.held if not _seq_le(end, read_ptr)]
+        rx = tcb.rx_indicating
+        if rx is not None and rx.nbl is not None and rx not in frames:
+            if not rx.can_hold(self):
+                return None
+            frames.append(rx)
+        if not frames:
+            return None
+        for frame in frames:
+            frame.hold()
+        return frames
 
     def handlers_changed(self, endpoint: ConnectionEndpoint) -> None:
         tcb: Tcb = endpoint._tcb

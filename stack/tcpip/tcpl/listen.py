@@ -13,6 +13,7 @@ from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.pool import NonPagedPoolNx
 from ..addr import SockAddr, v4_mapped
 from ..sharing import Share
+from ..syn_hold import drop_all, inspect_segment
 from ..tcp import TcpListener, TcpSegment, TcpState
 from ..transport import ACCEPT, AcceptHandler, ConnectionEndpoint, ListenEndpoint
 from .common import LISTENER_SIZE, LISTENER_TAG, TCB_SIZE, TCB_TAG, Tcb, _binding
@@ -63,6 +64,13 @@ class ListenLayer:
         return STATUS_PENDING
 
     def _serve_accepts(self, listener: ListenEndpoint) -> None:
+        while listener._pending_accepts and listener._offered:  # hand-overs first (ListenEndpoint.offer)
+            endpoint = listener._offered.pop(0)
+            completion = listener._pending_accepts.pop(0)
+            self._upcall(endpoint, "accept", STATUS_SUCCESS)
+            completion(endpoint, STATUS_SUCCESS)
+            if endpoint._tcb.core is not None:
+                self._kick(endpoint._tcb)
         while listener._pending_accepts:
             core_conn = listener._core.accept()
             if core_conn is None:
@@ -89,6 +97,10 @@ class ListenLayer:
         pending, listener._pending_accepts = listener._pending_accepts, []
         for completion in pending:
             completion(None, STATUS_CANCELLED)
+        drop_all(listener)
+        offered, listener._offered = listener._offered, []
+        for endpoint in offered:  # handed over, never accepted: reset like the rest
+            endpoint.close()
         for tcb in list(self.tcbs.values()):  # embryonic and never-accepted connections die with it
             if tcb.listener is listener and not tcb.accepted and tcb.core is not None:
                 tcb.fail_status = STATUS_CANCELLED
@@ -159,6 +171,8 @@ class ListenLayer:
 
     def _listener_segment(self, listener: ListenEndpoint, seg: TcpSegment, rx: "RxFrame",
                           src: bytes, dst: bytes) -> None:
+        if listener.syn_hold is not None and inspect_segment(self, listener, seg, src, dst):
+            return  # held for the client's decision, refused, or a held SYN's retransmission (syn_hold.py)
         k = self.kernel
         core_listener = listener._core
         if seg.payload and seg.flags & 0x10:

@@ -217,7 +217,9 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
     if seg.flags & 0x08 and seg.payload:  # PSH: remember where the pushed data ends
         tcb.push_end = (seg.seq + seg.payload_len) & SEQ_MASK
     core.on_segment(seg, layer.kernel.now_ns)
+    tcb.rx_indicating = rx
     layer._kick(tcb)
+    tcb.rx_indicating = None
     layer.after_segment(tcb, seg, rx)
 
 

@@ -125,21 +125,123 @@ def test_a_keep_alive_client_gets_pipelined_hits_in_order():
 def test_the_irql_rule_is_enforced_a_paged_header_buffer_on_the_hit_path_bug_checks_d1(monkeypatch):
     """The hit path passes the tests above only because it touches nonpaged memory alone: give it a
     paged header buffer and the machine bug-checks DRIVER_IRQL_NOT_LESS_OR_EQUAL in the receive event."""
-    import stack.drivers.khttpd.driver as driver
+    import stack.drivers.khttpd.response as response
+    from stack.drivers.khttpd.state import HEADER_BUFFER_SIZE
     from stack.kernel import PagedPool
     from stack.usermode.socket import run_program
     lab = _lab(seed=49)
     run_client(lab, http_fetch, SERVER4, "GET", "/style.css")
     from stack.kernel import ExAllocatePoolWithTag, IoAllocateMdl, current_kernel
-    paged = lab.run_in("winsrv", ExAllocatePoolWithTag, PagedPool, driver.HEADER_BUFFER_SIZE, "Test")
+    paged = lab.run_in("winsrv", ExAllocatePoolWithTag, PagedPool, HEADER_BUFFER_SIZE, "Test")
 
     def paged_header_mdl(connection, header):
         current_kernel().write(paged, header)  # the header buffer is now pageable
         return IoAllocateMdl(paged, len(header))
 
-    monkeypatch.setattr(driver, "_header_mdl", paged_header_mdl)
+    monkeypatch.setattr(response, "_header_mdl", paged_header_mdl)
     program = run_program(lab.host("client").kernel, http_fetch, SERVER4, "GET", "/style.css")
     lab.run_while(lambda: not program.done and lab.scheduler.halted is None, max_events=2_000_000)
     info = lab.scheduler.halted
     assert info is not None and info.code == 0xD1
     assert info.irql == DISPATCH_LEVEL and "khttpd!KhttpdTdiReceiveEvent" in info.frames
+
+
+# --- the same cache over WSK: hits answered inside WskReceiveEvent -------------------------------------
+
+def _wsk_lab(budget: int = 1 << 20, seed: int = 51):
+    return boot_lab(seed=seed, parameters={"Transport": "WSK", "ResponseCache": budget})
+
+
+def test_over_wsk_a_miss_then_hits_are_byte_exact_and_counted():
+    lab = _wsk_lab()
+    g = khttpd_globals(lab.host("winsrv").kernel)
+    responses = run_client(lab, http_session, SERVER4, [("GET", "/index.html")] * 3 + [("GET", "/style.css"),
+                                                                                       ("GET", "/app/hello")])
+    assert [r.body for r in responses[:4]] == [CONTENT["index.html"]] * 3 + [CONTENT["style.css"]]
+    assert responses[4].body.startswith(b"Hello from the user-mode web server")  # a miss path: the work item
+    six = run_client(lab, http_fetch, SERVER6, "GET", "/index.html")
+    assert six.body == CONTENT["index.html"]
+    snap = g.cache.snapshot()
+    assert (snap["hits"], snap["misses"], snap["entries"]) == (3, 2, 2)
+
+
+def test_over_wsk_a_hit_is_answered_inside_wsk_receive_event_from_the_nics_dpc_with_no_thread_switch():
+    lab = _wsk_lab(seed=53)
+    winsrv = lab.host("winsrv").kernel
+    run_client(lab, http_fetch, SERVER4, "GET", "/index.html")  # the miss fills the cache
+    events: list[Event] = []
+    sends: list[tuple[int, list[str]]] = []
+
+    def watch(event: Event) -> None:
+        if event.host != winsrv.name:
+            return
+        events.append(event)
+        if event.kind == "wsk.call" and event.call in ("WskSend", "WskDisconnect") and event.length:
+            sends.append((winsrv.irql, [f.symbol for f in winsrv.frames]))
+
+    unsubscribe = lab.bus.subscribe(watch)
+    try:
+        response = run_client(lab, http_fetch, SERVER4, "GET", "/index.html")
+    finally:
+        unsubscribe()
+    assert response.body == CONTENT["index.html"]
+    assert khttpd_globals(winsrv).cache.hits == 1
+    irql, frames = sends[0]  # the response's WskSend (or WskDisconnect with the data)
+    assert irql == DISPATCH_LEVEL
+    assert "khttpd!KhttpdWskReceiveEvent" in frames and "khttpd!KhttpdSendCached" in frames
+    assert "afd!WskProTLEventReceive" in frames and "ndis!ndisMiniportDpc" in frames
+    send_at = next(i for i, e in enumerate(events) if e.kind == "wsk.call" and e.call in ("WskSend", "WskDisconnect")
+                   and e.length)
+    dpc_at = max(i for i, e in enumerate(events[:send_at]) if e.kind == "dpc.run")
+    between = [e.kind for e in events[dpc_at:send_at]]
+    assert "thread.switch" not in between and "workitem" not in between
+    assert events[dpc_at].routine.startswith("ndis!")
+
+
+def test_over_wsk_a_paged_header_buffer_on_the_hit_path_bug_checks_d1_in_wsk_receive_event(monkeypatch):
+    import stack.drivers.khttpd.response as response
+    from stack.drivers.khttpd.state import HEADER_BUFFER_SIZE
+    from stack.kernel import PagedPool
+    from stack.usermode.socket import run_program
+    lab = _wsk_lab(seed=55)
+    run_client(lab, http_fetch, SERVER4, "GET", "/style.css")
+    from stack.kernel import ExAllocatePoolWithTag, IoAllocateMdl, current_kernel
+    paged = lab.run_in("winsrv", ExAllocatePoolWithTag, PagedPool, HEADER_BUFFER_SIZE, "Test")
+
+    def paged_header_mdl(connection, header):
+        current_kernel().write(paged, header)
+        return IoAllocateMdl(paged, len(header))
+
+    monkeypatch.setattr(response, "_header_mdl", paged_header_mdl)
+    program = run_program(lab.host("client").kernel, http_fetch, SERVER4, "GET", "/style.css")
+    lab.run_while(lambda: not program.done and lab.scheduler.halted is None, max_events=2_000_000)
+    info = lab.scheduler.halted
+    assert info is not None and info.code == 0xD1
+    assert info.irql == DISPATCH_LEVEL and "khttpd!KhttpdWskReceiveEvent" in info.frames
+
+
+def test_over_wsk_pipelined_hits_come_back_in_order_and_unload_leaks_nothing():
+    from stack.drivers.khttpd.driver import POOL_TAGS
+    from stack.kernel import IoUnloadDriver
+    from stack.kernel.pool import tag_from_str
+    lab = _wsk_lab(seed=57)
+    k = lab.host("winsrv").kernel
+    run_client(lab, http_fetch, SERVER4, "GET", "/style.css")
+
+    def pipelined():
+        client = yield from HttpClient.connect(SERVER4)
+        yield from client.send_raw(b"GET /style.css HTTP/1.1\r\nHost: w\r\n\r\n" * 2
+                                   + b"HEAD /style.css HTTP/1.1\r\nHost: w\r\n\r\n")
+        out = [(yield from client.read_response()), (yield from client.read_response()),
+               (yield from client.read_response(head_only=True))]
+        yield from client.close()
+        return out
+
+    a, b, c = run_client(lab, pipelined)
+    assert a.body == b.body == CONTENT["style.css"] and c.status == 200 and c.body == b""
+    done: list[int] = []
+    IoUnloadDriver(k, k.drivers["khttpd"], on_done=done.append)
+    lab.run_while(lambda: not done, max_events=1_000_000)
+    lab.check()
+    tags = {tag_from_str(t) for t in POOL_TAGS}
+    assert not [blk for blk in k.pool.allocated_blocks() if blk.tag in tags]

@@ -1,5 +1,6 @@
 """WSK conditional accept: SO_CONDITIONAL_ACCEPT, WskInspectEvent (accept / reject / pend),
-WskInspectComplete for a pended connection, WskAbortEvent when the peer gives up while pended."""
+WskInspectComplete for a pended connection, WskAbortEvent when the peer gives up while pended.
+tcpip asks before it answers the SYN: no SYN-ACK until the decision, a RST on reject (syn_hold.py)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_an_inspect_reject_resets_the_peer_and_no_socket_is_left():
     assert [s.category for s in wsk.wsk_sockets(lab.k)] == ["listen"]
 
 
-def test_a_peer_that_aborts_while_pended_gets_wsk_abort_event():
+def test_a_peer_that_gives_up_while_pended_gets_wsk_abort_event():
     lab = WskLab()
     log = EventLog()
     _conditional_listener(lab, 5102, log)
@@ -88,3 +89,83 @@ def test_conditional_accept_is_refused_on_a_bound_socket():
     log = EventLog()
     sock = _conditional_listener(lab, 5103, log)
     assert lab.control(sock, wsk.SOL_SOCKET, SO_CONDITIONAL_ACCEPT, 0) != STATUS_SUCCESS
+
+
+# --- on the wire: the SYN waits for the decision ---------------------------------------------------
+
+def _segments_from(capture, port: int) -> list[int]:
+    """Flags of every distinct segment the listener's port sent (the capture sees each on two links)."""
+    from stack.tcpip.wire.frame import parse_frame
+    from stack.tcpip.wire.tcp import TcpHeader
+    seen: dict[tuple[int, int, int], None] = {}
+    for record in capture.records:
+        decoded = parse_frame(record.frame, verify_checksum=False)
+        tcp = decoded.transport
+        if isinstance(tcp, TcpHeader) and tcp.src_port == port:
+            seen[(tcp.seq, tcp.ack, tcp.flags)] = None
+    return [flags for _, _, flags in seen]
+
+
+def test_no_syn_ack_leaves_before_wsk_inspect_complete_and_one_leaves_after_accept():
+    from stack.tcpip.wire.tcp import ACK, RST, SYN
+    lab = WskLab()
+    log = EventLog()
+    listener = _conditional_listener(lab, 5110, log)
+    DECISIONS[:] = [WskInspectPend]
+    capture = lab.world.capture()
+    program = user_client(lab, "10.0.0.1:5110", [("send", b"hello")])
+    lab.run(5_000_000_000)  # 5 s: the client retransmits its SYN, nothing answers it
+    assert log.names() == ["inspect"]
+    assert _segments_from(capture, 5110) == []  # no SYN-ACK, no RST: the SYN is held
+    inspect_id = log.calls[0][1]
+
+    def complete() -> Any:
+        c = Call()
+        listener.Dispatch.WskInspectComplete(listener, inspect_id, WskInspectAccept, c.irp)
+        return c.status
+
+    assert lab.call(complete) == STATUS_SUCCESS
+    lab.run()
+    capture.stop()
+    flags = _segments_from(capture, 5110)
+    assert flags[0] == SYN | ACK and not any(f & RST for f in flags)
+    assert log.names() == ["inspect", "accept"] and program.error is None
+
+
+def test_a_reject_answers_the_syn_with_a_reset_and_no_syn_ack():
+    from stack.tcpip.wire.tcp import ACK, RST, SYN
+    lab = WskLab()
+    log = EventLog()
+    _conditional_listener(lab, 5111, log)
+    DECISIONS[:] = [WskInspectReject]
+    capture = lab.world.capture()
+    program = user_client(lab, "10.0.0.1:5111", [])
+    lab.run()
+    capture.stop()
+    assert _segments_from(capture, 5111) == [RST | ACK]
+    assert program.error is not None and "REFUSED" in str(program.error).upper()
+
+
+def test_a_pended_then_rejected_syn_gets_a_reset_only_at_the_decision():
+    from stack.tcpip.wire.tcp import ACK, RST
+    lab = WskLab()
+    log = EventLog()
+    listener = _conditional_listener(lab, 5112, log)
+    DECISIONS[:] = [WskInspectPend]
+    capture = lab.world.capture()
+    program = user_client(lab, "10.0.0.1:5112", [])
+    lab.run(2_000_000_000)
+    assert _segments_from(capture, 5112) == [] and not program.done
+    inspect_id = log.calls[0][1]
+
+    def reject() -> Any:
+        c = Call()
+        listener.Dispatch.WskInspectComplete(listener, inspect_id, WskInspectReject, c.irp)
+        return c.status
+
+    assert lab.call(reject) == STATUS_SUCCESS
+    lab.run()
+    capture.stop()
+    assert _segments_from(capture, 5112) == [RST | ACK]
+    assert program.error is not None
+    assert [s.category for s in wsk.wsk_sockets(lab.k)] == ["listen"]
