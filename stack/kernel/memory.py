@@ -202,6 +202,21 @@ class PhysicalMemory:
         entry.pte_address = 0
         self._free.append(i)
 
+    def discard(self, pfns: list[int]) -> None:
+        """Give the host back the memory behind free frames (madvise MADV_DONTNEED): they read as
+        zeros from now on, as pages the zero page thread has cleared, and cost no resident memory
+        until written again.  For whole freed runs (big pool), whose next owner zeroes them anyway."""
+        base = self.base_pfn
+        data = self.data
+        i, n = 0, len(pfns)
+        while i < n:
+            start = pfns[i]
+            run = 1
+            while i + run < n and pfns[i + run] == start + run:
+                run += 1
+            data.madvise(mmap.MADV_DONTNEED, (start - base) << PAGE_SHIFT, run << PAGE_SHIFT)
+            i += run
+
     def entry(self, pfn: int) -> PfnEntry:
         i = pfn - self.base_pfn
         if not 0 <= i < self.page_count:
