@@ -103,7 +103,10 @@ class PhysicalMemory:
         self.page_count = page_count
         self.base_pfn = base_pfn
         # Anonymous, private, zero-filled on first touch: costs resident memory only where written.
-        self.data = mmap.mmap(-1, page_count * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MAP_ANONYMOUS"):
+            self.data = mmap.mmap(-1, page_count * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        else:  # Windows: an anonymous section, committed but made resident only when touched
+            self.data = mmap.mmap(-1, page_count * PAGE_SIZE)
         self.view = memoryview(self.data)
         # The PFN database: rows materialise on first allocation (see _NeverUsedFrame).
         self.pfns: list[PfnEntry] = [NEVER_USED_FRAME] * page_count  # type: ignore[list-item]
@@ -206,6 +209,8 @@ class PhysicalMemory:
         """Give the host back the memory behind free frames (madvise MADV_DONTNEED): they read as
         zeros from now on, as pages the zero page thread has cleared, and cost no resident memory
         until written again.  For whole freed runs (big pool), whose next owner zeroes them anyway."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
         base = self.base_pfn
         data = self.data
         i, n = 0, len(pfns)

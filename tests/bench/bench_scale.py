@@ -20,9 +20,10 @@ counts are not timed over a few milliseconds.  Reported per count:
             measured in the same run (1.0 = holding more connections costs nothing extra;
             the aim is <= 1.3 at 10,000 / 10)
 
---gc tuned (the default) runs the lab under stack.kernel.hostgc's policy (what the debugger's
-prompt does): the booted lab frozen out of the collector and a larger first generation, so a
-full collection does not walk every held connection's objects again and again.
+--gc tuned (the default) runs the lab under stack.kernel.hostgc's policy for a process that holds
+one lab: the booted lab frozen out of the collector and a larger first generation, so a full
+collection does not walk every held connection's objects again and again.  (The debugger does
+not apply it yet: time travel rebuilds labs in one process, and frozen labs are never freed.)
 --gc default leaves Python's collector as it is, for comparison.
 
 Nothing is asserted: the figures are printed.
@@ -124,7 +125,7 @@ def _sample(world: World, held: list[Socket], rounds: int) -> tuple[float, float
 def measure(count: int, samples: int, seed: int, memory_mb: int, min_exchanges: int, tuned_gc: bool) -> dict[str, float]:
     world = _lab(seed, memory_mb)
     if tuned_gc:
-        hostgc.settle()  # the booted lab out of the collector's way, as at the debugger's prompt
+        hostgc.settle()  # the booted lab out of the collector's way
     held: list[Socket] = []
     failures, connect_wall, connect_cpu = _run(world, _open, count, held)
     rss = _rss_mb()
