@@ -24,6 +24,7 @@ counts are not timed over a few milliseconds.  Reported per count:
 one lab: the booted lab frozen out of the collector and a larger first generation, so a full
 collection does not walk every held connection's objects again and again.  (The debugger does
 not apply it yet: time travel rebuilds labs in one process, and frozen labs are never freed.)
+--gc thresholds widens the generations without freezing (safe for a process with many labs);
 --gc default leaves Python's collector as it is, for comparison.
 
 Nothing is asserted: the figures are printed.
@@ -122,10 +123,10 @@ def _sample(world: World, held: list[Socket], rounds: int) -> tuple[float, float
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(count: int, samples: int, seed: int, memory_mb: int, min_exchanges: int, tuned_gc: bool) -> dict[str, float]:
+def measure(count: int, samples: int, seed: int, memory_mb: int, min_exchanges: int, gc_mode: str) -> dict[str, float]:
     world = _lab(seed, memory_mb)
-    if tuned_gc:
-        hostgc.settle()  # the booted lab out of the collector's way
+    if gc_mode != "default":
+        hostgc.settle(freeze=gc_mode == "tuned")  # the booted lab out of the collector's way
     held: list[Socket] = []
     failures, connect_wall, connect_cpu = _run(world, _open, count, held)
     rss = _rss_mb()
@@ -139,7 +140,7 @@ def measure(count: int, samples: int, seed: int, memory_mb: int, min_exchanges: 
            "round_wall_us": statistics.median(w for w, _ in timed) / exchanges * 1e6,
            "round_cpu_us": statistics.median(c for _, c in timed) / exchanges * 1e6, "rss_mb": rss}
     del world, held
-    if tuned_gc:
+    if gc_mode != "default":
         hostgc.release()
     gc.collect()
     return row
@@ -153,10 +154,10 @@ def main() -> None:
                         help="exchanges per sample: rounds are repeated until a sample has this many")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--memory-mb", type=int, default=160, help="emulated RAM per host")
-    parser.add_argument("--gc", choices=("tuned", "default"), default="tuned")
+    parser.add_argument("--gc", choices=("tuned", "thresholds", "default"), default="tuned")
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
-    rows = [measure(c, args.samples, args.seed, args.memory_mb, args.min_exchanges, args.gc == "tuned")
+    rows = [measure(c, args.samples, args.seed, args.memory_mb, args.min_exchanges, args.gc)
             for c in counts]
     base, cpu_base = rows[0]["round_wall_us"], rows[0]["round_cpu_us"]
     print(f"gc: {args.gc}; {args.samples} samples after a warm-up, median shown; times per connection / exchange")
