@@ -243,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from stack.kernel import hostgc
+    hostgc.settle(freeze=False)  # a wider first generation: many held connections stay cheap
     parser = build_parser()
     args = parser.parse_args(argv)
     for early in EARLY_HANDLERS:

@@ -1,8 +1,12 @@
 """Emulated physical memory, the PFN database and the kernel virtual address space.
 
-Physical memory is one bytearray; page frame N is the slice [N*4096, N*4096+4096).
+Physical memory is one anonymous mapping; page frame N is the slice [N*4096, N*4096+4096).
 Physically contiguous frames are therefore contiguous in Python memory too, so a
-buffer over consecutive PFNs can be viewed as one memoryview without copying.
+buffer over consecutive PFNs can be viewed as one memoryview without copying.  The host
+OS backs the mapping lazily (a page costs nothing until first written, and reads as zeros
+until then), so an idle 64 MB host costs what it uses, as a guest's untouched RAM does
+under a hypervisor.  The PFN database is lazy the same way: a frame never handed out
+shares one read-only "free" row until something allocates it or asks for its entry.
 
 Virtual memory is a dict from virtual page number to a 64-bit x64-style PTE value
 (PFN in bits 12..51, flag bits below).  Translating an address is one dict lookup.
@@ -10,6 +14,7 @@ Virtual memory is a dict from virtual page number to a 64-bit x64-style PTE valu
 
 from __future__ import annotations
 
+import mmap
 import zlib
 from dataclasses import dataclass
 
@@ -74,15 +79,37 @@ class PfnEntry:
     color: int = 0
 
 
+class _NeverUsedFrame:
+    """The PFN row every frame shares until it is first allocated or looked at (`entry`).
+
+    Read-only: writing to it would change every untouched frame at once, so it refuses."""
+
+    __slots__ = ()
+    state = "Free"
+    share_count = reference_count = lock_count = pte_address = 0
+    owner = ""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"PFN row not materialised: use PhysicalMemory.entry() to change {name}")
+
+
+NEVER_USED_FRAME = _NeverUsedFrame()
+
+
 class PhysicalMemory:
-    """Page frames over one bytearray, handed out deterministically (lowest free first in runs)."""
+    """Page frames over one lazily backed mapping, handed out deterministically (lowest free first in runs)."""
 
     def __init__(self, page_count: int, base_pfn: int) -> None:
         self.page_count = page_count
         self.base_pfn = base_pfn
-        self.data = bytearray(page_count * PAGE_SIZE)
+        # Anonymous, private, zero-filled on first touch: costs resident memory only where written.
+        if hasattr(mmap, "MAP_ANONYMOUS"):
+            self.data = mmap.mmap(-1, page_count * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        else:  # Windows: an anonymous section, committed but made resident only when touched
+            self.data = mmap.mmap(-1, page_count * PAGE_SIZE)
         self.view = memoryview(self.data)
-        self.pfns = [PfnEntry(base_pfn + i, color=i & 0x3F) for i in range(page_count)]
+        # The PFN database: rows materialise on first allocation (see _NeverUsedFrame).
+        self.pfns: list[PfnEntry] = [NEVER_USED_FRAME] * page_count  # type: ignore[list-item]
         self._bump = 0  # frames below this index have been handed out at least once
         self._free: list[int] = []  # recycled frame indexes, reused LIFO
         self._top = page_count  # frames at and above this index belong to kernel stacks (see allocate_top)
@@ -95,7 +122,7 @@ class PhysicalMemory:
     def allocate_zeroed(self, count: int, owner: str) -> list[int]:
         """Allocate `count` frames whose bytes are all zero (what a fresh big-pool page must be).
 
-        A frame never handed out before is still zero (the bytearray starts zeroed and
+        A frame never handed out before is still zero (the mapping starts zeroed and
         nothing writes a frame nobody owns), so only recycled frames are cleared, as
         Windows takes already-zeroed pages from its zeroed page list."""
         pfns, recycled = self._allocate(count, owner)
@@ -123,8 +150,11 @@ class PhysicalMemory:
         else:
             raise MemoryError("emulated physical memory exhausted")
         out = []
+        pfns = self.pfns
         for i in indexes:
-            entry = self.pfns[i]
+            entry = pfns[i]
+            if entry is NEVER_USED_FRAME:
+                entry = pfns[i] = PfnEntry(self.base_pfn + i, color=i & 0x3F)
             entry.state = "Active"
             entry.share_count = 1
             entry.reference_count = 1
@@ -148,6 +178,8 @@ class PhysicalMemory:
             else:
                 raise MemoryError("emulated physical memory exhausted")
             entry = self.pfns[i]
+            if entry is NEVER_USED_FRAME:
+                entry = self.pfns[i] = PfnEntry(self.base_pfn + i, color=i & 0x3F)
             entry.state = "Active"
             entry.share_count = entry.reference_count = 1
             entry.owner = owner
@@ -173,11 +205,31 @@ class PhysicalMemory:
         entry.pte_address = 0
         self._free.append(i)
 
+    def discard(self, pfns: list[int]) -> None:
+        """Give the host back the memory behind free frames (madvise MADV_DONTNEED): they read as
+        zeros from now on, as pages the zero page thread has cleared, and cost no resident memory
+        until written again.  For whole freed runs (big pool), whose next owner zeroes them anyway."""
+        if not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        base = self.base_pfn
+        data = self.data
+        i, n = 0, len(pfns)
+        while i < n:
+            start = pfns[i]
+            run = 1
+            while i + run < n and pfns[i + run] == start + run:
+                run += 1
+            data.madvise(mmap.MADV_DONTNEED, (start - base) << PAGE_SHIFT, run << PAGE_SHIFT)
+            i += run
+
     def entry(self, pfn: int) -> PfnEntry:
         i = pfn - self.base_pfn
         if not 0 <= i < self.page_count:
             raise MemoryAccessError(pfn << PAGE_SHIFT, f"PFN {pfn:x} is not in physical memory")
-        return self.pfns[i]
+        entry = self.pfns[i]
+        if entry is NEVER_USED_FRAME:
+            entry = self.pfns[i] = PfnEntry(pfn, color=i & 0x3F)
+        return entry
 
     def frame(self, pfn: int) -> memoryview:
         start = (pfn - self.base_pfn) << PAGE_SHIFT

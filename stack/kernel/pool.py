@@ -201,11 +201,16 @@ class PoolManager:
         block.allocated = False
         if block.big:
             pages = block.block_size // PAGE_SIZE
+            freed = []
             for i in range(pages):
                 va = block.address + i * PAGE_SIZE
                 pfn = self.space.translate(va)
                 self.space.unmap_page(va)
                 self.phys.free(pfn)
+                freed.append(pfn)
+            # Frames the bump allocator may not hand out again for a long time: give their host
+            # memory back (they read as zeros, and a big block's next owner zeroes them anyway).
+            self.phys.discard(freed)
             self.regions[paged].release(block.address, pages)
             self.pages_in_use -= pages
             # keep the record so a second free is recognised as a double free

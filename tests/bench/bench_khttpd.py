@@ -1,6 +1,11 @@
 """khttpd benchmark, in the spirit of the thesis's measurements (a script, not a test).
 
-    python tests/bench/bench_khttpd.py [--count N] [--host-count N]
+    python tests/bench/bench_khttpd.py [--count N] [--host-count N] [--aim-only] [--samples N]
+
+First the issue 14 aim, side by side in this run: a 1 KiB GET with a new connection per request,
+the emulated client + khttpd (WSK zero copy) against http.client + http.server on the real
+loopback, each with a warm-up and the median of --samples samples (wall and CPU req/s), and
+their wall ratio (aim >= 1.0).  --aim-only stops there.  Then the full table:
 
 For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
 WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
@@ -148,6 +153,69 @@ def _host_rows(count: int) -> list[Row]:
     return rows
 
 
+AIM_PATH = "files/1KB.bin"
+
+
+def _timed(fn: Callable[[], None]) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def aim_rows(count: int, samples: int, seed: int) -> None:
+    """The 1 KiB new-connection GET, emulated vs real loopback: warm-up, median of samples, ratio."""
+    import statistics
+    from stack.usermode.socket import SockAddr, run_program
+    from stack.usermode.webserver import http_fetch
+    from tests.stack.drivers.khttpd_lab import boot_lab
+
+    world = boot_lab(seed=seed)
+    server = SockAddr.parse("10.0.0.1:80")
+
+    def emulated() -> None:
+        def fetch_all() -> Any:
+            for _ in range(count):
+                response = yield from http_fetch(server, "GET", "/" + AIM_PATH)
+                if response.status != 200 or len(response.body) != 1024:
+                    raise RuntimeError(f"{AIM_PATH}: {response.status}")
+        program = run_program(world.host("client").kernel, fetch_all, name="bench")
+        world.run_while(lambda: not program.done)
+        world.check()
+        program.raise_error()
+
+    _MemoryHandler.files = {AIM_PATH: file_bytes(docroot_files()[AIM_PATH])}
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MemoryHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    port = httpd.server_address[1]
+
+    def loopback() -> None:
+        for _ in range(count):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/" + AIM_PATH)
+            body = conn.getresponse().read()
+            conn.close()
+            if len(body) != 1024:
+                raise RuntimeError(f"loopback {AIM_PATH}: {len(body)} bytes")
+
+    try:
+        results = {}
+        for name, fn in (("emulated client + khttpd (WSK zero copy)", emulated),
+                         ("http.client + http.server, real loopback", loopback)):
+            fn()  # warm-up
+            timed = [_timed(fn) for _ in range(samples)]
+            results[name] = (statistics.median(w for w, _ in timed), statistics.median(c for _, c in timed))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    print(f"1 KiB GET, new connection per request, {count} requests per sample, median of {samples} after a warm-up:")
+    for name, (wall, cpu) in results.items():
+        print(f"  {name:44} {count / wall:8.0f} req/s wall {count / cpu:8.0f} req/s CPU (this process)")
+    (ew, ec), (lw, lc) = results.values()
+    print(f"  ratio emulated / loopback: {lw / ew:.2f} wall (aim >= 1.0), {lc / ec:.2f} CPU "
+          "(the loopback server's thread runs in this process too)\n")
+
+
 def cpu_model_rows(count: int, seed: int) -> None:
     """With processors that spend time (the 2003 profile, 1 Gb/s): virtual time per request and
     winsrv CPU per request for each server (tests/bench/thesis_lab.py)."""
@@ -168,7 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=10, help="requests per size in the emulated lab")
     parser.add_argument("--host-count", type=int, default=50, help="requests per size on the real loopback")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--samples", type=int, default=5, help="timed samples for the aim ratio (median shown)")
+    parser.add_argument("--aim-count", type=int, default=100, help="requests per sample for the aim ratio")
+    parser.add_argument("--aim-only", action="store_true", help="print the aim ratio only")
     args = parser.parse_args(argv)
+    aim_rows(args.aim_count, args.samples, args.seed)
+    if args.aim_only:
+        return
     rows: list[Row] = []
     runners: list[tuple[str, Callable[[], list[Row]]]] = [
         ("emulated", lambda: _emulated_rows(args.count, args.seed)), ("loopback", lambda: _host_rows(args.host_count))]

@@ -1,0 +1,112 @@
+"""Resident memory of the debugger: at the prompt, and its growth over many HTTP requests (a script, not a test).
+
+    PYTHONPATH=. python3 tests/bench/bench_memory.py [--requests 10000] [--warmup 1000] [--samples 3]
+
+1. RSS at the prompt: a fresh `Debugger()` on the default lab (winsrv, client, dns, httpbin;
+   64 MB of emulated RAM each) with its services running, measured `--samples` times in fresh
+   child processes (the median is shown, with the import-only baseline of the same run and the
+   wall and CPU time the construction took).  Aim: <= 150 MB.
+2. Growth over requests: in one debugger, `!httperf /w` fetches /files/1KB.bin from khttpd on
+   winsrv --warmup times (one new connection per request), RSS is read, then --requests more,
+   RSS again.  Growth = (after - before) / before.  Aim: <= 10 %.
+
+Emulated RAM is an anonymous mapping the host fills on first touch (stack.kernel.memory), so
+an idle host costs what it uses; the debugger's recording structures are bounded rings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+AIM_PROMPT_MB = 150
+AIM_GROWTH = 0.10
+URI = "/files/1KB.bin"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _prompt_child() -> None:
+    """In a fresh process: RSS after the imports, then after Debugger() (printed as JSON)."""
+    import wskdbg.api  # noqa: F401  (the imports alone: the baseline)
+    gc.collect()
+    baseline = rss_mb()
+    wall, cpu = time.perf_counter(), time.process_time()
+    from wskdbg.api import Debugger
+    dbg = Debugger()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    gc.collect()
+    print(json.dumps({"baseline": baseline, "prompt": rss_mb(), "wall": wall, "cpu": cpu}))
+    dbg.close()
+
+
+def prompt_rss(samples: int) -> list[dict[str, float]]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = []
+    for _ in range(samples):
+        run = subprocess.run([sys.executable, __file__, "--prompt-child"], env=env, capture_output=True, text=True,
+                             check=True)
+        out.append(json.loads(run.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def _httperf(dbg, count: int) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = dbg.execute(f"!httperf /w --server winsrv --uri {URI} --num-conns {count}")
+    if result.error or "Reply status: 1xx=0 2xx=" + str(count) not in result.text:
+        raise RuntimeError(f"httperf failed:\n{result.text[-2000:]}")
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def growth(requests: int, warmup: int) -> dict[str, float]:
+    from wskdbg.api import Debugger
+    dbg = Debugger()
+    _httperf(dbg, warmup)
+    gc.collect()
+    before = rss_mb()
+    wall, cpu = _httperf(dbg, requests)
+    gc.collect()
+    after = rss_mb()
+    dbg.close()
+    return {"before": before, "after": after, "wall": wall, "cpu": cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--warmup", type=int, default=1_000)
+    parser.add_argument("--samples", type=int, default=3, help="fresh processes measured for the prompt figure")
+    parser.add_argument("--prompt-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.prompt_child:
+        _prompt_child()
+        return
+    rows = prompt_rss(args.samples)
+    prompt = statistics.median(r["prompt"] for r in rows)
+    baseline = statistics.median(r["baseline"] for r in rows)
+    print(f"RSS at the prompt (fresh Debugger(), default lab; median of {args.samples} processes): {prompt:.1f} MB "
+          f"(imports alone {baseline:.1f} MB; construction {statistics.median(r['wall'] for r in rows):.2f} s wall, "
+          f"{statistics.median(r['cpu'] for r in rows):.2f} s CPU) -> {prompt / AIM_PROMPT_MB:.2f} of the "
+          f"{AIM_PROMPT_MB} MB aim")
+    g = growth(args.requests, args.warmup)
+    ratio = (g["after"] - g["before"]) / g["before"]
+    print(f"RSS over {args.requests} requests after {args.warmup} warm-up ({URI}, new connection each, !httperf /w): "
+          f"{g['before']:.1f} -> {g['after']:.1f} MB, growth {ratio * 100:.1f} % (aim <= {AIM_GROWTH * 100:.0f} %); "
+          f"{args.requests / g['wall']:.0f} req/s wall, {args.requests / g['cpu']:.0f} req/s CPU")
+
+
+if __name__ == "__main__":
+    main()

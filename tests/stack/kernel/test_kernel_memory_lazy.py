@@ -1,0 +1,45 @@
+"""Emulated RAM backed lazily: an untouched frame costs no host memory, reads as zeros and has a
+Free PFN row; a freed big-pool block's frames go back to the host and read as zeros again."""
+
+from __future__ import annotations
+
+import pytest
+from kernel_harness import new_machine, run
+
+from stack.kernel import PAGE_SIZE, ExAllocatePoolWithTag, ExFreePoolWithTag, NonPagedPoolNx
+from stack.kernel.memory import NEVER_USED_FRAME, PhysicalMemory
+
+
+def test_an_untouched_frame_reads_as_zeros_and_its_pfn_row_is_free_with_its_own_number():
+    phys = PhysicalMemory(64, base_pfn=0x2000)
+    assert bytes(phys.frame(0x2000 + 40)) == bytes(PAGE_SIZE)
+    assert phys.pfns[40] is NEVER_USED_FRAME  # nothing built for it yet
+    entry = phys.entry(0x2000 + 40)
+    assert (entry.pfn, entry.state, entry.color, entry.share_count) == (0x2028, "Free", 40 & 0x3F, 0)
+    assert phys.pfns[40] is entry  # materialised once, then the same row
+
+
+def test_the_shared_never_used_row_refuses_writes():
+    with pytest.raises(AttributeError, match="not materialised"):
+        NEVER_USED_FRAME.lock_count = 1
+
+
+def test_allocated_frames_get_their_own_active_rows_in_the_lowest_first_order():
+    phys = PhysicalMemory(64, base_pfn=0x2000)
+    pfns = phys.allocate(3, "test")
+    assert pfns == [0x2000, 0x2001, 0x2002]
+    assert [phys.entry(p).state for p in pfns] == ["Active"] * 3
+    assert len({id(phys.pfns[i]) for i in range(3)}) == 3
+
+
+def test_a_freed_big_pool_block_reads_as_zeros_when_its_frames_are_handed_out_again():
+    m = new_machine()
+    k = m.kernel
+    size = 3 * PAGE_SIZE
+    va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "Lazy")
+    pfns = k.mem.pfns_for(va, size)
+    k.mem.write(va, b"\xAB" * size)
+    run(m, ExFreePoolWithTag, va, "Lazy")
+    for pfn in pfns:  # the host got the memory back: the frames hold zeros, not the old bytes
+        assert bytes(k.phys.frame(pfn)) == bytes(PAGE_SIZE)
+        assert k.phys.entry(pfn).state == "Free"
