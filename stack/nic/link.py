@@ -105,6 +105,8 @@ class LinkEnd:
         if over <= 0:
             return now_ns
         q = self._finish_times
+        if not q:  # a unit larger than the whole queue goes once the wire is idle (and overflows it)
+            return now_ns
         return q[min(over, len(q)) - 1]
 
     def deliver(self, frame: bytes, time_ns: int) -> None:
