@@ -272,36 +272,34 @@ FOCUS_TARGETS = ("#command-input", "#irp-table", "#irp-detail-scroll", "#mdl-vie
                  "#trace-filter", "#conn-table", "#source-view", "#stack-view")
 
 
-def test_every_view_key_works_from_every_focus(app: WskdbgApp) -> None:
+@pytest.mark.parametrize("target", FOCUS_TARGETS)  # one app per focus: xdist runs them side by side
+def test_every_view_key_works_from_every_focus(app: WskdbgApp, target: str) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
         tabs = app.main.query_one(TabbedContent)
-        steps = 0
-        for target in FOCUS_TARGETS:
-            for key, tab in (("f2", "irps"), ("f3", "mdl"), ("f4", "trace"), ("f6", "network"), ("f12", "source")):
-                app.action_show_tab({"#irp-table": "irps", "#irp-detail-scroll": "irps", "#mdl-view": "mdl",
-                                     "#trace-view": "trace", "#trace-filter": "trace",
-                                     "#conn-table": "network", "#source-view": "source"}.get(target, "irps"))
-                for _ in range(3):  # the tab switch settles (a hidden pane gives its focus up)
-                    await pilot.pause()
-                    app.main.query_one(target).focus()
-                await pilot.pause()
-                assert app.focused is app.main.query_one(target)
-                await pilot.press(key)
-                await pilot.pause()
-                assert tabs.active == TAB_IDS[tab], (target, key)
-            for _ in range(3):
+        for key, tab in (("f2", "irps"), ("f3", "mdl"), ("f4", "trace"), ("f6", "network"), ("f12", "source")):
+            app.action_show_tab({"#irp-table": "irps", "#irp-detail-scroll": "irps", "#mdl-view": "mdl",
+                                 "#trace-view": "trace", "#trace-filter": "trace",
+                                 "#conn-table": "network", "#source-view": "source"}.get(target, "irps"))
+            for _ in range(3):  # the tab switch settles (a hidden pane gives its focus up)
                 await pilot.pause()
                 app.main.query_one(target).focus()
-            await pilot.press("f11")  # the run keys too
-            await app.settle()
-            steps += 1
-            assert commands_run(app).count("t") == steps, target
-            app.main.query_one(target).focus()
-            await pilot.press("f7")
             await pilot.pause()
-            assert app.focused is app.stack_view
-            await pilot.press("f8")
-            assert app.focused is app.command_pane.input
+            assert app.focused is app.main.query_one(target)
+            await pilot.press(key)
+            await pilot.pause()
+            assert tabs.active == TAB_IDS[tab], (target, key)
+        for _ in range(3):
+            await pilot.pause()
+            app.main.query_one(target).focus()
+        await pilot.press("f11")  # the run keys too
+        await app.settle()
+        assert commands_run(app).count("t") == 1, target
+        app.main.query_one(target).focus()
+        await pilot.press("f7")
+        await pilot.pause()
+        assert app.focused is app.stack_view
+        await pilot.press("f8")
+        assert app.focused is app.command_pane.input
 
     drive(app, scenario)
 
