@@ -35,6 +35,7 @@ from wskdbg.checkpoints import (DEFAULT_CAP, DEFAULT_EVERY, SUPPORTED, BecomeLiv
                                 adopt_debugger_state, export_debugger_state, process_alive, read_message,
                                 send_message)
 from wskdbg.commands.registry import PROMPT, CommandResult
+from wskdbg.engine import Position
 from wskdbg.timetravel import HandOver
 
 _WAIT_SLICE_S = 1.0  # how often a front end waiting for a result checks that its server still lives
@@ -181,16 +182,6 @@ class ThreadView:
 
     address: int
     name: str
-
-
-@dataclass(slots=True)
-class PositionView:
-    events_run: int
-    seq: int
-    time_ns: int
-
-    def __str__(self) -> str:
-        return f"event {self.events_run}, hand-off {self.seq}"
 
 
 @dataclass(slots=True)
@@ -357,8 +348,8 @@ class MachineProxy:
     def checkpoint_positions(self) -> list[tuple[int, int]]:
         return [(events_run, seq) for _, _, events_run, seq, _ in self._status.get("checkpoints", [])]
 
-    def position(self) -> PositionView:
-        return PositionView(*self._status.get("position", (0, 0, 0)))
+    def position(self) -> Position:
+        return Position(*self._status.get("position", (0, 0, 0)))
 
     def current_thread(self, host: str | None = None) -> ThreadView:
         return ThreadView(*self._status.get("thread", (0, "")))
