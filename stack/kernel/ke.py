@@ -297,6 +297,9 @@ class KThread(DispatcherObject):
         self.wait_started_ns = 0
         self.start_is_kroutine = False
         self.start_frames = SYSTEM_THREAD_FRAMES  # what the thread's first frames are, outermost first
+        # What !thread calls the Win32 Start Address: the routine the thread was created to run (for
+        # a system worker thread that is nt!ExpWorkerThread, not the work item it is running).
+        self.win32_start_symbol = start_symbol
         k.threads.append(self)
         k.register_object(self)
         self.deleted = False
@@ -877,6 +880,7 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
         return
     t = KThread(k, f"worker {symbol}", symbol, body, address, stack)
     t.start_frames = WORK_ITEM_FRAMES
+    t.win32_start_symbol = "nt!ExpWorkerThread"
     t.start_is_kroutine = kroutine_start
     t.state = "Ready"
     k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")

@@ -169,5 +169,8 @@ def test_k_in_a_work_item_routine_shows_exp_worker_thread_and_iop_process_work_i
             "khttpd!KhttpdConnectionWorker", "nt!IopProcessWorkItem", "nt!ExpWorkerThread",
             "nt!PspSystemThreadStartup", "nt!KiStartSystemThread"]
         assert run(engine, "ln nt!IopProcessWorkItem").strip()  # a routine of nt like the others
+        # !thread on a system worker thread names the routine the thread runs, not the work item:
+        #   Win32 Start Address nt!ExpWorkerThread (0xfffff801...)
+        assert "Win32 Start Address nt!ExpWorkerThread (0x" in run(engine, "!thread")
     finally:
         engine.close()

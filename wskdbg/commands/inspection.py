@@ -302,7 +302,8 @@ def thread_lines(dbg: "Engine", t: Any, running: bool) -> list[str]:
     proc = system_process_address(k)
     ticks = k.now_ns // 15_625_000
     wait_start = t.wait_started_ns // 15_625_000
-    start_addr = k.symbol_address(t.start_symbol) if k.module(t.start_symbol.partition("!")[0]) else 0
+    start = t.win32_start_symbol
+    start_addr = k.symbol_address(start) if k.module(start.partition("!")[0]) else 0
     frames = dbg.stack() if running else dbg.thread_stack(t)
     current_sp = frames[0].child_sp if frames else t.kernel_stack  # rsp, or the KernelStack saved at the switch
     lines += [
@@ -312,7 +313,7 @@ def thread_lines(dbg: "Engine", t: Any, running: bool) -> list[str]:
         f"Context Switch Count      {t.context_switches}              IdealProcessor: 0",
         "UserTime                  %s" % thread_times_text(k, t)[0],
         "KernelTime                %s" % thread_times_text(k, t)[1],
-        f"Win32 Start Address {t.start_symbol} (0x{addr64_nobt(start_addr)})",
+        f"Win32 Start Address {start} (0x{addr64_nobt(start_addr)})",
         f"Stack Init {addr64_nobt(t.stack_base)} Current {addr64_nobt(current_sp)}",
         f"Base {addr64_nobt(t.stack_base)} Limit {addr64_nobt(t.stack_limit)} Call 0000000000000000",
         f"Priority {t.priority}  BasePriority {t.priority}  IoPriority 2  PagePriority 5",
