@@ -14,6 +14,7 @@ from stack.kernel import STATUS_PENDING, STATUS_SUCCESS
 from stack.tcpip.addr import SockAddr
 from stack.tcpip.tcp import ACK, FIN, RST, TcpConnection, TcpSegment
 from stack.tcpip.tcp.seq import SEQ_MASK
+from stack.tcpip.tcpl.common import Tcb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from world_harness import MS, SECOND, lab  # noqa: E402
@@ -42,8 +43,9 @@ def _listen(world) -> None:
     assert status == STATUS_SUCCESS
 
 
-def _exchange(world) -> None:
-    """Connect, then close from the client side first (graceful disconnect, then close)."""
+def _exchange(world, close_late: bool = False) -> None:
+    """Connect, then close from the client side first (graceful disconnect, then close - or,
+    with close_late, close only once the connection is in TIME_WAIT)."""
     transport = world.host("client").transport
     done: list[int] = []
     status, conn = world.run_in("client", lambda: transport.tcp_connect(SERVER, lambda c, st: done.append(st)))
@@ -51,6 +53,9 @@ def _exchange(world) -> None:
     world.run_for(SECOND // 10)
     assert done == [STATUS_SUCCESS]
     world.run_in("client", lambda: conn.disconnect(completion=done.append))
+    if close_late:
+        world.run_for(SECOND // 10)
+        assert conn.state == "TIME_WAIT"  # the full TCB, its endpoint still open
     world.run_in("client", conn.close)
     world.run_for(SECOND // 10)
     assert done == [STATUS_SUCCESS, STATUS_SUCCESS]
@@ -136,4 +141,20 @@ def test_sequential_connections_leave_small_records_not_tcbs():
     client_ports = {key[1] for key in tcp.time_wait}
     cores = [o for o in gc.get_objects() if isinstance(o, TcpConnection) and o.local_port in client_ports]
     assert cores == []
+    # nor their TCB records: the cancelled per-TCB timers waiting in the scheduler's heap let go of them
+    tcbs = [o for o in gc.get_objects() if isinstance(o, Tcb) and o.key in tcp.time_wait]
+    assert tcbs == []
     assert _tags(world, "client")["TcpW"] == 20
+
+
+def test_closing_in_time_wait_swaps_in_the_time_wait_tcb_and_lets_the_full_tcb_go():
+    world = lab(time_wait_ms=60_000)
+    _listen(world)
+    world.run_for(SECOND // 10)
+    for _ in range(5):
+        _exchange(world, close_late=True)
+    tcp = world.host("client").stack.tcp
+    assert len(tcp.time_wait) == 5 and not tcp.tcbs
+    gc.collect()
+    # the full TCB's 2*MSL timer was cancelled but waits in the scheduler's heap: it must let go of the TCB
+    assert [o for o in gc.get_objects() if isinstance(o, Tcb) and o.key in tcp.time_wait] == []
