@@ -41,6 +41,9 @@ class ScheduledEvent:
 
     def cancel(self) -> None:
         self.cancelled = True
+        # It stays in the heap until its time comes (lazy removal): drop what it would have been
+        # called with, so that a cancelled 240 s timer does not keep its TCB alive that long.
+        self.args = ()
 
 
 class Scheduler:

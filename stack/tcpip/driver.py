@@ -130,7 +130,7 @@ def TcpipDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
 
 
 TCPIP_IMAGE = DriverImage("tcpip", "tcpip", TcpipDriverEntry, image="tcpip.sys", size=0x2F0000,
-                          pool_tags=("TcpE", "TcpL", "UdpA", "IpHd"),
+                          pool_tags=("TcpE", "TcpW", "TcpL", "UdpA", "IpHd"),
                           description="TCP/IP Protocol Driver")
 
 

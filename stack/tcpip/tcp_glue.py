@@ -17,8 +17,10 @@ from .tcpl.endpoint import TcbLayer
 from .tcpl.listen import ListenLayer
 from .tcpl.receive import ReceiveLayer
 from .tcpl.send import SendLayer
+from .tcpl.timewait import TimeWaitLayer
 
 
-class TcpLayer(TcbLayer, ListenLayer, SendLayer, ReceiveLayer):
+class TcpLayer(TcbLayer, ListenLayer, SendLayer, ReceiveLayer, TimeWaitLayer):
     """tcpip's TCP: one per stack.  Its parts live in stack/tcpip/tcpl/ along their seams -
-    endpoint.py (sockets, connect, close, the TCB's life), listen.py, send.py and receive.py."""
+    endpoint.py (sockets, connect, close, the TCB's life), listen.py, send.py, receive.py and
+    timewait.py (the time-wait TCB table)."""

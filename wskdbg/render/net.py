@@ -335,6 +335,12 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
     iss, irs = s.get("iss", 0) or 0, s.get("irs", 0) or 0
     out = [f"TCB {addr64(s['address'])}  {s['local']} -> {s['remote'] or '*'}  {s['state']}"
            + ("  (closed by its owner)" if s.get("closed") else "")]
+    if s.get("time_wait_tcb"):  # only the time-wait TCB is left: 4-tuple, sequence numbers, 2*MSL timer
+        at = (s.get("timers") or {}).get("time_wait") or 0
+        out.append(f"{INDENT}time-wait TCB  snd_nxt {_rel(s['snd_nxt'], iss)}  rcv_nxt {s['rcv_nxt']}"
+                   f"  segments sent {s.get('segments_sent', 0)}  received {s.get('segments_received', 0)}")
+        out.append(f"{INDENT}Timers         time_wait in {ms(at - now_ns)}")
+        return out
     if "snd_una" not in s:
         out.append(f"{INDENT}(no connection yet: the endpoint has not connected)")
         return out

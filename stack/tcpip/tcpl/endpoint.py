@@ -54,6 +54,7 @@ class TcbLayer:
         # drawing from it moves no ISN): SYN cookie secret and SYN retransmission jitter.
         self._rng = random.Random(f"{getattr(self.kernel, 'seed', 0)}:{self.kernel.name}:tcp")
         self._cookie_secret = self._rng.getrandbits(128).to_bytes(16, "big")
+        self._init_time_wait()  # type: ignore[attr-defined]
 
     def listener_offer(self, listener: ListenEndpoint, endpoint: ConnectionEndpoint) -> int:
         tcb: Tcb = endpoint._tcb
@@ -115,7 +116,7 @@ class TcbLayer:
                 self.counters.tcp_port_exhaustion_failures += 1
                 return STATUS_INSUFFICIENT_RESOURCES  # ephemeral ports exhausted (WSAENOBUFS on Windows)
         key = (path.src, port, remote_ip.packed, remote.port)
-        if key in self.connections:
+        if key in self.connections or key in self.time_wait:
             return STATUS_ADDRESS_ALREADY_EXISTS
         local_ip = path.src_address
         if local.ip.version == 6 and remote_ip.version == 4:
@@ -235,8 +236,9 @@ class TcbLayer:
         })
         return snap
 
-    def connection_list(self) -> list[ConnectionEndpoint]:
-        return [tcb.endpoint for tcb in self.tcbs.values()]
+    def connection_list(self) -> list[Any]:
+        """The endpoints with a TCB, then the time-wait TCBs (which answer .local/.remote/.state)."""
+        return [tcb.endpoint for tcb in self.tcbs.values()] + list(self.time_wait.values())
 
     def _config_for(self, version: int, mtu: int) -> TcpConfig:
         """The TCP configuration with the MSS this family can carry on this MTU (cached)."""
@@ -275,10 +277,11 @@ class TcbLayer:
         taken (by a connection, a listener or a bind) and free.  Walks the tables: not per packet."""
         first, last = self.dynamic_start, self.dynamic_start + self.dynamic_count - 1
         used = {key[1] for key in self.connections if first <= key[1] <= last}
+        used.update(key[1] for key in self.time_wait if first <= key[1] <= last)
         used.update(port for (_, port) in self.listeners if first <= port <= last)
         used.update(port for (_, port), n in self.bound_ports.items() if n and first <= port <= last)
-        time_wait = sum(1 for tcb in self.connections.values()
-                        if tcb.core is not None and tcb.core.state is TcpState.TIME_WAIT)
+        time_wait = len(self.time_wait) + sum(1 for tcb in self.connections.values()
+                                              if tcb.core is not None and tcb.core.state is TcpState.TIME_WAIT)
         return {"tcp_time_wait_connections": time_wait, "tcp_dynamic_ports_in_use": len(used),
                 "tcp_dynamic_ports_free": self.dynamic_count - len(used)}
 
@@ -293,9 +296,11 @@ class TcbLayer:
             self._next_ephemeral = port + 1 if port < last else first
             if (version, port) in self.listeners or self.bound_ports.get((version, port)) or self.binds.in_use(port):
                 continue
-            if src is not None and (src, port, dst, dport) in self.connections:
+            if src is not None and ((src, port, dst, dport) in self.connections
+                                    or (src, port, dst, dport) in self.time_wait):
                 continue
-            if src is None and any(k[1] == port for k in self.connections):
+            if src is None and (any(k[1] == port for k in self.connections)
+                                or any(k[1] == port for k in self.time_wait)):
                 continue
             return port
         return None
@@ -349,6 +354,9 @@ class TcbLayer:
                     break
         finally:
             tcb.busy = False
+        if core.state is TcpState.TIME_WAIT and tcb.endpoint.closed and tcb.core is core \
+                and self._enter_time_wait_tcb(tcb):  # type: ignore[attr-defined]
+            return  # the full TCB is freed; a time-wait TCB holds the 4-tuple for 2*MSL
         self._rearm(tcb)
 
     def _rearm(self, tcb: Tcb) -> None:

@@ -165,13 +165,19 @@ class ReceiveLayer:
             chunks = tail
         seg = TcpSegment(src_port, dst_port, seq, ack, flags, window, mss, wscale, sack_permitted, timestamps,
                          sack_blocks, chunks, segments)
-        tcb = self.connections.get((dst, dst_port, src, src_port))
+        key = (dst, dst_port, src, src_port)
+        tcb = self.connections.get(key)
+        time_wait = self.time_wait.get(key) if tcb is None else None
         k = self.kernel
         if k.bus.subscribers:
-            k.bus.publish(SegmentReceived(host=k.name, depth=len(k.frames), conn=tcb.endpoint.address if tcb else 0,
+            conn = tcb.endpoint.address if tcb else time_wait.address if time_wait else 0
+            k.bus.publish(SegmentReceived(host=k.name, depth=len(k.frames), conn=conn,
                                           summary=_summary(src, dst, seg), length=seg.payload_len))
         if tcb is not None:
             TcpTcbReceive(self, tcb, seg, rx)
+            return
+        if time_wait is not None:
+            self._tw_segment(time_wait, seg, src, dst)
             return
         listener = self._find_listener(src, dst, dst_port)
         if listener is not None:

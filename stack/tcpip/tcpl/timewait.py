@@ -1,0 +1,168 @@
+"""TCP glue, TIME_WAIT: the time-wait TCB table and its one expiry queue.
+
+When a connection whose endpoint is closed enters TIME_WAIT, the full TCB (core, buffers, pool
+block, request lists) is freed and a small time-wait TCB (stack/tcpip/tcp/timewait.py, pool tag
+'TcpW') takes its 4-tuple for 2*MSL - as Windows' tcpip moves it into its TWTCB table.  The
+records expire in the order they were made (2*MSL is constant), so one ordered queue and one
+timer serve them all: O(1) each, however many wait.
+
+Part of the TcpLayer that stack/tcpip/tcp_glue.py assembles."""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections import deque
+from typing import TYPE_CHECKING
+
+from stack.kernel import DISPATCH_LEVEL, kroutine
+from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
+from stack.kernel.pool import NonPagedPoolNx
+from stack.kernel.symbols import Frame
+from ..events import TcpStateChanged
+from ..tcp import TcpSegment, TcpState
+from ..tcp.timewait import TimeWaitTcb
+from ..addr import SockAddr
+from .common import Tcb
+
+if TYPE_CHECKING:
+    from ..sharing import Binding
+    from ..tcp_glue import TcpLayer
+
+TWTCB_TAG = "TcpW"  # the lab's tag for time-wait TCBs (full TCBs are 'TcpE')
+TWTCB_SIZE = 0x60
+
+
+class TimeWaitEntry:
+    """A time-wait TCB as the tables and `!tcpconn` see it: 4-tuple, its pool block, the record."""
+
+    __slots__ = ("key", "local", "remote", "address", "record", "binding")
+    state = TcpState.TIME_WAIT.value
+    closed = True
+
+    def __init__(self, key: tuple, local: SockAddr, remote: SockAddr, address: int, record: TimeWaitTcb,
+                 binding: "Binding | None") -> None:
+        self.key = key
+        self.local = local
+        self.remote = remote
+        self.address = address
+        self.record = record
+        self.binding = binding
+
+    def snapshot(self) -> dict[str, object]:
+        r = self.record
+        return {"state": TcpState.TIME_WAIT.value, "time_wait_tcb": True, "address": self.address,
+                "local": str(self.local), "remote": str(self.remote), "closed": True,
+                "snd_nxt": r.snd_max, "rcv_nxt": r.rcv_nxt, "iss": r.iss,
+                "segments_sent": r.segments_sent, "segments_received": r.segments_received,
+                "timers": {"time_wait": r.expires_at}}
+
+
+class TimeWaitLayer:
+    """The time-wait TCB table (`time_wait`), its expiry queue and timer."""
+
+    def _init_time_wait(self: "TcpLayer") -> None:
+        self.time_wait: dict[tuple, TimeWaitEntry] = {}
+        self._tw_queue: deque[tuple[int, int, TimeWaitEntry]] = deque()  # (expires_at, order, entry)
+        self._tw_order = 0
+        self._tw_timer = None
+        self._tw_timer_at: int | None = None
+
+    def _enter_time_wait_tcb(self: "TcpLayer", tcb: Tcb) -> bool:
+        """Swap a closed endpoint's TCB in TIME_WAIT for a time-wait TCB; False (the full TCB stays)
+        when the pool cannot give the small block."""
+        core = tcb.core
+        address = ExAllocatePoolWithTag(NonPagedPoolNx, TWTCB_SIZE, TWTCB_TAG)
+        if not address:
+            return False
+        endpoint = tcb.endpoint
+        entry = TimeWaitEntry(tcb.key, endpoint.local, endpoint.remote, address, TimeWaitTcb(core), tcb.binding)
+        tcb.binding = None  # the port stays taken until the record expires
+        self.connections.pop(tcb.key, None)
+        self._tcb_of_core.pop(id(core), None)
+        if tcb.timer is not None:
+            tcb.timer.cancel()
+            tcb.timer = None
+            tcb.timer_at = None
+        if tcb.push_timer is not None:
+            tcb.push_timer.cancel()
+            tcb.push_timer = None
+        self._release_all_held(tcb)
+        tcb.core = None
+        tcb.path = None
+        self._free(tcb)
+        self.time_wait[entry.key] = entry
+        self._tw_queue_add(entry)
+        return True
+
+    def _tw_queue_add(self: "TcpLayer", entry: TimeWaitEntry) -> None:
+        self._tw_order += 1
+        item = (entry.record.expires_at, self._tw_order, entry)
+        queue = self._tw_queue
+        if not queue or queue[-1][0] <= item[0]:
+            queue.append(item)  # the usual case: 2*MSL is the same for every record
+        else:
+            insort(queue, item)
+        self._tw_rearm()
+
+    def _tw_rearm(self: "TcpLayer") -> None:
+        at = self._tw_queue[0][0] if self._tw_queue else None
+        if at == self._tw_timer_at:
+            return
+        if self._tw_timer is not None:
+            self._tw_timer.cancel()
+            self._tw_timer = None
+        self._tw_timer_at = at
+        if at is not None:
+            self._tw_timer = self.kernel.scheduler.call_at(at, self.kernel, self._tw_timer_event,
+                                                           label="TCP time-wait timer")
+
+    def _tw_timer_event(self: "TcpLayer") -> None:
+        """A scheduler event standing in for the time-wait table's timer DPC."""
+        k = self.kernel
+        self._tw_timer = None
+        self._tw_timer_at = None
+        k.irql = DISPATCH_LEVEL
+        k.frames.append(Frame("nt!KiIdleLoop"))
+        k.frames.append(Frame("nt!KiRetireDpcList"))
+        TcpTimeWaitTimerFire(self)
+
+    def _tw_expire(self: "TcpLayer", now: int) -> None:
+        queue = self._tw_queue
+        while queue and queue[0][0] <= now:
+            expires_at, _, entry = queue.popleft()
+            if entry.record.expires_at != expires_at or self.time_wait.get(entry.key) is not entry:
+                continue  # restarted by a retransmitted FIN (queued again), or gone
+            self._tw_remove(entry)
+        self._tw_rearm()
+
+    def _tw_remove(self: "TcpLayer", entry: TimeWaitEntry) -> None:
+        del self.time_wait[entry.key]
+        self.binds.release(entry.binding)
+        entry.binding = None
+        ExFreePoolWithTag(entry.address, TWTCB_TAG)
+        k = self.kernel
+        if k.bus.subscribers:
+            k.bus.publish(TcpStateChanged(host=k.name, depth=len(k.frames), conn=entry.address,
+                                          local=str(entry.local), remote=str(entry.remote),
+                                          old=TcpState.TIME_WAIT.value, new=TcpState.CLOSED.value))
+
+    def _tw_segment(self: "TcpLayer", entry: TimeWaitEntry, seg: TcpSegment, src: bytes, dst: bytes) -> None:
+        TcpTimeWaitReceive(self, entry, seg, src, dst)
+
+
+@kroutine("tcpip")
+def TcpTimeWaitReceive(layer: "TcpLayer", entry: TimeWaitEntry, seg: TcpSegment, src: bytes, dst: bytes) -> None:
+    """A segment for a 4-tuple in TIME_WAIT: the time-wait TCB answers it (an ACK, or nothing)."""
+    record = entry.record
+    before = record.expires_at
+    reply = record.on_segment(seg, layer.kernel.now_ns)
+    if record.expires_at != before:
+        layer._tw_queue_add(entry)  # a retransmitted FIN restarted 2*MSL
+    if reply is not None:
+        layer._send_bare(src, dst, reply)
+
+
+@kroutine("tcpip")
+def TcpTimeWaitTimerFire(layer: "TcpLayer") -> None:
+    layer._tw_expire(layer.kernel.now_ns)
+
