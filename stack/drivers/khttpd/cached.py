@@ -65,7 +65,7 @@ def KhttpdStartCachedListening(g: "KhttpdGlobals", fd: int) -> Generator[Any, An
 @kroutine("khttpd")
 def KhttpdTdiAcceptCallback(ListenFd: int, Fd: int) -> None:
     """DISPATCH_LEVEL: a connection is accepted; it lives on events from now on."""
-    from .driver import KhttpdNewConnection, KhttpdSetUpConnection
+    from .driver import KhttpdNewConnection, set_up_connection_at_dispatch
     g: KhttpdGlobals = current_kernel().drivers["khttpd"].extension["khttpd"]
     peer = ks.getpeername(Fd)
     remote = str(getattr(peer.ip, "ipv4_mapped", None) or peer.ip) if peer is not None else "-"
@@ -75,13 +75,7 @@ def KhttpdTdiAcceptCallback(ListenFd: int, Fd: int) -> None:
         return
     connection.tdi_fd = Fd
     connection.event_driven = True
-    setup = KhttpdSetUpConnection(connection)
-    try:
-        next(setup)
-    except StopIteration as done:
-        ok = done.value
-    else:
-        ok = False
+    ok = set_up_connection_at_dispatch(connection)
     connection.send_irp = IoAllocateIrp(ks.connection_file(Fd).DeviceObject.stack_size + 1) if ok else None
     ks.connection_context(Fd).owner = connection
     if connection.send_irp is None or connection.over_limit:

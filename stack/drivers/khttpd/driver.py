@@ -235,6 +235,17 @@ def KhttpdSetUpConnection(connection: KhttpdConnection) -> Generator[Any, Any, b
     yield  # a generator routine: the worker waits inside its callees
 
 
+def set_up_connection_at_dispatch(connection: KhttpdConnection) -> bool:
+    """KhttpdSetUpConnection run to its end from an event callback (DISPATCH_LEVEL): it only
+    allocates nonpaged memory and never waits, so it finishes on its first step."""
+    setup = KhttpdSetUpConnection(connection)
+    try:
+        next(setup)
+    except StopIteration as done:
+        return bool(done.value)
+    return False
+
+
 @kroutine("khttpd")
 def KhttpdServeConnection(connection: KhttpdConnection) -> Generator[Any, Any, None]:
     """Receive, parse, answer — until the client closes or the connection must close."""

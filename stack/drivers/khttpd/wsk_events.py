@@ -46,15 +46,9 @@ def KhttpdEnableConnectionEvents(g: "KhttpdGlobals") -> int:
 @kroutine("khttpd")
 def KhttpdWskAcceptEventDriven(connection: "KhttpdConnection") -> None:
     """DISPATCH_LEVEL, inside KhttpdAcceptEvent: the connection's buffers and its send IRP, no worker."""
-    from .driver import KhttpdSetUpConnection
+    from .driver import set_up_connection_at_dispatch
     connection.event_driven = True
-    setup = KhttpdSetUpConnection(connection)
-    try:
-        next(setup)
-    except StopIteration as done:
-        ok = done.value
-    else:
-        ok = False
+    ok = set_up_connection_at_dispatch(connection)
     connection.send_irp = IoAllocateIrp(1) if ok else None
     if connection.send_irp is None:
         cached._queue_close(connection)
