@@ -8,7 +8,7 @@ from . import bugcheck as bc
 from .events import PoolAllocated, PoolFreed
 from .irql import APC_LEVEL, DISPATCH_LEVEL
 from .pool import POOL_TYPE_NAMES, is_paged, tag_from_str, tag_to_str
-from .symbols import current_kernel
+from .symbols import _current, current_kernel
 
 DPFLTR_IHVDRIVER_ID = 77
 DPFLTR_ERROR_LEVEL = 0
@@ -19,20 +19,30 @@ DPFLTR_INFO_LEVEL = 3
 
 def ExAllocatePoolWithTag(PoolType: int, NumberOfBytes: int, Tag: str | int) -> int:
     """Allocate pool; returns the address (0 means failure, as NULL does)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: every driver allocation comes through here
+    if NumberOfBytes == 0 or k.irql > APC_LEVEL:
+        _check_allocate(k, PoolType, NumberOfBytes)
+    if k.cpu_model is not None:
+        k.charge("pool_alloc")
+    frames = k.frames
+    address = k.allocate_pool("pool", PoolType, NumberOfBytes, Tag,
+                              owner=frames[-1][0] if frames else "nt!KiIdleLoop")  # k.caller_symbol()
+    if not address:
+        return 0  # NULL: out of pool, or the verifier's low resources simulation said so
+    if k.bus.subscribers:  # the event's fields are worked out only for somebody listening
+        k.publish(PoolAllocated, address=address, size=NumberOfBytes, tag=tag_to_str(tag_from_str(Tag)),
+                  pool_type=POOL_TYPE_NAMES.get(PoolType, str(PoolType)))
+    return address
+
+
+def _check_allocate(k: Any, PoolType: int, NumberOfBytes: int) -> None:
+    """The verifier's checks on an allocation's size and IRQL (bug checks 0xC4 0x00..0x02)."""
     if NumberOfBytes == 0:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x00, k.irql, PoolType, 0)
     if is_paged(PoolType) and k.irql > APC_LEVEL:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x01, k.irql, PoolType, NumberOfBytes)
     if k.irql > DISPATCH_LEVEL:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x02, k.irql, PoolType, NumberOfBytes)
-    k.charge("pool_alloc")
-    address = k.allocate_pool("pool", PoolType, NumberOfBytes, Tag, owner=k.caller_symbol())
-    if not address:
-        return 0  # NULL: out of pool, or the verifier's low resources simulation said so
-    k.publish(PoolAllocated, address=address, size=NumberOfBytes, tag=tag_to_str(tag_from_str(Tag)),
-              pool_type=POOL_TYPE_NAMES.get(PoolType, str(PoolType)))
-    return address
 
 
 def ExAllocatePoolZero(PoolType: int, NumberOfBytes: int, Tag: str | int) -> int:
@@ -46,14 +56,17 @@ def ExAllocatePool2(Flags: int, NumberOfBytes: int, Tag: str | int) -> int:
 
 
 def ExFreePoolWithTag(P: int | Any, Tag: str | int) -> None:
-    k = current_kernel()
-    address = P if isinstance(P, int) else P.address
-    ptype = k.pool.pool_type_of(address)
-    if ptype is not None and is_paged(ptype) and k.irql > APC_LEVEL:
-        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x11, k.irql, ptype, address)
-    k.charge("pool_free")
+    k = _current[-1]  # current_kernel(), inlined
+    address = P if P.__class__ is int or isinstance(P, int) else P.address
+    if k.irql > APC_LEVEL:
+        ptype = k.pool.pool_type_of(address)
+        if ptype is not None and is_paged(ptype):
+            k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, 0x11, k.irql, ptype, address)
+    if k.cpu_model is not None:
+        k.charge("pool_free")
     k.pool.free(address, Tag)
-    k.publish(PoolFreed, address=address, tag=tag_to_str(tag_from_str(Tag)))
+    if k.bus.subscribers:
+        k.publish(PoolFreed, address=address, tag=tag_to_str(tag_from_str(Tag)))
 
 
 def ExFreePool(P: int | Any) -> None:

@@ -11,6 +11,7 @@ STATUS_PENDING and calling down above DISPATCH_LEVEL.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable
 
 from . import bugcheck as bc
@@ -22,7 +23,7 @@ from .kernel import Kernel
 from .layouts import LAYOUTS
 from .ntstatus import NT_SUCCESS, STATUS_CANCELLED, STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, STATUS_SUCCESS
 from .pool import NonPagedPoolNx
-from .symbols import Frame, current_kernel, symbol_of
+from .symbols import Frame, _current, _new_frame, current_kernel, symbol_of
 
 IO_TYPE_IRP = 6
 IRP_HEADER_SIZE = 0xD0
@@ -106,7 +107,10 @@ class IoStackLocation:
     def __init__(self, irp: "Irp", index: int) -> None:
         self.irp = irp
         self.index = index  # 1-based, as CurrentLocation counts
-        self.clear()
+        # clear(), inlined: a new IRP builds one of these per stack location
+        self.major = self.minor = self.flags = self.control = 0
+        self.parameters = self.device_object = self.file_object = None
+        self.completion_routine = self.context = None
 
     def clear(self) -> None:
         self.major = 0
@@ -178,6 +182,18 @@ class IoStatusBlock:
         self.Information: Any = 0
 
 
+# What each IRP history note says, formatted only when somebody reads `Irp.history`.
+_NOTE_TEXT: dict[str, Callable[[Any], str]] = {
+    "allocated": lambda owner: f"allocated by {owner}",
+    "reused": lambda _: "IoReuseIrp",
+    "dispatched": lambda a: f"dispatched {major_name(a[0])} to {a[1]}",
+    "pended": lambda driver: f"pended by {driver}",
+    "completed": lambda status: f"completed {status:#010x}",
+    "text": lambda text: text,
+}
+IRP_HISTORY_LENGTH = 64
+
+
 class Irp:
     """An I/O request packet at a kernel address."""
 
@@ -186,12 +202,13 @@ class Irp:
         self.address = address
         self.stack_count = stack_count
         self.struct_size = IRP_HEADER_SIZE + stack_count * IO_STACK_LOCATION_SIZE
-        self.stack = [IoStackLocation(self, i + 1) for i in range(stack_count)]
+        self.stack = [IoStackLocation(self, i) for i in range(1, stack_count + 1)]
         self.allocation_flags = 0
         self._reset(clear_stack=False)  # the new stack locations start clear
         self.freed = False
         self.owner = ""  # routine that allocated it
-        self.history: list[tuple[int, str]] = []  # (event seq, what happened) for the IRP view
+        # (event seq, what, argument) for the IRP view: the text is made only when read (`history`)
+        self.notes: deque[tuple[int, str, Any]] = deque(maxlen=IRP_HISTORY_LENGTH)
 
     def _reset(self, clear_stack: bool = True) -> None:
         self.mdl_address: Any = None
@@ -252,10 +269,16 @@ class Irp:
         })
         k.mem.write(self.address, header + b"".join(loc.pack(k) for loc in self.stack))
 
-    def note(self, what: str) -> None:
-        self.history.append((self.kernel.bus.seq, what))
-        if len(self.history) > 64:
-            del self.history[:32]
+    def note(self, what: str, argument: Any = None) -> None:
+        """Remember what happened to the IRP: `what` is a key of _NOTE_TEXT, or any text."""
+        if what not in _NOTE_TEXT:
+            what, argument = "text", what
+        self.notes.append((self.kernel.bus.seq, what, argument))
+
+    @property
+    def history(self) -> list[tuple[int, str]]:
+        """(event seq, what happened), oldest first, at most the last IRP_HISTORY_LENGTH."""
+        return [(seq, _NOTE_TEXT[what](argument)) for seq, what, argument in self.notes]
 
     def __repr__(self) -> str:
         return f"<Irp {self.address:x} {self.current_location}/{self.stack_count}>"
@@ -264,26 +287,29 @@ class Irp:
 # --- allocation ---------------------------------------------------------------
 
 def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: the per-request path allocates several IRPs
     if StackSize < 1 or StackSize > 0x7F:
         return None
     size = IRP_HEADER_SIZE + StackSize * IO_STACK_LOCATION_SIZE
-    k.charge("irp_alloc")
-    owner = k.caller_symbol()
+    if k.cpu_model is not None:
+        k.charge("irp_alloc")
+    frames = k.frames
+    owner = frames[-1][0] if frames else "nt!KiIdleLoop"  # k.caller_symbol()
     address = k.allocate_pool("irp", NonPagedPoolNx, size, IRP_TAG, owner=owner)
     if not address:
         return None  # NULL, as IoAllocateIrp returns when nonpaged pool is short
     irp = Irp(k, address, StackSize)
     irp.owner = owner
     irp.allocation_flags = 0x1  # IRP_ALLOCATED_FIXED_SIZE-ish: came from IoAllocateIrp
-    k.register_object(irp)
+    k.addr_objects[address] = irp  # k.register_object(irp), inlined
+    k.mem.register_struct(irp)
     irps = k.extensions.get("irps")
     if irps is None:
         irps = k.extensions["irps"] = {}
     irps[address] = irp
     if k.bus.subscribers:  # tested here too, so nobody listening costs no keyword arguments
         k.publish(IrpAllocated, irp=address, stack_count=StackSize)
-    irp.note("allocated by " + owner)
+    irp.notes.append((k.bus.seq, "allocated", owner))
     return irp
 
 
@@ -303,23 +329,25 @@ def IoReuseIrp(Irp: Irp, Status: int) -> None:
     """Reinitialise an IRP for another request, keeping its allocation."""
     Irp._reset()
     Irp.IoStatus.Status = Status
-    Irp.note("IoReuseIrp")
+    Irp.note("reused")
 
 
 def IoFreeIrp(Irp: Irp) -> None:
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined
     if Irp.freed:
         k.bugcheck(bc.BAD_POOL_CALLER, 0x07, 0, 0, Irp.address)
     if Irp.thread is not None and not Irp.completed:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, bc.C9_FREE_IRP_WITH_THREAD, Irp.address, 0, 0)
     Irp.freed = True
-    k.unregister_object(Irp)
+    address = Irp.address
+    k.addr_objects.pop(address, None)  # k.unregister_object(Irp), inlined
+    k.mem.unregister_struct(Irp)
     irps = k.extensions.get("irps")
     if irps is not None:
-        irps.pop(Irp.address, None)
-    k.pool.free(Irp.address, IRP_TAG)
+        irps.pop(address, None)
+    k.pool.free(address, IRP_TAG)
     if k.bus.subscribers:
-        k.publish(IrpFreed, irp=Irp.address)
+        k.publish(IrpFreed, irp=address)
 
 
 def live_irps(k: Kernel) -> list[Irp]:
@@ -392,42 +420,67 @@ def IoSetCancelRoutine(Irp: Irp, CancelRoutine: Callable[..., Any] | None) -> Ca
 
 def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
     """Advance to the next stack location and call the device's driver dispatch routine."""
-    k = current_kernel()
-    k.enter("nt!IofCallDriver", (DeviceObject, Irp))
-    k.charge("irp_dispatch")
-    if k.irql > DISPATCH_LEVEL:
+    k = _current[-1]  # current_kernel(), inlined
+    # k.enter / k.leave when somebody listens; with nobody on the bus only the frame is kept.
+    observed = k.bus.subscribers
+    if observed:
+        k.enter("nt!IofCallDriver", (DeviceObject, Irp))
+    else:
+        k.frames.append(_new_frame(Frame, ("nt!IofCallDriver", (DeviceObject, Irp))))
+    if k.cpu_model is not None:
+        k.charge("irp_dispatch")
+    irql_before = k.irql
+    if irql_before > DISPATCH_LEVEL:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, bc.C9_CALL_ABOVE_DISPATCH, k.irql, 0, 0)
-    Irp.current_location -= 1
-    if Irp.current_location <= 0:
+    location = Irp.current_location = Irp.current_location - 1
+    if location <= 0:
         k.bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
-    loc = Irp.stack[Irp.current_location - 1]
+    loc = Irp.stack[location - 1]
     loc.device_object = DeviceObject
     driver = DeviceObject.driver_object
-    if k.bus.subscribers:
+    if observed:
         k.publish(IrpDispatched, irp=Irp.address, major=loc.major, minor=loc.minor, device=DeviceObject.address,
                   driver=driver.name)
-    Irp.note(f"dispatched {major_name(loc.major)} to {driver.name}")
-    irql_before = k.irql
-    routine = driver.major_function[loc.major]
-    status = routine(DeviceObject, Irp)
+    notes = Irp.notes
+    notes.append((k.bus.seq, "dispatched", (loc.major, driver.name)))
+    status = driver.major_function[loc.major](DeviceObject, Irp)
     if k.irql != irql_before:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x05, DeviceObject.address, irql_before, k.irql)
     if status == STATUS_PENDING:
-        if k.bus.subscribers:
+        if observed:
             k.publish(IrpPended, irp=Irp.address, driver=driver.name)
-        Irp.note(f"pended by {driver.name}")
-    k.leave("nt!IofCallDriver", status)
+        notes.append((k.bus.seq, "pended", driver.name))
+    if observed:
+        k.leave("nt!IofCallDriver", status)
+    else:
+        _leave_quietly(k, "nt!IofCallDriver")
     return status
+
+
+def _leave_quietly(k: Kernel, symbol: str) -> None:
+    """Kernel.leave with nobody listening: pop the routine's frame."""
+    frames = k.frames
+    if frames and frames[-1][0] == symbol:
+        frames.pop()
+    else:
+        k.leave_silently(symbol)
 
 
 def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
     """Complete the IRP: run completion routines bottom-up, stop at MORE_PROCESSING_REQUIRED."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined
     # The export (IofCompleteRequest) hands the work to IopfCompleteRequest, as on Windows 10:
     # published 0x44 stacks show KeBugCheckEx <- IopfCompleteRequest <- IofCompleteRequest.
-    k.enter("nt!IofCompleteRequest", (Irp, PriorityBoost))
-    k.enter("nt!IopfCompleteRequest", (Irp, PriorityBoost))
-    k.charge("irp_complete")
+    bus = k.bus
+    if bus.subscribers:
+        k.enter("nt!IofCompleteRequest", (Irp, PriorityBoost))
+        k.enter("nt!IopfCompleteRequest", (Irp, PriorityBoost))
+    else:
+        frames = k.frames
+        frames.append(_new_frame(Frame, ("nt!IofCompleteRequest", (Irp, PriorityBoost))))
+        frames.append(_new_frame(Frame, ("nt!IopfCompleteRequest", (Irp, PriorityBoost))))
+    if k.cpu_model is not None:
+        k.charge("irp_complete")
     if Irp.completed or Irp.completing or Irp.freed:
         k.bugcheck(bc.MULTIPLE_IRP_COMPLETE_REQUESTS, Irp.address, 0, 0, 0)
     status = Irp.IoStatus.Status
@@ -437,38 +490,55 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
         k.bugcheck(bc.DRIVER_VERIFIER_IOMANAGER_VIOLATION, 0x07, k.symbol_address(symbol_of(Irp.cancel_routine)),
                    Irp.address, 0)
     Irp.completing = True
-    if k.bus.subscribers:
+    if bus.subscribers:
         k.publish(IrpCompleted, irp=Irp.address, status=status, information=_addr(Irp.IoStatus.Information))
-    Irp.note(f"completed {status:#010x}")
-    while Irp.current_location <= Irp.stack_count:
-        loc = Irp.stack[Irp.current_location - 1]
-        Irp.pending_returned = bool(loc.control & SL_PENDING_RETURNED)
+    Irp.notes.append((bus.seq, "completed", status))
+    stack = Irp.stack
+    stack_count = Irp.stack_count
+    while Irp.current_location <= stack_count:
+        loc = stack[Irp.current_location - 1]
+        control = loc.control
+        Irp.pending_returned = pending = bool(control & SL_PENDING_RETURNED)
         routine = loc.completion_routine
         context = loc.context
-        control = loc.control
-        Irp.current_location += 1
-        upper = Irp.current_stack_location
-        if routine is not None and _should_invoke(control, Irp):
+        location = Irp.current_location = Irp.current_location + 1
+        upper = stack[location - 1] if location <= stack_count else None  # Irp.current_stack_location
+        # _should_invoke(control, Irp), inlined: the usual case is a success to be reported
+        if routine is not None and (control & SL_INVOKE_ON_CANCEL and Irp.cancel or control & (
+                SL_INVOKE_ON_SUCCESS if (Irp.IoStatus.Status & 0xFFFFFFFF) < 0x80000000 else SL_INVOKE_ON_ERROR)):
             device = upper.device_object if upper is not None else None
             loc.zero()
             result = routine(device, Irp, context)
-            if k.bus.subscribers:
+            if bus.subscribers:
                 k.publish(IrpCompletionRoutine, irp=Irp.address, routine=symbol_of(routine), result=result)
             if result == STATUS_MORE_PROCESSING_REQUIRED:
                 # The routine's owner took the IRP back (to free or reuse it).
                 Irp.completing = False
-                k.leave("nt!IopfCompleteRequest", None)
-                k.leave("nt!IofCompleteRequest", None)
+                _leave_complete_request(k)
                 return
         else:
             loc.zero()
-            if Irp.pending_returned and upper is not None:
+            if pending and upper is not None:
                 upper.control |= SL_PENDING_RETURNED
     Irp.completing = False
     Irp.completed = True
-    _finish_to_io_manager(k, Irp)
-    k.leave("nt!IopfCompleteRequest", None)
-    k.leave("nt!IofCompleteRequest", None)
+    if Irp.user_iosb is not None or Irp.user_event is not None or Irp.thread is not None or (
+            Irp.allocation_flags & 0x2):
+        _finish_to_io_manager(k, Irp)
+    _leave_complete_request(k)
+
+
+def _leave_complete_request(k: Kernel) -> None:
+    if k.bus.subscribers:
+        k.leave("nt!IopfCompleteRequest", None)
+        k.leave("nt!IofCompleteRequest", None)
+        return
+    frames = k.frames
+    if len(frames) > 1 and frames[-1][0] == "nt!IopfCompleteRequest" and frames[-2][0] == "nt!IofCompleteRequest":
+        del frames[-2:]
+    else:
+        k.leave_silently("nt!IopfCompleteRequest")
+        k.leave_silently("nt!IofCompleteRequest")
 
 
 def _should_invoke(control: int, irp: Irp) -> bool:

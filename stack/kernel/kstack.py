@@ -89,8 +89,7 @@ def allocate_stack(k: "Kernel", owner: str) -> tuple[int, int, list[int]] | None
             k.phys.free_top(pfn)
         k.stack_region.release(limit, KERNEL_STACK_PAGES)
         return None
-    for i, pfn in enumerate(pfns):
-        k.mem.map_page(limit + i * PAGE_SIZE, pfn)
+    k.mem.map_pages(limit, pfns)
     return limit + KERNEL_STACK_PAGES * PAGE_SIZE, limit, pfns
 
 

@@ -295,7 +295,7 @@ class AddressSpace:
     def __init__(self, phys: PhysicalMemory, self_map_index: int = CLASSIC_SELF_MAP_INDEX) -> None:
         self.phys = phys
         self.ptes: dict[int, int] = {}  # virtual page number -> PTE value
-        self._struct_pages: dict[int, list] = {}  # vpn -> structures to flush before a raw read
+        self._struct_pages: dict[int, dict] = {}  # vpn -> {id: structure} to flush before a raw read
         self.self_map_index = self_map_index
         self.pte_base = 0xFFFF000000000000 | (self_map_index << 39)
         self.pde_base = self.pte_base | (self_map_index << 30)
@@ -310,6 +310,32 @@ class AddressSpace:
 
     def unmap_page(self, va: int) -> int:
         return self.ptes.pop(va >> PAGE_SHIFT) if (va >> PAGE_SHIFT) in self.ptes else 0
+
+    def map_pages(self, va: int, pfns: list[int], flags: int = KERNEL_PTE_FLAGS) -> None:
+        """map_page for a run of pages from `va` (a big pool block, a kernel stack) in one loop."""
+        ptes = self.ptes
+        phys = self.phys
+        rows = phys.pfns
+        base = phys.base_pfn
+        vpn = va >> PAGE_SHIFT
+        pte_address = self.pte_base + (((va & _VA48) >> 12) << 3)
+        for pfn in pfns:
+            ptes[vpn] = (pfn << PAGE_SHIFT) | flags
+            entry = rows[pfn - base]
+            if entry is NEVER_USED_FRAME:
+                entry = phys.entry(pfn)
+            entry.pte_address = pte_address
+            vpn += 1
+            pte_address += 8
+
+    def unmap_pages(self, va: int, count: int) -> list[int]:
+        """Unmap `count` pages from `va`; the frames that were behind them (all must be mapped)."""
+        pop = self.ptes.pop
+        first = va >> PAGE_SHIFT
+        try:
+            return [(pop(vpn) & PFN_MASK) >> PAGE_SHIFT for vpn in range(first, first + count)]
+        except KeyError as missing:
+            raise MemoryAccessError(missing.args[0] << PAGE_SHIFT) from None
 
     def is_mapped(self, va: int) -> bool:
         return (va >> PAGE_SHIFT) in self.ptes or (self.in_self_map(va) and self.pte(va) & PTE_VALID != 0)
@@ -405,25 +431,32 @@ class AddressSpace:
     # -- structures that live in memory ------------------------------------
     def register_struct(self, obj) -> None:
         """Remember an object whose fields must be written out before `db` reads its bytes."""
-        for vpn in range(obj.address >> PAGE_SHIFT, (obj.address + obj.struct_size - 1 >> PAGE_SHIFT) + 1):
-            self._struct_pages.setdefault(vpn, []).append(obj)
+        first = obj.address >> PAGE_SHIFT
+        last = (obj.address + obj.struct_size - 1) >> PAGE_SHIFT
+        pages = self._struct_pages
+        for vpn in (first,) if first == last else range(first, last + 1):
+            objs = pages.get(vpn)
+            if objs is None:
+                pages[vpn] = {id(obj): obj}
+            else:
+                objs[id(obj)] = obj
 
     def unregister_struct(self, obj) -> None:
-        for vpn in range(obj.address >> PAGE_SHIFT, (obj.address + obj.struct_size - 1 >> PAGE_SHIFT) + 1):
-            lst = self._struct_pages.get(vpn)
-            if lst is not None:
-                try:
-                    lst.remove(obj)
-                except ValueError:
-                    pass
-                if not lst:
-                    del self._struct_pages[vpn]
+        first = obj.address >> PAGE_SHIFT
+        last = (obj.address + obj.struct_size - 1) >> PAGE_SHIFT
+        pages = self._struct_pages
+        for vpn in (first,) if first == last else range(first, last + 1):
+            objs = pages.get(vpn)
+            if objs is not None:
+                objs.pop(id(obj), None)  # by identity, O(1): a page can hold many live structures
+                if not objs:
+                    del pages[vpn]
 
     def _flush_structs(self, va: int, length: int) -> None:
         if not self._struct_pages:
             return
         for vpn in range(va >> PAGE_SHIFT, ((va + max(length, 1) - 1) >> PAGE_SHIFT) + 1):
-            for obj in self._struct_pages.get(vpn, ()):
+            for obj in tuple(self._struct_pages.get(vpn, {}).values()):
                 obj.flush()
 
     # -- access -------------------------------------------------------------

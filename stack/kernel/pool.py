@@ -73,6 +73,10 @@ class PoolBlock:
     allocated: bool
     big: bool = False
     owner: str = ""  # routine that allocated it (for leak reports)
+    # Header and body of a small block as one writable view, taken once when the block is carved:
+    # a small block never crosses its page, and pool pages stay mapped, so every later
+    # allocation and free of the block writes its header without a page-table walk.
+    view: memoryview | None = None
 
     @property
     def tag_str(self) -> str:
@@ -116,22 +120,24 @@ class PoolManager:
 
     # -- allocation ----------------------------------------------------------
     def allocate(self, pool_type: int, size: int, tag: str | int, owner: str = "") -> int:
-        tag_val = tag_from_str(tag)
-        paged = is_paged(pool_type)
+        # The tag literal drivers pass on every call is looked up once (tag_from_str's cache).
+        tag_val = _TAG_VALUES.get(tag) if tag.__class__ is str else None  # type: ignore[arg-type]
+        if tag_val is None:
+            tag_val = tag_from_str(tag)
+        paged = pool_type & 1 == 1  # is_paged(), inlined: this runs for every IRP, MDL and context
         need = (size + POOL_HEADER_SIZE + POOL_GRANULARITY - 1) & ~(POOL_GRANULARITY - 1)
         if need <= MAX_SMALL_BLOCK:
-            block = self._allocate_small(paged, need)
+            free = self._free.get((paged, need))
+            block = free.pop() if free else self._allocate_small(paged, need)
             block.requested = size
             block.tag = tag_val
             block.pool_type = pool_type
             block.allocated = True
             block.owner = owner
-            # Header and body in one view: a small block never crosses its page.
-            # Fresh pool memory is not zeroed in Windows, but stale bytes from a
-            # previous owner make transcripts depend on history; zero it.
-            view = self.space.span(block.header, need)
-            view[:POOL_HEADER_SIZE] = _POOL_HEADER.pack(0, 0, need // POOL_GRANULARITY, (pool_type & 0xFF) + 1,
-                                                        tag_val)
+            # Fresh pool memory is not zeroed in Windows, but stale bytes from a previous
+            # owner make transcripts depend on history; zero it.
+            view = block.view
+            view[:POOL_HEADER_SIZE] = _POOL_HEADER.pack(0, 0, need >> 4, (pool_type & 0xFF) + 1, tag_val)
             view[POOL_HEADER_SIZE:] = ZERO_PAGE[:need - POOL_HEADER_SIZE]
         else:
             block = self._allocate_big(paged, size, tag_val, pool_type, owner)
@@ -144,9 +150,7 @@ class PoolManager:
         return block.address
 
     def _allocate_small(self, paged: bool, need: int) -> PoolBlock:
-        free = self._free.get((paged, need))
-        if free:
-            return free.pop()
+        """Carve a new block of `need` bytes (the free list for that size is empty)."""
         page, offset = self._carve.get(paged, (0, PAGE_SIZE))
         if offset + need > PAGE_SIZE:
             page = self._new_pages(paged, 1, "pool")
@@ -154,6 +158,7 @@ class PoolManager:
         header = page + offset
         self._carve[paged] = (page, offset + need)
         block = PoolBlock(header + POOL_HEADER_SIZE, header, need, 0, 0, 0, False)
+        block.view = self.space.span(header, need)
         self._page_blocks.setdefault(page, []).append(block)
         self._small[block.address] = block
         return block
@@ -171,15 +176,9 @@ class PoolManager:
         va = region.reserve(pages)
         phys = self.phys
         pfns = phys.allocate_zeroed(pages, owner) if zeroed else phys.allocate(pages, owner)
-        for i, pfn in enumerate(pfns):
-            self.space.map_page(va + i * PAGE_SIZE, pfn)
+        self.space.map_pages(va, pfns)
         self.pages_in_use += pages
         return va
-
-    def _write_header(self, block: PoolBlock) -> None:
-        units = block.block_size // POOL_GRANULARITY
-        ptype = (block.pool_type & 0xFF) + 1 if block.allocated else 0
-        self.space.span(block.header, POOL_HEADER_SIZE)[:] = _POOL_HEADER.pack(0, 0, units, ptype, block.tag)
 
     # -- free ------------------------------------------------------------------
     def free(self, address: int, tag: str | int | None = None) -> PoolBlock:
@@ -192,32 +191,40 @@ class PoolManager:
         if not block.allocated:
             header = int.from_bytes(self.space.read(block.header, 8), "little") if not block.big else 0
             self._bugcheck(BAD_POOL_CALLER, BPC_ALREADY_FREED, 0, header, address)
-        if tag is not None and tag_from_str(tag) != block.tag:
-            self._bugcheck(BAD_POOL_CALLER, BPC_WRONG_TAG, address, block.tag, tag_from_str(tag))
-        paged = is_paged(block.pool_type)
+        if tag is not None:
+            tag_val = _TAG_VALUES.get(tag) if tag.__class__ is str else None  # type: ignore[arg-type]
+            if tag_val is None:
+                tag_val = tag_from_str(tag)
+            if tag_val != block.tag:
+                self._bugcheck(BAD_POOL_CALLER, BPC_WRONG_TAG, address, block.tag, tag_val)
+        paged = block.pool_type & 1 == 1
         usage = self.usage[(block.tag, paged)]
         usage.frees += 1
         usage.bytes_in_use -= block.block_size
         block.allocated = False
         if block.big:
-            pages = block.block_size // PAGE_SIZE
-            freed = []
-            for i in range(pages):
-                va = block.address + i * PAGE_SIZE
-                pfn = self.space.translate(va)
-                self.space.unmap_page(va)
-                self.phys.free(pfn)
-                freed.append(pfn)
-            # Frames the bump allocator may not hand out again for a long time: give their host
-            # memory back (they read as zeros, and a big block's next owner zeroes them anyway).
-            self.phys.discard(freed)
-            self.regions[paged].release(block.address, pages)
-            self.pages_in_use -= pages
+            self._free_big(block, paged)
             # keep the record so a second free is recognised as a double free
         else:
-            self._write_header(block)
-            self._free.setdefault((paged, block.block_size), []).append(block)
+            # The header of a free block: PoolType 0, the tag kept (what `!pool` shows as Free).
+            block.view[:POOL_HEADER_SIZE] = _POOL_HEADER.pack(0, 0, block.block_size >> 4, 0, block.tag)
+            free = self._free.get((paged, block.block_size))
+            if free is None:
+                free = self._free[(paged, block.block_size)] = []
+            free.append(block)
         return block
+
+    def _free_big(self, block: PoolBlock, paged: bool) -> None:
+        pages = block.block_size // PAGE_SIZE
+        freed = self.space.unmap_pages(block.address, pages)
+        free = self.phys.free
+        for pfn in freed:
+            free(pfn)
+        # Frames the bump allocator may not hand out again for a long time: give their host
+        # memory back (they read as zeros, and a big block's next owner zeroes them anyway).
+        self.phys.discard(freed)
+        self.regions[paged].release(block.address, pages)
+        self.pages_in_use -= pages
 
     def _find_small(self, address: int) -> PoolBlock | None:
         for block in self._page_blocks.get(address & ~(PAGE_SIZE - 1), ()):
