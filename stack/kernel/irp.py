@@ -204,13 +204,19 @@ class Irp:
         self.struct_size = IRP_HEADER_SIZE + stack_count * IO_STACK_LOCATION_SIZE
         self.stack = [IoStackLocation(self, i) for i in range(1, stack_count + 1)]
         self.allocation_flags = 0
-        self._reset(clear_stack=False)  # the new stack locations start clear
+        self._reset_fields()  # the new stack locations start clear
         self.freed = False
         self.owner = ""  # routine that allocated it
         # (event seq, what, argument) for the IRP view: the text is made only when read (`history`)
         self.notes: deque[tuple[int, str, Any]] = deque(maxlen=IRP_HISTORY_LENGTH)
 
-    def _reset(self, clear_stack: bool = True) -> None:
+    def _reset(self) -> None:
+        """IoReuseIrp's part: the fields as IoAllocateIrp left them, every stack location clear."""
+        self._reset_fields()
+        for loc in self.stack:
+            loc.clear()
+
+    def _reset_fields(self) -> None:
         self.mdl_address: Any = None
         self.flags = 0
         self.system_buffer: Any = None
@@ -228,9 +234,6 @@ class Irp:
         self.original_file_object: Any = None
         self.completed = False
         self.completing = False
-        if clear_stack:
-            for loc in self.stack:
-                loc.clear()
 
     # -- stack locations -------------------------------------------------------
     @property
@@ -357,17 +360,19 @@ def live_irps(k: Kernel) -> list[Irp]:
 # --- stack location helpers ------------------------------------------------------
 
 def IoGetCurrentIrpStackLocation(Irp: Irp) -> IoStackLocation:
-    loc = Irp.current_stack_location
-    if loc is None:
-        current_kernel().bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
-    return loc  # type: ignore[return-value]
+    i = Irp.current_location  # Irp.current_stack_location, inlined
+    if 1 <= i <= Irp.stack_count:
+        return Irp.stack[i - 1]
+    current_kernel().bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
+    raise AssertionError("unreachable")
 
 
 def IoGetNextIrpStackLocation(Irp: Irp) -> IoStackLocation:
-    loc = Irp.next_stack_location
-    if loc is None:
-        current_kernel().bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
-    return loc  # type: ignore[return-value]
+    i = Irp.current_location - 1  # Irp.next_stack_location, inlined
+    if 1 <= i <= Irp.stack_count:
+        return Irp.stack[i - 1]
+    current_kernel().bugcheck(bc.NO_MORE_IRP_STACK_LOCATIONS, Irp.address, 0, 0, 0)
+    raise AssertionError("unreachable")
 
 
 def IoSetNextIrpStackLocation(Irp: Irp) -> None:
@@ -394,16 +399,12 @@ def IoSetCompletionRoutine(Irp: Irp, CompletionRoutine: Callable[..., int] | Non
                            InvokeOnSuccess: bool = True, InvokeOnError: bool = True,
                            InvokeOnCancel: bool = True) -> None:
     """Put the routine in the *next* stack location: it runs when the lower driver completes."""
-    loc = IoGetNextIrpStackLocation(Irp)
+    i = Irp.current_location - 1  # IoGetNextIrpStackLocation, inlined
+    loc = Irp.stack[i - 1] if 1 <= i <= Irp.stack_count else IoGetNextIrpStackLocation(Irp)
     loc.completion_routine = CompletionRoutine
     loc.context = Context
-    loc.control = 0
-    if InvokeOnSuccess:
-        loc.control |= SL_INVOKE_ON_SUCCESS
-    if InvokeOnError:
-        loc.control |= SL_INVOKE_ON_ERROR
-    if InvokeOnCancel:
-        loc.control |= SL_INVOKE_ON_CANCEL
+    loc.control = ((SL_INVOKE_ON_SUCCESS if InvokeOnSuccess else 0) | (SL_INVOKE_ON_ERROR if InvokeOnError else 0)
+                   | (SL_INVOKE_ON_CANCEL if InvokeOnCancel else 0))
 
 
 def IoMarkIrpPending(Irp: Irp) -> None:
@@ -452,18 +453,13 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
         notes.append((k.bus.seq, "pended", driver.name))
     if observed:
         k.leave("nt!IofCallDriver", status)
-    else:
-        _leave_quietly(k, "nt!IofCallDriver")
+    else:  # Kernel.leave with nobody listening: pop the routine's frame
+        frames = k.frames
+        if frames and frames[-1][0] == "nt!IofCallDriver":
+            frames.pop()
+        else:
+            k.leave_silently("nt!IofCallDriver")
     return status
-
-
-def _leave_quietly(k: Kernel, symbol: str) -> None:
-    """Kernel.leave with nobody listening: pop the routine's frame."""
-    frames = k.frames
-    if frames and frames[-1][0] == symbol:
-        frames.pop()
-    else:
-        k.leave_silently(symbol)
 
 
 def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
@@ -507,7 +503,8 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
         if routine is not None and (control & SL_INVOKE_ON_CANCEL and Irp.cancel or control & (
                 SL_INVOKE_ON_SUCCESS if (Irp.IoStatus.Status & 0xFFFFFFFF) < 0x80000000 else SL_INVOKE_ON_ERROR)):
             device = upper.device_object if upper is not None else None
-            loc.zero()
+            loc.minor = loc.flags = loc.control = 0  # loc.zero(), inlined
+            loc.parameters = loc.file_object = None
             result = routine(device, Irp, context)
             if bus.subscribers:
                 k.publish(IrpCompletionRoutine, irp=Irp.address, routine=symbol_of(routine), result=result)
@@ -517,7 +514,8 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
                 _leave_complete_request(k)
                 return
         else:
-            loc.zero()
+            loc.minor = loc.flags = loc.control = 0  # loc.zero(), inlined
+            loc.parameters = loc.file_object = None
             if pending and upper is not None:
                 upper.control |= SL_PENDING_RETURNED
     Irp.completing = False
@@ -525,7 +523,12 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
     if Irp.user_iosb is not None or Irp.user_event is not None or Irp.thread is not None or (
             Irp.allocation_flags & 0x2):
         _finish_to_io_manager(k, Irp)
-    _leave_complete_request(k)
+    frames = k.frames
+    if not bus.subscribers and len(frames) > 1 and frames[-1][0] == "nt!IopfCompleteRequest" and (
+            frames[-2][0] == "nt!IofCompleteRequest"):
+        del frames[-2:]  # _leave_complete_request's quiet case, inlined
+    else:
+        _leave_complete_request(k)
 
 
 def _leave_complete_request(k: Kernel) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
+from typing import Callable
 
 # Field kinds: how the bytes decode and how `dt` prints them.
 #   "i8" "i16" "i32" "i64"  signed, printed 0n<decimal>
@@ -47,15 +48,26 @@ class StructLayout:
     fields: list[Field]
     by_name: dict[str, Field] = field(default_factory=dict)
 
+    # Scalar fields as (name, packer, offset, mask): what `pack` needs for a plain int, worked out once.
+    _scalars: dict[str, tuple[Callable[..., None], int, int]] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.by_name = {f.name: f for f in self.fields}
+        self._scalars = {f.name: (struct.Struct(_FORMATS[f.kind]).pack_into, f.offset, (1 << (8 * _SIZES[f.kind])) - 1)
+                         for f in self.fields
+                         if f.kind in _FORMATS and f.count == 1 and not f.kind.startswith("i")}
 
     def pack(self, values: dict[str, object]) -> bytes:
         """Serialize `values` (missing fields are zero) into `size` bytes."""
         buf = bytearray(self.size)
+        scalars = self._scalars
         for f in self.fields:
             v = values.get(f.name)
             if v is None:
+                continue
+            if v.__class__ is int and f.name in scalars:  # the usual field: an unsigned int or pointer
+                pack_into, offset, mask = scalars[f.name]
+                pack_into(buf, offset, v & mask)
                 continue
             if f.kind in _FORMATS:
                 fmt = _FORMATS[f.kind]

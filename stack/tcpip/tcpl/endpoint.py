@@ -347,7 +347,7 @@ class TcbLayer:
                     for event in core.drain_events():
                         self._on_event(tcb, event)
                 self._deliver(tcb)
-                segments = core.poll_output(k.now_ns)
+                segments = core.poll_output(k.scheduler.now_ns)  # k.now_ns without the property
                 if segments:
                     self._transmit(tcb, segments)
                 if not tcb.dirty and not core.has_events:
@@ -382,53 +382,68 @@ class TcbLayer:
         TcpTcbTimerFire(self, tcb)
 
     def _on_event(self, tcb: Tcb, event: object) -> None:
+        """Hand one event of the TCP core to its handler (_EVENT_HANDLERS, by the event's type)."""
+        handler = _EVENT_HANDLERS.get(event.__class__)
+        if handler is not None:
+            handler(self, tcb, event)
+
+    def _on_data_acked(self, tcb: Tcb, event: DataAcked) -> None:
+        request: SendRequest = event.token  # type: ignore[assignment]
+        request.acked = True
+        self._maybe_complete_send(tcb, request)
+
+    def _on_data_received(self, tcb: Tcb, event: DataReceived) -> None:
+        if event.push:
+            tcb.last_push = True
+
+    def _on_peer_closed(self, tcb: Tcb, event: PeerClosed) -> None:
+        pass  # the FIN is delivered with the data (_deliver); nothing to do at the event
+
+    def _on_retransmitted(self, tcb: Tcb, event: Retransmitted) -> None:
+        self.counters.tcp_segments_retransmitted += 1
+
+    def _on_state_changed(self, tcb: Tcb, event: StateChanged) -> None:
         endpoint = tcb.endpoint
         k = self.kernel
-        if isinstance(event, DataAcked):
-            request: SendRequest = event.token  # type: ignore[assignment]
-            request.acked = True
-            self._maybe_complete_send(tcb, request)
-        elif isinstance(event, (DataReceived, PeerClosed)):
-            if isinstance(event, DataReceived) and event.push:
-                tcb.last_push = True
-        elif isinstance(event, Retransmitted):
-            self.counters.tcp_segments_retransmitted += 1
-        elif isinstance(event, StateChanged):
-            _count_transition(self.counters, event.old, event.new)
-            if k.bus.subscribers:
-                k.bus.publish(TcpStateChanged(host=k.name, depth=len(k.frames), conn=endpoint.address,
-                                              local=str(endpoint.local), remote=str(endpoint.remote),
-                                              old=event.old.value, new=event.new.value))
-            new = event.new
-            if tcb.disconnect_completion is not None and (
-                    new is TcpState.FIN_WAIT_2 or new is TcpState.TIME_WAIT
-                    or (new is TcpState.CLOSED and event.old is TcpState.LAST_ACK)):
-                done, tcb.disconnect_completion = tcb.disconnect_completion, None
-                self._upcall(endpoint, "disconnect-complete", STATUS_SUCCESS)
-                done(STATUS_SUCCESS)
-        elif isinstance(event, Established):
-            if tcb.connect_completion is not None:
-                done, tcb.connect_completion = tcb.connect_completion, None
-                self._upcall(endpoint, "connect-complete", STATUS_SUCCESS)
-                done(endpoint, STATUS_SUCCESS)
-            elif tcb.listener is not None:
-                self._established_passive(tcb)
-        elif isinstance(event, Reset):
-            status = tcb.fail_status or RESET_STATUS.get(event.reason, STATUS_CONNECTION_RESET)
-            self._fail_requests(tcb, status)
-            if tcb.connect_completion is not None:
-                done, tcb.connect_completion = tcb.connect_completion, None
-                self._upcall(endpoint, "connect-complete", status)
-                done(endpoint, status)
-            elif not endpoint.closed and (tcb.listener is None or tcb.accepted):
-                tcb.reset_delivered = True
-                handler = endpoint.disconnect_handler
-                if handler is not None:
-                    self._upcall(endpoint, "disconnect", status)
-                    handler(endpoint, True, status)
+        _count_transition(self.counters, event.old, event.new)
+        if k.bus.subscribers:
+            k.bus.publish(TcpStateChanged(host=k.name, depth=len(k.frames), conn=endpoint.address,
+                                          local=str(endpoint.local), remote=str(endpoint.remote),
+                                          old=event.old.value, new=event.new.value))
+        new = event.new
+        if tcb.disconnect_completion is not None and (
+                new is TcpState.FIN_WAIT_2 or new is TcpState.TIME_WAIT
+                or (new is TcpState.CLOSED and event.old is TcpState.LAST_ACK)):
+            done, tcb.disconnect_completion = tcb.disconnect_completion, None
+            self._upcall(endpoint, "disconnect-complete", STATUS_SUCCESS)
+            done(STATUS_SUCCESS)
+
+    def _on_established(self, tcb: Tcb, event: Established) -> None:
+        if tcb.connect_completion is not None:
+            done, tcb.connect_completion = tcb.connect_completion, None
+            self._upcall(tcb.endpoint, "connect-complete", STATUS_SUCCESS)
+            done(tcb.endpoint, STATUS_SUCCESS)
+        elif tcb.listener is not None:
+            self._established_passive(tcb)
+
+    def _on_reset(self, tcb: Tcb, event: Reset) -> None:
+        endpoint = tcb.endpoint
+        status = tcb.fail_status or RESET_STATUS.get(event.reason, STATUS_CONNECTION_RESET)
+        self._fail_requests(tcb, status)
+        if tcb.connect_completion is not None:
+            done, tcb.connect_completion = tcb.connect_completion, None
+            self._upcall(endpoint, "connect-complete", status)
+            done(endpoint, status)
+        elif not endpoint.closed and (tcb.listener is None or tcb.accepted):
             tcb.reset_delivered = True
-        elif isinstance(event, Closed):
-            self._on_closed(tcb)
+            handler = endpoint.disconnect_handler
+            if handler is not None:
+                self._upcall(endpoint, "disconnect", status)
+                handler(endpoint, True, status)
+        tcb.reset_delivered = True
+
+    def _on_closed_event(self, tcb: Tcb, event: Closed) -> None:
+        self._on_closed(tcb)
 
     def _on_closed(self, tcb: Tcb) -> None:
         if tcb.key is not None and self.connections.get(tcb.key) is tcb:
@@ -471,6 +486,19 @@ class TcbLayer:
         if k.bus.subscribers:
             k.bus.publish(ClientUpcall(host=k.name, depth=len(k.frames), endpoint=endpoint.address, what=what,
                                        status=status, nbytes=nbytes))
+
+
+# The TCP core's events and what the TCB layer does with each (a table, not a ladder of isinstance).
+_EVENT_HANDLERS: dict[type, Callable[[TcbLayer, Tcb, Any], None]] = {
+    DataAcked: TcbLayer._on_data_acked,
+    DataReceived: TcbLayer._on_data_received,
+    PeerClosed: TcbLayer._on_peer_closed,
+    Retransmitted: TcbLayer._on_retransmitted,
+    StateChanged: TcbLayer._on_state_changed,
+    Established: TcbLayer._on_established,
+    Reset: TcbLayer._on_reset,
+    Closed: TcbLayer._on_closed_event,
+}
 
 
 @kroutine("tcpip")
