@@ -106,26 +106,29 @@ def format_clf(
 
 
 class AccessLog:
-    """The last ``capacity`` log lines, oldest first, for the debugger to show."""
+    """The last ``capacity`` requests, oldest first, for the debugger to show.
+
+    Entries are kept as the driver logged them and formatted into CLF lines when read, as a
+    trace consumer formats (the server pays for a line only when somebody looks at it)."""
 
     def __init__(self, capacity: int = 1024, epoch_unix: int = LAB_EPOCH_UNIX) -> None:
         if capacity <= 0:
             raise ValueError("access log capacity must be positive")
-        self._lines: deque[str] = deque(maxlen=capacity)
+        self._entries: deque[AccessLogEntry] = deque(maxlen=capacity)
         self._epoch_unix = epoch_unix
         self.total = 0  # every line ever logged, including those rotated out
 
-    def log(self, entry: AccessLogEntry) -> str:
-        line = entry.line(self._epoch_unix)
-        self._lines.append(line)
+    def log(self, entry: AccessLogEntry) -> AccessLogEntry:
+        self._entries.append(entry)
         self.total += 1
-        return line
+        return entry
 
     def lines(self) -> list[str]:
-        return list(self._lines)
+        epoch = self._epoch_unix
+        return [entry.line(epoch) for entry in self._entries]
 
     def __len__(self) -> int:
-        return len(self._lines)
+        return len(self._entries)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._lines)
+        return iter(self.lines())

@@ -220,6 +220,27 @@ class Request:
         return b", ".join(values) if values else None
 
 
+# Validated response heads by (status, fields): the same file served again within one second of
+# virtual time has the same head, and h11 validates every field of a new Response.  Events are
+# immutable, so one can be sent any number of times.
+_RESPONSE_EVENTS: dict[tuple, h11.Response] = {}
+_RESPONSE_EVENTS_LIMIT = 256
+
+
+def _response_event(status: int, fields: list[tuple[str | bytes, str | bytes]]) -> h11.Response:
+    key = (status, tuple(fields))
+    response = _RESPONSE_EVENTS.get(key)
+    if response is None:
+        try:
+            response = h11.Response(status_code=status, reason=reason_phrase(status), headers=fields)
+        except h11.LocalProtocolError as exc:
+            raise ValueError(f"invalid response header: {exc}") from exc
+        if len(_RESPONSE_EVENTS) >= _RESPONSE_EVENTS_LIMIT:
+            _RESPONSE_EVENTS.clear()
+        _RESPONSE_EVENTS[key] = response
+    return response
+
+
 class HttpStateError(Exception):
     """The driver called the connection API out of order (e.g. body before header)."""
 
@@ -471,12 +492,7 @@ class HttpServerConnection:
             keep_alive = False
         # h11 swaps keep-alive for close when the client cannot keep alive.
         fields.append(("Connection", "keep-alive" if keep_alive else "close"))
-        try:
-            response = h11.Response(
-                status_code=status, reason=reason_phrase(status), headers=fields
-            )
-        except h11.LocalProtocolError as exc:
-            raise ValueError(f"invalid response header: {exc}") from exc
+        response = _response_event(status, fields)
         wire = b"".join(self._send(response))
         if self._http10_keep_alive and keep_alive:
             # h11 closes every HTTP/1.0 connection; this one the client asked to keep.

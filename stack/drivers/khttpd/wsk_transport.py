@@ -31,11 +31,26 @@ from stack.wsk.constants import SO_CONDITIONAL_ACCEPT, SOL_SOCKET
 from .state import KhttpdConfig, KhttpdGlobals, KhttpdAsyncContext, KhttpdConnection
 
 
+# Address bytes -> their text: a server sees the same few clients over and over.
+_ADDRESS_TEXT: dict[bytes | str, str] = {}
+_ADDRESS_TEXT_LIMIT = 4096
+
+
 def _sockaddr_text(sockaddr: Any) -> str:
     """10.0.0.2 for SOCKADDR_IN and for a v4-mapped SOCKADDR_IN6; fd00::2 otherwise."""
     raw = getattr(sockaddr, "sin6_addr", None)
     if raw is None:
         raw = getattr(sockaddr, "sin_addr", b"")
+    key = raw if isinstance(raw, str) else bytes(raw)
+    text = _ADDRESS_TEXT.get(key)
+    if text is None:
+        text = _address_text(raw)
+        if len(_ADDRESS_TEXT) < _ADDRESS_TEXT_LIMIT:
+            _ADDRESS_TEXT[key] = text
+    return text
+
+
+def _address_text(raw: Any) -> str:
     try:
         address = ipaddress.ip_address(bytes(raw)) if not isinstance(raw, str) else ipaddress.ip_address(raw)
     except ValueError:
