@@ -20,7 +20,7 @@ from .layouts import LAYOUTS
 from .ntstatus import (NT_SUCCESS, STATUS_INVALID_DEVICE_REQUEST, STATUS_OBJECT_NAME_COLLISION, STATUS_SUCCESS,
                        STATUS_INSUFFICIENT_RESOURCES, STATUS_UNSUCCESSFUL)
 from .pool import NonPagedPoolNx, tag_from_str
-from .symbols import current_kernel, kroutine, symbol_of
+from .symbols import _current, current_kernel, kroutine, symbol_of
 
 IO_TYPE_DRIVER = 4
 IO_TYPE_DEVICE = 3
@@ -188,7 +188,7 @@ def IoAttachDeviceToDeviceStack(Source: DeviceObject, Target: DeviceObject) -> D
 
 
 def IoGetDeviceObjectPointer(name: str) -> DeviceObject | None:
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     obj = k.objects.get(name if name.startswith("\\") else f"\\Device\\{name}")
     return obj if isinstance(obj, DeviceObject) else None
 

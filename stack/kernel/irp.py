@@ -612,7 +612,7 @@ def IoBuildDeviceIoControlRequest(IoControlCode: int, DeviceObject: Any, InputBu
                                   OutputBuffer: Any, OutputBufferLength: int, InternalDeviceIoControl: bool,
                                   Event: Any, IoStatusBlock: Any) -> Irp | None:
     """A thread-associated IRP the I/O manager frees on completion (signalling Event)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     irp = IoAllocateIrp(DeviceObject.stack_size)
     if irp is None:
         return None

@@ -27,7 +27,7 @@ from .layouts import LAYOUTS
 from .ntstatus import STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_WAIT_0
 from .pool import NonPagedPoolNx
 from .kstack import FRAME_SIZE, INITIAL_FRAME, allocate_stack, free_stack, stack_local
-from .symbols import Frame, current_kernel, has_current_kernel, symbol_of
+from .symbols import _current, Frame, current_kernel, has_current_kernel, symbol_of
 
 # KWAIT_REASON / KPROCESSOR_MODE values the samples pass
 Executive = 0
@@ -485,7 +485,7 @@ def _timeout_ns(timeout: int | None) -> int | None:
 
 
 def _check_wait_allowed(obj: Any, timeout: int | None) -> None:
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     if timeout == 0:
         if k.irql > DISPATCH_LEVEL:
             k.bugcheck(bc.IRQL_NOT_LESS_OR_EQUAL, getattr(obj, "address", 0), k.irql, 0,
@@ -537,7 +537,7 @@ def KeInitializeEvent(event: KEVENT, event_type: int, state: bool) -> None:
 
 def KeSetEvent(event: KEVENT, increment: int = 0, wait: bool = False) -> int:
     """Signal the event; returns the previous state (as Windows does)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     previous = int(event.signaled)
     event.signaled = True
     event._signal(k)
@@ -721,7 +721,7 @@ def KeInitializeDpc(dpc: KDPC, routine: Callable[..., Any], context: Any) -> Non
 
 def KeInsertQueueDpc(dpc: KDPC, arg1: Any = None, arg2: Any = None) -> bool:
     """Queue the DPC to run at DISPATCH_LEVEL as its own scheduler event."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     if dpc.queued:
         return False
     dpc.queued = True
@@ -749,7 +749,8 @@ def _run_dpc(k: Kernel, dpc: KDPC) -> None:
     dpc.queued = False
     k.irql = DISPATCH_LEVEL
     k.frames.extend(_DPC_BASE_FRAMES)
-    k.charge("dpc")
+    if k.cpu_model is not None:
+        k.charge("dpc")
     if k.bus.subscribers:
         k.publish(DpcRun, dpc=dpc.address, routine=dpc.routine_symbol())
     dpc.routine(dpc, dpc.context, *dpc.args)

@@ -65,8 +65,11 @@ class StructLayout:
             v = values.get(f.name)
             if v is None:
                 continue
-            if v.__class__ is int and f.name in scalars:  # the usual field: an unsigned int or pointer
-                pack_into, offset, mask = scalars[f.name]
+            plan = scalars.get(f.name)
+            if plan is not None:  # the usual field: an unsigned int, or a pointer to an object
+                if v.__class__ is not int:
+                    v = int(v) if v.__class__ is bool else (getattr(v, "address", 0) or 0)  # _as_int
+                pack_into, offset, mask = plan
                 pack_into(buf, offset, v & mask)
                 continue
             if f.kind in _FORMATS:

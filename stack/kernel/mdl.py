@@ -17,7 +17,7 @@ from .kernel import Kernel
 from .layouts import LAYOUTS
 from .memory import ADDRESS_AND_SIZE_TO_SPAN_PAGES, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE, MemoryAccessError
 from .pool import NonPagedPoolNx, is_paged
-from .symbols import current_kernel
+from .symbols import _current, current_kernel
 
 MDL_MAPPED_TO_SYSTEM_VA = 0x0001
 MDL_PAGES_LOCKED = 0x0002
@@ -177,11 +177,12 @@ def mdl_chain_bytes(mdl: Mdl | None, offset: int = 0, length: int | None = None)
 def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = False,
                   ChargeQuota: bool = False, Irp: Any = None) -> Mdl | None:
     """Allocate an MDL big enough for the buffer; with an IRP, attach it (primary or chained)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     if Length <= 0 or Length > 0xFFFFFFFF:
         return None
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
-    k.charge("mdl_build")
+    if k.cpu_model is not None:
+        k.charge("mdl_build")
     address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
     if not address:
         return None  # out of nonpaged pool: NULL, as in Windows
@@ -221,7 +222,7 @@ def MmInitializeMdlForPages(k: Kernel, pfns: list[int], byte_offset: int, length
 
 
 def MmBuildMdlForNonPagedPool(mdl: Mdl) -> None:
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     va = mdl.virtual_address
     ptype = k.pool.pool_type_of(va)
     if ptype is not None and is_paged(ptype):
@@ -234,7 +235,7 @@ def MmBuildMdlForNonPagedPool(mdl: Mdl) -> None:
 
 
 def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteAccess) -> None:
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     if mdl.flags & MDL_SOURCE_IS_NONPAGED_POOL:
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_PROBE_NONPAGED_MDL, mdl.address, mdl.flags,
                    MDL_SOURCE_IS_NONPAGED_POOL, detail="MmProbeAndLockPages on an MDL built for nonpaged pool")
@@ -247,14 +248,15 @@ def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteA
     entries, base = phys.pfns, phys.base_pfn  # pfns_for proved every frame is in physical memory
     for pfn in mdl.pfns:
         entries[pfn - base].lock_count += 1
-    k.charge("probe_lock_page", len(mdl.pfns))
+    if k.cpu_model is not None:
+        k.charge("probe_lock_page", len(mdl.pfns))
     mdl.flags |= MDL_PAGES_LOCKED
     if Operation != IoReadAccess:
         mdl.flags |= MDL_WRITE_OPERATION
 
 
 def MmUnlockPages(mdl: Mdl) -> None:
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     if mdl.flags & MDL_PARTIAL:
         # Unlocking would drop lock references the partial MDL's parent holds.
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.C4_UNLOCK_PARTIAL_MDL, mdl.address, mdl.flags,
@@ -313,7 +315,7 @@ def MmUnmapLockedPages(BaseAddress: int, mdl: Mdl) -> None:
 
 def IoBuildPartialMdl(SourceMdl: Mdl, TargetMdl: Mdl, VirtualAddress: int, Length: int) -> None:
     """Describe [VirtualAddress, +Length) of SourceMdl's buffer with TargetMdl."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     if Length == 0:
         Length = SourceMdl.virtual_address + SourceMdl.byte_count - VirtualAddress
     offset = VirtualAddress - SourceMdl.virtual_address
@@ -347,7 +349,7 @@ def IoBuildPartialMdl(SourceMdl: Mdl, TargetMdl: Mdl, VirtualAddress: int, Lengt
 
 def IoFreeMdl(mdl: Mdl) -> None:
     """Free the MDL; the verifier catches MDLs freed with pages still locked or mapped."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: on the per-request path
     if mdl.freed:
         k.bugcheck(bc.BAD_POOL_CALLER, 0x07, 0, 0, mdl.address)
     if mdl.flags & MDL_PAGES_LOCKED and not mdl.flags & (MDL_SOURCE_IS_NONPAGED_POOL | MDL_PARTIAL):

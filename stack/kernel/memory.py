@@ -453,11 +453,22 @@ class AddressSpace:
                     del pages[vpn]
 
     def _flush_structs(self, va: int, length: int) -> None:
-        if not self._struct_pages:
+        """Write out the live structures that overlap [va, va+length): only those, not every
+        structure sharing the page (a driver reading 8 bytes of its own buffer must not
+        re-serialise the IRPs and NBLs beside it)."""
+        pages = self._struct_pages
+        if not pages:
             return
-        for vpn in range(va >> PAGE_SHIFT, ((va + max(length, 1) - 1) >> PAGE_SHIFT) + 1):
-            for obj in tuple(self._struct_pages.get(vpn, {}).values()):
-                obj.flush()
+        end = va + max(length, 1)
+        flushed: set[int] = set()
+        for vpn in range(va >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1):
+            objs = pages.get(vpn)
+            if not objs:
+                continue
+            for key, obj in tuple(objs.items()):
+                if key not in flushed and obj.address < end and obj.address + obj.struct_size > va:
+                    flushed.add(key)  # a structure across two pages is written once
+                    obj.flush()
 
     # -- access -------------------------------------------------------------
     def views(self, va: int, length: int) -> list[memoryview]:
