@@ -77,6 +77,7 @@ class PoolBlock:
     # a small block never crosses its page, and pool pages stay mapped, so every later
     # allocation and free of the block writes its header without a page-table walk.
     view: memoryview | None = None
+    lookaside: "_Lookaside | None" = None  # what it was last allocated as (small blocks)
 
     @property
     def tag_str(self) -> str:
@@ -93,6 +94,30 @@ class TagUsage:
     frees: int = 0
     bytes_in_use: int = 0
 
+
+class _Lookaside:
+    """One kind of small allocation — (tag as the caller spelled it, pool type, size) — with all
+    that allocating and freeing it needs worked out once: the tag's ULONG, the block size, the
+    POOL_HEADER bytes of an allocated and of a free block, its free list and its tag counters.
+    What a driver's lookaside list is to the driver, this is to the emulator: the per-request
+    IRPs, MDLs and contexts come back through here without a struct.pack or a dict of dicts."""
+
+    __slots__ = ("tag_arg", "tag", "pool_type", "need", "header", "free_header", "zeros", "free", "usage")
+
+    def __init__(self, tag_arg: str | int, tag: int, pool_type: int, need: int, free: list["PoolBlock"],
+                 usage: TagUsage) -> None:
+        self.tag_arg = tag_arg
+        self.tag = tag
+        self.pool_type = pool_type
+        self.need = need
+        self.header = _POOL_HEADER.pack(0, 0, need >> 4, (pool_type & 0xFF) + 1, tag)
+        self.free_header = _POOL_HEADER.pack(0, 0, need >> 4, 0, tag)
+        self.zeros = ZERO_PAGE[:need - POOL_HEADER_SIZE]
+        self.free = free
+        self.usage = usage
+
+
+_LOOKASIDE_LIMIT = 4096  # kinds of allocation remembered (drivers use a few dozen)
 
 BugcheckFn = Callable[[int, int, int, int, int], None]
 
@@ -117,9 +142,34 @@ class PoolManager:
         self._carve: dict[bool, tuple[int, int]] = {}  # paged? -> (page va, next offset)
         self.usage: dict[tuple[int, bool], TagUsage] = {}
         self.pages_in_use = 0
+        self._lookaside: dict[tuple[str | int, int, int], _Lookaside] = {}
 
     # -- allocation ----------------------------------------------------------
     def allocate(self, pool_type: int, size: int, tag: str | int, owner: str = "") -> int:
+        lookaside = self._lookaside.get((tag, pool_type, size))
+        if lookaside is None:
+            return self._allocate_first(pool_type, size, tag, owner)
+        # A kind of block allocated before: the same steps as below, with nothing to work out.
+        free = lookaside.free
+        need = lookaside.need
+        block = free.pop() if free else self._allocate_small(pool_type & 1 == 1, need)
+        block.requested = size
+        block.tag = lookaside.tag
+        block.pool_type = pool_type
+        block.allocated = True
+        block.owner = owner
+        block.lookaside = lookaside
+        view = block.view
+        view[:POOL_HEADER_SIZE] = lookaside.header
+        view[POOL_HEADER_SIZE:] = lookaside.zeros
+        usage = lookaside.usage
+        usage.allocs += 1
+        usage.bytes_in_use += need
+        return block.address
+
+    def _allocate_first(self, pool_type: int, size: int, tag: str | int, owner: str) -> int:
+        """The general path: a big block, or the first small block of its kind (which then gets
+        a _Lookaside, so the next one takes the fast path)."""
         # The tag literal drivers pass on every call is looked up once (tag_from_str's cache).
         tag_val = _TAG_VALUES.get(tag) if tag.__class__ is str else None  # type: ignore[arg-type]
         if tag_val is None:
@@ -147,6 +197,13 @@ class PoolManager:
             usage = self.usage[key] = TagUsage()
         usage.allocs += 1
         usage.bytes_in_use += block.block_size
+        block.lookaside = None
+        if not block.big and len(self._lookaside) < _LOOKASIDE_LIMIT:
+            free_list = self._free.get((paged, need))
+            if free_list is None:
+                free_list = self._free[(paged, need)] = []
+            block.lookaside = self._lookaside[(tag, pool_type, size)] = _Lookaside(
+                tag, tag_val, pool_type, need, free_list, usage)
         return block.address
 
     def _allocate_small(self, paged: bool, need: int) -> PoolBlock:
@@ -182,6 +239,22 @@ class PoolManager:
 
     # -- free ------------------------------------------------------------------
     def free(self, address: int, tag: str | int | None = None) -> PoolBlock:
+        block = self._small.get(address)
+        if block is not None and block.allocated:
+            lookaside = block.lookaside
+            if lookaside is not None and (tag is None or tag == lookaside.tag_arg) and (
+                    lookaside.pool_type == block.pool_type):
+                # Freed as it was allocated: the same steps as below, nothing to work out.
+                usage = lookaside.usage
+                usage.frees += 1
+                usage.bytes_in_use -= block.block_size
+                block.allocated = False
+                block.view[:POOL_HEADER_SIZE] = lookaside.free_header
+                lookaside.free.append(block)
+                return block
+        return self._free_general(address, tag)
+
+    def _free_general(self, address: int, tag: str | int | None) -> PoolBlock:
         block = self._small.get(address) or self.blocks.get(address)
         if block is None:
             block = self._find_small(address)

@@ -217,3 +217,40 @@ def test_layout_pack_gives_the_same_bytes_for_ints_bools_pointers_and_objects():
                                           _Pointer(rng.getrandbits(64)), _Pointer(None), object()])
                       for f in layout.fields if f.kind in _FORMATS and f.count == 1}
             assert layout.pack(values) == _reference_pack(layout, values), layout.name
+
+
+def test_a_reused_block_is_counted_under_the_tag_of_its_latest_allocation():
+    m = new_machine()
+    k = m.kernel
+    one, two = tag_from_str("One "), tag_from_str("Two ")
+    for _ in range(2):  # the second round runs on the lookaside fast path
+        a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 24, "One ")
+        run(m, ExFreePoolWithTag, a, "One ")
+        b = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 24, "Two ")
+        assert b == a  # the same 24-byte block, now tagged Two
+        assert int.from_bytes(k.mem.read(b - POOL_HEADER_SIZE + 4, 4), "little") == two
+        run(m, ExFreePoolWithTag, b, "Two ")
+    assert (k.pool.usage[(one, False)].allocs, k.pool.usage[(one, False)].frees) == (2, 2)
+    assert (k.pool.usage[(two, False)].allocs, k.pool.usage[(two, False)].frees) == (2, 2)
+    assert k.pool.usage[(one, False)].bytes_in_use == k.pool.usage[(two, False)].bytes_in_use == 0
+    assert_running(m)
+
+
+def test_freeing_with_the_wrong_tag_still_bugchecks_after_the_fast_path_warmed_up():
+    m = new_machine()
+    run(m, ExFreePoolWithTag, run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 24, "Good"), "Good")
+    a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 24, "Good")
+    run(m, ExFreePoolWithTag, a, "Evil")
+    info = m.scheduler.halted
+    assert info is not None and info.code == 0xC2 and info.params[0] == 0x0A  # BAD_POOL_CALLER, wrong tag
+
+
+def test_freeing_twice_still_bugchecks_after_the_fast_path_warmed_up():
+    m = new_machine()
+    a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 24, "Twce")
+    run(m, ExFreePoolWithTag, a, "Twce")
+    a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 24, "Twce")
+    run(m, ExFreePoolWithTag, a, "Twce")
+    run(m, ExFreePoolWithTag, a, "Twce")
+    info = m.scheduler.halted
+    assert info is not None and info.code == 0xC2 and info.params[0] == 0x07  # BAD_POOL_CALLER, already freed
