@@ -360,7 +360,8 @@ def PsCreateSystemThread(start_routine: Callable[..., Any], context: Any = None,
     t = KThread(k, name or symbol, symbol, body, address, stack)
     t.start_is_kroutine = _is_kroutine(start_routine)
     t.state = "Ready"
-    k.publish(ThreadCreated, thread=t.address, name=t.name)
+    if k.bus.subscribers:
+        k.publish(ThreadCreated, thread=t.address, name=t.name)
     k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")
     return t
 
@@ -386,9 +387,12 @@ def _resume_thread(k: Kernel, t: KThread, status: int) -> None:
     k.irql = t.irql
     t.state = "Running"
     t.context_switches += 1
-    k.publish(ThreadSwitched, thread=t.address, name=t.name, wait_status=status)
-    # A generator that has not started yet only accepts None.
-    first = inspect.getgeneratorstate(t.body) == inspect.GEN_CREATED
+    if k.bus.subscribers:
+        k.publish(ThreadSwitched, thread=t.address, name=t.name, wait_status=status)
+    # A generator that has not started yet only accepts None (inspect.getgeneratorstate's
+    # GEN_CREATED, read from the generator's own flags).
+    body = t.body
+    first = not body.gi_suspended and not body.gi_running and body.gi_frame is not None
     value: Any = None if first else status
     if first and not t.frames:
         t.frames.extend(Frame(symbol) for symbol in t.start_frames)
@@ -422,7 +426,8 @@ def _thread_exit(k: Kernel, t: KThread, status: int) -> None:
         free_stack(k, t.stack_limit, t.stack_pfns)
         t.stack_pfns = []
     t.signaled = True
-    k.publish(ThreadExited, thread=t.address, name=t.name, status=status)
+    if k.bus.subscribers:
+        k.publish(ThreadExited, thread=t.address, name=t.name, status=status)
     t._signal(k)
     PspThreadDelete(k, t)
 
@@ -796,7 +801,8 @@ def KeCancelTimer(timer: KTIMER) -> bool:
 def _timer_expired(k: Kernel, timer: KTIMER) -> None:
     timer._scheduled = None
     k.irql = DISPATCH_LEVEL
-    k.publish(TimerFired, timer=timer.address)
+    if k.bus.subscribers:
+        k.publish(TimerFired, timer=timer.address)
     timer.signaled = True
     timer._signal(k)
     if timer.period_ns:
@@ -853,7 +859,8 @@ def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
     symbol = symbol_of(item.routine)
     k.frames.extend(Frame(s) for s in WORK_ITEM_FRAMES[:-1])
     k.frames.append(Frame("nt!IopProcessWorkItem", (item.address,)))  # IopProcessWorkItem(IoWorkItem)
-    k.publish(WorkItemRun, routine=symbol)
+    if k.bus.subscribers:
+        k.publish(WorkItemRun, routine=symbol)
     result = item.routine(item.device, item.context)
     if inspect.isgenerator(result):  # a work routine that waits gets a thread of its own
         _start_worker(k, symbol, _is_kroutine(item.routine), result)

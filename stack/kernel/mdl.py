@@ -197,7 +197,8 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
             while tail.next is not None:
                 tail = tail.next
             tail.next = mdl
-    k.publish(MdlBuilt, mdl=address, va=VirtualAddress, length=Length, how="IoAllocateMdl")
+    if k.bus.subscribers:
+        k.publish(MdlBuilt, mdl=address, va=VirtualAddress, length=Length, how="IoAllocateMdl")
     return mdl
 
 
@@ -217,7 +218,8 @@ def MmInitializeMdlForPages(k: Kernel, pfns: list[int], byte_offset: int, length
         mdl.mapped_system_va = system_va
         mdl.flags |= MDL_MAPPED_TO_SYSTEM_VA
     k.register_object(mdl)
-    k.publish(MdlBuilt, mdl=address, va=system_va, length=length, how="MmInitializeMdl")
+    if k.bus.subscribers:
+        k.publish(MdlBuilt, mdl=address, va=system_va, length=length, how="MmInitializeMdl")
     return mdl
 
 
@@ -231,7 +233,8 @@ def MmBuildMdlForNonPagedPool(mdl: Mdl) -> None:
     mdl.pfns = k.mem.pfns_for(va, mdl.byte_count)
     mdl.flags |= MDL_SOURCE_IS_NONPAGED_POOL
     mdl.mapped_system_va = va
-    k.publish(MdlBuilt, mdl=mdl.address, va=va, length=mdl.byte_count, how="MmBuildMdlForNonPagedPool")
+    if k.bus.subscribers:
+        k.publish(MdlBuilt, mdl=mdl.address, va=va, length=mdl.byte_count, how="MmBuildMdlForNonPagedPool")
 
 
 def MmProbeAndLockPages(mdl: Mdl, AccessMode: int = 0, Operation: int = IoWriteAccess) -> None:
@@ -344,7 +347,8 @@ def IoBuildPartialMdl(SourceMdl: Mdl, TargetMdl: Mdl, VirtualAddress: int, Lengt
         if SourceMdl.flags & MDL_MAPPED_TO_SYSTEM_VA:
             TargetMdl.flags |= MDL_PARENT_MAPPED_SYSTEM_VA
         TargetMdl.mapped_system_va = SourceMdl.mapped_system_va + offset
-    k.publish(MdlBuilt, mdl=TargetMdl.address, va=VirtualAddress, length=Length, how="IoBuildPartialMdl")
+    if k.bus.subscribers:
+        k.publish(MdlBuilt, mdl=TargetMdl.address, va=VirtualAddress, length=Length, how="IoBuildPartialMdl")
 
 
 def IoFreeMdl(mdl: Mdl) -> None:
@@ -361,7 +365,8 @@ def IoFreeMdl(mdl: Mdl) -> None:
     mdl.freed = True
     k.unregister_object(mdl)
     k.pool.free(mdl.address, MDL_TAG)
-    k.publish(MdlFreed, mdl=mdl.address)
+    if k.bus.subscribers:
+        k.publish(MdlFreed, mdl=mdl.address)
 
 
 def MmGetMdlVirtualAddress(mdl: Mdl) -> int:
