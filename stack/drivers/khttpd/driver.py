@@ -181,7 +181,7 @@ def KhttpdNewConnection(g: KhttpdGlobals, Socket: Any, remote: str, local: str) 
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCCONN", "refused %s: %!STATUS!", remote,
                     STATUS_INSUFFICIENT_RESOURCES)
         return None
-    same_client = sum(1 for c in g.connections if c.remote == remote and not c.over_limit)
+    same_client = g.connections.from_client(remote)
     per_client = same_client >= g.config.MaxConnectionsPerClient
     over_limit = per_client or g.stats.connections_active >= g.config.MaxConnections
     g.stats.refused_per_client += int(per_client)

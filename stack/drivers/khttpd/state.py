@@ -126,6 +126,50 @@ class KhttpdStats:
     inspect_pended: int = 0  # ConditionalAccept: SYNs held unanswered until a slot freed
 
 
+class KhttpdConnections:
+    """The driver's live connections, in the order they arrived, with a count per client.
+
+    A list would make every close a scan (`remove`) and every accept a scan (how many does this
+    client have?): O(n) per connection, which 10,000 connections turn into a crawl.  Here both
+    are O(1); iteration still gives arrival order."""
+
+    __slots__ = ("_by_id", "_per_client")
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, KhttpdConnection] = {}
+        self._per_client: dict[str, int] = {}  # remote -> connections within the limits
+
+    def append(self, connection: "KhttpdConnection") -> None:
+        self._by_id[id(connection)] = connection
+        if not connection.over_limit:
+            self._per_client[connection.remote] = self._per_client.get(connection.remote, 0) + 1
+
+    def remove(self, connection: "KhttpdConnection") -> None:
+        del self._by_id[id(connection)]
+        if not connection.over_limit:
+            left = self._per_client[connection.remote] - 1
+            if left:
+                self._per_client[connection.remote] = left
+            else:
+                del self._per_client[connection.remote]
+
+    def from_client(self, remote: str) -> int:
+        """Connections from `remote` that were let in (not answered 503 for being over a limit)."""
+        return self._per_client.get(remote, 0)
+
+    def __contains__(self, connection: object) -> bool:
+        return id(connection) in self._by_id and self._by_id[id(connection)] is connection
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_id)
+
+
 @dataclass(slots=True, eq=False)
 class KhttpdGlobals:
     """What the C driver keeps in static variables (reachable for the debugger)."""
@@ -139,7 +183,7 @@ class KhttpdGlobals:
     listen_socket: Any = None
     access_log: AccessLog = field(default_factory=AccessLog)
     stats: KhttpdStats = field(default_factory=KhttpdStats)
-    connections: list["KhttpdConnection"] = field(default_factory=list)
+    connections: KhttpdConnections = field(default_factory=KhttpdConnections)
     tdi_listen: list[int] = field(default_factory=list)  # Transport=TDI: the listening socket handles
     cache: Any = None  # KhttpdResponseCache when ResponseCache > 0
     request_queue: Any = None  # HandOver=Queue: the kernel request queue (queue.py)

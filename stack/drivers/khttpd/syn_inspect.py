@@ -39,7 +39,7 @@ def KhttpdInspectEvent(SocketContext: KhttpdGlobals, LocalAddress: Any, RemoteAd
     if g.stopping:
         return WskInspectReject
     remote = _remote_text(RemoteAddress)
-    same_client = sum(1 for c in g.connections if c.remote == remote and not c.over_limit)
+    same_client = g.connections.from_client(remote)
     if same_client >= g.config.MaxConnectionsPerClient:
         g.stats.inspect_rejected += 1
         return WskInspectReject
