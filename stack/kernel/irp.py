@@ -511,18 +511,18 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
             if result == STATUS_MORE_PROCESSING_REQUIRED:
                 # The routine's owner took the IRP back (to free or reuse it).
                 Irp.completing = False
-                _leave_complete_request(k)
-                return
+                break
         else:
             loc.minor = loc.flags = loc.control = 0  # loc.zero(), inlined
             loc.parameters = loc.file_object = None
             if pending and upper is not None:
                 upper.control |= SL_PENDING_RETURNED
-    Irp.completing = False
-    Irp.completed = True
-    if Irp.user_iosb is not None or Irp.user_event is not None or Irp.thread is not None or (
-            Irp.allocation_flags & 0x2):
-        _finish_to_io_manager(k, Irp)
+    else:
+        Irp.completing = False
+        Irp.completed = True
+        if Irp.user_iosb is not None or Irp.user_event is not None or Irp.thread is not None or (
+                Irp.allocation_flags & 0x2):
+            _finish_to_io_manager(k, Irp)
     frames = k.frames
     if not bus.subscribers and len(frames) > 1 and frames[-1][0] == "nt!IopfCompleteRequest" and (
             frames[-2][0] == "nt!IofCompleteRequest"):

@@ -371,6 +371,20 @@ def _is_kroutine(fn: Any) -> bool:
     return hasattr(fn, "__wrapped__") and hasattr(fn, "symbol")
 
 
+_BARE_FRAMES: dict[tuple[str, ...], tuple[Frame, ...]] = {}
+
+
+def _bare_frames(symbols: tuple[str, ...]) -> tuple[Frame, ...]:
+    """Frames without arguments for a thread's start routines: immutable, so made once per list of
+    symbols and shared by every thread that starts that way."""
+    if symbols.__class__ is not tuple:
+        symbols = tuple(symbols)
+    frames = _BARE_FRAMES.get(symbols)
+    if frames is None:
+        frames = _BARE_FRAMES[symbols] = tuple(Frame(symbol) for symbol in symbols)
+    return frames
+
+
 def _call_on_thread(start_routine: Callable[..., Any], context: Any) -> Generator:
     result = start_routine(context)
     if inspect.isgenerator(result):
@@ -395,7 +409,7 @@ def _resume_thread(k: Kernel, t: KThread, status: int) -> None:
     first = not body.gi_suspended and not body.gi_running and body.gi_frame is not None
     value: Any = None if first else status
     if first and not t.frames:
-        t.frames.extend(Frame(symbol) for symbol in t.start_frames)
+        t.frames.extend(_bare_frames(t.start_frames))
         if not t.start_is_kroutine:  # a @kroutine start routine pushes its own frame
             t.frames.append(Frame(t.start_symbol))
     while True:
@@ -857,7 +871,7 @@ def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
     IopProcessWorkItem, which calls the driver's routine, so `k` there reads as on Windows."""
     item.queued = False
     symbol = symbol_of(item.routine)
-    k.frames.extend(Frame(s) for s in WORK_ITEM_FRAMES[:-1])
+    k.frames.extend(_bare_frames(WORK_ITEM_FRAMES[:-1]))
     k.frames.append(Frame("nt!IopProcessWorkItem", (item.address,)))  # IopProcessWorkItem(IoWorkItem)
     if k.bus.subscribers:
         k.publish(WorkItemRun, routine=symbol)

@@ -23,7 +23,7 @@ from .irql import DISPATCH_LEVEL, PASSIVE_LEVEL
 from .memory import PAGE_SIZE, AddressSpace, MemoryAccessError, PhysicalMemory, VaRegion
 from .pool import PoolManager, is_paged
 from .scheduler import ScheduledEvent, Scheduler
-from .symbols import CATALOG, Frame
+from .symbols import CATALOG, Frame, _new_frame
 from .verifier import LowResourcesSimulation
 
 if TYPE_CHECKING:
@@ -280,7 +280,7 @@ class Kernel:
 
     # -- frames (the logical call stack) --------------------------------------
     def enter(self, symbol: str, args: tuple = ()) -> None:
-        self.frames.append(Frame(symbol, args))
+        self.frames.append(_new_frame(Frame, (symbol, args)))  # Frame(symbol, args) without its Python __new__
         bus = self.bus
         if bus.subscribers:
             bus.publish(RoutineEntered(host=self.name, depth=len(self.frames), symbol=symbol,
