@@ -456,7 +456,7 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
     else:  # Kernel.leave with nobody listening: pop the routine's frame
         frames = k.frames
         if frames and frames[-1][0] == "nt!IofCallDriver":
-            frames.pop()
+            del frames[-1]
         else:
             k.leave_silently("nt!IofCallDriver")
     return status

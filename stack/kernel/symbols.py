@@ -127,7 +127,7 @@ def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
             else:
                 frames = k.frames
                 if frames and frames[-1][0] == symbol:
-                    frames.pop()
+                    del frames[-1]  # frames.pop() without a method call: this runs for every routine
                 else:
                     k.leave_silently(symbol)
             return result
