@@ -1,11 +1,15 @@
 """khttpd benchmark, in the spirit of the thesis's measurements (a script, not a test).
 
-    python tests/bench/bench_khttpd.py [--count N] [--host-count N] [--aim-only] [--samples N]
+    python tests/bench/bench_khttpd.py [--count N] [--host-count N] [--aim-only] [--samples N] [--calls]
+                                       [--zero-copy-only]
 
 First the issue 14 aim, side by side in this run: a 1 KiB GET with a new connection per request,
 the emulated client + khttpd (WSK zero copy) against http.client + http.server on the real
 loopback, each with a warm-up and the median of --samples samples (wall and CPU req/s), and
-their wall ratio (aim >= 1.0).  --aim-only stops there.  Then the full table:
+their wall ratio (aim >= 1.0); with --calls also the Python calls per emulated request (cProfile,
+deterministic: the figure to compare across machines and loads).  Then the second aim, zero copy
+against copy mode at 1 MiB (aim >= 1.2), each with a warm-up and the median of --samples samples.
+--aim-only stops there (--zero-copy-only runs only the second aim).  Then the full table:
 
 For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
 WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
@@ -162,7 +166,59 @@ def _timed(fn: Callable[[], None]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def aim_rows(count: int, samples: int, seed: int) -> None:
+def _calls_per_request(fn: Callable[[], None], count: int) -> float:
+    """Python calls (cProfile's count, builtins included) per request of one run of `fn`."""
+    import cProfile
+    import pstats
+    profile = cProfile.Profile()
+    profile.enable()
+    fn()
+    profile.disable()
+    return sum(row[1] for row in pstats.Stats(profile).stats.values()) / count  # type: ignore[attr-defined]
+
+
+def _fetcher(parameters: dict[str, Any], target: str, size: int, count: int, seed: int) -> Callable[[], None]:
+    """A lab booted with khttpd `parameters`; the returned function GETs `target` `count` times,
+    one new connection each."""
+    from stack.usermode.socket import SockAddr, run_program
+    from stack.usermode.webserver import http_fetch
+    from tests.stack.drivers.khttpd_lab import boot_lab
+
+    world = boot_lab(seed=seed, parameters=parameters)
+    server = SockAddr.parse("10.0.0.1:80")
+
+    def fetch() -> None:
+        def fetch_all() -> Any:
+            for _ in range(count):
+                response = yield from http_fetch(server, "GET", target)
+                if response.status != 200 or len(response.body) != size:
+                    raise RuntimeError(f"{target}: {response.status}")
+        program = run_program(world.host("client").kernel, fetch_all, name="bench")
+        world.run_while(lambda: not program.done)
+        world.check()
+        program.raise_error()
+    return fetch
+
+
+def zero_copy_rows(count: int, samples: int, seed: int) -> None:
+    """1 MiB GETs, zero copy (header + cache pages as one MDL chain) against copy mode."""
+    import statistics
+    path = "files/1MB.bin"
+    results = {}
+    for name, parameters in (("zero copy", {}), ("copy mode", {"CopyMode": True})):
+        fn = _fetcher(parameters, "/" + path, DOCROOT_SIZES[path], count, seed)
+        fn()  # warm-up
+        timed = [_timed(fn) for _ in range(samples)]
+        results[name] = (statistics.median(w for w, _ in timed), statistics.median(c for _, c in timed))
+    print(f"1 MiB GET, khttpd over WSK, new connection per request, {count} requests per sample, "
+          f"median of {samples} after a warm-up:")
+    for name, (wall, cpu) in results.items():
+        print(f"  {name:44} {count / wall:8.1f} req/s wall {count / cpu:8.1f} req/s CPU")
+    (zw, zc), (cw, cc) = results.values()
+    print(f"  ratio zero copy / copy mode: {cw / zw:.2f} wall (aim >= 1.2), {cc / zc:.2f} CPU\n")
+
+
+def aim_rows(count: int, samples: int, seed: int, calls: bool = False) -> None:
     """The 1 KiB new-connection GET, emulated vs real loopback: warm-up, median of samples, ratio."""
     import statistics
     from stack.usermode.socket import SockAddr, run_program
@@ -213,7 +269,10 @@ def aim_rows(count: int, samples: int, seed: int) -> None:
         print(f"  {name:44} {count / wall:8.0f} req/s wall {count / cpu:8.0f} req/s CPU (this process)")
     (ew, ec), (lw, lc) = results.values()
     print(f"  ratio emulated / loopback: {lw / ew:.2f} wall (aim >= 1.0), {lc / ec:.2f} CPU "
-          "(the loopback server's thread runs in this process too)\n")
+          "(the loopback server's thread runs in this process too)")
+    if calls:
+        print(f"  Python calls per emulated request: {_calls_per_request(emulated, count):.0f}")
+    print()
 
 
 def cpu_model_rows(count: int, seed: int) -> None:
@@ -238,10 +297,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--samples", type=int, default=5, help="timed samples for the aim ratio (median shown)")
     parser.add_argument("--aim-count", type=int, default=100, help="requests per sample for the aim ratio")
-    parser.add_argument("--aim-only", action="store_true", help="print the aim ratio only")
+    parser.add_argument("--aim-only", action="store_true", help="print the aim ratios only")
+    parser.add_argument("--calls", action="store_true", help="also count Python calls per emulated request")
+    parser.add_argument("--zero-copy-only", action="store_true", help="print the zero copy / copy ratio only")
+    parser.add_argument("--zero-copy-count", type=int, default=4, help="1 MiB requests per sample")
     args = parser.parse_args(argv)
-    aim_rows(args.aim_count, args.samples, args.seed)
-    if args.aim_only:
+    if not args.zero_copy_only:
+        aim_rows(args.aim_count, args.samples, args.seed, args.calls)
+    zero_copy_rows(args.zero_copy_count, args.samples, args.seed)
+    if args.aim_only or args.zero_copy_only:
         return
     rows: list[Row] = []
     runners: list[tuple[str, Callable[[], list[Row]]]] = [
