@@ -30,10 +30,11 @@ from stack.kernel.memory import PAGE_SHIFT
 
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
 from .link import FrameSink
-from .rsc import RscUnit, add, classify, finalize_header, joins, start_unit
+from .rsc import RscUnit, add, add_next, classify, finalize_header, joins, joins_next, start_unit
 from .offload import (RX_IP_FAILED, RX_IP_SUCCEEDED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP,
                       OffloadError, fill_checksums, validate_rx_checksums)
-from .passthrough import BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, LargeSend, PassThroughCounters
+from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP_PSH, LargeSend,
+                          PassThroughCounters)
 
 SgElement = tuple[int, int, int]  # (pfn, byte offset into that page, length): physically contiguous
 
@@ -432,29 +433,42 @@ class EmulatedNic:
             return
         valid = RX_IP_SUCCEEDED | RX_TCP_SUCCEEDED if unit.ipv4 else RX_TCP_SUCCEEDED
         units = self._rsc_open
-        n = unit.frame_length(i)
-        posted = self._rx_posted
-        if (i and units and offloads.rsc and n <= self.mtu + ETH_HEADER_LEN and posted and n <= posted[0][1]
-                and self.receive_filter & FILTER_DIRECTED and unit.dst == self.mac):
-            seg = unit.rsc_segment(i)
-            if seg is not None:
-                open_unit = units.get(seg.flow)
-                if open_unit is not None and joins(open_unit, seg) is None:
-                    sg, _capacity, cookie = posted.popleft()
-                    start = unit.headers_end + i * unit.mss
-                    self._scatter(sg, memoryview(unit.data)[start:start + seg.payload_length])
-                    add(open_unit, seg, cookie)
-                    self._rsc_held += 1
-                    c = self.counters
-                    c.frames_in += 1
-                    c.bytes_in += n
-                    c.rx_descriptors += 1
-                    c.rsc_coalesced_segments += 1
-                    k = self.kernel
-                    if k.bus.subscribers:
-                        k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
-                    self._raise(INT_RX)
-                    return
+        if i and units and offloads.rsc:
+            last = i == unit.count - 1
+            payload = unit.payload_length - i * unit.mss if last else unit.mss
+            n = unit.headers_end + payload  # frame_length(i)
+            posted = self._rx_posted
+            if (n <= self.mtu + ETH_HEADER_LEN and posted and n <= posted[0][1]
+                    and self.receive_filter & FILTER_DIRECTED and unit.dst == self.mac):
+                first = unit.rsc_first()
+                if first is not None:
+                    open_unit = units.get(first.flow)
+                    if (open_unit is not None
+                            and joins_next(open_unit, first, (unit.seq + i * unit.mss) & 0xFFFFFFFF, payload) is None):
+                        sg, _capacity, cookie = posted.popleft()
+                        start = unit.headers_end + i * unit.mss
+                        pfn, offset, length = sg[0]
+                        if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
+                            at = ((pfn - self._phys_base) << PAGE_SHIFT) + offset
+                            self._phys_view[at:at + payload] = memoryview(unit.data)[start:start + payload]
+                            self.dma_rx_bytes += payload
+                        else:
+                            self._scatter(sg, memoryview(unit.data)[start:start + payload])
+                        add_next(open_unit, first, payload, last and bool(unit.flags & TCP_PSH), cookie)
+                        self._rsc_held += 1
+                        c = self.counters
+                        c.frames_in += 1
+                        c.bytes_in += n
+                        c.rx_descriptors += 1
+                        c.rsc_coalesced_segments += 1
+                        k = self.kernel
+                        if k.bus.subscribers:
+                            k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
+                        if self._fire_scheduled and self.interrupt_moderation_ns and self.interrupts_enabled:
+                            self._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due
+                        else:
+                            self._raise(INT_RX)
+                        return
         self.frame_arrived(unit.frame(i), valid)  # this frame lands in memory whole: a real one
 
     # -- receive ---------------------------------------------------------------------
