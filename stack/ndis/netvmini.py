@@ -17,7 +17,7 @@ from typing import Any
 
 from stack.kernel.io import DriverImage
 from stack.kernel.symbols import kroutine
-from stack.nic.nic import (DROP_LINK_DOWN, DROP_TX_MALFORMED, DROP_TX_OVERSIZE, LSO_MAX_SIZE, EmulatedNic,
+from stack.nic.nic import (DROP_LINK_DOWN, DROP_TX_MALFORMED, DROP_TX_OVERSIZE, EmulatedNic,
                            INT_RX, INT_TX)
 from stack.nic.offload import TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP
 
@@ -294,7 +294,7 @@ def MPSendNetBufferLists(MiniportAdapterContext: MpAdapter, NetBufferLists: Any,
                 csum |= TX_CSUM_UDP
         count = 0
         if status == NDIS_STATUS_SUCCESS:
-            limit = LSO_MAX_SIZE if mss else max_frame
+            limit = nic.lso_frame_limit if mss else max_frame
             nb = nbl.FirstNetBuffer
             while nb is not None:
                 count += 1

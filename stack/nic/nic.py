@@ -39,7 +39,11 @@ from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP
 SgElement = tuple[int, int, int]  # (pfn, byte offset into that page, length): physically contiguous
 
 ETH_HEADER_LEN = 14
-LSO_MAX_SIZE = 65536 + 256  # one large TCP segment plus its headers
+LSO_HEADER_ROOM = 256  # Ethernet, IP and TCP headers (options included) in front of an LSO payload
+LSO_MAX_SIZE = 65536 + LSO_HEADER_ROOM  # one 64 KB large TCP segment plus its headers
+# LSOv2 past 64 KB: the largest MaxOffLoadSize this NIC reports (Windows NICs report up to about
+# 256 KB; the transport uses it only on window-scaled connections, with IP length 0).
+LSO_V2_MAX_OFFLOAD_SIZE = 256 * 1024
 
 DROP_RUNT = "runt"
 DROP_OVERSIZE = "oversize"
@@ -72,9 +76,13 @@ class NicOffloads:
     tx_checksum: bool = True
     rx_checksum: bool = True
     lso: bool = True
-    lso_max_size: int = 65536
+    lso_max_size: int = 65536  # LSOv2 MaxOffLoadSize: user data bytes per large send (up to 256 KiB)
     lso_min_segments: int = 2
     rsc: bool = False  # receive segment coalescing (see rsc.py); off as on most client NICs
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lso_max_size <= LSO_V2_MAX_OFFLOAD_SIZE:
+            raise ValueError(f"LSOv2 MaxOffLoadSize {self.lso_max_size} outside 1..{LSO_V2_MAX_OFFLOAD_SIZE}")
 
 
 @dataclass(slots=True)
@@ -86,6 +94,7 @@ class NicCounters:
     tx_descriptors: int = 0
     rx_descriptors: int = 0
     lso_segments: int = 0
+    lso_largest: int = 0  # TCP payload bytes of the largest large send cut so far (past 64 KB: LSOv2 MaxOffLoadSize)
     interrupts: int = 0
     rsc_coalesced_segments: int = 0  # segments that joined an earlier one's unit (payload-only DMA)
     rsc_units: int = 0  # single coalesced units of two or more segments handed to the driver
@@ -168,6 +177,11 @@ class EmulatedNic:
     def max_frame_size(self) -> int:
         """Largest frame on the wire (no FCS): MTU plus the Ethernet header."""
         return self.mtu + ETH_HEADER_LEN
+
+    @property
+    def lso_frame_limit(self) -> int:
+        """Largest large-send descriptor the NIC takes: MaxOffLoadSize of payload plus headers."""
+        return max(LSO_MAX_SIZE, self.offloads.lso_max_size + LSO_HEADER_ROOM)
 
     @property
     def media_connected(self) -> bool:
@@ -317,7 +331,7 @@ class EmulatedNic:
             if n < ETH_HEADER_LEN:
                 status = DROP_TX_MALFORMED
             elif lso_mss:
-                if not offloads.lso or n > LSO_MAX_SIZE:
+                if not offloads.lso or n > self.lso_frame_limit:
                     status = DROP_TX_OVERSIZE if n > max_frame else DROP_TX_MALFORMED
                 else:
                     try:
@@ -326,6 +340,8 @@ class EmulatedNic:
                         status = DROP_TX_MALFORMED
                     else:
                         c.lso_segments += unit.count
+                        if unit.payload_length > c.lso_largest:
+                            c.lso_largest = unit.payload_length
                         if unit.frame_length(0) > max_frame:  # the first segment is the largest
                             status = DROP_TX_OVERSIZE
                         else:
