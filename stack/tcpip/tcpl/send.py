@@ -124,11 +124,12 @@ class SendLayer:
             i += 1
 
     def build_and_send(self, tcb: Tcb, segs: list[TcpSegment], lso_mss: int) -> None:
+        """One packet to IP: `segs` (consecutive; one LSO send when more than one)."""
         path = tcb.path
         ip = self.stack.ip
         first = segs[0]
         if len(segs) > 1:
-            payload_len = sum(s.payload_len for s in segs)
+            payload_len = sum([len(v) for s in segs for v in s.payload])
             flags = segs[-1].flags
         else:
             payload_len = first.payload_len
