@@ -524,11 +524,17 @@ def _repost(ctx: MpAdapter, rcb: MpRcb) -> None:
         rcb.mdl.byte_count = rcb.size
         rcb.mdl.next = None
         chained, rcb.chained = rcb.chained, []
-        nic = ctx.nic
+        batch = []
         for other in chained:
-            other.mdl.byte_count = other.size
-            other.mdl.next = None
-            nic.post_rx_buffer(other.sg, other)
+            mdl = other.mdl
+            mdl.byte_count = other.size
+            mdl.next = None
+            batch.append((other.sg, other.size, other))
+        batch.append((rcb.sg, rcb.size, rcb))  # the unit's first buffer goes back last, as before
+        nb.set_data(rcb.mdl, 0, rcb.size)
+        rcb.nbl.Next = None
+        ctx.nic.post_rx_buffers(batch)
+        return
     nb.set_data(rcb.mdl, 0, rcb.size)
     rcb.nbl.Next = None
     ctx.nic.post_rx_buffer(rcb.sg, rcb)

@@ -234,6 +234,19 @@ class EmulatedNic:
         posted.append((sg, sg[0][2] if len(sg) == 1 else sum([e[2] for e in sg]), cookie))
         return True
 
+    def post_rx_buffers(self, buffers: list[tuple[list[SgElement], int, Any]]) -> int:
+        """post_rx_buffer for several buffers at once, as (sg, its total length, cookie): the ring
+        takes them in order while it has room; returns how many it took."""
+        posted = self._rx_posted
+        room = self.rx_ring_size - len(posted) - len(self._rx_done) - self._rsc_held
+        if room >= len(buffers):
+            posted.extend(buffers)
+            return len(buffers)
+        if room > 0:
+            posted.extend(buffers[:room])
+            return room
+        return 0
+
     def post_tx(self, sg: list[SgElement], cookie: Any, *, csum: int = 0, lso_mss: int = 0,
                 lso_tcp_header_offset: int = 0) -> bool:
         """Queue one frame (or one large TCP segment with `lso_mss`); False when the ring is full."""
