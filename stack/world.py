@@ -18,7 +18,7 @@ One scheduler and one event bus for the whole world; every host's randomness
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Interface, IPv6Interface, ip_address
 from typing import Any, Callable
 
@@ -75,10 +75,18 @@ class Host:
         return self.stack.transport
 
     def set_offloads(self, *, lso: bool | None = None, rsc: bool | None = None,
-                     checksum: bool | None = None) -> None:
+                     checksum: bool | None = None, lso_max_size: int | None = None) -> None:
         """Switch the adapter's offloads the way Windows does (Set-NetAdapterLso/-Rsc/-Checksum...):
         OID_TCP_OFFLOAD_PARAMETERS down tcpip's binding, then the miniport's offload status
-        indication tells tcpip.  Queued as a kernel event: it happens when the machine next runs."""
+        indication tells tcpip.  Queued as a kernel event: it happens when the machine next runs.
+        `lso_max_size` sets the adapter's LSOv2 MaxOffLoadSize (up to 256 KiB) first, so that the
+        same indication reports it (ValueError when out of range)."""
+        k = self.kernel
+        if lso_max_size is not None:
+            sized = replace(self.nic.offloads, lso_max_size=lso_max_size)  # validates it now
+            k.scheduler.call_soon(k, self._set_max_offload_size, sized.lso_max_size, label="LSOv2 MaxOffLoadSize")
+            if lso is None:
+                lso = self.nic.offloads.lso
         params = NDIS_OFFLOAD_PARAMETERS()
         if checksum is not None:
             value = NDIS_OFFLOAD_PARAMETERS_TX_RX_ENABLED if checksum else NDIS_OFFLOAD_PARAMETERS_TX_RX_DISABLED
@@ -92,8 +100,11 @@ class Host:
                                                else NDIS_OFFLOAD_PARAMETERS_RSC_DISABLED)
         binding = next(i.binding for i in self.stack.interfaces if i.binding is not None)
         request = NDIS_OID_REQUEST(OID_TCP_OFFLOAD_PARAMETERS, NdisRequestSetInformation, params)
-        k = self.kernel
         k.scheduler.call_soon(k, NdisOidRequest, binding, request, label="OID_TCP_OFFLOAD_PARAMETERS")
+
+    def _set_max_offload_size(self, size: int) -> None:
+        """The adapter's LSOv2 MaxOffLoadSize changes (its offload status indication reports it)."""
+        self.nic.offloads = replace(self.nic.offloads, lso_max_size=size)
 
     @property
     def address4(self):

@@ -17,7 +17,7 @@ from typing import Any
 
 from stack.kernel.io import DriverImage
 from stack.kernel.symbols import kroutine
-from stack.nic.nic import (DROP_LINK_DOWN, DROP_TX_MALFORMED, DROP_TX_OVERSIZE, LSO_MAX_SIZE, EmulatedNic,
+from stack.nic.nic import (DROP_LINK_DOWN, DROP_TX_MALFORMED, DROP_TX_OVERSIZE, EmulatedNic,
                            INT_RX, INT_TX)
 from stack.nic.offload import TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP
 
@@ -294,7 +294,7 @@ def MPSendNetBufferLists(MiniportAdapterContext: MpAdapter, NetBufferLists: Any,
                 csum |= TX_CSUM_UDP
         count = 0
         if status == NDIS_STATUS_SUCCESS:
-            limit = LSO_MAX_SIZE if mss else max_frame
+            limit = nic.lso_frame_limit if mss else max_frame
             nb = nbl.FirstNetBuffer
             while nb is not None:
                 count += 1
@@ -524,11 +524,17 @@ def _repost(ctx: MpAdapter, rcb: MpRcb) -> None:
         rcb.mdl.byte_count = rcb.size
         rcb.mdl.next = None
         chained, rcb.chained = rcb.chained, []
-        nic = ctx.nic
+        batch = []
         for other in chained:
-            other.mdl.byte_count = other.size
-            other.mdl.next = None
-            nic.post_rx_buffer(other.sg, other)
+            mdl = other.mdl
+            mdl.byte_count = other.size
+            mdl.next = None
+            batch.append((other.sg, other.size, other))
+        batch.append((rcb.sg, rcb.size, rcb))  # the unit's first buffer goes back last, as before
+        nb.set_data(rcb.mdl, 0, rcb.size)
+        rcb.nbl.Next = None
+        ctx.nic.post_rx_buffers(batch)
+        return
     nb.set_data(rcb.mdl, 0, rcb.size)
     rcb.nbl.Next = None
     ctx.nic.post_rx_buffer(rcb.sg, rcb)

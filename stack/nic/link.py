@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
+from itertools import accumulate
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -206,6 +207,23 @@ class LinkEnd:
         latency = link.latency_ns
         q = self._finish_times
         busy = busy0 = self._busy_until
+        t = times[0]
+        if t == times[-1]:  # the sender's hop: every segment is put on the wire at once (the usual case)
+            while q and q[0] <= t:  # queue_depth(), once: nothing else finishes before they are all queued
+                q.popleft()
+            if len(q) + len(lengths) > bound:  # a frame would be dropped here: real frames meet the queue
+                self._deliver_frames(unit, times)
+                return
+            durations = [(n * 8 * NS_PER_S) // bw for n in lengths]  # serialization, back to back
+            start = busy if busy > t else t
+            finishes = list(accumulate(durations, initial=start))
+            del finishes[0]
+            q.extend(finishes)
+            self._busy_until = finishes[-1]
+            arrivals = [f + latency for f in finishes] if latency else finishes
+            self._count_large(lengths)
+            self.sink.deliver_large(unit, lengths, arrivals)
+            return
         arrivals = []
         for n, t in zip(lengths, times):
             while q and q[0] <= t:  # queue_depth(), as deliver() does for each frame
@@ -221,13 +239,16 @@ class LinkEnd:
             q.append(busy)
             arrivals.append(busy + latency)
         self._busy_until = busy
+        self._count_large(lengths)
+        self.sink.deliver_large(unit, lengths, arrivals)
+
+    def _count_large(self, lengths: list[int]) -> None:
         c = self.counters
         total = sum(lengths)
         c.frames_in += len(lengths)
         c.bytes_in += total
         c.delivered += len(lengths)
         c.bytes_delivered += total
-        self.sink.deliver_large(unit, lengths, arrivals)
 
     def _deliver_frames(self, unit, times: list[int]) -> None:
         """Fallback: cut the unit into real frames (real checksums) and send each as usual."""

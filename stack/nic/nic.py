@@ -30,15 +30,20 @@ from stack.kernel.memory import PAGE_SHIFT
 
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
 from .link import FrameSink
-from .rsc import RscUnit, add, classify, finalize_header, joins, start_unit
+from .rsc import RscUnit, add, add_next, classify, finalize_header, joins, joins_next, start_unit
 from .offload import (RX_IP_FAILED, RX_IP_SUCCEEDED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP,
                       OffloadError, fill_checksums, validate_rx_checksums)
-from .passthrough import BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, LargeSend, PassThroughCounters
+from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP_PSH, LargeSend,
+                          PassThroughCounters)
 
 SgElement = tuple[int, int, int]  # (pfn, byte offset into that page, length): physically contiguous
 
 ETH_HEADER_LEN = 14
-LSO_MAX_SIZE = 65536 + 256  # one large TCP segment plus its headers
+LSO_HEADER_ROOM = 256  # Ethernet, IP and TCP headers (options included) in front of an LSO payload
+LSO_MAX_SIZE = 65536 + LSO_HEADER_ROOM  # one 64 KB large TCP segment plus its headers
+# LSOv2 past 64 KB: the largest MaxOffLoadSize this NIC reports (Windows NICs report up to about
+# 256 KB; the transport uses it only on window-scaled connections, with IP length 0).
+LSO_V2_MAX_OFFLOAD_SIZE = 256 * 1024
 
 DROP_RUNT = "runt"
 DROP_OVERSIZE = "oversize"
@@ -71,9 +76,13 @@ class NicOffloads:
     tx_checksum: bool = True
     rx_checksum: bool = True
     lso: bool = True
-    lso_max_size: int = 65536
+    lso_max_size: int = 65536  # LSOv2 MaxOffLoadSize: user data bytes per large send (up to 256 KiB)
     lso_min_segments: int = 2
     rsc: bool = False  # receive segment coalescing (see rsc.py); off as on most client NICs
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lso_max_size <= LSO_V2_MAX_OFFLOAD_SIZE:
+            raise ValueError(f"LSOv2 MaxOffLoadSize {self.lso_max_size} outside 1..{LSO_V2_MAX_OFFLOAD_SIZE}")
 
 
 @dataclass(slots=True)
@@ -85,6 +94,7 @@ class NicCounters:
     tx_descriptors: int = 0
     rx_descriptors: int = 0
     lso_segments: int = 0
+    lso_largest: int = 0  # TCP payload bytes of the largest large send cut so far (past 64 KB: LSOv2 MaxOffLoadSize)
     interrupts: int = 0
     rsc_coalesced_segments: int = 0  # segments that joined an earlier one's unit (payload-only DMA)
     rsc_units: int = 0  # single coalesced units of two or more segments handed to the driver
@@ -169,6 +179,11 @@ class EmulatedNic:
         return self.mtu + ETH_HEADER_LEN
 
     @property
+    def lso_frame_limit(self) -> int:
+        """Largest large-send descriptor the NIC takes: MaxOffLoadSize of payload plus headers."""
+        return max(LSO_MAX_SIZE, self.offloads.lso_max_size + LSO_HEADER_ROOM)
+
+    @property
     def media_connected(self) -> bool:
         return self.sink is not None
 
@@ -218,6 +233,19 @@ class EmulatedNic:
             return False
         posted.append((sg, sg[0][2] if len(sg) == 1 else sum([e[2] for e in sg]), cookie))
         return True
+
+    def post_rx_buffers(self, buffers: list[tuple[list[SgElement], int, Any]]) -> int:
+        """post_rx_buffer for several buffers at once, as (sg, its total length, cookie): the ring
+        takes them in order while it has room; returns how many it took."""
+        posted = self._rx_posted
+        room = self.rx_ring_size - len(posted) - len(self._rx_done) - self._rsc_held
+        if room >= len(buffers):
+            posted.extend(buffers)
+            return len(buffers)
+        if room > 0:
+            posted.extend(buffers[:room])
+            return room
+        return 0
 
     def post_tx(self, sg: list[SgElement], cookie: Any, *, csum: int = 0, lso_mss: int = 0,
                 lso_tcp_header_offset: int = 0) -> bool:
@@ -316,7 +344,7 @@ class EmulatedNic:
             if n < ETH_HEADER_LEN:
                 status = DROP_TX_MALFORMED
             elif lso_mss:
-                if not offloads.lso or n > LSO_MAX_SIZE:
+                if not offloads.lso or n > self.lso_frame_limit:
                     status = DROP_TX_OVERSIZE if n > max_frame else DROP_TX_MALFORMED
                 else:
                     try:
@@ -325,6 +353,8 @@ class EmulatedNic:
                         status = DROP_TX_MALFORMED
                     else:
                         c.lso_segments += unit.count
+                        if unit.payload_length > c.lso_largest:
+                            c.lso_largest = unit.payload_length
                         if unit.frame_length(0) > max_frame:  # the first segment is the largest
                             status = DROP_TX_OVERSIZE
                         else:
@@ -432,29 +462,42 @@ class EmulatedNic:
             return
         valid = RX_IP_SUCCEEDED | RX_TCP_SUCCEEDED if unit.ipv4 else RX_TCP_SUCCEEDED
         units = self._rsc_open
-        n = unit.frame_length(i)
-        posted = self._rx_posted
-        if (i and units and offloads.rsc and n <= self.mtu + ETH_HEADER_LEN and posted and n <= posted[0][1]
-                and self.receive_filter & FILTER_DIRECTED and unit.dst == self.mac):
-            seg = unit.rsc_segment(i)
-            if seg is not None:
-                open_unit = units.get(seg.flow)
-                if open_unit is not None and joins(open_unit, seg) is None:
-                    sg, _capacity, cookie = posted.popleft()
-                    start = unit.headers_end + i * unit.mss
-                    self._scatter(sg, memoryview(unit.data)[start:start + seg.payload_length])
-                    add(open_unit, seg, cookie)
-                    self._rsc_held += 1
-                    c = self.counters
-                    c.frames_in += 1
-                    c.bytes_in += n
-                    c.rx_descriptors += 1
-                    c.rsc_coalesced_segments += 1
-                    k = self.kernel
-                    if k.bus.subscribers:
-                        k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
-                    self._raise(INT_RX)
-                    return
+        if i and units and offloads.rsc:
+            last = i == unit.count - 1
+            payload = unit.payload_length - i * unit.mss if last else unit.mss
+            n = unit.headers_end + payload  # frame_length(i)
+            posted = self._rx_posted
+            if (n <= self.mtu + ETH_HEADER_LEN and posted and n <= posted[0][1]
+                    and self.receive_filter & FILTER_DIRECTED and unit.dst == self.mac):
+                first = unit.rsc_first()
+                if first is not None:
+                    open_unit = units.get(first.flow)
+                    if (open_unit is not None
+                            and joins_next(open_unit, first, (unit.seq + i * unit.mss) & 0xFFFFFFFF, payload) is None):
+                        sg, _capacity, cookie = posted.popleft()
+                        start = unit.headers_end + i * unit.mss
+                        pfn, offset, length = sg[0]
+                        if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
+                            at = ((pfn - self._phys_base) << PAGE_SHIFT) + offset
+                            self._phys_view[at:at + payload] = memoryview(unit.data)[start:start + payload]
+                            self.dma_rx_bytes += payload
+                        else:
+                            self._scatter(sg, memoryview(unit.data)[start:start + payload])
+                        add_next(open_unit, first, payload, last and bool(unit.flags & TCP_PSH), cookie)
+                        self._rsc_held += 1
+                        c = self.counters
+                        c.frames_in += 1
+                        c.bytes_in += n
+                        c.rx_descriptors += 1
+                        c.rsc_coalesced_segments += 1
+                        k = self.kernel
+                        if k.bus.subscribers:
+                            k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
+                        if self._fire_scheduled and self.interrupt_moderation_ns and self.interrupts_enabled:
+                            self._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due
+                        else:
+                            self._raise(INT_RX)
+                        return
         self.frame_arrived(unit.frame(i), valid)  # this frame lands in memory whole: a real one
 
     # -- receive ---------------------------------------------------------------------

@@ -188,6 +188,13 @@ class LargeSend:
         hdr += chunk  # the payload is copied once, straight into the frame
         return bytes(hdr)
 
+    def rsc_first(self):
+        """What rsc.classify reads from segment 0's frame (None: not a coalescing candidate), read once."""
+        if self._rsc is None:
+            from .rsc import classify  # the receive engine's rules, applied once per unit
+            self._rsc = (classify(self.frame(0, False))[0],)
+        return self._rsc[0]
+
     def rsc_segment(self, i: int):
         """What rsc.classify would read from segment i's frame, without building it (None: no candidate).
 

@@ -208,6 +208,37 @@ def joins(unit: RscUnit, seg: RscSegment) -> str | None:
     return None
 
 
+def joins_next(unit: RscUnit, first: RscSegment, seq: int, n: int) -> str | None:
+    """joins() for a segment that is `first` with another sequence number and `n` payload bytes - a
+    large send's later segment (LSO copies every other header field) - without building it."""
+    if seq != unit.next_seq or first.shape != unit.shape:
+        return END_NOT_NEXT if seq != unit.next_seq else END_EXCEPTION
+    if (first.ack - unit.ack) & 0x80000000:
+        return END_EXCEPTION
+    if first.tsval is not None and (first.tsval - unit.tsval_last) & 0x80000000:
+        return END_EXCEPTION
+    if unit.ip_length + n > MAX_IP_DATAGRAM:
+        return END_FULL
+    return None
+
+
+def add_next(unit: RscUnit, first: RscSegment, n: int, psh: bool, cookie: object) -> None:
+    """add() for the segment joins_next() let in."""
+    unit.next_seq = (unit.next_seq + n) & 0xFFFFFFFF
+    unit.ack = first.ack
+    unit.window = first.window
+    if psh:
+        unit.psh = True
+    unit.segments += 1
+    unit.ip_length += n
+    if first.ttl < unit.ttl:
+        unit.ttl = first.ttl
+    if first.tsval is not None:
+        unit.tsval_last = first.tsval
+    unit.extra.append((cookie, n))
+    unit.extra_bytes += n
+
+
 def add(unit: RscUnit, seg: RscSegment, cookie: object) -> None:
     """Account a joined segment (its payload is already in the buffer `cookie` names)."""
     n = seg.payload_length

@@ -51,6 +51,7 @@ IPV4_BROADCAST = b"\xff\xff\xff\xff"
 LOOPBACK_MTU = 65535
 LOOPBACK_COPY_REASON = "loopback buffer"
 PAYLOAD_TAG = "IpDg"  # pool buffers for UDP/ICMP data too big for a header slot
+LSO_V2_IP_LENGTH_LIMIT = 0xFFFF  # the largest send an IP length field holds
 
 
 # --- pools --------------------------------------------------------------------------------
@@ -266,10 +267,18 @@ class Interface:
     def lso_enabled(self, version: int) -> bool:
         return self.use_offloads and self.use_lso and bool(self.lso_v4_max if version == 4 else self.lso_v6_max)
 
-    def lso_max_payload(self, path: Path) -> int:
-        """Payload bytes one LSO send may carry (IP length fields stay within 16 bits)."""
+    def lso_max_payload(self, path: Path, window_scaled: bool = False) -> int:
+        """Payload bytes one LSO send may carry.
+
+        Up to 64 KB the IP length field holds the whole send.  An adapter whose LSOv2 MaxOffLoadSize
+        is larger takes sends up to that many bytes of user data, on a connection with window scaling
+        (nothing else has a window that holds one): the transport writes IP length 0 and the
+        miniport reads the length from the NET_BUFFER (MS Learn, "Offloading the Segmentation of
+        Large TCP Packets")."""
         limit = self.lso_v4_max if path.version == 4 else self.lso_v6_max
-        return max(0, min(limit, 65535) - 20 - 60 - (20 if path.version == 4 else 0))
+        if window_scaled and limit > LSO_V2_IP_LENGTH_LIMIT:
+            return limit
+        return max(0, min(limit, LSO_V2_IP_LENGTH_LIMIT) - 20 - 60 - (20 if path.version == 4 else 0))
 
     # -- NDIS hand-offs ---------------------------------------------------------------------
     def return_nbl(self, nbl: Any) -> None:
@@ -407,15 +416,17 @@ class IpLayer:
     def _write_ip_header(self, packet: TxPacket) -> None:
         path = packet.path
         length = packet.l4_length + packet.payload_length
+        # An LSOv2 send past 64 KB: IP length 0, the miniport takes it from the NET_BUFFER.
+        big = packet.lso_mss and length + (20 if path.version == 4 else 0) > LSO_V2_IP_LENGTH_LIMIT
         if path.version == 4:
             self._ident = (self._ident + 1) & 0xFFFF
             emit_ipv4(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, protocol=packet.protocol,
                       payload_length=length, ttl=self.default_ttl, identification=self._ident,
-                      dont_fragment=True)
+                      dont_fragment=True, large_send=bool(big))
             self.counters.ipv4_sent += 1
         else:
             emit_ipv6(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, next_header=packet.protocol,
-                      payload_length=length, hop_limit=255 if packet.protocol == IPPROTO_ICMPV6 and
+                      payload_length=0 if big else length, hop_limit=255 if packet.protocol == IPPROTO_ICMPV6 and
                       path.dst[0] == 0xFF else self.default_ttl)
             self.counters.ipv6_sent += 1
 

@@ -129,3 +129,25 @@ def test_offload_rejects_unknown_hosts_keys_and_values_with_a_caret():
             assert result.error and message in result.text and "^" in result.text, line
     finally:
         engine.close()
+
+
+def test_offload_lsosize_sets_the_lsov2_max_offload_size_and_the_largest_send_shows():
+    # !offload rows: `Host Checksum LSO RSC LSO frames largest ...` (the lab's own table; LSO shows
+    # the adapter's LSOv2 MaxOffLoadSize in parentheses, `largest` the biggest large send so far)
+    engine = lab_engine()
+    try:
+        client = engine.world.hosts["client"]
+        run(engine, "!offload client lsosize=262144")
+        assert client.nic.offloads.lso_max_size == 65536  # queued, not yet run
+        run(engine, '!echo /w -n 3 -s 262144 "big "')
+        assert client.nic.offloads.lso_max_size == 262144
+        assert all(i.lso_v4_max == 262144 for i in client.stack.interfaces if i.binding is not None)
+        row = next(r for r in engine.execute("!offload").data["hosts"] if r["host"] == "client")
+        assert row["lso_max"] == 262144 and row["lso_largest"] > 65536
+        line = next(line for line in run(engine, "!offload").splitlines() if line.startswith("client"))
+        assert line.split()[2:4] == ["on", "(262144)"] and int(line.split()[6]) == row["lso_largest"]
+        for bad in ("!offload client lsosize=300000", "!offload client lsosize=big"):
+            result = engine.execute(bad)
+            assert result.error and "MaxOffLoadSize" in result.text and "^" in result.text, bad
+    finally:
+        engine.close()

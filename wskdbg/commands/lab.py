@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from stack.nic import FaultConfig
+from stack.nic.nic import LSO_V2_MAX_OFFLOAD_SIZE
 
 from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
 from wskdbg.render import net as R
@@ -164,21 +165,26 @@ def offload_rows(dbg: "Engine") -> list[dict[str, Any]]:
         c = host.nic.counters
         rows.append({"host": name, "checksum": o.tx_checksum and o.rx_checksum, "lso": o.lso,
                      "lso_max": o.lso_max_size if o.lso else 0, "rsc": o.rsc, "lso_segments": c.lso_segments,
+                     "lso_largest": c.lso_largest,
                      "rsc_units": c.rsc_units, "rsc_coalesced": c.rsc_coalesced_segments,
                      "rsc_aborts": dict(c.rsc_aborts)})
     return rows
 
 
-@command("!offload", area="network", syntax="!offload [Host [lso=on|off] [rsc=on|off] [checksum=on|off]]",
+@command("!offload", area="network",
+         syntax="!offload [Host [lso=on|off] [rsc=on|off] [checksum=on|off] [lsosize=Bytes]]",
          mutates=True, summary="Show or switch each host's NIC offloads: checksum, LSO, RSC",
          help="""
 `!offload` lists every host's adapter offloads - checksum (transmit fill and receive
 validation), large send (LSO v2, with its largest offload) and receive segment coalescing (RSC) -
-with what they did so far: frames LSO cut, RSC units indicated, segments coalesced into them, and
-why units ended early.  `!offload winsrv rsc=on lso=off` switches them the way Windows does
-(Set-NetAdapterRsc, Set-NetAdapterLso): OID_TCP_OFFLOAD_PARAMETERS goes down tcpip's binding to
-the miniport, which answers with an offload status indication that tcpip takes.  It is queued on
-the host's kernel and happens when the machine next runs (g, or a command with /w).""")
+with what they did so far: frames LSO cut, the largest large send's payload, RSC units indicated,
+segments coalesced into them, and why units ended early.  `!offload winsrv rsc=on lso=off`
+switches them the way Windows does (Set-NetAdapterRsc, Set-NetAdapterLso): OID_TCP_OFFLOAD_PARAMETERS
+goes down tcpip's binding to the miniport, which answers with an offload status indication that
+tcpip takes.  `lsosize=262144` sets the adapter's LSOv2 MaxOffLoadSize (65536 as the lab boots, at
+most 256 KiB): past 64 KB tcpip hands the NIC sends that large on connections with window scaling,
+with IP length 0 (the NIC takes the length from the NET_BUFFER).  It is queued on the host's
+kernel and happens when the machine next runs (g, or a command with /w).""")
 def cmd_offload(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     if not words:
@@ -187,12 +193,22 @@ def cmd_offload(dbg: "Engine", inv: Invocation) -> CommandResult:
     host = host_name(dbg, inv, *words[0])
     if dbg.scheduler.halted is not None:
         raise inv.error("the machine has bug-checked; .reboot first")
-    changes: dict[str, bool] = {}
+    changes: dict[str, Any] = {}
     for word, at in words[1:]:
         key, eq, value = word.partition("=")
         key = key.lower()
+        if key == "lsosize":
+            try:
+                size = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
+            except ValueError:
+                size = 0
+            if not 0 < size <= LSO_V2_MAX_OFFLOAD_SIZE:
+                raise inv.error(f"lsosize takes bytes of LSOv2 MaxOffLoadSize, 1..{LSO_V2_MAX_OFFLOAD_SIZE}, "
+                                f"not '{value}'", at)
+            changes["lso_max_size"] = size
+            continue
         if key not in OFFLOAD_KEYS:
-            raise inv.error(f"unknown offload '{key}' (lso, rsc, checksum)", at)
+            raise inv.error(f"unknown offload '{key}' (lso, rsc, checksum, lsosize)", at)
         state = _ON_OFF.get(value.lower()) if eq else None
         if state is None:
             raise inv.error(f"say {key}=on or {key}=off, not '{word}'", at)
@@ -200,7 +216,8 @@ def cmd_offload(dbg: "Engine", inv: Invocation) -> CommandResult:
     if not changes:
         raise inv.error("say what to switch: lso=on|off, rsc=on|off, checksum=on|off", len(inv.args))
     world_of(dbg).host(host).set_offloads(**changes)
-    text = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in changes.items())
+    text = ", ".join(f"MaxOffLoadSize={v}" if k == "lso_max_size" else f"{k}={'on' if v else 'off'}"
+                     for k, v in changes.items())
     return CommandResult(f"{host}: OID_TCP_OFFLOAD_PARAMETERS ({text}) queued on tcpip's binding; it takes effect "
                          "when the machine runs (g).", {"host": host, **changes})
 

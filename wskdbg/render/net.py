@@ -623,11 +623,11 @@ def offload_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     def on(flag: bool) -> str:
         return "on" if flag else "off"
 
-    out = [f"{'Host':<10}{'Checksum':<10}{'LSO':<14}{'RSC':<5}{'LSO frames':>12}{'RSC units':>11}"
+    out = [f"{'Host':<10}{'Checksum':<10}{'LSO':<14}{'RSC':<5}{'LSO frames':>12}{'largest':>9}{'RSC units':>11}"
            f"{'coalesced':>11}  ended early"]
     for r in rows:
         lso = f"on ({r['lso_max']})" if r["lso"] else "off"
         aborts = ", ".join(f"{why} {n}" for why, n in sorted(r["rsc_aborts"].items())) or "-"
         out.append(f"{r['host']:<10}{on(r['checksum']):<10}{lso:<14}{on(r['rsc']):<5}{r['lso_segments']:>12}"
-                   f"{r['rsc_units']:>11}{r['rsc_coalesced']:>11}  {aborts}")
+                   f"{r['lso_largest']:>9}{r['rsc_units']:>11}{r['rsc_coalesced']:>11}  {aborts}")
     return out

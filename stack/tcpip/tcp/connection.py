@@ -983,6 +983,7 @@ class TcpConnection:
         max_payload = self._payload_limit()
         if cwnd is None:
             cwnd = self._cc.cwnd
+        first_out = len(out)  # segments this loop adds after its first share that one's ACK, window and options
         while True:
             seq = self._snd_nxt
             una = self._snd_una
@@ -1020,7 +1021,7 @@ class TcpConnection:
                 flags = ACK
                 if n == remaining:
                     flags = ACK | PSH | FIN if fin else ACK | PSH
-                self._emit(now, out, seq, n, flags, max_payload)
+                self._emit(now, out, seq, n, flags, max_payload, len(out) > first_out)
             elif fin and seq == data_end:
                 self._emit(now, out, seq, 0, ACK | FIN, max_payload)
                 break
@@ -1030,10 +1031,20 @@ class TcpConnection:
                 and self._snd_nxt == self._snd_una and data_end > self._snd_nxt):
             self._persist_at = now + self._persist_interval()
 
-    def _emit(self, now: int, out: list[TcpSegment], seq: int, n: int, flags: int, max_payload: int) -> None:
-        """One segment of new or rewound data; `max_payload` is _payload_limit() (the caller's)."""
+    def _emit(self, now: int, out: list[TcpSegment], seq: int, n: int, flags: int, max_payload: int,
+              follows: bool = False) -> None:
+        """One segment of new or rewound data; `max_payload` is _payload_limit() (the caller's).
+        `follows`: out[-1] was made by the same send loop, at the same time, with nothing received
+        since - this segment's ACK, window, timestamps and SACK blocks are that one's (what _make
+        would compute again; its bookkeeping is already done)."""
         payload = self._sndbuf.slice(seq, n) if n else ()
-        out.append(self._make(now, flags, seq, payload))
+        if follows:
+            prev = out[-1]
+            out.append(TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, prev.ack, flags, prev.window,
+                                  None, None, False, prev.timestamps, prev.sack_blocks, payload))
+            self.segments_sent += 1
+        else:
+            out.append(self._make(now, flags, seq, payload))
         end = seq + n + (flags & FIN)
         if seq < self._snd_max:
             self.retransmissions += 1

@@ -78,6 +78,7 @@ class Tcb:
     stream_end: int = 0
     receives: deque = field(default_factory=deque)
     held: list[tuple[int, Any]] = field(default_factory=list)  # (end seq32, RxFrame) NBLs the core references
+    held_sorted: bool = True  # `held` ends ascend (no out-of-order arrival among them): release pops a prefix
     connect_completion: ConnectComplete | None = None
     disconnect_completion: Callable[[int], None] | None = None
     fail_status: int | None = None  # overrides the status of the next Reset (host unreachable, close)

@@ -126,18 +126,31 @@ class ReceiveLayer:
         return (core.rcv_nxt - core.recv_available()) & SEQ_MASK
 
     def _release_held(self, tcb: Tcb) -> None:
+        """Return every held NBL whose data the client has taken (end at or before the read pointer)."""
         core = tcb.core
         read_ptr = self._read_pointer(core)
+        held = tcb.held
+        if tcb.held_sorted:  # in-order arrivals: the taken ones are a prefix (no rescan of the window)
+            n = len(held)
+            i = 0
+            while i < n and _seq_le(held[i][0], read_ptr):
+                held[i][1].release()
+                i += 1
+            if i:
+                del held[:i]
+            return
         keep = []
-        for end, rx in tcb.held:
+        for end, rx in held:
             if _seq_le(end, read_ptr):
                 rx.release()
             else:
                 keep.append((end, rx))
         tcb.held = keep
+        tcb.held_sorted = all(_seq_le(a[0], b[0]) for a, b in zip(keep, keep[1:]))
 
     def _release_all_held(self, tcb: Tcb) -> None:
         held, tcb.held = tcb.held, []
+        tcb.held_sorted = True
         for _, rx in held:
             rx.release()
 
@@ -210,7 +223,10 @@ class ReceiveLayer:
         if ((core.rcv_nxt - core.recv_available() - end) & SEQ_MASK) < _HALF:  # end <= the read pointer
             return  # taken by the client already, or a duplicate the core ignored
         rx.hold()
-        tcb.held.append((end, rx))
+        held = tcb.held
+        if held and tcb.held_sorted and not _seq_le(held[-1][0], end):
+            tcb.held_sorted = False  # an out-of-order arrival: release scans the whole list until it drains
+        held.append((end, rx))
         self.counters.nbls_held += 1
 
 

@@ -18,6 +18,8 @@ from ..wire.tcp import emit_tcp_header, fill_tcp_checksum
 from ..wire.ipv4 import IPPROTO_TCP
 from .common import MAX_PAYLOAD_MDLS, SendRequest, Tcb, _ACK, _CAN_SEND, _mdl_pieces, _summary
 
+PARTIAL_MDL_MAX = 64 * 1024  # bytes one partial MDL from the MDL pool can describe (ip.MDL_POOL_PAGES)
+
 if TYPE_CHECKING:
     from ..tcp_glue import TcpLayer
     from ..ip import TxPacket
@@ -88,7 +90,9 @@ class SendLayer:
             return
         path = tcb.path
         iface = path.interface
-        lso_max = iface.lso_max_payload(path) if iface.lso_enabled(path.version) else 0
+        core = tcb.core
+        lso_max = (iface.lso_max_payload(path, core is not None and core.rcv_wscale + core.snd_wscale > 0)
+                   if iface.lso_enabled(path.version) else 0)
         i = 0
         while i < count:
             seg = segments[i]
@@ -120,11 +124,12 @@ class SendLayer:
             i += 1
 
     def build_and_send(self, tcb: Tcb, segs: list[TcpSegment], lso_mss: int) -> None:
+        """One packet to IP: `segs` (consecutive; one LSO send when more than one)."""
         path = tcb.path
         ip = self.stack.ip
         first = segs[0]
         if len(segs) > 1:
-            payload_len = sum(s.payload_len for s in segs)
+            payload_len = sum([len(v) for s in segs for v in s.payload])
             flags = segs[-1].flags
         else:
             payload_len = first.payload_len
@@ -188,8 +193,16 @@ class SendLayer:
                     pos -= n
                     continue
                 piece = min(n - pos, left)
+                va = src.virtual_address + src_off + pos
+                while piece > PARTIAL_MDL_MAX:  # a pool MDL maps 64 KiB: a send past that takes several
+                    target = pool.get()
+                    IoBuildPartialMdl(src, target, va, PARTIAL_MDL_MAX)
+                    mdls.append(target)
+                    va += PARTIAL_MDL_MAX
+                    piece -= PARTIAL_MDL_MAX
+                    left -= PARTIAL_MDL_MAX
                 target = pool.get()
-                IoBuildPartialMdl(src, target, src.virtual_address + src_off + pos, piece)
+                IoBuildPartialMdl(src, target, va, piece)
                 mdls.append(target)
                 left -= piece
                 pos = 0

@@ -139,11 +139,13 @@ def emit_ipv4(
     fragment_offset: int = 0,
     tos: int = 0,
     options: BytesLike = b"",
+    large_send: bool = False,
 ) -> int:
     """Write an IPv4 header with its checksum at ``offset``; returns the offset past it.
 
     ``options`` must already be padded to a multiple of 4 bytes;
-    ``fragment_offset`` is in bytes and must be a multiple of 8.
+    ``fragment_offset`` is in bytes and must be a multiple of 8.  ``large_send``: an LSOv2
+    send longer than the length field holds gets Total Length 0 (the NIC cuts it).
     """
     if len(options) % 4 or len(options) > IPV4_MAX_HEADER_LEN - IPV4_HEADER_LEN:
         raise ValueError("IPv4 options must be padded to 4 bytes and at most 40 bytes")
@@ -152,7 +154,9 @@ def emit_ipv4(
     header_length = IPV4_HEADER_LEN + len(options)
     total_length = header_length + payload_length
     if total_length > 0xFFFF:
-        raise ValueError(f"IPv4 datagram too long: {total_length}")
+        if not large_send:
+            raise ValueError(f"IPv4 datagram too long: {total_length}")
+        total_length = 0
     flags = (FLAG_DF if dont_fragment else 0) | (FLAG_MF if more_fragments else 0)
     ver_ihl_tos = (0x40 | (header_length // 4)) << 8 | tos
     identification &= 0xFFFF
