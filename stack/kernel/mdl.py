@@ -167,6 +167,32 @@ def mdl_chain_views(mdl: Mdl | None, offset: int = 0, length: int | None = None)
     return out
 
 
+def mdl_chain_physical_addresses(mdl: Mdl, offset: int, views: list[memoryview]) -> list[int]:
+    """Where each of `views` begins in physical memory, given that they are mdl_chain_views(mdl, offset, ...).
+
+    Each view is one physically contiguous run inside one MDL, so its address is the PFN array
+    entry of its first page, shifted, plus the byte within that page (what MmGetMdlPfnArray
+    gives a driver that programs DMA)."""
+    out: list[int] = []
+    for view in views:
+        while offset >= mdl.byte_count:
+            offset -= mdl.byte_count
+            mdl = mdl.next  # type: ignore[assignment]
+        at = mdl.byte_offset + offset
+        out.append((mdl.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) | (at & PAGE_MASK))
+        offset += len(view)
+    return out
+
+
+def mdl_over_physical_run(k: Kernel, address: int, length: int) -> Mdl | None:
+    """An MDL over `length` physically contiguous bytes at physical `address` (consecutive PFNs),
+    or None when there is no nonpaged pool for it.  The pages stay locked by their owner."""
+    within = address & PAGE_MASK
+    first = address >> PAGE_SHIFT
+    pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(within, length)
+    return MmInitializeMdlForPages(k, list(range(first, first + pages)), within, length)
+
+
 def mdl_chain_bytes(mdl: Mdl | None, offset: int = 0, length: int | None = None) -> bytes:
     """A copy (for tests and the debugger; driver code should use the views)."""
     return b"".join(mdl_chain_views(mdl, offset, length))
