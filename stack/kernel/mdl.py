@@ -9,6 +9,7 @@ of WSK_BUF and NET_BUFFER data access.
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Any, Iterator
 
 from . import bugcheck as bc
@@ -173,14 +174,18 @@ def mdl_chain_physical_addresses(mdl: Mdl, offset: int, views: list[memoryview])
     Each view is one physically contiguous run inside one MDL, so its address is the PFN array
     entry of its first page, shifted, plus the byte within that page (what MmGetMdlPfnArray
     gives a driver that programs DMA)."""
-    out: list[int] = []
-    for view in views:
-        while offset >= mdl.byte_count:
-            offset -= mdl.byte_count
+    # Where each view starts in the chain (summed in C: one run per coalesced segment is a hot loop),
+    # then each start becomes an address in place.
+    out = list(accumulate(map(len, views[:-1]), initial=offset)) if views else []
+    base = 0  # chain offset at which `mdl` begins
+    for i, start in enumerate(out):
+        start -= base
+        while start >= mdl.byte_count:
+            start -= mdl.byte_count
+            base += mdl.byte_count
             mdl = mdl.next  # type: ignore[assignment]
-        at = mdl.byte_offset + offset
-        out.append((mdl.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) | (at & PAGE_MASK))
-        offset += len(view)
+        at = mdl.byte_offset + start
+        out[i] = (mdl.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) | (at & PAGE_MASK)
     return out
 
 

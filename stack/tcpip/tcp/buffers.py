@@ -133,12 +133,11 @@ class ReceiveBuffer:
     very pages), or a negative number when they live nowhere in particular (a
     copy).  The buffer only ever adds offsets to a location when it slices."""
 
-    __slots__ = ("_ready", "_ready_at", "ready_bytes", "_ooo_starts", "_ooo_ends", "_ooo_views", "_ooo_at",
-                 "ooo_bytes", "max_pieces", "latest_ooo")
+    __slots__ = ("_ready", "ready_bytes", "_ooo_starts", "_ooo_ends", "_ooo_views", "_ooo_at", "ooo_bytes",
+                 "max_pieces", "latest_ooo")
 
     def __init__(self, max_pieces: int) -> None:
-        self._ready: deque[memoryview] = deque()
-        self._ready_at: deque[int] = deque()  # location of each view in _ready
+        self._ready: deque[tuple[int, memoryview]] = deque()  # (location, view), in order
         self.ready_bytes = 0
         self._ooo_starts: list[int] = []
         self._ooo_ends: list[int] = []
@@ -151,30 +150,29 @@ class ReceiveBuffer:
     # --- in-order side -------------------------------------------------
     def push(self, views: Sequence[memoryview], at: Sequence[int] | None = None) -> None:
         """Queue in-order `views`; `at` gives each one's location (None: nowhere)."""
-        ready, ready_at = self._ready, self._ready_at
+        ready = self._ready
         if at is None:
             at = (NOWHERE,) * len(views)
-        for view, where in zip(views, at):
-            if len(view):
-                ready.append(view)
-                ready_at.append(where)
-                self.ready_bytes += len(view)
+        for run in zip(at, views):
+            n = len(run[1])
+            if n:
+                ready.append(run)
+                self.ready_bytes += n
 
     def read(self, max_bytes: int) -> list[memoryview]:
         out: list[memoryview] = []
-        ready, ready_at = self._ready, self._ready_at
+        ready = self._ready
         left = max_bytes
         while ready and left > 0:
-            view = ready[0]
-            if len(view) <= left:
+            where, view = ready[0]
+            n = len(view)
+            if n <= left:
                 ready.popleft()
-                ready_at.popleft()
                 out.append(view)
-                left -= len(view)
+                left -= n
             else:
                 out.append(view[:left])
-                ready[0] = view[left:]
-                ready_at[0] += left
+                ready[0] = (where + left, view[left:])
                 left = 0
         self.ready_bytes -= max_bytes - left
         return out
@@ -183,14 +181,15 @@ class ReceiveBuffer:
         """The first `max_bytes` in-order bytes as runs (location, view), left in the buffer."""
         out: list[tuple[int, memoryview]] = []
         left = max_bytes
-        for where, view in zip(self._ready_at, self._ready):
+        for run in self._ready:
             if left <= 0:
                 break
-            if len(view) <= left:
-                out.append((where, view))
-                left -= len(view)
+            n = len(run[1])
+            if n <= left:
+                out.append(run)
+                left -= n
             else:
-                out.append((where, view[:left]))
+                out.append((run[0], run[1][:left]))
                 left = 0
         return out
 
