@@ -264,8 +264,9 @@ def WskProAPIRelease(Socket: WskSocketObject, DataIndication: Any) -> int:
 
 
 @kroutine("afd")
-def WskProTLEventReceive(conn: Any, views: list[memoryview], nbytes: int, flags: int) -> int:
-    """Transport upcall with received data: indicate it to the client's WskReceiveEvent."""
+def WskProTLEventReceive(conn: Any, runs: list[tuple[int, memoryview]], nbytes: int, flags: int) -> int:
+    """Transport upcall with received data, as runs (physical address, view): indicate it to the
+    client's WskReceiveEvent."""
     from stack.tcpip.transport import RECEIVE_PUSH
     sock: WskSocketObject | None = conn.context
     if sock is None or sock.closing or sock.receive_paused:
@@ -274,7 +275,7 @@ def WskProTLEventReceive(conn: Any, views: list[memoryview], nbytes: int, flags:
     if callback is None:
         return 0
     k = sock.kernel
-    built, pieces = build_pieces(k, views)
+    built, pieces = build_pieces(k, runs)
     if not NT_SUCCESS(built):
         # No pool for a copy: leave the bytes with the transport until a WskReceive asks.
         _pause(sock)

@@ -11,6 +11,7 @@ from typing import Any
 from stack.kernel import (NT_SUCCESS, STATUS_BUFFER_OVERFLOW, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
                           STATUS_PENDING, STATUS_SUCCESS, kroutine)
 from stack.kernel.mdl import copy_to_mdl
+from stack.kernel.memory import NO_PHYSICAL_ADDRESS
 from stack.tcpip.addr import SockAddr
 from stack.wsk.constants import WSK_EVENT_RECEIVE_FROM
 from stack.wsk.structs import WSK_BUF, WskAddressError, fill_sockaddr, from_sockaddr, to_sockaddr
@@ -65,7 +66,8 @@ def WskProAPIReceiveFrom(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, R
         completion = IrpCompletion(irp)
         if Socket.datagram_queue:
             remote, data = Socket.datagram_queue.popleft()
-            _fill_receive_from(Socket, Buffer, RemoteAddress, completion, remote, [memoryview(data)], len(data))
+            _fill_receive_from(Socket, Buffer, RemoteAddress, completion, remote,
+                               [(NO_PHYSICAL_ADDRESS, memoryview(data))], len(data))
             if not Socket.datagram_queue:
                 Socket.receive_paused = False  # the event may be indicated again
         else:
@@ -76,12 +78,12 @@ def WskProAPIReceiveFrom(Socket: WskSocketObject, Buffer: WSK_BUF, Flags: int, R
 
 
 def _fill_receive_from(sock: WskSocketObject, buf: WSK_BUF, remote_out: Any, completion: IrpCompletion,
-                       remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
+                       remote: SockAddr, runs: list[tuple[int, memoryview]], nbytes: int) -> None:
     take = min(nbytes, buf.Length)
     if take:
         chunks: list[memoryview] = []
         left = take
-        for v in views:
+        for _, v in runs:
             if left <= 0:
                 break
             chunks.append(v[:left])
@@ -94,23 +96,25 @@ def _fill_receive_from(sock: WskSocketObject, buf: WSK_BUF, remote_out: Any, com
 
 
 @kroutine("afd")
-def WskProTLEventReceiveMessages(endpoint: Any, remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
-    """Transport upcall with one datagram: a posted WskReceiveFrom first, then the event."""
+def WskProTLEventReceiveMessages(endpoint: Any, remote: SockAddr, runs: list[tuple[int, memoryview]],
+                                 nbytes: int) -> None:
+    """Transport upcall with one datagram, as runs (physical address, view): a posted WskReceiveFrom
+    first, then the event."""
     sock: WskSocketObject | None = endpoint.context
     if sock is None or sock.closing:
         return
     if sock.receive_from_irps:
         buf, remote_out, completion = sock.receive_from_irps.popleft()
-        _fill_receive_from(sock, buf, remote_out, completion, remote, views, nbytes)
+        _fill_receive_from(sock, buf, remote_out, completion, remote, runs, nbytes)
         return
     callback = event_callback(sock, WSK_EVENT_RECEIVE_FROM)
     if callback is None or sock.receive_paused:
-        _queue_datagram(sock, remote, views, nbytes)
+        _queue_datagram(sock, remote, runs, nbytes)
         return
     k = sock.kernel
-    built, pieces = build_pieces(k, views, datagram=True)
+    built, pieces = build_pieces(k, runs, datagram=True)
     if not NT_SUCCESS(built):
-        _queue_datagram(sock, remote, views, nbytes)  # no pool for an indication: keep it for WskReceiveFrom
+        _queue_datagram(sock, remote, runs, nbytes)  # no pool for an indication: keep it for WskReceiveFrom
         return
     if not pieces:
         return
@@ -131,11 +135,12 @@ def WskProTLEventReceiveMessages(endpoint: Any, remote: SockAddr, views: list[me
         sock.bytes_received += nbytes
         return
     sock.receive_paused = True  # DATA_NOT_ACCEPTED: keep it until a WskReceiveFrom takes it
-    _queue_datagram(sock, remote, views, nbytes)
+    _queue_datagram(sock, remote, runs, nbytes)
 
 
-def _queue_datagram(sock: WskSocketObject, remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
-    data = b"".join(views)
+def _queue_datagram(sock: WskSocketObject, remote: SockAddr, runs: list[tuple[int, memoryview]],
+                    nbytes: int) -> None:
+    data = b"".join([view for _, view in runs])
     sock.kernel.copies.count(nbytes, "wsk datagram queued")
     sock.datagram_queue.append((remote, data))
     if len(sock.datagram_queue) > 64:  # a bounded queue, like a socket receive buffer

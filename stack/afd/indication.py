@@ -1,9 +1,11 @@
 """Receive indications: WSK_DATA_INDICATION chains whose MDLs describe the received bytes.
 
-The transport offers received data as memoryviews that are valid only during its upcall.
-When a view lies in emulated physical memory (the NIC's receive pages), the indication's
-MDL is built over those very page frames — zero copy.  Otherwise (the transport had to
-copy the payload out of an NBL it returned) the bytes are copied once into nonpaged pool.
+The transport offers received data as runs (physical address, view), valid only during its
+upcall.  A run with an address lies in emulated physical memory (the NIC's receive pages, the
+NBL tcpip holds), and the indication's MDL is built over those very page frames - zero copy,
+as tcpip indicates the NDIS receive buffers themselves to a WSK client when it can.  A run
+without one (the transport had to copy the payload out of an NBL it returned) is copied once
+into nonpaged pool, the way tcpip indicates from its own buffers otherwise.
 
 If the client keeps an indication (returns STATUS_PENDING), the pages it describes must
 outlive the upcall, so each zero-copy node is copied once into provider pool and its
@@ -12,14 +14,12 @@ outlive the upcall, so each zero-copy node is copied once into provider pool and
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass
 
 from stack.kernel import ExAllocatePoolWithTag, ExFreePoolWithTag, IoAllocateMdl, IoFreeMdl, MmBuildMdlForNonPagedPool
 from stack.kernel.kernel import Kernel
-from stack.kernel.mdl import (MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages, MmUnmapLockedPages, copy_to_mdl,
-                              mdl_chain_views)
-from stack.kernel.memory import PAGE_SHIFT, PAGE_SIZE, ADDRESS_AND_SIZE_TO_SPAN_PAGES
+from stack.kernel.mdl import (MDL_PAGES_LOCKED, Mdl, MmUnmapLockedPages, copy_to_mdl, mdl_chain_views,
+                              mdl_over_physical_run)
 from stack.kernel.ntstatus import STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS
 from stack.kernel.pool import NonPagedPoolNx
 
@@ -35,25 +35,6 @@ class IndicationPiece:
     node: WSK_DATA_INDICATION | WSK_DATAGRAM_INDICATION
     mdl: Mdl
     pool_buffer: int = 0  # provider pool holding a copy (0 = the MDL is over the NIC's pages)
-
-
-def _physical_offset(k: Kernel, view: memoryview) -> int | None:
-    """Offset of `view` inside emulated physical memory, or None when it lies elsewhere."""
-    if view.obj is not k.phys.data or view.readonly or not len(view):
-        return None
-    base = ctypes.addressof(ctypes.c_char.from_buffer(k.phys.data))
-    return ctypes.addressof(ctypes.c_char.from_buffer(view)) - base
-
-
-def _zero_copy_mdl(k: Kernel, view: memoryview) -> Mdl | None:
-    offset = _physical_offset(k, view)
-    if offset is None:
-        return None
-    first = offset >> PAGE_SHIFT
-    within = offset & (PAGE_SIZE - 1)
-    pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(within, len(view))
-    pfns = [k.phys.base_pfn + first + i for i in range(pages)]
-    return MmInitializeMdlForPages(k, pfns, within, len(view))
 
 
 def _pool_copy_mdl(k: Kernel, data: list[memoryview], reason: str) -> tuple[int, Mdl | None, int]:
@@ -74,18 +55,20 @@ def _pool_copy_mdl(k: Kernel, data: list[memoryview], reason: str) -> tuple[int,
     return STATUS_SUCCESS, mdl, buffer
 
 
-def build_pieces(k: Kernel, views: list[memoryview],
+def build_pieces(k: Kernel, runs: list[tuple[int, memoryview]],
                  datagram: bool = False) -> tuple[int, list[IndicationPiece]]:
-    """Indication nodes over `views`, linked through Next (the first piece's node heads the chain).
+    """Indication nodes over the transport's runs (physical address, view), linked through Next
+    (the first piece's node heads the chain): an MDL over each run's page frames, or over a
+    pool copy of a run that has no address.
 
     Returns STATUS_INSUFFICIENT_RESOURCES and no pieces when a copy cannot be allocated.
     """
     pieces: list[IndicationPiece] = []
-    for view in views:
+    for address, view in runs:
         if not len(view):
             continue
-        mdl = _zero_copy_mdl(k, view)
         buffer = 0
+        mdl = mdl_over_physical_run(k, address, len(view)) if address >= 0 else None
         if mdl is None:
             status, mdl, buffer = _pool_copy_mdl(k, [view], "wsk indication (transport copy)")
             if mdl is None:

@@ -9,6 +9,7 @@ of WSK_BUF and NET_BUFFER data access.
 
 from __future__ import annotations
 
+from itertools import accumulate
 from typing import Any, Iterator
 
 from . import bugcheck as bc
@@ -165,6 +166,36 @@ def mdl_chain_views(mdl: Mdl | None, offset: int = 0, length: int | None = None)
         offset = 0
         m = m.next
     return out
+
+
+def mdl_chain_physical_addresses(mdl: Mdl, offset: int, views: list[memoryview]) -> list[int]:
+    """Where each of `views` begins in physical memory, given that they are mdl_chain_views(mdl, offset, ...).
+
+    Each view is one physically contiguous run inside one MDL, so its address is the PFN array
+    entry of its first page, shifted, plus the byte within that page (what MmGetMdlPfnArray
+    gives a driver that programs DMA)."""
+    # Where each view starts in the chain (summed in C: one run per coalesced segment is a hot loop),
+    # then each start becomes an address in place.
+    out = list(accumulate(map(len, views[:-1]), initial=offset)) if views else []
+    base = 0  # chain offset at which `mdl` begins
+    for i, start in enumerate(out):
+        start -= base
+        while start >= mdl.byte_count:
+            start -= mdl.byte_count
+            base += mdl.byte_count
+            mdl = mdl.next  # type: ignore[assignment]
+        at = mdl.byte_offset + start
+        out[i] = (mdl.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) | (at & PAGE_MASK)
+    return out
+
+
+def mdl_over_physical_run(k: Kernel, address: int, length: int) -> Mdl | None:
+    """An MDL over `length` physically contiguous bytes at physical `address` (consecutive PFNs),
+    or None when there is no nonpaged pool for it.  The pages stay locked by their owner."""
+    within = address & PAGE_MASK
+    first = address >> PAGE_SHIFT
+    pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(within, length)
+    return MmInitializeMdlForPages(k, list(range(first, first + pages)), within, length)
 
 
 def mdl_chain_bytes(mdl: Mdl | None, offset: int = 0, length: int | None = None) -> bytes:

@@ -22,6 +22,12 @@ PAGE_SIZE = 0x1000
 PAGE_SHIFT = 12
 PAGE_MASK = PAGE_SIZE - 1
 
+# A physical address is (PFN << PAGE_SHIFT) | byte within the page.  Bytes that live outside
+# emulated physical memory (a Python copy) have none: any negative value says so.  This one lies
+# so far below zero that adding an offset inside any buffer keeps it negative, so code that slices
+# a run of bytes adds the offset to its address without first asking whether it has one.
+NO_PHYSICAL_ADDRESS = -(1 << 62)
+
 # x64 PTE bits (the letters `!pte` prints)
 PTE_VALID = 0x1
 PTE_WRITE = 0x2

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from stack.kernel import DISPATCH_LEVEL, STATUS_HOST_UNREACHABLE, STATUS_SUCCESS, kroutine
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.mdl import IoAllocateMdl, IoBuildPartialMdl, IoFreeMdl, Mdl, MmBuildMdlForNonPagedPool
+from stack.kernel.memory import NO_PHYSICAL_ADDRESS
 from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import Frame
 
@@ -182,10 +183,16 @@ class RxFrame:
     """One received NBL while the transport looks at it; `hold()` keeps it past the indication.
 
     A looped-back datagram arrives as an RxFrame with no NBL: its bytes are the loopback
-    buffer (a `bytes` copy), which `is_copy` recognizes, so nothing is ever held or returned."""
+    buffer (a `bytes` copy), which `is_copy` recognizes, so nothing is ever held or returned.
+
+    Where the bytes live, so the transport can hand its clients physical runs rather than
+    Python buffers: `frame_pa` is the physical address of the current NET_BUFFER's first byte
+    (set by the NDIS receive path; NO_PHYSICAL_ADDRESS when the frame is a copy), `tail_pas`
+    those of an RSC unit's other receive buffers, and `l4_pa` that of the transport header IP
+    hands up (IP sets it from frame_pa and the header lengths it parsed)."""
 
     __slots__ = ("interface", "nbl", "refs", "indicating", "resources", "l4_checksum_ok", "ip_checksum_ok",
-                 "copied_from")
+                 "copied_from", "frame_pa", "tail_pas", "l4_pa")
 
     def __init__(self, interface: "Interface", nbl: Any, resources: bool, l4_checksum_ok: bool,
                  ip_checksum_ok: bool = False) -> None:
@@ -197,6 +204,9 @@ class RxFrame:
         self.l4_checksum_ok = l4_checksum_ok
         self.ip_checksum_ok = ip_checksum_ok  # the NIC verified the IPv4 header checksum
         self.copied_from: Any = None
+        self.frame_pa = NO_PHYSICAL_ADDRESS
+        self.tail_pas: tuple[int, ...] = ()
+        self.l4_pa = NO_PHYSICAL_ADDRESS
 
     def can_hold(self, layer: Any) -> bool:
         iface = self.interface
@@ -586,6 +596,7 @@ class IpLayer:
                                            summary=f"{ip_address(header.src)} > {ip_address(dst)} "
                                                    f"proto {header.protocol}", length=len(payload)))
         protocol = header.protocol
+        rx.l4_pa = rx.frame_pa + ETH_HEADER + header.header_length
         if protocol == IPPROTO_TCP:
             if not for_us:
                 stack.drop("tcp", "broadcast")
@@ -623,6 +634,8 @@ class IpLayer:
                                            summary=f"{ip_address(header.src)} > {ip_address(dst)} "
                                                    f"next {header.protocol}", length=len(payload)))
         protocol = header.protocol
+        # (the payload ends where the payload length says; extension headers stepped over come before it)
+        rx.l4_pa = rx.frame_pa + ETH_HEADER + 40 + header.payload_length - len(payload)
         if protocol == IPPROTO_TCP:
             if multicast:
                 stack.drop("tcp", "multicast")
@@ -655,12 +668,14 @@ class IpLayer:
                 src, dst, protocol = header.src, header.dst, header.protocol
                 whole = header.total_length - header.header_length == len(payload) + tail_length
                 for_us = dst == iface.v4 or iface.is_loopback
+                rx.l4_pa = rx.frame_pa + ETH_HEADER + header.header_length
             elif eth.ethertype == ETHERTYPE_IPV6 and len(data) >= 40 and data[0] >> 4 == 6:
                 self.counters.ipv6_received += 1
                 payload_length = (data[4] << 8) | data[5]
                 protocol, src, dst, payload = data[6], bytes(data[8:24]), bytes(data[24:40]), data[40:]
                 whole = payload_length == len(payload) + tail_length
                 for_us = dst == iface.v6 or iface.is_loopback
+                rx.l4_pa = rx.frame_pa + ETH_HEADER + 40
             else:
                 stack.drop("ethernet", "rsc_not_ip")
                 return

@@ -12,6 +12,8 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TYPE_CHECKING, Any
 
 from stack.kernel import STATUS_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS, kroutine
+from stack.kernel.mdl import mdl_chain_physical_addresses
+from stack.kernel.memory import NO_PHYSICAL_ADDRESS, PAGE_MASK, PAGE_SHIFT
 from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_RETURN_FLAGS_DISPATCH_LEVEL,
                         NDIS_SEND_FLAGS_DISPATCH_LEVEL, TcpIpChecksumNetBufferListInfo,
                         TcpLargeSendNetBufferListInfo, NdisAllocateNetBufferAndNetBufferList, NdisFreeNetBufferList,
@@ -209,9 +211,11 @@ class TcpipStack:
                 views = nb.views()
                 if len(views) == 1:
                     frame = views[0]
+                    rx.frame_pa = _frame_physical_address(nb)
                 elif nbl.NetBufferListInfo[TcpRecvSegCoalesceInfo]:
                     # An RSC unit: headers in the first buffer, the other segments' payload in the
                     # rest - handed up as scatter-gather, never joined.
+                    _unit_physical_addresses(rx, nb, views)
                     ip.receive_coalesced(rx, views, rsc_coalesced_segments(
                         nbl.NetBufferListInfo[TcpRecvSegCoalesceInfo]))
                     nb = nb.Next
@@ -220,6 +224,7 @@ class TcpipStack:
                     joined = b"".join(views)
                     self.kernel.copies.count(len(joined), "rx frame linearize")
                     frame = memoryview(joined)
+                    rx.frame_pa = NO_PHYSICAL_ADDRESS
                 ip.receive_frame(rx, frame)
                 nb = nb.Next
             rx.indicating = False
@@ -237,6 +242,20 @@ class TcpipStack:
     def ndis_return(self, iface: Interface, nbl: Any) -> None:
         nbl.Next = None
         NdisReturnNetBufferLists(iface.binding, nbl, NDIS_RETURN_FLAGS_DISPATCH_LEVEL if self.kernel.irql >= 2 else 0)
+
+
+def _frame_physical_address(nb: Any) -> int:
+    """Physical address of a NET_BUFFER's first data byte (its data is one physically contiguous run)."""
+    mdl = nb.CurrentMdl
+    at = mdl.byte_offset + nb.CurrentMdlOffset
+    return (mdl.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) | (at & PAGE_MASK)
+
+
+def _unit_physical_addresses(rx: RxFrame, nb: Any, views: list[memoryview]) -> None:
+    """An RSC unit's runs: the head buffer's address and its other receive buffers'."""
+    pas = mdl_chain_physical_addresses(nb.CurrentMdl, nb.CurrentMdlOffset, views)
+    rx.frame_pa = pas[0]
+    rx.tail_pas = tuple(pas[1:])
 
 
 @kroutine("tcpip")

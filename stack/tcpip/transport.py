@@ -27,9 +27,14 @@ Conventions (the same for every call here):
   send buffering**: the transport keeps a reference to the caller's pages (zero
   copy — the NIC DMAs from them) and completes the send once the peer has
   acknowledged every byte of it.
-* Received data is offered zero-copy: the receive handler gets memoryviews over
-  the NIC's receive pages, valid only during the upcall, and returns how many
-  bytes it took.  A posted receive (``conn.receive(mdl, ...)``) is filled with one
+* Received data is offered zero-copy: the receive handler gets runs
+  ``(physical address, view)`` - where each run's bytes lie in the NIC's receive
+  pages (PFN = address >> PAGE_SHIFT, the byte offset below it; the run is
+  physically contiguous for len(view) bytes), so a client describes them with an
+  MDL over those page frames, and a memoryview of the same bytes to read them
+  through.  A negative address means the bytes are a copy that lives in no page
+  (NO_PHYSICAL_ADDRESS).  Both are valid only during the upcall; the handler
+  returns how many bytes it took.  A posted receive (``conn.receive(mdl, ...)``) is filled with one
   counted copy.  Data nobody takes yet is kept (the NBL is held, or copied into
   a receive buffer once the adapter needs its buffers back).
 
@@ -62,7 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AF_INET", "AF_INET6", "AF_UNSPEC", "SockAddr", "Transport", "get_transport", "ListenEndpoint",
     "ConnectionEndpoint", "DatagramEndpoint", "PingSession", "AcceptHandler", "ConnectComplete",
-    "RequestComplete", "ReceiveHandler", "DisconnectHandler", "DatagramHandler", "DatagramErrorHandler",
+    "RequestComplete", "ReceivedRun", "ReceiveHandler", "DisconnectHandler", "DatagramHandler", "DatagramErrorHandler",
     "ResolveComplete", "NameResolver", "RECEIVE_PUSH", "RECEIVE_WAITALL", "ACCEPT", "REFUSE",
 ]
 
@@ -81,10 +86,14 @@ ConnectComplete = Callable[["ConnectionEndpoint", int], None]
 RequestComplete = Callable[[int, int], None]
 """(status, bytes): a send (bytes acknowledged) or a posted receive (bytes copied in)."""
 
-ReceiveHandler = Callable[["ConnectionEndpoint", list[memoryview], int, int], int]
-"""(connection, views, nbytes, flags) -> bytes taken (0..nbytes), zero copy.
+ReceivedRun = tuple[int, memoryview]
+"""(physical address, bytes): a physically contiguous run of received bytes in emulated
+memory, and a view of the same bytes; the address is negative when they are a copy."""
 
-The views are valid only during the call.  Bytes not taken stay queued and are
+ReceiveHandler = Callable[["ConnectionEndpoint", list[ReceivedRun], int, int], int]
+"""(connection, runs, nbytes, flags) -> bytes taken (0..nbytes), zero copy.
+
+The runs are valid only during the call.  Bytes not taken stay queued and are
 offered again (with the new ones) when more data arrives, or fill the next
 posted receive."""
 
@@ -93,8 +102,8 @@ DisconnectHandler = Callable[["ConnectionEndpoint", bool, int], None]
 delivered; status STATUS_SUCCESS) or abortive (STATUS_CONNECTION_RESET,
 STATUS_IO_TIMEOUT, STATUS_CONNECTION_ABORTED)."""
 
-DatagramHandler = Callable[["DatagramEndpoint", SockAddr, list[memoryview], int], None]
-"""(endpoint, remote, views, nbytes): one datagram, zero copy, views valid during the call."""
+DatagramHandler = Callable[["DatagramEndpoint", SockAddr, list[ReceivedRun], int], None]
+"""(endpoint, remote, runs, nbytes): one datagram, zero copy, runs valid during the call."""
 
 DatagramErrorHandler = Callable[["DatagramEndpoint", SockAddr, int], None]
 """(endpoint, remote, status): an ICMP error about a datagram we sent (STATUS_PORT_UNREACHABLE ...)."""

@@ -13,6 +13,7 @@ from stack.kernel import (STATUS_ADDRESS_ALREADY_EXISTS, STATUS_BUFFER_OVERFLOW,
                           STATUS_NETWORK_UNREACHABLE, STATUS_PENDING, STATUS_SUCCESS, kroutine)
 from stack.kernel.ex import ExAllocatePoolWithTag, ExFreePoolWithTag
 from stack.kernel.mdl import IoBuildPartialMdl, Mdl, copy_to_mdl
+from stack.kernel.memory import NO_PHYSICAL_ADDRESS
 from stack.kernel.pool import NonPagedPoolNx
 
 from .addr import SockAddr, unmap, v4_mapped
@@ -195,9 +196,11 @@ class UdpLayer:
             if not multicast:
                 stack.icmp.send_port_unreachable(iface, src, datagram)
             return
-        UdpDeliverDatagram(self, endpoint, src, header.src_port, payload)
+        UdpDeliverDatagram(self, endpoint, src, header.src_port, payload, rx.l4_pa + UDP_HEADER_LEN)
 
-    def deliver(self, endpoint: DatagramEndpoint, src: bytes, port: int, payload: memoryview) -> None:
+    def deliver(self, endpoint: DatagramEndpoint, src: bytes, port: int, payload: memoryview,
+                pa: int = NO_PHYSICAL_ADDRESS) -> None:
+        """One datagram for `endpoint`; `pa` is the physical address of its payload (negative: a copy)."""
         remote_ip = IPv4Address(src) if len(src) == 4 else IPv6Address(src)
         if endpoint.local.ip.version == 6 and remote_ip.version == 4:
             remote_ip = v4_mapped(remote_ip)  # type: ignore[assignment]
@@ -210,7 +213,7 @@ class UdpLayer:
             copy_to_mdl(req.mdl, req.offset, payload[:take], "udp receive into client MDL")
             req.completion(STATUS_SUCCESS if take == n else STATUS_BUFFER_OVERFLOW, take, remote)
         elif endpoint.receive_handler is not None:
-            endpoint.receive_handler(endpoint, remote, [payload], n)
+            endpoint.receive_handler(endpoint, remote, [(pa, payload)], n)
         elif len(endpoint._queue) < QUEUE_LIMIT:
             endpoint._queue.append((remote, bytes(payload)))
             self.kernel.copies.count(n, "udp receive queue")
@@ -269,8 +272,8 @@ def UdpSendMessages(stack: "TcpipStack", packet: TxPacket) -> None:
 
 @kroutine("tcpip")
 def UdpDeliverDatagram(layer: UdpLayer, endpoint: DatagramEndpoint, src: bytes, port: int,
-                       payload: memoryview) -> None:
-    layer.deliver(endpoint, src, port, payload)
+                       payload: memoryview, pa: int = NO_PHYSICAL_ADDRESS) -> None:
+    layer.deliver(endpoint, src, port, payload, pa)
 
 
 _ = deque

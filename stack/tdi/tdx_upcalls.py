@@ -2,9 +2,10 @@
 
 A SYN arrives: a posted TDI_LISTEN with TDI_QUERY_ACCEPT completes before it is answered
 (TdxTcpInspectIndication).  A handshake completes: a posted TDI_LISTEN takes the connection, else
-the address object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives:
-ClientEventChainedReceive (an MDL over the NIC's pages) or ClientEventReceive (a
-lookahead; it may return a TDI_RECEIVE IRP, posted by TdxPostReceiveDpc).  A chained receive
+the address object's ClientEventConnect (which returns a TDI_ACCEPT IRP).  Data arrives (as the
+transport's runs: physical address, view): ClientEventChainedReceive (an MDL chain over the NIC's
+page frames, one MDL per run) or ClientEventReceive (a lookahead; it may return a TDI_RECEIVE IRP,
+posted by TdxPostReceiveDpc).  A chained receive
 handler that returns STATUS_PENDING keeps the TSDU - and the NIC's NBLs under it - until it calls
 TdiReturnChainedReceives.  The peer
 closes or resets: ClientEventDisconnect (and ClientEventError on a reset).
@@ -12,16 +13,13 @@ closes or resets: ClientEventDisconnect (and ClientEventError on a reset).
 
 from __future__ import annotations
 
-import ctypes
 from typing import Any
 
 from stack.kernel import (DISPATCH_LEVEL, STATUS_BUFFER_OVERFLOW, STATUS_DATA_NOT_ACCEPTED, STATUS_INVALID_CONNECTION,
                           STATUS_INVALID_PARAMETER, STATUS_PENDING,
                           STATUS_MORE_PROCESSING_REQUIRED, STATUS_SUCCESS, IoFreeMdl, IoGetCurrentIrpStackLocation,
                           IoSetNextIrpStackLocation, KeInsertQueueDpc, current_kernel, kroutine)
-from stack.kernel.kernel import Kernel
-from stack.kernel.mdl import MDL_PAGES_LOCKED, Mdl, MmInitializeMdlForPages, copy_to_mdl, mdl_chain_length
-from stack.kernel.memory import ADDRESS_AND_SIZE_TO_SPAN_PAGES, PAGE_SHIFT, PAGE_SIZE
+from stack.kernel.mdl import MDL_PAGES_LOCKED, Mdl, copy_to_mdl, mdl_chain_length, mdl_over_physical_run
 from stack.tcpip.transport import ACCEPT, RECEIVE_PUSH, REFUSE, ConnectionEndpoint, ListenEndpoint
 
 from .constants import (TDI_ACCEPT, TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE, TDI_EVENT_CHAINED_RECEIVE,
@@ -140,7 +138,7 @@ def _receive_flags(flags: int) -> int:
 
 
 @kroutine(MODULE)
-def TdxReceiveIndication(conn: ConnectionEndpoint, views: list[memoryview], nbytes: int, flags: int) -> int:
+def TdxReceiveIndication(conn: ConnectionEndpoint, runs: list[tuple[int, memoryview]], nbytes: int, flags: int) -> int:
     """Received data: ClientEventChainedReceive (an MDL over the NIC's pages) or ClientEventReceive."""
     co: TdxConnection | None = conn.context
     if co is None or co.closed or co.ao is None or co.post_irp is not None or co.receive_held:
@@ -149,7 +147,7 @@ def TdxReceiveIndication(conn: ConnectionEndpoint, views: list[memoryview], nbyt
     g = _globals()
     chained = ao.handler(TDI_EVENT_CHAINED_RECEIVE)
     if chained is not None:
-        mdl = _indication_mdl(views)
+        mdl = _indication_mdl(runs)
         if mdl is not None:
             handler, context = chained
             g.indications += 1
@@ -176,8 +174,8 @@ def TdxReceiveIndication(conn: ConnectionEndpoint, views: list[memoryview], nbyt
     if entry is None:
         return 0
     handler, context = entry
-    tsdu: Any = views[0] if len(views) == 1 else b"".join(views)
-    if len(views) > 1:
+    tsdu = _lookahead(runs)
+    if len(runs) > 1:
         current_kernel().copies.count(nbytes, "tdx lookahead")
     bytes_taken, irp_out = Ref(0), Ref(None)
     g.indications += 1
@@ -234,7 +232,7 @@ def TdxDisconnectIndication(conn: ConnectionEndpoint, abortive: bool, status: in
 # --- datagrams (\\Device\\Udp, \\Device\\Udp6) ---------------------------------------------------------
 
 @kroutine(MODULE)
-def TdxReceiveDatagramIndication(endpoint: Any, remote: Any, views: list[memoryview], nbytes: int) -> None:
+def TdxReceiveDatagramIndication(endpoint: Any, remote: Any, runs: list[tuple[int, memoryview]], nbytes: int) -> None:
     """A datagram for a UDP address object with a datagram handler (no TDI_RECEIVE_DATAGRAM was posted):
     ClientEventChainedReceiveDatagram (an MDL over the NIC's pages) or ClientEventReceiveDatagram (the
     whole datagram as lookahead; it may return a TDI_RECEIVE_DATAGRAM IRP for the bytes it did not
@@ -247,7 +245,7 @@ def TdxReceiveDatagramIndication(endpoint: Any, remote: Any, views: list[memoryv
     flags = _receive_flags(0) | TDI_RECEIVE_ENTIRE_MESSAGE
     chained = ao.handler(TDI_EVENT_CHAINED_RECEIVE_DATAGRAM)
     if chained is not None:
-        mdl = _indication_mdl(views)
+        mdl = _indication_mdl(runs)
         if mdl is not None:
             handler, context = chained
             g.indications += 1
@@ -261,7 +259,7 @@ def TdxReceiveDatagramIndication(endpoint: Any, remote: Any, views: list[memoryv
         g.datagrams_refused += 1
         return
     handler, context = entry
-    tsdu: Any = views[0] if len(views) == 1 else b"".join(views)
+    tsdu = _lookahead(runs)
     bytes_taken, irp_out = Ref(0), Ref(None)
     g.indications += 1
     status = handler(context, len(source), source, 0, None, flags, nbytes, nbytes, bytes_taken, tsdu, irp_out)
@@ -319,30 +317,25 @@ def TdiReturnChainedReceives(TsduDescriptors: list[Any], NumberOfTsdus: int) -> 
         descriptor.handle = None
 
 
+def _lookahead(runs: list[tuple[int, memoryview]]) -> Any:
+    """ClientEventReceive's Tsdu: the bytes themselves (joined, a counted copy, when several runs)."""
+    return runs[0][1] if len(runs) == 1 else b"".join([view for _, view in runs])
+
+
 # --- zero-copy MDLs over the NIC's receive pages (chained receive) ----------------------------------
 
-def _physical_offset(k: Kernel, view: memoryview) -> int | None:
-    if view.obj is not k.phys.data or view.readonly or not len(view):
-        return None
-    base = ctypes.addressof(ctypes.c_char.from_buffer(k.phys.data))
-    return ctypes.addressof(ctypes.c_char.from_buffer(view)) - base
-
-
-def _indication_mdl(views: list[memoryview]) -> Mdl | None:
-    """An MDL chain over the received bytes' page frames; None when one lies outside physical memory."""
+def _indication_mdl(runs: list[tuple[int, memoryview]]) -> Mdl | None:
+    """An MDL chain over the runs' page frames, one MDL per run; None when a run has no physical
+    address (a copy: the client gets ClientEventReceive instead) or no MDL can be allocated."""
     k = current_kernel()
     head: Mdl | None = None
     tail: Mdl | None = None
-    for view in views:
-        offset = _physical_offset(k, view)
-        if offset is None:
+    for address, view in runs:
+        mdl = mdl_over_physical_run(k, address, len(view)) if address >= 0 and len(view) else None
+        if mdl is None:
             if head is not None:
                 _free_indication_mdl(head)
             return None
-        within = offset & (PAGE_SIZE - 1)
-        first = offset >> PAGE_SHIFT
-        pfns = [k.phys.base_pfn + first + i for i in range(ADDRESS_AND_SIZE_TO_SPAN_PAGES(within, len(view)))]
-        mdl = MmInitializeMdlForPages(k, pfns, within, len(view))
         if tail is None:
             head = mdl
         else:

@@ -110,12 +110,12 @@ def _finish(lookup: DnsLookup, status: int) -> None:
 
 
 @kroutine("afd")  # the resolver behind afd!WskProAPIGetAddressInfo
-def WskProDnsResponse(endpoint: Any, remote: SockAddr, views: list[memoryview], nbytes: int) -> None:
+def WskProDnsResponse(endpoint: Any, remote: SockAddr, runs: list[tuple[int, memoryview]], nbytes: int) -> None:
     lookup: DnsLookup | None = endpoint.context
     if lookup is None or lookup.done or remote != lookup.server:
         return
     try:
-        msg = parse_message(b"".join(views))
+        msg = parse_message(b"".join([view for _, view in runs]))
     except DnsError:
         return  # garbage is dropped; the retry timer still runs
     qtype = lookup.pending.get(msg.id)

@@ -1,6 +1,7 @@
 """Send queue and receive reassembly.  Both hold memoryview *references* to
 the caller's buffers and slice them; no payload byte is copied here (except
-ReceiveBuffer.read_into, whose purpose is to copy)."""
+ReceiveBuffer.read_into, whose purpose is to copy).  The receive side also
+keeps where each piece lives (its physical address, for the glue's indications)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ from collections import deque
 from typing import Sequence
 
 _COMPACT_AT = 64
+# The location of bytes that live nowhere in particular (stack.kernel.memory.NO_PHYSICAL_ADDRESS,
+# kept as a literal: the core imports nothing outside itself).  Negative, and adding an offset
+# keeps it so.
+NOWHERE = -(1 << 62)
 
 
 def slice_views(views: Sequence[memoryview], start: int, end: int) -> list[memoryview]:
@@ -26,6 +31,26 @@ def slice_views(views: Sequence[memoryview], start: int, end: int) -> list[memor
         if pos >= end:
             break
     return out
+
+
+def slice_runs(views: Sequence[memoryview], at: Sequence[int], start: int,
+               end: int) -> tuple[list[memoryview], list[int]]:
+    """slice_views, and the location of each slice (`at` gives each view's)."""
+    out: list[memoryview] = []
+    out_at: list[int] = []
+    pos = 0
+    for view, where in zip(views, at):
+        n = len(view)
+        if pos + n > start:
+            lo = start - pos if start > pos else 0
+            hi = end - pos if end < pos + n else n
+            if hi > lo:
+                out.append(view if lo == 0 and hi == n else view[lo:hi])
+                out_at.append(where + lo)
+        pos += n
+        if pos >= end:
+            break
+    return out, out_at
 
 
 class SendBuffer:
@@ -100,57 +125,71 @@ _EMPTY = memoryview(b"")
 
 class ReceiveBuffer:
     """In-order bytes waiting for read(), plus out-of-order pieces held until
-    the gap before them fills.  Pieces never overlap: data already held wins."""
+    the gap before them fills.  Pieces never overlap: data already held wins.
 
-    __slots__ = ("_ready", "ready_bytes", "_ooo_starts", "_ooo_ends", "_ooo_views", "ooo_bytes", "max_pieces",
-                 "latest_ooo")
+    Next to each view the buffer keeps where its bytes live: an opaque integer
+    location that the glue supplies (the physical address of the receive buffer
+    the NIC wrote, so an indication can describe the bytes with an MDL over those
+    very pages), or a negative number when they live nowhere in particular (a
+    copy).  The buffer only ever adds offsets to a location when it slices."""
+
+    __slots__ = ("_ready", "ready_bytes", "_ooo_starts", "_ooo_ends", "_ooo_views", "_ooo_at", "ooo_bytes",
+                 "max_pieces", "latest_ooo")
 
     def __init__(self, max_pieces: int) -> None:
-        self._ready: deque[memoryview] = deque()
+        self._ready: deque[tuple[int, memoryview]] = deque()  # (location, view), in order
         self.ready_bytes = 0
         self._ooo_starts: list[int] = []
         self._ooo_ends: list[int] = []
         self._ooo_views: list[memoryview] = []
+        self._ooo_at: list[int] = []  # location of each held piece
         self.ooo_bytes = 0
         self.max_pieces = max_pieces
         self.latest_ooo: int | None = None  # start of the most recent out-of-order arrival (for SACK)
 
     # --- in-order side -------------------------------------------------
-    def push(self, views: Sequence[memoryview]) -> None:
-        for view in views:
-            if len(view):
-                self._ready.append(view)
-                self.ready_bytes += len(view)
+    def push(self, views: Sequence[memoryview], at: Sequence[int] | None = None) -> None:
+        """Queue in-order `views`; `at` gives each one's location (None: nowhere)."""
+        ready = self._ready
+        if at is None:
+            at = (NOWHERE,) * len(views)
+        for run in zip(at, views):
+            n = len(run[1])
+            if n:
+                ready.append(run)
+                self.ready_bytes += n
 
     def read(self, max_bytes: int) -> list[memoryview]:
         out: list[memoryview] = []
         ready = self._ready
         left = max_bytes
         while ready and left > 0:
-            view = ready[0]
-            if len(view) <= left:
+            where, view = ready[0]
+            n = len(view)
+            if n <= left:
                 ready.popleft()
                 out.append(view)
-                left -= len(view)
+                left -= n
             else:
                 out.append(view[:left])
-                ready[0] = view[left:]
+                ready[0] = (where + left, view[left:])
                 left = 0
         self.ready_bytes -= max_bytes - left
         return out
 
-    def peek(self, max_bytes: int) -> list[memoryview]:
-        """The first `max_bytes` in-order bytes as views, left in the buffer."""
-        out: list[memoryview] = []
+    def peek(self, max_bytes: int) -> list[tuple[int, memoryview]]:
+        """The first `max_bytes` in-order bytes as runs (location, view), left in the buffer."""
+        out: list[tuple[int, memoryview]] = []
         left = max_bytes
-        for view in self._ready:
+        for run in self._ready:
             if left <= 0:
                 break
-            if len(view) <= left:
-                out.append(view)
-                left -= len(view)
+            n = len(run[1])
+            if n <= left:
+                out.append(run)
+                left -= n
             else:
-                out.append(view[:left])
+                out.append((run[0], run[1][:left]))
                 left = 0
         return out
 
@@ -167,72 +206,81 @@ class ReceiveBuffer:
     def has_ooo(self) -> bool:
         return bool(self._ooo_starts)
 
-    def insert(self, start: int, views: Sequence[memoryview]) -> bool:
-        """Hold bytes that begin at unwrapped sequence `start` (beyond RCV.NXT).
+    def insert(self, start: int, views: Sequence[memoryview], at: Sequence[int] | None = None) -> bool:
+        """Hold bytes that begin at unwrapped sequence `start` (beyond RCV.NXT); `at` as for push.
         Returns False if anything was dropped because the piece bound is hit."""
         complete = True
         pos = start
-        for view in views:
+        if at is None:
+            at = (NOWHERE,) * len(views)
+        for view, where in zip(views, at):
             n = len(view)
-            if n and not self._insert_piece(pos, pos + n, view):
+            if n and not self._insert_piece(pos, pos + n, view, where):
                 complete = False
             pos += n
         self.latest_ooo = start
         return complete
 
-    def _insert_piece(self, s: int, e: int, view: memoryview) -> bool:
-        starts, ends, views = self._ooo_starts, self._ooo_ends, self._ooo_views
+    def _insert_piece(self, s: int, e: int, view: memoryview, where: int) -> bool:
+        starts, ends = self._ooo_starts, self._ooo_ends
         i = bisect_right(starts, s) - 1
         if i >= 0 and ends[i] > s:  # overlaps the piece before: keep the old bytes
             if ends[i] >= e:
                 return True
             view = view[ends[i] - s:]
+            where += ends[i] - s
             s = ends[i]
         i += 1
         while s < e:
             if i < len(starts) and starts[i] < e:
                 if starts[i] > s:
-                    if not self._add(i, s, starts[i], view[:starts[i] - s]):
+                    if not self._add(i, s, starts[i], view[:starts[i] - s], where):
                         return False
                     i += 1
                 skip_to = ends[i]
                 if skip_to >= e:
                     return True
                 view = view[skip_to - s:]
+                where += skip_to - s
                 s = skip_to
                 i += 1
             else:
-                return self._add(i, s, e, view)
+                return self._add(i, s, e, view, where)
         return True
 
-    def _add(self, i: int, s: int, e: int, view: memoryview) -> bool:
+    def _add(self, i: int, s: int, e: int, view: memoryview, where: int) -> bool:
         if len(self._ooo_starts) >= self.max_pieces:
             return False
         self._ooo_starts.insert(i, s)
         self._ooo_ends.insert(i, e)
         self._ooo_views.insert(i, view)
+        self._ooo_at.insert(i, where)
         self.ooo_bytes += e - s
         return True
 
     def take_contiguous(self, rcv_nxt: int) -> int:
         """Move held pieces that now continue the in-order stream; returns the new RCV.NXT."""
-        starts, ends, views = self._ooo_starts, self._ooo_ends, self._ooo_views
+        starts, ends, views, at = self._ooo_starts, self._ooo_ends, self._ooo_views, self._ooo_at
         taken = 0
         while taken < len(starts) and starts[taken] <= rcv_nxt:
-            s, e, view = starts[taken], ends[taken], views[taken]
+            s, e, view, where = starts[taken], ends[taken], views[taken], at[taken]
             self.ooo_bytes -= e - s
             if e > rcv_nxt:
-                self.push((view[rcv_nxt - s:],) if rcv_nxt > s else (view,))
+                if rcv_nxt > s:
+                    self.push((view[rcv_nxt - s:],), (where + rcv_nxt - s,))
+                else:
+                    self.push((view,), (where,))
                 rcv_nxt = e
             taken += 1
         if taken:
-            del starts[:taken], ends[:taken], views[:taken]
+            del starts[:taken], ends[:taken], views[:taken], at[:taken]
         return rcv_nxt
 
     def drop_ooo(self) -> None:
         self._ooo_starts.clear()
         self._ooo_ends.clear()
         self._ooo_views.clear()
+        self._ooo_at.clear()
         self.ooo_bytes = 0
 
     def ooo_ranges(self) -> list[tuple[int, int]]:

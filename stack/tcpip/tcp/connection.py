@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
-from .buffers import ReceiveBuffer, SendBuffer, slice_views
+from .buffers import ReceiveBuffer, SendBuffer, slice_runs, slice_views
 from .config import TcpConfig
 from .congestion import NewReno, SackRecovery
 from .errors import TcpConfigError, TcpStateError
@@ -386,8 +386,10 @@ class TcpConnection:
         """Events are waiting for drain_events() (a cheap test before an empty drain)."""
         return bool(self._events)
 
-    def peek(self, max_bytes: int) -> list[memoryview]:
-        """Up to `max_bytes` in-order bytes without consuming them (a receive indication's offer)."""
+    def peek(self, max_bytes: int) -> list[tuple[int, memoryview]]:
+        """Up to `max_bytes` in-order bytes without consuming them (a receive indication's offer), as
+        runs (location, view): where each view's bytes live (the physical address the glue gave with
+        the segment, TcpSegment.payload_at; negative for a copy)."""
         return self._rcvbuf.peek(max_bytes)
 
     # ------------------------------------------------------------------
@@ -862,16 +864,21 @@ class TcpConnection:
             self._ack_now = True  # nothing new inside the window
             return
         views = seg.payload
+        payload_at = seg.payload_at
+        at = payload_at[1] if payload_at is not None and payload_at[0] is views else None
         if lo != seq or hi != end:
-            views = tuple(slice_views(views, lo - seq, hi - seq))
+            if at is None:
+                views = tuple(slice_views(views, lo - seq, hi - seq))
+            else:
+                views, at = slice_runs(views, at, lo - seq, hi - seq)
             self._ack_now = True
         rcvbuf = self._rcvbuf
         if lo != rcv_nxt:
-            if not rcvbuf.insert(lo, views):
+            if not rcvbuf.insert(lo, views, at):
                 self.ooo_dropped += 1
             self._ack_now = True  # duplicate ACK tells the sender about the gap
             return
-        rcvbuf.push(views)
+        rcvbuf.push(views, at)
         new_nxt = hi
         if rcvbuf.has_ooo:
             new_nxt = rcvbuf.take_contiguous(hi)

@@ -35,6 +35,11 @@ class TcpSegment:
     # Wire segments this one stands for: >1 when the NIC coalesced them (RSC, an
     # NDIS_RSC_NBL_INFO CoalescedSegCount); delayed ACK counts each of them.
     segments: int = 1
+    # Where the payload's bytes live, for the receive buffer to keep next to them: (the payload
+    # tuple this describes, one location per chunk - the glue's physical addresses).  Whoever
+    # replaces `payload` (with a copy) voids it without a word: the core uses it only while
+    # `payload` is still that very tuple.
+    payload_at: tuple[tuple[memoryview, ...], tuple[int, ...]] | None = None
 
     @property
     def payload_len(self) -> int:

@@ -79,11 +79,11 @@ class ReceiveLayer:
                                                             label="TCP receive push timer")
             handler = endpoint.receive_handler
             if available and handler is not None and not tcb.receives and (tcb.listener is None or tcb.accepted):
-                views = core.peek(available)
+                runs = core.peek(available)  # (physical address, view) of each run
                 flags = RECEIVE_PUSH if tcb.last_push else 0
                 tcb.last_push = False
                 self._upcall(endpoint, "receive", STATUS_SUCCESS, available)
-                taken = handler(endpoint, views, available, flags)
+                taken = handler(endpoint, runs, available, flags)
                 if taken:
                     core.read(min(max(taken, 0), available))
                     took = True
@@ -178,6 +178,8 @@ class ReceiveLayer:
             chunks = tail
         seg = TcpSegment(src_port, dst_port, seq, ack, flags, window, mss, wscale, sack_permitted, timestamps,
                          sack_blocks, chunks, segments)
+        if chunks:
+            seg.payload_at = _payload_physical_addresses(rx, data, payload, chunks)
         key = (dst, dst_port, src, src_port)
         tcb = self.connections.get(key)
         time_wait = self.time_wait.get(key) if tcb is None else None
@@ -252,3 +254,14 @@ def TcpDeliverDataToClient(layer: TcpLayer, tcb: Tcb, request: ReceiveRequest, v
     if n:
         copy_to_mdl(request.mdl, request.offset + request.filled, views, "tcp receive into client MDL")
     return n
+
+
+def _payload_physical_addresses(rx: "RxFrame", data: memoryview, payload: memoryview,
+                                chunks: tuple[memoryview, ...]) -> tuple[tuple[memoryview, ...], tuple[int, ...]]:
+    """TcpSegment.payload_at: where each payload chunk lives.  The head chunk ends the IP payload
+    that starts at rx.l4_pa (after the TCP header); an RSC unit's other chunks are its other
+    receive buffers (rx.tail_pas).  Negative when the frame is a copy."""
+    if not len(payload):
+        return chunks, rx.tail_pas
+    head = rx.l4_pa + len(data) - len(payload)
+    return chunks, (head, *rx.tail_pas) if len(chunks) > 1 else (head,)

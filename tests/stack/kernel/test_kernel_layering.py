@@ -1,4 +1,4 @@
-"""The emulated machine knows nothing of the debugger: `stack/` never imports `wskdbg`."""
+"""Layering: `stack/` never imports `wskdbg`; WSK and TDI never reach below the transport with ctypes."""
 
 from __future__ import annotations
 
@@ -30,4 +30,18 @@ def test_stack_never_imports_wskdbg():
         for name in _imported_modules(tree):
             if name == "wskdbg" or name.startswith("wskdbg."):
                 offenders.append(f"{path.relative_to(STACK.parent)}: {name}")
+    assert offenders == []
+
+
+def test_afd_and_tdi_build_their_mdls_from_the_transports_runs_without_ctypes():
+    """The transport hands afd and tdx (physical address, view) runs: neither recovers where a
+    Python buffer lies in memory with ctypes pointer arithmetic (issue 15, layering repairs)."""
+    offenders = []
+    for package in ("afd", "tdi", "wsk"):
+        sources = sorted((STACK / package).rglob("*.py"))
+        assert sources, package
+        for path in sources:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            offenders += [f"{path.relative_to(STACK.parent)}: {name}" for name in _imported_modules(tree)
+                          if name == "ctypes" or name.startswith("ctypes.")]
     assert offenders == []

@@ -36,7 +36,7 @@ def _listen(world) -> None:
             c.disconnect()
             c.close()
 
-        conn.set_handlers(receive=lambda c, views, n, flags: n, disconnect=closed_by_peer)
+        conn.set_handlers(receive=lambda c, runs, n, flags: n, disconnect=closed_by_peer)
         return 0
 
     status, _ = world.run_in("winsrv", lambda: transport.tcp_listen(SockAddr.parse("0.0.0.0:9000"), accept))

@@ -51,10 +51,10 @@ class Server:
             (abortive, st)))
         return self.verdict
 
-    def receive(self, conn, views, nbytes, flags):
+    def receive(self, conn, runs, nbytes, flags):
         n = nbytes if self.take is None else min(self.take, nbytes)
         left = n
-        for view in views:
+        for _, view in runs:
             piece = view[:left]
             self.data += piece
             left -= len(piece)
@@ -222,7 +222,8 @@ def test_udp_send_bytes_to_passes_the_callers_buffer_through_to_one_counted_copy
     got: list[bytes] = []
     server_t = world.host("winsrv").transport
     status, _ = world.run_in("winsrv", lambda: server_t.udp_open(
-        SockAddr(IPv4Address(0), 9100), receive=lambda ep, remote, views, n: got.append(b"".join(views))))
+        SockAddr(IPv4Address(0), 9100),
+        receive=lambda ep, remote, runs, n: got.append(b"".join(view for _, view in runs))))
     assert status == STATUS_SUCCESS
     client = world.host("client")
     udp = client.stack.udp

@@ -5,6 +5,7 @@ from __future__ import annotations
 from stack.kernel import PAGE_SIZE, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, ExAllocatePoolWithTag
 from stack.kernel.machine import Machine
 from stack.kernel.mdl import MmInitializeMdlForPages, mdl_chain_bytes, mdl_chain_views
+from stack.kernel.memory import NO_PHYSICAL_ADDRESS
 from stack.kernel.pool import NonPagedPoolNx, tag_from_str
 from stack.afd.indication import INDICATION_TAG, IndicationPiece, build_pieces, free_pieces, retain_pieces
 from stack.wsk.structs import WSK_BUF, WSK_DATA_INDICATION
@@ -55,7 +56,7 @@ def test_building_a_pool_copy_without_pool_returns_insufficient_resources():
         def exhausted(*args, **kwargs):
             raise MemoryError
         k.pool.allocate = exhausted  # every allocation fails from here on
-        return build_pieces(k, [memoryview(b"not in physical memory")])
+        return build_pieces(k, [(NO_PHYSICAL_ADDRESS, memoryview(b"not in physical memory"))])
 
     status, pieces = m.run_in(k, body)
     assert m.scheduler.halted is None
@@ -73,7 +74,8 @@ def test_building_fails_cleanly_when_only_the_mdl_cannot_be_allocated():
                 raise MemoryError
             return real_allocate(pool_type, size, tag, owner)
         k.pool.allocate = no_mdls
-        return build_pieces(k, [memoryview(b"first"), memoryview(b"second")])
+        return build_pieces(k, [(NO_PHYSICAL_ADDRESS, memoryview(b"first")),
+                                (NO_PHYSICAL_ADDRESS, memoryview(b"second"))])
 
     status, pieces = m.run_in(k, body)
     assert m.scheduler.halted is None

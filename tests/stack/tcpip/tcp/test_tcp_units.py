@@ -157,8 +157,8 @@ def test_segment_lengths_and_validation() -> None:
 def test_receive_buffer_peek_offers_bytes_without_consuming_them():
     from stack.tcpip.tcp.buffers import ReceiveBuffer
     buf = ReceiveBuffer(64)
-    buf.push([memoryview(b"abc"), memoryview(b"defg")])
-    assert [bytes(v) for v in buf.peek(5)] == [b"abc", b"de"]
+    buf.push([memoryview(b"abc"), memoryview(b"defg")], [0x5000, 0x7000])
+    assert [(at, bytes(v)) for at, v in buf.peek(5)] == [(0x5000, b"abc"), (0x7000, b"de")]
     assert buf.ready_bytes == 7
     assert b"".join(bytes(v) for v in buf.read(7)) == b"abcdefg"
     assert buf.peek(4) == []
