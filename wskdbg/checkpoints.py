@@ -427,6 +427,7 @@ class Checkpointer:
     def _dormant(self, engine: "Engine", fd: int) -> None:
         """Sleep until asked; fork a runner or a scanner per request; exit with the front end."""
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # break-ins are for the live process
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # and so are the TUI's requests for a view
         while True:
             ready, _, _ = select.select([fd, self.lifeline], [], [])
             if self.lifeline in ready:  # EOF: the front end is gone

@@ -192,6 +192,7 @@ class NetworkView(Vertical):
     def __init__(self, link: EngineLink, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.link = link
+        self.segments: tuple[SegmentNote, ...] | list[SegmentNote] = ()
         self.rows: list[ConnRow] = []
         self.stats: list[TcpStatsRow] = []
         self.selected: ConnRow | None = None
@@ -212,8 +213,9 @@ class NetworkView(Vertical):
             yield Static("Select a connection to draw its segments.", id="ladder")
 
     def show(self, rows: tuple[ConnRow, ...] | list[ConnRow],
-             stats: tuple[TcpStatsRow, ...] | list[TcpStatsRow] = ()) -> None:
-        """Repaint from a MachineView's rows."""
+             stats: tuple[TcpStatsRow, ...] | list[TcpStatsRow] = (), segments: tuple[SegmentNote, ...] = ()) -> None:
+        """Repaint from a MachineView's rows (and the segments it saw, for the ladder)."""
+        self.segments = segments
         if list(stats) != self.stats:
             self.stats = list(stats)
             table = self.query_one("#tcp-stats", DataTable)
@@ -247,7 +249,7 @@ class NetworkView(Vertical):
         sel = self.selected
         if sel is None:
             return
-        segments = self.link.tap.segment_notes()
+        segments = list(self.segments)
         key = (sel, len(segments), segments[-1].seq if segments else 0, self.size.width)
         if key == self._ladder_key:
             return
