@@ -324,6 +324,9 @@ class EngineLink:
         else:
             self._running.clear()
             self._asked = False
+            self._pushed = None  # a view of the run that ended (never shown in the next one)
+            if self.side is not None:
+                self.side.tap.view = None
 
     def view(self) -> Any:
         """The machine as the views show it now (UI thread).
@@ -378,8 +381,9 @@ class EngineLink:
         """Trace records of the events since the last drain (UI thread)."""
         if not self.remote:
             return self.side.drain(limit)
-        records = self._records
-        return [records.popleft() for _ in range(min(limit, len(records)))]
+        from wskdbg.trace.record import TraceRecord
+        records = self._records  # field tuples from the server
+        return [TraceRecord(*records.popleft()) for _ in range(min(limit, len(records)))]
 
     def position(self) -> Position:
         return self.view().position

@@ -34,12 +34,15 @@ from .link import BROKEN, RUNNING, EventTap
 from .mdl_view import MdlPicture, mdl_picture
 
 
-def event_record(event: Event) -> TraceRecord:
-    """A bus event as a trace line: WPP messages keep their provider, flag and level."""
+RecordFields = tuple  # TraceRecord's fields in order: what crosses the server's pipe (a tuple pickles ~30x faster)
+
+
+def record_fields(event: Event) -> RecordFields:
+    """A bus event as a trace line's fields: WPP messages keep their provider, flag and level."""
     if event.kind == "wpp":
-        return TraceRecord(event.seq, event.time_ns, event.host, getattr(event, "provider", "wpp"),
-                           getattr(event, "flag", None), int(getattr(event, "level", 4) or 4),
-                           f"{getattr(event, 'function', '')}: {getattr(event, 'text', '')}")
+        return (event.seq, event.time_ns, event.host, getattr(event, "provider", "wpp"),
+                getattr(event, "flag", None), int(getattr(event, "level", 4) or 4),
+                f"{getattr(event, 'function', '')}: {getattr(event, 'text', '')}")
     kind = event.kind
     if kind == "bugcheck":
         level = 1
@@ -53,7 +56,12 @@ def event_record(event: Event) -> TraceRecord:
         text = event.describe()
     except Exception as exc:  # a broken describe() must not kill the trace
         text = f"{kind} (describe failed: {type(exc).__name__})"
-    return TraceRecord(event.seq, event.time_ns, event.host, "event:" + kind.partition(".")[0], None, level, text)
+    return (event.seq, event.time_ns, event.host, "event:" + kind.partition(".")[0], None, level, text)
+
+
+def event_record(event: Event) -> TraceRecord:
+    """A bus event as a trace line."""
+    return TraceRecord(*record_fields(event))
 
 
 # What the MDL view follows: ("irp", host, address) - that IRP's MdlAddress chain - or ("mdl", address).
@@ -118,15 +126,19 @@ class MachineSide:
         if self.push is None:
             return view
         if os.getpid() == self.push_pid:
-            self.push(self.generation, view, self.drain())
+            self.push(self.generation, view, self.drain_fields())
         return None
 
     def drain(self, limit: int | None = None) -> list[TraceRecord]:
         """Trace records for the events queued since the last drain (oldest first)."""
+        return [TraceRecord(*fields) for fields in self.drain_fields(limit)]
+
+    def drain_fields(self, limit: int | None = None) -> list[RecordFields]:
+        """The same as field tuples (for the pipe)."""
         events = self.tap.drain(limit if limit is not None else EventTap.MAX_QUEUED)
         if events:
             self.shipped = max(self.shipped, events[-1].seq)
-        return [event_record(e) for e in events]
+        return [record_fields(e) for e in events]
 
     def want_view(self) -> None:
         self.tap.want_view = True
@@ -163,12 +175,12 @@ class MachineSide:
 
     # -- a machine server's requests ----------------------------------------------------------------
     def handle(self, request: tuple) -> Any:
-        """("view", irp, mdl) -> (generation, MachineView, trace records); ("kind", address) -> object_kind."""
+        """("view", irp, mdl) -> (generation, MachineView, trace record fields); ("kind", address) -> object_kind."""
         kind = request[0]
         if kind == "view":
             self.sync()
             self.selected_irp, self.selected_mdl = request[1], request[2]
-            return self.generation, self.view(BROKEN), self.drain()
+            return self.generation, self.view(BROKEN), self.drain_fields()
         if kind == "kind":
             return self.object_kind(request[1])
         raise ValueError(f"unknown view request {kind!r}")

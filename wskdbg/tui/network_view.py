@@ -14,6 +14,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import ScrollableContainer, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from .link import EngineLink, SegmentNote
@@ -42,6 +43,11 @@ class ConnRow:
     @property
     def ports(self) -> tuple[int, int]:
         return (_port(self.local), _port(self.remote))
+
+
+def _cells(r: ConnRow) -> tuple[str, ...]:
+    return (r.host, r.local, r.remote, r.state, str(r.snd_una), str(r.snd_nxt), str(r.rcv_nxt),
+            str(r.snd_wnd), str(r.rcv_wnd), str(r.cwnd), f"{r.srtt_ms:.3f}ms", str(r.retrans))
 
 
 def _port(endpoint: str) -> int:
@@ -228,14 +234,10 @@ class NetworkView(Vertical):
                 overload.add_row(s.host, *(str(v) for v in s.overload))
         rows = list(rows)
         if rows != self.rows:
-            self.rows = rows
+            old, self.rows = self.rows, rows
             table = self.query_one("#conn-table", DataTable)
             cursor = table.cursor_row
-            table.clear()
-            for i, r in enumerate(rows):
-                table.add_row(r.host, r.local, r.remote, r.state, str(r.snd_una), str(r.snd_nxt), str(r.rcv_nxt),
-                              str(r.snd_wnd), str(r.rcv_wnd), str(r.cwnd), f"{r.srtt_ms:.3f}ms", str(r.retrans),
-                              key=str(i))
+            self._update_table(table, old, rows)
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
             if self.selected is not None:  # keep following the same connection by its ports
@@ -244,6 +246,21 @@ class NetworkView(Vertical):
         if self.selected is None and self.rows:
             self.selected = self.rows[0]
         self._draw_ladder()
+
+    @staticmethod
+    def _update_table(table: DataTable, old: list[ConnRow], rows: list[ConnRow]) -> None:
+        """Change only the rows that changed: thousands of TIME_WAIT connections late in a long run
+        must not be redrawn at every step (or trip in time)."""
+        for i in range(len(old) - 1, len(rows) - 1, -1):
+            table.remove_row(str(i))
+        for i, r in enumerate(rows):
+            if i >= len(old):
+                table.add_row(*_cells(r), key=str(i))
+            elif old[i] != r:
+                before = _cells(old[i])
+                for column, value in enumerate(_cells(r)):
+                    if value != before[column]:
+                        table.update_cell_at(Coordinate(i, column), value)
 
     def _draw_ladder(self) -> None:
         sel = self.selected
