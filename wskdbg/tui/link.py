@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from stack.kernel.events import Event
 
-from wskdbg.engine_api import DebuggerEngine
+from wskdbg.engine_api import DebuggerEngine, RemoteViews
 
 RUNNING = "running"
 BROKEN = "broken in"
@@ -275,7 +275,7 @@ class EngineLink:
     def __init__(self, engine: DebuggerEngine) -> None:
         from .machine_side import MachineSide
         self.engine = engine
-        self.remote = callable(getattr(engine, "view_request", None))  # a MachineProxy
+        self.remote = isinstance(engine, RemoteViews)  # a MachineProxy with views
         self.side: Any = None if self.remote else MachineSide(engine)
         self.generation = 0
         self._seen_generation: int | None = None

@@ -19,6 +19,7 @@ from textual.pilot import Pilot
 
 from wskdbg.checkpoints import process_alive
 from wskdbg.engine import Engine
+from wskdbg.engine_api import DebuggerEngine, RemoteViews
 from wskdbg.machine_server import MachineProxy
 from wskdbg.timetravel import ReplayProgress
 from wskdbg.tui.app import WskdbgApp
@@ -188,5 +189,9 @@ def test_an_app_that_made_its_own_machine_server_stops_it_on_exit() -> None:
 @pytest.mark.parametrize("server", [True, False], ids=["machine server", "in-process"])
 def test_the_default_app_fixture_runs_where_it_says(server: bool) -> None:
     app = make_app(server=server)
-    assert isinstance(app.engine, MachineProxy) is server
-    app.engine.close()
+    try:
+        assert isinstance(app.engine, MachineProxy) is server
+        assert isinstance(app.engine, RemoteViews) is server  # the typed interface the link uses
+        assert isinstance(app.engine, DebuggerEngine) is not server
+    finally:
+        app.engine.close()
