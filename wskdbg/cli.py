@@ -74,10 +74,11 @@ def make_engine(args: argparse.Namespace, **kwargs: Any) -> Any:
     return Engine(factory=factory, seed=args.seed, **kwargs)
 
 
-def make_session_engine(args: argparse.Namespace) -> Any:
-    """The engine of the REPL, `run` and `-c`: in a machine server with checkpoints, so going back
-    in time replays from the nearest checkpoint (wskdbg.machine_server), unless a bridge or another
-    wrapped world is attached or WSKDBG_CHECKPOINTS=0.  The TUI keeps the in-process engine."""
+def make_session_engine(args: argparse.Namespace, views: bool = False) -> Any:
+    """The engine of the REPL, `run`, `-c` and the TUI (`views=True`: the server also builds the
+    TUI's views): in a machine server with checkpoints, so going back in time replays from the
+    nearest checkpoint (wskdbg.machine_server), unless a bridge or another wrapped world is
+    attached or WSKDBG_CHECKPOINTS=0."""
     from wskdbg.machine_server import open_engine
     plain = world_factory(getattr(args, "world", "lab"))
     factory = plain
@@ -85,6 +86,8 @@ def make_session_engine(args: argparse.Namespace) -> Any:
         factory = wrap(args, factory)
     if factory is not plain:  # a bridge or a replay: its inputs are not replayable, keep it in-process
         return make_engine(args)
+    if views:  # the TUI shows progress in its status bar
+        return open_engine(lambda: make_engine(args), views=True)
     progress = _progress_printer() if sys.stderr.isatty() else None
     return open_engine(lambda: make_engine(args), progress_output=progress)
 
@@ -267,7 +270,7 @@ def _open_tui(args: argparse.Namespace) -> int:
     """`wskdbg` alone: the TUI over the engine the options describe; the tour on the first start."""
     from wskdbg.tui.app import run_app
     from wskdbg.tui.tour import mark_tour_seen, should_show_tour_on_start
-    engine = make_engine(args)
+    engine = make_session_engine(args, views=True)
     try:
         run_app(engine, seed=args.seed, tour_on_start=should_show_tour_on_start())
     finally:

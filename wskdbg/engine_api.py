@@ -54,3 +54,21 @@ class DebuggerEngine(Protocol):
 
     def selected_frame(self) -> int:
         """The frame `.frame N` selected (0 after every stop)."""
+
+
+@runtime_checkable
+class RemoteViews(Protocol):
+    """What the TUI also asks of an engine in a machine server (wskdbg.machine_server.MachineProxy
+    with views=True): the views are built there (wskdbg.tui.machine_side), the TUI draws the data."""
+
+    def view_request(self, request: tuple) -> Any:
+        """Stopped: ("view", irp, mdl) -> (generation, MachineView, trace record fields);
+        ("kind", address) -> (host, "irp" | "mdl" | "object") or None."""
+
+    def want_view(self) -> None:
+        """Running: the machine's thread builds a view at its next hand-off and pushes it to
+        `view_output(generation, view, records)` (called on the thread waiting in `execute`)."""
+
+    @property
+    def halted_info(self) -> Any:
+        """The bug check that halted the machine (BugCheckInfo without live frames), or None."""

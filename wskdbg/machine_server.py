@@ -17,8 +17,14 @@ serves it now (break-ins are SIGUSR1 to that pid).
 
 Every process holds the read end of the front end's *lifeline* pipe: when the front end closes
 or dies, they all read EOF and exit.  `MachineProxy.close()` also kills them and waits until
-none is left.  The TUI keeps the in-process Engine (it reads world objects directly), so its
-time travel re-executes.
+none is left.
+
+The TUI (`views=True`).  Its views are fed from here too: the server keeps a
+`wskdbg.tui.machine_side.MachineSide` (an event tap and the builders of `MachineView`s, trace
+records and MDL pictures) next to the engine, so checkpoints copy it with the world and a
+runner's replay brings it to the target.  Stopped, the TUI asks (`view_request`); while a
+command runs it sends SIGUSR2 (`want_view`) and the machine's thread pushes a view, with the
+trace records since the last one, at its next hand-off.  Nothing the TUI draws is a live object.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -47,20 +54,40 @@ def _jsonable_line(line: Any) -> Any:
     return line
 
 
+def _plain_bugcheck(info: Any) -> Any:
+    """A bug check as the front end gets it: without `extra` (live frames, read here by !analyze)."""
+    import dataclasses
+    return dataclasses.replace(info, extra={}) if info is not None else None
+
+
 class MachineServer:
     """The server's side: one Engine, serving requests from the front end's pipe."""
 
     def __init__(self, make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
-                 every: int, cap: int) -> None:
+                 every: int, cap: int, views: bool = False) -> None:
         self.requests = requests
         self.replies = replies
+        self._send_lock = threading.Lock()  # the machine's thread pushes views while the debugger's answers
         self.engine = make_engine()
+        self.views: Any = None
+        if views:  # before the first checkpoint: every copy of the machine has its tap
+            from wskdbg.tui.machine_side import MachineSide
+            self.views = MachineSide(self.engine, push=self._push_view)
         self.checkpoints = Checkpointer(directory, lifeline, self.send, every=every, cap=cap)
         self.checkpoints.install(self.engine)
         self._wire(self.engine)
 
     def send(self, message: Any) -> None:
-        send_message(self.replies, message)
+        with self._send_lock:
+            send_message(self.replies, message)
+
+    def _push_view(self, generation: int, view: Any, records: list[Any]) -> None:
+        self.send(("view", generation, view, records))
+
+    def want_view(self) -> None:
+        """SIGUSR2 from the TUI: build a view at the next hand-off."""
+        if self.views is not None:
+            self.views.want_view()
 
     def _wire(self, engine: Any, live: bool = False) -> None:
         """Output while the machine runs goes to the front end as it happens when the front end has a
@@ -75,7 +102,7 @@ class MachineServer:
                                   "printed_addresses": list(eng.printed_addresses[-200:]),
                                   "checkpoints": [(r.number, r.pid, r.events_run, r.seq, r.time_ns) for r in self.checkpoints.records],
                                   "replayed_handoffs": eng.replayed_handoffs, "prompt": eng.prompt(),
-                                  "evicted": self.checkpoints.evicted}
+                                  "evicted": self.checkpoints.evicted, "bugcheck": _plain_bugcheck(eng.scheduler.halted)}
         self.checkpoints.evicted = []
         try:
             thread = eng.current_thread()
@@ -130,6 +157,12 @@ class MachineServer:
                 self.send(("status", self.status()))
             elif kind == "names":
                 self.send(("names", self.engine.command_names()))
+            elif kind == "tui" and self.views is not None:
+                try:
+                    answer: Any = ("ok", self.views.handle(message[1]))
+                except Exception as exc:  # a view must never take the machine down
+                    answer = ("error", f"{type(exc).__name__}: {exc}")
+                self.send(("tui", answer))
 
     def _symbols(self) -> list[tuple[str, list[str]]]:
         try:
@@ -144,7 +177,8 @@ class MachineServer:
         eng = self.engine
         payload = {"state": export_debugger_state(eng), "plan": handover.plan, "line": _jsonable_line(handover.line),
                    "checkpoints": list(self.checkpoints.records), "next_number": self.checkpoints.next_number,
-                   "live": eng.live_output is not None}
+                   "live": eng.live_output is not None,
+                   "views": self.views.handover_state() if self.views is not None else None}
         if eng.log_file is not None:
             eng.log_file.flush()
         self.send(("handover", handover.checkpoint.pid))
@@ -160,17 +194,22 @@ class MachineServer:
         self._wire(eng, payload["live"])
         self.checkpoints.adopt(payload["checkpoints"], payload["next_number"])
         adopt_debugger_state(eng, payload["state"])
+        if self.views is not None:
+            self.views.adopt(payload.get("views"))
         signal.signal(signal.SIGUSR1, lambda signum, frame: eng.break_in())
+        signal.signal(signal.SIGUSR2, lambda signum, frame: self.want_view())
         line = payload["line"]
         self.answer(eng.continue_line(line, first=lambda: perform(eng, payload["plan"])))
 
 
 def _server_main(make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
-                 every: int, cap: int) -> None:
+                 every: int, cap: int, views: bool = False) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl+C is the front end's to turn into a break-in
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkpoints and runners are reaped by the kernel
-    server = MachineServer(make_engine, requests, replies, lifeline, directory, every, cap)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # (its default would end the process before the server is up)
+    server = MachineServer(make_engine, requests, replies, lifeline, directory, every, cap, views)
     signal.signal(signal.SIGUSR1, lambda signum, frame: server.engine.break_in())
+    signal.signal(signal.SIGUSR2, lambda signum, frame: server.want_view())
     server.serve()
 
 
@@ -207,11 +246,15 @@ class MachineProxy:
 
     def __init__(self, make_engine: Callable[[], Any], *, every: int = DEFAULT_EVERY, cap: int = DEFAULT_CAP,
                  live_output: Callable[[str], None] | None = None,
-                 progress_output: Callable[[str], None] | None = None) -> None:
+                 progress_output: Callable[[str], None] | None = None, views: bool = False) -> None:
         if not SUPPORTED:
             raise MachineServerError("checkpoints need fork() (POSIX)")
         self.live_output = live_output
         self.progress_output = progress_output
+        self.views = views
+        # The TUI's: called with (generation, MachineView, trace records) for each view the server
+        # pushes while a command runs (on the thread that reads the reply: the one in execute).
+        self.view_output: Callable[[int, Any, list[Any]], None] | None = None
         self.script_dirs: list[str] = []
         self.directory = tempfile.mkdtemp(prefix="wskdbg-cp-")
         req_r, self._requests = os.pipe()
@@ -226,7 +269,7 @@ class MachineProxy:
                 os.close(self._requests)
                 os.close(self._replies)
                 os.close(self._lifeline)
-                _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap)
+                _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap, views)
             except SystemExit as exc:  # the lab refused to start (e.g. --cpu-hosts names no host)
                 send_message(rep_w, ("fatal", str(exc.code)))
                 status = 2
@@ -270,6 +313,9 @@ class MachineProxy:
             elif kind == "progress":
                 if self.progress_output is not None:
                     self.progress_output(message[1])
+            elif kind == "view":
+                if self.view_output is not None:
+                    self.view_output(*message[1:])
             elif kind == "handover":
                 self._waiting_on = message[1]
                 self.known_pids.add(message[1])
@@ -305,11 +351,38 @@ class MachineProxy:
         send_message(self._requests, (kind,))
         return self._read()[1]
 
+    def _ask_with(self, kind: str, argument: Any) -> Any:
+        send_message(self._requests, (kind, argument))
+        return self._read()[1]
+
     def break_in(self) -> None:
         try:
             os.kill(self.live_pid, signal.SIGUSR1)
         except OSError:
             pass
+
+    # -- the TUI's views (views=True) ---------------------------------------------------------------
+    def view_request(self, request: tuple) -> Any:
+        """Ask the machine side (wskdbg.tui.machine_side.MachineSide.handle) while the machine is
+        stopped: ("view", irp, mdl) -> (generation, MachineView, trace records), ("kind", address)."""
+        if not self.views:
+            raise MachineServerError("this machine server keeps no views (views=False)")
+        status, answer = self._ask_with("tui", request)
+        if status != "ok":
+            raise MachineServerError(f"the machine server could not build the view: {answer}")
+        return answer
+
+    def want_view(self) -> None:
+        """While a command runs: the machine's thread pushes a view at its next hand-off (view_output)."""
+        try:
+            os.kill(self.live_pid, signal.SIGUSR2)
+        except OSError:
+            pass
+
+    @property
+    def halted_info(self) -> Any:
+        """The bug check that halted the machine (BugCheckInfo), as of the last answer."""
+        return self._status.get("bugcheck")
 
     # -- what front ends read -------------------------------------------------------------------
     def prompt(self) -> str:

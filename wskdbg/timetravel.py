@@ -32,8 +32,13 @@ here (`Plan`), raised as `HandOver`, and finished by a process forked from the
 latest checkpoint before the target, which replays from there with this very
 seek: `rebuild()` in such a process is "start from the checkpoint"
 (`start_here_once`).  p- and g- scan in a fork of the nearest checkpoint, and
-of earlier ones only when they find too little.  In-process engines (the TUI,
-a bridged session, a trip from inside a script) re-execute as before.
+of earlier ones only when they find too little.  In-process engines (a bridged
+session, WSKDBG_CHECKPOINTS=0) re-execute as before, and so does a trip from inside
+a script, `.foreach` or a breakpoint command: a hand-over moves the session to
+another process, and only a command line's continuation (`LineState`: the rest of
+the line) is data that can go with it; an enclosing script, loop or breakpoint
+command is a Python call stack in this process (wskdbg.script, the control-flow
+tokens, the run that is paused mid-event under a breakpoint command).
 
 Limits: breakpoint pass counts and hit counts are debugger state and do not go
 back; a bridge to the real world makes time travel unavailable (its inputs are

@@ -12,8 +12,12 @@ winsrv, K chosen for about H hand-offs) with `g`, then times, wall clock, one co
   !tt   to a position noted 2,000 hand-offs before the end (`!tt E:S`)
   !tt50 to the middle of the trace (`!tt 50`: how far back grows with the run, so this one does)
 
-"with" is the machine server with checkpoints (what the REPL, `wskdbg run` and `-c` use); "without"
-is the in-process engine, which re-executes from the start of the trace.  The last lines print
+"with" is the machine server with checkpoints (what the REPL, `wskdbg run`, `-c` and the TUI use);
+"without" is the in-process engine, which re-executes from the start of the trace.
+
+`--tui` also times `t-` through the TUI (Textual's headless pilot: from the key to the views
+repainted, trace included): "tui" with the machine server (views built there), "tui-local" with
+an in-process engine (what the TUI did before it used the server; quick mode only up to 100,000).  The last lines print
 the ratios (largest size ÷ smallest).  Quick mode (the default) runs "without" only up to 100,000
 hand-offs (about 3 minutes in all); --full runs it at every size.  The notes give the memory of
 the machine server and its checkpoints (Linux /proc).  Nothing is asserted.
@@ -111,18 +115,55 @@ def run(kind: str, size: int, every: int, cap: int) -> tuple[int, dict[str, floa
         engine.close()
 
 
+def run_tui(kind: str, size: int, every: int, cap: int) -> tuple[int, float]:
+    """`t-` through the TUI after a run of about `size` hand-offs: (hand-offs, seconds)."""
+    import asyncio
+
+    from wskdbg.tui.app import WskdbgApp
+    engine: Any = (MachineProxy(lambda: Engine(seed=1), every=every, cap=cap, views=True) if kind == "tui"
+                   else Engine(seed=1))
+    app = WskdbgApp(engine, poll_hz=0, cursor_blink=False)
+    connections = max(1, size // HANDOFFS_PER_CONNECTION)
+    out: dict[str, Any] = {}
+
+    async def command(line: str) -> str:
+        pane = app.command_pane
+        before = len(pane.transcript)
+        app.run_command(line)
+        await app.settle()
+        return "\n".join(pane.transcript[before + 1:])
+
+    async def main() -> None:
+        async with app.run_test(size=(120, 40)):
+            await app.ready.wait()
+            await command(f"!httperf --server winsrv --uri /index.html --num-conns 0n{connections}")
+            await command("g")
+            start = time.perf_counter()
+            text = await command("t-")
+            out["took"] = time.perf_counter() - start
+            out["seq"] = int(position_of(text).split(":")[1], 16)
+
+    try:
+        asyncio.run(main())
+    finally:
+        engine.close()
+    return out["seq"], out["took"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="hand-off counts (comma-separated)")
     parser.add_argument("--full", action="store_true", help="also time re-execution at every size")
     parser.add_argument("--every", type=int, default=10_000, help="hand-offs between checkpoints")
     parser.add_argument("--cap", type=int, default=12, help="checkpoint processes kept")
+    parser.add_argument("--tui", action="store_true", help="also time t- through the TUI")
+    parser.add_argument("--tui-only", action="store_true", help="only the TUI figures")
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",")]
     results: dict[str, dict[int, dict[str, float]]] = {"with": {}, "without": {}}
     print(f"time travel: seconds per command (checkpoints every {args.every:,} hand-offs, at most {args.cap})")
     print(f"{'engine':<9}{'hand-offs':>11}  " + "".join(f"{op:>8}" for op in OPS) + "   notes")
-    for size in sizes:
+    for size in sizes if not args.tui_only else ():
         for kind in ("with", "without"):
             if kind == "without" and not args.full and size > 100_000:
                 continue
@@ -136,6 +177,19 @@ def main(argv: list[str] | None = None) -> int:
             a, b = results[kind][small], results[kind][large]
             print(f"ratio {kind:<8} ({large:,} / {small:,}): "
                   + "  ".join(f"{op} {b[op] / a[op]:.2f}" for op in OPS))
+    if args.tui or args.tui_only:
+        tui: dict[str, dict[int, float]] = {"tui": {}, "tui-local": {}}
+        print("t- through the TUI: seconds from the command to the views repainted")
+        for size in sizes:
+            for kind in ("tui", "tui-local"):
+                if kind == "tui-local" and not args.full and size > 100_000:
+                    continue
+                handoffs, took = run_tui(kind, size, args.every, args.cap)
+                tui[kind][size] = took
+                print(f"{kind:<10}{handoffs:>11,}  t- {took:8.3f}", flush=True)
+        for kind, figures in tui.items():
+            if small in figures and large in figures and large != small:
+                print(f"ratio {kind} t- ({large:,} / {small:,}): {figures[large] / figures[small]:.2f}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     print(f"front end peak RSS {rss} MiB (machine servers are separate processes)", file=sys.stderr)
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from wskdbg.checkpoints import SUPPORTED, process_alive
+from wskdbg.checkpoints import SUPPORTED, CheckpointRecord, Checkpointer, process_alive
 from wskdbg.engine import Engine
 from wskdbg.machine_server import MachineProxy, open_engine
 from wskdbg.timetravel import ReplayProgress, Target
@@ -211,3 +211,29 @@ def test_p_back_and_g_back_scan_and_replay_only_after_the_nearest_checkpoint(pro
     assert "Breakpoint 0 hit" in proxy.execute("g-").text
     assert proxy.replayed_handoffs - before <= 2 * (here - nearest)
     assert here > 10 * (here - nearest)  # re-execution would have replayed ten times as much, twice
+
+
+class _PolicyOnly(Checkpointer):
+    """The eviction policy alone: records without processes (nothing to kill)."""
+
+    def _kill(self, rec: CheckpointRecord) -> None:
+        self.evicted.append(rec.pid)
+
+
+def _kept_after(run: int, every: int = 10_000, cap: int = 12) -> list[int]:
+    cps = _PolicyOnly("/nonexistent", -1, lambda message: None, every=every, cap=cap)
+    cps.records.append(CheckpointRecord(0, 0, "", 0, 0, 0, start=True))
+    for seq in range(every, run + 1, every):
+        cps.records.append(CheckpointRecord(seq, seq, "", seq, seq, 0))
+        cps._evict(seq)
+    return [r.seq for r in cps.records]
+
+
+@pytest.mark.parametrize("run", [1_000_000, 4_000_000])
+def test_old_checkpoints_stay_evenly_spaced_so_a_far_trip_replays_a_bounded_fraction(run: int) -> None:
+    kept = _kept_after(run)
+    assert len(kept) == 12 and kept[0] == 0 and kept[-1] == run  # the start and the newest stay
+    gaps = [b - a for a, b in zip(kept, kept[1:])]
+    # `!tt 50` (or any far trip) replays at most a fifth of the trace (a third when every age counted)
+    assert max(gaps) <= run // 5
+    assert gaps[-1] <= 20_000  # and t-, p-, g- near the present stay short (the newest is at most `every` old)

@@ -17,7 +17,7 @@ def fake_tui(monkeypatch, tmp_path):
     calls: list[dict[str, Any]] = []
 
     def run_app(engine: Any = None, **options: Any) -> None:
-        calls.append({"engine": engine, **options})
+        calls.append({"engine": engine, "host": engine.current_host if engine is not None else "", **options})
 
     monkeypatch.setattr(app, "run_app", run_app)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
@@ -30,7 +30,7 @@ def test_first_start_opens_the_tui_with_the_tour_and_later_starts_do_not(fake_tu
     assert cli.main(["--world", "kernel"]) == 0
     assert [call["tour_on_start"] for call in fake_tui] == [True, False]
     assert fake_tui[0]["seed"] == 4 and fake_tui[0]["engine"] is not None
-    assert fake_tui[0]["engine"].kernel.name  # the engine the options describe, not a default one
+    assert fake_tui[0]["host"]  # the engine the options describe (in its machine server), not a default one
 
 
 def test_tour_subcommand_is_registered_and_takes_the_seed_after_the_file():

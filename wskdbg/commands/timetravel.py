@@ -28,11 +28,12 @@ stops at the target.  Addresses, IRPs and call stacks (k) are the same as the fi
 Landing where an input was issued lands just before it; the next t, p or g applies it and runs on,
 so going forward replays the recorded future.  A new input issued in the past discards the inputs
 recorded after it (a note says so); issuing exactly the next recorded input just follows history.
-Cost: the REPL, `wskdbg run` and `wskdbg -c` keep checkpoints (.checkpoints lists them), so a trip
-back replays only from the latest checkpoint before its target: a few thousand hand-offs for t-, p-
-and g- however long the session has run.  Without them (the TUI, WSKDBG_CHECKPOINTS=0, not POSIX)
-each trip re-executes from the start of the trace (the last .reboot).  A trip that takes more than
-half a second shows `Replaying N% ...` on stderr (never in the transcript).
+Cost: the REPL, `wskdbg run`, `wskdbg -c` and the TUI keep checkpoints (.checkpoints lists them), so
+a trip back replays only from the latest checkpoint before its target: a few thousand hand-offs for
+t-, p- and g- however long the session has run.  Without them (WSKDBG_CHECKPOINTS=0, not POSIX, a
+bridge) and for a trip inside a script ($$<), .foreach or a breakpoint command, a trip re-executes
+from the start of the trace (the last .reboot).  A trip that takes more than half a second shows
+`Replaying N% ...` on stderr (in the TUI: its status bar), never in the transcript.
 Limits: breakpoint hit and pass counts do not go back; output printed during the replay (DbgPrint,
 traffic reports) is not printed again; not available with a bridge attached."""
 

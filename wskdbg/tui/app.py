@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 from functools import partial
 from typing import Any, Callable, Iterable
@@ -27,21 +28,17 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Input, TabbedContent, TabPane
 
-from stack.kernel.events import Event
-from stack.kernel.irp import Irp
-from stack.kernel.mdl import Mdl
-
 from .command_pane import CommandPane
 from .crash_screen import CrashScreen
 from .irp_view import IrpView
 from .link import BUGCHECKED, RUNNING, EngineLink, Position
+from .machine_side import event_record  # noqa: F401  (the trace's record of an event; tests import it here)
 from .mdl_view import MdlView
 from .network_view import NetworkView
 from .source_view import SourceView
 from .stack_view import StackView
 from .status_bar import StatusBar
 from .tour import TourScreen
-from wskdbg.trace.record import TraceRecord
 from .trace_view import TracePane
 
 TAB_IDS = {"irps": "tab-irps", "mdl": "tab-mdl", "trace": "tab-trace", "network": "tab-network",
@@ -56,28 +53,6 @@ WELCOME = ("wskdbg - a kernel debugger for an emulated Windows network stack.  "
            "F2 F3 F4 F6 F12 views · F7 stack · F8 command line · .help")
 
 
-def event_record(event: Event) -> TraceRecord:
-    """A bus event as a trace line: WPP messages keep their provider, flag and level."""
-    if event.kind == "wpp":
-        return TraceRecord(event.seq, event.time_ns, event.host, getattr(event, "provider", "wpp"),
-                           getattr(event, "flag", None), int(getattr(event, "level", 4) or 4),
-                           f"{getattr(event, 'function', '')}: {getattr(event, 'text', '')}")
-    kind = event.kind
-    if kind == "bugcheck":
-        level = 1
-    elif kind in ("irp.cancel",) or kind.endswith(".drop"):
-        level = 3
-    elif kind in ("call", "ret"):
-        level = 5
-    else:
-        level = 4
-    try:
-        text = event.describe()
-    except Exception as exc:  # a broken describe() must not kill the trace
-        text = f"{kind} (describe failed: {type(exc).__name__})"
-    return TraceRecord(event.seq, event.time_ns, event.host, "event:" + kind.partition(".")[0], None, level, text)
-
-
 def _clears(data: Any) -> bool:
     """Whether a command line ran `.cls` (alone: its data; in `a; .cls; b`: one of the list's)."""
     parts = data if isinstance(data, list) else [data]
@@ -85,10 +60,13 @@ def _clears(data: Any) -> bool:
 
 
 def default_engine(seed: int = 1) -> Any:
-    """The engine over the standard lab (winsrv running echosrv and khttpd, client, dns, httpbin)."""
+    """The engine over the standard lab (winsrv running echosrv and khttpd, client, dns, httpbin):
+    in a machine server with checkpoints (wskdbg.machine_server) where fork() exists and
+    WSKDBG_CHECKPOINTS is not 0, in this process otherwise."""
     from wskdbg.engine import Engine  # imported late: the TUI module must import without it
+    from wskdbg.machine_server import open_engine
 
-    return Engine(seed=seed)
+    return open_engine(lambda: Engine(seed=seed), views=True)
 
 
 class MainScreen(Screen):
@@ -162,10 +140,12 @@ class WskdbgApp(App[None]):
                  poll_hz: float = 10.0, tour_on_start: bool = False, cursor_blink: bool = True,
                  theme: str | None = None) -> None:
         super().__init__()
+        self._owns_engine = engine is None  # closed when the app ends (its server and checkpoints with it)
         if engine is None:
             engine = engine_factory() if engine_factory is not None else default_engine(seed)
         self.engine = engine
         self.link = EngineLink(engine)
+        self.link.progress_output = self._progress_from_any_thread
         self.poll_interval = 1.0 / poll_hz if poll_hz > 0 else 0.0
         self.tour_on_start = tour_on_start
         self.cursor_blink = cursor_blink
@@ -178,6 +158,7 @@ class WskdbgApp(App[None]):
         self.main: MainScreen | None = None
         self.commands_run = 0
         self._saved_switch_interval = sys.getswitchinterval()
+        self.progress_seen: list[str] = []  # every progress line shown (tests)
         self.ready = asyncio.Event()  # set once the first paint has wired everything up
 
     # -- startup -----------------------------------------------------------------------
@@ -192,6 +173,22 @@ class WskdbgApp(App[None]):
 
     def on_unmount(self) -> None:
         sys.setswitchinterval(self._saved_switch_interval)
+        if self._owns_engine:
+            self.engine.close()
+
+    def _progress_from_any_thread(self, text: str) -> None:
+        """`Replaying N% ...` of a trip in time: the status bar shows it, never the transcript."""
+        self.progress_seen.append(text)
+        if threading.get_ident() == self._thread_id:
+            self._show_progress(text)
+        elif self._loop is not None:  # never wait for the UI: it may be waiting for the machine
+            self._loop.call_soon_threadsafe(self._show_progress, text)
+
+    def _show_progress(self, text: str) -> None:
+        try:
+            self.status_bar.show_progress(text)
+        except NoMatches:
+            pass
 
     def _after_first_paint(self) -> None:
         if not self.cursor_blink:
@@ -270,6 +267,7 @@ class WskdbgApp(App[None]):
             pane.clear()
         pane.write_output(output.text, error=output.error)
         pane.set_prompt(self.link.prompt(), busy=False)
+        self.status_bar.show_progress("")
         self.refresh_views(force=True)
 
     @on(CommandPane.Submitted)
@@ -292,10 +290,13 @@ class WskdbgApp(App[None]):
         if self.main is None or not self.main.is_attached:
             return None
         link = self.link
+        view = link.view()
         if link.sync_world():
             self._on_new_world()
             force = True
-        view = link.view()
+            view = link.view()
+        if view is None:  # the machine server has not sent a view of this run yet
+            return None
         position = view.position
         self.status_bar.show(position)
         self._feed_trace()
@@ -309,27 +310,26 @@ class WskdbgApp(App[None]):
             if not running or force or now - self._last_slow >= SLOW_REFRESH_S:
                 self._last_slow = now
                 self.irp_view.show(view.irps, view.irp_detail)
-                self.network_view.show(view.connections, view.tcp_stats)
-                if not running:
-                    self.mdl_view.refresh_contents(force=True)
+                self.network_view.show(view.connections, view.tcp_stats, view.segments)
+                self.mdl_view.show_picture(view.mdl)
         self._check_crash(position)
         return position
 
     def _feed_trace(self, limit: int | None = DRAIN_PER_TICK) -> None:
-        tap = self.link.tap
         while True:
-            events = tap.drain(limit or 100_000)
-            if events:
-                self.trace_pane.append(event_record(e) for e in events)
-            if limit is not None or not events:
+            records = self.link.drain_records(limit or 100_000)
+            if records:
+                self.trace_pane.append(records)
+            if limit is not None or not records:
                 return
 
     def _on_new_world(self) -> None:
         if self.link.generation > 1:
             self.command_pane.write_note("--- a new machine (reboot): views reset ---")
-        self.mdl_view.show_mdl(None)
+        self.mdl_view.show_picture(None)
         self.irp_view.selected = None
         self.link.selected_irp = None
+        self.link.selected_mdl = None
         self.network_view.selected = None
 
     def _check_crash(self, position: Position) -> None:
@@ -412,14 +412,15 @@ class WskdbgApp(App[None]):
 
     def action_inspect_address(self, address: int) -> None:
         """Clicking an address anywhere: IRPs and MDLs open in their views, others are dumped."""
-        found = self.link.object_at(address)
-        obj = found[1] if found else None
-        if isinstance(obj, Irp):
+        found = self.link.object_kind(address)
+        kind = found[1] if found else None
+        if kind == "irp":
             self.irp_view.select(found[0], address)  # type: ignore[index]
             self.action_show_tab("irps")
             self.run_command(f"!irp {address:x}")
-        elif isinstance(obj, Mdl):
-            self.mdl_view.show_mdl(obj, f"MDL {address:x}")
+        elif kind == "mdl":
+            self.link.selected_mdl = ("mdl", address)
+            self.mdl_view.show_picture(self.link.view().mdl)
             self.action_show_tab("mdl")
             self.run_command(f"dt _MDL {address:x}")
         else:
@@ -427,11 +428,9 @@ class WskdbgApp(App[None]):
 
     @on(IrpView.Selected)
     def _on_irp_selected(self, event: IrpView.Selected) -> None:
-        found = self.link.object_at(event.address)
-        irp = found[1] if found else None
-        mdl = getattr(irp, "mdl_address", None) if isinstance(irp, Irp) else None
-        self.mdl_view.show_mdl(mdl if isinstance(mdl, Mdl) else None,
-                               f"IRP {event.address:x}" if mdl is not None else "")
+        self.link.selected_mdl = ("irp", event.host, event.address)
+        if not self.link.running:
+            self.mdl_view.show_picture(self.link.view().mdl)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

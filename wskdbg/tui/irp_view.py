@@ -137,7 +137,7 @@ class IrpView(Vertical):
         self.selected = (host, address)
         self.link.selected_irp = self.selected  # the machine-side view renders this one's !irp
         if not self.link.running:
-            self._show_detail(irp_text(self.link.engine, host, address))
+            self._show_detail(self.link.view().irp_detail)
         self.post_message(self.Selected(host, address))
 
     @property

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from stack.kernel.events import Event
 
-from wskdbg.engine_api import DebuggerEngine
+from wskdbg.engine_api import DebuggerEngine, RemoteViews
 
 RUNNING = "running"
 BROKEN = "broken in"
@@ -135,6 +135,7 @@ class EventTap:
         self.view_builder: Callable[[], Any] | None = None
         self.view: Any = None
         self.view_error = ""
+        self.queue_after = -1  # queue only hand-offs past this one (machine_side: after a trip back)
 
     def attach(self, bus: Any) -> None:
         """Subscribe first in line: the engine's own subscriber may block the machine
@@ -165,9 +166,10 @@ class EventTap:
     # Runs on the machine's thread for every event: keep it short.
     def on_event(self, event: Event) -> None:
         with self._lock:
-            if len(self.queue) == self.MAX_QUEUED:
-                self.dropped += 1
-            self.queue.append(event)
+            if event.seq > self.queue_after:
+                if len(self.queue) == self.MAX_QUEUED:
+                    self.dropped += 1
+                self.queue.append(event)
             layer = layer_of_event(event)
             if layer is not None:
                 key = (event.host, layer)
@@ -214,6 +216,11 @@ class EventTap:
             n = min(limit, len(queue))
             return [queue.popleft() for _ in range(n)]
 
+    def drop_queued_through(self, seq: int) -> None:
+        """Forget queued events up to hand-off `seq` (the front end has them already)."""
+        with self._lock:
+            self.queue = deque((e for e in self.queue if e.seq > seq), maxlen=self.MAX_QUEUED)
+
     def irp_notes(self) -> list[IrpNote]:
         """Copies, in the order the IRPs were first seen."""
         with self._lock:
@@ -258,33 +265,54 @@ class CommandOutput:
 
 
 class EngineLink:
-    """Hands the views `MachineView`s and runs commands through the engine."""
+    """Hands the views `MachineView`s and runs commands through the engine.
+
+    Two ways to the machine, one kind of data: with a `MachineProxy` (the machine in a server
+    process, time travel from checkpoints) every view, trace record and MDL picture is built in
+    the server (wskdbg.tui.machine_side) and comes down its pipe; with an in-process engine the
+    same `MachineSide` runs here.  Either way the views draw only plain data."""
 
     def __init__(self, engine: DebuggerEngine) -> None:
+        from .machine_side import MachineSide
         self.engine = engine
-        self.tap = EventTap()
-        self.tap.view_builder = self._build_running_view
+        self.remote = isinstance(engine, RemoteViews)  # a MachineProxy with views
+        self.side: Any = None if self.remote else MachineSide(engine)
         self.generation = 0
-        self._world: Any = None
+        self._seen_generation: int | None = None
         self._running = threading.Event()  # a command is executing on a worker thread
         self._view: Any = None  # the last MachineView handed out
+        self._pushed: Any = None  # remote: the latest view the server pushed while running
+        self._asked = False  # remote: a running view was asked for and has not come yet
+        self._records: deque[Any] = deque()  # remote: trace records that came with views
         self.selected_irp: tuple[str, int] | None = None  # (host, address) whose !irp the view carries
-        self.sync_world()
+        self.selected_mdl: tuple | None = None  # what the MDL view follows (machine_side.MdlChoice)
+        self.progress_output: Callable[[str], None] | None = None  # "Replaying N% ..." (a trip in time)
+        if self.remote:
+            engine.view_output = self._on_pushed  # type: ignore[attr-defined]
+            engine.progress_output = self._on_progress  # type: ignore[attr-defined]
+        else:
+            self.generation = self.side.generation
+            engine.progress_output = self._on_progress  # type: ignore[attr-defined]
 
     # -- the machine ------------------------------------------------------------------
     def sync_world(self) -> bool:
-        """Re-attach after `.reboot` replaced the world; True when it changed.  (Reads only the
-        engine's reference to its world, which changes only between commands.)"""
-        world = self.engine.world
-        if world is self._world:
-            return False
-        self._world = world
-        self.tap.reset()
-        self.tap.attach(world.bus)
-        self.generation += 1
-        self._view = None
-        self.selected_irp = None
-        return True
+        """True once after the machine was replaced (.reboot, a re-executed trip): views reset."""
+        if not self.remote and not self.running:
+            self.side.sync()
+            self.generation = self.side.generation
+        changed = self._seen_generation is not None and self.generation != self._seen_generation
+        self._seen_generation = self.generation
+        if changed:
+            self._view = None
+            self.selected_irp = None
+            self.selected_mdl = None
+        return changed
+
+    @property
+    def tap(self) -> EventTap:
+        """The in-process event tap (tests of the in-process path)."""
+        assert self.side is not None, "the machine runs in a server: its tap is there"
+        return self.side.tap
 
     @property
     def running(self) -> bool:
@@ -295,42 +323,76 @@ class EngineLink:
             self._running.set()
         else:
             self._running.clear()
+            self._asked = False
+            self._pushed = None  # a view of the run that ended (never shown in the next one)
+            if self.side is not None:
+                self.side.tap.view = None
 
     def view(self) -> Any:
         """The machine as the views show it now (UI thread).
 
-        Stopped: built here and now.  A command in flight: the view the machine's thread built
-        at its latest hand-off (and a new one is asked for); the previous one until it comes.
-        """
+        Stopped: built now where the machine lives.  A command in flight: the view the machine's
+        thread built at its latest hand-off (and a new one is asked for); the previous one until
+        it comes."""
         if not self.running:
-            self._view = self._build_view(BROKEN)
+            self._view = self._stopped_view()
             return self._view
-        self.tap.want_view = True
-        fresh = self.tap.view
+        if self.remote:
+            if not self._asked:
+                self._asked = True
+                self.engine.want_view()  # type: ignore[attr-defined]
+            fresh, self._pushed = self._pushed, None
+        else:
+            side = self.side
+            side.selected_irp, side.selected_mdl = self.selected_irp, self.selected_mdl
+            side.want_view()
+            fresh, side.tap.view = side.tap.view, None
         if fresh is not None:
-            self.tap.view = None
             self._view = fresh
-        if self._view is None:  # nothing built yet for this world: what the stopped machine was
-            self._view = self._build_view(RUNNING)
+        if self._view is None:  # nothing built yet: what the stopped machine was
+            self._view = self._stopped_view() if not self.remote else None
         return self._view
 
-    def _build_running_view(self) -> Any:
-        return self._build_view(RUNNING)
+    def _stopped_view(self) -> Any:
+        if self.remote:
+            generation, view, records = self.engine.view_request(  # type: ignore[attr-defined]
+                ("view", self.selected_irp, self.selected_mdl))
+            self.generation = generation
+            self._records.extend(records)
+            return view
+        side = self.side
+        side.sync()
+        self.generation = side.generation
+        side.selected_irp, side.selected_mdl = self.selected_irp, self.selected_mdl
+        return side.view(BROKEN)
 
-    def _build_view(self, state: str) -> Any:
-        from .snapshot import build_view  # the views' row builders import this module
-        return build_view(self, state)
+    def _on_pushed(self, generation: int, view: Any, records: list[Any]) -> None:
+        """(Worker thread, remote) a view the server built at a hand-off while the command runs."""
+        self.generation = generation
+        self._records.extend(records)
+        self._pushed = view
+        self._asked = False
+
+    def _on_progress(self, text: str) -> None:
+        if self.progress_output is not None:
+            self.progress_output(text)
+
+    def drain_records(self, limit: int = 100_000) -> list[Any]:
+        """Trace records of the events since the last drain (UI thread)."""
+        if not self.remote:
+            return self.side.drain(limit)
+        from wskdbg.trace.record import TraceRecord
+        records = self._records  # field tuples from the server
+        return [TraceRecord(*records.popleft()) for _ in range(min(limit, len(records)))]
 
     def position(self) -> Position:
         return self.view().position
 
     def bugcheck(self) -> Any:
-        """The bug check that halted the machine (a reference read; acted on only when stopped)."""
-        return self._world.scheduler.halted if self._world is not None else None
-
-    def kernels(self) -> dict[str, Any]:
-        """Host -> kernel.  Read the objects only while the machine is stopped (or on its thread)."""
-        return self.engine.kernels
+        """The bug check that halted the machine (from the latest status or view)."""
+        if self.remote:
+            return self.engine.halted_info  # type: ignore[attr-defined]
+        return self.side.engine.world.scheduler.halted
 
     # -- commands --------------------------------------------------------------------------
     def prompt(self) -> str:
@@ -352,12 +414,11 @@ class EngineLink:
         return sorted(self.engine.command_names())
 
     # -- objects (the machine is stopped) -----------------------------------------------------
-    def object_at(self, address: int) -> tuple[str, Any] | None:
-        """(host, object) for a live emulated object at `address`; None while a command runs."""
+    def object_kind(self, address: int) -> tuple[str, str] | None:
+        """(host, "irp" | "mdl" | "object") for an emulated object at `address`; None while a
+        command runs or when nothing is there."""
         if self.running:
             return None
-        for host, kernel in self.kernels().items():
-            obj = kernel.addr_objects.get(address)
-            if obj is not None:
-                return host, obj
-        return None
+        if self.remote:
+            return self.engine.view_request(("kind", address))  # type: ignore[attr-defined]
+        return self.side.object_kind(address)

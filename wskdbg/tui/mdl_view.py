@@ -4,10 +4,15 @@ Each box shows one MDL header (address, StartVa, ByteOffset, ByteCount, flags
 and page frames); arrows follow Next.  Below, a `db`-style hex and ASCII dump
 of each MDL's bytes, read through the same zero-copy page views the stack
 uses (the debugger reading memory is not a payload copy, so nothing is counted).
+
+The view draws an `MdlPicture`: plain data (headers and the first bytes of each MDL)
+taken where the machine lives (`mdl_picture`, wskdbg.tui.machine_side), so the TUI
+never holds a live MDL.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
@@ -29,6 +34,43 @@ MAX_CHAIN = 32  # a corrupt (cyclic) chain must not hang the view
 DUMP_BYTES_PER_MDL = 256
 
 
+@dataclass(frozen=True, slots=True)
+class MdlBox:
+    """One MDL's header and the first bytes it describes (or why they cannot be read)."""
+
+    address: int
+    start_va: int
+    byte_offset: int
+    byte_count: int
+    flags: int
+    mapped_system_va: int
+    pfns: tuple[int, ...]
+    virtual_address: int
+    data: bytes | str
+
+
+@dataclass(frozen=True, slots=True)
+class MdlPicture:
+    """A chain of MDLs as the view draws it; `more`: the chain goes on past MAX_CHAIN (or loops)."""
+
+    source: str
+    boxes: tuple[MdlBox, ...]
+    more: bool = False
+
+
+def mdl_boxes(chain: list[Mdl]) -> list[MdlBox]:
+    """Reads the machine: call it where the machine lives, while it is stopped or on its thread."""
+    return [MdlBox(m.address, m.start_va, m.byte_offset, m.byte_count, m.flags, m.mapped_system_va or 0,
+                   tuple(m.pfns), m.virtual_address, mdl_bytes(m)) for m in chain]
+
+
+def mdl_picture(mdl: Mdl | None, source: str = "") -> MdlPicture | None:
+    if mdl is None:
+        return None
+    chain = chain_of(mdl)
+    return MdlPicture(source, tuple(mdl_boxes(chain)), chain[-1].next is not None)
+
+
 def chain_of(mdl: Mdl | None) -> list[Mdl]:
     out: list[Mdl] = []
     seen: set[int] = set()
@@ -39,7 +81,7 @@ def chain_of(mdl: Mdl | None) -> list[Mdl]:
     return out
 
 
-def _box(mdl: Mdl, index: int) -> list[Text]:
+def _box(mdl: MdlBox, index: int) -> list[Text]:
     """One MDL as the lines of a box (all exactly BOX_WIDTH wide)."""
     title = f" MDL {index} "
     top = Text("╭─" + title + "─" * (BOX_INNER - len(title) - 1) + "╮")
@@ -67,7 +109,7 @@ def _box(mdl: Mdl, index: int) -> list[Text]:
     return [top, *rows, bottom]
 
 
-def render_chain(chain: list[Mdl], width: int) -> Text:
+def render_chain(chain: list[MdlBox] | tuple[MdlBox, ...], width: int, more: bool = False) -> Text:
     """Boxes left to right, wrapping to the next row when the width runs out."""
     if not chain:
         return Text("No MDL selected: pick an IRP with an MdlAddress, or click an MDL address.", style="dim")
@@ -86,8 +128,7 @@ def render_chain(chain: list[Mdl], width: int) -> Text:
             if line == height // 2 and start + per_row < len(boxes):
                 out.append(" ──▶ ↵")
             out.append("\n")
-    tail = chain[-1].next
-    out.append("Next = NULL" if tail is None else f"… chain continues ({MAX_CHAIN} shown)", style="dim")
+    out.append(f"… chain continues ({len(chain)} shown)" if more else "Next = NULL", style="dim")
     total = sum(m.byte_count for m in chain)
     out.append(f"   {len(chain)} MDL(s), {total:#x} ({total}) bytes")
     return out
@@ -102,12 +143,12 @@ def mdl_bytes(mdl: Mdl, limit: int = DUMP_BYTES_PER_MDL) -> bytes | str:
     return b"".join(bytes(v) for v in views)
 
 
-def render_dump(chain: list[Mdl], columns: int = 16) -> str:
+def render_dump(chain: list[MdlBox] | tuple[MdlBox, ...], columns: int = 16) -> str:
     lines: list[str] = []
     for i, mdl in enumerate(chain):
         va = mdl.virtual_address
         lines.append(f"MDL {i} at {addr64(mdl.address)}: {mdl.byte_count:#x} bytes at VA {addr64(va)}")
-        data = mdl_bytes(mdl)
+        data = mdl.data
         if isinstance(data, str):
             lines.append("  " + data)
         else:
@@ -119,7 +160,7 @@ def render_dump(chain: list[Mdl], columns: int = 16) -> str:
 
 
 class MdlView(VerticalScroll):
-    """Chain boxes + hex/ASCII dump of the selected MDL chain."""
+    """Chain boxes + hex/ASCII dump of the selected MDL chain (an MdlPicture)."""
 
     DEFAULT_CSS = """
     MdlView { height: 1fr; }
@@ -130,8 +171,7 @@ class MdlView(VerticalScroll):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.mdl: Mdl | None = None
-        self.source = ""
+        self.picture: MdlPicture | None = None
         self._shown: tuple[Any, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -139,24 +179,27 @@ class MdlView(VerticalScroll):
         yield Static(render_chain([], 80), id="mdl-boxes")
         yield Static("", id="mdl-dump")
 
-    def show_mdl(self, mdl: Mdl | None, source: str = "") -> None:
-        self.mdl = mdl
-        self.source = source
-        self.refresh_contents(force=True)
+    @property
+    def source(self) -> str:
+        return self.picture.source if self.picture is not None else ""
+
+    def show_picture(self, picture: MdlPicture | None) -> None:
+        self.picture = picture
+        self.refresh_contents()
 
     def refresh_contents(self, force: bool = False) -> None:
-        chain = chain_of(self.mdl)
+        picture = self.picture
+        chain = picture.boxes if picture is not None else ()
         width = max(BOX_WIDTH, self.content_region.width or 80)
-        # Repaint only when a header field or the width changed (stepping past
-        # unrelated events must not flicker the dump).
-        shown = (width, self.source, *((m.address, m.start_va, m.byte_offset, m.byte_count, m.flags,
-                                         tuple(m.pfns), id(m.next)) for m in chain))
+        # Repaint only when the picture or the width changed (stepping past unrelated events
+        # must not flicker the dump).
+        shown = (width, picture)
         if not force and shown == self._shown:
             return
         self._shown = shown
         title = "MDL chain" + (f" of {self.source}" if self.source else "")
         self.query_one("#mdl-title", Static).update(title)
-        self.query_one("#mdl-boxes", Static).update(render_chain(chain, width))
+        self.query_one("#mdl-boxes", Static).update(render_chain(chain, width, picture.more if picture else False))
         columns = 16 if width >= 78 else 8
         dump = linkify(render_dump(chain, columns)) if chain else Text("")
         dump.no_wrap = True

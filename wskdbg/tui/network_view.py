@@ -14,6 +14,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import ScrollableContainer, Vertical
+from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Static
 
 from .link import EngineLink, SegmentNote
@@ -42,6 +43,11 @@ class ConnRow:
     @property
     def ports(self) -> tuple[int, int]:
         return (_port(self.local), _port(self.remote))
+
+
+def _cells(r: ConnRow) -> tuple[str, ...]:
+    return (r.host, r.local, r.remote, r.state, str(r.snd_una), str(r.snd_nxt), str(r.rcv_nxt),
+            str(r.snd_wnd), str(r.rcv_wnd), str(r.cwnd), f"{r.srtt_ms:.3f}ms", str(r.retrans))
 
 
 def _port(endpoint: str) -> int:
@@ -192,6 +198,7 @@ class NetworkView(Vertical):
     def __init__(self, link: EngineLink, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.link = link
+        self.segments: tuple[SegmentNote, ...] | list[SegmentNote] = ()
         self.rows: list[ConnRow] = []
         self.stats: list[TcpStatsRow] = []
         self.selected: ConnRow | None = None
@@ -212,8 +219,9 @@ class NetworkView(Vertical):
             yield Static("Select a connection to draw its segments.", id="ladder")
 
     def show(self, rows: tuple[ConnRow, ...] | list[ConnRow],
-             stats: tuple[TcpStatsRow, ...] | list[TcpStatsRow] = ()) -> None:
-        """Repaint from a MachineView's rows."""
+             stats: tuple[TcpStatsRow, ...] | list[TcpStatsRow] = (), segments: tuple[SegmentNote, ...] = ()) -> None:
+        """Repaint from a MachineView's rows (and the segments it saw, for the ladder)."""
+        self.segments = segments
         if list(stats) != self.stats:
             self.stats = list(stats)
             table = self.query_one("#tcp-stats", DataTable)
@@ -226,14 +234,10 @@ class NetworkView(Vertical):
                 overload.add_row(s.host, *(str(v) for v in s.overload))
         rows = list(rows)
         if rows != self.rows:
-            self.rows = rows
+            old, self.rows = self.rows, rows
             table = self.query_one("#conn-table", DataTable)
             cursor = table.cursor_row
-            table.clear()
-            for i, r in enumerate(rows):
-                table.add_row(r.host, r.local, r.remote, r.state, str(r.snd_una), str(r.snd_nxt), str(r.rcv_nxt),
-                              str(r.snd_wnd), str(r.rcv_wnd), str(r.cwnd), f"{r.srtt_ms:.3f}ms", str(r.retrans),
-                              key=str(i))
+            self._update_table(table, old, rows)
             if rows:
                 table.move_cursor(row=min(cursor, len(rows) - 1), animate=False)
             if self.selected is not None:  # keep following the same connection by its ports
@@ -243,11 +247,26 @@ class NetworkView(Vertical):
             self.selected = self.rows[0]
         self._draw_ladder()
 
+    @staticmethod
+    def _update_table(table: DataTable, old: list[ConnRow], rows: list[ConnRow]) -> None:
+        """Change only the rows that changed: thousands of TIME_WAIT connections late in a long run
+        must not be redrawn at every step (or trip in time)."""
+        for i in range(len(old) - 1, len(rows) - 1, -1):
+            table.remove_row(str(i))
+        for i, r in enumerate(rows):
+            if i >= len(old):
+                table.add_row(*_cells(r), key=str(i))
+            elif old[i] != r:
+                before = _cells(old[i])
+                for column, value in enumerate(_cells(r)):
+                    if value != before[column]:
+                        table.update_cell_at(Coordinate(i, column), value)
+
     def _draw_ladder(self) -> None:
         sel = self.selected
         if sel is None:
             return
-        segments = self.link.tap.segment_notes()
+        segments = list(self.segments)
         key = (sel, len(segments), segments[-1].seq if segments else 0, self.size.width)
         if key == self._ladder_key:
             return

@@ -122,10 +122,12 @@ class PresentationApp(App[None]):
 
     def refresh_views(self) -> None:
         """The same MachineView as the main app (built on the machine's thread while it runs)."""
-        self.link.sync_world()
         view = self.link.view()
+        self.link.sync_world()
+        if view is None:  # the machine server has not sent a view of this run yet
+            return
         self.query_one(StatusBar).show(view.position)
-        self.link.tap.drain()  # the tour has no trace pane: keep the queue short
+        self.link.drain_records()  # the tour has no trace pane: keep the queue short
         self.query_one(StackView).show(view.picture)
 
     def _show_step(self) -> None:
@@ -192,11 +194,16 @@ def run_tour(path: str | Path, engine: Any = None, *, engine_factory: Callable[[
     except TourScriptError as exc:
         print(f"wskdbg tour: {exc}", file=sys.stderr)
         return 2
+    owned = engine is None
     if engine is None:
         if engine_factory is not None:
             engine = engine_factory()
         else:
             from .app import default_engine
             engine = default_engine(seed)
-    PresentationApp(steps, engine, poll_hz=poll_hz, title=Path(path).name).run()
+    try:
+        PresentationApp(steps, engine, poll_hz=poll_hz, title=Path(path).name).run()
+    finally:
+        if owned:
+            engine.close()
     return 0

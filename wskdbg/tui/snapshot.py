@@ -1,24 +1,31 @@
 """`MachineView`: everything the views show, taken at one moment.
 
-Built on the machine's thread at a hand-off while a command runs (the event tap
-calls `build_view` when the UI has asked for one), or on the UI thread while
-the machine is stopped.  Immutable once built, so the UI thread reads it
-without a lock while the machine runs on.
+Built where the machine lives (wskdbg.tui.machine_side: the machine server's process, or the
+TUI's own with an in-process engine): on the machine's thread at a hand-off while a command runs
+(the event tap calls `build_view` when the UI has asked for one), or between commands while the
+machine is stopped.  Plain, immutable data: it crosses the server's pipe pickled, and the UI
+thread reads it without a lock while the machine runs on.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .irp_view import IrpRow, irp_rows, irp_text
-from .link import BUGCHECKED, RUNNING, Position
+from .link import BUGCHECKED, RUNNING, Position, SegmentNote
+from .mdl_view import MdlPicture
 from .network_view import ConnRow, TcpStatsRow, conn_rows, tcp_stats_rows
 from .source_view import SourcePicture, running_picture, stopped_picture
 from .stack_view import StackPicture, build_picture
 
 if TYPE_CHECKING:
-    from .link import EngineLink
+    from stack.kernel.bugcheck import BugCheckInfo
+
+    from .machine_side import MachineSide
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,10 +37,21 @@ class MachineView:
     tcp_stats: tuple[TcpStatsRow, ...]  # per host, the TCP statistics `!netstat -s` prints
     irp_detail: str  # `!irp` of the selected IRP ("" when none is selected)
     source: SourcePicture  # the current frame's routine, its line marked
+    segments: tuple[SegmentNote, ...] = ()  # TCP segments sent, for the network view's ladder
+    mdl: MdlPicture | None = None  # the chain the MDL view follows
+    crash: "BugCheckInfo | None" = None  # the bug check that halted the machine
+    built_by: tuple[int, str] = (0, "")  # (pid, thread) that built it: the machine's side, never the UI's
 
 
-def build_view(link: "EngineLink", state: str) -> MachineView:
-    engine = link.engine
+def plain_bugcheck(info: "BugCheckInfo | None") -> "BugCheckInfo | None":
+    """The bug check without `extra` (live frames the analysis reads where the machine is): what
+    the status bar, the crash screen's headline and a pickle need."""
+    return dataclasses.replace(info, extra={}) if info is not None else None
+
+
+def build_view(side: "MachineSide", state: str) -> MachineView:
+    engine = side.engine
+    tap = side.tap
     running = state == RUNNING
     world = engine.world
     scheduler = world.scheduler
@@ -48,16 +66,20 @@ def build_view(link: "EngineLink", state: str) -> MachineView:
         irql = engine.current_irql(host)
         thread = f"{current.address:x} ({current.name})"
     position = Position(scheduler.now_ns, scheduler.events_run, world.bus.seq, state, host, irql, thread,
-                        link.generation)
-    selected = link.selected_irp
+                        side.generation)
+    selected = side.selected_irp
     return MachineView(
         position=position,
-        picture=build_picture(link.tap, kernels, scheduler.events_run),
-        irps=tuple(irp_rows(kernels, link.tap.irp_notes())),
+        picture=build_picture(tap, kernels, scheduler.events_run),
+        irps=tuple(irp_rows(kernels, tap.irp_notes())),
         connections=tuple(conn_rows(kernels)),
         tcp_stats=tuple(tcp_stats_rows(kernels)),
         irp_detail=irp_text(engine, *selected) if selected is not None else "",
-        source=running_picture(kernels, link.tap.last_event) if running else _stopped_source(engine),
+        source=running_picture(kernels, tap.last_event) if running else _stopped_source(engine),
+        segments=tuple(tap.segment_notes()),
+        mdl=side.mdl(),
+        crash=plain_bugcheck(crash),
+        built_by=(os.getpid(), threading.current_thread().name),
     )
 
 

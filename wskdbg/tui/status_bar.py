@@ -31,6 +31,7 @@ class StatusBar(Static):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id)
         self.position: Position | None = None
+        self.progress = ""  # "Replaying 37% ..." while a trip in time takes more than half a second
 
     def show(self, position: Position) -> None:
         if position == self.position:
@@ -38,7 +39,22 @@ class StatusBar(Static):
         self.position = position
         for state, cls in STATE_CLASSES.items():
             self.set_class(position.state == state, cls)
-        self.update(status_text(position), layout=False)
+        self._paint()
+
+    def show_progress(self, text: str) -> None:
+        if text == self.progress:
+            return
+        self.progress = text
+        self._paint()
+
+    def _paint(self) -> None:
+        if self.position is None:
+            return
+        text = status_text(self.position)
+        if self.progress:
+            text = Text(no_wrap=True, overflow="ellipsis").append(f" ⏳ {self.progress} ", style="bold reverse")
+            text.append_text(status_text(self.position))
+        self.update(text, layout=False)
 
 
 def status_text(position: Position) -> Text:

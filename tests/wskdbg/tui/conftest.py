@@ -2,7 +2,9 @@
 
 Every app here drives `wskdbg.engine.Engine`: on the standard lab (echosrv and khttpd on
 winsrv), or on the debugger tests' small kernel lab (`dbg_harness`) where a machine that
-never goes idle is needed (the ticker: break-in tests).
+never goes idle is needed (the ticker: break-in tests).  As `wskdbg` runs it, the engine lives
+in a machine server (wskdbg.machine_server, checkpoints for time travel) and every view is built
+there; `server=False` keeps it in the test's process (the WSKDBG_CHECKPOINTS=0 fallback).
 """
 
 from __future__ import annotations
@@ -18,29 +20,41 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # dbg_harness
 from dbg_harness import factory  # noqa: E402
 
 from wskdbg.engine import Engine  # noqa: E402
+from wskdbg.machine_server import MachineProxy  # noqa: E402
 from wskdbg.tui.app import WskdbgApp  # noqa: E402
 
 SIZE = (120, 40)
 
 
-def make_app(seed: int = 1, **options) -> WskdbgApp:
+def engine_for(make_engine, server: bool = True, **proxy_options):
+    """The engine an app drives: in a machine server with views (as `wskdbg` runs it), or here."""
+    if server:
+        return MachineProxy(make_engine, views=True, **proxy_options)
+    return make_engine()
+
+
+def make_app(seed: int = 1, server: bool = True, **options) -> WskdbgApp:
     """The real engine on the standard lab, seeded.  poll_hz=0: the tests call
     refresh_views()/settle() themselves, so nothing depends on when a timer fires."""
     options.setdefault("poll_hz", 0)
     options.setdefault("cursor_blink", False)
-    return WskdbgApp(Engine(seed=seed), **options)
+    return WskdbgApp(engine_for(lambda: Engine(seed=seed), server), **options)
 
 
 make_lab_app = make_app
 
 
-def make_ticker_app(**options) -> WskdbgApp:
+def ticker_engine(**overrides) -> Engine:
+    options = {"run_cap_ns": 1 << 62, "event_cap": 3_000_000, **overrides}
+    return Engine(factory=factory("ticker"), seed=1, **options)
+
+
+def make_ticker_app(server: bool = True, make_engine=ticker_engine, **options) -> WskdbgApp:
     """The real engine on a kernel lab whose timer re-arms forever: `g` runs until a break-in
     (the event cap, far away, ends a lost one instead of hanging the test)."""
     options.setdefault("poll_hz", 0)
     options.setdefault("cursor_blink", False)
-    engine = Engine(factory=factory("ticker"), seed=1, run_cap_ns=1 << 62, event_cap=3_000_000)
-    return WskdbgApp(engine, **options)
+    return WskdbgApp(engine_for(make_engine, server), **options)
 
 
 @pytest.fixture

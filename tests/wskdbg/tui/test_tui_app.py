@@ -10,11 +10,12 @@ engine's run and event caps, so a lost break-in fails instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from typing import Awaitable, Callable
 
 import pytest
-from conftest import SIZE, make_app, make_ticker_app
+from conftest import SIZE, make_app, make_ticker_app, ticker_engine
 from screen_text import screen_text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
@@ -185,11 +186,11 @@ def test_source_pane_shows_the_routine_and_line_lsa_reports_and_follows_steps_an
         await pilot.press("f11")  # t: into the first line the routine runs
         await app.settle()
         shown = _source_shown(app)
-        assert shown == _lsa_current(app) and shown[0] == app.engine.stack()[0].symbol
-        frames = app.engine.stack()
+        frames = app.engine.execute("k").data["frames"]
+        assert shown == _lsa_current(app) and shown[0] == frames[0]["symbol"]
         await type_command(app, pilot, ".frame 1")  # the caller, running at its call
         assert _source_shown(app) == _lsa_current(app)
-        assert _source_shown(app)[0] == frames[1].symbol and app.source_view.picture.title.startswith("01 ")
+        assert _source_shown(app)[0] == frames[1]["symbol"] and app.source_view.picture.title.startswith("01 ")
         await pilot.press("f10")  # p: a stop selects frame 0 again
         await app.settle()
         assert _source_shown(app) == _lsa_current(app)
@@ -247,7 +248,9 @@ def test_clicking_an_mdl_address_shows_its_chain_with_bytes(app: WskdbgApp) -> N
         app.action_inspect_address(first_mdl)
         await app.settle()
         mdl_view = app.mdl_view
-        assert mdl_view.mdl is app.engine.kernels["winsrv"].addr_objects[first_mdl]
+        assert mdl_view.picture.source == f"MDL {first_mdl:x}" and mdl_view.picture.boxes[0].address == first_mdl
+        header = app.engine.execute(f"dt _MDL {first_mdl:x}").text  # the boxes show what dt prints
+        assert f"{mdl_view.picture.boxes[0].byte_count:#x}" in header.lower()
         assert app.main.query_one(TabbedContent).active == TAB_IDS["mdl"]
         boxes = str(mdl_view.query_one("#mdl-boxes").render())
         assert "StartVa" in boxes and "ByteCount" in boxes
@@ -258,11 +261,11 @@ def test_clicking_an_mdl_address_shows_its_chain_with_bytes(app: WskdbgApp) -> N
 
 def test_clicking_an_irp_address_selects_it_and_runs_irp(app: WskdbgApp) -> None:
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        irp = next(iter(app.engine.kernels["winsrv"].extensions["irps"].values()))
-        app.action_inspect_address(irp.address)
+        address = next(row.address for row in app.link.view().irps if row.host == "winsrv")
+        app.action_inspect_address(address)
         await app.settle()
-        assert commands_run(app)[-1] == f"!irp {irp.address:x}"
-        assert app.irp_view.selected == ("winsrv", irp.address)
+        assert commands_run(app)[-1] == f"!irp {address:x}"
+        assert app.irp_view.selected == ("winsrv", address)
         assert app.command_pane.transcript[-1] == app.irp_view.detail_text
 
     drive(app, scenario)
@@ -415,21 +418,23 @@ def test_resizing_keeps_every_pane_and_the_status_bar_visible() -> None:
 
 # --- the machine running: views from snapshots, break-in never lost ------------------------------
 
-def test_while_the_machine_runs_views_are_built_on_its_thread_only() -> None:
-    app = make_ticker_app(poll_hz=50)
-    builds: list[tuple[bool, str]] = []
-    real_build = snapshot.build_view
+@pytest.mark.parametrize("server", [True, False], ids=["machine server", "in-process"])
+def test_while_the_machine_runs_views_are_built_on_its_thread_only(server: bool) -> None:
+    app = make_ticker_app(server=server, poll_hz=50)
+    seen: list[tuple[bool, str, tuple[int, str]]] = []
+    real_view = app.link.view
 
-    def recording_build(link, state):  # type: ignore[no-untyped-def]
-        builds.append((link.running, threading.current_thread().name))
-        return real_build(link, state)
+    def recording_view():  # type: ignore[no-untyped-def]
+        view = real_view()
+        if view is not None:
+            seen.append((app.link.running, view.position.state, view.built_by))
+        return view
+
+    app.link.view = recording_view  # type: ignore[method-assign]
 
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        running = threading.Event()
-        app.engine.bus.subscribe(lambda ev: running.set())
         await pilot.press("f5")
-        await asyncio.to_thread(running.wait, 60)
-        for _ in range(500):
+        for _ in range(3000):
             await pilot.pause(0.01)  # lets the app's own timer fire (no assertion on time)
             status = app.status_bar.position
             if status is not None and status.state == RUNNING and status.events_run > 50:
@@ -438,21 +443,101 @@ def test_while_the_machine_runs_views_are_built_on_its_thread_only() -> None:
         await pilot.press("ctrl+c")
         await app.settle()
         assert app.status_bar.position.state == BROKEN
-        assert app.source_view.picture == stopped_picture(app.engine)  # the source pane follows the break-in
-        while_running = [name for was_running, name in builds if was_running]
-        assert while_running and set(while_running) == {"wskdbg-machine"}
+        frame0 = app.engine.execute("k").data["frames"][0]["symbol"]  # the source pane follows the break-in
+        assert app.source_view.picture.title.split()[1].split("+")[0] == frame0
+        while_running = {built_by for running, state, built_by in seen if state == RUNNING}
+        assert while_running and {thread for _, thread in while_running} == {"wskdbg-machine"}
+        pids = {pid for pid, _ in while_running}
+        assert (os.getpid() not in pids) if server else (pids == {os.getpid()})
 
-    snapshot.build_view = recording_build  # type: ignore[assignment]
-    try:
-        drive(app, scenario)
-    finally:
-        snapshot.build_view = real_build  # type: ignore[assignment]
+    drive(app, scenario)
 
 
-@pytest.mark.parametrize("phase", ["before the machine runs", "during the first g", "between the two g",
-                                   "during the second g"])
-def test_ctrl_c_at_every_phase_of_g_g_breaks_in(phase: str) -> None:
-    app = make_ticker_app()
+def _gate() -> tuple[Callable[[], None], Callable[[], None], Callable[[float], None], Callable[[], None]]:
+    """A gate across processes (pipes made before the machine server forks): the machine side
+    opens it and waits to be let through; the test waits for it to open and lets it through."""
+    opened_r, opened_w = os.pipe()
+    through_r, through_w = os.pipe()
+    state = {"open": False}
+
+    def open_and_wait() -> None:  # the machine side
+        state["open"] = True
+        os.write(opened_w, b"o")
+        os.read(through_r, 1)
+
+    def is_open() -> bool:
+        return state["open"]
+
+    def wait_open(timeout: float) -> None:  # the test
+        import select
+        select.select([opened_r], [], [], timeout)
+
+    def let_through() -> None:
+        os.write(through_w, b"t")
+
+    return open_and_wait, is_open, wait_open, let_through
+
+
+def _phase_hooks(engine: Engine, phase: str, open_and_wait: Callable[[], None], is_open: Callable[[], bool]) -> None:
+    """Stops the machine side at `phase` of `g; g` until the test has pressed Ctrl+C."""
+    real_execute, real_execute_one = engine.execute, engine.execute_one
+    events = [0]
+    runs = [0]
+
+    def execute(line: str):  # type: ignore[no-untyped-def]
+        if phase == "before the machine runs":
+            open_and_wait()
+        return real_execute(line)
+
+    def execute_one(text: str, offset: int = 0):  # type: ignore[no-untyped-def]
+        result = real_execute_one(text, offset)
+        runs[0] += 1
+        if phase == "between the two g" and runs[0] == 1:
+            open_and_wait()
+        return result
+
+    def on_event(ev) -> None:  # type: ignore[no-untyped-def]
+        events[0] += 1
+        if (phase == "during the first g" and runs[0] == 0 and events[0] == 5) or \
+                (phase == "during the second g" and runs[0] == 1 and not is_open()):
+            open_and_wait()
+
+    engine.execute = execute  # type: ignore[method-assign]
+    engine.execute_one = execute_one  # type: ignore[method-assign]
+    engine.bus.subscribe(on_event)
+
+
+PHASES = ["before the machine runs", "during the first g", "between the two g", "during the second g"]
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_ctrl_c_at_every_phase_of_g_g_breaks_in_through_the_machine_server(phase: str) -> None:
+    open_and_wait, is_open, wait_open, let_through = _gate()
+
+    def make_engine() -> Engine:  # runs in the machine server's process
+        # each g ends at 5 ms of virtual time: a lost break-in shows as a cap stop
+        engine = ticker_engine(run_cap_ns=5_000_000)
+        _phase_hooks(engine, phase, open_and_wait, is_open)
+        return engine
+
+    app = make_ticker_app(make_engine=make_engine)
+
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        app.run_command("g; g")
+        await asyncio.to_thread(wait_open, 60)
+        await pilot.press("ctrl+c")
+        let_through()
+        await app.settle()
+        last = app.command_pane.transcript[-1]
+        assert last.count(BREAK_LINE) == 1, (phase, last)  # a lost break-in ends both g at the run cap
+        assert app.link.position().state == BROKEN
+
+    drive(app, scenario)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_ctrl_c_at_every_phase_of_g_g_breaks_in_in_process(phase: str) -> None:
+    app = make_ticker_app(server=False)
     engine = app.engine
     engine.run_cap_ns = 5_000_000  # each g ends at 5 ms of virtual time: a lost break-in shows as a cap stop
     gate = threading.Event()  # the machine side waits here for the test's Ctrl+C

@@ -14,7 +14,7 @@ from wskdbg.tui.app import event_record
 from wskdbg.tui.irp_view import location_text
 from wskdbg.tui.command_pane import CommandHistory, complete
 from wskdbg.tui.link import EventTap, SegmentNote, layer_of_event
-from wskdbg.tui.mdl_view import chain_of, render_chain
+from wskdbg.tui.mdl_view import chain_of, mdl_boxes, render_chain
 from wskdbg.tui.network_view import ladder_steps, render_ladder
 from wskdbg.tui.presentation import PresentationApp, TourScriptError, load_tour, parse_tour, run_tour
 from wskdbg.tui.stack_view import LayerRow, StackPicture, render_picture
@@ -105,7 +105,7 @@ def test_mdl_chain_boxes_follow_next_and_stop_on_a_cycle() -> None:
         tail.next = mdl  # a corrupt (cyclic) chain must not hang the view
         assert len(chain_of(mdl)) == 2
         tail.next = None
-        text = render_chain(chain, 100).plain
+        text = render_chain(mdl_boxes(chain), 100).plain
         assert "StartVa" in text and f"{mdl.start_va:016x}" in text and "Next = NULL" in text
     finally:
         engine.close()
