@@ -58,7 +58,7 @@ class Scheduler:
         self._heap: list[tuple[int, int, ScheduledEvent]] = []
         self._seq = 0
         self._compact_at = HEAP_COMPACT_MIN  # heap length at which _compact next looks
-        self.compactions = 0  # how often cancelled entries were dropped (`!timers` shows it)
+        self.compactions = 0  # how often cancelled entries were dropped (tests read it)
         self.halted: BugCheckInfo | None = None
         self.current: ScheduledEvent | None = None
         self.on_bugcheck: list[Callable[[BugCheckInfo], None]] = []
