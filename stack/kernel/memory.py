@@ -145,14 +145,21 @@ class PhysicalMemory:
         if count <= 0:
             return [], False
         recycled = True
-        if count == 1 and self._free:
-            indexes = [self._free.pop()]
+        free = self._free
+        if count == 1 and free:
+            indexes = [free.pop()]
+        elif len(free) >= count:
+            # Freed frames first, as Mm takes pages from its free and zeroed lists before any it
+            # never used: otherwise a run allocated and freed per request (a 16 KB socket buffer)
+            # would walk the bump region through all of memory, materialising a PFN row and a
+            # free-list entry for every frame on the way.  The most recently freed `count` frames,
+            # in ascending order: a run freed together comes back as the same contiguous run.
+            indexes = sorted(free[-count:])
+            del free[-count:]
         elif self._bump + count <= self._top:
             indexes = list(range(self._bump, self._bump + count))
             self._bump += count
             recycled = False
-        elif len(self._free) >= count:
-            indexes = [self._free.pop() for _ in range(count)]
         else:
             raise MemoryError("emulated physical memory exhausted")
         out = []

@@ -13,7 +13,7 @@ times per packet).
 
 from __future__ import annotations
 
-from heapq import heappop, heappush
+from heapq import heapify, heappop, heappush
 import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 NS_PER_US = 1_000
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
+
+# The heap is compacted (cancelled entries dropped) when it reaches this size and then each time
+# it doubles past its last live size: amortised O(1) per push, and the heap stays within about
+# four times the most events ever pending at once (see Scheduler._compact).
+HEAP_COMPACT_MIN = 1024
 
 
 @dataclass(order=True, slots=True)
@@ -52,6 +57,8 @@ class Scheduler:
         self.events_run = 0
         self._heap: list[tuple[int, int, ScheduledEvent]] = []
         self._seq = 0
+        self._compact_at = HEAP_COMPACT_MIN  # heap length at which _compact next looks
+        self.compactions = 0  # how often cancelled entries were dropped (tests read it)
         self.halted: BugCheckInfo | None = None
         self.current: ScheduledEvent | None = None
         self.on_bugcheck: list[Callable[[BugCheckInfo], None]] = []
@@ -65,7 +72,10 @@ class Scheduler:
             time_ns = self.now_ns
         self._seq = seq = self._seq + 1
         ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
-        heappush(self._heap, (time_ns, seq, ev))
+        heap = self._heap
+        heappush(heap, (time_ns, seq, ev))
+        if len(heap) >= self._compact_at:
+            self._compact()
         return ev
 
     def call_later(self, delay_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
@@ -73,14 +83,20 @@ class Scheduler:
         time_ns = self.now_ns + delay_ns if delay_ns > 0 else self.now_ns
         self._seq = seq = self._seq + 1
         ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
-        heappush(self._heap, (time_ns, seq, ev))
+        heap = self._heap
+        heappush(heap, (time_ns, seq, ev))
+        if len(heap) >= self._compact_at:
+            self._compact()
         return ev
 
     def call_soon(self, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any, label: str = "") -> ScheduledEvent:
         time_ns = self.now_ns
         self._seq = seq = self._seq + 1
         ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
-        heappush(self._heap, (time_ns, seq, ev))
+        heap = self._heap
+        heappush(heap, (time_ns, seq, ev))
+        if len(heap) >= self._compact_at:
+            self._compact()
         return ev
 
     def requeue(self, ev: ScheduledEvent, time_ns: int) -> None:
@@ -89,6 +105,27 @@ class Scheduler:
         self._seq = seq = self._seq + 1
         ev.seq = seq
         heappush(self._heap, (time_ns, seq, ev))
+
+    def _compact(self) -> None:
+        """Drop cancelled entries once they are half the heap or more.
+
+        Cancelling is lazy (an entry stays until its time comes), so a timer that is set and
+        cancelled for every connection - a 240 s time-wait or keep-alive timer, say - would
+        otherwise pile up for as long as its deadline.  asyncio bounds its timer heap the same
+        way (BaseEventLoop: cancelled handles rebuilt away when they exceed half the heap); the
+        NT kernel has no such pile at all, since KeCancelTimer unlinks the timer from its list.
+        Rebuilding in place keeps the order: (time, seq) is unique."""
+        heap = self._heap
+        live = [item for item in heap if not item[2].cancelled]
+        if len(live) * 2 <= len(heap):
+            heap[:] = live  # in place: the run loops hold a reference to this list
+            heapify(heap)
+            self.compactions += 1
+        self._compact_at = max(HEAP_COMPACT_MIN, 2 * len(heap))
+
+    def heap_size(self) -> int:
+        """Entries in the heap, cancelled ones included (tests check that it stays bounded)."""
+        return len(self._heap)
 
     # -- inspection -------------------------------------------------------------
     def peek_time(self) -> int | None:

@@ -58,6 +58,9 @@ class ProtocolCounters:
     # connect() failures for want of a free dynamic (ephemeral) port: STATUS_INSUFFICIENT_RESOURCES,
     # WSAENOBUFS at a Winsock client (Windows counts none; it logs Tcpip event 4231, "all such ports being in use")
     tcp_port_exhaustion_failures: int = 0
+    # time-wait TCBs released before 2*MSL because the table was full (MaxFreeTcbs, KB Q151418;
+    # Windows counts none: the lab's own line in `!netstat -s`)
+    tcp_time_wait_reclaimed: int = 0
     tcp_syn_protection_activations: int = 0  # times a listener switched SYN attack protection on
     tcp_syn_cookie_connections: int = 0  # connections opened from a validated SYN cookie
     lso_sends: int = 0

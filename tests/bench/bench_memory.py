@@ -1,6 +1,6 @@
 """Resident memory of the debugger: at the prompt, and its growth over many HTTP requests (a script, not a test).
 
-    PYTHONPATH=. python3 tests/bench/bench_memory.py [--requests 10000] [--warmup 1000] [--samples 3]
+    PYTHONPATH=. python3 tests/bench/bench_memory.py [--requests 10000] [--warmup 1000] [--samples 3] [--trace 30]
 
 1. RSS at the prompt: a fresh `Debugger()` on the default lab (winsrv, client, dns, httpbin;
    64 MB of emulated RAM each) with its services running, measured `--samples` times in fresh
@@ -10,13 +10,25 @@
    winsrv --warmup times (one new connection per request), RSS is read, then --requests more,
    RSS again.  Growth = (after - before) / before.  Aim: <= 10 %.
 
+With --trace N the growth run also prints what grew: the top N tracemalloc differences grouped by
+traceback (snapshots after the warm-up and after the requests) and the gc object counts by type
+that changed (slow: tracemalloc makes the requests several times slower, use fewer --requests;
+the RSS figures of a traced run include tracemalloc's own memory).
+
 Emulated RAM is an anonymous mapping the host fills on first touch (stack.kernel.memory), so
-an idle host costs what it uses; the debugger's recording structures are bounded rings.
+an idle host costs what it uses; the debugger's recording structures are bounded rings.  What a
+request leaves behind is bounded the way Windows bounds it: khttpd closes first, so winsrv keeps
+a time-wait TCB per request for 2*MSL (240 s; 10,000 requests take about 2 s of virtual time, so
+none expires during the run) - at most MaxFreeTcbs (2000) of them, the oldest released early
+past that (`!tcpparams`, `!netstat -s`); freed page frames are reused before fresh ones; the
+scheduler drops cancelled timers once they are half its heap.  With the default --warmup 1000
+the time-wait table still grows from 1000 to its bound of 2000 during the measured requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import os
@@ -71,15 +83,45 @@ def _httperf(dbg, count: int) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def growth(requests: int, warmup: int) -> dict[str, float]:
+def _type_counts() -> collections.Counter:
+    return collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
+
+
+def _print_trace(first, second, types_before: collections.Counter, top: int) -> None:
+    import tracemalloc
+    skip = [tracemalloc.Filter(False, tracemalloc.__file__)]
+    stats = second.filter_traces(skip).compare_to(first.filter_traces(skip), "traceback")
+    print(f"tracemalloc: {sum(s.size_diff for s in stats) / 2**20:+.2f} MB traced; top {top} by traceback:")
+    for st in stats[:top]:
+        print(f"  {st.size_diff / 1024:+9.1f} KiB {st.count_diff:+7d} blocks (now {st.count})")
+        for line in st.traceback.format()[-8:]:
+            print(f"      {line}")
+    types_after = _type_counts()
+    rows = sorted(((n - types_before.get(t, 0), n, t) for t, n in types_after.items()), reverse=True)
+    print("gc.get_objects() counts by type that changed (delta, now, type):")
+    for delta, now, name in rows[:top]:
+        if delta:
+            print(f"  {delta:+8d} {now:8d} {name}")
+
+
+def growth(requests: int, warmup: int, trace: int = 0) -> dict[str, float]:
     from wskdbg.api import Debugger
     dbg = Debugger()
     _httperf(dbg, warmup)
     gc.collect()
     before = rss_mb()
+    if trace:
+        import tracemalloc
+        types_before = _type_counts()
+        tracemalloc.start(8)
+        first = tracemalloc.take_snapshot()
     wall, cpu = _httperf(dbg, requests)
     gc.collect()
     after = rss_mb()
+    if trace:
+        second = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        _print_trace(first, second, types_before, trace)
     dbg.close()
     return {"before": before, "after": after, "wall": wall, "cpu": cpu}
 
@@ -89,6 +131,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--warmup", type=int, default=1_000)
     parser.add_argument("--samples", type=int, default=3, help="fresh processes measured for the prompt figure")
+    parser.add_argument("--trace", type=int, default=0, metavar="N",
+                        help="print the top N tracemalloc and gc type-count differences of the growth run")
     parser.add_argument("--prompt-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prompt_child:
@@ -101,7 +145,7 @@ def main() -> None:
           f"(imports alone {baseline:.1f} MB; construction {statistics.median(r['wall'] for r in rows):.2f} s wall, "
           f"{statistics.median(r['cpu'] for r in rows):.2f} s CPU) -> {prompt / AIM_PROMPT_MB:.2f} of the "
           f"{AIM_PROMPT_MB} MB aim")
-    g = growth(args.requests, args.warmup)
+    g = growth(args.requests, args.warmup, args.trace)
     ratio = (g["after"] - g["before"]) / g["before"]
     print(f"RSS over {args.requests} requests after {args.warmup} warm-up ({URI}, new connection each, !httperf /w): "
           f"{g['before']:.1f} -> {g['after']:.1f} MB, growth {ratio * 100:.1f} % (aim <= {AIM_GROWTH * 100:.0f} %); "

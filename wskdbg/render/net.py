@@ -522,6 +522,7 @@ TCP_LAB_STATISTICS = (
     ("SYN Cookie Connections", "tcp_syn_cookie_connections"),
     ("Connections Refused (backlog full)", "tcp_backlog_refusals"),
     ("Connections in TIME_WAIT", "tcp_time_wait_connections"),
+    ("Time-Wait TCBs Reclaimed Early", "tcp_time_wait_reclaimed"),
     ("Dynamic Ports in Use", "tcp_dynamic_ports_in_use"),
     ("Dynamic Ports Free", "tcp_dynamic_ports_free"),
     ("Connect Failures (no dynamic port)", "tcp_port_exhaustion_failures"),

@@ -6,6 +6,12 @@ block, request lists) is freed and a small time-wait TCB (stack/tcpip/tcp/timewa
 records expire in the order they were made (2*MSL is constant), so one ordered queue and one
 timer serve them all: O(1) each, however many wait.
 
+The table is bounded as Windows bounds it: past `max_time_wait_tcbs` records the oldest is
+released before its 2*MSL is up (KB Q151418, "WinNT TCP/IP May Reuse TIME-WAIT Connections Prior
+to 2MSL"; MaxFreeTcbs, learn.microsoft.com/previous-versions/windows/it-pro/windows-2000-server/
+cc938178: "TCP can prematurely release connections in the TIME_WAIT state"), counted in
+`!netstat -s` as "Time-Wait TCBs Reclaimed Early".
+
 Part of the TcpLayer that stack/tcpip/tcp_glue.py assembles."""
 
 from __future__ import annotations
@@ -30,6 +36,10 @@ if TYPE_CHECKING:
 
 TWTCB_TAG = "TcpW"  # the lab's tag for time-wait TCBs (full TCBs are 'TcpE')
 TWTCB_SIZE = 0x60
+# MaxFreeTcbs' default for a Windows 2000 Server with 64 MB of memory or more (cc938178; the
+# lab's hosts have 64 MB), 2000 since Windows NT 4.0 SP3 (KB Q151418): beyond this many
+# time-wait TCBs the oldest is reclaimed early.
+MAX_TIME_WAIT_TCBS = 2000
 
 
 class TimeWaitEntry:
@@ -66,6 +76,7 @@ class TimeWaitLayer:
         self._tw_order = 0
         self._tw_timer = None
         self._tw_timer_at: int | None = None
+        self.max_time_wait_tcbs = MAX_TIME_WAIT_TCBS  # the table's bound (MaxFreeTcbs)
 
     def _enter_time_wait_tcb(self: "TcpLayer", tcb: Tcb) -> bool:
         """Swap a closed endpoint's TCB in TIME_WAIT for a time-wait TCB; False (the full TCB stays)
@@ -92,7 +103,22 @@ class TimeWaitLayer:
         self._free(tcb)
         self.time_wait[entry.key] = entry
         self._tw_queue_add(entry)
+        if len(self.time_wait) > self.max_time_wait_tcbs:
+            self._tw_reclaim_oldest()
         return True
+
+    def _tw_reclaim_oldest(self: "TcpLayer") -> None:
+        """The table is over its bound: release the records closest to expiry (the oldest) before
+        their 2*MSL is up, as Windows reuses time-wait TCBs past MaxFreeTcbs (KB Q151418)."""
+        queue = self._tw_queue
+        table = self.time_wait
+        while len(table) > self.max_time_wait_tcbs and queue:
+            expires_at, _, entry = queue.popleft()
+            if entry.record.expires_at != expires_at or table.get(entry.key) is not entry:
+                continue  # a stale queue item (see _tw_expire)
+            self.counters.tcp_time_wait_reclaimed += 1
+            self._tw_remove(entry)
+        self._tw_rearm()
 
     def _tw_queue_add(self: "TcpLayer", entry: TimeWaitEntry) -> None:
         self._tw_order += 1

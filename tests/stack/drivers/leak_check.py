@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from stack.fs.kfs import FCB_TAG, VOLUME_DEVICE_NAME, Volume
 from stack.kernel.kernel import Kernel
+from stack.kernel.memory import NEVER_USED_FRAME
+from stack.kernel.scheduler import HEAP_COMPACT_MIN
 from stack.kernel.mdl import MDL_TAG
 from stack.kernel.pool import tag_to_str
 from stack.tcpip.ip import SLOT_TAG
@@ -66,6 +68,7 @@ def resource_counts(kernel: Kernel) -> ResourceCounts:
     tcpip = ext.get("tcpip")
     wsk = ext.get("wsk")
     objects = {
+        "time-wait tcbs": len(tcpip.tcp.time_wait) if tcpip is not None else 0,
         "threads": len(kernel.threads),
         "irps": len(ext.get("irps", {})),
         "nbls in use": sum(p.in_use for p in ndis.nbl_pools) if ndis is not None else 0,
@@ -78,6 +81,28 @@ def resource_counts(kernel: Kernel) -> ResourceCounts:
 
 def snapshot(world: World, hosts: tuple[str, ...] = ("winsrv", "client")) -> dict[str, ResourceCounts]:
     return {h: resource_counts(world.host(h).kernel) for h in hosts}
+
+
+def structure_sizes(world: World, hosts: tuple[str, ...] = ("winsrv", "client")) -> dict[str, ResourceCounts]:
+    """Python-side structures that once grew with every request (issue 14), for a test that runs
+    the same workload twice and compares after the first and after the second run (they grow to
+    the workload's peak once, like look-aside lists, then stay): the PFN rows made so far (freed
+    frames are reused before fresh ones), pool block records (a VA is reused, so is its record),
+    time-wait TCBs (bounded by max_time_wait_tcbs), and the scheduler's heap with its cancelled
+    entries (compacted: within 2*HEAP_COMPACT_MIN or four times the live events)."""
+    out = {}
+    for h in hosts:
+        k = world.host(h).kernel
+        tcpip = k.extensions.get("tcpip")
+        out[h] = ResourceCounts(h, {}, {
+            "pfn rows": sum(1 for e in k.phys.pfns if e is not NEVER_USED_FRAME),
+            "pool block records": len(k.pool.blocks) + len(k.pool._small),
+            "time-wait tcbs": len(tcpip.tcp.time_wait) if tcpip is not None else 0})
+    heap = world.scheduler.heap_size()
+    live = len(world.scheduler.pending())
+    out["world"] = ResourceCounts("world", {}, {"scheduler heap entries past its bound":
+                                                max(0, heap - max(2 * HEAP_COMPACT_MIN, 4 * live))})
+    return out
 
 
 def growth(before: ResourceCounts, after: ResourceCounts) -> list[str]:

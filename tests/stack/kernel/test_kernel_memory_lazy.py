@@ -43,3 +43,23 @@ def test_a_freed_big_pool_block_reads_as_zeros_when_its_frames_are_handed_out_ag
     for pfn in pfns:  # the host got the memory back: the frames hold zeros, not the old bytes
         assert bytes(k.phys.frame(pfn)) == bytes(PAGE_SIZE)
         assert k.phys.entry(pfn).state == "Free"
+
+
+def test_a_run_freed_and_allocated_again_reuses_its_frames_not_fresh_ones():
+    # As Mm takes pages from its free/zeroed lists first: a 16 KB buffer allocated and freed per
+    # request must not walk the never-used frames through all of memory (a PFN row each).
+    m = new_machine()
+    k = m.kernel
+    size = 4 * PAGE_SIZE
+    va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "Lazy")
+    first = k.mem.pfns_for(va, size)
+    run(m, ExFreePoolWithTag, va, "Lazy")
+    rows = sum(1 for e in k.phys.pfns if e is not NEVER_USED_FRAME)
+    for _ in range(100):
+        va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "Lazy")
+        assert k.mem.pfns_for(va, size) == first  # the same contiguous run, in order
+        k.mem.write(va, b"\xCD" * size)
+        run(m, ExFreePoolWithTag, va, "Lazy")
+    assert sum(1 for e in k.phys.pfns if e is not NEVER_USED_FRAME) == rows
+    va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "Lazy")
+    assert bytes(k.mem.read(va, size)) == bytes(size)  # recycled frames are handed out zeroed

@@ -474,3 +474,37 @@ def test_no_wall_clock_is_consulted(monkeypatch):
     m.scheduler.run_until_idle()
     assert_running(m)
     assert m.scheduler.now_ns == 14 * NS_PER_MS  # waiters time out at 5 ms, then a 9 ms timer
+
+
+# --- the heap stays bounded -----------------------------------------------------------
+
+def test_scheduler_heap_stays_bounded_after_many_cancelled_timers():
+    # A far timer set and cancelled for every connection (a TCB's 2*MSL timer, a keep-alive) must
+    # not pile up in the heap until its deadline: cancelled entries are dropped once they are half
+    # of it (asyncio's rule), so the heap stays within a small multiple of what is really pending.
+    from stack.kernel.scheduler import HEAP_COMPACT_MIN
+    m = new_machine()
+    s = m.scheduler
+    s.run_until_idle()
+    live = [s.call_later(3600 * NS_PER_MS * 1000, None, lambda: None) for _ in range(10)]
+    for _ in range(50_000):
+        s.call_later(240_000 * NS_PER_MS, None, lambda: None).cancel()
+    assert s.heap_size() <= 2 * HEAP_COMPACT_MIN
+    assert s.compactions > 0
+    pending = s.pending()
+    assert [e for e in pending if e in live] == live  # nothing live was dropped, and the order is kept
+
+
+def test_scheduler_compaction_keeps_the_run_order():
+    from stack.kernel.scheduler import HEAP_COMPACT_MIN
+    m = new_machine()
+    s = m.scheduler
+    s.run_until_idle()
+    order: list[int] = []
+    for i in range(3 * HEAP_COMPACT_MIN):
+        ev = s.call_later((i % 7 + 1) * NS_PER_MS, None, order.append, i)
+        if i % 3:
+            ev.cancel()
+    s.run_until_idle()
+    kept = [i for i in range(3 * HEAP_COMPACT_MIN) if not i % 3]
+    assert order == sorted(kept, key=lambda i: (i % 7, i))

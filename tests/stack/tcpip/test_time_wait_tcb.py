@@ -158,3 +158,34 @@ def test_closing_in_time_wait_swaps_in_the_time_wait_tcb_and_lets_the_full_tcb_g
     gc.collect()
     # the full TCB's 2*MSL timer was cancelled but waits in the scheduler's heap: it must let go of the TCB
     assert [o for o in gc.get_objects() if isinstance(o, Tcb) and o.key in tcp.time_wait] == []
+
+
+def test_time_wait_table_past_its_bound_reclaims_the_oldest_early_and_counts_it():
+    # As Windows reuses time-wait TCBs past MaxFreeTcbs (KB Q151418): the table never holds more
+    # than its bound, the records released are the oldest, and `!netstat -s` counts them.
+    world = lab(time_wait_ms=60_000)  # none would expire on its own during the test
+    _listen(world)
+    world.run_for(SECOND // 10)
+    tcp = world.host("client").stack.tcp
+    tcp.max_time_wait_tcbs = 4
+    before = _tags(world, "client")["TcpW"]
+    ports = []
+    for _ in range(7):
+        _exchange(world)
+        ports.append(max(tcp.time_wait.values(), key=lambda e: e.record.expires_at).local.port)
+        assert len(tcp.time_wait) <= 4
+    assert sorted(e.local.port for e in tcp.time_wait.values()) == sorted(ports[-4:])  # the 3 oldest went
+    assert world.host("client").stack.counters.tcp_time_wait_reclaimed == 3
+    assert world.host("client").transport.counters()["tcp_time_wait_reclaimed"] == 3
+    assert _tags(world, "client")["TcpW"] == before + 4  # their pool blocks were freed too
+    assert tcp.port_usage()["tcp_time_wait_connections"] == 4
+    world.run_for(60 * SECOND)  # the rest expire normally, with nothing more reclaimed
+    assert not tcp.time_wait
+    assert world.host("client").stack.counters.tcp_time_wait_reclaimed == 3
+
+
+def test_time_wait_bound_defaults_to_max_free_tcbs_of_a_64_mb_server():
+    from stack.tcpip.tcpl.timewait import MAX_TIME_WAIT_TCBS
+    world = lab()
+    assert MAX_TIME_WAIT_TCBS == 2000  # MaxFreeTcbs, Windows 2000 Server with 64 MB or more (cc938178)
+    assert world.host("client").stack.tcp.max_time_wait_tcbs == MAX_TIME_WAIT_TCBS
