@@ -241,19 +241,7 @@ def add_next(unit: RscUnit, first: RscSegment, n: int, psh: bool, cookie: object
 
 def add(unit: RscUnit, seg: RscSegment, cookie: object) -> None:
     """Account a joined segment (its payload is already in the buffer `cookie` names)."""
-    n = seg.payload_length
-    unit.next_seq = (unit.next_seq + n) & 0xFFFFFFFF
-    unit.ack = seg.ack
-    unit.window = seg.window
-    unit.psh = unit.psh or seg.psh
-    unit.segments += 1
-    unit.ip_length += n
-    if seg.ttl < unit.ttl:
-        unit.ttl = seg.ttl
-    if seg.tsval is not None:
-        unit.tsval_last = seg.tsval
-    unit.extra.append((cookie, n))
-    unit.extra_bytes += n
+    add_next(unit, seg, seg.payload_length, seg.psh, cookie)
 
 
 def finalize_header(unit: RscUnit, header: memoryview) -> None:
