@@ -25,16 +25,16 @@ class TimeWaitTcb:
     """Sequence space and timestamps of one connection in TIME_WAIT, and when it expires."""
 
     __slots__ = ("local_port", "remote_port", "iss", "snd_una", "snd_max", "max_snd_wnd", "rcv_nxt", "rcv_adv", "window",
-                 "ts_on", "ts_recent", "last_ack_sent", "invalid_ack_at", "invalid_ack_interval_ns",
-                 "challenge_ack", "time_wait_ns", "expires_at", "sack_blocks", "segments_received",
-                 "segments_sent", "challenge_acks")
+                 "ts_on", "ts_recent", "last_ack_sent", "invalid_ack_at", "config", "expires_at", "sack_blocks",
+                 "segments_received", "segments_sent", "challenge_acks")
 
     def __init__(self, core: "TcpConnection") -> None:
         self.local_port = core.local_port
         self.remote_port = core.remote_port
         self.iss = core.iss
-        self.snd_una = core.snd_una
-        self.snd_max = core.snd_max  # == SND.UNA once our FIN is acknowledged
+        self.snd_una = snd_una = core.snd_una
+        snd_max = core.snd_max
+        self.snd_max = snd_una if snd_max == snd_una else snd_max  # equal once our FIN is acknowledged: one int
         self.max_snd_wnd = core._max_snd_wnd
         self.rcv_nxt = core.rcv_nxt  # past the peer's FIN: nothing in TIME_WAIT moves it
         self.window = core._window_field()  # stable: RCV.NXT is fixed and nothing is left unread
@@ -43,10 +43,7 @@ class TimeWaitTcb:
         self.ts_recent = core._ts_recent
         self.last_ack_sent = core._last_ack_sent
         self.invalid_ack_at = core._invalid_ack_at
-        config = core.config
-        self.invalid_ack_interval_ns = config.invalid_ack_interval_ns
-        self.challenge_ack = config.challenge_ack
-        self.time_wait_ns = config.time_wait_ns
+        self.config = core.config  # shared by the host's connections (2*MSL, challenge ACKs, ACK rate): not copied
         self.expires_at: int = core._tw_at if core._tw_at is not None else 0
         self.sack_blocks = tuple((s & SEQ_MASK, e & SEQ_MASK) for s, e in core._rcvbuf.sack_ranges(
             3 if core._ts_on else 4)) if core._sack_on and core._rcvbuf.has_ooo else ()
@@ -81,7 +78,7 @@ class TimeWaitTcb:
                 return None
             ack = self._ack_invalid(seg_len, now)
             if flags & FIN:
-                self.expires_at = now + self.time_wait_ns  # retransmitted FIN
+                self.expires_at = now + self.config.time_wait_ns  # retransmitted FIN
             return ack
         if flags & RST:
             return None  # RFC 1337: no TIME-WAIT assassination
@@ -95,11 +92,11 @@ class TimeWaitTcb:
         ack = unwrap(seg.ack, self.snd_una)
         if ack > self.snd_max:
             return self._ack_invalid(plen, now)  # acknowledges something never sent
-        if ack < self.snd_una - self.max_snd_wnd and self.challenge_ack:
+        if ack < self.snd_una - self.max_snd_wnd and self.config.challenge_ack:
             self.challenge_acks += 1  # RFC 5961 5.2
             return self._ack_invalid(plen, now)
         if flags & FIN:
-            self.expires_at = now + self.time_wait_ns
+            self.expires_at = now + self.config.time_wait_ns
             return self._ack(now)
         return None
 
@@ -107,7 +104,7 @@ class TimeWaitTcb:
         """As the core: at most one ACK per invalid_ack_interval_ns for a dataless segment."""
         if seg_len == 0:
             last = self.invalid_ack_at
-            if last is not None and now - last < self.invalid_ack_interval_ns:
+            if last is not None and now - last < self.config.invalid_ack_interval_ns:
                 return None
             self.invalid_ack_at = now
         return self._ack(now)

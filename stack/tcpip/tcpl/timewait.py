@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import deque
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING
 
 from stack.kernel import DISPATCH_LEVEL, kroutine
@@ -27,11 +28,12 @@ from stack.kernel.symbols import Frame
 from ..events import TcpStateChanged
 from ..tcp import TcpSegment, TcpState
 from ..tcp.timewait import TimeWaitTcb
-from ..addr import SockAddr
+from ..addr import SockAddr, v4_mapped
 from .common import Tcb
 
 if TYPE_CHECKING:
     from ..sharing import Binding
+    from ..tcp import TcpConnection
     from ..tcp_glue import TcpLayer
 
 TWTCB_TAG = "TcpW"  # the lab's tag for time-wait TCBs (full TCBs are 'TcpE')
@@ -42,29 +44,48 @@ TWTCB_SIZE = 0x60
 MAX_TIME_WAIT_TCBS = 2000
 
 
-class TimeWaitEntry:
-    """A time-wait TCB as the tables and `!tcpconn` see it: 4-tuple, its pool block, the record."""
+class TimeWaitEntry(TimeWaitTcb):
+    """A time-wait TCB as the tables and `!tcpconn` see it: the record itself, plus its 4-tuple key,
+    pool block and port binding.  One object per record, and the addresses only as the key's bytes:
+    `local`/`remote` are built when a command shows them (thousands of records wait at once)."""
 
-    __slots__ = ("key", "local", "remote", "address", "record", "binding")
+    __slots__ = ("key", "address", "binding", "mapped")
     state = TcpState.TIME_WAIT.value
     closed = True
 
-    def __init__(self, key: tuple, local: SockAddr, remote: SockAddr, address: int, record: TimeWaitTcb,
-                 binding: "Binding | None") -> None:
+    def __init__(self, key: tuple, core: "TcpConnection", address: int, binding: "Binding | None",
+                 mapped: bool) -> None:
+        TimeWaitTcb.__init__(self, core)
         self.key = key
-        self.local = local
-        self.remote = remote
         self.address = address
-        self.record = record
         self.binding = binding
+        self.mapped = mapped  # a dual-stack socket's IPv4 connection: shown as ::ffff:a.b.c.d
+
+    @property
+    def record(self) -> TimeWaitTcb:
+        return self
+
+    @property
+    def local(self) -> SockAddr:
+        return self._sockaddr(self.key[0], self.key[1])
+
+    @property
+    def remote(self) -> SockAddr:
+        return self._sockaddr(self.key[2], self.key[3])
+
+    def _sockaddr(self, packed: bytes, port: int) -> SockAddr:
+        ip = IPv4Address(packed) if len(packed) == 4 else IPv6Address(packed)
+        return SockAddr(v4_mapped(ip) if self.mapped else ip, port)  # type: ignore[arg-type]
+
+    def __lt__(self, other: "TimeWaitEntry") -> bool:
+        return False  # expiry-queue ties (same expires_at): the later item stays after (insort)
 
     def snapshot(self) -> dict[str, object]:
-        r = self.record
         return {"state": TcpState.TIME_WAIT.value, "time_wait_tcb": True, "address": self.address,
                 "local": str(self.local), "remote": str(self.remote), "closed": True,
-                "snd_nxt": r.snd_max, "rcv_nxt": r.rcv_nxt, "iss": r.iss,
-                "segments_sent": r.segments_sent, "segments_received": r.segments_received,
-                "timers": {"time_wait": r.expires_at}}
+                "snd_nxt": self.snd_max, "rcv_nxt": self.rcv_nxt, "iss": self.iss,
+                "segments_sent": self.segments_sent, "segments_received": self.segments_received,
+                "timers": {"time_wait": self.expires_at}}
 
 
 class TimeWaitLayer:
@@ -72,8 +93,7 @@ class TimeWaitLayer:
 
     def _init_time_wait(self: "TcpLayer") -> None:
         self.time_wait: dict[tuple, TimeWaitEntry] = {}
-        self._tw_queue: deque[tuple[int, int, TimeWaitEntry]] = deque()  # (expires_at, order, entry)
-        self._tw_order = 0
+        self._tw_queue: deque[tuple[int, TimeWaitEntry]] = deque()  # (expires_at, entry)
         self._tw_timer = None
         self._tw_timer_at: int | None = None
         self.max_time_wait_tcbs = MAX_TIME_WAIT_TCBS  # the table's bound (MaxFreeTcbs)
@@ -85,8 +105,13 @@ class TimeWaitLayer:
         address = ExAllocatePoolWithTag(NonPagedPoolNx, TWTCB_SIZE, TWTCB_TAG)
         if not address:
             return False
-        endpoint = tcb.endpoint
-        entry = TimeWaitEntry(tcb.key, endpoint.local, endpoint.remote, address, TimeWaitTcb(core), tcb.binding)
+        key = tcb.key
+        path = tcb.path
+        if path is not None:  # the route's address bytes are shared: the packet's copies can go
+            key = (path.src if path.src == key[0] else key[0], key[1],
+                   path.dst if path.dst == key[2] else key[2], key[3])
+        mapped = tcb.endpoint.local.ip.version == 6 and len(key[0]) == 4
+        entry = TimeWaitEntry(key, core, address, tcb.binding, mapped)
         tcb.binding = None  # the port stays taken until the record expires
         self.connections.pop(tcb.key, None)
         self._tcb_of_core.pop(id(core), None)
@@ -113,16 +138,15 @@ class TimeWaitLayer:
         queue = self._tw_queue
         table = self.time_wait
         while len(table) > self.max_time_wait_tcbs and queue:
-            expires_at, _, entry = queue.popleft()
-            if entry.record.expires_at != expires_at or table.get(entry.key) is not entry:
+            expires_at, entry = queue.popleft()
+            if entry.expires_at != expires_at or table.get(entry.key) is not entry:
                 continue  # a stale queue item (see _tw_expire)
             self.counters.tcp_time_wait_reclaimed += 1
             self._tw_remove(entry)
         self._tw_rearm()
 
     def _tw_queue_add(self: "TcpLayer", entry: TimeWaitEntry) -> None:
-        self._tw_order += 1
-        item = (entry.record.expires_at, self._tw_order, entry)
+        item = (entry.expires_at, entry)
         queue = self._tw_queue
         if not queue or queue[-1][0] <= item[0]:
             queue.append(item)  # the usual case: 2*MSL is the same for every record
@@ -155,8 +179,8 @@ class TimeWaitLayer:
     def _tw_expire(self: "TcpLayer", now: int) -> None:
         queue = self._tw_queue
         while queue and queue[0][0] <= now:
-            expires_at, _, entry = queue.popleft()
-            if entry.record.expires_at != expires_at or self.time_wait.get(entry.key) is not entry:
+            expires_at, entry = queue.popleft()
+            if entry.expires_at != expires_at or self.time_wait.get(entry.key) is not entry:
                 continue  # restarted by a retransmitted FIN (queued again), or gone
             self._tw_remove(entry)
         self._tw_rearm()
@@ -179,10 +203,9 @@ class TimeWaitLayer:
 @kroutine("tcpip")
 def TcpTimeWaitReceive(layer: "TcpLayer", entry: TimeWaitEntry, seg: TcpSegment, src: bytes, dst: bytes) -> None:
     """A segment for a 4-tuple in TIME_WAIT: the time-wait TCB answers it (an ACK, or nothing)."""
-    record = entry.record
-    before = record.expires_at
-    reply = record.on_segment(seg, layer.kernel.now_ns)
-    if record.expires_at != before:
+    before = entry.expires_at
+    reply = entry.on_segment(seg, layer.kernel.now_ns)
+    if entry.expires_at != before:
         layer._tw_queue_add(entry)  # a retransmitted FIN restarted 2*MSL
     if reply is not None:
         layer._send_bare(src, dst, reply)

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from stack.kernel import STATUS_PENDING, STATUS_SUCCESS
-from stack.tcpip.addr import SockAddr
+from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
 from stack.tcpip.tcp import ACK, FIN, RST, TcpConnection, TcpSegment
 from stack.tcpip.tcp.seq import SEQ_MASK
 from stack.tcpip.tcpl.common import Tcb
@@ -189,3 +189,37 @@ def test_time_wait_bound_defaults_to_max_free_tcbs_of_a_64_mb_server():
     world = lab()
     assert MAX_TIME_WAIT_TCBS == 2000  # MaxFreeTcbs, Windows 2000 Server with 64 MB or more (cc938178)
     assert world.host("client").stack.tcp.max_time_wait_tcbs == MAX_TIME_WAIT_TCBS
+
+
+def _closed_into_time_wait(world, conn) -> tuple[str, str]:
+    """Close `conn` (connected) from its side first; its addresses as its endpoint showed them."""
+    done: list[int] = []
+    shown = (str(conn.local), str(conn.remote))
+    world.run_in("client", lambda: conn.disconnect(completion=done.append))
+    world.run_in("client", conn.close)
+    world.run_for(SECOND // 10)
+    assert done == [STATUS_SUCCESS]
+    return shown
+
+
+def test_time_wait_tcb_shows_the_addresses_its_endpoint_showed_v4_and_dual_stack() -> None:
+    """The record keeps only the 4-tuple's bytes; `local`/`remote` (!tcpconn, netstat) are rebuilt
+    from them - as ::ffff:a.b.c.d for a dual-stack socket's IPv4 connection, as its endpoint had."""
+    world = lab()
+    _listen(world)
+    world.run_for(SECOND // 10)
+    transport = world.host("client").transport
+    shown = []
+    for local, family in ((None, AF_INET), (SockAddr.parse("[::]:0"), AF_INET6)):
+        status, conn = world.run_in("client", lambda: transport.tcp_socket(local, family, v6only=False))
+        assert status == STATUS_SUCCESS
+        connected: list[int] = []
+        assert world.run_in("client", lambda: conn.connect(SERVER, lambda c, st: connected.append(st))) \
+            == STATUS_PENDING
+        world.run_for(SECOND // 10)
+        assert connected == [STATUS_SUCCESS]
+        shown.append(_closed_into_time_wait(world, conn))
+    tcp = world.host("client").stack.tcp
+    assert shown[1][0].startswith("[::ffff:") and shown[1][1].startswith("[::ffff:")  # v4-mapped
+    assert sorted((str(e.local), str(e.remote)) for e in tcp.time_wait.values()) == sorted(shown)
+    assert sorted((s["local"], s["remote"]) for s in (e.snapshot() for e in tcp.time_wait.values())) == sorted(shown)
