@@ -12,8 +12,9 @@ def test_tcpparams_shows_the_values_as_reg_query_prints_them_and_bounds_the_time
     dbg = lab_engine()
     try:
         text = run(dbg, "!tcpparams")
-        assert text.splitlines()[0].startswith(r"HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters")
-        assert "    MaxFreeTcbs        REG_DWORD    0x7d0 (2000)" in text.splitlines()
+        lines = text.splitlines()
+        assert lines[1:4] == [r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters",
+                              "    MaxFreeTcbs    REG_DWORD    0x7d0", "    TcpTimedWaitDelay    REG_DWORD    0xf0"]
         assert dbg.execute("!tcpparams MaxFreeTcbs 3").data["MaxFreeTcbs"] == 3
         run(dbg, "!httperf /w --server winsrv --uri /index.html --num-conns 5")
         data = dbg.execute("!tcpparams").data

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from wskdbg.engine import Engine
 
 _SYNTAX = "!tcpparams [MaxFreeTcbs N]"
-_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters"
+_KEY = r"HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters"
 
 
 @command("!tcpparams", area="network", mutates=True, syntax=_SYNTAX,
@@ -44,9 +44,11 @@ def cmd_tcpparams(dbg: "Engine", inv: Invocation) -> CommandResult:
     delay_s = tcp.config.time_wait_ns / 1e9
     data = {"MaxFreeTcbs": tcp.max_time_wait_tcbs, "TcpTimedWaitDelay": delay_s,
             "time_wait_tcbs": len(tcp.time_wait), "reclaimed_early": tcp.counters.tcp_time_wait_reclaimed}
-    lines = [f"{_KEY} ({dbg.current_host})", "",
-             f"    MaxFreeTcbs        REG_DWORD    {tcp.max_time_wait_tcbs:#x} ({tcp.max_time_wait_tcbs})",
-             f"    TcpTimedWaitDelay  REG_DWORD    {int(delay_s):#x} ({delay_s:g} s)", "",
-             f"(lab) time-wait TCBs {len(tcp.time_wait)} of at most {tcp.max_time_wait_tcbs} (pool tag 'TcpW'); "
+    # reg query's own shape (the key, then name/type/data four spaces apart); the lab's figures after it.
+    lines = ["", _KEY,
+             f"    MaxFreeTcbs    REG_DWORD    {tcp.max_time_wait_tcbs:#x}",
+             f"    TcpTimedWaitDelay    REG_DWORD    {int(delay_s):#x}", "",
+             f"(lab) {dbg.current_host}: MaxFreeTcbs {tcp.max_time_wait_tcbs}, TcpTimedWaitDelay {delay_s:g} s; "
+             f"time-wait TCBs {len(tcp.time_wait)} (pool tag 'TcpW'); "
              f"released before 2*MSL because the table was full: {tcp.counters.tcp_time_wait_reclaimed}"]
     return CommandResult("\n".join(lines), data)
