@@ -532,7 +532,7 @@ TCP_LAB_STATISTICS = (
 def tcp_statistics_lines(c: Mapping[str, Any]) -> list[str]:
     out = ["TCP Statistics for IPv4 and IPv6", ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_STATISTICS if name in c]
-    out += ["", "TCP Statistics (lab: resets, SYN attack protection, backlog, dynamic ports)", ""]
+    out += ["", "TCP Statistics (lab: resets, SYN attack protection, backlog, time-wait, dynamic ports)", ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_LAB_STATISTICS if name in c]
     out.append("")
     return out
