@@ -74,7 +74,7 @@ class TcpConnection:
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
-        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter",
+        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
         "timeouts", "dup_acks",
@@ -170,6 +170,10 @@ class TcpConnection:
         # draws it from the world's seed so that a burst of handshakes does not retry in
         # lock-step waves.  None: the plain RFC 6298 timer.
         self._syn_jitter = syn_jitter
+        # The glue's answer to "how many payload bytes may one large send carry on this route
+        # now" (the NIC's LSO limit; 0: no LSO).  Set, the send loop emits one segment per
+        # large send instead of one per MSS - see _large_send.  None: one segment per MSS.
+        self.tso_size: Callable[[], int] | None = None
 
         self.segments_sent = 0
         self.segments_received = 0
@@ -991,6 +995,10 @@ class TcpConnection:
         if cwnd is None:
             cwnd = self._cc.cwnd
         first_out = len(out)  # segments this loop adds after its first share that one's ACK, window and options
+        # Large sends (TSO): only at full-sized segments (no SACK blocks trim them) and when no data
+        # segment precedes this loop in `out` - the glue would have joined the two (_large_send).
+        tso = self.tso_size if max_payload == self._max_payload and not (out and out[-1].payload) else None
+        lso_max = -1  # asked of the glue once per loop, and only when a large send could form
         while True:
             seq = self._snd_nxt
             una = self._snd_una
@@ -1025,10 +1033,18 @@ class TcpConnection:
                         # unacknowledged, so the tail of one large send is not stalled
                         # behind the peer's delayed ACK.
                         break
+                if tso is not None and n == max_payload < remaining and seq >= self._snd_max:
+                    if lso_max < 0:
+                        lso_max = tso()
+                    if lso_max >= 2 * max_payload and self._emit_large(
+                            now, out, seq, remaining, usable, fin, max_payload, lso_max // max_payload,
+                            len(out) > first_out):
+                        continue
                 flags = ACK
                 if n == remaining:
                     flags = ACK | PSH | FIN if fin else ACK | PSH
                 self._emit(now, out, seq, n, flags, max_payload, len(out) > first_out)
+                tso = None  # the glue may join what follows to this segment (a retransmission going back)
             elif fin and seq == data_end:
                 self._emit(now, out, seq, 0, ACK | FIN, max_payload)
                 break
@@ -1067,6 +1083,59 @@ class TcpConnection:
             self._small_end = end
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
+
+    def _emit_large(self, now: int, out: list[TcpSegment], seq: int, remaining: int, usable: int, fin: bool,
+                    mss: int, slots: int, follows: bool) -> bool:
+        """One segment for what the per-MSS loop would send next as one large send (Linux's
+        TSO-sized skb, tcp_tso_segs): new data at `seq`, whose first MSS is full and unflagged.
+        It carries exactly the segments that loop would emit and the glue would have joined
+        into one LSO send (at most `slots` of `mss` bytes, the last one may be short): full
+        segments while the windows hold them, then the tail the loop would send (Nagle, Minshall
+        and sender SWS decide as there), PSH/FIN as on the last of them.  Its `segments` says how
+        many; the NIC cuts the same frames.  Every count and timer is what those segments would
+        have set: the RTT times the first, _small_end is the tail's end.  False (nothing sent)
+        when only one segment would go."""
+        avail = remaining if remaining < usable else usable
+        count = avail // mss
+        if count > slots:
+            count = slots
+        n = count * mss
+        flags = ACK
+        if n == remaining:
+            flags = ACK | PSH | FIN if fin else ACK | PSH
+        elif count < slots:
+            tail = avail - n  # less than an MSS: what the loop's next iteration would size
+            if tail > 0 and (tail >= self._max_snd_wnd // 2 if tail < remaining - n else
+                             self._nodelay or fin or (self._minshall and self._small_end <= self._snd_una)):
+                if tail == remaining - n:
+                    flags = ACK | PSH | FIN if fin else ACK | PSH
+                n += tail
+                count += 1
+        if count < 2:
+            return False
+        payload = self._sndbuf.slice(seq, n)
+        if follows:
+            prev = out[-1]
+            seg = TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, prev.ack, flags, prev.window,
+                             None, None, False, prev.timestamps, prev.sack_blocks, payload, count)
+            self.segments_sent += count
+        else:
+            seg = self._make(now, flags, seq, payload)
+            seg.segments = count
+            self.segments_sent += count - 1
+        out.append(seg)
+        end = seq + n + (flags & FIN)
+        if self._rtt_seq is None:
+            self._rtt_seq = seq + mss  # the first of its segments is the one timed
+            self._rtt_start = now
+        self._snd_nxt = end
+        if end > self._snd_max:
+            self._snd_max = end
+        if n % mss and end > self._small_end:
+            self._small_end = end
+        if self._rexmit_at is None:
+            self._rexmit_at = now + self._rtt.rto_ns
+        return True
 
     def _skip_sacked(self, seq: int, una: int) -> tuple[int, int, int]:
         """Going back after a timeout with a scoreboard: the first unSACKed byte at or

@@ -33,7 +33,9 @@ class TcpSegment:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     payload: tuple[memoryview, ...] = ()  # scatter-gather chunks, never joined by the core
     # Wire segments this one stands for: >1 when the NIC coalesced them (RSC, an
-    # NDIS_RSC_NBL_INFO CoalescedSegCount); delayed ACK counts each of them.
+    # NDIS_RSC_NBL_INFO CoalescedSegCount; delayed ACK counts each of them), or on the way out
+    # when the core built one large send (TSO, TcpConnection.tso_size) that the NIC cuts into
+    # that many MSS-sized segments.
     segments: int = 1
     # Where the payload's bytes live, for the receive buffer to keep next to them: (the payload
     # tuple this describes, one location per chunk - the glue's physical addresses).  Whoever

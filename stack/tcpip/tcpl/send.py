@@ -5,6 +5,7 @@ Part of the TcpLayer that stack/tcpip/tcp_glue.py assembles."""
 from __future__ import annotations
 
 from bisect import bisect_right
+from functools import partial
 from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING, Callable
 from stack.kernel import (STATUS_HOST_UNREACHABLE, STATUS_INVALID_DEVICE_STATE, STATUS_INVALID_PARAMETER,
@@ -12,6 +13,8 @@ from stack.kernel import (STATUS_HOST_UNREACHABLE, STATUS_INVALID_DEVICE_STATE, 
 from stack.kernel.mdl import IoBuildPartialMdl, Mdl
 from ..events import SegmentSent
 from ..tcp import TcpSegment, TcpState
+from ..tcp.buffers import slice_views
+from ..tcp.segment import FIN, PSH
 from ..tcp.seq import SEQ_MASK
 from ..transport import ConnectionEndpoint, RequestComplete
 from ..wire.tcp import emit_tcp_header, fill_tcp_checksum
@@ -26,7 +29,15 @@ if TYPE_CHECKING:
 
 
 class SendLayer:
-    """Client sends as stream ranges, segments built over the client's pages (partial MDLs), to IP."""
+    """Client sends as stream ranges, segments built over the client's pages (partial MDLs), to IP.
+
+    Large sends: where the route's adapter offers LSO, the core builds one segment per large send
+    (TcpConnection.tso_size asks lso_limit) and it goes to IP as one LSO packet, as Linux's
+    tcp_write_xmit builds TSO-sized skbs.  Segments the core still makes one per MSS (a
+    retransmission going back, data behind a resent segment) are joined here into LSO sends by
+    the same rule the core follows, so the NIC cuts the same frames either way."""
+
+    tso_emission = True  # False: the core emits one segment per MSS and _transmit joins them (as before)
 
     def send(self, endpoint: ConnectionEndpoint, mdl: Mdl, offset: int, length: int,
              completion: RequestComplete | None, disconnect: Callable[[int], None] | None = None) -> int:
@@ -43,6 +54,8 @@ class SendLayer:
             pieces = _mdl_pieces(mdl, offset, length)
         except ValueError:
             return STATUS_INVALID_PARAMETER
+        if core.tso_size is None:
+            core.tso_size = partial(self.lso_limit, tcb)
         request = SendRequest(tcb.stream_end, length, pieces, completion)
         tcb.sends.append(request)
         tcb.send_starts.append(request.start)
@@ -83,23 +96,41 @@ class SendLayer:
             del tcb.send_starts[:head]
             tcb.send_head = 0
 
+    def lso_limit(self, tcb: Tcb) -> int:
+        """TcpConnection.tso_size: payload bytes one large send may carry now (0: none, or
+        tso_emission off)."""
+        return self._lso_max(tcb) if self.tso_emission else 0
+
+    def _lso_max(self, tcb: Tcb) -> int:
+        """Payload bytes one LSO send may carry on this connection's route now (0: no LSO)."""
+        path = tcb.path
+        if path is None:
+            return 0
+        iface = path.interface
+        if not iface.lso_enabled(path.version):
+            return 0
+        core = tcb.core
+        return iface.lso_max_payload(path, core is not None and core.rcv_wscale + core.snd_wscale > 0)
+
     def _transmit(self, tcb: Tcb, segments: list[TcpSegment]) -> None:
         count = len(segments)
-        if count == 1:  # a lone segment: nothing to batch into one LSO send
-            TcpTcbSend(self, tcb, segments, 0)
-            return
-        path = tcb.path
-        iface = path.interface
         core = tcb.core
-        lso_max = (iface.lso_max_payload(path, core is not None and core.rcv_wscale + core.snd_wscale > 0)
-                   if iface.lso_enabled(path.version) else 0)
+        if count == 1:  # a lone segment: one packet (one LSO send when the core built it large)
+            TcpTcbSend(self, tcb, segments, core.max_payload if segments[0].segments > 1 else 0)
+            return
+        mss = core.max_payload if core is not None else 0
+        lso_max = self._lso_max(tcb)
         i = 0
         while i < count:
             seg = segments[i]
             j = i + 1
+            if seg.segments > 1:  # the core's large send: one LSO send as it stands
+                TcpTcbSend(self, tcb, segments[i:j], mss)
+                i = j
+                continue
+            # Consecutive MSS-sized segments of one loop join one LSO send (the rule
+            # TcpConnection._emit_large follows when it builds the large send itself).
             if lso_max and seg.payload and seg.flags == _ACK:
-                core = tcb.core
-                mss = core.max_payload if core is not None else 0
                 total = seg.payload_len
                 if total == mss:
                     next_seq = (seg.seq + total) & SEQ_MASK  # where the previous segment of the batch ends
@@ -131,9 +162,11 @@ class SendLayer:
         if len(segs) > 1:
             payload_len = sum([len(v) for s in segs for v in s.payload])
             flags = segs[-1].flags
+            wire_segments = len(segs)
         else:
             payload_len = first.payload_len
             flags = first.flags
+            wire_segments = first.segments  # >1: the core's large send
         # No header slot or MDLs: the segment is lost here and counted; the core retransmits it.
         packet = ip.new_packet(path, IPPROTO_TCP) if self.stack.mdl_pool.reserve(MAX_PAYLOAD_MDLS) else None
         if packet is None:
@@ -158,10 +191,12 @@ class SendLayer:
         packet.payload_length = payload_len
         packet.lso_mss = lso_mss
         packet.checksum_offload = offload
-        self.counters.tcp_segments_sent += len(segs)
+        # Segments Sent counts each MSS-sized segment of an LSO send (what the wire carries), as
+        # it did when the core built them one by one.
+        self.counters.tcp_segments_sent += wire_segments
         k = self.kernel
         if k.bus.subscribers:
-            for s in segs:
+            for s in (segs if wire_segments == len(segs) else _wire_segments(first, lso_mss)):
                 k.bus.publish(SegmentSent(host=k.name, depth=len(k.frames), conn=tcb.endpoint.address,
                                           summary=_summary(path.src, path.dst, s), length=s.payload_len))
         packet.on_failed = lambda status, tcb=tcb: self._send_failed(tcb, status)
@@ -254,6 +289,20 @@ class SendLayer:
             k.bus.publish(SegmentSent(host=k.name, depth=len(k.frames), conn=0,
                                       summary=_summary(path.src, path.dst, seg), length=0))
         ip.send_packet(packet)
+
+
+def _wire_segments(seg: TcpSegment, mss: int) -> list[TcpSegment]:
+    """The MSS-sized segments one large send stands for, as the NIC cuts it (PSH and FIN on the
+    last only) - what a listener saw when the core built them one by one."""
+    total = seg.payload_len
+    out: list[TcpSegment] = []
+    for lo in range(0, total, mss):
+        hi = min(lo + mss, total)
+        flags = seg.flags if hi == total else seg.flags & ~(PSH | FIN)
+        out.append(TcpSegment(seg.src_port, seg.dst_port, (seg.seq + lo) & SEQ_MASK, seg.ack, flags, seg.window,
+                              None, None, False, seg.timestamps, seg.sack_blocks,
+                              tuple(slice_views(seg.payload, lo, hi))))
+    return out
 
 
 @kroutine("tcpip")
