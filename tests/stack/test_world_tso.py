@@ -120,6 +120,25 @@ def _two_senders(world: World, version: int) -> None:
     assert server.result.received == 3 * 1448 + 1 + 1000
 
 
+def _offloads_switched_mid_transfer(world: World, version: int) -> None:
+    """`!offload client lso=off`, then `lso=on lsosize=262144`, while the data flows: the core asks
+    the route afresh for each send loop, so it follows the adapter the way the glue does."""
+    server = start(world, "winsrv", bulk_receiver, any_address(version, 9))
+    world.run_for(1_000_000)
+    client = start(world, "client", bulk_sender, server_address(world, version, 9), 2048 * KiB)
+    counters = world.host("client").stack.counters
+    sent = []
+    for change in ({"lso": False}, {"lso": True, "lso_max_size": 256 * KiB}):
+        world.run_for(600_000)  # the transfer takes a few ms of virtual time
+        sent.append((counters.lso_sends, counters.tcp_segments_sent))
+        world.host("client").set_offloads(**change)
+    run_programs(world, server, client)
+    assert server.result.received == 2048 * KiB
+    (lso_before_off, segments_before_off), (lso_before_on, segments_before_on) = sent
+    assert segments_before_on > segments_before_off and lso_before_on == lso_before_off  # off: no LSO sends
+    assert counters.lso_sends > lso_before_on and world.host("client").nic.counters.lso_largest > 64 * KiB
+
+
 # (transfer, lab settings): each runs over IPv4 and IPv6, with TSO emission on and off.
 SCENARIOS: dict[str, tuple[Callable[[World, int], None], dict[str, Any]]] = {
     "bulk_one_way_lsov1": (_bulk, {}),
@@ -135,6 +154,7 @@ SCENARIOS: dict[str, tuple[Callable[[World, int], None], dict[str, Any]]] = {
     "minshall_holds_a_second_send_behind_a_large_sends_tail": (_two_senders, {}),
     "exact_mss_multiples_push_on_a_full_segment": (_pieces([1448 * 20, 1448]), {}),
     "fin_piggybacked_on_the_last_data": (_pieces([50_000, 77_777], disconnect=True), {}),
+    "offloads_switched_mid_transfer": (_offloads_switched_mid_transfer, {}),
     "loss_and_reordering_retransmissions": (_bulk, {"faults": True}),
     "loss_with_lsov2": (_echo, {"faults": True, "lso_max_size": 256 * KiB}),
 }
