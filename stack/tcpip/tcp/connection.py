@@ -607,7 +607,7 @@ class TcpConnection:
         flags = seg.flags
         state = self._state
         rcv_nxt = self._rcv_nxt
-        seq = unwrap(seg.seq, rcv_nxt)
+        seq = rcv_nxt + ((seg.seq - rcv_nxt + _HALF) & SEQ_MASK) - _HALF  # unwrap(seg.seq, rcv_nxt), inlined
 
         if state is S.SYN_RECEIVED and flags & SYN and seq == self._irs and not flags & RST:
             self._seg_syn_in_syn_received(seg, now)
@@ -666,7 +666,8 @@ class TcpConnection:
         # 5. ACK.
         if not flags & ACK:
             return
-        ack = unwrap(seg.ack, self._snd_una)
+        snd_una = self._snd_una
+        ack = snd_una + ((seg.ack - snd_una + _HALF) & SEQ_MASK) - _HALF  # unwrap(seg.ack, snd_una), inlined
         if state is S.SYN_RECEIVED:
             if not self._snd_una < ack <= self._snd_max:
                 self._out.append(TcpSegment(self.local_port, self.remote_port, seg.ack, 0, RST, 0))

@@ -237,14 +237,17 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
     core = tcb.core
     if core is None:
         return
-    layer.hold_or_copy(tcb, seg, rx)
-    if seg.flags & 0x08 and seg.payload:  # PSH: remember where the pushed data ends
-        tcb.push_end = (seg.seq + seg.payload_len) & SEQ_MASK
+    payload = seg.payload
+    if payload:  # (a pure ACK has nothing to hold or copy)
+        layer.hold_or_copy(tcb, seg, rx)
+        if seg.flags & 0x08:  # PSH: remember where the pushed data ends
+            tcb.push_end = (seg.seq + seg.payload_len) & SEQ_MASK
     core.on_segment(seg, layer.kernel.now_ns)
     tcb.rx_indicating = rx
     layer._kick(tcb)
     tcb.rx_indicating = None
-    layer.after_segment(tcb, seg, rx)
+    if payload:
+        layer.after_segment(tcb, seg, rx)
 
 
 @kroutine("tcpip")
