@@ -11,6 +11,10 @@ Windows: TcpSegment.window is the raw 16-bit field both ways.  The core
 scales what it receives by snd_wscale and chooses the field it sends itself;
 the SYN's window is never scaled.  snd_wnd / rcv_wnd are in bytes.
 
+Large sends: with `tso_size` set (the glue's LSO limit for the route), the send loop emits
+one segment per large send - TcpSegment.segments MSS-sized segments the NIC will cut - where
+it would have emitted that many in a row (Linux's TSO-sized skbs); see _emit_large.
+
 Internally every sequence number is unwrapped (see seq.py): the send side
 counts up from the ISS, the receive side from the IRS.  Only segments and
 the introspection properties use 32-bit values.
@@ -997,7 +1001,7 @@ class TcpConnection:
             cwnd = self._cc.cwnd
         first_out = len(out)  # segments this loop adds after its first share that one's ACK, window and options
         # Large sends (TSO): only at full-sized segments (no SACK blocks trim them) and when no data
-        # segment precedes this loop in `out` - the glue would have joined the two (_large_send).
+        # segment precedes this loop in `out` - the glue would have joined the two (_emit_large).
         tso = self.tso_size if max_payload == self._max_payload and not (out and out[-1].payload) else None
         lso_max = -1  # asked of the glue once per loop, and only when a large send could form
         while True:
