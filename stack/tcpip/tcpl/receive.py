@@ -253,7 +253,7 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
 @kroutine("tcpip")
 def TcpDeliverDataToClient(layer: TcpLayer, tcb: Tcb, request: ReceiveRequest, views: list[memoryview]) -> int:
     """Copy in-order bytes into the client's posted receive MDL (the one counted copy)."""
-    n = sum(len(v) for v in views)
+    n = sum(map(len, views))
     if n:
         copy_to_mdl(request.mdl, request.offset + request.filled, views, "tcp receive into client MDL")
     return n
