@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 from stack.kernel.cpu import HARDWARE, ISR_LEVEL, set_level
-from stack.kernel.irql import NIC_DIRQL
+from stack.kernel.irql import NIC_DIRQL, PASSIVE_LEVEL
 from stack.kernel.kernel import Kernel
 from stack.kernel.memory import PAGE_SHIFT
 
@@ -438,12 +438,55 @@ class EmulatedNic:
         self.sink.deliver_large(unit, lengths, [now] * count)
 
     def deliver_large(self, unit: LargeSend, lengths: list[int], times: list[int]) -> None:
-        """Segments of a large send reach this NIC, each at the time its frame would have: one event each."""
+        """Segments of a large send reach this NIC, each at the time its frame would have: one event each.
+
+        While nothing can tell events apart (`_may_chain`), only the first segment's event is
+        queued; it handles as many segments as the scheduler lets it run back to back
+        (`_segments_arrived`).  Every segment keeps the insertion number it would have had, so
+        its place among everything else the scheduler runs is the same either way."""
         k = self.kernel
-        call_at = k.scheduler.call_at
+        sched = k.scheduler
+        if len(times) > 1 and self._may_chain(k):
+            seq = sched.reserve_seqs(len(times))
+            sched.call_at_seq(times[0], seq, k, self._segments_arrived, unit, times, 0, seq, label="nic rx")
+            return
+        call_at = sched.call_at
         arrived = self.segment_arrived
         for i, t in enumerate(times):
             call_at(t, k, arrived, unit, i, label="nic rx")
+
+    def _may_chain(self, k: Kernel) -> bool:
+        """May a segment's event also run the segments after it (see `_segments_arrived`)?  Not when
+        anyone could tell one event from several: a bus subscriber (the debugger sees every
+        hand-off as it happens), a processor model (an event is placed on a processor and
+        charged), a wire hold, or a kernel context the event left other than a fresh one."""
+        return (not k.bus.subscribers and k.cpu_model is None and not self.wire_holds
+                and k.irql == PASSIVE_LEVEL and not k.frames and k.current_thread is None and not k.held_locks)
+
+    def _segments_arrived(self, unit: LargeSend, times: list[int], i: int, seq0: int) -> None:
+        """Segment `i` of a passed-through large send arrives, and then each following segment
+        that the scheduler would run next anyway (`Scheduler.continue_at`: it is before every
+        other queued event and inside the run loop's limits), at its own time, as if in an
+        event of its own.  The first that is not is queued with its reserved insertion number;
+        if chaining has become observable, every remaining segment is queued as its own event,
+        exactly as `deliver_large` queues them without chaining."""
+        k = self.kernel
+        sched = k.scheduler
+        arrived = self.segment_arrived
+        count = len(times)
+        while True:
+            arrived(unit, i)
+            i += 1
+            if i == count:
+                return
+            if not self._may_chain(k):
+                call_at_seq = sched.call_at_seq
+                for j in range(i, count):
+                    call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
+                return
+            if not sched.continue_at(times[i], seq0 + i):
+                break
+        sched.call_at_seq(times[i], seq0 + i, k, self._segments_arrived, unit, times, i, seq0, label="nic rx")
 
     def segment_arrived(self, unit: LargeSend, i: int) -> None:
         """One segment of a passed-through large send: the receive path of its frame, checksums trusted
@@ -703,6 +746,7 @@ class EmulatedNic:
 
 set_level(EmulatedNic.frame_arrived, ISR_LEVEL)  # the line fires inside the DMA's event
 set_level(EmulatedNic.segment_arrived, ISR_LEVEL)
+set_level(EmulatedNic._segments_arrived, ISR_LEVEL)
 set_level(EmulatedNic._moderated_fire, ISR_LEVEL)
 set_level(EmulatedNic._process_tx, HARDWARE)
 
