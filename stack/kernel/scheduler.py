@@ -54,13 +54,14 @@ class ScheduledEvent:
 class _RunLoop:
     """What a run loop stops at, and how many events it ran (continuations included)."""
 
-    __slots__ = ("until_ns", "max_events", "condition", "ran")
+    __slots__ = ("until_ns", "max_events", "condition", "condition_false", "ran")
 
     def __init__(self, until_ns: int | None, max_events: int | None,
                  condition: Callable[[], bool] | None) -> None:
         self.until_ns = until_ns
         self.max_events = max_events
         self.condition = condition
+        self.condition_false = False  # claim() asked the condition and it no longer held
         self.ran = 0
 
 
@@ -78,9 +79,9 @@ class Scheduler:
         # Hook for a real-time bridge: called before the loop sleeps past `now`.
         self.before_advance: Callable[[int], None] | None = None
         # The run loop in progress (run_until / run_until_idle / run_while), None while a caller
-        # steps with run_one: what `continue_at` must respect to run an event inside another.
+        # steps with run_one: what `claim` must respect to run an event inside another.
         self._loop: _RunLoop | None = None
-        self.continued = 0  # events run by continue_at, inside another event (no heap round trip)
+        self.claimed = 0  # events run by claim(), inside the event before them (no run_one of their own)
 
     # -- queueing ---------------------------------------------------------------
     def call_at(self, time_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
@@ -123,7 +124,7 @@ class Scheduler:
         ev.seq = seq
         heappush(self._heap, (time_ns, seq, ev))
 
-    # -- events run as continuations (see continue_at) --------------------------------------
+    # -- events run inside the event before them (see claim) ---------------------------------
     def reserve_seqs(self, n: int) -> int:
         """Take `n` insertion numbers now for events queued later (the first is returned): a
         caller that would have queued n events at once queues them one at a time, each with
@@ -144,37 +145,40 @@ class Scheduler:
             self._compact()
         return ev
 
-    def continue_at(self, time_ns: int, seq: int) -> bool:
-        """May the event at (`time_ns`, `seq`) - reserved, not in the heap - run now, inside the
-        event that is running, as the very next event?
+    def claim(self, ev: ScheduledEvent) -> bool:
+        """May `ev` - just queued by the running event - run now, inside the running event?
 
-        True only when nothing could tell the difference: a run loop is in progress and would run
-        it next (it is before every entry in the heap, inside the loop's time and event limits,
-        and the loop's condition still holds), no real-time hook waits between events, and the
-        machine has not stopped.  Then the clock moves to `time_ns` and it counts as an event
-        run, exactly as run_one would have done; the caller runs it at once.  A caller stepping
-        with run_one (the debugger, the bridge) never gets a continuation."""
+        True only when nobody could tell the difference: a run loop is in progress
+        (run_until / run_until_idle / run_while) and would take `ev` off the heap next (it is the
+        earliest entry, inside the loop's time and event limits, and the loop's condition, asked
+        at the same point the loop asks it, still holds), no real-time hook waits between events,
+        and the machine has not stopped.  Then `ev` leaves the heap, the clock moves to its time
+        and it counts as an event run, exactly as run_one would have done it; the caller runs it
+        at once.  A caller that steps with run_one (the debugger, the bridge) never gets a claim."""
         loop = self._loop
         if loop is None or self.halted is not None or self.before_advance is not None:
             return False
-        if loop.until_ns is not None and time_ns > loop.until_ns:
+        heap = self._heap
+        while heap[0][2].cancelled:  # `ev` itself is in the heap: this stops
+            heappop(heap)
+        if heap[0][2] is not ev:
             return False
         if loop.max_events is not None and loop.ran >= loop.max_events:
             return False
-        heap = self._heap
-        while heap and heap[0][2].cancelled:
-            heappop(heap)
-        if heap:
-            top = heap[0]
-            if top[0] < time_ns or (top[0] == time_ns and top[1] < seq):
-                return False
-        if loop.condition is not None and not loop.condition():
+        time_ns = ev.time_ns
+        if loop.until_ns is not None and time_ns > loop.until_ns:
             return False
+        condition = loop.condition
+        if condition is not None and not condition():
+            loop.condition_false = True  # run_while has its answer: it stops without asking again
+            return False
+        heappop(heap)
         if time_ns > self.now_ns:
             self.now_ns = time_ns
         self.events_run += 1
-        self.continued += 1
+        self.claimed += 1
         loop.ran += 1
+        self.current = ev
         return True
 
     def _compact(self) -> None:
@@ -305,7 +309,7 @@ class Scheduler:
         loop = _RunLoop(max_time_ns, max_events, condition)
         outer, self._loop = self._loop, loop
         try:
-            while condition():
+            while not loop.condition_false and condition():
                 if self.halted is not None or loop.ran >= max_events:
                     return False
                 while heap and heap[0][2].cancelled:  # peek_time(), inlined

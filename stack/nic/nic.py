@@ -168,6 +168,9 @@ class EmulatedNic:
         self.passthrough = True
         self.passthrough_counters = PassThroughCounters()
         self.wire_holds: Counter = Counter()
+        # A passed-through unit's segments run back to back in one event while nothing can tell
+        # (deliver_large); False queues one event per segment always (tests compare the two).
+        self.chain_segments = True
         phys = kernel.phys
         self._phys_view = phys.view
         self._phys_base = phys.base_pfn
@@ -441,7 +444,7 @@ class EmulatedNic:
         """Segments of a large send reach this NIC, each at the time its frame would have: one event each.
 
         While nothing can tell events apart (`_may_chain`), only the first segment's event is
-        queued; it handles as many segments as the scheduler lets it run back to back
+        queued; it runs as many segments as the scheduler lets it run back to back
         (`_segments_arrived`).  Every segment keeps the insertion number it would have had, so
         its place among everything else the scheduler runs is the same either way."""
         k = self.kernel
@@ -460,22 +463,77 @@ class EmulatedNic:
         anyone could tell one event from several: a bus subscriber (the debugger sees every
         hand-off as it happens), a processor model (an event is placed on a processor and
         charged), a wire hold, or a kernel context the event left other than a fresh one."""
-        return (not k.bus.subscribers and k.cpu_model is None and not self.wire_holds
+        return (self.chain_segments and not k.bus.subscribers and k.cpu_model is None and not self.wire_holds
                 and k.irql == PASSIVE_LEVEL and not k.frames and k.current_thread is None and not k.held_locks)
 
     def _segments_arrived(self, unit: LargeSend, times: list[int], i: int, seq0: int) -> None:
-        """Segment `i` of a passed-through large send arrives, and then each following segment
-        that the scheduler would run next anyway (`Scheduler.continue_at`: it is before every
-        other queued event and inside the run loop's limits), at its own time, as if in an
-        event of its own.  The first that is not is queued with its reserved insertion number;
-        if chaining has become observable, every remaining segment is queued as its own event,
-        exactly as `deliver_large` queues them without chaining."""
+        """Segment `i` of a passed-through large send arrives; the next is queued (with the
+        insertion number `deliver_large` reserved for it) and, when the scheduler would run it
+        next anyway (`Scheduler.claim`: the earliest entry, inside the run loop's limits), run
+        here at once, at its own time, as if in an event of its own; and so on.  If chaining has
+        become observable, every remaining segment is queued as its own event, exactly as
+        `deliver_large` queues them without chaining.
+
+        A segment that joins its connection's open RSC unit is handled here, in the loop: the
+        same steps as `segment_arrived`'s, with what cannot change from one segment to the next
+        (the unit's shape, the NIC's settings) read once; anything else goes to
+        `segment_arrived`."""
         k = self.kernel
         sched = k.scheduler
         arrived = self.segment_arrived
         count = len(times)
+        offloads = self.offloads
+        fast = (offloads.rx_checksum and offloads.rsc and self.receive_filter & FILTER_DIRECTED
+                and unit.dst == self.mac)
+        first = unit.rsc_first() if fast else None
+        if first is not None:
+            flow = first.flow
+            units = self._rsc_open
+            posted = self._rx_posted
+            mss = unit.mss
+            headers_end = unit.headers_end
+            last_payload = unit.payload_length - (count - 1) * mss
+            last_psh = bool(unit.flags & TCP_PSH)
+            seq = unit.seq
+            max_frame = self.mtu + ETH_HEADER_LEN
+            data = memoryview(unit.data)
+            view = self._phys_view
+            base = self._phys_base
+            c = self.counters
+            bus = k.bus
         while True:
-            arrived(unit, i)
+            open_unit = units.get(flow) if first is not None and i else None
+            if open_unit is None:
+                arrived(unit, i)
+            else:  # segment_arrived's join path, inlined
+                last = i == count - 1
+                payload = last_payload if last else mss
+                n = headers_end + payload
+                if (n <= max_frame and posted and n <= posted[0][1]
+                        and joins_next(open_unit, first, (seq + i * mss) & 0xFFFFFFFF, payload) is None):
+                    sg, _capacity, cookie = posted.popleft()
+                    start = headers_end + i * mss
+                    pfn, offset, length = sg[0]
+                    if length >= payload:
+                        at = ((pfn - base) << PAGE_SHIFT) + offset
+                        view[at:at + payload] = data[start:start + payload]
+                        self.dma_rx_bytes += payload
+                    else:
+                        self._scatter(sg, data[start:start + payload])
+                    add_next(open_unit, first, payload, last and last_psh, cookie)
+                    self._rsc_held += 1
+                    c.frames_in += 1
+                    c.bytes_in += n
+                    c.rx_descriptors += 1
+                    c.rsc_coalesced_segments += 1
+                    if bus.subscribers:
+                        k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
+                    if self.interrupts_enabled and not (self._fire_scheduled and self.interrupt_moderation_ns):
+                        self._raise(INT_RX)
+                    else:  # _raise(INT_RX): masked, or the moderated interrupt already due
+                        self._cause |= INT_RX
+                else:
+                    arrived(unit, i)
             i += 1
             if i == count:
                 return
@@ -484,9 +542,10 @@ class EmulatedNic:
                 for j in range(i, count):
                     call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
                 return
-            if not sched.continue_at(times[i], seq0 + i):
-                break
-        sched.call_at_seq(times[i], seq0 + i, k, self._segments_arrived, unit, times, i, seq0, label="nic rx")
+            ev = sched.call_at_seq(times[i], seq0 + i, k, self._segments_arrived, unit, times, i, seq0,
+                                   label="nic rx")
+            if not sched.claim(ev):
+                return
 
     def segment_arrived(self, unit: LargeSend, i: int) -> None:
         """One segment of a passed-through large send: the receive path of its frame, checksums trusted
