@@ -30,7 +30,8 @@ from stack.kernel.memory import PAGE_SHIFT
 
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
 from .link import FrameSink
-from .rsc import RscUnit, add, add_next, classify, finalize_header, joins, joins_next, start_unit
+from .rsc import (RscUnit, add, add_next, classify, finalize_header, join_next, joins, joins_next,
+                  start_unit)
 from .offload import (RX_IP_FAILED, RX_IP_SUCCEEDED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP,
                       OffloadError, fill_checksums, validate_rx_checksums)
 from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP_PSH, LargeSend,
@@ -482,6 +483,10 @@ class EmulatedNic:
         sched = k.scheduler
         arrived = self.segment_arrived
         count = len(times)
+        # Whether chaining is observable is decided here, once per event: only this loop's own
+        # segments (and the interrupt service they raise) run until it ends, and none of them
+        # subscribes to the bus, installs a processor model or places a wire hold.
+        chain = self._may_chain(k)
         offloads = self.offloads
         fast = (offloads.rx_checksum and offloads.rsc and self.receive_filter & FILTER_DIRECTED
                 and unit.dst == self.mac)
@@ -510,8 +515,9 @@ class EmulatedNic:
                 payload = last_payload if last else mss
                 n = headers_end + payload
                 if (n <= max_frame and posted and n <= posted[0][1]
-                        and joins_next(open_unit, first, (seq + i * mss) & 0xFFFFFFFF, payload) is None):
-                    sg, _capacity, cookie = posted.popleft()
+                        and join_next(open_unit, first, (seq + i * mss) & 0xFFFFFFFF, payload, last and last_psh,
+                                      posted[0][2])):
+                    sg = posted.popleft()[0]
                     start = headers_end + i * mss
                     pfn, offset, length = sg[0]
                     if length >= payload:
@@ -520,7 +526,6 @@ class EmulatedNic:
                         self.dma_rx_bytes += payload
                     else:
                         self._scatter(sg, data[start:start + payload])
-                    add_next(open_unit, first, payload, last and last_psh, cookie)
                     self._rsc_held += 1
                     c.frames_in += 1
                     c.bytes_in += n
@@ -537,7 +542,9 @@ class EmulatedNic:
             i += 1
             if i == count:
                 return
-            if not self._may_chain(k):
+            if not chain or k.irql != PASSIVE_LEVEL or k.frames or k.current_thread is not None or k.held_locks:
+                # chaining is observable (or the context is not the fresh one an event starts
+                # in): every remaining segment is its own event, as without chaining
                 call_at_seq = sched.call_at_seq
                 for j in range(i, count):
                     call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
