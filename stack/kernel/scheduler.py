@@ -61,7 +61,7 @@ class _RunLoop:
         self.until_ns = until_ns
         self.max_events = max_events
         self.condition = condition
-        self.condition_false = False  # claim() asked the condition and it no longer held
+        self.condition_false = False  # call_at_seq_claimed asked the condition: it no longer held
         self.ran = 0
 
 
@@ -79,9 +79,9 @@ class Scheduler:
         # Hook for a real-time bridge: called before the loop sleeps past `now`.
         self.before_advance: Callable[[int], None] | None = None
         # The run loop in progress (run_until / run_until_idle / run_while), None while a caller
-        # steps with run_one: what `claim` must respect to run an event inside another.
+        # steps with run_one: what `call_at_seq_claimed` must respect to run an event inside another.
         self._loop: _RunLoop | None = None
-        self.claimed = 0  # events run by claim(), inside the event before them (no run_one of their own)
+        self.claimed = 0  # events run inside the event before them (call_at_seq_claimed)
 
     # -- queueing ---------------------------------------------------------------
     def call_at(self, time_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
@@ -124,7 +124,7 @@ class Scheduler:
         ev.seq = seq
         heappush(self._heap, (time_ns, seq, ev))
 
-    # -- events run inside the event before them (see claim) ---------------------------------
+    # -- events run inside the event before them ------------------------------------------------
     def reserve_seqs(self, n: int) -> int:
         """Take `n` insertion numbers now for events queued later (the first is returned): a
         caller that would have queued n events at once queues them one at a time, each with
@@ -145,27 +145,34 @@ class Scheduler:
             self._compact()
         return ev
 
-    def claim(self, ev: ScheduledEvent) -> bool:
-        """May `ev` - just queued by the running event - run now, inside the running event?
+    def call_at_seq_claimed(self, time_ns: int, seq: int, kernel: "Kernel | None", fn: Callable[..., Any],
+                            *args: Any, label: str = "") -> bool:
+        """call_at_seq, and then: may the event just queued run now, inside the running event?
 
         True only when nobody could tell the difference: a run loop is in progress
-        (run_until / run_until_idle / run_while) and would take `ev` off the heap next (it is the
-        earliest entry, inside the loop's time and event limits, and the loop's condition, asked
-        at the same point the loop asks it, still holds), no real-time hook waits between events,
-        and the machine has not stopped.  Then `ev` leaves the heap, the clock moves to its time
-        and it counts as an event run, exactly as run_one would have done it; the caller runs it
-        at once.  A caller that steps with run_one (the debugger, the bridge) never gets a claim."""
+        (run_until / run_until_idle / run_while) and would take the event off the heap next (it
+        is the earliest entry, inside the loop's time and event limits, and the loop's
+        condition, asked at the same point the loop asks it, still holds), no real-time hook
+        waits between events, and the machine has not stopped.  Then the event leaves the heap,
+        the clock moves to its time and it counts as an event run, exactly as run_one would have
+        done it; the caller runs it at once (`claimed` counts these).  A caller that steps with
+        run_one (the debugger, the bridge) never gets a claim: the event stays queued."""
+        if time_ns < self.now_ns:
+            time_ns = self.now_ns
+        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
+        heap = self._heap
+        heappush(heap, (time_ns, seq, ev))
+        if len(heap) >= self._compact_at:
+            self._compact()
         loop = self._loop
         if loop is None or self.halted is not None or self.before_advance is not None:
             return False
-        heap = self._heap
         while heap[0][2].cancelled:  # `ev` itself is in the heap: this stops
             heappop(heap)
         if heap[0][2] is not ev:
             return False
         if loop.max_events is not None and loop.ran >= loop.max_events:
             return False
-        time_ns = ev.time_ns
         if loop.until_ns is not None and time_ns > loop.until_ns:
             return False
         condition = loop.condition

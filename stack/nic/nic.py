@@ -470,7 +470,7 @@ class EmulatedNic:
     def _segments_arrived(self, unit: LargeSend, times: list[int], i: int, seq0: int) -> None:
         """Segment `i` of a passed-through large send arrives; the next is queued (with the
         insertion number `deliver_large` reserved for it) and, when the scheduler would run it
-        next anyway (`Scheduler.claim`: the earliest entry, inside the run loop's limits), run
+        next anyway (`Scheduler.call_at_seq_claimed`: the earliest entry, inside the run loop's limits), run
         here at once, at its own time, as if in an event of its own; and so on.  If chaining has
         become observable, every remaining segment is queued as its own event, exactly as
         `deliver_large` queues them without chaining.
@@ -506,8 +506,10 @@ class EmulatedNic:
             base = self._phys_base
             c = self.counters
             bus = k.bus
+        open_unit = None  # the flow's open RSC unit, looked up again whenever segment_arrived ran
         while True:
-            open_unit = units.get(flow) if first is not None and i else None
+            if open_unit is None and first is not None and i:
+                open_unit = units.get(flow)
             if open_unit is None:
                 arrived(unit, i)
             else:  # segment_arrived's join path, inlined
@@ -539,6 +541,7 @@ class EmulatedNic:
                         self._cause |= INT_RX
                 else:
                     arrived(unit, i)
+                    open_unit = None
             i += 1
             if i == count:
                 return
@@ -549,9 +552,8 @@ class EmulatedNic:
                 for j in range(i, count):
                     call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
                 return
-            ev = sched.call_at_seq(times[i], seq0 + i, k, self._segments_arrived, unit, times, i, seq0,
-                                   label="nic rx")
-            if not sched.claim(ev):
+            if not sched.call_at_seq_claimed(times[i], seq0 + i, k, self._segments_arrived, unit, times, i, seq0,
+                                             label="nic rx"):
                 return
 
     def segment_arrived(self, unit: LargeSend, i: int) -> None:
@@ -607,7 +609,11 @@ class EmulatedNic:
                         else:
                             self._raise(INT_RX)
                         return
-        self.frame_arrived(unit.frame(i), valid)  # this frame lands in memory whole: a real one
+        frame = unit.frame(i)  # this frame lands in memory whole: a real one
+        if i == 0 and offloads.rsc:  # RSC reads its headers: segment 0's are what every segment copies
+            self.frame_arrived(frame, valid, unit.classify_first(frame))
+        else:
+            self.frame_arrived(frame, valid)
 
     # -- receive ---------------------------------------------------------------------
     def deliver(self, frame: bytes, time_ns: int) -> None:
@@ -615,8 +621,11 @@ class EmulatedNic:
         k = self.kernel
         k.scheduler.call_at(time_ns, k, self.frame_arrived, frame, label="nic rx")
 
-    def frame_arrived(self, frame: bytes, data_valid: int = -1) -> None:
-        """A frame came off the wire: filter it, DMA it into a posted buffer, interrupt."""
+    def frame_arrived(self, frame: bytes, data_valid: int = -1, classified: tuple | None = None) -> None:
+        """A frame came off the wire: filter it, DMA it into a posted buffer, interrupt.
+
+        `classified` is what rsc.classify says about the frame, when the caller knows already
+        (a pass-through unit's first segment, LargeSend.classify_first)."""
         n = len(frame)
         if n < ETH_HEADER_LEN:
             self._drop(DROP_RUNT, n)
@@ -645,7 +654,7 @@ class EmulatedNic:
             checksum = validate_rx_checksums(frame) if offloads.rx_checksum else 0
         unit = None
         if offloads.rsc and checksum & RX_TCP_SUCCEEDED and not checksum & RX_IP_FAILED:
-            unit = self._coalesce(frame, sg, cookie)
+            unit = self._coalesce(frame, sg, cookie, classified)
             if unit is True:  # joined an open unit: only its payload went to memory
                 self._raise(INT_RX)
                 return
@@ -661,13 +670,14 @@ class EmulatedNic:
         self._raise(INT_RX)
 
     # -- receive segment coalescing ----------------------------------------------------
-    def _coalesce(self, frame: bytes, sg: list[SgElement], cookie: Any) -> RscUnit | bool | None:
+    def _coalesce(self, frame: bytes, sg: list[SgElement], cookie: Any,
+                  classified: tuple | None = None) -> RscUnit | bool | None:
         """Offer a checksum-verified frame to the RSC engine.
 
         True: it joined its connection's open unit (payload DMA'd, counted).
         A unit: it starts a new one (the caller DMAs it whole).  None: not
         coalescable; any unit open for its connection is closed first."""
-        seg, flow = classify(frame)
+        seg, flow = classify(frame) if classified is None else classified
         if flow is None:
             return None
         units = self._rsc_open

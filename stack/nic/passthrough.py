@@ -195,6 +195,15 @@ class LargeSend:
             self._rsc = (classify(self.frame(0, False))[0],)
         return self._rsc[0]
 
+    def classify_first(self, frame: bytes) -> tuple:
+        """rsc.classify of segment 0's frame, built by the caller (with or without its TCP checksum:
+        classify reads neither checksum); kept for rsc_first."""
+        from .rsc import classify
+        result = classify(frame)
+        if self._rsc is None:
+            self._rsc = (result[0],)
+        return result
+
     def rsc_segment(self, i: int):
         """What rsc.classify would read from segment i's frame, without building it (None: no candidate).
 

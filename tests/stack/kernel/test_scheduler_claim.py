@@ -1,6 +1,6 @@
-"""Scheduler.claim: an event just queued (with an insertion number reserved earlier) runs inside the
-running event only when the run loop would have run it next anyway: same order, same clock, same
-event count, the loop's condition asked at the same points."""
+"""Scheduler.call_at_seq_claimed: an event just queued (with an insertion number reserved earlier)
+runs inside the running event only when the run loop would have run it next anyway: same order,
+same clock, same event count, the loop's condition asked at the same points."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ def _chain(sched: Scheduler, log: list, times: list[int], name: str = "chain") -
             i += 1
             if i == len(times):
                 return
-            ev = sched.call_at_seq(times[i], seq0 + i, None, run, i)
-            if not sched.claim(ev):
+            if not sched.call_at_seq_claimed(times[i], seq0 + i, None, run, i):
                 return
 
     sched.call_at_seq(times[0], seq0, None, run, 0)
