@@ -212,7 +212,8 @@ def main() -> None:
         if args.cpu != "none":  # the same run with the processor model on: its wall-clock overhead
             c = _median_run(data, args.samples, lso, rsc, mtu, False, args.cpu, passthrough=passthrough)
             print(f"{'  + cpu ' + args.cpu:<26}{c['wall_mbps']:>11.2f}{c['cpu_mbps']:>10.2f}"
-                  f"{c['cpu_mbps'] / loop_cpu:>13.4f}{c['events']:>10}{c['dispatched']:>11}{c['copies_per_byte']:>10.3f}"
+                  f"{c['cpu_mbps'] / loop_cpu:>13.4f}{c['events']:>10}{c['dispatched']:>11}"
+                  f"{c['copies_per_byte']:>10.3f}"
                   f"   cpu time x{r['cpu_mbps'] / c['cpu_mbps']:.3f}")
     floor = checksum_floor(data, 1500)
     print(f"{'floor: checksums alone':<26}{'-':>11}{floor:>10.2f}{floor / loop_cpu:>13.4f}{'-':>10}{'-':>11}"
