@@ -470,10 +470,10 @@ class EmulatedNic:
     def _segments_arrived(self, unit: LargeSend, times: list[int], i: int, seq0: int) -> None:
         """Segment `i` of a passed-through large send arrives; the next is queued (with the
         insertion number `deliver_large` reserved for it) and, when the scheduler would run it
-        next anyway (`Scheduler.call_at_seq_claimed`: the earliest entry, inside the run loop's limits), run
-        here at once, at its own time, as if in an event of its own; and so on.  If chaining has
-        become observable, every remaining segment is queued as its own event, exactly as
-        `deliver_large` queues them without chaining.
+        next anyway (`Scheduler.call_at_seq_claimed`: the earliest entry, inside the run loop's
+        limits), run here at once, at its own time, as if in an event of its own; and so on.
+        If chaining has become observable, every remaining segment is queued as its own event,
+        exactly as `deliver_large` queues them without chaining.
 
         A segment that joins its connection's open RSC unit is handled here, in the loop: the
         same steps as `segment_arrived`'s, with what cannot change from one segment to the next
@@ -490,9 +490,9 @@ class EmulatedNic:
         offloads = self.offloads
         fast = (offloads.rx_checksum and offloads.rsc and self.receive_filter & FILTER_DIRECTED
                 and unit.dst == self.mac)
-        first = unit.rsc_first() if fast else None
-        if first is not None:
-            flow = first.flow
+        first = flow = None  # what RSC reads from segment 0: known once segment 0 went its way
+        looked = not fast
+        if fast:
             units = self._rsc_open
             posted = self._rx_posted
             mss = unit.mss
@@ -508,8 +508,13 @@ class EmulatedNic:
             bus = k.bus
         open_unit = None  # the flow's open RSC unit, looked up again whenever segment_arrived ran
         while True:
-            if open_unit is None and first is not None and i:
-                open_unit = units.get(flow)
+            if open_unit is None and i and fast:
+                if not looked:
+                    looked = True
+                    first = unit.rsc_first()
+                    flow = first.flow if first is not None else None
+                if first is not None:
+                    open_unit = units.get(flow)
             if open_unit is None:
                 arrived(unit, i)
             else:  # segment_arrived's join path, inlined
