@@ -4,6 +4,8 @@ walk (mdl_chain_physical_addresses) give."""
 
 from __future__ import annotations
 
+import pytest
+
 from stack.kernel.mdl import mdl_chain_physical_addresses
 from stack.tcpip import stack as tcpip_stack
 from stack.usermode.programs import echo_client, echo_server, pattern
@@ -11,7 +13,8 @@ from stack.usermode.programs import echo_client, echo_server, pattern
 from world_harness import any_address, lab, run_programs, server_address, start
 
 
-def test_rsc_unit_runs_are_the_net_buffer_views_and_their_physical_addresses(monkeypatch):
+@pytest.mark.parametrize("version", [4, 6])
+def test_rsc_unit_runs_are_the_net_buffer_views_and_their_physical_addresses(monkeypatch, version):
     runs = tcpip_stack._unit_runs
     checked = []
 
@@ -29,9 +32,9 @@ def test_rsc_unit_runs_are_the_net_buffer_views_and_their_physical_addresses(mon
 
     monkeypatch.setattr(tcpip_stack, "_unit_runs", compare)
     world = lab(seed=9, rsc=True)
-    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    server = start(world, "winsrv", echo_server, any_address(version, 7))
     world.run_for(1_000_000)
-    client = start(world, "client", echo_client, server_address(world, 4, 7), pattern(9, 256 * 1024))
+    client = start(world, "client", echo_client, server_address(world, version, 7), pattern(9, 256 * 1024))
     run_programs(world, server, client)
     assert client.result.received_sha256 == client.result.sent_sha256
     assert len(checked) > 20 and max(checked) >= 5
