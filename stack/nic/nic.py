@@ -804,7 +804,8 @@ class EmulatedNic:
         if isr is None:
             return
         k = self.kernel
-        k.charge("interrupt")
+        if k.cpu_model is not None:  # k.charge(), without the call when no processor spends time
+            k.charge("interrupt")
         self.counters.interrupts += 1
         if k.bus.subscribers:
             k.publish(Interrupt, nic=self.name, cause=_CAUSE_NAMES.get(self._cause, str(self._cause)))
