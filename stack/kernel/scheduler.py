@@ -6,6 +6,12 @@ by (time, insertion sequence), so ties break by insertion order.  Running one
 event is the basis of stepping; running to idle or to a virtual time is the
 basis of `g`.  No real threads, no wall clock.
 
+An event may also run inside the event before it (`call_at_seq_claimed`) when
+the run loop in progress would have taken it off the heap next anyway: it still
+counts in `events_run`, at its own time and insertion number, so positions,
+limits and replays are the same; `claimed` counts them.  A caller that steps
+with run_one never gets one.
+
 The heap holds plain ``(time_ns, seq, event)`` tuples: `seq` is unique, so the
 comparison never reaches the event and stays in C (this loop runs a few
 times per packet).
