@@ -6,6 +6,12 @@ by (time, insertion sequence), so ties break by insertion order.  Running one
 event is the basis of stepping; running to idle or to a virtual time is the
 basis of `g`.  No real threads, no wall clock.
 
+An event may also run inside the event before it (`call_at_seq_claimed`) when
+the run loop in progress would have taken it off the heap next anyway: it still
+counts in `events_run`, at its own time and insertion number, so positions,
+limits and replays are the same; `claimed` counts them.  A caller that steps
+with run_one never gets one.
+
 The heap holds plain ``(time_ns, seq, event)`` tuples: `seq` is unique, so the
 comparison never reaches the event and stays in C (this loop runs a few
 times per packet).
@@ -51,6 +57,20 @@ class ScheduledEvent:
         self.args = ()
 
 
+class _RunLoop:
+    """What a run loop stops at, and how many events it ran (continuations included)."""
+
+    __slots__ = ("until_ns", "max_events", "condition", "condition_false", "ran")
+
+    def __init__(self, until_ns: int | None, max_events: int | None,
+                 condition: Callable[[], bool] | None) -> None:
+        self.until_ns = until_ns
+        self.max_events = max_events
+        self.condition = condition
+        self.condition_false = False  # call_at_seq_claimed asked the condition: it no longer held
+        self.ran = 0
+
+
 class Scheduler:
     def __init__(self) -> None:
         self.now_ns = 0
@@ -64,6 +84,10 @@ class Scheduler:
         self.on_bugcheck: list[Callable[[BugCheckInfo], None]] = []
         # Hook for a real-time bridge: called before the loop sleeps past `now`.
         self.before_advance: Callable[[int], None] | None = None
+        # The run loop in progress (run_until / run_until_idle / run_while), None while a caller
+        # steps with run_one: what `call_at_seq_claimed` must respect to run an event inside another.
+        self._loop: _RunLoop | None = None
+        self.claimed = 0  # events run inside the event before them (call_at_seq_claimed)
 
     # -- queueing ---------------------------------------------------------------
     def call_at(self, time_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
@@ -105,6 +129,70 @@ class Scheduler:
         self._seq = seq = self._seq + 1
         ev.seq = seq
         heappush(self._heap, (time_ns, seq, ev))
+
+    # -- events run inside the event before them ------------------------------------------------
+    def reserve_seqs(self, n: int) -> int:
+        """Take `n` insertion numbers now for events queued later (the first is returned): a
+        caller that would have queued n events at once queues them one at a time, each with
+        the number it would have had, so its ties with everything else break the same way."""
+        first = self._seq + 1
+        self._seq += n
+        return first
+
+    def call_at_seq(self, time_ns: int, seq: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
+                    label: str = "") -> ScheduledEvent:
+        """call_at with an insertion number taken earlier by reserve_seqs."""
+        if time_ns < self.now_ns:
+            time_ns = self.now_ns
+        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
+        heap = self._heap
+        heappush(heap, (time_ns, seq, ev))
+        if len(heap) >= self._compact_at:
+            self._compact()
+        return ev
+
+    def call_at_seq_claimed(self, time_ns: int, seq: int, kernel: "Kernel | None", fn: Callable[..., Any],
+                            *args: Any, label: str = "") -> bool:
+        """call_at_seq, and then: may the event just queued run now, inside the running event?
+
+        True only when nobody could tell the difference: a run loop is in progress
+        (run_until / run_until_idle / run_while) and would take the event off the heap next (it
+        is the earliest entry, inside the loop's time and event limits, and the loop's
+        condition, asked at the same point the loop asks it, still holds), no real-time hook
+        waits between events, and the machine has not stopped.  Then the event leaves the heap,
+        the clock moves to its time and it counts as an event run, exactly as run_one would have
+        done it; the caller runs it at once (`claimed` counts these).  A caller that steps with
+        run_one (the debugger, the bridge) never gets a claim: the event stays queued."""
+        if time_ns < self.now_ns:
+            time_ns = self.now_ns
+        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
+        heap = self._heap
+        heappush(heap, (time_ns, seq, ev))
+        if len(heap) >= self._compact_at:
+            self._compact()
+        loop = self._loop
+        if loop is None or self.halted is not None or self.before_advance is not None:
+            return False
+        while heap[0][2].cancelled:  # `ev` itself is in the heap: this stops
+            heappop(heap)
+        if heap[0][2] is not ev:
+            return False
+        if loop.max_events is not None and loop.ran >= loop.max_events:
+            return False
+        if loop.until_ns is not None and time_ns > loop.until_ns:
+            return False
+        condition = loop.condition
+        if condition is not None and not condition():
+            loop.condition_false = True  # run_while has its answer: it stops without asking again
+            return False
+        heappop(heap)
+        if time_ns > self.now_ns:
+            self.now_ns = time_ns
+        self.events_run += 1
+        self.claimed += 1
+        loop.ran += 1
+        self.current = ev
+        return True
 
     def _compact(self) -> None:
         """Drop cancelled entries once they are half the heap or more.
@@ -187,50 +275,62 @@ class Scheduler:
 
     def run_until(self, time_ns: int, max_events: int | None = None) -> int:
         """Run every event due at or before `time_ns`, then set the clock to it."""
-        ran = 0
         heap = self._heap
-        while self.halted is None:
-            while heap and heap[0][2].cancelled:  # peek_time(), inlined
-                heappop(heap)
-            if not heap or heap[0][0] > time_ns:
-                break
-            if max_events is not None and ran >= max_events:
-                return ran
-            self.run_one()
-            ran += 1
+        loop = _RunLoop(time_ns, max_events, None)
+        outer, self._loop = self._loop, loop
+        try:
+            while self.halted is None:
+                while heap and heap[0][2].cancelled:  # peek_time(), inlined
+                    heappop(heap)
+                if not heap or heap[0][0] > time_ns:
+                    break
+                if max_events is not None and loop.ran >= max_events:
+                    return loop.ran
+                loop.ran += 1
+                self.run_one()
+        finally:
+            self._loop = outer
         if self.halted is None and time_ns > self.now_ns:
             self.now_ns = time_ns
-        return ran
+        return loop.ran
 
     def run_for(self, delay_ns: int, max_events: int | None = None) -> int:
         return self.run_until(self.now_ns + delay_ns, max_events)
 
     def run_until_idle(self, max_events: int | None = None, max_time_ns: int | None = None) -> int:
-        ran = 0
         heap = self._heap
-        while self.halted is None:
-            if max_events is not None and ran >= max_events:
-                break
-            while heap and heap[0][2].cancelled:  # peek_time(), inlined
-                heappop(heap)
-            if not heap or (max_time_ns is not None and heap[0][0] > max_time_ns):
-                break
-            self.run_one()
-            ran += 1
-        return ran
+        loop = _RunLoop(max_time_ns, max_events, None)
+        outer, self._loop = self._loop, loop
+        try:
+            while self.halted is None:
+                if max_events is not None and loop.ran >= max_events:
+                    break
+                while heap and heap[0][2].cancelled:  # peek_time(), inlined
+                    heappop(heap)
+                if not heap or (max_time_ns is not None and heap[0][0] > max_time_ns):
+                    break
+                loop.ran += 1
+                self.run_one()
+        finally:
+            self._loop = outer
+        return loop.ran
 
     def run_while(self, condition: Callable[[], bool], max_events: int = 10_000_000,
                   max_time_ns: int | None = None) -> bool:
         """Run while `condition()` holds; True when it stopped holding."""
-        ran = 0
         heap = self._heap
-        while condition():
-            if self.halted is not None or ran >= max_events:
-                return False
-            while heap and heap[0][2].cancelled:  # peek_time(), inlined
-                heappop(heap)
-            if not heap or (max_time_ns is not None and heap[0][0] > max_time_ns):
-                return False
-            self.run_one()
-            ran += 1
-        return True
+        loop = _RunLoop(max_time_ns, max_events, condition)
+        outer, self._loop = self._loop, loop
+        try:
+            while not loop.condition_false and condition():
+                if self.halted is not None or loop.ran >= max_events:
+                    return False
+                while heap and heap[0][2].cancelled:  # peek_time(), inlined
+                    heappop(heap)
+                if not heap or (max_time_ns is not None and heap[0][0] > max_time_ns):
+                    return False
+                loop.ran += 1
+                self.run_one()
+            return True
+        finally:
+            self._loop = outer

@@ -553,7 +553,8 @@ def NdisMIndicateReceiveNetBufferLists(MiniportAdapterHandle: Adapter, NetBuffer
         k.bugcheck(BUGCODE_NDIS_DRIVER, 0x25, adapter.address, NumberOfNetBufferLists, len(nbls),
                    detail="NumberOfNetBufferLists does not match the chain")
     count = len(nbls)
-    k.charge("ndis_indicate", count)
+    if k.cpu_model is not None:  # k.charge(), without the call when no processor spends time
+        k.charge("ndis_indicate", count)
     resources = bool(ReceiveFlags & NDIS_RECEIVE_FLAGS_RESOURCES)
     opens = [o for o in adapter.opens if o.open]
     counters = adapter.counters

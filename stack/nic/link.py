@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from itertools import accumulate
+from bisect import bisect_right
+from itertools import accumulate, islice
+from operator import add, sub
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -102,7 +104,10 @@ class LinkEnd:
     def room_at(self, frames: int, now_ns: int) -> int:
         """When `frames` more frames fit in this end's queue (now_ns if they fit now).  A NIC
         waits for it: its MAC sends at line rate and never overruns its own wire (issue 12)."""
-        over = self.queue_depth(now_ns) + frames - self.link.queue_frames
+        bound = self.link.queue_frames
+        if len(self._finish_times) + frames <= bound:
+            return now_ns  # they fit even if nothing has finished (finished ones are dropped lazily)
+        over = self.queue_depth(now_ns) + frames - bound
         if over <= 0:
             return now_ns
         q = self._finish_times
@@ -209,8 +214,7 @@ class LinkEnd:
         busy = busy0 = self._busy_until
         t = times[0]
         if t == times[-1]:  # the sender's hop: every segment is put on the wire at once (the usual case)
-            while q and q[0] <= t:  # queue_depth(), once: nothing else finishes before they are all queued
-                q.popleft()
+            _forget_finished(q, t)  # queue_depth(), once: nothing else finishes before they are all queued
             if len(q) + len(lengths) > bound:  # a frame would be dropped here: real frames meet the queue
                 self._deliver_frames(unit, times)
                 return
@@ -219,6 +223,19 @@ class LinkEnd:
             finishes = list(accumulate(durations, initial=start))
             del finishes[0]
             q.extend(finishes)
+            self._busy_until = finishes[-1]
+            arrivals = [f + latency for f in finishes] if latency else finishes
+            self._count_large(lengths)
+            self.sink.deliver_large(unit, lengths, arrivals)
+            return
+        _forget_finished(q, t)  # queue_depth() at the first segment's time
+        if len(q) + len(lengths) <= bound:  # no frame can be dropped: serialize them all in one pass
+            finishes = _serialize(busy, times, [(n * 8 * NS_PER_S) // bw for n in lengths])
+            last = times[-1]
+            # what the per-frame loop leaves: every finish time still ahead of the last arrival
+            # (the queue is sorted: frames finish in the order they were queued)
+            q.extend(finishes)
+            _forget_finished(q, last)
             self._busy_until = finishes[-1]
             arrivals = [f + latency for f in finishes] if latency else finishes
             self._count_large(lengths)
@@ -263,6 +280,35 @@ class LinkEnd:
         self.counters.delivered += 1
         self.counters.bytes_delivered += len(frame)
         sink.deliver(frame, arrival)
+
+
+def _forget_finished(q: deque[int], now_ns: int) -> None:
+    """Drop the finish times at or before `now_ns` from the front of a (sorted) queue: what
+    `while q and q[0] <= now_ns: q.popleft()` does, without a call per frame."""
+    gone = bisect_right(q, now_ns)
+    if gone == len(q):
+        q.clear()
+    elif gone == len(q) - 1:
+        last = q[-1]
+        q.clear()
+        q.append(last)
+    elif gone:
+        rest = list(islice(q, gone, None))
+        q.clear()
+        q.extend(rest)
+
+
+def _serialize(busy: int, times: list[int], durations: list[int]) -> list[int]:
+    """When each frame finishes serializing: frame i starts at max(its arrival times[i], the end of
+    the one before) and takes durations[i]; the wire is busy until `busy` before the first.
+
+    The recurrence f[i] = max(f[i-1], t[i]) + d[i] unrolled (max-plus): with D[i] the sum of
+    d[0..i], f[i] = D[i] + max(busy, max over j <= i of (t[j] - D[j-1])) - computed with
+    C-level map/accumulate instead of a Python step per frame."""
+    total = list(accumulate(durations))
+    slack = accumulate(map(sub, times, [0, *total[:-1]]), max, initial=busy)
+    next(slack)  # the initial value itself
+    return list(map(add, total, slack))
 
 
 def _corrupt(frame: bytes, count: int, rng: random.Random) -> bytes:

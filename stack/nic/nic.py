@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
 from stack.kernel.cpu import HARDWARE, ISR_LEVEL, set_level
-from stack.kernel.irql import NIC_DIRQL
+from stack.kernel.irql import NIC_DIRQL, PASSIVE_LEVEL
 from stack.kernel.kernel import Kernel
 from stack.kernel.memory import PAGE_SHIFT
 
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
 from .link import FrameSink
-from .rsc import RscUnit, add, add_next, classify, finalize_header, joins, joins_next, start_unit
+from .rsc import (RscUnit, add, add_next, classify, finalize_header, join_next, joins, joins_next,
+                  start_unit)
 from .offload import (RX_IP_FAILED, RX_IP_SUCCEEDED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP,
                       OffloadError, fill_checksums, validate_rx_checksums)
 from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP_PSH, LargeSend,
@@ -168,6 +169,9 @@ class EmulatedNic:
         self.passthrough = True
         self.passthrough_counters = PassThroughCounters()
         self.wire_holds: Counter = Counter()
+        # A passed-through unit's segments run back to back in one event while nothing can tell
+        # (deliver_large); False queues one event per segment always (tests compare the two).
+        self.chain_segments = True
         phys = kernel.phys
         self._phys_view = phys.view
         self._phys_base = phys.base_pfn
@@ -438,12 +442,124 @@ class EmulatedNic:
         self.sink.deliver_large(unit, lengths, [now] * count)
 
     def deliver_large(self, unit: LargeSend, lengths: list[int], times: list[int]) -> None:
-        """Segments of a large send reach this NIC, each at the time its frame would have: one event each."""
+        """Segments of a large send reach this NIC, each at the time its frame would have: one event each.
+
+        While nothing can tell events apart (`_may_chain`), only the first segment's event is
+        queued; it runs as many segments as the scheduler lets it run back to back
+        (`_segments_arrived`).  Every segment keeps the insertion number it would have had, so
+        its place among everything else the scheduler runs is the same either way."""
         k = self.kernel
-        call_at = k.scheduler.call_at
+        sched = k.scheduler
+        if len(times) > 1 and self._may_chain(k):
+            seq = sched.reserve_seqs(len(times))
+            sched.call_at_seq(times[0], seq, k, self._segments_arrived, unit, times, 0, seq, label="nic rx")
+            return
+        call_at = sched.call_at
         arrived = self.segment_arrived
         for i, t in enumerate(times):
             call_at(t, k, arrived, unit, i, label="nic rx")
+
+    def _may_chain(self, k: Kernel) -> bool:
+        """May a segment's event also run the segments after it (see `_segments_arrived`)?  Not when
+        anyone could tell one event from several: a bus subscriber (the debugger sees every
+        hand-off as it happens), a processor model (an event is placed on a processor and
+        charged), a wire hold, or a kernel context the event left other than a fresh one."""
+        return (self.chain_segments and not k.bus.subscribers and k.cpu_model is None and not self.wire_holds
+                and k.irql == PASSIVE_LEVEL and not k.frames and k.current_thread is None and not k.held_locks)
+
+    def _segments_arrived(self, unit: LargeSend, times: list[int], i: int, seq0: int) -> None:
+        """Segment `i` of a passed-through large send arrives; the next is queued (with the
+        insertion number `deliver_large` reserved for it) and, when the scheduler would run it
+        next anyway (`Scheduler.call_at_seq_claimed`: the earliest entry, inside the run loop's
+        limits), run here at once, at its own time, as if in an event of its own; and so on.
+        If chaining has become observable, every remaining segment is queued as its own event,
+        exactly as `deliver_large` queues them without chaining.
+
+        A segment that joins its connection's open RSC unit is handled here, in the loop: the
+        same steps as `segment_arrived`'s, with what cannot change from one segment to the next
+        (the unit's shape, the NIC's settings) read once; anything else goes to
+        `segment_arrived`."""
+        k = self.kernel
+        sched = k.scheduler
+        arrived = self.segment_arrived
+        count = len(times)
+        # Whether chaining is observable is decided here, once per event: only this loop's own
+        # segments (and the interrupt service they raise) run until it ends, and none of them
+        # subscribes to the bus, installs a processor model or places a wire hold.
+        chain = self._may_chain(k)
+        offloads = self.offloads
+        fast = (offloads.rx_checksum and offloads.rsc and self.receive_filter & FILTER_DIRECTED
+                and unit.dst == self.mac)
+        first = flow = None  # what RSC reads from segment 0: known once segment 0 went its way
+        looked = not fast
+        if fast:
+            units = self._rsc_open
+            posted = self._rx_posted
+            mss = unit.mss
+            headers_end = unit.headers_end
+            last_payload = unit.payload_length - (count - 1) * mss
+            last_psh = bool(unit.flags & TCP_PSH)
+            seq = unit.seq
+            max_frame = self.mtu + ETH_HEADER_LEN
+            data = memoryview(unit.data)
+            view = self._phys_view
+            base = self._phys_base
+            c = self.counters
+            bus = k.bus
+        open_unit = None  # the flow's open RSC unit, looked up again whenever segment_arrived ran
+        while True:
+            if open_unit is None and i and fast:
+                if not looked:
+                    looked = True
+                    first = unit.rsc_first()
+                    flow = first.flow if first is not None else None
+                if first is not None:
+                    open_unit = units.get(flow)
+            if open_unit is None:
+                arrived(unit, i)
+            else:  # segment_arrived's join path, inlined
+                last = i == count - 1
+                payload = last_payload if last else mss
+                n = headers_end + payload
+                if (n <= max_frame and posted and n <= posted[0][1]
+                        and join_next(open_unit, first, (seq + i * mss) & 0xFFFFFFFF, payload, last and last_psh,
+                                      posted[0][2])):
+                    sg = posted.popleft()[0]
+                    start = headers_end + i * mss
+                    pfn, offset, length = sg[0]
+                    if length >= payload:
+                        at = ((pfn - base) << PAGE_SHIFT) + offset
+                        view[at:at + payload] = data[start:start + payload]
+                        self.dma_rx_bytes += payload
+                    else:
+                        self._scatter(sg, data[start:start + payload])
+                    self._rsc_held += 1
+                    c.frames_in += 1
+                    c.bytes_in += n
+                    c.rx_descriptors += 1
+                    c.rsc_coalesced_segments += 1
+                    if bus.subscribers:
+                        k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
+                    if self.interrupts_enabled and not (self._fire_scheduled and self.interrupt_moderation_ns):
+                        self._raise(INT_RX)
+                    else:  # _raise(INT_RX): masked, or the moderated interrupt already due
+                        self._cause |= INT_RX
+                else:
+                    arrived(unit, i)
+                    open_unit = None
+            i += 1
+            if i == count:
+                return
+            if not chain or k.irql != PASSIVE_LEVEL or k.frames or k.current_thread is not None or k.held_locks:
+                # chaining is observable (or the context is not the fresh one an event starts
+                # in): every remaining segment is its own event, as without chaining
+                call_at_seq = sched.call_at_seq
+                for j in range(i, count):
+                    call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
+                return
+            if not sched.call_at_seq_claimed(times[i], seq0 + i, k, self._segments_arrived, unit, times, i, seq0,
+                                             label="nic rx"):
+                return
 
     def segment_arrived(self, unit: LargeSend, i: int) -> None:
         """One segment of a passed-through large send: the receive path of its frame, checksums trusted
@@ -498,7 +614,11 @@ class EmulatedNic:
                         else:
                             self._raise(INT_RX)
                         return
-        self.frame_arrived(unit.frame(i), valid)  # this frame lands in memory whole: a real one
+        frame = unit.frame(i)  # this frame lands in memory whole: a real one
+        if i == 0 and offloads.rsc:  # RSC reads its headers: segment 0's are what every segment copies
+            self.frame_arrived(frame, valid, unit.classify_first(frame))
+        else:
+            self.frame_arrived(frame, valid)
 
     # -- receive ---------------------------------------------------------------------
     def deliver(self, frame: bytes, time_ns: int) -> None:
@@ -506,8 +626,11 @@ class EmulatedNic:
         k = self.kernel
         k.scheduler.call_at(time_ns, k, self.frame_arrived, frame, label="nic rx")
 
-    def frame_arrived(self, frame: bytes, data_valid: int = -1) -> None:
-        """A frame came off the wire: filter it, DMA it into a posted buffer, interrupt."""
+    def frame_arrived(self, frame: bytes, data_valid: int = -1, classified: tuple | None = None) -> None:
+        """A frame came off the wire: filter it, DMA it into a posted buffer, interrupt.
+
+        `classified` is what rsc.classify says about the frame, when the caller knows already
+        (a pass-through unit's first segment, LargeSend.classify_first)."""
         n = len(frame)
         if n < ETH_HEADER_LEN:
             self._drop(DROP_RUNT, n)
@@ -536,7 +659,7 @@ class EmulatedNic:
             checksum = validate_rx_checksums(frame) if offloads.rx_checksum else 0
         unit = None
         if offloads.rsc and checksum & RX_TCP_SUCCEEDED and not checksum & RX_IP_FAILED:
-            unit = self._coalesce(frame, sg, cookie)
+            unit = self._coalesce(frame, sg, cookie, classified)
             if unit is True:  # joined an open unit: only its payload went to memory
                 self._raise(INT_RX)
                 return
@@ -552,13 +675,14 @@ class EmulatedNic:
         self._raise(INT_RX)
 
     # -- receive segment coalescing ----------------------------------------------------
-    def _coalesce(self, frame: bytes, sg: list[SgElement], cookie: Any) -> RscUnit | bool | None:
+    def _coalesce(self, frame: bytes, sg: list[SgElement], cookie: Any,
+                  classified: tuple | None = None) -> RscUnit | bool | None:
         """Offer a checksum-verified frame to the RSC engine.
 
         True: it joined its connection's open unit (payload DMA'd, counted).
         A unit: it starts a new one (the caller DMAs it whole).  None: not
         coalescable; any unit open for its connection is closed first."""
-        seg, flow = classify(frame)
+        seg, flow = classify(frame) if classified is None else classified
         if flow is None:
             return None
         units = self._rsc_open
@@ -680,7 +804,8 @@ class EmulatedNic:
         if isr is None:
             return
         k = self.kernel
-        k.charge("interrupt")
+        if k.cpu_model is not None:  # k.charge(), without the call when no processor spends time
+            k.charge("interrupt")
         self.counters.interrupts += 1
         if k.bus.subscribers:
             k.publish(Interrupt, nic=self.name, cause=_CAUSE_NAMES.get(self._cause, str(self._cause)))
@@ -703,6 +828,7 @@ class EmulatedNic:
 
 set_level(EmulatedNic.frame_arrived, ISR_LEVEL)  # the line fires inside the DMA's event
 set_level(EmulatedNic.segment_arrived, ISR_LEVEL)
+set_level(EmulatedNic._segments_arrived, ISR_LEVEL)
 set_level(EmulatedNic._moderated_fire, ISR_LEVEL)
 set_level(EmulatedNic._process_tx, HARDWARE)
 

@@ -19,6 +19,11 @@ NDIS sees:
 * The receiving NIC handles each segment in its own event, as a frame: the
   receive filter, the posted buffer, RSC coalescing and the interrupt are
   the same code, so the NBLs, RSC info and timing above NDIS are identical.
+  While nothing can tell events apart (no bus subscriber, no processor
+  model, a run loop that would take the next segment's event next anyway),
+  one event runs a run of segments back to back, each at its own time and
+  counted as an event (EmulatedNic._segments_arrived,
+  Scheduler.call_at_seq_claimed): fewer dispatches, the same sequence.
   A segment that joins an open RSC unit only has its payload DMA'd - straight
   from the sender's snapshot - so its frame and checksum are never made; a
   segment whose frame lands in a receive buffer whole (a unit's first) is
@@ -194,6 +199,15 @@ class LargeSend:
             from .rsc import classify  # the receive engine's rules, applied once per unit
             self._rsc = (classify(self.frame(0, False))[0],)
         return self._rsc[0]
+
+    def classify_first(self, frame: bytes) -> tuple:
+        """rsc.classify of segment 0's frame, built by the caller (with or without its TCP checksum:
+        classify reads neither checksum); kept for rsc_first."""
+        from .rsc import classify
+        result = classify(frame)
+        if self._rsc is None:
+            self._rsc = (result[0],)
+        return result
 
     def rsc_segment(self, i: int):
         """What rsc.classify would read from segment i's frame, without building it (None: no candidate).

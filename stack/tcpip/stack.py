@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from stack.kernel import STATUS_NOT_FOUND, STATUS_PENDING, STATUS_SUCCESS, kroutine
 from stack.kernel.mdl import mdl_chain_physical_addresses
-from stack.kernel.memory import NO_PHYSICAL_ADDRESS, PAGE_MASK, PAGE_SHIFT
+from stack.kernel.memory import NO_PHYSICAL_ADDRESS, PAGE_MASK, PAGE_SHIFT, PAGE_SIZE
 from stack.ndis import (NDIS_RECEIVE_FLAGS_RESOURCES, NDIS_RETURN_FLAGS_DISPATCH_LEVEL,
                         NDIS_SEND_FLAGS_DISPATCH_LEVEL, TcpIpChecksumNetBufferListInfo,
                         TcpLargeSendNetBufferListInfo, NdisAllocateNetBufferAndNetBufferList, NdisFreeNetBufferList,
@@ -207,7 +207,17 @@ class TcpipStack:
                 and not info & NDIS_CSUM_RX_IP_FAILED
             rx = RxFrame(iface, nbl, resources, ok, bool(info & NDIS_CSUM_RX_IP_SUCCEEDED))
             nb = nbl.FirstNetBuffer
+            rsc = nbl.NetBufferListInfo[TcpRecvSegCoalesceInfo]
             while nb is not None:
+                if rsc:  # an RSC unit: views and physical addresses in one walk of its MDL chain
+                    unit = _unit_runs(nb)
+                    if unit is not None:
+                        views, pas = unit
+                        rx.frame_pa = pas[0]
+                        rx.tail_pas = tuple(pas[1:])
+                        ip.receive_coalesced(rx, views, rsc_coalesced_segments(rsc))
+                        nb = nb.Next
+                        continue
                 views = nb.views()
                 if len(views) == 1:
                     frame = views[0]
@@ -249,6 +259,48 @@ def _frame_physical_address(nb: Any) -> int:
     mdl = nb.CurrentMdl
     at = mdl.byte_offset + nb.CurrentMdlOffset
     return (mdl.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) | (at & PAGE_MASK)
+
+
+def _unit_runs(nb: Any) -> tuple[list[memoryview], list[int]] | None:
+    """An RSC unit's data as nb.views() gives it, with each view's physical address (what
+    _unit_physical_addresses works out from them), in one walk of the MDL chain - when every
+    receive buffer's part of it lies inside one page (posted frame buffers do) and there are
+    two or more.  None: anything else, which takes the general way."""
+    m = nb.CurrentMdl
+    length = nb.DataLength
+    if m is None or m.next is None or length <= 0:
+        return None
+    phys = m.kernel.phys
+    view = phys.view
+    base = phys.base_pfn
+    offset = nb.CurrentMdlOffset
+    views: list[memoryview] = []
+    pas: list[int] = []
+    while m is not None and length > 0:
+        count = m.byte_count
+        if offset >= count:
+            offset -= count
+            m = m.next
+            continue
+        take = count - offset
+        if take > length:
+            take = length
+        first = m.byte_offset
+        at = first + offset
+        within = at & PAGE_MASK
+        pfns = m.pfns
+        if within + take > PAGE_SIZE or len(pfns) < (first + count + PAGE_MASK) >> PAGE_SHIFT:
+            return None  # spans pages, or no PFN array to read (Mdl.views says which)
+        pfn = pfns[at >> PAGE_SHIFT]
+        start = ((pfn - base) << PAGE_SHIFT) + within
+        views.append(view[start:start + take])
+        pas.append((pfn << PAGE_SHIFT) | within)
+        length -= take
+        offset = 0
+        m = m.next
+    if length > 0 or len(views) < 2:
+        return None
+    return views, pas
 
 
 def _unit_physical_addresses(rx: RxFrame, nb: Any, views: list[memoryview]) -> None:

@@ -109,7 +109,16 @@ class RunChecker:
 
         monkeypatch.setattr(ConnectionEndpoint, "set_handlers", set_checked_handlers)
         monkeypatch.setattr(ReceiveBuffer, "insert", insert_seen)
+        runs = tcpip_stack._unit_runs
+
+        def runs_seen(nb: Any) -> Any:  # the usual way: views and addresses in one walk
+            found = runs(nb)
+            if found is not None:
+                checker.coalesced.update(found[1][1:])
+            return found
+
         monkeypatch.setattr(tcpip_stack, "_unit_physical_addresses", unit_seen)
+        monkeypatch.setattr(tcpip_stack, "_unit_runs", runs_seen)
 
 
 def _sender(server: SockAddr, data: bytes):
