@@ -256,9 +256,38 @@ def _ascii(text: str | bytes) -> bytes:
     return bytes(text)
 
 
-# Response fields already checked (name, value): the same few are sent with every response.
-_VALID_FIELDS: set[tuple[bytes, bytes]] = set()
-_VALID_FIELDS_LIMIT = 1024
+# Response fields already checked, as the caller spelled them -> (name, lower-case name, value) bytes:
+# the same few are sent with every response.
+_CHECKED_FIELDS: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+_CHECKED_FIELDS_LIMIT = 1024
+_FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def _check_field(field: tuple[str | bytes, str | bytes]) -> tuple[bytes, bytes, bytes]:
+    """One response field as bytes, checked (token name, field value, framing rules); ValueError if bad."""
+    name, value = _ascii(field[0]), _ascii(field[1])
+    try:
+        http1.validate_response_field(name, value)
+        (triple,) = http1.normalize_fields([(name, value)])
+    except http1.ProtocolError as exc:
+        raise ValueError(f"invalid response header: {exc}") from exc
+    try:
+        if len(_CHECKED_FIELDS) >= _CHECKED_FIELDS_LIMIT:
+            _CHECKED_FIELDS.clear()
+        _CHECKED_FIELDS[field] = triple
+    except TypeError:
+        pass
+    return triple
+
+
+_REASON_BYTES: dict[int, bytes] = {}
+
+
+def _reason_bytes(status: int) -> bytes:
+    reason = _REASON_BYTES.get(status)
+    if reason is None:
+        reason = _REASON_BYTES[status] = reason_phrase(status).encode("ascii")
+    return reason
 
 
 class HttpServerConnection:
@@ -482,20 +511,26 @@ class HttpServerConnection:
         return wire
 
     def _send_response(self, status: int, fields: list[tuple[str | bytes, str | bytes]]) -> bytes:
-        raw = [(_ascii(name), _ascii(value)) for name, value in fields]
-        valid = _VALID_FIELDS
+        checked = _CHECKED_FIELDS
+        normalized = []
+        framing = 0
+        for field in fields:
+            try:
+                triple = checked.get(field)
+            except TypeError:  # a bytearray value: checked, not remembered
+                triple = None
+            if triple is None:
+                triple = _check_field(field)
+            normalized.append(triple)
+            if triple[1] in _FRAMING_FIELDS:
+                framing += 1
+        if framing > 1:  # several framing fields must also agree with each other
+            try:
+                normalized = http1.normalize_fields([(raw, value) for raw, _, value in normalized])
+            except http1.ProtocolError as exc:
+                raise ValueError(f"invalid response header: {exc}") from exc
         try:
-            for field in raw:
-                if field not in valid:
-                    http1.validate_response_field(*field)
-                    if len(valid) >= _VALID_FIELDS_LIMIT:
-                        valid.clear()
-                    valid.add(field)
-            normalized = http1.normalize_fields(raw)
-        except http1.ProtocolError as exc:
-            raise ValueError(f"invalid response header: {exc}") from exc
-        try:
-            return self._p.send_response(status, reason_phrase(status).encode("ascii"), normalized)
+            return self._p.send_response(status, _reason_bytes(status), normalized)
         except http1.ProtocolError as exc:
             raise HttpStateError(f"cannot send Response now: {exc}") from exc
 

@@ -136,6 +136,10 @@ END_OF_MESSAGE: Final = _Marker("EndOfMessage")
 CONNECTION_CLOSED: Final = _Marker("ConnectionClosed")
 
 
+# The request fields that decide framing, keep-alive and protocol switches.
+_CONNECTION_FIELDS: Final = frozenset({b"connection", b"upgrade", b"transfer-encoding", b"content-length"})
+
+
 def _comma_values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
     """The lower-cased, comma-separated values of every `name` field (Connection, Upgrade...)."""
     out = []
@@ -388,10 +392,11 @@ class Http1ServerParser:
 
     def _process_client_event(self, event: object) -> None:
         if isinstance(event, RequestHead):
+            fields = [field for field in event.headers if field[0] in _CONNECTION_FIELDS]
             if event.method == b"CONNECT":
                 self._switch_proposals.add(_SWITCH_CONNECT)
                 self._fire_state_transitions()
-            if _comma_values(event.headers, b"upgrade"):
+            if fields and _comma_values(fields, b"upgrade"):
                 self._switch_proposals.add(_SWITCH_UPGRADE)
                 self._fire_state_transitions()
             self._client_event(_REQUEST)
@@ -399,10 +404,10 @@ class Http1ServerParser:
             self._fire_state_transitions()
             self.request_method = event.method
             self.client_http_version = event.http_version
-            if b"close" in _comma_values(event.headers, b"connection") or event.http_version < b"1.1":
+            if event.http_version < b"1.1" or (fields and b"close" in _comma_values(fields, b"connection")):
                 self.keep_alive = False
                 self._fire_state_transitions()
-            self._start_request_body(event.headers)
+            self._start_request_body(fields)
         elif event is END_OF_MESSAGE:
             self._client_event(_EOM)
             self._fire_state_transitions()
@@ -414,9 +419,9 @@ class Http1ServerParser:
             self._fire_state_transitions()
 
     def _start_request_body(self, headers: list[tuple[bytes, bytes]]) -> None:
-        self._chunked = bool(_comma_values(headers, b"transfer-encoding"))
+        self._chunked = bool(headers) and bool(_comma_values(headers, b"transfer-encoding"))
         self._chunk_left, self._chunk_discard, self._chunk_trailer = 0, b"", False
-        lengths = _comma_values(headers, b"content-length")
+        lengths = _comma_values(headers, b"content-length") if headers else None
         self._body_length = self._body_remaining = 0 if self._chunked or not lengths else int(lengths[0])
 
     def _read_body(self) -> object:
@@ -481,51 +486,66 @@ class Http1ServerParser:
 
     def _send_response(self, status: int, reason: bytes, fields: list[tuple[bytes, bytes, bytes]]) -> bytes:
         method = self.request_method
-        framing, _ = self._body_framing(b"GET" if method == b"HEAD" else method, status, fields)
+        length: bytes | None = None  # the Content-Length value, if any
+        chunked = False
+        connection: list[tuple[bytes, bytes]] = []
+        for _, name, value in fields:  # one pass: the fields that frame the body and the connection
+            if name == b"content-length":
+                if length is None:
+                    length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"connection":
+                connection.append((name, value))
+        # Framed as a GET would be (a HEAD answer says what the GET would send).
+        framing, _ = self._body_framing(b"GET" if method == b"HEAD" else method, status, chunked, length)
         need_close = False
-        if framing in ("chunked", "http/1.0"):
-            fields = [field for field in fields if field[1] != b"content-length"]
-            fields = [field for field in fields if field[1] != b"transfer-encoding"]
+        if framing == "chunked" or framing == "http/1.0":
+            fields = [field for field in fields if field[1] != b"content-length" and field[1] != b"transfer-encoding"]
+            length, chunked = None, False
             if self.client_http_version is None or self.client_http_version < b"1.1":
                 if method != b"HEAD":
                     need_close = True
             else:
                 fields.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
+                chunked = True
         if not self.keep_alive or need_close:
-            tokens = set(_comma_values([(name, value) for _, name, value in fields], b"connection"))
+            tokens = set(_comma_values(connection, b"connection"))
             tokens.discard(b"keep-alive")
             tokens.add(b"close")
             fields = [field for field in fields if field[1] != b"connection"]
+            connection = [(b"connection", token) for token in sorted(tokens)]
             fields += [(b"Connection", b"connection", token) for token in sorted(tokens)]
         # The state machine first (a Response in the wrong state changes nothing), then the bytes.
-        switch = (_SWITCH_CONNECT in self._switch_proposals and 200 <= status < 300)
+        switch = _SWITCH_CONNECT in self._switch_proposals and 200 <= status < 300
         if not switch:
             self._switch_proposals = set()
         self._server_event((_RESPONSE, _SWITCH_CONNECT) if switch else _RESPONSE)
         self._fire_state_transitions()
-        if b"close" in _comma_values([(name, value) for _, name, value in fields], b"connection"):
+        if connection and b"close" in _comma_values(connection, b"connection"):
             self.keep_alive = False
             self._fire_state_transitions()
         if self.server == SEND_BODY:
-            self._send_framing, length = self._body_framing(method, status, fields)
-            self._send_remaining = length
+            self._send_framing, self._send_remaining = self._body_framing(method, status, chunked, length)
         wire = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        wire += [b"%s: %s\r\n" % (raw_name, value) for raw_name, name, value in fields if name == b"host"]
-        wire += [b"%s: %s\r\n" % (raw_name, value) for raw_name, name, value in fields if name != b"host"]
+        hosts = [b"%s: %s\r\n" % (raw, value) for raw, name, value in fields if name == b"host"]
+        if hosts:  # a Host field goes first, as h11 writes it
+            wire += hosts
+            wire += [b"%s: %s\r\n" % (raw, value) for raw, name, value in fields if name != b"host"]
+        else:
+            wire += [b"%s: %s\r\n" % (raw, value) for raw, _, value in fields]
         wire.append(b"\r\n")
         return b"".join(wire)
 
     @staticmethod
-    def _body_framing(method: bytes | None, status: int,
-                      fields: list[tuple[bytes, bytes, bytes]]) -> tuple[str, int]:
-        """RFC 9112 §6.3: how the response body is delimited."""
-        if status in (204, 304) or method == b"HEAD" or (method == b"CONNECT" and 200 <= status < 300):
+    def _body_framing(method: bytes | None, status: int, chunked: bool, length: bytes | None) -> tuple[str, int]:
+        """RFC 9112 §6.3: how the response body is delimited (and its length)."""
+        if status == 204 or status == 304 or method == b"HEAD" or (method == b"CONNECT" and 200 <= status < 300):
             return "content-length", 0
-        if any(name == b"transfer-encoding" for _, name, _ in fields):
+        if chunked:
             return "chunked", 0
-        for _, name, value in fields:
-            if name == b"content-length":
-                return "content-length", int(value)
+        if length is not None:
+            return "content-length", int(length)
         return "http/1.0", 0
 
     def send_data(self, data: bytes | object) -> list:
