@@ -40,6 +40,7 @@ the connection is closed (RFC 9112 §6.1: such a message may be a smuggling atte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Final, final
@@ -102,13 +103,27 @@ def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status, "Unknown")
 
 
+# IMF-fixdates already written, by Unix second: every response within one virtual second has the
+# same Date (and the validators' Last-Modified is always second 0).
+_DATES: dict[int, str] = {}
+_DATES_LIMIT = 64
+
+
 def http_date(now_s: float, epoch_unix: int = LAB_EPOCH_UNIX) -> str:
     """IMF-fixdate of a virtual clock reading: ``Thu, 01 Jan 2026 00:00:01 GMT``."""
-    t = virtual_utc(now_s, epoch_unix)
-    return (
+    if (now_s.__class__ is float or now_s.__class__ is int) and 0 <= now_s < math.inf:
+        text = _DATES.get(epoch_unix + int(now_s))
+        if text is not None:
+            return text
+    t = virtual_utc(now_s, epoch_unix)  # checks the clock reading
+    text = (
         f"{WEEKDAY_NAMES[t.tm_wday]}, {t.tm_mday:02d} {MONTH_NAMES[t.tm_mon - 1]} "
         f"{t.tm_year:04d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
     )
+    if len(_DATES) >= _DATES_LIMIT:
+        _DATES.clear()
+    _DATES[epoch_unix + int(now_s)] = text
+    return text
 
 
 def is_dynamic(
