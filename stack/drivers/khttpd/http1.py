@@ -239,6 +239,9 @@ class Http1ServerParser:
 
     # -- the state machine --------------------------------------------------------------------------
     def _fire_state_transitions(self) -> None:
+        if self.keep_alive and not self._switch_proposals and self.client != MIGHT_SWITCH_PROTOCOL and (
+                (self.client, self.server) not in _JOINT_TRANSITIONS):
+            return  # the usual case: nothing follows from the states as they stand
         while True:
             client, server = self.client, self.server
             if self._switch_proposals and self.client == DONE:
