@@ -1,7 +1,7 @@
 """khttpd benchmark, in the spirit of the thesis's measurements (a script, not a test).
 
     python tests/bench/bench_khttpd.py [--count N] [--host-count N] [--aim-only] [--samples N] [--calls]
-                                       [--zero-copy-only] [--profile-only [N]]
+                                       [--zero-copy-only] [--profile-only [N]] [--gc settle|default]
 
 First the issue 14 aim, side by side in this run: a 1 KiB GET with a new connection per request,
 the emulated client + khttpd (WSK zero copy) against http.client + http.server on the real
@@ -11,7 +11,10 @@ deterministic: the figure to compare across machines and loads).  Then the secon
 against copy mode at 1 MiB (aim >= 1.2), each with a warm-up and the median of --samples samples.
 --aim-only stops there (--zero-copy-only runs only the second aim; --profile-only prints only the
 calls per 1 KiB request and the top N functions of a cProfile over the measured requests, by own
-time and by calls, builtins folded into their callers).  Then the full table:
+time and by calls, builtins folded into their callers).  The host's garbage collector runs as
+the wskdbg command line sets it (--gc settle: wider generations, stack.kernel.hostgc, as
+bench_throughput.py runs) unless --gc default; both sides of every ratio run under it.
+Then the full table:
 
 For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
 WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
@@ -338,7 +341,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--zero-copy-count", type=int, default=4, help="1 MiB requests per sample")
     parser.add_argument("--profile-only", type=int, nargs="?", const=30, default=None, metavar="N",
                         help="print the calls per 1 KiB request and the top N functions (default 30), nothing else")
+    parser.add_argument("--gc", choices=("settle", "default"), default="settle",
+                        help="host GC as the wskdbg command line sets it (settle: wider generations, "
+                             "stack.kernel.hostgc) or Python's defaults")
     args = parser.parse_args(argv)
+    if args.gc == "settle":
+        from stack.kernel import hostgc
+        hostgc.settle(freeze=False)  # both sides of every ratio run under it
     if args.profile_only is not None:
         profile_rows(args.aim_count, args.seed, args.profile_only)
         return
