@@ -444,24 +444,35 @@ class AddressSpace:
     # -- structures that live in memory ------------------------------------
     def register_struct(self, obj) -> None:
         """Remember an object whose fields must be written out before `db` reads its bytes."""
-        first = obj.address >> PAGE_SHIFT
-        last = (obj.address + obj.struct_size - 1) >> PAGE_SHIFT
+        address = obj.address
+        first = address >> PAGE_SHIFT
+        last = (address + obj.struct_size - 1) >> PAGE_SHIFT
         pages = self._struct_pages
-        for vpn in (first,) if first == last else range(first, last + 1):
+        key = id(obj)
+        if first == last:  # the usual case (an IRP, an MDL, an NBL): one page, no loop
+            objs = pages.get(first)
+            if objs is None:
+                pages[first] = {key: obj}
+            else:
+                objs[key] = obj
+            return
+        for vpn in range(first, last + 1):
             objs = pages.get(vpn)
             if objs is None:
-                pages[vpn] = {id(obj): obj}
+                pages[vpn] = {key: obj}
             else:
-                objs[id(obj)] = obj
+                objs[key] = obj
 
     def unregister_struct(self, obj) -> None:
-        first = obj.address >> PAGE_SHIFT
-        last = (obj.address + obj.struct_size - 1) >> PAGE_SHIFT
+        address = obj.address
+        first = address >> PAGE_SHIFT
+        last = (address + obj.struct_size - 1) >> PAGE_SHIFT
         pages = self._struct_pages
+        key = id(obj)
         for vpn in (first,) if first == last else range(first, last + 1):
             objs = pages.get(vpn)
-            if objs is not None:
-                objs.pop(id(obj), None)  # by identity, O(1): a page can hold many live structures
+            if objs is not None and key in objs:
+                del objs[key]  # by identity, O(1): a page can hold many live structures
                 if not objs:
                     del pages[vpn]
 

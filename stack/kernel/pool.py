@@ -118,6 +118,7 @@ class _Lookaside:
 
 
 _LOOKASIDE_LIMIT = 4096  # kinds of allocation remembered (drivers use a few dozen)
+_DISCARD_PAGES = 64  # big-pool runs of this many pages (256 KiB) or more go back to the host when freed
 
 BugcheckFn = Callable[[int, int, int, int, int], None]
 
@@ -293,9 +294,13 @@ class PoolManager:
         free = self.phys.free
         for pfn in freed:
             free(pfn)
-        # Frames the bump allocator may not hand out again for a long time: give their host
-        # memory back (they read as zeros, and a big block's next owner zeroes them anyway).
-        self.phys.discard(freed)
+        # A large run (a copy-mode file body) may not be wanted again for a long time: give its
+        # host memory back (the frames read as zeros, and a big block's next owner zeroes them
+        # anyway).  A small one (a socket's 64 KiB buffer) is what the next request allocates:
+        # freed frames are handed out again first (LIFO), so it stays resident for that, as Mm
+        # keeps recently freed pages on its lists instead of faulting them in afresh each time.
+        if pages >= _DISCARD_PAGES:
+            self.phys.discard(freed)
         self.regions[paged].release(block.address, pages)
         self.pages_in_use -= pages
 

@@ -89,8 +89,13 @@ def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def gen_wrapper(*args: Any, **kwargs: Any):
+                # As `wrapper` below; the bus is asked again on return, because somebody may
+                # have started listening while the routine waited.
                 k = current[-1]
-                k.enter(symbol, args)
+                if k.bus.subscribers:
+                    k.enter(symbol, args)
+                else:
+                    k.frames.append(new_frame(Frame, (symbol, args)))
                 try:
                     result = yield from fn(*args, **kwargs)
                 except GeneratorExit:
@@ -100,7 +105,14 @@ def kroutine(module: str, name: str | None = None) -> Callable[[F], F]:
                     note_exception_frames(exc, k)
                     k.leave_silently(symbol)
                     raise
-                k.leave(symbol, result)
+                if k.bus.subscribers:
+                    k.leave(symbol, result)
+                else:
+                    frames = k.frames
+                    if frames and frames[-1][0] == symbol:
+                        del frames[-1]
+                    else:
+                        k.leave_silently(symbol)
                 return result
 
             gen_wrapper.symbol = symbol  # type: ignore[attr-defined]

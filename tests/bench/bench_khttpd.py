@@ -1,7 +1,7 @@
 """khttpd benchmark, in the spirit of the thesis's measurements (a script, not a test).
 
     python tests/bench/bench_khttpd.py [--count N] [--host-count N] [--aim-only] [--samples N] [--calls]
-                                       [--zero-copy-only]
+                                       [--zero-copy-only] [--profile-only [N]] [--gc settle|default]
 
 First the issue 14 aim, side by side in this run: a 1 KiB GET with a new connection per request,
 the emulated client + khttpd (WSK zero copy) against http.client + http.server on the real
@@ -9,7 +9,12 @@ loopback, each with a warm-up and the median of --samples samples (wall and CPU 
 their wall ratio (aim >= 1.0); with --calls also the Python calls per emulated request (cProfile,
 deterministic: the figure to compare across machines and loads).  Then the second aim, zero copy
 against copy mode at 1 MiB (aim >= 1.2), each with a warm-up and the median of --samples samples.
---aim-only stops there (--zero-copy-only runs only the second aim).  Then the full table:
+--aim-only stops there (--zero-copy-only runs only the second aim; --profile-only prints only the
+calls per 1 KiB request and the top N functions of a cProfile over the measured requests, by own
+time and by calls, builtins folded into their callers).  The host's garbage collector runs as
+the wskdbg command line sets it (--gc settle: wider generations, stack.kernel.hostgc, as
+bench_throughput.py runs) unless --gc default; both sides of every ratio run under it.
+Then the full table:
 
 For each file size (64 B .. 1 MiB) and each server path — khttpd zero copy over
 WSK, copying (CopyMode) over WSK, zero copy over TDI (Transport=TDI), answered
@@ -166,15 +171,48 @@ def _timed(fn: Callable[[], None]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _calls_per_request(fn: Callable[[], None], count: int) -> float:
-    """Python calls (cProfile's count, builtins included) per request of one run of `fn`."""
+def _profile(fn: Callable[[], None]) -> Any:
     import cProfile
     import pstats
     profile = cProfile.Profile()
     profile.enable()
     fn()
     profile.disable()
-    return sum(row[1] for row in pstats.Stats(profile).stats.values()) / count  # type: ignore[attr-defined]
+    return pstats.Stats(profile)
+
+
+def _calls_per_request(fn: Callable[[], None], count: int) -> float:
+    """Python calls (cProfile's count, builtins included) per request of one run of `fn`."""
+    return sum(row[1] for row in _profile(fn).stats.values()) / count  # type: ignore[attr-defined]
+
+
+def profile_rows(count: int, seed: int, top: int) -> None:
+    """Where a 1 KiB new-connection GET's Python calls go: the top functions by own time and by
+    calls per request, each builtin's calls counted in the function that made them."""
+    fn = _fetcher({}, "/" + AIM_PATH, 1024, count, seed)
+    fn()  # warm-up
+    stats = _profile(fn).stats  # type: ignore[attr-defined]
+    rows: dict[tuple, list[float]] = {}
+    root = str(Path(__file__).resolve().parents[2]) + "/"
+    for (path, line, name), (_, calls, own, _, callers) in stats.items():
+        if path == "~":  # a builtin: its calls and time go to each caller
+            for caller, (_, ccalls, cown, _) in callers.items():
+                row = rows.setdefault(caller, [0, 0.0])
+                row[0] += ccalls
+                row[1] += cown
+            continue
+        row = rows.setdefault((path, line, name), [0, 0.0])
+        row[0] += calls
+        row[1] += own
+    total = sum(row[1] for row in rows.values())
+    print(f"1 KiB GET, new connection per request: {sum(r[1] for r in stats.values()) / count:.0f} Python calls "
+          f"per request (cProfile over {count} requests after a warm-up; builtins folded into their callers)")
+    for title, key in (("own time", 1), ("calls", 0)):
+        print(f"  top {top} by {title}:  calls/req  us/req  function")
+        for (path, line, name), row in sorted(rows.items(), key=lambda kv: -kv[1][key])[:top]:
+            where = path.replace(root, "").split("site-packages/")[-1]
+            print(f"  {row[0] / count:29.1f} {row[1] / count * 1e6:7.1f}  {where}:{line}({name})")
+    print(f"  (own time under the profiler: {total / count * 1e6:.0f} us per request)\n")
 
 
 def _fetcher(parameters: dict[str, Any], target: str, size: int, count: int, seed: int) -> Callable[[], None]:
@@ -301,7 +339,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--calls", action="store_true", help="also count Python calls per emulated request")
     parser.add_argument("--zero-copy-only", action="store_true", help="print the zero copy / copy ratio only")
     parser.add_argument("--zero-copy-count", type=int, default=4, help="1 MiB requests per sample")
+    parser.add_argument("--profile-only", type=int, nargs="?", const=30, default=None, metavar="N",
+                        help="print the calls per 1 KiB request and the top N functions (default 30), nothing else")
+    parser.add_argument("--gc", choices=("settle", "default"), default="settle",
+                        help="host GC as the wskdbg command line sets it (settle: wider generations, "
+                             "stack.kernel.hostgc) or Python's defaults")
     args = parser.parse_args(argv)
+    if args.gc == "settle":
+        from stack.kernel import hostgc
+        hostgc.settle(freeze=False)  # both sides of every ratio run under it
+    if args.profile_only is not None:
+        profile_rows(args.aim_count, args.seed, args.profile_only)
+        return
     if not args.zero_copy_only:
         aim_rows(args.aim_count, args.samples, args.seed, args.calls)
     zero_copy_rows(args.zero_copy_count, args.samples, args.seed)

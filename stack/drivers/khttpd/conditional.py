@@ -32,10 +32,21 @@ class Validators:
 
     @classmethod
     def for_file(cls, fs_path: str, size: int, mtime_unix: int, date_text: str) -> "Validators":
-        return cls(f'"{size:x}-{zlib.crc32(fs_path.encode("utf-8")):08x}"', int(mtime_unix), date_text)
+        key = (fs_path, size, mtime_unix, date_text)
+        validators = _FILE_VALIDATORS.get(key)
+        if validators is None:  # the same file is served again and again: its validators are made once
+            validators = cls(f'"{size:x}-{zlib.crc32(fs_path.encode("utf-8")):08x}"', int(mtime_unix), date_text)
+            if len(_FILE_VALIDATORS) >= _FILE_VALIDATORS_LIMIT:
+                _FILE_VALIDATORS.clear()
+            _FILE_VALIDATORS[key] = validators
+        return validators
 
     def headers(self) -> list[tuple[str, str]]:
         return [("ETag", self.etag), ("Last-Modified", self.last_modified)]
+
+
+_FILE_VALIDATORS: dict[tuple[str, int, int, str], Validators] = {}
+_FILE_VALIDATORS_LIMIT = 1024
 
 
 def _etags(value: bytes) -> list[str]:

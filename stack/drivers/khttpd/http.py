@@ -1,11 +1,11 @@
-"""The sans-IO HTTP/1.1 core of khttpd, over h11.
+"""The sans-IO HTTP/1.1 core of khttpd, over its own parser (http1.py).
 
 The driver owns sockets, IRPs and MDLs; this module owns the protocol. It
 takes received bytes and gives back parsed requests, and it builds response
-header bytes while keeping h11's framing state right. The body of a static
+header bytes while keeping the framing state right. The body of a static
 file never passes through here: the driver sends it from the cache manager's
 pages (an MDL chain) and only tells this module how long it was
-(``body_passthrough``), which advances h11 with a zero-copy placeholder. That
+(``body_passthrough``), which advances the framing with a zero-copy placeholder. That
 is the zero-copy lesson of the thesis: header bytes in one small buffer, file
 bytes left where the cache put them.
 
@@ -31,20 +31,22 @@ A request/response cycle, as the driver runs it::
 Pipelined requests wait in the receive buffer (``next_request`` answers
 PAUSED) until the current response is ended and the next cycle started.
 
-Two things h11 does not do, done here: an HTTP/1.0 request with ``Connection:
-keep-alive`` is kept alive (h11 closes every 1.0 connection; here the response
-says keep-alive and a fresh h11 parser takes over the bytes that follow), and a
+Two things the parser does not do, done here: an HTTP/1.0 request with ``Connection:
+keep-alive`` is kept alive (the parser closes every 1.0 connection, as h11 does; here the
+response says keep-alive and a fresh parser takes over the bytes that follow), and a
 request carrying both Content-Length and Transfer-Encoding is answered and then
 the connection is closed (RFC 9112 §6.1: such a message may be a smuggling attempt).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Final, final
 
-import h11
+from stack.drivers.khttpd import http1
+from stack.drivers.khttpd.http1 import Http1ServerParser, RequestHead
 
 from stack.drivers.khttpd.accesslog import LAB_EPOCH_UNIX, MONTH_NAMES, WEEKDAY_NAMES, virtual_utc
 from stack.drivers.khttpd.paths import (
@@ -101,13 +103,27 @@ def reason_phrase(status: int) -> str:
     return REASON_PHRASES.get(status, "Unknown")
 
 
+# IMF-fixdates already written, by Unix second: every response within one virtual second has the
+# same Date (and the validators' Last-Modified is always second 0).
+_DATES: dict[int, str] = {}
+_DATES_LIMIT = 64
+
+
 def http_date(now_s: float, epoch_unix: int = LAB_EPOCH_UNIX) -> str:
     """IMF-fixdate of a virtual clock reading: ``Thu, 01 Jan 2026 00:00:01 GMT``."""
-    t = virtual_utc(now_s, epoch_unix)
-    return (
+    if (now_s.__class__ is float or now_s.__class__ is int) and 0 <= now_s < math.inf:
+        text = _DATES.get(epoch_unix + int(now_s))
+        if text is not None:
+            return text
+    t = virtual_utc(now_s, epoch_unix)  # checks the clock reading
+    text = (
         f"{WEEKDAY_NAMES[t.tm_wday]}, {t.tm_mday:02d} {MONTH_NAMES[t.tm_mon - 1]} "
         f"{t.tm_year:04d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
     )
+    if len(_DATES) >= _DATES_LIMIT:
+        _DATES.clear()
+    _DATES[epoch_unix + int(now_s)] = text
+    return text
 
 
 def is_dynamic(
@@ -220,27 +236,6 @@ class Request:
         return b", ".join(values) if values else None
 
 
-# Validated response heads by (status, fields): the same file served again within one second of
-# virtual time has the same head, and h11 validates every field of a new Response.  Events are
-# immutable, so one can be sent any number of times.
-_RESPONSE_EVENTS: dict[tuple, h11.Response] = {}
-_RESPONSE_EVENTS_LIMIT = 256
-
-
-def _response_event(status: int, fields: list[tuple[str | bytes, str | bytes]]) -> h11.Response:
-    key = (status, tuple(fields))
-    response = _RESPONSE_EVENTS.get(key)
-    if response is None:
-        try:
-            response = h11.Response(status_code=status, reason=reason_phrase(status), headers=fields)
-        except h11.LocalProtocolError as exc:
-            raise ValueError(f"invalid response header: {exc}") from exc
-        if len(_RESPONSE_EVENTS) >= _RESPONSE_EVENTS_LIMIT:
-            _RESPONSE_EVENTS.clear()
-        _RESPONSE_EVENTS[key] = response
-    return response
-
-
 class HttpStateError(Exception):
     """The driver called the connection API out of order (e.g. body before header)."""
 
@@ -249,7 +244,7 @@ class HttpStateError(Exception):
 class ZeroCopyBody:
     """Stands in for body bytes that the driver sends itself from MDLs.
 
-    h11's Content-Length writer only calls ``len()`` on a body object and hands
+    The Content-Length framing only calls ``len()`` on a body object and hands
     it back untouched, so this advances the framing state without any bytes.
     """
 
@@ -265,8 +260,49 @@ class ZeroCopyBody:
         return f"ZeroCopyBody({self.length})"
 
 
-def _state_name(state: object) -> str:
-    return getattr(state, "__name__", repr(state))
+def _ascii(text: str | bytes) -> bytes:
+    """A response field name or value as bytes (ASCII text, as HTTP fields are)."""
+    if text.__class__ is bytes:
+        return text  # type: ignore[return-value]
+    if isinstance(text, str):
+        return text.encode("ascii")
+    if isinstance(text, int):
+        raise TypeError("expected bytes-like object, not int")
+    return bytes(text)
+
+
+# Response fields already checked, as the caller spelled them -> (name, lower-case name, value) bytes:
+# the same few are sent with every response.
+_CHECKED_FIELDS: dict[tuple, tuple[bytes, bytes, bytes]] = {}
+_CHECKED_FIELDS_LIMIT = 1024
+_FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding"})
+
+
+def _check_field(field: tuple[str | bytes, str | bytes]) -> tuple[bytes, bytes, bytes]:
+    """One response field as bytes, checked (token name, field value, framing rules); ValueError if bad."""
+    name, value = _ascii(field[0]), _ascii(field[1])
+    try:
+        http1.validate_response_field(name, value)
+        (triple,) = http1.normalize_fields([(name, value)])
+    except http1.ProtocolError as exc:
+        raise ValueError(f"invalid response header: {exc}") from exc
+    try:
+        if len(_CHECKED_FIELDS) >= _CHECKED_FIELDS_LIMIT:
+            _CHECKED_FIELDS.clear()
+        _CHECKED_FIELDS[field] = triple
+    except TypeError:
+        pass
+    return triple
+
+
+_REASON_BYTES: dict[int, bytes] = {}
+
+
+def _reason_bytes(status: int) -> bytes:
+    reason = _REASON_BYTES.get(status)
+    if reason is None:
+        reason = _REASON_BYTES[status] = reason_phrase(status).encode("ascii")
+    return reason
 
 
 class HttpServerConnection:
@@ -292,19 +328,16 @@ class HttpServerConnection:
         self._max_body_size = max_body_size
         self._dynamic_prefixes = tuple(dynamic_prefixes)
         self._dynamic_extensions = tuple(dynamic_extensions)
-        # h11 raises 431 itself when an incomplete head outgrows this.
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head_size)
-        # Mirror of the bytes h11 holds but has not turned into events yet:
-        # h11 does not hand back raw heads, and the dynamic relay needs them.
-        self._unparsed = bytearray()
+        # The parser answers 431 itself when an incomplete head outgrows this.
+        self._p = Http1ServerParser(max_head_size)
         self._peer_eof = False
-        self._head: h11.Request | None = None
+        self._head: RequestHead | None = None
         self._raw_head = b""
         self._body = bytearray()
         self._failure: ProtocolFailure | None = None
         self._current: Request | None = None
         # Method of the head parsed in this cycle, known even when the request
-        # failed before becoming a Request (h11 frames HEAD replies bodiless).
+        # failed before becoming a Request (a HEAD reply is framed bodiless).
         self._cycle_method: bytes | None = None
         self._http10_keep_alive = False  # this cycle: an HTTP/1.0 client asked to keep the connection
         self._close_after_response = False  # this cycle: Content-Length with Transfer-Encoding (RFC 9112 §6.1)
@@ -317,12 +350,11 @@ class HttpServerConnection:
         """Feed bytes from the socket. Empty data means the peer sent FIN."""
         if not data:
             self._peer_eof = True
-            self._h11.receive_data(b"")
+            self._p.receive_data(b"")
             return
         if self._peer_eof:
             raise HttpStateError("data received after the peer closed its side")
-        self._h11.receive_data(data)
-        self._unparsed += data
+        self._p.receive_data(data)
 
     def next_request(self) -> Request | NeedData | Paused | PeerClosed | ProtocolFailure:
         """Parse as far as the buffered bytes allow.
@@ -333,52 +365,45 @@ class HttpServerConnection:
         """
         if self._failure is not None:
             return self._failure
+        parser = self._p
         while True:
-            if self._head is None and self._h11.their_state is h11.IDLE:
+            if self._head is None and parser.client == http1.IDLE:
                 if self._request_line_too_long():
                     return self._fail(414, "request line longer than the target limit")
             try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                return self._fail(exc.error_status_hint, str(exc))
-            if event is h11.NEED_DATA:
+                event = parser.next_event()
+            except http1.ProtocolError as exc:
+                return self._fail(exc.status, str(exc))
+            if event is http1.NEED_DATA:
                 return NEED_DATA
-            if event is h11.PAUSED:
+            if event is http1.PAUSED:
                 return PAUSED
-            kind = type(event)
-            if kind is h11.Request:
+            if event is http1.END_OF_MESSAGE:
+                return self._finish_request()
+            if event is http1.CONNECTION_CLOSED:
+                return PEER_CLOSED
+            if event.__class__ is RequestHead:
                 failure = self._start_request(event)  # type: ignore[arg-type]
                 if failure is not None:
                     return failure
-            elif kind is h11.Data:
-                self._body += event.data  # type: ignore[union-attr]
+            else:  # a piece of the request body
+                self._body += event  # type: ignore[operator]
                 if len(self._body) > self._max_body_size:
                     return self._fail(413, f"request body over {self._max_body_size} bytes")
-            elif kind is h11.EndOfMessage:
-                return self._finish_request()
-            elif kind is h11.ConnectionClosed:
-                return PEER_CLOSED
 
     def _request_line_too_long(self) -> bool:
         window = self._max_target_length + _REQUEST_LINE_SLACK
-        if len(self._unparsed) <= window:
+        buffer = self._p.buffer
+        if len(buffer) <= window:
             return False
-        return self._unparsed.find(b"\n", 0, window) == -1
+        return buffer.find(b"\n", 0, window) == -1
 
-    def _take_parsed_bytes(self) -> bytes:
-        """Cut from the mirror the bytes h11 consumed for the last event."""
-        remaining = len(self._h11.trailing_data[0])
-        consumed = len(self._unparsed) - remaining
-        taken = bytes(self._unparsed[:consumed])
-        del self._unparsed[:consumed]
-        return taken
-
-    def _start_request(self, head: h11.Request) -> ProtocolFailure | None:
+    def _start_request(self, head: RequestHead) -> ProtocolFailure | None:
         self._head = head
         self._cycle_method = bytes(head.method)
-        self._raw_head = self._take_parsed_bytes()
+        self._raw_head = self._p.take_consumed()
         self._body = bytearray()
-        # h11 only bounds heads that arrive in pieces; a whole one can be huge.
+        # The parser only bounds heads that arrive in pieces; a whole one can be huge.
         if len(self._raw_head) > self._max_head_size:
             return self._fail(431, f"request head over {self._max_head_size} bytes")
         if not head.http_version.startswith(b"1."):
@@ -389,9 +414,9 @@ class HttpServerConnection:
 
     def _finish_request(self) -> Request:
         head = self._head
-        assert head is not None, "h11 ends a message only after starting one"
-        raw_body = self._take_parsed_bytes()
-        method = head.method.decode("ascii")  # h11 guarantees a token
+        assert head is not None, "a message ends only after it started"
+        raw_body = self._p.take_consumed()
+        method = head.method.decode("ascii")  # the grammar guarantees a token
         normalized = normalize_request_target(
             head.target,
             server_names=self._server_names,
@@ -463,7 +488,7 @@ class HttpServerConnection:
 
         ``now_s`` is the virtual clock in seconds (or a ready Date string).
         ``head_only`` defaults to "the request was HEAD"; when given it must
-        agree, because h11 frames a HEAD response as having no body. For HEAD,
+        agree, because a HEAD response is framed as having no body. For HEAD,
         Content-Length still says what a GET would send.
         """
         if content_length is not None and (not isinstance(content_length, int) or content_length < 0):
@@ -490,40 +515,72 @@ class HttpServerConnection:
             fields.append((name, value))
         if self._failure is not None or self._close_after_response:
             keep_alive = False
-        # h11 swaps keep-alive for close when the client cannot keep alive.
+        # The parser swaps keep-alive for close when the client cannot keep alive.
         fields.append(("Connection", "keep-alive" if keep_alive else "close"))
-        response = _response_event(status, fields)
-        wire = b"".join(self._send(response))
+        wire = self._send_response(status, fields)
         if self._http10_keep_alive and keep_alive:
-            # h11 closes every HTTP/1.0 connection; this one the client asked to keep.
+            # HTTP/1.0 ends keep-alive unless both sides ask; this client asked, and so do we.
             wire = wire.replace(b"\r\nConnection: close\r\n", b"\r\nConnection: keep-alive\r\n", 1)
         else:
             self._http10_keep_alive = False
         return wire
 
+    def _send_response(self, status: int, fields: list[tuple[str | bytes, str | bytes]]) -> bytes:
+        checked = _CHECKED_FIELDS
+        normalized = []
+        framing = 0
+        for field in fields:
+            try:
+                triple = checked.get(field)
+            except TypeError:  # a bytearray value: checked, not remembered
+                triple = None
+            if triple is None:
+                triple = _check_field(field)
+            normalized.append(triple)
+            if triple[1] in _FRAMING_FIELDS:
+                framing += 1
+        if framing > 1:  # several framing fields must also agree with each other
+            try:
+                normalized = http1.normalize_fields([(raw, value) for raw, _, value in normalized])
+            except http1.ProtocolError as exc:
+                raise ValueError(f"invalid response header: {exc}") from exc
+        try:
+            return self._p.send_response(status, _reason_bytes(status), normalized)
+        except http1.ProtocolError as exc:
+            raise HttpStateError(f"cannot send Response now: {exc}") from exc
+
     def body_passthrough(self, length: int) -> ZeroCopyBody:
         """Account for ``length`` body bytes that the driver sends from MDLs.
 
         May be called several times (one per MDL chain sent). Returns the
-        placeholder h11 passed through, for the curious.
+        placeholder the framing passed through, for the curious.
         """
         if not isinstance(length, int) or length < 0:
             raise ValueError(f"body length must be an int >= 0, got {length!r}")
         placeholder = ZeroCopyBody(length)
-        pieces = self._send(h11.Data(data=placeholder))  # type: ignore[arg-type]
+        pieces = self._send_data(placeholder)
         if len(pieces) != 1 or pieces[0] is not placeholder:
             # Only Content-Length framing sends a body verbatim; we always set it.
-            self._h11.send_failed()
+            self._p.send_failed()
             raise HttpStateError("response framing would wrap the body; zero copy impossible")
         return placeholder
 
     def body_bytes(self, data: bytes) -> bytes:
         """Frame a small in-memory body (error pages, relayed dynamic replies)."""
-        return b"".join(self._send(h11.Data(data=bytes(data))))
+        return b"".join(self._send_data(bytes(data)))
+
+    def _send_data(self, data: object) -> list:
+        try:
+            return self._p.send_data(data)
+        except http1.ProtocolError as exc:
+            raise HttpStateError(f"cannot send Data now: {exc}") from exc
 
     def end_response(self) -> bytes:
         """Finish the response; the returned bytes (b"" with Content-Length) go last."""
-        tail = b"".join(self._send(h11.EndOfMessage()))
+        try:
+            tail = self._p.send_end_of_message()
+        except http1.ProtocolError as exc:
+            raise HttpStateError(f"cannot send EndOfMessage now: {exc}") from exc
         self.responses_completed += 1
         return tail
 
@@ -566,32 +623,26 @@ class HttpServerConnection:
         sent_body = b"" if is_head else self.body_bytes(body)
         return head + sent_body + self.end_response()
 
-    def _send(self, event: h11.Event) -> list[bytes]:
-        try:
-            pieces = self._h11.send_with_data_passthrough(event)
-        except h11.LocalProtocolError as exc:
-            raise HttpStateError(f"cannot send {type(event).__name__} now: {exc}") from exc
-        return pieces or []
-
     # ------------------------------------------------------- cycle control
 
     def start_next_cycle(self) -> None:
         """After a keep-alive response: get ready to parse the next request."""
         if self.should_close:
             raise HttpStateError("connection must close; no next cycle")
+        parser = self._p
         if self._http10_keep_alive:
-            # h11 ended in MUST_CLOSE: a fresh parser takes the bytes it had not used yet.
-            if self._h11.our_state is not h11.MUST_CLOSE:
+            # HTTP/1.0 ended in MUST_CLOSE: a fresh parser takes the bytes not parsed yet.
+            if parser.server != http1.MUST_CLOSE:
                 raise HttpStateError("response cycle not finished")
-            self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head_size)
-            if self._unparsed:
-                self._h11.receive_data(bytes(self._unparsed))
+            self._p = Http1ServerParser(self._max_head_size)
+            if parser.buffer:
+                self._p.receive_data(bytes(parser.buffer))
             if self._peer_eof:
-                self._h11.receive_data(b"")
+                self._p.receive_data(b"")
         else:
             try:
-                self._h11.start_next_cycle()
-            except h11.LocalProtocolError as exc:
+                parser.start_next_cycle()
+            except http1.ProtocolError as exc:
                 raise HttpStateError(f"response cycle not finished: {exc}") from exc
         self._current = None
         self._cycle_method = None
@@ -603,11 +654,10 @@ class HttpServerConnection:
         """True when the connection must be closed once the current response is sent."""
         if self._failure is not None or self._close_after_response:
             return True
-        if self._http10_keep_alive and self._h11.our_state is h11.MUST_CLOSE \
-                and self._h11.their_state is h11.MUST_CLOSE:
+        parser = self._p
+        if self._http10_keep_alive and parser.server == http1.MUST_CLOSE and parser.client == http1.MUST_CLOSE:
             return False  # a finished HTTP/1.0 keep-alive exchange: start_next_cycle goes on
-        closing = (h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
-        return self._h11.our_state in closing or self._h11.their_state in closing
+        return parser.server in _CLOSING or parser.client in _CLOSING
 
     @property
     def current_request(self) -> Request | None:
@@ -620,13 +670,13 @@ class HttpServerConnection:
 
     @property
     def buffered_bytes(self) -> int:
-        """Received bytes not yet parsed (pipelined requests wait here)."""
-        return len(self._unparsed)
+        """Received bytes not yet parsed into a whole request (pipelined requests wait here)."""
+        return len(self._p.buffer) + self._p.consumed_bytes
 
     @property
     def states(self) -> dict[str, str]:
-        """h11's client and server states by name, for the debugger."""
-        return {
-            "client": _state_name(self._h11.their_state),
-            "server": _state_name(self._h11.our_state),
-        }
+        """The client's and the server's HTTP/1.1 states by name (h11's names), for the debugger."""
+        return {"client": self._p.client, "server": self._p.server}
+
+
+_CLOSING: Final = (http1.MUST_CLOSE, http1.CLOSED, http1.ERROR)
