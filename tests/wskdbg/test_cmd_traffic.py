@@ -66,6 +66,58 @@ def test_http_head_and_missing_files(dbg):
     assert "404" in missing.splitlines()[1]
 
 
+def test_http_raw_sends_the_bytes_as_written_and_says_whether_the_server_closed(dbg):
+    lines = run(dbg, r'!http /w -raw "GET /index.html HTTP/1.1\r\nHost: winsrv\r\n\r\n"').splitlines()
+    assert lines[0] == "http: raw request (42 bytes) to 10.0.0.1:80 from client"
+    assert lines[1].startswith("http: raw request (42 bytes) from 10.0.0.1:80: 200 OK, 1862 body bytes in ")
+    assert lines[2] == "the connection stayed open after the response"
+    assert lines[3] == "HTTP/1.1 200 OK" and "Connection: keep-alive" in lines
+
+
+def test_http_raw_malformed_requests_get_the_status_rfc_9112_asks_for_and_a_close(dbg):
+    for request, status in ((r"GET / HTTP/1.1\r\n\r\n", "400 Bad Request"),  # no Host
+                            (r"GET / HTTP/1.1\r\nHost: w\r\nX: a\x00b\r\n\r\n", "400 Bad Request"),
+                            (r"GET / HTTP/2.0\r\nHost: w\r\n\r\n", "505 HTTP Version Not Supported")):
+        lines = run(dbg, f'!http /w -raw "{request}"').splitlines()
+        assert f": {status}, " in lines[1], (request, lines[1])
+        assert lines[2] == "khttpd closed the connection after the response"
+
+
+def test_http_raw_smuggled_request_behind_a_chunked_body_is_never_served(dbg):
+    from stack.drivers.khttpd.state import khttpd_globals
+    stats = khttpd_globals(dbg.kernel_of("winsrv")).stats
+    before = stats.requests
+    smuggle = (r"GET /index.html HTTP/1.1\r\nHost: w\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+               r"0\r\n\r\nGET /style.css HTTP/1.1\r\nHost: w\r\n\r\n")
+    lines = run(dbg, f'!http /w -raw "{smuggle}"').splitlines()
+    assert ": 200 OK, 1862 body bytes" in lines[1]  # index.html: Transfer-Encoding won over Content-Length
+    assert lines[2] == "khttpd closed the connection after the response"
+    assert stats.requests == before + 1
+
+
+@pytest.mark.parametrize("text, expected", [
+    (r"a\r\n\tb", b"a\r\n\tb"),
+    (r"\\ \" \x00\xff\x7F", b'\\ " \x00\xff\x7f'),
+    ("caf\u00e9", b"caf\xe9"),
+])
+def test_http_raw_escapes_stand_for_bytes(text, expected):
+    from wskdbg.commands.traffic import unescape_request
+    assert unescape_request(text) == expected
+
+
+@pytest.mark.parametrize("line, message", [
+    (r'!http -raw "GET \q"', r"unknown escape \q at 4"),
+    (r'!http -raw "\x4"', r"\x at 0 needs two hex digits"),
+    ('!http -raw "GET \u20ac"', "is not Latin-1"),
+    ('!http -raw "x" /index.html', "give no method or path beside it"),
+    ('!http -raw ""', "needs the request's bytes"),
+])
+def test_http_raw_bad_requests_are_the_debuggers_to_catch(dbg, line, message):
+    result = dbg.execute(line)
+    assert result.error and message in result.text, result.text
+    assert not dbg.state.get("traffic.jobs") or dbg.state["traffic.jobs"][-1].finished
+
+
 @pytest.mark.parametrize("line, message", [
     ("!http", "give one path"),
     ("!http index.html", "must start with /"),

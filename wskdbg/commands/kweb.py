@@ -114,13 +114,15 @@ def cmd_khttpd(dbg: "Engine", inv: Invocation) -> CommandResult:
     s = g.stats
     data: dict[str, Any] = {"transport": g.config.Transport, "port": g.config.Port,
                             "connections_active": s.connections_active, "connections_accepted": s.connections_accepted,
-                            "requests": s.requests, "bytes_sent": s.bytes_sent}
+                            "requests": s.requests, "errors": s.errors, "header_timeouts": s.header_timeouts,
+                            "bytes_sent": s.bytes_sent}
     lines = [f"khttpd at {g.address:016x}: port {g.config.Port} over {g.config.Transport}"
              f"{' (copy mode)' if g.config.CopyMode else ''}",
              f"  connections  active {s.connections_active}  accepted {s.connections_accepted}  "
              f"refused {s.connections_refused}",
              f"  requests     {s.requests}  (zero copy {s.static_zero_copy}, copied {s.static_copied}, "
-             f"HEAD {s.head_requests}, relayed {s.dynamic_relayed}, errors {s.errors})",
+             f"HEAD {s.head_requests}, relayed {s.dynamic_relayed}, errors {s.errors}, "
+             f"header timeouts {s.header_timeouts})",
              f"  bytes sent   {s.bytes_sent}"]
     if g.config.event_driven:  # connections live on receive events, no worker thread
         events = "TDI ClientEventReceive" if g.config.Transport == "TDI" else "WskReceiveEvent"

@@ -22,7 +22,7 @@ from stack.kernel.ntstatus import STATUS_CONNECTION_REFUSED, status_name
 from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
 from stack.usermode.httperf import HttperfConfig, HttperfError, httperf, report_lines
 from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, UserBuffer, run_program
-from stack.usermode.webserver import HttpClientError, http_fetch
+from stack.usermode.webserver import HttpClientError, http_fetch, http_raw
 
 from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
 from wskdbg.render.net import ms
@@ -311,15 +311,22 @@ def http_report(method: str, target: str, server: SockAddr, elapsed: list[int]) 
     return report
 
 
-@command("!http", area="services", syntax="!http [/w] [-6] [GET|HEAD] /Path", mutates=True,
-         summary="HTTP request from client to khttpd on winsrv:80",
+@command("!http", area="services", syntax='!http [/w] [-6] [GET|HEAD] /Path | !http [/w] [-6] -raw "Request"',
+         mutates=True, summary="HTTP request from client to khttpd on winsrv:80",
          help="""
 Starts a user-mode HTTP client on `client` that sends `GET /Path` (or HEAD) to khttpd on winsrv
 port 80 (-6: fd00::1) with Connection: close, and prints the status line, the headers and the
 first 256 bytes of the body, with the time the exchange took in virtual time.  Runs when the
-machine runs (g); /w runs it to completion now.  khttpd must be running (it is in the standard lab).""")
+machine runs (g); /w runs it to completion now.  khttpd must be running (it is in the standard lab).
+-raw sends the quoted bytes exactly as written, the way `printf '...' | nc winsrv 80` would, and
+prints the one response and whether the server then closed the connection: the request line,
+headers and body are yours, so malformed requests reach khttpd's parser as they are.  Escapes:
+\\r \\n \\t \\\\ \\" and \\xHH; any other character must be Latin-1.
+  !http /w -raw "GET / HTTP/1.1\\r\\nHost: winsrv\\r\\nTransfer-Encoding: chunked\\r\\nContent-Length: 5\\r\\n\\r\\n\"""")
 def cmd_http(dbg: "Engine", inv: Invocation) -> CommandResult:
-    args = parse_args(inv, (), 2)
+    args = parse_args(inv, ("raw",), 2)
+    if "raw" in args.options:
+        return _http_raw(dbg, inv, args)
     words = [w for w, _ in args.words]
     method = "GET"
     if words and words[0].upper() in ("GET", "HEAD"):
@@ -339,9 +346,78 @@ def cmd_http(dbg: "Engine", inv: Invocation) -> CommandResult:
         return resp
 
     job = start_job(dbg, "http", body, http_report(method, target, server, elapsed),
-                    socket_failure("http", " - is khttpd running on winsrv? (sc query khttpd; to start it: "
-                                           "sc start kfs; sc start khttpd; g)"))
+                    socket_failure("http", KHTTPD_HINT))
     return finish(dbg, inv, job, args, f"http: {method} {target} to {server} from {CLIENT_HOST}")
+
+
+KHTTPD_HINT = " - is khttpd running on winsrv? (sc query khttpd; to start it: sc start kfs; sc start khttpd; g)"
+_ESCAPES = {"r": 0x0D, "n": 0x0A, "t": 0x09, "\\": 0x5C, '"': 0x22}
+
+
+def unescape_request(text: str) -> bytes:
+    """The bytes a -raw request stands for: C escapes (\\r \\n \\t \\\\ \\" \\xHH), Latin-1 otherwise.
+    ValueError names what is wrong and where."""
+    out = bytearray()
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch != "\\":
+            if ord(ch) > 0xFF:
+                raise ValueError(f"character {ch!r} at {i} is not Latin-1 (write it as \\xHH bytes)")
+            out.append(ord(ch))
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise ValueError("a lone \\ at the end (write \\\\ for a backslash)")
+        code = text[i + 1]
+        if code == "x":
+            digits = text[i + 2:i + 4]
+            if len(digits) != 2 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+                raise ValueError(f"\\x at {i} needs two hex digits")
+            out.append(int(digits, 16))
+            i += 4
+        elif code in _ESCAPES:
+            out.append(_ESCAPES[code])
+            i += 2
+        else:
+            raise ValueError(f"unknown escape \\{code} at {i} (\\r \\n \\t \\\\ \\\" \\xHH)")
+    return bytes(out)
+
+
+def raw_report(size: int, server: SockAddr, elapsed: list[int]) -> Callable[[Any], list[str]]:
+    base = http_report("raw", f"request ({size} bytes)", server, elapsed)
+
+    def report(result: Any) -> list[str]:
+        response, closed = result
+        lines = base(response)
+        lines.insert(1, "khttpd closed the connection after the response" if closed
+                     else "the connection stayed open after the response")
+        return lines
+    return report
+
+
+def _http_raw(dbg: "Engine", inv: Invocation, args: Args) -> CommandResult:
+    text, at = args.options["raw"]
+    if args.words:
+        raise inv.error("-raw sends the whole request: give no method or path beside it", args.words[0][1])
+    try:
+        data = unescape_request(text)
+    except ValueError as exc:
+        raise inv.error(f"-raw: {exc}", at) from None
+    if not data:
+        raise inv.error("-raw needs the request's bytes in quotes", at)
+    server = server_address(dbg, SERVER_HOST, HTTP_PORT, args.ipv6)
+    elapsed = [0]
+
+    def body() -> Generator[Any, Any, Any]:
+        start = _now()
+        result = yield from http_raw(server, data)
+        elapsed[0] = _now() - start
+        return result
+
+    job = start_job(dbg, "http", body, raw_report(len(data), server, elapsed), socket_failure("http", KHTTPD_HINT))
+    return finish(dbg, inv, job, args, f"http: raw request ({len(data)} bytes) to {server} from {CLIENT_HOST}")
 
 
 # --- !ping ------------------------------------------------------------------------------------------------
