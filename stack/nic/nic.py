@@ -154,7 +154,7 @@ class EmulatedNic:
         # Interrupt throttling: with a delay, the line fires that long after the first
         # completion, so everything arriving meanwhile is drained by one DPC.
         self.interrupt_moderation_ns = interrupt_moderation_ns
-        # EXPERIMENT (units): Intel's ITR - the shortest interval between two interrupts (1e9 /
+        # Intel's ITR (`!nic itr`) - the shortest interval between two interrupts (1e9 /
         # interrupts per second; 0 = no throttle).  The line fires no sooner than the moderation
         # delay after the first completion AND no sooner than this after the previous interrupt,
         # so sparse traffic sees only the moderation delay and bulk traffic larger DPC batches.
