@@ -15,7 +15,7 @@ import threading
 from typing import Awaitable, Callable
 
 import pytest
-from conftest import SIZE, make_app, make_ticker_app, ticker_engine
+from conftest import SIZE, make_app, make_ticker_app, ticker_engine, type_text
 from screen_text import screen_text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
@@ -49,7 +49,8 @@ def drive(app: WskdbgApp, scenario: Scenario) -> None:
 
 async def type_command(app: WskdbgApp, pilot: Pilot, command: str) -> None:
     app.command_pane.input.focus()
-    await pilot.press(*command, "enter")
+    await type_text(pilot, command)
+    await pilot.press("enter")
     await app.settle()
     await pilot.pause()
 
