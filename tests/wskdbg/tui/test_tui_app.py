@@ -319,6 +319,15 @@ def test_the_pane_with_the_keys_is_marked() -> None:
         await pilot.pause()
         assert stack_pane.has_pseudo_class("focus-within") and not command_pane.has_pseudo_class("focus-within")
         assert stack_pane.styles.border_top != command_pane.styles.border_top  # drawn differently
+        views = app.main.query_one("#views")
+        outline = views.styles.outline_top
+        await pilot.press("f2")  # the tabbed views get the keys: their outline is drawn
+        await pilot.pause()
+        assert views.has_class("-has-keys") and views.styles.outline_top != outline
+        assert not stack_pane.has_pseudo_class("focus-within")
+        await pilot.press("f8")
+        await pilot.pause()
+        assert not views.has_class("-has-keys") and views.styles.outline_top == outline
 
     drive(app, scenario)
 
