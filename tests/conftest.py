@@ -9,6 +9,13 @@ Parallel runs use `--dist worksteal` unless another `--dist` is given: each work
 contiguous half of the tests (so a module's lab fixture is built once, not on every worker) and a
 worker that runs dry takes half of what the other still has queued, so the two end together
 however long the slowest tests are on this machine.
+
+Each process that runs tests builds one lab first (`pytest_sessionstart`): the engine imports
+most of `stack` and `wskdbg.commands` lazily (~0.6 s of CPU), and every test that runs the
+machine in a machine server (`wskdbg`'s own way: the TUI tests, the sessions, time travel)
+forks a fresh process that builds its lab there.  Imported once in the parent, the modules are
+inherited by every fork instead of being imported again in each (the labs are still built
+afresh in each; only the modules are shared).
 """
 
 from __future__ import annotations
@@ -28,3 +35,12 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         option.numprocesses = "auto"
     if option.numprocesses and option.dist == "no":
         option.dist = "worksteal"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    option = session.config.option
+    if getattr(option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the xdist controller runs no tests
+    from wskdbg.engine import Engine  # imported here: a bare `pytest --help` needs none of it
+
+    Engine(seed=1).close()  # imports every module a lab needs, once per process
