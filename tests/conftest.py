@@ -20,16 +20,11 @@ most of `stack` and `wskdbg.commands` lazily (~0.6 s of CPU), and every test tha
 machine in a machine server (`wskdbg`'s own way: the TUI tests, the sessions, time travel)
 forks a fresh process that builds its lab there.  Imported once in the parent, the modules are
 inherited by every fork instead of being imported again in each (the labs are still built
-afresh in each; only the modules are shared).  Then it freezes what is alive (`gc.freeze`, as
-stack.kernel.hostgc does for a process that keeps one lab): the ~200 modules' objects leave the
-collector's generations, so the full collections a test's labs trigger no longer walk them
-(7-10 % less CPU on the sessions, transfers and TUI tests).  Only labs are built and dropped
-per test, and they are built after the freeze, so they are collected as before.
+afresh in each; only the modules are shared).
 """
 
 from __future__ import annotations
 
-import gc
 import os
 
 import pytest
@@ -118,5 +113,3 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     from wskdbg.engine import Engine  # imported here: a bare `pytest --help` needs none of it
 
     Engine(seed=1).close()  # imports every module a lab needs, once per process
-    gc.collect()  # the warm-up lab goes; what is left is modules, classes and functions ...
-    gc.freeze()  # ... which no later collection walks again (in this process nor in its forks)
