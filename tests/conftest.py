@@ -9,6 +9,18 @@ Parallel runs use `--dist worksteal` unless another `--dist` is given: each work
 contiguous half of the tests (so a module's lab fixture is built once, not on every worker) and a
 worker that runs dry takes half of what the other still has queued, so the two end together
 however long the slowest tests are on this machine.
+
+Parallel runs share the heavy modules out first (`worksteal_order`): in path order the pilot tests
+of the TUI came last, and a run ended with one worker alone on a long test.  Now each worker's
+first share starts with heavy modules of about equal total cost and ends with short tests, so
+what a worker steals at the end is short.  A heavy module's tests stay together and in order.
+
+Each process that runs tests builds one lab first (`pytest_sessionstart`): the engine imports
+most of `stack` and `wskdbg.commands` lazily (~0.6 s of CPU), and every test that runs the
+machine in a machine server (`wskdbg`'s own way: the TUI tests, the sessions, time travel)
+forks a fresh process that builds its lab there.  Imported once in the parent, the modules are
+inherited by every fork instead of being imported again in each (the labs are still built
+afresh in each; only the modules are shared).
 """
 
 from __future__ import annotations
@@ -16,6 +28,63 @@ from __future__ import annotations
 import os
 
 import pytest
+
+# The modules that cost the most CPU, with their seconds (2,293 tests, 2026-12-07: per-module CPU
+# of a parallel run).  A module missing here counts as light; a name that no longer exists is ignored.
+HEAVY_MODULES = {
+    "tests/test_sessions.py": 47,
+    "tests/wskdbg/tui/test_tui_app.py": 35,
+    "tests/stack/test_world_transfer.py": 35,
+    "tests/wskdbg/test_checkpoints.py": 15,
+    "tests/stack/drivers/test_low_resources.py": 13,
+    "tests/wskdbg/tui/test_tui_timetravel.py": 10,
+    "tests/stack/drivers/test_resource_leaks.py": 10,
+    "tests/bridge/test_bridge_tap.py": 10,
+    "tests/stack/test_world_connect_burst.py": 8,
+    "tests/bridge/test_bridge_forward.py": 7,
+    "tests/wskdbg/tui/test_tui_overload.py": 7,
+    "tests/bridge/test_bridge_tap_window.py": 6,
+    "tests/wskdbg/test_repl_and_scripts.py": 5,
+    "tests/wskdbg/tui/test_trace_view.py": 4,
+    "tests/stack/test_world_passthrough.py": 4,
+    "tests/stack/test_world_fragment.py": 4,
+    "tests/wskdbg/test_cmd_lab.py": 4,
+    "tests/bridge/test_bridge_replay.py": 3,
+    "tests/wskdbg/tui/test_tui_snapshots.py": 3,
+    "tests/bridge/test_bridge_forward_load.py": 3,
+    "tests/wskdbg/tui/test_tui_real_engine.py": 3,
+}
+
+
+def worksteal_order(items: list, workers: int, path_of=lambda item: item.nodeid.split("::", 1)[0]) -> list:
+    """`items` reordered for `--dist worksteal` on `workers` workers.  Worksteal hands worker k the
+    next len(pending) // (workers - k) items, then lets a worker that runs dry take the back half
+    of another's queue.  So each worker's share starts with a group of heavy modules (shared out
+    heaviest first, each to the lightest group so far) and is filled up with light tests in path
+    order: every queue ends with short tests, and whatever is stolen last is short.  A heavy
+    module's tests stay together and in their order."""
+    modules: dict[str, list] = {}
+    light = []
+    for item in items:
+        path = path_of(item)
+        (modules.setdefault(path, []) if path in HEAVY_MODULES else light).append(item)
+    groups: list[list] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for path in sorted(modules, key=lambda path: -HEAVY_MODULES[path]):
+        lightest = load.index(min(load))
+        groups[lightest].extend(modules[path])
+        load[lightest] += HEAVY_MODULES[path]
+    ordered: list = []
+    remaining, taken = len(items), 0
+    for k, group in enumerate(groups):
+        share = remaining // (workers - k)
+        fill = max(0, share - len(group))
+        chunk = group + light[taken:taken + fill]
+        taken += fill
+        ordered.extend(chunk)
+        remaining -= len(chunk)
+    ordered.extend(light[taken:])
+    return ordered
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns -n into workers (also tryfirst, registered earlier)
@@ -28,3 +97,19 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         option.numprocesses = "auto"
     if option.numprocesses and option.dist == "no":
         option.dist = "worksteal"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if not os.environ.get("PYTEST_XDIST_WORKER") or workers < 2:
+        return  # one process: the tests run in path order, as asked
+    items[:] = worksteal_order(items, workers)  # every worker computes the same order
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    option = session.config.option
+    if getattr(option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the xdist controller runs no tests
+    from wskdbg.engine import Engine  # imported here: a bare `pytest --help` needs none of it
+
+    Engine(seed=1).close()  # imports every module a lab needs, once per process

@@ -26,11 +26,13 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, TabbedContent, TabPane
+from textual.widget import Widget
+from textual.widgets import Input, TabbedContent, TabPane
 
 from .command_pane import CommandPane
 from .crash_screen import CrashScreen
 from .irp_view import IrpView
+from .key_footer import KeyFooter
 from .link import BUGCHECKED, RUNNING, EngineLink, Position
 from .machine_side import event_record  # noqa: F401  (the trace's record of an event; tests import it here)
 from .mdl_view import MdlView
@@ -105,7 +107,15 @@ class MainScreen(Screen):
         pane.border_title = "Command"
         yield pane
         yield StatusBar(id="status-bar")
-        yield Footer()
+        yield KeyFooter()
+
+    def watch_focused(self, focused: Widget | None) -> None:
+        """Mark the tabbed views while they have the keys (app.tcss says why not :focus-within)."""
+        try:
+            views = self.query_one("#views")
+        except NoMatches:  # not composed yet
+            return
+        views.set_class(focused is not None and views in focused.ancestors_with_self, "-has-keys")
 
 
 class WskdbgApp(App[None]):

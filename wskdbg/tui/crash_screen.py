@@ -13,11 +13,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from stack.kernel.bugcheck import BugCheckInfo
 from wskdbg.render.stop import fatal_error_lines
 
+from .key_footer import KeyFooter
 from .textlinks import linkify
 
 
@@ -53,7 +54,7 @@ class CrashScreen(Screen):
                      "F9 on the main screen: back here", id="crash-hint")
         with VerticalScroll():
             yield Static(linkify(self.analysis), id="crash-analysis")
-        yield Footer()
+        yield KeyFooter()
 
     def action_reboot(self) -> None:
         self.app.run_command(".reboot")  # type: ignore[attr-defined]

@@ -21,9 +21,10 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Footer, RichLog, Static
+from textual.widgets import RichLog, Static
 
 from .crash_screen import crash_headline
+from .key_footer import KeyFooter
 from .link import BUGCHECKED, EngineLink
 from .stack_view import StackView
 from .status_bar import StatusBar
@@ -112,7 +113,7 @@ class PresentationApp(App[None]):
         yield StackView(id="stack-view")
         yield Static("", id="progress")
         yield StatusBar(id="status-bar")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._show_step()

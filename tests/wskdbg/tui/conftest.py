@@ -13,6 +13,10 @@ import os
 import sys
 
 import pytest
+import textual.constants
+from textual import events
+from textual.keys import _character_to_key
+from textual.pilot import Pilot
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # dbg_harness
@@ -55,6 +59,29 @@ def make_ticker_app(server: bool = True, make_engine=ticker_engine, **options) -
     options.setdefault("poll_hz", 0)
     options.setdefault("cursor_blink", False)
     return WskdbgApp(engine_for(make_engine, server), **options)
+
+
+async def type_text(pilot: Pilot, text: str) -> None:
+    """Type `text` into the focused widget: one key event per character, made and sent through
+    the driver exactly as `Pilot.press` sends them, in order, then wait until the app has
+    handled them all.  `Pilot.press` also waits for the process to go idle twice after every
+    key (at least 40 ms of idle wall time per character); nothing between the characters of a
+    command line needs that."""
+    app = pilot.app
+    for char in text:
+        key = events.Key(char if char.isalnum() else _character_to_key(char), char)
+        key.set_sender(app)
+        app._driver.send_message(key)
+    await pilot.pause()
+
+
+@pytest.fixture(autouse=True)
+def no_animations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps built here do not animate (as with TEXTUAL_ANIMATIONS=none): an animation changes
+    nothing the tests read once it ends, but `Pilot.press` waits each one out and `Pilot.pause`
+    waits until the process is idle, so the tab underline's slide cost ~0.3 s of idle wall time
+    per key (about half the wall time of the pilot tests, a core left idle under xdist)."""
+    monkeypatch.setattr(textual.constants, "TEXTUAL_ANIMATIONS", "none")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import threading
 from typing import Awaitable, Callable
 
 import pytest
+from conftest import type_text
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from textual.app import App, ComposeResult
@@ -333,7 +334,7 @@ def visible_positions(view: TraceView) -> list[int]:
 
 async def type_filter(pilot: Pilot, pane: TracePane, text: str) -> None:
     await pilot.click(TraceFilterBar)
-    await pilot.press(*text)
+    await type_text(pilot, text)
     pane.flush(complete=True)
     await pilot.pause()
 
@@ -344,7 +345,7 @@ def test_typing_a_filter_narrows_lines_and_status_count() -> None:
         await type_filter(pilot, pane, "provider:tcpip")
         assert pane.status_text().startswith("500 / 2,000 lines  filter: provider:tcpip")
         assert {pane.store.provider(p) for p in pane.view.selection} == {"tcpip"}
-        await pilot.press(*" needle")
+        await type_text(pilot, " needle")
         pane.flush(complete=True)
         assert [p for p in pane.view.selection] == [p for p in range(2000) if p % 4 == 1 and p % 97 == 0]
         assert str(pane.query_one("#trace-status").render()).startswith(f"{len(pane.view.selection)} / 2,000")
@@ -416,7 +417,8 @@ def test_search_jumps_to_the_match_and_highlights_it() -> None:
         view.focus()
         await pilot.press("home", "slash")
         assert pane.query_one(TraceSearchBar).has_class("-open")
-        await pilot.press(*"needle", "enter")
+        await type_text(pilot, "needle")
+        await pilot.press("enter")
         assert view.current_match_row == 0  # position 0 carries the needle
         await pilot.press("n")
         assert view.selection[view.current_match_row] == 97

@@ -15,7 +15,7 @@ import threading
 from typing import Awaitable, Callable
 
 import pytest
-from conftest import SIZE, make_app, make_ticker_app, ticker_engine
+from conftest import SIZE, make_app, make_ticker_app, ticker_engine, type_text
 from screen_text import screen_text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
@@ -49,7 +49,8 @@ def drive(app: WskdbgApp, scenario: Scenario) -> None:
 
 async def type_command(app: WskdbgApp, pilot: Pilot, command: str) -> None:
     app.command_pane.input.focus()
-    await pilot.press(*command, "enter")
+    await type_text(pilot, command)
+    await pilot.press("enter")
     await app.settle()
     await pilot.pause()
 
@@ -318,6 +319,15 @@ def test_the_pane_with_the_keys_is_marked() -> None:
         await pilot.pause()
         assert stack_pane.has_pseudo_class("focus-within") and not command_pane.has_pseudo_class("focus-within")
         assert stack_pane.styles.border_top != command_pane.styles.border_top  # drawn differently
+        views = app.main.query_one("#views")
+        outline = views.styles.outline_top
+        await pilot.press("f2")  # the tabbed views get the keys: their outline is drawn
+        await pilot.pause()
+        assert views.has_class("-has-keys") and views.styles.outline_top != outline
+        assert not stack_pane.has_pseudo_class("focus-within")
+        await pilot.press("f8")
+        await pilot.pause()
+        assert not views.has_class("-has-keys") and views.styles.outline_top == outline
 
     drive(app, scenario)
 
