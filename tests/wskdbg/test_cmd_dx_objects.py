@@ -86,6 +86,8 @@ def test_dx_takes_registers_and_pointer_arithmetic(pended):
 
 
 def test_dx_reports_bad_input_with_a_position(pended):
+    (irp,) = live_irps(pended.kernel)
+    pended.execute(f"r $t0 = {irp.address:x}")  # its own: parallel runs do not keep this module's order
     r = pended.execute("dx ((nt!_IRP*)@$t0)->NoSuchField")
     assert r.error and "_IRP has no field 'NoSuchField'" in r.text
     r = pended.execute("dx ((nt!_IRP*)0)->Type")
