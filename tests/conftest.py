@@ -56,7 +56,7 @@ HEAVY_MODULES = {
     "tests/wskdbg/test_cmd_lab.py": 4,
     "tests/bridge/test_bridge_replay.py": 3,
     "tests/wskdbg/tui/test_tui_snapshots.py": 3,
-    "tests/bridge/test_bridge_forward_load.py": 3,
+    "tests/bridge/test_bridge_forward_load.py": 15,
     "tests/wskdbg/tui/test_tui_real_engine.py": 3,
 }
 

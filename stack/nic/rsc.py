@@ -246,19 +246,7 @@ def join_next(unit: RscUnit, first: RscSegment, seq: int, n: int, psh: bool, coo
             or (first.tsval is not None and (first.tsval - unit.tsval_last) & 0x80000000)
             or unit.ip_length + n > MAX_IP_DATAGRAM):
         return False
-    unit.next_seq = (seq + n) & 0xFFFFFFFF
-    unit.ack = first.ack
-    unit.window = first.window
-    if psh:
-        unit.psh = True
-    unit.segments += 1
-    unit.ip_length += n
-    if first.ttl < unit.ttl:
-        unit.ttl = first.ttl
-    if first.tsval is not None:
-        unit.tsval_last = first.tsval
-    unit.extra.append((cookie, n))
-    unit.extra_bytes += n
+    add_next(unit, first, n, psh, cookie)
     return True
 
 
