@@ -11,9 +11,9 @@ from stack.nic import FaultConfig
 from stack.nic.passthrough import (BLOCK_CAPTURE, BLOCK_FAULT, BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK,
                                    LargeSend)
 from stack.nic.offload import segment_lso, validate_rx_checksums, RX_TCP_SUCCEEDED
-from stack.usermode.programs import echo_client, echo_server, pattern
+from stack.usermode.programs import pattern
 
-from world_harness import any_address, lab, run_programs, server_address, start
+from world_harness import lab, echo_exchange
 
 KiB = 1024
 # Frame-level events: what exists only below NDIS (the wire, the NIC's interrupt line).
@@ -27,11 +27,7 @@ def _set_passthrough(world, on: bool) -> None:
 
 
 def _echo(world, version: int, data: bytes):
-    server = start(world, "winsrv", echo_server, any_address(version, 7))
-    world.run_for(1_000_000)
-    client = start(world, "client", echo_client, server_address(world, version, 7), data)
-    run_programs(world, server, client)
-    return client.result
+    return echo_exchange(world, version, data)[0]
 
 
 def _units(world) -> int:

@@ -10,17 +10,13 @@ from stack.nic import FaultConfig
 from stack.tcpip.stack import TcpipStack
 from stack.usermode.programs import echo_client, echo_server, pattern
 
-from world_harness import any_address, lab, run_programs, server_address, start
+from world_harness import any_address, lab, server_address, start, echo_exchange
 
 MiB = 1024 * 1024
 
 
 def _echo(world, version: int, data: bytes, *, max_events: int = 3_000_000):
-    server = start(world, "winsrv", echo_server, any_address(version, 7))
-    world.run_for(1_000_000)
-    client = start(world, "client", echo_client, server_address(world, version, 7), data)
-    run_programs(world, server, client, max_events=max_events)
-    return client.result
+    return echo_exchange(world, version, data, max_events=max_events)[0]
 
 
 @pytest.mark.parametrize("version", [4, 6])

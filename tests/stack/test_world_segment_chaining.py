@@ -15,7 +15,7 @@ from stack.tcpip.stack import TcpipStack
 from stack.tcpip.tcpl.receive import ReceiveLayer
 from stack.usermode.programs import echo_client, echo_server, pattern
 
-from world_harness import any_address, lab, run_programs, server_address, start
+from world_harness import any_address, lab, server_address, start, echo_exchange
 
 KiB = 1024
 
@@ -49,11 +49,7 @@ def _spy(monkeypatch, log: list) -> None:
 
 
 def _echo(world, version: int, data: bytes):
-    server = start(world, "winsrv", echo_server, any_address(version, 7))
-    world.run_for(1_000_000)
-    client = start(world, "client", echo_client, server_address(world, version, 7), data)
-    run_programs(world, server, client)
-    return client.result
+    return echo_exchange(world, version, data)[0]
 
 
 def _counters(world) -> dict:

@@ -45,3 +45,14 @@ def run_programs(world: World, *programs: Program, max_events: int = 5_000_000,
         p.raise_error()
     assert finished, (f"programs did not finish by t={world.now_ns / 1e9:.3f}s: "
                       f"{[(p.name, p.done) for p in programs]}")
+
+
+def echo_exchange(world: World, version: int, data: bytes, *, port: int = 7,
+                  max_events: int = 5_000_000) -> tuple[Any, Any]:
+    """A user-mode echo server on winsrv and a client on `client` sending `data`: both programs' results."""
+    from stack.usermode.programs import echo_client, echo_server
+    server = start(world, "winsrv", echo_server, any_address(version, port))
+    world.run_for(1_000_000)
+    client = start(world, "client", echo_client, server_address(world, version, port), data)
+    run_programs(world, server, client, max_events=max_events)
+    return client.result, server.result
