@@ -34,6 +34,7 @@ from stack.ndis.oid import (NDIS_OFFLOAD_PARAMETERS, NDIS_OFFLOAD_PARAMETERS_LSO
                             NDIS_OFFLOAD_PARAMETERS_TX_RX_ENABLED, NDIS_OID_REQUEST)
 from stack.ndis.protocol import NdisOidRequest
 from stack.nic import Capture, EmulatedNic, FaultConfig, Link, NicOffloads, Switch
+from stack.nic.itr import DEFAULT_SETTING as DEFAULT_ITR_SETTING
 from stack.tcpip.driver import load_tcpip
 from stack.tcpip.stack import TcpipStack
 from stack.tcpip.tcp import TcpConfig
@@ -130,6 +131,8 @@ class World:
         self.dns: Any = None  # the lab DNS server (stack.usermode.dns.install), once there is one
         # host -> driver names loaded as auto-start services (start type SERVICE_AUTO_START)
         self.auto_start: dict[str, list[str]] = {}
+        # what each new host's NIC ships with: Intel's "Interrupt Moderation Rate" (stack/nic/itr.py)
+        self.interrupt_moderation_rate: str | int = DEFAULT_ITR_SETTING
 
     # -- building ----------------------------------------------------------------------------
     def mac_for(self, name: str) -> bytes:
@@ -141,7 +144,8 @@ class World:
                  offloads: NicOffloads | None = None, mtu: int = 1500, tcp_config: TcpConfig | None = None,
                  bandwidth_bps: int = 10_000_000_000, latency_ns: int = 20_000, queue_frames: int = 1024,
                  gateway4: str | None = None, gateway6: str | None = None, boot: bool = True,
-                 rx_ring_size: int = 512, tx_ring_size: int = 512, interrupt_moderation_ns: int = 10_000) -> Host:
+                 rx_ring_size: int = 512, tx_ring_size: int = 512, interrupt_moderation_ns: int = 10_000,
+                 interrupt_moderation_rate: str | int | None = None) -> Host:
         """Add a host on the switch: its kernel, NIC (via NDIS), and tcpip bound with these addresses.
 
         Addresses without a prefix length get /24 and /64."""
@@ -156,6 +160,8 @@ class World:
         nic, adapter = install_nic(kernel, mac, name=f"{name}-nic", mtu=mtu, offloads=offloads,
                                    rx_ring_size=rx_ring_size, tx_ring_size=tx_ring_size,
                                    interrupt_moderation_ns=interrupt_moderation_ns, run=False)
+        nic.set_interrupt_moderation_rate(self.interrupt_moderation_rate if interrupt_moderation_rate is None
+                                          else interrupt_moderation_rate)
         port = self.switch.add_port(name)
         link = Link(self.scheduler, name=f"{name}-link", bandwidth_bps=bandwidth_bps, latency_ns=latency_ns,
                     queue_frames=queue_frames, rng=random.Random(f"{self.seed}:link:{name}"), bus=self.bus)
@@ -333,13 +339,16 @@ class World:
 
 def default_world(seed: int = 1, *, services: bool = True, offloads: NicOffloads | None = None,
                   tcp_config: TcpConfig | None = None, mtu: int = 1500, cpu_profile: str | None = None,
-                  processors: int = 1) -> World:
+                  processors: int = 1, interrupt_moderation_rate: str | int = DEFAULT_ITR_SETTING) -> World:
     """The standard lab: `winsrv` (10.0.0.1, fd00::1) and `client` (10.0.0.2, fd00::2) on one switch,
     with the lab's services running (services=False: those two hosts with tcpip and AFD only).
     `mtu` sets both NICs (9000 for jumbo frames).  `cpu_profile` ("x64", "2003") gives winsrv
     `processors` processors that spend time once the lab has booted (stack.kernel.cpu); by
-    default no host's code takes time."""
+    default no host's code takes time.  `interrupt_moderation_rate` is every NIC's Intel "Interrupt
+    Moderation Rate" (stack/nic/itr.py): Adaptive, as Intel's adapters ship, or "Off", a named setting,
+    interrupts per second."""
     world = World(seed)
+    world.interrupt_moderation_rate = interrupt_moderation_rate
     world.add_host("winsrv", "10.0.0.1/24", "fd00::1/64", offloads=offloads, tcp_config=tcp_config, mtu=mtu,
                    boot=False)
     world.add_host("client", "10.0.0.2/24", "fd00::2/64", offloads=offloads, tcp_config=tcp_config, mtu=mtu,

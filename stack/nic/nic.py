@@ -29,6 +29,7 @@ from stack.kernel.kernel import Kernel
 from stack.kernel.memory import PAGE_SHIFT
 
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
+from .itr import ADAPTIVE, OFF, AdaptiveItr, fixed_interval_ns
 from .link import FrameSink
 from .rsc import (RscUnit, add, add_next, classify, finalize_header, join_next, joins, joins_next,
                   start_unit)
@@ -159,6 +160,10 @@ class EmulatedNic:
         # delay after the first completion AND no sooner than this after the previous interrupt,
         # so sparse traffic sees only the moderation delay and bulk traffic larger DPC batches.
         self.interrupt_throttle_ns = 0
+        # The "Interrupt Moderation Rate" setting that decides it (itr.py): Off, a fixed setting, a
+        # rate, or Adaptive (`itr_adaptive` then re-decides the interval at every interrupt).
+        self.itr_setting: str | int = OFF
+        self.itr_adaptive: AdaptiveItr | None = None
         self._last_fire_ns = -(1 << 62)
         self._fire_scheduled = False
         self._isr: Callable[[], None] | None = None
@@ -200,6 +205,19 @@ class EmulatedNic:
     def attach(self, sink: FrameSink | None) -> None:
         """Plug the NIC's transmit side into a link end (None unplugs it)."""
         self.sink = sink
+
+    def set_interrupt_moderation_rate(self, setting: str | int) -> None:
+        """Intel's "Interrupt Moderation Rate": "Adaptive", "Off", "Minimal" ... "Extreme" (itr.py's
+        names) or interrupts per second.  ValueError for anything else."""
+        if setting == ADAPTIVE:
+            adaptive = AdaptiveItr()
+            adaptive.restart(self.counters)
+            self.interrupt_throttle_ns = adaptive.interval_ns()
+            self.itr_adaptive = adaptive
+        else:
+            self.interrupt_throttle_ns = fixed_interval_ns(setting)
+            self.itr_adaptive = None
+        self.itr_setting = setting
 
     def connect_interrupt(self, isr: Callable[[], None] | None) -> None:
         """Connect the interrupt line; `isr()` runs at NIC_DIRQL inside the event that raised it."""
@@ -819,6 +837,8 @@ class EmulatedNic:
             k.charge("interrupt")
         self.counters.interrupts += 1
         self._last_fire_ns = k.scheduler.now_ns
+        if self.itr_adaptive is not None:  # Adaptive: the traffic since the last interrupt sets the next interval
+            self.interrupt_throttle_ns = self.itr_adaptive.update(self.counters)
         if k.bus.subscribers:
             k.publish(Interrupt, nic=self.name, cause=_CAUSE_NAMES.get(self._cause, str(self._cause)))
         old = k.irql

@@ -3,7 +3,10 @@ moderation / throttle and TCP delayed-ACK timer.  MTU 1500, LSO+RSC, pass-throug
 bench_throughput.py calls "MTU 1500, LSO+RSC".
 
     PYTHONPATH=. python3 tests/bench/bench_rsc_units.py --mib 4 --samples 3 \
-        [--moderation-us 10] [--itr-us 0] [--delack-ms 200] [--ack-every 2]
+        [--moderation-us 10] [--itr adaptive|off|minimal..extreme|N] [--itr-us N] [--delack-ms 200] [--ack-every 2]
+
+--itr sets Intel's "Interrupt Moderation Rate" on both NICs (default: the lab's, Adaptive; stack/nic/itr.py);
+--itr-us a fixed throttle interval in microseconds instead.  Also printed: interrupts per MiB.
 
 Printed (both hosts together, per MiB echoed): CPU MB/s (median of --samples after a warm-up),
 virtual ms, RSC units of 2+ segments and segments per unit, NBLs indicated, DPCs, pure ACKs
@@ -46,6 +49,7 @@ def _counting(self, tcb, segs, lso_mss):
 
 
 ITR_NS = 0
+ITR_SETTING: str | int | None = None  # None: the lab's default
 
 
 def run(data: bytes, moderation_ns: int | None, config: TcpConfig, profile: bool = False) -> dict:
@@ -55,12 +59,16 @@ def run(data: bytes, moderation_ns: int | None, config: TcpConfig, profile: bool
             host.nic.interrupt_moderation_ns = moderation_ns
     for host in world.hosts.values():
         if ITR_NS:
-            host.nic.interrupt_throttle_ns = ITR_NS
+            host.nic.set_interrupt_moderation_rate(1_000_000_000 // ITR_NS)
+            host.nic.interrupt_throttle_ns = ITR_NS  # exactly, not rounded through a rate
+        elif ITR_SETTING is not None:
+            host.nic.set_interrupt_moderation_rate(ITR_SETTING)
     server = run_program(world.host("winsrv").kernel, echo_server, SockAddr.parse("0.0.0.0:7"))
     world.run_for(1_000_000)
     hosts = [world.host(h) for h in ("client", "winsrv")]
     snap = lambda: [(h.nic.counters.rsc_units, h.nic.counters.rsc_coalesced_segments, h.adapter.counters.nbls_indicated,
-                     h.adapter.counters.dpcs, h.stack.counters.lso_sends, h.stack.counters.tcp_segments_received)
+                     h.adapter.counters.dpcs, h.stack.counters.lso_sends, h.stack.counters.tcp_segments_received,
+                     h.nic.counters.interrupts)
                     for h in hosts]
     before = snap()
     COUNT.update(pure_acks=0, data_packets=0)
@@ -77,12 +85,12 @@ def run(data: bytes, moderation_ns: int | None, config: TcpConfig, profile: bool
     client.raise_error()
     assert client.result.received_sha256 == hashlib.sha256(data).hexdigest()
     after = snap()
-    d = [sum(a[i] - b[i] for a, b in zip(after, before)) for i in range(6)]
+    d = [sum(a[i] - b[i] for a, b in zip(after, before)) for i in range(7)]
     mib = len(data) / (1 << 20)
-    units, joined, indicated, dpcs, lso, segs_in = d
+    units, joined, indicated, dpcs, lso, segs_in, interrupts = d
     out = {"cpu_mbps": len(data) / cpu / 1e6, "virtual_ms_per_mib": (world.now_ns - v0) / 1e6 / mib,
            "rsc_units_per_mib": units / mib, "segs_per_rsc_unit": (joined + units) / units if units else 0,
-           "indications_per_mib": indicated / mib, "dpcs_per_mib": dpcs / mib,
+           "indications_per_mib": indicated / mib, "interrupts_per_mib": interrupts / mib, "dpcs_per_mib": dpcs / mib,
            "pure_acks_per_mib": COUNT["pure_acks"] / mib, "large_sends_per_mib": lso / mib,
            "data_packets_per_mib": COUNT["data_packets"] / mib,
            "avg_send_bytes": 2 * len(data) / COUNT["data_packets"] if COUNT["data_packets"] else 0}
@@ -99,9 +107,15 @@ def main() -> None:
     p.add_argument("--delack-ms", type=float, default=200)
     p.add_argument("--ack-every", type=int, default=2)
     p.add_argument("--itr-us", type=float, default=0, help="EXPERIMENT: Intel ITR, shortest interval between interrupts")
+    p.add_argument("--itr", default=None, help="Interrupt Moderation Rate: adaptive, off, minimal..extreme or N per s")
     args = p.parse_args()
-    global ITR_NS
+    global ITR_NS, ITR_SETTING
     ITR_NS = int(args.itr_us * 1000)
+    if args.itr is not None:
+        from stack.nic.itr import setting_name
+        ITR_SETTING = int(args.itr) if args.itr.isdigit() else setting_name(args.itr)
+        if ITR_SETTING is None:
+            p.error(f"unknown --itr {args.itr!r}")
     hostgc.settle(freeze=False)
     send_mod.SendLayer.build_and_send = _counting
     data = pattern(42, int(args.mib * 1024 * 1024))
@@ -112,7 +126,7 @@ def main() -> None:
     runs = sorted((run(data, mod, config) for _ in range(args.samples)), key=lambda r: r["cpu_mbps"])
     med = runs[len(runs) // 2]
     med["calls_per_mib"] = run(data, mod, config, profile=True)["calls_per_mib"]
-    print(f"itr={args.itr_us}us moderation={args.moderation_us}us delack={args.delack_ms}ms every={args.ack_every} mib={args.mib} "
+    print(f"itr={args.itr or 'lab default'} itr_us={args.itr_us} moderation={args.moderation_us}us delack={args.delack_ms}ms every={args.ack_every} mib={args.mib} "
           f"cpu MB/s samples={[round(r['cpu_mbps'], 2) for r in runs]}")
     for k, v in med.items():
         print(f"  {k:<22} {v:,.2f}")
