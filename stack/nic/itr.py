@@ -124,7 +124,7 @@ class AdaptiveItr:
         self.tx_class = LOWEST_LATENCY
         self.rate = CLASS_RATES[LOWEST_LATENCY]
         self.changes = 0  # how often the rate moved
-        self._seen = (0, 0, 0, 0)  # frames_in, bytes_in, frames_out, bytes_out at the last interrupt
+        self._seen = (0, 0, 0, 0)  # _seen(counters) at the last interrupt
 
     @property
     def latency_class(self) -> str:
@@ -135,8 +135,12 @@ class AdaptiveItr:
         return 1_000_000_000 // self.rate
 
     def update(self, counters: Any) -> int:
-        """At an interrupt: classify the traffic since the last one; the interval until the next may fire."""
-        fi, bi, fo, bo = counters.frames_in, counters.bytes_in, counters.frames_out, counters.bytes_out
+        """At an interrupt: classify the traffic since the last one; the interval until the next may fire.
+
+        Packets are counted as the driver sees them: a coalesced RSC unit is one received packet
+        (ixgbe counts an RSC skb once, with all its bytes) and a large send one transmitted packet
+        (e1000e's "TSO accounting": its average size says bulk at once)."""
+        fi, bi, fo, bo = _seen(counters)
         sfi, sbi, sfo, sbo = self._seen
         self._seen = (fi, bi, fo, bo)
         self.rx_class = next_class(self.rx_class, fi - sfi, bi - sbi)
@@ -150,7 +154,13 @@ class AdaptiveItr:
     def restart(self, counters: Any) -> None:
         """Adaptive switched on (again): start from a quiet link, counting from now."""
         self.__init__()
-        self._seen = (counters.frames_in, counters.bytes_in, counters.frames_out, counters.bytes_out)
+        self._seen = _seen(counters)
+
+
+def _seen(counters: Any) -> tuple[int, int, int, int]:
+    """Packets and bytes received, packets and bytes sent so far (NicCounters), as the driver counts them."""
+    return (counters.frames_in - counters.rsc_coalesced_segments, counters.bytes_in, counters.tx_descriptors,
+            counters.bytes_out)
 
 
 # -- the settings ------------------------------------------------------------------------------------

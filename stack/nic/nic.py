@@ -564,7 +564,7 @@ class EmulatedNic:
                     c.rsc_coalesced_segments += 1
                     if bus.subscribers:
                         k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
-                    if self.interrupts_enabled and not (self._fire_scheduled and self.interrupt_moderation_ns):
+                    if self.interrupts_enabled and not self._fire_scheduled:
                         self._raise(INT_RX)
                     else:  # _raise(INT_RX): masked, or the moderated interrupt already due
                         self._cause |= INT_RX
@@ -633,7 +633,7 @@ class EmulatedNic:
                         k = self.kernel
                         if k.bus.subscribers:
                             k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
-                        if self._fire_scheduled and self.interrupt_moderation_ns and self.interrupts_enabled:
+                        if self._fire_scheduled and self.interrupts_enabled:
                             self._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due
                         else:
                             self._raise(INT_RX)
@@ -810,15 +810,18 @@ class EmulatedNic:
         self._cause |= cause
         if not self.interrupts_enabled:
             return
-        if self.interrupt_moderation_ns:
+        if self.interrupt_moderation_ns or self.interrupt_throttle_ns:
             if not self._fire_scheduled:
-                self._fire_scheduled = True
                 k = self.kernel
                 delay = self.interrupt_moderation_ns
-                if self.interrupt_throttle_ns:
+                if self.interrupt_throttle_ns:  # the ITR holds the line even with no moderation delay
                     wait = self._last_fire_ns + self.interrupt_throttle_ns - k.scheduler.now_ns
                     if wait > delay:
                         delay = wait
+                    elif delay <= 0:
+                        self._fire()
+                        return
+                self._fire_scheduled = True
                 k.scheduler.call_later(delay, k, self._moderated_fire, label="nic interrupt")
             return
         self._fire()

@@ -4,7 +4,9 @@ Shows, per host, whether large sends cross the virtual switch uncut (as one
 unit with "checksum partial" metadata, the way vmswitch/netvsc and virtio-net
 GSO/GRO do) and why some went out as real frames; `!nic passthrough off`
 turns it off (every frame real, every checksum computed) and `on` back on.
-`!nic itr N` sets the NICs' interrupt throttle rate (Intel's "Interrupt Moderation Rate").
+`!nic itr adaptive|off|minimal|low|medium|high|extreme|N` sets the NICs' "Interrupt Moderation
+Rate" (Intel's ITR, stack/nic/itr.py); `!nic` shows each NIC's setting, the Adaptive class and rate
+it is at now, and the interrupts it has taken.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wskdbg.commands.lab import host_name, world_of
+from stack.nic.itr import ADAPTIVE, FIXED_SETTINGS, OFF, RATE_RANGE, fixed_interval_ns, setting_name
 from wskdbg.commands.registry import CommandResult, Invocation, command, tokenize
 
 if TYPE_CHECKING:
@@ -27,7 +30,8 @@ def nic_rows(dbg: "Engine") -> list[dict[str, Any]]:
         pt = nic.passthrough_counters
         rows.append({"host": name, "nic": nic.name, "passthrough": nic.passthrough, "units": pt.units,
                      "segments": pt.segments, "fallbacks": dict(sorted(pt.fallbacks.items())),
-                     "holds": dict(sorted(nic.wire_holds.items())), "itr": itr_of(nic)})
+                     "holds": dict(sorted(nic.wire_holds.items())), "itr": itr_of(nic),
+                     "moderation": moderation_of(nic)})
     return rows
 
 
@@ -40,19 +44,37 @@ def nic_lines(rows: list[dict[str, Any]]) -> list[str]:
         if r["holds"]:
             state += "*"
         lines.append(f"{r['host']:<10} {r['nic']:<12} {state:<5} {r['units']:>7} {r['segments']:>9}  {why}")
-    throttled = [r for r in rows if r["itr"]]
-    if throttled:  # a line only once someone sets it: the default lab has no throttle
-        lines += ["", "Interrupt throttle rate (at most N interrupts per second): "
-                  + ", ".join(f"{r['host']} {r['itr']}/s" for r in throttled)]
+    lines += ["", "Interrupt moderation (*InterruptModeration; the rate is Intel's \"Interrupt Moderation Rate\")", "",
+              f"{'Host':<10} {'*InterruptModeration':<21} {'Rate':<9} {'Class now':<15} {'Ints/s now':>10}  {'Interrupts':>10}"]
+    for r in rows:
+        m = r["moderation"]
+        now = f"{m['rate']}" if m["rate"] else "no limit"
+        lines.append(f"{r['host']:<10} {m['keyword']:<21} {m['setting']:<9} {m['class'] or '-':<15} {now:>10}  "
+                     f"{m['interrupts']:>10}")
     return lines
 
 
 def itr_of(nic: Any) -> int:
-    """Interrupts per second the throttle allows (0: no throttle)."""
+    """Interrupts per second the throttle allows now (0: no throttle)."""
+    if nic.itr_adaptive is not None:
+        return nic.itr_adaptive.rate
     return 1_000_000_000 // nic.interrupt_throttle_ns if nic.interrupt_throttle_ns else 0
 
 
-@command("!nic", area="network", syntax="!nic [passthrough on|off [Host]] | !nic itr Rate|off [Host]", mutates=True,
+def moderation_of(nic: Any) -> dict[str, Any]:
+    """One NIC's moderation as the debugger shows it: the standardized keyword's value (Windows only knows
+    Enabled/Disabled), the vendor's rate setting, the Adaptive class now, interrupts taken."""
+    adaptive = nic.itr_adaptive
+    setting = nic.itr_setting
+    enabled = bool(nic.interrupt_moderation_ns or nic.interrupt_throttle_ns or adaptive is not None)
+    return {"keyword": "1 (Enabled)" if enabled else "0 (Disabled)", "setting": str(setting),
+            "class": adaptive.latency_class if adaptive is not None else None, "rate": itr_of(nic),
+            "interrupts": nic.counters.interrupts}
+
+
+@command("!nic", area="network",
+         syntax="!nic [passthrough on|off [Host]] | !nic itr adaptive|off|minimal|low|medium|high|extreme|Rate [Host]",
+         mutates=True,
          summary="Show or switch the NICs' paravirtual offload pass-through (large sends cross the switch uncut)",
          help="""
 `!nic` lists, per host, whether pass-through is on, how many large sends crossed the virtual switch
@@ -64,10 +86,15 @@ Above NDIS nothing differs: the same NBLs with the same RSC info at the same vir
 it the unit's frames are built only when someone reads them and their TCP checksums are never
 computed ("checksum partial" / "data valid").  `!nic passthrough off` (all hosts, or one host) makes
 every frame real with real checksums; `!capture start` does the same while it runs.
-`!nic itr 10000` (all hosts, or one host) sets the interrupt throttle rate the way Intel's adapters
-do ("Interrupt Moderation Rate", ITR): the NIC raises at most that many interrupts per second, so
-under load one DPC drains a larger batch and RSC builds larger units; sparse traffic still sees
-only the usual moderation delay.  100 to 100000 per second; `!nic itr off` removes the throttle.""")
+`!nic itr Setting` (all hosts, or one host) sets the "Interrupt Moderation Rate" the way Intel's
+adapters have it (ITR, the shortest interval between two interrupts): under load one DPC drains a
+larger batch and RSC builds larger units; a lone packet after a quiet spell still interrupts after
+the usual moderation delay.  Settings: adaptive (the lab's default, as Intel ships it: at every
+interrupt the NIC classifies the traffic since the last one as lowest_latency, low_latency or
+bulk_latency and throttles to 70000, 20000 or 4000 interrupts per second), minimal, low, medium,
+high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
+per second (100 to 100000), or off (*InterruptModeration 0: an interrupt per packet once the
+moderation delay has passed).""")
 def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     if not words:
@@ -91,25 +118,34 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     return CommandResult(f"Pass-through is now {text} for {', '.join(hosts)}.", {"hosts": hosts, "passthrough": state})
 
 
-ITR_RANGE = (100, 100_000)  # interrupts per second, the span Intel's ITR settings cover
-
-
 def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> CommandResult:
     if len(words) < 2:
-        raise inv.error("say !nic itr <interrupts per second> or !nic itr off", len(inv.args))
+        raise inv.error("say !nic itr adaptive, !nic itr off, a setting (minimal ... extreme) or interrupts per second",
+                        len(inv.args))
     text, at = words[1]
-    if text.lower() == "off":
-        rate = 0
-    else:
-        rate = int(text) if text.isdigit() else dbg.evaluate(text, inv.args_offset + at)
-        if not ITR_RANGE[0] <= rate <= ITR_RANGE[1]:
-            raise inv.error(f"the rate must be between {ITR_RANGE[0]} and {ITR_RANGE[1]} interrupts per second", at)
+    setting: str | int | None = setting_name(text)
+    if setting is None:
+        if not text[:1].isdigit():
+            raise inv.error(f"unknown Interrupt Moderation Rate '{text}' (adaptive, off, "
+                            f"{', '.join(n.lower() for n in FIXED_SETTINGS)}, or interrupts per second)", at)
+        setting = int(text) if text.isdigit() else dbg.evaluate(text, inv.args_offset + at)
+        if not RATE_RANGE[0] <= setting <= RATE_RANGE[1]:
+            raise inv.error(f"the rate must be between {RATE_RANGE[0]} and {RATE_RANGE[1]} interrupts per second", at)
     if len(words) > 3:
         raise inv.syntax_error(words[3][1])
     world = world_of(dbg)
     hosts = [host_name(dbg, inv, *words[2])] if len(words) == 3 else list(world.hosts)
     for name in hosts:
-        world.host(name).nic.interrupt_throttle_ns = 1_000_000_000 // rate if rate else 0
-    said = f"at most {rate} interrupts per second" if rate else "off"
-    return CommandResult(f"Interrupt throttle rate is now {said} for {', '.join(hosts)}.",
-                         {"hosts": hosts, "itr": rate})
+        world.host(name).nic.set_interrupt_moderation_rate(setting)
+    where = ", ".join(hosts)
+    if isinstance(setting, int):
+        text = f"Interrupt throttle rate is now at most {setting} interrupts per second for {where}."
+    elif setting in FIXED_SETTINGS:
+        rate = 1_000_000_000 // fixed_interval_ns(setting)
+        text = f"Interrupt Moderation Rate is now {setting} (at most {rate} interrupts per second) for {where}."
+    elif setting == ADAPTIVE:
+        text = f"Interrupt Moderation Rate is now Adaptive for {where}: each interrupt's traffic sets the next interval."
+    else:
+        assert setting == OFF
+        text = f"Interrupt Moderation Rate is now Off for {where}: no throttle."
+    return CommandResult(text, {"hosts": hosts, "itr": setting if isinstance(setting, int) else setting.lower()})
