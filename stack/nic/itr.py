@@ -137,9 +137,10 @@ class AdaptiveItr:
     def update(self, counters: Any) -> int:
         """At an interrupt: classify the traffic since the last one; the interval until the next may fire.
 
-        Packets are counted as the driver sees them: a coalesced RSC unit is one received packet
-        (ixgbe counts an RSC skb once, with all its bytes) and a large send one transmitted packet
-        (e1000e's "TSO accounting": its average size says bulk at once)."""
+        Packets are counted as the drivers count them: a coalesced RSC unit is one received packet
+        (ixgbe, the Intel driver with RSC, counts an RSC skb once, with all its bytes), and a large
+        send as the wire segments it was cut into (igb and e1000e count a TSO skb's gso_segs), so a
+        2 KB reply is two packets of a kilobyte, not one bulk-sized one."""
         fi, bi, fo, bo = _seen(counters)
         sfi, sbi, sfo, sbo = self._seen
         self._seen = (fi, bi, fo, bo)
@@ -159,7 +160,7 @@ class AdaptiveItr:
 
 def _seen(counters: Any) -> tuple[int, int, int, int]:
     """Packets and bytes received, packets and bytes sent so far (NicCounters), as the driver counts them."""
-    return (counters.frames_in - counters.rsc_coalesced_segments, counters.bytes_in, counters.tx_descriptors,
+    return (counters.frames_in - counters.rsc_coalesced_segments, counters.bytes_in, counters.frames_out,
             counters.bytes_out)
 
 

@@ -17,13 +17,13 @@ FULL = 1514  # a full Ethernet frame at MTU 1500
 
 
 def _counters():
-    return SimpleNamespace(frames_in=0, bytes_in=0, tx_descriptors=0, bytes_out=0, rsc_coalesced_segments=0)
+    return SimpleNamespace(frames_in=0, bytes_in=0, frames_out=0, bytes_out=0, rsc_coalesced_segments=0)
 
 
 def _interrupt(itr: AdaptiveItr, c, packets: int, size: int, *, tx: bool = False) -> int:
     """`packets` frames of `size` bytes arrived (or were sent) since the last interrupt; the next interval."""
     if tx:
-        c.tx_descriptors += packets
+        c.frames_out += packets
         c.bytes_out += packets * size
     else:
         c.frames_in += packets
@@ -92,7 +92,7 @@ def test_many_small_packets_at_line_rate_are_latency_traffic_not_bulk():
 def test_receive_and_transmit_are_classified_apart_and_the_more_moderated_wins():
     itr, c = AdaptiveItr(), _counters()
     for _ in range(2):
-        c.tx_descriptors += 1  # an ACK sent per interrupt while data streams in
+        c.frames_out += 1  # an ACK sent per interrupt while data streams in
         c.bytes_out += 66
         _interrupt(itr, c, 12, FULL)
     assert (itr.rx_class, itr.tx_class) == (BULK_LATENCY, LOWEST_LATENCY)
@@ -114,14 +114,14 @@ def test_the_rate_falls_at_once_and_rises_a_quarter_of_the_target_at_a_time():
     assert rates == [9_000, 26_500, 44_000, 61_500, 70_000, 70_000]
 
 
-def test_a_coalesced_rsc_unit_and_a_large_send_count_as_one_packet_each_as_the_driver_sees_them():
+def test_a_coalesced_rsc_unit_counts_as_one_packet_and_a_large_send_as_its_segments():
     itr, c = AdaptiveItr(), _counters()
     c.frames_in, c.bytes_in, c.rsc_coalesced_segments = 6, 6 * FULL, 5  # one RSC unit of 6 segments
     itr.update(c)
     assert itr.rx_class == BULK_LATENCY  # 9 KB in one packet: like a jumbo frame
-    c.tx_descriptors, c.bytes_out = 1, 44 * FULL  # one 64 KB large send
+    c.frames_out, c.bytes_out = 2, 2200  # a 2 KB reply, one large send cut in two
     itr.update(c)
-    assert itr.tx_class == BULK_LATENCY
+    assert itr.tx_class == LOW_LATENCY  # two packets of about a kilobyte: not bulk
 
 
 def test_restart_counts_only_traffic_after_it():
