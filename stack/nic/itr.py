@@ -137,10 +137,9 @@ class AdaptiveItr:
     def update(self, counters: Any) -> int:
         """At an interrupt: classify the traffic since the last one; the interval until the next may fire.
 
-        Packets are counted as the drivers count them: a coalesced RSC unit is one received packet
-        (ixgbe, the Intel driver with RSC, counts an RSC skb once, with all its bytes), and a large
-        send as the wire segments it was cut into (igb and e1000e count a TSO skb's gso_segs), so a
-        2 KB reply is two packets of a kilobyte, not one bulk-sized one."""
+        Packets are wire frames, both ways, as igb and e1000e count them (a TSO skb as its gso_segs):
+        a 2 KB reply, one large send or one RSC unit of two segments, is two packets of a kilobyte
+        - request/response traffic - not one bulk-sized packet."""
         fi, bi, fo, bo = _seen(counters)
         sfi, sbi, sfo, sbo = self._seen
         self._seen = (fi, bi, fo, bo)
@@ -159,9 +158,8 @@ class AdaptiveItr:
 
 
 def _seen(counters: Any) -> tuple[int, int, int, int]:
-    """Packets and bytes received, packets and bytes sent so far (NicCounters), as the driver counts them."""
-    return (counters.frames_in - counters.rsc_coalesced_segments, counters.bytes_in, counters.frames_out,
-            counters.bytes_out)
+    """Frames and bytes received, frames and bytes sent so far (NicCounters)."""
+    return counters.frames_in, counters.bytes_in, counters.frames_out, counters.bytes_out
 
 
 # -- the settings ------------------------------------------------------------------------------------

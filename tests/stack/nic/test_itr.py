@@ -17,7 +17,7 @@ FULL = 1514  # a full Ethernet frame at MTU 1500
 
 
 def _counters():
-    return SimpleNamespace(frames_in=0, bytes_in=0, frames_out=0, bytes_out=0, rsc_coalesced_segments=0)
+    return SimpleNamespace(frames_in=0, bytes_in=0, frames_out=0, bytes_out=0)
 
 
 def _interrupt(itr: AdaptiveItr, c, packets: int, size: int, *, tx: bool = False) -> int:
@@ -114,14 +114,12 @@ def test_the_rate_falls_at_once_and_rises_a_quarter_of_the_target_at_a_time():
     assert rates == [9_000, 26_500, 44_000, 61_500, 70_000, 70_000]
 
 
-def test_a_coalesced_rsc_unit_counts_as_one_packet_and_a_large_send_as_its_segments():
+def test_a_two_segment_reply_counts_as_two_packets_not_one_bulk_sized_one():
     itr, c = AdaptiveItr(), _counters()
-    c.frames_in, c.bytes_in, c.rsc_coalesced_segments = 6, 6 * FULL, 5  # one RSC unit of 6 segments
-    itr.update(c)
-    assert itr.rx_class == BULK_LATENCY  # 9 KB in one packet: like a jumbo frame
-    c.frames_out, c.bytes_out = 2, 2200  # a 2 KB reply, one large send cut in two
-    itr.update(c)
-    assert itr.tx_class == LOW_LATENCY  # two packets of about a kilobyte: not bulk
+    for _ in range(4):
+        c.frames_in, c.bytes_in = c.frames_in + 2, c.bytes_in + 2180  # one RSC unit or large send of 2 segments
+        itr.update(c)
+    assert itr.latency_class == LOW_LATENCY  # request/response, not bulk
 
 
 def test_restart_counts_only_traffic_after_it():
