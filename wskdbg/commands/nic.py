@@ -44,8 +44,12 @@ def nic_lines(rows: list[dict[str, Any]]) -> list[str]:
         if r["holds"]:
             state += "*"
         lines.append(f"{r['host']:<10} {r['nic']:<12} {state:<5} {r['units']:>7} {r['segments']:>9}  {why}")
-    lines += ["", "Interrupt moderation (*InterruptModeration; the rate is Intel's \"Interrupt Moderation Rate\")", "",
-              f"{'Host':<10} {'*InterruptModeration':<21} {'Rate':<9} {'Class now':<15} {'Ints/s now':>10}  {'Interrupts':>10}"]
+    return lines + [""] + moderation_lines(rows)
+
+
+def moderation_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["Interrupt moderation (*InterruptModeration; the rate is Intel's \"Interrupt Moderation Rate\")", "",
+             f"{'Host':<10} {'*InterruptModeration':<21} {'Rate':<9} {'Class now':<15} {'Ints/s now':>10}  {'Interrupts':>10}"]
     for r in rows:
         m = r["moderation"]
         now = f"{m['rate']}" if m["rate"] else "no limit"
@@ -86,7 +90,7 @@ Above NDIS nothing differs: the same NBLs with the same RSC info at the same vir
 it the unit's frames are built only when someone reads them and their TCP checksums are never
 computed ("checksum partial" / "data valid").  `!nic passthrough off` (all hosts, or one host) makes
 every frame real with real checksums; `!capture start` does the same while it runs.
-`!nic itr Setting` (all hosts, or one host) sets the "Interrupt Moderation Rate" the way Intel's
+`!nic itr` shows only the interrupt moderation table.  `!nic itr Setting` (all hosts, or one host) sets the "Interrupt Moderation Rate" the way Intel's
 adapters have it (ITR, the shortest interval between two interrupts): under load one DPC drains a
 larger batch and RSC builds larger units; a lone packet after a quiet spell still interrupts after
 the usual moderation delay.  Settings: adaptive (the lab's default, as Intel ships it: at every
@@ -119,9 +123,9 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
 
 
 def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> CommandResult:
-    if len(words) < 2:
-        raise inv.error("say !nic itr adaptive, !nic itr off, a setting (minimal ... extreme) or interrupts per second",
-                        len(inv.args))
+    if len(words) < 2:  # `!nic itr`: the moderation table alone
+        rows = nic_rows(dbg)
+        return CommandResult("\n".join(moderation_lines(rows)), {"hosts": rows})
     text, at = words[1]
     setting: str | int | None = setting_name(text)
     if setting is None:
