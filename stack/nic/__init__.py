@@ -13,7 +13,9 @@ tx_ring_size=256, rx_ring_size=256, offloads=NicOffloads())``
     ``connect_interrupt(isr)`` (called at NIC_DIRQL), ``enable_interrupts()``,
     ``disable_interrupts()``.  Counters: ``counters`` (NicCounters: frames and
     bytes in/out, ``drops`` by reason, interrupts), ``dma_tx_bytes``,
-    ``dma_rx_bytes``.  As a `FrameSink`, ``deliver(frame, time_ns)`` schedules
+    ``dma_rx_bytes``.  ``set_interrupt_moderation_rate("Adaptive" | "Off" |
+    "Minimal" ... "Extreme" | interrupts per second)``: Intel's "Interrupt
+    Moderation Rate" (itr.py; the lab's hosts ship Adaptive).  As a `FrameSink`, ``deliver(frame, time_ns)`` schedules
     ``frame_arrived(frame)`` on the NIC's kernel at ``time_ns``.
 
 ``Link(scheduler, *, bandwidth_bps=10**9, latency_ns=50_000, queue_frames=256,

@@ -10,7 +10,12 @@ arriving from the link is scattered into the next posted receive buffer
 (``dma_rx_bytes``).  Each completion sets an interrupt cause; while
 interrupts are enabled the line fires the connected ISR at NIC_DIRQL.  The
 miniport's ISR masks interrupts and queues its DPC, and the DPC drains every
-completion before unmasking (interrupt moderation).
+completion before unmasking (interrupt moderation).  The line fires a
+moderation delay after the first completion and, with an interrupt throttle
+(Intel's ITR), no sooner than ``interrupt_throttle_ns`` after the previous
+interrupt; ``set_interrupt_moderation_rate`` picks it the way Intel's
+"Interrupt Moderation Rate" does, Adaptive re-deciding it at every interrupt
+(itr.py).
 
 Bad frames never raise: runts, oversize frames, frames with no posted
 buffer and frames the receive filter rejects are dropped and counted by

@@ -111,8 +111,12 @@ def _echo_burst(address: SockAddr, count: int) -> Generator[Any, Any, list]:
 def test_a_thousand_simultaneous_connects_all_connect_and_exchange_data() -> None:
     """Issue 16: 1,000 simultaneous connects from client all succeed.  The listener's SYN queue
     (200) overflows, SYN attack protection answers the rest with SYN cookies, and every returning
-    ACK opens a connection that the server accepts and echoes on."""
-    world = lab(1)
+    ACK opens a connection that the server accepts and echoes on.
+
+    With an interrupt per packet (the Interrupt Moderation Rate Off): under the lab's Adaptive default
+    the returning ACKs arrive dozens to a DPC, and 49 of them find the listener's backlog full before
+    the accepting thread runs (tcp_backlog_refusals, reset) - moderation's trade, not SYN cookies'."""
+    world = lab(1, interrupt_moderation_rate="Off")
     echoed: list = []
     server = start(world, "winsrv", _echo_server, SockAddr(IPv4Address(0), 7001), BURST, echoed)
     world.run_for(1_000_000)

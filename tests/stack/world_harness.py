@@ -15,10 +15,12 @@ SECOND = 1_000_000_000
 
 
 def lab(seed: int = 1, *, lso: bool = True, checksum: bool = True, time_wait_ms: int = 2000,
-        max_retransmits: int = 5, rsc: bool = False) -> World:
+        max_retransmits: int = 5, rsc: bool = False, interrupt_moderation_rate: str | int = "Adaptive") -> World:
+    """The standard two hosts; `interrupt_moderation_rate` "Off" for a test that needs an interrupt per packet."""
     offloads = NicOffloads(tx_checksum=checksum, rx_checksum=checksum, lso=lso, rsc=rsc)
     config = TcpConfig(time_wait_ns=time_wait_ms * MS, max_retransmits=max_retransmits)
-    return default_world(seed, services=False, offloads=offloads, tcp_config=config)
+    return default_world(seed, services=False, offloads=offloads, tcp_config=config,
+                         interrupt_moderation_rate=interrupt_moderation_rate)
 
 
 def any_address(version: int, port: int) -> SockAddr:
