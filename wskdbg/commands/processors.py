@@ -296,9 +296,9 @@ def cmd_runaway(dbg: "Engine", inv: Invocation) -> CommandResult:
          help="""
 Emulator command.  Starts a sink program on winsrv (UDP port 9000: recvfrom, then 10 us of its own
 work per datagram) and 8 blasters on client that together send Rate 64-byte datagrams per second
-for Milliseconds.  /nomod turns winsrv's interrupt moderation off (an interrupt per packet, all
-protocol work at DPC level); /quota N lets each receive DPC indicate at most N NBLs (NDIS's
-MaxNblsToIndicate).  `!udpload` alone prints what the sink has delivered.  Runs when the machine
+for Milliseconds.  /nomod turns winsrv's interrupt moderation off, its Interrupt Moderation Rate
+with it (*InterruptModeration 0: an interrupt per packet, all protocol work at DPC level); /quota N
+lets each receive DPC indicate at most N NBLs (NDIS's MaxNblsToIndicate).  `!udpload` alone prints what the sink has delivered.  Runs when the machine
 runs (g).""")
 def cmd_udpload(dbg: "Engine", inv: Invocation) -> CommandResult:
     from stack.usermode.socket import run_program
@@ -318,6 +318,7 @@ def cmd_udpload(dbg: "Engine", inv: Invocation) -> CommandResult:
         word, at = words[i]
         if word.lower() == "/nomod":
             server.nic.interrupt_moderation_ns = 0
+            server.nic.set_interrupt_moderation_rate("Off")  # *InterruptModeration 0: no throttle either
         elif word.lower() == "/quota" and i + 1 < len(words):
             i += 1
             server.adapter.interrupt.throttle.MaxNblsToIndicate = int(words[i][0], 0)
