@@ -99,3 +99,15 @@ def test_a_fixed_throttle_on_winsrv_also_takes_fewer_interrupts_than_none():
 def test_bad_itr_arguments_are_command_errors(dbg, line, message):
     result = dbg.execute(line)
     assert result.error and message in result.text, result.text
+
+
+def test_udpload_nomod_turns_moderation_and_its_rate_off_for_the_livelock_experiment():
+    engine = lab_engine()
+    try:
+        run(engine, "!udpload /nomod 1000 1")
+        nic = engine.world.host("winsrv").nic
+        assert (nic.interrupt_moderation_ns, nic.interrupt_throttle_ns, nic.itr_setting) == (0, 0, "Off")
+        assert run(engine, "!nic itr").splitlines()[3].split()[:4] == ["winsrv", "0", "(Disabled)", "Off"]
+        assert engine.world.host("client").nic.itr_setting == "Adaptive"
+    finally:
+        engine.close()
