@@ -30,8 +30,8 @@ Sources (learned from, not copied):
   here, as in the 8254x ITR register, in units of 256 ns between interrupts: a
   higher value is fewer interrupts, as the guide says of higher settings.
 - Linux igb ``igb_update_itr`` / e1000e ``e1000_update_itr`` (the three classes,
-  their rates and thresholds; the class moves at most one row of the table per
-  interrupt, each row with its own thresholds - the hysteresis) and
+  their rates and thresholds; each interrupt applies at most one rule of the current
+  class's row, and each row has its own thresholds - the hysteresis) and
   ``e1000_set_itr`` (a falling rate applies at once, a rising one in steps of
   a quarter: the algorithm leans towards bulk); the driver classifies receive
   and transmit apart and takes the more moderated class.
