@@ -25,10 +25,11 @@ Disabled; everything else is Enabled with Intel's rate setting.
 Sources (learned from, not copied):
 - Intel Ethernet Adapters and Devices User Guide, "Interrupt Moderation Rate":
   the settings Adaptive (default), Extreme, High, Medium, Low, Minimal, Off.
-- Intel PRO/1000 adapter manuals: the settings' registry ITR values Minimal 200,
-  Low 400, Medium 950, High 2000, Extreme 3600 (Adaptive 65535, Off 0).  Read
-  here, as in the 8254x ITR register, in units of 256 ns between interrupts: a
-  higher value is fewer interrupts, as the guide says of higher settings.
+- The manual of an Intel-controller adapter (StarTech ST2000SPEXI, "Interrupt
+  Moderation"): the settings' ITR values Minimal 200, Low 400, Medium 950, High
+  2000, Extreme 3600 (Adaptive -1, Off 0).  Read here, as in the 8254x ITR
+  register, as the interval between interrupts in units of 256 ns: a higher value
+  is fewer interrupts, as Intel's guide says of higher settings.
 - Linux igb ``igb_update_itr`` / e1000e ``e1000_update_itr`` (the three classes,
   their rates and thresholds; each interrupt applies at most one rule of the current
   class's row, and each row has its own thresholds - the hysteresis) and
