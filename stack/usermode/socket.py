@@ -211,8 +211,22 @@ class Socket:
         self.remote = address
 
     def setsockopt(self, option: str, value: Any) -> Generator[Any, Any, None]:
-        """"TCP_NODELAY", "IPV6_V6ONLY", "SO_REUSEADDR" or "SO_EXCLUSIVEADDRUSE" (before bind)."""
+        """"TCP_NODELAY", "IPV6_V6ONLY", "SO_REUSEADDR" or "SO_EXCLUSIVEADDRUSE" (before bind), or
+        "SO_SNDBUF" (bytes afd buffers before a send's completion waits; 0: no buffering, a send
+        completes when the peer has acknowledged it - see stack/afd/sendbuf.py)."""
         yield from self._ioctl(IOCTL_AFD_SET_OPTION, AfdRequest(option=option, value=value), "setsockopt")
+
+    def getsockopt(self, option: str) -> Generator[Any, Any, Any]:
+        """"SO_SNDBUF" (8192 unless set) or "TCP_NODELAY"."""
+        request = AfdRequest(option=option)
+        yield from self._ioctl(IOCTL_AFD_GET_INFO, request, "getsockopt")
+        return request.result
+
+    def ideal_send_backlog(self) -> Generator[Any, Any, int]:
+        """WSAIoctl(SIO_IDEAL_SEND_BACKLOG_QUERY) (idealsendbacklogquery): the connection's ISB."""
+        request = AfdRequest(option="SIO_IDEAL_SEND_BACKLOG_QUERY")
+        yield from self._ioctl(IOCTL_AFD_GET_INFO, request, "WSAIoctl")
+        return request.result
 
     def info(self) -> Generator[Any, Any, dict]:
         request = AfdRequest()
@@ -230,7 +244,9 @@ class Socket:
 
     def send(self, data: "bytes | bytearray | memoryview | UserBuffer", length: int | None = None,
              offset: int = 0) -> Generator[Any, Any, int]:
-        """Send everything; returns when the peer has acknowledged it (no socket send buffer)."""
+        """Send everything (a blocking send).  Returns once afd has buffered the data (by default: at
+        once, or when earlier buffered sends are acknowledged - KB 214397), or with SO_SNDBUF 0 when
+        the peer has acknowledged it."""
         if isinstance(data, UserBuffer):
             buf = data
             n = data.size - offset if length is None else length
