@@ -58,12 +58,14 @@ def _sndbuf_text(r: dict[str, Any]) -> str:
 
 def afd_table(rows: list[dict[str, Any]]) -> list[str]:
     body = [(addr64(r["address"]), r["type"], r["state"], r["local"] or "-", r["remote"] or "-", r["owner"],
-             r["quota"] if not r["sndbuf_set"] else r["so_sndbuf"],
+             f"{r['so_sndbuf']}" if r["sndbuf_set"] else f"{r['quota']}*",
              f"{r['buffered_bytes']}/{r['buffered_sends']}" + (f" ({r['held']} held)" if r["held"] else ""))
             for r in rows]
     lines = table(("Endpoint", "Type", "State", "Local", "Remote", "Owner", "SndBuf", "Buffered/Sends"), body)
     if not rows:
         lines.append("(no user-mode sockets)")
+    elif any(not r["sndbuf_set"] for r in rows):
+        lines.append("* SO_SNDBUF not set: afd sizes the send buffer dynamically (the ideal send backlog)")
     return lines
 
 
