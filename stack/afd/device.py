@@ -6,9 +6,11 @@ Windows, through NtCreateFile / NtDeviceIoControlFile / NtClose, as IRPs on \\De
 IRP_MJ_CREATE makes an endpoint (its FileObject), IRP_MJ_DEVICE_CONTROL carries one
 IOCTL_AFD_* per call with an `AfdRequest` as its input buffer, and IRP_MJ_CLEANUP closes the
 endpoint.  Buffers are described by MDLs built over the caller's pages (IoAllocateMdl +
-MmProbeAndLockPages), so a send goes from the user's pages to the wire without a copy and a
-receive is the transport's one copy.  Requests that wait (connect, accept, send until
-acknowledged, receive) are pended and completed from the transport's callbacks.
+MmProbeAndLockPages).  A send is copied once into afd's send buffer and completes as KB 214397
+says (sendbuf.py); with SO_SNDBUF 0 it goes from the user's pages to the wire without a copy and
+completes when acknowledged.  A receive is the transport's one copy.  Requests that wait (connect,
+accept, a send the quota rule holds back, receive) are pended and completed from the transport's
+callbacks.
 """
 
 from __future__ import annotations
@@ -336,6 +338,7 @@ def AfdSend(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     mdl = _lock_user_buffer(request, irp, IoReadAccess)
     if mdl is None:
         return _complete(irp, _lock_failure(request))
+    # TransmitPackets (TF_DISCONNECT) sends from the locked pages, as TransmitFile does: no afd buffer.
     if endpoint.send_window != 0 and not request.flags & TF_DISCONNECT:
         entry = copy_send(mdl, request.length)  # KB 214397: afd buffers the send (None: no pool)
         if entry is not None:

@@ -269,3 +269,50 @@ def test_a_fin_riding_the_last_large_send_is_delivered_the_same_with_and_without
                              world.host("client").stack.counters.tcp_segments_retransmitted)
     assert ends[True] == ends[False]
     assert ends[True][0] < 10_000_000 and ends[True][1] == 0  # no RTO: the FIN arrived with the data
+
+
+def test_overlapped_sends_complete_at_once_until_the_quota_rule_pends_them():
+    # WSASend with WSAOVERLAPPED: the first two 256 KiB sends complete inside the call (WSASend
+    # returns 0), the third pends (WSA_IO_PENDING) until tcpip has finished the first.
+    world = lab(seed=5)
+    got = {}
+
+    def sender():
+        sock = yield from Socket.create(AF_INET, SOCK_STREAM)
+        yield from sock.setsockopt("SO_SNDBUF", 8 * KiB)
+        yield from sock.connect(server_address(world, 4, 9))
+        bufs = [UserBuffer(256 * KiB) for _ in range(4)]
+        for i, buf in enumerate(bufs):
+            buf.write(pattern(i, 256 * KiB))
+        issued = []
+        for buf in bufs:
+            issued.append((yield from sock.send_overlapped(buf)))
+        got["pending"] = [ov.pending for ov in issued]
+        got["sent"] = []
+        for ov in issued:
+            got["sent"].append((yield from ov.result()))
+        yield from sock.shutdown()
+        yield from sock.close()
+        for buf in bufs:
+            buf.free()
+
+    server = start(world, "winsrv", bulk_receiver, any_address(4, 9))
+    world.run_for(1_000_000)
+    client = start(world, "client", sender)
+    run_programs(world, server, client)
+    assert got["pending"] == [False, False, True, True]
+    assert got["sent"] == [256 * KiB] * 4
+    import hashlib
+    digest = hashlib.sha256()
+    for i in range(4):
+        digest.update(pattern(i, 256 * KiB))
+    assert server.result.received_sha256 == digest.hexdigest()
+
+
+def test_with_no_pool_for_the_copy_a_send_falls_back_to_completing_on_its_ack(monkeypatch):
+    import stack.afd.sendbuf as sendbuf
+    monkeypatch.setattr(sendbuf, "ExAllocatePoolWithTag", lambda pool_type, size, tag: 0)
+    world, received, log = _transfer([1000, 1000], None)
+    assert all(took > 0 and unacked == 0 for _, took, unacked in log[:2])  # as with SO_SNDBUF 0
+    assert received.received == 2000
+    assert "afd send buffer" not in world.host("client").kernel.copies.snapshot()
