@@ -73,7 +73,7 @@ def _echo_connection(conn: Socket, buffer_size: int, nodelay: bool,
             if n == 0:
                 break
             result.received += n
-            yield from conn.send(buf, n)  # the same pages go back out: zero copy
+            yield from conn.send(buf, n)  # the same pages go back out (afd copies them into its send buffer)
             result.sent += n
         yield from conn.shutdown()
     finally:
