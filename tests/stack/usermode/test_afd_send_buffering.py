@@ -169,7 +169,7 @@ def test_an_abort_discards_buffered_data_and_frees_the_buffers():
     assert _afd_buffers(world) == 0
 
 
-def test_a_reset_after_the_send_completed_is_reported_by_the_next_send():
+def test_a_reset_after_the_send_completed_is_reported_by_the_next_send_and_recv():
     world = lab(seed=3)
     got = {}
 
@@ -193,6 +193,10 @@ def test_a_reset_after_the_send_completed_is_reported_by_the_next_send():
             yield from sock.send(buf, 100)
         except SocketError as err:
             got["second"] = err.status
+        try:
+            yield from sock.recv(100)
+        except SocketError as err:
+            got["recv"] = err.status
         yield from sock.close()
         buf.free()
 
@@ -200,7 +204,7 @@ def test_a_reset_after_the_send_completed_is_reported_by_the_next_send():
     world.run_for(1_000_000)
     client = start(world, "client", sender)
     run_programs(world, server, client)
-    assert got == {"first": "ok", "second": STATUS_CONNECTION_RESET}
+    assert got == {"first": "ok", "second": STATUS_CONNECTION_RESET, "recv": STATUS_CONNECTION_RESET}
     assert _afd_buffers(world) == 0
 
 
