@@ -168,5 +168,3 @@ def release_waiting(endpoint: "AfdEndpoint") -> None:
             _complete(irp, STATUS_SUCCESS, entry.length)
         bytes_ahead += entry.length
 
-
-_ = STATUS_SUCCESS

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generator
 from stack.kernel import current_kernel
 from stack.tcpip.addr import AF_INET, AF_INET6, SockAddr
 from stack.usermode.programs import pattern
-from stack.usermode.socket import SOCK_STREAM, Socket, SocketError, UserBuffer, run_program
+from stack.usermode.socket import SOCK_STREAM, Socket, UserBuffer, run_program
 
 from wskdbg.commands.registry import CommandResult, Invocation, command
 from wskdbg.commands.traffic import (CLIENT_HOST, SERVER_HOST, finish, int_option, parse_args, server_address,
@@ -131,5 +131,3 @@ def cmd_discard(dbg: "Engine", inv: Invocation) -> CommandResult:
         f", SO_SNDBUF {sndbuf}" if sndbuf is not None else "")
     return finish(dbg, inv, job, args, started)
 
-
-_ = SocketError
