@@ -6,14 +6,17 @@ Windows, through NtCreateFile / NtDeviceIoControlFile / NtClose, as IRPs on \\De
 IRP_MJ_CREATE makes an endpoint (its FileObject), IRP_MJ_DEVICE_CONTROL carries one
 IOCTL_AFD_* per call with an `AfdRequest` as its input buffer, and IRP_MJ_CLEANUP closes the
 endpoint.  Buffers are described by MDLs built over the caller's pages (IoAllocateMdl +
-MmProbeAndLockPages), so a send goes from the user's pages to the wire without a copy and a
-receive is the transport's one copy.  Requests that wait (connect, accept, send until
-acknowledged, receive) are pended and completed from the transport's callbacks.
+MmProbeAndLockPages).  A send is copied once into afd's send buffer and completes as KB 214397
+says (sendbuf.py); with SO_SNDBUF 0 it goes from the user's pages to the wire without a copy and
+completes when acknowledged.  A receive is the transport's one copy.  Requests that wait (connect,
+accept, a send the quota rule holds back, receive) are pended and completed from the transport's
+callbacks.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from stack.kernel import (STATUS_CANCELLED, STATUS_INSUFFICIENT_RESOURCES,
@@ -27,6 +30,9 @@ from stack.tcpip.addr import AF_INET, SockAddr
 from stack.tcpip.sharing import Share
 from stack.tcpip.transport import (RECEIVE_WAITALL, ConnectionEndpoint, DatagramEndpoint, ListenEndpoint,
                                    get_transport)
+
+from .sendbuf import (AFD_DEFAULT_SEND_WINDOW, AfdBufferedSend, BufferedSend, copy_send, ideal_send_backlog,
+                      release_waiting, send_quota)
 
 SOCK_STREAM = 1
 SOCK_DGRAM = 2
@@ -73,6 +79,14 @@ class AfdEndpoint:
     closed: bool = False
     share: Share = Share.DEFAULT  # SO_REUSEADDR / SO_EXCLUSIVEADDRUSE (sharing.py)
     owner: Any = "System"  # the security context: the program that opened the socket
+    # Send buffering (sendbuf.py): SO_SNDBUF as set (None: the default, sized dynamically), the
+    # sends copied into afd's buffer that tcpip has not finished, and a failure to report.
+    send_window: int | None = None
+    buffered: deque[BufferedSend] = field(default_factory=deque)
+    buffered_bytes: int = 0
+    send_error: int = 0  # a buffered send failed after it completed: the next send reports it
+    sends_buffered: int = 0  # sends copied into afd's buffer (since the socket opened)
+    sends_held: int = 0  # of those, sends whose completion waited for the quota rule
 
 
 @dataclass(slots=True)
@@ -317,11 +331,19 @@ def AfdSend(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     conn = endpoint.connection
     if conn is None:
         return _complete(irp, STATUS_INVALID_DEVICE_STATE)
+    if endpoint.send_error:  # a buffered send failed after it completed (sendbuf.py)
+        return _complete(irp, endpoint.send_error)
     if request.length == 0:
         return _complete(irp, STATUS_SUCCESS, 0)
     mdl = _lock_user_buffer(request, irp, IoReadAccess)
     if mdl is None:
         return _complete(irp, _lock_failure(request))
+    # TransmitPackets (TF_DISCONNECT) sends from the locked pages, as TransmitFile does: no afd buffer.
+    if endpoint.send_window != 0 and not request.flags & TF_DISCONNECT:
+        entry = copy_send(mdl, request.length)  # KB 214397: afd buffers the send (None: no pool)
+        if entry is not None:
+            _unlock(mdl)
+            return AfdBufferedSend(endpoint, conn, entry, irp)
 
     def sent(status: int, nbytes: int) -> None:
         _unlock(mdl)
@@ -428,6 +450,11 @@ def AfdSetOption(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
             endpoint.connection.nodelay = endpoint.nodelay
     elif request.option == "IPV6_V6ONLY":
         endpoint.v6only = bool(request.value)
+    elif request.option == "SO_SNDBUF":
+        if not isinstance(request.value, int) or isinstance(request.value, bool) or request.value < 0:
+            return _complete(irp, STATUS_INVALID_PARAMETER)
+        endpoint.send_window = request.value  # 0: no buffering for the sends that follow
+        release_waiting(endpoint)  # a larger buffer lets held sends complete now
     elif request.option in _SHARE_OPTIONS:
         option = _SHARE_OPTIONS[request.option]
         if endpoint.local is not None:
@@ -449,6 +476,14 @@ _SHARE_OPTIONS = {"SO_REUSEADDR": Share.REUSEADDR, "SO_EXCLUSIVEADDRUSE": Share.
 @kroutine("afd")
 def AfdGetInfo(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
     conn = endpoint.connection
+    if request.option:  # getsockopt / WSAIoctl query of one value
+        getter = _GET_OPTIONS.get(request.option)
+        if getter is None:
+            return _complete(irp, STATUS_INVALID_PARAMETER)
+        if request.option == "SIO_IDEAL_SEND_BACKLOG_QUERY" and conn is None:
+            return _complete(irp, STATUS_INVALID_DEVICE_STATE)  # WSAENOTCONN: connected sockets only
+        request.result = getter(endpoint)
+        return _complete(irp, STATUS_SUCCESS)
     request.result = {
         "local": endpoint.local, "remote": conn.remote if conn is not None else None,
         "state": conn.state if conn is not None else ("LISTEN" if endpoint.listener else "UNCONNECTED"),
@@ -457,6 +492,14 @@ def AfdGetInfo(endpoint: AfdEndpoint, request: AfdRequest, irp: Any) -> int:
         "SO_EXCLUSIVEADDRUSE": int(endpoint.share is Share.EXCLUSIVE),
     }
     return _complete(irp, STATUS_SUCCESS)
+
+
+_GET_OPTIONS = {
+    "SO_SNDBUF": lambda ep: AFD_DEFAULT_SEND_WINDOW if ep.send_window is None else ep.send_window,
+    "TCP_NODELAY": lambda ep: int(ep.nodelay),
+    "SIO_IDEAL_SEND_BACKLOG_QUERY": ideal_send_backlog,
+    "send_quota": send_quota,  # the lab's view: what the quota rule uses now (dynamic or SO_SNDBUF)
+}
 
 
 _HANDLERS = {

@@ -22,6 +22,7 @@ from .device import (AFD_TAG, AfdDispatchCleanup, AfdDispatchClose, AfdDispatchC
                      AfdDispatchDeviceControl)
 from .indication import INDICATION_TAG
 from .names import ADDRINFO_TAG
+from .sendbuf import AFD_BUFFER_TAG
 from .provider import _make_dispatch
 from .socket import SOCKET_TAG
 from .state import AFD_WSK_CLIENT_TAG, AfdDataSection, WskProvider
@@ -62,7 +63,8 @@ def AfdUnload(DriverObject: Any) -> None:
 
 
 DRIVER_IMAGE = DriverImage("AFD", AFD_MODULE, AfdDriverEntry, image="afd.sys", size=0x90000,
-                           pool_tags=(AFD_TAG, AFD_WSK_CLIENT_TAG, SOCKET_TAG, INDICATION_TAG, ADDRINFO_TAG),
+                           pool_tags=(AFD_TAG, AFD_WSK_CLIENT_TAG, SOCKET_TAG, INDICATION_TAG, ADDRINFO_TAG,
+                                      AFD_BUFFER_TAG),
                            description="Ancillary Function Driver for Winsock")
 
 

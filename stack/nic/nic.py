@@ -40,7 +40,7 @@ from .rsc import (RscUnit, add, add_next, classify, finalize_header, join_next, 
                   start_unit)
 from .offload import (RX_IP_FAILED, RX_IP_SUCCEEDED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP,
                       OffloadError, fill_checksums, validate_rx_checksums)
-from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP_PSH, LargeSend,
+from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP_FIN, TCP_PSH, LargeSend,
                           PassThroughCounters)
 
 SgElement = tuple[int, int, int]  # (pfn, byte offset into that page, length): physically contiguous
@@ -528,6 +528,7 @@ class EmulatedNic:
             headers_end = unit.headers_end
             last_payload = unit.payload_length - (count - 1) * mss
             last_psh = bool(unit.flags & TCP_PSH)
+            last_fin = bool(unit.flags & TCP_FIN)  # a FIN segment never joins a unit (rsc.classify)
             seq = unit.seq
             max_frame = self.mtu + ETH_HEADER_LEN
             data = memoryview(unit.data)
@@ -550,7 +551,7 @@ class EmulatedNic:
                 last = i == count - 1
                 payload = last_payload if last else mss
                 n = headers_end + payload
-                if (n <= max_frame and posted and n <= posted[0][1]
+                if (n <= max_frame and posted and n <= posted[0][1] and not (last and last_fin)
                         and join_next(open_unit, first, (seq + i * mss) & 0xFFFFFFFF, payload, last and last_psh,
                                       posted[0][2])):
                     sg = posted.popleft()[0]
@@ -607,7 +608,8 @@ class EmulatedNic:
             return
         valid = RX_IP_SUCCEEDED | RX_TCP_SUCCEEDED if unit.ipv4 else RX_TCP_SUCCEEDED
         units = self._rsc_open
-        if i and units and offloads.rsc:
+        if i and units and offloads.rsc and not (i == unit.count - 1 and unit.flags & TCP_FIN):
+            # (a FIN segment is no coalescing candidate: its real frame ends the unit, rsc.classify)
             last = i == unit.count - 1
             payload = unit.payload_length - i * unit.mss if last else unit.mss
             n = unit.headers_end + payload  # frame_length(i)

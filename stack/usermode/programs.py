@@ -73,7 +73,7 @@ def _echo_connection(conn: Socket, buffer_size: int, nodelay: bool,
             if n == 0:
                 break
             result.received += n
-            yield from conn.send(buf, n)  # the same pages go back out: zero copy
+            yield from conn.send(buf, n)  # the same pages go back out (afd copies them into its send buffer)
             result.sent += n
         yield from conn.shutdown()
     finally:
@@ -82,12 +82,15 @@ def _echo_connection(conn: Socket, buffer_size: int, nodelay: bool,
 
 
 def echo_client(server: SockAddr, data: bytes, chunk: int = CHUNK,
-                nodelay: bool = False) -> Generator[Any, Any, TransferResult]:
-    """Send `data` to an echo server while a second thread reads the echo; hashes both streams."""
+                nodelay: bool = False, sndbuf: int | None = None) -> Generator[Any, Any, TransferResult]:
+    """Send `data` to an echo server while a second thread reads the echo; hashes both streams.
+    `sndbuf`: SO_SNDBUF for the socket (None: afd's default send buffering)."""
     result = TransferResult(sent_sha256=hashlib.sha256(data).hexdigest())
     sock = yield from Socket.create(_family(server), SOCK_STREAM)
     if nodelay:
         yield from sock.setsockopt("TCP_NODELAY", True)
+    if sndbuf is not None:
+        yield from sock.setsockopt("SO_SNDBUF", sndbuf)
     yield from sock.connect(server)
     reader = spawn(_read_all, sock, len(data), result, name="echo-reader")
     if reader.thread is None:  # CreateThread failed: give the socket back, report the status
@@ -126,12 +129,16 @@ def _read_all(sock: Socket, expected: int, result: TransferResult) -> Generator[
     buf.free()
 
 
-def bulk_sender(server: SockAddr, total: int, chunk: int = CHUNK, seed: int = 1) -> Generator[Any, Any, TransferResult]:
-    """Send `total` bytes (one pattern buffer sent repeatedly, zero copy) and close."""
+def bulk_sender(server: SockAddr, total: int, chunk: int = CHUNK, seed: int = 1,
+                sndbuf: int | None = None) -> Generator[Any, Any, TransferResult]:
+    """Send `total` bytes (one pattern buffer sent repeatedly; zero copy with `sndbuf` 0, else afd
+    copies each send into its send buffer) and close."""
     block = pattern(seed, chunk)
     result = TransferResult()
     digest = hashlib.sha256()
     sock = yield from Socket.create(_family(server), SOCK_STREAM)
+    if sndbuf is not None:
+        yield from sock.setsockopt("SO_SNDBUF", sndbuf)
     yield from sock.connect(server)
     buf = UserBuffer(chunk)
     buf.write(block)

@@ -45,6 +45,7 @@ USER_TAG = "UsrB"
 MSG_WAITALL = 0x8
 
 __all__ = ["AF_INET", "AF_INET6", "SOCK_STREAM", "SOCK_DGRAM", "MSG_WAITALL", "SockAddr", "Socket", "SocketError",
+           "Overlapped",
            "UserBuffer", "Program", "run_program", "spawn", "join", "accept_retrying"]
 
 
@@ -129,6 +130,16 @@ def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdReque
     """Enter the kernel with an IRP for \\Device\\Afd, wait if it pends.  Returns (status, information)."""
     if program_closing():
         raise GeneratorExit  # keep closing: skip the rest of the cleanup, touch no kernel
+    status, event, iosb = _afd_issue(major, ioctl, file_object, request)
+    if status == STATUS_PENDING:
+        yield KeWaitForSingleObject(event)
+    return iosb.Status, iosb.Information
+
+
+def _afd_issue(major: int, ioctl: int, file_object: FileObject,
+               request: AfdRequest) -> tuple[int, KEVENT, IoStatusBlock]:
+    """Enter the kernel with an IRP for \\Device\\Afd and return at once: (what the system service
+    returned, the event the I/O manager sets on completion, the IO_STATUS_BLOCK it fills)."""
     current_kernel().charge("syscall")  # NtDeviceIoControlFile: user -> kernel and back
     device = IoGetDeviceObjectPointer("\\Device\\Afd")
     if device is None:
@@ -146,13 +157,26 @@ def _afd_call(major: int, ioctl: int, file_object: FileObject, request: AfdReque
     loc.major = major
     loc.file_object = file_object
     irp.original_file_object = file_object
-    status = _SYSTEM_SERVICE[major](device, irp)
-    if status == STATUS_PENDING:
-        yield KeWaitForSingleObject(event)
-        status = iosb.Status
-    else:
-        status = iosb.Status
-    return status, iosb.Information
+    return _SYSTEM_SERVICE[major](device, irp), event, iosb
+
+
+class Overlapped:
+    """An overlapped WSASend in flight (WSAOVERLAPPED with an event): WSASend returned 0 when afd
+    completed it at once, SOCKET_ERROR with WSA_IO_PENDING when it pended (`pending`)."""
+
+    def __init__(self, status: int, event: KEVENT, iosb: IoStatusBlock, call: str) -> None:
+        self.pending = status == STATUS_PENDING
+        self.event = event
+        self.iosb = iosb
+        self.call = call
+
+    def result(self) -> Generator[Any, Any, int]:
+        """WSAGetOverlappedResult(fWait=TRUE): wait for the completion; the bytes sent, or SocketError."""
+        if not self.event.signaled:
+            yield KeWaitForSingleObject(self.event)
+        if not NT_SUCCESS(self.iosb.Status):
+            raise SocketError(self.iosb.Status, self.call)
+        return self.iosb.Information
 
 
 class Socket:
@@ -211,8 +235,22 @@ class Socket:
         self.remote = address
 
     def setsockopt(self, option: str, value: Any) -> Generator[Any, Any, None]:
-        """"TCP_NODELAY", "IPV6_V6ONLY", "SO_REUSEADDR" or "SO_EXCLUSIVEADDRUSE" (before bind)."""
+        """"TCP_NODELAY", "IPV6_V6ONLY", "SO_REUSEADDR" or "SO_EXCLUSIVEADDRUSE" (before bind), or
+        "SO_SNDBUF" (bytes afd buffers before a send's completion waits; 0: no buffering, a send
+        completes when the peer has acknowledged it - see stack/afd/sendbuf.py)."""
         yield from self._ioctl(IOCTL_AFD_SET_OPTION, AfdRequest(option=option, value=value), "setsockopt")
+
+    def getsockopt(self, option: str) -> Generator[Any, Any, Any]:
+        """"SO_SNDBUF" (8192 unless set) or "TCP_NODELAY"."""
+        request = AfdRequest(option=option)
+        yield from self._ioctl(IOCTL_AFD_GET_INFO, request, "getsockopt")
+        return request.result
+
+    def ideal_send_backlog(self) -> Generator[Any, Any, int]:
+        """WSAIoctl(SIO_IDEAL_SEND_BACKLOG_QUERY) (idealsendbacklogquery): the connection's ISB."""
+        request = AfdRequest(option="SIO_IDEAL_SEND_BACKLOG_QUERY")
+        yield from self._ioctl(IOCTL_AFD_GET_INFO, request, "WSAIoctl")
+        return request.result
 
     def info(self) -> Generator[Any, Any, dict]:
         request = AfdRequest()
@@ -230,7 +268,9 @@ class Socket:
 
     def send(self, data: "bytes | bytearray | memoryview | UserBuffer", length: int | None = None,
              offset: int = 0) -> Generator[Any, Any, int]:
-        """Send everything; returns when the peer has acknowledged it (no socket send buffer)."""
+        """Send everything (a blocking send).  Returns once afd has buffered the data (by default: at
+        once, or when earlier buffered sends are acknowledged - KB 214397), or with SO_SNDBUF 0 when
+        the peer has acknowledged it."""
         if isinstance(data, UserBuffer):
             buf = data
             n = data.size - offset if length is None else length
@@ -241,6 +281,22 @@ class Socket:
             buf = self._buffer_for(data)
             offset = 0
         return (yield from self._ioctl(IOCTL_AFD_SEND, AfdRequest(buffer_va=buf.va + offset, length=n), "send"))
+
+    def send_overlapped(self, buffer: UserBuffer, length: int | None = None,
+                        offset: int = 0) -> Generator[Any, Any, Overlapped]:
+        """WSASend with a WSAOVERLAPPED: issue the send and return without waiting.  The buffer must
+        stay untouched until the send completes (afd copies it unless SO_SNDBUF is 0)."""
+        if self.closed:
+            raise SocketError(0xC0000008, "WSASend")  # STATUS_INVALID_HANDLE
+        if program_closing():
+            raise GeneratorExit
+        n = buffer.size - offset if length is None else length
+        status, event, iosb = _afd_issue(IRP_MJ_DEVICE_CONTROL, IOCTL_AFD_SEND, self.file_object,
+                                         AfdRequest(buffer_va=buffer.va + offset, length=n))
+        if status != STATUS_PENDING and not NT_SUCCESS(status):
+            raise SocketError(status, "WSASend")
+        return Overlapped(status, event, iosb, "WSASend")
+        yield  # a generator, like every socket call
 
     def transmit_packets(self, data: bytes | bytearray | memoryview, flags: int = 0) -> Generator[Any, Any, int]:
         """TransmitPackets: send `data`; with TF_DISCONNECT (afd.TF_DISCONNECT) the FIN goes with it."""

@@ -32,10 +32,12 @@ def _lab(lso_max_size: int, *, window_scaling: bool = True, passthrough: bool = 
 
 
 def _bulk(world, version: int = 4, total: int = 1 << 20):
-    """bulk_sender's blocking 256 KiB sends: each leaves into an open window, in one burst."""
+    """bulk_sender's blocking 256 KiB sends with SO_SNDBUF 0: each completes on its ACK, so the next
+    leaves into an open window, in one burst (with afd's send buffering the sends queue up behind
+    each other and leave as the ACKs open the window, in smaller bursts)."""
     server = start(world, "winsrv", bulk_receiver, any_address(version, 9))
     world.run_for(1_000_000)
-    client = start(world, "client", bulk_sender, server_address(world, version, 9), total)
+    client = start(world, "client", bulk_sender, server_address(world, version, 9), total, 256 * KiB, 1, 0)
     run_programs(world, server, client)
     assert server.result.received == total
     assert server.result.received_sha256 == client.result.sent_sha256

@@ -12,8 +12,8 @@ from world_harness import any_address, lab, run_programs, server_address, start,
 MiB = 1024 * 1024
 
 
-def _echo(world, version: int, data: bytes, *, max_events: int = 8_000_000):
-    return echo_exchange(world, version, data, max_events=max_events)
+def _echo(world, version: int, data: bytes, *, max_events: int = 8_000_000, sndbuf: int | None = None):
+    return echo_exchange(world, version, data, max_events=max_events, sndbuf=sndbuf)
 
 
 @pytest.mark.slow
@@ -34,13 +34,17 @@ def test_four_mebibytes_echo_byte_exact(version, lso):
         assert stack.counters.lso_sends > 0
     else:
         assert stack.counters.lso_sends == 0
-    # Zero copy on send; at most one counted copy per received byte into the program's buffers.
-    # The echo server reads more slowly than the link delivers, so receive window auto-tuning lets
-    # tcpip buffer more than the adapter's 256 receive buffers can lend as held NBLs: those bytes
-    # are copied out once when the NBL goes back (NDIS_RECEIVE_FLAGS_RESOURCES), as on Windows.
+    # One copy per sent byte into afd's send buffer (Winsock's default send buffering, KB 214397;
+    # tcpip then sends from that copy without another); at most one counted copy per received byte
+    # into the program's buffers.  The echo server reads more slowly than the link delivers, so
+    # receive window auto-tuning lets tcpip buffer more than the adapter's 256 receive buffers can
+    # lend as held NBLs: those bytes are copied out once when the NBL goes back
+    # (NDIS_RECEIVE_FLAGS_RESOURCES), as on Windows.
     for name in ("client", "winsrv"):
         copies = world.host(name).kernel.copies.snapshot()
-        assert set(copies) <= {"tcp receive into client MDL", "tcp receive buffer (NBL returned)"}, copies
+        assert set(copies) <= {"afd send buffer", "tcp receive into client MDL",
+                               "tcp receive buffer (NBL returned)"}, copies
+        assert copies["afd send buffer"][1] == len(data), copies
         for _reason, (_count, nbytes) in copies.items():
             assert nbytes <= len(data) * 1.05, copies
     assert "tcp receive buffer (NBL returned)" in world.host("winsrv").kernel.copies.snapshot()
@@ -129,14 +133,18 @@ def test_echo_survives_running_out_of_net_buffer_lists(monkeypatch):
     assert refused > 0
 
 
-def test_copies_are_counted_and_sends_are_zero_copy():
+@pytest.mark.parametrize("sndbuf", [None, 0], ids=["buffered", "sndbuf0"])
+def test_copies_are_counted_sends_copy_once_into_afd_and_zero_copy_with_sndbuf_0(sndbuf):
     world = lab(seed=3)
     data = pattern(3, 512 * 1024)
-    client, _ = _echo(world, 4, data)
+    client, _ = _echo(world, 4, data, sndbuf=sndbuf)
     assert client.received_sha256 == client.sent_sha256
     client_copies = world.host("client").kernel.copies.snapshot()
-    sender_reasons = [r for r in client_copies if "send" in r]
-    assert not sender_reasons, client_copies  # payload left from the user's pages
+    sender_reasons = {r: b for r, (_, b) in client_copies.items() if "send" in r}
+    if sndbuf == 0:
+        assert not sender_reasons, client_copies  # payload left from the user's pages
+    else:
+        assert sender_reasons == {"afd send buffer": len(data)}  # one copy per byte, into afd's buffer
     received = sum(b for reason, (_, b) in client_copies.items() if "receive" in reason)
     assert received == len(data)  # exactly one copy per received byte (into the posted MDL)
 
@@ -151,7 +159,8 @@ def test_payload_leaves_through_partial_mdls_over_the_senders_own_pages():
                         and e.host == "client" else None)
     server = start(world, "winsrv", bulk_receiver, any_address(4, 7))
     world.run_for(1_000_000)
-    client = start(world, "client", bulk_sender, server_address(world, 4, 7), 300_000, 64 * 1024)
+    # SO_SNDBUF 0: tcpip sends from the program's pages (with afd's default buffering, from afd's copy)
+    client = start(world, "client", bulk_sender, server_address(world, 4, 7), 300_000, 64 * 1024, 1, 0)
     run_programs(world, server, client)
     assert server.result.received_sha256 == client.result.sent_sha256
     user_blocks = [b for b in world.host("client").kernel.pool.blocks.values() if b.tag_str == "UsrB"]

@@ -50,11 +50,12 @@ def run_programs(world: World, *programs: Program, max_events: int = 5_000_000,
 
 
 def echo_exchange(world: World, version: int, data: bytes, *, port: int = 7,
-                  max_events: int = 5_000_000) -> tuple[Any, Any]:
-    """A user-mode echo server on winsrv and a client on `client` sending `data`: both programs' results."""
-    from stack.usermode.programs import echo_client, echo_server
+                  max_events: int = 5_000_000, sndbuf: int | None = None) -> tuple[Any, Any]:
+    """A user-mode echo server on winsrv and a client on `client` sending `data`: both programs' results.
+    `sndbuf`: the client's SO_SNDBUF (None: afd's default send buffering)."""
+    from stack.usermode.programs import CHUNK, echo_client, echo_server
     server = start(world, "winsrv", echo_server, any_address(version, port))
     world.run_for(1_000_000)
-    client = start(world, "client", echo_client, server_address(world, version, port), data)
+    client = start(world, "client", echo_client, server_address(world, version, port), data, CHUNK, False, sndbuf)
     run_programs(world, server, client, max_events=max_events)
     return client.result, server.result

