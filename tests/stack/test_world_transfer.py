@@ -56,7 +56,11 @@ def _faulty_lab(seed: int, *, rsc: bool = False):
     world = lab(seed=seed, lso=seed % 2 == 0, max_retransmits=12, rsc=rsc)
     faults = FaultConfig(loss=0.03, duplicate=0.03, reorder=0.03, corrupt=0.03, reorder_delay_ns=300_000)
     world.set_faults("client", faults)  # both directions of the client's cable
-    world.set_faults("winsrv", FaultConfig(loss=0.01, duplicate=0.01, reorder=0.01, corrupt=0.01))
+    # Corruption only on the client's cable: every frame crosses it once, so each corrupted frame has
+    # one flipped byte, which the Internet checksum always catches.  A frame corrupted on both cables
+    # can carry two flips whose 16-bit sums cancel - the checksum's known blind spot (RFC 1071), which
+    # the lab reproduces faithfully and which would make "byte exact" a matter of luck.
+    world.set_faults("winsrv", FaultConfig(loss=0.01, duplicate=0.01, reorder=0.01))
     return world
 
 
@@ -73,9 +77,10 @@ def test_four_mebibytes_echo_byte_exact_under_hundreds_of_faults(seed):
     client, server = _echo(world, 4 if seed % 3 else 6, data, max_events=2_000_000)
     assert client.received == server.received == len(data)
     assert client.received_sha256 == client.sent_sha256
-    for name, at_least in (("client", 200), ("winsrv", 50)):  # 3 % and 1 % of ~21,000 frames
+    for name, at_least, kinds in (("client", 200, ("lost", "duplicated", "reordered", "corrupted")),
+                                  ("winsrv", 50, ("lost", "duplicated", "reordered"))):  # 3 % and 1 % of ~21,000 frames
         ends = world.host(name).link.ends
-        for kind in ("lost", "duplicated", "reordered", "corrupted"):
+        for kind in kinds:
             assert sum(getattr(end.counters, kind) for end in ends) >= at_least, (name, kind)
         assert world.host(name).stack.counters.tcp_segments_retransmitted >= 250, name
 
