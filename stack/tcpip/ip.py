@@ -39,7 +39,8 @@ from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTY
                    emit_ipv4, emit_ipv6, multicast_mac_v6, parse_arp, parse_ethernet, parse_ipv4, parse_ipv6,
                    solicited_node_multicast)
 from .wire.ethernet import ETHERNET_HEADER, ETHERNET_HEADER_LEN
-from .wire.ipv4 import FLAG_MF, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from .wire.ipv4 import (FLAG_MF, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, emit_ipv4_own,
+                        ipv4_address_sum)
 
 if TYPE_CHECKING:
     from .stack import TcpipStack
@@ -157,6 +158,11 @@ class Path:
     next_hop: bytes
     src_address: IpAddress
     dst_address: IpAddress
+    address_sum: int = 0  # IPv4: the addresses' share of every header checksum (wire.ipv4.ipv4_address_sum)
+
+    def __post_init__(self) -> None:
+        if self.version == 4:
+            self.address_sum = ipv4_address_sum(self.src, self.dst)
 
 
 @dataclass(slots=True)
@@ -430,10 +436,14 @@ class IpLayer:
         # An LSOv2 send past 64 KB: IP length 0, the miniport takes it from the NET_BUFFER.
         big = packet.lso_mss and length + (20 if path.version == 4 else 0) > LSO_V2_IP_LENGTH_LIMIT
         if path.version == 4:
-            self._ident = (self._ident + 1) & 0xFFFF
-            emit_ipv4(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, protocol=packet.protocol,
-                      payload_length=length, ttl=self.default_ttl, identification=self._ident,
-                      dont_fragment=True, large_send=bool(big))
+            self._ident = ident = (self._ident + 1) & 0xFFFF
+            if big:
+                emit_ipv4(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, protocol=packet.protocol,
+                          payload_length=length, ttl=self.default_ttl, identification=ident,
+                          dont_fragment=True, large_send=True)
+            else:  # the same header, from what the path already knows
+                emit_ipv4_own(packet.buf, ETH_HEADER, path.src, path.dst, path.address_sum, packet.protocol,
+                              length, self.default_ttl, ident)
             self.counters.ipv4_sent += 1
         else:
             emit_ipv6(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, next_header=packet.protocol,
