@@ -163,9 +163,13 @@ class Scheduler:
         the clock moves to its time and it counts as an event run, exactly as run_one would have
         done it; the caller runs it at once (`claimed` counts these).  A caller that steps with
         run_one (the debugger, the bridge) never gets a claim: the event stays queued."""
-        ev = self.call_at_seq(time_ns, seq, kernel, fn, *args, label=label)
-        time_ns = ev.time_ns  # not before now
+        if time_ns < self.now_ns:  # call_at_seq, inlined: this runs once per chained segment
+            time_ns = self.now_ns
+        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
         heap = self._heap
+        heappush(heap, (time_ns, seq, ev))
+        if len(heap) >= self._compact_at:
+            self._compact()
         loop = self._loop
         if loop is None or self.halted is not None or self.before_advance is not None:
             return False

@@ -38,7 +38,9 @@ from .wire import (ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETHERTYPE_ARP, ETHERTY
                    ICMPV6_NEIGHBOR_ADVERTISEMENT, ICMPV6_NEIGHBOR_SOLICITATION, WireError, emit_arp, emit_ethernet,
                    emit_ipv4, emit_ipv6, multicast_mac_v6, parse_arp, parse_ethernet, parse_ipv4, parse_ipv6,
                    solicited_node_multicast)
-from .wire.ipv4 import IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP
+from .wire.ethernet import ETHERNET_HEADER, ETHERNET_HEADER_LEN
+from .wire.ipv4 import (FLAG_MF, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, emit_ipv4_own,
+                        ipv4_address_sum)
 
 if TYPE_CHECKING:
     from .stack import TcpipStack
@@ -156,6 +158,11 @@ class Path:
     next_hop: bytes
     src_address: IpAddress
     dst_address: IpAddress
+    address_sum: int = 0  # IPv4: the addresses' share of every header checksum (wire.ipv4.ipv4_address_sum)
+
+    def __post_init__(self) -> None:
+        if self.version == 4:
+            self.address_sum = ipv4_address_sum(self.src, self.dst)
 
 
 @dataclass(slots=True)
@@ -429,10 +436,14 @@ class IpLayer:
         # An LSOv2 send past 64 KB: IP length 0, the miniport takes it from the NET_BUFFER.
         big = packet.lso_mss and length + (20 if path.version == 4 else 0) > LSO_V2_IP_LENGTH_LIMIT
         if path.version == 4:
-            self._ident = (self._ident + 1) & 0xFFFF
-            emit_ipv4(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, protocol=packet.protocol,
-                      payload_length=length, ttl=self.default_ttl, identification=self._ident,
-                      dont_fragment=True, large_send=bool(big))
+            self._ident = ident = (self._ident + 1) & 0xFFFF
+            if big:
+                emit_ipv4(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, protocol=packet.protocol,
+                          payload_length=length, ttl=self.default_ttl, identification=ident,
+                          dont_fragment=True, large_send=True)
+            else:  # the same header, from what the path already knows
+                emit_ipv4_own(packet.buf, ETH_HEADER, path.src, path.dst, path.address_sum, packet.protocol,
+                              length, self.default_ttl, ident)
             self.counters.ipv4_sent += 1
         else:
             emit_ipv6(packet.buf, ETH_HEADER, src=path.src, dst=path.dst, next_header=packet.protocol,
@@ -457,7 +468,7 @@ class IpLayer:
         ethertype = ETHERTYPE_IPV4 if path.version == 4 else ETHERTYPE_IPV6
         entry = cache.entries.get(path.next_hop)
         if entry is not None and entry.state == REACHABLE and entry.mac is not None \
-                and self.kernel.now_ns - entry.confirmed_ns <= cache.reachable_ns:
+                and self.kernel.scheduler.now_ns - entry.confirmed_ns <= cache.reachable_ns:
             self.frame_out(packet, entry.mac, ethertype)
             return
         cache.resolve(path.next_hop, PendingPacket(lambda mac: self.frame_out(packet, mac, ethertype),
@@ -554,16 +565,18 @@ class IpLayer:
         stack = self.stack
         iface = rx.interface
         self.counters.frames_received += 1
-        try:
-            eth, payload = parse_ethernet(frame)
-        except WireError as err:
-            stack.drop(err.layer, err.reason, err.detail)
+        if len(frame) >= ETHERNET_HEADER_LEN:  # parse_ethernet, unpacked in place (frame is a memoryview)
+            dst_mac, _, ethertype = ETHERNET_HEADER.unpack_from(frame, 0)
+            payload = frame[ETHERNET_HEADER_LEN:]
+        else:
+            try:
+                parse_ethernet(frame)  # raises: a runt
+            except WireError as err:
+                stack.drop(err.layer, err.reason, err.detail)
             return
-        dst_mac = eth.dst
         if dst_mac != iface.mac and not dst_mac[0] & 1:
             stack.drop("ethernet", "not_our_mac")
             return
-        ethertype = eth.ethertype
         if ethertype == ETHERTYPE_IPV4:
             self._receive_v4(rx, iface, payload)
         elif ethertype == ETHERTYPE_IPV6:
@@ -587,7 +600,7 @@ class IpLayer:
             if iface.ipv4 is None or dst != iface.ipv4.network.broadcast_address.packed:
                 stack.drop("ipv4", "not_for_us")
                 return
-        if header.is_fragment:
+        if header.flags & FLAG_MF or header.fragment_offset:  # header.is_fragment, without the property
             self.fragmentation.receive_v4(rx, iface, header, payload, data, for_us)
             return
         k = self.kernel
@@ -658,18 +671,21 @@ class IpLayer:
         self.counters.frames_received += 1
         tail_length = sum(map(len, tail))
         try:
-            eth, data = parse_ethernet(frame)
-            if eth.dst != iface.mac:
+            if len(frame) < ETHERNET_HEADER_LEN:
+                parse_ethernet(frame)  # raises: a runt
+            dst_mac, _, ethertype = ETHERNET_HEADER.unpack_from(frame, 0)  # parse_ethernet, in place
+            data = frame[ETHERNET_HEADER_LEN:]
+            if dst_mac != iface.mac:
                 stack.drop("ethernet", "not_our_mac")
                 return
-            if eth.ethertype == ETHERTYPE_IPV4:
+            if ethertype == ETHERTYPE_IPV4:
                 header, payload = parse_ipv4(data, verify_checksum=not rx.ip_checksum_ok, allow_truncated=True)
                 self.counters.ipv4_received += 1
                 src, dst, protocol = header.src, header.dst, header.protocol
                 whole = header.total_length - header.header_length == len(payload) + tail_length
                 for_us = dst == iface.v4 or iface.is_loopback
                 rx.l4_pa = rx.frame_pa + ETH_HEADER + header.header_length
-            elif eth.ethertype == ETHERTYPE_IPV6 and len(data) >= 40 and data[0] >> 4 == 6:
+            elif ethertype == ETHERTYPE_IPV6 and len(data) >= 40 and data[0] >> 4 == 6:
                 self.counters.ipv6_received += 1
                 payload_length = (data[4] << 8) | data[5]
                 protocol, src, dst, payload = data[6], bytes(data[8:24]), bytes(data[24:40]), data[40:]

@@ -25,7 +25,8 @@ from .addr import AF_INET, AF_INET6, AF_UNSPEC, IpAddress
 from .counters import ProtocolCounters
 from .events import PacketDropped
 from .icmp import IcmpLayer
-from .ip import ETH_HEADER, Interface, IpLayer, LoopbackInterface, MdlPool, RxFrame, SlotPool, TxPacket
+from .ip import (ETH_HEADER, Interface, IpLayer, IppReceiveHeaderBatch, LoopbackInterface, MdlPool, RxFrame, SlotPool,
+                 TxPacket)
 from .route import RouteTable
 from .tcp import TcpConfig
 from .tcp_glue import TcpLayer
@@ -215,7 +216,14 @@ class TcpipStack:
                         views, pas = unit
                         rx.frame_pa = pas[0]
                         rx.tail_pas = tuple(pas[1:])
-                        ip.receive_coalesced(rx, views, rsc_coalesced_segments(rsc))
+                        IppReceiveHeaderBatch(ip, rx, views[0], tuple(views[1:]), rsc_coalesced_segments(rsc))
+                        nb = nb.Next
+                        continue
+                else:  # a frame in one receive buffer (the usual case): its view and address at once
+                    run = _frame_run(nb)
+                    if run is not None:
+                        frame, rx.frame_pa = run
+                        IppReceiveHeaderBatch(ip, rx, frame)
                         nb = nb.Next
                         continue
                 views = nb.views()
@@ -259,6 +267,29 @@ def _frame_physical_address(nb: Any) -> int:
     mdl = nb.CurrentMdl
     at = mdl.byte_offset + nb.CurrentMdlOffset
     return (mdl.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) | (at & PAGE_MASK)
+
+
+def _frame_run(nb: Any) -> tuple[memoryview, int] | None:
+    """A NET_BUFFER's data as nb.views() gives it and its physical address (what
+    _frame_physical_address works out), when it is one run inside one page of one MDL with its
+    PFN array (a posted frame buffer); None: anything else, which takes the general way."""
+    m = nb.CurrentMdl
+    length = nb.DataLength
+    if m is None or length <= 0:
+        return None
+    offset = nb.CurrentMdlOffset
+    first = m.byte_offset
+    at = first + offset
+    within = at & PAGE_MASK
+    pfns = m.pfns
+    count = m.byte_count
+    if (offset + length > count or within + length > PAGE_SIZE
+            or len(pfns) < (first + count + PAGE_MASK) >> PAGE_SHIFT):
+        return None  # runs on into the next MDL or page, or no PFN array to read (Mdl.views says which)
+    pfn = pfns[at >> PAGE_SHIFT]
+    phys = m.kernel.phys
+    start = ((pfn - phys.base_pfn) << PAGE_SHIFT) + within
+    return phys.view[start:start + length], (pfn << PAGE_SHIFT) | within
 
 
 def _unit_runs(nb: Any) -> tuple[list[memoryview], list[int]] | None:

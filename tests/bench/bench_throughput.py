@@ -1,6 +1,7 @@
 """Bulk-transfer throughput through the whole emulated stack, next to a real asyncio echo on 127.0.0.1.
 
-    python tests/bench/bench_throughput.py [--mib 16] [--profile] [--profile-only] [--cpu x64|none] [--samples 3]
+    python tests/bench/bench_throughput.py [--mib 16] [--profile] [--profile-only] [--layers] [--itr-us N]
+                                           [--cpu x64|none] [--samples 3]
                                            [--gc settle|default]
 
 Both sides do the same job: a client sends N bytes to an echo server and reads
@@ -30,6 +31,11 @@ The host's garbage collector runs as the wskdbg command line sets it (--gc settl
 generations, stack.kernel.hostgc) unless --gc default.  --profile prints, for the MTU 1500
 LSO+RSC rows with pass-through on and off, the top 30 functions by own time with calls and
 milliseconds per MiB echoed (the calls are exact; cProfile inflates the milliseconds).
+--layers runs the MTU 1500 LSO+RSC row once more and prints where its CPU time goes (thread CPU
+time per MiB echoed, measured at layer boundaries, so approximate): by scheduler event kind, and
+inside tcpip (NDIS receive indications, sends handed to NDIS, calls from AFD, completions up to
+AFD, copies into clients' buffers).  --itr-us N gives both NICs that interrupt throttle
+(`!nic itr`; bigger RSC units) in every row.
 A script, not a test.
 """
 
@@ -42,7 +48,9 @@ import hashlib
 import pstats
 import sys
 import time
+from heapq import heappop
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -58,17 +66,21 @@ from stack.world import default_world  # noqa: E402
 
 
 def emulated_echo(data: bytes, lso: bool, rsc: bool, mtu: int, profile: bool, cpu: str | None = None,
-                  passthrough: bool = True) -> dict[str, float]:
+                  passthrough: bool = True, started: Callable[[], None] | None = None) -> dict[str, float]:
     config = TcpConfig(time_wait_ns=1000 * MS)
     world = default_world(1, services=False, offloads=NicOffloads(lso=lso, rsc=rsc), tcp_config=config, mtu=mtu)
     for host in world.hosts.values():
         host.nic.passthrough = passthrough
+        if ITR_NS:
+            host.nic.interrupt_throttle_ns = ITR_NS
     if cpu is not None:  # both hosts' processors spend time (stack.kernel.cpu)
         for name in ("winsrv", "client"):
             world.set_processors(name, cpu)
     server = run_program(world.host("winsrv").kernel, echo_server, SockAddr.parse("0.0.0.0:7"))
     world.run_for(1_000_000)
     events0, claimed0 = world.scheduler.events_run, world.scheduler.claimed
+    if started is not None:  # the transfer begins (--layers counts from here)
+        started()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     client = run_program(world.host("client").kernel, echo_client, SockAddr.parse("10.0.0.1:7"), data)
     profiler = cProfile.Profile() if profile else None
@@ -95,6 +107,90 @@ def emulated_echo(data: bytes, lso: bool, rsc: bool, mtu: int, profile: bool, cp
             "events": events, "dispatched": dispatched, "copies_per_byte": copies / moved,
             "lso_sends": world.host("client").stack.counters.lso_sends,
             "virtual_ms": world.now_ns / 1e6}
+
+
+ITR_NS = 0  # --itr-us: the NICs' interrupt throttle (0: none, the lab's default)
+
+
+def layer_times(data: bytes) -> None:
+    """--layers: thread CPU time per MiB of the MTU 1500 LSO+RSC row, by scheduler event kind and
+    at tcpip's boundaries.  Each boundary is a timing wrapper around one function, counted where
+    it is outermost; the wrappers' own cost is in the figures, so they are approximate."""
+    from stack.kernel.scheduler import Scheduler
+    from stack.tcpip.stack import TcpipStack
+    from stack.tcpip.tcpl import receive as tcp_receive
+    from stack.tcpip.transport import ConnectionEndpoint
+
+    clock = time.thread_time_ns
+    spent: dict[str, int] = {}
+    active: set[str] = set()
+
+    def timed(owner: object, name: str, what: str) -> None:
+        inner = getattr(owner, name)
+
+        def wrapper(*args, **kwargs):
+            if what in active:
+                return inner(*args, **kwargs)
+            active.add(what)
+            start = clock()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                spent[what] = spent.get(what, 0) + clock() - start
+                active.discard(what)
+        setattr(owner, name, wrapper)
+
+    by_kind: dict[str, int] = {}
+    run_one = Scheduler.run_one
+
+    def run_one_timed(self: Scheduler) -> bool:
+        heap = self._heap
+        while heap and heap[0][2].cancelled:  # as run_one does, to read the label of what runs
+            heappop(heap)
+        label = heap[0][2].label if heap else ""
+        start = clock()
+        try:
+            return run_one(self)
+        finally:
+            first = label.split(" ")[0]  # "DPC ndis!...", "resume <thread>": one kind each
+            kind = {"DPC": "DPC (NDIS indication -> tcpip -> AFD)", "resume": "thread (user mode -> AFD)",
+                    "start": "thread (user mode -> AFD)"}.get(first, label)
+            by_kind[kind] = by_kind.get(kind, 0) + clock() - start
+
+    saved = [(owner, name, getattr(owner, name)) for owner, name in (
+        (Scheduler, "run_one"), (TcpipStack, "receive_indication"), (TcpipStack, "_build_and_send_nbl"),
+        (ConnectionEndpoint, "send"), (ConnectionEndpoint, "receive"),
+        (tcp_receive.ReceiveLayer, "_complete_receive"), (tcp_receive, "TcpDeliverDataToClient"))]
+    Scheduler.run_one = run_one_timed  # type: ignore[method-assign]
+    timed(TcpipStack, "receive_indication", "rx: NDIS receive indications into tcpip")
+    timed(ConnectionEndpoint, "send", "tx: AFD -> tcpip sends")
+    timed(ConnectionEndpoint, "receive", "tx: AFD -> tcpip receives posted")
+    timed(TcpipStack, "_build_and_send_nbl", "out: tcpip -> NDIS sends (NBL, miniport, descriptors)")
+    timed(tcp_receive.ReceiveLayer, "_complete_receive", "out: receive completions up to AFD")
+    timed(tcp_receive, "TcpDeliverDataToClient", "out: copies into clients' receive buffers")
+    try:
+        emulated_echo(data, True, True, 1500, False)  # warm-up
+
+        def started() -> None:
+            spent.clear()
+            by_kind.clear()
+        emulated_echo(data, True, True, 1500, False, started=started)
+        total = sum(by_kind.values())  # every event of the transfer (the run loop's own steps aside)
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+    mib = len(data) / (1 << 20)
+    ms = lambda ns: f"{ns / mib / 1e6:8.1f} ms"  # noqa: E731
+    print(f"where the CPU goes, MTU 1500 LSO+RSC{f', ITR {ITR_NS // 1000} us' if ITR_NS else ''} "
+          f"(thread CPU per MiB echoed; timing wrappers included, so approximate): {ms(total)} in all")
+    for kind, ns in sorted(by_kind.items(), key=lambda kv: -kv[1]):
+        print(f"  {ms(ns)}  events: {kind}")
+    for what, ns in spent.items():
+        print(f"  {ms(ns)}  tcpip {what}")
+    inside = spent.get("rx: NDIS receive indications into tcpip", 0) + sum(
+        ns for what, ns in spent.items() if what.startswith("tx:"))
+    below_above = sum(ns for what, ns in spent.items() if what.startswith("out:"))
+    print(f"  {ms(inside - below_above)}  tcpip's own (rx + tx - out), about {(inside - below_above) / total:.0%}")
 
 
 def print_profile(profiler: cProfile.Profile, mib: float, what: str, top: int = 30) -> None:
@@ -180,13 +276,22 @@ def main() -> None:
     parser.add_argument("--cpu", default="x64", help="cost profile for the 'cpu model on' rows (none: skip them)")
     parser.add_argument("--samples", type=int, default=3, help="runs per row; the median is shown (default 3)")
     parser.add_argument("--profile-only", action="store_true", help="print the profiles (--profile) and stop")
+    parser.add_argument("--layers", action="store_true",
+                        help="print where the MTU 1500 LSO+RSC row's CPU time goes, by event kind and layer, and stop")
+    parser.add_argument("--itr-us", type=float, default=0,
+                        help="NIC interrupt throttle in microseconds for every emulated row (0: none, the default)")
     parser.add_argument("--gc", choices=("settle", "default"), default="settle",
                         help="host GC as the wskdbg command line sets it (settle: wider generations, "
                              "stack.kernel.hostgc) or Python's defaults")
     args = parser.parse_args()
     if args.gc == "settle":
         hostgc.settle(freeze=False)  # both sides of every ratio run under it
+    global ITR_NS
+    ITR_NS = int(args.itr_us * 1000)
     data = pattern(42, int(args.mib * 1024 * 1024))
+    if args.layers:
+        layer_times(data)
+        return
     if args.profile_only:
         emulated_echo(data, True, True, 1500, False)  # warm-up
         emulated_echo(data, True, True, 1500, True)

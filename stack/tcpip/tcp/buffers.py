@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from operator import itemgetter
 from typing import Sequence
 
 _COMPACT_AT = 64
@@ -121,6 +122,7 @@ class SendBuffer:
 
 
 _EMPTY = memoryview(b"")
+_VIEW_OF_RUN = itemgetter(1)  # (location, view) -> view
 
 
 class ReceiveBuffer:
@@ -150,18 +152,24 @@ class ReceiveBuffer:
     # --- in-order side -------------------------------------------------
     def push(self, views: Sequence[memoryview], at: Sequence[int] | None = None) -> None:
         """Queue in-order `views`; `at` gives each one's location (None: nowhere)."""
-        ready = self._ready
         if at is None:
             at = (NOWHERE,) * len(views)
-        for run in zip(at, views):
-            n = len(run[1])
-            if n:
-                ready.append(run)
-                self.ready_bytes += n
+        # One pass in C per step, not one Python iteration per view: an RSC unit brings dozens.
+        lengths = list(map(len, views))
+        if 0 in lengths:  # empty views hold nothing: they are not queued
+            self._ready.extend(run for run, n in zip(zip(at, views), lengths) if n)
+        else:
+            self._ready.extend(zip(at, views))
+        self.ready_bytes += sum(lengths)
 
     def read(self, max_bytes: int) -> list[memoryview]:
-        out: list[memoryview] = []
         ready = self._ready
+        if max_bytes >= self.ready_bytes:  # everything (the usual case): no view is cut
+            out = list(map(_VIEW_OF_RUN, ready))
+            ready.clear()
+            self.ready_bytes = 0
+            return out
+        out: list[memoryview] = []
         left = max_bytes
         while ready and left > 0:
             where, view = ready[0]

@@ -163,9 +163,11 @@ class ReceiveLayer:
         other receive buffers of its NET_BUFFER - and stands for ``segments``
         wire segments; its checksum was verified per segment by the NIC."""
         self.counters.tcp_segments_received += 1
-        self.kernel.charge("tcp_rx_segment")
-        if not rx.l4_checksum_ok:
-            self.kernel.charge("checksum_byte", len(data))
+        k = self.kernel
+        if k.cpu_model is not None:  # Kernel.charge, asked once (no processor model: nothing to spend)
+            k.charge("tcp_rx_segment")
+            if not rx.l4_checksum_ok:
+                k.charge("checksum_byte", len(data))
         try:
             (src_port, dst_port, seq, ack, flags, window, mss, wscale, sack_permitted, timestamps, sack_blocks,
              payload) = parse_tcp_segment(data, src, dst, verify_checksum=not rx.l4_checksum_ok)
@@ -183,7 +185,6 @@ class ReceiveLayer:
         key = (dst, dst_port, src, src_port)
         tcb = self.connections.get(key)
         time_wait = self.time_wait.get(key) if tcb is None else None
-        k = self.kernel
         if k.bus.subscribers:
             conn = tcb.endpoint.address if tcb else time_wait.address if time_wait else 0
             k.bus.publish(SegmentReceived(host=k.name, depth=len(k.frames), conn=conn,
@@ -242,7 +243,7 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
         layer.hold_or_copy(tcb, seg, rx)
         if seg.flags & 0x08:  # PSH: remember where the pushed data ends
             tcb.push_end = (seg.seq + seg.payload_len) & SEQ_MASK
-    core.on_segment(seg, layer.kernel.now_ns)
+    core.on_segment(seg, layer.kernel.scheduler.now_ns)  # k.now_ns without the property
     tcb.rx_indicating = rx
     layer._kick(tcb)
     tcb.rx_indicating = None

@@ -168,7 +168,9 @@ class SendLayer:
             flags = first.flags
             wire_segments = first.segments  # >1: the core's large send
         # No header slot or MDLs: the segment is lost here and counted; the core retransmits it.
-        packet = ip.new_packet(path, IPPROTO_TCP) if self.stack.mdl_pool.reserve(MAX_PAYLOAD_MDLS) else None
+        pool = self.stack.mdl_pool
+        packet = ip.new_packet(path, IPPROTO_TCP) if (len(pool.free) >= MAX_PAYLOAD_MDLS
+                                                      or pool.reserve(MAX_PAYLOAD_MDLS)) else None
         if packet is None:
             self.stack.drop("tcp", "no_memory")
             return
@@ -178,10 +180,12 @@ class SendLayer:
         end = emit_tcp_header(buf, offset, first.src_port, first.dst_port, first.seq, first.ack, flags,
                               first.window, first.mss, first.wscale, first.sack_permitted, first.sack_blocks,
                               first.timestamps)
-        self.kernel.charge("tcp_tx_segment")  # one packet to IP (an LSO packet is one, however many segments)
+        k = self.kernel
+        if k.cpu_model is not None:  # Kernel.charge, asked once (no processor model: nothing to spend)
+            k.charge("tcp_tx_segment")  # one packet to IP (an LSO packet is one, however many segments)
         if not path.interface.tcp_checksum_offload(path.version):
             offload = False
-            self.kernel.charge("checksum_byte", end - offset + payload_len)
+            k.charge("checksum_byte", end - offset + payload_len)
             fill_tcp_checksum(buf, offset, end, [view for s in segs for view in s.payload], path.src, path.dst)
         else:
             offload = True
@@ -194,7 +198,6 @@ class SendLayer:
         # Segments Sent counts each MSS-sized segment of an LSO send (what the wire carries), as
         # it did when the core built them one by one.
         self.counters.tcp_segments_sent += wire_segments
-        k = self.kernel
         if k.bus.subscribers:
             for s in (segs if wire_segments == len(segs) else _wire_segments(first, lso_mss)):
                 k.bus.publish(SegmentSent(host=k.name, depth=len(k.frames), conn=tcb.endpoint.address,

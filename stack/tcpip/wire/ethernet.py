@@ -20,6 +20,7 @@ BROADCAST_MAC = b"\xff\xff\xff\xff\xff\xff"
 ZERO_MAC = bytes(6)
 
 _HEADER = struct.Struct("!6s6sH")
+ETHERNET_HEADER = _HEADER  # dst, src, ethertype: for a receive path that unpacks in place
 
 
 class EthernetHeader(NamedTuple):

@@ -13,6 +13,7 @@ from scapy.layers.inet import IP
 
 from stack.tcpip.wire import (ACK, IPPROTO_TCP, PSH, TcpOptions, WireError, build_ipv4, build_tcp, emit_tcp,
                               parse_ipv4, parse_tcp, tcp_header_length)
+from stack.tcpip.wire.ipv4 import emit_ipv4, emit_ipv4_own, ipv4_address_sum, ipv4_header_checksum_ok
 from stack.tcpip.wire.tcp import emit_tcp_header, fill_tcp_checksum, parse_tcp_options, parse_tcp_segment
 
 SRC4 = IPv4Address("10.0.0.2").packed
@@ -81,6 +82,19 @@ def test_ipv4_checksum_from_field_values_matches_scapy(tos, ident, ttl, df, src,
     del reference.chksum
     assert ours == bytes(reference)
     parse_ipv4(ours)  # verifies the checksum
+
+
+@given(ident=st.integers(0, 0x1FFFF), ttl=st.integers(0, 255), protocol=st.integers(0, 255),
+       src=st.binary(min_size=4, max_size=4), dst=st.binary(min_size=4, max_size=4),
+       length=st.integers(0, 0xFFFF - 20))
+def test_emit_ipv4_own_writes_the_bytes_emit_ipv4_writes_for_a_df_header(ident, ttl, protocol, src, dst,
+                                                                          length) -> None:
+    ours, theirs = bytearray(40), bytearray(40)
+    end = emit_ipv4_own(ours, 6, src, dst, ipv4_address_sum(src, dst), protocol, length, ttl, ident)
+    assert end == emit_ipv4(theirs, 6, src=src, dst=dst, protocol=protocol, payload_length=length, ttl=ttl,
+                            identification=ident, dont_fragment=True)
+    assert ours == theirs
+    assert ipv4_header_checksum_ok(ours[6:])
 
 
 def test_ipv4_header_record_is_immutable_and_hashable() -> None:

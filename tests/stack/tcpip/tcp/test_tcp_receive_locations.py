@@ -55,6 +55,22 @@ def test_a_read_that_takes_part_of_a_piece_moves_its_location_on():
     assert buf.peek(6)[0][0] == at_a + 4
 
 
+def test_empty_views_are_not_queued_and_a_read_of_everything_empties_the_buffer():
+    memory = Memory()
+    a, at_a = memory.place(b"abc")
+    b, at_b = memory.place(b"defgh")
+    buf = ReceiveBuffer(8)
+    buf.push([a, memoryview(b""), b], [at_a, 12345, at_b])
+    assert buf.ready_bytes == 8
+    _check_runs(memory, buf.peek(100), b"abcdefgh")
+    assert len(buf.peek(100)) == 2  # the empty view left no run behind
+    assert [bytes(v) for v in buf.read(8)] == [b"abc", b"defgh"]  # exactly all: every view whole
+    assert buf.ready_bytes == 0 and buf.read(100) == [] and buf.peek(100) == []
+    buf.push([a, b], [at_a, at_b])
+    assert [bytes(v) for v in buf.read(1000)] == [b"abc", b"defgh"]  # more than there is
+    assert buf.ready_bytes == 0
+
+
 def test_bytes_without_a_location_stay_without_one_however_they_are_sliced():
     buf = ReceiveBuffer(8)
     buf.push([memoryview(b"copied bytes")])
