@@ -18,9 +18,10 @@ what a worker steals at the end is short.  A heavy module's tests stay together 
 Each process that runs tests builds one lab first (`pytest_sessionstart`): the engine imports
 most of `stack` and `wskdbg.commands` lazily (~0.6 s of CPU), and every test that runs the
 machine in a machine server (`wskdbg`'s own way: the TUI tests, the sessions, time travel)
-forks a fresh process that builds its lab there.  Imported once in the parent, the modules are
-inherited by every fork instead of being imported again in each (the labs are still built
-afresh in each; only the modules are shared).
+forks a process for it.  Imported once in the parent, the modules are inherited by every fork
+instead of being imported again in each; the standard lab itself is built once too, where a
+test asks for it (tests/wskdbg/lab_template.py).  Then what the imports made is frozen out of
+the collector's way and its first generation widened, as `wskdbg` does (stack.kernel.hostgc).
 """
 
 from __future__ import annotations
@@ -29,35 +30,40 @@ import os
 
 import pytest
 
-# The modules that cost the most CPU, with their seconds (2,293 tests, 2026-12-07: per-module CPU
-# of a parallel run).  A module missing here counts as light; a name that no longer exists is ignored.
+# The modules that cost the most, with their seconds: CPU for most, wall for the bridge's (they
+# run in real time, so they hold a worker longer than their CPU says).  Per-module figures of a
+# parallel run (2,564 tests, 2026-12-07), TUI after the shared lab.  A module missing here counts
+# as light; a name that no longer exists is ignored.
 HEAVY_MODULES = {
-    "tests/test_sessions.py": 47,
-    "tests/wskdbg/tui/test_tui_app.py": 35,
-    "tests/stack/test_world_transfer.py": 35,
-    "tests/wskdbg/test_checkpoints.py": 15,
-    "tests/stack/drivers/test_low_resources.py": 13,
-    "tests/stack/test_world_tso.py": 9,
+    "tests/test_sessions.py": 40,
+    "tests/wskdbg/tui/test_tui_app.py": 38,
+    "tests/stack/test_world_transfer.py": 34,
+    "tests/bridge/test_bridge_tap.py": 20,
+    "tests/stack/test_world_tso.py": 15,
+    "tests/bridge/test_bridge_forward_load.py": 15,
+    "tests/stack/drivers/test_low_resources.py": 14,
+    "tests/stack/drivers/test_resource_leaks.py": 13,
+    "tests/wskdbg/tui/test_tui_timetravel.py": 11,
+    "tests/wskdbg/test_checkpoints.py": 11,
+    "tests/bridge/test_bridge_forward.py": 11,
+    "tests/bridge/test_bridge_tap_window.py": 10,
+    "tests/stack/test_world_connect_burst.py": 9,
     "tests/stack/drivers/test_khttpd_http1_conformance.py": 8,
+    "tests/wskdbg/test_repl_and_scripts.py": 8,
+    "tests/bridge/test_bridge_replay.py": 6,
+    "tests/wskdbg/tui/test_tui_overload.py": 6,
+    "tests/wskdbg/test_cli.py": 5,
+    "tests/bridge/test_bridge_cli.py": 5,
+    "tests/stack/test_world_passthrough.py": 4,
+    "tests/wskdbg/test_cmd_lab.py": 4,
+    "tests/wskdbg/tui/test_trace_view.py": 4,
+    "tests/stack/test_world_fragment.py": 4,
+    "tests/wskdbg/test_cmd_processors.py": 3,
+    "tests/wskdbg/tui/test_tui_snapshots.py": 3,
+    "tests/wskdbg/tui/test_tui_real_engine.py": 3,
     "tests/stack/test_world_segment_chaining.py": 3,
     "tests/stack/tcpip/tcp/test_tcp_large_sends.py": 3,
     "tests/wskdbg/test_cmd_nic.py": 3,
-    "tests/wskdbg/tui/test_tui_timetravel.py": 10,
-    "tests/stack/drivers/test_resource_leaks.py": 10,
-    "tests/bridge/test_bridge_tap.py": 10,
-    "tests/stack/test_world_connect_burst.py": 8,
-    "tests/bridge/test_bridge_forward.py": 7,
-    "tests/wskdbg/tui/test_tui_overload.py": 7,
-    "tests/bridge/test_bridge_tap_window.py": 6,
-    "tests/wskdbg/test_repl_and_scripts.py": 5,
-    "tests/wskdbg/tui/test_trace_view.py": 4,
-    "tests/stack/test_world_passthrough.py": 4,
-    "tests/stack/test_world_fragment.py": 4,
-    "tests/wskdbg/test_cmd_lab.py": 4,
-    "tests/bridge/test_bridge_replay.py": 3,
-    "tests/wskdbg/tui/test_tui_snapshots.py": 3,
-    "tests/bridge/test_bridge_forward_load.py": 15,
-    "tests/wskdbg/tui/test_tui_real_engine.py": 3,
 }
 
 
@@ -115,6 +121,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     option = session.config.option
     if getattr(option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
         return  # the xdist controller runs no tests
+    from stack.kernel import hostgc
     from wskdbg.engine import Engine  # imported here: a bare `pytest --help` needs none of it
 
     Engine(seed=1).close()  # imports every module a lab needs, once per process
+    # The collector as `wskdbg` sets it (stack.kernel.hostgc), and what exists now (modules,
+    # classes, functions: it lives as long as the process anyway) out of its way.  With Python's
+    # defaults a third of the suite's CPU time went to collections, most of them full ones
+    # walking every imported object again.  Only wall time changes: nothing the machine does
+    # depends on when Python collects, and the labs tests build stay collectable.
+    hostgc.settle(freeze=True)

@@ -17,13 +17,15 @@ from wskdbg.machine_server import open_engine
 from wskdbg.script import expected_path, run_file
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "wskdbg"))
+from lab_template import standard_engine  # noqa: E402
 SESSIONS = sorted((ROOT / "sessions").glob("*.wds"))
 REQUIRED = {"echo-ipv4", "echo-ipv6", "khttpd-zero-copy", "wpp-echosrv", "tcp-loss", "bugcheck"}
 
 
-def run_session(path: Path):
+def run_session(path: Path, make_engine=lambda: Engine(seed=1)):
     # As `wskdbg run` runs it: in a machine server with checkpoints where fork() exists.
-    engine = open_engine(lambda: Engine(seed=1))
+    engine = open_engine(make_engine)
     try:
         return run_file(engine, str(path))
     finally:
@@ -40,7 +42,7 @@ def test_the_narrated_sessions_are_all_there_with_transcripts():
 @pytest.mark.parametrize("path", SESSIONS, ids=lambda p: p.stem)
 def test_session_matches_its_transcript(path: Path):
     expected = Path(expected_path(str(path))).read_text(encoding="utf-8")
-    run = run_session(path)
+    run = run_session(path, standard_engine(1))  # the lab built once here, taken by each server's fork
     assert run.error_lines() == []
     assert run.transcript == expected, f"{path.name} no longer matches its transcript (wskdbg run --update)"
 

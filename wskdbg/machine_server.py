@@ -5,7 +5,8 @@ lands, the process that took over from the checkpoint becomes the machine.  So t
 the REPL, `wskdbg run`, `wskdbg -c`, a bench — cannot live in that process: it talks to it
 through `MachineProxy`, which sends command lines down a pipe and reads back results (text plus
 JSON-shaped data), DbgPrint output as it happens, progress lines and the pid of the process that
-serves it now (break-ins are SIGUSR1 to that pid).
+serves it now (break-ins are SIGUSR1 to that pid, acknowledged on a pipe of their own once the
+engine holds the request: see `MachineProxy.break_in`).
 
     front end (MachineProxy)      live machine server            checkpoints (dormant forks)
     ───────────────────────       ───────────────────            ───────────────────────────
@@ -46,6 +47,8 @@ from wskdbg.engine import Position
 from wskdbg.timetravel import HandOver
 
 _WAIT_SLICE_S = 1.0  # how often a front end waiting for a result checks that its server still lives
+_BREAK_ACK_SLICE_S = 0.05  # how often a break-in waiting for its acknowledgement checks the server lives
+_BREAK_ACK_MAX_S = 5.0  # a server that never acknowledges (busy in one long call): the caller goes on
 
 
 def _jsonable_line(line: Any) -> Any:
@@ -64,9 +67,10 @@ class MachineServer:
     """The server's side: one Engine, serving requests from the front end's pipe."""
 
     def __init__(self, make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
-                 every: int, cap: int, views: bool = False) -> None:
+                 every: int, cap: int, views: bool = False, acks: int = -1) -> None:
         self.requests = requests
         self.replies = replies
+        self.acks = acks  # break-in acknowledgements to the front end (MachineProxy.break_in)
         self._send_lock = threading.Lock()  # the machine's thread pushes views while the debugger's answers
         self.engine = make_engine()
         self.views: Any = None
@@ -83,6 +87,17 @@ class MachineServer:
 
     def _push_view(self, generation: int, view: Any, records: list[Any]) -> None:
         self.send(("view", generation, view, records))
+
+    def break_in(self) -> None:
+        """SIGUSR1 from the front end: the engine holds the request now, so say so.  The signal's
+        Python handler runs on this process's main thread whenever that thread next gets the GIL;
+        until it has run, a machine thread that goes on (a test letting it through after Ctrl+C)
+        could end its run without seeing the request, and the break-in would be lost."""
+        self.engine.break_in()
+        try:
+            os.write(self.acks, b"b")
+        except OSError:  # no front end reading (or a full pipe it will drain): the request stands
+            pass
 
     def want_view(self) -> None:
         """SIGUSR2 from the TUI: build a view at the next hand-off."""
@@ -196,19 +211,19 @@ class MachineServer:
         adopt_debugger_state(eng, payload["state"])
         if self.views is not None:
             self.views.adopt(payload.get("views"))
-        signal.signal(signal.SIGUSR1, lambda signum, frame: eng.break_in())
+        signal.signal(signal.SIGUSR1, lambda signum, frame: self.break_in())
         signal.signal(signal.SIGUSR2, lambda signum, frame: self.want_view())
         line = payload["line"]
         self.answer(eng.continue_line(line, first=lambda: perform(eng, payload["plan"])))
 
 
 def _server_main(make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
-                 every: int, cap: int, views: bool = False) -> None:
+                 every: int, cap: int, views: bool = False, acks: int = -1) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl+C is the front end's to turn into a break-in
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkpoints and runners are reaped by the kernel
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # (its default would end the process before the server is up)
-    server = MachineServer(make_engine, requests, replies, lifeline, directory, every, cap, views)
-    signal.signal(signal.SIGUSR1, lambda signum, frame: server.engine.break_in())
+    server = MachineServer(make_engine, requests, replies, lifeline, directory, every, cap, views, acks)
+    signal.signal(signal.SIGUSR1, lambda signum, frame: server.break_in())
     signal.signal(signal.SIGUSR2, lambda signum, frame: server.want_view())
     server.serve()
 
@@ -260,6 +275,9 @@ class MachineProxy:
         req_r, self._requests = os.pipe()
         self._replies, rep_w = os.pipe()
         life_r, self._lifeline = os.pipe()
+        self._acks, acks_w = os.pipe()
+        os.set_blocking(self._acks, False)
+        os.set_blocking(acks_w, False)
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
@@ -269,7 +287,8 @@ class MachineProxy:
                 os.close(self._requests)
                 os.close(self._replies)
                 os.close(self._lifeline)
-                _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap, views)
+                os.close(self._acks)
+                _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap, views, acks_w)
             except SystemExit as exc:  # the lab refused to start (e.g. --cpu-hosts names no host)
                 send_message(rep_w, ("fatal", str(exc.code)))
                 status = 2
@@ -281,6 +300,7 @@ class MachineProxy:
         os.close(req_r)
         os.close(rep_w)
         os.close(life_r)
+        os.close(acks_w)
         self.server_pid = pid
         self.live_pid = pid
         self._waiting_on: int | None = None  # during a hand-over: the checkpoint forking the runner
@@ -356,9 +376,33 @@ class MachineProxy:
         return self._read()[1]
 
     def break_in(self) -> None:
+        """Ask the machine to stop; returns once the server's engine holds the request (as
+        `Engine.break_in` does in-process), so whatever the caller does next — let a stopped
+        machine thread go on — cannot outrun it."""
+        import select
+        if self.closed:
+            return
+        self._drain_acks()  # a late acknowledgement of an earlier break-in is not this one's
+        pid = self.live_pid
         try:
-            os.kill(self.live_pid, signal.SIGUSR1)
+            os.kill(pid, signal.SIGUSR1)
         except OSError:
+            return
+        waited = 0.0
+        while waited < _BREAK_ACK_MAX_S:
+            ready, _, _ = select.select([self._acks], [], [], _BREAK_ACK_SLICE_S)
+            if ready:
+                self._drain_acks()
+                return
+            waited += _BREAK_ACK_SLICE_S
+            if not process_alive(pid):  # it handed over or died: there is no one to acknowledge
+                return
+
+    def _drain_acks(self) -> None:
+        try:
+            while os.read(self._acks, 64):
+                pass
+        except (BlockingIOError, OSError):
             pass
 
     # -- the TUI's views (views=True) ---------------------------------------------------------------
@@ -440,7 +484,7 @@ class MachineProxy:
             send_message(self._requests, ("close",))
         except OSError:
             pass
-        for fd in (self._requests, self._lifeline):
+        for fd in (self._requests, self._lifeline, self._acks):
             try:
                 os.close(fd)
             except OSError:

@@ -7,6 +7,7 @@ Work is measured in replayed hand-offs (the engine's counter), never in wall tim
 from __future__ import annotations
 
 import pytest
+from lab_template import standard_engine
 
 from wskdbg.checkpoints import SUPPORTED, CheckpointRecord, Checkpointer, process_alive
 from wskdbg.engine import Engine
@@ -31,7 +32,7 @@ def proxies():
     made: list[MachineProxy] = []
 
     def make(**kwargs) -> MachineProxy:
-        made.append(MachineProxy(lab, **kwargs))
+        made.append(MachineProxy(standard_engine(1), **kwargs))  # lab(), built once in this process
         return made[-1]
 
     yield make
@@ -94,7 +95,7 @@ def test_checkpoints_beyond_the_cap_are_evicted_and_their_processes_killed(proxi
 
 
 def test_no_child_process_survives_closing_the_engine():
-    proxy = MachineProxy(lab, every=1000, cap=4)
+    proxy = MachineProxy(standard_engine(1), every=1000, cap=4)
     try:
         proxy.execute(ECHO)
         proxy.execute("g")

@@ -130,3 +130,37 @@ def test_a_break_in_no_run_consumed_ends_with_its_command_line():
         assert engine.last_stop.reason == "breakpoint"
     finally:
         engine.close()
+
+
+def test_break_in_through_a_machine_server_returns_once_the_server_holds_the_request():
+    # The server hears a break-in as SIGUSR1, whose handler runs on its main thread when that
+    # thread next gets the GIL.  A front end that went on as soon as the signal was sent (a
+    # test letting a stopped machine thread through after Ctrl+C) could outrun the handler, and
+    # a run ending meanwhile never saw the request.  The proxy now waits for the handler.
+    import os
+
+    from wskdbg.machine_server import MachineProxy
+
+    held_r, held_w = os.pipe()  # made before the fork: the server writes when its engine holds it
+
+    def make_engine() -> Engine:
+        engine = ticker_engine()
+        real_break_in = engine.break_in
+
+        def break_in() -> None:
+            real_break_in()
+            os.write(held_w, b"h")
+
+        engine.break_in = break_in  # type: ignore[method-assign]
+        return engine
+
+    proxy = MachineProxy(make_engine)
+    try:
+        os.set_blocking(held_r, False)
+        for _ in range(5):
+            proxy.break_in()
+            assert os.read(held_r, 16) == b"h"  # already there when break_in returned: no wait here
+    finally:
+        proxy.close()
+        os.close(held_r)
+        os.close(held_w)

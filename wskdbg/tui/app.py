@@ -115,7 +115,12 @@ class MainScreen(Screen):
             views = self.query_one("#views")
         except NoMatches:  # not composed yet
             return
-        views.set_class(focused is not None and views in focused.ancestors_with_self, "-has-keys")
+        has_keys = focused is not None and views in focused.ancestors_with_self
+        if views.has_class("-has-keys") != has_keys:
+            # Only #views itself is restyled: no rule reads -has-keys below it (app.tcss), and
+            # set_class would restyle every node of all five tab panes on each move in or out.
+            views.set_class(has_keys, "-has-keys", update=False)
+            self.app.stylesheet.update_nodes([views], animate=True)
 
 
 class WskdbgApp(App[None]):

@@ -222,6 +222,7 @@ class Http1ServerParser:
         self.buffer = bytearray()  # received and not yet parsed
         self.closed = False  # the peer's FIN arrived
         self._consumed: list[bytearray] = []  # parsed bytes not yet taken (take_consumed)
+        self._consumed_len = 0  # their length: asked after every receive, and a body fed a byte at a time has many pieces
         self.client = IDLE
         self.server = IDLE
         self.keep_alive = True
@@ -340,18 +341,20 @@ class Http1ServerParser:
         out = self.buffer[:count]
         del self.buffer[:count]
         self._consumed.append(out)
+        self._consumed_len += len(out)
         return out
 
     @property
     def consumed_bytes(self) -> int:
         """How many parsed bytes wait in take_consumed (a body read so far)."""
-        return sum(len(piece) for piece in self._consumed)
+        return self._consumed_len
 
     def take_consumed(self) -> bytes:
         """The raw bytes parsed since the last call (a request head, or a body with its framing)."""
         consumed = self._consumed
         raw = bytes(consumed[0]) if len(consumed) == 1 else b"".join(consumed)
         consumed.clear()
+        self._consumed_len = 0
         return raw
 
     def _extract_lines(self) -> list[bytearray] | None:

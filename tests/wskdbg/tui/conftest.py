@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))  # dbg_harness
 
 from dbg_harness import factory  # noqa: E402
+from lab_template import standard_engine  # noqa: E402
 
 from wskdbg.engine import Engine  # noqa: E402
 from wskdbg.machine_server import MachineProxy  # noqa: E402
@@ -42,7 +43,8 @@ def make_app(seed: int = 1, server: bool = True, **options) -> WskdbgApp:
     refresh_views()/settle() themselves, so nothing depends on when a timer fires."""
     options.setdefault("poll_hz", 0)
     options.setdefault("cursor_blink", False)
-    return WskdbgApp(engine_for(lambda: Engine(seed=seed), server), **options)
+    make_engine = standard_engine(seed) if server else (lambda: Engine(seed=seed))
+    return WskdbgApp(engine_for(make_engine, server), **options)
 
 
 make_lab_app = make_app

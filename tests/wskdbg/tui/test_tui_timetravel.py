@@ -14,6 +14,7 @@ import os
 
 import pytest
 from conftest import SIZE, make_app
+from lab_template import standard_engine
 from screen_text import screen_text
 from textual.pilot import Pilot
 
@@ -34,7 +35,7 @@ INSPECT = ["k", "r", "!irpfind"]
 
 
 def server_app(every: int = EVERY) -> WskdbgApp:
-    proxy = MachineProxy(lambda: Engine(seed=1), every=every, views=True)
+    proxy = MachineProxy(standard_engine(1), every=every, views=True)
     return WskdbgApp(proxy, poll_hz=0, cursor_blink=False)
 
 
