@@ -139,6 +139,11 @@ class Kernel:
         self.extensions: dict[str, Any] = {}  # per-layer state (ndis, tcpip, wsk...) by name
         self.objects: dict[str, Any] = {}  # the object namespace: \Driver\x, \Device\y
         self.addr_objects: dict[int, Any] = {}  # address -> live emulated object (for the debugger)
+        # IRPs (stack.kernel.irp): the live ones by address (`!irpfind`), and freed IRP objects by
+        # the pool block they sat in, rebuilt in place when IoAllocateIrp gets that block back
+        self.irps: dict[int, Any] = {}
+        self.irp_lookaside: dict[int, Any] = {}
+        self.extensions["irps"] = self.irps
         self.modules: list[Module] = []
         self._symbol_cache: dict[str, int] = {}  # `module!Routine` -> address, reset when modules change
         self.threads = ThreadList()
