@@ -209,6 +209,10 @@ class Irp:
         self.owner = ""  # routine that allocated it
         # (event seq, what, argument) for the IRP view: the text is made only when read (`history`)
         self.notes: deque[tuple[int, str, Any]] = deque(maxlen=IRP_HISTORY_LENGTH)
+        # IoCompleteRequest's two frames for this IRP (and IoCallDriver's, with the device it
+        # was last sent to): made on first use, shared by every completion of this object
+        self.complete_frames: tuple[Frame, Frame] | None = None
+        self.call_frame: Frame | None = None
 
     def _rebuild(self) -> None:
         """Make a freed IRP object the new IRP IoAllocateIrp hands out at the same pool block, with
@@ -464,7 +468,10 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
     if observed:
         k.enter("nt!IofCallDriver", (DeviceObject, Irp))
     else:
-        k.frames.append(_new_frame(Frame, ("nt!IofCallDriver", (DeviceObject, Irp))))
+        frame = Irp.call_frame
+        if frame is None or frame[1][0] is not DeviceObject:
+            frame = Irp.call_frame = _new_frame(Frame, ("nt!IofCallDriver", (DeviceObject, Irp)))
+        k.frames.append(frame)
     if k.cpu_model is not None:
         k.charge("irp_dispatch")
     irql_before = k.irql
@@ -509,9 +516,13 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
         k.enter("nt!IofCompleteRequest", (Irp, PriorityBoost))
         k.enter("nt!IopfCompleteRequest", (Irp, PriorityBoost))
     else:
-        frames = k.frames
-        frames.append(_new_frame(Frame, ("nt!IofCompleteRequest", (Irp, PriorityBoost))))
-        frames.append(_new_frame(Frame, ("nt!IopfCompleteRequest", (Irp, PriorityBoost))))
+        # The two frames are the same for every completion of this IRP object with this boost:
+        # made once (a lookaside IRP object completes many requests), pushed with one extend.
+        pair = Irp.complete_frames
+        if pair is None or pair[0][1][1] != PriorityBoost:
+            pair = Irp.complete_frames = (_new_frame(Frame, ("nt!IofCompleteRequest", (Irp, PriorityBoost))),
+                                          _new_frame(Frame, ("nt!IopfCompleteRequest", (Irp, PriorityBoost))))
+        k.frames.extend(pair)
     if k.cpu_model is not None:
         k.charge("irp_complete")
     if Irp.completed or Irp.completing or Irp.freed:

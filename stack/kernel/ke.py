@@ -746,9 +746,10 @@ def KeInsertQueueDpc(dpc: KDPC, arg1: Any = None, arg2: Any = None) -> bool:
     dpc.queued = True
     dpc.args = (arg1, arg2)
     dpc.target = k.cpu  # a DPC runs on the processor that queued it
-    symbol = dpc.routine_symbol()
+    if dpc.routine is not dpc._named:  # dpc.routine_symbol() works the label out once per routine
+        dpc.routine_symbol()
     if k.bus.subscribers:
-        k.publish(DpcQueued, dpc=dpc.address, routine=symbol)
+        k.publish(DpcQueued, dpc=dpc.address, routine=dpc._symbol)
     k.scheduler.call_soon(k, _run_dpc, k, dpc, label=dpc._label)
     return True
 

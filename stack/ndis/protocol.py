@@ -261,16 +261,18 @@ def NdisSendNetBufferLists(NdisBindingHandle: NdisOpen, NetBufferLists: "NetBuff
     running = adapter.state_name == MINIPORT_STATE_RUNNING and open_.open
     miniport = adapter.owner_name
     record = log.record
+    record_sent = log.record_sent
     held = log.held
     count = 0
     nbl = NetBufferLists
     while nbl is not None:
         count += 1
         nbl.SourceHandle = open_
-        record(nbl, NBL_PROTOCOL_SENT, "ndis")
         if running:
-            record(nbl, NBL_SENT_TO_MINIPORT, miniport)
+            record_sent(nbl, miniport)  # NBL_PROTOCOL_SENT, then NBL_SENT_TO_MINIPORT
             held[nbl.address] = nbl  # log.hold(nbl)
+        else:
+            record(nbl, NBL_PROTOCOL_SENT, "ndis")
         nbl = nbl.Next
     open_.nbls_sent += count
     k = adapter.kernel
