@@ -191,9 +191,12 @@ class Request:
 
     def header(self, name: bytes | str) -> bytes | None:
         """A header's value (repeated fields joined with ", "), or None."""
-        key = (name.encode("ascii") if isinstance(name, str) else name).lower()
-        values = [value for field, value in self.headers if field == key]
-        return b", ".join(values) if values else None
+        key = (name.encode("ascii") if name.__class__ is str else name).lower()
+        found = None  # a loop, not a list: most lookups (If-None-Match, Range...) find nothing
+        for field, value in self.headers:
+            if field == key:
+                found = value if found is None else found + b", " + value
+        return found
 
 
 class HttpStateError(Exception):
