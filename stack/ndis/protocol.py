@@ -18,8 +18,7 @@ from .constants import (MINIPORT_STATE_RUNNING, NDIS_RETURN_FLAGS_DISPATCH_LEVEL
                         NDIS_STATUS_ADAPTER_NOT_FOUND, NDIS_STATUS_FAILURE, NDIS_STATUS_PAUSED,
                         NDIS_STATUS_PENDING, NDIS_STATUS_SUCCESS, NdisMedium802_3)
 from .events import NblReturned, NblSendCompleted, NblSent, OidRequested
-from .ownership import (NBL_PROTOCOL_RETURNED, NBL_PROTOCOL_SENT, NBL_RETURNED_TO_MINIPORT, NBL_SEND_COMPLETED,
-                        NBL_SENT_TO_MINIPORT)
+from .ownership import NBL_PROTOCOL_RETURNED, NBL_PROTOCOL_SENT, NBL_RETURNED_TO_MINIPORT, NBL_SEND_COMPLETED
 from .state import NdisState, ndis_state
 
 if TYPE_CHECKING:
