@@ -389,6 +389,15 @@ def IoFreeIrp(Irp: Irp) -> None:
     k.pool.free(address, IRP_TAG)
     # Kept for the next IRP in this block (IoAllocateIrp), still registered with memory: a
     # block taken by anything else leaves it there, flushing nothing, until an IRP comes back.
+    # What it points at goes (buffers, file objects, contexts), so the object kept for reuse keeps
+    # no request's objects alive; its status, flags and numbers stay for anyone reading it late.
+    Irp.mdl_address = Irp.system_buffer = Irp.user_iosb = Irp.user_event = None
+    Irp.cancel_routine = Irp.thread = Irp.original_file_object = None
+    iosb = Irp.IoStatus
+    if iosb.Information is not None and iosb.Information.__class__ is not int:
+        iosb.Information = 0
+    for loc in Irp.stack:
+        loc.parameters = loc.device_object = loc.file_object = loc.completion_routine = loc.context = None
     k.irp_lookaside[address] = Irp
     if k.bus.subscribers:
         k.publish(IrpFreed, irp=address)

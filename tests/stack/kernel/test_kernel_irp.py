@@ -388,6 +388,36 @@ def test_a_freed_irp_kept_for_reuse_never_writes_over_its_pool_block(stack3):
     assert_running(m)
 
 
+def test_a_freed_irp_kept_for_reuse_keeps_no_request_object_alive(stack3):
+    import gc
+    import weakref
+
+    class Context:  # what a driver hangs on a request: a context, a file object
+        pass
+
+    m, upper, middle, lower = stack3
+    context, file_object = Context(), Context()
+    refs = [weakref.ref(context), weakref.ref(file_object)]
+
+    def body():
+        irp = IoAllocateIrp(4)
+        loc = IoGetNextIrpStackLocation(irp)
+        loc.major = IRP_MJ_DEVICE_CONTROL
+        loc.file_object = file_object
+        IoSetCompletionRoutine(irp, OriginatorCompletion, context, True, True, True)
+        IoCallDriver(upper, irp)
+        IoFreeIrp(irp)
+        return irp
+
+    irp = run(m, body)
+    LOG.clear()  # the test routines' log holds the context too
+    del context, file_object
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+    assert irp.freed and irp.IoStatus.Status == STATUS_SUCCESS  # what a late reader sees stays
+    assert_running(m)
+
+
 # --- driver and device objects, namespace, load/unload ------------------------------------------
 
 
