@@ -306,7 +306,9 @@ def complete_sends_to_protocols(adapter: "Adapter", NetBufferLists: "NetBufferLi
     while nbl is not None:
         nxt = nbl.Next
         count += 1
-        held.pop(nbl.address, None)  # log.release(nbl)
+        address = nbl.address
+        if address in held:
+            del held[address]  # log.release(nbl)
         open_ = nbl.SourceHandle
         if open_ is first_open:
             first.append(nbl)
@@ -320,7 +322,7 @@ def complete_sends_to_protocols(adapter: "Adapter", NetBufferLists: "NetBufferLi
         nbl = nxt
     for open_, nbls in ((first_open, first), *((opens[key], nbls) for key, nbls in groups.items())):
         _relink(nbls)
-        log.record_all(nbls, NBL_SEND_COMPLETED, getattr(open_, "owner_name", "?"))
+        log.record_all(nbls, NBL_SEND_COMPLETED, open_.owner_name if open_.__class__ is NdisOpen else getattr(open_, "owner_name", "?"))
         handler = open_.protocol.characteristics.SendNetBufferListsCompleteHandler if open_ is not None else None
         if handler is not None:
             handler(open_.ProtocolBindingContext, nbls[0], flags)
