@@ -61,6 +61,8 @@ from stack.drivers.khttpd.paths import (
 # here too (the driver, the response cache and the tests name them as http.X).
 from stack.drivers.khttpd.http_message import (  # noqa: F401
     _CHECKED_FIELDS,
+    _CHECKED_HEADS,
+    _CHECKED_HEADS_LIMIT,
     _FRAMING_FIELDS,
     _KEEP_ALIVE_ERRORS,
     _MANAGED_HEADERS,
@@ -313,6 +315,27 @@ class HttpServerConnection:
         return wire
 
     def _send_response(self, status: int, fields: list[tuple[str | bytes, str | bytes]]) -> bytes:
+        # A whole header checked before (the same file within one virtual second): its fields as
+        # they were checked, without a lookup per field.
+        key = tuple(fields)
+        try:
+            normalized = _CHECKED_HEADS.get(key)
+        except TypeError:  # a bytearray value: checked, not remembered
+            key, normalized = None, None
+        if normalized is None:
+            normalized = self._checked_fields(fields)
+            if key is not None:
+                if len(_CHECKED_HEADS) >= _CHECKED_HEADS_LIMIT:
+                    _CHECKED_HEADS.clear()
+                _CHECKED_HEADS[key] = normalized
+        try:
+            return self._p.send_response(status, _reason_bytes(status), list(normalized))
+        except http1.ProtocolError as exc:
+            raise HttpStateError(f"cannot send Response now: {exc}") from exc
+
+    @staticmethod
+    def _checked_fields(fields: list[tuple[str | bytes, str | bytes]]) -> list[tuple[bytes, bytes, bytes]]:
+        """The response's fields as (raw name, lower-case name, value) bytes, checked; ValueError if bad."""
         checked = _CHECKED_FIELDS
         normalized = []
         framing = 0
@@ -331,10 +354,7 @@ class HttpServerConnection:
                 normalized = http1.normalize_fields([(raw, value) for raw, _, value in normalized])
             except http1.ProtocolError as exc:
                 raise ValueError(f"invalid response header: {exc}") from exc
-        try:
-            return self._p.send_response(status, _reason_bytes(status), normalized)
-        except http1.ProtocolError as exc:
-            raise HttpStateError(f"cannot send Response now: {exc}") from exc
+        return normalized
 
     def body_passthrough(self, length: int) -> ZeroCopyBody:
         """Account for ``length`` body bytes that the driver sends from MDLs.

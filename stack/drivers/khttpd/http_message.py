@@ -239,6 +239,10 @@ def _ascii(text: str | bytes) -> bytes:
 _CHECKED_FIELDS: dict[tuple, tuple[bytes, bytes, bytes]] = {}
 _CHECKED_FIELDS_LIMIT = 1024
 _FRAMING_FIELDS: Final = frozenset({b"content-length", b"transfer-encoding"})
+# Whole response headers already checked (the fields as passed -> their checked triples): a
+# server answers the same file the same way within one virtual second.
+_CHECKED_HEADS: dict[tuple, list[tuple[bytes, bytes, bytes]]] = {}
+_CHECKED_HEADS_LIMIT = 256
 
 
 def _check_field(field: tuple[str | bytes, str | bytes]) -> tuple[bytes, bytes, bytes]:
