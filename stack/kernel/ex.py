@@ -25,8 +25,16 @@ def ExAllocatePoolWithTag(PoolType: int, NumberOfBytes: int, Tag: str | int) -> 
     if k.cpu_model is not None:
         k.charge("pool_alloc")
     frames = k.frames
-    address = k.allocate_pool("pool", PoolType, NumberOfBytes, Tag,
-                              owner=frames[-1][0] if frames else "nt!KiIdleLoop")  # k.caller_symbol()
+    owner = frames[-1][0] if frames else "nt!KiIdleLoop"  # k.caller_symbol()
+    verifier = k.verifier
+    if verifier.active:
+        address = k.allocate_pool("pool", PoolType, NumberOfBytes, Tag, owner=owner)
+    else:  # k.allocate_pool with no low resources simulation, inlined
+        try:
+            address = k.pool.allocate(PoolType, NumberOfBytes, Tag, owner)
+        except MemoryError:
+            verifier.failed(k, "pool", Tag)
+            address = 0
     if not address:
         return 0  # NULL: out of pool, or the verifier's low resources simulation said so
     if k.bus.subscribers:  # the event's fields are worked out only for somebody listening

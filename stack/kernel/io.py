@@ -189,8 +189,10 @@ def IoAttachDeviceToDeviceStack(Source: DeviceObject, Target: DeviceObject) -> D
 
 def IoGetDeviceObjectPointer(name: str) -> DeviceObject | None:
     k = _current[-1]  # current_kernel(), inlined: on the per-request path
-    obj = k.objects.get(name if name.startswith("\\") else f"\\Device\\{name}")
-    return obj if isinstance(obj, DeviceObject) else None
+    objects = k.objects
+    key = name if name[:1] == "\\" else f"\\Device\\{name}"  # (a slice, not startswith: no call)
+    obj = objects[key] if key in objects else None
+    return obj if obj.__class__ is DeviceObject or isinstance(obj, DeviceObject) else None
 
 
 @dataclass(slots=True)

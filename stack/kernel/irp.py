@@ -209,6 +209,32 @@ class Irp:
         self.owner = ""  # routine that allocated it
         # (event seq, what, argument) for the IRP view: the text is made only when read (`history`)
         self.notes: deque[tuple[int, str, Any]] = deque(maxlen=IRP_HISTORY_LENGTH)
+        # IoCompleteRequest's two frames for this IRP (and IoCallDriver's, with the device it
+        # was last sent to): made on first use, shared by every completion of this object
+        self.complete_frames: tuple[Frame, Frame] | None = None
+        self.call_frame: Frame | None = None
+
+    def _rebuild(self) -> None:
+        """Make a freed IRP object the new IRP IoAllocateIrp hands out at the same pool block, with
+        the same stack count: what __init__ would build (the pool block is zeroed again anyway),
+        without building the objects again.  As the I/O manager's IRP lookaside lists keep the
+        memory of freed IRPs for the next allocation."""
+        # _reset_fields(), inlined (the status block object is reset, not rebuilt)
+        self.mdl_address = self.system_buffer = self.user_iosb = self.user_event = None
+        self.cancel_routine = self.thread = self.original_file_object = None
+        self.flags = self.requestor_mode = self.cancel_irql = self.user_buffer = 0
+        self.pending_returned = self.cancel = self.completed = self.completing = False
+        self.current_location = self.stack_count + 1
+        iosb = self.IoStatus
+        iosb.Status = STATUS_SUCCESS
+        iosb.Information = 0
+        for loc in self.stack:  # loc.clear(), inlined
+            loc.major = loc.minor = loc.flags = loc.control = 0
+            loc.parameters = loc.device_object = loc.file_object = None
+            loc.completion_routine = loc.context = None
+        self.allocation_flags = 0
+        self.freed = False
+        self.notes.clear()
 
     def _reset(self) -> None:
         """IoReuseIrp's part: the fields as IoAllocateIrp left them, every stack location clear."""
@@ -251,6 +277,8 @@ class Irp:
         return not self.freed and not self.completed
 
     def flush(self) -> None:
+        if self.freed:  # kept for reuse (IoFreeIrp): the block's bytes are pool's, not an IRP's
+            return
         k = self.kernel
         cur = self.current_stack_location
         cur_addr = (self.address + IRP_HEADER_SIZE + (self.current_location - 1) * IO_STACK_LOCATION_SIZE)
@@ -298,18 +326,31 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
         k.charge("irp_alloc")
     frames = k.frames
     owner = frames[-1][0] if frames else "nt!KiIdleLoop"  # k.caller_symbol()
-    address = k.allocate_pool("irp", NonPagedPoolNx, size, IRP_TAG, owner=owner)
+    verifier = k.verifier
+    if verifier.active:
+        address = k.allocate_pool("irp", NonPagedPoolNx, size, IRP_TAG, owner=owner)
+    else:  # k.allocate_pool with no low resources simulation, inlined: several IRPs per request
+        try:
+            address = k.pool.allocate(NonPagedPoolNx, size, IRP_TAG, owner)
+        except MemoryError:
+            verifier.failed(k, "irp", IRP_TAG)
+            address = 0
     if not address:
         return None  # NULL, as IoAllocateIrp returns when nonpaged pool is short
-    irp = Irp(k, address, StackSize)
+    # The IRP object freed last from this pool block, if any: with the same stack count it is
+    # rebuilt in place and is still registered with memory (its flush skips while freed).
+    irp = k.irp_lookaside.pop(address, None)
+    if irp is not None and irp.stack_count == StackSize:
+        irp._rebuild()
+    else:
+        if irp is not None:
+            k.mem.unregister_struct(irp)
+        irp = Irp(k, address, StackSize)
+        k.mem.register_struct(irp)
     irp.owner = owner
     irp.allocation_flags = 0x1  # IRP_ALLOCATED_FIXED_SIZE-ish: came from IoAllocateIrp
     k.addr_objects[address] = irp  # k.register_object(irp), inlined
-    k.mem.register_struct(irp)
-    irps = k.extensions.get("irps")
-    if irps is None:
-        irps = k.extensions["irps"] = {}
-    irps[address] = irp
+    k.irps[address] = irp
     if k.bus.subscribers:  # tested here too, so nobody listening costs no keyword arguments
         k.publish(IrpAllocated, irp=address, stack_count=StackSize)
     irp.notes.append((k.bus.seq, "allocated", owner))
@@ -344,17 +385,26 @@ def IoFreeIrp(Irp: Irp) -> None:
     Irp.freed = True
     address = Irp.address
     k.addr_objects.pop(address, None)  # k.unregister_object(Irp), inlined
-    k.mem.unregister_struct(Irp)
-    irps = k.extensions.get("irps")
-    if irps is not None:
-        irps.pop(address, None)
+    del k.irps[address]
     k.pool.free(address, IRP_TAG)
+    # Kept for the next IRP in this block (IoAllocateIrp), still registered with memory: a
+    # block taken by anything else leaves it there, flushing nothing, until an IRP comes back.
+    # What it points at goes (buffers, file objects, contexts), so the object kept for reuse keeps
+    # no request's objects alive; its status, flags and numbers stay for anyone reading it late.
+    Irp.mdl_address = Irp.system_buffer = Irp.user_iosb = Irp.user_event = None
+    Irp.cancel_routine = Irp.thread = Irp.original_file_object = None
+    iosb = Irp.IoStatus
+    if iosb.Information is not None and iosb.Information.__class__ is not int:
+        iosb.Information = 0
+    for loc in Irp.stack:
+        loc.parameters = loc.device_object = loc.file_object = loc.completion_routine = loc.context = None
+    k.irp_lookaside[address] = Irp
     if k.bus.subscribers:
         k.publish(IrpFreed, irp=address)
 
 
 def live_irps(k: Kernel) -> list[Irp]:
-    return list(k.extensions.get("irps", {}).values())
+    return list(k.irps.values())
 
 
 # --- stack location helpers ------------------------------------------------------
@@ -427,7 +477,10 @@ def IoCallDriver(DeviceObject: Any, Irp: Irp) -> int:
     if observed:
         k.enter("nt!IofCallDriver", (DeviceObject, Irp))
     else:
-        k.frames.append(_new_frame(Frame, ("nt!IofCallDriver", (DeviceObject, Irp))))
+        frame = Irp.call_frame
+        if frame is None or frame[1][0] is not DeviceObject:
+            frame = Irp.call_frame = _new_frame(Frame, ("nt!IofCallDriver", (DeviceObject, Irp)))
+        k.frames.append(frame)
     if k.cpu_model is not None:
         k.charge("irp_dispatch")
     irql_before = k.irql
@@ -472,9 +525,13 @@ def IoCompleteRequest(Irp: Irp, PriorityBoost: int = 0) -> None:
         k.enter("nt!IofCompleteRequest", (Irp, PriorityBoost))
         k.enter("nt!IopfCompleteRequest", (Irp, PriorityBoost))
     else:
-        frames = k.frames
-        frames.append(_new_frame(Frame, ("nt!IofCompleteRequest", (Irp, PriorityBoost))))
-        frames.append(_new_frame(Frame, ("nt!IopfCompleteRequest", (Irp, PriorityBoost))))
+        # The two frames are the same for every completion of this IRP object with this boost:
+        # made once (a lookaside IRP object completes many requests), pushed with one extend.
+        pair = Irp.complete_frames
+        if pair is None or pair[0][1][1] != PriorityBoost:
+            pair = Irp.complete_frames = (_new_frame(Frame, ("nt!IofCompleteRequest", (Irp, PriorityBoost))),
+                                          _new_frame(Frame, ("nt!IopfCompleteRequest", (Irp, PriorityBoost))))
+        k.frames.extend(pair)
     if k.cpu_model is not None:
         k.charge("irp_complete")
     if Irp.completed or Irp.completing or Irp.freed:

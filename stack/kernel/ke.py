@@ -518,8 +518,10 @@ def _check_wait_allowed(obj: Any, timeout: int | None) -> None:
 def KeWaitForSingleObject(obj: DispatcherObject, WaitReason: int = Executive, WaitMode: int = KernelMode,
                           Alertable: bool = False, Timeout: int | None = None) -> WaitRequest:
     """Build the wait a thread yields; bug-checks at once if waiting is not allowed here."""
-    _check_wait_allowed(obj, Timeout)
-    return WaitRequest([obj], _timeout_ns(Timeout), WaitReason)
+    k = _current[-1]
+    if Timeout == 0 or k.irql >= DISPATCH_LEVEL or k.current_thread is None:
+        _check_wait_allowed(obj, Timeout)  # (the checks that can fail, and the bug checks)
+    return WaitRequest([obj], None if Timeout is None else _timeout_ns(Timeout), WaitReason)
 
 
 def KeWaitForMultipleObjects(objects: Iterable[DispatcherObject], WaitType: int = WaitAny,
@@ -559,7 +561,8 @@ def KeSetEvent(event: KEVENT, increment: int = 0, wait: bool = False) -> int:
     k = _current[-1]  # current_kernel(), inlined: on the per-request path
     previous = int(event.signaled)
     event.signaled = True
-    event._signal(k)
+    if event.waiters:  # nobody waiting (the usual completion before the wait): nothing to wake
+        event._signal(k)
     return previous
 
 
@@ -746,9 +749,10 @@ def KeInsertQueueDpc(dpc: KDPC, arg1: Any = None, arg2: Any = None) -> bool:
     dpc.queued = True
     dpc.args = (arg1, arg2)
     dpc.target = k.cpu  # a DPC runs on the processor that queued it
-    symbol = dpc.routine_symbol()
+    if dpc.routine is not dpc._named:  # dpc.routine_symbol() works the label out once per routine
+        dpc.routine_symbol()
     if k.bus.subscribers:
-        k.publish(DpcQueued, dpc=dpc.address, routine=symbol)
+        k.publish(DpcQueued, dpc=dpc.address, routine=dpc._symbol)
     k.scheduler.call_soon(k, _run_dpc, k, dpc, label=dpc._label)
     return True
 

@@ -139,6 +139,11 @@ class Kernel:
         self.extensions: dict[str, Any] = {}  # per-layer state (ndis, tcpip, wsk...) by name
         self.objects: dict[str, Any] = {}  # the object namespace: \Driver\x, \Device\y
         self.addr_objects: dict[int, Any] = {}  # address -> live emulated object (for the debugger)
+        # IRPs (stack.kernel.irp): the live ones by address (`!irpfind`), and freed IRP objects by
+        # the pool block they sat in, rebuilt in place when IoAllocateIrp gets that block back
+        self.irps: dict[int, Any] = {}
+        self.irp_lookaside: dict[int, Any] = {}
+        self.extensions["irps"] = self.irps
         self.modules: list[Module] = []
         self._symbol_cache: dict[str, int] = {}  # `module!Routine` -> address, reset when modules change
         self.threads = ThreadList()
@@ -267,13 +272,22 @@ class Kernel:
     # -- object registry ---------------------------------------------------------
     def register_object(self, obj: Any) -> None:
         self.addr_objects[obj.address] = obj
-        if hasattr(obj, "struct_size"):
-            self.mem.register_struct(obj)
+        try:
+            obj.struct_size  # a structure that lives in memory (no hasattr call on the per-request path)
+        except AttributeError:
+            return
+        self.mem.register_struct(obj)
 
     def unregister_object(self, obj: Any) -> None:
-        self.addr_objects.pop(obj.address, None)
-        if hasattr(obj, "struct_size"):
-            self.mem.unregister_struct(obj)
+        address = obj.address
+        addr_objects = self.addr_objects
+        if address in addr_objects:
+            del addr_objects[address]
+        try:
+            obj.struct_size
+        except AttributeError:
+            return
+        self.mem.unregister_struct(obj)
 
     def object_at(self, address: int) -> Any:
         return self.addr_objects.get(address)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .memory import PAGE_SIZE
+from .memory import PAGE_SIZE, MemoryAccessError
 from .symbols import _current
 
 if TYPE_CHECKING:
@@ -80,13 +80,9 @@ def allocate_stack(k: "Kernel", owner: str) -> tuple[int, int, list[int]] | None
     """Reserve and map a kernel stack: (StackBase, StackLimit, its PFNs); None when physical
     memory is exhausted (thread creation then fails with STATUS_INSUFFICIENT_RESOURCES)."""
     limit = k.stack_region.reserve(KERNEL_STACK_PAGES)
-    pfns: list[int] = []
     try:
-        for _ in range(KERNEL_STACK_PAGES):
-            pfns += k.phys.allocate_top(1, owner)
+        pfns = k.phys.allocate_top(KERNEL_STACK_PAGES, owner)  # all the pages or none
     except MemoryError:
-        for pfn in pfns:
-            k.phys.free_top(pfn)
         k.stack_region.release(limit, KERNEL_STACK_PAGES)
         return None
     k.mem.map_pages(limit, pfns)
@@ -94,9 +90,13 @@ def allocate_stack(k: "Kernel", owner: str) -> tuple[int, int, list[int]] | None
 
 
 def free_stack(k: "Kernel", limit: int, pfns: Sequence[int]) -> None:
-    for i, pfn in enumerate(pfns):
-        k.mem.unmap_page(limit + i * PAGE_SIZE)
-        k.phys.free_top(pfn)
+    mem = k.mem
+    try:
+        mem.unmap_pages(limit, len(pfns))
+    except MemoryAccessError:  # a page somebody unmapped already: the rest, one by one
+        for i in range(len(pfns)):
+            mem.unmap_page(limit + i * PAGE_SIZE)
+    k.phys.free_top_run(list(pfns))
 
 
 def _qword(value: Any) -> int:

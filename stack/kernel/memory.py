@@ -162,18 +162,17 @@ class PhysicalMemory:
             recycled = False
         else:
             raise MemoryError("emulated physical memory exhausted")
-        out = []
         pfns = self.pfns
+        base = self.base_pfn
         for i in indexes:
             entry = pfns[i]
             if entry is NEVER_USED_FRAME:
-                entry = pfns[i] = PfnEntry(self.base_pfn + i, color=i & 0x3F)
+                entry = pfns[i] = PfnEntry(base + i, color=i & 0x3F)
             entry.state = "Active"
             entry.share_count = 1
             entry.reference_count = 1
             entry.owner = owner
-            out.append(self.base_pfn + i)
-        return out, recycled
+        return [base + i for i in indexes], recycled
 
     def allocate_top(self, count: int, owner: str) -> list[int]:
         """Frames from the top of memory down, kept apart from the bump region: kernel stacks.
@@ -181,6 +180,20 @@ class PhysicalMemory:
         Threads come and go with connections; taking their stacks from their own end of
         memory (and reusing only each other's frames) leaves every other allocation's PFN
         exactly where it would be without them."""
+        top_free = self._top_free
+        if count <= len(top_free):  # the usual case (a kernel stack freed before): no call per page
+            indexes = top_free[:-count - 1:-1]  # popped one by one, the last freed first
+            del top_free[-count:]
+            pfns = self.pfns
+            base = self.base_pfn
+            for i in indexes:
+                entry = pfns[i]
+                if entry is NEVER_USED_FRAME:
+                    entry = pfns[i] = PfnEntry(base + i, color=i & 0x3F)
+                entry.state = "Active"
+                entry.share_count = entry.reference_count = 1
+                entry.owner = owner
+            return [base + i for i in indexes]
         out = []
         for _ in range(count):
             if self._top_free:
@@ -189,6 +202,7 @@ class PhysicalMemory:
                 self._top -= 1
                 i = self._top
             else:
+                self.free_top_run(out)  # all or nothing: the frames taken so far go back
                 raise MemoryError("emulated physical memory exhausted")
             entry = self.pfns[i]
             if entry is NEVER_USED_FRAME:
@@ -209,6 +223,21 @@ class PhysicalMemory:
         self.view[i << PAGE_SHIFT:(i + 1) << PAGE_SHIFT] = ZERO_PAGE
         self._top_free.append(i)
 
+    def free_top_run(self, pfns: list[int]) -> None:
+        """`free_top` for each frame of a run, in order (a kernel stack's pages), in one call."""
+        base = self.base_pfn
+        rows = self.pfns
+        view = self.view
+        top_free = self._top_free
+        for pfn in pfns:
+            i = pfn - base
+            entry = rows[i]
+            entry.state = "Free"
+            entry.share_count = entry.reference_count = 0
+            entry.owner = ""
+            view[i << PAGE_SHIFT:(i + 1) << PAGE_SHIFT] = ZERO_PAGE
+            top_free += (i,)
+
     def free(self, pfn: int) -> None:
         i = pfn - self.base_pfn
         entry = self.pfns[i]
@@ -217,6 +246,19 @@ class PhysicalMemory:
         entry.owner = ""
         entry.pte_address = 0
         self._free.append(i)
+
+    def free_run(self, pfns: list[int]) -> None:
+        """`free` for each frame of a run, in order (a big pool block's pages), in one call."""
+        base = self.base_pfn
+        rows = self.pfns
+        indexes = [pfn - base for pfn in pfns]
+        for i in indexes:
+            entry = rows[i]
+            entry.state = "Free"
+            entry.share_count = entry.reference_count = 0
+            entry.owner = ""
+            entry.pte_address = 0
+        self._free += indexes
 
     def discard(self, pfns: list[int]) -> None:
         """Give the host back the memory behind free frames (madvise MADV_DONTNEED): they read as
@@ -343,12 +385,19 @@ class AddressSpace:
 
     def unmap_pages(self, va: int, count: int) -> list[int]:
         """Unmap `count` pages from `va`; the frames that were behind them (all must be mapped)."""
-        pop = self.ptes.pop
-        first = va >> PAGE_SHIFT
-        try:
-            return [(pop(vpn) & PFN_MASK) >> PAGE_SHIFT for vpn in range(first, first + count)]
+        ptes = self.ptes
+        vpns = range(va >> PAGE_SHIFT, (va >> PAGE_SHIFT) + count)
+        try:  # subscripts, then deletes: no method call per page
+            pfns = [(ptes[vpn] & PFN_MASK) >> PAGE_SHIFT for vpn in vpns]
         except KeyError as missing:
+            for vpn in vpns:  # the pages before the hole go, as before
+                if vpn == missing.args[0]:
+                    break
+                del ptes[vpn]
             raise MemoryAccessError(missing.args[0] << PAGE_SHIFT) from None
+        for vpn in vpns:
+            del ptes[vpn]
+        return pfns
 
     def is_mapped(self, va: int) -> bool:
         return (va >> PAGE_SHIFT) in self.ptes or (self.in_self_map(va) and self.pte(va) & PTE_VALID != 0)
@@ -450,11 +499,10 @@ class AddressSpace:
         pages = self._struct_pages
         key = id(obj)
         if first == last:  # the usual case (an IRP, an MDL, an NBL): one page, no loop
-            objs = pages.get(first)
-            if objs is None:
+            try:
+                pages[first][key] = obj
+            except KeyError:
                 pages[first] = {key: obj}
-            else:
-                objs[key] = obj
             return
         for vpn in range(first, last + 1):
             objs = pages.get(vpn)
@@ -469,7 +517,14 @@ class AddressSpace:
         last = (address + obj.struct_size - 1) >> PAGE_SHIFT
         pages = self._struct_pages
         key = id(obj)
-        for vpn in (first,) if first == last else range(first, last + 1):
+        if first == last:  # the usual case, as in register_struct
+            objs = pages[first] if first in pages else None
+            if objs is not None and key in objs:
+                del objs[key]
+                if not objs:
+                    del pages[first]
+            return
+        for vpn in range(first, last + 1):
             objs = pages.get(vpn)
             if objs is not None and key in objs:
                 del objs[key]  # by identity, O(1): a page can hold many live structures

@@ -147,9 +147,11 @@ class PoolManager:
 
     # -- allocation ----------------------------------------------------------
     def allocate(self, pool_type: int, size: int, tag: str | int, owner: str = "") -> int:
-        lookaside = self._lookaside.get((tag, pool_type, size))
-        if lookaside is None:
+        key = (tag, pool_type, size)
+        lookasides = self._lookaside
+        if key not in lookasides:  # (a test and a subscript: no method call on the per-request path)
             return self._allocate_first(pool_type, size, tag, owner)
+        lookaside = lookasides[key]
         # A kind of block allocated before: the same steps as below, with nothing to work out.
         free = lookaside.free
         need = lookaside.need
@@ -240,7 +242,8 @@ class PoolManager:
 
     # -- free ------------------------------------------------------------------
     def free(self, address: int, tag: str | int | None = None) -> PoolBlock:
-        block = self._small.get(address)
+        small = self._small
+        block = small[address] if address in small else None
         if block is not None and block.allocated:
             lookaside = block.lookaside
             if lookaside is not None and (tag is None or tag == lookaside.tag_arg) and (
@@ -291,9 +294,7 @@ class PoolManager:
     def _free_big(self, block: PoolBlock, paged: bool) -> None:
         pages = block.block_size // PAGE_SIZE
         freed = self.space.unmap_pages(block.address, pages)
-        free = self.phys.free
-        for pfn in freed:
-            free(pfn)
+        self.phys.free_run(freed)
         # A large run (a copy-mode file body) may not be wanted again for a long time: give its
         # host memory back (the frames read as zeros, and a big block's next owner zeroes them
         # anyway).  A small one (a socket's 64 KiB buffer) is what the next request allocates:

@@ -116,7 +116,11 @@ class NetBuffer:
         self.MdlChain = mdl_chain
         self.DataOffset = data_offset
         self.DataLength = data_length
-        _locate(self)
+        if mdl_chain is not None and mdl_chain.next is None:  # _locate's one-MDL case, inlined
+            self.CurrentMdl = mdl_chain
+            self.CurrentMdlOffset = data_offset
+        else:
+            _locate(self)
 
     def views(self, offset: int = 0, length: int | None = None) -> list[memoryview]:
         """Zero-copy views of the data (one per physically contiguous run)."""
@@ -643,12 +647,22 @@ def NdisAllocateNetBufferAndNetBufferList(PoolHandle: NblPool, ContextSize: int,
     nbl = pool.take()
     if nbl is None:
         return None
-    _reset_nbl(nbl)
+    # _reset_nbl(nbl) and _reset_nb(nb), inlined: every frame sent allocates one of these
+    nbl.Next = nbl.Context = nbl.ParentNetBufferList = nbl.SourceHandle = nbl.Scratch = None
+    nbl.Status = NDIS_STATUS_SUCCESS
+    nbl.Flags = nbl.NblFlags = nbl.ChildRefCount = nbl.indicate_refs = 0
+    nbl.NetBufferListInfo[:] = _NO_INFO  # in place: callers may hold the list
+    nbl.ProtocolReserved[:] = _FOUR_NONES
+    nbl.MiniportReserved[:] = _TWO_NONES
     nb = nbl.own_nb
     assert nb is not None
-    _reset_nb(nb)
-    chain = MdlChain if MdlChain is not None else nb.own_mdl
-    nb.set_data(chain, DataOffset, DataLength)
+    if nb._retreats:
+        _undo_retreats(nb)
+    nb.Next = None
+    nb.ChecksumBias = 0
+    nb.ProtocolReserved[:] = _SIX_NONES
+    nb.MiniportReserved[:] = _FOUR_NONES
+    nb.set_data(MdlChain if MdlChain is not None else nb.own_mdl, DataOffset, DataLength)
     nbl.FirstNetBuffer = nb
     pool.state.ownership.record(nbl, NBL_ALLOCATED, pool.owner_name)
     return nbl
@@ -679,7 +693,8 @@ def NdisFreeNetBufferList(NetBufferList: NetBufferList) -> None:
     nbl.freed = True
     nbl.Next = None
     state.ownership.record(nbl, NBL_FREED, pool.owner_name)
-    pool.give_back(nbl)
+    pool.in_use -= 1  # pool.give_back(nbl), inlined
+    pool.free.append(nbl)
 
 
 def NdisAllocateNetBuffer(PoolHandle: NbPool, MdlChain: Mdl | None, DataOffset: int,

@@ -342,7 +342,8 @@ def _chain_len(nbl: Any) -> int:
 def _complete_sends(ctx: MpAdapter, head: Any, flags: int) -> None:
     ctx.sends_outstanding -= _chain_len(head)
     NdisMSendNetBufferListsComplete(ctx.adapter_handle, head, flags)
-    _check_pause_done(ctx)
+    if ctx.pause_pending:
+        _check_pause_done(ctx)
 
 
 def _fail_waiting_sends(ctx: MpAdapter, status: int) -> None:
@@ -406,7 +407,7 @@ def MPInterruptDPC(MiniportInterruptContext: MpAdapter, MiniportDpcContext: Any,
     """Drain the completions (receives up to NDIS's quota), refill the ring, unmask."""
     ctx = MiniportInterruptContext
     nic = ctx.nic
-    quota = getattr(ReceiveThrottleParameters, "MaxNblsToIndicate", None)
+    quota = ReceiveThrottleParameters.MaxNblsToIndicate if ReceiveThrottleParameters is not None else None
     _drain_tx(ctx)
     _drain_rx(ctx, None if quota is None or quota >= 0xFFFFFFFF else quota)
     nic.enable_interrupts()
@@ -442,7 +443,8 @@ def _drain_tx(ctx: MpAdapter) -> None:
             nbl, nb, sg, csum, mss, off = wait.popleft()
             nic.post_tx(sg, (nbl, nb), csum=csum, lso_mss=mss, lso_tcp_header_offset=off)
         nic.ring_doorbell()
-    _complete_list(ctx, done)
+    if done:  # (most interrupts of a request/response exchange complete no send)
+        _complete_list(ctx, done)
 
 
 def _drain_rx(ctx: MpAdapter, limit: int | None = None) -> None:
@@ -550,7 +552,8 @@ def MPReturnNetBufferLists(MiniportAdapterContext: MpAdapter, NetBufferLists: An
         _repost(ctx, nbl.MiniportReserved[0])
         ctx.rx_outstanding -= 1
         nbl = nxt
-    _check_pause_done(ctx)
+    if ctx.pause_pending:
+        _check_pause_done(ctx)
 
 
 # --- OIDs ------------------------------------------------------------------------------------------

@@ -81,6 +81,18 @@ class NblOwnershipLog:
             self._append((self._bus.seq, sched.events_run, sched.now_ns, nbl.address, event, owner, detail,
                           k.irql, k.cpu))
 
+    def record_sent(self, nbl: Any, miniport: str) -> None:
+        """`record` of ProtocolSent then SentToMiniport: the two hand-offs of a send to a running
+        adapter, at the same moment (two rows, one call)."""
+        nbl.owner = miniport
+        if self.level >= TRACK_LOG:
+            k = self.kernel
+            sched = self._scheduler
+            seq, index, now, address, irql, cpu = (self._bus.seq, sched.events_run, sched.now_ns, nbl.address,
+                                                   k.irql, k.cpu)
+            self._rows.extend(((seq, index, now, address, NBL_PROTOCOL_SENT, "ndis", "", irql, cpu),
+                               (seq, index, now, address, NBL_SENT_TO_MINIPORT, miniport, "", irql, cpu)))
+
     def record_all(self, nbls: Any, event: str, owner: str, detail: str = "") -> None:
         """`record` for each NBL of a list (one row each, the same moment)."""
         if self.level >= TRACK_LOG:

@@ -18,8 +18,7 @@ from .constants import (MINIPORT_STATE_RUNNING, NDIS_RETURN_FLAGS_DISPATCH_LEVEL
                         NDIS_STATUS_ADAPTER_NOT_FOUND, NDIS_STATUS_FAILURE, NDIS_STATUS_PAUSED,
                         NDIS_STATUS_PENDING, NDIS_STATUS_SUCCESS, NdisMedium802_3)
 from .events import NblReturned, NblSendCompleted, NblSent, OidRequested
-from .ownership import (NBL_PROTOCOL_RETURNED, NBL_PROTOCOL_SENT, NBL_RETURNED_TO_MINIPORT, NBL_SEND_COMPLETED,
-                        NBL_SENT_TO_MINIPORT)
+from .ownership import NBL_PROTOCOL_RETURNED, NBL_PROTOCOL_SENT, NBL_RETURNED_TO_MINIPORT, NBL_SEND_COMPLETED
 from .state import NdisState, ndis_state
 
 if TYPE_CHECKING:
@@ -261,16 +260,18 @@ def NdisSendNetBufferLists(NdisBindingHandle: NdisOpen, NetBufferLists: "NetBuff
     running = adapter.state_name == MINIPORT_STATE_RUNNING and open_.open
     miniport = adapter.owner_name
     record = log.record
+    record_sent = log.record_sent
     held = log.held
     count = 0
     nbl = NetBufferLists
     while nbl is not None:
         count += 1
         nbl.SourceHandle = open_
-        record(nbl, NBL_PROTOCOL_SENT, "ndis")
         if running:
-            record(nbl, NBL_SENT_TO_MINIPORT, miniport)
+            record_sent(nbl, miniport)  # NBL_PROTOCOL_SENT, then NBL_SENT_TO_MINIPORT
             held[nbl.address] = nbl  # log.hold(nbl)
+        else:
+            record(nbl, NBL_PROTOCOL_SENT, "ndis")
         nbl = nbl.Next
     open_.nbls_sent += count
     k = adapter.kernel
@@ -305,7 +306,9 @@ def complete_sends_to_protocols(adapter: "Adapter", NetBufferLists: "NetBufferLi
     while nbl is not None:
         nxt = nbl.Next
         count += 1
-        held.pop(nbl.address, None)  # log.release(nbl)
+        address = nbl.address
+        if address in held:
+            del held[address]  # log.release(nbl)
         open_ = nbl.SourceHandle
         if open_ is first_open:
             first.append(nbl)
@@ -319,7 +322,7 @@ def complete_sends_to_protocols(adapter: "Adapter", NetBufferLists: "NetBufferLi
         nbl = nxt
     for open_, nbls in ((first_open, first), *((opens[key], nbls) for key, nbls in groups.items())):
         _relink(nbls)
-        log.record_all(nbls, NBL_SEND_COMPLETED, getattr(open_, "owner_name", "?"))
+        log.record_all(nbls, NBL_SEND_COMPLETED, open_.owner_name if open_.__class__ is NdisOpen else getattr(open_, "owner_name", "?"))
         handler = open_.protocol.characteristics.SendNetBufferListsCompleteHandler if open_ is not None else None
         if handler is not None:
             handler(open_.ProtocolBindingContext, nbls[0], flags)

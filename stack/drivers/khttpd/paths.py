@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 MAX_TARGET_LENGTH = 8192
 INDEX_DOCUMENT = "index.html"
@@ -105,8 +106,14 @@ def _split_absolute_form(
     return path
 
 
+# Bytes a path may hold as they are: visible ASCII except '%' (an escape) and '\\'.
+_PLAIN_PATH_BYTES: Final = bytes(b for b in range(0x21, 0x7F) if b not in (0x25, 0x5C))
+
+
 def _percent_decode_once(raw_path: bytes) -> bytes | HttpError:
     """Decode %XX escapes once, refusing anything that could smuggle structure."""
+    if not raw_path.translate(None, _PLAIN_PATH_BYTES):
+        return raw_path  # the usual path: nothing to decode and nothing to refuse (the loop's answer)
     decoded = bytearray()
     i = 0
     length = len(raw_path)

@@ -323,6 +323,101 @@ def test_irp_and_stack_locations_in_memory_show_what_dt_irp_shows(stack3):
     assert raw[0x43] == 5  # CurrentLocation = StackCount + 1
 
 
+def test_an_irp_allocated_where_one_was_freed_starts_as_clean_as_a_new_one(stack3):
+    """IoAllocateIrp rebuilds the IRP object freed last from the same pool block (the I/O
+    manager's IRP lookaside, emulator side): nothing of the old request may show."""
+    m, upper, middle, lower = stack3
+    k = m.kernel
+    lower.extension["behave"] = pend
+    first, _ = send(m, upper)
+    run(m, KeInsertQueueDpc, KDPC(LaterCompletionDpc, first))
+    m.scheduler.run_until_idle()
+    address = first.address
+    run(m, IoFreeIrp, first)
+    assert address not in k.irps and k.object_at(address) is None
+
+    second = run(m, IoAllocateIrp, 4)
+    assert second.address == address  # the same block, LIFO
+    assert second is first and not second.freed  # ... and the same object, rebuilt
+    assert second.current_location == 5 and second.IoStatus.Status == STATUS_SUCCESS
+    assert second.IoStatus.Information == 0 and second.mdl_address is None
+    assert not (second.pending_returned or second.completed or second.cancel or second.cancel_routine)
+    assert all(loc.major == 0 and loc.completion_routine is None and loc.context is None
+               and loc.device_object is None and loc.control == 0 for loc in second.stack)
+    assert [what for _, what in second.history] == ["allocated by nt!KiIdleLoop"]
+    assert k.irps[address] is second and k.object_at(address) is second
+
+    raw = k.mem.read(address, 0xD0 + 4 * 0x48)  # what `dt _IRP` reads: the new IRP, nothing older
+    layout = LAYOUTS["_IRP"]
+    f = {fld.name: layout.unpack_field(fld, raw) for fld in layout.fields}
+    assert (f["StackCount"], f["CurrentLocation"], f["PendingReturned"], f["CancelRoutine"]) == (4, 5, 0, 0)
+    assert raw[0xD0:] == bytes(4 * 0x48)  # every stack location clear
+
+    LOG.clear()
+    lower.extension["behave"] = complete_now(STATUS_SUCCESS)
+
+    def again():
+        IoGetNextIrpStackLocation(second).major = IRP_MJ_DEVICE_CONTROL
+        IoSetCompletionRoutine(second, OriginatorCompletion, "second", True, True, True)
+        return IoCallDriver(upper, second)
+
+    assert run(m, again) == STATUS_SUCCESS
+    assert [c[1] for c in completions()] == ["middle", "upper", "second"]
+    run(m, IoFreeIrp, second)
+    assert_running(m)
+
+
+def test_a_freed_irp_kept_for_reuse_never_writes_over_its_pool_block(stack3):
+    m, upper, middle, lower = stack3
+    k = m.kernel
+    irp = run(m, IoAllocateIrp, 4)
+    address = irp.address
+    run(m, IoFreeIrp, irp)
+    # The block goes to an ordinary allocation of the same size: its bytes are that owner's.
+    size = 0xD0 + 4 * 0x48
+    block = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "Buf ")
+    assert block == address
+    k.mem.write(block, b"\xAB" * size)
+    assert k.mem.read(block, size) == b"\xAB" * size  # no IRP flushed over it
+    run(m, ExFreePoolWithTag, block, "Buf ")
+    # An IRP back in the block: the object kept for it, rebuilt, and written out again on a read.
+    other = run(m, IoAllocateIrp, 4)
+    assert other.address == address and other is irp
+    assert k.mem.read(address, 2) == bytes((6, 0))  # Type IO_TYPE_IRP again, not the 0xAB bytes
+    run(m, IoFreeIrp, other)
+    assert_running(m)
+
+
+def test_a_freed_irp_kept_for_reuse_keeps_no_request_object_alive(stack3):
+    import gc
+    import weakref
+
+    class Context:  # what a driver hangs on a request: a context, a file object
+        pass
+
+    m, upper, middle, lower = stack3
+    context, file_object = Context(), Context()
+    refs = [weakref.ref(context), weakref.ref(file_object)]
+
+    def body():
+        irp = IoAllocateIrp(4)
+        loc = IoGetNextIrpStackLocation(irp)
+        loc.major = IRP_MJ_DEVICE_CONTROL
+        loc.file_object = file_object
+        IoSetCompletionRoutine(irp, OriginatorCompletion, context, True, True, True)
+        IoCallDriver(upper, irp)
+        IoFreeIrp(irp)
+        return irp
+
+    irp = run(m, body)
+    LOG.clear()  # the test routines' log holds the context too
+    del context, file_object
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+    assert irp.freed and irp.IoStatus.Status == STATUS_SUCCESS  # what a late reader sees stays
+    assert_running(m)
+
+
 # --- driver and device objects, namespace, load/unload ------------------------------------------
 
 

@@ -216,3 +216,50 @@ def test_pool_usage_survives_many_allocations_and_frees():
     assert len(set(live)) == len(live)
     owned = {b.address for b in k.pool.allocated_blocks() if b.tag_str == "Chrn"}
     assert owned == set(live)
+
+
+def test_a_kernel_stack_freed_and_taken_again_gets_its_frames_back_last_freed_first_and_zeroed():
+    """allocate_stack / free_stack move a stack's pages as one run: the next stack takes the same
+    virtual range and the frames in the order one-by-one pops gave (the last freed first)."""
+    from stack.kernel.kstack import KERNEL_STACK_PAGES, allocate_stack, free_stack
+    m = new_machine()
+    k = m.kernel
+    base, limit, pfns = allocate_stack(k, "KernelStack")
+    assert base - limit == KERNEL_STACK_PAGES * PAGE_SIZE
+    assert all(k.phys.entry(p).state == "Active" and k.phys.entry(p).owner == "KernelStack" for p in pfns)
+    k.mem.write(limit, b"\xCC" * 64)
+    free_stack(k, limit, pfns)
+    assert not any(k.mem.is_mapped(limit + i * PAGE_SIZE) for i in range(KERNEL_STACK_PAGES))
+    assert all(k.phys.entry(p).state == "Free" and k.phys.entry(p).owner == "" for p in pfns)
+    k.stack_region.release(limit, KERNEL_STACK_PAGES)  # as PspThreadDelete gives the range back
+    again_base, again_limit, again_pfns = allocate_stack(k, "KernelStack")
+    assert (again_base, again_limit) == (base, limit)
+    assert again_pfns == list(reversed(pfns))
+    assert k.mem.read(limit, 64) == bytes(64)  # a freed stack frame comes back zeroed
+    free_stack(k, again_limit, again_pfns)
+
+
+def test_taking_top_frames_is_all_or_nothing_when_memory_runs_out():
+    m = new_machine()
+    phys = m.kernel.phys
+    phys._top_free.clear()
+    phys._top = phys._bump + 2  # two frames left between the bump region and the top
+    with pytest.raises(MemoryError):
+        phys.allocate_top(3, "KernelStack")
+    # The two frames taken on the way went back (free, for the next stack); none is lost.
+    assert sorted(phys._top_free) == [phys._bump, phys._bump + 1]
+    assert all(phys.entry(phys.base_pfn + i).state == "Free" for i in phys._top_free)
+    assert len(phys.allocate_top(2, "KernelStack")) == 2
+
+
+def test_unmapping_a_run_with_a_hole_unmaps_the_pages_before_it_and_names_the_hole():
+    m = new_machine()
+    k = m.kernel
+    a = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 3 * PAGE_SIZE, "Big ")
+    pfns = k.mem.pfns_for(a, 3 * PAGE_SIZE)
+    assert k.mem.unmap_page(a + PAGE_SIZE)  # a hole in the middle
+    with pytest.raises(MemoryAccessError) as hole:
+        k.mem.unmap_pages(a, 3)
+    assert hole.value.address == a + PAGE_SIZE
+    assert not k.mem.is_mapped(a) and k.mem.is_mapped(a + 2 * PAGE_SIZE)
+    assert k.mem.unmap_pages(a + 2 * PAGE_SIZE, 1) == [pfns[2]]
