@@ -162,6 +162,10 @@ class PhysicalMemory:
             recycled = False
         else:
             raise MemoryError("emulated physical memory exhausted")
+        return self._activate(indexes, owner), recycled
+
+    def _activate(self, indexes: list[int], owner: str) -> list[int]:
+        """Mark frames (by index) Active for `owner`, building a PFN row on first use; their PFNs."""
         pfns = self.pfns
         base = self.base_pfn
         for i in indexes:
@@ -169,10 +173,9 @@ class PhysicalMemory:
             if entry is NEVER_USED_FRAME:
                 entry = pfns[i] = PfnEntry(base + i, color=i & 0x3F)
             entry.state = "Active"
-            entry.share_count = 1
-            entry.reference_count = 1
+            entry.share_count = entry.reference_count = 1
             entry.owner = owner
-        return [base + i for i in indexes], recycled
+        return [base + i for i in indexes]
 
     def allocate_top(self, count: int, owner: str) -> list[int]:
         """Frames from the top of memory down, kept apart from the bump region: kernel stacks.
@@ -184,16 +187,7 @@ class PhysicalMemory:
         if count <= len(top_free):  # the usual case (a kernel stack freed before): no call per page
             indexes = top_free[:-count - 1:-1]  # popped one by one, the last freed first
             del top_free[-count:]
-            pfns = self.pfns
-            base = self.base_pfn
-            for i in indexes:
-                entry = pfns[i]
-                if entry is NEVER_USED_FRAME:
-                    entry = pfns[i] = PfnEntry(base + i, color=i & 0x3F)
-                entry.state = "Active"
-                entry.share_count = entry.reference_count = 1
-                entry.owner = owner
-            return [base + i for i in indexes]
+            return self._activate(indexes, owner)
         out = []
         for _ in range(count):
             if self._top_free:
