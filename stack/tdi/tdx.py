@@ -19,7 +19,8 @@ arrives, before anything answers it: tcpip holds the SYN (stack/tcpip/syn_hold.p
 client's TDI_ACCEPT (the SYN-ACK goes out; the TDI_ACCEPT completes once the handshake is done)
 or TDI_DISCONNECT (a RST answers the SYN).  And a receive handler that hands back a TDI_RECEIVE IRP
 (STATUS_MORE_PROCESSING_REQUIRED) has that IRP posted by a DPC right after the upcall, with
-indications held until it completes, so the bytes keep their order.
+indications held until it completes, so the bytes keep their order; a graceful disconnect that
+arrives meanwhile is indicated once that IRP has completed with the bytes before the FIN.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class TdxConnection:
     accept_irp: Any = None  # ... and the TDI_ACCEPT waiting for the handshake it started
     post_irp: Any = None  # a TDI_RECEIVE IRP a receive handler returned, posted by post_dpc
     post_dpc: KDPC = field(default_factory=KDPC)
+    posting: bool = False  # inside _post_receive: a receive the transport completes at once is not completed yet
+    deferred_release: int | None = None  # a graceful disconnect's status, held until the receive IRP before it completes
     bytes_sent: int = 0
     bytes_received: int = 0
     closed: bool = False
@@ -533,10 +536,26 @@ def _post_receive(co: TdxConnection, irp: Any, length: int) -> int:
             co.receive_held = False  # the client read with an IRP: indicate again
             _update_handlers(co)
         pending.done(status, nbytes)
+        if pending.returned:
+            indicate_deferred_release(co)
 
     co.receive_held = True
     _update_handlers(co)
-    return pending.started(co.endpoint.receive(irp.mdl_address, 0, length, received))
+    co.posting = True
+    try:
+        result = pending.started(co.endpoint.receive(irp.mdl_address, 0, length, received))
+    finally:
+        co.posting = False
+    if result != STATUS_PENDING:  # completed here: a FIN that came behind its bytes is indicated now
+        indicate_deferred_release(co)
+    return result
+
+
+def indicate_deferred_release(co: TdxConnection) -> None:
+    """The receive IRP ahead of a graceful disconnect has completed: indicate the disconnect."""
+    if co.deferred_release is not None:
+        status, co.deferred_release = co.deferred_release, None
+        TdxIndicateDisconnect(co, False, status)
 
 
 @kroutine(MODULE)
@@ -709,8 +728,8 @@ def _update_handlers(co: TdxConnection) -> None:
 
 
 # The transport's upcalls live in tdx_upcalls.py (imported last: they use the helpers above).
-from .tdx_upcalls import (TdxDisconnectIndication, TdxPostReceiveDpc, TdxReceiveDatagramIndication,  # noqa: E402
-                          TdxReceiveIndication, TdxTcpAcceptIndication, TdxTcpInspectAbort, TdxTcpInspectIndication)
+from .tdx_upcalls import (TdxDisconnectIndication, TdxIndicateDisconnect, TdxPostReceiveDpc,  # noqa: E402
+                          TdxReceiveDatagramIndication, TdxReceiveIndication, TdxTcpAcceptIndication, TdxTcpInspectAbort, TdxTcpInspectIndication)
 
 # --- loading --------------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from .constants import (TDI_ACCEPT, TDI_DISCONNECT_ABORT, TDI_DISCONNECT_RELEASE
                         TDI_RECEIVE_NORMAL)
 from .structs import TRANSPORT_ADDRESS
 from .tdx import (MODULE, TdxAddressObject, TdxConnection, _complete, _connected, _fill_return_info,
-                  _finish_query_accept, _globals, _post_receive, _update_handlers)
+                  _finish_query_accept, _globals, _post_receive, _update_handlers, indicate_deferred_release)
 from .zw import Ref
 
 
@@ -207,8 +207,9 @@ def TdxPostReceiveDpc(Dpc: Any, DeferredContext: TdxConnection, Arg1: Any, Arg2:
     irpsp = IoGetCurrentIrpStackLocation(irp)
     if co.closed or co.endpoint is None or irpsp.minor != TDI_RECEIVE:
         _complete(irp, STATUS_INVALID_CONNECTION)
+        indicate_deferred_release(co)
         return
-    _post_receive(co, irp, irpsp.parameters.ReceiveLength)
+    _post_receive(co, irp, irpsp.parameters.ReceiveLength)  # its completion indicates a deferred release
 
 
 @kroutine(MODULE)
@@ -217,6 +218,20 @@ def TdxDisconnectIndication(conn: ConnectionEndpoint, abortive: bool, status: in
     if co is None or co.closed or co.ao is None:
         return
     co.state = "Disconnected"
+    if not abortive and (co.post_irp is not None or co.posting):
+        # A receive handler returned an IRP that tdx's DPC has not posted yet, or that the transport
+        # is completing right now: the bytes before the FIN go to that IRP first, and the release is
+        # indicated when it completes (_post_receive).  A RST is indicated at once: it discards
+        # what was not read.
+        co.deferred_release = status
+        return
+    TdxIndicateDisconnect(co, abortive, status)
+
+
+def TdxIndicateDisconnect(co: TdxConnection, abortive: bool, status: int) -> None:
+    """ClientEventDisconnect (and ClientEventError after an abort)."""
+    if co.closed or co.ao is None:
+        return
     entry = co.ao.handler(TDI_EVENT_DISCONNECT)
     if entry is not None:
         handler, context = entry
