@@ -338,9 +338,12 @@ def IoAllocateIrp(StackSize: int, ChargeQuota: bool = False) -> Irp | None:
     if not address:
         return None  # NULL, as IoAllocateIrp returns when nonpaged pool is short
     # The IRP object freed last from this pool block, if any: with the same stack count it is
-    # rebuilt in place and is still registered with memory (its flush skips while freed).
+    # rebuilt in place and is still registered with memory (its flush skips while freed).  Not
+    # while somebody listens (the debugger): then every IRP is an object of its own, so a driver
+    # that frees or completes a stale pointer after its block came back still frees a freed IRP
+    # and bug-checks (0xC2 BAD_POOL_CALLER, 0x44), as Driver Verifier's I/O verification makes Windows do.
     irp = k.irp_lookaside.pop(address, None)
-    if irp is not None and irp.stack_count == StackSize:
+    if irp is not None and irp.stack_count == StackSize and not k.bus.subscribers:
         irp._rebuild()
     else:
         if irp is not None:

@@ -666,3 +666,17 @@ def test_io_acquire_cancel_spin_lock_raises_to_dispatch_and_release_restores():
         return old, inside, m.kernel.irql
 
     assert run(m, body) == (0, 2, 0)
+
+
+def test_with_a_debugger_listening_a_stale_irp_pointer_bug_checks_after_its_block_is_reused(stack3):
+    # Reuse of the freed IRP object is a fast path for nobody watching: with the debugger on the
+    # bus each IRP is its own object, so freeing the old pointer again is still caught.
+    m, upper, middle, lower = stack3
+    m.kernel.bus.subscribe(lambda event: None)
+    stale = run(m, IoAllocateIrp, 4)
+    run(m, IoFreeIrp, stale)
+    fresh = run(m, IoAllocateIrp, 4)
+    assert fresh.address == stale.address and fresh is not stale and not fresh.freed
+    run(m, IoFreeIrp, stale)
+    info = crash(m)
+    assert info.name == "BAD_POOL_CALLER" and (info.code, info.params[0]) == (0xC2, 0x07)  # freed twice
