@@ -19,8 +19,9 @@ Windows itself only knows on or off: the standardized keyword
 ``*InterruptModeration`` (0 Disabled, 1 Enabled) and OID_GEN_INTERRUPT_MODERATION
 with NDIS_INTERRUPT_MODERATION_PARAMETERS (NdisInterruptModerationEnabled /
 Disabled); "the hardware vendor specifies the ... interrupt moderation
-algorithm" (MS Learn, "Interrupt Moderation").  Off here is *InterruptModeration
-Disabled; everything else is Enabled with Intel's rate setting.
+algorithm" (MS Learn, "Interrupt Moderation").  The keyword reads Disabled only when
+neither a rate nor the NIC's moderation delay holds interrupts back (`!udpload /nomod`);
+rate Off with the usual 10 us delay is still Enabled.
 
 Sources (learned from, not copied):
 - Intel Ethernet Adapters and Devices User Guide, "Interrupt Moderation Rate":

@@ -97,8 +97,8 @@ the usual moderation delay.  Settings: adaptive (the lab's default, as Intel shi
 interrupt the NIC classifies the traffic since the last one as lowest_latency, low_latency or
 bulk_latency and throttles to 70000, 20000 or 4000 interrupts per second), minimal, low, medium,
 high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
-per second (100 to 100000), or off (*InterruptModeration 0: an interrupt per packet once the
-moderation delay has passed).""")
+per second (100 to 100000), or off (no throttle: an interrupt per packet once the 10 us moderation
+delay has passed; *InterruptModeration stays 1 until that delay goes too, as !udpload /nomod does).""")
 def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     if not words:
