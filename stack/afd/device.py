@@ -163,6 +163,15 @@ def AfdCloseEndpoint(endpoint: AfdEndpoint) -> None:
         endpoint.listener.close()
     if endpoint.datagram is not None:
         endpoint.datagram.close()
+    if endpoint.buffered:
+        # A graceful close lingers: the endpoint (and its row in !afd) stays until tcpip is done with
+        # the last buffered send (AfdBufferedSendComplete frees it then).
+        return
+    free_endpoint(endpoint)
+
+
+def free_endpoint(endpoint: AfdEndpoint) -> None:
+    """The endpoint's 'AfdE' block goes back to pool: the socket is closed and nothing is buffered."""
     from stack.kernel.ex import ExFreePoolWithTag
     current_kernel().addr_objects.pop(endpoint.address, None)
     ExFreePoolWithTag(endpoint.address, AFD_TAG)

@@ -141,6 +141,9 @@ def AfdBufferedSendComplete(endpoint: "AfdEndpoint", entry: BufferedSend, status
     """tcpip is done with a buffered send (acknowledged, or failed): free the copy, then complete the
     sends whose completion the quota rule held back."""
     _release(endpoint, entry)
+    if endpoint.closed and not endpoint.buffered:  # the last send of a lingering close
+        from .device import free_endpoint
+        free_endpoint(endpoint)
     irp, entry.irp = entry.irp, None
     if not NT_SUCCESS(status):
         if irp is not None:

@@ -31,6 +31,16 @@ def _afd_buffers(world, host: str = "client") -> int:
     return sum(1 for b in world.host(host).kernel.pool.allocated_blocks() if b.tag_str == AFD_BUFFER_TAG)
 
 
+def _afd_endpoints_of(k) -> int:
+    from stack.afd.device import AfdEndpoint
+    return sum(isinstance(obj, AfdEndpoint) for obj in k.addr_objects.values())
+
+
+def _afd_endpoints_of_client() -> int:
+    from stack.kernel import current_kernel
+    return _afd_endpoints_of(current_kernel())
+
+
 def _timed_sender(server, sizes, sndbuf, log, *, close_at_once=False):
     """Send one block per size; log (size, virtual ns the send took, tcpip's unacknowledged bytes right after)."""
     def sender():
@@ -49,7 +59,7 @@ def _timed_sender(server, sizes, sndbuf, log, *, close_at_once=False):
         if not close_at_once:
             yield from sock.shutdown()
         yield from sock.close()
-        log.append(("closed", _now()))
+        log.append(("closed", _now(), _afd_endpoints_of_client()))
         buf.free()
     return sender
 
@@ -110,11 +120,15 @@ def test_graceful_close_right_after_the_sends_still_delivers_all_buffered_data()
     sizes = [256 * KiB] * 4
     world, received, log = _transfer(sizes, None, close_at_once=True)
     assert received.received == sum(sizes)
-    closed_at = log[-1][1]
+    _, closed_at, endpoints_at_close = log[-1]
     assert received.received_sha256 == _sha(sizes)
     assert closed_at < world.now_ns  # closesocket returned while the data was still on its way
+    assert endpoints_at_close == 1  # ... and the endpoint lingered with it (!afd still lists it)
     world.run_for(3_000_000_000)
     assert _afd_buffers(world) == 0
+    k = world.host("client").kernel
+    assert _afd_endpoints_of(k) == 0  # freed with the last buffered send
+    assert not any(b.tag_str == "AfdE" for b in k.pool.allocated_blocks())
 
 
 def _sha(sizes):
