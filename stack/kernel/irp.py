@@ -219,19 +219,11 @@ class Irp:
         the same stack count: what __init__ would build (the pool block is zeroed again anyway),
         without building the objects again.  As the I/O manager's IRP lookaside lists keep the
         memory of freed IRPs for the next allocation."""
-        # _reset_fields(), inlined (the status block object is reset, not rebuilt)
-        self.mdl_address = self.system_buffer = self.user_iosb = self.user_event = None
-        self.cancel_routine = self.thread = self.original_file_object = None
-        self.flags = self.requestor_mode = self.cancel_irql = self.user_buffer = 0
-        self.pending_returned = self.cancel = self.completed = self.completing = False
-        self.current_location = self.stack_count + 1
-        iosb = self.IoStatus
+        iosb = self.IoStatus  # kept: the status block object is reset, not rebuilt
+        self._reset()
         iosb.Status = STATUS_SUCCESS
         iosb.Information = 0
-        for loc in self.stack:  # loc.clear(), inlined
-            loc.major = loc.minor = loc.flags = loc.control = 0
-            loc.parameters = loc.device_object = loc.file_object = None
-            loc.completion_routine = loc.context = None
+        self.IoStatus = iosb
         self.allocation_flags = 0
         self.freed = False
         self.notes.clear()
