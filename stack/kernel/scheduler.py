@@ -194,6 +194,55 @@ class Scheduler:
         self.current = ev
         return True
 
+    def claim_next(self, time_ns: int, seq: int) -> bool:
+        """call_at_seq_claimed for an event that is never queued: may an event due at (time_ns, seq)
+        - an insertion number taken by reserve_seqs - run now, inside the running event?
+
+        The same test, asked at the same point: a run loop is in progress and would take it next
+        (nothing in the heap is due before it; inside the loop's limits; its condition still
+        holds), no real-time hook waits, the machine has not stopped.  Then the clock moves to
+        its time and it counts as an event run (and in `claimed`), and the caller runs it at once;
+        no event object is made and the heap is not touched (EmulatedNic's segment pump,
+        stack/nic/segrun.py, asks this once per segment)."""
+        loop = self._loop
+        if loop is None or self.halted is not None or self.before_advance is not None:
+            return False
+        if time_ns < self.now_ns:
+            time_ns = self.now_ns
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heappop(heap)
+        if heap:
+            top = heap[0]
+            if top[0] < time_ns or (top[0] == time_ns and top[1] < seq):
+                return False
+        if loop.max_events is not None and loop.ran >= loop.max_events:
+            return False
+        if loop.until_ns is not None and time_ns > loop.until_ns:
+            return False
+        condition = loop.condition
+        if condition is not None and not condition():
+            loop.condition_false = True  # run_while has its answer: it stops without asking again
+            return False
+        if time_ns > self.now_ns:
+            self.now_ns = time_ns
+        self.events_run += 1
+        self.claimed += 1
+        loop.ran += 1
+        return True
+
+    def next_event(self) -> ScheduledEvent | None:
+        """The event run_one would run next (cancelled entries dropped), left queued."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heappop(heap)
+        return heap[0][2] if heap else None
+
+    def pop_next(self) -> ScheduledEvent:
+        """Take the event next_event() returned off the heap without running it: the caller runs it
+        (claim_next) or queues it again with the same time and insertion number."""
+        return heappop(self._heap)[2]
+
     def _compact(self) -> None:
         """Drop cancelled entries once they are half the heap or more.
 

@@ -1,0 +1,230 @@
+"""Passed-through segments run back to back: the receive side of pass-through, one event for many.
+
+A passed-through large send reaches its NIC as segments whose arrival times
+the link computed in closed form (passthrough.py).  Each segment is an event
+of its own - at its own time, with the insertion number `deliver_large`
+reserved for it - but while nothing can tell events apart (no bus subscriber,
+no processor model, no wire hold, a run loop that would take the next segment
+next anyway: `EmulatedNic._may_chain`, `Scheduler.claim_next`) one event runs
+them here, each counted as an event run, in the order the scheduler would
+have run them.
+
+In a bulk echo both directions stream at once, so the segment the loop runs
+next is as often the *other* NIC's as this one's.  The pump therefore keeps
+every passed-through delivery whose next segment is the earliest thing due
+(a `SegmentRun` each: the one this event belongs to, and any the heap's top
+turns out to be, taken off the heap) and runs whichever of them is due first,
+until something else is due.  Then each run's next segment goes back on the
+heap as the event it always was (same time, same insertion number).
+
+A segment of another host's NIC is run here only when it joins its
+connection's open RSC unit with the interrupt line already due, masked, or
+moderated (never fired from inside this event): that path touches nothing
+but that NIC (a payload DMA, the unit's fields, its counters, at most a
+moderated interrupt queued), so running it in this host's event is the same
+as running it in its own.  Anything else - a unit's first segment, a segment
+that ends a unit, an interrupt that would fire at once - waits for its own
+event.  This host's own segments take `segment_arrived` for everything but
+the join, as before.
+
+The join is rsc.joins_next and rsc.add_next, inlined (the pump runs it for
+almost every segment of a bulk transfer); the pass-through equivalence tests
+hold it to them (tests/stack/test_world_segment_chaining.py,
+tests/stack/test_world_segment_batching.py).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from stack.kernel.irql import PASSIVE_LEVEL
+from stack.kernel.memory import PAGE_SHIFT
+
+from .passthrough import TCP_FIN, TCP_PSH
+from .rsc import MAX_IP_DATAGRAM
+
+if TYPE_CHECKING:
+    from .nic import EmulatedNic
+    from .passthrough import LargeSend
+
+ETH_HEADER_LEN = 14
+FILTER_DIRECTED = 0x01  # nic.FILTER_DIRECTED (NDIS_PACKET_TYPE_DIRECTED)
+INT_RX = 0x1  # nic.INT_RX
+
+
+class SegmentRun:
+    """One passed-through delivery in the pump: what stays the same from one of its segments to the
+    next (read once), and where it is (`i`: its next segment; `t`: that segment's time)."""
+
+    __slots__ = ("nic", "unit", "times", "seq0", "i", "t", "count", "local", "fast", "first", "looked", "mss",
+                 "headers_end", "last_payload", "last_psh", "last_fin", "seq", "max_frame", "data", "view",
+                 "base")
+
+    def __init__(self, nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: int, t: int,
+                 local: bool) -> None:
+        self.nic = nic
+        self.unit = unit
+        self.times = times
+        self.seq0 = seq0
+        self.i = i
+        self.t = t
+        count = self.count = len(times)
+        self.local = local  # the NIC of the kernel whose event this is: segment_arrived may run here
+        offloads = nic.offloads
+        self.fast = bool(offloads.rx_checksum and offloads.rsc and nic.receive_filter & FILTER_DIRECTED
+                         and unit.dst == nic.mac)
+        self.first = None  # what RSC reads from segment 0 (LargeSend.rsc_first), once segment 0 went its way
+        self.looked = not self.fast
+        self.mss = unit.mss
+        self.headers_end = unit.headers_end
+        self.last_payload = unit.payload_length - (count - 1) * unit.mss
+        self.last_psh = bool(unit.flags & TCP_PSH)
+        self.last_fin = bool(unit.flags & TCP_FIN)  # a FIN segment never joins a unit (rsc.classify)
+        self.seq = unit.seq
+        self.max_frame = nic.mtu + ETH_HEADER_LEN
+        self.data = memoryview(unit.data)
+        self.view = nic._phys_view
+        self.base = nic._phys_base
+
+
+def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: int) -> None:
+    """Run segment `i` (this event's), then every passed-through segment due next (module docstring)."""
+    k = nic.kernel
+    sched = k.scheduler
+    if not nic._may_chain(k):
+        # chaining is observable: this segment, and every later one as its own event
+        arrived = nic.segment_arrived
+        arrived(unit, i)
+        call_at_seq = sched.call_at_seq
+        for j in range(i + 1, len(times)):
+            call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
+        return
+    r = SegmentRun(nic, unit, times, i, seq0, sched.now_ns, True)
+    runs = [r]
+    segments_arrived = type(nic)._segments_arrived
+    bus = k.bus  # one per world: every kernel's
+    due = True  # r's segment is this event's own: already counted as an event run
+    while True:
+        if not due:  # the next event: the earliest run's segment, unless something else is due first
+            if not runs:
+                return
+            r = runs[0]
+            for other in runs[1:]:  # one or two others at most
+                if other.t < r.t or (other.t == r.t and other.seq0 + other.i < r.seq0 + r.i):
+                    r = other
+        j = r.i
+        rnic = r.nic
+        last = j == r.count - 1
+        payload = r.last_payload if last else r.mss
+        # -- does segment j join its connection's open RSC unit?  (rsc.joins_next, inlined)
+        open_unit = None
+        if j and r.fast and not (last and r.last_fin):
+            first = r.first
+            if first is None and not r.looked:
+                r.looked = True
+                first = r.first = r.unit.rsc_first()
+            if first is not None:
+                open_unit = rnic._rsc_open.get(first.flow)
+                if open_unit is not None:
+                    n = r.headers_end + payload
+                    posted = rnic._rx_posted
+                    if (n > r.max_frame or not posted or n > posted[0][1]
+                            or (r.seq + j * r.mss) & 0xFFFFFFFF != open_unit.next_seq
+                            or first.shape != open_unit.shape or (first.ack - open_unit.ack) & 0x80000000
+                            or (first.tsval is not None and (first.tsval - open_unit.tsval_last) & 0x80000000)
+                            or open_unit.ip_length + payload > MAX_IP_DATAGRAM):
+                        open_unit = None
+        if not due:
+            if not r.local and (open_unit is None or not (rnic._fire_scheduled or not rnic.interrupts_enabled
+                                                          or rnic.interrupt_moderation_ns > 0)):
+                _requeue(runs)  # another kernel's segment that must run in its own event
+                return
+            seq = r.seq0 + j
+            if not sched.claim_next(r.t, seq):
+                ev = sched.next_event()
+                if ev is not None and (ev.time_ns < r.t or (ev.time_ns == r.t and ev.seq < seq)):
+                    fn = ev.fn
+                    if getattr(fn, "__func__", None) is segments_arrived:  # another delivery's segment
+                        other_nic = fn.__self__
+                        if other_nic._may_chain(other_nic.kernel):
+                            sched.pop_next()  # it runs in this pump now (or goes back by _requeue)
+                            o_unit, o_times, o_i, o_seq0 = ev.args
+                            runs.append(SegmentRun(other_nic, o_unit, o_times, o_i, o_seq0, ev.time_ns,
+                                                   other_nic.kernel is k))
+                            continue
+                _requeue(runs)  # something else runs first, or the run loop stops here
+                return
+        due = False
+        # -- segment j is due and counted as an event run: run it
+        if open_unit is not None:
+            # its payload is DMA'd into the next posted buffer straight from the sender's snapshot
+            # (what _coalesce does with a frame), and the unit takes it (rsc.add_next, inlined)
+            sg, _capacity, cookie = rnic._rx_posted.popleft()
+            start = r.headers_end + j * r.mss
+            pfn, offset, length = sg[0]
+            if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
+                at = ((pfn - r.base) << PAGE_SHIFT) + offset
+                r.view[at:at + payload] = r.data[start:start + payload]
+                rnic.dma_rx_bytes += payload
+            else:
+                rnic._scatter(sg, r.data[start:start + payload])
+            open_unit.next_seq = (open_unit.next_seq + payload) & 0xFFFFFFFF
+            open_unit.ack = first.ack
+            open_unit.window = first.window
+            if last and r.last_psh:
+                open_unit.psh = True
+            open_unit.segments += 1
+            open_unit.ip_length += payload
+            if first.ttl < open_unit.ttl:
+                open_unit.ttl = first.ttl
+            if first.tsval is not None:
+                open_unit.tsval_last = first.tsval
+            open_unit.extra.append((cookie, payload))
+            open_unit.extra_bytes += payload
+            rnic._rsc_held += 1
+            c = rnic.counters
+            n = r.headers_end + payload
+            c.frames_in += 1
+            c.bytes_in += n
+            c.rx_descriptors += 1
+            c.rsc_coalesced_segments += 1
+            if rnic._fire_scheduled or not rnic.interrupts_enabled:
+                rnic._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due, or masked
+            else:
+                rnic._raise(INT_RX)  # (it fires at once only in a run of this kernel's: checked above)
+        else:
+            rnic.segment_arrived(r.unit, j)  # only this kernel's runs get here
+        j += 1
+        if j == r.count:
+            runs.remove(r)
+        else:
+            r.i = j
+            t = r.times[j]
+            r.t = t if t > sched.now_ns else sched.now_ns  # what call_at_seq would queue it at now
+        if k.irql != PASSIVE_LEVEL or k.frames or k.current_thread is not None or k.held_locks or bus.subscribers:
+            # the context is no longer a fresh event's, or someone listens now: one event per segment
+            _unchain(runs, k)
+            return
+
+
+def _requeue(runs: list[SegmentRun]) -> None:
+    """Something else is due first: every run's next segment goes back on the heap as its own event."""
+    for r in runs:
+        nic = r.nic
+        nic.kernel.scheduler.call_at_seq(r.t, r.seq0 + r.i, nic.kernel, nic._segments_arrived, r.unit, r.times,
+                                         r.i, r.seq0, label="nic rx")
+
+
+def _unchain(runs: list[SegmentRun], k) -> None:
+    """Chaining became observable: this kernel's runs queue each remaining segment as its own event
+    (as deliver_large does without chaining); the others go back as they were."""
+    for r in runs:
+        nic = r.nic
+        sched = nic.kernel.scheduler
+        if nic.kernel is k:
+            arrived = nic.segment_arrived
+            for j in range(r.i, r.count):
+                sched.call_at_seq(r.times[j], r.seq0 + j, k, arrived, r.unit, j, label="nic rx")
+        else:
+            sched.call_at_seq(r.t, r.seq0 + r.i, nic.kernel, nic._segments_arrived, r.unit, r.times, r.i, r.seq0,
+                              label="nic rx")
