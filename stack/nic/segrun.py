@@ -140,7 +140,8 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
                 _requeue(runs)  # another kernel's segment that must run in its own event
                 return
             seq = r.seq0 + j
-            if not sched.claim_next(r.t, seq):
+            if not sched.claim_next(r.t, seq, rnic.kernel, rnic._segments_arrived, (r.unit, r.times, j, r.seq0),
+                                    "nic rx"):
                 ev = sched.next_event()
                 if ev is not None and (ev.time_ns < r.t or (ev.time_ns == r.t and ev.seq < seq)):
                     fn = ev.fn
