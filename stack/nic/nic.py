@@ -474,8 +474,8 @@ class EmulatedNic:
         """Segments of a large send reach this NIC, each at the time its frame would have: one event each.
 
         While nothing can tell events apart (`_may_chain`), only the first segment's event is
-        queued; it runs as many segments as the scheduler lets it run back to back
-        (`_segments_arrived`).  Every segment keeps the insertion number it would have had, so
+        queued; it runs as many segments - this unit's and others' - as the scheduler lets it run
+        back to back (`_segments_arrived`, segrun.py).  Every segment keeps the insertion number it would have had, so
         its place among everything else the scheduler runs is the same either way."""
         k = self.kernel
         sched = k.scheduler

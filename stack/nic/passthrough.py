@@ -21,9 +21,9 @@ NDIS sees:
   the same code, so the NBLs, RSC info and timing above NDIS are identical.
   While nothing can tell events apart (no bus subscriber, no processor
   model, a run loop that would take the next segment's event next anyway),
-  one event runs a run of segments back to back, each at its own time and
-  counted as an event (EmulatedNic._segments_arrived,
-  Scheduler.call_at_seq_claimed): fewer dispatches, the same sequence.
+  one event runs the segments due next back to back - this unit's and the
+  other direction's - each at its own time and counted as an event
+  (segrun.py, Scheduler.claim_next): fewer dispatches, the same sequence.
   A segment that joins an open RSC unit only has its payload DMA'd - straight
   from the sender's snapshot - so its frame and checksum are never made; a
   segment whose frame lands in a receive buffer whole (a unit's first) is

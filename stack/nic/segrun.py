@@ -109,9 +109,10 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
             if not runs:
                 return
             r = runs[0]
-            for other in runs[1:]:  # one or two others at most
-                if other.t < r.t or (other.t == r.t and other.seq0 + other.i < r.seq0 + r.i):
-                    r = other
+            if len(runs) > 1:  # two or three runs at most
+                for other in runs:
+                    if other.t < r.t or (other.t == r.t and other.seq0 + other.i < r.seq0 + r.i):
+                        r = other
         j = r.i
         rnic = r.nic
         last = j == r.count - 1
@@ -191,10 +192,13 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
             c.rsc_coalesced_segments += 1
             if rnic._fire_scheduled or not rnic.interrupts_enabled:
                 rnic._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due, or masked
+                touched = False
             else:
                 rnic._raise(INT_RX)  # (it fires at once only in a run of this kernel's: checked above)
+                touched = True
         else:
             rnic.segment_arrived(r.unit, j)  # only this kernel's runs get here
+            touched = True
         j += 1
         if j == r.count:
             runs.remove(r)
@@ -202,8 +206,10 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
             r.i = j
             t = r.times[j]
             r.t = t if t > sched.now_ns else sched.now_ns  # what call_at_seq would queue it at now
-        if k.irql != PASSIVE_LEVEL or k.frames or k.current_thread is not None or k.held_locks or bus.subscribers:
-            # the context is no longer a fresh event's, or someone listens now: one event per segment
+        if touched and (k.irql != PASSIVE_LEVEL or k.frames or k.current_thread is not None or k.held_locks
+                        or bus.subscribers):
+            # the context is no longer a fresh event's, or someone listens now (an interrupt service
+            # ran): one event per segment from here
             _unchain(runs, k)
             return
 
