@@ -108,6 +108,12 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
         if not due:  # the next event: the earliest run's segment, unless something else is due first
             if not runs:
                 return
+            ran = _batch(runs, sched)
+            if ran > 0:
+                continue
+            if ran < 0:
+                _requeue(runs)  # the run loop stops inside the batch
+                return
             r = runs[0]
             if len(runs) > 1:  # two or three runs at most
                 for other in runs:
@@ -212,6 +218,143 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
             # ran): one event per segment from here
             _unchain(runs, k)
             return
+
+
+def _batch(runs: list[SegmentRun], sched) -> int:
+    """Run at once every segment due before anything else that only joins its open RSC unit (no
+    interrupt to raise: the line is already due, or masked), in the order the scheduler would run
+    them, each claimed as an event (claim_next); each run's unit takes its segments in one step.
+    The number of segments run; 0: none could be (the per-segment path takes the next one);
+    -1: the run loop stopped inside the batch (limits, its condition)."""
+    if len(runs) > 1 and len({id(r.nic) for r in runs}) < len(runs):
+        return 0  # two runs into one NIC share its posted buffers: one segment at a time
+    ev = sched.next_event()
+    limit = (ev.time_ns, ev.seq) if ev is not None else (1 << 62, 0)  # nothing else due: no limit
+    now = sched.now_ns
+    plan = []
+    for r in runs:
+        # (a segment due in the past - queued at `now` - takes the per-segment path)
+        c = _joinable_prefix(r, limit) if r.t == r.times[r.i] and r.t >= now else 0
+        plan.append(c)
+        if r.i + c < r.count:  # its first segment that is not a plain join runs on its own, in its turn
+            key = (r.times[r.i + c], r.seq0 + r.i + c) if c else (r.t, r.seq0 + r.i)
+            if key < limit:
+                limit = key
+    limit_t, limit_seq = limit
+    keys = []
+    for ri, r in enumerate(runs):
+        times = r.times
+        seq0 = r.seq0
+        for j in range(r.i, r.i + plan[ri]):
+            t = times[j]
+            if t > limit_t or (t == limit_t and seq0 + j >= limit_seq):
+                break
+            keys.append((t, seq0 + j, ri, j))
+    if len(keys) < 2:
+        return 0
+    keys.sort()
+    taken: list[list] = [[] for _ in runs]  # per run: the receive buffer cookies its segments filled
+    stopped = False
+    for t, seq, ri, j in keys:
+        r = runs[ri]
+        nic = r.nic
+        if not sched.claim_next(t, seq, nic.kernel, nic._segments_arrived, (r.unit, r.times, j, r.seq0), "nic rx"):
+            stopped = True
+            break
+        payload = r.last_payload if j == r.count - 1 else r.mss
+        sg, _capacity, cookie = nic._rx_posted.popleft()
+        start = r.headers_end + j * r.mss
+        pfn, offset, length = sg[0]
+        if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
+            at = ((pfn - r.base) << PAGE_SHIFT) + offset
+            r.view[at:at + payload] = r.data[start:start + payload]
+            nic.dma_rx_bytes += payload
+        else:
+            nic._scatter(sg, r.data[start:start + payload])
+        nic._rsc_held += 1
+        c = nic.counters
+        c.frames_in += 1
+        c.bytes_in += r.headers_end + payload
+        c.rx_descriptors += 1
+        c.rsc_coalesced_segments += 1
+        taken[ri].append((cookie, payload))
+    ran = 0
+    for ri, extra in enumerate(taken):
+        if not extra:
+            continue
+        r = runs[ri]
+        nic = r.nic
+        first = r.first
+        open_unit = nic._rsc_open[first.flow]
+        d = len(extra)
+        j = r.i + d  # the run's next segment
+        total = (d - 1) * r.mss + extra[-1][1]
+        # rsc.add_next for d segments in one step (every field but the sequence, lengths and PSH is
+        # the first segment's)
+        open_unit.next_seq = (open_unit.next_seq + total) & 0xFFFFFFFF
+        open_unit.ack = first.ack
+        open_unit.window = first.window
+        if j == r.count and r.last_psh:
+            open_unit.psh = True
+        open_unit.segments += d
+        open_unit.ip_length += total
+        if first.ttl < open_unit.ttl:
+            open_unit.ttl = first.ttl
+        if first.tsval is not None:
+            open_unit.tsval_last = first.tsval
+        open_unit.extra += extra
+        open_unit.extra_bytes += total
+        nic._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due, or masked
+        ran += d
+        r.i = j
+        if j < r.count:
+            t = r.times[j]
+            r.t = t if t > sched.now_ns else sched.now_ns
+    runs[:] = [r for r in runs if r.i < r.count]
+    return -1 if stopped else ran
+
+
+def _joinable_prefix(r: SegmentRun, limit: tuple[int, int]) -> int:
+    """How many of r's segments from r.i on, due before `limit` (time, insertion number), would only
+    join the open RSC unit (rsc.joins_next holds for each in turn, a posted buffer takes each) with
+    the interrupt line already due or masked."""
+    j0 = r.i
+    first = r.first
+    if not j0 or first is None:
+        return 0
+    nic = r.nic
+    if nic.interrupts_enabled and not nic._fire_scheduled:
+        return 0
+    open_unit = nic._rsc_open.get(first.flow)
+    if (open_unit is None or (r.seq + j0 * r.mss) & 0xFFFFFFFF != open_unit.next_seq
+            or first.shape != open_unit.shape or (first.ack - open_unit.ack) & 0x80000000
+            or (first.tsval is not None and (first.tsval - open_unit.tsval_last) & 0x80000000)):
+        return 0
+    count = r.count
+    end = count - 1 if r.last_fin else count  # a FIN segment ends the unit: never a plain join
+    mss = r.mss
+    headers_end = r.headers_end
+    if headers_end + mss > r.max_frame:
+        return 0
+    room = MAX_IP_DATAGRAM - open_unit.ip_length
+    posted = r.nic._rx_posted
+    buffers = len(posted)
+    times = r.times
+    limit_t, limit_seq = limit
+    seq0 = r.seq0
+    c = 0
+    j = j0
+    while j < end and c < buffers:
+        payload = r.last_payload if j == count - 1 else mss
+        if payload > room or headers_end + payload > posted[c][1]:
+            break
+        t = times[j]
+        if t > limit_t or (t == limit_t and seq0 + j >= limit_seq):
+            break
+        room -= payload
+        c += 1
+        j += 1
+    return c
 
 
 def _requeue(runs: list[SegmentRun]) -> None:
