@@ -35,6 +35,8 @@ tests/stack/test_world_segment_batching.py).
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from stack.kernel.irql import PASSIVE_LEVEL
@@ -336,24 +338,30 @@ def _joinable_prefix(r: SegmentRun, limit: tuple[int, int]) -> int:
     headers_end = r.headers_end
     if headers_end + mss > r.max_frame:
         return 0
-    room = MAX_IP_DATAGRAM - open_unit.ip_length
-    posted = r.nic._rx_posted
-    buffers = len(posted)
-    times = r.times
+    # the segments due before `limit` (times are in order; a tie goes by insertion number)
     limit_t, limit_seq = limit
-    seq0 = r.seq0
+    stop = bisect_left(r.times, limit_t, j0, end)
+    if stop < end and r.times[stop] == limit_t and r.seq0 + stop < limit_seq:
+        stop = bisect_right(r.times, limit_t, stop, end)
+        stop = min(stop, limit_seq - r.seq0)
+    # ...that the unit has room for (full segments, then the last one, smaller) ...
+    room = MAX_IP_DATAGRAM - open_unit.ip_length
+    fit = j0 + room // mss
+    if fit >= count - 1 and room - (count - 1 - j0) * mss >= r.last_payload:
+        fit = count
+    elif fit > count - 1:
+        fit = count - 1
+    if fit < stop:
+        stop = fit
+    # ...and that a posted buffer each takes, in order
     c = 0
-    j = j0
-    while j < end and c < buffers:
-        payload = r.last_payload if j == count - 1 else mss
-        if payload > room or headers_end + payload > posted[c][1]:
-            break
-        t = times[j]
-        if t > limit_t or (t == limit_t and seq0 + j >= limit_seq):
-            break
-        room -= payload
-        c += 1
-        j += 1
+    n = stop - j0
+    if n > 0:
+        full = headers_end + mss
+        for entry in islice(nic._rx_posted, n):
+            if entry[1] < full and (c != count - 1 - j0 or entry[1] < headers_end + r.last_payload):
+                break
+            c += 1
     return c
 
 
