@@ -228,7 +228,8 @@ def _batch(runs: list[SegmentRun], sched) -> int:
     them, each claimed as an event (claim_next); each run's unit takes its segments in one step.
     The number of segments run; 0: none could be (the per-segment path takes the next one);
     -1: the run loop stopped inside the batch (limits, its condition)."""
-    if len(runs) > 1 and len({id(r.nic) for r in runs}) < len(runs):
+    if len(runs) > 1 and (runs[0].nic is runs[1].nic if len(runs) == 2
+                          else len({id(r.nic) for r in runs}) < len(runs)):
         return 0  # two runs into one NIC share its posted buffers: one segment at a time
     ev = sched.next_event()
     limit = (ev.time_ns, ev.seq) if ev is not None else (1 << 62, 0)  # nothing else due: no limit
@@ -247,14 +248,13 @@ def _batch(runs: list[SegmentRun], sched) -> int:
     for ri, r in enumerate(runs):
         times = r.times
         seq0 = r.seq0
-        for j in range(r.i, r.i + plan[ri]):
-            t = times[j]
-            if t > limit_t or (t == limit_t and seq0 + j >= limit_seq):
-                break
-            keys.append((t, seq0 + j, ri, j))
+        end = r.i + plan[ri]
+        while end > r.i and (times[end - 1] > limit_t or (times[end - 1] == limit_t and seq0 + end - 1 >= limit_seq)):
+            end -= 1  # (segments are in time order: those due at or after the limit are at the end)
+        keys += [(times[j], seq0 + j, ri, j) for j in range(r.i, end)]
     if len(keys) < 2:
         return 0
-    keys.sort()
+    keys.sort()  # the order the scheduler would run them in
     taken: list[list] = [[] for _ in runs]  # per run: the receive buffer cookies its segments filled
     stopped = False
     for t, seq, ri, j in keys:
