@@ -117,3 +117,32 @@ def test_a_run_loop_stopping_between_two_batched_segments_leaves_the_rest_queued
             assert client.result.received_sha256 == hashlib.sha256(data).hexdigest()
         logs.append((log, world.scheduler.events_run, world.now_ns))
     assert logs[0] == logs[1]
+
+
+def test_two_echoes_at_once_batch_the_same_way_as_single_segments(monkeypatch):
+    """Two connections stream through each NIC at once: each NIC keeps two flows' RSC units open,
+    and their large sends follow each other on the wire (the pump takes one after the other)."""
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, run_programs, server_address, start
+    data = [pattern(11, 384 * KiB), pattern(12, 320 * KiB)]
+    runs = []
+    for batching in (False, True):
+        log: list = []
+        entries: list = []
+        with monkeypatch.context() as patch:
+            _spy(patch, log, entries)
+            world = lab(seed=8, rsc=True)
+            for host in world.hosts.values():
+                host.nic.chain_segments = batching
+            servers = [start(world, "winsrv", echo_server, any_address(4, port)) for port in (7, 9)]
+            world.run_for(1_000_000)
+            clients = [start(world, "client", echo_client, server_address(world, 4, port), payload)
+                       for port, payload in zip((7, 9), data)]
+            run_programs(world, *servers, *clients)
+        for client, payload in zip(clients, data):
+            assert client.result.received_sha256 == hashlib.sha256(payload).hexdigest()
+        runs.append((log, world.scheduler.events_run, world.now_ns, len(entries), world.scheduler.claimed))
+    (log_single, events_single, now_single, _, claimed_single), (log_batched, events_batched, now_batched,
+                                                                  entries_batched, claimed_batched) = runs
+    assert log_batched == log_single and (events_batched, now_batched) == (events_single, now_single)
+    assert claimed_single == 0 and claimed_batched > 500 and entries_batched < claimed_batched // 4
