@@ -110,12 +110,20 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
         if not due:  # the next event: the earliest run's segment, unless something else is due first
             if not runs:
                 return
-            ran = _batch(runs, sched)
-            if ran > 0:
+            for r in runs:  # (a batch needs a run whose segments would only join, the line already due)
+                if r.first is not None and (r.nic._fire_scheduled or not r.nic.interrupts_enabled):
+                    ran = _batch(runs, sched)
+                    if ran > 0:
+                        break
+                    if ran < 0:
+                        _requeue(runs)  # the run loop stops inside the batch
+                        return
+                    ran = 0
+                    break
+            else:
+                ran = 0
+            if ran:
                 continue
-            if ran < 0:
-                _requeue(runs)  # the run loop stops inside the batch
-                return
             r = runs[0]
             if len(runs) > 1:  # two or three runs at most
                 for other in runs:
@@ -152,7 +160,8 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
             if not sched.claim_next(r.t, seq, rnic.kernel, rnic._segments_arrived, (r.unit, r.times, j, r.seq0),
                                     "nic rx"):
                 ev = sched.next_event()
-                if ev is not None and (ev.time_ns < r.t or (ev.time_ns == r.t and ev.seq < seq)):
+                if ev is not None and ev.label == "nic rx" and (ev.time_ns < r.t or (ev.time_ns == r.t
+                                                                                      and ev.seq < seq)):
                     fn = ev.fn
                     if getattr(fn, "__func__", None) is segments_arrived:  # another delivery's segment
                         other_nic = fn.__self__
@@ -233,11 +242,19 @@ def _batch(runs: list[SegmentRun], sched) -> int:
         return 0  # two runs into one NIC share its posted buffers: one segment at a time
     ev = sched.next_event()
     limit = (ev.time_ns, ev.seq) if ev is not None else (1 << 62, 0)  # nothing else due: no limit
+    due = 0  # segments due before anything else, counted roughly: a batch needs two or more
+    for r in runs:
+        if r.t < limit[0]:
+            due += 2 if r.i + 1 < r.count and r.times[r.i + 1] < limit[0] else 1
+    if due < 2:
+        return 0
     now = sched.now_ns
     plan = []
     for r in runs:
         # (a segment due in the past - queued at `now` - takes the per-segment path)
-        c = _joinable_prefix(r, limit) if r.t == r.times[r.i] and r.t >= now else 0
+        nic = r.nic
+        c = (_joinable_prefix(r, limit) if r.first is not None and (nic._fire_scheduled or not nic.interrupts_enabled)
+             and r.t == r.times[r.i] and r.t >= now else 0)
         plan.append(c)
         if r.i + c < r.count:  # its first segment that is not a plain join runs on its own, in its turn
             key = (r.times[r.i + c], r.seq0 + r.i + c) if c else (r.t, r.seq0 + r.i)
@@ -251,7 +268,8 @@ def _batch(runs: list[SegmentRun], sched) -> int:
         end = r.i + plan[ri]
         while end > r.i and (times[end - 1] > limit_t or (times[end - 1] == limit_t and seq0 + end - 1 >= limit_seq)):
             end -= 1  # (segments are in time order: those due at or after the limit are at the end)
-        keys += [(times[j], seq0 + j, ri, j) for j in range(r.i, end)]
+        if end > r.i:
+            keys += [(times[j], seq0 + j, ri, j) for j in range(r.i, end)]
     if len(keys) < 2:
         return 0
     keys.sort()  # the order the scheduler would run them in
