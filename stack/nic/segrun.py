@@ -56,37 +56,63 @@ INT_RX = 0x1  # nic.INT_RX
 
 class SegmentRun:
     """One passed-through delivery in the pump: what stays the same from one of its segments to the
-    next (read once), and where it is (`i`: its next segment; `t`: that segment's time)."""
+    next (read once per large send: it is kept on the LargeSend), and where it is (`i`: its next
+    segment; `t`: that segment's time; `local`: the NIC of the kernel whose event runs the pump)."""
 
     __slots__ = ("nic", "unit", "times", "seq0", "i", "t", "count", "local", "fast", "first", "looked", "mss",
                  "headers_end", "last_payload", "last_psh", "last_fin", "seq", "max_frame", "data", "view",
                  "base")
 
-    def __init__(self, nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: int, t: int,
-                 local: bool) -> None:
+    def __init__(self, nic: "EmulatedNic", unit: "LargeSend", times: list[int], seq0: int) -> None:
         self.nic = nic
         self.unit = unit
         self.times = times
         self.seq0 = seq0
-        self.i = i
-        self.t = t
+        self.i = 0
+        self.t = 0
         count = self.count = len(times)
-        self.local = local  # the NIC of the kernel whose event this is: segment_arrived may run here
-        offloads = nic.offloads
-        self.fast = bool(offloads.rx_checksum and offloads.rsc and nic.receive_filter & FILTER_DIRECTED
-                         and unit.dst == nic.mac)
+        self.local = False
         self.first = None  # what RSC reads from segment 0 (LargeSend.rsc_first), once segment 0 went its way
-        self.looked = not self.fast
         self.mss = unit.mss
         self.headers_end = unit.headers_end
         self.last_payload = unit.payload_length - (count - 1) * unit.mss
         self.last_psh = bool(unit.flags & TCP_PSH)
         self.last_fin = bool(unit.flags & TCP_FIN)  # a FIN segment never joins a unit (rsc.classify)
         self.seq = unit.seq
-        self.max_frame = nic.mtu + ETH_HEADER_LEN
         self.data = memoryview(unit.data)
         self.view = nic._phys_view
         self.base = nic._phys_base
+        self.looked = False
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read the NIC's settings again (an event between two pumps may have changed them)."""
+        nic = self.nic
+        offloads = nic.offloads
+        self.fast = bool(offloads.rx_checksum and offloads.rsc and nic.receive_filter & FILTER_DIRECTED
+                         and self.unit.dst == nic.mac)
+        if not self.fast:
+            self.first = None
+            self.looked = True
+        self.max_frame = nic.mtu + ETH_HEADER_LEN
+
+
+def _run_at(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: int, t: int,
+            local: bool) -> SegmentRun:
+    """The unit's run, at segment i (due at t)."""
+    r = unit.rx_run
+    if r is None or r.nic is not nic or r.times is not times or r.seq0 != seq0:
+        r = unit.rx_run = SegmentRun(nic, unit, times, seq0)
+    elif (r.fast != bool(nic.offloads.rx_checksum and nic.offloads.rsc and nic.receive_filter & FILTER_DIRECTED
+                         and unit.dst == nic.mac) or r.max_frame != nic.mtu + ETH_HEADER_LEN):
+        r.refresh()  # the NIC's settings changed since its last pump
+    r.i = i
+    r.t = t
+    r.local = local
+    return r
+
+
+NEVER = 1 << 62  # a time past any other: nothing else is due
 
 
 def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: int) -> None:
@@ -101,7 +127,7 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
         for j in range(i + 1, len(times)):
             call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
         return
-    r = SegmentRun(nic, unit, times, i, seq0, sched.now_ns, True)
+    r = _run_at(nic, unit, times, i, seq0, sched.now_ns, True)
     runs = [r]
     segments_arrived = type(nic)._segments_arrived
     bus = k.bus  # one per world: every kernel's
@@ -110,15 +136,15 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
         if not due:  # the next event: the earliest run's segment, unless something else is due first
             if not runs:
                 return
-            for r in runs:  # (a batch needs a run whose segments would only join, the line already due)
+            ev = None
+            for r in runs:  # a batch, if a run's segments would only join with the line already due
                 if r.first is not None and (r.nic._fire_scheduled or not r.nic.interrupts_enabled):
-                    ran = _batch(runs, sched)
-                    if ran > 0:
-                        break
+                    ev = sched.next_event()
+                    ran = (_batch(runs, sched, ev.time_ns, ev.seq) if ev is not None
+                           else _batch(runs, sched, NEVER, 0))
                     if ran < 0:
                         _requeue(runs)  # the run loop stops inside the batch
                         return
-                    ran = 0
                     break
             else:
                 ran = 0
@@ -129,6 +155,12 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
                 for other in runs:
                     if other.t < r.t or (other.t == r.t and other.seq0 + other.i < r.seq0 + r.i):
                         r = other
+            seq = r.seq0 + r.i
+            if ev is not None and (ev.time_ns < r.t or (ev.time_ns == r.t and ev.seq < seq)):
+                if _adopt(runs, ev, segments_arrived, sched, k):  # something else is due first
+                    continue
+                _requeue(runs)
+                return
         j = r.i
         rnic = r.nic
         last = j == r.count - 1
@@ -156,22 +188,13 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
                                                           or rnic.interrupt_moderation_ns > 0)):
                 _requeue(runs)  # another kernel's segment that must run in its own event
                 return
-            seq = r.seq0 + j
             if not sched.claim_next(r.t, seq, rnic.kernel, rnic._segments_arrived, (r.unit, r.times, j, r.seq0),
                                     "nic rx"):
                 ev = sched.next_event()
-                if ev is not None and ev.label == "nic rx" and (ev.time_ns < r.t or (ev.time_ns == r.t
-                                                                                      and ev.seq < seq)):
-                    fn = ev.fn
-                    if getattr(fn, "__func__", None) is segments_arrived:  # another delivery's segment
-                        other_nic = fn.__self__
-                        if other_nic._may_chain(other_nic.kernel):
-                            sched.pop_next()  # it runs in this pump now (or goes back by _requeue)
-                            o_unit, o_times, o_i, o_seq0 = ev.args
-                            runs.append(SegmentRun(other_nic, o_unit, o_times, o_i, o_seq0, ev.time_ns,
-                                                   other_nic.kernel is k))
-                            continue
-                _requeue(runs)  # something else runs first, or the run loop stops here
+                if ev is not None and (ev.time_ns < r.t or (ev.time_ns == r.t and ev.seq < seq)):
+                    if _adopt(runs, ev, segments_arrived, sched, k):  # something else is due first
+                        continue
+                _requeue(runs)  # something else runs first, or the run loop stops here (limits, condition)
                 return
         due = False
         # -- segment j is due and counted as an event run: run it
@@ -231,7 +254,27 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
             return
 
 
-def _batch(runs: list[SegmentRun], sched) -> int:
+def _adopt(runs: list[SegmentRun], ev, segments_arrived, sched, k) -> bool:
+    """`ev`, due before every run's next segment, is another delivery's segment: take it off the
+    heap into the pump (it runs here, or goes back by _requeue).  False: it is something else, or
+    its NIC's line is idle (its segment would queue an interrupt, and the pump would stop there)."""
+    if ev.label != "nic rx":
+        return False
+    fn = ev.fn
+    if getattr(fn, "__func__", None) is not segments_arrived:
+        return False
+    nic = fn.__self__
+    if nic.interrupts_enabled and not nic._fire_scheduled:
+        return False  # its segment would raise an interrupt, due before the one after it: no gain
+    if not nic._may_chain(nic.kernel):
+        return False
+    sched.pop_next()
+    unit, times, i, seq0 = ev.args
+    runs.append(_run_at(nic, unit, times, i, seq0, ev.time_ns, nic.kernel is k))
+    return True
+
+
+def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
     """Run at once every segment due before anything else that only joins its open RSC unit (no
     interrupt to raise: the line is already due, or masked), in the order the scheduler would run
     them, each claimed as an event (claim_next); each run's unit takes its segments in one step.
@@ -240,14 +283,18 @@ def _batch(runs: list[SegmentRun], sched) -> int:
     if len(runs) > 1 and (runs[0].nic is runs[1].nic if len(runs) == 2
                           else len({id(r.nic) for r in runs}) < len(runs)):
         return 0  # two runs into one NIC share its posted buffers: one segment at a time
-    ev = sched.next_event()
-    limit = (ev.time_ns, ev.seq) if ev is not None else (1 << 62, 0)  # nothing else due: no limit
-    due = 0  # segments due before anything else, counted roughly: a batch needs two or more
+    due = 0  # segments due before anything else (limit_t, limit_seq: the heap's next), roughly
     for r in runs:
-        if r.t < limit[0]:
-            due += 2 if r.i + 1 < r.count and r.times[r.i + 1] < limit[0] else 1
-    if due < 2:
-        return 0
+        if r.t < limit_t:
+            times = r.times
+            i = r.i
+            if i + 1 == r.count or times[i + 1] >= limit_t:
+                due += 1
+            else:
+                due += 2 if i + 2 == r.count or times[i + 2] >= limit_t else 3
+    if due < 3:
+        return 0  # too few to be worth a batch: the per-segment path is cheaper
+    limit = (limit_t, limit_seq)
     now = sched.now_ns
     plan = []
     for r in runs:

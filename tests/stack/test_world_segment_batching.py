@@ -146,3 +146,34 @@ def test_two_echoes_at_once_batch_the_same_way_as_single_segments(monkeypatch):
                                                                   entries_batched, claimed_batched) = runs
     assert log_batched == log_single and (events_batched, now_batched) == (events_single, now_single)
     assert claimed_single == 0 and claimed_batched > 500 and entries_batched < claimed_batched // 4
+
+
+def test_a_nic_setting_changed_between_two_segments_of_one_large_send_takes_effect_at_once(monkeypatch):
+    """The pump keeps what it read about a large send between its events: turning RSC off on a NIC
+    while a large send is arriving must stop the next segment joining, as with one event each."""
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, server_address, start
+    data = pattern(13, 256 * KiB)
+    logs = []
+    for batching in (False, True):
+        log: list = []
+        with monkeypatch.context() as patch:
+            _spy(patch, log, [])
+            world = lab(seed=9, rsc=True)
+            for host in world.hosts.values():
+                host.nic.chain_segments = batching
+            server = start(world, "winsrv", echo_server, any_address(4, 7))
+            world.run_for(1_000_000)
+            client = start(world, "client", echo_client, server_address(world, 4, 7), data)
+            nic = world.host("winsrv").nic
+            switched = 0
+            while not (client.done and server.done) and world.now_ns < 60 * 10**9:
+                world.run_for(10_000)  # 10 us: less than a frame's time on the wire
+                if nic.counters.rsc_coalesced_segments > 20 and switched < 40:
+                    nic.offloads.rsc = not nic.offloads.rsc  # off, on, off ... between two segments
+                    switched += 1
+            world.check()
+            assert client.result.received_sha256 == hashlib.sha256(data).hexdigest()
+            assert switched == 40 and nic.offloads.rsc
+        logs.append((log, world.scheduler.events_run, world.now_ns, repr(nic.counters)))
+    assert logs[0] == logs[1]
