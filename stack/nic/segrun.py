@@ -1,35 +1,43 @@
 """Passed-through segments run back to back: the receive side of pass-through, one event for many.
 
+Part of EmulatedNic (split out of nic.py, and working on the NIC's own state).
 A passed-through large send reaches its NIC as segments whose arrival times
 the link computed in closed form (passthrough.py).  Each segment is an event
 of its own - at its own time, with the insertion number `deliver_large`
 reserved for it - but while nothing can tell events apart (no bus subscriber,
 no processor model, no wire hold, a run loop that would take the next segment
 next anyway: `EmulatedNic._may_chain`, `Scheduler.claim_next`) one event runs
-them here, each counted as an event run, in the order the scheduler would
-have run them.
+them here, each claimed and counted as an event run, in the order the
+scheduler would have run them, at its own time; the run loop's condition is
+asked before each, as before any event.
 
-In a bulk echo both directions stream at once, so the segment the loop runs
-next is as often the *other* NIC's as this one's.  The pump therefore keeps
-every passed-through delivery whose next segment is the earliest thing due
-(a `SegmentRun` each: the one this event belongs to, and any the heap's top
-turns out to be, taken off the heap) and runs whichever of them is due first,
-until something else is due.  Then each run's next segment goes back on the
-heap as the event it always was (same time, same insertion number).
+In a bulk echo both directions stream at once, so the segment due next is as
+often the *other* NIC's as this one's.  The pump therefore keeps every
+passed-through delivery whose next segment is the earliest thing due (a
+`SegmentRun` each: the one this event belongs to, and any the heap's top turns
+out to be, taken off the heap) and runs whichever is due first, until
+something else is due.  Then each run's next segment goes back on the heap as
+the event it always was (same time, same insertion number).
 
-A segment of another host's NIC is run here only when it joins its
-connection's open RSC unit with the interrupt line already due, masked, or
-moderated (never fired from inside this event): that path touches nothing
-but that NIC (a payload DMA, the unit's fields, its counters, at most a
-moderated interrupt queued), so running it in this host's event is the same
-as running it in its own.  Anything else - a unit's first segment, a segment
-that ends a unit, an interrupt that would fire at once - waits for its own
-event.  This host's own segments take `segment_arrived` for everything but
-the join, as before.
+Most segments only join their connection's open RSC unit while the NIC's
+interrupt is already due (moderation) or masked: a payload DMA, counters, the
+unit's fields, and nothing queued.  `_batch` runs every such segment due
+before anything else at once: which ones, and in what order, is worked out
+from the arrival times, the posted buffers and the unit's room in closed form;
+each is still claimed as an event, and its DMA, counters and receive ring
+change segment by segment; the unit's own fields (the NIC's, until the driver
+takes the unit) are brought up to date once per run at the end.
 
-The join is rsc.joins_next and rsc.add_next, inlined (the pump runs it for
-almost every segment of a bulk transfer); the pass-through equivalence tests
-hold it to them (tests/stack/test_world_segment_chaining.py,
+Another host's NIC's segment is run here only on that join path, with its
+interrupt already due, masked or moderated (never fired from inside this
+event): that path touches nothing but that NIC, so running it in this host's
+event is the same as running it in its own.  Anything else - a unit's first
+segment, a segment that ends a unit, an interrupt that would fire at once -
+waits for its own event.  This host's own segments take `segment_arrived` for
+everything but the join, as before.
+
+The join is rsc.joins_next and rsc.add_next, inlined; the pass-through
+equivalence tests hold it to them (tests/stack/test_world_segment_chaining.py,
 tests/stack/test_world_segment_batching.py).
 """
 
@@ -300,7 +308,8 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
     for r in runs:
         # (a segment due in the past - queued at `now` - takes the per-segment path)
         nic = r.nic
-        c = (_joinable_prefix(r, limit) if r.first is not None and (nic._fire_scheduled or not nic.interrupts_enabled)
+        c = (_joinable_prefix(r, limit)
+             if r.first is not None and (nic._fire_scheduled or not nic.interrupts_enabled)
              and r.t == r.times[r.i] and r.t >= now else 0)
         plan.append(c)
         if r.i + c < r.count:  # its first segment that is not a plain join runs on its own, in its turn
@@ -313,8 +322,10 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
         times = r.times
         seq0 = r.seq0
         end = r.i + plan[ri]
-        while end > r.i and (times[end - 1] > limit_t or (times[end - 1] == limit_t and seq0 + end - 1 >= limit_seq)):
-            end -= 1  # (segments are in time order: those due at or after the limit are at the end)
+        # (segments are in time order: those due at or after the limit are at the end)
+        while end > r.i and (times[end - 1] > limit_t
+                             or (times[end - 1] == limit_t and seq0 + end - 1 >= limit_seq)):
+            end -= 1
         if end > r.i:
             keys += [(times[j], seq0 + j, ri, j) for j in range(r.i, end)]
     if len(keys) < 2:
@@ -325,7 +336,8 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
     for t, seq, ri, j in keys:
         r = runs[ri]
         nic = r.nic
-        if not sched.claim_next(t, seq, nic.kernel, nic._segments_arrived, (r.unit, r.times, j, r.seq0), "nic rx"):
+        if not sched.claim_next(t, seq, nic.kernel, nic._segments_arrived, (r.unit, r.times, j, r.seq0),
+                                "nic rx"):
             stopped = True
             break
         payload = r.last_payload if j == r.count - 1 else r.mss
