@@ -121,6 +121,7 @@ def _run_at(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq
 
 
 NEVER = 1 << 62  # a time past any other: nothing else is due
+BATCH_MIN = 4  # segments of one run due before anything else for _batch to be worth its setup
 
 
 def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: int) -> None:
@@ -291,16 +292,11 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
     if len(runs) > 1 and (runs[0].nic is runs[1].nic if len(runs) == 2
                           else len({id(r.nic) for r in runs}) < len(runs)):
         return 0  # two runs into one NIC share its posted buffers: one segment at a time
-    due = 0  # segments due before anything else (limit_t, limit_seq: the heap's next), roughly
-    for r in runs:
-        if r.t < limit_t:
-            times = r.times
-            i = r.i
-            if i + 1 == r.count or times[i + 1] >= limit_t:
-                due += 1
-            else:
-                due += 2 if i + 2 == r.count or times[i + 2] >= limit_t else 3
-    if due < 3:
+    for r in runs:  # a batch pays off from a few segments on: one run must have BATCH_MIN due before the limit
+        i = r.i + BATCH_MIN - 1
+        if i < r.count and r.times[i] < limit_t:
+            break
+    else:
         return 0  # too few to be worth a batch: the per-segment path is cheaper
     limit = (limit_t, limit_seq)
     now = sched.now_ns
