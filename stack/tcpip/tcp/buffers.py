@@ -6,7 +6,7 @@ keeps where each piece lives (its physical address, for the glue's indications).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import deque
+from itertools import accumulate, islice
 from operator import itemgetter
 from typing import Sequence
 
@@ -139,7 +139,7 @@ class ReceiveBuffer:
                  "max_pieces", "latest_ooo")
 
     def __init__(self, max_pieces: int) -> None:
-        self._ready: deque[tuple[int, memoryview]] = deque()  # (location, view), in order
+        self._ready: list[tuple[int, memoryview]] = []  # (location, view), in order
         self.ready_bytes = 0
         self._ooo_starts: list[int] = []
         self._ooo_ends: list[int] = []
@@ -169,20 +169,21 @@ class ReceiveBuffer:
             ready.clear()
             self.ready_bytes = 0
             return out
-        out: list[memoryview] = []
-        left = max_bytes
-        while ready and left > 0:
-            where, view = ready[0]
-            n = len(view)
-            if n <= left:
-                ready.popleft()
-                out.append(view)
-                left -= n
-            else:
-                out.append(view[:left])
-                ready[0] = (where + left, view[left:])
-                left = 0
-        self.ready_bytes -= max_bytes - left
+        if max_bytes <= 0:
+            return []
+        # Where each view ends, summed in C over no more views than the read can take (each
+        # holds a byte at least); the views wholly inside it are taken at once.
+        ends = list(accumulate(map(len, map(_VIEW_OF_RUN, islice(ready, max_bytes)))))
+        whole = bisect_right(ends, max_bytes)  # views that fit whole
+        out = list(map(_VIEW_OF_RUN, islice(ready, whole)))
+        taken = ends[whole - 1] if whole else 0
+        if taken < max_bytes:  # the read ends inside the next view: cut it
+            left = max_bytes - taken
+            where, view = ready[whole]
+            out.append(view[:left])
+            ready[whole] = (where + left, view[left:])
+        del ready[:whole]
+        self.ready_bytes -= max_bytes
         return out
 
     def peek(self, max_bytes: int) -> list[tuple[int, memoryview]]:

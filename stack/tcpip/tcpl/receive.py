@@ -254,10 +254,9 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
 @kroutine("tcpip")
 def TcpDeliverDataToClient(layer: TcpLayer, tcb: Tcb, request: ReceiveRequest, views: list[memoryview]) -> int:
     """Copy in-order bytes into the client's posted receive MDL (the one counted copy)."""
-    n = sum(map(len, views))
-    if n:
-        copy_to_mdl(request.mdl, request.offset + request.filled, views, "tcp receive into client MDL")
-    return n
+    # (the buffer queues no empty views: any view means bytes to copy)
+    return copy_to_mdl(request.mdl, request.offset + request.filled, views, "tcp receive into client MDL") \
+        if views else 0
 
 
 def _payload_physical_addresses(rx: "RxFrame", data: memoryview, payload: memoryview,
