@@ -150,8 +150,9 @@ class ReceiveBuffer:
         self.latest_ooo: int | None = None  # start of the most recent out-of-order arrival (for SACK)
 
     # --- in-order side -------------------------------------------------
-    def push(self, views: Sequence[memoryview], at: Sequence[int] | None = None) -> None:
-        """Queue in-order `views`; `at` gives each one's location (None: nowhere)."""
+    def push(self, views: Sequence[memoryview], at: Sequence[int] | None = None, nbytes: int | None = None) -> None:
+        """Queue in-order `views`; `at` gives each one's location (None: nowhere); `nbytes`, when the
+        caller knows it, is how many bytes they hold (not summed again)."""
         if at is None:
             at = (NOWHERE,) * len(views)
         if all(views):  # (a memoryview is true when it holds bytes): the usual case, no empty view
@@ -161,7 +162,7 @@ class ReceiveBuffer:
             kept = [(where, view) for where, view in zip(at, views) if view]
             self._views.extend(view for _, view in kept)
             self._at.extend(where for where, _ in kept)
-        self.ready_bytes += sum(map(len, views))
+        self.ready_bytes += sum(map(len, views)) if nbytes is None else nbytes
 
     def read(self, max_bytes: int) -> list[memoryview]:
         views = self._views

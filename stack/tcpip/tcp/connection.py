@@ -889,7 +889,7 @@ class TcpConnection:
                 self.ooo_dropped += 1
             self._ack_now = True  # duplicate ACK tells the sender about the gap
             return
-        rcvbuf.push(views, at)
+        rcvbuf.push(views, at, hi - lo)
         new_nxt = hi
         if rcvbuf.has_ooo:
             new_nxt = rcvbuf.take_contiguous(hi)
