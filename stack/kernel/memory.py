@@ -148,7 +148,7 @@ class PhysicalMemory:
         """The frames, and those of them that may hold old bytes (recycled, and not known to read
         as zeros since a discard); fresh frames hold none."""
         if count <= 0:
-            return [], False
+            return [], []
         recycled = True
         free = self._free
         if count == 1 and free:
