@@ -418,7 +418,7 @@ def MmGetMdlPfnArray(mdl: Mdl) -> list[int]:
 
 def copy_to_mdl(dest: Mdl, dest_offset: int, src: list[memoryview] | memoryview | bytes, reason: str) -> int:
     """Copy bytes into an MDL chain (a real copy, so it is counted)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: every copying receive comes through here
     chunks = [src] if not isinstance(src, list) else src
     # Where each chunk ends in the copy, summed in C (an RSC unit brings dozens of chunks).
     ends = list(accumulate(map(len, chunks)))
