@@ -418,14 +418,28 @@ def MmGetMdlPfnArray(mdl: Mdl) -> list[int]:
 
 def copy_to_mdl(dest: Mdl, dest_offset: int, src: list[memoryview] | memoryview | bytes, reason: str) -> int:
     """Copy bytes into an MDL chain (a real copy, so it is counted)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: every copying receive comes through here
     chunks = [src] if not isinstance(src, list) else src
-    total = sum([len(c) for c in chunks])
+    # Where each chunk ends in the copy, summed in C (an RSC unit brings dozens of chunks).
+    ends = list(accumulate(map(len, chunks)))
+    total = ends[-1] if ends else 0
     views = mdl_chain_views(dest, dest_offset, total)
-    if len(views) == 1 and len(chunks) == 1:  # one run of pages, one source: a single slice copy
-        views[0][:] = chunks[0]
+    if len(views) == 1:  # one run of pages (a locked receive buffer, usually): a slice copy per chunk
+        target = views[0]
+        if len(chunks) == 1:
+            target[:] = chunks[0]
+        else:
+            for chunk, start, end in zip(chunks, (0, *ends), ends):
+                target[start:end] = chunk
         k.copies.count(total, reason)
         return total
+    _copy_scattered(views, chunks)
+    k.copies.count(total, reason)
+    return total
+
+
+def _copy_scattered(views: list[memoryview], chunks: list) -> None:
+    """copy_to_mdl into several runs: each chunk split where a run ends."""
     vi = 0
     vpos = 0
     for chunk in chunks:
@@ -440,5 +454,3 @@ def copy_to_mdl(dest: Mdl, dest_offset: int, src: list[memoryview] | memoryview 
             if vpos == len(v):
                 vi += 1
                 vpos = 0
-    k.copies.count(total, reason)
-    return total

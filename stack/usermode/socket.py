@@ -90,7 +90,8 @@ class UserBuffer:
         return self.kernel.mem.views(self.va + offset, length)
 
     def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
-        self.kernel.mem.write(self.va + offset, data)
+        # As a memoryview, so the write cuts it page by page without copying each piece first.
+        self.kernel.mem.write(self.va + offset, data if isinstance(data, memoryview) else memoryview(data))
 
     def read(self, length: int | None = None, offset: int = 0) -> bytes:
         if length is None:

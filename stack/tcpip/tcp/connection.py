@@ -243,9 +243,11 @@ class TcpConnection:
 
     def read(self, max_bytes: int) -> list[memoryview]:
         """Take up to `max_bytes` in-order bytes (zero copy); may queue a window update."""
-        views = self._rcvbuf.read(max_bytes)
+        rcvbuf = self._rcvbuf
+        before = rcvbuf.ready_bytes
+        views = rcvbuf.read(max_bytes)
         if views:
-            self._bytes_read += sum(map(len, views))
+            self._bytes_read += before - rcvbuf.ready_bytes
             if self._state in CAN_RECEIVE:
                 self._maybe_window_update()
         return views
@@ -887,7 +889,7 @@ class TcpConnection:
                 self.ooo_dropped += 1
             self._ack_now = True  # duplicate ACK tells the sender about the gap
             return
-        rcvbuf.push(views, at)
+        rcvbuf.push(views, at, hi - lo)
         new_nxt = hi
         if rcvbuf.has_ooo:
             new_nxt = rcvbuf.take_contiguous(hi)
