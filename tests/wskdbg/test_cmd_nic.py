@@ -45,7 +45,7 @@ def test_the_lab_nics_ship_with_adaptive_moderation_as_intels_adapters_do():
 
 
 def test_itr_sets_a_fixed_rate_on_one_host_and_nic_shows_it(dbg):
-    assert run(dbg, "!nic itr 10000 winsrv") == "Interrupt throttle rate is now at most 10000 interrupts per second for winsrv."
+    assert run(dbg, "!nic itr 0n10000 winsrv") == "Interrupt throttle rate is now at most 10000 interrupts per second for winsrv."
     assert dbg.world.host("winsrv").nic.interrupt_throttle_ns == 100_000
     assert dbg.world.host("winsrv").nic.itr_adaptive is None
     assert dbg.world.host("client").nic.itr_setting == "Adaptive"
@@ -83,14 +83,34 @@ def test_adaptive_takes_fewer_interrupts_and_builds_larger_rsc_units_than_no_thr
 
 def test_a_fixed_throttle_on_winsrv_also_takes_fewer_interrupts_than_none():
     off_interrupts, off_units, _ = _one_echo("off")
-    throttled_interrupts, throttled_units, _ = _one_echo("off", "10000 winsrv")
+    throttled_interrupts, throttled_units, _ = _one_echo("off", "0n10000 winsrv")
     assert throttled_interrupts < off_interrupts * 2 // 3
     assert throttled_units < off_units
 
 
+def test_itr_reads_the_rate_in_the_current_radix_like_every_number_the_debugger_reads(dbg):
+    # WinDbg reads every MASM number in the current radix: 16 until `n` changes it (MS Learn, "n (Set
+    # Number Base)"); 0n and 0x say their own.
+    nic = dbg.world.host("winsrv").nic
+    for text in ("2710", "0n10000", "0x2710", "0n5000*2"):
+        run(dbg, f"!nic itr {text} winsrv")
+        assert nic.interrupt_throttle_ns == 100_000, text
+    assert run(dbg, "!nic itr 10000 winsrv") == "Interrupt throttle rate is now at most 65536 interrupts per second for winsrv."
+    try:
+        assert run(dbg, "n 10") == "base is 10"
+        assert run(dbg, "!nic itr 10000 winsrv") == "Interrupt throttle rate is now at most 10000 interrupts per second for winsrv."
+        assert run(dbg, "!nic itr 0x2710 winsrv").startswith("Interrupt throttle rate is now at most 10000 ")
+    finally:
+        assert run(dbg, "n 16") == "base is 16"
+    run(dbg, "!nic itr adaptive")
+
+
 @pytest.mark.parametrize("line, message", [
-    ("!nic itr 50", "between 100 and 100000"),
+    ("!nic itr 50", "between 100 and 100000 interrupts per second (0n100 to 0n100000; 50 is 0n80)"),
+    ("!nic itr 0n99", "0n99 is 0n99"),
     ("!nic itr 200000", "between 100 and 100000"),
+    ("!nic itr 0n100001", "between 100 and 100000"),
+    ("!nic itr 10+", "error"),
     ("!nic itr fastest", "unknown Interrupt Moderation Rate 'fastest'"),
     ("!nic itr 1000 nosuch", "nosuch"),
     ("!nic itr low winsrv extra", ""),

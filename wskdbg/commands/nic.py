@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from wskdbg.commands.lab import host_name, world_of
 from stack.nic.itr import ADAPTIVE, FIXED_SETTINGS, OFF, RATE_RANGE, fixed_interval_ns, setting_name
-from wskdbg.commands.registry import CommandResult, Invocation, command, tokenize
+from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
 
 if TYPE_CHECKING:
     from wskdbg.engine import Engine
@@ -97,7 +97,8 @@ the usual moderation delay.  Settings: adaptive (the lab's default, as Intel shi
 interrupt the NIC classifies the traffic since the last one as lowest_latency, low_latency or
 bulk_latency and throttles to 70000, 20000 or 4000 interrupts per second), minimal, low, medium,
 high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
-per second (100 to 100000), or off (no throttle: an interrupt per packet once the 10 us moderation
+per second (0n100 to 0n100000; read in the current radix like every number, so `!nic itr 0n10000`
+or `!nic itr 2710` for 10,000 per second), or off (no throttle: an interrupt per packet once the 10 us moderation
 delay has passed; *InterruptModeration stays 1 until that delay goes too, as !udpload /nomod does).""")
 def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
@@ -122,6 +123,22 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     return CommandResult(f"Pass-through is now {text} for {', '.join(hosts)}.", {"hosts": hosts, "passthrough": state})
 
 
+def _rate(dbg: "Engine", inv: Invocation, text: str, at: int) -> int:
+    """A rate in interrupts per second: an expression in the current radix, like every number the
+    debugger reads (16 unless `n` changed it; 0n10000 and 0x2710 say their own)."""
+    try:
+        rate = dbg.evaluate(text, inv.args_offset + at)
+    except CommandError:
+        if not text.isalnum():  # an expression with an error of its own: its message says where
+            raise
+        raise inv.error(f"unknown Interrupt Moderation Rate '{text}' (adaptive, off, "
+                        f"{', '.join(n.lower() for n in FIXED_SETTINGS)}, or interrupts per second)", at) from None
+    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+        raise inv.error(f"the rate must be between {RATE_RANGE[0]} and {RATE_RANGE[1]} interrupts per second "
+                        f"(0n{RATE_RANGE[0]} to 0n{RATE_RANGE[1]}; {text} is 0n{rate})", at)
+    return rate
+
+
 def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> CommandResult:
     if len(words) < 2:  # `!nic itr`: the moderation table alone
         rows = nic_rows(dbg)
@@ -129,12 +146,7 @@ def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> Co
     text, at = words[1]
     setting: str | int | None = setting_name(text)
     if setting is None:
-        if not text[:1].isdigit():
-            raise inv.error(f"unknown Interrupt Moderation Rate '{text}' (adaptive, off, "
-                            f"{', '.join(n.lower() for n in FIXED_SETTINGS)}, or interrupts per second)", at)
-        setting = int(text) if text.isdigit() else dbg.evaluate(text, inv.args_offset + at)
-        if not RATE_RANGE[0] <= setting <= RATE_RANGE[1]:
-            raise inv.error(f"the rate must be between {RATE_RANGE[0]} and {RATE_RANGE[1]} interrupts per second", at)
+        setting = _rate(dbg, inv, text, at)
     if len(words) > 3:
         raise inv.syntax_error(words[3][1])
     world = world_of(dbg)
