@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wskdbg.commands.lab import host_name, world_of
+from stack.ndis.interrupt_moderation import moderation_enabled
 from stack.nic.itr import ADAPTIVE, FIXED_SETTINGS, OFF, RATE_RANGE, fixed_interval_ns, setting_name
 from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
 
@@ -70,7 +71,7 @@ def moderation_of(nic: Any) -> dict[str, Any]:
     Enabled/Disabled), the vendor's rate setting, the Adaptive class now, interrupts taken."""
     adaptive = nic.itr_adaptive
     setting = nic.itr_setting
-    enabled = bool(nic.interrupt_moderation_ns or nic.interrupt_throttle_ns or adaptive is not None)
+    enabled = moderation_enabled(nic)  # what OID_GEN_INTERRUPT_MODERATION's query answers too
     return {"keyword": "1 (Enabled)" if enabled else "0 (Disabled)", "setting": str(setting),
             "class": adaptive.latency_class if adaptive is not None else None, "rate": itr_of(nic),
             "interrupts": nic.counters.interrupts}
