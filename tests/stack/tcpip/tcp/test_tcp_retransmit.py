@@ -1,5 +1,5 @@
-"""Retransmission timer (RFC 6298, Karn), congestion control (RFC 5681) and
-NewReno fast retransmit / fast recovery (RFC 6582)."""
+"""Retransmission timer (RFC 6298, Karn), congestion control (RFC 5681; the initial slow start as
+HyStart++'s, RFC 9406) and NewReno fast retransmit / fast recovery (RFC 6582)."""
 
 from __future__ import annotations
 
@@ -172,6 +172,37 @@ def test_slow_start_grows_cwnd_by_one_smss_per_ack() -> None:
     for k in (1, 2, 3):
         h.send(seg(R1, L1 + 1000 * k))
     assert h.conn.cwnd == 13_000
+
+
+def test_initial_slow_start_counts_the_bytes_an_ack_covers_up_to_8_smss_as_windows_does() -> None:
+    # HyStart++ (RFC 9406 4.2/4.3, enabled by default in Windows, unpaced): cwnd += min(N, L * SMSS), L = 8.
+    # One ACK for a large RSC unit grows cwnd by 8 segments, not 1 (RFC 5681) and not all 24.
+    h = active_open(window=65_535)
+    h.conn.nodelay = True
+    h.conn.send(b"s" * 60_000)
+    h.recv()
+    assert h.conn.cwnd == 10_000  # IW10
+    h.send(seg(R1, L1 + 2000, window=65_535))  # a stretch ACK of 2 segments: both count
+    assert h.conn.cwnd == 12_000
+    h.recv()
+    h.send(seg(R1, L1 + 10_000, window=65_535))  # 8 segments: all 8
+    assert h.conn.cwnd == 20_000
+    h.recv()
+    h.send(seg(R1, L1 + 20_000, window=65_535))  # 10 segments in one ACK: at most 8
+    assert h.conn.cwnd == 28_000
+
+
+def test_slow_start_after_a_timeout_grows_by_one_smss_per_ack_again() -> None:
+    # RFC 9406 4.2: HyStart++ only for the initial slow start; then standard slow start (RFC 5681)
+    h = active_open()
+    h.conn.nodelay = True
+    h.conn.send(b"d" * 8000)
+    h.recv()
+    h.fire_next_timer()
+    assert h.conn.cwnd == 1000 and h.conn.ssthresh == 4000
+    h.recv_one(seq=L1, payload=b"d" * 1000)
+    h.send(seg(R1, L1 + 3000))  # covers 3 segments (the originals got through)
+    assert h.conn.cwnd == 2000
 
 
 def five_segments_in_flight() -> Harness:
