@@ -69,11 +69,11 @@ def piece_sender(server, sizes: list[int], disconnect: bool = False) -> Generato
 
 def _lab(*, lso_max_size: int | None = None, faults: bool = False, **config: Any) -> World:
     offloads = NicOffloads(lso=True, rsc=True, **({"lso_max_size": lso_max_size} if lso_max_size else {}))
-    # The lab's default Interrupt Moderation Rate (Adaptive): RSC units of ~24 segments, each ACKed once, and
-    # slow start growing cwnd by up to 8 SMSS per ACK as Windows does (congestion.py) take the large sends
-    # past 64 KB in a transfer this short.
+    # The Interrupt Moderation Rate Off: with the lab's default (Adaptive) RSC units grow to ~24 segments, each
+    # ACKed once, and slow start (RFC 3465, at most one SMSS per ACK) keeps cwnd - and every large send - under
+    # 64 KB in a transfer this short.  These tests are about the large sends, so the NICs interrupt per packet.
     world = default_world(5, services=False, offloads=offloads,
-                          tcp_config=TcpConfig(time_wait_ns=1000 * MS, **config))
+                          tcp_config=TcpConfig(time_wait_ns=1000 * MS, **config), interrupt_moderation_rate="Off")
     if faults:
         world.set_faults("client", FaultConfig(loss=0.02, reorder=0.02, reorder_delay_ns=300_000))
     return world
@@ -258,8 +258,7 @@ def test_tso_emission_gives_byte_identical_captures_events_and_counters(name, ve
 def test_lossy_transfers_retransmit_and_still_match(monkeypatch):
     """The loss scenario does exercise retransmissions (timeouts, fast retransmit, SACK)."""
     _, _, counters, _ = _run("loss_and_reordering_retransmissions", 4, True, monkeypatch)
-    # 2 % loss on the client's cable over ~190 segments: 5 retransmissions at seed 5 (6 with the rate Off)
-    assert counters["client"][0]["tcp_segments_retransmitted"] >= 3
+    assert counters["client"][0]["tcp_segments_retransmitted"] > 5
 
 
 def test_without_lso_the_core_builds_no_large_sends(monkeypatch):
