@@ -114,7 +114,7 @@ def test_itr_reads_the_rate_in_the_current_radix_like_every_number_the_debugger_
     ("!nic itr fastest", "unknown Interrupt Moderation Rate 'fastest'"),
     ("!nic itr 1000 nosuch", "nosuch"),
     ("!nic itr low winsrv extra", ""),
-    ("!nic bogus", "(passthrough, itr)"),
+    ("!nic bogus", "(passthrough, itr, moderation)"),
 ])
 def test_bad_itr_arguments_are_command_errors(dbg, line, message):
     result = dbg.execute(line)
@@ -131,3 +131,30 @@ def test_udpload_nomod_turns_moderation_and_its_rate_off_for_the_livelock_experi
         assert engine.world.host("client").nic.itr_setting == "Adaptive"
     finally:
         engine.close()
+
+
+def test_nic_moderation_off_and_on_go_down_tcpips_binding_as_oid_gen_interrupt_moderation():
+    engine = lab_engine()
+    try:
+        nic = engine.world.host("client").nic
+        assert nic.itr_setting == "Adaptive" and nic.interrupt_moderation_ns
+        oids_before = engine.world.host("client").adapter.counters.oids
+        out = run(engine, "!nic moderation off client")
+        assert out.startswith("client: OID_GEN_INTERRUPT_MODERATION (NdisInterruptModerationDisabled) queued")
+        assert nic.itr_setting == "Adaptive"  # queued: nothing changes until the machine runs
+        run(engine, "!ping /w -n 1 winsrv")
+        assert engine.world.host("client").adapter.counters.oids == oids_before + 1  # through NDIS to the miniport
+        assert (nic.itr_setting, nic.interrupt_moderation_ns, nic.interrupt_throttle_ns) == ("Off", 0, 0)
+        assert run(engine, "!nic itr").splitlines()[4].split()[:4] == ["client", "0", "(Disabled)", "Off"]
+        assert engine.world.host("winsrv").nic.itr_setting == "Adaptive"
+        run(engine, "!nic moderation on client")
+        run(engine, "!ping /w -n 1 winsrv")
+        assert nic.itr_setting == "Adaptive" and nic.interrupt_moderation_ns  # what was in force came back
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("line", ["!nic moderation", "!nic moderation maybe", "!nic moderation on nosuch",
+                                  "!nic moderation off client extra"])
+def test_bad_nic_moderation_arguments_are_command_errors(dbg, line):
+    assert dbg.execute(line).error

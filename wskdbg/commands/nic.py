@@ -78,7 +78,8 @@ def moderation_of(nic: Any) -> dict[str, Any]:
 
 
 @command("!nic", area="network",
-         syntax="!nic [passthrough on|off [Host]] | !nic itr adaptive|off|minimal|low|medium|high|extreme|Rate [Host]",
+         syntax="!nic [passthrough on|off [Host]] | !nic itr adaptive|off|minimal|low|medium|high|extreme|Rate [Host]"
+                " | !nic moderation on|off [Host]",
          mutates=True,
          summary="Show or switch the NICs' paravirtual offload pass-through (large sends cross the switch uncut)",
          help="""
@@ -100,7 +101,11 @@ bulk_latency and throttles to 70000, 20000 or 4000 interrupts per second), minim
 high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
 per second (0n100 to 0n100000; read in the current radix like every number, so `!nic itr 0n10000`
 or `!nic itr 2710` for 10,000 per second), or off (no throttle: an interrupt per packet once the 10 us moderation
-delay has passed; *InterruptModeration stays 1 until that delay goes too, as !udpload /nomod does).""")
+delay has passed; *InterruptModeration stays 1 until that delay goes too, as !udpload /nomod does).
+`!nic moderation off|on` (all hosts, or one host) sends OID_GEN_INTERRUPT_MODERATION down tcpip's binding,
+the switch NDIS gives overlying drivers (to time a round trip without the moderation delay, MS Learn
+"Interrupt Moderation"): Disabled turns the rate and the delay off; Enabled brings back what was in force.
+It takes effect when the machine runs.""")
 def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     if not words:
@@ -109,8 +114,10 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     verb, at = words[0]
     if verb.lower() == "itr":
         return _set_itr(dbg, inv, words)
+    if verb.lower() == "moderation":
+        return _set_moderation(dbg, inv, words)
     if verb.lower() != "passthrough":
-        raise inv.error(f"unknown !nic action '{verb}' (passthrough, itr)", at)
+        raise inv.error(f"unknown !nic action '{verb}' (passthrough, itr, moderation)", at)
     if len(words) < 2 or words[1][0].lower() not in _ON_OFF:
         raise inv.error("say !nic passthrough on or !nic passthrough off", len(inv.args))
     state = _ON_OFF[words[1][0].lower()]
@@ -122,6 +129,34 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
         world.host(name).nic.passthrough = state
     text = "on" if state else "off"
     return CommandResult(f"Pass-through is now {text} for {', '.join(hosts)}.", {"hosts": hosts, "passthrough": state})
+
+
+def _set_moderation(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> CommandResult:
+    """`!nic moderation on|off [Host]`: OID_GEN_INTERRUPT_MODERATION set down tcpip's binding, as NDIS
+    and overlying drivers switch moderation at run time (stack/ndis/interrupt_moderation.py)."""
+    from stack.ndis import NDIS_OID_REQUEST, NdisRequestSetInformation
+    from stack.ndis.constants import OID_GEN_INTERRUPT_MODERATION
+    from stack.ndis.interrupt_moderation import (NDIS_INTERRUPT_MODERATION_PARAMETERS,
+                                                 NdisInterruptModerationDisabled, NdisInterruptModerationEnabled)
+    from stack.ndis.protocol import NdisOidRequest
+    if len(words) < 2 or words[1][0].lower() not in _ON_OFF:
+        raise inv.error("say !nic moderation on or !nic moderation off", len(inv.args))
+    if len(words) > 3:
+        raise inv.syntax_error(words[3][1])
+    state = _ON_OFF[words[1][0].lower()]
+    world = world_of(dbg)
+    hosts = [host_name(dbg, inv, *words[2])] if len(words) == 3 else list(world.hosts)
+    value = NdisInterruptModerationEnabled if state else NdisInterruptModerationDisabled
+    for name in hosts:
+        host = world.host(name)
+        binding = next(i.binding for i in host.stack.interfaces if i.binding is not None)
+        request = NDIS_OID_REQUEST(OID_GEN_INTERRUPT_MODERATION, NdisRequestSetInformation,
+                                   NDIS_INTERRUPT_MODERATION_PARAMETERS(value).to_bytes())
+        k = host.kernel
+        k.scheduler.call_soon(k, NdisOidRequest, binding, request, label="OID_GEN_INTERRUPT_MODERATION")
+    word = "NdisInterruptModerationEnabled" if state else "NdisInterruptModerationDisabled"
+    return CommandResult(f"{', '.join(hosts)}: OID_GEN_INTERRUPT_MODERATION ({word}) queued on tcpip's binding; "
+                         f"it takes effect when the machine runs (g).", {"hosts": hosts, "moderation": state})
 
 
 def _rate(dbg: "Engine", inv: Invocation, text: str, at: int) -> int:
