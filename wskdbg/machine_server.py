@@ -456,7 +456,10 @@ class MachineProxy:
         self._read_acks()  # what came late for earlier break-ins (and who left meanwhile)
         self._break_number += 1
         number = self._break_number
-        struct.pack_into("<Q", self._breaks, 0, number)  # before the signal: the handler reads it
+        try:
+            struct.pack_into("<Q", self._breaks, 0, number)  # before the signal: the handler reads it
+        except ValueError:  # closed meanwhile (close() on another thread)
+            return None
         pid = self.live_pid
         if not self._send_break(pid):
             return None
