@@ -165,7 +165,7 @@ class TcpConnection:
         self._syn_retransmitted = False
         self._rtt = RttEstimator(config.rto_initial_ns, config.rto_min_ns, config.rto_max_ns,
                                  config.clock_granularity_ns)
-        self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss)
+        self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss, config.slow_start_ack_limit)
         self._sack: SackRecovery | None = None  # the same object as _cc once SACK is negotiated
         # SACK is on and the scoreboard holds ranges or a SACK recovery runs: the one test
         # that keeps the SACK work off the path of ordinary ACKs.
@@ -1426,7 +1426,8 @@ class TcpConnection:
             self._rcv_space_max = min(self._rcv_space_max, max(self._rcv_space, 0xFFFF))  # unscaled: 64 KiB
         self._sack_on = config.sack and syn.sack_permitted
         if self._sack_on and self._sack is None:
-            self._sack = SackRecovery(DEFAULT_MSS, config.initial_cwnd_segments, self._cc.recover)
+            self._sack = SackRecovery(DEFAULT_MSS, config.initial_cwnd_segments, self._cc.recover,
+                                      config.slow_start_ack_limit)
             self._cc = self._sack
         self._ts_on = config.timestamps and syn.timestamps is not None
         if syn.timestamps is not None and self._ts_on:
