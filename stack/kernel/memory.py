@@ -47,6 +47,7 @@ KERNEL_PTE_FLAGS = PTE_VALID | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY | PTE_GLOBAL
 # One page of zeros to slice from: zero-filling a pool block or a recycled frame copies
 # from here instead of building a fresh bytes object each time.
 ZERO_PAGE = memoryview(bytes(PAGE_SIZE))
+_ZERO_BYTES = bytes(PAGE_SIZE)  # bytes == bytes is a memcmp; a memoryview compares item by item
 
 
 class MemoryAccessError(Exception):
@@ -182,6 +183,12 @@ class PhysicalMemory:
         if not known:
             return pfns
         zero.difference_update(known)
+        # Still check them (reading a discarded page maps the host's zero page: no memory, no
+        # write): a stale MDL or view can write a frame while it is free, and only Linux refills
+        # a discarded private page with zeros (elsewhere MADV_DONTNEED is a hint).  Old bytes
+        # must never reach the next owner of a "zeroed" block.
+        data = self.data
+        known = {i for i in known if data[i << PAGE_SHIFT:(i + 1) << PAGE_SHIFT] == _ZERO_BYTES}
         base = self.base_pfn
         return [pfn for pfn in pfns if pfn - base not in known]
 
