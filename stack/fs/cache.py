@@ -173,7 +173,8 @@ def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> M
     k = current_kernel()
     scm: SharedCacheMap = FileObject.SectionObjectPointer
     _check_range(scm, FileOffset, Length)
-    current_kernel().charge("cache_lookup")
+    if k.cpu_model is not None:
+        k.charge("cache_lookup")
     head: Mdl | None = None
     tail: Mdl | None = None
     position = FileOffset

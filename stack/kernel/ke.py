@@ -477,7 +477,7 @@ def _park(k: Kernel, t: KThread, request: WaitRequest) -> None:
     t.wait = wb
     t.state = "Waiting"
     t.wait_reason = request.reason
-    t.wait_started_ns = k.now_ns
+    t.wait_started_ns = k.scheduler.now_ns  # (not the Kernel.now_ns property: every wait parks here)
     for obj in request.objects:
         obj.waiters.append(wb)
     if request.timeout_ns is not None:

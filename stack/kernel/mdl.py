@@ -214,11 +214,13 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
     if k.cpu_model is not None:
         k.charge("mdl_build")
-    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
+    frames = k.frames
+    owner = frames[-1][0] if frames else "nt!KiIdleLoop"  # k.caller_symbol(), inlined
+    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=owner)
     if not address:
         return None  # out of nonpaged pool: NULL, as in Windows
     mdl = Mdl(k, address, VirtualAddress, Length, pages)
-    mdl.owner = k.caller_symbol()
+    mdl.owner = owner
     k.register_object(mdl)
     if Irp is not None:
         if not SecondaryBuffer or Irp.mdl_address is None:
@@ -418,7 +420,7 @@ def MmGetMdlPfnArray(mdl: Mdl) -> list[int]:
 
 def copy_to_mdl(dest: Mdl, dest_offset: int, src: list[memoryview] | memoryview | bytes, reason: str) -> int:
     """Copy bytes into an MDL chain (a real copy, so it is counted)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: every copying receive comes through here
     chunks = [src] if not isinstance(src, list) else src
     total = sum([len(c) for c in chunks])
     views = mdl_chain_views(dest, dest_offset, total)
