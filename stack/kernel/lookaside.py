@@ -50,9 +50,16 @@ POOL_RAISE_IF_ALLOCATION_FAILURE = 0x10
 
 BPC_ALREADY_FREED = 0x07
 
+# SLIST_HEADER, x64: Depth:16 Sequence:48 in Alignment, then Reserved:4 NextEntry:60 (the top entry's
+# address, 16-byte aligned) in Region
+register_layout(StructLayout("_SLIST_HEADER", 0x10, [
+    F("Alignment", 0x00, "u64"),
+    F("Region", 0x08, "u64"),
+]))
+
 # GENERAL_LOOKASIDE_POOL, x64 (dt nt!_GENERAL_LOOKASIDE_POOL; offsets from the public symbols)
 register_layout(StructLayout("_GENERAL_LOOKASIDE_POOL", LOOKASIDE_LIST_EX_SIZE, [
-    F("ListHead", 0x00, "bytes", "_SLIST_HEADER", size=0x10),
+    F("ListHead", 0x00, "struct", "_SLIST_HEADER", size=0x10),
     F("Depth", 0x10, "u16"),
     F("MaximumDepth", 0x12, "u16"),
     F("TotalAllocates", 0x14, "u32"),
@@ -64,7 +71,7 @@ register_layout(StructLayout("_GENERAL_LOOKASIDE_POOL", LOOKASIDE_LIST_EX_SIZE, 
     F("Size", 0x2C, "u32"),
     F("AllocateEx", 0x30, "ptr", "Void"),
     F("FreeEx", 0x38, "ptr", "Void"),
-    F("ListEntry", 0x40, "bytes", "_LIST_ENTRY", size=0x10),
+    F("ListEntry", 0x40, "struct", "_LIST_ENTRY", size=0x10),
     F("LastTotalAllocates", 0x50, "u32"),
     F("LastAllocateMisses", 0x54, "u32"),
 ]))
