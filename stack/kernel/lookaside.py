@@ -25,6 +25,8 @@ reserved) and the balance set manager retunes it once a second from the miss rat
 The lab keeps the starting depth: its tuning is not modelled.  While the verifier's low
 resources simulation is active, every allocation and free goes to the pool, so each one can be
 failed (the lab's choice; Driver Verifier's own handling of lookaside lists is not documented).
+With a CPU model a hit costs what costs.py's pool_alloc and pool_free already are: an SList
+pop or push (a miss goes to ExAllocatePoolWithTag, which charges its own).
 
 Freeing an entry that is already on the list bug-checks BAD_POOL_CALLER 0x07 (already freed):
 on Windows it would corrupt the SLIST silently unless Driver Verifier catches it.
@@ -191,7 +193,10 @@ def ExAllocateFromLookasideListEx(Lookaside: LOOKASIDE_LIST_EX) -> int:
     """An entry: the last one freed to the list, or (a miss) a new one from the allocate routine."""
     Lookaside.total_allocates += 1
     entries = Lookaside.entries
-    if entries and not Lookaside.kernel.verifier.active:
+    k = Lookaside.kernel
+    if entries and not k.verifier.active:
+        if k.cpu_model is not None:  # an SList pop: what costs.py's pool_alloc already is
+            k.charge("pool_alloc")
         Lookaside.sequence += 1
         return entries.pop()
     Lookaside.allocate_misses += 1
@@ -212,6 +217,8 @@ def ExFreeToLookasideListEx(Lookaside: LOOKASIDE_LIST_EX, Entry: int) -> None:
     if Entry in entries:  # a second free of one entry: what Driver Verifier makes of it
         _already_freed(k, Entry)
     if len(entries) < Lookaside.depth and not k.verifier.active:
+        if k.cpu_model is not None:  # an SList push: costs.py's pool_free
+            k.charge("pool_free")
         # SLIST_ENTRY.Next: the entry freed before this one (0 at the bottom)
         k.mem.write(Entry, _LINK.pack(entries[-1] if entries else 0))
         entries.append(Entry)
