@@ -193,8 +193,7 @@ def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> M
             IoStatus.Information = 0
             return None
         mdl.flags |= MDL_PAGE_CONTENTS_INVARIANT  # read-only cache pages
-        for pfn in pfns:
-            entry = k.phys.entry(pfn)
+        for entry in k.phys.entries(pfns):
             entry.lock_count += 1
             entry.reference_count += 1
         if tail is None:
@@ -224,9 +223,9 @@ def CcMdlReadComplete(FileObject: Any, MdlChain: Mdl) -> None:
         mdl.next = None
         mdl.flags &= ~MDL_PAGE_CONTENTS_INVARIANT
         MmUnlockPages(mdl)
-        for pfn in mdl.pfns:
-            entry = k.phys.entry(pfn)
-            entry.reference_count = max(1, entry.reference_count - 1)  # the cache keeps its own
+        for entry in k.phys.entries(mdl.pfns):
+            references = entry.reference_count - 1
+            entry.reference_count = references if references > 1 else 1  # the cache keeps its own
         IoFreeMdl(mdl)
         scm.outstanding_mdls -= 1
         cc.mdls_outstanding -= 1
