@@ -78,6 +78,11 @@ register_layout(StructLayout("_GENERAL_LOOKASIDE_POOL", LOOKASIDE_LIST_EX_SIZE, 
     F("LastAllocateMisses", 0x54, "u32"),
 ]))
 
+# LOOKASIDE_LIST_EX: `L`, the GENERAL_LOOKASIDE_POOL (wdm.h)
+register_layout(StructLayout("_LOOKASIDE_LIST_EX", LOOKASIDE_LIST_EX_SIZE, [
+    F("L", 0x00, "struct", "_GENERAL_LOOKASIDE_POOL", size=LOOKASIDE_LIST_EX_SIZE),
+]))
+
 # SLIST_HEADER (x64: Depth:16 Sequence:48 | Reserved:4 NextEntry:60), then Depth .. Size, then the
 # allocate and free routines' addresses, the ListEntry links, the Last* counters and Future[2].
 _IMAGE = struct.Struct("<QQHHIIIIIIIQQQQII8x")
@@ -129,7 +134,8 @@ class LOOKASIDE_LIST_EX:
         links = lookaside_lists(k)
         keys = list(links)
         i = keys.index(self.address) if self.address in keys else -1
-        # ListEntry: the kernel's list of lookaside lists, in the order they were initialised
+        # ListEntry: the kernel's list of lookaside lists, in the order they were initialised (its head,
+        # ExPoolLookasideListHead, is not in the lab's memory: the two ends read 0)
         flink = keys[i + 1] + 0x40 if 0 <= i < len(keys) - 1 else 0
         blink = keys[i - 1] + 0x40 if i > 0 else 0
         k.mem.write(self.address, _IMAGE.pack(
