@@ -258,6 +258,7 @@ def IoUnloadDriver(k: Kernel, drv: DriverObject, on_done: Callable[[int], None] 
             result = drv.driver_unload(drv)
             if inspect.isgenerator(result):
                 yield from result
+        _check_lookaside_lists_deleted(kk, drv)
         leaks = [b for b in kk.pool.allocated_blocks() if b.tag in drv.pool_tags]
         _remove_driver(kk, drv)
         kk.publish(DriverUnloaded, driver=drv.name)
@@ -280,6 +281,21 @@ def IoUnloadDriver(k: Kernel, drv: DriverObject, on_done: Callable[[int], None] 
                 on_done(STATUS_INSUFFICIENT_RESOURCES)
     finally:
         pop_kernel()
+
+
+def _check_lookaside_lists_deleted(k: Kernel, drv: DriverObject) -> None:
+    """A lookaside list the driver set up and never deleted stays on the kernel's list, where the
+    balance set manager's ExAdjustLookasideDepth reads it after the driver's memory is gone: bug
+    check 0xCE.  The lab has no balance set manager, so the check runs at unload, as the pool-leak
+    check does."""
+    from .lookaside import lookaside_lists
+    module = drv.module.lower()
+    for lookaside in lookaside_lists(k).values():
+        if lookaside.owner.partition("!")[0].lower() == module:
+            k.bugcheck(bc.DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, lookaside.address, 0,
+                       k.symbol_address("nt!ExAdjustLookasideDepth"), 0,
+                       detail=f"{drv.name} unloaded without ExDeleteLookasideListEx of its lookaside list "
+                              f"at {lookaside.address:x} (tag {lookaside.tag_text})")
 
 
 def _remove_driver(k: Kernel, drv: DriverObject) -> None:

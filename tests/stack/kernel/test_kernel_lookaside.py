@@ -7,10 +7,10 @@ from typing import Any
 
 from stack.kernel import (LOOKASIDE_LIST_EX, MINIMUM_LOOKASIDE_DEPTH, ExAllocateFromLookasideListEx,
                           ExAllocatePoolWithTag, ExDeleteLookasideListEx, ExFreePoolWithTag, ExFreeToLookasideListEx,
-                          ExInitializeLookasideListEx, NonPagedPoolNx, PagedPool, STATUS_SUCCESS)
+                          ExInitializeLookasideListEx, NonPagedPoolNx, PagedPool, STATUS_SUCCESS, kroutine)
 from stack.kernel.lookaside import EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL, lookaside_lists
 from stack.kernel.pool import tag_from_str
-from tests.stack.kernel.kernel_harness import assert_running, crash, new_machine, run
+from tests.stack.kernel.kernel_harness import assert_running, crash, load_test_driver, new_machine, run
 
 
 def _in_use(m: Any, tag: str) -> tuple[int, int]:
@@ -183,3 +183,25 @@ def test_khttpd_serves_new_connections_from_its_lookaside_lists_after_the_first(
 def _in_use_of(k: Any, tag: str) -> int:
     usage = k.pool.usage[(tag_from_str(tag), False)]
     return usage.allocs - usage.frees
+
+
+@kroutine("testdrv")
+def LookasideDriverEntry(DriverObject: Any, RegistryPath: str) -> int:
+    """Sets up a lookaside list in its extension block and (a bug) never deletes it."""
+    home = ExAllocatePoolWithTag(NonPagedPoolNx, 0x60, "LkDr")
+    lookaside = LOOKASIDE_LIST_EX(home)
+    ExInitializeLookasideListEx(lookaside, None, None, NonPagedPoolNx, 0, 0x40, "LkEn", 0)
+    DriverObject.extension["lookaside"] = lookaside
+    return STATUS_SUCCESS
+
+
+def test_a_driver_unloading_with_its_lookaside_list_still_set_up_bugchecks_0xce():
+    from stack.kernel import IoUnloadDriver
+    m = new_machine()
+    drv = load_test_driver(m, "lkdrv", LookasideDriverEntry)
+    lookaside = drv.extension["lookaside"]
+    IoUnloadDriver(m.kernel, drv)
+    m.scheduler.run_until_idle()
+    info = crash(m)
+    assert info.code == 0xCE and info.params[0] == lookaside.address and info.params[1] == 0
+    assert info.params[2] == m.kernel.symbol_address("nt!ExAdjustLookasideDepth")
