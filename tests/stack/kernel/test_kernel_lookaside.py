@@ -205,3 +205,34 @@ def test_a_driver_unloading_with_its_lookaside_list_still_set_up_bugchecks_0xce(
     info = crash(m)
     assert info.code == 0xCE and info.params[0] == lookaside.address and info.params[1] == 0
     assert info.params[2] == m.kernel.symbol_address("nt!ExAdjustLookasideDepth")
+
+
+def test_khttpds_blocks_come_from_the_same_addresses_with_and_without_a_listener_on_the_bus():
+    """Unlike the emulator's IRP object reuse, a lookaside list does not change with a debugger
+    attached: it is the driver's own, so `!pool`, `!poolused` and addresses read the same."""
+    from stack.usermode.socket import SockAddr, run_program
+    from stack.usermode.webserver import http_fetch
+    from tests.stack.drivers.khttpd_lab import boot_lab
+
+    seen = []
+    for listen in (False, True):
+        world = boot_lab(seed=5)
+        if listen:
+            world.bus.subscribe(lambda event: None)
+        k = world.host("winsrv").kernel
+        g = k.drivers["khttpd"].extension["khttpd"]
+
+        def fetch() -> Any:
+            for _ in range(4):
+                response = yield from http_fetch(SockAddr.parse("10.0.0.1:80"), "GET", "/index.html")
+                assert response.status == 200
+
+        program = run_program(world.host("client").kernel, fetch, name="fetch")
+        world.run_while(lambda: not program.done)
+        program.raise_error()
+        world.run_while(lambda: bool(g.connections))
+        lists = [(lk.address, list(lk.entries), lk.total_allocates, lk.allocate_misses, lk.free_misses)
+                 for lk in lookaside_lists(k).values()]
+        seen.append((lists, [_in_use_of(k, tag) for tag in ("Khtc", "Khtb", "Khth", "Khts")]))
+    assert seen[0] == seen[1]
+    assert all(len(entries) == 1 and allocates >= 4 for _, entries, allocates, _, _ in seen[0][0])
