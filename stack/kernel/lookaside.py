@@ -14,6 +14,9 @@ and out, as on Windows:
 - An entry on the list is still an allocated pool block of the list's tag: `!pool` and
   `!poolused` count it as in use, exactly as they do on Windows.
 - `ExDeleteLookasideListEx` frees what the list still holds.
+- ExAllocateFromLookasideListEx and ExFreeToLookasideListEx are FORCEINLINE in wdm.h: no routine
+  of their own to `bp`, and a hit or a push publishes no pool event (no pool call happens); a miss
+  goes through ExAllocatePoolWithTag / ExFreePoolWithTag and is seen as any allocation is.
 
 The structure lives in memory the caller gives it (a LOOKASIDE_LIST_EX, 0x60 bytes on x64:
 its GENERAL_LOOKASIDE_POOL), written out when somebody reads it (`dt`, `db`), and every list
