@@ -214,11 +214,13 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
     if k.cpu_model is not None:
         k.charge("mdl_build")
-    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
+    frames = k.frames
+    owner = frames[-1][0] if frames else "nt!KiIdleLoop"  # k.caller_symbol(), inlined
+    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=owner)
     if not address:
         return None  # out of nonpaged pool: NULL, as in Windows
     mdl = Mdl(k, address, VirtualAddress, Length, pages)
-    mdl.owner = k.caller_symbol()
+    mdl.owner = owner
     k.register_object(mdl)
     if Irp is not None:
         if not SecondaryBuffer or Irp.mdl_address is None:

@@ -309,6 +309,17 @@ class PhysicalMemory:
             entry = self.pfns[i] = PfnEntry(pfn, color=i & 0x3F)
         return entry
 
+    def entries(self, pfns: list[int]) -> list[PfnEntry]:
+        """`entry` for each PFN of a run (an MDL's pages), in one call."""
+        base = self.base_pfn
+        count = self.page_count
+        rows = self.pfns
+        out = [rows[pfn - base] if 0 <= pfn - base < count else None for pfn in pfns]
+        for entry in out:
+            if entry is None or entry is NEVER_USED_FRAME:  # out of range, or a row not built yet
+                return [self.entry(pfn) for pfn in pfns]  # (raises for the first PFN out of range)
+        return out
+
     def frame(self, pfn: int) -> memoryview:
         start = (pfn - self.base_pfn) << PAGE_SHIFT
         return self.view[start:start + PAGE_SIZE]
