@@ -707,7 +707,7 @@ class Engine(FrameContext):
             if bp.condition:
                 try:
                     self._condition_event = ev
-                    if evaluate(bp.condition, self.expr_context(ev.host)) == 0:
+                    if evaluate(bp.condition, self.expr_context(ev.host), self.radix) == 0:
                         continue
                 except ExprError as exc:
                     cond_error = exc.caret(bp.condition)

@@ -68,13 +68,18 @@ class FrameContext:
     """Engine's half that reads a stopped machine (see the module docstring)."""
 
     # -- expressions ------------------------------------------------------------------------
+    @property
+    def radix(self) -> int:
+        """The default number base of MASM expressions: 16 until the `n` command changes it."""
+        return self.state.get("radix", 16)  # type: ignore[attr-defined]
+
     def expr_context(self, host: str | None = None) -> "DebuggerExprContext":
         return DebuggerExprContext(self, host or self.current_host)
 
     def evaluate(self, text: str, base: int = 0, host: str | None = None) -> int:
         """Evaluate a MASM expression; errors point `base` characters into the command."""
         try:
-            return evaluate(text, self.expr_context(host))
+            return evaluate(text, self.expr_context(host), self.radix)
         except ExprError as exc:
             raise CommandError(exc.message, base + exc.position) from None
 

@@ -5,8 +5,9 @@ lands, the process that took over from the checkpoint becomes the machine.  So t
 the REPL, `wskdbg run`, `wskdbg -c`, a bench — cannot live in that process: it talks to it
 through `MachineProxy`, which sends command lines down a pipe and reads back results (text plus
 JSON-shaped data), DbgPrint output as it happens, progress lines and the pid of the process that
-serves it now (break-ins are SIGUSR1 to that pid, acknowledged on a pipe of their own once the
-engine holds the request: see `MachineProxy.break_in`).
+serves it now (break-ins are SIGUSR1 to that pid, numbered in a page every machine process shares
+and acknowledged by number on a pipe of their own once the engine holds the request: see
+`MachineProxy.break_in`).
 
     front end (MachineProxy)      live machine server            checkpoints (dormant forks)
     ───────────────────────       ───────────────────            ───────────────────────────
@@ -30,9 +31,11 @@ trace records since the last one, at its next hand-off.  Nothing the TUI draws i
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 import signal
+import struct
 import sys
 import tempfile
 import threading
@@ -49,6 +52,17 @@ from wskdbg.timetravel import HandOver
 _WAIT_SLICE_S = 1.0  # how often a front end waiting for a result checks that its server still lives
 _BREAK_ACK_SLICE_S = 0.05  # how often a break-in waiting for its acknowledgement checks the server lives
 _BREAK_ACK_MAX_S = 5.0  # a server that never acknowledges (busy in one long call): the caller goes on
+
+# A signal carries no data, so a break-in's number travels in a page every machine process shares
+# (anonymous MAP_SHARED, made before the first fork, so checkpoints and runners see it too): the
+# front end writes `requested`, the live server writes `taken` when its engine holds that request.
+_BREAK_BOX = struct.Struct("<QQ")  # requested, taken
+_TAKEN_AT = 8
+# What a server writes on the acknowledgement pipe: one record per write (under PIPE_BUF, so a
+# write is atomic and records from two processes never interleave).
+_ACK = struct.Struct("<QQI")  # break-in number, pid, kind
+ACK_HELD = 1  # this pid's engine holds break-in `number` (and every one before it)
+ACK_LEAVING = 2  # this pid is handing the machine over: the runner takes what is requested
 
 
 def _jsonable_line(line: Any) -> Any:
@@ -67,10 +81,13 @@ class MachineServer:
     """The server's side: one Engine, serving requests from the front end's pipe."""
 
     def __init__(self, make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
-                 every: int, cap: int, views: bool = False, acks: int = -1) -> None:
+                 every: int, cap: int, views: bool = False, acks: int = -1, breaks: Any = None) -> None:
         self.requests = requests
         self.replies = replies
         self.acks = acks  # break-in acknowledgements to the front end (MachineProxy.break_in)
+        self.breaks = breaks if breaks is not None else mmap.mmap(-1, _BREAK_BOX.size)  # the shared numbers
+        self.leaving = False  # handing the machine over: break-ins are the runner's to take
+        self.held_in_line = False  # took a break-in during the current command line (handed over with it)
         self._send_lock = threading.Lock()  # the machine's thread pushes views while the debugger's answers
         self.engine = make_engine()
         self.views: Any = None
@@ -89,13 +106,27 @@ class MachineServer:
         self.send(("view", generation, view, records))
 
     def break_in(self) -> None:
-        """SIGUSR1 from the front end: the engine holds the request now, so say so.  The signal's
-        Python handler runs on this process's main thread whenever that thread next gets the GIL;
-        until it has run, a machine thread that goes on (a test letting it through after Ctrl+C)
-        could end its run without seeing the request, and the break-in would be lost."""
+        """SIGUSR1 from the front end: take the break-in it numbered and say so, with its number.
+        The signal's Python handler runs on this process's main thread whenever that thread next
+        gets the GIL; until it has run, a machine thread that goes on (a test letting it through
+        after Ctrl+C) could end its run without seeing the request, and the break-in would be lost.
+        A process handing the machine over takes nothing: its runner takes the request."""
+        if not self.leaving:
+            self.take_break_request()
+
+    def take_break_request(self) -> None:
+        """Take the newest break-in the front end numbered, if no machine process took it yet."""
+        requested, taken = _BREAK_BOX.unpack_from(self.breaks)
+        if requested <= taken:  # a repeated signal, or a runner's look at taking over
+            return
         self.engine.break_in()
+        self.held_in_line = True
+        struct.pack_into("<Q", self.breaks, _TAKEN_AT, requested)  # only the front end writes `requested`
+        self._ack(requested, ACK_HELD)
+
+    def _ack(self, number: int, kind: int) -> None:
         try:
-            os.write(self.acks, b"b")
+            os.write(self.acks, _ACK.pack(number, os.getpid(), kind))
         except OSError:  # no front end reading (or a full pipe it will drain): the request stands
             pass
 
@@ -165,7 +196,7 @@ class MachineServer:
                 _, line, script_dirs, live = message
                 self._wire(self.engine, live)
                 self.engine.script_dirs = list(script_dirs)
-                self.answer(self.engine.execute(line))
+                self.answer(self._line_done(self.engine.execute(line)))
             elif kind == "symbols":
                 self.send(("symbols", self._symbols()))
             elif kind == "status":
@@ -179,6 +210,11 @@ class MachineServer:
                     answer = ("error", f"{type(exc).__name__}: {exc}")
                 self.send(("tui", answer))
 
+    def _line_done(self, result: CommandResult) -> CommandResult:
+        """The command line ended here (a run consumed its break-in, or the line dropped it)."""
+        self.held_in_line = False
+        return result
+
     def _symbols(self) -> list[tuple[str, list[str]]]:
         try:
             return [(m.name, list(m.symbols)) for m in self.engine.kernel.modules]
@@ -188,41 +224,64 @@ class MachineServer:
     def _hand_over(self, handover: HandOver) -> None:
         """Send the trip and the rest of the command line to the checkpoint, then leave; if the
         checkpoint is gone, finish the trip here by re-execution."""
-        from wskdbg.commands.timetravel import perform
         eng = self.engine
+        # From here a break-in is the runner's: it takes what the front end requested when it
+        # takes over.  One this process took during the line goes with the line (the engine
+        # dropped it when HandOver unwound the line).
+        self.leaving = True
+        self._ack(0, ACK_LEAVING)
         payload = {"state": export_debugger_state(eng), "plan": handover.plan, "line": _jsonable_line(handover.line),
                    "checkpoints": list(self.checkpoints.records), "next_number": self.checkpoints.next_number,
-                   "live": eng.live_output is not None,
+                   "live": eng.live_output is not None, "break_pending": self.held_in_line,
                    "views": self.views.handover_state() if self.views is not None else None}
         if eng.log_file is not None:
             eng.log_file.flush()
         self.send(("handover", handover.checkpoint.pid))
         if self.checkpoints.hand_over(handover.checkpoint, payload):
             os._exit(0)
+        self.leaving = False  # the checkpoint is gone: this process finishes the trip
+        if payload["break_pending"]:
+            eng.break_in()
         self.send(("live", os.getpid()))
-        self.answer(eng.continue_line(handover.line, first=lambda: perform(eng, handover.plan)))
+        self.take_break_request()
+        self.answer(self._line_done(eng.continue_line(handover.line, first=lambda: _trip(eng, handover.plan, handover.line))))
 
     def _finish_trip(self, payload: dict[str, Any]) -> None:
         """In a runner: take over, replay to the target, run the rest of the line, answer."""
-        from wskdbg.commands.timetravel import perform
         eng = self.engine
         self._wire(eng, payload["live"])
         self.checkpoints.adopt(payload["checkpoints"], payload["next_number"])
         adopt_debugger_state(eng, payload["state"])
         if self.views is not None:
             self.views.adopt(payload.get("views"))
+        self.leaving = False
+        self.held_in_line = bool(payload.get("break_pending"))
+        if self.held_in_line:  # taken by the process that handed over, during this line
+            eng.break_in()
         signal.signal(signal.SIGUSR1, lambda signum, frame: self.break_in())
         signal.signal(signal.SIGUSR2, lambda signum, frame: self.want_view())
+        self.take_break_request()  # one requested during the hand-over (its signal went to the old process, or was ignored here)
         line = payload["line"]
-        self.answer(eng.continue_line(line, first=lambda: perform(eng, payload["plan"])))
+        self.answer(self._line_done(eng.continue_line(line, first=lambda: _trip(eng, payload["plan"], line))))
+
+
+def _trip(engine: Any, plan: Any, line: Any) -> CommandResult:
+    """The trip a hand-over brought here, answered as the command answers in-process when it cannot
+    finish (a break-in during its replay: "time travel was interrupted"), never by dying."""
+    from wskdbg.commands.registry import CommandError
+    from wskdbg.commands.timetravel import perform
+    try:
+        return perform(engine, plan)
+    except CommandError as exc:
+        return engine._error_result(exc, line.pieces[line.index][1])
 
 
 def _server_main(make_engine: Callable[[], Any], requests: int, replies: int, lifeline: int, directory: str,
-                 every: int, cap: int, views: bool = False, acks: int = -1) -> None:
+                 every: int, cap: int, views: bool = False, acks: int = -1, breaks: Any = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl+C is the front end's to turn into a break-in
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # checkpoints and runners are reaped by the kernel
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # (its default would end the process before the server is up)
-    server = MachineServer(make_engine, requests, replies, lifeline, directory, every, cap, views, acks)
+    server = MachineServer(make_engine, requests, replies, lifeline, directory, every, cap, views, acks, breaks)
     signal.signal(signal.SIGUSR1, lambda signum, frame: server.break_in())
     signal.signal(signal.SIGUSR2, lambda signum, frame: server.want_view())
     server.serve()
@@ -278,6 +337,11 @@ class MachineProxy:
         self._acks, acks_w = os.pipe()
         os.set_blocking(self._acks, False)
         os.set_blocking(acks_w, False)
+        self._breaks = mmap.mmap(-1, _BREAK_BOX.size)  # shared with every machine process (see _BREAK_BOX)
+        self._break_number = 0  # the last break-in this front end numbered
+        self._ack_tail = b""  # a partial acknowledgement record (never expected: each is one write)
+        self._left: set[int] = set()  # pids that said they are handing the machine over
+        self.last_break_ack: tuple[int, int] | None = None  # (number, pid) of the last break-in held
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
@@ -288,7 +352,8 @@ class MachineProxy:
                 os.close(self._replies)
                 os.close(self._lifeline)
                 os.close(self._acks)
-                _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap, views, acks_w)
+                _server_main(make_engine, req_r, rep_w, life_r, self.directory, every, cap, views, acks_w,
+                             self._breaks)
             except SystemExit as exc:  # the lab refused to start (e.g. --cpu-hosts names no host)
                 send_message(rep_w, ("fatal", str(exc.code)))
                 status = 2
@@ -375,35 +440,66 @@ class MachineProxy:
         send_message(self._requests, (kind, argument))
         return self._read()[1]
 
-    def break_in(self) -> None:
+    def break_in(self) -> tuple[int, int] | None:
         """Ask the machine to stop; returns once the server's engine holds the request (as
         `Engine.break_in` does in-process), so whatever the caller does next — let a stopped
-        machine thread go on — cannot outrun it."""
+        machine thread go on — cannot outrun it.  Returns (number, pid) of the acknowledgement,
+        or None when none came (no server, or one busy past _BREAK_ACK_MAX_S: the request stands).
+
+        Each break-in is numbered, and only an acknowledgement of this number (or a later one)
+        counts: a late one of an earlier break-in that timed out is not this one's.  During a
+        hand-over the old process takes nothing (it says it is leaving); the runner takes the
+        request when it takes over, or when it is signalled as the new live process."""
         import select
         if self.closed:
-            return
-        self._drain_acks()  # a late acknowledgement of an earlier break-in is not this one's
-        pid = self.live_pid
+            return None
+        self._read_acks()  # what came late for earlier break-ins (and who left meanwhile)
+        self._break_number += 1
+        number = self._break_number
         try:
-            os.kill(pid, signal.SIGUSR1)
-        except OSError:
-            return
+            struct.pack_into("<Q", self._breaks, 0, number)  # before the signal: the handler reads it
+        except ValueError:  # closed meanwhile (close() on another thread)
+            return None
+        pid = self.live_pid
+        if not self._send_break(pid):
+            return None
         waited = 0.0
         while waited < _BREAK_ACK_MAX_S:
             ready, _, _ = select.select([self._acks], [], [], _BREAK_ACK_SLICE_S)
             if ready:
-                self._drain_acks()
-                return
+                for held, by, kind in self._read_acks():
+                    if kind == ACK_HELD and held >= number:
+                        self.last_break_ack = (held, by)
+                        return self.last_break_ack
+                continue
             waited += _BREAK_ACK_SLICE_S
-            if not process_alive(pid):  # it handed over or died: there is no one to acknowledge
-                return
+            if self.live_pid != pid and process_alive(self.live_pid):  # the runner is live now
+                pid = self.live_pid
+                self._send_break(pid)
+            elif not process_alive(pid) and pid not in self._left:
+                return None  # it died: there is no one to acknowledge
+        return None
 
-    def _drain_acks(self) -> None:
+    def _send_break(self, pid: int) -> bool:
         try:
-            while os.read(self._acks, 64):
-                pass
+            os.kill(pid, signal.SIGUSR1)
+        except OSError:
+            return False
+        return True
+
+    def _read_acks(self) -> list[tuple[int, int, int]]:
+        """The acknowledgement records that have come, oldest first; notes who left."""
+        data = self._ack_tail
+        try:
+            while chunk := os.read(self._acks, _ACK.size * 64):
+                data += chunk
         except (BlockingIOError, OSError):
             pass
+        whole = len(data) - len(data) % _ACK.size
+        self._ack_tail = data[whole:]
+        records = [_ACK.unpack_from(data, at) for at in range(0, whole, _ACK.size)]
+        self._left.update(pid for _, pid, kind in records if kind == ACK_LEAVING)
+        return records
 
     # -- the TUI's views (views=True) ---------------------------------------------------------------
     def view_request(self, request: tuple) -> Any:
@@ -489,6 +585,7 @@ class MachineProxy:
                 os.close(fd)
             except OSError:
                 pass
+        self._breaks.close()
         self._reap(self.server_pid)
         import time
         deadline = time.monotonic() + 10.0

@@ -69,7 +69,7 @@ QUERY_VERBS = {"tracelog": frozenset({"-l"})}
 # World-changing commands whose spec does not say mutates=True.
 EXTRA_INPUTS = frozenset({"!fault", "!capture"})
 # engine.state keys that are debugger settings, not per-world state: kept when the world is rebuilt.
-DEBUGGER_STATE_KEYS = frozenset({"wpp_prefix"})
+DEBUGGER_STATE_KEYS = frozenset({"wpp_prefix", "radix"})
 
 _REVERSE_STEP = re.compile(r"(\s*)([tpgTPG])-(?=\s|$)")
 
@@ -252,7 +252,7 @@ def breakpoint_matches(engine: "Engine", bp: "Breakpoint", ev: "Event") -> bool:
         return True
     with engine.evaluating_at(ev):
         try:
-            return evaluate(bp.condition, engine.expr_context(ev.host)) != 0
+            return evaluate(bp.condition, engine.expr_context(ev.host), engine.radix) != 0
         except ExprError:
             return True  # the engine breaks when a condition fails to evaluate
 

@@ -173,7 +173,8 @@ def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> M
     k = current_kernel()
     scm: SharedCacheMap = FileObject.SectionObjectPointer
     _check_range(scm, FileOffset, Length)
-    current_kernel().charge("cache_lookup")
+    if k.cpu_model is not None:
+        k.charge("cache_lookup")
     head: Mdl | None = None
     tail: Mdl | None = None
     position = FileOffset
@@ -192,8 +193,7 @@ def CcMdlRead(FileObject: Any, FileOffset: int, Length: int, IoStatus: Any) -> M
             IoStatus.Information = 0
             return None
         mdl.flags |= MDL_PAGE_CONTENTS_INVARIANT  # read-only cache pages
-        for pfn in pfns:
-            entry = k.phys.entry(pfn)
+        for entry in k.phys.entries(pfns):
             entry.lock_count += 1
             entry.reference_count += 1
         if tail is None:
@@ -223,9 +223,9 @@ def CcMdlReadComplete(FileObject: Any, MdlChain: Mdl) -> None:
         mdl.next = None
         mdl.flags &= ~MDL_PAGE_CONTENTS_INVARIANT
         MmUnlockPages(mdl)
-        for pfn in mdl.pfns:
-            entry = k.phys.entry(pfn)
-            entry.reference_count = max(1, entry.reference_count - 1)  # the cache keeps its own
+        for entry in k.phys.entries(mdl.pfns):
+            references = entry.reference_count - 1
+            entry.reference_count = references if references > 1 else 1  # the cache keeps its own
         IoFreeMdl(mdl)
         scm.outstanding_mdls -= 1
         cc.mdls_outstanding -= 1

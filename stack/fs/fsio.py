@@ -15,15 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from stack.fs.kfs import (FILE_OBJECT_SIZE, FILE_OBJECT_TAG, FILE_STANDARD_INFORMATION_SIZE, CreateParameters,
-                          FileObject, FileStandardInformation, FsError, QueryFileParameters, ReadParameters)
+from stack.fs.kfs import (FILE_OBJECT_SIZE, FILE_OBJECT_TAG, FILE_STANDARD_INFORMATION,
+                          FILE_STANDARD_INFORMATION_SIZE, CreateParameters, FileObject, FileStandardInformation, FsError,
+                          QueryFileParameters, ReadParameters)
 from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ,
                           IRP_MN_COMPLETE_MDL, IRP_MN_MDL, IRP_MN_NORMAL, NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES,
                           STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, ExAllocatePoolWithTag, ExFreePoolWithTag,
                           IoAllocateIrp, IoCallDriver, IoFreeIrp, IoGetNextIrpStackLocation, IoSetCompletionRoutine,
                           Mdl, NonPagedPoolNx, current_kernel, kroutine)
 from stack.kernel.io import DeviceObject
-from stack.kernel.irp import IopAllocateIrpMustSucceed
+from stack.kernel.irp import IopAllocateIrpMustSucceed, IoStatusBlock
 
 FILE_INFO_TAG = "FsIn"
 
@@ -97,7 +98,16 @@ def fs_open(device: DeviceObject, file_name: str) -> tuple[int, FileObject | Non
 
 
 def fs_query_size(file_object: FileObject) -> tuple[int, int]:
-    """IRP_MJ_QUERY_INFORMATION(FileStandardInformation): (status, EndOfFile)."""
+    """FileStandardInformation's EndOfFile: (status, size).  As FsRtlGetFileSize and
+    NtQueryInformationFile do, the file system's FastIoQueryStandardInfo first (no IRP); when it
+    has none or declines, IRP_MJ_QUERY_INFORMATION."""
+    device = file_object.DeviceObject
+    fast_io = device.driver_object.fast_io_dispatch
+    if fast_io is not None and fast_io.FastIoQueryStandardInfo is not None:
+        info = FILE_STANDARD_INFORMATION()  # the caller's buffer (a local in C)
+        iosb = IoStatusBlock()
+        if fast_io.FastIoQueryStandardInfo(file_object, True, info, iosb, device):
+            return iosb.Status, info.EndOfFile if NT_SUCCESS(iosb.Status) else 0
     k = current_kernel()
     buffer = ExAllocatePoolWithTag(NonPagedPoolNx, FILE_STANDARD_INFORMATION_SIZE, FILE_INFO_TAG)
     if not buffer:

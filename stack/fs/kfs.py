@@ -18,6 +18,7 @@ a send completion routine:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,8 @@ from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_QU
                           STATUS_INVALID_PARAMETER, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_SUCCESS, ExFreePoolWithTag,
                           IoCompleteRequest, IoCreateDevice, IoDeleteDevice, IoGetCurrentIrpStackLocation, Mdl,
                           NonPagedPoolNx, ExAllocatePoolWithTag, current_kernel, kroutine)
-from stack.kernel.io import DO_DIRECT_IO, FILE_DEVICE_DISK_FILE_SYSTEM, DeviceObject, DriverImage, DriverObject
+from stack.kernel.io import (DO_DIRECT_IO, FAST_IO_DISPATCH, FAST_IO_DISPATCH_SIZE, FILE_DEVICE_DISK_FILE_SYSTEM,
+                             DeviceObject, DriverImage, DriverObject)
 from stack.kernel.layouts import F, LAYOUTS, StructLayout, register_layout
 
 STATUS_OBJECT_NAME_INVALID = 0xC0000033
@@ -45,6 +47,22 @@ FILE_OBJECT_SIZE = 0xD8
 FileBasicInformation = 4
 FileStandardInformation = 5
 FILE_STANDARD_INFORMATION_SIZE = 24
+
+
+@dataclass(slots=True)
+class FILE_STANDARD_INFORMATION:
+    """What FileStandardInformation returns (the caller's buffer on the fast I/O path)."""
+
+    AllocationSize: int = 0
+    EndOfFile: int = 0
+    NumberOfLinks: int = 0
+    DeletePending: bool = False
+    Directory: bool = False
+
+    def pack(self) -> bytes:
+        return (self.AllocationSize.to_bytes(8, "little") + self.EndOfFile.to_bytes(8, "little")
+                + self.NumberOfLinks.to_bytes(4, "little") + bytes((int(self.DeletePending), int(self.Directory)))
+                + bytes(2))
 
 register_layout(StructLayout("_UNICODE_STRING", 0x10, [
     F("Length", 0x00, "u16"), F("MaximumLength", 0x02, "u16"), F("Buffer", 0x08, "ptr", "Wchar"),
@@ -166,6 +184,9 @@ class Volume:
     refused: int = 0
 
 
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f]")  # no control character in a file name
+
+
 def canonical_file_name(file_name: str) -> str | None:
     """"\\files\\4KB.bin" -> "files/4KB.bin"; None for anything that is not a plain relative path."""
     if not isinstance(file_name, str) or not file_name:
@@ -173,9 +194,11 @@ def canonical_file_name(file_name: str) -> str | None:
     name = file_name.replace("\\", "/")
     if name.startswith("/"):
         name = name[1:]
+    if _CONTROL_CHARACTER.search(name):
+        return None
     segments = name.split("/")
     for segment in segments:
-        if segment in ("", ".", "..") or ":" in segment or any(ord(c) < 0x20 for c in segment):
+        if segment in ("", ".", "..") or ":" in segment:
             return None
     return "/".join(segments)
 
@@ -254,11 +277,32 @@ def KfsCommonQueryInformation(DeviceObject: DeviceObject, Irp: Any) -> int:
         return _complete(Irp, STATUS_INVALID_PARAMETER)
     if params.Length < FILE_STANDARD_INFORMATION_SIZE or not Irp.system_buffer:
         return _complete(Irp, STATUS_BUFFER_TOO_SMALL)
-    allocation = (fcb.FileSize + 0xFFF) & ~0xFFF
-    info = (allocation.to_bytes(8, "little") + fcb.FileSize.to_bytes(8, "little")
-            + (1).to_bytes(4, "little") + bytes((0, 0)) + bytes(2))
-    k.write(Irp.system_buffer, info)
+    info = FILE_STANDARD_INFORMATION()
+    _standard_information(fcb, info)
+    k.write(Irp.system_buffer, info.pack())
     return _complete(Irp, STATUS_SUCCESS, FILE_STANDARD_INFORMATION_SIZE)
+
+
+def _standard_information(fcb: Fcb, info: FILE_STANDARD_INFORMATION) -> None:
+    """A file's FILE_STANDARD_INFORMATION: the same for the IRP and the fast I/O path."""
+    info.AllocationSize = (fcb.FileSize + 0xFFF) & ~0xFFF
+    info.EndOfFile = fcb.FileSize
+    info.NumberOfLinks = 1
+    info.DeletePending = info.Directory = False
+
+
+@kroutine("kfs")
+def KfsFastIoQueryStandardInfo(FileObject: FileObject, Wait: bool, Buffer: FILE_STANDARD_INFORMATION,
+                               IoStatus: Any, DeviceObject: DeviceObject) -> bool:
+    """FAST_IO_DISPATCH.FastIoQueryStandardInfo: the sizes are in the FCB, so no IRP is needed
+    (FALSE for a file object kfs does not know: the caller then sends the IRP, which fails it)."""
+    fcb = _fcb_of(FileObject)
+    if fcb is None:
+        return False
+    _standard_information(fcb, Buffer)
+    IoStatus.Status = STATUS_SUCCESS
+    IoStatus.Information = FILE_STANDARD_INFORMATION_SIZE
+    return True
 
 
 @kroutine("kfs")
@@ -287,7 +331,8 @@ def KfsCommonRead(DeviceObject: DeviceObject, Irp: Any) -> int:
     if not fcb.cache.loaded:  # first touch: read the file from "disk" into the cache
         if not CacheManager.of(k).fill(fcb.cache, file_bytes(volume.files[fcb.name])):
             return _complete(Irp, STATUS_INSUFFICIENT_RESOURCES)
-    k.charge("fs_read_page", (length + 4095) // 4096)
+    if k.cpu_model is not None:
+        k.charge("fs_read_page", (length + 4095) // 4096)
     if stack.minor == IRP_MN_MDL:
         if Irp.mdl_address is not None:
             return _complete(Irp, STATUS_INVALID_PARAMETER)
@@ -344,6 +389,10 @@ def KfsDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
     DriverObject.MajorFunction[IRP_MJ_CLOSE] = KfsCommonClose
     DriverObject.MajorFunction[IRP_MJ_QUERY_INFORMATION] = KfsCommonQueryInformation
     DriverObject.MajorFunction[IRP_MJ_READ] = KfsCommonRead
+    fast_io = FAST_IO_DISPATCH(current_kernel().image_global("kfs", "KfsFastIoDispatch", FAST_IO_DISPATCH_SIZE),
+                               FastIoQueryStandardInfo=KfsFastIoQueryStandardInfo)
+    fast_io.write(current_kernel())
+    DriverObject.fast_io_dispatch = fast_io
     DriverObject.driver_unload = KfsUnload
     return STATUS_SUCCESS
 

@@ -16,6 +16,7 @@ from .irql import *  # noqa: F401,F403
 from .ke import *  # noqa: F401,F403
 from .kernel import CopyCounter, Kernel, Module  # noqa: F401
 from .mdl import *  # noqa: F401,F403
+from .lookaside import *  # noqa: F401,F403
 from .memory import (PAGE_SIZE, ADDRESS_AND_SIZE_TO_SPAN_PAGES, BYTE_OFFSET, PAGE_ALIGN,  # noqa: F401
                      MemoryAccessError)
 from .ntstatus import *  # noqa: F401,F403

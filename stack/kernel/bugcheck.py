@@ -22,6 +22,7 @@ BAD_POOL_CALLER = 0xC2
 DRIVER_VERIFIER_DETECTED_VIOLATION = 0xC4
 IRQL_UNEXPECTED_VALUE = 0xC8
 DRIVER_VERIFIER_IOMANAGER_VIOLATION = 0xC9
+DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS = 0xCE
 DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
 MANUALLY_INITIATED_CRASH = 0xE2
 DPC_WATCHDOG_VIOLATION = 0x133
@@ -39,6 +40,7 @@ BUGCHECK_NAMES = {
     DRIVER_VERIFIER_DETECTED_VIOLATION: "DRIVER_VERIFIER_DETECTED_VIOLATION",
     IRQL_UNEXPECTED_VALUE: "IRQL_UNEXPECTED_VALUE",
     DRIVER_VERIFIER_IOMANAGER_VIOLATION: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
+    DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS",
     DRIVER_IRQL_NOT_LESS_OR_EQUAL: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
     MANUALLY_INITIATED_CRASH: "MANUALLY_INITIATED_CRASH",
     DPC_WATCHDOG_VIOLATION: "DPC_WATCHDOG_VIOLATION",
@@ -227,6 +229,13 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
         ("(current IRQL << 16) | expected IRQL", "routine address", "", ""),
     ),
     MANUALLY_INITIATED_CRASH: ("The user manually initiated this crash dump.", ("", "", "", "")),
+    DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: (
+        "A driver unloaded without cancelling timers, DPCs, worker threads, etc.\n"
+        "The broken driver's name is displayed on the screen.",
+        ("memory referenced", "value 0 = read operation, 1 = write operation",
+         "If non-zero, the instruction address which referenced the bad memory address.",
+         "Mm internal code."),
+    ),
     DPC_WATCHDOG_VIOLATION: (
         "The DPC watchdog detected a prolonged run time at an IRQL of DISPATCH_LEVEL\n"
         "or above.",

@@ -41,6 +41,29 @@ def IopInvalidDeviceRequest(DeviceObject: Any, Irp: Any) -> int:
     return STATUS_INVALID_DEVICE_REQUEST
 
 
+FAST_IO_DISPATCH_SIZE = 0xE0  # SizeOfFastIoDispatch on x64: a ULONG (padded) and 27 routine pointers
+FAST_IO_QUERY_STANDARD_INFO_OFFSET = 0x28  # after CheckIfPossible, Read, Write, QueryBasicInfo
+
+
+@dataclass(slots=True)
+class FAST_IO_DISPATCH:
+    """A file system's fast I/O entry points: the I/O manager and FsRtl call them directly, with no
+    IRP, when the answer is at hand (cached data, a file's sizes); a routine returning FALSE sends
+    the caller back to the IRP path.  Only the entry points the lab's file systems provide."""
+
+    address: int = 0  # where the table is (a global of the file system's image)
+    FastIoQueryStandardInfo: Callable[..., bool] | None = None
+
+    def write(self, k: Kernel) -> None:
+        """The table in the image: SizeOfFastIoDispatch, then the routines' addresses."""
+        table = bytearray(FAST_IO_DISPATCH_SIZE)
+        table[0:4] = FAST_IO_DISPATCH_SIZE.to_bytes(4, "little")
+        if self.FastIoQueryStandardInfo is not None:
+            at = FAST_IO_QUERY_STANDARD_INFO_OFFSET
+            table[at:at + 8] = k.symbol_address(symbol_of(self.FastIoQueryStandardInfo)).to_bytes(8, "little")
+        k.mem.write(self.address, bytes(table))
+
+
 class DriverObject:
     struct_size = 0x150
 
@@ -56,6 +79,7 @@ class DriverObject:
         self.major_function: list[Callable[..., int]] = [IopInvalidDeviceRequest] * (IRP_MJ_MAXIMUM_FUNCTION + 1)
         self.driver_unload: Callable[..., Any] | None = None
         self.driver_init: Callable[..., Any] | None = None
+        self.fast_io_dispatch: FAST_IO_DISPATCH | None = None  # DriverObject->FastIoDispatch
         self.devices: list[DeviceObject] = []
         self.flags = 0x12  # DRVO_LEGACY_DRIVER | DRVO_INITIALIZED
         self.extension: dict[str, Any] = {}  # per-driver globals (what C keeps in static variables)
@@ -74,6 +98,7 @@ class DriverObject:
             "Type": IO_TYPE_DRIVER, "Size": self.struct_size,
             "DeviceObject": self.devices[0].address if self.devices else 0, "Flags": self.flags,
             "DriverStart": mod.base if mod else 0, "DriverSize": mod.size if mod else 0,
+            "FastIoDispatch": self.fast_io_dispatch.address if self.fast_io_dispatch is not None else 0,
             "DriverInit": k.symbol_address(symbol_of(self.driver_init)) if self.driver_init else 0,
             "DriverUnload": k.symbol_address(symbol_of(self.driver_unload)) if self.driver_unload else 0,
             "MajorFunction": [k.symbol_address(symbol_of(fn)) for fn in self.major_function],
@@ -258,6 +283,7 @@ def IoUnloadDriver(k: Kernel, drv: DriverObject, on_done: Callable[[int], None] 
             result = drv.driver_unload(drv)
             if inspect.isgenerator(result):
                 yield from result
+        _check_lookaside_lists_deleted(kk, drv)
         leaks = [b for b in kk.pool.allocated_blocks() if b.tag in drv.pool_tags]
         _remove_driver(kk, drv)
         kk.publish(DriverUnloaded, driver=drv.name)
@@ -282,6 +308,21 @@ def IoUnloadDriver(k: Kernel, drv: DriverObject, on_done: Callable[[int], None] 
         pop_kernel()
 
 
+def _check_lookaside_lists_deleted(k: Kernel, drv: DriverObject) -> None:
+    """A lookaside list the driver set up and never deleted stays on the kernel's list, where the
+    balance set manager's ExAdjustLookasideDepth reads it after the driver's memory is gone: bug
+    check 0xCE.  The lab has no balance set manager, so the check runs at unload, as the pool-leak
+    check does."""
+    from .lookaside import lookaside_lists
+    module = drv.module.lower()
+    for lookaside in lookaside_lists(k).values():
+        if lookaside.owner.partition("!")[0].lower() == module:
+            k.bugcheck(bc.DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS, lookaside.address, 0,
+                       k.symbol_address("nt!ExAdjustLookasideDepth"), 0,
+                       detail=f"{drv.name} unloaded without ExDeleteLookasideListEx of its lookaside list "
+                              f"at {lookaside.address:x} (tag {lookaside.tag_text})")
+
+
 def _remove_driver(k: Kernel, drv: DriverObject) -> None:
     for dev in list(drv.devices):
         IoDeleteDevice(dev)
@@ -293,5 +334,5 @@ def _remove_driver(k: Kernel, drv: DriverObject) -> None:
     k.unload_module(drv.module)
 
 
-__all__ = ["DriverObject", "DeviceObject", "DriverImage", "IoCreateDevice", "IoDeleteDevice", "IoLoadDriver",
+__all__ = ["FAST_IO_DISPATCH", "DriverObject", "DeviceObject", "DriverImage", "IoCreateDevice", "IoDeleteDevice", "IoLoadDriver",
            "IoUnloadDriver", "IoAttachDeviceToDeviceStack", "IoGetDeviceObjectPointer", "STATUS_UNSUCCESSFUL"]

@@ -220,25 +220,25 @@ class Irp:
         without building the objects again.  As the I/O manager's IRP lookaside lists keep the
         memory of freed IRPs for the next allocation."""
         iosb = self.IoStatus  # kept: the status block object is reset, not rebuilt
-        self._reset()
         iosb.Status = STATUS_SUCCESS
         iosb.Information = 0
-        self.IoStatus = iosb
+        self._reset(iosb)
         self.allocation_flags = 0
         self.freed = False
         self.notes.clear()
 
-    def _reset(self) -> None:
-        """IoReuseIrp's part: the fields as IoAllocateIrp left them, every stack location clear."""
-        self._reset_fields()
+    def _reset(self, iosb: "IoStatusBlock | None" = None) -> None:
+        """IoReuseIrp's part: the fields as IoAllocateIrp left them, every stack location clear
+        (with `iosb`, a cleared status block to keep rather than a new one)."""
+        self._reset_fields(iosb)
         for loc in self.stack:
             loc.clear()
 
-    def _reset_fields(self) -> None:
+    def _reset_fields(self, iosb: "IoStatusBlock | None" = None) -> None:
         self.mdl_address: Any = None
         self.flags = 0
         self.system_buffer: Any = None
-        self.IoStatus = IoStatusBlock()
+        self.IoStatus = IoStatusBlock() if iosb is None else iosb
         self.requestor_mode = 0
         self.pending_returned = False
         self.current_location = self.stack_count + 1

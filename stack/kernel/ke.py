@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from dataclasses import dataclass, field
+from types import GeneratorType
 from typing import Any, Callable, Generator, Iterable
 
 from . import bugcheck as bc
@@ -27,7 +28,7 @@ from .layouts import LAYOUTS
 from .ntstatus import STATUS_SUCCESS, STATUS_TIMEOUT, STATUS_WAIT_0
 from .pool import NonPagedPoolNx
 from .kstack import FRAME_SIZE, INITIAL_FRAME, allocate_stack, free_stack, stack_local
-from .symbols import _current, Frame, current_kernel, has_current_kernel, symbol_of
+from .symbols import _current, _new_frame, Frame, current_kernel, has_current_kernel, symbol_of
 
 # KWAIT_REASON / KPROCESSOR_MODE values the samples pass
 Executive = 0
@@ -477,7 +478,7 @@ def _park(k: Kernel, t: KThread, request: WaitRequest) -> None:
     t.wait = wb
     t.state = "Waiting"
     t.wait_reason = request.reason
-    t.wait_started_ns = k.now_ns
+    t.wait_started_ns = k.scheduler.now_ns  # (not the Kernel.now_ns property: every wait parks here)
     for obj in request.objects:
         obj.waiters.append(wb)
     if request.timeout_ns is not None:
@@ -874,15 +875,17 @@ def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
     """A system worker thread takes the item off its queue: ExpWorkerThread hands it to
     IopProcessWorkItem, which calls the driver's routine, so `k` there reads as on Windows."""
     item.queued = False
-    symbol = symbol_of(item.routine)
-    k.frames.extend(_bare_frames(WORK_ITEM_FRAMES[:-1]))
-    k.frames.append(Frame("nt!IopProcessWorkItem", (item.address,)))  # IopProcessWorkItem(IoWorkItem)
+    frames = k.frames
+    frames.extend(_WORK_ITEM_BASE_FRAMES)
+    frames.append(_new_frame(Frame, ("nt!IopProcessWorkItem", (item.address,))))  # IopProcessWorkItem(IoWorkItem)
     if k.bus.subscribers:
-        k.publish(WorkItemRun, routine=symbol)
+        k.publish(WorkItemRun, routine=symbol_of(item.routine))
     result = item.routine(item.device, item.context)
-    if inspect.isgenerator(result):  # a work routine that waits gets a thread of its own
-        _start_worker(k, symbol, _is_kroutine(item.routine), result)
+    if result.__class__ is GeneratorType:  # a work routine that waits gets a thread of its own
+        _start_worker(k, symbol_of(item.routine), _is_kroutine(item.routine), result)
 
+
+_WORK_ITEM_BASE_FRAMES = _bare_frames(WORK_ITEM_FRAMES[:-1])  # ExpWorkerThread's, below IopProcessWorkItem
 
 WORKER_RETRY_NS = 1_000_000
 

@@ -214,11 +214,13 @@ def IoAllocateMdl(VirtualAddress: int, Length: int, SecondaryBuffer: bool = Fals
     pages = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length)
     if k.cpu_model is not None:
         k.charge("mdl_build")
-    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=k.caller_symbol())
+    frames = k.frames
+    owner = frames[-1][0] if frames else "nt!KiIdleLoop"  # k.caller_symbol(), inlined
+    address = k.allocate_pool("mdl", NonPagedPoolNx, MDL_HEADER_SIZE + 8 * pages, MDL_TAG, owner=owner)
     if not address:
         return None  # out of nonpaged pool: NULL, as in Windows
     mdl = Mdl(k, address, VirtualAddress, Length, pages)
-    mdl.owner = k.caller_symbol()
+    mdl.owner = owner
     k.register_object(mdl)
     if Irp is not None:
         if not SecondaryBuffer or Irp.mdl_address is None:
@@ -418,14 +420,28 @@ def MmGetMdlPfnArray(mdl: Mdl) -> list[int]:
 
 def copy_to_mdl(dest: Mdl, dest_offset: int, src: list[memoryview] | memoryview | bytes, reason: str) -> int:
     """Copy bytes into an MDL chain (a real copy, so it is counted)."""
-    k = current_kernel()
+    k = _current[-1]  # current_kernel(), inlined: every copying receive comes through here
     chunks = [src] if not isinstance(src, list) else src
-    total = sum([len(c) for c in chunks])
+    # Where each chunk ends in the copy, summed in C (an RSC unit brings dozens of chunks).
+    ends = list(accumulate(map(len, chunks)))
+    total = ends[-1] if ends else 0
     views = mdl_chain_views(dest, dest_offset, total)
-    if len(views) == 1 and len(chunks) == 1:  # one run of pages, one source: a single slice copy
-        views[0][:] = chunks[0]
+    if len(views) == 1:  # one run of pages (a locked receive buffer, usually): a slice copy per chunk
+        target = views[0]
+        if len(chunks) == 1:
+            target[:] = chunks[0]
+        else:
+            for chunk, start, end in zip(chunks, (0, *ends), ends):
+                target[start:end] = chunk
         k.copies.count(total, reason)
         return total
+    _copy_scattered(views, chunks)
+    k.copies.count(total, reason)
+    return total
+
+
+def _copy_scattered(views: list[memoryview], chunks: list) -> None:
+    """copy_to_mdl into several runs: each chunk split where a run ends."""
     vi = 0
     vpos = 0
     for chunk in chunks:
@@ -440,5 +456,3 @@ def copy_to_mdl(dest: Mdl, dest_offset: int, src: list[memoryview] | memoryview 
             if vpos == len(v):
                 vi += 1
                 vpos = 0
-    k.copies.count(total, reason)
-    return total

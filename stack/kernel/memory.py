@@ -47,6 +47,7 @@ KERNEL_PTE_FLAGS = PTE_VALID | PTE_WRITE | PTE_ACCESSED | PTE_DIRTY | PTE_GLOBAL
 # One page of zeros to slice from: zero-filling a pool block or a recycled frame copies
 # from here instead of building a fresh bytes object each time.
 ZERO_PAGE = memoryview(bytes(PAGE_SIZE))
+_ZERO_BYTES = bytes(PAGE_SIZE)  # bytes == bytes is a memcmp; a memoryview compares item by item
 
 
 class MemoryAccessError(Exception):
@@ -118,6 +119,9 @@ class PhysicalMemory:
         self.pfns: list[PfnEntry] = [NEVER_USED_FRAME] * page_count  # type: ignore[list-item]
         self._bump = 0  # frames below this index have been handed out at least once
         self._free: list[int] = []  # recycled frame indexes, reused LIFO
+        # Free frame indexes that read as zeros since discard() gave their memory back to the host:
+        # allocate_zeroed need not clear them (they leave this set when handed out again).
+        self._zero_free: set[int] = set()
         self._top = page_count  # frames at and above this index belong to kernel stacks (see allocate_top)
         self._top_free: list[int] = []  # kernel-stack frames given back, reused by the next stack
 
@@ -130,20 +134,22 @@ class PhysicalMemory:
 
         A frame never handed out before is still zero (the mapping starts zeroed and
         nothing writes a frame nobody owns), so only recycled frames are cleared, as
-        Windows takes already-zeroed pages from its zeroed page list."""
-        pfns, recycled = self._allocate(count, owner)
-        if recycled:
+        Windows takes already-zeroed pages from its zeroed page list.  So are frames discard()
+        gave back to the host (they read as zeros): clearing them would only fault them in."""
+        pfns, dirty = self._allocate(count, owner)
+        if dirty:
             view = self.view
             base = self.base_pfn
-            for pfn in pfns:
+            for pfn in dirty:
                 start = (pfn - base) << PAGE_SHIFT
                 view[start:start + PAGE_SIZE] = ZERO_PAGE
         return pfns
 
-    def _allocate(self, count: int, owner: str) -> tuple[list[int], bool]:
-        """The frames, and whether they were recycled (possibly dirty) rather than fresh."""
+    def _allocate(self, count: int, owner: str) -> tuple[list[int], list[int]]:
+        """The frames, and those of them that may hold old bytes (recycled, and not known to read
+        as zeros since a discard); fresh frames hold none."""
         if count <= 0:
-            return [], False
+            return [], []
         recycled = True
         free = self._free
         if count == 1 and free:
@@ -162,7 +168,29 @@ class PhysicalMemory:
             recycled = False
         else:
             raise MemoryError("emulated physical memory exhausted")
-        return self._activate(indexes, owner), recycled
+        pfns = self._activate(indexes, owner)
+        if not recycled:
+            return pfns, []
+        return pfns, self._dirty_of(indexes, pfns)
+
+    def _dirty_of(self, indexes: list[int], pfns: list[int]) -> list[int]:
+        """Of recycled frames just handed out, those not known to read as zeros (see discard); the
+        others stop being known zero, as their new owner may write them."""
+        zero = self._zero_free
+        if not zero:
+            return pfns
+        known = zero.intersection(indexes)
+        if not known:
+            return pfns
+        zero.difference_update(known)
+        # Still check them (reading a discarded page maps the host's zero page: no memory, no
+        # write): a stale MDL or view can write a frame while it is free, and only Linux refills
+        # a discarded private page with zeros (elsewhere MADV_DONTNEED is a hint).  Old bytes
+        # must never reach the next owner of a "zeroed" block.
+        data = self.data
+        known = {i for i in known if data[i << PAGE_SHIFT:(i + 1) << PAGE_SHIFT] == _ZERO_BYTES}
+        base = self.base_pfn
+        return [pfn for pfn in pfns if pfn - base not in known]
 
     def _activate(self, indexes: list[int], owner: str) -> list[int]:
         """Mark frames (by index) Active for `owner`, building a PFN row on first use; their PFNs."""
@@ -270,6 +298,7 @@ class PhysicalMemory:
                 run += 1
             data.madvise(mmap.MADV_DONTNEED, (start - base) << PAGE_SHIFT, run << PAGE_SHIFT)
             i += run
+        self._zero_free.update([pfn - base for pfn in pfns])
 
     def entry(self, pfn: int) -> PfnEntry:
         i = pfn - self.base_pfn
@@ -279,6 +308,17 @@ class PhysicalMemory:
         if entry is NEVER_USED_FRAME:
             entry = self.pfns[i] = PfnEntry(pfn, color=i & 0x3F)
         return entry
+
+    def entries(self, pfns: list[int]) -> list[PfnEntry]:
+        """`entry` for each PFN of a run (an MDL's pages), in one call."""
+        base = self.base_pfn
+        count = self.page_count
+        rows = self.pfns
+        out = [rows[pfn - base] if 0 <= pfn - base < count else None for pfn in pfns]
+        for entry in out:
+            if entry is None or entry is NEVER_USED_FRAME:  # out of range, or a row not built yet
+                return [self.entry(pfn) for pfn in pfns]  # (raises for the first PFN out of range)
+        return out
 
     def frame(self, pfn: int) -> memoryview:
         start = (pfn - self.base_pfn) << PAGE_SHIFT

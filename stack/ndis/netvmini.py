@@ -31,7 +31,8 @@ from .constants import (NDIS_CSUM_TX_IP_HEADER, NDIS_CSUM_TX_IS_IPV4, NDIS_CSUM_
                         NDIS_STATUS_SEND_ABORTED, NDIS_STATUS_SUCCESS, NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG,
                         OID_802_3_CURRENT_ADDRESS, OID_802_3_MAXIMUM_LIST_SIZE, OID_802_3_MULTICAST_LIST,
                         OID_802_3_PERMANENT_ADDRESS, OID_GEN_CURRENT_LOOKAHEAD, OID_GEN_CURRENT_PACKET_FILTER,
-                        OID_GEN_HARDWARE_STATUS, OID_GEN_LINK_SPEED, OID_GEN_MAXIMUM_FRAME_SIZE,
+                        OID_GEN_HARDWARE_STATUS, OID_GEN_INTERRUPT_MODERATION, OID_GEN_LINK_SPEED,
+                        OID_GEN_MAXIMUM_FRAME_SIZE,
                         OID_GEN_MAXIMUM_LOOKAHEAD, OID_GEN_MAXIMUM_TOTAL_SIZE, OID_GEN_MEDIA_CONNECT_STATUS,
                         OID_GEN_MEDIA_IN_USE, OID_GEN_MEDIA_SUPPORTED, OID_GEN_RCV_ERROR, OID_GEN_RCV_NO_BUFFER,
                         OID_GEN_RCV_OK, OID_GEN_STATISTICS, OID_GEN_SUPPORTED_LIST, OID_GEN_VENDOR_DESCRIPTION,
@@ -41,6 +42,7 @@ from .constants import (NDIS_CSUM_TX_IP_HEADER, NDIS_CSUM_TX_IS_IPV4, NDIS_CSUM_
                         TcpIpChecksumNetBufferListInfo, TcpLargeSendNetBufferListInfo, TcpRecvSegCoalesceInfo,
                         RscTcpTimestampDelta, NDIS_CSUM_RX_TCP_VALUE_INVALID, rsc_info, lso_mss,
                         lso_tcp_header_offset, lso_type, lso_v2_complete_info, NDIS_TCP_LARGE_SEND_OFFLOAD_V2_TYPE)
+from .interrupt_moderation import query_interrupt_moderation, set_interrupt_moderation
 from .miniport import (NDIS_MINIPORT_ADAPTER_GENERAL_ATTRIBUTES, NDIS_MINIPORT_ADAPTER_OFFLOAD_ATTRIBUTES,
                        NDIS_MINIPORT_ADAPTER_REGISTRATION_ATTRIBUTES, NDIS_MINIPORT_DRIVER_CHARACTERISTICS,
                        NDIS_MINIPORT_INTERRUPT_CHARACTERISTICS, Adapter, NdisMDeregisterInterruptEx,
@@ -77,7 +79,7 @@ SUPPORTED_OIDS = (
     OID_GEN_MEDIA_CONNECT_STATUS, OID_GEN_XMIT_OK, OID_GEN_RCV_OK, OID_GEN_XMIT_ERROR, OID_GEN_RCV_ERROR,
     OID_GEN_RCV_NO_BUFFER, OID_GEN_STATISTICS, OID_802_3_PERMANENT_ADDRESS, OID_802_3_CURRENT_ADDRESS,
     OID_802_3_MULTICAST_LIST, OID_802_3_MAXIMUM_LIST_SIZE, OID_TCP_OFFLOAD_CURRENT_CONFIG,
-    OID_TCP_OFFLOAD_PARAMETERS, OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES,
+    OID_TCP_OFFLOAD_PARAMETERS, OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES, OID_GEN_INTERRUPT_MODERATION,
 )
 
 # MP_ADAPTER states
@@ -122,6 +124,7 @@ class MpAdapter:
         self.rx_outstanding = 0  # NBLs indicated and not yet returned
         self.pause_pending = False
         self.counters = handle.counters
+        self.moderation_kept: tuple[int, str | int] | None = None  # what OID_GEN_INTERRUPT_MODERATION disabled
 
 
 # --- DriverEntry / unload --------------------------------------------------------------------
@@ -657,6 +660,8 @@ def _query(ctx: MpAdapter, oid: int) -> bytes | object | None:
         return _current_offload(nic)
     if oid == OID_TCP_OFFLOAD_HARDWARE_CAPABILITIES:
         return _hardware_offload(nic)
+    if oid == OID_GEN_INTERRUPT_MODERATION:
+        return query_interrupt_moderation(nic)
     return None
 
 
@@ -703,6 +708,8 @@ def _set(ctx: MpAdapter, request: NDIS_OID_REQUEST) -> int:
             SourceHandle=ctx.adapter_handle, StatusCode=NDIS_STATUS_TASK_OFFLOAD_CURRENT_CONFIG,
             StatusBuffer=_current_offload(nic)))
         return NDIS_STATUS_SUCCESS
+    if oid == OID_GEN_INTERRUPT_MODERATION:
+        return set_interrupt_moderation(ctx, request)
     if oid in SUPPORTED_OIDS:
         return NDIS_STATUS_NOT_SUPPORTED  # a query-only OID
     return NDIS_STATUS_INVALID_OID

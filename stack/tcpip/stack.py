@@ -303,35 +303,48 @@ def _unit_runs(nb: Any) -> tuple[list[memoryview], list[int]] | None:
         return None
     phys = m.kernel.phys
     view = phys.view
-    base = phys.base_pfn
+    base_pa = phys.base_pfn << PAGE_SHIFT  # a run's physical address = its offset in phys.view + base_pa
     offset = nb.CurrentMdlOffset
-    views: list[memoryview] = []
-    pas: list[int] = []
-    while m is not None and length > 0:
-        count = m.byte_count
-        if offset >= count:
-            offset -= count
-            m = m.next
-            continue
-        take = count - offset
-        if take > length:
-            take = length
-        first = m.byte_offset
-        at = first + offset
-        within = at & PAGE_MASK
-        pfns = m.pfns
-        if within + take > PAGE_SIZE or len(pfns) < (first + count + PAGE_MASK) >> PAGE_SHIFT:
-            return None  # spans pages, or no PFN array to read (Mdl.views says which)
-        pfn = pfns[at >> PAGE_SHIFT]
-        start = ((pfn - base) << PAGE_SHIFT) + within
-        views.append(view[start:start + take])
-        pas.append((pfn << PAGE_SHIFT) | within)
-        length -= take
-        offset = 0
+    # The head buffer (the unit's headers and first payload): the NET_BUFFER may start inside it,
+    # or past it.
+    while offset >= m.byte_count:
+        offset -= m.byte_count
         m = m.next
-    if length > 0 or len(views) < 2:
+        if m is None:
+            return None
+    count = m.byte_count
+    take = min(count - offset, length)
+    at = m.byte_offset + offset
+    within = at & PAGE_MASK
+    pfns = m.pfns
+    if within + take > PAGE_SIZE or len(pfns) < (m.byte_offset + count + PAGE_MASK) >> PAGE_SHIFT:
+        return None  # spans pages, or no PFN array to read (Mdl.views says which)
+    start = (pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) + within - base_pa
+    bounds = [start, start + take]  # each run's [start, end) in phys.view, flat
+    length -= take
+    m = m.next
+    # The joined buffers: each MDL's data from its first byte, one page's worth at most.  A run
+    # inside one page needs that page's PFN (an IndexError: no PFN array, as the check above).
+    try:
+        while length > 0 and m is not None:
+            count = m.byte_count
+            if count:
+                at = m.byte_offset
+                within = at & PAGE_MASK
+                if within + count > PAGE_SIZE:
+                    return None  # spans pages: the general way
+                start = (m.pfns[at >> PAGE_SHIFT] << PAGE_SHIFT) + within - base_pa
+                if count > length:
+                    count = length
+                bounds += (start, start + count)
+                length -= count
+            m = m.next
+    except IndexError:
         return None
-    return views, pas
+    if length > 0 or len(bounds) < 4:
+        return None  # runs on past the chain, or one run only
+    pairs = iter(bounds)
+    return [view[a:b] for a, b in zip(pairs, pairs)], [a + base_pa for a in bounds[::2]]
 
 
 def _unit_physical_addresses(rx: RxFrame, nb: Any, views: list[memoryview]) -> None:

@@ -90,7 +90,8 @@ class UserBuffer:
         return self.kernel.mem.views(self.va + offset, length)
 
     def write(self, data: bytes | bytearray | memoryview, offset: int = 0) -> None:
-        self.kernel.mem.write(self.va + offset, data)
+        # As a memoryview, so the write cuts it page by page without copying each piece first.
+        self.kernel.mem.write(self.va + offset, data if isinstance(data, memoryview) else memoryview(data))
 
     def read(self, length: int | None = None, offset: int = 0) -> bytes:
         if length is None:
@@ -140,7 +141,9 @@ def _afd_issue(major: int, ioctl: int, file_object: FileObject,
                request: AfdRequest) -> tuple[int, KEVENT, IoStatusBlock]:
     """Enter the kernel with an IRP for \\Device\\Afd and return at once: (what the system service
     returned, the event the I/O manager sets on completion, the IO_STATUS_BLOCK it fills)."""
-    current_kernel().charge("syscall")  # NtDeviceIoControlFile: user -> kernel and back
+    k = current_kernel()
+    if k.cpu_model is not None:  # (no call to charge when no processor spends time)
+        k.charge("syscall")  # NtDeviceIoControlFile: user -> kernel and back
     device = IoGetDeviceObjectPointer("\\Device\\Afd")
     if device is None:
         raise SocketError(0xC0000034, "open \\Device\\Afd")  # STATUS_OBJECT_NAME_NOT_FOUND
@@ -148,7 +151,6 @@ def _afd_issue(major: int, ioctl: int, file_object: FileObject,
     iosb = IoStatusBlock()
     irp = IoBuildDeviceIoControlRequest(ioctl, device, request, 0, None, 0, False, event, iosb)
     if irp is None and major == IRP_MJ_CLEANUP:  # closing a handle must succeed: the reserve IRP
-        k = current_kernel()
         with k.verifier.suspended():
             irp = IoBuildDeviceIoControlRequest(ioctl, device, request, 0, None, 0, False, event, iosb)
     if irp is None:

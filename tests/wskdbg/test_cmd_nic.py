@@ -45,7 +45,7 @@ def test_the_lab_nics_ship_with_adaptive_moderation_as_intels_adapters_do():
 
 
 def test_itr_sets_a_fixed_rate_on_one_host_and_nic_shows_it(dbg):
-    assert run(dbg, "!nic itr 10000 winsrv") == "Interrupt throttle rate is now at most 10000 interrupts per second for winsrv."
+    assert run(dbg, "!nic itr 0n10000 winsrv") == "Interrupt throttle rate is now at most 10000 interrupts per second for winsrv."
     assert dbg.world.host("winsrv").nic.interrupt_throttle_ns == 100_000
     assert dbg.world.host("winsrv").nic.itr_adaptive is None
     assert dbg.world.host("client").nic.itr_setting == "Adaptive"
@@ -83,18 +83,38 @@ def test_adaptive_takes_fewer_interrupts_and_builds_larger_rsc_units_than_no_thr
 
 def test_a_fixed_throttle_on_winsrv_also_takes_fewer_interrupts_than_none():
     off_interrupts, off_units, _ = _one_echo("off")
-    throttled_interrupts, throttled_units, _ = _one_echo("off", "10000 winsrv")
+    throttled_interrupts, throttled_units, _ = _one_echo("off", "0n10000 winsrv")
     assert throttled_interrupts < off_interrupts * 2 // 3
     assert throttled_units < off_units
 
 
+def test_itr_reads_the_rate_in_the_current_radix_like_every_number_the_debugger_reads(dbg):
+    # WinDbg reads every MASM number in the current radix: 16 until `n` changes it (MS Learn, "n (Set
+    # Number Base)"); 0n and 0x say their own.
+    nic = dbg.world.host("winsrv").nic
+    for text in ("2710", "0n10000", "0x2710", "0n5000*2"):
+        run(dbg, f"!nic itr {text} winsrv")
+        assert nic.interrupt_throttle_ns == 100_000, text
+    assert run(dbg, "!nic itr 10000 winsrv") == "Interrupt throttle rate is now at most 65536 interrupts per second for winsrv."
+    try:
+        assert run(dbg, "n 10") == "base is 10"
+        assert run(dbg, "!nic itr 10000 winsrv") == "Interrupt throttle rate is now at most 10000 interrupts per second for winsrv."
+        assert run(dbg, "!nic itr 0x2710 winsrv").startswith("Interrupt throttle rate is now at most 10000 ")
+    finally:
+        assert run(dbg, "n 16") == "base is 16"
+    run(dbg, "!nic itr adaptive")
+
+
 @pytest.mark.parametrize("line, message", [
-    ("!nic itr 50", "between 100 and 100000"),
+    ("!nic itr 50", "between 100 and 100000 interrupts per second (0n100 to 0n100000; 50 is 0n80)"),
+    ("!nic itr 0n99", "0n99 is 0n99"),
     ("!nic itr 200000", "between 100 and 100000"),
+    ("!nic itr 0n100001", "between 100 and 100000"),
+    ("!nic itr 10+", "error"),
     ("!nic itr fastest", "unknown Interrupt Moderation Rate 'fastest'"),
     ("!nic itr 1000 nosuch", "nosuch"),
     ("!nic itr low winsrv extra", ""),
-    ("!nic bogus", "(passthrough, itr)"),
+    ("!nic bogus", "(passthrough, itr, moderation)"),
 ])
 def test_bad_itr_arguments_are_command_errors(dbg, line, message):
     result = dbg.execute(line)
@@ -111,3 +131,30 @@ def test_udpload_nomod_turns_moderation_and_its_rate_off_for_the_livelock_experi
         assert engine.world.host("client").nic.itr_setting == "Adaptive"
     finally:
         engine.close()
+
+
+def test_nic_moderation_off_and_on_go_down_tcpips_binding_as_oid_gen_interrupt_moderation():
+    engine = lab_engine()
+    try:
+        nic = engine.world.host("client").nic
+        assert nic.itr_setting == "Adaptive" and nic.interrupt_moderation_ns
+        oids_before = engine.world.host("client").adapter.counters.oids
+        out = run(engine, "!nic moderation off client")
+        assert out.startswith("client: OID_GEN_INTERRUPT_MODERATION (NdisInterruptModerationDisabled) queued")
+        assert nic.itr_setting == "Adaptive"  # queued: nothing changes until the machine runs
+        run(engine, "!ping /w -n 1 winsrv")
+        assert engine.world.host("client").adapter.counters.oids == oids_before + 1  # through NDIS to the miniport
+        assert (nic.itr_setting, nic.interrupt_moderation_ns, nic.interrupt_throttle_ns) == ("Off", 0, 0)
+        assert run(engine, "!nic itr").splitlines()[4].split()[:4] == ["client", "0", "(Disabled)", "Off"]
+        assert engine.world.host("winsrv").nic.itr_setting == "Adaptive"
+        run(engine, "!nic moderation on client")
+        run(engine, "!ping /w -n 1 winsrv")
+        assert nic.itr_setting == "Adaptive" and nic.interrupt_moderation_ns  # what was in force came back
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("line", ["!nic moderation", "!nic moderation maybe", "!nic moderation on nosuch",
+                                  "!nic moderation off client extra"])
+def test_bad_nic_moderation_arguments_are_command_errors(dbg, line):
+    assert dbg.execute(line).error

@@ -164,3 +164,113 @@ def test_break_in_through_a_machine_server_returns_once_the_server_holds_the_req
         proxy.close()
         os.close(held_r)
         os.close(held_w)
+
+
+# --- numbered break-ins through a machine server -------------------------------------------------
+# SIGUSR1 carries no data, so the proxy numbers each break-in in a page every machine process
+# shares and the server acknowledges by number.  Without the number, a late acknowledgement of a
+# break-in that timed out was taken for the next one's, and during a hand-over the old process
+# answered (and kept the request) for the runner that took the machine.
+
+def _wait_readable(fd: int) -> None:
+    import select
+    ready, _, _ = select.select([fd], [], [], 30)  # bounded: a broken server fails the test, never hangs it
+    assert ready, "nothing came within 30 s"
+
+
+def test_a_late_acknowledgement_of_a_timed_out_break_in_is_not_taken_for_the_next_ones(monkeypatch):
+    import os
+
+    from wskdbg import machine_server
+    from wskdbg.machine_server import MachineProxy
+
+    held_r, held_w = os.pipe()  # the server writes "h" each time its engine holds a break-in
+    busy_r, busy_w = os.pipe()  # the server is inside its first break-in (it read that one's number)
+    release_r, release_w = os.pipe()  # the test lets the server's first break-in finish
+
+    def make_engine() -> Engine:
+        engine = ticker_engine()
+        real_break_in = engine.break_in
+        calls = [0]
+
+        def break_in() -> None:
+            calls[0] += 1
+            if calls[0] == 1:  # the server is busy past the front end's wait on its first break-in
+                os.write(busy_w, b"b")
+                _wait_readable(release_r)
+                os.read(release_r, 1)
+            real_break_in()
+            os.write(held_w, b"h")
+
+        engine.break_in = break_in  # type: ignore[method-assign]
+        return engine
+
+    proxy = MachineProxy(make_engine)
+    try:
+        os.set_blocking(held_r, False)
+        monkeypatch.setattr(machine_server, "_BREAK_ACK_MAX_S", 0.0)  # the first break-in times out at once
+        assert proxy.break_in() is None
+        _wait_readable(busy_r)
+        monkeypatch.setattr(machine_server, "_BREAK_ACK_MAX_S", 5.0)
+        real_send = proxy._send_break
+
+        def send_after_the_late_acknowledgement(pid: int) -> bool:
+            os.write(release_w, b"r")  # the first break-in's handler finishes now ...
+            _wait_readable(proxy._acks)  # ... and its acknowledgement waits in the pipe, late
+            return real_send(pid)
+
+        proxy._send_break = send_after_the_late_acknowledgement  # type: ignore[method-assign]
+        assert proxy.break_in() == (2, proxy.live_pid)  # the second one's own acknowledgement
+        assert os.read(held_r, 16) == b"hh"  # and the server held it when break_in returned
+    finally:
+        proxy.close()
+        for fd in (held_r, held_w, busy_r, busy_w, release_r, release_w):
+            os.close(fd)
+
+
+def test_during_a_hand_over_the_runner_takes_the_break_in_not_the_old_process(monkeypatch):
+    import os
+    import threading
+
+    from wskdbg import machine_server
+    from wskdbg.machine_server import MachineProxy
+
+    leaving_r, leaving_w = os.pipe()  # the old process says it is inside its hand-over
+    go_r, go_w = os.pipe()  # the test lets it hand over
+    real_export = machine_server.export_debugger_state
+
+    def export_while_the_test_breaks_in(engine):  # runs in the old process, after it said it is leaving
+        os.write(leaving_w, b"l")
+        _wait_readable(go_r)
+        return real_export(engine)
+
+    monkeypatch.setattr(machine_server, "export_debugger_state", export_while_the_test_breaks_in)
+    proxy = MachineProxy(lambda: Engine(factory=factory("ticker"), seed=1, run_cap_ns=5_000_000, event_cap=50_000),
+                         every=200, cap=4)
+    box = {}
+    try:
+        proxy.execute("g")
+        old = proxy.live_pid
+        trip = threading.Thread(target=lambda: box.setdefault("r", proxy.execute("t-")), daemon=True)
+        trip.start()
+        _wait_readable(leaving_r)
+        real_send = proxy._send_break
+
+        def send_then_let_it_hand_over(pid: int) -> bool:
+            sent = real_send(pid)  # to the old process, which is leaving: it must not take or answer
+            os.write(go_w, b"g")
+            return sent
+
+        proxy._send_break = send_then_let_it_hand_over  # type: ignore[method-assign]
+        ack = proxy.break_in()
+        trip.join(60)
+        assert not trip.is_alive()
+        assert ack is not None and ack[0] == 1
+        assert ack[1] != old and ack[1] == proxy.live_pid  # the runner answered, having taken it
+        assert proxy.live_pid != old  # the trip really was handed over
+        # The runner's replay stopped for it, as a Ctrl+C during a trip does in-process.
+        assert box["r"].error and "time travel was interrupted" in box["r"].text
+    finally:
+        proxy.close()
+        for fd in (leaving_r, leaving_w, go_r, go_w):
+            os.close(fd)

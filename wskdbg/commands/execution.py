@@ -310,7 +310,7 @@ def _parse_bp(dbg: "Engine", inv: Invocation, symbolic: bool) -> CommandResult:
                     raise inv.error('/w needs a quoted condition: /w "expression"', vat)
                 from wskdbg.expr import ExprError, parse
                 try:
-                    parse(val)
+                    parse(val, dbg.radix)
                 except ExprError as exc:
                     raise CommandError(exc.message, inv.args_offset + vat + 1 + exc.position) from None
                 bp.condition = val

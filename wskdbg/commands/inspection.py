@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @command("?", area="inspection", syntax="? Expression",
          summary="Evaluate a MASM expression",
          help="""
-MASM syntax, radix 16: `? 10 + 0n10`, `? poi(@rsp)`, `? echosrv!WskSampleAcceptEvent`,
+MASM syntax, radix 16 unless `n` changed it: `? 10 + 0n10`, `? poi(@rsp)`, `? echosrv!WskSampleAcceptEvent`,
 `? @$irql`, `? dwo(ffffc10a`3b2e1a30)`.  Prints `Evaluate expression: <decimal> = <hex>`.""")
 def cmd_evaluate(dbg: "Engine", inv: Invocation) -> CommandResult:
     if not inv.args:
@@ -32,6 +32,22 @@ def cmd_evaluate(dbg: "Engine", inv: Invocation) -> CommandResult:
         return cmd_help(dbg, inv)  # `?` alone lists the commands, as in WinDbg
     value = dbg.evaluate(inv.args, inv.args_offset)
     return CommandResult(format_evaluate(value), {"value": value, "signed": to_signed64(value)})
+
+
+@command("n", area="inspection", syntax="n [Radix]",
+         summary="Set (or show) the default number base of MASM expressions",
+         help="""
+`n 10` makes numbers without a prefix decimal in every MASM expression the debugger reads (`?`, addresses,
+ranges, counts, `!nic itr` rates, breakpoint conditions); `n 8` octal, `n 16` hexadecimal, the default
+when the debugger starts.  `n` alone shows the base.  Prints `base is 10`.  The prefixes 0x, 0n, 0t and 0y
+always say their own base.  Radix itself is read in decimal.""")
+def cmd_radix(dbg: "Engine", inv: Invocation) -> CommandResult:
+    text = inv.args.strip()
+    if text:
+        if text not in ("8", "10", "16"):
+            raise inv.error(f"Bad radix '{text}' (8, 10 or 16)", len(inv.args) - len(inv.args.lstrip()))
+        dbg.state["radix"] = int(text)
+    return CommandResult(f"base is {dbg.radix}", {"radix": dbg.radix})
 
 
 _ASSIGN = re.compile(r"^\s*(@?\$?[A-Za-z0-9_]+)\s*=\s*(.+)$")

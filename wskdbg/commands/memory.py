@@ -71,7 +71,8 @@ def cmd_display(dbg: "Engine", inv: Invocation) -> CommandResult:
         kind = cursor.resolve_kind(name)
         if args:
             unit = unit_size(kind)
-            start, count = parse_address_range(args, dbg.expr_context(), default_length(kind), unit)
+            start, count = parse_address_range(args, dbg.expr_context(), default_length(kind), unit,
+                                               radix=dbg.radix)
             req = cursor.request(kind, start, count)
         else:
             req = cursor.request(kind)

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from wskdbg.commands.lab import host_name, world_of
+from stack.ndis.interrupt_moderation import moderation_enabled
 from stack.nic.itr import ADAPTIVE, FIXED_SETTINGS, OFF, RATE_RANGE, fixed_interval_ns, setting_name
-from wskdbg.commands.registry import CommandResult, Invocation, command, tokenize
+from wskdbg.commands.registry import CommandError, CommandResult, Invocation, command, tokenize
 
 if TYPE_CHECKING:
     from wskdbg.engine import Engine
@@ -70,14 +71,15 @@ def moderation_of(nic: Any) -> dict[str, Any]:
     Enabled/Disabled), the vendor's rate setting, the Adaptive class now, interrupts taken."""
     adaptive = nic.itr_adaptive
     setting = nic.itr_setting
-    enabled = bool(nic.interrupt_moderation_ns or nic.interrupt_throttle_ns or adaptive is not None)
+    enabled = moderation_enabled(nic)  # what OID_GEN_INTERRUPT_MODERATION's query answers too
     return {"keyword": "1 (Enabled)" if enabled else "0 (Disabled)", "setting": str(setting),
             "class": adaptive.latency_class if adaptive is not None else None, "rate": itr_of(nic),
             "interrupts": nic.counters.interrupts}
 
 
 @command("!nic", area="network",
-         syntax="!nic [passthrough on|off [Host]] | !nic itr adaptive|off|minimal|low|medium|high|extreme|Rate [Host]",
+         syntax="!nic [passthrough on|off [Host]] | !nic itr adaptive|off|minimal|low|medium|high|extreme|Rate [Host]"
+                " | !nic moderation on|off [Host]",
          mutates=True,
          summary="Show or switch the NICs' paravirtual offload pass-through (large sends cross the switch uncut)",
          help="""
@@ -97,8 +99,13 @@ the usual moderation delay.  Settings: adaptive (the lab's default, as Intel shi
 interrupt the NIC classifies the traffic since the last one as lowest_latency, low_latency or
 bulk_latency and throttles to 70000, 20000 or 4000 interrupts per second), minimal, low, medium,
 high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
-per second (100 to 100000), or off (no throttle: an interrupt per packet once the 10 us moderation
-delay has passed; *InterruptModeration stays 1 until that delay goes too, as !udpload /nomod does).""")
+per second (0n100 to 0n100000; read in the current radix like every number, so `!nic itr 0n10000`
+or `!nic itr 2710` for 10,000 per second), or off (no throttle: an interrupt per packet once the 10 us moderation
+delay has passed; *InterruptModeration stays 1 until that delay goes too, as !udpload /nomod does).
+`!nic moderation off|on` (all hosts, or one host) sends OID_GEN_INTERRUPT_MODERATION down tcpip's binding,
+the switch NDIS gives overlying drivers (to time a round trip without the moderation delay, MS Learn
+"Interrupt Moderation"): Disabled turns the rate and the delay off; Enabled brings back what was in force.
+It takes effect when the machine runs.""")
 def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     if not words:
@@ -107,8 +114,10 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     verb, at = words[0]
     if verb.lower() == "itr":
         return _set_itr(dbg, inv, words)
+    if verb.lower() == "moderation":
+        return _set_moderation(dbg, inv, words)
     if verb.lower() != "passthrough":
-        raise inv.error(f"unknown !nic action '{verb}' (passthrough, itr)", at)
+        raise inv.error(f"unknown !nic action '{verb}' (passthrough, itr, moderation)", at)
     if len(words) < 2 or words[1][0].lower() not in _ON_OFF:
         raise inv.error("say !nic passthrough on or !nic passthrough off", len(inv.args))
     state = _ON_OFF[words[1][0].lower()]
@@ -122,6 +131,50 @@ def cmd_nic(dbg: "Engine", inv: Invocation) -> CommandResult:
     return CommandResult(f"Pass-through is now {text} for {', '.join(hosts)}.", {"hosts": hosts, "passthrough": state})
 
 
+def _set_moderation(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> CommandResult:
+    """`!nic moderation on|off [Host]`: OID_GEN_INTERRUPT_MODERATION set down tcpip's binding, as NDIS
+    and overlying drivers switch moderation at run time (stack/ndis/interrupt_moderation.py)."""
+    from stack.ndis import NDIS_OID_REQUEST, NdisRequestSetInformation
+    from stack.ndis.constants import OID_GEN_INTERRUPT_MODERATION
+    from stack.ndis.interrupt_moderation import (NDIS_INTERRUPT_MODERATION_PARAMETERS,
+                                                 NdisInterruptModerationDisabled, NdisInterruptModerationEnabled)
+    from stack.ndis.protocol import NdisOidRequest
+    if len(words) < 2 or words[1][0].lower() not in _ON_OFF:
+        raise inv.error("say !nic moderation on or !nic moderation off", len(inv.args))
+    if len(words) > 3:
+        raise inv.syntax_error(words[3][1])
+    state = _ON_OFF[words[1][0].lower()]
+    world = world_of(dbg)
+    hosts = [host_name(dbg, inv, *words[2])] if len(words) == 3 else list(world.hosts)
+    value = NdisInterruptModerationEnabled if state else NdisInterruptModerationDisabled
+    for name in hosts:
+        host = world.host(name)
+        binding = next(i.binding for i in host.stack.interfaces if i.binding is not None)
+        request = NDIS_OID_REQUEST(OID_GEN_INTERRUPT_MODERATION, NdisRequestSetInformation,
+                                   NDIS_INTERRUPT_MODERATION_PARAMETERS(value).to_bytes())
+        k = host.kernel
+        k.scheduler.call_soon(k, NdisOidRequest, binding, request, label="OID_GEN_INTERRUPT_MODERATION")
+    word = "NdisInterruptModerationEnabled" if state else "NdisInterruptModerationDisabled"
+    return CommandResult(f"{', '.join(hosts)}: OID_GEN_INTERRUPT_MODERATION ({word}) queued on tcpip's binding; "
+                         f"it takes effect when the machine runs (g).", {"hosts": hosts, "moderation": state})
+
+
+def _rate(dbg: "Engine", inv: Invocation, text: str, at: int) -> int:
+    """A rate in interrupts per second: an expression in the current radix, like every number the
+    debugger reads (16 unless `n` changed it; 0n10000 and 0x2710 say their own)."""
+    try:
+        rate = dbg.evaluate(text, inv.args_offset + at)
+    except CommandError:
+        if not text.isalnum():  # an expression with an error of its own: its message says where
+            raise
+        raise inv.error(f"unknown Interrupt Moderation Rate '{text}' (adaptive, off, "
+                        f"{', '.join(n.lower() for n in FIXED_SETTINGS)}, or interrupts per second)", at) from None
+    if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+        raise inv.error(f"the rate must be between {RATE_RANGE[0]} and {RATE_RANGE[1]} interrupts per second "
+                        f"(0n{RATE_RANGE[0]} to 0n{RATE_RANGE[1]}; {text} is 0n{rate})", at)
+    return rate
+
+
 def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> CommandResult:
     if len(words) < 2:  # `!nic itr`: the moderation table alone
         rows = nic_rows(dbg)
@@ -129,12 +182,7 @@ def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> Co
     text, at = words[1]
     setting: str | int | None = setting_name(text)
     if setting is None:
-        if not text[:1].isdigit():
-            raise inv.error(f"unknown Interrupt Moderation Rate '{text}' (adaptive, off, "
-                            f"{', '.join(n.lower() for n in FIXED_SETTINGS)}, or interrupts per second)", at)
-        setting = int(text) if text.isdigit() else dbg.evaluate(text, inv.args_offset + at)
-        if not RATE_RANGE[0] <= setting <= RATE_RANGE[1]:
-            raise inv.error(f"the rate must be between {RATE_RANGE[0]} and {RATE_RANGE[1]} interrupts per second", at)
+        setting = _rate(dbg, inv, text, at)
     if len(words) > 3:
         raise inv.syntax_error(words[3][1])
     world = world_of(dbg)

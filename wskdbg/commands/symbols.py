@@ -164,7 +164,7 @@ def cmd_dps(dbg: "Engine", inv: Invocation) -> CommandResult:
     unit = _UNIT[kind]
     if inv.args:
         try:
-            start, count = parse_address_range(inv.args, dbg.expr_context(), 0x80, unit)
+            start, count = parse_address_range(inv.args, dbg.expr_context(), 0x80, unit, radix=dbg.radix)
         except ExprError as exc:
             raise CommandError(exc.message, inv.args_offset + exc.position) from None
     else:

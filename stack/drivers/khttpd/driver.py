@@ -55,8 +55,10 @@ from stack.kernel.ke import (KEVENT, DelayedWorkQueue, Executive, KeDelayExecuti
 from stack.kernel.mdl import mdl_chain_views
 from stack.wsk import WSK_BUF, WskDeregister, WskReleaseProviderNPI
 
-from .state import (KHTTPD_TAG, CONNECTION_TAG, BUFFER_TAG, HEADER_TAG, POOL_TAGS, HEADER_BUFFER_SIZE, WPP_PROVIDER,
-                    KhttpdConfig, KhttpdGlobals, KhttpdConnection, _http_now, _nonpaged_mdl, _docroot_lookup, _log)
+from .state import (KHTTPD_TAG, POOL_TAGS, GLOBALS_BLOCK_SIZE, WPP_PROVIDER, KhttpdConfig, KhttpdGlobals,
+                    KhttpdConnection, KhttpdDeleteLookasideLists, KhttpdInitializeLookasideLists, _http_now,
+                    _lookaside_mdl, _docroot_lookup, _log)
+from stack.kernel.lookaside import ExAllocateFromLookasideListEx, ExFreeToLookasideListEx
 from .wsk_transport import (_basic_dispatch, _new_async_context, _free_async_context, _call_and_wait,
                             KhttpdStartListening, _abort_connection)
 from .response import KhttpdServeStatic, KhttpdSendBytes
@@ -82,11 +84,12 @@ def DriverEntry(DriverObject: DriverObject, RegistryPath: str) -> Generator[Any,
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "DriverEntry: bad parameter: %s", str(exc))
         WPP_CLEANUP(WPP_PROVIDER, DriverObject)
         return STATUS_UNSUCCESSFUL
-    address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x200, KHTTPD_TAG)
+    address = ExAllocatePoolWithTag(NonPagedPoolNx, GLOBALS_BLOCK_SIZE, KHTTPD_TAG)
     if not address:
         WPP_CLEANUP(WPP_PROVIDER, DriverObject)
         return STATUS_INSUFFICIENT_RESOURCES
     g = KhttpdGlobals(address, DriverObject, config)
+    KhttpdInitializeLookasideLists(g)
     k.addr_objects[address] = g
     DriverObject.extension["khttpd"] = g
     DriverObject.driver_unload = KhttpdUnload
@@ -165,6 +168,7 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
         IoDeleteDevice(g.device)
         g.device = None
     g.driver.extension.pop("khttpd", None)
+    KhttpdDeleteLookasideLists(g)
     k.addr_objects.pop(g.address, None)
     ExFreePoolWithTag(g.address, KHTTPD_TAG)
     WPP_CLEANUP(WPP_PROVIDER, g.driver)
@@ -172,11 +176,11 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
 
 def KhttpdNewConnection(g: KhttpdGlobals, Socket: Any, remote: str, local: str) -> KhttpdConnection | None:
     """The connection's block (counted against MaxConnections); None without pool."""
-    address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x100, CONNECTION_TAG)
+    address = ExAllocateFromLookasideListEx(g.connection_lookaside)
     work_item = IoAllocateWorkItem(g.device) if address else None
     if work_item is None:  # no pool for the connection or its work item: refuse it (the transport resets it)
         if address:
-            ExFreePoolWithTag(address, CONNECTION_TAG)
+            ExFreeToLookasideListEx(g.connection_lookaside, address)
         g.stats.connections_refused += 1
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCCONN", "refused %s: %!STATUS!", remote,
                     STATUS_INSUFFICIENT_RESOURCES)
@@ -224,9 +228,9 @@ def KhttpdConnectionWorker(DeviceObject: DeviceObject, Context: KhttpdConnection
 def KhttpdSetUpConnection(connection: KhttpdConnection) -> Generator[Any, Any, bool]:
     connection.recv = _new_async_context()
     connection.send = _new_async_context()
-    connection.recv_buffer, connection.recv_mdl = _nonpaged_mdl(connection.globals.config.ReceiveBufferSize,
-                                                                BUFFER_TAG)
-    connection.header_buffer = ExAllocatePoolWithTag(NonPagedPoolNx, HEADER_BUFFER_SIZE, HEADER_TAG)
+    g = connection.globals
+    connection.recv_buffer, connection.recv_mdl = _lookaside_mdl(g.receive_lookaside)
+    connection.header_buffer = ExAllocateFromLookasideListEx(g.header_lookaside)
     ok = bool(connection.recv and connection.send and connection.recv_mdl and connection.header_buffer)
     if not ok:
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "no resources for connection %s",
@@ -371,10 +375,10 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
         yield from _call_and_wait(ctx, _basic_dispatch(socket).WskCloseSocket, socket)
     if connection.recv_mdl is not None:
         IoFreeMdl(connection.recv_mdl)
-        ExFreePoolWithTag(connection.recv_buffer, BUFFER_TAG)
+        ExFreeToLookasideListEx(g.receive_lookaside, connection.recv_buffer)
         connection.recv_mdl = None
     if connection.header_buffer:
-        ExFreePoolWithTag(connection.header_buffer, HEADER_TAG)
+        ExFreeToLookasideListEx(g.header_lookaside, connection.header_buffer)
         connection.header_buffer = 0
     _free_async_context(connection.recv)
     _free_async_context(connection.send)
@@ -390,7 +394,7 @@ def KhttpdCloseConnection(connection: KhttpdConnection) -> Generator[Any, Any, N
             from .syn_inspect import KhttpdInspectNext
             KhttpdInspectNext(g)
     k.addr_objects.pop(connection.address, None)
-    ExFreePoolWithTag(connection.address, CONNECTION_TAG)
+    ExFreeToLookasideListEx(g.connection_lookaside, connection.address)
     TraceEvents(WPP_PROVIDER, TRACE_LEVEL_INFORMATION, "TRCCONN", "closed %s after %d requests",
                 connection.remote, connection.requests)
     if not g.connections:

@@ -26,7 +26,8 @@ from stack.kernel.mdl import mdl_chain_views
 from stack.wsk import WSK_BUF
 
 from .state import (BODY_TAG, SEND_TAG, HEADER_BUFFER_SIZE, WPP_PROVIDER, KhttpdConnection, KhttpdSendContext,
-                    _http_now, _nonpaged_mdl, _fs_name, _log)
+                    _http_now, _nonpaged_mdl, _fs_name, _log, free_send_context)
+from stack.kernel.lookaside import ExAllocateFromLookasideListEx
 
 
 @kroutine("khttpd")
@@ -85,7 +86,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     send.header_mdl = _header_mdl(connection, header)
     if send.header_mdl is None:  # no MDL for the header: the response cannot start, close
         fsio.fs_close(file_object)
-        ExFreePoolWithTag(send.address, SEND_TAG)
+        free_send_context(send)
         return False
     body_length = 0 if request.head_only else size
     if body_length:
@@ -104,7 +105,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
                         status)
             KhttpdReleaseSend(send)
             fsio.fs_close(file_object)
-            ExFreePoolWithTag(send.address, SEND_TAG)
+            free_send_context(send)
             return False  # the header is framed but cannot be honoured: close the connection
         http.body_passthrough(body_length)
     else:
@@ -147,7 +148,7 @@ def KhttpdServeMultipleRanges(connection: KhttpdConnection, request: Request, fi
 
 
 def _new_send_context(connection: KhttpdConnection) -> KhttpdSendContext | None:
-    address = ExAllocatePoolWithTag(NonPagedPoolNx, 0x80, SEND_TAG)
+    address = ExAllocateFromLookasideListEx(connection.globals.send_lookaside)
     if not address:
         return None
     return KhttpdSendContext(address, connection, KEVENT(SynchronizationEvent, False))
@@ -198,7 +199,7 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
     if send.file_object is not None:
         fsio.fs_close(send.file_object)
         send.file_object = None
-    ExFreePoolWithTag(send.address, SEND_TAG)
+    free_send_context(send)
     return ok
 
 
@@ -243,12 +244,12 @@ def KhttpdSendBytes(connection: KhttpdConnection, data: bytes) -> Generator[Any,
     if len(data) <= HEADER_BUFFER_SIZE:
         send.header_mdl = _header_mdl(connection, data)
         if send.header_mdl is None:
-            ExFreePoolWithTag(send.address, SEND_TAG)
+            free_send_context(send)
             return False
     else:
         send.body_buffer, send.body_mdl = _nonpaged_mdl(len(data), BODY_TAG)
         if send.body_mdl is None:
-            ExFreePoolWithTag(send.address, SEND_TAG)
+            free_send_context(send)
             return False
         k = current_kernel()
         k.write(send.body_buffer, data)

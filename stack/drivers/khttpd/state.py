@@ -17,6 +17,8 @@ from stack.kernel import (WPP_DEFINE_CONTROL_GUID, ExAllocatePoolWithTag, ExFree
                           IoGetDeviceObjectPointer, Mdl, MmBuildMdlForNonPagedPool, NonPagedPoolNx, current_kernel)
 from stack.kernel.io import DeviceObject, DriverObject
 from stack.kernel.ke import KEVENT, NotificationEvent
+from stack.kernel.lookaside import (LOOKASIDE_LIST_EX, ExAllocateFromLookasideListEx, ExDeleteLookasideListEx,
+                                    ExFreeToLookasideListEx, ExInitializeLookasideListEx)
 
 
 KHTTPD_TAG = "Khtp"  # globals, listen context
@@ -41,6 +43,15 @@ POOL_TAGS = (KHTTPD_TAG, CONNECTION_TAG, BUFFER_TAG, HEADER_TAG, BODY_TAG, SEND_
 
 
 HEADER_BUFFER_SIZE = 1024
+CONNECTION_BLOCK_SIZE = 0x100
+SEND_CONTEXT_SIZE = 0x80
+GLOBALS_BLOCK_SIZE = 0x200
+
+# The globals block's LOOKASIDE_LIST_EXs (0x60 bytes each): offset -> the list's field in KhttpdGlobals.
+# Every connection's fixed-size blocks come from them, so a connection after the first few reuses the
+# blocks of the connections before it instead of going to the pool (`!lookaside -all` shows them).
+LOOKASIDE_OFFSETS = {"connection_lookaside": 0x80, "receive_lookaside": 0xE0, "header_lookaside": 0x140,
+                     "send_lookaside": 0x1A0}
 
 
 SERVICE_KEY = "\\Registry\\Machine\\System\\CurrentControlSet\\Services\\khttpd"
@@ -191,6 +202,10 @@ class KhttpdGlobals:
     inspect_admitting: int = 0  # ConditionalAccept: accepted at the SYN, not yet at KhttpdAcceptEvent
     stopping: bool = False
     drained: KEVENT = field(default_factory=lambda: KEVENT(NotificationEvent, True))
+    connection_lookaside: LOOKASIDE_LIST_EX = field(default_factory=LOOKASIDE_LIST_EX)  # Khtc blocks
+    receive_lookaside: LOOKASIDE_LIST_EX = field(default_factory=LOOKASIDE_LIST_EX)  # Khtb receive buffers
+    header_lookaside: LOOKASIDE_LIST_EX = field(default_factory=LOOKASIDE_LIST_EX)  # Khth header buffers
+    send_lookaside: LOOKASIDE_LIST_EX = field(default_factory=LOOKASIDE_LIST_EX)  # Khts send contexts
 
 
 @dataclass(slots=True)
@@ -280,6 +295,41 @@ def _nonpaged_mdl(size: int, tag: str) -> tuple[int, Mdl | None]:
         return 0, None
     MmBuildMdlForNonPagedPool(mdl)
     return buffer, mdl
+
+
+def KhttpdInitializeLookasideLists(g: KhttpdGlobals) -> None:
+    """ExInitializeLookasideListEx for each kind of per-connection block, in the globals block."""
+    sizes = {"connection_lookaside": (CONNECTION_BLOCK_SIZE, CONNECTION_TAG),
+             "receive_lookaside": (g.config.ReceiveBufferSize, BUFFER_TAG),
+             "header_lookaside": (HEADER_BUFFER_SIZE, HEADER_TAG), "send_lookaside": (SEND_CONTEXT_SIZE, SEND_TAG)}
+    for name, offset in LOOKASIDE_OFFSETS.items():
+        size, tag = sizes[name]
+        lookaside: LOOKASIDE_LIST_EX = getattr(g, name)
+        lookaside.address = g.address + offset  # the LOOKASIDE_LIST_EX field of the globals block
+        ExInitializeLookasideListEx(lookaside, None, None, NonPagedPoolNx, 0, size, tag, 0)
+
+
+def KhttpdDeleteLookasideLists(g: KhttpdGlobals) -> None:
+    for name in LOOKASIDE_OFFSETS:
+        ExDeleteLookasideListEx(getattr(g, name))
+
+
+def _lookaside_mdl(lookaside: LOOKASIDE_LIST_EX) -> tuple[int, Mdl | None]:
+    """An entry of `lookaside` described by a fresh MDL (as `_nonpaged_mdl`)."""
+    buffer = ExAllocateFromLookasideListEx(lookaside)
+    if not buffer:
+        return 0, None
+    mdl = IoAllocateMdl(buffer, lookaside.size)
+    if mdl is None:
+        ExFreeToLookasideListEx(lookaside, buffer)
+        return 0, None
+    MmBuildMdlForNonPagedPool(mdl)
+    return buffer, mdl
+
+
+def free_send_context(send: KhttpdSendContext) -> None:
+    """The send context's block back to the send lookaside list."""
+    ExFreeToLookasideListEx(send.connection.globals.send_lookaside, send.address)
 
 
 def _fs_name(fs_path: str) -> str:

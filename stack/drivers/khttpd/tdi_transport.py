@@ -100,7 +100,7 @@ def KhttpdSendChainTdi(connection: "KhttpdConnection", send: "KhttpdSendContext"
                        length: int) -> Generator[Any, Any, bool]:
     """TDI_SEND of header MDL -> body chain; the IRP is the library's, so the release is ours."""
     from .response import KhttpdLastResponse, KhttpdReleaseSend
-    from .state import SEND_TAG, WPP_PROVIDER
+    from .state import WPP_PROVIDER, free_send_context
     from stack.fs import fsio
     flags = 0
     if KhttpdLastResponse(connection):
@@ -116,7 +116,7 @@ def KhttpdSendChainTdi(connection: "KhttpdConnection", send: "KhttpdSendContext"
     if send.file_object is not None:
         fsio.fs_close(send.file_object)
         send.file_object = None
-    ExFreePoolWithTag(send.address, SEND_TAG)
+    free_send_context(send)
     return ok
 
 

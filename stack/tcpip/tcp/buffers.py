@@ -6,8 +6,6 @@ keeps where each piece lives (its physical address, for the glue's indications).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections import deque
-from operator import itemgetter
 from typing import Sequence
 
 _COMPACT_AT = 64
@@ -122,7 +120,6 @@ class SendBuffer:
 
 
 _EMPTY = memoryview(b"")
-_VIEW_OF_RUN = itemgetter(1)  # (location, view) -> view
 
 
 class ReceiveBuffer:
@@ -135,11 +132,14 @@ class ReceiveBuffer:
     very pages), or a negative number when they live nowhere in particular (a
     copy).  The buffer only ever adds offsets to a location when it slices."""
 
-    __slots__ = ("_ready", "ready_bytes", "_ooo_starts", "_ooo_ends", "_ooo_views", "_ooo_at", "ooo_bytes",
+    __slots__ = ("_views", "_at", "ready_bytes", "_ooo_starts", "_ooo_ends", "_ooo_views", "_ooo_at", "ooo_bytes",
                  "max_pieces", "latest_ooo")
 
     def __init__(self, max_pieces: int) -> None:
-        self._ready: deque[tuple[int, memoryview]] = deque()  # (location, view), in order
+        # The in-order bytes: views, and each one's location at the same index (two lists, so an
+        # RSC unit's dozens of views are queued and read by whole-list steps, no tuple per view).
+        self._views: list[memoryview] = []
+        self._at: list[int] = []
         self.ready_bytes = 0
         self._ooo_starts: list[int] = []
         self._ooo_ends: list[int] = []
@@ -150,46 +150,55 @@ class ReceiveBuffer:
         self.latest_ooo: int | None = None  # start of the most recent out-of-order arrival (for SACK)
 
     # --- in-order side -------------------------------------------------
-    def push(self, views: Sequence[memoryview], at: Sequence[int] | None = None) -> None:
-        """Queue in-order `views`; `at` gives each one's location (None: nowhere)."""
+    def push(self, views: Sequence[memoryview], at: Sequence[int] | None = None, nbytes: int | None = None) -> None:
+        """Queue in-order `views`; `at` gives each one's location (None: nowhere); `nbytes`, when the
+        caller knows it, is how many bytes they hold (not summed again)."""
         if at is None:
             at = (NOWHERE,) * len(views)
-        # One pass in C per step, not one Python iteration per view: an RSC unit brings dozens.
-        lengths = list(map(len, views))
-        if 0 in lengths:  # empty views hold nothing: they are not queued
-            self._ready.extend(run for run, n in zip(zip(at, views), lengths) if n)
-        else:
-            self._ready.extend(zip(at, views))
-        self.ready_bytes += sum(lengths)
+        if all(views):  # (a memoryview is true when it holds bytes): the usual case, no empty view
+            self._views.extend(views)
+            self._at.extend(at)
+        else:  # empty views hold nothing: they are not queued
+            kept = [(where, view) for where, view in zip(at, views) if view]
+            self._views.extend(view for _, view in kept)
+            self._at.extend(where for where, _ in kept)
+        self.ready_bytes += sum(map(len, views)) if nbytes is None else nbytes
 
     def read(self, max_bytes: int) -> list[memoryview]:
-        ready = self._ready
-        if max_bytes >= self.ready_bytes:  # everything (the usual case): no view is cut
-            out = list(map(_VIEW_OF_RUN, ready))
-            ready.clear()
+        views = self._views
+        if max_bytes >= self.ready_bytes:  # everything (the usual case): the list itself, no view cut
+            self._views = []
+            self._at = []
             self.ready_bytes = 0
-            return out
-        out: list[memoryview] = []
+            return views
+        if max_bytes <= 0:
+            return []
+        # Count the views the read takes whole (one compare per view, no call), then take them
+        # in one slice; the view the read ends inside is cut.
+        whole = 0
         left = max_bytes
-        while ready and left > 0:
-            where, view = ready[0]
+        for view in views:
             n = len(view)
-            if n <= left:
-                ready.popleft()
-                out.append(view)
-                left -= n
-            else:
-                out.append(view[:left])
-                ready[0] = (where + left, view[left:])
-                left = 0
-        self.ready_bytes -= max_bytes - left
+            if n > left:
+                break
+            left -= n
+            whole += 1
+        out = views[:whole]
+        at = self._at
+        if left:
+            view = views[whole]
+            out.append(view[:left])
+            views[whole] = view[left:]
+            at[whole] += left
+        del views[:whole], at[:whole]
+        self.ready_bytes -= max_bytes
         return out
 
     def peek(self, max_bytes: int) -> list[tuple[int, memoryview]]:
         """The first `max_bytes` in-order bytes as runs (location, view), left in the buffer."""
         out: list[tuple[int, memoryview]] = []
         left = max_bytes
-        for run in self._ready:
+        for run in zip(self._at, self._views):
             if left <= 0:
                 break
             n = len(run[1])

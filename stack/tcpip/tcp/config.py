@@ -69,6 +69,8 @@ class TcpConfig:
     keepalive_interval_ns: int = 1 * SECOND
     keepalive_probes: int = 10
     initial_cwnd_segments: int = 10  # RFC 6928 IW10 (RFC 5681 allows 2-4)
+    # SMSS one ACK may grow cwnd by in the first slow start (RFC 5681: 1; Windows' HyStart++: 8, congestion.py)
+    slow_start_ack_limit: int = 1
     max_ooo_segments: int = 64  # bound on stored out-of-order pieces
     challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
     # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are
@@ -108,6 +110,8 @@ class TcpConfig:
             raise TcpConfigError("keep-alive times must be > 0 and keepalive_probes >= 1")
         if self.initial_cwnd_segments < 1:
             raise TcpConfigError("initial_cwnd_segments must be >= 1")
+        if self.slow_start_ack_limit < 1:
+            raise TcpConfigError("slow_start_ack_limit must be >= 1")
         if self.fin_wait_2_timeout_ns is not None and self.fin_wait_2_timeout_ns <= 0:
             raise TcpConfigError("fin_wait_2_timeout_ns must be > 0 or None")
         if self.invalid_ack_interval_ns < 0:

@@ -165,7 +165,7 @@ class TcpConnection:
         self._syn_retransmitted = False
         self._rtt = RttEstimator(config.rto_initial_ns, config.rto_min_ns, config.rto_max_ns,
                                  config.clock_granularity_ns)
-        self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss)
+        self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss, config.slow_start_ack_limit)
         self._sack: SackRecovery | None = None  # the same object as _cc once SACK is negotiated
         # SACK is on and the scoreboard holds ranges or a SACK recovery runs: the one test
         # that keeps the SACK work off the path of ordinary ACKs.
@@ -243,9 +243,11 @@ class TcpConnection:
 
     def read(self, max_bytes: int) -> list[memoryview]:
         """Take up to `max_bytes` in-order bytes (zero copy); may queue a window update."""
-        views = self._rcvbuf.read(max_bytes)
+        rcvbuf = self._rcvbuf
+        before = rcvbuf.ready_bytes
+        views = rcvbuf.read(max_bytes)
         if views:
-            self._bytes_read += sum(map(len, views))
+            self._bytes_read += before - rcvbuf.ready_bytes
             if self._state in CAN_RECEIVE:
                 self._maybe_window_update()
         return views
@@ -887,7 +889,7 @@ class TcpConnection:
                 self.ooo_dropped += 1
             self._ack_now = True  # duplicate ACK tells the sender about the gap
             return
-        rcvbuf.push(views, at)
+        rcvbuf.push(views, at, hi - lo)
         new_nxt = hi
         if rcvbuf.has_ooo:
             new_nxt = rcvbuf.take_contiguous(hi)
@@ -1424,7 +1426,8 @@ class TcpConnection:
             self._rcv_space_max = min(self._rcv_space_max, max(self._rcv_space, 0xFFFF))  # unscaled: 64 KiB
         self._sack_on = config.sack and syn.sack_permitted
         if self._sack_on and self._sack is None:
-            self._sack = SackRecovery(DEFAULT_MSS, config.initial_cwnd_segments, self._cc.recover)
+            self._sack = SackRecovery(DEFAULT_MSS, config.initial_cwnd_segments, self._cc.recover,
+                                      config.slow_start_ack_limit)
             self._cc = self._sack
         self._ts_on = config.timestamps and syn.timestamps is not None
         if syn.timestamps is not None and self._ts_on:

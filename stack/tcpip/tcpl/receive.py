@@ -174,14 +174,23 @@ class ReceiveLayer:
         except WireError as err:
             self.stack.drop(err.layer, err.reason, err.detail)
             return
-        if len(payload):
-            chunks = (payload, *tail) if tail else (payload,)
+        # TcpSegment.payload_at: where each payload chunk lives.  The head chunk ends the IP payload
+        # that starts at rx.l4_pa (after the TCP header); an RSC unit's other chunks are its other
+        # receive buffers (rx.tail_pas).  Negative when the frame is a copy.
+        n = len(payload)
+        if n:
+            head = rx.l4_pa + len(data) - n
+            if tail:
+                chunks = (payload, *tail)
+                payload_at = (chunks, (head, *rx.tail_pas))
+            else:
+                chunks = (payload,)
+                payload_at = (chunks, (head,))
         else:
             chunks = tail
+            payload_at = (chunks, rx.tail_pas) if tail else None
         seg = TcpSegment(src_port, dst_port, seq, ack, flags, window, mss, wscale, sack_permitted, timestamps,
-                         sack_blocks, chunks, segments)
-        if chunks:
-            seg.payload_at = _payload_physical_addresses(rx, data, payload, chunks)
+                         sack_blocks, chunks, segments, payload_at)
         key = (dst, dst_port, src, src_port)
         tcb = self.connections.get(key)
         time_wait = self.time_wait.get(key) if tcb is None else None
@@ -214,15 +223,15 @@ class ReceiveLayer:
             self.counters.nbl_copies += 1
             seg.payload = (memoryview(data),)
 
-    def after_segment(self, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> None:
-        """After the core and the client had the segment: hold its NBL if still referenced."""
+    def after_segment(self, tcb: Tcb, seg: TcpSegment, rx: "RxFrame", end: int) -> None:
+        """After the core and the client had the segment (whose payload ends at sequence number
+        `end`): hold its NBL if still referenced."""
         payload = seg.payload
         if not payload or rx.is_copy(payload[0]):
             return
         core = tcb.core
         if core is None or core.state is TcpState.CLOSED:
             return
-        end = (seg.seq + seg.payload_len) & SEQ_MASK
         if ((core.rcv_nxt - core.recv_available() - end) & SEQ_MASK) < _HALF:  # end <= the read pointer
             return  # taken by the client already, or a duplicate the core ignored
         rx.hold()
@@ -240,32 +249,22 @@ def TcpTcbReceive(layer: TcpLayer, tcb: Tcb, seg: TcpSegment, rx: "RxFrame") -> 
         return
     payload = seg.payload
     if payload:  # (a pure ACK has nothing to hold or copy)
+        end = (seg.seq + seg.payload_len) & SEQ_MASK  # where the payload ends (summed once)
         layer.hold_or_copy(tcb, seg, rx)
         if seg.flags & 0x08:  # PSH: remember where the pushed data ends
-            tcb.push_end = (seg.seq + seg.payload_len) & SEQ_MASK
+            tcb.push_end = end
     core.on_segment(seg, layer.kernel.scheduler.now_ns)  # k.now_ns without the property
     tcb.rx_indicating = rx
     layer._kick(tcb)
     tcb.rx_indicating = None
     if payload:
-        layer.after_segment(tcb, seg, rx)
+        layer.after_segment(tcb, seg, rx, end)
 
 
 @kroutine("tcpip")
 def TcpDeliverDataToClient(layer: TcpLayer, tcb: Tcb, request: ReceiveRequest, views: list[memoryview]) -> int:
     """Copy in-order bytes into the client's posted receive MDL (the one counted copy)."""
-    n = sum(map(len, views))
-    if n:
-        copy_to_mdl(request.mdl, request.offset + request.filled, views, "tcp receive into client MDL")
-    return n
+    # (the buffer queues no empty views: any view means bytes to copy)
+    return copy_to_mdl(request.mdl, request.offset + request.filled, views, "tcp receive into client MDL") \
+        if views else 0
 
-
-def _payload_physical_addresses(rx: "RxFrame", data: memoryview, payload: memoryview,
-                                chunks: tuple[memoryview, ...]) -> tuple[tuple[memoryview, ...], tuple[int, ...]]:
-    """TcpSegment.payload_at: where each payload chunk lives.  The head chunk ends the IP payload
-    that starts at rx.l4_pa (after the TCP header); an RSC unit's other chunks are its other
-    receive buffers (rx.tail_pas).  Negative when the frame is a copy."""
-    if not len(payload):
-        return chunks, rx.tail_pas
-    head = rx.l4_pa + len(data) - len(payload)
-    return chunks, (head, *rx.tail_pas) if len(chunks) > 1 else (head,)

@@ -16,6 +16,7 @@ from stack.kernel.kernel import Kernel
 from stack.kernel.memory import NEVER_USED_FRAME
 from stack.kernel.scheduler import HEAP_COMPACT_MIN
 from stack.kernel.mdl import MDL_TAG
+from stack.kernel.lookaside import lookaside_lists
 from stack.kernel.pool import tag_to_str
 from stack.tcpip.ip import SLOT_TAG
 from stack.world import World
@@ -31,7 +32,7 @@ class ResourceCounts:
 def _cached(kernel: Kernel) -> dict[str, int]:
     """Blocks that look-aside lists hold free for reuse, by tag: NDIS's NBL and NB free lists,
     tcpip's header slots (one MDL each) and its pool of partial MDLs, the file system's FCBs
-    of cached files.  They grow to the peak
+    of cached files, the entries on drivers' lookaside lists (khttpd's).  They grow to the peak
     concurrency and stay; they are not leaks."""
     cached: dict[str, int] = {}
     ndis = kernel.extensions.get("ndis")
@@ -45,6 +46,8 @@ def _cached(kernel: Kernel) -> dict[str, int]:
     volume = kernel.objects.get(VOLUME_DEVICE_NAME)  # the file system keeps an FCB per cached file
     if volume is not None and isinstance(volume.extension, Volume):
         cached[FCB_TAG] = len(volume.extension.fcbs)
+    for lookaside in lookaside_lists(kernel).values():
+        cached[lookaside.tag_text] = cached.get(lookaside.tag_text, 0) + lookaside.current_depth
     tcpip = kernel.extensions.get("tcpip")
     if tcpip is not None:
         slots = tcpip.slot_pool

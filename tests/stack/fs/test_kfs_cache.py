@@ -186,6 +186,56 @@ def test_query_information_reports_the_manifest_size(machine):
     assert run(machine, body) == SIZES
 
 
+def test_the_size_comes_through_fast_io_with_no_irp_and_the_irp_path_gives_the_same_answer():
+    """FsRtlGetFileSize's order: FastIoQueryStandardInfo first; without it, IRP_MJ_QUERY_INFORMATION."""
+    m = _machine()
+    k = m.kernel
+    seen: list[Any] = []
+    m.bus.subscribe(seen.append)
+    kfs_driver = k.drivers["kfs"]
+
+    def sizes() -> list[tuple[int, int, int]]:
+        out = []
+        for name in ("index.html", "files/1KB.bin", "files/1MB.bin"):
+            _, fo = fsio.fs_open(_volume(), name)
+            seen.clear()
+            status, size = fsio.fs_query_size(fo)
+            out.append((status, size, sum(isinstance(e, IrpDispatched) for e in seen)))
+            fsio.fs_close(fo)
+        return out
+
+    expected = [(STATUS_SUCCESS, SIZES[n]) for n in ("index.html", "files/1KB.bin", "files/1MB.bin")]
+    assert run(m, sizes) == [(status, size, 0) for status, size in expected]  # no IRP
+    table = kfs_driver.fast_io_dispatch
+    assert k.mem.read_u32(table.address) == 0xE0  # SizeOfFastIoDispatch
+    assert k.mem.read_u64(table.address + 0x28) == k.symbol_address("kfs!KfsFastIoQueryStandardInfo")
+    kfs_driver.fast_io_dispatch = None  # a file system without fast I/O: the IRP goes down
+    try:
+        assert run(m, sizes) == [(status, size, 1) for status, size in expected]
+    finally:
+        kfs_driver.fast_io_dispatch = table
+
+
+def test_fast_io_query_is_a_routine_a_breakpoint_can_stop_on_and_sends_no_irp():
+    from stack.kernel.events import RoutineEntered
+    m = _machine()
+    seen: list[Any] = []
+    m.bus.subscribe(seen.append)
+
+    def query() -> tuple[int, int]:
+        _, fo = fsio.fs_open(_volume(), "index.html")
+        seen.clear()
+        result = fsio.fs_query_size(fo)
+        entered = [e.symbol for e in seen if isinstance(e, RoutineEntered)]
+        irps = [e for e in seen if isinstance(e, IrpDispatched)]
+        fsio.fs_close(fo)
+        return result, entered, irps
+
+    (status, size), entered, irps = run(m, query)
+    assert status == STATUS_SUCCESS and size == SIZES["index.html"]
+    assert entered == ["kfs!KfsFastIoQueryStandardInfo"] and irps == []
+
+
 @pytest.mark.parametrize("name, status", [
     ("..\\..\\Windows\\win.ini", STATUS_OBJECT_NAME_INVALID),
     ("files/../index.html", STATUS_OBJECT_NAME_INVALID),

@@ -120,3 +120,16 @@ def test_tag_values_are_the_same_from_str_bytes_and_int_and_repeat_from_the_cach
     assert tag_from_str("Irp ") == tag_from_str("Irp ")  # second lookup comes from the cache
     assert tag_from_str("TooLong") == int.from_bytes(b"TooL", "little")
     assert tag_from_str(-1) == 0xFFFFFFFF
+
+
+def test_entries_of_a_run_are_the_same_rows_entry_gives_built_on_first_use_and_out_of_range_raises() -> None:
+    phys = PhysicalMemory(32, base_pfn=0x100)
+    used = phys.allocate(3, "test")
+    never = [0x100 + 20, 0x100 + 21]  # frames never handed out: their rows do not exist yet
+    assert phys.entries(used) == [phys.entry(pfn) for pfn in used]
+    rows = phys.entries(never)
+    assert [row.pfn for row in rows] == never and all(a is b for a, b in zip(rows, [phys.entry(p) for p in never]))
+    with pytest.raises(MemoryAccessError):
+        phys.entries([used[0], 0x100 + 32])
+    with pytest.raises(MemoryAccessError):
+        phys.entries([0xFF])

@@ -138,3 +138,30 @@ def test_the_core_keeps_a_segments_locations_and_drops_them_once_its_payload_is_
 def test_a_segment_with_no_locations_is_queued_as_before():
     seg = TcpSegment(1, 2, 3, 4, 0, 100, payload=(memoryview(b"abc"),))
     assert seg.payload_at is None
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_partial_read_over_many_views_takes_whole_views_then_cuts_one(seed):
+    """An RSC unit queues dozens of views; a read smaller than what is queued hands back the
+    views that fit whole, as they are, then the first part of the next one, whose rest (and its
+    location, moved on) stays at the head of the buffer."""
+    rng = random.Random(seed)
+    memory = Memory()
+    pieces = [memory.place(rng.randbytes(rng.choice((1, 2, 100, 1448)))) for _ in range(60)]
+    stream = b"".join(bytes(v) for v, _ in pieces)
+    buf = ReceiveBuffer(8)
+    buf.push([v for v, _ in pieces], [at for _, at in pieces])
+    read = 0
+    while buf.ready_bytes:
+        take = rng.randrange(0, buf.ready_bytes + 2)
+        queued = buf.peek(buf.ready_bytes)
+        out = buf.read(take)
+        got = b"".join(bytes(v) for v in out)
+        assert got == stream[read:read + take]
+        whole = max(len(out) - 1, 0)
+        assert [bytes(v) for v in out[:whole]] == [bytes(v) for _, v in queued[:whole]]
+        assert all(v.obj is memory.bytes for v in out)  # no copies
+        read += len(got)
+        assert buf.ready_bytes == len(stream) - read
+        _check_runs(memory, buf.peek(buf.ready_bytes), stream[read:])
+    assert buf.read(0) == [] and buf.read(5) == []

@@ -1,5 +1,5 @@
-"""Retransmission timer (RFC 6298, Karn), congestion control (RFC 5681) and
-NewReno fast retransmit / fast recovery (RFC 6582)."""
+"""Retransmission timer (RFC 6298, Karn), congestion control (RFC 5681; optionally the initial slow
+start as Windows' HyStart++, RFC 9406) and NewReno fast retransmit / fast recovery (RFC 6582)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from tcp_harness import (
 )
 
 from stack.tcpip.tcp import Closed, Reset, Retransmitted, StateChanged, TcpConnection, TcpState
+from stack.tcpip.tcp.congestion import WINDOWS_SLOW_START_ACK_LIMIT
 
 L1 = LOCAL_ISS + 1
 R1 = REMOTE_ISS + 1
@@ -172,6 +173,54 @@ def test_slow_start_grows_cwnd_by_one_smss_per_ack() -> None:
     for k in (1, 2, 3):
         h.send(seg(R1, L1 + 1000 * k))
     assert h.conn.cwnd == 13_000
+
+
+def test_the_default_slow_start_grows_cwnd_by_one_smss_even_for_a_stretch_ack() -> None:
+    h = active_open(window=65_535)
+    h.conn.nodelay = True
+    h.conn.send(b"s" * 20_000)
+    h.recv()
+    h.send(seg(R1, L1 + 5000, window=65_535))  # one ACK for 5 segments (an RSC unit's)
+    assert h.conn.cwnd == 11_000  # RFC 5681: at most SMSS per ACK
+
+
+def test_with_windows_ack_limit_the_first_slow_start_counts_an_acks_bytes_up_to_8_smss() -> None:
+    # HyStart++ (RFC 9406 4.2/4.3, enabled by default in Windows, unpaced): cwnd += min(N, L * SMSS), L = 8.
+    # One ACK for a large RSC unit grows cwnd by 8 segments, not 1 (RFC 5681) and not all of them.
+    h = active_open(config(slow_start_ack_limit=WINDOWS_SLOW_START_ACK_LIMIT), window=65_535)
+    h.conn.nodelay = True
+    h.conn.send(b"s" * 60_000)
+    h.recv()
+    assert h.conn.cwnd == 10_000  # IW10
+    h.send(seg(R1, L1 + 2000, window=65_535))  # a stretch ACK of 2 segments: both count
+    assert h.conn.cwnd == 12_000
+    h.recv()
+    h.send(seg(R1, L1 + 10_000, window=65_535))  # 8 segments: all 8
+    assert h.conn.cwnd == 20_000
+    h.recv()
+    h.send(seg(R1, L1 + 20_000, window=65_535))  # 10 segments in one ACK: at most 8
+    assert h.conn.cwnd == 28_000
+
+
+def test_with_windows_ack_limit_slow_start_after_a_timeout_grows_by_one_smss_per_ack_again() -> None:
+    # RFC 9406 4.2: HyStart++ only for the initial slow start; then standard slow start (RFC 5681)
+    h = active_open(config(slow_start_ack_limit=WINDOWS_SLOW_START_ACK_LIMIT))
+    h.conn.nodelay = True
+    h.conn.send(b"d" * 8000)
+    h.recv()
+    h.fire_next_timer()
+    assert h.conn.cwnd == 1000 and h.conn.ssthresh == 4000
+    h.recv_one(seq=L1, payload=b"d" * 1000)
+    h.send(seg(R1, L1 + 3000))  # covers 3 segments (the originals got through)
+    assert h.conn.cwnd == 2000
+
+
+def test_a_slow_start_ack_limit_below_one_is_refused() -> None:
+    import pytest
+
+    from stack.tcpip.tcp import TcpConfigError
+    with pytest.raises(TcpConfigError):
+        config(slow_start_ack_limit=0)
 
 
 def five_segments_in_flight() -> Harness:
