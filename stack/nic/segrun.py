@@ -64,8 +64,9 @@ INT_RX = 0x1  # nic.INT_RX
 
 class SegmentRun:
     """One passed-through delivery in the pump: what stays the same from one of its segments to the
-    next (read once per large send: it is kept on the LargeSend), and where it is (`i`: its next
-    segment; `t`: that segment's time; `local`: the NIC of the kernel whose event runs the pump)."""
+    next (read once per large send: it is kept on the LargeSend until its last segment, which drops
+    it, so that the snapshot is freed with the unit), and where it is (`i`: its next segment; `t`:
+    that segment's time; `local`: the NIC of the kernel whose event runs the pump)."""
 
     __slots__ = ("nic", "unit", "times", "seq0", "i", "t", "count", "local", "fast", "first", "looked", "mss",
                  "headers_end", "last_payload", "last_psh", "last_fin", "seq", "max_frame", "data", "view",
@@ -251,6 +252,7 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
         j += 1
         if j == r.count:
             runs.remove(r)
+            r.unit.rx_run = None  # done: no cycle left between the large send and its run
         else:
             r.i = j
             t = r.times[j]
@@ -385,6 +387,8 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
         if j < r.count:
             t = r.times[j]
             r.t = t if t > sched.now_ns else sched.now_ns
+        else:
+            r.unit.rx_run = None  # done: no cycle left between the large send and its run
     runs[:] = [r for r in runs if r.i < r.count]
     return -1 if stopped else ran
 
@@ -452,6 +456,7 @@ def _unchain(runs: list[SegmentRun], k) -> None:
     for r in runs:
         nic = r.nic
         sched = nic.kernel.scheduler
+        r.unit.rx_run = None  # (its pump, if any, makes a new one)
         if nic.kernel is k:
             arrived = nic.segment_arrived
             for j in range(r.i, r.count):

@@ -177,3 +177,27 @@ def test_a_nic_setting_changed_between_two_segments_of_one_large_send_takes_effe
             assert switched == 40 and nic.offloads.rsc
         logs.append((log, world.scheduler.events_run, world.now_ns, repr(nic.counters)))
     assert logs[0] == logs[1]
+
+
+def test_a_delivered_large_send_is_freed_without_the_cycle_collector():
+    """The pump keeps a large send's run on it while segments remain; the last segment drops it, so
+    the large send (and its 64 KB snapshot) goes when its last reference does, not at the next
+    collection of cyclic garbage."""
+    import gc
+
+    from stack.nic.passthrough import LargeSend
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, run_programs, server_address, start
+    world = lab(seed=10, rsc=True)
+    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    world.run_for(1_000_000)
+    gc.collect()
+    gc.disable()
+    try:
+        client = start(world, "client", echo_client, server_address(world, 4, 7), pattern(10, 512 * KiB))
+        run_programs(world, server, client)
+        world.run_for(10_000_000)
+        assert world.scheduler.claimed > 100  # the pump ran
+        assert [o for o in gc.get_objects() if type(o) is LargeSend] == []
+    finally:
+        gc.enable()
