@@ -269,7 +269,8 @@ def ExAllocateFromLookasideListEx(Lookaside: LOOKASIDE_LIST_EX) -> int:
         Lookaside.sequence += 1
         entry = entries.pop()
         # The entry's SLIST_ENTRY.Next becomes the list's head: it must still be the entry below
-        if k.mem.read_u64(entry) != (entries[-1] if entries else 0):
+        # (the link never crosses a page: entries are 16-byte aligned; read as the CPU would, no flush)
+        if int.from_bytes(k.mem.views(entry, 8)[0], "little") != (entries[-1] if entries else 0):
             _corrupt_link(k, Lookaside, entry)
         return entry
     Lookaside.allocate_misses += 1
