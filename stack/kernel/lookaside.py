@@ -25,9 +25,10 @@ first eight bytes are the SLIST link to the entry freed before it, as in an SLIS
 
 Depth: Windows starts every list at MINIMUM_LOOKASIDE_DEPTH (4; the `Depth` argument is
 reserved) and the balance set manager retunes it once a second from the miss rate (up to 256).
-The lab keeps the starting depth: its tuning is not modelled.  While the verifier's low
-resources simulation is active, every allocation and free goes to the pool, so each one can be
-failed (the lab's choice; Driver Verifier's own handling of lookaside lists is not documented).
+The lab keeps the starting depth: its tuning is not modelled.  Under Driver Verifier Windows sets
+every list's Depth to 0 (ExDisableAllLookasideLists), so each allocation and free reaches the pool
+and can be failed: while the lab's low resources simulation is active its lists are bypassed the
+same way and read Depth 0 (`!lookaside`, `dt`); the entries already on a list stay there, unused.
 With a CPU model a hit costs what costs.py's pool_alloc and pool_free already are: an SList
 pop or push (a miss goes to ExAllocatePoolWithTag, which charges its own).
 
@@ -208,7 +209,7 @@ def ExInitializeLookasideListEx(Lookaside: LOOKASIDE_LIST_EX, Allocate: Callable
     if address in lookaside_lists(k):  # a list still active there: Driver Verifier's rule
         k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, C4_LOOKASIDE_REINITIALIZED, address, 0, 0,
                    detail=f"ExInitializeLookasideListEx on the active lookaside list at {address:x} "
-                          f"(tag {Lookaside.tag_text}); ExDeleteLookasideListEx it first")
+                          f"(tag {lookaside_lists(k)[address].tag_text}); ExDeleteLookasideListEx it first")
     Lookaside.address = address
     Lookaside.kernel = k
     # an empty list: Windows writes a fresh SLIST header and zeroes the counters
