@@ -145,7 +145,7 @@ class MachineServer:
         eng = self.engine
         pos = eng.position()
         status: dict[str, Any] = {"pid": os.getpid(), "host": eng.current_host, "position": (pos.events_run, pos.seq, pos.time_ns),
-                                  "printed_addresses": list(eng.printed_addresses[-200:]),
+                                  "printed_addresses": list(eng.printed_addresses[-200:]), "radix": eng.radix,
                                   "checkpoints": [(r.number, r.pid, r.events_run, r.seq, r.time_ns) for r in self.checkpoints.records],
                                   "replayed_handoffs": eng.replayed_handoffs, "prompt": eng.prompt(),
                                   "evicted": self.checkpoints.evicted, "bugcheck": _plain_bugcheck(eng.scheduler.halted)}
@@ -568,6 +568,11 @@ class MachineProxy:
     @property
     def printed_addresses(self) -> list[str]:
         return self._status.get("printed_addresses", [])
+
+    @property
+    def radix(self) -> int:
+        """The `n` base the last command left (REPL completion adds 0x to addresses when not 16)."""
+        return self._status.get("radix", 16)
 
     @property
     def replayed_handoffs(self) -> int:
