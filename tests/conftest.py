@@ -17,6 +17,11 @@ of the TUI came last, and a run ended with one worker alone on a long test.  Now
 first share starts with heavy modules of about equal total cost and ends with short tests, so
 what a worker steals at the end is short.  A heavy module's tests stay together and in order.
 
+On a cold cache (a fresh clone: CI) the controller first rewrites the test modules' asserts and
+compiles the library modules the workers import, once, in forks (`warm_caches_once`): each worker
+did all of it for itself before, at the same moment as the others (8.2 -> 4.0 s of CPU per worker
+to the end of collection, 2026-12-07).
+
 Each process that runs tests builds one lab first (`pytest_sessionstart`): the engine imports
 most of `stack` and `wskdbg.commands` lazily (~0.6 s of CPU), and every test that runs the
 machine in a machine server (`wskdbg`'s own way: the TUI tests, the sessions, time travel)
@@ -28,7 +33,11 @@ the collector's way and its first generation widened, as `wskdbg` does (stack.ke
 
 from __future__ import annotations
 
+import fnmatch
+import importlib
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -43,39 +52,44 @@ try:  # CI replays the same property-test examples every run, so a CI result is 
 except ImportError:  # the test extras are not installed: those modules are skipped anyway
     pass
 
-# The modules that cost the most, with their seconds: CPU for most, wall for the bridge's (they
-# run in real time, so they hold a worker longer than their CPU says).  Per-module figures of a
-# parallel run (2,564 tests, 2026-12-07), TUI after the shared lab.  A module missing here counts
-# as light; a name that no longer exists is ignored.
+# The modules that cost the most, with their seconds: CPU (the test process's and its machine
+# servers') for most, wall for those that wait in real time (the bridge's, the CLI's subprocesses):
+# they hold a worker longer than their CPU says.  Per-module figures of a parallel run (2,629 tests,
+# 2026-12-07, on a loaded machine: wall figures scaled to an idle one), after this round's cuts
+# (sessions, the 4 MiB fault echo).  A module missing here counts as light; a name that no longer
+# exists is ignored.
 HEAVY_MODULES = {
-    "tests/test_sessions.py": 40,
     "tests/wskdbg/tui/test_tui_app.py": 38,
-    "tests/stack/test_world_transfer.py": 34,
-    "tests/bridge/test_bridge_tap.py": 20,
-    "tests/stack/test_world_tso.py": 15,
-    "tests/bridge/test_bridge_forward_load.py": 15,
+    "tests/test_sessions.py": 26,
+    "tests/stack/test_world_transfer.py": 25,
+    "tests/bridge/test_bridge_tap.py": 14,
     "tests/stack/drivers/test_low_resources.py": 14,
-    "tests/stack/drivers/test_resource_leaks.py": 13,
-    "tests/wskdbg/tui/test_tui_timetravel.py": 11,
-    "tests/wskdbg/test_checkpoints.py": 11,
-    "tests/bridge/test_bridge_forward.py": 11,
-    "tests/bridge/test_bridge_tap_window.py": 10,
-    "tests/stack/test_world_connect_burst.py": 9,
-    "tests/stack/drivers/test_khttpd_http1_conformance.py": 8,
-    "tests/wskdbg/test_repl_and_scripts.py": 8,
-    "tests/bridge/test_bridge_replay.py": 6,
-    "tests/wskdbg/tui/test_tui_overload.py": 6,
-    "tests/wskdbg/test_cli.py": 5,
-    "tests/bridge/test_bridge_cli.py": 5,
+    "tests/wskdbg/tui/test_tui_timetravel.py": 13,
+    "tests/stack/drivers/test_resource_leaks.py": 11,
+    "tests/wskdbg/test_checkpoints.py": 10,
+    "tests/wskdbg/tui/test_tui_overload.py": 9,
+    "tests/stack/drivers/test_khttpd_http1_conformance.py": 9,
+    "tests/bridge/test_bridge_forward.py": 9,
+    "tests/bridge/test_bridge_tap_window.py": 8,
+    "tests/stack/test_world_tso.py": 7,
+    "tests/stack/test_world_connect_burst.py": 6,
+    "tests/bridge/test_bridge_forward_load.py": 6,
+    "tests/wskdbg/test_cmd_symbols_control.py": 6,
+    "tests/wskdbg/test_cli.py": 6,
+    "tests/wskdbg/test_repl_and_scripts.py": 5,
+    "tests/wskdbg/tui/test_tui_real_engine.py": 5,
+    "tests/wskdbg/tui/test_tui_snapshots.py": 5,
+    "tests/bridge/test_bridge_cli.py": 4,
     "tests/stack/test_world_passthrough.py": 4,
-    "tests/wskdbg/test_cmd_lab.py": 4,
     "tests/wskdbg/tui/test_trace_view.py": 4,
-    "tests/stack/test_world_fragment.py": 4,
+    "tests/stack/drivers/test_khttpd_paths.py": 3,
+    "tests/bridge/test_bridge_replay.py": 3,
+    "tests/wskdbg/test_cmd_lab.py": 3,
+    "tests/stack/usermode/test_afd_send_buffering.py": 3,
+    "tests/stack/wsk/test_wsk_names.py": 3,
     "tests/wskdbg/test_cmd_processors.py": 3,
-    "tests/wskdbg/tui/test_tui_snapshots.py": 3,
-    "tests/wskdbg/tui/test_tui_real_engine.py": 3,
-    "tests/stack/test_world_segment_chaining.py": 3,
-    "tests/stack/tcpip/tcp/test_tcp_large_sends.py": 3,
+    "tests/stack/tcpip/test_time_wait_tcb.py": 3,
+    "tests/stack/tcpip/test_syn_flood.py": 3,
     "tests/wskdbg/test_cmd_nic.py": 3,
 }
 
@@ -137,10 +151,81 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items[:] = worksteal_order(items, workers)  # every worker computes the same order
 
 
+# What the workers import that the controller does not (a lab, the TUI, the REPL, scapy for the
+# capture tests), shared out over the warming forks: see warm_caches_once.
+WARM_IMPORTS = ("wskdbg.engine", "scapy.layers.inet", "wskdbg.tui.app", "scapy.layers.inet6",
+                "wskdbg.repl", "scapy.layers.l2", "scapy.utils")
+
+
+def warm_caches_once(config: pytest.Config, workers: int) -> int:
+    """On a cold cache, do once here in the controller, before the workers start, what each worker
+    would otherwise do for itself at the same moment; returns how many test modules it rewrote.
+
+    pytest caches each test module with its asserts rewritten (`*-pytest-*.pyc`).  On a fresh clone
+    (CI: a new PYTHONPYCACHEPREFIX, so the interpreter's own library has no bytecode there either)
+    none exists, and the three workers, starting together, each rewrote all ~300 test modules and
+    compiled the library modules a lab and the TUI import: about 6.5 s of CPU per worker, the same
+    work three times (`compileall` in .ci/run writes the project's ordinary bytecode only).  Here
+    it is done once, spread over `workers` forks, and the workers read the caches.  This uses
+    pytest's own rewrite and cache functions (internal ones: if they change, it quietly does
+    nothing and the workers rewrite as before).  Nothing is written where Python writes no bytecode."""
+    if sys.dont_write_bytecode or getattr(config.option, "assertmode", "rewrite") != "rewrite":
+        return 0
+    try:
+        from _pytest.assertion import rewrite
+
+        state = config.stash[rewrite.assertstate_key]
+        patterns = list(config.getini("python_files")) + ["conftest.py"]
+        stale = []
+        for arg in config.args:  # the paths this run collects (the testpaths when none are given)
+            path = Path(config.invocation_params.dir, arg.split("::", 1)[0])
+            for fn in sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.suffix == ".py" else []:
+                cache_dir = rewrite.get_cache_dir(fn)
+                pyc = cache_dir / (fn.name[:-3] + rewrite.PYC_TAIL)
+                if any(fnmatch.fnmatch(fn.name, pattern) for pattern in patterns) \
+                        and rewrite._read_pyc(fn, pyc) is None and rewrite.try_makedirs(cache_dir):
+                    stale.append((fn, pyc))
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError, OSError):
+        return 0
+    if not stale:
+        return 0  # a warm cache (the usual run at a desk): nothing to share out
+
+    def warm(share: list, imports: tuple[str, ...]) -> None:
+        for name in imports:  # compiles, and caches, the library modules the workers import
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+        for fn, pyc in share:
+            try:
+                source_stat, code = rewrite._rewrite_test(fn, config)
+            except (SyntaxError, OSError, AttributeError, TypeError):
+                continue  # its worker reports a broken module when it imports it
+            rewrite._write_pyc(state, code, source_stat, pyc)
+
+    if not hasattr(os, "fork"):
+        warm(stale, ())
+        return len(stale)
+    children = []
+    for k in range(workers):  # pure CPU: one share per core, each in a fork (the controller stays as it was)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                warm(stale[k::workers], WARM_IMPORTS[k::workers])
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return len(stale)
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     option = session.config.option
     if getattr(option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
-        return  # the xdist controller runs no tests
+        # the xdist controller runs no tests; this runs before xdist starts the workers (trylast)
+        warm_caches_once(session.config, min(_cores(), option.numprocesses))
+        return
     from stack.kernel import hostgc
     from wskdbg.engine import Engine  # imported here: a bare `pytest --help` needs none of it
 
@@ -151,3 +236,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     # walking every imported object again.  Only wall time changes: nothing the machine does
     # depends on when Python collects, and the labs tests build stay collectable.
     hostgc.settle(freeze=True)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The collected tests (pytest's items, the test modules and what they import: Textual, scapy,
+    Hypothesis) live as long as the process, like the modules frozen at session start: out of the
+    collector's way too.  Left in, every full collection walked them again (~160,000 objects,
+    ~0.1 s a walk; gen-2 time 2.9 -> 1.9 s over a third of the suite's tests, 2026-12-07).  What is
+    garbage now is collected first, so nothing collectable is frozen."""
+    option = session.config.option
+    if getattr(option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the xdist controller runs no tests
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -578,19 +578,27 @@ class Engine(FrameContext):
             self._condition_event = None
 
     @contextmanager
-    def replaying_input(self, host: str, script_dirs: tuple[str, ...], in_bp_command: bool) -> Iterator[None]:
+    def replaying_input(self, host: str, script_dirs: tuple[str, ...], in_bp_command: bool,
+                        radix: int = 16) -> Iterator[None]:
         """Run a recorded input again as it first ran (its host, script directories, whether a
-        breakpoint command issued it); its output and any resume it asks for are dropped."""
+        breakpoint command issued it, the `n` radix its numbers were read in); its output and any
+        resume it asks for are dropped."""
         saved = (self.current_host, self.script_dirs, self.in_bp_command, self.pending_resume, self._run_output)
+        saved_radix = self.state.get("radix")
         if host in self.kernels:
             self.current_host = host
         self.script_dirs = list(script_dirs)
         self.in_bp_command = in_bp_command
         self._run_output = []
+        self.state["radix"] = radix
         try:
             yield
         finally:
             self.current_host, self.script_dirs, self.in_bp_command, self.pending_resume, self._run_output = saved
+            if saved_radix is None:
+                self.state.pop("radix", None)
+            else:
+                self.state["radix"] = saved_radix
 
     def _run_loop(self) -> StopInfo:
         sched = self.scheduler

@@ -145,7 +145,7 @@ class MachineServer:
         eng = self.engine
         pos = eng.position()
         status: dict[str, Any] = {"pid": os.getpid(), "host": eng.current_host, "position": (pos.events_run, pos.seq, pos.time_ns),
-                                  "printed_addresses": list(eng.printed_addresses[-200:]),
+                                  "printed_addresses": list(eng.printed_addresses[-200:]), "radix": eng.radix,
                                   "checkpoints": [(r.number, r.pid, r.events_run, r.seq, r.time_ns) for r in self.checkpoints.records],
                                   "replayed_handoffs": eng.replayed_handoffs, "prompt": eng.prompt(),
                                   "evicted": self.checkpoints.evicted, "bugcheck": _plain_bugcheck(eng.scheduler.halted)}
@@ -341,6 +341,8 @@ class MachineProxy:
         self._break_number = 0  # the last break-in this front end numbered
         self._ack_tail = b""  # a partial acknowledgement record (never expected: each is one write)
         self._left: set[int] = set()  # pids that said they are handing the machine over
+        self._held: tuple[int, int] | None = None  # (number, pid): the highest break-in acknowledged
+        self._acks_eof = False  # the ack pipe said EOF: no machine process is left to answer
         self.last_break_ack: tuple[int, int] | None = None  # (number, pid) of the last break-in held
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
@@ -450,35 +452,48 @@ class MachineProxy:
         counts: a late one of an earlier break-in that timed out is not this one's.  During a
         hand-over the old process takes nothing (it says it is leaving); the runner takes the
         request when it takes over, or when it is signalled as the new live process."""
-        import select
         if self.closed:
             return None
+        try:
+            return self._break_in()
+        except (OSError, ValueError):  # close() on another thread closed the pipe or the page under us
+            if self.closed:
+                return None
+            raise
+
+    def _break_in(self) -> tuple[int, int] | None:
+        import select
+        import time
         self._read_acks()  # what came late for earlier break-ins (and who left meanwhile)
         self._break_number += 1
         number = self._break_number
-        try:
-            struct.pack_into("<Q", self._breaks, 0, number)  # before the signal: the handler reads it
-        except ValueError:  # closed meanwhile (close() on another thread)
-            return None
+        struct.pack_into("<Q", self._breaks, 0, number)  # before the signal: the handler reads it
         pid = self.live_pid
         if not self._send_break(pid):
-            return None
-        waited = 0.0
-        while waited < _BREAK_ACK_MAX_S:
+            self._read_acks()
+            if pid not in self._left:
+                return None  # gone, and not by handing the machine over: no one will acknowledge
+        # Time counts whatever wakes the wait (a record for an older break-in, the pipe's EOF).
+        deadline = time.monotonic() + _BREAK_ACK_MAX_S
+        while True:
+            # `_held` is read each time round: a nested break-in (a second Ctrl+C whose handler
+            # ran inside this wait) may have read the acknowledgement that covers this one too.
+            if self._held is not None and self._held[0] >= number:
+                self.last_break_ack = self._held
+                return self._held
+            if self.closed or self._acks_eof:
+                return None  # every machine process is gone (their ends of the ack pipe closed)
+            if time.monotonic() >= deadline:
+                return None
             ready, _, _ = select.select([self._acks], [], [], _BREAK_ACK_SLICE_S)
             if ready:
-                for held, by, kind in self._read_acks():
-                    if kind == ACK_HELD and held >= number:
-                        self.last_break_ack = (held, by)
-                        return self.last_break_ack
+                self._read_acks()
                 continue
-            waited += _BREAK_ACK_SLICE_S
             if self.live_pid != pid and process_alive(self.live_pid):  # the runner is live now
                 pid = self.live_pid
                 self._send_break(pid)
             elif not process_alive(pid) and pid not in self._left:
                 return None  # it died: there is no one to acknowledge
-        return None
 
     def _send_break(self, pid: int) -> bool:
         try:
@@ -488,17 +503,23 @@ class MachineProxy:
         return True
 
     def _read_acks(self) -> list[tuple[int, int, int]]:
-        """The acknowledgement records that have come, oldest first; notes who left."""
+        """The acknowledgement records that have come, oldest first; notes who left, the highest
+        break-in held so far (`_held`, which every waiting break_in checks) and the pipe's EOF."""
         data = self._ack_tail
         try:
             while chunk := os.read(self._acks, _ACK.size * 64):
                 data += chunk
+            self._acks_eof = True  # read returned b"": every machine process has exited
         except (BlockingIOError, OSError):
             pass
         whole = len(data) - len(data) % _ACK.size
         self._ack_tail = data[whole:]
         records = [_ACK.unpack_from(data, at) for at in range(0, whole, _ACK.size)]
-        self._left.update(pid for _, pid, kind in records if kind == ACK_LEAVING)
+        for held, pid, kind in records:
+            if kind == ACK_LEAVING:
+                self._left.add(pid)
+            elif kind == ACK_HELD and (self._held is None or held >= self._held[0]):
+                self._held = (held, pid)
         return records
 
     # -- the TUI's views (views=True) ---------------------------------------------------------------
@@ -547,6 +568,11 @@ class MachineProxy:
     @property
     def printed_addresses(self) -> list[str]:
         return self._status.get("printed_addresses", [])
+
+    @property
+    def radix(self) -> int:
+        """The `n` base the last command left (REPL completion adds 0x to addresses when not 16)."""
+        return self._status.get("radix", 16)
 
     @property
     def replayed_handoffs(self) -> int:

@@ -121,9 +121,13 @@ class CommandCompleter(Completer):
             if name.lower().startswith(lowered) or (lowered and "!" not in lowered
                                                     and name.lower().split("!", 1)[1].startswith(lowered)):
                 yield Completion(name, start_position=-len(word))
+        # Printed addresses are hex without a prefix; a typed 0x is skipped, and the completion
+        # keeps (or, once `n 10` or `n 8` reads bare numbers otherwise, adds) the 0x.
+        typed = lowered[2:] if lowered.startswith("0x") else lowered
+        prefix = "0x" if typed != lowered or getattr(self.engine, "radix", 16) != 16 else ""
         for address in reversed(self.engine.printed_addresses):
-            if word and address.lower().startswith(lowered):
-                yield Completion(address, start_position=-len(word))
+            if typed and address.lower().startswith(typed):
+                yield Completion(prefix + address, start_position=-len(word))
 
 
 def status_text(engine: Any) -> str:

@@ -199,6 +199,7 @@ class RecordedInput:
     host: str  # the current host it acted on
     script_dirs: tuple[str, ...]
     in_bp_command: bool
+    radix: int = 16  # the `n` base it was typed under: replay must read its numbers the same way
 
     @property
     def position(self) -> str:
@@ -397,7 +398,7 @@ class TimeTravel:
                         f"{'s' if dropped != 1 else ''} discarded).")
             self.foreign |= fresh or set()
             self.inputs.append(RecordedInput(anchor, seq_before, published, inv.line, eng.current_host,
-                                             tuple(eng.script_dirs), eng.in_bp_command))
+                                             tuple(eng.script_dirs), eng.in_bp_command, eng.radix))
             self.applied = len(self.inputs)
         elif fresh:
             self.foreign |= fresh
@@ -453,7 +454,7 @@ class TimeTravel:
         self._applying = True
         self.applied += 1
         try:
-            with eng.replaying_input(rec.host, rec.script_dirs, rec.in_bp_command):
+            with eng.replaying_input(rec.host, rec.script_dirs, rec.in_bp_command, rec.radix):
                 inv = eng.registry.parse(rec.text)
                 if inv is not None:
                     inv.spec.handler(eng, inv)

@@ -109,6 +109,21 @@ SUBCODE_HELP: dict[int, dict[int, SubcodeHelp]] = {
         C4_MDL_FREED_MAPPED: SubcodeHelp(
             "The pages described by the MDL are still mapped; unmap them before IoFreeMdl.",
             ("MDL address", "MDL flags", "Reserved")),
+        0xCA: SubcodeHelp(
+            "The driver has attempted to re-initialize a lookaside list.",
+            ("Address of the lookaside list", "Reserved", "Reserved")),
+        0xCB: SubcodeHelp(
+            "The driver has attempted to delete an uninitialized lookaside list.",
+            ("Address of the lookaside list", "Reserved", "Reserved")),
+        0xCC: SubcodeHelp(
+            "The driver has attempted to free a pool allocation that contains an active lookaside list.",
+            ("Address of the lookaside list", "Starting address of the pool allocation",
+             "Size of the pool allocation")),
+        0x1050: SubcodeHelp(
+            "ExAllocateFromLookasideListEx or ExFreeToLookasideListEx on a lookaside list that is not "
+            "initialized (deleted, or never set up).",
+            ("Address of the lookaside list", "Entry being freed (0 for an allocation)", ""),
+            emulator_defined=True),
         EMU_C4_MDL_FREED_LOCKED: SubcodeHelp(
             "IoFreeMdl was called on an MDL whose pages are still locked (call MmUnlockPages first).",
             ("MDL address", "Number of locked pages", ""), emulator_defined=True),

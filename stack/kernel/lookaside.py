@@ -25,14 +25,20 @@ first eight bytes are the SLIST link to the entry freed before it, as in an SLIS
 
 Depth: Windows starts every list at MINIMUM_LOOKASIDE_DEPTH (4; the `Depth` argument is
 reserved) and the balance set manager retunes it once a second from the miss rate (up to 256).
-The lab keeps the starting depth: its tuning is not modelled.  While the verifier's low
-resources simulation is active, every allocation and free goes to the pool, so each one can be
-failed (the lab's choice; Driver Verifier's own handling of lookaside lists is not documented).
+The lab keeps the starting depth: its tuning is not modelled.  Under Driver Verifier Windows sets
+every list's Depth to 0 (ExDisableAllLookasideLists), so each allocation and free reaches the pool
+and can be failed: while the lab's low resources simulation is active its lists are bypassed the
+same way and read Depth 0 (`!lookaside`, `dt`); the entries already on a list stay there, unused.
 With a CPU model a hit costs what costs.py's pool_alloc and pool_free already are: an SList
 pop or push (a miss goes to ExAllocatePoolWithTag, which charges its own).
 
-Freeing an entry that is already on the list bug-checks BAD_POOL_CALLER 0x07 (already freed):
-on Windows it would corrupt the SLIST silently unless Driver Verifier catches it.
+Freeing an entry that is already on the list, or one the pool already took back, bug-checks
+BAD_POOL_CALLER 0x07 (already freed): on Windows it would corrupt the SLIST silently unless Driver
+Verifier catches it.  The lab runs Driver Verifier's standard rules all the time (as it does for
+IRQL, MDL and pool-leak rules; `k.verifier` is only its low resources simulation), so the lookaside
+rules of bug check 0xC4 hold too (MS Learn's table): 0xCA re-initialising an active list, 0xCB
+deleting one that is not initialised (deleted twice), 0xCC freeing the pool block that holds an
+active list.  Allocating from or freeing to a deleted list is the lab's own 0xC4 subcode 0x1050.
 """
 
 from __future__ import annotations
@@ -54,6 +60,11 @@ EX_LOOKASIDE_LIST_EX_FLAGS_FAIL_NO_RAISE = 0x2
 POOL_RAISE_IF_ALLOCATION_FAILURE = 0x10
 
 BPC_ALREADY_FREED = 0x07
+C4_LOOKASIDE_REINITIALIZED = 0xCA  # list, reserved, reserved
+C4_LOOKASIDE_NOT_INITIALIZED = 0xCB  # list, reserved, reserved: delete of a list not initialised
+C4_LOOKASIDE_IN_FREED_POOL = 0xCC  # list, the pool block's start, its size
+EMU_C4_LOOKASIDE_USED_AFTER_DELETE = 0x1050  # list, entry (0 for an allocate), 0
+STATUS_ACCESS_VIOLATION = 0xC0000005
 
 # SLIST_HEADER, x64: Depth:16 Sequence:48 in Alignment, then Reserved:4 NextEntry:60 (the top entry's
 # address, 16-byte aligned) in Region
@@ -79,6 +90,7 @@ register_layout(StructLayout("_GENERAL_LOOKASIDE_POOL", LOOKASIDE_LIST_EX_SIZE, 
     F("ListEntry", 0x40, "struct", "_LIST_ENTRY", size=0x10),
     F("LastTotalAllocates", 0x50, "u32"),
     F("LastAllocateMisses", 0x54, "u32"),
+    F("Future", 0x58, "u32", count=2),
 ]))
 
 # LOOKASIDE_LIST_EX: `L`, the GENERAL_LOOKASIDE_POOL (wdm.h)
@@ -100,7 +112,7 @@ class LOOKASIDE_LIST_EX:
 
     __slots__ = ("address", "name", "pool_type", "flags", "size", "tag", "tag_value", "depth", "maximum_depth",
                  "total_allocates", "allocate_misses", "total_frees", "free_misses", "sequence", "entries",
-                 "allocate", "free", "kernel", "owner")
+                 "allocate", "free", "kernel", "owner", "home")
 
     def __init__(self, address: int = 0, name: str = "") -> None:
         self.address = address  # where the caller's LOOKASIDE_LIST_EX is (nonpaged, 16-byte aligned)
@@ -122,6 +134,7 @@ class LOOKASIDE_LIST_EX:
         self.free: Callable[..., None] | None = None
         self.kernel: Any = None
         self.owner = ""  # the routine that initialised it (`module!Routine`)
+        self.home = 0  # the pool block that holds the structure (0: not in pool)
 
     # -- what the debugger reads ---------------------------------------------------------
     @property
@@ -131,8 +144,8 @@ class LOOKASIDE_LIST_EX:
     def flush(self) -> None:
         """Write the GENERAL_LOOKASIDE_POOL out (AddressSpace calls this before `db`/`dt` reads it)."""
         k = self.kernel
-        if k is None:
-            return
+        if k is None or (self.home and not k.pool.is_allocated(self.home)):
+            return  # deleted, or its memory is somebody else's now: reading must not write it
         head = self.entries[-1] if self.entries else 0
         links = lookaside_lists(k)
         keys = list(links)
@@ -143,10 +156,20 @@ class LOOKASIDE_LIST_EX:
         blink = keys[i - 1] + 0x40 if i > 0 else 0
         k.mem.write(self.address, _IMAGE.pack(
             len(self.entries) | (self.sequence & 0xFFFF_FFFF_FFFF) << 16, head,
-            self.depth, self.maximum_depth, self.total_allocates & 0xFFFFFFFF, self.allocate_misses & 0xFFFFFFFF,
+            self.shown_depth, self.maximum_depth, self.total_allocates & 0xFFFFFFFF, self.allocate_misses & 0xFFFFFFFF,
             self.total_frees & 0xFFFFFFFF, self.free_misses & 0xFFFFFFFF, self.pool_type, self.tag_value, self.size,
-            _routine_address(k, self.allocate), _routine_address(k, self.free), flink, blink,
-            self.total_allocates & 0xFFFFFFFF, self.allocate_misses & 0xFFFFFFFF))
+            _routine_address(k, self.allocate, "nt!ExAllocatePoolWithTag"),
+            _routine_address(k, self.free, "nt!ExFreePoolWithTag"), flink, blink,
+            # LastTotalAllocates / LastAllocateMisses: only the balance set manager's scan
+            # (ExAdjustLookasideDepth) sets them, and the lab does not model it
+            0, 0))
+
+    @property
+    def shown_depth(self) -> int:
+        """Depth as Windows holds it: under Driver Verifier's low resources simulation every list's
+        Depth is 0 (ExDisableAllLookasideLists), so each allocation and free reaches the pool."""
+        k = self.kernel
+        return 0 if k is not None and k.verifier.active else self.depth
 
     @property
     def tag_text(self) -> str:
@@ -161,8 +184,9 @@ class LOOKASIDE_LIST_EX:
         return text
 
 
-def _routine_address(k: Any, fn: Any) -> int:
-    symbol = getattr(fn, "symbol", None)
+def _routine_address(k: Any, fn: Any, default: str) -> int:
+    """AllocateEx / FreeEx: the caller's routine, or (NULL passed) the pool routine Windows puts there."""
+    symbol = getattr(fn, "symbol", None) if fn is not None else default
     return k.symbol_address(symbol) if symbol else 0
 
 
@@ -182,8 +206,17 @@ def ExInitializeLookasideListEx(Lookaside: LOOKASIDE_LIST_EX, Allocate: Callable
         return STATUS_INVALID_PARAMETER
     if Flags & EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL and Flags & EX_LOOKASIDE_LIST_EX_FLAGS_FAIL_NO_RAISE:
         return STATUS_INVALID_PARAMETER  # the two flags are mutually exclusive
+    if address in lookaside_lists(k):  # a list still active there: Driver Verifier's rule
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, C4_LOOKASIDE_REINITIALIZED, address, 0, 0,
+                   detail=f"ExInitializeLookasideListEx on the active lookaside list at {address:x} "
+                          f"(tag {lookaside_lists(k)[address].tag_text}); ExDeleteLookasideListEx it first")
     Lookaside.address = address
     Lookaside.kernel = k
+    # an empty list: Windows writes a fresh SLIST header and zeroes the counters
+    Lookaside.entries = []
+    Lookaside.sequence = Lookaside.total_allocates = Lookaside.allocate_misses = 0
+    Lookaside.total_frees = Lookaside.free_misses = 0
+    Lookaside.depth = MINIMUM_LOOKASIDE_DEPTH
     Lookaside.pool_type = PoolType | (POOL_RAISE_IF_ALLOCATION_FAILURE
                                       if Flags & EX_LOOKASIDE_LIST_EX_FLAGS_RAISE_ON_FAIL else 0)
     Lookaside.flags = Flags
@@ -195,19 +228,52 @@ def ExInitializeLookasideListEx(Lookaside: LOOKASIDE_LIST_EX, Allocate: Callable
     Lookaside.owner = k.frames[-1][0] if k.frames else "nt!KiIdleLoop"
     lookaside_lists(k)[address] = Lookaside
     k.register_object(Lookaside)
+    block = k.pool.block_containing(address)
+    Lookaside.home = block.address if block is not None and block.allocated else 0
+    if Lookaside.home:
+        k.pool.guards[Lookaside.home] = lambda block: _free_of_active_list(k, block)
     return STATUS_SUCCESS
+
+
+def _free_of_active_list(k: Any, block: Any) -> None:
+    """The pool is freeing `block`, which holds an active lookaside list: bug check 0xC4 0xCC (the
+    list would stay on the kernel's list, and the next owner's bytes would be rewritten through it)."""
+    for lookaside in lookaside_lists(k).values():
+        if lookaside.home == block.address:
+            k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, C4_LOOKASIDE_IN_FREED_POOL, lookaside.address,
+                       block.address, block.requested,
+                       detail=f"freeing the pool block at {block.address:x} ({block.tag_str}), which holds the "
+                              f"active lookaside list at {lookaside.address:x} (tag {lookaside.tag_text}); "
+                              "ExDeleteLookasideListEx it first")
+
+
+def _deleted(Lookaside: LOOKASIDE_LIST_EX, Entry: int) -> None:
+    """Allocating from or freeing to a list after ExDeleteLookasideListEx (or before it was ever
+    initialised).  Windows would use the dead structure silently; the lab stops at the call."""
+    k = _current[-1]
+    what = f"ExFreeToLookasideListEx of {Entry:x}" if Entry else "ExAllocateFromLookasideListEx"
+    k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, EMU_C4_LOOKASIDE_USED_AFTER_DELETE, Lookaside.address,
+               Entry, 0, detail=f"{what} on the lookaside list at {Lookaside.address:x}, which is not "
+                                "initialised (deleted, or never set up)")
 
 
 def ExAllocateFromLookasideListEx(Lookaside: LOOKASIDE_LIST_EX) -> int:
     """An entry: the last one freed to the list, or (a miss) a new one from the allocate routine."""
+    k = Lookaside.kernel
+    if k is None:
+        _deleted(Lookaside, 0)
     Lookaside.total_allocates += 1
     entries = Lookaside.entries
-    k = Lookaside.kernel
     if entries and not k.verifier.active:
         if k.cpu_model is not None:  # an SList pop: what costs.py's pool_alloc already is
             k.charge("pool_alloc")
         Lookaside.sequence += 1
-        return entries.pop()
+        entry = entries.pop()
+        # The entry's SLIST_ENTRY.Next becomes the list's head: it must still be the entry below
+        # (the link never crosses a page: entries are 16-byte aligned; read as the CPU would, no flush)
+        if int.from_bytes(k.mem.views(entry, 8)[0], "little") != (entries[-1] if entries else 0):
+            _corrupt_link(k, Lookaside, entry)
+        return entry
     Lookaside.allocate_misses += 1
     allocate = Lookaside.allocate
     if allocate is not None:
@@ -220,12 +286,16 @@ def ExAllocateFromLookasideListEx(Lookaside: LOOKASIDE_LIST_EX) -> int:
 
 def ExFreeToLookasideListEx(Lookaside: LOOKASIDE_LIST_EX, Entry: int) -> None:
     """Keep the entry on the list while it holds fewer than Depth; else (a free miss) free it."""
+    k = Lookaside.kernel
+    if k is None:
+        _deleted(Lookaside, Entry)
     Lookaside.total_frees += 1
     entries = Lookaside.entries
-    k = Lookaside.kernel
     if Entry in entries:  # a second free of one entry: what Driver Verifier makes of it
         _already_freed(k, Entry)
     if len(entries) < Lookaside.depth and not k.verifier.active:
+        if not k.pool.is_allocated(Entry):  # the pool took it back already (a free miss, then this)
+            _already_freed(k, Entry)
         if k.cpu_model is not None:  # an SList push: costs.py's pool_free
             k.charge("pool_free")
         # SLIST_ENTRY.Next: the entry freed before this one (0 at the bottom)
@@ -244,6 +314,19 @@ def _already_freed(k: Any, Entry: int) -> None:
     k.bugcheck(bc.BAD_POOL_CALLER, BPC_ALREADY_FREED, 0, header, Entry)
 
 
+def _corrupt_link(k: Any, Lookaside: LOOKASIDE_LIST_EX, entry: int) -> None:
+    """Something wrote the first eight bytes of an entry while it sat on the list (a use after free).
+    On Windows the pop hands the stale value over as the new head and the next pop dereferences it:
+    a kernel-mode access violation, bug check 0x1E KMODE_EXCEPTION_NOT_HANDLED (c0000005, the pop,
+    0 for a read, the address) - what the lab reports here, one pop early, where the cause is visible."""
+    link = k.mem.read_u64(entry)
+    k.bugcheck(bc.KMODE_EXCEPTION_NOT_HANDLED, STATUS_ACCESS_VIOLATION,
+               k.symbol_address("nt!ExpInterlockedPopEntrySList"), 0, link,
+               detail=f"the free entry {entry:x} on the lookaside list at {Lookaside.address:x} (tag "
+                      f"{Lookaside.tag_text}) was written while free: its SLIST link reads {link:x}, the "
+                      f"next pop would follow it")
+
+
 def _free_to_pool(Lookaside: LOOKASIDE_LIST_EX, Entry: int) -> None:
     free = Lookaside.free
     if free is not None:
@@ -256,12 +339,19 @@ def _free_to_pool(Lookaside: LOOKASIDE_LIST_EX, Entry: int) -> None:
 def ExDeleteLookasideListEx(Lookaside: LOOKASIDE_LIST_EX) -> None:
     """Free what the list still holds and take it off the kernel's list of lookaside lists."""
     k = Lookaside.kernel
-    if k is None:
-        return
+    if k is None:  # deleted twice, or never initialised: Driver Verifier's 0xC4 0xCB
+        kk = _current[-1]
+        kk.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, C4_LOOKASIDE_NOT_INITIALIZED, Lookaside.address, 0, 0,
+                    detail=f"ExDeleteLookasideListEx of the lookaside list at {Lookaside.address:x}, which is not "
+                           "initialised (deleted already, or never set up)")
     while Lookaside.entries:
         _free_to_pool(Lookaside, Lookaside.entries.pop())
-    lookaside_lists(k).pop(Lookaside.address, None)
+    lists = lookaside_lists(k)
+    lists.pop(Lookaside.address, None)
     k.unregister_object(Lookaside)
+    home = Lookaside.home
+    if home and not any(lk.home == home for lk in lists.values()):
+        k.pool.guards.pop(home, None)
     Lookaside.kernel = None
 
 

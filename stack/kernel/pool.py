@@ -144,6 +144,8 @@ class PoolManager:
         self.usage: dict[tuple[int, bool], TagUsage] = {}
         self.pages_in_use = 0
         self._lookaside: dict[tuple[str | int, int, int], _Lookaside] = {}
+        # block address -> what to do before it is freed (a block that holds an active lookaside list)
+        self.guards: dict[int, Callable[[PoolBlock], None]] = {}
 
     # -- allocation ----------------------------------------------------------
     def allocate(self, pool_type: int, size: int, tag: str | int, owner: str = "") -> int:
@@ -244,6 +246,8 @@ class PoolManager:
     def free(self, address: int, tag: str | int | None = None) -> PoolBlock:
         small = self._small
         block = small[address] if address in small else None
+        if self.guards and address in self.guards:
+            self._guarded_free(address)
         if block is not None and block.allocated:
             lookaside = block.lookaside
             if lookaside is not None and (tag is None or tag == lookaside.tag_arg) and (
@@ -257,6 +261,16 @@ class PoolManager:
                 lookaside.free.append(block)
                 return block
         return self._free_general(address, tag)
+
+    def _guarded_free(self, address: int) -> None:
+        block = self._small.get(address) or self.blocks.get(address)
+        if block is not None and block.allocated:
+            self.guards[address](block)
+
+    def is_allocated(self, va: int) -> bool:
+        """Whether `va` is the start of an allocated pool block (what a caller got, not yet freed)."""
+        block = self._small.get(va) or self.blocks.get(va)
+        return block is not None and block.allocated
 
     def _free_general(self, address: int, tag: str | int | None) -> PoolBlock:
         block = self._small.get(address) or self.blocks.get(address)

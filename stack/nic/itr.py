@@ -6,7 +6,8 @@ moderation delay after a packet.  What sets that interval is the adapter's
 "Interrupt Moderation Rate" advanced property:
 
 - a fixed setting - Off (no throttle), Minimal, Low, Medium, High, Extreme -
-  or a rate in interrupts per second (`!nic itr 10000`);
+  or a rate in interrupts per second (`!nic itr 0n10000`: the debugger reads
+  numbers in its radix, 16 unless `n` changed it);
 - Adaptive, Intel's default: at every interrupt the driver classifies the
   traffic since the previous one (packets, bytes, their average size) into
   one of three latency classes and throttles to that class's rate.  A few

@@ -65,10 +65,12 @@ def _faulty_lab(seed: int, *, rsc: bool = False):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(4))
 def test_four_mebibytes_echo_byte_exact_under_hundreds_of_faults(seed):
-    # Seeds cover IPv4/IPv6 x LSO on/off; every fourth runs with RSC too.  Long runs are where
-    # both ends' windows close together while frames are lost: none may hang or give up.
+    # The four seeds cover IPv4/IPv6 x LSO on/off once each (0: v6+LSO, 1: v4, 2: v4+LSO, 3: v6);
+    # seed 1 runs with RSC too.  (Seeds 4-7 ran the same four again with other fault patterns:
+    # ~9 s of CPU for no configuration the first four miss.)  Long runs are where both ends'
+    # windows close together while frames are lost: none may hang or give up.
     # 4 MiB at these rates is ~50 s of virtual time and ~10,500 frames each way per cable: some
     # 300 of each fault kind on the client's cable, 100 on winsrv's, 300+ retransmissions by each
     # end, and zero-window probes in most seeds (16 MiB only multiplied the same counts by four).

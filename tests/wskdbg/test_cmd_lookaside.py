@@ -75,3 +75,22 @@ def test_options_that_would_change_the_machine_are_refused(dbg):
 
 def test_bare_lookaside_says_the_lab_has_no_system_lists(dbg):
     assert "The lab models no system lookaside lists" in run(dbg, "!lookaside")
+
+
+def test_address_0_is_no_address_as_ms_learn_documents_it(dbg):
+    # MS Learn's syntax for !lookaside: `!lookaside [Address [Options [Depth]]]`, `!lookaside [-all]`,
+    # `!lookaside 0 [-all]`: an Address of 0 is the bare command
+    assert run(dbg, "!lookaside 0") == run(dbg, "!lookaside")
+    assert run(dbg, "!lookaside 0 -all") == run(dbg, "!lookaside -all")
+
+
+def test_under_driver_verifier_the_lists_show_max_depth_0(dbg):
+    k = dbg.kernels["winsrv"]
+    lk = _khttpd_lists(dbg)["Khtc"]
+    k.verifier.configure(1, tags=["Zzzz"])  # any active simulation: ExDisableAllLookasideLists
+    try:
+        out = run(dbg, f"!lookaside 0x{lk.address:x}").splitlines()
+    finally:
+        k.verifier.disable()
+    assert out[2].endswith("Max Depth  =          0")
+    assert out[3] == "    Size           =        256  Max Alloc  =          0"

@@ -158,3 +158,38 @@ def test_nic_moderation_off_and_on_go_down_tcpips_binding_as_oid_gen_interrupt_m
                                   "!nic moderation off client extra"])
 def test_bad_nic_moderation_arguments_are_command_errors(dbg, line):
     assert dbg.execute(line).error
+
+
+def test_nic_itr_typed_after_a_queued_moderation_oid_still_wins_when_the_machine_runs():
+    # `!nic moderation off; !nic itr high; g`: the OID is queued for the run, so `!nic itr` queues
+    # behind it; the typed order holds (the last word is High), and the OID's status is shown.
+    engine = lab_engine()
+    try:
+        run(engine, "!nic moderation off winsrv")
+        out = run(engine, "!nic itr high winsrv")
+        assert out.startswith("Interrupt Moderation Rate will be High")
+        assert "queued behind the pending OID_GEN_INTERRUPT_MODERATION" in out
+        ping = run(engine, "!ping /w -n 1 winsrv")
+        assert ("winsrv: OID_GEN_INTERRUPT_MODERATION (NdisInterruptModerationDisabled) completed: "
+                "NDIS_STATUS_SUCCESS") in ping
+        assert engine.world.host("winsrv").nic.itr_setting == "High"
+        assert run(engine, "!nic itr").splitlines()[3].split()[:4] == ["winsrv", "1", "(Enabled)", "High"]
+        # with nothing queued, !nic itr takes effect at once again
+        assert run(engine, "!nic itr low winsrv").startswith("Interrupt Moderation Rate is now Low")
+        assert engine.world.host("winsrv").nic.itr_setting == "Low"
+    finally:
+        engine.close()
+
+
+def test_nic_moderation_on_a_host_with_no_bound_interface_is_a_clear_error():
+    engine = lab_engine()
+    try:
+        for interface in engine.world.host("dns").stack.interfaces:
+            interface.binding = None  # tcpip unbound from dns's NIC (as after NdisUnbindAdapter)
+        result = engine.execute("!nic moderation off")
+        assert result.error and "dns has no interface bound to its NIC" in result.text, result.text
+        assert run(engine, "!nic itr").splitlines()[3].split()[:4] == ["winsrv", "1", "(Enabled)", "Adaptive"]
+        run(engine, "!ping /w -n 1 winsrv")  # nothing was queued for the other hosts either
+        assert engine.world.host("winsrv").nic.itr_setting == "Adaptive"
+    finally:
+        engine.close()

@@ -52,3 +52,42 @@ def test_a_radix_other_than_8_10_or_16_is_an_error(dbg, line):
     result = dbg.execute(line)
     assert result.error and "Bad radix" in result.text
     assert dbg.execute("n").text == "base is 16"
+
+
+# Time travel replays each recorded input in the radix it was typed under, not the one in force at
+# the trip: `!nic itr 10000` typed in radix 16 is 65536/s (capped), and stays so after `n 10; !tt 0`.
+RADIX_TRIP = ["!cpu winsrv x64 10", "!nic itr 10000 winsrv", "!ping -n 2 winsrv", "g", "n 10", "!tt 0", "!tt 100"]
+
+
+def _check_radix_trip(engine) -> None:
+    for line in RADIX_TRIP:
+        result = engine.execute(line)
+        assert not result.error, f"{line}: {result.text}"
+    assert "Time Travel Position" in result.text  # the replay reached the end of the trace
+    nic = engine.execute("!nic").text.split("*InterruptModeration")[-1].splitlines()
+    assert [row.split()[3] for row in nic if row.startswith("winsrv")] == ["65536"]
+    winsrv = engine.execute("!cpu").text.splitlines()[1].split()
+    assert winsrv[:3] == ["winsrv", "x64", "16"]
+    assert engine.execute("n").text == "base is 10"  # the trip leaves the radix the user chose
+
+
+def test_time_travel_replays_inputs_in_the_radix_they_were_typed_under():
+    engine = Engine(seed=1)
+    try:
+        _check_radix_trip(engine)
+    finally:
+        engine.close()
+
+
+def test_time_travel_through_a_machine_server_replays_inputs_in_their_radix():
+    from lab_template import standard_engine
+
+    from wskdbg.checkpoints import SUPPORTED
+    from wskdbg.machine_server import MachineProxy
+    if not SUPPORTED:
+        pytest.skip("checkpoints need fork() (POSIX)")
+    proxy = MachineProxy(standard_engine(1), every=100_000, cap=4)  # no checkpoint after the inputs
+    try:
+        _check_radix_trip(proxy)
+    finally:
+        proxy.close()

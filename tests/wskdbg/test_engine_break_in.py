@@ -274,3 +274,126 @@ def test_during_a_hand_over_the_runner_takes_the_break_in_not_the_old_process(mo
         proxy.close()
         for fd in (leaving_r, leaving_w, go_r, go_w):
             os.close(fd)
+
+
+def _break_in_on_a_thread(proxy, bound: float = 30.0):
+    """proxy.break_in() on a thread, joined within `bound` s (a spinning one fails, never hangs)."""
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("ack", proxy.break_in()), daemon=True)
+    worker.start()
+    worker.join(bound)
+    return worker, box
+
+
+def test_break_in_returns_none_at_once_when_every_machine_process_is_gone(monkeypatch):
+    # Their ends of the acknowledgement pipe closed, so it reads EOF: select says ready forever and
+    # nothing will ever come.  Before, the wait never counted that time and spun at 100% CPU.
+    import os
+    import signal
+
+    from wskdbg import machine_server
+    from wskdbg.machine_server import MachineProxy
+
+    proxy = MachineProxy(ticker_engine)
+    try:
+        monkeypatch.setattr(machine_server, "_BREAK_ACK_MAX_S", 3600.0)  # only the EOF can end the wait
+        proxy.execute("n")  # the status names every machine process (the checkpoint at the start too)
+        for pid in proxy.known_pids:
+            os.kill(pid, signal.SIGKILL)  # the server stays a zombie (unreaped): kill() still succeeds
+        _wait_readable(proxy._acks)  # EOF
+        worker, box = _break_in_on_a_thread(proxy)
+        assert not worker.is_alive(), "break_in did not return with no machine process left"
+        assert box["ack"] is None
+    finally:
+        proxy.close()  # (a spinning break_in dies here: its select meets the closed pipe)
+
+
+def test_a_nested_break_in_that_reads_the_outer_ones_acknowledgement_answers_both():
+    # A second Ctrl+C whose handler runs inside the first one's wait reads every acknowledgement
+    # that has come, the first one's included.  Break-in 2 covers break-in 1, so both return it.
+    from wskdbg.machine_server import MachineProxy
+
+    proxy = MachineProxy(ticker_engine)
+    try:
+        real_send = proxy._send_break
+        nested = {}
+
+        def send_then_break_in_again(pid: int) -> bool:
+            sent = real_send(pid)
+            if not nested:
+                nested["started"] = True
+                _wait_readable(proxy._acks)  # the first one's acknowledgement has come ...
+                nested["ack"] = proxy.break_in()  # ... and the nested call reads it with its own
+            return sent
+
+        proxy._send_break = send_then_break_in_again  # type: ignore[method-assign]
+        worker, box = _break_in_on_a_thread(proxy)
+        assert not worker.is_alive()
+        assert nested["ack"] == (2, proxy.live_pid)
+        assert box["ack"] == (2, proxy.live_pid)  # not None after the 5 s wait for a record already read
+    finally:
+        proxy.close()
+
+
+def test_close_racing_a_break_in_makes_it_return_none_rather_than_raise():
+    from wskdbg.machine_server import MachineProxy
+
+    proxy = MachineProxy(ticker_engine)
+    real_send = proxy._send_break
+
+    def send_then_close(pid: int) -> bool:
+        sent = real_send(pid)
+        proxy.close()  # another thread's close(), between the signal and the wait
+        return sent
+
+    proxy._send_break = send_then_close  # type: ignore[method-assign]
+    try:
+        assert proxy.break_in() is None  # not OSError(9) out of select
+    finally:
+        proxy.close()
+
+
+def test_a_break_in_whose_signal_misses_a_process_that_handed_over_waits_for_the_runner(monkeypatch):
+    # kill() on the live pid can fail because that process has just handed the machine over and
+    # exited; it said it was leaving, so the runner takes the request when it takes over.
+    import os
+    import threading
+
+    from wskdbg import machine_server
+    from wskdbg.machine_server import MachineProxy
+
+    leaving_r, leaving_w = os.pipe()
+    go_r, go_w = os.pipe()
+    real_export = machine_server.export_debugger_state
+
+    def export_while_the_test_breaks_in(engine):
+        os.write(leaving_w, b"l")
+        _wait_readable(go_r)
+        return real_export(engine)
+
+    monkeypatch.setattr(machine_server, "export_debugger_state", export_while_the_test_breaks_in)
+    proxy = MachineProxy(lambda: Engine(factory=factory("ticker"), seed=1, run_cap_ns=5_000_000, event_cap=50_000),
+                         every=200, cap=4)
+    box = {}
+    try:
+        proxy.execute("g")
+        old = proxy.live_pid
+        trip = threading.Thread(target=lambda: box.setdefault("r", proxy.execute("t-")), daemon=True)
+        trip.start()
+        _wait_readable(leaving_r)
+        _wait_readable(proxy._acks)  # its "leaving" record has come
+
+        def the_old_process_is_already_gone(pid: int) -> bool:
+            os.write(go_w, b"g")  # it hands over ...
+            return False  # ... and kill() found it gone
+
+        proxy._send_break = the_old_process_is_already_gone  # type: ignore[method-assign]
+        ack = proxy.break_in()
+        trip.join(60)
+        assert not trip.is_alive()
+        assert ack is not None and ack[0] == 1 and ack[1] != old  # the runner answered, having taken it
+        assert box["r"].error and "time travel was interrupted" in box["r"].text
+    finally:
+        proxy.close()
+        for fd in (leaving_r, leaving_w, go_r, go_w):
+            os.close(fd)

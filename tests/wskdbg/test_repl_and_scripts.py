@@ -69,6 +69,21 @@ def test_completion_of_command_names_and_routine_names():
         engine.close()
 
 
+def test_address_completion_says_0x_when_n_changed_the_base_or_the_user_typed_it():
+    engine = Engine(factory=factory("client"), seed=1)
+    try:
+        completer = CommandCompleter(engine)
+        engine.execute("lm")
+        typed = [c.text for c in completer.get_completions(Document("db 0xfffff801"), CompleteEvent())]
+        assert typed and all(a.startswith("0xfffff801`") for a in typed)
+        engine.execute("n 10")
+        bare = [c.text for c in completer.get_completions(Document("db fffff801"), CompleteEvent())]
+        assert bare == typed  # a bare hex address would be read as decimal (an error) after n 10
+        assert not engine.execute(f"db {bare[0]} L1").error
+    finally:
+        engine.close()
+
+
 def test_the_lexer_marks_commands_symbols_addresses_and_comments():
     styles = dict((text, style) for style, text in lex_line('bp echosrv!WskSampleAcceptEvent "kb"; db fffff801`4ae80000'))
     assert styles["bp"] == "class:command" and styles["db"] == "class:command"

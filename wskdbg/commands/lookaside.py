@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from wskdbg.engine import Engine
 
 
-@command("!lookaside", area="memory", syntax="!lookaside [Address [Options]] | !lookaside -all",
+@command("!lookaside", area="memory", syntax="!lookaside [Address [Options]] | !lookaside [0] -all",
          summary="Show a lookaside list's depth, misses and hit rates (-all: every list)",
          help="""
 A lookaside list keeps freed blocks of one size and tag for the next allocation of that kind, so
@@ -24,10 +24,14 @@ LOOKASIDE_LIST_EX, e.g. inside khttpd's globals block) the list's counters as kd
 type, current and maximum depth, entry size, misses, totals and hit rates.  `-all` lists every
 lookaside list of the current host in the order they were initialised, with the routine that set it
 up.  Windows' bare `!lookaside` shows the system's own lists (the lab models none; Options 1 and 2,
-reset counters and set depth, change the machine and are not supported).""")
+reset counters and set depth, change the machine and are not supported).  An Address of 0 is the
+same as none: `!lookaside 0` is the bare form, `!lookaside 0 -all` is `-all` (MS Learn's syntax).""")
 def cmd_lookaside(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     lists = lookaside_lists(dbg.kernel)
+    if words and words[0][0].lower() != "-all" and (len(words) == 1 or words[1][0].lower() == "-all") and (
+            dbg.evaluate(words[0][0], inv.args_offset + words[0][1]) == 0):
+        words = words[1:]  # Address 0: no address (`!lookaside 0`, `!lookaside 0 -all`)
     if not words or (len(words) == 1 and words[0][0].lower() == "-all"):
         if not words:
             return CommandResult("The lab models no system lookaside lists; `!lookaside -all` lists the "

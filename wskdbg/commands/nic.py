@@ -12,6 +12,7 @@ it is at now, and the interrupts it has taken.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 from wskdbg.commands.lab import host_name, world_of
 from stack.ndis.interrupt_moderation import moderation_enabled
@@ -99,8 +100,9 @@ the usual moderation delay.  Settings: adaptive (the lab's default, as Intel shi
 interrupt the NIC classifies the traffic since the last one as lowest_latency, low_latency or
 bulk_latency and throttles to 70000, 20000 or 4000 interrupts per second), minimal, low, medium,
 high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
-per second (0n100 to 0n100000; read in the current radix like every number, so `!nic itr 0n10000`
-or `!nic itr 2710` for 10,000 per second), or off (no throttle: an interrupt per packet once the 10 us moderation
+per second (0n100 to 0n100000; an expression, read in the current radix like WinDbg's own numbers, so
+`!nic itr 0n10000` or `!nic itr 2710` for 10,000 per second; the extension arguments that mirror a Windows
+tool's switch, such as `!ping -n` or `!echo -s`, read as that tool does: decimal), or off (no throttle: an interrupt per packet once the 10 us moderation
 delay has passed; *InterruptModeration stays 1 until that delay goes too, as !udpload /nomod does).
 `!nic moderation off|on` (all hosts, or one host) sends OID_GEN_INTERRUPT_MODERATION down tcpip's binding,
 the switch NDIS gives overlying drivers (to time a round trip without the moderation delay, MS Learn
@@ -147,21 +149,58 @@ def _set_moderation(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]
     world = world_of(dbg)
     hosts = [host_name(dbg, inv, *words[2])] if len(words) == 3 else list(world.hosts)
     value = NdisInterruptModerationEnabled if state else NdisInterruptModerationDisabled
-    for name in hosts:
+    word = "NdisInterruptModerationEnabled" if state else "NdisInterruptModerationDisabled"
+    bindings = []
+    for name in hosts:  # every host checked before any request is queued: all or nothing
         host = world.host(name)
-        binding = next(i.binding for i in host.stack.interfaces if i.binding is not None)
+        binding = next((i.binding for i in host.stack.interfaces if i.binding is not None), None)
+        if binding is None:
+            raise inv.error(f"{name} has no interface bound to its NIC: there is no binding to send "
+                            f"OID_GEN_INTERRUPT_MODERATION down", len(inv.args))
+        bindings.append((name, host, binding))
+    for name, host, binding in bindings:
         request = NDIS_OID_REQUEST(OID_GEN_INTERRUPT_MODERATION, NdisRequestSetInformation,
                                    NDIS_INTERRUPT_MODERATION_PARAMETERS(value).to_bytes())
+        _PENDING_OIDS[host.nic] = _PENDING_OIDS.get(host.nic, 0) + 1
         k = host.kernel
-        k.scheduler.call_soon(k, NdisOidRequest, binding, request, label="OID_GEN_INTERRUPT_MODERATION")
-    word = "NdisInterruptModerationEnabled" if state else "NdisInterruptModerationDisabled"
+        k.scheduler.call_soon(k, _moderation_oid, dbg, name, host.nic, binding, request, word,
+                              label="OID_GEN_INTERRUPT_MODERATION")
     return CommandResult(f"{', '.join(hosts)}: OID_GEN_INTERRUPT_MODERATION ({word}) queued on tcpip's binding; "
-                         f"it takes effect when the machine runs (g).", {"hosts": hosts, "moderation": state})
+                         f"it takes effect when the machine runs (g), before any `!nic itr` typed after it.",
+                         {"hosts": hosts, "moderation": state})
+
+
+# NICs with a moderation OID queued and not yet run (per world: a rebuilt world starts with none).
+_PENDING_OIDS: "WeakKeyDictionary[Any, int]" = WeakKeyDictionary()
+
+
+def _moderation_oid(dbg: "Engine", name: str, nic: Any, binding: Any, request: Any, word: str) -> None:
+    """The queued OID request, when the machine runs: NdisOidRequest down tcpip's binding, then its
+    status in the run's output (the miniport completes this OID at once, never PENDING)."""
+    from stack.ndis import NdisOidRequest
+    from stack.ndis.constants import ndis_status_name
+    try:
+        status = NdisOidRequest(binding, request)
+    finally:
+        _PENDING_OIDS[nic] -= 1
+    dbg.emit(f"{name}: OID_GEN_INTERRUPT_MODERATION ({word}) completed: {ndis_status_name(status)}")
+
+
+def _set_rate_in_order(nic: Any, setting: str | int) -> bool:
+    """Set the rate now, or (a moderation OID typed earlier is still queued) queue it behind that OID so
+    the typed order holds.  True when it was queued."""
+    if not _PENDING_OIDS.get(nic):
+        nic.set_interrupt_moderation_rate(setting)
+        return False
+    k = nic.kernel
+    k.scheduler.call_soon(k, nic.set_interrupt_moderation_rate, setting, label="Interrupt Moderation Rate")
+    return True
 
 
 def _rate(dbg: "Engine", inv: Invocation, text: str, at: int) -> int:
-    """A rate in interrupts per second: an expression in the current radix, like every number the
-    debugger reads (16 unless `n` changed it; 0n10000 and 0x2710 say their own)."""
+    """A rate in interrupts per second: an expression in the current radix, as WinDbg reads its own
+    numbers (16 unless `n` changed it; 0n10000 and 0x2710 say their own).  Switches that mirror a
+    Windows tool's (`!ping -n`, traffic.int_option) read decimal, as that tool does."""
     try:
         rate = dbg.evaluate(text, inv.args_offset + at)
     except CommandError:
@@ -187,8 +226,7 @@ def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> Co
         raise inv.syntax_error(words[3][1])
     world = world_of(dbg)
     hosts = [host_name(dbg, inv, *words[2])] if len(words) == 3 else list(world.hosts)
-    for name in hosts:
-        world.host(name).nic.set_interrupt_moderation_rate(setting)
+    queued = [name for name in hosts if _set_rate_in_order(world.host(name).nic, setting)]
     where = ", ".join(hosts)
     if isinstance(setting, int):
         text = f"Interrupt throttle rate is now at most {setting} interrupts per second for {where}."
@@ -200,4 +238,9 @@ def _set_itr(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]]) -> Co
     else:
         assert setting == OFF
         text = f"Interrupt Moderation Rate is now Off for {where}: no throttle."
-    return CommandResult(text, {"hosts": hosts, "itr": setting if isinstance(setting, int) else setting.lower()})
+    if queued:
+        if len(queued) == len(hosts):
+            text = text.replace(" is now ", " will be ", 1)
+        text += (f"\n{', '.join(queued)}: queued behind the pending OID_GEN_INTERRUPT_MODERATION; "
+                 "both take effect in the order typed when the machine runs (g).")
+    return CommandResult(text, {"hosts": hosts, "queued": queued, "itr": setting if isinstance(setting, int) else setting.lower()})

@@ -299,7 +299,8 @@ work per datagram) and 8 blasters on client that together send Rate 64-byte data
 for Milliseconds.  /nomod turns winsrv's interrupt moderation off, its Interrupt Moderation Rate
 with it (*InterruptModeration 0: an interrupt per packet, all protocol work at DPC level); /quota N
 lets each receive DPC indicate at most N NBLs (NDIS's MaxNblsToIndicate).  `!udpload` alone prints what the sink has delivered.  Runs when the machine
-runs (g).""")
+runs (g).  Rate and Milliseconds are decimal whatever `n` says, like a load tool's arguments
+(/quota N is C syntax: 0x for hex).""")
 def cmd_udpload(dbg: "Engine", inv: Invocation) -> CommandResult:
     from stack.usermode.socket import run_program
     from stack.usermode.udpload import SinkStats, udp_blaster, udp_sink

@@ -277,7 +277,8 @@ reads the echo back, -n times (default 1), then closes.  The program runs when t
 set breakpoints first (e.g. `bp /h winsrv echosrv!WskSampleReceiveIrpCompletionRoutine`) and `g`.
 With /w the command runs the machine until the program is done and prints the result: each
 exchange's size and round-trip time in virtual time, and whether the echo was intact.
-echosrv must be running on winsrv (it is in the standard lab).""")
+echosrv must be running on winsrv (it is in the standard lab).  Count and Size are decimal whatever
+`n` says, as a Windows tool's switches read (0x... or another expression evaluates in the radix).""")
 def cmd_echo(dbg: "Engine", inv: Invocation) -> CommandResult:
     args = parse_args(inv, ("n", "s"), 1)
     count = int_option(dbg, inv, args, "n", 1, 1, 1000)
@@ -454,8 +455,9 @@ def ping_report(session: Any) -> list[str]:
 `!ping winsrv` sends 4 echo requests (one per virtual second) from `client` over ICMP (-6: ICMPv6
 to the host's IPv6 address; a literal address works too) and prints ping.exe's report with
 round-trip times in virtual milliseconds.  -n sets the count, -l the payload size (0 to 65500, as
-ping.exe; data bigger than the link's MTU goes as IP fragments).  Runs when the machine runs (g); /w
-runs it to completion now.""")
+ping.exe; data bigger than the link's MTU goes as IP fragments).  Count and Size are decimal whatever
+`n` says, as ping.exe reads them (0x... or another expression evaluates in the radix).  Runs when the
+machine runs (g); /w runs it to completion now.""")
 def cmd_ping(dbg: "Engine", inv: Invocation) -> CommandResult:
     args = parse_args(inv, ("n", "l"), 1)
     if not args.words:

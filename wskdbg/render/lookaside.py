@@ -23,7 +23,7 @@ from stack.kernel.lookaside import LOOKASIDE_LIST_EX
 def lookaside_row(lookaside: LOOKASIDE_LIST_EX) -> dict[str, Any]:
     return {"address": lookaside.address, "name": lookaside.name, "tag": lookaside.tag_text,
             "tag_value": lookaside.tag_value, "type": lookaside.pool_type, "type_text": lookaside.type_text,
-            "current_depth": lookaside.current_depth, "max_depth": lookaside.depth, "size": lookaside.size,
+            "current_depth": lookaside.current_depth, "max_depth": lookaside.shown_depth, "size": lookaside.size,
             "allocate_misses": lookaside.allocate_misses, "free_misses": lookaside.free_misses,
             "total_allocates": lookaside.total_allocates, "total_frees": lookaside.total_frees,
             "owner": lookaside.owner}

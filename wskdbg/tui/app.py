@@ -432,14 +432,14 @@ class WskdbgApp(App[None]):
         if kind == "irp":
             self.irp_view.select(found[0], address)  # type: ignore[index]
             self.action_show_tab("irps")
-            self.run_command(f"!irp {address:x}")
+            self.run_command(f"!irp 0x{address:x}")
         elif kind == "mdl":
             self.link.selected_mdl = ("mdl", address)
             self.mdl_view.show_picture(self.link.view().mdl)
             self.action_show_tab("mdl")
-            self.run_command(f"dt _MDL {address:x}")
+            self.run_command(f"dt _MDL 0x{address:x}")
         else:
-            self.run_command(f"db {address:x}")
+            self.run_command(f"db 0x{address:x}")
 
     @on(IrpView.Selected)
     def _on_irp_selected(self, event: IrpView.Selected) -> None:

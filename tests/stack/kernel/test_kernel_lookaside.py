@@ -236,3 +236,162 @@ def test_khttpds_blocks_come_from_the_same_addresses_with_and_without_a_listener
         seen.append((lists, [_in_use_of(k, tag) for tag in ("Khtc", "Khtb", "Khth", "Khts")]))
     assert seen[0] == seen[1]
     assert all(len(entries) == 1 and allocates >= 4 for _, entries, allocates, _, _ in seen[0][0])
+
+
+# --- the review's findings: each one a driver bug the machine now stops at, faithfully -------------
+
+def _free_miss_then_free_again(m: Any, size: int) -> tuple[LOOKASIDE_LIST_EX, int]:
+    """Fill the list, free one more (a free miss: the pool takes it back), take one entry off the
+    list so there is room, and free the missed entry to the list again (the driver bug)."""
+    lookaside = _new_list(m, size=size)
+    entries = [run(m, ExAllocateFromLookasideListEx, lookaside) for _ in range(MINIMUM_LOOKASIDE_DEPTH + 1)]
+    for entry in entries:
+        run(m, ExFreeToLookasideListEx, lookaside, entry)
+    assert lookaside.free_misses == 1 and not m.kernel.pool.block_containing(entries[-1]).allocated
+    run(m, ExAllocateFromLookasideListEx, lookaside)  # a hit: room for one more on the list
+    run(m, ExFreeToLookasideListEx, lookaside, entries[-1])
+    return lookaside, entries[-1]
+
+
+def test_freeing_to_the_list_an_entry_the_pool_already_took_back_bugchecks_bad_pool_caller_7():
+    """Pushed silently, the block would be the pool's and the list's at once: the next
+    ExAllocatePoolWithTag and ExAllocateFromLookasideListEx would hand out the same memory."""
+    m = new_machine()
+    lookaside, missed = _free_miss_then_free_again(m, 0x100)
+    info = crash(m)
+    assert info.code == 0xC2 and info.params[0] == 0x07 and info.params[3] == missed
+    assert missed not in lookaside.entries
+
+
+def test_a_big_pool_entry_freed_again_after_a_free_miss_is_bad_pool_caller_not_an_emulator_error():
+    m = new_machine()
+    _, missed = _free_miss_then_free_again(m, 0x2000)  # a big-pool block: its pages are unmapped once freed
+    info = crash(m)
+    assert info.code == 0xC2 and info.params[0] == 0x07 and info.params[2] == 0 and info.params[3] == missed
+    assert "MemoryAccessError" not in info.detail
+
+
+def test_freeing_the_pool_block_that_holds_an_active_list_bugchecks_0xc4_0xcc():
+    # MS Learn, bug check 0xC4: 0xCC, list, start of the pool allocation, its size
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExFreePoolWithTag, lookaside.address, "Home")
+    info = crash(m)
+    assert info.code == 0xC4 and info.params == (0xCC, lookaside.address, lookaside.address, 0x60)
+    assert m.kernel.pool.is_allocated(lookaside.address)  # stopped before the free
+
+
+def test_a_list_whose_memory_went_back_to_the_pool_never_writes_the_new_owners_bytes_when_read():
+    """Reading memory (`db`, `dt`) must not change the machine: a list whose block is no longer
+    allocated is not written out (here the 0xCC rule is bypassed to reach that state)."""
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExAllocateFromLookasideListEx, lookaside)
+    getattr(m.kernel.pool, "guards", {}).clear()
+    run(m, ExFreePoolWithTag, lookaside.address, "Home")
+    mem = m.kernel.mem
+    mem.write(lookaside.address, b"\x11" * 0x60)  # whoever has the memory now
+    assert mem.read(lookaside.address, 0x60) == b"\x11" * 0x60  # a read (db) flushes registered structures
+    assert_running(m)
+
+
+def test_deleting_the_list_lets_its_memory_be_freed_and_reused():
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExDeleteLookasideListEx, lookaside)
+    run(m, ExFreePoolWithTag, lookaside.address, "Home")
+    assert not m.kernel.pool.guards
+    assert_running(m)
+
+
+def test_a_stale_write_into_a_free_entrys_slist_link_bugchecks_at_the_pop():
+    """The link is the entry's first eight bytes; a pop that follows a corrupt link meets an access
+    violation on Windows (0x1E, c0000005, Parameter 4 the address read)."""
+    m = new_machine()
+    lookaside = _new_list(m)
+    a = run(m, ExAllocateFromLookasideListEx, lookaside)
+    b = run(m, ExAllocateFromLookasideListEx, lookaside)
+    run(m, ExFreeToLookasideListEx, lookaside, a)
+    run(m, ExFreeToLookasideListEx, lookaside, b)
+    m.kernel.mem.write(b, b"AAAAAAAA")  # a use after free: the driver still writes b
+    run(m, ExAllocateFromLookasideListEx, lookaside)
+    info = crash(m)
+    assert info.code == 0x1E and info.params[0] == 0xC0000005 and info.params[3] == 0x4141414141414141
+    assert f"{b:x}" in info.detail
+
+
+def test_reinitialising_an_active_list_bugchecks_0xc4_0xca():
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExInitializeLookasideListEx, lookaside, None, None, NonPagedPoolNx, 0, 0x100, "Look", 0)
+    info = crash(m)
+    assert info.code == 0xC4 and info.params[:2] == (0xCA, lookaside.address)
+
+
+def test_initialising_again_after_delete_starts_empty_with_zero_counters():
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExFreeToLookasideListEx, lookaside, run(m, ExAllocateFromLookasideListEx, lookaside))
+    run(m, ExDeleteLookasideListEx, lookaside)
+    run(m, ExInitializeLookasideListEx, lookaside, None, None, NonPagedPoolNx, 0, 0x100, "Look", 0)
+    assert (lookaside.current_depth, lookaside.total_allocates, lookaside.allocate_misses,
+            lookaside.total_frees, lookaside.free_misses) == (0, 0, 0, 0, 0)
+    assert_running(m)
+
+
+def test_deleting_a_list_twice_bugchecks_0xc4_0xcb():
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExDeleteLookasideListEx, lookaside)
+    run(m, ExDeleteLookasideListEx, lookaside)
+    info = crash(m)
+    assert info.code == 0xC4 and info.params[:2] == (0xCB, lookaside.address)
+
+
+def test_freeing_to_a_deleted_list_is_a_clear_verifier_bug_check_not_a_python_error():
+    m = new_machine()
+    lookaside = _new_list(m)
+    a = run(m, ExAllocateFromLookasideListEx, lookaside)
+    run(m, ExDeleteLookasideListEx, lookaside)
+    run(m, ExFreeToLookasideListEx, lookaside, a)
+    info = crash(m)
+    assert info.code == 0xC4 and info.params[:3] == (0x1050, lookaside.address, a)
+    assert "Error" not in info.detail and "not initialised" in info.detail
+
+
+def test_allocating_from_a_deleted_list_bugchecks_instead_of_succeeding():
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExDeleteLookasideListEx, lookaside)
+    run(m, ExAllocateFromLookasideListEx, lookaside)
+    info = crash(m)
+    assert info.code == 0xC4 and info.params[:3] == (0x1050, lookaside.address, 0)
+
+
+def test_the_last_counters_read_0_and_null_routines_read_as_the_pool_routines():
+    """LastTotalAllocates / LastAllocateMisses belong to the balance set manager's scan (not
+    modelled); AllocateEx / FreeEx hold ExAllocatePoolWithTag / ExFreePoolWithTag when NULL was passed."""
+    from stack.kernel.layouts import find_layout
+    m = new_machine()
+    lookaside = _new_list(m)
+    run(m, ExFreeToLookasideListEx, lookaside, run(m, ExAllocateFromLookasideListEx, lookaside))
+    k, base = m.kernel, lookaside.address
+    k.mem._flush_structs(base, 0x60)
+    assert [k.mem.read_u32(base + off) for off in (0x50, 0x54)] == [0, 0]
+    assert k.mem.read_u64(base + 0x30) == k.symbol_address("nt!ExAllocatePoolWithTag") != 0
+    assert k.mem.read_u64(base + 0x38) == k.symbol_address("nt!ExFreePoolWithTag") != 0
+    future = {f.name: f for f in find_layout("_GENERAL_LOOKASIDE_POOL").fields}["Future"]
+    assert (future.offset, future.byte_size) == (0x58, 8)  # ULONG Future[2]: the structure ends at 0x60
+
+
+def test_under_driver_verifier_every_list_shows_depth_0():
+    """ExDisableAllLookasideLists: Windows sets each list's Depth to 0 under Driver Verifier."""
+    m = new_machine()
+    lookaside = _new_list(m)
+    k = m.kernel
+    k.mem._flush_structs(lookaside.address, 0x60)
+    assert int.from_bytes(k.mem.read(lookaside.address + 0x10, 2), "little") == 4
+    k.verifier.configure(600, tags=["Look"])
+    k.mem._flush_structs(lookaside.address, 0x60)
+    assert int.from_bytes(k.mem.read(lookaside.address + 0x10, 2), "little") == 0
+    assert lookaside.shown_depth == 0

@@ -21,6 +21,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
 
 from wskdbg.engine import Engine
+from wskdbg.render.fmt import addr64
 from wskdbg.engine_api import DebuggerEngine
 from wskdbg.tui import snapshot
 from wskdbg.tui.app import TAB_IDS, WskdbgApp
@@ -265,9 +266,25 @@ def test_clicking_an_irp_address_selects_it_and_runs_irp(app: WskdbgApp) -> None
         address = next(row.address for row in app.link.view().irps if row.host == "winsrv")
         app.action_inspect_address(address)
         await app.settle()
-        assert commands_run(app)[-1] == f"!irp {address:x}"
+        assert commands_run(app)[-1] == f"!irp 0x{address:x}"
         assert app.irp_view.selected == ("winsrv", address)
         assert app.command_pane.transcript[-1] == app.irp_view.detail_text
+
+    drive(app, scenario)
+
+
+def test_clicking_an_address_after_n_10_still_inspects_that_address(app: WskdbgApp) -> None:
+    # The command the click runs says its base (0x): `n 10` reads bare numbers as decimal.
+    async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
+        app.run_command("n 10")
+        await app.settle()
+        address = next(row.address for row in app.link.view().irps if row.host == "winsrv")
+        app.action_inspect_address(address)
+        await app.settle()
+        assert app.command_pane.transcript[-1] == app.irp_view.detail_text  # !irp of that IRP, no error
+        app.action_inspect_address(address + 0x10)  # inside the IRP, not an object's start: dumped
+        await app.settle()
+        assert app.command_pane.transcript[-1].startswith(addr64(address + 0x10))
 
     drive(app, scenario)
 

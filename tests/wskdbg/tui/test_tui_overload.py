@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import SIZE
+from conftest import SIZE, make_app
 from screen_text import screen_text
-
-from wskdbg.tui.app import WskdbgApp
 
 
 def test_network_view_shows_backlog_refusals_time_wait_and_port_exhaustion() -> None:
-    app = WskdbgApp(seed=1, poll_hz=0, cursor_blink=False)
+    app = make_app()  # the standard lab in a machine server, forked from the worker's template (lab_template.py)
 
     async def main() -> None:
         async with app.run_test(size=SIZE) as pilot:
