@@ -6,7 +6,7 @@ by (time, insertion sequence), so ties break by insertion order.  Running one
 event is the basis of stepping; running to idle or to a virtual time is the
 basis of `g`.  No real threads, no wall clock.
 
-An event may also run inside the event before it (`call_at_seq_claimed`) when
+An event may also run inside the event before it (`claim_next`) when
 the run loop in progress would have taken it off the heap next anyway: it still
 counts in `events_run`, at its own time and insertion number, so positions,
 limits and replays are the same; `claimed` counts them.  A caller that steps
@@ -67,7 +67,7 @@ class _RunLoop:
         self.until_ns = until_ns
         self.max_events = max_events
         self.condition = condition
-        self.condition_false = False  # call_at_seq_claimed asked the condition: it no longer held
+        self.condition_false = False  # claim_next asked the condition: it no longer held
         self.ran = 0
 
 
@@ -85,9 +85,12 @@ class Scheduler:
         # Hook for a real-time bridge: called before the loop sleeps past `now`.
         self.before_advance: Callable[[int], None] | None = None
         # The run loop in progress (run_until / run_until_idle / run_while), None while a caller
-        # steps with run_one: what `call_at_seq_claimed` must respect to run an event inside another.
+        # steps with run_one: what `claim_next` must respect to run an event inside another.
         self._loop: _RunLoop | None = None
-        self.claimed = 0  # events run inside the event before them (call_at_seq_claimed)
+        self.claimed = 0  # events run inside the event before them (claim_next)
+        # The event claim_next is about to claim while it asks the loop's condition: peek_time and
+        # pending show it as queued, as they would before run_one took it.
+        self._claiming: tuple | None = None
 
     # -- queueing ---------------------------------------------------------------
     def call_at(self, time_ns: int, kernel: "Kernel | None", fn: Callable[..., Any], *args: Any,
@@ -151,48 +154,65 @@ class Scheduler:
             self._compact()
         return ev
 
-    def call_at_seq_claimed(self, time_ns: int, seq: int, kernel: "Kernel | None", fn: Callable[..., Any],
-                            *args: Any, label: str = "") -> bool:
-        """call_at_seq, and then: may the event just queued run now, inside the running event?
+    def claim_next(self, time_ns: int, seq: int, kernel: "Kernel | None", fn: Callable[..., Any], args: tuple,
+                   label: str = "") -> bool:
+        """May the event `fn(*args)` due at (time_ns, seq) - an insertion number taken by
+        reserve_seqs - run now, inside the running event, without ever being queued?
 
-        True only when nobody could tell the difference: a run loop is in progress
-        (run_until / run_until_idle / run_while) and would take the event off the heap next (it
-        is the earliest entry, inside the loop's time and event limits, and the loop's
-        condition, asked at the same point the loop asks it, still holds), no real-time hook
-        waits between events, and the machine has not stopped.  Then the event leaves the heap,
-        the clock moves to its time and it counts as an event run, exactly as run_one would have
-        done it; the caller runs it at once (`claimed` counts these).  A caller that steps with
-        run_one (the debugger, the bridge) never gets a claim: the event stays queued."""
-        if time_ns < self.now_ns:  # call_at_seq, inlined: this runs once per chained segment
-            time_ns = self.now_ns
-        ev = ScheduledEvent(time_ns, seq, kernel, fn, args, label)
-        heap = self._heap
-        heappush(heap, (time_ns, seq, ev))
-        if len(heap) >= self._compact_at:
-            self._compact()
+        True only when nobody could tell the difference: a run loop is in progress (run_until /
+        run_until_idle / run_while) and would take the event next (nothing in the heap is due
+        before it; inside the loop's time and event limits; the loop's condition, asked at the
+        same point the loop asks it, still holds), no real-time hook waits between events, and
+        the machine has not stopped.  Then the clock moves to its time and it counts as an event
+        run, exactly as run_one would have done it; the caller runs it at once (`claimed` counts
+        these).  No event object is made and the heap is not touched, but while the condition is
+        asked, peek_time / idle / pending see the event as queued, as they would before run_one
+        took it.  A caller that steps with run_one (the debugger, the bridge) never gets a claim.
+        EmulatedNic's segment pump (stack/nic/segrun.py) asks this once per segment."""
         loop = self._loop
         if loop is None or self.halted is not None or self.before_advance is not None:
             return False
-        while heap[0][2].cancelled:  # `ev` itself is in the heap: this stops
+        if time_ns < self.now_ns:
+            time_ns = self.now_ns
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
             heappop(heap)
-        if heap[0][2] is not ev:
-            return False
+        if heap:
+            top = heap[0]
+            if top[0] < time_ns or (top[0] == time_ns and top[1] < seq):
+                return False
         if loop.max_events is not None and loop.ran >= loop.max_events:
             return False
         if loop.until_ns is not None and time_ns > loop.until_ns:
             return False
         condition = loop.condition
-        if condition is not None and not condition():
-            loop.condition_false = True  # run_while has its answer: it stops without asking again
-            return False
-        heappop(heap)
+        if condition is not None:
+            self._claiming = (time_ns, seq, kernel, fn, args, label)
+            try:
+                holds = condition()
+            finally:
+                self._claiming = None
+            if not holds:
+                loop.condition_false = True  # run_while has its answer: it stops without asking again
+                return False
         if time_ns > self.now_ns:
             self.now_ns = time_ns
         self.events_run += 1
         self.claimed += 1
         loop.ran += 1
-        self.current = ev
         return True
+
+    def next_event(self) -> ScheduledEvent | None:
+        """The event run_one would run next (cancelled entries dropped), left queued."""
+        heap = self._heap
+        while heap and heap[0][2].cancelled:
+            heappop(heap)
+        return heap[0][2] if heap else None
+
+    def pop_next(self) -> ScheduledEvent:
+        """Take the event next_event() returned off the heap without running it: the caller runs it
+        (claim_next) or queues it again with the same time and insertion number."""
+        return heappop(self._heap)[2]
 
     def _compact(self) -> None:
         """Drop cancelled entries once they are half the heap or more.
@@ -220,10 +240,18 @@ class Scheduler:
         heap = self._heap
         while heap and heap[0][2].cancelled:
             heappop(heap)
+        claiming = self._claiming
+        if claiming is not None:  # asked by a run loop's condition before a claimed event: it is next
+            return claiming[0]
         return heap[0][0] if heap else None
 
     def pending(self) -> list[ScheduledEvent]:
-        return [e for _, _, e in sorted(self._heap) if not e.cancelled]
+        entries = sorted(self._heap)
+        claiming = self._claiming
+        if claiming is not None:  # asked by a run loop's condition before a claimed event (claim_next)
+            entries.append((claiming[0], claiming[1], ScheduledEvent(*claiming)))
+            entries.sort()
+        return [e for _, _, e in entries if not e.cancelled]
 
     @property
     def idle(self) -> bool:

@@ -36,10 +36,10 @@ from stack.kernel.memory import PAGE_SHIFT
 from .events import FrameDropped, FrameReceived, FrameTransmitted, Interrupt
 from .itr import ADAPTIVE, OFF, AdaptiveItr, fixed_interval_ns
 from .link import FrameSink
-from .rsc import (RscUnit, add, add_next, classify, finalize_header, join_next, joins, joins_next,
-                  start_unit)
+from .rsc import RscUnit, add, add_next, classify, finalize_header, joins, joins_next, start_unit
 from .offload import (RX_IP_FAILED, RX_IP_SUCCEEDED, RX_TCP_SUCCEEDED, TX_CSUM_IP, TX_CSUM_TCP, TX_CSUM_UDP,
                       OffloadError, fill_checksums, validate_rx_checksums)
+from .segrun import pump
 from .passthrough import (BLOCK_HOLD, BLOCK_OFF, BLOCK_RECEIVER, BLOCK_SINK, TCP_FIN, TCP_PSH, LargeSend,
                           PassThroughCounters)
 
@@ -474,8 +474,8 @@ class EmulatedNic:
         """Segments of a large send reach this NIC, each at the time its frame would have: one event each.
 
         While nothing can tell events apart (`_may_chain`), only the first segment's event is
-        queued; it runs as many segments as the scheduler lets it run back to back
-        (`_segments_arrived`).  Every segment keeps the insertion number it would have had, so
+        queued; it runs as many segments - this unit's and others' - as the scheduler lets it run
+        back to back (`_segments_arrived`, segrun.py).  Every segment keeps the insertion number it would have had, so
         its place among everything else the scheduler runs is the same either way."""
         k = self.kernel
         sched = k.scheduler
@@ -497,99 +497,11 @@ class EmulatedNic:
                 and k.irql == PASSIVE_LEVEL and not k.frames and k.current_thread is None and not k.held_locks)
 
     def _segments_arrived(self, unit: LargeSend, times: list[int], i: int, seq0: int) -> None:
-        """Segment `i` of a passed-through large send arrives; the next is queued (with the
-        insertion number `deliver_large` reserved for it) and, when the scheduler would run it
-        next anyway (`Scheduler.call_at_seq_claimed`: the earliest entry, inside the run loop's
-        limits), run here at once, at its own time, as if in an event of its own; and so on.
-        If chaining has become observable, every remaining segment is queued as its own event,
-        exactly as `deliver_large` queues them without chaining.
-
-        A segment that joins its connection's open RSC unit is handled here, in the loop: the
-        same steps as `segment_arrived`'s, with what cannot change from one segment to the next
-        (the unit's shape, the NIC's settings) read once; anything else goes to
-        `segment_arrived`."""
-        k = self.kernel
-        sched = k.scheduler
-        arrived = self.segment_arrived
-        count = len(times)
-        # Whether chaining is observable is decided here, once per event: only this loop's own
-        # segments (and the interrupt service they raise) run until it ends, and none of them
-        # subscribes to the bus, installs a processor model or places a wire hold.
-        chain = self._may_chain(k)
-        offloads = self.offloads
-        fast = (offloads.rx_checksum and offloads.rsc and self.receive_filter & FILTER_DIRECTED
-                and unit.dst == self.mac)
-        first = flow = None  # what RSC reads from segment 0: known once segment 0 went its way
-        looked = not fast
-        if fast:
-            units = self._rsc_open
-            posted = self._rx_posted
-            mss = unit.mss
-            headers_end = unit.headers_end
-            last_payload = unit.payload_length - (count - 1) * mss
-            last_psh = bool(unit.flags & TCP_PSH)
-            last_fin = bool(unit.flags & TCP_FIN)  # a FIN segment never joins a unit (rsc.classify)
-            seq = unit.seq
-            max_frame = self.mtu + ETH_HEADER_LEN
-            data = memoryview(unit.data)
-            view = self._phys_view
-            base = self._phys_base
-            c = self.counters
-            bus = k.bus
-        open_unit = None  # the flow's open RSC unit, looked up again whenever segment_arrived ran
-        while True:
-            if open_unit is None and i and fast:
-                if not looked:
-                    looked = True
-                    first = unit.rsc_first()
-                    flow = first.flow if first is not None else None
-                if first is not None:
-                    open_unit = units.get(flow)
-            if open_unit is None:
-                arrived(unit, i)
-            else:  # segment_arrived's join path, inlined
-                last = i == count - 1
-                payload = last_payload if last else mss
-                n = headers_end + payload
-                if (n <= max_frame and posted and n <= posted[0][1] and not (last and last_fin)
-                        and join_next(open_unit, first, (seq + i * mss) & 0xFFFFFFFF, payload, last and last_psh,
-                                      posted[0][2])):
-                    sg = posted.popleft()[0]
-                    start = headers_end + i * mss
-                    pfn, offset, length = sg[0]
-                    if length >= payload:
-                        at = ((pfn - base) << PAGE_SHIFT) + offset
-                        view[at:at + payload] = data[start:start + payload]
-                        self.dma_rx_bytes += payload
-                    else:
-                        self._scatter(sg, data[start:start + payload])
-                    self._rsc_held += 1
-                    c.frames_in += 1
-                    c.bytes_in += n
-                    c.rx_descriptors += 1
-                    c.rsc_coalesced_segments += 1
-                    if bus.subscribers:
-                        k.publish(FrameReceived, nic=self.name, length=n, frame=unit.frame(i))
-                    if self.interrupts_enabled and not self._fire_scheduled:
-                        self._raise(INT_RX)
-                    else:  # _raise(INT_RX): masked, or the moderated interrupt already due
-                        self._cause |= INT_RX
-                else:
-                    arrived(unit, i)
-                    open_unit = None
-            i += 1
-            if i == count:
-                return
-            if not chain or k.irql != PASSIVE_LEVEL or k.frames or k.current_thread is not None or k.held_locks:
-                # chaining is observable (or the context is not the fresh one an event starts
-                # in): every remaining segment is its own event, as without chaining
-                call_at_seq = sched.call_at_seq
-                for j in range(i, count):
-                    call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
-                return
-            if not sched.call_at_seq_claimed(times[i], seq0 + i, k, self._segments_arrived, unit, times, i, seq0,
-                                             label="nic rx"):
-                return
+        """Segment `i` of a passed-through large send arrives (its event); while nothing can tell, the
+        segments due after it - this unit's and other passed-through units' - run here too, each at its
+        own time and counted as an event (segrun.pump).  If chaining is observable, every remaining
+        segment is queued as its own event, exactly as `deliver_large` queues them without chaining."""
+        pump(self, unit, times, i, seq0)
 
     def segment_arrived(self, unit: LargeSend, i: int) -> None:
         """One segment of a passed-through large send: the receive path of its frame, checksums trusted

@@ -21,9 +21,9 @@ NDIS sees:
   the same code, so the NBLs, RSC info and timing above NDIS are identical.
   While nothing can tell events apart (no bus subscriber, no processor
   model, a run loop that would take the next segment's event next anyway),
-  one event runs a run of segments back to back, each at its own time and
-  counted as an event (EmulatedNic._segments_arrived,
-  Scheduler.call_at_seq_claimed): fewer dispatches, the same sequence.
+  one event runs the segments due next back to back - this unit's and the
+  other direction's - each at its own time and counted as an event
+  (segrun.py, Scheduler.claim_next): fewer dispatches, the same sequence.
   A segment that joins an open RSC unit only has its payload DMA'd - straight
   from the sender's snapshot - so its frame and checksum are never made; a
   segment whose frame lands in a receive buffer whole (a unit's first) is
@@ -85,7 +85,7 @@ class LargeSend:
     transport left there (the pseudo-header seed: "checksum partial")."""
 
     __slots__ = ("data", "mss", "ip", "tcp", "ipv4", "ihl", "headers_end", "count", "seq", "flags", "ident",
-                 "pseudo_base", "ip_len_fixed", "payload_length", "dst", "_rsc")
+                 "pseudo_base", "ip_len_fixed", "payload_length", "dst", "_rsc", "rx_run")
 
     def __init__(self, data: bytes, mss: int, tcp_header_offset: int = 0) -> None:
         if mss <= 0:
@@ -141,6 +141,7 @@ class LargeSend:
         self.ip_len_fixed = tcp - ip - ihl  # bytes between the IP header and the TCP header
         self.dst = data[:6]
         self._rsc: tuple | None = None  # what the receiver's RSC engine read from segment 0 (see rsc_segment)
+        self.rx_run = None  # the receiving NIC's segrun.SegmentRun for it, made by its first pump
 
     def segment_payload(self, i: int) -> int:
         """Payload bytes of segment `i`."""

@@ -239,17 +239,6 @@ def add_next(unit: RscUnit, first: RscSegment, n: int, psh: bool, cookie: object
     unit.extra_bytes += n
 
 
-def join_next(unit: RscUnit, first: RscSegment, seq: int, n: int, psh: bool, cookie: object) -> bool:
-    """joins_next() and, when it lets the segment in, add_next(): one call for the pass-through
-    chain's loop (EmulatedNic._segments_arrived), the same rules and the same updates."""
-    if (seq != unit.next_seq or first.shape != unit.shape or (first.ack - unit.ack) & 0x80000000
-            or (first.tsval is not None and (first.tsval - unit.tsval_last) & 0x80000000)
-            or unit.ip_length + n > MAX_IP_DATAGRAM):
-        return False
-    add_next(unit, first, n, psh, cookie)
-    return True
-
-
 def add(unit: RscUnit, seg: RscSegment, cookie: object) -> None:
     """Account a joined segment (its payload is already in the buffer `cookie` names)."""
     add_next(unit, seg, seg.payload_length, seg.psh, cookie)

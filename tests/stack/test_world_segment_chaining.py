@@ -1,5 +1,5 @@
 """A passed-through large send's segments run back to back in one scheduler event while nothing can
-tell (EmulatedNic._segments_arrived, Scheduler.claim): everything above the NIC is the same,
+tell (stack/nic/segrun.py, Scheduler.claim_next): everything above the NIC is the same,
 event for event, as with one scheduler event per segment; the scheduler's heap just sees fewer."""
 
 from __future__ import annotations

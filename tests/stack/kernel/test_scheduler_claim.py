@@ -1,6 +1,6 @@
-"""Scheduler.call_at_seq_claimed: an event just queued (with an insertion number reserved earlier)
-runs inside the running event only when the run loop would have run it next anyway: same order,
-same clock, same event count, the loop's condition asked at the same points."""
+"""Scheduler.claim_next: an event (with an insertion number reserved earlier) runs inside the running
+event, never queued, only when the run loop would have run it next anyway: same order, same clock,
+same event count, the loop's condition asked at the same points and seeing the same heap."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ def _chain(sched: Scheduler, log: list, times: list[int], name: str = "chain") -
             i += 1
             if i == len(times):
                 return
-            if not sched.call_at_seq_claimed(times[i], seq0 + i, None, run, i):
+            if not sched.claim_next(times[i], seq0 + i, None, run, (i,)):
+                sched.call_at_seq(times[i], seq0 + i, None, run, i)  # it runs as its own event
                 return
 
     sched.call_at_seq(times[0], seq0, None, run, 0)
@@ -124,6 +125,47 @@ def test_a_condition_that_reads_the_heap_sees_the_next_event_queued():
     assert len(chained[0]) == 2 and claimed == 1
 
 
+def test_a_condition_that_lists_pending_events_sees_the_one_about_to_be_claimed():
+    seen = []
+
+    def run(sched):
+        def condition():
+            seen.append([(e.time_ns, e.args) for e in sched.pending()])
+            return sched.now_ns < 30
+        return sched.run_while(condition)
+
+    def setup(sched, log, queue):
+        queue(sched, log, [10, 20, 30])
+        sched.call_at(25, None, lambda: log.append(("other", 0, sched.now_ns)))
+
+    runs = []
+    for queue in (_chain, _separate):
+        sched, log = Scheduler(), []
+        seen.clear()
+        setup(sched, log, queue)
+        run(sched)
+        runs.append(([[t for t, _ in row] for row in seen], log, sched.events_run, sched.claimed))
+    (pending_chained, log_chained, events_chained, claimed), (pending_separate, log_separate, events_separate, _) = runs
+    # a chain queues its next event only when the one before has run, so the lists are shorter; what
+    # comes next is the same, the event about to be claimed (20) included
+    assert pending_chained == [[10, 25], [20, 25], [25, 30], [30], []]
+    assert [row[:1] for row in pending_chained] == [row[:1] for row in pending_separate]
+    assert (log_chained, events_chained) == (log_separate, events_separate)
+    assert claimed == 1  # 20 was claimed inside 10's event while the condition listed it as pending
+
+
+def test_claim_next_leaves_the_heap_alone_when_it_says_no():
+    sched = Scheduler()
+    sched.call_at(5, None, lambda: None)
+    answers = []
+
+    def first():
+        answers.append(sched.claim_next(10, sched.reserve_seqs(1), None, print, ()))
+    sched.call_at(1, None, first)
+    sched.run_until_idle()
+    assert answers == [False] and sched.heap_size() == 0 and sched.claimed == 0
+
+
 def test_stepping_with_run_one_never_continues():
     sched, log = Scheduler(), []
     _chain(sched, log, [10, 20, 30])
@@ -141,3 +183,37 @@ def test_a_real_time_hook_turns_continuations_off():
     sched.run_until_idle()
     assert advanced == [10, 20, 30]  # the hook saw every step of the clock
     assert sched.claimed == 0
+
+
+def test_claim_next_yields_to_an_event_queued_earlier_at_the_same_time():
+    """Same nanosecond: the insertion number decides, as in the heap (call_at before reserve_seqs)."""
+    sched, order = Scheduler(), []
+
+    def first():
+        order.append("first")
+        seq = reserve[0]
+        if sched.claim_next(20, seq, None, order.append, ("chained",)):
+            order.append("chained")
+        else:
+            sched.call_at_seq(20, seq, None, order.append, "chained")
+    sched.call_at(10, None, first)
+    sched.call_at(20, None, order.append, "queued earlier")
+    reserve = [sched.reserve_seqs(1)]
+    sched.call_at(20, None, order.append, "queued later")
+    sched.run_until_idle()
+    assert order == ["first", "queued earlier", "chained", "queued later"] and sched.claimed == 0
+    assert sched.events_run == 4
+
+
+def test_claim_next_runs_an_event_due_at_the_same_time_as_a_later_queued_one():
+    sched, order = Scheduler(), []
+    reserve = sched.reserve_seqs(1)
+
+    def first():
+        order.append("first")
+        assert sched.claim_next(20, reserve, None, order.append, ("chained",))
+        order.append("chained")
+    sched.call_at(10, None, first)
+    sched.call_at(20, None, order.append, "queued later")
+    sched.run_until_idle()
+    assert order == ["first", "chained", "queued later"] and sched.claimed == 1 and sched.events_run == 3

@@ -1,0 +1,203 @@
+"""The segment pump (stack/nic/segrun.py) runs the passed-through segments of both directions of a bulk
+echo back to back, each counted as an event: every RSC unit's boundaries, every interrupt and every
+indication must fall exactly where the per-segment path (one scheduler event per segment,
+`chain_segments = False`) puts them, under the lab's Adaptive interrupt moderation and with it Off."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from stack.ndis.constants import TcpRecvSegCoalesceInfo, rsc_coalesced_segments
+from stack.nic.nic import EmulatedNic
+from stack.tcpip.stack import TcpipStack
+from stack.usermode.programs import pattern
+
+from world_harness import echo_exchange, lab
+
+KiB = 1024
+
+
+def _spy(monkeypatch, log: list, entries: list) -> None:
+    """Record in order: each RSC unit the NIC closes (host, time, segments, IP length), each interrupt
+    (host, time, cause), each NBL chain indicated to tcpip (host, time, per NBL: length, RSC segments,
+    a hash of its bytes);
+    and count the events that enter the pump (`entries`)."""
+    close_unit, fire, indicate = EmulatedNic._close_unit, EmulatedNic._fire, TcpipStack._receive_chain
+    segments_arrived = EmulatedNic._segments_arrived
+
+    def _close_unit(self, unit):
+        log.append(("unit", self.kernel.name, self.kernel.scheduler.now_ns, unit.segments, unit.ip_length))
+        return close_unit(self, unit)
+
+    def _fire(self):
+        log.append(("interrupt", self.kernel.name, self.kernel.scheduler.now_ns, self._cause))
+        return fire(self)
+
+    def _receive_chain(self, iface, nbls, flags):
+        rows, nbl = [], nbls
+        while nbl is not None:
+            nb = nbl.FirstNetBuffer  # its bytes: the headers the NIC rewrote for a unit (IP length, PSH, ACK...)
+            rows.append((nb.DataLength, rsc_coalesced_segments(nbl.NetBufferListInfo[TcpRecvSegCoalesceInfo] or 0),
+                         hashlib.sha256(b"".join(nb.views())).hexdigest()[:16]))
+            nbl = nbl.Next
+        log.append(("indicate", self.kernel.name, self.kernel.scheduler.now_ns, tuple(rows)))
+        return indicate(self, iface, nbls, flags)
+
+    def _segments_arrived_counted(self, unit, times, i, seq0):
+        entries.append(self.kernel.name)
+        return segments_arrived(self, unit, times, i, seq0)
+
+    monkeypatch.setattr(EmulatedNic, "_close_unit", _close_unit)
+    monkeypatch.setattr(EmulatedNic, "_fire", _fire)
+    monkeypatch.setattr(TcpipStack, "_receive_chain", _receive_chain)
+    monkeypatch.setattr(EmulatedNic, "_segments_arrived", _segments_arrived_counted)
+
+
+def _run(monkeypatch, itr: str, batching: bool, data: bytes) -> dict:
+    log: list = []
+    entries: list = []
+    with monkeypatch.context() as patch:
+        _spy(patch, log, entries)
+        world = lab(seed=5, rsc=True, interrupt_moderation_rate=itr)
+        for host in world.hosts.values():
+            host.nic.chain_segments = batching
+        result = echo_exchange(world, 4, data)[0]
+    assert result.received_sha256 == hashlib.sha256(data).hexdigest()
+    sched = world.scheduler
+    nics = {name: host.nic for name, host in world.hosts.items()}
+    return {"log": log, "entries": entries, "events": sched.events_run, "claimed": sched.claimed,
+            "now": sched.now_ns,
+            "counters": {name: (repr(nic.counters), nic.dma_rx_bytes, nic.passthrough_counters.segments)
+                         for name, nic in nics.items()}}
+
+
+@pytest.mark.parametrize("itr", ["Adaptive", "Off"])
+def test_batched_segments_keep_every_rsc_unit_interrupt_and_indication_where_single_segments_put_them(
+        monkeypatch, itr):
+    data = pattern(7, 1024 * KiB)
+    single = _run(monkeypatch, itr, False, data)
+    batched = _run(monkeypatch, itr, True, data)
+    units = [row for row in single["log"] if row[0] == "unit"]
+    assert len(units) > 20 and {row[1] for row in units} == {"client", "winsrv"}  # both directions coalesce
+    assert max(row[3] for row in units) > 8
+    assert batched["log"] == single["log"]  # each unit's segments and time, each interrupt, each indication
+    assert batched["counters"] == single["counters"]
+    assert (batched["events"], batched["now"]) == (single["events"], single["now"])  # each segment is an event
+    assert single["claimed"] == 0 and batched["claimed"] > 0.8 * single["counters"]["client"][2]
+    # the pump ran the two directions' segments in the same events: far fewer entered it than arrived
+    segments = sum(counters[2] for counters in single["counters"].values())
+    # (with moderation Off an interrupt, and so an event between two segments, comes every ~10 us)
+    assert len(single["entries"]) == 0 and len(batched["entries"]) < segments // {"Adaptive": 10, "Off": 2}[itr]
+
+
+def test_a_run_loop_stopping_between_two_batched_segments_leaves_the_rest_queued_in_order(monkeypatch):
+    """Run the echo in slices of 7 us of virtual time (shorter than a frame at 1 Gb/s): every slice
+    ends between two segments, and the next one takes up exactly where the per-segment path would."""
+    data = pattern(9, 256 * KiB)
+    logs = []
+    for batching in (False, True):
+        log: list = []
+        with monkeypatch.context() as patch:
+            _spy(patch, log, [])
+            world = lab(seed=6, rsc=True)
+            for host in world.hosts.values():
+                host.nic.chain_segments = batching
+            from stack.usermode.programs import echo_client, echo_server
+            from world_harness import any_address, server_address, start
+            server = start(world, "winsrv", echo_server, any_address(4, 7))
+            world.run_for(1_000_000)
+            client = start(world, "client", echo_client, server_address(world, 4, 7), data)
+            for _ in range(200_000):
+                if client.done and server.done:
+                    break
+                world.run_for(7_000)
+            world.check()
+            assert client.result.received_sha256 == hashlib.sha256(data).hexdigest()
+        logs.append((log, world.scheduler.events_run, world.now_ns))
+    assert logs[0] == logs[1]
+
+
+def test_two_echoes_at_once_batch_the_same_way_as_single_segments(monkeypatch):
+    """Two connections stream through each NIC at once: each NIC keeps two flows' RSC units open,
+    and their large sends follow each other on the wire (the pump takes one after the other)."""
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, run_programs, server_address, start
+    data = [pattern(11, 384 * KiB), pattern(12, 320 * KiB)]
+    runs = []
+    for batching in (False, True):
+        log: list = []
+        entries: list = []
+        with monkeypatch.context() as patch:
+            _spy(patch, log, entries)
+            world = lab(seed=8, rsc=True)
+            for host in world.hosts.values():
+                host.nic.chain_segments = batching
+            servers = [start(world, "winsrv", echo_server, any_address(4, port)) for port in (7, 9)]
+            world.run_for(1_000_000)
+            clients = [start(world, "client", echo_client, server_address(world, 4, port), payload)
+                       for port, payload in zip((7, 9), data)]
+            run_programs(world, *servers, *clients)
+        for client, payload in zip(clients, data):
+            assert client.result.received_sha256 == hashlib.sha256(payload).hexdigest()
+        runs.append((log, world.scheduler.events_run, world.now_ns, len(entries), world.scheduler.claimed))
+    (log_single, events_single, now_single, _, claimed_single), (log_batched, events_batched, now_batched,
+                                                                  entries_batched, claimed_batched) = runs
+    assert log_batched == log_single and (events_batched, now_batched) == (events_single, now_single)
+    assert claimed_single == 0 and claimed_batched > 500 and entries_batched < claimed_batched // 4
+
+
+def test_a_nic_setting_changed_between_two_segments_of_one_large_send_takes_effect_at_once(monkeypatch):
+    """The pump keeps what it read about a large send between its events: turning RSC off on a NIC
+    while a large send is arriving must stop the next segment joining, as with one event each."""
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, server_address, start
+    data = pattern(13, 256 * KiB)
+    logs = []
+    for batching in (False, True):
+        log: list = []
+        with monkeypatch.context() as patch:
+            _spy(patch, log, [])
+            world = lab(seed=9, rsc=True)
+            for host in world.hosts.values():
+                host.nic.chain_segments = batching
+            server = start(world, "winsrv", echo_server, any_address(4, 7))
+            world.run_for(1_000_000)
+            client = start(world, "client", echo_client, server_address(world, 4, 7), data)
+            nic = world.host("winsrv").nic
+            switched = 0
+            while not (client.done and server.done) and world.now_ns < 60 * 10**9:
+                world.run_for(10_000)  # 10 us: less than a frame's time on the wire
+                if nic.counters.rsc_coalesced_segments > 20 and switched < 40:
+                    nic.offloads.rsc = not nic.offloads.rsc  # off, on, off ... between two segments
+                    switched += 1
+            world.check()
+            assert client.result.received_sha256 == hashlib.sha256(data).hexdigest()
+            assert switched == 40 and nic.offloads.rsc
+        logs.append((log, world.scheduler.events_run, world.now_ns, repr(nic.counters)))
+    assert logs[0] == logs[1]
+
+
+def test_a_delivered_large_send_is_freed_without_the_cycle_collector():
+    """The pump keeps a large send's run on it while segments remain; the last segment drops it, so
+    the large send (and its 64 KB snapshot) goes when its last reference does, not at the next
+    collection of cyclic garbage."""
+    import gc
+
+    from stack.nic.passthrough import LargeSend
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, run_programs, server_address, start
+    world = lab(seed=10, rsc=True)
+    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    world.run_for(1_000_000)
+    gc.collect()
+    gc.disable()
+    try:
+        client = start(world, "client", echo_client, server_address(world, 4, 7), pattern(10, 512 * KiB))
+        run_programs(world, server, client)
+        world.run_for(10_000_000)
+        assert world.scheduler.claimed > 100  # the pump ran
+        assert [o for o in gc.get_objects() if type(o) is LargeSend] == []
+    finally:
+        gc.enable()
