@@ -201,3 +201,114 @@ def test_a_delivered_large_send_is_freed_without_the_cycle_collector():
         assert [o for o in gc.get_objects() if type(o) is LargeSend] == []
     finally:
         gc.enable()
+
+
+def _echo_world(batching: bool, seed: int, size: int):
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, server_address, start
+    world = lab(seed=seed, rsc=True)
+    for host in world.hosts.values():
+        host.nic.chain_segments = batching
+    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    world.run_for(1_000_000)
+    client = start(world, "client", echo_client, server_address(world, 4, 7), pattern(seed, size))
+    return world, server, client
+
+
+@pytest.mark.parametrize("how", ["bus listener", "wire hold"])
+def test_a_large_send_whose_delivery_becomes_observable_midway_is_freed_without_the_cycle_collector(how):
+    """A bus listener or a wire hold appearing while a large send is half delivered sends its pump to
+    the one-event-per-segment fallback: the large send's run must not stay on it (a cycle that keeps
+    the large send and its snapshot alive until the cycle collector runs)."""
+    import gc
+
+    from stack.nic.passthrough import LargeSend
+    from world_harness import run_programs
+    gc.collect()
+    gc.disable()
+    try:
+        world, server, client = _echo_world(True, 10, 512 * KiB)
+        for _ in range(100_000):
+            world.run_for(3_000)
+            if any(type(o) is LargeSend and o.rx_run is not None for o in gc.get_objects()):
+                break
+        else:
+            pytest.fail("no large send was ever mid-delivery in the pump")
+        nics = [host.nic for host in world.hosts.values()]
+        if how == "bus listener":
+            unsubscribe = world.bus.subscribe(lambda ev: None)
+            world.run_for(2_000_000)
+            unsubscribe()
+        else:
+            for nic in nics:
+                nic.wire_holds["test"] += 1
+            world.run_for(2_000_000)
+            for nic in nics:
+                del nic.wire_holds["test"]
+        run_programs(world, server, client)
+        world.run_for(10_000_000)
+        assert client.done and server.done
+        assert [o for o in gc.get_objects() if type(o) is LargeSend] == []
+    finally:
+        gc.enable()
+
+
+def _halt_on_bad_receive_buffers(batching: bool, victim: str, after_events: int) -> tuple:
+    world, server, client = _echo_world(batching, 4, 1024 * KiB)
+    sched = world.scheduler
+    sched.run_until_idle(max_events=after_events)
+    nic = world.host(victim).nic
+    # a miniport bug: every posted receive buffer now names a page past the end of physical memory
+    nic._rx_posted = type(nic._rx_posted)(([(pfn + (1 << 30), off, ln) for pfn, off, ln in sg], cap, cookie)
+                                          for sg, cap, cookie in nic._rx_posted)
+    sched.run_while(lambda: not (client.done and server.done), max_events=2_000_000)
+    halted = sched.halted
+    assert halted is not None
+    # what is still due next: the batched path keeps one event per delivery, the per-segment one one
+    # per segment, so compare the earliest receive event of each host
+    first = {}
+    for ev in sorted(sched.pending(), key=lambda ev: (ev.time_ns, ev.seq)):
+        if ev.label == "nic rx":
+            first.setdefault(ev.kernel.name, (ev.time_ns, ev.seq))
+    return (halted.host, halted.code, sched.events_run, sched.now_ns, halted.detail.splitlines()[-1], first)
+
+
+@pytest.mark.parametrize("victim,after_events", [("winsrv", 600), ("client", 300), ("client", 900)])
+def test_a_bad_receive_buffer_halts_the_same_host_at_the_same_event_batched_or_not(victim, after_events):
+    """The pump runs the other host's RSC joins inside this host's event: a DMA fault there must
+    bug-check the host whose NIC faulted, at the event it faulted in, and leave every other pending
+    segment queued, exactly as one event per segment does."""
+    single = _halt_on_bad_receive_buffers(False, victim, after_events)
+    batched = _halt_on_bad_receive_buffers(True, victim, after_events)
+    assert single[0] == victim
+    assert batched == single
+
+
+def test_stepping_with_run_one_under_a_real_time_hook_plans_no_batch_and_runs_the_same(monkeypatch):
+    """The real-time bridge steps with run_one and a before_advance hook: claim_next never says yes,
+    so the pump must not plan batches or take other deliveries off the heap only to put them back."""
+    from stack.nic import segrun
+    calls = {"_adopt": 0, "_batch": 0, "_requeue": 0}
+    for name in calls:
+        original = getattr(segrun, name)
+
+        def counted(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+        monkeypatch.setattr(segrun, name, counted)
+    results = []
+    for batching in (False, True):
+        log: list = []
+        with monkeypatch.context() as patch:
+            _spy(patch, log, [])
+            world, server, client = _echo_world(batching, 2, 256 * KiB)
+            sched = world.scheduler
+            sched.before_advance = lambda t: None
+            for _ in range(1_000_000):
+                if client.done and server.done:
+                    break
+                sched.run_one()
+            world.check()
+        results.append((log, sched.events_run, world.now_ns))
+    assert results[0] == results[1]
+    assert calls == {"_adopt": 0, "_batch": 0, "_requeue": 0}
