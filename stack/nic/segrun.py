@@ -24,9 +24,9 @@ interrupt is already due (moderation) or masked: a payload DMA, counters, the
 unit's fields, and nothing queued.  `_batch` runs every such segment due
 before anything else at once: which ones, and in what order, is worked out
 from the arrival times, the posted buffers and the unit's room in closed form;
-each is still claimed as an event, and its DMA, counters and receive ring
-change segment by segment; the unit's own fields (the NIC's, until the driver
-takes the unit) are brought up to date once per run at the end.
+each is still claimed as an event, and its DMA, counters, receive ring and
+the unit's own fields change segment by segment, so a run loop's condition,
+asked before each claimed segment, sees what it would see between events.
 
 Another host's NIC's segment is run here only on that join path, with its
 interrupt already due, masked or moderated (never fired from inside this
@@ -350,7 +350,7 @@ def _adopt(runs: list[SegmentRun], ev, segments_arrived, sched, k) -> bool:
 def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels: list | None) -> int:
     """Run at once every segment due before anything else that only joins its open RSC unit (no
     interrupt to raise: the line is already due, or masked), in the order the scheduler would run
-    them, each claimed as an event (claim_next); each run's unit takes its segments in one step.
+    them, each claimed as an event (claim_next) and taken by its unit at once (rsc.add_next).
     The number of segments run; 0: none could be (the per-segment path takes the next one);
     -1: the run loop stopped inside the batch (limits, its condition)."""
     if len(runs) > 1 and (runs[0].nic is runs[1].nic if len(runs) == 2
@@ -378,6 +378,7 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
                 limit = key
     limit_t, limit_seq = limit
     keys = []
+    units = [None] * len(runs)  # per run: the open RSC unit its segments join
     for ri, r in enumerate(runs):
         times = r.times
         seq0 = r.seq0
@@ -388,10 +389,11 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
             end -= 1
         if end > r.i:
             keys += [(times[j], seq0 + j, ri, j) for j in range(r.i, end)]
+            units[ri] = r.nic._rsc_open[r.first.flow]
     if len(keys) < 2:
         return 0
     keys.sort()  # the order the scheduler would run them in
-    taken: list[list] = [[] for _ in runs]  # per run: the receive buffer cookies its segments filled
+    taken = [0] * len(runs)  # per run: how many of its segments ran
     stopped = False
     crash = None
     doing = None
@@ -422,39 +424,35 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
             c.bytes_in += r.headers_end + payload
             c.rx_descriptors += 1
             c.rsc_coalesced_segments += 1
-            taken[ri].append((cookie, payload))
+            # rsc.add_next: the unit takes the segment (a run loop's condition sees it as after its event)
+            u = units[ri]
+            if not taken[ri]:  # (every field but the sequence, lengths and PSH is the first segment's)
+                first = r.first
+                u.ack = first.ack
+                u.window = first.window
+                if first.ttl < u.ttl:
+                    u.ttl = first.ttl
+                if first.tsval is not None:
+                    u.tsval_last = first.tsval
+            u.next_seq = (u.next_seq + payload) & 0xFFFFFFFF
+            if j == r.count - 1 and r.last_psh:
+                u.psh = True
+            u.segments += 1
+            u.ip_length += payload
+            u.extra.append((cookie, payload))
+            u.extra_bytes += payload
+            nic._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due, or masked
+            taken[ri] += 1
             doing = None
     except BaseException as exc:  # the units still take the segments run before it; then pump bug-checks
         crash = exc
     ran = 0
-    for ri, extra in enumerate(taken):
-        if not extra:
+    for ri, d in enumerate(taken):
+        if not d:
             continue
         r = runs[ri]
-        nic = r.nic
-        first = r.first
-        open_unit = nic._rsc_open[first.flow]
-        d = len(extra)
-        j = r.i + d  # the run's next segment
-        total = (d - 1) * r.mss + extra[-1][1]
-        # rsc.add_next for d segments in one step (every field but the sequence, lengths and PSH is
-        # the first segment's)
-        open_unit.next_seq = (open_unit.next_seq + total) & 0xFFFFFFFF
-        open_unit.ack = first.ack
-        open_unit.window = first.window
-        if j == r.count and r.last_psh:
-            open_unit.psh = True
-        open_unit.segments += d
-        open_unit.ip_length += total
-        if first.ttl < open_unit.ttl:
-            open_unit.ttl = first.ttl
-        if first.tsval is not None:
-            open_unit.tsval_last = first.tsval
-        open_unit.extra += extra
-        open_unit.extra_bytes += total
-        nic._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due, or masked
         ran += d
-        r.i = j
+        j = r.i = r.i + d  # the run's next segment
         if j < r.count:
             t = r.times[j]
             r.t = t if t > sched.now_ns else sched.now_ns
