@@ -343,3 +343,59 @@ def test_a_run_loop_condition_sees_each_open_rsc_unit_as_between_single_segment_
     (single, _), (batched, claimed) = seen
     assert claimed > 100  # the pump ran, in batches
     assert batched == single
+
+
+def _probed_echo(monkeypatch, batching: bool, seed: int) -> tuple:
+    """An echo where, at a few segments' arrival times (exactly, or a nanosecond either side), an event
+    of its own notes the NICs' state: queued just before the large send's segments or just after
+    them, so an equal-time tie goes one way or the other by insertion number."""
+    import random
+
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, run_programs, server_address, start
+    rng = random.Random(seed)
+    log: list = []
+    deliver_large = EmulatedNic.deliver_large
+    world = lab(seed=seed, rsc=True, interrupt_moderation_rate=rng.choice(["Adaptive", "Off", 20000]))
+
+    def probe(tag):
+        sched = world.scheduler
+        log.append((tag, sched.now_ns, sched.events_run, _nic_state(world)))
+
+    def deliver_large_probed(self, unit, lengths, times):
+        sched = self.kernel.scheduler
+        plan = []
+        for _ in range(rng.choice([0] * 6 + [1, 2])):
+            t = times[rng.randrange(len(times))] + rng.choice([0, 0, 0, -1, 1])
+            kernel = rng.choice([self.kernel, None])
+            plan.append((rng.random() < 0.5, t, kernel))
+        for before, t, kernel in plan:
+            if before:
+                sched.call_at(t, kernel, probe, ("before", self.name, t), label="probe")
+        deliver_large(self, unit, lengths, times)
+        for before, t, kernel in plan:
+            if not before:
+                sched.call_at(t, kernel, probe, ("after", self.name, t), label="probe")
+    monkeypatch.setattr(EmulatedNic, "deliver_large", deliver_large_probed)
+    for host in world.hosts.values():
+        host.nic.chain_segments = batching
+    data = pattern(seed, 256 * KiB)
+    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    world.run_for(1_000_000)
+    client = start(world, "client", echo_client, server_address(world, 4, 7), data)
+    run_programs(world, server, client)
+    assert client.result.received_sha256 == hashlib.sha256(data).hexdigest()
+    return log, world.scheduler.events_run, world.now_ns, _nic_state(world), world.scheduler.claimed
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_segments_put_back_on_the_heap_keep_their_place_among_equal_time_events(monkeypatch, seed):
+    """Events due at the very time of a segment interrupt the pump; the segments it puts back
+    (_requeue) must keep the insertion numbers deliver_large reserved for them, so a tie with an
+    event queued before or after the large send still goes the way it goes with single events."""
+    with monkeypatch.context() as patch:
+        single = _probed_echo(patch, False, seed)
+    with monkeypatch.context() as patch:
+        batched = _probed_echo(patch, True, seed)
+    assert batched[4] > 100  # the pump ran
+    assert batched[:4] == single[:4]
