@@ -24,9 +24,9 @@ interrupt is already due (moderation) or masked: a payload DMA, counters, the
 unit's fields, and nothing queued.  `_batch` runs every such segment due
 before anything else at once: which ones, and in what order, is worked out
 from the arrival times, the posted buffers and the unit's room in closed form;
-each is still claimed as an event, and its DMA, counters and receive ring
-change segment by segment; the unit's own fields (the NIC's, until the driver
-takes the unit) are brought up to date once per run at the end.
+each is still claimed as an event, and its DMA, counters, receive ring and
+the unit's own fields change segment by segment, so a run loop's condition,
+asked before each claimed segment, sees what it would see between events.
 
 Another host's NIC's segment is run here only on that join path, with its
 interrupt already due, masked or moderated (never fired from inside this
@@ -47,7 +47,11 @@ from bisect import bisect_left, bisect_right
 from itertools import islice
 from typing import TYPE_CHECKING
 
+import traceback
+
+from stack.kernel.bugcheck import KernelBugCheck
 from stack.kernel.irql import PASSIVE_LEVEL
+from stack.kernel.symbols import _current as _current_kernels
 from stack.kernel.memory import PAGE_SHIFT
 
 from .passthrough import TCP_FIN, TCP_PSH
@@ -70,7 +74,7 @@ class SegmentRun:
 
     __slots__ = ("nic", "unit", "times", "seq0", "i", "t", "count", "local", "fast", "first", "looked", "mss",
                  "headers_end", "last_payload", "last_psh", "last_fin", "seq", "max_frame", "data", "view",
-                 "base")
+                 "base", "doing")
 
     def __init__(self, nic: "EmulatedNic", unit: "LargeSend", times: list[int], seq0: int) -> None:
         self.nic = nic
@@ -92,6 +96,7 @@ class SegmentRun:
         self.view = nic._phys_view
         self.base = nic._phys_base
         self.looked = False
+        self.doing = False  # its segment i is running (pump's bug check: that segment's event ran)
         self.refresh()
 
     def refresh(self) -> None:
@@ -131,15 +136,68 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
     sched = k.scheduler
     if not nic._may_chain(k):
         # chaining is observable: this segment, and every later one as its own event
+        unit.rx_run = None  # no run outlives the pump: the large send is freed with its last event
         arrived = nic.segment_arrived
         arrived(unit, i)
         call_at_seq = sched.call_at_seq
         for j in range(i + 1, len(times)):
             call_at_seq(times[j], seq0 + j, k, arrived, unit, j, label="nic rx")
         return
+    if sched._loop is None or sched.before_advance is not None or sched.halted is not None:
+        # stepping with run_one (the debugger, the real-time bridge) or stopped: claim_next never
+        # says yes, so planning a batch or adopting other runs would only put them back.  This
+        # segment runs alone and queues the next one, as a chain of single events.
+        nxt = i + 1
+        if nxt < len(times):
+            t = times[nxt]
+            sched.call_at_seq(t if t > sched.now_ns else sched.now_ns, seq0 + nxt, k, nic._segments_arrived, unit,
+                              times, nxt, seq0, label="nic rx")
+        else:
+            unit.rx_run = None  # done: no cycle left between the large send and its run
+        nic.segment_arrived(unit, i)
+        return
     r = _run_at(nic, unit, times, i, seq0, sched.now_ns, True)
     runs = [r]
-    segments_arrived = type(nic)._segments_arrived
+    kernels = _current_kernels
+    swap = kernels[-1] is k if kernels else False  # (run_one pushed this kernel: each segment runs as its host's)
+    # An exception in a segment's work bug-checks that segment's host (the kernel it runs as:
+    # kernels[-1]), as its own event would have; that segment counts as run and every other run's
+    # next segment goes back on the heap first (their insertion numbers), so nothing taken is lost.
+    try:
+        _pump_loop(runs, r, k, sched, kernels, swap)
+    except Exception as exc:
+        _fail(runs, sched)
+        blame = kernels[-1] if swap else k
+        raise KernelBugCheck(blame.bugcheck_from_exception(exc, traceback.format_exc())) from None
+    except BaseException:
+        _fail(runs, sched)
+        raise
+    finally:
+        if swap:
+            kernels[-1] = k
+
+
+def _fail(runs: list[SegmentRun], sched) -> None:
+    """A segment's work raised: that segment's event ran (and crashed); the rest go back on the heap."""
+    for r in list(runs):
+        if r.doing:
+            r.doing = False
+            j = r.i + 1
+            if j >= r.count:
+                runs.remove(r)
+                r.unit.rx_run = None
+            else:
+                r.i = j
+                t = r.times[j]
+                r.t = t if t > sched.now_ns else sched.now_ns
+    for r in runs:
+        r.unit.rx_run = None  # (its next pump makes a new one)
+    _requeue(runs)
+
+
+def _pump_loop(runs: list[SegmentRun], r: SegmentRun, k, sched, kernels: list, swap: bool) -> None:
+    """pump's loop: each segment due next, until something else is due (module docstring)."""
+    segments_arrived = type(r.nic)._segments_arrived
     bus = k.bus  # one per world: every kernel's
     due = True  # r's segment is this event's own: already counted as an event run
     while True:
@@ -150,8 +208,8 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
             for r in runs:  # a batch, if a run's segments would only join with the line already due
                 if r.first is not None and (r.nic._fire_scheduled or not r.nic.interrupts_enabled):
                     ev = sched.next_event()
-                    ran = (_batch(runs, sched, ev.time_ns, ev.seq) if ev is not None
-                           else _batch(runs, sched, NEVER, 0))
+                    ran = (_batch(runs, sched, ev.time_ns, ev.seq, kernels if swap else None) if ev is not None
+                           else _batch(runs, sched, NEVER, 0, kernels if swap else None))
                     if ran < 0:
                         _requeue(runs)  # the run loop stops inside the batch
                         return
@@ -207,7 +265,10 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
                 _requeue(runs)  # something else runs first, or the run loop stops here (limits, condition)
                 return
         due = False
-        # -- segment j is due and counted as an event run: run it
+        # -- segment j is due and counted as an event run: run it (as its host's)
+        r.doing = True
+        if swap:
+            kernels[-1] = rnic.kernel
         if open_unit is not None:
             # its payload is DMA'd into the next posted buffer straight from the sender's snapshot
             # (what _coalesce does with a frame), and the unit takes it (rsc.add_next, inlined)
@@ -249,6 +310,7 @@ def pump(nic: "EmulatedNic", unit: "LargeSend", times: list[int], i: int, seq0: 
         else:
             rnic.segment_arrived(r.unit, j)  # only this kernel's runs get here
             touched = True
+        r.doing = False
         j += 1
         if j == r.count:
             runs.remove(r)
@@ -285,10 +347,10 @@ def _adopt(runs: list[SegmentRun], ev, segments_arrived, sched, k) -> bool:
     return True
 
 
-def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
+def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels: list | None) -> int:
     """Run at once every segment due before anything else that only joins its open RSC unit (no
     interrupt to raise: the line is already due, or masked), in the order the scheduler would run
-    them, each claimed as an event (claim_next); each run's unit takes its segments in one step.
+    them, each claimed as an event (claim_next) and taken by its unit at once (rsc.add_next).
     The number of segments run; 0: none could be (the per-segment path takes the next one);
     -1: the run loop stopped inside the batch (limits, its condition)."""
     if len(runs) > 1 and (runs[0].nic is runs[1].nic if len(runs) == 2
@@ -316,6 +378,7 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
                 limit = key
     limit_t, limit_seq = limit
     keys = []
+    units = [None] * len(runs)  # per run: the open RSC unit its segments join
     for ri, r in enumerate(runs):
         times = r.times
         seq0 = r.seq0
@@ -326,70 +389,80 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int) -> int:
             end -= 1
         if end > r.i:
             keys += [(times[j], seq0 + j, ri, j) for j in range(r.i, end)]
+            units[ri] = r.nic._rsc_open[r.first.flow]
     if len(keys) < 2:
         return 0
     keys.sort()  # the order the scheduler would run them in
-    taken: list[list] = [[] for _ in runs]  # per run: the receive buffer cookies its segments filled
+    taken = [0] * len(runs)  # per run: how many of its segments ran
     stopped = False
-    for t, seq, ri, j in keys:
-        r = runs[ri]
-        nic = r.nic
-        if not sched.claim_next(t, seq, nic.kernel, nic._segments_arrived, (r.unit, r.times, j, r.seq0),
-                                "nic rx"):
-            stopped = True
-            break
-        payload = r.last_payload if j == r.count - 1 else r.mss
-        sg, _capacity, cookie = nic._rx_posted.popleft()
-        start = r.headers_end + j * r.mss
-        pfn, offset, length = sg[0]
-        if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
-            at = ((pfn - r.base) << PAGE_SHIFT) + offset
-            r.view[at:at + payload] = r.data[start:start + payload]
-            nic.dma_rx_bytes += payload
-        else:
-            nic._scatter(sg, r.data[start:start + payload])
-        nic._rsc_held += 1
-        c = nic.counters
-        c.frames_in += 1
-        c.bytes_in += r.headers_end + payload
-        c.rx_descriptors += 1
-        c.rsc_coalesced_segments += 1
-        taken[ri].append((cookie, payload))
+    crash = None
+    doing = None
+    try:
+        for t, seq, ri, j in keys:
+            r = runs[ri]
+            nic = r.nic
+            if not sched.claim_next(t, seq, nic.kernel, nic._segments_arrived, (r.unit, r.times, j, r.seq0),
+                                    "nic rx"):
+                stopped = True
+                break
+            if kernels is not None:
+                kernels[-1] = nic.kernel  # (it runs as its host's)
+            doing = r
+            payload = r.last_payload if j == r.count - 1 else r.mss
+            sg, _capacity, cookie = nic._rx_posted.popleft()
+            start = r.headers_end + j * r.mss
+            pfn, offset, length = sg[0]
+            if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
+                at = ((pfn - r.base) << PAGE_SHIFT) + offset
+                r.view[at:at + payload] = r.data[start:start + payload]
+                nic.dma_rx_bytes += payload
+            else:
+                nic._scatter(sg, r.data[start:start + payload])
+            nic._rsc_held += 1
+            c = nic.counters
+            c.frames_in += 1
+            c.bytes_in += r.headers_end + payload
+            c.rx_descriptors += 1
+            c.rsc_coalesced_segments += 1
+            # rsc.add_next: the unit takes the segment (a run loop's condition sees it as after its event)
+            u = units[ri]
+            if not taken[ri]:  # (every field but the sequence, lengths and PSH is the first segment's)
+                first = r.first
+                u.ack = first.ack
+                u.window = first.window
+                if first.ttl < u.ttl:
+                    u.ttl = first.ttl
+                if first.tsval is not None:
+                    u.tsval_last = first.tsval
+            u.next_seq = (u.next_seq + payload) & 0xFFFFFFFF
+            if j == r.count - 1 and r.last_psh:
+                u.psh = True
+            u.segments += 1
+            u.ip_length += payload
+            u.extra.append((cookie, payload))
+            u.extra_bytes += payload
+            nic._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due, or masked
+            taken[ri] += 1
+            doing = None
+    except BaseException as exc:  # the units still take the segments run before it; then pump bug-checks
+        crash = exc
     ran = 0
-    for ri, extra in enumerate(taken):
-        if not extra:
+    for ri, d in enumerate(taken):
+        if not d:
             continue
         r = runs[ri]
-        nic = r.nic
-        first = r.first
-        open_unit = nic._rsc_open[first.flow]
-        d = len(extra)
-        j = r.i + d  # the run's next segment
-        total = (d - 1) * r.mss + extra[-1][1]
-        # rsc.add_next for d segments in one step (every field but the sequence, lengths and PSH is
-        # the first segment's)
-        open_unit.next_seq = (open_unit.next_seq + total) & 0xFFFFFFFF
-        open_unit.ack = first.ack
-        open_unit.window = first.window
-        if j == r.count and r.last_psh:
-            open_unit.psh = True
-        open_unit.segments += d
-        open_unit.ip_length += total
-        if first.ttl < open_unit.ttl:
-            open_unit.ttl = first.ttl
-        if first.tsval is not None:
-            open_unit.tsval_last = first.tsval
-        open_unit.extra += extra
-        open_unit.extra_bytes += total
-        nic._cause |= INT_RX  # _raise(INT_RX) with the moderated interrupt already due, or masked
         ran += d
-        r.i = j
+        j = r.i = r.i + d  # the run's next segment
         if j < r.count:
             t = r.times[j]
             r.t = t if t > sched.now_ns else sched.now_ns
         else:
             r.unit.rx_run = None  # done: no cycle left between the large send and its run
     runs[:] = [r for r in runs if r.i < r.count]
+    if crash is not None:
+        if doing is not None:
+            doing.doing = True  # its segment's event ran, and crashed
+        raise crash
     return -1 if stopped else ran
 
 

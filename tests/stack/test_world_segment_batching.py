@@ -201,3 +201,201 @@ def test_a_delivered_large_send_is_freed_without_the_cycle_collector():
         assert [o for o in gc.get_objects() if type(o) is LargeSend] == []
     finally:
         gc.enable()
+
+
+def _echo_world(batching: bool, seed: int, size: int):
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, server_address, start
+    world = lab(seed=seed, rsc=True)
+    for host in world.hosts.values():
+        host.nic.chain_segments = batching
+    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    world.run_for(1_000_000)
+    client = start(world, "client", echo_client, server_address(world, 4, 7), pattern(seed, size))
+    return world, server, client
+
+
+@pytest.mark.parametrize("how", ["bus listener", "wire hold"])
+def test_a_large_send_whose_delivery_becomes_observable_midway_is_freed_without_the_cycle_collector(how):
+    """A bus listener or a wire hold appearing while a large send is half delivered sends its pump to
+    the one-event-per-segment fallback: the large send's run must not stay on it (a cycle that keeps
+    the large send and its snapshot alive until the cycle collector runs)."""
+    import gc
+
+    from stack.nic.passthrough import LargeSend
+    from world_harness import run_programs
+    gc.collect()
+    gc.disable()
+    try:
+        world, server, client = _echo_world(True, 10, 512 * KiB)
+        for _ in range(100_000):
+            world.run_for(3_000)
+            if any(type(o) is LargeSend and o.rx_run is not None for o in gc.get_objects()):
+                break
+        else:
+            pytest.fail("no large send was ever mid-delivery in the pump")
+        nics = [host.nic for host in world.hosts.values()]
+        if how == "bus listener":
+            unsubscribe = world.bus.subscribe(lambda ev: None)
+            world.run_for(2_000_000)
+            unsubscribe()
+        else:
+            for nic in nics:
+                nic.wire_holds["test"] += 1
+            world.run_for(2_000_000)
+            for nic in nics:
+                del nic.wire_holds["test"]
+        run_programs(world, server, client)
+        world.run_for(10_000_000)
+        assert client.done and server.done
+        assert [o for o in gc.get_objects() if type(o) is LargeSend] == []
+    finally:
+        gc.enable()
+
+
+def _halt_on_bad_receive_buffers(batching: bool, victim: str, after_events: int) -> tuple:
+    world, server, client = _echo_world(batching, 4, 1024 * KiB)
+    sched = world.scheduler
+    sched.run_until_idle(max_events=after_events)
+    nic = world.host(victim).nic
+    # a miniport bug: every posted receive buffer now names a page past the end of physical memory
+    nic._rx_posted = type(nic._rx_posted)(([(pfn + (1 << 30), off, ln) for pfn, off, ln in sg], cap, cookie)
+                                          for sg, cap, cookie in nic._rx_posted)
+    sched.run_while(lambda: not (client.done and server.done), max_events=2_000_000)
+    halted = sched.halted
+    assert halted is not None
+    # what is still due next: the batched path keeps one event per delivery, the per-segment one one
+    # per segment, so compare the earliest receive event of each host
+    first = {}
+    for ev in sorted(sched.pending(), key=lambda ev: (ev.time_ns, ev.seq)):
+        if ev.label == "nic rx":
+            first.setdefault(ev.kernel.name, (ev.time_ns, ev.seq))
+    return (halted.host, halted.code, sched.events_run, sched.now_ns, halted.detail.splitlines()[-1], first)
+
+
+@pytest.mark.parametrize("victim,after_events", [("winsrv", 600), ("client", 300), ("client", 900)])
+def test_a_bad_receive_buffer_halts_the_same_host_at_the_same_event_batched_or_not(victim, after_events):
+    """The pump runs the other host's RSC joins inside this host's event: a DMA fault there must
+    bug-check the host whose NIC faulted, at the event it faulted in, and leave every other pending
+    segment queued, exactly as one event per segment does."""
+    single = _halt_on_bad_receive_buffers(False, victim, after_events)
+    batched = _halt_on_bad_receive_buffers(True, victim, after_events)
+    assert single[0] == victim
+    assert batched == single
+
+
+def test_stepping_with_run_one_under_a_real_time_hook_plans_no_batch_and_runs_the_same(monkeypatch):
+    """The real-time bridge steps with run_one and a before_advance hook: claim_next never says yes,
+    so the pump must not plan batches or take other deliveries off the heap only to put them back."""
+    from stack.nic import segrun
+    calls = {"_adopt": 0, "_batch": 0, "_requeue": 0}
+    for name in calls:
+        original = getattr(segrun, name)
+
+        def counted(*args, _name=name, _original=original):
+            calls[_name] += 1
+            return _original(*args)
+        monkeypatch.setattr(segrun, name, counted)
+    results = []
+    for batching in (False, True):
+        log: list = []
+        with monkeypatch.context() as patch:
+            _spy(patch, log, [])
+            world, server, client = _echo_world(batching, 2, 256 * KiB)
+            sched = world.scheduler
+            sched.before_advance = lambda t: None
+            for _ in range(1_000_000):
+                if client.done and server.done:
+                    break
+                sched.run_one()
+            world.check()
+        results.append((log, sched.events_run, world.now_ns))
+    assert results[0] == results[1]
+    assert calls == {"_adopt": 0, "_batch": 0, "_requeue": 0}
+
+
+def _nic_state(world) -> tuple:
+    rows = []
+    for name, host in sorted(world.hosts.items()):
+        nic = host.nic
+        c = nic.counters
+        units = sorted((flow.hex(), u.segments, u.ip_length, u.next_seq, u.extra_bytes, len(u.extra), u.psh)
+                       for flow, u in nic._rsc_open.items())
+        rows.append((name, c.frames_in, c.bytes_in, c.rsc_coalesced_segments, len(nic._rx_posted), nic._rsc_held,
+                     nic._cause, nic._fire_scheduled, c.interrupts, nic.dma_rx_bytes, tuple(units)))
+    return tuple(rows)
+
+
+def test_a_run_loop_condition_sees_each_open_rsc_unit_as_between_single_segment_events():
+    """run_while asks its condition before every event, claimed ones too: at a batched segment the open
+    RSC unit (segments, IP length, next sequence, buffers) must already hold every segment before
+    it, as it does between single-segment events, not catch up at the end of the batch."""
+    seen = []
+    for batching in (False, True):
+        world, server, client = _echo_world(batching, 3, 512 * KiB)
+        states: list = []
+
+        def condition(world=world, states=states, server=server, client=client):
+            states.append((world.scheduler.events_run, world.now_ns, _nic_state(world)))
+            return not (client.done and server.done)
+        world.run_while(condition)
+        seen.append((states, world.scheduler.claimed))
+    (single, _), (batched, claimed) = seen
+    assert claimed > 100  # the pump ran, in batches
+    assert batched == single
+
+
+def _probed_echo(monkeypatch, batching: bool, seed: int) -> tuple:
+    """An echo where, at a few segments' arrival times (exactly, or a nanosecond either side), an event
+    of its own notes the NICs' state: queued just before the large send's segments or just after
+    them, so an equal-time tie goes one way or the other by insertion number."""
+    import random
+
+    from stack.usermode.programs import echo_client, echo_server
+    from world_harness import any_address, run_programs, server_address, start
+    rng = random.Random(seed)
+    log: list = []
+    deliver_large = EmulatedNic.deliver_large
+    world = lab(seed=seed, rsc=True, interrupt_moderation_rate=rng.choice(["Adaptive", "Off", 20000]))
+
+    def probe(tag):
+        sched = world.scheduler
+        log.append((tag, sched.now_ns, sched.events_run, _nic_state(world)))
+
+    def deliver_large_probed(self, unit, lengths, times):
+        sched = self.kernel.scheduler
+        plan = []
+        for _ in range(rng.choice([0] * 6 + [1, 2])):
+            t = times[rng.randrange(len(times))] + rng.choice([0, 0, 0, -1, 1])
+            kernel = rng.choice([self.kernel, None])
+            plan.append((rng.random() < 0.5, t, kernel))
+        for before, t, kernel in plan:
+            if before:
+                sched.call_at(t, kernel, probe, ("before", self.name, t), label="probe")
+        deliver_large(self, unit, lengths, times)
+        for before, t, kernel in plan:
+            if not before:
+                sched.call_at(t, kernel, probe, ("after", self.name, t), label="probe")
+    monkeypatch.setattr(EmulatedNic, "deliver_large", deliver_large_probed)
+    for host in world.hosts.values():
+        host.nic.chain_segments = batching
+    data = pattern(seed, 256 * KiB)
+    server = start(world, "winsrv", echo_server, any_address(4, 7))
+    world.run_for(1_000_000)
+    client = start(world, "client", echo_client, server_address(world, 4, 7), data)
+    run_programs(world, server, client)
+    assert client.result.received_sha256 == hashlib.sha256(data).hexdigest()
+    return log, world.scheduler.events_run, world.now_ns, _nic_state(world), world.scheduler.claimed
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_segments_put_back_on_the_heap_keep_their_place_among_equal_time_events(monkeypatch, seed):
+    """Events due at the very time of a segment interrupt the pump; the segments it puts back
+    (_requeue) must keep the insertion numbers deliver_large reserved for them, so a tie with an
+    event queued before or after the large send still goes the way it goes with single events."""
+    with monkeypatch.context() as patch:
+        single = _probed_echo(patch, False, seed)
+    with monkeypatch.context() as patch:
+        batched = _probed_echo(patch, True, seed)
+    assert batched[4] > 100  # the pump ran
+    assert batched[:4] == single[:4]
