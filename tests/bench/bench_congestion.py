@@ -2,7 +2,7 @@
 provider, PRR on or off, and HyStart++'s L (slow_start_ack_limit).  MTU 1500, LSO+RSC, the lab's
 default interrupt moderation (Adaptive) unless --itr says otherwise.
 
-    PYTHONPATH=. python3 tests/bench/bench_congestion.py --mib 4 [--itr off] [--rows cubic:prr:8,newreno:-:1]
+    PYTHONPATH=. python3 tests/bench/bench_congestion.py --mib 4 [--itr off] [--loss 0.005] [--rows cubic:on:8,newreno:-:1]
 
 A row is provider:prr:L - provider cubic|newreno, prr on|off|- (- = the tree's default), L the
 first slow start's ACK limit in SMSS.  Printed per row, both hosts together: virtual ms, segments
@@ -46,8 +46,11 @@ def _counting(self, tcb, event):
 endpoint_mod._EVENT_HANDLERS[endpoint_mod.Retransmitted] = _counting
 
 
-def run(data: bytes, config: TcpConfig, itr: str | None) -> dict[str, float]:
+def run(data: bytes, config: TcpConfig, itr: str | None, loss: float = 0.0) -> dict[str, float]:
     world = default_world(1, services=False, offloads=NicOffloads(lso=True, rsc=True), tcp_config=config)
+    if loss:
+        from stack.nic.link import FaultConfig
+        world.set_faults("client", FaultConfig(loss=loss), 0)  # frames client sends, the link's seeded draw
     if itr is not None:
         from stack.nic.itr import setting_name
         for host in world.hosts.values():
@@ -69,10 +72,11 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--mib", type=float, default=4)
     p.add_argument("--itr", default=None, help="Interrupt Moderation Rate on both NICs (default: the lab's, Adaptive)")
+    p.add_argument("--loss", type=float, default=0.0, help="fraction of the frames client sends that its link loses")
     p.add_argument("--rows", default="newreno:-:1,newreno:-:8,cubic:off:1,cubic:on:1,cubic:on:8")
     args = p.parse_args()
     data = pattern(42, int(args.mib * 1024 * 1024))
-    print(f"bulk echo {args.mib} MiB, MTU 1500 LSO+RSC, itr={args.itr or 'lab default'}")
+    print(f"bulk echo {args.mib} MiB, MTU 1500 LSO+RSC, itr={args.itr or 'lab default'}, client loss {args.loss:g}")
     print(f"  {'provider':<8} {'prr':<4} {'L':>2} {'virtual ms':>10} {'resent':>7} {'fast':>5} {'sack':>5} "
           f"{'after RTO':>9} {'ring drops':>10}")
     for row in args.rows.split(","):
@@ -84,7 +88,7 @@ def main() -> None:
                 kw["prr"] = prr == "on"
         elif provider != "newreno":
             continue
-        r = run(data, TcpConfig(**kw), args.itr)
+        r = run(data, TcpConfig(**kw), args.itr, args.loss)
         print(f"  {provider:<8} {prr:<4} {limit:>2} {r['virtual_ms']:>10.2f} {r['retransmissions']:>7} {r['fast']:>5} "
               f"{r['sack']:>5} {r['timeouts']:>9} {r['rx_ring_drops']:>10}")
 

@@ -127,7 +127,18 @@ class Cubic:
         else:
             self.k_s = cubic_root((self.w_max - cwnd) / self.smss / C)
 
-    def snapshot(self, now_ns: int | None = None) -> dict[str, object]:
+    def snapshot(self) -> dict[str, object]:
         """What `!tcb` shows: W_max, K, the epoch's start and W_est (bytes, ns)."""
         return {"w_max": self.w_max, "k_ns": int(self.k_s * _NS), "epoch_start_ns": self.epoch_start_ns,
-                "cwnd_epoch": self.cwnd_epoch, "w_est": int(self.w_est), "cwnd_prior": self.cwnd_prior}
+                "cwnd_epoch": self.cwnd_epoch, "w_est": int(self.w_est), "cwnd_prior": self.cwnd_prior,
+                "smss": self.smss}
+
+
+def curve_at(snap: dict, cwnd: int, now_ns: int) -> tuple[int, str]:
+    """From a snapshot: W_cubic(t) now and the region cwnd grows in (RFC 9438 4.3-4.5) -
+    "Reno-friendly" while W_cubic(t) < W_est, else "concave" below W_max, "convex" above."""
+    d = (now_ns - snap["epoch_start_ns"]) / _NS - snap["k_ns"] / _NS
+    w = int(C * d * d * d * snap["smss"] + snap["w_max"])
+    if w < snap["w_est"]:
+        return w, "Reno-friendly"
+    return w, "concave" if cwnd < snap["w_max"] else "convex"
