@@ -157,8 +157,10 @@ class World:
             ipv6 = f"{ipv6}/{DEFAULT_PREFIX6}"
         kernel = Kernel(name, self.scheduler, self.bus, self.seed, memory_mb=self.memory_mb)
         mac = self.mac_for(name)
+        # The miniport reports the speed of the link it is plugged into (a real one reports the
+        # negotiated speed): OID_GEN_LINK_SPEED and the general attributes' Xmit/RcvLinkSpeed.
         nic, adapter = install_nic(kernel, mac, name=f"{name}-nic", mtu=mtu, offloads=offloads,
-                                   rx_ring_size=rx_ring_size, tx_ring_size=tx_ring_size,
+                                   link_speed_bps=bandwidth_bps, rx_ring_size=rx_ring_size, tx_ring_size=tx_ring_size,
                                    interrupt_moderation_ns=interrupt_moderation_ns, run=False)
         nic.set_interrupt_moderation_rate(self.interrupt_moderation_rate if interrupt_moderation_rate is None
                                           else interrupt_moderation_rate)

@@ -37,6 +37,20 @@ class SegmentSent(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SegmentRetransmitted(Event):
+    """A segment sent again: reason fast (fast retransmit), sack (RFC 6675 / PRR recovery) or rto
+    (going back after a retransmission timeout) - `bp /e tcp.retransmit fast` stops at a loss."""
+    kind: ClassVar[str] = "tcp.retransmit"
+    conn: int
+    tcp_seq: int  # the wire sequence number
+    length: int
+    reason: str
+
+    def describe(self) -> str:
+        return f"TCP retransmit ({self.reason}) seq {self.tcp_seq} length {self.length}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SegmentReceived(Event):
     kind: ClassVar[str] = "tcp.recv"
     conn: int  # 0 when no connection matched

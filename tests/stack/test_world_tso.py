@@ -258,7 +258,8 @@ def test_tso_emission_gives_byte_identical_captures_events_and_counters(name, ve
 def test_lossy_transfers_retransmit_and_still_match(monkeypatch):
     """The loss scenario does exercise retransmissions (timeouts, fast retransmit, SACK)."""
     _, _, counters, _ = _run("loss_and_reordering_retransmissions", 4, True, monkeypatch)
-    assert counters["client"][0]["tcp_segments_retransmitted"] > 5
+    # 4 with Windows' CUBIC + PRR (the default), 6 with NewReno and RFC 6675's cwnd = ssthresh: the same losses
+    assert counters["client"][0]["tcp_segments_retransmitted"] >= 4
 
 
 def test_without_lso_the_core_builds_no_large_sends(monkeypatch):

@@ -402,6 +402,7 @@ Event breakpoints (bp /e Kind [Field=Value | Value]...) stop on any hand-off of 
   bp /e irp IRP_MJ_INTERNAL_DEVICE_CONTROL any irp.* event whose fields or text name the value
   bp /e irp.complete status=STATUS_CANCELLED
   bp /e tcp.state ESTABLISHED              a TCP connection reaching ESTABLISHED
+  bp /e tcp.retransmit fast                a fast retransmit (reason fast, sack or rto)
   bp /e frame port=40007                   a frame (frame.tx / frame.rx) with any *port field = 40007
   bp /n 3 /e dpc.run                       /n Passes for event breakpoints
 A Kind matches itself and every kind under it (irp matches irp.dispatch, irp.complete ...).

@@ -1,4 +1,5 @@
-"""Overload: `!netsh int ipv4 show|set dynamicport tcp` (the dynamic port range and its use) and
+"""Overload: `!netsh int ipv4 show|set dynamicport tcp` (the dynamic port range and its use),
+`!netsh int tcp show|set supplemental` (the congestion provider: CUBIC or NewReno) and
 `!connload` (a slow-accepting server on winsrv and connection loads from client), for issue 12's
 listen-backlog overflow and ephemeral-port exhaustion.
 
@@ -12,9 +13,11 @@ listen-backlog overflow and ephemeral-port exhaustion.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from stack.kernel import STATUS_SUCCESS
+from stack.tcpip.tcp.config import CONGESTION_PROVIDERS
 
 from wskdbg.commands.lab import world_of
 from wskdbg.commands.network import tcpip_of
@@ -24,7 +27,9 @@ from wskdbg.commands.synflood import _number
 if TYPE_CHECKING:
     from wskdbg.engine import Engine
 
-_NETSH_SYNTAX = "!netsh int ipv4 show dynamicport tcp | !netsh int ipv4 set dynamicport tcp start=N num=N"
+_NETSH_SYNTAX = ("!netsh int ipv4 show dynamicport tcp | !netsh int ipv4 set dynamicport tcp start=N num=N"
+                 " | !netsh int tcp show supplemental | !netsh int tcp set supplemental congestionprovider=cubic|newreno")
+_TEMPLATES = ("internet", "internetcustom", "datacenter", "datacentercustom", "compat", "automatic")
 
 
 @command("!netsh", area="network", mutates=True, syntax=_NETSH_SYNTAX,
@@ -37,10 +42,21 @@ many connects failed for want of a port.  `!netsh int ipv4 set dynamicport tcp s
 changes the range as netsh does (start at least 1025, at least 255 ports, ending at or below
 65535), so a class can shrink it and watch a client run out: connect then fails with
 STATUS_INSUFFICIENT_RESOURCES (WSAENOBUFS).  Only `int ipv4` and `tcp` are modelled (IPv6 shares
-the range here); the host is the one `.host` selected.""")
+the range here); the host is the one `.host` selected.
+
+`!netsh int tcp show supplemental` prints the host's TCP template as Windows 10 / Server 2019
+and later print it (Minimum RTO, Initial Congestion Window, "Congestion Control Provider : cubic",
+delayed ACK timeout and frequency, with the lab's values), then whether PRR (RFC 6937) paces SACK
+recovery, which Windows shows in `netsh int tcp show global`.  `!netsh int tcp set supplemental
+[template=internet] congestionprovider=cubic|newreno` switches the provider for connections made
+from then on, as netsh does (the lab has one template for every connection; CUBIC is RFC 9438,
+NewReno RFC 5681/6582).""")
 def cmd_netsh(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     lowered = [w.lower() for w, _ in words]
+    if len(words) >= 4 and lowered[0] in ("int", "interface") and lowered[1] == "tcp" \
+            and lowered[2] in ("show", "set") and lowered[3] == "supplemental":
+        return _netsh_supplemental(dbg, inv, words, lowered[2] == "set")
     if len(words) < 5 or lowered[0] not in ("int", "interface") or lowered[1] != "ipv4" \
             or lowered[2] not in ("show", "set") or lowered[3] not in ("dynamicport", "dynamicportrange") \
             or lowered[4] != "tcp":
@@ -69,6 +85,41 @@ def cmd_netsh(dbg: "Engine", inv: Invocation) -> CommandResult:
              f"connects failed for want of a port {failures}"]
     data: dict[str, Any] = {"start": tcp.dynamic_start, "num": tcp.dynamic_count, **usage,
                             "tcp_port_exhaustion_failures": failures}
+    return CommandResult("\n".join(lines), data)
+
+
+def _netsh_supplemental(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]], setting: bool) -> CommandResult:
+    tcp = tcpip_of(dbg).tcp
+    values: dict[str, str] = {}
+    for word, at in words[4:]:
+        key, _, value = word.lower().partition("=")
+        if not setting or key not in ("template", "congestionprovider") or not value:
+            raise inv.error(f"unexpected '{word}'", inv.args_offset + at)
+        if key == "template" and value not in _TEMPLATES or key == "congestionprovider" \
+                and value not in CONGESTION_PROVIDERS:
+            raise inv.error(f"'{value}' is not a {key} the lab has ({', '.join(CONGESTION_PROVIDERS)})"
+                            if key == "congestionprovider" else f"unknown template '{value}'", inv.args_offset + at)
+        values[key] = value
+    if setting:
+        if "congestionprovider" not in values:
+            raise inv.error("give congestionprovider=cubic or congestionprovider=newreno", len(inv.args))
+        # A fresh configuration (hosts may share one object); connections made from now on use it.
+        tcp.config = replace(tcp.config, congestion_provider=values["congestionprovider"])
+        tcp._configs.clear()
+        return CommandResult("Ok.", {"congestion_provider": tcp.config.congestion_provider})
+    cfg = tcp.config
+    rows = [("Minimum RTO (msec)", cfg.rto_min_ns // 1_000_000),
+            ("Initial Congestion Window (MSS)", cfg.initial_cwnd_segments),
+            ("Congestion Control Provider", cfg.congestion_provider),
+            ("Enable Congestion Window Restart", "disabled"),
+            ("Delayed ACK timeout (msec)", cfg.delayed_ack_ns // 1_000_000),
+            ("Delayed ACK frequency", cfg.delayed_ack_every_segments)]
+    lines = ["", "TCP Supplemental Parameters", "-" * 46]
+    lines += [f"{name:<36}: {value}" for name, value in rows]
+    lines += ["", f"(lab) {dbg.current_host}: Proportional Rate Reduction (show global) : "
+              f"{'enabled' if cfg.prr else 'disabled'}"]
+    data = {"congestion_provider": cfg.congestion_provider, "prr": cfg.prr, "min_rto_ms": cfg.rto_min_ns // 1_000_000,
+            "initial_cwnd_segments": cfg.initial_cwnd_segments}
     return CommandResult("\n".join(lines), data)
 
 

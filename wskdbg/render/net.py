@@ -361,7 +361,9 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
         f"{INDENT}Options        mss {s['mss']}  timestamps {_onoff(s.get('timestamps'))}  sack {_onoff(s.get('sack'))}"
         f"  nodelay {_onoff(s.get('nodelay'))}",
         f"{INDENT}Congestion     cwnd {s['cwnd']}  ssthresh {_big(s['ssthresh'])}"
-        f"  {'in recovery' if s.get('in_recovery') else 'not in recovery'}",
+        f"  {'in recovery' if s.get('in_recovery') else 'not in recovery'}"
+        + (f"  provider {(s.get('congestion') or {}).get('provider')}" if s.get("congestion") else ""),
+        *congestion_lines(s.get("congestion"), s["cwnd"], now_ns),
         f"{INDENT}RTT            srtt {ms(srtt) if srtt is not None else '-'}"
         f"  rttvar {ms(s.get('rttvar_ns')) if srtt is not None else '-'}"
         f"  rto {ms(s.get('rto_ns'))}",
@@ -378,6 +380,30 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
     timers = s.get("timers") or {}
     armed = [f"{name} in {ms(at - now_ns)}" for name, at in timers.items() if at]
     out.append(f"{INDENT}Timers         {', '.join(armed) if armed else 'none armed'}")
+    return out
+
+
+def congestion_lines(c: Mapping[str, Any] | None, cwnd: int, now_ns: int) -> list[str]:
+    """CUBIC's state (RFC 9438: W_max, K, the epoch, W_cubic(t) and W_est) and, during a SACK
+    recovery, PRR's counters (RFC 6937) - the lab's addition to !tcb, named as the RFCs name them."""
+    from stack.tcpip.tcp.cubic import curve_at
+    if not c:
+        return []
+    out = []
+    cubic = c.get("cubic")
+    if cubic is not None:
+        start = cubic.get("epoch_start_ns")
+        if start is None and cubic["w_max"]:
+            out.append(f"{INDENT}CUBIC          W_max {cubic['w_max']}  no epoch (slow start or loss recovery)")
+        elif start is not None:
+            w, region = curve_at(cubic, cwnd, now_ns)
+            out.append(f"{INDENT}CUBIC          W_max {cubic['w_max']}  K {secs(cubic['k_ns'])}  epoch began {ms(now_ns - start)}"
+                       f" ago at cwnd {cubic['cwnd_epoch']}")
+            out.append(f"{INDENT}               W_cubic(t) {w}  W_est {cubic['w_est']}  region {region}")
+    prr = c.get("prr")
+    if prr is not None:
+        out.append(f"{INDENT}PRR            RecoverFS {prr['recover_fs']}  prr_delivered {prr['prr_delivered']}"
+                   f"  prr_out {prr['prr_out']}  sndcnt {prr['sndcnt']}")
     return out
 
 

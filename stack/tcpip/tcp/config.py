@@ -7,7 +7,11 @@ emulated machine is a Windows kernel:
   * 5 data retransmissions, then the connection is reset (TcpMaxDataRetransmissions),
   * 2 SYN retransmissions (TcpMaxConnectRetransmissions / "Max SYN Retransmissions"),
   * delayed ACK 200 ms or every 2nd segment (TcpAckFrequency = 2),
-  * initial congestion window 10 segments (RFC 6928, Windows' default template).
+  * initial congestion window 10 segments (RFC 6928, Windows' default template),
+  * congestion provider CUBIC (RFC 9438; Windows 10 1709 / Server 2019 and later,
+    `netsh int tcp show supplemental`: "Congestion Control Provider : cubic"), and
+    Proportional Rate Reduction in SACK recovery (RFC 6937; Windows 11 / Server 2022,
+    `netsh int tcp show global`: "Proportional Rate Reduction : enabled").
 TIME_WAIT lasts 2*MSL with MSL = 120 s as RFC 9293 says; tests shorten it.
 
 Receive window auto-tuning, as Windows' "normal" level (MS Learn, "Description of
@@ -29,6 +33,7 @@ SECOND = 1_000_000_000
 MSL_NS = 120 * SECOND
 MAX_WSCALE = 14  # RFC 7323 section 2.3
 MAX_WINDOW = 0xFFFF << MAX_WSCALE
+CONGESTION_PROVIDERS = ("cubic", "newreno")  # the lab's subset of netsh's congestionprovider values
 
 
 def wscale_for_buffer(recv_buffer: int) -> int:
@@ -71,6 +76,9 @@ class TcpConfig:
     initial_cwnd_segments: int = 10  # RFC 6928 IW10 (RFC 5681 allows 2-4)
     # SMSS one ACK may grow cwnd by in the first slow start (RFC 5681: 1; Windows' HyStart++: 8, congestion.py)
     slow_start_ack_limit: int = 1
+    # Windows' "congestionprovider" (netsh int tcp set supplemental): "cubic" (RFC 9438) or "newreno"
+    congestion_provider: str = "cubic"
+    prr: bool = True  # RFC 6937 paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh
     max_ooo_segments: int = 64  # bound on stored out-of-order pieces
     challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
     # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are
@@ -112,6 +120,8 @@ class TcpConfig:
             raise TcpConfigError("initial_cwnd_segments must be >= 1")
         if self.slow_start_ack_limit < 1:
             raise TcpConfigError("slow_start_ack_limit must be >= 1")
+        if self.congestion_provider not in CONGESTION_PROVIDERS:
+            raise TcpConfigError(f"congestion_provider={self.congestion_provider!r}: one of {', '.join(CONGESTION_PROVIDERS)}")
         if self.fin_wait_2_timeout_ns is not None and self.fin_wait_2_timeout_ns <= 0:
             raise TcpConfigError("fin_wait_2_timeout_ns must be > 0 or None")
         if self.invalid_ack_interval_ns < 0:

@@ -2,6 +2,12 @@
 NewReno fast retransmit / fast recovery (RFC 6582), or, when SACK was
 negotiated, SACK-based loss recovery (RFC 6675) driven by a scoreboard.
 
+The congestion provider (TcpConfig.congestion_provider, Windows' `netsh int tcp set supplemental
+congestionprovider=`) decides congestion avoidance and the reduction on a loss: "cubic" (RFC 9438,
+cubic.py; Windows' default since Windows 10 1709 / Server 2019) or "newreno" (RFC 5681: one SMSS
+per window, ssthresh = FlightSize / 2).  In a SACK recovery PRR (RFC 6937, prr.py; on in Windows 11
+/ Server 2022, TcpConfig.prr) paces the sends down to ssthresh instead of RFC 6675's cwnd = ssthresh.
+
 Slow start grows cwnd by min(N, L*SMSS) per ACK that covers N new bytes.  L is 1 (RFC 5681) unless
 TcpConfig.slow_start_ack_limit says otherwise; Windows' value is 8 in the first slow start of a
 connection (later ones, after an RTO set ssthresh, use 1).  Sources for Windows': Windows enables
@@ -27,6 +33,8 @@ comparisons are correct.  `smss` is the sender's maximum payload per segment."""
 
 from __future__ import annotations
 
+from .cubic import Cubic
+from .prr import Prr
 from .scoreboard import DUP_THRESH, Scoreboard
 
 DUP_ACK_THRESHOLD = DUP_THRESH
@@ -35,9 +43,11 @@ WINDOWS_SLOW_START_ACK_LIMIT = 8  # RFC 9406 4.3 L, unpaced: Windows' HyStart++ 
 
 
 class NewReno:
-    __slots__ = ("smss", "cwnd", "ssthresh", "in_recovery", "recover", "dup_acks", "_ca_bytes", "ack_limit")
+    __slots__ = ("smss", "cwnd", "ssthresh", "in_recovery", "recover", "dup_acks", "_ca_bytes", "ack_limit", "cubic")
 
-    def __init__(self, smss: int, initial_cwnd_segments: int, recover: int, ack_limit: int = 1) -> None:
+    def __init__(self, smss: int, initial_cwnd_segments: int, recover: int, ack_limit: int = 1,
+                 cubic: Cubic | None = None) -> None:
+        self.cubic = cubic  # None: NewReno's congestion avoidance and halving (the "newreno" provider)
         self.ack_limit = ack_limit  # L in SMSS for the first slow start (TcpConfig.slow_start_ack_limit)
         self.smss = smss
         self.cwnd = initial_cwnd_segments * smss
@@ -47,14 +57,28 @@ class NewReno:
         self.dup_acks = 0  # consecutive duplicate ACKs
         self._ca_bytes = 0  # bytes acked toward the next congestion-avoidance increment
 
+    @property
+    def provider(self) -> str:
+        """The congestion provider's name as `netsh int tcp show supplemental` prints it."""
+        return "newreno" if self.cubic is None else "cubic"
+
     def reset_window(self, smss: int, initial_cwnd_segments: int) -> None:
         """Set the initial window once the MSS is negotiated."""
         self.smss = smss
         self.cwnd = initial_cwnd_segments * smss
+        if self.cubic is not None:
+            self.cubic.smss = smss
 
-    def on_new_ack(self, acked: int, ack: int, flight_after: int) -> bool:
-        """SND.UNA advanced by `acked` bytes to `ack`.  Returns True when the
-        ACK is a NewReno partial ACK and the first unacknowledged segment must
+    def loss_ssthresh(self, flight: int) -> int:
+        """ssthresh after a loss the ACKs revealed: CUBIC's beta (RFC 9438 4.6, 4.7) or half
+        the flight (RFC 5681 eq. 4)."""
+        if self.cubic is not None:
+            return self.cubic.on_congestion(self.cwnd, flight)
+        return max(flight // 2, 2 * self.smss)
+
+    def on_new_ack(self, acked: int, ack: int, flight_after: int, now: int = 0) -> bool:
+        """SND.UNA advanced by `acked` bytes to `ack` at `now` (ns, CUBIC's clock).  Returns True
+        when the ACK is a NewReno partial ACK and the first unacknowledged segment must
         be retransmitted at once."""
         self.dup_acks = 0
         if self.in_recovery:
@@ -75,6 +99,8 @@ class NewReno:
             # slow start (see the module docstring): L in the first one, RFC 5681's 1 SMSS after an RTO
             limit = self.ack_limit if self.ssthresh == _INFINITE_SSTHRESH else 1
             self.cwnd += min(acked, limit * self.smss)
+        elif self.cubic is not None:
+            self.cwnd = self.cubic.on_ack(self.cwnd, acked, now)
         else:
             self._ca_bytes += acked
             if self._ca_bytes >= self.cwnd:
@@ -95,7 +121,7 @@ class NewReno:
             # The ACK does not cover more than `recover`: these duplicates may
             # stem from a retransmission already made (RFC 6582 3.2 step 2).
             return False
-        self.ssthresh = max(flight // 2, 2 * self.smss)
+        self.ssthresh = self.loss_ssthresh(flight)
         self.cwnd = self.ssthresh + DUP_ACK_THRESHOLD * self.smss
         self.recover = snd_max - 1  # highest sequence number transmitted
         self.in_recovery = True
@@ -103,8 +129,9 @@ class NewReno:
 
     def on_rto(self, flight: int, snd_max: int) -> None:
         """The retransmission timer expired (RFC 5681 eq. 4, loss window 1 SMSS;
-        RFC 6582 section 4: recover = highest sequence sent)."""
-        self.ssthresh = max(flight // 2, 2 * self.smss)
+        RFC 6582 section 4: recover = highest sequence sent; CUBIC: RFC 9438 4.8)."""
+        cubic = self.cubic
+        self.ssthresh = cubic.on_timeout(self.cwnd, flight) if cubic is not None else max(flight // 2, 2 * self.smss)
         self.cwnd = self.smss
         self.in_recovery = False
         self.dup_acks = 0
@@ -117,19 +144,21 @@ class SackRecovery(NewReno):
     the connection sends while cwnd - pipe >= 1 SMSS, choosing what with the
     scoreboard's next_seg().  Outside recovery it grows cwnd exactly as NewReno."""
 
-    __slots__ = ("scoreboard",)
+    __slots__ = ("scoreboard", "prr")
 
-    def __init__(self, smss: int, initial_cwnd_segments: int, recover: int, ack_limit: int = 1) -> None:
-        super().__init__(smss, initial_cwnd_segments, recover, ack_limit)
+    def __init__(self, smss: int, initial_cwnd_segments: int, recover: int, ack_limit: int = 1,
+                 cubic: Cubic | None = None, prr: bool = False) -> None:
+        super().__init__(smss, initial_cwnd_segments, recover, ack_limit, cubic)
         self.scoreboard = Scoreboard(smss)
+        self.prr = Prr() if prr else None  # RFC 6937 paces the episode; None: RFC 6675's cwnd = ssthresh
 
     def reset_window(self, smss: int, initial_cwnd_segments: int) -> None:
         super().reset_window(smss, initial_cwnd_segments)
         self.scoreboard.smss = smss
 
-    def on_new_ack(self, acked: int, ack: int, flight_after: int) -> bool:
+    def on_new_ack(self, acked: int, ack: int, flight_after: int, now: int = 0) -> bool:
         if not self.in_recovery:
-            return super().on_new_ack(acked, ack, flight_after)
+            return super().on_new_ack(acked, ack, flight_after, now)
         self.dup_acks = 0
         if ack > self.recover:  # RFC 6675 5 (A): RecoveryPoint is covered
             self.in_recovery = False
@@ -150,12 +179,21 @@ class SackRecovery(NewReno):
             # Not before everything outstanding at the previous episode (or RTO) is
             # acknowledged (RFC 6675 5.1, as RFC 6582 3.2 step 2).
             return False
-        self.ssthresh = self.cwnd = max(flight // 2, 2 * self.smss)  # RFC 5681 eq. 4
+        # RFC 5681 eq. 4 or RFC 9438 4.6; with PRR, cwnd is pipe + sndcnt from the next ACK on
+        self.ssthresh = self.cwnd = self.loss_ssthresh(flight)
         self.recover = snd_max - 1  # RecoveryPoint = HighData
         self.in_recovery = True
         self._ca_bytes = 0
         self.scoreboard.high_rxt = ack
+        if self.prr is not None:
+            self.prr.start(ack, snd_max, self.scoreboard.sacked_bytes)
         return True
+
+    def prr_ack(self, una: int, pipe: int) -> None:
+        """RFC 6937 on an ACK during recovery, after the scoreboard took its blocks."""
+        prr = self.prr
+        if prr is not None and self.in_recovery:
+            self.cwnd = prr.on_ack(una, self.scoreboard.sacked_bytes, pipe, self.ssthresh, self.smss)
 
     def on_rto(self, flight: int, snd_max: int) -> None:
         super().on_rto(flight, snd_max)

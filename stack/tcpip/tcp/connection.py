@@ -27,6 +27,7 @@ from typing import Callable, Literal
 from .buffers import ReceiveBuffer, SendBuffer, slice_runs, slice_views
 from .config import TcpConfig
 from .congestion import NewReno, SackRecovery
+from .cubic import Cubic
 from .errors import TcpConfigError, TcpStateError
 from .events import (
     Closed,
@@ -165,7 +166,8 @@ class TcpConnection:
         self._syn_retransmitted = False
         self._rtt = RttEstimator(config.rto_initial_ns, config.rto_min_ns, config.rto_max_ns,
                                  config.clock_granularity_ns)
-        self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss, config.slow_start_ack_limit)
+        self._cc = NewReno(DEFAULT_MSS, config.initial_cwnd_segments, iss, config.slow_start_ack_limit,
+                           self._new_cubic())
         self._sack: SackRecovery | None = None  # the same object as _cc once SACK is negotiated
         # SACK is on and the scoreboard holds ranges or a SACK recovery runs: the one test
         # that keeps the SACK work off the path of ordinary ACKs.
@@ -518,6 +520,7 @@ class TcpConnection:
             "cwnd": self._cc.cwnd,
             "ssthresh": self._cc.ssthresh,
             "in_recovery": self._cc.in_recovery,
+            "congestion": self._congestion_summary(),
             "srtt_ns": self._rtt.srtt_ns,
             "rttvar_ns": self._rtt.rttvar_ns,
             "rto_ns": self._rtt.rto_ns,
@@ -552,6 +555,17 @@ class TcpConnection:
                 "keepalive": self._ka_at,
             },
         }
+
+    def _congestion_summary(self) -> dict[str, object]:
+        """The provider, CUBIC's state (RFC 9438) and PRR's counters during a recovery (RFC 6937)."""
+        cc = self._cc
+        out: dict[str, object] = {"provider": cc.provider}
+        if cc.cubic is not None:
+            out["cubic"] = cc.cubic.snapshot()
+        sack = self._sack
+        if sack is not None and sack.prr is not None and sack.in_recovery:
+            out["prr"] = sack.prr.snapshot()
+        return out
 
     def _scoreboard_summary(self) -> dict[str, object] | None:
         sack = self._sack
@@ -750,6 +764,7 @@ class TcpConnection:
                 self._sack_busy = self._sack_on
         if seg.sack_blocks or self._sack_busy:
             self._take_sack(seg.sack_blocks)
+            self._prr_ack()
         # Window update, guarded against old segments (RFC 9293 3.10.7.4).  An ACK that
         # advances SND.UNA is newer than any that came before, whatever its SEQ (a peer
         # that went back to retransmit sends old SEQs): as Linux's tcp_may_update_window.
@@ -803,6 +818,16 @@ class TcpConnection:
             self._fast_rexmit = True
         self._sack_busy = bool(board.ranges) or sack.in_recovery
 
+    def _new_cubic(self) -> Cubic | None:
+        """The "cubic" congestion provider's state (RFC 9438), on the connection's RTT estimator."""
+        return Cubic(DEFAULT_MSS, self._rtt) if self.config.congestion_provider == "cubic" else None
+
+    def _prr_ack(self) -> None:
+        """RFC 6937 on each ACK of a SACK recovery: cwnd = pipe + sndcnt (prr.py)."""
+        sack = self._sack
+        if sack is not None and sack.prr is not None and sack.in_recovery:
+            sack.prr_ack(self._snd_una, sack.scoreboard.pipe(self._snd_una, self._snd_max))
+
     def _ack_new_data(self, seg: TcpSegment, ack: int, now: int) -> None:
         """SND.UNA < ack <= SND.MAX: advance, complete tokens, sample RTT, grow cwnd."""
         snd_una = self._snd_una
@@ -841,7 +866,7 @@ class TcpConnection:
             return  # the SYN's ACK does not grow the initial window
         if snd_una == self.iss:
             acked -= 1  # the SYN is not data
-        if self._cc.on_new_ack(acked, ack, self._snd_max - ack):
+        if self._cc.on_new_ack(acked, ack, self._snd_max - ack, now):
             self._fast_rexmit = True  # NewReno partial ACK
 
     def _seg_text_and_fin(self, seg: TcpSegment, seq: int, plen: int, now: int) -> None:
@@ -1190,6 +1215,7 @@ class TcpConnection:
                 before = self._snd_max
                 self._send_data(now, out, self._snd_nxt - una + room)
                 room -= self._snd_max - before
+                self._prr_sent(self._snd_max - before)
                 new_data_tried = True  # rule 3 applies only when rule 2 sent nothing
                 if self._snd_max > before:
                     break
@@ -1198,6 +1224,12 @@ class TcpConnection:
             if not sent:
                 break
             room -= sent  # RFC 6675 (C.4)
+
+    def _prr_sent(self, n: int) -> None:
+        """RFC 6937: prr_out counts what a recovery sends, retransmitted or new."""
+        sack = self._sack
+        if sack is not None and sack.prr is not None and sack.in_recovery:
+            sack.prr.on_send(n)
 
     def _resend(self, now: int, out: list[TcpSegment], seq: int, n: int, reason: Literal["fast", "sack"]) -> int:
         """Retransmit up to `n` bytes (one segment) at `seq` < SND.MAX regardless of
@@ -1226,6 +1258,7 @@ class TcpConnection:
         sack = self._sack
         if sack is not None and end > sack.scoreboard.high_rxt:
             sack.scoreboard.high_rxt = end  # RFC 6675 (C.2)
+        self._prr_sent(end - seq)
         return end - seq
 
     def _send_window_probe(self, now: int, out: list[TcpSegment]) -> None:
@@ -1427,7 +1460,7 @@ class TcpConnection:
         self._sack_on = config.sack and syn.sack_permitted
         if self._sack_on and self._sack is None:
             self._sack = SackRecovery(DEFAULT_MSS, config.initial_cwnd_segments, self._cc.recover,
-                                      config.slow_start_ack_limit)
+                                      config.slow_start_ack_limit, self._cc.cubic, config.prr)
             self._cc = self._sack
         self._ts_on = config.timestamps and syn.timestamps is not None
         if syn.timestamps is not None and self._ts_on:

@@ -18,7 +18,7 @@ from stack.kernel.pool import NonPagedPoolNx
 from stack.kernel.symbols import Frame
 from ..addr import SockAddr, any_address, v4_mapped
 from ..sharing import BindTable, Share
-from ..events import ClientUpcall, TcpStateChanged
+from ..events import ClientUpcall, SegmentRetransmitted, TcpStateChanged
 from ..tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Reset, Retransmitted, StateChanged,
                    TcpConfig, TcpConnection, TcpState)
 from ..tcp.seq import SEQ_MASK
@@ -401,6 +401,10 @@ class TcbLayer:
 
     def _on_retransmitted(self, tcb: Tcb, event: Retransmitted) -> None:
         self.counters.tcp_segments_retransmitted += 1
+        k = self.kernel
+        if k.bus.subscribers:
+            k.bus.publish(SegmentRetransmitted(host=k.name, depth=len(k.frames), conn=tcb.endpoint.address,
+                                               tcp_seq=event.seq, length=event.length, reason=event.reason))
 
     def _on_state_changed(self, tcb: Tcb, event: StateChanged) -> None:
         endpoint = tcb.endpoint

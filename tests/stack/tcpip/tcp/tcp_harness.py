@@ -30,10 +30,12 @@ _UNSET: Any = object()
 
 
 def config(**overrides: Any) -> TcpConfig:
-    """A plain configuration: no options beyond MSS unless a test asks for them."""
+    """A plain configuration: no options beyond MSS unless a test asks for them.  Congestion
+    control is the textbook one (NewReno, RFC 6675's cwnd = ssthresh in SACK recovery) whose
+    numbers the older tests check; test_tcp_cubic_prr.py asks for Windows' CUBIC and PRR."""
     base: dict[str, Any] = dict(
         mss=1000, recv_buffer=8000, recv_buffer_max=None, window_scaling=False, timestamps=False, sack=False,
-        time_wait_ns=10_000 * MS,
+        time_wait_ns=10_000 * MS, congestion_provider="newreno", prr=False,
     )
     base.update(overrides)
     return TcpConfig(**base)
