@@ -339,6 +339,12 @@ class PhysicalMemory:
         if within + length <= PAGE_SIZE and page < n:  # inside one page: the usual case for a frame
             start = ((pfns[page] - base) << PAGE_SHIFT) + within
             return [view[start:start + length]]
+        need = (within + length + PAGE_MASK) >> PAGE_SHIFT
+        if page + need <= n:  # one run of consecutive frames (a locked buffer, usually): checked in C
+            first = pfns[page]
+            if pfns[page + need - 1] == first + need - 1 and pfns[page:page + need] == list(range(first, first + need)):
+                start = ((first - base) << PAGE_SHIFT) + within
+                return [view[start:start + length]]
         out: list[memoryview] = []
         while length > 0:
             if page >= n:
