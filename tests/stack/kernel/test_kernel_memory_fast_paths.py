@@ -181,3 +181,25 @@ def test_frames_view_of_one_run_of_frames_checked_in_c_is_the_page_walk_s_views(
     assert [bytes(v) for v in views] == _frames_view_per_page(phys, pfns, offset, length)
     if not breaks.intersection(range(offset // PAGE_SIZE + 1, (offset + length - 1) // PAGE_SIZE + 1)):
         assert len(views) == 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_recycled_run_cleared_in_one_slice_is_zero_and_its_neighbours_keep_their_bytes(seed) -> None:
+    # allocate_zeroed clears a recycled run of consecutive frames with one slice assignment
+    # instead of a page at a time: every byte of the run reads zero, and not one byte beside it
+    # changes (frames before and after it keep what their owners wrote).
+    import random
+    rng = random.Random(seed)
+    phys = PhysicalMemory(64, base_pfn=0x200)
+    before = phys.allocate(2, "test")
+    count = rng.randint(2, 20)
+    run_pfns = phys.allocate(count, "bigpool")
+    after = phys.allocate(2, "test")
+    for pfn in before + run_pfns + after:
+        phys.frame(pfn)[:] = bytes([rng.randrange(1, 256)]) * PAGE_SIZE
+    kept = {pfn: bytes(phys.frame(pfn)) for pfn in before + after}
+    phys.free_run(run_pfns)
+    again = phys.allocate_zeroed(count, "bigpool")
+    assert again == run_pfns  # the same run, back in order
+    assert all(bytes(phys.frame(pfn)) == bytes(PAGE_SIZE) for pfn in again)
+    assert {pfn: bytes(phys.frame(pfn)) for pfn in before + after} == kept
