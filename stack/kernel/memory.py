@@ -102,6 +102,15 @@ class _NeverUsedFrame:
 
 NEVER_USED_FRAME = _NeverUsedFrame()
 
+_ZEROS = [bytes(PAGE_SIZE)]  # the longest run of zero bytes cleared so far (see _zeros)
+
+
+def _zeros(length: int) -> memoryview:
+    """`length` zero bytes (1 MiB at most) to clear a run of frames with: one buffer, kept for the longest run."""
+    if len(_ZEROS[0]) < length:
+        _ZEROS[0] = bytes(length)
+    return memoryview(_ZEROS[0])[:length]
+
 
 class PhysicalMemory:
     """Page frames over one lazily backed mapping, handed out deterministically (lowest free first in runs)."""
@@ -140,6 +149,11 @@ class PhysicalMemory:
         if dirty:
             view = self.view
             base = self.base_pfn
+            n = len(dirty)
+            if 1 < n <= 256 and dirty[-1] - dirty[0] == n - 1 and dirty == list(range(dirty[0], dirty[0] + n)):
+                start = (dirty[0] - base) << PAGE_SHIFT  # one run of frames (a recycled block): one clear
+                view[start:start + (n << PAGE_SHIFT)] = _zeros(n << PAGE_SHIFT)
+                return pfns
             for pfn in dirty:
                 start = (pfn - base) << PAGE_SHIFT
                 view[start:start + PAGE_SIZE] = ZERO_PAGE
@@ -339,6 +353,12 @@ class PhysicalMemory:
         if within + length <= PAGE_SIZE and page < n:  # inside one page: the usual case for a frame
             start = ((pfns[page] - base) << PAGE_SHIFT) + within
             return [view[start:start + length]]
+        need = (within + length + PAGE_MASK) >> PAGE_SHIFT
+        if page + need <= n:  # one run of consecutive frames (a locked buffer, usually): checked in C
+            first = pfns[page]
+            if pfns[page + need - 1] == first + need - 1 and pfns[page:page + need] == list(range(first, first + need)):
+                start = ((first - base) << PAGE_SHIFT) + within
+                return [view[start:start + length]]
         out: list[memoryview] = []
         while length > 0:
             if page >= n:

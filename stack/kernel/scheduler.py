@@ -172,14 +172,16 @@ class Scheduler:
         loop = self._loop
         if loop is None or self.halted is not None or self.before_advance is not None:
             return False
-        if time_ns < self.now_ns:
-            time_ns = self.now_ns
+        now = self.now_ns
+        if time_ns < now:
+            time_ns = now
         heap = self._heap
-        while heap and heap[0][2].cancelled:
-            heappop(heap)
         if heap:
-            top = heap[0]
-            if top[0] < time_ns or (top[0] == time_ns and top[1] < seq):
+            if heap[0][2].cancelled:
+                while heap and heap[0][2].cancelled:
+                    heappop(heap)
+            # due before it: (time, seq) compared in C (seq is unique: never equal, never the event)
+            if heap and heap[0] < (time_ns, seq):
                 return False
         if loop.max_events is not None and loop.ran >= loop.max_events:
             return False

@@ -358,6 +358,25 @@ def build_sg_list(nb: NetBuffer) -> list[tuple[int, int, int]]:
         if take_mdl > 0:
             pos = m.byte_offset + off
             pfns = m.pfns
+            page = pos >> PAGE_SHIFT
+            pages = ((pos + take_mdl - 1) >> PAGE_SHIFT) - page  # after the first
+            first = pfns[page]
+            if not pages or (pfns[page + pages] == first + pages
+                             and pfns[page:page + pages + 1] == list(range(first, first + pages + 1))):
+                # The MDL's part lies in one run of consecutive frames (checked in C): one element,
+                # as the page walk below would merge it, joined to the one before when that ends
+                # where this begins.
+                within = pos & PAGE_MASK
+                if out and ((within == 0 and first == last_pfn + 1 and last_end == 0x1000)
+                            or (first == last_pfn and within == last_end)):
+                    p, o, n = out[-1]
+                    out[-1] = (p, o, n + take_mdl)
+                else:
+                    out.append((first, within, take_mdl))
+                last_pfn = first + pages
+                last_end = ((pos + take_mdl - 1) & PAGE_MASK) + 1
+                remaining -= take_mdl
+                take_mdl = 0
             while take_mdl > 0:
                 page = pos >> PAGE_SHIFT
                 within = pos & PAGE_MASK

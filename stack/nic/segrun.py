@@ -44,7 +44,7 @@ tests/stack/test_world_segment_batching.py).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from itertools import islice
+from itertools import islice, repeat
 from typing import TYPE_CHECKING
 
 import traceback
@@ -388,44 +388,46 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
                              or (times[end - 1] == limit_t and seq0 + end - 1 >= limit_seq)):
             end -= 1
         if end > r.i:
-            keys += [(times[j], seq0 + j, ri, j) for j in range(r.i, end)]
+            keys += zip(times[r.i:end], range(seq0 + r.i, seq0 + end), repeat(ri), range(r.i, end))  # (in C)
             units[ri] = r.nic._rsc_open[r.first.flow]
     if len(keys) < 2:
         return 0
     keys.sort()  # the order the scheduler would run them in
+    # What each segment of a run needs, read once per batch (the loop below runs per segment).
+    specs = [(r, r.nic, r.nic.kernel, r.nic._segments_arrived, r.unit, r.times, r.seq0, r.nic._rx_posted.popleft,
+              r.nic.counters, r.view, r.base, r.data, r.headers_end, r.mss, r.count - 1, r.last_payload,
+              r.last_psh, units[ri]) for ri, r in enumerate(runs)]
+    claim = sched.claim_next
     taken = [0] * len(runs)  # per run: how many of its segments ran
     stopped = False
     crash = None
     doing = None
     try:
         for t, seq, ri, j in keys:
-            r = runs[ri]
-            nic = r.nic
-            if not sched.claim_next(t, seq, nic.kernel, nic._segments_arrived, (r.unit, r.times, j, r.seq0),
-                                    "nic rx"):
+            (r, nic, kernel, arrived, unit, times, seq0, popleft, c, view, base, data, headers_end, mss, last,
+             last_payload, last_psh, u) = specs[ri]
+            if not claim(t, seq, kernel, arrived, (unit, times, j, seq0), "nic rx"):
                 stopped = True
                 break
             if kernels is not None:
-                kernels[-1] = nic.kernel  # (it runs as its host's)
+                kernels[-1] = kernel  # (it runs as its host's)
             doing = r
-            payload = r.last_payload if j == r.count - 1 else r.mss
-            sg, _capacity, cookie = nic._rx_posted.popleft()
-            start = r.headers_end + j * r.mss
+            payload = last_payload if j == last else mss
+            sg, _capacity, cookie = popleft()
+            start = headers_end + j * mss
             pfn, offset, length = sg[0]
             if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
-                at = ((pfn - r.base) << PAGE_SHIFT) + offset
-                r.view[at:at + payload] = r.data[start:start + payload]
+                at = ((pfn - base) << PAGE_SHIFT) + offset
+                view[at:at + payload] = data[start:start + payload]
                 nic.dma_rx_bytes += payload
             else:
-                nic._scatter(sg, r.data[start:start + payload])
+                nic._scatter(sg, data[start:start + payload])
             nic._rsc_held += 1
-            c = nic.counters
             c.frames_in += 1
-            c.bytes_in += r.headers_end + payload
+            c.bytes_in += headers_end + payload
             c.rx_descriptors += 1
             c.rsc_coalesced_segments += 1
             # rsc.add_next: the unit takes the segment (a run loop's condition sees it as after its event)
-            u = units[ri]
             if not taken[ri]:  # (every field but the sequence, lengths and PSH is the first segment's)
                 first = r.first
                 u.ack = first.ack
@@ -435,7 +437,7 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
                 if first.tsval is not None:
                     u.tsval_last = first.tsval
             u.next_seq = (u.next_seq + payload) & 0xFFFFFFFF
-            if j == r.count - 1 and r.last_psh:
+            if j == last and last_psh:
                 u.psh = True
             u.segments += 1
             u.ip_length += payload

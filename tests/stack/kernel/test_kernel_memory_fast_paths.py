@@ -133,3 +133,73 @@ def test_entries_of_a_run_are_the_same_rows_entry_gives_built_on_first_use_and_o
         phys.entries([used[0], 0x100 + 32])
     with pytest.raises(MemoryAccessError):
         phys.entries([0xFF])
+
+
+@settings(max_examples=40, deadline=None)
+@given(offset=st.integers(0, 2 * PAGE_SIZE), length=st.integers(1, 5 * PAGE_SIZE),
+       order=st.permutations(list(range(0x100, 0x108))))
+def test_pfns_for_is_each_page_translated_in_turn(offset: int, length: int, order: list[int]) -> None:
+    # pfns_for looks every PTE up at once (afd locks 64 pages per 256 KiB send); it must give
+    # what translating each page of the range one by one gives, over any order of frames.
+    space = _space(pfns=order)
+    va = BASE_VA + offset
+    last = (va + length - 1) & ~(PAGE_SIZE - 1)
+    expected = [space.translate(page) for page in range(va & ~(PAGE_SIZE - 1), last + 1, PAGE_SIZE)]
+    assert space.pfns_for(va, length) == expected
+
+
+def _frames_view_per_page(phys: PhysicalMemory, pfns: list[int], offset: int, length: int) -> list[bytes]:
+    """frames_view's general walk: consecutive frames merged into one run, page by page."""
+    out, page, within = [], offset // PAGE_SIZE, offset % PAGE_SIZE
+    while length > 0:
+        run = 1
+        while page + run < len(pfns) and pfns[page + run] == pfns[page] + run:
+            run += 1
+        take = min(run * PAGE_SIZE - within, length)
+        start = (pfns[page] - phys.base_pfn) * PAGE_SIZE + within
+        out.append(bytes(phys.view[start:start + take]))
+        length -= take
+        page += run
+        within = 0
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(offset=st.integers(0, 3 * PAGE_SIZE), length=st.integers(1, 5 * PAGE_SIZE),
+       breaks=st.sets(st.integers(1, 9), max_size=3))
+def test_frames_view_of_one_run_of_frames_checked_in_c_is_the_page_walk_s_views(offset, length, breaks) -> None:
+    # A locked buffer is usually one run of consecutive frames: frames_view checks that in C and
+    # returns one view; any break in the run takes the walk.  Same views, same bytes, either way.
+    phys = PhysicalMemory(32, base_pfn=0x100)
+    for i in range(32):
+        phys.frame(0x100 + i)[:] = bytes([i + 1]) * PAGE_SIZE
+    pfns, pfn = [], 0x102
+    for i in range(10):
+        pfn += 2 if i in breaks else 1
+        pfns.append(pfn)
+    views = phys.frames_view(pfns, offset, length)
+    assert [bytes(v) for v in views] == _frames_view_per_page(phys, pfns, offset, length)
+    if not breaks.intersection(range(offset // PAGE_SIZE + 1, (offset + length - 1) // PAGE_SIZE + 1)):
+        assert len(views) == 1
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_recycled_run_cleared_in_one_slice_is_zero_and_its_neighbours_keep_their_bytes(seed) -> None:
+    # allocate_zeroed clears a recycled run of consecutive frames with one slice assignment
+    # instead of a page at a time: every byte of the run reads zero, and not one byte beside it
+    # changes (frames before and after it keep what their owners wrote).
+    import random
+    rng = random.Random(seed)
+    phys = PhysicalMemory(64, base_pfn=0x200)
+    before = phys.allocate(2, "test")
+    count = rng.randint(2, 20)
+    run_pfns = phys.allocate(count, "bigpool")
+    after = phys.allocate(2, "test")
+    for pfn in before + run_pfns + after:
+        phys.frame(pfn)[:] = bytes([rng.randrange(1, 256)]) * PAGE_SIZE
+    kept = {pfn: bytes(phys.frame(pfn)) for pfn in before + after}
+    phys.free_run(run_pfns)
+    again = phys.allocate_zeroed(count, "bigpool")
+    assert again == run_pfns  # the same run, back in order
+    assert all(bytes(phys.frame(pfn)) == bytes(PAGE_SIZE) for pfn in again)
+    assert {pfn: bytes(phys.frame(pfn)) for pfn in before + after} == kept

@@ -35,7 +35,7 @@ def test_allocated_frames_get_their_own_active_rows_in_the_lowest_first_order():
 def test_a_freed_large_big_pool_run_goes_back_to_the_host_and_reads_as_zeros():
     m = new_machine()
     k = m.kernel
-    size = 64 * PAGE_SIZE  # 256 KiB: a run that may not be wanted again soon
+    size = 65 * PAGE_SIZE  # over 256 KiB (a copy-mode file body): a run that may not be wanted again soon
     va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "Lazy")
     pfns = k.mem.pfns_for(va, size)
     k.mem.write(va, b"\xAB" * size)
@@ -59,6 +59,27 @@ def test_a_freed_small_big_pool_block_stays_resident_and_reads_as_zeros_when_han
     va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "Lazy")
     assert k.mem.pfns_for(va, size) == pfns
     assert k.mem.read(va, size) == bytes(size)
+
+
+def test_afds_256_kib_send_copy_stays_resident_when_freed_and_reads_as_zeros_for_its_next_owner():
+    # afd copies each 256 KiB user-mode send into a big-pool block it frees on the ACK and allocates
+    # again for the next send: no madvise, no compare with the zero page and no 64 page faults per
+    # send, and the next owner still sees zeros and gets the same frames (LIFO), as before.
+    m = new_machine()
+    k = m.kernel
+    size = 64 * PAGE_SIZE
+    va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "AfdB")
+    pfns = k.mem.pfns_for(va, size)
+    k.mem.write(va, b"\xAB" * size)
+    run(m, ExFreePoolWithTag, va, "AfdB")
+    assert all(k.phys.entry(pfn).state == "Free" for pfn in pfns)
+    assert all(bytes(k.phys.frame(pfn)) == b"\xAB" * PAGE_SIZE for pfn in pfns)  # still resident
+    assert not k.phys._zero_free  # not given back to the host: cleared when handed out again
+    va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "AfdB")
+    assert k.mem.pfns_for(va, size) == pfns
+    assert k.mem.read(va, size) == bytes(size)
+    usage = k.pool.usage[(int.from_bytes(b"AfdB", "little"), False)]
+    assert (usage.allocs, usage.frees, usage.bytes_in_use) == (2, 1, size)
 
 
 def test_a_run_freed_and_allocated_again_reuses_its_frames_not_fresh_ones():

@@ -191,3 +191,66 @@ def test_sg_list_merges_physically_contiguous_pages(k):
     assert sg[0][1] == 100
     if contiguous:
         assert len(sg) == 1
+
+
+def _sg_list_page_by_page(nb) -> list[tuple[int, int, int]]:
+    """build_sg_list's page walk: every page of every MDL, merged into the element before it when it
+    continues it (the next frame from its start after a full page, or the same frame right after)."""
+    out: list[tuple[int, int, int]] = []
+    remaining, m, off = nb.DataLength, nb.CurrentMdl, nb.CurrentMdlOffset
+    last_pfn, last_end = -2, -1
+    while m is not None and remaining > 0:
+        take_mdl = min(m.byte_count - off, remaining)
+        pos = m.byte_offset + off
+        while take_mdl > 0:
+            within = pos % 4096
+            take = min(4096 - within, take_mdl)
+            pfn = m.pfns[pos // 4096]
+            if out and ((within == 0 and pfn == last_pfn + 1 and last_end == 4096)
+                        or (pfn == last_pfn and within == last_end)):
+                p, o, n = out[-1]
+                out[-1] = (p, o, n + take)
+            else:
+                out.append((pfn, within, take))
+            last_pfn, last_end = pfn, within + take
+            pos += take
+            take_mdl -= take
+            remaining -= take
+        m = m.next
+        off = 0
+    return out
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sg_list_of_mdls_in_runs_of_frames_is_what_the_page_walk_gives(k, seed):
+    # build_sg_list takes an MDL whose part lies in one run of consecutive frames in one step (a
+    # check in C); MDLs with breaks in their frames, and chains that continue on the next frame or
+    # in the same page, must give exactly the elements the page-by-page walk gives.
+    import random
+    from stack.kernel.mdl import Mdl
+    rng = random.Random(seed)
+    mdls, pfn, end = [], 0x400, 0
+    for _ in range(rng.randint(1, 5)):
+        offset = rng.choice([0, rng.randrange(4096)])
+        length = rng.choice([rng.randint(1, 5 * 4096), 4096 - offset, 2 * 4096 - offset])
+        if mdls and rng.random() < 0.6:  # the part before ends where this one begins (a frame's split)
+            offset, pfn = (0, pfn + 1) if end == 4096 else (end, pfn)
+        else:
+            pfn += 7
+        pages = (offset + length + 4095) // 4096
+        mdl = Mdl(k, 0, 0x10000 + offset, length, pages)
+        frames = []
+        for i in range(pages):
+            frames.append(pfn)
+            pfn += 1 if rng.random() < 0.8 else rng.choice([2, -5])
+        mdl.pfns = frames
+        mdls.append(mdl)
+        pfn = frames[-1]
+        end = (offset + length - 1) % 4096 + 1
+    for a, b in zip(mdls, mdls[1:]):
+        a.next = b
+    total = sum(m.byte_count for m in mdls)
+    start = rng.choice([0, rng.randrange(min(total, 6000))])
+    nbl = NdisAllocateNetBufferAndNetBufferList(pool(k), 0, 0, mdls[0], start, rng.randint(1, total - start))
+    nb = nbl.FirstNetBuffer
+    assert build_sg_list(nb) == _sg_list_page_by_page(nb)
