@@ -14,6 +14,9 @@ a send completion routine:
                   IRP_MN_MDL: Irp.MdlAddress = CcMdlRead chain (zero copy).
                   IRP_MN_COMPLETE_MDL: CcMdlReadComplete(Irp.MdlAddress).
 * IRP_MJ_CLEANUP / IRP_MJ_CLOSE  free the CCB.
+
+Fast I/O (DriverObject->FastIoDispatch, no IRP): FastIoQueryStandardInfo, and MdlRead /
+MdlReadComplete for a file whose pages are already cached (FsRtlMdlReadEx calls them first).
 """
 
 from __future__ import annotations
@@ -306,6 +309,45 @@ def KfsFastIoQueryStandardInfo(FileObject: FileObject, Wait: bool, Buffer: FILE_
 
 
 @kroutine("kfs")
+def KfsFastIoMdlRead(FileObject: FileObject, FileOffset: int, Length: int, LockKey: int, MdlChain: Any,
+                     IoStatus: Any, DeviceObject: DeviceObject) -> bool:
+    """FAST_IO_DISPATCH.MdlRead (what FsRtlMdlReadDev is for NTFS and FAT): when the file's pages are
+    already in the cache, CcMdlRead them into MdlChain.value with no IRP.  FALSE sends the caller to
+    IRP_MJ_READ / IRP_MN_MDL: a file not cached yet (the IRP path reads it in), a file object kfs
+    does not know, or no pool for the MDLs (the IRP path then fails the read the ordinary way)."""
+    fcb = _fcb_of(FileObject)
+    if fcb is None or not fcb.cache.loaded or FileOffset < 0 or Length < 0:
+        return False
+    IoStatus.Information = 0
+    if Length == 0:
+        IoStatus.Status = STATUS_SUCCESS
+        return True
+    if FileOffset >= fcb.FileSize:
+        IoStatus.Status = STATUS_END_OF_FILE
+        return True
+    length = min(Length, fcb.FileSize - FileOffset)
+    k = current_kernel()
+    if k.cpu_model is not None:
+        k.charge("fs_read_page", (length + 4095) // 4096)
+    chain = CcMdlRead(FileObject, FileOffset, length, IoStatus)
+    if chain is None:
+        return False
+    MdlChain.value = chain
+    FileObject.CurrentByteOffset = FileOffset + length
+    return True
+
+
+@kroutine("kfs")
+def KfsFastIoMdlReadComplete(FileObject: FileObject, MdlChain: Mdl, DeviceObject: DeviceObject) -> bool:
+    """FAST_IO_DISPATCH.MdlReadComplete (FsRtlMdlReadCompleteDev): CcMdlReadComplete, no IRP.
+    FALSE for a file object kfs does not know (the caller then sends IRP_MN_COMPLETE_MDL)."""
+    if _fcb_of(FileObject) is None:
+        return False
+    CcMdlReadComplete(FileObject, MdlChain)
+    return True
+
+
+@kroutine("kfs")
 def KfsCommonRead(DeviceObject: DeviceObject, Irp: Any) -> int:
     k = current_kernel()
     volume = volume_of(DeviceObject)
@@ -390,7 +432,8 @@ def KfsDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
     DriverObject.MajorFunction[IRP_MJ_QUERY_INFORMATION] = KfsCommonQueryInformation
     DriverObject.MajorFunction[IRP_MJ_READ] = KfsCommonRead
     fast_io = FAST_IO_DISPATCH(current_kernel().image_global("kfs", "KfsFastIoDispatch", FAST_IO_DISPATCH_SIZE),
-                               FastIoQueryStandardInfo=KfsFastIoQueryStandardInfo)
+                               FastIoQueryStandardInfo=KfsFastIoQueryStandardInfo,
+                               MdlRead=KfsFastIoMdlRead, MdlReadComplete=KfsFastIoMdlReadComplete)
     fast_io.write(current_kernel())
     DriverObject.fast_io_dispatch = fast_io
     DriverObject.driver_unload = KfsUnload

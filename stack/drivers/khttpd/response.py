@@ -1,7 +1,8 @@
-"""khttpd's responses: static files (zero copy: header MDL -> the cache manager's IRP_MN_MDL
-chain, ONE send; copy mode: a nonpaged body buffer), ranges, and the send path both transports
-share (KhttpdSendChain: WskSend / WskDisconnect with data, or TDI_SEND through tdi_transport.py).
-KhttpdSendComplete gives the cache pages back (IRP_MN_COMPLETE_MDL) and frees the header MDL."""
+"""khttpd's responses: static files (zero copy: header MDL -> the cache manager's MDL chain from
+FsRtlMdlReadEx (fast I/O when cached, IRP_MN_MDL otherwise), ONE send; copy mode: a nonpaged body
+buffer), ranges, and the send path both transports share (KhttpdSendChain: WskSend /
+WskDisconnect with data, or TDI_SEND through tdi_transport.py).
+KhttpdSendComplete gives the cache pages back (FsRtlMdlReadComplete) and frees the header MDL."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from stack.drivers.khttpd.http import http_date
 from stack.drivers.khttpd.mime import content_type_for
 from stack.drivers.khttpd import tdi_transport
 from stack.fs import fsio
+from stack.fs.fsrtl import FsRtlMdlReadComplete, fs_mdl_read_fast
 from stack.fs.kfs import VOLUME_DEVICE_NAME
 from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
                           STATUS_UNSUCCESSFUL, TRACE_LEVEL_ERROR, ExAllocatePoolWithTag, ExFreePoolWithTag,
@@ -97,7 +99,8 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
             send.header_mdl.next = send.body_mdl
             g.stats.static_copied += 1
         else:
-            status, send.cache_mdl = fsio.fs_mdl_read(file_object, offset, body_length)
+            # FsRtlMdlReadEx: kfs's fast I/O MdlRead when the pages are cached (no IRP), else IRP_MN_MDL
+            status, send.cache_mdl = fs_mdl_read_fast(file_object, offset, body_length)
             send.header_mdl.next = send.cache_mdl
             g.stats.static_zero_copy += 1
         if not NT_SUCCESS(status):
@@ -129,13 +132,13 @@ def KhttpdServeMultipleRanges(connection: KhttpdConnection, request: Request, fi
             body += piece
             continue
         first, last = piece
-        status, mdl = fsio.fs_mdl_read(file_object, first, last - first + 1)
+        status, mdl = fs_mdl_read_fast(file_object, first, last - first + 1)
         if not NT_SUCCESS(status) or mdl is None:
             fsio.fs_close(file_object)
             return False
         body += b"".join(mdl_chain_views(mdl, 0, last - first + 1))
         k.copies.count(last - first + 1, "KhttpdServeMultipleRanges")
-        fsio.fs_mdl_read_complete(file_object, mdl)
+        FsRtlMdlReadComplete(file_object, mdl)
     fsio.fs_close(file_object)
     header = http.build_response_header(
         206, now_s=_http_now(), content_length=len(body),
@@ -223,7 +226,8 @@ def KhttpdReleaseSend(send: KhttpdSendContext) -> None:
         IoFreeMdl(send.header_mdl)
         send.header_mdl = None
     if send.cache_mdl is not None:
-        fsio.fs_mdl_read_complete(send.file_object, send.cache_mdl)  # IRP_MJ_READ / IRP_MN_COMPLETE_MDL
+        # fast I/O MdlReadComplete, or IRP_MJ_READ / IRP_MN_COMPLETE_MDL when the file system refuses it
+        FsRtlMdlReadComplete(send.file_object, send.cache_mdl)
         send.cache_mdl = None
     if send.body_mdl is not None:
         IoFreeMdl(send.body_mdl)
