@@ -15,7 +15,7 @@ a send completion routine:
                   IRP_MN_COMPLETE_MDL: CcMdlReadComplete(Irp.MdlAddress).
 * IRP_MJ_CLEANUP / IRP_MJ_CLOSE  free the CCB.
 
-Fast I/O (DriverObject->FastIoDispatch, no IRP): FastIoQueryStandardInfo, and MdlRead /
+Fast I/O (DriverObject->FastIoDispatch, no IRP): FastIoQueryBasicInfo / FastIoQueryStandardInfo, MdlRead /
 MdlReadComplete for a file whose pages are already cached (FsRtlMdlReadEx calls them first).
 """
 
@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from stack.fs.cache import CacheManager, CcCopyRead, CcMdlRead, CcMdlReadComplete, SharedCacheMap
+from stack.fs.cache import (CacheManager, CcCopyRead, CcMdlRead, CcMdlReadComplete, CcPurgeCacheSection,
+                            SharedCacheMap)
 from stack.fs.docroot_manifest import DOCROOT_SIZES, FileContent, docroot_files, file_bytes
 from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ,
                           IRP_MN_COMPLETE_MDL, IRP_MN_MDL, IRP_MN_NORMAL, STATUS_BUFFER_TOO_SMALL,
@@ -50,6 +51,12 @@ FILE_OBJECT_SIZE = 0xD8
 FileBasicInformation = 4
 FileStandardInformation = 5
 FILE_STANDARD_INFORMATION_SIZE = 24
+FILE_BASIC_INFORMATION_SIZE = 40
+FILE_ATTRIBUTE_READONLY = 0x01
+STATUS_SHARING_VIOLATION = 0xC0000043
+# The volume's files carry one time until something replaces them: 2024-01-01 00:00 UTC as a
+# FILETIME (100 ns since 1601).  A replaced file's LastWriteTime comes from the virtual clock.
+KFS_VOLUME_TIME = (1_704_067_200 + 11_644_473_600) * 10_000_000
 
 
 @dataclass(slots=True)
@@ -66,6 +73,17 @@ class FILE_STANDARD_INFORMATION:
         return (self.AllocationSize.to_bytes(8, "little") + self.EndOfFile.to_bytes(8, "little")
                 + self.NumberOfLinks.to_bytes(4, "little") + bytes((int(self.DeletePending), int(self.Directory)))
                 + bytes(2))
+
+@dataclass(slots=True)
+class FILE_BASIC_INFORMATION:
+    """What FileBasicInformation returns (FastIoQueryBasicInfo fills the caller's buffer)."""
+
+    CreationTime: int = 0
+    LastAccessTime: int = 0
+    LastWriteTime: int = 0
+    ChangeTime: int = 0
+    FileAttributes: int = 0
+
 
 register_layout(StructLayout("_UNICODE_STRING", 0x10, [
     F("Length", 0x00, "u16"), F("MaximumLength", 0x02, "u16"), F("Buffer", 0x08, "ptr", "Wchar"),
@@ -166,6 +184,7 @@ class Fcb:
     FileSize: int
     cache: SharedCacheMap
     open_count: int = 0
+    LastWriteTime: int = KFS_VOLUME_TIME
 
 
 @dataclass(slots=True, eq=False)
@@ -309,6 +328,44 @@ def KfsFastIoQueryStandardInfo(FileObject: FileObject, Wait: bool, Buffer: FILE_
 
 
 @kroutine("kfs")
+def KfsFastIoQueryBasicInfo(FileObject: FileObject, Wait: bool, Buffer: FILE_BASIC_INFORMATION,
+                            IoStatus: Any, DeviceObject: DeviceObject) -> bool:
+    """FAST_IO_DISPATCH.FastIoQueryBasicInfo: the times are in the FCB (FALSE for an unknown file object)."""
+    fcb = _fcb_of(FileObject)
+    if fcb is None:
+        return False
+    Buffer.CreationTime = Buffer.LastAccessTime = KFS_VOLUME_TIME
+    Buffer.LastWriteTime = Buffer.ChangeTime = fcb.LastWriteTime
+    Buffer.FileAttributes = FILE_ATTRIBUTE_READONLY
+    IoStatus.Status = STATUS_SUCCESS
+    IoStatus.Information = FILE_BASIC_INFORMATION_SIZE
+    return True
+
+
+@kroutine("kfs")
+def KfsReplaceFile(DeviceObject: DeviceObject, FileName: str, Content: bytes) -> int:
+    """A new version of an existing file on the volume, as an administrator's copy would leave it
+    (kfs has no IRP_MJ_WRITE: the volume is read-only to its clients).  Open file objects keep
+    the same FCB and see the new size and LastWriteTime; the old pages leave the cache
+    (CcPurgeCacheSection), which refuses while any of them is locked or lent out in an MDL read:
+    STATUS_SHARING_VIOLATION then, and nothing changes."""
+    k = current_kernel()
+    volume = volume_of(DeviceObject)
+    name = canonical_file_name(FileName)
+    if name is None or name not in volume.sizes:
+        return STATUS_OBJECT_NAME_NOT_FOUND
+    fcb = volume.fcbs.get(name)
+    if fcb is not None:
+        if not CcPurgeCacheSection(fcb.cache):
+            return STATUS_SHARING_VIOLATION
+        fcb.FileSize = fcb.cache.file_size = len(Content)
+        fcb.LastWriteTime = KFS_VOLUME_TIME + k.now_ns // 100 + 1
+    volume.files = {**volume.files, name: bytes(Content)}  # the manifest's dict may be shared: never edit it
+    volume.sizes[name] = len(Content)
+    return STATUS_SUCCESS
+
+
+@kroutine("kfs")
 def KfsFastIoMdlRead(FileObject: FileObject, FileOffset: int, Length: int, LockKey: int, MdlChain: Any,
                      IoStatus: Any, DeviceObject: DeviceObject) -> bool:
     """FAST_IO_DISPATCH.MdlRead (what FsRtlMdlReadDev is for NTFS and FAT): when the file's pages are
@@ -433,6 +490,7 @@ def KfsDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
     DriverObject.MajorFunction[IRP_MJ_READ] = KfsCommonRead
     fast_io = FAST_IO_DISPATCH(current_kernel().image_global("kfs", "KfsFastIoDispatch", FAST_IO_DISPATCH_SIZE),
                                FastIoQueryStandardInfo=KfsFastIoQueryStandardInfo,
+                               FastIoQueryBasicInfo=KfsFastIoQueryBasicInfo,
                                MdlRead=KfsFastIoMdlRead, MdlReadComplete=KfsFastIoMdlReadComplete)
     fast_io.write(current_kernel())
     DriverObject.fast_io_dispatch = fast_io

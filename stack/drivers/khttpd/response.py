@@ -17,10 +17,10 @@ from stack.drivers.khttpd.mime import content_type_for
 from stack.drivers.khttpd import tdi_transport
 from stack.fs import fsio
 from stack.fs.fsrtl import FsRtlMdlReadComplete, fs_mdl_read_fast
-from stack.fs.kfs import VOLUME_DEVICE_NAME
+from stack.drivers.khttpd.filecache import KhttpdOpenFile, KhttpdReleaseFile
 from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
                           STATUS_UNSUCCESSFUL, TRACE_LEVEL_ERROR, ExAllocatePoolWithTag, ExFreePoolWithTag,
-                          IoAllocateMdl, IoFreeMdl, IoGetDeviceObjectPointer, IoReuseIrp, IoSetCompletionRoutine,
+                          IoAllocateMdl, IoFreeMdl, IoReuseIrp, IoSetCompletionRoutine,
                           KeSetEvent, KeWaitForSingleObject, Mdl, MmBuildMdlForNonPagedPool, NonPagedPoolNx,
                           TraceEvents, current_kernel, kroutine)
 from stack.kernel.ke import KEVENT, Executive, KernelMode, SynchronizationEvent, KeClearEvent
@@ -39,15 +39,10 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     http = connection.http
     path = request.path
     assert path is not None
-    volume = IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME)
-    status, file_object = fsio.fs_open(volume, _fs_name(path.fs_path)) if volume else (STATUS_UNSUCCESSFUL, None)
-    size = 0
-    if file_object is not None:
-        status, size = fsio.fs_query_size(file_object)
+    # The open-file cache's FILE_OBJECT when the file is open already (no IRP), else a new open
+    status, file_object, size = KhttpdOpenFile(g.open_files, path.fs_path, _fs_name(path.fs_path))
     if file_object is None or not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "open %s failed: %!STATUS!", path.fs_path, status)
-        if file_object is not None:
-            fsio.fs_close(file_object)
         # Out of memory is the server's trouble, not a missing file: 503, as HTTP.sys answers then.
         code = 503 if status == STATUS_INSUFFICIENT_RESOURCES else 404
         sent = yield from KhttpdSendBytes(connection, http.build_error_response(code, now_s=_http_now()))
@@ -56,7 +51,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     content_type = content_type_for(path.fs_path)
     validators = Validators.for_file(path.fs_path, size, LAB_EPOCH_UNIX, http_date(0))
     if not_modified(request.header(b"if-none-match"), request.header(b"if-modified-since"), validators):
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         header = http.build_response_header(304, now_s=_http_now(), content_length=size,
                                             headers=validators.headers(), keep_alive=request.keep_alive)
         sent = yield from KhttpdSendBytes(connection, header + http.end_response())
@@ -64,7 +59,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         return sent
     ranges = parse_range(request.header(b"range"), size, request.header(b"if-range"), validators)
     if ranges == RANGE_UNSATISFIABLE:
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         sent = yield from KhttpdSendBytes(connection, http.build_error_response(
             416, now_s=_http_now(), keep_alive=request.keep_alive, headers=[("Content-Range", f"bytes */{size}")]))
         _log(connection, request.method, request.target, request.http_version, 416, 0)
@@ -82,12 +77,12 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
                                         content_type=content_type, headers=extra, keep_alive=request.keep_alive)
     send = _new_send_context(connection)
     if send is None:
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         return False
     send.file_object = file_object
     send.header_mdl = _header_mdl(connection, header)
     if send.header_mdl is None:  # no MDL for the header: the response cannot start, close
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         free_send_context(send)
         return False
     body_length = 0 if request.head_only else size
@@ -107,7 +102,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
             TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "read %s failed: %!STATUS!", path.fs_path,
                         status)
             KhttpdReleaseSend(send)
-            fsio.fs_close(file_object)
+            KhttpdReleaseFile(g.open_files, file_object)
             free_send_context(send)
             return False  # the header is framed but cannot be honoured: close the connection
         http.body_passthrough(body_length)
@@ -134,12 +129,12 @@ def KhttpdServeMultipleRanges(connection: KhttpdConnection, request: Request, fi
         first, last = piece
         status, mdl = fs_mdl_read_fast(file_object, first, last - first + 1)
         if not NT_SUCCESS(status) or mdl is None:
-            fsio.fs_close(file_object)
+            KhttpdReleaseFile(connection.globals.open_files, file_object)
             return False
         body += b"".join(mdl_chain_views(mdl, 0, last - first + 1))
         k.copies.count(last - first + 1, "KhttpdServeMultipleRanges")
         FsRtlMdlReadComplete(file_object, mdl)
-    fsio.fs_close(file_object)
+    KhttpdReleaseFile(connection.globals.open_files, file_object)
     header = http.build_response_header(
         206, now_s=_http_now(), content_length=len(body),
         content_type=f"multipart/byteranges; boundary={MULTIPART_BOUNDARY}",
@@ -200,7 +195,7 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "send to %s failed: %!STATUS!",
                     connection.remote, status)
     if send.file_object is not None:
-        fsio.fs_close(send.file_object)
+        KhttpdReleaseFile(connection.globals.open_files, send.file_object)
         send.file_object = None
     free_send_context(send)
     return ok
