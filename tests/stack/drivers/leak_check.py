@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from stack.drivers.khttpd.state import khttpd_globals
 from stack.fs.kfs import CCB_TAG, FCB_TAG, FILE_OBJECT_TAG, VOLUME_DEVICE_NAME, Volume
+from stack.kernel.ke import THREAD_TAG
 from stack.kernel.kernel import Kernel
 from stack.kernel.memory import NEVER_USED_FRAME
 from stack.kernel.scheduler import HEAP_COMPACT_MIN
@@ -73,12 +74,18 @@ def resource_counts(kernel: Kernel) -> ResourceCounts:
         row[0] -= count
         row[1] = 0
     ext = kernel.extensions
+    workers = ext.get("exp_workers")
+    idle_workers = len(workers.idle) if workers is not None else 0  # system worker threads waiting for work
+    if idle_workers:
+        row = pool.setdefault(THREAD_TAG, [0, 0])
+        row[0] -= idle_workers
+        row[1] = 0
     ndis = ext.get("ndis")
     tcpip = ext.get("tcpip")
     wsk = ext.get("wsk")
     objects = {
         "time-wait tcbs": len(tcpip.tcp.time_wait) if tcpip is not None else 0,
-        "threads": len(kernel.threads),
+        "threads": len(kernel.threads) - idle_workers,
         "irps": len(ext.get("irps", {})),
         "nbls in use": sum(p.in_use for p in ndis.nbl_pools) if ndis is not None else 0,
         "header slots in use": tcpip.slot_pool.total - len(tcpip.slot_pool.free) if tcpip is not None else 0,
