@@ -17,6 +17,8 @@ a send completion routine:
 
 Fast I/O (DriverObject->FastIoDispatch, no IRP): FastIoQueryBasicInfo / FastIoQueryStandardInfo, MdlRead /
 MdlReadComplete for a file whose pages are already cached (FsRtlMdlReadEx calls them first).
+KfsReplaceFile puts a new version of a file on the volume (an administrator's copy: clients
+cannot write), which is how a file changes under khttpd's open-file cache.
 """
 
 from __future__ import annotations

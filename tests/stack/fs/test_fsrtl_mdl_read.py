@@ -158,3 +158,30 @@ def test_fast_io_read_past_the_end_of_a_cached_file_is_end_of_file_with_no_chain
 
     status, chain, irps = run(m, body)
     assert status == STATUS_END_OF_FILE and chain is None and irps == []
+
+
+def test_a_replaced_file_leaves_the_cache_and_an_open_file_object_reads_the_new_version():
+    from stack.fs.kfs import KFS_VOLUME_TIME, KfsReplaceFile
+    m, seen = _machine()
+    name = "style.css"
+    new = b"p { margin: 0 }\n" * 300  # two pages
+
+    def body() -> tuple:
+        volume = IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME)
+        _, fo = fsio.fs_open(volume, name)
+        _read_and_give_back(seen, fo, 0, len(CONTENT[name]))  # cached now
+        _, before = fsio.fs_query_basic(fo)
+        status = KfsReplaceFile(volume, name, new)
+        _, after = fsio.fs_query_basic(fo)
+        _, size = fsio.fs_query_size(fo)
+        first = _read_and_give_back(seen, fo, 0, len(new))
+        second = _read_and_give_back(seen, fo, 0, len(new))
+        fsio.fs_close(fo)
+        return status, before.LastWriteTime, after.LastWriteTime, size, first, second
+
+    status, before, after, size, first, second = run(m, body)
+    assert status == STATUS_SUCCESS and before == KFS_VOLUME_TIME and after > before and size == len(new)
+    assert first[0] == second[0] == new
+    assert first[1] == [(IRP_MJ_READ, IRP_MN_MDL)]  # purged: the next read fills the cache again
+    assert second[1] == []
+    assert CacheManager.of(m.kernel).disk_reads == 2
