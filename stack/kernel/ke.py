@@ -305,7 +305,7 @@ class KThread(DispatcherObject):
         k.threads.append(self)
         k.register_object(self)
         self.deleted = False
-        self.work: Generator | None = None  # a system worker thread: the work item it is handed next
+        self.work: tuple | None = None  # a system worker thread: (body, symbol, is a kroutine) handed next
         self.work_event: KEVENT | None = None  # ... and the event it waits on for it (WrQueue)
 
     def flush(self) -> None:
@@ -926,7 +926,7 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
         t = workers.idle.pop()
         workers.reused += 1
         t.name = f"worker {symbol}"
-        t.work = body
+        t.work = (body, symbol, kroutine_start)
         KeSetEvent(t.work_event)  # KeInsertQueue: the worker leaves its wait and runs the item
         return
     try:
@@ -942,7 +942,7 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
                                label=f"work {symbol} waits for a worker")
         return
     t = KThread(k, f"worker {symbol}", "nt!ExpWorkerThread", None, address, stack)
-    t.work = body
+    t.work = (body, symbol, kroutine_start)
     t.work_event = KEVENT(SynchronizationEvent, False)
     t.body = _exp_worker_thread(k, t, workers)
     t.win32_start_symbol = "nt!ExpWorkerThread"
@@ -958,11 +958,13 @@ def _exp_worker_thread(k: Kernel, t: KThread, workers: ExpWorkerPool) -> Generat
     """nt!ExpWorkerThread: run the work item handed over (under nt!IopProcessWorkItem, as `k`
     shows on Windows), then wait on the queue for the next one - or exit when enough are idle."""
     while True:
-        body, t.work = t.work, None
+        (body, symbol, kroutine_start), t.work = t.work, None
+        depth = len(t.frames)
         t.frames.append(_WORKER_ITEM_FRAME)
+        if not kroutine_start:  # a @kroutine work routine pushes its own frame
+            t.frames.append(Frame(symbol))
         yield from body
-        if t.frames and t.frames[-1] is _WORKER_ITEM_FRAME:
-            del t.frames[-1]
+        del t.frames[depth:]
         if len(workers.idle) >= EXP_IDLE_WORKERS_MAX:
             return STATUS_SUCCESS
         workers.idle.append(t)

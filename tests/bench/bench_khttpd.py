@@ -8,7 +8,8 @@ the emulated client + khttpd (WSK zero copy) against http.client + http.server o
 loopback, each with a warm-up and the median of --samples samples (wall and CPU req/s), and
 their wall ratio (aim >= 1.0); with --calls also the Python calls per emulated request (cProfile,
 deterministic: the figure to compare across machines and loads).  Then the second aim, zero copy
-against copy mode at 1 MiB (aim >= 1.2), each with a warm-up and the median of --samples samples.
+against copy mode at 1 MiB (aim >= 1.2), each with a warm-up and the median of --samples samples
+(with --calls also the Python calls per 1 MiB request in each mode).
 --aim-only stops there (--zero-copy-only runs only the second aim; --profile-only prints only the
 calls per 1 KiB request and the top N functions of a cProfile over the measured requests, by own
 time and by calls, builtins folded into their callers).  The host's garbage collector runs as

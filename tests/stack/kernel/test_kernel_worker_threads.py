@@ -72,3 +72,23 @@ def test_concurrent_waiting_items_get_a_worker_each_and_only_a_few_idle_workers_
     assert len(workers.idle) == EXP_IDLE_WORKERS_MAX
     assert len(k.threads) == baseline + EXP_IDLE_WORKERS_MAX  # the others exited
     assert all(t.state == "Waiting" and t.wait_reason == WrQueue for t in workers.idle)
+
+
+def test_a_plain_work_routine_still_shows_its_own_frame_under_iopprocessworkitem_on_a_reused_worker():
+    from stack.kernel.symbols import symbol_of
+    m = new_machine()
+    k = m.kernel
+    ev = KEVENT()
+    seen: list[list[str]] = []
+
+    def PlainWork(DeviceObject, Context):  # not a @kroutine: the thread pushes its frame for it
+        yield KeWaitForSingleObject(ev)
+        seen.append([f.symbol for f in k.current_thread.frames])
+
+    for _ in range(2):  # a new worker, then the same one again
+        _queue(m, PlainWork)
+        m.scheduler.run_until_idle()
+        run(m, KeSetEvent, ev)
+        m.scheduler.run_until_idle()
+    assert seen == [WORKER_FRAMES + [symbol_of(PlainWork)]] * 2
+    assert ExpWorkerPool.of(k).reused == 1
