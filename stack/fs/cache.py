@@ -137,6 +137,28 @@ def _check_range(scm: SharedCacheMap, offset: int, length: int) -> None:
         raise CacheError(f"{scm.name}: range {offset:#x}+{length:#x} outside a file of {scm.file_size:#x} bytes")
 
 
+@kroutine("nt")
+def CcPurgeCacheSection(SectionObjectPointer: SharedCacheMap, FileOffset: int | None = None, Length: int = 0,
+                        Flags: int = 0) -> bool:
+    """Drop a file's cached pages (the whole file: the lab never purges a range) so the next read
+    fills them again.  FALSE, as in Windows, while any page is locked or described by an
+    outstanding MDL read; the shared cache map itself stays, with every file object pointing at it."""
+    k = current_kernel()
+    scm = SectionObjectPointer
+    if scm.outstanding_mdls or (scm.loaded and any(e.lock_count for e in k.phys.entries(scm.pfns))):
+        return False
+    if scm.loaded:
+        cc = CacheManager.of(k)
+        for i, pfn in enumerate(scm.pfns):
+            k.mem.unmap_page(scm.base_va + i * PAGE_SIZE)
+            k.phys.free(pfn)
+        cc.region.release(scm.base_va, len(scm.pfns))
+    scm.pfns = []
+    scm.base_va = 0
+    scm.loaded = False
+    return True
+
+
 # --- the nt!Cc* routines -----------------------------------------------------------------
 
 @kroutine("nt")
@@ -233,4 +255,5 @@ def CcMdlReadComplete(FileObject: Any, MdlChain: Mdl) -> None:
 
 
 __all__ = ["CacheManager", "SharedCacheMap", "CacheError", "CcCopyRead", "CcMdlRead", "CcMdlReadComplete",
+           "CcPurgeCacheSection",
            "SYSTEM_CACHE_BASE", "VACB_MAPPING_GRANULARITY"]

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from stack.fs.kfs import (FILE_OBJECT_SIZE, FILE_OBJECT_TAG, FILE_STANDARD_INFORMATION,
+from stack.fs.kfs import (FILE_BASIC_INFORMATION, FILE_OBJECT_SIZE, FILE_OBJECT_TAG, FILE_STANDARD_INFORMATION,
                           FILE_STANDARD_INFORMATION_SIZE, CreateParameters, FileObject, FileStandardInformation, FsError,
                           QueryFileParameters, ReadParameters)
 from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ,
                           IRP_MN_COMPLETE_MDL, IRP_MN_MDL, IRP_MN_NORMAL, NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES,
+                          STATUS_INVALID_DEVICE_REQUEST,
                           STATUS_MORE_PROCESSING_REQUIRED, STATUS_PENDING, ExAllocatePoolWithTag, ExFreePoolWithTag,
                           IoAllocateIrp, IoCallDriver, IoFreeIrp, IoGetNextIrpStackLocation, IoSetCompletionRoutine,
                           Mdl, NonPagedPoolNx, current_kernel, kroutine)
@@ -123,6 +124,20 @@ def fs_query_size(file_object: FileObject) -> tuple[int, int]:
     return status, size
 
 
+def fs_query_basic(file_object: FileObject) -> tuple[int, FILE_BASIC_INFORMATION | None]:
+    """FileBasicInformation (the times) through the file system's FastIoQueryBasicInfo: (status,
+    info).  kfs answers every file it knows there; a file system without it gets
+    STATUS_INVALID_DEVICE_REQUEST (the lab's IRP_MJ_QUERY_INFORMATION only knows the sizes)."""
+    device = file_object.DeviceObject
+    fast_io = device.driver_object.fast_io_dispatch
+    if fast_io is not None and fast_io.FastIoQueryBasicInfo is not None:
+        info = FILE_BASIC_INFORMATION()
+        iosb = IoStatusBlock()
+        if fast_io.FastIoQueryBasicInfo(file_object, True, info, iosb, device):
+            return iosb.Status, info if NT_SUCCESS(iosb.Status) else None
+    return STATUS_INVALID_DEVICE_REQUEST, None
+
+
 def fs_mdl_read(file_object: FileObject, offset: int, length: int) -> tuple[int, Mdl | None]:
     """IRP_MJ_READ / IRP_MN_MDL: (status, MDL chain over the cached pages)."""
     status, _, mdl = fs_call(file_object.DeviceObject, file_object, IRP_MJ_READ, IRP_MN_MDL,
@@ -159,5 +174,5 @@ def fs_close(file_object: FileObject) -> int:
     return status
 
 
-__all__ = ["IoCreateFileObject", "IoDeleteFileObject", "fs_call", "fs_open", "fs_query_size", "fs_mdl_read",
+__all__ = ["IoCreateFileObject", "IoDeleteFileObject", "fs_call", "fs_open", "fs_query_size", "fs_query_basic", "fs_mdl_read",
            "fs_mdl_read_complete", "fs_read", "fs_close"]

@@ -14,6 +14,11 @@ a send completion routine:
                   IRP_MN_MDL: Irp.MdlAddress = CcMdlRead chain (zero copy).
                   IRP_MN_COMPLETE_MDL: CcMdlReadComplete(Irp.MdlAddress).
 * IRP_MJ_CLEANUP / IRP_MJ_CLOSE  free the CCB.
+
+Fast I/O (DriverObject->FastIoDispatch, no IRP): FastIoQueryBasicInfo / FastIoQueryStandardInfo, MdlRead /
+MdlReadComplete for a file whose pages are already cached (FsRtlMdlReadEx calls them first).
+KfsReplaceFile puts a new version of a file on the volume (an administrator's copy: clients
+cannot write), which is how a file changes under khttpd's open-file cache.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from stack.fs.cache import CacheManager, CcCopyRead, CcMdlRead, CcMdlReadComplete, SharedCacheMap
+from stack.fs.cache import (CacheManager, CcCopyRead, CcMdlRead, CcMdlReadComplete, CcPurgeCacheSection,
+                            SharedCacheMap)
 from stack.fs.docroot_manifest import DOCROOT_SIZES, FileContent, docroot_files, file_bytes
 from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_QUERY_INFORMATION, IRP_MJ_READ,
                           IRP_MN_COMPLETE_MDL, IRP_MN_MDL, IRP_MN_NORMAL, STATUS_BUFFER_TOO_SMALL,
@@ -47,6 +53,12 @@ FILE_OBJECT_SIZE = 0xD8
 FileBasicInformation = 4
 FileStandardInformation = 5
 FILE_STANDARD_INFORMATION_SIZE = 24
+FILE_BASIC_INFORMATION_SIZE = 40
+FILE_ATTRIBUTE_READONLY = 0x01
+STATUS_SHARING_VIOLATION = 0xC0000043
+# The volume's files carry one time until something replaces them: 2024-01-01 00:00 UTC as a
+# FILETIME (100 ns since 1601).  A replaced file's LastWriteTime comes from the virtual clock.
+KFS_VOLUME_TIME = (1_704_067_200 + 11_644_473_600) * 10_000_000
 
 
 @dataclass(slots=True)
@@ -63,6 +75,17 @@ class FILE_STANDARD_INFORMATION:
         return (self.AllocationSize.to_bytes(8, "little") + self.EndOfFile.to_bytes(8, "little")
                 + self.NumberOfLinks.to_bytes(4, "little") + bytes((int(self.DeletePending), int(self.Directory)))
                 + bytes(2))
+
+@dataclass(slots=True)
+class FILE_BASIC_INFORMATION:
+    """What FileBasicInformation returns (FastIoQueryBasicInfo fills the caller's buffer)."""
+
+    CreationTime: int = 0
+    LastAccessTime: int = 0
+    LastWriteTime: int = 0
+    ChangeTime: int = 0
+    FileAttributes: int = 0
+
 
 register_layout(StructLayout("_UNICODE_STRING", 0x10, [
     F("Length", 0x00, "u16"), F("MaximumLength", 0x02, "u16"), F("Buffer", 0x08, "ptr", "Wchar"),
@@ -163,6 +186,7 @@ class Fcb:
     FileSize: int
     cache: SharedCacheMap
     open_count: int = 0
+    LastWriteTime: int = KFS_VOLUME_TIME
 
 
 @dataclass(slots=True, eq=False)
@@ -306,6 +330,83 @@ def KfsFastIoQueryStandardInfo(FileObject: FileObject, Wait: bool, Buffer: FILE_
 
 
 @kroutine("kfs")
+def KfsFastIoQueryBasicInfo(FileObject: FileObject, Wait: bool, Buffer: FILE_BASIC_INFORMATION,
+                            IoStatus: Any, DeviceObject: DeviceObject) -> bool:
+    """FAST_IO_DISPATCH.FastIoQueryBasicInfo: the times are in the FCB (FALSE for an unknown file object)."""
+    fcb = _fcb_of(FileObject)
+    if fcb is None:
+        return False
+    Buffer.CreationTime = Buffer.LastAccessTime = KFS_VOLUME_TIME
+    Buffer.LastWriteTime = Buffer.ChangeTime = fcb.LastWriteTime
+    Buffer.FileAttributes = FILE_ATTRIBUTE_READONLY
+    IoStatus.Status = STATUS_SUCCESS
+    IoStatus.Information = FILE_BASIC_INFORMATION_SIZE
+    return True
+
+
+@kroutine("kfs")
+def KfsReplaceFile(DeviceObject: DeviceObject, FileName: str, Content: bytes) -> int:
+    """A new version of an existing file on the volume, as an administrator's copy would leave it
+    (kfs has no IRP_MJ_WRITE: the volume is read-only to its clients).  Open file objects keep
+    the same FCB and see the new size and LastWriteTime; the old pages leave the cache
+    (CcPurgeCacheSection), which refuses while any of them is locked or lent out in an MDL read:
+    STATUS_SHARING_VIOLATION then, and nothing changes."""
+    k = current_kernel()
+    volume = volume_of(DeviceObject)
+    name = canonical_file_name(FileName)
+    if name is None or name not in volume.sizes:
+        return STATUS_OBJECT_NAME_NOT_FOUND
+    fcb = volume.fcbs.get(name)
+    if fcb is not None:
+        if not CcPurgeCacheSection(fcb.cache):
+            return STATUS_SHARING_VIOLATION
+        fcb.FileSize = fcb.cache.file_size = len(Content)
+        fcb.LastWriteTime = KFS_VOLUME_TIME + k.now_ns // 100 + 1
+    volume.files = {**volume.files, name: bytes(Content)}  # the manifest's dict may be shared: never edit it
+    volume.sizes[name] = len(Content)
+    return STATUS_SUCCESS
+
+
+@kroutine("kfs")
+def KfsFastIoMdlRead(FileObject: FileObject, FileOffset: int, Length: int, LockKey: int, MdlChain: Any,
+                     IoStatus: Any, DeviceObject: DeviceObject) -> bool:
+    """FAST_IO_DISPATCH.MdlRead (what FsRtlMdlReadDev is for NTFS and FAT): when the file's pages are
+    already in the cache, CcMdlRead them into MdlChain.value with no IRP.  FALSE sends the caller to
+    IRP_MJ_READ / IRP_MN_MDL: a file not cached yet (the IRP path reads it in), a file object kfs
+    does not know, or no pool for the MDLs (the IRP path then fails the read the ordinary way)."""
+    fcb = _fcb_of(FileObject)
+    if fcb is None or not fcb.cache.loaded or FileOffset < 0 or Length < 0:
+        return False
+    IoStatus.Information = 0
+    if Length == 0:
+        IoStatus.Status = STATUS_SUCCESS
+        return True
+    if FileOffset >= fcb.FileSize:
+        IoStatus.Status = STATUS_END_OF_FILE
+        return True
+    length = min(Length, fcb.FileSize - FileOffset)
+    k = current_kernel()
+    if k.cpu_model is not None:
+        k.charge("fs_read_page", (length + 4095) // 4096)
+    chain = CcMdlRead(FileObject, FileOffset, length, IoStatus)
+    if chain is None:
+        return False
+    MdlChain.value = chain
+    FileObject.CurrentByteOffset = FileOffset + length
+    return True
+
+
+@kroutine("kfs")
+def KfsFastIoMdlReadComplete(FileObject: FileObject, MdlChain: Mdl, DeviceObject: DeviceObject) -> bool:
+    """FAST_IO_DISPATCH.MdlReadComplete (FsRtlMdlReadCompleteDev): CcMdlReadComplete, no IRP.
+    FALSE for a file object kfs does not know (the caller then sends IRP_MN_COMPLETE_MDL)."""
+    if _fcb_of(FileObject) is None:
+        return False
+    CcMdlReadComplete(FileObject, MdlChain)
+    return True
+
+
+@kroutine("kfs")
 def KfsCommonRead(DeviceObject: DeviceObject, Irp: Any) -> int:
     k = current_kernel()
     volume = volume_of(DeviceObject)
@@ -390,7 +491,9 @@ def KfsDriverEntry(DriverObject: DriverObject, RegistryPath: str) -> int:
     DriverObject.MajorFunction[IRP_MJ_QUERY_INFORMATION] = KfsCommonQueryInformation
     DriverObject.MajorFunction[IRP_MJ_READ] = KfsCommonRead
     fast_io = FAST_IO_DISPATCH(current_kernel().image_global("kfs", "KfsFastIoDispatch", FAST_IO_DISPATCH_SIZE),
-                               FastIoQueryStandardInfo=KfsFastIoQueryStandardInfo)
+                               FastIoQueryStandardInfo=KfsFastIoQueryStandardInfo,
+                               FastIoQueryBasicInfo=KfsFastIoQueryBasicInfo,
+                               MdlRead=KfsFastIoMdlRead, MdlReadComplete=KfsFastIoMdlReadComplete)
     fast_io.write(current_kernel())
     DriverObject.fast_io_dispatch = fast_io
     DriverObject.driver_unload = KfsUnload

@@ -42,7 +42,11 @@ def IopInvalidDeviceRequest(DeviceObject: Any, Irp: Any) -> int:
 
 
 FAST_IO_DISPATCH_SIZE = 0xE0  # SizeOfFastIoDispatch on x64: a ULONG (padded) and 27 routine pointers
-FAST_IO_QUERY_STANDARD_INFO_OFFSET = 0x28  # after CheckIfPossible, Read, Write, QueryBasicInfo
+FAST_IO_QUERY_BASIC_INFO_OFFSET = 0x20  # after SizeOfFastIoDispatch, CheckIfPossible, Read, Write
+FAST_IO_QUERY_STANDARD_INFO_OFFSET = 0x28
+# wdm.h's order: ... FastIoQueryNetworkOpenInfo (0x70), AcquireForModWrite (0x78), MdlRead, MdlReadComplete
+FAST_IO_MDL_READ_OFFSET = 0x80
+FAST_IO_MDL_READ_COMPLETE_OFFSET = 0x88
 
 
 @dataclass(slots=True)
@@ -53,14 +57,20 @@ class FAST_IO_DISPATCH:
 
     address: int = 0  # where the table is (a global of the file system's image)
     FastIoQueryStandardInfo: Callable[..., bool] | None = None
+    FastIoQueryBasicInfo: Callable[..., bool] | None = None
+    MdlRead: Callable[..., bool] | None = None  # PFAST_IO_MDL_READ: cached pages as an MDL chain
+    MdlReadComplete: Callable[..., bool] | None = None  # PFAST_IO_MDL_READ_COMPLETE: give them back
 
     def write(self, k: Kernel) -> None:
         """The table in the image: SizeOfFastIoDispatch, then the routines' addresses."""
         table = bytearray(FAST_IO_DISPATCH_SIZE)
         table[0:4] = FAST_IO_DISPATCH_SIZE.to_bytes(4, "little")
-        if self.FastIoQueryStandardInfo is not None:
-            at = FAST_IO_QUERY_STANDARD_INFO_OFFSET
-            table[at:at + 8] = k.symbol_address(symbol_of(self.FastIoQueryStandardInfo)).to_bytes(8, "little")
+        for at, routine in ((FAST_IO_QUERY_BASIC_INFO_OFFSET, self.FastIoQueryBasicInfo),
+                            (FAST_IO_QUERY_STANDARD_INFO_OFFSET, self.FastIoQueryStandardInfo),
+                            (FAST_IO_MDL_READ_OFFSET, self.MdlRead),
+                            (FAST_IO_MDL_READ_COMPLETE_OFFSET, self.MdlReadComplete)):
+            if routine is not None:
+                table[at:at + 8] = k.symbol_address(symbol_of(routine)).to_bytes(8, "little")
         k.mem.write(self.address, bytes(table))
 
 

@@ -33,6 +33,7 @@ from .symbols import _current, _new_frame, Frame, current_kernel, has_current_ke
 # KWAIT_REASON / KPROCESSOR_MODE values the samples pass
 Executive = 0
 UserRequest = 6
+WrQueue = 15  # a system worker thread waiting for the next work item (KeRemovePriQueue)
 KernelMode = 0
 UserMode = 1
 NotificationEvent = 0
@@ -304,6 +305,8 @@ class KThread(DispatcherObject):
         k.threads.append(self)
         k.register_object(self)
         self.deleted = False
+        self.work: tuple | None = None  # a system worker thread: (body, symbol, is a kroutine) handed next
+        self.work_event: KEVENT | None = None  # ... and the event it waits on for it (WrQueue)
 
     def flush(self) -> None:
         k = self.kernel
@@ -888,13 +891,44 @@ def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
 _WORK_ITEM_BASE_FRAMES = _bare_frames(WORK_ITEM_FRAMES[:-1])  # ExpWorkerThread's, below IopProcessWorkItem
 
 WORKER_RETRY_NS = 1_000_000
+# Idle system worker threads kept for the next work item that waits; a worker that finishes with
+# this many already idle exits, as Windows' dynamic worker threads do once there is no more work.
+EXP_IDLE_WORKERS_MAX = 16
+
+
+class ExpWorkerPool:
+    """The system worker threads of one kernel that are waiting for work (most recently idle last:
+    a KQUEUE releases its waiting threads last in, first out)."""
+
+    __slots__ = ("idle", "created", "reused")
+
+    def __init__(self) -> None:
+        self.idle: list[KThread] = []
+        self.created = 0
+        self.reused = 0
+
+    @staticmethod
+    def of(k: Kernel) -> "ExpWorkerPool":
+        pool = k.extensions.get("exp_workers")
+        if pool is None:
+            pool = k.extensions["exp_workers"] = ExpWorkerPool()
+        return pool
 
 
 def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator) -> None:
-    """The emulator's stand-in for a free system worker thread.  Windows never fails to run a
-    queued work item: it waits for a worker.  So when there is no pool for the thread block,
-    the work item waits (retried a millisecond later) instead of failing.  The same goes for
-    the memory of its kernel stack."""
+    """Hand a work routine that waits to a system worker thread: an idle one if there is one (it
+    waits in ExpWorkerThread on its queue event, WrQueue), else a new one.  Windows never fails to
+    run a queued work item: it waits for a worker.  So when there is no pool for a new thread
+    block, the work item waits (retried a millisecond later) instead of failing.  The same goes
+    for the memory of its kernel stack."""
+    workers = ExpWorkerPool.of(k)
+    if workers.idle:
+        t = workers.idle.pop()
+        workers.reused += 1
+        t.name = f"worker {symbol}"
+        t.work = (body, symbol, kroutine_start)
+        KeSetEvent(t.work_event)  # KeInsertQueue: the worker leaves its wait and runs the item
+        return
     try:
         address = k.pool.allocate(NonPagedPoolNx, KThread.struct_size, THREAD_TAG, owner="nt!ExpWorkerThread")
     except MemoryError:
@@ -907,12 +941,34 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
         k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body,
                                label=f"work {symbol} waits for a worker")
         return
-    t = KThread(k, f"worker {symbol}", symbol, body, address, stack)
-    t.start_frames = WORK_ITEM_FRAMES
+    t = KThread(k, f"worker {symbol}", "nt!ExpWorkerThread", None, address, stack)
+    t.work = (body, symbol, kroutine_start)
+    t.work_event = KEVENT(SynchronizationEvent, False)
+    t.body = _exp_worker_thread(k, t, workers)
     t.win32_start_symbol = "nt!ExpWorkerThread"
-    t.start_is_kroutine = kroutine_start
     t.state = "Ready"
+    workers.created += 1
     k.scheduler.call_soon(k, _resume_thread, k, t, STATUS_SUCCESS, label=f"start {t.name}")
+
+
+_WORKER_ITEM_FRAME = _bare_frames(("nt!IopProcessWorkItem",))[0]
+
+
+def _exp_worker_thread(k: Kernel, t: KThread, workers: ExpWorkerPool) -> Generator:
+    """nt!ExpWorkerThread: run the work item handed over (under nt!IopProcessWorkItem, as `k`
+    shows on Windows), then wait on the queue for the next one - or exit when enough are idle."""
+    while True:
+        (body, symbol, kroutine_start), t.work = t.work, None
+        depth = len(t.frames)
+        t.frames.append(_WORKER_ITEM_FRAME)
+        if not kroutine_start:  # a @kroutine work routine pushes its own frame
+            t.frames.append(Frame(symbol))
+        yield from body
+        del t.frames[depth:]
+        if len(workers.idle) >= EXP_IDLE_WORKERS_MAX:
+            return STATUS_SUCCESS
+        workers.idle.append(t)
+        yield KeWaitForSingleObject(t.work_event, WrQueue, KernelMode, False, None)
 
 
 # --- processor levels of the events above (stack.kernel.cpu) ------------------------------

@@ -8,7 +8,8 @@ the emulated client + khttpd (WSK zero copy) against http.client + http.server o
 loopback, each with a warm-up and the median of --samples samples (wall and CPU req/s), and
 their wall ratio (aim >= 1.0); with --calls also the Python calls per emulated request (cProfile,
 deterministic: the figure to compare across machines and loads).  Then the second aim, zero copy
-against copy mode at 1 MiB (aim >= 1.2), each with a warm-up and the median of --samples samples.
+against copy mode at 1 MiB (aim >= 1.2), each with a warm-up and the median of --samples samples
+(with --calls also the Python calls per 1 MiB request in each mode).
 --aim-only stops there (--zero-copy-only runs only the second aim; --profile-only prints only the
 calls per 1 KiB request and the top N functions of a cProfile over the measured requests, by own
 time and by calls, builtins folded into their callers).  The host's garbage collector runs as
@@ -238,22 +239,28 @@ def _fetcher(parameters: dict[str, Any], target: str, size: int, count: int, see
     return fetch
 
 
-def zero_copy_rows(count: int, samples: int, seed: int) -> None:
+def zero_copy_rows(count: int, samples: int, seed: int, calls: bool = False) -> None:
     """1 MiB GETs, zero copy (header + cache pages as one MDL chain) against copy mode."""
     import statistics
     path = "files/1MB.bin"
     results = {}
+    call_counts = {}
     for name, parameters in (("zero copy", {}), ("copy mode", {"CopyMode": True})):
         fn = _fetcher(parameters, "/" + path, DOCROOT_SIZES[path], count, seed)
         fn()  # warm-up
         timed = [_timed(fn) for _ in range(samples)]
         results[name] = (statistics.median(w for w, _ in timed), statistics.median(c for _, c in timed))
+        if calls:
+            call_counts[name] = _calls_per_request(fn, count)
     print(f"1 MiB GET, khttpd over WSK, new connection per request, {count} requests per sample, "
           f"median of {samples} after a warm-up:")
     for name, (wall, cpu) in results.items():
         print(f"  {name:44} {count / wall:8.1f} req/s wall {count / cpu:8.1f} req/s CPU")
     (zw, zc), (cw, cc) = results.values()
-    print(f"  ratio zero copy / copy mode: {cw / zw:.2f} wall (aim >= 1.2), {cc / zc:.2f} CPU\n")
+    print(f"  ratio zero copy / copy mode: {cw / zw:.2f} wall (aim >= 1.2), {cc / zc:.2f} CPU")
+    if call_counts:
+        print("  Python calls per 1 MiB request: " + ", ".join(f"{n} {c:.0f}" for n, c in call_counts.items()))
+    print()
 
 
 def aim_rows(count: int, samples: int, seed: int, calls: bool = False) -> None:
@@ -353,7 +360,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if not args.zero_copy_only:
         aim_rows(args.aim_count, args.samples, args.seed, args.calls)
-    zero_copy_rows(args.zero_copy_count, args.samples, args.seed)
+    zero_copy_rows(args.zero_copy_count, args.samples, args.seed, args.calls)
     if args.aim_only or args.zero_copy_only:
         return
     rows: list[Row] = []

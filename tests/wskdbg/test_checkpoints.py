@@ -199,7 +199,8 @@ def test_a_break_in_stops_a_run_in_the_machine_server(proxies):
 
 def test_p_back_and_g_back_scan_and_replay_only_after_the_nearest_checkpoint(proxies):
     proxy = proxies(every=2000, cap=6)
-    proxy.execute("!httperf --server winsrv --uri /index.html --num-conns 0n30")
+    # 40 GETs: about 24,000 hand-offs, more than ten checkpoint intervals (the assertion at the end)
+    proxy.execute("!httperf --server winsrv --uri /index.html --num-conns 0n40")
     proxy.execute("g")
     proxy.execute("t-")  # stopped inside an event, so p- has a context
     here = proxy.position().seq

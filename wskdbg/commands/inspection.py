@@ -291,12 +291,16 @@ def _find_thread(dbg: "Engine", address: int) -> Any:
     return None
 
 
+_WAIT_REASONS = {0: "Executive", 6: "UserRequest", 15: "WrQueue"}  # KWAIT_REASON, as !thread names them
+
+
 def thread_lines(dbg: "Engine", t: Any, running: bool) -> list[str]:
     k = t.kernel
     if running:
         state = "RUNNING on processor 0"
     elif t.state == "Waiting":
-        state = f"WAIT: ({'Executive' if t.wait_reason == 0 else 'UserRequest'}) KernelMode Non-Alertable"
+        reason = _WAIT_REASONS.get(t.wait_reason, "UserRequest")
+        state = f"WAIT: ({reason}) KernelMode Non-Alertable"
     else:
         state = t.state.upper()
     lines = [f"THREAD {addr64_nobt(t.address)}  Cid {t.pid:04x}.{t.tid:04x}  Teb: 0000000000000000 "

@@ -102,10 +102,12 @@ def cmd_tdi(dbg: "Engine", inv: Invocation) -> CommandResult:
 
 
 @command("!khttpd", area="network", syntax="!khttpd",
-         summary="khttpd's state: transport, connections, request counters (and its response cache)",
+         summary="khttpd's state: transport, connections, request counters, open files (and its response cache)",
          help="""
 khttpd's debugger extension: the transport it runs over (WSK or TDI), its connection and request
-counters, and the response cache when it has one (entries, hits, misses, locked pages, memory used).""")
+counters, the files its open-file cache keeps open (FILE_OBJECT, size, hits, sends using it; the cache's
+hits, misses, files reopened because they changed, files closed), and the response cache when it has one
+(entries, hits, misses, locked pages, memory used).""")
 def cmd_khttpd(dbg: "Engine", inv: Invocation) -> CommandResult:
     from stack.drivers.khttpd.state import khttpd_globals
     g = khttpd_globals(dbg.kernel)
@@ -142,4 +144,8 @@ def cmd_khttpd(dbg: "Engine", inv: Invocation) -> CommandResult:
     if cache is not None:
         lines += cache.describe()
         data["cache"] = cache.snapshot()
+    open_files = getattr(g, "open_files", None)
+    if open_files is not None:
+        lines += open_files.describe()
+        data["open_files"] = open_files.snapshot()
     return CommandResult("\n".join(lines), data)

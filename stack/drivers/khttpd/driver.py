@@ -55,6 +55,7 @@ from stack.kernel.ke import (KEVENT, DelayedWorkQueue, Executive, KeDelayExecuti
 from stack.kernel.mdl import mdl_chain_views
 from stack.wsk import WSK_BUF, WskDeregister, WskReleaseProviderNPI
 
+from .filecache import KhttpdOpenFileCache, KhttpdOpenFileCacheFlush
 from .state import (KHTTPD_TAG, POOL_TAGS, GLOBALS_BLOCK_SIZE, WPP_PROVIDER, KhttpdConfig, KhttpdGlobals,
                     KhttpdConnection, KhttpdDeleteLookasideLists, KhttpdInitializeLookasideLists, _http_now,
                     _lookaside_mdl, _docroot_lookup, _log)
@@ -89,6 +90,8 @@ def DriverEntry(DriverObject: DriverObject, RegistryPath: str) -> Generator[Any,
         WPP_CLEANUP(WPP_PROVIDER, DriverObject)
         return STATUS_INSUFFICIENT_RESOURCES
     g = KhttpdGlobals(address, DriverObject, config)
+    if int(config.OpenFileCache) > 0:
+        g.open_files = KhttpdOpenFileCache(int(config.OpenFileCache), int(config.OpenFileCacheTtlMs) * 1_000_000)
     KhttpdInitializeLookasideLists(g)
     k.addr_objects[address] = g
     DriverObject.extension["khttpd"] = g
@@ -158,6 +161,8 @@ def KhttpdCleanup(g: KhttpdGlobals) -> Generator[Any, Any, None]:
     yield KeWaitForSingleObject(g.drained, Executive, KernelMode, False, None)
     if g.cache is not None:
         g.cache.flush()  # unlock every cached page before the driver goes
+    if g.open_files is not None:
+        KhttpdOpenFileCacheFlush(g.open_files)  # close the files kept open (no send is left)
     if g.provider_npi is not None:
         WskReleaseProviderNPI(g.registration)
         g.provider_npi = None

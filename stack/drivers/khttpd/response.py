@@ -1,7 +1,8 @@
-"""khttpd's responses: static files (zero copy: header MDL -> the cache manager's IRP_MN_MDL
-chain, ONE send; copy mode: a nonpaged body buffer), ranges, and the send path both transports
-share (KhttpdSendChain: WskSend / WskDisconnect with data, or TDI_SEND through tdi_transport.py).
-KhttpdSendComplete gives the cache pages back (IRP_MN_COMPLETE_MDL) and frees the header MDL."""
+"""khttpd's responses: static files (zero copy: header MDL -> the cache manager's MDL chain from
+FsRtlMdlReadEx (fast I/O when cached, IRP_MN_MDL otherwise), ONE send; copy mode: a nonpaged body
+buffer), ranges, and the send path both transports share (KhttpdSendChain: WskSend /
+WskDisconnect with data, or TDI_SEND through tdi_transport.py).
+KhttpdSendComplete gives the cache pages back (FsRtlMdlReadComplete) and frees the header MDL."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from stack.drivers.khttpd.http import http_date
 from stack.drivers.khttpd.mime import content_type_for
 from stack.drivers.khttpd import tdi_transport
 from stack.fs import fsio
-from stack.fs.kfs import VOLUME_DEVICE_NAME
+from stack.fs.fsrtl import FsRtlMdlReadComplete, fs_mdl_read_fast
+from stack.drivers.khttpd.filecache import KhttpdOpenFile, KhttpdReleaseFile
 from stack.kernel import (NT_SUCCESS, STATUS_INSUFFICIENT_RESOURCES, STATUS_MORE_PROCESSING_REQUIRED,
                           STATUS_UNSUCCESSFUL, TRACE_LEVEL_ERROR, ExAllocatePoolWithTag, ExFreePoolWithTag,
-                          IoAllocateMdl, IoFreeMdl, IoGetDeviceObjectPointer, IoReuseIrp, IoSetCompletionRoutine,
+                          IoAllocateMdl, IoFreeMdl, IoReuseIrp, IoSetCompletionRoutine,
                           KeSetEvent, KeWaitForSingleObject, Mdl, MmBuildMdlForNonPagedPool, NonPagedPoolNx,
                           TraceEvents, current_kernel, kroutine)
 from stack.kernel.ke import KEVENT, Executive, KernelMode, SynchronizationEvent, KeClearEvent
@@ -37,15 +39,10 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     http = connection.http
     path = request.path
     assert path is not None
-    volume = IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME)
-    status, file_object = fsio.fs_open(volume, _fs_name(path.fs_path)) if volume else (STATUS_UNSUCCESSFUL, None)
-    size = 0
-    if file_object is not None:
-        status, size = fsio.fs_query_size(file_object)
+    # The open-file cache's FILE_OBJECT when the file is open already (no IRP), else a new open
+    status, file_object, size = KhttpdOpenFile(g.open_files, path.fs_path, _fs_name(path.fs_path))
     if file_object is None or not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "open %s failed: %!STATUS!", path.fs_path, status)
-        if file_object is not None:
-            fsio.fs_close(file_object)
         # Out of memory is the server's trouble, not a missing file: 503, as HTTP.sys answers then.
         code = 503 if status == STATUS_INSUFFICIENT_RESOURCES else 404
         sent = yield from KhttpdSendBytes(connection, http.build_error_response(code, now_s=_http_now()))
@@ -54,7 +51,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     content_type = content_type_for(path.fs_path)
     validators = Validators.for_file(path.fs_path, size, LAB_EPOCH_UNIX, http_date(0))
     if not_modified(request.header(b"if-none-match"), request.header(b"if-modified-since"), validators):
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         header = http.build_response_header(304, now_s=_http_now(), content_length=size,
                                             headers=validators.headers(), keep_alive=request.keep_alive)
         sent = yield from KhttpdSendBytes(connection, header + http.end_response())
@@ -62,7 +59,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         return sent
     ranges = parse_range(request.header(b"range"), size, request.header(b"if-range"), validators)
     if ranges == RANGE_UNSATISFIABLE:
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         sent = yield from KhttpdSendBytes(connection, http.build_error_response(
             416, now_s=_http_now(), keep_alive=request.keep_alive, headers=[("Content-Range", f"bytes */{size}")]))
         _log(connection, request.method, request.target, request.http_version, 416, 0)
@@ -80,12 +77,12 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
                                         content_type=content_type, headers=extra, keep_alive=request.keep_alive)
     send = _new_send_context(connection)
     if send is None:
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         return False
     send.file_object = file_object
     send.header_mdl = _header_mdl(connection, header)
     if send.header_mdl is None:  # no MDL for the header: the response cannot start, close
-        fsio.fs_close(file_object)
+        KhttpdReleaseFile(g.open_files, file_object)
         free_send_context(send)
         return False
     body_length = 0 if request.head_only else size
@@ -97,14 +94,15 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
             send.header_mdl.next = send.body_mdl
             g.stats.static_copied += 1
         else:
-            status, send.cache_mdl = fsio.fs_mdl_read(file_object, offset, body_length)
+            # FsRtlMdlReadEx: kfs's fast I/O MdlRead when the pages are cached (no IRP), else IRP_MN_MDL
+            status, send.cache_mdl = fs_mdl_read_fast(file_object, offset, body_length)
             send.header_mdl.next = send.cache_mdl
             g.stats.static_zero_copy += 1
         if not NT_SUCCESS(status):
             TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "read %s failed: %!STATUS!", path.fs_path,
                         status)
             KhttpdReleaseSend(send)
-            fsio.fs_close(file_object)
+            KhttpdReleaseFile(g.open_files, file_object)
             free_send_context(send)
             return False  # the header is framed but cannot be honoured: close the connection
         http.body_passthrough(body_length)
@@ -129,14 +127,14 @@ def KhttpdServeMultipleRanges(connection: KhttpdConnection, request: Request, fi
             body += piece
             continue
         first, last = piece
-        status, mdl = fsio.fs_mdl_read(file_object, first, last - first + 1)
+        status, mdl = fs_mdl_read_fast(file_object, first, last - first + 1)
         if not NT_SUCCESS(status) or mdl is None:
-            fsio.fs_close(file_object)
+            KhttpdReleaseFile(connection.globals.open_files, file_object)
             return False
         body += b"".join(mdl_chain_views(mdl, 0, last - first + 1))
         k.copies.count(last - first + 1, "KhttpdServeMultipleRanges")
-        fsio.fs_mdl_read_complete(file_object, mdl)
-    fsio.fs_close(file_object)
+        FsRtlMdlReadComplete(file_object, mdl)
+    KhttpdReleaseFile(connection.globals.open_files, file_object)
     header = http.build_response_header(
         206, now_s=_http_now(), content_length=len(body),
         content_type=f"multipart/byteranges; boundary={MULTIPART_BOUNDARY}",
@@ -197,7 +195,7 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "send to %s failed: %!STATUS!",
                     connection.remote, status)
     if send.file_object is not None:
-        fsio.fs_close(send.file_object)
+        KhttpdReleaseFile(connection.globals.open_files, send.file_object)
         send.file_object = None
     free_send_context(send)
     return ok
@@ -223,7 +221,8 @@ def KhttpdReleaseSend(send: KhttpdSendContext) -> None:
         IoFreeMdl(send.header_mdl)
         send.header_mdl = None
     if send.cache_mdl is not None:
-        fsio.fs_mdl_read_complete(send.file_object, send.cache_mdl)  # IRP_MJ_READ / IRP_MN_COMPLETE_MDL
+        # fast I/O MdlReadComplete, or IRP_MJ_READ / IRP_MN_COMPLETE_MDL when the file system refuses it
+        FsRtlMdlReadComplete(send.file_object, send.cache_mdl)
         send.cache_mdl = None
     if send.body_mdl is not None:
         IoFreeMdl(send.body_mdl)

@@ -82,6 +82,8 @@ class KhttpdConfig:
     ResponseCache: int = 0  # bytes of locked file pages to keep for hits served at DISPATCH_LEVEL (receive events)
     SendAndDisconnect: bool = True  # the last response: WskDisconnect with data / TDI_SEND_AND_DISCONNECT
     HandOver: str = "Relay"  # dynamic requests: one of HAND_OVER_METHODS
+    OpenFileCache: int = 64  # static files kept open between requests (filecache.py); 0: open and close each time
+    OpenFileCacheTtlMs: int = 30_000  # an open file nobody asked for this long is closed (IIS's ObjectCacheTTL)
 
     @classmethod
     def from_values(cls, values: dict[str, Any]) -> "KhttpdConfig":
@@ -91,7 +93,8 @@ class KhttpdConfig:
                    "receive_buffer_size": "ReceiveBufferSize", "transport": "Transport",
                    "header_timeout_ms": "HeaderTimeoutMs", "max_connections_per_client": "MaxConnectionsPerClient",
                    "response_cache": "ResponseCache", "send_and_disconnect": "SendAndDisconnect",
-                   "hand_over": "HandOver", "conditional_accept": "ConditionalAccept"}
+                   "hand_over": "HandOver", "conditional_accept": "ConditionalAccept",
+                   "open_file_cache": "OpenFileCache", "open_file_cache_ttl_ms": "OpenFileCacheTtlMs"}
         for name, value in values.items():
             attr = aliases.get(name, name)
             if not hasattr(config, attr):
@@ -197,6 +200,7 @@ class KhttpdGlobals:
     connections: KhttpdConnections = field(default_factory=KhttpdConnections)
     tdi_listen: list[int] = field(default_factory=list)  # Transport=TDI: the listening socket handles
     cache: Any = None  # KhttpdResponseCache when ResponseCache > 0
+    open_files: Any = None  # KhttpdOpenFileCache when OpenFileCache > 0
     request_queue: Any = None  # HandOver=Queue: the kernel request queue (queue.py)
     inspect_waiting: deque = field(default_factory=deque)  # ConditionalAccept: pended SYNs' WSK_INSPECT_ID keys
     inspect_admitting: int = 0  # ConditionalAccept: accepted at the SYN, not yet at KhttpdAcceptEvent

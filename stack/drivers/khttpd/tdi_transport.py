@@ -101,7 +101,7 @@ def KhttpdSendChainTdi(connection: "KhttpdConnection", send: "KhttpdSendContext"
     """TDI_SEND of header MDL -> body chain; the IRP is the library's, so the release is ours."""
     from .response import KhttpdLastResponse, KhttpdReleaseSend
     from .state import WPP_PROVIDER, free_send_context
-    from stack.fs import fsio
+    from .filecache import KhttpdReleaseFile
     flags = 0
     if KhttpdLastResponse(connection):
         connection.disconnected = True
@@ -114,7 +114,7 @@ def KhttpdSendChainTdi(connection: "KhttpdConnection", send: "KhttpdSendContext"
     else:
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCERROR", "TDI_SEND to %s failed", connection.remote)
     if send.file_object is not None:
-        fsio.fs_close(send.file_object)
+        KhttpdReleaseFile(connection.globals.open_files, send.file_object)
         send.file_object = None
     free_send_context(send)
     return ok

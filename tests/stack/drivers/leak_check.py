@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-from stack.fs.kfs import FCB_TAG, VOLUME_DEVICE_NAME, Volume
+from stack.drivers.khttpd.state import khttpd_globals
+from stack.fs.kfs import CCB_TAG, FCB_TAG, FILE_OBJECT_TAG, VOLUME_DEVICE_NAME, Volume
+from stack.kernel.ke import THREAD_TAG
 from stack.kernel.kernel import Kernel
 from stack.kernel.memory import NEVER_USED_FRAME
 from stack.kernel.scheduler import HEAP_COMPACT_MIN
@@ -32,7 +34,7 @@ class ResourceCounts:
 def _cached(kernel: Kernel) -> dict[str, int]:
     """Blocks that look-aside lists hold free for reuse, by tag: NDIS's NBL and NB free lists,
     tcpip's header slots (one MDL each) and its pool of partial MDLs, the file system's FCBs
-    of cached files, the entries on drivers' lookaside lists (khttpd's).  They grow to the peak
+    of cached files, the files khttpd's open-file cache keeps open and idle, the entries on drivers' lookaside lists (khttpd's).  They grow to the peak
     concurrency and stay; they are not leaks."""
     cached: dict[str, int] = {}
     ndis = kernel.extensions.get("ndis")
@@ -46,6 +48,11 @@ def _cached(kernel: Kernel) -> dict[str, int]:
     volume = kernel.objects.get(VOLUME_DEVICE_NAME)  # the file system keeps an FCB per cached file
     if volume is not None and isinstance(volume.extension, Volume):
         cached[FCB_TAG] = len(volume.extension.fcbs)
+    open_files = getattr(khttpd_globals(kernel), "open_files", None)
+    if open_files is not None:  # khttpd's open-file cache: a FILE_OBJECT and a CCB per idle open file
+        idle = sum(1 for e in open_files.entries.values() if e.refs == 0)
+        cached[FILE_OBJECT_TAG] = cached.get(FILE_OBJECT_TAG, 0) + idle
+        cached[CCB_TAG] = cached.get(CCB_TAG, 0) + idle
     for lookaside in lookaside_lists(kernel).values():
         cached[lookaside.tag_text] = cached.get(lookaside.tag_text, 0) + lookaside.current_depth
     tcpip = kernel.extensions.get("tcpip")
@@ -67,12 +74,18 @@ def resource_counts(kernel: Kernel) -> ResourceCounts:
         row[0] -= count
         row[1] = 0
     ext = kernel.extensions
+    workers = ext.get("exp_workers")
+    idle_workers = len(workers.idle) if workers is not None else 0  # system worker threads waiting for work
+    if idle_workers:
+        row = pool.setdefault(THREAD_TAG, [0, 0])
+        row[0] -= idle_workers
+        row[1] = 0
     ndis = ext.get("ndis")
     tcpip = ext.get("tcpip")
     wsk = ext.get("wsk")
     objects = {
         "time-wait tcbs": len(tcpip.tcp.time_wait) if tcpip is not None else 0,
-        "threads": len(kernel.threads),
+        "threads": len(kernel.threads) - idle_workers,
         "irps": len(ext.get("irps", {})),
         "nbls in use": sum(p.in_use for p in ndis.nbl_pools) if ndis is not None else 0,
         "header slots in use": tcpip.slot_pool.total - len(tcpip.slot_pool.free) if tcpip is not None else 0,
