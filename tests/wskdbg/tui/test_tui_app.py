@@ -15,7 +15,7 @@ import threading
 from typing import Awaitable, Callable
 
 import pytest
-from conftest import SIZE, make_app, make_ticker_app, ticker_engine, type_text
+from conftest import SIZE, make_app, make_ticker_app, press_while_running, ticker_engine, type_text
 from screen_text import screen_text
 from textual.pilot import Pilot
 from textual.widgets import DataTable, TabbedContent
@@ -471,7 +471,7 @@ def test_while_the_machine_runs_views_are_built_on_its_thread_only(server: bool)
     app.link.view = recording_view  # type: ignore[method-assign]
 
     async def scenario(app: WskdbgApp, pilot: Pilot) -> None:
-        await pilot.press("f5")
+        await press_while_running(pilot, "f5")
         for _ in range(3000):
             await pilot.pause(0.01)  # lets the app's own timer fire (no assertion on time)
             status = app.status_bar.position
