@@ -13,8 +13,8 @@ moderation delay after a packet.  What sets that interval is the adapter's
   one of three latency classes and throttles to that class's rate.  A few
   small packets mean someone waits for an answer (``lowest_latency``, 70,000
   interrupts/s); a stream of full frames is a bulk transfer (``bulk_latency``,
-  4,000/s: about 250 us apart, so one DPC drains a large batch and RSC builds
-  large units); in between ``low_latency`` (20,000/s).
+  4,000/s on a 1 Gb/s NIC, 12,000/s - 83 us apart - on a 10 Gb/s one, so one DPC
+  drains a batch and RSC builds large units); in between ``low_latency`` (20,000/s).
 
 Windows itself only knows on or off: the standardized keyword
 ``*InterruptModeration`` (0 Disabled, 1 Enabled) and OID_GEN_INTERRUPT_MODERATION
