@@ -517,6 +517,10 @@ TCP_STATISTICS = (
 )
 TCP_LAB_STATISTICS = (
     ("Resets Sent", "tcp_resets_sent"),
+    ("Timeout Retransmissions", "tcp_timeout_retransmissions"),
+    ("RACK Retransmissions", "tcp_rack_retransmissions"),
+    ("Tail Loss Probes", "tcp_tlp_probes"),
+    ("Tail Loss Probe Recoveries", "tcp_tlp_recoveries"),
     ("SYN Queue Drops", "tcp_syn_queue_drops"),
     ("SYN Attack Protection Activations", "tcp_syn_protection_activations"),
     ("SYN Cookie Connections", "tcp_syn_cookie_connections"),
@@ -532,7 +536,8 @@ TCP_LAB_STATISTICS = (
 def tcp_statistics_lines(c: Mapping[str, Any]) -> list[str]:
     out = ["TCP Statistics for IPv4 and IPv6", ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_STATISTICS if name in c]
-    out += ["", "TCP Statistics (lab: resets, SYN attack protection, backlog, time-wait, dynamic ports)", ""]
+    out += ["", "TCP Statistics (lab: resets, loss recovery, SYN attack protection, backlog, time-wait, dynamic ports)",
+            ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_LAB_STATISTICS if name in c]
     out.append("")
     return out

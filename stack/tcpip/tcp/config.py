@@ -71,6 +71,9 @@ class TcpConfig:
     initial_cwnd_segments: int = 10  # RFC 6928 IW10 (RFC 5681 allows 2-4)
     # SMSS one ACK may grow cwnd by in the first slow start (RFC 5681: 1; Windows' HyStart++: 8, congestion.py)
     slow_start_ack_limit: int = 1
+    # RACK-TLP loss detection (RFC 8985, Windows 10 1709+ / Server 2019+: rack.py) when SACK is
+    # negotiated; False keeps RFC 6675's DupThresh rules and the RTO as the only tail-loss answer.
+    rack_tlp: bool = True
     max_ooo_segments: int = 64  # bound on stored out-of-order pieces
     challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
     # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are
