@@ -122,8 +122,12 @@ class Rack:
             if r[_FLAGS] & RETRANSMITTED:
                 self._retrans_out -= 1
             if r[_FLAGS] & SACKED:
-                self.segs_sacked -= 1
+                self.segs_sacked -= self._segs(r)
         del self.records[i:]
+
+    def _segs(self, r: list[int]) -> int:
+        """Segments a record stands for (a large send counts as the segments the NIC cut)."""
+        return -((r[_START] - r[_END]) // self.smss)
 
     def on_retransmit(self, start: int, end: int, now: int) -> bool:
         """[start, end) went out again.  Returns True when RACK had marked (some of) it lost."""
@@ -159,12 +163,15 @@ class Rack:
         if seq >= r[_END]:
             return i + 1
         tail = [seq, r[_END], r[_TS], r[_FLAGS]]
-        r[_END] = seq
+        if tail[_FLAGS] & SACKED:
+            self.segs_sacked -= self._segs(r)
+            r[_END] = seq
+            self.segs_sacked += self._segs(r) + self._segs(tail)
+        else:
+            r[_END] = seq
         records.insert(i + 1, tail)
         if tail[_FLAGS] & RETRANSMITTED:
             self._retrans_out += 1
-        if tail[_FLAGS] & SACKED:
-            self.segs_sacked += 1
         return i + 1
 
     # ------------------------------------------------------------------ ACK processing (6.2)
@@ -180,7 +187,7 @@ class Rack:
             k = self._split(una)
             for r in records[:k]:
                 if r[_FLAGS] & SACKED:
-                    self.segs_sacked -= 1
+                    self.segs_sacked -= self._segs(r)
                 else:
                     delivered.append(r)
                 if r[_FLAGS] & RETRANSMITTED:
@@ -194,7 +201,7 @@ class Rack:
                 r = records[i]
                 if not r[_FLAGS] & SACKED:
                     r[_FLAGS] = (r[_FLAGS] | SACKED) & ~LOST
-                    self.segs_sacked += 1
+                    self.segs_sacked += self._segs(r)
                     delivered.append(r)
                 i += 1
         for r in delivered:
