@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .congestion import WINDOWS_SLOW_START_ACK_LIMIT
 from .errors import TcpConfigError
 
 MS = 1_000_000  # nanoseconds
@@ -71,7 +70,7 @@ class TcpConfig:
     keepalive_probes: int = 10
     initial_cwnd_segments: int = 10  # RFC 6928 IW10 (RFC 5681 allows 2-4)
     # SMSS one ACK may grow cwnd by in the first slow start (RFC 5681: 1; Windows' HyStart++: 8, congestion.py)
-    slow_start_ack_limit: int = WINDOWS_SLOW_START_ACK_LIMIT
+    slow_start_ack_limit: int = 1
     # RACK-TLP loss detection (RFC 8985, Windows 10 1709+ / Server 2019+: rack.py) when SACK is
     # negotiated; False keeps RFC 6675's DupThresh rules and the RTO as the only tail-loss answer.
     rack_tlp: bool = True
