@@ -546,7 +546,7 @@ class TcpConnection:
             "fast_retransmits": self.fast_retransmits,
             "sack_retransmissions": self.sack_retransmissions,
             "sack_scoreboard": self._scoreboard_summary(),
-            "rack": self._rack.snapshot() if self._rack is not None else None,
+            "rack": self._rack_summary(),
             "timeouts": self.timeouts,
             "dup_acks": self.dup_acks,
             "bytes_acked": self.bytes_acked,
@@ -565,6 +565,17 @@ class TcpConnection:
                 "rack_reorder": self._rack.reo_at if self._rack is not None else None,
             },
         }
+
+    def _rack_summary(self) -> dict[str, object] | None:
+        """RACK-TLP's state for `!tcb` (sequence numbers as 32-bit wire values), or None without it."""
+        rack = self._rack
+        if rack is None:
+            return None
+        out = rack.snapshot()
+        out["end_seq"] = rack.end_seq & SEQ_MASK
+        if rack.tlp_end_seq is not None:
+            out["tlp_end_seq"] = rack.tlp_end_seq & SEQ_MASK
+        return out
 
     def _scoreboard_summary(self) -> dict[str, object] | None:
         sack = self._sack
