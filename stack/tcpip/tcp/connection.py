@@ -1494,8 +1494,8 @@ class TcpConnection:
             self._sack_busy = True
         if lost:
             self._rack_mark_lost()
-        if ack > old_una:
-            self._tlp_arm(now)
+        if ack > old_una or (rack.pto_at is not None and board.ranges):
+            self._tlp_arm(now)  # restart on new data ACKed; stop once data is delivered out of order
         self._rack_at = rack.next_deadline()
 
     def _rack_mark_lost(self) -> None:

@@ -282,13 +282,13 @@ class Rack:
                 if remaining <= 0:
                     r[_FLAGS] = flags | LOST
                     marked += 1
+                    self.lost_marked -= (r[_START] - r[_END]) // self.smss  # segments (a large send: several)
                     if r[_END] > self.lost_high:
                         self.lost_high = r[_END]
                 elif remaining > timeout:
                     timeout = remaining
             elif in_order:
                 break
-        self.lost_marked += marked
         self.reo_at = now + timeout if timeout else None
         return marked
 
