@@ -1542,6 +1542,9 @@ class TcpConnection:
             flags = ACK
             if n == data_end - snd_max:
                 flags = ACK | PSH | FIN if self._fin_queued else ACK | PSH
+            # The probe is the segment timed: the stall it ends is no round trip of the older one (its
+            # ACK may have been lost, and without a resend Karn's rule would not discard that sample).
+            self._rtt_seq = None
             self._emit(now, out, snd_max, n, flags, limit)
             retransmission = False
         else:

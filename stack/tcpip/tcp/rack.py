@@ -93,7 +93,7 @@ class Rack:
         self.reo_wnd_mult = 1
         self.reo_wnd_persist = REO_WND_PERSIST
         self.dsack_round: int | None = None
-        self.segs_sacked = 0  # RACK.segs_sacked
+        self.segs_sacked = 0  # RACK.segs_sacked, in bytes (see _segs)
         self._retrans_out = 0  # records flagged RETRANSMITTED still outstanding
         self._was_recovering = False
         self.lost_high = 0  # one past the highest octet ever marked lost (the scoreboard's loss frontier)
@@ -125,9 +125,11 @@ class Rack:
                 self.segs_sacked -= self._segs(r)
         del self.records[i:]
 
-    def _segs(self, r: list[int]) -> int:
-        """Segments a record stands for (a large send counts as the segments the NIC cut)."""
-        return -((r[_START] - r[_END]) // self.smss)
+    @staticmethod
+    def _segs(r: list[int]) -> int:
+        """Bytes a SACKed record adds to RACK.segs_sacked, which counts SACKed bytes: one large send
+        and the segments it stands for (or two the glue joins into one frame) must count alike."""
+        return r[_END] - r[_START]
 
     def on_retransmit(self, start: int, end: int, now: int) -> bool:
         """[start, end) went out again.  Returns True when RACK had marked (some of) it lost."""
@@ -163,12 +165,7 @@ class Rack:
         if seq >= r[_END]:
             return i + 1
         tail = [seq, r[_END], r[_TS], r[_FLAGS]]
-        if tail[_FLAGS] & SACKED:
-            self.segs_sacked -= self._segs(r)
-            r[_END] = seq
-            self.segs_sacked += self._segs(r) + self._segs(tail)
-        else:
-            r[_END] = seq
+        r[_END] = seq
         records.insert(i + 1, tail)
         if tail[_FLAGS] & RETRANSMITTED:
             self._retrans_out += 1
@@ -251,7 +248,9 @@ class Rack:
             if self.reo_wnd_persist <= 0:
                 self.reo_wnd_mult = 1
         self._was_recovering = recovering
-        if not self.reordering_seen and (recovering or self.segs_sacked >= DUP_THRESH):
+        # "RACK.segs_sacked >= DupThresh", in bytes as RFC 6675's IsLost counts: more than
+        # (DupThresh - 1) * SMSS octets SACKed
+        if not self.reordering_seen and (recovering or self.segs_sacked > (DUP_THRESH - 1) * self.smss):
             self.reo_wnd = 0
         elif self.min_rtt is None:
             self.reo_wnd = 0
