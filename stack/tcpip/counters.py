@@ -50,6 +50,12 @@ class ProtocolCounters:
     tcp_reset_connections: int = 0
     tcp_current_connections: int = 0
     tcp_segments_retransmitted: int = 0
+    # loss recovery by cause (lab lines of `netstat -s`): retransmission timeouts' resends, RACK's
+    # (RFC 8985 6.2: marked lost by time), and Tail Loss Probes sent / that repaired a loss (7.3, 7.4)
+    tcp_timeout_retransmissions: int = 0
+    tcp_rack_retransmissions: int = 0
+    tcp_tlp_probes: int = 0
+    tcp_tlp_recoveries: int = 0
     tcp_syn_queue_drops: int = 0  # SYNs dropped because a listener's SYN queue was full (no SYN cookies)
     # Connection requests refused because the listener's accept backlog was full: a SYN answered
     # with RST, or a completed handshake reset.  Windows keeps no counter of its own for this (the

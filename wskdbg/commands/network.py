@@ -51,7 +51,10 @@ With no argument (or -all) every TCB of the current host; with an address one TC
 may be a TCB (from !tcpconn) or a WSK connection socket (from !wsk).  Shows the 4-tuple and state,
 iss/snd_una/snd_nxt/snd_max/snd_wnd (also relative to iss), irs/rcv_nxt/rcv_wnd, mss and window
 scales, cwnd/ssthresh, srtt/rttvar/rto, segment and retransmission counters, and the armed timers
-with the virtual time left on each.""")
+with the virtual time left on each.  With SACK negotiated, RACK-TLP's loss detection (RFC 8985, as
+Windows' tcpip.sys): the newest delivered segment's send time and end (RACK.xmit_ts / end_seq), the
+reordering window, the Tail Loss Probe timer (PTO) and any probe out, and what RACK and TLP
+recovered.""")
 def cmd_tcb(dbg: "Engine", inv: Invocation) -> CommandResult:
     parsed = parse_options(inv, flags=("all",))
     stack = tcpip_of(dbg)

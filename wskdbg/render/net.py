@@ -377,6 +377,9 @@ def tcb_lines(s: Mapping[str, Any], now_ns: int) -> list[str]:
         out.append(f"{INDENT}SACK           scoreboard {board['blocks']} blocks, {board['sacked_bytes']} bytes;"
                    f"  pipe {board['pipe']}  sack retransmits {s.get('sack_retransmissions', 0)}"
                    + ("  in SACK recovery" if board.get("in_sack_recovery") else ""))
+    rack = s.get("rack")
+    if rack is not None:  # RACK-TLP (RFC 8985), on when SACK was negotiated
+        out += _rack_lines(rack, iss, now_ns)
     timers = s.get("timers") or {}
     armed = [f"{name} in {ms(at - now_ns)}" for name, at in timers.items() if at]
     out.append(f"{INDENT}Timers         {', '.join(armed) if armed else 'none armed'}")
@@ -405,6 +408,27 @@ def congestion_lines(c: Mapping[str, Any] | None, cwnd: int, now_ns: int) -> lis
         out.append(f"{INDENT}PRR            RecoverFS {prr['recover_fs']}  prr_delivered {prr['prr_delivered']}"
                    f"  prr_out {prr['prr_out']}  sndcnt {prr['sndcnt']}")
     return out
+
+
+def _rack_lines(r: Mapping[str, Any], iss: int, now_ns: int) -> list[str]:
+    """RACK's newest delivered segment (RACK.xmit_ts / end_seq), the reordering window, the TLP
+    probe timer and episode, and what they recovered (the lab's own lines; RFC 8985's names)."""
+    xmit = r.get("xmit_ts")
+    newest = (f"xmit_ts {ms(xmit)} ({ms(now_ns - xmit)} ago)  end_seq {_rel(r['end_seq'], iss)}  rtt {ms(r['rtt_ns'])}"
+              if xmit is not None else "no segment delivered yet")
+    pto_at = r.get("pto")
+    episode = r.get("tlp_end_seq")
+    return [
+        f"{INDENT}RACK           {newest}",
+        f"{INDENT}               reo_wnd {ms(r['reo_wnd_ns'])} (x{r['reo_wnd_mult']} min_rtt/4, min_rtt {ms(r['min_rtt_ns'])})"
+        f"  {'reordering seen' if r.get('reordering_seen') else 'no reordering seen'}",
+        f"{INDENT}TLP            "
+        + (f"PTO armed, fires in {ms(pto_at - now_ns)} (PTO {ms(r['pto_ns'])})" if pto_at else "PTO not armed")
+        + (f"  probe out: end_seq {_rel(episode, iss)} ({'resent' if r.get('tlp_is_retrans') else 'new data'})"
+           if episode is not None else "  no probe out"),
+        f"{INDENT}Loss recovery  RACK marked lost {r['lost_marked']}  RACK retransmits {r['rack_retransmissions']}"
+        f"  TLP probes {r['tlp_probes']}  TLP recoveries {r['tlp_recoveries']}  DSACKs {r['dsacks']}",
+    ]
 
 
 def _onoff(v: Any) -> str:
@@ -543,6 +567,10 @@ TCP_STATISTICS = (
 )
 TCP_LAB_STATISTICS = (
     ("Resets Sent", "tcp_resets_sent"),
+    ("Timeout Retransmissions", "tcp_timeout_retransmissions"),
+    ("RACK Retransmissions", "tcp_rack_retransmissions"),
+    ("Tail Loss Probes", "tcp_tlp_probes"),
+    ("Tail Loss Probe Recoveries", "tcp_tlp_recoveries"),
     ("SYN Queue Drops", "tcp_syn_queue_drops"),
     ("SYN Attack Protection Activations", "tcp_syn_protection_activations"),
     ("SYN Cookie Connections", "tcp_syn_cookie_connections"),
@@ -558,7 +586,8 @@ TCP_LAB_STATISTICS = (
 def tcp_statistics_lines(c: Mapping[str, Any]) -> list[str]:
     out = ["TCP Statistics for IPv4 and IPv6", ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_STATISTICS if name in c]
-    out += ["", "TCP Statistics (lab: resets, SYN attack protection, backlog, time-wait, dynamic ports)", ""]
+    out += ["", "TCP Statistics (lab: resets, loss recovery, SYN attack protection, backlog, time-wait, dynamic ports)",
+            ""]
     out += [f"  {label:<36}= {c[name]}" for label, name in TCP_LAB_STATISTICS if name in c]
     out.append("")
     return out

@@ -79,6 +79,9 @@ class TcpConfig:
     # Windows' "congestionprovider" (netsh int tcp set supplemental): "cubic" (RFC 9438) or "newreno"
     congestion_provider: str = "cubic"
     prr: bool = True  # RFC 6937 paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh
+    # RACK-TLP loss detection (RFC 8985, Windows 10 1709+ / Server 2019+: rack.py) when SACK is
+    # negotiated; False keeps RFC 6675's DupThresh rules and the RTO as the only tail-loss answer.
+    rack_tlp: bool = True
     max_ooo_segments: int = 64  # bound on stored out-of-order pieces
     challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
     # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are

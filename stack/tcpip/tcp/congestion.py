@@ -24,9 +24,14 @@ RTT rise of at least 4 ms) and its Conservative Slow Start are not modelled: the
 of microseconds.
 
 Why the lab's default stays 1: with 8, a 4 MiB bulk echo under Adaptive moderation overruns winsrv's
-512-buffer receive ring (61 frames dropped, no_rx_buffer) and the sender recovers through a
-retransmission timeout (284 segments resent, 33.6 -> 333 virtual ms) - Windows would recover with
-RACK-TLP and PRR, which the lab does not model.
+512-buffer receive ring.  Without loss detection beyond RFC 6675 the sender recovered through a
+retransmission timeout (61 frames dropped, no_rx_buffer; 284 segments resent; 33.6 -> 333 virtual ms).
+With RACK-TLP (RFC 8985, rack.py; Windows' loss detection) it recovers without one, in less virtual
+time than with L = 1 (19.7 against 32.6 virtual ms), but the overrun itself remains and grows while
+recovery keeps sending (110 frames dropped, 308 segments resent by RACK, all of them lost at the
+receiver: none arrived twice), and the echo then costs 2.3x the Python calls per MiB (157,300 against
+65,700; tests/bench/bench_rsc_units.py --mib 4).  So L = 8 waits for what keeps the ring from
+overrunning: PRR's paced recovery and moderation classes that fit the lab's 10 Gb/s links.
 
 Sequence numbers handed in are the connection's unwrapped ints, so plain
 comparisons are correct.  `smss` is the sender's maximum payload per segment."""

@@ -34,6 +34,7 @@ from .events import (
     DataAcked,
     DataReceived,
     Established,
+    LossProbe,
     PeerClosed,
     Reset,
     ResetReason,
@@ -41,6 +42,7 @@ from .events import (
     StateChanged,
     TcpEvent,
 )
+from .rack import Rack, is_dsack
 from .rtt import RttEstimator
 from .segment import ACK, FIN, PSH, RST, SYN, TcpSegment, rst_for_unexpected
 from .seq import SEQ_MASK, unwrap
@@ -55,6 +57,7 @@ from .states import (
 )
 
 S = TcpState
+CAN_SEND_PROBE = frozenset((S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_1, S.CLOSING, S.LAST_ACK))
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 TIMESTAMP_OPTION_BYTES = 12  # NOP NOP kind len TSval TSecr, taken from each segment's payload
 SACK_OPTION_BYTES = 4  # NOP NOP kind len, then 8 bytes per block (RFC 2018), also taken from the payload
@@ -79,7 +82,7 @@ class TcpConnection:
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
-        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size",
+        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size", "_rack", "_rack_at",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
         "timeouts", "dup_acks",
@@ -172,6 +175,8 @@ class TcpConnection:
         # SACK is on and the scoreboard holds ranges or a SACK recovery runs: the one test
         # that keeps the SACK work off the path of ordinary ACKs.
         self._sack_busy = False
+        self._rack: Rack | None = None  # RACK-TLP loss detection (RFC 8985), with SACK only: _rack_start
+        self._rack_at: int | None = None  # its reordering timer or PTO, whichever is due first
         # Extra ns added to each SYN / SYN-ACK retransmission timeout (given the RTO): the glue
         # draws it from the world's seed so that a burst of handshakes does not retry in
         # lock-step waves.  None: the plain RFC 6298 timer.
@@ -327,6 +332,9 @@ class TcpConnection:
         deadline = self._ka_at
         if deadline is not None and (best is None or deadline < best):
             best = deadline
+        deadline = self._rack_at
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
         return best
 
     def on_timer(self, now_ns: int) -> None:
@@ -337,6 +345,8 @@ class TcpConnection:
             else:
                 self._set_state(S.CLOSED)
             return
+        if self._rack_at is not None and now_ns >= self._rack_at:
+            self._on_rack_timer(now_ns)  # before the RTO: a probe due with it re-arms it (RFC 8985 7.3)
         if self._rexmit_at is not None and now_ns >= self._rexmit_at:
             self._on_retransmit_timeout(now_ns)
             if self._state is S.CLOSED:
@@ -539,6 +549,7 @@ class TcpConnection:
             "fast_retransmits": self.fast_retransmits,
             "sack_retransmissions": self.sack_retransmissions,
             "sack_scoreboard": self._scoreboard_summary(),
+            "rack": self._rack_summary(),
             "timeouts": self.timeouts,
             "dup_acks": self.dup_acks,
             "bytes_acked": self.bytes_acked,
@@ -553,6 +564,8 @@ class TcpConnection:
                 "persist": self._persist_at,
                 "time_wait": self._tw_at,  # also the FIN_WAIT_2 timeout, when configured
                 "keepalive": self._ka_at,
+                "tlp": self._rack.pto_at if self._rack is not None else None,  # RFC 8985 PTO
+                "rack_reorder": self._rack.reo_at if self._rack is not None else None,
             },
         }
 
@@ -565,6 +578,17 @@ class TcpConnection:
         sack = self._sack
         if sack is not None and sack.prr is not None and sack.in_recovery:
             out["prr"] = sack.prr.snapshot()
+        return out
+
+    def _rack_summary(self) -> dict[str, object] | None:
+        """RACK-TLP's state for `!tcb` (sequence numbers as 32-bit wire values), or None without it."""
+        rack = self._rack
+        if rack is None:
+            return None
+        out = rack.snapshot()
+        out["end_seq"] = rack.end_seq & SEQ_MASK
+        if rack.tlp_end_seq is not None:
+            out["tlp_end_seq"] = rack.tlp_end_seq & SEQ_MASK
         return out
 
     def _scoreboard_summary(self) -> dict[str, object] | None:
@@ -759,12 +783,14 @@ class TcpConnection:
         elif (ack == snd_una and plen == 0 and not seg.flags & (SYN | FIN) and wnd == self._snd_wnd
               and self._snd_max > snd_una):
             self.dup_acks += 1  # RFC 5681 section 2 definition of a duplicate ACK
-            if self._cc.on_dup_ack(ack, self._snd_max - snd_una, self._snd_max):
+            if self._rack is None and self._cc.on_dup_ack(ack, self._snd_max - snd_una, self._snd_max):
                 self._fast_rexmit = True
                 self._sack_busy = self._sack_on
         if seg.sack_blocks or self._sack_busy:
             self._take_sack(seg.sack_blocks)
             self._prr_ack()
+        if self._rack is not None:
+            self._rack_on_ack(seg, snd_una, ack, now)
         # Window update, guarded against old segments (RFC 9293 3.10.7.4).  An ACK that
         # advances SND.UNA is newer than any that came before, whatever its SEQ (a peer
         # that went back to retransmit sends old SEQs): as Linux's tcp_may_update_window.
@@ -1093,6 +1119,7 @@ class TcpConnection:
         since - this segment's ACK, window, timestamps and SACK blocks are that one's (what _make
         would compute again; its bookkeeping is already done)."""
         payload = self._sndbuf.slice(seq, n) if n else ()
+        prev_max = self._snd_max
         if follows:
             prev = out[-1]
             out.append(TcpSegment(self.local_port, self.remote_port, seq & SEQ_MASK, prev.ack, flags, prev.window,
@@ -1115,6 +1142,8 @@ class TcpConnection:
             self._small_end = end
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
+        if self._rack is not None:
+            self._rack_sent(seq, end, now, prev_max)
 
     def _emit_large(self, now: int, out: list[TcpSegment], seq: int, remaining: int, usable: int, fin: bool,
                     mss: int, slots: int, follows: bool) -> bool:
@@ -1167,6 +1196,8 @@ class TcpConnection:
             self._small_end = end
         if self._rexmit_at is None:
             self._rexmit_at = now + self._rtt.rto_ns
+        if self._rack is not None:
+            self._rack_sent(seq, end, now, seq)
         return True
 
     def _skip_sacked(self, seq: int, una: int) -> tuple[int, int, int]:
@@ -1231,7 +1262,8 @@ class TcpConnection:
         if sack is not None and sack.prr is not None and sack.in_recovery:
             sack.prr.on_send(n)
 
-    def _resend(self, now: int, out: list[TcpSegment], seq: int, n: int, reason: Literal["fast", "sack"]) -> int:
+    def _resend(self, now: int, out: list[TcpSegment], seq: int, n: int,
+                reason: Literal["fast", "sack", "tlp"]) -> int:
         """Retransmit up to `n` bytes (one segment) at `seq` < SND.MAX regardless of
         cwnd; returns the sequence space it covered."""
         data_end = self._sndbuf.end
@@ -1247,16 +1279,18 @@ class TcpConnection:
         out.append(self._make(now, flags, seq, payload))
         end = seq + n + (flags & FIN)
         self.retransmissions += 1
-        if reason == "fast":
+        if self._rack is not None and self._rack.on_retransmit(seq, end, now) and reason != "tlp":
+            reason = "rack"  # RACK marked it lost (RFC 8985 6.2), whichever rule picked it
+        elif reason == "fast":
             self.fast_retransmits += 1
-        else:
+        elif reason == "sack":
             self.sack_retransmissions += 1
         self._start_karn(now)
-        self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, reason))
+        self._events.append(Retransmitted(seq & SEQ_MASK, end - seq, reason))  # type: ignore[arg-type]
         if self._snd_nxt < end:
             self._snd_nxt = end
         sack = self._sack
-        if sack is not None and end > sack.scoreboard.high_rxt:
+        if sack is not None and reason != "tlp" and end > sack.scoreboard.high_rxt:
             sack.scoreboard.high_rxt = end  # RFC 6675 (C.2)
         self._prr_sent(end - seq)
         return end - seq
@@ -1388,6 +1422,8 @@ class TcpConnection:
                 self._sack_busy = bool(sack.scoreboard.ranges)
             self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
             self._fast_rexmit = False
+            if self._rack is not None:
+                self._rack_on_rto()
         self._rtt_seq = None
         rto = self._rtt.rto_ns
         if synchronizing and self._syn_jitter is not None:
@@ -1439,6 +1475,129 @@ class TcpConnection:
         self._ka_at = now + config.keepalive_interval_ns
 
     # ------------------------------------------------------------------
+    # RACK-TLP (RFC 8985; the state machine is rack.py, these feed it and act on its answers)
+    # ------------------------------------------------------------------
+    def _rack_start(self) -> None:
+        """SACK was negotiated: RACK-TLP detects losses (RFC 8985 needs SACK; without it the
+        connection keeps NewReno's duplicate ACKs).  RACK, not DupThresh, says what is lost."""
+        assert self._sack is not None
+        self._rack = Rack(self._max_payload)
+        self._sack.scoreboard.set_rack_frontier(0)
+
+    def _rack_sent(self, seq: int, end: int, now: int, prev_max: int) -> None:
+        """[seq, end) left (new above `prev_max`, the old SND.MAX; resent below it).  New data
+        that is not a probe restarts the PTO unless a recovery runs or SACKed data is out (7.2)."""
+        rack = self._rack
+        assert rack is not None
+        if seq < prev_max:
+            rack.on_retransmit(seq, end if end < prev_max else prev_max, now)
+        if end > prev_max:
+            rack.on_send(seq if seq > prev_max else prev_max, end, now)
+            self._tlp_arm(now)
+
+    def _tlp_arm(self, now: int) -> None:
+        """Start or restart the PTO (RFC 8985 7.2), or stop it when it must not run."""
+        rack = self._rack
+        assert rack is not None and self._sack is not None
+        una = self._snd_una
+        if una >= self._snd_max or una <= self._cc.recover or self._sack.scoreboard.ranges:
+            rack.pto_at = None  # nothing out, fast or RTO recovery, or data delivered out of order
+        else:
+            rack.arm_pto(now, self._rtt.srtt_ns, self._snd_max - una <= self._max_payload, self._rexmit_at)
+        self._rack_at = rack.next_deadline()
+
+    def _rack_on_ack(self, seg: TcpSegment, old_una: int, ack: int, now: int) -> None:
+        """RFC 8985 6.2 (RACK) and 7.4 (TLP) for an acceptable ACK, after the scoreboard took it."""
+        rack = self._rack
+        sack = self._sack
+        assert rack is not None and sack is not None
+        blocks = seg.sack_blocks
+        if ack == old_una and not blocks and rack.reo_at is None and rack.tlp_end_seq is None:
+            return  # nothing delivered, no timer to revisit
+        board = sack.scoreboard
+        dsack = is_dsack(blocks, ack) if blocks else None
+        timestamps = seg.timestamps
+        echo_ms = (timestamps[1] - self.iss) & SEQ_MASK if timestamps is not None and self._ts_on else None
+        lost = rack.on_ack(ack, board.ranges, dsack is not None, now, self._snd_nxt, ack <= self._cc.recover,
+                           self._rtt.srtt_ns, echo_ms)
+        if rack.tlp_end_seq is not None and rack.tlp_on_ack(ack, dsack, ack == old_una and not blocks):
+            self._events.append(LossProbe(ack & SEQ_MASK, True, True))
+            # "Invoke congestion control to reduce cwnd" (7.4.2): as a fast recovery would.
+            sack.enter_recovery(ack, sack.cwnd, self._snd_max)
+            self._sack_busy = True
+        if lost:
+            self._rack_mark_lost()
+        if ack > old_una or (rack.pto_at is not None and board.ranges):
+            self._tlp_arm(now)  # restart on new data ACKed; stop once data is delivered out of order
+        self._rack_at = rack.next_deadline()
+
+    def _rack_mark_lost(self) -> None:
+        """RACK marked segments lost: they are the scoreboard's lost holes (IsLost), a lost
+        retransmission goes out again, and fast recovery starts (RFC 8985 6.2 Step 5, 9.3)."""
+        rack = self._rack
+        sack = self._sack
+        assert rack is not None and sack is not None
+        board = sack.scoreboard
+        board.set_rack_frontier(rack.lost_high)
+        again = rack.lost_retransmission_start(board.high_rxt)
+        if again is not None:
+            board.high_rxt = again
+        una = self._snd_una
+        if not sack.in_recovery and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
+            self._fast_rexmit = True  # the first lost segment goes out at once, whatever cwnd says
+        self._sack_busy = True
+
+    def _on_rack_timer(self, now: int) -> None:
+        """The RACK reordering timer (6.3) or the PTO (7.3) fired."""
+        rack = self._rack
+        assert rack is not None
+        if rack.reo_at is not None and now >= rack.reo_at and rack.on_reo_timeout(now):
+            self._rack_mark_lost()
+        if rack.pto_at is not None and now >= rack.pto_at:
+            rack.pto_at = None
+            if self._snd_una < self._snd_max and rack.tlp_end_seq is None and self._state in CAN_SEND_PROBE:
+                self._send_tlp_probe(now)
+        self._rack_at = rack.next_deadline()
+
+    def _send_tlp_probe(self, now: int) -> None:
+        """TLP_send_probe() (RFC 8985 7.3): the next new segment if the peer's window takes it
+        (whatever cwnd says), else the highest segment sent again; then the RTO, not the PTO,
+        watches the probe."""
+        rack = self._rack
+        assert rack is not None
+        out = self._out
+        data_end = self._sndbuf.end
+        snd_max = self._snd_max
+        room = self._snd_una + self._snd_wnd - snd_max
+        limit = self._payload_limit()
+        if self._snd_nxt == snd_max and data_end > snd_max and room > 0:
+            n = min(data_end - snd_max, limit, room)
+            flags = ACK
+            if n == data_end - snd_max:
+                flags = ACK | PSH | FIN if self._fin_queued else ACK | PSH
+            # The probe is the segment timed: the stall it ends is no round trip of the older one (its
+            # ACK may have been lost, and without a resend Karn's rule would not discard that sample).
+            self._rtt_seq = None
+            self._emit(now, out, snd_max, n, flags, limit)
+            retransmission = False
+        else:
+            top = data_end if snd_max > data_end else snd_max  # a FIN rides on the last data
+            start = top - limit if top - limit > self._snd_una else self._snd_una
+            self._resend(now, out, start, top - start, "tlp")
+            retransmission = True
+        rack.on_probe_sent(self._snd_max, retransmission)
+        self._events.append(LossProbe(rack.tlp_end_seq & SEQ_MASK if rack.tlp_end_seq is not None else 0,
+                                      retransmission))
+        self._rexmit_at = now + self._rtt.rto_ns
+
+    def _rack_on_rto(self) -> None:
+        rack = self._rack
+        assert rack is not None and self._sack is not None
+        rack.on_rto()
+        self._sack.scoreboard.set_rack_frontier(0)
+        self._rack_at = None
+
+    # ------------------------------------------------------------------
     # state bookkeeping
     # ------------------------------------------------------------------
     def _take_peer_syn(self, syn: TcpSegment) -> None:
@@ -1469,6 +1628,8 @@ class TcpConnection:
         self._max_payload = max(self._snd_mss - overhead, 1)
         initial = 1 if self._syn_retransmitted else config.initial_cwnd_segments  # RFC 6928 / 5681 3.1
         self._cc.reset_window(self._max_payload, initial)
+        if self._sack_on and config.rack_tlp:
+            self._rack_start()
 
     def _start_karn(self, now: int) -> None:
         """A retransmission: never time a retransmitted segment (Karn), and remember when

@@ -54,7 +54,17 @@ class Closed:
 class Retransmitted:
     seq: int  # 32-bit wire sequence number of the retransmitted segment
     length: int  # sequence space it covers (payload + SYN + FIN)
-    reason: Literal["rto", "fast", "sack"]
+    reason: Literal["rto", "fast", "sack", "rack", "tlp"]  # rack: RACK marked it lost; tlp: a loss probe (RFC 8985)
 
 
-TcpEvent = Union[StateChanged, Established, DataAcked, DataReceived, PeerClosed, Reset, Closed, Retransmitted]
+@dataclass(frozen=True, slots=True)
+class LossProbe:
+    """RFC 8985 TLP: a probe left (`recovered` False; `retransmission` says whether it resent the
+    highest segment or sent new data), or an ACK showed that a probe repaired a loss (`recovered`)."""
+    seq: int  # 32-bit wire sequence number of the probe / TLP.end_seq
+    retransmission: bool
+    recovered: bool = False
+
+
+TcpEvent = Union[StateChanged, Established, DataAcked, DataReceived, PeerClosed, Reset, Closed, Retransmitted,
+                 LossProbe]

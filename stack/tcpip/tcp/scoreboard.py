@@ -21,7 +21,7 @@ MAX_RANGES = 64  # a peer cannot make the scoreboard grow without bound
 
 
 class Scoreboard:
-    __slots__ = ("smss", "ranges", "sacked_bytes", "high_rxt", "_lost_below")
+    __slots__ = ("smss", "ranges", "sacked_bytes", "high_rxt", "_lost_below", "rack_frontier")
 
     def __init__(self, smss: int) -> None:
         self.smss = smss
@@ -29,6 +29,9 @@ class Scoreboard:
         self.sacked_bytes = 0
         self.high_rxt = 0  # one past the highest octet retransmitted in this episode (RFC 6675 HighRxt)
         self._lost_below = 0  # the loss frontier, see the module docstring
+        # With RACK-TLP (rack.py) RACK decides what is lost, not DupThresh: the frontier is one past
+        # the highest octet RACK marked lost (RFC 8985 is "an alternative to the DupAck threshold").
+        self.rack_frontier: int | None = None
 
     @property
     def high_sacked(self) -> int:
@@ -39,6 +42,13 @@ class Scoreboard:
         self.ranges = []
         self.sacked_bytes = 0
         self._lost_below = 0
+        if self.rack_frontier is not None:
+            self.rack_frontier = 0
+
+    def set_rack_frontier(self, frontier: int) -> None:
+        """RACK-TLP mode: everything unSACKed below `frontier` is lost (IsLost by RACK)."""
+        self.rack_frontier = frontier
+        self._lost_below = frontier
 
     def take(self, wire_blocks: Iterable[tuple[int, int]], una: int, snd_max: int) -> bool:
         """Record an ACK's SACK blocks (32-bit wire values) once SND.UNA is `una`.
@@ -86,6 +96,9 @@ class Scoreboard:
 
     def _recount(self) -> None:
         self.sacked_bytes = sum(e - s for s, e in self.ranges)
+        if self.rack_frontier is not None:
+            self._lost_below = self.rack_frontier
+            return
         # IsLost (RFC 6675 section 4): DupThresh discontiguous SACKed ranges, or more than
         # (DupThresh - 1) * SMSS SACKed bytes, above the sequence number.  Walking down from
         # the top, the first range where either holds gives the frontier.

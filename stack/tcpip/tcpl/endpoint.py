@@ -19,7 +19,7 @@ from stack.kernel.symbols import Frame
 from ..addr import SockAddr, any_address, v4_mapped
 from ..sharing import BindTable, Share
 from ..events import ClientUpcall, SegmentRetransmitted, TcpStateChanged
-from ..tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Reset, Retransmitted, StateChanged,
+from ..tcp import (Closed, DataAcked, DataReceived, Established, LossProbe, PeerClosed, Reset, Retransmitted, StateChanged,
                    TcpConfig, TcpConnection, TcpState)
 from ..tcp.seq import SEQ_MASK
 from ..transport import ConnectComplete, ConnectionEndpoint, ListenEndpoint
@@ -400,11 +400,23 @@ class TcbLayer:
         pass  # the FIN is delivered with the data (_deliver); nothing to do at the event
 
     def _on_retransmitted(self, tcb: Tcb, event: Retransmitted) -> None:
-        self.counters.tcp_segments_retransmitted += 1
+        counters = self.counters
+        counters.tcp_segments_retransmitted += 1
+        reason = event.reason
         k = self.kernel
         if k.bus.subscribers:
             k.bus.publish(SegmentRetransmitted(host=k.name, depth=len(k.frames), conn=tcb.endpoint.address,
-                                               tcp_seq=event.seq, length=event.length, reason=event.reason))
+                                               tcp_seq=event.seq, length=event.length, reason=reason))
+        if reason == "rto":
+            counters.tcp_timeout_retransmissions += 1
+        elif reason == "rack":
+            counters.tcp_rack_retransmissions += 1
+
+    def _on_loss_probe(self, tcb: Tcb, event: LossProbe) -> None:
+        if event.recovered:
+            self.counters.tcp_tlp_recoveries += 1
+        else:
+            self.counters.tcp_tlp_probes += 1
 
     def _on_state_changed(self, tcb: Tcb, event: StateChanged) -> None:
         endpoint = tcb.endpoint
@@ -498,6 +510,7 @@ _EVENT_HANDLERS: dict[type, Callable[[TcbLayer, Tcb, Any], None]] = {
     DataReceived: TcbLayer._on_data_received,
     PeerClosed: TcbLayer._on_peer_closed,
     Retransmitted: TcbLayer._on_retransmitted,
+    LossProbe: TcbLayer._on_loss_probe,
     StateChanged: TcbLayer._on_state_changed,
     Established: TcbLayer._on_established,
     Reset: TcbLayer._on_reset,

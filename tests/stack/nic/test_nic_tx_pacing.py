@@ -23,7 +23,10 @@ def test_concurrent_1mib_fetches_lose_no_frame_on_the_servers_own_link() -> None
     result = measure(world, "khttpd zero-copy", 262144, 1, 4)
     winsrv = world.host("winsrv").kernel.extensions["tcpip"].transport.counters()
     assert [end.counters.queue_drops for end in link.ends] == [0, 0]
-    assert winsrv["tcp_segments_retransmitted"] == 0
+    # nothing lost: no timeout, nothing RACK found missing - at most a Tail Loss Probe resent a tail while the
+    # ACKs of four flows queued behind each other took longer than two SRTTs (RFC 8985 7.2)
+    assert winsrv["tcp_timeout_retransmissions"] == winsrv["tcp_rack_retransmissions"] == 0
+    assert winsrv["tcp_segments_retransmitted"] <= winsrv["tcp_tlp_probes"]
     assert result["mbps"] > 900  # the wire, not retransmission timeouts, is the limit at 1 Gb/s
 
 

@@ -223,7 +223,10 @@ def test_the_default_provider_is_cubic_with_prr_and_newreno_stays_selectable() -
 # --- through a connection -------------------------------------------------------------------------
 
 def windows_cc(**kw: object) -> TcpConfig:
-    return config(**{"sack": True, "recv_buffer": 60_000, "congestion_provider": "cubic", "prr": True, **kw})
+    # RACK-TLP off: these tests enter recovery by RFC 6675's DupThresh rule, whose ACK count they
+    # check; test_tcp_rack_tlp.py holds recoveries that RACK starts.
+    return config(**{"sack": True, "recv_buffer": 60_000, "congestion_provider": "cubic", "prr": True,
+                     "rack_tlp": False, **kw})
 
 
 def in_flight(cfg: TcpConfig, segments: int = 10) -> Harness:
@@ -295,7 +298,7 @@ def test_without_prr_the_same_recovery_is_silent_until_pipe_falls_below_ssthresh
 
 
 def test_newreno_is_still_selectable_and_halves_the_window() -> None:
-    h = in_flight(config(sack=True, recv_buffer=60_000, congestion_provider="newreno", prr=True))
+    h = in_flight(config(sack=True, recv_buffer=60_000, congestion_provider="newreno", prr=True, rack_tlp=False))
     for k in (2, 3, 4):
         sack_ack(h, 0, (1000, k * 1000))
     assert h.conn.ssthresh == 5000 and h.conn.snapshot()["congestion"] == {  # type: ignore[index]

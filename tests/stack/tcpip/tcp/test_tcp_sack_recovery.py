@@ -99,8 +99,9 @@ def test_next_seg_takes_lost_holes_in_order_then_unsacked_ones_only_without_new_
 
 # --- the connection ---------------------------------------------------------------------------
 
-def ten_segments_in_flight(sack: bool = True) -> Harness:
-    cfg = config(sack=True, recv_buffer=60_000)
+def ten_segments_in_flight(sack: bool = True, rack_tlp: bool = False) -> Harness:
+    # RFC 6675's own rules (DupThresh, IsLost): RACK-TLP off; test_tcp_rack_tlp.py has RACK's.
+    cfg = config(sack=True, recv_buffer=60_000, rack_tlp=rack_tlp)
     h = active_open(cfg, window=WINDOW, **({"sack_permitted": True} if sack else {}))
     h.conn.send(b"".join(bytes([i]) * 1000 for i in range(10)))
     out = h.recv()

@@ -1,0 +1,171 @@
+"""RACK-TLP (RFC 8985) through the real TCP connection: a tail loss recovered by a probe instead of the
+retransmission timer, reordering inside the reordering window left alone, a DSACK widening that window,
+and no RACK without SACK."""
+
+from __future__ import annotations
+
+from tcp_harness import LOCAL_ISS, MASK, REMOTE_ISS, SYN, Harness, config, seg
+
+from stack.tcpip.tcp import ACK, LossProbe, Retransmitted, TcpConnection, TcpState
+
+L1 = LOCAL_ISS + 1
+R1 = REMOTE_ISS + 1
+WINDOW = 60_000
+US = 1000
+RTT = 100 * US
+
+
+def opened(sack: bool = True) -> Harness:
+    """An established connection whose handshake measured a 100 us round trip (SRTT 100 us)."""
+    h = Harness(TcpConnection(config(sack=True, recv_buffer=60_000), 80, 49152, LOCAL_ISS))
+    h.conn.connect(h.now)
+    h.recv_one(flags=SYN)
+    h.now += RTT
+    h.send(seg(REMOTE_ISS, L1, SYN | ACK, window=WINDOW, mss=1000, **({"sack_permitted": True} if sack else {})))
+    h.recv_one(flags=ACK)
+    assert h.state is TcpState.ESTABLISHED and h.conn.srtt_ns == RTT
+    h.take_events()
+    return h
+
+
+def send_segments(h: Harness, count: int) -> None:
+    h.conn.nodelay = True
+    h.conn.send(b"".join(bytes([i]) * 1000 for i in range(count)))
+    assert len(h.recv()) == count
+
+
+def peer_ack(h: Harness, ack: int, *blocks: tuple[int, int]) -> list:
+    """The peer's ACK, blocks relative to L1; returns what the connection sends."""
+    h.send(seg(R1, L1 + ack, window=WINDOW, sack_blocks=tuple(((L1 + s) & MASK, (L1 + e) & MASK) for s, e in blocks)))
+    return h.recv()
+
+
+def resent(h: Harness) -> list[tuple[int, str]]:
+    return [((e.seq - L1) & MASK, e.reason) for e in h.take_events() if isinstance(e, Retransmitted)]
+
+
+def test_a_lost_tail_is_recovered_by_a_tlp_probe_within_two_round_trips_not_by_the_rto() -> None:
+    h = opened()
+    send_segments(h, 6)  # segments 4 and 5, the tail, are lost
+    h.now += RTT
+    assert peer_ack(h, 4000) == []
+    assert h.conn.snapshot()["timers"]["tlp"] == h.now + 2 * h.conn.srtt_ns  # PTO = 2 * SRTT (RFC 8985 7.2)
+    sent_at = h.now
+    h.advance(2 * h.conn.srtt_ns)  # no ACK comes: the PTO fires, long before the 300 ms RTO
+    probe = h.recv()
+    assert [((s.seq - L1) & MASK, s.payload_len) for s in probe] == [(5000, 1000)]  # the highest segment again
+    events = h.take_events()
+    assert any(isinstance(e, LossProbe) and e.retransmission for e in events)
+    assert h.now - sent_at <= 2 * RTT + RTT // 2
+    h.now += RTT
+    out = peer_ack(h, 4000, (5000, 6000))  # the probe's SACK lets RACK see segment 4 lost
+    assert [((s.seq - L1) & MASK) for s in out] == [4000]
+    assert resent(h) == [(4000, "rack")]
+    h.now += RTT
+    peer_ack(h, 6000)
+    c = h.conn
+    assert c.timeouts == 0 and c.snd_una == c.snd_max
+    rack = c.snapshot()["rack"]
+    assert rack["tlp_probes"] == 1 and rack["rack_retransmissions"] == 1 and rack["lost_marked"] == 1
+
+
+def test_a_probe_sends_new_data_when_the_peers_window_allows_whatever_cwnd_says() -> None:
+    h = opened()
+    h.conn.nodelay = True
+    h.conn.send(b"x" * 11_000)  # IW10: ten segments leave, the eleventh waits for cwnd
+    assert len(h.recv()) == 10
+    h.advance(2 * h.conn.srtt_ns)
+    probe = h.recv()
+    assert [((s.seq - L1) & MASK, s.payload_len) for s in probe] == [(10_000, 1000)]  # new data, not a resend
+    assert resent(h) == [] and h.conn.snapshot()["rack"]["tlp_end_seq"] == (L1 + 11_000) & MASK
+
+
+def test_a_probe_resends_the_highest_segment_when_nothing_new_can_go() -> None:
+    h = opened()
+    send_segments(h, 3)
+    h.advance(2 * h.conn.srtt_ns)
+    assert [((s.seq - L1) & MASK) for s in h.recv()] == [2000]
+    assert resent(h) == [(2000, "tlp")]
+
+
+def test_the_pto_waits_for_a_delayed_ack_when_one_segment_is_in_flight() -> None:
+    h = opened()
+    send_segments(h, 1)
+    pto = h.conn.snapshot()["timers"]["tlp"] - h.now
+    assert pto == 2 * h.conn.srtt_ns + 200_000_000  # + WCDelAckT (RFC 8985 7.2)
+
+
+def test_reordering_within_reo_wnd_is_not_a_loss() -> None:
+    h = opened()
+    send_segments(h, 6)
+    h.now += RTT
+    peer_ack(h, 1000)  # min_RTT 100 us: reo_wnd = 25 us
+    h.now += 5 * US
+    assert peer_ack(h, 1000, (2000, 3000)) == []  # segment 2 overtook segment 1
+    snap = h.conn.snapshot()
+    assert snap["rack"]["reo_wnd_ns"] == 25 * US and snap["timers"]["rack_reorder"] is not None
+    h.now += 10 * US
+    assert peer_ack(h, 3000) == []  # segment 1 arrives inside the window: no loss
+    assert resent(h) == [] and not h.conn.in_recovery
+    assert h.conn.snapshot()["rack"]["reordering_seen"]
+
+
+def test_a_segment_still_missing_when_the_reordering_timer_fires_is_resent_by_rack() -> None:
+    h = opened()
+    send_segments(h, 6)
+    h.now += RTT
+    peer_ack(h, 1000)
+    h.now += 5 * US
+    assert peer_ack(h, 1000, (2000, 3000)) == []
+    h.advance(h.conn.snapshot()["timers"]["rack_reorder"] - h.now)
+    out = h.recv()
+    assert [((s.seq - L1) & MASK) for s in out] == [1000]
+    assert resent(h) == [(1000, "rack")] and h.conn.in_recovery and h.conn.timeouts == 0
+
+
+def test_three_duplicate_acks_alone_are_not_a_loss_once_reordering_was_seen() -> None:
+    h = opened()
+    send_segments(h, 10)
+    h.now += RTT
+    peer_ack(h, 1000)
+    h.now += 5 * US
+    peer_ack(h, 1000, (2000, 3000))
+    peer_ack(h, 3000)  # reordering seen
+    h.now += 5 * US
+    for top in (5000, 6000, 7000):  # segment 3 late again: three duplicate ACKs with SACK
+        assert peer_ack(h, 3000, (4000, top)) == []
+    assert resent(h) == [] and not h.conn.in_recovery  # RACK, not DupThresh, decides (RFC 8985)
+
+
+def test_a_dsack_widens_reo_wnd() -> None:
+    h = opened()
+    send_segments(h, 4)
+    h.now += RTT
+    peer_ack(h, 1000)
+    assert h.conn.snapshot()["rack"]["reo_wnd_mult"] == 1
+    h.now += US
+    peer_ack(h, 2000, (0, 1000))  # a DSACK: segment 0 arrived twice (RFC 2883)
+    rack = h.conn.snapshot()["rack"]
+    assert rack["reo_wnd_mult"] == 2 and rack["dsacks"] == 1
+    assert rack["reo_wnd_ns"] == 2 * rack["min_rtt_ns"] // 4
+
+
+def test_without_sack_there_is_no_rack_and_a_lost_tail_waits_for_the_rto() -> None:
+    h = opened(sack=False)
+    send_segments(h, 6)
+    h.now += RTT
+    peer_ack(h, 4000)
+    snap = h.conn.snapshot()
+    assert snap["rack"] is None and snap["timers"]["tlp"] is None
+    h.advance(250_000_000)
+    assert h.recv() == [] and h.conn.timeouts == 0
+    h.advance(100_000_000)
+    assert h.conn.timeouts == 1
+
+
+def test_rack_tlp_can_be_switched_off_with_sack_on() -> None:
+    h = Harness(TcpConnection(config(sack=True, rack_tlp=False), 80, 49152, LOCAL_ISS))
+    h.conn.connect(h.now)
+    h.recv()
+    h.send(seg(REMOTE_ISS, L1, SYN | ACK, window=WINDOW, mss=1000, sack_permitted=True))
+    assert h.conn.sack_enabled and h.conn.snapshot()["rack"] is None
