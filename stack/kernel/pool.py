@@ -219,6 +219,8 @@ class PoolManager:
         """Carve a new block of `need` bytes (the free list for that size is empty)."""
         page, offset = self._carve.get(paged, (0, PAGE_SIZE))
         if offset + need > PAGE_SIZE:
+            # Zeroed, as each carved block is: the page past the carved blocks must not show a
+            # previous owner's bytes (a freed 256 KiB send copy stays resident) to `db`.
             page = self._new_pages(paged, 1, "pool")
             offset = 0
         header = page + offset
@@ -232,16 +234,16 @@ class PoolManager:
     def _allocate_big(self, paged: bool, size: int, tag: int, pool_type: int, owner: str) -> PoolBlock:
         pages = (size + PAGE_SIZE - 1) // PAGE_SIZE
         # Zeroed pages, as the small blocks are zeroed; fresh frames already are.
-        va = self._new_pages(paged, pages, "bigpool", zeroed=True)
+        va = self._new_pages(paged, pages, "bigpool")
         block = PoolBlock(va, va, pages * PAGE_SIZE, size, tag, pool_type, True, big=True, owner=owner)
         self.blocks[va] = block
         return block
 
-    def _new_pages(self, paged: bool, pages: int, owner: str, zeroed: bool = False) -> int:
+    def _new_pages(self, paged: bool, pages: int, owner: str) -> int:
+        """`pages` zeroed pages mapped at a new va of the region (recycled frames are cleared)."""
         region = self.regions[paged]
         va = region.reserve(pages)
-        phys = self.phys
-        pfns = phys.allocate_zeroed(pages, owner) if zeroed else phys.allocate(pages, owner)
+        pfns = self.phys.allocate_zeroed(pages, owner)
         self.space.map_pages(va, pfns)
         self.pages_in_use += pages
         return va
