@@ -118,11 +118,13 @@ class _Lookaside:
 
 
 _LOOKASIDE_LIMIT = 4096  # kinds of allocation remembered (drivers use a few dozen)
-# Big-pool runs of more than this many pages (256 KiB) go back to the host when freed.  A run of
-# up to 256 KiB is what the next request or send allocates again (afd's copy of a user-mode send of
-# 256 KiB, a socket's 64 KiB buffer): it stays resident, as Mm keeps recently freed pages on its
-# lists, instead of a madvise, a compare with the zero page and 64 page faults per send.
-_DISCARD_PAGES = 64
+# A freed big-pool run of up to this many pages (256 KiB) stays resident: it is what the next
+# request or send allocates again (afd's copy of a user-mode send of 256 KiB, a socket's 64 KiB
+# buffer; freed frames are handed out again first, LIFO), as Mm keeps recently freed pages on its
+# lists, instead of a madvise, a compare with the zero page and 64 page faults per send.  A larger
+# run (a copy-mode file body) may not be wanted again for a long time: its host memory goes back
+# (the frames read as zeros; its next owner zeroes them anyway).
+_RESIDENT_MAX_PAGES = 64
 
 BugcheckFn = Callable[[int, int, int, int, int], None]
 
@@ -315,13 +317,7 @@ class PoolManager:
         pages = block.block_size // PAGE_SIZE
         freed = self.space.unmap_pages(block.address, pages)
         self.phys.free_run(freed)
-        # A large run (a copy-mode file body) may not be wanted again for a long time: give its
-        # host memory back (the frames read as zeros, and a big block's next owner zeroes them
-        # anyway).  A smaller one (a socket's 64 KiB buffer, afd's 256 KiB send copy) is what the
-        # next request allocates: freed frames are handed out again first (LIFO), so it stays
-        # resident for that, as Mm keeps recently freed pages on its lists instead of faulting
-        # them in afresh each time.
-        if pages > _DISCARD_PAGES:
+        if pages > _RESIDENT_MAX_PAGES:
             self.phys.discard(freed)
         self.regions[paged].release(block.address, pages)
         self.pages_in_use -= pages
