@@ -211,3 +211,26 @@ def test_a_recycled_run_cleared_in_one_slice_is_zero_and_its_neighbours_keep_the
     assert again == run_pfns  # the same run, back in order
     assert all(bytes(phys.frame(pfn)) == bytes(PAGE_SIZE) for pfn in again)
     assert {pfn: bytes(phys.frame(pfn)) for pfn in before + after} == kept
+
+
+@pytest.mark.parametrize("pfns, offset, length", [
+    ([0xFF], 0, 16),                        # one page, the frame below physical memory
+    ([0x120], 100, 16),                     # one page, the first frame past it
+    ([0xFE, 0xFF, 0x100], 0, 3 * PAGE_SIZE),  # one run that starts below it
+    ([0x11E, 0x11F, 0x120], 0, 3 * PAGE_SIZE),  # one run that ends past it
+    ([0x105, 0x11F, 0x120], 0, 3 * PAGE_SIZE),  # the page walk, its last run past it
+    ([0x105, 0xFF, 0x107], 10, 2 * PAGE_SIZE),  # the page walk, a frame below it
+])
+def test_frames_view_of_a_frame_outside_physical_memory_is_a_memory_access_error(pfns, offset, length) -> None:
+    # A slice past the mapping comes back short and one below it wraps to its end: like any other
+    # access to memory that is not there, it raises instead of returning the wrong bytes.
+    phys = PhysicalMemory(32, base_pfn=0x100)
+    with pytest.raises(MemoryAccessError, match="not in physical memory"):
+        phys.frames_view(pfns, offset, length)
+
+
+def test_frames_view_up_to_the_last_frame_of_physical_memory_is_allowed() -> None:
+    phys = PhysicalMemory(32, base_pfn=0x100)
+    phys.frame(0x11F)[:] = b"\x5A" * PAGE_SIZE
+    assert [bytes(v) for v in phys.frames_view([0x11E, 0x11F], PAGE_SIZE, PAGE_SIZE)] == [b"\x5A" * PAGE_SIZE]
+    assert [len(v) for v in phys.frames_view([0x100, 0x11F, 0x120], 0, 2 * PAGE_SIZE)] == [PAGE_SIZE, PAGE_SIZE]
