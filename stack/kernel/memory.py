@@ -102,14 +102,16 @@ class _NeverUsedFrame:
 
 NEVER_USED_FRAME = _NeverUsedFrame()
 
-_ZEROS = [bytes(PAGE_SIZE)]  # the longest run of zero bytes cleared so far (see _zeros)
+# allocate_zeroed clears a recycled run of up to this many frames (1 MiB) with one slice of this
+# buffer (a fresh bytes(n) per run costs half as much again; calloc'd, it takes no resident memory).
+ZERO_RUN_PAGES = 256
+_ZERO_RUN = memoryview(bytes(ZERO_RUN_PAGES << PAGE_SHIFT))
 
 
-def _zeros(length: int) -> memoryview:
-    """`length` zero bytes (1 MiB at most) to clear a run of frames with: one buffer, kept for the longest run."""
-    if len(_ZEROS[0]) < length:
-        _ZEROS[0] = bytes(length)
-    return memoryview(_ZEROS[0])[:length]
+def _outside(first: int, base: int, end: int) -> MemoryAccessError:
+    """The error for a run of frames from `first` not all in physical memory [base, end)."""
+    pfn = first if first < base else max(first, end)  # the run's first frame outside
+    return MemoryAccessError(pfn << PAGE_SHIFT, f"PFN {pfn:x} is not in physical memory")
 
 
 class PhysicalMemory:
@@ -118,6 +120,7 @@ class PhysicalMemory:
     def __init__(self, page_count: int, base_pfn: int) -> None:
         self.page_count = page_count
         self.base_pfn = base_pfn
+        self.end_pfn = base_pfn + page_count  # the first frame past physical memory
         # Anonymous, private, zero-filled on first touch: costs resident memory only where written.
         if hasattr(mmap, "MAP_ANONYMOUS"):
             self.data = mmap.mmap(-1, page_count * PAGE_SIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
@@ -150,9 +153,11 @@ class PhysicalMemory:
             view = self.view
             base = self.base_pfn
             n = len(dirty)
-            if 1 < n <= 256 and dirty[-1] - dirty[0] == n - 1 and dirty == list(range(dirty[0], dirty[0] + n)):
+            # dirty ascends without repeats (_allocate sorts the frames it takes, and a frame is on
+            # the free list once: its owner frees it once), so its ends tell a run of frames.
+            if 1 < n <= ZERO_RUN_PAGES and dirty[-1] - dirty[0] == n - 1:
                 start = (dirty[0] - base) << PAGE_SHIFT  # one run of frames (a recycled block): one clear
-                view[start:start + (n << PAGE_SHIFT)] = _zeros(n << PAGE_SHIFT)
+                view[start:start + (n << PAGE_SHIFT)] = _ZERO_RUN[:n << PAGE_SHIFT]
                 return pfns
             for pfn in dirty:
                 start = (pfn - base) << PAGE_SHIFT
@@ -341,22 +346,29 @@ class PhysicalMemory:
     def frames_view(self, pfns: list[int], offset: int, length: int) -> list[memoryview]:
         """Views over `length` bytes starting `offset` into the concatenation of `pfns`.
 
-        Runs of consecutive frames collapse into one memoryview: no byte is copied.
+        Runs of consecutive frames collapse into one memoryview: no byte is copied.  A frame
+        outside physical memory raises MemoryAccessError (a slice would come back short or wrap).
         """
         if length <= 0:
             return []
         page = offset >> PAGE_SHIFT
         within = offset & PAGE_MASK
         base = self.base_pfn
+        end = self.end_pfn
         view = self.view
         n = len(pfns)
         if within + length <= PAGE_SIZE and page < n:  # inside one page: the usual case for a frame
-            start = ((pfns[page] - base) << PAGE_SHIFT) + within
+            pfn = pfns[page]
+            if not base <= pfn < end:
+                raise _outside(pfn, base, end)
+            start = ((pfn - base) << PAGE_SHIFT) + within
             return [view[start:start + length]]
         need = (within + length + PAGE_MASK) >> PAGE_SHIFT
         if page + need <= n:  # one run of consecutive frames (a locked buffer, usually): checked in C
             first = pfns[page]
             if pfns[page + need - 1] == first + need - 1 and pfns[page:page + need] == list(range(first, first + need)):
+                if not base <= first <= end - need:
+                    raise _outside(first, base, end)
                 start = ((first - base) << PAGE_SHIFT) + within
                 return [view[start:start + length]]
         out: list[memoryview] = []
@@ -369,6 +381,8 @@ class PhysicalMemory:
                 run_pages += 1
             avail = run_pages * PAGE_SIZE - within
             take = avail if avail < length else length
+            if not base <= run_start <= end - ((within + take + PAGE_MASK) >> PAGE_SHIFT):
+                raise _outside(run_start, base, end)
             start = ((run_start - base) << PAGE_SHIFT) + within
             out.append(view[start:start + take])
             length -= take

@@ -118,11 +118,13 @@ class _Lookaside:
 
 
 _LOOKASIDE_LIMIT = 4096  # kinds of allocation remembered (drivers use a few dozen)
-# Big-pool runs of more than this many pages (256 KiB) go back to the host when freed.  A run of
-# up to 256 KiB is what the next request or send allocates again (afd's copy of a user-mode send of
-# 256 KiB, a socket's 64 KiB buffer): it stays resident, as Mm keeps recently freed pages on its
-# lists, instead of a madvise, a compare with the zero page and 64 page faults per send.
-_DISCARD_PAGES = 64
+# A freed big-pool run of up to this many pages (256 KiB) stays resident: it is what the next
+# request or send allocates again (afd's copy of a user-mode send of 256 KiB, a socket's 64 KiB
+# buffer; freed frames are handed out again first, LIFO), as Mm keeps recently freed pages on its
+# lists, instead of a madvise, a compare with the zero page and 64 page faults per send.  A larger
+# run (a copy-mode file body) may not be wanted again for a long time: its host memory goes back
+# (the frames read as zeros; its next owner zeroes them anyway).
+_RESIDENT_MAX_PAGES = 64
 
 BugcheckFn = Callable[[int, int, int, int, int], None]
 
@@ -219,6 +221,8 @@ class PoolManager:
         """Carve a new block of `need` bytes (the free list for that size is empty)."""
         page, offset = self._carve.get(paged, (0, PAGE_SIZE))
         if offset + need > PAGE_SIZE:
+            # Zeroed, as each carved block is: the page past the carved blocks must not show a
+            # previous owner's bytes (a freed 256 KiB send copy stays resident) to `db`.
             page = self._new_pages(paged, 1, "pool")
             offset = 0
         header = page + offset
@@ -232,16 +236,16 @@ class PoolManager:
     def _allocate_big(self, paged: bool, size: int, tag: int, pool_type: int, owner: str) -> PoolBlock:
         pages = (size + PAGE_SIZE - 1) // PAGE_SIZE
         # Zeroed pages, as the small blocks are zeroed; fresh frames already are.
-        va = self._new_pages(paged, pages, "bigpool", zeroed=True)
+        va = self._new_pages(paged, pages, "bigpool")
         block = PoolBlock(va, va, pages * PAGE_SIZE, size, tag, pool_type, True, big=True, owner=owner)
         self.blocks[va] = block
         return block
 
-    def _new_pages(self, paged: bool, pages: int, owner: str, zeroed: bool = False) -> int:
+    def _new_pages(self, paged: bool, pages: int, owner: str) -> int:
+        """`pages` zeroed pages mapped at a new va of the region (recycled frames are cleared)."""
         region = self.regions[paged]
         va = region.reserve(pages)
-        phys = self.phys
-        pfns = phys.allocate_zeroed(pages, owner) if zeroed else phys.allocate(pages, owner)
+        pfns = self.phys.allocate_zeroed(pages, owner)
         self.space.map_pages(va, pfns)
         self.pages_in_use += pages
         return va
@@ -313,13 +317,7 @@ class PoolManager:
         pages = block.block_size // PAGE_SIZE
         freed = self.space.unmap_pages(block.address, pages)
         self.phys.free_run(freed)
-        # A large run (a copy-mode file body) may not be wanted again for a long time: give its
-        # host memory back (the frames read as zeros, and a big block's next owner zeroes them
-        # anyway).  A smaller one (a socket's 64 KiB buffer, afd's 256 KiB send copy) is what the
-        # next request allocates: freed frames are handed out again first (LIFO), so it stays
-        # resident for that, as Mm keeps recently freed pages on its lists instead of faulting
-        # them in afresh each time.
-        if pages > _DISCARD_PAGES:
+        if pages > _RESIDENT_MAX_PAGES:
             self.phys.discard(freed)
         self.regions[paged].release(block.address, pages)
         self.pages_in_use -= pages

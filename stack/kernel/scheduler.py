@@ -180,7 +180,9 @@ class Scheduler:
             if heap[0][2].cancelled:
                 while heap and heap[0][2].cancelled:
                     heappop(heap)
-            # due before it: (time, seq) compared in C (seq is unique: never equal, never the event)
+            # Due before it: the heap's (time, seq, event) against (time, seq), compared in C.  The
+            # seq (from reserve_seqs) is that of this event, which is not queued: no heap entry has
+            # it, so time or seq decides and the compare never reaches an event (which has no order).
             if heap and heap[0] < (time_ns, seq):
                 return False
         if loop.max_events is not None and loop.ran >= loop.max_events:

@@ -376,27 +376,27 @@ def build_sg_list(nb: NetBuffer) -> list[tuple[int, int, int]]:
                 last_pfn = first + pages
                 last_end = ((pos + take_mdl - 1) & PAGE_MASK) + 1
                 remaining -= take_mdl
-                take_mdl = 0
-            while take_mdl > 0:
-                page = pos >> PAGE_SHIFT
-                within = pos & PAGE_MASK
-                take = 0x1000 - within
-                if take > take_mdl:
-                    take = take_mdl
-                pfn = pfns[page]
-                if out and within == 0 and pfn == last_pfn + 1 and last_end == 0x1000:
-                    p, o, n = out[-1]
-                    out[-1] = (p, o, n + take)
-                elif out and pfn == last_pfn and within == last_end:
-                    p, o, n = out[-1]
-                    out[-1] = (p, o, n + take)
-                else:
-                    out.append((pfn, within, take))
-                last_pfn = pfn
-                last_end = within + take
-                pos += take
-                take_mdl -= take
-                remaining -= take
+            else:  # not one run of frames: page by page, each merged into the element it continues
+                while take_mdl > 0:
+                    page = pos >> PAGE_SHIFT
+                    within = pos & PAGE_MASK
+                    take = 0x1000 - within
+                    if take > take_mdl:
+                        take = take_mdl
+                    pfn = pfns[page]
+                    if out and within == 0 and pfn == last_pfn + 1 and last_end == 0x1000:
+                        p, o, n = out[-1]
+                        out[-1] = (p, o, n + take)
+                    elif out and pfn == last_pfn and within == last_end:
+                        p, o, n = out[-1]
+                        out[-1] = (p, o, n + take)
+                    else:
+                        out.append((pfn, within, take))
+                    last_pfn = pfn
+                    last_end = within + take
+                    pos += take
+                    take_mdl -= take
+                    remaining -= take
         m = m.next
         off = 0
     return out

@@ -393,10 +393,10 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
     if len(keys) < 2:
         return 0
     keys.sort()  # the order the scheduler would run them in
-    # What each segment of a run needs, read once per batch (the loop below runs per segment).
-    specs = [(r, r.nic, r.nic.kernel, r.nic._segments_arrived, r.unit, r.times, r.seq0, r.nic._rx_posted.popleft,
-              r.nic.counters, r.view, r.base, r.data, r.headers_end, r.mss, r.count - 1, r.last_payload,
-              r.last_psh, units[ri]) for ri, r in enumerate(runs)]
+    # The hot handful each segment of a run needs, read once per batch (the loop below runs per
+    # segment); the rest it reads through the run.
+    specs = [(r, r.nic.kernel, r.nic._segments_arrived, r.nic._rx_posted.popleft, r.nic.counters, r.view,
+              r.base, r.unit, units[ri]) for ri, r in enumerate(runs)]
     claim = sched.claim_next
     taken = [0] * len(runs)  # per run: how many of its segments ran
     stopped = False
@@ -404,27 +404,29 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
     doing = None
     try:
         for t, seq, ri, j in keys:
-            (r, nic, kernel, arrived, unit, times, seq0, popleft, c, view, base, data, headers_end, mss, last,
-             last_payload, last_psh, u) = specs[ri]
-            if not claim(t, seq, kernel, arrived, (unit, times, j, seq0), "nic rx"):
+            r, kernel, arrived, popleft, c, view, base, unit, u = specs[ri]
+            if not claim(t, seq, kernel, arrived, (unit, r.times, j, r.seq0), "nic rx"):
                 stopped = True
                 break
             if kernels is not None:
                 kernels[-1] = kernel  # (it runs as its host's)
             doing = r
-            payload = last_payload if j == last else mss
+            nic = r.nic
+            mss = r.mss
+            is_last = j == r.count - 1
+            payload = r.last_payload if is_last else mss
             sg, _capacity, cookie = popleft()
-            start = headers_end + j * mss
+            start = r.headers_end + j * mss
             pfn, offset, length = sg[0]
             if length >= payload:  # the payload fits the buffer's first run: _scatter, inlined
                 at = ((pfn - base) << PAGE_SHIFT) + offset
-                view[at:at + payload] = data[start:start + payload]
+                view[at:at + payload] = r.data[start:start + payload]
                 nic.dma_rx_bytes += payload
             else:
-                nic._scatter(sg, data[start:start + payload])
+                nic._scatter(sg, r.data[start:start + payload])
             nic._rsc_held += 1
             c.frames_in += 1
-            c.bytes_in += headers_end + payload
+            c.bytes_in += r.headers_end + payload
             c.rx_descriptors += 1
             c.rsc_coalesced_segments += 1
             # rsc.add_next: the unit takes the segment (a run loop's condition sees it as after its event)
@@ -437,7 +439,7 @@ def _batch(runs: list[SegmentRun], sched, limit_t: int, limit_seq: int, kernels:
                 if first.tsval is not None:
                     u.tsval_last = first.tsval
             u.next_seq = (u.next_seq + payload) & 0xFFFFFFFF
-            if j == last and last_psh:
+            if is_last and r.last_psh:
                 u.psh = True
             u.segments += 1
             u.ip_length += payload

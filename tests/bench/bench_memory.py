@@ -1,6 +1,7 @@
 """Resident memory of the debugger: at the prompt, and its growth over many HTTP requests (a script, not a test).
 
     PYTHONPATH=. python3 tests/bench/bench_memory.py [--requests 10000] [--warmup 1000] [--samples 3] [--trace 30]
+    PYTHONPATH=. python3 tests/bench/bench_memory.py --large-sends 200 [--send-size 262144]
 
 1. RSS at the prompt: a fresh `Debugger()` on the default lab (winsrv, client, dns, httpbin;
    64 MB of emulated RAM each) with its services running, measured `--samples` times in fresh
@@ -9,6 +10,11 @@
 2. Growth over requests: in one debugger, `!httperf /w` fetches /files/1KB.bin from khttpd on
    winsrv --warmup times (one new connection per request), RSS is read, then --requests more,
    RSS again.  Growth = (after - before) / before.  Aim: <= 10 %.
+
+3. With --large-sends N (instead of 1 and 2): what user-mode sends of --send-size bytes (256 KiB:
+   afd copies each into a big-pool block that stays resident when freed, stack.kernel.pool) cost:
+   `!discard /w -n N -s SIZE` twice in one debugger, RSS before, after the first N and after the
+   second N.  The first batch brings the resident runs in; the second should add little.
 
 With --trace N the growth run also prints what grew: the top N tracemalloc differences grouped by
 traceback (snapshots after the warm-up and after the requests) and the gc object counts by type
@@ -126,6 +132,24 @@ def growth(requests: int, warmup: int, trace: int = 0) -> dict[str, float]:
     return {"before": before, "after": after, "wall": wall, "cpu": cpu}
 
 
+def large_sends(count: int, size: int) -> dict[str, float]:
+    """RSS before, after `count` sends of `size` bytes (`!discard /w`), and after `count` more."""
+    from wskdbg.api import Debugger
+    dbg = Debugger()
+    out = {}
+    for name in ("before", "first", "second"):
+        if name != "before":
+            cpu = time.process_time()
+            result = dbg.execute(f"!discard /w -n {count} -s {size}")
+            if result.error:
+                raise RuntimeError(f"!discard failed:\n{result.text[-2000:]}")
+            out[name + "_cpu"] = time.process_time() - cpu
+        gc.collect()
+        out[name] = rss_mb()
+    dbg.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=10_000)
@@ -133,10 +157,19 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=3, help="fresh processes measured for the prompt figure")
     parser.add_argument("--trace", type=int, default=0, metavar="N",
                         help="print the top N tracemalloc and gc type-count differences of the growth run")
+    parser.add_argument("--large-sends", type=int, default=0, metavar="N",
+                        help="only measure RSS over 2 x N user-mode sends of --send-size bytes (!discard /w)")
+    parser.add_argument("--send-size", type=int, default=256 * 1024)
     parser.add_argument("--prompt-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.prompt_child:
         _prompt_child()
+        return
+    if args.large_sends:
+        s = large_sends(args.large_sends, args.send_size)
+        print(f"RSS over {args.large_sends} sends of {args.send_size} bytes (!discard /w), twice: "
+              f"{s['before']:.1f} -> {s['first']:.1f} MB ({s['first'] - s['before']:+.1f}) -> {s['second']:.1f} MB "
+              f"({s['second'] - s['first']:+.1f}); {s['first_cpu']:.2f} s and {s['second_cpu']:.2f} s CPU")
         return
     rows = prompt_rss(args.samples)
     prompt = statistics.median(r["prompt"] for r in rows)

@@ -4,7 +4,7 @@ must give exactly what the general paths give."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from kernel_harness import crash, new_machine, run
 
@@ -164,22 +164,30 @@ def _frames_view_per_page(phys: PhysicalMemory, pfns: list[int], offset: int, le
     return out
 
 
-@settings(max_examples=80, deadline=None)
-@given(offset=st.integers(0, 3 * PAGE_SIZE), length=st.integers(1, 5 * PAGE_SIZE),
-       breaks=st.sets(st.integers(1, 9), max_size=3))
-def test_frames_view_of_one_run_of_frames_checked_in_c_is_the_page_walk_s_views(offset, length, breaks) -> None:
+# Steps from one frame to the next: mostly +1 (a run), with breaks that keep a run's end frames
+# right while its middle is wrong (repeated frames, out of order: [a, a+2, a+2], [a, a+2, a+1]).
+_STEPS = st.lists(st.sampled_from([1, 1, 1, 2, 0, -1]), min_size=9, max_size=9)
+
+
+@settings(max_examples=120, deadline=None)
+@given(offset=st.integers(0, 3 * PAGE_SIZE), length=st.integers(1, 5 * PAGE_SIZE), steps=_STEPS)
+@example(offset=0, length=3 * PAGE_SIZE, steps=[2, 0] + [1] * 7)  # [a, a+2, a+2]: the ends of a run
+@example(offset=0, length=3 * PAGE_SIZE, steps=[0, 2] + [1] * 7)  # [a, a, a+2]
+@example(offset=100, length=3 * PAGE_SIZE, steps=[2, -1, 2] + [1] * 6)  # [a, a+2, a+1, a+3]
+def test_frames_view_of_one_run_of_frames_checked_in_c_is_the_page_walk_s_views(offset, length, steps) -> None:
     # A locked buffer is usually one run of consecutive frames: frames_view checks that in C and
-    # returns one view; any break in the run takes the walk.  Same views, same bytes, either way.
+    # returns one view; any break in the run takes the walk, even one whose end frames are where
+    # a run's would be.  Same views, same bytes, either way.
     phys = PhysicalMemory(32, base_pfn=0x100)
     for i in range(32):
         phys.frame(0x100 + i)[:] = bytes([i + 1]) * PAGE_SIZE
-    pfns, pfn = [], 0x102
-    for i in range(10):
-        pfn += 2 if i in breaks else 1
-        pfns.append(pfn)
+    pfns = [0x10A]
+    for step in steps:
+        pfns.append(pfns[-1] + step)
     views = phys.frames_view(pfns, offset, length)
     assert [bytes(v) for v in views] == _frames_view_per_page(phys, pfns, offset, length)
-    if not breaks.intersection(range(offset // PAGE_SIZE + 1, (offset + length - 1) // PAGE_SIZE + 1)):
+    first, last = offset // PAGE_SIZE, (offset + length - 1) // PAGE_SIZE
+    if pfns[first:last + 1] == list(range(pfns[first], pfns[first] + last - first + 1)):
         assert len(views) == 1
 
 
@@ -203,3 +211,26 @@ def test_a_recycled_run_cleared_in_one_slice_is_zero_and_its_neighbours_keep_the
     assert again == run_pfns  # the same run, back in order
     assert all(bytes(phys.frame(pfn)) == bytes(PAGE_SIZE) for pfn in again)
     assert {pfn: bytes(phys.frame(pfn)) for pfn in before + after} == kept
+
+
+@pytest.mark.parametrize("pfns, offset, length", [
+    ([0xFF], 0, 16),                        # one page, the frame below physical memory
+    ([0x120], 100, 16),                     # one page, the first frame past it
+    ([0xFE, 0xFF, 0x100], 0, 3 * PAGE_SIZE),  # one run that starts below it
+    ([0x11E, 0x11F, 0x120], 0, 3 * PAGE_SIZE),  # one run that ends past it
+    ([0x105, 0x11F, 0x120], 0, 3 * PAGE_SIZE),  # the page walk, its last run past it
+    ([0x105, 0xFF, 0x107], 10, 2 * PAGE_SIZE),  # the page walk, a frame below it
+])
+def test_frames_view_of_a_frame_outside_physical_memory_is_a_memory_access_error(pfns, offset, length) -> None:
+    # A slice past the mapping comes back short and one below it wraps to its end: like any other
+    # access to memory that is not there, it raises instead of returning the wrong bytes.
+    phys = PhysicalMemory(32, base_pfn=0x100)
+    with pytest.raises(MemoryAccessError, match="not in physical memory"):
+        phys.frames_view(pfns, offset, length)
+
+
+def test_frames_view_up_to_the_last_frame_of_physical_memory_is_allowed() -> None:
+    phys = PhysicalMemory(32, base_pfn=0x100)
+    phys.frame(0x11F)[:] = b"\x5A" * PAGE_SIZE
+    assert [bytes(v) for v in phys.frames_view([0x11E, 0x11F], PAGE_SIZE, PAGE_SIZE)] == [b"\x5A" * PAGE_SIZE]
+    assert [len(v) for v in phys.frames_view([0x100, 0x11F, 0x120], 0, 2 * PAGE_SIZE)] == [PAGE_SIZE, PAGE_SIZE]

@@ -1,5 +1,7 @@
 """Emulated RAM backed lazily: an untouched frame costs no host memory, reads as zeros and has a
-Free PFN row; a freed big-pool block's frames go back to the host and read as zeros again."""
+Free PFN row; a freed big-pool block of more than 256 KiB gives its frames back to the host (they
+read as zeros again), a smaller one stays resident and is cleared for its next owner, as is a
+recycled frame that becomes a small-pool page."""
 
 from __future__ import annotations
 
@@ -80,6 +82,29 @@ def test_afds_256_kib_send_copy_stays_resident_when_freed_and_reads_as_zeros_for
     assert k.mem.read(va, size) == bytes(size)
     usage = k.pool.usage[(int.from_bytes(b"AfdB", "little"), False)]
     assert (usage.allocs, usage.frees, usage.bytes_in_use) == (2, 1, size)
+
+
+def test_a_fresh_small_pool_page_shows_no_old_bytes_past_its_carved_blocks():
+    # A small-pool page is a recycled frame (the most recently freed first: here one of afd's
+    # resident 256 KiB send copies).  Its carved blocks are cleared, and so must the rest of it
+    # be: `db` past the last block would otherwise show the previous owner's data, and a
+    # transcript would depend on what ran before.
+    m = new_machine()
+    k = m.kernel
+    size = 64 * PAGE_SIZE
+    va = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, size, "AfdB")
+    freed = set(k.mem.pfns_for(va, size))
+    k.mem.write(va, b"SECRET!!" * (size // 8))
+    run(m, ExFreePoolWithTag, va, "AfdB")
+    pages: dict[int, int] = {}  # small-pool page va -> end of its last carved block
+    for _ in range(200):
+        block = run(m, ExAllocatePoolWithTag, NonPagedPoolNx, 200, "Smal")
+        page = block & ~(PAGE_SIZE - 1)
+        pages[page] = k.pool._small[block].header + k.pool._small[block].block_size - page
+    recycled = [page for page in pages if k.mem.pfns_for(page, PAGE_SIZE)[0] in freed]
+    assert recycled  # the scenario reaches a recycled frame
+    for page in recycled:
+        assert k.mem.read(page + pages[page], PAGE_SIZE - pages[page]) == bytes(PAGE_SIZE - pages[page])
 
 
 def test_a_run_freed_and_allocated_again_reuses_its_frames_not_fresh_ones():

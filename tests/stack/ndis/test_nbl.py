@@ -221,7 +221,7 @@ def _sg_list_page_by_page(nb) -> list[tuple[int, int, int]]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("seed", range(60))
 def test_sg_list_of_mdls_in_runs_of_frames_is_what_the_page_walk_gives(k, seed):
     # build_sg_list takes an MDL whose part lies in one run of consecutive frames in one step (a
     # check in C); MDLs with breaks in their frames, and chains that continue on the next frame or
@@ -242,7 +242,9 @@ def test_sg_list_of_mdls_in_runs_of_frames_is_what_the_page_walk_gives(k, seed):
         frames = []
         for i in range(pages):
             frames.append(pfn)
-            pfn += 1 if rng.random() < 0.8 else rng.choice([2, -5])
+            # Breaks include repeated frames and out-of-order middles ([a, a+2, a+2], [a, a+2, a+1]):
+            # an MDL whose end frames are where a run's would be is still not one run.
+            pfn += 1 if rng.random() < 0.7 else rng.choice([2, -5, 0, -1])
         mdl.pfns = frames
         mdls.append(mdl)
         pfn = frames[-1]
@@ -254,3 +256,19 @@ def test_sg_list_of_mdls_in_runs_of_frames_is_what_the_page_walk_gives(k, seed):
     nbl = NdisAllocateNetBufferAndNetBufferList(pool(k), 0, 0, mdls[0], start, rng.randint(1, total - start))
     nb = nbl.FirstNetBuffer
     assert build_sg_list(nb) == _sg_list_page_by_page(nb)
+
+
+@pytest.mark.parametrize("steps", [(2, 0), (0, 2), (2, -1, 2), (3, -1, 1)])
+def test_sg_list_of_an_mdl_whose_end_frames_match_a_run_but_whose_middle_breaks_it(k, steps):
+    # [a, a+2, a+2], [a, a, a+2], [a, a+2, a+1, a+3]: the last frame is where a run's would be,
+    # but the frames between are repeated or out of order, so these are not one element.
+    from stack.kernel.mdl import Mdl
+    frames = [0x400]
+    for step in steps:
+        frames.append(frames[-1] + step)
+    mdl = Mdl(k, 0, 0x10000 + 100, len(frames) * 4096 - 200, len(frames))
+    mdl.pfns = frames
+    nbl = NdisAllocateNetBufferAndNetBufferList(pool(k), 0, 0, mdl, 0, mdl.byte_count)
+    nb = nbl.FirstNetBuffer
+    assert build_sg_list(nb) == _sg_list_page_by_page(nb)
+    assert len(build_sg_list(nb)) > 1
