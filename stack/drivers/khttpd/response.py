@@ -9,10 +9,8 @@ from __future__ import annotations
 from typing import Any, Generator
 
 from stack.drivers.khttpd.http import HttpStateError, Request
-from stack.drivers.khttpd.accesslog import LAB_EPOCH_UNIX
 from stack.drivers.khttpd.conditional import (MULTIPART_BOUNDARY, RANGE_UNSATISFIABLE, Validators, content_range,
                                               multipart_pieces, not_modified, parse_range)
-from stack.drivers.khttpd.http import http_date
 from stack.drivers.khttpd.mime import content_type_for
 from stack.drivers.khttpd import tdi_transport
 from stack.fs import fsio
@@ -40,7 +38,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     path = request.path
     assert path is not None
     # The open-file cache's FILE_OBJECT when the file is open already (no IRP), else a new open
-    status, file_object, size = KhttpdOpenFile(g.open_files, path.fs_path, _fs_name(path.fs_path))
+    status, file_object, size, last_write_time = KhttpdOpenFile(g.open_files, path.fs_path, _fs_name(path.fs_path))
     if file_object is None or not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "open %s failed: %!STATUS!", path.fs_path, status)
         # Out of memory is the server's trouble, not a missing file: 503, as HTTP.sys answers then.
@@ -49,7 +47,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         _log(connection, request.method, request.target, request.http_version, code, 0)
         return sent
     content_type = content_type_for(path.fs_path)
-    validators = Validators.for_file(path.fs_path, size, LAB_EPOCH_UNIX, http_date(0))
+    validators = Validators.for_file(path.fs_path, size, last_write_time)
     if not_modified(request.header(b"if-none-match"), request.header(b"if-modified-since"), validators):
         KhttpdReleaseFile(g.open_files, file_object)
         header = http.build_response_header(304, now_s=_http_now(), content_length=size,
