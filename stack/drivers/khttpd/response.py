@@ -2,7 +2,8 @@
 FsRtlMdlReadEx (fast I/O when cached, IRP_MN_MDL otherwise), ONE send; copy mode: a nonpaged body
 buffer), ranges, and the send path both transports share (KhttpdSendChain: WskSend /
 WskDisconnect with data, or TDI_SEND through tdi_transport.py).
-KhttpdSendComplete gives the cache pages back (FsRtlMdlReadComplete) and frees the header MDL."""
+KhttpdSendComplete (DISPATCH_LEVEL) only wakes the sender; the sender, back at PASSIVE_LEVEL, gives the
+cache pages back (FsRtlMdlReadComplete is PASSIVE_LEVEL only) and frees the header MDL."""
 
 from __future__ import annotations
 
@@ -168,7 +169,8 @@ def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl | None:
 @kroutine("khttpd")
 def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
                     length: int) -> Generator[Any, Any, bool]:
-    """WskSend(WSK_BUF over header MDL -> body chain); KhttpdSendComplete releases everything."""
+    """WskSend(WSK_BUF over header MDL -> body chain); KhttpdSendComplete wakes us and we release
+    everything here, at PASSIVE_LEVEL (FsRtlMdlReadComplete may not run at DISPATCH_LEVEL)."""
     if connection.tdi_fd:
         return (yield from tdi_transport.KhttpdSendChainTdi(connection, send, length))
     socket = connection.Socket
@@ -184,6 +186,7 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
         socket.Dispatch.WskSend(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
     if not send.event.signaled:
         yield KeWaitForSingleObject(send.event, Executive, KernelMode, False, None)
+    KhttpdReleaseSend(send)
     status = irp.IoStatus.Status
     ok = NT_SUCCESS(status)
     if ok:
@@ -207,8 +210,8 @@ def KhttpdLastResponse(connection: KhttpdConnection) -> bool:
 
 @kroutine("khttpd")
 def KhttpdSendComplete(DeviceObject: Any, Irp: Any, Context: KhttpdSendContext) -> int:
-    """The transport is done with the bytes: give the cache pages back, free the header MDL."""
-    KhttpdReleaseSend(Context)
+    """The transport is done with the bytes: wake the sender, which gives the cache pages back at
+    PASSIVE_LEVEL (this routine runs at DISPATCH_LEVEL, from the transport's DPC)."""
     KeSetEvent(Context.event)
     return STATUS_MORE_PROCESSING_REQUIRED
 

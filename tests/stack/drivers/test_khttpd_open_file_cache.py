@@ -179,3 +179,25 @@ def test_last_modified_is_the_files_last_write_time_not_the_boot_time():
     first = run_client(lab, _fetch("GET", "/style.css"))
     assert first.header("last-modified") == "Mon, 01 Jan 2024 00:00:00 GMT"  # KFS_VOLUME_TIME
 
+
+def test_the_cache_pages_of_a_zero_copy_get_are_given_back_at_passive_level():
+    """FsRtlMdlReadComplete is PASSIVE_LEVEL only: the sender gives the pages back after its wait,
+    not KhttpdSendComplete from the transport's DPC."""
+    lab = boot_lab(seed=5)
+    k = lab.host("winsrv").kernel
+    irqls: list[tuple[str, int]] = []
+
+    def watch(event: Any) -> None:
+        if isinstance(event, RoutineEntered) and event.symbol in ("nt!FsRtlMdlReadEx", "nt!FsRtlMdlReadComplete"):
+            irqls.append((event.symbol, k.irql))
+
+    unsubscribe = lab.bus.subscribe(watch)
+    try:
+        for _ in range(2):  # a miss, then an open-file cache hit
+            assert _get(lab, "/index.html").body == CONTENT["index.html"]
+            lab.run_until_idle()
+    finally:
+        unsubscribe()
+    assert [s for s, _ in irqls].count("nt!FsRtlMdlReadComplete") == 2
+    assert all(irql == 0 for _, irql in irqls), irqls
+    assert lab.scheduler.halted is None

@@ -185,3 +185,33 @@ def test_a_replaced_file_leaves_the_cache_and_an_open_file_object_reads_the_new_
     assert first[1] == [(IRP_MJ_READ, IRP_MN_MDL)]  # purged: the next read fills the cache again
     assert second[1] == []
     assert CacheManager.of(m.kernel).disk_reads == 2
+
+
+# MS Learn, FsRtlMdlReadEx / FsRtlMdlReadCompleteDev requirements: "IRQL | PASSIVE_LEVEL".
+def _halted_at_dispatch(fn: Callable[[Any, Any], Any]) -> Any:
+    from stack.kernel.ke import DISPATCH_LEVEL, KeLowerIrql, KeRaiseIrql
+    m, _ = _machine()
+
+    def body() -> None:
+        _, fo = fsio.fs_open(IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME), "index.html")
+        _, chain = fs_mdl_read_fast(fo, 0, 100)
+        old = KeRaiseIrql(DISPATCH_LEVEL)
+        fn(fo, chain)
+        KeLowerIrql(old)
+
+    m.run_in(m.kernel, body)
+    return m.scheduler.halted
+
+
+def test_fsrtl_mdl_read_ex_at_dispatch_level_bug_checks_irql_not_less_or_equal():
+    from stack.kernel import bugcheck as bc
+    info = _halted_at_dispatch(lambda fo, chain: fs_mdl_read_fast(fo, 0, 100))
+    assert info is not None and (info.code, info.params[1]) == (bc.IRQL_NOT_LESS_OR_EQUAL, 2)
+    assert "FsRtlMdlReadEx" in info.detail
+
+
+def test_fsrtl_mdl_read_complete_at_dispatch_level_bug_checks_irql_not_less_or_equal():
+    from stack.kernel import bugcheck as bc
+    info = _halted_at_dispatch(lambda fo, chain: FsRtlMdlReadComplete(fo, chain))
+    assert info is not None and (info.code, info.params[1]) == (bc.IRQL_NOT_LESS_OR_EQUAL, 2)
+    assert "FsRtlMdlReadComplete" in info.detail
