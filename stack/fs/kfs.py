@@ -361,7 +361,9 @@ def KfsReplaceFile(DeviceObject: DeviceObject, FileName: str, Content: bytes) ->
         if not CcPurgeCacheSection(fcb.cache):
             return STATUS_SHARING_VIOLATION
         fcb.FileSize = fcb.cache.file_size = len(Content)
-        fcb.LastWriteTime = KFS_VOLUME_TIME + k.now_ns // 100 + 1
+        # The clock's 100 ns tick, but always later than the last write: two replaces within one
+        # tick still leave different times (the open-file cache and the validators rely on it).
+        fcb.LastWriteTime = max(fcb.LastWriteTime + 1, KFS_VOLUME_TIME + k.now_ns // 100)
     volume.files = {**volume.files, name: bytes(Content)}  # the manifest's dict may be shared: never edit it
     volume.sizes[name] = len(Content)
     return STATUS_SUCCESS

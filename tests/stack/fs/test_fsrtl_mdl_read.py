@@ -215,3 +215,21 @@ def test_fsrtl_mdl_read_complete_at_dispatch_level_bug_checks_irql_not_less_or_e
     info = _halted_at_dispatch(lambda fo, chain: FsRtlMdlReadComplete(fo, chain))
     assert info is not None and (info.code, info.params[1]) == (bc.IRQL_NOT_LESS_OR_EQUAL, 2)
     assert "FsRtlMdlReadComplete" in info.detail
+
+
+def test_two_replaces_within_one_100ns_tick_leave_different_last_write_times():
+    from stack.fs.kfs import KfsReplaceFile
+    m, _ = _machine()
+
+    def body() -> list[int]:
+        volume = IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME)
+        _, fo = fsio.fs_open(volume, "style.css")
+        times = []
+        for content in (b"A" * 100, b"B" * 50, b"C" * 50):  # no virtual time passes between them
+            assert KfsReplaceFile(volume, "style.css", content) == STATUS_SUCCESS
+            times.append(fsio.fs_query_basic(fo)[1].LastWriteTime)
+        fsio.fs_close(fo)
+        return times
+
+    first, second, third = run(m, body)
+    assert first < second < third
