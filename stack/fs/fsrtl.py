@@ -48,8 +48,10 @@ def FsRtlMdlReadEx(FileObject: FileObject, FileOffset: int, Length: int, LockKey
     """An MDL chain over the cached pages of [FileOffset, +Length) in MdlChain.value: fast I/O
     when the file system offers it and the data is cached, else the IRP-based MDL read."""
     _require_passive("FsRtlMdlReadEx")
-    if MdlChain.value is not None:
-        raise ValueError("FsRtlMdlReadEx: MdlChain must be NULL on entry")
+    if MdlChain.value is not None:  # a driver bug: the lab's verifier stops the machine, not the debugger
+        k = current_kernel()
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.EMU_C4_MDL_READ_CHAIN_NOT_NULL, FileObject.address,
+                   getattr(MdlChain.value, "address", 0), 0, detail="FsRtlMdlReadEx: *MdlChain must be NULL on entry")
     device = FileObject.DeviceObject
     fast_io = device.driver_object.fast_io_dispatch
     if fast_io is not None and fast_io.MdlRead is not None:

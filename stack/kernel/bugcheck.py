@@ -65,6 +65,7 @@ C4_MDL_FREED_MAPPED = 0xB8  # MDL, MDL flags, reserved: IoFreeMdl while still ma
 EMU_C4_MDL_FREED_LOCKED = 0x1040  # MDL, pages still locked, 0: IoFreeMdl with MDL_PAGES_LOCKED set
 EMU_C4_PARTIAL_MDL_OUT_OF_RANGE = 0x1043  # source MDL, VirtualAddress, Length: IoBuildPartialMdl
 EMU_C4_PARTIAL_MDL_TOO_SMALL = 0x1044  # target MDL, pages needed, pages available: IoBuildPartialMdl
+EMU_C4_MDL_READ_CHAIN_NOT_NULL = 0x1045  # file object, *MdlChain, 0: FsRtlMdlReadEx
 
 C9_FREE_IRP_WITH_THREAD = 0x02
 C9_COMPLETE_PENDING = 0x06
@@ -135,6 +136,9 @@ SUBCODE_HELP: dict[int, dict[int, SubcodeHelp]] = {
         EMU_C4_PARTIAL_MDL_TOO_SMALL: SubcodeHelp(
             "IoBuildPartialMdl was given a target MDL too small for the range.",
             ("Target MDL address", "Pages needed", "Pages the target can describe"), emulator_defined=True),
+        EMU_C4_MDL_READ_CHAIN_NOT_NULL: SubcodeHelp(
+            "FsRtlMdlReadEx was called with *MdlChain not NULL (MS Learn: it must be initialized to NULL).",
+            ("File object address", "The MDL *MdlChain pointed to", ""), emulator_defined=True),
     },
     DRIVER_VERIFIER_IOMANAGER_VIOLATION: {
         C9_FREE_IRP_WITH_THREAD: SubcodeHelp(

@@ -233,3 +233,22 @@ def test_two_replaces_within_one_100ns_tick_leave_different_last_write_times():
 
     first, second, third = run(m, body)
     assert first < second < third
+
+
+def test_fsrtl_mdl_read_ex_with_a_non_null_mdl_chain_is_a_verifier_bug_check_not_a_python_error():
+    from stack.kernel import bugcheck as bc
+    m, _ = _machine()
+    box: list[Any] = []
+
+    def body() -> None:
+        _, fo = fsio.fs_open(IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME), "index.html")
+        _, chain = fs_mdl_read_fast(fo, 0, 100)
+        box[:] = [fo, chain]
+        FsRtlMdlReadEx(fo, 0, 100, 0, Ref(chain), IoStatusBlock())  # *MdlChain still holds the last chain
+
+    m.run_in(m.kernel, body)
+    info = m.scheduler.halted
+    fo, chain = box
+    assert info is not None and info.code == bc.DRIVER_VERIFIER_DETECTED_VIOLATION
+    assert info.params == (bc.EMU_C4_MDL_READ_CHAIN_NOT_NULL, fo.address, chain.address, 0)
+    assert "emulator-defined" in bc.argument_meanings(info.code, info.params)[0]
