@@ -163,6 +163,9 @@ def test_if_modified_since_the_old_date_after_a_replace_is_a_full_200_with_a_lat
     again = run_client(lab, _fetch("GET", "/style.css", (("If-Modified-Since", old.header("last-modified")),)))
     assert (again.status, again.body) == (200, b"x" * 10)
     assert parsedate_to_datetime(again.header("last-modified")) > parsedate_to_datetime(old.header("last-modified"))
+    # the replace's system time (boot 2026-01-01 plus the virtual clock), the same second as the Date
+    # of the GET that followed it at once - not a time on the volume's 2024 epoch
+    assert again.header("last-modified") == again.header("date") != old.header("date")
 
 
 def test_range_with_if_range_of_the_old_etag_after_a_replace_sends_the_whole_new_file():
