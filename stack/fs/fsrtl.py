@@ -7,6 +7,10 @@
   else IRP_MJ_READ / IRP_MN_COMPLETE_MDL, as MS Learn's FLT_PARAMETERS for IRP_MJ_MDL_READ_COMPLETE
   says an issuer reissues a refused fast I/O completion.
 
+Both are PASSIVE_LEVEL routines (MS Learn's requirements table for FsRtlMdlReadEx and
+FsRtlMdlReadCompleteDev): a caller above it bug-checks IRQL_NOT_LESS_OR_EQUAL here, as the
+lab's other PASSIVE_LEVEL-only routines do (they touch pageable code and data).
+
 Either way every hand-off is a routine a breakpoint can stop on (``bp kfs!KfsFastIoMdlRead``);
 the IRPs simply do not exist when fast I/O answers.
 """
@@ -18,8 +22,17 @@ from typing import Any
 
 from stack.fs import fsio
 from stack.fs.kfs import FileObject, ReadParameters
-from stack.kernel import IRP_MJ_READ, IRP_MN_MDL, NT_SUCCESS, STATUS_SUCCESS, Mdl, kroutine
+from stack.kernel import IRP_MJ_READ, IRP_MN_MDL, NT_SUCCESS, STATUS_SUCCESS, Mdl, current_kernel, kroutine
+from stack.kernel import bugcheck as bc
 from stack.kernel.irp import IoStatusBlock
+from stack.kernel.ke import PASSIVE_LEVEL
+
+
+def _require_passive(routine: str) -> None:
+    k = current_kernel()
+    if k.irql > PASSIVE_LEVEL:
+        k.bugcheck(bc.IRQL_NOT_LESS_OR_EQUAL, 0, k.irql, 0, k.symbol_address(f"nt!{routine}"),
+                   detail=f"{routine} called at IRQL {k.irql} (PASSIVE_LEVEL only)")
 
 
 @dataclass(slots=True)
@@ -34,8 +47,11 @@ def FsRtlMdlReadEx(FileObject: FileObject, FileOffset: int, Length: int, LockKey
                    IoStatus: IoStatusBlock) -> int:
     """An MDL chain over the cached pages of [FileOffset, +Length) in MdlChain.value: fast I/O
     when the file system offers it and the data is cached, else the IRP-based MDL read."""
-    if MdlChain.value is not None:
-        raise ValueError("FsRtlMdlReadEx: MdlChain must be NULL on entry")
+    _require_passive("FsRtlMdlReadEx")
+    if MdlChain.value is not None:  # a driver bug: the lab's verifier stops the machine, not the debugger
+        k = current_kernel()
+        k.bugcheck(bc.DRIVER_VERIFIER_DETECTED_VIOLATION, bc.EMU_C4_MDL_READ_CHAIN_NOT_NULL, FileObject.address,
+                   getattr(MdlChain.value, "address", 0), 0, detail="FsRtlMdlReadEx: *MdlChain must be NULL on entry")
     device = FileObject.DeviceObject
     fast_io = device.driver_object.fast_io_dispatch
     if fast_io is not None and fast_io.MdlRead is not None:
@@ -52,6 +68,7 @@ def FsRtlMdlReadEx(FileObject: FileObject, FileOffset: int, Length: int, LockKey
 @kroutine("nt")
 def FsRtlMdlReadComplete(FileObject: FileObject, MdlChain: Mdl) -> bool:
     """Give a chain from FsRtlMdlReadEx back: fast I/O MdlReadComplete, else IRP_MN_COMPLETE_MDL."""
+    _require_passive("FsRtlMdlReadComplete")
     device = FileObject.DeviceObject
     fast_io = device.driver_object.fast_io_dispatch
     if fast_io is not None and fast_io.MdlReadComplete is not None:

@@ -39,6 +39,7 @@ from stack.kernel import (IRP_MJ_CLEANUP, IRP_MJ_CLOSE, IRP_MJ_CREATE, IRP_MJ_QU
 from stack.kernel.io import (DO_DIRECT_IO, FAST_IO_DISPATCH, FAST_IO_DISPATCH_SIZE, FILE_DEVICE_DISK_FILE_SYSTEM,
                              DeviceObject, DriverImage, DriverObject)
 from stack.kernel.layouts import F, LAYOUTS, StructLayout, register_layout
+from stack.kernel.kernel import BOOT_EPOCH_S
 
 STATUS_OBJECT_NAME_INVALID = 0xC0000033
 VOLUME_DEVICE_NAME = "\\Device\\HarddiskVolume1"
@@ -57,8 +58,10 @@ FILE_BASIC_INFORMATION_SIZE = 40
 FILE_ATTRIBUTE_READONLY = 0x01
 STATUS_SHARING_VIOLATION = 0xC0000043
 # The volume's files carry one time until something replaces them: 2024-01-01 00:00 UTC as a
-# FILETIME (100 ns since 1601).  A replaced file's LastWriteTime comes from the virtual clock.
+# FILETIME (100 ns since 1601).  A replaced file's LastWriteTime is the system time of the replace
+# (KeQuerySystemTime: the machine's boot time plus the virtual clock).
 KFS_VOLUME_TIME = (1_704_067_200 + 11_644_473_600) * 10_000_000
+BOOT_FILETIME = (BOOT_EPOCH_S + 11_644_473_600) * 10_000_000
 
 
 @dataclass(slots=True)
@@ -361,7 +364,9 @@ def KfsReplaceFile(DeviceObject: DeviceObject, FileName: str, Content: bytes) ->
         if not CcPurgeCacheSection(fcb.cache):
             return STATUS_SHARING_VIOLATION
         fcb.FileSize = fcb.cache.file_size = len(Content)
-        fcb.LastWriteTime = KFS_VOLUME_TIME + k.now_ns // 100 + 1
+        # The clock's 100 ns tick, but always later than the last write: two replaces within one
+        # tick still leave different times (the open-file cache and the validators rely on it).
+        fcb.LastWriteTime = max(fcb.LastWriteTime + 1, BOOT_FILETIME + k.now_ns // 100)
     volume.files = {**volume.files, name: bytes(Content)}  # the manifest's dict may be shared: never edit it
     volume.sizes[name] = len(Content)
     return STATUS_SUCCESS

@@ -24,6 +24,7 @@ IRQL_UNEXPECTED_VALUE = 0xC8
 DRIVER_VERIFIER_IOMANAGER_VIOLATION = 0xC9
 DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS = 0xCE
 DRIVER_IRQL_NOT_LESS_OR_EQUAL = 0xD1
+WORKER_THREAD_RETURNED_AT_BAD_IRQL = 0xE1
 MANUALLY_INITIATED_CRASH = 0xE2
 DPC_WATCHDOG_VIOLATION = 0x133
 
@@ -42,6 +43,7 @@ BUGCHECK_NAMES = {
     DRIVER_VERIFIER_IOMANAGER_VIOLATION: "DRIVER_VERIFIER_IOMANAGER_VIOLATION",
     DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: "DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS",
     DRIVER_IRQL_NOT_LESS_OR_EQUAL: "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+    WORKER_THREAD_RETURNED_AT_BAD_IRQL: "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
     MANUALLY_INITIATED_CRASH: "MANUALLY_INITIATED_CRASH",
     DPC_WATCHDOG_VIOLATION: "DPC_WATCHDOG_VIOLATION",
 }
@@ -63,6 +65,7 @@ C4_MDL_FREED_MAPPED = 0xB8  # MDL, MDL flags, reserved: IoFreeMdl while still ma
 EMU_C4_MDL_FREED_LOCKED = 0x1040  # MDL, pages still locked, 0: IoFreeMdl with MDL_PAGES_LOCKED set
 EMU_C4_PARTIAL_MDL_OUT_OF_RANGE = 0x1043  # source MDL, VirtualAddress, Length: IoBuildPartialMdl
 EMU_C4_PARTIAL_MDL_TOO_SMALL = 0x1044  # target MDL, pages needed, pages available: IoBuildPartialMdl
+EMU_C4_MDL_READ_CHAIN_NOT_NULL = 0x1045  # file object, *MdlChain, 0: FsRtlMdlReadEx
 
 C9_FREE_IRP_WITH_THREAD = 0x02
 C9_COMPLETE_PENDING = 0x06
@@ -133,6 +136,9 @@ SUBCODE_HELP: dict[int, dict[int, SubcodeHelp]] = {
         EMU_C4_PARTIAL_MDL_TOO_SMALL: SubcodeHelp(
             "IoBuildPartialMdl was given a target MDL too small for the range.",
             ("Target MDL address", "Pages needed", "Pages the target can describe"), emulator_defined=True),
+        EMU_C4_MDL_READ_CHAIN_NOT_NULL: SubcodeHelp(
+            "FsRtlMdlReadEx was called with *MdlChain not NULL (MS Learn: it must be initialized to NULL).",
+            ("File object address", "The MDL *MdlChain pointed to", ""), emulator_defined=True),
     },
     DRIVER_VERIFIER_IOMANAGER_VIOLATION: {
         C9_FREE_IRP_WITH_THREAD: SubcodeHelp(
@@ -244,6 +250,15 @@ BUGCHECK_HELP: dict[int, tuple[str, tuple[str, str, str, str]]] = {
         ("(current IRQL << 16) | expected IRQL", "routine address", "", ""),
     ),
     MANUALLY_INITIATED_CRASH: ("The user manually initiated this crash dump.", ("", "", "", "")),
+    # MS Learn, Bug Check 0xE1: a worker thread completed and returned at IRQL >= DISPATCH_LEVEL
+    # (ExpWorkerThread checks for anything but PASSIVE_LEVEL).  For IoQueueWorkItem the executive
+    # work routine is nt!IopProcessWorkItem and its parameter the IO_WORKITEM.
+    WORKER_THREAD_RETURNED_AT_BAD_IRQL: (
+        "A worker thread completed and returned with IRQL >= DISPATCH_LEVEL.\n"
+        "To find the driver, use the ln command on the worker routine address.",
+        ("Address of the worker routine", "IRQL that the worker thread returned at", "Work item parameter",
+         "Work item address"),
+    ),
     DRIVER_UNLOADED_WITHOUT_CANCELLING_PENDING_OPERATIONS: (
         "A driver unloaded without cancelling timers, DPCs, worker threads, etc.\n"
         "The broken driver's name is displayed on the screen.",

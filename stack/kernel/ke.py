@@ -885,7 +885,17 @@ def _run_work_item(k: Kernel, item: IO_WORKITEM) -> None:
         k.publish(WorkItemRun, routine=symbol_of(item.routine))
     result = item.routine(item.device, item.context)
     if result.__class__ is GeneratorType:  # a work routine that waits gets a thread of its own
-        _start_worker(k, symbol_of(item.routine), _is_kroutine(item.routine), result)
+        _start_worker(k, symbol_of(item.routine), _is_kroutine(item.routine), result, item.address)
+    elif k.irql != PASSIVE_LEVEL:
+        _worker_returned_at_bad_irql(k, symbol_of(item.routine), item.address)
+
+
+def _worker_returned_at_bad_irql(k: Kernel, symbol: str, item_address: int) -> None:
+    """ExpWorkerThread's check after every work item: back at PASSIVE_LEVEL, or bug check 0xE1.
+    The executive work routine of an IO_WORKITEM is nt!IopProcessWorkItem, its parameter and its
+    WORK_QUEUE_ITEM (the first field) both the IO_WORKITEM."""
+    k.bugcheck(bc.WORKER_THREAD_RETURNED_AT_BAD_IRQL, k.symbol_address("nt!IopProcessWorkItem"), k.irql,
+               item_address, item_address, detail=f"work routine {symbol} returned at IRQL {k.irql}")
 
 
 _WORK_ITEM_BASE_FRAMES = _bare_frames(WORK_ITEM_FRAMES[:-1])  # ExpWorkerThread's, below IopProcessWorkItem
@@ -894,6 +904,7 @@ WORKER_RETRY_NS = 1_000_000
 # Idle system worker threads kept for the next work item that waits; a worker that finishes with
 # this many already idle exits, as Windows' dynamic worker threads do once there is no more work.
 EXP_IDLE_WORKERS_MAX = 16
+IDLE_WORKER_NAME = "worker nt!ExpWorkerThread"
 
 
 class ExpWorkerPool:
@@ -915,7 +926,7 @@ class ExpWorkerPool:
         return pool
 
 
-def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator) -> None:
+def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator, item_address: int = 0) -> None:
     """Hand a work routine that waits to a system worker thread: an idle one if there is one (it
     waits in ExpWorkerThread on its queue event, WrQueue), else a new one.  Windows never fails to
     run a queued work item: it waits for a worker.  So when there is no pool for a new thread
@@ -926,7 +937,7 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
         t = workers.idle.pop()
         workers.reused += 1
         t.name = f"worker {symbol}"
-        t.work = (body, symbol, kroutine_start)
+        t.work = (body, symbol, kroutine_start, item_address)
         KeSetEvent(t.work_event)  # KeInsertQueue: the worker leaves its wait and runs the item
         return
     try:
@@ -938,11 +949,11 @@ def _start_worker(k: Kernel, symbol: str, kroutine_start: bool, body: Generator)
         if address:
             k.pool.free(address, THREAD_TAG)
         k.verifier.failed(k, "thread", THREAD_TAG)
-        k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body,
+        k.scheduler.call_later(WORKER_RETRY_NS, k, _start_worker, k, symbol, kroutine_start, body, item_address,
                                label=f"work {symbol} waits for a worker")
         return
     t = KThread(k, f"worker {symbol}", "nt!ExpWorkerThread", None, address, stack)
-    t.work = (body, symbol, kroutine_start)
+    t.work = (body, symbol, kroutine_start, item_address)
     t.work_event = KEVENT(SynchronizationEvent, False)
     t.body = _exp_worker_thread(k, t, workers)
     t.win32_start_symbol = "nt!ExpWorkerThread"
@@ -958,15 +969,18 @@ def _exp_worker_thread(k: Kernel, t: KThread, workers: ExpWorkerPool) -> Generat
     """nt!ExpWorkerThread: run the work item handed over (under nt!IopProcessWorkItem, as `k`
     shows on Windows), then wait on the queue for the next one - or exit when enough are idle."""
     while True:
-        (body, symbol, kroutine_start), t.work = t.work, None
+        (body, symbol, kroutine_start, item_address), t.work = t.work, None
         depth = len(t.frames)
         t.frames.append(_WORKER_ITEM_FRAME)
         if not kroutine_start:  # a @kroutine work routine pushes its own frame
             t.frames.append(Frame(symbol))
         yield from body
         del t.frames[depth:]
+        if k.irql != PASSIVE_LEVEL:  # the next item would inherit it: ExpWorkerThread bug-checks 0xE1
+            _worker_returned_at_bad_irql(k, symbol, item_address)
         if len(workers.idle) >= EXP_IDLE_WORKERS_MAX:
             return STATUS_SUCCESS
+        t.name = IDLE_WORKER_NAME  # not the last item's: !thread / !runaway show a waiting worker
         workers.idle.append(t)
         yield KeWaitForSingleObject(t.work_event, WrQueue, KernelMode, False, None)
 

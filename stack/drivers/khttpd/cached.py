@@ -254,8 +254,11 @@ def KhttpdCacheMissWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any,
     entry = None
     if file_object is not None:
         status, size = fsio.fs_query_size(file_object)
+        info = None
         if NT_SUCCESS(status):
-            validators = Validators.for_file(path.fs_path, size, _lab_epoch(), http_date(0))
+            status, info = fsio.fs_query_basic(file_object)  # LastWriteTime: the validators
+        if NT_SUCCESS(status) and info is not None:
+            validators = Validators.for_file(path.fs_path, size, info.LastWriteTime)
             status, entry = KhttpdCacheFill(path.fs_path, file_object, size, content_type_for(path.fs_path),
                                             validators)
         fsio.fs_close(file_object)
@@ -267,11 +270,6 @@ def KhttpdCacheMissWorkItem(DeviceObject: Any, Context: tuple) -> Generator[Any,
         KhttpdCacheReleaseEntry(entry)
     ok = yield from KhttpdServeRequest(connection, request)
     KhttpdRequestDone(connection, ok)
-
-
-def _lab_epoch() -> int:
-    from .accesslog import LAB_EPOCH_UNIX
-    return LAB_EPOCH_UNIX
 
 
 @kroutine("khttpd")

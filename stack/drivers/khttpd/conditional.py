@@ -4,7 +4,7 @@ RFC 9110 §13 (conditional requests) and §14 (range requests), the parts a stat
 server needs.  Nothing here reads a file: a representation is described by its size
 and its validators; the driver then sends the chosen byte ranges from the cache's MDLs.
 
-    v = Validators.for_file(path, size, mtime_s)
+    v = Validators.for_file(path, size, last_write_time)
     if not_modified(request_headers, v): answer 304 with v.headers()
     ranges = parse_range(request.header(b"range"), size, request.header(b"if-range"), v)
     RANGE_NONE -> 200 whole file;  RANGE_UNSATISFIABLE -> 416 (Content-Range: bytes */size)
@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from stack.drivers.khttpd.http_message import http_date
+
 RANGE_NONE: Final = "none"  # no (usable) Range header: the whole representation
 RANGE_UNSATISFIABLE: Final = "unsatisfiable"  # 416
 MAX_RANGES: Final = 16  # more ranges than this in one request: served whole (a cheap DoS guard)
 MULTIPART_BOUNDARY: Final = "KHTTPD_BYTERANGES"
+FILETIME_UNIX_EPOCH_S: Final = 11_644_473_600  # 1601-01-01 to 1970-01-01 in seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +34,16 @@ class Validators:
     last_modified: str  # IMF-fixdate
 
     @classmethod
-    def for_file(cls, fs_path: str, size: int, mtime_unix: int, date_text: str) -> "Validators":
-        key = (fs_path, size, mtime_unix, date_text)
+    def for_file(cls, fs_path: str, size: int, last_write_time: int) -> "Validators":
+        """From the open's FILE_BASIC_INFORMATION.LastWriteTime (FILETIME): a replaced file gets a
+        new ETag even within the same second, and its Last-Modified moves (IIS's ETag is built
+        from the file's last write time the same way)."""
+        key = (fs_path, size, last_write_time)
         validators = _FILE_VALIDATORS.get(key)
         if validators is None:  # the same file is served again and again: its validators are made once
-            validators = cls(f'"{size:x}-{zlib.crc32(fs_path.encode("utf-8")):08x}"', int(mtime_unix), date_text)
+            mtime_unix = max(0, last_write_time // 10_000_000 - FILETIME_UNIX_EPOCH_S)
+            validators = cls(f'"{last_write_time:x}-{size:x}-{zlib.crc32(fs_path.encode("utf-8")):08x}"',
+                             mtime_unix, http_date(mtime_unix, 0))
             if len(_FILE_VALIDATORS) >= _FILE_VALIDATORS_LIMIT:
                 _FILE_VALIDATORS.clear()
             _FILE_VALIDATORS[key] = validators
@@ -45,7 +53,7 @@ class Validators:
         return [("ETag", self.etag), ("Last-Modified", self.last_modified)]
 
 
-_FILE_VALIDATORS: dict[tuple[str, int, int, str], Validators] = {}
+_FILE_VALIDATORS: dict[tuple[str, int, int], Validators] = {}
 _FILE_VALIDATORS_LIMIT = 1024
 
 

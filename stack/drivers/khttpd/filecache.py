@@ -68,19 +68,22 @@ class KhttpdOpenFileCache:
         return lines
 
 
-def _open_and_size(fs_name: str) -> tuple[int, Any, int]:
-    """IoCreateFileObject + IRP_MJ_CREATE, then the size (FastIoQueryStandardInfo): (status, fo, size)."""
+def _open_and_size(fs_name: str) -> tuple[int, Any, int, int]:
+    """IoCreateFileObject + IRP_MJ_CREATE, then the size (FastIoQueryStandardInfo) and the
+    LastWriteTime (FastIoQueryBasicInfo): (status, fo, size, last_write_time)."""
     volume = IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME)
     if volume is None:
-        return STATUS_UNSUCCESSFUL, None, 0
+        return STATUS_UNSUCCESSFUL, None, 0, 0
     status, file_object = fsio.fs_open(volume, fs_name)
     if file_object is None:
-        return status, None, 0
+        return status, None, 0, 0
     status, size = fsio.fs_query_size(file_object)
-    if not NT_SUCCESS(status):
+    if NT_SUCCESS(status):
+        status, info = fsio.fs_query_basic(file_object)
+    if not NT_SUCCESS(status) or info is None:
         fsio.fs_close(file_object)
-        return status, None, 0
-    return status, file_object, size
+        return status, None, 0, 0
+    return status, file_object, size, info.LastWriteTime
 
 
 def _close(cache: KhttpdOpenFileCache, entry: KhttpdOpenFileEntry) -> None:
@@ -111,9 +114,10 @@ def _make_room(cache: KhttpdOpenFileCache, now_ns: int) -> bool:
 
 
 @kroutine("khttpd")
-def KhttpdOpenFile(cache: KhttpdOpenFileCache | None, fs_path: str, fs_name: str) -> tuple[int, Any, int]:
-    """(status, FILE_OBJECT, size) for a static file: the open one when the cache has it and the
-    file has not changed, else a new open (kept when there is room).  KhttpdReleaseFile after."""
+def KhttpdOpenFile(cache: KhttpdOpenFileCache | None, fs_path: str, fs_name: str) -> tuple[int, Any, int, int]:
+    """(status, FILE_OBJECT, size, LastWriteTime) for a static file: the open one when the cache
+    has it and the file has not changed, else a new open (kept when there is room).  The
+    response's validators come from that LastWriteTime.  KhttpdReleaseFile after."""
     if cache is None:
         return _open_and_size(fs_name)
     now_ns = current_kernel().now_ns
@@ -126,19 +130,18 @@ def KhttpdOpenFile(cache: KhttpdOpenFileCache | None, fs_path: str, fs_name: str
             entry.hits += 1
             entry.last_used_ns = now_ns
             cache.hits += 1
-            return STATUS_SUCCESS, entry.file_object, entry.size
+            return STATUS_SUCCESS, entry.file_object, entry.size, entry.last_write_time
         cache.changed += 1
         _drop(cache, entry)
     cache.misses += 1
-    status, file_object, size = _open_and_size(fs_name)
+    status, file_object, size, last_write_time = _open_and_size(fs_name)
     if file_object is None:
-        return status, None, 0
-    basic_status, info = fsio.fs_query_basic(file_object)
-    if NT_SUCCESS(basic_status) and info is not None and _make_room(cache, now_ns):
-        entry = KhttpdOpenFileEntry(fs_path, file_object, size, info.LastWriteTime, now_ns, refs=1)
+        return status, None, 0, 0
+    if _make_room(cache, now_ns):
+        entry = KhttpdOpenFileEntry(fs_path, file_object, size, last_write_time, now_ns, refs=1)
         cache.entries[fs_path] = entry
         cache.held[file_object.address] = entry
-    return status, file_object, size
+    return status, file_object, size, last_write_time
 
 
 @kroutine("khttpd")

@@ -2,17 +2,16 @@
 FsRtlMdlReadEx (fast I/O when cached, IRP_MN_MDL otherwise), ONE send; copy mode: a nonpaged body
 buffer), ranges, and the send path both transports share (KhttpdSendChain: WskSend /
 WskDisconnect with data, or TDI_SEND through tdi_transport.py).
-KhttpdSendComplete gives the cache pages back (FsRtlMdlReadComplete) and frees the header MDL."""
+KhttpdSendComplete (DISPATCH_LEVEL) only wakes the sender; the sender, back at PASSIVE_LEVEL, gives the
+cache pages back (FsRtlMdlReadComplete is PASSIVE_LEVEL only) and frees the header MDL."""
 
 from __future__ import annotations
 
 from typing import Any, Generator
 
 from stack.drivers.khttpd.http import HttpStateError, Request
-from stack.drivers.khttpd.accesslog import LAB_EPOCH_UNIX
 from stack.drivers.khttpd.conditional import (MULTIPART_BOUNDARY, RANGE_UNSATISFIABLE, Validators, content_range,
                                               multipart_pieces, not_modified, parse_range)
-from stack.drivers.khttpd.http import http_date
 from stack.drivers.khttpd.mime import content_type_for
 from stack.drivers.khttpd import tdi_transport
 from stack.fs import fsio
@@ -40,7 +39,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
     path = request.path
     assert path is not None
     # The open-file cache's FILE_OBJECT when the file is open already (no IRP), else a new open
-    status, file_object, size = KhttpdOpenFile(g.open_files, path.fs_path, _fs_name(path.fs_path))
+    status, file_object, size, last_write_time = KhttpdOpenFile(g.open_files, path.fs_path, _fs_name(path.fs_path))
     if file_object is None or not NT_SUCCESS(status):
         TraceEvents(WPP_PROVIDER, TRACE_LEVEL_ERROR, "TRCFS", "open %s failed: %!STATUS!", path.fs_path, status)
         # Out of memory is the server's trouble, not a missing file: 503, as HTTP.sys answers then.
@@ -49,7 +48,7 @@ def KhttpdServeStatic(connection: KhttpdConnection, request: Request) -> Generat
         _log(connection, request.method, request.target, request.http_version, code, 0)
         return sent
     content_type = content_type_for(path.fs_path)
-    validators = Validators.for_file(path.fs_path, size, LAB_EPOCH_UNIX, http_date(0))
+    validators = Validators.for_file(path.fs_path, size, last_write_time)
     if not_modified(request.header(b"if-none-match"), request.header(b"if-modified-since"), validators):
         KhttpdReleaseFile(g.open_files, file_object)
         header = http.build_response_header(304, now_s=_http_now(), content_length=size,
@@ -170,7 +169,8 @@ def _header_mdl(connection: KhttpdConnection, header: bytes) -> Mdl | None:
 @kroutine("khttpd")
 def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
                     length: int) -> Generator[Any, Any, bool]:
-    """WskSend(WSK_BUF over header MDL -> body chain); KhttpdSendComplete releases everything."""
+    """WskSend(WSK_BUF over header MDL -> body chain); KhttpdSendComplete wakes us and we release
+    everything here, at PASSIVE_LEVEL (FsRtlMdlReadComplete may not run at DISPATCH_LEVEL)."""
     if connection.tdi_fd:
         return (yield from tdi_transport.KhttpdSendChainTdi(connection, send, length))
     socket = connection.Socket
@@ -186,6 +186,7 @@ def KhttpdSendChain(connection: KhttpdConnection, send: KhttpdSendContext,
         socket.Dispatch.WskSend(socket, WSK_BUF(send.header_mdl, 0, length), 0, irp)
     if not send.event.signaled:
         yield KeWaitForSingleObject(send.event, Executive, KernelMode, False, None)
+    KhttpdReleaseSend(send)
     status = irp.IoStatus.Status
     ok = NT_SUCCESS(status)
     if ok:
@@ -209,8 +210,8 @@ def KhttpdLastResponse(connection: KhttpdConnection) -> bool:
 
 @kroutine("khttpd")
 def KhttpdSendComplete(DeviceObject: Any, Irp: Any, Context: KhttpdSendContext) -> int:
-    """The transport is done with the bytes: give the cache pages back, free the header MDL."""
-    KhttpdReleaseSend(Context)
+    """The transport is done with the bytes: wake the sender, which gives the cache pages back at
+    PASSIVE_LEVEL (this routine runs at DISPATCH_LEVEL, from the transport's DPC)."""
     KeSetEvent(Context.event)
     return STATUS_MORE_PROCESSING_REQUIRED
 

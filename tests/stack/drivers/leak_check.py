@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from stack.drivers.khttpd.state import khttpd_globals
 from stack.fs.kfs import CCB_TAG, FCB_TAG, FILE_OBJECT_TAG, VOLUME_DEVICE_NAME, Volume
-from stack.kernel.ke import THREAD_TAG
+from stack.kernel.ke import EXP_IDLE_WORKERS_MAX, THREAD_TAG
 from stack.kernel.kernel import Kernel
 from stack.kernel.memory import NEVER_USED_FRAME
 from stack.kernel.scheduler import HEAP_COMPACT_MIN
@@ -50,7 +50,8 @@ def _cached(kernel: Kernel) -> dict[str, int]:
         cached[FCB_TAG] = len(volume.extension.fcbs)
     open_files = getattr(khttpd_globals(kernel), "open_files", None)
     if open_files is not None:  # khttpd's open-file cache: a FILE_OBJECT and a CCB per idle open file
-        idle = sum(1 for e in open_files.entries.values() if e.refs == 0)
+        # ... at most as many as it may keep: a cache past its OpenFileCache limit is growth
+        idle = min(sum(1 for e in open_files.entries.values() if e.refs == 0), open_files.max_entries)
         cached[FILE_OBJECT_TAG] = cached.get(FILE_OBJECT_TAG, 0) + idle
         cached[CCB_TAG] = cached.get(CCB_TAG, 0) + idle
     for lookaside in lookaside_lists(kernel).values():
@@ -75,7 +76,8 @@ def resource_counts(kernel: Kernel) -> ResourceCounts:
         row[1] = 0
     ext = kernel.extensions
     workers = ext.get("exp_workers")
-    idle_workers = len(workers.idle) if workers is not None else 0  # system worker threads waiting for work
+    # system worker threads waiting for work, at most as many as ExpWorkerThread keeps idle
+    idle_workers = min(len(workers.idle), EXP_IDLE_WORKERS_MAX) if workers is not None else 0
     if idle_workers:
         row = pool.setdefault(THREAD_TAG, [0, 0])
         row[0] -= idle_workers

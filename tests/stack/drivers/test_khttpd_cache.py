@@ -245,3 +245,31 @@ def test_over_wsk_pipelined_hits_come_back_in_order_and_unload_leaks_nothing():
     lab.check()
     tags = {tag_from_str(t) for t in POOL_TAGS}
     assert not [blk for blk in k.pool.allocated_blocks() if blk.tag in tags]
+
+
+def test_replacing_a_file_the_response_cache_holds_locked_is_a_sharing_violation_and_changes_nothing():
+    """CcPurgeCacheSection refuses while the response cache keeps the file's pages locked (its MDL
+    read is outstanding): KfsReplaceFile answers STATUS_SHARING_VIOLATION, and the old bytes, size
+    and LastWriteTime stay."""
+    from stack.fs import fsio
+    from stack.fs.kfs import KFS_VOLUME_TIME, STATUS_SHARING_VIOLATION, VOLUME_DEVICE_NAME, KfsReplaceFile
+    from stack.kernel import IoGetDeviceObjectPointer
+    lab = _lab(seed=49)
+    g = khttpd_globals(lab.host("winsrv").kernel)
+    assert run_client(lab, http_fetch, SERVER4, "GET", "/style.css").body == CONTENT["style.css"]
+    lab.run_until_idle()
+    assert "style.css" in [e.fs_path for e in g.cache.entries.values()]
+
+    def replace_then_look() -> tuple[int, int, int]:
+        volume = IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME)
+        status = KfsReplaceFile(volume, "style.css", b"changed")
+        _, fo = fsio.fs_open(volume, "style.css")
+        _, size = fsio.fs_query_size(fo)
+        _, info = fsio.fs_query_basic(fo)
+        fsio.fs_close(fo)
+        return status, size, info.LastWriteTime
+
+    status, size, written = lab.run_in("winsrv", replace_then_look)
+    assert (status, size, written) == (STATUS_SHARING_VIOLATION, len(CONTENT["style.css"]), KFS_VOLUME_TIME)
+    again = run_client(lab, http_fetch, SERVER4, "GET", "/style.css")
+    assert (again.status, again.body) == (200, CONTENT["style.css"])

@@ -221,6 +221,16 @@ def test_access_log_and_wpp_trace_record_each_request():
     assert {r.function for r in records if r.flag == "TRCREQUEST"} == {"KhttpdServeRequest"}
 
 
+def _assert_every_file_closed(k: Any) -> None:
+    """khttpd's open-file cache closed what it kept open: no FILE_OBJECT or CCB block is left and
+    every FCB on the volume has no open (KhttpdOpenFileCacheFlush on unload)."""
+    from stack.fs.kfs import CCB_TAG, FILE_OBJECT_TAG, VOLUME_DEVICE_NAME
+    file_tags = {tag_from_str(FILE_OBJECT_TAG), tag_from_str(CCB_TAG)}
+    assert not [b for b in k.pool.allocated_blocks() if b.tag in file_tags]
+    fcbs = k.objects[VOLUME_DEVICE_NAME].extension.fcbs
+    assert fcbs and {name: f.open_count for name, f in fcbs.items() if f.open_count} == {}
+
+
 def test_unload_closes_everything_and_leaks_no_pool():
     world = boot_lab(seed=9)
     k = _winsrv(world)
@@ -232,6 +242,7 @@ def test_unload_closes_everything_and_leaks_no_pool():
     tags = {tag_from_str(t) for t in POOL_TAGS}
     assert not [b for b in k.pool.allocated_blocks() if b.tag in tags]
     assert "khttpd" not in k.drivers
+    _assert_every_file_closed(k)
 
 
 def test_unload_while_a_client_idles_on_keep_alive_resets_it_and_still_frees_everything():
@@ -258,5 +269,6 @@ def test_unload_while_a_client_idles_on_keep_alive_resets_it_and_still_frees_eve
     world.run_while(lambda: not done or not program.done, max_events=1_000_000)
     world.check()
     assert done and state["first"].status == 200 and "ended" in state
+    _assert_every_file_closed(k)
     tags = {tag_from_str(t) for t in POOL_TAGS}
     assert not [b for b in k.pool.allocated_blocks() if b.tag in tags]

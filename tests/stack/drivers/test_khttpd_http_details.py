@@ -29,7 +29,7 @@ def _get(lab, target: str, *headers: str, version: str = "1.1"):
 
 # --- sans-IO ----------------------------------------------------------------------------------------
 
-V = Validators.for_file("index.html", 1000, 1_767_225_600, "Thu, 01 Jan 2026 00:00:00 GMT")
+V = Validators.for_file("index.html", 1000, (1_767_225_600 + 11_644_473_600) * 10_000_000)  # 2026-01-01 as a FILETIME
 
 
 @pytest.mark.parametrize("header, expected", [

@@ -119,3 +119,88 @@ def test_replacing_a_file_whose_pages_are_lent_out_is_refused_and_changes_nothin
 
     refused, size, later = lab.run_in("winsrv", body)
     assert refused == STATUS_SHARING_VIOLATION and size == len(CONTENT["index.html"]) and later == 0
+
+
+# ---- validators after a replace: ETag and Last-Modified come from the open's LastWriteTime ----
+
+def _fetch(method: str, target: str, headers: tuple[tuple[str, str], ...] = ()) -> Any:
+    from stack.usermode.webserver import HttpClient
+
+    def gen() -> Any:
+        client = yield from HttpClient.connect(SERVER4)
+        try:
+            return (yield from client.request(method, target, keep_alive=False, headers=headers))
+        finally:
+            yield from client.close()
+    return gen
+
+
+def _replace(lab: Any, name: str, content: bytes) -> int:
+    lab.run_until_idle()  # the last send has given its pages back
+    return lab.run_in("winsrv", lambda: KfsReplaceFile(IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME), name, content))
+
+
+def _flip(data: bytes) -> bytes:
+    return bytes(b ^ 0x20 for b in data)  # same size, other bytes
+
+
+def test_if_none_match_with_the_old_etag_after_a_same_size_replace_is_a_full_200():
+    lab = boot_lab(seed=6)
+    old = run_client(lab, _fetch("GET", "/style.css"))
+    new = _flip(CONTENT["style.css"])
+    assert _replace(lab, "style.css", new) == 0
+    again = run_client(lab, _fetch("GET", "/style.css", (("If-None-Match", old.header("etag")),)))
+    assert (again.status, again.body) == (200, new)
+    assert again.header("etag") != old.header("etag")
+
+
+def test_if_modified_since_the_old_date_after_a_replace_is_a_full_200_with_a_later_last_modified():
+    from email.utils import parsedate_to_datetime
+    lab = boot_lab(seed=6)
+    old = run_client(lab, _fetch("GET", "/style.css"))
+    lab.run_for(2_000_000_000)  # the replace lands two virtual seconds later
+    assert _replace(lab, "style.css", b"x" * 10) == 0
+    again = run_client(lab, _fetch("GET", "/style.css", (("If-Modified-Since", old.header("last-modified")),)))
+    assert (again.status, again.body) == (200, b"x" * 10)
+    assert parsedate_to_datetime(again.header("last-modified")) > parsedate_to_datetime(old.header("last-modified"))
+    # the replace's system time (boot 2026-01-01 plus the virtual clock), the same second as the Date
+    # of the GET that followed it at once - not a time on the volume's 2024 epoch
+    assert again.header("last-modified") == again.header("date") != old.header("date")
+
+
+def test_range_with_if_range_of_the_old_etag_after_a_replace_sends_the_whole_new_file():
+    lab = boot_lab(seed=6)
+    old = run_client(lab, _fetch("GET", "/style.css"))
+    new = _flip(CONTENT["style.css"])
+    assert _replace(lab, "style.css", new) == 0
+    again = run_client(lab, _fetch("GET", "/style.css", (("Range", "bytes=100-"), ("If-Range", old.header("etag")))))
+    assert (again.status, again.body, again.header("content-range")) == (200, new, None)
+
+
+def test_last_modified_is_the_files_last_write_time_not_the_boot_time():
+    lab = boot_lab(seed=6)
+    first = run_client(lab, _fetch("GET", "/style.css"))
+    assert first.header("last-modified") == "Mon, 01 Jan 2024 00:00:00 GMT"  # KFS_VOLUME_TIME
+
+
+def test_the_cache_pages_of_a_zero_copy_get_are_given_back_at_passive_level():
+    """FsRtlMdlReadComplete is PASSIVE_LEVEL only: the sender gives the pages back after its wait,
+    not KhttpdSendComplete from the transport's DPC."""
+    lab = boot_lab(seed=5)
+    k = lab.host("winsrv").kernel
+    irqls: list[tuple[str, int]] = []
+
+    def watch(event: Any) -> None:
+        if isinstance(event, RoutineEntered) and event.symbol in ("nt!FsRtlMdlReadEx", "nt!FsRtlMdlReadComplete"):
+            irqls.append((event.symbol, k.irql))
+
+    unsubscribe = lab.bus.subscribe(watch)
+    try:
+        for _ in range(2):  # a miss, then an open-file cache hit
+            assert _get(lab, "/index.html").body == CONTENT["index.html"]
+            lab.run_until_idle()
+    finally:
+        unsubscribe()
+    assert [s for s, _ in irqls].count("nt!FsRtlMdlReadComplete") == 2
+    assert all(irql == 0 for _, irql in irqls), irqls
+    assert lab.scheduler.halted is None

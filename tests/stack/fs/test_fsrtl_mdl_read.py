@@ -185,3 +185,70 @@ def test_a_replaced_file_leaves_the_cache_and_an_open_file_object_reads_the_new_
     assert first[1] == [(IRP_MJ_READ, IRP_MN_MDL)]  # purged: the next read fills the cache again
     assert second[1] == []
     assert CacheManager.of(m.kernel).disk_reads == 2
+
+
+# MS Learn, FsRtlMdlReadEx / FsRtlMdlReadCompleteDev requirements: "IRQL | PASSIVE_LEVEL".
+def _halted_at_dispatch(fn: Callable[[Any, Any], Any]) -> Any:
+    from stack.kernel.ke import DISPATCH_LEVEL, KeLowerIrql, KeRaiseIrql
+    m, _ = _machine()
+
+    def body() -> None:
+        _, fo = fsio.fs_open(IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME), "index.html")
+        _, chain = fs_mdl_read_fast(fo, 0, 100)
+        old = KeRaiseIrql(DISPATCH_LEVEL)
+        fn(fo, chain)
+        KeLowerIrql(old)
+
+    m.run_in(m.kernel, body)
+    return m.scheduler.halted
+
+
+def test_fsrtl_mdl_read_ex_at_dispatch_level_bug_checks_irql_not_less_or_equal():
+    from stack.kernel import bugcheck as bc
+    info = _halted_at_dispatch(lambda fo, chain: fs_mdl_read_fast(fo, 0, 100))
+    assert info is not None and (info.code, info.params[1]) == (bc.IRQL_NOT_LESS_OR_EQUAL, 2)
+    assert "FsRtlMdlReadEx" in info.detail
+
+
+def test_fsrtl_mdl_read_complete_at_dispatch_level_bug_checks_irql_not_less_or_equal():
+    from stack.kernel import bugcheck as bc
+    info = _halted_at_dispatch(lambda fo, chain: FsRtlMdlReadComplete(fo, chain))
+    assert info is not None and (info.code, info.params[1]) == (bc.IRQL_NOT_LESS_OR_EQUAL, 2)
+    assert "FsRtlMdlReadComplete" in info.detail
+
+
+def test_two_replaces_within_one_100ns_tick_leave_different_last_write_times():
+    from stack.fs.kfs import KfsReplaceFile
+    m, _ = _machine()
+
+    def body() -> list[int]:
+        volume = IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME)
+        _, fo = fsio.fs_open(volume, "style.css")
+        times = []
+        for content in (b"A" * 100, b"B" * 50, b"C" * 50):  # no virtual time passes between them
+            assert KfsReplaceFile(volume, "style.css", content) == STATUS_SUCCESS
+            times.append(fsio.fs_query_basic(fo)[1].LastWriteTime)
+        fsio.fs_close(fo)
+        return times
+
+    first, second, third = run(m, body)
+    assert first < second < third
+
+
+def test_fsrtl_mdl_read_ex_with_a_non_null_mdl_chain_is_a_verifier_bug_check_not_a_python_error():
+    from stack.kernel import bugcheck as bc
+    m, _ = _machine()
+    box: list[Any] = []
+
+    def body() -> None:
+        _, fo = fsio.fs_open(IoGetDeviceObjectPointer(VOLUME_DEVICE_NAME), "index.html")
+        _, chain = fs_mdl_read_fast(fo, 0, 100)
+        box[:] = [fo, chain]
+        FsRtlMdlReadEx(fo, 0, 100, 0, Ref(chain), IoStatusBlock())  # *MdlChain still holds the last chain
+
+    m.run_in(m.kernel, body)
+    info = m.scheduler.halted
+    fo, chain = box
+    assert info is not None and info.code == bc.DRIVER_VERIFIER_DETECTED_VIOLATION
+    assert info.params == (bc.EMU_C4_MDL_READ_CHAIN_NOT_NULL, fo.address, chain.address, 0)
+    assert "emulator-defined" in bc.argument_meanings(info.code, info.params)[0]

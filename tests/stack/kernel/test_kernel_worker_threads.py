@@ -92,3 +92,70 @@ def test_a_plain_work_routine_still_shows_its_own_frame_under_iopprocessworkitem
         m.scheduler.run_until_idle()
     assert seen == [WORKER_FRAMES + [symbol_of(PlainWork)]] * 2
     assert ExpWorkerPool.of(k).reused == 1
+
+
+# MS Learn, Bug Check 0xE1 WORKER_THREAD_RETURNED_AT_BAD_IRQL: Arg1 the worker routine's address,
+# Arg2 the IRQL it returned at, Arg3 the work item parameter, Arg4 the work item address.  For
+# IoQueueWorkItem the executive worker routine is nt!IopProcessWorkItem and its parameter the
+# IO_WORKITEM (whose WORK_QUEUE_ITEM is its first field).
+def _leaves_dispatch_level(waits: bool):
+    from stack.kernel.ke import DISPATCH_LEVEL, KeRaiseIrql
+    m = new_machine()
+    ev = KEVENT()
+    items = []
+
+    @kroutine("testdrv")
+    def WaitingBadWork(DeviceObject, Context):
+        yield KeWaitForSingleObject(ev)
+        KeRaiseIrql(DISPATCH_LEVEL)  # and returns without KeLowerIrql
+
+    @kroutine("testdrv")
+    def PlainBadWork(DeviceObject, Context):
+        KeRaiseIrql(DISPATCH_LEVEL)
+
+    def queue() -> None:
+        items.append(IoAllocateWorkItem(None))
+        IoQueueWorkItem(items[0], WaitingBadWork if waits else PlainBadWork, DelayedWorkQueue, None)
+
+    run(m, queue)
+    m.scheduler.run_until_idle()
+    if waits:
+        run(m, KeSetEvent, ev)
+        m.scheduler.run_until_idle()
+    return m, items[0]
+
+
+def test_a_waiting_work_routine_that_returns_at_dispatch_level_bug_checks_0xe1():
+    from stack.kernel import bugcheck as bc
+    from kernel_harness import crash
+    m, item = _leaves_dispatch_level(waits=True)
+    info = crash(m)
+    assert info.code == bc.WORKER_THREAD_RETURNED_AT_BAD_IRQL == 0xE1
+    assert info.params == (m.kernel.symbol_address("nt!IopProcessWorkItem"), 2, item.address, item.address)
+    assert "testdrv!WaitingBadWork" in info.detail
+    assert bc.bugcheck_name(0xE1) == "WORKER_THREAD_RETURNED_AT_BAD_IRQL"
+    assert bc.argument_meanings(0xE1, info.params)[1] == "IRQL that the worker thread returned at"
+
+
+def test_a_plain_work_routine_that_returns_at_dispatch_level_bug_checks_0xe1():
+    from kernel_harness import crash
+    m, item = _leaves_dispatch_level(waits=False)
+    info = crash(m)
+    assert (info.code, info.params[1], info.params[3]) == (0xE1, 2, item.address)
+
+
+def test_an_idle_worker_no_longer_carries_the_name_of_its_last_work_item():
+    from stack.kernel.ke import IDLE_WORKER_NAME
+    m = new_machine()
+    ev = KEVENT()
+
+    @kroutine("testdrv")
+    def NamedWork(DeviceObject, Context):
+        yield KeWaitForSingleObject(ev)
+
+    _queue(m, NamedWork)
+    m.scheduler.run_until_idle()
+    worker = next(t for t in m.kernel.threads if t.name == "worker testdrv!NamedWork")
+    run(m, KeSetEvent, ev)
+    m.scheduler.run_until_idle()
+    assert worker.wait_reason == WrQueue and worker.name == IDLE_WORKER_NAME
