@@ -1483,6 +1483,7 @@ class TcpConnection:
         assert self._sack is not None
         self._rack = Rack(self._max_payload)
         self._sack.scoreboard.set_rack_frontier(0)
+        self._sack.scoreboard.rack = self._rack
 
     def _rack_sent(self, seq: int, end: int, now: int, prev_max: int) -> None:
         """[seq, end) left (new above `prev_max`, the old SND.MAX; resent below it).  New data
@@ -1532,16 +1533,14 @@ class TcpConnection:
         self._rack_at = rack.next_deadline()
 
     def _rack_mark_lost(self) -> None:
-        """RACK marked segments lost: they are the scoreboard's lost holes (IsLost), a lost
-        retransmission goes out again, and fast recovery starts (RFC 8985 6.2 Step 5, 9.3)."""
+        """RACK marked segments lost: they are the scoreboard's lost holes (IsLost; NextSeg resends
+        the records flagged LOST, a lost retransmission included), and fast recovery starts (RFC 8985
+        6.2 Step 5, 9.3)."""
         rack = self._rack
         sack = self._sack
         assert rack is not None and sack is not None
         board = sack.scoreboard
         board.set_rack_frontier(rack.lost_high)
-        again = rack.lost_retransmission_start(board.high_rxt)
-        if again is not None:
-            board.high_rxt = again
         una = self._snd_una
         if not sack.in_recovery and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
             self._fast_rexmit = True  # the first lost segment goes out at once, whatever cwnd says

@@ -296,15 +296,21 @@ class Rack:
         self.reo_at = None
         return self._detect_loss(now)
 
-    def lost_retransmission_start(self, high_rxt: int) -> int | None:
-        """The lowest record below `high_rxt` marked lost after it was resent (a lost
-        retransmission RACK found, 9.3), or None."""
+    def first_lost(self) -> tuple[int, int] | None:
+        """The lowest record marked lost and not resent since (NextSeg rule 1 with RACK), or None."""
         for r in self.records:
-            if r[_START] >= high_rxt:
-                break
-            if r[_FLAGS] & LOST and r[_FLAGS] & RETRANSMITTED:
-                return r[_START]
+            if r[_FLAGS] & LOST:
+                return r[_START], r[_END]
         return None
+
+    def pipe(self) -> int:
+        """RFC 6675 pipe with RACK's marks: octets neither SACKed nor marked lost (a resent record
+        counts once, its retransmission; Linux's packets_out - sacked_out - lost_out + retrans_out)."""
+        total = 0
+        for r in self.records:
+            if not r[_FLAGS] & (SACKED | LOST):
+                total += r[_END] - r[_START]
+        return total
 
     def on_rto(self) -> None:
         """A retransmission timeout: the episode and the timers end; the connection goes back

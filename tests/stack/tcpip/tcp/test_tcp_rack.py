@@ -68,7 +68,7 @@ def test_a_lost_retransmission_is_detected() -> None:
     r.on_send(B + 5000, B + 6000, 140 * US)  # new data after it
     ack(r, 240 * US, sacked=((1, 4), (5, 6)))  # 5 (sent at 140) delivered; the resend (130) is not
     assert lost(r) == [0, 4]
-    assert r.lost_retransmission_start(B + 1000) == B  # below HighRxt: the resend itself was lost
+    assert r.first_lost() == (B, B + 1000)  # NextSeg's first lost hole: the resend itself was lost
 
 
 def test_reo_wnd_is_a_quarter_min_rtt_and_never_above_srtt() -> None:

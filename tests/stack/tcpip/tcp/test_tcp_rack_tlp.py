@@ -169,3 +169,42 @@ def test_rack_tlp_can_be_switched_off_with_sack_on() -> None:
     h.recv()
     h.send(seg(REMOTE_ISS, L1, SYN | ACK, window=WINDOW, mss=1000, sack_permitted=True))
     assert h.conn.sack_enabled and h.conn.snapshot()["rack"] is None
+
+
+def _three_holes_resent() -> Harness:
+    """Ten segments out, 1, 3 and 5 lost; the peer's SACKs let RACK mark them lost one by one and each goes
+    out again (the scenario of a lost retransmission among retransmissions still in flight)."""
+    h = opened()
+    send_segments(h, 10)
+    h.now += RTT
+    peer_ack(h, 1000)
+    peer_ack(h, 1000, (2000, 3000))
+    peer_ack(h, 1000, (2000, 3000), (4000, 5000))
+    peer_ack(h, 1000, (2000, 3000), (4000, 5000), (6000, 7000))
+    for top in (8000, 9000, 10_000):
+        h.now += 10 * US
+        peer_ack(h, 1000, (2000, 3000), (4000, 5000), (6000, top))
+    assert resent(h) == [(1000, "rack"), (3000, "rack"), (5000, "rack")]
+    return h
+
+
+def test_a_lost_retransmission_is_resent_but_no_retransmission_still_in_flight_is() -> None:
+    h = _three_holes_resent()
+    # Segment 3's resend (sent 10 us after segment 1's) is SACKed: segment 1's resend, sent before it, is
+    # lost (RFC 8985 9.3).  Segment 5's resend left 10 us after segment 3's and is still in flight: RACK
+    # has not judged it lost, so NextSeg must not send it again (it used to, 90 us after the first resend,
+    # when HighRxt was lowered to segment 1: a needless copy whose DSACK then widened reo_wnd).
+    h.now += RTT - 10 * US
+    out = peer_ack(h, 1000, (2000, 5000), (6000, 10_000))
+    assert [((s.seq - L1) & MASK) for s in out] == [1000]
+    assert resent(h) == [(1000, "rack")]
+    h.now += 10 * US
+    assert peer_ack(h, 1000, (2000, 10_000)) == []  # segment 5's resend arrives: nothing more goes out
+    assert resent(h) == []
+
+
+def test_pipe_counts_a_resent_segment_once_and_a_lost_one_not_at_all() -> None:
+    h = _three_holes_resent()
+    board = h.conn.snapshot()["sack_scoreboard"]
+    # in flight: the three resends (3000 octets) and nothing else unSACKed (segments 7-10 are SACKed)
+    assert board["pipe"] == 3000
