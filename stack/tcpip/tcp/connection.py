@@ -1523,14 +1523,22 @@ class TcpConnection:
                            self._rtt.srtt_ns, echo_ms)
         if rack.tlp_end_seq is not None and rack.tlp_on_ack(ack, dsack, ack == old_una and not blocks):
             self._events.append(LossProbe(ack & SEQ_MASK, True, True))
-            # "Invoke congestion control to reduce cwnd" (7.4.2): as a fast recovery would.
-            sack.enter_recovery(ack, sack.cwnd, self._snd_max)
-            self._sack_busy = True
+            if not lost and not sack.in_recovery:  # else the recovery RACK starts (or runs) reduces cwnd
+                self._tlp_cwnd_reduction(self._snd_max - old_una)
         if lost:
             self._rack_mark_lost()
         if ack > old_una or (rack.pto_at is not None and board.ranges):
             self._tlp_arm(now)  # restart on new data ACKed; stop once data is delivered out of order
         self._rack_at = rack.next_deadline()
+
+    def _tlp_cwnd_reduction(self, flight: int) -> None:
+        """The probe repaired a loss: "Invoke congestion control to reduce cwnd" (RFC 8985 7.4.2), "as it
+        would any other loss" - ssthresh from the FlightSize the loss happened in (RFC 5681 eq. 4, CUBIC's
+        beta) and cwnd = ssthresh at once, without a recovery episode (there is no hole left to repair):
+        Linux's one-shot CWR in tcp_process_tlp_ack."""
+        sack = self._sack
+        assert sack is not None
+        sack.ssthresh = sack.cwnd = sack.loss_ssthresh(flight)
 
     def _rack_mark_lost(self) -> None:
         """RACK marked segments lost: they are the scoreboard's lost holes (IsLost; NextSeg resends

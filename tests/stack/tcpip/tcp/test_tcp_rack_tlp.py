@@ -208,3 +208,30 @@ def test_pipe_counts_a_resent_segment_once_and_a_lost_one_not_at_all() -> None:
     board = h.conn.snapshot()["sack_scoreboard"]
     # in flight: the three resends (3000 octets) and nothing else unSACKed (segments 7-10 are SACKed)
     assert board["pipe"] == 3000
+
+
+def test_a_probe_that_repaired_a_loss_cuts_cwnd_to_ssthresh_of_the_flight_without_a_recovery_episode() -> None:
+    h = opened()
+    send_segments(h, 6)  # segment 6, the tail, is lost
+    h.now += RTT
+    peer_ack(h, 5000)
+    h.advance(h.conn.snapshot()["timers"]["tlp"] - h.now)  # one segment out: 2 * SRTT + WCDelAckT
+    assert [((s.seq - L1) & MASK) for s in h.recv()] == [5000]  # the probe: the highest segment again
+    h.now += RTT
+    peer_ack(h, 6000)  # the probe's ACK (TLP.end_seq, no DSACK): the episode stays open
+    c = h.conn
+    h.conn.send(b"n" * 1000)
+    assert len(h.recv()) == 1
+    cwnd_before = c.snapshot()["cwnd"]
+    h.now += RTT
+    peer_ack(h, 7000)  # above TLP.end_seq: the probe repaired a single loss (RFC 8985 7.4.2)
+    snap = c.snapshot()
+    assert snap["rack"]["tlp_recoveries"] == 1
+    cong = snap
+    # "as it would any other loss": ssthresh from the 1000 octets in flight (CUBIC: 0.7 x, at least
+    # 2 SMSS), cwnd = ssthresh at once, and no recovery episode - the PTO keeps watching new data
+    assert cong["ssthresh"] == cong["cwnd"] == max(700, 2 * c._sack.smss) < cwnd_before
+    assert not snap["sack_scoreboard"]["in_sack_recovery"]
+    h.conn.send(b"m" * 1000)
+    h.recv()
+    assert snap["timers"]["tlp"] is None and c.snapshot()["timers"]["tlp"] is not None
