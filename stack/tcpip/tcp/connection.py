@@ -82,7 +82,7 @@ class TcpConnection:
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
-        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size", "_rack", "_rack_at",
+        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size", "_rack", "_rack_at", "_rack_rto",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
         "timeouts", "dup_acks",
@@ -176,6 +176,7 @@ class TcpConnection:
         # that keeps the SACK work off the path of ordinary ACKs.
         self._sack_busy = False
         self._rack: Rack | None = None  # RACK-TLP loss detection (RFC 8985), with SACK only: _rack_start
+        self._rack_rto = False  # after a timeout RACK marked (RFC 8985 6.3): resend what it marked lost
         self._rack_at: int | None = None  # its reordering timer or PTO, whichever is due first
         # Extra ns added to each SYN / SYN-ACK retransmission timeout (given the RTO): the glue
         # draws it from the world's seed so that a burst of handshakes does not retry in
@@ -383,7 +384,7 @@ class TcpConnection:
             if self._fast_rexmit:
                 self._fast_rexmit = False
                 self._retransmit_head(now_ns, out)
-            if self._sack_busy and self._cc.in_recovery:
+            if self._sack_busy and (self._cc.in_recovery or self._rack_rto):
                 self._send_sack_recovery(now_ns, out)
             else:
                 self._send_data(now_ns, out)
@@ -842,7 +843,7 @@ class TcpConnection:
         if not sack.in_recovery and board.is_lost(una) \
                 and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
             self._fast_rexmit = True
-        self._sack_busy = bool(board.ranges) or sack.in_recovery
+        self._sack_busy = bool(board.ranges) or sack.in_recovery or self._rack_rto
 
     def _new_cubic(self) -> Cubic | None:
         """The "cubic" congestion provider's state (RFC 9438), on the connection's RTT estimator."""
@@ -1263,7 +1264,7 @@ class TcpConnection:
             sack.prr.on_send(n)
 
     def _resend(self, now: int, out: list[TcpSegment], seq: int, n: int,
-                reason: Literal["fast", "sack", "tlp"]) -> int:
+                reason: Literal["fast", "sack", "tlp", "rto"]) -> int:
         """Retransmit up to `n` bytes (one segment) at `seq` < SND.MAX regardless of
         cwnd; returns the sequence space it covered."""
         data_end = self._sndbuf.end
@@ -1279,7 +1280,7 @@ class TcpConnection:
         out.append(self._make(now, flags, seq, payload))
         end = seq + n + (flags & FIN)
         self.retransmissions += 1
-        if self._rack is not None and self._rack.on_retransmit(seq, end, now) and reason != "tlp":
+        if self._rack is not None and self._rack.on_retransmit(seq, end, now) and reason != "tlp" and reason != "rto":
             reason = "rack"  # RACK marked it lost (RFC 8985 6.2), whichever rule picked it
         elif reason == "fast":
             self.fast_retransmits += 1
@@ -1290,7 +1291,7 @@ class TcpConnection:
         if self._snd_nxt < end:
             self._snd_nxt = end
         sack = self._sack
-        if sack is not None and reason != "tlp" and end > sack.scoreboard.high_rxt:
+        if sack is not None and reason != "tlp" and end > sack.scoreboard.high_rxt:  # (a timeout's head too)
             sack.scoreboard.high_rxt = end  # RFC 6675 (C.2)
         self._prr_sent(end - seq)
         return end - seq
@@ -1412,7 +1413,10 @@ class TcpConnection:
         else:
             self._cc.on_rto(self._snd_max - self._snd_una, self._snd_max)
             sack = self._sack
-            if sack is not None:
+            if self._rack is not None and self._rexmit_count == 1:
+                self._rack_on_rto(now)  # RFC 8985 6.3: resend what RACK marks lost, not everything
+            elif sack is not None:
+                self._rack_rto = False
                 # The first timeout keeps the scoreboard, so going back skips SACKed data
                 # (RFC 6675 5.1).  A second one for the same SND.UNA drops it: SACKs are
                 # advisory and the receiver may have reneged (RFC 2018 section 8), so
@@ -1420,10 +1424,11 @@ class TcpConnection:
                 if self._rexmit_count > 1:
                     sack.scoreboard.clear()
                 self._sack_busy = bool(sack.scoreboard.ranges)
-            self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
-            self._fast_rexmit = False
-            if self._rack is not None:
-                self._rack_on_rto()
+            if not self._rack_rto:
+                self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
+                self._fast_rexmit = False
+                if self._rack is not None:
+                    self._rack_go_back()
         self._rtt_seq = None
         rto = self._rtt.rto_ns
         if synchronizing and self._syn_jitter is not None:
@@ -1516,6 +1521,8 @@ class TcpConnection:
         if ack == old_una and not blocks and rack.reo_at is None and rack.tlp_end_seq is None:
             return  # nothing delivered, no timer to revisit
         board = sack.scoreboard
+        if self._rack_rto and ack > self._cc.recover:
+            self._rack_rto = False  # everything sent before the timeout is acknowledged
         dsack = is_dsack(blocks, ack) if blocks else None
         timestamps = seg.timestamps
         echo_ms = (timestamps[1] - self.iss) & SEQ_MASK if timestamps is not None and self._ts_on else None
@@ -1597,10 +1604,31 @@ class TcpConnection:
                                       retransmission))
         self._rexmit_at = now + self._rtt.rto_ns
 
-    def _rack_on_rto(self) -> None:
+    def _rack_on_rto(self, now: int) -> None:
+        """The first timeout for SND.UNA (RFC 8985 6.3, RACK_mark_losses_on_RTO): RACK marks lost the
+        segment at SND.UNA and those sent more than RACK.rtt + reo_wnd ago; the head goes out now, the
+        other lost ones as cwnd (1 SMSS, growing in slow start) - pipe allows, through NextSeg, until
+        everything sent before the timeout is acknowledged.  Segments in flight that RACK does not
+        deem lost are not sent again (Linux's tcp_timeout_mark_lost)."""
+        rack = self._rack
+        sack = self._sack
+        assert rack is not None and sack is not None
+        una = self._snd_una
+        rack.on_rto(now, una)
+        board = sack.scoreboard
+        board.set_rack_frontier(rack.lost_high)
+        self._rack_rto = self._sack_busy = True
+        self._fast_rexmit = False
+        self._rack_at = None
+        next_sacked = board.first_unsacked(una)[1]
+        self._resend(now, self._out, una, (next_sacked if next_sacked is not None else self._snd_max) - una, "rto")
+
+    def _rack_go_back(self) -> None:
+        """A repeated timeout: SACKs may have been reneged (the scoreboard is cleared), everything
+        unacknowledged goes out again from SND.UNA, so RACK forgets its marks and timers."""
         rack = self._rack
         assert rack is not None and self._sack is not None
-        rack.on_rto()
+        rack.on_go_back()
         self._sack.scoreboard.set_rack_frontier(0)
         self._rack_at = None
 

@@ -279,11 +279,8 @@ class Rack:
             if xmit_ts < rack_ts or (xmit_ts == rack_ts and r[_END] < rack_end and not flags & RETRANSMITTED):
                 remaining = xmit_ts + window - now
                 if remaining <= 0:
-                    r[_FLAGS] = flags | LOST
+                    self._mark_lost(r)
                     marked += 1
-                    self.lost_marked -= (r[_START] - r[_END]) // self.smss  # segments (a large send: several)
-                    if r[_END] > self.lost_high:
-                        self.lost_high = r[_END]
                 elif remaining > timeout:
                     timeout = remaining
             elif in_order:
@@ -312,9 +309,27 @@ class Rack:
                 total += r[_END] - r[_START]
         return total
 
-    def on_rto(self) -> None:
-        """A retransmission timeout: the episode and the timers end; the connection goes back
-        and resends everything unSACKed, which updates each record's send time."""
+    def on_rto(self, now: int, una: int) -> None:
+        """RACK_mark_losses_on_RTO() (RFC 8985 6.3): the segment at SND.UNA and every one not SACKed
+        that has waited RACK.rtt + RACK.reo_wnd since it was sent is lost.  The episode and the
+        timers end."""
+        self.tlp_end_seq = None
+        self.pto_at = self.reo_at = None
+        deadline = now - self.rtt - self.reo_wnd
+        for r in self.records:
+            flags = r[_FLAGS]
+            if not flags & (SACKED | LOST) and (r[_START] <= una or r[_TS] <= deadline):
+                self._mark_lost(r)
+
+    def _mark_lost(self, r: list[int]) -> None:
+        r[_FLAGS] |= LOST
+        self.lost_marked -= (r[_START] - r[_END]) // self.smss  # segments (a large send: several)
+        if r[_END] > self.lost_high:
+            self.lost_high = r[_END]
+
+    def on_go_back(self) -> None:
+        """A repeated timeout: the connection goes back and resends everything from SND.UNA,
+        which updates each record's send time; no mark stands."""
         self.tlp_end_seq = None
         self.pto_at = self.reo_at = None
         self.lost_high = 0

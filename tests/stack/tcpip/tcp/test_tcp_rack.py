@@ -206,9 +206,17 @@ def test_records_split_where_sacks_and_acks_cut_a_large_send() -> None:
     assert r.segs_sacked == 2000
 
 
-def test_an_rto_ends_the_episode_and_forgets_what_was_marked_lost() -> None:
+def test_a_repeated_rto_ends_the_episode_and_forgets_what_was_marked_lost() -> None:
     r = rack_with((0, 0), (1, 10 * US), (2, 20 * US), (3, 30 * US))
     ack(r, 120 * US, sacked=((1, 4),))
     r.on_probe_sent(B + 4000, True)
-    r.on_rto()
+    r.on_go_back()
     assert lost(r) == [] and r.tlp_end_seq is None and r.lost_high == 0 and r.next_deadline() is None
+
+
+def test_an_rto_marks_lost_the_head_and_what_waited_rtt_plus_reo_wnd_only() -> None:
+    r = rack_with((0, 0), (1, 10 * US), (2, 20 * US), (3, 200 * US), (4, 290 * US))
+    ack(r, 110 * US, sacked=((1, 2),))  # RACK.rtt 100 us; reo_wnd a quarter of min_rtt (25 us)
+    r.on_probe_sent(B + 5000, True)
+    r.on_rto(300 * US, B)  # RFC 8985 6.3: SND.UNA's segment, and those sent before 300 - 125 = 175 us
+    assert lost(r) == [0, 2] and r.tlp_end_seq is None and r.next_deadline() is None

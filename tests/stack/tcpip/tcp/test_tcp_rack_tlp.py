@@ -235,3 +235,34 @@ def test_a_probe_that_repaired_a_loss_cuts_cwnd_to_ssthresh_of_the_flight_withou
     h.conn.send(b"m" * 1000)
     h.recv()
     assert snap["timers"]["tlp"] is None and c.snapshot()["timers"]["tlp"] is not None
+
+
+def test_a_timeout_resends_what_rack_marks_lost_not_segments_sent_within_the_last_round_trip() -> None:
+    h = opened()
+    c = h.conn
+    send_segments(h, 1)
+    h.now += RTT
+    peer_ack(h, 1000)  # RACK.rtt 100 us
+    c.send(b"a" * 2000)
+    assert len(h.recv()) == 2  # segments 1000 and 2000: both lost, and so is the tail probe
+    h.advance(c.snapshot()["timers"]["tlp"] - h.now)
+    h.recv()
+    rto_at = c.snapshot()["timers"]["retransmit"]
+    h.advance(rto_at - h.now - 50 * US)
+    c.send(b"b" * 3000)  # segments 3000-5000 leave 50 us before the timeout: in flight when it fires
+    assert len(h.recv()) == 3
+    h.take_events()
+    h.advance(50 * US)
+    out = h.recv()
+    # RFC 8985 6.3: SND.UNA's segment and those older than RACK.rtt + reo_wnd are lost; the three
+    # sent 50 us ago are not and stay in flight.  Only the head goes now (cwnd 1 SMSS).
+    assert [((s.seq - L1) & MASK) for s in out] == [1000]
+    assert resent(h) == [(1000, "rto")]
+    h.now += 20 * US
+    assert peer_ack(h, 2000) == []  # cwnd 2 SMSS, but pipe (the three in flight) fills it: no go-back-N
+    h.now += 40 * US
+    out = peer_ack(h, 2000, (3000, 6000))  # they arrived: the lost segment 2000 goes, nothing else
+    assert [((s.seq - L1) & MASK) for s in out] == [2000]
+    h.now += RTT
+    peer_ack(h, 6000)
+    assert resent(h) == [(2000, "rack")] and c.snd_una == c.snd_max and c.timeouts == 1
