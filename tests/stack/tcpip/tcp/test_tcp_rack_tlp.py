@@ -266,3 +266,21 @@ def test_a_timeout_resends_what_rack_marks_lost_not_segments_sent_within_the_las
     h.now += RTT
     peer_ack(h, 6000)
     assert resent(h) == [(2000, "rack")] and c.snd_una == c.snd_max and c.timeouts == 1
+
+
+def test_the_pto_stays_off_during_recovery_even_when_nothing_is_sacked() -> None:
+    h = opened()
+    c = h.conn
+    send_segments(h, 10)  # segments 1000 and 9000 (the tail) are lost
+    h.now += RTT
+    peer_ack(h, 1000, (2000, 9000))  # RACK: 1000 lost, recovery up to 9999, 1000 resent
+    assert resent(h) == [(1000, "rack")]
+    h.now += RTT
+    out = peer_ack(h, 9000)  # the resend arrived: no SACK block left, but recovery still runs (9000 <= recover)
+    # RACK, not a probe, finds the tail: 9000 left before the delivered resend, a round trip ago
+    assert [((s.seq - L1) & MASK) for s in out] == [9000] and resent(h) == [(9000, "rack")]
+    snap = c.snapshot()
+    assert snap["sack_scoreboard"]["in_sack_recovery"] and snap["sack_scoreboard"]["blocks"] == 0
+    assert snap["timers"]["tlp"] is None  # RFC 8985 7.2: no PTO while fast recovery runs
+    h.advance(250 * US)
+    assert h.recv() == [] and c.snapshot()["rack"]["tlp_probes"] == 0
