@@ -8,6 +8,7 @@ from .events import (
     DataAcked,
     DataReceived,
     Established,
+    OutOfOrderDropped,
     PeerClosed,
     Reset,
     Retransmitted,
@@ -20,7 +21,7 @@ from .states import TcpState
 
 __all__ = [
     "ACK", "FIN", "PSH", "RST", "SYN", "URG", "MS", "MSL_NS", "SECOND", "DEFAULT_MSS",
-    "Closed", "DataAcked", "DataReceived", "Established", "PeerClosed", "Reset", "Retransmitted",
+    "Closed", "DataAcked", "DataReceived", "Established", "OutOfOrderDropped", "PeerClosed", "Reset", "Retransmitted",
     "StateChanged", "TcpConfig", "TcpConfigError", "TcpConnection", "TcpError", "TcpEvent",
     "TcpListener", "TcpSegment", "TcpSegmentError", "TcpState", "TcpStateError", "rst_for_unexpected",
 ]

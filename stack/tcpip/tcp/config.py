@@ -79,7 +79,6 @@ class TcpConfig:
     # Windows' "congestionprovider" (netsh int tcp set supplemental): "cubic" (RFC 9438) or "newreno"
     congestion_provider: str = "cubic"
     prr: bool = True  # RFC 6937 paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh
-    max_ooo_segments: int = 64  # bound on stored out-of-order pieces
     challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
     # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are
     # rate-limited, as Linux's tcp_invalid_ratelimit does: two ends answering each
@@ -126,8 +125,6 @@ class TcpConfig:
             raise TcpConfigError("fin_wait_2_timeout_ns must be > 0 or None")
         if self.invalid_ack_interval_ns < 0:
             raise TcpConfigError("invalid_ack_interval_ns must be >= 0")
-        if self.max_ooo_segments < 0:
-            raise TcpConfigError("max_ooo_segments must be >= 0")
 
     @property
     def offered_wscale(self) -> int | None:

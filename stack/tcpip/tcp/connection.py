@@ -34,6 +34,7 @@ from .events import (
     DataAcked,
     DataReceived,
     Established,
+    OutOfOrderDropped,
     PeerClosed,
     Reset,
     ResetReason,
@@ -119,7 +120,7 @@ class TcpConnection:
         self._irs = 0
         self._rcv_nxt = 0
         self._rcv_adv = 0  # right edge of the window we advertised; never moves left
-        self._rcvbuf = ReceiveBuffer(config.max_ooo_segments)
+        self._rcvbuf = ReceiveBuffer(2 * (config.recv_buffer_max or config.recv_buffer))  # the window bounds held bytes
         self._ooo_fin: int | None = None  # FIN seen beyond a gap
         self._peer_fin = False
         # Receive window auto-tuning (see _autotune): the buffer's current size, its ceiling, and
@@ -912,6 +913,7 @@ class TcpConnection:
         if lo != rcv_nxt:
             if not rcvbuf.insert(lo, views, at):
                 self.ooo_dropped += 1
+                self._events.append(OutOfOrderDropped(lo & SEQ_MASK, hi - lo))
             self._ack_now = True  # duplicate ACK tells the sender about the gap
             return
         rcvbuf.push(views, at, hi - lo)

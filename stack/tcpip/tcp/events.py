@@ -57,4 +57,12 @@ class Retransmitted:
     reason: Literal["rto", "fast", "sack"]
 
 
-TcpEvent = Union[StateChanged, Established, DataAcked, DataReceived, PeerClosed, Reset, Closed, Retransmitted]
+@dataclass(frozen=True, slots=True)
+class OutOfOrderDropped:
+    """In-window data beyond a gap that the receive buffer could not hold (its charge bound)."""
+    seq: int  # 32-bit wire sequence number of the first byte not held
+    length: int
+
+
+TcpEvent = Union[StateChanged, Established, DataAcked, DataReceived, PeerClosed, Reset, Closed, Retransmitted,
+                 OutOfOrderDropped]

@@ -19,7 +19,7 @@ from stack.kernel.symbols import Frame
 from ..addr import SockAddr, any_address, v4_mapped
 from ..sharing import BindTable, Share
 from ..events import ClientUpcall, SegmentRetransmitted, TcpStateChanged
-from ..tcp import (Closed, DataAcked, DataReceived, Established, PeerClosed, Reset, Retransmitted, StateChanged,
+from ..tcp import (Closed, DataAcked, DataReceived, Established, OutOfOrderDropped, PeerClosed, Reset, Retransmitted, StateChanged,
                    TcpConfig, TcpConnection, TcpState)
 from ..tcp.seq import SEQ_MASK
 from ..transport import ConnectComplete, ConnectionEndpoint, ListenEndpoint
@@ -406,6 +406,10 @@ class TcbLayer:
             k.bus.publish(SegmentRetransmitted(host=k.name, depth=len(k.frames), conn=tcb.endpoint.address,
                                                tcp_seq=event.seq, length=event.length, reason=event.reason))
 
+    def _on_ooo_dropped(self, tcb: Tcb, event: OutOfOrderDropped) -> None:
+        # counted under !netstat -s's drops (tcp/ooo_queue_full) and told to the bus as ip.drop
+        self.stack.drop("tcp", "ooo_queue_full", f"seq {event.seq} len {event.length}")
+
     def _on_state_changed(self, tcb: Tcb, event: StateChanged) -> None:
         endpoint = tcb.endpoint
         k = self.kernel
@@ -498,6 +502,7 @@ _EVENT_HANDLERS: dict[type, Callable[[TcbLayer, Tcb, Any], None]] = {
     DataReceived: TcbLayer._on_data_received,
     PeerClosed: TcbLayer._on_peer_closed,
     Retransmitted: TcbLayer._on_retransmitted,
+    OutOfOrderDropped: TcbLayer._on_ooo_dropped,
     StateChanged: TcbLayer._on_state_changed,
     Established: TcbLayer._on_established,
     Reset: TcbLayer._on_reset,
