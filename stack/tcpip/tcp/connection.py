@@ -764,7 +764,7 @@ class TcpConnection:
                 self._fast_rexmit = True
                 self._sack_busy = self._sack_on
         if seg.sack_blocks or self._sack_busy:
-            self._take_sack(seg.sack_blocks)
+            self._take_sack(seg.sack_blocks, snd_una)
             self._prr_ack()
         # Window update, guarded against old segments (RFC 9293 3.10.7.4).  An ACK that
         # advances SND.UNA is newer than any that came before, whatever its SEQ (a peer
@@ -804,24 +804,33 @@ class TcpConnection:
                     self._tw_at = now + self.config.fin_wait_2_timeout_ns
         return True
 
-    def _take_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
+    def _take_sack(self, blocks: tuple[tuple[int, int], ...], una_before: int | None = None) -> None:
         """Update the scoreboard from an ACK (after SND.UNA moved) and enter SACK
         recovery when IsLost(SND.UNA) says so before DupThresh duplicates came
-        (RFC 6675 5 step 3b)."""
+        (RFC 6675 5 step 3b).  `una_before`: SND.UNA before this ACK (for PRR)."""
         sack = self._sack
         if sack is None:
             return  # SACK was not negotiated: blocks are ignored
         board = sack.scoreboard
         una = self._snd_una
+        sacked_before = board.sacked_bytes
         board.take(blocks, una, self._snd_max)
         if not sack.in_recovery and board.is_lost(una) \
                 and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
             self._fast_rexmit = True
+            self._prr_count_trigger(una if una_before is None else una_before, sacked_before)
         self._sack_busy = bool(board.ranges) or sack.in_recovery
 
     def _new_cubic(self) -> Cubic | None:
         """The "cubic" congestion provider's state (RFC 9438), on the connection's RTT estimator."""
         return Cubic(DEFAULT_MSS, self._rtt) if self.config.congestion_provider == "cubic" else None
+
+    def _prr_count_trigger(self, una_before: int, sacked_before: int) -> None:
+        """The ACK that started recovery by IsLost delivered data too: PRR counts it, as on the
+        DupThresh path (whose baseline is taken before the ACK's blocks) and as Linux / ns-3 do."""
+        prr = self._sack.prr if self._sack is not None else None
+        if prr is not None:
+            prr.rebase(una_before, sacked_before)
 
     def _prr_ack(self) -> None:
         """RFC 6937 on each ACK of a SACK recovery: cwnd = pipe + sndcnt (prr.py)."""

@@ -41,6 +41,12 @@ class Prr:
         self._una = una
         self._sacked = sacked_bytes
 
+    def rebase(self, una: int, sacked_bytes: int) -> None:
+        """Measure the next ACK's DeliveredData from these (the state before the ACK that
+        started recovery, so that ACK counts as delivered)."""
+        self._una = una
+        self._sacked = sacked_bytes
+
     def on_ack(self, una: int, sacked_bytes: int, pipe: int, ssthresh: int, mss: int) -> int:
         """One ACK during recovery (after the scoreboard took its SACK blocks): the new cwnd."""
         delivered = (una - self._una) + (sacked_bytes - self._sacked)

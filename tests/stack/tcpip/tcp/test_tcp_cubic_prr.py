@@ -306,3 +306,32 @@ def test_a_timeout_under_cubic_sets_ssthresh_by_beta_and_cwnd_to_one_segment() -
     h = in_flight(windows_cc(), segments=4)
     h.fire_next_timer()
     assert h.conn.cwnd == 1000 and h.conn.ssthresh == 2800  # RFC 9438 4.8: 0.7 * 4000
+
+
+# --- the ACK that starts recovery is delivered data (RFC 6937 3.1; Linux tcp_prr / ns-3 count it) ---
+
+def prr_of(h: Harness) -> dict:
+    return h.conn.snapshot()["congestion"]["prr"]  # type: ignore[index,return-value]
+
+
+def test_prr_counts_the_third_duplicate_ack_that_starts_recovery_as_delivered() -> None:
+    h = in_flight(windows_cc())
+    for k in (2, 3, 4):  # DupThresh path: the third duplicate SACKs one more segment
+        sack_ack(h, 0, (1000, k * 1000))
+    assert h.conn.in_recovery and prr_of(h)["prr_delivered"] == 1000
+
+
+def test_prr_counts_the_ack_that_starts_recovery_by_islost_as_delivered() -> None:
+    # IsLost path (RFC 6675 5 step 3b): one ACK SACKs three segments above the hole; all three
+    # were delivered by that ACK, as on the DupThresh path.
+    h = in_flight(windows_cc())
+    sack_ack(h, 0, (1000, 4000))
+    assert h.conn.in_recovery and prr_of(h)["prr_delivered"] == 3000
+
+
+def test_prr_counts_the_islost_trigger_acks_cumulative_advance_too() -> None:
+    # the trigger ACK moves SND.UNA by one segment and SACKs three above the next hole: 4000 delivered
+    h = in_flight(windows_cc())
+    sack_ack(h, 1000, (2000, 5000))
+    assert h.conn.in_recovery and prr_of(h)["prr_delivered"] == 4000
+    assert prr_of(h)["recover_fs"] == 9000  # RecoverFS: the flight when recovery starts
