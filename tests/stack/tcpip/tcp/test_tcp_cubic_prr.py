@@ -13,7 +13,7 @@ import pytest
 from tcp_harness import LOCAL_ISS, MASK, REMOTE_ISS, Harness, active_open, config, seg
 
 from stack.tcpip.tcp import MS, TcpConfig, TcpSegment
-from stack.tcpip.tcp.cubic import ALPHA_CUBIC, BETA_CUBIC, C, Cubic
+from stack.tcpip.tcp.cubic import ALPHA_CUBIC, BETA_CUBIC, C, Cubic, icbrt, k_ns
 from stack.tcpip.tcp.errors import TcpConfigError
 from stack.tcpip.tcp.prr import Prr
 
@@ -57,6 +57,15 @@ def test_k_is_the_time_the_curve_takes_back_to_w_max() -> None:
     # 4.2 eq. 2: K = cubic_root((W_max - cwnd_epoch) / C) = cubic_root(30 / 0.4) = 75^(1/3) s
     assert c.k_s == pytest.approx(4.217163326508746, abs=1e-9)
     assert c.w_cubic(0) == pytest.approx(c.cwnd_epoch, abs=1)  # the curve starts at cwnd_epoch
+
+
+def test_k_is_computed_on_integers_so_no_libm_can_change_it() -> None:
+    # floor(cube root) exactly, where a float pow() can be off by one ulp (and differ by platform)
+    for n in (0, 1, 7, 8, 26, 27, 10**27 - 1, 10**27, 75 * 10**27, (3 * 10**20 + 1) ** 3 - 1):
+        r = icbrt(n)
+        assert r ** 3 <= n < (r + 1) ** 3
+    assert k_ns(100_000, 70_000, SMSS) == 4_217_163_326  # 75^(1/3) s = 4.2171633265... s
+    assert k_ns(70_000, 100_000, SMSS) == -4_217_163_326  # cwnd_epoch above W_max: K < 0
 
 
 def climb(c: Cubic, cwnd: int, rtt_ns: int, until_s: float) -> list[int]:
