@@ -18,15 +18,24 @@ def dbg():
 def test_netsh_show_supplemental_prints_the_provider_as_windows_does(dbg) -> None:
     # `netsh int tcp show supplemental` on Windows 10 1709 / Server 2019 and later prints the
     # template's parameters, among them (Get-NetTCPSetting: CongestionProvider CUBIC):
+    #   The TCP global default template is internet
+    #
     #   TCP Supplemental Parameters
     #   ----------------------------------------------
     #   Minimum RTO (msec)                  : 300
     #   Initial Congestion Window (MSS)     : 10
     #   Congestion Control Provider         : cubic
+    #   Enable Congestion Window Restart    : disabled
+    #   Delayed ACK timeout (msec)          : 40
     lines = run(dbg, "!netsh int tcp show supplemental").splitlines()
-    assert lines[1:6] == ["TCP Supplemental Parameters", "-" * 46, "Minimum RTO (msec)                  : 300",
+    assert lines[0] == "The TCP global default template is internet"
+    assert lines[2:7] == ["TCP Supplemental Parameters", "-" * 46, "Minimum RTO (msec)                  : 300",
                           "Initial Congestion Window (MSS)     : 10", "Congestion Control Provider         : cubic"]
-    assert lines[-1].endswith("Proportional Rate Reduction (show global) : enabled")
+    # the lab's delayed ACK timer is 200 ms: printed as it is, and said to differ from Windows' 40
+    assert "Delayed ACK timeout (msec)          : 200" in lines
+    assert any(line.startswith("(lab) ") and "Proportional Rate Reduction (show global) : enabled" in line
+               for line in lines)
+    assert lines[-1].startswith("(lab) ") and "internet template says 40" in lines[-1]
 
 
 def test_netsh_set_supplemental_switches_the_provider_for_new_connections_and_rejects_others(dbg) -> None:

@@ -240,6 +240,12 @@ class TcbLayer:
         """The endpoints with a TCB, then the time-wait TCBs (which answer .local/.remote/.state)."""
         return [tcb.endpoint for tcb in self.tcbs.values()] + list(self.time_wait.values())
 
+    def set_config(self, config: TcpConfig) -> None:
+        """A new configuration (`netsh int tcp set ...`): connections made from now on use it;
+        the per-MSS copies made from the old one are forgotten."""
+        self.config = config
+        self._configs.clear()
+
     def _config_for(self, version: int, mtu: int) -> TcpConfig:
         """The TCP configuration with the MSS this family can carry on this MTU (cached)."""
         carried = mtu - (40 if version == 6 else 20) - 20
