@@ -72,3 +72,20 @@ def test_a_loss_stops_at_tcp_retransmit_and_tcb_shows_cubic_and_prr(dbg) -> None
     assert "region Reno-friendly" in text  # a sub-millisecond RTT: W_est leads the cubic curve
     run(dbg, ".runcap off")
     run(dbg, "g")
+
+
+def test_tcb_after_a_timeout_says_w_max_resets_at_the_next_epoch() -> None:
+    # RFC 9438 4.8: after an RTO the next congestion avoidance stage uses W_max = cwnd_epoch (K = 0);
+    # the W_max kept until then is not what the curve will use, and !tcb says so.
+    from stack.tcpip.tcp.cubic import Cubic
+    from wskdbg.render.net import congestion_lines
+    c = Cubic(1448)
+    c.on_timeout(15_928, 15_928)
+    text = "\n".join(congestion_lines({"cubic": c.snapshot()}, 1448, 0))
+    assert "W_max 15928 until the next epoch, which starts with W_max = cwnd_epoch and K 0 (after a timeout)" in text
+    c.on_ack(4 * 1448, 1448, 10**9)  # the next stage begins: W_max is its cwnd_epoch
+    text = "\n".join(congestion_lines({"cubic": c.snapshot()}, 4 * 1448, 10**9))
+    assert f"W_max {4 * 1448}  K 0" in text and "after a timeout" not in text
+    c.on_congestion(8 * 1448, 8 * 1448)  # a loss found by ACKs: W_max is the window at the loss
+    assert "W_max 11584  no epoch (slow start or loss recovery)" in "\n".join(
+        congestion_lines({"cubic": c.snapshot()}, 5 * 1448, 2 * 10**9))

@@ -152,7 +152,7 @@ class Cubic:
         """What `!tcb` shows: W_max, K, the epoch's start and W_est (bytes, ns)."""
         return {"w_max": self.w_max, "k_ns": self.k_ns, "epoch_start_ns": self.epoch_start_ns,
                 "cwnd_epoch": self.cwnd_epoch, "w_est": int(self.w_est), "cwnd_prior": self.cwnd_prior,
-                "smss": self.smss}
+                "smss": self.smss, "after_timeout": self._after_timeout}
 
 
 def curve_at(snap: dict, cwnd: int, now_ns: int) -> tuple[int, str]:
