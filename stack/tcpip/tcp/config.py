@@ -78,7 +78,10 @@ class TcpConfig:
     slow_start_ack_limit: int = 1
     # Windows' "congestionprovider" (netsh int tcp set supplemental): "cubic" (RFC 9438) or "newreno"
     congestion_provider: str = "cubic"
-    prr: bool = True  # RFC 6937 paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh
+    # RFC 6937 PRR (with SSRB) paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh.
+    # RFC 9937 (Dec 2025) obsoletes RFC 6937 (SSRB only on "safe" ACKs, CRB otherwise; RecoverFS
+    # without bytes SACKed before recovery); the lab follows RFC 6937 (prr.py).
+    prr: bool = True
     challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
     # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are
     # rate-limited, as Linux's tcp_invalid_ratelimit does: two ends answering each
