@@ -89,3 +89,13 @@ def test_tcb_after_a_timeout_says_w_max_resets_at_the_next_epoch() -> None:
     c.on_congestion(8 * 1448, 8 * 1448)  # a loss found by ACKs: W_max is the window at the loss
     assert "W_max 11584  no epoch (slow start or loss recovery)" in "\n".join(
         congestion_lines({"cubic": c.snapshot()}, 5 * 1448, 2 * 10**9))
+
+
+def test_nic_shows_the_frames_a_nic_dropped_for_want_of_a_receive_buffer(dbg) -> None:
+    # no link counts these (!lab's Lost column is the link's): !nic lists them once there are any
+    nic = dbg.world.host("winsrv").nic
+    before = nic.counters.drops["no_rx_buffer"]
+    nic._drop("no_rx_buffer", 1514)  # what EmulatedNic.receive does when no receive buffer is posted
+    text = run(dbg, "!nic")
+    assert "Receive drops at the NIC (frames that reached it and were not indicated)" in text
+    assert f"winsrv     no_rx_buffer {before + 1}" in text.splitlines()
