@@ -215,7 +215,7 @@ class EmulatedNic:
         """Intel's "Interrupt Moderation Rate": "Adaptive", "Off", "Minimal" ... "Extreme" (itr.py's
         names) or interrupts per second.  ValueError for anything else."""
         if setting == ADAPTIVE:
-            adaptive = AdaptiveItr()
+            adaptive = AdaptiveItr(self.link_speed_bps)  # 10 Gb/s: ixgbe's bulk rate (itr.py)
             adaptive.restart(self.counters)
             self.interrupt_throttle_ns = adaptive.interval_ns()
             self.itr_adaptive = adaptive

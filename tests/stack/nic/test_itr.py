@@ -147,3 +147,19 @@ def test_settings_are_named_in_any_case_and_bad_ones_are_errors():
         fixed_interval_ns(50)
     with pytest.raises(ValueError):
         fixed_interval_ns("Adaptive")
+
+
+def test_a_10_gbps_nic_throttles_bulk_to_ixgbes_12k_interrupts_and_keeps_it_across_restart():
+    # Linux ixgbe_set_itr: bulk_latency -> IXGBE_12K_ITR (commit 8ac34f10a5ea4, "Limit lowest interrupt
+    # rate for adaptive interrupt moderation to 12K"); igb's 4K stays for a 1 Gb/s NIC.
+    ten, slow, c1, c2 = AdaptiveItr(10_000_000_000), AdaptiveItr(1_000_000_000), _counters(), _counters()
+    for _ in range(3):
+        _interrupt(ten, c1, 12, FULL)
+        _interrupt(slow, c2, 12, FULL)
+    assert ten.latency_class == slow.latency_class == BULK_LATENCY
+    assert ten.interval_ns() == 1_000_000_000 // 12_000  # 83 us: 69 full frames at 10 Gb/s
+    assert slow.interval_ns() == 250_000
+    ten.restart(c1)
+    for _ in range(3):
+        _interrupt(ten, c1, 12, FULL)
+    assert ten.interval_ns() == 1_000_000_000 // 12_000
