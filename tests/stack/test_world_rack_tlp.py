@@ -1,8 +1,8 @@
 """RACK-TLP (RFC 8985) end to end: real bytes echoed through every layer (program, afd, tcpip, NDIS,
 NIC, link) over a link that loses 1 % of the client's frames.  With RACK-TLP (the default when SACK is
 negotiated) every loss is repaired by RACK or a probe and none waits for the 300 ms retransmission
-timer; with it off (RFC 6675's DupThresh only) the same losses cost a timeout.  A tail loss (the last
-segment of the request dropped on purpose, nothing sent after it) is repaired by a Tail Loss Probe."""
+timer.  A tail loss (the last segment of the request dropped on purpose, nothing sent after it) is
+repaired by a Tail Loss Probe; with RACK-TLP off (RFC 6675's DupThresh only) it costs a timeout."""
 
 from __future__ import annotations
 
@@ -77,8 +77,8 @@ def test_a_lost_tail_segment_is_repaired_by_a_tail_loss_probe_not_a_timeout() ->
     assert ms < 300
 
 
-def test_the_same_lossy_echo_without_rack_tlp_waits_for_a_timeout() -> None:
-    ms, counters = _echo_with_loss(False)
+def test_the_same_lost_tail_without_rack_tlp_waits_for_a_timeout() -> None:
+    ms, counters = _echo_with_loss(False, loss=0.0, tail_drop=True)
     assert sum(c.tcp_timeout_retransmissions for c in counters) > 0
     assert sum(c.tcp_rack_retransmissions + c.tcp_tlp_probes for c in counters) == 0
     assert ms > 300

@@ -84,6 +84,7 @@ class TcpConnection:
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
         "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size", "_rack", "_rack_at", "_rack_rto",
+        "_sacked_before",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
         "timeouts", "dup_acks",
@@ -178,6 +179,7 @@ class TcpConnection:
         self._sack_busy = False
         self._rack: Rack | None = None  # RACK-TLP loss detection (RFC 8985), with SACK only: _rack_start
         self._rack_rto = False  # after a timeout RACK marked (RFC 8985 6.3): resend what it marked lost
+        self._sacked_before = 0  # the scoreboard's SACKed bytes before the ACK _take_sack last took
         self._rack_at: int | None = None  # its reordering timer or PTO, whichever is due first
         # Extra ns added to each SYN / SYN-ACK retransmission timeout (given the RTO): the glue
         # draws it from the world's seed so that a burst of handshakes does not retry in
@@ -790,9 +792,12 @@ class TcpConnection:
                 self._sack_busy = self._sack_on
         if seg.sack_blocks or self._sack_busy:
             self._take_sack(seg.sack_blocks, snd_una)
-            self._prr_ack()
+            if self._rack is None:
+                self._prr_ack()
         if self._rack is not None:
             self._rack_on_ack(seg, snd_una, ack, now)
+            if self._sack_busy:
+                self._prr_ack()  # after RACK marked this ACK's losses (and maybe started recovery)
         # Window update, guarded against old segments (RFC 9293 3.10.7.4).  An ACK that
         # advances SND.UNA is newer than any that came before, whatever its SEQ (a peer
         # that went back to retransmit sends old SEQs): as Linux's tcp_may_update_window.
@@ -840,7 +845,7 @@ class TcpConnection:
             return  # SACK was not negotiated: blocks are ignored
         board = sack.scoreboard
         una = self._snd_una
-        sacked_before = board.sacked_bytes
+        self._sacked_before = sacked_before = board.sacked_bytes
         board.take(blocks, una, self._snd_max)
         if not sack.in_recovery and board.is_lost(una) \
                 and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
@@ -1544,7 +1549,7 @@ class TcpConnection:
             if not lost and not sack.in_recovery:  # else the recovery RACK starts (or runs) reduces cwnd
                 self._tlp_cwnd_reduction(self._snd_max - old_una)
         if lost:
-            self._rack_mark_lost()
+            self._rack_mark_lost(old_una)
         if ack > old_una or (rack.pto_at is not None and board.ranges):
             self._tlp_arm(now)  # restart on new data ACKed; stop once data is delivered out of order
         self._rack_at = rack.next_deadline()
@@ -1558,7 +1563,7 @@ class TcpConnection:
         assert sack is not None
         sack.ssthresh = sack.cwnd = sack.loss_ssthresh(flight)
 
-    def _rack_mark_lost(self) -> None:
+    def _rack_mark_lost(self, una_before: int | None = None) -> None:
         """RACK marked segments lost: they are the scoreboard's lost holes (IsLost; NextSeg resends
         the records flagged LOST, a lost retransmission included), and fast recovery starts (RFC 8985
         6.2 Step 5, 9.3)."""
@@ -1570,6 +1575,8 @@ class TcpConnection:
         una = self._snd_una
         if not sack.in_recovery and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
             self._fast_rexmit = True  # the first lost segment goes out at once, whatever cwnd says
+            if una_before is not None:  # on an ACK, which PRR then counts as delivered (RFC 6937)
+                self._prr_count_trigger(una_before, self._sacked_before)
         self._sack_busy = True
 
     def _on_rack_timer(self, now: int) -> None:

@@ -284,3 +284,28 @@ def test_the_pto_stays_off_during_recovery_even_when_nothing_is_sacked() -> None
     assert snap["timers"]["tlp"] is None  # RFC 8985 7.2: no PTO while fast recovery runs
     h.advance(250 * US)
     assert h.recv() == [] and c.snapshot()["rack"]["tlp_probes"] == 0
+
+
+def _prr_burst(rack_tlp: bool) -> list[list[int]]:
+    """Ten segments, 1-6 lost; the peer SACKs 7, 8, 9 and then sends a duplicate.  What each ACK sends."""
+    h = Harness(TcpConnection(config(sack=True, recv_buffer=60_000, prr=True, congestion_provider="newreno",
+                                     rack_tlp=rack_tlp), 80, 49152, LOCAL_ISS))
+    h.conn.connect(h.now)
+    h.recv_one(flags=SYN)
+    h.now += RTT
+    h.send(seg(REMOTE_ISS, L1, SYN | ACK, window=WINDOW, mss=1000, sack_permitted=True))
+    h.recv_one(flags=ACK)
+    send_segments(h, 10)
+    h.now += RTT
+    sent = [peer_ack(h, 1000)]
+    for top in (8000, 9000, 10_000):
+        sent.append(peer_ack(h, 1000, (7000, top)))
+    h.now += 10 * US
+    sent.append(peer_ack(h, 1000, (7000, 10_000)))
+    return [[(s.seq - L1) & MASK for s in out] for out in sent]
+
+
+def test_prr_counts_the_ack_on_which_rack_starts_recovery_and_sends_as_the_dupthresh_path() -> None:
+    # RFC 6937: the ACK that starts recovery delivered data (segment 9 SACKed); PRR runs on it after RACK
+    # marked the losses, so the first burst is PRR's, not ssthresh - pipe (it was 1000-4000 at once).
+    assert _prr_burst(True) == _prr_burst(False) == [[], [], [], [1000, 2000], [3000]]
