@@ -39,6 +39,7 @@ RETRANSMITTED = 1  # Segment.retransmitted (RFC 8985 5.2)
 LOST = 2  # Segment.lost
 SACKED = 4  # delivered out of order
 _KEY = itemgetter(_START)
+_BY_TS = itemgetter(_TS)
 
 WC_DEL_ACK_NS = 200_000_000  # RFC 8985 7.2 WCDelAckT: "The RECOMMENDED value ... is 200 ms"
 NO_SRTT_PTO_NS = 1_000_000_000  # RFC 8985 7.2: PTO = 1 second before an RTT sample
@@ -201,6 +202,8 @@ class Rack:
                     self.segs_sacked += self._segs(r)
                     delivered.append(r)
                 i += 1
+        if len(delivered) > 1:
+            delivered.sort(key=_BY_TS)  # "in ascending order of Segment.xmit_ts"
         for r in delivered:
             self._update(r, now, ts_echo_ms)  # Step 2
             self._detect_reordering(r)  # Step 3
@@ -222,8 +225,8 @@ class Rack:
         rtt = now - xmit_ts
         if self.min_rtt is None or rtt < self.min_rtt:
             self.min_rtt = rtt  # Step 1
+        self.rtt = rtt  # every unambiguous delivery (RFC 8985 6.2 Step 2), in send order: the latest's stays
         if sent_after(xmit_ts, r[_END], self.xmit_ts, self.end_seq):
-            self.rtt = rtt
             self.xmit_ts = xmit_ts
             self.end_seq = r[_END]
 

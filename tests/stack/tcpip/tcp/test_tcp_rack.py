@@ -220,3 +220,11 @@ def test_an_rto_marks_lost_the_head_and_what_waited_rtt_plus_reo_wnd_only() -> N
     r.on_probe_sent(B + 5000, True)
     r.on_rto(300 * US, B)  # RFC 8985 6.3: SND.UNA's segment, and those sent before 300 - 125 = 175 us
     assert lost(r) == [0, 2] and r.tlp_end_seq is None and r.next_deadline() is None
+
+
+def test_rack_rtt_comes_from_every_unambiguous_delivery_not_only_the_newest_sent() -> None:
+    r = rack_with((0, 0), (1, 10 * US))
+    ack(r, 110 * US, sacked=((1, 2),))  # segment 1 (sent at 10 us): RACK.rtt 100 us, RACK.xmit_ts 10 us
+    assert r.rtt == 100 * US and r.xmit_ts == 10 * US
+    ack(r, 150 * US, una=2)  # segment 0 (sent at 0) arrives late: RFC 8985 6.2 Step 2 takes its RTT too
+    assert r.rtt == 150 * US and r.xmit_ts == 10 * US
