@@ -1589,6 +1589,12 @@ class TcpConnection:
             rack.pto_at = None
             if self._snd_una < self._snd_max and rack.tlp_end_seq is None and self._state in CAN_SEND_PROBE:
                 self._send_tlp_probe(now)
+            elif self._snd_una < self._snd_max and rack.records:
+                # RFC 8985 7.3: "regardless of whether a loss probe was sent, the sender MUST re-arm the
+                # RTO timer, not the PTO timer, if FlightSize is not empty" (a probe is out: no second
+                # one).  One RTO after the head segment left, as Linux's tcp_rearm_rto.
+                head = rack.records[0][2] + self._rtt.rto_ns
+                self._rexmit_at = head if head > now else now
         self._rack_at = rack.next_deadline()
 
     def _send_tlp_probe(self, now: int) -> None:

@@ -309,3 +309,23 @@ def test_prr_counts_the_ack_on_which_rack_starts_recovery_and_sends_as_the_dupth
     # RFC 6937: the ACK that starts recovery delivered data (segment 9 SACKed); PRR runs on it after RACK
     # marked the losses, so the first burst is PRR's, not ssthresh - pipe (it was 1000-4000 at once).
     assert _prr_burst(True) == _prr_burst(False) == [[], [], [], [1000, 2000], [3000]]
+
+
+def test_a_pto_that_fires_while_a_probe_is_out_sends_nothing_and_rearms_the_rto() -> None:
+    h = opened()
+    c = h.conn
+    send_segments(h, 6)
+    h.now += RTT
+    peer_ack(h, 4000)
+    h.advance(2 * c.srtt_ns)
+    probed_at = h.now
+    assert [((s.seq - L1) & MASK) for s in h.recv()] == [5000]  # the probe; TLP.end_seq 6000
+    h.now += RTT
+    peer_ack(h, 5000)  # new data ACKed below TLP.end_seq: the PTO (and the RTO) restart, the episode stays open
+    fires = c.snapshot()["timers"]["tlp"]
+    assert fires is not None and c.snapshot()["rack"]["tlp_end_seq"] == (L1 + 6000) & MASK
+    assert c.snapshot()["timers"]["retransmit"] == h.now + c.snapshot()["rto_ns"]
+    h.advance(fires - h.now)
+    assert h.recv() == [] and c.snapshot()["rack"]["tlp_probes"] == 1  # one probe per episode
+    # RFC 8985 7.3: the RTO is re-armed, one RTO after the head segment (the probe) left
+    assert c.snapshot()["timers"]["retransmit"] == probed_at + c.snapshot()["rto_ns"]
