@@ -277,9 +277,9 @@ class Rack:
             if flags & (SACKED | LOST):
                 continue
             xmit_ts = r[_TS]
-            # RACK_sent_after(RACK.xmit_ts, RACK.end_seq, Segment.xmit_ts, Segment.end_seq): at one
-            # instant the lower end left first (a send pass resends holes before new data)
-            if xmit_ts < rack_ts or (xmit_ts == rack_ts and r[_END] < rack_end):
+            # RACK_sent_after(RACK.xmit_ts, RACK.end_seq, ..): a resend at the same instant is
+            # still later than the originals sent then (the lab's clock can stand still)
+            if xmit_ts < rack_ts or (xmit_ts == rack_ts and r[_END] < rack_end and not flags & RETRANSMITTED):
                 remaining = xmit_ts + window - now
                 if remaining <= 0:
                     self._mark_lost(r)
