@@ -278,7 +278,9 @@ class Rack:
                 continue
             xmit_ts = r[_TS]
             # RACK_sent_after(RACK.xmit_ts, RACK.end_seq, ..): a resend at the same instant is
-            # still later than the originals sent then (the lab's clock can stand still)
+            # still later than the originals sent then.  Not in RFC 8985, whose clock always moves:
+            # the lab's stands still across several ACKs and send passes, and without this rule
+            # sessions/cubic-prr.wds resends two segments that were not lost (4 resends for 2 drops)
             if xmit_ts < rack_ts or (xmit_ts == rack_ts and r[_END] < rack_end and not flags & RETRANSMITTED):
                 remaining = xmit_ts + window - now
                 if remaining <= 0:
