@@ -7,9 +7,10 @@ NBLs tcpip holds for data the echo server has not read yet (up to ~350 of the 51
 overran.  A 10 Gb/s Intel NIC (ixgbe_set_itr: bulk_latency -> IXGBE_12K_ITR) interrupts 12,000 times
 a second, 83 us apart (69 frames), and the ring keeps up (stack/nic/itr.py).
 
-The headroom is thin: at 12K and L = 8 the fewest buffers still posted was 28 of 512, while
-tcpip/AFD and RSC units still open hold up to 348-446 of them (tests/bench/bench_rx_ring.py).  The
-drop and retransmit checks come first so a regression shows as no_rx_buffer drops."""
+The headroom is thin: at 12K and L = 8 the fewest buffers still posted at a DPC was 4 of 512 for
+this 2 MiB echo (2 for 4 MiB), while tcpip/AFD hold up to 370-446 of them and RSC units still open
+hold more (tests/bench/bench_rx_ring.py --mib 2).  The drop and retransmit checks come first so a
+regression shows as no_rx_buffer drops, not as a rate."""
 
 from __future__ import annotations
 
