@@ -40,7 +40,10 @@ Sources (learned from, not copied):
   algorithm", 2018), which replaced the classes with a per-interrupt delay between
   IXGBE_ITR_ADAPTIVE_MIN_USECS (10) and IXGBE_ITR_ADAPTIVE_MAX_USECS (126).  (The 2015 reason, as
   its ixgbevf copy words it, is about transmit: netperf "will starve for memory in the time from
-  one Tx interrupt to the next".)
+  one Tx interrupt to the next".)  A receive-side reason is in a later patch posted to intel-wired-lan
+  ("ixgbe: lower IXGBE_ITR_ADAPTIVE_MAX_USECS to prevent RX starvation", iwl-next v2 1/8; posted, not
+  known to be merged): at 126 us "under sustained full-line-rate bulk RX traffic ... descriptor ring
+  starvation can occur before the next interrupt fires", so it lowers the maximum to 84 us, ~11,905/s.
 - So the lab's Adaptive is a hybrid: igb's classifier and its 70K / 20K rates, with ixgbe's
   2015-2018 bulk rate, taken by the macro's name as 12,000/s (83.3 us apart) rather than the
   register's 84 us.  Choosing the bulk rate by link speed (a NIC at 10 Gb/s or faster takes
