@@ -18,15 +18,24 @@ def dbg():
 def test_netsh_show_supplemental_prints_the_provider_as_windows_does(dbg) -> None:
     # `netsh int tcp show supplemental` on Windows 10 1709 / Server 2019 and later prints the
     # template's parameters, among them (Get-NetTCPSetting: CongestionProvider CUBIC):
+    #   The TCP global default template is internet
+    #
     #   TCP Supplemental Parameters
     #   ----------------------------------------------
     #   Minimum RTO (msec)                  : 300
     #   Initial Congestion Window (MSS)     : 10
     #   Congestion Control Provider         : cubic
+    #   Enable Congestion Window Restart    : disabled
+    #   Delayed ACK timeout (msec)          : 40
     lines = run(dbg, "!netsh int tcp show supplemental").splitlines()
-    assert lines[1:6] == ["TCP Supplemental Parameters", "-" * 46, "Minimum RTO (msec)                  : 300",
+    assert lines[0] == "The TCP global default template is internet"
+    assert lines[2:7] == ["TCP Supplemental Parameters", "-" * 46, "Minimum RTO (msec)                  : 300",
                           "Initial Congestion Window (MSS)     : 10", "Congestion Control Provider         : cubic"]
-    assert lines[-1].endswith("Proportional Rate Reduction (show global) : enabled")
+    # the lab's delayed ACK timer is 200 ms: printed as it is, and said to differ from Windows' 40
+    assert "Delayed ACK timeout (msec)          : 200" in lines
+    assert any(line.startswith("(lab) ") and "Proportional Rate Reduction (show global) : enabled" in line
+               for line in lines)
+    assert lines[-1].startswith("(lab) ") and "internet template says 40" in lines[-1]
 
 
 def test_netsh_set_supplemental_switches_the_provider_for_new_connections_and_rejects_others(dbg) -> None:
@@ -46,10 +55,10 @@ def test_netsh_set_supplemental_switches_the_provider_for_new_connections_and_re
 def test_a_loss_stops_at_tcp_retransmit_and_tcb_shows_cubic_and_prr(dbg) -> None:
     run(dbg, ".host client")
     run(dbg, "!fault client loss=0.5% dir=out")
-    run(dbg, "bp /h client /e tcp.retransmit fast")
+    run(dbg, "bp /h client /e tcp.retransmit rack")  # RACK-TLP finds the loss (RFC 8985)
     run(dbg, '!echo -n 1 -s 1000000 "cubic "')
     stop = run(dbg, "g")
-    assert "tcp.retransmit: TCP retransmit (fast)" in stop
+    assert "tcp.retransmit: TCP retransmit (rack)" in stop
     text = run(dbg, "!tcb")
     assert "in recovery  provider cubic" in text
     assert "CUBIC          W_max " in text and "no epoch (slow start or loss recovery)" in text
@@ -63,3 +72,30 @@ def test_a_loss_stops_at_tcp_retransmit_and_tcb_shows_cubic_and_prr(dbg) -> None
     assert "region Reno-friendly" in text  # a sub-millisecond RTT: W_est leads the cubic curve
     run(dbg, ".runcap off")
     run(dbg, "g")
+
+
+def test_tcb_after_a_timeout_says_w_max_resets_at_the_next_epoch() -> None:
+    # RFC 9438 4.8: after an RTO the next congestion avoidance stage uses W_max = cwnd_epoch (K = 0);
+    # the W_max kept until then is not what the curve will use, and !tcb says so.
+    from stack.tcpip.tcp.cubic import Cubic
+    from wskdbg.render.net import congestion_lines
+    c = Cubic(1448)
+    c.on_timeout(15_928, 15_928)
+    text = "\n".join(congestion_lines({"cubic": c.snapshot()}, 1448, 0))
+    assert "W_max 15928 until the next epoch, which starts with W_max = cwnd_epoch and K 0 (after a timeout)" in text
+    c.on_ack(4 * 1448, 1448, 10**9)  # the next stage begins: W_max is its cwnd_epoch
+    text = "\n".join(congestion_lines({"cubic": c.snapshot()}, 4 * 1448, 10**9))
+    assert f"W_max {4 * 1448}  K 0" in text and "after a timeout" not in text
+    c.on_congestion(8 * 1448, 8 * 1448)  # a loss found by ACKs: W_max is the window at the loss
+    assert "W_max 11584  no epoch (slow start or loss recovery)" in "\n".join(
+        congestion_lines({"cubic": c.snapshot()}, 5 * 1448, 2 * 10**9))
+
+
+def test_nic_shows_the_frames_a_nic_dropped_for_want_of_a_receive_buffer(dbg) -> None:
+    # no link counts these (!lab's Lost column is the link's): !nic lists them once there are any
+    nic = dbg.world.host("winsrv").nic
+    before = nic.counters.drops["no_rx_buffer"]
+    nic._drop("no_rx_buffer", 1514)  # what EmulatedNic.receive does when no receive buffer is posted
+    text = run(dbg, "!nic")
+    assert "Receive drops at the NIC (frames that reached it and were not indicated)" in text
+    assert f"winsrv     no_rx_buffer {before + 1}" in text.splitlines()

@@ -33,7 +33,7 @@ def nic_rows(dbg: "Engine") -> list[dict[str, Any]]:
         rows.append({"host": name, "nic": nic.name, "passthrough": nic.passthrough, "units": pt.units,
                      "segments": pt.segments, "fallbacks": dict(sorted(pt.fallbacks.items())),
                      "holds": dict(sorted(nic.wire_holds.items())), "itr": itr_of(nic),
-                     "moderation": moderation_of(nic)})
+                     "moderation": moderation_of(nic), "drops": dict(sorted(nic.counters.drops.items()))})
     return rows
 
 
@@ -46,7 +46,19 @@ def nic_lines(rows: list[dict[str, Any]]) -> list[str]:
         if r["holds"]:
             state += "*"
         lines.append(f"{r['host']:<10} {r['nic']:<12} {state:<5} {r['units']:>7} {r['segments']:>9}  {why}")
-    return lines + [""] + moderation_lines(rows)
+    return lines + [""] + moderation_lines(rows) + drop_lines(rows)
+
+
+def drop_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Frames a NIC itself dropped (no_rx_buffer: no receive buffer posted; runt, oversize, filtered...),
+    which no link counts: shown when there are any."""
+    dropped = [r for r in rows if any(r["drops"].values())]
+    if not dropped:
+        return []
+    lines = ["", "Receive drops at the NIC (frames that reached it and were not indicated)", ""]
+    for r in dropped:
+        lines.append(f"{r['host']:<10} " + ", ".join(f"{k} {v}" for k, v in r["drops"].items() if v))
+    return lines
 
 
 def moderation_lines(rows: list[dict[str, Any]]) -> list[str]:

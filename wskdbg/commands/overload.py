@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 _NETSH_SYNTAX = ("!netsh int ipv4 show dynamicport tcp | !netsh int ipv4 set dynamicport tcp start=N num=N"
                  " | !netsh int tcp show supplemental | !netsh int tcp set supplemental congestionprovider=cubic|newreno")
+_INTERNET_DELAYED_ACK_MS = 40  # Get-NetTCPSetting -SettingName Internet: DelayedAckTimeout(ms) 40
 _TEMPLATES = ("internet", "internetcustom", "datacenter", "datacentercustom", "compat", "automatic")
 
 
@@ -104,8 +105,7 @@ def _netsh_supplemental(dbg: "Engine", inv: Invocation, words: list[tuple[str, i
         if "congestionprovider" not in values:
             raise inv.error("give congestionprovider=cubic or congestionprovider=newreno", len(inv.args))
         # A fresh configuration (hosts may share one object); connections made from now on use it.
-        tcp.config = replace(tcp.config, congestion_provider=values["congestionprovider"])
-        tcp._configs.clear()
+        tcp.set_config(replace(tcp.config, congestion_provider=values["congestionprovider"]))
         return CommandResult("Ok.", {"congestion_provider": tcp.config.congestion_provider})
     cfg = tcp.config
     rows = [("Minimum RTO (msec)", cfg.rto_min_ns // 1_000_000),
@@ -114,10 +114,15 @@ def _netsh_supplemental(dbg: "Engine", inv: Invocation, words: list[tuple[str, i
             ("Enable Congestion Window Restart", "disabled"),
             ("Delayed ACK timeout (msec)", cfg.delayed_ack_ns // 1_000_000),
             ("Delayed ACK frequency", cfg.delayed_ack_every_segments)]
-    lines = ["", "TCP Supplemental Parameters", "-" * 46]
+    # Windows' output begins with the global default template's name (its values are the internet
+    # template's); the lab has one configuration per host and prints its real values.
+    lines = ["The TCP global default template is internet", "", "TCP Supplemental Parameters", "-" * 46]
     lines += [f"{name:<36}: {value}" for name, value in rows]
     lines += ["", f"(lab) {dbg.current_host}: Proportional Rate Reduction (show global) : "
               f"{'enabled' if cfg.prr else 'disabled'}"]
+    if cfg.delayed_ack_ns // 1_000_000 != _INTERNET_DELAYED_ACK_MS:  # the lab's timer really is this
+        lines.append(f"(lab) {dbg.current_host}: the delayed ACK timer above is the lab's own "
+                     f"(TcpDelAckTicks' old default of 2 ticks); Windows' internet template says {_INTERNET_DELAYED_ACK_MS}")
     data = {"congestion_provider": cfg.congestion_provider, "prr": cfg.prr, "min_rto_ms": cfg.rto_min_ns // 1_000_000,
             "initial_cwnd_segments": cfg.initial_cwnd_segments}
     return CommandResult("\n".join(lines), data)

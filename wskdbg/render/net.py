@@ -396,7 +396,11 @@ def congestion_lines(c: Mapping[str, Any] | None, cwnd: int, now_ns: int) -> lis
     cubic = c.get("cubic")
     if cubic is not None:
         start = cubic.get("epoch_start_ns")
-        if start is None and cubic["w_max"]:
+        if start is None and cubic["w_max"] and cubic.get("after_timeout"):
+            # RFC 9438 4.8: after a timeout the next stage's W_max is its own cwnd_epoch (K = 0)
+            out.append(f"{INDENT}CUBIC          W_max {cubic['w_max']} until the next epoch, which starts with"
+                       f" W_max = cwnd_epoch and K 0 (after a timeout)  no epoch (slow start)")
+        elif start is None and cubic["w_max"]:
             out.append(f"{INDENT}CUBIC          W_max {cubic['w_max']}  no epoch (slow start or loss recovery)")
         elif start is not None:
             w, region = curve_at(cubic, cwnd, now_ns)

@@ -9,6 +9,7 @@ from .events import (
     DataReceived,
     Established,
     LossProbe,
+    OutOfOrderDropped,
     PeerClosed,
     Reset,
     Retransmitted,
@@ -21,7 +22,8 @@ from .states import TcpState
 
 __all__ = [
     "ACK", "FIN", "PSH", "RST", "SYN", "URG", "MS", "MSL_NS", "SECOND", "DEFAULT_MSS",
-    "Closed", "DataAcked", "DataReceived", "Established", "LossProbe", "PeerClosed", "Reset", "Retransmitted",
+    "Closed", "DataAcked", "DataReceived", "Established", "LossProbe", "OutOfOrderDropped", "PeerClosed", "Reset",
+    "Retransmitted",
     "StateChanged", "TcpConfig", "TcpConfigError", "TcpConnection", "TcpError", "TcpEvent",
     "TcpListener", "TcpSegment", "TcpSegmentError", "TcpState", "TcpStateError", "rst_for_unexpected",
 ]

@@ -120,6 +120,10 @@ class SendBuffer:
 
 
 _EMPTY = memoryview(b"")
+# What one held out-of-order piece costs beyond its payload, charged against the receive buffer's
+# bound as Linux charges an skb's truesize to sk_rcvbuf: the window already limits held *bytes*;
+# this keeps a peer that splits the window into 1-byte segments from holding millions of pieces.
+PIECE_OVERHEAD = 256
 
 
 class ReceiveBuffer:
@@ -133,9 +137,11 @@ class ReceiveBuffer:
     copy).  The buffer only ever adds offsets to a location when it slices."""
 
     __slots__ = ("_views", "_at", "ready_bytes", "_ooo_starts", "_ooo_ends", "_ooo_views", "_ooo_at", "ooo_bytes",
-                 "max_pieces", "latest_ooo")
+                 "max_charge", "latest_ooo")
 
-    def __init__(self, max_pieces: int) -> None:
+    def __init__(self, max_charge: int) -> None:
+        """`max_charge`: bound on held out-of-order bytes plus PIECE_OVERHEAD per piece (the
+        connection passes twice its largest receive window, so in-window data always fits)."""
         # The in-order bytes: views, and each one's location at the same index (two lists, so an
         # RSC unit's dozens of views are queued and read by whole-list steps, no tuple per view).
         self._views: list[memoryview] = []
@@ -146,7 +152,7 @@ class ReceiveBuffer:
         self._ooo_views: list[memoryview] = []
         self._ooo_at: list[int] = []  # location of each held piece
         self.ooo_bytes = 0
-        self.max_pieces = max_pieces
+        self.max_charge = max_charge
         self.latest_ooo: int | None = None  # start of the most recent out-of-order arrival (for SACK)
 
     # --- in-order side -------------------------------------------------
@@ -225,7 +231,7 @@ class ReceiveBuffer:
 
     def insert(self, start: int, views: Sequence[memoryview], at: Sequence[int] | None = None) -> bool:
         """Hold bytes that begin at unwrapped sequence `start` (beyond RCV.NXT); `at` as for push.
-        Returns False if anything was dropped because the piece bound is hit."""
+        Returns False if anything was dropped because the buffer's charge bound is hit."""
         complete = True
         pos = start
         if at is None:
@@ -266,7 +272,7 @@ class ReceiveBuffer:
         return True
 
     def _add(self, i: int, s: int, e: int, view: memoryview, where: int) -> bool:
-        if len(self._ooo_starts) >= self.max_pieces:
+        if self.ooo_bytes + e - s + (len(self._ooo_starts) + 1) * PIECE_OVERHEAD > self.max_charge:
             return False
         self._ooo_starts.insert(i, s)
         self._ooo_ends.insert(i, e)

@@ -79,11 +79,13 @@ class TcpConfig:
     slow_start_ack_limit: int = WINDOWS_SLOW_START_ACK_LIMIT
     # Windows' "congestionprovider" (netsh int tcp set supplemental): "cubic" (RFC 9438) or "newreno"
     congestion_provider: str = "cubic"
-    prr: bool = True  # RFC 6937 paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh
+    # RFC 6937 PRR (with SSRB) paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh.
+    # RFC 9937 (Dec 2025) obsoletes RFC 6937 (SSRB only on "safe" ACKs, CRB otherwise; RecoverFS
+    # without bytes SACKed before recovery); the lab follows RFC 6937 (prr.py).
+    prr: bool = True
     # RACK-TLP loss detection (RFC 8985, Windows 10 1709+ / Server 2019+: rack.py) when SACK is
     # negotiated; False keeps RFC 6675's DupThresh rules and the RTO as the only tail-loss answer.
     rack_tlp: bool = True
-    max_ooo_segments: int = 64  # bound on stored out-of-order pieces
     challenge_ack: bool = True  # RFC 5961: only an exact-match RST resets, others get an ACK
     # Replies to unacceptable segments that carry no data (pure ACKs, RSTs) are
     # rate-limited, as Linux's tcp_invalid_ratelimit does: two ends answering each
@@ -130,8 +132,6 @@ class TcpConfig:
             raise TcpConfigError("fin_wait_2_timeout_ns must be > 0 or None")
         if self.invalid_ack_interval_ns < 0:
             raise TcpConfigError("invalid_ack_interval_ns must be >= 0")
-        if self.max_ooo_segments < 0:
-            raise TcpConfigError("max_ooo_segments must be >= 0")
 
     @property
     def offered_wscale(self) -> int | None:

@@ -35,6 +35,7 @@ from .events import (
     DataReceived,
     Established,
     LossProbe,
+    OutOfOrderDropped,
     PeerClosed,
     Reset,
     ResetReason,
@@ -122,7 +123,7 @@ class TcpConnection:
         self._irs = 0
         self._rcv_nxt = 0
         self._rcv_adv = 0  # right edge of the window we advertised; never moves left
-        self._rcvbuf = ReceiveBuffer(config.max_ooo_segments)
+        self._rcvbuf = ReceiveBuffer(2 * (config.recv_buffer_max or config.recv_buffer))  # the window bounds held bytes
         self._ooo_fin: int | None = None  # FIN seen beyond a gap
         self._peer_fin = False
         # Receive window auto-tuning (see _autotune): the buffer's current size, its ceiling, and
@@ -787,7 +788,7 @@ class TcpConnection:
                 self._fast_rexmit = True
                 self._sack_busy = self._sack_on
         if seg.sack_blocks or self._sack_busy:
-            self._take_sack(seg.sack_blocks)
+            self._take_sack(seg.sack_blocks, snd_una)
             self._prr_ack()
         if self._rack is not None:
             self._rack_on_ack(seg, snd_una, ack, now)
@@ -829,24 +830,33 @@ class TcpConnection:
                     self._tw_at = now + self.config.fin_wait_2_timeout_ns
         return True
 
-    def _take_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
+    def _take_sack(self, blocks: tuple[tuple[int, int], ...], una_before: int | None = None) -> None:
         """Update the scoreboard from an ACK (after SND.UNA moved) and enter SACK
         recovery when IsLost(SND.UNA) says so before DupThresh duplicates came
-        (RFC 6675 5 step 3b)."""
+        (RFC 6675 5 step 3b).  `una_before`: SND.UNA before this ACK (for PRR)."""
         sack = self._sack
         if sack is None:
             return  # SACK was not negotiated: blocks are ignored
         board = sack.scoreboard
         una = self._snd_una
+        sacked_before = board.sacked_bytes
         board.take(blocks, una, self._snd_max)
         if not sack.in_recovery and board.is_lost(una) \
                 and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
             self._fast_rexmit = True
+            self._prr_count_trigger(una if una_before is None else una_before, sacked_before)
         self._sack_busy = bool(board.ranges) or sack.in_recovery
 
     def _new_cubic(self) -> Cubic | None:
         """The "cubic" congestion provider's state (RFC 9438), on the connection's RTT estimator."""
         return Cubic(DEFAULT_MSS, self._rtt) if self.config.congestion_provider == "cubic" else None
+
+    def _prr_count_trigger(self, una_before: int, sacked_before: int) -> None:
+        """The ACK that started recovery by IsLost delivered data too: PRR counts it, as on the
+        DupThresh path (whose baseline is taken before the ACK's blocks) and as Linux / ns-3 do."""
+        prr = self._sack.prr if self._sack is not None else None
+        if prr is not None:
+            prr.rebase(una_before, sacked_before)
 
     def _prr_ack(self) -> None:
         """RFC 6937 on each ACK of a SACK recovery: cwnd = pipe + sndcnt (prr.py)."""
@@ -938,6 +948,7 @@ class TcpConnection:
         if lo != rcv_nxt:
             if not rcvbuf.insert(lo, views, at):
                 self.ooo_dropped += 1
+                self._events.append(OutOfOrderDropped(lo & SEQ_MASK, hi - lo))
             self._ack_now = True  # duplicate ACK tells the sender about the gap
             return
         rcvbuf.push(views, at, hi - lo)

@@ -47,15 +47,33 @@ class _Rtt(Protocol):
     srtt_ns: int | None
 
 
-def cubic_root(x: float) -> float:
-    """The real cube root, negative for negative x (K < 0 when cwnd_epoch > W_max)."""
-    return x ** (1 / 3) if x >= 0 else -((-x) ** (1 / 3))
+def icbrt(n: int) -> int:
+    """floor(cube root of n) for an integer n >= 0, by Newton's method on integers (Linux's
+    tcp_cubic takes its cube root on integers too): no libm pow(), so K is the same on every
+    platform and a transcript that prints it cannot change with the C library."""
+    if n <= 0:
+        return 0
+    x = 1 << -(-n.bit_length() // 3)  # a power of two at or above the root
+    while True:
+        y = (2 * x + n // (x * x)) // 3
+        if y >= x:
+            return x
+        x = y
+
+
+def k_ns(w_max: int, cwnd_epoch: int, smss: int) -> int:
+    """RFC 9438 eq. 2 in integer ns: K = cubic_root((W_max - cwnd_epoch) / C), W in segments,
+    C = 2/5; negative when cwnd_epoch > W_max.  (Floats elsewhere use only + - * /, which IEEE 754
+    rounds the same everywhere.)"""
+    d = w_max - cwnd_epoch
+    root = icbrt(abs(d) * 5 * 10**27 // (2 * smss))
+    return root if d >= 0 else -root
 
 
 class Cubic:
     """One connection's CUBIC state.  `rtt` is the connection's RTT estimator (srtt_ns)."""
 
-    __slots__ = ("smss", "rtt", "fast_convergence", "w_max", "k_s", "epoch_start_ns", "cwnd_epoch",
+    __slots__ = ("smss", "rtt", "fast_convergence", "w_max", "k_s", "k_ns", "epoch_start_ns", "cwnd_epoch",
                  "w_est", "cwnd_prior", "_after_timeout")
 
     def __init__(self, smss: int, rtt: _Rtt | None = None, fast_convergence: bool = True) -> None:
@@ -64,6 +82,7 @@ class Cubic:
         self.fast_convergence = fast_convergence
         self.w_max = 0  # bytes; 0 = no congestion event yet
         self.k_s = 0.0  # K in seconds
+        self.k_ns = 0  # ... and in ns, as computed (integers: k_ns())
         self.epoch_start_ns: int | None = None  # t_epoch; None = no congestion avoidance stage running
         self.cwnd_epoch = 0
         self.w_est = 0.0  # RFC 9438 4.3, bytes
@@ -123,15 +142,17 @@ class Cubic:
         if self._after_timeout or self.w_max == 0:
             self.w_max = cwnd
             self.k_s = 0.0
+            self.k_ns = 0
             self._after_timeout = False
         else:
-            self.k_s = cubic_root((self.w_max - cwnd) / self.smss / C)
+            self.k_ns = k_ns(self.w_max, cwnd, self.smss)
+            self.k_s = self.k_ns / _NS
 
     def snapshot(self) -> dict[str, object]:
         """What `!tcb` shows: W_max, K, the epoch's start and W_est (bytes, ns)."""
-        return {"w_max": self.w_max, "k_ns": int(self.k_s * _NS), "epoch_start_ns": self.epoch_start_ns,
+        return {"w_max": self.w_max, "k_ns": self.k_ns, "epoch_start_ns": self.epoch_start_ns,
                 "cwnd_epoch": self.cwnd_epoch, "w_est": int(self.w_est), "cwnd_prior": self.cwnd_prior,
-                "smss": self.smss}
+                "smss": self.smss, "after_timeout": self._after_timeout}
 
 
 def curve_at(snap: dict, cwnd: int, now_ns: int) -> tuple[int, str]:

@@ -66,5 +66,12 @@ class LossProbe:
     recovered: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class OutOfOrderDropped:
+    """In-window data beyond a gap that the receive buffer could not hold (its charge bound)."""
+    seq: int  # 32-bit wire sequence number of the first byte not held
+    length: int
+
+
 TcpEvent = Union[StateChanged, Established, DataAcked, DataReceived, PeerClosed, Reset, Closed, Retransmitted,
-                 LossProbe]
+                 LossProbe, OutOfOrderDropped]

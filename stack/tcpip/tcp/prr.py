@@ -17,6 +17,13 @@ RFC 6937 section 3.1, in bytes:
                          cwnd = pipe + sndcnt
   on any (re)transmission prr_out += data sent
   at the end of recovery cwnd = ssthresh (RFC 6675, congestion.py)
+This module follows RFC 6937 (Experimental, 2013), which is what Windows' blog names.  RFC 9937
+(Proposed Standard, December 2025) obsoletes it and is NOT implemented here; its differences:
+PRR-SSRB only on a "safe" ACK (one that advances SND.UNA and marks nothing newly lost), PRR-CRB
+(limit = prr_delivered - prr_out) otherwise; RecoverFS excludes the bytes SACKed before recovery
+(RFC 6675 pipe at the start).
+One deliberate reading shared with Linux and ns-3: the ACK that starts recovery counts as delivered,
+whichever rule (DupThresh or IsLost) started it (connection._prr_count_trigger).
 pipe is RFC 6675's (scoreboard.py).  The connection sends while cwnd - pipe >= 1 SMSS, so a
 fraction of a segment waits for the next ACK, as a packet-counting stack rounds down."""
 
@@ -38,6 +45,12 @@ class Prr:
         """Recovery begins: RecoverFS is the flight size; the baselines for DeliveredData."""
         self.recover_fs = snd_nxt - una if snd_nxt > una else 1
         self.prr_delivered = self.prr_out = self.sndcnt = 0
+        self._una = una
+        self._sacked = sacked_bytes
+
+    def rebase(self, una: int, sacked_bytes: int) -> None:
+        """Measure the next ACK's DeliveredData from these (the state before the ACK that
+        started recovery, so that ACK counts as delivered)."""
         self._una = una
         self._sacked = sacked_bytes
 

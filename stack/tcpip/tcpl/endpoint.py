@@ -19,7 +19,8 @@ from stack.kernel.symbols import Frame
 from ..addr import SockAddr, any_address, v4_mapped
 from ..sharing import BindTable, Share
 from ..events import ClientUpcall, SegmentRetransmitted, TcpStateChanged
-from ..tcp import (Closed, DataAcked, DataReceived, Established, LossProbe, PeerClosed, Reset, Retransmitted, StateChanged,
+from ..tcp import (Closed, DataAcked, DataReceived, Established, LossProbe, OutOfOrderDropped,
+                   PeerClosed, Reset, Retransmitted, StateChanged,
                    TcpConfig, TcpConnection, TcpState)
 from ..tcp.seq import SEQ_MASK
 from ..transport import ConnectComplete, ConnectionEndpoint, ListenEndpoint
@@ -240,6 +241,12 @@ class TcbLayer:
         """The endpoints with a TCB, then the time-wait TCBs (which answer .local/.remote/.state)."""
         return [tcb.endpoint for tcb in self.tcbs.values()] + list(self.time_wait.values())
 
+    def set_config(self, config: TcpConfig) -> None:
+        """A new configuration (`netsh int tcp set ...`): connections made from now on use it;
+        the per-MSS copies made from the old one are forgotten."""
+        self.config = config
+        self._configs.clear()
+
     def _config_for(self, version: int, mtu: int) -> TcpConfig:
         """The TCP configuration with the MSS this family can carry on this MTU (cached)."""
         carried = mtu - (40 if version == 6 else 20) - 20
@@ -418,6 +425,10 @@ class TcbLayer:
         else:
             self.counters.tcp_tlp_probes += 1
 
+    def _on_ooo_dropped(self, tcb: Tcb, event: OutOfOrderDropped) -> None:
+        # counted under !netstat -s's drops (tcp/ooo_queue_full) and told to the bus as ip.drop
+        self.stack.drop("tcp", "ooo_queue_full", f"seq {event.seq} len {event.length}")
+
     def _on_state_changed(self, tcb: Tcb, event: StateChanged) -> None:
         endpoint = tcb.endpoint
         k = self.kernel
@@ -511,6 +522,7 @@ _EVENT_HANDLERS: dict[type, Callable[[TcbLayer, Tcb, Any], None]] = {
     PeerClosed: TcbLayer._on_peer_closed,
     Retransmitted: TcbLayer._on_retransmitted,
     LossProbe: TcbLayer._on_loss_probe,
+    OutOfOrderDropped: TcbLayer._on_ooo_dropped,
     StateChanged: TcbLayer._on_state_changed,
     Established: TcbLayer._on_established,
     Reset: TcbLayer._on_reset,

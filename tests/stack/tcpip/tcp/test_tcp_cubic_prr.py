@@ -13,7 +13,7 @@ import pytest
 from tcp_harness import LOCAL_ISS, MASK, REMOTE_ISS, Harness, active_open, config, seg
 
 from stack.tcpip.tcp import MS, TcpConfig, TcpSegment
-from stack.tcpip.tcp.cubic import ALPHA_CUBIC, BETA_CUBIC, C, Cubic, cubic_root
+from stack.tcpip.tcp.cubic import ALPHA_CUBIC, BETA_CUBIC, C, Cubic, icbrt, k_ns
 from stack.tcpip.tcp.errors import TcpConfigError
 from stack.tcpip.tcp.prr import Prr
 
@@ -54,9 +54,18 @@ def test_k_is_the_time_the_curve_takes_back_to_w_max() -> None:
     c, ssthresh = cubic_after_loss(100)
     c.on_ack(ssthresh, SMSS, 0)  # the first ACK of congestion avoidance starts the epoch at cwnd 70
     assert c.w_max == 100_000 and c.cwnd_epoch == 70_000
-    assert c.k_s == pytest.approx(cubic_root((100 - 70) / 0.4))  # 4.2 eq. 2: about 4.22 s
-    assert c.w_cubic(c.k_s) == pytest.approx(c.w_max)  # at t = K the curve is at W_max
-    assert c.w_cubic(0) == pytest.approx(c.cwnd_epoch)  # and it starts at cwnd_epoch
+    # 4.2 eq. 2: K = cubic_root((W_max - cwnd_epoch) / C) = cubic_root(30 / 0.4) = 75^(1/3) s
+    assert c.k_s == pytest.approx(4.217163326508746, abs=1e-9)
+    assert c.w_cubic(0) == pytest.approx(c.cwnd_epoch, abs=1)  # the curve starts at cwnd_epoch
+
+
+def test_k_is_computed_on_integers_so_no_libm_can_change_it() -> None:
+    # floor(cube root) exactly, where a float pow() can be off by one ulp (and differ by platform)
+    for n in (0, 1, 7, 8, 26, 27, 10**27 - 1, 10**27, 75 * 10**27, (3 * 10**20 + 1) ** 3 - 1):
+        r = icbrt(n)
+        assert r ** 3 <= n < (r + 1) ** 3
+    assert k_ns(100_000, 70_000, SMSS) == 4_217_163_326  # 75^(1/3) s = 4.2171633265... s
+    assert k_ns(70_000, 100_000, SMSS) == -4_217_163_326  # cwnd_epoch above W_max: K < 0
 
 
 def climb(c: Cubic, cwnd: int, rtt_ns: int, until_s: float) -> list[int]:
@@ -75,7 +84,7 @@ def test_the_window_climbs_a_concave_curve_to_w_max_then_a_convex_one_past_it() 
     # Reno-friendly estimate, leads) the climb is fast at first, flattens at W_max around t = K,
     # then speeds up again.
     c, ssthresh = cubic_after_loss(1000, srtt_ns=200 * MS)
-    k = c.k_s if c.k_s else cubic_root((1000 - 700) / 0.4)
+    k = 750 ** (1 / 3)  # K = cubic_root((1000 - 700) / 0.4) s, reached as the epoch starts
     per_s = 5  # RTTs per second
     seen = climb(c, ssthresh, 200 * MS, 2 * k + 1)
     at = lambda t: seen[int(t * per_s) - 1]  # noqa: E731
@@ -309,3 +318,80 @@ def test_a_timeout_under_cubic_sets_ssthresh_by_beta_and_cwnd_to_one_segment() -
     h = in_flight(windows_cc(), segments=4)
     h.fire_next_timer()
     assert h.conn.cwnd == 1000 and h.conn.ssthresh == 2800  # RFC 9438 4.8: 0.7 * 4000
+
+
+# --- the ACK that starts recovery is delivered data (RFC 6937 3.1; Linux tcp_prr / ns-3 count it) ---
+
+def prr_of(h: Harness) -> dict:
+    return h.conn.snapshot()["congestion"]["prr"]  # type: ignore[index,return-value]
+
+
+def test_prr_counts_the_third_duplicate_ack_that_starts_recovery_as_delivered() -> None:
+    h = in_flight(windows_cc())
+    for k in (2, 3, 4):  # DupThresh path: the third duplicate SACKs one more segment
+        sack_ack(h, 0, (1000, k * 1000))
+    assert h.conn.in_recovery and prr_of(h)["prr_delivered"] == 1000
+
+
+def test_prr_counts_the_ack_that_starts_recovery_by_islost_as_delivered() -> None:
+    # IsLost path (RFC 6675 5 step 3b): one ACK SACKs three segments above the hole; all three
+    # were delivered by that ACK, as on the DupThresh path.
+    h = in_flight(windows_cc())
+    sack_ack(h, 0, (1000, 4000))
+    assert h.conn.in_recovery and prr_of(h)["prr_delivered"] == 3000
+
+
+def test_prr_counts_the_islost_trigger_acks_cumulative_advance_too() -> None:
+    # the trigger ACK moves SND.UNA by one segment and SACKs three above the next hole: 4000 delivered
+    h = in_flight(windows_cc())
+    sack_ack(h, 1000, (2000, 5000))
+    assert h.conn.in_recovery and prr_of(h)["prr_delivered"] == 4000
+    assert prr_of(h)["recover_fs"] == 9000  # RecoverFS: the flight when recovery starts
+
+
+# --- rules a broken implementation would break -------------------------------------------------
+
+def test_sack_recovery_exit_sets_cwnd_to_ssthresh_when_pipe_ended_below_it() -> None:
+    # RFC 6675 / RFC 6937: at the end of recovery cwnd = ssthresh.  Five of ten segments lost: PRR
+    # leaves cwnd at pipe + sndcnt, below ssthresh, on the last ACK inside the episode.
+    h = in_flight(windows_cc())
+    for k in (6, 7, 8, 9, 10):
+        sack_ack(h, 0, (5000, k * 1000))
+    assert h.conn.in_recovery and h.conn.cwnd < h.conn.ssthresh == 7000
+    sack_ack(h, 10_000)
+    assert not h.conn.in_recovery and h.conn.cwnd == 7000
+
+
+def test_prr_rounds_the_proportional_share_up() -> None:
+    # RFC 6937 3.1: sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out:
+    # 1000 * 2000 / 3000 = 666.7 -> 667 (a floor would give 666)
+    prr = Prr()
+    prr.start(0, 3000, 0)
+    assert prr.on_ack(0, 1000, 2500, 2000, SMSS) == 2500 + 667
+
+
+def test_the_target_is_where_the_curve_will_be_one_rtt_later() -> None:
+    # RFC 9438 4.2: target = W_cubic(t + RTT).  With a 200 ms RTT halfway to K the curve climbs
+    # C * ((t + 0.2 - K)^3 - (t - K)^3) segments in that RTT (about 0.97); a window on the curve
+    # at t grows by that much per window ACKed.  W_cubic(t) as the target would add nothing.
+    c, _ = cubic_after_loss(100, srtt_ns=200 * MS)
+    c.on_ack(70_000, 1, 0)  # the epoch starts at t = 0, cwnd 70 segments
+    k = 75 ** (1 / 3)
+    t = k / 2
+    on_curve = lambda x: 0.4 * (x - k) ** 3 * SMSS + 100_000  # noqa: E731
+    cwnd = int(on_curve(t))
+    grown = c.on_ack(cwnd, cwnd, int(t * SEC)) - cwnd
+    assert grown == pytest.approx(on_curve(t + 0.2) - cwnd, abs=2) and grown > 900
+
+
+def test_a_new_epoch_restarts_the_reno_friendly_estimate_at_its_own_window() -> None:
+    # RFC 9438 4.3: W_est = cwnd_epoch when a congestion avoidance stage begins, every stage.
+    c, ssthresh = cubic_after_loss(100)
+    c.on_ack(ssthresh, SMSS, 0)
+    for _ in range(2000):
+        c.on_ack(ssthresh, SMSS, 1_000)  # the first epoch's estimate grows well past 70 segments
+    assert c.w_est > 80_000
+    second = c.on_congestion(80_000, 80_000)  # a second loss ends the epoch
+    c.on_ack(second, SMSS, 2 * SEC)
+    assert c.cwnd_epoch == second == 56_000
+    assert c.w_est == pytest.approx(56_000 + ALPHA_CUBIC * SMSS * SMSS / 56_000)

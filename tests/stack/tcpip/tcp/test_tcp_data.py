@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from tcp_harness import (
-    ACK, LOCAL_ISS, MS, PSH, REMOTE_ISS, active_open, config, data_of, seg,
+    ACK, LOCAL_ISS, MASK, MS, PSH, REMOTE_ISS, active_open, config, data_of, seg,
 )
 
 from stack.tcpip.tcp import DataAcked, DataReceived, TcpStateError
@@ -359,3 +359,35 @@ def test_sequence_numbers_wrap_around_2_to_32() -> None:
     h.send(seg(remote_iss + 41, iss + 1 + 2048, payload=b"more"))
     h.recv_one(ack=remote_iss + 45)
     assert b"".join(bytes(v) for v in h.conn.read(100)) == b"back" * 10 + b"more"
+
+
+def test_hundreds_of_out_of_order_segments_inside_the_window_are_all_held() -> None:
+    # 150 segments beyond one lost segment, all inside the 160 KB window: the receiver holds every
+    # one (the old bound of 64 pieces dropped 86 of them while advertising the window), delivers the
+    # whole stream in order once the hole fills, and acknowledges all of it.
+    h = active_open(config(recv_buffer=160_000, window_scaling=True, sack=True), wscale=0, sack_permitted=True)
+    stream = bytes(k % 251 for k in range(151 * 1000))
+    for k in range(1, 151):
+        h.send(seg(R1 + k * 1000, L1, payload=stream[k * 1000:(k + 1) * 1000]))
+        h.recv()
+    assert h.conn.ooo_dropped == 0
+    assert h.conn.snapshot()["ooo_bytes"] == 150_000
+    h.send(seg(R1, L1, payload=stream[:1000]))
+    h.recv_one(flags=ACK, ack=R1 + 151_000)
+    assert b"".join(bytes(v) for v in h.conn.read(200_000)) == stream
+
+
+def test_tiny_pieces_beyond_the_charge_bound_are_dropped_and_reported() -> None:
+    # A peer that splits the window into 1-byte pieces: each held piece is charged PIECE_OVERHEAD
+    # too, so the buffer stops holding them before its bound and every piece it drops is reported
+    # (OutOfOrderDropped; the TCB layer counts it as drop tcp/ooo_queue_full in !netstat -s).
+    from stack.tcpip.tcp import OutOfOrderDropped
+    from stack.tcpip.tcp.buffers import PIECE_OVERHEAD
+    h = active_open()  # recv_buffer 8000: bound 16000
+    held = 16000 // (PIECE_OVERHEAD + 1)
+    for k in range(1, 2 * held + 1):
+        h.send(seg(R1 + 2 * k, L1, payload=b"x"))
+        h.recv()
+    dropped = [e for e in h.take_events() if isinstance(e, OutOfOrderDropped)]
+    assert len(dropped) == held == h.conn.ooo_dropped
+    assert dropped[0] == OutOfOrderDropped((R1 + 2 * (held + 1)) & MASK, 1)

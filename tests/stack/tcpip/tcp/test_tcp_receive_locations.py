@@ -48,7 +48,7 @@ def test_a_read_that_takes_part_of_a_piece_moves_its_location_on():
     memory = Memory()
     a, at_a = memory.place(b"abcdef")
     b, at_b = memory.place(b"ghij")
-    buf = ReceiveBuffer(8)
+    buf = ReceiveBuffer(1 << 20)
     buf.push([a, b], [at_a, at_b])
     assert b"".join(buf.read(4)) == b"abcd"
     _check_runs(memory, buf.peek(6), b"efghij")
@@ -59,7 +59,7 @@ def test_empty_views_are_not_queued_and_a_read_of_everything_empties_the_buffer(
     memory = Memory()
     a, at_a = memory.place(b"abc")
     b, at_b = memory.place(b"defgh")
-    buf = ReceiveBuffer(8)
+    buf = ReceiveBuffer(1 << 20)
     buf.push([a, memoryview(b""), b], [at_a, 12345, at_b])
     assert buf.ready_bytes == 8
     _check_runs(memory, buf.peek(100), b"abcdefgh")
@@ -72,7 +72,7 @@ def test_empty_views_are_not_queued_and_a_read_of_everything_empties_the_buffer(
 
 
 def test_bytes_without_a_location_stay_without_one_however_they_are_sliced():
-    buf = ReceiveBuffer(8)
+    buf = ReceiveBuffer(1 << 20)
     buf.push([memoryview(b"copied bytes")])
     buf.read(3)
     buf.insert(20, [memoryview(b"held")])
@@ -94,7 +94,7 @@ def test_reassembly_under_arbitrary_arrivals_offers_only_runs_that_hold_their_by
     rng = random.Random(seed)
     stream = rng.randbytes(4000)
     memory = Memory()
-    buf = ReceiveBuffer(64)
+    buf = ReceiveBuffer(1 << 20)
     rcv_nxt = read = 0
     while read < len(stream):
         s = rng.randrange(max(0, rcv_nxt - 300), min(len(stream), rcv_nxt + 1500))
@@ -149,7 +149,7 @@ def test_a_partial_read_over_many_views_takes_whole_views_then_cuts_one(seed):
     memory = Memory()
     pieces = [memory.place(rng.randbytes(rng.choice((1, 2, 100, 1448)))) for _ in range(60)]
     stream = b"".join(bytes(v) for v, _ in pieces)
-    buf = ReceiveBuffer(8)
+    buf = ReceiveBuffer(1 << 20)
     buf.push([v for v, _ in pieces], [at for _, at in pieces])
     read = 0
     while buf.ready_bytes:

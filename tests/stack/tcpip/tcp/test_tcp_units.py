@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stack.tcpip.tcp import TcpConfig, TcpConfigError, TcpSegment, TcpSegmentError
-from stack.tcpip.tcp.buffers import ReceiveBuffer, SendBuffer, slice_views
+from stack.tcpip.tcp.buffers import PIECE_OVERHEAD, ReceiveBuffer, SendBuffer, slice_views
 from stack.tcpip.tcp.congestion import NewReno
 from stack.tcpip.tcp.rtt import RttEstimator
 from stack.tcpip.tcp.seq import seq_add, seq_diff, seq_ge, seq_gt, seq_in_window, seq_le, seq_lt, unwrap
@@ -93,7 +93,7 @@ def test_send_buffer_compacts_after_many_chunks() -> None:
 
 
 def test_receive_buffer_keeps_old_bytes_on_overlap() -> None:
-    rb = ReceiveBuffer(max_pieces=8)
+    rb = ReceiveBuffer(max_charge=1 << 20)
     rb.insert(10, [memoryview(b"KLMN")])
     rb.insert(8, [memoryview(b"ijklmnop")])
     assert rb.ooo_ranges() == [(8, 16)]
@@ -101,18 +101,31 @@ def test_receive_buffer_keeps_old_bytes_on_overlap() -> None:
     assert b"".join(rb.read(100)) == b"ijKLMNop"
 
 
-def test_receive_buffer_bounds_the_number_of_pieces() -> None:
-    rb = ReceiveBuffer(max_pieces=2)
+def test_receive_buffer_bounds_held_bytes_plus_a_charge_per_piece() -> None:
+    # two 1-byte pieces cost 2 + 2 * PIECE_OVERHEAD; a third does not fit; bytes, not a piece count
+    rb = ReceiveBuffer(max_charge=2 + 2 * PIECE_OVERHEAD)
     assert rb.insert(10, [memoryview(b"a")])
     assert rb.insert(20, [memoryview(b"b")])
     assert not rb.insert(30, [memoryview(b"c")])
     assert rb.ooo_ranges() == [(10, 11), (20, 21)]
 
 
+def test_receive_buffer_holds_hundreds_of_full_size_pieces_in_a_window() -> None:
+    # 200 segments of 1448 bytes beyond one hole (~290 KB): the 64-piece bound dropped 136 of them
+    rb = ReceiveBuffer(max_charge=2 * 512 * 1024)
+    stream = bytes(k % 251 for k in range(201 * 1448))
+    for k in range(200, 0, -1):  # arrival order does not matter
+        assert rb.insert(k * 1448, [memoryview(stream)[k * 1448:(k + 1) * 1448]])
+    assert rb.ooo_ranges() == [(1448, 201 * 1448)]
+    rb.push([memoryview(stream)[:1448]])
+    assert rb.take_contiguous(1448) == 201 * 1448
+    assert b"".join(rb.read(1 << 20)) == stream
+
+
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 20)), max_size=30))
 def test_receive_buffer_reassembles_any_arrival_order(pieces: list[tuple[int, int]]) -> None:
     stream = bytes(range(100))
-    rb = ReceiveBuffer(max_pieces=1000)
+    rb = ReceiveBuffer(max_charge=1 << 20)
     rcv_nxt = 0
     for start, length in pieces + [(0, 100)]:
         end = min(start + length, 100) if (start, length) != (0, 100) else 100
@@ -156,7 +169,7 @@ def test_segment_lengths_and_validation() -> None:
 
 def test_receive_buffer_peek_offers_bytes_without_consuming_them():
     from stack.tcpip.tcp.buffers import ReceiveBuffer
-    buf = ReceiveBuffer(64)
+    buf = ReceiveBuffer(1 << 20)
     buf.push([memoryview(b"abc"), memoryview(b"defg")], [0x5000, 0x7000])
     assert [(at, bytes(v)) for at, v in buf.peek(5)] == [(0x5000, b"abc"), (0x7000, b"de")]
     assert buf.ready_bytes == 7
