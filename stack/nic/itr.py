@@ -13,7 +13,7 @@ moderation delay after a packet.  What sets that interval is the adapter's
   one of three latency classes and throttles to that class's rate.  A few
   small packets mean someone waits for an answer (``lowest_latency``, 70,000
   interrupts/s); a stream of full frames is a bulk transfer (``bulk_latency``,
-  4,000/s on a 1 Gb/s NIC, 12,000/s - 83 us apart - on a 10 Gb/s one, so one DPC
+  4,000/s on a 1 Gb/s NIC, 12,000/s - 83.3 us apart - on a 10 Gb/s one, so one DPC
   drains a batch and RSC builds large units); in between ``low_latency`` (20,000/s).
 
 Windows itself only knows on or off: the standardized keyword
@@ -32,13 +32,24 @@ Sources (learned from, not copied):
   2000, Extreme 3600 (Adaptive -1, Off 0).  Read here, as in the 8254x ITR
   register, as the interval between interrupts in units of 256 ns: a higher value
   is fewer interrupts, as Intel's guide says of higher settings.
-- Linux ixgbe (Intel's 10 GbE driver) ``ixgbe_set_itr``: the same three classes, bulk_latency
-  at IXGBE_12K_ITR - 12,000 interrupts/s, 83 us - since commit 8ac34f10a5ea4 "ixgbe: Limit lowest
-  interrupt rate for adaptive interrupt moderation to 12K" (A. Duyck, 2015: at 8K "a netperf test
-  will starve for memory in the time from one ... interrupt to the next").  A 10 Gb/s NIC here
-  (the lab's links) takes that bulk rate: igb's 4,000/s (250 us) is 208 full frames of line rate,
-  which with buffers out at tcpip overran winsrv's 512-buffer ring under HyStart++'s L = 8.
-  (ixgbe's lowest_latency is 100K; the lab keeps igb's 70K - not yet changed.)
+- Linux ixgbe (Intel's 10 GbE driver), old ``ixgbe_set_itr``: the same three classes, mapped
+  lowest/low/bulk to IXGBE_100K_ITR (40), IXGBE_20K_ITR (200) and IXGBE_12K_ITR (336), "microsecond
+  values ... shifted by 2": bulk_latency is 336 >> 2 = 84 us apart, about 11,900 interrupts/s.
+  That 12K floor held from commit 8ac34f10a5ea4 ("ixgbe: Limit lowest interrupt rate for adaptive
+  interrupt moderation to 12K", A. Duyck, 2015) until b4ded8327fea ("ixgbe: Update adaptive ITR
+  algorithm", 2018), which replaced the classes with a per-interrupt delay between
+  IXGBE_ITR_ADAPTIVE_MIN_USECS (10) and IXGBE_ITR_ADAPTIVE_MAX_USECS (126).  (The 2015 reason, as
+  its ixgbevf copy words it, is about transmit: netperf "will starve for memory in the time from
+  one Tx interrupt to the next".)  A receive-side reason is in a later patch posted to intel-wired-lan
+  ("ixgbe: lower IXGBE_ITR_ADAPTIVE_MAX_USECS to prevent RX starvation", iwl-next v2 1/8; posted, not
+  known to be merged): at 126 us "under sustained full-line-rate bulk RX traffic ... descriptor ring
+  starvation can occur before the next interrupt fires", so it lowers the maximum to 84 us, ~11,905/s.
+- So the lab's Adaptive is a hybrid: igb's classifier and its 70K / 20K rates, with ixgbe's
+  2015-2018 bulk rate, taken by the macro's name as 12,000/s (83.3 us apart) rather than the
+  register's 84 us.  Choosing the bulk rate by link speed (a NIC at 10 Gb/s or faster takes
+  12,000/s, a slower one igb's 4,000/s) is the lab's model, not a driver's rule: the lab's links
+  are 10 Gb/s, where igb's 250 us would let up to 208 line-rate frames arrive between interrupts
+  and, with buffers out at tcpip, overran winsrv's 512-buffer ring under HyStart++'s L = 8.
 - Linux igb ``igb_update_itr`` / e1000e ``e1000_update_itr`` (the three classes,
   their rates and thresholds; each interrupt applies at most one rule of the current
   class's row, and each row has its own thresholds - the hysteresis) and
@@ -57,7 +68,7 @@ BULK_LATENCY = "bulk_latency"
 
 # interrupts per second each class throttles to (igb/e1000e: 70K, 20K and 4K ITR)
 CLASS_RATES: dict[str, int] = {LOWEST_LATENCY: 70_000, LOW_LATENCY: 20_000, BULK_LATENCY: 4_000}
-# ixgbe_set_itr's bulk_latency (IXGBE_12K_ITR) for NICs at 10 Gb/s and faster (see the docstring)
+# ixgbe_set_itr's bulk_latency (IXGBE_12K_ITR, 2015-2018) for NICs at 10 Gb/s and faster: the lab's model (docstring)
 BULK_RATE_10G = 12_000
 TEN_GBPS = 10_000_000_000
 
@@ -139,9 +150,10 @@ def next_rate(current_rate: int, target_rate: int) -> int:
 class AdaptiveItr:
     """The Adaptive setting's state on one NIC: a class for receive, one for transmit, the rate now."""
 
-    __slots__ = ("rx_class", "tx_class", "rate", "changes", "_seen", "rates")
+    __slots__ = ("rx_class", "tx_class", "rate", "changes", "_seen", "rates", "link_speed_bps")
 
     def __init__(self, link_speed_bps: int = 1_000_000_000) -> None:
+        self.link_speed_bps = link_speed_bps
         self.rates = class_rates(link_speed_bps)
         self.rx_class = LOWEST_LATENCY  # a quiet link
         self.tx_class = LOWEST_LATENCY
@@ -174,12 +186,16 @@ class AdaptiveItr:
             self.changes += 1
         return 1_000_000_000 // rate
 
+    def set_link_speed(self, link_speed_bps: int) -> None:
+        """The link speed changed: the classes' rates follow it; the current class takes its new rate
+        at once (the next interrupt would move to it anyway)."""
+        self.link_speed_bps = link_speed_bps
+        self.rates = class_rates(link_speed_bps)
+        self.rate = self.rates[self.latency_class]
+
     def restart(self, counters: Any) -> None:
         """Adaptive switched on (again): start from a quiet link, counting from now."""
-        rates = self.rates  # kept: the link speed has not changed
-        self.__init__()
-        self.rates = rates
-        self.rate = rates[LOWEST_LATENCY]
+        self.__init__(self.link_speed_bps)
         self._seen = _seen(counters)
 
 

@@ -211,6 +211,13 @@ class EmulatedNic:
         """Plug the NIC's transmit side into a link end (None unplugs it)."""
         self.sink = sink
 
+    def set_link_speed(self, link_speed_bps: int) -> None:
+        """The NIC's link speed (what NDIS reports) changed: Adaptive moderation's rates follow it."""
+        self.link_speed_bps = link_speed_bps
+        if self.itr_adaptive is not None:
+            self.itr_adaptive.set_link_speed(link_speed_bps)
+            self.interrupt_throttle_ns = self.itr_adaptive.interval_ns()
+
     def set_interrupt_moderation_rate(self, setting: str | int) -> None:
         """Intel's "Interrupt Moderation Rate": "Adaptive", "Off", "Minimal" ... "Extreme" (itr.py's
         names) or interrupts per second.  ValueError for anything else."""

@@ -34,7 +34,7 @@ def server_world(server: str, profile: str = "2003", link_bps: int = 1_000_000_0
     world = default_world(seed=seed, services=False)
     for name in ("winsrv", "client"):
         world.host(name).link.bandwidth_bps = link_bps
-        world.host(name).nic.link_speed_bps = link_bps
+        world.host(name).nic.set_link_speed(link_bps)
     boot_lab(seed=seed, parameters=PARAMETERS.get(server, {}), world=world)
     if server == "user-mode static":
         staticweb.install(world)

@@ -22,9 +22,9 @@ BIG = 256 * KiB
 def _lab(lso_max_size: int, *, window_scaling: bool = True, passthrough: bool = True):
     offloads = NicOffloads(lso=True, rsc=True, lso_max_size=lso_max_size)
     config = TcpConfig(time_wait_ns=1000 * MS, window_scaling=window_scaling)
-    # The Interrupt Moderation Rate Off: with the lab's default (Adaptive) RSC units grow to ~24 segments, each
-    # ACKed once, and slow start (RFC 3465, at most one SMSS per ACK) keeps cwnd - and every large send - under
-    # 64 KB in a transfer this short.  These tests are about the large sends, so the NICs interrupt per packet.
+    # The Interrupt Moderation Rate Off: with the lab's default (Adaptive) RSC units grow to ~28 segments, each
+    # ACKed once, so fewer ACKs open the window and the bursts depend on the moderation too.  These tests are
+    # about the large sends, so the NICs interrupt per packet.
     world = default_world(3, services=False, offloads=offloads, tcp_config=config, interrupt_moderation_rate="Off")
     for host in world.hosts.values():
         host.nic.passthrough = passthrough
@@ -65,7 +65,10 @@ def test_large_sends_stay_within_64k_without_window_scaling():
 def test_fewer_large_sends_carry_the_same_bytes_past_64k():
     small, big = _bulk(_lab(64 * KiB)), _bulk(_lab(BIG))
     assert big.stack.counters.lso_sends < small.stack.counters.lso_sends
-    assert big.nic.counters.lso_segments == small.nic.counters.lso_segments  # the same wire segments
+    # the same wire frames and bytes (a few more of them leave as one-segment sends, not LSO, in the big case)
+    assert big.nic.counters.frames_out == small.nic.counters.frames_out
+    assert big.nic.counters.bytes_out == small.nic.counters.bytes_out
+    assert big.stack.counters.tcp_segments_retransmitted == small.stack.counters.tcp_segments_retransmitted == 0
 
 
 def test_a_capture_cuts_large_sends_past_64k_into_real_frames_with_true_lengths_and_checksums():

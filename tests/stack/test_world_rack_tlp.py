@@ -16,7 +16,9 @@ from stack.usermode.programs import echo_client, echo_server, pattern
 from stack.usermode.socket import run_program
 from stack.world import default_world
 
-SEED = 2
+# Which frames the 1 % loss takes depends on the seed and on how the echo's bursts fall (HyStart++'s
+# L = 8 by default): with seed 10 the losses include one that RFC 6675's DupThresh alone cannot see.
+SEED = 10
 
 
 def _drop_the_tail(end: LinkEnd, data: bytes) -> list[int]:

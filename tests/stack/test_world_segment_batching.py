@@ -88,8 +88,10 @@ def test_batched_segments_keep_every_rsc_unit_interrupt_and_indication_where_sin
     assert single["claimed"] == 0 and batched["claimed"] > 0.8 * single["counters"]["client"][2]
     # the pump ran the two directions' segments in the same events: far fewer entered it than arrived
     segments = sum(counters[2] for counters in single["counters"].values())
-    # (with moderation Off an interrupt, and so an event between two segments, comes every ~10 us)
-    assert len(single["entries"]) == 0 and len(batched["entries"]) < segments // {"Adaptive": 10, "Off": 2}[itr]
+    # (with moderation Off an interrupt, and so an event between two segments, comes every ~10 us; under
+    # Adaptive with HyStart++'s L = 8 the larger bursts meet more interrupts: 1,443 segments in 153 entries,
+    # 9.4 a run, where L = 1 had 15.3)
+    assert len(single["entries"]) == 0 and len(batched["entries"]) < segments // {"Adaptive": 8, "Off": 3}[itr]
 
 
 def test_a_run_loop_stopping_between_two_batched_segments_leaves_the_rest_queued_in_order(monkeypatch):

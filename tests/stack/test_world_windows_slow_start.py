@@ -1,7 +1,8 @@
-"""Slow start's growth per ACK under RSC, end to end.  With one ACK per large RSC unit (about 24
-segments at the lab's default Adaptive interrupt moderation), RFC 5681's one SMSS per ACK keeps a short
-transfer's cwnd - and every large send - under 64 KB; Windows' HyStart++ limit (min(N, 8 SMSS) per
-ACK, RFC 9406; TcpConfig.slow_start_ack_limit, stack/tcpip/tcp/congestion.py) takes it past."""
+"""Slow start's growth per ACK under RSC, end to end.  With one ACK per large RSC unit (about 28
+segments at the lab's default Adaptive interrupt moderation), RFC 5681's one SMSS per ACK
+(slow_start_ack_limit=1) keeps a short transfer's cwnd - and every large send - under 64 KB; Windows'
+HyStart++ limit (min(N, 8 SMSS) per ACK, RFC 9406; the lab's default, TcpConfig.slow_start_ack_limit,
+stack/tcpip/tcp/congestion.py) takes it past."""
 
 from __future__ import annotations
 
@@ -38,3 +39,7 @@ def test_one_smss_per_ack_keeps_large_sends_under_64k_at_adaptive_moderation():
 
 def test_windows_slow_start_limit_takes_large_sends_past_64k_at_adaptive_moderation():
     assert _largest_large_send(WINDOWS_SLOW_START_ACK_LIMIT) > 64 * KiB
+
+
+def test_the_default_config_is_windows_slow_start():
+    assert TcpConfig().slow_start_ack_limit == WINDOWS_SLOW_START_ACK_LIMIT == 8

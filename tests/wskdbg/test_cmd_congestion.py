@@ -1,4 +1,4 @@
-"""The congestion provider and its state in the debugger: `!netsh int tcp show|set supplemental`,
+"""The congestion provider and its state in the debugger: `!netsh int tcp show|set supplemental|global`,
 `!tcb`'s CUBIC (RFC 9438) and PRR (RFC 6937) lines, and `bp /e tcp.retransmit`."""
 
 from __future__ import annotations
@@ -99,3 +99,28 @@ def test_nic_shows_the_frames_a_nic_dropped_for_want_of_a_receive_buffer(dbg) ->
     text = run(dbg, "!nic")
     assert "Receive drops at the NIC (frames that reached it and were not indicated)" in text
     assert f"winsrv     no_rx_buffer {before + 1}" in text.splitlines()
+
+
+def test_netsh_show_global_prints_windows_rows_with_the_labs_values(dbg) -> None:
+    # Windows 11's `netsh int tcp show global` prints, among others, "HyStart : enabled" and
+    # "Proportional Rate Reduction : enabled" under "TCP Global Parameters"
+    text = run(dbg, "!netsh int tcp show global")
+    assert text.splitlines()[:4] == ["Querying active state...", "", "TCP Global Parameters", "-" * 46]
+    assert "HyStart                             : enabled" in text
+    assert "Proportional Rate Reduction         : enabled" in text
+    assert "Initial RTO                         : 1000" in text
+
+
+def test_netsh_set_global_hystart_disabled_gives_rfc_5681_slow_start_to_new_connections(dbg) -> None:
+    run(dbg, ".host winsrv")
+    tcp = dbg.world.host("winsrv").stack.tcp
+    assert tcp.config.slow_start_ack_limit == 8
+    assert run(dbg, "!netsh int tcp set global hystart=disabled prr=disabled") == "Ok."
+    assert (tcp.config.slow_start_ack_limit, tcp.config.prr) == (1, False)
+    assert dbg.world.host("client").stack.tcp.config.slow_start_ack_limit == 8  # one host's setting
+    text = run(dbg, "!netsh int tcp show global")
+    assert "HyStart                             : disabled" in text and "(RFC 5681)" in text
+    assert run(dbg, "!netsh int tcp set global hystart=enabled prr=enabled") == "Ok."
+    assert (tcp.config.slow_start_ack_limit, tcp.config.prr) == (8, True)
+    for line in ("!netsh int tcp set global hystart=maybe", "!netsh int tcp set global", "!netsh int tcp show global x"):
+        assert dbg.execute(line).error, line

@@ -110,8 +110,8 @@ adapters have it (ITR, the shortest interval between two interrupts): under load
 larger batch and RSC builds larger units; a lone packet after a quiet spell still interrupts after
 the usual moderation delay.  Settings: adaptive (the lab's default, as Intel ships it: at every
 interrupt the NIC classifies the traffic since the last one as lowest_latency, low_latency or
-bulk_latency and throttles to 70000, 20000 or 4000 interrupts per second), minimal, low, medium,
-high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
+bulk_latency and throttles to 70000, 20000 or 12000 interrupts per second - bulk at 4000 on a NIC
+slower than 10 Gb/s), minimal, low, medium, high, extreme (fixed: about 19500, 9800, 4100, 1950 and 1090 per second), a number of interrupts
 per second (0n100 to 0n100000; an expression, read in the current radix like WinDbg's own numbers, so
 `!nic itr 0n10000` or `!nic itr 2710` for 10,000 per second; the extension arguments that mirror a Windows
 tool's switch, such as `!ping -n` or `!echo -s`, read as that tool does: decimal), or off (no throttle: an interrupt per packet once the 10 us moderation

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from stack.kernel import STATUS_SUCCESS
 from stack.tcpip.tcp.config import CONGESTION_PROVIDERS
+from stack.tcpip.tcp.congestion import WINDOWS_SLOW_START_ACK_LIMIT
 
 from wskdbg.commands.lab import world_of
 from wskdbg.commands.network import tcpip_of
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
     from wskdbg.engine import Engine
 
 _NETSH_SYNTAX = ("!netsh int ipv4 show dynamicport tcp | !netsh int ipv4 set dynamicport tcp start=N num=N"
-                 " | !netsh int tcp show supplemental | !netsh int tcp set supplemental congestionprovider=cubic|newreno")
+                 " | !netsh int tcp show supplemental | !netsh int tcp set supplemental congestionprovider=cubic|newreno"
+                 " | !netsh int tcp show global | !netsh int tcp set global [hystart=enabled|disabled]"
+                 " [prr=enabled|disabled]")
 _INTERNET_DELAYED_ACK_MS = 40  # Get-NetTCPSetting -SettingName Internet: DelayedAckTimeout(ms) 40
 _TEMPLATES = ("internet", "internetcustom", "datacenter", "datacentercustom", "compat", "automatic")
 
@@ -51,13 +54,22 @@ delayed ACK timeout and frequency, with the lab's values), then whether PRR (RFC
 recovery, which Windows shows in `netsh int tcp show global`.  `!netsh int tcp set supplemental
 [template=internet] congestionprovider=cubic|newreno` switches the provider for connections made
 from then on, as netsh does (the lab has one template for every connection; CUBIC is RFC 9438,
-NewReno RFC 5681/6582).""")
+NewReno RFC 5681/6582).
+
+`!netsh int tcp show global` prints the global parameters the lab models, in the rows and words of
+Windows 11's `netsh int tcp show global` (auto-tuning level, timestamps, initial RTO, SYN
+retransmissions, HyStart, Proportional Rate Reduction); `!netsh int tcp set global hystart=disabled`
+makes the first slow start RFC 5681's (one SMSS per ACK instead of HyStart++'s eight, RFC 9406) and
+`prr=disabled` makes SACK recovery RFC 6675's, as netsh does, for connections made from then on.""")
 def cmd_netsh(dbg: "Engine", inv: Invocation) -> CommandResult:
     words = tokenize(inv.args)
     lowered = [w.lower() for w, _ in words]
     if len(words) >= 4 and lowered[0] in ("int", "interface") and lowered[1] == "tcp" \
             and lowered[2] in ("show", "set") and lowered[3] == "supplemental":
         return _netsh_supplemental(dbg, inv, words, lowered[2] == "set")
+    if len(words) >= 4 and lowered[0] in ("int", "interface") and lowered[1] == "tcp" \
+            and lowered[2] in ("show", "set") and lowered[3] == "global":
+        return _netsh_global(dbg, inv, words, lowered[2] == "set")
     if len(words) < 5 or lowered[0] not in ("int", "interface") or lowered[1] != "ipv4" \
             or lowered[2] not in ("show", "set") or lowered[3] not in ("dynamicport", "dynamicportrange") \
             or lowered[4] != "tcp":
@@ -125,6 +137,49 @@ def _netsh_supplemental(dbg: "Engine", inv: Invocation, words: list[tuple[str, i
                      f"(TcpDelAckTicks' old default of 2 ticks); Windows' internet template says {_INTERNET_DELAYED_ACK_MS}")
     data = {"congestion_provider": cfg.congestion_provider, "prr": cfg.prr, "min_rto_ms": cfg.rto_min_ns // 1_000_000,
             "initial_cwnd_segments": cfg.initial_cwnd_segments}
+    return CommandResult("\n".join(lines), data)
+
+
+# `netsh int tcp set global` switches the lab models, and what each sets in TcpConfig when enabled / disabled
+_GLOBAL_SWITCHES: dict[str, tuple[str, object, object]] = {
+    "hystart": ("slow_start_ack_limit", WINDOWS_SLOW_START_ACK_LIMIT, 1),  # RFC 9406 L; RFC 5681's 1
+    "prr": ("prr", True, False),  # RFC 6937; RFC 6675's cwnd = ssthresh
+}
+
+
+def _netsh_global(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]], setting: bool) -> CommandResult:
+    tcp = tcpip_of(dbg).tcp
+    changes: dict[str, object] = {}
+    for word, at in words[4:]:
+        key, _, value = word.lower().partition("=")
+        if not setting or key not in _GLOBAL_SWITCHES or value not in ("enabled", "disabled"):
+            raise inv.error(f"unexpected '{word}' (the lab sets hystart= and prr= enabled|disabled)"
+                            if setting else f"unexpected '{word}'", inv.args_offset + at)
+        field, on, off = _GLOBAL_SWITCHES[key]
+        changes[field] = on if value == "enabled" else off
+    if setting:
+        if not changes:
+            raise inv.error("give hystart=enabled|disabled or prr=enabled|disabled", len(inv.args))
+        tcp.set_config(replace(tcp.config, **changes))  # connections made from now on use it
+        return CommandResult("Ok.", {"hystart": tcp.config.slow_start_ack_limit > 1, "prr": tcp.config.prr})
+    cfg = tcp.config
+    hystart = cfg.slow_start_ack_limit > 1
+    rows = [("Receive Window Auto-Tuning Level", "normal" if cfg.recv_buffer_max else "disabled"),
+            ("RFC 1323 Timestamps", "enabled" if cfg.timestamps else "disabled"),
+            ("Initial RTO", cfg.rto_initial_ns // 1_000_000),
+            ("Max SYN Retransmissions", cfg.syn_retries),
+            ("HyStart", "enabled" if hystart else "disabled"),
+            ("Proportional Rate Reduction", "enabled" if cfg.prr else "disabled")]
+    # Windows prints more rows (Receive-Side Scaling, ECN, Fast Open, Pacing Profile, ...): the lab
+    # prints only what it models, with its own values.
+    lines = ["Querying active state...", "", "TCP Global Parameters", "-" * 46]
+    lines += [f"{name:<36}: {value}" for name, value in rows]
+    growth = (f"HyStart++ grows the first slow start by up to {cfg.slow_start_ack_limit} SMSS per ACK (RFC 9406)"
+              if hystart else "slow start grows cwnd by at most 1 SMSS per ACK (RFC 5681)")
+    lines += ["", f"(lab) {dbg.current_host}: {growth}; RACK-TLP (RFC 8985, no netsh row) "
+              f"{'on' if cfg.rack_tlp else 'off'} for SACK connections"]
+    data = {"hystart": hystart, "prr": cfg.prr, "slow_start_ack_limit": cfg.slow_start_ack_limit,
+            "rack_tlp": cfg.rack_tlp, "initial_rto_ms": cfg.rto_initial_ns // 1_000_000}
     return CommandResult("\n".join(lines), data)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .congestion import WINDOWS_SLOW_START_ACK_LIMIT
 from .errors import TcpConfigError
 
 MS = 1_000_000  # nanoseconds
@@ -74,8 +75,8 @@ class TcpConfig:
     keepalive_interval_ns: int = 1 * SECOND
     keepalive_probes: int = 10
     initial_cwnd_segments: int = 10  # RFC 6928 IW10 (RFC 5681 allows 2-4)
-    # SMSS one ACK may grow cwnd by in the first slow start (RFC 5681: 1; Windows' HyStart++: 8, congestion.py)
-    slow_start_ack_limit: int = 1
+    # SMSS one ACK may grow cwnd by in the first slow start (Windows' HyStart++: 8, congestion.py; RFC 5681: 1)
+    slow_start_ack_limit: int = WINDOWS_SLOW_START_ACK_LIMIT
     # Windows' "congestionprovider" (netsh int tcp set supplemental): "cubic" (RFC 9438) or "newreno"
     congestion_provider: str = "cubic"
     # RFC 6937 PRR (with SSRB) paces sends in SACK recovery; False: RFC 6675's cwnd = ssthresh.

@@ -8,30 +8,35 @@ cubic.py; Windows' default since Windows 10 1709 / Server 2019) or "newreno" (RF
 per window, ssthresh = FlightSize / 2).  In a SACK recovery PRR (RFC 6937, prr.py; on in Windows 11
 / Server 2022, TcpConfig.prr) paces the sends down to ssthresh instead of RFC 6675's cwnd = ssthresh.
 
-Slow start grows cwnd by min(N, L*SMSS) per ACK that covers N new bytes.  L is 1 (RFC 5681) unless
-TcpConfig.slow_start_ack_limit says otherwise; Windows' value is 8 in the first slow start of a
-connection (later ones, after an RTO set ssthresh, use 1).  Sources for Windows': Windows enables
+Slow start grows cwnd by min(N, L*SMSS) per ACK that covers N new bytes.  L is
+TcpConfig.slow_start_ack_limit, by default Windows' 8 in the first slow start of a connection
+(later ones, after an RTO set ssthresh, use RFC 5681's 1; slow_start_ack_limit=1 gives RFC 5681
+throughout).  Sources for Windows': Windows enables
 HyStart++ by default (`netsh int tcp show global`: "HyStart : enabled", "Pacing Profile : off"); RFC
 9406 (HyStart++, written by Windows' TCP developers, whose first draft described "the current
 implementation in the Windows operating system") 4.2: "For each arriving ACK in slow start, where N
 is the number of previously unacknowledged bytes acknowledged in the arriving ACK: cwnd = cwnd +
 min(N, L * SMSS)", 4.3: "L = infinity if paced, L = 8 if non-paced", and "An implementation SHOULD
 use HyStart++ only for the initial slow start ... and fall back to using standard slow start" (RFC
-5681: at most SMSS per ACK).  So with L = 8 one ACK for a large RSC unit (24 segments under Adaptive
+5681: at most SMSS per ACK).  So with L = 8 one ACK for a large RSC unit (about 30 segments under Adaptive
 interrupt moderation) grows cwnd by 8 segments, not 1.  What is inferred: Microsoft does not publish
 tcpip.sys's constant; L = 8 is the RFC's for an unpaced sender.  HyStart++'s delay-based exit (an
 RTT rise of at least 4 ms) and its Conservative Slow Start are not modelled: the lab's RTTs are tens
 of microseconds.
 
-Why the lab's default stays 1: with 8, a 4 MiB bulk echo under Adaptive moderation overruns winsrv's
-512-buffer receive ring.  Without loss detection beyond RFC 6675 the sender recovered through a
-retransmission timeout (61 frames dropped, no_rx_buffer; 284 segments resent; 33.6 -> 333 virtual ms).
-With RACK-TLP (RFC 8985, rack.py; Windows' loss detection) it recovers without one, in less virtual
-time than with L = 1 (19.7 against 32.6 virtual ms), but the overrun itself remains and grows while
-recovery keeps sending (110 frames dropped, 308 segments resent by RACK, all of them lost at the
-receiver: none arrived twice), and the echo then costs 2.3x the Python calls per MiB (157,300 against
-65,700; tests/bench/bench_rsc_units.py --mib 4).  So L = 8 waits for what keeps the ring from
-overrunning: PRR's paced recovery and moderation classes that fit the lab's 10 Gb/s links.
+Why the default became 8 only now: with 8, a 4 MiB bulk echo under Adaptive moderation overran
+winsrv's 512-buffer receive ring while the NIC throttled bulk traffic to igb's 4,000 interrupts/s
+(250 us: up to 208 line-rate frames arrive between interrupts at 10 Gb/s).  Without RACK-TLP the
+sender recovered through a retransmission timeout (33.6 -> 333 virtual ms); with RACK-TLP it
+recovered without one but kept overrunning the ring (110 frames dropped, 308 segments resent).
+Both blockers are gone: RACK-TLP (rack.py) and PRR recover without an RTO, and a 10 Gb/s NIC takes ixgbe's
+12,000/s bulk rate (stack/nic/itr.py).  The 4 MiB echo at L = 8 now has 0 ring drops and 0 resends
+in 8.75 virtual ms against 11.07 at L = 1 (tests/bench/bench_congestion.py --mib 4 --rows
+cubic:-:1,cubic:-:8), costs fewer Python calls per MiB (66,700 against 69,200;
+tests/bench/bench_throughput.py --mib 4 --profile-only) and builds larger RSC units (30.1 segments
+against 26.9; bench_rsc_units.py --mib 4).  The margin is thin: at its fullest the ring had 2 of
+512 buffers posted at a DPC (tests/bench/bench_rx_ring.py); at 4,000/s L = 8 still drops 128
+frames (bench_rx_ring.py --bulk-rate 4000 --limits 8).
 
 Sequence numbers handed in are the connection's unwrapped ints, so plain
 comparisons are correct.  `smss` is the sender's maximum payload per segment."""

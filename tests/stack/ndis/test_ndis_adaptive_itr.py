@@ -10,7 +10,7 @@ from __future__ import annotations
 from ndis_harness import MAC_A, MAC_B, ethernet, two_hosts
 
 from stack.nic.events import Interrupt
-from stack.nic.itr import BULK_LATENCY, LOWEST_LATENCY
+from stack.nic.itr import BULK_LATENCY, BULK_RATE_10G, LOWEST_LATENCY, class_rates
 
 US = 1000
 
@@ -79,3 +79,42 @@ def test_with_no_moderation_delay_adaptive_still_throttles_and_off_interrupts_pe
 def test_the_same_traffic_gives_the_same_interrupts_every_time():
     first = _run("Adaptive", BULK + LONE)[0]
     assert _run("Adaptive", BULK + LONE)[0] == first
+
+
+def test_a_nic_whose_link_speed_changes_after_install_takes_that_speeds_bulk_rate():
+    # two_hosts installs 1 Gb/s NICs; the wire here is 10 Gb/s.  Raising the NIC's speed after
+    # Adaptive is on must give it ixgbe's 12K bulk rate (itr.py), lowering it igb's 4K again,
+    # and switching Adaptive on again keeps the speed's rates.
+    h = two_hosts(latency_ns=0, interrupt_moderation_ns=10 * US, rx_ring_size=512)
+    nic = h.nic_b
+    nic.set_interrupt_moderation_rate("Adaptive")
+    assert nic.itr_adaptive.rates[BULK_LATENCY] == 4_000
+    nic.set_link_speed(10_000_000_000)
+    assert nic.link_speed_bps == 10_000_000_000
+    assert nic.itr_adaptive.rates == class_rates(10_000_000_000)
+    assert nic.itr_adaptive.rates[BULK_LATENCY] == BULK_RATE_10G
+    nic.set_interrupt_moderation_rate("Adaptive")  # restart: the rates stay the 10 Gb/s ones
+    assert nic.itr_adaptive.rates[BULK_LATENCY] == BULK_RATE_10G
+    nic.set_link_speed(1_000_000_000)
+    assert nic.itr_adaptive.rates[BULK_LATENCY] == 4_000
+
+
+def test_a_bulk_stream_at_a_nic_raised_to_10_gbps_interrupts_83_us_apart_not_250():
+    def bulk_gaps(speed_bps: int) -> list[int]:
+        h = two_hosts(latency_ns=0, interrupt_moderation_ns=10 * US, rx_ring_size=512)
+        h.nic_b.set_interrupt_moderation_rate("Adaptive")
+        h.nic_b.set_link_speed(speed_bps)
+        h.link.bandwidth_bps = 10_000_000_000
+        times: list[int] = []
+        host_b = h.proto_b.kernel.name
+        h.machine.bus.subscribe(lambda e: times.append(e.time_ns)
+                                if isinstance(e, Interrupt) and e.host == host_b else None)
+        at = h.scheduler.now_ns + 1_000 * US
+        for i in range(200):
+            at += 2 * US
+            h.scheduler.call_at(at, h.proto_a.kernel, h.proto_a.send, ethernet(MAC_B, MAC_A, bytes([i]) * 1500))
+        h.run()
+        assert h.nic_b.itr_adaptive.latency_class == BULK_LATENCY
+        return [b - a for a, b in zip(times, times[1:])]
+    assert 83 * US <= bulk_gaps(10_000_000_000)[-1] < 250 * US
+    assert bulk_gaps(1_000_000_000)[-1] >= 250 * US

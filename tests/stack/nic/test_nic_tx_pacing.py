@@ -13,8 +13,8 @@ from tests.bench.thesis_lab import measure, server_world
 
 def test_concurrent_1mib_fetches_lose_no_frame_on_the_servers_own_link() -> None:
     world = server_world("khttpd zero-copy", "zero", 1_000_000_000)
-    # an interrupt per packet (rate Off): this test is about the wire queue.  Under the lab's Adaptive default
-    # one ACK per large RSC unit (and slow start's one SMSS per ACK) keeps these short fetches under 900 Mb/s
+    # an interrupt per packet (rate Off): this test is about the wire queue, and under the lab's Adaptive
+    # default one ACK per large RSC unit paces these short fetches' windows (moderation, not the wire)
     for host in world.hosts.values():
         host.nic.set_interrupt_moderation_rate("Off")
     measure(world, "khttpd zero-copy", 262144, 1, 1)  # warm the cache: the replies then start together

@@ -175,13 +175,23 @@ def test_slow_start_grows_cwnd_by_one_smss_per_ack() -> None:
     assert h.conn.cwnd == 13_000
 
 
-def test_the_default_slow_start_grows_cwnd_by_one_smss_even_for_a_stretch_ack() -> None:
-    h = active_open(window=65_535)
+def test_rfc_5681_slow_start_grows_cwnd_by_one_smss_even_for_a_stretch_ack() -> None:
+    h = active_open(config(slow_start_ack_limit=1), window=65_535)  # L = 1: RFC 5681's rule
     h.conn.nodelay = True
     h.conn.send(b"s" * 20_000)
     h.recv()
     h.send(seg(R1, L1 + 5000, window=65_535))  # one ACK for 5 segments (an RSC unit's)
     assert h.conn.cwnd == 11_000  # RFC 5681: at most SMSS per ACK
+
+
+def test_the_default_first_slow_start_is_windows_hystart_counting_a_stretch_acks_bytes() -> None:
+    assert config().slow_start_ack_limit == WINDOWS_SLOW_START_ACK_LIMIT == 8
+    h = active_open(window=65_535)
+    h.conn.nodelay = True
+    h.conn.send(b"s" * 20_000)
+    h.recv()
+    h.send(seg(R1, L1 + 5000, window=65_535))  # one ACK for 5 segments (an RSC unit's)
+    assert h.conn.cwnd == 15_000  # RFC 9406: min(N, 8 * SMSS)
 
 
 def test_with_windows_ack_limit_the_first_slow_start_counts_an_acks_bytes_up_to_8_smss() -> None:
