@@ -181,6 +181,8 @@ class Rack:
         Returns how many records it newly marked lost; arms or clears the reordering timer."""
         records = self.records
         delivered: list[list[int]] = []
+        # without resends or SACKs, what an ACK delivers is in send order already (Step 2's order)
+        unordered = bool(sacked) or self._retrans_out > 0
         if records and records[0][_START] < una:
             k = self._split(una)
             for r in records[:k]:
@@ -202,7 +204,7 @@ class Rack:
                     self.segs_sacked += self._segs(r)
                     delivered.append(r)
                 i += 1
-        if len(delivered) > 1:
+        if unordered and len(delivered) > 1:
             delivered.sort(key=_BY_TS)  # "in ascending order of Segment.xmit_ts"
         for r in delivered:
             self._update(r, now, ts_echo_ms)  # Step 2
