@@ -209,10 +209,31 @@ class Rack:
         for r in delivered:
             self._update(r, now, ts_echo_ms)  # Step 2
             self._detect_reordering(r)  # Step 3
+        if sacked:
+            self._coalesce_sacked()
         if dsack:
             self.dsacks += 1
         self._update_reo_wnd(una, dsack, snd_nxt, recovering, srtt_ns)  # Step 4
         return self._detect_loss(now)  # Step 5
+
+    def _coalesce_sacked(self) -> None:
+        """Join adjacent SACKed records with the same flags: SACK edges split records, and a
+        SACKed record's send time no longer matters (RACK skips it; the cumulative ACK drops it
+        undelivered), so the list stays about as long as the holes, bounding each ACK's work."""
+        records = self.records
+        kept: list[list[int]] = []
+        prev: list[int] | None = None
+        for r in records:
+            flags = r[_FLAGS]
+            if prev is not None and flags & SACKED and flags == prev[_FLAGS] and r[_START] == prev[_END]:
+                prev[_END] = r[_END]
+                if flags & RETRANSMITTED:
+                    self._retrans_out -= 1
+                continue
+            kept.append(r)
+            prev = r
+        if len(kept) != len(records):
+            records[:] = kept
 
     def _update(self, r: list[int], now: int, ts_echo_ms: int | None) -> None:
         """RACK_update(): take the delivered segment's send time unless its RTT is ambiguous."""

@@ -228,3 +228,14 @@ def test_rack_rtt_comes_from_every_unambiguous_delivery_not_only_the_newest_sent
     assert r.rtt == 100 * US and r.xmit_ts == 10 * US
     ack(r, 150 * US, una=2)  # segment 0 (sent at 0) arrives late: RFC 8985 6.2 Step 2 takes its RTT too
     assert r.rtt == 150 * US and r.xmit_ts == 10 * US
+
+
+def test_sacked_records_split_at_sack_edges_are_joined_again() -> None:
+    r = rack_with(*((i, i * US) for i in range(10)))
+    for top in range(2, 11):  # the peer SACKs one more segment per ACK: 1..top
+        ack(r, (100 + top) * US, sacked=((1, top),))
+    # segment 0 (still missing) and one SACKed record for 1-9, not nine
+    assert [(s - B, e - B, f) for s, e, _, f in r.records] == [(0, 1000, 2), (1000, 10_000, 4)]
+    assert r.segs_sacked == 9000
+    ack(r, 300 * US, una=10)
+    assert r.records == [] and r.segs_sacked == 0
