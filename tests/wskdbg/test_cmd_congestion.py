@@ -45,11 +45,11 @@ def test_netsh_set_supplemental_switches_the_provider_for_new_connections_and_re
                           ("!netsh int tcp show supplemental extra", "unexpected 'extra'")):
         result = dbg.execute(line)
         assert result.error and message in result.text, (line, result.text)
-    assert run(dbg, "!netsh int tcp set supplemental template=internet congestionprovider=newreno") == "Ok."
+    assert run(dbg, "!netsh int tcp set supplemental template=internet congestionprovider=newreno") .startswith("Ok.\n(lab) ")
     assert dbg.execute("!netsh int tcp show supplemental").data["congestion_provider"] == "newreno"
     assert dbg.world.host("winsrv").stack.tcp.config.congestion_provider == "newreno"
     assert dbg.world.host("client").stack.tcp.config.congestion_provider == "cubic"  # one host's template
-    assert run(dbg, "!netsh int tcp set supplemental congestionprovider=cubic") == "Ok."
+    assert run(dbg, "!netsh int tcp set supplemental congestionprovider=cubic") .startswith("Ok.\n(lab) ")
 
 
 def test_a_loss_stops_at_tcp_retransmit_and_tcb_shows_cubic_and_prr(dbg) -> None:
@@ -115,12 +115,12 @@ def test_netsh_set_global_hystart_disabled_gives_rfc_5681_slow_start_to_new_conn
     run(dbg, ".host winsrv")
     tcp = dbg.world.host("winsrv").stack.tcp
     assert tcp.config.slow_start_ack_limit == 8
-    assert run(dbg, "!netsh int tcp set global hystart=disabled prr=disabled") == "Ok."
+    assert run(dbg, "!netsh int tcp set global hystart=disabled prr=disabled") .startswith("Ok.\n(lab) ")
     assert (tcp.config.slow_start_ack_limit, tcp.config.prr) == (1, False)
     assert dbg.world.host("client").stack.tcp.config.slow_start_ack_limit == 8  # one host's setting
     text = run(dbg, "!netsh int tcp show global")
     assert "HyStart                             : disabled" in text and "(RFC 5681)" in text
-    assert run(dbg, "!netsh int tcp set global hystart=enabled prr=enabled") == "Ok."
+    assert run(dbg, "!netsh int tcp set global hystart=enabled prr=enabled") .startswith("Ok.\n(lab) ")
     assert (tcp.config.slow_start_ack_limit, tcp.config.prr) == (8, True)
     for line in ("!netsh int tcp set global hystart=maybe", "!netsh int tcp set global", "!netsh int tcp show global x"):
         assert dbg.execute(line).error, line

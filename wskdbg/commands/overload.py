@@ -118,7 +118,7 @@ def _netsh_supplemental(dbg: "Engine", inv: Invocation, words: list[tuple[str, i
             raise inv.error("give congestionprovider=cubic or congestionprovider=newreno", len(inv.args))
         # A fresh configuration (hosts may share one object); connections made from now on use it.
         tcp.set_config(replace(tcp.config, congestion_provider=values["congestionprovider"]))
-        return CommandResult("Ok.", {"congestion_provider": tcp.config.congestion_provider})
+        return CommandResult(f"Ok.\n(lab) {dbg.current_host}: for connections made from now on (.host picks the host)", {"congestion_provider": tcp.config.congestion_provider})
     cfg = tcp.config
     rows = [("Minimum RTO (msec)", cfg.rto_min_ns // 1_000_000),
             ("Initial Congestion Window (MSS)", cfg.initial_cwnd_segments),
@@ -161,7 +161,8 @@ def _netsh_global(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]], 
         if not changes:
             raise inv.error("give hystart=enabled|disabled or prr=enabled|disabled", len(inv.args))
         tcp.set_config(replace(tcp.config, **changes))  # connections made from now on use it
-        return CommandResult("Ok.", {"hystart": tcp.config.slow_start_ack_limit > 1, "prr": tcp.config.prr})
+        return CommandResult(f"Ok.\n(lab) {dbg.current_host}: for connections made from now on (.host picks the host)",
+                             {"hystart": tcp.config.slow_start_ack_limit > 1, "prr": tcp.config.prr})
     cfg = tcp.config
     hystart = cfg.slow_start_ack_limit > 1
     rows = [("Receive Window Auto-Tuning Level", "normal" if cfg.recv_buffer_max else "disabled"),
@@ -169,8 +170,9 @@ def _netsh_global(dbg: "Engine", inv: Invocation, words: list[tuple[str, int]], 
             ("Initial RTO", cfg.rto_initial_ns // 1_000_000),
             ("Max SYN Retransmissions", cfg.syn_retries),
             ("HyStart", "enabled" if hystart else "disabled"),
-            ("Proportional Rate Reduction", "enabled" if cfg.prr else "disabled")]
-    # Windows prints more rows (Receive-Side Scaling, ECN, Fast Open, Pacing Profile, ...): the lab
+            ("Proportional Rate Reduction", "enabled" if cfg.prr else "disabled"),
+            ("Pacing Profile", "off")]  # the lab's TCP never paces: why HyStart++'s L is 8 (RFC 9406 4.3)
+    # Windows prints more rows (Receive-Side Scaling, ECN, Fast Open, Receive Segment Coalescing, ...): the lab
     # prints only what it models, with its own values.
     lines = ["Querying active state...", "", "TCP Global Parameters", "-" * 46]
     lines += [f"{name:<36}: {value}" for name, value in rows]
