@@ -83,7 +83,8 @@ class TcpConnection:
         "_rexmit_at", "_delack_at", "_persist_at", "_tw_at", "_ka_at", "_rexmit_count", "_persist_backoff",
         "_persist_unanswered", "_probe_pending", "_probe_outstanding", "_ka_pending", "_ka_probes",
         "_ack_now", "_unacked_segs", "_invalid_ack_at", "_fast_rexmit", "_rtt_seq", "_rtt_start", "_rtt_karn", "_karn_tsval", "_syn_retransmitted",
-        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size", "_rack", "_rack_at",
+        "_rtt", "_cc", "_sack", "_sack_busy", "_syn_jitter", "tso_size", "_rack", "_rack_at", "_rack_rto",
+        "_sacked_before",
         # counters
         "segments_sent", "segments_received", "retransmissions", "fast_retransmits", "sack_retransmissions",
         "timeouts", "dup_acks",
@@ -177,6 +178,8 @@ class TcpConnection:
         # that keeps the SACK work off the path of ordinary ACKs.
         self._sack_busy = False
         self._rack: Rack | None = None  # RACK-TLP loss detection (RFC 8985), with SACK only: _rack_start
+        self._rack_rto = False  # after a timeout RACK marked (RFC 8985 6.3): resend what it marked lost
+        self._sacked_before = 0  # the scoreboard's SACKed bytes before the ACK _take_sack last took
         self._rack_at: int | None = None  # its reordering timer or PTO, whichever is due first
         # Extra ns added to each SYN / SYN-ACK retransmission timeout (given the RTO): the glue
         # draws it from the world's seed so that a burst of handshakes does not retry in
@@ -384,7 +387,7 @@ class TcpConnection:
             if self._fast_rexmit:
                 self._fast_rexmit = False
                 self._retransmit_head(now_ns, out)
-            if self._sack_busy and self._cc.in_recovery:
+            if self._sack_busy and (self._cc.in_recovery or self._rack_rto):
                 self._send_sack_recovery(now_ns, out)
             else:
                 self._send_data(now_ns, out)
@@ -789,9 +792,12 @@ class TcpConnection:
                 self._sack_busy = self._sack_on
         if seg.sack_blocks or self._sack_busy:
             self._take_sack(seg.sack_blocks, snd_una)
-            self._prr_ack()
+            if self._rack is None:
+                self._prr_ack()
         if self._rack is not None:
             self._rack_on_ack(seg, snd_una, ack, now)
+            if self._sack_busy:
+                self._prr_ack()  # after RACK marked this ACK's losses (and maybe started recovery)
         # Window update, guarded against old segments (RFC 9293 3.10.7.4).  An ACK that
         # advances SND.UNA is newer than any that came before, whatever its SEQ (a peer
         # that went back to retransmit sends old SEQs): as Linux's tcp_may_update_window.
@@ -839,13 +845,13 @@ class TcpConnection:
             return  # SACK was not negotiated: blocks are ignored
         board = sack.scoreboard
         una = self._snd_una
-        sacked_before = board.sacked_bytes
+        self._sacked_before = sacked_before = board.sacked_bytes
         board.take(blocks, una, self._snd_max)
         if not sack.in_recovery and board.is_lost(una) \
                 and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
             self._fast_rexmit = True
             self._prr_count_trigger(una if una_before is None else una_before, sacked_before)
-        self._sack_busy = bool(board.ranges) or sack.in_recovery
+        self._sack_busy = bool(board.ranges) or sack.in_recovery or self._rack_rto
 
     def _new_cubic(self) -> Cubic | None:
         """The "cubic" congestion provider's state (RFC 9438), on the connection's RTT estimator."""
@@ -1274,7 +1280,7 @@ class TcpConnection:
             sack.prr.on_send(n)
 
     def _resend(self, now: int, out: list[TcpSegment], seq: int, n: int,
-                reason: Literal["fast", "sack", "tlp"]) -> int:
+                reason: Literal["fast", "sack", "tlp", "rto"]) -> int:
         """Retransmit up to `n` bytes (one segment) at `seq` < SND.MAX regardless of
         cwnd; returns the sequence space it covered."""
         data_end = self._sndbuf.end
@@ -1290,7 +1296,7 @@ class TcpConnection:
         out.append(self._make(now, flags, seq, payload))
         end = seq + n + (flags & FIN)
         self.retransmissions += 1
-        if self._rack is not None and self._rack.on_retransmit(seq, end, now) and reason != "tlp":
+        if self._rack is not None and self._rack.on_retransmit(seq, end, now) and reason != "tlp" and reason != "rto":
             reason = "rack"  # RACK marked it lost (RFC 8985 6.2), whichever rule picked it
         elif reason == "fast":
             self.fast_retransmits += 1
@@ -1301,7 +1307,7 @@ class TcpConnection:
         if self._snd_nxt < end:
             self._snd_nxt = end
         sack = self._sack
-        if sack is not None and reason != "tlp" and end > sack.scoreboard.high_rxt:
+        if sack is not None and reason != "tlp" and end > sack.scoreboard.high_rxt:  # (a timeout's head too)
             sack.scoreboard.high_rxt = end  # RFC 6675 (C.2)
         self._prr_sent(end - seq)
         return end - seq
@@ -1423,7 +1429,10 @@ class TcpConnection:
         else:
             self._cc.on_rto(self._snd_max - self._snd_una, self._snd_max)
             sack = self._sack
-            if sack is not None:
+            if self._rack is not None and self._rexmit_count == 1:
+                self._rack_on_rto(now)  # RFC 8985 6.3: resend what RACK marks lost, not everything
+            elif sack is not None:
+                self._rack_rto = False
                 # The first timeout keeps the scoreboard, so going back skips SACKed data
                 # (RFC 6675 5.1).  A second one for the same SND.UNA drops it: SACKs are
                 # advisory and the receiver may have reneged (RFC 2018 section 8), so
@@ -1431,10 +1440,11 @@ class TcpConnection:
                 if self._rexmit_count > 1:
                     sack.scoreboard.clear()
                 self._sack_busy = bool(sack.scoreboard.ranges)
-            self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
-            self._fast_rexmit = False
-            if self._rack is not None:
-                self._rack_on_rto()
+            if not self._rack_rto:
+                self._snd_nxt = self._snd_una  # go back: resend from the first unacknowledged byte
+                self._fast_rexmit = False
+                if self._rack is not None:
+                    self._rack_go_back()
         self._rtt_seq = None
         rto = self._rtt.rto_ns
         if synchronizing and self._syn_jitter is not None:
@@ -1494,6 +1504,7 @@ class TcpConnection:
         assert self._sack is not None
         self._rack = Rack(self._max_payload)
         self._sack.scoreboard.set_rack_frontier(0)
+        self._sack.scoreboard.rack = self._rack
 
     def _rack_sent(self, seq: int, end: int, now: int, prev_max: int) -> None:
         """[seq, end) left (new above `prev_max`, the old SND.MAX; resent below it).  New data
@@ -1526,6 +1537,8 @@ class TcpConnection:
         if ack == old_una and not blocks and rack.reo_at is None and rack.tlp_end_seq is None:
             return  # nothing delivered, no timer to revisit
         board = sack.scoreboard
+        if self._rack_rto and ack > self._cc.recover:
+            self._rack_rto = False  # everything sent before the timeout is acknowledged
         dsack = is_dsack(blocks, ack) if blocks else None
         timestamps = seg.timestamps
         echo_ms = (timestamps[1] - self.iss) & SEQ_MASK if timestamps is not None and self._ts_on else None
@@ -1533,29 +1546,37 @@ class TcpConnection:
                            self._rtt.srtt_ns, echo_ms)
         if rack.tlp_end_seq is not None and rack.tlp_on_ack(ack, dsack, ack == old_una and not blocks):
             self._events.append(LossProbe(ack & SEQ_MASK, True, True))
-            # "Invoke congestion control to reduce cwnd" (7.4.2): as a fast recovery would.
-            sack.enter_recovery(ack, sack.cwnd, self._snd_max)
-            self._sack_busy = True
+            if not lost and not sack.in_recovery:  # else the recovery RACK starts (or runs) reduces cwnd
+                self._tlp_cwnd_reduction(self._snd_max - old_una)
         if lost:
-            self._rack_mark_lost()
+            self._rack_mark_lost(old_una)
         if ack > old_una or (rack.pto_at is not None and board.ranges):
             self._tlp_arm(now)  # restart on new data ACKed; stop once data is delivered out of order
         self._rack_at = rack.next_deadline()
 
-    def _rack_mark_lost(self) -> None:
-        """RACK marked segments lost: they are the scoreboard's lost holes (IsLost), a lost
-        retransmission goes out again, and fast recovery starts (RFC 8985 6.2 Step 5, 9.3)."""
+    def _tlp_cwnd_reduction(self, flight: int) -> None:
+        """The probe repaired a loss: "Invoke congestion control to reduce cwnd" (RFC 8985 7.4.2), "as it
+        would any other loss" - ssthresh from the FlightSize the loss happened in (RFC 5681 eq. 4, CUBIC's
+        beta) and cwnd = ssthresh at once, without a recovery episode (there is no hole left to repair):
+        Linux's one-shot CWR in tcp_process_tlp_ack."""
+        sack = self._sack
+        assert sack is not None
+        sack.ssthresh = sack.cwnd = sack.loss_ssthresh(flight)
+
+    def _rack_mark_lost(self, una_before: int | None = None) -> None:
+        """RACK marked segments lost: they are the scoreboard's lost holes (IsLost; NextSeg resends
+        the records flagged LOST, a lost retransmission included), and fast recovery starts (RFC 8985
+        6.2 Step 5, 9.3)."""
         rack = self._rack
         sack = self._sack
         assert rack is not None and sack is not None
         board = sack.scoreboard
         board.set_rack_frontier(rack.lost_high)
-        again = rack.lost_retransmission_start(board.high_rxt)
-        if again is not None:
-            board.high_rxt = again
         una = self._snd_una
         if not sack.in_recovery and sack.enter_recovery(una, self._snd_max - una, self._snd_max):
             self._fast_rexmit = True  # the first lost segment goes out at once, whatever cwnd says
+            if una_before is not None:  # on an ACK, which PRR then counts as delivered (RFC 6937)
+                self._prr_count_trigger(una_before, self._sacked_before)
         self._sack_busy = True
 
     def _on_rack_timer(self, now: int) -> None:
@@ -1568,6 +1589,12 @@ class TcpConnection:
             rack.pto_at = None
             if self._snd_una < self._snd_max and rack.tlp_end_seq is None and self._state in CAN_SEND_PROBE:
                 self._send_tlp_probe(now)
+            elif self._snd_una < self._snd_max and rack.records:
+                # RFC 8985 7.3: "regardless of whether a loss probe was sent, the sender MUST re-arm the
+                # RTO timer, not the PTO timer, if FlightSize is not empty" (a probe is out: no second
+                # one).  One RTO after the head segment left, as Linux's tcp_rearm_rto.
+                head = rack.records[0][2] + self._rtt.rto_ns
+                self._rexmit_at = head if head > now else now
         self._rack_at = rack.next_deadline()
 
     def _send_tlp_probe(self, now: int) -> None:
@@ -1601,10 +1628,31 @@ class TcpConnection:
                                       retransmission))
         self._rexmit_at = now + self._rtt.rto_ns
 
-    def _rack_on_rto(self) -> None:
+    def _rack_on_rto(self, now: int) -> None:
+        """The first timeout for SND.UNA (RFC 8985 6.3, RACK_mark_losses_on_RTO): RACK marks lost the
+        segment at SND.UNA and those sent more than RACK.rtt + reo_wnd ago; the head goes out now, the
+        other lost ones as cwnd (1 SMSS, growing in slow start) - pipe allows, through NextSeg, until
+        everything sent before the timeout is acknowledged.  Segments in flight that RACK does not
+        deem lost are not sent again (Linux's tcp_timeout_mark_lost)."""
+        rack = self._rack
+        sack = self._sack
+        assert rack is not None and sack is not None
+        una = self._snd_una
+        rack.on_rto(now, una)
+        board = sack.scoreboard
+        board.set_rack_frontier(rack.lost_high)
+        self._rack_rto = self._sack_busy = True
+        self._fast_rexmit = False
+        self._rack_at = None
+        next_sacked = board.first_unsacked(una)[1]
+        self._resend(now, self._out, una, (next_sacked if next_sacked is not None else self._snd_max) - una, "rto")
+
+    def _rack_go_back(self) -> None:
+        """A repeated timeout: SACKs may have been reneged (the scoreboard is cleared), everything
+        unacknowledged goes out again from SND.UNA, so RACK forgets its marks and timers."""
         rack = self._rack
         assert rack is not None and self._sack is not None
-        rack.on_rto()
+        rack.on_go_back()
         self._sack.scoreboard.set_rack_frontier(0)
         self._rack_at = None
 

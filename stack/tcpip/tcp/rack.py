@@ -39,6 +39,7 @@ RETRANSMITTED = 1  # Segment.retransmitted (RFC 8985 5.2)
 LOST = 2  # Segment.lost
 SACKED = 4  # delivered out of order
 _KEY = itemgetter(_START)
+_BY_TS = itemgetter(_TS)
 
 WC_DEL_ACK_NS = 200_000_000  # RFC 8985 7.2 WCDelAckT: "The RECOMMENDED value ... is 200 ms"
 NO_SRTT_PTO_NS = 1_000_000_000  # RFC 8985 7.2: PTO = 1 second before an RTT sample
@@ -180,6 +181,8 @@ class Rack:
         Returns how many records it newly marked lost; arms or clears the reordering timer."""
         records = self.records
         delivered: list[list[int]] = []
+        # without resends or SACKs, what an ACK delivers is in send order already (Step 2's order)
+        unordered = bool(sacked) or self._retrans_out > 0
         if records and records[0][_START] < una:
             k = self._split(una)
             for r in records[:k]:
@@ -201,13 +204,36 @@ class Rack:
                     self.segs_sacked += self._segs(r)
                     delivered.append(r)
                 i += 1
+        if unordered and len(delivered) > 1:
+            delivered.sort(key=_BY_TS)  # "in ascending order of Segment.xmit_ts"
         for r in delivered:
             self._update(r, now, ts_echo_ms)  # Step 2
             self._detect_reordering(r)  # Step 3
+        if sacked:
+            self._coalesce_sacked()
         if dsack:
             self.dsacks += 1
         self._update_reo_wnd(una, dsack, snd_nxt, recovering, srtt_ns)  # Step 4
         return self._detect_loss(now)  # Step 5
+
+    def _coalesce_sacked(self) -> None:
+        """Join adjacent SACKed records with the same flags: SACK edges split records, and a
+        SACKed record's send time no longer matters (RACK skips it; the cumulative ACK drops it
+        undelivered), so the list stays about as long as the holes, bounding each ACK's work."""
+        records = self.records
+        kept: list[list[int]] = []
+        prev: list[int] | None = None
+        for r in records:
+            flags = r[_FLAGS]
+            if prev is not None and flags & SACKED and flags == prev[_FLAGS] and r[_START] == prev[_END]:
+                prev[_END] = r[_END]
+                if flags & RETRANSMITTED:
+                    self._retrans_out -= 1
+                continue
+            kept.append(r)
+            prev = r
+        if len(kept) != len(records):
+            records[:] = kept
 
     def _update(self, r: list[int], now: int, ts_echo_ms: int | None) -> None:
         """RACK_update(): take the delivered segment's send time unless its RTT is ambiguous."""
@@ -222,8 +248,8 @@ class Rack:
         rtt = now - xmit_ts
         if self.min_rtt is None or rtt < self.min_rtt:
             self.min_rtt = rtt  # Step 1
+        self.rtt = rtt  # every unambiguous delivery (RFC 8985 6.2 Step 2), in send order: the latest's stays
         if sent_after(xmit_ts, r[_END], self.xmit_ts, self.end_seq):
-            self.rtt = rtt
             self.xmit_ts = xmit_ts
             self.end_seq = r[_END]
 
@@ -275,15 +301,14 @@ class Rack:
                 continue
             xmit_ts = r[_TS]
             # RACK_sent_after(RACK.xmit_ts, RACK.end_seq, ..): a resend at the same instant is
-            # still later than the originals sent then (the lab's clock can stand still)
+            # still later than the originals sent then.  Not in RFC 8985, whose clock always moves:
+            # the lab's stands still across several ACKs and send passes, and without this rule
+            # sessions/cubic-prr.wds resends two segments that were not lost (4 resends for 2 drops)
             if xmit_ts < rack_ts or (xmit_ts == rack_ts and r[_END] < rack_end and not flags & RETRANSMITTED):
                 remaining = xmit_ts + window - now
                 if remaining <= 0:
-                    r[_FLAGS] = flags | LOST
+                    self._mark_lost(r)
                     marked += 1
-                    self.lost_marked -= (r[_START] - r[_END]) // self.smss  # segments (a large send: several)
-                    if r[_END] > self.lost_high:
-                        self.lost_high = r[_END]
                 elif remaining > timeout:
                     timeout = remaining
             elif in_order:
@@ -296,19 +321,43 @@ class Rack:
         self.reo_at = None
         return self._detect_loss(now)
 
-    def lost_retransmission_start(self, high_rxt: int) -> int | None:
-        """The lowest record below `high_rxt` marked lost after it was resent (a lost
-        retransmission RACK found, 9.3), or None."""
+    def first_lost(self) -> tuple[int, int] | None:
+        """The lowest record marked lost and not resent since (NextSeg rule 1 with RACK), or None."""
         for r in self.records:
-            if r[_START] >= high_rxt:
-                break
-            if r[_FLAGS] & LOST and r[_FLAGS] & RETRANSMITTED:
-                return r[_START]
+            if r[_FLAGS] & LOST:
+                return r[_START], r[_END]
         return None
 
-    def on_rto(self) -> None:
-        """A retransmission timeout: the episode and the timers end; the connection goes back
-        and resends everything unSACKed, which updates each record's send time."""
+    def pipe(self) -> int:
+        """RFC 6675 pipe with RACK's marks: octets neither SACKed nor marked lost (a resent record
+        counts once, its retransmission; Linux's packets_out - sacked_out - lost_out + retrans_out)."""
+        total = 0
+        for r in self.records:
+            if not r[_FLAGS] & (SACKED | LOST):
+                total += r[_END] - r[_START]
+        return total
+
+    def on_rto(self, now: int, una: int) -> None:
+        """RACK_mark_losses_on_RTO() (RFC 8985 6.3): the segment at SND.UNA and every one not SACKed
+        that has waited RACK.rtt + RACK.reo_wnd since it was sent is lost.  The episode and the
+        timers end."""
+        self.tlp_end_seq = None
+        self.pto_at = self.reo_at = None
+        deadline = now - self.rtt - self.reo_wnd
+        for r in self.records:
+            flags = r[_FLAGS]
+            if not flags & (SACKED | LOST) and (r[_START] <= una or r[_TS] <= deadline):
+                self._mark_lost(r)
+
+    def _mark_lost(self, r: list[int]) -> None:
+        r[_FLAGS] |= LOST
+        self.lost_marked -= (r[_START] - r[_END]) // self.smss  # segments (a large send: several)
+        if r[_END] > self.lost_high:
+            self.lost_high = r[_END]
+
+    def on_go_back(self) -> None:
+        """A repeated timeout: the connection goes back and resends everything from SND.UNA,
+        which updates each record's send time; no mark stands."""
         self.tlp_end_seq = None
         self.pto_at = self.reo_at = None
         self.lost_high = 0

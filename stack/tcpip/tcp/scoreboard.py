@@ -21,7 +21,7 @@ MAX_RANGES = 64  # a peer cannot make the scoreboard grow without bound
 
 
 class Scoreboard:
-    __slots__ = ("smss", "ranges", "sacked_bytes", "high_rxt", "_lost_below", "rack_frontier")
+    __slots__ = ("smss", "ranges", "sacked_bytes", "high_rxt", "_lost_below", "rack_frontier", "rack")
 
     def __init__(self, smss: int) -> None:
         self.smss = smss
@@ -32,6 +32,9 @@ class Scoreboard:
         # With RACK-TLP (rack.py) RACK decides what is lost, not DupThresh: the frontier is one past
         # the highest octet RACK marked lost (RFC 8985 is "an alternative to the DupAck threshold").
         self.rack_frontier: int | None = None
+        # ... and its per-record LOST flags say which holes NextSeg resends and what pipe leaves out
+        # (as Linux's per-skb LOST/RETRANS bits): a Rack (rack.py) with lost_holes() and pipe().
+        self.rack = None
 
     @property
     def high_sacked(self) -> int:
@@ -146,6 +149,8 @@ class Scoreboard:
     def pipe(self, una: int, snd_max: int) -> int:
         """RFC 6675 SetPipe: unSACKed octets in flight that are not lost, plus those
         retransmitted in this episode (counted again if not lost)."""
+        if self.rack is not None:
+            return self.rack.pipe()
         lost = self._lost_below
         rxt = self.high_rxt
         total = 0
@@ -165,7 +170,17 @@ class Scoreboard:
     def next_seg(self, una: int, new_data: bool) -> tuple[int, int] | None:
         """RFC 6675 NextSeg for retransmissions: rule 1 (the first lost hole above
         HighRxt), or rule 3 (the first unSACKed hole above HighRxt) when rule 2 (new
-        data, `new_data`) cannot send.  Returns (seq, length) or None."""
+        data, `new_data`) cannot send.  Returns (seq, length) or None.  With RACK, rule 1's
+        "lost" is RACK's LOST flag, wherever the hole lies: a lost retransmission below HighRxt goes
+        out again, a retransmission still in flight never does."""
+        if self.rack is not None:
+            lost = self.rack.first_lost()
+            if lost is not None:
+                return lost[0], min(self.smss, lost[1] - lost[0])
+            if new_data:
+                return None
+            seq, next_sacked = self.first_unsacked(self.high_rxt if self.high_rxt > una else una)
+            return None if next_sacked is None else (seq, min(self.smss, next_sacked - seq))
         seq, next_sacked = self.first_unsacked(self.high_rxt if self.high_rxt > una else una)
         if next_sacked is None:
             return None  # nothing SACKed above: rules 1.b and 3 both fail

@@ -68,7 +68,7 @@ def test_a_lost_retransmission_is_detected() -> None:
     r.on_send(B + 5000, B + 6000, 140 * US)  # new data after it
     ack(r, 240 * US, sacked=((1, 4), (5, 6)))  # 5 (sent at 140) delivered; the resend (130) is not
     assert lost(r) == [0, 4]
-    assert r.lost_retransmission_start(B + 1000) == B  # below HighRxt: the resend itself was lost
+    assert r.first_lost() == (B, B + 1000)  # NextSeg's first lost hole: the resend itself was lost
 
 
 def test_reo_wnd_is_a_quarter_min_rtt_and_never_above_srtt() -> None:
@@ -206,9 +206,36 @@ def test_records_split_where_sacks_and_acks_cut_a_large_send() -> None:
     assert r.segs_sacked == 2000
 
 
-def test_an_rto_ends_the_episode_and_forgets_what_was_marked_lost() -> None:
+def test_a_repeated_rto_ends_the_episode_and_forgets_what_was_marked_lost() -> None:
     r = rack_with((0, 0), (1, 10 * US), (2, 20 * US), (3, 30 * US))
     ack(r, 120 * US, sacked=((1, 4),))
     r.on_probe_sent(B + 4000, True)
-    r.on_rto()
+    r.on_go_back()
     assert lost(r) == [] and r.tlp_end_seq is None and r.lost_high == 0 and r.next_deadline() is None
+
+
+def test_an_rto_marks_lost_the_head_and_what_waited_rtt_plus_reo_wnd_only() -> None:
+    r = rack_with((0, 0), (1, 10 * US), (2, 20 * US), (3, 200 * US), (4, 290 * US))
+    ack(r, 110 * US, sacked=((1, 2),))  # RACK.rtt 100 us; reo_wnd a quarter of min_rtt (25 us)
+    r.on_probe_sent(B + 5000, True)
+    r.on_rto(300 * US, B)  # RFC 8985 6.3: SND.UNA's segment, and those sent before 300 - 125 = 175 us
+    assert lost(r) == [0, 2] and r.tlp_end_seq is None and r.next_deadline() is None
+
+
+def test_rack_rtt_comes_from_every_unambiguous_delivery_not_only_the_newest_sent() -> None:
+    r = rack_with((0, 0), (1, 10 * US))
+    ack(r, 110 * US, sacked=((1, 2),))  # segment 1 (sent at 10 us): RACK.rtt 100 us, RACK.xmit_ts 10 us
+    assert r.rtt == 100 * US and r.xmit_ts == 10 * US
+    ack(r, 150 * US, una=2)  # segment 0 (sent at 0) arrives late: RFC 8985 6.2 Step 2 takes its RTT too
+    assert r.rtt == 150 * US and r.xmit_ts == 10 * US
+
+
+def test_sacked_records_split_at_sack_edges_are_joined_again() -> None:
+    r = rack_with(*((i, i * US) for i in range(10)))
+    for top in range(2, 11):  # the peer SACKs one more segment per ACK: 1..top
+        ack(r, (100 + top) * US, sacked=((1, top),))
+    # segment 0 (still missing) and one SACKed record for 1-9, not nine
+    assert [(s - B, e - B, f) for s, e, _, f in r.records] == [(0, 1000, 2), (1000, 10_000, 4)]
+    assert r.segs_sacked == 9000
+    ack(r, 300 * US, una=10)
+    assert r.records == [] and r.segs_sacked == 0

@@ -169,3 +169,163 @@ def test_rack_tlp_can_be_switched_off_with_sack_on() -> None:
     h.recv()
     h.send(seg(REMOTE_ISS, L1, SYN | ACK, window=WINDOW, mss=1000, sack_permitted=True))
     assert h.conn.sack_enabled and h.conn.snapshot()["rack"] is None
+
+
+def _three_holes_resent() -> Harness:
+    """Ten segments out, 1, 3 and 5 lost; the peer's SACKs let RACK mark them lost one by one and each goes
+    out again (the scenario of a lost retransmission among retransmissions still in flight)."""
+    h = opened()
+    send_segments(h, 10)
+    h.now += RTT
+    peer_ack(h, 1000)
+    peer_ack(h, 1000, (2000, 3000))
+    peer_ack(h, 1000, (2000, 3000), (4000, 5000))
+    peer_ack(h, 1000, (2000, 3000), (4000, 5000), (6000, 7000))
+    for top in (8000, 9000, 10_000):
+        h.now += 10 * US
+        peer_ack(h, 1000, (2000, 3000), (4000, 5000), (6000, top))
+    assert resent(h) == [(1000, "rack"), (3000, "rack"), (5000, "rack")]
+    return h
+
+
+def test_a_lost_retransmission_is_resent_but_no_retransmission_still_in_flight_is() -> None:
+    h = _three_holes_resent()
+    # Segment 3's resend (sent 10 us after segment 1's) is SACKed: segment 1's resend, sent before it, is
+    # lost (RFC 8985 9.3).  Segment 5's resend left 10 us after segment 3's and is still in flight: RACK
+    # has not judged it lost, so NextSeg must not send it again (it used to, 90 us after the first resend,
+    # when HighRxt was lowered to segment 1: a needless copy whose DSACK then widened reo_wnd).
+    h.now += RTT - 10 * US
+    out = peer_ack(h, 1000, (2000, 5000), (6000, 10_000))
+    assert [((s.seq - L1) & MASK) for s in out] == [1000]
+    assert resent(h) == [(1000, "rack")]
+    h.now += 10 * US
+    assert peer_ack(h, 1000, (2000, 10_000)) == []  # segment 5's resend arrives: nothing more goes out
+    assert resent(h) == []
+
+
+def test_pipe_counts_a_resent_segment_once_and_a_lost_one_not_at_all() -> None:
+    h = _three_holes_resent()
+    board = h.conn.snapshot()["sack_scoreboard"]
+    # in flight: the three resends (3000 octets) and nothing else unSACKed (segments 7-10 are SACKed)
+    assert board["pipe"] == 3000
+
+
+def test_a_probe_that_repaired_a_loss_cuts_cwnd_to_ssthresh_of_the_flight_without_a_recovery_episode() -> None:
+    h = opened()
+    send_segments(h, 6)  # segment 6, the tail, is lost
+    h.now += RTT
+    peer_ack(h, 5000)
+    h.advance(h.conn.snapshot()["timers"]["tlp"] - h.now)  # one segment out: 2 * SRTT + WCDelAckT
+    assert [((s.seq - L1) & MASK) for s in h.recv()] == [5000]  # the probe: the highest segment again
+    h.now += RTT
+    peer_ack(h, 6000)  # the probe's ACK (TLP.end_seq, no DSACK): the episode stays open
+    c = h.conn
+    h.conn.send(b"n" * 1000)
+    assert len(h.recv()) == 1
+    cwnd_before = c.snapshot()["cwnd"]
+    h.now += RTT
+    peer_ack(h, 7000)  # above TLP.end_seq: the probe repaired a single loss (RFC 8985 7.4.2)
+    snap = c.snapshot()
+    assert snap["rack"]["tlp_recoveries"] == 1
+    cong = snap
+    # "as it would any other loss": ssthresh from the 1000 octets in flight (CUBIC: 0.7 x, at least
+    # 2 SMSS), cwnd = ssthresh at once, and no recovery episode - the PTO keeps watching new data
+    assert cong["ssthresh"] == cong["cwnd"] == max(700, 2 * c._sack.smss) < cwnd_before
+    assert not snap["sack_scoreboard"]["in_sack_recovery"]
+    h.conn.send(b"m" * 1000)
+    h.recv()
+    assert snap["timers"]["tlp"] is None and c.snapshot()["timers"]["tlp"] is not None
+
+
+def test_a_timeout_resends_what_rack_marks_lost_not_segments_sent_within_the_last_round_trip() -> None:
+    h = opened()
+    c = h.conn
+    send_segments(h, 1)
+    h.now += RTT
+    peer_ack(h, 1000)  # RACK.rtt 100 us
+    c.send(b"a" * 2000)
+    assert len(h.recv()) == 2  # segments 1000 and 2000: both lost, and so is the tail probe
+    h.advance(c.snapshot()["timers"]["tlp"] - h.now)
+    h.recv()
+    rto_at = c.snapshot()["timers"]["retransmit"]
+    h.advance(rto_at - h.now - 50 * US)
+    c.send(b"b" * 3000)  # segments 3000-5000 leave 50 us before the timeout: in flight when it fires
+    assert len(h.recv()) == 3
+    h.take_events()
+    h.advance(50 * US)
+    out = h.recv()
+    # RFC 8985 6.3: SND.UNA's segment and those older than RACK.rtt + reo_wnd are lost; the three
+    # sent 50 us ago are not and stay in flight.  Only the head goes now (cwnd 1 SMSS).
+    assert [((s.seq - L1) & MASK) for s in out] == [1000]
+    assert resent(h) == [(1000, "rto")]
+    h.now += 20 * US
+    assert peer_ack(h, 2000) == []  # cwnd 2 SMSS, but pipe (the three in flight) fills it: no go-back-N
+    h.now += 40 * US
+    out = peer_ack(h, 2000, (3000, 6000))  # they arrived: the lost segment 2000 goes, nothing else
+    assert [((s.seq - L1) & MASK) for s in out] == [2000]
+    h.now += RTT
+    peer_ack(h, 6000)
+    assert resent(h) == [(2000, "rack")] and c.snd_una == c.snd_max and c.timeouts == 1
+
+
+def test_the_pto_stays_off_during_recovery_even_when_nothing_is_sacked() -> None:
+    h = opened()
+    c = h.conn
+    send_segments(h, 10)  # segments 1000 and 9000 (the tail) are lost
+    h.now += RTT
+    peer_ack(h, 1000, (2000, 9000))  # RACK: 1000 lost, recovery up to 9999, 1000 resent
+    assert resent(h) == [(1000, "rack")]
+    h.now += RTT
+    out = peer_ack(h, 9000)  # the resend arrived: no SACK block left, but recovery still runs (9000 <= recover)
+    # RACK, not a probe, finds the tail: 9000 left before the delivered resend, a round trip ago
+    assert [((s.seq - L1) & MASK) for s in out] == [9000] and resent(h) == [(9000, "rack")]
+    snap = c.snapshot()
+    assert snap["sack_scoreboard"]["in_sack_recovery"] and snap["sack_scoreboard"]["blocks"] == 0
+    assert snap["timers"]["tlp"] is None  # RFC 8985 7.2: no PTO while fast recovery runs
+    h.advance(250 * US)
+    assert h.recv() == [] and c.snapshot()["rack"]["tlp_probes"] == 0
+
+
+def _prr_burst(rack_tlp: bool) -> list[list[int]]:
+    """Ten segments, 1-6 lost; the peer SACKs 7, 8, 9 and then sends a duplicate.  What each ACK sends."""
+    h = Harness(TcpConnection(config(sack=True, recv_buffer=60_000, prr=True, congestion_provider="newreno",
+                                     rack_tlp=rack_tlp), 80, 49152, LOCAL_ISS))
+    h.conn.connect(h.now)
+    h.recv_one(flags=SYN)
+    h.now += RTT
+    h.send(seg(REMOTE_ISS, L1, SYN | ACK, window=WINDOW, mss=1000, sack_permitted=True))
+    h.recv_one(flags=ACK)
+    send_segments(h, 10)
+    h.now += RTT
+    sent = [peer_ack(h, 1000)]
+    for top in (8000, 9000, 10_000):
+        sent.append(peer_ack(h, 1000, (7000, top)))
+    h.now += 10 * US
+    sent.append(peer_ack(h, 1000, (7000, 10_000)))
+    return [[(s.seq - L1) & MASK for s in out] for out in sent]
+
+
+def test_prr_counts_the_ack_on_which_rack_starts_recovery_and_sends_as_the_dupthresh_path() -> None:
+    # RFC 6937: the ACK that starts recovery delivered data (segment 9 SACKed); PRR runs on it after RACK
+    # marked the losses, so the first burst is PRR's, not ssthresh - pipe (it was 1000-4000 at once).
+    assert _prr_burst(True) == _prr_burst(False) == [[], [], [], [1000, 2000], [3000]]
+
+
+def test_a_pto_that_fires_while_a_probe_is_out_sends_nothing_and_rearms_the_rto() -> None:
+    h = opened()
+    c = h.conn
+    send_segments(h, 6)
+    h.now += RTT
+    peer_ack(h, 4000)
+    h.advance(2 * c.srtt_ns)
+    probed_at = h.now
+    assert [((s.seq - L1) & MASK) for s in h.recv()] == [5000]  # the probe; TLP.end_seq 6000
+    h.now += RTT
+    peer_ack(h, 5000)  # new data ACKed below TLP.end_seq: the PTO (and the RTO) restart, the episode stays open
+    fires = c.snapshot()["timers"]["tlp"]
+    assert fires is not None and c.snapshot()["rack"]["tlp_end_seq"] == (L1 + 6000) & MASK
+    assert c.snapshot()["timers"]["retransmit"] == h.now + c.snapshot()["rto_ns"]
+    h.advance(fires - h.now)
+    assert h.recv() == [] and c.snapshot()["rack"]["tlp_probes"] == 1  # one probe per episode
+    # RFC 8985 7.3: the RTO is re-armed, one RTO after the head segment (the probe) left
+    assert c.snapshot()["timers"]["retransmit"] == probed_at + c.snapshot()["rto_ns"]
