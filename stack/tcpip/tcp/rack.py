@@ -73,7 +73,7 @@ class Rack:
     """RACK and TLP state of one connection (RFC 8985 section 5.3's variables, same names)."""
 
     __slots__ = (
-        "smss", "records", "xmit_ts", "end_seq", "rtt", "min_rtt", "fack", "reordering_seen",
+        "smss", "records", "xmit_ts", "end_seq", "xmit_retrans", "rtt", "min_rtt", "fack", "reordering_seen",
         "reo_wnd", "reo_wnd_mult", "reo_wnd_persist", "dsack_round", "segs_sacked", "_retrans_out",
         "_was_recovering", "lost_high", "reo_at",
         "tlp_end_seq", "tlp_is_retrans", "pto_at", "pto_ns",
@@ -86,6 +86,7 @@ class Rack:
         self.records: list[list[int]] = []
         self.xmit_ts = -1  # RACK.xmit_ts: send time of the most recently sent segment delivered
         self.end_seq = 0  # RACK.end_seq: its end
+        self.xmit_retrans = False  # whether that segment was a retransmission (for same-instant ties)
         self.rtt = 0  # RACK.rtt: the RTT that segment measured
         self.min_rtt: int | None = None  # RACK.min_RTT (the minimum of every sample: the lab's path is fixed)
         self.fack = 0  # RACK.fack: the highest end delivered
@@ -252,6 +253,7 @@ class Rack:
         if sent_after(xmit_ts, r[_END], self.xmit_ts, self.end_seq):
             self.xmit_ts = xmit_ts
             self.end_seq = r[_END]
+            self.xmit_retrans = bool(r[_FLAGS] & RETRANSMITTED)
 
     def _detect_reordering(self, r: list[int]) -> None:
         """RACK_detect_reordering(): delivered below the highest delivered, never resent."""
@@ -290,7 +292,7 @@ class Rack:
         if self.xmit_ts < 0:
             self.reo_at = None
             return 0
-        rack_ts, rack_end = self.xmit_ts, self.end_seq
+        rack_ts, rack_end, rack_retrans = self.xmit_ts, self.end_seq, self.xmit_retrans
         window = self.rtt + self.reo_wnd
         timeout = 0
         marked = 0
@@ -303,8 +305,13 @@ class Rack:
             # RACK_sent_after(RACK.xmit_ts, RACK.end_seq, ..): a resend at the same instant is
             # still later than the originals sent then.  Not in RFC 8985, whose clock always moves:
             # the lab's stands still across several ACKs and send passes, and without this rule
-            # sessions/cubic-prr.wds resends two segments that were not lost (4 resends for 2 drops)
-            if xmit_ts < rack_ts or (xmit_ts == rack_ts and r[_END] < rack_end and not flags & RETRANSMITTED):
+            # sessions/cubic-prr.wds resends two segments that were not lost (4 resends for 2 drops).
+            # Resends at one instant leave in sequence order (NextSeg), so when RACK's segment is a
+            # resend too the tie-break by end holds: a burst of resends whose head the receiver dropped
+            # is caught by its delivered tail instead of waiting for the RTO (RFC 8985 6.2's lost
+            # retransmission)
+            if xmit_ts < rack_ts or (xmit_ts == rack_ts and r[_END] < rack_end
+                                     and (rack_retrans or not flags & RETRANSMITTED)):
                 remaining = xmit_ts + window - now
                 if remaining <= 0:
                     self._mark_lost(r)

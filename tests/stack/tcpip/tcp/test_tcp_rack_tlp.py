@@ -329,3 +329,25 @@ def test_a_pto_that_fires_while_a_probe_is_out_sends_nothing_and_rearms_the_rto(
     assert h.recv() == [] and c.snapshot()["rack"]["tlp_probes"] == 1  # one probe per episode
     # RFC 8985 7.3: the RTO is re-armed, one RTO after the head segment (the probe) left
     assert c.snapshot()["timers"]["retransmit"] == probed_at + c.snapshot()["rto_ns"]
+
+
+def test_a_lost_head_of_resends_sent_at_one_instant_is_caught_by_their_delivered_tail_not_the_rto() -> None:
+    h = opened()
+    send_segments(h, 10)  # segments 0-2 are lost
+    h.now += RTT
+    out = peer_ack(h, 0, (3000, 10_000))
+    # RACK marks the three lost and all three go out again at the same instant (in sequence order)
+    assert [((s.seq - L1) & MASK) for s in out] == [0, 1000, 2000]
+    assert resent(h) == [(0, "rack"), (1000, "rack"), (2000, "rack")]
+    h.now += RTT
+    # The receiver's ring dropped the first two resends; the third arrives.  RACK's segment is now that
+    # resend, and the two sent with it but lower in sequence were sent before it: they are lost retransmissions
+    # (RFC 8985 6.2 Step 5), resent now.  The lab's tie-break for resends at one instant used to skip them,
+    # leaving no reordering timer and no PTO (recovery runs): the connection waited for the 300 ms RTO.
+    out = peer_ack(h, 0, (2000, 10_000))
+    assert [((s.seq - L1) & MASK) for s in out] == [0, 1000]
+    assert resent(h) == [(0, "rack"), (1000, "rack")]
+    h.now += RTT
+    peer_ack(h, 10_000)
+    c = h.conn
+    assert c.timeouts == 0 and c.snd_una == c.snd_max
